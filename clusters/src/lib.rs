@@ -1,0 +1,25 @@
+//! Local Kubernetes clusters on one Linux host, for `mesh up` and for tests:
+//! real etcd, kube-apiserver and kube-controller-manager built from pinned
+//! upstream sources (see `clusters/k8s/`), started in seconds and torn down
+//! without leaving a process, port or file behind.
+//!
+//! - [`binaries`]: which Kubernetes release, where it is cached, building it.
+//! - [`control_plane`]: starting, detaching and stopping one control plane.
+//! - [`process`]: components in process groups, and the janitor that cleans
+//!   up when their owner dies.
+//! - [`pki`], [`kubeconfig`]: the certificates and the kubeconfig.
+//! - [`local`]: the cluster behind `mesh up` / `mesh down`.
+//! - [`testing`]: one control plane shared by every test of a run.
+//! - [`progress`]: progress lines for long operations.
+
+pub mod binaries;
+pub mod control_plane;
+pub mod kubeconfig;
+pub mod local;
+pub mod pki;
+pub mod process;
+pub mod progress;
+pub mod testing;
+
+pub use binaries::{Binaries, Binary, KUBERNETES_VERSION};
+pub use control_plane::{ControlPlane, ControlPlaneConfig, ControlPlaneInfo};

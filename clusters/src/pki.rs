@@ -1,0 +1,106 @@
+//! The certificates and keys one local control plane needs, made with rcgen:
+//! a cluster CA, the API server's serving certificate, an admin client
+//! certificate (group `system:masters`) and the ServiceAccount token signing
+//! key, so that TokenRequest and TokenReview work as in a real cluster.
+
+use std::net::IpAddr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// PEM-encoded material for one control plane.
+#[derive(Debug, Clone)]
+pub struct ControlPlanePki {
+    /// The cluster CA certificate; clients trust it, the API server checks
+    /// client certificates against it.
+    pub ca_cert: String,
+    /// The cluster CA key (the controller-manager signs CSRs with it).
+    pub ca_key: String,
+    /// The API server's serving certificate and key.
+    pub serving_cert: String,
+    /// Key of `serving_cert`.
+    pub serving_key: String,
+    /// A client certificate in group `system:masters`, for the kubeconfig.
+    pub admin_cert: String,
+    /// Key of `admin_cert`.
+    pub admin_key: String,
+    /// The key that signs and verifies ServiceAccount tokens.
+    pub service_account_key: String,
+}
+
+/// Names and addresses the API server's certificate must carry.
+#[derive(Debug, Clone)]
+pub struct ServingNames {
+    /// The addresses the API server listens on or is reached at.
+    pub addresses: Vec<IpAddr>,
+    /// The first address of the service CIDR (the `kubernetes` Service).
+    pub service_ip: IpAddr,
+    /// The cluster domain, for `kubernetes.default.svc.<domain>`.
+    pub cluster_domain: String,
+}
+
+impl ControlPlanePki {
+    /// Generates fresh material for a control plane named `cluster`.
+    pub fn generate(cluster: &str, names: &ServingNames) -> Result<Self, rcgen::Error> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::default();
+        ca_params.distinguished_name = common_name(&format!("mesh-{cluster}-ca"));
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, &ca_key);
+
+        let mut dns_names = vec![
+            "localhost".to_owned(),
+            "kubernetes".to_owned(),
+            "kubernetes.default".to_owned(),
+            "kubernetes.default.svc".to_owned(),
+            format!("kubernetes.default.svc.{}", names.cluster_domain),
+        ];
+        dns_names.dedup();
+        let mut serving = CertificateParams::new(dns_names)?;
+        serving.distinguished_name = common_name("kube-apiserver");
+        serving
+            .subject_alt_names
+            .extend(names.addresses.iter().copied().map(SanType::IpAddress));
+        serving
+            .subject_alt_names
+            .push(SanType::IpAddress(names.service_ip));
+        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let serving_key = KeyPair::generate()?;
+        let serving_cert = serving.signed_by(&serving_key, &issuer)?;
+
+        let mut admin = CertificateParams::default();
+        admin.distinguished_name = common_name("mesh-admin");
+        admin
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
+        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let admin_key = KeyPair::generate()?;
+        let admin_cert = admin.signed_by(&admin_key, &issuer)?;
+
+        let service_account_key = KeyPair::generate()?;
+
+        Ok(Self {
+            ca_cert: ca_cert.pem(),
+            ca_key: ca_key.serialize_pem(),
+            serving_cert: serving_cert.pem(),
+            serving_key: serving_key.serialize_pem(),
+            admin_cert: admin_cert.pem(),
+            admin_key: admin_key.serialize_pem(),
+            service_account_key: service_account_key.serialize_pem(),
+        })
+    }
+}
+
+fn common_name(name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn
+}

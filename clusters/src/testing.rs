@@ -1,0 +1,117 @@
+//! Test fixtures: one real control plane shared by every test of a test run.
+//!
+//! The first test that asks starts it, under a lock, in
+//! `$TMPDIR/mesh-tests-<runner pid>/`, and hands it over to the test runner
+//! (the parent of the test process: cargo-nextest or cargo); every other test
+//! of the run, in whichever process, finds it there. A janitor removes it
+//! when the runner exits. Tests isolate themselves with namespaces.
+//!
+//! When the control plane cannot start (no binaries, no permission) every
+//! test that needs it fails with the reason; none passes by skipping.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+use crate::binaries::Binaries;
+use crate::control_plane::{self, ControlPlane, ControlPlaneConfig, ControlPlaneInfo};
+
+/// A control plane a test can use.
+#[derive(Clone)]
+pub struct TestCluster {
+    /// Where it is.
+    pub info: ControlPlaneInfo,
+    /// An admin client.
+    pub client: kube::Client,
+}
+
+impl std::fmt::Debug for TestCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCluster").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// The control plane shared by this test run, started on first use.
+///
+/// # Panics
+///
+/// When it cannot be started or reached, with the reason: a test that needs
+/// a cluster must fail loudly, not skip.
+pub async fn shared_cluster() -> TestCluster {
+    match try_shared_cluster().await {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("this test needs a local Kubernetes control plane and none could be started: {e:#}"),
+    }
+}
+
+async fn try_shared_cluster() -> anyhow::Result<TestCluster> {
+    let owner = nix::unistd::getppid().as_raw().unsigned_abs();
+    let dir = std::env::temp_dir().join(format!("mesh-tests-{owner}"));
+    let info = loop {
+        std::fs::create_dir_all(&dir)?;
+        let lock = lock_dir(&dir).await?;
+        if !dir.exists() {
+            // A failed start removed it while we waited: try again.
+            continue;
+        }
+        let info = match control_plane::read_detached(&dir) {
+            Some(info) if control_plane::is_ready(&info.kubeconfig).await => info,
+            Some(info) => anyhow::bail!(
+                "the shared control plane in {} stopped answering; its logs are in {}/logs",
+                dir.display(),
+                info.dir.display()
+            ),
+            None => {
+                let binaries = Binaries::locate()?;
+                let config = ControlPlaneConfig {
+                    name: "test".into(),
+                    ..ControlPlaneConfig::default()
+                };
+                let plane = ControlPlane::start(&binaries, &dir, config).await?;
+                plane.hand_over(owner)?
+            }
+        };
+        drop(lock);
+        break info;
+    };
+    let client = control_plane::client_for(&info.kubeconfig).await?;
+    Ok(TestCluster { info, client })
+}
+
+/// Takes an exclusive lock on a directory, waiting for it off the runtime.
+async fn lock_dir(dir: &Path) -> std::io::Result<File> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let file = File::open(&dir)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+impl TestCluster {
+    /// Creates a namespace named `<prefix>-<unique suffix>` for one test.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{prefix}-")),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let created = Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating a test namespace {prefix}-*: {e}"));
+        created.metadata.name.unwrap_or_else(|| panic!("the API server named no namespace for {prefix}-*"))
+    }
+
+    /// The kubeconfig path, for tools (kubectl) a test runs.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.info.kubeconfig.clone()
+    }
+}

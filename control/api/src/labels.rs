@@ -1,0 +1,39 @@
+//! Label and annotation keys, as Linkerd writes them. Keys under `mesh.dev/`
+//! are ours: they only add to Linkerd's behaviour, never change a default.
+
+/// Namespace of the control plane.
+pub const CONTROL_PLANE_NAMESPACE: &str = "linkerd";
+/// Namespace of the multicluster extension (gateway, links, mirrors).
+pub const MULTICLUSTER_NAMESPACE: &str = "linkerd-multicluster";
+
+/// `enabled` or `disabled`, on a namespace or a pod template.
+pub const INJECT_ANNOTATION: &str = "linkerd.io/inject";
+/// The proxy version an injected pod runs.
+pub const PROXY_VERSION_ANNOTATION: &str = "linkerd.io/proxy-version";
+/// Prefix of the per-workload proxy configuration overrides.
+pub const CONFIG_ANNOTATION_PREFIX: &str = "config.linkerd.io/";
+
+/// On a remote Service: `true` exports it through the gateway.
+pub const MIRROR_EXPORTED: &str = "mirror.linkerd.io/exported";
+/// On a mirror Service, its Endpoints and Namespace: `"true"`.
+pub const MIRROR_MIRRORED_SERVICE: &str = "mirror.linkerd.io/mirrored-service";
+/// On mirror objects: the name of the linked cluster.
+pub const MIRROR_CLUSTER_NAME: &str = "mirror.linkerd.io/cluster-name";
+/// On a mirror Service and its Endpoints: `<svc>.<ns>.svc.<domain>` of the original.
+pub const MIRROR_REMOTE_SVC_FQ_NAME: &str = "mirror.linkerd.io/remote-svc-fq-name";
+/// On a mirror Service: the resourceVersion of the remote Service it copies.
+pub const MIRROR_REMOTE_RESOURCE_VERSION: &str = "mirror.linkerd.io/remote-resource-version";
+/// On mirror Endpoints: the identity the remote gateway must present.
+pub const MIRROR_REMOTE_GATEWAY_IDENTITY: &str = "mirror.linkerd.io/remote-gateway-identity";
+/// On the gateway Service: the gateway's identity, read by `multicluster link`.
+pub const MIRROR_GATEWAY_IDENTITY: &str = "mirror.linkerd.io/gateway-identity";
+
+/// On a TrafficSplit: which failover controller manages it.
+pub const FAILOVER_CONTROLLED_BY: &str = "failover.linkerd.io/controlled-by";
+/// On a TrafficSplit: the backend that takes traffic when healthy.
+pub const FAILOVER_PRIMARY_SERVICE: &str = "failover.linkerd.io/primary-service";
+
+/// Audience of the projected ServiceAccount token a proxy presents to Certify.
+pub const IDENTITY_TOKEN_AUDIENCE: &str = "identity.l5d.io";
+/// Where the injector mounts that token in every meshed pod.
+pub const IDENTITY_TOKEN_PATH: &str = "/var/run/secrets/tokens/linkerd-identity-token";
