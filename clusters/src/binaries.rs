@@ -212,7 +212,8 @@ pub async fn build(source_dir: &Path, out_dir: &Path) -> Result<Binaries, Binari
         return Ok(binaries);
     }
     check_go(source_dir).await?;
-    std::fs::create_dir_all(out_dir).map_err(io_error(format!("creating {}", out_dir.display())))?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(io_error(format!("creating {}", out_dir.display())))?;
     let total = Binary::ALL.len();
     for (i, binary) in Binary::ALL.into_iter().enumerate() {
         let step = Step::start(format!(
@@ -227,7 +228,8 @@ pub async fn build(source_dir: &Path, out_dir: &Path) -> Result<Binaries, Binari
             }
         }
     }
-    std::fs::write(&stamp_path, stamp).map_err(io_error(format!("writing {}", stamp_path.display())))?;
+    std::fs::write(&stamp_path, stamp)
+        .map_err(io_error(format!("writing {}", stamp_path.display())))?;
     Binaries::in_dir(out_dir.to_owned())
 }
 
@@ -240,7 +242,10 @@ fn ldflags() -> String {
         .nth(1)
         .unwrap_or_default();
     let mut flags = vec!["-s".to_owned(), "-w".to_owned()];
-    for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+    for pkg in [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ] {
         flags.push(format!("-X {pkg}.gitVersion={KUBERNETES_VERSION}"));
         flags.push(format!("-X {pkg}.gitMajor=1"));
         flags.push(format!("-X {pkg}.gitMinor={minor}"));
@@ -289,7 +294,10 @@ async fn check_go(source_dir: &Path) -> Result<(), BinariesError> {
         Ok(out) => {
             return Err(BinariesError::Go {
                 needed,
-                found: format!("`go env GOVERSION` failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                found: format!(
+                    "`go env GOVERSION` failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             });
         }
         Err(_) => {
@@ -327,9 +335,15 @@ fn version_at_least(found: &str, needed: &str) -> bool {
 fn source_stamp(source_dir: &Path) -> Result<String, BinariesError> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(ldflags().as_bytes());
-    for file in ["go.mod", "go.sum", "cmd/etcd/main.go", "cmd/coredns/main.go"] {
+    for file in [
+        "go.mod",
+        "go.sum",
+        "cmd/etcd/main.go",
+        "cmd/coredns/main.go",
+    ] {
         let path = source_dir.join(file);
-        let bytes = std::fs::read(&path).map_err(io_error(format!("reading {}", path.display())))?;
+        let bytes =
+            std::fs::read(&path).map_err(io_error(format!("reading {}", path.display())))?;
         ctx.update(file.as_bytes());
         ctx.update(&bytes);
     }
@@ -347,17 +361,25 @@ mod tests {
 
     #[test]
     fn go_mod_pins_the_same_release() {
-        let go_mod = std::fs::read_to_string(Path::new(GO_MODULE_DIR).join("go.mod")).expect("go.mod");
+        let go_mod =
+            std::fs::read_to_string(Path::new(GO_MODULE_DIR).join("go.mod")).expect("go.mod");
         let pinned = go_mod
             .lines()
             .find_map(|l| l.trim().strip_prefix("k8s.io/kubernetes "))
+            .and_then(|rest| rest.split_whitespace().next())
             .expect("go.mod requires k8s.io/kubernetes");
-        assert_eq!(pinned.trim(), KUBERNETES_VERSION);
+        assert_eq!(pinned, KUBERNETES_VERSION);
         let staging = format!("v0.{}", KUBERNETES_VERSION.trim_start_matches("v1."));
-        let replaces: Vec<&str> = go_mod.lines().filter(|l| l.contains("=> k8s.io/")).collect();
+        let replaces: Vec<&str> = go_mod
+            .lines()
+            .filter(|l| l.contains("=> k8s.io/"))
+            .collect();
         assert!(replaces.len() > 20, "staging replaces missing");
         for line in replaces {
-            assert!(line.trim_end().ends_with(&staging), "{line} is not at {staging}");
+            assert!(
+                line.trim_end().ends_with(&staging),
+                "{line} is not at {staging}"
+            );
         }
     }
 
@@ -376,7 +398,10 @@ mod tests {
         let dir = std::env::temp_dir().join("mesh-no-such-bin-dir");
         let err = Binaries::in_dir(dir).expect_err("empty dir");
         let msg = err.to_string();
-        assert!(msg.contains("kube-apiserver") && msg.contains("mesh k8s build"), "{msg}");
+        assert!(
+            msg.contains("kube-apiserver") && msg.contains("mesh k8s build"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub struct ControlPlaneInfo {
     pub components: Vec<(String, i32)>,
 }
 
+/// How long components get to exit on SIGTERM before SIGKILL. Short on
+/// purpose: a local cluster's data is deleted with it, so a graceful API
+/// server drain (which waits up to a minute for watches to end) buys nothing.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// The file in a detached control plane's directory that describes it.
 pub const INFO_FILE: &str = "cluster.json";
 
@@ -85,7 +90,9 @@ pub enum StartError {
     #[error("generating the cluster certificates: {0}")]
     Pki(#[from] rcgen::Error),
     /// A component exited during start-up.
-    #[error("{component} exited during start-up ({status}); the end of its log ({log_path}):\n{log}")]
+    #[error(
+        "{component} exited during start-up ({status}); the end of its log ({log_path}):\n{log}"
+    )]
     Exited {
         /// Which component.
         component: &'static str,
@@ -176,7 +183,8 @@ impl ControlPlane {
             });
         }
         std::fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
-        let dir = std::fs::canonicalize(dir).map_err(io_error(format!("resolving {}", dir.display())))?;
+        let dir =
+            std::fs::canonicalize(dir).map_err(io_error(format!("resolving {}", dir.display())))?;
         // From here on, `Drop` cleans up whatever went wrong.
         let janitor = Janitor::watch(std::process::id(), &dir)
             .map_err(io_error("starting the janitor process"))?;
@@ -211,7 +219,8 @@ impl ControlPlane {
         )?;
         let write = |name: &str, contents: &str| -> Result<String, StartError> {
             let path = pki_dir.join(name);
-            std::fs::write(&path, contents).map_err(io_error(format!("writing {}", path.display())))?;
+            std::fs::write(&path, contents)
+                .map_err(io_error(format!("writing {}", path.display())))?;
             Ok(path.display().to_string())
         };
         let ca_crt = write("ca.crt", &pki.ca_cert)?;
@@ -219,6 +228,7 @@ impl ControlPlane {
         let serving_crt = write("apiserver.crt", &pki.serving_cert)?;
         let serving_key = write("apiserver.key", &pki.serving_key)?;
         let sa_key = write("sa.key", &pki.service_account_key)?;
+        let sa_pub = write("sa.pub", &pki.service_account_public_key)?;
 
         let etcd_client = free_port(ip)?;
         let etcd_peer = free_port(ip)?;
@@ -235,7 +245,8 @@ impl ControlPlane {
             }],
             &self.config.name,
         );
-        std::fs::write(&self.info.kubeconfig, kubeconfig).map_err(io_error("writing the kubeconfig"))?;
+        std::fs::write(&self.info.kubeconfig, kubeconfig)
+            .map_err(io_error("writing the kubeconfig"))?;
         let kubeconfig_path = self.info.kubeconfig.display().to_string();
 
         let etcd_client_url = format!("http://{host}:{etcd_client}");
@@ -262,7 +273,10 @@ impl ControlPlane {
         })
         .await?;
 
-        let issuer = format!("https://kubernetes.default.svc.{}", self.config.cluster_domain);
+        let issuer = format!(
+            "https://kubernetes.default.svc.{}",
+            self.config.cluster_domain
+        );
         self.spawn(
             binaries,
             Binary::KubeApiserver,
@@ -276,7 +290,7 @@ impl ControlPlane {
                 format!("--tls-private-key-file={serving_key}"),
                 format!("--client-ca-file={ca_crt}"),
                 format!("--service-account-issuer={issuer}"),
-                format!("--service-account-key-file={sa_key}"),
+                format!("--service-account-key-file={sa_pub}"),
                 format!("--service-account-signing-key-file={sa_key}"),
                 format!("--service-cluster-ip-range={}", self.config.service_cidr),
                 "--authorization-mode=Node,RBAC".into(),
@@ -289,6 +303,13 @@ impl ControlPlane {
         self.wait_for("the API server", "kube-apiserver", || {
             let client = client.clone();
             async move {
+                // Connect first, so that the client does not log every refusal.
+                if tokio::net::TcpStream::connect(SocketAddr::new(ip, apiserver_port))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
                 let request = http::Request::get("/readyz").body(Vec::new());
                 match request {
                     Ok(request) => client.request_text(request).await.is_ok(),
@@ -316,17 +337,31 @@ impl ControlPlane {
             ],
         )?;
         let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
-        self.wait_for("the controller-manager (default ServiceAccount)", "kube-controller-manager", || {
-            let accounts = accounts.clone();
-            async move { matches!(accounts.get_opt("default").await, Ok(Some(_))) }
-        })
+        self.wait_for(
+            "the controller-manager (default ServiceAccount)",
+            "kube-controller-manager",
+            || {
+                let accounts = accounts.clone();
+                async move { matches!(accounts.get_opt("default").await, Ok(Some(_))) }
+            },
+        )
         .await?;
         Ok(())
     }
 
-    fn spawn(&mut self, binaries: &Binaries, binary: Binary, args: Vec<String>) -> Result<(), StartError> {
-        let component = Component::spawn(binary.file_name(), &binaries.path(binary), &args, &self.info.dir)
-            .map_err(io_error(format!("starting {binary}")))?;
+    fn spawn(
+        &mut self,
+        binaries: &Binaries,
+        binary: Binary,
+        args: Vec<String>,
+    ) -> Result<(), StartError> {
+        let component = Component::spawn(
+            binary.file_name(),
+            &binaries.path(binary),
+            &args,
+            &self.info.dir,
+        )
+        .map_err(io_error(format!("starting {binary}")))?;
         self.info
             .components
             .push((binary.file_name().to_owned(), component.pid()));
@@ -353,7 +388,13 @@ impl ControlPlane {
                     return Err(StartError::Exited {
                         component: component.name(),
                         status: status.to_string(),
-                        log_path: self.info.dir.join("logs").join(format!("{}.log", component.name())).display().to_string(),
+                        log_path: self
+                            .info
+                            .dir
+                            .join("logs")
+                            .join(format!("{}.log", component.name()))
+                            .display()
+                            .to_string(),
                         log: component.log_tail(25),
                     });
                 }
@@ -396,13 +437,16 @@ impl ControlPlane {
 
     /// Resident memory of every component together.
     pub fn rss_bytes(&self) -> u64 {
-        self.components.iter().filter_map(Component::rss_bytes).sum()
+        self.components
+            .iter()
+            .filter_map(Component::rss_bytes)
+            .sum()
     }
 
     /// Stops every component gracefully and removes the directory.
     pub async fn stop(mut self) {
         for component in self.components.iter_mut().rev() {
-            component.stop(Duration::from_secs(5)).await;
+            component.stop(STOP_GRACE).await;
         }
         self.components.clear();
         let _ = std::fs::remove_dir_all(&self.info.dir);
@@ -523,7 +567,10 @@ fn url_host(ip: IpAddr) -> String {
 fn first_service_ip(cidr: &str) -> Result<IpAddr, StartError> {
     let invalid = || StartError::Io {
         context: format!("service CIDR {cidr:?}"),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "expected <address>/<prefix>"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "expected <address>/<prefix>",
+        ),
     };
     let (addr, _prefix) = cidr.split_once('/').ok_or_else(invalid)?;
     match addr.parse::<IpAddr>().map_err(|_| invalid())? {
@@ -538,9 +585,20 @@ mod tests {
 
     #[test]
     fn first_service_ip_is_the_network_plus_one() {
-        assert_eq!(first_service_ip("10.96.0.0/16").expect("v4").to_string(), "10.96.0.1");
-        assert_eq!(first_service_ip("fd00:10:96::/112").expect("v6").to_string(), "fd00:10:96::1");
+        assert_eq!(
+            first_service_ip("10.96.0.0/16").expect("v4").to_string(),
+            "10.96.0.1"
+        );
+        assert_eq!(
+            first_service_ip("fd00:10:96::/112")
+                .expect("v6")
+                .to_string(),
+            "fd00:10:96::1"
+        );
         let err = first_service_ip("10.96.0.0").expect_err("no prefix");
-        assert!(err.to_string().contains("service CIDR \"10.96.0.0\""), "{err}");
+        assert!(
+            err.to_string().contains("service CIDR \"10.96.0.0\""),
+            "{err}"
+        );
     }
 }

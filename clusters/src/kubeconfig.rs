@@ -78,6 +78,12 @@ mod tests {
         let east = &config.clusters[1];
         let cluster = east.cluster.as_ref().expect("cluster");
         assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:7443"));
-        assert!(cluster.certificate_authority_data.as_deref().unwrap_or_default().starts_with("LS0tLS1CRUdJTi"));
+        assert!(
+            cluster
+                .certificate_authority_data
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("LS0tLS1CRUdJTi")
+        );
     }
 }

@@ -3,10 +3,9 @@
 //! One control plane for now; the two-cluster `west`/`east` setup grows here.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::binaries::{self, Binaries};
-use crate::control_plane::{self, ControlPlane, ControlPlaneConfig, ControlPlaneInfo};
+use crate::control_plane::{self, ControlPlane, ControlPlaneConfig, ControlPlaneInfo, STOP_GRACE};
 use crate::progress::Step;
 
 /// The environment variable that overrides where `mesh up` keeps its state.
@@ -54,11 +53,13 @@ pub async fn up(state_dir: &Path) -> anyhow::Result<UpOutcome> {
             });
         }
         let step = Step::start(format!("removing the stopped cluster {LOCAL_CLUSTER:?}"));
-        control_plane::stop_detached(&dir, Duration::from_secs(5)).await?;
+        control_plane::stop_detached(&dir, STOP_GRACE).await?;
         step.done();
     }
     let binaries = binaries::build(Path::new(binaries::GO_MODULE_DIR), &bin_dir).await?;
-    let step = Step::start(format!("starting the control plane of cluster {LOCAL_CLUSTER:?}"));
+    let step = Step::start(format!(
+        "starting the control plane of cluster {LOCAL_CLUSTER:?}"
+    ));
     let config = ControlPlaneConfig {
         name: LOCAL_CLUSTER.into(),
         ..ControlPlaneConfig::default()
@@ -85,7 +86,7 @@ pub async fn down(state_dir: &Path) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let step = Step::start(format!("stopping cluster {LOCAL_CLUSTER:?}"));
-    control_plane::stop_detached(&dir, Duration::from_secs(10)).await?;
+    control_plane::stop_detached(&dir, STOP_GRACE).await?;
     step.done();
     Ok(true)
 }

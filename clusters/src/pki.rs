@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// PEM-encoded material for one control plane.
@@ -26,8 +26,10 @@ pub struct ControlPlanePki {
     pub admin_cert: String,
     /// Key of `admin_cert`.
     pub admin_key: String,
-    /// The key that signs and verifies ServiceAccount tokens.
+    /// The private key that signs ServiceAccount tokens.
     pub service_account_key: String,
+    /// Its public half, which verifies them.
+    pub service_account_public_key: String,
 }
 
 /// Names and addresses the API server's certificate must carry.
@@ -95,6 +97,7 @@ impl ControlPlanePki {
             admin_cert: admin_cert.pem(),
             admin_key: admin_key.serialize_pem(),
             service_account_key: service_account_key.serialize_pem(),
+            service_account_public_key: service_account_key.public_key_pem(),
         })
     }
 }

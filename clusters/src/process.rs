@@ -101,17 +101,21 @@ impl Component {
     /// SIGTERM to the group, then SIGKILL after `grace`; waits for the exit.
     pub async fn stop(&mut self, grace: Duration) {
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGTERM);
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
             let _ = self.child.wait().await;
         }
     }
 }
 
-/// The last `lines` lines of a log file (empty when unreadable).
+/// The last `lines` lines of a log file (empty when unreadable), leaving out
+/// the flag dump Kubernetes components print at start-up.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
+    let all: Vec<&str> = text.lines().filter(|l| !l.contains("] FLAG: --")).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
@@ -161,20 +165,66 @@ pub fn kill_recorded_groups_now(dir: &Path) {
 /// The recorded process groups whose leader still belongs to this cluster.
 pub fn recorded_groups(dir: &Path) -> Vec<Pid> {
     let text = std::fs::read_to_string(dir.join(PGIDS_FILE)).unwrap_or_default();
-    let marker = dir.as_os_str().as_encoded_bytes();
     text.lines()
         .filter_map(|l| l.trim().parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|cmd| cmd.windows(marker.len()).any(|w| w == marker))
-                .unwrap_or(false)
-        })
+        .filter(|pid| cmdline_mentions(*pid, dir))
         .map(Pid::from_raw)
         .collect()
 }
 
+/// Processes (zombies aside) whose command line mentions `marker`, such as
+/// a cluster directory: what must be gone once the cluster is stopped.
+pub fn live_processes_mentioning(marker: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            cmdline_mentions(*pid, marker) && !process_state(*pid).is_some_and(is_dead_state)
+        })
+        .collect()
+}
+
+fn cmdline_mentions(pid: i32, marker: &Path) -> bool {
+    let marker = marker.as_os_str().as_encoded_bytes();
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmd| cmd.windows(marker.len()).any(|w| w == marker))
+}
+
+/// The state letter and process group of a process, from `/proc/<pid>/stat`
+/// (`pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses).
+fn stat_fields(pid: &str) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+fn process_state(pid: i32) -> Option<char> {
+    stat_fields(&pid.to_string()).map(|(state, _)| state)
+}
+
+fn is_dead_state(state: char) -> bool {
+    matches!(state, 'Z' | 'X')
+}
+
+/// Whether any process of the group still runs. Zombies do not count: once
+/// a detached component exits, whoever inherited it may reap it late.
 fn group_alive(pgid: Pid) -> bool {
-    killpg(pgid, None).is_ok()
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return killpg(pgid, None).is_ok();
+    };
+    entries.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .and_then(stat_fields)
+            .is_some_and(|(state, pgrp)| pgrp == pgid.as_raw() && !is_dead_state(state))
+    })
 }
 
 /// A guard process that cleans a cluster directory up once the process it
@@ -189,10 +239,10 @@ const JANITOR_SCRIPT: &str = r#"
 trap '' INT TERM HUP
 while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
 if [ -f "$2/pgids" ]; then
-  for pg in $(cat "$2/pgids"); do kill -KILL -- "-$pg" 2>/dev/null; done
+  for pg in $(cat "$2/pgids"); do kill -KILL "-$pg" 2>/dev/null; done
   for pg in $(cat "$2/pgids"); do
     n=0
-    while kill -0 -- "-$pg" 2>/dev/null && [ "$n" -lt 200 ]; do sleep 0.05; n=$((n+1)); done
+    while kill -0 "-$pg" 2>/dev/null && [ "$n" -lt 200 ]; do sleep 0.05; n=$((n+1)); done
   done
 fi
 rm -rf -- "$2"

@@ -54,7 +54,11 @@ impl Step {
     /// Ends the step as a success with a note (what was found or skipped).
     pub fn done_with(self, note: &str) {
         let label = format!("{} ({note})", self.label);
-        Self { label: label.into(), ..self }.done();
+        Self {
+            label: label.into(),
+            ..self
+        }
+        .done();
     }
 
     /// Ends the step as a failure; the caller reports the error.
@@ -68,9 +72,8 @@ impl Step {
             self.label,
             console::style(format!("{:.1}s", self.elapsed().as_secs_f64())).dim()
         );
-        match &self.bar {
-            Some(bar) => bar.finish_and_clear(),
-            None => {}
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
         eprintln!("{line}");
     }

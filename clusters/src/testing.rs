@@ -30,7 +30,9 @@ pub struct TestCluster {
 
 impl std::fmt::Debug for TestCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestCluster").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("TestCluster")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,7 +45,9 @@ impl std::fmt::Debug for TestCluster {
 pub async fn shared_cluster() -> TestCluster {
     match try_shared_cluster().await {
         Ok(cluster) => cluster,
-        Err(e) => panic!("this test needs a local Kubernetes control plane and none could be started: {e:#}"),
+        Err(e) => panic!(
+            "this test needs a local Kubernetes control plane and none could be started: {e:#}"
+        ),
     }
 }
 
@@ -107,7 +111,10 @@ impl TestCluster {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("creating a test namespace {prefix}-*: {e}"));
-        created.metadata.name.unwrap_or_else(|| panic!("the API server named no namespace for {prefix}-*"))
+        created
+            .metadata
+            .name
+            .unwrap_or_else(|| panic!("the API server named no namespace for {prefix}-*"))
     }
 
     /// The kubeconfig path, for tools (kubectl) a test runs.

@@ -124,7 +124,8 @@ mod tests {
 
     #[test]
     fn parse_round_trips() {
-        let name = "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+        let name =
+            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
         let id = IdentityName::parse(name).expect("valid identity");
         assert_eq!(id.service_account, "linkerd-gateway");
         assert_eq!(id.namespace, "linkerd-multicluster");
@@ -136,7 +137,9 @@ mod tests {
     fn parse_rejects_other_shapes() {
         assert_eq!(
             IdentityName::parse("podinfo.test.svc.cluster.local"),
-            Err(InvalidIdentity::Shape("podinfo.test.svc.cluster.local".into()))
+            Err(InvalidIdentity::Shape(
+                "podinfo.test.svc.cluster.local".into()
+            ))
         );
         let err = IdentityName::parse("Web.test.serviceaccount.identity.linkerd.cluster.local")
             .expect_err("uppercase is not a DNS label");

@@ -1,0 +1,19 @@
+//! One module per command group; [`run`] dispatches a parsed command line.
+
+mod k8s;
+mod local;
+mod version;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Runs the command and returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version(args) => version::run(&args),
+        Command::Up(args) => local::up(&args).await,
+        Command::Down(args) => local::down(&args).await,
+        Command::K8s(command) => k8s::run(command).await,
+    }
+}
