@@ -1,5 +1,6 @@
 // Pinned sources of the Kubernetes binaries the local clusters run.
-// build.sh builds them into $XDG_CACHE_HOME/mesh/k8s-v1.34.4/bin.
+// `mesh k8s build` (run by scripts/setup.sh) builds them into
+// $XDG_CACHE_HOME/mesh/k8s-v1.34.4/bin.
 module mesh.dev/clusters/k8s
 
 go 1.24.0

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Installs everything mesh and its tests need on a fresh Linux machine, and
+# builds the pinned Kubernetes binaries once. Safe to run again: each step
+# checks first and does nothing when its part is already there.
+#
+#   scripts/setup.sh            # everything
+#
+# Needs: Debian/Ubuntu (apt) for system packages, and root for them and for
+# the network namespaces the local clusters use. Go: the machine's own when it
+# is new enough, else one is fetched from the Go module proxy into the cache.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/mesh"
+mkdir -p "$CACHE"
+
+# --- system packages --------------------------------------------------------
+need_pkgs=()
+command -v ip >/dev/null        || need_pkgs+=(iproute2)
+command -v iptables >/dev/null  || need_pkgs+=(iptables)
+command -v curl >/dev/null      || need_pkgs+=(curl ca-certificates)
+command -v unzip >/dev/null     || need_pkgs+=(unzip)
+command -v cc >/dev/null        || need_pkgs+=(gcc libc6-dev)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  command -v apt-get >/dev/null || fail "missing ${need_pkgs[*]} and no apt-get to install them; install them and run again"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  step "installing ${need_pkgs[*]} with apt"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+ok "system packages: iproute2, iptables, curl, unzip, a C compiler"
+
+# --- Rust --------------------------------------------------------------------
+if ! command -v cargo >/dev/null; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || {
+    step "installing Rust with rustup"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt >/dev/null
+  }
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+ok "Rust: $(cargo --version)"
+
+# --- Go (only to build the pinned Kubernetes binaries) ----------------------
+go_needed="$(sed -n 's/^go //p' "$REPO_ROOT/clusters/k8s/go.mod")"
+go_ok() {
+  command -v go >/dev/null || return 1
+  local have; have="$(go env GOVERSION 2>/dev/null | sed 's/^go//')" || return 1
+  [ "$(printf '%s\n%s\n' "$go_needed" "$have" | sort -V | head -1)" = "$go_needed" ]
+}
+if ! go_ok; then
+  GO_BOOT="$CACHE/go"
+  if [ ! -x "$GO_BOOT/bin/go" ]; then
+    found="$(command -v go >/dev/null && go version || echo 'no go on PATH')"
+    # The toolchain modules on the Go module proxy are the official releases.
+    go_release="1.25.5"
+    step "Go $go_needed or newer is needed ($found); fetching Go $go_release from the Go module proxy"
+    zip="$CACHE/go.zip"
+    curl -sSfL -o "$zip" "https://proxy.golang.org/golang.org/toolchain/@v/v0.0.1-go${go_release}.linux-amd64.zip" \
+      || fail "could not download Go $go_release; install Go $go_needed or newer (https://go.dev/doc/install) and run again"
+    rm -rf "$CACHE/go-unpack" && mkdir -p "$CACHE/go-unpack"
+    unzip -q "$zip" -d "$CACHE/go-unpack"
+    rm -rf "$GO_BOOT" && mv "$CACHE/go-unpack/golang.org/toolchain@v0.0.1-go${go_release}.linux-amd64" "$GO_BOOT"
+    chmod +x "$GO_BOOT"/bin/* "$GO_BOOT"/pkg/tool/*/* 2>/dev/null || true
+    rm -rf "$zip" "$CACHE/go-unpack"
+  fi
+  export PATH="$GO_BOOT/bin:$PATH"
+  go_ok || fail "the Go in $GO_BOOT does not work; install Go $go_needed or newer and run again"
+fi
+ok "Go: $(go env GOVERSION)"
+
+# --- cargo tools ---------------------------------------------------------------
+for tool in cargo-nextest cargo-deny; do
+  if ! command -v "$tool" >/dev/null; then
+    step "installing $tool (a few minutes, once)"
+    cargo install --locked --quiet "$tool"
+  fi
+  ok "$tool: $("$tool" --version 2>/dev/null | head -1 | sed 's/^cargo-[a-z]* //')"
+done
+
+# --- Kubernetes binaries -----------------------------------------------------------
+# Built by mesh itself (`mesh k8s build`): it skips the build when the cache
+# already holds binaries from the same pinned sources.
+cd "$REPO_ROOT"
+cargo run --quiet --bin mesh -- k8s build
