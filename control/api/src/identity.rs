@@ -86,6 +86,23 @@ impl IdentityName {
     }
 }
 
+impl IdentityName {
+    /// The SPIFFE ID of the same workload:
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<serviceaccount>`.
+    pub fn spiffe_id(&self) -> String {
+        format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            self.trust_domain, self.namespace, self.service_account
+        )
+    }
+}
+
+/// The name an issuer certificate must carry for a control plane:
+/// `identity.<control-namespace>.<trust-domain>`.
+pub fn issuer_name(control_namespace: &str, trust_domain: &str) -> String {
+    format!("identity.{control_namespace}.{trust_domain}")
+}
+
 impl fmt::Display for IdentityName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -120,6 +137,13 @@ mod tests {
             id.to_string(),
             "default.test.serviceaccount.identity.linkerd.cluster.local"
         );
+    }
+
+    #[test]
+    fn spiffe_and_issuer_names() {
+        let id = IdentityName::for_service_account("web", "shop");
+        assert_eq!(id.spiffe_id(), "spiffe://cluster.local/ns/shop/sa/web");
+        assert_eq!(issuer_name("linkerd", "cluster.local"), "identity.linkerd.cluster.local");
     }
 
     #[test]

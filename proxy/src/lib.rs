@@ -1,0 +1,12 @@
+//! The mesh data plane, as a library (the `mesh-proxy` binary and the
+//! multicluster gateway are built on it).
+//!
+//! - [`tls`]: mutual TLS on workload identities: rustls configurations that
+//!   present the current certificate (swapped on renewal), verify peers
+//!   against the trust roots, and expose the peer's identity.
+//! - [`identity`]: the client of the identity service: a key that never
+//!   leaves the process, a CSR, the ServiceAccount token, `Certify`, and
+//!   renewal at 70 % of the lifetime.
+
+pub mod identity;
+pub mod tls;
