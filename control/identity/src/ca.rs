@@ -317,3 +317,141 @@ fn random_serial() -> SerialNumber {
     bytes[0] |= 0x01;
     SerialNumber::from_slice(&bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{self, CertAndKey};
+    use mesh_proxy::identity::LocalKey;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const ID: &str = "web.shop.serviceaccount.identity.linkerd.cluster.local";
+    const SPIFFE: &str = "spiffe://cluster.local/ns/shop/sa/web";
+
+    fn anchor_and_issuer(now: SystemTime) -> (CertAndKey, CertAndKey) {
+        let anchor = generate::trust_anchor("root.linkerd.cluster.local", now - DAY, 3650 * DAY).expect("anchor");
+        let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now - DAY, 365 * DAY).expect("issuer");
+        (anchor, issuer)
+    }
+
+    fn ca(now: SystemTime) -> (Ca, TrustRoots) {
+        let (anchor, issuer) = anchor_and_issuer(now);
+        let roots = TrustRoots::from_pem(&anchor.cert_pem).expect("roots");
+        let ca = Ca::new(&issuer.cert_pem, &issuer.key_pem, &roots, IssuancePolicy::default(), now).expect("ca");
+        (ca, roots)
+    }
+
+    #[test]
+    fn a_leaf_carries_the_identity_and_lives_24h_back_dated_20s() {
+        let now = SystemTime::now();
+        let (ca, _) = ca(now);
+        let key = LocalKey::generate(ID).expect("key");
+        let issued = ca.certify(ID, SPIFFE, key.csr_der(), now).expect("issued");
+        let (_, leaf) = X509Certificate::from_der(&issued.leaf).expect("leaf parses");
+        let validity = leaf.validity();
+        let now_s = unix_seconds(now);
+        assert_eq!(validity.not_before.timestamp(), now_s - 20);
+        assert_eq!(validity.not_after.timestamp(), now_s + 24 * 3600);
+        assert_eq!(unix_seconds(issued.valid_until), now_s + 24 * 3600);
+        let san = leaf.subject_alternative_name().expect("san").expect("present");
+        let names: Vec<String> = san.value.general_names.iter().map(|n| format!("{n:?}")).collect();
+        assert_eq!(names, [format!("DNSName({ID:?})"), format!("URI({SPIFFE:?})")]);
+        assert!(!leaf.is_ca());
+        assert_eq!(issued.intermediates.len(), 1);
+        let (_, issuer) = X509Certificate::from_der(&issued.intermediates[0]).expect("issuer");
+        leaf.verify_signature(Some(issuer.public_key())).expect("signed by the issuer");
+    }
+
+    #[test]
+    fn a_leaf_never_outlives_its_issuer() {
+        let now = SystemTime::now();
+        let anchor = generate::trust_anchor("root", now - DAY, 3650 * DAY).expect("anchor");
+        let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now - DAY, 2 * DAY).expect("issuer");
+        let roots = TrustRoots::from_pem(&anchor.cert_pem).expect("roots");
+        let policy = IssuancePolicy {
+            lifetime: 30 * DAY,
+            ..IssuancePolicy::default()
+        };
+        let ca = Ca::new(&issuer.cert_pem, &issuer.key_pem, &roots, policy, now).expect("ca");
+        let key = LocalKey::generate(ID).expect("key");
+        let issued = ca.certify(ID, SPIFFE, key.csr_der(), now).expect("issued");
+        assert_eq!(issued.valid_until, ca.not_after());
+    }
+
+    #[test]
+    fn each_bad_csr_is_refused_with_its_own_reason() {
+        let now = SystemTime::now();
+        let (ca, _) = ca(now);
+        let other = LocalKey::generate("other.shop.serviceaccount.identity.linkerd.cluster.local").expect("key");
+        let err = ca.certify(ID, SPIFFE, other.csr_der(), now).expect_err("another identity");
+        assert!(matches!(err, CsrError::SanMismatch { .. }), "{err}");
+
+        let mut forged = LocalKey::generate(ID).expect("key").csr_der().to_vec();
+        let last = forged.len() - 1;
+        forged[last] ^= 0xff;
+        let err = ca.certify(ID, SPIFFE, &forged, now).expect_err("bad signature");
+        assert!(matches!(err, CsrError::Signature | CsrError::Malformed(_)), "{err}");
+
+        let err = ca.certify(ID, SPIFFE, b"not a csr", now).expect_err("garbage");
+        assert!(matches!(err, CsrError::Malformed(_)), "{err}");
+
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("p384");
+        let mut params = CertificateParams::new(vec![ID.to_owned()]).expect("params");
+        params.distinguished_name = DistinguishedName::new();
+        let csr = params.serialize_request(&p384).expect("csr");
+        let err = ca.certify(ID, SPIFFE, csr.der(), now).expect_err("P-384");
+        assert!(matches!(err, CsrError::KeyAlgorithm(_)), "{err}");
+
+        let p256 = rcgen::KeyPair::generate().expect("p256");
+        let mut two = CertificateParams::new(vec![ID.to_owned(), "evil.example.com".to_owned()]).expect("params");
+        two.distinguished_name = DistinguishedName::new();
+        let csr = two.serialize_request(&p256).expect("csr");
+        let err = ca.certify(ID, SPIFFE, csr.der(), now).expect_err("two SANs");
+        assert!(err.to_string().contains("evil.example.com"), "{err}");
+
+        let mut cn = CertificateParams::new(vec![ID.to_owned()]).expect("params");
+        cn.distinguished_name.push(DnType::CommonName, "admin");
+        let csr = cn.serialize_request(&p256).expect("csr");
+        let err = ca.certify(ID, SPIFFE, csr.der(), now).expect_err("other CN");
+        assert!(matches!(err, CsrError::CommonName { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_issuer_from_another_root_is_refused_by_name() {
+        let now = SystemTime::now();
+        let (anchor, _) = anchor_and_issuer(now);
+        let (_, foreign) = anchor_and_issuer(now);
+        let roots = TrustRoots::from_pem(&anchor.cert_pem).expect("roots");
+        let err = Ca::new(&foreign.cert_pem, &foreign.key_pem, &roots, IssuancePolicy::default(), now)
+            .expect_err("foreign issuer");
+        assert!(matches!(err, CaError::Untrusted { .. }), "{err}");
+        assert!(err.to_string().contains("does not chain to any trust anchor"), "{err}");
+    }
+
+    #[test]
+    fn an_expired_or_mismatched_issuer_is_refused() {
+        let now = SystemTime::now();
+        let (anchor, issuer) = anchor_and_issuer(now);
+        let roots = TrustRoots::from_pem(&anchor.cert_pem).expect("roots");
+        let later = now + 400 * DAY;
+        let err = Ca::new(&issuer.cert_pem, &issuer.key_pem, &roots, IssuancePolicy::default(), later)
+            .expect_err("expired");
+        assert!(matches!(err, CaError::NotValidNow { .. }), "{err}");
+        let err = Ca::new(&issuer.cert_pem, &anchor.key_pem, &roots, IssuancePolicy::default(), now)
+            .expect_err("wrong key");
+        assert!(matches!(err, CaError::KeyMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn two_anchors_accept_issuers_from_either() {
+        let now = SystemTime::now();
+        let (old_anchor, old_issuer) = anchor_and_issuer(now);
+        let (new_anchor, new_issuer) = anchor_and_issuer(now);
+        let bundle = format!("{}{}", old_anchor.cert_pem, new_anchor.cert_pem);
+        let roots = TrustRoots::from_pem(&bundle).expect("two roots");
+        assert_eq!(roots.certs().len(), 2);
+        for issuer in [old_issuer, new_issuer] {
+            Ca::new(&issuer.cert_pem, &issuer.key_pem, &roots, IssuancePolicy::default(), now).expect("accepted");
+        }
+    }
+}
