@@ -36,8 +36,18 @@ fn help_lists_the_commands_and_kubectl_style_global_flags() {
     let output = mesh(&["--help"], tmp.path());
     assert_success("mesh --help", &output);
     let help = stdout(&output);
-    for needle in ["version", "up", "down", "--kubeconfig", "--context", "[env: KUBECONFIG="] {
-        assert!(help.contains(needle), "`mesh --help` lacks {needle}:\n{help}");
+    for needle in [
+        "version",
+        "up",
+        "down",
+        "--kubeconfig",
+        "--context",
+        "[env: KUBECONFIG=",
+    ] {
+        assert!(
+            help.contains(needle),
+            "`mesh --help` lacks {needle}:\n{help}"
+        );
     }
 }
 
@@ -83,21 +93,36 @@ fn up_then_kubectl_then_down_leaves_nothing() {
         .unwrap_or_else(|| panic!("`mesh up` prints no `export KUBECONFIG=`:\n{printed}"))
         .to_owned();
 
-    let kubectl = Binaries::locate().expect("kubectl is built").path(Binary::Kubectl);
+    let kubectl = Binaries::locate()
+        .expect("kubectl is built")
+        .path(Binary::Kubectl);
     let get = Command::new(&kubectl)
-        .args(["--kubeconfig", &kubeconfig, "get", "namespaces", "-o", "name"])
+        .args([
+            "--kubeconfig",
+            &kubeconfig,
+            "get",
+            "namespaces",
+            "-o",
+            "name",
+        ])
         .output()
         .expect("running kubectl");
     assert_success("kubectl get namespaces", &get);
     let namespaces = stdout(&get);
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        assert!(namespaces.contains(&format!("namespace/{ns}")), "{ns} missing:\n{namespaces}");
+        assert!(
+            namespaces.contains(&format!("namespace/{ns}")),
+            "{ns} missing:\n{namespaces}"
+        );
     }
 
     let again = mesh(&["up"], state);
     assert_success("a second mesh up", &again);
     assert!(stdout(&again).contains("already up"), "{}", stdout(&again));
-    assert!(stdout(&again).contains(&kubeconfig), "the same cluster is reported");
+    assert!(
+        stdout(&again).contains(&kubeconfig),
+        "the same cluster is reported"
+    );
 
     let down = mesh(&["down"], state);
     assert_success("mesh down", &down);
@@ -106,12 +131,24 @@ fn up_then_kubectl_then_down_leaves_nothing() {
         "processes left after mesh down: {:?}",
         live_processes_mentioning(state)
     );
-    assert!(!state.join("clusters").join("local").exists(), "the cluster directory is left");
+    assert!(
+        !state.join("clusters").join("local").exists(),
+        "the cluster directory is left"
+    );
     let after = Command::new(&kubectl)
-        .args(["--kubeconfig", &kubeconfig, "get", "namespaces", "--request-timeout=2s"])
+        .args([
+            "--kubeconfig",
+            &kubeconfig,
+            "get",
+            "namespaces",
+            "--request-timeout=2s",
+        ])
         .output()
         .expect("running kubectl");
-    assert!(!after.status.success(), "the API server still answers after mesh down");
+    assert!(
+        !after.status.success(),
+        "the API server still answers after mesh down"
+    );
 
     let down_again = mesh(&["down"], state);
     assert_success("a second mesh down", &down_again);

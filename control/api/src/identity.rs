@@ -143,7 +143,10 @@ mod tests {
     fn spiffe_and_issuer_names() {
         let id = IdentityName::for_service_account("web", "shop");
         assert_eq!(id.spiffe_id(), "spiffe://cluster.local/ns/shop/sa/web");
-        assert_eq!(issuer_name("linkerd", "cluster.local"), "identity.linkerd.cluster.local");
+        assert_eq!(
+            issuer_name("linkerd", "cluster.local"),
+            "identity.linkerd.cluster.local"
+        );
     }
 
     #[test]

@@ -95,7 +95,9 @@ pub enum CaError {
         what: String,
     },
     /// The issuer is not valid at this moment.
-    #[error("the issuer certificate ({subject}) is not valid now: valid from {not_before} until {not_after}")]
+    #[error(
+        "the issuer certificate ({subject}) is not valid now: valid from {not_before} until {not_after}"
+    )]
     NotValidNow {
         /// The issuer's subject.
         subject: String,
@@ -222,14 +224,23 @@ impl Ca {
         now: SystemTime,
     ) -> Result<Issued, CsrError> {
         let spki = csr::check(csr_der, identity)?;
-        let public_key = SubjectPublicKeyInfo::from_der(&spki).map_err(|e| CsrError::Malformed(e.to_string()))?;
+        let public_key = SubjectPublicKeyInfo::from_der(&spki)
+            .map_err(|e| CsrError::Malformed(e.to_string()))?;
 
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, identity);
         params.subject_alt_names = vec![
-            SanType::DnsName(identity.try_into().map_err(|e: rcgen::Error| CsrError::Malformed(e.to_string()))?),
-            SanType::URI(spiffe_id.try_into().map_err(|e: rcgen::Error| CsrError::Malformed(e.to_string()))?),
+            SanType::DnsName(
+                identity
+                    .try_into()
+                    .map_err(|e: rcgen::Error| CsrError::Malformed(e.to_string()))?,
+            ),
+            SanType::URI(
+                spiffe_id
+                    .try_into()
+                    .map_err(|e: rcgen::Error| CsrError::Malformed(e.to_string()))?,
+            ),
         ];
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -267,7 +278,11 @@ fn verify_chain(chain: &[CertificateDer<'static>], roots: &TrustRoots) -> Result
         let anchors: Vec<String> = roots
             .certs()
             .iter()
-            .filter_map(|r| X509Certificate::from_der(r).ok().map(|(_, c)| c.subject().to_string()))
+            .filter_map(|r| {
+                X509Certificate::from_der(r)
+                    .ok()
+                    .map(|(_, c)| c.subject().to_string())
+            })
             .collect();
         CaError::Untrusted {
             subject: parsed[0].subject().to_string(),
@@ -284,7 +299,8 @@ fn verify_chain(chain: &[CertificateDer<'static>], roots: &TrustRoots) -> Result
     let anchored = roots.certs().iter().any(|root| {
         root.as_ref() == chain[chain.len() - 1].as_ref()
             || X509Certificate::from_der(root).is_ok_and(|(_, root)| {
-                root.subject() == last.issuer() && last.verify_signature(Some(root.public_key())).is_ok()
+                root.subject() == last.issuer()
+                    && last.verify_signature(Some(root.public_key())).is_ok()
             })
     });
     if anchored { Ok(()) } else { Err(untrusted()) }
@@ -329,15 +345,29 @@ mod tests {
     const SPIFFE: &str = "spiffe://cluster.local/ns/shop/sa/web";
 
     fn anchor_and_issuer(now: SystemTime) -> (CertAndKey, CertAndKey) {
-        let anchor = generate::trust_anchor("root.linkerd.cluster.local", now - DAY, 3650 * DAY).expect("anchor");
-        let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now - DAY, 365 * DAY).expect("issuer");
+        let anchor = generate::trust_anchor("root.linkerd.cluster.local", now - DAY, 3650 * DAY)
+            .expect("anchor");
+        let issuer = generate::issuer(
+            &anchor,
+            "identity.linkerd.cluster.local",
+            now - DAY,
+            365 * DAY,
+        )
+        .expect("issuer");
         (anchor, issuer)
     }
 
     fn ca(now: SystemTime) -> (Ca, TrustRoots) {
         let (anchor, issuer) = anchor_and_issuer(now);
         let roots = TrustRoots::from_pem(&anchor.cert_pem).expect("roots");
-        let ca = Ca::new(&issuer.cert_pem, &issuer.key_pem, &roots, IssuancePolicy::default(), now).expect("ca");
+        let ca = Ca::new(
+            &issuer.cert_pem,
+            &issuer.key_pem,
+            &roots,
+            IssuancePolicy::default(),
+            now,
+        )
+        .expect("ca");
         (ca, roots)
     }
 
@@ -353,20 +383,38 @@ mod tests {
         assert_eq!(validity.not_before.timestamp(), now_s - 20);
         assert_eq!(validity.not_after.timestamp(), now_s + 24 * 3600);
         assert_eq!(unix_seconds(issued.valid_until), now_s + 24 * 3600);
-        let san = leaf.subject_alternative_name().expect("san").expect("present");
-        let names: Vec<String> = san.value.general_names.iter().map(|n| format!("{n:?}")).collect();
-        assert_eq!(names, [format!("DNSName({ID:?})"), format!("URI({SPIFFE:?})")]);
+        let san = leaf
+            .subject_alternative_name()
+            .expect("san")
+            .expect("present");
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect();
+        assert_eq!(
+            names,
+            [format!("DNSName({ID:?})"), format!("URI({SPIFFE:?})")]
+        );
         assert!(!leaf.is_ca());
         assert_eq!(issued.intermediates.len(), 1);
         let (_, issuer) = X509Certificate::from_der(&issued.intermediates[0]).expect("issuer");
-        leaf.verify_signature(Some(issuer.public_key())).expect("signed by the issuer");
+        leaf.verify_signature(Some(issuer.public_key()))
+            .expect("signed by the issuer");
     }
 
     #[test]
     fn a_leaf_never_outlives_its_issuer() {
         let now = SystemTime::now();
         let anchor = generate::trust_anchor("root", now - DAY, 3650 * DAY).expect("anchor");
-        let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now - DAY, 2 * DAY).expect("issuer");
+        let issuer = generate::issuer(
+            &anchor,
+            "identity.linkerd.cluster.local",
+            now - DAY,
+            2 * DAY,
+        )
+        .expect("issuer");
         let roots = TrustRoots::from_pem(&anchor.cert_pem).expect("roots");
         let policy = IssuancePolicy {
             lifetime: 30 * DAY,
@@ -382,17 +430,27 @@ mod tests {
     fn each_bad_csr_is_refused_with_its_own_reason() {
         let now = SystemTime::now();
         let (ca, _) = ca(now);
-        let other = LocalKey::generate("other.shop.serviceaccount.identity.linkerd.cluster.local").expect("key");
-        let err = ca.certify(ID, SPIFFE, other.csr_der(), now).expect_err("another identity");
+        let other = LocalKey::generate("other.shop.serviceaccount.identity.linkerd.cluster.local")
+            .expect("key");
+        let err = ca
+            .certify(ID, SPIFFE, other.csr_der(), now)
+            .expect_err("another identity");
         assert!(matches!(err, CsrError::SanMismatch { .. }), "{err}");
 
         let mut forged = LocalKey::generate(ID).expect("key").csr_der().to_vec();
         let last = forged.len() - 1;
         forged[last] ^= 0xff;
-        let err = ca.certify(ID, SPIFFE, &forged, now).expect_err("bad signature");
-        assert!(matches!(err, CsrError::Signature | CsrError::Malformed(_)), "{err}");
+        let err = ca
+            .certify(ID, SPIFFE, &forged, now)
+            .expect_err("bad signature");
+        assert!(
+            matches!(err, CsrError::Signature | CsrError::Malformed(_)),
+            "{err}"
+        );
 
-        let err = ca.certify(ID, SPIFFE, b"not a csr", now).expect_err("garbage");
+        let err = ca
+            .certify(ID, SPIFFE, b"not a csr", now)
+            .expect_err("garbage");
         assert!(matches!(err, CsrError::Malformed(_)), "{err}");
 
         let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("p384");
@@ -403,16 +461,21 @@ mod tests {
         assert!(matches!(err, CsrError::KeyAlgorithm(_)), "{err}");
 
         let p256 = rcgen::KeyPair::generate().expect("p256");
-        let mut two = CertificateParams::new(vec![ID.to_owned(), "evil.example.com".to_owned()]).expect("params");
+        let mut two = CertificateParams::new(vec![ID.to_owned(), "evil.example.com".to_owned()])
+            .expect("params");
         two.distinguished_name = DistinguishedName::new();
         let csr = two.serialize_request(&p256).expect("csr");
-        let err = ca.certify(ID, SPIFFE, csr.der(), now).expect_err("two SANs");
+        let err = ca
+            .certify(ID, SPIFFE, csr.der(), now)
+            .expect_err("two SANs");
         assert!(err.to_string().contains("evil.example.com"), "{err}");
 
         let mut cn = CertificateParams::new(vec![ID.to_owned()]).expect("params");
         cn.distinguished_name.push(DnType::CommonName, "admin");
         let csr = cn.serialize_request(&p256).expect("csr");
-        let err = ca.certify(ID, SPIFFE, csr.der(), now).expect_err("other CN");
+        let err = ca
+            .certify(ID, SPIFFE, csr.der(), now)
+            .expect_err("other CN");
         assert!(matches!(err, CsrError::CommonName { .. }), "{err}");
     }
 
@@ -422,10 +485,20 @@ mod tests {
         let (anchor, _) = anchor_and_issuer(now);
         let (_, foreign) = anchor_and_issuer(now);
         let roots = TrustRoots::from_pem(&anchor.cert_pem).expect("roots");
-        let err = Ca::new(&foreign.cert_pem, &foreign.key_pem, &roots, IssuancePolicy::default(), now)
-            .expect_err("foreign issuer");
+        let err = Ca::new(
+            &foreign.cert_pem,
+            &foreign.key_pem,
+            &roots,
+            IssuancePolicy::default(),
+            now,
+        )
+        .expect_err("foreign issuer");
         assert!(matches!(err, CaError::Untrusted { .. }), "{err}");
-        assert!(err.to_string().contains("does not chain to any trust anchor"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("does not chain to any trust anchor"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -434,11 +507,23 @@ mod tests {
         let (anchor, issuer) = anchor_and_issuer(now);
         let roots = TrustRoots::from_pem(&anchor.cert_pem).expect("roots");
         let later = now + 400 * DAY;
-        let err = Ca::new(&issuer.cert_pem, &issuer.key_pem, &roots, IssuancePolicy::default(), later)
-            .expect_err("expired");
+        let err = Ca::new(
+            &issuer.cert_pem,
+            &issuer.key_pem,
+            &roots,
+            IssuancePolicy::default(),
+            later,
+        )
+        .expect_err("expired");
         assert!(matches!(err, CaError::NotValidNow { .. }), "{err}");
-        let err = Ca::new(&issuer.cert_pem, &anchor.key_pem, &roots, IssuancePolicy::default(), now)
-            .expect_err("wrong key");
+        let err = Ca::new(
+            &issuer.cert_pem,
+            &anchor.key_pem,
+            &roots,
+            IssuancePolicy::default(),
+            now,
+        )
+        .expect_err("wrong key");
         assert!(matches!(err, CaError::KeyMismatch { .. }), "{err}");
     }
 
@@ -451,7 +536,14 @@ mod tests {
         let roots = TrustRoots::from_pem(&bundle).expect("two roots");
         assert_eq!(roots.certs().len(), 2);
         for issuer in [old_issuer, new_issuer] {
-            Ca::new(&issuer.cert_pem, &issuer.key_pem, &roots, IssuancePolicy::default(), now).expect("accepted");
+            Ca::new(
+                &issuer.cert_pem,
+                &issuer.key_pem,
+                &roots,
+                IssuancePolicy::default(),
+                now,
+            )
+            .expect("accepted");
         }
     }
 }

@@ -21,7 +21,9 @@ pub enum CsrError {
     #[error("the CSR's key is {0}; only ECDSA P-256 keys are accepted")]
     KeyAlgorithm(String),
     /// The SANs are not exactly the identity.
-    #[error("the CSR must carry exactly one DNS SAN equal to {identity:?} and no other SAN; it has [{found}]")]
+    #[error(
+        "the CSR must carry exactly one DNS SAN equal to {identity:?} and no other SAN; it has [{found}]"
+    )]
     SanMismatch {
         /// The requested identity.
         identity: String,
@@ -52,9 +54,13 @@ impl CsrError {
 
 /// Checks a CSR for `identity` and returns its SubjectPublicKeyInfo (DER).
 pub fn check(der: &[u8], identity: &str) -> Result<Vec<u8>, CsrError> {
-    let (rest, csr) = X509CertificationRequest::from_der(der).map_err(|e| CsrError::Malformed(e.to_string()))?;
+    let (rest, csr) =
+        X509CertificationRequest::from_der(der).map_err(|e| CsrError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(CsrError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(CsrError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     let spki = &csr.certification_request_info.subject_pki;
     let curve = spki
@@ -62,9 +68,13 @@ pub fn check(der: &[u8], identity: &str) -> Result<Vec<u8>, CsrError> {
         .parameters
         .as_ref()
         .and_then(|p| p.as_oid().ok());
-    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY || curve.as_ref() != Some(&OID_EC_P256) {
+    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY
+        || curve.as_ref() != Some(&OID_EC_P256)
+    {
         let what = match curve {
-            Some(curve) if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY => format!("EC on curve {curve}"),
+            Some(curve) if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY => {
+                format!("EC on curve {curve}")
+            }
             _ => format!("of algorithm {}", spki.algorithm.algorithm),
         };
         return Err(CsrError::KeyAlgorithm(what));

@@ -6,7 +6,8 @@
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 
 /// A certificate and its key, PEM-encoded.
@@ -18,7 +19,12 @@ pub struct CertAndKey {
     pub key_pem: String,
 }
 
-fn ca_params(common_name: &str, not_before: SystemTime, lifetime: Duration, path_len: Option<u8>) -> CertificateParams {
+fn ca_params(
+    common_name: &str,
+    not_before: SystemTime,
+    lifetime: Duration,
+    path_len: Option<u8>,
+) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -34,7 +40,11 @@ fn ca_params(common_name: &str, not_before: SystemTime, lifetime: Duration, path
 }
 
 /// A self-signed root named `common_name`, valid from `not_before`.
-pub fn trust_anchor(common_name: &str, not_before: SystemTime, lifetime: Duration) -> Result<CertAndKey, rcgen::Error> {
+pub fn trust_anchor(
+    common_name: &str,
+    not_before: SystemTime,
+    lifetime: Duration,
+) -> Result<CertAndKey, rcgen::Error> {
     let key = KeyPair::generate()?;
     let cert = ca_params(common_name, not_before, lifetime, Some(1)).self_signed(&key)?;
     Ok(CertAndKey {
@@ -53,7 +63,8 @@ pub fn issuer(
     let anchor_key = KeyPair::from_pem(&anchor.key_pem)?;
     let anchor_issuer = Issuer::from_ca_cert_pem(&anchor.cert_pem, anchor_key)?;
     let key = KeyPair::generate()?;
-    let cert = ca_params(common_name, not_before, lifetime, Some(0)).signed_by(&key, &anchor_issuer)?;
+    let cert =
+        ca_params(common_name, not_before, lifetime, Some(0)).signed_by(&key, &anchor_issuer)?;
     Ok(CertAndKey {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),

@@ -24,7 +24,9 @@ pub enum PemError {
         reason: String,
     },
     /// The key is of a kind we do not sign with.
-    #[error("{what}: unsupported private key ({kind}); the issuer key must be ECDSA P-256 in PKCS#8 or SEC1 PEM")]
+    #[error(
+        "{what}: unsupported private key ({kind}); the issuer key must be ECDSA P-256 in PKCS#8 or SEC1 PEM"
+    )]
     UnsupportedKey {
         /// Which input.
         what: String,
@@ -42,7 +44,9 @@ pub fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static
             reason: e.to_string(),
         })?;
     if certs.is_empty() {
-        return Err(PemError::NoCertificate { what: what.to_owned() });
+        return Err(PemError::NoCertificate {
+            what: what.to_owned(),
+        });
     }
     Ok(certs)
 }
@@ -55,7 +59,9 @@ pub fn private_key_pkcs8(pem: &[u8], what: &str) -> Result<PrivatePkcs8KeyDer<'s
     })?;
     match key {
         PrivateKeyDer::Pkcs8(der) => Ok(der.clone_key()),
-        PrivateKeyDer::Sec1(der) => Ok(PrivatePkcs8KeyDer::from(sec1_p256_to_pkcs8(der.secret_sec1_der()))),
+        PrivateKeyDer::Sec1(der) => Ok(PrivatePkcs8KeyDer::from(sec1_p256_to_pkcs8(
+            der.secret_sec1_der(),
+        ))),
         PrivateKeyDer::Pkcs1(_) => Err(PemError::UnsupportedKey {
             what: what.to_owned(),
             kind: "RSA",
@@ -110,7 +116,11 @@ bzJL7vak9PEmh9cOhnzpmSbbdBOadZdagA==
     fn a_sec1_key_is_usable_after_wrapping() {
         let wrapped = private_key_pkcs8(SEC1_KEY.as_bytes(), "test key").expect("sec1 accepted");
         let key = rcgen::KeyPair::try_from(wrapped.secret_pkcs8_der()).expect("ring accepts it");
-        assert_eq!(key.public_key_raw().len(), 65, "an uncompressed P-256 point");
+        assert_eq!(
+            key.public_key_raw().len(),
+            65,
+            "an uncompressed P-256 point"
+        );
         assert_eq!(key.public_key_raw()[..3], [0x04, 0x1b, 0x4d]);
     }
 
@@ -118,7 +128,10 @@ bzJL7vak9PEmh9cOhnzpmSbbdBOadZdagA==
     fn an_rsa_key_is_refused_by_name() {
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMAA=\n-----END RSA PRIVATE KEY-----\n";
         let err = private_key_pkcs8(pem.as_bytes(), "issuer key").expect_err("RSA");
-        assert!(err.to_string().contains("issuer key") && err.to_string().contains("RSA"), "{err}");
+        assert!(
+            err.to_string().contains("issuer key") && err.to_string().contains("RSA"),
+            "{err}"
+        );
     }
 
     #[test]

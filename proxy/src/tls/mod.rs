@@ -82,7 +82,10 @@ pub fn provider() -> Arc<CryptoProvider> {
 impl Credentials {
     /// Credentials for `local_identity` trusting `roots`, with no
     /// certificate yet.
-    pub fn new(local_identity: impl Into<String>, roots: &[CertificateDer<'static>]) -> Result<Arc<Self>, TlsError> {
+    pub fn new(
+        local_identity: impl Into<String>,
+        roots: &[CertificateDer<'static>],
+    ) -> Result<Arc<Self>, TlsError> {
         let provider = provider();
         let current = build_current(&provider, roots, None)?;
         Ok(Arc::new(Self {
@@ -143,7 +146,11 @@ impl Credentials {
     }
 
     /// A server configuration presenting the current certificate.
-    pub fn server_config(self: &Arc<Self>, client_auth: ClientAuth, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+    pub fn server_config(
+        self: &Arc<Self>,
+        client_auth: ClientAuth,
+        alpn: &[&[u8]],
+    ) -> Result<Arc<ServerConfig>, TlsError> {
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(Arc::new(dynamic::ClientVerifier {
@@ -180,12 +187,15 @@ fn build_current(
     let mut store = RootCertStore::empty();
     let (added, ignored) = store.add_parsable_certificates(roots.iter().cloned());
     if added == 0 {
-        return Err(TlsError::Roots(format!("no usable trust root ({ignored} unparsable)")));
+        return Err(TlsError::Roots(format!(
+            "no usable trust root ({ignored} unparsable)"
+        )));
     }
     let store = Arc::new(store);
-    let server_verifier = WebPkiServerVerifier::builder_with_provider(store.clone(), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Roots(e.to_string()))?;
+    let server_verifier =
+        WebPkiServerVerifier::builder_with_provider(store.clone(), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Roots(e.to_string()))?;
     let required = WebPkiClientVerifier::builder_with_provider(store.clone(), provider.clone())
         .build()
         .map_err(|e| TlsError::Roots(e.to_string()))?;
@@ -210,7 +220,9 @@ pub fn server_name(identity: &str) -> Result<ServerName<'static>, TlsError> {
 /// The identity of the peer of an established connection: the first DNS
 /// SAN of its verified certificate.
 pub fn peer_identity(conn: &rustls::CommonState) -> Option<String> {
-    dns_names(conn.peer_certificates()?.first()?).into_iter().next()
+    dns_names(conn.peer_certificates()?.first()?)
+        .into_iter()
+        .next()
 }
 
 /// The DNS SANs of a certificate.
