@@ -1,6 +1,7 @@
 //! The mesh data plane, as a library (the `mesh-proxy` binary and the
 //! multicluster gateway are built on it).
 //!
+//! - [`admin`]: `/metrics`, `/ready`, `/live`.
 //! - [`tls`]: mutual TLS on workload identities: rustls configurations that
 //!   present the current certificate (swapped on renewal), verify peers
 //!   against the trust roots, and expose the peer's identity.
@@ -8,5 +9,6 @@
 //!   leaves the process, a CSR, the ServiceAccount token, `Certify`, and
 //!   renewal at 70 % of the lifetime.
 
+pub mod admin;
 pub mod identity;
 pub mod tls;

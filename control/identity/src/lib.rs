@@ -4,9 +4,22 @@
 //! - [`pem`]: reading certificate bundles and keys as operators bring them.
 //! - [`ca`]: trust roots, the issuer, and signing leaves (pure, clock passed in).
 //! - [`csr`]: what a CSR must be.
+//! - [`token`]: ServiceAccount tokens checked with TokenReview.
+//! - [`service`]: the `Certify` gRPC method and its refusals.
+//! - [`issuer`]: the issuer files, re-loaded when they change.
+//! - [`server`]: running it all (gRPC over TLS, admin, reloads).
+//! - [`tls_incoming`]: TLS connections for tonic.
+//! - [`metrics`]: issued, refused, reloads, issuer expiry.
 //! - [`generate`]: making anchors and issuers (`mesh install`, tests).
+//! - [`inspect`]: describing a certificate chain (`mesh identity inspect`).
 
 pub mod ca;
 pub mod csr;
 pub mod generate;
+pub mod issuer;
+pub mod metrics;
 pub mod pem;
+pub mod server;
+pub mod service;
+pub mod tls_incoming;
+pub mod token;

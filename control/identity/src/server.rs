@@ -1,0 +1,207 @@
+//! Running the identity service: gRPC `Certify` over TLS on 8080 (the
+//! service presents its own identity, `linkerd-identity.<ns>.serviceaccount…`,
+//! issued by itself), the admin endpoint, and the loop that picks up issuer
+//! rotations and keeps the service's own certificate fresh.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use linkerd2_proxy_api::identity::identity_server::IdentityServer;
+use mesh_api::IdentityName;
+use mesh_proxy::admin::Admin;
+use mesh_proxy::identity::{LocalKey, schedule};
+use mesh_proxy::tls::{ALPN_H2, ClientAuth, Credentials};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::ca::IssuancePolicy;
+use crate::issuer::{IssuerFiles, IssuerStore, Loaded, Reload};
+use crate::metrics::Metrics;
+use crate::service::CertifyService;
+use crate::tls_incoming::TlsIncoming;
+use crate::token::TokenReviewer;
+
+/// How the identity service runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The gRPC listener (`0.0.0.0:8080`).
+    pub listen: SocketAddr,
+    /// The admin listener (`0.0.0.0:9990`).
+    pub admin_listen: SocketAddr,
+    /// The trust anchors and issuer files.
+    pub files: IssuerFiles,
+    /// Leaf lifetime and back-dating.
+    pub policy: IssuancePolicy,
+    /// The control plane's namespace (`linkerd`).
+    pub control_namespace: String,
+    /// The trust domain (`cluster.local`).
+    pub trust_domain: String,
+    /// How often the issuer files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+/// A running identity service.
+#[derive(Debug)]
+pub struct Running {
+    /// Where gRPC listens.
+    pub addr: SocketAddr,
+    /// Where the admin endpoint listens.
+    pub admin_addr: SocketAddr,
+    /// The identity the service presents.
+    pub server_identity: String,
+    /// Its metrics.
+    pub metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets open calls finish, and waits for every task.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until `signal` completes, then shuts down.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
+
+/// Loads the issuer (failing when it is unusable), binds both listeners and
+/// starts serving.
+pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result<Running> {
+    let issuer = Arc::new(IssuerStore::load(config.files.clone(), config.policy, SystemTime::now())?);
+    let mut registry = Registry::with_prefix("");
+    let metrics = Metrics::register(&mut registry);
+    let loaded = issuer.current().ok_or_else(|| anyhow::anyhow!("no issuer after loading"))?;
+    record_issuer(&metrics, &loaded);
+
+    let server_identity = IdentityName {
+        service_account: "linkerd-identity".into(),
+        namespace: config.control_namespace.clone(),
+        control_namespace: config.control_namespace.clone(),
+        trust_domain: config.trust_domain.clone(),
+    };
+    let credentials = Credentials::new(server_identity.to_string(), loaded.roots.certs())?;
+    let mut own_renewal = self_certify(&loaded, &server_identity, &credentials)?;
+
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let admin_listener = TcpListener::bind(config.admin_listen).await?;
+    let admin_addr = admin_listener.local_addr()?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let service = CertifyService::new(
+        issuer.clone(),
+        TokenReviewer::new(client, mesh_api::labels::IDENTITY_TOKEN_AUDIENCE),
+        config.control_namespace.clone(),
+        config.trust_domain.clone(),
+        metrics.clone(),
+    );
+    let server_config = credentials.server_config(ClientAuth::Optional, &[ALPN_H2])?;
+    let (conns_tx, conns_rx) = mpsc::channel(64);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(TlsIncoming::accept_loop(
+        listener,
+        server_config,
+        conns_tx,
+        stopped(shutdown_rx.clone()),
+    )));
+    let grpc_stop = stopped(shutdown_rx.clone());
+    tasks.push(tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .add_service(IdentityServer::new(service))
+            .serve_with_incoming_shutdown(TlsIncoming::stream(conns_rx), grpc_stop)
+            .await;
+        if let Err(e) = result {
+            tracing::error!("identity gRPC server failed: {e}");
+        }
+    }));
+    let ready_issuer = issuer.clone();
+    let admin = Admin::new(Arc::new(registry), move || ready_issuer.current().is_some());
+    tasks.push(tokio::spawn(admin.serve(admin_listener, stopped(shutdown_rx.clone()))));
+
+    let reload_metrics = metrics.clone();
+    let mut reload_stop = shutdown_rx.clone();
+    let interval = config.reload_interval;
+    let identity = server_identity.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                _ = reload_stop.wait_for(|stop| *stop) => return,
+            }
+            match issuer.reload(SystemTime::now()) {
+                Ok(Reload::Unchanged) => {}
+                Ok(Reload::Changed) => {
+                    reload_metrics.reloads.inc();
+                    if let Some(loaded) = issuer.current() {
+                        tracing::info!(issuer = loaded.ca.subject(), "loaded a new issuer");
+                        record_issuer(&reload_metrics, &loaded);
+                        if let Err(e) = credentials.set_roots(loaded.roots.certs()) {
+                            tracing::error!("the new trust anchors are unusable for TLS: {e}");
+                        }
+                        own_renewal = tokio::time::Instant::now();
+                    }
+                }
+                Err(e) => {
+                    reload_metrics.reload_failures.inc();
+                    tracing::error!("the issuer files changed but cannot be used; keeping the current issuer: {e}");
+                }
+            }
+            if tokio::time::Instant::now() >= own_renewal
+                && let Some(loaded) = issuer.current()
+            {
+                match self_certify(&loaded, &identity, &credentials) {
+                    Ok(next) => own_renewal = next,
+                    Err(e) => tracing::error!("renewing the identity service's own certificate: {e}"),
+                }
+            }
+        }
+    }));
+    tracing::info!(%addr, %admin_addr, identity = %server_identity, "identity service started");
+    Ok(Running {
+        addr,
+        admin_addr,
+        server_identity: server_identity.to_string(),
+        metrics,
+        shutdown,
+        tasks,
+    })
+}
+
+fn record_issuer(metrics: &Metrics, loaded: &Loaded) {
+    let expiry = loaded
+        .ca
+        .not_after()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    metrics.issuer_expiration.set(expiry.as_secs_f64());
+}
+
+/// Issues the service its own certificate; returns when to renew it.
+fn self_certify(
+    loaded: &Loaded,
+    identity: &IdentityName,
+    credentials: &Credentials,
+) -> anyhow::Result<tokio::time::Instant> {
+    let name = identity.to_string();
+    let key = LocalKey::generate(&name)?;
+    let now = SystemTime::now();
+    let issued = loaded.ca.certify(&name, &identity.spiffe_id(), key.csr_der(), now)?;
+    let mut chain = vec![issued.leaf];
+    chain.extend(issued.intermediates);
+    credentials.set_certificate(chain, key.private_key())?;
+    let left = issued.valid_until.duration_since(now).unwrap_or_default();
+    Ok(tokio::time::Instant::now() + schedule::renew_after(left))
+}

@@ -1,0 +1,90 @@
+//! The admin endpoint every mesh process serves (the proxy on 4191, the
+//! controllers on 9990): `/metrics` in the Prometheus text format, `/ready`
+//! (200 `ready` or 503 `not ready`), `/live` (always 200 `live`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+/// What the admin endpoint reports.
+#[derive(Clone)]
+pub struct Admin {
+    registry: Arc<Registry>,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Serves `registry`, and readiness as `ready` says.
+    pub fn new(registry: Arc<Registry>, ready: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            registry,
+            ready: Arc::new(ready),
+        }
+    }
+
+    /// Serves HTTP/1 on `listener` until `shutdown` completes.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => return,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let admin = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(admin.respond(&req)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let text = |status: StatusCode, body: String, content_type: &'static str| {
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+            response
+        };
+        if req.method() != Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), "text/plain");
+        }
+        match req.uri().path() {
+            "/metrics" => {
+                let mut body = String::new();
+                match prometheus_client::encoding::text::encode(&mut body, &self.registry) {
+                    Ok(()) => text(
+                        StatusCode::OK,
+                        body,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"), "text/plain"),
+                }
+            }
+            "/ready" if (self.ready)() => text(StatusCode::OK, "ready\n".into(), "text/plain"),
+            "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), "text/plain"),
+            "/live" => text(StatusCode::OK, "live\n".into(), "text/plain"),
+            _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
+        }
+    }
+}
