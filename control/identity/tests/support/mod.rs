@@ -1,0 +1,156 @@
+//! Shared set-up for the identity integration tests: an identity service
+//! started in-process on loopback against the shared kube-apiserver, its
+//! issuer files in a temporary directory, ServiceAccount tokens, and mTLS
+//! echo peers.
+#![allow(dead_code, unreachable_pub)] // each test binary uses part of it
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+use mesh_identity::ca::IssuancePolicy;
+use mesh_identity::generate::{self, CertAndKey};
+use mesh_identity::issuer::IssuerFiles;
+use mesh_identity::server::{self, Running, ServerConfig};
+use mesh_proxy::tls::Credentials;
+use mesh_clusters::testing::TestCluster;
+use rustls_pki_types::CertificateDer;
+use tempfile::TempDir;
+
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// An identity service and the files it reads.
+pub struct TestIdentity {
+    pub running: Running,
+    pub dir: TempDir,
+    pub files: IssuerFiles,
+    pub anchor: CertAndKey,
+}
+
+pub fn new_anchor() -> CertAndKey {
+    generate::trust_anchor("root.linkerd.cluster.local", SystemTime::now() - DAY, 3650 * DAY).expect("anchor")
+}
+
+pub fn new_issuer(anchor: &CertAndKey) -> CertAndKey {
+    generate::issuer(anchor, "identity.linkerd.cluster.local", SystemTime::now() - DAY, 365 * DAY).expect("issuer")
+}
+
+/// Writes a file atomically (as kubelet swaps mounted Secrets).
+pub fn write_atomically(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+impl TestIdentity {
+    pub async fn start(cluster: &TestCluster, lifetime: Duration) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let anchor = new_anchor();
+        let issuer = new_issuer(&anchor);
+        let files = IssuerFiles {
+            trust_anchors: dir.path().join("ca-bundle.crt"),
+            certificate: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+        };
+        write_atomically(&files.trust_anchors, &anchor.cert_pem);
+        write_atomically(&files.certificate, &issuer.cert_pem);
+        write_atomically(&files.key, &issuer.key_pem);
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            admin_listen: "127.0.0.1:0".parse().expect("addr"),
+            files: files.clone(),
+            policy: IssuancePolicy {
+                lifetime,
+                clock_skew: Duration::from_secs(20),
+            },
+            control_namespace: "linkerd".into(),
+            trust_domain: "cluster.local".into(),
+            reload_interval: Duration::from_millis(200),
+        };
+        let running = server::start(config, cluster.client.clone()).await.expect("identity service starts");
+        Self {
+            running,
+            dir,
+            files,
+            anchor,
+        }
+    }
+
+    pub fn anchors(&self) -> Vec<CertificateDer<'static>> {
+        roots_of(&[&self.anchor])
+    }
+
+    pub fn addr(&self) -> String {
+        self.running.addr.to_string()
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(self.running.admin_addr, "/metrics").await
+    }
+}
+
+pub fn roots_of(anchors: &[&CertAndKey]) -> Vec<CertificateDer<'static>> {
+    anchors
+        .iter()
+        .flat_map(|a| mesh_identity::pem::certificates(a.cert_pem.as_bytes(), "anchor").expect("pem"))
+        .collect()
+}
+
+/// A minimal HTTP/1 GET, returning the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect admin");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+/// Creates ServiceAccount `name` in `ns`.
+pub async fn service_account(cluster: &TestCluster, ns: &str, name: &str) -> ServiceAccount {
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    Api::<ServiceAccount>::namespaced(cluster.client.clone(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("creating a ServiceAccount")
+}
+
+/// A projected-style token for `ns/sa` and `audience`, written to a file.
+pub async fn token_file(cluster: &TestCluster, dir: &Path, ns: &str, sa: &str, audience: &str) -> PathBuf {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.to_owned()],
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = Api::<ServiceAccount>::namespaced(cluster.client.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest")
+        .status
+        .expect("status")
+        .token;
+    let path = dir.join(format!("{ns}-{sa}-{audience}.token"));
+    std::fs::write(&path, token).expect("write token");
+    path
+}
+
+/// Credentials for `identity` trusting `roots`.
+pub fn credentials(identity: &str, roots: &[CertificateDer<'static>]) -> Arc<Credentials> {
+    Credentials::new(identity, roots).expect("credentials")
+}
