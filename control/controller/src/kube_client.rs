@@ -1,0 +1,31 @@
+//! The Kubernetes client of a component: from `--kubeconfig`/`--context`
+//! when given, else inferred (in-cluster ServiceAccount, then the default
+//! kubeconfig), as kubectl does.
+
+use std::path::Path;
+
+use anyhow::Context;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// A client for the given kubeconfig and context, or the inferred one.
+pub(crate) async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> anyhow::Result<kube::Client> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .context("loading the default kubeconfig")?,
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster credentials and no kubeconfig (set --kubeconfig)")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}

@@ -1,0 +1,87 @@
+//! `mesh-controller <component>`: one binary for every control-plane
+//! component, as Linkerd ships one controller image. Each component runs in
+//! a cluster (in-cluster credentials) or outside one (`--kubeconfig`,
+//! `--context`) for development and tests.
+
+mod identity;
+mod kube_client;
+
+use clap::{Parser, Subcommand};
+
+/// The mesh control plane.
+#[derive(Debug, Parser)]
+#[command(name = "mesh-controller", version, max_term_width = 100)]
+struct Cli {
+    /// Path to a kubeconfig; in-cluster credentials (or ~/.kube/config) when unset.
+    #[arg(long, global = true, env = "KUBECONFIG", value_name = "PATH")]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, env = "MESH_CONTEXT", value_name = "NAME")]
+    context: Option<String>,
+    /// Log filter (`info`, `debug`, `mesh_identity=debug`, …).
+    #[arg(long, global = true, env = "MESH_LOG", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    component: Component,
+}
+
+#[derive(Debug, Subcommand)]
+enum Component {
+    /// The identity service: issues workload certificates (Identity.Certify).
+    Identity(identity::IdentityArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let client = kube_client::client(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+    match cli.component {
+        Component::Identity(args) => identity::run(args, client).await,
+    }
+}
+
+/// Completes on SIGTERM or SIGINT, so that components drain before exiting.
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM ({e}); stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_every_flag_has_an_env_var() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments().chain(cmd.get_arguments()) {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                assert!(arg.get_env().is_some(), "{} --{id} has no environment variable", sub.get_name());
+            }
+        }
+    }
+}
