@@ -46,9 +46,34 @@ pub enum Command {
     Up(StateArgs),
     /// Stop the local cluster started by `mesh up` and remove its files.
     Down(StateArgs),
+    /// Render the control plane for `kubectl apply -f -`.
+    Install(crate::install::InstallArgs),
+    /// Workload identities and certificates.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// The Kubernetes binaries local clusters run.
     #[command(subcommand)]
     K8s(K8sCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Describe a PEM certificate chain: identity, issuer, validity and the
+    /// trust anchor it chains to.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The PEM file (a leaf and its chain, an issuer, or a bundle of anchors); `-` for stdin.
+    #[arg(env = "MESH_INSPECT_FILE")]
+    pub file: PathBuf,
+    /// A PEM bundle of trust anchors to check the chain against.
+    #[arg(long, env = "MESH_IDENTITY_TRUST_ANCHORS_FILE", value_name = "FILE")]
+    pub trust_anchors_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod install;
 mod output;
 
 use clap::Parser;

@@ -1,5 +1,6 @@
 //! One module per command group; [`run`] dispatches a parsed command line.
 
+mod identity;
 mod k8s;
 mod local;
 mod version;
@@ -15,5 +16,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => local::up(&args).await,
         Command::Down(args) => local::down(&args).await,
         Command::K8s(command) => k8s::run(command).await,
+        Command::Install(args) => {
+            print!("{}", crate::install::render(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Identity(command) => identity::run(command),
     }
 }

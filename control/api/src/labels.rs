@@ -37,3 +37,16 @@ pub const FAILOVER_PRIMARY_SERVICE: &str = "failover.linkerd.io/primary-service"
 pub const IDENTITY_TOKEN_AUDIENCE: &str = "identity.l5d.io";
 /// Where the injector mounts that token in every meshed pod.
 pub const IDENTITY_TOKEN_PATH: &str = "/var/run/secrets/tokens/linkerd-identity-token";
+
+/// Label on control-plane objects naming their component (`identity`, …).
+pub const CONTROL_PLANE_COMPONENT: &str = "linkerd.io/control-plane-component";
+/// Label on control-plane objects naming the control plane's namespace.
+pub const CONTROL_PLANE_NS: &str = "linkerd.io/control-plane-ns";
+/// Label on the control plane's namespace.
+pub const IS_CONTROL_PLANE: &str = "linkerd.io/is-control-plane";
+/// The ConfigMap holding the trust anchors (`ca-bundle.crt`).
+pub const TRUST_ROOTS_CONFIGMAP: &str = "linkerd-identity-trust-roots";
+/// The Secret holding the issuer certificate and key.
+pub const ISSUER_SECRET: &str = "linkerd-identity-issuer";
+/// The admin port of control-plane components (`/metrics`, `/ready`, `/live`).
+pub const CONTROLLER_ADMIN_PORT: u16 = 9990;

@@ -267,8 +267,8 @@ impl Ca {
 }
 
 /// Checks that each certificate of `chain` is signed by the next, and the
-/// last by one of the roots (or is itself a root).
-fn verify_chain(chain: &[CertificateDer<'static>], roots: &TrustRoots) -> Result<(), CaError> {
+/// last by one of the roots (or is itself a root); returns that root's index.
+pub fn verify_chain(chain: &[CertificateDer<'_>], roots: &TrustRoots) -> Result<usize, CaError> {
     let parsed: Vec<X509Certificate<'_>> = chain
         .iter()
         .enumerate()
@@ -296,17 +296,19 @@ fn verify_chain(chain: &[CertificateDer<'static>], roots: &TrustRoots) -> Result
             .map_err(|_| untrusted())?;
     }
     let last = parsed.last().ok_or_else(untrusted)?;
-    let anchored = roots.certs().iter().any(|root| {
-        root.as_ref() == chain[chain.len() - 1].as_ref()
-            || X509Certificate::from_der(root).is_ok_and(|(_, root)| {
-                root.subject() == last.issuer()
-                    && last.verify_signature(Some(root.public_key())).is_ok()
-            })
-    });
-    if anchored { Ok(()) } else { Err(untrusted()) }
+    roots
+        .certs()
+        .iter()
+        .position(|root| {
+            root.as_ref() == chain[chain.len() - 1].as_ref()
+                || X509Certificate::from_der(root).is_ok_and(|(_, root)| {
+                    root.subject() == last.issuer() && last.verify_signature(Some(root.public_key())).is_ok()
+                })
+        })
+        .ok_or_else(untrusted)
 }
 
-fn parse<'a>(der: &'a CertificateDer<'_>, what: &str) -> Result<X509Certificate<'a>, CaError> {
+pub(crate) fn parse<'a>(der: &'a CertificateDer<'_>, what: &str) -> Result<X509Certificate<'a>, CaError> {
     X509Certificate::from_der(der)
         .map(|(_, cert)| cert)
         .map_err(|e| CaError::Parse {
@@ -315,7 +317,7 @@ fn parse<'a>(der: &'a CertificateDer<'_>, what: &str) -> Result<X509Certificate<
         })
 }
 
-fn unix_seconds(t: SystemTime) -> i64 {
+pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),

@@ -16,6 +16,7 @@
 pub mod ca;
 pub mod csr;
 pub mod generate;
+pub mod inspect;
 pub mod issuer;
 pub mod metrics;
 pub mod pem;

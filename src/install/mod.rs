@@ -1,0 +1,116 @@
+//! `mesh install`: renders the control plane for `kubectl apply -f -`.
+//!
+//! This first slice renders the identity service: the `linkerd` namespace,
+//! the trust roots ConfigMap, the issuer Secret, the identity ServiceAccount,
+//! RBAC, Deployment and Services. Trust material is generated (a ten-year
+//! anchor and a one-year issuer) unless the operator brings their own with
+//! the same flags as `linkerd install`.
+
+mod identity;
+mod manifest;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::Args;
+use mesh_identity::ca::{Ca, IssuancePolicy, TrustRoots};
+use mesh_identity::generate;
+
+/// Flags of `mesh install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// PEM bundle of trust anchors (one or more roots); generated when unset.
+    #[arg(long, env = "MESH_IDENTITY_TRUST_ANCHORS_FILE", value_name = "FILE")]
+    pub identity_trust_anchors_file: Option<PathBuf>,
+    /// The issuer certificate (PEM, chaining to a trust anchor); generated when unset.
+    #[arg(
+        long,
+        env = "MESH_IDENTITY_ISSUER_CERTIFICATE_FILE",
+        value_name = "FILE",
+        requires_all = ["identity_issuer_key_file", "identity_trust_anchors_file"]
+    )]
+    pub identity_issuer_certificate_file: Option<PathBuf>,
+    /// The issuer's private key (PEM, ECDSA P-256).
+    #[arg(
+        long,
+        env = "MESH_IDENTITY_ISSUER_KEY_FILE",
+        value_name = "FILE",
+        requires = "identity_issuer_certificate_file"
+    )]
+    pub identity_issuer_key_file: Option<PathBuf>,
+    /// The trust domain of workload identities.
+    #[arg(long, env = "MESH_IDENTITY_TRUST_DOMAIN", default_value = mesh_api::identity::DEFAULT_TRUST_DOMAIN)]
+    pub identity_trust_domain: String,
+    /// How long workload certificates are valid.
+    #[arg(long, env = "MESH_IDENTITY_ISSUANCE_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub identity_issuance_lifetime: Duration,
+    /// How far workload certificates are back-dated for clock skew.
+    #[arg(long, env = "MESH_IDENTITY_CLOCK_SKEW_ALLOWANCE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub identity_clock_skew_allowance: Duration,
+    /// The image of the control-plane binary (`mesh-controller`).
+    #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh.dev/mesh-controller:v", env!("CARGO_PKG_VERSION")))]
+    pub controller_image: String,
+}
+
+/// The trust anchors and issuer the control plane will use.
+#[derive(Debug, Clone)]
+pub struct TrustMaterial {
+    /// The anchors bundle.
+    pub anchors_pem: String,
+    /// The issuer certificate (and chain).
+    pub issuer_cert_pem: String,
+    /// The issuer key.
+    pub issuer_key_pem: String,
+}
+
+/// Renders the manifests as one YAML stream.
+pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
+    let material = trust_material(args)?;
+    let objects = identity::objects(args, &material)?;
+    manifest::to_yaml(&objects)
+}
+
+fn read(path: &PathBuf, flag: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("--{flag} {}", path.display()))
+}
+
+/// The operator's trust material, checked, or fresh material.
+fn trust_material(args: &InstallArgs) -> anyhow::Result<TrustMaterial> {
+    let issuer_name = mesh_api::identity::issuer_name(mesh_api::labels::CONTROL_PLANE_NAMESPACE, &args.identity_trust_domain);
+    let material = match (&args.identity_trust_anchors_file, &args.identity_issuer_certificate_file, &args.identity_issuer_key_file) {
+        (Some(anchors), Some(cert), Some(key)) => TrustMaterial {
+            anchors_pem: read(anchors, "identity-trust-anchors-file")?,
+            issuer_cert_pem: read(cert, "identity-issuer-certificate-file")?,
+            issuer_key_pem: read(key, "identity-issuer-key-file")?,
+        },
+        (Some(_), None, None) => anyhow::bail!(
+            "--identity-trust-anchors-file needs --identity-issuer-certificate-file and --identity-issuer-key-file: \
+             an issuer signed by one of those anchors"
+        ),
+        _ => {
+            let now = SystemTime::now();
+            let anchor = generate::trust_anchor(&format!("root.linkerd.{}", args.identity_trust_domain), now, generate::ANCHOR_LIFETIME)?;
+            let issuer = generate::issuer(&anchor, &issuer_name, now, generate::ISSUER_LIFETIME)?;
+            TrustMaterial {
+                anchors_pem: anchor.cert_pem,
+                issuer_cert_pem: issuer.cert_pem,
+                issuer_key_pem: issuer.key_pem,
+            }
+        }
+    };
+    let roots = TrustRoots::from_pem(&material.anchors_pem).context("--identity-trust-anchors-file")?;
+    let policy = IssuancePolicy {
+        lifetime: args.identity_issuance_lifetime,
+        clock_skew: args.identity_clock_skew_allowance,
+    };
+    let ca = Ca::new(&material.issuer_cert_pem, &material.issuer_key_pem, &roots, policy, SystemTime::now())
+        .context("--identity-issuer-certificate-file")?;
+    if !ca.subject().contains(&format!("CN={issuer_name}")) {
+        tracing::warn!(
+            "the issuer certificate is named {:?}; Linkerd expects CN={issuer_name}",
+            ca.subject()
+        );
+    }
+    Ok(material)
+}
