@@ -1,0 +1,137 @@
+//! `mesh-controller identity` run as a process outside the cluster, as in
+//! development: it refuses an issuer that does not fit with a clear error,
+//! and with a good one it becomes ready, certifies a workload, and stops
+//! cleanly on SIGTERM.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+use mesh_api::IdentityName;
+use mesh_clusters::testing::shared_cluster;
+use mesh_identity::generate::{self, CertAndKey};
+use mesh_proxy::identity::client;
+use mesh_proxy::tls::Credentials;
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+}
+
+fn write_material(dir: &Path, anchor: &CertAndKey, issuer: &CertAndKey) {
+    std::fs::write(dir.join("ca-bundle.crt"), &anchor.cert_pem).expect("write");
+    std::fs::create_dir_all(dir.join("issuer")).expect("mkdir");
+    std::fs::write(dir.join("issuer/tls.crt"), &issuer.cert_pem).expect("write");
+    std::fs::write(dir.join("issuer/tls.key"), &issuer.key_pem).expect("write");
+}
+
+fn controller(dir: &Path, kubeconfig: &Path, listen: SocketAddr, admin: SocketAddr) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesh-controller"));
+    cmd.arg("identity")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg(format!("--listen={listen}"))
+        .arg(format!("--admin-listen={admin}"))
+        .arg(format!("--trust-anchors-file={}", dir.join("ca-bundle.crt").display()))
+        .arg(format!("--issuer-dir={}", dir.join("issuer").display()))
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[tokio::test]
+async fn an_issuer_from_another_anchor_stops_start_up_with_the_reason() {
+    let cluster = shared_cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = SystemTime::now();
+    let day = Duration::from_secs(86400);
+    let anchor = generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
+    let other = generate::trust_anchor("other-root", now, 10 * day).expect("anchor");
+    let foreign = generate::issuer(&other, "identity.linkerd.cluster.local", now, day).expect("issuer");
+    write_material(dir.path(), &anchor, &foreign);
+    let out = controller(dir.path(), &cluster.kubeconfig(), free_addr(), free_addr())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not chain to any trust anchor") && err.contains("other-root"), "{err}");
+}
+
+#[tokio::test]
+async fn it_serves_certify_and_stops_on_sigterm() {
+    let cluster = shared_cluster().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = SystemTime::now();
+    let day = Duration::from_secs(86400);
+    let anchor = generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
+    let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now, 365 * day).expect("issuer");
+    write_material(dir.path(), &anchor, &issuer);
+    let (listen, admin) = (free_addr(), free_addr());
+    let mut child = tokio::process::Command::from(controller(dir.path(), &cluster.kubeconfig(), listen, admin))
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(admin).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = stream.write_all(b"GET /ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").await;
+            let mut body = String::new();
+            let _ = stream.read_to_string(&mut body).await;
+            if body.starts_with("HTTP/1.1 200") && body.ends_with("ready\n") {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the admin endpoint never said ready");
+
+    let ns = cluster.namespace("ctl").await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &ns);
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("app".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    accounts.create(&PostParams::default(), &sa).await.expect("sa");
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![mesh_api::labels::IDENTITY_TOKEN_AUDIENCE.into()],
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = accounts
+        .create_token_request("app", &PostParams::default(), &request)
+        .await
+        .expect("token")
+        .status
+        .expect("status")
+        .token;
+    let token_path = dir.path().join("token");
+    std::fs::write(&token_path, token).expect("write token");
+
+    let identity = IdentityName::for_service_account("app", &ns).to_string();
+    let roots = mesh_identity::pem::certificates(anchor.cert_pem.as_bytes(), "anchor").expect("pem");
+    let creds = Credentials::new(&identity, &roots).expect("creds");
+    let server_identity = "linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local";
+    let channel = client::channel(&listen.to_string(), server_identity, &creds).expect("channel");
+    let certified = client::certify(channel, &identity, &token_path).await.expect("certified");
+    assert_eq!(mesh_proxy::tls::dns_names(&certified.chain[0]), [identity]);
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().expect("pid")).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("it stops within 10 s of SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
