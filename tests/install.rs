@@ -21,17 +21,26 @@ fn mesh(args: &[&str]) -> Output {
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(Binaries::locate().expect("kubectl is built").path(Binary::Kubectl))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running kubectl");
+    let mut child = Command::new(
+        Binaries::locate()
+            .expect("kubectl is built")
+            .path(Binary::Kubectl),
+    )
+    .arg("--kubeconfig")
+    .arg(kubeconfig)
+    .args(args)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("running kubectl");
     if let Some(input) = stdin {
-        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("kubectl output")
@@ -46,9 +55,21 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
     let cluster = shared_cluster().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let day = Duration::from_secs(86400);
-    let anchor = generate::trust_anchor("root.linkerd.cluster.local", SystemTime::now(), 3650 * day).expect("anchor");
-    let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", SystemTime::now(), 365 * day).expect("issuer");
-    for (name, pem) in [("ca.crt", &anchor.cert_pem), ("issuer.crt", &issuer.cert_pem), ("issuer.key", &issuer.key_pem)] {
+    let anchor =
+        generate::trust_anchor("root.linkerd.cluster.local", SystemTime::now(), 3650 * day)
+            .expect("anchor");
+    let issuer = generate::issuer(
+        &anchor,
+        "identity.linkerd.cluster.local",
+        SystemTime::now(),
+        365 * day,
+    )
+    .expect("issuer");
+    for (name, pem) in [
+        ("ca.crt", &anchor.cert_pem),
+        ("issuer.crt", &issuer.cert_pem),
+        ("issuer.key", &issuer.key_pem),
+    ] {
         std::fs::write(dir.path().join(name), pem).expect("write");
     }
     let path = |name: &str| dir.path().join(name).display().to_string();
@@ -71,11 +92,18 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
         "--identity-issuer-key-file",
         &path("issuer.key"),
     ]);
-    assert_eq!(rendered.stdout, again.stdout, "the same inputs render the same output");
+    assert_eq!(
+        rendered.stdout, again.stdout,
+        "the same inputs render the same output"
+    );
 
     let kubeconfig = cluster.kubeconfig();
     let applied = kubectl(&kubeconfig, &["apply", "-f", "-"], Some(&rendered.stdout));
-    assert!(applied.status.success(), "kubectl apply: {}", text(&applied.stderr));
+    assert!(
+        applied.status.success(),
+        "kubectl apply: {}",
+        text(&applied.stderr)
+    );
     let out = text(&applied.stdout);
     for object in [
         "namespace/linkerd",
@@ -91,19 +119,55 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
 
     let bundle = kubectl(
         &kubeconfig,
-        &["get", "configmap", "-n", "linkerd", "linkerd-identity-trust-roots", "-o", "jsonpath={.data.ca-bundle\\.crt}"],
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "linkerd",
+            "linkerd-identity-trust-roots",
+            "-o",
+            "jsonpath={.data.ca-bundle\\.crt}",
+        ],
         None,
     );
     assert_eq!(text(&bundle.stdout).trim(), anchor.cert_pem.trim());
-    let secret_type = kubectl(&kubeconfig, &["get", "secret", "-n", "linkerd", "linkerd-identity-issuer", "-o", "jsonpath={.type}"], None);
+    let secret_type = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "secret",
+            "-n",
+            "linkerd",
+            "linkerd-identity-issuer",
+            "-o",
+            "jsonpath={.type}",
+        ],
+        None,
+    );
     assert_eq!(text(&secret_type.stdout), "kubernetes.io/tls");
     let can = kubectl(
         &kubeconfig,
-        &["auth", "can-i", "create", "tokenreviews", "--as=system:serviceaccount:linkerd:linkerd-identity"],
+        &[
+            "auth",
+            "can-i",
+            "create",
+            "tokenreviews",
+            "--as=system:serviceaccount:linkerd:linkerd-identity",
+        ],
         None,
     );
     assert_eq!(text(&can.stdout).trim(), "yes", "{}", text(&can.stderr));
-    let cannot = kubectl(&kubeconfig, &["auth", "can-i", "list", "secrets", "--as=system:serviceaccount:linkerd:linkerd-identity"], None);
+    let cannot = kubectl(
+        &kubeconfig,
+        &[
+            "auth",
+            "can-i",
+            "list",
+            "secrets",
+            "--as=system:serviceaccount:linkerd:linkerd-identity",
+        ],
+        None,
+    );
     assert_eq!(text(&cannot.stdout).trim(), "no");
 }
 
@@ -112,10 +176,16 @@ fn trust_material_that_does_not_fit_is_refused_by_flag() {
     let dir = tempfile::tempdir().expect("tempdir");
     let day = Duration::from_secs(86400);
     let now = SystemTime::now();
-    let anchor = generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
+    let anchor =
+        generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
     let other = generate::trust_anchor("someone-else", now, 10 * day).expect("other");
-    let foreign = generate::issuer(&other, "identity.linkerd.cluster.local", now, day).expect("issuer");
-    for (name, pem) in [("ca.crt", &anchor.cert_pem), ("issuer.crt", &foreign.cert_pem), ("issuer.key", &foreign.key_pem)] {
+    let foreign =
+        generate::issuer(&other, "identity.linkerd.cluster.local", now, day).expect("issuer");
+    for (name, pem) in [
+        ("ca.crt", &anchor.cert_pem),
+        ("issuer.crt", &foreign.cert_pem),
+        ("issuer.key", &foreign.key_pem),
+    ] {
         std::fs::write(dir.path().join(name), pem).expect("write");
     }
     let path = |name: &str| dir.path().join(name).display().to_string();
@@ -131,16 +201,29 @@ fn trust_material_that_does_not_fit_is_refused_by_flag() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "nothing is rendered");
     let err = text(&out.stderr);
-    assert!(err.contains("--identity-issuer-certificate-file") && err.contains("does not chain"), "{err}");
+    assert!(
+        err.contains("--identity-issuer-certificate-file") && err.contains("does not chain"),
+        "{err}"
+    );
 
     let out = mesh(&["install", "--identity-trust-anchors-file", &path("ca.crt")]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("--identity-issuer-certificate-file"), "{err}");
 
-    let out = mesh(&["identity", "inspect", &path("issuer.crt"), "--trust-anchors-file", &path("ca.crt")]);
+    let out = mesh(&[
+        "identity",
+        "inspect",
+        &path("issuer.crt"),
+        "--trust-anchors-file",
+        &path("ca.crt"),
+    ]);
     assert!(!out.status.success(), "an untrusted chain fails inspect");
-    assert!(text(&out.stdout).contains("does not chain"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("does not chain"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -148,8 +231,10 @@ fn inspect_explains_a_chain_in_text_and_json() {
     let dir = tempfile::tempdir().expect("tempdir");
     let day = Duration::from_secs(86400);
     let now = SystemTime::now();
-    let anchor = generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
-    let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now, 365 * day).expect("issuer");
+    let anchor =
+        generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
+    let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now, 365 * day)
+        .expect("issuer");
     std::fs::write(dir.path().join("ca.crt"), &anchor.cert_pem).expect("write");
     std::fs::write(dir.path().join("issuer.crt"), &issuer.cert_pem).expect("write");
     let ca = dir.path().join("ca.crt").display().to_string();
@@ -157,9 +242,23 @@ fn inspect_explains_a_chain_in_text_and_json() {
     let out = mesh(&["identity", "inspect", &crt, "--trust-anchors-file", &ca]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
-    assert!(shown.contains("CN=identity.linkerd.cluster.local"), "{shown}");
-    assert!(shown.contains("chains to trust anchor CN=root.linkerd.cluster.local"), "{shown}");
-    let json = mesh(&["identity", "inspect", &crt, "--trust-anchors-file", &ca, "-o", "json"]);
+    assert!(
+        shown.contains("CN=identity.linkerd.cluster.local"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("chains to trust anchor CN=root.linkerd.cluster.local"),
+        "{shown}"
+    );
+    let json = mesh(&[
+        "identity",
+        "inspect",
+        &crt,
+        "--trust-anchors-file",
+        &ca,
+        "-o",
+        "json",
+    ]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(value["anchor"], "CN=root.linkerd.cluster.local");
     assert_eq!(value["certificates"][0]["is_ca"], true);

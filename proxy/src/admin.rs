@@ -61,13 +61,18 @@ impl Admin {
         let text = |status: StatusCode, body: String, content_type: &'static str| {
             let mut response = Response::new(Full::new(Bytes::from(body)));
             *response.status_mut() = status;
-            response
-                .headers_mut()
-                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
             response
         };
         if req.method() != Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into(), "text/plain");
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET only\n".into(),
+                "text/plain",
+            );
         }
         match req.uri().path() {
             "/metrics" => {
@@ -78,11 +83,19 @@ impl Admin {
                         body,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     ),
-                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"), "text/plain"),
+                    Err(e) => text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("{e}\n"),
+                        "text/plain",
+                    ),
                 }
             }
             "/ready" if (self.ready)() => text(StatusCode::OK, "ready\n".into(), "text/plain"),
-            "/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), "text/plain"),
+            "/ready" => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready\n".into(),
+                "text/plain",
+            ),
             "/live" => text(StatusCode::OK, "live\n".into(), "text/plain"),
             _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
         }

@@ -20,15 +20,21 @@ pub fn run(command: IdentityCommand) -> anyhow::Result<ExitCode> {
 fn inspect_chain(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let pem = if args.file.as_os_str() == "-" {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading stdin")?;
         buf
     } else {
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?
     };
     let roots = match &args.trust_anchors_file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Some(TrustRoots::from_pem(&text).with_context(|| format!("--trust-anchors-file {}", path.display()))?)
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                TrustRoots::from_pem(&text)
+                    .with_context(|| format!("--trust-anchors-file {}", path.display()))?,
+            )
         }
         None => None,
     };
@@ -39,7 +45,11 @@ fn inspect_chain(args: &InspectArgs) -> anyhow::Result<ExitCode> {
         OutputFormat::Table => print_report(&report),
     }
     let expired = report.certificates.iter().any(|c| c.expires_in_seconds < 0);
-    Ok(if expired || report.untrusted.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if expired || report.untrusted.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_report(report: &ChainReport) {
@@ -47,12 +57,30 @@ fn print_report(report: &ChainReport) {
         if i > 0 {
             println!();
         }
-        let kind = if cert.is_ca { "CA certificate" } else { "leaf certificate" };
-        println!("{} #{} ({kind})", console::style("certificate").bold(), i + 1);
-        let expiry = if cert.expires_in_seconds < 0 {
-            console::style(format!("{} (expired {} ago)", cert.not_after, humanize(-cert.expires_in_seconds))).red().to_string()
+        let kind = if cert.is_ca {
+            "CA certificate"
         } else {
-            format!("{} (in {})", cert.not_after, humanize(cert.expires_in_seconds))
+            "leaf certificate"
+        };
+        println!(
+            "{} #{} ({kind})",
+            console::style("certificate").bold(),
+            i + 1
+        );
+        let expiry = if cert.expires_in_seconds < 0 {
+            console::style(format!(
+                "{} (expired {} ago)",
+                cert.not_after,
+                humanize(-cert.expires_in_seconds)
+            ))
+            .red()
+            .to_string()
+        } else {
+            format!(
+                "{} (in {})",
+                cert.not_after,
+                humanize(cert.expires_in_seconds)
+            )
         };
         let mut rows = vec![("subject", cert.subject.clone())];
         if !cert.identities.is_empty() {
@@ -69,9 +97,14 @@ fn print_report(report: &ChainReport) {
     }
     println!();
     match (&report.anchor, &report.untrusted) {
-        (Some(anchor), _) => println!("{} chains to trust anchor {anchor}", console::style("✔").green()),
+        (Some(anchor), _) => println!(
+            "{} chains to trust anchor {anchor}",
+            console::style("✔").green()
+        ),
         (None, Some(why)) => println!("{} {why}", console::style("×").red()),
-        (None, None) => println!("(pass --trust-anchors-file to check which anchor the chain leads to)"),
+        (None, None) => {
+            println!("(pass --trust-anchors-file to check which anchor the chain leads to)")
+        }
     }
 }
 

@@ -4,15 +4,16 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, Namespace, PodSpec, PodTemplateSpec,
-    Probe, Secret, SecretVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, Namespace, PodSpec,
+    PodTemplateSpec, Probe, Secret, SecretVolumeSource, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mesh_api::labels::{
-    CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS, CONTROL_PLANE_NS, CONTROLLER_ADMIN_PORT, IS_CONTROL_PLANE,
-    ISSUER_SECRET, TRUST_ROOTS_CONFIGMAP,
+    CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS, CONTROL_PLANE_NS,
+    CONTROLLER_ADMIN_PORT, IS_CONTROL_PLANE, ISSUER_SECRET, TRUST_ROOTS_CONFIGMAP,
 };
 
 use super::manifest::{Object, object};
@@ -49,7 +50,14 @@ fn identity_selector() -> BTreeMap<String, String> {
 pub fn objects(args: &InstallArgs, material: &TrustMaterial) -> anyhow::Result<Vec<Object>> {
     let component = [(CONTROL_PLANE_COMPONENT, "identity")];
     let namespace = Namespace {
-        metadata: meta(NS, None, &[(IS_CONTROL_PLANE, "true"), ("config.linkerd.io/admission-webhooks", "disabled")]),
+        metadata: meta(
+            NS,
+            None,
+            &[
+                (IS_CONTROL_PLANE, "true"),
+                ("config.linkerd.io/admission-webhooks", "disabled"),
+            ],
+        ),
         ..Namespace::default()
     };
     let trust_roots = ConfigMap {
@@ -123,8 +131,12 @@ pub fn objects(args: &InstallArgs, material: &TrustMaterial) -> anyhow::Result<V
         }),
         ..Service::default()
     };
-    let lifetime = humantime::format_duration(args.identity_issuance_lifetime).to_string().replace(' ', "");
-    let skew = humantime::format_duration(args.identity_clock_skew_allowance).to_string().replace(' ', "");
+    let lifetime = humantime::format_duration(args.identity_issuance_lifetime)
+        .to_string()
+        .replace(' ', "");
+    let skew = humantime::format_duration(args.identity_clock_skew_allowance)
+        .to_string()
+        .replace(' ', "");
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),

@@ -77,8 +77,15 @@ fn read(path: &PathBuf, flag: &str) -> anyhow::Result<String> {
 
 /// The operator's trust material, checked, or fresh material.
 fn trust_material(args: &InstallArgs) -> anyhow::Result<TrustMaterial> {
-    let issuer_name = mesh_api::identity::issuer_name(mesh_api::labels::CONTROL_PLANE_NAMESPACE, &args.identity_trust_domain);
-    let material = match (&args.identity_trust_anchors_file, &args.identity_issuer_certificate_file, &args.identity_issuer_key_file) {
+    let issuer_name = mesh_api::identity::issuer_name(
+        mesh_api::labels::CONTROL_PLANE_NAMESPACE,
+        &args.identity_trust_domain,
+    );
+    let material = match (
+        &args.identity_trust_anchors_file,
+        &args.identity_issuer_certificate_file,
+        &args.identity_issuer_key_file,
+    ) {
         (Some(anchors), Some(cert), Some(key)) => TrustMaterial {
             anchors_pem: read(anchors, "identity-trust-anchors-file")?,
             issuer_cert_pem: read(cert, "identity-issuer-certificate-file")?,
@@ -90,7 +97,11 @@ fn trust_material(args: &InstallArgs) -> anyhow::Result<TrustMaterial> {
         ),
         _ => {
             let now = SystemTime::now();
-            let anchor = generate::trust_anchor(&format!("root.linkerd.{}", args.identity_trust_domain), now, generate::ANCHOR_LIFETIME)?;
+            let anchor = generate::trust_anchor(
+                &format!("root.linkerd.{}", args.identity_trust_domain),
+                now,
+                generate::ANCHOR_LIFETIME,
+            )?;
             let issuer = generate::issuer(&anchor, &issuer_name, now, generate::ISSUER_LIFETIME)?;
             TrustMaterial {
                 anchors_pem: anchor.cert_pem,
@@ -99,13 +110,20 @@ fn trust_material(args: &InstallArgs) -> anyhow::Result<TrustMaterial> {
             }
         }
     };
-    let roots = TrustRoots::from_pem(&material.anchors_pem).context("--identity-trust-anchors-file")?;
+    let roots =
+        TrustRoots::from_pem(&material.anchors_pem).context("--identity-trust-anchors-file")?;
     let policy = IssuancePolicy {
         lifetime: args.identity_issuance_lifetime,
         clock_skew: args.identity_clock_skew_allowance,
     };
-    let ca = Ca::new(&material.issuer_cert_pem, &material.issuer_key_pem, &roots, policy, SystemTime::now())
-        .context("--identity-issuer-certificate-file")?;
+    let ca = Ca::new(
+        &material.issuer_cert_pem,
+        &material.issuer_key_pem,
+        &roots,
+        policy,
+        SystemTime::now(),
+    )
+    .context("--identity-issuer-certificate-file")?;
     if !ca.subject().contains(&format!("CN={issuer_name}")) {
         tracing::warn!(
             "the issuer certificate is named {:?}; Linkerd expects CN={issuer_name}",

@@ -27,13 +27,25 @@ pub(crate) struct IdentityArgs {
     )]
     trust_anchors_file: PathBuf,
     /// The mounted `linkerd-identity-issuer` Secret (tls.crt/tls.key or crt.pem/key.pem).
-    #[arg(long, env = "MESH_IDENTITY_ISSUER_DIR", default_value = "/var/run/linkerd/identity/issuer")]
+    #[arg(
+        long,
+        env = "MESH_IDENTITY_ISSUER_DIR",
+        default_value = "/var/run/linkerd/identity/issuer"
+    )]
     issuer_dir: PathBuf,
     /// The issuer certificate, instead of the one in --issuer-dir.
-    #[arg(long, env = "MESH_IDENTITY_ISSUER_CERTIFICATE_FILE", requires = "issuer_key_file")]
+    #[arg(
+        long,
+        env = "MESH_IDENTITY_ISSUER_CERTIFICATE_FILE",
+        requires = "issuer_key_file"
+    )]
     issuer_certificate_file: Option<PathBuf>,
     /// The issuer key, instead of the one in --issuer-dir.
-    #[arg(long, env = "MESH_IDENTITY_ISSUER_KEY_FILE", requires = "issuer_certificate_file")]
+    #[arg(
+        long,
+        env = "MESH_IDENTITY_ISSUER_KEY_FILE",
+        requires = "issuer_certificate_file"
+    )]
     issuer_key_file: Option<PathBuf>,
     /// How long issued certificates are valid.
     #[arg(long, env = "MESH_IDENTITY_ISSUANCE_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]

@@ -80,7 +80,11 @@ mod tests {
                 if matches!(id, "help" | "version") {
                     continue;
                 }
-                assert!(arg.get_env().is_some(), "{} --{id} has no environment variable", sub.get_name());
+                assert!(
+                    arg.get_env().is_some(),
+                    "{} --{id} has no environment variable",
+                    sub.get_name()
+                );
             }
         }
     }

@@ -19,7 +19,9 @@ use mesh_proxy::identity::client;
 use mesh_proxy::tls::Credentials;
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
 }
 
 fn write_material(dir: &Path, anchor: &CertAndKey, issuer: &CertAndKey) {
@@ -36,7 +38,10 @@ fn controller(dir: &Path, kubeconfig: &Path, listen: SocketAddr, admin: SocketAd
         .arg(kubeconfig)
         .arg(format!("--listen={listen}"))
         .arg(format!("--admin-listen={admin}"))
-        .arg(format!("--trust-anchors-file={}", dir.join("ca-bundle.crt").display()))
+        .arg(format!(
+            "--trust-anchors-file={}",
+            dir.join("ca-bundle.crt").display()
+        ))
         .arg(format!("--issuer-dir={}", dir.join("issuer").display()))
         .stdin(Stdio::null());
     cmd
@@ -48,16 +53,21 @@ async fn an_issuer_from_another_anchor_stops_start_up_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = SystemTime::now();
     let day = Duration::from_secs(86400);
-    let anchor = generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
+    let anchor =
+        generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
     let other = generate::trust_anchor("other-root", now, 10 * day).expect("anchor");
-    let foreign = generate::issuer(&other, "identity.linkerd.cluster.local", now, day).expect("issuer");
+    let foreign =
+        generate::issuer(&other, "identity.linkerd.cluster.local", now, day).expect("issuer");
     write_material(dir.path(), &anchor, &foreign);
     let out = controller(dir.path(), &cluster.kubeconfig(), free_addr(), free_addr())
         .output()
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("does not chain to any trust anchor") && err.contains("other-root"), "{err}");
+    assert!(
+        err.contains("does not chain to any trust anchor") && err.contains("other-root"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -66,21 +76,26 @@ async fn it_serves_certify_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let now = SystemTime::now();
     let day = Duration::from_secs(86400);
-    let anchor = generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
-    let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now, 365 * day).expect("issuer");
+    let anchor =
+        generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
+    let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now, 365 * day)
+        .expect("issuer");
     write_material(dir.path(), &anchor, &issuer);
     let (listen, admin) = (free_addr(), free_addr());
-    let mut child = tokio::process::Command::from(controller(dir.path(), &cluster.kubeconfig(), listen, admin))
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child =
+        tokio::process::Command::from(controller(dir.path(), &cluster.kubeconfig(), listen, admin))
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
 
     let mut ready = false;
     for _ in 0..100 {
         if let Ok(mut stream) = tokio::net::TcpStream::connect(admin).await {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = stream.write_all(b"GET /ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").await;
+            let _ = stream
+                .write_all(b"GET /ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+                .await;
             let mut body = String::new();
             let _ = stream.read_to_string(&mut body).await;
             if body.starts_with("HTTP/1.1 200") && body.ends_with("ready\n") {
@@ -101,7 +116,10 @@ async fn it_serves_certify_and_stops_on_sigterm() {
         },
         ..ServiceAccount::default()
     };
-    accounts.create(&PostParams::default(), &sa).await.expect("sa");
+    accounts
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("sa");
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: vec![mesh_api::labels::IDENTITY_TOKEN_AUDIENCE.into()],
@@ -120,11 +138,14 @@ async fn it_serves_certify_and_stops_on_sigterm() {
     std::fs::write(&token_path, token).expect("write token");
 
     let identity = IdentityName::for_service_account("app", &ns).to_string();
-    let roots = mesh_identity::pem::certificates(anchor.cert_pem.as_bytes(), "anchor").expect("pem");
+    let roots =
+        mesh_identity::pem::certificates(anchor.cert_pem.as_bytes(), "anchor").expect("pem");
     let creds = Credentials::new(&identity, &roots).expect("creds");
     let server_identity = "linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local";
     let channel = client::channel(&listen.to_string(), server_identity, &creds).expect("channel");
-    let certified = client::certify(channel, &identity, &token_path).await.expect("certified");
+    let certified = client::certify(channel, &identity, &token_path)
+        .await
+        .expect("certified");
     assert_eq!(mesh_proxy::tls::dns_names(&certified.chain[0]), [identity]);
 
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().expect("pid")).expect("pid"));

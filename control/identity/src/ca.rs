@@ -302,13 +302,17 @@ pub fn verify_chain(chain: &[CertificateDer<'_>], roots: &TrustRoots) -> Result<
         .position(|root| {
             root.as_ref() == chain[chain.len() - 1].as_ref()
                 || X509Certificate::from_der(root).is_ok_and(|(_, root)| {
-                    root.subject() == last.issuer() && last.verify_signature(Some(root.public_key())).is_ok()
+                    root.subject() == last.issuer()
+                        && last.verify_signature(Some(root.public_key())).is_ok()
                 })
         })
         .ok_or_else(untrusted)
 }
 
-pub(crate) fn parse<'a>(der: &'a CertificateDer<'_>, what: &str) -> Result<X509Certificate<'a>, CaError> {
+pub(crate) fn parse<'a>(
+    der: &'a CertificateDer<'_>,
+    what: &str,
+) -> Result<X509Certificate<'a>, CaError> {
     X509Certificate::from_der(der)
         .map(|(_, cert)| cert)
         .map_err(|e| CaError::Parse {

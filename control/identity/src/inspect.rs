@@ -46,14 +46,19 @@ pub struct ChainReport {
 }
 
 /// Describes the certificates in `pem_bytes`; checks them against `roots`.
-pub fn inspect(pem_bytes: &[u8], roots: Option<&TrustRoots>, now: SystemTime) -> Result<ChainReport, PemError> {
+pub fn inspect(
+    pem_bytes: &[u8],
+    roots: Option<&TrustRoots>,
+    now: SystemTime,
+) -> Result<ChainReport, PemError> {
     let chain = pem::certificates(pem_bytes, "the certificate file")?;
     let mut certificates = Vec::new();
     for (i, der) in chain.iter().enumerate() {
-        let cert = ca::parse(der, &format!("certificate #{}", i + 1)).map_err(|e| PemError::Invalid {
-            what: format!("certificate #{}", i + 1),
-            reason: e.to_string(),
-        })?;
+        let cert =
+            ca::parse(der, &format!("certificate #{}", i + 1)).map_err(|e| PemError::Invalid {
+                what: format!("certificate #{}", i + 1),
+                reason: e.to_string(),
+            })?;
         certificates.push(describe(&cert, now));
     }
     let (anchor, untrusted) = match roots {
@@ -115,12 +120,18 @@ mod tests {
     fn an_issuer_is_traced_to_its_anchor() {
         let now = SystemTime::now();
         let day = Duration::from_secs(86400);
-        let anchor = generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
-        let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now, 2 * day).expect("issuer");
+        let anchor =
+            generate::trust_anchor("root.linkerd.cluster.local", now, 10 * day).expect("anchor");
+        let issuer = generate::issuer(&anchor, "identity.linkerd.cluster.local", now, 2 * day)
+            .expect("issuer");
         let other = generate::trust_anchor("other-root", now, day).expect("other");
-        let bundle = TrustRoots::from_pem(&format!("{}{}", other.cert_pem, anchor.cert_pem)).expect("roots");
+        let bundle =
+            TrustRoots::from_pem(&format!("{}{}", other.cert_pem, anchor.cert_pem)).expect("roots");
         let report = inspect(issuer.cert_pem.as_bytes(), Some(&bundle), now).expect("report");
-        assert_eq!(report.anchor.as_deref(), Some("CN=root.linkerd.cluster.local"));
+        assert_eq!(
+            report.anchor.as_deref(),
+            Some("CN=root.linkerd.cluster.local")
+        );
         assert!(report.certificates[0].is_ca);
         assert!((2 * 86400 - 5..=2 * 86400).contains(&report.certificates[0].expires_in_seconds));
 

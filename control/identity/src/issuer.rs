@@ -108,7 +108,11 @@ pub enum Reload {
 
 impl IssuerStore {
     /// Loads the issuer from `files`; fails when it is unusable now.
-    pub fn load(files: IssuerFiles, policy: IssuancePolicy, now: SystemTime) -> Result<Self, LoadError> {
+    pub fn load(
+        files: IssuerFiles,
+        policy: IssuancePolicy,
+        now: SystemTime,
+    ) -> Result<Self, LoadError> {
         let store = Self {
             files,
             policy,
@@ -127,12 +131,27 @@ impl IssuerStore {
     /// error the issuer in use stays.
     pub fn reload(&self, now: SystemTime) -> Result<Reload, LoadError> {
         let contents = self.files.read()?;
-        if self.current.load().as_ref().is_some_and(|c| c.contents == contents) {
+        if self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.contents == contents)
+        {
             return Ok(Reload::Unchanged);
         }
         let roots = TrustRoots::from_pem(&contents.anchors)?;
-        let ca = Ca::new(&contents.certificate, &contents.key, &roots, self.policy, now)?;
-        self.current.store(Some(Arc::new(Loaded { roots, ca, contents })));
+        let ca = Ca::new(
+            &contents.certificate,
+            &contents.key,
+            &roots,
+            self.policy,
+            now,
+        )?;
+        self.current.store(Some(Arc::new(Loaded {
+            roots,
+            ca,
+            contents,
+        })));
         Ok(Reload::Changed)
     }
 }

@@ -35,13 +35,21 @@ impl Metrics {
     /// Registers every metric in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register("identity_certificates_issued", "Workload certificates issued", m.issued.clone());
+        registry.register(
+            "identity_certificates_issued",
+            "Workload certificates issued",
+            m.issued.clone(),
+        );
         registry.register(
             "identity_certificates_rejected",
             "Certify requests refused, by reason",
             m.rejected.clone(),
         );
-        registry.register("identity_issuer_reloads", "Issuer or trust anchor changes loaded", m.reloads.clone());
+        registry.register(
+            "identity_issuer_reloads",
+            "Issuer or trust anchor changes loaded",
+            m.reloads.clone(),
+        );
         registry.register(
             "identity_issuer_reload_failures",
             "Issuer or trust anchor changes that could not be loaded",

@@ -77,10 +77,16 @@ impl Running {
 /// Loads the issuer (failing when it is unusable), binds both listeners and
 /// starts serving.
 pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result<Running> {
-    let issuer = Arc::new(IssuerStore::load(config.files.clone(), config.policy, SystemTime::now())?);
+    let issuer = Arc::new(IssuerStore::load(
+        config.files.clone(),
+        config.policy,
+        SystemTime::now(),
+    )?);
     let mut registry = Registry::with_prefix("");
     let metrics = Metrics::register(&mut registry);
-    let loaded = issuer.current().ok_or_else(|| anyhow::anyhow!("no issuer after loading"))?;
+    let loaded = issuer
+        .current()
+        .ok_or_else(|| anyhow::anyhow!("no issuer after loading"))?;
     record_issuer(&metrics, &loaded);
 
     let server_identity = IdentityName {
@@ -129,7 +135,9 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
     }));
     let ready_issuer = issuer.clone();
     let admin = Admin::new(Arc::new(registry), move || ready_issuer.current().is_some());
-    tasks.push(tokio::spawn(admin.serve(admin_listener, stopped(shutdown_rx.clone()))));
+    tasks.push(tokio::spawn(
+        admin.serve(admin_listener, stopped(shutdown_rx.clone())),
+    ));
 
     let reload_metrics = metrics.clone();
     let mut reload_stop = shutdown_rx.clone();
@@ -198,7 +206,9 @@ fn self_certify(
     let name = identity.to_string();
     let key = LocalKey::generate(&name)?;
     let now = SystemTime::now();
-    let issued = loaded.ca.certify(&name, &identity.spiffe_id(), key.csr_der(), now)?;
+    let issued = loaded
+        .ca
+        .certify(&name, &identity.spiffe_id(), key.csr_der(), now)?;
     let mut chain = vec![issued.leaf];
     chain.extend(issued.intermediates);
     credentials.set_certificate(chain, key.private_key())?;

@@ -52,10 +52,15 @@ impl CertifyService {
         }
     }
 
-    async fn certify(&self, req: CertifyRequest) -> Result<CertifyResponse, (Status, &'static str)> {
+    async fn certify(
+        &self,
+        req: CertifyRequest,
+    ) -> Result<CertifyResponse, (Status, &'static str)> {
         let identity = IdentityName::parse(&req.identity)
             .map_err(|e| (Status::invalid_argument(e.to_string()), "identity_invalid"))?;
-        if identity.control_namespace != self.control_namespace || identity.trust_domain != self.trust_domain {
+        if identity.control_namespace != self.control_namespace
+            || identity.trust_domain != self.trust_domain
+        {
             return Err((
                 Status::invalid_argument(format!(
                     "identity {} is not under this control plane's domain {}.{}",
@@ -81,13 +86,20 @@ impl CertifyService {
                 "identity_mismatch",
             ));
         }
-        let loaded = self
-            .issuer
-            .current()
-            .ok_or_else(|| (Status::unavailable("no issuer is loaded yet"), "issuer_unavailable"))?;
+        let loaded = self.issuer.current().ok_or_else(|| {
+            (
+                Status::unavailable("no issuer is loaded yet"),
+                "issuer_unavailable",
+            )
+        })?;
         let issued = loaded
             .ca
-            .certify(&req.identity, &identity.spiffe_id(), &req.certificate_signing_request, SystemTime::now())
+            .certify(
+                &req.identity,
+                &identity.spiffe_id(),
+                &req.certificate_signing_request,
+                SystemTime::now(),
+            )
             .map_err(|e| {
                 let status = match &e {
                     CsrError::SanMismatch { .. } | CsrError::CommonName { .. } => {
@@ -107,7 +119,10 @@ impl CertifyService {
 
 #[tonic::async_trait]
 impl Identity for CertifyService {
-    async fn certify(&self, request: Request<CertifyRequest>) -> Result<Response<CertifyResponse>, Status> {
+    async fn certify(
+        &self,
+        request: Request<CertifyRequest>,
+    ) -> Result<Response<CertifyResponse>, Status> {
         let req = request.into_inner();
         let identity = req.identity.clone();
         match CertifyService::certify(self, req).await {

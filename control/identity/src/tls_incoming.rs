@@ -59,7 +59,9 @@ impl TlsIncoming {
     }
 
     /// The finished connections, as tonic wants them.
-    pub fn stream(rx: mpsc::Receiver<std::io::Result<TlsIncoming>>) -> ReceiverStream<std::io::Result<TlsIncoming>> {
+    pub fn stream(
+        rx: mpsc::Receiver<std::io::Result<TlsIncoming>>,
+    ) -> ReceiverStream<std::io::Result<TlsIncoming>> {
         ReceiverStream::new(rx)
     }
 }
@@ -74,13 +76,21 @@ impl tonic::transport::server::Connected for TlsIncoming {
 }
 
 impl AsyncRead for TlsIncoming {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsIncoming {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
 

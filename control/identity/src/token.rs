@@ -66,7 +66,9 @@ pub struct TokenReviewer {
 
 impl std::fmt::Debug for TokenReviewer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenReviewer").field("audience", &self.audience).finish_non_exhaustive()
+        f.debug_struct("TokenReviewer")
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,13 +167,22 @@ mod tests {
     fn refusals_are_told_apart() {
         let aud = "identity.l5d.io";
         assert!(matches!(
-            classify("[invalid bearer token, service account token has expired]", aud),
+            classify(
+                "[invalid bearer token, service account token has expired]",
+                aud
+            ),
             TokenError::Expired(_)
         ));
         assert!(matches!(
-            classify(r#"token audiences ["api"] is invalid for the target audiences ["identity.l5d.io"]"#, aud),
+            classify(
+                r#"token audiences ["api"] is invalid for the target audiences ["identity.l5d.io"]"#,
+                aud
+            ),
             TokenError::WrongAudience { .. }
         ));
-        assert!(matches!(classify("invalid bearer token", aud), TokenError::Invalid(_)));
+        assert!(matches!(
+            classify("invalid bearer token", aud),
+            TokenError::Invalid(_)
+        ));
     }
 }

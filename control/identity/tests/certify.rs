@@ -21,34 +21,61 @@ fn identity(sa: &str, ns: &str) -> String {
 #[tokio::test]
 async fn a_token_gets_a_certificate_that_rustls_accepts_for_its_identity() {
     let cluster = shared_cluster().await;
-    let ns = cluster.namespace("test").await;
-    service_account(&cluster, &ns, "web").await;
+    // The namespace `test` and its `default` ServiceAccount (made by the
+    // controller-manager), as a user would first try it.
+    let ns = "test".to_owned();
+    ensure_namespace(&cluster, &ns).await;
+    wait_for_service_account(&cluster, &ns, "default").await;
     service_account(&cluster, &ns, "api").await;
     let identity_service = TestIdentity::start(&cluster, DAY).await;
     let dir = identity_service.dir.path();
 
     let mut peers = Vec::new();
-    for sa in ["web", "api"] {
+    for sa in ["default", "api"] {
         let name = identity(sa, &ns);
         let creds = credentials(&name, &identity_service.anchors());
-        let channel =
-            client::channel(&identity_service.addr(), &identity_service.running.server_identity, &creds).expect("channel");
+        let channel = client::channel(
+            &identity_service.addr(),
+            &identity_service.running.server_identity,
+            &creds,
+        )
+        .expect("channel");
         let token = token_file(&cluster, dir, &ns, sa, IDENTITY_TOKEN_AUDIENCE).await;
-        let certified = client::certify(channel, &name, &token).await.expect("certified");
-        let left = certified.valid_until.duration_since(SystemTime::now()).expect("in the future");
-        assert!(left > DAY - Duration::from_secs(60) && left <= DAY, "lifetime {left:?}");
-        assert_eq!(tls::dns_names(&certified.chain[0]), [name.clone()]);
-        creds.set_certificate(certified.chain, certified.key.private_key()).expect("installs");
+        let certified = client::certify(channel, &name, &token)
+            .await
+            .expect("certified");
+        let left = certified
+            .valid_until
+            .duration_since(SystemTime::now())
+            .expect("in the future");
+        assert!(
+            left > DAY - Duration::from_secs(60) && left <= DAY,
+            "lifetime {left:?}"
+        );
+        assert_eq!(tls::dns_names(&certified.chain[0]), std::slice::from_ref(&name));
+        creds
+            .set_certificate(certified.chain, certified.key.private_key())
+            .expect("installs");
         assert!(creds.has_certificate());
         peers.push((name, creds));
     }
     let (server_name, server_creds) = &peers[1];
     let (client_name, client_creds) = &peers[0];
+    assert_eq!(
+        client_name,
+        "default.test.serviceaccount.identity.linkerd.cluster.local"
+    );
 
     // mTLS between the two: each side sees the other's identity.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_creds.server_config(ClientAuth::Required, &[ALPN_H2]).expect("cfg"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        server_creds
+            .server_config(ClientAuth::Required, &[ALPN_H2])
+            .expect("cfg"),
+    );
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         let mut tls = acceptor.accept(tcp).await.expect("server handshake");
@@ -57,22 +84,35 @@ async fn a_token_gets_a_certificate_that_rustls_accepts_for_its_identity() {
         tls.shutdown().await.ok();
         peer
     });
-    let connector = tokio_rustls::TlsConnector::from(client_creds.client_config(&[ALPN_H2]).expect("cfg"));
+    let connector =
+        tokio_rustls::TlsConnector::from(client_creds.client_config(&[ALPN_H2]).expect("cfg"));
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut tls = connector
         .connect(tls::server_name(server_name).expect("name"), tcp)
         .await
         .expect("client handshake: the server has the promised identity");
-    assert_eq!(tls::peer_identity(tls.get_ref().1).as_deref(), Some(server_name.as_str()));
+    assert_eq!(
+        tls::peer_identity(tls.get_ref().1).as_deref(),
+        Some(server_name.as_str())
+    );
     let mut buf = Vec::new();
     tls.read_to_end(&mut buf).await.ok();
     assert_eq!(buf, b"hello");
-    assert_eq!(server.await.expect("server").as_deref(), Some(client_name.as_str()));
+    assert_eq!(
+        server.await.expect("server").as_deref(),
+        Some(client_name.as_str())
+    );
 
     // A client expecting another identity refuses the same server.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_creds.server_config(ClientAuth::Required, &[]).expect("cfg"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        server_creds
+            .server_config(ClientAuth::Required, &[])
+            .expect("cfg"),
+    );
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.expect("accept");
         let _ = acceptor.accept(tcp).await;
@@ -85,16 +125,25 @@ async fn a_token_gets_a_certificate_that_rustls_accepts_for_its_identity() {
     assert!(err.to_string().contains("certificate"), "{err}");
 
     let metrics = identity_service.metrics().await;
-    assert!(metrics.contains("identity_certificates_issued_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("identity_certificates_issued_total 2"),
+        "{metrics}"
+    );
     identity_service.running.shutdown().await;
 }
 
 /// Sends one Certify and returns the refusal.
-async fn refusal(svc: &TestIdentity, identity: &str, token_path: &std::path::Path, csr: Option<Vec<u8>>) -> tonic::Status {
+async fn refusal(
+    svc: &TestIdentity,
+    identity: &str,
+    token_path: &std::path::Path,
+    csr: Option<Vec<u8>>,
+) -> tonic::Status {
     use linkerd2_proxy_api::identity::CertifyRequest;
     use linkerd2_proxy_api::identity::identity_client::IdentityClient;
     let creds = credentials(identity, &svc.anchors());
-    let channel = client::channel(&svc.addr(), &svc.running.server_identity, &creds).expect("channel");
+    let channel =
+        client::channel(&svc.addr(), &svc.running.server_identity, &creds).expect("channel");
     match csr {
         None => match client::certify(channel, identity, token_path).await {
             Err(CertifyError::Status(status)) => status,
@@ -106,7 +155,10 @@ async fn refusal(svc: &TestIdentity, identity: &str, token_path: &std::path::Pat
                 token: std::fs::read(token_path).expect("token"),
                 certificate_signing_request: csr,
             };
-            IdentityClient::new(channel).certify(request).await.expect_err("refused")
+            IdentityClient::new(channel)
+                .certify(request)
+                .await
+                .expect_err("refused")
         }
     }
 }
@@ -141,7 +193,10 @@ async fn each_bad_request_is_refused_with_its_own_status() {
 
     let status = refusal(&svc, &identity("db", &ns), &good, None).await;
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
-    assert!(status.message().contains(&format!("{ns}/web")), "{status:?}");
+    assert!(
+        status.message().contains(&format!("{ns}/web")),
+        "{status:?}"
+    );
 
     let empty = dir.join("empty.token");
     std::fs::write(&empty, "").expect("write");
@@ -171,7 +226,9 @@ async fn each_bad_request_is_refused_with_its_own_status() {
         "csr_identity_mismatch",
     ] {
         assert!(
-            metrics.contains(&format!("identity_certificates_rejected_total{{reason=\"{reason}\"}} 1")),
+            metrics.contains(&format!(
+                "identity_certificates_rejected_total{{reason=\"{reason}\"}} 1"
+            )),
             "{reason} not counted:\n{metrics}"
         );
     }
@@ -181,7 +238,11 @@ async fn each_bad_request_is_refused_with_its_own_status() {
 /// A token for `ns/sa` signed with the cluster's ServiceAccount key, like
 /// the API server's own but expired an hour ago (TokenRequest cannot make
 /// one: it refuses lifetimes under ten minutes).
-fn expired_token(cluster: &mesh_clusters::testing::TestCluster, ns: &str, sa: &k8s_openapi::api::core::v1::ServiceAccount) -> String {
+fn expired_token(
+    cluster: &mesh_clusters::testing::TestCluster,
+    ns: &str,
+    sa: &k8s_openapi::api::core::v1::ServiceAccount,
+) -> String {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     let key_pem = std::fs::read(cluster.info.dir.join("pki").join("sa.key")).expect("sa.key");
@@ -193,7 +254,10 @@ fn expired_token(cluster: &mesh_clusters::testing::TestCluster, ns: &str, sa: &k
         &rng,
     )
     .expect("ES256 key");
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("time").as_secs();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("time")
+        .as_secs();
     let name = sa.metadata.name.clone().expect("name");
     let uid = sa.metadata.uid.clone().expect("uid");
     let header = serde_json::json!({"alg": "ES256", "typ": "JWT"});
@@ -206,7 +270,11 @@ fn expired_token(cluster: &mesh_clusters::testing::TestCluster, ns: &str, sa: &k
         "exp": now - 3600,
         "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": uid}},
     });
-    let signing_input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+    let signing_input = format!(
+        "{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    );
     let signature = key.sign(&rng, signing_input.as_bytes()).expect("sign");
     format!("{signing_input}.{}", B64.encode(signature.as_ref()))
 }

@@ -31,20 +31,32 @@ struct Counts {
 
 /// An mTLS echo server requiring client certificates.
 async fn echo_server(creds: Arc<Credentials>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let acceptor = tokio_rustls::TlsAcceptor::from(creds.server_config(ClientAuth::Required, &[]).expect("cfg"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        creds.server_config(ClientAuth::Required, &[]).expect("cfg"),
+    );
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let peer = tls::peer_identity(tls.get_ref().1).unwrap_or_default();
                 let (read, mut write) = tokio::io::split(tls);
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    if write.write_all(format!("{line} from {peer}\n").as_bytes()).await.is_err() {
+                    if write
+                        .write_all(format!("{line} from {peer}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -55,7 +67,11 @@ async fn echo_server(creds: Arc<Credentials>) -> std::net::SocketAddr {
 }
 
 /// One request on a connection: a line out, the echo back.
-async fn exchange<S>(lines: &mut tokio::io::Lines<BufReader<tokio::io::ReadHalf<S>>>, write: &mut tokio::io::WriteHalf<S>, expect_peer: &str) -> bool
+async fn exchange<S>(
+    lines: &mut tokio::io::Lines<BufReader<tokio::io::ReadHalf<S>>>,
+    write: &mut tokio::io::WriteHalf<S>,
+    expect_peer: &str,
+) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
 {
@@ -78,13 +94,21 @@ fn load(
     // New connections, one request each: every handshake sees the newest
     // certificates and roots.
     for _ in 0..2 {
-        let (connector, server_identity, client_identity, counts, stop) =
-            (connector.clone(), server_identity.clone(), client_identity.clone(), counts.clone(), stop.clone());
+        let (connector, server_identity, client_identity, counts, stop) = (
+            connector.clone(),
+            server_identity.clone(),
+            client_identity.clone(),
+            counts.clone(),
+            stop.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let ok = async {
                     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-                    let tls = connector.connect(tls::server_name(&server_identity).ok()?, tcp).await.ok()?;
+                    let tls = connector
+                        .connect(tls::server_name(&server_identity).ok()?, tcp)
+                        .await
+                        .ok()?;
                     let (read, mut write) = tokio::io::split(tls);
                     let mut lines = BufReader::new(read).lines();
                     Some(exchange(&mut lines, &mut write, &client_identity).await)
@@ -107,7 +131,11 @@ fn load(
         let (read, mut write) = tokio::io::split(tls);
         let mut lines = BufReader::new(read).lines();
         while !stop.load(Ordering::Relaxed) {
-            let counter = if exchange(&mut lines, &mut write, &client_identity).await { &counts.ok } else { &counts.failed };
+            let counter = if exchange(&mut lines, &mut write, &client_identity).await {
+                &counts.ok
+            } else {
+                &counts.failed
+            };
             counter.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -117,11 +145,13 @@ fn load(
 
 /// Waits until every workload presents a leaf issued by `issuer_pem`.
 async fn wait_for_issuer(workloads: &[&Arc<Credentials>], issuer_pem: &str) {
-    let issuer = mesh_identity::pem::certificates(issuer_pem.as_bytes(), "issuer").expect("pem")[0].clone();
+    let issuer =
+        mesh_identity::pem::certificates(issuer_pem.as_bytes(), "issuer").expect("pem")[0].clone();
     for _ in 0..150 {
-        let done = workloads
-            .iter()
-            .all(|w| w.certificate_chain().is_some_and(|chain| chain.get(1) == Some(&issuer)));
+        let done = workloads.iter().all(|w| {
+            w.certificate_chain()
+                .is_some_and(|chain| chain.get(1) == Some(&issuer))
+        });
         if done {
             return;
         }
@@ -140,6 +170,8 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
     let dir = svc.dir.path().to_owned();
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let mut registry = prometheus_client::registry::Registry::default();
+    let client_metrics = IdentityMetrics::register(&mut registry);
     let mut workloads = Vec::new();
     for sa in ["client", "server"] {
         let name = IdentityName::for_service_account(sa, &ns).to_string();
@@ -153,7 +185,17 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
                 max: Duration::from_secs(1),
             },
         };
-        tokio::spawn(refresh::run(config, creds.clone(), IdentityMetrics::default(), stop_rx.clone()));
+        let metrics = if sa == "client" {
+            client_metrics.clone()
+        } else {
+            IdentityMetrics::default()
+        };
+        tokio::spawn(refresh::run(
+            config,
+            creds.clone(),
+            metrics,
+            stop_rx.clone(),
+        ));
         workloads.push((name, creds));
     }
     for _ in 0..100 {
@@ -164,12 +206,22 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
     }
     let (client_name, client) = workloads[0].clone();
     let (server_name, server) = workloads[1].clone();
-    assert!(client.has_certificate() && server.has_certificate(), "workloads were not certified");
+    assert!(
+        client.has_certificate() && server.has_certificate(),
+        "workloads were not certified"
+    );
 
     let addr = echo_server(server.clone()).await;
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(client.clone(), addr, server_name, client_name, counts.clone(), stop.clone());
+    let tasks = load(
+        client.clone(),
+        addr,
+        server_name,
+        client_name,
+        counts.clone(),
+        stop.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // 1. A new issuer from the same anchor.
@@ -181,7 +233,10 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
 
     // 2. A new anchor: trust both, move the issuer to the new one, then drop the old.
     let anchor2 = new_anchor();
-    write_atomically(&svc.files.trust_anchors, &format!("{}{}", svc.anchor.cert_pem, anchor2.cert_pem));
+    write_atomically(
+        &svc.files.trust_anchors,
+        &format!("{}{}", svc.anchor.cert_pem, anchor2.cert_pem),
+    );
     let both = roots_of(&[&svc.anchor, &anchor2]);
     for w in [&client, &server] {
         w.set_roots(&both).expect("two-anchor roots");
@@ -209,8 +264,32 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
     let failed = counts.failed.load(Ordering::Relaxed);
     eprintln!("rotation under load: {ok} requests succeeded, {failed} failed");
     assert_eq!(failed, 0, "{failed} requests failed ({ok} succeeded)");
-    assert!(after_issuer_rotation > 100 && ok > after_issuer_rotation + 100, "too little load: {ok} requests");
+    assert!(
+        after_issuer_rotation > 100 && ok > after_issuer_rotation + 100,
+        "too little load: {ok} requests"
+    );
     let metrics = svc.metrics().await;
-    assert!(!metrics.contains("identity_issuer_reloads_total 0"), "{metrics}");
+    assert!(
+        !metrics.contains("identity_issuer_reloads_total 0"),
+        "{metrics}"
+    );
+
+    // The proxy-side metrics say when the current certificate expires.
+    let mut exposed = String::new();
+    prometheus_client::encoding::text::encode(&mut exposed, &registry).expect("encode");
+    let expiry: f64 = exposed
+        .lines()
+        .find_map(|l| l.strip_prefix("identity_cert_expiration_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no expiry metric:\n{exposed}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs_f64();
+    assert!(
+        expiry > now - 1.0 && expiry < now + 10.0,
+        "expiry {expiry} vs now {now}"
+    );
+    assert!(exposed.contains("identity_cert_refresh_total"), "{exposed}");
     svc.running.shutdown().await;
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hyper_util::rt::TokioIo;
-use linkerd2_proxy_api::identity::identity_client::IdentityClient;
 use linkerd2_proxy_api::identity::CertifyRequest;
+use linkerd2_proxy_api::identity::identity_client::IdentityClient;
 use rustls_pki_types::CertificateDer;
 use tonic::transport::{Channel, Endpoint};
 
@@ -54,7 +54,11 @@ pub struct Certified {
 /// A lazy gRPC channel to the identity service at `addr` (`host:port`),
 /// which must present `server_identity`. `credentials` gives the trust
 /// roots (and, once there is one, this workload's certificate).
-pub fn channel(addr: &str, server_identity: &str, credentials: &Arc<Credentials>) -> Result<Channel, CertifyError> {
+pub fn channel(
+    addr: &str,
+    server_identity: &str,
+    credentials: &Arc<Credentials>,
+) -> Result<Channel, CertifyError> {
     let config = credentials.client_config(&[ALPN_H2])?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let server_name = tls::server_name(server_identity)?;
@@ -78,18 +82,27 @@ pub fn channel(addr: &str, server_identity: &str, credentials: &Arc<Credentials>
 
 /// One `Certify`: a fresh key and CSR for `identity`, the token read from
 /// `token_path` now (projected tokens rotate), and the answer checked.
-pub async fn certify(channel: Channel, identity: &str, token_path: &Path) -> Result<Certified, CertifyError> {
-    let token = tokio::fs::read(token_path).await.map_err(|source| CertifyError::Token {
-        path: token_path.display().to_string(),
-        source,
-    })?;
+pub async fn certify(
+    channel: Channel,
+    identity: &str,
+    token_path: &Path,
+) -> Result<Certified, CertifyError> {
+    let token = tokio::fs::read(token_path)
+        .await
+        .map_err(|source| CertifyError::Token {
+            path: token_path.display().to_string(),
+            source,
+        })?;
     let key = LocalKey::generate(identity)?;
     let request = CertifyRequest {
         identity: identity.to_owned(),
         token,
         certificate_signing_request: key.csr_der().to_vec(),
     };
-    let response = IdentityClient::new(channel).certify(request).await?.into_inner();
+    let response = IdentityClient::new(channel)
+        .certify(request)
+        .await?
+        .into_inner();
     if response.leaf_certificate.is_empty() {
         return Err(CertifyError::Response("no leaf certificate".into()));
     }
@@ -98,6 +111,15 @@ pub async fn certify(channel: Channel, identity: &str, token_path: &Path) -> Res
         .and_then(|t| SystemTime::try_from(t).ok())
         .ok_or_else(|| CertifyError::Response("no valid_until".into()))?;
     let mut chain = vec![CertificateDer::from(response.leaf_certificate)];
-    chain.extend(response.intermediate_certificates.into_iter().map(CertificateDer::from));
-    Ok(Certified { chain, key, valid_until })
+    chain.extend(
+        response
+            .intermediate_certificates
+            .into_iter()
+            .map(CertificateDer::from),
+    );
+    Ok(Certified {
+        chain,
+        key,
+        valid_until,
+    })
 }

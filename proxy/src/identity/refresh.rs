@@ -84,16 +84,24 @@ pub async fn run(
                 failures = 0;
                 metrics.refreshes.inc();
                 metrics.expiration.set(unix_seconds(valid_until));
-                let left = valid_until.duration_since(SystemTime::now()).unwrap_or_default();
+                let left = valid_until
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
                 let delay = schedule::renew_after(left);
-                tracing::info!(identity = credentials.local_identity(), "certified; renewing in {delay:?}");
+                tracing::info!(
+                    identity = credentials.local_identity(),
+                    "certified; renewing in {delay:?}"
+                );
                 delay
             }
             Err(e) => {
                 metrics.failures.inc();
                 let delay = config.backoff.delay(failures, rand::rng().random::<f64>());
                 failures = failures.saturating_add(1);
-                tracing::warn!(identity = credentials.local_identity(), "certification failed ({e}); retrying in {delay:?}");
+                tracing::warn!(
+                    identity = credentials.local_identity(),
+                    "certification failed ({e}); retrying in {delay:?}"
+                );
                 delay
             }
         };
@@ -109,11 +117,18 @@ async fn renew_once(
     config: &IdentityConfig,
     credentials: &Credentials,
 ) -> Result<SystemTime, CertifyError> {
-    let certified = client::certify(channel.clone(), credentials.local_identity(), &config.token_path).await?;
+    let certified = client::certify(
+        channel.clone(),
+        credentials.local_identity(),
+        &config.token_path,
+    )
+    .await?;
     credentials.set_certificate(certified.chain, certified.key.private_key())?;
     Ok(certified.valid_until)
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64()
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
 }

@@ -51,7 +51,10 @@ mod tests {
 
     #[test]
     fn renewal_is_at_seventy_percent() {
-        assert_eq!(renew_after(Duration::from_secs(24 * 3600)), Duration::from_secs(60480));
+        assert_eq!(
+            renew_after(Duration::from_secs(24 * 3600)),
+            Duration::from_secs(60480)
+        );
         assert_eq!(renew_after(Duration::from_secs(10)), Duration::from_secs(7));
     }
 

@@ -107,7 +107,11 @@ impl Credentials {
 
     /// The certificate chain presented now (leaf first), if any.
     pub fn certificate_chain(&self) -> Option<Vec<CertificateDer<'static>>> {
-        self.current.load().certified.as_ref().map(|c| c.cert.clone())
+        self.current
+            .load()
+            .certified
+            .as_ref()
+            .map(|c| c.cert.clone())
     }
 
     /// Presents `chain` (leaf first) with `key` from the next handshake on.

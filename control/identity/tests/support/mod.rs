@@ -12,12 +12,12 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
+use mesh_clusters::testing::TestCluster;
 use mesh_identity::ca::IssuancePolicy;
 use mesh_identity::generate::{self, CertAndKey};
 use mesh_identity::issuer::IssuerFiles;
 use mesh_identity::server::{self, Running, ServerConfig};
 use mesh_proxy::tls::Credentials;
-use mesh_clusters::testing::TestCluster;
 use rustls_pki_types::CertificateDer;
 use tempfile::TempDir;
 
@@ -32,11 +32,22 @@ pub struct TestIdentity {
 }
 
 pub fn new_anchor() -> CertAndKey {
-    generate::trust_anchor("root.linkerd.cluster.local", SystemTime::now() - DAY, 3650 * DAY).expect("anchor")
+    generate::trust_anchor(
+        "root.linkerd.cluster.local",
+        SystemTime::now() - DAY,
+        3650 * DAY,
+    )
+    .expect("anchor")
 }
 
 pub fn new_issuer(anchor: &CertAndKey) -> CertAndKey {
-    generate::issuer(anchor, "identity.linkerd.cluster.local", SystemTime::now() - DAY, 365 * DAY).expect("issuer")
+    generate::issuer(
+        anchor,
+        "identity.linkerd.cluster.local",
+        SystemTime::now() - DAY,
+        365 * DAY,
+    )
+    .expect("issuer")
 }
 
 /// Writes a file atomically (as kubelet swaps mounted Secrets).
@@ -71,7 +82,9 @@ impl TestIdentity {
             trust_domain: "cluster.local".into(),
             reload_interval: Duration::from_millis(200),
         };
-        let running = server::start(config, cluster.client.clone()).await.expect("identity service starts");
+        let running = server::start(config, cluster.client.clone())
+            .await
+            .expect("identity service starts");
         Self {
             running,
             dir,
@@ -96,16 +109,22 @@ impl TestIdentity {
 pub fn roots_of(anchors: &[&CertAndKey]) -> Vec<CertificateDer<'static>> {
     anchors
         .iter()
-        .flat_map(|a| mesh_identity::pem::certificates(a.cert_pem.as_bytes(), "anchor").expect("pem"))
+        .flat_map(|a| {
+            mesh_identity::pem::certificates(a.cert_pem.as_bytes(), "anchor").expect("pem")
+        })
         .collect()
 }
 
 /// A minimal HTTP/1 GET, returning the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect admin");
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect admin");
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .expect("write");
     let mut response = String::new();
@@ -113,7 +132,39 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     response
 }
 
-/// Creates ServiceAccount `name` in `ns`.
+/// Creates namespace `name` unless it exists.
+pub async fn ensure_namespace(cluster: &TestCluster, name: &str) {
+    use k8s_openapi::api::core::v1::Namespace;
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match Api::<Namespace>::all(cluster.client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("creating namespace {name}: {e}"),
+    }
+}
+
+/// Waits (up to 30 s) for a ServiceAccount the controller-manager makes.
+pub async fn wait_for_service_account(cluster: &TestCluster, ns: &str, name: &str) {
+    let api = Api::<ServiceAccount>::namespaced(cluster.client.clone(), ns);
+    for _ in 0..300 {
+        if matches!(api.get_opt(name).await, Ok(Some(_))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("ServiceAccount {ns}/{name} never appeared");
+}
+
+/// Creates ServiceAccount `name` in `ns` (or returns the existing one).
 pub async fn service_account(cluster: &TestCluster, ns: &str, name: &str) -> ServiceAccount {
     let sa = ServiceAccount {
         metadata: ObjectMeta {
@@ -122,14 +173,24 @@ pub async fn service_account(cluster: &TestCluster, ns: &str, name: &str) -> Ser
         },
         ..ServiceAccount::default()
     };
-    Api::<ServiceAccount>::namespaced(cluster.client.clone(), ns)
-        .create(&PostParams::default(), &sa)
-        .await
-        .expect("creating a ServiceAccount")
+    let api = Api::<ServiceAccount>::namespaced(cluster.client.clone(), ns);
+    match api.create(&PostParams::default(), &sa).await {
+        Ok(sa) => sa,
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            api.get(name).await.expect("existing ServiceAccount")
+        }
+        Err(e) => panic!("creating ServiceAccount {ns}/{name}: {e}"),
+    }
 }
 
 /// A projected-style token for `ns/sa` and `audience`, written to a file.
-pub async fn token_file(cluster: &TestCluster, dir: &Path, ns: &str, sa: &str, audience: &str) -> PathBuf {
+pub async fn token_file(
+    cluster: &TestCluster,
+    dir: &Path,
+    ns: &str,
+    sa: &str,
+    audience: &str,
+) -> PathBuf {
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: vec![audience.to_owned()],
