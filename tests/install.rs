@@ -46,6 +46,31 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("kubectl output")
 }
 
+/// `mesh install` with the operator's anchors and issuer from `dir`.
+fn install_with_files(dir: &Path) -> Output {
+    let path = |name: &str| dir.join(name).display().to_string();
+    mesh(&[
+        "install",
+        "--identity-trust-anchors-file",
+        &path("ca.crt"),
+        "--identity-issuer-certificate-file",
+        &path("issuer.crt"),
+        "--identity-issuer-key-file",
+        &path("issuer.key"),
+    ])
+}
+
+/// Writes `ca.crt`, `issuer.crt` and `issuer.key` into `dir`.
+fn write_material(dir: &Path, anchor: &generate::CertAndKey, issuer: &generate::CertAndKey) {
+    for (name, pem) in [
+        ("ca.crt", &anchor.cert_pem),
+        ("issuer.crt", &issuer.cert_pem),
+        ("issuer.key", &issuer.key_pem),
+    ] {
+        std::fs::write(dir.join(name), pem).expect("write");
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -65,33 +90,10 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
         365 * day,
     )
     .expect("issuer");
-    for (name, pem) in [
-        ("ca.crt", &anchor.cert_pem),
-        ("issuer.crt", &issuer.cert_pem),
-        ("issuer.key", &issuer.key_pem),
-    ] {
-        std::fs::write(dir.path().join(name), pem).expect("write");
-    }
-    let path = |name: &str| dir.path().join(name).display().to_string();
-    let rendered = mesh(&[
-        "install",
-        "--identity-trust-anchors-file",
-        &path("ca.crt"),
-        "--identity-issuer-certificate-file",
-        &path("issuer.crt"),
-        "--identity-issuer-key-file",
-        &path("issuer.key"),
-    ]);
+    write_material(dir.path(), &anchor, &issuer);
+    let rendered = install_with_files(dir.path());
     assert!(rendered.status.success(), "{}", text(&rendered.stderr));
-    let again = mesh(&[
-        "install",
-        "--identity-trust-anchors-file",
-        &path("ca.crt"),
-        "--identity-issuer-certificate-file",
-        &path("issuer.crt"),
-        "--identity-issuer-key-file",
-        &path("issuer.key"),
-    ]);
+    let again = install_with_files(dir.path());
     assert_eq!(
         rendered.stdout, again.stdout,
         "the same inputs render the same output"
@@ -181,23 +183,9 @@ fn trust_material_that_does_not_fit_is_refused_by_flag() {
     let other = generate::trust_anchor("someone-else", now, 10 * day).expect("other");
     let foreign =
         generate::issuer(&other, "identity.linkerd.cluster.local", now, day).expect("issuer");
-    for (name, pem) in [
-        ("ca.crt", &anchor.cert_pem),
-        ("issuer.crt", &foreign.cert_pem),
-        ("issuer.key", &foreign.key_pem),
-    ] {
-        std::fs::write(dir.path().join(name), pem).expect("write");
-    }
+    write_material(dir.path(), &anchor, &foreign);
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let out = mesh(&[
-        "install",
-        "--identity-trust-anchors-file",
-        &path("ca.crt"),
-        "--identity-issuer-certificate-file",
-        &path("issuer.crt"),
-        "--identity-issuer-key-file",
-        &path("issuer.key"),
-    ]);
+    let out = install_with_files(dir.path());
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "nothing is rendered");
     let err = text(&out.stderr);

@@ -8,11 +8,16 @@
 //!
 //! When the control plane cannot start (no binaries, no permission) every
 //! test that needs it fails with the reason; none passes by skipping.
+//!
+//! Helpers for what many tests set up ([`service_account`],
+//! [`request_token`], [`ensure_namespace`]) panic with what failed: they are
+//! for tests and benchmarks only.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
@@ -121,4 +126,63 @@ impl TestCluster {
     pub fn kubeconfig(&self) -> PathBuf {
         self.info.kubeconfig.clone()
     }
+}
+
+/// Creates ServiceAccount `ns/name`, or returns it when it exists.
+pub async fn service_account(client: &kube::Client, ns: &str, name: &str) -> ServiceAccount {
+    let api = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    match api.create(&PostParams::default(), &sa).await {
+        Ok(sa) => sa,
+        Err(kube::Error::Api(status)) if status.code == 409 => api
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading ServiceAccount {ns}/{name}: {e}")),
+        Err(e) => panic!("creating ServiceAccount {ns}/{name}: {e}"),
+    }
+}
+
+/// Creates namespace `name` unless it exists.
+pub async fn ensure_namespace(client: &kube::Client, name: &str) {
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("creating namespace {name}: {e}"),
+    }
+}
+
+/// A token for ServiceAccount `ns/sa` and `audience` (TokenRequest), valid
+/// for an hour, as a projected token volume would hold it.
+pub async fn request_token(client: &kube::Client, ns: &str, sa: &str, audience: &str) -> String {
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.to_owned()],
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+        .create_token_request(sa, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for {ns}/{sa} ({audience}): {e}"))
+        .status
+        .unwrap_or_else(|| panic!("TokenRequest for {ns}/{sa} has no status"))
+        .token
 }

@@ -3,12 +3,9 @@
 //! (TokenRequest) and validates them (TokenReview), as the identity service
 //! will.
 
-use k8s_openapi::api::authentication::v1::{
-    TokenRequest, TokenRequestSpec, TokenReview, TokenReviewSpec, TokenReviewStatus,
-};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenReviewStatus};
 use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::PostParams;
 use mesh_api::labels::IDENTITY_TOKEN_AUDIENCE;
 use mesh_clusters::testing::shared_cluster;
 
@@ -32,32 +29,14 @@ async fn review(client: &kube::Client, token: &str, audience: &str) -> TokenRevi
 async fn identity_tokens_are_issued_and_reviewed() {
     let cluster = shared_cluster().await;
     let ns = cluster.namespace("tokens").await;
-    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &ns);
-    let account = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("books".into()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    };
-    accounts
-        .create(&PostParams::default(), &account)
-        .await
-        .expect("creating a ServiceAccount");
-
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![IDENTITY_TOKEN_AUDIENCE.to_owned()],
-            expiration_seconds: Some(600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let issued = accounts
-        .create_token_request("books", &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest for the identity audience");
-    let token = issued.status.expect("an issued token has a status").token;
+    mesh_clusters::testing::service_account(&cluster.client, &ns, "books").await;
+    let token = mesh_clusters::testing::request_token(
+        &cluster.client,
+        &ns,
+        "books",
+        IDENTITY_TOKEN_AUDIENCE,
+    )
+    .await;
     assert!(
         token.split('.').count() == 3,
         "a JWT has three parts: {token}"

@@ -14,10 +14,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
 use mesh_api::IdentityName;
 use mesh_identity::ca::{Ca, IssuancePolicy, TrustRoots};
 use mesh_identity::generate;
@@ -98,38 +94,15 @@ async fn end_to_end_rate(
     )
     .await?;
     let kube = plane.client().await?;
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some("bench".into()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    Api::<Namespace>::all(kube.clone())
-        .create(&PostParams::default(), &ns)
-        .await?;
-    let accounts: Api<ServiceAccount> = Api::namespaced(kube.clone(), "bench");
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("web".into()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    };
-    accounts.create(&PostParams::default(), &sa).await?;
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![mesh_api::labels::IDENTITY_TOKEN_AUDIENCE.into()],
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request("web", &PostParams::default(), &request)
-        .await?
-        .status
-        .ok_or_else(|| anyhow::anyhow!("no token"))?
-        .token;
+    mesh_clusters::testing::ensure_namespace(&kube, "bench").await;
+    mesh_clusters::testing::service_account(&kube, "bench", "web").await;
+    let token = mesh_clusters::testing::request_token(
+        &kube,
+        "bench",
+        "web",
+        mesh_api::labels::IDENTITY_TOKEN_AUDIENCE,
+    )
+    .await;
     let token_path = dir.path().join("token");
     std::fs::write(&token_path, token)?;
     let files = IssuerFiles {

@@ -8,10 +8,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
 use mesh_api::IdentityName;
 use mesh_clusters::testing::shared_cluster;
 use mesh_identity::generate::{self, CertAndKey};
@@ -108,32 +104,14 @@ async fn it_serves_certify_and_stops_on_sigterm() {
     assert!(ready, "the admin endpoint never said ready");
 
     let ns = cluster.namespace("ctl").await;
-    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &ns);
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("app".into()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    };
-    accounts
-        .create(&PostParams::default(), &sa)
-        .await
-        .expect("sa");
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![mesh_api::labels::IDENTITY_TOKEN_AUDIENCE.into()],
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request("app", &PostParams::default(), &request)
-        .await
-        .expect("token")
-        .status
-        .expect("status")
-        .token;
+    mesh_clusters::testing::service_account(&cluster.client, &ns, "app").await;
+    let token = mesh_clusters::testing::request_token(
+        &cluster.client,
+        &ns,
+        "app",
+        mesh_api::labels::IDENTITY_TOKEN_AUDIENCE,
+    )
+    .await;
     let token_path = dir.path().join("token");
     std::fs::write(&token_path, token).expect("write token");
 

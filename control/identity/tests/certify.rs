@@ -24,7 +24,7 @@ async fn a_token_gets_a_certificate_that_rustls_accepts_for_its_identity() {
     // The namespace `test` and its `default` ServiceAccount (made by the
     // controller-manager), as a user would first try it.
     let ns = "test".to_owned();
-    ensure_namespace(&cluster, &ns).await;
+    mesh_clusters::testing::ensure_namespace(&cluster.client, &ns).await;
     wait_for_service_account(&cluster, &ns, "default").await;
     service_account(&cluster, &ns, "api").await;
     let identity_service = TestIdentity::start(&cluster, DAY).await;
@@ -52,7 +52,10 @@ async fn a_token_gets_a_certificate_that_rustls_accepts_for_its_identity() {
             left > DAY - Duration::from_secs(60) && left <= DAY,
             "lifetime {left:?}"
         );
-        assert_eq!(tls::dns_names(&certified.chain[0]), std::slice::from_ref(&name));
+        assert_eq!(
+            tls::dns_names(&certified.chain[0]),
+            std::slice::from_ref(&name)
+        );
         creds
             .set_certificate(certified.chain, certified.key.private_key())
             .expect("installs");

@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
 use mesh_clusters::testing::TestCluster;
 use mesh_identity::ca::IssuancePolicy;
 use mesh_identity::generate::{self, CertAndKey};
@@ -132,26 +130,6 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     response
 }
 
-/// Creates namespace `name` unless it exists.
-pub async fn ensure_namespace(cluster: &TestCluster, name: &str) {
-    use k8s_openapi::api::core::v1::Namespace;
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    };
-    match Api::<Namespace>::all(cluster.client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => panic!("creating namespace {name}: {e}"),
-    }
-}
-
 /// Waits (up to 30 s) for a ServiceAccount the controller-manager makes.
 pub async fn wait_for_service_account(cluster: &TestCluster, ns: &str, name: &str) {
     let api = Api::<ServiceAccount>::namespaced(cluster.client.clone(), ns);
@@ -166,24 +144,10 @@ pub async fn wait_for_service_account(cluster: &TestCluster, ns: &str, name: &st
 
 /// Creates ServiceAccount `name` in `ns` (or returns the existing one).
 pub async fn service_account(cluster: &TestCluster, ns: &str, name: &str) -> ServiceAccount {
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    };
-    let api = Api::<ServiceAccount>::namespaced(cluster.client.clone(), ns);
-    match api.create(&PostParams::default(), &sa).await {
-        Ok(sa) => sa,
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            api.get(name).await.expect("existing ServiceAccount")
-        }
-        Err(e) => panic!("creating ServiceAccount {ns}/{name}: {e}"),
-    }
+    mesh_clusters::testing::service_account(&cluster.client, ns, name).await
 }
 
-/// A projected-style token for `ns/sa` and `audience`, written to a file.
+/// A token for `ns/sa` and `audience`, written to a file.
 pub async fn token_file(
     cluster: &TestCluster,
     dir: &Path,
@@ -191,21 +155,7 @@ pub async fn token_file(
     sa: &str,
     audience: &str,
 ) -> PathBuf {
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![audience.to_owned()],
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = Api::<ServiceAccount>::namespaced(cluster.client.clone(), ns)
-        .create_token_request(sa, &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest")
-        .status
-        .expect("status")
-        .token;
+    let token = mesh_clusters::testing::request_token(&cluster.client, ns, sa, audience).await;
     let path = dir.join(format!("{ns}-{sa}-{audience}.token"));
     std::fs::write(&path, token).expect("write token");
     path
