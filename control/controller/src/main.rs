@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let client = kube_client::client(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
     match cli.component {

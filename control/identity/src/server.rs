@@ -82,7 +82,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
         config.policy,
         SystemTime::now(),
     )?);
-    let mut registry = Registry::with_prefix("");
+    let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let loaded = issuer
         .current()
