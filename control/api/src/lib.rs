@@ -7,6 +7,8 @@
 //! must stay small, can use it too. CRD types join it when the controllers
 //! that read them arrive.
 
+#[cfg(feature = "crds")]
+pub mod crds;
 pub mod identity;
 pub mod labels;
 pub mod ports;

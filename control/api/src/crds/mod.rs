@@ -1,0 +1,24 @@
+//! The custom resources mesh reads, with Linkerd's groups, versions, kinds
+//! and field names, so the YAML in Linkerd's documentation applies as is.
+//! `mesh install --crds` renders their definitions from these types.
+//!
+//! - [`service_profile`]: `linkerd.io/v1alpha2` ServiceProfile.
+//! - [`traffic_split`]: `split.smi-spec.io/v1alpha2` TrafficSplit.
+//! - [`http_route`]: `gateway.networking.k8s.io/v1` HTTPRoute (the parts mesh
+//!   uses; other fields are kept by the API server, not read).
+
+pub mod http_route;
+pub mod service_profile;
+pub mod traffic_split;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// Every CRD mesh ships, in apply order.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![
+        service_profile::ServiceProfile::crd(),
+        traffic_split::TrafficSplit::crd(),
+        http_route::HttpRoute::crd(),
+    ]
+}

@@ -1,0 +1,448 @@
+//! Routing policy for `GetProfile`, validated once when an object arrives:
+//! ServiceProfiles (routes, response classes, retries, timeouts, budget),
+//! HTTPRoutes with Linkerd's retry and timeout annotations, and
+//! TrafficSplits. An object that does not validate is refused with the
+//! reason and the last valid version of it stays in force.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use linkerd2_proxy_api::destination::{
+    HttpStatusRange, PathMatch, RequestMatch, ResponseClass, ResponseMatch, RetryBudget, Route,
+    request_match, response_match,
+};
+use mesh_api::crds::http_route::HttpRoute;
+use mesh_api::crds::service_profile::{self as sp, ServiceProfile};
+use mesh_api::crds::traffic_split::TrafficSplit;
+
+/// Linkerd's retry budget when none is configured: 20 % extra load, at
+/// least 10 retries a second, over 10 seconds.
+pub fn default_budget() -> RetryBudget {
+    RetryBudget {
+        retry_ratio: 0.2,
+        min_retries_per_second: 10,
+        ttl: Some(duration(Duration::from_secs(10))),
+    }
+}
+
+fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn parse_duration(value: &str, what: &str) -> Result<prost_types::Duration, String> {
+    humantime::parse_duration(value.trim())
+        .map(duration)
+        .map_err(|e| format!("{what} {value:?} is not a duration ({e})"))
+}
+
+/// A validated ServiceProfile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Its routes, in order.
+    pub routes: Vec<Route>,
+    /// Its budget, or Linkerd's default.
+    pub budget: RetryBudget,
+}
+
+/// Validates a ServiceProfile.
+pub fn service_profile(profile: &ServiceProfile) -> Result<Profile, String> {
+    let mut routes = Vec::new();
+    for (i, route) in profile.spec.routes.iter().enumerate() {
+        let what = format!("spec.routes[{i}] ({:?})", route.name);
+        let condition =
+            request_match(&route.condition).map_err(|e| format!("{what}.condition: {e}"))?;
+        let response_classes = route
+            .response_classes
+            .iter()
+            .enumerate()
+            .map(|(j, class)| {
+                Ok(ResponseClass {
+                    condition: Some(
+                        response_match(&class.condition)
+                            .map_err(|e| format!("{what}.responseClasses[{j}].condition: {e}"))?,
+                    ),
+                    is_failure: class.is_failure,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let timeout = route
+            .timeout
+            .as_deref()
+            .map(|t| parse_duration(t, &format!("{what}.timeout")))
+            .transpose()?;
+        routes.push(Route {
+            condition: Some(condition),
+            response_classes,
+            metrics_labels: BTreeMap::from([("route".to_owned(), route.name.clone())])
+                .into_iter()
+                .collect(),
+            is_retryable: route.is_retryable.unwrap_or(false),
+            timeout,
+        });
+    }
+    let budget = match &profile.spec.retry_budget {
+        None => default_budget(),
+        Some(b) => {
+            if !(b.retry_ratio >= 0.0 && b.retry_ratio.is_finite()) {
+                return Err(format!(
+                    "spec.retryBudget.retryRatio {} must be a number ≥ 0",
+                    b.retry_ratio
+                ));
+            }
+            RetryBudget {
+                retry_ratio: b.retry_ratio,
+                min_retries_per_second: b.min_retries_per_second,
+                ttl: Some(parse_duration(&b.ttl, "spec.retryBudget.ttl")?),
+            }
+        }
+    };
+    Ok(Profile { routes, budget })
+}
+
+fn request_match(m: &sp::RequestMatch) -> Result<RequestMatch, String> {
+    let mut all = Vec::new();
+    if let Some(regex) = &m.path_regex {
+        regex::Regex::new(regex)
+            .map_err(|e| format!("pathRegex {regex:?} is not a regular expression: {e}"))?;
+        all.push(RequestMatch {
+            r#match: Some(request_match::Match::Path(PathMatch {
+                regex: regex.clone(),
+            })),
+        });
+    }
+    if let Some(method) = &m.method {
+        let method = http::Method::from_bytes(method.as_bytes())
+            .map_err(|_| format!("method {method:?} is not an HTTP method"))?;
+        all.push(RequestMatch {
+            r#match: Some(request_match::Match::Method(method.into())),
+        });
+    }
+    if let Some(list) = &m.all {
+        let seq = list.iter().map(request_match).collect::<Result<_, _>>()?;
+        all.push(RequestMatch {
+            r#match: Some(request_match::Match::All(request_match::Seq {
+                matches: seq,
+            })),
+        });
+    }
+    if let Some(list) = &m.any {
+        let seq = list.iter().map(request_match).collect::<Result<_, _>>()?;
+        all.push(RequestMatch {
+            r#match: Some(request_match::Match::Any(request_match::Seq {
+                matches: seq,
+            })),
+        });
+    }
+    if let Some(not) = &m.not {
+        all.push(RequestMatch {
+            r#match: Some(request_match::Match::Not(Box::new(request_match(not)?))),
+        });
+    }
+    match all.len() {
+        0 => Err("the condition is empty (set pathRegex, method, all, any or not)".into()),
+        1 => Ok(all.remove(0)),
+        _ => Ok(RequestMatch {
+            r#match: Some(request_match::Match::All(request_match::Seq {
+                matches: all,
+            })),
+        }),
+    }
+}
+
+fn response_match(m: &sp::ResponseMatch) -> Result<ResponseMatch, String> {
+    let mut all = Vec::new();
+    if let Some(status) = &m.status {
+        let (min, max) = match (status.min, status.max) {
+            (Some(min), Some(max)) => (min, max),
+            (Some(one), None) | (None, Some(one)) => (one, one),
+            (None, None) => return Err("status needs min or max".into()),
+        };
+        if !(100..=599).contains(&min) || !(100..=599).contains(&max) || min > max {
+            return Err(format!("status range {min}-{max} is not within 100-599"));
+        }
+        all.push(ResponseMatch {
+            r#match: Some(response_match::Match::Status(HttpStatusRange { min, max })),
+        });
+    }
+    if let Some(list) = &m.all {
+        let seq = list.iter().map(response_match).collect::<Result<_, _>>()?;
+        all.push(ResponseMatch {
+            r#match: Some(response_match::Match::All(response_match::Seq {
+                matches: seq,
+            })),
+        });
+    }
+    if let Some(list) = &m.any {
+        let seq = list.iter().map(response_match).collect::<Result<_, _>>()?;
+        all.push(ResponseMatch {
+            r#match: Some(response_match::Match::Any(response_match::Seq {
+                matches: seq,
+            })),
+        });
+    }
+    if let Some(not) = &m.not {
+        all.push(ResponseMatch {
+            r#match: Some(response_match::Match::Not(Box::new(response_match(not)?))),
+        });
+    }
+    match all.len() {
+        0 => Err("the condition is empty (set status, all, any or not)".into()),
+        1 => Ok(all.remove(0)),
+        _ => Ok(ResponseMatch {
+            r#match: Some(response_match::Match::All(response_match::Seq {
+                matches: all,
+            })),
+        }),
+    }
+}
+
+/// A validated TrafficSplit: the apex and each backend's weight in
+/// `WeightedDst` units (weight × 10 000).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// The apex Service.
+    pub service: String,
+    /// Backend name (or FQDN) → weight.
+    pub backends: Vec<(String, u32)>,
+}
+
+/// Validates a TrafficSplit.
+pub fn traffic_split(split: &TrafficSplit) -> Result<Split, String> {
+    if split.spec.service.is_empty() {
+        return Err("spec.service is empty".into());
+    }
+    let mut backends = Vec::new();
+    for (i, backend) in split.spec.backends.iter().enumerate() {
+        let weight = weight_units(&backend.weight).ok_or_else(|| {
+            format!(
+                "spec.backends[{i}].weight {} is not a weight ≥ 0",
+                backend.weight
+            )
+        })?;
+        backends.push((backend.service.clone(), weight));
+    }
+    Ok(Split {
+        service: split.spec.service.clone(),
+        backends,
+    })
+}
+
+/// A weight (integer, or a quantity such as `500m` or `1`) × 10 000.
+fn weight_units(value: &serde_json::Value) -> Option<u32> {
+    let scaled = match value {
+        serde_json::Value::Number(n) => n.as_f64()? * 10_000.0,
+        serde_json::Value::String(s) => match s.strip_suffix('m') {
+            Some(milli) => milli.parse::<f64>().ok()? * 10.0,
+            None => s.parse::<f64>().ok()? * 10_000.0,
+        },
+        _ => return None,
+    };
+    (scaled.is_finite() && scaled >= 0.0 && scaled <= f64::from(u32::MAX))
+        .then(|| scaled.round() as u32)
+}
+
+/// The Services an HTTPRoute attaches to and the routes it gives them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRoutes {
+    /// `(namespace, service, port)`; no port means every port.
+    pub parents: Vec<(String, String, Option<u16>)>,
+    /// Routes, in rule order.
+    pub routes: Vec<Route>,
+}
+
+/// Validates an HTTPRoute and reads its Linkerd annotations.
+pub fn http_route(route: &HttpRoute) -> Result<ServiceRoutes, String> {
+    let namespace = route.metadata.namespace.clone().unwrap_or_default();
+    let parents = route
+        .spec
+        .parent_refs
+        .iter()
+        .filter(|p| {
+            p.kind.as_deref() == Some("Service")
+                && matches!(p.group.as_deref(), None | Some("") | Some("core"))
+        })
+        .map(|p| {
+            (
+                p.namespace.clone().unwrap_or_else(|| namespace.clone()),
+                p.name.clone(),
+                p.port,
+            )
+        })
+        .collect();
+    let annotations = route.metadata.annotations.clone().unwrap_or_default();
+    let retry_on = annotations.get("retry.linkerd.io/http").map(String::as_str);
+    let failure_classes = match retry_on {
+        None => Vec::new(),
+        Some(conditions) => retry_conditions(conditions)?,
+    };
+    for key in [
+        "retry.linkerd.io/timeout",
+        "timeout.linkerd.io/response",
+        "timeout.linkerd.io/idle",
+    ] {
+        if let Some(value) = annotations.get(key) {
+            parse_duration(value, key)?;
+        }
+    }
+    if let Some(limit) = annotations.get("retry.linkerd.io/limit") {
+        limit
+            .parse::<u32>()
+            .map_err(|_| format!("retry.linkerd.io/limit {limit:?} is not a number"))?;
+    }
+    let annotated_timeout = annotations
+        .get("timeout.linkerd.io/request")
+        .map(|t| parse_duration(t, "timeout.linkerd.io/request"))
+        .transpose()?;
+    let name = route.metadata.name.clone().unwrap_or_default();
+    let mut routes = Vec::new();
+    for (i, rule) in route.spec.rules.iter().enumerate() {
+        let timeout = match rule.timeouts.as_ref().and_then(|t| t.request.as_deref()) {
+            Some(t) => Some(parse_duration(
+                t,
+                &format!("spec.rules[{i}].timeouts.request"),
+            )?),
+            None => annotated_timeout,
+        };
+        let conditions = if rule.matches.is_empty() {
+            vec![path_prefix_match("/")?]
+        } else {
+            rule.matches
+                .iter()
+                .enumerate()
+                .map(|(j, m)| {
+                    rule_match(m).map_err(|e| format!("spec.rules[{i}].matches[{j}]: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let condition = if conditions.len() == 1 {
+            conditions.into_iter().next().unwrap_or_default()
+        } else {
+            RequestMatch {
+                r#match: Some(request_match::Match::Any(request_match::Seq {
+                    matches: conditions,
+                })),
+            }
+        };
+        routes.push(Route {
+            condition: Some(condition),
+            response_classes: failure_classes.clone(),
+            metrics_labels: [("route".to_owned(), name.clone())].into_iter().collect(),
+            is_retryable: retry_on.is_some(),
+            timeout,
+        });
+    }
+    Ok(ServiceRoutes { parents, routes })
+}
+
+/// `5xx,gateway-error,503` → failure classes.
+fn retry_conditions(conditions: &str) -> Result<Vec<ResponseClass>, String> {
+    let class = |min, max| ResponseClass {
+        condition: Some(ResponseMatch {
+            r#match: Some(response_match::Match::Status(HttpStatusRange { min, max })),
+        }),
+        is_failure: true,
+    };
+    conditions
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| match c {
+            "5xx" => Ok(class(500, 599)),
+            "gateway-error" => Ok(class(502, 504)),
+            code => match code.parse::<u32>() {
+                Ok(code) if (100..=599).contains(&code) => Ok(class(code, code)),
+                _ => Err(format!("retry.linkerd.io/http condition {code:?} is not 5xx, gateway-error or a status code")),
+            },
+        })
+        .collect()
+}
+
+fn path_prefix_match(prefix: &str) -> Result<RequestMatch, String> {
+    let trimmed = prefix.trim_end_matches('/');
+    let regex = format!("^{}(/.*)?$", regex::escape(trimmed));
+    Ok(RequestMatch {
+        r#match: Some(request_match::Match::Path(PathMatch { regex })),
+    })
+}
+
+fn rule_match(m: &mesh_api::crds::http_route::Match) -> Result<RequestMatch, String> {
+    let mut all = Vec::new();
+    let path = m.path.clone().unwrap_or_default();
+    let value = path.value.unwrap_or_else(|| "/".into());
+    all.push(match path.type_.as_deref().unwrap_or("PathPrefix") {
+        "PathPrefix" => path_prefix_match(&value)?,
+        "Exact" => RequestMatch {
+            r#match: Some(request_match::Match::Path(PathMatch {
+                regex: format!("^{}$", regex::escape(&value)),
+            })),
+        },
+        "RegularExpression" => {
+            regex::Regex::new(&value)
+                .map_err(|e| format!("path regex {value:?} is invalid: {e}"))?;
+            RequestMatch {
+                r#match: Some(request_match::Match::Path(PathMatch {
+                    regex: format!("^(?:{value})$"),
+                })),
+            }
+        }
+        other => {
+            return Err(format!(
+                "path type {other:?} is not Exact, PathPrefix or RegularExpression"
+            ));
+        }
+    });
+    if let Some(method) = &m.method {
+        let method = http::Method::from_bytes(method.as_bytes())
+            .map_err(|_| format!("method {method:?} is invalid"))?;
+        all.push(RequestMatch {
+            r#match: Some(request_match::Match::Method(method.into())),
+        });
+    }
+    Ok(if all.len() == 1 {
+        all.remove(0)
+    } else {
+        RequestMatch {
+            r#match: Some(request_match::Match::All(request_match::Seq {
+                matches: all,
+            })),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_accept_integers_and_quantities() {
+        assert_eq!(weight_units(&serde_json::json!(1)), Some(10_000));
+        assert_eq!(weight_units(&serde_json::json!(0)), Some(0));
+        assert_eq!(weight_units(&serde_json::json!("500m")), Some(5_000));
+        assert_eq!(weight_units(&serde_json::json!("1")), Some(10_000));
+        assert_eq!(weight_units(&serde_json::json!(-1)), None);
+        assert_eq!(weight_units(&serde_json::json!("lots")), None);
+    }
+
+    #[test]
+    fn retry_conditions_map_to_failure_classes() {
+        let classes = retry_conditions("5xx, gateway-error,429").expect("valid");
+        assert_eq!(classes.len(), 3);
+        assert!(retry_conditions("sometimes").is_err());
+    }
+
+    #[test]
+    fn a_path_prefix_matches_itself_and_below() {
+        let RequestMatch {
+            r#match: Some(request_match::Match::Path(PathMatch { regex })),
+        } = path_prefix_match("/books/").expect("prefix")
+        else {
+            panic!("a path match");
+        };
+        let re = regex::Regex::new(&regex).expect("regex");
+        assert!(re.is_match("/books") && re.is_match("/books/1"));
+        assert!(!re.is_match("/booksellers"));
+    }
+}

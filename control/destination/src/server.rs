@@ -1,0 +1,101 @@
+//! Running the destination service: the index, its watchers, the gRPC
+//! server on 8086 and the admin endpoint.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use linkerd2_proxy_api::destination::destination_server::DestinationServer;
+use mesh_proxy::admin::Admin;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::grpc::DestinationService;
+use crate::index::{Index, IndexConfig};
+use crate::k8s;
+
+/// How the destination service runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The gRPC listener (`0.0.0.0:8086`).
+    pub listen: SocketAddr,
+    /// The admin listener (`0.0.0.0:9996`).
+    pub admin_listen: SocketAddr,
+    /// The index's view of the cluster.
+    pub index: IndexConfig,
+}
+
+/// A running destination service.
+#[derive(Debug)]
+pub struct Running {
+    /// Where gRPC listens.
+    pub addr: SocketAddr,
+    /// Where the admin endpoint listens.
+    pub admin_addr: SocketAddr,
+    /// The index (for tests and benchmarks).
+    pub index: Arc<Mutex<Index>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops serving and waits for open streams to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Runs until `signal`, then shuts down.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
+
+/// Binds, starts the watchers and serves.
+pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result<Running> {
+    let index = Arc::new(Mutex::new(Index::new(config.index)));
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let admin_listener = TcpListener::bind(config.admin_listen).await?;
+    let admin_addr = admin_listener.local_addr()?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let mut watchers = k8s::spawn_watchers(client, index.clone());
+    let mut tasks = Vec::new();
+    let watch_stop = stopped(shutdown_rx.clone());
+    tasks.push(tokio::spawn(async move {
+        watch_stop.await;
+        watchers.shutdown().await;
+    }));
+    let service = DestinationService::new(index.clone());
+    let grpc_stop = stopped(shutdown_rx.clone());
+    tasks.push(tokio::spawn(async move {
+        let incoming = TcpListenerStream::new(listener);
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(DestinationServer::new(service))
+            .serve_with_incoming_shutdown(incoming, grpc_stop)
+            .await
+        {
+            tracing::error!("destination gRPC server failed: {e}");
+        }
+    }));
+    let registry = Registry::default();
+    let admin = Admin::new(Arc::new(registry), || true);
+    tasks.push(tokio::spawn(
+        admin.serve(admin_listener, stopped(shutdown_rx)),
+    ));
+    tracing::info!(%addr, %admin_addr, "destination service started");
+    Ok(Running {
+        addr,
+        admin_addr,
+        index,
+        shutdown,
+        tasks,
+    })
+}
