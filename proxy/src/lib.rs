@@ -2,6 +2,7 @@
 //! multicluster gateway are built on it).
 //!
 //! - [`admin`]: `/metrics`, `/ready`, `/live`.
+//! - [`drain`]: graceful shutdown of a component's tasks.
 //! - [`tls`]: mutual TLS on workload identities: rustls configurations that
 //!   present the current certificate (swapped on renewal), verify peers
 //!   against the trust roots, and expose the peer's identity.
@@ -10,5 +11,6 @@
 //!   renewal at 70 % of the lifetime.
 
 pub mod admin;
+pub mod drain;
 pub mod identity;
 pub mod tls;

@@ -20,6 +20,10 @@ use mesh_identity::generate;
 /// Flags of `mesh install`.
 #[derive(Debug, Args)]
 pub struct InstallArgs {
+    /// Render only the CustomResourceDefinitions (ServiceProfile, TrafficSplit,
+    /// HTTPRoute), to apply before the control plane.
+    #[arg(long, env = "MESH_INSTALL_CRDS")]
+    pub crds: bool,
     /// PEM bundle of trust anchors (one or more roots); generated when unset.
     #[arg(long, env = "MESH_IDENTITY_TRUST_ANCHORS_FILE", value_name = "FILE")]
     pub identity_trust_anchors_file: Option<PathBuf>,
@@ -66,6 +70,13 @@ pub struct TrustMaterial {
 
 /// Renders the manifests as one YAML stream.
 pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
+    if args.crds {
+        let crds: Vec<manifest::Object> = mesh_api::crds::all()
+            .iter()
+            .map(manifest::object)
+            .collect::<anyhow::Result<_>>()?;
+        return manifest::to_yaml(&crds);
+    }
     let material = trust_material(args)?;
     let objects = identity::objects(args, &material)?;
     manifest::to_yaml(&objects)

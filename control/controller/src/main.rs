@@ -3,6 +3,7 @@
 //! a cluster (in-cluster credentials) or outside one (`--kubeconfig`,
 //! `--context`) for development and tests.
 
+mod destination;
 mod identity;
 mod kube_client;
 
@@ -29,6 +30,8 @@ struct Cli {
 enum Component {
     /// The identity service: issues workload certificates (Identity.Certify).
     Identity(identity::IdentityArgs),
+    /// The destination service: endpoints and profiles (Destination.Get, GetProfile).
+    Destination(destination::DestinationArgs),
 }
 
 #[tokio::main]
@@ -45,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let client = kube_client::client(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
     match cli.component {
         Component::Identity(args) => identity::run(args, client).await,
+        Component::Destination(args) => destination::run(args, client).await,
     }
 }
 

@@ -3,12 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use linkerd2_proxy_api::destination::destination_server::DestinationServer;
 use mesh_proxy::admin::Admin;
+use mesh_proxy::drain::Drain;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::grpc::DestinationService;
@@ -35,17 +36,16 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The index (for tests and benchmarks).
     pub index: Arc<Mutex<Index>>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    drain: Drain,
 }
 
+/// How long open streams get to end on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 impl Running {
-    /// Stops serving and waits for open streams to end.
+    /// Stops serving; open streams get a few seconds, then are cut.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.drain.shutdown(SHUTDOWN_GRACE).await;
     }
 
     /// Runs until `signal`, then shuts down.
@@ -62,20 +62,16 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
     let addr = listener.local_addr()?;
     let admin_listener = TcpListener::bind(config.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let mut drain = Drain::new();
     let mut watchers = k8s::spawn_watchers(client, index.clone());
-    let mut tasks = Vec::new();
-    let watch_stop = stopped(shutdown_rx.clone());
-    tasks.push(tokio::spawn(async move {
+    let watch_stop = drain.signaled();
+    drain.spawn(async move {
         watch_stop.await;
         watchers.shutdown().await;
-    }));
+    });
     let service = DestinationService::new(index.clone());
-    let grpc_stop = stopped(shutdown_rx.clone());
-    tasks.push(tokio::spawn(async move {
+    let grpc_stop = drain.signaled();
+    drain.spawn(async move {
         let incoming = TcpListenerStream::new(listener);
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(DestinationServer::new(service))
@@ -84,18 +80,15 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
         {
             tracing::error!("destination gRPC server failed: {e}");
         }
-    }));
+    });
     let registry = Registry::default();
     let admin = Admin::new(Arc::new(registry), || true);
-    tasks.push(tokio::spawn(
-        admin.serve(admin_listener, stopped(shutdown_rx)),
-    ));
+    drain.spawn(admin.serve(admin_listener, drain.signaled()));
     tracing::info!(%addr, %admin_addr, "destination service started");
     Ok(Running {
         addr,
         admin_addr,
         index,
-        shutdown,
-        tasks,
+        drain,
     })
 }

@@ -11,11 +11,12 @@ use std::time::{Duration, SystemTime};
 use linkerd2_proxy_api::identity::identity_server::IdentityServer;
 use mesh_api::IdentityName;
 use mesh_proxy::admin::Admin;
+use mesh_proxy::drain::Drain;
 use mesh_proxy::identity::{LocalKey, schedule};
 use mesh_proxy::tls::{ALPN_H2, ClientAuth, Credentials};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::ca::IssuancePolicy;
 use crate::issuer::{IssuerFiles, IssuerStore, Loaded, Reload};
@@ -54,17 +55,17 @@ pub struct Running {
     pub server_identity: String,
     /// Its metrics.
     pub metrics: Metrics,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    drain: Drain,
 }
 
+/// How long open calls get to finish on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 impl Running {
-    /// Stops accepting, lets open calls finish, and waits for every task.
+    /// Stops accepting, lets open calls finish (for a few seconds), and
+    /// waits for every task.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
+        self.drain.shutdown(SHUTDOWN_GRACE).await;
     }
 
     /// Waits until `signal` completes, then shuts down.
@@ -102,10 +103,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
     let addr = listener.local_addr()?;
     let admin_listener = TcpListener::bind(config.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let mut drain = Drain::new();
 
     let service = CertifyService::new(
         issuer.clone(),
@@ -116,15 +114,14 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
     );
     let server_config = credentials.server_config(ClientAuth::Optional, &[ALPN_H2])?;
     let (conns_tx, conns_rx) = mpsc::channel(64);
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(TlsIncoming::accept_loop(
+    drain.spawn(TlsIncoming::accept_loop(
         listener,
         server_config,
         conns_tx,
-        stopped(shutdown_rx.clone()),
-    )));
-    let grpc_stop = stopped(shutdown_rx.clone());
-    tasks.push(tokio::spawn(async move {
+        drain.signaled(),
+    ));
+    let grpc_stop = drain.signaled();
+    drain.spawn(async move {
         let result = tonic::transport::Server::builder()
             .add_service(IdentityServer::new(service))
             .serve_with_incoming_shutdown(TlsIncoming::stream(conns_rx), grpc_stop)
@@ -132,22 +129,21 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
         if let Err(e) = result {
             tracing::error!("identity gRPC server failed: {e}");
         }
-    }));
+    });
     let ready_issuer = issuer.clone();
     let admin = Admin::new(Arc::new(registry), move || ready_issuer.current().is_some());
-    tasks.push(tokio::spawn(
-        admin.serve(admin_listener, stopped(shutdown_rx.clone())),
-    ));
+    drain.spawn(admin.serve(admin_listener, drain.signaled()));
 
     let reload_metrics = metrics.clone();
-    let mut reload_stop = shutdown_rx.clone();
+    let reload_stop = drain.signaled();
     let interval = config.reload_interval;
     let identity = server_identity.clone();
-    tasks.push(tokio::spawn(async move {
+    drain.spawn(async move {
+        tokio::pin!(reload_stop);
         loop {
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
-                _ = reload_stop.wait_for(|stop| *stop) => return,
+                () = &mut reload_stop => return,
             }
             match issuer.reload(SystemTime::now()) {
                 Ok(Reload::Unchanged) => {}
@@ -176,15 +172,14 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
                 }
             }
         }
-    }));
+    });
     tracing::info!(%addr, %admin_addr, identity = %server_identity, "identity service started");
     Ok(Running {
         addr,
         admin_addr,
         server_identity: server_identity.to_string(),
         metrics,
-        shutdown,
-        tasks,
+        drain,
     })
 }
 

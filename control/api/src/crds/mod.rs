@@ -16,9 +16,25 @@ use kube::CustomResourceExt;
 
 /// Every CRD mesh ships, in apply order.
 pub fn all() -> Vec<CustomResourceDefinition> {
+    let mut http_route = http_route::HttpRoute::crd();
+    // `*.k8s.io` groups are protected; the Gateway API project's approval
+    // is recorded on its CRDs, and ours carry the same annotations.
+    http_route.metadata.annotations = Some(
+        [
+            (
+                "api-approved.kubernetes.io".to_owned(),
+                "https://github.com/kubernetes-sigs/gateway-api/pull/2466".to_owned(),
+            ),
+            (
+                "gateway.networking.k8s.io/channel".to_owned(),
+                "standard".to_owned(),
+            ),
+        ]
+        .into(),
+    );
     vec![
         service_profile::ServiceProfile::crd(),
         traffic_split::TrafficSplit::crd(),
-        http_route::HttpRoute::crd(),
+        http_route,
     ]
 }

@@ -57,9 +57,11 @@ pub struct RouteSpec {
 pub struct RequestMatch {
     /// Every one of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "object_array")]
     pub all: Option<Vec<RequestMatch>>,
     /// At least one of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "object_array")]
     pub any: Option<Vec<RequestMatch>>,
     /// Not this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,9 +92,11 @@ pub struct ResponseClass {
 pub struct ResponseMatch {
     /// Every one of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "object_array")]
     pub all: Option<Vec<ResponseMatch>>,
     /// At least one of these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "object_array")]
     pub any: Option<Vec<ResponseMatch>>,
     /// Not this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +138,15 @@ pub struct WeightedDst {
     /// The weight, as a quantity.
     #[schemars(schema_with = "int_or_string")]
     pub weight: serde_json::Value,
+}
+
+// Conditions nest (`all`, `any`, `not`); structural CRD schemas cannot refer
+// to themselves, so nested conditions are kept as free-form objects.
+fn object_array(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+    })
 }
 
 fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

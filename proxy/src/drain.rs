@@ -1,0 +1,83 @@
+//! Graceful shutdown: one signal every long-running task watches, and a
+//! bounded wait for them to finish. Tasks that do not finish within the
+//! grace period (a client holding a stream open, say) are aborted, so a
+//! shutdown always ends.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The tasks of one component and the signal that stops them.
+#[derive(Debug)]
+pub struct Drain {
+    signal: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drain {
+    /// No tasks yet.
+    pub fn new() -> Self {
+        Self {
+            signal: watch::channel(false).0,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// A future that completes once shutdown starts.
+    pub fn signaled(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.signal.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+
+    /// Runs `task`, which must end soon after [`Drain::signaled`] completes.
+    pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Signals every task, waits up to `grace` for them, aborts the rest.
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.signal.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        for mut task in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tasks_that_ignore_the_signal_are_aborted_after_the_grace_period() {
+        let mut drain = Drain::new();
+        let polite = drain.signaled();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        drain.spawn(async move {
+            polite.await;
+            let _ = done_tx.send(());
+        });
+        drain.spawn(std::future::pending());
+        let started = tokio::time::Instant::now();
+        drain.shutdown(Duration::from_secs(5)).await;
+        assert!(done_rx.await.is_ok(), "the polite task saw the signal");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(5),
+            "the stubborn one was aborted at the deadline"
+        );
+    }
+}
