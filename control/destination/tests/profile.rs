@@ -52,7 +52,11 @@ impl ProfileWatch {
     }
 
     /// The first profile for which `done` holds (30 s at most).
-    async fn until(&mut self, what: &str, done: impl Fn(&DestinationProfile) -> bool) -> DestinationProfile {
+    async fn until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&DestinationProfile) -> bool,
+    ) -> DestinationProfile {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let next = tokio::time::timeout_at(deadline, self.0.next())
@@ -73,9 +77,15 @@ async fn the_docs_service_profile_shows_its_budget_and_routes() {
     let running = start_destination(&cluster).await;
     create_service(&cluster.client, &ns, "webapp").await;
     let mut grpc = client(&running).await;
-    let mut watch = ProfileWatch::open(&mut grpc, &format!("webapp.{ns}.svc.cluster.local:7000")).await;
-    let first = watch.until("the default profile", |p| p.retry_budget.is_some()).await;
-    assert_eq!(first.fully_qualified_name, format!("webapp.{ns}.svc.cluster.local"));
+    let mut watch =
+        ProfileWatch::open(&mut grpc, &format!("webapp.{ns}.svc.cluster.local:7000")).await;
+    let first = watch
+        .until("the default profile", |p| p.retry_budget.is_some())
+        .await;
+    assert_eq!(
+        first.fully_qualified_name,
+        format!("webapp.{ns}.svc.cluster.local")
+    );
     assert!(first.routes.is_empty());
 
     // From Linkerd's "Configuring Retries" and "Configuring Timeouts" docs.
@@ -111,10 +121,18 @@ spec:
 "#
     ));
     let profiles = Api::<ServiceProfile>::namespaced(cluster.client.clone(), &ns);
-    profiles.create(&PostParams::default(), &profile).await.expect("the docs' ServiceProfile applies");
-    let got = watch.until("the profile's routes", |p| p.routes.len() == 2).await;
+    profiles
+        .create(&PostParams::default(), &profile)
+        .await
+        .expect("the docs' ServiceProfile applies");
+    let got = watch
+        .until("the profile's routes", |p| p.routes.len() == 2)
+        .await;
     let budget = got.retry_budget.expect("budget");
-    assert_eq!((budget.retry_ratio, budget.min_retries_per_second), (0.1, 5));
+    assert_eq!(
+        (budget.retry_ratio, budget.min_retries_per_second),
+        (0.1, 5)
+    );
     assert_eq!(budget.ttl.map(|t| t.seconds), Some(10));
     assert!(got.routes[0].is_retryable);
     assert_eq!(got.routes[0].timeout.map(|t| t.nanos), Some(300_000_000));
@@ -123,24 +141,41 @@ spec:
     // A broken edit is refused with an Event and changes nothing.
     let broken = serde_json::json!({"spec": {"routes": [{"name": "bad", "condition": {"pathRegex": "/books/(["}}]}});
     profiles
-        .patch(&format!("webapp.{ns}.svc.cluster.local"), &PatchParams::default(), &Patch::Merge(&broken))
+        .patch(
+            &format!("webapp.{ns}.svc.cluster.local"),
+            &PatchParams::default(),
+            &Patch::Merge(&broken),
+        )
         .await
         .expect("the API server accepts it; the index must not");
     let events = Api::<Event>::namespaced(cluster.client.clone(), &ns);
     let mut reported = false;
     for _ in 0..100 {
         let list = events.list(&ListParams::default()).await.expect("events");
-        if list.items.iter().any(|e| e.reason.as_deref() == Some("Invalid") && e.message.as_deref().is_some_and(|m| m.contains("pathRegex"))) {
+        if list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("Invalid")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("pathRegex"))
+        }) {
             reported = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(reported, "no Kubernetes Event explains the refused ServiceProfile");
-    let index = running.index.lock().expect("index").profile(&mesh_destination::index::LookupKey::Service(
-        (ns.clone(), "webapp".into()),
-        7000,
-    ));
+    assert!(
+        reported,
+        "no Kubernetes Event explains the refused ServiceProfile"
+    );
+    let index =
+        running
+            .index
+            .lock()
+            .expect("index")
+            .profile(&mesh_destination::index::LookupKey::Service(
+                (ns.clone(), "webapp".into()),
+                7000,
+            ));
     assert_eq!(index.routes.len(), 2, "the last valid profile stays");
     drop((watch, grpc));
     running.shutdown().await;
@@ -183,7 +218,8 @@ spec:
         .await
         .expect("the docs' HTTPRoute applies");
     let mut grpc = client(&running).await;
-    let mut watch = ProfileWatch::open(&mut grpc, &format!("schlep.{ns}.svc.cluster.local:7000")).await;
+    let mut watch =
+        ProfileWatch::open(&mut grpc, &format!("schlep.{ns}.svc.cluster.local:7000")).await;
     let got = watch.until("the route", |p| !p.routes.is_empty()).await;
     let route = &got.routes[0];
     assert!(route.is_retryable);
@@ -222,22 +258,38 @@ spec:
 "#
     ));
     let splits = Api::<TrafficSplit>::namespaced(cluster.client.clone(), &ns);
-    splits.create(&PostParams::default(), &split).await.expect("the docs' TrafficSplit applies");
+    splits
+        .create(&PostParams::default(), &split)
+        .await
+        .expect("the docs' TrafficSplit applies");
     let mut grpc = client(&running).await;
-    let mut watch = ProfileWatch::open(&mut grpc, &format!("backend.{ns}.svc.cluster.local:7000")).await;
-    let weights = |p: &DestinationProfile| p.dst_overrides.iter().map(|d| d.weight).collect::<Vec<_>>();
-    let first = watch.until("the split", |p| p.dst_overrides.len() == 2).await;
+    let mut watch =
+        ProfileWatch::open(&mut grpc, &format!("backend.{ns}.svc.cluster.local:7000")).await;
+    let weights =
+        |p: &DestinationProfile| p.dst_overrides.iter().map(|d| d.weight).collect::<Vec<_>>();
+    let first = watch
+        .until("the split", |p| p.dst_overrides.len() == 2)
+        .await;
     assert_eq!(weights(&first), [10_000, 0]);
-    assert_eq!(first.dst_overrides[1].authority, format!("backend-east.{ns}.svc.cluster.local:7000"));
+    assert_eq!(
+        first.dst_overrides[1].authority,
+        format!("backend-east.{ns}.svc.cluster.local:7000")
+    );
     let failover = serde_json::json!({"spec": {"backends": [
         {"service": "backend", "weight": 0},
         {"service": "backend-east", "weight": 1}
     ]}});
     splits
-        .patch("backend-split", &PatchParams::default(), &Patch::Merge(&failover))
+        .patch(
+            "backend-split",
+            &PatchParams::default(),
+            &Patch::Merge(&failover),
+        )
         .await
         .expect("patch");
-    let moved = watch.until("the new weights", |p| weights(p) == [0, 10_000]).await;
+    let moved = watch
+        .until("the new weights", |p| weights(p) == [0, 10_000])
+        .await;
     assert_eq!(moved.dst_overrides[1].weight, 10_000);
     drop((watch, grpc));
     running.shutdown().await;
