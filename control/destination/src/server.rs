@@ -10,7 +10,6 @@ use mesh_proxy::admin::Admin;
 use mesh_proxy::drain::Drain;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::grpc::DestinationService;
 use crate::index::{Index, IndexConfig};
@@ -72,7 +71,11 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
     let service = DestinationService::new(index.clone());
     let grpc_stop = drain.signaled();
     drain.spawn(async move {
-        let incoming = TcpListenerStream::new(listener);
+        // Updates are small writes on long-lived streams: without NODELAY
+        // each one can wait out the client's delayed ACK.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(std::time::Duration::from_secs(10)));
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(DestinationServer::new(service))
             .serve_with_incoming_shutdown(incoming, grpc_stop)

@@ -75,7 +75,7 @@ spec:
         assert!(
             matches!(tls.strategy, Some(tls_identity::Strategy::DnsLikeIdentity(ref d)) if d.name == identity)
         );
-        assert_eq!(addr.addr.clone().map(|a| a.port), Some(8080));
+        assert_eq!(addr.addr.map(|a| a.port), Some(8080));
         assert_eq!(
             addr.metric_labels.get("deployment").map(String::as_str),
             Some("web")

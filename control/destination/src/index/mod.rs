@@ -430,7 +430,7 @@ impl Index {
             .get(&(ns.to_owned(), name.to_owned()))
             .is_some_and(|svc| self.view().service_port_opaque(svc, port));
         let (routes, budget) = match self.service_profiles.get(&(ns.to_owned(), fqn.clone())) {
-            Some(profile) => (profile.routes.clone(), profile.budget.clone()),
+            Some(profile) => (profile.routes.clone(), profile.budget),
             None => {
                 let mut routes: Vec<(&Key, &ServiceRoutes)> = self
                     .http_routes

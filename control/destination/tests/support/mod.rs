@@ -91,7 +91,6 @@ impl Folded {
                 for addr in set.addrs {
                     let sa: SocketAddr = addr
                         .addr
-                        .clone()
                         .expect("addr")
                         .try_into()
                         .expect("socket addr");
