@@ -167,3 +167,108 @@ endpoints:
     assert!(err.message().contains("not a service"), "{}", err.message());
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_hand_written_mirror_service_resolves_to_the_remote_gateway() {
+    let cluster = shared_cluster().await;
+    let ns = cluster.namespace("mirror").await;
+    let running = start_destination(&cluster).await;
+    // What the service mirror writes for `web` exported by `east`: a
+    // selector-less Service and an Endpoints object naming east's gateway.
+    let svc: Service = yaml(&format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-east
+  namespace: {ns}
+  labels:
+    mirror.linkerd.io/mirrored-service: "true"
+    mirror.linkerd.io/cluster-name: east
+  annotations:
+    mirror.linkerd.io/remote-svc-fq-name: web.{ns}.svc.cluster.local
+spec:
+  ports: [{{name: http, port: 80}}]
+"#
+    ));
+    let endpoints: k8s_openapi::api::core::v1::Endpoints = yaml(&format!(
+        r#"
+apiVersion: v1
+kind: Endpoints
+metadata:
+  name: web-east
+  namespace: {ns}
+  labels:
+    mirror.linkerd.io/mirrored-service: "true"
+    mirror.linkerd.io/cluster-name: east
+  annotations:
+    mirror.linkerd.io/remote-gateway-identity: linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local
+subsets:
+- addresses: [{{ip: 172.20.0.2}}, {{ip: 172.20.0.3}}]
+  ports: [{{name: http, port: 4143}}]
+"#
+    ));
+    Api::<Service>::namespaced(cluster.client.clone(), &ns)
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("mirror service");
+    let eps_api =
+        Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(cluster.client.clone(), &ns);
+    eps_api
+        .create(&PostParams::default(), &endpoints)
+        .await
+        .expect("mirror endpoints");
+
+    let mut grpc = client(&running).await;
+    let mut get = GetWatch::open(&mut grpc, &format!("web-east.{ns}.svc.cluster.local:80")).await;
+    get.until("both gateway addresses", |s| s.endpoints.len() == 2)
+        .await;
+    // Only the gateway addresses: the slices the controller-manager mirrors
+    // from the Endpoints must not add a second copy.
+    let gateways: Vec<String> = get.state.endpoints.keys().map(|a| a.to_string()).collect();
+    assert_eq!(gateways, ["172.20.0.2:4143", "172.20.0.3:4143"]);
+    for addr in get.state.endpoints.values() {
+        let identity = match addr.tls_identity.as_ref().and_then(|t| t.strategy.as_ref()) {
+            Some(tls_identity::Strategy::DnsLikeIdentity(d)) => d.name.clone(),
+            other => panic!("gateway identity expected, got {other:?}"),
+        };
+        assert_eq!(
+            identity,
+            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+        );
+        let authority = addr
+            .authority_override
+            .as_ref()
+            .map(|a| a.authority_override.clone());
+        assert_eq!(
+            authority.as_deref(),
+            Some(format!("web.{ns}.svc.cluster.local:80").as_str())
+        );
+    }
+    assert_eq!(
+        get.state
+            .set_labels
+            .get("target_cluster")
+            .map(String::as_str),
+        Some("east")
+    );
+
+    // The gateway moves: the stream follows the Endpoints.
+    let moved = serde_json::json!({"subsets": [{
+        "addresses": [{"ip": "172.20.0.9"}],
+        "ports": [{"name": "http", "port": 4143}]
+    }]});
+    eps_api
+        .patch("web-east", &PatchParams::default(), &Patch::Merge(&moved))
+        .await
+        .expect("patch endpoints");
+    get.until("the new gateway address", |s| {
+        s.endpoints
+            .keys()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            == ["172.20.0.9:4143"]
+    })
+    .await;
+    running.shutdown().await;
+}

@@ -80,13 +80,16 @@ async fn the_docs_service_profile_shows_its_budget_and_routes() {
     let mut watch =
         ProfileWatch::open(&mut grpc, &format!("webapp.{ns}.svc.cluster.local:7000")).await;
     let first = watch
-        .until("the default profile", |p| p.retry_budget.is_some())
+        .until("the Service's default profile", |p| {
+            !p.fully_qualified_name.is_empty()
+        })
         .await;
     assert_eq!(
         first.fully_qualified_name,
         format!("webapp.{ns}.svc.cluster.local")
     );
     assert!(first.routes.is_empty());
+    assert!(first.retry_budget.is_some(), "Linkerd's default budget");
 
     // From Linkerd's "Configuring Retries" and "Configuring Timeouts" docs.
     let profile: ServiceProfile = yaml(&format!(

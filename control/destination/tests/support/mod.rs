@@ -80,6 +80,8 @@ pub struct Folded {
     pub no_endpoints: Option<bool>,
     pub adds: usize,
     pub removes: usize,
+    /// The metric labels of the last Add's set.
+    pub set_labels: std::collections::HashMap<String, String>,
 }
 
 impl Folded {
@@ -88,12 +90,9 @@ impl Folded {
             Some(update::Update::Add(set)) => {
                 self.adds += 1;
                 self.no_endpoints = None;
+                self.set_labels = set.metric_labels;
                 for addr in set.addrs {
-                    let sa: SocketAddr = addr
-                        .addr
-                        .expect("addr")
-                        .try_into()
-                        .expect("socket addr");
+                    let sa: SocketAddr = addr.addr.expect("addr").try_into().expect("socket addr");
                     self.endpoints.insert(sa, addr);
                 }
             }
