@@ -11,15 +11,20 @@
 //! - [`local`]: the cluster behind `mesh up` / `mesh down`.
 //! - [`testing`]: one control plane shared by every test of a run.
 //! - [`progress`]: progress lines for long operations.
+//! - [`topology`], [`netns`]: the network of a `west`/`east` pair.
+//! - [`wan`]: the impaired link between the two clusters.
 
 pub mod binaries;
 pub mod control_plane;
 pub mod kubeconfig;
 pub mod local;
+pub mod netns;
 pub mod pki;
 pub mod process;
 pub mod progress;
 pub mod testing;
+pub mod topology;
+pub mod wan;
 
 pub use binaries::{Binaries, Binary, KUBERNETES_VERSION};
 pub use control_plane::{ControlPlane, ControlPlaneConfig, ControlPlaneInfo};
