@@ -37,7 +37,28 @@ pub struct ControlPlaneConfig {
     pub cluster_domain: String,
     /// How long to wait for every component to be ready.
     pub ready_timeout: Duration,
+    /// Where the components run; `None` runs etcd, the API server and the
+    /// controller-manager on the host (a control plane without nodes, as
+    /// tests of the control plane use).
+    pub node: Option<NodePlacement>,
 }
+
+/// A control plane that runs inside a node's network namespace, with a
+/// scheduler and kube-proxy, ready for a node agent.
+#[derive(Debug, Clone)]
+pub struct NodePlacement {
+    /// The node's network namespace.
+    pub netns: String,
+    /// More addresses the API server is reached at (the WAN address).
+    pub extra_addresses: Vec<IpAddr>,
+    /// The pod CIDR (the controller-manager gives the node a /24 of it).
+    pub pod_cidr: String,
+    /// The node's name (kube-proxy's hostname).
+    pub node_name: String,
+}
+
+/// The API server's port inside a node namespace.
+pub const NODE_APISERVER_PORT: u16 = 6443;
 
 impl Default for ControlPlaneConfig {
     fn default() -> Self {
@@ -47,6 +68,7 @@ impl Default for ControlPlaneConfig {
             service_cidr: "10.96.0.0/16".into(),
             cluster_domain: "cluster.local".into(),
             ready_timeout: Duration::from_secs(120),
+            node: None,
         }
     }
 }
@@ -212,7 +234,15 @@ impl ControlPlane {
         let pki = ControlPlanePki::generate(
             &self.config.name,
             &ServingNames {
-                addresses: vec![ip],
+                addresses: std::iter::once(ip)
+                    .chain(
+                        self.config
+                            .node
+                            .iter()
+                            .flat_map(|n| n.extra_addresses.clone()),
+                    )
+                    .chain(std::iter::once(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+                    .collect(),
                 service_ip: first_service_ip(&self.config.service_cidr)?,
                 cluster_domain: self.config.cluster_domain.clone(),
             },
@@ -230,9 +260,13 @@ impl ControlPlane {
         let sa_key = write("sa.key", &pki.service_account_key)?;
         let sa_pub = write("sa.pub", &pki.service_account_public_key)?;
 
-        let etcd_client = free_port(ip)?;
-        let etcd_peer = free_port(ip)?;
-        let apiserver_port = free_port(ip)?;
+        // In a node namespace every port is free; on the host, find some.
+        let in_node = self.config.node.is_some();
+        let (etcd_client, etcd_peer, apiserver_port) = if in_node {
+            (2379, 2380, NODE_APISERVER_PORT)
+        } else {
+            (free_port(ip)?, free_port(ip)?, free_port(ip)?)
+        };
         let host = url_host(ip);
         self.info.server = format!("https://{host}:{apiserver_port}");
         let kubeconfig = kubeconfig::render(
@@ -282,7 +316,14 @@ impl ControlPlane {
             Binary::KubeApiserver,
             vec![
                 format!("--etcd-servers={etcd_client_url}"),
-                format!("--bind-address={ip}"),
+                format!(
+                    "--bind-address={}",
+                    if in_node {
+                        "0.0.0.0".to_owned()
+                    } else {
+                        ip.to_string()
+                    }
+                ),
                 format!("--advertise-address={ip}"),
                 format!("--secure-port={apiserver_port}"),
                 format!("--cert-dir={}", dir.join("apiserver").display()),
@@ -334,7 +375,16 @@ impl ControlPlane {
                 "--use-service-account-credentials=true".into(),
                 format!("--service-cluster-ip-range={}", self.config.service_cidr),
                 "--v=1".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(self.config.node.iter().flat_map(|n| {
+                [
+                    format!("--cluster-cidr={}", n.pod_cidr),
+                    "--allocate-node-cidrs=true".to_owned(),
+                    "--node-cidr-mask-size=24".to_owned(),
+                ]
+            }))
+            .collect(),
         )?;
         let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
         self.wait_for(
@@ -346,6 +396,38 @@ impl ControlPlane {
             },
         )
         .await?;
+        if let Some(node) = self.config.node.clone() {
+            self.spawn(
+                binaries,
+                Binary::KubeScheduler,
+                vec![
+                    format!("--kubeconfig={kubeconfig_path}"),
+                    format!("--authentication-kubeconfig={kubeconfig_path}"),
+                    format!("--authorization-kubeconfig={kubeconfig_path}"),
+                    "--leader-elect=false".into(),
+                    "--bind-address=127.0.0.1".into(),
+                    "--v=1".into(),
+                ],
+            )?;
+            self.spawn(
+                binaries,
+                Binary::KubeProxy,
+                vec![
+                    format!("--kubeconfig={kubeconfig_path}"),
+                    format!("--hostname-override={}", node.node_name),
+                    format!("--cluster-cidr={}", node.pod_cidr),
+                    "--proxy-mode=iptables".into(),
+                    // The node namespace cannot change host-wide conntrack
+                    // limits; the host's are fine.
+                    "--conntrack-max-per-core=0".into(),
+                    "--conntrack-tcp-timeout-established=0".into(),
+                    "--conntrack-tcp-timeout-close-wait=0".into(),
+                    "--metrics-bind-address=127.0.0.1:10249".into(),
+                    "--healthz-bind-address=127.0.0.1:10256".into(),
+                    "--v=1".into(),
+                ],
+            )?;
+        }
         Ok(())
     }
 
@@ -355,13 +437,20 @@ impl ControlPlane {
         binary: Binary,
         args: Vec<String>,
     ) -> Result<(), StartError> {
-        let component = Component::spawn(
-            binary.file_name(),
-            &binaries.path(binary),
-            &args,
-            &self.info.dir,
-        )
-        .map_err(io_error(format!("starting {binary}")))?;
+        let (program, args) = match &self.config.node {
+            Some(node) => (
+                PathBuf::from("ip"),
+                ["netns", "exec", node.netns.as_str()]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain(std::iter::once(binaries.path(binary).display().to_string()))
+                    .chain(args)
+                    .collect(),
+            ),
+            None => (binaries.path(binary), args),
+        };
+        let component = Component::spawn(binary.file_name(), &program, &args, &self.info.dir)
+            .map_err(io_error(format!("starting {binary}")))?;
         self.info
             .components
             .push((binary.file_name().to_owned(), component.pid()));

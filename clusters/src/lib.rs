@@ -13,12 +13,14 @@
 //! - [`progress`]: progress lines for long operations.
 //! - [`topology`], [`netns`]: the network of a `west`/`east` pair.
 //! - [`wan`]: the impaired link between the two clusters.
+//! - [`node`]: the node agent that runs pods.
 
 pub mod binaries;
 pub mod control_plane;
 pub mod kubeconfig;
 pub mod local;
 pub mod netns;
+pub mod node;
 pub mod pki;
 pub mod process;
 pub mod progress;

@@ -1,12 +1,16 @@
 //! `mesh-node`: the host-side programs of the local clusters.
 //!
 //! - `mesh-node wan`: the WAN forwarder between two node namespaces.
+//! - `mesh-node agent`: the node agent (in place of the kubelet).
+//! - `mesh-node exec`: enters a pod and runs a command (used by the agent).
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use mesh_clusters::node::shim::{self, Bind, Entry};
+use mesh_clusters::node::{self as agent, AgentConfig};
 use mesh_clusters::wan::{self, Impairments};
 use tokio::sync::{Mutex, watch};
 
@@ -44,10 +48,83 @@ enum Command {
         #[arg(long, env = "MESH_WAN_SETTINGS", default_value = "")]
         settings: String,
     },
+    /// Runs the pods bound to this node.
+    Agent(AgentArgs),
+    /// Enters a pod's namespaces and runs a command.
+    Exec {
+        /// The pod's network namespace.
+        #[arg(long)]
+        netns: String,
+        /// The pod's hostname.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// SOURCE:TARGET[:ro] bind mounts.
+        #[arg(long = "bind")]
+        binds: Vec<Bind>,
+        /// Working directory.
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// The command.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// The admin kubeconfig.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// The Node's name.
+    #[arg(long, env = "MESH_NODE_NAME")]
+    node_name: String,
+    /// The node's address (its InternalIP).
+    #[arg(long, env = "MESH_NODE_IP")]
+    node_ip: std::net::Ipv4Addr,
+    /// Where pods keep their files.
+    #[arg(long, env = "MESH_NODE_STATE_DIR")]
+    state_dir: PathBuf,
+    /// Prefix of pod network namespaces.
+    #[arg(long, env = "MESH_NODE_POD_NETNS_PREFIX")]
+    pod_netns_prefix: String,
+    /// The cluster DNS Service address.
+    #[arg(long, env = "MESH_NODE_DNS_IP")]
+    dns_ip: std::net::Ipv4Addr,
+    /// The cluster domain.
+    #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The `kubernetes` Service address.
+    #[arg(long, env = "MESH_NODE_KUBERNETES_SERVICE_IP")]
+    kubernetes_service_ip: std::net::Ipv4Addr,
+    /// Where the Kubernetes binaries are.
+    #[arg(long, env = "MESH_K8S_BIN_DIR")]
+    k8s_bin_dir: PathBuf,
+    /// The cluster's pgids file (every container's process group is added).
+    #[arg(long, env = "MESH_NODE_PGIDS_FILE")]
+    pgids_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Exec {
+        netns,
+        hostname,
+        binds,
+        workdir,
+        argv,
+    } = cli.command
+    {
+        // No runtime and no threads: namespaces are per thread.
+        let error = shim::enter_and_exec(&Entry {
+            netns,
+            hostname,
+            binds,
+            workdir,
+            argv,
+        });
+        eprintln!("mesh-node exec: {error:#}");
+        std::process::exit(127);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
         .with_writer(std::io::stderr)
@@ -74,7 +151,38 @@ fn main() -> anyhow::Result<()> {
                 &settings,
             ))
         }
+        Command::Agent(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(run_agent(args))
+        }
+        Command::Exec { .. } => unreachable!("handled above"),
     }
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let client = mesh_clusters::control_plane::client_for(&args.kubeconfig).await?;
+    let mesh_bin_dir = std::env::current_exe()?
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    agent::run(
+        client,
+        AgentConfig {
+            node_name: args.node_name,
+            node_ip: args.node_ip,
+            state_dir: args.state_dir,
+            pod_netns_prefix: args.pod_netns_prefix,
+            dns_ip: args.dns_ip,
+            cluster_domain: args.cluster_domain,
+            kubernetes_service: (args.kubernetes_service_ip, 443),
+            mesh_bin_dir,
+            k8s_bin_dir: args.k8s_bin_dir,
+            pgids_file: args.pgids_file,
+        },
+    )
+    .await
 }
 
 async fn run_wan(

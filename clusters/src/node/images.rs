@@ -1,0 +1,230 @@
+//! Container images as local programs: `clusters/images.toml` says which
+//! program stands for each image repository, and [`Images::resolve`] turns
+//! a container's image, command and args into the argv to run, with
+//! Docker's rules for ENTRYPOINT and CMD.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The mapping shipped with mesh.
+pub const BUILTIN: &str = include_str!("../../images.toml");
+
+/// One image repository's mapping.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRule {
+    /// The repository, without tag or digest.
+    pub repository: String,
+    /// One of mesh's binaries.
+    #[serde(default)]
+    pub binary: Option<String>,
+    /// One of the pinned Kubernetes binaries.
+    #[serde(default)]
+    pub k8s_binary: Option<String>,
+    /// The image's ENTRYPOINT.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    /// The image's CMD.
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// Other names a pod may use for the program.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImagesFile {
+    image: Vec<ImageRule>,
+}
+
+/// The mapping and where the programs are.
+#[derive(Debug, Clone)]
+pub struct Images {
+    rules: Vec<ImageRule>,
+    /// Where mesh's binaries are.
+    pub mesh_bin_dir: PathBuf,
+    /// Where the Kubernetes binaries are.
+    pub k8s_bin_dir: PathBuf,
+}
+
+/// Why a container cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    /// The image has no mapping.
+    #[error(
+        "image {0:?} is not available on this host: clusters/images.toml maps no program to it"
+    )]
+    Unmapped(String),
+    /// Nothing to run.
+    #[error("image {0:?}: the container gives no command and the image has no entrypoint or cmd")]
+    NoCommand(String),
+    /// The mapping file is malformed.
+    #[error("images.toml: {0}")]
+    Malformed(String),
+}
+
+/// The repository part of an image reference (`busybox:1.36` → `busybox`,
+/// `ghcr.io/a/b@sha256:…` → `ghcr.io/a/b`, `localhost:5000/x:1` →
+/// `localhost:5000/x`).
+pub fn repository(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    match without_digest.rfind(':') {
+        Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],
+        _ => without_digest,
+    }
+}
+
+impl Images {
+    /// Parses a mapping.
+    pub fn parse(
+        text: &str,
+        mesh_bin_dir: PathBuf,
+        k8s_bin_dir: PathBuf,
+    ) -> Result<Self, ImageError> {
+        let file: ImagesFile =
+            toml::from_str(text).map_err(|e| ImageError::Malformed(e.to_string()))?;
+        for rule in &file.image {
+            if rule.binary.is_some() && rule.k8s_binary.is_some() {
+                return Err(ImageError::Malformed(format!(
+                    "{}: give binary or k8s_binary, not both",
+                    rule.repository
+                )));
+            }
+        }
+        Ok(Self {
+            rules: file.image,
+            mesh_bin_dir,
+            k8s_bin_dir,
+        })
+    }
+
+    /// The rule for an image.
+    pub fn rule(&self, image: &str) -> Option<&ImageRule> {
+        let repo = repository(image);
+        let short = repo.strip_prefix("docker.io/library/").unwrap_or(repo);
+        self.rules
+            .iter()
+            .find(|r| r.repository == repo || r.repository == short)
+    }
+
+    /// The argv for a container: the pod's `command` replaces the image's
+    /// ENTRYPOINT, its `args` replace CMD; then the image's own program name
+    /// becomes the local program's path.
+    pub fn resolve(
+        &self,
+        image: &str,
+        command: &[String],
+        args: &[String],
+    ) -> Result<Vec<String>, ImageError> {
+        let rule = self
+            .rule(image)
+            .ok_or_else(|| ImageError::Unmapped(image.to_owned()))?;
+        let mut argv: Vec<String> = if !command.is_empty() {
+            command.iter().chain(args).cloned().collect()
+        } else if !args.is_empty() {
+            rule.entrypoint.iter().chain(args).cloned().collect()
+        } else {
+            rule.entrypoint.iter().chain(&rule.cmd).cloned().collect()
+        };
+        let Some(first) = argv.first_mut() else {
+            return Err(ImageError::NoCommand(image.to_owned()));
+        };
+        let names_program = rule.entrypoint.first() == Some(first) || rule.aliases.contains(first);
+        if names_program {
+            if let Some(binary) = &rule.binary {
+                *first = self.mesh_bin_dir.join(binary).display().to_string();
+            } else if let Some(binary) = &rule.k8s_binary {
+                *first = self.k8s_bin_dir.join(binary).display().to_string();
+            }
+        }
+        Ok(argv)
+    }
+
+    /// The directory of mesh's binaries next to the running executable.
+    pub fn default_mesh_bin_dir() -> PathBuf {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images() -> Images {
+        Images::parse(BUILTIN, "/mesh/bin".into(), "/k8s/bin".into()).expect("builtin parses")
+    }
+
+    fn v(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn repositories_drop_tags_and_digests_but_not_registry_ports() {
+        assert_eq!(repository("busybox:1.36"), "busybox");
+        assert_eq!(
+            repository("ghcr.io/stefanprodan/podinfo:6.7.0"),
+            "ghcr.io/stefanprodan/podinfo"
+        );
+        assert_eq!(repository("ghcr.io/a/b@sha256:abc"), "ghcr.io/a/b");
+        assert_eq!(repository("localhost:5000/x:1"), "localhost:5000/x");
+        assert_eq!(repository("localhost:5000/x"), "localhost:5000/x");
+    }
+
+    #[test]
+    fn the_podinfo_manifest_runs_our_demo_app_with_its_flags() {
+        let argv = images()
+            .resolve(
+                "ghcr.io/stefanprodan/podinfo:6.7.0",
+                &v(&["./podinfo", "--port=9898", "--level=info"]),
+                &[],
+            )
+            .expect("mapped");
+        assert_eq!(
+            argv,
+            v(&["/mesh/bin/mesh-podinfo", "--port=9898", "--level=info"])
+        );
+        let bare = images()
+            .resolve("ghcr.io/stefanprodan/podinfo:latest", &[], &[])
+            .expect("mapped");
+        assert_eq!(bare, v(&["/mesh/bin/mesh-podinfo"]));
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker_rules() {
+        let i = images();
+        assert_eq!(
+            i.resolve("curlimages/curl:8.5.0", &[], &v(&["-s", "http://x"]))
+                .expect("curl"),
+            v(&["curl", "-s", "http://x"])
+        );
+        assert_eq!(i.resolve("busybox", &[], &[]).expect("busybox"), v(&["sh"]));
+        assert_eq!(
+            i.resolve("busybox:1.36", &v(&["sleep", "3600"]), &[])
+                .expect("busybox"),
+            v(&["sleep", "3600"])
+        );
+        assert_eq!(
+            i.resolve(
+                "registry.k8s.io/coredns/coredns:v1.13.1",
+                &[],
+                &v(&["-conf", "/etc/coredns/Corefile"])
+            )
+            .expect("coredns"),
+            v(&["/k8s/bin/coredns", "-conf", "/etc/coredns/Corefile"])
+        );
+    }
+
+    #[test]
+    fn unmapped_images_say_so() {
+        let err = images()
+            .resolve("nginx:1.27", &[], &[])
+            .expect_err("unmapped");
+        assert!(err.to_string().contains("\"nginx:1.27\""), "{err}");
+        assert!(err.to_string().contains("images.toml"), "{err}");
+    }
+}
