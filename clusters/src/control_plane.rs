@@ -431,24 +431,49 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Starts one more process as part of this control plane (inside its
+    /// node namespace when it has one): stopped, logged and cleaned up with
+    /// the rest. The node agent runs this way.
+    pub fn spawn_component(
+        &mut self,
+        name: &'static str,
+        program: &Path,
+        args: Vec<String>,
+    ) -> Result<(), StartError> {
+        let (program, args) = self.wrapped(program, args);
+        let component = Component::spawn(name, &program, &args, &self.info.dir)
+            .map_err(io_error(format!("starting {name}")))?;
+        self.info
+            .components
+            .push((name.to_owned(), component.pid()));
+        self.components.push(component);
+        Ok(())
+    }
+
+    /// The program and arguments that run `program` where the components
+    /// run (`ip netns exec <node> …` in a node namespace).
+    fn wrapped(&self, program: &Path, args: Vec<String>) -> (PathBuf, Vec<String>) {
+        match &self.config.node {
+            Some(node) => (
+                PathBuf::from("ip"),
+                ["netns", "exec", node.netns.as_str()]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain(std::iter::once(program.display().to_string()))
+                    .chain(args)
+                    .collect(),
+            ),
+            None => (program.to_owned(), args),
+        }
+    }
+
     fn spawn(
         &mut self,
         binaries: &Binaries,
         binary: Binary,
         args: Vec<String>,
     ) -> Result<(), StartError> {
-        let (program, args) = match &self.config.node {
-            Some(node) => (
-                PathBuf::from("ip"),
-                ["netns", "exec", node.netns.as_str()]
-                    .into_iter()
-                    .map(str::to_owned)
-                    .chain(std::iter::once(binaries.path(binary).display().to_string()))
-                    .chain(args)
-                    .collect(),
-            ),
-            None => (binaries.path(binary), args),
-        };
+        let (program, args) = self.wrapped(&binaries.path(binary), args);
         let component = Component::spawn(binary.file_name(), &program, &args, &self.info.dir)
             .map_err(io_error(format!("starting {binary}")))?;
         self.info

@@ -14,6 +14,7 @@
 //! - [`topology`], [`netns`]: the network of a `west`/`east` pair.
 //! - [`wan`]: the impaired link between the two clusters.
 //! - [`node`]: the node agent that runs pods.
+//! - [`pair`]: the `west` and `east` clusters together.
 
 pub mod binaries;
 pub mod control_plane;
@@ -21,6 +22,7 @@ pub mod kubeconfig;
 pub mod local;
 pub mod netns;
 pub mod node;
+pub mod pair;
 pub mod pki;
 pub mod process;
 pub mod progress;

@@ -245,12 +245,19 @@ if [ -f "$2/pgids" ]; then
     while kill -0 "-$pg" 2>/dev/null && [ "$n" -lt 200 ]; do sleep 0.05; n=$((n+1)); done
   done
 fi
+if [ -n "$3" ]; then eval "$3"; fi
 rm -rf -- "$2"
 "#;
 
 impl Janitor {
     /// Starts a janitor for `dir` that acts once `owner` has exited.
     pub fn watch(owner: u32, dir: &Path) -> std::io::Result<Self> {
+        Self::watch_with(owner, dir, "")
+    }
+
+    /// The same, running the shell commands `cleanup` (as root, before the
+    /// directory goes) too: how network namespaces are removed.
+    pub fn watch_with(owner: u32, dir: &Path, cleanup: &str) -> std::io::Result<Self> {
         use std::os::unix::process::CommandExt;
         let child = std::process::Command::new("/bin/sh")
             .arg("-c")
@@ -258,6 +265,7 @@ impl Janitor {
             .arg("mesh-cluster-janitor")
             .arg(owner.to_string())
             .arg(dir)
+            .arg(cleanup)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

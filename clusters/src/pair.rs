@@ -1,0 +1,214 @@
+//! Two clusters, `west` and `east`, on one host: the network of
+//! [`crate::topology`], the WAN forwarder, and in each node namespace a
+//! control plane (with scheduler and kube-proxy) and the node agent.
+//!
+//! A [`Pair`] is owned like a [`ControlPlane`]: dropping it or its owner
+//! dying removes every process, namespace and file (a janitor runs the
+//! network teardown when no Rust code can).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+
+use crate::binaries::Binaries;
+use crate::control_plane::{ControlPlane, ControlPlaneConfig, NodePlacement};
+use crate::process::{Component, Janitor};
+use crate::topology::{self, ClusterNet, PairNet, Side};
+
+/// Options for a pair.
+#[derive(Debug, Clone)]
+pub struct PairOptions {
+    /// The cluster domain of both clusters.
+    pub cluster_domain: String,
+    /// Route pod CIDRs across the WAN.
+    pub flat: bool,
+    /// Initial WAN settings (`delay=20ms loss=0.01`).
+    pub wan_settings: String,
+    /// Where mesh's binaries (`mesh-node`, `mesh-podinfo`, …) are.
+    pub mesh_bin_dir: PathBuf,
+}
+
+/// A running pair of clusters.
+#[derive(Debug)]
+pub struct Pair {
+    /// The network plan.
+    pub plan: PairNet,
+    /// The pair's directory.
+    pub dir: PathBuf,
+    /// West, then east.
+    pub clusters: Vec<ControlPlane>,
+    forwarder: Option<Component>,
+    janitor: Option<Janitor>,
+}
+
+impl Pair {
+    /// Starts both clusters in `dir` and waits for their nodes to be Ready.
+    pub async fn start(
+        binaries: &Binaries,
+        dir: &Path,
+        options: PairOptions,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let dir = std::fs::canonicalize(dir)?;
+        let plan = topology::claim_slot(options.flat).await?;
+        let janitor =
+            Janitor::watch_with(std::process::id(), &dir, &topology::shell_teardown(&plan))?;
+        let mut pair = Self {
+            plan,
+            dir,
+            clusters: Vec::new(),
+            forwarder: None,
+            janitor: Some(janitor),
+        };
+        pair.boot(binaries, &options).await?;
+        Ok(pair)
+    }
+
+    async fn boot(&mut self, binaries: &Binaries, options: &PairOptions) -> anyhow::Result<()> {
+        topology::build(&self.plan).await?;
+        let node_bin = options.mesh_bin_dir.join("mesh-node");
+        anyhow::ensure!(
+            node_bin.exists(),
+            "{} is missing: build it with `cargo build --bin mesh-node`",
+            node_bin.display()
+        );
+        let forwarder = Component::spawn(
+            "mesh-wan",
+            &node_bin,
+            &[
+                "wan".into(),
+                "--west-netns".into(),
+                self.plan.cluster(Side::West).netns.clone(),
+                "--east-netns".into(),
+                self.plan.cluster(Side::East).netns.clone(),
+                "--control".into(),
+                self.wan_socket().display().to_string(),
+                "--settings".into(),
+                options.wan_settings.clone(),
+            ],
+            &self.dir,
+        )?;
+        self.forwarder = Some(forwarder);
+        for _ in 0..100 {
+            if self.wan_socket().exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::ensure!(
+            self.wan_socket().exists(),
+            "the WAN forwarder did not start; its log: {}",
+            self.forwarder
+                .as_ref()
+                .map(|f| f.log_tail(10))
+                .unwrap_or_default()
+        );
+        topology::configure_wan(&self.plan).await?;
+        let (west, east) = tokio::join!(
+            start_cluster(binaries, &self.dir, self.plan.cluster(Side::West), options),
+            start_cluster(binaries, &self.dir, self.plan.cluster(Side::East), options),
+        );
+        self.clusters.push(west?);
+        self.clusters.push(east?);
+        Ok(())
+    }
+
+    /// The WAN forwarder's control socket (see [`crate::wan::control`]).
+    pub fn wan_socket(&self) -> PathBuf {
+        self.dir.join("wan.sock")
+    }
+
+    /// One cluster's control plane.
+    pub fn cluster(&self, side: Side) -> &ControlPlane {
+        &self.clusters[match side {
+            Side::West => 0,
+            Side::East => 1,
+        }]
+    }
+
+    /// Stops everything and removes the namespaces and the directory.
+    pub async fn stop(mut self) {
+        for plane in self.clusters.drain(..) {
+            plane.stop().await;
+        }
+        if let Some(mut f) = self.forwarder.take() {
+            f.stop(Duration::from_secs(1)).await;
+        }
+        topology::teardown(&self.plan).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(j) = self.janitor.take() {
+            j.dismiss();
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // The janitor watches this process, not this value: when the value
+        // goes without `stop`, let the control planes' own destructors run
+        // and leave the network to the janitor at process exit.
+        self.clusters.clear();
+        if let Some(f) = self.forwarder.as_ref() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(f.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+async fn start_cluster(
+    binaries: &Binaries,
+    dir: &Path,
+    net: &ClusterNet,
+    options: &PairOptions,
+) -> anyhow::Result<ControlPlane> {
+    let name = net.side.name();
+    let config = ControlPlaneConfig {
+        name: name.into(),
+        bind_address: net.node_ip.into(),
+        service_cidr: net.service_cidr.to_string(),
+        cluster_domain: options.cluster_domain.clone(),
+        ready_timeout: Duration::from_secs(120),
+        node: Some(NodePlacement {
+            netns: net.netns.clone(),
+            extra_addresses: vec![net.wan_ip.into()],
+            pod_cidr: net.pod_cidr.to_string(),
+            node_name: name.into(),
+        }),
+    };
+    let mut plane = ControlPlane::start(binaries, &dir.join(name), config).await?;
+    let cp_dir = plane.info().dir.clone();
+    let kubeconfig = plane.kubeconfig().display().to_string();
+    plane.spawn_component(
+        "mesh-node-agent",
+        &options.mesh_bin_dir.join("mesh-node"),
+        vec![
+            "agent".into(),
+            format!("--kubeconfig={kubeconfig}"),
+            format!("--node-name={name}"),
+            format!("--node-ip={}", net.node_ip),
+            format!("--state-dir={}", cp_dir.join("node").display()),
+            format!("--pod-netns-prefix={}", net.pod_netns_prefix),
+            format!("--dns-ip={}", net.dns_ip),
+            format!("--cluster-domain={}", options.cluster_domain),
+            format!("--kubernetes-service-ip={}", net.service_cidr.nth(1)),
+            format!("--k8s-bin-dir={}", binaries.dir().display()),
+        ],
+    )?;
+    let nodes: Api<Node> = Api::all(plane.client().await?);
+    for _ in 0..600 {
+        let ready = nodes.get_opt(name).await.ok().flatten().is_some_and(|n| {
+            n.status
+                .and_then(|s| s.conditions)
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        if ready {
+            return Ok(plane);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("node {name} did not become Ready within 60 s")
+}

@@ -1,0 +1,158 @@
+//! A west/east pair for real: both nodes register and turn Ready, and a
+//! Deployment's pod runs through the node agent with its address from the
+//! node's pod CIDR, env from the downward API, a ConfigMap volume, an exec
+//! readiness probe, and a replacement when it is deleted.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use mesh_clusters::Binaries;
+use mesh_clusters::pair::{Pair, PairOptions};
+use mesh_clusters::topology::Side;
+
+fn mesh_bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mesh-node"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf()
+}
+
+async fn ready_pods(api: &Api<Pod>, selector: &str) -> Vec<Pod> {
+    api.list(&ListParams::default().labels(selector))
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .collect()
+}
+
+async fn wait_ready(api: &Api<Pod>, selector: &str, what: &str) -> Pod {
+    for _ in 0..600 {
+        if let Some(pod) = ready_pods(api, selector).await.into_iter().next() {
+            return pod;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = api.list(&ListParams::default().labels(selector)).await;
+    panic!(
+        "{what}: no ready pod within 60 s; pods: {:#?}",
+        all.map(|l| l.items.into_iter().map(|p| p.status).collect::<Vec<_>>())
+    );
+}
+
+#[tokio::test]
+async fn pods_run_on_both_clusters_nodes() {
+    let binaries = Binaries::locate().expect("the Kubernetes binaries (scripts/setup.sh)");
+    let dir = tempfile::tempdir().expect("dir");
+    let pair = Pair::start(
+        &binaries,
+        &dir.path().join("pair"),
+        PairOptions {
+            cluster_domain: "cluster.local".into(),
+            flat: false,
+            wan_settings: String::new(),
+            mesh_bin_dir: mesh_bin_dir(),
+        },
+    )
+    .await
+    .expect("the pair starts");
+    let west = pair.cluster(Side::West).client().await.expect("client");
+    let cms: Api<ConfigMap> = Api::namespaced(west.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "greeting"},
+        "data": {"greeting.txt": "hello from a configmap"}
+    }))
+    .expect("configmap");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("configmap");
+    let deploy: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "sleeper"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "sleeper"}},
+            "template": {
+                "metadata": {"labels": {"app": "sleeper"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "volumes": [{"name": "greeting", "configMap": {"name": "greeting"}}],
+                    "containers": [{
+                        "name": "main",
+                        "image": "busybox:1.36",
+                        "command": ["sh", "-c",
+                            "echo \"$POD_NAME $(cat /etc/greeting/greeting.txt) $(hostname)\" > /tmp/mesh-pair-$POD_NAME; exec sleep 3600"],
+                        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                        "volumeMounts": [{"name": "greeting", "mountPath": "/etc/greeting"}],
+                        "readinessProbe": {"exec": {"command": ["test", "-f", "/etc/greeting/greeting.txt"]}, "periodSeconds": 1}
+                    }]
+                }
+            }
+        }
+    }))
+    .expect("deployment");
+    Api::<Deployment>::namespaced(west.clone(), "default")
+        .create(&PostParams::default(), &deploy)
+        .await
+        .expect("deployment");
+    let pods: Api<Pod> = Api::namespaced(west.clone(), "default");
+    let pod = wait_ready(&pods, "app=sleeper", "the sleeper").await;
+    let name = pod.metadata.name.clone().expect("name");
+    let ip: std::net::Ipv4Addr = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod IP")
+        .parse()
+        .expect("ipv4");
+    assert!(
+        pair.plan.cluster(Side::West).pod_cidr.contains(ip),
+        "{ip} is in west's pod CIDR"
+    );
+    let written = std::fs::read_to_string(format!("/tmp/mesh-pair-{name}")).expect("the pod wrote");
+    assert_eq!(
+        written.trim(),
+        format!("{name} hello from a configmap {name}")
+    );
+    let _ = std::fs::remove_file(format!("/tmp/mesh-pair-{name}"));
+
+    pods.delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    for _ in 0..600 {
+        let ready = ready_pods(&pods, "app=sleeper").await;
+        if ready
+            .iter()
+            .any(|p| p.metadata.name.as_deref() != Some(name.as_str()))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let replaced = ready_pods(&pods, "app=sleeper").await;
+    assert!(
+        replaced
+            .iter()
+            .any(|p| p.metadata.name.as_deref() != Some(name.as_str())),
+        "the Deployment replaced the deleted pod"
+    );
+    let east = pair.cluster(Side::East).client().await.expect("client");
+    let east_node = Api::<k8s_openapi::api::core::v1::Node>::all(east)
+        .get("east")
+        .await
+        .expect("east's node");
+    assert!(east_node.spec.and_then(|s| s.pod_cidr).is_some());
+    let prefix = pair.plan.prefix.clone();
+    pair.stop().await;
+    assert!(mesh_clusters::netns::list_with_prefix(&prefix).is_empty());
+}
