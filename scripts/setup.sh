@@ -21,6 +21,8 @@ command -v iptables >/dev/null  || need_pkgs+=(iptables)
 command -v curl >/dev/null      || need_pkgs+=(curl ca-certificates)
 command -v unzip >/dev/null     || need_pkgs+=(unzip)
 command -v cc >/dev/null        || need_pkgs+=(gcc libc6-dev)
+command -v nsenter >/dev/null   || need_pkgs+=(util-linux)
+command -v python3 >/dev/null   || need_pkgs+=(python3)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null || fail "missing ${need_pkgs[*]} and no apt-get to install them; install them and run again"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -28,7 +30,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
-ok "system packages: iproute2, iptables, curl, unzip, a C compiler"
+ok "system packages: iproute2, iptables, curl, unzip, a C compiler, nsenter, python3"
 
 # --- Rust --------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then

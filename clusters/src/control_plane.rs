@@ -451,14 +451,16 @@ impl ControlPlane {
     }
 
     /// The program and arguments that run `program` where the components
-    /// run (`ip netns exec <node> …` in a node namespace).
+    /// run: in a node namespace, `nsenter --net=…`, which joins only the
+    /// network namespace. (`ip netns exec` would also give the process a
+    /// mount namespace of its own, and the pod namespaces the node agent
+    /// creates would then be invisible to the host's teardown.)
     fn wrapped(&self, program: &Path, args: Vec<String>) -> (PathBuf, Vec<String>) {
         match &self.config.node {
             Some(node) => (
-                PathBuf::from("ip"),
-                ["netns", "exec", node.netns.as_str()]
+                PathBuf::from("nsenter"),
+                [format!("--net={}/{}", crate::netns::NETNS_DIR, node.netns)]
                     .into_iter()
-                    .map(str::to_owned)
                     .chain(std::iter::once(program.display().to_string()))
                     .chain(args)
                     .collect(),

@@ -152,7 +152,33 @@ async fn pods_run_on_both_clusters_nodes() {
         .await
         .expect("east's node");
     assert!(east_node.spec.and_then(|s| s.pod_cidr).is_some());
+    let survivors: Vec<String> = replaced
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
     let prefix = pair.plan.prefix.clone();
     pair.stop().await;
     assert!(mesh_clusters::netns::list_with_prefix(&prefix).is_empty());
+    for name in survivors {
+        let _ = std::fs::remove_file(format!("/tmp/mesh-pair-{name}"));
+        assert!(
+            pod_processes(&name).is_empty(),
+            "pod {name}'s processes outlived the clusters: {:?}",
+            pod_processes(&name)
+        );
+    }
+}
+
+/// Processes whose environment says they belong to pod `name`.
+fn pod_processes(name: &str) -> Vec<i32> {
+    let marker = format!("HOSTNAME={name}");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+        })
+        .collect()
 }
