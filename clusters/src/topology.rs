@@ -252,25 +252,27 @@ pub async fn build(plan: &PairNet) -> Result<(), NetError> {
         netns::sysctl_in(ns, "net.ipv4.ip_forward", "1").await?;
         // Traffic from pods to the host (kubectl port-forwards aside, rare)
         // leaves as the node, since the host has no route to pods.
-        netns::exec_in(
-            ns,
-            "iptables",
-            &[
-                "-t",
-                "nat",
-                "-A",
-                "POSTROUTING",
-                "-s",
-                &net.pod_cidr.to_string(),
-                "-o",
-                HOST_LINK_IF,
-                "-j",
-                "MASQUERADE",
-            ],
-        )
-        .await?;
+        masquerade(ns, net.pod_cidr, HOST_LINK_IF).await?;
     }
     Ok(())
+}
+
+/// Pod traffic from `pods` leaving `ns` on `out` takes the node's address.
+async fn masquerade(ns: &str, pods: Cidr, out: &str) -> Result<(), NetError> {
+    let pods = pods.to_string();
+    let rule = [
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        &pods,
+        "-o",
+        out,
+        "-j",
+        "MASQUERADE",
+    ];
+    netns::exec_in(ns, "iptables", &rule).await.map(drop)
 }
 
 /// Addresses and routes the WAN interfaces once the forwarder made them.
@@ -305,23 +307,7 @@ pub async fn configure_wan(plan: &PairNet) -> Result<(), NetError> {
             )
             .await?;
         } else {
-            netns::exec_in(
-                ns,
-                "iptables",
-                &[
-                    "-t",
-                    "nat",
-                    "-A",
-                    "POSTROUTING",
-                    "-s",
-                    &net.pod_cidr.to_string(),
-                    "-o",
-                    WAN_IF,
-                    "-j",
-                    "MASQUERADE",
-                ],
-            )
-            .await?;
+            masquerade(ns, net.pod_cidr, WAN_IF).await?;
         }
     }
     Ok(())

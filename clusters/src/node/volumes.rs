@@ -137,6 +137,26 @@ fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
     data
 }
 
+/// Writes the selected keys of `data` (`None`: the object is missing).
+fn write_keys(
+    dir: &Path,
+    what: &str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&Vec<KeyToPath>>,
+    optional: bool,
+) -> Result<(), String> {
+    match data {
+        Some(data) => {
+            for (path, bytes) in select(&data, items)? {
+                write_file(dir, &path, bytes).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        None if optional => Ok(()),
+        None => Err(format!("{what} not found")),
+    }
+}
+
 async fn write_config_map(
     api: &Api<ConfigMap>,
     dir: &Path,
@@ -144,17 +164,9 @@ async fn write_config_map(
     items: Option<&Vec<KeyToPath>>,
     optional: bool,
 ) -> Result<(), String> {
-    match api.get_opt(name).await.map_err(|e| e.to_string())? {
-        Some(cm) => {
-            let data = config_map_data(&cm);
-            for (path, bytes) in select(&data, items)? {
-                write_file(dir, &path, bytes).map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        }
-        None if optional => Ok(()),
-        None => Err(format!("configmap {name:?} not found")),
-    }
+    let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    let data = found.as_ref().map(config_map_data);
+    write_keys(dir, &format!("configmap {name:?}"), data, items, optional)
 }
 
 async fn write_secret(
@@ -164,17 +176,9 @@ async fn write_secret(
     items: Option<&Vec<KeyToPath>>,
     optional: bool,
 ) -> Result<(), String> {
-    match api.get_opt(name).await.map_err(|e| e.to_string())? {
-        Some(secret) => {
-            let data = secret_data(&secret);
-            for (path, bytes) in select(&data, items)? {
-                write_file(dir, &path, bytes).map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        }
-        None if optional => Ok(()),
-        None => Err(format!("secret {name:?} not found")),
-    }
+    let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
+    let data = found.as_ref().map(secret_data);
+    write_keys(dir, &format!("secret {name:?}"), data, items, optional)
 }
 
 fn write_downward(
