@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::RngExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Mutex, watch};
@@ -212,23 +213,15 @@ pub async fn forward(from: Arc<Tun>, to: Arc<Tun>, settings: watch::Receiver<Imp
         };
         let current = *settings.borrow();
         let now = Instant::now();
-        if let Some(at) = shaper.admit(&current, now, len, rand_unit(), rand_unit())
+        let mut rng = rand::rng();
+        let (loss_draw, jitter_draw) = (rng.random::<f64>(), rng.random::<f64>());
+        if let Some(at) = shaper.admit(&current, now, len, loss_draw, jitter_draw)
             && queue_tx.send((at, buf[..len].to_vec())).is_err()
         {
             break;
         }
     }
     sender.abort();
-}
-
-/// A uniform draw in [0, 1) from ring's system random source.
-fn rand_unit() -> f64 {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 8];
-    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Serves the control socket: each line is a command, each answer the

@@ -287,16 +287,8 @@ impl PodLife {
             }
             self.net = Some(net);
             self.started_at = jiff::Timestamp::now();
-            match volumes::materialize(&self.pod, &self.pod_dir(), &self.volume_sources()).await {
-                Ok(v) => self.volumes = v,
-                Err(e) => {
-                    // Volumes are retried below until they work.
-                    self.wait_all("ContainerCreating", &e.to_string());
-                    self.volumes = Materialized::default();
-                    return Step::Again(Duration::from_secs(2));
-                }
-            }
         }
+        // Until every volume is laid out (retried while one fails).
         if self.volumes.dirs.len() < self.spec().volumes.as_ref().map_or(0, Vec::len) {
             match volumes::materialize(&self.pod, &self.pod_dir(), &self.volume_sources()).await {
                 Ok(v) => self.volumes = v,
@@ -370,19 +362,7 @@ impl PodLife {
                     }
                     continue;
                 }
-                match self.launch(c, Restart::Always).await {
-                    Ok(handle) => {
-                        self.sidecars.push(Running {
-                            name: c.name.clone(),
-                            handle,
-                        });
-                        return Step::Again(Duration::from_secs(3600));
-                    }
-                    Err((reason, message)) => {
-                        self.waiting.insert(c.name.clone(), (reason, message));
-                        return Step::Again(Duration::from_secs(5));
-                    }
-                }
+                return self.start_init(c, Restart::Always).await;
             }
             if let Some(r) = self.init_runs.iter().find(|r| r.name == c.name) {
                 let state = r.handle.status.borrow().state.clone();
@@ -400,22 +380,33 @@ impl PodLife {
             } else {
                 Restart::OnFailure
             };
-            match self.launch(c, restart).await {
-                Ok(handle) => {
-                    self.init_runs.push(Running {
-                        name: c.name.clone(),
-                        handle,
-                    });
-                    return Step::Again(Duration::from_secs(3600));
-                }
-                Err((reason, message)) => {
-                    self.waiting.insert(c.name.clone(), (reason, message));
-                    return Step::Again(Duration::from_secs(5));
-                }
-            }
+            return self.start_init(c, restart).await;
         }
         self.init_done = true;
         Box::pin(self.step()).await
+    }
+
+    /// Starts init container `c` (a sidecar when `restart` is Always) and
+    /// waits for it to change.
+    async fn start_init(&mut self, c: &Container, restart: Restart) -> Step {
+        match self.launch(c, restart).await {
+            Ok(handle) => {
+                let running = Running {
+                    name: c.name.clone(),
+                    handle,
+                };
+                if restart == Restart::Always {
+                    self.sidecars.push(running);
+                } else {
+                    self.init_runs.push(running);
+                }
+                Step::Again(Duration::from_secs(3600))
+            }
+            Err((reason, message)) => {
+                self.waiting.insert(c.name.clone(), (reason, message));
+                Step::Again(Duration::from_secs(5))
+            }
+        }
     }
 }
 

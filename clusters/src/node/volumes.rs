@@ -253,6 +253,92 @@ async fn request_token(
     Ok((status.token, Duration::from_secs_f64(lifetime)))
 }
 
+/// One thing a volume's directory is filled from: a plain volume is one
+/// source, a projected volume several.
+enum Source<'a> {
+    ConfigMap {
+        name: &'a str,
+        items: Option<&'a Vec<KeyToPath>>,
+        optional: bool,
+    },
+    Secret {
+        name: &'a str,
+        items: Option<&'a Vec<KeyToPath>>,
+        optional: bool,
+    },
+    Downward(&'a [DownwardAPIVolumeFile]),
+    Token {
+        path: &'a str,
+        audience: Option<&'a str>,
+        expiration: i64,
+    },
+}
+
+/// What fills `volume` (nothing for emptyDir).
+fn sources_of(volume: &Volume) -> Result<Vec<Source<'_>>, VolumeError> {
+    if volume.empty_dir.is_some() {
+        return Ok(Vec::new());
+    }
+    if let Some(cm) = &volume.config_map {
+        return Ok(vec![Source::ConfigMap {
+            name: &cm.name,
+            items: cm.items.as_ref(),
+            optional: cm.optional == Some(true),
+        }]);
+    }
+    if let Some(secret) = &volume.secret {
+        return Ok(vec![Source::Secret {
+            name: secret.secret_name.as_deref().unwrap_or_default(),
+            items: secret.items.as_ref(),
+            optional: secret.optional == Some(true),
+        }]);
+    }
+    if let Some(downward) = &volume.downward_api {
+        return Ok(vec![Source::Downward(
+            downward.items.as_deref().unwrap_or_default(),
+        )]);
+    }
+    if let Some(projected) = &volume.projected {
+        let mut out = Vec::new();
+        for source in projected.sources.iter().flatten() {
+            if let Some(token) = &source.service_account_token {
+                out.push(Source::Token {
+                    path: &token.path,
+                    audience: token.audience.as_deref(),
+                    expiration: token.expiration_seconds.unwrap_or(3600).max(600),
+                });
+            }
+            if let Some(cm) = &source.config_map {
+                out.push(Source::ConfigMap {
+                    name: &cm.name,
+                    items: cm.items.as_ref(),
+                    optional: cm.optional == Some(true),
+                });
+            }
+            if let Some(secret) = &source.secret {
+                out.push(Source::Secret {
+                    name: &secret.name,
+                    items: secret.items.as_ref(),
+                    optional: secret.optional == Some(true),
+                });
+            }
+            if let Some(downward) = &source.downward_api {
+                out.push(Source::Downward(
+                    downward.items.as_deref().unwrap_or_default(),
+                ));
+            }
+        }
+        return Ok(out);
+    }
+    if volume.host_path.is_some() {
+        return Err(err(
+            volume,
+            "hostPath volumes are not supported by mesh's node agent",
+        ));
+    }
+    Ok(Vec::new())
+}
+
 /// Lays out every volume of `pod` under `pod_dir/volumes`.
 pub async fn materialize(
     pod: &Pod,
@@ -269,89 +355,36 @@ pub async fn materialize(
         .and_then(|s| s.volumes.clone())
         .unwrap_or_default();
     for volume in &volumes {
+        let fills = sources_of(volume)?;
         let dir = pod_dir.join("volumes").join(&volume.name);
         std::fs::create_dir_all(&dir).map_err(|e| err(volume, e.to_string()))?;
-        if volume.empty_dir.is_some() {
-            // A plain directory that lives as long as the pod.
-        } else if let Some(cm) = &volume.config_map {
-            write_config_map(
-                &config_maps,
-                &dir,
-                &cm.name,
-                cm.items.as_ref(),
-                cm.optional == Some(true),
-            )
-            .await
-            .map_err(|e| err(volume, e))?;
-        } else if let Some(secret) = &volume.secret {
-            let name = secret.secret_name.clone().unwrap_or_default();
-            write_secret(
-                &secrets,
-                &dir,
-                &name,
-                secret.items.as_ref(),
-                secret.optional == Some(true),
-            )
-            .await
-            .map_err(|e| err(volume, e))?;
-        } else if let Some(downward) = &volume.downward_api {
-            write_downward(
-                pod,
-                &dir,
-                downward.items.as_deref().unwrap_or_default(),
-                sources,
-            )
-            .map_err(|e| err(volume, e))?;
-        } else if let Some(projected) = &volume.projected {
-            for source in projected.sources.iter().flatten() {
-                if let Some(token) = &source.service_account_token {
-                    let expiration = token.expiration_seconds.unwrap_or(3600).max(600);
-                    let (jwt, lifetime) =
-                        request_token(&sources.client, pod, token.audience.as_deref(), expiration)
-                            .await
-                            .map_err(|e| err(volume, e))?;
-                    write_file(&dir, &token.path, jwt.as_bytes())
-                        .map_err(|e| err(volume, e.to_string()))?;
+        for fill in fills {
+            match fill {
+                Source::ConfigMap {
+                    name,
+                    items,
+                    optional,
+                } => write_config_map(&config_maps, &dir, name, items, optional).await,
+                Source::Secret {
+                    name,
+                    items,
+                    optional,
+                } => write_secret(&secrets, &dir, name, items, optional).await,
+                Source::Downward(items) => write_downward(pod, &dir, items, sources),
+                Source::Token {
+                    path,
+                    audience,
+                    expiration,
+                } => {
+                    let (jwt, lifetime) = request_token(&sources.client, pod, audience, expiration)
+                        .await
+                        .map_err(|e| err(volume, e))?;
                     let refresh = lifetime.mul_f64(0.8);
                     out.refresh_in = Some(out.refresh_in.map_or(refresh, |r| r.min(refresh)));
-                }
-                if let Some(cm) = &source.config_map {
-                    write_config_map(
-                        &config_maps,
-                        &dir,
-                        &cm.name,
-                        cm.items.as_ref(),
-                        cm.optional == Some(true),
-                    )
-                    .await
-                    .map_err(|e| err(volume, e))?;
-                }
-                if let Some(secret) = &source.secret {
-                    write_secret(
-                        &secrets,
-                        &dir,
-                        &secret.name,
-                        secret.items.as_ref(),
-                        secret.optional == Some(true),
-                    )
-                    .await
-                    .map_err(|e| err(volume, e))?;
-                }
-                if let Some(downward) = &source.downward_api {
-                    write_downward(
-                        pod,
-                        &dir,
-                        downward.items.as_deref().unwrap_or_default(),
-                        sources,
-                    )
-                    .map_err(|e| err(volume, e))?;
+                    write_file(&dir, path, jwt.as_bytes()).map_err(|e| e.to_string())
                 }
             }
-        } else if volume.host_path.is_some() {
-            return Err(err(
-                volume,
-                "hostPath volumes are not supported by mesh's node agent",
-            ));
+            .map_err(|e| err(volume, e))?;
         }
         out.dirs.insert(volume.name.clone(), dir);
     }

@@ -9,7 +9,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
-use linkerd2_proxy_api::destination::tls_identity;
 use mesh_clusters::testing::shared_cluster;
 use support::*;
 
@@ -68,12 +67,10 @@ spec:
         .await;
     let identity = format!("web.{ns}.serviceaccount.identity.linkerd.cluster.local");
     for addr in get.state.endpoints.values() {
-        let tls = addr
-            .tls_identity
-            .clone()
-            .expect("meshed endpoints have an identity");
-        assert!(
-            matches!(tls.strategy, Some(tls_identity::Strategy::DnsLikeIdentity(ref d)) if d.name == identity)
+        assert_eq!(
+            dns_identity(addr),
+            Some(identity.as_str()),
+            "meshed endpoints have their ServiceAccount's identity"
         );
         assert_eq!(addr.addr.map(|a| a.port), Some(8080));
         assert_eq!(
@@ -228,13 +225,12 @@ subsets:
     let gateways: Vec<String> = get.state.endpoints.keys().map(|a| a.to_string()).collect();
     assert_eq!(gateways, ["172.20.0.2:4143", "172.20.0.3:4143"]);
     for addr in get.state.endpoints.values() {
-        let identity = match addr.tls_identity.as_ref().and_then(|t| t.strategy.as_ref()) {
-            Some(tls_identity::Strategy::DnsLikeIdentity(d)) => d.name.clone(),
-            other => panic!("gateway identity expected, got {other:?}"),
-        };
         assert_eq!(
-            identity,
-            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+            dns_identity(addr),
+            Some(
+                "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+            ),
+            "the gateway's identity"
         );
         let authority = addr
             .authority_override

@@ -112,6 +112,16 @@ impl Folded {
     }
 }
 
+/// The DNS-like TLS identity discovery gives an endpoint, if any.
+pub fn dns_identity(addr: &linkerd2_proxy_api::destination::WeightedAddr) -> Option<&str> {
+    match addr.tls_identity.as_ref()?.strategy.as_ref()? {
+        linkerd2_proxy_api::destination::tls_identity::Strategy::DnsLikeIdentity(d) => {
+            Some(d.name.as_str())
+        }
+        _ => None,
+    }
+}
+
 /// A Get stream and its folded state.
 pub struct GetWatch {
     pub stream: tonic::Streaming<Update>,
