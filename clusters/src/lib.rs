@@ -3,6 +3,8 @@
 //! upstream sources (see `clusters/k8s/`), started in seconds and torn down
 //! without leaving a process, port or file behind.
 //!
+//! - [`addons`]: CoreDNS in every cluster of a pair.
+//! - [`apply`]: server-side apply of YAML manifests.
 //! - [`binaries`]: which Kubernetes release, where it is cached, building it.
 //! - [`control_plane`]: starting, detaching and stopping one control plane.
 //! - [`process`]: components in process groups, and the janitor that cleans
@@ -16,6 +18,8 @@
 //! - [`node`]: the node agent that runs pods.
 //! - [`pair`]: the `west` and `east` clusters together.
 
+pub mod addons;
+pub mod apply;
 pub mod binaries;
 pub mod control_plane;
 pub mod kubeconfig;

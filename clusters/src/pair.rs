@@ -12,6 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 
+use crate::addons;
 use crate::binaries::Binaries;
 use crate::control_plane::{ControlPlane, ControlPlaneConfig, NodePlacement};
 use crate::process::{Component, Janitor};
@@ -206,6 +207,15 @@ async fn start_cluster(
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
         });
         if ready {
+            let client = plane.client().await?;
+            addons::install_dns(
+                &client,
+                &options.cluster_domain,
+                net.dns_ip,
+                Duration::from_secs(60),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cluster {name}: {e:#}"))?;
             return Ok(plane);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

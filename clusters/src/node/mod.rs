@@ -9,6 +9,7 @@
 //! - [`shim`]: entering a pod to run a command.
 
 pub mod container;
+pub mod dns;
 pub mod env;
 pub mod images;
 pub mod network;

@@ -18,6 +18,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::watch;
 
 use super::container::{self, Handle, Restart, Snapshot, State};
+use super::dns;
 use super::env::{self, Sources};
 use super::images::Images;
 use super::network::{Ipam, PodNet};
@@ -64,13 +65,6 @@ impl std::fmt::Debug for PodContext {
 
 fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
-}
-
-/// The resolv.conf a pod gets (ClusterFirst).
-pub fn resolv_conf(namespace: &str, domain: &str, dns: Ipv4Addr) -> String {
-    format!(
-        "search {namespace}.svc.{domain} svc.{domain} {domain}\nnameserver {dns}\noptions ndots:5\n"
-    )
 }
 
 struct Running {
@@ -272,7 +266,13 @@ impl PodLife {
                 .and_then(|()| {
                     std::fs::write(
                         dir.join("resolv.conf"),
-                        resolv_conf(&ns, &self.ctx.cluster_domain, self.ctx.dns_ip),
+                        dns::resolv_conf(
+                            self.pod.spec.as_ref(),
+                            &ns,
+                            &self.ctx.cluster_domain,
+                            self.ctx.dns_ip,
+                            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                        ),
                     )
                 })
                 .and_then(|()| {
@@ -676,18 +676,5 @@ fn state_json(state: &State) -> serde_json::Value {
             "startedAt": started_at.to_string(),
             "finishedAt": finished_at.to_string(),
         }}),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pods_resolve_names_in_their_namespace_first() {
-        assert_eq!(
-            resolv_conf("shop", "cluster.local", Ipv4Addr::new(10, 96, 0, 10)),
-            "search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
-        );
     }
 }
