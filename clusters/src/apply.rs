@@ -34,7 +34,11 @@ pub async fn apply_yaml(client: &Client, yaml: &str) -> anyhow::Result<Vec<Strin
         };
         let gvk = GroupVersionKind::gvk(&group, &version, &types.kind);
         let name = object.metadata.name.clone().ok_or_else(|| {
-            anyhow::anyhow!("document {} ({}): metadata.name is missing", index + 1, types.kind)
+            anyhow::anyhow!(
+                "document {} ({}): metadata.name is missing",
+                index + 1,
+                types.kind
+            )
         })?;
         if !kinds.contains_key(&gvk) {
             let (resource, capabilities) = discovery::pinned_kind(client, &gvk)

@@ -60,6 +60,13 @@ pub struct NodePlacement {
 /// The API server's port inside a node namespace.
 pub const NODE_APISERVER_PORT: u16 = 6443;
 
+/// The node agent's kubelet-API serving certificate, under `<dir>/pki/`.
+pub const KUBELET_CERT: &str = "kubelet.crt";
+/// Its key.
+pub const KUBELET_KEY: &str = "kubelet.key";
+/// The cluster CA, under `<dir>/pki/`.
+pub const CA_CERT: &str = "ca.crt";
+
 impl Default for ControlPlaneConfig {
     fn default() -> Self {
         Self {
@@ -253,10 +260,14 @@ impl ControlPlane {
                 .map_err(io_error(format!("writing {}", path.display())))?;
             Ok(path.display().to_string())
         };
-        let ca_crt = write("ca.crt", &pki.ca_cert)?;
+        let ca_crt = write(CA_CERT, &pki.ca_cert)?;
         let ca_key = write("ca.key", &pki.ca_key)?;
         let serving_crt = write("apiserver.crt", &pki.serving_cert)?;
         let serving_key = write("apiserver.key", &pki.serving_key)?;
+        write(KUBELET_CERT, &pki.kubelet_cert)?;
+        write(KUBELET_KEY, &pki.kubelet_key)?;
+        let kubelet_client_crt = write("apiserver-kubelet-client.crt", &pki.kubelet_client_cert)?;
+        let kubelet_client_key = write("apiserver-kubelet-client.key", &pki.kubelet_client_key)?;
         let sa_key = write("sa.key", &pki.service_account_key)?;
         let sa_pub = write("sa.pub", &pki.service_account_public_key)?;
 
@@ -330,6 +341,10 @@ impl ControlPlane {
                 format!("--tls-cert-file={serving_crt}"),
                 format!("--tls-private-key-file={serving_key}"),
                 format!("--client-ca-file={ca_crt}"),
+                format!("--kubelet-certificate-authority={ca_crt}"),
+                format!("--kubelet-client-certificate={kubelet_client_crt}"),
+                format!("--kubelet-client-key={kubelet_client_key}"),
+                "--kubelet-preferred-address-types=InternalIP".into(),
                 format!("--service-account-issuer={issuer}"),
                 format!("--service-account-key-file={sa_pub}"),
                 format!("--service-account-signing-key-file={sa_key}"),

@@ -14,7 +14,9 @@ use kube::Api;
 
 use crate::addons;
 use crate::binaries::Binaries;
-use crate::control_plane::{ControlPlane, ControlPlaneConfig, NodePlacement};
+use crate::control_plane::{
+    CA_CERT, ControlPlane, ControlPlaneConfig, KUBELET_CERT, KUBELET_KEY, NodePlacement,
+};
 use crate::process::{Component, Janitor};
 use crate::topology::{self, ClusterNet, PairNet, Side};
 
@@ -182,6 +184,7 @@ async fn start_cluster(
     };
     let mut plane = ControlPlane::start(binaries, &dir.join(name), config).await?;
     let cp_dir = plane.info().dir.clone();
+    let pki = cp_dir.join("pki");
     let kubeconfig = plane.kubeconfig().display().to_string();
     plane.spawn_component(
         "mesh-node-agent",
@@ -197,6 +200,11 @@ async fn start_cluster(
             format!("--cluster-domain={}", options.cluster_domain),
             format!("--kubernetes-service-ip={}", net.service_cidr.nth(1)),
             format!("--k8s-bin-dir={}", binaries.dir().display()),
+            format!("--lb-pool={}", net.lb_pool),
+            format!("--lb-interface={}", topology::WAN_IF),
+            format!("--tls-cert-file={}", pki.join(KUBELET_CERT).display()),
+            format!("--tls-private-key-file={}", pki.join(KUBELET_KEY).display()),
+            format!("--client-ca-file={}", pki.join(CA_CERT).display()),
         ],
     )?;
     let nodes: Api<Node> = Api::all(plane.client().await?);

@@ -26,6 +26,16 @@ pub struct ControlPlanePki {
     pub admin_cert: String,
     /// Key of `admin_cert`.
     pub admin_key: String,
+    /// The node agent's serving certificate for the kubelet API (port
+    /// 10250), for the same addresses as the API server.
+    pub kubelet_cert: String,
+    /// Key of `kubelet_cert`.
+    pub kubelet_key: String,
+    /// The client certificate the API server shows the node agent
+    /// (`kubectl logs`), in group `system:masters`.
+    pub kubelet_client_cert: String,
+    /// Key of `kubelet_client_cert`.
+    pub kubelet_client_key: String,
     /// The private key that signs ServiceAccount tokens.
     pub service_account_key: String,
     /// Its public half, which verifies them.
@@ -78,14 +88,18 @@ impl ControlPlanePki {
         let serving_key = KeyPair::generate()?;
         let serving_cert = serving.signed_by(&serving_key, &issuer)?;
 
-        let mut admin = CertificateParams::default();
-        admin.distinguished_name = common_name("mesh-admin");
-        admin
-            .distinguished_name
-            .push(DnType::OrganizationName, "system:masters");
-        admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let admin_key = KeyPair::generate()?;
-        let admin_cert = admin.signed_by(&admin_key, &issuer)?;
+        let mut kubelet = CertificateParams::new(vec!["localhost".to_owned()])?;
+        kubelet.distinguished_name = common_name(&format!("mesh-node-{cluster}"));
+        kubelet
+            .subject_alt_names
+            .extend(names.addresses.iter().copied().map(SanType::IpAddress));
+        kubelet.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let kubelet_key = KeyPair::generate()?;
+        let kubelet_cert = kubelet.signed_by(&kubelet_key, &issuer)?;
+
+        let (admin_cert, admin_key) = masters_client("mesh-admin", &issuer)?;
+        let (kubelet_client_cert, kubelet_client_key) =
+            masters_client("kube-apiserver-kubelet-client", &issuer)?;
 
         let service_account_key = KeyPair::generate()?;
 
@@ -94,12 +108,32 @@ impl ControlPlanePki {
             ca_key: ca_key.serialize_pem(),
             serving_cert: serving_cert.pem(),
             serving_key: serving_key.serialize_pem(),
-            admin_cert: admin_cert.pem(),
-            admin_key: admin_key.serialize_pem(),
+            admin_cert,
+            admin_key,
+            kubelet_cert: kubelet_cert.pem(),
+            kubelet_key: kubelet_key.serialize_pem(),
+            kubelet_client_cert,
+            kubelet_client_key,
             service_account_key: service_account_key.serialize_pem(),
             service_account_public_key: service_account_key.public_key_pem(),
         })
     }
+}
+
+/// A client certificate (PEM certificate and key) in `system:masters`.
+fn masters_client(
+    name: &str,
+    issuer: &Issuer<'_, &KeyPair>,
+) -> Result<(String, String), rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = common_name(name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 fn common_name(name: &str) -> DistinguishedName {

@@ -109,6 +109,20 @@ impl std::fmt::Display for Cidr {
     }
 }
 
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not an IPv4 CIDR such as 10.0.0.0/24");
+        let (ip, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        if prefix > 32 {
+            return Err(bad());
+        }
+        Ok(Self::new(ip.parse().map_err(|_| bad())?, prefix))
+    }
+}
+
 /// Everything about one cluster's network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterNet {

@@ -1,15 +1,16 @@
 //! A west/east pair for real: both nodes register and turn Ready, and a
 //! Deployment's pod runs through the node agent with its address from the
 //! node's pod CIDR, env from the downward API, a ConfigMap volume, an exec
-//! readiness probe, and a replacement when it is deleted.
+//! readiness probe, logs through the API server, and a replacement when it
+//! is deleted; a LoadBalancer Service gets an address on the WAN side.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use mesh_clusters::Binaries;
 use mesh_clusters::pair::{Pair, PairOptions};
 use mesh_clusters::topology::Side;
@@ -91,7 +92,7 @@ async fn pods_run_on_both_clusters_nodes() {
                         "name": "main",
                         "image": "busybox:1.36",
                         "command": ["sh", "-c",
-                            "echo \"$POD_NAME $(cat /etc/greeting/greeting.txt) $(hostname)\" > /tmp/mesh-pair-$POD_NAME; exec sleep 3600"],
+                            "echo \"$POD_NAME $(cat /etc/greeting/greeting.txt) $(hostname)\" > /tmp/mesh-pair-$POD_NAME; echo \"started $POD_NAME\"; exec sleep 3600"],
                         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                         "volumeMounts": [{"name": "greeting", "mountPath": "/etc/greeting"}],
                         "readinessProbe": {"exec": {"command": ["test", "-f", "/etc/greeting/greeting.txt"]}, "periodSeconds": 1}
@@ -125,6 +126,12 @@ async fn pods_run_on_both_clusters_nodes() {
         format!("{name} hello from a configmap {name}")
     );
     let _ = std::fs::remove_file(format!("/tmp/mesh-pair-{name}"));
+    // `kubectl logs`: the API server asks the node agent's kubelet API.
+    let logs = pods
+        .logs(&name, &LogParams::default())
+        .await
+        .expect("the pod's logs through the API server");
+    assert_eq!(logs, format!("started {name}\n"));
 
     pods.delete(&name, &DeleteParams::default())
         .await
@@ -147,11 +154,22 @@ async fn pods_run_on_both_clusters_nodes() {
         "the Deployment replaced the deleted pod"
     );
     let east = pair.cluster(Side::East).client().await.expect("client");
-    let east_node = Api::<k8s_openapi::api::core::v1::Node>::all(east)
+    let east_node = Api::<k8s_openapi::api::core::v1::Node>::all(east.clone())
         .get("east")
         .await
         .expect("east's node");
     assert!(east_node.spec.and_then(|s| s.pod_cidr).is_some());
+    let gateway = load_balancer_address(&east).await;
+    let east_net = pair.plan.cluster(Side::East);
+    assert!(
+        east_net.lb_pool.contains(gateway),
+        "{gateway} is in east's pool {}",
+        east_net.lb_pool
+    );
+    let wan = mesh_clusters::netns::ip_in(&east_net.netns, &["-4", "addr", "show", "dev", "wan0"])
+        .await
+        .expect("east's WAN interface");
+    assert!(wan.contains(&format!("{gateway}/32")), "{wan}");
     let survivors: Vec<String> = replaced
         .iter()
         .filter_map(|p| p.metadata.name.clone())
@@ -167,6 +185,36 @@ async fn pods_run_on_both_clusters_nodes() {
             pod_processes(&name)
         );
     }
+}
+
+/// Creates a LoadBalancer Service and returns the address it is given.
+async fn load_balancer_address(client: &kube::Client) -> std::net::Ipv4Addr {
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "gateway"},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "gateway"},
+                 "ports": [{"name": "mc-gateway", "port": 4143}]}
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create the service");
+    for _ in 0..100 {
+        let ip = services
+            .get("gateway")
+            .await
+            .expect("service")
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .and_then(|i| i.first().and_then(|i| i.ip.clone()));
+        if let Some(ip) = ip {
+            return ip.parse().expect("an IPv4 address");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the LoadBalancer Service got no address within 10 s");
 }
 
 /// Processes whose environment says they belong to pod `name`.

@@ -102,6 +102,23 @@ struct AgentArgs {
     /// The cluster's pgids file (every container's process group is added).
     #[arg(long, env = "MESH_NODE_PGIDS_FILE")]
     pgids_file: Option<PathBuf>,
+    /// The pool LoadBalancer Services get addresses from (none: no
+    /// addresses are given).
+    #[arg(long, env = "MESH_NODE_LB_POOL")]
+    lb_pool: Option<mesh_clusters::topology::Cidr>,
+    /// The interface load-balancer addresses are put on.
+    #[arg(long, env = "MESH_NODE_LB_INTERFACE", default_value = "wan0")]
+    lb_interface: String,
+    /// The kubelet API's serving certificate (PEM); with the key and the
+    /// client CA, the agent serves `kubectl logs` on port 10250.
+    #[arg(long, env = "MESH_NODE_TLS_CERT_FILE", requires_all = ["tls_private_key_file", "client_ca_file"])]
+    tls_cert_file: Option<PathBuf>,
+    /// Its key (PEM).
+    #[arg(long, env = "MESH_NODE_TLS_PRIVATE_KEY_FILE")]
+    tls_private_key_file: Option<PathBuf>,
+    /// The CA the API server's client certificate chains to (PEM).
+    #[arg(long, env = "MESH_NODE_CLIENT_CA_FILE")]
+    client_ca_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -180,6 +197,19 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             mesh_bin_dir,
             k8s_bin_dir: args.k8s_bin_dir,
             pgids_file: args.pgids_file,
+            load_balancer: args.lb_pool.map(|pool| (pool, args.lb_interface)),
+            kubelet_tls: match (
+                args.tls_cert_file,
+                args.tls_private_key_file,
+                args.client_ca_file,
+            ) {
+                (Some(cert), Some(key), Some(client_ca)) => Some(agent::kubelet_api::KubeletTls {
+                    cert,
+                    key,
+                    client_ca,
+                }),
+                _ => None,
+            },
         },
     )
     .await

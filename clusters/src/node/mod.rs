@@ -7,11 +7,16 @@
 //! - [`volumes`], [`env`]: what a container sees.
 //! - [`container`], [`probe`]: running, probing, restarting.
 //! - [`shim`]: entering a pod to run a command.
+//! - [`dns`]: a pod's resolv.conf.
+//! - [`loadbalancer`]: addresses for LoadBalancer Services.
+//! - [`kubelet_api`]: the kubelet's HTTPS API, for `kubectl logs`.
 
 pub mod container;
 pub mod dns;
 pub mod env;
 pub mod images;
+pub mod kubelet_api;
+pub mod loadbalancer;
 pub mod network;
 pub mod pod;
 pub mod probe;
@@ -62,6 +67,11 @@ pub struct AgentConfig {
     pub k8s_bin_dir: PathBuf,
     /// The cluster's `pgids` file, so that teardown finds every process.
     pub pgids_file: Option<PathBuf>,
+    /// The pool LoadBalancer Services get addresses from, and the interface
+    /// those addresses go on (see [`loadbalancer`]).
+    pub load_balancer: Option<(Cidr, String)>,
+    /// Certificates for the kubelet API (none: it is not served).
+    pub kubelet_tls: Option<kubelet_api::KubeletTls>,
 }
 
 /// The Lease renewal period (the kubelet's default).
@@ -140,8 +150,9 @@ async fn register(client: &kube::Client, config: &AgentConfig) -> anyhow::Result
     for _ in 0..600 {
         let node = nodes.get(&config.node_name).await?;
         if let Some(cidr) = node.spec.and_then(|s| s.pod_cidr) {
-            return parse_cidr(&cidr)
-                .ok_or_else(|| anyhow::anyhow!("node {}: bad podCIDR {cidr:?}", config.node_name));
+            return cidr
+                .parse()
+                .map_err(|e| anyhow::anyhow!("node {}: podCIDR: {e}", config.node_name));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -149,11 +160,6 @@ async fn register(client: &kube::Client, config: &AgentConfig) -> anyhow::Result
         "node {} got no podCIDR from the controller-manager within 60 s",
         config.node_name
     )
-}
-
-fn parse_cidr(text: &str) -> Option<Cidr> {
-    let (ip, prefix) = text.split_once('/')?;
-    Some(Cidr::new(ip.parse().ok()?, prefix.parse().ok()?))
 }
 
 /// Keeps the Lease and the Ready condition fresh.
@@ -202,6 +208,18 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
     let pod_cidr = register(&client, &config).await?;
     tracing::info!(node = %config.node_name, %pod_cidr, "node registered");
     tokio::spawn(heartbeat(client.clone(), config.clone()));
+    if let Some((pool, interface)) = config.load_balancer.clone() {
+        tokio::spawn(loadbalancer::run(client.clone(), pool, interface));
+    }
+    if let Some(tls) = config.kubelet_tls.clone() {
+        let address = std::net::SocketAddr::from((config.node_ip, kubelet_api::PORT));
+        let (client, pods_dir) = (client.clone(), config.state_dir.join("pods"));
+        tokio::spawn(async move {
+            if let Err(e) = kubelet_api::serve(address, tls, client, pods_dir).await {
+                tracing::error!("the kubelet API stopped: {e:#}");
+            }
+        });
+    }
     let images = Images::parse(
         images::BUILTIN,
         config.mesh_bin_dir.clone(),
