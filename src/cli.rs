@@ -42,10 +42,14 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Print the version of this CLI and of the Kubernetes release it runs locally.
     Version(VersionArgs),
-    /// Start the local Kubernetes cluster on this machine (builds it on first use).
-    Up(StateArgs),
-    /// Stop the local cluster started by `mesh up` and remove its files.
+    /// Start two local Kubernetes clusters, west and east, linked by a WAN
+    /// (builds Kubernetes on first use).
+    Up(UpArgs),
+    /// Stop the clusters started by `mesh up` and remove everything they made.
     Down(StateArgs),
+    /// Show or change the WAN between the local clusters.
+    #[command(subcommand)]
+    Wan(WanCommand),
     /// Render the control plane for `kubectl apply -f -`.
     Install(crate::install::InstallArgs),
     /// Workload identities and certificates.
@@ -88,6 +92,70 @@ pub struct StateArgs {
     /// Where local clusters keep their certificates, data and logs.
     #[arg(long, env = "MESH_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// One-way delay on the WAN between west and east (`20ms`).
+    #[arg(long, env = "MESH_WAN_DELAY", value_name = "DURATION")]
+    pub wan_delay: Option<String>,
+    /// Jitter added to the WAN delay (`5ms`; packets are never reordered).
+    #[arg(long, env = "MESH_WAN_JITTER", value_name = "DURATION")]
+    pub wan_jitter: Option<String>,
+    /// Share of WAN packets dropped (`0.01` or `1%`).
+    #[arg(long, env = "MESH_WAN_LOSS", value_name = "SHARE")]
+    pub wan_loss: Option<String>,
+    /// WAN bandwidth (`100mbit`).
+    #[arg(long, env = "MESH_WAN_RATE", value_name = "RATE")]
+    pub wan_rate: Option<String>,
+    /// Route pod addresses between the clusters (a flat network); by default
+    /// only LoadBalancer addresses are reachable across the WAN.
+    #[arg(long, env = "MESH_FLAT_NETWORK")]
+    pub flat: bool,
+    /// The clusters' DNS domain.
+    #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+impl UpArgs {
+    /// The WAN flags as forwarder settings (`delay=20ms loss=0.01`).
+    pub fn wan_settings(&self) -> String {
+        [
+            ("delay", &self.wan_delay),
+            ("jitter", &self.wan_jitter),
+            ("loss", &self.wan_loss),
+            ("rate", &self.wan_rate),
+        ]
+        .iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key}={v}")))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WanCommand {
+    /// Print the WAN's settings.
+    Show(StateArgs),
+    /// Drop every packet between the clusters until `mesh wan restore`.
+    Cut(StateArgs),
+    /// Undo `mesh wan cut`.
+    Restore(StateArgs),
+    /// Change settings: `mesh wan set delay=20ms jitter=2ms loss=1% rate=100mbit`.
+    Set {
+        #[command(flatten)]
+        state: StateArgs,
+        /// `key=value` settings (delay, jitter, loss, rate).
+        #[arg(required = true, env = "MESH_WAN_SETTINGS")]
+        settings: Vec<String>,
+    },
+    /// Remove every impairment (no delay, loss or rate limit; not cut).
+    Clear(StateArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -79,50 +79,78 @@ impl Drop for DownOnDrop<'_> {
     }
 }
 
+fn kubectl(args: &[&str]) -> Output {
+    let kubectl = Binaries::locate()
+        .expect("kubectl is built (scripts/setup.sh)")
+        .path(Binary::Kubectl);
+    Command::new(&kubectl)
+        .args(args)
+        .output()
+        .expect("running kubectl")
+}
+
+fn iptables_save() -> String {
+    let out = Command::new("iptables-save")
+        .output()
+        .expect("iptables-save (scripts/setup.sh installs iptables)");
+    // Counters and the header's timestamp change by themselves.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(" [").next().unwrap_or(l).to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn up_then_kubectl_then_down_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path();
     let _cleanup = DownOnDrop(state);
-    let up = mesh(&["up"], state);
+    let host_rules = iptables_save();
+    let up = mesh(&["up", "--wan-delay", "5ms"], state);
     assert_success("mesh up", &up);
     let printed = stdout(&up);
     let kubeconfig = printed
         .lines()
         .find_map(|l| l.trim().strip_prefix("export KUBECONFIG="))
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("`mesh up` prints no `export KUBECONFIG=`:\n{printed}"))
         .to_owned();
+    assert!(printed.contains("delay=5ms"), "{printed}");
 
-    let kubectl = Binaries::locate()
-        .expect("kubectl is built")
-        .path(Binary::Kubectl);
-    let get = Command::new(&kubectl)
-        .args([
+    for context in ["west", "east"] {
+        let nodes = kubectl(&[
             "--kubeconfig",
             &kubeconfig,
+            "--context",
+            context,
             "get",
-            "namespaces",
+            "nodes",
             "-o",
-            "name",
-        ])
-        .output()
-        .expect("running kubectl");
-    assert_success("kubectl get namespaces", &get);
-    let namespaces = stdout(&get);
-    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        assert!(
-            namespaces.contains(&format!("namespace/{ns}")),
-            "{ns} missing:\n{namespaces}"
-        );
+            "jsonpath={.items[*].metadata.name} {.items[*].status.conditions[?(@.type=='Ready')].status}",
+        ]);
+        assert_success(&format!("kubectl --context {context} get nodes"), &nodes);
+        assert_eq!(stdout(&nodes), format!("{context} True"));
     }
 
-    let again = mesh(&["up"], state);
+    let again = mesh(&["up", "--output", "json"], state);
     assert_success("a second mesh up", &again);
-    assert!(stdout(&again).contains("already up"), "{}", stdout(&again));
-    assert!(
-        stdout(&again).contains(&kubeconfig),
-        "the same cluster is reported"
-    );
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(again["started"], false, "the clusters were already up");
+    assert_eq!(again["kubeconfig"], kubeconfig.as_str());
+    assert!(again["wan"].as_str().is_some_and(|w| w.contains("delay=5ms")));
+    let slot_prefix = {
+        let info: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(state.join("clusters").join("pair.json")).expect("pair.json"),
+        )
+        .expect("pair.json is JSON");
+        format!("mesh{}-", info["slot"])
+    };
+
+    let cut = mesh(&["wan", "cut"], state);
+    assert_success("mesh wan cut", &cut);
+    assert!(stdout(&cut).contains("cut=true"), "{}", stdout(&cut));
 
     let down = mesh(&["down"], state);
     assert_success("mesh down", &down);
@@ -132,19 +160,22 @@ fn up_then_kubectl_then_down_leaves_nothing() {
         live_processes_mentioning(state)
     );
     assert!(
-        !state.join("clusters").join("local").exists(),
-        "the cluster directory is left"
+        mesh_clusters::netns::list_with_prefix(&slot_prefix).is_empty(),
+        "network namespaces left: {:?}",
+        mesh_clusters::netns::list_with_prefix(&slot_prefix)
     );
-    let after = Command::new(&kubectl)
-        .args([
-            "--kubeconfig",
-            &kubeconfig,
-            "get",
-            "namespaces",
-            "--request-timeout=2s",
-        ])
-        .output()
-        .expect("running kubectl");
+    assert_eq!(iptables_save(), host_rules, "the host's iptables rules changed");
+    assert!(
+        !state.join("clusters").exists(),
+        "the clusters' directory is left"
+    );
+    let after = kubectl(&[
+        "--kubeconfig",
+        &kubeconfig,
+        "get",
+        "namespaces",
+        "--request-timeout=2s",
+    ]);
     assert!(
         !after.status.success(),
         "the API server still answers after mesh down"

@@ -57,6 +57,23 @@ pub fn render(entries: &[KubeconfigEntry], current: &str) -> String {
     out
 }
 
+/// One kubeconfig holding every context of the files at `paths`, with
+/// `current` as current context.
+pub fn merge(paths: &[std::path::PathBuf], current: &str) -> anyhow::Result<String> {
+    let mut merged: Option<kube::config::Kubeconfig> = None;
+    for path in paths {
+        let next = kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        merged = Some(match merged {
+            Some(config) => config.merge(next)?,
+            None => next,
+        });
+    }
+    let mut merged = merged.ok_or_else(|| anyhow::anyhow!("no kubeconfig to merge"))?;
+    merged.current_context = Some(current.to_owned());
+    Ok(serde_saphyr::to_string(&merged)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
+use serde::{Deserialize, Serialize};
 
 use crate::addons;
 use crate::binaries::Binaries;
 use crate::control_plane::{
-    CA_CERT, ControlPlane, ControlPlaneConfig, KUBELET_CERT, KUBELET_KEY, NodePlacement,
+    self, CA_CERT, ControlPlane, ControlPlaneConfig, ControlPlaneInfo, KUBELET_CERT, KUBELET_KEY,
+    NodePlacement, STOP_GRACE,
 };
 use crate::process::{Component, Janitor};
 use crate::topology::{self, ClusterNet, PairNet, Side};
@@ -31,6 +33,33 @@ pub struct PairOptions {
     pub wan_settings: String,
     /// Where mesh's binaries (`mesh-node`, `mesh-podinfo`, …) are.
     pub mesh_bin_dir: PathBuf,
+}
+
+/// The file in a detached pair's directory that describes it.
+pub const PAIR_INFO_FILE: &str = "pair.json";
+
+/// Where a running pair is; written to `<dir>/pair.json` when detached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PairInfo {
+    /// The network slot (see [`topology::PairNet::plan`]).
+    pub slot: u8,
+    /// Whether pod CIDRs are routed across the WAN.
+    pub flat: bool,
+    /// The pair's directory.
+    pub dir: PathBuf,
+    /// One kubeconfig with contexts `west` and `east`.
+    pub kubeconfig: PathBuf,
+    /// The WAN forwarder's control socket.
+    pub wan_socket: PathBuf,
+    /// West, then east.
+    pub clusters: Vec<ControlPlaneInfo>,
+}
+
+impl PairInfo {
+    /// The network plan.
+    pub fn plan(&self) -> PairNet {
+        PairNet::plan(self.slot, self.flat)
+    }
 }
 
 /// A running pair of clusters.
@@ -115,7 +144,62 @@ impl Pair {
         );
         self.clusters.push(west?);
         self.clusters.push(east?);
+        let kubeconfig = crate::kubeconfig::merge(
+            &self
+                .clusters
+                .iter()
+                .map(|c| c.kubeconfig().to_path_buf())
+                .collect::<Vec<_>>(),
+            Side::West.name(),
+        )?;
+        std::fs::write(self.kubeconfig(), kubeconfig)?;
         Ok(())
+    }
+
+    /// One kubeconfig with contexts `west` and `east` (current: west).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// Where the pair is.
+    pub fn info(&self) -> PairInfo {
+        PairInfo {
+            slot: self.plan.slot,
+            flat: self.plan.flat,
+            dir: self.dir.clone(),
+            kubeconfig: self.kubeconfig(),
+            wan_socket: self.wan_socket(),
+            clusters: self.clusters.iter().map(|c| c.info().clone()).collect(),
+        }
+    }
+
+    /// Leaves the pair running after this process exits; [`stop_detached`]
+    /// stops it. Writes `pair.json`.
+    pub fn detach(mut self) -> anyhow::Result<PairInfo> {
+        let mut info = self.info();
+        info.clusters = self
+            .clusters
+            .drain(..)
+            .map(ControlPlane::detach)
+            .collect::<Result<_, _>>()?;
+        std::fs::write(
+            self.dir.join(PAIR_INFO_FILE),
+            serde_json::to_vec_pretty(&info)?,
+        )?;
+        // The forwarder keeps running: its process group is recorded.
+        self.forwarder.take();
+        if let Some(janitor) = self.janitor.take() {
+            janitor.dismiss();
+        }
+        Ok(info)
+    }
+
+    /// Ties the pair's life to process `owner` instead of this one: it keeps
+    /// running after this process exits and is removed when `owner` exits.
+    pub fn hand_over(self, owner: u32) -> anyhow::Result<PairInfo> {
+        // Left running on purpose: the new janitor owns the cleanup now.
+        Janitor::watch_with(owner, &self.dir, &topology::shell_teardown(&self.plan))?;
+        self.detach()
     }
 
     /// The WAN forwarder's control socket (see [`crate::wan::control`]).
@@ -159,6 +243,42 @@ impl Drop for Pair {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+    }
+}
+
+/// Reads a detached pair's description from its directory.
+pub fn read_detached(dir: &Path) -> Option<PairInfo> {
+    let bytes = std::fs::read(dir.join(PAIR_INFO_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether both API servers of a detached pair answer.
+pub async fn is_ready(info: &PairInfo) -> bool {
+    for cluster in &info.clusters {
+        if !control_plane::is_ready(&cluster.kubeconfig).await {
+            return false;
+        }
+    }
+    !info.clusters.is_empty()
+}
+
+/// Stops a detached pair (or what is left of one, after a crash): every
+/// process, the network namespaces and host links, then the directory.
+pub async fn stop_detached(dir: &Path) -> std::io::Result<()> {
+    let info = read_detached(dir);
+    for side in [Side::West, Side::East] {
+        let cluster_dir = dir.join(side.name());
+        if cluster_dir.exists() {
+            control_plane::stop_detached(&cluster_dir, STOP_GRACE).await?;
+        }
+    }
+    crate::process::kill_recorded_groups(dir, STOP_GRACE).await;
+    if let Some(info) = info {
+        topology::teardown(&info.plan()).await;
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 

@@ -234,17 +234,18 @@ pub struct Janitor {
     child: std::process::Child,
 }
 
-/// The janitor's script: `$1` is the pid to watch, `$2` the directory.
+/// The janitor's script: `$1` is the pid to watch, `$2` the directory
+/// (whose `pgids` file, and its subdirectories', list the groups to kill),
+/// `$3` more shell to run before the directory goes.
 const JANITOR_SCRIPT: &str = r#"
 trap '' INT TERM HUP
 while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
-if [ -f "$2/pgids" ]; then
-  for pg in $(cat "$2/pgids"); do kill -KILL "-$pg" 2>/dev/null; done
-  for pg in $(cat "$2/pgids"); do
-    n=0
-    while kill -0 "-$pg" 2>/dev/null && [ "$n" -lt 200 ]; do sleep 0.05; n=$((n+1)); done
-  done
-fi
+groups=$(cat "$2/pgids" "$2"/*/pgids 2>/dev/null)
+for pg in $groups; do kill -KILL "-$pg" 2>/dev/null; done
+for pg in $groups; do
+  n=0
+  while kill -0 "-$pg" 2>/dev/null && [ "$n" -lt 200 ]; do sleep 0.05; n=$((n+1)); done
+done
 if [ -n "$3" ]; then eval "$3"; fi
 rm -rf -- "$2"
 "#;

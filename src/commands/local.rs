@@ -1,11 +1,14 @@
-//! `mesh up` and `mesh down`: the local cluster on this machine.
+//! `mesh up`, `mesh down` and `mesh wan`: the two local clusters on this
+//! machine and the WAN between them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mesh_clusters::local;
+use mesh_clusters::local::{self, UpOptions};
+use mesh_clusters::topology::Side;
+use serde_json::json;
 
-use crate::cli::StateArgs;
+use crate::cli::{OutputFormat, StateArgs, UpArgs, WanCommand};
 use crate::output;
 
 fn state_dir(args: &StateArgs) -> anyhow::Result<PathBuf> {
@@ -15,41 +18,147 @@ fn state_dir(args: &StateArgs) -> anyhow::Result<PathBuf> {
     }
 }
 
-pub async fn up(args: &StateArgs) -> anyhow::Result<ExitCode> {
-    let outcome = local::up(&state_dir(args)?).await?;
-    let cluster = &outcome.cluster;
+/// Where `mesh-node` and the other binaries built with this CLI are.
+fn mesh_bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("{} has no directory", exe.display()))?;
+    for binary in ["mesh-node", "mesh-podinfo"] {
+        anyhow::ensure!(
+            dir.join(binary).exists(),
+            "{binary} is missing from {}: the local clusters need the whole workspace built \
+             (`cargo build --release --bins`, as scripts/up.sh does)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+pub async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let options = UpOptions {
+        wan_settings: args.wan_settings(),
+        flat: args.flat,
+        cluster_domain: args.cluster_domain.clone(),
+        mesh_bin_dir: mesh_bin_dir()?,
+    };
+    let outcome = local::up(&state_dir(&args.state)?, &options).await?;
+    let pair = &outcome.pair;
+    let plan = pair.plan();
+    let kubectl = outcome.bin_dir.join("kubectl");
+    let export = format!(
+        "export KUBECONFIG={} PATH={}:$PATH",
+        pair.kubeconfig.display(),
+        outcome.bin_dir.display()
+    );
+    if args.output == OutputFormat::Json {
+        let clusters: Vec<_> = [Side::West, Side::East]
+            .iter()
+            .zip(&pair.clusters)
+            .map(|(side, cluster)| {
+                let net = plan.cluster(*side);
+                json!({
+                    "name": cluster.name,
+                    "context": cluster.name,
+                    "server": cluster.server,
+                    "podCIDR": net.pod_cidr.to_string(),
+                    "serviceCIDR": net.service_cidr.to_string(),
+                    "loadBalancerPool": net.lb_pool.to_string(),
+                    "wanAddress": net.wan_ip.to_string(),
+                })
+            })
+            .collect();
+        output::print_json(&json!({
+            "started": outcome.started,
+            "kubeconfig": pair.kubeconfig,
+            "kubectl": kubectl,
+            "wan": outcome.wan,
+            "flat": plan.flat,
+            "clusters": clusters,
+            "export": export,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let status = if outcome.started {
-        "is up"
+        "are up"
     } else {
-        "is already up"
+        "are already up"
     };
     println!(
-        "\n{} cluster {:?} {status}\n",
-        console::style("✔").green(),
-        cluster.name
+        "\n{} clusters west and east {status}\n",
+        console::style("✔").green()
     );
-    let kubectl = outcome.bin_dir.join("kubectl");
+    let rows: Vec<Vec<String>> = [Side::West, Side::East]
+        .iter()
+        .zip(&pair.clusters)
+        .map(|(side, cluster)| {
+            let net = plan.cluster(*side);
+            vec![
+                cluster.name.clone(),
+                cluster.server.clone(),
+                net.pod_cidr.to_string(),
+                net.service_cidr.to_string(),
+                net.lb_pool.to_string(),
+            ]
+        })
+        .collect();
+    output::print_table(
+        &[
+            "CONTEXT",
+            "API SERVER",
+            "PODS",
+            "SERVICES",
+            "LOAD BALANCERS",
+        ],
+        &rows,
+    );
+    println!();
     output::print_rows(&[
-        ("API server", cluster.server.clone()),
-        ("kubeconfig", cluster.kubeconfig.display().to_string()),
+        ("kubeconfig", pair.kubeconfig.display().to_string()),
         ("kubectl", kubectl.display().to_string()),
-        ("logs", cluster.dir.join("logs").display().to_string()),
+        ("WAN", outcome.wan.clone()),
+        (
+            "network",
+            if plan.flat {
+                "flat: pod addresses are routed between the clusters".into()
+            } else {
+                "only LoadBalancer addresses cross the WAN".into()
+            },
+        ),
+        ("logs", format!("{}/{{west,east}}/logs", pair.dir.display())),
     ]);
-    println!("\nTo use it:\n");
-    println!("  export KUBECONFIG={}", cluster.kubeconfig.display());
-    println!("  {} get namespaces\n", kubectl.display());
-    println!("`mesh down` stops it.");
+    println!("\nTo use them:\n");
+    println!("  {export}");
+    println!("  kubectl --context west get nodes\n");
+    println!(
+        "`mesh wan cut` / `mesh wan restore` break and heal the WAN; `mesh down` stops everything."
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn down(args: &StateArgs) -> anyhow::Result<ExitCode> {
     if local::down(&state_dir(args)?).await? {
         println!(
-            "{} the local cluster is stopped and its files removed",
+            "{} clusters west and east are stopped; their processes, network namespaces, \
+             links, rules and files are gone",
             console::style("✔").green()
         );
     } else {
-        println!("no local cluster is running; nothing to do");
+        println!("no local clusters are running; nothing to do");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn wan(command: &WanCommand) -> anyhow::Result<ExitCode> {
+    let (state, line) = match command {
+        WanCommand::Show(state) => (state, "show".to_owned()),
+        WanCommand::Cut(state) => (state, "cut".to_owned()),
+        WanCommand::Restore(state) => (state, "restore".to_owned()),
+        WanCommand::Clear(state) => (state, "clear".to_owned()),
+        WanCommand::Set { state, settings } => (state, format!("set {}", settings.join(" "))),
+    };
+    let now = local::wan_command(&state_dir(state)?, &line).await?;
+    println!("WAN  {now}");
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version(args) => version::run(&args),
         Command::Up(args) => local::up(&args).await,
         Command::Down(args) => local::down(&args).await,
+        Command::Wan(command) => local::wan(&command).await,
         Command::K8s(command) => k8s::run(command).await,
         Command::Install(args) => {
             print!("{}", crate::install::render(&args)?);

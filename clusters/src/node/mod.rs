@@ -111,7 +111,7 @@ fn node_status(config: &AgentConfig) -> serde_json::Value {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": "", "osImage": "mesh local cluster",
                 "containerRuntimeVersion": "mesh-node://0.1",
-                "kubeletVersion": format!("v{}", crate::KUBERNETES_VERSION),
+                "kubeletVersion": crate::KUBERNETES_VERSION,
                 "kubeProxyVersion": "", "operatingSystem": "linux",
                 "architecture": std::env::consts::ARCH,
             },
