@@ -139,7 +139,11 @@ fn up_then_kubectl_then_down_leaves_nothing() {
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON");
     assert_eq!(again["started"], false, "the clusters were already up");
     assert_eq!(again["kubeconfig"], kubeconfig.as_str());
-    assert!(again["wan"].as_str().is_some_and(|w| w.contains("delay=5ms")));
+    assert!(
+        again["wan"]
+            .as_str()
+            .is_some_and(|w| w.contains("delay=5ms"))
+    );
     let slot_prefix = {
         let info: serde_json::Value = serde_json::from_slice(
             &std::fs::read(state.join("clusters").join("pair.json")).expect("pair.json"),
@@ -164,7 +168,11 @@ fn up_then_kubectl_then_down_leaves_nothing() {
         "network namespaces left: {:?}",
         mesh_clusters::netns::list_with_prefix(&slot_prefix)
     );
-    assert_eq!(iptables_save(), host_rules, "the host's iptables rules changed");
+    assert_eq!(
+        iptables_save(),
+        host_rules,
+        "the host's iptables rules changed"
+    );
     assert!(
         !state.join("clusters").exists(),
         "the clusters' directory is left"

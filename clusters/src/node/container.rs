@@ -115,6 +115,8 @@ pub struct Spec {
     pub container: Container,
     /// The argv after image mapping.
     pub argv: Vec<String>,
+    /// The image's other programs, for exec probes.
+    pub tools: super::images::Tools,
     /// The environment.
     pub env: BTreeMap<String, String>,
     /// `mesh-node` itself (for `exec`).
@@ -214,7 +216,7 @@ async fn exec_probe(spec: &Spec, command: Vec<String>) -> bool {
         .arg("exec")
         .args(&spec.shim_args)
         .arg("--")
-        .args(command)
+        .args(super::images::with_tools(&spec.tools, command))
         .env_clear()
         .envs(&spec.env)
         .stdin(Stdio::null())

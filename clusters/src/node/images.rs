@@ -31,6 +31,11 @@ pub struct ImageRule {
     /// Other names a pod may use for the program.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Other programs the image ships, by the name a pod uses for them
+    /// (in commands and exec probes): the mesh binary and its first
+    /// arguments (`podcli = ["mesh-podinfo", "podcli"]`).
+    #[serde(default)]
+    pub tools: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,8 +143,29 @@ impl Images {
             } else if let Some(binary) = &rule.k8s_binary {
                 *first = self.k8s_bin_dir.join(binary).display().to_string();
             }
+            return Ok(argv);
         }
-        Ok(argv)
+        Ok(with_tools(&self.tools(image), argv))
+    }
+
+    /// The programs an image ships besides its entrypoint, each as the argv
+    /// prefix that runs it here.
+    pub fn tools(&self, image: &str) -> Tools {
+        self.rule(image)
+            .map(|rule| {
+                rule.tools
+                    .iter()
+                    .filter_map(|(name, prefix)| {
+                        let (binary, args) = prefix.split_first()?;
+                        let path = self.mesh_bin_dir.join(binary).display().to_string();
+                        Some((
+                            name.clone(),
+                            std::iter::once(path).chain(args.iter().cloned()).collect(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The directory of mesh's binaries next to the running executable.
@@ -148,6 +174,24 @@ impl Images {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default()
+    }
+}
+
+/// An image's extra programs (see [`ImageRule::tools`]).
+pub type Tools = std::collections::BTreeMap<String, Vec<String>>;
+
+/// `argv` with its program replaced when it names one of `tools`.
+pub fn with_tools(tools: &Tools, mut argv: Vec<String>) -> Vec<String> {
+    let Some(first) = argv.first() else {
+        return argv;
+    };
+    let name = first.rsplit('/').next().unwrap_or(first);
+    match tools.get(name) {
+        Some(prefix) => {
+            argv.splice(0..1, prefix.iter().cloned());
+            argv
+        }
+        None => argv,
     }
 }
 
@@ -161,6 +205,28 @@ mod tests {
 
     fn v(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn an_images_other_programs_run_as_mesh_binaries() {
+        let i = images();
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let tools = i.tools("ghcr.io/stefanprodan/podinfo:6.7.0");
+        assert_eq!(
+            with_tools(
+                &tools,
+                v(&["podcli", "check", "http", "localhost:9898/readyz"])
+            ),
+            v(&[
+                "/mesh/bin/mesh-podinfo",
+                "podcli",
+                "check",
+                "http",
+                "localhost:9898/readyz"
+            ])
+        );
+        assert_eq!(with_tools(&tools, v(&["cat", "/x"])), v(&["cat", "/x"]));
+        assert!(i.tools("busybox").is_empty());
     }
 
     #[test]

@@ -543,6 +543,7 @@ impl PodLife {
         Ok(container::start(container::Spec {
             container: c.clone(),
             argv,
+            tools: images.tools(&image),
             env,
             shim: self.ctx.shim.clone(),
             shim_args,

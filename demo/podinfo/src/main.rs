@@ -6,9 +6,11 @@
 //! answers with the pod's hostname, and can be told to fail a share of
 //! requests or to answer slowly (`MESH_DEMO_ERROR_RATE`, `MESH_DEMO_DELAY`)
 //! while staying Ready: the brown-out the failover controller must see.
+//! `mesh-podinfo podcli check http …` is podinfo's probe helper.
 
 mod args;
 mod faults;
+mod podcli;
 mod routes;
 
 use std::net::{Ipv6Addr, SocketAddr};
@@ -24,6 +26,17 @@ use crate::routes::App;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // `mesh-podinfo podcli …` (or the binary called `podcli`): the checker.
+    let argv: Vec<String> = std::env::args().collect();
+    let called = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_owned());
+    if called.as_deref() == Some("podcli") {
+        std::process::exit(podcli::run(&argv[1..]).await);
+    }
+    if argv.get(1).map(String::as_str) == Some("podcli") {
+        std::process::exit(podcli::run(&argv[2..]).await);
+    }
     if let Err(e) = run().await {
         eprintln!("mesh-podinfo: {e:#}");
         std::process::exit(1);

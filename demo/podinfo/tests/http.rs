@@ -179,3 +179,31 @@ async fn bad_settings_exit_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("MESH_DEMO_ERROR_RATE=\"lots\""), "{stderr}");
 }
+
+#[tokio::test]
+async fn podcli_checks_like_podinfos_probes() {
+    let demo = start(&[], &[]).await;
+    let podcli = |target: String| async move {
+        Command::new(env!("CARGO_BIN_EXE_mesh-podinfo"))
+            .args(["podcli", "check", "http", &target])
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .expect("podcli runs")
+            .code()
+    };
+    assert_eq!(
+        podcli(format!("localhost:{}/readyz", demo.port)).await,
+        Some(0)
+    );
+    assert_eq!(get(&demo, "POST", "/readyz/disable").await.0, 202);
+    assert_eq!(
+        podcli(format!("localhost:{}/readyz", demo.port)).await,
+        Some(1)
+    );
+    assert_eq!(
+        podcli("localhost:1/readyz".into()).await,
+        Some(1),
+        "nothing listens"
+    );
+}
