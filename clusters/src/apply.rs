@@ -14,7 +14,18 @@ use serde_json::Value;
 pub const FIELD_MANAGER: &str = "mesh";
 
 /// Applies every document of `yaml`; returns `kind/name` of each, in order.
+/// Namespaced objects without a namespace go to `default`.
 pub async fn apply_yaml(client: &Client, yaml: &str) -> anyhow::Result<Vec<String>> {
+    apply_yaml_in(client, "default", yaml).await
+}
+
+/// The same, with namespaced objects that name no namespace going to
+/// `namespace` (as `kubectl apply -n`).
+pub async fn apply_yaml_in(
+    client: &Client,
+    namespace: &str,
+    yaml: &str,
+) -> anyhow::Result<Vec<String>> {
     let documents: Vec<Value> = serde_saphyr::from_multiple(yaml)
         .map_err(|e| anyhow::anyhow!("the manifest is not valid YAML: {e}"))?;
     let mut kinds: HashMap<GroupVersionKind, (ApiResource, Scope)> = HashMap::new();
@@ -50,7 +61,7 @@ pub async fn apply_yaml(client: &Client, yaml: &str) -> anyhow::Result<Vec<Strin
         let api: Api<DynamicObject> = match scope {
             Scope::Namespaced => Api::namespaced_with(
                 client.clone(),
-                object.metadata.namespace.as_deref().unwrap_or("default"),
+                object.metadata.namespace.as_deref().unwrap_or(namespace),
                 resource,
             ),
             Scope::Cluster => Api::all_with(client.clone(), resource),

@@ -1,4 +1,5 @@
-//! Test fixtures: one real control plane shared by every test of a test run.
+//! Test fixtures: one real control plane, and one `west`/`east` pair,
+//! shared by every test of a test run.
 //!
 //! The first test that asks starts it, under a lock, in
 //! `$TMPDIR/mesh-tests-<runner pid>/`, and hands it over to the test runner
@@ -23,6 +24,7 @@ use kube::api::{ObjectMeta, PostParams};
 
 use crate::binaries::Binaries;
 use crate::control_plane::{self, ControlPlane, ControlPlaneConfig, ControlPlaneInfo};
+use crate::pair::{self, Pair, PairInfo, PairOptions};
 
 /// A control plane a test can use.
 #[derive(Clone)]
@@ -88,6 +90,87 @@ async fn try_shared_cluster() -> anyhow::Result<TestCluster> {
     };
     let client = control_plane::client_for(&info.kubeconfig).await?;
     Ok(TestCluster { info, client })
+}
+
+/// The `west`/`east` pair shared by this test run, started on first use the
+/// way [`shared_cluster`] is (in `$TMPDIR/mesh-pair-tests-<runner pid>/`,
+/// removed with every process and namespace when the runner exits).
+/// Tests isolate themselves with namespaces; tests that impair the WAN must
+/// not run beside others that use it (see `.config/nextest.toml`).
+///
+/// # Panics
+///
+/// When the pair cannot be started, with the reason.
+pub async fn shared_pair() -> PairInfo {
+    match try_shared_pair().await {
+        Ok(info) => info,
+        Err(e) => panic!(
+            "this test needs the local west/east clusters and they could not be started: {e:#}"
+        ),
+    }
+}
+
+async fn try_shared_pair() -> anyhow::Result<PairInfo> {
+    let owner = nix::unistd::getppid().as_raw().unsigned_abs();
+    let dir = std::env::temp_dir().join(format!("mesh-pair-tests-{owner}"));
+    loop {
+        std::fs::create_dir_all(&dir)?;
+        let lock = lock_dir(&dir).await?;
+        if !dir.exists() {
+            continue;
+        }
+        let info = match pair::read_detached(&dir) {
+            Some(info) if pair::is_ready(&info).await => info,
+            Some(_) => anyhow::bail!(
+                "the shared clusters in {} stopped answering; see their logs there",
+                dir.display()
+            ),
+            None => {
+                let binaries = Binaries::locate()?;
+                let options = PairOptions {
+                    cluster_domain: "cluster.local".into(),
+                    flat: false,
+                    wan_settings: String::new(),
+                    mesh_bin_dir: mesh_bin_dir()?,
+                };
+                let started = Pair::start(&binaries, &dir, options).await;
+                match started {
+                    Ok(pair) => pair.hand_over(owner)?,
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&dir);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        drop(lock);
+        return Ok(info);
+    }
+}
+
+/// Where mesh's binaries (`mesh-node`, `mesh-podinfo`, …) are for a test:
+/// `$MESH_BIN_DIR`, else the cargo target directory the test runs from.
+pub fn mesh_bin_dir() -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("MESH_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            // target/<profile>/deps/<test binary>
+            let exe = std::env::current_exe()?;
+            exe.parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .ok_or_else(|| anyhow::anyhow!("{} has no target directory", exe.display()))?
+        }
+    };
+    for binary in ["mesh-node", "mesh-podinfo"] {
+        anyhow::ensure!(
+            dir.join(binary).exists(),
+            "{binary} is not in {}: build the workspace's programs first \
+             (`cargo build --workspace --bins`; `scripts/test.sh` does)",
+            dir.display()
+        );
+    }
+    Ok(dir)
 }
 
 /// Takes an exclusive lock on a directory, waiting for it off the runtime.

@@ -1,0 +1,207 @@
+//! What scenarios do to clusters, as a user would with kubectl: make a
+//! namespace, apply a manifest, wait for a rollout, run a one-shot pod and
+//! read its logs. Every wait has a deadline and says what it saw.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, LogParams, ObjectMeta, PostParams};
+use tokio::time::Instant;
+
+/// How often waits look again.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Creates a namespace named `<prefix>-<random suffix>`.
+pub async fn namespace(client: &kube::Client, prefix: &str) -> anyhow::Result<String> {
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{prefix}-")),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating namespace {prefix}-*: {e}"))?
+        .metadata
+        .name
+        .ok_or_else(|| anyhow::anyhow!("the API server named no namespace"))
+}
+
+/// Deletes a namespace and what is in it, without waiting.
+pub async fn delete_namespace(client: &kube::Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::default())
+        .await;
+}
+
+/// `kubectl apply -n <namespace> -f -`.
+pub async fn apply(client: &kube::Client, namespace: &str, yaml: &str) -> anyhow::Result<()> {
+    mesh_clusters::apply::apply_yaml_in(client, namespace, yaml).await?;
+    Ok(())
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The Ready pods matching `selector`.
+pub async fn ready_pods(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> anyhow::Result<Vec<Pod>> {
+    Ok(Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(is_ready)
+        .collect())
+}
+
+/// Waits until a Deployment's rollout is complete: every replica updated
+/// and available (`kubectl rollout status`).
+pub async fn wait_rollout(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let api = Api::<Deployment>::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let deployment = api.get(name).await?;
+        let wanted = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
+        let status = deployment.status.clone().unwrap_or_default();
+        let done = status.observed_generation >= deployment.metadata.generation
+            && status.updated_replicas.unwrap_or(0) == wanted
+            && status.available_replicas.unwrap_or(0) == wanted
+            && status.replicas.unwrap_or(0) == wanted;
+        if done {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+                .list(&ListParams::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .into_iter()
+                        .map(|p| {
+                            (
+                                p.metadata.name,
+                                p.status.map(|s| (s.phase, s.container_statuses)),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            anyhow::bail!(
+                "deployment {namespace}/{name} did not roll out within {timeout:?}: {status:?}; pods: {pods:#?}"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How a one-shot pod ended.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// It exited 0.
+    pub succeeded: bool,
+    /// What it printed.
+    pub logs: String,
+}
+
+/// Runs `command` in a pod of `image` (`restartPolicy: Never`) until it
+/// ends; returns whether it succeeded and its logs.
+pub async fn run_once(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    image: &str,
+    command: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<Finished> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": image, "command": command}],
+        }
+    }))?;
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating pod {namespace}/{name}: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let phase = loop {
+        let phase = pods
+            .get(name)
+            .await?
+            .status
+            .and_then(|s| s.phase)
+            .unwrap_or_default();
+        if phase == "Succeeded" || phase == "Failed" {
+            break phase;
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "pod {namespace}/{name} did not finish within {timeout:?} (phase {phase:?})"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let logs = pods
+        .logs(name, &LogParams::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("logs of pod {namespace}/{name}: {e}"))?;
+    Ok(Finished {
+        succeeded: phase == "Succeeded",
+        logs,
+    })
+}
+
+/// Waits for a LoadBalancer Service's address.
+pub async fn load_balancer_ip(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<IpAddr> {
+    let api = Api::<Service>::namespaced(client.clone(), namespace);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ip = api
+            .get(name)
+            .await?
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .and_then(|i| i.into_iter().find_map(|i| i.ip));
+        if let Some(ip) = ip {
+            return Ok(ip.parse()?);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "service {namespace}/{name} got no load-balancer address within {timeout:?}"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

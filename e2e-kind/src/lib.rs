@@ -1,0 +1,16 @@
+//! mesh's end-to-end scenarios, written once against a [`Provider`] of two
+//! clusters, `west` and `east`, and run on the local clusters by default
+//! ([`local::LocalProvider`]; CI) or on any pair a provider can give (kind,
+//! where Docker and kind exist).
+//!
+//! - [`provider`]: what a scenario needs from the clusters.
+//! - [`local`]: the local west/east pair shared by a test run.
+//! - [`kube_util`]: namespaces, manifests, waits and one-shot pods.
+//! - [`scenarios`]: the scenarios themselves; `tests/` runs each one.
+
+pub mod kube_util;
+pub mod local;
+pub mod provider;
+pub mod scenarios;
+
+pub use provider::{Cluster, Provider};

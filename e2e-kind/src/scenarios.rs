@@ -1,0 +1,301 @@
+//! The scenarios. Each makes its own namespaces, checks what a user would
+//! check, and removes its namespaces when it passes (a failing scenario
+//! leaves them for inspection until the clusters go).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::DeleteParams;
+use serde_json::Value;
+
+use crate::kube_util::{self, Finished};
+use crate::provider::{Cluster, Provider};
+
+/// podinfo's own Deployment and Service manifests.
+pub const PODINFO: &str = include_str!("../manifests/podinfo.yaml");
+
+const ROLLOUT: Duration = Duration::from_secs(90);
+const ONE_SHOT: Duration = Duration::from_secs(60);
+
+/// Deploys podinfo in `namespace` and returns its Ready pods' names.
+pub async fn deploy_podinfo(
+    client: &kube::Client,
+    namespace: &str,
+) -> anyhow::Result<BTreeSet<String>> {
+    kube_util::apply(client, namespace, PODINFO).await?;
+    kube_util::wait_rollout(client, namespace, "podinfo", ROLLOUT).await?;
+    Ok(names(
+        &kube_util::ready_pods(client, namespace, "app=podinfo").await?,
+    ))
+}
+
+fn names(pods: &[Pod]) -> BTreeSet<String> {
+    pods.iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect()
+}
+
+/// curl that waits for the Service to be routable (kube-proxy programs a
+/// new Service within about a second), as a client with retries would.
+fn curl_with_retries(url: &str) -> Vec<String> {
+    [
+        "curl",
+        "-sS",
+        "--fail",
+        "--retry",
+        "10",
+        "--retry-all-errors",
+        "--retry-delay",
+        "1",
+        "--max-time",
+        "5",
+        url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+async fn curl(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    command: &[String],
+) -> anyhow::Result<Finished> {
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    kube_util::run_once(
+        client,
+        namespace,
+        pod,
+        "curlimages/curl:8.10.1",
+        &command,
+        ONE_SHOT,
+    )
+    .await
+}
+
+/// The `hostname` of podinfo's answer in a curl pod's logs (curl's retry
+/// messages, on stderr, come first).
+fn hostname(logs: &str) -> anyhow::Result<String> {
+    let body = logs
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or(logs);
+    let json: Value = serde_json::from_str(body.trim())
+        .map_err(|e| anyhow::anyhow!("podinfo's answer {body:?} is not JSON: {e}"))?;
+    json["hostname"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("podinfo's answer {body:?} has no hostname"))
+}
+
+/// From a curl pod in west, podinfo answers by its Service name (cluster
+/// DNS and a ClusterIP), short and fully qualified, from one of its own
+/// pods; `kubectl logs` shows the same answer.
+pub async fn podinfo_answers_by_service_name(p: &impl Provider) -> anyhow::Result<()> {
+    let west = p.client(Cluster::West);
+    let ns = kube_util::namespace(&west, "e2e-dns").await?;
+    let pods = deploy_podinfo(&west, &ns).await?;
+    for (pod, url) in [
+        ("curl-short", "http://podinfo:9898/".to_owned()),
+        (
+            "curl-fqdn",
+            format!("http://podinfo.{ns}.svc.cluster.local:9898/"),
+        ),
+    ] {
+        let answer = curl(&west, &ns, pod, &curl_with_retries(&url)).await?;
+        anyhow::ensure!(
+            answer.succeeded,
+            "{url} from a west pod failed: {}",
+            answer.logs
+        );
+        let host = hostname(&answer.logs)?;
+        anyhow::ensure!(
+            pods.contains(&host),
+            "{url} answered from {host}, not one of {pods:?}"
+        );
+    }
+    let kubectl = tokio::process::Command::new(p.kubectl())
+        .arg("--kubeconfig")
+        .arg(p.kubeconfig())
+        .args([
+            "--context",
+            &p.context(Cluster::West),
+            "-n",
+            &ns,
+            "logs",
+            "curl-short",
+        ])
+        .output()
+        .await?;
+    let printed = String::from_utf8_lossy(&kubectl.stdout);
+    anyhow::ensure!(
+        kubectl.status.success() && hostname(&printed).is_ok_and(|h| pods.contains(&h)),
+        "kubectl logs curl-short: {printed}{}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
+    kube_util::delete_namespace(&west, &ns).await;
+    Ok(())
+}
+
+/// Pods in west reach west's pod addresses but not east's: pod networks are
+/// not routed between the clusters.
+pub async fn pods_cannot_reach_the_other_clusters_pod_ips(p: &impl Provider) -> anyhow::Result<()> {
+    let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
+    let (west_ns, east_ns) = (
+        kube_util::namespace(&west, "e2e-isolation").await?,
+        kube_util::namespace(&east, "e2e-isolation").await?,
+    );
+    let (west_pods, east_pods) = tokio::try_join!(
+        deploy_podinfo(&west, &west_ns),
+        deploy_podinfo(&east, &east_ns)
+    )?;
+    let ip = |client: kube::Client, ns: String, name: String| async move {
+        Api::<Pod>::namespaced(client, &ns)
+            .get(&name)
+            .await?
+            .status
+            .and_then(|s| s.pod_ip)
+            .ok_or_else(|| anyhow::anyhow!("pod {ns}/{name} has no IP"))
+    };
+    let first = |set: &BTreeSet<String>| set.iter().next().cloned().unwrap_or_default();
+    let west_ip = ip(west.clone(), west_ns.clone(), first(&west_pods)).await?;
+    let east_ip = ip(east.clone(), east_ns.clone(), first(&east_pods)).await?;
+    let script = format!(
+        "curl -sS --max-time 5 http://{west_ip}:9898/ && echo && \
+         if curl -sS --max-time 3 http://{east_ip}:9898/; then echo REACHED-EAST; fi"
+    );
+    let probe = curl(
+        &west,
+        &west_ns,
+        "probe",
+        &["sh".into(), "-c".into(), script],
+    )
+    .await?;
+    anyhow::ensure!(
+        probe.succeeded,
+        "a west pod could not reach a west pod at {west_ip}: {}",
+        probe.logs
+    );
+    anyhow::ensure!(
+        !probe.logs.contains("REACHED-EAST"),
+        "a west pod reached east's pod {east_ip}: {}",
+        probe.logs
+    );
+    kube_util::delete_namespace(&west, &west_ns).await;
+    kube_util::delete_namespace(&east, &east_ns).await;
+    Ok(())
+}
+
+/// Deleting a podinfo pod gets it replaced by its Deployment, and the
+/// Service answers from the replacement.
+pub async fn deleted_pods_are_replaced(p: &impl Provider) -> anyhow::Result<()> {
+    let west = p.client(Cluster::West);
+    let ns = kube_util::namespace(&west, "e2e-replace").await?;
+    let before = deploy_podinfo(&west, &ns).await?;
+    let victim = before.iter().next().cloned().unwrap_or_default();
+    Api::<Pod>::namespaced(west.clone(), &ns)
+        .delete(&victim, &DeleteParams::default())
+        .await?;
+    let deadline = tokio::time::Instant::now() + ROLLOUT;
+    let after = loop {
+        let ready = names(&kube_util::ready_pods(&west, &ns, "app=podinfo").await?);
+        if ready.len() == before.len() && !ready.contains(&victim) {
+            break ready;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "pod {victim} was not replaced within {ROLLOUT:?}; ready now: {ready:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let replacement: Vec<&String> = after.difference(&before).collect();
+    anyhow::ensure!(
+        replacement.len() == 1,
+        "one new pod expected: {before:?} → {after:?}"
+    );
+    // Ask until the replacement answers (the Service balances over both).
+    let script = format!(
+        "for i in $(seq 1 40); do curl -sS --max-time 2 http://podinfo:9898/ | grep -q '\"hostname\":\"{}\"' && echo FOUND && exit 0; sleep 0.2; done; exit 1",
+        replacement[0]
+    );
+    let found = curl(&west, &ns, "curl", &["sh".into(), "-c".into(), script]).await?;
+    anyhow::ensure!(
+        found.succeeded,
+        "the Service never answered from the replacement {}: {}",
+        replacement[0],
+        found.logs
+    );
+    kube_util::delete_namespace(&west, &ns).await;
+    Ok(())
+}
+
+/// A west pod reaches east's podinfo through a LoadBalancer address on the
+/// WAN; cutting the WAN breaks the call and restoring it heals it.
+pub async fn wan_cut_breaks_and_restore_heals_a_load_balancer_call(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
+    let (west_ns, east_ns) = (
+        kube_util::namespace(&west, "e2e-wan").await?,
+        kube_util::namespace(&east, "e2e-wan").await?,
+    );
+    let east_pods = deploy_podinfo(&east, &east_ns).await?;
+    kube_util::apply(
+        &east,
+        &east_ns,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: podinfo-lb\nspec:\n  type: LoadBalancer\n  \
+         selector:\n    app: podinfo\n  ports:\n  - name: http\n    port: 80\n    targetPort: http\n",
+    )
+    .await?;
+    let address =
+        kube_util::load_balancer_ip(&east, &east_ns, "podinfo-lb", Duration::from_secs(30)).await?;
+    let url = format!("http://{address}/");
+
+    let before = curl(&west, &west_ns, "before-cut", &curl_with_retries(&url)).await?;
+    anyhow::ensure!(
+        before.succeeded,
+        "{url} from west failed before the cut: {}",
+        before.logs
+    );
+    let host = hostname(&before.logs)?;
+    anyhow::ensure!(
+        east_pods.contains(&host),
+        "{url} answered from {host}, not east's podinfo"
+    );
+
+    p.cut_wan().await?;
+    let during = curl(
+        &west,
+        &west_ns,
+        "during-cut",
+        &[
+            "curl".into(),
+            "-sS".into(),
+            "--max-time".into(),
+            "3".into(),
+            url.clone(),
+        ],
+    )
+    .await;
+    p.restore_wan().await?;
+    let during = during?;
+    anyhow::ensure!(
+        !during.succeeded,
+        "{url} answered with the WAN cut: {}",
+        during.logs
+    );
+
+    let after = curl(&west, &west_ns, "after-restore", &curl_with_retries(&url)).await?;
+    anyhow::ensure!(
+        after.succeeded,
+        "{url} did not heal after the WAN was restored: {}",
+        after.logs
+    );
+    kube_util::delete_namespace(&west, &west_ns).await;
+    kube_util::delete_namespace(&east, &east_ns).await;
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! Every scenario on the local west/east clusters, shared by the run.
+//! Tests with `wan` in their name change the WAN: `.config/nextest.toml`
+//! runs them one at a time.
+
+use mesh_e2e::local::LocalProvider;
+use mesh_e2e::scenarios;
+
+macro_rules! scenario {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let provider = LocalProvider::shared().await;
+            if let Err(e) = scenarios::$name(&provider).await {
+                panic!("{} on the local clusters: {e:#}", stringify!($name));
+            }
+        }
+    };
+}
+
+scenario!(podinfo_answers_by_service_name);
+scenario!(pods_cannot_reach_the_other_clusters_pod_ips);
+scenario!(deleted_pods_are_replaced);
+scenario!(wan_cut_breaks_and_restore_heals_a_load_balancer_call);
