@@ -14,7 +14,8 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 "$mesh" k8s build >/dev/null 2>&1   # warm cache: a no-op when built
-rules_before="$(iptables-save | grep -v '^#' | sed 's/ \[[0-9:]*\]$//')"
+host_rules() { iptables-save | { grep -v '^#' || true; } | sed 's/ \[[0-9:]*\]$//'; }
+rules_before="$(host_rules)"
 t0=$(now); "$mesh" up >/dev/null 2>&1; t1=$(now)
 echo "mesh up: $(secs "$t0" "$t1") s"
 slot=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slot"])' "$state/clusters/pair.json")
@@ -24,7 +25,7 @@ sleep 20
 # pods) and the WAN forwarder.
 declare -A rss
 total=0
-pids=$(for ns in $(ip netns list | awk '{print $1}' | grep "^mesh${slot}-"); do ip netns pids "$ns"; done; cat "$state/clusters/pgids")
+pids=$(for ns in $(ip netns list | awk '{print $1}' | { grep "^mesh${slot}-" || true; }); do ip netns pids "$ns"; done; cat "$state/clusters/pgids")
 for pid in $(echo "$pids" | sort -u); do
   [ -r "/proc/$pid/status" ] || continue
   kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
@@ -44,7 +45,7 @@ echo "mesh down: $(secs "$t0" "$t1") s"
 echo "left after mesh down:"
 echo "  network namespaces: $(ip netns list | grep -c "^mesh${slot}-" || true)"
 echo "  host links: $(ip -o link | grep -c "mesh${slot}[we]" || true)"
-rules_after="$(iptables-save | grep -v '^#' | sed 's/ \[[0-9:]*\]$//')"
+rules_after="$(host_rules)"
 if [ "$rules_before" = "$rules_after" ]; then echo "  host iptables: unchanged"; else echo "  host iptables: CHANGED"; fi
-echo "  processes: $(grep -l -s "$state" /proc/[0-9]*/cmdline | wc -l)"
+echo "  processes: $({ grep -l -s "$state" /proc/[0-9]*/cmdline || true; } | wc -l)"
 echo "  files: $(ls -A "$state" | wc -l)"
