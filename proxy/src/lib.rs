@@ -2,6 +2,7 @@
 //! multicluster gateway are built on it).
 //!
 //! - [`admin`]: `/metrics`, `/ready`, `/live`.
+//! - [`config`]: the `LINKERD2_PROXY_*` environment.
 //! - [`drain`]: graceful shutdown of a component's tasks.
 //! - [`tls`]: mutual TLS on workload identities: rustls configurations that
 //!   present the current certificate (swapped on renewal), verify peers
@@ -11,6 +12,7 @@
 //!   renewal at 70 % of the lifetime.
 
 pub mod admin;
+pub mod config;
 pub mod drain;
 pub mod identity;
 pub mod tls;

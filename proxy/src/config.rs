@@ -1,0 +1,350 @@
+//! The proxy's configuration, read from environment variables with
+//! Linkerd's `LINKERD2_PROXY_*` names wherever the concept is the same, so
+//! that the injector (ours or Linkerd's templates) configures it as it
+//! configures linkerd2-proxy. Every variable, its default and meaning:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR` | `127.0.0.1:4140` | where iptables sends the pod's outbound connections |
+//! | `LINKERD2_PROXY_INBOUND_LISTEN_ADDR` | `0.0.0.0:4143` | where iptables sends connections to the pod |
+//! | `LINKERD2_PROXY_ADMIN_LISTEN_ADDR` | `0.0.0.0:4191` | `/ready`, `/live`, `/metrics`, `/shutdown` |
+//! | `LINKERD2_PROXY_DESTINATION_SVC_ADDR` | none | the destination service (`host:port`); without it every outbound connection is forwarded as it came |
+//! | `LINKERD2_PROXY_DESTINATION_SVC_NAME` | none | the destination service's identity |
+//! | `LINKERD2_PROXY_DESTINATION_CONTEXT` | `{}` | JSON sent as `context_token` in lookups (`{"ns":…,"nodeName":…,"pod":…}`) |
+//! | `LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS` | `10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8` | addresses whose profiles are looked up |
+//! | `LINKERD2_PROXY_IDENTITY_SVC_ADDR` / `_SVC_NAME` | none | the identity service and its identity |
+//! | `LINKERD2_PROXY_IDENTITY_LOCAL_NAME` | none | this workload's identity |
+//! | `LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS` | none | the trust anchors, PEM (the value itself) |
+//! | `LINKERD2_PROXY_IDENTITY_TOKEN_FILE` | `/var/run/secrets/tokens/linkerd-identity-token` | the projected ServiceAccount token |
+//! | `LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION` | Linkerd's default opaque ports | inbound ports forwarded as opaque TCP without detection (list and ranges: `25,3306,4000-4100`) |
+//! | `LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION` | the same | outbound ports forwarded as opaque TCP without detection (discovery can add more) |
+//! | `LINKERD2_PROXY_INBOUND_PORTS_SKIP` / `LINKERD2_PROXY_OUTBOUND_PORTS_SKIP` | none | ports the proxy never handles: connections redirected to it anyway are forwarded untouched, without metrics (iptables normally keeps them away; see `mesh-init`) |
+//! | `LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT` | `10s` | how long protocol detection waits for the first bytes |
+//! | `LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT` | `100ms` / `1s` | connecting to the application / to endpoints |
+//! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
+//! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Linkerd's default opaque ports (SMTP, MySQL, Galera, PostgreSQL, Redis,
+/// Elasticsearch, Memcached).
+pub const DEFAULT_OPAQUE_PORTS: &str = "25,587,3306,4444,5432,6379,9300,11211";
+
+/// Linkerd's default profile networks (the private ranges).
+pub const DEFAULT_PROFILE_NETWORKS: &str =
+    "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8";
+
+/// A set of ports, given as a list of ports and ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSet(BTreeSet<(u16, u16)>);
+
+impl PortSet {
+    /// Whether `port` is in the set.
+    pub fn contains(&self, port: u16) -> bool {
+        self.0
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&port))
+    }
+}
+
+impl std::str::FromStr for PortSet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut set = BTreeSet::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let port = |p: &str| {
+                p.trim().parse::<u16>().map_err(|_| {
+                    format!("{item:?} is not a port (1-65535) or a range such as 4000-4100")
+                })
+            };
+            let range = match item.split_once('-') {
+                Some((low, high)) => (port(low)?, port(high)?),
+                None => (port(item)?, port(item)?),
+            };
+            if range.0 > range.1 {
+                return Err(format!("{item:?}: the range runs backwards"));
+            }
+            set.insert(range);
+        }
+        Ok(Self(set))
+    }
+}
+
+/// One direction's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectionConfig {
+    /// Where redirected connections arrive.
+    pub listen: SocketAddr,
+    /// Ports forwarded as opaque TCP, without detection.
+    pub opaque_ports: PortSet,
+    /// Ports forwarded untouched.
+    pub skip_ports: PortSet,
+    /// How long detection waits for the first bytes.
+    pub detect_timeout: Duration,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+}
+
+/// The identity service and this workload's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// `host:port` of the identity service.
+    pub service_addr: String,
+    /// Its identity.
+    pub service_name: String,
+    /// This workload's identity.
+    pub local_name: String,
+    /// The trust anchors (PEM).
+    pub trust_anchors: String,
+    /// The ServiceAccount token file.
+    pub token_file: std::path::PathBuf,
+}
+
+/// The destination service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationConfig {
+    /// `host:port`.
+    pub service_addr: String,
+    /// Its identity (none: plain text, for tests and unmeshed control planes).
+    pub service_name: Option<String>,
+    /// The `context_token` of every lookup.
+    pub context: String,
+    /// Networks whose addresses get profile lookups (CIDR strings).
+    pub profile_networks: Vec<String>,
+}
+
+/// Everything the proxy is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Outbound (the pod's own connections).
+    pub outbound: DirectionConfig,
+    /// Inbound (connections to the pod).
+    pub inbound: DirectionConfig,
+    /// The admin server.
+    pub admin_listen: SocketAddr,
+    /// Discovery, when configured.
+    pub destination: Option<DestinationConfig>,
+    /// mTLS identity, when configured (without it, no mTLS).
+    pub identity: Option<IdentityConfig>,
+    /// Drain time on shutdown.
+    pub shutdown_grace: Duration,
+    /// The log filter.
+    pub log: String,
+}
+
+/// A variable that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: String,
+    /// Its value.
+    pub value: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, variable: &str) -> Option<String> {
+        (self.0)(variable).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T>(&self, variable: &str, default: &str) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.get(variable).unwrap_or_else(|| default.to_owned());
+        value.trim().parse().map_err(|e: T::Err| ConfigError {
+            variable: variable.to_owned(),
+            value: value.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn duration(&self, variable: &str, default: &str) -> Result<Duration, ConfigError> {
+        let value = self.get(variable).unwrap_or_else(|| default.to_owned());
+        humantime::parse_duration(value.trim()).map_err(|e| ConfigError {
+            variable: variable.to_owned(),
+            value: value.clone(),
+            reason: format!("{e} (expected a duration such as 10s or 500ms)"),
+        })
+    }
+
+    fn required(&self, variable: &str, because: &str) -> Result<String, ConfigError> {
+        self.get(variable).ok_or_else(|| ConfigError {
+            variable: variable.to_owned(),
+            value: String::new(),
+            reason: format!("must be set {because}"),
+        })
+    }
+
+    fn direction(
+        &self,
+        name: &str,
+        listen: &str,
+        connect_timeout: &str,
+    ) -> Result<DirectionConfig, ConfigError> {
+        let var = |suffix: &str| format!("LINKERD2_PROXY_{name}_{suffix}");
+        Ok(DirectionConfig {
+            listen: self.parse(&var("LISTEN_ADDR"), listen)?,
+            opaque_ports: self.parse(
+                &var("PORTS_DISABLE_PROTOCOL_DETECTION"),
+                DEFAULT_OPAQUE_PORTS,
+            )?,
+            skip_ports: self.parse(&var("PORTS_SKIP"), "")?,
+            detect_timeout: self.duration(&var("DETECT_TIMEOUT"), "10s")?,
+            connect_timeout: self.duration(&var("CONNECT_TIMEOUT"), connect_timeout)?,
+        })
+    }
+}
+
+impl Config {
+    /// Reads the configuration through `lookup` (`std::env::var` in the
+    /// binary; a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let destination = match env.get("LINKERD2_PROXY_DESTINATION_SVC_ADDR") {
+            Some(service_addr) => Some(DestinationConfig {
+                service_addr,
+                service_name: env.get("LINKERD2_PROXY_DESTINATION_SVC_NAME"),
+                context: env
+                    .get("LINKERD2_PROXY_DESTINATION_CONTEXT")
+                    .unwrap_or_else(|| "{}".into()),
+                profile_networks: env
+                    .get("LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS")
+                    .unwrap_or_else(|| DEFAULT_PROFILE_NETWORKS.into())
+                    .split(',')
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+            }),
+            None => None,
+        };
+        let identity = match env.get("LINKERD2_PROXY_IDENTITY_SVC_ADDR") {
+            Some(service_addr) => {
+                let because = "when LINKERD2_PROXY_IDENTITY_SVC_ADDR is";
+                Some(IdentityConfig {
+                    service_addr,
+                    service_name: env.required("LINKERD2_PROXY_IDENTITY_SVC_NAME", because)?,
+                    local_name: env.required("LINKERD2_PROXY_IDENTITY_LOCAL_NAME", because)?,
+                    trust_anchors: env
+                        .required("LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS", because)?,
+                    token_file: env
+                        .get("LINKERD2_PROXY_IDENTITY_TOKEN_FILE")
+                        .unwrap_or_else(|| "/var/run/secrets/tokens/linkerd-identity-token".into())
+                        .into(),
+                })
+            }
+            None => None,
+        };
+        Ok(Self {
+            outbound: env.direction("OUTBOUND", "127.0.0.1:4140", "1s")?,
+            inbound: env.direction("INBOUND", "0.0.0.0:4143", "100ms")?,
+            admin_listen: env.parse("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191")?,
+            destination,
+            identity,
+            shutdown_grace: env.duration("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "120s")?,
+            log: env
+                .get("LINKERD2_PROXY_LOG")
+                .unwrap_or_else(|| "warn,mesh_proxy=info".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_linkerds() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!(c.outbound.listen, "127.0.0.1:4140".parse().expect("addr"));
+        assert_eq!(c.inbound.listen, "0.0.0.0:4143".parse().expect("addr"));
+        assert_eq!(c.admin_listen, "0.0.0.0:4191".parse().expect("addr"));
+        assert!(c.inbound.opaque_ports.contains(3306));
+        assert!(!c.inbound.opaque_ports.contains(8080));
+        assert_eq!(c.inbound.detect_timeout, Duration::from_secs(10));
+        assert!(c.destination.is_none() && c.identity.is_none());
+    }
+
+    #[test]
+    fn ports_take_lists_and_ranges() {
+        let ports: PortSet = "25, 4000-4100,9000".parse().expect("ports");
+        assert!(ports.contains(25) && ports.contains(4050) && ports.contains(9000));
+        assert!(!ports.contains(26) && !ports.contains(4101));
+        assert!("".parse::<PortSet>().expect("empty").0.is_empty());
+        assert!("4100-4000".parse::<PortSet>().is_err());
+        assert!("http".parse::<PortSet>().is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = config(&[("LINKERD2_PROXY_INBOUND_PORTS_SKIP", "22,ssh")]).expect_err("bad port");
+        assert_eq!(err.variable, "LINKERD2_PROXY_INBOUND_PORTS_SKIP");
+        assert!(err.to_string().contains("\"ssh\""), "{err}");
+        let err =
+            config(&[("LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT", "soon")]).expect_err("bad time");
+        assert!(
+            err.to_string()
+                .contains("LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT"),
+            "{err}"
+        );
+        let err = config(&[("LINKERD2_PROXY_IDENTITY_SVC_ADDR", "identity:8080")])
+            .expect_err("partial identity");
+        assert_eq!(err.variable, "LINKERD2_PROXY_IDENTITY_SVC_NAME");
+    }
+
+    #[test]
+    fn discovery_and_identity_are_read_together() {
+        let c = config(&[
+            (
+                "LINKERD2_PROXY_DESTINATION_SVC_ADDR",
+                "linkerd-dst-headless.linkerd.svc.cluster.local.:8086",
+            ),
+            (
+                "LINKERD2_PROXY_DESTINATION_CONTEXT",
+                r#"{"ns":"shop","nodeName":"west","pod":"web-1"}"#,
+            ),
+            (
+                "LINKERD2_PROXY_IDENTITY_SVC_ADDR",
+                "linkerd-identity-headless.linkerd.svc.cluster.local.:8080",
+            ),
+            (
+                "LINKERD2_PROXY_IDENTITY_SVC_NAME",
+                "linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local",
+            ),
+            (
+                "LINKERD2_PROXY_IDENTITY_LOCAL_NAME",
+                "web.shop.serviceaccount.identity.linkerd.cluster.local",
+            ),
+            (
+                "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS",
+                "-----BEGIN CERTIFICATE-----",
+            ),
+        ])
+        .expect("config");
+        let dst = c.destination.expect("destination");
+        assert!(dst.context.contains("web-1"));
+        assert_eq!(dst.profile_networks.len(), 5);
+        assert_eq!(
+            c.identity.expect("identity").token_file,
+            std::path::PathBuf::from("/var/run/secrets/tokens/linkerd-identity-token")
+        );
+    }
+}
