@@ -209,8 +209,9 @@ impl Config {
     /// binary; a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        let destination = match env.get("LINKERD2_PROXY_DESTINATION_SVC_ADDR") {
-            Some(service_addr) => Some(DestinationConfig {
+        let destination = env
+            .get("LINKERD2_PROXY_DESTINATION_SVC_ADDR")
+            .map(|service_addr| DestinationConfig {
                 service_addr,
                 service_name: env.get("LINKERD2_PROXY_DESTINATION_SVC_NAME"),
                 context: env
@@ -223,9 +224,7 @@ impl Config {
                     .map(|n| n.trim().to_owned())
                     .filter(|n| !n.is_empty())
                     .collect(),
-            }),
-            None => None,
-        };
+            });
         let identity = match env.get("LINKERD2_PROXY_IDENTITY_SVC_ADDR") {
             Some(service_addr) => {
                 let because = "when LINKERD2_PROXY_IDENTITY_SVC_ADDR is";
