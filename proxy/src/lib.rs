@@ -3,6 +3,7 @@
 //!
 //! - [`admin`]: `/metrics`, `/ready`, `/live`.
 //! - [`config`]: the `LINKERD2_PROXY_*` environment.
+//! - [`detect`]: what a connection speaks, from its first bytes.
 //! - [`drain`]: graceful shutdown of a component's tasks.
 //! - [`tls`]: mutual TLS on workload identities: rustls configurations that
 //!   present the current certificate (swapped on renewal), verify peers
@@ -13,6 +14,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod detect;
 pub mod drain;
 pub mod identity;
 pub mod tls;
