@@ -4,6 +4,7 @@
 //! - [`admin`]: `/metrics`, `/ready`, `/live`.
 //! - [`config`]: the `LINKERD2_PROXY_*` environment.
 //! - [`detect`]: what a connection speaks, from its first bytes.
+//! - [`orig_dst`]: where a redirected connection was going.
 //! - [`drain`]: graceful shutdown of a component's tasks.
 //! - [`tls`]: mutual TLS on workload identities: rustls configurations that
 //!   present the current certificate (swapped on renewal), verify peers
@@ -17,4 +18,5 @@ pub mod config;
 pub mod detect;
 pub mod drain;
 pub mod identity;
+pub mod orig_dst;
 pub mod tls;
