@@ -76,6 +76,29 @@ async fn curl(
     .await
 }
 
+/// Asks podinfo at `url` from a one-shot curl pod (with retries) and checks
+/// that one of `pods` answered.
+async fn ask_podinfo(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    url: &str,
+    pods: &BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let answer = curl(client, namespace, pod, &curl_with_retries(url)).await?;
+    anyhow::ensure!(
+        answer.succeeded,
+        "{url} from pod {pod} failed: {}",
+        answer.logs
+    );
+    let host = hostname(&answer.logs)?;
+    anyhow::ensure!(
+        pods.contains(&host),
+        "{url} answered from {host}, not one of {pods:?}"
+    );
+    Ok(())
+}
+
 /// The `hostname` of podinfo's answer in a curl pod's logs (curl's retry
 /// messages, on stderr, come first).
 fn hostname(logs: &str) -> anyhow::Result<String> {
@@ -106,17 +129,7 @@ pub async fn podinfo_answers_by_service_name(p: &impl Provider) -> anyhow::Resul
             format!("http://podinfo.{ns}.svc.cluster.local:9898/"),
         ),
     ] {
-        let answer = curl(&west, &ns, pod, &curl_with_retries(&url)).await?;
-        anyhow::ensure!(
-            answer.succeeded,
-            "{url} from a west pod failed: {}",
-            answer.logs
-        );
-        let host = hostname(&answer.logs)?;
-        anyhow::ensure!(
-            pods.contains(&host),
-            "{url} answered from {host}, not one of {pods:?}"
-        );
+        ask_podinfo(&west, &ns, pod, &url, &pods).await?;
     }
     let kubectl = tokio::process::Command::new(p.kubectl())
         .arg("--kubeconfig")
@@ -255,17 +268,7 @@ pub async fn wan_cut_breaks_and_restore_heals_a_load_balancer_call(
         kube_util::load_balancer_ip(&east, &east_ns, "podinfo-lb", Duration::from_secs(30)).await?;
     let url = format!("http://{address}/");
 
-    let before = curl(&west, &west_ns, "before-cut", &curl_with_retries(&url)).await?;
-    anyhow::ensure!(
-        before.succeeded,
-        "{url} from west failed before the cut: {}",
-        before.logs
-    );
-    let host = hostname(&before.logs)?;
-    anyhow::ensure!(
-        east_pods.contains(&host),
-        "{url} answered from {host}, not east's podinfo"
-    );
+    ask_podinfo(&west, &west_ns, "before-cut", &url, &east_pods).await?;
 
     p.cut_wan().await?;
     let during = curl(

@@ -266,34 +266,26 @@ mod tests {
 
     #[test]
     fn each_protocol_is_told_from_its_first_bytes() {
-        assert_eq!(
-            classify(b"GET / HTTP/1.1\r\nhost: x\r\n"),
-            Verdict::Is(Protocol::Http1)
-        );
-        assert_eq!(
-            classify(b"POST /a?b=c HTTP/1.0\r\n"),
-            Verdict::Is(Protocol::Http1)
-        );
-        assert_eq!(classify(H2_PREFACE), Verdict::Is(Protocol::Http2));
-        assert_eq!(
-            classify(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]),
-            Verdict::Is(Protocol::Tls)
-        );
-        assert_eq!(
-            classify(b"\x00\x00\x00\x0bSSH-2.0"),
-            Verdict::Is(Protocol::Opaque)
-        );
-        assert_eq!(
-            classify(b"SSH-2.0-OpenSSH_9.2\r\n"),
-            Verdict::Is(Protocol::Opaque)
-        );
-        assert_eq!(classify(b"GET / SPDY/3\r\n"), Verdict::Is(Protocol::Opaque));
-        // A Redis inline command looks like a method and a target, but its
-        // line does not end in an HTTP version.
-        assert_eq!(
-            classify(b"SET key value\r\n"),
-            Verdict::Is(Protocol::Opaque)
-        );
+        let cases: [(&[u8], Protocol); 8] = [
+            (b"GET / HTTP/1.1\r\nhost: x\r\n", Protocol::Http1),
+            (b"POST /a?b=c HTTP/1.0\r\n", Protocol::Http1),
+            (H2_PREFACE, Protocol::Http2),
+            (&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01], Protocol::Tls),
+            (b"\x00\x00\x00\x0bSSH-2.0", Protocol::Opaque),
+            (b"SSH-2.0-OpenSSH_9.2\r\n", Protocol::Opaque),
+            (b"GET / SPDY/3\r\n", Protocol::Opaque),
+            // A Redis inline command looks like a method and a target, but
+            // its line does not end in an HTTP version.
+            (b"SET key value\r\n", Protocol::Opaque),
+        ];
+        for (prefix, protocol) in cases {
+            assert_eq!(
+                classify(prefix),
+                Verdict::Is(protocol),
+                "{:?}",
+                String::from_utf8_lossy(prefix)
+            );
+        }
     }
 
     #[test]
