@@ -55,6 +55,23 @@ pub async fn ip_in(netns: &str, args: &[&str]) -> Result<String, NetError> {
     run("ip", &all).await
 }
 
+/// Creates a veth pair whose end `inner` goes into `netns`, and brings up
+/// the end `outer` that stays here with address `outer_cidr`.
+pub async fn veth_into(
+    netns: &str,
+    outer: &str,
+    outer_cidr: &str,
+    inner: &str,
+) -> Result<(), NetError> {
+    ip(&[
+        "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", netns,
+    ])
+    .await?;
+    ip(&["addr", "add", outer_cidr, "dev", outer]).await?;
+    ip(&["link", "set", outer, "up"]).await?;
+    Ok(())
+}
+
 /// Runs `program args…` inside `netns`.
 pub async fn exec_in(netns: &str, program: &str, args: &[&str]) -> Result<String, NetError> {
     let mut all = vec!["netns", "exec", netns, program];

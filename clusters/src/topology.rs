@@ -229,28 +229,13 @@ pub async fn build(plan: &PairNet) -> Result<(), NetError> {
             netns::ip(&["netns", "add", ns]).await?;
         }
         netns::ip_in(ns, &["link", "set", "lo", "up"]).await?;
-        netns::ip(&[
-            "link",
-            "add",
-            &net.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            HOST_LINK_IF,
-            "netns",
+        netns::veth_into(
             ns,
-        ])
-        .await?;
-        netns::ip(&[
-            "addr",
-            "add",
-            &format!("{}/30", net.host_ip),
-            "dev",
             &net.host_if,
-        ])
+            &format!("{}/30", net.host_ip),
+            HOST_LINK_IF,
+        )
         .await?;
-        netns::ip(&["link", "set", &net.host_if, "up"]).await?;
         netns::ip_in(
             ns,
             &[

@@ -18,7 +18,7 @@
 //! | `LINKERD2_PROXY_IDENTITY_TOKEN_FILE` | `/var/run/secrets/tokens/linkerd-identity-token` | the projected ServiceAccount token |
 //! | `LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION` | Linkerd's default opaque ports | inbound ports forwarded as opaque TCP without detection (list and ranges: `25,3306,4000-4100`) |
 //! | `LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION` | the same | outbound ports forwarded as opaque TCP without detection (discovery can add more) |
-//! | `LINKERD2_PROXY_INBOUND_PORTS_SKIP` / `LINKERD2_PROXY_OUTBOUND_PORTS_SKIP` | none | ports the proxy never handles: connections redirected to it anyway are forwarded untouched, without metrics (iptables normally keeps them away; see `mesh-init`) |
+//! | `MESH_PROXY_INBOUND_PORTS_SKIP` / `MESH_PROXY_OUTBOUND_PORTS_SKIP` | none | ports the proxy never handles: connections redirected to it anyway are forwarded untouched, without metrics (iptables normally keeps them away; see `mesh-init`) |
 //! | `LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT` | `10s` | how long protocol detection waits for the first bytes |
 //! | `LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT` | `100ms` / `1s` | connecting to the application / to endpoints |
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
@@ -197,7 +197,8 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 &var("PORTS_DISABLE_PROTOCOL_DETECTION"),
                 DEFAULT_OPAQUE_PORTS,
             )?,
-            skip_ports: self.parse(&var("PORTS_SKIP"), "")?,
+            // Not a Linkerd variable: ours carry mesh's own prefix.
+            skip_ports: self.parse(&format!("MESH_PROXY_{name}_PORTS_SKIP"), "")?,
             detect_timeout: self.duration(&var("DETECT_TIMEOUT"), "10s")?,
             connect_timeout: self.duration(&var("CONNECT_TIMEOUT"), connect_timeout)?,
         })
@@ -294,8 +295,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let err = config(&[("LINKERD2_PROXY_INBOUND_PORTS_SKIP", "22,ssh")]).expect_err("bad port");
-        assert_eq!(err.variable, "LINKERD2_PROXY_INBOUND_PORTS_SKIP");
+        let err = config(&[("MESH_PROXY_INBOUND_PORTS_SKIP", "22,ssh")]).expect_err("bad port");
+        assert_eq!(err.variable, "MESH_PROXY_INBOUND_PORTS_SKIP");
         assert!(err.to_string().contains("\"ssh\""), "{err}");
         let err =
             config(&[("LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT", "soon")]).expect_err("bad time");

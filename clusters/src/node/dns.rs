@@ -84,20 +84,20 @@ impl Resolver {
     }
 }
 
-/// The resolv.conf for a pod of `namespace` with this spec; `host` is the
-/// node's own resolv.conf (for `dnsPolicy: Default`).
+/// The resolv.conf for a pod of `namespace` with this spec; `host` reads
+/// the node's own resolv.conf (only for `dnsPolicy: Default`).
 pub fn resolv_conf(
     spec: Option<&PodSpec>,
     namespace: &str,
     domain: &str,
     dns: Ipv4Addr,
-    host: &str,
+    host: impl FnOnce() -> String,
 ) -> String {
     let policy = spec
         .and_then(|s| s.dns_policy.as_deref())
         .unwrap_or("ClusterFirst");
     let mut resolver = match policy {
-        "Default" => Resolver::parse(host),
+        "Default" => Resolver::parse(&host()),
         "None" => Resolver::default(),
         _ => Resolver::cluster(namespace, domain, dns),
     };
@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn pods_resolve_names_in_their_namespace_first() {
         assert_eq!(
-            resolv_conf(None, "shop", "cluster.local", DNS, ""),
+            resolv_conf(None, "shop", "cluster.local", DNS, String::new),
             "search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
         );
     }
@@ -146,13 +146,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resolv_conf(
-                Some(&spec),
-                "kube-system",
-                "cluster.local",
-                DNS,
-                "# host\nnameserver 1.1.1.1\nsearch lan\n"
-            ),
+            resolv_conf(Some(&spec), "kube-system", "cluster.local", DNS, || {
+                "# host\nnameserver 1.1.1.1\nsearch lan\n".to_owned()
+            }),
             "search lan\nnameserver 1.1.1.1\n"
         );
     }
@@ -178,12 +174,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            resolv_conf(Some(&spec), "a", "cluster.local", DNS, ""),
+            resolv_conf(Some(&spec), "a", "cluster.local", DNS, String::new),
             "search a.svc.cluster.local svc.cluster.local cluster.local corp.example\nnameserver 10.96.0.10\nnameserver 10.0.0.53\noptions ndots:2 edns0\n"
         );
         spec.dns_policy = Some("None".into());
         assert_eq!(
-            resolv_conf(Some(&spec), "a", "cluster.local", DNS, ""),
+            resolv_conf(Some(&spec), "a", "cluster.local", DNS, String::new),
             "search corp.example\nnameserver 10.0.0.53\noptions ndots:2 edns0\n"
         );
     }

@@ -87,31 +87,47 @@ impl std::fmt::Debug for Sources {
     }
 }
 
-async fn config_map(sources: &Sources, name: &str) -> Result<Option<ConfigMap>, EnvError> {
-    sources
-        .config_maps
-        .get_opt(name)
-        .await
-        .map_err(|e| EnvError(format!("reading configmap {name:?}: {e}")))
+/// The two kinds of object a container's environment reads keys from.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    ConfigMap,
+    Secret,
 }
 
-async fn secret(sources: &Sources, name: &str) -> Result<Option<Secret>, EnvError> {
-    sources
-        .secrets
-        .get_opt(name)
-        .await
-        .map_err(|e| EnvError(format!("reading secret {name:?}: {e}")))
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ConfigMap => "configmap",
+            Self::Secret => "secret",
+        }
+    }
 }
 
-fn secret_data(secret: &Secret) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-        .collect();
-    out.extend(secret.string_data.clone().unwrap_or_default());
-    out
+impl Sources {
+    /// The keys of a ConfigMap (`data`, as the kubelet reads it for env) or
+    /// a Secret (decoded); `None` when it does not exist.
+    async fn strings(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, EnvError> {
+        let found = match kind {
+            Kind::ConfigMap => self
+                .config_maps
+                .get_opt(name)
+                .await
+                .map(|cm| cm.map(|cm| cm.data.unwrap_or_default())),
+            Kind::Secret => self.secrets.get_opt(name).await.map(|secret| {
+                secret.map(|secret| {
+                    super::volumes::secret_data(&secret)
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                        .collect()
+                })
+            }),
+        };
+        found.map_err(|e| EnvError(format!("reading {} {name:?}: {e}", kind.name())))
+    }
 }
 
 /// The whole environment of `container` in `pod`.
@@ -126,26 +142,23 @@ pub async fn build(
     let mut vars = base.clone();
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
-        if let Some(r) = &from.config_map_ref {
-            match config_map(sources, &r.name).await? {
-                Some(cm) => {
-                    for (k, v) in cm.data.unwrap_or_default() {
+        let sources_of_from = [
+            from.config_map_ref
+                .as_ref()
+                .map(|r| (Kind::ConfigMap, &r.name, r.optional)),
+            from.secret_ref
+                .as_ref()
+                .map(|r| (Kind::Secret, &r.name, r.optional)),
+        ];
+        for (kind, name, optional) in sources_of_from.into_iter().flatten() {
+            match sources.strings(kind, name).await? {
+                Some(data) => {
+                    for (k, v) in data {
                         vars.insert(format!("{prefix}{k}"), v);
                     }
                 }
-                None if r.optional == Some(true) => {}
-                None => return Err(EnvError(format!("configmap {:?} not found", r.name))),
-            }
-        }
-        if let Some(r) = &from.secret_ref {
-            match secret(sources, &r.name).await? {
-                Some(s) => {
-                    for (k, v) in secret_data(&s) {
-                        vars.insert(format!("{prefix}{k}"), v);
-                    }
-                }
-                None if r.optional == Some(true) => {}
-                None => return Err(EnvError(format!("secret {:?} not found", r.name))),
+                None if optional == Some(true) => {}
+                None => return Err(EnvError(format!("{} {name:?} not found", kind.name()))),
             }
         }
     }
@@ -153,31 +166,28 @@ pub async fn build(
         let value = if let Some(value) = &var.value {
             Some(expand(value, &vars))
         } else if let Some(from) = &var.value_from {
-            if let Some(r) = &from.config_map_key_ref {
-                let found = config_map(sources, &r.name)
+            let key_ref = from
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| (Kind::ConfigMap, &r.name, &r.key, r.optional))
+                .or_else(|| {
+                    from.secret_key_ref
+                        .as_ref()
+                        .map(|r| (Kind::Secret, &r.name, &r.key, r.optional))
+                });
+            if let Some((kind, name, key, optional)) = key_ref {
+                let found = sources
+                    .strings(kind, name)
                     .await?
-                    .and_then(|cm| cm.data.and_then(|d| d.get(&r.key).cloned()));
+                    .and_then(|data| data.get(key).cloned());
                 match found {
                     Some(v) => Some(v),
-                    None if r.optional == Some(true) => None,
+                    None if optional == Some(true) => None,
                     None => {
                         return Err(EnvError(format!(
-                            "env {}: key {:?} of configmap {:?} not found",
-                            var.name, r.key, r.name
-                        )));
-                    }
-                }
-            } else if let Some(r) = &from.secret_key_ref {
-                let found = secret(sources, &r.name)
-                    .await?
-                    .and_then(|s| secret_data(&s).get(&r.key).cloned());
-                match found {
-                    Some(v) => Some(v),
-                    None if r.optional == Some(true) => None,
-                    None => {
-                        return Err(EnvError(format!(
-                            "env {}: key {:?} of secret {:?} not found",
-                            var.name, r.key, r.name
+                            "env {}: key {key:?} of {} {name:?} not found",
+                            var.name,
+                            kind.name()
                         )));
                     }
                 }

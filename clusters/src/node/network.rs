@@ -75,29 +75,8 @@ impl PodNet {
         }
         netns::ip(&["netns", "add", ns]).await?;
         netns::ip_in(ns, &["link", "set", "lo", "up"]).await?;
-        netns::ip(&[
-            "link",
-            "add",
-            &self.host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns,
-        ])
-        .await?;
         let gateway = POD_GATEWAY.to_string();
-        netns::ip(&[
-            "addr",
-            "add",
-            &format!("{gateway}/32"),
-            "dev",
-            &self.host_if,
-        ])
-        .await?;
-        netns::ip(&["link", "set", &self.host_if, "up"]).await?;
+        netns::veth_into(ns, &self.host_if, &format!("{gateway}/32"), "eth0").await?;
         netns::ip(&[
             "route",
             "add",

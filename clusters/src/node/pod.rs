@@ -271,7 +271,7 @@ impl PodLife {
                             &ns,
                             &self.ctx.cluster_domain,
                             self.ctx.dns_ip,
-                            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                            || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
                         ),
                     )
                 })

@@ -120,7 +120,8 @@ fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
     data
 }
 
-fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+/// A Secret's keys: `data`, then `stringData`.
+pub(super) fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
     let mut data: BTreeMap<String, Vec<u8>> = secret
         .data
         .iter()
@@ -157,28 +158,23 @@ fn write_keys(
     }
 }
 
-async fn write_config_map(
-    api: &Api<ConfigMap>,
+/// Writes the selected keys of ConfigMap or Secret `name` (`what` names its
+/// kind in errors; `data` reads its keys).
+async fn write_object<K>(
+    api: &Api<K>,
     dir: &Path,
+    what: &str,
     name: &str,
+    data: fn(&K) -> BTreeMap<String, Vec<u8>>,
     items: Option<&Vec<KeyToPath>>,
     optional: bool,
-) -> Result<(), String> {
+) -> Result<(), String>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
-    let data = found.as_ref().map(config_map_data);
-    write_keys(dir, &format!("configmap {name:?}"), data, items, optional)
-}
-
-async fn write_secret(
-    api: &Api<Secret>,
-    dir: &Path,
-    name: &str,
-    items: Option<&Vec<KeyToPath>>,
-    optional: bool,
-) -> Result<(), String> {
-    let found = api.get_opt(name).await.map_err(|e| e.to_string())?;
-    let data = found.as_ref().map(secret_data);
-    write_keys(dir, &format!("secret {name:?}"), data, items, optional)
+    let data = found.as_ref().map(data);
+    write_keys(dir, &format!("{what} {name:?}"), data, items, optional)
 }
 
 fn write_downward(
@@ -364,12 +360,25 @@ pub async fn materialize(
                     name,
                     items,
                     optional,
-                } => write_config_map(&config_maps, &dir, name, items, optional).await,
+                } => {
+                    write_object(
+                        &config_maps,
+                        &dir,
+                        "configmap",
+                        name,
+                        config_map_data,
+                        items,
+                        optional,
+                    )
+                    .await
+                }
                 Source::Secret {
                     name,
                     items,
                     optional,
-                } => write_secret(&secrets, &dir, name, items, optional).await,
+                } => {
+                    write_object(&secrets, &dir, "secret", name, secret_data, items, optional).await
+                }
                 Source::Downward(items) => write_downward(pod, &dir, items, sources),
                 Source::Token {
                     path,
