@@ -1,9 +1,12 @@
 //! The admin endpoint every mesh process serves (the proxy on 4191, the
 //! controllers on 9990): `/metrics` in the Prometheus text format, `/ready`
-//! (200 `ready` or 503 `not ready`), `/live` (always 200 `live`).
+//! (200 `ready` or 503 `not ready`), `/live` (always 200 `live`), and, when
+//! the process allows it, `POST /shutdown` (as Linkerd's proxy: only from
+//! loopback, so a pod's own containers can end their proxy, as Jobs do).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
@@ -18,6 +21,7 @@ use tokio::net::TcpListener;
 pub struct Admin {
     registry: Arc<Registry>,
     ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    shutdown: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -32,7 +36,14 @@ impl Admin {
         Self {
             registry,
             ready: Arc::new(ready),
+            shutdown: None,
         }
+    }
+
+    /// Serves `POST /shutdown`, which calls `shutdown`.
+    pub fn with_shutdown(mut self, shutdown: impl Fn() + Send + Sync + 'static) -> Self {
+        self.shutdown = Some(Arc::new(shutdown));
+        self
     }
 
     /// Serves HTTP/1 on `listener` until `shutdown` completes.
@@ -43,12 +54,14 @@ impl Admin {
                 accepted = listener.accept() => accepted,
                 () = &mut shutdown => return,
             };
-            let Ok((stream, _)) = accepted else { continue };
+            let Ok((stream, peer)) = accepted else {
+                continue;
+            };
             let admin = self.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let admin = admin.clone();
-                    async move { Ok::<_, Infallible>(admin.respond(&req)) }
+                    async move { Ok::<_, Infallible>(admin.respond(&req, peer)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -57,7 +70,7 @@ impl Admin {
         }
     }
 
-    fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    fn respond(&self, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let text = |status: StatusCode, body: String, content_type: &'static str| {
             let mut response = Response::new(Full::new(Bytes::from(body)));
             *response.status_mut() = status;
@@ -67,6 +80,25 @@ impl Admin {
             );
             response
         };
+        if req.uri().path() == "/shutdown" {
+            return match (&self.shutdown, req.method()) {
+                (None, _) => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
+                (Some(_), m) if m != Method::POST => text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "POST only\n".into(),
+                    "text/plain",
+                ),
+                (Some(_), _) if !peer.ip().is_loopback() => text(
+                    StatusCode::FORBIDDEN,
+                    "shutdown is only allowed from the pod itself (loopback)\n".into(),
+                    "text/plain",
+                ),
+                (Some(shutdown), _) => {
+                    shutdown();
+                    text(StatusCode::OK, "shutdown\n".into(), "text/plain")
+                }
+            };
+        }
         if req.method() != Method::GET {
             return text(
                 StatusCode::METHOD_NOT_ALLOWED,

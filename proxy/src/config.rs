@@ -22,6 +22,7 @@
 //! | `LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT` | `10s` | how long protocol detection waits for the first bytes |
 //! | `LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT` | `100ms` / `1s` | connecting to the application / to endpoints |
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
+//! | `LINKERD2_PROXY_CORES` | `1` | worker threads (the injector sets it from the CPU limit) |
 //! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
 
 use std::collections::BTreeSet;
@@ -133,6 +134,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The log filter.
     pub log: String,
+    /// Worker threads.
+    pub worker_threads: usize,
 }
 
 /// A variable that cannot be used.
@@ -250,6 +253,7 @@ impl Config {
             destination,
             identity,
             shutdown_grace: env.duration("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "120s")?,
+            worker_threads: env.parse::<usize>("LINKERD2_PROXY_CORES", "1")?.max(1),
             log: env
                 .get("LINKERD2_PROXY_LOG")
                 .unwrap_or_else(|| "warn,mesh_proxy=info".into()),

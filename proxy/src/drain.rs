@@ -9,6 +9,22 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The shutdown signal, as seen by one task.
+#[derive(Debug, Clone)]
+pub struct Signal(watch::Receiver<bool>);
+
+impl Signal {
+    /// The underlying receiver (true once shutdown starts).
+    pub fn receiver(self) -> watch::Receiver<bool> {
+        self.0
+    }
+
+    /// Completes once shutdown starts.
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
 /// The tasks of one component and the signal that stops them.
 #[derive(Debug)]
 pub struct Drain {
@@ -37,6 +53,11 @@ impl Drain {
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }
+    }
+
+    /// A cloneable handle on the signal, for tasks that start more tasks.
+    pub fn signal(&self) -> Signal {
+        Signal(self.signal.subscribe())
     }
 
     /// Runs `task`, which must end soon after [`Drain::signaled`] completes.

@@ -1,22 +1,41 @@
-//! The mesh data plane, as a library (the `mesh-proxy` binary and the
-//! multicluster gateway are built on it).
+//! The mesh data plane, as a library (the `mesh-proxy` and `mesh-init`
+//! binaries and the multicluster gateway are built on it).
 //!
-//! - [`admin`]: `/metrics`, `/ready`, `/live`.
-//! - [`config`]: the `LINKERD2_PROXY_*` environment.
-//! - [`detect`]: what a connection speaks, from its first bytes.
-//! - [`orig_dst`]: where a redirected connection was going.
-//! - [`drain`]: graceful shutdown of a component's tasks.
-//! - [`tls`]: mutual TLS on workload identities: rustls configurations that
-//!   present the current certificate (swapped on renewal), verify peers
-//!   against the trust roots, and expose the peer's identity.
-//! - [`identity`]: the client of the identity service: a key that never
-//!   leaves the process, a CSR, the ServiceAccount token, `Certify`, and
-//!   renewal at 70 % of the lifetime.
+//! Request path: [`outbound`] accepts the pod's redirected connections
+//! ([`orig_dst`], [`detect`]), asks [`discover`] what the address is,
+//! routes, splits ([`split`]), balances ([`balance`]), times out and
+//! retries ([`retry`]) each HTTP request, and reaches endpoints through
+//! [`endpoint`] (mutual TLS from [`tls`], HTTP/1 carried over HTTP/2,
+//! [`transport_header`] for opaque streams). [`inbound`] terminates mutual
+//! TLS and hands requests to the application with the caller's identity.
+//! Both count [`metrics`] (Linkerd's names), served by [`admin`].
+//!
+//! - [`app`]: the proxy assembled from its configuration ([`config`]).
+//! - [`identity`]: certificates from the identity service, renewed.
+//! - [`control`]: gRPC channels to the control plane.
+//! - [`http`], [`observe`], [`forward`]: HTTP and TCP plumbing.
+//! - [`drain`]: graceful shutdown.
+//! - [`init`]: the iptables rules `mesh-init` installs.
 
 pub mod admin;
+pub mod app;
+pub mod balance;
 pub mod config;
+pub mod control;
 pub mod detect;
+pub mod discover;
 pub mod drain;
+pub mod endpoint;
+pub mod forward;
+pub mod http;
 pub mod identity;
+pub mod inbound;
+pub mod init;
+pub mod metrics;
+pub mod observe;
 pub mod orig_dst;
+pub mod outbound;
+pub mod retry;
+pub mod split;
 pub mod tls;
+pub mod transport_header;

@@ -4,16 +4,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use hyper_util::rt::TokioIo;
 use linkerd2_proxy_api::identity::CertifyRequest;
 use linkerd2_proxy_api::identity::identity_client::IdentityClient;
 use rustls_pki_types::CertificateDer;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::LocalKey;
-use crate::tls::{self, ALPN_H2, Credentials};
+use crate::tls::{self, Credentials};
 
 /// Why a certificate could not be obtained.
 #[derive(Debug, thiserror::Error)]
@@ -59,25 +58,10 @@ pub fn channel(
     server_identity: &str,
     credentials: &Arc<Credentials>,
 ) -> Result<Channel, CertifyError> {
-    let config = credentials.client_config(&[ALPN_H2])?;
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let server_name = tls::server_name(server_identity)?;
-    let addr = addr.to_owned();
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| CertifyError::Response(format!("identity address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(5));
-    let connect = tower::service_fn(move |_uri: http::Uri| {
-        let connector = connector.clone();
-        let server_name = server_name.clone();
-        let addr = addr.clone();
-        async move {
-            let tcp = tokio::net::TcpStream::connect(addr.as_str()).await?;
-            tcp.set_nodelay(true)?;
-            let tls = connector.connect(server_name, tcp).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(tls))
-        }
-    });
-    Ok(endpoint.connect_with_connector_lazy(connect))
+    crate::control::channel(addr, Some((server_identity, credentials))).map_err(|e| match e {
+        crate::control::ChannelError::Tls(e) => CertifyError::Tls(e),
+        other => CertifyError::Response(other.to_string()),
+    })
 }
 
 /// One `Certify`: a fresh key and CSR for `identity`, the token read from

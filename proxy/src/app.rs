@@ -1,0 +1,171 @@
+//! The proxy assembled from its configuration: identity (certificate and
+//! renewal), discovery, the outbound, inbound and admin listeners, and a
+//! shutdown on SIGTERM, SIGINT or `POST /shutdown` that stops accepting and
+//! lets in-flight requests finish within the grace period.
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::discover::Discovery;
+use crate::drain::Drain;
+use crate::endpoint::TlsClients;
+use crate::identity::schedule::Backoff;
+use crate::identity::{IdentityConfig, IdentityMetrics};
+use crate::inbound::Inbound;
+use crate::metrics::{HttpMetrics, TcpMetrics};
+use crate::outbound::Outbound;
+use crate::tls::Credentials;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The trust anchors are unusable.
+    #[error("LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS: {0}")]
+    Anchors(String),
+    /// TLS set-up failed.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A control-plane channel could not be set up.
+    #[error(transparent)]
+    Channel(#[from] crate::control::ChannelError),
+    /// A listener could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A profile network is not a CIDR.
+    #[error(
+        "LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS: {0:?} is not a network such as 10.0.0.0/8"
+    )]
+    Network(String),
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+/// Runs the proxy until a shutdown is asked for and has drained.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let mut registry = Registry::default();
+    let http_metrics = HttpMetrics::register(&mut registry);
+    let tcp_metrics = TcpMetrics::register(&mut registry);
+    let mut drain = Drain::new();
+
+    let credentials = match &config.identity {
+        Some(identity) => {
+            let roots = CertificateDer::pem_slice_iter(identity.trust_anchors.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StartError::Anchors(e.to_string()))?;
+            let credentials = Credentials::new(identity.local_name.clone(), &roots)?;
+            let metrics = IdentityMetrics::register(&mut registry);
+            let refresh = crate::identity::refresh::run(
+                IdentityConfig {
+                    addr: identity.service_addr.clone(),
+                    server_identity: identity.service_name.clone(),
+                    token_path: identity.token_file.clone(),
+                    backoff: Backoff::default(),
+                },
+                credentials.clone(),
+                metrics,
+                drain.signal().receiver(),
+            );
+            drain.spawn(refresh);
+            Some(credentials)
+        }
+        None => None,
+    };
+    let tls = credentials.as_ref().map(TlsClients::new).transpose()?;
+    let discovery = match &config.destination {
+        Some(destination) => {
+            let networks = destination
+                .profile_networks
+                .iter()
+                .map(|n| n.parse().map_err(|_| StartError::Network(n.clone())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let tls = match (&destination.service_name, &credentials) {
+                (Some(name), Some(credentials)) => Some((name.as_str(), credentials)),
+                _ => None,
+            };
+            let channel = crate::control::channel(&destination.service_addr, tls)?;
+            Some(Discovery::new(
+                channel,
+                destination.context.clone(),
+                networks,
+            ))
+        }
+        None => None,
+    };
+
+    let outbound = Outbound::new(
+        config.outbound.clone(),
+        discovery,
+        tls,
+        http_metrics.clone(),
+        tcp_metrics.clone(),
+    );
+    let inbound = Inbound::new(
+        config.inbound.clone(),
+        credentials.clone(),
+        http_metrics,
+        tcp_metrics,
+    )?;
+    let outbound_listener = bind(config.outbound.listen).await?;
+    let inbound_listener = bind(config.inbound.listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let ready_credentials = credentials.clone();
+    let admin = Admin::new(Arc::new(registry), move || {
+        ready_credentials
+            .as_ref()
+            .is_none_or(|c| c.has_certificate())
+    })
+    .with_shutdown(move || {
+        let _ = stop_tx.send(true);
+    });
+    drain.spawn(admin.serve(admin_listener, drain.signaled()));
+    drain.spawn(outbound.serve(outbound_listener, drain.signal()));
+    drain.spawn(inbound.serve(inbound_listener, drain.signal()));
+    tracing::info!(
+        outbound = %config.outbound.listen,
+        inbound = %config.inbound.listen,
+        admin = %config.admin_listen,
+        identity = credentials.as_ref().map(|c| c.local_identity()).unwrap_or("none"),
+        "proxy started"
+    );
+
+    let reason = wait_for_stop(&mut stop_rx).await;
+    tracing::info!(
+        "{reason}: draining for up to {}",
+        humantime::format_duration(config.shutdown_grace)
+    );
+    drain.shutdown(config.shutdown_grace).await;
+    Ok(())
+}
+
+async fn wait_for_stop(admin: &mut tokio::sync::watch::Receiver<bool>) -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        let _ = admin.wait_for(|stop| *stop).await;
+        return "shutdown asked";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = admin.wait_for(|stop| *stop) => "POST /shutdown",
+    }
+}

@@ -1,0 +1,244 @@
+//! Load balancing over a Service's endpoints: power of two choices over
+//! peak-EWMA cost (latency estimate × requests in flight), for HTTP
+//! requests and TCP connections alike, with failure accrual taking failing
+//! endpoints out and probing them back in.
+//!
+//! The endpoint set comes from a discovery watch; members (with their
+//! connection pools and estimates) survive set changes for as long as their
+//! address stays, so a change under load disturbs nothing that still exists.
+//! A request that finds no endpoint waits for one, up to a deadline.
+
+pub mod accrual;
+pub mod ewma;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::RngExt;
+use tokio::time::Instant;
+
+use crate::discover::{Endpoint, EndpointSet, EndpointsWatch};
+use crate::endpoint::EndpointClient;
+use accrual::Accrual;
+use ewma::PeakEwma;
+
+/// Linkerd's default latency estimate for a new endpoint.
+pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
+/// Linkerd's default EWMA decay.
+pub const DECAY: Duration = Duration::from_secs(10);
+
+/// One endpoint in a balancer.
+#[derive(Debug)]
+pub struct Member {
+    /// The endpoint's client.
+    pub client: EndpointClient,
+    ewma: Mutex<PeakEwma>,
+    accrual: Mutex<Accrual>,
+    pending: AtomicUsize,
+}
+
+impl Member {
+    /// A member for `client`.
+    pub fn new(client: EndpointClient) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            ewma: Mutex::new(PeakEwma::new(DEFAULT_RTT, DECAY, Instant::now())),
+            accrual: Mutex::new(Accrual::default()),
+            pending: AtomicUsize::new(0),
+        })
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.client.endpoint()
+    }
+
+    fn cost(&self) -> f64 {
+        lock(&self.ewma).cost(self.pending.load(Ordering::Relaxed))
+    }
+
+    fn available(&self, now: Instant) -> bool {
+        lock(&self.accrual).available(now)
+    }
+
+    fn admit(&self, now: Instant) {
+        lock(&self.accrual).admit(now);
+    }
+
+    /// Starts a request (or a connection); finish it with the returned
+    /// guard.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            member: self.clone(),
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+}
+
+/// A request (or connection) in flight to a member.
+#[derive(Debug)]
+pub struct InFlight {
+    member: Arc<Member>,
+    started: Instant,
+    finished: bool,
+}
+
+impl InFlight {
+    /// Records the outcome: the latency feeds the estimate, the success or
+    /// failure the accrual.
+    pub fn finish(mut self, success: bool) {
+        let now = Instant::now();
+        lock(&self.member.ewma).observe(now - self.started, now);
+        lock(&self.member.accrual).record(success, now, rand::rng().random::<f64>());
+        self.finished = true;
+    }
+
+    /// The latency so far is known good (a TCP connection was established)
+    /// but the work goes on: record the latency and success now, keep
+    /// counting it as pending until the guard drops.
+    pub fn established(&mut self) {
+        let now = Instant::now();
+        lock(&self.member.ewma).observe(now - self.started, now);
+        lock(&self.member.accrual).record(true, now, rand::rng().random::<f64>());
+        self.finished = true;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.member.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why no endpoint could be picked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PickError {
+    /// The Service does not exist.
+    #[error("the destination service does not know {0}")]
+    NotFound(String),
+    /// The Service has no endpoints (within the deadline).
+    #[error("{0} has no endpoints")]
+    NoEndpoints(String),
+    /// Discovery did not answer within the deadline.
+    #[error("discovery did not answer for {0}")]
+    Unresolved(String),
+}
+
+/// Builds the client of a new endpoint.
+pub type MakeClient = Arc<dyn Fn(&Endpoint) -> Option<EndpointClient> + Send + Sync>;
+
+/// The balancer of one Service (one `name:port`).
+pub struct Balancer {
+    authority: String,
+    watch: Mutex<EndpointsWatch>,
+    members: Mutex<(Arc<EndpointSet>, Vec<Arc<Member>>)>,
+    make: MakeClient,
+}
+
+impl std::fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balancer")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Balancer {
+    /// A balancer over the endpoints `watch` publishes.
+    pub fn new(authority: String, watch: EndpointsWatch, make: MakeClient) -> Arc<Self> {
+        Arc::new(Self {
+            authority,
+            watch: Mutex::new(watch),
+            members: Mutex::new((Arc::default(), Vec::new())),
+            make,
+        })
+    }
+
+    /// The Service's `name:port`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// Picks an endpoint, waiting up to `wait` for one to exist.
+    pub async fn pick(&self, wait: Duration) -> Result<Arc<Member>, PickError> {
+        let deadline = Instant::now() + wait;
+        let mut watch = lock(&self.watch).clone();
+        loop {
+            let set = watch.borrow_and_update().clone();
+            if let Some(member) = self.pick_from(&set) {
+                return Ok(member);
+            }
+            if set.resolved && !set.exists {
+                return Err(PickError::NotFound(self.authority.clone()));
+            }
+            match tokio::time::timeout_at(deadline, watch.changed()).await {
+                Ok(Ok(())) => {}
+                _ if set.resolved => return Err(PickError::NoEndpoints(self.authority.clone())),
+                _ => return Err(PickError::Unresolved(self.authority.clone())),
+            }
+        }
+    }
+
+    fn pick_from(&self, set: &Arc<EndpointSet>) -> Option<Arc<Member>> {
+        let members = self.members_for(set);
+        p2c(&members, Instant::now())
+    }
+
+    /// The members for `set`, rebuilt when the set changed: members whose
+    /// endpoint is unchanged are kept.
+    fn members_for(&self, set: &Arc<EndpointSet>) -> Vec<Arc<Member>> {
+        let mut current = lock(&self.members);
+        if !Arc::ptr_eq(&current.0, set) {
+            let old = std::mem::take(&mut current.1);
+            let members = set
+                .endpoints
+                .values()
+                .filter_map(|endpoint| {
+                    old.iter()
+                        .find(|m| m.endpoint() == endpoint)
+                        .cloned()
+                        .or_else(|| (self.make)(endpoint).map(Member::new))
+                })
+                .collect();
+            *current = (set.clone(), members);
+        }
+        current.1.clone()
+    }
+}
+
+/// Power of two choices: two distinct members drawn at random among those
+/// available, the cheaper wins. When every member is ejected, all of them
+/// are candidates (sending somewhere beats failing outright).
+pub fn p2c(members: &[Arc<Member>], now: Instant) -> Option<Arc<Member>> {
+    let available: Vec<&Arc<Member>> = members.iter().filter(|m| m.available(now)).collect();
+    let candidates: Vec<&Arc<Member>> = if available.is_empty() {
+        members.iter().collect()
+    } else {
+        available
+    };
+    let chosen = match candidates.len() {
+        0 => None,
+        1 => Some(candidates[0].clone()),
+        n => {
+            let mut rng = rand::rng();
+            let a = rng.random_range(0..n);
+            let mut b = rng.random_range(0..n - 1);
+            if b >= a {
+                b += 1;
+            }
+            let (a, b) = (candidates[a], candidates[b]);
+            Some(if a.cost() <= b.cost() { a } else { b }.clone())
+        }
+    };
+    if let Some(member) = &chosen {
+        member.admit(now);
+    }
+    chosen
+}

@@ -1,0 +1,251 @@
+//! The client of the destination service: `GetProfile` for every outbound
+//! address in the profile networks, `Get` for every Service (and split
+//! backend) traffic goes to.
+//!
+//! Each lookup is one long-lived watch, shared by every connection that
+//! needs it and published through a `tokio::sync::watch` channel. When the
+//! stream breaks (a destination pod restarts, the network blips), the last
+//! answer keeps serving while the watch reconnects with jittered back-off;
+//! the new stream's first answer then replaces the old state, so endpoints
+//! removed during the outage go away and nothing else changes. A watch no
+//! connection has used for a while is closed.
+
+pub mod endpoints;
+pub mod profile;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use linkerd2_proxy_api::destination::destination_client::DestinationClient;
+use linkerd2_proxy_api::destination::{self as api, GetDestination};
+use rand::RngExt;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+pub use endpoints::{Endpoint, EndpointSet};
+pub use profile::Profile;
+
+use crate::identity::schedule::Backoff;
+
+/// What a profile watch holds: `None` until the first answer.
+pub type ProfileWatch = watch::Receiver<Option<Arc<Profile>>>;
+/// What an endpoint watch holds.
+pub type EndpointsWatch = watch::Receiver<Arc<EndpointSet>>;
+
+/// How often an unused watch is looked at, and closed when still unused.
+const IDLE_CHECK: Duration = Duration::from_secs(60);
+
+type Cache<K, T> = Arc<Mutex<HashMap<K, watch::Receiver<T>>>>;
+
+/// The destination service's client.
+#[derive(Debug)]
+pub struct Discovery {
+    client: DestinationClient<Channel>,
+    context: String,
+    networks: Vec<IpNet>,
+    backoff: Backoff,
+    profiles: Cache<SocketAddr, Option<Arc<Profile>>>,
+    endpoints: Cache<String, Arc<EndpointSet>>,
+}
+
+impl Discovery {
+    /// A client on `channel`, sending `context` as the context token and
+    /// looking up profiles for addresses in `networks`.
+    pub fn new(channel: Channel, context: String, networks: Vec<IpNet>) -> Arc<Self> {
+        Arc::new(Self {
+            client: DestinationClient::new(channel),
+            context,
+            networks,
+            backoff: Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(10),
+            },
+            profiles: Arc::default(),
+            endpoints: Arc::default(),
+        })
+    }
+
+    /// Watches the profile of `addr`, or `None` when `addr` is outside the
+    /// profile networks (it is then forwarded as it came).
+    pub fn profile(self: &Arc<Self>, addr: SocketAddr) -> Option<ProfileWatch> {
+        if !self.networks.iter().any(|n| n.contains(&addr.ip())) {
+            return None;
+        }
+        let this = self.clone();
+        Some(watch_shared(&self.profiles, addr, None, move |tx| {
+            this.run_profile(addr, tx)
+        }))
+    }
+
+    /// Watches the endpoints of `authority` (`name:port`).
+    pub fn endpoints(self: &Arc<Self>, authority: &str) -> EndpointsWatch {
+        let this = self.clone();
+        let key = authority.to_owned();
+        watch_shared(&self.endpoints, key.clone(), Arc::default(), move |tx| {
+            this.run_endpoints(key, tx)
+        })
+    }
+
+    fn request(&self, path: String) -> GetDestination {
+        GetDestination {
+            scheme: "k8s".into(),
+            path,
+            context_token: self.context.clone(),
+        }
+    }
+
+    async fn run_profile(
+        self: Arc<Self>,
+        addr: SocketAddr,
+        tx: watch::Sender<Option<Arc<Profile>>>,
+    ) {
+        let mut failures = 0u32;
+        loop {
+            let mut client = self.client.clone();
+            match client.get_profile(self.request(addr.to_string())).await {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(profile)) => {
+                                failures = 0;
+                                let profile = profile::from_api(profile, addr.port());
+                                tx.send_replace(Some(Arc::new(profile)));
+                            }
+                            Ok(None) => break,
+                            Err(status) => {
+                                tracing::debug!(%addr, "profile stream: {status}");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(status) if is_final(&status) => {
+                    tracing::debug!(%addr, "no profile: {status}");
+                    tx.send_replace(Some(Arc::default()));
+                    return;
+                }
+                Err(status) => {
+                    tracing::debug!(%addr, "GetProfile: {status}");
+                }
+            }
+            failures = failures.saturating_add(1);
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(self.delay(failures)).await;
+        }
+    }
+
+    async fn run_endpoints(
+        self: Arc<Self>,
+        authority: String,
+        tx: watch::Sender<Arc<EndpointSet>>,
+    ) {
+        let mut failures = 0u32;
+        loop {
+            let mut client = self.client.clone();
+            match client.get(self.request(authority.clone())).await {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    let mut reset = true;
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(api::Update {
+                                update: Some(update),
+                            })) => {
+                                failures = 0;
+                                tx.send_modify(|set| Arc::make_mut(set).apply(update, reset));
+                                reset = false;
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) => break,
+                            Err(status) => {
+                                tracing::debug!(%authority, "endpoint stream: {status}");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(status) if is_final(&status) => {
+                    tracing::warn!(%authority, "the destination service refuses {authority}: {status}");
+                    tx.send_modify(|set| {
+                        let set = Arc::make_mut(set);
+                        set.resolved = true;
+                        set.exists = false;
+                    });
+                    return;
+                }
+                Err(status) => tracing::debug!(%authority, "Get: {status}"),
+            }
+            failures = failures.saturating_add(1);
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(self.delay(failures)).await;
+        }
+    }
+
+    fn delay(&self, failures: u32) -> Duration {
+        self.backoff
+            .delay(failures.saturating_sub(1), rand::rng().random::<f64>())
+    }
+}
+
+/// Whether a lookup error will not change by asking again.
+fn is_final(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument | tonic::Code::NotFound
+    )
+}
+
+/// The cached watch for `key`, started with `run` when there is none. The
+/// watch task ends, and leaves the cache, once only the cache has held it
+/// for an idle period.
+fn watch_shared<K, T, F, Fut>(cache: &Cache<K, T>, key: K, initial: T, run: F) -> watch::Receiver<T>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    T: Send + Sync + 'static,
+    F: FnOnce(watch::Sender<T>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(rx) = map.get(&key) {
+        return rx.clone();
+    }
+    let (tx, rx) = watch::channel(initial);
+    map.insert(key.clone(), rx.clone());
+    let probe = tx.clone();
+    let work = run(tx);
+    let cache = cache.clone();
+    tokio::spawn(async move {
+        tokio::pin!(work);
+        let mut idle_ticks = 0;
+        loop {
+            tokio::select! {
+                () = &mut work => break,
+                () = tokio::time::sleep(IDLE_CHECK) => {}
+            }
+            let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+            // The cache's own receiver is one; nobody else holds it.
+            if probe.receiver_count() <= 1 {
+                idle_ticks += 1;
+                if idle_ticks >= 2 {
+                    map.remove(&key);
+                    return;
+                }
+            } else {
+                idle_ticks = 0;
+            }
+        }
+        // The lookup ended for good (the answer cannot change): keep the
+        // answer cached, it stays true.
+    });
+    rx
+}

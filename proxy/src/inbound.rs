@@ -1,0 +1,348 @@
+//! The inbound side (listener 4143): connections to the pod, redirected by
+//! iptables. Mesh TLS (a ClientHello naming this workload's identity) is
+//! terminated and the client's identity recorded; a transport header, when
+//! the client sent one, names the real port. What is inside is detected
+//! again: HTTP is served request by request to the application in plain
+//! text, with `l5d-client-id` set (and any forged one removed) and
+//! `l5d-orig-proto` requests restored to HTTP/1; anything else is relayed
+//! as opaque TCP. Other TLS (the application's own) passes through
+//! untouched.
+//!
+//! Authorization policy (issue "policy") will sit in [`Inbound::authorize`]:
+//! every connection passes through it with its client identity and port.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderValue, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+use crate::config::DirectionConfig;
+use crate::detect::{self, Protocol};
+use crate::discover::Endpoint;
+use crate::drain::Signal;
+use crate::endpoint::{self, Body, EndpointClient, ORIG_PROTO};
+use crate::forward;
+use crate::http::{self as proxy_http, error_response};
+use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
+use crate::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
+use crate::transport_header;
+
+/// The header that tells the application who called.
+pub const CLIENT_ID: &str = "l5d-client-id";
+
+/// What is known about a connection's client.
+#[derive(Debug, Clone)]
+struct Peer {
+    /// The identity its certificate proved, if it presented one over mesh
+    /// TLS.
+    identity: Option<String>,
+    /// Why there is no identity.
+    no_tls_reason: &'static str,
+}
+
+impl Peer {
+    fn labels(&self) -> Labels {
+        match &self.identity {
+            Some(id) => vec![("tls", "true".to_owned()), ("client_id", id.clone())],
+            None => vec![
+                ("tls", "no_identity".to_owned()),
+                ("no_tls_reason", self.no_tls_reason.to_owned()),
+            ],
+        }
+    }
+}
+
+/// The inbound proxy.
+pub struct Inbound {
+    config: DirectionConfig,
+    credentials: Option<Arc<Credentials>>,
+    server_tls: Option<Arc<ServerConfig>>,
+    http_metrics: HttpMetrics,
+    tcp_metrics: TcpMetrics,
+    apps: Mutex<HashMap<SocketAddr, Arc<EndpointClient>>>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("listen", &self.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inbound {
+    /// The inbound proxy; without `credentials`, mesh TLS is not
+    /// terminated (it passes through like any TLS).
+    pub fn new(
+        config: DirectionConfig,
+        credentials: Option<Arc<Credentials>>,
+        http_metrics: HttpMetrics,
+        tcp_metrics: TcpMetrics,
+    ) -> Result<Arc<Self>, TlsError> {
+        let server_tls = credentials
+            .as_ref()
+            .map(|c| {
+                c.server_config(
+                    ClientAuth::Optional,
+                    &[ALPN_TRANSPORT_HEADER, ALPN_H2, b"http/1.1"],
+                )
+            })
+            .transpose()?;
+        Ok(Arc::new(Self {
+            config,
+            credentials,
+            server_tls,
+            http_metrics,
+            tcp_metrics,
+            apps: Mutex::default(),
+        }))
+    }
+
+    /// Accepts connections on `listener` until `drain` completes.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Signal) {
+        let stop = drain.clone().wait();
+        tokio::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut stop => return,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            let drain = drain.clone();
+            tokio::spawn(async move { this.connection(stream, drain).await });
+        }
+    }
+
+    /// Where policy will decide whether `peer` may reach `target`; today
+    /// every connection is allowed (Linkerd's default `all-unauthenticated`).
+    fn authorize(&self, _peer: &Peer, _target: SocketAddr) -> bool {
+        true
+    }
+
+    async fn connection(self: Arc<Self>, stream: TcpStream, drain: Signal) {
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let orig = crate::orig_dst::original_dst(&stream, local).unwrap_or(local);
+        if self.config.skip_ports.contains(orig.port()) {
+            forward::raw(stream, orig, self.config.connect_timeout).await;
+            return;
+        }
+        let (protocol, io) = match detect::detect(
+            stream,
+            self.config.detect_timeout,
+            detect::MAX_DETECT_BYTES,
+        )
+        .await
+        {
+            Ok(detected) => detected,
+            Err(e) => {
+                tracing::debug!(%orig, "detection: {e}");
+                return;
+            }
+        };
+        let sni = (protocol == Protocol::Tls)
+            .then(|| detect::client_hello_sni(io.prefix()))
+            .flatten();
+        let ours = match (&self.credentials, &sni) {
+            (Some(credentials), Some(sni)) => {
+                sni == credentials.local_identity() && credentials.has_certificate()
+            }
+            _ => false,
+        };
+        if !ours {
+            let peer = Peer {
+                identity: None,
+                no_tls_reason: if protocol == Protocol::Tls {
+                    "passthru"
+                } else {
+                    "no_tls_from_remote"
+                },
+            };
+            let opaque = protocol == Protocol::Tls
+                || protocol == Protocol::Opaque
+                || self.config.opaque_ports.contains(orig.port());
+            let protocol = if opaque { Protocol::Opaque } else { protocol };
+            self.clone().proxy(io, orig, peer, protocol, drain).await;
+            return;
+        }
+        let Some(server_tls) = self.server_tls.clone() else {
+            return;
+        };
+        let tls = match tokio_rustls::TlsAcceptor::from(server_tls).accept(io).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::info!(%orig, "mesh TLS handshake: {e}");
+                return;
+            }
+        };
+        let connection = tls.get_ref().1;
+        let peer = Peer {
+            identity: tls::peer_identity(connection),
+            no_tls_reason: "no_client_certificate",
+        };
+        let header = connection.alpn_protocol() == Some(ALPN_TRANSPORT_HEADER);
+        let mut tls = tls;
+        if header {
+            let header = match transport_header::read(&mut tls).await {
+                Ok(header) => header,
+                Err(e) => {
+                    tracing::info!(%orig, "transport header: {e}");
+                    return;
+                }
+            };
+            let Ok(port) = u16::try_from(header.port) else {
+                return;
+            };
+            if !header.name.is_empty() {
+                tracing::info!(name = %header.name, "a transport header naming a Service reached a workload proxy: refused");
+                return;
+            }
+            let target = SocketAddr::new(orig.ip(), port);
+            self.proxy(tls, target, peer, Protocol::Opaque, drain).await;
+            return;
+        }
+        if self.config.opaque_ports.contains(orig.port()) {
+            self.proxy(tls, orig, peer, Protocol::Opaque, drain).await;
+            return;
+        }
+        match detect::detect(tls, self.config.detect_timeout, detect::MAX_DETECT_BYTES).await {
+            Ok((protocol, io)) => self.proxy(io, orig, peer, protocol, drain).await,
+            Err(e) => tracing::debug!(%orig, "detection inside TLS: {e}"),
+        }
+    }
+
+    async fn proxy<I>(
+        self: Arc<Self>,
+        io: I,
+        target: SocketAddr,
+        peer: Peer,
+        protocol: Protocol,
+        drain: Signal,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if !self.authorize(&peer, target) {
+            return;
+        }
+        let mut labels = vec![
+            ("direction", "inbound".to_owned()),
+            ("peer", "src".to_owned()),
+            ("target_addr", target.to_string()),
+        ];
+        labels.extend(peer.labels());
+        let io = self.tcp_metrics.track(labels, io);
+        match protocol {
+            Protocol::Http1 | Protocol::Http2 => {
+                let this = self.clone();
+                let handle = move |req| {
+                    let this = this.clone();
+                    let peer = peer.clone();
+                    async move { this.request(target, &peer, req).await }
+                };
+                proxy_http::serve(io, protocol, handle, drain.wait()).await;
+            }
+            _ => {
+                match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(target))
+                    .await
+                {
+                    Ok(Ok(app)) => {
+                        let _ = app.set_nodelay(true);
+                        forward::copy(io, app).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%target, "connecting to the application: {e}"),
+                    Err(_) => tracing::info!(%target, "connecting to the application timed out"),
+                }
+            }
+        }
+    }
+
+    fn app(&self, target: SocketAddr) -> Arc<EndpointClient> {
+        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        apps.entry(target)
+            .or_insert_with(|| {
+                Arc::new(EndpointClient::plain(
+                    Endpoint {
+                        addr: target,
+                        identity: None,
+                        http2: false,
+                        opaque_transport_port: None,
+                        labels: Vec::new(),
+                    },
+                    self.config.connect_timeout,
+                ))
+            })
+            .clone()
+    }
+
+    async fn request(
+        &self,
+        target: SocketAddr,
+        peer: &Peer,
+        mut req: Request<Incoming>,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let headers = req.headers_mut();
+        headers.remove(CLIENT_ID);
+        if let Some(id) = peer
+            .identity
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
+            headers.insert(CLIENT_ID, id);
+        }
+        let downgraded = match headers.remove(ORIG_PROTO) {
+            Some(orig) if req.version() == Version::HTTP_2 => {
+                *req.version_mut() = if orig.as_bytes() == b"HTTP/1.0" {
+                    Version::HTTP_10
+                } else {
+                    Version::HTTP_11
+                };
+                true
+            }
+            _ => false,
+        };
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let mut labels: Labels = vec![
+            ("direction", "inbound".to_owned()),
+            ("authority", authority),
+            ("target_addr", target.to_string()),
+        ];
+        labels.extend(peer.labels());
+        let upgrade = proxy_http::take_upgrade(&mut req);
+        let response = match self.app(target).send(req.map(endpoint::boxed)).await {
+            Ok(mut response) => {
+                proxy_http::relay_upgrade(upgrade, &mut response);
+                if downgraded {
+                    response
+                        .headers_mut()
+                        .insert(ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
+                }
+                proxy_http::boxed_response(response)
+            }
+            Err(e) => error_response(
+                StatusCode::BAD_GATEWAY,
+                &format!("the application at {target} did not answer: {e}"),
+            ),
+        };
+        proxy_http::observe_response(&self.http_metrics, labels, response, None, started)
+    }
+}

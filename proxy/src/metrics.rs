@@ -1,0 +1,356 @@
+//! The proxy's golden metrics, with Linkerd's names, labels and latency
+//! buckets, so that dashboards and Flagger queries written for Linkerd read
+//! them unchanged.
+//!
+//! - HTTP: `request_total`, `response_total` (plus `classification` and
+//!   `status_code`, and `grpc_status` for gRPC), `response_latency_ms`
+//!   (a histogram with `status_code`), and the retry counters
+//!   `route_actual_request_total`,
+//!   `outbound_http_route_retry_requests_total` and
+//!   `outbound_http_route_retry_limit_exceeded_total`.
+//! - TCP: `tcp_open_total`, `tcp_close_total`, `tcp_open_connections`,
+//!   `tcp_read_bytes_total`, `tcp_write_bytes_total`, counted as bytes move.
+//!
+//! Label sets are plain lists (`direction`, `authority`, `tls`,
+//! `client_id` or `server_id`, `dst_*`, `route`, …) because which labels
+//! apply depends on what discovery said about the target.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A label set: names and values, in a stable order.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// Linkerd's `response_latency_ms` buckets.
+pub const LATENCY_BUCKETS_MS: [f64; 25] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS_MS)
+}
+
+/// What a response counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    /// Not a failure.
+    Success,
+    /// A 5xx, a non-OK gRPC status, or an error instead of a response.
+    Failure,
+}
+
+impl Classification {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// The HTTP metric families.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    requests: Family<Labels, Counter>,
+    responses: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    actual_requests: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    retry_limit_exceeded: Family<Labels, Counter>,
+}
+
+impl HttpMetrics {
+    /// Registers the families in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            responses: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            actual_requests: Family::default(),
+            retries: Family::default(),
+            retry_limit_exceeded: Family::default(),
+        };
+        registry.register(
+            "request",
+            "HTTP requests received",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "response",
+            "HTTP responses sent, by classification and status",
+            metrics.responses.clone(),
+        );
+        registry.register(
+            "response_latency_ms",
+            "Time from a request's start to its response's headers, in milliseconds",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "route_actual_request",
+            "HTTP requests sent to endpoints, retries included",
+            metrics.actual_requests.clone(),
+        );
+        registry.register(
+            "outbound_http_route_retry_requests",
+            "Retries sent",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "outbound_http_route_retry_limit_exceeded",
+            "Retries not sent because the retry budget was spent",
+            metrics.retry_limit_exceeded.clone(),
+        );
+        metrics
+    }
+
+    /// Counts a request.
+    pub fn request(&self, labels: &Labels) {
+        self.requests.get_or_create(labels).inc();
+    }
+
+    /// Counts one attempt sent to an endpoint.
+    pub fn attempt(&self, labels: &Labels) {
+        self.actual_requests.get_or_create(labels).inc();
+    }
+
+    /// Counts a retry sent.
+    pub fn retry(&self, labels: &Labels) {
+        self.retries.get_or_create(labels).inc();
+    }
+
+    /// Counts a retry the budget refused.
+    pub fn retry_refused(&self, labels: &Labels) {
+        self.retry_limit_exceeded.get_or_create(labels).inc();
+    }
+
+    /// Counts a response (or the error that stood in for it) and its
+    /// latency.
+    pub fn response(
+        &self,
+        labels: &Labels,
+        status: http::StatusCode,
+        grpc_status: Option<i32>,
+        classification: Classification,
+        latency: std::time::Duration,
+    ) {
+        let mut with_status = labels.clone();
+        with_status.push(("status_code", status.as_u16().to_string()));
+        self.latency
+            .get_or_create(&with_status)
+            .observe(latency.as_secs_f64() * 1000.0);
+        with_status.push(("classification", classification.label().to_owned()));
+        if let Some(code) = grpc_status {
+            with_status.push(("grpc_status", code.to_string()));
+        }
+        self.responses.get_or_create(&with_status).inc();
+    }
+}
+
+/// Classifies a response: 5xx, and gRPC statuses other than OK (in the
+/// headers of a trailers-only response or in the trailers) are failures.
+pub fn classify(status: http::StatusCode, grpc_status: Option<i32>) -> Classification {
+    if status.is_server_error() || grpc_status.is_some_and(|code| code != 0) {
+        Classification::Failure
+    } else {
+        Classification::Success
+    }
+}
+
+/// The `grpc-status` of a header map, if any.
+pub fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The TCP metric families.
+#[derive(Debug, Clone, Default)]
+pub struct TcpMetrics {
+    opened: Family<Labels, Counter>,
+    closed: Family<Labels, Counter>,
+    open: Family<Labels, Gauge>,
+    read: Family<Labels, Counter>,
+    written: Family<Labels, Counter>,
+}
+
+impl TcpMetrics {
+    /// Registers the families in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register("tcp_open", "TCP connections opened", metrics.opened.clone());
+        registry.register(
+            "tcp_close",
+            "TCP connections closed",
+            metrics.closed.clone(),
+        );
+        registry.register(
+            "tcp_open_connections",
+            "TCP connections open now",
+            metrics.open.clone(),
+        );
+        registry.register(
+            "tcp_read_bytes",
+            "Bytes read from TCP connections",
+            metrics.read.clone(),
+        );
+        registry.register(
+            "tcp_write_bytes",
+            "Bytes written to TCP connections",
+            metrics.written.clone(),
+        );
+        metrics
+    }
+
+    /// Counts a connection as open until the returned guard drops, and
+    /// wraps `io` so that its bytes are counted as they move.
+    pub fn track<I>(&self, labels: Labels, io: I) -> Counted<I> {
+        self.opened.get_or_create(&labels).inc();
+        self.open.get_or_create(&labels).inc();
+        Counted {
+            inner: io,
+            read: self.read.get_or_create(&labels).clone(),
+            written: self.written.get_or_create(&labels).clone(),
+            open: self.open.get_or_create(&labels).clone(),
+            closed: self.closed.get_or_create(&labels).clone(),
+        }
+    }
+}
+
+/// A connection whose bytes are counted, and whose close is counted when
+/// it drops.
+#[derive(Debug)]
+pub struct Counted<I> {
+    inner: I,
+    read: Counter,
+    written: Counter,
+    open: Gauge,
+    closed: Counter,
+}
+
+impl<I> Counted<I> {
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &I {
+        &self.inner
+    }
+}
+
+impl<I> Drop for Counted<I> {
+    fn drop(&mut self) {
+        self.open.dec();
+        self.closed.inc();
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Counted<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.read.inc_by(read as u64);
+        }
+        poll
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Counted<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.written.inc_by(*n as u64);
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &poll {
+            self.written.inc_by(*n as u64);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_and_grpc_errors_are_failures() {
+        use http::StatusCode;
+        assert_eq!(classify(StatusCode::OK, None), Classification::Success);
+        assert_eq!(
+            classify(StatusCode::NOT_FOUND, None),
+            Classification::Success
+        );
+        assert_eq!(
+            classify(StatusCode::SERVICE_UNAVAILABLE, None),
+            Classification::Failure
+        );
+        assert_eq!(classify(StatusCode::OK, Some(0)), Classification::Success);
+        assert_eq!(classify(StatusCode::OK, Some(14)), Classification::Failure);
+    }
+
+    #[test]
+    fn families_carry_linkerds_names() {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let tcp = TcpMetrics::register(&mut registry);
+        let labels: Labels = vec![("direction", "outbound".into())];
+        http.request(&labels);
+        http.response(
+            &labels,
+            http::StatusCode::OK,
+            None,
+            Classification::Success,
+            std::time::Duration::from_millis(3),
+        );
+        drop(tcp.track(labels.clone(), ()));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for line in [
+            "request_total{direction=\"outbound\"} 1",
+            "response_total{direction=\"outbound\",status_code=\"200\",classification=\"success\"} 1",
+            "response_latency_ms_bucket{le=\"3.0\",direction=\"outbound\",status_code=\"200\"} 1",
+            "tcp_open_total{direction=\"outbound\"} 1",
+            "tcp_close_total{direction=\"outbound\"} 1",
+            "tcp_open_connections{direction=\"outbound\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The outbound side (listener 4140): the pod's own connections, redirected
+//! by iptables. For each connection: where it was going
+//! (`SO_ORIGINAL_DST`), what discovery says about that address (a Service,
+//! a pod, or neither), what it speaks; then HTTP requests are routed,
+//! split, balanced, timed out and retried one by one, and opaque TCP is
+//! balanced per connection. Meshed endpoints are reached over mutual TLS
+//! with the identity discovery gave; anything else as it came.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+use rand::RngExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+use crate::balance::{self, Balancer, Member, PickError};
+use crate::config::DirectionConfig;
+use crate::detect::{self, Protocol};
+use crate::discover::profile::Route;
+use crate::discover::{Discovery, Endpoint, Profile, ProfileWatch};
+use crate::drain::Signal;
+use crate::endpoint::{self, Body, EndpointClient, TlsClients};
+use crate::forward;
+use crate::http::{self as proxy_http, error_response};
+use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
+use crate::retry::{self, Budget};
+
+/// How long a connection waits for its first profile before it is
+/// forwarded as it came.
+pub const PROFILE_WAIT: Duration = Duration::from_secs(3);
+
+/// How long a request waits for an endpoint to exist (Linkerd's fail-fast
+/// timeout).
+pub const ENDPOINT_WAIT: Duration = Duration::from_secs(3);
+
+/// The outbound proxy.
+pub struct Outbound {
+    config: DirectionConfig,
+    discovery: Option<Arc<Discovery>>,
+    tls: Option<TlsClients>,
+    http_metrics: HttpMetrics,
+    tcp_metrics: TcpMetrics,
+    logicals: Mutex<HashMap<SocketAddr, Arc<Logical>>>,
+    balancers: Mutex<HashMap<String, Arc<Balancer>>>,
+    direct: Mutex<HashMap<DirectKey, Arc<Member>>>,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("listen", &self.config.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A direct endpoint: its address and the identity it must present.
+type DirectKey = (SocketAddr, Option<String>);
+
+/// One original destination: its profile and its retry budget.
+#[derive(Debug)]
+struct Logical {
+    addr: SocketAddr,
+    profile: Option<ProfileWatch>,
+    budget: Mutex<Budget>,
+}
+
+impl Logical {
+    fn current(&self) -> Option<Arc<Profile>> {
+        self.profile.as_ref().and_then(|w| w.borrow().clone())
+    }
+
+    async fn first_profile(&self) -> Option<Arc<Profile>> {
+        let mut watch = self.profile.clone()?;
+        let wait = watch.wait_for(|p| p.is_some());
+        match tokio::time::timeout(PROFILE_WAIT, wait).await {
+            Ok(Ok(profile)) => profile.clone(),
+            _ => {
+                tracing::warn!(addr = %self.addr, "no profile within {PROFILE_WAIT:?}: forwarding as addressed");
+                None
+            }
+        }
+    }
+
+    fn budget(&self, profile: Option<&Profile>) -> std::sync::MutexGuard<'_, Budget> {
+        let config = profile.and_then(|p| p.retry_budget).unwrap_or_default();
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        if budget.config() != config {
+            *budget = Budget::new(config);
+        }
+        budget
+    }
+}
+
+/// Where a request or connection goes.
+enum Target {
+    /// A Service's endpoints.
+    Balanced(Arc<Balancer>),
+    /// One endpoint (a pod's address, or an address discovery does not
+    /// know).
+    Direct(Arc<Member>),
+}
+
+impl Target {
+    async fn pick(&self) -> Result<Arc<Member>, PickError> {
+        match self {
+            Self::Balanced(balancer) => balancer.pick(ENDPOINT_WAIT).await,
+            Self::Direct(member) => Ok(member.clone()),
+        }
+    }
+}
+
+impl Outbound {
+    /// The outbound proxy.
+    pub fn new(
+        config: DirectionConfig,
+        discovery: Option<Arc<Discovery>>,
+        tls: Option<TlsClients>,
+        http_metrics: HttpMetrics,
+        tcp_metrics: TcpMetrics,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            discovery,
+            tls,
+            http_metrics,
+            tcp_metrics,
+            logicals: Mutex::default(),
+            balancers: Mutex::default(),
+            direct: Mutex::default(),
+        })
+    }
+
+    /// Accepts connections on `listener` until `drain` completes; each
+    /// connection then finishes its in-flight requests.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Signal) {
+        let stop = drain.clone().wait();
+        tokio::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut stop => return,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            let drained = drain.clone().wait();
+            tokio::spawn(async move { this.connection(stream, drained).await });
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        drain: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let Ok(local) = stream.local_addr() else {
+            return;
+        };
+        let orig = crate::orig_dst::original_dst(&stream, local).unwrap_or(local);
+        if orig == local {
+            tracing::debug!(%orig, "a connection to the proxy itself, not redirected: closing");
+            return;
+        }
+        if self.config.skip_ports.contains(orig.port()) {
+            forward::raw(stream, orig, self.config.connect_timeout).await;
+            return;
+        }
+        let logical = self.logical(orig);
+        let opaque_port = self.config.opaque_ports.contains(orig.port());
+        let (protocol, io) = if opaque_port {
+            (
+                Protocol::Opaque,
+                detect::Prefixed::new(Default::default(), stream),
+            )
+        } else {
+            match detect::detect(stream, self.config.detect_timeout, detect::MAX_DETECT_BYTES).await
+            {
+                Ok(detected) => detected,
+                Err(e) => {
+                    tracing::debug!(%orig, "detection: {e}");
+                    return;
+                }
+            }
+        };
+        let profile = logical.first_profile().await;
+        let opaque = profile.as_ref().is_some_and(|p| p.opaque);
+        let labels = vec![
+            ("direction", "outbound".to_owned()),
+            ("peer", "src".to_owned()),
+            ("target_addr", orig.to_string()),
+            ("tls", "no_identity".to_owned()),
+            ("no_tls_reason", "loopback".to_owned()),
+        ];
+        let io = self.tcp_metrics.track(labels, io);
+        match protocol {
+            Protocol::Http1 | Protocol::Http2 if !opaque => {
+                let this = self.clone();
+                let handle = move |req| {
+                    let this = this.clone();
+                    let logical = logical.clone();
+                    async move { this.request(logical, req).await }
+                };
+                proxy_http::serve(io, protocol, handle, drain).await;
+            }
+            _ => {
+                let target = self.target(&logical, profile.as_deref());
+                self.opaque(io, target).await;
+            }
+        }
+    }
+
+    fn logical(&self, addr: SocketAddr) -> Arc<Logical> {
+        let mut logicals = self.logicals.lock().unwrap_or_else(|e| e.into_inner());
+        logicals
+            .entry(addr)
+            .or_insert_with(|| {
+                Arc::new(Logical {
+                    addr,
+                    profile: self.discovery.as_ref().and_then(|d| d.profile(addr)),
+                    budget: Mutex::new(Budget::new(Default::default())),
+                })
+            })
+            .clone()
+    }
+
+    /// Where traffic for `logical` goes under `profile`: a split backend or
+    /// the Service itself, a pod, or the address as it came.
+    fn target(&self, logical: &Logical, profile: Option<&Profile>) -> Target {
+        let Some(profile) = profile else {
+            return Target::Direct(self.direct(plain(logical.addr)));
+        };
+        if let Some(name) = &profile.fully_qualified_name {
+            let service = format!("{name}:{}", logical.addr.port());
+            let authority = crate::split::pick(&profile.backends, rand::rng().random::<f64>())
+                .map(|b| b.authority.clone())
+                .unwrap_or(service);
+            return Target::Balanced(self.balancer(&authority));
+        }
+        match &profile.endpoint {
+            Some(endpoint) => Target::Direct(self.direct(endpoint.clone())),
+            None => Target::Direct(self.direct(plain(logical.addr))),
+        }
+    }
+
+    fn balancer(&self, authority: &str) -> Arc<Balancer> {
+        let mut balancers = self.balancers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(balancer) = balancers.get(authority) {
+            return balancer.clone();
+        }
+        let watch = match &self.discovery {
+            Some(discovery) => discovery.endpoints(authority),
+            None => tokio::sync::watch::channel(Arc::default()).1,
+        };
+        let tls = self.tls.clone();
+        let timeout = self.config.connect_timeout;
+        let make: balance::MakeClient = Arc::new(move |endpoint: &Endpoint| {
+            EndpointClient::new(endpoint.clone(), tls.as_ref(), timeout)
+                .map_err(|e| tracing::warn!(addr = %endpoint.addr, "endpoint unusable: {e}"))
+                .ok()
+        });
+        let balancer = Balancer::new(authority.to_owned(), watch, make);
+        balancers.insert(authority.to_owned(), balancer.clone());
+        balancer
+    }
+
+    fn direct(&self, endpoint: Endpoint) -> Arc<Member> {
+        let key = (endpoint.addr, endpoint.identity.clone());
+        let mut direct = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(member) = direct.get(&key) {
+            return member.clone();
+        }
+        let timeout = self.config.connect_timeout;
+        let client = EndpointClient::new(endpoint.clone(), self.tls.as_ref(), timeout)
+            .unwrap_or_else(|e| {
+                tracing::warn!(addr = %endpoint.addr, "endpoint identity unusable ({e}): plain text");
+                EndpointClient::plain(plain(endpoint.addr), timeout)
+            });
+        let member = Member::new(client);
+        direct.insert(key, member.clone());
+        member
+    }
+
+    async fn opaque<I>(&self, io: I, target: Target)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let member = match target.pick().await {
+            Ok(member) => member,
+            Err(e) => {
+                tracing::info!("opaque connection refused: {e}");
+                return;
+            }
+        };
+        let mut inflight = member.start();
+        let server = match member.client.connect_opaque().await {
+            Ok(server) => {
+                inflight.established();
+                server
+            }
+            Err(e) => {
+                tracing::info!(addr = %member.endpoint().addr, "connecting: {e}");
+                inflight.finish(false);
+                return;
+            }
+        };
+        let labels = endpoint_labels(&member, "dst");
+        let server = self.tcp_metrics.track(labels, server);
+        forward::copy(io, server).await;
+        drop(inflight);
+    }
+
+    async fn request(
+        self: Arc<Self>,
+        logical: Arc<Logical>,
+        req: Request<Incoming>,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let profile = logical.current();
+        let route = profile
+            .as_deref()
+            .and_then(|p| p.route(req.method(), req.uri().path()))
+            .cloned();
+        let authority = match profile
+            .as_deref()
+            .and_then(|p| p.fully_qualified_name.as_ref())
+        {
+            Some(name) => format!("{name}:{}", logical.addr.port()),
+            None => request_authority(&req).unwrap_or_else(|| logical.addr.to_string()),
+        };
+        let mut labels: Labels = vec![
+            ("direction", "outbound".to_owned()),
+            ("authority", authority),
+        ];
+        if let Some(name) = route.as_ref().and_then(|r| r.name.clone()) {
+            labels.push(("route", name));
+        }
+        let endpoint_labels = Arc::new(Mutex::new(None::<Labels>));
+        let work = self.clone().dispatch(
+            logical,
+            profile,
+            route.clone(),
+            req,
+            labels.clone(),
+            endpoint_labels.clone(),
+        );
+        let response = match route.as_ref().and_then(|r| r.timeout) {
+            Some(timeout) => match tokio::time::timeout(timeout, work).await {
+                Ok(response) => response,
+                Err(_) => error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "request timed out after {}",
+                        humantime::format_duration(timeout)
+                    ),
+                ),
+            },
+            None => work.await,
+        };
+        let endpoint = endpoint_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        labels.extend(endpoint.unwrap_or_else(|| vec![("tls", "no_identity".to_owned())]));
+        let route_failure = route.as_ref().and_then(|r| r.is_failure(response.status()));
+        proxy_http::observe_response(&self.http_metrics, labels, response, route_failure, started)
+    }
+
+    /// Sends `req` to an endpoint of its target, retrying a failure of a
+    /// retryable route on another pick while the budget allows.
+    async fn dispatch(
+        self: Arc<Self>,
+        logical: Arc<Logical>,
+        profile: Option<Arc<Profile>>,
+        route: Option<Route>,
+        mut req: Request<Incoming>,
+        labels: Labels,
+        endpoint_labels: Arc<Mutex<Option<Labels>>>,
+    ) -> Response<Body> {
+        let downstream_upgrade = proxy_http::take_upgrade(&mut req);
+        let retryable = route.as_ref().is_some_and(|r| r.retryable)
+            && downstream_upgrade.is_none()
+            && req
+                .body()
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n <= retry::MAX_BUFFERED_BODY);
+        let (parts, body) = req.into_parts();
+        let mut streaming = None;
+        let buffered = if retryable {
+            match body.collect().await {
+                Ok(collected) => Some(collected.to_bytes()),
+                Err(e) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        &format!("reading the request body: {e}"),
+                    );
+                }
+            }
+        } else {
+            streaming = Some(endpoint::boxed(body));
+            None
+        };
+        if retryable {
+            logical.budget(profile.as_deref()).deposit(Instant::now());
+        }
+        let mut attempt = 0u32;
+        loop {
+            let target = self.target(&logical, profile.as_deref());
+            let member = match target.pick().await {
+                Ok(member) => member,
+                Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            };
+            let these_labels = endpoint_labels_http(&member);
+            *endpoint_labels.lock().unwrap_or_else(|e| e.into_inner()) = Some(these_labels.clone());
+            let mut attempt_labels = labels.clone();
+            attempt_labels.extend(these_labels);
+            self.http_metrics.attempt(&attempt_labels);
+            let body = match (&buffered, streaming.take()) {
+                (Some(bytes), _) => endpoint::full(Bytes::clone(bytes)),
+                (None, Some(body)) => body,
+                (None, None) => endpoint::empty(),
+            };
+            let request = rebuild(&parts, body);
+            let inflight = member.start();
+            let result = member.client.send(request).await;
+            let failed = match &result {
+                Ok(response) => {
+                    let status = response.status();
+                    route
+                        .as_ref()
+                        .and_then(|r| r.is_failure(status))
+                        .unwrap_or_else(|| {
+                            crate::metrics::classify(
+                                status,
+                                crate::metrics::grpc_status(response.headers()),
+                            ) == crate::metrics::Classification::Failure
+                        })
+                }
+                Err(_) => true,
+            };
+            inflight.finish(!failed);
+            if failed && retryable {
+                if logical.budget(profile.as_deref()).withdraw(Instant::now()) {
+                    attempt += 1;
+                    self.http_metrics.retry(&attempt_labels);
+                    tracing::debug!(attempt, "retrying");
+                    continue;
+                }
+                self.http_metrics.retry_refused(&attempt_labels);
+            }
+            return match result {
+                Ok(mut response) => {
+                    proxy_http::relay_upgrade(downstream_upgrade, &mut response);
+                    proxy_http::boxed_response(response)
+                }
+                Err(e) => error_response(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("{}: {}", member.endpoint().addr, error_chain(e.as_ref())),
+                ),
+            };
+        }
+    }
+}
+
+fn request_authority<B>(req: &Request<B>) -> Option<String> {
+    req.uri().authority().map(|a| a.to_string()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    })
+}
+
+/// A request with `parts`' head and `body`.
+fn rebuild(parts: &http::request::Parts, body: Body) -> Request<Body> {
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// An endpoint discovery knows nothing about.
+fn plain(addr: SocketAddr) -> Endpoint {
+    Endpoint {
+        addr,
+        identity: None,
+        http2: false,
+        opaque_transport_port: None,
+        labels: Vec::new(),
+    }
+}
+
+/// The labels of traffic to `member`: `tls` and `server_id`, `dst_*`.
+fn endpoint_labels_http(member: &Member) -> Labels {
+    let endpoint = member.endpoint();
+    let mut labels = Vec::new();
+    match (&endpoint.identity, member.client.meshed()) {
+        (Some(id), true) => {
+            labels.push(("tls", "true".to_owned()));
+            labels.push(("server_id", id.clone()));
+        }
+        _ => labels.push(("tls", "no_identity".to_owned())),
+    }
+    labels.extend(endpoint.labels.iter().cloned());
+    labels
+}
+
+fn endpoint_labels(member: &Member, peer: &str) -> Labels {
+    let mut labels = vec![
+        ("direction", "outbound".to_owned()),
+        ("peer", peer.to_owned()),
+        ("target_addr", member.endpoint().addr.to_string()),
+    ];
+    labels.extend(endpoint_labels_http(member));
+    labels
+}
