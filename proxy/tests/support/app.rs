@@ -1,0 +1,181 @@
+//! The applications behind the server proxy: an HTTP server (HTTP/1 and
+//! h2c) that reports what it saw, a gRPC server, and a TCP greeter.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An HTTP application and what it saw.
+#[derive(Debug, Default)]
+pub struct App {
+    pub name: String,
+    pub hits: AtomicUsize,
+    pub failing: AtomicBool,
+    pub client_ids: Mutex<Vec<String>>,
+}
+
+impl App {
+    /// Serves on `addr` (on the current runtime, so in its namespace).
+    pub async fn serve(name: &str, addr: SocketAddr) -> Arc<App> {
+        let app = Arc::new(App {
+            name: name.to_owned(),
+            ..Default::default()
+        });
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind the app");
+        let served = app.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let app = served.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(app.respond(req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        app
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    async fn respond(&self, mut req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+        self.hits.fetch_add(1, Ordering::SeqCst);
+        let client_id = req
+            .headers()
+            .get("l5d-client-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        self.client_ids.lock().expect("ids").push(client_id.clone());
+        let reply = |status: u16, body: String| {
+            http::Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::from(body)))
+                .expect("response")
+        };
+        let path = req.uri().path().to_owned();
+        if req.headers().contains_key(http::header::UPGRADE) {
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            return http::Response::builder()
+                .status(101)
+                .header(http::header::UPGRADE, "websocket")
+                .header(http::header::CONNECTION, "Upgrade")
+                .body(Full::new(Bytes::new()))
+                .expect("101");
+        }
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if let Some(code) = path.strip_prefix("/status/") {
+            return reply(code.parse().unwrap_or(400), format!("{}\n", self.name));
+        }
+        if let Some(ms) = path.strip_prefix("/delay/") {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return reply(500, format!("{} is failing\n", self.name));
+        }
+        reply(
+            200,
+            format!("{} client-id={client_id} body={}\n", self.name, body.len()),
+        )
+    }
+}
+
+/// A gRPC application: the Identity API, answering `Certify` with the
+/// caller's token back as the leaf, or `PERMISSION_DENIED` for the token
+/// `deny`.
+#[derive(Debug, Clone, Copy)]
+pub struct Grpc;
+
+#[tonic::async_trait]
+impl linkerd2_proxy_api::identity::identity_server::Identity for Grpc {
+    async fn certify(
+        &self,
+        req: tonic::Request<linkerd2_proxy_api::identity::CertifyRequest>,
+    ) -> Result<tonic::Response<linkerd2_proxy_api::identity::CertifyResponse>, tonic::Status> {
+        let req = req.into_inner();
+        if req.token == b"deny" {
+            return Err(tonic::Status::permission_denied("denied"));
+        }
+        Ok(tonic::Response::new(
+            linkerd2_proxy_api::identity::CertifyResponse {
+                leaf_certificate: req.token,
+                ..Default::default()
+            },
+        ))
+    }
+}
+
+impl Grpc {
+    pub async fn serve(addr: SocketAddr) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind gRPC");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(
+                    linkerd2_proxy_api::identity::identity_server::IdentityServer::new(Grpc),
+                )
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+    }
+}
+
+/// A TCP server that greets with `hello from <name>\n`, then echoes.
+pub async fn greeter(name: &str, addr: SocketAddr) {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the greeter");
+    let greeting = format!("hello from {name}\n");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let greeting = greeting.clone();
+            tokio::spawn(async move {
+                let _ = stream.write_all(greeting.as_bytes()).await;
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,281 @@
+//! Two meshed "pods" in network namespaces joined by a veth, as in a
+//! cluster: each has the iptables rules `mesh-init` installs and a
+//! `mesh-proxy` process running as UID 2102; the mock control plane runs in
+//! the client pod's namespace. The test talks from the client pod to
+//! Service addresses (10.96.0.0/16, which exist only in discovery) and the
+//! proxies carry the traffic, over mutual TLS, to the apps in the server
+//! pod.
+
+#![allow(dead_code)]
+
+pub mod app;
+pub mod controller;
+pub mod netns;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub use controller::{Ca, State, endpoint};
+pub use netns::Netns;
+
+pub const CLIENT_IP: &str = "10.77.0.1";
+pub const SERVER_IP: &str = "10.77.0.2";
+pub const CLIENT_ID: &str = "client.test.serviceaccount.identity.linkerd.cluster.local";
+pub const WEB_ID: &str = "web.test.serviceaccount.identity.linkerd.cluster.local";
+pub const PROXY_UID: &str = "2102";
+
+pub fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("an address")
+}
+
+pub fn server(port: u16) -> SocketAddr {
+    SocketAddr::new(SERVER_IP.parse().expect("ip"), port)
+}
+
+/// The two pods, their proxies and the mock control plane.
+pub struct Mesh {
+    pub client: Netns,
+    pub server: Netns,
+    pub state: Arc<State>,
+    pub ca: Arc<Ca>,
+    dir: tempfile::TempDir,
+    proxies: Vec<(String, Child)>,
+}
+
+impl Mesh {
+    /// Starts both pods with their proxies ready (certified).
+    pub async fn start() -> Self {
+        let client = Netns::new("pc");
+        let server = Netns::new("ps");
+        client.ip(&[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &server.name,
+        ]);
+        for (ns, ip) in [(&client, CLIENT_IP), (&server, SERVER_IP)] {
+            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
+            ns.ip(&["route", "add", "default", "dev", "eth0"]);
+            ns.exec(
+                env!("CARGO_BIN_EXE_mesh-init"),
+                &[
+                    "--inbound-ports-to-ignore",
+                    "4190,4191",
+                    "--proxy-uid",
+                    PROXY_UID,
+                ],
+            );
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::write(dir.path().join("token"), controller::TOKEN).expect("token");
+        let state = Arc::new(State::default());
+        let ca = Ca::new();
+        let (s, c) = (state.clone(), ca.clone());
+        let ip: IpAddr = CLIENT_IP.parse().expect("ip");
+        client
+            .run(async move { controller::start(ip, s, c).await })
+            .await;
+        let mut mesh = Self {
+            client,
+            server,
+            state,
+            ca,
+            dir,
+            proxies: Vec::new(),
+        };
+        mesh.start_proxy("client", CLIENT_ID);
+        mesh.start_proxy("server", WEB_ID);
+        mesh.wait_ready().await;
+        mesh
+    }
+
+    fn start_proxy(&mut self, which: &str, identity: &str) {
+        let ns = if which == "client" {
+            &self.client
+        } else {
+            &self.server
+        };
+        let log = std::fs::File::create(self.dir.path().join(format!("{which}.log"))).expect("log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path()))
+            .args(["--setuid", PROXY_UID, "--setgid", PROXY_UID])
+            .arg(env!("CARGO_BIN_EXE_mesh-proxy"))
+            .env_clear()
+            .env("LINKERD2_PROXY_LOG", "warn,mesh_proxy=debug")
+            .env(
+                "LINKERD2_PROXY_IDENTITY_SVC_ADDR",
+                format!("{CLIENT_IP}:8080"),
+            )
+            .env("LINKERD2_PROXY_IDENTITY_SVC_NAME", controller::IDENTITY_ID)
+            .env("LINKERD2_PROXY_IDENTITY_LOCAL_NAME", identity)
+            .env("LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS", &self.ca.anchor_pem)
+            .env(
+                "LINKERD2_PROXY_IDENTITY_TOKEN_FILE",
+                self.dir.path().join("token"),
+            )
+            .env(
+                "LINKERD2_PROXY_DESTINATION_SVC_ADDR",
+                format!("{CLIENT_IP}:8086"),
+            )
+            .env(
+                "LINKERD2_PROXY_DESTINATION_SVC_NAME",
+                controller::DESTINATION_ID,
+            )
+            .env("LINKERD2_PROXY_DESTINATION_CONTEXT", r#"{"ns":"test"}"#)
+            .env("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("nsenter mesh-proxy");
+        self.proxies.push((which.to_owned(), child));
+    }
+
+    async fn wait_ready(&self) {
+        for ns in [&self.client, &self.server] {
+            let mut ready = false;
+            for _ in 0..100 {
+                if let Ok((200, _)) = self.admin(ns, "/ready").await {
+                    ready = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(
+                ready,
+                "the proxy in {} is not ready after 10 s:\n{}",
+                ns.name,
+                self.logs()
+            );
+        }
+    }
+
+    /// The proxies' logs.
+    pub fn logs(&self) -> String {
+        let mut text = String::new();
+        for (which, _) in &self.proxies {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{which}.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            text.push_str(&format!("--- {which} proxy (last lines) ---\n"));
+            for line in tail.into_iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        text
+    }
+
+    /// GETs `path` from the admin server in `ns` (over its loopback).
+    pub async fn admin(&self, ns: &Netns, path: &str) -> Result<(u16, String), String> {
+        let url = format!("http://127.0.0.1:4191{path}");
+        ns.run(async move { get(&url).await }).await
+    }
+
+    /// The client proxy's metrics.
+    pub async fn client_metrics(&self) -> String {
+        self.admin(&self.client, "/metrics")
+            .await
+            .expect("client metrics")
+            .1
+    }
+
+    /// The server proxy's metrics.
+    pub async fn server_metrics(&self) -> String {
+        self.admin(&self.server, "/metrics")
+            .await
+            .expect("server metrics")
+            .1
+    }
+
+    /// Points Service address `service` (`ip:port`) at `name` (`name:port`).
+    pub fn service(
+        &self,
+        service: &str,
+        name: &str,
+        profile: linkerd2_proxy_api::destination::DestinationProfile,
+    ) {
+        let fqn = name.rsplit_once(':').map(|(n, _)| n).unwrap_or(name);
+        self.state.set_profile(
+            service,
+            linkerd2_proxy_api::destination::DestinationProfile {
+                fully_qualified_name: fqn.to_owned(),
+                ..profile
+            },
+        );
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for (_, child) in &mut self.proxies {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One GET over a fresh connection: status and body.
+pub async fn get(url: &str) -> Result<(u16, String), String> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    request(
+        &client,
+        http::Request::get(url)
+            .body(Full::default())
+            .expect("request"),
+    )
+    .await
+}
+
+/// Sends `req` with `client`: status and body.
+pub async fn request<C>(
+    client: &Client<C, Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+) -> Result<(u16, String), String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The value of the first sample of `metric` whose labels contain every one
+/// of `labels` (`name="value"`), summed over matching series.
+pub fn sample(metrics: &str, metric: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
