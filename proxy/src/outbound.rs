@@ -172,8 +172,12 @@ impl Outbound {
             return;
         }
         let logical = self.logical(orig);
-        let opaque_port = self.config.opaque_ports.contains(orig.port());
-        let (protocol, io) = if opaque_port {
+        // Discovery first: a profile can say the port is opaque, and a
+        // server-speaks-first protocol must not wait out detection.
+        let profile = logical.first_profile().await;
+        let opaque = self.config.opaque_ports.contains(orig.port())
+            || profile.as_ref().is_some_and(|p| p.opaque);
+        let (protocol, io) = if opaque {
             (
                 Protocol::Opaque,
                 detect::Prefixed::new(Default::default(), stream),
@@ -188,8 +192,6 @@ impl Outbound {
                 }
             }
         };
-        let profile = logical.first_profile().await;
-        let opaque = profile.as_ref().is_some_and(|p| p.opaque);
         let labels = vec![
             ("direction", "outbound".to_owned()),
             ("peer", "src".to_owned()),
@@ -199,7 +201,7 @@ impl Outbound {
         ];
         let io = self.tcp_metrics.track(labels, io);
         match protocol {
-            Protocol::Http1 | Protocol::Http2 if !opaque => {
+            Protocol::Http1 | Protocol::Http2 => {
                 let this = self.clone();
                 let handle = move |req| {
                     let this = this.clone();
