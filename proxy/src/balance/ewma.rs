@@ -1,6 +1,9 @@
 //! Peak-EWMA latency: an estimate that jumps up to any slower observation at
 //! once and decays towards faster ones over time, so one slow endpoint is
-//! avoided immediately and forgiven gradually. Time is passed in.
+//! avoided immediately and forgiven gradually. Without observations the
+//! estimate decays towards zero, so an endpoint that has been passed over
+//! (new, or back from an ejection) soon looks cheap enough to get traffic
+//! and be measured again. Time is passed in.
 
 use std::time::Duration;
 
@@ -25,23 +28,27 @@ impl PeakEwma {
         }
     }
 
+    fn weight(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.stamp).as_nanos() as f64;
+        (-elapsed / self.decay_ns).exp()
+    }
+
     /// Records one observed latency.
     pub fn observe(&mut self, rtt: Duration, now: Instant) {
         let rtt = rtt.as_nanos() as f64;
         if rtt > self.rtt_ns {
             self.rtt_ns = rtt;
         } else {
-            let elapsed = now.saturating_duration_since(self.stamp).as_nanos() as f64;
-            let weight = (-elapsed / self.decay_ns).exp();
+            let weight = self.weight(now);
             self.rtt_ns = self.rtt_ns * weight + rtt * (1.0 - weight);
         }
         self.stamp = now;
     }
 
-    /// The cost of sending one more request: the estimate times the
-    /// requests in flight plus one.
-    pub fn cost(&self, pending: usize) -> f64 {
-        self.rtt_ns * (pending as f64 + 1.0)
+    /// The cost of sending one more request now: the estimate, decayed
+    /// since the last observation, times the requests in flight plus one.
+    pub fn cost(&self, pending: usize, now: Instant) -> f64 {
+        self.rtt_ns * self.weight(now) * (pending as f64 + 1.0)
     }
 }
 
@@ -54,15 +61,22 @@ mod tests {
         let start = Instant::now();
         let mut ewma = PeakEwma::new(Duration::from_millis(30), Duration::from_secs(10), start);
         ewma.observe(Duration::from_millis(500), start);
-        assert_eq!(ewma.cost(0), 500e6, "the peak is taken at once");
-        ewma.observe(Duration::from_millis(1), start + Duration::from_millis(10));
-        assert!(ewma.cost(0) > 490e6, "barely forgiven after 10 ms");
-        ewma.observe(Duration::from_millis(1), start + Duration::from_secs(60));
-        assert!(
-            ewma.cost(0) < 5e6,
-            "forgiven after a minute: {}",
-            ewma.cost(0)
+        assert_eq!(ewma.cost(0, start), 500e6, "the peak is taken at once");
+        let soon = start + Duration::from_millis(10);
+        ewma.observe(Duration::from_millis(1), soon);
+        assert!(ewma.cost(0, soon) > 490e6, "barely forgiven after 10 ms");
+        let later = start + Duration::from_secs(60);
+        ewma.observe(Duration::from_millis(1), later);
+        assert!(ewma.cost(0, later) < 5e6, "forgiven after a minute");
+        assert_eq!(
+            ewma.cost(3, later),
+            ewma.cost(0, later) * 4.0,
+            "load multiplies the cost"
         );
-        assert_eq!(ewma.cost(3), ewma.cost(0) * 4.0, "load multiplies the cost");
+        let idle = later + Duration::from_secs(30);
+        assert!(
+            ewma.cost(0, idle) < ewma.cost(0, later) / 10.0,
+            "an endpoint nobody measured for a while looks cheap again"
+        );
     }
 }

@@ -54,8 +54,8 @@ impl Member {
         self.client.endpoint()
     }
 
-    fn cost(&self) -> f64 {
-        lock(&self.ewma).cost(self.pending.load(Ordering::Relaxed))
+    fn cost(&self, now: Instant) -> f64 {
+        lock(&self.ewma).cost(self.pending.load(Ordering::Relaxed), now)
     }
 
     fn available(&self, now: Instant) -> bool {
@@ -234,7 +234,7 @@ pub fn p2c(members: &[Arc<Member>], now: Instant) -> Option<Arc<Member>> {
                 b += 1;
             }
             let (a, b) = (candidates[a], candidates[b]);
-            Some(if a.cost() <= b.cost() { a } else { b }.clone())
+            Some(if a.cost(now) <= b.cost(now) { a } else { b }.clone())
         }
     };
     if let Some(member) = &chosen {
