@@ -25,6 +25,34 @@ impl Signal {
     }
 }
 
+/// Accepts connections on `listener` and handles each with `handle` on a
+/// task of its own, until `signal` fires; then waits for the connections
+/// still open (each is expected to wind down on the same signal; whoever
+/// runs this bounds the wait, see [`Drain::shutdown`]).
+pub async fn accept_until<F, Fut>(listener: tokio::net::TcpListener, signal: Signal, handle: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = tokio::task::JoinSet::new();
+    let stop = signal.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(handle(stream));
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
 /// The tasks of one component and the signal that stops them.
 #[derive(Debug)]
 pub struct Drain {

@@ -106,19 +106,11 @@ impl Inbound {
 
     /// Accepts connections on `listener` until `drain` completes.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Signal) {
-        let stop = drain.clone().wait();
-        tokio::pin!(stop);
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = &mut stop => return,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let _ = stream.set_nodelay(true);
-            let this = self.clone();
-            let drain = drain.clone();
-            tokio::spawn(async move { this.connection(stream, drain).await });
-        }
+        let this = self.clone();
+        crate::drain::accept_until(listener, drain.clone(), move |stream| {
+            this.clone().connection(stream, drain.clone())
+        })
+        .await;
     }
 
     /// Where policy will decide whether `peer` may reach `target`; today

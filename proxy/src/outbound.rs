@@ -139,26 +139,14 @@ impl Outbound {
     /// Accepts connections on `listener` until `drain` completes; each
     /// connection then finishes its in-flight requests.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Signal) {
-        let stop = drain.clone().wait();
-        tokio::pin!(stop);
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = &mut stop => return,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let _ = stream.set_nodelay(true);
-            let this = self.clone();
-            let drained = drain.clone().wait();
-            tokio::spawn(async move { this.connection(stream, drained).await });
-        }
+        let this = self.clone();
+        crate::drain::accept_until(listener, drain.clone(), move |stream| {
+            this.clone().connection(stream, drain.clone())
+        })
+        .await;
     }
 
-    async fn connection(
-        self: Arc<Self>,
-        stream: TcpStream,
-        drain: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
+    async fn connection(self: Arc<Self>, stream: TcpStream, drain: Signal) {
         let Ok(local) = stream.local_addr() else {
             return;
         };
@@ -208,7 +196,7 @@ impl Outbound {
                     let logical = logical.clone();
                     async move { this.request(logical, req).await }
                 };
-                proxy_http::serve(io, protocol, handle, drain).await;
+                proxy_http::serve(io, protocol, handle, drain.wait()).await;
             }
             _ => {
                 let target = self.target(&logical, profile.as_deref());

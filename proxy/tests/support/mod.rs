@@ -30,6 +30,31 @@ pub const SERVER_IP: &str = "10.77.0.2";
 pub const CLIENT_ID: &str = "client.test.serviceaccount.identity.linkerd.cluster.local";
 pub const WEB_ID: &str = "web.test.serviceaccount.identity.linkerd.cluster.local";
 pub const PROXY_UID: &str = "2102";
+/// Ports iptables leaves alone both ways: baselines without the mesh.
+pub const BYPASS_PORTS: &str = "9998,9999";
+
+/// A program of the workspace: the path cargo gave the test, else the one
+/// beside the running binary (`MESH_BIN_DIR` overrides).
+pub fn bin(from_cargo: Option<&str>, name: &str) -> std::path::PathBuf {
+    if let Some(path) = from_cargo {
+        return path.into();
+    }
+    let dir = match std::env::var_os("MESH_BIN_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::env::current_exe()
+            .expect("current exe")
+            .parent()
+            .expect("a directory")
+            .to_path_buf(),
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --release -p mesh-proxy --bins)",
+        path.display()
+    );
+    path
+}
 
 pub fn addr(text: &str) -> SocketAddr {
     text.parse().expect("an address")
@@ -47,6 +72,13 @@ pub struct Mesh {
     pub ca: Arc<Ca>,
     dir: tempfile::TempDir,
     proxies: Vec<(String, Child)>,
+}
+
+/// Which pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
 }
 
 impl Mesh {
@@ -116,7 +148,7 @@ impl Mesh {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .args(["--setuid", PROXY_UID, "--setgid", PROXY_UID])
-            .arg(env!("CARGO_BIN_EXE_mesh-proxy"))
+            .arg(bin(option_env!("CARGO_BIN_EXE_mesh-proxy"), "mesh-proxy"))
             .env_clear()
             .env("LINKERD2_PROXY_LOG", "warn,mesh_proxy=debug")
             .env(
@@ -165,6 +197,40 @@ impl Mesh {
                 self.logs()
             );
         }
+    }
+
+    /// The process id of a pod's proxy.
+    pub fn proxy_pid(&self, side: Side) -> u32 {
+        let name = if side == Side::Client {
+            "client"
+        } else {
+            "server"
+        };
+        self.proxies
+            .iter()
+            .find(|(which, _)| which == name)
+            .map(|(_, child)| child.id())
+            .expect("the proxy")
+    }
+
+    /// Sends a signal to a pod's proxy.
+    pub fn signal_proxy(&self, side: Side, signal: &str) {
+        netns::run("kill", &["-s", signal, &self.proxy_pid(side).to_string()]);
+    }
+
+    /// Waits for a pod's proxy to exit; its exit status.
+    pub fn wait_proxy(&mut self, side: Side) -> std::process::ExitStatus {
+        let name = if side == Side::Client {
+            "client"
+        } else {
+            "server"
+        };
+        let (_, child) = self
+            .proxies
+            .iter_mut()
+            .find(|(which, _)| which == name)
+            .expect("the proxy");
+        child.wait().expect("wait")
     }
 
     /// The proxies' logs.

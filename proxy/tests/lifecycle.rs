@@ -1,0 +1,131 @@
+//! The proxy's lifecycle end to end (see `tests/mesh.rs` for the set-up):
+//! SIGTERM and `POST /shutdown` drain in-flight requests before the proxy
+//! exits, and `mesh-init` can run twice.
+
+mod support;
+
+use std::time::Duration;
+
+use linkerd2_proxy_api::destination::DestinationProfile;
+use support::*;
+
+async fn web_mesh() -> Mesh {
+    let mesh = Mesh::start().await;
+    mesh.service(
+        "10.96.0.10:80",
+        "web.test.svc.cluster.local:80",
+        DestinationProfile::default(),
+    );
+    mesh.state.set_endpoints(
+        "web.test.svc.cluster.local:80",
+        vec![endpoint(server(8080), Some(WEB_ID), "web-1")],
+    );
+    mesh.server
+        .run(async { app::App::serve("web-1", server(8080)).await })
+        .await;
+    mesh
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_then_exits() {
+    let mut mesh = web_mesh().await;
+    let in_flight = mesh
+        .client
+        .spawn(async { get("http://10.96.0.10/delay/1500").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mesh.signal_proxy(Side::Server, "TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = mesh
+        .client
+        .run(async { get("http://10.96.0.10/").await })
+        .await;
+    let (status, body) = in_flight
+        .await
+        .expect("task")
+        .expect("the in-flight request completes");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("web-1"), "{body}");
+    assert!(
+        after.as_ref().map(|(s, _)| *s != 200).unwrap_or(true),
+        "a draining proxy accepts no new connection: {after:?}"
+    );
+    let exit = mesh.wait_proxy(Side::Server);
+    assert!(
+        exit.success(),
+        "the proxy exits cleanly after draining: {exit}"
+    );
+}
+
+#[tokio::test]
+async fn post_shutdown_from_the_pod_stops_the_proxy() {
+    let mut mesh = web_mesh().await;
+    let (status, _) = mesh
+        .server
+        .run(async {
+            let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http();
+            request(
+                &client,
+                http::Request::post("http://127.0.0.1:4191/shutdown")
+                    .body(Default::default())
+                    .expect("request"),
+            )
+            .await
+        })
+        .await
+        .expect("an answer");
+    assert_eq!(status, 200);
+    assert!(mesh.wait_proxy(Side::Server).success());
+}
+
+#[test]
+fn mesh_init_twice_leaves_one_copy_of_each_rule() {
+    let ns = Netns::new("init");
+    let init = bin(option_env!("CARGO_BIN_EXE_mesh-init"), "mesh-init");
+    let init = init.to_string_lossy();
+    let args = [
+        "--inbound-ports-to-ignore",
+        "4190,4191",
+        "--outbound-ports-to-ignore",
+        "443",
+    ];
+    ns.exec(&init, &args);
+    let first =
+        String::from_utf8_lossy(&ns.exec("iptables-save", &["-t", "nat"]).stdout).into_owned();
+    ns.exec(&init, &args);
+    let second =
+        String::from_utf8_lossy(&ns.exec("iptables-save", &["-t", "nat"]).stdout).into_owned();
+    let rules = |save: &str| {
+        let mut rules: Vec<String> = save
+            .lines()
+            .filter(|l| l.starts_with("-A"))
+            .map(str::to_owned)
+            .collect();
+        rules.sort();
+        rules
+    };
+    assert_eq!(
+        rules(&first),
+        rules(&second),
+        "the second run changed nothing"
+    );
+    for expected in [
+        "-A PREROUTING -j PROXY_INIT_REDIRECT",
+        "-A OUTPUT -j PROXY_INIT_OUTPUT",
+        "--uid-owner 2102",
+        "--to-ports 4143",
+        "--to-ports 4140",
+    ] {
+        assert_eq!(
+            rules(&second)
+                .iter()
+                .filter(|r| r.contains(expected))
+                .count(),
+            1,
+            "{expected} once in\n{second}"
+        );
+    }
+    let dry = ns.exec(&init, &["--dry-run"]);
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("-j REDIRECT --to-ports 4140"));
+}
