@@ -102,11 +102,14 @@ impl Mesh {
             ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
             ns.ip(&["link", "set", "eth0", "up"]);
             ns.ip(&["route", "add", "default", "dev", "eth0"]);
+            let init = bin(option_env!("CARGO_BIN_EXE_mesh-init"), "mesh-init");
             ns.exec(
-                env!("CARGO_BIN_EXE_mesh-init"),
+                &init.to_string_lossy(),
                 &[
                     "--inbound-ports-to-ignore",
-                    "4190,4191",
+                    &format!("4190,4191,{BYPASS_PORTS}"),
+                    "--outbound-ports-to-ignore",
+                    BYPASS_PORTS,
                     "--proxy-uid",
                     PROXY_UID,
                 ],

@@ -1,0 +1,214 @@
+//! `proxy-bench`: what two mesh proxies with mutual TLS add to a request,
+//! measured in one run on this machine. Two pods in network namespaces (the
+//! proxy tests' harness: `mesh-init` rules, `mesh-proxy` processes, a mock
+//! control plane); the same applications are reached directly (on ports
+//! iptables leaves alone) and through both proxies, at fixed request rates
+//! (open loop: requests start on schedule whether or not earlier ones have
+//! finished; latency counts from a request's start), for HTTP/1.1
+//! with small bodies and for gRPC over HTTP/2. Reports added p50 and p99,
+//! proxy CPU per 1,000 rps, proxy RSS idle and under load, and the release
+//! binary size, as a Markdown table.
+//!
+//! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench`:
+//! `target/release/proxy-bench [seconds per run, default 10]`.
+
+#[path = "../../../proxy/tests/support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use linkerd2_proxy_api::destination::DestinationProfile;
+use support::{Mesh, Side, app, endpoint, server};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Grpc,
+}
+
+/// The latencies of one run, sorted, and its errors.
+struct Run {
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl Run {
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[index]
+    }
+}
+
+/// Sends `rate` requests per second for `duration` to `target` from the
+/// client pod.
+async fn load(mesh: &Mesh, protocol: Protocol, target: &'static str, rate: u32, duration: Duration) -> Run {
+    mesh.client
+        .run(async move {
+            let latencies = Arc::new(Mutex::new(Vec::new()));
+            let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+            let grpc = match protocol {
+                Protocol::Grpc => Some(
+                    tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+                        .expect("endpoint")
+                        .connect()
+                        .await
+                        .expect("connect gRPC"),
+                ),
+                Protocol::Http1 => None,
+            };
+            let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let end = Instant::now() + duration;
+            let mut tasks = tokio::task::JoinSet::new();
+            loop {
+                let due = ticks.tick().await;
+                if due >= end {
+                    break;
+                }
+                let (http, grpc, latencies, errors) =
+                    (http.clone(), grpc.clone(), latencies.clone(), errors.clone());
+                tasks.spawn(async move {
+                    let started = Instant::now();
+                    let ok = match grpc {
+                        Some(channel) => {
+                            let mut client =
+                                linkerd2_proxy_api::identity::identity_client::IdentityClient::new(channel);
+                            client
+                                .certify(linkerd2_proxy_api::identity::CertifyRequest {
+                                    token: b"small".to_vec(),
+                                    ..Default::default()
+                                })
+                                .await
+                                .is_ok()
+                        }
+                        None => {
+                            let req = http::Request::get(format!("http://{target}/"))
+                                .body(Full::default())
+                                .expect("request");
+                            matches!(support::request(&http, req).await, Ok((200, _)))
+                        }
+                    };
+                    if ok {
+                        latencies.lock().expect("latencies").push(started.elapsed());
+                    } else {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+            while tasks.join_next().await.is_some() {}
+            let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
+            latencies.sort();
+            Run {
+                latencies,
+                errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+            }
+        })
+        .await
+}
+
+/// CPU seconds a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
+}
+
+/// Resident memory of a process, MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let duration = Duration::from_secs(seconds);
+    let mesh = Mesh::start().await;
+    mesh.service("10.96.0.10:80", "web.test.svc.cluster.local:80", DestinationProfile::default());
+    mesh.state.set_endpoints(
+        "web.test.svc.cluster.local:80",
+        vec![endpoint(server(8080), Some(support::WEB_ID), "web-1")],
+    );
+    mesh.service("10.96.0.11:9090", "grpc.test.svc.cluster.local:9090", DestinationProfile::default());
+    mesh.state.set_endpoints(
+        "grpc.test.svc.cluster.local:9090",
+        vec![endpoint(server(9090), Some(support::WEB_ID), "grpc-1")],
+    );
+    mesh.server
+        .run(async {
+            app::App::serve("web", server(8080)).await;
+            app::App::serve("web", server(9999)).await;
+            app::Grpc::serve(server(9090)).await;
+            app::Grpc::serve(server(9998)).await;
+        })
+        .await;
+    let pids = [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
+    let idle = [rss_mib(pids[0]), rss_mib(pids[1])];
+    let binary = support::bin(None, "mesh-proxy");
+    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0);
+
+    println!("| protocol | rate (rps) | direct p50 / p99 (ms) | meshed p50 / p99 (ms) | added p50 / p99 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for protocol in [Protocol::Http1, Protocol::Grpc] {
+        let (direct_target, meshed_target) = match protocol {
+            Protocol::Http1 => ("10.77.0.2:9999", "10.96.0.10:80"),
+            Protocol::Grpc => ("10.77.0.2:9998", "10.96.0.11:9090"),
+        };
+        for rate in [500u32, 1000, 2000] {
+            load(&mesh, protocol, meshed_target, rate, Duration::from_secs(1)).await;
+            let direct = load(&mesh, protocol, direct_target, rate, duration).await;
+            let before = pids.map(cpu_seconds);
+            let meshed = load(&mesh, protocol, meshed_target, rate, duration).await;
+            let after = pids.map(cpu_seconds);
+            let per_krps = |i: usize| (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0);
+            let added = |p: f64| meshed.percentile(p).saturating_sub(direct.percentile(p));
+            println!(
+                "| {} | {rate} | {} / {} | {} / {} | {} / {} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
+                match protocol {
+                    Protocol::Http1 => "HTTP/1.1",
+                    Protocol::Grpc => "gRPC (HTTP/2)",
+                },
+                ms(direct.percentile(0.5)),
+                ms(direct.percentile(0.99)),
+                ms(meshed.percentile(0.5)),
+                ms(meshed.percentile(0.99)),
+                ms(added(0.5)),
+                ms(added(0.99)),
+                per_krps(0),
+                per_krps(1),
+                rss_mib(pids[0]),
+                rss_mib(pids[1]),
+                direct.errors,
+                meshed.errors,
+            );
+        }
+    }
+    println!();
+    println!(
+        "proxy RSS idle: client {:.1} MiB, server {:.1} MiB; release binary {}: {size:.1} MiB",
+        idle[0],
+        idle[1],
+        binary.display()
+    );
+}
