@@ -50,7 +50,13 @@ impl Run {
 
 /// Sends `rate` requests per second for `duration` to `target` from the
 /// client pod.
-async fn load(mesh: &Mesh, protocol: Protocol, target: &'static str, rate: u32, duration: Duration) -> Run {
+async fn load(
+    mesh: &Mesh,
+    protocol: Protocol,
+    target: &'static str,
+    rate: u32,
+    duration: Duration,
+) -> Run {
     mesh.client
         .run(async move {
             let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -75,14 +81,20 @@ async fn load(mesh: &Mesh, protocol: Protocol, target: &'static str, rate: u32, 
                 if due >= end {
                     break;
                 }
-                let (http, grpc, latencies, errors) =
-                    (http.clone(), grpc.clone(), latencies.clone(), errors.clone());
+                let (http, grpc, latencies, errors) = (
+                    http.clone(),
+                    grpc.clone(),
+                    latencies.clone(),
+                    errors.clone(),
+                );
                 tasks.spawn(async move {
                     let started = Instant::now();
                     let ok = match grpc {
                         Some(channel) => {
                             let mut client =
-                                linkerd2_proxy_api::identity::identity_client::IdentityClient::new(channel);
+                                linkerd2_proxy_api::identity::identity_client::IdentityClient::new(
+                                    channel,
+                                );
                             client
                                 .certify(linkerd2_proxy_api::identity::CertifyRequest {
                                     token: b"small".to_vec(),
@@ -120,8 +132,14 @@ async fn load(mesh: &Mesh, protocol: Protocol, target: &'static str, rate: u32, 
 /// CPU seconds a process has used.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
     ticks / 100.0
 }
 
@@ -142,15 +160,26 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let duration = Duration::from_secs(seconds);
     let mesh = Mesh::start().await;
-    mesh.service("10.96.0.10:80", "web.test.svc.cluster.local:80", DestinationProfile::default());
+    mesh.service(
+        "10.96.0.10:80",
+        "web.test.svc.cluster.local:80",
+        DestinationProfile::default(),
+    );
     mesh.state.set_endpoints(
         "web.test.svc.cluster.local:80",
         vec![endpoint(server(8080), Some(support::WEB_ID), "web-1")],
     );
-    mesh.service("10.96.0.11:9090", "grpc.test.svc.cluster.local:9090", DestinationProfile::default());
+    mesh.service(
+        "10.96.0.11:9090",
+        "grpc.test.svc.cluster.local:9090",
+        DestinationProfile::default(),
+    );
     mesh.state.set_endpoints(
         "grpc.test.svc.cluster.local:9090",
         vec![endpoint(server(9090), Some(support::WEB_ID), "grpc-1")],
@@ -168,7 +197,9 @@ async fn main() {
     let binary = support::bin(None, "mesh-proxy");
     let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0);
 
-    println!("| protocol | rate (rps) | direct p50 / p99 (ms) | meshed p50 / p99 (ms) | added p50 / p99 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |");
+    println!(
+        "| protocol | rate (rps) | direct p50 / p99 (ms) | meshed p50 / p99 (ms) | added p50 / p99 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for protocol in [Protocol::Http1, Protocol::Grpc] {
         let (direct_target, meshed_target) = match protocol {
@@ -181,7 +212,8 @@ async fn main() {
             let before = pids.map(cpu_seconds);
             let meshed = load(&mesh, protocol, meshed_target, rate, duration).await;
             let after = pids.map(cpu_seconds);
-            let per_krps = |i: usize| (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0);
+            let per_krps =
+                |i: usize| (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0);
             let added = |p: f64| meshed.percentile(p).saturating_sub(direct.percentile(p));
             println!(
                 "| {} | {rate} | {} / {} | {} / {} | {} / {} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
