@@ -32,7 +32,13 @@ pub fn channel(
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| ChannelError::Address(addr.to_owned()))?
         .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        // Watches are long and mostly quiet: pings notice a peer that went
+        // away without closing (a node lost, a partition) so the stream is
+        // re-opened elsewhere.
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .keep_alive_while_idle(true);
     let Some((server_identity, credentials)) = tls else {
         return Ok(endpoint.connect_lazy());
     };

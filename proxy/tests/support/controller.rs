@@ -283,15 +283,19 @@ impl tokio::io::AsyncWrite for Tls {
     }
 }
 
-/// Serves `router` on `addr` over TLS as `identity` until the runtime ends.
+async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the mock controller")
+}
+
+/// Serves `router` on `listener` over TLS with `credentials` until the
+/// runtime ends.
 async fn serve_tls(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     credentials: Arc<mesh_proxy::tls::Credentials>,
     router: tonic::service::Routes,
 ) {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("bind the mock controller");
     let config = credentials
         .server_config(
             mesh_proxy::tls::ClientAuth::Optional,
@@ -325,12 +329,12 @@ async fn serve_tls(
 pub async fn start(ip: std::net::IpAddr, state: Arc<State>, ca: Arc<Ca>) {
     let service = Service(state, ca.clone());
     tokio::spawn(serve_tls(
-        SocketAddr::new(ip, 8086),
+        bind(SocketAddr::new(ip, 8086)).await,
         ca.credentials(DESTINATION_ID),
         tonic::service::Routes::new(DestinationServer::new(service.clone())),
     ));
     tokio::spawn(serve_tls(
-        SocketAddr::new(ip, 8080),
+        bind(SocketAddr::new(ip, 8080)).await,
         ca.credentials(IDENTITY_ID),
         tonic::service::Routes::new(IdentityServer::new(service)),
     ));

@@ -72,6 +72,7 @@ pub struct Mesh {
     pub ca: Arc<Ca>,
     dir: tempfile::TempDir,
     proxies: Vec<(String, Child)>,
+    controller: Option<netns::NsRuntime>,
 }
 
 /// Which pod.
@@ -84,6 +85,11 @@ pub enum Side {
 impl Mesh {
     /// Starts both pods with their proxies ready (certified).
     pub async fn start() -> Self {
+        Self::start_with_cert_lifetime(Duration::from_secs(24 * 3600)).await
+    }
+
+    /// Starts both pods; workload certificates live `lifetime`.
+    pub async fn start_with_cert_lifetime(lifetime: Duration) -> Self {
         let client = Netns::new("pc");
         let server = Netns::new("ps");
         client.ip(&[
@@ -122,11 +128,6 @@ impl Mesh {
         std::fs::write(dir.path().join("token"), controller::TOKEN).expect("token");
         let state = Arc::new(State::default());
         let ca = Ca::new();
-        let (s, c) = (state.clone(), ca.clone());
-        let ip: IpAddr = CLIENT_IP.parse().expect("ip");
-        client
-            .run(async move { controller::start(ip, s, c).await })
-            .await;
         let mut mesh = Self {
             client,
             server,
@@ -134,11 +135,33 @@ impl Mesh {
             ca,
             dir,
             proxies: Vec::new(),
+            controller: None,
         };
+        mesh.start_controller().await;
+        *mesh.ca.lifetime.lock().expect("lifetime") = lifetime;
         mesh.start_proxy("client", CLIENT_ID);
         mesh.start_proxy("server", WEB_ID);
         mesh.wait_ready().await;
         mesh
+    }
+
+    /// Starts the mock control plane (again), on a runtime of its own in
+    /// the client pod.
+    pub async fn start_controller(&mut self) {
+        let runtime = self.client.new_runtime();
+        let (state, ca) = (self.state.clone(), self.ca.clone());
+        let ip: IpAddr = CLIENT_IP.parse().expect("ip");
+        runtime
+            .spawn(async move { controller::start(ip, state, ca).await })
+            .await
+            .expect("the controller starts");
+        self.controller = Some(runtime);
+    }
+
+    /// Stops the mock control plane: its listeners and every open stream
+    /// close, as when its pods restart.
+    pub fn stop_controller(&mut self) {
+        self.controller.take();
     }
 
     fn start_proxy(&mut self, which: &str, identity: &str) {

@@ -22,11 +22,56 @@ pub fn run(program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// A tokio runtime on a thread inside a namespace; dropping it ends its
+/// tasks and closes their sockets.
+#[derive(Debug)]
+pub struct NsRuntime {
+    handle: tokio::runtime::Handle,
+    stop: std::sync::mpsc::Sender<()>,
+}
+
+impl NsRuntime {
+    fn start(path: String) -> Self {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let netns = std::fs::File::open(&path).expect("the namespace");
+            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            handle_tx.send(runtime.handle().clone()).expect("handle");
+            let _ = stop_rx.recv();
+            runtime.shutdown_background();
+        });
+        Self {
+            handle: handle_rx.recv().expect("the runtime starts"),
+            stop,
+        }
+    }
+
+    /// Starts `future` on this runtime.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        future: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        self.handle.spawn(future)
+    }
+}
+
+impl Drop for NsRuntime {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+    }
+}
+
 /// A network namespace, deleted (with what runs in it) on drop.
 #[derive(Debug)]
 pub struct Netns {
     pub name: String,
-    runtime: Option<(tokio::runtime::Handle, std::sync::mpsc::Sender<()>)>,
+    runtime: Option<NsRuntime>,
 }
 
 impl Netns {
@@ -43,7 +88,7 @@ impl Netns {
             name,
             runtime: None,
         };
-        ns.runtime = Some(ns.start_runtime());
+        ns.runtime = Some(ns.new_runtime());
         ns
     }
 
@@ -66,23 +111,9 @@ impl Netns {
         run("ip", &all);
     }
 
-    fn start_runtime(&self) -> (tokio::runtime::Handle, std::sync::mpsc::Sender<()>) {
-        let path = self.path();
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            let netns = std::fs::File::open(&path).expect("the namespace");
-            nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            handle_tx.send(runtime.handle().clone()).expect("handle");
-            let _ = stop_rx.recv();
-            runtime.shutdown_background();
-        });
-        (handle_rx.recv().expect("the runtime starts"), stop_tx)
+    /// Another runtime in this namespace, to stop on its own.
+    pub fn new_runtime(&self) -> NsRuntime {
+        NsRuntime::start(self.path())
     }
 
     /// Runs `future` on the namespace's runtime (its sockets are the
@@ -99,16 +130,13 @@ impl Netns {
         &self,
         future: impl std::future::Future<Output = T> + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
-        let (handle, _) = self.runtime.as_ref().expect("a runtime");
-        handle.spawn(future)
+        self.runtime.as_ref().expect("a runtime").spawn(future)
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Some((_, stop)) = self.runtime.take() {
-            let _ = stop.send(());
-        }
+        self.runtime.take();
         if let Ok(out) = Command::new("ip")
             .args(["netns", "pids", &self.name])
             .output()
