@@ -11,9 +11,8 @@
 //! Authorization policy (issue "policy") will sit in [`Inbound::authorize`]:
 //! every connection passes through it with its client identity and port.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -22,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use crate::cache::IdleCache;
 use crate::config::DirectionConfig;
 use crate::detect::{self, Protocol};
 use crate::discover::Endpoint;
@@ -65,7 +65,7 @@ pub struct Inbound {
     server_tls: Option<Arc<ServerConfig>>,
     http_metrics: HttpMetrics,
     tcp_metrics: TcpMetrics,
-    apps: Mutex<HashMap<SocketAddr, Arc<EndpointClient>>>,
+    apps: IdleCache<SocketAddr, EndpointClient>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -100,17 +100,26 @@ impl Inbound {
             server_tls,
             http_metrics,
             tcp_metrics,
-            apps: Mutex::default(),
+            apps: IdleCache::default(),
         }))
     }
 
     /// Accepts connections on `listener` until `drain` completes.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Signal) {
         let this = self.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::cache::SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                this.apps.sweep();
+            }
+        });
+        let this = self.clone();
         crate::drain::accept_until(listener, drain.clone(), move |stream| {
             this.clone().connection(stream, drain.clone())
         })
         .await;
+        sweeper.abort();
     }
 
     /// Where policy will decide whether `peer` may reach `target`; today
@@ -258,21 +267,12 @@ impl Inbound {
     }
 
     fn app(&self, target: SocketAddr) -> Arc<EndpointClient> {
-        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-        apps.entry(target)
-            .or_insert_with(|| {
-                Arc::new(EndpointClient::plain(
-                    Endpoint {
-                        addr: target,
-                        identity: None,
-                        http2: false,
-                        opaque_transport_port: None,
-                        labels: Vec::new(),
-                    },
-                    self.config.connect_timeout,
-                ))
-            })
-            .clone()
+        self.apps.get_or_insert_with(target, || {
+            Arc::new(EndpointClient::plain(
+                Endpoint::unmeshed(target),
+                self.config.connect_timeout,
+            ))
+        })
     }
 
     async fn request(

@@ -15,11 +15,13 @@
 //! - [`control`]: gRPC channels to the control plane.
 //! - [`http`], [`observe`], [`forward`]: HTTP and TCP plumbing.
 //! - [`drain`]: graceful shutdown.
+//! - [`cache`]: per-target state that unused targets leave.
 //! - [`init`]: the iptables rules `mesh-init` installs.
 
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod cache;
 pub mod config;
 pub mod control;
 pub mod detect;

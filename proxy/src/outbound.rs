@@ -6,7 +6,6 @@
 //! balanced per connection. Meshed endpoints are reached over mutual TLS
 //! with the identity discovery gave; anything else as it came.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use crate::balance::{self, Balancer, Member, PickError};
+use crate::cache::IdleCache;
 use crate::config::DirectionConfig;
 use crate::detect::{self, Protocol};
 use crate::discover::profile::Route;
@@ -46,9 +46,9 @@ pub struct Outbound {
     tls: Option<TlsClients>,
     http_metrics: HttpMetrics,
     tcp_metrics: TcpMetrics,
-    logicals: Mutex<HashMap<SocketAddr, Arc<Logical>>>,
-    balancers: Mutex<HashMap<String, Arc<Balancer>>>,
-    direct: Mutex<HashMap<DirectKey, Arc<Member>>>,
+    logicals: IdleCache<SocketAddr, Logical>,
+    balancers: IdleCache<String, Balancer>,
+    direct: IdleCache<DirectKey, Member>,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -130,9 +130,9 @@ impl Outbound {
             tls,
             http_metrics,
             tcp_metrics,
-            logicals: Mutex::default(),
-            balancers: Mutex::default(),
-            direct: Mutex::default(),
+            logicals: IdleCache::default(),
+            balancers: IdleCache::default(),
+            direct: IdleCache::default(),
         })
     }
 
@@ -140,10 +140,21 @@ impl Outbound {
     /// connection then finishes its in-flight requests.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Signal) {
         let this = self.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::cache::SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                this.logicals.sweep();
+                this.balancers.sweep();
+                this.direct.sweep();
+            }
+        });
+        let this = self.clone();
         crate::drain::accept_until(listener, drain.clone(), move |stream| {
             this.clone().connection(stream, drain.clone())
         })
         .await;
+        sweeper.abort();
     }
 
     async fn connection(self: Arc<Self>, stream: TcpStream, drain: Signal) {
@@ -206,24 +217,20 @@ impl Outbound {
     }
 
     fn logical(&self, addr: SocketAddr) -> Arc<Logical> {
-        let mut logicals = self.logicals.lock().unwrap_or_else(|e| e.into_inner());
-        logicals
-            .entry(addr)
-            .or_insert_with(|| {
-                Arc::new(Logical {
-                    addr,
-                    profile: self.discovery.as_ref().and_then(|d| d.profile(addr)),
-                    budget: Mutex::new(Budget::new(Default::default())),
-                })
+        self.logicals.get_or_insert_with(addr, || {
+            Arc::new(Logical {
+                addr,
+                profile: self.discovery.as_ref().and_then(|d| d.profile(addr)),
+                budget: Mutex::new(Budget::new(Default::default())),
             })
-            .clone()
+        })
     }
 
     /// Where traffic for `logical` goes under `profile`: a split backend or
     /// the Service itself, a pod, or the address as it came.
     fn target(&self, logical: &Logical, profile: Option<&Profile>) -> Target {
         let Some(profile) = profile else {
-            return Target::Direct(self.direct(plain(logical.addr)));
+            return Target::Direct(self.direct(Endpoint::unmeshed(logical.addr)));
         };
         if let Some(name) = &profile.fully_qualified_name {
             let service = format!("{name}:{}", logical.addr.port());
@@ -234,46 +241,38 @@ impl Outbound {
         }
         match &profile.endpoint {
             Some(endpoint) => Target::Direct(self.direct(endpoint.clone())),
-            None => Target::Direct(self.direct(plain(logical.addr))),
+            None => Target::Direct(self.direct(Endpoint::unmeshed(logical.addr))),
         }
     }
 
     fn balancer(&self, authority: &str) -> Arc<Balancer> {
-        let mut balancers = self.balancers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(balancer) = balancers.get(authority) {
-            return balancer.clone();
-        }
-        let watch = match &self.discovery {
-            Some(discovery) => discovery.endpoints(authority),
-            None => tokio::sync::watch::channel(Arc::default()).1,
-        };
-        let tls = self.tls.clone();
-        let timeout = self.config.connect_timeout;
-        let make: balance::MakeClient = Arc::new(move |endpoint: &Endpoint| {
-            EndpointClient::new(endpoint.clone(), tls.as_ref(), timeout)
-                .map_err(|e| tracing::warn!(addr = %endpoint.addr, "endpoint unusable: {e}"))
-                .ok()
-        });
-        let balancer = Balancer::new(authority.to_owned(), watch, make);
-        balancers.insert(authority.to_owned(), balancer.clone());
-        balancer
+        self.balancers.get_or_insert_with(authority.to_owned(), || {
+            let watch = match &self.discovery {
+                Some(discovery) => discovery.endpoints(authority),
+                None => tokio::sync::watch::channel(Arc::default()).1,
+            };
+            let tls = self.tls.clone();
+            let timeout = self.config.connect_timeout;
+            let make: balance::MakeClient = Arc::new(move |endpoint: &Endpoint| {
+                EndpointClient::new(endpoint.clone(), tls.as_ref(), timeout)
+                    .map_err(|e| tracing::warn!(addr = %endpoint.addr, "endpoint unusable: {e}"))
+                    .ok()
+            });
+            Balancer::new(authority.to_owned(), watch, make)
+        })
     }
 
     fn direct(&self, endpoint: Endpoint) -> Arc<Member> {
         let key = (endpoint.addr, endpoint.identity.clone());
-        let mut direct = self.direct.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(member) = direct.get(&key) {
-            return member.clone();
-        }
-        let timeout = self.config.connect_timeout;
-        let client = EndpointClient::new(endpoint.clone(), self.tls.as_ref(), timeout)
-            .unwrap_or_else(|e| {
-                tracing::warn!(addr = %endpoint.addr, "endpoint identity unusable ({e}): plain text");
-                EndpointClient::plain(plain(endpoint.addr), timeout)
-            });
-        let member = Member::new(client);
-        direct.insert(key, member.clone());
-        member
+        self.direct.get_or_insert_with(key, || {
+            let timeout = self.config.connect_timeout;
+            let client = EndpointClient::new(endpoint.clone(), self.tls.as_ref(), timeout)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(addr = %endpoint.addr, "endpoint identity unusable ({e}): plain text");
+                    EndpointClient::plain(Endpoint::unmeshed(endpoint.addr), timeout)
+                });
+            Member::new(client)
+        })
     }
 
     async fn opaque<I>(&self, io: I, target: Target)
@@ -487,17 +486,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-/// An endpoint discovery knows nothing about.
-fn plain(addr: SocketAddr) -> Endpoint {
-    Endpoint {
-        addr,
-        identity: None,
-        http2: false,
-        opaque_transport_port: None,
-        labels: Vec::new(),
-    }
 }
 
 /// The labels of traffic to `member`: `tls` and `server_id`, `dst_*`.

@@ -27,6 +27,19 @@ pub struct Endpoint {
     pub labels: Labels,
 }
 
+impl Endpoint {
+    /// An endpoint discovery says nothing about: plain text, no labels.
+    pub fn unmeshed(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            identity: None,
+            http2: false,
+            opaque_transport_port: None,
+            labels: Vec::new(),
+        }
+    }
+}
+
 /// The endpoints of a Service as known now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointSet {
