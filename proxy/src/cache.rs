@@ -11,6 +11,17 @@ use std::sync::{Arc, Mutex};
 /// How often the proxy sweeps its caches.
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Runs `sweep` every [`SWEEP_EVERY`] until the returned task is aborted.
+pub fn sweeper(sweep: impl Fn() + Send + 'static) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            every.tick().await;
+            sweep();
+        }
+    })
+}
+
 #[derive(Debug)]
 struct Entry<V> {
     value: Arc<V>,

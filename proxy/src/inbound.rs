@@ -107,13 +107,7 @@ impl Inbound {
     /// Accepts connections on `listener` until `drain` completes.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Signal) {
         let this = self.clone();
-        let sweeper = tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::cache::SWEEP_EVERY);
-            loop {
-                every.tick().await;
-                this.apps.sweep();
-            }
-        });
+        let sweeper = crate::cache::sweeper(move || this.apps.sweep());
         let this = self.clone();
         crate::drain::accept_until(listener, drain.clone(), move |stream| {
             this.clone().connection(stream, drain.clone())

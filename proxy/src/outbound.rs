@@ -140,14 +140,10 @@ impl Outbound {
     /// connection then finishes its in-flight requests.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, drain: Signal) {
         let this = self.clone();
-        let sweeper = tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::cache::SWEEP_EVERY);
-            loop {
-                every.tick().await;
-                this.logicals.sweep();
-                this.balancers.sweep();
-                this.direct.sweep();
-            }
+        let sweeper = crate::cache::sweeper(move || {
+            this.logicals.sweep();
+            this.balancers.sweep();
+            this.direct.sweep();
         });
         let this = self.clone();
         crate::drain::accept_until(listener, drain.clone(), move |stream| {

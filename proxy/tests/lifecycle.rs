@@ -11,18 +11,8 @@ use support::*;
 
 async fn web_mesh() -> Mesh {
     let mesh = Mesh::start().await;
-    mesh.service(
-        "10.96.0.10:80",
-        "web.test.svc.cluster.local:80",
-        DestinationProfile::default(),
-    );
-    mesh.state.set_endpoints(
-        "web.test.svc.cluster.local:80",
-        vec![endpoint(server(8080), Some(WEB_ID), "web-1")],
-    );
-    mesh.server
-        .run(async { app::App::serve("web-1", server(8080)).await })
-        .await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    mesh.app("web-1", 8080).await;
     mesh
 }
 
@@ -130,59 +120,11 @@ fn mesh_init_twice_leaves_one_copy_of_each_rule() {
     assert!(String::from_utf8_lossy(&dry.stdout).contains("-j REDIRECT --to-ports 4140"));
 }
 
-/// GETs / from the client pod every few milliseconds, `workers` at a time,
-/// for `duration`; returns the statuses (0 for a transport error).
-async fn steady_load(
-    mesh: &Mesh,
-    duration: Duration,
-    workers: usize,
-) -> tokio::task::JoinHandle<Vec<u16>> {
-    mesh.client.spawn(async move {
-        let end = tokio::time::Instant::now() + duration;
-        let mut tasks = Vec::new();
-        for _ in 0..workers {
-            tasks.push(tokio::spawn(async move {
-                let client: hyper_util::client::legacy::Client<
-                    _,
-                    http_body_util::Full<bytes::Bytes>,
-                > = hyper_util::client::legacy::Client::builder(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .build_http();
-                let mut statuses = Vec::new();
-                while tokio::time::Instant::now() < end {
-                    let req = http::Request::get("http://10.96.0.10/")
-                        .body(Default::default())
-                        .expect("req");
-                    statuses.push(request(&client, req).await.map(|(s, _)| s).unwrap_or(0));
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                statuses
-            }));
-        }
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.expect("worker"));
-        }
-        all
-    })
-}
-
 #[tokio::test]
 async fn certificate_renewals_under_load_fail_no_request() {
     let mesh = Mesh::start_with_cert_lifetime(Duration::from_secs(3)).await;
-    mesh.service(
-        "10.96.0.10:80",
-        "web.test.svc.cluster.local:80",
-        DestinationProfile::default(),
-    );
-    mesh.state.set_endpoints(
-        "web.test.svc.cluster.local:80",
-        vec![endpoint(server(8080), Some(WEB_ID), "web-1")],
-    );
-    mesh.server
-        .run(async { app::App::serve("web-1", server(8080)).await })
-        .await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    mesh.app("web-1", 8080).await;
     let load = steady_load(&mesh, Duration::from_secs(7), 4).await;
     let statuses = load.await.expect("load");
     let failed = statuses.iter().filter(|s| **s != 200).count();
@@ -200,31 +142,15 @@ async fn certificate_renewals_under_load_fail_no_request() {
 #[tokio::test]
 async fn a_control_plane_restart_under_load_fails_no_request_and_changes_catch_up() {
     let mut mesh = Mesh::start().await;
-    mesh.service(
-        "10.96.0.10:80",
-        "web.test.svc.cluster.local:80",
-        DestinationProfile::default(),
-    );
-    mesh.state.set_endpoints(
-        "web.test.svc.cluster.local:80",
-        vec![endpoint(server(8081), Some(WEB_ID), "a")],
-    );
-    let a = mesh
-        .server
-        .run(async { app::App::serve("a", server(8081)).await })
-        .await;
-    let b = mesh
-        .server
-        .run(async { app::App::serve("b", server(8082)).await })
-        .await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8081, "a")]));
+    let a = mesh.app("a", 8081).await;
+    let b = mesh.app("b", 8082).await;
     let load = steady_load(&mesh, Duration::from_secs(8), 4).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     mesh.stop_controller();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    mesh.state.set_endpoints(
-        "web.test.svc.cluster.local:80",
-        vec![endpoint(server(8082), Some(WEB_ID), "b")],
-    );
+    mesh.state
+        .set_endpoints("web.test.svc.cluster.local:80", meshed(&[(8082, "b")]));
     let a_during_outage = a.hits();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(

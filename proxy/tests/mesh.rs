@@ -12,19 +12,8 @@ use support::*;
 #[tokio::test]
 async fn http1_goes_through_both_proxies_over_mtls_with_identities_on_both_sides() {
     let mesh = Mesh::start().await;
-    mesh.service(
-        "10.96.0.10:80",
-        "web.test.svc.cluster.local:80",
-        DestinationProfile::default(),
-    );
-    mesh.state.set_endpoints(
-        "web.test.svc.cluster.local:80",
-        vec![endpoint(server(8080), Some(WEB_ID), "web-1")],
-    );
-    let app = mesh
-        .server
-        .run(async { app::App::serve("web-1", server(8080)).await })
-        .await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    let app = mesh.app("web-1", 8080).await;
     let (status, body) = mesh
         .client
         .run(async { get("http://10.96.0.10/").await })
@@ -71,28 +60,11 @@ async fn http1_goes_through_both_proxies_over_mtls_with_identities_on_both_sides
     );
 }
 
-/// Points 10.96.0.10:80 at `web` with the given endpoints.
-fn web(
-    mesh: &Mesh,
-    profile: DestinationProfile,
-    endpoints: Vec<linkerd2_proxy_api::destination::WeightedAddr>,
-) {
-    mesh.service("10.96.0.10:80", "web.test.svc.cluster.local:80", profile);
-    mesh.state
-        .set_endpoints("web.test.svc.cluster.local:80", endpoints);
-}
-
 #[tokio::test]
 async fn http2_prior_knowledge_goes_through_as_http2() {
     let mesh = Mesh::start().await;
-    web(
-        &mesh,
-        DestinationProfile::default(),
-        vec![endpoint(server(8080), Some(WEB_ID), "web-1")],
-    );
-    mesh.server
-        .run(async { app::App::serve("web-1", server(8080)).await })
-        .await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    mesh.app("web-1", 8080).await;
     let (status, body) = mesh
         .client
         .run(async {
@@ -138,7 +110,7 @@ async fn grpc_goes_through_and_error_statuses_count_as_failures() {
     );
     mesh.state.set_endpoints(
         "grpc.test.svc.cluster.local:9090",
-        vec![endpoint(server(9090), Some(WEB_ID), "grpc-1")],
+        meshed(&[(9090, "grpc-1")]),
     );
     mesh.server.run(app::Grpc::serve(server(9090))).await;
     let (ok, denied) = mesh
@@ -216,10 +188,8 @@ async fn opaque_tcp_goes_through_with_a_transport_header() {
             ..Default::default()
         },
     );
-    mesh.state.set_endpoints(
-        "db.test.svc.cluster.local:7000",
-        vec![endpoint(server(7000), Some(WEB_ID), "db-1")],
-    );
+    mesh.state
+        .set_endpoints("db.test.svc.cluster.local:7000", meshed(&[(7000, "db-1")]));
     mesh.server.run(app::greeter("db-1", server(7000))).await;
     let lines = mesh
         .client
@@ -273,15 +243,8 @@ async fn opaque_tcp_goes_through_with_a_transport_header() {
 async fn a_websocket_upgrade_goes_through_and_carries_bytes_both_ways() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mesh = Mesh::start().await;
-    web(
-        &mesh,
-        DestinationProfile::default(),
-        vec![endpoint(server(8080), Some(WEB_ID), "web-1")],
-    );
-    let app = mesh
-        .server
-        .run(async { app::App::serve("web-1", server(8080)).await })
-        .await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    let app = mesh.app("web-1", 8080).await;
     let echoed = mesh
         .client
         .run(async {

@@ -8,10 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use linkerd2_proxy_api::destination::{self as api, DestinationProfile};
 use support::*;
 
@@ -29,46 +25,10 @@ fn route(regex: &str, name: &str, retryable: bool, timeout: Option<Duration>) ->
     }
 }
 
-const WEB: &str = "web.test.svc.cluster.local:80";
-
-/// Sends `count` GETs for `path` to 10.96.0.10 from the client pod,
-/// `concurrency` at a time over kept-alive connections; returns the
-/// statuses (0 for a transport error) in completion order.
-async fn load(mesh: &Mesh, path: &str, count: usize, concurrency: usize) -> Vec<u16> {
-    let url = format!("http://10.96.0.10{path}");
-    mesh.client
-        .run(async move {
-            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let mut workers = Vec::new();
-            for _ in 0..concurrency {
-                let (client, next, url) = (client.clone(), next.clone(), url.clone());
-                workers.push(tokio::spawn(async move {
-                    let mut statuses = Vec::new();
-                    while next.fetch_add(1, Ordering::SeqCst) < count {
-                        let req = http::Request::get(url.as_str())
-                            .body(Full::default())
-                            .expect("req");
-                        statuses.push(request(&client, req).await.map(|(s, _)| s).unwrap_or(0));
-                    }
-                    statuses
-                }));
-            }
-            let mut all = Vec::new();
-            for worker in workers {
-                all.extend(worker.await.expect("worker"));
-            }
-            all
-        })
-        .await
-}
-
 #[tokio::test]
 async fn retries_stop_at_the_budget() {
     let mesh = Mesh::start().await;
-    mesh.service(
-        "10.96.0.10:80",
-        WEB,
+    mesh.web(
         DestinationProfile {
             routes: vec![route("/.*", "all", true, None)],
             retry_budget: Some(api::RetryBudget {
@@ -78,13 +38,9 @@ async fn retries_stop_at_the_budget() {
             }),
             ..Default::default()
         },
+        meshed(&[(8080, "web-1")]),
     );
-    mesh.state
-        .set_endpoints(WEB, vec![endpoint(server(8080), Some(WEB_ID), "web-1")]);
-    let app = mesh
-        .server
-        .run(async { app::App::serve("web-1", server(8080)).await })
-        .await;
+    let app = mesh.app("web-1", 8080).await;
     app.failing.store(true, Ordering::SeqCst);
     let statuses = load(&mesh, "/", 20, 1).await;
     assert!(statuses.iter().all(|s| *s == 500), "{statuses:?}");
@@ -121,9 +77,7 @@ async fn retries_stop_at_the_budget() {
 #[tokio::test]
 async fn a_route_timeout_answers_504() {
     let mesh = Mesh::start().await;
-    mesh.service(
-        "10.96.0.10:80",
-        WEB,
+    mesh.web(
         DestinationProfile {
             routes: vec![route(
                 "/delay/.*",
@@ -133,12 +87,9 @@ async fn a_route_timeout_answers_504() {
             )],
             ..Default::default()
         },
+        meshed(&[(8080, "web-1")]),
     );
-    mesh.state
-        .set_endpoints(WEB, vec![endpoint(server(8080), Some(WEB_ID), "web-1")]);
-    mesh.server
-        .run(async { app::App::serve("web-1", server(8080)).await })
-        .await;
+    mesh.app("web-1", 8080).await;
     let (slow, fast) = mesh
         .client
         .run(async {
@@ -172,7 +123,7 @@ async fn a_route_timeout_answers_504() {
 async fn a_90_10_split_lands_within_three_percent_over_2000_requests() {
     let mesh = Mesh::start().await;
     mesh.service(
-        "10.96.0.10:80",
+        WEB_ADDR,
         WEB,
         DestinationProfile {
             dst_overrides: vec![
@@ -190,22 +141,12 @@ async fn a_90_10_split_lands_within_three_percent_over_2000_requests() {
             ..Default::default()
         },
     );
-    mesh.state.set_endpoints(
-        "web-a.test.svc.cluster.local:80",
-        vec![endpoint(server(8081), Some(WEB_ID), "a")],
-    );
-    mesh.state.set_endpoints(
-        "web-b.test.svc.cluster.local:80",
-        vec![endpoint(server(8082), Some(WEB_ID), "b")],
-    );
-    let a = mesh
-        .server
-        .run(async { app::App::serve("a", server(8081)).await })
-        .await;
-    let b = mesh
-        .server
-        .run(async { app::App::serve("b", server(8082)).await })
-        .await;
+    mesh.state
+        .set_endpoints("web-a.test.svc.cluster.local:80", meshed(&[(8081, "a")]));
+    mesh.state
+        .set_endpoints("web-b.test.svc.cluster.local:80", meshed(&[(8082, "b")]));
+    let a = mesh.app("a", 8081).await;
+    let b = mesh.app("b", 8082).await;
     let statuses = load(&mesh, "/", 2000, 8).await;
     assert!(statuses.iter().all(|s| *s == 200));
     let share = a.hits() as f64 / 2000.0;
@@ -219,17 +160,9 @@ async fn a_90_10_split_lands_within_three_percent_over_2000_requests() {
 #[tokio::test]
 async fn an_endpoint_change_under_load_fails_no_request() {
     let mesh = Mesh::start().await;
-    mesh.service("10.96.0.10:80", WEB, DestinationProfile::default());
-    mesh.state
-        .set_endpoints(WEB, vec![endpoint(server(8081), Some(WEB_ID), "a")]);
-    let a = mesh
-        .server
-        .run(async { app::App::serve("a", server(8081)).await })
-        .await;
-    let b = mesh
-        .server
-        .run(async { app::App::serve("b", server(8082)).await })
-        .await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8081, "a")]));
+    let a = mesh.app("a", 8081).await;
+    let b = mesh.app("b", 8082).await;
     let state = mesh.state.clone();
     let (a_in, b_in) = (a.clone(), b.clone());
     let changes = tokio::spawn(async move {
@@ -239,15 +172,9 @@ async fn an_endpoint_change_under_load_fails_no_request() {
             }
         };
         wait_for(a_in.clone(), 200).await;
-        state.set_endpoints(
-            WEB,
-            vec![
-                endpoint(server(8081), Some(WEB_ID), "a"),
-                endpoint(server(8082), Some(WEB_ID), "b"),
-            ],
-        );
+        state.set_endpoints(WEB, meshed(&[(8081, "a"), (8082, "b")]));
         wait_for(b_in.clone(), 200).await;
-        state.set_endpoints(WEB, vec![endpoint(server(8082), Some(WEB_ID), "b")]);
+        state.set_endpoints(WEB, meshed(&[(8082, "b")]));
         a_in.hits()
     });
     let statuses = load(&mesh, "/", 1500, 8).await;
@@ -266,22 +193,12 @@ async fn an_endpoint_change_under_load_fails_no_request() {
 #[tokio::test]
 async fn a_failing_endpoint_is_ejected_and_comes_back() {
     let mesh = Mesh::start().await;
-    mesh.service("10.96.0.10:80", WEB, DestinationProfile::default());
-    mesh.state.set_endpoints(
-        WEB,
-        vec![
-            endpoint(server(8081), Some(WEB_ID), "a"),
-            endpoint(server(8082), Some(WEB_ID), "b"),
-        ],
+    mesh.web(
+        DestinationProfile::default(),
+        meshed(&[(8081, "a"), (8082, "b")]),
     );
-    let a = mesh
-        .server
-        .run(async { app::App::serve("a", server(8081)).await })
-        .await;
-    let b = mesh
-        .server
-        .run(async { app::App::serve("b", server(8082)).await })
-        .await;
+    let a = mesh.app("a", 8081).await;
+    let b = mesh.app("b", 8082).await;
     a.failing.store(true, Ordering::SeqCst);
     let statuses = load(&mesh, "/", 300, 1).await;
     let failures = statuses.iter().filter(|s| **s != 200).count();

@@ -23,7 +23,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use linkerd2_proxy_api::destination::DestinationProfile;
-use support::{Mesh, Side, app, endpoint, server};
+use support::{Mesh, Side, app, meshed, server};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,15 +166,7 @@ async fn main() {
         .unwrap_or(10);
     let duration = Duration::from_secs(seconds);
     let mesh = Mesh::start().await;
-    mesh.service(
-        "10.96.0.10:80",
-        "web.test.svc.cluster.local:80",
-        DestinationProfile::default(),
-    );
-    mesh.state.set_endpoints(
-        "web.test.svc.cluster.local:80",
-        vec![endpoint(server(8080), Some(support::WEB_ID), "web-1")],
-    );
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
     mesh.service(
         "10.96.0.11:9090",
         "grpc.test.svc.cluster.local:9090",
@@ -182,7 +174,7 @@ async fn main() {
     );
     mesh.state.set_endpoints(
         "grpc.test.svc.cluster.local:9090",
-        vec![endpoint(server(9090), Some(support::WEB_ID), "grpc-1")],
+        meshed(&[(9090, "grpc-1")]),
     );
     mesh.server
         .run(async {

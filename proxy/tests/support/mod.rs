@@ -15,6 +15,7 @@ pub mod netns;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,6 +31,9 @@ pub const SERVER_IP: &str = "10.77.0.2";
 pub const CLIENT_ID: &str = "client.test.serviceaccount.identity.linkerd.cluster.local";
 pub const WEB_ID: &str = "web.test.serviceaccount.identity.linkerd.cluster.local";
 pub const PROXY_UID: &str = "2102";
+/// The web Service's address and name.
+pub const WEB_ADDR: &str = "10.96.0.10:80";
+pub const WEB: &str = "web.test.svc.cluster.local:80";
 /// Ports iptables leaves alone both ways: baselines without the mesh.
 pub const BYPASS_PORTS: &str = "9998,9999";
 
@@ -225,6 +229,25 @@ impl Mesh {
         }
     }
 
+    /// Points the Service address 10.96.0.10:80 at
+    /// `web.test.svc.cluster.local:80` with `profile` and `endpoints`.
+    pub fn web(
+        &self,
+        profile: linkerd2_proxy_api::destination::DestinationProfile,
+        endpoints: Vec<linkerd2_proxy_api::destination::WeightedAddr>,
+    ) {
+        self.service(WEB_ADDR, WEB, profile);
+        self.state.set_endpoints(WEB, endpoints);
+    }
+
+    /// Serves an [`app::App`] named `name` on `port` in the server pod.
+    pub async fn app(&self, name: &str, port: u16) -> Arc<app::App> {
+        let name = name.to_owned();
+        self.server
+            .run(async move { app::App::serve(&name, server(port)).await })
+            .await
+    }
+
     /// The process id of a pod's proxy.
     pub fn proxy_pid(&self, side: Side) -> u32 {
         let name = if side == Side::Client {
@@ -370,4 +393,87 @@ pub fn sample(metrics: &str, metric: &str, labels: &[&str]) -> f64 {
         .filter(|l| labels.iter().all(|label| l.contains(label)))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum()
+}
+
+/// An HTTP/1 client (pooled, kept alive).
+pub fn http_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Meshed endpoints in the server pod (identity `WEB_ID`): `(port, pod)`.
+pub fn meshed(endpoints: &[(u16, &str)]) -> Vec<linkerd2_proxy_api::destination::WeightedAddr> {
+    endpoints
+        .iter()
+        .map(|(port, pod)| endpoint(server(*port), Some(WEB_ID), pod))
+        .collect()
+}
+
+/// Sends `count` GETs for `path` to 10.96.0.10 from the client pod,
+/// `concurrency` at a time over kept-alive connections; returns the
+/// statuses (0 for a transport error) in completion order.
+pub async fn load(mesh: &Mesh, path: &str, count: usize, concurrency: usize) -> Vec<u16> {
+    let url = format!("http://10.96.0.10{path}");
+    mesh.client
+        .run(async move {
+            let client: Client<_, Full<Bytes>> = http_client();
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut workers = Vec::new();
+            for _ in 0..concurrency {
+                let (client, next, url) = (client.clone(), next.clone(), url.clone());
+                workers.push(tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    while next.fetch_add(1, Ordering::SeqCst) < count {
+                        let req = http::Request::get(url.as_str())
+                            .body(Full::default())
+                            .expect("req");
+                        statuses.push(request(&client, req).await.map(|(s, _)| s).unwrap_or(0));
+                    }
+                    statuses
+                }));
+            }
+            let mut all = Vec::new();
+            for worker in workers {
+                all.extend(worker.await.expect("worker"));
+            }
+            all
+        })
+        .await
+}
+
+/// GETs / from the client pod every few milliseconds, `workers` at a time,
+/// for `duration`; returns the statuses (0 for a transport error).
+pub async fn steady_load(
+    mesh: &Mesh,
+    duration: Duration,
+    workers: usize,
+) -> tokio::task::JoinHandle<Vec<u16>> {
+    mesh.client.spawn(async move {
+        let end = tokio::time::Instant::now() + duration;
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            tasks.push(tokio::spawn(async move {
+                let client: hyper_util::client::legacy::Client<
+                    _,
+                    http_body_util::Full<bytes::Bytes>,
+                > = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http();
+                let mut statuses = Vec::new();
+                while tokio::time::Instant::now() < end {
+                    let req = http::Request::get("http://10.96.0.10/")
+                        .body(Default::default())
+                        .expect("req");
+                    statuses.push(request(&client, req).await.map(|(s, _)| s).unwrap_or(0));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                statuses
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("worker"));
+        }
+        all
+    })
 }
