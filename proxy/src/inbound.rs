@@ -33,6 +33,10 @@ use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
 use crate::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
 use crate::transport_header;
 
+fn stream_peer(io: &detect::Prefixed<TcpStream>) -> Option<SocketAddr> {
+    io.inner().peer_addr().ok()
+}
+
 /// The header that tells the application who called.
 pub const CLIENT_ID: &str = "l5d-client-id";
 
@@ -127,7 +131,11 @@ impl Inbound {
             return;
         };
         let orig = crate::orig_dst::original_dst(&stream, local).unwrap_or(local);
-        if self.config.skip_ports.contains(orig.port()) {
+        // Connected to the inbound port itself, not redirected: only a peer
+        // proxy naming its target in a transport header may do that
+        // (anything else would be forwarded back to this listener).
+        let direct = orig == local;
+        if !direct && self.config.skip_ports.contains(orig.port()) {
             forward::raw(stream, orig, self.config.connect_timeout).await;
             return;
         }
@@ -153,6 +161,10 @@ impl Inbound {
             }
             _ => false,
         };
+        if direct && !ours {
+            tracing::info!(peer = ?stream_peer(&io), "direct connections must be mutually authenticated: closed");
+            return;
+        }
         if !ours {
             let peer = Peer {
                 identity: None,
@@ -185,6 +197,13 @@ impl Inbound {
             no_tls_reason: "no_client_certificate",
         };
         let header = connection.alpn_protocol() == Some(ALPN_TRANSPORT_HEADER);
+        if direct && (peer.identity.is_none() || !header) {
+            tracing::info!(
+                client = ?peer.identity,
+                "direct connections must be mutually authenticated and negotiate a transport header: closed"
+            );
+            return;
+        }
         let mut tls = tls;
         if header {
             let header = match transport_header::read(&mut tls).await {

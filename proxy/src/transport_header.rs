@@ -77,7 +77,12 @@ pub async fn read<I: AsyncRead + Unpin>(io: &mut I) -> std::io::Result<Transport
     }
     let mut body = vec![0u8; len as usize];
     io.read_exact(&mut body).await?;
-    TransportHeader::decode(body.as_slice()).map_err(|e| invalid(format!("transport header: {e}")))
+    let header = TransportHeader::decode(body.as_slice())
+        .map_err(|e| invalid(format!("transport header: {e}")))?;
+    if !(1..=i32::from(u16::MAX)).contains(&header.port) {
+        return Err(invalid(format!("transport header port {}", header.port)));
+    }
+    Ok(header)
 }
 
 #[cfg(test)]
@@ -102,8 +107,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn garbage_is_refused() {
+    async fn garbage_and_impossible_ports_are_refused() {
         let mut reader: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         assert!(read(&mut reader).await.is_err());
+        for port in [0, -1, 65536] {
+            let wire = encode(&TransportHeader {
+                port,
+                ..Default::default()
+            });
+            assert!(read(&mut wire.as_ref()).await.is_err(), "port {port}");
+        }
     }
 }

@@ -272,3 +272,37 @@ async fn a_websocket_upgrade_goes_through_and_carries_bytes_both_ways() {
     assert_eq!(echoed.1, b"frames in both directions");
     assert_eq!(app.client_ids.lock().expect("ids").as_slice(), [CLIENT_ID]);
 }
+
+#[tokio::test]
+async fn a_connection_straight_to_the_inbound_port_without_mtls_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mesh = Mesh::start().await;
+    let app = mesh.app("web-1", 8080).await;
+    let read = mesh
+        .client
+        .run(async {
+            let mut stream = tokio::net::TcpStream::connect("10.77.0.2:4143")
+                .await
+                .expect("connect");
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+                .await
+                .expect("write");
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            answer
+        })
+        .await;
+    // The client's own proxy carries the attempt; the server proxy closes
+    // it, so the client gets the proxy's 502, never the application.
+    let answer = String::from_utf8_lossy(&read);
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(answer.contains("l5d-proxy-error"), "{answer}");
+    assert_eq!(app.hits(), 0, "nothing reached the application");
+    let server = mesh.server_metrics().await;
+    assert_eq!(
+        sample(&server, "request_total", &["direction=\"inbound\""]),
+        0.0,
+        "the server proxy served nothing (no loop back into itself):\n{server}"
+    );
+}
