@@ -137,7 +137,6 @@ pub async fn run_once(
     command: &[&str],
     timeout: Duration,
 ) -> anyhow::Result<Finished> {
-    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
@@ -146,6 +145,20 @@ pub async fn run_once(
             "containers": [{"name": "main", "image": image, "command": command}],
         }
     }))?;
+    run_pod(client, namespace, pod, timeout).await
+}
+
+/// Runs `pod` (whose containers must end) until it ends; returns whether it
+/// succeeded and its first container's logs.
+pub async fn run_pod(
+    client: &kube::Client,
+    namespace: &str,
+    pod: Pod,
+    timeout: Duration,
+) -> anyhow::Result<Finished> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let name = name.as_str();
     pods.create(&PostParams::default(), &pod)
         .await
         .map_err(|e| anyhow::anyhow!("creating pod {namespace}/{name}: {e}"))?;

@@ -302,3 +302,34 @@ pub async fn wan_cut_breaks_and_restore_heals_a_load_balancer_call(
     kube_util::delete_namespace(&east, &east_ns).await;
     Ok(())
 }
+
+/// A container runs as its `runAsUser`/`runAsGroup` (what lets `mesh-init`
+/// tell the proxy's own traffic apart), and can write to an emptyDir.
+pub async fn containers_run_as_their_user(p: &impl Provider) -> anyhow::Result<()> {
+    let west = p.client(Cluster::West);
+    let ns = kube_util::namespace(&west, "e2e-user").await?;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "whoami"},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {"runAsUser": 1000},
+            "volumes": [{"name": "scratch", "emptyDir": {}}],
+            "containers": [{
+                "name": "main",
+                "image": "busybox",
+                "command": ["sh", "-c", "id -u; id -g; touch /scratch/x && echo writable"],
+                "securityContext": {"runAsUser": 2102, "runAsGroup": 2102},
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            }],
+        }
+    }))?;
+    let finished = kube_util::run_pod(&west, &ns, pod, Duration::from_secs(60)).await?;
+    anyhow::ensure!(
+        finished.succeeded && finished.logs == "2102\n2102\nwritable\n",
+        "the container's own securityContext wins over the pod's: {:?}",
+        finished.logs
+    );
+    kube_util::delete_namespace(&west, &ns).await;
+    Ok(())
+}

@@ -20,4 +20,5 @@ macro_rules! scenario {
 scenario!(podinfo_answers_by_service_name);
 scenario!(pods_cannot_reach_the_other_clusters_pod_ips);
 scenario!(deleted_pods_are_replaced);
+scenario!(containers_run_as_their_user);
 scenario!(wan_cut_breaks_and_restore_heals_a_load_balancer_call);

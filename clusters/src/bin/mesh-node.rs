@@ -64,6 +64,12 @@ enum Command {
         /// Working directory.
         #[arg(long)]
         workdir: Option<PathBuf>,
+        /// The user id to run as.
+        #[arg(long)]
+        uid: Option<u32>,
+        /// The group id to run as (0 when only --uid is given).
+        #[arg(long, requires = "uid")]
+        gid: Option<u32>,
         /// The command.
         #[arg(last = true, required = true)]
         argv: Vec<String>,
@@ -128,6 +134,8 @@ fn main() -> anyhow::Result<()> {
         hostname,
         binds,
         workdir,
+        uid,
+        gid,
         argv,
     } = cli.command
     {
@@ -137,6 +145,7 @@ fn main() -> anyhow::Result<()> {
             hostname,
             binds,
             workdir,
+            user: uid.map(|uid| (uid, gid.unwrap_or(0))),
             argv,
         });
         eprintln!("mesh-node exec: {error:#}");

@@ -540,6 +540,13 @@ impl PodLife {
             shim_args.push("--workdir".into());
             shim_args.push(dir.clone());
         }
+        let (uid, gid) = run_as(&spec, c);
+        if let Some(uid) = uid {
+            shim_args.push("--uid".into());
+            shim_args.push(uid.to_string());
+            shim_args.push("--gid".into());
+            shim_args.push(gid.unwrap_or(0).to_string());
+        }
         Ok(container::start(container::Spec {
             container: c.clone(),
             argv,
@@ -678,4 +685,20 @@ fn state_json(state: &State) -> serde_json::Value {
             "finishedAt": finished_at.to_string(),
         }}),
     }
+}
+
+/// The user and group a container runs as: its own `securityContext`, else
+/// the pod's.
+fn run_as(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    c: &k8s_openapi::api::core::v1::Container,
+) -> (Option<i64>, Option<i64>) {
+    let own = c.security_context.as_ref();
+    let pod = spec.security_context.as_ref();
+    (
+        own.and_then(|s| s.run_as_user)
+            .or_else(|| pod.and_then(|s| s.run_as_user)),
+        own.and_then(|s| s.run_as_group)
+            .or_else(|| pod.and_then(|s| s.run_as_group)),
+    )
 }

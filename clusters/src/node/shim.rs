@@ -1,7 +1,8 @@
 //! Entering a pod: `mesh-node exec` joins the pod's network namespace,
 //! makes private mount and UTS namespaces, bind-mounts the pod's volumes,
 //! `resolv.conf` and `hosts` where its containers expect them, sets the
-//! hostname to the pod's name and executes the container's command. The
+//! hostname to the pod's name, takes the container's user (`runAsUser`,
+//! `runAsGroup`) and executes the container's command. The
 //! node agent starts every container (and exec probe) through it.
 
 use std::ffi::CString;
@@ -65,6 +66,9 @@ pub struct Entry {
     pub binds: Vec<Bind>,
     /// The working directory.
     pub workdir: Option<PathBuf>,
+    /// The user and group to run as (`runAsUser`, `runAsGroup`); root
+    /// when unset.
+    pub user: Option<(u32, u32)>,
     /// The command.
     pub argv: Vec<String>,
 }
@@ -137,6 +141,12 @@ fn try_enter(entry: &Entry) -> anyhow::Result<std::convert::Infallible> {
     if let Some(dir) = &entry.workdir {
         std::env::set_current_dir(dir)
             .map_err(|e| anyhow::anyhow!("changing to {}: {e}", dir.display()))?;
+    }
+    if let Some((uid, gid)) = entry.user {
+        use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+        setgroups(&[]).map_err(|e| anyhow::anyhow!("dropping supplementary groups: {e}"))?;
+        setgid(Gid::from_raw(gid)).map_err(|e| anyhow::anyhow!("runAsGroup {gid}: {e}"))?;
+        setuid(Uid::from_raw(uid)).map_err(|e| anyhow::anyhow!("runAsUser {uid}: {e}"))?;
     }
     let argv: Vec<CString> = entry
         .argv

@@ -354,6 +354,13 @@ pub async fn materialize(
         let fills = sources_of(volume)?;
         let dir = pod_dir.join("volumes").join(&volume.name);
         std::fs::create_dir_all(&dir).map_err(|e| err(volume, e.to_string()))?;
+        if volume.empty_dir.is_some() {
+            // As the kubelet makes it: writable by whatever user the
+            // containers run as.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| err(volume, e.to_string()))?;
+        }
         for fill in fills {
             match fill {
                 Source::ConfigMap {
