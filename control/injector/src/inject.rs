@@ -1,0 +1,511 @@
+//! What injection does to a pod: the decision, then the containers,
+//! volumes, labels and annotations, built from [`Values`].
+//!
+//! The proxy runs as a native sidecar (an init container with
+//! `restartPolicy: Always`) right after `linkerd-init`, so it is up before
+//! the application's own init containers and the application, and Jobs
+//! complete when their containers do.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PodSpec, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
+    VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mesh_api::labels::{
+    CONTROL_PLANE_NS, IDENTITY_TOKEN_AUDIENCE, IDENTITY_TOKEN_PATH, INJECT_ANNOTATION,
+    PROXY_VERSION_ANNOTATION,
+};
+use mesh_api::ports;
+
+use crate::values::Values;
+
+/// The proxy container's name.
+pub const PROXY_CONTAINER: &str = "linkerd-proxy";
+/// The init container's name.
+pub const INIT_CONTAINER: &str = "linkerd-init";
+/// The identity token volume.
+pub const TOKEN_VOLUME: &str = "linkerd-identity-token";
+/// The in-memory volume for the proxy's identity.
+pub const END_ENTITY_VOLUME: &str = "linkerd-identity-end-entity";
+/// The label naming the workload's namespace.
+pub const WORKLOAD_NS: &str = "linkerd.io/workload-ns";
+
+/// Whether a pod gets a proxy, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Inject.
+    Inject,
+    /// Leave it: why (for `mesh inject` to say, and for the webhook's log).
+    Skip(String),
+}
+
+/// Decides from the pod's and the namespace's annotations and the pod's
+/// spec: `linkerd.io/inject: disabled` on the pod wins, then `enabled` on
+/// the pod or its namespace; pods already injected or on the host network
+/// are left alone.
+pub fn decide(
+    pod: &ObjectMeta,
+    spec: &PodSpec,
+    namespace: Option<&BTreeMap<String, String>>,
+) -> Decision {
+    let on = |annotations: Option<&BTreeMap<String, String>>| {
+        annotations
+            .and_then(|a| a.get(INJECT_ANNOTATION))
+            .map(|v| v.trim().to_owned())
+    };
+    let pod_says = on(pod.annotations.as_ref());
+    let namespace_says = on(namespace);
+    if pod_says.as_deref() == Some("disabled") {
+        return Decision::Skip(format!("{INJECT_ANNOTATION}: disabled on the pod"));
+    }
+    if pod_says.as_deref() != Some("enabled") && namespace_says.as_deref() != Some("enabled") {
+        return Decision::Skip(format!(
+            "neither the pod nor its namespace has {INJECT_ANNOTATION}: enabled"
+        ));
+    }
+    if has_proxy(spec) {
+        return Decision::Skip("it already has a linkerd-proxy container".into());
+    }
+    if spec.host_network == Some(true) {
+        return Decision::Skip(
+            "it uses the host network (iptables there would catch the node's traffic)".into(),
+        );
+    }
+    Decision::Inject
+}
+
+/// Whether `spec` already has the proxy.
+pub fn has_proxy(spec: &PodSpec) -> bool {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .any(|c| c.name == PROXY_CONTAINER)
+}
+
+/// Adds the proxy to the pod: init container, sidecar, volumes, labels and
+/// annotations. `namespace` is the pod's namespace (for the
+/// `linkerd.io/workload-ns` label).
+pub fn inject(meta: &mut ObjectMeta, spec: &mut PodSpec, values: &Values, namespace: Option<&str>) {
+    let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(
+        PROXY_VERSION_ANNOTATION.into(),
+        values.proxy_version.clone(),
+    );
+    annotations.insert("linkerd.io/identity-mode".into(), "default".into());
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(
+        CONTROL_PLANE_NS.into(),
+        values.control_plane_namespace.clone(),
+    );
+    if let Some(namespace) = namespace {
+        labels.insert(WORKLOAD_NS.into(), namespace.to_owned());
+    }
+    let init_containers = spec.init_containers.get_or_insert_with(Vec::new);
+    init_containers.splice(0..0, [init_container(values), proxy_container(values)]);
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    volumes.retain(|v| v.name != TOKEN_VOLUME && v.name != END_ENTITY_VOLUME);
+    volumes.extend(identity_volumes());
+}
+
+fn init_container(values: &Values) -> Container {
+    let mut inbound_skip = format!("{},{}", ports::PROXY_CONTROL, ports::PROXY_ADMIN);
+    if !values.skip_inbound_ports.is_empty() {
+        inbound_skip = format!("{inbound_skip},{}", values.skip_inbound_ports);
+    }
+    let mut args = vec![
+        "--incoming-proxy-port".to_owned(),
+        ports::PROXY_INBOUND.to_string(),
+        "--outgoing-proxy-port".into(),
+        ports::PROXY_OUTBOUND.to_string(),
+        "--proxy-uid".into(),
+        values.proxy_uid.to_string(),
+        "--inbound-ports-to-ignore".into(),
+        inbound_skip,
+    ];
+    if !values.skip_outbound_ports.is_empty() {
+        args.extend([
+            "--outbound-ports-to-ignore".into(),
+            values.skip_outbound_ports.clone(),
+        ]);
+    }
+    if !values.skip_subnets.is_empty() {
+        args.extend(["--subnets-to-ignore".into(), values.skip_subnets.clone()]);
+    }
+    Container {
+        name: INIT_CONTAINER.into(),
+        image: Some(values.init_image.clone()),
+        args: Some(args),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into(), "NET_RAW".into()]),
+                drop: None,
+            }),
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                api_version: None,
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The proxy's environment (the variables `mesh-proxy` reads).
+fn proxy_env(values: &Values) -> Vec<EnvVar> {
+    let ns = &values.control_plane_namespace;
+    let domain = &values.cluster_domain;
+    let mut vars = vec![
+        field("_pod_name", "metadata.name"),
+        field("_pod_ns", "metadata.namespace"),
+        field("_pod_nodeName", "spec.nodeName"),
+        field("_pod_sa", "spec.serviceAccountName"),
+        env("_l5d_ns", ns.clone()),
+        env("_l5d_trustdomain", values.trust_domain.clone()),
+        env("LINKERD2_PROXY_LOG", values.log_level.clone()),
+        env(
+            "LINKERD2_PROXY_DESTINATION_SVC_ADDR",
+            format!(
+                "linkerd-dst-headless.{ns}.svc.{domain}.:{}",
+                ports::DESTINATION
+            ),
+        ),
+        env(
+            "LINKERD2_PROXY_DESTINATION_SVC_NAME",
+            "linkerd-destination.$(_l5d_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)",
+        ),
+        env(
+            "LINKERD2_PROXY_DESTINATION_CONTEXT",
+            r#"{"ns":"$(_pod_ns)", "nodeName":"$(_pod_nodeName)", "pod":"$(_pod_name)"}"#,
+        ),
+        env(
+            "LINKERD2_PROXY_CONTROL_LISTEN_ADDR",
+            format!("0.0.0.0:{}", ports::PROXY_CONTROL),
+        ),
+        env(
+            "LINKERD2_PROXY_ADMIN_LISTEN_ADDR",
+            format!("0.0.0.0:{}", ports::PROXY_ADMIN),
+        ),
+        env(
+            "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR",
+            format!("127.0.0.1:{}", ports::PROXY_OUTBOUND),
+        ),
+        env(
+            "LINKERD2_PROXY_INBOUND_LISTEN_ADDR",
+            format!("0.0.0.0:{}", ports::PROXY_INBOUND),
+        ),
+        env(
+            "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            values.opaque_ports.clone(),
+        ),
+        env(
+            "LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION",
+            values.opaque_ports.clone(),
+        ),
+        env(
+            "LINKERD2_PROXY_IDENTITY_SVC_ADDR",
+            format!(
+                "linkerd-identity-headless.{ns}.svc.{domain}.:{}",
+                ports::IDENTITY
+            ),
+        ),
+        env(
+            "LINKERD2_PROXY_IDENTITY_SVC_NAME",
+            "linkerd-identity.$(_l5d_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)",
+        ),
+        env(
+            "LINKERD2_PROXY_IDENTITY_LOCAL_NAME",
+            "$(_pod_sa).$(_pod_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)",
+        ),
+        env(
+            "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS",
+            values.trust_anchors_pem.clone(),
+        ),
+        env("LINKERD2_PROXY_IDENTITY_TOKEN_FILE", IDENTITY_TOKEN_PATH),
+        env(
+            "LINKERD2_PROXY_IDENTITY_DIR",
+            "/var/run/linkerd/identity/end-entity",
+        ),
+    ];
+    if let Some(cores) = values.cpu_limit.as_deref().and_then(cores) {
+        vars.push(env("LINKERD2_PROXY_CORES", cores.to_string()));
+    }
+    vars
+}
+
+/// Whole cores for a CPU limit (at least one).
+fn cores(limit: &str) -> Option<u64> {
+    let millis = match limit.strip_suffix('m') {
+        Some(m) => m.parse::<f64>().ok()?,
+        None => limit.parse::<f64>().ok()? * 1000.0,
+    };
+    Some(((millis / 1000.0).ceil() as u64).max(1))
+}
+
+fn proxy_container(values: &Values) -> Container {
+    let admin = |path: &str, delay: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(i32::from(ports::PROXY_ADMIN)),
+            ..Default::default()
+        }),
+        initial_delay_seconds: Some(delay),
+        ..Default::default()
+    };
+    let quantities = |pairs: [(&str, &Option<String>); 2]| {
+        let map: BTreeMap<String, Quantity> = pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), Quantity(v.clone()?))))
+            .collect();
+        (!map.is_empty()).then_some(map)
+    };
+    let requests = quantities([
+        ("cpu", &values.cpu_request),
+        ("memory", &values.memory_request),
+    ]);
+    let limits = quantities([("cpu", &values.cpu_limit), ("memory", &values.memory_limit)]);
+    Container {
+        name: PROXY_CONTAINER.into(),
+        image: Some(format!("{}:{}", values.proxy_image, values.proxy_version)),
+        restart_policy: Some("Always".into()),
+        env: Some(proxy_env(values)),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("linkerd-proxy".into()),
+                container_port: i32::from(ports::PROXY_INBOUND),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("linkerd-admin".into()),
+                container_port: i32::from(ports::PROXY_ADMIN),
+                ..Default::default()
+            },
+        ]),
+        readiness_probe: Some(admin("/ready", 2)),
+        liveness_probe: Some(admin("/live", 10)),
+        resources: (requests.is_some() || limits.is_some()).then(|| ResourceRequirements {
+            requests,
+            limits,
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(values.proxy_uid),
+            run_as_group: Some(values.proxy_uid),
+            ..Default::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: END_ENTITY_VOLUME.into(),
+                mount_path: "/var/run/linkerd/identity/end-entity".into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: TOKEN_VOLUME.into(),
+                mount_path: IDENTITY_TOKEN_PATH
+                    .rsplit_once('/')
+                    .map(|(dir, _)| dir.to_owned())
+                    .unwrap_or_default(),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    }
+}
+
+fn identity_volumes() -> [Volume; 2] {
+    [
+        Volume {
+            name: END_ENTITY_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: None,
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: TOKEN_VOLUME.into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: Some(IDENTITY_TOKEN_AUDIENCE.into()),
+                        expiration_seconds: Some(86400),
+                        path: IDENTITY_TOKEN_PATH
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("linkerd-identity-token")
+                            .into(),
+                    }),
+                    ..Default::default()
+                }]),
+                default_mode: None,
+            }),
+            ..Default::default()
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(annotations: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn app() -> PodSpec {
+        PodSpec {
+            containers: vec![Container {
+                name: "web".into(),
+                image: Some("ghcr.io/stefanprodan/podinfo:6.7.0".into()),
+                ..Default::default()
+            }],
+            init_containers: Some(vec![Container {
+                name: "migrate".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_pod_decides_before_its_namespace() {
+        let enabled: BTreeMap<String, String> =
+            [(INJECT_ANNOTATION.to_owned(), "enabled".to_owned())].into();
+        assert_eq!(decide(&meta(&[]), &app(), Some(&enabled)), Decision::Inject);
+        assert!(matches!(
+            decide(
+                &meta(&[(INJECT_ANNOTATION, "disabled")]),
+                &app(),
+                Some(&enabled)
+            ),
+            Decision::Skip(_)
+        ));
+        assert_eq!(
+            decide(&meta(&[(INJECT_ANNOTATION, "enabled")]), &app(), None),
+            Decision::Inject
+        );
+        assert!(matches!(
+            decide(&meta(&[]), &app(), None),
+            Decision::Skip(_)
+        ));
+        let mut host = app();
+        host.host_network = Some(true);
+        assert!(matches!(
+            decide(&meta(&[]), &host, Some(&enabled)),
+            Decision::Skip(_)
+        ));
+    }
+
+    #[test]
+    fn injection_adds_init_then_sidecar_before_the_apps_init_containers() {
+        let values = Values::new("-----BEGIN CERTIFICATE-----", "v0.1.0");
+        let mut meta = meta(&[]);
+        let mut spec = app();
+        inject(&mut meta, &mut spec, &values, Some("shop"));
+        let inits: Vec<&str> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(inits, [INIT_CONTAINER, PROXY_CONTAINER, "migrate"]);
+        let proxy = &spec.init_containers.as_ref().expect("inits")[1];
+        assert_eq!(
+            proxy.restart_policy.as_deref(),
+            Some("Always"),
+            "a native sidecar"
+        );
+        assert_eq!(proxy.image.as_deref(), Some("mesh/proxy:v0.1.0"));
+        let security = proxy.security_context.as_ref().expect("security");
+        assert_eq!(security.run_as_user, Some(2102));
+        let env = proxy.env.as_ref().expect("env");
+        let var = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            var("LINKERD2_PROXY_IDENTITY_LOCAL_NAME"),
+            "$(_pod_sa).$(_pod_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)"
+        );
+        assert_eq!(
+            var("LINKERD2_PROXY_DESTINATION_SVC_ADDR"),
+            "linkerd-dst-headless.linkerd.svc.cluster.local.:8086"
+        );
+        let init = &spec.init_containers.as_ref().expect("inits")[0];
+        let args = init.args.as_ref().expect("args").join(" ");
+        assert!(args.contains("--proxy-uid 2102"), "{args}");
+        assert!(
+            args.contains("--inbound-ports-to-ignore 4190,4191"),
+            "{args}"
+        );
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, [END_ENTITY_VOLUME, TOKEN_VOLUME]);
+        assert_eq!(
+            meta.annotations.as_ref().expect("annotations")[PROXY_VERSION_ANNOTATION],
+            "v0.1.0"
+        );
+        assert_eq!(meta.labels.as_ref().expect("labels")[WORKLOAD_NS], "shop");
+        let enabled: BTreeMap<String, String> =
+            [(INJECT_ANNOTATION.to_owned(), "enabled".to_owned())].into();
+        assert_eq!(
+            decide(&meta, &spec, Some(&enabled)),
+            Decision::Skip("it already has a linkerd-proxy container".into()),
+            "an injected pod is not injected twice"
+        );
+    }
+
+    #[test]
+    fn a_cpu_limit_sets_the_proxy_cores() {
+        assert_eq!(cores("500m"), Some(1));
+        assert_eq!(cores("1500m"), Some(2));
+        assert_eq!(cores("2"), Some(2));
+        assert_eq!(cores("lots"), None);
+    }
+}

@@ -1,0 +1,266 @@
+//! The proxy's settings: the installation's defaults, overridden by
+//! `config.linkerd.io/*` annotations on the namespace and then on the pod
+//! (Linkerd's names). A bad annotation is an error that names it; nothing
+//! is injected with a setting that would not work.
+
+use std::collections::BTreeMap;
+
+use mesh_api::labels::CONFIG_ANNOTATION_PREFIX;
+
+/// What the installation injects by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Values {
+    /// The proxy image repository.
+    pub proxy_image: String,
+    /// The proxy version (image tag and `linkerd.io/proxy-version`).
+    pub proxy_version: String,
+    /// The init container's image (repository and tag).
+    pub init_image: String,
+    /// The UID the proxy runs as.
+    pub proxy_uid: i64,
+    /// The proxy's log filter.
+    pub log_level: String,
+    /// The control plane's namespace.
+    pub control_plane_namespace: String,
+    /// The identity trust domain.
+    pub trust_domain: String,
+    /// The cluster's DNS domain.
+    pub cluster_domain: String,
+    /// The trust anchors (PEM).
+    pub trust_anchors_pem: String,
+    /// Inbound ports that bypass the proxy.
+    pub skip_inbound_ports: String,
+    /// Outbound ports that bypass the proxy.
+    pub skip_outbound_ports: String,
+    /// Networks whose outbound traffic bypasses the proxy.
+    pub skip_subnets: String,
+    /// Ports forwarded as opaque TCP.
+    pub opaque_ports: String,
+    /// Resource requests and limits of the proxy (Kubernetes quantities).
+    pub cpu_request: Option<String>,
+    /// CPU limit.
+    pub cpu_limit: Option<String>,
+    /// Memory request.
+    pub memory_request: Option<String>,
+    /// Memory limit.
+    pub memory_limit: Option<String>,
+}
+
+impl Values {
+    /// Linkerd's defaults with `trust_anchors_pem`, proxy version `version`.
+    pub fn new(trust_anchors_pem: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            proxy_image: "mesh/proxy".into(),
+            proxy_version: version.into(),
+            init_image: "mesh/proxy-init".into(),
+            proxy_uid: 2102,
+            log_level: "warn,mesh_proxy=info".into(),
+            control_plane_namespace: mesh_api::labels::CONTROL_PLANE_NAMESPACE.into(),
+            trust_domain: mesh_api::identity::DEFAULT_TRUST_DOMAIN.into(),
+            cluster_domain: "cluster.local".into(),
+            trust_anchors_pem: trust_anchors_pem.into(),
+            skip_inbound_ports: String::new(),
+            skip_outbound_ports: String::new(),
+            skip_subnets: String::new(),
+            opaque_ports: mesh_proxy::config::DEFAULT_OPAQUE_PORTS.into(),
+            cpu_request: None,
+            cpu_limit: None,
+            memory_request: None,
+            memory_limit: None,
+        }
+    }
+}
+
+/// A `config.linkerd.io/*` annotation that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {annotation}={value:?} on {on}: {reason}")]
+pub struct ValuesError {
+    /// The annotation.
+    pub annotation: String,
+    /// Its value.
+    pub value: String,
+    /// Where it was (`namespace shop`, `pod template of deployment/web`).
+    pub on: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Annotations to apply, in order (namespace first, then pod).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides<'a> {
+    layers: Vec<(&'a BTreeMap<String, String>, String)>,
+}
+
+impl<'a> Overrides<'a> {
+    /// Adds a layer of annotations found `on` something.
+    pub fn layer(
+        mut self,
+        annotations: Option<&'a BTreeMap<String, String>>,
+        on: impl Into<String>,
+    ) -> Self {
+        if let Some(annotations) = annotations {
+            self.layers.push((annotations, on.into()));
+        }
+        self
+    }
+
+    /// `values` with every layer applied.
+    pub fn apply(&self, values: &Values) -> Result<Values, ValuesError> {
+        let mut out = values.clone();
+        for (annotations, on) in &self.layers {
+            for (key, value) in annotations.iter() {
+                let Some(name) = key.strip_prefix(CONFIG_ANNOTATION_PREFIX) else {
+                    continue;
+                };
+                let error = |reason: &str| ValuesError {
+                    annotation: key.clone(),
+                    value: value.clone(),
+                    on: on.clone(),
+                    reason: reason.to_owned(),
+                };
+                let value = value.trim();
+                match name {
+                    "proxy-image" => {
+                        out.proxy_image = nonempty(value).ok_or_else(|| error("empty"))?
+                    }
+                    "proxy-version" => {
+                        out.proxy_version = nonempty(value).ok_or_else(|| error("empty"))?
+                    }
+                    "init-image" | "proxy-init-image" => {
+                        out.init_image = nonempty(value).ok_or_else(|| error("empty"))?
+                    }
+                    "proxy-uid" => {
+                        out.proxy_uid = value
+                            .parse::<i64>()
+                            .ok()
+                            .filter(|uid| *uid > 0)
+                            .ok_or_else(|| error("expected a user id above 0"))?
+                    }
+                    "proxy-log-level" => {
+                        out.log_level = nonempty(value).ok_or_else(|| error("empty"))?
+                    }
+                    "skip-inbound-ports" => {
+                        out.skip_inbound_ports = ports(value).map_err(|e| error(&e))?
+                    }
+                    "skip-outbound-ports" => {
+                        out.skip_outbound_ports = ports(value).map_err(|e| error(&e))?
+                    }
+                    "opaque-ports" => out.opaque_ports = ports(value).map_err(|e| error(&e))?,
+                    "skip-subnets" => out.skip_subnets = subnets(value).map_err(|e| error(&e))?,
+                    "proxy-cpu-request" => {
+                        out.cpu_request = Some(quantity(value).map_err(|e| error(&e))?)
+                    }
+                    "proxy-cpu-limit" => {
+                        out.cpu_limit = Some(quantity(value).map_err(|e| error(&e))?)
+                    }
+                    "proxy-memory-request" => {
+                        out.memory_request = Some(quantity(value).map_err(|e| error(&e))?)
+                    }
+                    "proxy-memory-limit" => {
+                        out.memory_limit = Some(quantity(value).map_err(|e| error(&e))?)
+                    }
+                    // Other Linkerd settings are accepted and have no effect
+                    // here yet; they never stop an injection.
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn nonempty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+fn ports(value: &str) -> Result<String, String> {
+    value
+        .parse::<mesh_proxy::config::PortSet>()
+        .map(|_| value.to_owned())
+}
+
+fn subnets(value: &str) -> Result<String, String> {
+    for net in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let (ip, prefix) = net
+            .split_once('/')
+            .ok_or_else(|| format!("{net:?} is not a network such as 10.0.0.0/8"))?;
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{net:?} is not a network such as 10.0.0.0/8"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        if !prefix.parse::<u8>().is_ok_and(|p| p <= max) {
+            return Err(format!("{net:?}: the prefix length must be 0 to {max}"));
+        }
+    }
+    Ok(value.to_owned())
+}
+
+/// A Kubernetes quantity: a decimal number with an optional suffix.
+fn quantity(value: &str) -> Result<String, String> {
+    let number_end = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, suffix) = value.split_at(number_end);
+    let suffixes = [
+        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+    ];
+    if number.is_empty() || number.parse::<f64>().is_err() || !suffixes.contains(&suffix) {
+        return Err("expected a quantity such as 100m, 0.5, 64Mi or 1Gi".into());
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_pod_overrides_the_namespace_which_overrides_the_defaults() {
+        let defaults = Values::new("PEM", "v1");
+        let ns = annotations(&[
+            ("config.linkerd.io/proxy-log-level", "debug"),
+            ("config.linkerd.io/skip-outbound-ports", "3306"),
+        ]);
+        let pod = annotations(&[
+            ("config.linkerd.io/proxy-log-level", "trace"),
+            ("config.linkerd.io/proxy-cpu-limit", "500m"),
+            ("config.linkerd.io/opaque-ports", "4000-4100"),
+            ("unrelated.io/x", "y"),
+        ]);
+        let values = Overrides::default()
+            .layer(Some(&ns), "namespace shop")
+            .layer(Some(&pod), "pod web")
+            .apply(&defaults)
+            .expect("values");
+        assert_eq!(values.log_level, "trace");
+        assert_eq!(values.skip_outbound_ports, "3306");
+        assert_eq!(values.cpu_limit.as_deref(), Some("500m"));
+        assert_eq!(values.opaque_ports, "4000-4100");
+    }
+
+    #[test]
+    fn a_bad_annotation_names_itself_and_where_it_was() {
+        let defaults = Values::new("PEM", "v1");
+        for (key, value) in [
+            ("config.linkerd.io/skip-inbound-ports", "22,ssh"),
+            ("config.linkerd.io/proxy-uid", "-3"),
+            ("config.linkerd.io/proxy-memory-limit", "lots"),
+            ("config.linkerd.io/skip-subnets", "10.0.0.0/40"),
+        ] {
+            let pod = annotations(&[(key, value)]);
+            let err = Overrides::default()
+                .layer(Some(&pod), "pod template of deployment/web")
+                .apply(&defaults)
+                .expect_err(key);
+            assert_eq!(err.annotation, key);
+            assert!(err.to_string().contains("deployment/web"), "{err}");
+        }
+    }
+}
