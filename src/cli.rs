@@ -52,12 +52,32 @@ pub enum Command {
     Wan(WanCommand),
     /// Render the control plane for `kubectl apply -f -`.
     Install(crate::install::InstallArgs),
+    /// Add the proxy to the workloads of YAML manifests (files or `-` for
+    /// stdin), offline, and print them for `kubectl apply -f -`.
+    Inject(InjectArgs),
     /// Workload identities and certificates.
     #[command(subcommand)]
     Identity(IdentityCommand),
     /// The Kubernetes binaries local clusters run.
     #[command(subcommand)]
     K8s(K8sCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InjectArgs {
+    /// Manifests to inject (`-` reads stdin).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// PEM trust anchors; read from the cluster's
+    /// `linkerd-identity-trust-roots` ConfigMap when unset.
+    #[arg(long, env = "MESH_IDENTITY_TRUST_ANCHORS_FILE", value_name = "FILE")]
+    pub identity_trust_anchors_file: Option<PathBuf>,
+    /// The proxy version to inject (the image tag).
+    #[arg(long, env = "MESH_PROXY_VERSION", default_value = concat!("v", env!("CARGO_PKG_VERSION")))]
+    pub proxy_version: String,
+    /// YAML for kubectl (`table`, the default) or one JSON List (`json`).
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod install;
+mod kube_client;
 mod output;
 
 use clap::Parser;

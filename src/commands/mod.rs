@@ -1,6 +1,7 @@
 //! One module per command group; [`run`] dispatches a parsed command line.
 
 mod identity;
+mod inject;
 mod k8s;
 mod local;
 mod version;
@@ -21,6 +22,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", crate::install::render(&args)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Inject(args) => inject::run(&cli.global, &args).await,
         Command::Identity(command) => identity::run(command),
     }
 }

@@ -7,7 +7,7 @@
 //! the same flags as `linkerd install`.
 
 mod identity;
-mod manifest;
+pub mod manifest;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};

@@ -49,10 +49,11 @@ pub struct Values {
 impl Values {
     /// Linkerd's defaults with `trust_anchors_pem`, proxy version `version`.
     pub fn new(trust_anchors_pem: impl Into<String>, version: impl Into<String>) -> Self {
+        let version = version.into();
         Self {
             proxy_image: "mesh/proxy".into(),
-            proxy_version: version.into(),
-            init_image: "mesh/proxy-init".into(),
+            init_image: format!("mesh/proxy-init:{version}"),
+            proxy_version: version,
             proxy_uid: 2102,
             log_level: "warn,mesh_proxy=info".into(),
             control_plane_namespace: mesh_api::labels::CONTROL_PLANE_NAMESPACE.into(),
