@@ -6,7 +6,6 @@
 mod cli;
 mod commands;
 mod install;
-mod kube_client;
 mod output;
 
 use clap::Parser;

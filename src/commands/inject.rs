@@ -40,7 +40,12 @@ async fn trust_anchors(global: &GlobalArgs, args: &InjectArgs) -> anyhow::Result
         return std::fs::read_to_string(file)
             .with_context(|| format!("--identity-trust-anchors-file {}", file.display()));
     }
-    let client = crate::kube_client::client(global).await.context(
+    let client = mesh_api::kube_client::client(
+        global.kubeconfig.as_deref(),
+        global.context.as_deref(),
+    )
+    .await
+    .context(
         "the trust anchors come from the cluster unless --identity-trust-anchors-file is given",
     )?;
     let config_maps: kube::Api<ConfigMap> = kube::Api::namespaced(client, CONTROL_PLANE_NAMESPACE);

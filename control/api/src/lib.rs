@@ -10,6 +10,8 @@
 #[cfg(feature = "crds")]
 pub mod crds;
 pub mod identity;
+#[cfg(feature = "client")]
+pub mod kube_client;
 pub mod labels;
 pub mod ports;
 

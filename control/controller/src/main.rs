@@ -5,7 +5,6 @@
 
 mod destination;
 mod identity;
-mod kube_client;
 
 use clap::{Parser, Subcommand};
 
@@ -45,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let client = kube_client::client(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
+    let client =
+        mesh_api::kube_client::client(cli.kubeconfig.as_deref(), cli.context.as_deref()).await?;
     match cli.component {
         Component::Identity(args) => identity::run(args, client).await,
         Component::Destination(args) => destination::run(args, client).await,

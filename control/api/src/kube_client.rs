@@ -1,4 +1,4 @@
-//! The Kubernetes client of a component: from `--kubeconfig`/`--context`
+//! The Kubernetes client of a component or of the CLI: from `--kubeconfig`/`--context`
 //! when given, else inferred (in-cluster ServiceAccount, then the default
 //! kubeconfig), as kubectl does.
 
@@ -8,7 +8,7 @@ use anyhow::Context;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// A client for the given kubeconfig and context, or the inferred one.
-pub(crate) async fn client(
+pub async fn client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> anyhow::Result<kube::Client> {
