@@ -5,6 +5,7 @@
 
 mod destination;
 mod identity;
+mod injector;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Component {
     Identity(identity::IdentityArgs),
     /// The destination service: endpoints and profiles (Destination.Get, GetProfile).
     Destination(destination::DestinationArgs),
+    /// The proxy injector: a MutatingWebhook that adds the proxy to pods.
+    Injector(injector::InjectorArgs),
 }
 
 #[tokio::main]
@@ -49,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.component {
         Component::Identity(args) => identity::run(args, client).await,
         Component::Destination(args) => destination::run(args, client).await,
+        Component::Injector(args) => injector::run(args, client).await,
     }
 }
 

@@ -5,11 +5,13 @@
 //! ([`inject::inject`]: the `linkerd-init` init container, the
 //! `linkerd-proxy` native sidecar, the identity volumes, labels and
 //! annotations). [`workload`] finds the pod template inside any workload
-//! kind. The webhook and `mesh inject` both use it, so a pod injected
+//! kind; [`webhook`] serves it to the API server as a MutatingWebhook. The
+//! webhook and `mesh inject` both use it, so a pod injected
 //! offline and one injected by the webhook are the same.
 
 pub mod inject;
 pub mod values;
+pub mod webhook;
 pub mod workload;
 
 pub use inject::{Decision, decide, inject};
