@@ -6,6 +6,7 @@
 //! anchor and a one-year issuer) unless the operator brings their own with
 //! the same flags as `linkerd install`.
 
+mod component;
 mod identity;
 pub mod manifest;
 

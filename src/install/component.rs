@@ -1,0 +1,212 @@
+//! One control-plane component as Linkerd lays it out: a ServiceAccount, a
+//! ClusterRole and its binding, Services in front of it, and a Deployment
+//! running `mesh-controller <component>` with an admin port probed for
+//! `/ready` and `/live`. Each component module says only what differs.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mesh_api::labels::{CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS, CONTROL_PLANE_NS};
+
+use super::manifest::{Object, object};
+
+/// Labels of every control-plane object, plus `extra` (empty values dropped).
+pub fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = [(CONTROL_PLANE_NS, NS)]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    labels.retain(|_, v| !v.is_empty());
+    labels
+}
+
+/// Metadata named `name` (in `namespace` unless cluster-scoped).
+pub fn meta(name: &str, namespace: Option<&str>, extra_labels: &[(&str, &str)]) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(labels(extra_labels)),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A rule of a ClusterRole: `verbs` on `resources` of `group`.
+pub fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+/// A port a component serves and, optionally, exposes through its Services.
+#[derive(Debug, Clone)]
+pub struct Port {
+    /// Its name.
+    pub name: &'static str,
+    /// The container port.
+    pub port: u16,
+    /// The Service port in front of it, when exposed.
+    pub service_port: Option<u16>,
+}
+
+/// What differs between components.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// `linkerd-<name>`: ServiceAccount, Deployment and main Service.
+    pub name: &'static str,
+    /// The `linkerd.io/control-plane-component` label.
+    pub component: &'static str,
+    /// The image running `mesh-controller`.
+    pub image: String,
+    /// The arguments (`identity`, `--flag=value`, …).
+    pub args: Vec<String>,
+    /// Ports; the admin port is added.
+    pub ports: Vec<Port>,
+    /// The admin port (`/ready`, `/live`, `/metrics`).
+    pub admin_port: u16,
+    /// What its ClusterRole allows.
+    pub rules: Vec<PolicyRule>,
+    /// Extra Service names that get the same ports (a headless `-headless`).
+    pub headless_service: Option<String>,
+    /// Volumes and where they are mounted.
+    pub volumes: Vec<(Volume, VolumeMount)>,
+}
+
+impl Component {
+    fn selector(&self) -> BTreeMap<String, String> {
+        [(
+            CONTROL_PLANE_COMPONENT.to_owned(),
+            self.component.to_owned(),
+        )]
+        .into()
+    }
+
+    /// The component's objects, in apply order.
+    pub fn objects(&self) -> anyhow::Result<Vec<Object>> {
+        let component = [(CONTROL_PLANE_COMPONENT, self.component)];
+        let account = ServiceAccount {
+            metadata: meta(self.name, Some(NS), &component),
+            ..ServiceAccount::default()
+        };
+        let role_name = format!("linkerd-{NS}-{}", self.component);
+        let role = ClusterRole {
+            metadata: meta(&role_name, None, &component),
+            rules: Some(self.rules.clone()),
+            ..ClusterRole::default()
+        };
+        let binding = ClusterRoleBinding {
+            metadata: meta(&role_name, None, &component),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: role_name.clone(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: self.name.into(),
+                namespace: Some(NS.into()),
+                ..Subject::default()
+            }]),
+        };
+        let service_ports: Vec<ServicePort> = self
+            .ports
+            .iter()
+            .filter_map(|p| {
+                Some(ServicePort {
+                    name: Some(p.name.into()),
+                    port: i32::from(p.service_port?),
+                    target_port: Some(IntOrString::Int(i32::from(p.port))),
+                    ..ServicePort::default()
+                })
+            })
+            .collect();
+        let service = |name: &str, headless: bool| Service {
+            metadata: meta(name, Some(NS), &component),
+            spec: Some(ServiceSpec {
+                selector: Some(self.selector()),
+                ports: Some(service_ports.clone()),
+                cluster_ip: headless.then(|| "None".to_owned()),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        };
+        let probe = |path: &str| Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.into()),
+                port: IntOrString::String("admin-http".into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        };
+        let mut ports: Vec<ContainerPort> = self
+            .ports
+            .iter()
+            .map(|p| ContainerPort {
+                name: Some(p.name.into()),
+                container_port: i32::from(p.port),
+                ..ContainerPort::default()
+            })
+            .collect();
+        ports.push(ContainerPort {
+            name: Some("admin-http".into()),
+            container_port: i32::from(self.admin_port),
+            ..ContainerPort::default()
+        });
+        let container = Container {
+            name: self.component.into(),
+            image: Some(self.image.clone()),
+            args: Some(self.args.clone()),
+            ports: Some(ports),
+            readiness_probe: Some(probe("/ready")),
+            liveness_probe: Some(probe("/live")),
+            volume_mounts: (!self.volumes.is_empty())
+                .then(|| self.volumes.iter().map(|(_, m)| m.clone()).collect()),
+            ..Container::default()
+        };
+        let deployment = Deployment {
+            metadata: meta(self.name, Some(NS), &component),
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                selector: LabelSelector {
+                    match_labels: Some(self.selector()),
+                    ..LabelSelector::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels(&component)),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(PodSpec {
+                        service_account_name: Some(self.name.into()),
+                        containers: vec![container],
+                        volumes: (!self.volumes.is_empty())
+                            .then(|| self.volumes.iter().map(|(v, _)| v.clone()).collect()),
+                        ..PodSpec::default()
+                    }),
+                },
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        };
+        let mut objects = vec![object(&account)?, object(&role)?, object(&binding)?];
+        if !service_ports.is_empty() {
+            objects.push(object(&service(self.name, false))?);
+            if let Some(headless) = &self.headless_service {
+                objects.push(object(&service(headless, true))?);
+            }
+        }
+        objects.push(object(&deployment)?);
+        Ok(objects)
+    }
+}
