@@ -46,18 +46,31 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("kubectl output")
 }
 
-/// `mesh install` with the operator's anchors and issuer from `dir`.
+/// `mesh install` with the operator's anchors and issuer from `dir`, and
+/// the injector's webhook certificate when `dir` has one.
 fn install_with_files(dir: &Path) -> Output {
     let path = |name: &str| dir.join(name).display().to_string();
-    mesh(&[
-        "install",
-        "--identity-trust-anchors-file",
-        &path("ca.crt"),
-        "--identity-issuer-certificate-file",
-        &path("issuer.crt"),
-        "--identity-issuer-key-file",
-        &path("issuer.key"),
-    ])
+    let mut args = vec![
+        "install".to_owned(),
+        "--identity-trust-anchors-file".into(),
+        path("ca.crt"),
+        "--identity-issuer-certificate-file".into(),
+        path("issuer.crt"),
+        "--identity-issuer-key-file".into(),
+        path("issuer.key"),
+    ];
+    if dir.join("webhook.crt").exists() {
+        args.extend([
+            "--proxy-injector-tls-cert-file".into(),
+            path("webhook.crt"),
+            "--proxy-injector-tls-key-file".into(),
+            path("webhook.key"),
+            "--proxy-injector-ca-file".into(),
+            path("webhook-ca.crt"),
+        ]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    mesh(&args)
 }
 
 /// Writes `ca.crt`, `issuer.crt` and `issuer.key` into `dir`.
@@ -91,6 +104,22 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
     )
     .expect("issuer");
     write_material(dir.path(), &anchor, &issuer);
+    let webhook_ca =
+        generate::trust_anchor("webhook CA", SystemTime::now(), day).expect("webhook CA");
+    let webhook = generate::issuer(
+        &webhook_ca,
+        "linkerd-proxy-injector.linkerd.svc",
+        SystemTime::now(),
+        day,
+    )
+    .expect("webhook certificate");
+    for (name, pem) in [
+        ("webhook-ca.crt", &webhook_ca.cert_pem),
+        ("webhook.crt", &webhook.cert_pem),
+        ("webhook.key", &webhook.key_pem),
+    ] {
+        std::fs::write(dir.path().join(name), pem).expect("write");
+    }
     let rendered = install_with_files(dir.path());
     assert!(rendered.status.success(), "{}", text(&rendered.stderr));
     let again = install_with_files(dir.path());
@@ -115,6 +144,13 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
         "deployment.apps/linkerd-identity",
         "service/linkerd-identity ",
         "service/linkerd-identity-headless",
+        "deployment.apps/linkerd-destination",
+        "service/linkerd-dst ",
+        "service/linkerd-dst-headless",
+        "secret/linkerd-proxy-injector-k8s-tls",
+        "deployment.apps/linkerd-proxy-injector",
+        "service/linkerd-proxy-injector",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/linkerd-proxy-injector-webhook-config",
     ] {
         assert!(out.contains(object), "{object} not applied:\n{out}");
     }
@@ -171,6 +207,48 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
         None,
     );
     assert_eq!(text(&cannot.stdout).trim(), "no");
+    for (verb, resource, account, expected) in [
+        (
+            "watch",
+            "endpointslices.discovery.k8s.io",
+            "linkerd-destination",
+            "yes",
+        ),
+        ("watch", "pods", "linkerd-destination", "yes"),
+        ("list", "secrets", "linkerd-destination", "no"),
+        ("get", "namespaces", "linkerd-proxy-injector", "yes"),
+        ("list", "secrets", "linkerd-proxy-injector", "no"),
+    ] {
+        let can = kubectl(
+            &kubeconfig,
+            &[
+                "auth",
+                "can-i",
+                verb,
+                resource,
+                &format!("--as=system:serviceaccount:linkerd:{account}"),
+            ],
+            None,
+        );
+        assert_eq!(
+            text(&can.stdout).trim(),
+            expected,
+            "{account} {verb} {resource}: {}",
+            text(&can.stderr)
+        );
+    }
+    // The webhook has no pod to answer here (no nodes): leave the shared
+    // API server as other tests expect it.
+    let removed = kubectl(
+        &kubeconfig,
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            "linkerd-proxy-injector-webhook-config",
+        ],
+        None,
+    );
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
 }
 
 #[test]

@@ -62,8 +62,10 @@ pub struct Port {
 /// What differs between components.
 #[derive(Debug, Clone)]
 pub struct Component {
-    /// `linkerd-<name>`: ServiceAccount, Deployment and main Service.
+    /// `linkerd-<name>`: ServiceAccount and Deployment.
     pub name: &'static str,
+    /// The main Service's name.
+    pub service: &'static str,
     /// The `linkerd.io/control-plane-component` label.
     pub component: &'static str,
     /// The image running `mesh-controller`.
@@ -201,7 +203,7 @@ impl Component {
         };
         let mut objects = vec![object(&account)?, object(&role)?, object(&binding)?];
         if !service_ports.is_empty() {
-            objects.push(object(&service(self.name, false))?);
+            objects.push(object(&service(self.service, false))?);
             if let Some(headless) = &self.headless_service {
                 objects.push(object(&service(headless, true))?);
             }

@@ -62,6 +62,7 @@ pub fn objects(args: &InstallArgs, material: &TrustMaterial) -> anyhow::Result<V
     };
     let identity = Component {
         name: NAME,
+        service: NAME,
         component: "identity",
         image: args.controller_image.clone(),
         args: vec![

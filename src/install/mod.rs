@@ -1,13 +1,17 @@
 //! `mesh install`: renders the control plane for `kubectl apply -f -`.
 //!
-//! This first slice renders the identity service: the `linkerd` namespace,
-//! the trust roots ConfigMap, the issuer Secret, the identity ServiceAccount,
-//! RBAC, Deployment and Services. Trust material is generated (a ten-year
-//! anchor and a one-year issuer) unless the operator brings their own with
-//! the same flags as `linkerd install`.
+//! The `linkerd` namespace, the trust roots ConfigMap and issuer Secret,
+//! and three components built on [`component::Component`]: the identity
+//! service, the destination service and the proxy injector (with its
+//! webhook certificate and MutatingWebhookConfiguration). Trust material
+//! and the webhook certificate are generated unless the operator brings
+//! their own (the same flags as `linkerd install` for identity); with all of
+//! it given, the output is the same on every run.
 
 mod component;
+mod destination;
 mod identity;
+mod injector;
 pub mod manifest;
 
 use std::path::PathBuf;
@@ -53,6 +57,34 @@ pub struct InstallArgs {
     /// How far workload certificates are back-dated for clock skew.
     #[arg(long, env = "MESH_IDENTITY_CLOCK_SKEW_ALLOWANCE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub identity_clock_skew_allowance: Duration,
+    /// The cluster's DNS domain.
+    #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The proxy injector webhook's serving certificate (PEM, for
+    /// `linkerd-proxy-injector.linkerd.svc`); generated with its own CA when unset.
+    #[arg(
+        long,
+        env = "MESH_PROXY_INJECTOR_TLS_CERT_FILE",
+        value_name = "FILE",
+        requires_all = ["proxy_injector_tls_key_file", "proxy_injector_ca_file"]
+    )]
+    pub proxy_injector_tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(
+        long,
+        env = "MESH_PROXY_INJECTOR_TLS_KEY_FILE",
+        value_name = "FILE",
+        requires = "proxy_injector_tls_cert_file"
+    )]
+    pub proxy_injector_tls_key_file: Option<PathBuf>,
+    /// The CA that signed it (PEM), given to the API server as the webhook's caBundle.
+    #[arg(
+        long,
+        env = "MESH_PROXY_INJECTOR_CA_FILE",
+        value_name = "FILE",
+        requires = "proxy_injector_tls_cert_file"
+    )]
+    pub proxy_injector_ca_file: Option<PathBuf>,
     /// The image of the control-plane binary (`mesh-controller`).
     #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh.dev/mesh-controller:v", env!("CARGO_PKG_VERSION")))]
     pub controller_image: String,
@@ -79,11 +111,13 @@ pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
         return manifest::to_yaml(&crds);
     }
     let material = trust_material(args)?;
-    let objects = identity::objects(args, &material)?;
+    let mut objects = identity::objects(args, &material)?;
+    objects.extend(destination::objects(args)?);
+    objects.extend(injector::objects(args)?);
     manifest::to_yaml(&objects)
 }
 
-fn read(path: &PathBuf, flag: &str) -> anyhow::Result<String> {
+pub(crate) fn read(path: &PathBuf, flag: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("--{flag} {}", path.display()))
 }
 

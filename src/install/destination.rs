@@ -1,0 +1,50 @@
+//! The destination service's objects (`linkerd-destination`, Services
+//! `linkerd-dst` and `linkerd-dst-headless` on 8086), named as Linkerd names
+//! them, with the read access its watches need.
+
+use mesh_api::labels::CONTROL_PLANE_NAMESPACE as NS;
+
+use super::InstallArgs;
+use super::component::{Component, Port, rule};
+use super::manifest::Object;
+
+/// The destination service's admin port.
+const ADMIN_PORT: u16 = 9996;
+
+/// Its objects, in apply order.
+pub fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
+    let watch = ["get", "list", "watch"];
+    Component {
+        name: "linkerd-destination",
+        service: "linkerd-dst",
+        component: "destination",
+        image: args.controller_image.clone(),
+        args: vec![
+            "destination".into(),
+            format!("--controller-namespace={NS}"),
+            format!("--identity-trust-domain={}", args.identity_trust_domain),
+            format!("--cluster-domain={}", args.cluster_domain),
+        ],
+        ports: vec![Port {
+            name: "grpc",
+            port: mesh_api::ports::DESTINATION,
+            service_port: Some(mesh_api::ports::DESTINATION),
+        }],
+        admin_port: ADMIN_PORT,
+        rules: vec![
+            rule(
+                "",
+                &["services", "endpoints", "pods", "nodes", "namespaces"],
+                &watch,
+            ),
+            rule("discovery.k8s.io", &["endpointslices"], &watch),
+            rule("linkerd.io", &["serviceprofiles"], &watch),
+            rule("split.smi-spec.io", &["trafficsplits"], &watch),
+            rule("gateway.networking.k8s.io", &["httproutes"], &watch),
+            rule("", &["events"], &["create", "patch"]),
+        ],
+        headless_service: Some("linkerd-dst-headless".into()),
+        volumes: Vec::new(),
+    }
+    .objects()
+}

@@ -1,0 +1,196 @@
+//! The proxy injector's objects: `linkerd-proxy-injector` (Deployment,
+//! Service on 443 → 8443), its serving certificate (a CA of its own, made at
+//! install like Linkerd's chart does), and the MutatingWebhookConfiguration
+//! that sends pod creations to it, skipping namespaces labelled
+//! `config.linkerd.io/admission-webhooks: disabled` (the control plane's
+//! own) and kube-system.
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    WebhookClientConfig,
+};
+use k8s_openapi::api::core::v1::{Secret, SecretVolumeSource, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use mesh_api::labels::{CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS};
+
+use super::InstallArgs;
+use super::component::{Component, Port, meta, rule};
+use super::manifest::{Object, object};
+
+const NAME: &str = "linkerd-proxy-injector";
+const TLS_SECRET: &str = "linkerd-proxy-injector-k8s-tls";
+const TLS_DIR: &str = "/var/run/linkerd/tls";
+/// The injector's admin port.
+const ADMIN_PORT: u16 = 9995;
+
+/// The webhook's CA (PEM) and serving certificate and key (PEM).
+struct WebhookTls {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// The operator's webhook certificate, or a fresh CA and certificate.
+fn webhook_tls(args: &InstallArgs) -> anyhow::Result<WebhookTls> {
+    if let (Some(cert), Some(key), Some(ca)) = (
+        &args.proxy_injector_tls_cert_file,
+        &args.proxy_injector_tls_key_file,
+        &args.proxy_injector_ca_file,
+    ) {
+        let tls = WebhookTls {
+            cert_pem: super::read(cert, "proxy-injector-tls-cert-file")?,
+            key_pem: super::read(key, "proxy-injector-tls-key-file")?,
+            ca_pem: super::read(ca, "proxy-injector-ca-file")?,
+        };
+        for (pem, flag, what) in [
+            (&tls.cert_pem, "proxy-injector-tls-cert-file", "CERTIFICATE"),
+            (&tls.ca_pem, "proxy-injector-ca-file", "CERTIFICATE"),
+            (&tls.key_pem, "proxy-injector-tls-key-file", "PRIVATE KEY"),
+        ] {
+            anyhow::ensure!(
+                pem.contains(&format!("BEGIN {what}"))
+                    || (what == "PRIVATE KEY" && pem.contains("PRIVATE KEY-----")),
+                "--{flag}: not a PEM {}",
+                what.to_lowercase()
+            );
+        }
+        return Ok(tls);
+    }
+    generate_webhook_tls(&args.cluster_domain)
+}
+
+fn generate_webhook_tls(cluster_domain: &str) -> anyhow::Result<WebhookTls> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca = rcgen::CertificateParams::default();
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{NAME}.{NS}.svc"));
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    let now = std::time::SystemTime::now();
+    let ten_years = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+    ca.not_before = now.into();
+    ca.not_after = (now + ten_years).into();
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate()?;
+    let mut leaf = rcgen::CertificateParams::new(vec![
+        format!("{NAME}.{NS}.svc"),
+        format!("{NAME}.{NS}.svc.{cluster_domain}"),
+    ])?;
+    leaf.not_before = now.into();
+    leaf.not_after = (now + ten_years).into();
+    let cert = leaf.signed_by(&key, &issuer)?;
+    Ok(WebhookTls {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Its objects, in apply order.
+pub fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
+    let tls = webhook_tls(args)?;
+    let component = [(CONTROL_PLANE_COMPONENT, "proxy-injector")];
+    let secret = Secret {
+        metadata: meta(TLS_SECRET, Some(NS), &component),
+        type_: Some("kubernetes.io/tls".into()),
+        string_data: Some(
+            [
+                ("tls.crt".to_owned(), tls.cert_pem),
+                ("tls.key".to_owned(), tls.key_pem),
+                ("ca.crt".to_owned(), tls.ca_pem.clone()),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    let injector = Component {
+        name: NAME,
+        service: NAME,
+        component: "proxy-injector",
+        image: args.controller_image.clone(),
+        args: vec![
+            "injector".into(),
+            format!("--controller-namespace={NS}"),
+            format!("--identity-trust-domain={}", args.identity_trust_domain),
+            format!("--cluster-domain={}", args.cluster_domain),
+            format!("--tls-cert-file={TLS_DIR}/tls.crt"),
+            format!("--tls-key-file={TLS_DIR}/tls.key"),
+        ],
+        ports: vec![Port {
+            name: "proxy-injector",
+            port: mesh_api::ports::INJECTOR_WEBHOOK,
+            service_port: Some(443),
+        }],
+        admin_port: ADMIN_PORT,
+        rules: vec![
+            rule("", &["namespaces"], &["get", "list", "watch"]),
+            rule("", &["configmaps"], &["get"]),
+            rule("", &["events"], &["create", "patch"]),
+        ],
+        headless_service: None,
+        volumes: vec![(
+            Volume {
+                name: "tls".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(TLS_SECRET.into()),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            VolumeMount {
+                name: "tls".into(),
+                mount_path: TLS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        )],
+    };
+    let not_in = |key: &str, values: &[&str]| LabelSelectorRequirement {
+        key: key.into(),
+        operator: "NotIn".into(),
+        values: Some(values.iter().map(|v| (*v).to_owned()).collect()),
+    };
+    let webhook = MutatingWebhookConfiguration {
+        metadata: meta("linkerd-proxy-injector-webhook-config", None, &component),
+        webhooks: Some(vec![MutatingWebhook {
+            name: "linkerd-proxy-injector.linkerd.io".into(),
+            client_config: WebhookClientConfig {
+                service: Some(ServiceReference {
+                    name: NAME.into(),
+                    namespace: NS.into(),
+                    path: Some(mesh_injector::webhook::PATH.into()),
+                    port: Some(443),
+                }),
+                ca_bundle: Some(k8s_openapi::ByteString(tls.ca_pem.into_bytes())),
+                url: None,
+            },
+            rules: Some(vec![RuleWithOperations {
+                operations: Some(vec!["CREATE".into()]),
+                api_groups: Some(vec![String::new()]),
+                api_versions: Some(vec!["v1".into()]),
+                resources: Some(vec!["pods".into()]),
+                scope: None,
+            }]),
+            namespace_selector: Some(LabelSelector {
+                match_expressions: Some(vec![
+                    not_in("config.linkerd.io/admission-webhooks", &["disabled"]),
+                    not_in(
+                        "kubernetes.io/metadata.name",
+                        &["kube-system", "cert-manager"],
+                    ),
+                ]),
+                match_labels: None,
+            }),
+            failure_policy: Some("Ignore".into()),
+            side_effects: "None".into(),
+            admission_review_versions: vec!["v1".into()],
+            reinvocation_policy: Some("IfNeeded".into()),
+            timeout_seconds: Some(10),
+            ..MutatingWebhook::default()
+        }]),
+    };
+    let mut objects = vec![object(&secret)?];
+    objects.extend(injector.objects()?);
+    objects.push(object(&webhook)?);
+    Ok(objects)
+}
