@@ -85,8 +85,9 @@ pub struct InstallArgs {
         requires = "proxy_injector_tls_cert_file"
     )]
     pub proxy_injector_ca_file: Option<PathBuf>,
-    /// The image of the control-plane binary (`mesh-controller`).
-    #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh.dev/mesh-controller:v", env!("CARGO_PKG_VERSION")))]
+    /// The image of the control-plane binary (`mesh-controller`; local
+    /// clusters map `mesh/controller` to it in `clusters/images.toml`).
+    #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh/controller:v", env!("CARGO_PKG_VERSION")))]
     pub controller_image: String,
 }
 
