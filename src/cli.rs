@@ -51,7 +51,13 @@ pub enum Command {
     #[command(subcommand)]
     Wan(WanCommand),
     /// Render the control plane for `kubectl apply -f -`.
-    Install(crate::install::InstallArgs),
+    Install(Box<crate::install::InstallArgs>),
+    /// Check the cluster, the control plane and (with --proxy) the data plane;
+    /// say what is wrong and how to fix it.
+    Check(crate::check::CheckArgs),
+    /// Render what removes the control plane and its CRDs, for
+    /// `kubectl delete -f -`.
+    Uninstall,
     /// Add the proxy to the workloads of YAML manifests (files or `-` for
     /// stdin), offline, and print them for `kubectl apply -f -`.
     Inject(InjectArgs),

@@ -3,6 +3,7 @@
 //! `main` parses the command line (see [`cli`]), sets up logging and hands
 //! over to one module per command group under [`commands`].
 
+mod check;
 mod cli;
 mod commands;
 mod install;

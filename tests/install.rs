@@ -237,6 +237,23 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
             text(&can.stderr)
         );
     }
+    // Everything `mesh uninstall` names exists once installed: a server-side
+    // dry run of the delete finds each one (and removes nothing).
+    let crds = mesh(&["install", "--crds"]);
+    let applied = kubectl(&kubeconfig, &["apply", "-f", "-"], Some(&crds.stdout));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let uninstall = mesh(&["uninstall"]);
+    let deleted = kubectl(
+        &kubeconfig,
+        &["delete", "--dry-run=server", "-f", "-"],
+        Some(&uninstall.stdout),
+    );
+    assert!(
+        deleted.status.success(),
+        "every object uninstall names exists: {}",
+        text(&deleted.stderr)
+    );
+
     // The webhook has no pod to answer here (no nodes): leave the shared
     // API server as other tests expect it.
     let removed = kubectl(
@@ -328,4 +345,186 @@ fn inspect_explains_a_chain_in_text_and_json() {
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(value["anchor"], "CN=root.linkerd.cluster.local");
     assert_eq!(value["certificates"][0]["is_ca"], true);
+}
+
+/// Renders `mesh install` with `extra` arguments and parses the objects.
+fn render(extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["install"];
+    args.extend(extra);
+    let out = mesh(&args);
+    assert!(out.status.success(), "mesh install: {}", text(&out.stderr));
+    serde_saphyr::from_multiple(&text(&out.stdout)).expect("YAML documents")
+}
+
+fn find<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn args_of(objects: &[serde_json::Value], deployment: &str) -> Vec<String> {
+    let args = &find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+        [0]["args"];
+    serde_json::from_value(args.clone()).expect("args")
+}
+
+const CONTROLLERS: [&str; 3] = [
+    "linkerd-identity",
+    "linkerd-destination",
+    "linkerd-proxy-injector",
+];
+
+#[tokio::test]
+async fn ha_renders_spread_replicas_with_disruption_budgets_that_the_api_server_accepts() {
+    let cluster = shared_cluster().await;
+    let plain = render(&[]);
+    assert!(plain.iter().all(|o| o["kind"] != "PodDisruptionBudget"));
+    for name in CONTROLLERS {
+        let deployment = find(&plain, "Deployment", name);
+        assert_eq!(deployment["spec"]["replicas"], 1, "{name}");
+        assert!(deployment["spec"]["template"]["spec"]["affinity"].is_null());
+    }
+
+    let ha = render(&["--ha"]);
+    for name in CONTROLLERS {
+        let deployment = find(&ha, "Deployment", name);
+        assert_eq!(deployment["spec"]["replicas"], 3, "{name}");
+        let anti = &deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
+        assert_eq!(
+            anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"],
+            "kubernetes.io/hostname",
+            "{name}: never two replicas on one node"
+        );
+        assert_eq!(
+            anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"],
+            "topology.kubernetes.io/zone"
+        );
+        let budget = find(&ha, "PodDisruptionBudget", name);
+        assert_eq!(budget["spec"]["maxUnavailable"], 1, "{name}");
+        assert_eq!(
+            budget["spec"]["selector"]["matchLabels"],
+            deployment["spec"]["selector"]["matchLabels"],
+            "{name}: the budget covers the Deployment's pods"
+        );
+    }
+    // --controller-replicas still wins over --ha.
+    let two = render(&["--ha", "--controller-replicas", "2"]);
+    assert_eq!(
+        find(&two, "Deployment", "linkerd-identity")["spec"]["replicas"],
+        2
+    );
+
+    // A server-side dry run does not create the namespace the rest needs.
+    let namespace = kubectl(
+        &cluster.kubeconfig(),
+        &["apply", "-f", "-"],
+        Some(b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: linkerd\n"),
+    );
+    assert!(namespace.status.success(), "{}", text(&namespace.stderr));
+    let out = mesh(&["install", "--ha"]);
+    let checked = kubectl(
+        &cluster.kubeconfig(),
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&out.stdout),
+    );
+    assert!(
+        checked.status.success(),
+        "the API server accepts the HA manifests: {}",
+        text(&checked.stderr)
+    );
+}
+
+#[test]
+fn a_values_file_sets_what_flags_do_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "clusterDomain: example.org\n\
+         controllerReplicas: 2\n\
+         webhookFailurePolicy: Fail\n\
+         identity:\n  issuer:\n    issuanceLifetime: 12h\n\
+         proxy:\n  image:\n    version: v9.9.9\n  logLevel: debug\n",
+    )
+    .expect("write values");
+    let path = values.display().to_string();
+    let objects = render(&["--values", &path]);
+    assert_eq!(
+        find(&objects, "Deployment", "linkerd-identity")["spec"]["replicas"],
+        2
+    );
+    assert!(
+        args_of(&objects, "linkerd-destination")
+            .contains(&"--cluster-domain=example.org".to_owned())
+    );
+    assert!(
+        args_of(&objects, "linkerd-identity")
+            .contains(&"--identity-issuance-lifetime=12h".to_owned())
+    );
+    let injector = args_of(&objects, "linkerd-proxy-injector");
+    assert!(
+        injector.contains(&"--proxy-version=v9.9.9".to_owned()),
+        "{injector:?}"
+    );
+    assert!(
+        injector.contains(&"--proxy-log-level=debug".to_owned()),
+        "{injector:?}"
+    );
+    let webhook = find(
+        &objects,
+        "MutatingWebhookConfiguration",
+        "linkerd-proxy-injector-webhook-config",
+    );
+    assert_eq!(webhook["webhooks"][0]["failurePolicy"], "Fail");
+
+    // A flag wins over the file.
+    let objects = render(&["--values", &path, "--cluster-domain", "flag.example"]);
+    assert!(
+        args_of(&objects, "linkerd-destination")
+            .contains(&"--cluster-domain=flag.example".to_owned())
+    );
+
+    // Mistakes are named, and nothing is rendered.
+    for (content, expected) in [
+        ("clusterDomian: typo.example\n", "clusterDomian"),
+        ("controllerReplicas: many\n", "controllerReplicas"),
+        (
+            "identity:\n  issuer:\n    issuanceLifetime: soon\n",
+            "identity.issuer.issuanceLifetime",
+        ),
+        ("proxyInjector:\n  crtPEM: x\n", "proxyInjector"),
+    ] {
+        std::fs::write(&values, content).expect("write values");
+        let out = mesh(&["install", "--values", &path]);
+        assert!(!out.status.success(), "{content:?} is refused");
+        assert!(out.stdout.is_empty(), "nothing is rendered for {content:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(expected) && err.contains(&path),
+            "{content:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn uninstall_names_the_webhook_first_then_everything_cluster_wide() {
+    let out = mesh(&["uninstall"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let objects: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text(&out.stdout)).expect("YAML documents");
+    assert_eq!(
+        objects[0]["kind"], "MutatingWebhookConfiguration",
+        "the webhook goes first, so no pod waits on a disappearing injector"
+    );
+    for (kind, name) in [
+        ("Namespace", "linkerd"),
+        ("ClusterRole", "linkerd-linkerd-destination"),
+        ("ClusterRoleBinding", "linkerd-linkerd-identity"),
+        ("CustomResourceDefinition", "serviceprofiles.linkerd.io"),
+        ("CustomResourceDefinition", "servers.policy.linkerd.io"),
+        ("CustomResourceDefinition", "links.multicluster.linkerd.io"),
+    ] {
+        find(&objects, kind, name);
+    }
 }

@@ -22,6 +22,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", crate::install::render(&args)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check(args) => crate::check::run(&cli.global, &args).await,
+        Command::Uninstall => {
+            print!("{}", crate::install::render_uninstall()?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inject(args) => inject::run(&cli.global, &args).await,
         Command::Identity(command) => identity::run(command),
     }

@@ -1,21 +1,27 @@
 //! One control-plane component as Linkerd lays it out: a ServiceAccount, a
 //! ClusterRole and its binding, Services in front of it, and a Deployment
 //! running `mesh-controller <component>` with an admin port probed for
-//! `/ready` and `/live`. Each component module says only what differs.
+//! `/ready` and `/live`, and with high availability a PodDisruptionBudget
+//! and anti-affinity. Each component module says only what differs.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, ContainerPort, HTTPGetAction, PodAffinityTerm, PodAntiAffinity, PodSpec,
+    PodTemplateSpec, Probe, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mesh_api::labels::{CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS, CONTROL_PLANE_NS};
 
 use super::manifest::{Object, object};
+use super::settings::Settings;
 
 /// Labels of every control-plane object, plus `extra` (empty values dropped).
 pub fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -82,9 +88,59 @@ pub struct Component {
     pub headless_service: Option<String>,
     /// Volumes and where they are mounted.
     pub volumes: Vec<(Volume, VolumeMount)>,
+    /// Replicas and how they are spread.
+    pub placement: Placement,
+}
+
+/// How many replicas a component runs and how they survive disruptions.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    /// Replicas of the Deployment.
+    pub replicas: u32,
+    /// Replicas on different nodes (required) and zones (preferred).
+    pub anti_affinity: bool,
+    /// A PodDisruptionBudget letting one replica down at a time.
+    pub disruption_budget: bool,
+}
+
+impl From<&Settings> for Placement {
+    fn from(settings: &Settings) -> Self {
+        Self {
+            replicas: settings.replicas,
+            anti_affinity: settings.anti_affinity,
+            disruption_budget: settings.disruption_budget,
+        }
+    }
 }
 
 impl Component {
+    /// Anti-affinity to the component's other replicas, as Linkerd's HA
+    /// values lay it out: never two on a node, spread over zones if it can.
+    fn anti_affinity(&self) -> Affinity {
+        let term = |topology: &str| PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: Some(self.selector()),
+                ..LabelSelector::default()
+            }),
+            topology_key: topology.into(),
+            ..PodAffinityTerm::default()
+        };
+        Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    WeightedPodAffinityTerm {
+                        pod_affinity_term: term("topology.kubernetes.io/zone"),
+                        weight: 100,
+                    },
+                ]),
+                required_during_scheduling_ignored_during_execution: Some(vec![term(
+                    "kubernetes.io/hostname",
+                )]),
+            }),
+            ..Affinity::default()
+        }
+    }
+
     fn selector(&self) -> BTreeMap<String, String> {
         [(
             CONTROL_PLANE_COMPONENT.to_owned(),
@@ -179,7 +235,14 @@ impl Component {
         let deployment = Deployment {
             metadata: meta(self.name, Some(NS), &component),
             spec: Some(DeploymentSpec {
-                replicas: Some(1),
+                replicas: Some(i32::try_from(self.placement.replicas)?),
+                strategy: (self.placement.replicas > 1).then(|| DeploymentStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: Some(RollingUpdateDeployment {
+                        max_unavailable: Some(IntOrString::Int(1)),
+                        max_surge: Some(IntOrString::String("25%".into())),
+                    }),
+                }),
                 selector: LabelSelector {
                     match_labels: Some(self.selector()),
                     ..LabelSelector::default()
@@ -191,6 +254,7 @@ impl Component {
                     }),
                     spec: Some(PodSpec {
                         service_account_name: Some(self.name.into()),
+                        affinity: self.placement.anti_affinity.then(|| self.anti_affinity()),
                         containers: vec![container],
                         volumes: (!self.volumes.is_empty())
                             .then(|| self.volumes.iter().map(|(v, _)| v.clone()).collect()),
@@ -209,6 +273,20 @@ impl Component {
             }
         }
         objects.push(object(&deployment)?);
+        if self.placement.disruption_budget {
+            objects.push(object(&PodDisruptionBudget {
+                metadata: meta(self.name, Some(NS), &component),
+                spec: Some(PodDisruptionBudgetSpec {
+                    max_unavailable: Some(IntOrString::Int(1)),
+                    selector: Some(LabelSelector {
+                        match_labels: Some(self.selector()),
+                        ..LabelSelector::default()
+                    }),
+                    ..PodDisruptionBudgetSpec::default()
+                }),
+                ..PodDisruptionBudget::default()
+            })?);
+        }
         Ok(objects)
     }
 }

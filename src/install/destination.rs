@@ -4,26 +4,26 @@
 
 use mesh_api::labels::CONTROL_PLANE_NAMESPACE as NS;
 
-use super::InstallArgs;
 use super::component::{Component, Port, rule};
 use super::manifest::Object;
+use super::settings::Settings;
 
 /// The destination service's admin port.
 const ADMIN_PORT: u16 = 9996;
 
 /// Its objects, in apply order.
-pub fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
+pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
     let watch = ["get", "list", "watch"];
     Component {
         name: "linkerd-destination",
         service: "linkerd-dst",
         component: "destination",
-        image: args.controller_image.clone(),
+        image: settings.controller_image.clone(),
         args: vec![
             "destination".into(),
             format!("--controller-namespace={NS}"),
-            format!("--identity-trust-domain={}", args.identity_trust_domain),
-            format!("--cluster-domain={}", args.cluster_domain),
+            format!("--identity-trust-domain={}", settings.identity_trust_domain),
+            format!("--cluster-domain={}", settings.cluster_domain),
         ],
         ports: vec![Port {
             name: "grpc",
@@ -45,6 +45,7 @@ pub fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
         ],
         headless_service: Some("linkerd-dst-headless".into()),
         volumes: Vec::new(),
+        placement: settings.into(),
     }
     .objects()
 }

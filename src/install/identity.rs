@@ -8,16 +8,17 @@ use mesh_api::labels::{
     IS_CONTROL_PLANE, ISSUER_SECRET, TRUST_ROOTS_CONFIGMAP,
 };
 
+use super::TrustMaterial;
 use super::component::{Component, Port, meta, rule};
 use super::manifest::{Object, object};
-use super::{InstallArgs, TrustMaterial};
+use super::settings::Settings;
 
 const NAME: &str = "linkerd-identity";
 const TRUST_ROOTS_DIR: &str = "/var/run/linkerd/identity/trust-roots";
 const ISSUER_DIR: &str = "/var/run/linkerd/identity/issuer";
 
 /// Everything the identity service needs, in apply order.
-pub fn objects(args: &InstallArgs, material: &TrustMaterial) -> anyhow::Result<Vec<Object>> {
+pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<Vec<Object>> {
     let component = [(CONTROL_PLANE_COMPONENT, "identity")];
     let namespace = Namespace {
         metadata: meta(
@@ -48,10 +49,10 @@ pub fn objects(args: &InstallArgs, material: &TrustMaterial) -> anyhow::Result<V
         ),
         ..Secret::default()
     };
-    let lifetime = humantime::format_duration(args.identity_issuance_lifetime)
+    let lifetime = humantime::format_duration(settings.issuance_lifetime)
         .to_string()
         .replace(' ', "");
-    let skew = humantime::format_duration(args.identity_clock_skew_allowance)
+    let skew = humantime::format_duration(settings.clock_skew_allowance)
         .to_string()
         .replace(' ', "");
     let mount = |name: &str, dir: &str| VolumeMount {
@@ -64,11 +65,11 @@ pub fn objects(args: &InstallArgs, material: &TrustMaterial) -> anyhow::Result<V
         name: NAME,
         service: NAME,
         component: "identity",
-        image: args.controller_image.clone(),
+        image: settings.controller_image.clone(),
         args: vec![
             "identity".into(),
             format!("--controller-namespace={NS}"),
-            format!("--identity-trust-domain={}", args.identity_trust_domain),
+            format!("--identity-trust-domain={}", settings.identity_trust_domain),
             format!("--identity-issuance-lifetime={lifetime}"),
             format!("--identity-clock-skew-allowance={skew}"),
             format!("--trust-anchors-file={TRUST_ROOTS_DIR}/ca-bundle.crt"),
@@ -109,6 +110,7 @@ pub fn objects(args: &InstallArgs, material: &TrustMaterial) -> anyhow::Result<V
                 mount("identity-issuer", ISSUER_DIR),
             ),
         ],
+        placement: settings.into(),
     };
     let mut objects = vec![object(&namespace)?, object(&trust_roots)?, object(&issuer)?];
     objects.extend(identity.objects()?);

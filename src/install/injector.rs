@@ -13,9 +13,9 @@ use k8s_openapi::api::core::v1::{Secret, SecretVolumeSource, Volume, VolumeMount
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use mesh_api::labels::{CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS};
 
-use super::InstallArgs;
 use super::component::{Component, Port, meta, rule};
 use super::manifest::{Object, object};
+use super::settings::Settings;
 
 const NAME: &str = "linkerd-proxy-injector";
 const TLS_SECRET: &str = "linkerd-proxy-injector-k8s-tls";
@@ -31,32 +31,28 @@ struct WebhookTls {
 }
 
 /// The operator's webhook certificate, or a fresh CA and certificate.
-fn webhook_tls(args: &InstallArgs) -> anyhow::Result<WebhookTls> {
-    if let (Some(cert), Some(key), Some(ca)) = (
-        &args.proxy_injector_tls_cert_file,
-        &args.proxy_injector_tls_key_file,
-        &args.proxy_injector_ca_file,
-    ) {
-        let tls = WebhookTls {
-            cert_pem: super::read(cert, "proxy-injector-tls-cert-file")?,
-            key_pem: super::read(key, "proxy-injector-tls-key-file")?,
-            ca_pem: super::read(ca, "proxy-injector-ca-file")?,
-        };
-        for (pem, flag, what) in [
-            (&tls.cert_pem, "proxy-injector-tls-cert-file", "CERTIFICATE"),
-            (&tls.ca_pem, "proxy-injector-ca-file", "CERTIFICATE"),
-            (&tls.key_pem, "proxy-injector-tls-key-file", "PRIVATE KEY"),
-        ] {
-            anyhow::ensure!(
-                pem.contains(&format!("BEGIN {what}"))
-                    || (what == "PRIVATE KEY" && pem.contains("PRIVATE KEY-----")),
-                "--{flag}: not a PEM {}",
-                what.to_lowercase()
-            );
-        }
-        return Ok(tls);
+fn webhook_tls(settings: &Settings) -> anyhow::Result<WebhookTls> {
+    let Some((cert, key, ca)) = &settings.injector_tls else {
+        return generate_webhook_tls(&settings.cluster_domain);
+    };
+    for (pem, what) in [
+        (cert, "CERTIFICATE"),
+        (ca, "CERTIFICATE"),
+        (key, "PRIVATE KEY"),
+    ] {
+        anyhow::ensure!(
+            pem.text.contains(&format!("BEGIN {what}"))
+                || (what == "PRIVATE KEY" && pem.text.contains("PRIVATE KEY-----")),
+            "{}: not a PEM {}",
+            pem.origin,
+            what.to_lowercase()
+        );
     }
-    generate_webhook_tls(&args.cluster_domain)
+    Ok(WebhookTls {
+        cert_pem: cert.text.clone(),
+        key_pem: key.text.clone(),
+        ca_pem: ca.text.clone(),
+    })
 }
 
 fn generate_webhook_tls(cluster_domain: &str) -> anyhow::Result<WebhookTls> {
@@ -87,8 +83,8 @@ fn generate_webhook_tls(cluster_domain: &str) -> anyhow::Result<WebhookTls> {
 }
 
 /// Its objects, in apply order.
-pub fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
-    let tls = webhook_tls(args)?;
+pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
+    let tls = webhook_tls(settings)?;
     let component = [(CONTROL_PLANE_COMPONENT, "proxy-injector")];
     let secret = Secret {
         metadata: meta(TLS_SECRET, Some(NS), &component),
@@ -107,15 +103,26 @@ pub fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
         name: NAME,
         service: NAME,
         component: "proxy-injector",
-        image: args.controller_image.clone(),
+        image: settings.controller_image.clone(),
         args: vec![
             "injector".into(),
             format!("--controller-namespace={NS}"),
-            format!("--identity-trust-domain={}", args.identity_trust_domain),
-            format!("--cluster-domain={}", args.cluster_domain),
+            format!("--identity-trust-domain={}", settings.identity_trust_domain),
+            format!("--cluster-domain={}", settings.cluster_domain),
             format!("--tls-cert-file={TLS_DIR}/tls.crt"),
             format!("--tls-key-file={TLS_DIR}/tls.key"),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            [
+                ("proxy-image", &settings.proxy_image),
+                ("proxy-version", &settings.proxy_version),
+                ("proxy-log-level", &settings.proxy_log_level),
+            ]
+            .into_iter()
+            .filter_map(|(flag, value)| Some(format!("--{flag}={}", value.as_ref()?))),
+        )
+        .collect(),
         ports: vec![Port {
             name: "proxy-injector",
             port: mesh_api::ports::INJECTOR_WEBHOOK,
@@ -144,6 +151,7 @@ pub fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                 ..VolumeMount::default()
             },
         )],
+        placement: settings.into(),
     };
     let not_in = |key: &str, values: &[&str]| LabelSelectorRequirement {
         key: key.into(),
@@ -181,7 +189,7 @@ pub fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                 ]),
                 match_labels: None,
             }),
-            failure_policy: Some("Ignore".into()),
+            failure_policy: Some(settings.webhook_failure_policy.as_str().into()),
             side_effects: "None".into(),
             admission_review_versions: vec!["v1".into()],
             reinvocation_policy: Some("IfNeeded".into()),

@@ -13,6 +13,7 @@ mod destination;
 mod identity;
 mod injector;
 pub mod manifest;
+pub mod settings;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -21,14 +22,26 @@ use anyhow::Context;
 use clap::Args;
 use mesh_identity::ca::{Ca, IssuancePolicy, TrustRoots};
 use mesh_identity::generate;
+use settings::Settings;
 
-/// Flags of `mesh install`.
-#[derive(Debug, Args)]
+/// Flags of `mesh install`. Unset flags fall back to the values file, then
+/// to `--ha`, then to the defaults named here.
+#[derive(Debug, Default, Args)]
 pub struct InstallArgs {
     /// Render only the CustomResourceDefinitions (ServiceProfile, TrafficSplit,
-    /// HTTPRoute), to apply before the control plane.
+    /// HTTPRoute, the policy resources and Link), to apply before the control plane.
     #[arg(long, env = "MESH_INSTALL_CRDS")]
     pub crds: bool,
+    /// A values file (YAML, Linkerd's Helm value names; `-` for stdin).
+    #[arg(long, short = 'f', env = "MESH_INSTALL_VALUES", value_name = "FILE")]
+    pub values: Option<PathBuf>,
+    /// High availability: 3 replicas of each controller, spread over nodes,
+    /// with PodDisruptionBudgets.
+    #[arg(long, env = "MESH_INSTALL_HA")]
+    pub ha: bool,
+    /// Replicas of each control-plane Deployment [default: 1, 3 with --ha].
+    #[arg(long, env = "MESH_CONTROLLER_REPLICAS", value_name = "N")]
+    pub controller_replicas: Option<u32>,
     /// PEM bundle of trust anchors (one or more roots); generated when unset.
     #[arg(long, env = "MESH_IDENTITY_TRUST_ANCHORS_FILE", value_name = "FILE")]
     pub identity_trust_anchors_file: Option<PathBuf>,
@@ -36,30 +49,24 @@ pub struct InstallArgs {
     #[arg(
         long,
         env = "MESH_IDENTITY_ISSUER_CERTIFICATE_FILE",
-        value_name = "FILE",
-        requires_all = ["identity_issuer_key_file", "identity_trust_anchors_file"]
+        value_name = "FILE"
     )]
     pub identity_issuer_certificate_file: Option<PathBuf>,
     /// The issuer's private key (PEM, ECDSA P-256).
-    #[arg(
-        long,
-        env = "MESH_IDENTITY_ISSUER_KEY_FILE",
-        value_name = "FILE",
-        requires = "identity_issuer_certificate_file"
-    )]
+    #[arg(long, env = "MESH_IDENTITY_ISSUER_KEY_FILE", value_name = "FILE")]
     pub identity_issuer_key_file: Option<PathBuf>,
-    /// The trust domain of workload identities.
-    #[arg(long, env = "MESH_IDENTITY_TRUST_DOMAIN", default_value = mesh_api::identity::DEFAULT_TRUST_DOMAIN)]
-    pub identity_trust_domain: String,
-    /// How long workload certificates are valid.
-    #[arg(long, env = "MESH_IDENTITY_ISSUANCE_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]
-    pub identity_issuance_lifetime: Duration,
-    /// How far workload certificates are back-dated for clock skew.
-    #[arg(long, env = "MESH_IDENTITY_CLOCK_SKEW_ALLOWANCE", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub identity_clock_skew_allowance: Duration,
-    /// The cluster's DNS domain.
-    #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
-    pub cluster_domain: String,
+    /// The trust domain of workload identities [default: cluster.local].
+    #[arg(long, env = "MESH_IDENTITY_TRUST_DOMAIN", value_name = "DOMAIN")]
+    pub identity_trust_domain: Option<String>,
+    /// How long workload certificates are valid [default: 24h].
+    #[arg(long, env = "MESH_IDENTITY_ISSUANCE_LIFETIME", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub identity_issuance_lifetime: Option<Duration>,
+    /// How far workload certificates are back-dated for clock skew [default: 20s].
+    #[arg(long, env = "MESH_IDENTITY_CLOCK_SKEW_ALLOWANCE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub identity_clock_skew_allowance: Option<Duration>,
+    /// The cluster's DNS domain [default: cluster.local].
+    #[arg(long, env = "MESH_CLUSTER_DOMAIN", value_name = "DOMAIN")]
+    pub cluster_domain: Option<String>,
     /// The proxy injector webhook's serving certificate (PEM, for
     /// `linkerd-proxy-injector.linkerd.svc`); generated with its own CA when unset.
     #[arg(
@@ -85,10 +92,23 @@ pub struct InstallArgs {
         requires = "proxy_injector_tls_cert_file"
     )]
     pub proxy_injector_ca_file: Option<PathBuf>,
+    /// What the API server does when the injector cannot be reached [default: ignore].
+    #[arg(long, env = "MESH_WEBHOOK_FAILURE_POLICY", value_enum)]
+    pub webhook_failure_policy: Option<settings::FailurePolicy>,
     /// The image of the control-plane binary (`mesh-controller`; local
-    /// clusters map `mesh/controller` to it in `clusters/images.toml`).
-    #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh/controller:v", env!("CARGO_PKG_VERSION")))]
-    pub controller_image: String,
+    /// clusters map `mesh/controller` to it in `clusters/images.toml`)
+    /// [default: mesh/controller:v<version>].
+    #[arg(long, env = "MESH_CONTROLLER_IMAGE", value_name = "IMAGE")]
+    pub controller_image: Option<String>,
+    /// The proxy image repository injected [default: mesh/proxy].
+    #[arg(long, env = "MESH_PROXY_IMAGE", value_name = "IMAGE")]
+    pub proxy_image: Option<String>,
+    /// The proxy version injected [default: v<version>].
+    #[arg(long, env = "MESH_PROXY_VERSION", value_name = "VERSION")]
+    pub proxy_version: Option<String>,
+    /// The proxies' log filter [default: warn,mesh_proxy=info].
+    #[arg(long, env = "MESH_PROXY_LOG_LEVEL", value_name = "FILTER")]
+    pub proxy_log_level: Option<String>,
 }
 
 /// The trust anchors and issuer the control plane will use.
@@ -111,11 +131,43 @@ pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
             .collect::<anyhow::Result<_>>()?;
         return manifest::to_yaml(&crds);
     }
-    let material = trust_material(args)?;
-    let mut objects = identity::objects(args, &material)?;
-    objects.extend(destination::objects(args)?);
-    objects.extend(injector::objects(args)?);
-    manifest::to_yaml(&objects)
+    manifest::to_yaml(&control_plane(args)?)
+}
+
+/// The control plane's objects, in apply order.
+fn control_plane(args: &InstallArgs) -> anyhow::Result<Vec<manifest::Object>> {
+    let settings = Settings::resolve(args)?;
+    let material = trust_material(&settings)?;
+    let mut objects = identity::objects(&settings, &material)?;
+    objects.extend(destination::objects(&settings)?);
+    objects.extend(injector::objects(&settings)?);
+    Ok(objects)
+}
+
+/// `mesh uninstall`: what `kubectl delete -f -` needs to remove everything
+/// `mesh install` and `mesh install --crds` made. The webhook goes first,
+/// so no pod creation waits on an injector being deleted; then the
+/// cluster-wide RBAC, the `linkerd` namespace (and all in it), the CRDs.
+pub fn render_uninstall() -> anyhow::Result<String> {
+    let cluster_scoped = control_plane(&InstallArgs::default())?
+        .into_iter()
+        .filter(|o| o.pointer("/metadata/namespace").is_none())
+        .rev();
+    let crds = mesh_api::crds::all()
+        .iter()
+        .map(manifest::object)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let references: Vec<manifest::Object> = cluster_scoped
+        .chain(crds)
+        .map(|o| {
+            serde_json::json!({
+                "apiVersion": o["apiVersion"],
+                "kind": o["kind"],
+                "metadata": {"name": o["metadata"]["name"]},
+            })
+        })
+        .collect();
+    manifest::to_yaml(&references)
 }
 
 pub(crate) fn read(path: &PathBuf, flag: &str) -> anyhow::Result<String> {
@@ -123,59 +175,54 @@ pub(crate) fn read(path: &PathBuf, flag: &str) -> anyhow::Result<String> {
 }
 
 /// The operator's trust material, checked, or fresh material.
-fn trust_material(args: &InstallArgs) -> anyhow::Result<TrustMaterial> {
+fn trust_material(settings: &Settings) -> anyhow::Result<TrustMaterial> {
     let issuer_name = mesh_api::identity::issuer_name(
         mesh_api::labels::CONTROL_PLANE_NAMESPACE,
-        &args.identity_trust_domain,
+        &settings.identity_trust_domain,
     );
-    let material = match (
-        &args.identity_trust_anchors_file,
-        &args.identity_issuer_certificate_file,
-        &args.identity_issuer_key_file,
+    let (anchors, cert, key) = match (
+        &settings.trust_anchors,
+        &settings.issuer_cert,
+        &settings.issuer_key,
     ) {
-        (Some(anchors), Some(cert), Some(key)) => TrustMaterial {
-            anchors_pem: read(anchors, "identity-trust-anchors-file")?,
-            issuer_cert_pem: read(cert, "identity-issuer-certificate-file")?,
-            issuer_key_pem: read(key, "identity-issuer-key-file")?,
-        },
-        (Some(_), None, None) => anyhow::bail!(
-            "--identity-trust-anchors-file needs --identity-issuer-certificate-file and --identity-issuer-key-file: \
-             an issuer signed by one of those anchors"
-        ),
-        _ => {
+        (Some(anchors), Some(cert), Some(key)) => (anchors, cert, key),
+        (None, None, None) => {
             let now = SystemTime::now();
             let anchor = generate::trust_anchor(
-                &format!("root.linkerd.{}", args.identity_trust_domain),
+                &format!("root.linkerd.{}", settings.identity_trust_domain),
                 now,
                 generate::ANCHOR_LIFETIME,
             )?;
             let issuer = generate::issuer(&anchor, &issuer_name, now, generate::ISSUER_LIFETIME)?;
-            TrustMaterial {
+            return Ok(TrustMaterial {
                 anchors_pem: anchor.cert_pem,
                 issuer_cert_pem: issuer.cert_pem,
                 issuer_key_pem: issuer.key_pem,
-            }
+            });
         }
+        _ => anyhow::bail!(
+            "trust anchors, issuer certificate and issuer key go together \
+             (--identity-trust-anchors-file, --identity-issuer-certificate-file, --identity-issuer-key-file, \
+             or identityTrustAnchorsPEM and identity.issuer.tls in the values file): \
+             an issuer signed by one of the anchors, or none of them to generate all three"
+        ),
     };
-    let roots =
-        TrustRoots::from_pem(&material.anchors_pem).context("--identity-trust-anchors-file")?;
+    let roots = TrustRoots::from_pem(&anchors.text).context(anchors.origin.clone())?;
     let policy = IssuancePolicy {
-        lifetime: args.identity_issuance_lifetime,
-        clock_skew: args.identity_clock_skew_allowance,
+        lifetime: settings.issuance_lifetime,
+        clock_skew: settings.clock_skew_allowance,
     };
-    let ca = Ca::new(
-        &material.issuer_cert_pem,
-        &material.issuer_key_pem,
-        &roots,
-        policy,
-        SystemTime::now(),
-    )
-    .context("--identity-issuer-certificate-file")?;
+    let ca = Ca::new(&cert.text, &key.text, &roots, policy, SystemTime::now())
+        .with_context(|| format!("{} with {}", cert.origin, key.origin))?;
     if !ca.subject().contains(&format!("CN={issuer_name}")) {
         tracing::warn!(
             "the issuer certificate is named {:?}; Linkerd expects CN={issuer_name}",
             ca.subject()
         );
     }
-    Ok(material)
+    Ok(TrustMaterial {
+        anchors_pem: anchors.text.clone(),
+        issuer_cert_pem: cert.text.clone(),
+        issuer_key_pem: key.text.clone(),
+    })
 }

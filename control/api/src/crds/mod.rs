@@ -6,8 +6,13 @@
 //! - [`traffic_split`]: `split.smi-spec.io/v1alpha2` TrafficSplit.
 //! - [`http_route`]: `gateway.networking.k8s.io/v1` HTTPRoute (the parts mesh
 //!   uses; other fields are kept by the API server, not read).
+//! - [`policy`]: `policy.linkerd.io` Server, AuthorizationPolicy,
+//!   MeshTLSAuthentication and NetworkAuthentication.
+//! - [`link`]: `multicluster.linkerd.io` Link (`v1alpha3`, older versions served).
 
 pub mod http_route;
+pub mod link;
+pub mod policy;
 pub mod service_profile;
 pub mod traffic_split;
 
@@ -36,5 +41,10 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         service_profile::ServiceProfile::crd(),
         traffic_split::TrafficSplit::crd(),
         http_route,
+        policy::Server::crd(),
+        policy::AuthorizationPolicy::crd(),
+        policy::MeshTLSAuthentication::crd(),
+        policy::NetworkAuthentication::crd(),
+        link::crd(),
     ]
 }

@@ -1,0 +1,263 @@
+//! The data plane (`--proxy`): meshed pods' proxies ready (waited for),
+//! trusting the control plane's anchors, on the control plane's and this
+//! CLI's version, and holding a valid certificate (read from each proxy's
+//! `identity_cert_expiration_timestamp_seconds` through the API server's
+//! pod proxy).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::Api;
+use kube::api::ListParams;
+use mesh_api::labels::{CONTROL_PLANE_NAMESPACE as NS, CONTROL_PLANE_NS, PROXY_VERSION_ANNOTATION};
+use mesh_injector::inject::PROXY_CONTAINER;
+
+use super::Waiter;
+use super::control_plane::{cli_version, why_not_ready};
+use super::report::{Outcome, Problem, Report};
+
+const RESTART_HINT: &str = "restart the workloads so their pods are injected again: `kubectl -n <namespace> rollout restart deploy`";
+
+/// The data-plane checks, for `namespace` or every namespace.
+pub async fn check(
+    client: &kube::Client,
+    report: &mut Report,
+    waiter: &Waiter,
+    namespace: Option<&str>,
+    anchors: Option<&str>,
+) {
+    report.category("linkerd-data-plane");
+    let pods = || async {
+        let api: Api<Pod> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        api.list(&ListParams::default().labels(&format!("{CONTROL_PLANE_NS}={NS}")))
+            .await
+            .map(|l| l.items)
+            .map_err(|e| Problem::error(format!("listing meshed pods: {e}"), ""))
+    };
+    let found = match (pods().await, namespace) {
+        (Ok(pods), Some(ns)) if pods.is_empty() => Err(Problem::error(
+            format!("no meshed pods in namespace {ns}"),
+            format!(
+                "annotate it and restart its workloads: `kubectl annotate ns {ns} linkerd.io/inject=enabled`, \
+                     `kubectl -n {ns} rollout restart deploy`"
+            ),
+        )),
+        (Ok(_), _) => Ok(()),
+        (Err(e), _) => Err(e),
+    };
+    if !report.record("data plane pods exist", found) {
+        return;
+    }
+    report.record(
+        "data plane proxies are ready",
+        waiter
+            .until_ok("data plane proxies ready", || async {
+                proxies_ready(&pods().await?)
+            })
+            .await,
+    );
+    let Ok(pods) = pods().await else { return };
+    if let Some(anchors) = anchors {
+        report.record(
+            "data plane proxies certificate match CA",
+            anchors_match(&pods, anchors),
+        );
+    }
+    let injected = injector_proxy_version(client).await;
+    report.record(
+        "data plane is up-to-date",
+        versions_are(&pods, &injected, "the control plane injects"),
+    );
+    report.record(
+        "data plane and cli versions match",
+        versions_are(&pods, &cli_version(), "this CLI is"),
+    );
+    report.record(
+        "data plane proxies have valid certificates",
+        certificates_valid(client, &pods).await,
+    );
+}
+
+fn name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn proxy_container(pod: &Pod) -> Option<&Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .find(|c| c.name == PROXY_CONTAINER)
+}
+
+fn proxies_ready(pods: &[Pod]) -> Outcome {
+    let not_ready: Vec<String> = pods
+        .iter()
+        .filter(|pod| pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded"))
+        .filter(|pod| {
+            let statuses = pod.status.as_ref().map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .chain(&s.container_statuses)
+                    .flatten()
+                    .any(|c| c.name == PROXY_CONTAINER && c.ready)
+            });
+            statuses != Some(true)
+        })
+        .map(|pod| {
+            format!(
+                "{}: {}",
+                name(pod),
+                why_not_ready(pod).unwrap_or_else(|| "proxy not ready".into())
+            )
+        })
+        .collect();
+    if not_ready.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::error(
+            format!("proxies not ready:\n{}", not_ready.join("\n")),
+            "`kubectl logs <pod> -c linkerd-proxy` tells why; a proxy is ready once it has its certificate",
+        ))
+    }
+}
+
+fn anchors_match(pods: &[Pod], anchors: &str) -> Outcome {
+    let normalize = |pem: &str| pem.split_whitespace().collect::<String>();
+    let wanted = normalize(anchors);
+    let stale: Vec<String> = pods
+        .iter()
+        .filter(|pod| {
+            let env = proxy_container(pod)
+                .and_then(|c| c.env.as_ref())
+                .and_then(|env| {
+                    env.iter()
+                        .find(|e| e.name == "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS")
+                })
+                .and_then(|e| e.value.as_deref());
+            env.map(normalize) != Some(wanted.clone())
+        })
+        .map(name)
+        .collect();
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::error(
+            format!(
+                "these proxies trust other anchors than {NS}/linkerd-identity-trust-roots: {}",
+                stale.join(", ")
+            ),
+            RESTART_HINT,
+        ))
+    }
+}
+
+/// The proxy version the injector adds (its `--proxy-version`, else the CLI's).
+async fn injector_proxy_version(client: &kube::Client) -> String {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let args = deployments
+        .get_opt("linkerd-proxy-injector")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|d| d.spec?.template.spec?.containers.into_iter().next()?.args)
+        .unwrap_or_default();
+    args.iter()
+        .find_map(|a| a.strip_prefix("--proxy-version=").map(str::to_owned))
+        .unwrap_or_else(cli_version)
+}
+
+fn versions_are(pods: &[Pod], wanted: &str, whose: &str) -> Outcome {
+    let other: Vec<String> = pods
+        .iter()
+        .filter_map(|pod| {
+            let version = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PROXY_VERSION_ANNOTATION))
+                .map_or("unknown", String::as_str);
+            (version != wanted).then(|| format!("{} runs {version}", name(pod)))
+        })
+        .collect();
+    if other.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::warning(
+            format!("{whose} {wanted}; {}", other.join(", ")),
+            RESTART_HINT,
+        ))
+    }
+}
+
+/// Each running proxy's certificate expiry from its metrics.
+async fn certificates_valid(client: &kube::Client, pods: &[Pod]) -> Outcome {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut problems = Vec::new();
+    let running = pods
+        .iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+    for pod in running {
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}:{}/proxy/metrics",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            mesh_api::ports::PROXY_ADMIN
+        );
+        let request = http::Request::get(&path)
+            .body(Vec::new())
+            .map_err(|e| Problem::error(e.to_string(), ""))?;
+        let expiry = match client.request_text(request).await {
+            Ok(text) => expiration(&text),
+            Err(e) => {
+                problems.push(format!("{}: metrics unreadable: {e}", name(pod)));
+                continue;
+            }
+        };
+        match expiry {
+            Some(at) if at > now => {}
+            Some(_) => problems.push(format!("{}: its certificate has expired", name(pod))),
+            None => problems.push(format!("{}: no certificate yet", name(pod))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::error(
+            problems.join("\n"),
+            "a proxy renews its certificate from the identity service: check `mesh check` above and \
+             `kubectl logs <pod> -c linkerd-proxy`",
+        ))
+    }
+}
+
+/// `identity_cert_expiration_timestamp_seconds` from a metrics page.
+fn expiration(metrics: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix("identity_cert_expiration_timestamp_seconds")?;
+        rest.split_whitespace().last()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_read_from_the_metrics_page() {
+        let page = "# HELP x\nidentity_cert_expiration_timestamp_seconds 1790000000\nother 1\n";
+        assert_eq!(expiration(page), Some(1_790_000_000.0));
+        assert_eq!(expiration("other 1\n"), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! `mesh check`: named checks of the cluster, the control plane and (with
+//! `--proxy`) the data plane, printed as ✔ / ‼ / × lines with a hint for
+//! each problem, like `linkerd check`; `--pre` checks a cluster before
+//! install. Exits non-zero when a check fails; `--output json` prints
+//! Linkerd's JSON shape.
+//!
+//! - [`kubernetes`]: the API, its version, and (`--pre`) install permissions.
+//! - [`control_plane`]: namespace, CRDs, controllers ready, version.
+//! - [`certificates`]: trust anchors, issuer and the injector's certificate.
+//! - [`data_plane`]: meshed pods' proxies, versions, anchors, certificates.
+
+mod certificates;
+mod control_plane;
+mod data_plane;
+mod kubernetes;
+mod report;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use tokio::time::Instant;
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use report::{Outcome, Report};
+
+/// Flags of `mesh check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check that the cluster is ready for `mesh install` instead.
+    #[arg(long, env = "MESH_CHECK_PRE", conflicts_with = "proxy")]
+    pub pre: bool,
+    /// Check the data plane too (meshed pods and their proxies).
+    #[arg(long, env = "MESH_CHECK_PROXY")]
+    pub proxy: bool,
+    /// The data plane namespace to check (every namespace when unset).
+    #[arg(long, short = 'n', env = "MESH_NAMESPACE", value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How long to wait for pods to become ready before failing.
+    #[arg(long, env = "MESH_CHECK_WAIT", default_value = "5m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub wait: Duration,
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// Runs the checks `args` asks for.
+pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut report = Report::new(args.output);
+    let waiter = Waiter {
+        deadline: Instant::now() + args.wait,
+        show_progress: args.output == OutputFormat::Table,
+    };
+    if let Some(client) = kubernetes::check(global, &mut report).await {
+        if args.pre {
+            kubernetes::pre(&client, &mut report).await;
+        } else if control_plane::check(&client, &mut report, &waiter).await {
+            let anchors = certificates::check(&client, &mut report).await;
+            if args.proxy {
+                data_plane::check(
+                    &client,
+                    &mut report,
+                    &waiter,
+                    args.namespace.as_deref(),
+                    anchors.as_deref(),
+                )
+                .await;
+            }
+        }
+    }
+    report.finish()?;
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Retries checks that wait on the cluster (pods becoming ready) until the
+/// `--wait` deadline, showing what it waits for.
+#[derive(Debug)]
+pub struct Waiter {
+    deadline: Instant,
+    show_progress: bool,
+}
+
+impl Waiter {
+    /// The outcome of `check`, retried every second while it fails and the
+    /// deadline has not passed.
+    pub async fn until_ok<F, Fut>(&self, what: &str, mut check: F) -> Outcome
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        let mut step = None;
+        loop {
+            let outcome = check().await;
+            if outcome.is_ok() || Instant::now() >= self.deadline {
+                drop(step);
+                return outcome;
+            }
+            if self.show_progress && step.is_none() {
+                step = Some(Spinner::start(format!("waiting: {what}")));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// A transient spinner on stderr that leaves no line behind.
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Spinner {
+    fn start(message: String) -> Self {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(message);
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self(Some(bar))
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

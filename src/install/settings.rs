@@ -1,0 +1,308 @@
+//! What `mesh install` renders from: the defaults, then `--ha`, then a
+//! values file (`--values`, Linkerd's Helm value names for the settings mesh
+//! has), then explicit flags. A values file with a key mesh does not know,
+//! or a value of the wrong type, is refused with the key's path.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use super::InstallArgs;
+
+/// A values file, in Linkerd's Helm value names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Values {
+    /// `clusterDomain`.
+    cluster_domain: Option<String>,
+    /// `identityTrustDomain`.
+    identity_trust_domain: Option<String>,
+    /// `identityTrustAnchorsPEM`.
+    #[serde(rename = "identityTrustAnchorsPEM")]
+    identity_trust_anchors_pem: Option<String>,
+    /// `identity.issuer.*`.
+    identity: Option<IdentityValues>,
+    /// `controllerImage` (repository and tag).
+    controller_image: Option<String>,
+    /// `controllerReplicas`.
+    controller_replicas: Option<u32>,
+    /// `enablePodAntiAffinity`.
+    enable_pod_anti_affinity: Option<bool>,
+    /// `enablePodDisruptionBudget`.
+    enable_pod_disruption_budget: Option<bool>,
+    /// `webhookFailurePolicy`: `Ignore` or `Fail`.
+    webhook_failure_policy: Option<FailurePolicy>,
+    /// `proxy.*`.
+    proxy: Option<ProxyValues>,
+    /// `proxyInjector.*`.
+    proxy_injector: Option<InjectorValues>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IdentityValues {
+    issuer: Option<IssuerValues>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IssuerValues {
+    issuance_lifetime: Option<String>,
+    clock_skew_allowance: Option<String>,
+    tls: Option<PemPair>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PemPair {
+    #[serde(rename = "crtPEM")]
+    crt_pem: Option<String>,
+    #[serde(rename = "keyPEM")]
+    key_pem: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ProxyValues {
+    image: Option<ImageValues>,
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageValues {
+    name: Option<String>,
+    version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InjectorValues {
+    #[serde(rename = "crtPEM")]
+    crt_pem: Option<String>,
+    #[serde(rename = "keyPEM")]
+    key_pem: Option<String>,
+    #[serde(rename = "caBundle")]
+    ca_bundle: Option<String>,
+}
+
+/// What the webhook does when the injector cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+pub enum FailurePolicy {
+    /// Pods are admitted without a proxy.
+    Ignore,
+    /// Pod creation fails until the injector answers.
+    Fail,
+}
+
+impl FailurePolicy {
+    /// The webhook's `failurePolicy` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ignore => "Ignore",
+            Self::Fail => "Fail",
+        }
+    }
+}
+
+/// PEM text and where it came from (a flag's file or a values key), for errors.
+#[derive(Debug, Clone)]
+pub struct Pem {
+    /// The text.
+    pub text: String,
+    /// `--flag FILE` or `values file F: key`.
+    pub origin: String,
+}
+
+/// Everything the manifests are rendered from.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The cluster's DNS domain.
+    pub cluster_domain: String,
+    /// The identity trust domain.
+    pub identity_trust_domain: String,
+    /// Workload certificate lifetime.
+    pub issuance_lifetime: Duration,
+    /// Workload certificate back-dating.
+    pub clock_skew_allowance: Duration,
+    /// Trust anchors, issuer certificate and key, when brought by the operator.
+    pub trust_anchors: Option<Pem>,
+    /// The issuer certificate.
+    pub issuer_cert: Option<Pem>,
+    /// The issuer key.
+    pub issuer_key: Option<Pem>,
+    /// The injector's serving certificate, key and CA, when brought.
+    pub injector_tls: Option<(Pem, Pem, Pem)>,
+    /// The `mesh-controller` image.
+    pub controller_image: String,
+    /// The proxy image repository, when not the injector's default.
+    pub proxy_image: Option<String>,
+    /// The proxy version, when not the injector's default.
+    pub proxy_version: Option<String>,
+    /// The proxies' log filter, when not the injector's default.
+    pub proxy_log_level: Option<String>,
+    /// Replicas of each control-plane Deployment.
+    pub replicas: u32,
+    /// Spread replicas over nodes (required) and zones (preferred).
+    pub anti_affinity: bool,
+    /// A PodDisruptionBudget per component (one replica down at a time).
+    pub disruption_budget: bool,
+    /// The webhook's failure policy.
+    pub webhook_failure_policy: FailurePolicy,
+}
+
+impl Settings {
+    /// Defaults, `--ha`, the values file, then flags.
+    pub fn resolve(args: &InstallArgs) -> anyhow::Result<Self> {
+        let values = match &args.values {
+            Some(path) => read_values(path)?,
+            None => Values::default(),
+        };
+        let from_values = |key: &str| {
+            format!(
+                "values file {}: {key}",
+                args.values.as_deref().unwrap_or(Path::new("-")).display()
+            )
+        };
+        let value_pem = |text: Option<String>, key: &str| {
+            text.map(|text| Pem {
+                text,
+                origin: from_values(key),
+            })
+        };
+        let issuer = values.identity.and_then(|i| i.issuer).unwrap_or_default();
+        let issuer_tls = issuer.tls.unwrap_or_default();
+        let proxy = values.proxy.unwrap_or_default();
+        let proxy_image = proxy.image.unwrap_or_default();
+        let injector = values.proxy_injector.unwrap_or_default();
+
+        let trust_anchors = flag_pem(
+            &args.identity_trust_anchors_file,
+            "identity-trust-anchors-file",
+        )?
+        .or(value_pem(
+            values.identity_trust_anchors_pem,
+            "identityTrustAnchorsPEM",
+        ));
+        let issuer_cert = flag_pem(
+            &args.identity_issuer_certificate_file,
+            "identity-issuer-certificate-file",
+        )?
+        .or(value_pem(issuer_tls.crt_pem, "identity.issuer.tls.crtPEM"));
+        let issuer_key = flag_pem(&args.identity_issuer_key_file, "identity-issuer-key-file")?
+            .or(value_pem(issuer_tls.key_pem, "identity.issuer.tls.keyPEM"));
+        let injector_tls = match (
+            flag_pem(
+                &args.proxy_injector_tls_cert_file,
+                "proxy-injector-tls-cert-file",
+            )?,
+            flag_pem(
+                &args.proxy_injector_tls_key_file,
+                "proxy-injector-tls-key-file",
+            )?,
+            flag_pem(&args.proxy_injector_ca_file, "proxy-injector-ca-file")?,
+        ) {
+            (Some(cert), Some(key), Some(ca)) => Some((cert, key, ca)),
+            _ => match (injector.crt_pem, injector.key_pem, injector.ca_bundle) {
+                (Some(cert), Some(key), Some(ca)) => Some((
+                    value_pem(Some(cert), "proxyInjector.crtPEM").context("crtPEM")?,
+                    value_pem(Some(key), "proxyInjector.keyPEM").context("keyPEM")?,
+                    value_pem(Some(ca), "proxyInjector.caBundle").context("caBundle")?,
+                )),
+                (None, None, None) => None,
+                _ => anyhow::bail!(
+                    "{}: crtPEM, keyPEM and caBundle go together",
+                    from_values("proxyInjector")
+                ),
+            },
+        };
+
+        let duration = |text: Option<String>, key: &str| {
+            text.map(|text| {
+                humantime::parse_duration(&text)
+                    .with_context(|| format!("{}: {text:?} is not a duration", from_values(key)))
+            })
+            .transpose()
+        };
+        let issuance_lifetime =
+            duration(issuer.issuance_lifetime, "identity.issuer.issuanceLifetime")?;
+        let clock_skew_allowance = duration(
+            issuer.clock_skew_allowance,
+            "identity.issuer.clockSkewAllowance",
+        )?;
+        let ha = args.ha;
+        let settings = Self {
+            cluster_domain: first(&args.cluster_domain, values.cluster_domain, "cluster.local"),
+            identity_trust_domain: first(
+                &args.identity_trust_domain,
+                values.identity_trust_domain,
+                mesh_api::identity::DEFAULT_TRUST_DOMAIN,
+            ),
+            issuance_lifetime: args
+                .identity_issuance_lifetime
+                .or(issuance_lifetime)
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+            clock_skew_allowance: args
+                .identity_clock_skew_allowance
+                .or(clock_skew_allowance)
+                .unwrap_or(Duration::from_secs(20)),
+            trust_anchors,
+            issuer_cert,
+            issuer_key,
+            injector_tls,
+            controller_image: first(
+                &args.controller_image,
+                values.controller_image,
+                concat!("mesh/controller:v", env!("CARGO_PKG_VERSION")),
+            ),
+            proxy_image: args.proxy_image.clone().or(proxy_image.name),
+            proxy_version: args.proxy_version.clone().or(proxy_image.version),
+            proxy_log_level: args.proxy_log_level.clone().or(proxy.log_level),
+            replicas: args
+                .controller_replicas
+                .or(values.controller_replicas)
+                .unwrap_or(if ha { 3 } else { 1 }),
+            anti_affinity: values.enable_pod_anti_affinity.unwrap_or(ha),
+            disruption_budget: values.enable_pod_disruption_budget.unwrap_or(ha),
+            webhook_failure_policy: args
+                .webhook_failure_policy
+                .or(values.webhook_failure_policy)
+                .unwrap_or(FailurePolicy::Ignore),
+        };
+        anyhow::ensure!(
+            settings.replicas >= 1,
+            "--controller-replicas (or controllerReplicas): at least 1"
+        );
+        Ok(settings)
+    }
+}
+
+fn first(flag: &Option<String>, value: Option<String>, default: &str) -> String {
+    flag.clone().or(value).unwrap_or_else(|| default.to_owned())
+}
+
+fn flag_pem(path: &Option<PathBuf>, flag: &str) -> anyhow::Result<Option<Pem>> {
+    path.as_ref()
+        .map(|path| {
+            Ok(Pem {
+                text: super::read(path, flag)?,
+                origin: format!("--{flag} {}", path.display()),
+            })
+        })
+        .transpose()
+}
+
+/// Reads a values file (`-` for stdin), naming the offending key on error.
+pub fn read_values(path: &Path) -> anyhow::Result<Values> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("--values -: reading stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("--values {}", path.display()))?
+    };
+    if text.trim().is_empty() {
+        return Ok(Values::default());
+    }
+    serde_saphyr::from_str(&text).with_context(|| format!("values file {}", path.display()))
+}
