@@ -10,6 +10,7 @@
 
 pub mod kube_util;
 pub mod local;
+pub mod mesh;
 pub mod provider;
 pub mod scenarios;
 

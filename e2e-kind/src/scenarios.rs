@@ -333,3 +333,323 @@ pub async fn containers_run_as_their_user(p: &impl Provider) -> anyhow::Result<(
     kube_util::delete_namespace(&west, &ns).await;
     Ok(())
 }
+
+/// The identity of the `default` ServiceAccount of `namespace`.
+fn default_identity(namespace: &str) -> String {
+    format!("default.{namespace}.serviceaccount.identity.linkerd.cluster.local")
+}
+
+/// A meshed namespace (`linkerd.io/inject: enabled`) with podinfo and a pod
+/// calling it in a loop, one curl per request, printing each status code.
+async fn meshed_podinfo_under_load(client: &kube::Client) -> anyhow::Result<String> {
+    let ns = kube_util::namespace(client, "e2e-meshed").await?;
+    let patch = serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    deploy_podinfo(client, &ns).await?;
+    let load: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "load", "labels": {"app": "load"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": "curlimages/curl:8.10.1",
+                "command": ["sh", "-c",
+                    "while true; do curl -s -o /dev/null -w '%{http_code}\\n' --max-time 5 http://podinfo:9898/; sleep 0.1; done"],
+            }],
+        }
+    }))?;
+    Api::<Pod>::namespaced(client.clone(), &ns)
+        .create(&kube::api::PostParams::default(), &load)
+        .await?;
+    Ok(ns)
+}
+
+/// The status codes the load pod has printed so far.
+async fn load_codes(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<String>> {
+    let logs = Api::<Pod>::namespaced(client.clone(), ns)
+        .logs(
+            "load",
+            &kube::api::LogParams {
+                container: Some("main".into()),
+                ..kube::api::LogParams::default()
+            },
+        )
+        .await
+        .unwrap_or_default();
+    Ok(logs.lines().map(str::to_owned).collect())
+}
+
+/// Waits until the load pod has printed `count` codes.
+async fn wait_for_codes(
+    client: &kube::Client,
+    ns: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + ROLLOUT;
+    loop {
+        let codes = load_codes(client, ns).await?;
+        if codes.len() >= count {
+            return Ok(codes);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the load pod in {ns} printed {} status codes in {ROLLOUT:?}",
+                codes.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The docs walk-through: install the mesh, `mesh check` passes; annotate a
+/// namespace and deploy into it, and its pods get proxies; their traffic
+/// goes over mTLS with each side's identity in the other's metrics; a meshed
+/// Job completes; `mesh check --proxy` passes; a rolling restart of the
+/// destination and identity controllers under load fails no request.
+pub async fn mesh_meshed_app_talks_over_mtls(p: &impl Provider) -> anyhow::Result<()> {
+    let check = crate::mesh::ensure_installed(p, Cluster::West).await?;
+    anyhow::ensure!(
+        check.stdout.contains("Status check results are ✔"),
+        "mesh check: {}",
+        check.stdout
+    );
+    let west = p.client(Cluster::West);
+    let ns = meshed_podinfo_under_load(&west).await?;
+    let identity = default_identity(&ns);
+
+    let podinfo = kube_util::ready_pods(&west, &ns, "app=podinfo").await?;
+    for pod in &podinfo {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let init: Vec<String> = spec
+            .init_containers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        anyhow::ensure!(
+            init.contains(&"linkerd-init".into()) && init.contains(&"linkerd-proxy".into()),
+            "podinfo pods are injected: init containers {init:?}"
+        );
+    }
+    let codes = wait_for_codes(&west, &ns, 20).await?;
+    anyhow::ensure!(
+        codes.iter().all(|c| c == "200"),
+        "every request through the mesh succeeds: {codes:?}"
+    );
+    let mut inbound = 0.0;
+    for pod in &podinfo {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let metrics = crate::mesh::proxy_metrics(&west, &ns, &name).await?;
+        inbound += crate::mesh::sum(
+            &metrics,
+            "request_total",
+            &[
+                ("direction", "inbound"),
+                ("tls", "true"),
+                ("client_id", &identity),
+            ],
+        );
+    }
+    anyhow::ensure!(
+        inbound > 0.0,
+        "podinfo's proxies count mTLS requests from {identity}"
+    );
+    let load_metrics = crate::mesh::proxy_metrics(&west, &ns, "load").await?;
+    let outbound = crate::mesh::sum(
+        &load_metrics,
+        "response_total",
+        &[
+            ("direction", "outbound"),
+            ("tls", "true"),
+            ("server_id", &identity),
+            ("classification", "success"),
+        ],
+    );
+    anyhow::ensure!(
+        outbound > 0.0,
+        "the client's proxy counts successful mTLS responses from {identity}:\n{}",
+        load_metrics
+            .lines()
+            .filter(|l| l.starts_with("response_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "once"},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "main",
+                    "image": "curlimages/curl:8.10.1",
+                    "command": ["curl", "-sS", "--fail", "--max-time", "5", "http://podinfo:9898/"],
+                }],
+            }},
+        }
+    }))?;
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(west.clone(), &ns);
+    jobs.create(&kube::api::PostParams::default(), &job).await?;
+    let deadline = tokio::time::Instant::now() + ROLLOUT;
+    loop {
+        let status = jobs.get("once").await?.status.unwrap_or_default();
+        if status.succeeded.unwrap_or(0) >= 1 {
+            break;
+        }
+        anyhow::ensure!(
+            status.failed.unwrap_or(0) == 0,
+            "the meshed Job failed: {status:?}"
+        );
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the meshed Job did not complete within {ROLLOUT:?}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &["check", "--proxy", "-n", &ns, "--wait", "1m"],
+    )
+    .await?
+    .ok("mesh check --proxy")?;
+
+    let before = load_codes(&west, &ns).await?.len();
+    for deployment in ["linkerd-destination", "linkerd-identity"] {
+        crate::mesh::kubectl(
+            p,
+            Cluster::West,
+            &[
+                "-n",
+                "linkerd",
+                "rollout",
+                "restart",
+                &format!("deploy/{deployment}"),
+            ],
+            None,
+        )
+        .await?
+        .ok("kubectl rollout restart")?;
+    }
+    for deployment in ["linkerd-destination", "linkerd-identity"] {
+        kube_util::wait_rollout(&west, "linkerd", deployment, ROLLOUT).await?;
+    }
+    let codes = wait_for_codes(&west, &ns, before + 30).await?;
+    let failed: Vec<&String> = codes.iter().filter(|c| *c != "200").collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {} requests failed around the control plane's restart: {failed:?}",
+        failed.len(),
+        codes.len()
+    );
+    kube_util::delete_namespace(&west, &ns).await;
+    Ok(())
+}
+
+/// `mesh check` fails, naming the problem and a fix, when the issuer
+/// Secret is gone or the trust anchors are not the ones the issuer and the
+/// proxies use; it passes again once they are restored.
+pub async fn mesh_check_explains_a_broken_control_plane(p: &impl Provider) -> anyhow::Result<()> {
+    crate::mesh::ensure_installed(p, Cluster::West).await?;
+    let west = p.client(Cluster::West);
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(west.clone(), "linkerd");
+    let mut issuer = secrets.get("linkerd-identity-issuer").await?;
+    secrets
+        .delete("linkerd-identity-issuer", &DeleteParams::default())
+        .await?;
+    let broken = crate::mesh::mesh(p, Cluster::West, &["check", "--wait", "10s"]).await?;
+    issuer.metadata.resource_version = None;
+    issuer.metadata.uid = None;
+    issuer.metadata.creation_timestamp = None;
+    issuer.metadata.managed_fields = None;
+    secrets
+        .create(&kube::api::PostParams::default(), &issuer)
+        .await?;
+    anyhow::ensure!(
+        !broken.success
+            && broken.stdout.contains("× issuer certificate exists")
+            && broken
+                .stdout
+                .contains("Secret linkerd/linkerd-identity-issuer does not exist"),
+        "mesh check names the missing issuer:\n{}",
+        broken.stdout
+    );
+
+    let maps = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(west.clone(), "linkerd");
+    let roots = maps.get("linkerd-identity-trust-roots").await?;
+    let original = roots
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca-bundle.crt"))
+        .cloned()
+        .unwrap_or_default();
+    let foreign = foreign_anchor()?;
+    let set = |bundle: &str| serde_json::json!({"data": {"ca-bundle.crt": bundle}});
+    maps.patch(
+        "linkerd-identity-trust-roots",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&set(&foreign)),
+    )
+    .await?;
+    let broken = crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &["check", "--wait", "10s", "--output", "json"],
+    )
+    .await?;
+    maps.patch(
+        "linkerd-identity-trust-roots",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&set(&original)),
+    )
+    .await?;
+    let report: Value = serde_json::from_str(&broken.stdout)
+        .map_err(|e| anyhow::anyhow!("mesh check --output json: {e}: {}", broken.stdout))?;
+    let failed: Vec<&Value> = report["categories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["checks"].as_array().into_iter().flatten())
+        .filter(|c| c["result"] == "error")
+        .collect();
+    anyhow::ensure!(
+        !broken.success
+            && report["success"] == false
+            && failed.iter().any(|c| {
+                c["description"] == "issuer cert is issued by the trust anchor"
+                    && c["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("CN=foreign root"))
+                    && c["hint"].as_str().is_some_and(|h| !h.is_empty())
+            }),
+        "mesh check names the foreign anchors: {failed:#?}"
+    );
+
+    let healed = crate::mesh::mesh(p, Cluster::West, &["check", "--wait", "1m"]).await?;
+    anyhow::ensure!(
+        healed.success,
+        "restored, mesh check passes:\n{}",
+        healed.stdout
+    );
+    Ok(())
+}
+
+/// A self-signed CA certificate nobody's issuer chains to.
+fn foreign_anchor() -> anyhow::Result<String> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "foreign root");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    Ok(params.self_signed(&key)?.pem())
+}

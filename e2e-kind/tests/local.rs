@@ -1,6 +1,7 @@
 //! Every scenario on the local west/east clusters, shared by the run.
 //! Tests with `wan` in their name change the WAN: `.config/nextest.toml`
-//! runs them one at a time.
+//! runs them one at a time, and likewise tests named `mesh_*`, which
+//! share (and some break on purpose, then restore) the installed mesh.
 
 use mesh_e2e::local::LocalProvider;
 use mesh_e2e::scenarios;
@@ -21,4 +22,6 @@ scenario!(podinfo_answers_by_service_name);
 scenario!(pods_cannot_reach_the_other_clusters_pod_ips);
 scenario!(deleted_pods_are_replaced);
 scenario!(containers_run_as_their_user);
+scenario!(mesh_meshed_app_talks_over_mtls);
+scenario!(mesh_check_explains_a_broken_control_plane);
 scenario!(wan_cut_breaks_and_restore_heals_a_load_balancer_call);

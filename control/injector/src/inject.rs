@@ -309,6 +309,13 @@ fn proxy_container(values: &Values) -> Container {
                 ..Default::default()
             },
         ]),
+        // The application starts once the proxy is ready (it has its
+        // certificate), so its first requests already go through the mesh.
+        startup_probe: Some(Probe {
+            period_seconds: Some(1),
+            failure_threshold: Some(120),
+            ..admin("/ready", 0)
+        }),
         readiness_probe: Some(admin("/ready", 2)),
         liveness_probe: Some(admin("/live", 10)),
         resources: (requests.is_some() || limits.is_some()).then(|| ResourceRequirements {

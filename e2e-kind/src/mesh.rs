@@ -1,0 +1,167 @@
+//! The mesh on a cluster as its docs install it: `mesh install --crds` and
+//! `mesh install` piped to `kubectl apply`, once per cluster for every
+//! scenario of a run (a lock beside the kubeconfig keeps concurrent test
+//! processes from installing twice with different trust anchors); the
+//! `mesh` CLI and kubectl run as a user runs them; a proxy's metrics read
+//! through the API server as `mesh check` reads them.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::provider::{Cluster, Provider};
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+pub struct Ran {
+    /// Exit status 0.
+    pub success: bool,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Fails with the command's output unless it succeeded.
+    pub fn ok(self, what: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            self.success,
+            "{what} failed:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
+        Ok(self)
+    }
+}
+
+async fn run(program: &Path, args: &[String], stdin: Option<&str>) -> anyhow::Result<Ran> {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("running {}: {e}", program.display()))?;
+    let mut input = child.stdin.take();
+    if let (Some(pipe), Some(text)) = (&mut input, stdin) {
+        pipe.write_all(text.as_bytes()).await?;
+    }
+    drop(input);
+    let out = child.wait_with_output().await?;
+    Ok(Ran {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn with_cluster(p: &impl Provider, cluster: Cluster, args: &[&str]) -> Vec<String> {
+    let mut all = vec![
+        "--kubeconfig".to_owned(),
+        p.kubeconfig().display().to_string(),
+        "--context".to_owned(),
+        p.context(cluster),
+    ];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    all
+}
+
+/// `mesh --kubeconfig … --context <cluster> <args>`.
+pub async fn mesh(p: &impl Provider, cluster: Cluster, args: &[&str]) -> anyhow::Result<Ran> {
+    let binary = mesh_clusters::testing::mesh_bin_dir()?.join("mesh");
+    run(&binary, &with_cluster(p, cluster, args), None).await
+}
+
+/// `kubectl --kubeconfig … --context <cluster> <args>`, with `stdin`.
+pub async fn kubectl(
+    p: &impl Provider,
+    cluster: Cluster,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<Ran> {
+    run(&p.kubectl(), &with_cluster(p, cluster, args), stdin).await
+}
+
+/// Installs the mesh on `cluster` unless it is there, then waits for
+/// `mesh check` to pass and returns its report.
+pub async fn ensure_installed(p: &impl Provider, cluster: Cluster) -> anyhow::Result<Ran> {
+    let lock_path = p
+        .kubeconfig()
+        .with_file_name(format!("mesh-install-{}.lock", cluster.name()));
+    let lock = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await??;
+    let roots = Api::<ConfigMap>::namespaced(p.client(cluster), "linkerd")
+        .get_opt("linkerd-identity-trust-roots")
+        .await?;
+    if roots.is_none() {
+        for args in [&["install", "--crds"][..], &["install"]] {
+            let manifests = mesh(p, cluster, args).await?.ok("mesh install")?;
+            kubectl(p, cluster, &["apply", "-f", "-"], Some(&manifests.stdout))
+                .await?
+                .ok("kubectl apply of mesh install")?;
+        }
+    }
+    drop(lock);
+    mesh(p, cluster, &["check", "--wait", "3m"])
+        .await?
+        .ok("mesh check after install")
+}
+
+/// A proxy's metrics page, through the API server's pod proxy.
+pub async fn proxy_metrics(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+) -> anyhow::Result<String> {
+    let path = format!(
+        "/api/v1/namespaces/{namespace}/pods/{pod}:{}/proxy/metrics",
+        mesh_api::ports::PROXY_ADMIN
+    );
+    let request = http::Request::get(&path).body(Vec::new())?;
+    client
+        .request_text(request)
+        .await
+        .map_err(|e| anyhow::anyhow!("metrics of {namespace}/{pod}: {e}"))
+}
+
+/// The sum of `metric` over the series whose labels include all of `labels`.
+pub fn sum(metrics: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(metric)?.strip_prefix('{')?;
+            let (series, value) = rest.rsplit_once("} ")?;
+            labels
+                .iter()
+                .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_summed_by_label() {
+        let page = "request_total{direction=\"inbound\",tls=\"true\",client_id=\"a\"} 3\n\
+                    request_total{direction=\"inbound\",tls=\"true\",client_id=\"b\"} 4\n\
+                    request_total{direction=\"outbound\",tls=\"true\"} 5\n\
+                    request_totals{direction=\"inbound\"} 100\n";
+        assert_eq!(sum(page, "request_total", &[("direction", "inbound")]), 7.0);
+        assert_eq!(sum(page, "request_total", &[("client_id", "b")]), 4.0);
+        assert_eq!(sum(page, "response_total", &[]), 0.0);
+    }
+}
