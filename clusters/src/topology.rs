@@ -249,6 +249,23 @@ pub async fn build(plan: &PairNet) -> Result<(), NetError> {
         .await?;
         netns::ip_in(ns, &["link", "set", HOST_LINK_IF, "up"]).await?;
         netns::sysctl_in(ns, "net.ipv4.ip_forward", "1").await?;
+        // The node's own processes (the API server calling a webhook, the
+        // agent probing) reach ClusterIPs too: a route lets their packets
+        // out of the routing decision so that kube-proxy's OUTPUT rules can
+        // translate them to a pod; without a translation they go nowhere.
+        netns::ip_in(
+            ns,
+            &[
+                "route",
+                "add",
+                &net.service_cidr.to_string(),
+                "dev",
+                "lo",
+                "src",
+                &net.node_ip.to_string(),
+            ],
+        )
+        .await?;
         // Traffic from pods to the host (kubectl port-forwards aside, rare)
         // leaves as the node, since the host has no route to pods.
         masquerade(ns, net.pod_cidr, HOST_LINK_IF).await?;

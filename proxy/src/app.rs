@@ -6,8 +6,6 @@
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
@@ -16,11 +14,10 @@ use crate::discover::Discovery;
 use crate::drain::Drain;
 use crate::endpoint::TlsClients;
 use crate::identity::schedule::Backoff;
-use crate::identity::{IdentityConfig, IdentityMetrics};
+use crate::identity::{CredentialsError, IdentityConfig};
 use crate::inbound::Inbound;
 use crate::metrics::{HttpMetrics, TcpMetrics};
 use crate::outbound::Outbound;
-use crate::tls::Credentials;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,26 +60,24 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut drain = Drain::new();
 
     let credentials = match &config.identity {
-        Some(identity) => {
-            let roots = CertificateDer::pem_slice_iter(identity.trust_anchors.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StartError::Anchors(e.to_string()))?;
-            let credentials = Credentials::new(identity.local_name.clone(), &roots)?;
-            let metrics = IdentityMetrics::register(&mut registry);
-            let refresh = crate::identity::refresh::run(
+        Some(identity) => Some(
+            crate::identity::certified_credentials(
+                &identity.local_name,
+                &identity.trust_anchors,
                 IdentityConfig {
                     addr: identity.service_addr.clone(),
                     server_identity: identity.service_name.clone(),
                     token_path: identity.token_file.clone(),
                     backoff: Backoff::default(),
                 },
-                credentials.clone(),
-                metrics,
-                drain.signal().receiver(),
-            );
-            drain.spawn(refresh);
-            Some(credentials)
-        }
+                &mut registry,
+                &mut drain,
+            )
+            .map_err(|e| match e {
+                CredentialsError::Anchors(e) => StartError::Anchors(e),
+                CredentialsError::Tls(e) => StartError::Tls(e),
+            })?,
+        ),
         None => None,
     };
     let tls = credentials.as_ref().map(TlsClients::new).transpose()?;

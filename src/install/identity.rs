@@ -14,7 +14,8 @@ use super::manifest::{Object, object};
 use super::settings::Settings;
 
 const NAME: &str = "linkerd-identity";
-const TRUST_ROOTS_DIR: &str = "/var/run/linkerd/identity/trust-roots";
+/// Where controllers find the trust anchors (`ca-bundle.crt`).
+pub const TRUST_ROOTS_DIR: &str = "/var/run/linkerd/identity/trust-roots";
 const ISSUER_DIR: &str = "/var/run/linkerd/identity/issuer";
 
 /// Everything the identity service needs, in apply order.
@@ -87,17 +88,7 @@ pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<
         ],
         headless_service: Some(format!("{NAME}-headless")),
         volumes: vec![
-            (
-                Volume {
-                    name: "trust-roots".into(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: TRUST_ROOTS_CONFIGMAP.into(),
-                        ..ConfigMapVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-                mount("trust-roots", TRUST_ROOTS_DIR),
-            ),
+            trust_roots_volume(),
             (
                 Volume {
                     name: "identity-issuer".into(),
@@ -115,4 +106,24 @@ pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<
     let mut objects = vec![object(&namespace)?, object(&trust_roots)?, object(&issuer)?];
     objects.extend(identity.objects()?);
     Ok(objects)
+}
+
+/// The trust roots ConfigMap as a volume at [`TRUST_ROOTS_DIR`].
+pub fn trust_roots_volume() -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: "trust-roots".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: TRUST_ROOTS_CONFIGMAP.into(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        VolumeMount {
+            name: "trust-roots".into(),
+            mount_path: TRUST_ROOTS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    )
 }

@@ -156,6 +156,7 @@ async fn slice_to_update_latency() -> anyhow::Result<(Duration, Duration)> {
             listen: "127.0.0.1:0".parse()?,
             admin_listen: "127.0.0.1:0".parse()?,
             index: IndexConfig::default(),
+            tls: None,
         },
         client.clone(),
     )

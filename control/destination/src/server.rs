@@ -8,6 +8,9 @@ use std::time::Duration;
 use linkerd2_proxy_api::destination::destination_server::DestinationServer;
 use mesh_proxy::admin::Admin;
 use mesh_proxy::drain::Drain;
+use mesh_proxy::identity::IdentityConfig;
+use mesh_proxy::tls::ClientAuth;
+use mesh_proxy::tls::incoming::TlsIncoming;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -24,6 +27,22 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// The index's view of the cluster.
     pub index: IndexConfig,
+    /// Serve gRPC over TLS, as proxies expect of the control plane; plain
+    /// when unset (development, tests).
+    pub tls: Option<ServerTls>,
+}
+
+/// How the destination service proves its identity to proxies: a
+/// certificate for its ServiceAccount's identity from the identity service,
+/// renewed as a proxy renews its own.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Its identity (`linkerd-destination.linkerd.serviceaccount.identity.linkerd.cluster.local`).
+    pub local_identity: String,
+    /// The trust anchors (PEM).
+    pub trust_anchors_pem: String,
+    /// Where and how to get certificates.
+    pub identity: IdentityConfig,
 }
 
 /// A running destination service.
@@ -69,23 +88,59 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
         watchers.shutdown().await;
     });
     let service = DestinationService::new(index.clone());
+    let mut registry = Registry::default();
     let grpc_stop = drain.signaled();
-    drain.spawn(async move {
-        // Updates are small writes on long-lived streams: without NODELAY
-        // each one can wait out the client's delayed ACK.
-        let incoming = tonic::transport::server::TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(std::time::Duration::from_secs(10)));
-        if let Err(e) = tonic::transport::Server::builder()
-            .add_service(DestinationServer::new(service))
-            .serve_with_incoming_shutdown(incoming, grpc_stop)
-            .await
-        {
-            tracing::error!("destination gRPC server failed: {e}");
+    // Updates are small writes on long-lived streams: without NODELAY each
+    // one can wait out the client's delayed ACK.
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(DestinationServer::new(service));
+    let credentials = match config.tls {
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(10)));
+            drain.spawn(async move {
+                if let Err(e) = server
+                    .serve_with_incoming_shutdown(incoming, grpc_stop)
+                    .await
+                {
+                    tracing::error!("destination gRPC server failed: {e}");
+                }
+            });
+            None
         }
+        Some(tls) => {
+            let credentials = mesh_proxy::identity::certified_credentials(
+                &tls.local_identity,
+                &tls.trust_anchors_pem,
+                tls.identity,
+                &mut registry,
+                &mut drain,
+            )?;
+            let server_config = credentials.server_config(ClientAuth::Optional, &[b"h2"])?;
+            let (conns_tx, conns_rx) = tokio::sync::mpsc::channel(64);
+            drain.spawn(TlsIncoming::accept_loop(
+                listener,
+                server_config,
+                conns_tx,
+                drain.signaled(),
+            ));
+            drain.spawn(async move {
+                if let Err(e) = server
+                    .serve_with_incoming_shutdown(TlsIncoming::stream(conns_rx), grpc_stop)
+                    .await
+                {
+                    tracing::error!("destination gRPC server failed: {e}");
+                }
+            });
+            Some(credentials)
+        }
+    };
+    // Ready once proxies can be served: with TLS, once certified.
+    let admin = Admin::new(Arc::new(registry), move || {
+        credentials.as_ref().is_none_or(|c| c.has_certificate())
     });
-    let registry = Registry::default();
-    let admin = Admin::new(Arc::new(registry), || true);
     drain.spawn(admin.serve(admin_listener, drain.signaled()));
     tracing::info!(%addr, %admin_addr, "destination service started");
     Ok(Running {

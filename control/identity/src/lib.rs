@@ -8,7 +8,6 @@
 //! - [`service`]: the `Certify` gRPC method and its refusals.
 //! - [`issuer`]: the issuer files, re-loaded when they change.
 //! - [`server`]: running it all (gRPC over TLS, admin, reloads).
-//! - [`tls_incoming`]: TLS connections for tonic.
 //! - [`metrics`]: issued, refused, reloads, issuer expiry.
 //! - [`generate`]: making anchors and issuers (`mesh install`, tests).
 //! - [`inspect`]: describing a certificate chain (`mesh identity inspect`).
@@ -22,5 +21,4 @@ pub mod metrics;
 pub mod pem;
 pub mod server;
 pub mod service;
-pub mod tls_incoming;
 pub mod token;

@@ -22,8 +22,8 @@ use crate::ca::IssuancePolicy;
 use crate::issuer::{IssuerFiles, IssuerStore, Loaded, Reload};
 use crate::metrics::Metrics;
 use crate::service::CertifyService;
-use crate::tls_incoming::TlsIncoming;
 use crate::token::TokenReviewer;
+use mesh_proxy::tls::incoming::TlsIncoming;
 
 /// How the identity service runs.
 #[derive(Debug, Clone)]

@@ -361,26 +361,33 @@ fn identity_volumes() -> [Volume; 2] {
             }),
             ..Default::default()
         },
-        Volume {
-            name: TOKEN_VOLUME.into(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(vec![VolumeProjection {
-                    service_account_token: Some(ServiceAccountTokenProjection {
-                        audience: Some(IDENTITY_TOKEN_AUDIENCE.into()),
-                        expiration_seconds: Some(86400),
-                        path: IDENTITY_TOKEN_PATH
-                            .rsplit('/')
-                            .next()
-                            .unwrap_or("linkerd-identity-token")
-                            .into(),
-                    }),
-                    ..Default::default()
-                }]),
-                default_mode: None,
-            }),
-            ..Default::default()
-        },
+        identity_token_volume(),
     ]
+}
+
+/// The projected ServiceAccount token (audience `identity.l5d.io`) a
+/// workload certifies with, mounted at the directory of
+/// [`IDENTITY_TOKEN_PATH`]; the control plane's own servers use it too.
+pub fn identity_token_volume() -> Volume {
+    Volume {
+        name: TOKEN_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(IDENTITY_TOKEN_AUDIENCE.into()),
+                    expiration_seconds: Some(86400),
+                    path: IDENTITY_TOKEN_PATH
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("linkerd-identity-token")
+                        .into(),
+                }),
+                ..Default::default()
+            }]),
+            default_mode: None,
+        }),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@
 //! - A client names the identity that discovery promised as the TLS server
 //!   name; the handshake fails unless the server's certificate carries it.
 //! - A server learns the client's identity with [`peer_identity`].
+//! - [`incoming`] feeds TLS connections to tonic servers (the control plane).
 
 mod dynamic;
+pub mod incoming;
 
 use std::sync::Arc;
 

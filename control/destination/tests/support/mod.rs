@@ -60,6 +60,7 @@ pub async fn start_destination(cluster: &TestCluster) -> Running {
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
             index: IndexConfig::default(),
+            tls: None,
         },
         cluster.client.clone(),
     )

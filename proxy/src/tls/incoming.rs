@@ -71,7 +71,7 @@ impl tonic::transport::server::Connected for TlsIncoming {
 
     /// The client's identity, when it presented a certificate.
     fn connect_info(&self) -> Self::ConnectInfo {
-        mesh_proxy::tls::peer_identity(self.0.get_ref().1)
+        super::peer_identity(self.0.get_ref().1)
     }
 }
 
