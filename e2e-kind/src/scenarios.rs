@@ -560,6 +560,19 @@ pub async fn mesh_meshed_app_talks_over_mtls(p: &impl Provider) -> anyhow::Resul
 /// proxies use; it passes again once they are restored.
 pub async fn mesh_check_explains_a_broken_control_plane(p: &impl Provider) -> anyhow::Result<()> {
     crate::mesh::ensure_installed(p, Cluster::West).await?;
+    // Before an install, the operator's permissions pass; here mesh is
+    // already installed, which --pre reports.
+    let pre = crate::mesh::mesh(p, Cluster::West, &["check", "--pre"]).await?;
+    anyhow::ensure!(
+        !pre.success
+            && pre
+                .stdout
+                .contains("× control plane namespace does not already exist")
+            && pre.stdout.contains("✔ can create non-namespaced resources")
+            && pre.stdout.contains("✔ can create namespaced resources"),
+        "mesh check --pre on an installed cluster:\n{}",
+        pre.stdout
+    );
     let west = p.client(Cluster::West);
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(west.clone(), "linkerd");
     let mut issuer = secrets.get("linkerd-identity-issuer").await?;
