@@ -24,6 +24,7 @@
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
 //! | `LINKERD2_PROXY_CORES` | `1` | worker threads (the injector sets it from the CPU limit) |
 //! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
+//! | `MESH_PROXY_GATEWAY_SUFFIXES` | none | gateway mode: inbound mTLS connections whose transport header names a Service under one of these DNS suffixes (`svc.cluster.local`) are forwarded to it through the outbound side; empty: such names are refused |
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -136,6 +137,8 @@ pub struct Config {
     pub log: String,
     /// Worker threads.
     pub worker_threads: usize,
+    /// DNS suffixes of the Services this proxy forwards to as a gateway.
+    pub gateway_suffixes: Vec<String>,
 }
 
 /// A variable that cannot be used.
@@ -257,6 +260,13 @@ impl Config {
             log: env
                 .get("LINKERD2_PROXY_LOG")
                 .unwrap_or_else(|| "warn,mesh_proxy=info".into()),
+            gateway_suffixes: env
+                .get("MESH_PROXY_GATEWAY_SUFFIXES")
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().trim_matches('.').to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
         })
     }
 }

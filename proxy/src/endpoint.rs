@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 
 use crate::discover::Endpoint;
 use crate::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, Credentials, TlsError};
-use crate::transport_header::{self, TransportHeader};
+use crate::transport_header::{self, Empty, Kind, SessionProtocol, TransportHeader};
 
 /// Errors that cross body and service boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -145,6 +145,8 @@ struct Connector {
     addr: SocketAddr,
     tls: Option<(Arc<ClientConfig>, rustls_pki_types::ServerName<'static>)>,
     timeout: Duration,
+    /// Written first when the server agrees to a transport header.
+    header: Option<TransportHeader>,
 }
 
 impl Connector {
@@ -164,9 +166,14 @@ impl Connector {
         match self.tls {
             None => Ok(Conn::Plain(tcp)),
             Some((config, name)) => {
-                let tls = tokio_rustls::TlsConnector::from(config)
+                let mut tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await?;
+                if let Some(header) = &self.header
+                    && tls.get_ref().1.alpn_protocol() == Some(ALPN_TRANSPORT_HEADER)
+                {
+                    tls.write_all(&transport_header::encode(header)).await?;
+                }
                 Ok(Conn::Tls(Box::new(tls)))
             }
         }
@@ -223,16 +230,15 @@ impl EndpointClient {
         meshed: Option<(rustls_pki_types::ServerName<'static>, &TlsClients)>,
         connect_timeout: Duration,
     ) -> Self {
-        let connector = |config: fn(&TlsClients) -> &Arc<ClientConfig>, addr| Connector {
+        let connector = |config: fn(&TlsClients) -> &Arc<ClientConfig>,
+                         addr,
+                         header: Option<TransportHeader>| Connector {
             addr,
             tls: meshed
                 .as_ref()
                 .map(|(name, tls)| (config(tls).clone(), name.clone())),
             timeout: connect_timeout,
-        };
-        let opaque_addr = match endpoint.opaque_transport_port {
-            Some(port) if meshed.is_some() => SocketAddr::new(endpoint.addr.ip(), port),
-            _ => endpoint.addr,
+            header,
         };
         let mut http1 = Client::builder(TokioExecutor::new());
         http1.pool_idle_timeout(Duration::from_secs(60));
@@ -240,10 +246,43 @@ impl EndpointClient {
         http2
             .http2_only(true)
             .pool_idle_timeout(Duration::from_secs(60));
+        // A gateway: every connection names the Service behind it in a
+        // transport header, and HTTP goes over HTTP/2.
+        if let Some(target) = gateway_target(&endpoint)
+            && meshed.is_some()
+        {
+            let header = |session: Option<Kind>| TransportHeader {
+                port: i32::from(target.1),
+                name: target.0.clone(),
+                session_protocol: session.map(|kind| SessionProtocol { kind: Some(kind) }),
+            };
+            let h2 = Some(header(Some(Kind::Http2(Empty {}))));
+            return Self {
+                http1: http1.build(connector(
+                    |t| &t.transport_header,
+                    endpoint.addr,
+                    h2.clone(),
+                )),
+                http2: http2.build(connector(|t| &t.transport_header, endpoint.addr, h2)),
+                opaque: connector(|t| &t.transport_header, endpoint.addr, Some(header(None))),
+                endpoint: Endpoint {
+                    http2: true,
+                    ..endpoint
+                },
+            };
+        }
+        let opaque_addr = match endpoint.opaque_transport_port {
+            Some(port) if meshed.is_some() => SocketAddr::new(endpoint.addr.ip(), port),
+            _ => endpoint.addr,
+        };
+        let opaque_header = TransportHeader {
+            port: i32::from(endpoint.addr.port()),
+            ..Default::default()
+        };
         Self {
-            http1: http1.build(connector(|t| &t.http1, endpoint.addr)),
-            http2: http2.build(connector(|t| &t.h2, endpoint.addr)),
-            opaque: connector(|t| &t.transport_header, opaque_addr),
+            http1: http1.build(connector(|t| &t.http1, endpoint.addr, None)),
+            http2: http2.build(connector(|t| &t.h2, endpoint.addr, None)),
+            opaque: connector(|t| &t.transport_header, opaque_addr, Some(opaque_header)),
             endpoint,
         }
     }
@@ -284,22 +323,18 @@ impl EndpointClient {
         Ok(self.http1.request(req).await?)
     }
 
-    /// Opens an opaque stream to `port` of the endpoint: plain to the
-    /// port itself, or mutual TLS with a transport header naming the port
-    /// when the endpoint is meshed.
+    /// Opens an opaque stream to the endpoint: plain to its port, or
+    /// mutual TLS with a transport header naming the port (or, through a
+    /// gateway, the Service) when it is meshed.
     pub async fn connect_opaque(&self) -> io::Result<Conn> {
-        let mut conn = self.opaque.clone().connect().await?;
-        if let Conn::Tls(tls) = &mut conn
-            && tls.get_ref().1.alpn_protocol() == Some(ALPN_TRANSPORT_HEADER)
-        {
-            let header = TransportHeader {
-                port: i32::from(self.endpoint.addr.port()),
-                ..Default::default()
-            };
-            tls.write_all(&transport_header::encode(&header)).await?;
-        }
-        Ok(conn)
+        self.opaque.clone().connect().await
     }
+}
+
+/// The Service name and port a gateway endpoint forwards to.
+fn gateway_target(endpoint: &Endpoint) -> Option<(String, u16)> {
+    let (name, port) = endpoint.authority_override.as_deref()?.rsplit_once(':')?;
+    Some((name.trim_end_matches('.').to_owned(), port.parse().ok()?))
 }
 
 /// Whether `req` asks to switch protocols (WebSocket and the like).

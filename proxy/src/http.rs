@@ -138,3 +138,40 @@ pub fn observe_response(
         .boxed()
     })
 }
+
+/// Whether `headers` already hold a `Forwarded` element by the same proxy
+/// as `ours` (`by=<identity>;…`): a request that came back around.
+pub fn forwarded_loop(headers: &http::HeaderMap, ours: &HeaderValue) -> bool {
+    let by = |value: &str| {
+        value
+            .split([';', ','])
+            .map(str::trim)
+            .find_map(|part| part.strip_prefix("by="))
+            .map(str::to_owned)
+    };
+    let Some(ours) = ours.to_str().ok().and_then(by) else {
+        return false;
+    };
+    headers
+        .get_all(http::header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|element| by(element).as_deref() == Some(ours.as_str()))
+}
+
+/// Restores an HTTP/1 request a proxy carried over HTTP/2 (`l5d-orig-proto`)
+/// to its version; whether it was one.
+pub fn restore_orig_proto<B>(req: &mut Request<B>) -> bool {
+    match req.headers_mut().remove(crate::endpoint::ORIG_PROTO) {
+        Some(orig) if req.version() == http::Version::HTTP_2 => {
+            *req.version_mut() = if orig.as_bytes() == b"HTTP/1.0" {
+                http::Version::HTTP_10
+            } else {
+                http::Version::HTTP_11
+            };
+            true
+        }
+        _ => false,
+    }
+}

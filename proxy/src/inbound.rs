@@ -8,13 +8,16 @@
 //! as opaque TCP. Other TLS (the application's own) passes through
 //! untouched.
 //!
+//! With gateway mode on, a transport header naming a Service hands the
+//! connection to [`crate::gateway`].
+//!
 //! Authorization policy (issue "policy") will sit in [`Inbound::authorize`]:
 //! every connection passes through it with its client identity and port.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,6 +31,7 @@ use crate::discover::Endpoint;
 use crate::drain::Signal;
 use crate::endpoint::{self, Body, EndpointClient, ORIG_PROTO};
 use crate::forward;
+use crate::gateway::Gateway;
 use crate::http::{self as proxy_http, error_response};
 use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
 use crate::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
@@ -70,6 +74,7 @@ pub struct Inbound {
     http_metrics: HttpMetrics,
     tcp_metrics: TcpMetrics,
     apps: IdleCache<SocketAddr, EndpointClient>,
+    gateway: Option<Gateway>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -105,7 +110,19 @@ impl Inbound {
             http_metrics,
             tcp_metrics,
             apps: IdleCache::default(),
+            gateway: None,
         }))
+    }
+
+    /// The same inbound proxy, also a gateway to this cluster's Services.
+    pub fn with_gateway(self: Arc<Self>, gateway: Gateway) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut inbound) => {
+                inbound.gateway = Some(gateway);
+                Arc::new(inbound)
+            }
+            Err(shared) => shared,
+        }
     }
 
     /// Accepts connections on `listener` until `drain` completes.
@@ -217,7 +234,18 @@ impl Inbound {
                 return;
             };
             if !header.name.is_empty() {
-                tracing::info!(name = %header.name, "a transport header naming a Service reached a workload proxy: refused");
+                match &self.gateway {
+                    Some(gateway) => {
+                        let labels = peer.labels();
+                        gateway
+                            .forward(tls, header, peer.identity, labels, drain)
+                            .await;
+                    }
+                    None => tracing::info!(
+                        name = %header.name,
+                        "a transport header naming a Service reached a workload proxy: refused"
+                    ),
+                }
                 return;
             }
             let target = SocketAddr::new(orig.ip(), port);
@@ -304,17 +332,7 @@ impl Inbound {
         {
             headers.insert(CLIENT_ID, id);
         }
-        let downgraded = match headers.remove(ORIG_PROTO) {
-            Some(orig) if req.version() == Version::HTTP_2 => {
-                *req.version_mut() = if orig.as_bytes() == b"HTTP/1.0" {
-                    Version::HTTP_10
-                } else {
-                    Version::HTTP_11
-                };
-                true
-            }
-            _ => false,
-        };
+        let downgraded = proxy_http::restore_orig_proto(&mut req);
         let authority = req
             .uri()
             .authority()

@@ -14,6 +14,7 @@
 //! - [`identity`]: certificates from the identity service, renewed.
 //! - [`control`]: gRPC channels to the control plane.
 //! - [`http`], [`observe`], [`forward`]: HTTP and TCP plumbing.
+//! - [`gateway`]: the multicluster gateway mode of the inbound side.
 //! - [`drain`]: graceful shutdown.
 //! - [`cache`]: per-target state that unused targets leave.
 //! - [`init`]: the iptables rules `mesh-init` installs.
@@ -29,6 +30,7 @@ pub mod discover;
 pub mod drain;
 pub mod endpoint;
 pub mod forward;
+pub mod gateway;
 pub mod http;
 pub mod identity;
 pub mod inbound;

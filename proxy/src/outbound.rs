@@ -39,6 +39,17 @@ pub const PROFILE_WAIT: Duration = Duration::from_secs(3);
 /// timeout).
 pub const ENDPOINT_WAIT: Duration = Duration::from_secs(3);
 
+/// Where a connection handed to [`Outbound::proxy`] came from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Its `tls` (and `client_id` or `no_tls_reason`) metric labels.
+    pub labels: Labels,
+    /// A `Forwarded` value to append to each HTTP request.
+    pub forwarded: Option<http::HeaderValue>,
+    /// Forward it as opaque TCP, without detection.
+    pub opaque: bool,
+}
+
 /// The outbound proxy.
 pub struct Outbound {
     config: DirectionConfig,
@@ -47,6 +58,7 @@ pub struct Outbound {
     http_metrics: HttpMetrics,
     tcp_metrics: TcpMetrics,
     logicals: IdleCache<SocketAddr, Logical>,
+    named: IdleCache<String, Logical>,
     balancers: IdleCache<String, Balancer>,
     direct: IdleCache<DirectKey, Member>,
 }
@@ -65,12 +77,25 @@ type DirectKey = (SocketAddr, Option<String>);
 /// One original destination: its profile and its retry budget.
 #[derive(Debug)]
 struct Logical {
+    /// The address the connection was for (a placeholder for a name).
     addr: SocketAddr,
+    /// The Service it was for by name (`name.ns.svc.domain:port`), when a
+    /// gateway names it.
+    name: Option<String>,
     profile: Option<ProfileWatch>,
     budget: Mutex<Budget>,
 }
 
 impl Logical {
+    /// The target port.
+    fn port(&self) -> u16 {
+        self.name
+            .as_deref()
+            .and_then(|n| n.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(self.addr.port())
+    }
+
     fn current(&self) -> Option<Arc<Profile>> {
         self.profile.as_ref().and_then(|w| w.borrow().clone())
     }
@@ -81,7 +106,7 @@ impl Logical {
         match tokio::time::timeout(PROFILE_WAIT, wait).await {
             Ok(Ok(profile)) => profile.clone(),
             _ => {
-                tracing::warn!(addr = %self.addr, "no profile within {PROFILE_WAIT:?}: forwarding as addressed");
+                tracing::warn!(addr = %self.addr, name = ?self.name, "no profile within {PROFILE_WAIT:?}: forwarding as addressed");
                 None
             }
         }
@@ -131,6 +156,7 @@ impl Outbound {
             http_metrics,
             tcp_metrics,
             logicals: IdleCache::default(),
+            named: IdleCache::default(),
             balancers: IdleCache::default(),
             direct: IdleCache::default(),
         })
@@ -142,6 +168,7 @@ impl Outbound {
         let this = self.clone();
         let sweeper = crate::cache::sweeper(move || {
             this.logicals.sweep();
+            this.named.sweep();
             this.balancers.sweep();
             this.direct.sweep();
         });
@@ -166,20 +193,75 @@ impl Outbound {
             forward::raw(stream, orig, self.config.connect_timeout).await;
             return;
         }
+        let source = Source {
+            labels: vec![
+                ("tls", "no_identity".to_owned()),
+                ("no_tls_reason", "loopback".to_owned()),
+            ],
+            forwarded: None,
+            opaque: false,
+        };
+        self.proxy(stream, orig, source, drain).await;
+    }
+
+    /// Proxies `io`, a connection for `orig`, as the outbound side does:
+    /// discovery, detection, routing, balancing, mutual TLS to meshed
+    /// endpoints. The pod's own redirected connections come here, and so do
+    /// the connections a multicluster gateway accepts for a local Service.
+    pub async fn proxy<I>(self: Arc<Self>, io: I, orig: SocketAddr, source: Source, drain: Signal)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let logical = self.logical(orig);
+        self.proxy_logical(io, logical, source, drain).await;
+    }
+
+    /// Proxies `io` to the Service named `authority` (`name.ns.svc.domain:port`),
+    /// found through discovery by name: what a gateway does with the
+    /// connections it accepts for its cluster's Services.
+    pub async fn proxy_named<I>(
+        self: Arc<Self>,
+        io: I,
+        authority: &str,
+        source: Source,
+        drain: Signal,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let logical = self.named.get_or_insert_with(authority.to_owned(), || {
+            Arc::new(Logical {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                name: Some(authority.to_owned()),
+                profile: self.discovery.as_ref().map(|d| d.profile_named(authority)),
+                budget: Mutex::new(Budget::new(Default::default())),
+            })
+        });
+        self.proxy_logical(io, logical, source, drain).await;
+    }
+
+    async fn proxy_logical<I>(
+        self: Arc<Self>,
+        io: I,
+        logical: Arc<Logical>,
+        source: Source,
+        drain: Signal,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let orig = logical.addr;
         // Discovery first: a profile can say the port is opaque, and a
         // server-speaks-first protocol must not wait out detection.
         let profile = logical.first_profile().await;
-        let opaque = self.config.opaque_ports.contains(orig.port())
+        let opaque = source.opaque
+            || self.config.opaque_ports.contains(orig.port())
             || profile.as_ref().is_some_and(|p| p.opaque);
         let (protocol, io) = if opaque {
             (
                 Protocol::Opaque,
-                detect::Prefixed::new(Default::default(), stream),
+                detect::Prefixed::new(Default::default(), io),
             )
         } else {
-            match detect::detect(stream, self.config.detect_timeout, detect::MAX_DETECT_BYTES).await
-            {
+            match detect::detect(io, self.config.detect_timeout, detect::MAX_DETECT_BYTES).await {
                 Ok(detected) => detected,
                 Err(e) => {
                     tracing::debug!(%orig, "detection: {e}");
@@ -187,21 +269,41 @@ impl Outbound {
                 }
             }
         };
-        let labels = vec![
+        let target_label = logical.name.clone().unwrap_or_else(|| orig.to_string());
+        let mut labels = vec![
             ("direction", "outbound".to_owned()),
             ("peer", "src".to_owned()),
-            ("target_addr", orig.to_string()),
-            ("tls", "no_identity".to_owned()),
-            ("no_tls_reason", "loopback".to_owned()),
+            ("target_addr", target_label),
         ];
+        labels.extend(source.labels);
         let io = self.tcp_metrics.track(labels, io);
         match protocol {
             Protocol::Http1 | Protocol::Http2 => {
                 let this = self.clone();
-                let handle = move |req| {
+                let forwarded = source.forwarded;
+                let handle = move |mut req: Request<Incoming>| {
                     let this = this.clone();
                     let logical = logical.clone();
-                    async move { this.request(logical, req).await }
+                    let looped = forwarded
+                        .as_ref()
+                        .is_some_and(|f| crate::http::forwarded_loop(req.headers(), f));
+                    if let Some(forwarded) = &forwarded {
+                        // From a proxy in another cluster: HTTP/1 it carried
+                        // over HTTP/2 goes on as HTTP/1 (upgraded again for
+                        // a meshed endpoint).
+                        proxy_http::restore_orig_proto(&mut req);
+                        req.headers_mut()
+                            .append(http::header::FORWARDED, forwarded.clone());
+                    }
+                    async move {
+                        if looped {
+                            return error_response(
+                                StatusCode::LOOP_DETECTED,
+                                "this gateway already forwarded the request",
+                            );
+                        }
+                        this.request(logical, req).await
+                    }
                 };
                 proxy_http::serve(io, protocol, handle, drain.wait()).await;
             }
@@ -216,6 +318,7 @@ impl Outbound {
         self.logicals.get_or_insert_with(addr, || {
             Arc::new(Logical {
                 addr,
+                name: None,
                 profile: self.discovery.as_ref().and_then(|d| d.profile(addr)),
                 budget: Mutex::new(Budget::new(Default::default())),
             })
@@ -225,11 +328,16 @@ impl Outbound {
     /// Where traffic for `logical` goes under `profile`: a split backend or
     /// the Service itself, a pod, or the address as it came.
     fn target(&self, logical: &Logical, profile: Option<&Profile>) -> Target {
+        if let Some(name) = &logical.name
+            && profile.is_none_or(|p| p.fully_qualified_name.is_none())
+        {
+            return Target::Balanced(self.balancer(name));
+        }
         let Some(profile) = profile else {
             return Target::Direct(self.direct(Endpoint::unmeshed(logical.addr)));
         };
         if let Some(name) = &profile.fully_qualified_name {
-            let service = format!("{name}:{}", logical.addr.port());
+            let service = format!("{name}:{}", logical.port());
             let authority = crate::split::pick(&profile.backends, rand::rng().random::<f64>())
                 .map(|b| b.authority.clone())
                 .unwrap_or(service);
@@ -315,7 +423,7 @@ impl Outbound {
             .as_deref()
             .and_then(|p| p.fully_qualified_name.as_ref())
         {
-            Some(name) => format!("{name}:{}", logical.addr.port()),
+            Some(name) => format!("{name}:{}", logical.port()),
             None => request_authority(&req).unwrap_or_else(|| logical.addr.to_string()),
         };
         let mut labels: Labels = vec![

@@ -25,6 +25,9 @@ pub struct Endpoint {
     pub opaque_transport_port: Option<u16>,
     /// `dst_*` labels.
     pub labels: Labels,
+    /// The Service (`name.ns.svc.domain:port`) a gateway at this address
+    /// forwards to: connections carry it in their transport header.
+    pub authority_override: Option<String>,
 }
 
 impl Endpoint {
@@ -35,6 +38,7 @@ impl Endpoint {
             identity: None,
             http2: false,
             opaque_transport_port: None,
+            authority_override: None,
             labels: Vec::new(),
         }
     }
@@ -120,6 +124,10 @@ pub fn endpoint_from_api(
         http2,
         opaque_transport_port,
         labels,
+        authority_override: addr
+            .authority_override
+            .map(|o| o.authority_override)
+            .filter(|a| !a.is_empty()),
     })
 }
 

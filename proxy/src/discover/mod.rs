@@ -49,7 +49,7 @@ pub struct Discovery {
     context: String,
     networks: Vec<IpNet>,
     backoff: Backoff,
-    profiles: Cache<SocketAddr, Option<Arc<Profile>>>,
+    profiles: Cache<String, Option<Arc<Profile>>>,
     endpoints: Cache<String, Arc<EndpointSet>>,
 }
 
@@ -76,10 +76,24 @@ impl Discovery {
         if !self.networks.iter().any(|n| n.contains(&addr.ip())) {
             return None;
         }
+        Some(self.profile_of(addr.to_string(), addr.port()))
+    }
+
+    /// Watches the profile of a Service by name (`name.ns.svc.domain:port`),
+    /// as a gateway looks up the Services it forwards to.
+    pub fn profile_named(self: &Arc<Self>, authority: &str) -> ProfileWatch {
+        let port = authority
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_default();
+        self.profile_of(authority.to_owned(), port)
+    }
+
+    fn profile_of(self: &Arc<Self>, path: String, port: u16) -> ProfileWatch {
         let this = self.clone();
-        Some(watch_shared(&self.profiles, addr, None, move |tx| {
-            this.run_profile(addr, tx)
-        }))
+        watch_shared(&self.profiles, path.clone(), None, move |tx| {
+            this.run_profile(path, port, tx)
+        })
     }
 
     /// Watches the endpoints of `authority` (`name:port`).
@@ -101,20 +115,21 @@ impl Discovery {
 
     async fn run_profile(
         self: Arc<Self>,
-        addr: SocketAddr,
+        addr: String,
+        port: u16,
         tx: watch::Sender<Option<Arc<Profile>>>,
     ) {
         let mut failures = 0u32;
         loop {
             let mut client = self.client.clone();
-            match client.get_profile(self.request(addr.to_string())).await {
+            match client.get_profile(self.request(addr.clone())).await {
                 Ok(response) => {
                     let mut stream = response.into_inner();
                     loop {
                         match stream.message().await {
                             Ok(Some(profile)) => {
                                 failures = 0;
-                                let profile = profile::from_api(profile, addr.port());
+                                let profile = profile::from_api(profile, port);
                                 tx.send_replace(Some(Arc::new(profile)));
                             }
                             Ok(None) => break,

@@ -20,6 +20,8 @@ pub struct App {
     pub hits: AtomicUsize,
     pub failing: AtomicBool,
     pub client_ids: Mutex<Vec<String>>,
+    /// The `Forwarded` headers of each request (empty when none).
+    pub forwarded: Mutex<Vec<String>>,
 }
 
 impl App {
@@ -66,6 +68,16 @@ impl App {
             .unwrap_or("-")
             .to_owned();
         self.client_ids.lock().expect("ids").push(client_id.clone());
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all(http::header::FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        self.forwarded
+            .lock()
+            .expect("forwarded")
+            .push(forwarded.join(", "));
         let reply = |status: u16, body: String| {
             http::Response::builder()
                 .status(status)

@@ -202,6 +202,15 @@ impl Mesh {
             )
             .env("LINKERD2_PROXY_DESTINATION_CONTEXT", r#"{"ns":"test"}"#)
             .env("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s")
+            // The server pod's proxy is also a multicluster gateway.
+            .env(
+                "MESH_PROXY_GATEWAY_SUFFIXES",
+                if which == "server" {
+                    "svc.cluster.local"
+                } else {
+                    ""
+                },
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

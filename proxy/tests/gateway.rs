@@ -1,0 +1,167 @@
+//! Gateway mode end to end: the client pod's proxy reaches a "mirror"
+//! Service whose endpoint is a gateway (the server pod's proxy, with
+//! `MESH_PROXY_GATEWAY_SUFFIXES`) by mutual TLS with a transport header
+//! naming the Service behind it; the gateway finds that Service by name and
+//! forwards to it, saying who it forwarded for. Names outside its cluster
+//! and requests that come back around are refused.
+
+mod support;
+
+use linkerd2_proxy_api::destination::{AuthorityOverride, DestinationProfile};
+use support::*;
+
+/// The mirror Service in the client's cluster.
+const MIRROR_ADDR: &str = "10.96.0.20:80";
+const MIRROR: &str = "web-east.test.svc.cluster.local:80";
+
+/// Points the mirror at the gateway (the server pod's inbound port), which
+/// forwards to `target`; and `target`, for the gateway, at the app.
+fn link(mesh: &Mesh, target: &str) {
+    mesh.service(MIRROR_ADDR, MIRROR, DestinationProfile::default());
+    let mut gateway = controller::endpoint(server(4143), Some(WEB_ID), "gateway");
+    gateway.authority_override = Some(AuthorityOverride {
+        authority_override: target.to_owned(),
+    });
+    mesh.state.set_endpoints(MIRROR, vec![gateway]);
+    mesh.service(WEB, WEB, DestinationProfile::default());
+    mesh.state
+        .set_endpoints(WEB, vec![controller::endpoint(server(8080), None, "web-1")]);
+}
+
+#[tokio::test]
+async fn http_reaches_the_service_behind_the_gateway_with_who_forwarded_it() {
+    let mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    let app = mesh.app("web-1", 8080).await;
+    let (status, body) = mesh
+        .client
+        .run(async { get("http://10.96.0.20/").await })
+        .await
+        .expect("a response through the gateway");
+    assert_eq!(status, 200, "{body}\n{}", mesh.logs());
+    assert!(body.starts_with("web-1 "), "{body}");
+    assert_eq!(
+        app.forwarded.lock().expect("forwarded").as_slice(),
+        [format!(
+            "by={WEB_ID};for={CLIENT_ID};host={WEB};proto=https"
+        )],
+        "the app learns which gateway forwarded the request for whom"
+    );
+    let client = mesh.client_metrics().await;
+    assert_eq!(
+        sample(
+            &client,
+            "response_total",
+            &[
+                "direction=\"outbound\"",
+                "tls=\"true\"",
+                &format!("server_id=\"{WEB_ID}\""),
+                "status_code=\"200\"",
+            ]
+        ),
+        1.0,
+        "{client}"
+    );
+    let gateway = mesh.server_metrics().await;
+    assert!(
+        sample(
+            &gateway,
+            "tcp_open_total",
+            &[
+                "direction=\"outbound\"",
+                &format!("target_addr=\"{WEB}\""),
+                "tls=\"true\"",
+                &format!("client_id=\"{CLIENT_ID}\""),
+            ]
+        ) >= 1.0,
+        "the gateway counts the linked client's connection:\n{gateway}"
+    );
+}
+
+#[tokio::test]
+async fn opaque_tcp_crosses_the_gateway() {
+    let mesh = Mesh::start().await;
+    link(&mesh, "greeter.test.svc.cluster.local:7000");
+    mesh.service(
+        "greeter.test.svc.cluster.local:7000",
+        "greeter.test.svc.cluster.local:7000",
+        DestinationProfile {
+            opaque_protocol: true,
+            ..Default::default()
+        },
+    );
+    mesh.state.set_endpoints(
+        "greeter.test.svc.cluster.local:7000",
+        vec![controller::endpoint(server(7000), None, "greeter-1")],
+    );
+    mesh.server
+        .run(async { app::greeter("greeter-1", server(7000)).await })
+        .await;
+    mesh.service(
+        MIRROR_ADDR,
+        MIRROR,
+        DestinationProfile {
+            opaque_protocol: true,
+            ..Default::default()
+        },
+    );
+    let greeting = mesh
+        .client
+        .run(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(MIRROR_ADDR).await?;
+            stream.write_all(b"hello\n").await?;
+            let mut buf = vec![0u8; 64];
+            let n = stream.read(&mut buf).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .await
+        .expect("a greeting through the gateway");
+    assert!(
+        greeting.contains("greeter-1"),
+        "{greeting}\n{}",
+        mesh.logs()
+    );
+}
+
+#[tokio::test]
+async fn names_outside_the_cluster_are_refused() {
+    let mesh = Mesh::start().await;
+    link(&mesh, "web.test.svc.elsewhere.example:80");
+    let app = mesh.app("web-1", 8080).await;
+    let outcome = mesh
+        .client
+        .run(async { get("http://10.96.0.20/").await })
+        .await;
+    assert!(
+        !matches!(outcome, Ok((200, _))),
+        "a name outside the gateway's cluster is not forwarded: {outcome:?}"
+    );
+    assert_eq!(app.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_request_this_gateway_already_forwarded_is_refused_as_a_loop() {
+    let mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    let app = mesh.app("web-1", 8080).await;
+    let (status, _) = mesh
+        .client
+        .run(async {
+            request(
+                &http_client(),
+                http::Request::get("http://10.96.0.20/")
+                    .header(
+                        http::header::FORWARDED,
+                        format!("by={WEB_ID};for=someone;host={WEB};proto=https"),
+                    )
+                    .body(Default::default())
+                    .expect("request"),
+            )
+            .await
+        })
+        .await
+        .expect("an answer");
+    assert_eq!(status, 508, "Loop Detected");
+    assert_eq!(app.hits(), 0);
+}
