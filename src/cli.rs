@@ -64,6 +64,9 @@ pub enum Command {
     /// Workload identities and certificates.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// The multicluster extension: gateways between clusters.
+    #[command(subcommand)]
+    Multicluster(MulticlusterCommand),
     /// The Kubernetes binaries local clusters run.
     #[command(subcommand)]
     K8s(K8sCommand),
@@ -84,6 +87,13 @@ pub struct InjectArgs {
     /// YAML for kubectl (`table`, the default) or one JSON List (`json`).
     #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MulticlusterCommand {
+    /// Render the extension (namespace linkerd-multicluster, the Link CRD,
+    /// the gateway and its LoadBalancer Service) for `kubectl apply -f -`.
+    Install(crate::multicluster::install::InstallArgs),
 }
 
 #[derive(Debug, Subcommand)]

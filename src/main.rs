@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod commands;
 mod install;
+mod multicluster;
 mod output;
 
 use clap::Parser;

@@ -1,7 +1,8 @@
 //! The mesh on a cluster as its docs install it: `mesh install --crds` and
 //! `mesh install` piped to `kubectl apply`, once per cluster for every
-//! scenario of a run (a lock beside the kubeconfig keeps concurrent test
-//! processes from installing twice with different trust anchors); the
+//! scenario of a run, both clusters with one trust anchor and an issuer
+//! each, as the multicluster docs set them up (locks beside the kubeconfig
+//! keep concurrent test processes from installing twice); the
 //! `mesh` CLI and kubectl run as a user runs them; a proxy's metrics read
 //! through the API server as `mesh check` reads them.
 
@@ -89,23 +90,78 @@ pub async fn kubectl(
     run(&p.kubectl(), &with_cluster(p, cluster, args), stdin).await
 }
 
-/// Installs the mesh on `cluster` unless it is there, then waits for
-/// `mesh check` to pass and returns its report.
-pub async fn ensure_installed(p: &impl Provider, cluster: Cluster) -> anyhow::Result<Ran> {
-    let lock_path = p
-        .kubeconfig()
-        .with_file_name(format!("mesh-install-{}.lock", cluster.name()));
-    let lock = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::create(&lock_path)?;
+/// Takes an exclusive lock on `path` (created), off the runtime.
+async fn lock(path: std::path::PathBuf) -> anyhow::Result<std::fs::File> {
+    Ok(tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&path)?;
         file.lock()?;
         Ok::<_, std::io::Error>(file)
     })
-    .await??;
+    .await??)
+}
+
+/// The trust material of the run, beside the kubeconfig: one trust anchor
+/// for both clusters (as the multicluster docs set it up) and an issuer per
+/// cluster; made by the first test that needs it. Returns its directory.
+async fn trust_material(p: &impl Provider) -> anyhow::Result<std::path::PathBuf> {
+    let dir = p.kubeconfig().with_file_name("mesh-trust");
+    let _lock = lock(p.kubeconfig().with_file_name("mesh-trust.lock")).await?;
+    if dir.join("ca.crt").exists() {
+        return Ok(dir);
+    }
+    let tmp = p.kubeconfig().with_file_name("mesh-trust.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let now = std::time::SystemTime::now();
+    let generate = mesh_identity::generate::trust_anchor(
+        "root.linkerd.cluster.local",
+        now,
+        mesh_identity::generate::ANCHOR_LIFETIME,
+    )?;
+    std::fs::write(tmp.join("ca.crt"), &generate.cert_pem)?;
+    for cluster in [Cluster::West, Cluster::East] {
+        let issuer = mesh_identity::generate::issuer(
+            &generate,
+            "identity.linkerd.cluster.local",
+            now,
+            mesh_identity::generate::ISSUER_LIFETIME,
+        )?;
+        std::fs::write(
+            tmp.join(format!("{}.crt", cluster.name())),
+            &issuer.cert_pem,
+        )?;
+        std::fs::write(tmp.join(format!("{}.key", cluster.name())), &issuer.key_pem)?;
+    }
+    std::fs::rename(&tmp, &dir)?;
+    Ok(dir)
+}
+
+/// Installs the mesh on `cluster` unless it is there (with the run's shared
+/// trust anchor and the cluster's own issuer), then waits for `mesh check`
+/// to pass and returns its report.
+pub async fn ensure_installed(p: &impl Provider, cluster: Cluster) -> anyhow::Result<Ran> {
+    let trust = trust_material(p).await?;
+    let lock = lock(
+        p.kubeconfig()
+            .with_file_name(format!("mesh-install-{}.lock", cluster.name())),
+    )
+    .await?;
     let roots = Api::<ConfigMap>::namespaced(p.client(cluster), "linkerd")
         .get_opt("linkerd-identity-trust-roots")
         .await?;
     if roots.is_none() {
-        for args in [&["install", "--crds"][..], &["install"]] {
+        let file = |name: String| trust.join(name).display().to_string();
+        let install = [
+            "install".to_owned(),
+            "--identity-trust-anchors-file".into(),
+            file("ca.crt".into()),
+            "--identity-issuer-certificate-file".into(),
+            file(format!("{}.crt", cluster.name())),
+            "--identity-issuer-key-file".into(),
+            file(format!("{}.key", cluster.name())),
+        ];
+        let install: Vec<&str> = install.iter().map(String::as_str).collect();
+        for args in [&["install", "--crds"][..], &install] {
             let manifests = mesh(p, cluster, args).await?.ok("mesh install")?;
             kubectl(p, cluster, &["apply", "-f", "-"], Some(&manifests.stdout))
                 .await?

@@ -666,3 +666,128 @@ fn foreign_anchor() -> anyhow::Result<String> {
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     Ok(params.self_signed(&key)?.pem())
 }
+
+/// The multicluster data path on the local pair, with the mirror written
+/// by hand as the service mirror will write it: east runs the gateway
+/// (`mesh multicluster install`) behind its LoadBalancer address; in west,
+/// `podinfo-east` is a selector-less Service whose Endpoints hold that
+/// address, so a meshed pod in west that calls it gets east's podinfo over
+/// mutual TLS through the gateway, and east's pods see the gateway's
+/// identity.
+pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyhow::Result<()> {
+    crate::mesh::ensure_installed(p, Cluster::West).await?;
+    crate::mesh::ensure_installed(p, Cluster::East).await?;
+    let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
+    let extension = crate::mesh::mesh(p, Cluster::East, &["multicluster", "install"])
+        .await?
+        .ok("mesh multicluster install")?;
+    crate::mesh::kubectl(
+        p,
+        Cluster::East,
+        &["apply", "-f", "-"],
+        Some(&extension.stdout),
+    )
+    .await?
+    .ok("kubectl apply of the multicluster extension")?;
+    kube_util::wait_rollout(&east, "linkerd-multicluster", "linkerd-gateway", ROLLOUT).await?;
+    let gateway_ip =
+        kube_util::load_balancer_ip(&east, "linkerd-multicluster", "linkerd-gateway", ROLLOUT)
+            .await?;
+
+    let ns = kube_util::namespace(&east, "e2e-mc").await?;
+    let meshed = serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
+    for client in [&west, &east] {
+        let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
+        if namespaces.get_opt(&ns).await?.is_none() {
+            namespaces
+                .create(
+                    &kube::api::PostParams::default(),
+                    &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?,
+                )
+                .await?;
+        }
+        namespaces
+            .patch(
+                &ns,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&meshed),
+            )
+            .await?;
+    }
+    let east_pods = deploy_podinfo(&east, &ns).await?;
+    let gateway_identity =
+        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+    let mirror = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "podinfo-east",
+            "labels": {
+                "mirror.linkerd.io/mirrored-service": "true",
+                "mirror.linkerd.io/cluster-name": "east",
+            },
+            "annotations": {
+                "mirror.linkerd.io/remote-svc-fq-name": format!("podinfo.{ns}.svc.cluster.local"),
+            },
+        },
+        "spec": {"ports": [{"name": "http", "port": 9898, "protocol": "TCP"}]},
+    });
+    let endpoints = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {
+            "name": "podinfo-east",
+            "labels": {"mirror.linkerd.io/mirrored-service": "true"},
+            "annotations": {"mirror.linkerd.io/remote-gateway-identity": gateway_identity},
+        },
+        "subsets": [{
+            "addresses": [{"ip": gateway_ip.to_string()}],
+            "ports": [{"name": "http", "port": 4143, "protocol": "TCP"}],
+        }],
+    });
+    kube_util::apply(
+        &west,
+        &ns,
+        &format!(
+            "{}\n---\n{}",
+            serde_json::to_string(&mirror)?,
+            serde_json::to_string(&endpoints)?
+        ),
+    )
+    .await?;
+
+    let url = format!("http://podinfo-east.{ns}.svc.cluster.local:9898/");
+    let answer = curl(&west, &ns, "caller", &curl_with_retries(&url)).await?;
+    anyhow::ensure!(
+        answer.succeeded,
+        "a meshed west pod reaches east's podinfo through the gateway: {}",
+        answer.logs
+    );
+    let answered_by: Value = serde_json::from_str(answer.logs.trim())
+        .map_err(|e| anyhow::anyhow!("podinfo's answer {:?}: {e}", answer.logs))?;
+    anyhow::ensure!(
+        east_pods.contains(answered_by["hostname"].as_str().unwrap_or_default()),
+        "east's podinfo answered ({:?} among {east_pods:?})",
+        answered_by["hostname"]
+    );
+    let mut from_gateway = 0.0;
+    for pod in &east_pods {
+        let metrics = crate::mesh::proxy_metrics(&east, &ns, pod).await?;
+        from_gateway += crate::mesh::sum(
+            &metrics,
+            "request_total",
+            &[
+                ("direction", "inbound"),
+                ("tls", "true"),
+                ("client_id", gateway_identity),
+            ],
+        );
+    }
+    anyhow::ensure!(
+        from_gateway >= 1.0,
+        "east's podinfo proxies count mTLS requests from the gateway"
+    );
+    kube_util::delete_namespace(&west, &ns).await;
+    kube_util::delete_namespace(&east, &ns).await;
+    Ok(())
+}

@@ -24,4 +24,5 @@ scenario!(deleted_pods_are_replaced);
 scenario!(containers_run_as_their_user);
 scenario!(mesh_meshed_app_talks_over_mtls);
 scenario!(mesh_check_explains_a_broken_control_plane);
+scenario!(mesh_gateway_carries_a_west_call_to_east);
 scenario!(wan_cut_breaks_and_restore_heals_a_load_balancer_call);

@@ -83,6 +83,8 @@ struct Logical {
     /// gateway names it.
     name: Option<String>,
     profile: Option<ProfileWatch>,
+    /// A first profile did not come in time.
+    gave_up: std::sync::atomic::AtomicBool,
     budget: Mutex<Budget>,
 }
 
@@ -100,12 +102,21 @@ impl Logical {
         self.profile.as_ref().and_then(|w| w.borrow().clone())
     }
 
+    /// The profile, waiting for the first one up to [`PROFILE_WAIT`]; once
+    /// a wait has timed out, later connections do not wait again (discovery
+    /// being down must not add seconds to every connection) and use the
+    /// profile as soon as it comes.
     async fn first_profile(&self) -> Option<Arc<Profile>> {
         let mut watch = self.profile.clone()?;
+        if self.gave_up.load(std::sync::atomic::Ordering::Relaxed) {
+            return watch.borrow().clone();
+        }
         let wait = watch.wait_for(|p| p.is_some());
         match tokio::time::timeout(PROFILE_WAIT, wait).await {
             Ok(Ok(profile)) => profile.clone(),
             _ => {
+                self.gave_up
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(addr = %self.addr, name = ?self.name, "no profile within {PROFILE_WAIT:?}: forwarding as addressed");
                 None
             }
@@ -233,6 +244,7 @@ impl Outbound {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 name: Some(authority.to_owned()),
                 profile: self.discovery.as_ref().map(|d| d.profile_named(authority)),
+                gave_up: Default::default(),
                 budget: Mutex::new(Budget::new(Default::default())),
             })
         });
@@ -320,6 +332,7 @@ impl Outbound {
                 addr,
                 name: None,
                 profile: self.discovery.as_ref().and_then(|d| d.profile(addr)),
+                gave_up: Default::default(),
                 budget: Mutex::new(Budget::new(Default::default())),
             })
         })

@@ -8,7 +8,7 @@ mod version;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, MulticlusterCommand};
 
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -29,5 +29,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Inject(args) => inject::run(&cli.global, &args).await,
         Command::Identity(command) => identity::run(command),
+        Command::Multicluster(MulticlusterCommand::Install(args)) => {
+            print!("{}", crate::multicluster::install::render(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -182,6 +182,7 @@ impl PodLife {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 return true;
             }
+            self.mark_statuses_seen();
             match self.step().await {
                 Step::Again(after) => {
                     self.report().await;
@@ -217,12 +218,29 @@ impl PodLife {
         }
     }
 
+    /// Copies of every container's status receiver, each at the version
+    /// [`Self::mark_statuses_seen`] last saw: a change since then wakes the
+    /// pod's loop at once, and nothing else does.
     fn status_receivers(&self) -> Vec<watch::Receiver<Snapshot>> {
         self.sidecars
             .iter()
             .chain(&self.mains)
+            .chain(&self.init_runs)
             .map(|r| r.handle.status.clone())
             .collect()
+    }
+
+    /// Marks every container's current status as seen, before a step reads
+    /// them.
+    fn mark_statuses_seen(&mut self) {
+        for r in self
+            .sidecars
+            .iter_mut()
+            .chain(self.mains.iter_mut())
+            .chain(self.init_runs.iter_mut())
+        {
+            r.handle.status.borrow_and_update();
+        }
     }
 
     async fn refresh_volumes(&mut self) {
@@ -417,12 +435,24 @@ enum Step {
     Done,
 }
 
-async fn any_changed(statuses: &mut [watch::Receiver<Snapshot>]) {
-    if statuses.is_empty() {
-        return std::future::pending().await;
+/// Waits until one of `statuses` has a value not yet seen. A container
+/// whose status can no longer change (its sender is gone, its last value
+/// seen) is dropped from the wait rather than waking it over and over.
+async fn any_changed(statuses: &mut Vec<watch::Receiver<Snapshot>>) {
+    loop {
+        if statuses.is_empty() {
+            return std::future::pending().await;
+        }
+        let (changed, index) = {
+            let changes = statuses.iter_mut().map(|rx| Box::pin(rx.changed()));
+            let (changed, index, _) = futures::future::select_all(changes).await;
+            (changed, index)
+        };
+        if changed.is_ok() {
+            return;
+        }
+        statuses.swap_remove(index);
     }
-    let changes = statuses.iter_mut().map(|rx| Box::pin(rx.changed()));
-    let _ = futures::future::select_all(changes).await;
 }
 
 impl PodLife {

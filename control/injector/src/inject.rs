@@ -255,6 +255,10 @@ fn proxy_env(values: &Values) -> Vec<EnvVar> {
             "/var/run/linkerd/identity/end-entity",
         ),
     ];
+    if values.gateway {
+        // Forward what linked clusters send for this cluster's Services.
+        vars.push(env("MESH_PROXY_GATEWAY_SUFFIXES", format!("svc.{domain}")));
+    }
     if let Some(cores) = values.cpu_limit.as_deref().and_then(cores) {
         vars.push(env("LINKERD2_PROXY_CORES", cores.to_string()));
     }
@@ -521,5 +525,24 @@ mod tests {
         assert_eq!(cores("1500m"), Some(2));
         assert_eq!(cores("2"), Some(2));
         assert_eq!(cores("lots"), None);
+    }
+
+    #[test]
+    fn a_gateway_proxy_forwards_for_its_cluster_domain() {
+        let gateway_env = |values: &Values| {
+            proxy_env(values)
+                .into_iter()
+                .find(|e| e.name == "MESH_PROXY_GATEWAY_SUFFIXES")
+                .and_then(|e| e.value)
+        };
+        let mut values = Values::new("-----BEGIN CERTIFICATE-----", "v0.1.0");
+        assert_eq!(
+            gateway_env(&values),
+            None,
+            "workload proxies are no gateways"
+        );
+        values.cluster_domain = "example.org".into();
+        values.gateway = true;
+        assert_eq!(gateway_env(&values).as_deref(), Some("svc.example.org"));
     }
 }

@@ -44,6 +44,8 @@ pub struct Values {
     pub memory_request: Option<String>,
     /// Memory limit.
     pub memory_limit: Option<String>,
+    /// The proxy is a multicluster gateway (`config.linkerd.io/enable-gateway`).
+    pub gateway: bool,
 }
 
 impl Values {
@@ -68,6 +70,7 @@ impl Values {
             cpu_limit: None,
             memory_request: None,
             memory_limit: None,
+            gateway: false,
         }
     }
 }
@@ -159,6 +162,11 @@ impl<'a> Overrides<'a> {
                     }
                     "proxy-memory-limit" => {
                         out.memory_limit = Some(quantity(value).map_err(|e| error(&e))?)
+                    }
+                    "enable-gateway" => {
+                        out.gateway = value
+                            .parse::<bool>()
+                            .map_err(|_| error("expected true or false"))?
                     }
                     // Other Linkerd settings are accepted and have no effect
                     // here yet; they never stop an injection.

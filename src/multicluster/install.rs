@@ -1,0 +1,183 @@
+//! The objects of `mesh multicluster install`. The gateway is a proxy: the
+//! Deployment runs a do-nothing container and the injector adds the proxy,
+//! configured as a gateway for this cluster's Services; linked clusters
+//! reach it through the LoadBalancer Service, whose annotations tell
+//! `mesh multicluster link` its identity and how to probe it.
+
+use clap::Args;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, Namespace, PodSpec, PodTemplateSpec, Service, ServiceAccount, ServicePort,
+    ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mesh_api::identity::IdentityName;
+use mesh_api::labels::{
+    CONTROL_PLANE_NAMESPACE, INJECT_ANNOTATION, MIRROR_GATEWAY_IDENTITY,
+    MULTICLUSTER_NAMESPACE as NS,
+};
+
+use crate::install::manifest::{self, Object, object};
+
+/// The gateway's name (Deployment, ServiceAccount, Service).
+pub const GATEWAY: &str = "linkerd-gateway";
+/// The annotation saying where the gateway answers probes.
+pub const PROBE_PATH_ANNOTATION: &str = "mirror.linkerd.io/probe-path";
+/// The annotation saying how often (seconds) to probe it.
+pub const PROBE_PERIOD_ANNOTATION: &str = "mirror.linkerd.io/probe-period";
+
+/// Flags of `mesh multicluster install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The trust domain of workload identities (the gateway's identity is under it).
+    #[arg(long, env = "MESH_IDENTITY_TRUST_DOMAIN", default_value = mesh_api::identity::DEFAULT_TRUST_DOMAIN)]
+    pub identity_trust_domain: String,
+    /// How linked clusters reach the gateway: `LoadBalancer`, or `NodePort`.
+    #[arg(
+        long,
+        env = "MESH_GATEWAY_SERVICE_TYPE",
+        default_value = "LoadBalancer"
+    )]
+    pub gateway_service_type: String,
+    /// Seconds between the service mirror's probes of this gateway.
+    #[arg(long, env = "MESH_GATEWAY_PROBE_SECONDS", default_value_t = 3)]
+    pub gateway_probe_seconds: u32,
+    /// Gateway replicas.
+    #[arg(long, env = "MESH_GATEWAY_REPLICAS", default_value_t = 1)]
+    pub gateway_replicas: u32,
+    /// The image of the gateway pod's own (idle) container.
+    #[arg(
+        long,
+        env = "MESH_GATEWAY_PAUSE_IMAGE",
+        default_value = "registry.k8s.io/pause:3.10"
+    )]
+    pub gateway_pause_image: String,
+}
+
+/// Renders the extension as one YAML stream.
+pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        matches!(
+            args.gateway_service_type.as_str(),
+            "LoadBalancer" | "NodePort"
+        ),
+        "--gateway-service-type {:?}: LoadBalancer or NodePort",
+        args.gateway_service_type
+    );
+    anyhow::ensure!(args.gateway_replicas >= 1, "--gateway-replicas: at least 1");
+    manifest::to_yaml(&objects(args)?)
+}
+
+fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(
+            [
+                ("linkerd.io/extension".to_owned(), "multicluster".to_owned()),
+                ("app".to_owned(), GATEWAY.to_owned()),
+            ]
+            .into(),
+        ),
+        ..ObjectMeta::default()
+    }
+}
+
+fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
+    let identity = IdentityName {
+        service_account: GATEWAY.into(),
+        namespace: NS.into(),
+        control_namespace: CONTROL_PLANE_NAMESPACE.into(),
+        trust_domain: args.identity_trust_domain.clone(),
+    };
+    let mut namespace_meta = meta(NS, None);
+    if let Some(labels) = namespace_meta.labels.as_mut() {
+        labels.remove("app");
+    }
+    let namespace = Namespace {
+        metadata: namespace_meta,
+        ..Namespace::default()
+    };
+    let selector: std::collections::BTreeMap<String, String> =
+        [("app".to_owned(), GATEWAY.to_owned())].into();
+    let deployment = Deployment {
+        metadata: meta(GATEWAY, Some(NS)),
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(args.gateway_replicas)?),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    annotations: Some(
+                        [
+                            (INJECT_ANNOTATION.to_owned(), "enabled".to_owned()),
+                            (
+                                "config.linkerd.io/enable-gateway".to_owned(),
+                                "true".to_owned(),
+                            ),
+                        ]
+                        .into(),
+                    ),
+                    ..meta(GATEWAY, None)
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(GATEWAY.into()),
+                    containers: vec![Container {
+                        name: "pause".into(),
+                        image: Some(args.gateway_pause_image.clone()),
+                        ..Container::default()
+                    }],
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    };
+    let port = |name: &str, port: u16| ServicePort {
+        name: Some(name.into()),
+        port: i32::from(port),
+        target_port: Some(IntOrString::Int(i32::from(port))),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    };
+    let service = Service {
+        metadata: ObjectMeta {
+            annotations: Some(
+                [
+                    (MIRROR_GATEWAY_IDENTITY.to_owned(), identity.to_string()),
+                    (PROBE_PATH_ANNOTATION.to_owned(), "/ready".to_owned()),
+                    (
+                        PROBE_PERIOD_ANNOTATION.to_owned(),
+                        args.gateway_probe_seconds.to_string(),
+                    ),
+                ]
+                .into(),
+            ),
+            ..meta(GATEWAY, Some(NS))
+        },
+        spec: Some(ServiceSpec {
+            type_: Some(args.gateway_service_type.clone()),
+            selector: Some(selector),
+            ports: Some(vec![
+                port("mc-gateway", mesh_api::ports::GATEWAY),
+                port("mc-probe", mesh_api::ports::GATEWAY_PROBE),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    Ok(vec![
+        object(&namespace)?,
+        object(&mesh_api::crds::link::crd())?,
+        object(&ServiceAccount {
+            metadata: meta(GATEWAY, Some(NS)),
+            ..ServiceAccount::default()
+        })?,
+        object(&deployment)?,
+        object(&service)?,
+    ])
+}

@@ -1,0 +1,9 @@
+//! `mesh multicluster`: the multicluster extension, named and laid out as
+//! Linkerd's so its docs apply.
+//!
+//! - [`install`]: `mesh multicluster install` renders the `linkerd-multicluster`
+//!   namespace, the Link CRD and the gateway: a Deployment whose injected
+//!   proxy runs in gateway mode (`config.linkerd.io/enable-gateway`) behind
+//!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`).
+
+pub mod install;
