@@ -82,7 +82,12 @@ pub(crate) async fn run(args: DestinationArgs, client: kube::Client) -> anyhow::
                 addr: args.identity_addr.clone(),
                 server_identity: args.identity_svc_name.clone(),
                 token_path: args.identity_token_file.clone(),
-                backoff: Backoff::default(),
+                // At install the identity service may come up after this
+                // one: retry often enough that proxies are not kept waiting.
+                backoff: Backoff {
+                    min: std::time::Duration::from_millis(500),
+                    max: std::time::Duration::from_secs(5),
+                },
             },
         }),
         _ => None,
