@@ -1,0 +1,13 @@
+//! The service mirror, one per `Link`: a linked cluster's exported Services
+//! become `<svc>-<link>` Services in this cluster whose Endpoints are the
+//! linked cluster's gateway, named and annotated as Linkerd's service
+//! mirror does so that the destination service and `linkerd`-style tooling
+//! read them unchanged.
+//!
+//! - [`desired`]: what the mirrors of a set of remote Services must be
+//!   (pure), and the plan that turns the mirrors that exist into them.
+//!
+//! Still to come (see the README): the controller that watches the Link,
+//! its credentials and the remote API, probes the gateway and applies plans.
+
+pub mod desired;
