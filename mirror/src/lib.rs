@@ -6,8 +6,11 @@
 //!
 //! - [`desired`]: what the mirrors of a set of remote Services must be
 //!   (pure), and the plan that turns the mirrors that exist into them.
+//! - [`sync`]: one pass against the two API servers: list what the remote
+//!   cluster exports, apply the plan here.
 //!
 //! Still to come (see the README): the controller that watches the Link,
-//! its credentials and the remote API, probes the gateway and applies plans.
+//! its credentials and the remote API, probes the gateway and runs passes.
 
 pub mod desired;
+pub mod sync;
