@@ -6,6 +6,8 @@
 //!
 //! - [`desired`]: what the mirrors of a set of remote Services must be
 //!   (pure), and the plan that turns the mirrors that exist into them.
+//! - [`link`]: a Link's fields, checked and defaulted; the gateway resolved.
+//! - [`probe`]: the gateway probe and its failure threshold.
 //! - [`sync`]: one pass against the two API servers: list what the remote
 //!   cluster exports, apply the plan here.
 //!
@@ -13,4 +15,6 @@
 //! its credentials and the remote API, probes the gateway and runs passes.
 
 pub mod desired;
+pub mod link;
+pub mod probe;
 pub mod sync;
