@@ -4,6 +4,7 @@
 //! mirror does so that the destination service and `linkerd`-style tooling
 //! read them unchanged.
 //!
+//! - [`controller`]: the loop: Link, credentials, probe, pass, metrics.
 //! - [`desired`]: what the mirrors of a set of remote Services must be
 //!   (pure), and the plan that turns the mirrors that exist into them.
 //! - [`link`]: a Link's fields, checked and defaulted; the gateway resolved.
@@ -11,9 +12,8 @@
 //! - [`sync`]: one pass against the two API servers: list what the remote
 //!   cluster exports, apply the plan here.
 //!
-//! Still to come (see the README): the controller that watches the Link,
-//! its credentials and the remote API, probes the gateway and runs passes.
 
+pub mod controller;
 pub mod desired;
 pub mod link;
 pub mod probe;

@@ -28,6 +28,9 @@ pub struct Outcome {
     pub plan: Plan,
     /// Remote Services it could not mirror, with the reason.
     pub invalid: Vec<(Key, desired::Invalid)>,
+    /// Mirrors the API server refused to write or delete, with its answer
+    /// (the other mirrors are still written).
+    pub failed: Vec<(Key, String)>,
 }
 
 /// The label selector a Link's `selector` stands for (Linkerd's default:
@@ -115,20 +118,26 @@ pub async fn sync(
     let plan = desired::plan(&desired_services, &existing, true);
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     for service in plan.create.iter().chain(&plan.update) {
-        let (namespace, name) = key_of(&service.metadata);
-        Api::<Service>::namespaced(local.clone(), &namespace)
-            .patch(&name, &apply, &Patch::Apply(with_kind(service, "Service")))
-            .await?;
+        let key = key_of(&service.metadata);
+        if let Err(e) = Api::<Service>::namespaced(local.clone(), &key.0)
+            .patch(&key.1, &apply, &Patch::Apply(with_kind(service, "Service")))
+            .await
+        {
+            outcome.failed.push((key, e.to_string()));
+        }
     }
     for endpoints in &desired_endpoints {
-        let (namespace, name) = key_of(&endpoints.metadata);
-        Api::<Endpoints>::namespaced(local.clone(), &namespace)
+        let key = key_of(&endpoints.metadata);
+        if let Err(e) = Api::<Endpoints>::namespaced(local.clone(), &key.0)
             .patch(
-                &name,
+                &key.1,
                 &apply,
                 &Patch::Apply(with_kind(endpoints, "Endpoints")),
             )
-            .await?;
+            .await
+        {
+            outcome.failed.push((key, e.to_string()));
+        }
     }
     for (namespace, name) in &plan.delete {
         // The Endpoints go with the Service (same name, no selector: the
@@ -136,9 +145,14 @@ pub async fn sync(
         let _ = Api::<Endpoints>::namespaced(local.clone(), namespace)
             .delete(name, &DeleteParams::default())
             .await;
-        Api::<Service>::namespaced(local.clone(), namespace)
+        if let Err(e) = Api::<Service>::namespaced(local.clone(), namespace)
             .delete(name, &DeleteParams::default())
-            .await?;
+            .await
+        {
+            outcome
+                .failed
+                .push(((namespace.clone(), name.clone()), e.to_string()));
+        }
     }
     outcome.plan = plan;
     Ok(outcome)
