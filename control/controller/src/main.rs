@@ -6,6 +6,7 @@
 mod destination;
 mod identity;
 mod injector;
+mod mirror;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,8 @@ enum Component {
     Destination(destination::DestinationArgs),
     /// The proxy injector: a MutatingWebhook that adds the proxy to pods.
     Injector(injector::InjectorArgs),
+    /// The service mirror of one Link: a linked cluster's exported Services here.
+    Mirror(mirror::MirrorArgs),
 }
 
 #[tokio::main]
@@ -53,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         Component::Identity(args) => identity::run(args, client).await,
         Component::Destination(args) => destination::run(args, client).await,
         Component::Injector(args) => injector::run(args, client).await,
+        Component::Mirror(args) => mirror::run(args, client).await,
     }
 }
 
