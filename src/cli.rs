@@ -94,6 +94,20 @@ pub enum MulticlusterCommand {
     /// Render the extension (namespace linkerd-multicluster, the Link CRD,
     /// the gateway and its LoadBalancer Service) for `kubectl apply -f -`.
     Install(crate::multicluster::install::InstallArgs),
+    /// Read this cluster (its gateway and read-only credentials) and render
+    /// the Link, credentials and service mirror for the other cluster:
+    /// `mesh --context=east multicluster link --cluster-name east | kubectl --context=west apply -f -`.
+    Link(crate::multicluster::link::LinkArgs),
+    /// Render what removes a link from this cluster (mirror Services
+    /// included), for `kubectl delete -f -`.
+    Unlink(UnlinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnlinkArgs {
+    /// The linked cluster's name.
+    #[arg(long, env = "MESH_LINK_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,5 +33,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", crate::multicluster::install::render(&args)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Multicluster(MulticlusterCommand::Link(args)) => {
+            print!(
+                "{}",
+                crate::multicluster::link::render(&cli.global, &args).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Multicluster(MulticlusterCommand::Unlink(args)) => {
+            print!(
+                "{}",
+                crate::multicluster::link::render_unlink(&cli.global, &args.cluster_name).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

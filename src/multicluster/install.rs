@@ -2,14 +2,16 @@
 //! Deployment runs a do-nothing container and the injector adds the proxy,
 //! configured as a gateway for this cluster's Services; linked clusters
 //! reach it through the LoadBalancer Service, whose annotations tell
-//! `mesh multicluster link` its identity and how to probe it.
+//! `mesh multicluster link` its identity and how to probe it. A read-only
+//! ServiceAccount with a token is what linked clusters' mirrors use.
 
 use clap::Args;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, PodSpec, PodTemplateSpec, Service, ServiceAccount, ServicePort,
+    Container, Namespace, PodSpec, PodTemplateSpec, Secret, Service, ServiceAccount, ServicePort,
     ServiceSpec,
 };
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mesh_api::identity::IdentityName;
@@ -22,6 +24,10 @@ use crate::install::manifest::{self, Object, object};
 
 /// The gateway's name (Deployment, ServiceAccount, Service).
 pub const GATEWAY: &str = "linkerd-gateway";
+/// The ServiceAccount linked clusters' mirrors read this cluster as.
+pub const REMOTE_ACCESS: &str = "linkerd-service-mirror-remote-access-default";
+/// Its long-lived token Secret, which `mesh multicluster link` reads.
+pub const REMOTE_ACCESS_TOKEN: &str = "linkerd-service-mirror-remote-access-default-token";
 /// The annotation saying where the gateway answers probes.
 pub const PROBE_PATH_ANNOTATION: &str = "mirror.linkerd.io/probe-path";
 /// The annotation saying how often (seconds) to probe it.
@@ -170,7 +176,7 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
         }),
         ..Service::default()
     };
-    Ok(vec![
+    let mut objects = vec![
         object(&namespace)?,
         object(&mesh_api::crds::link::crd())?,
         object(&ServiceAccount {
@@ -179,5 +185,64 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
         })?,
         object(&deployment)?,
         object(&service)?,
+    ];
+    objects.extend(remote_access()?);
+    Ok(objects)
+}
+
+/// What a linked cluster's mirror reads this cluster as: a ServiceAccount
+/// that may only read Services, Endpoints and Namespaces, and a token for
+/// it that `mesh multicluster link` puts in the other cluster's credentials.
+fn remote_access() -> anyhow::Result<Vec<Object>> {
+    let role = ClusterRole {
+        metadata: meta(REMOTE_ACCESS, None),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec![
+                "services".into(),
+                "endpoints".into(),
+                "namespaces".into(),
+            ]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..PolicyRule::default()
+        }]),
+        ..ClusterRole::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: meta(REMOTE_ACCESS, None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: REMOTE_ACCESS.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: REMOTE_ACCESS.into(),
+            namespace: Some(NS.into()),
+            ..Subject::default()
+        }]),
+    };
+    let token = Secret {
+        metadata: ObjectMeta {
+            annotations: Some(
+                [(
+                    "kubernetes.io/service-account.name".to_owned(),
+                    REMOTE_ACCESS.to_owned(),
+                )]
+                .into(),
+            ),
+            ..meta(REMOTE_ACCESS_TOKEN, Some(NS))
+        },
+        type_: Some("kubernetes.io/service-account-token".into()),
+        ..Secret::default()
+    };
+    Ok(vec![
+        object(&ServiceAccount {
+            metadata: meta(REMOTE_ACCESS, Some(NS)),
+            ..ServiceAccount::default()
+        })?,
+        object(&role)?,
+        object(&binding)?,
+        object(&token)?,
     ])
 }

@@ -4,6 +4,11 @@
 //! - [`install`]: `mesh multicluster install` renders the `linkerd-multicluster`
 //!   namespace, the Link CRD and the gateway: a Deployment whose injected
 //!   proxy runs in gateway mode (`config.linkerd.io/enable-gateway`) behind
-//!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`).
+//!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`),
+//!   and the read-only ServiceAccount linked clusters' mirrors use.
+//! - [`link`]: `mesh multicluster link` reads this cluster (gateway, token)
+//!   and renders the Link, credentials and service mirror for the other
+//!   cluster; `unlink` renders what removes them (mirrors included).
 
 pub mod install;
+pub mod link;

@@ -12,6 +12,15 @@ pub async fn client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> anyhow::Result<kube::Client> {
+    kube::Client::try_from(config(kubeconfig, context).await?)
+        .context("building the Kubernetes client")
+}
+
+/// The client configuration [`client`] builds on (its server URL, for one).
+pub async fn config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> anyhow::Result<kube::Config> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..KubeConfigOptions::default()
@@ -31,5 +40,5 @@ pub async fn client(
             .await
             .context("no in-cluster credentials and no kubeconfig (set --kubeconfig)")?,
     };
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    Ok(config)
 }

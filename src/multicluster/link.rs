@@ -1,0 +1,330 @@
+//! `mesh --context=east multicluster link --cluster-name east`: read from
+//! the cluster to link to (east) what another cluster (west) needs to
+//! mirror its Services, and render it for `kubectl --context=west apply`:
+//! the Link (gateway addresses, port, identity and probe from east's
+//! gateway Service), the credentials Secret (a kubeconfig for east's
+//! read-only ServiceAccount) and the service mirror for that Link with its
+//! permissions. `mesh multicluster unlink` renders what removes them.
+
+use anyhow::Context;
+use base64::Engine;
+use clap::Args;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use mesh_api::crds::link::{Link, LinkSpec, ProbeSpec};
+use mesh_api::labels::{
+    MIRROR_CLUSTER_NAME, MIRROR_GATEWAY_IDENTITY, MULTICLUSTER_NAMESPACE as NS,
+};
+
+use super::install::{
+    GATEWAY, PROBE_PATH_ANNOTATION, PROBE_PERIOD_ANNOTATION, REMOTE_ACCESS, REMOTE_ACCESS_TOKEN,
+};
+use crate::cli::GlobalArgs;
+use crate::install::manifest::{self, Object, object};
+
+/// Flags of `mesh multicluster link`.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// The linked cluster's name: mirrors are `<svc>-<name>`.
+    #[arg(long, env = "MESH_LINK_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: String,
+    /// The API server address the other cluster's mirror reaches this one
+    /// at [default: the kubeconfig's server].
+    #[arg(long, env = "MESH_LINK_API_SERVER_ADDRESS", value_name = "URL")]
+    pub api_server_address: Option<String>,
+    /// The gateway's addresses (comma list of IPs or host names)
+    /// [default: its LoadBalancer Service's].
+    #[arg(long, env = "MESH_LINK_GATEWAY_ADDRESSES", value_name = "ADDRESSES")]
+    pub gateway_addresses: Option<String>,
+    /// This cluster's DNS domain.
+    #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The image of the service mirror (`mesh-controller`).
+    #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh/controller:v", env!("CARGO_PKG_VERSION")))]
+    pub controller_image: String,
+}
+
+fn names_a_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Reads the cluster to link to and renders what the other cluster applies.
+pub async fn render(global: &GlobalArgs, args: &LinkArgs) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        names_a_dns_label(&args.cluster_name),
+        "--cluster-name {:?}: lower-case letters, digits and '-', at most 63",
+        args.cluster_name
+    );
+    let config =
+        mesh_api::kube_client::config(global.kubeconfig.as_deref(), global.context.as_deref())
+            .await?;
+    let server = args
+        .api_server_address
+        .clone()
+        .unwrap_or_else(|| config.cluster_url.to_string());
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let install_hint = "is the multicluster extension installed here? `mesh multicluster install | kubectl apply -f -`";
+    let gateway = Api::<Service>::namespaced(client.clone(), NS)
+        .get(GATEWAY)
+        .await
+        .with_context(|| format!("reading Service {NS}/{GATEWAY} ({install_hint})"))?;
+    let addresses = match &args.gateway_addresses {
+        Some(addresses) => addresses.clone(),
+        None => {
+            let ingress: Vec<String> = gateway
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|i| i.ip.or(i.hostname))
+                .collect();
+            anyhow::ensure!(
+                !ingress.is_empty(),
+                "Service {NS}/{GATEWAY} has no LoadBalancer address yet: wait for one, or give --gateway-addresses"
+            );
+            ingress.join(",")
+        }
+    };
+    let ports = gateway
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    let port = |name: &str| {
+        ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.port)
+            .with_context(|| format!("Service {NS}/{GATEWAY} has no port named {name}"))
+    };
+    let annotations = gateway.metadata.annotations.clone().unwrap_or_default();
+    let identity = annotations
+        .get(MIRROR_GATEWAY_IDENTITY)
+        .cloned()
+        .with_context(|| {
+            format!("Service {NS}/{GATEWAY} has no {MIRROR_GATEWAY_IDENTITY} annotation")
+        })?;
+    let period = annotations
+        .get(PROBE_PERIOD_ANNOTATION)
+        .map(|p| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                format!("{p}s")
+            } else {
+                p.clone()
+            }
+        })
+        .unwrap_or_else(|| "3s".into());
+    let token_secret = Api::<Secret>::namespaced(client, NS)
+        .get(REMOTE_ACCESS_TOKEN)
+        .await
+        .with_context(|| format!("reading Secret {NS}/{REMOTE_ACCESS_TOKEN} ({install_hint})"))?;
+    let data = token_secret.data.unwrap_or_default();
+    let token = data
+        .get("token")
+        .and_then(|t| String::from_utf8(t.0.clone()).ok())
+        .with_context(|| format!("Secret {NS}/{REMOTE_ACCESS_TOKEN} has no token yet (the token controller fills it in)"))?;
+    let ca = data.get("ca.crt").map(|c| c.0.clone()).unwrap_or_default();
+    let name = &args.cluster_name;
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {
+            "server": server,
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&ca),
+        }}],
+        "users": [{"name": REMOTE_ACCESS, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": REMOTE_ACCESS}}],
+        "current-context": name,
+    });
+    let link = Link::new(
+        name,
+        LinkSpec {
+            target_cluster_name: name.clone(),
+            target_cluster_domain: args.cluster_domain.clone(),
+            target_cluster_linkerd_namespace: Some(
+                mesh_api::labels::CONTROL_PLANE_NAMESPACE.into(),
+            ),
+            cluster_credentials_secret: credentials_name(name),
+            gateway_address: addresses,
+            gateway_port: serde_json::Value::String(port("mc-gateway")?.to_string()),
+            gateway_identity: identity,
+            probe_spec: Some(ProbeSpec {
+                path: Some(
+                    annotations
+                        .get(PROBE_PATH_ANNOTATION)
+                        .cloned()
+                        .unwrap_or_else(|| "/ready".into()),
+                ),
+                port: Some(serde_json::Value::String(port("mc-probe")?.to_string())),
+                period: Some(period),
+                failure_threshold: None,
+                timeout: None,
+            }),
+            selector: Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some(
+                        [(
+                            mesh_api::labels::MIRROR_EXPORTED.to_owned(),
+                            "true".to_owned(),
+                        )]
+                        .into(),
+                    ),
+                    ..Default::default()
+                },
+            ),
+            ..LinkSpec::default()
+        },
+    );
+    let mut link = link;
+    link.metadata.namespace = Some(NS.into());
+    let credentials = Secret {
+        metadata: ObjectMeta {
+            name: Some(credentials_name(name)),
+            namespace: Some(NS.into()),
+            labels: Some([(MIRROR_CLUSTER_NAME.to_owned(), name.clone())].into()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("mirror.linkerd.io/remote-kubeconfig".into()),
+        string_data: Some(
+            [(
+                "kubeconfig".to_owned(),
+                serde_saphyr::to_string(&kubeconfig)?,
+            )]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    let mut objects = vec![object(&credentials)?, object(&link)?];
+    objects.extend(mirror_objects(name, &args.controller_image)?);
+    manifest::to_yaml(&objects)
+}
+
+fn credentials_name(cluster: &str) -> String {
+    format!("cluster-credentials-{cluster}")
+}
+
+/// The service mirror of Link `cluster`: its ServiceAccount, what it may
+/// do here (write mirrors, read its Link and credentials) and Deployment.
+fn mirror_objects(cluster: &str, image: &str) -> anyhow::Result<Vec<Object>> {
+    let name = format!("linkerd-service-mirror-{cluster}");
+    let labels = serde_json::json!({"linkerd.io/extension": "multicluster", MIRROR_CLUSTER_NAME: cluster, "component": "linkerd-service-mirror"});
+    let meta = |kind_name: &str, namespaced: bool| {
+        let mut meta = serde_json::json!({"name": kind_name, "labels": labels});
+        if namespaced {
+            meta["namespace"] = NS.into();
+        }
+        meta
+    };
+    let rw = [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    Ok(vec![
+        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(&name, true)}),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": meta(&format!("{name}-access-local-resources"), false),
+            "rules": [
+                {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": rw},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+            ],
+        }),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": meta(&format!("{name}-access-local-resources"), false),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": format!("{name}-access-local-resources")},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NS}],
+        }),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": meta(&format!("{name}-read-link"), true),
+            "rules": [
+                {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links/status"], "verbs": ["patch", "update"]},
+                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [credentials_name(cluster)], "verbs": ["get", "watch"]},
+            ],
+        }),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta(&format!("{name}-read-link"), true),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("{name}-read-link")},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NS}],
+        }),
+        object(&serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": meta(&name, true),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"component": "linkerd-service-mirror", MIRROR_CLUSTER_NAME: cluster}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "containers": [{
+                            "name": "service-mirror",
+                            "image": image,
+                            "args": ["mirror", format!("--link={cluster}"), format!("--namespace={NS}")],
+                            "ports": [{"name": "admin-http", "containerPort": 9999}],
+                            "readinessProbe": {"httpGet": {"path": "/ready", "port": "admin-http"}},
+                            "livenessProbe": {"httpGet": {"path": "/live", "port": "admin-http"}},
+                        }],
+                    },
+                },
+            },
+        }))?,
+    ])
+}
+
+/// `mesh --context=west multicluster unlink --cluster-name east`: what
+/// `kubectl --context=west delete -f -` needs to remove the link: its
+/// credentials, the Link, the service mirror and its permissions, and the
+/// mirror Services (with their Endpoints) it made, found in this cluster.
+pub async fn render_unlink(global: &GlobalArgs, cluster: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        names_a_dns_label(cluster),
+        "--cluster-name {cluster:?}: lower-case letters, digits and '-', at most 63"
+    );
+    let client =
+        mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
+            .await?;
+    let mirrors = Api::<Service>::all(client)
+        .list(&kube::api::ListParams::default().labels(&format!(
+            "{}=true,{MIRROR_CLUSTER_NAME}={cluster}",
+            mesh_api::labels::MIRROR_MIRRORED_SERVICE
+        )))
+        .await
+        .context("listing the link's mirror Services")?;
+    let reference = |o: &Object| {
+        let mut reference = serde_json::json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": {"name": o["metadata"]["name"]}});
+        if let Some(ns) = o["metadata"]["namespace"].as_str() {
+            reference["metadata"]["namespace"] = ns.into();
+        }
+        reference
+    };
+    let mut objects = vec![
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("linkerd-service-mirror-{cluster}"), "namespace": NS}}),
+        serde_json::json!({"apiVersion": "multicluster.linkerd.io/v1alpha3", "kind": "Link", "metadata": {"name": cluster, "namespace": NS}}),
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": credentials_name(cluster), "namespace": NS}}),
+    ];
+    objects.extend(
+        mirror_objects(cluster, "-")?
+            .iter()
+            .filter(|o| o["kind"] != "Deployment")
+            .map(reference),
+    );
+    for mirror in mirrors.items {
+        objects.push(
+            serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {
+            "name": mirror.metadata.name, "namespace": mirror.metadata.namespace}}),
+        );
+    }
+    manifest::to_yaml(&objects)
+}

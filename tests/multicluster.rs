@@ -1,0 +1,153 @@
+//! `mesh multicluster install`, `link` and `unlink` against a real API
+//! server (the shared test cluster plays the cluster being linked to): the
+//! Link carries the gateway's port, identity and probe from its Service;
+//! the credentials are a kubeconfig that may read Services and nothing
+//! secret; what link renders applies, and unlink's output deletes it.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use mesh_clusters::testing::shared_cluster;
+use mesh_clusters::{Binaries, Binary};
+
+fn run(program: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("output")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
+    let cluster = shared_cluster().await;
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let kubectl = Binaries::locate().expect("kubectl").path(Binary::Kubectl);
+    let mesh = Path::new(env!("CARGO_BIN_EXE_mesh"));
+    let k = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        all.extend(args);
+        run(&kubectl, &all, stdin)
+    };
+    let extension = run(mesh, &["multicluster", "install"], None);
+    assert!(extension.status.success(), "{}", text(&extension.stderr));
+    let applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+
+    // The token controller fills the read-only account's token in.
+    let mut linked = None;
+    for _ in 0..40 {
+        let out = run(
+            mesh,
+            &[
+                "--kubeconfig",
+                &kubeconfig,
+                "multicluster",
+                "link",
+                "--cluster-name",
+                "east",
+                "--gateway-addresses",
+                "172.31.0.129",
+            ],
+            None,
+        );
+        if out.status.success() {
+            linked = Some(out);
+            break;
+        }
+        assert!(text(&out.stderr).contains("token"), "{}", text(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let linked = linked.expect("mesh multicluster link succeeds once the token exists");
+    let objects: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text(&linked.stdout)).expect("YAML documents");
+    let find = |kind: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+    let link = &find("Link")["spec"];
+    assert_eq!(link["targetClusterName"], "east");
+    assert_eq!(link["gatewayAddress"], "172.31.0.129");
+    assert_eq!(link["gatewayPort"], "4143");
+    assert_eq!(
+        link["gatewayIdentity"],
+        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+    );
+    assert_eq!(link["probeSpec"]["port"], "4191");
+    assert_eq!(link["probeSpec"]["period"], "3s");
+    assert_eq!(link["clusterCredentialsSecret"], "cluster-credentials-east");
+    let secret = find("Secret");
+    assert_eq!(secret["type"], "mirror.linkerd.io/remote-kubeconfig");
+    let remote = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        remote.path(),
+        secret["stringData"]["kubeconfig"]
+            .as_str()
+            .expect("kubeconfig"),
+    )
+    .expect("write");
+    let remote_path = remote.path().display().to_string();
+    let read = run(
+        &kubectl,
+        &["--kubeconfig", &remote_path, "get", "services", "-A"],
+        None,
+    );
+    assert!(
+        read.status.success(),
+        "the credentials read Services: {}",
+        text(&read.stderr)
+    );
+    let secrets = run(
+        &kubectl,
+        &["--kubeconfig", &remote_path, "get", "secrets", "-A"],
+        None,
+    );
+    assert!(!secrets.status.success(), "and no Secrets");
+    let mirror = find("Deployment");
+    assert_eq!(mirror["metadata"]["name"], "linkerd-service-mirror-east");
+    assert_eq!(
+        mirror["spec"]["template"]["spec"]["containers"][0]["args"][1],
+        "--link=east"
+    );
+
+    let applied = k(&["apply", "-f", "-"], Some(&linked.stdout));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let unlink = run(
+        mesh,
+        &[
+            "--kubeconfig",
+            &kubeconfig,
+            "multicluster",
+            "unlink",
+            "--cluster-name",
+            "east",
+        ],
+        None,
+    );
+    assert!(unlink.status.success(), "{}", text(&unlink.stderr));
+    let deleted = k(&["delete", "-f", "-"], Some(&unlink.stdout));
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    let gone = k(&["get", "link", "-n", "linkerd-multicluster", "east"], None);
+    assert!(!gone.status.success(), "the Link is gone");
+}
