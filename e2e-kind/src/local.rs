@@ -78,6 +78,21 @@ impl Provider for LocalProvider {
         self.kubectl.clone()
     }
 
+    fn api_server_address(&self, cluster: Cluster) -> String {
+        // The API server listens on every node address, and its
+        // certificate names the node's WAN address, which the other
+        // cluster's pods reach.
+        let side = match cluster {
+            Cluster::West => mesh_clusters::topology::Side::West,
+            Cluster::East => mesh_clusters::topology::Side::East,
+        };
+        format!(
+            "https://{}:{}",
+            self.info.plan().cluster(side).wan_ip,
+            mesh_clusters::control_plane::NODE_APISERVER_PORT
+        )
+    }
+
     async fn cut_wan(&self) -> anyhow::Result<()> {
         wan::control(&self.info.wan_socket, "cut").await?;
         Ok(())

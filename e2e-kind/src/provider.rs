@@ -34,6 +34,9 @@ pub trait Provider: Sync {
     fn context(&self, cluster: Cluster) -> String;
     /// The kubectl that matches the clusters.
     fn kubectl(&self) -> PathBuf;
+    /// The URL at which the other cluster's pods reach this cluster's API
+    /// server (what `mesh multicluster link --api-server-address` takes).
+    fn api_server_address(&self, cluster: Cluster) -> String;
     /// Drops every packet between the clusters.
     fn cut_wan(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Undoes [`Provider::cut_wan`].

@@ -667,32 +667,62 @@ fn foreign_anchor() -> anyhow::Result<String> {
     Ok(params.self_signed(&key)?.pem())
 }
 
-/// The multicluster data path on the local pair, with the mirror written
-/// by hand as the service mirror will write it: east runs the gateway
-/// (`mesh multicluster install`) behind its LoadBalancer address; in west,
-/// `podinfo-east` is a selector-less Service whose Endpoints hold that
-/// address, so a meshed pod in west that calls it gets east's podinfo over
-/// mutual TLS through the gateway, and east's pods see the gateway's
-/// identity.
+/// The multicluster walk-through of the docs with `mesh`: both clusters
+/// meshed with one trust anchor, the extension installed on both, west
+/// linked to east (`mesh --context=east multicluster link --cluster-name
+/// east | kubectl --context=west apply -f -`); labelling east's podinfo
+/// `mirror.linkerd.io/exported=true` makes `podinfo-east` appear in west,
+/// and a meshed pod in west gets east's podinfo over mutual TLS through
+/// the gateway (east's pods see the gateway's identity); removing the label
+/// removes the mirror.
 pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyhow::Result<()> {
     crate::mesh::ensure_installed(p, Cluster::West).await?;
     crate::mesh::ensure_installed(p, Cluster::East).await?;
     let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
-    let extension = crate::mesh::mesh(p, Cluster::East, &["multicluster", "install"])
-        .await?
-        .ok("mesh multicluster install")?;
-    crate::mesh::kubectl(
-        p,
-        Cluster::East,
-        &["apply", "-f", "-"],
-        Some(&extension.stdout),
-    )
-    .await?
-    .ok("kubectl apply of the multicluster extension")?;
+    for cluster in [Cluster::West, Cluster::East] {
+        let extension = crate::mesh::mesh(p, cluster, &["multicluster", "install"])
+            .await?
+            .ok("mesh multicluster install")?;
+        crate::mesh::kubectl(p, cluster, &["apply", "-f", "-"], Some(&extension.stdout))
+            .await?
+            .ok("kubectl apply of the multicluster extension")?;
+    }
     kube_util::wait_rollout(&east, "linkerd-multicluster", "linkerd-gateway", ROLLOUT).await?;
-    let gateway_ip =
-        kube_util::load_balancer_ip(&east, "linkerd-multicluster", "linkerd-gateway", ROLLOUT)
-            .await?;
+    kube_util::load_balancer_ip(&east, "linkerd-multicluster", "linkerd-gateway", ROLLOUT).await?;
+    let api_server = p.api_server_address(Cluster::East);
+    let mut link = None;
+    for _ in 0..40 {
+        // The read-only account's token appears a moment after install.
+        let out = crate::mesh::mesh(
+            p,
+            Cluster::East,
+            &[
+                "multicluster",
+                "link",
+                "--cluster-name",
+                "east",
+                "--api-server-address",
+                &api_server,
+            ],
+        )
+        .await?;
+        if out.success {
+            link = Some(out);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let link = link.ok_or_else(|| anyhow::anyhow!("mesh multicluster link never succeeded"))?;
+    crate::mesh::kubectl(p, Cluster::West, &["apply", "-f", "-"], Some(&link.stdout))
+        .await?
+        .ok("kubectl --context west apply of the link")?;
+    kube_util::wait_rollout(
+        &west,
+        "linkerd-multicluster",
+        "linkerd-service-mirror-east",
+        ROLLOUT,
+    )
+    .await?;
 
     let ns = kube_util::namespace(&east, "e2e-mc").await?;
     let meshed = serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
@@ -717,44 +747,35 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
     let east_pods = deploy_podinfo(&east, &ns).await?;
     let gateway_identity =
         "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
-    let mirror = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": "podinfo-east",
-            "labels": {
-                "mirror.linkerd.io/mirrored-service": "true",
-                "mirror.linkerd.io/cluster-name": "east",
-            },
-            "annotations": {
-                "mirror.linkerd.io/remote-svc-fq-name": format!("podinfo.{ns}.svc.cluster.local"),
-            },
-        },
-        "spec": {"ports": [{"name": "http", "port": 9898, "protocol": "TCP"}]},
-    });
-    let endpoints = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Endpoints",
-        "metadata": {
-            "name": "podinfo-east",
-            "labels": {"mirror.linkerd.io/mirrored-service": "true"},
-            "annotations": {"mirror.linkerd.io/remote-gateway-identity": gateway_identity},
-        },
-        "subsets": [{
-            "addresses": [{"ip": gateway_ip.to_string()}],
-            "ports": [{"name": "http", "port": 4143, "protocol": "TCP"}],
-        }],
-    });
-    kube_util::apply(
-        &west,
-        &ns,
-        &format!(
-            "{}\n---\n{}",
-            serde_json::to_string(&mirror)?,
-            serde_json::to_string(&endpoints)?
-        ),
-    )
-    .await?;
+    let export = |value: serde_json::Value| serde_json::json!({"metadata": {"labels": {"mirror.linkerd.io/exported": value}}});
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(east.clone(), &ns)
+        .patch(
+            "podinfo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&export("true".into())),
+        )
+        .await?;
+    let west_endpoints =
+        Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(west.clone(), &ns);
+    let deadline = tokio::time::Instant::now() + ROLLOUT;
+    loop {
+        let ready = west_endpoints
+            .get_opt("podinfo-east")
+            .await?
+            .and_then(|e| e.subsets)
+            .is_some_and(|s| {
+                s.iter()
+                    .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()))
+            });
+        if ready {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "podinfo-east did not appear in west with a live gateway within {ROLLOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 
     let url = format!("http://podinfo-east.{ns}.svc.cluster.local:9898/");
     let answer = curl(&west, &ns, "caller", &curl_with_retries(&url)).await?;
@@ -787,6 +808,23 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
         from_gateway >= 1.0,
         "east's podinfo proxies count mTLS requests from the gateway"
     );
+
+    Api::<k8s_openapi::api::core::v1::Service>::namespaced(east.clone(), &ns)
+        .patch(
+            "podinfo",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&export(serde_json::Value::Null)),
+        )
+        .await?;
+    let west_services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(west.clone(), &ns);
+    let deadline = tokio::time::Instant::now() + ROLLOUT;
+    while west_services.get_opt("podinfo-east").await?.is_some() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "podinfo-east is still in west {ROLLOUT:?} after the export label went"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     kube_util::delete_namespace(&west, &ns).await;
     kube_util::delete_namespace(&east, &ns).await;
     Ok(())
