@@ -120,7 +120,16 @@ async fn pods_run_on_both_clusters_nodes() {
         pair.plan.cluster(Side::West).pod_cidr.contains(ip),
         "{ip} is in west's pod CIDR"
     );
-    let written = std::fs::read_to_string(format!("/tmp/mesh-pair-{name}")).expect("the pod wrote");
+    // Ready says the volume is there; the shell writes its file right after.
+    let mut written = std::fs::read_to_string(format!("/tmp/mesh-pair-{name}"));
+    for _ in 0..40 {
+        if written.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        written = std::fs::read_to_string(format!("/tmp/mesh-pair-{name}"));
+    }
+    let written = written.expect("the pod wrote its file within 10 s");
     assert_eq!(
         written.trim(),
         format!("{name} hello from a configmap {name}")
