@@ -98,9 +98,18 @@ pub enum MulticlusterCommand {
     /// the Link, credentials and service mirror for the other cluster:
     /// `mesh --context=east multicluster link --cluster-name east | kubectl --context=west apply -f -`.
     Link(crate::multicluster::link::LinkArgs),
+    /// Each linked cluster's gateway: alive, mirrored Services, probe latency.
+    Gateways(GatewaysArgs),
     /// Render what removes a link from this cluster (mirror Services
     /// included), for `kubectl delete -f -`.
     Unlink(UnlinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewaysArgs {
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -180,15 +180,14 @@ pub async fn proxy_metrics(
     namespace: &str,
     pod: &str,
 ) -> anyhow::Result<String> {
-    let path = format!(
-        "/api/v1/namespaces/{namespace}/pods/{pod}:{}/proxy/metrics",
-        mesh_api::ports::PROXY_ADMIN
-    );
-    let request = http::Request::get(&path).body(Vec::new())?;
-    client
-        .request_text(request)
-        .await
-        .map_err(|e| anyhow::anyhow!("metrics of {namespace}/{pod}: {e}"))
+    mesh_api::kube_client::pod_get(
+        client,
+        namespace,
+        pod,
+        mesh_api::ports::PROXY_ADMIN,
+        "/metrics",
+    )
+    .await
 }
 
 /// The sum of `metric` over the series whose labels include all of `labels`.

@@ -777,6 +777,25 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    let gateways = crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &["multicluster", "gateways", "-o", "json"],
+    )
+    .await?
+    .ok("mesh multicluster gateways")?;
+    let gateways: Value = serde_json::from_str(&gateways.stdout)?;
+    let east_row = gateways
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["cluster"] == "east")
+        .ok_or_else(|| anyhow::anyhow!("mesh multicluster gateways lists east: {gateways}"))?;
+    anyhow::ensure!(
+        east_row["alive"] == true && east_row["num_svc"].as_u64() >= Some(1),
+        "east's gateway is alive with its mirrored Service: {east_row}"
+    );
+
     let url = format!("http://podinfo-east.{ns}.svc.cluster.local:9898/");
     let answer = curl(&west, &ns, "caller", &curl_with_retries(&url)).await?;
     anyhow::ensure!(

@@ -209,19 +209,18 @@ async fn certificates_valid(client: &kube::Client, pods: &[Pod]) -> Outcome {
         .iter()
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
     for pod in running {
-        let path = format!(
-            "/api/v1/namespaces/{}/pods/{}:{}/proxy/metrics",
+        let metrics = mesh_api::kube_client::pod_get(
+            client,
             pod.metadata.namespace.as_deref().unwrap_or_default(),
             pod.metadata.name.as_deref().unwrap_or_default(),
-            mesh_api::ports::PROXY_ADMIN
-        );
-        let request = http::Request::get(&path)
-            .body(Vec::new())
-            .map_err(|e| Problem::error(e.to_string(), ""))?;
-        let expiry = match client.request_text(request).await {
+            mesh_api::ports::PROXY_ADMIN,
+            "/metrics",
+        )
+        .await;
+        let expiry = match metrics {
             Ok(text) => expiration(&text),
             Err(e) => {
-                problems.push(format!("{}: metrics unreadable: {e}", name(pod)));
+                problems.push(format!("{}: metrics unreadable: {e:#}", name(pod)));
                 continue;
             }
         };

@@ -40,6 +40,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Multicluster(MulticlusterCommand::Gateways(args)) => {
+            crate::multicluster::gateways::run(&cli.global, args.output).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Multicluster(MulticlusterCommand::Unlink(args)) => {
             print!(
                 "{}",

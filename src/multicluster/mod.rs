@@ -6,9 +6,12 @@
 //!   proxy runs in gateway mode (`config.linkerd.io/enable-gateway`) behind
 //!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`),
 //!   and the read-only ServiceAccount linked clusters' mirrors use.
+//! - [`gateways`]: `mesh multicluster gateways`, each Link's gateway as its
+//!   mirror sees it.
 //! - [`link`]: `mesh multicluster link` reads this cluster (gateway, token)
 //!   and renders the Link, credentials and service mirror for the other
 //!   cluster; `unlink` renders what removes them (mirrors included).
 
+pub mod gateways;
 pub mod install;
 pub mod link;

@@ -42,3 +42,21 @@ pub async fn config(
     };
     Ok(config)
 }
+
+/// GETs `path` from port `port` of pod `namespace/name` through the API
+/// server's pod proxy (`…/pods/<name>:<port>/proxy<path>`), as `kubectl get
+/// --raw` would: how the CLI reads a proxy's or controller's admin page.
+pub async fn pod_get(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    port: u16,
+    path: &str,
+) -> anyhow::Result<String> {
+    let uri = format!("/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy{path}");
+    let request = http::Request::get(&uri).body(Vec::new())?;
+    client
+        .request_text(request)
+        .await
+        .with_context(|| format!("GET {path} from pod {namespace}/{name}:{port}"))
+}

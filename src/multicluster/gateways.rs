@@ -1,0 +1,128 @@
+//! `mesh multicluster gateways`: for each Link of this cluster, whether its
+//! gateway is alive, how many Services are mirrored from it and the last
+//! probe's latency, as the Link's service mirror sees them (its metrics,
+//! read through the API server) — `CLUSTER ALIVE NUM_SVC LATENCY`.
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::Api;
+use kube::api::ListParams;
+use mesh_api::crds::link::Link;
+use mesh_api::labels::{
+    MIRROR_CLUSTER_NAME, MIRROR_MIRRORED_SERVICE, MULTICLUSTER_NAMESPACE as NS,
+};
+use serde::Serialize;
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::output;
+
+/// The mirror's admin port.
+const MIRROR_ADMIN_PORT: u16 = 9999;
+
+/// One Link's gateway.
+#[derive(Debug, Serialize)]
+pub struct GatewayRow {
+    /// The linked cluster.
+    pub cluster: String,
+    /// Whether its gateway answers probes (`None`: no running mirror to ask).
+    pub alive: Option<bool>,
+    /// Mirror Services from it.
+    pub num_svc: usize,
+    /// The last probe's latency in milliseconds.
+    pub latency_ms: Option<f64>,
+}
+
+/// A sample of `metric` labelled with `target_cluster_name="<cluster>"`.
+fn sample(metrics: &str, metric: &str, cluster: &str) -> Option<f64> {
+    let series = format!("{metric}{{target_cluster_name=\"{cluster}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+}
+
+/// Reads every Link's gateway.
+pub async fn rows(client: &kube::Client) -> anyhow::Result<Vec<GatewayRow>> {
+    let links = Api::<Link>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("listing Links in {NS}: {e} (is the multicluster extension installed?)")
+        })?;
+    let mut rows = Vec::new();
+    for link in links.items {
+        let cluster = link.spec.target_cluster_name.clone();
+        let num_svc = Api::<Service>::all(client.clone())
+            .list(&ListParams::default().labels(&format!(
+                "{MIRROR_MIRRORED_SERVICE}=true,{MIRROR_CLUSTER_NAME}={cluster}"
+            )))
+            .await?
+            .items
+            .len();
+        let mirror = Api::<Pod>::namespaced(client.clone(), NS)
+            .list(&ListParams::default().labels(&format!(
+                "component=linkerd-service-mirror,{MIRROR_CLUSTER_NAME}={cluster}"
+            )))
+            .await?
+            .items
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+        let metrics = match mirror.and_then(|p| p.metadata.name) {
+            Some(pod) => {
+                mesh_api::kube_client::pod_get(client, NS, &pod, MIRROR_ADMIN_PORT, "/metrics")
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
+        let metrics = metrics.unwrap_or_default();
+        rows.push(GatewayRow {
+            alive: sample(&metrics, "gateway_alive", &cluster).map(|v| v > 0.0),
+            latency_ms: sample(&metrics, "gateway_latency", &cluster),
+            cluster,
+            num_svc,
+        });
+    }
+    Ok(rows)
+}
+
+/// Prints the table (or JSON).
+pub async fn run(global: &GlobalArgs, format: OutputFormat) -> anyhow::Result<()> {
+    let client =
+        mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
+            .await?;
+    let rows = rows(&client).await?;
+    if format == OutputFormat::Json {
+        return output::print_json(&rows);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.cluster.clone(),
+                match r.alive {
+                    Some(true) => console::style("True").green().to_string(),
+                    Some(false) => console::style("False").red().to_string(),
+                    None => console::style("unknown").yellow().to_string(),
+                },
+                r.num_svc.to_string(),
+                r.latency_ms
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{}ms", ms.round())),
+            ]
+        })
+        .collect();
+    output::print_table(&["CLUSTER", "ALIVE", "NUM_SVC", "LATENCY"], &table);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_read_per_cluster() {
+        let page = "gateway_alive{target_cluster_name=\"east\"} 1\ngateway_alive{target_cluster_name=\"north\"} 0\ngateway_latency{target_cluster_name=\"east\"} 2.5\n";
+        assert_eq!(sample(page, "gateway_alive", "east"), Some(1.0));
+        assert_eq!(sample(page, "gateway_alive", "north"), Some(0.0));
+        assert_eq!(sample(page, "gateway_latency", "east"), Some(2.5));
+        assert_eq!(sample(page, "gateway_latency", "west"), None);
+    }
+}
