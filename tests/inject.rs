@@ -2,40 +2,20 @@
 //! that a real API server accepts (native sidecar and all), a report on
 //! stderr, and clear errors for bad annotations and missing trust anchors.
 
+mod support;
+
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use mesh_clusters::testing::shared_cluster;
-use mesh_clusters::{Binaries, Binary};
-
-fn run(program: &std::path::Path, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    child.wait_with_output().expect("output")
-}
+use support::{kubectl, run, text};
 
 fn mesh(args: &[&str], stdin: &[u8]) -> Output {
     run(
         std::path::Path::new(env!("CARGO_BIN_EXE_mesh")),
         args,
-        stdin,
+        Some(stdin),
     )
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 const APP: &str = r#"
@@ -123,21 +103,10 @@ async fn injected_workloads_are_accepted_by_the_api_server() {
     ] {
         assert!(injected.contains(needle), "{needle} in\n{injected}");
     }
-    let kubectl = Binaries::locate().expect("kubectl").path(Binary::Kubectl);
-    let kubeconfig = cluster.kubeconfig().display().to_string();
-    let applied = run(
-        &kubectl,
-        &[
-            "--kubeconfig",
-            &kubeconfig,
-            "-n",
-            &ns,
-            "apply",
-            "--dry-run=server",
-            "-f",
-            "-",
-        ],
-        injected.as_bytes(),
+    let applied = kubectl(
+        &cluster.kubeconfig(),
+        &["-n", &ns, "apply", "--dry-run=server", "-f", "-"],
+        Some(injected.as_bytes()),
     );
     assert!(
         applied.status.success(),

@@ -3,14 +3,15 @@
 //! there; trust material the operator brings is checked before anything is
 //! rendered.
 
-use std::io::Write;
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use mesh_clusters::testing::shared_cluster;
-use mesh_clusters::{Binaries, Binary};
 use mesh_identity::generate;
+use support::{kubectl, text};
 
 fn mesh(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mesh"))
@@ -18,32 +19,6 @@ fn mesh(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("running mesh")
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(
-        Binaries::locate()
-            .expect("kubectl is built")
-            .path(Binary::Kubectl),
-    )
-    .arg("--kubeconfig")
-    .arg(kubeconfig)
-    .args(args)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("running kubectl");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("kubectl output")
 }
 
 /// `mesh install` with the operator's anchors and issuer from `dir`, and
@@ -82,10 +57,6 @@ fn write_material(dir: &Path, anchor: &generate::CertAndKey, issuer: &generate::
     ] {
         std::fs::write(dir.join(name), pem).expect("write");
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test]

@@ -4,50 +4,21 @@
 //! the credentials are a kubeconfig that may read Services and nothing
 //! secret; what link renders applies, and unlink's output deletes it.
 
-use std::io::Write;
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use mesh_clusters::testing::shared_cluster;
-use mesh_clusters::{Binaries, Binary};
-
-fn run(program: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("output")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{kubectl, kubectl_path, run, text};
 
 #[tokio::test]
 async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     let cluster = shared_cluster().await;
     let kubeconfig = cluster.kubeconfig().display().to_string();
-    let kubectl = Binaries::locate().expect("kubectl").path(Binary::Kubectl);
+    let kubectl_bin = kubectl_path();
     let mesh = Path::new(env!("CARGO_BIN_EXE_mesh"));
-    let k = |args: &[&str], stdin: Option<&[u8]>| {
-        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
-        all.extend(args);
-        run(&kubectl, &all, stdin)
-    };
+    let k = |args: &[&str], stdin: Option<&[u8]>| kubectl(&cluster.kubeconfig(), args, stdin);
     let extension = run(mesh, &["multicluster", "install"], None);
     assert!(extension.status.success(), "{}", text(&extension.stderr));
     let applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
@@ -109,7 +80,7 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     .expect("write");
     let remote_path = remote.path().display().to_string();
     let read = run(
-        &kubectl,
+        &kubectl_bin,
         &["--kubeconfig", &remote_path, "get", "services", "-A"],
         None,
     );
@@ -119,7 +90,7 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
         text(&read.stderr)
     );
     let secrets = run(
-        &kubectl,
+        &kubectl_bin,
         &["--kubeconfig", &remote_path, "get", "secrets", "-A"],
         None,
     );
