@@ -192,16 +192,13 @@ pub async fn proxy_metrics(
 
 /// The sum of `metric` over the series whose labels include all of `labels`.
 pub fn sum(metrics: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(metric)?.strip_prefix('{')?;
-            let (series, value) = rest.rsplit_once("} ")?;
+    mesh_api::metrics_text::samples(metrics, metric)
+        .filter(|(series, _)| {
             labels
                 .iter()
                 .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
-                .then(|| value.trim().parse::<f64>().ok())?
         })
+        .map(|(_, value)| value)
         .sum()
 }
 

@@ -109,19 +109,23 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         http_metrics.clone(),
         tcp_metrics.clone(),
     );
-    let mut inbound = Inbound::new(
+    let gateway = credentials
+        .as_ref()
+        .filter(|_| !config.gateway_suffixes.is_empty())
+        .map(|credentials| {
+            crate::gateway::Gateway::new(
+                config.gateway_suffixes.clone(),
+                credentials.local_identity().to_owned(),
+                outbound.clone(),
+            )
+        });
+    let inbound = Inbound::new(
         config.inbound.clone(),
         credentials.clone(),
         http_metrics,
         tcp_metrics,
+        gateway,
     )?;
-    if let (false, Some(credentials)) = (config.gateway_suffixes.is_empty(), &credentials) {
-        inbound = inbound.with_gateway(crate::gateway::Gateway::new(
-            config.gateway_suffixes.clone(),
-            credentials.local_identity().to_owned(),
-            outbound.clone(),
-        ));
-    }
     let outbound_listener = bind(config.outbound.listen).await?;
     let inbound_listener = bind(config.inbound.listen).await?;
     let admin_listener = bind(config.admin_listen).await?;

@@ -87,12 +87,14 @@ impl std::fmt::Debug for Inbound {
 
 impl Inbound {
     /// The inbound proxy; without `credentials`, mesh TLS is not
-    /// terminated (it passes through like any TLS).
+    /// terminated (it passes through like any TLS); with `gateway`, it is
+    /// also a gateway to this cluster's Services.
     pub fn new(
         config: DirectionConfig,
         credentials: Option<Arc<Credentials>>,
         http_metrics: HttpMetrics,
         tcp_metrics: TcpMetrics,
+        gateway: Option<Gateway>,
     ) -> Result<Arc<Self>, TlsError> {
         let server_tls = credentials
             .as_ref()
@@ -110,19 +112,8 @@ impl Inbound {
             http_metrics,
             tcp_metrics,
             apps: IdleCache::default(),
-            gateway: None,
+            gateway,
         }))
-    }
-
-    /// The same inbound proxy, also a gateway to this cluster's Services.
-    pub fn with_gateway(self: Arc<Self>, gateway: Gateway) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut inbound) => {
-                inbound.gateway = Some(gateway);
-                Arc::new(inbound)
-            }
-            Err(shared) => shared,
-        }
     }
 
     /// Accepts connections on `listener` until `drain` completes.

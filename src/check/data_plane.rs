@@ -243,10 +243,9 @@ async fn certificates_valid(client: &kube::Client, pods: &[Pod]) -> Outcome {
 
 /// `identity_cert_expiration_timestamp_seconds` from a metrics page.
 fn expiration(metrics: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix("identity_cert_expiration_timestamp_seconds")?;
-        rest.split_whitespace().last()?.parse().ok()
-    })
+    mesh_api::metrics_text::samples(metrics, "identity_cert_expiration_timestamp_seconds")
+        .next()
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]

@@ -22,3 +22,17 @@ pub fn to_yaml(objects: &[Object]) -> anyhow::Result<String> {
     }
     Ok(out)
 }
+
+/// What `kubectl delete -f -` needs of `object`: its apiVersion, kind,
+/// name and (when namespaced) namespace.
+pub fn reference(object: &Object) -> Object {
+    let mut reference = serde_json::json!({
+        "apiVersion": object["apiVersion"],
+        "kind": object["kind"],
+        "metadata": {"name": object["metadata"]["name"]},
+    });
+    if let Some(namespace) = object["metadata"]["namespace"].as_str() {
+        reference["metadata"]["namespace"] = namespace.into();
+    }
+    reference
+}

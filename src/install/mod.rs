@@ -159,13 +159,7 @@ pub fn render_uninstall() -> anyhow::Result<String> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let references: Vec<manifest::Object> = cluster_scoped
         .chain(crds)
-        .map(|o| {
-            serde_json::json!({
-                "apiVersion": o["apiVersion"],
-                "kind": o["kind"],
-                "metadata": {"name": o["metadata"]["name"]},
-            })
-        })
+        .map(|o| manifest::reference(&o))
         .collect();
     manifest::to_yaml(&references)
 }

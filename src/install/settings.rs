@@ -166,11 +166,9 @@ impl Settings {
                 args.values.as_deref().unwrap_or(Path::new("-")).display()
             )
         };
-        let value_pem = |text: Option<String>, key: &str| {
-            text.map(|text| Pem {
-                text,
-                origin: from_values(key),
-            })
+        let value_pem = |text: String, key: &str| Pem {
+            text,
+            origin: from_values(key),
         };
         let issuer = values.identity.and_then(|i| i.issuer).unwrap_or_default();
         let issuer_tls = issuer.tls.unwrap_or_default();
@@ -182,17 +180,26 @@ impl Settings {
             &args.identity_trust_anchors_file,
             "identity-trust-anchors-file",
         )?
-        .or(value_pem(
-            values.identity_trust_anchors_pem,
-            "identityTrustAnchorsPEM",
-        ));
+        .or_else(|| {
+            values
+                .identity_trust_anchors_pem
+                .map(|text| value_pem(text, "identityTrustAnchorsPEM"))
+        });
         let issuer_cert = flag_pem(
             &args.identity_issuer_certificate_file,
             "identity-issuer-certificate-file",
         )?
-        .or(value_pem(issuer_tls.crt_pem, "identity.issuer.tls.crtPEM"));
+        .or_else(|| {
+            issuer_tls
+                .crt_pem
+                .map(|text| value_pem(text, "identity.issuer.tls.crtPEM"))
+        });
         let issuer_key = flag_pem(&args.identity_issuer_key_file, "identity-issuer-key-file")?
-            .or(value_pem(issuer_tls.key_pem, "identity.issuer.tls.keyPEM"));
+            .or_else(|| {
+                issuer_tls
+                    .key_pem
+                    .map(|text| value_pem(text, "identity.issuer.tls.keyPEM"))
+            });
         let injector_tls = match (
             flag_pem(
                 &args.proxy_injector_tls_cert_file,
@@ -207,9 +214,9 @@ impl Settings {
             (Some(cert), Some(key), Some(ca)) => Some((cert, key, ca)),
             _ => match (injector.crt_pem, injector.key_pem, injector.ca_bundle) {
                 (Some(cert), Some(key), Some(ca)) => Some((
-                    value_pem(Some(cert), "proxyInjector.crtPEM").context("crtPEM")?,
-                    value_pem(Some(key), "proxyInjector.keyPEM").context("keyPEM")?,
-                    value_pem(Some(ca), "proxyInjector.caBundle").context("caBundle")?,
+                    value_pem(cert, "proxyInjector.crtPEM"),
+                    value_pem(key, "proxyInjector.keyPEM"),
+                    value_pem(ca, "proxyInjector.caBundle"),
                 )),
                 (None, None, None) => None,
                 _ => anyhow::bail!(

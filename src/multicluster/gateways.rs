@@ -33,10 +33,10 @@ pub struct GatewayRow {
 
 /// A sample of `metric` labelled with `target_cluster_name="<cluster>"`.
 fn sample(metrics: &str, metric: &str, cluster: &str) -> Option<f64> {
-    let series = format!("{metric}{{target_cluster_name=\"{cluster}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
+    let labels = format!("target_cluster_name=\"{cluster}\"");
+    mesh_api::metrics_text::samples(metrics, metric)
+        .find(|(series, _)| *series == labels)
+        .map(|(_, value)| value)
 }
 
 /// Reads every Link's gateway.

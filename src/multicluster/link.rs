@@ -302,13 +302,6 @@ pub async fn render_unlink(global: &GlobalArgs, cluster: &str) -> anyhow::Result
         )))
         .await
         .context("listing the link's mirror Services")?;
-    let reference = |o: &Object| {
-        let mut reference = serde_json::json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": {"name": o["metadata"]["name"]}});
-        if let Some(ns) = o["metadata"]["namespace"].as_str() {
-            reference["metadata"]["namespace"] = ns.into();
-        }
-        reference
-    };
     let mut objects = vec![
         serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("linkerd-service-mirror-{cluster}"), "namespace": NS}}),
         serde_json::json!({"apiVersion": "multicluster.linkerd.io/v1alpha3", "kind": "Link", "metadata": {"name": cluster, "namespace": NS}}),
@@ -318,7 +311,7 @@ pub async fn render_unlink(global: &GlobalArgs, cluster: &str) -> anyhow::Result
         mirror_objects(cluster, "-")?
             .iter()
             .filter(|o| o["kind"] != "Deployment")
-            .map(reference),
+            .map(manifest::reference),
     );
     for mirror in mirrors.items {
         objects.push(

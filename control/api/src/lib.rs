@@ -13,6 +13,7 @@ pub mod identity;
 #[cfg(feature = "client")]
 pub mod kube_client;
 pub mod labels;
+pub mod metrics_text;
 pub mod ports;
 
 pub use identity::{IdentityName, InvalidIdentity};
