@@ -1,98 +1,60 @@
-//! The service mirror of one Link, as a loop: every probe period it reads
-//! the Link (a malformed one is logged and changes nothing), builds a
-//! client for the linked cluster from the credentials Secret (rebuilt when
-//! the Secret changes, so a rotated kubeconfig needs no restart), resolves
-//! and probes the gateway, and runs a mirroring pass. When the linked API
-//! cannot be reached the pass is skipped: mirrors stay, and the next pass
-//! after reconnecting deletes only what really went away. Exports Linkerd's
-//! gateway metrics labelled `target_cluster_name`.
+//! The service mirror of one Link, as a loop. Every probe period it reads
+//! the Link (a malformed one is reported on its status and changes
+//! nothing), hands the gateway to the prober, and (re)starts the watches:
+//! this cluster's mirrors, and the linked cluster's exports through the
+//! credentials Secret (restarted when the Secret or the selector changes,
+//! so a rotated kubeconfig needs no restart). A mirroring pass runs after
+//! every refresh and whenever a watch or the prober reports a change, so a
+//! new export is mirrored within moments. While the linked API cannot be
+//! reached the watches keep their last view: mirrors stay, and the pass
+//! after the reconnect deletes only what really went away.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use mesh_api::crds::link::Link;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::desired::Gateway;
 use crate::link::LinkSettings;
-use crate::probe::{Liveness, probe};
-use crate::sync::{selector_string, sync};
+use crate::metrics::MirrorMetrics;
+use crate::probe::{GatewayHealth, spawn_prober};
+use crate::status::{Rejected, Report, StatusWriter};
+use crate::sync::{LocalViews, RemoteViews, pass, selector_string};
+
+pub use crate::metrics::metrics;
 
 /// The data key of the credentials Secret.
 pub const KUBECONFIG_KEY: &str = "kubeconfig";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClusterLabel {
-    target_cluster_name: String,
-}
+/// How long to wait before reading a Link again after a failure.
+const RETRY: Duration = Duration::from_secs(3);
 
-/// The mirror's metrics (Linkerd's names).
-#[derive(Debug, Clone)]
-pub struct MirrorMetrics {
-    enabled: Family<ClusterLabel, Gauge>,
-    alive: Family<ClusterLabel, Gauge>,
-    latency: Family<ClusterLabel, Gauge<f64, AtomicU64>>,
-    probe_latency: Family<ClusterLabel, Histogram>,
-    probes: Family<ClusterLabel, Counter>,
-}
+/// How long a burst of changes is gathered into one pass.
+const GATHER: Duration = Duration::from_millis(20);
 
-impl MirrorMetrics {
-    /// Registers `gateway_enabled`, `gateway_alive`, `gateway_latency`,
-    /// `gateway_probe_latency_ms` and `gateway_probes`.
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            enabled: Family::default(),
-            alive: Family::default(),
-            latency: Family::default(),
-            probe_latency: Family::new_with_constructor(|| {
-                Histogram::new([
-                    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 5000.0,
-                ])
-            }),
-            probes: Family::default(),
-        };
-        registry.register(
-            "gateway_enabled",
-            "Whether the Link's gateway is mirrored",
-            metrics.enabled.clone(),
-        );
-        registry.register(
-            "gateway_alive",
-            "Whether the gateway answers its probes",
-            metrics.alive.clone(),
-        );
-        registry.register(
-            "gateway_latency",
-            "The last probe's latency in milliseconds",
-            metrics.latency.clone(),
-        );
-        registry.register(
-            "gateway_probe_latency_ms",
-            "Probe latencies in milliseconds",
-            metrics.probe_latency.clone(),
-        );
-        registry.register(
-            "gateway_probes",
-            "Probes sent to the gateway",
-            metrics.probes.clone(),
-        );
-        metrics
-    }
+/// The linked cluster's watches and what they were started from.
+struct Remote {
+    secret_version: String,
+    selector: String,
+    views: RemoteViews,
 }
 
 /// What the loop keeps between rounds.
-#[derive(Default)]
-struct State {
-    remote: Option<(String, kube::Client)>,
-    liveness: Option<Liveness>,
+struct Mirror {
+    local: kube::Client,
+    namespace: String,
+    name: String,
+    changed: Arc<Notify>,
+    settings: watch::Sender<Option<LinkSettings>>,
+    health: watch::Receiver<Option<GatewayHealth>>,
+    mirrors: Option<(String, LocalViews)>,
+    remote: Option<Remote>,
+    report: Report,
+    status: StatusWriter,
 }
 
 /// Runs the mirror of Link `name` (in `namespace` of `local`) until `stop`.
@@ -104,157 +66,206 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut state = State::default();
+    let changed = Arc::new(Notify::new());
+    let (settings, settings_rx) = watch::channel(None);
+    let health = spawn_prober(settings_rx, metrics, changed.clone());
+    let mut mirror = Mirror {
+        local,
+        namespace,
+        name,
+        changed: changed.clone(),
+        settings,
+        health,
+        mirrors: None,
+        remote: None,
+        report: Report::default(),
+        status: StatusWriter::default(),
+    };
+    let mut next_refresh = Instant::now();
     loop {
-        let period = round(&local, &namespace, &name, &metrics, &mut state).await;
         tokio::select! {
-            () = tokio::time::sleep(period) => {}
+            () = tokio::time::sleep_until(next_refresh) => {
+                next_refresh = Instant::now() + mirror.refresh().await;
+            }
+            () = changed.notified() => tokio::time::sleep(GATHER).await,
             () = &mut stop => return,
         }
+        mirror.pass().await;
     }
 }
 
-/// One round; returns how long to wait before the next.
-async fn round(
-    local: &kube::Client,
-    namespace: &str,
-    name: &str,
-    metrics: &MirrorMetrics,
-    state: &mut State,
-) -> Duration {
-    let retry = Duration::from_secs(3);
-    let link = match Api::<Link>::namespaced(local.clone(), namespace)
-        .get(name)
-        .await
-    {
-        Ok(link) => link,
-        Err(e) => {
-            tracing::warn!(link = %name, "reading the Link: {e}");
-            return retry;
+impl Mirror {
+    /// Reads the Link and the credentials and (re)starts what changed;
+    /// returns when to do it again.
+    async fn refresh(&mut self) -> Duration {
+        let links = Api::<Link>::namespaced(self.local.clone(), &self.namespace);
+        let link = match links.get(&self.name).await {
+            Ok(link) => link,
+            Err(e) => {
+                tracing::warn!(link = %self.name, "reading the Link: {e}");
+                return RETRY;
+            }
+        };
+        let settings = match LinkSettings::from_spec(&self.name, &link.spec) {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::warn!("{e}; the mirrors stay as they are");
+                self.report.valid = Some(Err(e.to_string()));
+                self.status
+                    .write(&links, &self.name, self.report.clone())
+                    .await;
+                return RETRY;
+            }
+        };
+        self.report.valid = Some(Ok(()));
+        let period = settings.probe_period;
+        let cluster = settings.cluster.clone();
+        let secret_name = settings.credentials_secret.clone();
+        self.settings.send_if_modified(|current| {
+            let modified = current.as_ref() != Some(&settings);
+            *current = Some(settings);
+            modified
+        });
+        if self.mirrors.as_ref().is_none_or(|(c, _)| *c != cluster) {
+            let views = LocalViews::start(&self.local, &cluster, &self.changed);
+            self.mirrors = Some((cluster, views));
         }
-    };
-    let settings = match LinkSettings::from_spec(name, &link.spec) {
-        Ok(settings) => settings,
-        Err(e) => {
-            tracing::warn!("{e}; the mirrors stay as they are");
-            return retry;
+        let selector = selector_string(link.spec.selector.as_ref());
+        if let Err(e) = self.watch_remote(&secret_name, selector).await {
+            tracing::warn!(link = %self.name, "the linked cluster's credentials: {e:#}");
+            self.report.remote = Some(Err(format!("{e:#}")));
         }
-    };
-    let label = ClusterLabel {
-        target_cluster_name: settings.cluster.clone(),
-    };
-    metrics.enabled.get_or_create(&label).set(1);
-    let liveness = state
-        .liveness
-        .get_or_insert_with(|| Liveness::new(settings.failure_threshold));
-    liveness.set_threshold(settings.failure_threshold);
-    let addresses = settings.resolve_gateway().await;
-    let ok = match addresses.first() {
-        Some(ip) => {
-            let (ok, took) = probe(
-                *ip,
-                settings.probe_port,
-                &settings.probe_path,
-                settings.probe_timeout,
-            )
+        period
+    }
+
+    /// (Re)starts the linked cluster's watches when the credentials Secret
+    /// or the selector changed.
+    async fn watch_remote(&mut self, secret_name: &str, selector: String) -> anyhow::Result<()> {
+        let namespace = &self.namespace;
+        let secret = Api::<Secret>::namespaced(self.local.clone(), namespace)
+            .get(secret_name)
+            .await
+            .map_err(|e| anyhow::anyhow!("Secret {namespace}/{secret_name}: {e}"))?;
+        let version = secret.metadata.resource_version.clone().unwrap_or_default();
+        let current = self
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.secret_version == version && r.selector == selector);
+        if current {
+            return Ok(());
+        }
+        let client = client_from_secret(&secret)
+            .await
+            .map_err(|e| anyhow::anyhow!("Secret {namespace}/{secret_name}: {e}"))?;
+        tracing::info!(link = %self.name, secret = %secret_name, %selector, "watching the linked cluster");
+        self.remote = Some(Remote {
+            views: RemoteViews::start(&client, &selector, &self.changed),
+            secret_version: version,
+            selector,
+        });
+        Ok(())
+    }
+
+    /// One mirroring pass, and the Link's status after it.
+    async fn pass(&mut self) {
+        let links = Api::<Link>::namespaced(self.local.clone(), &self.namespace);
+        let settings = self.settings.borrow().clone();
+        let health = self.health.borrow().clone();
+        let (Some(settings), Some(health), Some((_, mirrors)), Some(remote)) =
+            (settings, health, &self.mirrors, &self.remote)
+        else {
+            self.status
+                .write(&links, &self.name, self.report.clone())
+                .await;
+            return;
+        };
+        self.report.gateway = Some((health.alive, gateway_message(&settings, &health)));
+        let gateway = Gateway {
+            cluster: settings.cluster.clone(),
+            cluster_domain: settings.cluster_domain.clone(),
+            addresses: health.addresses,
+            port: settings.gateway_port,
+            identity: settings.gateway_identity.clone(),
+            alive: health.alive,
+        };
+        match pass(&remote.views, mirrors, &self.local, &gateway).await {
+            Ok(outcome) => {
+                self.report.remote = Some(match remote.views.error() {
+                    None => Ok(()),
+                    Some(e) => Err(format!("watching the linked cluster: {e}; mirrors kept")),
+                });
+                for (key, invalid) in &outcome.invalid {
+                    tracing::warn!(service = %format!("{}/{}", key.0, key.1), "not mirrored: {invalid}");
+                }
+                for (key, error) in &outcome.failed {
+                    tracing::warn!(mirror = %format!("{}/{}", key.0, key.1), "not written: {error}");
+                }
+                let plan = &outcome.plan;
+                if !(plan.create.is_empty() && plan.update.is_empty() && plan.delete.is_empty()) {
+                    tracing::info!(
+                        created = plan.create.len(),
+                        updated = plan.update.len(),
+                        deleted = plan.delete.len(),
+                        link = %self.name,
+                        "mirrors changed"
+                    );
+                }
+                self.report.mirrored = Some(outcome.mirrors);
+                self.report.rejected = outcome
+                    .invalid
+                    .iter()
+                    .map(|((namespace, name), invalid)| Rejected {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        reason: invalid.to_string(),
+                    })
+                    .collect();
+            }
+            // Not listed yet (or never, while the linked API is down): the
+            // mirrors stay as they are.
+            Err(not_listed) => {
+                tracing::debug!(link = %self.name, "no pass: {not_listed}");
+                if not_listed.error.is_some() {
+                    self.report.remote = Some(Err(not_listed.to_string()));
+                }
+            }
+        }
+        self.status
+            .write(&links, &self.name, self.report.clone())
             .await;
-            let ms = took.as_secs_f64() * 1000.0;
-            metrics.probes.get_or_create(&label).inc();
-            if ok {
-                metrics.probe_latency.get_or_create(&label).observe(ms);
-                metrics.latency.get_or_create(&label).set(ms);
-            }
-            ok
-        }
-        None => false,
-    };
-    let alive = liveness.record(ok);
-    metrics.alive.get_or_create(&label).set(i64::from(alive));
-    let remote = match remote_client(local, namespace, &settings.credentials_secret, state).await {
-        Ok(remote) => remote,
-        Err(e) => {
-            tracing::warn!(link = %name, "the linked cluster's credentials: {e:#}");
-            return settings.probe_period;
-        }
-    };
-    let gateway = Gateway {
-        cluster: settings.cluster.clone(),
-        cluster_domain: settings.cluster_domain.clone(),
-        addresses,
-        port: settings.gateway_port,
-        identity: settings.gateway_identity.clone(),
-        alive,
-    };
-    let selector = selector_string(link.spec.selector.as_ref());
-    match sync(&remote, local, &selector, &gateway).await {
-        Ok(outcome) => {
-            for (key, invalid) in &outcome.invalid {
-                tracing::warn!(service = %format!("{}/{}", key.0, key.1), "not mirrored: {invalid}");
-            }
-            for (key, error) in &outcome.failed {
-                tracing::warn!(mirror = %format!("{}/{}", key.0, key.1), "not written: {error}");
-            }
-            let plan = &outcome.plan;
-            if !(plan.create.is_empty() && plan.update.is_empty() && plan.delete.is_empty()) {
-                tracing::info!(
-                    created = plan.create.len(),
-                    updated = plan.update.len(),
-                    deleted = plan.delete.len(),
-                    link = %name,
-                    "mirrors changed"
-                );
-            }
-        }
-        // The linked API is down or refused us: the mirrors stay.
-        Err(e) => tracing::warn!(link = %name, "mirroring pass: {e}; mirrors kept"),
     }
-    settings.probe_period
 }
 
-/// The linked cluster's client, rebuilt when the credentials Secret changes.
-async fn remote_client(
-    local: &kube::Client,
-    namespace: &str,
-    secret_name: &str,
-    state: &mut State,
-) -> anyhow::Result<kube::Client> {
-    let secret = Api::<Secret>::namespaced(local.clone(), namespace)
-        .get(secret_name)
-        .await
-        .map_err(|e| anyhow::anyhow!("Secret {namespace}/{secret_name}: {e}"))?;
-    let version = secret.metadata.resource_version.clone().unwrap_or_default();
-    if let Some((seen, client)) = &state.remote
-        && *seen == version
-    {
-        return Ok(client.clone());
+fn gateway_message(settings: &LinkSettings, health: &GatewayHealth) -> String {
+    let probed = match health.addresses.first() {
+        Some(ip) => format!("{}", std::net::SocketAddr::new(*ip, settings.probe_port)),
+        None => format!("{} (not resolved)", settings.gateway_hosts.join(",")),
+    };
+    if health.alive {
+        format!("{probed}{} answers", settings.probe_path)
+    } else {
+        format!(
+            "{probed}{} failed {} probes in a row",
+            settings.probe_path, settings.failure_threshold
+        )
     }
+}
+
+/// A client for the linked cluster from the kubeconfig in a credentials
+/// Secret.
+pub async fn client_from_secret(secret: &Secret) -> anyhow::Result<kube::Client> {
     let kubeconfig = secret
         .data
         .as_ref()
         .and_then(|d| d.get(KUBECONFIG_KEY))
-        .ok_or_else(|| {
-            anyhow::anyhow!("Secret {namespace}/{secret_name} has no {KUBECONFIG_KEY}")
-        })?;
-    let text = String::from_utf8(kubeconfig.0.clone()).map_err(|_| {
-        anyhow::anyhow!("Secret {namespace}/{secret_name}: {KUBECONFIG_KEY} is not text")
-    })?;
+        .ok_or_else(|| anyhow::anyhow!("no {KUBECONFIG_KEY} key"))?;
+    let text = String::from_utf8(kubeconfig.0.clone())
+        .map_err(|_| anyhow::anyhow!("{KUBECONFIG_KEY} is not text"))?;
     let config = kube::config::Kubeconfig::from_yaml(&text)
-        .map_err(|e| anyhow::anyhow!("Secret {namespace}/{secret_name}: {KUBECONFIG_KEY}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{KUBECONFIG_KEY}: {e}"))?;
     let config =
         kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("Secret {namespace}/{secret_name}: {KUBECONFIG_KEY}: {e}")
-            })?;
-    let client = kube::Client::try_from(config)?;
-    state.remote = Some((version, client.clone()));
-    tracing::info!(secret = %secret_name, "linked cluster credentials loaded");
-    Ok(client)
-}
-
-/// The metrics registry and the mirror's metrics in it.
-pub fn metrics() -> (Arc<Registry>, MirrorMetrics) {
-    let mut registry = Registry::default();
-    let metrics = MirrorMetrics::register(&mut registry);
-    (Arc::new(registry), metrics)
+            .map_err(|e| anyhow::anyhow!("{KUBECONFIG_KEY}: {e}"))?;
+    Ok(kube::Client::try_from(config)?)
 }

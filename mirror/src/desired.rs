@@ -221,15 +221,11 @@ pub struct Plan {
     pub delete: Vec<Key>,
 }
 
-/// The plan from the mirrors that `existing` (this Link's, by key, with
-/// their `remote-resource-version`) to `desired`. Deletions happen only
-/// when `complete` says `desired` comes from a full, successful listing of
-/// the remote cluster: an outage or a partial view never removes a mirror.
-pub fn plan(
-    desired: &BTreeMap<Key, Service>,
-    existing: &BTreeMap<Key, Option<String>>,
-    complete: bool,
-) -> Plan {
+/// The plan from the mirrors that exist (this Link's, by key, with their
+/// `remote-resource-version`) to `desired`. `desired` comes from a complete
+/// view of the linked cluster ([`crate::watch`] keeps the last complete one
+/// through outages), so a mirror missing from it is really gone.
+pub fn plan(desired: &BTreeMap<Key, Service>, existing: &BTreeMap<Key, Option<String>>) -> Plan {
     let version = |s: &Service| {
         s.metadata
             .annotations
@@ -245,14 +241,73 @@ pub fn plan(
             Some(_) => {}
         }
     }
-    if complete {
-        plan.delete = existing
-            .keys()
-            .filter(|key| !desired.contains_key(*key))
-            .cloned()
-            .collect();
-    }
+    plan.delete = existing
+        .keys()
+        .filter(|key| !desired.contains_key(*key))
+        .cloned()
+        .collect();
     plan
+}
+
+/// What the mirror owns in a mirror's Endpoints, in a canonical order (the
+/// API server repacks subsets): the gateway identity and the subsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointsContent {
+    /// `mirror.linkerd.io/remote-gateway-identity`.
+    pub gateway_identity: Option<String>,
+    /// Each subset, sorted.
+    pub subsets: Vec<SubsetContent>,
+}
+
+/// One subset of a mirror's Endpoints, each list sorted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SubsetContent {
+    /// Ready addresses.
+    pub ready: Vec<String>,
+    /// Addresses not ready.
+    pub not_ready: Vec<String>,
+    /// `(name, port)` of each port.
+    pub ports: Vec<(Option<String>, i32)>,
+}
+
+impl EndpointsContent {
+    /// The content of `endpoints`.
+    pub fn of(endpoints: &Endpoints) -> Self {
+        let ips = |addresses: &Option<Vec<EndpointAddress>>| {
+            let mut ips: Vec<String> = addresses.iter().flatten().map(|a| a.ip.clone()).collect();
+            ips.sort();
+            ips
+        };
+        let mut subsets: Vec<_> = endpoints
+            .subsets
+            .iter()
+            .flatten()
+            .map(|subset| {
+                let mut ports: Vec<(Option<String>, i32)> = subset
+                    .ports
+                    .iter()
+                    .flatten()
+                    .map(|p| (p.name.clone(), p.port))
+                    .collect();
+                ports.sort();
+                SubsetContent {
+                    ready: ips(&subset.addresses),
+                    not_ready: ips(&subset.not_ready_addresses),
+                    ports,
+                }
+            })
+            .collect();
+        subsets.sort();
+        Self {
+            gateway_identity: endpoints
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(MIRROR_REMOTE_GATEWAY_IDENTITY))
+                .cloned(),
+            subsets,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -395,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn plans_create_update_and_delete_only_after_a_complete_listing() {
+    fn plans_create_update_and_delete() {
         let desired: BTreeMap<Key, Service> = ["a", "b"]
             .iter()
             .map(|n| {
@@ -414,14 +469,51 @@ mod tests {
             ),
         ]
         .into();
-        let full = plan(&desired, &existing, true);
-        assert_eq!(full.create.len(), 1, "b is new");
-        assert_eq!(full.update.len(), 1, "a changed remotely");
+        let plan = plan(&desired, &existing);
+        assert_eq!(plan.create.len(), 1, "b is new");
+        assert_eq!(plan.update.len(), 1, "a changed remotely");
         assert_eq!(
-            full.delete,
+            plan.delete,
             vec![("test".to_owned(), "gone-east".to_owned())]
         );
-        let partial = plan(&desired, &existing, false);
-        assert!(partial.delete.is_empty(), "an outage deletes nothing");
+    }
+
+    #[test]
+    fn endpoints_content_ignores_the_order_the_api_server_packs_them_in() {
+        let two = Gateway {
+            addresses: vec![
+                "172.31.0.129".parse().expect("ip"),
+                "172.31.0.130".parse().expect("ip"),
+            ],
+            ..gateway(true)
+        };
+        let mut service = remote("podinfo", "1");
+        if let Some(ports) = service.spec.as_mut().and_then(|s| s.ports.as_mut()) {
+            ports.push(ServicePort {
+                name: Some("grpc".into()),
+                port: 9999,
+                ..ServicePort::default()
+            });
+        }
+        let written = mirror_endpoints(&service, true, &two).expect("eps");
+        let mut repacked = written.clone();
+        for subset in repacked.subsets.iter_mut().flatten() {
+            subset.addresses.iter_mut().for_each(|a| a.reverse());
+            subset.ports.iter_mut().for_each(|p| p.reverse());
+        }
+        assert_eq!(
+            EndpointsContent::of(&written),
+            EndpointsContent::of(&repacked)
+        );
+        let down = mirror_endpoints(
+            &service,
+            true,
+            &Gateway {
+                alive: false,
+                ..two
+            },
+        )
+        .expect("eps");
+        assert_ne!(EndpointsContent::of(&written), EndpointsContent::of(&down));
     }
 }

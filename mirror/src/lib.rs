@@ -4,17 +4,21 @@
 //! mirror does so that the destination service and `linkerd`-style tooling
 //! read them unchanged.
 //!
-//! - [`controller`]: the loop: Link, credentials, probe, pass, metrics.
+//! - [`controller`]: the loop: Link, credentials, watches, passes, status.
 //! - [`desired`]: what the mirrors of a set of remote Services must be
 //!   (pure), and the plan that turns the mirrors that exist into them.
 //! - [`link`]: a Link's fields, checked and defaulted; the gateway resolved.
-//! - [`probe`]: the gateway probe and its failure threshold.
-//! - [`sync`]: one pass against the two API servers: list what the remote
-//!   cluster exports, apply the plan here.
-//!
+//! - [`metrics`]: Linkerd's `gateway_*` metrics.
+//! - [`probe`]: the gateway probe, its failure threshold and the prober task.
+//! - [`status`]: the Link's status (conditions, mirrored and rejected Services).
+//! - [`sync`]: the watched views of both clusters and one mirroring pass.
+//! - [`watch`]: a watched set of objects that keeps its last complete view.
 
 pub mod controller;
 pub mod desired;
 pub mod link;
+pub mod metrics;
 pub mod probe;
+pub mod status;
 pub mod sync;
+pub mod watch;

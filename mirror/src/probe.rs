@@ -1,13 +1,76 @@
 //! Probing a gateway as Linkerd's service mirror does: an HTTP GET of the
 //! probe path on the probe port, bounded by the probe timeout; alive until
 //! `failureThreshold` probes in a row fail, alive again at the first one
-//! that succeeds.
+//! that succeeds. [`spawn_prober`] runs it every probe period on its own
+//! task (a slow probe never holds up mirroring), resolving the gateway's
+//! host names afresh each time so a moved gateway is followed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+
+use crate::link::LinkSettings;
+use crate::metrics::MirrorMetrics;
+
+/// What the probes found out about the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayHealth {
+    /// The gateway's addresses at the last probe, sorted.
+    pub addresses: Vec<IpAddr>,
+    /// Whether it counts as alive.
+    pub alive: bool,
+}
+
+/// Probes the gateway `settings` names, every probe period and at once
+/// when the settings change; each change of [`GatewayHealth`] is published
+/// on the returned channel and pokes `changed`. Stops when `settings`'
+/// sender is dropped.
+pub fn spawn_prober(
+    mut settings: watch::Receiver<Option<LinkSettings>>,
+    metrics: MirrorMetrics,
+    changed: Arc<Notify>,
+) -> watch::Receiver<Option<GatewayHealth>> {
+    let (health_tx, health_rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut liveness: Option<Liveness> = None;
+        loop {
+            let Some(link) = settings.borrow_and_update().clone() else {
+                if settings.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            let liveness = liveness.get_or_insert_with(|| Liveness::new(link.failure_threshold));
+            liveness.set_threshold(link.failure_threshold);
+            let addresses = link.resolve_gateway().await;
+            let (ok, took) = match addresses.first() {
+                Some(ip) => probe(*ip, link.probe_port, &link.probe_path, link.probe_timeout).await,
+                None => (false, Duration::ZERO),
+            };
+            let alive = liveness.record(ok);
+            metrics.record_probe(&link.cluster, ok, took, alive);
+            let health = GatewayHealth { addresses, alive };
+            let moved = health_tx.send_if_modified(|current| {
+                let modified = current.as_ref() != Some(&health);
+                *current = Some(health);
+                modified
+            });
+            if moved {
+                changed.notify_one();
+            }
+            tokio::select! {
+                () = tokio::time::sleep(link.probe_period) => {}
+                result = settings.changed() => if result.is_err() { return },
+            }
+        }
+    });
+    health_rx
+}
 
 /// One probe: whether `http://<ip>:<port><path>` answered 200 within
 /// `timeout`, and how long it took.

@@ -1,22 +1,26 @@
-//! One pass of mirroring: list the linked cluster's Services that the
-//! Link's selector exports, compute their mirrors ([`crate::desired`]) and
-//! apply the plan to this cluster (server-side apply as `mesh-mirror`,
-//! Endpoints always rewritten so the gateway's current addresses and
-//! liveness show). Mirrors of other Links and other local Services are
-//! never touched; a remote Service that cannot be mirrored is reported,
-//! not fatal.
+//! Mirroring: the watched views of both clusters ([`RemoteViews`] of the
+//! linked cluster's exported Services and their readiness, [`LocalViews`]
+//! of this Link's mirrors) and one pass that makes the mirrors match
+//! (server-side apply as `mesh-mirror`; a mirror's Endpoints are written
+//! only when the gateway's addresses, liveness or the remote readiness
+//! changed). Mirrors of other Links and other local Services are never
+//! touched; a remote Service that cannot be mirrored is reported, not fatal.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::watcher;
 use mesh_api::labels::{
     MIRROR_CLUSTER_NAME, MIRROR_EXPORTED, MIRROR_MIRRORED_SERVICE, MIRROR_REMOTE_RESOURCE_VERSION,
 };
+use tokio::sync::Notify;
 
-use crate::desired::{self, Gateway, Key, Plan};
+use crate::desired::{self, EndpointsContent, Gateway, Key, Plan};
+use crate::watch::Watched;
 
 /// The field manager of everything the mirror writes.
 pub const FIELD_MANAGER: &str = "mesh-mirror";
@@ -26,11 +30,25 @@ pub const FIELD_MANAGER: &str = "mesh-mirror";
 pub struct Outcome {
     /// The plan it applied.
     pub plan: Plan,
+    /// Mirror Endpoints it rewrote.
+    pub endpoints_written: usize,
+    /// Mirrors that exist after the pass (as far as it knows).
+    pub mirrors: usize,
     /// Remote Services it could not mirror, with the reason.
     pub invalid: Vec<(Key, desired::Invalid)>,
     /// Mirrors the API server refused to write or delete, with its answer
     /// (the other mirrors are still written).
     pub failed: Vec<(Key, String)>,
+}
+
+/// Why a pass could not run: a view is not complete yet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} not listed yet{}", .error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+pub struct NotListed {
+    /// The view.
+    pub what: &'static str,
+    /// The watch's last error.
+    pub error: Option<String>,
 }
 
 /// The label selector a Link's `selector` stands for (Linkerd's default:
@@ -57,65 +75,130 @@ pub fn selector_string(selector: Option<&LabelSelector>) -> String {
     parts.join(",")
 }
 
-/// Mirrors what `remote` exports under `selector` into `local`.
-pub async fn sync(
-    remote: &kube::Client,
+/// The linked cluster as the mirror sees it: the Services its Link exports
+/// and whether each Service has a ready endpoint.
+#[derive(Debug)]
+pub struct RemoteViews {
+    services: Watched<Service>,
+    ready: Watched<bool>,
+}
+
+impl RemoteViews {
+    /// Watches what `remote` exports under `selector`.
+    pub fn start(remote: &kube::Client, selector: &str, changed: &Arc<Notify>) -> Self {
+        Self {
+            services: Watched::spawn(
+                Api::<Service>::all(remote.clone()),
+                watcher::Config::default().labels(selector),
+                |service| {
+                    let mut service = service.clone();
+                    service.metadata.managed_fields = None;
+                    service
+                },
+                changed.clone(),
+            ),
+            ready: Watched::spawn(
+                Api::<Endpoints>::all(remote.clone()),
+                watcher::Config::default(),
+                has_ready_address,
+                changed.clone(),
+            ),
+        }
+    }
+
+    /// The watches' last error, when they are not connected.
+    pub fn error(&self) -> Option<String> {
+        self.services.error().or_else(|| self.ready.error())
+    }
+}
+
+/// This Link's mirrors in this cluster.
+#[derive(Debug)]
+pub struct LocalViews {
+    services: Watched<Option<String>>,
+    endpoints: Watched<EndpointsContent>,
+}
+
+impl LocalViews {
+    /// Watches the mirrors of the Link to `cluster`.
+    pub fn start(local: &kube::Client, cluster: &str, changed: &Arc<Notify>) -> Self {
+        let config = watcher::Config::default().labels(&format!(
+            "{MIRROR_MIRRORED_SERVICE}=true,{MIRROR_CLUSTER_NAME}={cluster}"
+        ));
+        Self {
+            services: Watched::spawn(
+                Api::<Service>::all(local.clone()),
+                config.clone(),
+                |service| {
+                    service
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(MIRROR_REMOTE_RESOURCE_VERSION))
+                        .cloned()
+                },
+                changed.clone(),
+            ),
+            endpoints: Watched::spawn(
+                Api::<Endpoints>::all(local.clone()),
+                config,
+                EndpointsContent::of,
+                changed.clone(),
+            ),
+        }
+    }
+}
+
+fn has_ready_address(endpoints: &Endpoints) -> bool {
+    endpoints
+        .subsets
+        .iter()
+        .flatten()
+        .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()))
+}
+
+fn complete<T: Clone + PartialEq + Send + 'static>(
+    watched: &Watched<T>,
+    what: &'static str,
+) -> Result<BTreeMap<Key, T>, NotListed> {
+    watched.view().ok_or_else(|| NotListed {
+        what,
+        error: watched.error(),
+    })
+}
+
+/// Makes the mirrors in `local` match what `remote` shows, through `gateway`.
+pub async fn pass(
+    remote: &RemoteViews,
+    mirrors: &LocalViews,
     local: &kube::Client,
-    selector: &str,
     gateway: &Gateway,
-) -> Result<Outcome, kube::Error> {
-    let remote_services = Api::<Service>::all(remote.clone())
-        .list(&ListParams::default().labels(selector))
-        .await?;
+) -> Result<Outcome, NotListed> {
+    let remote_services = complete(&remote.services, "the linked cluster's exported Services")?;
+    let remote_ready = complete(&remote.ready, "the linked cluster's Endpoints")?;
+    let existing = complete(&mirrors.services, "this cluster's mirror Services")?;
+    let existing_endpoints = complete(&mirrors.endpoints, "this cluster's mirror Endpoints")?;
     let mut outcome = Outcome::default();
     let mut desired_services: BTreeMap<Key, Service> = BTreeMap::new();
     let mut desired_endpoints: Vec<Endpoints> = Vec::new();
-    for service in &remote_services.items {
-        let key = (
-            service.metadata.namespace.clone().unwrap_or_default(),
-            service.metadata.name.clone().unwrap_or_default(),
-        );
-        let ready = has_ready_endpoints(remote, &key).await?;
+    for (key, service) in &remote_services {
+        let ready = remote_ready.get(key).copied().unwrap_or(false);
         match (
             desired::mirror_service(service, gateway),
             desired::mirror_endpoints(service, ready, gateway),
         ) {
             (Ok(mirror), Ok(endpoints)) => {
-                let mirror_key = (
-                    key.0.clone(),
-                    mirror.metadata.name.clone().unwrap_or_default(),
-                );
+                let mirror_key = key_of(&mirror.metadata);
+                let written = existing_endpoints.get(&mirror_key);
+                if written != Some(&EndpointsContent::of(&endpoints)) {
+                    desired_endpoints.push(endpoints);
+                }
                 desired_services.insert(mirror_key, mirror);
-                desired_endpoints.push(endpoints);
             }
-            (Err(invalid), _) | (_, Err(invalid)) => outcome.invalid.push((key, invalid)),
+            (Err(invalid), _) | (_, Err(invalid)) => outcome.invalid.push((key.clone(), invalid)),
         }
     }
-    let existing: BTreeMap<Key, Option<String>> = Api::<Service>::all(local.clone())
-        .list(&ListParams::default().labels(&format!(
-            "{MIRROR_MIRRORED_SERVICE}=true,{MIRROR_CLUSTER_NAME}={}",
-            gateway.cluster
-        )))
-        .await?
-        .items
-        .into_iter()
-        .map(|s| {
-            let version = s
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(MIRROR_REMOTE_RESOURCE_VERSION))
-                .cloned();
-            (
-                (
-                    s.metadata.namespace.unwrap_or_default(),
-                    s.metadata.name.unwrap_or_default(),
-                ),
-                version,
-            )
-        })
-        .collect();
-    let plan = desired::plan(&desired_services, &existing, true);
+    let plan = desired::plan(&desired_services, &existing);
     let apply = PatchParams::apply(FIELD_MANAGER).force();
     for service in plan.create.iter().chain(&plan.update) {
         let key = key_of(&service.metadata);
@@ -128,7 +211,7 @@ pub async fn sync(
     }
     for endpoints in &desired_endpoints {
         let key = key_of(&endpoints.metadata);
-        if let Err(e) = Api::<Endpoints>::namespaced(local.clone(), &key.0)
+        match Api::<Endpoints>::namespaced(local.clone(), &key.0)
             .patch(
                 &key.1,
                 &apply,
@@ -136,7 +219,8 @@ pub async fn sync(
             )
             .await
         {
-            outcome.failed.push((key, e.to_string()));
+            Ok(_) => outcome.endpoints_written += 1,
+            Err(e) => outcome.failed.push((key, e.to_string())),
         }
     }
     for (namespace, name) in &plan.delete {
@@ -154,6 +238,7 @@ pub async fn sync(
                 .push(((namespace.clone(), name.clone()), e.to_string()));
         }
     }
+    outcome.mirrors = desired_services.len();
     outcome.plan = plan;
     Ok(outcome)
 }
@@ -171,21 +256,6 @@ fn with_kind<T: serde::Serialize>(object: &T, kind: &str) -> serde_json::Value {
     value["apiVersion"] = "v1".into();
     value["kind"] = kind.into();
     value
-}
-
-/// Whether the remote Service has a ready endpoint (its Endpoints object).
-async fn has_ready_endpoints(
-    remote: &kube::Client,
-    (namespace, name): &Key,
-) -> Result<bool, kube::Error> {
-    let endpoints = Api::<Endpoints>::namespaced(remote.clone(), namespace)
-        .get_opt(name)
-        .await?;
-    Ok(endpoints
-        .and_then(|e| e.subsets)
-        .unwrap_or_default()
-        .iter()
-        .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty())))
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! kubeconfig, and this one): a Link and an exported Service give a mirror
 //! within a few periods and `gateway_alive 1`; when the gateway stops
 //! answering its probes, the mirror's addresses turn not ready and
-//! `gateway_alive` 0, and the mirror stays.
+//! `gateway_alive` 0, and the mirror stays; the Link's status says so.
+//! Through a forwarder the test can cut, an outage of the linked API keeps
+//! every mirror, and the reconnect deletes only what went away meanwhile.
 
 use std::time::Duration;
 
@@ -78,91 +80,195 @@ async fn gateway(up: tokio::sync::watch::Receiver<bool>) -> u16 {
 }
 
 async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    for _ in 0..60 {
+    for _ in 0..120 {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    panic!("{what} within 15 s");
+    panic!("{what} within 30 s");
 }
 
-#[tokio::test]
-async fn a_link_mirrors_exported_services_and_follows_its_gateway() {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let cluster = shared_cluster().await;
-    let client = cluster.client.clone();
-    ensure_link_crd(&client).await;
-    let ns = cluster.namespace("mirror-ctl").await;
-    let link_name = format!("k{}", &ns[ns.len() - 5..]);
-    let (up_tx, up_rx) = tokio::sync::watch::channel(true);
-    let probe_port = gateway(up_rx).await;
+/// A linked cluster behind a TCP forwarder that the test can cut and
+/// restore on the same port.
+struct Forwarder {
+    port: u16,
+    upstream: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
 
-    let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig");
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": format!("cluster-credentials-{link_name}")},
-        "type": "mirror.linkerd.io/remote-kubeconfig",
-        "stringData": {"kubeconfig": kubeconfig},
-    }))
-    .expect("secret");
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create secret");
-    let link: Link = serde_json::from_value(serde_json::json!({
-        "apiVersion": "multicluster.linkerd.io/v1alpha3",
-        "kind": "Link",
-        "metadata": {"name": link_name},
-        "spec": {
-            "targetClusterName": link_name,
-            "targetClusterDomain": "cluster.local",
-            "clusterCredentialsSecret": format!("cluster-credentials-{link_name}"),
-            "gatewayAddress": host_ip().to_string(),
-            "gatewayPort": "4143",
-            "gatewayIdentity": "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
-            "probeSpec": {"path": "/ready", "port": probe_port.to_string(), "period": "1s"},
-            "selector": {"matchLabels": {"mirror.linkerd.io/exported": "true", "test-link": link_name}},
-        },
-    }))
-    .expect("link");
-    Api::<Link>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &link)
-        .await
-        .expect("create link");
-    let service: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "web", "labels": {"mirror.linkerd.io/exported": "true", "test-link": link_name}},
-        "spec": {"ports": [{"name": "http", "port": 80}]},
-    }))
-    .expect("service");
-    Api::<Service>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &service)
-        .await
-        .expect("create service");
-    let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "web"},
-        "subsets": [{"addresses": [{"ip": "10.10.0.9"}], "ports": [{"name": "http", "port": 8080}]}],
-    }))
-    .expect("endpoints");
-    Api::<Endpoints>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &endpoints)
-        .await
-        .expect("create endpoints");
+impl Forwarder {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let mut forwarder = Self {
+            port: 0,
+            upstream,
+            task: None,
+        };
+        forwarder.restore().await;
+        forwarder
+    }
 
-    let (registry, metrics) = mesh_mirror::controller::metrics();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mirror = tokio::spawn(mesh_mirror::controller::run(
-        client.clone(),
-        ns.clone(),
-        link_name.clone(),
-        metrics,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let mirror_name = format!("web-{link_name}");
-    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), &ns);
-    let ready_ips = |eps: Option<Endpoints>| -> (usize, usize) {
-        let subset = eps
+    /// Listens again (on the same port after the first time).
+    async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the forwarder");
+        self.port = listener.local_addr().expect("addr").port();
+        let upstream = self.upstream;
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the listener and every connection through it.
+    fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The shared cluster's kubeconfig with its server replaced by `server`.
+fn kubeconfig_via(kubeconfig: &str, server: Option<&str>) -> String {
+    match server {
+        None => kubeconfig.to_owned(),
+        Some(server) => kubeconfig
+            .lines()
+            .map(|line| match line.trim_start().strip_prefix("server: ") {
+                Some(_) => format!("    server: {server}"),
+                None => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+/// A Link named after `ns` whose credentials reach the shared cluster
+/// (through `server` when given), probing a test gateway on this host, and
+/// its running mirror.
+struct Linked {
+    client: kube::Client,
+    ns: String,
+    link: String,
+    gateway_up: tokio::sync::watch::Sender<bool>,
+    registry: std::sync::Arc<prometheus_client::registry::Registry>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    mirror: tokio::task::JoinHandle<()>,
+}
+
+impl Linked {
+    async fn start(prefix: &str, server: Option<&str>) -> Self {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        let cluster = shared_cluster().await;
+        let client = cluster.client.clone();
+        ensure_link_crd(&client).await;
+        let ns = cluster.namespace(prefix).await;
+        let link = format!("k{}", &ns[ns.len() - 5..]);
+        let (gateway_up, up_rx) = tokio::sync::watch::channel(true);
+        let probe_port = gateway(up_rx).await;
+        let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig");
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("cluster-credentials-{link}")},
+            "type": "mirror.linkerd.io/remote-kubeconfig",
+            "stringData": {"kubeconfig": kubeconfig_via(&kubeconfig, server)},
+        }))
+        .expect("secret");
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
+        let resource: Link = serde_json::from_value(serde_json::json!({
+            "apiVersion": "multicluster.linkerd.io/v1alpha3",
+            "kind": "Link",
+            "metadata": {"name": link},
+            "spec": {
+                "targetClusterName": link,
+                "targetClusterDomain": "cluster.local",
+                "clusterCredentialsSecret": format!("cluster-credentials-{link}"),
+                "gatewayAddress": host_ip().to_string(),
+                "gatewayPort": "4143",
+                "gatewayIdentity": "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+                "probeSpec": {"path": "/ready", "port": probe_port.to_string(), "period": "1s"},
+                "selector": {"matchLabels": {"mirror.linkerd.io/exported": "true", "test-link": link}},
+            },
+        }))
+        .expect("link");
+        Api::<Link>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &resource)
+            .await
+            .expect("create link");
+        let (registry, metrics) = mesh_mirror::controller::metrics();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mirror = tokio::spawn(mesh_mirror::controller::run(
+            client.clone(),
+            ns.clone(),
+            link.clone(),
+            metrics,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        Self {
+            client,
+            ns,
+            link,
+            gateway_up,
+            registry,
+            stop: Some(stop),
+            mirror,
+        }
+    }
+
+    /// Creates an exported Service `name` with one ready endpoint.
+    async fn export(&self, name: &str) {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"mirror.linkerd.io/exported": "true", "test-link": self.link}},
+            "spec": {"ports": [{"name": "http", "port": 80}]},
+        }))
+        .expect("service");
+        Api::<Service>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("create service");
+        let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "subsets": [{"addresses": [{"ip": "10.10.0.9"}], "ports": [{"name": "http", "port": 8080}]}],
+        }))
+        .expect("endpoints");
+        Api::<Endpoints>::namespaced(self.client.clone(), &self.ns)
+            .create(&PostParams::default(), &endpoints)
+            .await
+            .expect("create endpoints");
+    }
+
+    fn mirror_name(&self, service: &str) -> String {
+        format!("{service}-{}", self.link)
+    }
+
+    async fn mirror(&self, service: &str) -> Option<Service> {
+        Api::<Service>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(&self.mirror_name(service))
+            .await
+            .expect("get mirror")
+    }
+
+    /// `(ready, not ready)` addresses of a mirror's Endpoints.
+    async fn mirror_addresses(&self, service: &str) -> (usize, usize) {
+        let subset = Api::<Endpoints>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(&self.mirror_name(service))
+            .await
+            .ok()
+            .flatten()
             .and_then(|e| e.subsets)
             .and_then(|s| s.into_iter().next())
             .unwrap_or_default();
@@ -170,35 +276,144 @@ async fn a_link_mirrors_exported_services_and_follows_its_gateway() {
             subset.addresses.map_or(0, |a| a.len()),
             subset.not_ready_addresses.map_or(0, |a| a.len()),
         )
-    };
+    }
+
+    /// The status of condition `type_` on the Link.
+    async fn condition(&self, type_: &str) -> Option<String> {
+        let link = Api::<Link>::namespaced(self.client.clone(), &self.ns)
+            .get(&self.link)
+            .await
+            .expect("get link");
+        let status = serde_json::to_value(link.status?).ok()?;
+        status["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)
+            .and_then(|c| c["status"].as_str().map(str::to_owned))
+    }
+
+    async fn link_status(&self) -> serde_json::Value {
+        let link = Api::<Link>::namespaced(self.client.clone(), &self.ns)
+            .get(&self.link)
+            .await
+            .expect("get link");
+        serde_json::to_value(link.status).expect("status")
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("encode");
+        text
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.mirror).await.expect("the loop stops");
+    }
+}
+
+#[tokio::test]
+async fn a_link_mirrors_exported_services_and_follows_its_gateway() {
+    let linked = Linked::start("mirror-ctl", None).await;
+    linked.export("web").await;
     until("the mirror with a ready gateway address", || async {
-        ready_ips(endpoints_api.get_opt(&mirror_name).await.ok().flatten()) == (1, 0)
+        linked.mirror_addresses("web").await == (1, 0)
     })
     .await;
-    let metrics_text = || {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-        text
-    };
-    let alive = format!("gateway_alive{{target_cluster_name=\"{link_name}\"}} 1");
-    assert!(metrics_text().contains(&alive), "{}", metrics_text());
-
-    up_tx.send_replace(false);
+    let alive = format!("gateway_alive{{target_cluster_name=\"{}\"}} 1", linked.link);
+    assert!(
+        linked.metrics_text().contains(&alive),
+        "{}",
+        linked.metrics_text()
+    );
     until(
-        "the gateway address not ready after three failed probes",
-        || async { ready_ips(endpoints_api.get_opt(&mirror_name).await.ok().flatten()) == (0, 1) },
+        "the Link's status: valid, remote reachable, gateway alive, one mirror",
+        || async {
+            linked.condition("Valid").await.as_deref() == Some("True")
+                && linked.condition("RemoteReachable").await.as_deref() == Some("True")
+                && linked.condition("GatewayAlive").await.as_deref() == Some("True")
+                && linked.link_status().await["mirroredServices"] == 1
+        },
     )
     .await;
-    let dead = format!("gateway_alive{{target_cluster_name=\"{link_name}\"}} 0");
-    assert!(metrics_text().contains(&dead), "{}", metrics_text());
+
+    linked.gateway_up.send_replace(false);
+    until(
+        "the gateway address not ready after three failed probes",
+        || async { linked.mirror_addresses("web").await == (0, 1) },
+    )
+    .await;
+    let dead = format!("gateway_alive{{target_cluster_name=\"{}\"}} 0", linked.link);
     assert!(
-        Api::<Service>::namespaced(client.clone(), &ns)
-            .get_opt(&mirror_name)
-            .await
-            .expect("get")
-            .is_some(),
+        linked.metrics_text().contains(&dead),
+        "{}",
+        linked.metrics_text()
+    );
+    assert!(
+        linked.mirror("web").await.is_some(),
         "a dead gateway keeps the mirror"
     );
-    let _ = stop_tx.send(());
-    mirror.await.expect("the loop stops");
+    until("GatewayAlive False on the Link", || async {
+        linked.condition("GatewayAlive").await.as_deref() == Some("False")
+    })
+    .await;
+    linked.stop().await;
+}
+
+#[tokio::test]
+async fn an_outage_of_the_linked_api_keeps_the_mirrors_and_the_reconnect_deletes_only_what_went_away()
+ {
+    let cluster = shared_cluster().await;
+    let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig");
+    let server = kubeconfig
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("server: https://"))
+        .expect("the shared kubeconfig names its server")
+        .to_owned();
+    let upstream: std::net::SocketAddr = server.parse().expect("server is ip:port");
+    let mut forwarder = Forwarder::start(upstream).await;
+    let via = format!("https://127.0.0.1:{}", forwarder.port);
+    let linked = Linked::start("mirror-outage", Some(&via)).await;
+    linked.export("stays").await;
+    linked.export("goes").await;
+    until("both mirrors", || async {
+        linked.mirror("stays").await.is_some() && linked.mirror("goes").await.is_some()
+    })
+    .await;
+    let uid = |s: Option<Service>| s.and_then(|s| s.metadata.uid);
+    let stays_uid = uid(linked.mirror("stays").await);
+
+    forwarder.cut();
+    Api::<Service>::namespaced(linked.client.clone(), &linked.ns)
+        .delete("goes", &Default::default())
+        .await
+        .expect("delete the remote Service during the outage");
+    until("RemoteReachable False on the Link", || async {
+        linked.condition("RemoteReachable").await.as_deref() == Some("False")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        linked.mirror("goes").await.is_some() && linked.mirror("stays").await.is_some(),
+        "an outage deletes no mirror, even of a Service that went away meanwhile"
+    );
+
+    forwarder.restore().await;
+    until(
+        "the mirror of the Service deleted during the outage removed",
+        || async { linked.mirror("goes").await.is_none() },
+    )
+    .await;
+    assert_eq!(
+        uid(linked.mirror("stays").await),
+        stays_uid,
+        "the other mirror was never deleted nor recreated"
+    );
+    until("RemoteReachable True again", || async {
+        linked.condition("RemoteReachable").await.as_deref() == Some("True")
+    })
+    .await;
+    linked.stop().await;
 }

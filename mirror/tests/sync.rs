@@ -1,16 +1,20 @@
-//! One mirroring pass against a real API server (the shared test cluster
-//! plays both the linked cluster and this one; mirrors are `<svc>-<link>`
-//! beside the originals): exported Services get mirrors whose Endpoints are
-//! the gateway, others do not; a second pass changes nothing; a dead
-//! gateway makes the addresses not ready; an unexported Service loses its
-//! mirror.
+//! Mirroring passes over watched views against a real API server (the
+//! shared test cluster plays both the linked cluster and this one; mirrors
+//! are `<svc>-<link>` beside the originals): exported Services get mirrors
+//! whose Endpoints are the gateway, others do not; once settled, a pass
+//! writes nothing; a dead gateway makes the addresses not ready; an
+//! unexported Service loses its mirror.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use mesh_clusters::testing::shared_cluster;
 use mesh_mirror::desired::Gateway;
-use mesh_mirror::sync::{selector_string, sync};
+use mesh_mirror::sync::{LocalViews, Outcome, RemoteViews, pass, selector_string};
+use tokio::sync::Notify;
 
 fn gateway(cluster: &str, alive: bool) -> Gateway {
     Gateway {
@@ -23,6 +27,45 @@ fn gateway(cluster: &str, alive: bool) -> Gateway {
                 .into(),
         alive,
     }
+}
+
+/// What passes did in total until `done` says so.
+#[derive(Debug, Default)]
+struct Total {
+    created: usize,
+    deleted: Vec<(String, String)>,
+    endpoints_written: usize,
+    invalid: usize,
+}
+
+impl Total {
+    fn add(&mut self, outcome: &Outcome) {
+        self.created += outcome.plan.create.len();
+        self.deleted.extend(outcome.plan.delete.iter().cloned());
+        self.endpoints_written += outcome.endpoints_written;
+        self.invalid = outcome.invalid.len();
+    }
+}
+
+/// Runs passes (as the mirror's loop does when its watches report) until
+/// `done` holds for what they did, within 10 s.
+async fn passes_until(
+    views: &(RemoteViews, LocalViews),
+    client: &kube::Client,
+    gateway: &Gateway,
+    done: impl Fn(&Total) -> bool,
+) -> Total {
+    let mut total = Total::default();
+    for _ in 0..100 {
+        if let Ok(outcome) = pass(&views.0, &views.1, client, gateway).await {
+            total.add(&outcome);
+            if done(&total) {
+                return total;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("passes did not get there within 10 s: {total:?}");
 }
 
 #[tokio::test]
@@ -62,11 +105,14 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
     }
     let selector = format!("{},app in (web,private)", selector_string(None));
 
-    let first = sync(&client, &client, &selector, &gateway(&link, true))
-        .await
-        .expect("first pass");
-    assert_eq!(first.plan.create.len(), 1, "{:?}", first.plan);
-    assert!(first.invalid.is_empty());
+    let changed = Arc::new(Notify::new());
+    let views = (
+        RemoteViews::start(&client, &selector, &changed),
+        LocalViews::start(&client, &link, &changed),
+    );
+    let first = passes_until(&views, &client, &gateway(&link, true), |t| t.created > 0).await;
+    assert_eq!(first.created, 1, "{first:?}");
+    assert_eq!(first.invalid, 0);
     let mirror_name = format!("web-{link}");
     let mirror = services.get(&mirror_name).await.expect("the mirror exists");
     let labels = mirror.metadata.labels.expect("labels");
@@ -96,20 +142,28 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
     );
     assert_eq!(subset.ports.as_ref().expect("ports")[0].port, 4143);
 
-    let again = sync(&client, &client, &selector, &gateway(&link, true))
-        .await
-        .expect("second pass");
-    assert!(
-        again.plan.create.is_empty()
-            && again.plan.update.is_empty()
-            && again.plan.delete.is_empty(),
-        "nothing changed, nothing to do: {:?}",
-        again.plan
-    );
+    // Once this cluster's watches have seen the writes, a pass writes nothing.
+    let mut quiet = false;
+    for _ in 0..50 {
+        let outcome = pass(&views.0, &views.1, &client, &gateway(&link, true))
+            .await
+            .expect("listed");
+        if outcome.plan.create.is_empty()
+            && outcome.plan.update.is_empty()
+            && outcome.plan.delete.is_empty()
+            && outcome.endpoints_written == 0
+        {
+            quiet = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(quiet, "settled mirrors are not written again");
 
-    sync(&client, &client, &selector, &gateway(&link, false))
-        .await
-        .expect("gateway down");
+    passes_until(&views, &client, &gateway(&link, false), |t| {
+        t.endpoints_written > 0
+    })
+    .await;
     let subset = &endpoints_api
         .get(&mirror_name)
         .await
@@ -136,9 +190,10 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
         )
         .await
         .expect("unexport");
-    let last = sync(&client, &client, &selector, &gateway(&link, true))
-        .await
-        .expect("third pass");
-    assert_eq!(last.plan.delete, vec![(ns.clone(), mirror_name.clone())]);
+    let last = passes_until(&views, &client, &gateway(&link, true), |t| {
+        !t.deleted.is_empty()
+    })
+    .await;
+    assert_eq!(last.deleted, vec![(ns.clone(), mirror_name.clone())]);
     assert!(services.get_opt(&mirror_name).await.expect("get").is_none());
 }
