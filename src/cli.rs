@@ -2,6 +2,7 @@
 //! flag also reads. Flags shared by every command live in [`GlobalArgs`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -100,6 +101,9 @@ pub enum MulticlusterCommand {
     Link(crate::multicluster::link::LinkArgs),
     /// Each linked cluster's gateway: alive, mirrored Services, probe latency.
     Gateways(GatewaysArgs),
+    /// Check the extension and every Link: credentials, shared trust
+    /// anchors, mirror controllers, gateways and mirror Services.
+    Check(MulticlusterCheckArgs),
     /// Render what removes a link from this cluster (mirror Services
     /// included), for `kubectl delete -f -`.
     Unlink(UnlinkArgs),
@@ -107,6 +111,16 @@ pub enum MulticlusterCommand {
 
 #[derive(Debug, Args)]
 pub struct GatewaysArgs {
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct MulticlusterCheckArgs {
+    /// How long to wait for mirrors and gateways before failing.
+    #[arg(long, env = "MESH_CHECK_WAIT", default_value = "5m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub wait: Duration,
     /// Output format.
     #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,

@@ -3,6 +3,9 @@
 //! Link carries the gateway's port, identity and probe from its Service;
 //! the credentials are a kubeconfig that may read Services and nothing
 //! secret; what link renders applies, and unlink's output deletes it.
+//! `mesh multicluster check` reaches the linked API with the Link's
+//! credentials, reviews the mirror's permissions (and names the one taken
+//! away), and says the mirror is not running (no node runs pods here).
 
 mod support;
 
@@ -104,6 +107,89 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
 
     let applied = k(&["apply", "-f", "-"], Some(&linked.stdout));
     assert!(applied.status.success(), "{}", text(&applied.stderr));
+
+    let check = || {
+        let out = run(
+            mesh,
+            &[
+                "--kubeconfig",
+                &kubeconfig,
+                "multicluster",
+                "check",
+                "--wait",
+                "1s",
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("mesh multicluster check -o json");
+        (out.status.success(), report)
+    };
+    let result = |report: &serde_json::Value, description: &str| -> (String, String) {
+        report["categories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["checks"].as_array().into_iter().flatten())
+            .find(|c| c["description"] == description)
+            .map(|c| {
+                (
+                    c["result"].as_str().unwrap_or_default().to_owned(),
+                    c["error"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .unwrap_or_else(|| panic!("no check {description:?} in {report}"))
+    };
+    let (passed, report) = check();
+    assert!(!passed, "the mirror cannot run on a cluster without nodes");
+    for description in [
+        "Link CRD exists",
+        "Link resources are valid",
+        "remote cluster access credentials are valid",
+        "service mirror controller has required permissions",
+    ] {
+        assert_eq!(
+            result(&report, description).0,
+            "success",
+            "{description}: {report}"
+        );
+    }
+    let (level, error) = result(&report, "service mirror controllers are running");
+    assert_eq!(level, "error");
+    assert!(
+        error.contains("linkerd-multicluster/linkerd-service-mirror-east"),
+        "{error}"
+    );
+    let (level, error) = result(&report, "all gateways are alive");
+    assert_eq!(level, "error");
+    assert!(error.contains("Link east"), "{error}");
+
+    let taken = k(
+        &[
+            "delete",
+            "rolebinding",
+            "-n",
+            "linkerd-multicluster",
+            "linkerd-service-mirror-east-read-link",
+        ],
+        None,
+    );
+    assert!(taken.status.success(), "{}", text(&taken.stderr));
+    let (_, report) = check();
+    let (level, error) = result(
+        &report,
+        "service mirror controller has required permissions",
+    );
+    assert_eq!(level, "error");
+    assert!(
+        error
+            .contains("linkerd-service-mirror-east may not get links east in linkerd-multicluster"),
+        "{error}"
+    );
+    let restored = k(&["apply", "-f", "-"], Some(&linked.stdout));
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
     let unlink = run(
         mesh,
         &[

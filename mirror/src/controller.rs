@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use mesh_api::crds::link::Link;
 use tokio::sync::{Notify, watch};
@@ -38,6 +38,7 @@ const GATHER: Duration = Duration::from_millis(20);
 
 /// The linked cluster's watches and what they were started from.
 struct Remote {
+    client: kube::Client,
     secret_version: String,
     selector: String,
     views: RemoteViews,
@@ -121,6 +122,7 @@ impl Mirror {
         let period = settings.probe_period;
         let cluster = settings.cluster.clone();
         let secret_name = settings.credentials_secret.clone();
+        let linkerd_namespace = settings.linkerd_namespace.clone();
         self.settings.send_if_modified(|current| {
             let modified = current.as_ref() != Some(&settings);
             *current = Some(settings);
@@ -134,6 +136,10 @@ impl Mirror {
         if let Err(e) = self.watch_remote(&secret_name, selector).await {
             tracing::warn!(link = %self.name, "the linked cluster's credentials: {e:#}");
             self.report.remote = Some(Err(format!("{e:#}")));
+        }
+        if let Some(remote) = &self.remote {
+            self.report.remote_anchors =
+                Some(remote_anchors(&remote.client, &linkerd_namespace).await);
         }
         period
     }
@@ -160,6 +166,7 @@ impl Mirror {
         tracing::info!(link = %self.name, secret = %secret_name, %selector, "watching the linked cluster");
         self.remote = Some(Remote {
             views: RemoteViews::start(&client, &selector, &self.changed),
+            client,
             secret_version: version,
             selector,
         });
@@ -234,6 +241,20 @@ impl Mirror {
             .write(&links, &self.name, self.report.clone())
             .await;
     }
+}
+
+/// The linked cluster's trust anchors (PEM), or why they could not be read.
+async fn remote_anchors(remote: &kube::Client, namespace: &str) -> Result<String, String> {
+    let name = mesh_api::labels::TRUST_ROOTS_CONFIGMAP;
+    let map = Api::<ConfigMap>::namespaced(remote.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| format!("reading ConfigMap {namespace}/{name} of the linked cluster: {e}"))?;
+    map.data
+        .and_then(|d| d.get("ca-bundle.crt").cloned())
+        .ok_or_else(|| {
+            format!("ConfigMap {namespace}/{name} of the linked cluster has no ca-bundle.crt")
+        })
 }
 
 fn gateway_message(settings: &LinkSettings, health: &GatewayHealth) -> String {

@@ -14,6 +14,8 @@ pub struct LinkSettings {
     pub cluster: String,
     /// `spec.targetClusterDomain` (`cluster.local` when empty).
     pub cluster_domain: String,
+    /// `spec.targetClusterLinkerdNamespace` (`linkerd` when empty).
+    pub linkerd_namespace: String,
     /// `spec.gatewayAddress`, split.
     pub gateway_hosts: Vec<String>,
     /// `spec.gatewayPort`.
@@ -125,6 +127,11 @@ impl LinkSettings {
             } else {
                 spec.target_cluster_domain.clone()
             },
+            linkerd_namespace: spec
+                .target_cluster_linkerd_namespace
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| mesh_api::labels::CONTROL_PLANE_NAMESPACE.into()),
             gateway_hosts,
             gateway_port,
             gateway_identity: spec.gateway_identity.clone(),

@@ -1,7 +1,9 @@
 //! The Link's status as the mirror reports it: conditions `Valid`,
 //! `RemoteReachable` and `GatewayAlive` (each with the time it last
 //! changed), how many Services are mirrored and which remote Services were
-//! not, with the reason. Written only when something in it changed, so a
+//! not, with the reason, and the linked cluster's trust anchors (which
+//! `mesh multicluster check` compares with this cluster's when it cannot
+//! reach the linked API itself). Written only when something in it changed, so a
 //! steady Link costs no API writes.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -48,6 +50,9 @@ pub struct Report {
     pub mirrored: Option<usize>,
     /// Remote Services not mirrored.
     pub rejected: Vec<Rejected>,
+    /// The linked cluster's trust anchors (PEM), or why they could not be
+    /// read.
+    pub remote_anchors: Option<Result<String, String>>,
 }
 
 /// The status last written, to write only changes.
@@ -77,6 +82,11 @@ impl StatusWriter {
                 "conditions": conditions,
                 "mirroredServices": report.mirrored,
                 "rejectedServices": report.rejected,
+                "remoteTrustAnchors": match &report.remote_anchors {
+                    None => serde_json::Value::Null,
+                    Some(Ok(pem)) => serde_json::json!({"pem": pem}),
+                    Some(Err(error)) => serde_json::json!({"error": error}),
+                },
             }
         });
         match links

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::ListParams;
-use mesh_api::labels::{CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS};
+use mesh_api::labels::CONTROL_PLANE_NAMESPACE as NS;
 
 use super::Waiter;
 use super::report::{Outcome, Problem, Report};
@@ -42,7 +42,9 @@ pub async fn check(client: &kube::Client, report: &mut Report, waiter: &Waiter) 
     report.record(
         "control plane pods are ready",
         waiter
-            .until_ok("control plane pods ready", || deployments_ready(client))
+            .until_ok("control plane pods ready", || {
+                deployments_ready(client, NS, &DEPLOYMENTS)
+            })
             .await,
     );
     report.record(
@@ -64,16 +66,18 @@ pub async fn check(client: &kube::Client, report: &mut Report, waiter: &Waiter) 
     true
 }
 
-async fn deployments_ready(client: &kube::Client) -> Outcome {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+/// Whether Deployments `names` in `ns` have all their replicas ready; each
+/// one that does not is named with what keeps its pods from being ready.
+pub async fn deployments_ready(client: &kube::Client, ns: &str, names: &[&str]) -> Outcome {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let mut problems = Vec::new();
-    for name in DEPLOYMENTS {
+    for name in names {
         let Some(deployment) = deployments
             .get_opt(name)
             .await
-            .map_err(|e| Problem::error(format!("reading deployment {NS}/{name}: {e}"), ""))?
+            .map_err(|e| Problem::error(format!("reading deployment {ns}/{name}: {e}"), ""))?
         else {
-            problems.push(format!("deployment {NS}/{name} does not exist"));
+            problems.push(format!("deployment {ns}/{name} does not exist"));
             continue;
         };
         let wanted = deployment
@@ -87,9 +91,9 @@ async fn deployments_ready(client: &kube::Client) -> Outcome {
             .and_then(|s| s.ready_replicas)
             .unwrap_or(0);
         if ready < wanted {
-            let why = pod_problems(client, &deployment).await;
+            let why = pod_problems(client, ns, &deployment).await;
             problems.push(format!(
-                "deployment {NS}/{name}: {ready} of {wanted} replicas ready{why}"
+                "deployment {ns}/{name}: {ready} of {wanted} replicas ready{why}"
             ));
         }
     }
@@ -98,23 +102,27 @@ async fn deployments_ready(client: &kube::Client) -> Outcome {
     } else {
         Err(Problem::error(
             problems.join("\n"),
-            format!("`kubectl -n {NS} describe pods` and `kubectl -n {NS} logs <pod>` tell why"),
+            format!("`kubectl -n {ns} describe pods` and `kubectl -n {ns} logs <pod>` tell why"),
         ))
     }
 }
 
 /// What keeps a Deployment's pods from being ready (`; pod x: reason`).
-async fn pod_problems(client: &kube::Client, deployment: &Deployment) -> String {
-    let component = deployment
-        .metadata
-        .labels
+async fn pod_problems(client: &kube::Client, ns: &str, deployment: &Deployment) -> String {
+    let selector: Vec<String> = deployment
+        .spec
         .as_ref()
-        .and_then(|l| l.get(CONTROL_PLANE_COMPONENT))
-        .cloned()
-        .unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+        .and_then(|s| s.selector.match_labels.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if selector.is_empty() {
+        return String::new();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let Ok(list) = pods
-        .list(&ListParams::default().labels(&format!("{CONTROL_PLANE_COMPONENT}={component}")))
+        .list(&ListParams::default().labels(&selector.join(",")))
         .await
     else {
         return String::new();

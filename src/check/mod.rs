@@ -9,11 +9,11 @@
 //! - [`certificates`]: trust anchors, issuer and the injector's certificate.
 //! - [`data_plane`]: meshed pods' proxies, versions, anchors, certificates.
 
-mod certificates;
-mod control_plane;
+pub(crate) mod certificates;
+pub(crate) mod control_plane;
 mod data_plane;
-mod kubernetes;
-mod report;
+pub(crate) mod kubernetes;
+pub(crate) mod report;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -48,10 +48,7 @@ pub struct CheckArgs {
 /// Runs the checks `args` asks for.
 pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let mut report = Report::new(args.output);
-    let waiter = Waiter {
-        deadline: Instant::now() + args.wait,
-        show_progress: args.output == OutputFormat::Table,
-    };
+    let waiter = Waiter::new(args.wait, args.output == OutputFormat::Table);
     if let Some(client) = kubernetes::check(global, &mut report).await {
         if args.pre {
             kubernetes::pre(&client, &mut report).await;
@@ -86,6 +83,14 @@ pub struct Waiter {
 }
 
 impl Waiter {
+    /// Waits at most `wait` from now, with a spinner when `show_progress`.
+    pub fn new(wait: Duration, show_progress: bool) -> Self {
+        Self {
+            deadline: Instant::now() + wait,
+            show_progress,
+        }
+    }
+
     /// The outcome of `check`, retried every second while it fails and the
     /// deadline has not passed.
     pub async fn until_ok<F, Fut>(&self, what: &str, mut check: F) -> Outcome

@@ -44,6 +44,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::multicluster::gateways::run(&cli.global, args.output).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Multicluster(MulticlusterCommand::Check(args)) => {
+            crate::multicluster::check::run(&cli.global, args.wait, args.output).await
+        }
         Command::Multicluster(MulticlusterCommand::Unlink(args)) => {
             print!(
                 "{}",

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mesh_api::identity::IdentityName;
 use mesh_api::labels::{
     CONTROL_PLANE_NAMESPACE, INJECT_ANNOTATION, MIRROR_GATEWAY_IDENTITY,
-    MULTICLUSTER_NAMESPACE as NS,
+    MULTICLUSTER_NAMESPACE as NS, TRUST_ROOTS_CONFIGMAP,
 };
 
 use crate::install::manifest::{self, Object, object};
@@ -191,21 +191,32 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
 }
 
 /// What a linked cluster's mirror reads this cluster as: a ServiceAccount
-/// that may only read Services, Endpoints and Namespaces, and a token for
-/// it that `mesh multicluster link` puts in the other cluster's credentials.
+/// that may only read Services, Endpoints and Namespaces, and the trust
+/// anchors ConfigMap (so the linked side can check that both clusters
+/// share an anchor), and a token for it that `mesh multicluster link` puts
+/// in the other cluster's credentials.
 fn remote_access() -> anyhow::Result<Vec<Object>> {
     let role = ClusterRole {
         metadata: meta(REMOTE_ACCESS, None),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec![
-                "services".into(),
-                "endpoints".into(),
-                "namespaces".into(),
-            ]),
-            verbs: vec!["get".into(), "list".into(), "watch".into()],
-            ..PolicyRule::default()
-        }]),
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec![
+                    "services".into(),
+                    "endpoints".into(),
+                    "namespaces".into(),
+                ]),
+                verbs: vec!["get".into(), "list".into(), "watch".into()],
+                ..PolicyRule::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec!["configmaps".into()]),
+                resource_names: Some(vec![TRUST_ROOTS_CONFIGMAP.into()]),
+                verbs: vec!["get".into()],
+                ..PolicyRule::default()
+            },
+        ]),
         ..ClusterRole::default()
     };
     let binding = ClusterRoleBinding {

@@ -6,12 +6,16 @@
 //!   proxy runs in gateway mode (`config.linkerd.io/enable-gateway`) behind
 //!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`),
 //!   and the read-only ServiceAccount linked clusters' mirrors use.
+//! - [`check`]: `mesh multicluster check`, the extension and each Link
+//!   (credentials, shared trust anchors, mirror permissions, gateways,
+//!   mirror Services) as named checks.
 //! - [`gateways`]: `mesh multicluster gateways`, each Link's gateway as its
 //!   mirror sees it.
 //! - [`link`]: `mesh multicluster link` reads this cluster (gateway, token)
 //!   and renders the Link, credentials and service mirror for the other
 //!   cluster; `unlink` renders what removes them (mirrors included).
 
+pub mod check;
 pub mod gateways;
 pub mod install;
 pub mod link;
