@@ -24,6 +24,7 @@ use crate::metrics::MirrorMetrics;
 use crate::probe::{GatewayHealth, spawn_prober};
 use crate::status::{Rejected, Report, StatusWriter};
 use crate::sync::{LocalViews, RemoteViews, pass, selector_string};
+use mesh_api::labels::GATEWAY_SERVICE_ANNOTATION;
 
 pub use crate::metrics::metrics;
 
@@ -41,7 +42,15 @@ struct Remote {
     client: kube::Client,
     secret_version: String,
     selector: String,
+    gateway_service: Option<(String, String)>,
     views: RemoteViews,
+}
+
+/// What the linked cluster's watches are started from.
+struct RemoteSource {
+    secret: String,
+    selector: String,
+    gateway_service: Option<(String, String)>,
 }
 
 /// What the loop keeps between rounds.
@@ -119,44 +128,74 @@ impl Mirror {
             }
         };
         self.report.valid = Some(Ok(()));
-        let period = settings.probe_period;
-        let cluster = settings.cluster.clone();
-        let secret_name = settings.credentials_secret.clone();
-        let linkerd_namespace = settings.linkerd_namespace.clone();
-        self.settings.send_if_modified(|current| {
-            let modified = current.as_ref() != Some(&settings);
-            *current = Some(settings);
-            modified
-        });
-        if self.mirrors.as_ref().is_none_or(|(c, _)| *c != cluster) {
-            let views = LocalViews::start(&self.local, &cluster, &self.changed);
-            self.mirrors = Some((cluster, views));
+        let mut settings = settings;
+        if self
+            .mirrors
+            .as_ref()
+            .is_none_or(|(c, _)| *c != settings.cluster)
+        {
+            let views = LocalViews::start(&self.local, &settings.cluster, &self.changed);
+            self.mirrors = Some((settings.cluster.clone(), views));
         }
-        let selector = selector_string(link.spec.selector.as_ref());
-        if let Err(e) = self.watch_remote(&secret_name, selector).await {
+        let watched = RemoteSource {
+            secret: settings.credentials_secret.clone(),
+            selector: selector_string(link.spec.selector.as_ref()),
+            gateway_service: link
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(GATEWAY_SERVICE_ANNOTATION))
+                .and_then(|v| v.split_once('/'))
+                .map(|(ns, name)| (ns.to_owned(), name.to_owned())),
+        };
+        if let Err(e) = self.watch_remote(watched).await {
             tracing::warn!(link = %self.name, "the linked cluster's credentials: {e:#}");
             self.report.remote = Some(Err(format!("{e:#}")));
         }
         if let Some(remote) = &self.remote {
             self.report.remote_anchors =
-                Some(remote_anchors(&remote.client, &linkerd_namespace).await);
+                Some(remote_anchors(&remote.client, &settings.linkerd_namespace).await);
+            if let Some(advertised) = remote.views.advertised_gateway()
+                && advertised != settings.gateway_hosts
+            {
+                tracing::info!(
+                    link = %self.name,
+                    link_says = %settings.gateway_hosts.join(","),
+                    now = %advertised.join(","),
+                    "following the linked cluster's gateway Service to its current address"
+                );
+                settings.gateway_hosts = advertised;
+            }
         }
+        let period = settings.probe_period;
+        self.settings.send_if_modified(|current| {
+            let modified = current.as_ref() != Some(&settings);
+            *current = Some(settings);
+            modified
+        });
         period
     }
 
     /// (Re)starts the linked cluster's watches when the credentials Secret
     /// or the selector changed.
-    async fn watch_remote(&mut self, secret_name: &str, selector: String) -> anyhow::Result<()> {
+    async fn watch_remote(&mut self, watched: RemoteSource) -> anyhow::Result<()> {
+        let RemoteSource {
+            secret: secret_name,
+            selector,
+            gateway_service,
+        } = watched;
+        let secret_name = &secret_name;
         let namespace = &self.namespace;
         let secret = Api::<Secret>::namespaced(self.local.clone(), namespace)
             .get(secret_name)
             .await
             .map_err(|e| anyhow::anyhow!("Secret {namespace}/{secret_name}: {e}"))?;
         let version = secret.metadata.resource_version.clone().unwrap_or_default();
-        let current = self
-            .remote
-            .as_ref()
-            .is_some_and(|r| r.secret_version == version && r.selector == selector);
+        let current = self.remote.as_ref().is_some_and(|r| {
+            r.secret_version == version
+                && r.selector == selector
+                && r.gateway_service == gateway_service
+        });
         if current {
             return Ok(());
         }
@@ -165,8 +204,9 @@ impl Mirror {
             .map_err(|e| anyhow::anyhow!("Secret {namespace}/{secret_name}: {e}"))?;
         tracing::info!(link = %self.name, secret = %secret_name, %selector, "watching the linked cluster");
         self.remote = Some(Remote {
-            views: RemoteViews::start(&client, &selector, &self.changed),
+            views: RemoteViews::start(&client, &selector, gateway_service.as_ref(), &self.changed),
             client,
+            gateway_service,
             secret_version: version,
             selector,
         });

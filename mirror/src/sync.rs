@@ -81,12 +81,28 @@ pub fn selector_string(selector: Option<&LabelSelector>) -> String {
 pub struct RemoteViews {
     services: Watched<Service>,
     ready: Watched<bool>,
+    gateway: Option<Watched<Vec<String>>>,
 }
 
 impl RemoteViews {
-    /// Watches what `remote` exports under `selector`.
-    pub fn start(remote: &kube::Client, selector: &str, changed: &Arc<Notify>) -> Self {
+    /// Watches what `remote` exports under `selector`, and its gateway
+    /// Service `(namespace, name)` when the Link follows one.
+    pub fn start(
+        remote: &kube::Client,
+        selector: &str,
+        gateway_service: Option<&(String, String)>,
+        changed: &Arc<Notify>,
+    ) -> Self {
+        let gateway = gateway_service.map(|(namespace, name)| {
+            Watched::spawn(
+                Api::<Service>::namespaced(remote.clone(), namespace),
+                watcher::Config::default().fields(&format!("metadata.name={name}")),
+                load_balancer_addresses,
+                changed.clone(),
+            )
+        });
         Self {
+            gateway,
             services: Watched::spawn(
                 Api::<Service>::all(remote.clone()),
                 watcher::Config::default().labels(selector),
@@ -104,6 +120,13 @@ impl RemoteViews {
                 changed.clone(),
             ),
         }
+    }
+
+    /// The addresses the linked cluster's gateway Service advertises now
+    /// (its LoadBalancer ingress), when the Link follows it and it has some.
+    pub fn advertised_gateway(&self) -> Option<Vec<String>> {
+        let view = self.gateway.as_ref()?.view()?;
+        view.into_values().next().filter(|a| !a.is_empty())
     }
 
     /// The watches' last error, when they are not connected.
@@ -147,6 +170,19 @@ impl LocalViews {
             ),
         }
     }
+}
+
+/// A Service's LoadBalancer ingress: IPs and host names.
+fn load_balancer_addresses(service: &Service) -> Vec<String> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+        .collect()
 }
 
 fn has_ready_address(endpoints: &Endpoints) -> bool {

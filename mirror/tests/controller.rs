@@ -89,6 +89,9 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: imp
     panic!("{what} within 30 s");
 }
 
+/// A documentation address (RFC 5737): nothing answers there.
+const STALE_ADDRESS: &str = "192.0.2.10";
+
 /// A linked cluster behind a TCP forwarder that the test can cut and
 /// restore on the same port.
 struct Forwarder {
@@ -167,7 +170,10 @@ struct Linked {
 }
 
 impl Linked {
-    async fn start(prefix: &str, server: Option<&str>) -> Self {
+    /// `server`: the linked API's address in the credentials; `follow`: a
+    /// gateway Service (in the test namespace) the Link follows, its own
+    /// gateway address then being a stale one.
+    async fn start(prefix: &str, server: Option<&str>, follow: Option<&str>) -> Self {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let cluster = shared_cluster().await;
         let client = cluster.client.clone();
@@ -187,15 +193,22 @@ impl Linked {
             .create(&PostParams::default(), &secret)
             .await
             .expect("create secret");
+        let (address, annotations) = match follow {
+            None => (host_ip().to_string(), serde_json::json!({})),
+            Some(service) => (
+                STALE_ADDRESS.to_owned(),
+                serde_json::json!({"mesh.dev/gateway-service": format!("{ns}/{service}")}),
+            ),
+        };
         let resource: Link = serde_json::from_value(serde_json::json!({
             "apiVersion": "multicluster.linkerd.io/v1alpha3",
             "kind": "Link",
-            "metadata": {"name": link},
+            "metadata": {"name": link, "annotations": annotations},
             "spec": {
                 "targetClusterName": link,
                 "targetClusterDomain": "cluster.local",
                 "clusterCredentialsSecret": format!("cluster-credentials-{link}"),
-                "gatewayAddress": host_ip().to_string(),
+                "gatewayAddress": address,
                 "gatewayPort": "4143",
                 "gatewayIdentity": "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
                 "probeSpec": {"path": "/ready", "port": probe_port.to_string(), "period": "1s"},
@@ -316,7 +329,7 @@ impl Linked {
 
 #[tokio::test]
 async fn a_link_mirrors_exported_services_and_follows_its_gateway() {
-    let linked = Linked::start("mirror-ctl", None).await;
+    let linked = Linked::start("mirror-ctl", None, None).await;
     linked.export("web").await;
     until("the mirror with a ready gateway address", || async {
         linked.mirror_addresses("web").await == (1, 0)
@@ -375,7 +388,7 @@ async fn an_outage_of_the_linked_api_keeps_the_mirrors_and_the_reconnect_deletes
     let upstream: std::net::SocketAddr = server.parse().expect("server is ip:port");
     let mut forwarder = Forwarder::start(upstream).await;
     let via = format!("https://127.0.0.1:{}", forwarder.port);
-    let linked = Linked::start("mirror-outage", Some(&via)).await;
+    let linked = Linked::start("mirror-outage", Some(&via), None).await;
     linked.export("stays").await;
     linked.export("goes").await;
     until("both mirrors", || async {
@@ -415,5 +428,57 @@ async fn an_outage_of_the_linked_api_keeps_the_mirrors_and_the_reconnect_deletes
         linked.condition("RemoteReachable").await.as_deref() == Some("True")
     })
     .await;
+    linked.stop().await;
+}
+
+#[tokio::test]
+async fn a_link_made_from_a_gateway_service_follows_it_to_its_current_address() {
+    let linked = Linked::start("mirror-follow", None, Some("gateway")).await;
+    let services = Api::<Service>::namespaced(linked.client.clone(), &linked.ns);
+    let gateway: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "gateway"},
+        "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false, "ports": [{"name": "mc-gateway", "port": 4143}]},
+    }))
+    .expect("gateway service");
+    services
+        .create(&PostParams::default(), &gateway)
+        .await
+        .expect("create the gateway Service");
+    // What a load balancer writes once the gateway has its (new) address.
+    services
+        .patch_status(
+            "gateway",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "status": {"loadBalancer": {"ingress": [{"ip": host_ip().to_string()}]}}
+            })),
+        )
+        .await
+        .expect("advertise the gateway's address");
+    linked.export("web").await;
+    until(
+        "the mirror's Endpoints at the gateway's current address, alive",
+        || async {
+            let endpoints = Api::<Endpoints>::namespaced(linked.client.clone(), &linked.ns)
+                .get_opt(&linked.mirror_name("web"))
+                .await
+                .ok()
+                .flatten();
+            let ips: Vec<String> = endpoints
+                .and_then(|e| e.subsets)
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s.addresses.unwrap_or_default())
+                .map(|a| a.ip)
+                .collect();
+            ips == [host_ip().to_string()]
+        },
+    )
+    .await;
+    let status = linked.link_status().await;
+    assert!(
+        !status.to_string().contains(STALE_ADDRESS),
+        "the Link's stale address is not probed: {status}"
+    );
     linked.stop().await;
 }

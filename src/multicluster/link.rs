@@ -186,6 +186,15 @@ pub async fn render(global: &GlobalArgs, args: &LinkArgs) -> anyhow::Result<Stri
     );
     let mut link = link;
     link.metadata.namespace = Some(NS.into());
+    if args.gateway_addresses.is_none() {
+        link.metadata.annotations = Some(
+            [(
+                mesh_api::labels::GATEWAY_SERVICE_ANNOTATION.to_owned(),
+                format!("{NS}/{GATEWAY}"),
+            )]
+            .into(),
+        );
+    }
     let credentials = Secret {
         metadata: ObjectMeta {
             name: Some(credentials_name(name)),

@@ -27,6 +27,12 @@ pub const MIRROR_REMOTE_RESOURCE_VERSION: &str = "mirror.linkerd.io/remote-resou
 pub const MIRROR_REMOTE_GATEWAY_IDENTITY: &str = "mirror.linkerd.io/remote-gateway-identity";
 /// On the gateway Service: the gateway's identity, read by `multicluster link`.
 pub const MIRROR_GATEWAY_IDENTITY: &str = "mirror.linkerd.io/gateway-identity";
+/// Link annotation (ours): `<namespace>/<name>` of the linked cluster's
+/// gateway Service whose LoadBalancer addresses the Link was made from.
+/// The mirror follows that Service, so a gateway that moves to a new
+/// address never leaves the Link's addresses stale. Absent when the
+/// addresses were given by hand (`--gateway-addresses`).
+pub const GATEWAY_SERVICE_ANNOTATION: &str = "mesh.dev/gateway-service";
 
 /// On a TrafficSplit: which failover controller manages it.
 pub const FAILOVER_CONTROLLED_BY: &str = "failover.linkerd.io/controlled-by";
