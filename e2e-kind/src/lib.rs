@@ -6,11 +6,15 @@
 //! - [`provider`]: what a scenario needs from the clusters.
 //! - [`local`]: the local west/east pair shared by a test run.
 //! - [`kube_util`]: namespaces, manifests, waits and one-shot pods.
+//! - [`mesh`]: mesh installed on both clusters with one trust anchor.
+//! - [`multicluster`]: the multicluster scenarios (link, WAN cut, moved
+//!   gateway, mismatched anchors).
 //! - [`scenarios`]: the scenarios themselves; `tests/` runs each one.
 
 pub mod kube_util;
 pub mod local;
 pub mod mesh;
+pub mod multicluster;
 pub mod provider;
 pub mod scenarios;
 

@@ -91,7 +91,7 @@ pub async fn kubectl(
 }
 
 /// Takes an exclusive lock on `path` (created), off the runtime.
-async fn lock(path: std::path::PathBuf) -> anyhow::Result<std::fs::File> {
+pub(crate) async fn lock(path: std::path::PathBuf) -> anyhow::Result<std::fs::File> {
     Ok(tokio::task::spawn_blocking(move || {
         let file = std::fs::File::create(&path)?;
         file.lock()?;

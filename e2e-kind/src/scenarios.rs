@@ -11,12 +11,16 @@ use kube::api::DeleteParams;
 use serde_json::Value;
 
 use crate::kube_util::{self, Finished};
+pub use crate::multicluster::{
+    mesh_gateway_carries_a_west_call_to_east, mesh_multicluster_check_names_mismatched_anchors,
+    mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed,
+};
 use crate::provider::{Cluster, Provider};
 
 /// podinfo's own Deployment and Service manifests.
 pub const PODINFO: &str = include_str!("../manifests/podinfo.yaml");
 
-const ROLLOUT: Duration = Duration::from_secs(90);
+pub(crate) const ROLLOUT: Duration = Duration::from_secs(90);
 const ONE_SHOT: Duration = Duration::from_secs(60);
 
 /// Deploys podinfo in `namespace` and returns its Ready pods' names.
@@ -39,7 +43,7 @@ fn names(pods: &[Pod]) -> BTreeSet<String> {
 
 /// curl that waits for the Service to be routable (kube-proxy programs a
 /// new Service within about a second), as a client with retries would.
-fn curl_with_retries(url: &str) -> Vec<String> {
+pub(crate) fn curl_with_retries(url: &str) -> Vec<String> {
     [
         "curl",
         "-sS",
@@ -58,7 +62,7 @@ fn curl_with_retries(url: &str) -> Vec<String> {
     .collect()
 }
 
-async fn curl(
+pub(crate) async fn curl(
     client: &kube::Client,
     namespace: &str,
     pod: &str,
@@ -657,7 +661,7 @@ pub async fn mesh_check_explains_a_broken_control_plane(p: &impl Provider) -> an
 }
 
 /// A self-signed CA certificate nobody's issuer chains to.
-fn foreign_anchor() -> anyhow::Result<String> {
+pub(crate) fn foreign_anchor() -> anyhow::Result<String> {
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::default();
     params
@@ -665,186 +669,4 @@ fn foreign_anchor() -> anyhow::Result<String> {
         .push(rcgen::DnType::CommonName, "foreign root");
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     Ok(params.self_signed(&key)?.pem())
-}
-
-/// The multicluster walk-through of the docs with `mesh`: both clusters
-/// meshed with one trust anchor, the extension installed on both, west
-/// linked to east (`mesh --context=east multicluster link --cluster-name
-/// east | kubectl --context=west apply -f -`); labelling east's podinfo
-/// `mirror.linkerd.io/exported=true` makes `podinfo-east` appear in west,
-/// and a meshed pod in west gets east's podinfo over mutual TLS through
-/// the gateway (east's pods see the gateway's identity); removing the label
-/// removes the mirror.
-pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyhow::Result<()> {
-    crate::mesh::ensure_installed(p, Cluster::West).await?;
-    crate::mesh::ensure_installed(p, Cluster::East).await?;
-    let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
-    for cluster in [Cluster::West, Cluster::East] {
-        let extension = crate::mesh::mesh(p, cluster, &["multicluster", "install"])
-            .await?
-            .ok("mesh multicluster install")?;
-        crate::mesh::kubectl(p, cluster, &["apply", "-f", "-"], Some(&extension.stdout))
-            .await?
-            .ok("kubectl apply of the multicluster extension")?;
-    }
-    kube_util::wait_rollout(&east, "linkerd-multicluster", "linkerd-gateway", ROLLOUT).await?;
-    kube_util::load_balancer_ip(&east, "linkerd-multicluster", "linkerd-gateway", ROLLOUT).await?;
-    let api_server = p.api_server_address(Cluster::East);
-    let mut link = None;
-    for _ in 0..40 {
-        // The read-only account's token appears a moment after install.
-        let out = crate::mesh::mesh(
-            p,
-            Cluster::East,
-            &[
-                "multicluster",
-                "link",
-                "--cluster-name",
-                "east",
-                "--api-server-address",
-                &api_server,
-            ],
-        )
-        .await?;
-        if out.success {
-            link = Some(out);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let link = link.ok_or_else(|| anyhow::anyhow!("mesh multicluster link never succeeded"))?;
-    crate::mesh::kubectl(p, Cluster::West, &["apply", "-f", "-"], Some(&link.stdout))
-        .await?
-        .ok("kubectl --context west apply of the link")?;
-    kube_util::wait_rollout(
-        &west,
-        "linkerd-multicluster",
-        "linkerd-service-mirror-east",
-        ROLLOUT,
-    )
-    .await?;
-
-    let ns = kube_util::namespace(&east, "e2e-mc").await?;
-    let meshed = serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
-    for client in [&west, &east] {
-        let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone());
-        if namespaces.get_opt(&ns).await?.is_none() {
-            namespaces
-                .create(
-                    &kube::api::PostParams::default(),
-                    &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?,
-                )
-                .await?;
-        }
-        namespaces
-            .patch(
-                &ns,
-                &kube::api::PatchParams::default(),
-                &kube::api::Patch::Merge(&meshed),
-            )
-            .await?;
-    }
-    let east_pods = deploy_podinfo(&east, &ns).await?;
-    let gateway_identity =
-        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
-    let export = |value: serde_json::Value| serde_json::json!({"metadata": {"labels": {"mirror.linkerd.io/exported": value}}});
-    Api::<k8s_openapi::api::core::v1::Service>::namespaced(east.clone(), &ns)
-        .patch(
-            "podinfo",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&export("true".into())),
-        )
-        .await?;
-    let west_endpoints =
-        Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(west.clone(), &ns);
-    let deadline = tokio::time::Instant::now() + ROLLOUT;
-    loop {
-        let ready = west_endpoints
-            .get_opt("podinfo-east")
-            .await?
-            .and_then(|e| e.subsets)
-            .is_some_and(|s| {
-                s.iter()
-                    .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()))
-            });
-        if ready {
-            break;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "podinfo-east did not appear in west with a live gateway within {ROLLOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-
-    let gateways = crate::mesh::mesh(
-        p,
-        Cluster::West,
-        &["multicluster", "gateways", "-o", "json"],
-    )
-    .await?
-    .ok("mesh multicluster gateways")?;
-    let gateways: Value = serde_json::from_str(&gateways.stdout)?;
-    let east_row = gateways
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|r| r["cluster"] == "east")
-        .ok_or_else(|| anyhow::anyhow!("mesh multicluster gateways lists east: {gateways}"))?;
-    anyhow::ensure!(
-        east_row["alive"] == true && east_row["num_svc"].as_u64() >= Some(1),
-        "east's gateway is alive with its mirrored Service: {east_row}"
-    );
-
-    let url = format!("http://podinfo-east.{ns}.svc.cluster.local:9898/");
-    let answer = curl(&west, &ns, "caller", &curl_with_retries(&url)).await?;
-    anyhow::ensure!(
-        answer.succeeded,
-        "a meshed west pod reaches east's podinfo through the gateway: {}",
-        answer.logs
-    );
-    let answered_by: Value = serde_json::from_str(answer.logs.trim())
-        .map_err(|e| anyhow::anyhow!("podinfo's answer {:?}: {e}", answer.logs))?;
-    anyhow::ensure!(
-        east_pods.contains(answered_by["hostname"].as_str().unwrap_or_default()),
-        "east's podinfo answered ({:?} among {east_pods:?})",
-        answered_by["hostname"]
-    );
-    let mut from_gateway = 0.0;
-    for pod in &east_pods {
-        let metrics = crate::mesh::proxy_metrics(&east, &ns, pod).await?;
-        from_gateway += crate::mesh::sum(
-            &metrics,
-            "request_total",
-            &[
-                ("direction", "inbound"),
-                ("tls", "true"),
-                ("client_id", gateway_identity),
-            ],
-        );
-    }
-    anyhow::ensure!(
-        from_gateway >= 1.0,
-        "east's podinfo proxies count mTLS requests from the gateway"
-    );
-
-    Api::<k8s_openapi::api::core::v1::Service>::namespaced(east.clone(), &ns)
-        .patch(
-            "podinfo",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&export(serde_json::Value::Null)),
-        )
-        .await?;
-    let west_services = Api::<k8s_openapi::api::core::v1::Service>::namespaced(west.clone(), &ns);
-    let deadline = tokio::time::Instant::now() + ROLLOUT;
-    while west_services.get_opt("podinfo-east").await?.is_some() {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "podinfo-east is still in west {ROLLOUT:?} after the export label went"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    kube_util::delete_namespace(&west, &ns).await;
-    kube_util::delete_namespace(&east, &ns).await;
-    Ok(())
 }

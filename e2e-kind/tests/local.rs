@@ -1,7 +1,7 @@
 //! Every scenario on the local west/east clusters, shared by the run.
-//! Tests with `wan` in their name change the WAN: `.config/nextest.toml`
-//! runs them one at a time, and likewise tests named `mesh_*`, which
-//! share (and some break on purpose, then restore) the installed mesh.
+//! Tests with `wan` in their name change the WAN, and tests named `mesh_*`
+//! share (and some break on purpose, then restore) the installed mesh:
+//! `.config/nextest.toml` runs all of those one at a time.
 
 use mesh_e2e::local::LocalProvider;
 use mesh_e2e::scenarios;
@@ -25,4 +25,6 @@ scenario!(containers_run_as_their_user);
 scenario!(mesh_meshed_app_talks_over_mtls);
 scenario!(mesh_check_explains_a_broken_control_plane);
 scenario!(mesh_gateway_carries_a_west_call_to_east);
+scenario!(mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed);
+scenario!(mesh_multicluster_check_names_mismatched_anchors);
 scenario!(wan_cut_breaks_and_restore_heals_a_load_balancer_call);

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use mesh_api::crds::link::Link;
 use tokio::sync::{Notify, watch};
@@ -39,17 +39,17 @@ const GATHER: Duration = Duration::from_millis(20);
 
 /// The linked cluster's watches and what they were started from.
 struct Remote {
-    client: kube::Client,
     secret_version: String,
-    selector: String,
-    gateway_service: Option<(String, String)>,
+    source: RemoteSource,
     views: RemoteViews,
 }
 
 /// What the linked cluster's watches are started from.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct RemoteSource {
     secret: String,
     selector: String,
+    linkerd_namespace: String,
     gateway_service: Option<(String, String)>,
 }
 
@@ -140,6 +140,7 @@ impl Mirror {
         let watched = RemoteSource {
             secret: settings.credentials_secret.clone(),
             selector: selector_string(link.spec.selector.as_ref()),
+            linkerd_namespace: settings.linkerd_namespace.clone(),
             gateway_service: link
                 .metadata
                 .annotations
@@ -153,8 +154,9 @@ impl Mirror {
             self.report.remote = Some(Err(format!("{e:#}")));
         }
         if let Some(remote) = &self.remote {
-            self.report.remote_anchors =
-                Some(remote_anchors(&remote.client, &settings.linkerd_namespace).await);
+            if let Some(anchors) = remote.views.anchors() {
+                self.report.remote_anchors = Some(anchors);
+            }
             if let Some(advertised) = remote.views.advertised_gateway()
                 && advertised != settings.gateway_hosts
             {
@@ -179,36 +181,34 @@ impl Mirror {
     /// (Re)starts the linked cluster's watches when the credentials Secret
     /// or the selector changed.
     async fn watch_remote(&mut self, watched: RemoteSource) -> anyhow::Result<()> {
-        let RemoteSource {
-            secret: secret_name,
-            selector,
-            gateway_service,
-        } = watched;
-        let secret_name = &secret_name;
+        let secret_name = &watched.secret;
         let namespace = &self.namespace;
         let secret = Api::<Secret>::namespaced(self.local.clone(), namespace)
             .get(secret_name)
             .await
             .map_err(|e| anyhow::anyhow!("Secret {namespace}/{secret_name}: {e}"))?;
         let version = secret.metadata.resource_version.clone().unwrap_or_default();
-        let current = self.remote.as_ref().is_some_and(|r| {
-            r.secret_version == version
-                && r.selector == selector
-                && r.gateway_service == gateway_service
-        });
+        let current = self
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.secret_version == version && r.source == watched);
         if current {
             return Ok(());
         }
         let client = client_from_secret(&secret)
             .await
             .map_err(|e| anyhow::anyhow!("Secret {namespace}/{secret_name}: {e}"))?;
-        tracing::info!(link = %self.name, secret = %secret_name, %selector, "watching the linked cluster");
+        tracing::info!(link = %self.name, secret = %secret_name, selector = %watched.selector, "watching the linked cluster");
         self.remote = Some(Remote {
-            views: RemoteViews::start(&client, &selector, gateway_service.as_ref(), &self.changed),
-            client,
-            gateway_service,
+            views: RemoteViews::start(
+                &client,
+                &watched.selector,
+                &watched.linkerd_namespace,
+                watched.gateway_service.as_ref(),
+                &self.changed,
+            ),
             secret_version: version,
-            selector,
+            source: watched,
         });
         Ok(())
     }
@@ -281,20 +281,6 @@ impl Mirror {
             .write(&links, &self.name, self.report.clone())
             .await;
     }
-}
-
-/// The linked cluster's trust anchors (PEM), or why they could not be read.
-async fn remote_anchors(remote: &kube::Client, namespace: &str) -> Result<String, String> {
-    let name = mesh_api::labels::TRUST_ROOTS_CONFIGMAP;
-    let map = Api::<ConfigMap>::namespaced(remote.clone(), namespace)
-        .get(name)
-        .await
-        .map_err(|e| format!("reading ConfigMap {namespace}/{name} of the linked cluster: {e}"))?;
-    map.data
-        .and_then(|d| d.get("ca-bundle.crt").cloned())
-        .ok_or_else(|| {
-            format!("ConfigMap {namespace}/{name} of the linked cluster has no ca-bundle.crt")
-        })
 }
 
 fn gateway_message(settings: &LinkSettings, health: &GatewayHealth) -> String {

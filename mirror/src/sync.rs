@@ -9,18 +9,22 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use mesh_api::labels::{
     MIRROR_CLUSTER_NAME, MIRROR_EXPORTED, MIRROR_MIRRORED_SERVICE, MIRROR_REMOTE_RESOURCE_VERSION,
+    TRUST_ROOTS_CONFIGMAP,
 };
 use tokio::sync::Notify;
 
 use crate::desired::{self, EndpointsContent, Gateway, Key, Plan};
 use crate::watch::Watched;
+
+/// The key of the trust anchors bundle in its ConfigMap.
+const TRUST_ROOTS_KEY: &str = "ca-bundle.crt";
 
 /// The field manager of everything the mirror writes.
 pub const FIELD_MANAGER: &str = "mesh-mirror";
@@ -82,14 +86,18 @@ pub struct RemoteViews {
     services: Watched<Service>,
     ready: Watched<bool>,
     gateway: Option<Watched<Vec<String>>>,
+    anchors: Watched<Option<String>>,
+    anchors_at: String,
 }
 
 impl RemoteViews {
-    /// Watches what `remote` exports under `selector`, and its gateway
-    /// Service `(namespace, name)` when the Link follows one.
+    /// Watches what `remote` exports under `selector`, its trust anchors
+    /// (in `linkerd_namespace`), and its gateway Service `(namespace,
+    /// name)` when the Link follows one.
     pub fn start(
         remote: &kube::Client,
         selector: &str,
+        linkerd_namespace: &str,
         gateway_service: Option<&(String, String)>,
         changed: &Arc<Notify>,
     ) -> Self {
@@ -101,8 +109,21 @@ impl RemoteViews {
                 changed.clone(),
             )
         });
+        let anchors = Watched::spawn(
+            Api::<ConfigMap>::namespaced(remote.clone(), linkerd_namespace),
+            watcher::Config::default().fields(&format!("metadata.name={TRUST_ROOTS_CONFIGMAP}")),
+            |map| {
+                map.data
+                    .as_ref()
+                    .and_then(|d| d.get(TRUST_ROOTS_KEY))
+                    .cloned()
+            },
+            changed.clone(),
+        );
         Self {
             gateway,
+            anchors,
+            anchors_at: format!("{linkerd_namespace}/{TRUST_ROOTS_CONFIGMAP}"),
             services: Watched::spawn(
                 Api::<Service>::all(remote.clone()),
                 watcher::Config::default().labels(selector),
@@ -127,6 +148,25 @@ impl RemoteViews {
     pub fn advertised_gateway(&self) -> Option<Vec<String>> {
         let view = self.gateway.as_ref()?.view()?;
         view.into_values().next().filter(|a| !a.is_empty())
+    }
+
+    /// The linked cluster's trust anchors (PEM), why they cannot be read,
+    /// or `None` before the first answer.
+    pub fn anchors(&self) -> Option<Result<String, String>> {
+        let at = &self.anchors_at;
+        let Some(view) = self.anchors.view() else {
+            let error = self.anchors.error()?;
+            return Some(Err(format!(
+                "watching ConfigMap {at} of the linked cluster: {error}"
+            )));
+        };
+        Some(match view.into_values().next() {
+            Some(Some(pem)) => Ok(pem),
+            Some(None) => Err(format!(
+                "ConfigMap {at} of the linked cluster has no {TRUST_ROOTS_KEY}"
+            )),
+            None => Err(format!("the linked cluster has no ConfigMap {at}")),
+        })
     }
 
     /// The watches' last error, when they are not connected.

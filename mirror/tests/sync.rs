@@ -107,7 +107,7 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
 
     let changed = Arc::new(Notify::new());
     let views = (
-        RemoteViews::start(&client, &selector, None, &changed),
+        RemoteViews::start(&client, &selector, "linkerd", None, &changed),
         LocalViews::start(&client, &link, &changed),
     );
     let first = passes_until(&views, &client, &gateway(&link, true), |t| t.created > 0).await;

@@ -213,7 +213,7 @@ fn remote_access() -> anyhow::Result<Vec<Object>> {
                 api_groups: Some(vec![String::new()]),
                 resources: Some(vec!["configmaps".into()]),
                 resource_names: Some(vec![TRUST_ROOTS_CONFIGMAP.into()]),
-                verbs: vec!["get".into()],
+                verbs: vec!["get".into(), "list".into(), "watch".into()],
                 ..PolicyRule::default()
             },
         ]),

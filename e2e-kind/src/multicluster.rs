@@ -1,0 +1,495 @@
+//! The multicluster scenarios: the docs' walk-through with `mesh`, and what
+//! happens when the WAN is cut, when east's gateway moves to another
+//! address, and when the clusters' trust anchors differ. West is linked to
+//! east once per run ([`ensure_linked`]); each scenario exports its own
+//! podinfo from its own namespace.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Service};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::kube_util;
+use crate::mesh::{self, kubectl};
+use crate::provider::{Cluster, Provider};
+use crate::scenarios::{ROLLOUT, curl, curl_with_retries, deploy_podinfo, foreign_anchor};
+
+const MC: &str = "linkerd-multicluster";
+const GATEWAY: &str = "linkerd-gateway";
+const GATEWAY_IDENTITY: &str =
+    "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+
+/// How long a gateway may take to be seen dead or alive: three failed
+/// probes of 3 s each, and slack for a loaded machine.
+const PROBES: Duration = Duration::from_secs(60);
+
+/// Installs mesh and the extension on both clusters and links west to
+/// east, as the docs do, unless a run already did:
+/// `mesh --context=east multicluster link --cluster-name east
+/// --api-server-address <east> | kubectl --context=west apply -f -`.
+pub async fn ensure_linked(p: &impl Provider) -> anyhow::Result<()> {
+    mesh::ensure_installed(p, Cluster::West).await?;
+    mesh::ensure_installed(p, Cluster::East).await?;
+    let _lock = mesh::lock(p.kubeconfig().with_file_name("mesh-link.lock")).await?;
+    let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
+    let linked = Api::<Service>::namespaced(east.clone(), MC)
+        .get_opt(GATEWAY)
+        .await?
+        .is_some()
+        && kube_util::wait_rollout(&west, MC, "linkerd-service-mirror-east", Duration::ZERO)
+            .await
+            .is_ok();
+    if linked {
+        return Ok(());
+    }
+    for cluster in [Cluster::West, Cluster::East] {
+        let extension = mesh::mesh(p, cluster, &["multicluster", "install"])
+            .await?
+            .ok("mesh multicluster install")?;
+        kubectl(p, cluster, &["apply", "-f", "-"], Some(&extension.stdout))
+            .await?
+            .ok("kubectl apply of the multicluster extension")?;
+    }
+    kube_util::wait_rollout(&east, MC, GATEWAY, ROLLOUT).await?;
+    kube_util::load_balancer_ip(&east, MC, GATEWAY, ROLLOUT).await?;
+    let api_server = p.api_server_address(Cluster::East);
+    let mut link = None;
+    for _ in 0..40 {
+        // The read-only account's token appears a moment after install.
+        let out = mesh::mesh(
+            p,
+            Cluster::East,
+            &[
+                "multicluster",
+                "link",
+                "--cluster-name",
+                "east",
+                "--api-server-address",
+                &api_server,
+            ],
+        )
+        .await?;
+        if out.success {
+            link = Some(out);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let link = link.ok_or_else(|| anyhow::anyhow!("mesh multicluster link never succeeded"))?;
+    kubectl(p, Cluster::West, &["apply", "-f", "-"], Some(&link.stdout))
+        .await?
+        .ok("kubectl --context west apply of the link")?;
+    kube_util::wait_rollout(&west, MC, "linkerd-service-mirror-east", ROLLOUT).await?;
+    Ok(())
+}
+
+/// Polls `check` every 250 ms until it holds; returns how long that took.
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await? {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "{what}: not within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A podinfo in east exported to west, in a meshed namespace of both.
+struct Exported {
+    ns: String,
+    east_pods: BTreeSet<String>,
+}
+
+impl Exported {
+    async fn start(p: &impl Provider, prefix: &str) -> anyhow::Result<Self> {
+        let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
+        let ns = kube_util::namespace(&east, prefix).await?;
+        let meshed =
+            serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
+        for client in [&west, &east] {
+            let namespaces = Api::<Namespace>::all(client.clone());
+            if namespaces.get_opt(&ns).await?.is_none() {
+                namespaces
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?,
+                    )
+                    .await?;
+            }
+            namespaces
+                .patch(&ns, &PatchParams::default(), &Patch::Merge(&meshed))
+                .await?;
+        }
+        let east_pods = deploy_podinfo(&east, &ns).await?;
+        let exported = Self { ns, east_pods };
+        exported.set_exported(p, true).await?;
+        let took = wait_for(
+            "podinfo-east in west with a live gateway",
+            ROLLOUT,
+            || async { Ok(!exported.mirror_addresses(p).await?.0.is_empty()) },
+        )
+        .await?;
+        eprintln!("export label to a ready mirror in west: {took:?}");
+        Ok(exported)
+    }
+
+    async fn set_exported(&self, p: &impl Provider, exported: bool) -> anyhow::Result<()> {
+        let value = if exported {
+            Value::from("true")
+        } else {
+            Value::Null
+        };
+        Api::<Service>::namespaced(p.client(Cluster::East), &self.ns)
+            .patch(
+                "podinfo",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"metadata": {"labels": {"mirror.linkerd.io/exported": value}}}),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The mirror's `(ready, not ready)` addresses in west.
+    async fn mirror_addresses(
+        &self,
+        p: &impl Provider,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let endpoints = Api::<Endpoints>::namespaced(p.client(Cluster::West), &self.ns)
+            .get_opt("podinfo-east")
+            .await?;
+        let subsets = endpoints.and_then(|e| e.subsets).unwrap_or_default();
+        let ips = |list: Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
+            list.unwrap_or_default().into_iter().map(|a| a.ip)
+        };
+        Ok((
+            subsets
+                .iter()
+                .flat_map(|s| ips(s.addresses.clone()))
+                .collect(),
+            subsets
+                .iter()
+                .flat_map(|s| ips(s.not_ready_addresses.clone()))
+                .collect(),
+        ))
+    }
+
+    async fn mirror_exists(&self, p: &impl Provider) -> anyhow::Result<bool> {
+        Ok(
+            Api::<Service>::namespaced(p.client(Cluster::West), &self.ns)
+                .get_opt("podinfo-east")
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Calls `podinfo-east` from a meshed pod in west; the answering pod.
+    async fn call_from_west(&self, p: &impl Provider, pod: &str) -> anyhow::Result<String> {
+        let url = format!("http://podinfo-east.{}.svc.cluster.local:9898/", self.ns);
+        let answer = curl(
+            &p.client(Cluster::West),
+            &self.ns,
+            pod,
+            &curl_with_retries(&url),
+        )
+        .await?;
+        anyhow::ensure!(
+            answer.succeeded,
+            "a meshed west pod reaches east's podinfo through the gateway: {}",
+            answer.logs
+        );
+        let answered: Value = serde_json::from_str(answer.logs.trim())
+            .map_err(|e| anyhow::anyhow!("podinfo's answer {:?}: {e}", answer.logs))?;
+        let host = answered["hostname"].as_str().unwrap_or_default().to_owned();
+        anyhow::ensure!(
+            self.east_pods.contains(&host),
+            "east's podinfo answered ({host:?} among {:?})",
+            self.east_pods
+        );
+        Ok(host)
+    }
+
+    async fn remove(self, p: &impl Provider) {
+        kube_util::delete_namespace(&p.client(Cluster::West), &self.ns).await;
+        kube_util::delete_namespace(&p.client(Cluster::East), &self.ns).await;
+    }
+}
+
+/// East's row of `mesh --context=west multicluster gateways -o json`.
+async fn east_gateway(p: &impl Provider) -> anyhow::Result<Value> {
+    let out = mesh::mesh(
+        p,
+        Cluster::West,
+        &["multicluster", "gateways", "-o", "json"],
+    )
+    .await?
+    .ok("mesh multicluster gateways")?;
+    let rows: Value = serde_json::from_str(&out.stdout)?;
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["cluster"] == "east")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("mesh multicluster gateways lists east: {rows}"))
+}
+
+/// `mesh --context=west multicluster check -o json`: whether it passed, and
+/// `(result, error)` of each check by description.
+async fn multicluster_check(
+    p: &impl Provider,
+    wait: &str,
+) -> anyhow::Result<(bool, Vec<(String, String, String)>)> {
+    let out = mesh::mesh(
+        p,
+        Cluster::West,
+        &["multicluster", "check", "--wait", wait, "-o", "json"],
+    )
+    .await?;
+    let report: Value = serde_json::from_str(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("mesh multicluster check -o json: {e}: {}", out.stdout))?;
+    let checks = report["categories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["checks"].as_array().into_iter().flatten())
+        .map(|c| {
+            let field = |name: &str| c[name].as_str().unwrap_or_default().to_owned();
+            (field("description"), field("result"), field("error"))
+        })
+        .collect();
+    Ok((out.success, checks))
+}
+
+/// The docs' walk-through with `mesh`: both clusters meshed with one trust
+/// anchor, the extension on both, west linked to east; `mesh multicluster
+/// gateways` shows east alive; labelling east's podinfo
+/// `mirror.linkerd.io/exported=true` makes `podinfo-east` appear in west,
+/// and a meshed pod in west gets east's podinfo over mutual TLS through
+/// the gateway (east's pods see the gateway's identity); `mesh multicluster
+/// check` passes; removing the label removes the mirror.
+pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyhow::Result<()> {
+    ensure_linked(p).await?;
+    let exported = Exported::start(p, "e2e-mc").await?;
+    let east_row = east_gateway(p).await?;
+    anyhow::ensure!(
+        east_row["alive"] == true && east_row["num_svc"].as_u64() >= Some(1),
+        "east's gateway is alive with its mirrored Service: {east_row}"
+    );
+    exported.call_from_west(p, "caller").await?;
+    let east = p.client(Cluster::East);
+    let mut from_gateway = 0.0;
+    for pod in &exported.east_pods {
+        let metrics = mesh::proxy_metrics(&east, &exported.ns, pod).await?;
+        from_gateway += mesh::sum(
+            &metrics,
+            "request_total",
+            &[
+                ("direction", "inbound"),
+                ("tls", "true"),
+                ("client_id", GATEWAY_IDENTITY),
+            ],
+        );
+    }
+    anyhow::ensure!(
+        from_gateway >= 1.0,
+        "east's podinfo proxies count mTLS requests from the gateway"
+    );
+
+    let (passed, checks) = multicluster_check(p, "2m").await?;
+    anyhow::ensure!(
+        passed,
+        "mesh multicluster check passes on a healthy link: {checks:#?}"
+    );
+
+    exported.set_exported(p, false).await?;
+    wait_for(
+        "podinfo-east gone from west after the export label went",
+        ROLLOUT,
+        || async { Ok(!exported.mirror_exists(p).await?) },
+    )
+    .await?;
+    exported.remove(p).await;
+    Ok(())
+}
+
+/// Cutting the WAN marks east's gateway not alive and its mirror's
+/// addresses not ready, while the mirror stays; restoring the WAN brings
+/// the gateway back. Moving east's gateway to another address moves the
+/// mirror's endpoints there, and calls follow.
+pub async fn mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    ensure_linked(p).await?;
+    let exported = Exported::start(p, "e2e-mc-wan").await?;
+
+    p.cut_wan().await?;
+    let cut = async {
+        let took = wait_for(
+            "east's gateway not alive after the WAN cut",
+            PROBES,
+            || async { Ok(east_gateway(p).await?["alive"] == false) },
+        )
+        .await?;
+        wait_for("the mirror's addresses not ready", PROBES, || async {
+            let (ready, not_ready) = exported.mirror_addresses(p).await?;
+            Ok(ready.is_empty() && !not_ready.is_empty())
+        })
+        .await?;
+        anyhow::ensure!(
+            exported.mirror_exists(p).await?,
+            "the mirror stays while the WAN is cut"
+        );
+        Ok::<_, anyhow::Error>(took)
+    }
+    .await;
+    p.restore_wan().await?;
+    let down_after = cut?;
+    let back_after = wait_for(
+        "east's gateway alive again after the WAN is back",
+        PROBES,
+        || async {
+            Ok(east_gateway(p).await?["alive"] == true
+                && !exported.mirror_addresses(p).await?.0.is_empty())
+        },
+    )
+    .await?;
+    eprintln!(
+        "WAN cut: gateway not alive after {down_after:?}; restored: alive after {back_after:?}"
+    );
+
+    let old = kube_util::load_balancer_ip(&p.client(Cluster::East), MC, GATEWAY, ROLLOUT).await?;
+    let new = if old.to_string() == "172.31.0.190" {
+        "172.31.0.189"
+    } else {
+        "172.31.0.190"
+    };
+    let moved = async {
+        move_gateway(p, new).await?;
+        let took = wait_for(
+            "the mirror's endpoints at the gateway's new address",
+            ROLLOUT,
+            || async { Ok(exported.mirror_addresses(p).await?.0 == [new.to_owned()]) },
+        )
+        .await?;
+        eprintln!("gateway moved {old} -> {new}: mirror endpoints followed in {took:?}");
+        exported.call_from_west(p, "after-move").await?;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    move_gateway(p, &old.to_string()).await?;
+    moved?;
+    wait_for(
+        "the mirror back at the gateway's first address",
+        ROLLOUT,
+        || async { Ok(exported.mirror_addresses(p).await?.0 == [old.to_string()]) },
+    )
+    .await?;
+    exported.remove(p).await;
+    Ok(())
+}
+
+/// Recreates east's gateway Service at LoadBalancer address `ip`, as a
+/// cloud load balancer re-provisioned elsewhere would be.
+async fn move_gateway(p: &impl Provider, ip: &str) -> anyhow::Result<()> {
+    let services = Api::<Service>::namespaced(p.client(Cluster::East), MC);
+    let mut service = services.get(GATEWAY).await?;
+    services.delete(GATEWAY, &DeleteParams::default()).await?;
+    wait_for("the old gateway Service gone", ROLLOUT, || async {
+        Ok(services.get_opt(GATEWAY).await?.is_none())
+    })
+    .await?;
+    service.metadata.resource_version = None;
+    service.metadata.uid = None;
+    service.metadata.creation_timestamp = None;
+    service.metadata.managed_fields = None;
+    service.status = None;
+    if let Some(spec) = service.spec.as_mut() {
+        spec.cluster_ip = None;
+        spec.cluster_ips = None;
+        spec.load_balancer_ip = Some(ip.to_owned());
+        for port in spec.ports.iter_mut().flatten() {
+            port.node_port = None;
+        }
+    }
+    services.create(&PostParams::default(), &service).await?;
+    let got = kube_util::load_balancer_ip(&p.client(Cluster::East), MC, GATEWAY, ROLLOUT).await?;
+    anyhow::ensure!(got.to_string() == ip, "the gateway got {got}, not {ip}");
+    Ok(())
+}
+
+/// With a foreign trust anchor in east's bundle, `mesh multicluster check`
+/// on west fails "clusters share trust anchors" and names both sides'
+/// anchors; restored, it passes.
+pub async fn mesh_multicluster_check_names_mismatched_anchors(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    ensure_linked(p).await?;
+    let maps = Api::<ConfigMap>::namespaced(p.client(Cluster::East), "linkerd");
+    let roots = maps.get("linkerd-identity-trust-roots").await?;
+    let original = roots
+        .data
+        .as_ref()
+        .and_then(|d| d.get("ca-bundle.crt"))
+        .cloned()
+        .unwrap_or_default();
+    let set = |bundle: &str| serde_json::json!({"data": {"ca-bundle.crt": bundle}});
+    maps.patch(
+        "linkerd-identity-trust-roots",
+        &PatchParams::default(),
+        &Patch::Merge(&set(&foreign_anchor()?)),
+    )
+    .await?;
+    let shared = "clusters share trust anchors";
+    let last = std::sync::Mutex::new(Vec::new());
+    let broken = wait_for(
+        "mesh multicluster check fails on the anchors",
+        PROBES,
+        || async {
+            let (passed, checks) = multicluster_check(p, "1s").await?;
+            let named = checks.iter().any(|(description, result, error)| {
+                description == shared
+                    && result == "error"
+                    && error.contains("linked cluster: CN=foreign root")
+                    && error.contains("this cluster: CN=")
+            });
+            if let Ok(mut last) = last.lock() {
+                *last = checks;
+            }
+            Ok(!passed && named)
+        },
+    )
+    .await
+    .map_err(|e| {
+        let said = last.lock().map(|l| format!("{l:#?}")).unwrap_or_default();
+        anyhow::anyhow!("{e}; the last check said {said}")
+    });
+    maps.patch(
+        "linkerd-identity-trust-roots",
+        &PatchParams::default(),
+        &Patch::Merge(&set(&original)),
+    )
+    .await?;
+    broken?;
+    wait_for("the anchors shared again once restored", PROBES, || async {
+        let (_, checks) = multicluster_check(p, "1s").await?;
+        Ok(checks
+            .iter()
+            .any(|(description, result, _)| description == shared && result == "success"))
+    })
+    .await?;
+    Ok(())
+}
