@@ -17,7 +17,9 @@ use tokio::time::Instant;
 use crate::kube_util;
 use crate::mesh::{self, kubectl};
 use crate::provider::{Cluster, Provider};
-use crate::scenarios::{ROLLOUT, curl, curl_with_retries, deploy_podinfo, foreign_anchor};
+use crate::scenarios::{
+    ROLLOUT, curl, curl_with_retries, default_identity, deploy_podinfo, foreign_anchor,
+};
 
 const MC: &str = "linkerd-multicluster";
 const GATEWAY: &str = "linkerd-gateway";
@@ -279,8 +281,9 @@ async fn multicluster_check(
 /// gateways` shows east alive; labelling east's podinfo
 /// `mirror.linkerd.io/exported=true` makes `podinfo-east` appear in west,
 /// and a meshed pod in west gets east's podinfo over mutual TLS through
-/// the gateway (east's pods see the gateway's identity); `mesh multicluster
-/// check` passes; removing the label removes the mirror.
+/// the gateway, east's pods seeing the west caller's identity (not the
+/// gateway's); `mesh multicluster check` passes; removing the label
+/// removes the mirror.
 pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyhow::Result<()> {
     ensure_linked(p).await?;
     let exported = Exported::start(p, "e2e-mc").await?;
@@ -291,22 +294,24 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
     );
     exported.call_from_west(p, "caller").await?;
     let east = p.client(Cluster::East);
-    let mut from_gateway = 0.0;
+    let west_caller = default_identity(&exported.ns);
+    let mut from_west_caller = 0.0;
     for pod in &exported.east_pods {
         let metrics = mesh::proxy_metrics(&east, &exported.ns, pod).await?;
-        from_gateway += mesh::sum(
+        from_west_caller += mesh::sum(
             &metrics,
             "request_total",
             &[
                 ("direction", "inbound"),
                 ("tls", "true"),
-                ("client_id", GATEWAY_IDENTITY),
+                ("client_id", &west_caller),
             ],
         );
     }
     anyhow::ensure!(
-        from_gateway >= 1.0,
-        "east's podinfo proxies count mTLS requests from the gateway"
+        from_west_caller >= 1.0,
+        "east's podinfo proxies count the request as the west caller's ({west_caller}), \
+         which the gateway ({GATEWAY_IDENTITY}) forwarded"
     );
 
     let (passed, checks) = multicluster_check(p, "2m").await?;

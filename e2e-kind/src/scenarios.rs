@@ -339,7 +339,7 @@ pub async fn containers_run_as_their_user(p: &impl Provider) -> anyhow::Result<(
 }
 
 /// The identity of the `default` ServiceAccount of `namespace`.
-fn default_identity(namespace: &str) -> String {
+pub(crate) fn default_identity(namespace: &str) -> String {
     format!("default.{namespace}.serviceaccount.identity.linkerd.cluster.local")
 }
 

@@ -125,6 +125,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         http_metrics,
         tcp_metrics,
         gateway,
+        config.trusted_gateways.clone(),
     )?;
     let outbound_listener = bind(config.outbound.listen).await?;
     let inbound_listener = bind(config.inbound.listen).await?;

@@ -24,6 +24,7 @@
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
 //! | `LINKERD2_PROXY_CORES` | `1` | worker threads (the injector sets it from the CPU limit) |
 //! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
+//! | `MESH_PROXY_TRUSTED_GATEWAYS` | `linkerd-gateway.linkerd-multicluster.serviceaccount.identity.<trust domain>` | identities of gateways whose `Forwarded: by=<gateway>;for=<client>` element is believed: a request they forward counts as `<client>`'s (`client_id`, `l5d-client-id`); empty: none |
 //! | `MESH_PROXY_GATEWAY_SUFFIXES` | none | gateway mode: inbound mTLS connections whose transport header names a Service under one of these DNS suffixes (`svc.cluster.local`) are forwarded to it through the outbound side; empty: such names are refused |
 
 use std::collections::BTreeSet;
@@ -139,6 +140,20 @@ pub struct Config {
     pub worker_threads: usize,
     /// DNS suffixes of the Services this proxy forwards to as a gateway.
     pub gateway_suffixes: Vec<String>,
+    /// Gateways whose `Forwarded` element names the client a request came
+    /// from in another cluster: requests they forward count as that
+    /// client's.
+    pub trusted_gateways: Vec<String>,
+}
+
+/// The multicluster gateway's identity in the trust domain of
+/// `local_identity` (`<sa>.<ns>.serviceaccount.identity.<domain>`).
+pub fn gateway_identity_beside(local_identity: &str) -> Option<String> {
+    let (_, rest) = local_identity.split_once('.')?;
+    let (_, domain) = rest.split_once('.')?;
+    domain
+        .starts_with("serviceaccount.identity.")
+        .then(|| format!("linkerd-gateway.linkerd-multicluster.{domain}"))
 }
 
 /// A variable that cannot be used.
@@ -254,7 +269,6 @@ impl Config {
             inbound: env.direction("INBOUND", "0.0.0.0:4143", "100ms")?,
             admin_listen: env.parse("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191")?,
             destination,
-            identity,
             shutdown_grace: env.duration("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "120s")?,
             worker_threads: env.parse::<usize>("LINKERD2_PROXY_CORES", "1")?.max(1),
             log: env
@@ -267,12 +281,37 @@ impl Config {
                 .map(|s| s.trim().trim_matches('.').to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            trusted_gateways: match env.get("MESH_PROXY_TRUSTED_GATEWAYS") {
+                Some(list) => list
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                None => identity
+                    .as_ref()
+                    .and_then(|i| gateway_identity_beside(&i.local_name))
+                    .into_iter()
+                    .collect(),
+            },
+            identity,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_trusted_gateway_is_the_multicluster_gateway_of_the_same_trust_domain() {
+        assert_eq!(
+            gateway_identity_beside("web.test.serviceaccount.identity.linkerd.example.org")
+                .as_deref(),
+            Some(
+                "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.example.org"
+            )
+        );
+        assert_eq!(gateway_identity_beside("not-a-mesh-identity"), None);
+    }
+
     use std::collections::HashMap;
 
     use super::*;

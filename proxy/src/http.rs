@@ -139,25 +139,47 @@ pub fn observe_response(
     })
 }
 
-/// Whether `headers` already hold a `Forwarded` element by the same proxy
-/// as `ours` (`by=<identity>;…`): a request that came back around.
-pub fn forwarded_loop(headers: &http::HeaderMap, ours: &HeaderValue) -> bool {
-    let by = |value: &str| {
-        value
-            .split([';', ','])
-            .map(str::trim)
-            .find_map(|part| part.strip_prefix("by="))
-            .map(str::to_owned)
-    };
-    let Some(ours) = ours.to_str().ok().and_then(by) else {
-        return false;
-    };
+/// The `Forwarded` elements of `headers` (RFC 7239), in order, as their
+/// `(by, for)` parameters.
+fn forwarded_elements(
+    headers: &http::HeaderMap,
+) -> impl Iterator<Item = (Option<&str>, Option<&str>)> {
     headers
         .get_all(http::header::FORWARDED)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|element| by(element).as_deref() == Some(ours.as_str()))
+        .map(forwarded_pair)
+}
+
+fn forwarded_pair(element: &str) -> (Option<&str>, Option<&str>) {
+    let param = |name: &str| {
+        element
+            .split(';')
+            .map(str::trim)
+            .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+            .map(|value| value.trim_matches('"'))
+    };
+    (param("by"), param("for"))
+}
+
+/// Whether a request already passed the gateway whose `Forwarded` element
+/// is `ours` (its `by=` appears among the request's elements): a loop.
+pub fn forwarded_loop(headers: &http::HeaderMap, ours: &HeaderValue) -> bool {
+    let Some(ours) = ours.to_str().ok().and_then(|v| forwarded_pair(v).0) else {
+        return false;
+    };
+    forwarded_elements(headers).any(|(by, _)| by == Some(ours))
+}
+
+/// The client that gateway `by` says it forwarded this request for: the
+/// `for=` of the last element `by` wrote (it appends its own after any a
+/// client sent, so earlier ones prove nothing).
+pub fn forwarded_for(headers: &http::HeaderMap, by: &str) -> Option<String> {
+    forwarded_elements(headers)
+        .last()
+        .filter(|(last_by, _)| *last_by == Some(by))
+        .and_then(|(_, client)| client.map(str::to_owned))
 }
 
 /// Restores an HTTP/1 request a proxy carried over HTTP/2 (`l5d-orig-proto`)
@@ -173,5 +195,43 @@ pub fn restore_orig_proto<B>(req: &mut Request<B>) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for value in values {
+            map.append(
+                http::header::FORWARDED,
+                HeaderValue::from_str(value).expect("value"),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn forwarded_elements_give_loops_and_the_client_a_gateway_vouches_for() {
+        let ours = HeaderValue::from_static("by=gw-a;for=client-1;host=web:80;proto=https");
+        assert!(!forwarded_loop(&headers(&["by=gw-b;for=mallory"]), &ours));
+        assert!(forwarded_loop(
+            &headers(&["for=x;by=gw-a", "by=gw-c"]),
+            &ours
+        ));
+        assert!(forwarded_loop(
+            &headers(&["by=gw-c, by=\"gw-a\";for=y"]),
+            &ours
+        ));
+        let vouched = headers(&["by=gw-a;for=mallory", "by=gw-b;for=client-1"]);
+        assert_eq!(forwarded_for(&vouched, "gw-b").as_deref(), Some("client-1"));
+        assert_eq!(
+            forwarded_for(&vouched, "gw-a"),
+            None,
+            "only the last element counts"
+        );
+        assert_eq!(forwarded_for(&headers(&[]), "gw-a"), None);
     }
 }

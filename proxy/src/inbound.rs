@@ -9,7 +9,10 @@
 //! untouched.
 //!
 //! With gateway mode on, a transport header naming a Service hands the
-//! connection to [`crate::gateway`].
+//! connection to [`crate::gateway`]. A request that a trusted gateway
+//! forwarded counts as the client the gateway's `Forwarded` element names
+//! (see DESIGN: client identity across the gateway), so a workload sees
+//! who called it from another cluster.
 //!
 //! Authorization policy (issue "policy") will sit in [`Inbound::authorize`]:
 //! every connection passes through it with its client identity and port.
@@ -75,6 +78,7 @@ pub struct Inbound {
     tcp_metrics: TcpMetrics,
     apps: IdleCache<SocketAddr, EndpointClient>,
     gateway: Option<Gateway>,
+    trusted_gateways: Vec<String>,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -88,13 +92,16 @@ impl std::fmt::Debug for Inbound {
 impl Inbound {
     /// The inbound proxy; without `credentials`, mesh TLS is not
     /// terminated (it passes through like any TLS); with `gateway`, it is
-    /// also a gateway to this cluster's Services.
+    /// also a gateway to this cluster's Services. Requests from
+    /// `trusted_gateways` count as the client their `Forwarded` element
+    /// names.
     pub fn new(
         config: DirectionConfig,
         credentials: Option<Arc<Credentials>>,
         http_metrics: HttpMetrics,
         tcp_metrics: TcpMetrics,
         gateway: Option<Gateway>,
+        trusted_gateways: Vec<String>,
     ) -> Result<Arc<Self>, TlsError> {
         let server_tls = credentials
             .as_ref()
@@ -113,6 +120,7 @@ impl Inbound {
             tcp_metrics,
             apps: IdleCache::default(),
             gateway,
+            trusted_gateways,
         }))
     }
 
@@ -298,6 +306,26 @@ impl Inbound {
         }
     }
 
+    /// Who a request speaks for: the connection's peer, or, when the peer
+    /// is a trusted gateway, the client in another cluster that the
+    /// gateway's own `Forwarded` element names (the gateway proved that
+    /// client's identity with mutual TLS, and this connection proves the
+    /// gateway's).
+    fn caller(&self, peer: &Peer, headers: &http::HeaderMap) -> Peer {
+        let forwarded = peer
+            .identity
+            .as_ref()
+            .filter(|id| self.trusted_gateways.contains(id))
+            .and_then(|gateway| proxy_http::forwarded_for(headers, gateway));
+        match forwarded {
+            Some(client) => Peer {
+                identity: Some(client),
+                no_tls_reason: peer.no_tls_reason,
+            },
+            None => peer.clone(),
+        }
+    }
+
     fn app(&self, target: SocketAddr) -> Arc<EndpointClient> {
         self.apps.get_or_insert_with(target, || {
             Arc::new(EndpointClient::plain(
@@ -314,6 +342,8 @@ impl Inbound {
         mut req: Request<Incoming>,
     ) -> Response<Body> {
         let started = Instant::now();
+        let caller = self.caller(peer, req.headers());
+        let peer = &caller;
         let headers = req.headers_mut();
         headers.remove(CLIENT_ID);
         if let Some(id) = peer

@@ -3,9 +3,13 @@
 //! `MESH_PROXY_GATEWAY_SUFFIXES`) by mutual TLS with a transport header
 //! naming the Service behind it; the gateway finds that Service by name and
 //! forwards to it, saying who it forwarded for. Names outside its cluster
-//! and requests that come back around are refused.
+//! and requests that come back around are refused. A workload behind the
+//! gateway sees the original caller's identity, not the gateway's, and a
+//! `Forwarded` element forged by the caller changes nothing.
 
 mod support;
+
+use std::net::SocketAddr;
 
 use linkerd2_proxy_api::destination::{AuthorityOverride, DestinationProfile};
 use support::*;
@@ -164,4 +168,64 @@ async fn a_request_this_gateway_already_forwarded_is_refused_as_a_loop() {
         .expect("an answer");
     assert_eq!(status, 508, "Loop Detected");
     assert_eq!(app.hits(), 0);
+}
+
+#[tokio::test]
+async fn the_workload_behind_the_gateway_sees_the_original_callers_identity() {
+    let mesh = Mesh::start().await;
+    // Behind the gateway: a workload in the client pod (meshed, so the
+    // gateway reaches it over mutual TLS and its inbound proxy sees the
+    // gateway as the peer).
+    const CALLEE: &str = "callee.test.svc.cluster.local:80";
+    let callee_addr = SocketAddr::new(CLIENT_IP.parse().expect("ip"), 9090);
+    let callee = mesh
+        .client
+        .run(async move { support::app::App::serve("callee", callee_addr).await })
+        .await;
+    link(&mesh, CALLEE);
+    mesh.service(CALLEE, CALLEE, DestinationProfile::default());
+    mesh.state.set_endpoints(
+        CALLEE,
+        vec![controller::endpoint(
+            callee_addr,
+            Some(CLIENT_ID),
+            "callee-1",
+        )],
+    );
+    let (status, body) = mesh
+        .client
+        .run(async {
+            let forged = http::Request::get("http://10.96.0.20/")
+                .header(
+                    "forwarded",
+                    "by=linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local;for=mallory.test.serviceaccount.identity.linkerd.cluster.local",
+                )
+                .body(http_body_util::Full::default())
+                .expect("request");
+            request(&http_client(), forged).await
+        })
+        .await
+        .expect("a response through the gateway");
+    assert_eq!(status, 200, "{body}\n{}", mesh.logs());
+    assert!(body.starts_with("callee "), "{body}");
+    assert_eq!(
+        callee.client_ids.lock().expect("ids").as_slice(),
+        [CLIENT_ID],
+        "l5d-client-id names the caller behind the gateway (not the gateway, nor a forged element)"
+    );
+    let inbound = mesh.client_metrics().await;
+    assert_eq!(
+        sample(
+            &inbound,
+            "request_total",
+            &[
+                "direction=\"inbound\"",
+                "tls=\"true\"",
+                &format!("client_id=\"{CLIENT_ID}\""),
+                "target_addr=\"10.77.0.1:9090\"",
+            ]
+        ),
+        1.0,
+        "the callee's proxy counts the request as the caller's:\n{inbound}"
+    );
 }

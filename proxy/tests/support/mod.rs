@@ -211,6 +211,9 @@ impl Mesh {
                     ""
                 },
             )
+            // Both pods believe what the server pod's gateway says it
+            // forwarded (the gateway test routes back to the client pod).
+            .env("MESH_PROXY_TRUSTED_GATEWAYS", WEB_ID)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
