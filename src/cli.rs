@@ -223,7 +223,7 @@ pub enum WanCommand {
     Set {
         #[command(flatten)]
         state: StateArgs,
-        /// `key=value` settings (delay, jitter, loss, rate).
+        /// `key=value` settings (delay, jitter, loss, rate, udp=drop|pass).
         #[arg(required = true, env = "MESH_WAN_SETTINGS")]
         settings: Vec<String>,
     },

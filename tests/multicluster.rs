@@ -60,6 +60,11 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
             .find(|o| o["kind"] == kind)
             .unwrap_or_else(|| panic!("no {kind}"))
     };
+    assert_eq!(
+        find("Link")["metadata"]["annotations"]["mesh.dev/transport"],
+        "auto",
+        "QUIC with TCP fallback unless the link says otherwise"
+    );
     let link = &find("Link")["spec"];
     assert_eq!(link["targetClusterName"], "east");
     assert_eq!(link["gatewayAddress"], "172.31.0.129");

@@ -33,6 +33,9 @@ pub struct Impairments {
     pub rate_bps: u64,
     /// Whether the link is cut (every packet dropped).
     pub cut: bool,
+    /// Whether UDP is dropped (a network that lets only TCP through, as
+    /// many firewalls do).
+    pub drop_udp: bool,
 }
 
 /// Why a command was refused.
@@ -42,7 +45,7 @@ pub struct CommandError(String);
 
 impl Impairments {
     /// Applies one command line:
-    /// `set delay=20ms jitter=5ms loss=0.01 rate=10mbit`, `cut`, `restore`,
+    /// `set delay=20ms jitter=5ms loss=0.01 rate=10mbit udp=drop`, `cut`, `restore`,
     /// `clear` (no impairment), `show`.
     pub fn apply_command(&mut self, line: &str) -> Result<(), CommandError> {
         let mut words = line.split_whitespace();
@@ -72,9 +75,20 @@ impl Impairments {
                                 })?;
                         }
                         "rate" => next.rate_bps = parse_rate(value)?,
+                        "udp" => {
+                            next.drop_udp = match value {
+                                "drop" => true,
+                                "pass" => false,
+                                _ => {
+                                    return Err(CommandError(format!(
+                                        "udp {value:?}: expected drop or pass"
+                                    )));
+                                }
+                            };
+                        }
                         other => {
                             return Err(CommandError(format!(
-                                "unknown setting {other:?} (delay, jitter, loss, rate)"
+                                "unknown setting {other:?} (delay, jitter, loss, rate, udp)"
                             )));
                         }
                     }
@@ -91,14 +105,15 @@ impl Impairments {
         Ok(())
     }
 
-    /// `delay=20ms jitter=0ms loss=0 rate=0 cut=false`.
+    /// `delay=20ms jitter=0ms loss=0 rate=0 udp=pass cut=false`.
     pub fn describe(&self) -> String {
         format!(
-            "delay={}ms jitter={}ms loss={} rate={} cut={}",
+            "delay={}ms jitter={}ms loss={} rate={} udp={} cut={}",
             self.delay.as_millis(),
             self.jitter.as_millis(),
             self.loss,
             self.rate_bps,
+            if self.drop_udp { "drop" } else { "pass" },
             self.cut
         )
     }
@@ -212,6 +227,9 @@ pub async fn forward(from: Arc<Tun>, to: Arc<Tun>, settings: watch::Receiver<Imp
             }
         };
         let current = *settings.borrow();
+        if current.drop_udp && is_udp(&buf[..len]) {
+            continue;
+        }
         let now = Instant::now();
         let mut rng = rand::rng();
         let (loss_draw, jitter_draw) = (rng.random::<f64>(), rng.random::<f64>());
@@ -222,6 +240,15 @@ pub async fn forward(from: Arc<Tun>, to: Arc<Tun>, settings: watch::Receiver<Imp
         }
     }
     sender.abort();
+}
+
+/// Whether an IP packet carries UDP (IPv4 protocol or IPv6 next header 17).
+fn is_udp(packet: &[u8]) -> bool {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => packet.get(9) == Some(&17),
+        Some(6) => packet.get(6) == Some(&17),
+        _ => false,
+    }
 }
 
 /// Serves the control socket: each line is a command, each answer the
@@ -314,8 +341,26 @@ mod tests {
         assert!(s.cut);
         s.apply_command("restore").expect("restore");
         assert!(!s.cut);
+        s.apply_command("set udp=drop").expect("udp");
+        assert!(s.drop_udp && s.describe().contains("udp=drop"));
+        assert!(s.apply_command("set udp=maybe").is_err());
         s.apply_command("clear").expect("clear");
         assert_eq!(s, Impairments::default());
+    }
+
+    #[test]
+    fn udp_is_told_from_the_ip_header() {
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[9] = 17;
+        assert!(is_udp(&v4));
+        v4[9] = 6;
+        assert!(!is_udp(&v4), "TCP");
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[6] = 17;
+        assert!(is_udp(&v6));
+        assert!(!is_udp(&[]));
     }
 
     #[tokio::test(start_paused = true)]

@@ -116,7 +116,7 @@ impl Mirror {
                 return RETRY;
             }
         };
-        let settings = match LinkSettings::from_spec(&self.name, &link.spec) {
+        let settings = match LinkSettings::from_link(&link) {
             Ok(settings) => settings,
             Err(e) => {
                 tracing::warn!("{e}; the mirrors stay as they are");
@@ -234,6 +234,7 @@ impl Mirror {
             port: settings.gateway_port,
             identity: settings.gateway_identity.clone(),
             alive: health.alive,
+            transport: settings.transport.clone(),
         };
         match pass(&remote.views, mirrors, &self.local, &gateway).await {
             Ok(outcome) => {

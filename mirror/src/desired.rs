@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mesh_api::labels::{
     MIRROR_CLUSTER_NAME, MIRROR_MIRRORED_SERVICE, MIRROR_REMOTE_GATEWAY_IDENTITY,
-    MIRROR_REMOTE_RESOURCE_VERSION, MIRROR_REMOTE_SVC_FQ_NAME,
+    MIRROR_REMOTE_RESOURCE_VERSION, MIRROR_REMOTE_SVC_FQ_NAME, TRANSPORT_ANNOTATION,
 };
 
 /// Remote annotations a mirror does not copy (they steer the remote
@@ -40,6 +40,8 @@ pub struct Gateway {
     pub identity: String,
     /// Whether the last probes found it alive.
     pub alive: bool,
+    /// How proxies reach it (`mesh.dev/transport`), when the Link says.
+    pub transport: Option<String>,
 }
 
 /// Why a remote Service cannot be mirrored.
@@ -188,7 +190,14 @@ pub fn mirror_endpoints(
                         gateway.identity.clone(),
                     ),
                 ]
-                .into(),
+                .into_iter()
+                .chain(
+                    gateway
+                        .transport
+                        .iter()
+                        .map(|t| (TRANSPORT_ANNOTATION.to_owned(), t.clone())),
+                )
+                .collect(),
             ),
             ..ObjectMeta::default()
         },
@@ -255,6 +264,8 @@ pub fn plan(desired: &BTreeMap<Key, Service>, existing: &BTreeMap<Key, Option<St
 pub struct EndpointsContent {
     /// `mirror.linkerd.io/remote-gateway-identity`.
     pub gateway_identity: Option<String>,
+    /// `mesh.dev/transport`.
+    pub transport: Option<String>,
     /// Each subset, sorted.
     pub subsets: Vec<SubsetContent>,
 }
@@ -298,13 +309,17 @@ impl EndpointsContent {
             })
             .collect();
         subsets.sort();
-        Self {
-            gateway_identity: endpoints
+        let annotation = |key: &str| {
+            endpoints
                 .metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(MIRROR_REMOTE_GATEWAY_IDENTITY))
-                .cloned(),
+                .and_then(|a| a.get(key))
+                .cloned()
+        };
+        Self {
+            gateway_identity: annotation(MIRROR_REMOTE_GATEWAY_IDENTITY),
+            transport: annotation(TRANSPORT_ANNOTATION),
             subsets,
         }
     }
@@ -367,6 +382,7 @@ mod tests {
                 "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
                     .into(),
             alive,
+            transport: None,
         }
     }
 

@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use mesh_api::crds::link::LinkSpec;
+use mesh_api::crds::link::{Link, LinkSpec};
+use mesh_api::labels::TRANSPORT_ANNOTATION;
 
 /// A Link, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,15 +35,18 @@ pub struct LinkSettings {
     pub failure_threshold: u32,
     /// `spec.probeSpec.timeout` (30 s, never more than the period).
     pub probe_timeout: Duration,
+    /// The `mesh.dev/transport` annotation (`quic`, `tcp` or `auto`), when
+    /// set.
+    pub transport: Option<String>,
 }
 
 /// A field of a Link that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Link {link}: spec.{field}: {reason}")]
+#[error("Link {link}: {}{field}: {reason}", if field.starts_with("metadata.") { "" } else { "spec." })]
 pub struct InvalidLink {
     /// The Link's name.
     pub link: String,
-    /// The field.
+    /// The field (under `spec` unless it starts with `metadata.`).
     pub field: &'static str,
     /// What is wrong.
     pub reason: String,
@@ -66,7 +70,29 @@ fn duration(text: &str) -> Option<Duration> {
 }
 
 impl LinkSettings {
-    /// Checks the Link named `name`.
+    /// Checks `link`: its spec and our annotations.
+    pub fn from_link(link: &Link) -> Result<Self, InvalidLink> {
+        let name = link.metadata.name.clone().unwrap_or_default();
+        let mut settings = Self::from_spec(&name, &link.spec)?;
+        let transport = link
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TRANSPORT_ANNOTATION));
+        if let Some(transport) = transport {
+            if !["quic", "tcp", "auto"].contains(&transport.as_str()) {
+                return Err(InvalidLink {
+                    link: name,
+                    field: "metadata.annotations[mesh.dev/transport]",
+                    reason: format!("{transport:?} is not one of quic, tcp, auto"),
+                });
+            }
+            settings.transport = Some(transport.clone());
+        }
+        Ok(settings)
+    }
+
+    /// Checks the spec of the Link named `name`.
     pub fn from_spec(name: &str, spec: &LinkSpec) -> Result<Self, InvalidLink> {
         let bad = |field: &'static str, reason: String| InvalidLink {
             link: name.to_owned(),
@@ -145,6 +171,7 @@ impl LinkSettings {
             probe_period,
             failure_threshold,
             probe_timeout,
+            transport: None,
         })
     }
 

@@ -26,6 +26,7 @@ fn gateway(cluster: &str, alive: bool) -> Gateway {
             "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
                 .into(),
         alive,
+        transport: Some("tcp".into()),
     }
 }
 
@@ -141,6 +142,16 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
         "172.31.0.129"
     );
     assert_eq!(subset.ports.as_ref().expect("ports")[0].port, 4143);
+    assert_eq!(
+        endpoints
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("mesh.dev/transport"))
+            .map(String::as_str),
+        Some("tcp"),
+        "the Link's transport is on the mirror's Endpoints"
+    );
 
     // Once this cluster's watches have seen the writes, a pass writes nothing.
     let mut quiet = false;

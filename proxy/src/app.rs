@@ -57,6 +57,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut registry = Registry::default();
     let http_metrics = HttpMetrics::register(&mut registry);
     let tcp_metrics = TcpMetrics::register(&mut registry);
+    let quic_metrics = crate::quic::QuicMetrics::register(&mut registry);
     let mut drain = Drain::new();
 
     let credentials = match &config.identity {
@@ -80,7 +81,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ),
         None => None,
     };
-    let tls = credentials.as_ref().map(TlsClients::new).transpose()?;
+    let tls = credentials
+        .as_ref()
+        .map(|c| TlsClients::new(c, quic_metrics.clone()))
+        .transpose()?;
     let discovery = match &config.destination {
         Some(destination) => {
             let networks = destination
@@ -119,6 +123,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 outbound.clone(),
             )
         });
+    let is_gateway = gateway.is_some();
     let inbound = Inbound::new(
         config.inbound.clone(),
         credentials.clone(),
@@ -143,6 +148,22 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     });
     drain.spawn(admin.serve(admin_listener, drain.signaled()));
     drain.spawn(outbound.serve(outbound_listener, drain.signal()));
+    // A gateway also takes QUIC on its inbound port, over UDP.
+    if let Some(credentials) = credentials.as_ref().filter(|_| is_gateway) {
+        let endpoint = crate::quic::server_endpoint(credentials, config.inbound.listen)?;
+        let quic_inbound = inbound.clone();
+        let signal = drain.signal();
+        drain.spawn(crate::quic::serve(
+            endpoint,
+            quic_metrics,
+            drain.signal(),
+            move |stream, identity, _remote| {
+                quic_inbound
+                    .clone()
+                    .quic_stream(stream, identity, signal.clone())
+            },
+        ));
+    }
     drain.spawn(inbound.serve(inbound_listener, drain.signal()));
     tracing::info!(
         outbound = %config.outbound.listen,

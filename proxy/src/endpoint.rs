@@ -2,7 +2,8 @@
 //! identity discovery gave (plain text to unmeshed endpoints), pooled
 //! HTTP/1 connections and one multiplexed HTTP/2 connection, and Linkerd's
 //! `l5d-orig-proto` upgrade that carries HTTP/1 requests over HTTP/2
-//! between meshed proxies.
+//! between meshed proxies. A gateway endpoint is reached over QUIC when it
+//! can be ([`crate::quic`]), over TCP otherwise.
 //!
 //! The inbound side uses the same client, unmeshed, to reach the
 //! application.
@@ -27,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::discover::Endpoint;
+use crate::quic::{QuicClient, QuicMetrics, QuicStream, Transport};
 use crate::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, Credentials, TlsError};
 use crate::transport_header::{self, Empty, Kind, SessionProtocol, TransportHeader};
 
@@ -66,15 +68,18 @@ pub struct TlsClients {
     pub http1: Arc<ClientConfig>,
     /// Opaque streams with a transport header.
     pub transport_header: Arc<ClientConfig>,
+    /// QUIC to gateways.
+    pub quic: Arc<QuicClient>,
 }
 
 impl TlsClients {
-    /// Configurations presenting `credentials`.
-    pub fn new(credentials: &Arc<Credentials>) -> Result<Self, TlsError> {
+    /// Configurations presenting `credentials`; QUIC counted in `quic`.
+    pub fn new(credentials: &Arc<Credentials>, quic: QuicMetrics) -> Result<Self, TlsError> {
         Ok(Self {
             h2: credentials.client_config(&[ALPN_H2])?,
             http1: credentials.client_config(&[])?,
             transport_header: credentials.client_config(&[ALPN_TRANSPORT_HEADER])?,
+            quic: QuicClient::new(credentials, quic)?,
         })
     }
 }
@@ -86,6 +91,9 @@ pub enum Conn {
     Plain(TcpStream),
     /// Mutual TLS.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A stream of a QUIC connection to a gateway (its transport header
+    /// written).
+    Quic(QuicStream),
 }
 
 impl Connection for Conn {
@@ -108,6 +116,7 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Self::Quic(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -121,6 +130,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Self::Quic(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -128,6 +138,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_flush(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Self::Quic(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -135,6 +146,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Self::Quic(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -195,6 +207,76 @@ impl tower::Service<http::Uri> for Connector {
     }
 }
 
+/// Opens QUIC streams to one gateway, each starting with `header`.
+#[derive(Debug, Clone)]
+struct QuicConnector {
+    route: Arc<QuicRoute>,
+    header: TransportHeader,
+}
+
+/// A gateway reached over QUIC.
+#[derive(Debug)]
+struct QuicRoute {
+    client: Arc<QuicClient>,
+    addr: SocketAddr,
+    server_name: String,
+    /// QUIC only, no TCP fallback.
+    required: bool,
+}
+
+impl QuicRoute {
+    /// The QUIC connection, or `None` when TCP should be used instead.
+    async fn connection(&self) -> io::Result<Option<quinn::Connection>> {
+        match self.client.connection(self.addr, &self.server_name).await {
+            Some(connection) => Ok(Some(connection)),
+            None if self.required => Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!(
+                    "QUIC to the gateway at {} failed and its Link says quic only",
+                    self.addr
+                ),
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+impl tower::Service<http::Uri> for QuicConnector {
+    type Response = TokioIo<Conn>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn std::future::Future<Output = io::Result<TokioIo<Conn>>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let connection = this.route.connection().await?.ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    "QUIC to the gateway is down",
+                )
+            })?;
+            let stream = QuicClient::open(&connection, &this.header).await?;
+            Ok(TokioIo::new(Conn::Quic(stream)))
+        })
+    }
+}
+
+/// The QUIC side of a gateway endpoint's client.
+#[derive(Debug)]
+struct QuicClients {
+    route: Arc<QuicRoute>,
+    /// HTTP/1, a stream per request in flight (kept for reuse).
+    http1: Client<QuicConnector, Body>,
+    /// HTTP/2, on one stream.
+    http2: Client<QuicConnector, Body>,
+    /// The header of opaque streams.
+    opaque: TransportHeader,
+}
+
 /// The HTTP and TCP client of one endpoint.
 #[derive(Debug)]
 pub struct EndpointClient {
@@ -202,6 +284,8 @@ pub struct EndpointClient {
     http1: Client<Connector, Body>,
     http2: Client<Connector, Body>,
     opaque: Connector,
+    /// For a gateway reached over QUIC (TCP stays as the fallback).
+    quic: Option<QuicClients>,
 }
 
 impl EndpointClient {
@@ -257,7 +341,35 @@ impl EndpointClient {
                 session_protocol: session.map(|kind| SessionProtocol { kind: Some(kind) }),
             };
             let h2 = Some(header(Some(Kind::Http2(Empty {}))));
+            let quic = match (&meshed, &endpoint.identity) {
+                (Some((_, tls)), Some(identity)) if endpoint.transport != Transport::Tcp => {
+                    let route = Arc::new(QuicRoute {
+                        client: tls.quic.clone(),
+                        addr: endpoint.addr,
+                        server_name: identity.clone(),
+                        required: endpoint.transport == Transport::Quic,
+                    });
+                    let quic_connector = |kind: Kind| QuicConnector {
+                        route: route.clone(),
+                        header: header(Some(kind)),
+                    };
+                    let mut quic_http1 = Client::builder(TokioExecutor::new());
+                    quic_http1.pool_idle_timeout(Duration::from_secs(60));
+                    let mut quic_http2 = Client::builder(TokioExecutor::new());
+                    quic_http2
+                        .http2_only(true)
+                        .pool_idle_timeout(Duration::from_secs(60));
+                    Some(QuicClients {
+                        http1: quic_http1.build(quic_connector(Kind::Http1(Empty {}))),
+                        http2: quic_http2.build(quic_connector(Kind::Http2(Empty {}))),
+                        opaque: header(None),
+                        route,
+                    })
+                }
+                _ => None,
+            };
             return Self {
+                quic,
                 http1: http1.build(connector(
                     |t| &t.transport_header,
                     endpoint.addr,
@@ -280,6 +392,7 @@ impl EndpointClient {
             ..Default::default()
         };
         Self {
+            quic: None,
             http1: http1.build(connector(|t| &t.http1, endpoint.addr, None)),
             http2: http2.build(connector(|t| &t.h2, endpoint.addr, None)),
             opaque: connector(|t| &t.transport_header, opaque_addr, Some(opaque_header)),
@@ -303,6 +416,15 @@ impl EndpointClient {
     pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
         absolute_uri(&mut req, self.endpoint.addr)?;
         let upgrade = is_upgrade(&req);
+        if let Some(quic) = &self.quic
+            && quic.route.connection().await?.is_some()
+        {
+            return Ok(if req.version() == Version::HTTP_2 {
+                quic.http2.request(req).await?
+            } else {
+                quic.http1.request(req).await?
+            });
+        }
         if req.version() == Version::HTTP_2 {
             return Ok(self.http2.request(req).await?);
         }
@@ -327,6 +449,13 @@ impl EndpointClient {
     /// mutual TLS with a transport header naming the port (or, through a
     /// gateway, the Service) when it is meshed.
     pub async fn connect_opaque(&self) -> io::Result<Conn> {
+        if let Some(quic) = &self.quic
+            && let Some(connection) = quic.route.connection().await?
+        {
+            return Ok(Conn::Quic(
+                QuicClient::open(&connection, &quic.opaque).await?,
+            ));
+        }
         self.opaque.clone().connect().await
     }
 }

@@ -38,7 +38,7 @@ use crate::gateway::Gateway;
 use crate::http::{self as proxy_http, error_response};
 use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
 use crate::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
-use crate::transport_header;
+use crate::transport_header::{self, TransportHeader};
 
 fn stream_peer(io: &detect::Prefixed<TcpStream>) -> Option<SocketAddr> {
     io.inner().peer_addr().ok()
@@ -233,18 +233,7 @@ impl Inbound {
                 return;
             };
             if !header.name.is_empty() {
-                match &self.gateway {
-                    Some(gateway) => {
-                        let labels = peer.labels();
-                        gateway
-                            .forward(tls, header, peer.identity, labels, drain)
-                            .await;
-                    }
-                    None => tracing::info!(
-                        name = %header.name,
-                        "a transport header naming a Service reached a workload proxy: refused"
-                    ),
-                }
+                self.forward_named(tls, header, &peer, drain).await;
                 return;
             }
             let target = SocketAddr::new(orig.ip(), port);
@@ -259,6 +248,52 @@ impl Inbound {
             Ok((protocol, io)) => self.proxy(io, orig, peer, protocol, drain).await,
             Err(e) => tracing::debug!(%orig, "detection inside TLS: {e}"),
         }
+    }
+
+    /// Hands a stream whose transport header names a Service to the
+    /// gateway, when this proxy is one.
+    async fn forward_named<I>(&self, io: I, header: TransportHeader, peer: &Peer, drain: Signal)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match &self.gateway {
+            Some(gateway) => {
+                gateway
+                    .forward(io, header, peer.identity.clone(), peer.labels(), drain)
+                    .await;
+            }
+            None => tracing::info!(
+                name = %header.name,
+                "a transport header naming a Service reached a workload proxy: refused"
+            ),
+        }
+    }
+
+    /// A QUIC stream from a client with `identity` (proved by its
+    /// certificate): a transport header naming a Service, then the bytes
+    /// for it ([`crate::quic`]).
+    pub async fn quic_stream(
+        self: Arc<Self>,
+        mut stream: crate::quic::QuicStream,
+        identity: Option<String>,
+        drain: Signal,
+    ) {
+        let header = match transport_header::read(&mut stream).await {
+            Ok(header) => header,
+            Err(e) => {
+                tracing::info!(client = ?identity, "QUIC transport header: {e}");
+                return;
+            }
+        };
+        if header.name.is_empty() {
+            tracing::info!(client = ?identity, "a QUIC stream must name a Service: refused");
+            return;
+        }
+        let peer = Peer {
+            identity,
+            no_tls_reason: "no_client_certificate",
+        };
+        self.forward_named(stream, header, &peer, drain).await;
     }
 
     async fn proxy<I>(

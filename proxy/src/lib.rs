@@ -15,6 +15,7 @@
 //! - [`control`]: gRPC channels to the control plane.
 //! - [`http`], [`observe`], [`forward`]: HTTP and TCP plumbing.
 //! - [`gateway`]: the multicluster gateway mode of the inbound side.
+//! - [`quic`]: QUIC between proxies and gateways, with TCP fallback.
 //! - [`drain`]: graceful shutdown.
 //! - [`cache`]: per-target state that unused targets leave.
 //! - [`init`]: the iptables rules `mesh-init` installs.
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod observe;
 pub mod orig_dst;
 pub mod outbound;
+pub mod quic;
 pub mod retry;
 pub mod split;
 pub mod tls;

@@ -5,7 +5,9 @@
 //! forwards to it, saying who it forwarded for. Names outside its cluster
 //! and requests that come back around are refused. A workload behind the
 //! gateway sees the original caller's identity, not the gateway's, and a
-//! `Forwarded` element forged by the caller changes nothing.
+//! `Forwarded` element forged by the caller changes nothing. The client
+//! reaches the gateway over QUIC when UDP gets through, and over TCP, with
+//! no failed request, when it does not.
 
 mod support;
 
@@ -227,5 +229,109 @@ async fn the_workload_behind_the_gateway_sees_the_original_callers_identity() {
         ),
         1.0,
         "the callee's proxy counts the request as the caller's:\n{inbound}"
+    );
+}
+
+/// UDP datagrams the server pod received on the gateway port (an iptables
+/// counter), or dropped there with `drop`.
+fn count_quic(mesh: &Mesh, drop: bool) {
+    let mut args = vec!["-I", "INPUT", "-p", "udp", "--dport", "4143"];
+    if drop {
+        args.extend(["-j", "DROP"]);
+    }
+    let out = mesh.server.exec("iptables", &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn quic_packets(mesh: &Mesh) -> u64 {
+    let out = mesh
+        .server
+        .exec("iptables", &["-L", "INPUT", "-v", "-x", "-n"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("udp dpt:4143"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// TCP connections the gateway accepted from the client pod.
+async fn tcp_to_gateway(mesh: &Mesh) -> f64 {
+    let out = mesh
+        .server
+        .exec("ss", &["-Htn", "state", "established", "( sport = :4143 )"]);
+    String::from_utf8_lossy(&out.stdout).lines().count() as f64
+}
+
+async fn get_many(mesh: &Mesh, count: usize) -> Vec<u16> {
+    mesh.client
+        .run(async move {
+            let client = http_client();
+            let mut statuses = Vec::new();
+            for _ in 0..count {
+                let req = http::Request::get("http://10.96.0.20/")
+                    .body(http_body_util::Full::default())
+                    .expect("request");
+                statuses.push(request(&client, req).await.map_or(0, |(status, _)| status));
+            }
+            statuses
+        })
+        .await
+}
+
+#[tokio::test]
+async fn the_client_reaches_the_gateway_over_quic() {
+    let mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    let app = mesh.app("web-1", 8080).await;
+    count_quic(&mesh, false);
+    let statuses = get_many(&mesh, 20).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{statuses:?}\n{}",
+        mesh.logs()
+    );
+    assert_eq!(app.hits(), 20);
+    assert!(
+        quic_packets(&mesh) > 0,
+        "QUIC datagrams reached the gateway"
+    );
+    assert_eq!(
+        tcp_to_gateway(&mesh).await,
+        0.0,
+        "no TCP connection to the gateway while QUIC works"
+    );
+}
+
+#[tokio::test]
+async fn with_udp_dropped_requests_fall_back_to_tcp_and_none_fails() {
+    let mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    let app = mesh.app("web-1", 8080).await;
+    count_quic(&mesh, true);
+    let statuses = get_many(&mesh, 20).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every request succeeds over TCP: {statuses:?}\n{}",
+        mesh.logs()
+    );
+    assert_eq!(app.hits(), 20);
+    assert!(quic_packets(&mesh) > 0, "QUIC was tried");
+    let client = mesh.client_metrics().await;
+    assert_eq!(
+        sample(
+            &client,
+            "quic_connections_total",
+            &["direction=\"outbound\"", "outcome=\"fallback_to_tcp\""]
+        ),
+        1.0,
+        "one failed handshake, then TCP remembered for the gateway:\n{client}"
+    );
+    assert!(
+        tcp_to_gateway(&mesh).await >= 1.0,
+        "then TCP carried the requests"
     );
 }

@@ -162,7 +162,7 @@ async fn link_crd(client: &kube::Client) -> Outcome {
 fn links_valid(checked: &mut [Checked]) -> Outcome {
     let mut problems = Vec::new();
     for c in checked.iter_mut() {
-        match LinkSettings::from_spec(&c.name, &c.link.spec) {
+        match LinkSettings::from_link(&c.link) {
             Ok(settings) => c.settings = Some(settings),
             Err(e) => problems.push(e.to_string()),
         }

@@ -143,11 +143,11 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
         }),
         ..Deployment::default()
     };
-    let port = |name: &str, port: u16| ServicePort {
+    let port = |name: &str, port: u16, protocol: &str| ServicePort {
         name: Some(name.into()),
         port: i32::from(port),
         target_port: Some(IntOrString::Int(i32::from(port))),
-        protocol: Some("TCP".into()),
+        protocol: Some(protocol.into()),
         ..ServicePort::default()
     };
     let service = Service {
@@ -169,8 +169,10 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
             type_: Some(args.gateway_service_type.clone()),
             selector: Some(selector),
             ports: Some(vec![
-                port("mc-gateway", mesh_api::ports::GATEWAY),
-                port("mc-probe", mesh_api::ports::GATEWAY_PROBE),
+                port("mc-gateway", mesh_api::ports::GATEWAY, "TCP"),
+                // QUIC from proxies whose Link allows it, on the same port.
+                port("mc-gateway-quic", mesh_api::ports::GATEWAY, "UDP"),
+                port("mc-probe", mesh_api::ports::GATEWAY_PROBE, "TCP"),
             ]),
             ..ServiceSpec::default()
         }),

@@ -40,9 +40,35 @@ pub struct LinkArgs {
     /// This cluster's DNS domain.
     #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// How proxies reach the gateway: QUIC, falling back to TCP when UDP
+    /// does not get through (`auto`), or only one of them (the Link's
+    /// `mesh.dev/transport` annotation).
+    #[arg(long, env = "MESH_LINK_TRANSPORT", value_enum, default_value_t = LinkTransport::Auto)]
+    pub transport: LinkTransport,
     /// The image of the service mirror (`mesh-controller`).
     #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh/controller:v", env!("CARGO_PKG_VERSION")))]
     pub controller_image: String,
+}
+
+/// How proxies reach a linked cluster's gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinkTransport {
+    /// QUIC, falling back to TCP.
+    Auto,
+    /// QUIC only.
+    Quic,
+    /// TCP only.
+    Tcp,
+}
+
+impl LinkTransport {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Quic => "quic",
+            Self::Tcp => "tcp",
+        }
+    }
 }
 
 fn names_a_dns_label(name: &str) -> bool {
@@ -186,15 +212,17 @@ pub async fn render(global: &GlobalArgs, args: &LinkArgs) -> anyhow::Result<Stri
     );
     let mut link = link;
     link.metadata.namespace = Some(NS.into());
+    let mut annotations = std::collections::BTreeMap::from([(
+        mesh_api::labels::TRANSPORT_ANNOTATION.to_owned(),
+        args.transport.as_str().to_owned(),
+    )]);
     if args.gateway_addresses.is_none() {
-        link.metadata.annotations = Some(
-            [(
-                mesh_api::labels::GATEWAY_SERVICE_ANNOTATION.to_owned(),
-                format!("{NS}/{GATEWAY}"),
-            )]
-            .into(),
+        annotations.insert(
+            mesh_api::labels::GATEWAY_SERVICE_ANNOTATION.to_owned(),
+            format!("{NS}/{GATEWAY}"),
         );
     }
+    link.metadata.annotations = Some(annotations);
     let credentials = Secret {
         metadata: ObjectMeta {
             name: Some(credentials_name(name)),

@@ -33,6 +33,14 @@ pub const MIRROR_GATEWAY_IDENTITY: &str = "mirror.linkerd.io/gateway-identity";
 /// address never leaves the Link's addresses stale. Absent when the
 /// addresses were given by hand (`--gateway-addresses`).
 pub const GATEWAY_SERVICE_ANNOTATION: &str = "mesh.dev/gateway-service";
+/// Link annotation (ours), copied by the mirror onto its mirror Endpoints:
+/// how proxies reach the Link's gateway, `quic`, `tcp` or `auto` (QUIC with
+/// TCP fallback, the default). The destination service sends it to proxies
+/// as the endpoint label [`GATEWAY_TRANSPORT_LABEL`].
+pub const TRANSPORT_ANNOTATION: &str = "mesh.dev/transport";
+/// The endpoint metric label that carries [`TRANSPORT_ANNOTATION`] to
+/// proxies (proxies read it and never export it).
+pub const GATEWAY_TRANSPORT_LABEL: &str = "gateway_transport";
 
 /// On a TrafficSplit: which failover controller manages it.
 pub const FAILOVER_CONTROLLED_BY: &str = "failover.linkerd.io/controlled-by";

@@ -28,7 +28,15 @@ pub struct Endpoint {
     /// The Service (`name.ns.svc.domain:port`) a gateway at this address
     /// forwards to: connections carry it in their transport header.
     pub authority_override: Option<String>,
+    /// How to reach it when it is a gateway (the destination service's
+    /// `gateway_transport` label, from the Link's `mesh.dev/transport`).
+    pub transport: crate::quic::Transport,
 }
+
+/// The label that carries a gateway endpoint's transport (the destination
+/// service's `mesh_api::labels::GATEWAY_TRANSPORT_LABEL`; the proxy does not
+/// depend on mesh-api).
+pub const TRANSPORT_LABEL: &str = "gateway_transport";
 
 impl Endpoint {
     /// An endpoint discovery says nothing about: plain text, no labels.
@@ -40,6 +48,7 @@ impl Endpoint {
             opaque_transport_port: None,
             authority_override: None,
             labels: Vec::new(),
+            transport: crate::quic::Transport::default(),
         }
     }
 }
@@ -109,11 +118,16 @@ pub fn endpoint_from_api(
         .opaque_transport
         .and_then(|o| u16::try_from(o.inbound_port).ok())
         .filter(|p| *p != 0);
-    let mut labels: Labels = set_labels
+    let all: BTreeMap<String, String> = set_labels
         .iter()
         .chain(addr.metric_labels.iter())
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect::<BTreeMap<_, _>>()
+        .collect();
+    let transport = all
+        .get(TRANSPORT_LABEL)
+        .and_then(|t| crate::quic::Transport::parse(t))
+        .unwrap_or_default();
+    let mut labels: Labels = all
         .into_iter()
         .filter_map(|(k, v)| Some((dst_label(&k)?, v)))
         .collect();
@@ -128,6 +142,7 @@ pub fn endpoint_from_api(
             .authority_override
             .map(|o| o.authority_override)
             .filter(|a| !a.is_empty()),
+        transport,
     })
 }
 

@@ -86,6 +86,8 @@ pub struct MirrorEndpoints {
     pub ports: Vec<(Option<String>, u16)>,
     /// The gateway's identity.
     pub gateway_identity: Option<String>,
+    /// How proxies reach the gateway (`mesh.dev/transport`), when set.
+    pub transport: Option<String>,
 }
 
 /// A Pod.
@@ -247,6 +249,12 @@ pub fn mirror_endpoints(endpoints: &Endpoints) -> MirrorEndpoints {
             .annotations
             .as_ref()
             .and_then(|a| a.get(labels::MIRROR_REMOTE_GATEWAY_IDENTITY))
+            .cloned(),
+        transport: endpoints
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(labels::TRANSPORT_ANNOTATION))
             .cloned(),
     }
 }

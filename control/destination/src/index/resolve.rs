@@ -162,7 +162,16 @@ impl View<'_> {
                             SocketAddr::new(*ip, gateway_port),
                             Endpoint {
                                 weight: DEFAULT_WEIGHT,
-                                labels: BTreeMap::new(),
+                                labels: mirror
+                                    .transport
+                                    .iter()
+                                    .map(|t| {
+                                        (
+                                            mesh_api::labels::GATEWAY_TRANSPORT_LABEL.to_owned(),
+                                            t.clone(),
+                                        )
+                                    })
+                                    .collect(),
                                 identity: mirror.gateway_identity.clone(),
                                 hint: Hint {
                                     protocol: mirror

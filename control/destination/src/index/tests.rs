@@ -348,11 +348,14 @@ fn a_mirrored_service_resolves_to_the_remote_gateway() {
     index.apply_service(&svc);
     let mut eps_meta = meta("shop", "web-east");
     eps_meta.annotations = Some(
-        [(
-            "mirror.linkerd.io/remote-gateway-identity".to_owned(),
-            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
-                .to_owned(),
-        )]
+        [
+            (
+                "mirror.linkerd.io/remote-gateway-identity".to_owned(),
+                "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+                    .to_owned(),
+            ),
+            ("mesh.dev/transport".to_owned(), "tcp".to_owned()),
+        ]
         .into(),
     );
     index.apply_mirror_endpoints(&Endpoints {
@@ -385,6 +388,11 @@ fn a_mirrored_service_resolves_to_the_remote_gateway() {
     assert_eq!(
         ep.authority_override.as_deref(),
         Some("web.shop.svc.east.local:80")
+    );
+    assert_eq!(
+        ep.labels.get("gateway_transport").map(String::as_str),
+        Some("tcp"),
+        "the Link's transport reaches the proxies"
     );
     assert_eq!(set_labels["target_cluster"], "east");
     assert_eq!(set_labels["target_service"], "web");

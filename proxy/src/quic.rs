@@ -1,0 +1,345 @@
+//! QUIC between a proxy and a multicluster gateway: the same certificates,
+//! identities and transport header as TCP, but one QUIC connection per
+//! gateway carries every request and opaque stream, each on its own QUIC
+//! stream (so a lost packet holds up one request, not all of them).
+//!
+//! Each stream starts with a transport header naming the Service, as a TCP
+//! connection to the gateway does; HTTP/1 requests get a stream each
+//! (HTTP/1 on it, kept for reuse), HTTP/2 shares one.
+//!
+//! The client side ([`QuicClient`]) prefers QUIC for gateways whose
+//! transport is `auto` or `quic`; when the handshake does not complete
+//! within [`HANDSHAKE_TIMEOUT`] (UDP does not get through), it says so and
+//! the caller uses TCP, for [`FALLBACK_FOR`], after which QUIC is tried
+//! again. The server side ([`serve`]) accepts connections on the gateway's
+//! port over UDP and hands each stream to the inbound side.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
+
+use crate::drain::Signal;
+use crate::tls::{self, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
+use crate::transport_header::{self, TransportHeader};
+
+/// How long a QUIC handshake may take before the gateway counts as
+/// unreachable over UDP.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long TCP is used for a gateway after QUIC failed to reach it.
+pub const FALLBACK_FOR: Duration = Duration::from_secs(30);
+
+/// How a proxy reaches a gateway (`mesh.dev/transport` on the Link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// QUIC, falling back to TCP when UDP does not get through.
+    #[default]
+    Auto,
+    /// QUIC only.
+    Quic,
+    /// TCP only.
+    Tcp,
+}
+
+impl Transport {
+    /// `auto`, `quic` or `tcp`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "auto" => Some(Self::Auto),
+            "quic" => Some(Self::Quic),
+            "tcp" => Some(Self::Tcp),
+            _ => None,
+        }
+    }
+}
+
+/// One QUIC stream as a byte stream.
+#[derive(Debug)]
+pub struct QuicStream {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl AsyncRead for QuicStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().recv).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for QuicStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        AsyncWrite::poll_write(Pin::new(&mut self.get_mut().send), cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_flush(Pin::new(&mut self.get_mut().send), cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        AsyncWrite::poll_shutdown(Pin::new(&mut self.get_mut().send), cx)
+    }
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(4096))
+        .keep_alive_interval(Some(Duration::from_secs(10)))
+        .max_idle_timeout(quinn::IdleTimeout::try_from(Duration::from_secs(60)).ok());
+    Arc::new(config)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuicLabels {
+    direction: &'static str,
+    outcome: &'static str,
+}
+
+/// QUIC connections by direction and outcome:
+/// `quic_connections_total{direction="outbound",outcome="connected"|"fallback_to_tcp"}`
+/// on clients, `{direction="inbound",outcome="accepted"|"refused"}` on gateways.
+#[derive(Debug, Clone, Default)]
+pub struct QuicMetrics {
+    connections: Family<QuicLabels, Counter>,
+}
+
+impl QuicMetrics {
+    /// Registers `quic_connections_total`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "quic_connections",
+            "QUIC connections between proxies and gateways, by outcome",
+            metrics.connections.clone(),
+        );
+        metrics
+    }
+
+    fn count(&self, direction: &'static str, outcome: &'static str) {
+        self.connections
+            .get_or_create(&QuicLabels { direction, outcome })
+            .inc();
+    }
+}
+
+/// What a client knows about one gateway.
+#[derive(Debug, Default)]
+enum GatewayState {
+    /// Never tried (or the connection closed).
+    #[default]
+    Unknown,
+    /// Connected.
+    Connected(quinn::Connection),
+    /// UDP did not get through; TCP until then.
+    TcpUntil(Instant),
+}
+
+/// The client side: one QUIC connection per gateway, made on first use
+/// (the UDP socket too: proxies that never reach a gateway have none).
+#[derive(Debug)]
+pub struct QuicClient {
+    config: quinn::ClientConfig,
+    metrics: QuicMetrics,
+    endpoint: tokio::sync::OnceCell<quinn::Endpoint>,
+    gateways: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<GatewayState>>>>,
+}
+
+impl QuicClient {
+    /// A client presenting `credentials`.
+    pub fn new(
+        credentials: &Arc<Credentials>,
+        metrics: QuicMetrics,
+    ) -> Result<Arc<Self>, TlsError> {
+        let crypto = credentials.client_config(&[ALPN_TRANSPORT_HEADER])?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+            .map_err(|e| TlsError::Certificate(format!("QUIC client configuration: {e}")))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport_config());
+        Ok(Arc::new(Self {
+            config,
+            metrics,
+            endpoint: tokio::sync::OnceCell::new(),
+            gateways: Mutex::default(),
+        }))
+    }
+
+    /// The UDP endpoint, bound on an ephemeral port at first use.
+    async fn endpoint(&self) -> Result<&quinn::Endpoint, String> {
+        self.endpoint
+            .get_or_try_init(|| async {
+                let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+                    .map_err(|e| format!("a UDP socket for QUIC: {e}"))?;
+                endpoint.set_default_client_config(self.config.clone());
+                Ok(endpoint)
+            })
+            .await
+    }
+
+    fn state(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<GatewayState>> {
+        self.gateways
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(addr)
+            .or_default()
+            .clone()
+    }
+
+    /// The connection to the gateway at `addr` (identity `server_name`),
+    /// made if needed; `None` while QUIC cannot reach it (use TCP). Callers
+    /// that arrive during a handshake wait for its outcome.
+    pub async fn connection(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Option<quinn::Connection> {
+        let state = self.state(addr);
+        let mut state = state.lock().await;
+        match &*state {
+            GatewayState::Connected(connection) if connection.close_reason().is_none() => {
+                return Some(connection.clone());
+            }
+            GatewayState::TcpUntil(until) if Instant::now() < *until => return None,
+            _ => {}
+        }
+        let attempt = async {
+            let connecting = self
+                .endpoint()
+                .await?
+                .connect(addr, server_name)
+                .map_err(|e| e.to_string())?;
+            connecting.await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
+            Ok(Ok(connection)) => {
+                tracing::debug!(%addr, "QUIC connection to the gateway");
+                self.metrics.count("outbound", "connected");
+                *state = GatewayState::Connected(connection.clone());
+                Some(connection)
+            }
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(e)) => e,
+                    _ => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+                };
+                tracing::info!(%addr, "QUIC to the gateway failed ({why}); TCP for {FALLBACK_FOR:?}");
+                self.metrics.count("outbound", "fallback_to_tcp");
+                *state = GatewayState::TcpUntil(Instant::now() + FALLBACK_FOR);
+                None
+            }
+        }
+    }
+
+    /// Opens a stream on `connection` and writes `header` on it.
+    pub async fn open(
+        connection: &quinn::Connection,
+        header: &TransportHeader,
+    ) -> io::Result<QuicStream> {
+        let (send, recv) = connection.open_bi().await.map_err(io::Error::other)?;
+        let mut stream = QuicStream { send, recv };
+        stream.write_all(&transport_header::encode(header)).await?;
+        Ok(stream)
+    }
+}
+
+/// A QUIC server endpoint on `addr` (UDP) presenting `credentials` and
+/// requiring client certificates.
+pub fn server_endpoint(
+    credentials: &Arc<Credentials>,
+    addr: SocketAddr,
+) -> Result<quinn::Endpoint, TlsError> {
+    let crypto = credentials.server_config(ClientAuth::Required, &[ALPN_TRANSPORT_HEADER])?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+        .map_err(|e| TlsError::Certificate(format!("QUIC server configuration: {e}")))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport_config());
+    quinn::Endpoint::server(config, addr)
+        .map_err(|e| TlsError::Certificate(format!("binding UDP {addr} for QUIC: {e}")))
+}
+
+/// The identity a QUIC peer's certificate proved.
+fn peer_identity(connection: &quinn::Connection) -> Option<String> {
+    let certificates = connection
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    tls::dns_names(certificates.first()?).into_iter().next()
+}
+
+/// Accepts QUIC connections on `endpoint` until `drain`, handing every
+/// stream, with the client's identity, to `stream`.
+pub async fn serve<F, Fut>(
+    endpoint: quinn::Endpoint,
+    metrics: QuicMetrics,
+    drain: Signal,
+    stream: F,
+) where
+    F: Fn(QuicStream, Option<String>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let stopping = drain.wait();
+    tokio::pin!(stopping);
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = &mut stopping => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let stream = stream.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    tracing::info!("QUIC handshake: {e}");
+                    metrics.count("inbound", "refused");
+                    return;
+                }
+            };
+            metrics.count("inbound", "accepted");
+            let identity = peer_identity(&connection);
+            let remote = connection.remote_address();
+            while let Ok((send, recv)) = connection.accept_bi().await {
+                tokio::spawn(stream.clone()(
+                    QuicStream { send, recv },
+                    identity.clone(),
+                    remote,
+                ));
+            }
+        });
+    }
+    // New connections are refused; those open finish their streams.
+    endpoint.set_server_config(None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_are_read_as_links_write_them() {
+        assert_eq!(Transport::parse("auto"), Some(Transport::Auto));
+        assert_eq!(Transport::parse(" quic "), Some(Transport::Quic));
+        assert_eq!(Transport::parse("tcp"), Some(Transport::Tcp));
+        assert_eq!(Transport::parse("udp"), None);
+    }
+}
