@@ -102,4 +102,13 @@ impl Provider for LocalProvider {
         wan::control(&self.info.wan_socket, "restore").await?;
         Ok(())
     }
+
+    async fn set_wan(&self, settings: &str) -> anyhow::Result<()> {
+        let answer = wan::control(&self.info.wan_socket, &format!("set {settings}")).await?;
+        anyhow::ensure!(
+            !answer.starts_with("error"),
+            "mesh wan set {settings}: {answer}"
+        );
+        Ok(())
+    }
 }

@@ -498,3 +498,53 @@ pub async fn mesh_multicluster_check_names_mismatched_anchors(
     .await?;
     Ok(())
 }
+
+/// QUIC connections east's gateway accepted (its proxy's
+/// `quic_connections_total{direction="inbound",outcome="accepted"}`).
+async fn gateway_quic_accepted(p: &impl Provider) -> anyhow::Result<f64> {
+    let east = p.client(Cluster::East);
+    let pods = kube_util::ready_pods(&east, MC, &format!("app={GATEWAY}")).await?;
+    let mut accepted = 0.0;
+    for pod in pods.iter().filter_map(|p| p.metadata.name.as_deref()) {
+        let metrics = mesh::proxy_metrics(&east, MC, pod).await?;
+        accepted += mesh::sum(
+            &metrics,
+            "quic_connections_total",
+            &[("direction", "inbound"), ("outcome", "accepted")],
+        );
+    }
+    Ok(accepted)
+}
+
+/// A west pod's call to east goes over QUIC (east's gateway accepts a QUIC
+/// connection for it); with UDP dropped on the WAN, a call still succeeds,
+/// over TCP, and the gateway accepts no QUIC connection for it.
+pub async fn mesh_multicluster_quic_and_tcp_both_carry_traffic(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    ensure_linked(p).await?;
+    let exported = Exported::start(p, "e2e-mc-quic").await?;
+    let before = gateway_quic_accepted(p).await?;
+    exported.call_from_west(p, "over-quic").await?;
+    let after = gateway_quic_accepted(p).await?;
+    anyhow::ensure!(
+        after > before,
+        "the west pod's proxy reached the gateway over QUIC ({before} → {after} accepted)"
+    );
+
+    p.set_wan("udp=drop").await?;
+    let over_tcp = async {
+        exported.call_from_west(p, "over-tcp").await?;
+        let dropped = gateway_quic_accepted(p).await?;
+        anyhow::ensure!(
+            dropped == after,
+            "with UDP dropped no QUIC connection reached the gateway ({after} → {dropped})"
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    p.set_wan("udp=pass").await?;
+    over_tcp?;
+    exported.remove(p).await;
+    Ok(())
+}

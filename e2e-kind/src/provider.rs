@@ -41,4 +41,7 @@ pub trait Provider: Sync {
     fn cut_wan(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Undoes [`Provider::cut_wan`].
     fn restore_wan(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Changes the WAN's impairments (`delay=20ms loss=1% udp=drop`, as
+    /// `mesh wan set` takes them).
+    fn set_wan(&self, settings: &str) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
