@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
@@ -276,47 +277,80 @@ pub async fn pass(
     }
     let plan = desired::plan(&desired_services, &existing);
     let apply = PatchParams::apply(FIELD_MANAGER).force();
-    for service in plan.create.iter().chain(&plan.update) {
+    // Writes go out WRITES_IN_FLIGHT at a time: a thousand new exports are
+    // mirrored in seconds, not one round trip after another.
+    let services = plan.create.iter().chain(&plan.update).map(|service| {
         let key = key_of(&service.metadata);
-        if let Err(e) = Api::<Service>::namespaced(local.clone(), &key.0)
-            .patch(&key.1, &apply, &Patch::Apply(with_kind(service, "Service")))
-            .await
-        {
-            outcome.failed.push((key, e.to_string()));
+        let api = Api::<Service>::namespaced(local.clone(), &key.0);
+        let body = with_kind(service, "Service");
+        let apply = apply.clone();
+        async move {
+            api.patch(&key.1, &apply, &Patch::Apply(body))
+                .await
+                .map(|_| ())
+                .map_err(|e| (key, e.to_string()))
+        }
+    });
+    for result in in_flight(services).await {
+        if let Err(failed) = result {
+            outcome.failed.push(failed);
         }
     }
-    for endpoints in &desired_endpoints {
+    let endpoints = desired_endpoints.iter().map(|endpoints| {
         let key = key_of(&endpoints.metadata);
-        match Api::<Endpoints>::namespaced(local.clone(), &key.0)
-            .patch(
-                &key.1,
-                &apply,
-                &Patch::Apply(with_kind(endpoints, "Endpoints")),
-            )
-            .await
-        {
-            Ok(_) => outcome.endpoints_written += 1,
-            Err(e) => outcome.failed.push((key, e.to_string())),
+        let api = Api::<Endpoints>::namespaced(local.clone(), &key.0);
+        let body = with_kind(endpoints, "Endpoints");
+        let apply = apply.clone();
+        async move {
+            api.patch(&key.1, &apply, &Patch::Apply(body))
+                .await
+                .map(|_| ())
+                .map_err(|e| (key, e.to_string()))
+        }
+    });
+    for result in in_flight(endpoints).await {
+        match result {
+            Ok(()) => outcome.endpoints_written += 1,
+            Err(failed) => outcome.failed.push(failed),
         }
     }
-    for (namespace, name) in &plan.delete {
-        // The Endpoints go with the Service (same name, no selector: the
-        // API server keeps them otherwise), so both are deleted.
-        let _ = Api::<Endpoints>::namespaced(local.clone(), namespace)
-            .delete(name, &DeleteParams::default())
-            .await;
-        if let Err(e) = Api::<Service>::namespaced(local.clone(), namespace)
-            .delete(name, &DeleteParams::default())
-            .await
-        {
-            outcome
-                .failed
-                .push(((namespace.clone(), name.clone()), e.to_string()));
+    let deletions = plan.delete.iter().cloned().map(|(namespace, name)| {
+        let local = local.clone();
+        async move {
+            // The Endpoints go with the Service (same name, no selector: the
+            // API server keeps them otherwise), so both are deleted.
+            let _ = Api::<Endpoints>::namespaced(local.clone(), &namespace)
+                .delete(&name, &DeleteParams::default())
+                .await;
+            Api::<Service>::namespaced(local, &namespace)
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| ((namespace.clone(), name.clone()), e.to_string()))
+        }
+    });
+    for result in in_flight(deletions).await {
+        if let Err(failed) = result {
+            outcome.failed.push(failed);
         }
     }
     outcome.mirrors = desired_services.len();
     outcome.plan = plan;
     Ok(outcome)
+}
+
+/// How many writes a pass has in flight at once.
+const WRITES_IN_FLIGHT: usize = 16;
+
+/// Runs `writes`, [`WRITES_IN_FLIGHT`] at a time.
+async fn in_flight<F: std::future::Future>(writes: impl Iterator<Item = F>) -> Vec<F::Output> {
+    // Collected first: a stream over the iterator itself would carry its
+    // closure's higher-ranked type into the future, which then is not Send.
+    let writes: Vec<F> = writes.collect();
+    futures::stream::iter(writes)
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .collect()
+        .await
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Key {

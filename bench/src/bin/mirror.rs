@@ -174,7 +174,10 @@ async fn main() -> anyhow::Result<()> {
     let mirror = Mirror(
         Command::new(&controller)
             .args(["mirror", "--link", LINK, "--namespace", NS])
-            .arg(format!("--admin-listen={}", SocketAddr::from(([127, 0, 0, 1], 0))))
+            .arg(format!(
+                "--admin-listen={}",
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            ))
             .env("KUBECONFIG", plane.kubeconfig())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -207,7 +210,10 @@ async fn main() -> anyhow::Result<()> {
         if status.is_some_and(|s| s.0.contains_key("conditions")) {
             break;
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the mirror never reported on its Link");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the mirror never reported on its Link"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -260,7 +266,10 @@ async fn main() -> anyhow::Result<()> {
         if count >= 1100 {
             break;
         }
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(300), "only {count} of 1 100 mirrors after 5 min");
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(300),
+            "only {count} of 1 100 mirrors after 5 min"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mirrored = t0.elapsed();

@@ -1,0 +1,291 @@
+//! `gateway-bench`: a call across a WAN through the multicluster gateway,
+//! measured in one run. Two pods in network namespaces (the proxy tests'
+//! harness: `mesh-init` rules, `mesh-proxy` processes, a mock control
+//! plane); the server pod's proxy is a gateway. The pods are joined by our
+//! WAN forwarder (`mesh-node wan`, the local clusters' own: one-way delay
+//! and loss on every packet, TCP and UDP alike).
+//!
+//! 1. At 20 ms one-way delay, p50 / p99 of a request from the client pod
+//!    straight to the server's application (a port iptables leaves alone),
+//!    and through the client's proxy and the gateway (mirror Service →
+//!    gateway → application), over TCP and over QUIC.
+//! 2. TCP against QUIC to the gateway at 0 %, 1 % and 3 % loss, 32
+//!    requests in flight: requests per second, p50, p99, failures.
+//!
+//! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench
+//! -p mesh-clusters`: `target/release/gateway-bench [seconds per run,
+//! default 10]`.
+
+#[path = "../../../proxy/tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use linkerd2_proxy_api::destination::{AuthorityOverride, DestinationProfile, WeightedAddr};
+use support::{Mesh, WEB, WEB_ID, app, controller, server};
+use tokio::time::Instant;
+
+const CLIENT_WAN: &str = "172.31.9.1";
+const SERVER_WAN: &str = "172.31.9.2";
+/// The mirror Services in the client's cluster, one per transport.
+const MIRRORS: [(&str, &str, &str); 2] = [
+    ("tcp", "10.96.0.21:80", "web-tcp.test.svc.cluster.local:80"),
+    (
+        "quic",
+        "10.96.0.22:80",
+        "web-quic.test.svc.cluster.local:80",
+    ),
+];
+
+/// The latencies of one run, sorted, its failures and how long it ran.
+struct Run {
+    latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies[((self.latencies.len() as f64 - 1.0) * p).round() as usize]
+    }
+
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `workers` clients sending GETs to `url` back to back from the client
+/// pod for `duration`.
+async fn load(mesh: &Mesh, url: &'static str, workers: usize, duration: Duration) -> Run {
+    mesh.client
+        .run(async move {
+            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(workers)
+                .build_http();
+            let results = Arc::new(Mutex::new((Vec::new(), 0usize)));
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..workers {
+                let client = client.clone();
+                let results = results.clone();
+                tasks.push(tokio::spawn(async move {
+                    while started.elapsed() < duration {
+                        let t0 = Instant::now();
+                        let req = http::Request::get(url)
+                            .body(Full::default())
+                            .expect("request");
+                        let ok = support::request(&client, req)
+                            .await
+                            .is_ok_and(|(status, _)| status == 200);
+                        let took = t0.elapsed();
+                        let mut results = results.lock().expect("results");
+                        if ok {
+                            results.0.push(took);
+                        } else {
+                            results.1 += 1;
+                        }
+                    }
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+            let elapsed = started.elapsed();
+            let (mut latencies, errors) = results.lock().expect("results").clone();
+            latencies.sort();
+            Run {
+                latencies,
+                errors,
+                elapsed,
+            }
+        })
+        .await
+}
+
+/// The WAN forwarder between the two pods, with its control socket.
+struct Wan {
+    child: Child,
+    control: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Wan {
+    async fn start(mesh: &Mesh) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let control = dir.path().join("wan.sock");
+        let node = std::env::current_exe()
+            .expect("exe")
+            .with_file_name("mesh-node");
+        assert!(
+            node.exists(),
+            "{} is missing: cargo build --release -p mesh-clusters",
+            node.display()
+        );
+        let child = Command::new(node)
+            .args(["wan", "--west-netns", &mesh.client.name])
+            .args(["--east-netns", &mesh.server.name])
+            .arg("--control")
+            .arg(&control)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("mesh-node wan");
+        for _ in 0..100 {
+            if control.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (ns, ip) in [(&mesh.client, CLIENT_WAN), (&mesh.server, SERVER_WAN)] {
+            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "wan0"]);
+            ns.ip(&["link", "set", "wan0", "up"]);
+        }
+        Self {
+            child,
+            control,
+            _dir: dir,
+        }
+    }
+
+    async fn set(&self, settings: &str) {
+        let answer = mesh_clusters::wan::control(&self.control, &format!("set {settings}"))
+            .await
+            .expect("WAN control");
+        assert!(!answer.starts_with("error"), "{answer}");
+    }
+}
+
+impl Drop for Wan {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gateway_endpoint(transport: &str) -> WeightedAddr {
+    let gateway: SocketAddr = format!("{SERVER_WAN}:4143").parse().expect("addr");
+    let mut endpoint = controller::endpoint(gateway, Some(WEB_ID), "gateway");
+    endpoint.authority_override = Some(AuthorityOverride {
+        authority_override: WEB.to_owned(),
+    });
+    endpoint
+        .metric_labels
+        .insert("gateway_transport".into(), transport.into());
+    endpoint
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let duration = Duration::from_secs(seconds);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let mesh = Mesh::start().await;
+        let wan = Wan::start(&mesh).await;
+        for (transport, addr, name) in MIRRORS {
+            mesh.service(addr, name, DestinationProfile::default());
+            mesh.state
+                .set_endpoints(name, vec![gateway_endpoint(transport)]);
+        }
+        mesh.service(WEB, WEB, DestinationProfile::default());
+        mesh.state.set_endpoints(
+            WEB,
+            vec![controller::endpoint(server(8080), None, "web-1")],
+        );
+        mesh.server
+            .run(async { app::App::serve("web-1", server(8080)).await })
+            .await;
+        let direct: SocketAddr = format!("{SERVER_WAN}:9999").parse().expect("addr");
+        mesh.server
+            .run(async move { app::App::serve("direct", SocketAddr::new([0, 0, 0, 0].into(), direct.port())).await })
+            .await;
+        let direct_url: &'static str = "http://172.31.9.2:9999/";
+        let tcp_url: &'static str = "http://10.96.0.21/";
+        let quic_url: &'static str = "http://10.96.0.22/";
+
+        // Warm: discovery, connections, the QUIC handshake.
+        for url in [direct_url, tcp_url, quic_url] {
+            let warm = load(&mesh, url, 1, Duration::from_secs(1)).await;
+            assert!(
+                warm.errors == 0 && !warm.latencies.is_empty(),
+                "{url} answers: {} errors\n{}",
+                warm.errors,
+                mesh.logs()
+            );
+        }
+
+        wan.set("delay=20ms loss=0").await;
+        println!("At 20 ms one-way WAN delay (40 ms round trip), 4 requests in flight, {seconds} s each:\n");
+        println!("| path | p50 (ms) | p99 (ms) | added p50 / p99 vs direct (ms) | failures |");
+        println!("|---|---|---|---|---|");
+        let base = load(&mesh, direct_url, 4, duration).await;
+        println!(
+            "| direct (no proxy) | {} | {} | — | {} |",
+            ms(base.percentile(0.5)),
+            ms(base.percentile(0.99)),
+            base.errors
+        );
+        for (label, url) in [("through the gateway, TCP", tcp_url), ("through the gateway, QUIC", quic_url)] {
+            let run = load(&mesh, url, 4, duration).await;
+            println!(
+                "| {label} | {} | {} | {} / {} | {} |",
+                ms(run.percentile(0.5)),
+                ms(run.percentile(0.99)),
+                ms(run.percentile(0.5).saturating_sub(base.percentile(0.5))),
+                ms(run.percentile(0.99).saturating_sub(base.percentile(0.99))),
+                run.errors
+            );
+        }
+
+        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, 32 requests in flight, {seconds} s each:\n");
+        println!("| loss | transport | requests/s | p50 (ms) | p99 (ms) | failures | QUIC / TCP requests/s |");
+        println!("|---|---|---|---|---|---|---|");
+        for loss in ["0", "1%", "3%"] {
+            wan.set(&format!("delay=20ms loss={loss}")).await;
+            let tcp = load(&mesh, tcp_url, 32, duration).await;
+            let quic = load(&mesh, quic_url, 32, duration).await;
+            for (name, run) in [("TCP", &tcp), ("QUIC", &quic)] {
+                println!(
+                    "| {loss} | {name} | {:.0} | {} | {} | {} | {} |",
+                    run.rps(),
+                    ms(run.percentile(0.5)),
+                    ms(run.percentile(0.99)),
+                    run.errors,
+                    if name == "QUIC" {
+                        format!("{:.2}", quic.rps() / tcp.rps().max(f64::EPSILON))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        let client = mesh.client_metrics().await;
+        let quic = support::sample(
+            &client,
+            "quic_connections_total",
+            &["direction=\"outbound\"", "outcome=\"connected\""],
+        );
+        println!("\nQUIC connections the client's proxy made: {quic}");
+        drop(wan);
+    });
+}
