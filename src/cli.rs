@@ -104,6 +104,10 @@ pub enum MulticlusterCommand {
     /// Check the extension and every Link: credentials, shared trust
     /// anchors, mirror controllers, gateways and mirror Services.
     Check(MulticlusterCheckArgs),
+    /// Render the policy that lets a linked cluster's workloads (their
+    /// identities cross the gateway) into a namespace of this cluster, for
+    /// `kubectl apply -f -`.
+    Allow(crate::multicluster::allow::AllowArgs),
     /// Render what removes a link from this cluster (mirror Services
     /// included), for `kubectl delete -f -`.
     Unlink(UnlinkArgs),

@@ -213,3 +213,83 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     let gone = k(&["get", "link", "-n", "linkerd-multicluster", "east"], None);
     assert!(!gone.status.success(), "the Link is gone");
 }
+
+#[tokio::test]
+async fn allow_renders_a_policy_the_api_server_accepts_and_names_bad_flags() {
+    let cluster = shared_cluster().await;
+    let mesh = Path::new(env!("CARGO_BIN_EXE_mesh"));
+    let k = |args: &[&str], stdin: Option<&[u8]>| kubectl(&cluster.kubeconfig(), args, stdin);
+    let crds = run(mesh, &["install", "--crds"], None);
+    assert!(crds.status.success(), "{}", text(&crds.stderr));
+    let applied = k(&["apply", "-f", "-"], Some(&crds.stdout));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let ns = cluster.namespace("allow").await;
+
+    let allow = run(
+        mesh,
+        &[
+            "multicluster",
+            "allow",
+            "--namespace",
+            &ns,
+            "--from-namespace",
+            "shop,web",
+        ],
+        None,
+    );
+    assert!(allow.status.success(), "{}", text(&allow.stderr));
+    let objects: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text(&allow.stdout)).expect("YAML documents");
+    let authentication = objects
+        .iter()
+        .find(|o| o["kind"] == "MeshTLSAuthentication")
+        .expect("a MeshTLSAuthentication");
+    assert_eq!(
+        authentication["spec"]["identities"],
+        serde_json::json!([
+            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+            "*.shop.serviceaccount.identity.linkerd.cluster.local",
+            "*.web.serviceaccount.identity.linkerd.cluster.local",
+        ])
+    );
+    let policy = objects
+        .iter()
+        .find(|o| o["kind"] == "AuthorizationPolicy")
+        .expect("an AuthorizationPolicy");
+    assert_eq!(policy["spec"]["targetRef"]["kind"], "Namespace");
+    assert_eq!(policy["spec"]["targetRef"]["name"], ns.as_str());
+
+    // The CRDs may take a moment to be served.
+    let mut accepted = None;
+    for _ in 0..40 {
+        let out = k(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&allow.stdout),
+        );
+        if out.status.success() {
+            accepted = Some(out);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(accepted.is_some(), "the API server accepts the policy");
+
+    let bad = run(
+        mesh,
+        &[
+            "multicluster",
+            "allow",
+            "--namespace",
+            &ns,
+            "--identity",
+            "Web.shop",
+        ],
+        None,
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--identity \"Web.shop\""),
+        "{}",
+        text(&bad.stderr)
+    );
+}

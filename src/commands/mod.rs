@@ -44,6 +44,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::multicluster::gateways::run(&cli.global, args.output).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Multicluster(MulticlusterCommand::Allow(args)) => {
+            print!("{}", crate::multicluster::allow::render(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Multicluster(MulticlusterCommand::Check(args)) => {
             crate::multicluster::check::run(&cli.global, args.wait, args.output).await
         }

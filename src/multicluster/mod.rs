@@ -6,6 +6,8 @@
 //!   proxy runs in gateway mode (`config.linkerd.io/enable-gateway`) behind
 //!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`),
 //!   and the read-only ServiceAccount linked clusters' mirrors use.
+//! - [`allow`]: `mesh multicluster allow`, the MeshTLSAuthentication and
+//!   AuthorizationPolicy that let a linked cluster's workloads in.
 //! - [`check`]: `mesh multicluster check`, the extension and each Link
 //!   (credentials, shared trust anchors, mirror permissions, gateways,
 //!   mirror Services) as named checks.
@@ -15,6 +17,7 @@
 //!   and renders the Link, credentials and service mirror for the other
 //!   cluster; `unlink` renders what removes them (mirrors included).
 
+pub mod allow;
 pub mod check;
 pub mod gateways;
 pub mod install;
