@@ -276,39 +276,16 @@ pub async fn pass(
         }
     }
     let plan = desired::plan(&desired_services, &existing);
-    let apply = PatchParams::apply(FIELD_MANAGER).force();
     // Writes go out WRITES_IN_FLIGHT at a time: a thousand new exports are
     // mirrored in seconds, not one round trip after another.
-    let services = plan.create.iter().chain(&plan.update).map(|service| {
-        let key = key_of(&service.metadata);
-        let api = Api::<Service>::namespaced(local.clone(), &key.0);
-        let body = with_kind(service, "Service");
-        let apply = apply.clone();
-        async move {
-            api.patch(&key.1, &apply, &Patch::Apply(body))
-                .await
-                .map(|_| ())
-                .map_err(|e| (key, e.to_string()))
-        }
-    });
-    for result in in_flight(services).await {
+    let services = plan.create.iter().chain(&plan.update);
+    for result in in_flight(services.map(|service| apply(local, service, "Service"))).await {
         if let Err(failed) = result {
             outcome.failed.push(failed);
         }
     }
-    let endpoints = desired_endpoints.iter().map(|endpoints| {
-        let key = key_of(&endpoints.metadata);
-        let api = Api::<Endpoints>::namespaced(local.clone(), &key.0);
-        let body = with_kind(endpoints, "Endpoints");
-        let apply = apply.clone();
-        async move {
-            api.patch(&key.1, &apply, &Patch::Apply(body))
-                .await
-                .map(|_| ())
-                .map_err(|e| (key, e.to_string()))
-        }
-    });
-    for result in in_flight(endpoints).await {
+    let endpoints = desired_endpoints.iter();
+    for result in in_flight(endpoints.map(|e| apply(local, e, "Endpoints"))).await {
         match result {
             Ok(()) => outcome.endpoints_written += 1,
             Err(failed) => outcome.failed.push(failed),
@@ -337,6 +314,36 @@ pub async fn pass(
     outcome.mirrors = desired_services.len();
     outcome.plan = plan;
     Ok(outcome)
+}
+
+/// Server-side applies `object` (a `kind` of the core API) as the mirror.
+fn apply<K>(
+    local: &kube::Client,
+    object: &K,
+    kind: &str,
+) -> impl std::future::Future<Output = Result<(), (Key, String)>> + Send + 'static
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let key = key_of(object.meta());
+    let api = Api::<K>::namespaced(local.clone(), &key.0);
+    let body = with_kind(object, kind);
+    async move {
+        api.patch(
+            &key.1,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| (key, e.to_string()))
+    }
 }
 
 /// How many writes a pass has in flight at once.

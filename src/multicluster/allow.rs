@@ -15,6 +15,7 @@ use mesh_api::crds::policy::{
 };
 use mesh_api::labels::MULTICLUSTER_NAMESPACE;
 
+use super::link::names_a_dns_label;
 use crate::install::manifest::{self, object};
 
 /// The objects' names.
@@ -56,17 +57,6 @@ pub struct AllowArgs {
     pub trust_domain: String,
 }
 
-/// Whether `name` is a DNS label (a namespace or object name).
-fn dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
-
 /// Whether `identity` is usable in a MeshTLSAuthentication: `*`, or DNS
 /// labels separated by dots with at most a leading `*.`.
 fn identity_ok(identity: &str) -> bool {
@@ -85,7 +75,7 @@ fn identity_ok(identity: &str) -> bool {
 /// come from it), then each linked namespace's workloads, then those given.
 pub fn identities(args: &AllowArgs) -> anyhow::Result<Vec<String>> {
     anyhow::ensure!(
-        dns_label(&args.namespace),
+        names_a_dns_label(&args.namespace),
         "--namespace {:?}: lower-case letters, digits and '-', at most 63",
         args.namespace
     );
@@ -100,7 +90,7 @@ pub fn identities(args: &AllowArgs) -> anyhow::Result<Vec<String>> {
     )];
     for namespace in from {
         anyhow::ensure!(
-            dns_label(namespace),
+            names_a_dns_label(namespace),
             "--from-namespace {namespace:?}: lower-case letters, digits and '-', at most 63"
         );
         identities.push(format!(
@@ -123,7 +113,7 @@ pub fn identities(args: &AllowArgs) -> anyhow::Result<Vec<String>> {
 pub fn render(args: &AllowArgs) -> anyhow::Result<String> {
     if let Some(server) = &args.server {
         anyhow::ensure!(
-            dns_label(server),
+            names_a_dns_label(server),
             "--server {server:?}: lower-case letters, digits and '-', at most 63"
         );
     }

@@ -71,7 +71,8 @@ impl LinkTransport {
     }
 }
 
-fn names_a_dns_label(name: &str) -> bool {
+/// Whether `name` is a DNS label (a cluster, namespace or object name).
+pub(crate) fn names_a_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name
