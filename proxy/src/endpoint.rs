@@ -339,6 +339,7 @@ impl EndpointClient {
                 port: i32::from(target.1),
                 name: target.0.clone(),
                 session_protocol: session.map(|kind| SessionProtocol { kind: Some(kind) }),
+                client_id: String::new(),
             };
             let h2 = Some(header(Some(Kind::Http2(Empty {}))));
             let quic = match (&meshed, &endpoint.identity) {
@@ -447,16 +448,22 @@ impl EndpointClient {
 
     /// Opens an opaque stream to the endpoint: plain to its port, or
     /// mutual TLS with a transport header naming the port (or, through a
-    /// gateway, the Service) when it is meshed.
-    pub async fn connect_opaque(&self) -> io::Result<Conn> {
+    /// gateway, the Service) when it is meshed; a gateway names the
+    /// `client` it forwards for in that header.
+    pub async fn connect_opaque(&self, client: Option<&str>) -> io::Result<Conn> {
+        let for_client = |header: &TransportHeader| TransportHeader {
+            client_id: client.unwrap_or_default().to_owned(),
+            ..header.clone()
+        };
         if let Some(quic) = &self.quic
             && let Some(connection) = quic.route.connection().await?
         {
-            return Ok(Conn::Quic(
-                QuicClient::open(&connection, &quic.opaque).await?,
-            ));
+            let header = for_client(&quic.opaque);
+            return Ok(Conn::Quic(QuicClient::open(&connection, &header).await?));
         }
-        self.opaque.clone().connect().await
+        let mut connector = self.opaque.clone();
+        connector.header = connector.header.as_ref().map(for_client);
+        connector.connect().await
     }
 }
 

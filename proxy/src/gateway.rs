@@ -109,6 +109,7 @@ impl Gateway {
             labels: client_labels,
             forwarded,
             opaque: !http,
+            client: Some(client),
         };
         self.outbound
             .clone()
@@ -126,6 +127,7 @@ mod tests {
             port: 9898,
             name: name.into(),
             session_protocol: None,
+            client_id: String::new(),
         }
     }
 

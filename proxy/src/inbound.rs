@@ -237,6 +237,7 @@ impl Inbound {
                 return;
             }
             let target = SocketAddr::new(orig.ip(), port);
+            let peer = self.stream_caller(peer, &header);
             self.proxy(tls, target, peer, Protocol::Opaque, drain).await;
             return;
         }
@@ -358,6 +359,23 @@ impl Inbound {
                 no_tls_reason: peer.no_tls_reason,
             },
             None => peer.clone(),
+        }
+    }
+
+    /// Who an opaque stream speaks for: the peer, or the client a trusted
+    /// gateway names in the stream's transport header.
+    fn stream_caller(&self, peer: Peer, header: &TransportHeader) -> Peer {
+        let trusted = peer
+            .identity
+            .as_ref()
+            .is_some_and(|id| self.trusted_gateways.contains(id));
+        if trusted && !header.client_id.is_empty() {
+            Peer {
+                identity: Some(header.client_id.clone()),
+                ..peer
+            }
+        } else {
+            peer
         }
     }
 

@@ -48,6 +48,9 @@ pub struct Source {
     pub forwarded: Option<http::HeaderValue>,
     /// Forward it as opaque TCP, without detection.
     pub opaque: bool,
+    /// The client a gateway forwards it for: told to the endpoint in an
+    /// opaque stream's transport header.
+    pub client: Option<String>,
 }
 
 /// The outbound proxy.
@@ -210,6 +213,7 @@ impl Outbound {
                 ("no_tls_reason", "loopback".to_owned()),
             ],
             forwarded: None,
+            client: None,
             opaque: false,
         };
         self.proxy(stream, orig, source, drain).await;
@@ -321,7 +325,7 @@ impl Outbound {
             }
             _ => {
                 let target = self.target(&logical, profile.as_deref());
-                self.opaque(io, target).await;
+                self.opaque(io, target, source.client.as_deref()).await;
             }
         }
     }
@@ -392,7 +396,7 @@ impl Outbound {
         })
     }
 
-    async fn opaque<I>(&self, io: I, target: Target)
+    async fn opaque<I>(&self, io: I, target: Target, client: Option<&str>)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
@@ -404,7 +408,7 @@ impl Outbound {
             }
         };
         let mut inflight = member.start();
-        let server = match member.client.connect_opaque().await {
+        let server = match member.client.connect_opaque(client).await {
             Ok(server) => {
                 inflight.established();
                 server

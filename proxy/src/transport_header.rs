@@ -3,7 +3,8 @@
 //! that the server proxy (or a gateway) knows the real target. On the wire:
 //! `transport.l5d.io/v1\r\n\r\n`, a big-endian u32 length, then a protobuf
 //! `Header { int32 port = 1; string name = 2; SessionProtocol
-//! session_protocol = 3; }`.
+//! session_protocol = 3; }`, and our `string client_id = 100` (see
+//! [`TransportHeader::client_id`]).
 
 use bytes::{BufMut, BytesMut};
 use prost::Message;
@@ -28,6 +29,11 @@ pub struct TransportHeader {
     /// What the stream carries, when it is HTTP.
     #[prost(message, optional, tag = "3")]
     pub session_protocol: Option<SessionProtocol>,
+    /// Ours, not Linkerd's (proxies that do not know it skip it): the
+    /// client a gateway forwards an opaque stream for, believed only from
+    /// a trusted gateway.
+    #[prost(string, tag = "100")]
+    pub client_id: String,
 }
 
 /// The protocol of the stream after the header.
@@ -97,6 +103,7 @@ mod tests {
             session_protocol: Some(SessionProtocol {
                 kind: Some(Kind::Http2(Empty {})),
             }),
+            client_id: String::new(),
         };
         let mut wire = encode(&header).to_vec();
         assert!(wire.starts_with(PREFIX));

@@ -335,3 +335,56 @@ async fn with_udp_dropped_requests_fall_back_to_tcp_and_none_fails() {
         "then TCP carried the requests"
     );
 }
+
+#[tokio::test]
+async fn an_opaque_stream_behind_the_gateway_counts_as_the_original_callers() {
+    let mesh = Mesh::start().await;
+    // Behind the gateway: a meshed TCP service in the client pod, so the
+    // gateway reaches its proxy with a transport header.
+    const GREETER: &str = "greeter.test.svc.cluster.local:7000";
+    let greeter = SocketAddr::new(CLIENT_IP.parse().expect("ip"), 7000);
+    link(&mesh, GREETER);
+    let opaque = || DestinationProfile {
+        opaque_protocol: true,
+        ..Default::default()
+    };
+    mesh.service(GREETER, GREETER, opaque());
+    mesh.state.set_endpoints(
+        GREETER,
+        vec![controller::endpoint(greeter, Some(CLIENT_ID), "greeter-1")],
+    );
+    mesh.client
+        .run(async move { support::app::greeter("greeter-1", greeter).await })
+        .await;
+    mesh.service(MIRROR_ADDR, MIRROR, opaque());
+    let greeting = mesh
+        .client
+        .run(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(MIRROR_ADDR).await?;
+            stream.write_all(b"hello\n").await?;
+            let mut buf = vec![0u8; 64];
+            let n = stream.read(&mut buf).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .await
+        .expect("a greeting through the gateway");
+    assert!(
+        greeting.contains("greeter-1"),
+        "{greeting}\n{}",
+        mesh.logs()
+    );
+    let inbound = mesh.client_metrics().await;
+    assert!(
+        sample(
+            &inbound,
+            "tcp_open_total",
+            &[
+                "direction=\"inbound\"",
+                "target_addr=\"10.77.0.1:7000\"",
+                &format!("client_id=\"{CLIENT_ID}\""),
+            ]
+        ) >= 1.0,
+        "the greeter's proxy counts the stream as the caller's, not the gateway's:\n{inbound}"
+    );
+}
