@@ -94,8 +94,9 @@ async fn try_shared_cluster() -> anyhow::Result<TestCluster> {
 
 /// The `west`/`east` pair shared by this test run, started on first use the
 /// way [`shared_cluster`] is (in `$TMPDIR/mesh-pair-tests-<runner pid>/`,
-/// removed with every process and namespace when the runner exits).
-/// Tests isolate themselves with namespaces; tests that impair the WAN must
+/// removed with every process and namespace when the runner exits), with
+/// 20 ms of one-way delay on its WAN. Tests isolate themselves with
+/// namespaces; tests that impair the WAN must
 /// not run beside others that use it (see `.config/nextest.toml`).
 ///
 /// # Panics
@@ -130,7 +131,9 @@ async fn try_shared_pair() -> anyhow::Result<PairInfo> {
                 let options = PairOptions {
                     cluster_domain: "cluster.local".into(),
                     flat: false,
-                    wan_settings: String::new(),
+                    // The multicluster scenarios' stated conditions: a
+                    // 20 ms WAN between the clusters.
+                    wan_settings: "delay=20ms".into(),
                     mesh_bin_dir: mesh_bin_dir()?,
                 };
                 let started = Pair::start(&binaries, &dir, options).await;
