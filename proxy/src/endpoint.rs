@@ -192,7 +192,16 @@ impl Connector {
     }
 }
 
-impl tower::Service<http::Uri> for Connector {
+/// Opens one connection to an endpoint: TCP, TLS, or a QUIC stream.
+trait Dial: Clone + Send + 'static {
+    fn dial(self) -> Pin<Box<dyn std::future::Future<Output = io::Result<Conn>> + Send>>;
+}
+
+/// A [`Dial`] as the connector hyper's pooled client takes.
+#[derive(Debug, Clone)]
+struct Dialer<D>(D);
+
+impl<D: Dial> tower::Service<http::Uri> for Dialer<D> {
     type Response = TokioIo<Conn>;
     type Error = io::Error;
     type Future = Pin<Box<dyn std::future::Future<Output = io::Result<TokioIo<Conn>>> + Send>>;
@@ -202,8 +211,14 @@ impl tower::Service<http::Uri> for Connector {
     }
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.connect().await.map(TokioIo::new) })
+        let dial = self.0.clone().dial();
+        Box::pin(async move { dial.await.map(TokioIo::new) })
+    }
+}
+
+impl Dial for Connector {
+    fn dial(self) -> Pin<Box<dyn std::future::Future<Output = io::Result<Conn>> + Send>> {
+        Box::pin(self.connect())
     }
 }
 
@@ -241,26 +256,17 @@ impl QuicRoute {
     }
 }
 
-impl tower::Service<http::Uri> for QuicConnector {
-    type Response = TokioIo<Conn>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn std::future::Future<Output = io::Result<TokioIo<Conn>>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let this = self.clone();
+impl Dial for QuicConnector {
+    fn dial(self) -> Pin<Box<dyn std::future::Future<Output = io::Result<Conn>> + Send>> {
         Box::pin(async move {
-            let connection = this.route.connection().await?.ok_or_else(|| {
+            let connection = self.route.connection().await?.ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::ConnectionRefused,
                     "QUIC to the gateway is down",
                 )
             })?;
-            let stream = QuicClient::open(&connection, &this.header).await?;
-            Ok(TokioIo::new(Conn::Quic(stream)))
+            let stream = QuicClient::open(&connection, &self.header).await?;
+            Ok(Conn::Quic(stream))
         })
     }
 }
@@ -270,9 +276,9 @@ impl tower::Service<http::Uri> for QuicConnector {
 struct QuicClients {
     route: Arc<QuicRoute>,
     /// HTTP/1, a stream per request in flight (kept for reuse).
-    http1: Client<QuicConnector, Body>,
+    http1: Client<Dialer<QuicConnector>, Body>,
     /// HTTP/2, on one stream.
-    http2: Client<QuicConnector, Body>,
+    http2: Client<Dialer<QuicConnector>, Body>,
     /// The header of opaque streams.
     opaque: TransportHeader,
 }
@@ -281,8 +287,8 @@ struct QuicClients {
 #[derive(Debug)]
 pub struct EndpointClient {
     endpoint: Endpoint,
-    http1: Client<Connector, Body>,
-    http2: Client<Connector, Body>,
+    http1: Client<Dialer<Connector>, Body>,
+    http2: Client<Dialer<Connector>, Body>,
     opaque: Connector,
     /// For a gateway reached over QUIC (TCP stays as the fallback).
     quic: Option<QuicClients>,
@@ -361,8 +367,8 @@ impl EndpointClient {
                         .http2_only(true)
                         .pool_idle_timeout(Duration::from_secs(60));
                     Some(QuicClients {
-                        http1: quic_http1.build(quic_connector(Kind::Http1(Empty {}))),
-                        http2: quic_http2.build(quic_connector(Kind::Http2(Empty {}))),
+                        http1: quic_http1.build(Dialer(quic_connector(Kind::Http1(Empty {})))),
+                        http2: quic_http2.build(Dialer(quic_connector(Kind::Http2(Empty {})))),
                         opaque: header(None),
                         route,
                     })
@@ -371,12 +377,16 @@ impl EndpointClient {
             };
             return Self {
                 quic,
-                http1: http1.build(connector(
+                http1: http1.build(Dialer(connector(
                     |t| &t.transport_header,
                     endpoint.addr,
                     h2.clone(),
-                )),
-                http2: http2.build(connector(|t| &t.transport_header, endpoint.addr, h2)),
+                ))),
+                http2: http2.build(Dialer(connector(
+                    |t| &t.transport_header,
+                    endpoint.addr,
+                    h2,
+                ))),
                 opaque: connector(|t| &t.transport_header, endpoint.addr, Some(header(None))),
                 endpoint: Endpoint {
                     http2: true,
@@ -394,8 +404,8 @@ impl EndpointClient {
         };
         Self {
             quic: None,
-            http1: http1.build(connector(|t| &t.http1, endpoint.addr, None)),
-            http2: http2.build(connector(|t| &t.h2, endpoint.addr, None)),
+            http1: http1.build(Dialer(connector(|t| &t.http1, endpoint.addr, None))),
+            http2: http2.build(Dialer(connector(|t| &t.h2, endpoint.addr, None))),
             opaque: connector(|t| &t.transport_header, opaque_addr, Some(opaque_header)),
             endpoint,
         }

@@ -84,6 +84,22 @@ async fn http_reaches_the_service_behind_the_gateway_with_who_forwarded_it() {
     );
 }
 
+/// Says hello to the mirror Service from the client pod over plain TCP;
+/// the greeter's answer.
+async fn greet_through_the_mirror(mesh: &Mesh) -> String {
+    mesh.client
+        .run(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(MIRROR_ADDR).await?;
+            stream.write_all(b"hello\n").await?;
+            let mut buf = vec![0u8; 64];
+            let n = stream.read(&mut buf).await?;
+            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+        })
+        .await
+        .expect("a greeting through the gateway")
+}
+
 #[tokio::test]
 async fn opaque_tcp_crosses_the_gateway() {
     let mesh = Mesh::start().await;
@@ -111,18 +127,7 @@ async fn opaque_tcp_crosses_the_gateway() {
             ..Default::default()
         },
     );
-    let greeting = mesh
-        .client
-        .run(async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut stream = tokio::net::TcpStream::connect(MIRROR_ADDR).await?;
-            stream.write_all(b"hello\n").await?;
-            let mut buf = vec![0u8; 64];
-            let n = stream.read(&mut buf).await?;
-            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
-        })
-        .await
-        .expect("a greeting through the gateway");
+    let greeting = greet_through_the_mirror(&mesh).await;
     assert!(
         greeting.contains("greeter-1"),
         "{greeting}\n{}",
@@ -357,18 +362,7 @@ async fn an_opaque_stream_behind_the_gateway_counts_as_the_original_callers() {
         .run(async move { support::app::greeter("greeter-1", greeter).await })
         .await;
     mesh.service(MIRROR_ADDR, MIRROR, opaque());
-    let greeting = mesh
-        .client
-        .run(async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut stream = tokio::net::TcpStream::connect(MIRROR_ADDR).await?;
-            stream.write_all(b"hello\n").await?;
-            let mut buf = vec![0u8; 64];
-            let n = stream.read(&mut buf).await?;
-            Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
-        })
-        .await
-        .expect("a greeting through the gateway");
+    let greeting = greet_through_the_mirror(&mesh).await;
     assert!(
         greeting.contains("greeter-1"),
         "{greeting}\n{}",
