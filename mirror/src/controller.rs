@@ -160,12 +160,19 @@ impl Mirror {
             if let Some(advertised) = remote.views.advertised_gateway()
                 && advertised != settings.gateway_hosts
             {
-                tracing::info!(
-                    link = %self.name,
-                    link_says = %settings.gateway_hosts.join(","),
-                    now = %advertised.join(","),
-                    "following the linked cluster's gateway Service to its current address"
-                );
+                let previous = self
+                    .settings
+                    .borrow()
+                    .as_ref()
+                    .map(|s| s.gateway_hosts.clone());
+                if previous.as_ref() != Some(&advertised) {
+                    tracing::info!(
+                        link = %self.name,
+                        link_says = %settings.gateway_hosts.join(","),
+                        now = %advertised.join(","),
+                        "following the linked cluster's gateway Service to its current address"
+                    );
+                }
                 settings.gateway_hosts = advertised;
             }
         }
