@@ -130,14 +130,26 @@ const ISSUER_HINT: &str = "issue a new issuer certificate from a trust anchor an
 const WEBHOOK_HINT: &str = "re-run `mesh install | kubectl apply -f -` to get a new webhook certificate, \
      then `kubectl -n linkerd rollout restart deploy/linkerd-proxy-injector`";
 
-struct Anchors {
-    text: String,
+/// A cluster's trust anchors bundle and where it was read.
+pub(crate) struct Anchors {
+    /// The PEM bundle.
+    pub(crate) text: String,
+    /// `ConfigMap <namespace>/linkerd-identity-trust-roots`.
     origin: String,
 }
 
 async fn read_anchors(client: &kube::Client) -> Result<Anchors, Problem> {
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    let origin = format!("ConfigMap {NS}/{TRUST_ROOTS_CONFIGMAP}");
+    read_anchors_in(client, NS).await
+}
+
+/// The trust anchors of the control plane in `namespace` (non-empty
+/// `ca-bundle.crt` of its trust roots ConfigMap), or what is wrong.
+pub(crate) async fn read_anchors_in(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Anchors, Problem> {
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let origin = format!("ConfigMap {namespace}/{TRUST_ROOTS_CONFIGMAP}");
     let map = maps
         .get_opt(TRUST_ROOTS_CONFIGMAP)
         .await

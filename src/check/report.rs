@@ -34,6 +34,13 @@ impl Problem {
         }
     }
 
+    /// What is wrong.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Warning { error, .. } | Self::Error { error, .. } => error,
+        }
+    }
+
     /// A warning.
     pub fn warning(error: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::Warning {

@@ -14,16 +14,17 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use mesh_api::crds::link::Link;
 use mesh_api::labels::{
     MIRROR_CLUSTER_NAME, MIRROR_MIRRORED_SERVICE, MULTICLUSTER_NAMESPACE as NS,
-    TRUST_ROOTS_CONFIGMAP,
 };
 use mesh_identity::inspect::inspect;
+
+use crate::check::certificates::read_anchors_in;
 use mesh_mirror::link::LinkSettings;
 
 use crate::check::Waiter;
@@ -282,15 +283,10 @@ async fn remote_anchors(c: &Checked) -> Result<String, String> {
         return Err("the Link is not valid".into());
     };
     if let Some(remote) = &c.remote {
-        let namespace = &settings.linkerd_namespace;
-        let map = Api::<ConfigMap>::namespaced(remote.clone(), namespace)
-            .get(TRUST_ROOTS_CONFIGMAP)
+        return read_anchors_in(remote, &settings.linkerd_namespace)
             .await
-            .map_err(|e| format!("reading ConfigMap {namespace}/{TRUST_ROOTS_CONFIGMAP} of the linked cluster: {e}"))?;
-        return map
-            .data
-            .and_then(|d| d.get("ca-bundle.crt").cloned())
-            .ok_or_else(|| format!("ConfigMap {namespace}/{TRUST_ROOTS_CONFIGMAP} of the linked cluster has no ca-bundle.crt"));
+            .map(|anchors| anchors.text)
+            .map_err(|problem| format!("the linked cluster's {}", problem.message()));
     }
     let status = c
         .link
@@ -338,22 +334,9 @@ fn anchors_shared(local: &str, remote: &str) -> Result<(), String> {
 }
 
 async fn shared_anchors(client: &kube::Client, checked: &[Checked]) -> Outcome {
-    let local =
-        Api::<ConfigMap>::namespaced(client.clone(), mesh_api::labels::CONTROL_PLANE_NAMESPACE)
-            .get_opt(TRUST_ROOTS_CONFIGMAP)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|m| m.data?.get("ca-bundle.crt").cloned());
-    let Some(local) = local else {
-        return Err(Problem::error(
-            format!(
-                "this cluster's ConfigMap {}/{TRUST_ROOTS_CONFIGMAP} is missing or empty",
-                mesh_api::labels::CONTROL_PLANE_NAMESPACE
-            ),
-            "install the mesh here first (`mesh check` says what is wrong)",
-        ));
-    };
+    let local = read_anchors_in(client, mesh_api::labels::CONTROL_PLANE_NAMESPACE)
+        .await?
+        .text;
     let mut problems = Vec::new();
     for c in checked.iter().filter(|c| c.settings.is_some()) {
         let shared = remote_anchors(c)
