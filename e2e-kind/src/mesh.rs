@@ -174,6 +174,25 @@ pub async fn ensure_installed(p: &impl Provider, cluster: Cluster) -> anyhow::Re
         .ok("mesh check after install")
 }
 
+/// Puts `bundle` in a cluster's trust roots ConfigMap (to break trust on
+/// purpose); returns the bundle it held, to put back.
+pub async fn replace_trust_bundle(client: &kube::Client, bundle: &str) -> anyhow::Result<String> {
+    let maps = Api::<ConfigMap>::namespaced(client.clone(), "linkerd");
+    let previous = maps
+        .get("linkerd-identity-trust-roots")
+        .await?
+        .data
+        .and_then(|d| d.get("ca-bundle.crt").cloned())
+        .unwrap_or_default();
+    maps.patch(
+        "linkerd-identity-trust-roots",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"data": {"ca-bundle.crt": bundle}})),
+    )
+    .await?;
+    Ok(previous)
+}
+
 /// A proxy's metrics page, through the API server's pod proxy.
 pub async fn proxy_metrics(
     client: &kube::Client,

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
@@ -443,21 +443,8 @@ pub async fn mesh_multicluster_check_names_mismatched_anchors(
     p: &impl Provider,
 ) -> anyhow::Result<()> {
     ensure_linked(p).await?;
-    let maps = Api::<ConfigMap>::namespaced(p.client(Cluster::East), "linkerd");
-    let roots = maps.get("linkerd-identity-trust-roots").await?;
-    let original = roots
-        .data
-        .as_ref()
-        .and_then(|d| d.get("ca-bundle.crt"))
-        .cloned()
-        .unwrap_or_default();
-    let set = |bundle: &str| serde_json::json!({"data": {"ca-bundle.crt": bundle}});
-    maps.patch(
-        "linkerd-identity-trust-roots",
-        &PatchParams::default(),
-        &Patch::Merge(&set(&foreign_anchor()?)),
-    )
-    .await?;
+    let east = p.client(Cluster::East);
+    let original = mesh::replace_trust_bundle(&east, &foreign_anchor()?).await?;
     let shared = "clusters share trust anchors";
     let last = std::sync::Mutex::new(Vec::new());
     let broken = wait_for(
@@ -482,12 +469,7 @@ pub async fn mesh_multicluster_check_names_mismatched_anchors(
         let said = last.lock().map(|l| format!("{l:#?}")).unwrap_or_default();
         anyhow::anyhow!("{e}; the last check said {said}")
     });
-    maps.patch(
-        "linkerd-identity-trust-roots",
-        &PatchParams::default(),
-        &Patch::Merge(&set(&original)),
-    )
-    .await?;
+    mesh::replace_trust_bundle(&east, &original).await?;
     broken?;
     wait_for("the anchors shared again once restored", PROBES, || async {
         let (_, checks) = multicluster_check(p, "1s").await?;

@@ -602,34 +602,14 @@ pub async fn mesh_check_explains_a_broken_control_plane(p: &impl Provider) -> an
         broken.stdout
     );
 
-    let maps = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(west.clone(), "linkerd");
-    let roots = maps.get("linkerd-identity-trust-roots").await?;
-    let original = roots
-        .data
-        .as_ref()
-        .and_then(|d| d.get("ca-bundle.crt"))
-        .cloned()
-        .unwrap_or_default();
-    let foreign = foreign_anchor()?;
-    let set = |bundle: &str| serde_json::json!({"data": {"ca-bundle.crt": bundle}});
-    maps.patch(
-        "linkerd-identity-trust-roots",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&set(&foreign)),
-    )
-    .await?;
+    let original = crate::mesh::replace_trust_bundle(&west, &foreign_anchor()?).await?;
     let broken = crate::mesh::mesh(
         p,
         Cluster::West,
         &["check", "--wait", "10s", "--output", "json"],
     )
     .await?;
-    maps.patch(
-        "linkerd-identity-trust-roots",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(&set(&original)),
-    )
-    .await?;
+    crate::mesh::replace_trust_bundle(&west, &original).await?;
     let report: Value = serde_json::from_str(&broken.stdout)
         .map_err(|e| anyhow::anyhow!("mesh check --output json: {e}: {}", broken.stdout))?;
     let failed: Vec<&Value> = report["categories"]
