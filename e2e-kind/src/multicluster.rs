@@ -109,6 +109,28 @@ where
     }
 }
 
+/// A new namespace of the same name in both clusters, meshed.
+async fn meshed_namespace_in_both(p: &impl Provider, prefix: &str) -> anyhow::Result<String> {
+    let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
+    let ns = kube_util::namespace(&east, prefix).await?;
+    let meshed = serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
+    for client in [&west, &east] {
+        let namespaces = Api::<Namespace>::all(client.clone());
+        if namespaces.get_opt(&ns).await?.is_none() {
+            namespaces
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?,
+                )
+                .await?;
+        }
+        namespaces
+            .patch(&ns, &PatchParams::default(), &Patch::Merge(&meshed))
+            .await?;
+    }
+    Ok(ns)
+}
+
 /// A podinfo in east exported to west, in a meshed namespace of both.
 struct Exported {
     ns: String,
@@ -117,25 +139,8 @@ struct Exported {
 
 impl Exported {
     async fn start(p: &impl Provider, prefix: &str) -> anyhow::Result<Self> {
-        let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
-        let ns = kube_util::namespace(&east, prefix).await?;
-        let meshed =
-            serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
-        for client in [&west, &east] {
-            let namespaces = Api::<Namespace>::all(client.clone());
-            if namespaces.get_opt(&ns).await?.is_none() {
-                namespaces
-                    .create(
-                        &PostParams::default(),
-                        &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?,
-                    )
-                    .await?;
-            }
-            namespaces
-                .patch(&ns, &PatchParams::default(), &Patch::Merge(&meshed))
-                .await?;
-        }
-        let east_pods = deploy_podinfo(&east, &ns).await?;
+        let ns = meshed_namespace_in_both(p, prefix).await?;
+        let east_pods = deploy_podinfo(&p.client(Cluster::East), &ns).await?;
         let exported = Self { ns, east_pods };
         exported.set_exported(p, true).await?;
         let took = wait_for(
@@ -528,5 +533,102 @@ pub async fn mesh_multicluster_quic_and_tcp_both_carry_traffic(
     p.set_wan("udp=pass").await?;
     over_tcp?;
     exported.remove(p).await;
+    Ok(())
+}
+
+/// podinfo as a StatefulSet of two behind an exported headless Service.
+const PODINFO_STATEFULSET: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  labels:
+    mirror.linkerd.io/exported: "true"
+spec:
+  clusterIP: None
+  selector:
+    app: db
+  ports:
+  - name: http
+    port: 9898
+    targetPort: 9898
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  replicas: 2
+  selector:
+    matchLabels:
+      app: db
+  template:
+    metadata:
+      labels:
+        app: db
+    spec:
+      containers:
+      - name: podinfod
+        image: ghcr.io/stefanprodan/podinfo:6.9.2
+        command: ["./podinfo", "--port=9898"]
+        ports:
+        - name: http
+          containerPort: 9898
+        readinessProbe:
+          httpGet:
+            path: /readyz
+            port: 9898
+"#;
+
+/// A StatefulSet in east behind an exported headless Service: west gets
+/// the headless mirror `db-east` and an endpoint mirror per pod, and a
+/// meshed west pod reaches each pod by name,
+/// `db-<n>.db-east.<ns>.svc.cluster.local`, through the gateway.
+pub async fn mesh_multicluster_statefulset_pods_are_reached_by_name(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    ensure_linked(p).await?;
+    let ns = meshed_namespace_in_both(p, "e2e-mc-sts").await?;
+    let (west, east) = (p.client(Cluster::West), p.client(Cluster::East));
+    kube_util::apply(&east, &ns, PODINFO_STATEFULSET).await?;
+    let took = wait_for("db-east in west names both pods", ROLLOUT, || async {
+        let endpoints = Api::<Endpoints>::namespaced(west.clone(), &ns)
+            .get_opt("db-east")
+            .await?;
+        let hosts: BTreeSet<String> = endpoints
+            .and_then(|e| e.subsets)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|s| s.addresses.unwrap_or_default())
+            .filter_map(|a| a.hostname)
+            .collect();
+        Ok(hosts.len() == 2)
+    })
+    .await?;
+    eprintln!("headless mirror with both pods in west: {took:?}");
+    for pod in ["db-0", "db-1"] {
+        let url = format!("http://{pod}.db-east.{ns}.svc.cluster.local:9898/");
+        let answer = curl(
+            &west,
+            &ns,
+            &format!("caller-{pod}"),
+            &curl_with_retries(&url),
+        )
+        .await?;
+        anyhow::ensure!(
+            answer.succeeded,
+            "a meshed west pod reaches {url}: {}",
+            answer.logs
+        );
+        let answered: Value = serde_json::from_str(answer.logs.trim())
+            .map_err(|e| anyhow::anyhow!("podinfo's answer {:?}: {e}", answer.logs))?;
+        anyhow::ensure!(
+            answered["hostname"] == pod,
+            "{url} is answered by east's {pod}: {answered}"
+        );
+    }
+    kube_util::delete_namespace(&west, &ns).await;
+    kube_util::delete_namespace(&east, &ns).await;
     Ok(())
 }

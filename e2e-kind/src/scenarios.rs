@@ -14,6 +14,7 @@ use crate::kube_util::{self, Finished};
 pub use crate::multicluster::{
     mesh_gateway_carries_a_west_call_to_east, mesh_multicluster_check_names_mismatched_anchors,
     mesh_multicluster_quic_and_tcp_both_carry_traffic,
+    mesh_multicluster_statefulset_pods_are_reached_by_name,
     mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed,
 };
 use crate::provider::{Cluster, Provider};

@@ -28,4 +28,5 @@ scenario!(mesh_gateway_carries_a_west_call_to_east);
 scenario!(mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed);
 scenario!(mesh_multicluster_check_names_mismatched_anchors);
 scenario!(mesh_multicluster_quic_and_tcp_both_carry_traffic);
+scenario!(mesh_multicluster_statefulset_pods_are_reached_by_name);
 scenario!(wan_cut_breaks_and_restore_heals_a_load_balancer_call);

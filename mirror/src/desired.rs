@@ -1,9 +1,11 @@
 //! What the mirrors must be: for each exported remote Service, a local
 //! Service `<svc>-<link>` (same namespace, the remote ports, no selector)
 //! and Endpoints holding the gateway's addresses on the gateway port, with
-//! Linkerd's labels and annotations; and the plan (create, update, delete)
-//! that makes the mirrors that exist match, deleting only mirrors of this
-//! Link whose remote Service is known to be gone.
+//! Linkerd's labels and annotations (for a StatefulSet's headless Service,
+//! a headless mirror and one endpoint mirror per pod); and the plan
+//! (create, update, replace, delete) that makes the mirrors that exist
+//! match, deleting only mirrors of this Link whose remote Service is known
+//! to be gone.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,8 +15,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mesh_api::labels::{
-    MIRROR_CLUSTER_NAME, MIRROR_MIRRORED_SERVICE, MIRROR_REMOTE_GATEWAY_IDENTITY,
-    MIRROR_REMOTE_RESOURCE_VERSION, MIRROR_REMOTE_SVC_FQ_NAME, TRANSPORT_ANNOTATION,
+    MIRROR_CLUSTER_NAME, MIRROR_HEADLESS_MIRROR_SVC_NAME, MIRROR_MIRRORED_SERVICE,
+    MIRROR_REMOTE_GATEWAY_IDENTITY, MIRROR_REMOTE_RESOURCE_VERSION, MIRROR_REMOTE_SVC_FQ_NAME,
+    TRANSPORT_ANNOTATION,
 };
 
 /// Remote annotations a mirror does not copy (they steer the remote
@@ -63,14 +66,157 @@ pub fn mirror_name(service: &str, cluster: &str) -> String {
     format!("{service}-{cluster}")
 }
 
-/// The mirror Service of `remote`.
-pub fn mirror_service(remote: &Service, gateway: &Gateway) -> Result<Service, Invalid> {
-    let (name, namespace) = names(remote)?;
-    let mirror = mirror_name(&name, &gateway.cluster);
-    if mirror.len() > 63 {
-        return Err(Invalid::NameTooLong(mirror));
+/// What the mirror keeps of a remote Service's Endpoints: whether any
+/// address is ready, and the host name of each address that has one (a
+/// StatefulSet's pods) with its readiness.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteEndpoints {
+    /// Some address is ready.
+    pub ready: bool,
+    /// Host name → ready.
+    pub hosts: BTreeMap<String, bool>,
+}
+
+impl RemoteEndpoints {
+    /// What `endpoints` holds.
+    pub fn of(endpoints: &Endpoints) -> Self {
+        let mut seen = Self::default();
+        for subset in endpoints.subsets.iter().flatten() {
+            for (addresses, ready) in [
+                (&subset.addresses, true),
+                (&subset.not_ready_addresses, false),
+            ] {
+                for address in addresses.iter().flatten() {
+                    seen.ready |= ready;
+                    if let Some(host) = &address.hostname {
+                        *seen.hosts.entry(host.clone()).or_default() |= ready;
+                    }
+                }
+            }
+        }
+        seen
     }
-    let ports: Vec<ServicePort> = remote
+}
+
+/// One mirror Service with its Endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    /// The Service.
+    pub service: Service,
+    /// Its Endpoints.
+    pub endpoints: Endpoints,
+}
+
+/// The mirrors of `remote`: `<svc>-<link>` pointing at the gateway; or, for
+/// a headless Service whose endpoints have host names (a StatefulSet's),
+/// a headless `<svc>-<link>` plus one endpoint mirror `<hostname>-<link>`
+/// per host, each pointing at the gateway with the name
+/// `<hostname>.<svc>.<ns>.svc.<domain>`, the headless mirror's Endpoints
+/// naming each endpoint mirror's cluster IP (looked up in `cluster_ips`,
+/// by key, once the API server has given it one) with its host name, so
+/// that `<hostname>.<svc>-<link>.<ns>.svc.<local domain>` resolves.
+pub fn mirrors(
+    remote: &Service,
+    endpoints: &RemoteEndpoints,
+    gateway: &Gateway,
+    cluster_ips: &dyn Fn(&Key) -> Option<String>,
+) -> Result<Vec<Mirror>, Invalid> {
+    let (name, namespace) = names(remote)?;
+    let ports = remote_ports(remote);
+    if ports.is_empty() {
+        return Err(Invalid::NoPorts(format!("{namespace}/{name}")));
+    }
+    let headless = remote.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None")
+        && !endpoints.hosts.is_empty();
+    let main = Named {
+        name: mirror_name(&name, &gateway.cluster),
+        namespace: namespace.clone(),
+        fq_name: fq_name(&name, &namespace, gateway),
+        headless_parent: None,
+    };
+    if !headless {
+        return Ok(vec![Mirror {
+            service: mirror_service(remote, &main, &ports, gateway)?,
+            endpoints: gateway_endpoints(&main, &ports, endpoints.ready, gateway),
+        }]);
+    }
+    let mut mirrors = Vec::new();
+    let mut addresses = (Vec::new(), Vec::new());
+    for (host, ready) in &endpoints.hosts {
+        let endpoint = Named {
+            name: mirror_name(host, &gateway.cluster),
+            namespace: namespace.clone(),
+            fq_name: format!("{host}.{}", main.fq_name),
+            headless_parent: Some(main.name.clone()),
+        };
+        if let Some(ip) = cluster_ips(&(namespace.clone(), endpoint.name.clone())) {
+            let address = EndpointAddress {
+                ip,
+                hostname: Some(host.clone()),
+                ..EndpointAddress::default()
+            };
+            if *ready && gateway.alive {
+                addresses.0.push(address);
+            } else {
+                addresses.1.push(address);
+            }
+        }
+        mirrors.push(Mirror {
+            service: mirror_service(remote, &endpoint, &ports, gateway)?,
+            endpoints: gateway_endpoints(&endpoint, &ports, *ready, gateway),
+        });
+    }
+    let mut service = mirror_service(remote, &main, &ports, gateway)?;
+    if let Some(spec) = service.spec.as_mut() {
+        spec.cluster_ip = Some("None".into());
+    }
+    let non_empty = |list: Vec<EndpointAddress>| (!list.is_empty()).then_some(list);
+    let subsets = (!addresses.0.is_empty() || !addresses.1.is_empty()).then(|| {
+        vec![EndpointSubset {
+            addresses: non_empty(addresses.0),
+            not_ready_addresses: non_empty(addresses.1),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|p| EndpointPort {
+                        name: p.name.clone(),
+                        port: p.port,
+                        protocol: p.protocol.clone(),
+                        app_protocol: None,
+                    })
+                    .collect(),
+            ),
+        }]
+    });
+    let mut headless_endpoints = gateway_endpoints(&main, &ports, false, gateway);
+    headless_endpoints.subsets = subsets;
+    if let Some(annotations) = headless_endpoints.metadata.annotations.as_mut() {
+        // Its addresses are endpoint mirrors, not the gateway.
+        annotations.remove(MIRROR_REMOTE_GATEWAY_IDENTITY);
+        annotations.remove(TRANSPORT_ANNOTATION);
+    }
+    mirrors.insert(
+        0,
+        Mirror {
+            service,
+            endpoints: headless_endpoints,
+        },
+    );
+    Ok(mirrors)
+}
+
+/// The names of one mirror.
+struct Named {
+    name: String,
+    namespace: String,
+    /// The remote name it stands for (`mirror.linkerd.io/remote-svc-fq-name`).
+    fq_name: String,
+    /// For an endpoint mirror, the headless mirror it belongs to.
+    headless_parent: Option<String>,
+}
+
+fn remote_ports(remote: &Service) -> Vec<ServicePort> {
+    remote
         .spec
         .as_ref()
         .and_then(|s| s.ports.clone())
@@ -80,9 +226,31 @@ pub fn mirror_service(remote: &Service, gateway: &Gateway) -> Result<Service, In
             node_port: None,
             ..p
         })
-        .collect();
-    if ports.is_empty() {
-        return Err(Invalid::NoPorts(format!("{namespace}/{name}")));
+        .collect()
+}
+
+/// The labels every mirror object of `named` carries.
+fn mirror_labels(named: &Named, gateway: &Gateway) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = [
+        (MIRROR_MIRRORED_SERVICE.to_owned(), "true".to_owned()),
+        (MIRROR_CLUSTER_NAME.to_owned(), gateway.cluster.clone()),
+    ]
+    .into();
+    if let Some(parent) = &named.headless_parent {
+        labels.insert(MIRROR_HEADLESS_MIRROR_SVC_NAME.into(), parent.clone());
+    }
+    labels
+}
+
+/// The mirror Service `named` of `remote`.
+fn mirror_service(
+    remote: &Service,
+    named: &Named,
+    ports: &[ServicePort],
+    gateway: &Gateway,
+) -> Result<Service, Invalid> {
+    if named.name.len() > 63 {
+        return Err(Invalid::NameTooLong(named.name.clone()));
     }
     let mut labels: BTreeMap<String, String> = remote
         .metadata
@@ -92,8 +260,7 @@ pub fn mirror_service(remote: &Service, gateway: &Gateway) -> Result<Service, In
         .into_iter()
         .filter(|(k, _)| !k.starts_with("mirror.linkerd.io/"))
         .collect();
-    labels.insert(MIRROR_MIRRORED_SERVICE.into(), "true".into());
-    labels.insert(MIRROR_CLUSTER_NAME.into(), gateway.cluster.clone());
+    labels.extend(mirror_labels(named, gateway));
     let mut annotations: BTreeMap<String, String> = remote
         .metadata
         .annotations
@@ -102,49 +269,42 @@ pub fn mirror_service(remote: &Service, gateway: &Gateway) -> Result<Service, In
         .into_iter()
         .filter(|(k, _)| !DROPPED_ANNOTATIONS.contains(&k.as_str()))
         .collect();
-    annotations.insert(
-        MIRROR_REMOTE_SVC_FQ_NAME.into(),
-        fq_name(&name, &namespace, gateway),
-    );
+    annotations.insert(MIRROR_REMOTE_SVC_FQ_NAME.into(), named.fq_name.clone());
     annotations.insert(
         MIRROR_REMOTE_RESOURCE_VERSION.into(),
         remote.metadata.resource_version.clone().unwrap_or_default(),
     );
     Ok(Service {
         metadata: ObjectMeta {
-            name: Some(mirror),
-            namespace: Some(namespace),
+            name: Some(named.name.clone()),
+            namespace: Some(named.namespace.clone()),
             labels: Some(labels),
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },
         spec: Some(ServiceSpec {
-            ports: Some(ports),
+            ports: Some(ports.to_vec()),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     })
 }
 
-/// The mirror's Endpoints: the gateway on its port, once per remote port
-/// name; no subsets while the remote Service has no ready endpoint; every
-/// address not ready while the gateway is not alive.
-pub fn mirror_endpoints(
-    remote: &Service,
-    remote_has_ready_endpoints: bool,
+/// Endpoints of `named` holding the gateway on its port, once per remote
+/// port name; no subsets while the remote side has no ready endpoint;
+/// every address not ready while the gateway is not alive.
+fn gateway_endpoints(
+    named: &Named,
+    ports: &[ServicePort],
+    remote_ready: bool,
     gateway: &Gateway,
-) -> Result<Endpoints, Invalid> {
-    let (name, namespace) = names(remote)?;
-    let ports: Vec<EndpointPort> = remote
-        .spec
-        .as_ref()
-        .and_then(|s| s.ports.clone())
-        .unwrap_or_default()
-        .into_iter()
+) -> Endpoints {
+    let ports: Vec<EndpointPort> = ports
+        .iter()
         .map(|p| EndpointPort {
-            name: p.name,
+            name: p.name.clone(),
             port: i32::from(gateway.port),
-            protocol: p.protocol,
+            protocol: p.protocol.clone(),
             app_protocol: None,
         })
         .collect();
@@ -156,7 +316,7 @@ pub fn mirror_endpoints(
             ..EndpointAddress::default()
         })
         .collect();
-    let subsets = (remote_has_ready_endpoints && !addresses.is_empty()).then(|| {
+    let subsets = (remote_ready && !addresses.is_empty()).then(|| {
         let (ready, not_ready) = if gateway.alive {
             (Some(addresses), None)
         } else {
@@ -168,23 +328,14 @@ pub fn mirror_endpoints(
             ports: Some(ports),
         }]
     });
-    Ok(Endpoints {
+    Endpoints {
         metadata: ObjectMeta {
-            name: Some(mirror_name(&name, &gateway.cluster)),
-            namespace: Some(namespace.clone()),
-            labels: Some(
-                [
-                    (MIRROR_MIRRORED_SERVICE.to_owned(), "true".to_owned()),
-                    (MIRROR_CLUSTER_NAME.to_owned(), gateway.cluster.clone()),
-                ]
-                .into(),
-            ),
+            name: Some(named.name.clone()),
+            namespace: Some(named.namespace.clone()),
+            labels: Some(mirror_labels(named, gateway)),
             annotations: Some(
                 [
-                    (
-                        MIRROR_REMOTE_SVC_FQ_NAME.to_owned(),
-                        fq_name(&name, &namespace, gateway),
-                    ),
+                    (MIRROR_REMOTE_SVC_FQ_NAME.to_owned(), named.fq_name.clone()),
                     (
                         MIRROR_REMOTE_GATEWAY_IDENTITY.to_owned(),
                         gateway.identity.clone(),
@@ -202,7 +353,7 @@ pub fn mirror_endpoints(
             ..ObjectMeta::default()
         },
         subsets,
-    })
+    }
 }
 
 fn names(remote: &Service) -> Result<(String, String), Invalid> {
@@ -219,6 +370,38 @@ fn fq_name(name: &str, namespace: &str, gateway: &Gateway) -> String {
 /// `namespace/name` of a mirror.
 pub type Key = (String, String);
 
+/// What the mirror reads back of a mirror Service that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    /// Its `mirror.linkerd.io/remote-resource-version`.
+    pub version: Option<String>,
+    /// Its cluster IP (`None` for a headless mirror).
+    pub cluster_ip: Option<String>,
+}
+
+impl Existing {
+    /// What `service` says.
+    pub fn of(service: &Service) -> Self {
+        Self {
+            version: remote_version(service),
+            cluster_ip: service.spec.as_ref().and_then(|s| s.cluster_ip.clone()),
+        }
+    }
+
+    fn headless(&self) -> bool {
+        self.cluster_ip.as_deref() == Some("None")
+    }
+}
+
+fn remote_version(service: &Service) -> Option<String> {
+    service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MIRROR_REMOTE_RESOURCE_VERSION))
+        .cloned()
+}
+
 /// What to do to the mirrors of one Link.
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
@@ -226,27 +409,27 @@ pub struct Plan {
     pub create: Vec<Service>,
     /// Mirrors whose remote Service changed.
     pub update: Vec<Service>,
+    /// Mirrors to delete and create again: a headless mirror that must now
+    /// have a cluster IP or the reverse (the API server cannot change it).
+    pub replace: Vec<Service>,
     /// Mirrors whose remote Service is gone.
     pub delete: Vec<Key>,
 }
 
-/// The plan from the mirrors that exist (this Link's, by key, with their
-/// `remote-resource-version`) to `desired`. `desired` comes from a complete
-/// view of the linked cluster ([`crate::watch`] keeps the last complete one
-/// through outages), so a mirror missing from it is really gone.
-pub fn plan(desired: &BTreeMap<Key, Service>, existing: &BTreeMap<Key, Option<String>>) -> Plan {
-    let version = |s: &Service| {
-        s.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(MIRROR_REMOTE_RESOURCE_VERSION))
-            .cloned()
-    };
+/// The plan from the mirrors that exist (this Link's, by key) to
+/// `desired`. `desired` comes from a complete view of the linked cluster
+/// ([`crate::watch`] keeps the last complete one through outages), so a
+/// mirror missing from it is really gone.
+pub fn plan(desired: &BTreeMap<Key, Service>, existing: &BTreeMap<Key, Existing>) -> Plan {
     let mut plan = Plan::default();
     for (key, service) in desired {
+        let headless = Existing::of(service).headless();
         match existing.get(key) {
             None => plan.create.push(service.clone()),
-            Some(seen) if *seen != version(service) => plan.update.push(service.clone()),
+            Some(seen) if seen.headless() != headless => plan.replace.push(service.clone()),
+            Some(seen) if seen.version != remote_version(service) => {
+                plan.update.push(service.clone())
+            }
             Some(_) => {}
         }
     }
@@ -273,10 +456,10 @@ pub struct EndpointsContent {
 /// One subset of a mirror's Endpoints, each list sorted.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SubsetContent {
-    /// Ready addresses.
-    pub ready: Vec<String>,
-    /// Addresses not ready.
-    pub not_ready: Vec<String>,
+    /// Ready addresses, with their host names.
+    pub ready: Vec<(String, Option<String>)>,
+    /// Addresses not ready, with their host names.
+    pub not_ready: Vec<(String, Option<String>)>,
     /// `(name, port)` of each port.
     pub ports: Vec<(Option<String>, i32)>,
 }
@@ -285,7 +468,11 @@ impl EndpointsContent {
     /// The content of `endpoints`.
     pub fn of(endpoints: &Endpoints) -> Self {
         let ips = |addresses: &Option<Vec<EndpointAddress>>| {
-            let mut ips: Vec<String> = addresses.iter().flatten().map(|a| a.ip.clone()).collect();
+            let mut ips: Vec<(String, Option<String>)> = addresses
+                .iter()
+                .flatten()
+                .map(|a| (a.ip.clone(), a.hostname.clone()))
+                .collect();
             ips.sort();
             ips
         };
@@ -370,6 +557,29 @@ mod tests {
             }),
             ..Service::default()
         }
+    }
+
+    /// The one mirror of a Service that is not headless.
+    fn mirror(remote: &Service, ready: bool, gateway: &Gateway) -> Result<Mirror, Invalid> {
+        let endpoints = RemoteEndpoints {
+            ready,
+            hosts: BTreeMap::new(),
+        };
+        let mut mirrors = mirrors(remote, &endpoints, gateway, &|_| None)?;
+        assert_eq!(mirrors.len(), 1);
+        Ok(mirrors.remove(0))
+    }
+
+    fn mirror_service(remote: &Service, gateway: &Gateway) -> Result<Service, Invalid> {
+        mirror(remote, true, gateway).map(|m| m.service)
+    }
+
+    fn mirror_endpoints(
+        remote: &Service,
+        ready: bool,
+        gateway: &Gateway,
+    ) -> Result<Endpoints, Invalid> {
+        mirror(remote, ready, gateway).map(|m| m.endpoints)
     }
 
     fn gateway(alive: bool) -> Gateway {
@@ -474,15 +684,13 @@ mod tests {
                 (("test".to_owned(), format!("{n}-east")), service)
             })
             .collect();
-        let existing: BTreeMap<Key, Option<String>> = [
-            (
-                ("test".to_owned(), "a-east".to_owned()),
-                Some("1".to_owned()),
-            ),
-            (
-                ("test".to_owned(), "gone-east".to_owned()),
-                Some("1".to_owned()),
-            ),
+        let seen = |version: &str| Existing {
+            version: Some(version.to_owned()),
+            cluster_ip: Some("10.96.0.9".to_owned()),
+        };
+        let existing: BTreeMap<Key, Existing> = [
+            (("test".to_owned(), "a-east".to_owned()), seen("1")),
+            (("test".to_owned(), "gone-east".to_owned()), seen("1")),
         ]
         .into();
         let plan = plan(&desired, &existing);
@@ -531,5 +739,173 @@ mod tests {
         )
         .expect("eps");
         assert_ne!(EndpointsContent::of(&written), EndpointsContent::of(&down));
+    }
+}
+
+#[cfg(test)]
+mod headless_tests {
+    use super::*;
+
+    fn statefulset_service() -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("test".into()),
+                resource_version: Some("7".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                cluster_ip: Some("None".into()),
+                ports: Some(vec![ServicePort {
+                    name: Some("pg".into()),
+                    port: 5432,
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        }
+    }
+
+    fn gateway() -> Gateway {
+        Gateway {
+            cluster: "east".into(),
+            cluster_domain: "cluster.local".into(),
+            addresses: vec!["172.31.0.129".parse().expect("ip")],
+            port: 4143,
+            identity: "gw".into(),
+            alive: true,
+            transport: None,
+        }
+    }
+
+    #[test]
+    fn a_statefulset_gets_a_headless_mirror_and_an_endpoint_mirror_per_pod() {
+        let endpoints = RemoteEndpoints {
+            ready: true,
+            hosts: [("db-0".to_owned(), true), ("db-1".to_owned(), false)].into(),
+        };
+        let ip_of = |key: &Key| (key.1 == "db-0-east").then(|| "10.96.1.5".to_owned());
+        let mirrors =
+            mirrors(&statefulset_service(), &endpoints, &gateway(), &ip_of).expect("mirrors");
+        let names: Vec<_> = mirrors
+            .iter()
+            .map(|m| m.service.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["db-east", "db-0-east", "db-1-east"]);
+
+        let headless = &mirrors[0];
+        let spec = headless.service.spec.as_ref().expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        let subset = &headless.endpoints.subsets.as_ref().expect("subsets")[0];
+        let ready = subset.addresses.as_ref().expect("ready");
+        assert_eq!(
+            (ready[0].ip.as_str(), ready[0].hostname.as_deref()),
+            ("10.96.1.5", Some("db-0")),
+            "db-0's endpoint mirror by its cluster IP and host name"
+        );
+        assert!(
+            subset.not_ready_addresses.is_none(),
+            "db-1's endpoint mirror has no cluster IP yet"
+        );
+        assert_eq!(subset.ports.as_ref().expect("ports")[0].port, 5432);
+        let annotations = headless.endpoints.metadata.annotations.as_ref().expect("a");
+        assert!(!annotations.contains_key(MIRROR_REMOTE_GATEWAY_IDENTITY));
+
+        let db0 = &mirrors[1];
+        let labels = db0.service.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels[MIRROR_HEADLESS_MIRROR_SVC_NAME], "db-east");
+        assert_eq!(labels[MIRROR_CLUSTER_NAME], "east");
+        let annotations = db0.service.metadata.annotations.as_ref().expect("a");
+        assert_eq!(
+            annotations[MIRROR_REMOTE_SVC_FQ_NAME],
+            "db-0.db.test.svc.cluster.local"
+        );
+        let gateway_subset = &db0.endpoints.subsets.as_ref().expect("subsets")[0];
+        assert_eq!(gateway_subset.ports.as_ref().expect("ports")[0].port, 4143);
+        assert!(
+            mirrors[2].endpoints.subsets.is_none(),
+            "db-1 is not ready in east: its endpoint mirror has no address"
+        );
+    }
+
+    #[test]
+    fn a_headless_service_without_host_names_is_mirrored_with_a_cluster_ip() {
+        let endpoints = RemoteEndpoints {
+            ready: true,
+            hosts: BTreeMap::new(),
+        };
+        let mirrors =
+            mirrors(&statefulset_service(), &endpoints, &gateway(), &|_| None).expect("mirrors");
+        assert_eq!(mirrors.len(), 1);
+        let spec = mirrors[0].service.spec.as_ref().expect("spec");
+        assert_eq!(
+            spec.cluster_ip, None,
+            "the API server gives it a cluster IP"
+        );
+    }
+
+    #[test]
+    fn a_mirror_that_must_change_headlessness_is_replaced() {
+        let desired = mirrors(
+            &statefulset_service(),
+            &RemoteEndpoints {
+                ready: true,
+                hosts: [("db-0".to_owned(), true)].into(),
+            },
+            &gateway(),
+            &|_| None,
+        )
+        .expect("mirrors");
+        let desired: BTreeMap<Key, Service> = desired
+            .into_iter()
+            .map(|m| {
+                let meta = &m.service.metadata;
+                (
+                    (
+                        meta.namespace.clone().unwrap_or_default(),
+                        meta.name.clone().unwrap_or_default(),
+                    ),
+                    m.service,
+                )
+            })
+            .collect();
+        let existing: BTreeMap<Key, Existing> = [(
+            ("test".to_owned(), "db-east".to_owned()),
+            Existing {
+                version: Some("7".into()),
+                cluster_ip: Some("10.96.0.4".into()),
+            },
+        )]
+        .into();
+        let plan = plan(&desired, &existing);
+        assert_eq!(plan.replace.len(), 1, "db-east must become headless");
+        assert_eq!(plan.create.len(), 1, "db-0-east is new");
+        assert!(plan.update.is_empty() && plan.delete.is_empty());
+    }
+
+    #[test]
+    fn remote_endpoints_keep_host_names_and_their_readiness() {
+        let address = |ip: &str, host: Option<&str>| EndpointAddress {
+            ip: ip.into(),
+            hostname: host.map(Into::into),
+            ..EndpointAddress::default()
+        };
+        let seen = RemoteEndpoints::of(&Endpoints {
+            subsets: Some(vec![EndpointSubset {
+                addresses: Some(vec![address("10.0.0.1", Some("db-0"))]),
+                not_ready_addresses: Some(vec![
+                    address("10.0.0.2", Some("db-1")),
+                    address("10.0.0.3", None),
+                ]),
+                ports: None,
+            }]),
+            ..Endpoints::default()
+        });
+        assert!(seen.ready);
+        assert_eq!(
+            seen.hosts,
+            [("db-0".to_owned(), true), ("db-1".to_owned(), false)].into()
+        );
     }
 }

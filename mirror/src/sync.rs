@@ -16,12 +16,11 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::watcher;
 use mesh_api::labels::{
-    MIRROR_CLUSTER_NAME, MIRROR_EXPORTED, MIRROR_MIRRORED_SERVICE, MIRROR_REMOTE_RESOURCE_VERSION,
-    TRUST_ROOTS_CONFIGMAP,
+    MIRROR_CLUSTER_NAME, MIRROR_EXPORTED, MIRROR_MIRRORED_SERVICE, TRUST_ROOTS_CONFIGMAP,
 };
 use tokio::sync::Notify;
 
-use crate::desired::{self, EndpointsContent, Gateway, Key, Plan};
+use crate::desired::{self, EndpointsContent, Existing, Gateway, Key, Plan, RemoteEndpoints};
 use crate::watch::Watched;
 
 /// The key of the trust anchors bundle in its ConfigMap.
@@ -37,7 +36,8 @@ pub struct Outcome {
     pub plan: Plan,
     /// Mirror Endpoints it rewrote.
     pub endpoints_written: usize,
-    /// Mirrors that exist after the pass (as far as it knows).
+    /// Remote Services mirrored after the pass (a headless one counts
+    /// once, with its endpoint mirrors).
     pub mirrors: usize,
     /// Remote Services it could not mirror, with the reason.
     pub invalid: Vec<(Key, desired::Invalid)>,
@@ -81,11 +81,11 @@ pub fn selector_string(selector: Option<&LabelSelector>) -> String {
 }
 
 /// The linked cluster as the mirror sees it: the Services its Link exports
-/// and whether each Service has a ready endpoint.
+/// and what the mirror needs of their Endpoints (readiness, host names).
 #[derive(Debug)]
 pub struct RemoteViews {
     services: Watched<Service>,
-    ready: Watched<bool>,
+    endpoints: Watched<RemoteEndpoints>,
     gateway: Option<Watched<Vec<String>>>,
     anchors: Watched<Option<String>>,
     anchors_at: String,
@@ -135,10 +135,10 @@ impl RemoteViews {
                 },
                 changed.clone(),
             ),
-            ready: Watched::spawn(
+            endpoints: Watched::spawn(
                 Api::<Endpoints>::all(remote.clone()),
                 watcher::Config::default(),
-                has_ready_address,
+                RemoteEndpoints::of,
                 changed.clone(),
             ),
         }
@@ -172,14 +172,14 @@ impl RemoteViews {
 
     /// The watches' last error, when they are not connected.
     pub fn error(&self) -> Option<String> {
-        self.services.error().or_else(|| self.ready.error())
+        self.services.error().or_else(|| self.endpoints.error())
     }
 }
 
 /// This Link's mirrors in this cluster.
 #[derive(Debug)]
 pub struct LocalViews {
-    services: Watched<Option<String>>,
+    services: Watched<Existing>,
     endpoints: Watched<EndpointsContent>,
 }
 
@@ -193,14 +193,7 @@ impl LocalViews {
             services: Watched::spawn(
                 Api::<Service>::all(local.clone()),
                 config.clone(),
-                |service| {
-                    service
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(MIRROR_REMOTE_RESOURCE_VERSION))
-                        .cloned()
-                },
+                Existing::of,
                 changed.clone(),
             ),
             endpoints: Watched::spawn(
@@ -226,14 +219,6 @@ fn load_balancer_addresses(service: &Service) -> Vec<String> {
         .collect()
 }
 
-fn has_ready_address(endpoints: &Endpoints) -> bool {
-    endpoints
-        .subsets
-        .iter()
-        .flatten()
-        .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()))
-}
-
 fn complete<T: Clone + PartialEq + Send + 'static>(
     watched: &Watched<T>,
     what: &'static str,
@@ -252,33 +237,50 @@ pub async fn pass(
     gateway: &Gateway,
 ) -> Result<Outcome, NotListed> {
     let remote_services = complete(&remote.services, "the linked cluster's exported Services")?;
-    let remote_ready = complete(&remote.ready, "the linked cluster's Endpoints")?;
+    let remote_endpoints = complete(&remote.endpoints, "the linked cluster's Endpoints")?;
     let existing = complete(&mirrors.services, "this cluster's mirror Services")?;
     let existing_endpoints = complete(&mirrors.endpoints, "this cluster's mirror Endpoints")?;
     let mut outcome = Outcome::default();
     let mut desired_services: BTreeMap<Key, Service> = BTreeMap::new();
     let mut desired_endpoints: Vec<Endpoints> = Vec::new();
+    let cluster_ip = |key: &Key| {
+        existing
+            .get(key)
+            .and_then(|seen| seen.cluster_ip.clone())
+            .filter(|ip| ip != "None")
+    };
     for (key, service) in &remote_services {
-        let ready = remote_ready.get(key).copied().unwrap_or(false);
-        match (
-            desired::mirror_service(service, gateway),
-            desired::mirror_endpoints(service, ready, gateway),
-        ) {
-            (Ok(mirror), Ok(endpoints)) => {
-                let mirror_key = key_of(&mirror.metadata);
-                let written = existing_endpoints.get(&mirror_key);
-                if written != Some(&EndpointsContent::of(&endpoints)) {
-                    desired_endpoints.push(endpoints);
+        let endpoints = remote_endpoints.get(key).cloned().unwrap_or_default();
+        match desired::mirrors(service, &endpoints, gateway, &cluster_ip) {
+            Ok(mirrors) => {
+                outcome.mirrors += 1;
+                for mirror in mirrors {
+                    let mirror_key = key_of(&mirror.service.metadata);
+                    let written = existing_endpoints.get(&mirror_key);
+                    if written != Some(&EndpointsContent::of(&mirror.endpoints)) {
+                        desired_endpoints.push(mirror.endpoints);
+                    }
+                    desired_services.insert(mirror_key, mirror.service);
                 }
-                desired_services.insert(mirror_key, mirror);
             }
-            (Err(invalid), _) | (_, Err(invalid)) => outcome.invalid.push((key.clone(), invalid)),
+            Err(invalid) => outcome.invalid.push((key.clone(), invalid)),
         }
     }
     let plan = desired::plan(&desired_services, &existing);
+    // A mirror that must change between headless and not is deleted first
+    // (the API server does not change a Service's cluster IP).
+    let replaced = plan
+        .replace
+        .iter()
+        .map(|s| delete_mirror(local, key_of(&s.metadata)));
+    for result in in_flight(replaced).await {
+        if let Err(failed) = result {
+            outcome.failed.push(failed);
+        }
+    }
     // Writes go out WRITES_IN_FLIGHT at a time: a thousand new exports are
     // mirrored in seconds, not one round trip after another.
-    let services = plan.create.iter().chain(&plan.update);
+    let services = plan.create.iter().chain(&plan.update).chain(&plan.replace);
     for result in in_flight(services.map(|service| apply(local, service, "Service"))).await {
         if let Err(failed) = result {
             outcome.failed.push(failed);
@@ -291,29 +293,37 @@ pub async fn pass(
             Err(failed) => outcome.failed.push(failed),
         }
     }
-    let deletions = plan.delete.iter().cloned().map(|(namespace, name)| {
-        let local = local.clone();
-        async move {
-            // The Endpoints go with the Service (same name, no selector: the
-            // API server keeps them otherwise), so both are deleted.
-            let _ = Api::<Endpoints>::namespaced(local.clone(), &namespace)
-                .delete(&name, &DeleteParams::default())
-                .await;
-            Api::<Service>::namespaced(local, &namespace)
-                .delete(&name, &DeleteParams::default())
-                .await
-                .map(|_| ())
-                .map_err(|e| ((namespace.clone(), name.clone()), e.to_string()))
-        }
-    });
+    let deletions = plan
+        .delete
+        .iter()
+        .cloned()
+        .map(|key| delete_mirror(local, key));
     for result in in_flight(deletions).await {
         if let Err(failed) = result {
             outcome.failed.push(failed);
         }
     }
-    outcome.mirrors = desired_services.len();
     outcome.plan = plan;
     Ok(outcome)
+}
+
+/// Deletes a mirror Service and its Endpoints (no selector: the API server
+/// would keep them otherwise).
+fn delete_mirror(
+    local: &kube::Client,
+    (namespace, name): Key,
+) -> impl std::future::Future<Output = Result<(), (Key, String)>> + Send + 'static {
+    let local = local.clone();
+    async move {
+        let _ = Api::<Endpoints>::namespaced(local.clone(), &namespace)
+            .delete(&name, &DeleteParams::default())
+            .await;
+        Api::<Service>::namespaced(local, &namespace)
+            .delete(&name, &DeleteParams::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| ((namespace.clone(), name.clone()), e.to_string()))
+    }
 }
 
 /// Server-side applies `object` (a `kind` of the core API) as the mirror.

@@ -208,3 +208,118 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
     assert_eq!(last.deleted, vec![(ns.clone(), mirror_name.clone())]);
     assert!(services.get_opt(&mirror_name).await.expect("get").is_none());
 }
+
+/// A StatefulSet's headless Service: a headless mirror whose Endpoints name
+/// each pod's endpoint mirror (`<hostname>-<link>`, pointing at the
+/// gateway) by cluster IP and host name; a pod gone in the linked cluster
+/// takes its endpoint mirror with it.
+#[tokio::test]
+async fn a_headless_service_is_mirrored_per_pod() {
+    let cluster = shared_cluster().await;
+    let client = cluster.client.clone();
+    let ns = cluster.namespace("mirror-headless").await;
+    let link = format!("h{}", &ns[ns.len() - 5..]);
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), &ns);
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "db", "labels": {"mirror.linkerd.io/exported": "true", "app": "db"}},
+        "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432, "protocol": "TCP"}]},
+    }))
+    .expect("service");
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create service");
+    let pods = |hosts: &[&str]| -> Endpoints {
+        let addresses: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| serde_json::json!({"ip": format!("10.10.0.{}", i + 10), "hostname": host}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db"},
+            "subsets": [{"addresses": addresses, "ports": [{"name": "pg", "port": 5432}]}],
+        }))
+        .expect("endpoints")
+    };
+    endpoints_api
+        .create(&PostParams::default(), &pods(&["db-0", "db-1"]))
+        .await
+        .expect("create endpoints");
+    let selector = format!("{},app=db", selector_string(None));
+    let changed = Arc::new(Notify::new());
+    let views = (
+        RemoteViews::start(&client, &selector, "linkerd", None, &changed),
+        LocalViews::start(&client, &link, &changed),
+    );
+    let headless = format!("db-{link}");
+    let gateway = gateway(&link, true);
+    // The headless mirror's Endpoints fill in once the endpoint mirrors have
+    // cluster IPs (a later pass, after this cluster's watch sees them).
+    let mut named = Vec::new();
+    for _ in 0..100 {
+        pass(&views.0, &views.1, &client, &gateway).await.ok();
+        let written = endpoints_api.get_opt(&headless).await.expect("get");
+        named = written
+            .and_then(|e| e.subsets)
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|s| s.addresses.unwrap_or_default())
+            .map(|a| (a.hostname.unwrap_or_default(), a.ip))
+            .collect();
+        if named.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    named.sort();
+    assert_eq!(named.len(), 2, "both pods are named: {named:?}");
+    let mirror = services.get(&headless).await.expect("headless mirror");
+    assert_eq!(
+        mirror.spec.and_then(|s| s.cluster_ip).as_deref(),
+        Some("None")
+    );
+    for (host, ip) in &named {
+        let endpoint_mirror = services
+            .get(&format!("{host}-{link}"))
+            .await
+            .expect("endpoint mirror");
+        assert_eq!(
+            endpoint_mirror.spec.and_then(|s| s.cluster_ip).as_ref(),
+            Some(ip),
+            "{host} is named by its endpoint mirror's cluster IP"
+        );
+        let annotations = endpoint_mirror.metadata.annotations.expect("annotations");
+        assert_eq!(
+            annotations["mirror.linkerd.io/remote-svc-fq-name"],
+            format!("{host}.db.{ns}.svc.cluster.local")
+        );
+        let through = endpoints_api
+            .get(&format!("{host}-{link}"))
+            .await
+            .expect("endpoint mirror's endpoints");
+        let subset = &through.subsets.expect("subsets")[0];
+        assert_eq!(
+            subset.addresses.as_ref().expect("ready")[0].ip,
+            "172.31.0.129",
+            "{host}'s endpoint mirror points at the gateway"
+        );
+    }
+
+    // db-1 goes away in the linked cluster: its endpoint mirror goes too.
+    endpoints_api
+        .replace("db", &PostParams::default(), &{
+            let mut only = pods(&["db-0"]);
+            only.metadata.resource_version = endpoints_api
+                .get("db")
+                .await
+                .expect("get")
+                .metadata
+                .resource_version;
+            only
+        })
+        .await
+        .expect("replace endpoints");
+    let gone = passes_until(&views, &client, &gateway, |t| !t.deleted.is_empty()).await;
+    assert_eq!(gone.deleted, vec![(ns.clone(), format!("db-1-{link}"))]);
+}

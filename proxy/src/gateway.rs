@@ -52,15 +52,19 @@ impl Gateway {
     }
 
     /// The authority (`name:port`) a header asks for, when this gateway
-    /// serves it: `<service>.<namespace>.<suffix>`.
+    /// serves it: `<service>.<namespace>.<suffix>` or
+    /// `<hostname>.<service>.<namespace>.<suffix>`.
     pub fn authority(&self, header: &TransportHeader) -> Result<String, Refusal> {
         let name = header.name.trim_end_matches('.');
         let served = self.suffixes.iter().any(|suffix| {
             name.strip_suffix(suffix.as_str())
                 .and_then(|rest| rest.strip_suffix('.'))
                 .is_some_and(|service_ns| {
-                    let mut labels = service_ns.split('.');
-                    matches!((labels.next(), labels.next(), labels.next()), (Some(s), Some(n), None) if !s.is_empty() && !n.is_empty())
+                    // `<svc>.<ns>`, or `<hostname>.<svc>.<ns>`: one pod of a
+                    // headless Service (a StatefulSet's).
+                    let labels = service_ns.split('.');
+                    (2..=3).contains(&labels.clone().count())
+                        && labels.clone().all(|l| !l.is_empty())
                 })
         });
         if !served {
@@ -147,10 +151,16 @@ mod tests {
             gateway.authority(&header("podinfo.test.svc.cluster.local.")),
             Ok("podinfo.test.svc.cluster.local:9898".into())
         );
+        assert_eq!(
+            gateway.authority(&header("web-0.web.test.svc.cluster.local")),
+            Ok("web-0.web.test.svc.cluster.local:9898".into()),
+            "a StatefulSet's pod by host name"
+        );
         for outside in [
             "podinfo.test.svc.other.local",
             "test.svc.cluster.local",
-            "a.b.test.svc.cluster.local",
+            "a.b.c.test.svc.cluster.local",
+            "a..test.svc.cluster.local",
             "evilsvc.cluster.local",
             "10.0.0.1",
         ] {

@@ -8,7 +8,8 @@ use kube::Api;
 use kube::api::ListParams;
 use mesh_api::crds::link::Link;
 use mesh_api::labels::{
-    MIRROR_CLUSTER_NAME, MIRROR_MIRRORED_SERVICE, MULTICLUSTER_NAMESPACE as NS,
+    MIRROR_CLUSTER_NAME, MIRROR_HEADLESS_MIRROR_SVC_NAME, MIRROR_MIRRORED_SERVICE,
+    MULTICLUSTER_NAMESPACE as NS,
 };
 use serde::Serialize;
 
@@ -52,7 +53,7 @@ pub async fn rows(client: &kube::Client) -> anyhow::Result<Vec<GatewayRow>> {
         let cluster = link.spec.target_cluster_name.clone();
         let num_svc = Api::<Service>::all(client.clone())
             .list(&ListParams::default().labels(&format!(
-                "{MIRROR_MIRRORED_SERVICE}=true,{MIRROR_CLUSTER_NAME}={cluster}"
+                "{MIRROR_MIRRORED_SERVICE}=true,{MIRROR_CLUSTER_NAME}={cluster},!{MIRROR_HEADLESS_MIRROR_SVC_NAME}"
             )))
             .await?
             .items

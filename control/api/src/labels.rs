@@ -23,6 +23,9 @@ pub const MIRROR_CLUSTER_NAME: &str = "mirror.linkerd.io/cluster-name";
 pub const MIRROR_REMOTE_SVC_FQ_NAME: &str = "mirror.linkerd.io/remote-svc-fq-name";
 /// On a mirror Service: the resourceVersion of the remote Service it copies.
 pub const MIRROR_REMOTE_RESOURCE_VERSION: &str = "mirror.linkerd.io/remote-resource-version";
+/// On a headless mirror's endpoint mirror (`<hostname>-<link>`): the name
+/// of the headless mirror it belongs to.
+pub const MIRROR_HEADLESS_MIRROR_SVC_NAME: &str = "mirror.linkerd.io/headless-mirror-svc-name";
 /// On mirror Endpoints: the identity the remote gateway must present.
 pub const MIRROR_REMOTE_GATEWAY_IDENTITY: &str = "mirror.linkerd.io/remote-gateway-identity";
 /// On the gateway Service: the gateway's identity, read by `multicluster link`.

@@ -1,5 +1,8 @@
-//! What a proxy asks about: `<service>.<namespace>.svc.<cluster-domain>:<port>`
-//! or `<ip>:<port>`, parsed, with errors that say what is wrong.
+//! What a proxy asks about: `<service>.<namespace>.svc.<cluster-domain>:<port>`,
+//! a pod of a headless Service by its host name
+//! (`<hostname>.<service>.<namespace>.svc.<cluster-domain>:<port>`, as a
+//! StatefulSet's pods are named) or `<ip>:<port>`, parsed, with errors that
+//! say what is wrong.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,6 +15,17 @@ pub enum Target {
         namespace: String,
         /// Its name.
         name: String,
+        /// The port asked for.
+        port: u16,
+    },
+    /// One pod of a headless Service, by the host name its endpoint has.
+    Host {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+        /// The endpoint's host name.
+        hostname: String,
         /// The port asked for.
         port: u16,
     },
@@ -63,17 +77,27 @@ pub fn parse(path: &str, domain: &str) -> Result<Target, InvalidAuthority> {
             "expected <service>.<namespace>.svc.{domain}:<port> or <ip>:<port>"
         )));
     };
-    let mut labels = service_ns.split('.');
-    match (labels.next(), labels.next(), labels.next()) {
-        (Some(name), Some(namespace), None) if !name.is_empty() && !namespace.is_empty() => {
-            Ok(Target::Service {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                port,
-            })
-        }
+    let labels: Vec<&str> = service_ns.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Err(invalid(format!(
+            "expected <service>.<namespace>.svc.{domain}:<port> (an empty label)"
+        )));
+    }
+    match labels[..] {
+        [name, namespace] => Ok(Target::Service {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            port,
+        }),
+        [hostname, name, namespace] => Ok(Target::Host {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            hostname: hostname.to_owned(),
+            port,
+        }),
         _ => Err(invalid(format!(
-            "expected <service>.<namespace>.svc.{domain}:<port> (pod host names are not supported)"
+            "expected <service>.<namespace>.svc.{domain}:<port> or \
+             <hostname>.<service>.<namespace>.svc.{domain}:<port>"
         ))),
     }
 }
@@ -97,6 +121,15 @@ mod tests {
             parse("web.shop.svc.cluster.local", "cluster.local")
         );
         assert_eq!(
+            parse("web-0.web.shop.svc.cluster.local:8080", "cluster.local"),
+            Ok(Target::Host {
+                namespace: "shop".into(),
+                name: "web".into(),
+                hostname: "web-0".into(),
+                port: 8080
+            })
+        );
+        assert_eq!(
             parse("10.1.2.3:80", "cluster.local"),
             Ok(Target::Ip("10.1.2.3:80".parse().expect("addr")))
         );
@@ -113,7 +146,8 @@ mod tests {
             ("web.shop.svc.cluster.local:http", "port \"http\""),
             ("web.shop.svc.cluster.local:0", "port \"0\""),
             ("example.com:80", "expected <service>"),
-            ("a.web.shop.svc.cluster.local:80", "pod host names"),
+            ("a.b.web.shop.svc.cluster.local:80", "<hostname>.<service>"),
+            (".shop.svc.cluster.local:80", "an empty label"),
         ] {
             let err = parse(path, "cluster.local").expect_err(path);
             assert!(err.to_string().contains(needle), "{path}: {err}");

@@ -58,6 +58,10 @@ pub enum LookupKey {
     Service(Key, u16),
     /// An address that is not a Service's cluster IP.
     Ip(SocketAddr),
+    /// A pod of a headless Service by host name: answered as whatever the
+    /// endpoint with that host name is now (a pod, or the cluster IP of a
+    /// Service such as a headless mirror's endpoint mirror).
+    Host(Key, String, u16),
 }
 
 /// The index.
@@ -310,11 +314,35 @@ impl Index {
                 name,
                 port,
             } => LookupKey::Service((namespace.clone(), name.clone()), *port),
-            crate::authority::Target::Ip(addr) => match self.services_by_ip.get(&addr.ip()) {
-                Some(key) => LookupKey::Service(key.clone(), addr.port()),
-                None => LookupKey::Ip(*addr),
-            },
+            crate::authority::Target::Host {
+                namespace,
+                name,
+                hostname,
+                port,
+            } => LookupKey::Host((namespace.clone(), name.clone()), hostname.clone(), *port),
+            crate::authority::Target::Ip(addr) => self.ip_key(*addr),
         }
+    }
+
+    fn ip_key(&self, addr: SocketAddr) -> LookupKey {
+        match self.services_by_ip.get(&addr.ip()) {
+            Some(key) => LookupKey::Service(key.clone(), addr.port()),
+            None => LookupKey::Ip(addr),
+        }
+    }
+
+    /// What the endpoint named `hostname` of the Service `key` is now, on
+    /// `port`: `None` while no endpoint has that host name.
+    fn host_key(&self, key: &Key, hostname: &str, port: u16) -> Option<LookupKey> {
+        let ip = self
+            .slices_by_service
+            .get(key)?
+            .iter()
+            .filter_map(|name| self.slices.get(&(key.0.clone(), name.clone())))
+            .flat_map(|slice| &slice.addresses)
+            .find(|a| a.hostname.as_deref() == Some(hostname))?
+            .ip;
+        Some(self.ip_key(SocketAddr::new(ip, port)))
     }
 
     /// Follows the endpoints of `key`: the receiver holds the current answer
@@ -378,6 +406,12 @@ impl Index {
                     self.mirror_endpoints.get(svc_key),
                 )
             }
+            LookupKey::Host(svc_key, hostname, port) => {
+                match self.host_key(svc_key, hostname, *port) {
+                    Some(inner) => self.resolve(&inner),
+                    None => Resolution::NotFound,
+                }
+            }
             LookupKey::Ip(addr) => match self
                 .pods_by_ip
                 .get(&addr.ip())
@@ -393,6 +427,18 @@ impl Index {
     pub fn profile(&self, key: &LookupKey) -> DestinationProfile {
         match key {
             LookupKey::Service((ns, name), port) => self.service_profile(ns, name, *port),
+            // One pod is asked for: its Service's routes apply, its
+            // TrafficSplit does not (it would send the pod's traffic
+            // elsewhere).
+            LookupKey::Host(svc_key, hostname, port) => {
+                let inner = self
+                    .host_key(svc_key, hostname, *port)
+                    .unwrap_or(LookupKey::Service(svc_key.clone(), *port));
+                DestinationProfile {
+                    dst_overrides: Vec::new(),
+                    ..self.profile(&inner)
+                }
+            }
             LookupKey::Ip(addr) => {
                 let endpoint = match self.resolve(key) {
                     Resolution::Endpoints { endpoints, .. } => endpoints.get(addr).cloned(),
@@ -499,7 +545,11 @@ impl Index {
         let keys: Vec<LookupKey> = self
             .endpoint_watches
             .keys()
-            .filter(|k| matches!(k, LookupKey::Service(k, _) if k == key))
+            .filter(|k| match k {
+                LookupKey::Service(k, _) => k == key,
+                LookupKey::Host(..) => true,
+                LookupKey::Ip(_) => false,
+            })
             .cloned()
             .collect();
         self.publish_endpoints(keys);
@@ -511,7 +561,7 @@ impl Index {
             .keys()
             .filter(|k| match k {
                 LookupKey::Service((ns, _), _) => ns == namespace,
-                LookupKey::Ip(_) => true,
+                LookupKey::Host(..) | LookupKey::Ip(_) => true,
             })
             .cloned()
             .collect();
@@ -519,7 +569,7 @@ impl Index {
         let ip_keys: Vec<LookupKey> = self
             .profile_watches
             .keys()
-            .filter(|k| matches!(k, LookupKey::Ip(_)))
+            .filter(|k| matches!(k, LookupKey::Ip(_) | LookupKey::Host(..)))
             .cloned()
             .collect();
         self.publish_profiles(ip_keys);
@@ -529,7 +579,11 @@ impl Index {
         let keys: Vec<LookupKey> = self
             .profile_watches
             .keys()
-            .filter(|k| matches!(k, LookupKey::Service((ns, _), _) if ns == namespace))
+            .filter(|k| match k {
+                LookupKey::Service((ns, _), _) => ns == namespace,
+                LookupKey::Host(..) => true,
+                LookupKey::Ip(_) => false,
+            })
             .cloned()
             .collect();
         self.publish_profiles(keys);

@@ -64,6 +64,9 @@ pub struct SliceAddress {
     pub pod: Option<String>,
     /// Its zone.
     pub zone: Option<String>,
+    /// Its host name (a StatefulSet pod's, or a headless mirror's endpoint
+    /// mirror's), by which `<hostname>.<svc>.<ns>.svc.<domain>` names it.
+    pub hostname: Option<String>,
 }
 
 /// An EndpointSlice.
@@ -210,6 +213,7 @@ pub fn slice(slice: &EndpointSlice) -> Option<SliceInfo> {
                     ready,
                     pod: pod.clone(),
                     zone: ep.zone.clone(),
+                    hostname: ep.hostname.clone(),
                 });
             }
         }

@@ -140,7 +140,14 @@ impl View<'_> {
             ("service".to_owned(), name.to_owned()),
         ]);
         let mut endpoints = BTreeMap::new();
-        if let Some(mirror_info) = &service.mirror {
+        // A headless mirror's endpoints are its endpoint mirrors' cluster
+        // IPs (each a gateway mirror of its own): they resolve as any
+        // Service's endpoints do.
+        let gateway_mirror = service
+            .mirror
+            .as_ref()
+            .filter(|_| !service.cluster_ips.is_empty());
+        if let Some(mirror_info) = gateway_mirror {
             set_labels.insert("target_cluster".into(), mirror_info.cluster.clone());
             if let Some(fqn) = &mirror_info.remote_fqn {
                 let mut parts = fqn.split('.');

@@ -321,6 +321,61 @@ fn pod_ips_and_cluster_ips_are_looked_up() {
 }
 
 #[test]
+fn a_statefulset_pod_is_looked_up_by_its_host_name_and_followed() {
+    let mut index = Index::new(IndexConfig::default());
+    let mut headless = service("shop", "db", "None", 5432);
+    headless.spec.as_mut().expect("spec").cluster_ip = Some("None".into());
+    index.apply_service(&headless);
+    let with_hosts = |ips: [&str; 2]| {
+        let mut slice = slice(
+            "shop",
+            "db-abc",
+            "db",
+            5432,
+            &[(ips[0], "db-0", true), (ips[1], "db-1", true)],
+        );
+        for (endpoint, host) in slice.endpoints.iter_mut().zip(["db-0", "db-1"]) {
+            endpoint.hostname = Some(host.into());
+        }
+        slice
+    };
+    index.apply_pod(&pod("shop", "db-0", "10.0.0.1", true));
+    index.apply_pod(&pod("shop", "db-1", "10.0.0.2", true));
+    index.apply_slice(&with_hosts(["10.0.0.1", "10.0.0.2"]));
+    let target = crate::authority::parse("db-1.db.shop.svc.cluster.local:5432", "cluster.local")
+        .expect("parses");
+    let key = index.lookup_key(&target);
+    let mut watch = index.watch_endpoints(&key);
+    assert_eq!(
+        endpoints(&watch.borrow_and_update())
+            .keys()
+            .collect::<Vec<_>>(),
+        vec![&addr("10.0.0.2:5432")],
+        "only db-1 answers for db-1.db"
+    );
+    assert!(
+        index.profile(&key).endpoint.is_some(),
+        "the profile names the pod, as a pod IP's does"
+    );
+    // db-1 is rescheduled with a new IP: the same name follows it.
+    index.apply_pod(&pod("shop", "db-1", "10.0.0.7", true));
+    index.apply_slice(&with_hosts(["10.0.0.1", "10.0.0.7"]));
+    assert!(watch.has_changed().expect("open"));
+    assert_eq!(
+        endpoints(&watch.borrow_and_update())
+            .keys()
+            .collect::<Vec<_>>(),
+        vec![&addr("10.0.0.7:5432")]
+    );
+    let unknown = crate::authority::parse("db-9.db.shop.svc.cluster.local:5432", "cluster.local")
+        .expect("parses");
+    assert_eq!(
+        index.resolve(&index.lookup_key(&unknown)),
+        Resolution::NotFound
+    );
+}
+
+#[test]
 fn a_mirrored_service_resolves_to_the_remote_gateway() {
     let mut index = Index::new(IndexConfig::default());
     let mut svc = service("shop", "web-east", "10.96.0.30", 80);
