@@ -64,6 +64,7 @@ pub struct HttpMetrics {
     responses: Family<Labels, Counter>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     actual_requests: Family<Labels, Counter>,
+    actual_responses: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     retry_limit_exceeded: Family<Labels, Counter>,
 }
@@ -76,6 +77,7 @@ impl HttpMetrics {
             responses: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             actual_requests: Family::default(),
+            actual_responses: Family::default(),
             retries: Family::default(),
             retry_limit_exceeded: Family::default(),
         };
@@ -100,6 +102,12 @@ impl HttpMetrics {
             metrics.actual_requests.clone(),
         );
         registry.register(
+            "route_actual_response",
+            "HTTP responses from endpoints, retries included, by classification: \
+             what each backend answered, even when a retry elsewhere hid it",
+            metrics.actual_responses.clone(),
+        );
+        registry.register(
             "outbound_http_route_retry_requests",
             "Retries sent",
             metrics.retries.clone(),
@@ -120,6 +128,19 @@ impl HttpMetrics {
     /// Counts one attempt sent to an endpoint.
     pub fn attempt(&self, labels: &Labels) {
         self.actual_requests.get_or_create(labels).inc();
+    }
+
+    /// Counts what one attempt got from its endpoint (an error counts as a
+    /// failure).
+    pub fn attempt_outcome(&self, labels: &Labels, failed: bool) {
+        let classification = if failed {
+            Classification::Failure
+        } else {
+            Classification::Success
+        };
+        let mut labels = labels.clone();
+        labels.push(("classification", classification.label().to_owned()));
+        self.actual_responses.get_or_create(&labels).inc();
     }
 
     /// Counts a retry sent.

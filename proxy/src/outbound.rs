@@ -147,9 +147,23 @@ enum Target {
 
 impl Target {
     async fn pick(&self) -> Result<Arc<Member>, PickError> {
+        self.pick_within(false).await
+    }
+
+    /// With `fail_fast`, a Service known to have no endpoint fails at once
+    /// (another backend of its split can be tried).
+    async fn pick_within(&self, fail_fast: bool) -> Result<Arc<Member>, PickError> {
         match self {
-            Self::Balanced(balancer) => balancer.pick(ENDPOINT_WAIT).await,
+            Self::Balanced(balancer) => balancer.pick_within(ENDPOINT_WAIT, fail_fast).await,
             Self::Direct(member) => Ok(member.clone()),
+        }
+    }
+
+    /// The Service authority it balances over.
+    fn authority(&self) -> Option<&str> {
+        match self {
+            Self::Balanced(balancer) => Some(balancer.authority()),
+            Self::Direct(_) => None,
         }
     }
 }
@@ -324,7 +338,7 @@ impl Outbound {
                 proxy_http::serve(io, protocol, handle, drain.wait()).await;
             }
             _ => {
-                let target = self.target(&logical, profile.as_deref());
+                let target = self.target(&logical, profile.as_deref(), &[]);
                 self.opaque(io, target, source.client.as_deref()).await;
             }
         }
@@ -342,9 +356,10 @@ impl Outbound {
         })
     }
 
-    /// Where traffic for `logical` goes under `profile`: a split backend or
-    /// the Service itself, a pod, or the address as it came.
-    fn target(&self, logical: &Logical, profile: Option<&Profile>) -> Target {
+    /// Where traffic for `logical` goes under `profile`: a split backend
+    /// (one not in `tried`, for a retry) or the Service itself, a pod, or
+    /// the address as it came.
+    fn target(&self, logical: &Logical, profile: Option<&Profile>, tried: &[String]) -> Target {
         if let Some(name) = &logical.name
             && profile.is_none_or(|p| p.fully_qualified_name.is_none())
         {
@@ -355,9 +370,14 @@ impl Outbound {
         };
         if let Some(name) = &profile.fully_qualified_name {
             let service = format!("{name}:{}", logical.port());
-            let authority = crate::split::pick(&profile.backends, rand::rng().random::<f64>())
-                .map(|b| b.authority.clone())
-                .unwrap_or(service);
+            let draw = rand::rng().random::<f64>();
+            let backend = if tried.is_empty() {
+                crate::split::pick(&profile.backends, draw)
+            } else {
+                crate::split::pick_untried(&profile.backends, draw, tried)
+                    .or_else(|| crate::split::pick(&profile.backends, draw))
+            };
+            let authority = backend.map(|b| b.authority.clone()).unwrap_or(service);
             return Target::Balanced(self.balancer(&authority));
         }
         match &profile.endpoint {
@@ -482,7 +502,11 @@ impl Outbound {
     }
 
     /// Sends `req` to an endpoint of its target, retrying a failure of a
-    /// retryable route on another pick while the budget allows.
+    /// retryable route on another pick while the budget allows: on a split,
+    /// on a backend the request has not failed on yet (even one the split
+    /// gives no weight), so a primary failing before the failover
+    /// controller moves the weights loses no retryable request; a backend
+    /// with no endpoint at all is skipped at once.
     async fn dispatch(
         self: Arc<Self>,
         logical: Arc<Logical>,
@@ -520,11 +544,30 @@ impl Outbound {
             logical.budget(profile.as_deref()).deposit(Instant::now());
         }
         let mut attempt = 0u32;
+        // The split backends this request went to and failed on: a retry
+        // goes to another one when there is one.
+        let mut tried: Vec<String> = Vec::new();
         loop {
-            let target = self.target(&logical, profile.as_deref());
-            let member = match target.pick().await {
+            let target = self.target(&logical, profile.as_deref(), &tried);
+            let elsewhere = retryable
+                && profile.as_deref().is_some_and(|p| {
+                    p.backends.iter().any(|b| {
+                        Some(b.authority.as_str()) != target.authority()
+                            && !tried.contains(&b.authority)
+                    })
+                });
+            let member = match target.pick_within(elsewhere).await {
                 Ok(member) => member,
-                Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+                Err(e) => {
+                    if elsewhere && logical.budget(profile.as_deref()).withdraw(Instant::now()) {
+                        tried.extend(target.authority().map(str::to_owned));
+                        attempt += 1;
+                        self.http_metrics.retry(&labels);
+                        tracing::debug!(attempt, "{e}: retrying on another backend");
+                        continue;
+                    }
+                    return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+                }
             };
             let these_labels = endpoint_labels_http(&member);
             *endpoint_labels.lock().unwrap_or_else(|e| e.into_inner()) = Some(these_labels.clone());
@@ -555,8 +598,10 @@ impl Outbound {
                 Err(_) => true,
             };
             inflight.finish(!failed);
+            self.http_metrics.attempt_outcome(&attempt_labels, failed);
             if failed && retryable {
                 if logical.budget(profile.as_deref()).withdraw(Instant::now()) {
+                    tried.extend(target.authority().map(str::to_owned));
                     attempt += 1;
                     self.http_metrics.retry(&attempt_labels);
                     tracing::debug!(attempt, "retrying");

@@ -1,5 +1,7 @@
 //! Traffic splits: a profile's weighted backends (`dst_overrides`, from a
-//! TrafficSplit), one drawn per request in proportion to its weight.
+//! TrafficSplit), one drawn per request in proportion to its weight; a
+//! retry goes to a backend the request has not tried yet, even one with no
+//! weight (a failover secondary before the weights move).
 
 use crate::discover::profile::Backend;
 
@@ -19,6 +21,23 @@ pub fn pick(backends: &[Backend], draw: f64) -> Option<&Backend> {
         point -= weight;
     }
     backends.iter().rev().find(|b| b.weight > 0)
+}
+
+/// Picks a backend for a retry of a request that already went to the
+/// backends in `tried`: one it has not tried, by weight among those with
+/// weight, else the first with none; `None` when every backend was tried.
+pub fn pick_untried<'a>(
+    backends: &'a [Backend],
+    draw: f64,
+    tried: &[String],
+) -> Option<&'a Backend> {
+    let untried: Vec<Backend> = backends
+        .iter()
+        .filter(|b| !tried.contains(&b.authority))
+        .cloned()
+        .collect();
+    let chosen = pick(&untried, draw).or_else(|| untried.first())?;
+    backends.iter().find(|b| b.authority == chosen.authority)
 }
 
 #[cfg(test)]
@@ -49,6 +68,36 @@ mod tests {
         assert_eq!(
             pick(&backends, 1.0).map(|b| b.authority.as_str()),
             Some("b:80")
+        );
+    }
+
+    #[test]
+    fn retries_go_to_backends_not_tried_yet_even_without_weight() {
+        let backends = [
+            backend("primary", 100),
+            backend("east", 0),
+            backend("west", 0),
+        ];
+        let tried =
+            |names: &[&str]| -> Vec<String> { names.iter().map(|n| format!("{n}:80")).collect() };
+        let picked = |t: &[&str], draw| {
+            pick_untried(&backends, draw, &tried(t)).map(|b| b.authority.clone())
+        };
+        assert_eq!(picked(&["primary"], 0.5).as_deref(), Some("east:80"));
+        assert_eq!(
+            picked(&["primary", "east"], 0.5).as_deref(),
+            Some("west:80")
+        );
+        assert_eq!(picked(&["primary", "east", "west"], 0.5), None);
+        let weighted = [
+            backend("primary", 10),
+            backend("east", 0),
+            backend("west", 90),
+        ];
+        assert_eq!(
+            pick_untried(&weighted, 0.0, &tried(&["primary"])).map(|b| b.authority.as_str()),
+            Some("west:80"),
+            "weight still decides among the untried"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Routing through the proxy end to end (see `tests/mesh.rs` for the set-up):
-//! retries under the budget, route timeouts, traffic splits, endpoint
-//! changes under load, and failure accrual.
+//! retries under the budget, route timeouts, traffic splits and retries
+//! across their backends, endpoint changes under load, and failure accrual.
 
 mod support;
 
@@ -155,6 +155,74 @@ async fn a_90_10_split_lands_within_three_percent_over_2000_requests() {
         (0.87..=0.93).contains(&share),
         "a got {share:.3} of the requests"
     );
+}
+
+/// A failover split before the weights move: the primary (all the weight)
+/// fails, the secondary has none.
+fn failover_split(mesh: &Mesh) {
+    mesh.service(
+        WEB_ADDR,
+        WEB,
+        DestinationProfile {
+            routes: vec![route("/.*", "all", true, None)],
+            dst_overrides: vec![
+                api::WeightedDst {
+                    authority: "web-primary.test.svc.cluster.local:80".into(),
+                    weight: 1_000_000,
+                    ..Default::default()
+                },
+                api::WeightedDst {
+                    authority: "web-east.test.svc.cluster.local:80".into(),
+                    weight: 0,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        },
+    );
+    mesh.state.set_endpoints(
+        "web-east.test.svc.cluster.local:80",
+        meshed(&[(8082, "east")]),
+    );
+}
+
+#[tokio::test]
+async fn a_failing_primary_is_retried_on_the_secondary_of_its_split() {
+    let mesh = Mesh::start().await;
+    failover_split(&mesh);
+    mesh.state.set_endpoints(
+        "web-primary.test.svc.cluster.local:80",
+        meshed(&[(8081, "primary")]),
+    );
+    let primary = mesh.app("primary", 8081).await;
+    let east = mesh.app("east", 8082).await;
+    primary.failing.store(true, Ordering::SeqCst);
+    let statuses = load(&mesh, "/", 40, 4).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(primary.hits(), 40, "every request went to the primary first");
+    assert_eq!(east.hits(), 40, "and was retried on the secondary");
+    let metrics = mesh.client_metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "route_actual_response_total",
+            &["dst_pod=\"primary\"", "classification=\"failure\""]
+        ),
+        40.0,
+        "what the primary answered is counted, though retries hid it: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_primary_without_endpoints_is_skipped_at_once() {
+    let mesh = Mesh::start().await;
+    failover_split(&mesh);
+    mesh.state
+        .set_endpoints("web-primary.test.svc.cluster.local:80", meshed(&[]));
+    let east = mesh.app("east", 8082).await;
+    let statuses = load(&mesh, "/", 20, 2).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(east.hits(), 20);
 }
 
 #[tokio::test]

@@ -16,9 +16,27 @@ pub fn samples<'a>(page: &'a str, metric: &'a str) -> impl Iterator<Item = (&'a 
     })
 }
 
+/// The value of label `name` in a sample's label text
+/// (`direction="outbound",dst_service="web"`). Label values the proxies
+/// write never hold a quote or a comma, so no unescaping is needed.
+pub fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    labels.split(',').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key.trim() == name).then(|| value.trim().trim_matches('"'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_by_name() {
+        let labels = "direction=\"outbound\",dst_service=\"web\",service=\"x\"";
+        assert_eq!(label(labels, "service"), Some("x"));
+        assert_eq!(label(labels, "dst_service"), Some("web"));
+        assert_eq!(label(labels, "missing"), None);
+    }
 
     #[test]
     fn samples_of_one_metric_with_their_labels() {

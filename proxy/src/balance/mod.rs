@@ -168,6 +168,17 @@ impl Balancer {
 
     /// Picks an endpoint, waiting up to `wait` for one to exist.
     pub async fn pick(&self, wait: Duration) -> Result<Arc<Member>, PickError> {
+        self.pick_within(wait, false).await
+    }
+
+    /// As [`Balancer::pick`]; with `fail_fast`, a resolved set with no
+    /// endpoint fails at once instead of waiting for one (a split has
+    /// another backend to try).
+    pub async fn pick_within(
+        &self,
+        wait: Duration,
+        fail_fast: bool,
+    ) -> Result<Arc<Member>, PickError> {
         let deadline = Instant::now() + wait;
         let mut watch = lock(&self.watch).clone();
         loop {
@@ -177,6 +188,9 @@ impl Balancer {
             }
             if set.resolved && !set.exists {
                 return Err(PickError::NotFound(self.authority.clone()));
+            }
+            if set.resolved && fail_fast {
+                return Err(PickError::NoEndpoints(self.authority.clone()));
             }
             match tokio::time::timeout_at(deadline, watch.changed()).await {
                 Ok(Ok(())) => {}
