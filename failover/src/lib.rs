@@ -6,7 +6,20 @@
 //! - [`settings`]: the `failover.mesh.dev/*` annotations, validated.
 //! - [`window`]: requests over sliding windows, and the confidence test.
 //! - [`decision`]: the pure decision core (time passed in).
+//! - [`fetch`]: HTTP GETs with a deadline.
+//! - [`metrics`]: `failover_state`, `failover_transitions_total`, per-backend gauges.
+//! - [`prometheus`]: the same signals read with PromQL.
+//! - [`signals`]: what clients saw per backend, from their metrics pages or
+//!   Prometheus, as deltas between samples; gateway liveness.
+//! - [`split`]: a managed TrafficSplit read, or why it cannot be.
+//! - [`status`]: the `failover.mesh.dev/status` annotation.
 
 pub mod decision;
+pub mod fetch;
+pub mod metrics;
+pub mod prometheus;
 pub mod settings;
+pub mod signals;
+pub mod split;
+pub mod status;
 pub mod window;

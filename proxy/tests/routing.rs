@@ -199,7 +199,11 @@ async fn a_failing_primary_is_retried_on_the_secondary_of_its_split() {
     primary.failing.store(true, Ordering::SeqCst);
     let statuses = load(&mesh, "/", 40, 4).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(primary.hits(), 40, "every request went to the primary first");
+    assert_eq!(
+        primary.hits(),
+        40,
+        "every request went to the primary first"
+    );
     assert_eq!(east.hits(), 40, "and was retried on the secondary");
     let metrics = mesh.client_metrics().await;
     assert_eq!(

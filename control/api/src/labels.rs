@@ -45,6 +45,12 @@ pub const TRANSPORT_ANNOTATION: &str = "mesh.dev/transport";
 /// proxies (proxies read it and never export it).
 pub const GATEWAY_TRANSPORT_LABEL: &str = "gateway_transport";
 
+/// On a managed TrafficSplit (ours): the failover controller's status, JSON.
+pub const FAILOVER_STATUS_ANNOTATION: &str = "failover.mesh.dev/status";
+/// The `controlled-by` value the failover controller manages by default.
+pub const FAILOVER_CONTROLLER_NAME: &str = "linkerd-failover";
+/// The failover extension's namespace.
+pub const FAILOVER_NAMESPACE: &str = "linkerd-failover";
 /// On a TrafficSplit: which failover controller manages it.
 pub const FAILOVER_CONTROLLED_BY: &str = "failover.linkerd.io/controlled-by";
 /// On a TrafficSplit: the backend that takes traffic when healthy.

@@ -35,3 +35,43 @@ pub struct Backend {
     #[schemars(schema_with = "super::service_profile::int_or_string")]
     pub weight: serde_json::Value,
 }
+
+impl Backend {
+    /// The weight in ten-thousandths (`1` → 10 000, `500m` → 5 000), as
+    /// the destination service sends it; `None` when it is not a
+    /// non-negative number or quantity.
+    pub fn weight_units(&self) -> Option<u32> {
+        let scaled = match &self.weight {
+            serde_json::Value::Number(n) => n.as_f64()? * 10_000.0,
+            serde_json::Value::String(s) => match s.strip_suffix('m') {
+                Some(milli) => milli.parse::<f64>().ok()? * 10.0,
+                None => s.parse::<f64>().ok()? * 10_000.0,
+            },
+            _ => return None,
+        };
+        (scaled.is_finite() && scaled >= 0.0 && scaled <= f64::from(u32::MAX))
+            .then(|| scaled.round() as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_accept_integers_and_quantities() {
+        let units = |weight: serde_json::Value| {
+            Backend {
+                service: "web".into(),
+                weight,
+            }
+            .weight_units()
+        };
+        assert_eq!(units(serde_json::json!(1)), Some(10_000));
+        assert_eq!(units(serde_json::json!(0)), Some(0));
+        assert_eq!(units(serde_json::json!("500m")), Some(5_000));
+        assert_eq!(units(serde_json::json!("1")), Some(10_000));
+        assert_eq!(units(serde_json::json!(-1)), None);
+        assert_eq!(units(serde_json::json!("lots")), None);
+    }
+}

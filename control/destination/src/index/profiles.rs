@@ -216,7 +216,7 @@ pub fn traffic_split(split: &TrafficSplit) -> Result<Split, String> {
     }
     let mut backends = Vec::new();
     for (i, backend) in split.spec.backends.iter().enumerate() {
-        let weight = weight_units(&backend.weight).ok_or_else(|| {
+        let weight = backend.weight_units().ok_or_else(|| {
             format!(
                 "spec.backends[{i}].weight {} is not a weight ≥ 0",
                 backend.weight
@@ -228,20 +228,6 @@ pub fn traffic_split(split: &TrafficSplit) -> Result<Split, String> {
         service: split.spec.service.clone(),
         backends,
     })
-}
-
-/// A weight (integer, or a quantity such as `500m` or `1`) × 10 000.
-fn weight_units(value: &serde_json::Value) -> Option<u32> {
-    let scaled = match value {
-        serde_json::Value::Number(n) => n.as_f64()? * 10_000.0,
-        serde_json::Value::String(s) => match s.strip_suffix('m') {
-            Some(milli) => milli.parse::<f64>().ok()? * 10.0,
-            None => s.parse::<f64>().ok()? * 10_000.0,
-        },
-        _ => return None,
-    };
-    (scaled.is_finite() && scaled >= 0.0 && scaled <= f64::from(u32::MAX))
-        .then(|| scaled.round() as u32)
 }
 
 /// The Services an HTTPRoute attaches to and the routes it gives them.
@@ -415,16 +401,6 @@ fn rule_match(m: &mesh_api::crds::http_route::Match) -> Result<RequestMatch, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn weights_accept_integers_and_quantities() {
-        assert_eq!(weight_units(&serde_json::json!(1)), Some(10_000));
-        assert_eq!(weight_units(&serde_json::json!(0)), Some(0));
-        assert_eq!(weight_units(&serde_json::json!("500m")), Some(5_000));
-        assert_eq!(weight_units(&serde_json::json!("1")), Some(10_000));
-        assert_eq!(weight_units(&serde_json::json!(-1)), None);
-        assert_eq!(weight_units(&serde_json::json!("lots")), None);
-    }
 
     #[test]
     fn retry_conditions_map_to_failure_classes() {

@@ -1,0 +1,140 @@
+//! Reading what clients saw from a Prometheus server instead of their
+//! metrics pages: the proxies' per-attempt outcomes summed per scraped
+//! instance (so the same per-client deltas apply), and the mirrors'
+//! gateway liveness, with PromQL over the HTTP API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::signals::{self, ClientCounts, OUTCOMES};
+
+/// A Prometheus server.
+#[derive(Debug, Clone)]
+pub struct Prometheus {
+    authority: String,
+    timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    data: Option<Data>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Data {
+    result: Vec<Series>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Series {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl Prometheus {
+    /// The server at `url` (`http://prometheus.monitoring:9090`).
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--prometheus-url {url:?}: {e}"))?;
+        anyhow::ensure!(
+            uri.scheme_str() == Some("http"),
+            "--prometheus-url {url:?}: only http:// is supported"
+        );
+        let authority = uri
+            .authority()
+            .ok_or_else(|| anyhow::anyhow!("--prometheus-url {url:?}: no host"))?;
+        let port = authority.port_u16().unwrap_or(80);
+        Ok(Self {
+            authority: format!("{}:{port}", authority.host()),
+            timeout,
+        })
+    }
+
+    async fn query(&self, promql: &str) -> anyhow::Result<Vec<Series>> {
+        let path = format!("/api/v1/query?query={}", encode(promql));
+        let body = crate::fetch::get(&self.authority, &path, self.timeout).await?;
+        let answer: Answer = serde_json::from_str(&body)
+            .map_err(|e| anyhow::anyhow!("Prometheus answered {body:?}: {e}"))?;
+        anyhow::ensure!(
+            answer.status == "success",
+            "Prometheus refused {promql:?}: {}",
+            answer.error.unwrap_or_default()
+        );
+        Ok(answer.data.map(|d| d.result).unwrap_or_default())
+    }
+
+    /// Each scraped client's cumulative outcomes toward `namespace`'s
+    /// Services.
+    pub async fn client_counts(
+        &self,
+        namespace: &str,
+    ) -> anyhow::Result<BTreeMap<String, ClientCounts>> {
+        let promql = format!(
+            "sum by (instance, dst_namespace, dst_service, classification) \
+             ({OUTCOMES}{{direction=\"outbound\",dst_namespace=\"{namespace}\"}})"
+        );
+        let mut clients: BTreeMap<String, ClientCounts> = BTreeMap::new();
+        for series in self.query(&promql).await? {
+            let field = |name: &str| series.metric.get(name).map(String::as_str);
+            let (Some(instance), Some(ns), Some(service)) = (
+                field("instance"),
+                field("dst_namespace"),
+                field("dst_service"),
+            ) else {
+                continue;
+            };
+            let Ok(value) = series.value.1.parse::<f64>() else {
+                continue;
+            };
+            let counts = clients.entry(instance.to_owned()).or_default();
+            signals::add(counts, ns, service, field("classification"), value);
+        }
+        Ok(clients)
+    }
+
+    /// `gateway_alive` per linked cluster, as the mirrors report it.
+    pub async fn gateways_alive(&self) -> anyhow::Result<BTreeMap<String, bool>> {
+        Ok(self
+            .query("max by (target_cluster_name) (gateway_alive)")
+            .await?
+            .into_iter()
+            .filter_map(|s| {
+                let alive = s.value.1.parse::<f64>().ok()? > 0.0;
+                Some((s.metric.get("target_cluster_name")?.clone(), alive))
+            })
+            .collect())
+    }
+}
+
+/// Percent-encodes a query parameter.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_queries() {
+        let p = Prometheus::new("http://prometheus.monitoring:9090", Duration::from_secs(1))
+            .expect("url");
+        assert_eq!(p.authority, "prometheus.monitoring:9090");
+        assert!(Prometheus::new("https://x", Duration::from_secs(1)).is_err());
+        assert_eq!(encode("a{b=\"c\"} 1"), "a%7Bb%3D%22c%22%7D%201");
+    }
+}

@@ -1,0 +1,244 @@
+//! A managed TrafficSplit read for the controller: its backends as
+//! `(namespace, Service)` (a backend may be an FQDN or in another
+//! namespace), which is the primary, its weights and its settings; or
+//! every reason it cannot be managed, each naming the field.
+
+use std::collections::BTreeMap;
+
+use mesh_api::crds::traffic_split::TrafficSplit;
+use mesh_api::labels::{FAILOVER_PRIMARY_SERVICE, FAILOVER_STATUS_ANNOTATION};
+
+use crate::decision::TOTAL_WEIGHT;
+use crate::settings::{PREFIX, Settings};
+use crate::signals::BackendKey;
+use crate::status::SplitStatus;
+
+/// A TrafficSplit the controller can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedSplit {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Each backend as the split names it.
+    pub services: Vec<String>,
+    /// Each backend as `(namespace, Service)`.
+    pub backends: Vec<BackendKey>,
+    /// The primary's index.
+    pub primary: usize,
+    /// The weights it has now, in ten-thousandths.
+    pub weights: Vec<u32>,
+    /// Its settings.
+    pub settings: Settings,
+    /// The phase its status annotation last said.
+    pub resumed_state: Option<String>,
+}
+
+impl ManagedSplit {
+    /// Reads `split`, or says every reason it cannot be managed.
+    pub fn read(split: &TrafficSplit) -> Result<Self, Vec<String>> {
+        let namespace = split.metadata.namespace.clone().unwrap_or_default();
+        let name = split.metadata.name.clone().unwrap_or_default();
+        let annotations = split.metadata.annotations.clone().unwrap_or_default();
+        let mut errors = Vec::new();
+        let backends = &split.spec.backends;
+        if backends.len() < 2 {
+            errors.push(format!(
+                "spec.backends: a failover split needs a primary and at least one secondary, it has {}",
+                backends.len()
+            ));
+        }
+        let mut weights = Vec::new();
+        let mut keys = Vec::new();
+        for (i, backend) in backends.iter().enumerate() {
+            match backend.weight_units() {
+                Some(units) => weights.push(units),
+                None => errors.push(format!(
+                    "spec.backends[{i}].weight: {} is not a weight ≥ 0",
+                    backend.weight
+                )),
+            }
+            match backend_key(&backend.service, &namespace) {
+                Some(key) => keys.push(key),
+                None => errors.push(format!(
+                    "spec.backends[{i}].service: {:?} is not a Service name or <svc>.<ns>[.svc.<domain>]",
+                    backend.service
+                )),
+            }
+        }
+        let primary = match annotations.get(FAILOVER_PRIMARY_SERVICE) {
+            None => Some(0),
+            Some(wanted) => {
+                let wanted_key = backend_key(wanted, &namespace);
+                let found = backends
+                    .iter()
+                    .zip(&keys)
+                    .position(|(b, key)| b.service == *wanted || Some(key) == wanted_key.as_ref());
+                if found.is_none() {
+                    errors.push(format!(
+                        "annotation {FAILOVER_PRIMARY_SERVICE}: {wanted:?} is not one of spec.backends"
+                    ));
+                }
+                found
+            }
+        };
+        let settings = Settings::from_annotations(&annotations).unwrap_or_else(|invalid| {
+            errors.extend(invalid.iter().map(ToString::to_string));
+            Settings::default()
+        });
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let resumed_state = annotations
+            .get(FAILOVER_STATUS_ANNOTATION)
+            .and_then(|s| serde_json::from_str::<SplitStatus>(s).ok())
+            .map(|s| s.state);
+        Ok(Self {
+            namespace,
+            name,
+            services: backends.iter().map(|b| b.service.clone()).collect(),
+            backends: keys,
+            primary: primary.unwrap_or(0),
+            weights,
+            settings,
+            resumed_state,
+        })
+    }
+
+    /// What, when it changes, makes the controller start the split's
+    /// decisions afresh: its backends, primary and settings annotations.
+    pub fn signature(split: &TrafficSplit) -> String {
+        let annotations: BTreeMap<&String, &String> = split
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(PREFIX) && k.as_str() != FAILOVER_STATUS_ANNOTATION)
+            .collect();
+        let services: Vec<&str> = split
+            .spec
+            .backends
+            .iter()
+            .map(|b| b.service.as_str())
+            .collect();
+        format!(
+            "{services:?} {:?} {annotations:?}",
+            split
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(FAILOVER_PRIMARY_SERVICE))
+        )
+    }
+
+    /// The weights now, as percentages (what the controller writes).
+    pub fn percentages(&self) -> Vec<u32> {
+        let total: u64 = self.weights.iter().map(|w| u64::from(*w)).sum();
+        if total == 0 {
+            return vec![0; self.weights.len()];
+        }
+        self.weights
+            .iter()
+            .map(|w| (u64::from(*w) * u64::from(TOTAL_WEIGHT) / total) as u32)
+            .collect()
+    }
+
+    /// Whether the split already has `weights` (in proportion: `1, 0` is
+    /// `100, 0`).
+    pub fn has_weights(&self, weights: &[u32]) -> bool {
+        let total: u64 = self.weights.iter().map(|w| u64::from(*w)).sum();
+        let wanted: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+        total > 0
+            && self.weights.len() == weights.len()
+            && self
+                .weights
+                .iter()
+                .zip(weights)
+                .all(|(have, want)| u64::from(*have) * wanted == u64::from(*want) * total)
+    }
+}
+
+/// `web` → `(namespace, web)`; `web.other` and `web.other.svc.<domain>` →
+/// `(other, web)`.
+pub fn backend_key(service: &str, namespace: &str) -> Option<BackendKey> {
+    let labels: Vec<&str> = service.trim_end_matches('.').split('.').collect();
+    let valid = |l: &str| !l.is_empty() && l.len() <= 63;
+    match labels[..] {
+        [name] if valid(name) => Some((namespace.to_owned(), name.to_owned())),
+        [name, ns] | [name, ns, "svc", ..] if valid(name) && valid(ns) => {
+            Some((ns.to_owned(), name.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(yaml: &str) -> TrafficSplit {
+        serde_saphyr::from_str(yaml).expect("yaml")
+    }
+
+    /// The Linkerd docs' failover TrafficSplit, verbatim.
+    const DOCS: &str = r#"
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata:
+  name: podinfo
+  namespace: test
+  annotations:
+    failover.linkerd.io/primary-service: podinfo
+  labels:
+    failover.linkerd.io/controlled-by: linkerd-failover
+spec:
+  service: podinfo
+  backends:
+    - service: podinfo
+      weight: 1
+    - service: podinfo-east
+      weight: 0
+"#;
+
+    #[test]
+    fn the_docs_split_is_managed() {
+        let managed = ManagedSplit::read(&split(DOCS)).expect("valid");
+        assert_eq!(managed.primary, 0);
+        assert_eq!(
+            managed.backends,
+            [
+                ("test".to_owned(), "podinfo".to_owned()),
+                ("test".to_owned(), "podinfo-east".to_owned())
+            ]
+        );
+        assert!(managed.has_weights(&[100, 0]));
+        assert!(!managed.has_weights(&[1, 99]));
+        assert_eq!(managed.percentages(), [100, 0]);
+    }
+
+    #[test]
+    fn fqdn_and_other_namespace_backends_are_resolved() {
+        assert_eq!(
+            backend_key("podinfo.other.svc.cluster.local", "test"),
+            Some(("other".into(), "podinfo".into()))
+        );
+        assert_eq!(
+            backend_key("podinfo.other", "test"),
+            Some(("other".into(), "podinfo".into()))
+        );
+        assert_eq!(backend_key("a..b", "test"), None);
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_field() {
+        let bad = DOCS
+            .replace("primary-service: podinfo", "primary-service: nowhere")
+            .replace("weight: 0", "weight: lots")
+            .replace("  labels:", "    failover.mesh.dev/window: soon\n  labels:");
+        let errors = ManagedSplit::read(&split(&bad)).expect_err("invalid");
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("spec.backends[1].weight"));
+        assert!(errors[1].contains("failover.linkerd.io/primary-service: \"nowhere\""));
+        assert!(errors[2].contains("failover.mesh.dev/window"));
+    }
+}
