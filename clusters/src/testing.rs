@@ -272,3 +272,37 @@ pub async fn request_token(client: &kube::Client, ns: &str, sa: &str, audience: 
         .unwrap_or_else(|| panic!("TokenRequest for {ns}/{sa} has no status"))
         .token
 }
+
+/// Creates `crds` unless present and waits until each is established.
+pub async fn ensure_crds(
+    client: &kube::Client,
+    crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        match api.create(&PostParams::default(), &crd).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => panic!("creating CRD {name}: {e}"),
+        }
+        let mut established = false;
+        for _ in 0..100 {
+            established = api
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|c| c.status?.conditions)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+            if established {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(established, "CRD {name} is not established within 10 s");
+    }
+}

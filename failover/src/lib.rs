@@ -3,6 +3,7 @@
 //! by what clients feel (success rate over a sliding window), readiness and
 //! the gateways' liveness, and moved back once the primary has recovered.
 //!
+//! - [`controller`]: the kube runtime: watches, samples, writes, reports.
 //! - [`settings`]: the `failover.mesh.dev/*` annotations, validated.
 //! - [`window`]: requests over sliding windows, and the confidence test.
 //! - [`decision`]: the pure decision core (time passed in).
@@ -14,6 +15,7 @@
 //! - [`split`]: a managed TrafficSplit read, or why it cannot be.
 //! - [`status`]: the `failover.mesh.dev/status` annotation.
 
+pub mod controller;
 pub mod decision;
 pub mod fetch;
 pub mod metrics;

@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::PostParams;
 use mesh_api::crds::link::Link;
@@ -18,29 +17,7 @@ use mesh_clusters::testing::shared_cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn ensure_link_crd(client: &kube::Client) {
-    let api = Api::<CustomResourceDefinition>::all(client.clone());
-    let crd = mesh_api::crds::link::crd();
-    match api.create(&PostParams::default(), &crd).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => panic!("creating the Link CRD: {e}"),
-    }
-    for _ in 0..100 {
-        let established = api
-            .get("links.multicluster.linkerd.io")
-            .await
-            .ok()
-            .and_then(|c| c.status?.conditions)
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
-        if established {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the Link CRD is not established");
+    mesh_clusters::testing::ensure_crds(client, vec![mesh_api::crds::link::crd()]).await;
 }
 
 /// This host's address on its default route: the API server refuses

@@ -4,6 +4,7 @@
 //! `--context`) for development and tests.
 
 mod destination;
+mod failover;
 mod identity;
 mod injector;
 mod mirror;
@@ -37,6 +38,8 @@ enum Component {
     Injector(injector::InjectorArgs),
     /// The service mirror of one Link: a linked cluster's exported Services here.
     Mirror(mirror::MirrorArgs),
+    /// The failover controller: TrafficSplit weights by success rate and readiness.
+    Failover(failover::FailoverArgs),
 }
 
 #[tokio::main]
@@ -57,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Component::Destination(args) => destination::run(args, client).await,
         Component::Injector(args) => injector::run(args, client).await,
         Component::Mirror(args) => mirror::run(args, client).await,
+        Component::Failover(args) => failover::run(args, client).await,
     }
 }
 

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use linkerd2_proxy_api::destination::destination_client::DestinationClient;
@@ -25,31 +24,7 @@ use tonic::transport::Channel;
 
 /// Creates mesh's CRDs unless present, and waits until they are served.
 pub async fn ensure_crds(client: &kube::Client) {
-    let api = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in mesh_api::crds::all() {
-        let name = crd.metadata.name.clone().expect("crd name");
-        match api.create(&PostParams::default(), &crd).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(e) => panic!("creating CRD {name}: {e}"),
-        }
-        for _ in 0..100 {
-            let established = api
-                .get(&name)
-                .await
-                .ok()
-                .and_then(|c| c.status)
-                .and_then(|s| s.conditions)
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                });
-            if established {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    mesh_clusters::testing::ensure_crds(client, mesh_api::crds::all()).await;
 }
 
 /// A destination service on loopback, watching the shared cluster.

@@ -1,0 +1,59 @@
+//! `mesh-controller failover`: the failover controller (in
+//! `linkerd-failover`), with `/ready`, `/live` and `/metrics`
+//! (`failover_*`) on the admin port.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use mesh_proxy::admin::Admin;
+
+#[derive(Debug, Args)]
+pub(crate) struct FailoverArgs {
+    /// The `failover.linkerd.io/controlled-by` value of the TrafficSplits to manage.
+    #[arg(long, env = "MESH_FAILOVER_CONTROLLED_BY", default_value = mesh_api::labels::FAILOVER_CONTROLLER_NAME)]
+    controlled_by: String,
+    /// Time between decisions (and samples of the clients' metrics).
+    #[arg(long, env = "MESH_FAILOVER_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Read success rates from this Prometheus server (http://host:port)
+    /// instead of the client proxies' metrics pages.
+    #[arg(long, env = "MESH_FAILOVER_PROMETHEUS_URL", value_name = "URL")]
+    prometheus_url: Option<String>,
+    /// How long one metrics page or Prometheus query may take.
+    #[arg(long, env = "MESH_FAILOVER_SCRAPE_TIMEOUT", default_value = "800ms", value_parser = humantime::parse_duration)]
+    scrape_timeout: Duration,
+    /// Where /metrics, /ready and /live are served.
+    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value = "0.0.0.0:9996")]
+    admin_listen: SocketAddr,
+}
+
+pub(crate) async fn run(args: FailoverArgs, client: kube::Client) -> anyhow::Result<()> {
+    let prometheus = args
+        .prometheus_url
+        .as_deref()
+        .map(|url| mesh_failover::prometheus::Prometheus::new(url, args.scrape_timeout))
+        .transpose()?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = mesh_failover::metrics::FailoverMetrics::register(&mut registry);
+    let listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin = tokio::spawn(
+        Admin::new(std::sync::Arc::new(registry), || true)
+            .serve(listener, stopped(stop_rx.clone())),
+    );
+    let config = mesh_failover::controller::Config {
+        controlled_by: args.controlled_by,
+        interval: args.interval,
+        prometheus,
+        scrape_timeout: args.scrape_timeout,
+    };
+    let result =
+        mesh_failover::controller::run(client, config, metrics, crate::shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    let _ = admin.await;
+    result
+}

@@ -1,0 +1,570 @@
+//! The controller's loop: it watches the TrafficSplits labelled
+//! `failover.linkerd.io/controlled-by=<name>` and, once per interval, for
+//! each one reads its backends' readiness (Endpoints), their gateways'
+//! liveness (mirrored backends) and what the clients saw (their proxies'
+//! metrics pages, or Prometheus), runs the decision core, writes the
+//! weights when they change, and reports every transition as an Event, a
+//! metric and the status annotation. A split it cannot manage is left as
+//! it is, with the reason in its status and an Event.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use mesh_api::crds::traffic_split::TrafficSplit;
+use mesh_api::labels::{FAILOVER_CONTROLLED_BY, FAILOVER_STATUS_ANNOTATION, MIRROR_CLUSTER_NAME};
+use tokio::time::Instant;
+
+use crate::decision::{Failover, Phase, Readiness, Tick};
+use crate::metrics::FailoverMetrics;
+use crate::prometheus::Prometheus;
+use crate::signals::{self, BackendKey, ClientCounts, Deltas};
+use crate::split::ManagedSplit;
+use crate::status::{BackendStatus, SplitStatus, TransitionStatus};
+use crate::window::Counts;
+
+/// The proxies' admin port (`/metrics`).
+const PROXY_ADMIN_PORT: u16 = 4191;
+/// The service mirror's admin port.
+const MIRROR_ADMIN_PORT: u16 = 9999;
+/// How often the status annotation's numbers are refreshed when nothing
+/// else changed.
+const STATUS_REFRESH: Duration = Duration::from_secs(10);
+/// Metrics pages fetched at once.
+const SCRAPES_IN_FLIGHT: usize = 16;
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `failover.linkerd.io/controlled-by` value it manages.
+    pub controlled_by: String,
+    /// Time between decisions (and samples).
+    pub interval: Duration,
+    /// Where to read what clients saw; their metrics pages when unset.
+    pub prometheus: Option<Prometheus>,
+    /// How long a metrics page may take.
+    pub scrape_timeout: Duration,
+}
+
+/// One split under management.
+#[derive(Debug)]
+struct Managed {
+    signature: String,
+    failover: Failover,
+    status: Option<SplitStatus>,
+    status_written: Option<Instant>,
+    last_transition: Option<TransitionStatus>,
+}
+
+/// The watched cluster.
+struct Views {
+    splits: Store<TrafficSplit>,
+    endpoints: Store<Endpoints>,
+    services: Store<Service>,
+    pods: Store<Pod>,
+}
+
+fn watch<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + serde::de::DeserializeOwned
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff())
+        .applied_objects()
+        .for_each(|_| std::future::ready(()));
+    tokio::spawn(stream);
+    reader
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    metrics: FailoverMetrics,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let views = Views {
+        splits: watch(
+            Api::<TrafficSplit>::all(client.clone()),
+            watcher::Config::default().labels(&format!(
+                "{FAILOVER_CONTROLLED_BY}={}",
+                config.controlled_by
+            )),
+        ),
+        endpoints: watch(Api::all(client.clone()), watcher::Config::default()),
+        services: watch(Api::all(client.clone()), watcher::Config::default()),
+        pods: watch(Api::all(client.clone()), watcher::Config::default()),
+    };
+    for (what, ready) in [
+        ("TrafficSplits", views.splits.wait_until_ready().boxed()),
+        ("Endpoints", views.endpoints.wait_until_ready().boxed()),
+        ("Services", views.services.wait_until_ready().boxed()),
+        ("Pods", views.pods.wait_until_ready().boxed()),
+    ] {
+        ready
+            .await
+            .map_err(|e| anyhow::anyhow!("watching {what}: {e}"))?;
+    }
+    tracing::info!(controlled_by = %config.controlled_by, "failover controller started");
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "linkerd-failover".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let mut controller = Controller {
+        client,
+        config,
+        metrics,
+        recorder,
+        managed: BTreeMap::new(),
+        invalid: BTreeMap::new(),
+        deltas: Deltas::default(),
+        started: Instant::now(),
+    };
+    let mut ticks = tokio::time::interval(controller.config.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => controller.round(&views).await,
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+struct Controller {
+    client: kube::Client,
+    config: Config,
+    metrics: FailoverMetrics,
+    recorder: Recorder,
+    managed: BTreeMap<(String, String), Managed>,
+    /// Splits that cannot be managed, with the errors last reported.
+    invalid: BTreeMap<(String, String), Vec<String>>,
+    deltas: Deltas,
+    started: Instant,
+}
+
+impl Controller {
+    async fn round(&mut self, views: &Views) {
+        let now = self.started.elapsed();
+        let splits = views.splits.state();
+        let mut valid = Vec::new();
+        let mut seen = BTreeSet::new();
+        for split in &splits {
+            let key = (split.namespace().unwrap_or_default(), split.name_any());
+            seen.insert(key.clone());
+            match ManagedSplit::read(split) {
+                Ok(managed) => {
+                    self.invalid.remove(&key);
+                    valid.push((split.clone(), managed));
+                }
+                Err(errors) => {
+                    self.managed.remove(&key);
+                    self.report_invalid(split, &key, errors).await;
+                }
+            }
+        }
+        self.managed.retain(|key, _| seen.contains(key));
+        self.invalid.retain(|key, _| seen.contains(key));
+        if valid.is_empty() {
+            return;
+        }
+        let namespaces: BTreeSet<String> = valid
+            .iter()
+            .flat_map(|(_, m)| m.backends.iter().map(|(ns, _)| ns.clone()))
+            .collect();
+        let seen_by_clients = self.sample(views, &namespaces).await;
+        let alive = self.gateways(views, &valid).await;
+        for (split, managed) in valid {
+            self.decide(now, views, &split, managed, &seen_by_clients, &alive)
+                .await;
+        }
+    }
+
+    /// What clients saw since the last round, per backend.
+    async fn sample(
+        &mut self,
+        views: &Views,
+        namespaces: &BTreeSet<String>,
+    ) -> BTreeMap<BackendKey, Counts> {
+        let mut per_client: BTreeMap<String, ClientCounts> = BTreeMap::new();
+        match &self.config.prometheus {
+            Some(prometheus) => {
+                for namespace in namespaces {
+                    match prometheus.client_counts(namespace).await {
+                        Ok(clients) => per_client.extend(clients),
+                        Err(e) => tracing::warn!("reading Prometheus: {e}"),
+                    }
+                }
+            }
+            None => {
+                let targets: Vec<(String, String)> = views
+                    .pods
+                    .state()
+                    .iter()
+                    .filter(|pod| is_meshed_and_running(pod))
+                    .filter_map(|pod| {
+                        let ip = pod.status.as_ref()?.pod_ip.clone()?;
+                        Some((
+                            format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()),
+                            format!("{ip}:{PROXY_ADMIN_PORT}"),
+                        ))
+                    })
+                    .collect();
+                let timeout = self.config.scrape_timeout;
+                let pages: Vec<_> = targets
+                    .into_iter()
+                    .map(|(client, authority)| async move {
+                        let page = crate::fetch::get(&authority, "/metrics", timeout).await;
+                        (client, page)
+                    })
+                    .collect();
+                let pages: Vec<_> = futures::stream::iter(pages)
+                    .buffer_unordered(SCRAPES_IN_FLIGHT)
+                    .collect()
+                    .await;
+                for (client, page) in pages {
+                    match page {
+                        Ok(page) => {
+                            let counts: ClientCounts = signals::from_metrics_page(&page)
+                                .into_iter()
+                                .filter(|((ns, _), _)| namespaces.contains(ns))
+                                .collect();
+                            per_client.insert(client, counts);
+                        }
+                        Err(e) => tracing::debug!(%client, "scraping: {e}"),
+                    }
+                }
+            }
+        }
+        let clients: BTreeSet<String> = per_client.keys().cloned().collect();
+        let mut seen: BTreeMap<BackendKey, Counts> = BTreeMap::new();
+        for (client, counts) in per_client {
+            for (backend, delta) in self.deltas.update(&client, counts) {
+                *seen.entry(backend).or_default() += delta;
+            }
+        }
+        self.deltas.retain(&clients);
+        seen
+    }
+
+    /// The liveness of the gateways of the clusters the splits' backends
+    /// are mirrored from.
+    async fn gateways(
+        &self,
+        views: &Views,
+        valid: &[(std::sync::Arc<TrafficSplit>, ManagedSplit)],
+    ) -> BTreeMap<String, bool> {
+        let clusters: BTreeSet<String> = valid
+            .iter()
+            .flat_map(|(_, m)| m.backends.iter())
+            .filter_map(|key| mirrored_from(views, key))
+            .collect();
+        if clusters.is_empty() {
+            return BTreeMap::new();
+        }
+        if let Some(prometheus) = &self.config.prometheus {
+            return prometheus.gateways_alive().await.unwrap_or_else(|e| {
+                tracing::warn!("reading gateway liveness from Prometheus: {e}");
+                BTreeMap::new()
+            });
+        }
+        let mut alive = BTreeMap::new();
+        for pod in views.pods.state() {
+            let labels = pod.labels();
+            let Some(cluster) = labels.get(MIRROR_CLUSTER_NAME) else {
+                continue;
+            };
+            if labels.get("component").map(String::as_str) != Some("linkerd-service-mirror")
+                || !clusters.contains(cluster)
+                || pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running")
+            {
+                continue;
+            }
+            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+                continue;
+            };
+            let authority = format!("{ip}:{MIRROR_ADMIN_PORT}");
+            match crate::fetch::get(&authority, "/metrics", self.config.scrape_timeout).await {
+                Ok(page) => alive.extend(signals::gateways_alive(&page)),
+                Err(e) => tracing::debug!(%cluster, "reading the service mirror's metrics: {e}"),
+            }
+        }
+        alive
+    }
+
+    async fn decide(
+        &mut self,
+        now: Duration,
+        views: &Views,
+        split: &TrafficSplit,
+        spec: ManagedSplit,
+        seen: &BTreeMap<BackendKey, Counts>,
+        alive: &BTreeMap<String, bool>,
+    ) {
+        let key = (spec.namespace.clone(), spec.name.clone());
+        let signature = ManagedSplit::signature(split);
+        let restart = self
+            .managed
+            .get(&key)
+            .is_none_or(|m| m.signature != signature);
+        if restart {
+            let resumed = self
+                .managed
+                .get(&key)
+                .map(|m| m.failover.phase().name().to_owned())
+                .or(spec.resumed_state.clone())
+                .and_then(|name| Phase::resume(&name, now));
+            self.managed.insert(
+                key.clone(),
+                Managed {
+                    signature,
+                    failover: Failover::new(
+                        spec.settings.clone(),
+                        spec.services.clone(),
+                        spec.primary,
+                        spec.percentages(),
+                        resumed,
+                    ),
+                    status: None,
+                    status_written: None,
+                    last_transition: None,
+                },
+            );
+        }
+        let Some(managed) = self.managed.get_mut(&key) else {
+            return;
+        };
+        let mut readiness = Vec::new();
+        for (index, backend) in spec.backends.iter().enumerate() {
+            if let Some(counts) = seen.get(backend) {
+                managed.failover.record(now, index, *counts);
+            } else {
+                managed.failover.record(now, index, Counts::default());
+            }
+            readiness.push(Readiness {
+                ready_endpoints: ready_endpoints(views, backend),
+                gateway_alive: mirrored_from(views, backend).map(|cluster| {
+                    // A mirror whose gateway's liveness cannot be read is
+                    // judged on its Endpoints (the mirror marks them not
+                    // ready while the gateway is down).
+                    alive.get(&cluster).copied().unwrap_or(true)
+                }),
+            });
+        }
+        let tick = managed.failover.tick(now, &readiness);
+        let (namespace, name) = &key;
+        self.metrics
+            .set_state(namespace, name, managed.failover.phase().gauge());
+        for ((service, weight), health) in spec.services.iter().zip(&tick.weights).zip(&tick.health)
+        {
+            self.metrics.set_backend(
+                namespace,
+                name,
+                service,
+                *weight,
+                health.success_rate,
+                health.rps,
+            );
+        }
+        if !spec.has_weights(&tick.weights)
+            && let Err(e) = write_weights(&self.client, split, &tick.weights).await
+        {
+            tracing::warn!(%namespace, %name, "writing weights: {e}");
+        }
+        if let Some(transition) = &tick.transition {
+            tracing::info!(%namespace, %name, from = transition.from, to = transition.to, weights = ?tick.weights, "{}", transition.reason);
+            self.metrics.transition(namespace, name, transition.to);
+            managed.last_transition = Some(TransitionStatus {
+                from: transition.from.into(),
+                to: transition.to.into(),
+                at: jiff::Timestamp::now().to_string(),
+                reason: transition.reason.clone(),
+            });
+            let event = Event {
+                type_: EventType::Normal,
+                reason: transition.to.into(),
+                note: Some(format!(
+                    "{} (weights {})",
+                    transition.reason,
+                    weights_text(&spec.services, &tick.weights)
+                )),
+                action: "SetWeights".into(),
+                secondary: None,
+            };
+            publish(&self.recorder, split, &event).await;
+        }
+        let status = status_of(&spec, managed, &tick);
+        let due = managed
+            .status_written
+            .is_none_or(|at| at.elapsed() >= STATUS_REFRESH);
+        let substantial = managed
+            .status
+            .as_ref()
+            .is_none_or(|old| status.differs_in_substance(old));
+        if substantial || (due && managed.status.as_ref() != Some(&status)) {
+            match write_status(&self.client, split, &status).await {
+                Ok(()) => {
+                    managed.status = Some(status);
+                    managed.status_written = Some(Instant::now());
+                }
+                Err(e) => tracing::warn!(%namespace, %name, "writing the status: {e}"),
+            }
+        }
+    }
+
+    async fn report_invalid(
+        &mut self,
+        split: &TrafficSplit,
+        key: &(String, String),
+        errors: Vec<String>,
+    ) {
+        if self.invalid.get(key) == Some(&errors) {
+            return;
+        }
+        tracing::warn!(namespace = %key.0, name = %key.1, "not managed: {}", errors.join("; "));
+        self.metrics.set_state(&key.0, &key.1, -1);
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "InvalidFailoverSettings".into(),
+            note: Some(format!("weights left as they are: {}", errors.join("; "))),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        publish(&self.recorder, split, &event).await;
+        let status = SplitStatus {
+            state: "Invalid".into(),
+            errors: errors.clone(),
+            updated: jiff::Timestamp::now().to_string(),
+            ..SplitStatus::default()
+        };
+        if let Err(e) = write_status(&self.client, split, &status).await {
+            tracing::warn!(namespace = %key.0, name = %key.1, "writing the status: {e}");
+        }
+        self.invalid.insert(key.clone(), errors);
+    }
+}
+
+fn status_of(spec: &ManagedSplit, managed: &Managed, tick: &Tick) -> SplitStatus {
+    SplitStatus {
+        state: managed.failover.phase().name().into(),
+        backends: spec
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, service)| {
+                BackendStatus::new(service, i == spec.primary, tick.weights[i], &tick.health[i])
+            })
+            .collect(),
+        last_transition: managed.last_transition.clone(),
+        note: tick.note.clone(),
+        errors: Vec::new(),
+        updated: jiff::Timestamp::now().to_string(),
+    }
+}
+
+fn weights_text(services: &[String], weights: &[u32]) -> String {
+    services
+        .iter()
+        .zip(weights)
+        .map(|(s, w)| format!("{s}={w}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_meshed_and_running(pod: &Pod) -> bool {
+    let meshed = pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.containers.iter().any(|c| c.name == "linkerd-proxy"));
+    meshed && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// The linked cluster a backend is a mirror of, if it is one.
+fn mirrored_from(views: &Views, (namespace, name): &BackendKey) -> Option<String> {
+    let service = views
+        .services
+        .get(&reflector::ObjectRef::new(name).within(namespace))?;
+    service.labels().get(MIRROR_CLUSTER_NAME).cloned()
+}
+
+/// Ready addresses of a backend's Endpoints; `None` when the Service does
+/// not exist.
+fn ready_endpoints(views: &Views, (namespace, name): &BackendKey) -> Option<usize> {
+    views
+        .services
+        .get(&reflector::ObjectRef::new(name).within(namespace))?;
+    let endpoints = views
+        .endpoints
+        .get(&reflector::ObjectRef::new(name).within(namespace));
+    Some(
+        endpoints
+            .iter()
+            .flat_map(|e| e.subsets.iter().flatten())
+            .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+            .sum(),
+    )
+}
+
+async fn write_weights(
+    client: &kube::Client,
+    split: &TrafficSplit,
+    weights: &[u32],
+) -> kube::Result<()> {
+    let backends: Vec<serde_json::Value> = split
+        .spec
+        .backends
+        .iter()
+        .zip(weights)
+        .map(|(b, w)| serde_json::json!({"service": b.service, "weight": w}))
+        .collect();
+    let api =
+        Api::<TrafficSplit>::namespaced(client.clone(), &split.namespace().unwrap_or_default());
+    api.patch(
+        &split.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"backends": backends}})),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn write_status(
+    client: &kube::Client,
+    split: &TrafficSplit,
+    status: &SplitStatus,
+) -> anyhow::Result<()> {
+    let api =
+        Api::<TrafficSplit>::namespaced(client.clone(), &split.namespace().unwrap_or_default());
+    let value = serde_json::to_string(status)?;
+    api.patch(
+        &split.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {FAILOVER_STATUS_ANNOTATION: value}}}),
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish(recorder: &Recorder, split: &TrafficSplit, event: &Event) {
+    let reference: ObjectReference = split.object_ref(&());
+    if let Err(e) = recorder.publish(event, &reference).await {
+        tracing::warn!("publishing an Event on {}: {e}", split.name_any());
+    }
+}

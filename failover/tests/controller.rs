@@ -1,0 +1,270 @@
+//! The controller against a real API server (the shared test cluster has
+//! no nodes, so readiness drives it here; success rates are driven in the
+//! decision tests and end to end): the docs' TrafficSplit is managed as
+//! written, a primary whose endpoints go away is failed over at the next
+//! round with an Event and a status that say why, its return is held, then
+//! ramped back; a bad annotation leaves the weights alone and says why.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use mesh_api::crds::traffic_split::TrafficSplit;
+use mesh_clusters::testing::{ensure_crds, shared_cluster};
+use mesh_failover::controller::{Config, run};
+use mesh_failover::metrics::FailoverMetrics;
+use mesh_failover::status::SplitStatus;
+
+const SPLIT: &str = r#"
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata:
+  name: podinfo
+  annotations:
+    failover.linkerd.io/primary-service: podinfo
+    failover.mesh.dev/hold: 2s
+    failover.mesh.dev/failback-step-interval: 1s
+  labels:
+    failover.linkerd.io/controlled-by: linkerd-failover
+spec:
+  service: podinfo
+  backends:
+    - service: podinfo
+      weight: 1
+    - service: podinfo-east
+      weight: 0
+"#;
+
+fn endpoints(name: &str, ready: bool) -> Endpoints {
+    let subsets = if ready {
+        serde_json::json!([{"addresses": [{"ip": "10.10.0.5"}], "ports": [{"name": "http", "port": 9898}]}])
+    } else {
+        serde_json::json!([])
+    };
+    serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "subsets": subsets}))
+        .expect("endpoints")
+}
+
+struct Split {
+    api: Api<TrafficSplit>,
+    events: Api<Event>,
+}
+
+impl Split {
+    async fn weights(&self) -> Vec<u32> {
+        let split = self.api.get("podinfo").await.expect("split");
+        split
+            .spec
+            .backends
+            .iter()
+            .map(|b| b.weight_units().unwrap_or(u32::MAX) / 10_000)
+            .collect()
+    }
+
+    async fn status(&self) -> Option<SplitStatus> {
+        let split = self.api.get("podinfo").await.ok()?;
+        let annotation = split
+            .metadata
+            .annotations?
+            .get("failover.mesh.dev/status")?
+            .clone();
+        serde_json::from_str(&annotation).ok()
+    }
+
+    async fn event_reasons(&self) -> Vec<(String, String)> {
+        let events = self.events.list(&Default::default()).await.expect("events");
+        events
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("podinfo"))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Waits up to 30 s for `done` to hold of the status.
+    async fn until(&self, what: &str, done: impl Fn(&SplitStatus, &[u32]) -> bool) -> SplitStatus {
+        let mut last = None;
+        for _ in 0..150 {
+            if let Some(status) = self.status().await {
+                let weights = self.weights().await;
+                if done(&status, &weights) {
+                    return status;
+                }
+                last = Some((status, weights));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{what}: not within 30 s; last status and weights: {last:#?}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing() {
+    let cluster = shared_cluster().await;
+    let client = cluster.client.clone();
+    ensure_crds(&client, mesh_api::crds::all()).await;
+    let ns = cluster.namespace("failover").await;
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), &ns);
+    for name in ["podinfo", "podinfo-east"] {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"ports": [{"name": "http", "port": 9898}]},
+        }))
+        .expect("service");
+        services
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("service");
+        endpoints_api
+            .create(&PostParams::default(), &endpoints(name, true))
+            .await
+            .expect("endpoints");
+    }
+    let api = Api::<TrafficSplit>::namespaced(client.clone(), &ns);
+    let split: TrafficSplit = serde_saphyr::from_str(SPLIT).expect("yaml");
+    api.create(&PostParams::default(), &split)
+        .await
+        .expect("split");
+    let split = Split {
+        api,
+        events: Api::namespaced(client.clone(), &ns),
+    };
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(
+        client.clone(),
+        Config {
+            controlled_by: "linkerd-failover".into(),
+            interval: Duration::from_millis(500),
+            prometheus: None,
+            scrape_timeout: Duration::from_millis(500),
+        },
+        FailoverMetrics::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let status = split
+        .until("managed in Primary", |s, _| s.state == "Primary")
+        .await;
+    assert_eq!(
+        split.weights().await,
+        [1, 0],
+        "the docs' weights already say Primary"
+    );
+    assert!(status.backends[0].primary);
+
+    // The primary loses its endpoints.
+    endpoints_api
+        .replace("podinfo", &PostParams::default(), &{
+            let mut gone = endpoints("podinfo", false);
+            gone.metadata.resource_version = endpoints_api
+                .get("podinfo")
+                .await
+                .expect("get")
+                .metadata
+                .resource_version;
+            gone
+        })
+        .await
+        .expect("empty endpoints");
+    let status = split
+        .until("failed over", |s, w| {
+            s.state == "FailedOver" && w == [0, 100]
+        })
+        .await;
+    let primary = &status.backends[0];
+    assert_eq!(
+        (primary.health.as_str(), primary.why.as_deref()),
+        ("Down", Some("no ready endpoints"))
+    );
+    let transition = status.last_transition.expect("a transition");
+    assert_eq!(
+        (transition.from.as_str(), transition.to.as_str()),
+        ("Primary", "FailedOver")
+    );
+    assert!(
+        transition
+            .reason
+            .contains("primary podinfo is down: no ready endpoints")
+    );
+    let events = split.event_reasons().await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "FailedOver"
+                && note.contains("podinfo=0, podinfo-east=100")),
+        "{events:?}"
+    );
+
+    // It comes back: held 2 s, then ramped back step by step.
+    endpoints_api
+        .replace("podinfo", &PostParams::default(), &{
+            let mut back = endpoints("podinfo", true);
+            back.metadata.resource_version = endpoints_api
+                .get("podinfo")
+                .await
+                .expect("get")
+                .metadata
+                .resource_version;
+            back
+        })
+        .await
+        .expect("endpoints back");
+    split
+        .until("failing back", |s, w| {
+            s.state == "FailingBack" && w[0] < 100
+        })
+        .await;
+    split
+        .until("back on the primary", |s, w| {
+            s.state == "Primary" && w == [100, 0]
+        })
+        .await;
+    let reasons: Vec<String> = split
+        .event_reasons()
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    for reason in ["FailedOver", "FailingBack", "Primary"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
+    }
+
+    // A bad annotation: nothing moves, the status says why.
+    split
+        .api
+        .patch(
+            "podinfo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"failover.mesh.dev/window": "soon"}}})),
+        )
+        .await
+        .expect("annotate");
+    let status = split.until("invalid", |s, _| s.state == "Invalid").await;
+    assert!(
+        status
+            .errors
+            .iter()
+            .any(|e| e.contains("failover.mesh.dev/window: \"soon\" is not a duration")),
+        "{:?}",
+        status.errors
+    );
+    assert_eq!(split.weights().await, [100, 0]);
+    let events: BTreeMap<String, String> = split.event_reasons().await.into_iter().collect();
+    assert!(events.contains_key("InvalidFailoverSettings"), "{events:?}");
+
+    let _ = stop.send(());
+    controller
+        .await
+        .expect("joins")
+        .expect("the controller stops cleanly");
+}
