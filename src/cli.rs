@@ -68,9 +68,32 @@ pub enum Command {
     /// The multicluster extension: gateways between clusters.
     #[command(subcommand)]
     Multicluster(MulticlusterCommand),
+    /// The failover extension: TrafficSplit weights moved by success rate.
+    #[command(subcommand)]
+    Failover(FailoverCommand),
     /// The Kubernetes binaries local clusters run.
     #[command(subcommand)]
     K8s(K8sCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FailoverCommand {
+    /// Render the failover controller (namespace linkerd-failover) for
+    /// `kubectl apply -f -`.
+    Install(crate::failover::install::InstallArgs),
+    /// Every managed TrafficSplit: state, backends, weights, success rates,
+    /// last transition and why.
+    Status(FailoverStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverStatusArgs {
+    /// Only this namespace (every namespace by default).
+    #[arg(long, short, env = "MESH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

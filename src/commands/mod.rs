@@ -8,7 +8,7 @@ mod version;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, MulticlusterCommand};
+use crate::cli::{Cli, Command, FailoverCommand, MulticlusterCommand};
 
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -29,6 +29,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Inject(args) => inject::run(&cli.global, &args).await,
         Command::Identity(command) => identity::run(command),
+        Command::Failover(FailoverCommand::Install(args)) => {
+            print!("{}", crate::failover::install::render(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Failover(FailoverCommand::Status(args)) => {
+            crate::failover::status::run(&cli.global, args.namespace.as_deref(), args.output)
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Multicluster(MulticlusterCommand::Install(args)) => {
             print!("{}", crate::multicluster::install::render(&args)?);
             Ok(ExitCode::SUCCESS)

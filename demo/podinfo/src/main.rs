@@ -6,10 +6,12 @@
 //! answers with the pod's hostname, and can be told to fail a share of
 //! requests or to answer slowly (`MESH_DEMO_ERROR_RATE`, `MESH_DEMO_DELAY`)
 //! while staying Ready: the brown-out the failover controller must see.
-//! `mesh-podinfo podcli check http …` is podinfo's probe helper.
+//! `mesh-podinfo podcli check http …` is podinfo's probe helper;
+//! `mesh-podinfo load --rps 50 URL` is the demo's load generator.
 
 mod args;
 mod faults;
+mod load;
 mod podcli;
 mod routes;
 
@@ -36,6 +38,15 @@ async fn main() {
     }
     if argv.get(1).map(String::as_str) == Some("podcli") {
         std::process::exit(podcli::run(&argv[2..]).await);
+    }
+    // `mesh-podinfo load …`: the demo's steady load generator.
+    if called.as_deref() == Some("load") || argv.get(1).map(String::as_str) == Some("load") {
+        let skip = if called.as_deref() == Some("load") {
+            1
+        } else {
+            2
+        };
+        std::process::exit(load::run(&argv[skip..]).await);
     }
     if let Err(e) = run().await {
         eprintln!("mesh-podinfo: {e:#}");

@@ -41,7 +41,8 @@ pub async fn run(args: &[String]) -> i32 {
     }
 }
 
-fn flag<'a>(words: &[&'a str], name: &str) -> Option<&'a str> {
+/// The value of flag `name` (`--name=value` or `--name value`).
+pub(crate) fn flag<'a>(words: &[&'a str], name: &str) -> Option<&'a str> {
     words.iter().enumerate().find_map(|(i, w)| {
         w.strip_prefix(name)
             .and_then(|rest| rest.strip_prefix('='))
