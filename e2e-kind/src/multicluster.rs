@@ -91,7 +91,11 @@ pub async fn ensure_linked(p: &impl Provider) -> anyhow::Result<()> {
 }
 
 /// Polls `check` every 250 ms until it holds; returns how long that took.
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<Duration>
+pub(crate) async fn wait_for<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> anyhow::Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<bool>>,
@@ -132,13 +136,13 @@ async fn meshed_namespace_in_both(p: &impl Provider, prefix: &str) -> anyhow::Re
 }
 
 /// A podinfo in east exported to west, in a meshed namespace of both.
-struct Exported {
-    ns: String,
-    east_pods: BTreeSet<String>,
+pub(crate) struct Exported {
+    pub(crate) ns: String,
+    pub(crate) east_pods: BTreeSet<String>,
 }
 
 impl Exported {
-    async fn start(p: &impl Provider, prefix: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn start(p: &impl Provider, prefix: &str) -> anyhow::Result<Self> {
         let ns = meshed_namespace_in_both(p, prefix).await?;
         let east_pods = deploy_podinfo(&p.client(Cluster::East), &ns).await?;
         let exported = Self { ns, east_pods };
@@ -230,7 +234,7 @@ impl Exported {
         Ok(host)
     }
 
-    async fn remove(self, p: &impl Provider) {
+    pub(crate) async fn remove(self, p: &impl Provider) {
         kube_util::delete_namespace(&p.client(Cluster::West), &self.ns).await;
         kube_util::delete_namespace(&p.client(Cluster::East), &self.ns).await;
     }

@@ -10,6 +10,7 @@ use kube::Api;
 use kube::api::DeleteParams;
 use serde_json::Value;
 
+pub use crate::failover::mesh_failover_moves_traffic_by_success_rate_and_back;
 use crate::kube_util::{self, Finished};
 pub use crate::multicluster::{
     mesh_gateway_carries_a_west_call_to_east, mesh_multicluster_check_names_mismatched_anchors,

@@ -487,10 +487,7 @@ fn weights_text(services: &[String], weights: &[u32]) -> String {
 }
 
 fn is_meshed_and_running(pod: &Pod) -> bool {
-    let meshed = pod
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.containers.iter().any(|c| c.name == "linkerd-proxy"));
+    let meshed = pod.spec.as_ref().is_some_and(mesh_api::pod::has_proxy);
     meshed && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 

@@ -14,6 +14,8 @@ pub mod identity;
 pub mod kube_client;
 pub mod labels;
 pub mod metrics_text;
+#[cfg(feature = "crds")]
+pub mod pod;
 pub mod ports;
 
 pub use identity::{IdentityName, InvalidIdentity};

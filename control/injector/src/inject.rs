@@ -26,7 +26,7 @@ use mesh_api::ports;
 use crate::values::Values;
 
 /// The proxy container's name.
-pub const PROXY_CONTAINER: &str = "linkerd-proxy";
+pub use mesh_api::pod::PROXY_CONTAINER;
 /// The init container's name.
 pub const INIT_CONTAINER: &str = "linkerd-init";
 /// The identity token volume.
@@ -80,13 +80,7 @@ pub fn decide(
     Decision::Inject
 }
 
-/// Whether `spec` already has the proxy.
-pub fn has_proxy(spec: &PodSpec) -> bool {
-    spec.containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .any(|c| c.name == PROXY_CONTAINER)
-}
+pub use mesh_api::pod::has_proxy;
 
 /// Adds the proxy to the pod: init container, sidecar, volumes, labels and
 /// annotations. `namespace` is the pod's namespace (for the

@@ -14,8 +14,7 @@ pub type Key = (String, String);
 
 /// The opaque-ports annotation.
 pub const OPAQUE_PORTS_ANNOTATION: &str = "config.linkerd.io/opaque-ports";
-/// The name of the proxy container that makes a pod meshed.
-pub const PROXY_CONTAINER: &str = "linkerd-proxy";
+pub use mesh_api::pod::PROXY_CONTAINER;
 /// Linkerd's default opaque ports (SMTP, MySQL, Galera, PostgreSQL, Redis,
 /// Elasticsearch, Memcached).
 pub const DEFAULT_OPAQUE_PORTS: &[u16] = &[25, 587, 3306, 4444, 5432, 6379, 9300, 11211];

@@ -1,0 +1,15 @@
+//! What makes a pod meshed: the proxy container `linkerd-proxy`, a native
+//! sidecar (an init container that keeps running) or a plain container.
+
+use k8s_openapi::api::core::v1::PodSpec;
+
+/// The name of the proxy container.
+pub const PROXY_CONTAINER: &str = "linkerd-proxy";
+
+/// Whether `spec` has the proxy.
+pub fn has_proxy(spec: &PodSpec) -> bool {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .any(|c| c.name == PROXY_CONTAINER)
+}

@@ -1,0 +1,347 @@
+//! The failover scenario on the linked pair: podinfo in west (primary) and
+//! east (exported, `podinfo-east` in west), the docs' TrafficSplit with a
+//! retryable route, the failover controller installed with `mesh failover
+//! install`, and a meshed load pod in west sending 50 requests a second.
+//! A bad deploy (Ready, every answer a 500) moves the traffic to east; the
+//! fixed deploy brings it back after the hold time, through the failback
+//! ramp; a full outage (no pod) moves it again; no GET fails throughout.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::kube_util;
+use crate::mesh::{self, kubectl};
+use crate::multicluster::{Exported, ensure_linked, wait_for};
+use crate::provider::{Cluster, Provider};
+use crate::scenarios::{ROLLOUT, deploy_podinfo};
+
+const FAILOVER_NS: &str = "linkerd-failover";
+
+/// The docs' failover TrafficSplit, with a shorter hold and failback steps
+/// so the scenario does not wait minutes, and a ServiceProfile that makes
+/// GETs retryable (what lets the proxies retry on east before the weights
+/// move).
+const SPLIT_AND_PROFILE: &str = r#"
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata:
+  name: podinfo
+  annotations:
+    failover.linkerd.io/primary-service: podinfo
+    failover.mesh.dev/hold: 10s
+    failover.mesh.dev/failback-step-interval: 2s
+  labels:
+    failover.linkerd.io/controlled-by: linkerd-failover
+spec:
+  service: podinfo
+  backends:
+    - service: podinfo
+      weight: 1
+    - service: podinfo-east
+      weight: 0
+---
+apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata:
+  name: podinfo.NAMESPACE.svc.cluster.local
+spec:
+  routes:
+  - name: GET
+    condition:
+      method: GET
+      pathRegex: /.*
+    isRetryable: true
+"#;
+
+/// Installs the failover controller in west unless a run already did.
+async fn ensure_failover_installed(p: &impl Provider) -> anyhow::Result<()> {
+    let west = p.client(Cluster::West);
+    let _lock = mesh::lock(p.kubeconfig().with_file_name("mesh-failover.lock")).await?;
+    if kube_util::wait_rollout(&west, FAILOVER_NS, "linkerd-failover", Duration::ZERO)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let rendered = mesh::mesh(p, Cluster::West, &["failover", "install"])
+        .await?
+        .ok("mesh failover install")?;
+    kubectl(
+        p,
+        Cluster::West,
+        &["apply", "-f", "-"],
+        Some(&rendered.stdout),
+    )
+    .await?
+    .ok("kubectl apply of the failover controller")?;
+    kube_util::wait_rollout(&west, FAILOVER_NS, "linkerd-failover", ROLLOUT).await
+}
+
+/// One second of the load pod's output.
+#[derive(Debug, Clone)]
+struct Second {
+    ok: u64,
+    failed: u64,
+    east: u64,
+}
+
+/// What the load pod has printed so far.
+async fn load_seconds(
+    client: &kube::Client,
+    ns: &str,
+    east_pods: &BTreeSet<String>,
+) -> anyhow::Result<Vec<Second>> {
+    let logs = Api::<Pod>::namespaced(client.clone(), ns)
+        .logs(
+            "load",
+            &kube::api::LogParams {
+                container: Some("main".into()),
+                ..kube::api::LogParams::default()
+            },
+        )
+        .await
+        .unwrap_or_default();
+    Ok(logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|second| {
+            let east = second["answered_by"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(host, _)| east_pods.contains(*host))
+                .filter_map(|(_, n)| n.as_u64())
+                .sum();
+            Second {
+                ok: second["ok"].as_u64().unwrap_or(0),
+                failed: second["failed"].as_u64().unwrap_or(0),
+                east,
+            }
+        })
+        .collect())
+}
+
+/// Waits until the last `run` seconds of load all put at least `share` of
+/// their answers on east (or, with `on_east` false, at most 1 − `share`);
+/// returns how long that took from `since`.
+async fn until_traffic(
+    p: &impl Provider,
+    exported: &Exported,
+    on_east: bool,
+    share: f64,
+    since: Instant,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let west = p.client(Cluster::West);
+    let what = if on_east { "east" } else { "west" };
+    wait_for(
+        &format!("{share} of the traffic on {what}"),
+        timeout,
+        || async {
+            let seconds = load_seconds(&west, &exported.ns, &exported.east_pods).await?;
+            let last = seconds.iter().rev().take(3).collect::<Vec<_>>();
+            Ok(last.len() == 3
+                && last.iter().all(|s| {
+                    let east = s.east as f64 / s.ok.max(1) as f64;
+                    s.ok > 0
+                        && if on_east {
+                            east >= share
+                        } else {
+                            1.0 - east >= share
+                        }
+                }))
+        },
+    )
+    .await?;
+    Ok(since.elapsed())
+}
+
+/// The split's weights in west, in percent of their sum.
+async fn split_weights(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<u32>> {
+    let split = Api::<mesh_api::crds::traffic_split::TrafficSplit>::namespaced(client.clone(), ns)
+        .get("podinfo")
+        .await?;
+    let units: Vec<u64> = split
+        .spec
+        .backends
+        .iter()
+        .map(|b| u64::from(b.weight_units().unwrap_or(0)))
+        .collect();
+    let total = units.iter().sum::<u64>().max(1);
+    Ok(units.iter().map(|u| (u * 100 / total) as u32).collect())
+}
+
+/// Waits until the controller has given east at least 99 % of the weight;
+/// how long that took from `since`. On failure, the controller's logs say
+/// what it saw.
+async fn until_failed_over(
+    p: &impl Provider,
+    ns: &str,
+    since: Instant,
+) -> anyhow::Result<Duration> {
+    let west = p.client(Cluster::West);
+    let waited = wait_for("east has 99 % of the split's weight", ROLLOUT, || async {
+        Ok(split_weights(&west, ns)
+            .await?
+            .get(1)
+            .is_some_and(|w| *w >= 99))
+    })
+    .await;
+    if let Err(e) = waited {
+        let logs = kubectl(
+            p,
+            Cluster::West,
+            &[
+                "-n",
+                FAILOVER_NS,
+                "logs",
+                "deploy/linkerd-failover",
+                "--tail=40",
+            ],
+            None,
+        )
+        .await?;
+        let status = split_status(p, ns).await.unwrap_or_default();
+        anyhow::bail!(
+            "{e}; status {status}; the controller's logs:\n{}",
+            logs.stdout
+        );
+    }
+    Ok(since.elapsed())
+}
+
+/// `mesh --context=west failover status -o json`: the split's status.
+async fn split_status(p: &impl Provider, ns: &str) -> anyhow::Result<Value> {
+    let out = mesh::mesh(
+        p,
+        Cluster::West,
+        &["failover", "status", "-n", ns, "-o", "json"],
+    )
+    .await?
+    .ok("mesh failover status")?;
+    let rows: Value = serde_json::from_str(&out.stdout)?;
+    Ok(rows[0]["status"].clone())
+}
+
+async fn set_error_rate(client: &kube::Client, ns: &str, rate: &str) -> anyhow::Result<()> {
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "podinfod", "env": [{"name": "MESH_DEMO_ERROR_RATE", "value": rate}]}
+    ]}}}});
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch("podinfo", &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    Ok(())
+}
+
+async fn scale(client: &kube::Client, ns: &str, replicas: i32) -> anyhow::Result<()> {
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch(
+            "podinfo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The scenario (see the module's documentation).
+pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    ensure_linked(p).await?;
+    ensure_failover_installed(p).await?;
+    let exported = Exported::start(p, "e2e-fo").await?;
+    let ns = exported.ns.clone();
+    let west = p.client(Cluster::West);
+    deploy_podinfo(&west, &ns).await?;
+    kube_util::apply(&west, &ns, &SPLIT_AND_PROFILE.replace("NAMESPACE", &ns)).await?;
+    let load: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "load", "labels": {"app": "load"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": "ghcr.io/stefanprodan/podinfo:6.9.2",
+                "command": ["load", "--rps", "50", &format!("http://podinfo.{ns}.svc.cluster.local:9898/")],
+            }],
+        }
+    }))?;
+    Api::<Pod>::namespaced(west.clone(), &ns)
+        .create(&PostParams::default(), &load)
+        .await?;
+    until_traffic(p, &exported, false, 1.0, Instant::now(), ROLLOUT).await?;
+    let status = split_status(p, &ns).await?;
+    anyhow::ensure!(
+        status["state"] == "Primary",
+        "managed, on the primary: {status}"
+    );
+
+    // A bad deploy: Ready pods answering 500 to everything.
+    let broke = Instant::now();
+    set_error_rate(&west, &ns, "1").await?;
+    let took = until_failed_over(p, &ns, broke).await?;
+    eprintln!("bad deploy: 99 % of the weight on east {took:?} after the rollout began");
+    until_traffic(p, &exported, true, 0.99, broke, ROLLOUT).await?;
+    let status = split_status(p, &ns).await?;
+    anyhow::ensure!(
+        status["state"] == "FailedOver"
+            && status["lastTransition"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("primary podinfo")),
+        "the status says why it failed over: {status}"
+    );
+
+    // Fixed: the primary gets its traffic back after the hold, in steps.
+    let fixed = Instant::now();
+    set_error_rate(&west, &ns, "0").await?;
+    let mut states: Vec<String> = Vec::new();
+    let deadline = Instant::now() + ROLLOUT * 2;
+    loop {
+        let status = split_status(p, &ns).await?;
+        let state = status["state"].as_str().unwrap_or_default().to_owned();
+        if states.last() != Some(&state) {
+            states.push(state.clone());
+        }
+        if state == "Primary" {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not back on the primary within {:?}: {states:?}, {status}",
+            ROLLOUT * 2
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    anyhow::ensure!(
+        states.iter().any(|s| s == "FailingBack"),
+        "failback ramps: {states:?}"
+    );
+    let took = until_traffic(p, &exported, false, 0.99, fixed, ROLLOUT).await?;
+    eprintln!("fixed deploy: back on west {took:?} after the fix began (hold 10 s, ramp 4 × 2 s)");
+
+    // A full outage: no podinfo pod in west at all.
+    let gone = Instant::now();
+    scale(&west, &ns, 0).await?;
+    let took = until_failed_over(p, &ns, gone).await?;
+    eprintln!("full outage: 99 % of the weight on east {took:?} after the scale-down");
+    until_traffic(p, &exported, true, 0.99, gone, ROLLOUT).await?;
+
+    let seconds = load_seconds(&west, &ns, &exported.east_pods).await?;
+    let failed: u64 = seconds.iter().map(|s| s.failed).sum();
+    let ok: u64 = seconds.iter().map(|s| s.ok).sum();
+    anyhow::ensure!(
+        failed == 0,
+        "no GET failed through a bad deploy, its fix and an outage ({failed} of {})",
+        ok + failed
+    );
+    scale(&west, &ns, 2).await?;
+    exported.remove(p).await;
+    Ok(())
+}
