@@ -24,29 +24,9 @@ use crate::scenarios::{ROLLOUT, deploy_podinfo};
 
 const FAILOVER_NS: &str = "linkerd-failover";
 
-/// The docs' failover TrafficSplit, with a shorter hold and failback steps
-/// so the scenario does not wait minutes, and a ServiceProfile that makes
-/// GETs retryable (what lets the proxies retry on east before the weights
-/// move).
-const SPLIT_AND_PROFILE: &str = r#"
-apiVersion: split.smi-spec.io/v1alpha2
-kind: TrafficSplit
-metadata:
-  name: podinfo
-  annotations:
-    failover.linkerd.io/primary-service: podinfo
-    failover.mesh.dev/hold: 10s
-    failover.mesh.dev/failback-step-interval: 2s
-  labels:
-    failover.linkerd.io/controlled-by: linkerd-failover
-spec:
-  service: podinfo
-  backends:
-    - service: podinfo
-      weight: 1
-    - service: podinfo-east
-      weight: 0
----
+/// A ServiceProfile that makes podinfo's GETs retryable (what lets the
+/// proxies retry on east before the weights move).
+const RETRYABLE_GETS: &str = r#"
 apiVersion: linkerd.io/v1alpha2
 kind: ServiceProfile
 metadata:
@@ -59,6 +39,15 @@ spec:
       pathRegex: /.*
     isRetryable: true
 "#;
+
+/// The docs' failover TrafficSplit, with a shorter hold and failback steps
+/// so the scenario does not wait minutes.
+fn docs_split() -> String {
+    mesh_failover::split::DOCS_EXAMPLE.replace(
+        "  annotations:\n",
+        "  annotations:\n    failover.mesh.dev/hold: 10s\n    failover.mesh.dev/failback-step-interval: 2s\n",
+    )
+}
 
 /// Installs the failover controller in west unless a run already did.
 async fn ensure_failover_installed(p: &impl Provider) -> anyhow::Result<()> {
@@ -98,16 +87,7 @@ async fn load_seconds(
     ns: &str,
     east_pods: &BTreeSet<String>,
 ) -> anyhow::Result<Vec<Second>> {
-    let logs = Api::<Pod>::namespaced(client.clone(), ns)
-        .logs(
-            "load",
-            &kube::api::LogParams {
-                container: Some("main".into()),
-                ..kube::api::LogParams::default()
-            },
-        )
-        .await
-        .unwrap_or_default();
+    let logs = kube_util::logs(client, ns, "load", "main").await;
     Ok(logs
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -261,7 +241,8 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     let ns = exported.ns.clone();
     let west = p.client(Cluster::West);
     deploy_podinfo(&west, &ns).await?;
-    kube_util::apply(&west, &ns, &SPLIT_AND_PROFILE.replace("NAMESPACE", &ns)).await?;
+    kube_util::apply(&west, &ns, &docs_split()).await?;
+    kube_util::apply(&west, &ns, &RETRYABLE_GETS.replace("NAMESPACE", &ns)).await?;
     let load: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "load", "labels": {"app": "load"}},
         "spec": {

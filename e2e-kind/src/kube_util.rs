@@ -218,3 +218,18 @@ pub async fn load_balancer_ip(
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// What `container` of `pod` has logged so far (empty when it cannot be
+/// read yet).
+pub async fn logs(client: &kube::Client, namespace: &str, pod: &str, container: &str) -> String {
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .logs(
+            pod,
+            &kube::api::LogParams {
+                container: Some(container.into()),
+                ..kube::api::LogParams::default()
+            },
+        )
+        .await
+        .unwrap_or_default()
+}

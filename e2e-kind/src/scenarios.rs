@@ -380,16 +380,7 @@ async fn meshed_podinfo_under_load(client: &kube::Client) -> anyhow::Result<Stri
 
 /// The status codes the load pod has printed so far.
 async fn load_codes(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<String>> {
-    let logs = Api::<Pod>::namespaced(client.clone(), ns)
-        .logs(
-            "load",
-            &kube::api::LogParams {
-                container: Some("main".into()),
-                ..kube::api::LogParams::default()
-            },
-        )
-        .await
-        .unwrap_or_default();
+    let logs = kube_util::logs(client, ns, "load", "main").await;
     Ok(logs.lines().map(str::to_owned).collect())
 }
 

@@ -13,6 +13,25 @@ use crate::settings::{PREFIX, Settings};
 use crate::signals::BackendKey;
 use crate::status::SplitStatus;
 
+/// The failover TrafficSplit of the Linkerd docs, verbatim (it names no
+/// namespace): what users apply, so what tests start from.
+pub const DOCS_EXAMPLE: &str = r#"apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata:
+  name: podinfo
+  annotations:
+    failover.linkerd.io/primary-service: podinfo
+  labels:
+    failover.linkerd.io/controlled-by: linkerd-failover
+spec:
+  service: podinfo
+  backends:
+    - service: podinfo
+      weight: 1
+    - service: podinfo-east
+      weight: 0
+"#;
+
 /// A TrafficSplit the controller can act on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagedSplit {
@@ -177,28 +196,12 @@ mod tests {
     use super::*;
 
     fn split(yaml: &str) -> TrafficSplit {
-        serde_saphyr::from_str(yaml).expect("yaml")
+        let mut split: TrafficSplit = serde_saphyr::from_str(yaml).expect("yaml");
+        split.metadata.namespace = Some("test".into());
+        split
     }
 
-    /// The Linkerd docs' failover TrafficSplit, verbatim.
-    const DOCS: &str = r#"
-apiVersion: split.smi-spec.io/v1alpha2
-kind: TrafficSplit
-metadata:
-  name: podinfo
-  namespace: test
-  annotations:
-    failover.linkerd.io/primary-service: podinfo
-  labels:
-    failover.linkerd.io/controlled-by: linkerd-failover
-spec:
-  service: podinfo
-  backends:
-    - service: podinfo
-      weight: 1
-    - service: podinfo-east
-      weight: 0
-"#;
+    const DOCS: &str = DOCS_EXAMPLE;
 
     #[test]
     fn the_docs_split_is_managed() {

@@ -18,25 +18,21 @@ use mesh_failover::controller::{Config, run};
 use mesh_failover::metrics::FailoverMetrics;
 use mesh_failover::status::SplitStatus;
 
-const SPLIT: &str = r#"
-apiVersion: split.smi-spec.io/v1alpha2
-kind: TrafficSplit
-metadata:
-  name: podinfo
-  annotations:
-    failover.linkerd.io/primary-service: podinfo
-    failover.mesh.dev/hold: 2s
-    failover.mesh.dev/failback-step-interval: 1s
-  labels:
-    failover.linkerd.io/controlled-by: linkerd-failover
-spec:
-  service: podinfo
-  backends:
-    - service: podinfo
-      weight: 1
-    - service: podinfo-east
-      weight: 0
-"#;
+/// The docs' split, held 2 s and ramped back a step a second.
+fn docs_split() -> TrafficSplit {
+    let mut split: TrafficSplit =
+        serde_saphyr::from_str(mesh_failover::split::DOCS_EXAMPLE).expect("yaml");
+    let annotations = split
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
+    annotations.insert("failover.mesh.dev/hold".into(), "2s".into());
+    annotations.insert(
+        "failover.mesh.dev/failback-step-interval".into(),
+        "1s".into(),
+    );
+    split
+}
 
 fn endpoints(name: &str, ready: bool) -> Endpoints {
     let subsets = if ready {
@@ -125,8 +121,7 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
             .expect("endpoints");
     }
     let api = Api::<TrafficSplit>::namespaced(client.clone(), &ns);
-    let split: TrafficSplit = serde_saphyr::from_str(SPLIT).expect("yaml");
-    api.create(&PostParams::default(), &split)
+    api.create(&PostParams::default(), &docs_split())
         .await
         .expect("split");
     let split = Split {
