@@ -79,6 +79,23 @@ for tool in cargo-nextest cargo-deny; do
   ok "$tool: $("$tool" --version 2>/dev/null | head -1 | sed 's/^cargo-[a-z]* //')"
 done
 
+# --- Prometheus (the failover controller's Prometheus path is tested against it)
+PROMETHEUS="$CACHE/prometheus/usr/bin/prometheus"
+if [ ! -x "$PROMETHEUS" ]; then
+  command -v apt-get >/dev/null || fail "Prometheus is needed for the tests and there is no apt-get to fetch Debian's package"
+  step "fetching Debian's prometheus package into $CACHE/prometheus"
+  rm -rf "$CACHE/prometheus-dl" && mkdir -p "$CACHE/prometheus-dl"
+  ( cd "$CACHE/prometheus-dl" && apt-get download -qq prometheus >/dev/null 2>&1 ) || {
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq >/dev/null
+    ( cd "$CACHE/prometheus-dl" && apt-get download -qq prometheus >/dev/null 2>&1 )
+  } || fail "could not download Debian's prometheus package"
+  rm -rf "$CACHE/prometheus"
+  dpkg -x "$CACHE"/prometheus-dl/prometheus_*.deb "$CACHE/prometheus"
+  rm -rf "$CACHE/prometheus-dl"
+fi
+ok "Prometheus: $("$PROMETHEUS" --version 2>&1 | head -1)"
+
 # --- Kubernetes binaries -----------------------------------------------------------
 # Built by mesh itself (`mesh k8s build`): it skips the build when the cache
 # already holds binaries from the same pinned sources.

@@ -68,6 +68,9 @@ pub enum Command {
     /// The multicluster extension: gateways between clusters.
     #[command(subcommand)]
     Multicluster(MulticlusterCommand),
+    /// The whole story on this machine: two linked clusters, podinfo in
+    /// both, failover by success rate shown as it happens.
+    Demo(crate::demo::DemoArgs),
     /// The failover extension: TrafficSplit weights moved by success rate.
     #[command(subcommand)]
     Failover(FailoverCommand),

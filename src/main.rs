@@ -6,6 +6,7 @@
 mod check;
 mod cli;
 mod commands;
+mod demo;
 mod failover;
 mod install;
 mod multicluster;

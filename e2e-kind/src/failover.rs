@@ -26,19 +26,7 @@ const FAILOVER_NS: &str = "linkerd-failover";
 
 /// A ServiceProfile that makes podinfo's GETs retryable (what lets the
 /// proxies retry on east before the weights move).
-const RETRYABLE_GETS: &str = r#"
-apiVersion: linkerd.io/v1alpha2
-kind: ServiceProfile
-metadata:
-  name: podinfo.NAMESPACE.svc.cluster.local
-spec:
-  routes:
-  - name: GET
-    condition:
-      method: GET
-      pathRegex: /.*
-    isRetryable: true
-"#;
+const RETRYABLE_GETS: &str = include_str!("../../demo/podinfo-retries.yaml");
 
 /// The docs' failover TrafficSplit, with a shorter hold and failback steps
 /// so the scenario does not wait minutes.

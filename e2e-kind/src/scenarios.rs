@@ -21,7 +21,7 @@ pub use crate::multicluster::{
 use crate::provider::{Cluster, Provider};
 
 /// podinfo's own Deployment and Service manifests.
-pub const PODINFO: &str = include_str!("../manifests/podinfo.yaml");
+pub const PODINFO: &str = include_str!("../../demo/podinfo.yaml");
 
 pub(crate) const ROLLOUT: Duration = Duration::from_secs(90);
 const ONE_SHOT: Duration = Duration::from_secs(60);

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::cli::{OutputFormat, StateArgs, UpArgs, WanCommand};
 use crate::output;
 
-fn state_dir(args: &StateArgs) -> anyhow::Result<PathBuf> {
+pub(crate) fn state_dir(args: &StateArgs) -> anyhow::Result<PathBuf> {
     match &args.state_dir {
         Some(dir) => Ok(dir.clone()),
         None => local::default_state_dir(),
@@ -19,7 +19,7 @@ fn state_dir(args: &StateArgs) -> anyhow::Result<PathBuf> {
 }
 
 /// Where `mesh-node` and the other binaries built with this CLI are.
-fn mesh_bin_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn mesh_bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()

@@ -3,7 +3,7 @@
 mod identity;
 mod inject;
 mod k8s;
-mod local;
+pub(crate) mod local;
 mod version;
 
 use std::process::ExitCode;
@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Inject(args) => inject::run(&cli.global, &args).await,
         Command::Identity(command) => identity::run(command),
+        Command::Demo(args) => crate::demo::run(&args).await,
         Command::Failover(FailoverCommand::Install(args)) => {
             print!("{}", crate::failover::install::render(&args)?);
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,130 @@
+//! The Prometheus path against a real Prometheus server (Debian's package,
+//! which scripts/setup.sh fetches into ~/.cache/mesh/prometheus) scraping a
+//! real client proxy (the proxy's own test harness: proxy processes in
+//! network namespaces, a mock destination speaking the real gRPC API):
+//! what the controller reads with PromQL is what the proxy's metrics page
+//! says, per backend and per client.
+
+#[path = "../../proxy/tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use linkerd2_proxy_api::destination::DestinationProfile;
+use mesh_failover::prometheus::Prometheus;
+use mesh_failover::signals;
+use support::*;
+
+/// Debian's Prometheus, as scripts/setup.sh leaves it (or `MESH_PROMETHEUS`).
+fn prometheus_binary() -> PathBuf {
+    let path = std::env::var_os("MESH_PROMETHEUS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/mesh/prometheus/usr/bin/prometheus"))
+        })
+        .unwrap_or_default();
+    assert!(
+        path.exists(),
+        "this test needs a Prometheus server at {} (scripts/setup.sh fetches Debian's package there; \
+         MESH_PROMETHEUS names another)",
+        path.display()
+    );
+    path
+}
+
+/// Prometheus in the client pod's namespace, scraping its proxy every second.
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(netns_path: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: linkerd-proxy\n    \
+             static_configs:\n      - targets: ['127.0.0.1:4191']\n",
+        )
+        .expect("config");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={netns_path}"))
+            .arg(prometheus_binary())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg("--web.listen-address=127.0.0.1:9090")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        Self { child, _dir: dir }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn prometheus_reads_what_the_proxies_metrics_pages_say() {
+    let mesh = Mesh::start().await;
+    let mut endpoints = meshed(&[(8080, "web-1")]);
+    endpoints[0].metric_labels.extend([
+        ("service".to_owned(), "web".to_owned()),
+        ("namespace".to_owned(), "test".to_owned()),
+    ]);
+    mesh.web(DestinationProfile::default(), endpoints);
+    let app = mesh.app("web-1", 8080).await;
+    let statuses = load(&mesh, "/", 30, 3).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    app.failing.store(true, Ordering::SeqCst);
+    let statuses = load(&mesh, "/", 10, 2).await;
+    assert!(statuses.iter().all(|s| *s == 500), "{statuses:?}");
+
+    let page = mesh.client_metrics().await;
+    let from_page = signals::from_metrics_page(&page);
+    let backend = ("test".to_owned(), "web".to_owned());
+    assert_eq!(
+        (from_page[&backend].success, from_page[&backend].failure),
+        (30.0, 10.0),
+        "the proxy counts what web answered: {page}"
+    );
+
+    let _server = Server::start(&mesh.client.path());
+    let from_prometheus = mesh
+        .client
+        .run(async move {
+            let prometheus =
+                Prometheus::new("http://127.0.0.1:9090", Duration::from_secs(2)).expect("url");
+            let mut last = Err(anyhow::anyhow!("not asked yet"));
+            for _ in 0..60 {
+                last = prometheus.client_counts("test").await;
+                if let Ok(clients) = &last
+                    && clients
+                        .values()
+                        .any(|c| c.contains_key(&("test".to_owned(), "web".to_owned())))
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            last
+        })
+        .await
+        .expect("Prometheus answers");
+    let client = from_prometheus
+        .get("127.0.0.1:4191")
+        .unwrap_or_else(|| panic!("one client, the scraped proxy: {from_prometheus:?}"));
+    assert_eq!(client[&backend], from_page[&backend]);
+}
