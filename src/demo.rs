@@ -231,6 +231,10 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     deploy(&tools).await?;
 
     println!("\n{}", console::style("The client in west sends 50 GET/s to podinfo; TrafficSplit podinfo sends them to podinfo (west, primary) and podinfo-east.").bold());
+    let step =
+        Step::start("waiting for the client's steady 50 GET/s and the controller's first status");
+    Story::new(&west).await?.settle().await?;
+    step.done();
     let mut summary = Vec::new();
     let bad = Story::new(&west).await?;
     println!(
@@ -488,42 +492,81 @@ impl Story {
         })
     }
 
-    /// Prints a line a second (state, weights, the client's last second)
-    /// until `done` holds of the split's status and weights.
+    /// Waits until the controller manages the split and the client has
+    /// sent three full seconds.
+    async fn settle(&self) -> anyhow::Result<()> {
+        let deadline = self.started + Duration::from_secs(300);
+        loop {
+            let (status, _) = self.split().await?;
+            let seconds = client_seconds(&self.client).await;
+            let steady = seconds.len() >= 3
+                && seconds[seconds.len() - 3..]
+                    .iter()
+                    .all(|s| s["ok"].as_u64().unwrap_or(0) >= 45);
+            if status.state == "Primary" && steady {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the client or the failover controller did not start within 5 minutes \
+                 (kubectl --context west -n {NS} logs client; \
+                 kubectl --context west -n linkerd-failover logs deploy/linkerd-failover)"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The split's status and weights.
+    async fn split(&self) -> anyhow::Result<(SplitStatus, Vec<u32>)> {
+        let split = Api::<TrafficSplit>::namespaced(self.client.clone(), NS)
+            .get("podinfo")
+            .await?;
+        let weights: Vec<u32> = split
+            .spec
+            .backends
+            .iter()
+            .map(|b| b.weight_units().unwrap_or(0) / 10_000)
+            .collect();
+        let status: SplitStatus = split
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(FAILOVER_STATUS_ANNOTATION))
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        Ok((status, weights))
+    }
+
+    /// Prints the state, weights and the client's last second whenever
+    /// the state or weights change (and every 5 s otherwise) until `done`
+    /// holds of the split's status and weights.
     async fn watch(
         &self,
         what: &str,
         done: impl Fn(&SplitStatus, &[u32]) -> bool,
     ) -> anyhow::Result<Outcome> {
-        let splits = Api::<TrafficSplit>::namespaced(self.client.clone(), NS);
         let deadline = self.started + Duration::from_secs(300);
+        let mut shown: Option<(String, Vec<u32>, Instant)> = None;
         loop {
-            let split = splits.get("podinfo").await?;
-            let weights: Vec<u32> = split
-                .spec
-                .backends
-                .iter()
-                .map(|b| b.weight_units().unwrap_or(0) / 10_000)
-                .collect();
-            let status: SplitStatus = split
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(FAILOVER_STATUS_ANNOTATION))
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default();
+            let (status, weights) = self.split().await?;
             let seconds = client_seconds(&self.client).await;
             let recent = seconds.get(self.seconds_before..).unwrap_or_default();
             let last = recent.last().cloned().unwrap_or_default();
-            println!(
-                "  {:>5.1}s  {:<12} podinfo {:>3}  podinfo-east {:>3}   client: {:>3} ok {:>3} failed",
-                self.started.elapsed().as_secs_f64(),
-                status.state,
-                weights.first().copied().unwrap_or(0),
-                weights.get(1).copied().unwrap_or(0),
-                last["ok"].as_u64().unwrap_or(0),
-                last["failed"].as_u64().unwrap_or(0),
-            );
+            let changed = shown.as_ref().is_none_or(|(state, w, at)| {
+                *state != status.state || *w != weights || at.elapsed() >= Duration::from_secs(5)
+            });
+            if changed {
+                shown = Some((status.state.clone(), weights.clone(), Instant::now()));
+                println!(
+                    "  {:>5.1}s  {:<12} podinfo {:>3}  podinfo-east {:>3}   client: {:>3} ok {:>3} failed",
+                    self.started.elapsed().as_secs_f64(),
+                    status.state,
+                    weights.first().copied().unwrap_or(0),
+                    weights.get(1).copied().unwrap_or(0),
+                    last["ok"].as_u64().unwrap_or(0),
+                    last["failed"].as_u64().unwrap_or(0),
+                );
+            }
             if done(&status, &weights) {
                 let failed = recent.iter().filter_map(|s| s["failed"].as_u64()).sum();
                 let ok: u64 = recent.iter().filter_map(|s| s["ok"].as_u64()).sum();
