@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what mesh needs, builds it, and runs `mesh demo`: the local
+# clusters west and east linked by mesh, podinfo in both, and the failover
+# controller moving traffic by success rate as west's podinfo breaks and
+# recovers. Extra arguments go to `mesh demo` (`--down` removes the
+# clusters at the end).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+"$REPO_ROOT/scripts/setup.sh"
+export PATH="$HOME/.cargo/bin:$PATH"
+cd "$REPO_ROOT"
+step "building mesh (release)"
+cargo build --release --quiet --workspace --bins
+ok "built target/release/mesh and the programs the clusters run"
+exec target/release/mesh demo "$@"
