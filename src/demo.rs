@@ -52,7 +52,7 @@ pub struct DemoArgs {
     )]
     pub wan_delay: String,
     /// Remove the clusters at the end instead of leaving them up to explore.
-    #[arg(long)]
+    #[arg(long, env = "MESH_DEMO_DOWN")]
     pub down: bool,
 }
 

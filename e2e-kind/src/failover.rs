@@ -1,10 +1,15 @@
-//! The failover scenario on the linked pair: podinfo in west (primary) and
+//! The failover scenarios on the linked pair: podinfo in west (primary) and
 //! east (exported, `podinfo-east` in west), the docs' TrafficSplit with a
 //! retryable route, the failover controller installed with `mesh failover
 //! install`, and a meshed load pod in west sending 50 requests a second.
-//! A bad deploy (Ready, every answer a 500) moves the traffic to east; the
-//! fixed deploy brings it back after the hold time, through the failback
-//! ramp; a full outage (no pod) moves it again; no GET fails throughout.
+//!
+//! - A bad deploy (Ready, every answer a 500) moves the traffic to east; the
+//!   fixed deploy brings it back after the hold time, through the failback
+//!   ramp; a brown-out (30 % of answers 500, from one instant) moves it in
+//!   steps; a full outage (no pod) moves it again; no GET fails throughout.
+//! - With a second, local secondary, a primary outage spreads the traffic
+//!   over east and the local one; cutting the WAN then moves it all to the
+//!   local one.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -219,17 +224,17 @@ async fn scale(client: &kube::Client, ns: &str, replicas: i32) -> anyhow::Result
     Ok(())
 }
 
-/// The scenario (see the module's documentation).
-pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
-    p: &impl Provider,
-) -> anyhow::Result<()> {
+/// The set-up both scenarios share: podinfo exported from east, podinfo in
+/// west, `split` (YAML) and the retryable route applied, and the load pod
+/// running; returns the export.
+async fn start(p: &impl Provider, prefix: &str, split: &str) -> anyhow::Result<Exported> {
     ensure_linked(p).await?;
     ensure_failover_installed(p).await?;
-    let exported = Exported::start(p, "e2e-fo").await?;
+    let exported = Exported::start(p, prefix).await?;
     let ns = exported.ns.clone();
     let west = p.client(Cluster::West);
     deploy_podinfo(&west, &ns).await?;
-    kube_util::apply(&west, &ns, &docs_split()).await?;
+    kube_util::apply(&west, &ns, split).await?;
     kube_util::apply(&west, &ns, &RETRYABLE_GETS.replace("NAMESPACE", &ns)).await?;
     let load: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "load", "labels": {"app": "load"}},
@@ -245,6 +250,33 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     Api::<Pod>::namespaced(west.clone(), &ns)
         .create(&PostParams::default(), &load)
         .await?;
+    Ok(exported)
+}
+
+/// Sets the share of 500s every west podinfo pod answers, from now on.
+async fn chaos(client: &kube::Client, ns: &str, share: f64) -> anyhow::Result<()> {
+    let pods = kube_util::ready_pods(client, ns, "app=podinfo").await?;
+    for pod in pods.iter().filter_map(|p| p.metadata.name.as_deref()) {
+        mesh_api::kube_client::pod_request(
+            client,
+            http::Method::POST,
+            ns,
+            pod,
+            9898,
+            &format!("/chaos/errors/{share}"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The first scenario (see the module's documentation).
+pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    let exported = start(p, "e2e-fo", &docs_split()).await?;
+    let ns = exported.ns.clone();
+    let west = p.client(Cluster::West);
     until_traffic(p, &exported, false, 1.0, Instant::now(), ROLLOUT).await?;
     let status = split_status(p, &ns).await?;
     anyhow::ensure!(
@@ -295,6 +327,36 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     let took = until_traffic(p, &exported, false, 0.99, fixed, ROLLOUT).await?;
     eprintln!("fixed deploy: back on west {took:?} after the fix began (hold 10 s, ramp 4 × 2 s)");
 
+    // A brown-out from one instant: 30 % of answers are 500.
+    chaos(&west, &ns, 0.3).await?;
+    let mut states: Vec<String> = Vec::new();
+    let deadline = Instant::now() + ROLLOUT;
+    while states.last().map(String::as_str) != Some("FailedOver") {
+        let state = split_status(p, &ns).await?["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no failover on a brown-out: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    anyhow::ensure!(
+        states.iter().any(|s| s == "FailingOver"),
+        "a brown-out moves the traffic in steps: {states:?}"
+    );
+    chaos(&west, &ns, 0.0).await?;
+    wait_for(
+        "back on the primary after the brown-out",
+        ROLLOUT * 2,
+        || async { Ok(split_status(p, &ns).await?["state"] == "Primary") },
+    )
+    .await?;
+
     // A full outage: no podinfo pod in west at all.
     let gone = Instant::now();
     scale(&west, &ns, 0).await?;
@@ -309,6 +371,54 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
         failed == 0,
         "no GET failed through a bad deploy, its fix and an outage ({failed} of {})",
         ok + failed
+    );
+    scale(&west, &ns, 2).await?;
+    exported.remove(p).await;
+    Ok(())
+}
+
+/// The second scenario (see the module's documentation).
+pub async fn mesh_failover_wan_cut_moves_traffic_to_the_local_secondary(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    let split = docs_split().replace(
+        "      weight: 0\n",
+        "      weight: 0\n    - service: podinfo-backup\n      weight: 0\n",
+    );
+    let exported = start(p, "e2e-fo-wan", &split).await?;
+    let ns = exported.ns.clone();
+    let west = p.client(Cluster::West);
+    let backup = crate::scenarios::PODINFO
+        .replace("name: podinfo\n", "name: podinfo-backup\n")
+        .replace("app: podinfo", "app: podinfo-backup");
+    kube_util::apply(&west, &ns, &backup).await?;
+    kube_util::wait_rollout(&west, &ns, "podinfo-backup", ROLLOUT).await?;
+    until_traffic(p, &exported, false, 1.0, Instant::now(), ROLLOUT).await?;
+
+    scale(&west, &ns, 0).await?;
+    wait_for(
+        "the traffic spread over east and the local secondary",
+        ROLLOUT,
+        || async {
+            let weights = split_weights(&west, &ns).await?;
+            Ok(weights.len() == 3 && weights[0] == 0 && weights[1] > 0 && weights[2] > 0)
+        },
+    )
+    .await?;
+    p.cut_wan().await?;
+    let moved = wait_for(
+        "all the traffic on the local secondary",
+        ROLLOUT,
+        || async { Ok(split_weights(&west, &ns).await?.get(2) == Some(&100)) },
+    )
+    .await;
+    p.restore_wan().await?;
+    let took = moved?;
+    eprintln!("WAN cut: all the weight on the local secondary {took:?} after the cut");
+    let status = split_status(p, &ns).await?;
+    anyhow::ensure!(
+        status["backends"][1]["health"] == "Down",
+        "east's backend is down while the WAN is cut: {status}"
     );
     scale(&west, &ns, 2).await?;
     exported.remove(p).await;

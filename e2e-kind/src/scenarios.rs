@@ -10,7 +10,10 @@ use kube::Api;
 use kube::api::DeleteParams;
 use serde_json::Value;
 
-pub use crate::failover::mesh_failover_moves_traffic_by_success_rate_and_back;
+pub use crate::failover::{
+    mesh_failover_moves_traffic_by_success_rate_and_back,
+    mesh_failover_wan_cut_moves_traffic_to_the_local_secondary,
+};
 use crate::kube_util::{self, Finished};
 pub use crate::multicluster::{
     mesh_gateway_carries_a_west_call_to_east, mesh_multicluster_check_names_mismatched_anchors,

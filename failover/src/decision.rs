@@ -258,6 +258,10 @@ impl Failover {
         if readiness.gateway_alive == Some(false) {
             return down("its cluster's gateway is not alive");
         }
+        if !s.use_success_rate {
+            // Linkerd's rule: readiness and gateway liveness only.
+            return verdict(Health::Idle);
+        }
         let fast_volume = s.min_rps * s.fast_window.as_secs_f64();
         if fast.total() >= fast_volume.max(3.0) && fast.surely_under(s.hard_threshold) {
             return verdict(Health::Failing(format!(

@@ -44,6 +44,9 @@ pub struct Settings {
     pub failback_steps: Vec<u32>,
     /// Time between failback steps (`failback-step-interval`, 5 s).
     pub failback_interval: Duration,
+    /// Judge backends on success rates too (`use-success-rate`, true);
+    /// `false` is Linkerd's rule: readiness (and gateway liveness) only.
+    pub use_success_rate: bool,
 }
 
 impl Default for Settings {
@@ -61,6 +64,7 @@ impl Default for Settings {
             failover_interval: Duration::from_secs(1),
             failback_steps: vec![10, 25, 50, 100],
             failback_interval: Duration::from_secs(5),
+            use_success_rate: true,
         }
     }
 }
@@ -98,6 +102,7 @@ impl Settings {
             failover_interval: reader.get("failover-step-interval", d.failover_interval, duration),
             failback_steps: reader.get("failback-steps", d.failback_steps, steps),
             failback_interval: reader.get("failback-step-interval", d.failback_interval, duration),
+            use_success_rate: reader.get("use-success-rate", d.use_success_rate, boolean),
         };
         reader.check(
             "hard-failure-threshold",
@@ -198,6 +203,14 @@ fn duration(value: &str) -> Result<Duration, String> {
         .ok_or_else(|| "is not a duration above zero (10s, 500ms)".into())
 }
 
+fn boolean(value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("is not true or false".into()),
+    }
+}
+
 fn rate(value: &str) -> Result<f64, String> {
     value
         .parse::<f64>()
@@ -244,6 +257,7 @@ mod tests {
             ("probe-share", "5%"),
             ("failback-steps", "50%,100%"),
             ("min-rps", "0.5"),
+            ("use-success-rate", "false"),
         ]))
         .expect("valid");
         assert_eq!(settings.threshold, 0.9);
@@ -251,6 +265,7 @@ mod tests {
         assert_eq!(settings.probe_share, 5);
         assert_eq!(settings.failback_steps, vec![50, 100]);
         assert_eq!(settings.min_rps, 0.5);
+        assert!(!settings.use_success_rate);
     }
 
     #[test]

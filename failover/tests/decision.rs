@@ -323,3 +323,28 @@ fn a_restarted_controller_resumes_its_phase() {
     );
     assert_eq!(fresh.phase().name(), "Primary");
 }
+
+#[test]
+fn readiness_only_never_sees_a_bad_deploy() {
+    let mut sim = Sim::new(&["podinfo", "podinfo-east"]);
+    sim.failover = Failover::new(
+        Settings {
+            use_success_rate: false,
+            ..Settings::default()
+        },
+        vec!["podinfo".into(), "podinfo-east".into()],
+        0,
+        vec![1, 0],
+        None,
+    );
+    sim.run(20);
+    sim.backends[0].success = 0.0;
+    sim.run(60);
+    assert!(
+        sim.transitions.is_empty(),
+        "Linkerd's rule: Ready pods answering 500 keep their traffic"
+    );
+    sim.backends[0].ready = 0;
+    sim.run(1);
+    assert_eq!(sim.weights(), [0, 100]);
+}

@@ -53,10 +53,26 @@ pub async fn pod_get(
     port: u16,
     path: &str,
 ) -> anyhow::Result<String> {
+    pod_request(client, http::Method::GET, namespace, name, port, path).await
+}
+
+/// Sends `method path` to port `port` of pod `namespace/name` through the
+/// API server's pod proxy; the body of its answer.
+pub async fn pod_request(
+    client: &kube::Client,
+    method: http::Method,
+    namespace: &str,
+    name: &str,
+    port: u16,
+    path: &str,
+) -> anyhow::Result<String> {
     let uri = format!("/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy{path}");
-    let request = http::Request::get(&uri).body(Vec::new())?;
+    let request = http::Request::builder()
+        .method(method.clone())
+        .uri(&uri)
+        .body(Vec::new())?;
     client
         .request_text(request)
         .await
-        .with_context(|| format!("GET {path} from pod {namespace}/{name}:{port}"))
+        .with_context(|| format!("{method} {path} to pod {namespace}/{name}:{port}"))
 }

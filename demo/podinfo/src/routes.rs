@@ -6,6 +6,7 @@
 //! | `GET /version` | `{"version", "commit"}` |
 //! | `GET /healthz`, `GET /readyz` | `{"status":"OK"}`, or 503 when disabled |
 //! | `POST /readyz/enable`, `POST /readyz/disable` | flip readiness (as podinfo) |
+//! | `POST /chaos/errors/{share}` | ours: answer that share (0–1) of requests with 500 from now on |
 //! | `GET /status/{code}` | that status, `{"status": code}` |
 //! | `GET /delay/{seconds}` | answers after that long, `{"delay": seconds}` |
 //! | `GET /env` | the process environment, `["K=V", …]` |
@@ -79,6 +80,19 @@ impl App {
             (&Method::POST, "/healthz/disable") => {
                 self.healthy.store(false, Ordering::SeqCst);
                 accepted()
+            }
+            (&Method::POST, chaos) if chaos.starts_with("/chaos/errors/") => {
+                let share = chaos.trim_start_matches("/chaos/errors/");
+                match share.parse::<f64>() {
+                    Ok(rate) if (0.0..=1.0).contains(&rate) => {
+                        self.faults.set_error_rate(rate);
+                        reply(StatusCode::ACCEPTED, json!({"errorRate": rate}))
+                    }
+                    _ => reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"code": 400, "message": format!("{share:?} is not a share from 0 to 1")}),
+                    ),
+                }
             }
             _ => {
                 let delay = self.faults.delay();
