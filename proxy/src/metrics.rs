@@ -143,6 +143,16 @@ impl HttpMetrics {
         self.actual_responses.get_or_create(&labels).inc();
     }
 
+    /// The outcome of an attempt about to be sent: recorded with
+    /// [`PendingOutcome::record`], or as a failure if it is dropped first
+    /// (the attempt was given up before its answer).
+    pub fn outcome_on_drop(&self, labels: &Labels) -> PendingOutcome {
+        PendingOutcome {
+            metrics: self.clone(),
+            labels: Some(labels.clone()),
+        }
+    }
+
     /// Counts a retry sent.
     pub fn retry(&self, labels: &Labels) {
         self.retries.get_or_create(labels).inc();
@@ -173,6 +183,30 @@ impl HttpMetrics {
             with_status.push(("grpc_status", code.to_string()));
         }
         self.responses.get_or_create(&with_status).inc();
+    }
+}
+
+/// An attempt's outcome not yet known; a failure unless recorded.
+#[derive(Debug)]
+pub struct PendingOutcome {
+    metrics: HttpMetrics,
+    labels: Option<Labels>,
+}
+
+impl PendingOutcome {
+    /// Records what the attempt got.
+    pub fn record(mut self, failed: bool) {
+        if let Some(labels) = self.labels.take() {
+            self.metrics.attempt_outcome(&labels, failed);
+        }
+    }
+}
+
+impl Drop for PendingOutcome {
+    fn drop(&mut self) {
+        if let Some(labels) = self.labels.take() {
+            self.metrics.attempt_outcome(&labels, true);
+        }
     }
 }
 

@@ -581,6 +581,9 @@ impl Outbound {
             };
             let request = rebuild(&parts, body);
             let inflight = member.start();
+            // An attempt given up before its answer (the caller hung up or
+            // timed out) counts as a failure of that backend.
+            let outcome = self.http_metrics.outcome_on_drop(&attempt_labels);
             let result = member.client.send(request).await;
             let failed = match &result {
                 Ok(response) => {
@@ -598,7 +601,7 @@ impl Outbound {
                 Err(_) => true,
             };
             inflight.finish(!failed);
-            self.http_metrics.attempt_outcome(&attempt_labels, failed);
+            outcome.record(failed);
             if failed && retryable {
                 if logical.budget(profile.as_deref()).withdraw(Instant::now()) {
                     tried.extend(target.authority().map(str::to_owned));

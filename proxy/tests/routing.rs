@@ -230,6 +230,38 @@ async fn a_primary_without_endpoints_is_skipped_at_once() {
 }
 
 #[tokio::test]
+async fn an_attempt_given_up_before_its_answer_counts_as_a_failure() {
+    let mesh = Mesh::start().await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    mesh.app("web-1", 8080).await;
+    let gave_up = mesh
+        .client
+        .run(async {
+            tokio::time::timeout(
+                Duration::from_millis(500),
+                get("http://10.96.0.10/delay/5000"),
+            )
+            .await
+        })
+        .await;
+    assert!(gave_up.is_err(), "the caller gave up before the answer");
+    let mut failures = 0.0;
+    for _ in 0..50 {
+        let metrics = mesh.client_metrics().await;
+        failures = sample(
+            &metrics,
+            "route_actual_response_total",
+            &["dst_pod=\"web-1\"", "classification=\"failure\""],
+        );
+        if failures > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(failures, 1.0, "a hung backend shows in its failures");
+}
+
+#[tokio::test]
 async fn an_endpoint_change_under_load_fails_no_request() {
     let mesh = Mesh::start().await;
     mesh.web(DestinationProfile::default(), meshed(&[(8081, "a")]));
