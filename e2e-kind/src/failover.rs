@@ -10,6 +10,8 @@
 //! - With a second, local secondary, a primary outage spreads the traffic
 //!   over east and the local one; cutting the WAN then moves it all to the
 //!   local one.
+//! - Noise just above the threshold moves nothing for two minutes; a
+//!   relapse during the failback ramp aborts it.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -421,6 +423,59 @@ pub async fn mesh_failover_wan_cut_moves_traffic_to_the_local_secondary(
         "east's backend is down while the WAN is cut: {status}"
     );
     scale(&west, &ns, 2).await?;
+    exported.remove(p).await;
+    Ok(())
+}
+
+/// The third scenario: errors hovering just above the threshold (3 % for
+/// two minutes, under a 95 % threshold) move nothing; a primary that
+/// relapses during its failback ramp sends the traffic back to east, and
+/// the status says the failback was aborted.
+pub async fn mesh_failover_ignores_noise_and_aborts_a_relapsing_failback(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    let exported = start(p, "e2e-fo-noise", &docs_split()).await?;
+    let ns = exported.ns.clone();
+    let west = p.client(Cluster::West);
+    until_traffic(p, &exported, false, 1.0, Instant::now(), ROLLOUT).await?;
+    wait_for("managed", ROLLOUT, || async {
+        Ok(split_status(p, &ns).await?["state"] == "Primary")
+    })
+    .await?;
+
+    chaos(&west, &ns, 0.03).await?;
+    let noisy = Instant::now();
+    while noisy.elapsed() < Duration::from_secs(120) {
+        let status = split_status(p, &ns).await?;
+        anyhow::ensure!(
+            status["state"] == "Primary" && status.get("lastTransition").is_none(),
+            "3 % errors under a 95 % threshold moved the split after {:?}: {status}",
+            noisy.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+
+    chaos(&west, &ns, 1.0).await?;
+    until_failed_over(p, &ns, Instant::now()).await?;
+    chaos(&west, &ns, 0.0).await?;
+    wait_for("the failback ramp started", ROLLOUT, || async {
+        Ok(split_status(p, &ns).await?["state"] == "FailingBack")
+    })
+    .await?;
+    chaos(&west, &ns, 0.5).await?;
+    wait_for("the ramp aborted", ROLLOUT, || async {
+        let status = split_status(p, &ns).await?;
+        Ok(status["state"] == "FailedOver"
+            && status["lastTransition"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("failback aborted")))
+    })
+    .await?;
+    anyhow::ensure!(
+        split_weights(&west, &ns).await?.get(1).is_some_and(|w| *w >= 99),
+        "the traffic is back on east"
+    );
+    chaos(&west, &ns, 0.0).await?;
     exported.remove(p).await;
     Ok(())
 }
