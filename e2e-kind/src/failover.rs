@@ -472,7 +472,10 @@ pub async fn mesh_failover_ignores_noise_and_aborts_a_relapsing_failback(
     })
     .await?;
     anyhow::ensure!(
-        split_weights(&west, &ns).await?.get(1).is_some_and(|w| *w >= 99),
+        split_weights(&west, &ns)
+            .await?
+            .get(1)
+            .is_some_and(|w| *w >= 99),
         "the traffic is back on east"
     );
     chaos(&west, &ns, 0.0).await?;
