@@ -6,10 +6,4 @@
 # clusters at the end).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-"$REPO_ROOT/scripts/setup.sh"
-export PATH="$HOME/.cargo/bin:$PATH"
-cd "$REPO_ROOT"
-step "building mesh (release)"
-cargo build --release --quiet --workspace --bins
-ok "built target/release/mesh and the programs the clusters run"
-exec target/release/mesh demo "$@"
+setup_build_and_run_mesh demo "$@"

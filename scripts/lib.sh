@@ -13,3 +13,15 @@ note() { printf '%s%s%s\n' "$_dim" "$*" "$_off" >&2; }
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export REPO_ROOT
+
+# Installs what mesh needs, builds the workspace's programs (release) and
+# replaces this shell with `target/release/mesh "$@"`.
+setup_build_and_run_mesh() {
+  "$REPO_ROOT/scripts/setup.sh"
+  export PATH="$HOME/.cargo/bin:$PATH"
+  cd "$REPO_ROOT"
+  step "building mesh (release)"
+  cargo build --release --quiet --workspace --bins
+  ok "built target/release/mesh and the programs the clusters run"
+  exec target/release/mesh "$@"
+}
