@@ -223,8 +223,7 @@ impl Exported {
             "a meshed west pod reaches east's podinfo through the gateway: {}",
             answer.logs
         );
-        let answered: Value = serde_json::from_str(answer.logs.trim())
-            .map_err(|e| anyhow::anyhow!("podinfo's answer {:?}: {e}", answer.logs))?;
+        let answered = podinfo_answer(&answer.logs)?;
         let host = answered["hostname"].as_str().unwrap_or_default().to_owned();
         anyhow::ensure!(
             self.east_pods.contains(&host),
@@ -238,6 +237,13 @@ impl Exported {
         kube_util::delete_namespace(&p.client(Cluster::West), &self.ns).await;
         kube_util::delete_namespace(&p.client(Cluster::East), &self.ns).await;
     }
+}
+
+/// podinfo's JSON answer in a curl pod's output: the last line (curl's own
+/// messages about attempts it retried come first).
+fn podinfo_answer(logs: &str) -> anyhow::Result<Value> {
+    let last = logs.trim().lines().last().unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| anyhow::anyhow!("podinfo's answer {logs:?}: {e}"))
 }
 
 /// East's row of `mesh --context=west multicluster gateways -o json`.
@@ -625,8 +631,7 @@ pub async fn mesh_multicluster_statefulset_pods_are_reached_by_name(
             "a meshed west pod reaches {url}: {}",
             answer.logs
         );
-        let answered: Value = serde_json::from_str(answer.logs.trim())
-            .map_err(|e| anyhow::anyhow!("podinfo's answer {:?}: {e}", answer.logs))?;
+        let answered = podinfo_answer(&answer.logs)?;
         anyhow::ensure!(
             answered["hostname"] == pod,
             "{url} is answered by east's {pod}: {answered}"
