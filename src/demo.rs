@@ -20,7 +20,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{LogParams, Patch, PatchParams};
 use mesh_api::crds::traffic_split::TrafficSplit;
-use mesh_api::labels::FAILOVER_STATUS_ANNOTATION;
 use mesh_clusters::local::{self, UpOptions};
 use mesh_clusters::progress::Step;
 use mesh_clusters::topology::Side;
@@ -521,20 +520,10 @@ impl Story {
         let split = Api::<TrafficSplit>::namespaced(self.client.clone(), NS)
             .get("podinfo")
             .await?;
-        let weights: Vec<u32> = split
-            .spec
-            .backends
-            .iter()
-            .map(|b| b.weight_units().unwrap_or(0) / 10_000)
-            .collect();
-        let status: SplitStatus = split
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(FAILOVER_STATUS_ANNOTATION))
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        Ok((status, weights))
+        Ok((
+            SplitStatus::of(&split).unwrap_or_default(),
+            split.spec.percentages(),
+        ))
     }
 
     /// Prints the state, weights and the client's last second whenever

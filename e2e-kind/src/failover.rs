@@ -143,14 +143,7 @@ async fn split_weights(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<u3
     let split = Api::<mesh_api::crds::traffic_split::TrafficSplit>::namespaced(client.clone(), ns)
         .get("podinfo")
         .await?;
-    let units: Vec<u64> = split
-        .spec
-        .backends
-        .iter()
-        .map(|b| u64::from(b.weight_units().unwrap_or(0)))
-        .collect();
-    let total = units.iter().sum::<u64>().max(1);
-    Ok(units.iter().map(|u| (u * 100 / total) as u32).collect())
+    Ok(split.spec.percentages())
 }
 
 /// Waits until the controller has given east at least 99 % of the weight;

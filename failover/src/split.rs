@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_api::labels::{FAILOVER_PRIMARY_SERVICE, FAILOVER_STATUS_ANNOTATION};
 
-use crate::decision::TOTAL_WEIGHT;
 use crate::settings::{PREFIX, Settings};
 use crate::signals::BackendKey;
 use crate::status::SplitStatus;
@@ -108,10 +107,7 @@ impl ManagedSplit {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let resumed_state = annotations
-            .get(FAILOVER_STATUS_ANNOTATION)
-            .and_then(|s| serde_json::from_str::<SplitStatus>(s).ok())
-            .map(|s| s.state);
+        let resumed_state = SplitStatus::of(split).map(|s| s.state);
         Ok(Self {
             namespace,
             name,
@@ -152,14 +148,7 @@ impl ManagedSplit {
 
     /// The weights now, as percentages (what the controller writes).
     pub fn percentages(&self) -> Vec<u32> {
-        let total: u64 = self.weights.iter().map(|w| u64::from(*w)).sum();
-        if total == 0 {
-            return vec![0; self.weights.len()];
-        }
-        self.weights
-            .iter()
-            .map(|w| (u64::from(*w) * u64::from(TOTAL_WEIGHT) / total) as u32)
-            .collect()
+        mesh_api::crds::traffic_split::percentages(&self.weights)
     }
 
     /// Whether the split already has `weights` (in proportion: `1, 0` is

@@ -3,6 +3,8 @@
 //! status`): its phase, each backend's weight and health with the numbers,
 //! the last transition and why, and the errors that keep it from acting.
 
+use mesh_api::crds::traffic_split::TrafficSplit;
+use mesh_api::labels::FAILOVER_STATUS_ANNOTATION;
 use serde::{Deserialize, Serialize};
 
 use crate::decision::{BackendHealth, Health};
@@ -89,6 +91,17 @@ impl BackendStatus {
 }
 
 impl SplitStatus {
+    /// What the controller last wrote on `split`, when it wrote something
+    /// readable.
+    pub fn of(split: &TrafficSplit) -> Option<Self> {
+        let annotation = split
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(FAILOVER_STATUS_ANNOTATION)?;
+        serde_json::from_str(annotation).ok()
+    }
+
     /// What changed since `other` that is worth writing at once: the
     /// state, weights, verdicts, transition, note or errors (not the
     /// numbers, which are written at most every few seconds).

@@ -146,10 +146,11 @@ impl HttpMetrics {
     /// The outcome of an attempt about to be sent: recorded with
     /// [`PendingOutcome::record`], or as a failure if it is dropped first
     /// (the attempt was given up before its answer).
-    pub fn outcome_on_drop(&self, labels: &Labels) -> PendingOutcome {
+    pub fn outcome_on_drop<'a>(&'a self, labels: &'a Labels) -> PendingOutcome<'a> {
         PendingOutcome {
-            metrics: self.clone(),
-            labels: Some(labels.clone()),
+            metrics: self,
+            labels,
+            recorded: false,
         }
     }
 
@@ -188,24 +189,24 @@ impl HttpMetrics {
 
 /// An attempt's outcome not yet known; a failure unless recorded.
 #[derive(Debug)]
-pub struct PendingOutcome {
-    metrics: HttpMetrics,
-    labels: Option<Labels>,
+pub struct PendingOutcome<'a> {
+    metrics: &'a HttpMetrics,
+    labels: &'a Labels,
+    recorded: bool,
 }
 
-impl PendingOutcome {
+impl PendingOutcome<'_> {
     /// Records what the attempt got.
     pub fn record(mut self, failed: bool) {
-        if let Some(labels) = self.labels.take() {
-            self.metrics.attempt_outcome(&labels, failed);
-        }
+        self.recorded = true;
+        self.metrics.attempt_outcome(self.labels, failed);
     }
 }
 
-impl Drop for PendingOutcome {
+impl Drop for PendingOutcome<'_> {
     fn drop(&mut self) {
-        if let Some(labels) = self.labels.take() {
-            self.metrics.attempt_outcome(&labels, true);
+        if !self.recorded {
+            self.metrics.attempt_outcome(self.labels, true);
         }
     }
 }

@@ -6,7 +6,7 @@
 use kube::Api;
 use kube::api::ListParams;
 use mesh_api::crds::traffic_split::TrafficSplit;
-use mesh_api::labels::{FAILOVER_CONTROLLED_BY, FAILOVER_STATUS_ANNOTATION};
+use mesh_api::labels::FAILOVER_CONTROLLED_BY;
 use mesh_failover::status::SplitStatus;
 use serde::Serialize;
 
@@ -40,12 +40,7 @@ pub async fn rows(client: &kube::Client, namespace: Option<&str>) -> anyhow::Res
         .items
         .into_iter()
         .map(|split| {
-            let status = split
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(FAILOVER_STATUS_ANNOTATION))
-                .and_then(|s| serde_json::from_str(s).ok());
+            let status = SplitStatus::of(&split);
             Row {
                 namespace: split.metadata.namespace.unwrap_or_default(),
                 name: split.metadata.name.unwrap_or_default(),

@@ -83,12 +83,7 @@ impl Bench {
         let split = Api::<TrafficSplit>::namespaced(self.west.clone(), NS)
             .get("podinfo")
             .await?;
-        Ok(split
-            .spec
-            .backends
-            .iter()
-            .map(|b| b.weight_units().unwrap_or(0) / 10_000)
-            .collect())
+        Ok(split.spec.percentages())
     }
 
     async fn annotate(&self, annotations: &[(&str, Option<&str>)]) -> anyhow::Result<()> {

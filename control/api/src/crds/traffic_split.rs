@@ -36,6 +36,32 @@ pub struct Backend {
     pub weight: serde_json::Value,
 }
 
+impl TrafficSplitSpec {
+    /// Each backend's share of the summed weights, in whole percent (`1, 0`
+    /// is `100, 0`; a weight that is not one counts as 0; all zero when
+    /// they sum to 0).
+    pub fn percentages(&self) -> Vec<u32> {
+        let units: Vec<u32> = self
+            .backends
+            .iter()
+            .map(|b| b.weight_units().unwrap_or(0))
+            .collect();
+        percentages(&units)
+    }
+}
+
+/// `units` as whole percentages of their sum (all zero when it is 0).
+pub fn percentages(units: &[u32]) -> Vec<u32> {
+    let total: u64 = units.iter().map(|u| u64::from(*u)).sum();
+    if total == 0 {
+        return vec![0; units.len()];
+    }
+    units
+        .iter()
+        .map(|u| (u64::from(*u) * 100 / total) as u32)
+        .collect()
+}
+
 impl Backend {
     /// The weight in ten-thousandths (`1` → 10 000, `500m` → 5 000), as
     /// the destination service sends it; `None` when it is not a
@@ -73,5 +99,12 @@ mod tests {
         assert_eq!(units(serde_json::json!("1")), Some(10_000));
         assert_eq!(units(serde_json::json!(-1)), None);
         assert_eq!(units(serde_json::json!("lots")), None);
+    }
+
+    #[test]
+    fn percentages_of_the_summed_weights() {
+        assert_eq!(percentages(&[10_000, 0]), [100, 0]);
+        assert_eq!(percentages(&[10_000, 990_000]), [1, 99]);
+        assert_eq!(percentages(&[0, 0]), [0, 0]);
     }
 }
