@@ -1,6 +1,9 @@
-//! What every cluster of a pair gets once its node is Ready: today CoreDNS,
-//! as the `kube-dns` Service in `kube-system` (`clusters/addons/`), run by
-//! the node agent like any other pod.
+//! What every cluster of a pair gets once its node is Ready: CoreDNS, as
+//! the `kube-dns` Service in `kube-system` (`clusters/addons/`), run by the
+//! node agent like any other pod; and, as kubeadm publishes it, the
+//! `kube-public/cluster-info` ConfigMap naming the API server at the
+//! address other clusters reach (the node's WAN address), which is where
+//! `mesh multicluster link` finds it.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -48,6 +51,34 @@ pub async fn install_dns(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Publishes `server` (with the cluster CA `ca_pem`) in ConfigMap
+/// `kube-public/cluster-info`, key `kubeconfig`, in kubeadm's shape.
+pub async fn publish_cluster_info(
+    client: &Client,
+    server: &str,
+    ca_pem: &str,
+) -> anyhow::Result<()> {
+    use base64::Engine;
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "", "cluster": {
+            "server": server,
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+        }}],
+        "contexts": [],
+        "users": [],
+    });
+    let map = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+        "data": {"kubeconfig": serde_saphyr::to_string(&kubeconfig)?},
+    });
+    apply_yaml(client, &serde_json::to_string(&map)?).await?;
+    Ok(())
 }
 
 #[cfg(test)]

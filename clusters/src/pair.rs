@@ -344,6 +344,17 @@ async fn start_cluster(
             )
             .await
             .map_err(|e| anyhow::anyhow!("cluster {name}: {e:#}"))?;
+            let ca = std::fs::read_to_string(pki.join(CA_CERT))?;
+            let wan_server = format!(
+                "https://{}:{}",
+                net.wan_ip,
+                crate::control_plane::NODE_APISERVER_PORT
+            );
+            addons::publish_cluster_info(&client, &wan_server, &ca)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cluster {name}: publishing kube-public/cluster-info: {e:#}")
+                })?;
             return Ok(plane);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -64,6 +64,9 @@ struct Mirror {
     mirrors: Option<(String, LocalViews)>,
     remote: Option<Remote>,
     report: Report,
+    /// The linked API's reachability as last noted in `report`.
+    noted_remote: Option<Result<(), String>>,
+    metrics: MirrorMetrics,
     status: StatusWriter,
 }
 
@@ -78,7 +81,7 @@ pub async fn run(
     tokio::pin!(stop);
     let changed = Arc::new(Notify::new());
     let (settings, settings_rx) = watch::channel(None);
-    let health = spawn_prober(settings_rx, metrics, changed.clone());
+    let health = spawn_prober(settings_rx, metrics.clone(), changed.clone());
     let mut mirror = Mirror {
         local,
         namespace,
@@ -89,6 +92,8 @@ pub async fn run(
         mirrors: None,
         remote: None,
         report: Report::default(),
+        noted_remote: None,
+        metrics,
         status: StatusWriter::default(),
     };
     let mut next_refresh = Instant::now();
@@ -121,9 +126,7 @@ impl Mirror {
             Err(e) => {
                 tracing::warn!("{e}; the mirrors stay as they are");
                 self.report.valid = Some(Err(e.to_string()));
-                self.status
-                    .write(&links, &self.name, self.report.clone())
-                    .await;
+                self.write_status(&links).await;
                 return RETRY;
             }
         };
@@ -228,9 +231,7 @@ impl Mirror {
         let (Some(settings), Some(health), Some((_, mirrors)), Some(remote)) =
             (settings, health, &self.mirrors, &self.remote)
         else {
-            self.status
-                .write(&links, &self.name, self.report.clone())
-                .await;
+            self.write_status(&links).await;
             return;
         };
         self.report.gateway = Some((health.alive, gateway_message(&settings, &health)));
@@ -285,8 +286,25 @@ impl Mirror {
                 }
             }
         }
+        self.write_status(&links).await;
+    }
+
+    /// Writes the Link's status, first timing any change in how the linked
+    /// API is reached (and counting it in the metrics).
+    async fn write_status(&mut self, links: &Api<Link>) {
+        if self.report.remote != self.noted_remote {
+            let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            );
+            let newly_failed = self.report.note_remote(self.noted_remote.as_ref(), now);
+            if let Some((cluster, _)) = &self.mirrors {
+                let reachable = matches!(self.report.remote, Some(Ok(())));
+                self.metrics.record_remote(cluster, reachable, newly_failed);
+            }
+            self.noted_remote = self.report.remote.clone();
+        }
         self.status
-            .write(&links, &self.name, self.report.clone())
+            .write(links, &self.name, self.report.clone())
             .await;
     }
 }

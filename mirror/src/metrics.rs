@@ -1,6 +1,8 @@
 //! The mirror's metrics, Linkerd's names labelled `target_cluster_name`:
 //! `gateway_enabled`, `gateway_alive`, `gateway_latency`,
-//! `gateway_probe_latency_ms` and `gateway_probes`.
+//! `gateway_probe_latency_ms` and `gateway_probes`; and ours for the linked
+//! API as the mirror itself reaches it: `remote_api_reachable` and
+//! `remote_api_errors_total`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -26,6 +28,8 @@ pub struct MirrorMetrics {
     latency: Family<ClusterLabel, Gauge<f64, AtomicU64>>,
     probe_latency: Family<ClusterLabel, Histogram>,
     probes: Family<ClusterLabel, Counter>,
+    remote_reachable: Family<ClusterLabel, Gauge>,
+    remote_errors: Family<ClusterLabel, Counter>,
 }
 
 impl MirrorMetrics {
@@ -42,6 +46,8 @@ impl MirrorMetrics {
                 ])
             }),
             probes: Family::default(),
+            remote_reachable: Family::default(),
+            remote_errors: Family::default(),
         };
         registry.register(
             "gateway_enabled",
@@ -68,7 +74,31 @@ impl MirrorMetrics {
             "Probes sent to the gateway",
             metrics.probes.clone(),
         );
+        registry.register(
+            "remote_api_reachable",
+            "Whether the mirror's view of the linked cluster's API is complete and current",
+            metrics.remote_reachable.clone(),
+        );
+        registry.register(
+            "remote_api_errors",
+            "Times the mirror lost the linked cluster's API (or failed to reach it at first)",
+            metrics.remote_errors.clone(),
+        );
         metrics
+    }
+
+    /// Records whether `cluster`'s API is reached now; `newly_failed` counts
+    /// one more error.
+    pub fn record_remote(&self, cluster: &str, reachable: bool, newly_failed: bool) {
+        let label = ClusterLabel {
+            target_cluster_name: cluster.to_owned(),
+        };
+        self.remote_reachable
+            .get_or_create(&label)
+            .set(i64::from(reachable));
+        if newly_failed {
+            self.remote_errors.get_or_create(&label).inc();
+        }
     }
 
     /// Records one probe of `cluster`'s gateway and what it concluded.

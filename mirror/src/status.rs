@@ -3,8 +3,11 @@
 //! changed), how many Services are mirrored and which remote Services were
 //! not, with the reason, and the linked cluster's trust anchors (which
 //! `mesh multicluster check` compares with this cluster's when it cannot
-//! reach the linked API itself). Written only when something in it changed, so a
-//! steady Link costs no API writes.
+//! reach the linked API itself), and the linked API as the mirror itself
+//! experiences it: `lastRemoteSync` (when its view of the linked cluster
+//! last became complete and current) and `lastRemoteError` (the last
+//! failure to reach it, kept after recovery). Written only when something
+//! in it changed, so a steady Link costs no API writes.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
@@ -53,6 +56,30 @@ pub struct Report {
     /// The linked cluster's trust anchors (PEM), or why they could not be
     /// read.
     pub remote_anchors: Option<Result<String, String>>,
+    /// When the view of the linked cluster last became complete and current.
+    pub last_sync: Option<Time>,
+    /// The last error reaching the linked API, and when it happened.
+    pub last_error: Option<(String, Time)>,
+}
+
+impl Report {
+    /// Notes the time of a change of `remote` since `before`: a recovery
+    /// (or first sync) sets `last_sync`, a new error `last_error`; returns
+    /// whether this is a new error.
+    pub fn note_remote(&mut self, before: Option<&Result<(), String>>, now: Time) -> bool {
+        match &self.remote {
+            Some(Ok(())) if !matches!(before, Some(Ok(()))) => {
+                self.last_sync = Some(now);
+                false
+            }
+            Some(Err(e)) if before != Some(&Err(e.clone())) => {
+                let new_failure = !matches!(before, Some(Err(_)));
+                self.last_error = Some((e.clone(), now));
+                new_failure
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The status last written, to write only changes.
@@ -87,6 +114,10 @@ impl StatusWriter {
                     Some(Ok(pem)) => serde_json::json!({"pem": pem}),
                     Some(Err(error)) => serde_json::json!({"error": error}),
                 },
+                "lastRemoteSync": report.last_sync,
+                "lastRemoteError": report.last_error.as_ref().map(|(message, time)| {
+                    serde_json::json!({"message": message, "time": time})
+                }),
             }
         });
         match links
@@ -163,6 +194,38 @@ mod tests {
 
     fn at(seconds: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(seconds).expect("time"))
+    }
+
+    #[test]
+    fn a_sync_and_an_error_are_timed_when_they_change() {
+        let mut report = Report {
+            remote: Some(Err("connect refused".into())),
+            ..Report::default()
+        };
+        assert!(report.note_remote(None, at(1)), "the first failure counts");
+        assert_eq!(report.last_error, Some(("connect refused".into(), at(1))));
+        let before = report.remote.clone();
+        assert!(
+            !report.note_remote(before.as_ref(), at(2)),
+            "the same error again is not new"
+        );
+        assert_eq!(report.last_error.as_ref().map(|e| e.1.clone()), Some(at(1)));
+        assert_eq!(report.last_sync, None, "never synced");
+        report.remote = Some(Ok(()));
+        assert!(!report.note_remote(before.as_ref(), at(3)));
+        assert_eq!(report.last_sync, Some(at(3)));
+        assert_eq!(
+            report.last_error.as_ref().map(|e| e.0.as_str()),
+            Some("connect refused"),
+            "the last error stays on record after recovery"
+        );
+        let synced = report.remote.clone();
+        assert!(!report.note_remote(synced.as_ref(), at(4)));
+        assert_eq!(
+            report.last_sync,
+            Some(at(3)),
+            "a steady view keeps its sync time"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::report::{Outcome, Problem, Report};
 
 /// Certificates closer than this to their end get a warning.
 const RENEW_WITHIN: Duration = Duration::from_secs(60 * 24 * 3600);
-const INJECTOR_SECRET: &str = "linkerd-proxy-injector-k8s-tls";
+use crate::install::existing::INJECTOR_SECRET;
 
 /// The certificate checks; the trust anchors (PEM) when they could be read.
 pub async fn check(client: &kube::Client, report: &mut Report) -> Option<String> {
@@ -127,8 +127,9 @@ const ANCHOR_HINT: &str = "rotate the trust anchors: add the new root to the bun
      restart proxies, then drop the old root";
 const ISSUER_HINT: &str = "issue a new issuer certificate from a trust anchor and update the \
      linkerd-identity-issuer Secret (tls.crt, tls.key); the identity service picks it up without a restart";
-const WEBHOOK_HINT: &str = "re-run `mesh install | kubectl apply -f -` to get a new webhook certificate, \
-     then `kubectl -n linkerd rollout restart deploy/linkerd-proxy-injector`";
+const WEBHOOK_HINT: &str = "for a new webhook certificate, `kubectl -n linkerd delete secret linkerd-proxy-injector-k8s-tls` \
+     and re-apply `mesh install | kubectl apply -f -` (it renders a new one and keeps the trust anchors and issuer); \
+     the injector serves it within a minute, without a restart";
 
 /// A cluster's trust anchors bundle and where it was read.
 pub(crate) struct Anchors {

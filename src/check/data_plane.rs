@@ -3,6 +3,12 @@
 //! CLI's version, and holding a valid certificate (read from each proxy's
 //! `identity_cert_expiration_timestamp_seconds` through the API server's
 //! pod proxy).
+//!
+//! A data-plane pod is one that runs the proxy container. The control
+//! plane's own pods carry `linkerd.io/control-plane-ns` too but run no
+//! proxy (mesh does not mesh its control plane: the identity service must
+//! run before any proxy can have a certificate), so the label alone would
+//! count them as proxies that are never ready.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,7 +41,7 @@ pub async fn check(
         };
         api.list(&ListParams::default().labels(&format!("{CONTROL_PLANE_NS}={NS}")))
             .await
-            .map(|l| l.items)
+            .map(|l| l.items.into_iter().filter(runs_proxy).collect::<Vec<_>>())
             .map_err(|e| Problem::error(format!("listing meshed pods: {e}"), ""))
     };
     let found = match (pods().await, namespace) {
@@ -78,8 +84,13 @@ pub async fn check(
     );
     report.record(
         "data plane proxies have valid certificates",
-        certificates_valid(client, &pods).await,
+        certificates_valid(client, &pods, waiter).await,
     );
+}
+
+/// Whether `pod` runs the proxy: a data-plane pod.
+fn runs_proxy(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(mesh_api::pod::has_proxy)
 }
 
 fn name(pod: &Pod) -> String {
@@ -199,28 +210,39 @@ fn versions_are(pods: &[Pod], wanted: &str, whose: &str) -> Outcome {
     }
 }
 
-/// Each running proxy's certificate expiry from its metrics.
-async fn certificates_valid(client: &kube::Client, pods: &[Pod]) -> Outcome {
+/// Each running proxy's certificate expiry from its metrics, read from
+/// every pod at once and given up at the `--wait` deadline.
+async fn certificates_valid(client: &kube::Client, pods: &[Pod], waiter: &Waiter) -> Outcome {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let mut problems = Vec::new();
-    let running = pods
+    let running: Vec<&Pod> = pods
         .iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
-    for pod in running {
-        let metrics = mesh_api::kube_client::pod_get(
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect();
+    let pages = futures::future::join_all(running.iter().map(|pod| {
+        waiter.bounded(mesh_api::kube_client::pod_get(
             client,
             pod.metadata.namespace.as_deref().unwrap_or_default(),
             pod.metadata.name.as_deref().unwrap_or_default(),
             mesh_api::ports::PROXY_ADMIN,
             "/metrics",
-        )
-        .await;
+        ))
+    }))
+    .await;
+    for (pod, metrics) in running.into_iter().zip(pages) {
         let expiry = match metrics {
-            Ok(text) => expiration(&text),
-            Err(e) => {
+            Some(Ok(text)) => expiration(&text),
+            Some(Err(e)) => {
                 problems.push(format!("{}: metrics unreadable: {e:#}", name(pod)));
+                continue;
+            }
+            None => {
+                problems.push(format!(
+                    "{}: its metrics did not answer within --wait",
+                    name(pod)
+                ));
                 continue;
             }
         };

@@ -7,11 +7,14 @@
 //! - [`kubernetes`]: the API, its version, and (`--pre`) install permissions.
 //! - [`control_plane`]: namespace, CRDs, controllers ready, version.
 //! - [`certificates`]: trust anchors, issuer and the injector's certificate.
+//! - [`injection`]: the certificate the injector serves, a dry-run pod
+//!   injected through the API server, and pods left without a proxy.
 //! - [`data_plane`]: meshed pods' proxies, versions, anchors, certificates.
 
 pub(crate) mod certificates;
 pub(crate) mod control_plane;
 mod data_plane;
+mod injection;
 pub(crate) mod kubernetes;
 pub(crate) mod report;
 
@@ -54,6 +57,7 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCo
             kubernetes::pre(&client, &mut report).await;
         } else if control_plane::check(&client, &mut report, &waiter).await {
             let anchors = certificates::check(&client, &mut report).await;
+            injection::check(&client, &mut report, &waiter).await;
             if args.proxy {
                 data_plane::check(
                     &client,
@@ -91,6 +95,17 @@ impl Waiter {
         }
     }
 
+    /// `work`'s output, or `None` when it has not finished by the deadline
+    /// (given at least [`Waiter::GRACE`] from now, so a check that starts
+    /// late still gets one honest try).
+    pub async fn bounded<F: Future>(&self, work: F) -> Option<F::Output> {
+        let until = self.deadline.max(Instant::now() + Self::GRACE);
+        tokio::time::timeout_at(until, work).await.ok()
+    }
+
+    /// The least time [`Waiter::bounded`] gives one piece of work.
+    pub const GRACE: Duration = Duration::from_secs(10);
+
     /// The outcome of `check`, retried every second while it fails and the
     /// deadline has not passed.
     pub async fn until_ok<F, Fut>(&self, what: &str, mut check: F) -> Outcome
@@ -100,7 +115,13 @@ impl Waiter {
     {
         let mut step = None;
         loop {
-            let outcome = check().await;
+            let outcome = match self.bounded(check()).await {
+                Some(outcome) => outcome,
+                None => Err(report::Problem::error(
+                    format!("{what}: no answer from the cluster before the --wait deadline"),
+                    "check that the API server answers (`kubectl get --raw /readyz`), or give a longer --wait",
+                )),
+            };
             if outcome.is_ok() || Instant::now() >= self.deadline {
                 drop(step);
                 return outcome;

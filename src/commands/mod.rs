@@ -19,7 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wan(command) => local::wan(&command).await,
         Command::K8s(command) => k8s::run(command).await,
         Command::Install(args) => {
-            print!("{}", crate::install::render(&args)?);
+            print!("{}", crate::install::render(&cli.global, &args).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => crate::check::run(&cli.global, &args).await,

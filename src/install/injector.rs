@@ -18,7 +18,7 @@ use super::manifest::{Object, object};
 use super::settings::Settings;
 
 const NAME: &str = "linkerd-proxy-injector";
-const TLS_SECRET: &str = "linkerd-proxy-injector-k8s-tls";
+const TLS_SECRET: &str = super::existing::INJECTOR_SECRET;
 const TLS_DIR: &str = "/var/run/linkerd/tls";
 /// The injector's admin port.
 const ADMIN_PORT: u16 = 9995;

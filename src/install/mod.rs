@@ -6,10 +6,13 @@
 //! webhook certificate and MutatingWebhookConfiguration). Trust material
 //! and the webhook certificate are generated unless the operator brings
 //! their own (the same flags as `linkerd install` for identity); with all of
-//! it given, the output is the same on every run.
+//! it given, the output is the same on every run. When mesh is already
+//! installed, what the cluster holds is kept ([`existing`]), so that
+//! re-applying `mesh install` changes only what its flags changed.
 
 mod component;
 mod destination;
+pub(crate) mod existing;
 mod identity;
 mod injector;
 pub mod manifest;
@@ -23,6 +26,8 @@ use clap::Args;
 use mesh_identity::ca::{Ca, IssuancePolicy, TrustRoots};
 use mesh_identity::generate;
 use settings::Settings;
+
+use crate::cli::GlobalArgs;
 
 /// Flags of `mesh install`. Unset flags fall back to the values file, then
 /// to `--ha`, then to the defaults named here.
@@ -109,6 +114,10 @@ pub struct InstallArgs {
     /// The proxies' log filter [default: warn,mesh_proxy=info].
     #[arg(long, env = "MESH_PROXY_LOG_LEVEL", value_name = "FILTER")]
     pub proxy_log_level: Option<String>,
+    /// Do not read the cluster: render new trust anchors, issuer and webhook
+    /// certificate (unless given) even when mesh is installed there already.
+    #[arg(long, env = "MESH_INSTALL_IGNORE_CLUSTER")]
+    pub ignore_cluster: bool,
 }
 
 /// The trust anchors and issuer the control plane will use.
@@ -122,8 +131,9 @@ pub struct TrustMaterial {
     pub issuer_key_pem: String,
 }
 
-/// Renders the manifests as one YAML stream.
-pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
+/// Renders the manifests as one YAML stream, keeping the trust material
+/// and webhook certificate of the cluster of `global` when mesh is there.
+pub async fn render(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<String> {
     if args.crds {
         let crds: Vec<manifest::Object> = mesh_api::crds::all()
             .iter()
@@ -131,16 +141,50 @@ pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
             .collect::<anyhow::Result<_>>()?;
         return manifest::to_yaml(&crds);
     }
-    manifest::to_yaml(&control_plane(args)?)
+    let mut settings = Settings::resolve(args)?;
+    if !args.ignore_cluster {
+        keep_existing(global, &mut settings).await;
+    }
+    manifest::to_yaml(&control_plane(&settings)?)
+}
+
+/// Keeps what an earlier install left in the cluster, saying so on stderr.
+async fn keep_existing(global: &GlobalArgs, settings: &mut Settings) {
+    let brings_all = settings.trust_anchors.is_some() && settings.injector_tls.is_some();
+    if brings_all {
+        return;
+    }
+    match existing::Existing::read(global).await {
+        Ok(found) => {
+            let kept = found.keep_in(settings);
+            if !kept.is_empty() {
+                eprintln!(
+                    "mesh install: keeping the {} already in the cluster (--ignore-cluster renders new ones)",
+                    kept.join(" and the ")
+                );
+            }
+        }
+        Err(e) => {
+            tracing::info!("not reading the cluster for existing trust material: {e:#}");
+            eprintln!(
+                "mesh install: could not read the cluster ({}); rendering new trust material and webhook \
+                 certificate: if mesh is installed there, `kubectl apply` of this replaces them",
+                first_line(&format!("{e:#}"))
+            );
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 /// The control plane's objects, in apply order.
-fn control_plane(args: &InstallArgs) -> anyhow::Result<Vec<manifest::Object>> {
-    let settings = Settings::resolve(args)?;
-    let material = trust_material(&settings)?;
-    let mut objects = identity::objects(&settings, &material)?;
-    objects.extend(destination::objects(&settings)?);
-    objects.extend(injector::objects(&settings)?);
+fn control_plane(settings: &Settings) -> anyhow::Result<Vec<manifest::Object>> {
+    let material = trust_material(settings)?;
+    let mut objects = identity::objects(settings, &material)?;
+    objects.extend(destination::objects(settings)?);
+    objects.extend(injector::objects(settings)?);
     Ok(objects)
 }
 
@@ -149,7 +193,7 @@ fn control_plane(args: &InstallArgs) -> anyhow::Result<Vec<manifest::Object>> {
 /// so no pod creation waits on an injector being deleted; then the
 /// cluster-wide RBAC, the `linkerd` namespace (and all in it), the CRDs.
 pub fn render_uninstall() -> anyhow::Result<String> {
-    let cluster_scoped = control_plane(&InstallArgs::default())?
+    let cluster_scoped = control_plane(&Settings::resolve(&InstallArgs::default())?)?
         .into_iter()
         .filter(|o| o.pointer("/metadata/namespace").is_none())
         .rev();

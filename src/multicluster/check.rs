@@ -104,6 +104,14 @@ async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter) {
             credentials(client, &mut checked).await,
         );
         report.record(
+            "service mirrors reach the linked clusters",
+            waiter
+                .until_ok("service mirrors reaching the linked clusters", || {
+                    mirrors_reach(client, &checked)
+                })
+                .await,
+        );
+        report.record(
             "clusters share trust anchors",
             shared_anchors(client, &checked).await,
         );
@@ -244,20 +252,11 @@ async fn credentials(client: &kube::Client, checked: &mut [Checked]) -> Outcome 
                     Ok(Err(e)) => e.to_string(),
                     _ => "no answer within 5s".to_owned(),
                 };
-                match condition(&c.link, "RemoteReachable") {
-                    Some((status, _)) if status == "True" => notes.push(format!(
-                        "Link {}: the linked API is not reachable from here ({why}); its service mirror reaches it",
-                        c.name
-                    )),
-                    Some((_, message)) => problems.push(format!(
-                        "Link {}: the linked API is not reachable from here ({why}) nor from the service mirror ({message})",
-                        c.name
-                    )),
-                    None => problems.push(format!(
-                        "Link {}: the linked API is not reachable from here ({why}) and the service mirror has not reported on it",
-                        c.name
-                    )),
-                }
+                notes.push(format!(
+                    "Link {}: the linked API is not reachable from here ({why}); what counts is whether \
+                     its service mirror reaches it (next check)",
+                    c.name
+                ));
             }
         }
     }
@@ -274,6 +273,67 @@ async fn credentials(client: &kube::Client, checked: &mut [Checked]) -> Outcome 
             notes.join("\n"),
             "run the check where the linked API server is routable to test the credentials from here too",
         ))
+    }
+}
+
+/// Whether each Link's service mirror reaches its linked API, as the mirror
+/// itself reports it on the Link's status (read again on every try): the
+/// only view that counts, since the mirror runs where this CLI may not.
+async fn mirrors_reach(client: &kube::Client, checked: &[Checked]) -> Outcome {
+    let links = Api::<Link>::namespaced(client.clone(), NS);
+    let mut problems = Vec::new();
+    for c in checked.iter().filter(|c| c.settings.is_some()) {
+        let link = match links.get_opt(&c.name).await {
+            Ok(Some(link)) => link,
+            Ok(None) => {
+                problems.push(format!("Link {} was deleted", c.name));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("reading Link {}: {e}", c.name));
+                continue;
+            }
+        };
+        if let Some(problem) = mirror_view(&link) {
+            problems.push(format!("Link {}: {problem}", c.name));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::error(
+            problems.join("\n"),
+            "the mirror reaches the linked API at the server of the Link's credentials Secret: relink with an address \
+             the mirror's pod can reach (`mesh --context=<linked> multicluster link --cluster-name <name> \
+             --api-server-address https://<address>:<port> | kubectl apply -f -`); \
+             `kubectl -n linkerd-multicluster logs deploy/linkerd-service-mirror-<name>` has the details",
+        ))
+    }
+}
+
+/// What is wrong with a Link's view of its linked API, from its status.
+fn mirror_view(link: &Link) -> Option<String> {
+    let status = link
+        .status
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or_default();
+    let last_error = status["lastRemoteError"]["message"]
+        .as_str()
+        .map(|message| {
+            let at = status["lastRemoteError"]["time"].as_str().unwrap_or("?");
+            format!("{message} (at {at})")
+        });
+    match condition(link, "RemoteReachable") {
+        Some((reachable, _)) if reachable == "True" => None,
+        Some((_, message)) => Some(format!(
+            "its service mirror cannot reach the linked API server: {}",
+            last_error.unwrap_or(message)
+        )),
+        None => Some(match last_error {
+            Some(error) => format!("its service mirror has never reached the linked API server; last error: {error}"),
+            None => "its service mirror has not reported reaching the linked API server (is it running?)".into(),
+        }),
     }
 }
 

@@ -30,6 +30,12 @@ pub struct GatewayRow {
     pub num_svc: usize,
     /// The last probe's latency in milliseconds.
     pub latency_ms: Option<f64>,
+    /// Whether the service mirror's view of the linked cluster is complete
+    /// and current (its `RemoteReachable` condition); `None` before it
+    /// reported.
+    pub synced: Option<bool>,
+    /// The service mirror's last error reaching the linked API, if any.
+    pub last_error: Option<String>,
 }
 
 /// A sample of `metric` labelled with `target_cluster_name="<cluster>"`.
@@ -51,6 +57,18 @@ pub async fn rows(client: &kube::Client) -> anyhow::Result<Vec<GatewayRow>> {
     let mut rows = Vec::new();
     for link in links.items {
         let cluster = link.spec.target_cluster_name.clone();
+        let status = link
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .unwrap_or_default();
+        let synced = status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "RemoteReachable"))
+            .map(|c| c["status"] == "True");
+        let last_error = status["lastRemoteError"]["message"]
+            .as_str()
+            .map(str::to_owned);
         let num_svc = Api::<Service>::all(client.clone())
             .list(&ListParams::default().labels(&format!(
                 "{MIRROR_MIRRORED_SERVICE}=true,{MIRROR_CLUSTER_NAME}={cluster},!{MIRROR_HEADLESS_MIRROR_SVC_NAME}"
@@ -80,6 +98,8 @@ pub async fn rows(client: &kube::Client) -> anyhow::Result<Vec<GatewayRow>> {
             latency_ms: sample(&metrics, "gateway_latency", &cluster),
             cluster,
             num_svc,
+            synced,
+            last_error,
         });
     }
     Ok(rows)
@@ -107,10 +127,34 @@ pub async fn run(global: &GlobalArgs, format: OutputFormat) -> anyhow::Result<()
                 r.num_svc.to_string(),
                 r.latency_ms
                     .map_or_else(|| "-".to_owned(), |ms| format!("{}ms", ms.round())),
+                match r.synced {
+                    Some(true) => console::style("True").green().to_string(),
+                    Some(false) => console::style("False").red().to_string(),
+                    None => console::style("never").red().to_string(),
+                },
             ]
         })
         .collect();
-    output::print_table(&["CLUSTER", "ALIVE", "NUM_SVC", "LATENCY"], &table);
+    output::print_table(
+        &["CLUSTER", "ALIVE", "NUM_SVC", "LATENCY", "SYNCED"],
+        &table,
+    );
+    for row in rows.iter().filter(|r| r.synced != Some(true)) {
+        eprintln!(
+            "{}: the service mirror {} the linked API server{}; its mirrors may be missing or stale \
+             (`mesh multicluster check` says more)",
+            row.cluster,
+            if row.synced.is_none() {
+                "has never reached"
+            } else {
+                "cannot reach"
+            },
+            row.last_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 use anyhow::Context;
 use base64::Engine;
 use clap::Args;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use mesh_api::crds::link::{Link, LinkSpec, ProbeSpec};
@@ -82,6 +82,67 @@ pub(crate) fn names_a_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// The address the other cluster's mirror should reach this API server at,
+/// when `--api-server-address` is not given: the one the cluster publishes
+/// for others in `kube-public/cluster-info` (kubeadm and kind clusters, and
+/// mesh's local clusters, have it), else the kubeconfig's server, unless
+/// that is a loopback address no other cluster can reach.
+async fn api_server_for_others(
+    client: &kube::Client,
+    kubeconfig_server: &str,
+) -> anyhow::Result<String> {
+    let published = Api::<ConfigMap>::namespaced(client.clone(), "kube-public")
+        .get_opt("cluster-info")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|map| map.data?.get("kubeconfig").cloned())
+        .and_then(|text| published_server(&text));
+    if let Some(server) = published {
+        if server.trim_end_matches('/') != kubeconfig_server.trim_end_matches('/') {
+            eprintln!(
+                "mesh multicluster link: the mirror will reach this cluster's API at {server}, as published in \
+                 kube-public/cluster-info (--api-server-address chooses another)"
+            );
+        }
+        return Ok(server);
+    }
+    anyhow::ensure!(
+        !is_loopback(kubeconfig_server),
+        "the kubeconfig's server {kubeconfig_server} is a loopback address, which the other cluster's service \
+         mirror cannot reach, and the cluster publishes no other in kube-public/cluster-info: give \
+         --api-server-address with an address the other cluster's pods reach (for kind, \
+         https://<cluster>-control-plane:6443)"
+    );
+    Ok(kubeconfig_server.to_owned())
+}
+
+/// The server of the first cluster in a published kubeconfig.
+fn published_server(kubeconfig: &str) -> Option<String> {
+    let config = kube::config::Kubeconfig::from_yaml(kubeconfig).ok()?;
+    config
+        .clusters
+        .into_iter()
+        .find_map(|c| c.cluster?.server)
+        .filter(|s| !s.is_empty())
+}
+
+/// Whether a URL's host is a loopback address (`localhost`, 127.0.0.0/8, ::1).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Reads the cluster to link to and renders what the other cluster applies.
 pub async fn render(global: &GlobalArgs, args: &LinkArgs) -> anyhow::Result<String> {
     anyhow::ensure!(
@@ -92,11 +153,12 @@ pub async fn render(global: &GlobalArgs, args: &LinkArgs) -> anyhow::Result<Stri
     let config =
         mesh_api::kube_client::config(global.kubeconfig.as_deref(), global.context.as_deref())
             .await?;
-    let server = args
-        .api_server_address
-        .clone()
-        .unwrap_or_else(|| config.cluster_url.to_string());
+    let kubeconfig_server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let server = match &args.api_server_address {
+        Some(server) => server.clone(),
+        None => api_server_for_others(&client, &kubeconfig_server).await?,
+    };
     let install_hint = "is the multicluster extension installed here? `mesh multicluster install | kubectl apply -f -`";
     let gateway = Api::<Service>::namespaced(client.clone(), NS)
         .get(GATEWAY)
@@ -358,4 +420,38 @@ pub async fn render_unlink(global: &GlobalArgs, cluster: &str) -> anyhow::Result
         );
     }
     manifest::to_yaml(&objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_servers_are_recognised() {
+        for url in [
+            "https://127.0.0.1:6443",
+            "https://localhost:6443/",
+            "https://[::1]:6443",
+            "https://127.0.0.5",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "https://172.31.0.2:6443",
+            "https://kind-control-plane:6443",
+            "https://[fd00::1]:6443",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_published_server_is_read_from_a_kubeadm_cluster_info() {
+        let published = "apiVersion: v1\nkind: Config\nclusters:\n- name: \"\"\n  cluster:\n    server: https://172.31.0.2:6443\n    certificate-authority-data: AA==\ncontexts: []\nusers: []\n";
+        assert_eq!(
+            published_server(published).as_deref(),
+            Some("https://172.31.0.2:6443")
+        );
+        assert_eq!(published_server("not yaml: ["), None);
+    }
 }

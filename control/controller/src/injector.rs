@@ -1,6 +1,7 @@
 //! `mesh-controller injector`: the proxy injector MutatingWebhook (HTTPS on
 //! 8443, path `/inject`), with `/ready`, `/live` and `/metrics` on the
-//! admin port.
+//! admin port. Its certificate files are re-read while it runs
+//! ([`ServingCertificate`]), so a changed Secret needs no restart.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,9 +10,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use mesh_injector::Values;
+use mesh_injector::serving::ServingCertificate;
 use mesh_injector::webhook::{Settings, Webhook};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, Args)]
 pub(crate) struct InjectorArgs {
@@ -54,25 +54,12 @@ pub(crate) struct InjectorArgs {
     identity_trust_domain: String,
 }
 
-fn tls(args: &InjectorArgs) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let chain = CertificateDer::pem_file_iter(&args.tls_cert_file)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("--tls-cert-file {}", args.tls_cert_file.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&args.tls_key_file)
-        .with_context(|| format!("--tls-key-file {}", args.tls_key_file.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .context("the webhook's certificate and key do not match")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 pub(crate) async fn run(args: InjectorArgs, client: kube::Client) -> anyhow::Result<()> {
-    let tls = tls(&args)?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let serving = ServingCertificate::load(&args.tls_cert_file, &args.tls_key_file, &mut registry)
+        .context("the webhook's certificate (--tls-cert-file, --tls-key-file)")?;
+    let tls = serving.server_config()?;
+    tracing::info!(sha256 = %serving.sha256(), "serving the webhook certificate");
     let mut values = Values::new(String::new(), args.proxy_version.clone());
     values.proxy_image = args.proxy_image.clone();
     if let Some(image) = &args.proxy_init_image {
@@ -89,13 +76,13 @@ pub(crate) async fn run(args: InjectorArgs, client: kube::Client) -> anyhow::Res
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("listening on {}", args.admin_listen))?;
-    let registry = Arc::new(prometheus_client::registry::Registry::default());
-    let admin = mesh_proxy::admin::Admin::new(registry, || true);
+    let admin = mesh_proxy::admin::Admin::new(Arc::new(registry), || true);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let admin_task = tokio::spawn(admin.serve(admin_listener, stopped(stop_rx.clone())));
+    let reload_task = tokio::spawn(serving.keep_fresh(stopped(stop_rx.clone())));
     tracing::info!(listen = %args.listen, "proxy injector started");
     let serve = webhook.serve(listener, tls, stopped(stop_rx));
     tokio::pin!(serve);
@@ -107,5 +94,6 @@ pub(crate) async fn run(args: InjectorArgs, client: kube::Client) -> anyhow::Res
         }
     }
     let _ = admin_task.await;
+    let _ = reload_task.await;
     Ok(())
 }

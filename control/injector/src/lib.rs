@@ -5,11 +5,13 @@
 //! ([`inject::inject`]: the `linkerd-init` init container, the
 //! `linkerd-proxy` native sidecar, the identity volumes, labels and
 //! annotations). [`workload`] finds the pod template inside any workload
-//! kind; [`webhook`] serves it to the API server as a MutatingWebhook. The
+//! kind; [`webhook`] serves it to the API server as a MutatingWebhook, with
+//! the certificate [`serving`] keeps in step with its Secret. The
 //! webhook and `mesh inject` both use it, so a pod injected
 //! offline and one injected by the webhook are the same.
 
 pub mod inject;
+pub mod serving;
 pub mod values;
 pub mod webhook;
 pub mod workload;
