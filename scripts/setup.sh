@@ -3,13 +3,24 @@
 # builds the pinned Kubernetes binaries once. Safe to run again: each step
 # checks first and does nothing when its part is already there.
 #
-#   scripts/setup.sh            # everything
+#   scripts/setup.sh            # everything (the tests' needs included)
+#   scripts/setup.sh --run      # only what running mesh needs: system
+#                               # packages, Rust and Go (scripts/demo.sh and
+#                               # up.sh then build mesh and the Kubernetes
+#                               # binaries themselves)
 #
 # Needs: Debian/Ubuntu (apt) for system packages, and root for them and for
 # the network namespaces the local clusters use. Go: the machine's own when it
 # is new enough, else one is fetched from the Go module proxy into the cache.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+FOR_TESTS=1
+case "${1:-}" in
+  --run) FOR_TESTS=0 ;;
+  "") ;;
+  *) fail "usage: scripts/setup.sh [--run]" ;;
+esac
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/mesh"
 mkdir -p "$CACHE"
@@ -70,7 +81,9 @@ if ! go_ok; then
 fi
 ok "Go: $(go env GOVERSION)"
 
-# --- cargo tools ---------------------------------------------------------------
+[ "$FOR_TESTS" = 1 ] || exit 0
+
+# --- cargo tools (the tests' runner and the dependency policy) -----------------
 for tool in cargo-nextest cargo-deny; do
   if ! command -v "$tool" >/dev/null; then
     step "installing $tool (a few minutes, once)"
@@ -100,4 +113,6 @@ ok "Prometheus: $("$PROMETHEUS" --version 2>&1 | head -1)"
 # Built by mesh itself (`mesh k8s build`): it skips the build when the cache
 # already holds binaries from the same pinned sources.
 cd "$REPO_ROOT"
-cargo run --quiet --bin mesh -- k8s build
+step "building the mesh CLI, which builds them"
+cargo build --bin mesh
+target/debug/mesh k8s build

@@ -150,16 +150,7 @@ pub async fn ensure_installed(p: &impl Provider, cluster: Cluster) -> anyhow::Re
         .get_opt("linkerd-identity-trust-roots")
         .await?;
     if roots.is_none() {
-        let file = |name: String| trust.join(name).display().to_string();
-        let install = [
-            "install".to_owned(),
-            "--identity-trust-anchors-file".into(),
-            file("ca.crt".into()),
-            "--identity-issuer-certificate-file".into(),
-            file(format!("{}.crt", cluster.name())),
-            "--identity-issuer-key-file".into(),
-            file(format!("{}.key", cluster.name())),
-        ];
+        let install = install_args(&trust, cluster);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         for args in [&["install", "--crds"][..], &install] {
             let manifests = mesh(p, cluster, args).await?.ok("mesh install")?;
@@ -172,6 +163,35 @@ pub async fn ensure_installed(p: &impl Provider, cluster: Cluster) -> anyhow::Re
     mesh(p, cluster, &["check", "--wait", "3m"])
         .await?
         .ok("mesh check after install")
+}
+
+/// `mesh install` with the run's trust material for `cluster`, as the
+/// multicluster guide gives it.
+fn install_args(trust: &std::path::Path, cluster: Cluster) -> Vec<String> {
+    let file = |name: String| trust.join(name).display().to_string();
+    vec![
+        "install".to_owned(),
+        "--identity-trust-anchors-file".into(),
+        file("ca.crt".into()),
+        "--identity-issuer-certificate-file".into(),
+        file(format!("{}.crt", cluster.name())),
+        "--identity-issuer-key-file".into(),
+        file(format!("{}.key", cluster.name())),
+    ]
+}
+
+/// Renders `mesh install` again with the flags it was installed with and
+/// applies it, as a user changing one flag (or a GitOps sync) does;
+/// returns what `mesh install` said on stderr.
+pub async fn reapply_install(p: &impl Provider, cluster: Cluster) -> anyhow::Result<String> {
+    let trust = trust_material(p).await?;
+    let args = install_args(&trust, cluster);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rendered = mesh(p, cluster, &args).await?.ok("mesh install")?;
+    kubectl(p, cluster, &["apply", "-f", "-"], Some(&rendered.stdout))
+        .await?
+        .ok("kubectl apply of mesh install")?;
+    Ok(rendered.stderr)
 }
 
 /// Puts `bundle` in a cluster's trust roots ConfigMap (to break trust on

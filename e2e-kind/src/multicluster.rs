@@ -31,9 +31,11 @@ const GATEWAY_IDENTITY: &str =
 const PROBES: Duration = Duration::from_secs(60);
 
 /// Installs mesh and the extension on both clusters and links west to
-/// east, as the docs do, unless a run already did:
-/// `mesh --context=east multicluster link --cluster-name east
-/// --api-server-address <east> | kubectl --context=west apply -f -`.
+/// east with the guides' command as written, unless a run already did:
+/// `mesh --context=east multicluster link --cluster-name east |
+/// kubectl --context=west apply -f -` (no `--api-server-address`: the local
+/// clusters publish the address west's pods reach in
+/// `kube-public/cluster-info`, and the credentials must name it).
 pub async fn ensure_linked(p: &impl Provider) -> anyhow::Result<()> {
     mesh::ensure_installed(p, Cluster::West).await?;
     mesh::ensure_installed(p, Cluster::East).await?;
@@ -66,14 +68,7 @@ pub async fn ensure_linked(p: &impl Provider) -> anyhow::Result<()> {
         let out = mesh::mesh(
             p,
             Cluster::East,
-            &[
-                "multicluster",
-                "link",
-                "--cluster-name",
-                "east",
-                "--api-server-address",
-                &api_server,
-            ],
+            &["multicluster", "link", "--cluster-name", "east"],
         )
         .await?;
         if out.success {
@@ -83,11 +78,38 @@ pub async fn ensure_linked(p: &impl Provider) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let link = link.ok_or_else(|| anyhow::anyhow!("mesh multicluster link never succeeded"))?;
+    let kubeconfig = credentials_kubeconfig(&link.stdout)?;
+    anyhow::ensure!(
+        kubeconfig.contains(&format!("\"server\":\"{api_server}\""))
+            || kubeconfig.contains(&format!("server: {api_server}")),
+        "the link's credentials name east's API at {api_server}, the address west's pods reach: {kubeconfig}"
+    );
     kubectl(p, Cluster::West, &["apply", "-f", "-"], Some(&link.stdout))
         .await?
         .ok("kubectl --context west apply of the link")?;
     kube_util::wait_rollout(&west, MC, "linkerd-service-mirror-east", ROLLOUT).await?;
     Ok(())
+}
+
+/// The kubeconfig inside the credentials Secret of a rendered link.
+fn credentials_kubeconfig(rendered: &str) -> anyhow::Result<String> {
+    use base64::Engine;
+    let objects: Vec<Value> = serde_saphyr::from_multiple(rendered)?;
+    let secret = objects
+        .iter()
+        .find(|o| o["kind"] == "Secret" && o["type"] == "mirror.linkerd.io/remote-kubeconfig")
+        .ok_or_else(|| anyhow::anyhow!("the link renders no credentials Secret: {rendered}"))?;
+    let text = match (
+        secret["stringData"]["kubeconfig"].as_str(),
+        secret["data"]["kubeconfig"].as_str(),
+    ) {
+        (Some(text), _) => text.to_owned(),
+        (None, Some(encoded)) => {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded)?)?
+        }
+        _ => anyhow::bail!("the credentials Secret has no kubeconfig: {secret}"),
+    };
+    Ok(text)
 }
 
 /// Polls `check` every 250 ms until it holds; returns how long that took.
@@ -640,4 +662,87 @@ pub async fn mesh_multicluster_statefulset_pods_are_reached_by_name(
     kube_util::delete_namespace(&west, &ns).await;
     kube_util::delete_namespace(&east, &ns).await;
     Ok(())
+}
+
+/// A Link whose credentials name an API server its mirror cannot reach (a
+/// loopback address, the mistake a kind kubeconfig leads to) makes `mesh
+/// multicluster check` fail naming the Link and the mirror's own error,
+/// even though this machine reaches the same cluster; `mesh multicluster
+/// gateways` does not show it as synced.
+pub async fn mesh_multicluster_check_names_an_unreachable_link(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    ensure_linked(p).await?;
+    let west = p.client(Cluster::West);
+    let link = mesh::mesh(
+        p,
+        Cluster::East,
+        &[
+            "multicluster",
+            "link",
+            "--cluster-name",
+            "nowhere",
+            "--api-server-address",
+            "https://127.0.0.1:6443",
+        ],
+    )
+    .await?
+    .ok("mesh multicluster link --cluster-name nowhere")?;
+    kubectl(p, Cluster::West, &["apply", "-f", "-"], Some(&link.stdout))
+        .await?
+        .ok("kubectl apply of the link to nowhere")?;
+    let outcome = async {
+        kube_util::wait_rollout(&west, MC, "linkerd-service-mirror-nowhere", ROLLOUT).await?;
+        let (passed, checks) = multicluster_check(p, "30s").await?;
+        let reach = checks
+            .iter()
+            .find(|(description, _, _)| description == "service mirrors reach the linked clusters");
+        anyhow::ensure!(
+            !passed
+                && reach.is_some_and(|(_, result, error)| {
+                    result == "error"
+                        && error.contains("Link nowhere")
+                        && error.contains("cannot reach the linked API server")
+                        && !error.contains("Link east")
+                }),
+            "mesh multicluster check names the unreachable Link and the mirror's error: {reach:?}"
+        );
+        let rows = mesh::mesh(
+            p,
+            Cluster::West,
+            &["multicluster", "gateways", "-o", "json"],
+        )
+        .await?
+        .ok("mesh multicluster gateways")?;
+        let rows: Value = serde_json::from_str(&rows.stdout)?;
+        let nowhere = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["cluster"] == "nowhere")
+            .cloned()
+            .unwrap_or_default();
+        anyhow::ensure!(
+            nowhere["synced"] != true && nowhere["last_error"].is_string(),
+            "gateways does not show the unreachable Link as synced, and gives its error: {nowhere}"
+        );
+        Ok(())
+    }
+    .await;
+    let unlink = mesh::mesh(
+        p,
+        Cluster::West,
+        &["multicluster", "unlink", "--cluster-name", "nowhere"],
+    )
+    .await?
+    .ok("mesh multicluster unlink")?;
+    kubectl(
+        p,
+        Cluster::West,
+        &["delete", "--ignore-not-found", "-f", "-"],
+        Some(&unlink.stdout),
+    )
+    .await?
+    .ok("kubectl delete of the link to nowhere")?;
+    outcome
 }

@@ -17,7 +17,8 @@ pub use crate::failover::{
 };
 use crate::kube_util::{self, Finished};
 pub use crate::multicluster::{
-    mesh_gateway_carries_a_west_call_to_east, mesh_multicluster_check_names_mismatched_anchors,
+    mesh_gateway_carries_a_west_call_to_east, mesh_multicluster_check_names_an_unreachable_link,
+    mesh_multicluster_check_names_mismatched_anchors,
     mesh_multicluster_quic_and_tcp_both_carry_traffic,
     mesh_multicluster_statefulset_pods_are_reached_by_name,
     mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed,
@@ -524,6 +525,16 @@ pub async fn mesh_meshed_app_talks_over_mtls(p: &impl Provider) -> anyhow::Resul
     )
     .await?
     .ok("mesh check --proxy")?;
+    // The guides' command, every namespace: the control plane's own pods
+    // (labelled with the control plane's namespace, no proxy) are not
+    // data-plane pods.
+    let everywhere =
+        crate::mesh::mesh(p, Cluster::West, &["check", "--proxy", "--wait", "1m"]).await?;
+    anyhow::ensure!(
+        everywhere.success && everywhere.stdout.contains("✔ data plane proxies are ready"),
+        "mesh check --proxy without -n passes on a healthy install:\n{}",
+        everywhere.stdout
+    );
 
     let before = load_codes(&west, &ns).await?.len();
     for deployment in ["linkerd-destination", "linkerd-identity"] {
@@ -635,6 +646,117 @@ pub async fn mesh_check_explains_a_broken_control_plane(p: &impl Provider) -> an
         "restored, mesh check passes:\n{}",
         healed.stdout
     );
+    Ok(())
+}
+
+/// Re-applying `mesh install` with the same flags (a one-flag change, a
+/// GitOps sync) keeps the webhook's certificate, so a restarted
+/// Deployment's pods are still meshed and `mesh check` passes; a webhook
+/// certificate the API server does not trust makes `mesh check` fail with
+/// the fix, and once it is restored the injector serves it again without a
+/// restart.
+pub async fn mesh_install_reapplied_keeps_injection_and_check_names_a_broken_webhook(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    crate::mesh::ensure_installed(p, Cluster::West).await?;
+    let west = p.client(Cluster::West);
+    let ns = kube_util::namespace(&west, "e2e-reinstall").await?;
+    let meshed = serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(west.clone())
+        .patch(
+            &ns,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&meshed),
+        )
+        .await?;
+    deploy_podinfo(&west, &ns).await?;
+
+    let said = crate::mesh::reapply_install(p, Cluster::West).await?;
+    anyhow::ensure!(
+        said.contains("keeping the proxy injector webhook certificate already in the cluster"),
+        "mesh install says it keeps the cluster's webhook certificate: {said}"
+    );
+    crate::mesh::kubectl(
+        p,
+        Cluster::West,
+        &["-n", &ns, "rollout", "restart", "deploy/podinfo"],
+        None,
+    )
+    .await?
+    .ok("kubectl rollout restart")?;
+    kube_util::wait_rollout(&west, &ns, "podinfo", ROLLOUT).await?;
+    let pods = kube_util::ready_pods(&west, &ns, "app=podinfo").await?;
+    let unmeshed: Vec<String> = pods
+        .iter()
+        .filter(|pod| !pod.spec.as_ref().is_some_and(mesh_api::pod::has_proxy))
+        .filter_map(|pod| pod.metadata.name.clone())
+        .collect();
+    anyhow::ensure!(
+        unmeshed.is_empty() && !pods.is_empty(),
+        "after re-applying mesh install, restarted pods are meshed; these are not: {unmeshed:?}"
+    );
+    crate::mesh::mesh(p, Cluster::West, &["check", "--wait", "1m"])
+        .await?
+        .ok("mesh check after re-applying mesh install")?;
+
+    // A certificate the webhook's caBundle does not vouch for.
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(west.clone(), "linkerd");
+    let original = secrets.get("linkerd-proxy-injector-k8s-tls").await?;
+    let key = rcgen::KeyPair::generate()?;
+    let rogue =
+        rcgen::CertificateParams::new(vec!["linkerd-proxy-injector.linkerd.svc".to_owned()])?
+            .self_signed(&key)?;
+    let broken =
+        serde_json::json!({"stringData": {"tls.crt": rogue.pem(), "tls.key": key.serialize_pem()}});
+    secrets
+        .patch(
+            "linkerd-proxy-injector-k8s-tls",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&broken),
+        )
+        .await?;
+    let checked =
+        crate::mesh::mesh(p, Cluster::West, &["check", "--wait", "20s", "-o", "json"]).await;
+    let restore = serde_json::json!({"data": original.data});
+    secrets
+        .patch(
+            "linkerd-proxy-injector-k8s-tls",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&restore),
+        )
+        .await?;
+    let checked = checked?;
+    let report: Value = serde_json::from_str(&checked.stdout)
+        .map_err(|e| anyhow::anyhow!("mesh check --output json: {e}: {}", checked.stdout))?;
+    let failed: Vec<&Value> = report["categories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["checks"].as_array().into_iter().flatten())
+        .filter(|c| c["result"] == "error")
+        .collect();
+    anyhow::ensure!(
+        !checked.success
+            && failed.iter().any(|c| {
+                c["description"] == "proxy-injector webhook has valid cert"
+                    && c["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("the API server would not trust the injector"))
+                    && c["hint"]
+                        .as_str()
+                        .is_some_and(|h| h.contains("linkerd-proxy-injector-k8s-tls"))
+            }),
+        "mesh check names the untrusted webhook certificate and the fix: {failed:#?}"
+    );
+    // Restored: the injector serves the Secret's certificate again (it
+    // reloads changed files; no restart), and new pods are injected.
+    let healed = crate::mesh::mesh(p, Cluster::West, &["check", "--wait", "3m"]).await?;
+    anyhow::ensure!(
+        healed.success,
+        "restored, mesh check passes without restarting the injector:\n{}",
+        healed.stdout
+    );
+    kube_util::delete_namespace(&west, &ns).await;
     Ok(())
 }
 

@@ -24,6 +24,8 @@ scenario!(deleted_pods_are_replaced);
 scenario!(containers_run_as_their_user);
 scenario!(mesh_meshed_app_talks_over_mtls);
 scenario!(mesh_check_explains_a_broken_control_plane);
+scenario!(mesh_install_reapplied_keeps_injection_and_check_names_a_broken_webhook);
+scenario!(mesh_multicluster_check_names_an_unreachable_link);
 scenario!(mesh_gateway_carries_a_west_call_to_east);
 scenario!(mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed);
 scenario!(mesh_multicluster_check_names_mismatched_anchors);

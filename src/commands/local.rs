@@ -28,8 +28,8 @@ pub(crate) fn mesh_bin_dir() -> anyhow::Result<PathBuf> {
     for binary in ["mesh-node", "mesh-podinfo"] {
         anyhow::ensure!(
             dir.join(binary).exists(),
-            "{binary} is missing from {}: the local clusters need the whole workspace built \
-             (`cargo build --release --bins`, as scripts/up.sh does)",
+            "{binary} is missing from {}: the local clusters need mesh's programs built \
+             beside this CLI (`scripts/up.sh` builds them)",
             dir.display()
         );
     }
