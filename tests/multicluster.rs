@@ -27,6 +27,37 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     let applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
     assert!(applied.status.success(), "{}", text(&applied.stderr));
 
+    // This cluster's kubeconfig names a loopback address, which a mirror
+    // in another cluster could never reach, and it publishes no other.
+    let refused = run(
+        mesh,
+        &[
+            "--kubeconfig",
+            &kubeconfig,
+            "multicluster",
+            "link",
+            "--cluster-name",
+            "east",
+            "--gateway-addresses",
+            "172.31.0.129",
+        ],
+        None,
+    );
+    assert!(
+        !refused.status.success() && text(&refused.stderr).contains("is a loopback address"),
+        "link refuses a loopback API server address: {}",
+        text(&refused.stderr)
+    );
+    let server = std::fs::read_to_string(cluster.kubeconfig())
+        .expect("kubeconfig")
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("server:")
+                .map(|s| s.trim().to_owned())
+        })
+        .expect("the kubeconfig names a server");
+
     // The token controller fills the read-only account's token in.
     let mut linked = None;
     for _ in 0..40 {
@@ -41,6 +72,8 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
                 "east",
                 "--gateway-addresses",
                 "172.31.0.129",
+                "--api-server-address",
+                &server,
             ],
             None,
         );
@@ -170,6 +203,15 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     let (level, error) = result(&report, "all gateways are alive");
     assert_eq!(level, "error");
     assert!(error.contains("Link east"), "{error}");
+    // This machine reaches the linked API, but what counts is the mirror,
+    // which has never run here.
+    let (level, error) = result(&report, "service mirrors reach the linked clusters");
+    assert_eq!(level, "error");
+    assert!(
+        error.contains("Link east")
+            && error.contains("has not reported reaching the linked API server"),
+        "{error}"
+    );
 
     let taken = k(
         &[
