@@ -29,20 +29,17 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
 
     // This cluster's kubeconfig names a loopback address, which a mirror
     // in another cluster could never reach, and it publishes no other.
-    let refused = run(
-        mesh,
-        &[
-            "--kubeconfig",
-            &kubeconfig,
-            "multicluster",
-            "link",
-            "--cluster-name",
-            "east",
-            "--gateway-addresses",
-            "172.31.0.129",
-        ],
-        None,
-    );
+    let link_args = [
+        "--kubeconfig",
+        &kubeconfig,
+        "multicluster",
+        "link",
+        "--cluster-name",
+        "east",
+        "--gateway-addresses",
+        "172.31.0.129",
+    ];
+    let refused = run(mesh, &link_args, None);
     assert!(
         !refused.status.success() && text(&refused.stderr).contains("is a loopback address"),
         "link refuses a loopback API server address: {}",
@@ -61,22 +58,9 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     // The token controller fills the read-only account's token in.
     let mut linked = None;
     for _ in 0..40 {
-        let out = run(
-            mesh,
-            &[
-                "--kubeconfig",
-                &kubeconfig,
-                "multicluster",
-                "link",
-                "--cluster-name",
-                "east",
-                "--gateway-addresses",
-                "172.31.0.129",
-                "--api-server-address",
-                &server,
-            ],
-            None,
-        );
+        let mut args = link_args.to_vec();
+        args.extend(["--api-server-address", &server]);
+        let out = run(mesh, &args, None);
         if out.status.success() {
             linked = Some(out);
             break;

@@ -618,15 +618,7 @@ pub async fn mesh_check_explains_a_broken_control_plane(p: &impl Provider) -> an
     )
     .await?;
     crate::mesh::replace_trust_bundle(&west, &original).await?;
-    let report: Value = serde_json::from_str(&broken.stdout)
-        .map_err(|e| anyhow::anyhow!("mesh check --output json: {e}: {}", broken.stdout))?;
-    let failed: Vec<&Value> = report["categories"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["checks"].as_array().into_iter().flatten())
-        .filter(|c| c["result"] == "error")
-        .collect();
+    let (report, failed) = failed_checks(&broken.stdout)?;
     anyhow::ensure!(
         !broken.success
             && report["success"] == false
@@ -726,15 +718,7 @@ pub async fn mesh_install_reapplied_keeps_injection_and_check_names_a_broken_web
         )
         .await?;
     let checked = checked?;
-    let report: Value = serde_json::from_str(&checked.stdout)
-        .map_err(|e| anyhow::anyhow!("mesh check --output json: {e}: {}", checked.stdout))?;
-    let failed: Vec<&Value> = report["categories"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["checks"].as_array().into_iter().flatten())
-        .filter(|c| c["result"] == "error")
-        .collect();
+    let (_, failed) = failed_checks(&checked.stdout)?;
     anyhow::ensure!(
         !checked.success
             && failed.iter().any(|c| {
@@ -758,6 +742,21 @@ pub async fn mesh_install_reapplied_keeps_injection_and_check_names_a_broken_web
     );
     kube_util::delete_namespace(&west, &ns).await;
     Ok(())
+}
+
+/// `mesh check --output json`'s document and the checks in it that failed.
+fn failed_checks(stdout: &str) -> anyhow::Result<(Value, Vec<Value>)> {
+    let report: Value = serde_json::from_str(stdout)
+        .map_err(|e| anyhow::anyhow!("mesh check --output json: {e}: {stdout}"))?;
+    let failed = report["categories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["checks"].as_array().into_iter().flatten())
+        .filter(|c| c["result"] == "error")
+        .cloned()
+        .collect();
+    Ok((report, failed))
 }
 
 /// A self-signed CA certificate nobody's issuer chains to.
