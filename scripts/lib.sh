@@ -31,7 +31,7 @@ setup_build_and_run_mesh() {
   local started=$SECONDS bins=()
   for bin in "${RUN_BINS[@]}"; do bins+=(--bin "$bin"); done
   step "building ${RUN_BINS[*]} (a few minutes on a fresh machine)"
-  cargo build "${bins[@]}"
+  cargo build --workspace "${bins[@]}"
   ok "built ${RUN_BINS[*]} in target/debug ($((SECONDS - started)) s)"
   target/debug/mesh k8s build
   exec target/debug/mesh "$@"
