@@ -16,9 +16,25 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// Creates a namespace named `<prefix>-<random suffix>`.
 pub async fn namespace(client: &kube::Client, prefix: &str) -> anyhow::Result<String> {
+    create_namespace(client, prefix, None).await
+}
+
+/// Creates a namespace named `<prefix>-<random suffix>` annotated
+/// `linkerd.io/inject: enabled`, so that its pods are meshed.
+pub async fn meshed_namespace(client: &kube::Client, prefix: &str) -> anyhow::Result<String> {
+    let inject = [("linkerd.io/inject".to_owned(), "enabled".to_owned())].into();
+    create_namespace(client, prefix, Some(inject)).await
+}
+
+async fn create_namespace(
+    client: &kube::Client,
+    prefix: &str,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+) -> anyhow::Result<String> {
     let ns = Namespace {
         metadata: ObjectMeta {
             generate_name: Some(format!("{prefix}-")),
+            annotations,
             ..ObjectMeta::default()
         },
         ..Namespace::default()

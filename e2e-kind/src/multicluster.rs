@@ -270,6 +270,12 @@ fn podinfo_answer(logs: &str) -> anyhow::Result<Value> {
 
 /// East's row of `mesh --context=west multicluster gateways -o json`.
 async fn east_gateway(p: &impl Provider) -> anyhow::Result<Value> {
+    gateway_row(p, "east").await
+}
+
+/// Linked cluster `cluster`'s row of `mesh --context=west multicluster
+/// gateways -o json`.
+async fn gateway_row(p: &impl Provider, cluster: &str) -> anyhow::Result<Value> {
     let out = mesh::mesh(
         p,
         Cluster::West,
@@ -281,9 +287,9 @@ async fn east_gateway(p: &impl Provider) -> anyhow::Result<Value> {
     rows.as_array()
         .into_iter()
         .flatten()
-        .find(|r| r["cluster"] == "east")
+        .find(|r| r["cluster"] == cluster)
         .cloned()
-        .ok_or_else(|| anyhow::anyhow!("mesh multicluster gateways lists east: {rows}"))
+        .ok_or_else(|| anyhow::anyhow!("mesh multicluster gateways lists {cluster}: {rows}"))
 }
 
 /// `mesh --context=west multicluster check -o json`: whether it passed, and
@@ -707,21 +713,7 @@ pub async fn mesh_multicluster_check_names_an_unreachable_link(
                 }),
             "mesh multicluster check names the unreachable Link and the mirror's error: {reach:?}"
         );
-        let rows = mesh::mesh(
-            p,
-            Cluster::West,
-            &["multicluster", "gateways", "-o", "json"],
-        )
-        .await?
-        .ok("mesh multicluster gateways")?;
-        let rows: Value = serde_json::from_str(&rows.stdout)?;
-        let nowhere = rows
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|r| r["cluster"] == "nowhere")
-            .cloned()
-            .unwrap_or_default();
+        let nowhere = gateway_row(p, "nowhere").await?;
         anyhow::ensure!(
             nowhere["synced"] != true && nowhere["last_error"].is_string(),
             "gateways does not show the unreachable Link as synced, and gives its error: {nowhere}"

@@ -354,15 +354,7 @@ pub(crate) fn default_identity(namespace: &str) -> String {
 /// A meshed namespace (`linkerd.io/inject: enabled`) with podinfo and a pod
 /// calling it in a loop, one curl per request, printing each status code.
 async fn meshed_podinfo_under_load(client: &kube::Client) -> anyhow::Result<String> {
-    let ns = kube_util::namespace(client, "e2e-meshed").await?;
-    let patch = serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
-    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-        .patch(
-            &ns,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await?;
+    let ns = kube_util::meshed_namespace(client, "e2e-meshed").await?;
     deploy_podinfo(client, &ns).await?;
     let load: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "load", "labels": {"app": "load"}},
@@ -652,15 +644,7 @@ pub async fn mesh_install_reapplied_keeps_injection_and_check_names_a_broken_web
 ) -> anyhow::Result<()> {
     crate::mesh::ensure_installed(p, Cluster::West).await?;
     let west = p.client(Cluster::West);
-    let ns = kube_util::namespace(&west, "e2e-reinstall").await?;
-    let meshed = serde_json::json!({"metadata": {"annotations": {"linkerd.io/inject": "enabled"}}});
-    Api::<k8s_openapi::api::core::v1::Namespace>::all(west.clone())
-        .patch(
-            &ns,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&meshed),
-        )
-        .await?;
+    let ns = kube_util::meshed_namespace(&west, "e2e-reinstall").await?;
     deploy_podinfo(&west, &ns).await?;
 
     let said = crate::mesh::reapply_install(p, Cluster::West).await?;

@@ -137,6 +137,31 @@ impl StatusWriter {
     }
 }
 
+/// Condition `type_` as a mirror wrote it on `link`'s status:
+/// `(status, message)`, for the CLI that reads it back.
+pub fn condition(link: &Link, type_: &str) -> Option<(String, String)> {
+    let status = serde_json::to_value(link.status.as_ref()?).ok()?;
+    let found = status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?;
+    Some((
+        found["status"].as_str()?.to_owned(),
+        found["message"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// `lastRemoteError` as a mirror wrote it on `link`'s status:
+/// `(message, time)`.
+pub fn last_remote_error(link: &Link) -> Option<(String, String)> {
+    let status = serde_json::to_value(link.status.as_ref()?).ok()?;
+    let error = &status["lastRemoteError"];
+    Some((
+        error["message"].as_str()?.to_owned(),
+        error["time"].as_str().unwrap_or("?").to_owned(),
+    ))
+}
+
 /// The conditions of `report`, keeping each one's transition time from
 /// `previous` while its status is unchanged.
 fn conditions(report: &Report, previous: &[Condition], now: Time) -> Vec<Condition> {

@@ -26,6 +26,7 @@ use mesh_identity::inspect::inspect;
 
 use crate::check::certificates::read_anchors_in;
 use mesh_mirror::link::LinkSettings;
+use mesh_mirror::status::{condition, last_remote_error};
 
 use crate::check::Waiter;
 use crate::check::report::{Outcome, Problem, Report};
@@ -183,19 +184,6 @@ fn links_valid(checked: &mut [Checked]) -> Outcome {
     }
 }
 
-/// The value of condition `type_` on a Link's status: `(status, message)`.
-fn condition(link: &Link, type_: &str) -> Option<(String, String)> {
-    let status = serde_json::to_value(link.status.as_ref()?).ok()?;
-    let found = status["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?;
-    Some((
-        found["status"].as_str()?.to_owned(),
-        found["message"].as_str().unwrap_or_default().to_owned(),
-    ))
-}
-
 /// Whether an error means the linked API server was not reached at all
 /// (as opposed to reached and refusing).
 fn unreachable(error: &kube::Error) -> bool {
@@ -313,17 +301,7 @@ async fn mirrors_reach(client: &kube::Client, checked: &[Checked]) -> Outcome {
 
 /// What is wrong with a Link's view of its linked API, from its status.
 fn mirror_view(link: &Link) -> Option<String> {
-    let status = link
-        .status
-        .as_ref()
-        .and_then(|s| serde_json::to_value(s).ok())
-        .unwrap_or_default();
-    let last_error = status["lastRemoteError"]["message"]
-        .as_str()
-        .map(|message| {
-            let at = status["lastRemoteError"]["time"].as_str().unwrap_or("?");
-            format!("{message} (at {at})")
-        });
+    let last_error = last_remote_error(link).map(|(message, at)| format!("{message} (at {at})"));
     match condition(link, "RemoteReachable") {
         Some((reachable, _)) if reachable == "True" => None,
         Some((_, message)) => Some(format!(

@@ -11,6 +11,7 @@ use mesh_api::labels::{
     MIRROR_CLUSTER_NAME, MIRROR_HEADLESS_MIRROR_SVC_NAME, MIRROR_MIRRORED_SERVICE,
     MULTICLUSTER_NAMESPACE as NS,
 };
+use mesh_mirror::status::{condition, last_remote_error};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
@@ -57,18 +58,8 @@ pub async fn rows(client: &kube::Client) -> anyhow::Result<Vec<GatewayRow>> {
     let mut rows = Vec::new();
     for link in links.items {
         let cluster = link.spec.target_cluster_name.clone();
-        let status = link
-            .status
-            .as_ref()
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or_default();
-        let synced = status["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "RemoteReachable"))
-            .map(|c| c["status"] == "True");
-        let last_error = status["lastRemoteError"]["message"]
-            .as_str()
-            .map(str::to_owned);
+        let synced = condition(&link, "RemoteReachable").map(|(status, _)| status == "True");
+        let last_error = last_remote_error(&link).map(|(message, _)| message);
         let num_svc = Api::<Service>::all(client.clone())
             .list(&ListParams::default().labels(&format!(
                 "{MIRROR_MIRRORED_SERVICE}=true,{MIRROR_CLUSTER_NAME}={cluster},!{MIRROR_HEADLESS_MIRROR_SVC_NAME}"
