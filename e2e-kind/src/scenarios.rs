@@ -633,9 +633,11 @@ pub async fn mesh_check_explains_a_broken_control_plane(p: &impl Provider) -> an
     Ok(())
 }
 
-/// Re-applying `mesh install` with the same flags (a one-flag change, a
-/// GitOps sync) keeps the webhook's certificate, so a restarted
-/// Deployment's pods are still meshed and `mesh check` passes; a webhook
+/// A namespace annotated for injection after its pods started makes `mesh
+/// check` warn, naming its pods and the restart. Re-applying `mesh install`
+/// with the same flags (a one-flag change, a GitOps sync) keeps the
+/// webhook's certificate, so the restarted Deployment's pods are meshed and
+/// `mesh check` passes without naming them any more; a webhook
 /// certificate the API server does not trust makes `mesh check` fail with
 /// the fix, and once it is restored the injector serves it again without a
 /// restart.
@@ -644,8 +646,26 @@ pub async fn mesh_install_reapplied_keeps_injection_and_check_names_a_broken_web
 ) -> anyhow::Result<()> {
     crate::mesh::ensure_installed(p, Cluster::West).await?;
     let west = p.client(Cluster::West);
-    let ns = kube_util::meshed_namespace(&west, "e2e-reinstall").await?;
+    // Annotated for injection after its pods started, as the guides' users
+    // often do: mesh check names the pods left without a proxy.
+    let ns = kube_util::namespace(&west, "e2e-reinstall").await?;
     deploy_podinfo(&west, &ns).await?;
+    crate::mesh::kubectl(
+        p,
+        Cluster::West,
+        &["annotate", "namespace", &ns, "linkerd.io/inject=enabled"],
+        None,
+    )
+    .await?
+    .ok("kubectl annotate namespace")?;
+    let late = uninjected_warning(p, &ns).await?;
+    anyhow::ensure!(
+        late.as_ref()
+            .is_some_and(|(result, error, hint)| result == "warning"
+                && error.contains(&format!("{ns}: podinfo-"))
+                && hint.contains(&format!("kubectl -n {ns} rollout restart deploy"))),
+        "mesh check warns about {ns}'s pods started before the annotation, with the restart: {late:?}"
+    );
 
     let said = crate::mesh::reapply_install(p, Cluster::West).await?;
     anyhow::ensure!(
@@ -671,9 +691,11 @@ pub async fn mesh_install_reapplied_keeps_injection_and_check_names_a_broken_web
         unmeshed.is_empty() && !pods.is_empty(),
         "after re-applying mesh install, restarted pods are meshed; these are not: {unmeshed:?}"
     );
-    crate::mesh::mesh(p, Cluster::West, &["check", "--wait", "1m"])
-        .await?
-        .ok("mesh check after re-applying mesh install")?;
+    let after = uninjected_warning(p, &ns).await?;
+    anyhow::ensure!(
+        after.is_none(),
+        "after the restart, mesh check no longer names {ns}: {after:?}"
+    );
 
     // A certificate the webhook's caBundle does not vouch for.
     let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(west.clone(), "linkerd");
@@ -728,19 +750,49 @@ pub async fn mesh_install_reapplied_keeps_injection_and_check_names_a_broken_web
     Ok(())
 }
 
-/// `mesh check --output json`'s document and the checks in it that failed.
-fn failed_checks(stdout: &str) -> anyhow::Result<(Value, Vec<Value>)> {
+/// `mesh check --output json`'s document and every check in it.
+fn all_checks(stdout: &str) -> anyhow::Result<(Value, Vec<Value>)> {
     let report: Value = serde_json::from_str(stdout)
         .map_err(|e| anyhow::anyhow!("mesh check --output json: {e}: {stdout}"))?;
-    let failed = report["categories"]
+    let checks = report["categories"]
         .as_array()
         .into_iter()
         .flatten()
         .flat_map(|c| c["checks"].as_array().into_iter().flatten())
-        .filter(|c| c["result"] == "error")
         .cloned()
         .collect();
-    Ok((report, failed))
+    Ok((report, checks))
+}
+
+/// `mesh check --output json`'s document and the checks in it that failed.
+fn failed_checks(stdout: &str) -> anyhow::Result<(Value, Vec<Value>)> {
+    let (report, checks) = all_checks(stdout)?;
+    Ok((
+        report,
+        checks
+            .into_iter()
+            .filter(|c| c["result"] == "error")
+            .collect(),
+    ))
+}
+
+/// After a passing `mesh check` on west, its "pods in injected namespaces
+/// run a proxy" result `(result, error, hint)` when it names namespace
+/// `ns`, else `None`.
+async fn uninjected_warning(
+    p: &impl Provider,
+    ns: &str,
+) -> anyhow::Result<Option<(String, String, String)>> {
+    let checked = crate::mesh::mesh(p, Cluster::West, &["check", "--wait", "1m", "-o", "json"])
+        .await?
+        .ok("mesh check")?;
+    let (_, checks) = all_checks(&checked.stdout)?;
+    let field = |c: &Value, name: &str| c[name].as_str().unwrap_or_default().to_owned();
+    Ok(checks
+        .iter()
+        .find(|c| c["description"] == "pods in injected namespaces run a proxy")
+        .map(|c| (field(c, "result"), field(c, "error"), field(c, "hint")))
+        .filter(|(_, error, _)| error.contains(&format!("{ns}:"))))
 }
 
 /// A self-signed CA certificate nobody's issuer chains to.
