@@ -22,6 +22,7 @@ use mesh_api::labels::{FAILOVER_CONTROLLED_BY, FAILOVER_STATUS_ANNOTATION, MIRRO
 use tokio::time::Instant;
 
 use crate::decision::{Failover, Phase, Readiness, Tick};
+use crate::error::Error;
 use crate::metrics::FailoverMetrics;
 use crate::prometheus::Prometheus;
 use crate::signals::{self, BackendKey, ClientCounts, Deltas};
@@ -29,10 +30,6 @@ use crate::split::ManagedSplit;
 use crate::status::{BackendStatus, SplitStatus, TransitionStatus};
 use crate::window::Counts;
 
-/// The proxies' admin port (`/metrics`).
-const PROXY_ADMIN_PORT: u16 = 4191;
-/// The service mirror's admin port.
-const MIRROR_ADMIN_PORT: u16 = 9999;
 /// How often the status annotation's numbers are refreshed when nothing
 /// else changed.
 const STATUS_REFRESH: Duration = Duration::from_secs(10);
@@ -50,6 +47,8 @@ pub struct Config {
     pub prometheus: Option<Prometheus>,
     /// How long a metrics page may take.
     pub scrape_timeout: Duration,
+    /// This controller's name in the Events it publishes (its pod's name).
+    pub instance: Option<String>,
 }
 
 /// One split under management.
@@ -93,8 +92,9 @@ pub async fn run(
     client: kube::Client,
     config: Config,
     metrics: FailoverMetrics,
+    readiness: mesh_core::admin::Readiness,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let views = Views {
         splits: watch(
             Api::<TrafficSplit>::all(client.clone()),
@@ -115,14 +115,15 @@ pub async fn run(
     ] {
         ready
             .await
-            .map_err(|e| anyhow::anyhow!("watching {what}: {e}"))?;
+            .map_err(|source| Error::Watch { what, source })?;
     }
+    readiness.set_ready();
     tracing::info!(controlled_by = %config.controlled_by, "failover controller started");
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
             controller: "linkerd-failover".into(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance: config.instance.clone(),
         },
     );
     let mut controller = Controller {
@@ -221,7 +222,7 @@ impl Controller {
                         let ip = pod.status.as_ref()?.pod_ip.clone()?;
                         Some((
                             format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()),
-                            format!("{ip}:{PROXY_ADMIN_PORT}"),
+                            format!("{ip}:{}", mesh_api::ports::PROXY_ADMIN),
                         ))
                     })
                     .collect();
@@ -298,7 +299,7 @@ impl Controller {
             let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
                 continue;
             };
-            let authority = format!("{ip}:{MIRROR_ADMIN_PORT}");
+            let authority = format!("{ip}:{}", mesh_api::ports::MIRROR_ADMIN);
             match crate::fetch::get(&authority, "/metrics", self.config.scrape_timeout).await {
                 Ok(page) => alive.extend(signals::gateways_alive(&page)),
                 Err(e) => tracing::debug!(%cluster, "reading the service mirror's metrics: {e}"),
@@ -544,7 +545,7 @@ async fn write_status(
     client: &kube::Client,
     split: &TrafficSplit,
     status: &SplitStatus,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let api =
         Api::<TrafficSplit>::namespaced(client.clone(), &split.namespace().unwrap_or_default());
     let value = serde_json::to_string(status)?;

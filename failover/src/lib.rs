@@ -8,6 +8,7 @@
 //! - [`window`]: requests over sliding windows, and the confidence test.
 //! - [`decision`]: the pure decision core (time passed in).
 //! - [`fetch`]: HTTP GETs with a deadline.
+//! - [`error`]: the library's typed errors.
 //! - [`metrics`]: `failover_state`, `failover_transitions_total`, per-backend gauges.
 //! - [`prometheus`]: the same signals read with PromQL.
 //! - [`signals`]: what clients saw per backend, from their metrics pages or
@@ -17,6 +18,7 @@
 
 pub mod controller;
 pub mod decision;
+pub mod error;
 pub mod fetch;
 pub mod metrics;
 pub mod prometheus;

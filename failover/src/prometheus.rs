@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::error::Error;
 use crate::signals::{self, ClientCounts, OUTCOMES};
 
 /// A Prometheus server.
@@ -39,17 +40,16 @@ struct Series {
 
 impl Prometheus {
     /// The server at `url` (`http://prometheus.monitoring:9090`).
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--prometheus-url {url:?}: {e}"))?;
-        anyhow::ensure!(
-            uri.scheme_str() == Some("http"),
-            "--prometheus-url {url:?}: only http:// is supported"
-        );
-        let authority = uri
-            .authority()
-            .ok_or_else(|| anyhow::anyhow!("--prometheus-url {url:?}: no host"))?;
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, Error> {
+        let refused = |reason: String| Error::PrometheusUrl {
+            url: url.to_owned(),
+            reason,
+        };
+        let uri: http::Uri = url.parse().map_err(|e| refused(format!("{e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(refused("only http:// is supported".into()));
+        }
+        let authority = uri.authority().ok_or_else(|| refused("no host".into()))?;
         let port = authority.port_u16().unwrap_or(80);
         Ok(Self {
             authority: format!("{}:{port}", authority.host()),
@@ -57,16 +57,17 @@ impl Prometheus {
         })
     }
 
-    async fn query(&self, promql: &str) -> anyhow::Result<Vec<Series>> {
+    async fn query(&self, promql: &str) -> Result<Vec<Series>, Error> {
         let path = format!("/api/v1/query?query={}", encode(promql));
         let body = crate::fetch::get(&self.authority, &path, self.timeout).await?;
         let answer: Answer = serde_json::from_str(&body)
-            .map_err(|e| anyhow::anyhow!("Prometheus answered {body:?}: {e}"))?;
-        anyhow::ensure!(
-            answer.status == "success",
-            "Prometheus refused {promql:?}: {}",
-            answer.error.unwrap_or_default()
-        );
+            .map_err(|e| Error::Prometheus(format!("answered {body:?}: {e}")))?;
+        if answer.status != "success" {
+            return Err(Error::Prometheus(format!(
+                "refused {promql:?}: {}",
+                answer.error.unwrap_or_default()
+            )));
+        }
         Ok(answer.data.map(|d| d.result).unwrap_or_default())
     }
 
@@ -75,7 +76,7 @@ impl Prometheus {
     pub async fn client_counts(
         &self,
         namespace: &str,
-    ) -> anyhow::Result<BTreeMap<String, ClientCounts>> {
+    ) -> Result<BTreeMap<String, ClientCounts>, Error> {
         let promql = format!(
             "sum by (instance, dst_namespace, dst_service, classification) \
              ({OUTCOMES}{{direction=\"outbound\",dst_namespace=\"{namespace}\"}})"
@@ -100,7 +101,7 @@ impl Prometheus {
     }
 
     /// `gateway_alive` per linked cluster, as the mirrors report it.
-    pub async fn gateways_alive(&self) -> anyhow::Result<BTreeMap<String, bool>> {
+    pub async fn gateways_alive(&self) -> Result<BTreeMap<String, bool>, Error> {
         Ok(self
             .query("max by (target_cluster_name) (gateway_alive)")
             .await?

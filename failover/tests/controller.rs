@@ -130,6 +130,7 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
     };
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let readiness = mesh_core::admin::Readiness::new();
     let controller = tokio::spawn(run(
         client.clone(),
         Config {
@@ -137,8 +138,10 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
             interval: Duration::from_millis(500),
             prometheus: None,
             scrape_timeout: Duration::from_millis(500),
+            instance: Some("failover-test".into()),
         },
         FailoverMetrics::default(),
+        readiness.clone(),
         async move {
             let _ = stopped.await;
         },
@@ -153,6 +156,10 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
         "the docs' weights already say Primary"
     );
     assert!(status.backends[0].primary);
+    assert!(
+        readiness.is_ready(),
+        "a controller that manages splits has listed what it watches, and says it is ready"
+    );
 
     // The primary loses its endpoints.
     endpoints_api

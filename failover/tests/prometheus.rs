@@ -5,8 +5,7 @@
 //! what the controller reads with PromQL is what the proxy's metrics page
 //! says, per backend and per client.
 
-#[path = "../../proxy/tests/support/mod.rs"]
-mod support;
+use mesh_test_util as support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -107,7 +106,9 @@ async fn prometheus_reads_what_the_proxies_metrics_pages_say() {
         .run(async move {
             let prometheus =
                 Prometheus::new("http://127.0.0.1:9090", Duration::from_secs(2)).expect("url");
-            let mut last = Err(anyhow::anyhow!("not asked yet"));
+            let mut last = Err(mesh_failover::error::Error::Prometheus(
+                "not asked yet".into(),
+            ));
             for _ in 0..60 {
                 last = prometheus.client_counts("test").await;
                 if let Ok(clients) = &last

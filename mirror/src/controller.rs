@@ -15,6 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use mesh_api::crds::link::Link;
+use mesh_core::admin::Readiness;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -68,14 +69,20 @@ struct Mirror {
     noted_remote: Option<Result<(), String>>,
     metrics: MirrorMetrics,
     status: StatusWriter,
+    /// Set once the Link was read and this cluster's mirrors listed.
+    readiness: Readiness,
 }
 
-/// Runs the mirror of Link `name` (in `namespace` of `local`) until `stop`.
+/// Runs the mirror of Link `name` (in `namespace` of `local`) until `stop`;
+/// `readiness` turns true once the Link has been read and this cluster's
+/// mirrors listed (a linked cluster out of reach does not hold it back:
+/// the mirror keeps what it has and reports it on the Link).
 pub async fn run(
     local: kube::Client,
     namespace: String,
     name: String,
     metrics: MirrorMetrics,
+    readiness: Readiness,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -95,6 +102,7 @@ pub async fn run(
         noted_remote: None,
         metrics,
         status: StatusWriter::default(),
+        readiness,
     };
     let mut next_refresh = Instant::now();
     loop {
@@ -226,6 +234,9 @@ impl Mirror {
     /// One mirroring pass, and the Link's status after it.
     async fn pass(&mut self) {
         let links = Api::<Link>::namespaced(self.local.clone(), &self.namespace);
+        if self.mirrors.as_ref().is_some_and(|(_, m)| m.is_listed()) {
+            self.readiness.set_ready();
+        }
         let settings = self.settings.borrow().clone();
         let health = self.health.borrow().clone();
         let (Some(settings), Some(health), Some((_, mirrors)), Some(remote)) =

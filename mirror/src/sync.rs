@@ -184,6 +184,11 @@ pub struct LocalViews {
 }
 
 impl LocalViews {
+    /// Whether both watches have listed this cluster's mirrors once.
+    pub fn is_listed(&self) -> bool {
+        self.services.view().is_some() && self.endpoints.view().is_some()
+    }
+
     /// Watches the mirrors of the Link to `cluster`.
     pub fn start(local: &kube::Client, cluster: &str, changed: &Arc<Notify>) -> Self {
         let config = watcher::Config::default().labels(&format!(

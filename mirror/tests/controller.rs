@@ -144,6 +144,7 @@ struct Linked {
     registry: std::sync::Arc<prometheus_client::registry::Registry>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     mirror: tokio::task::JoinHandle<()>,
+    readiness: mesh_core::admin::Readiness,
 }
 
 impl Linked {
@@ -199,11 +200,13 @@ impl Linked {
             .expect("create link");
         let (registry, metrics) = mesh_mirror::controller::metrics();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let readiness = mesh_core::admin::Readiness::new();
         let mirror = tokio::spawn(mesh_mirror::controller::run(
             client.clone(),
             ns.clone(),
             link.clone(),
             metrics,
+            readiness.clone(),
             async move {
                 let _ = stop_rx.await;
             },
@@ -216,6 +219,7 @@ impl Linked {
             registry,
             stop: Some(stop),
             mirror,
+            readiness,
         }
     }
 
@@ -312,6 +316,10 @@ async fn a_link_mirrors_exported_services_and_follows_its_gateway() {
         linked.mirror_addresses("web").await == (1, 0)
     })
     .await;
+    assert!(
+        linked.readiness.is_ready(),
+        "a mirror that has mirrored has listed this cluster's mirrors, and says it is ready"
+    );
     let alive = format!("gateway_alive{{target_cluster_name=\"{}\"}} 1", linked.link);
     assert!(
         linked.metrics_text().contains(&alive),

@@ -8,16 +8,16 @@ use std::sync::Arc;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::admin::Admin;
 use crate::config::Config;
 use crate::discover::Discovery;
-use crate::drain::Drain;
 use crate::endpoint::TlsClients;
-use crate::identity::schedule::Backoff;
-use crate::identity::{CredentialsError, IdentityConfig};
 use crate::inbound::Inbound;
 use crate::metrics::{HttpMetrics, TcpMetrics};
 use crate::outbound::Outbound;
+use mesh_core::admin::Admin;
+use mesh_core::drain::Drain;
+use mesh_core::identity::schedule::Backoff;
+use mesh_core::identity::{CredentialsError, IdentityConfig};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,10 +27,10 @@ pub enum StartError {
     Anchors(String),
     /// TLS set-up failed.
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] mesh_core::tls::TlsError),
     /// A control-plane channel could not be set up.
     #[error(transparent)]
-    Channel(#[from] crate::control::ChannelError),
+    Channel(#[from] mesh_core::control::ChannelError),
     /// A listener could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -62,7 +62,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let credentials = match &config.identity {
         Some(identity) => Some(
-            crate::identity::certified_credentials(
+            mesh_core::identity::certified_credentials(
                 &identity.local_name,
                 &identity.trust_anchors,
                 IdentityConfig {
@@ -96,7 +96,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 (Some(name), Some(credentials)) => Some((name.as_str(), credentials)),
                 _ => None,
             };
-            let channel = crate::control::channel(&destination.service_addr, tls)?;
+            let channel = mesh_core::control::channel(&destination.service_addr, tls)?;
             Some(Discovery::new(
                 channel,
                 destination.context.clone(),
@@ -183,17 +183,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 }
 
 async fn wait_for_stop(admin: &mut tokio::sync::watch::Receiver<bool>) -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = admin.wait_for(|stop| *stop).await;
-        return "shutdown asked";
-    };
     tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+        reason = mesh_core::drain::terminated() => reason,
         _ = admin.wait_for(|stop| *stop) => "POST /shutdown",
     }
 }

@@ -27,54 +27,14 @@
 //! | `MESH_PROXY_TRUSTED_GATEWAYS` | `linkerd-gateway.linkerd-multicluster.serviceaccount.identity.<trust domain>` | identities of gateways whose `Forwarded: by=<gateway>;for=<client>` element is believed: a request they forward counts as `<client>`'s (`client_id`, `l5d-client-id`); empty: none |
 //! | `MESH_PROXY_GATEWAY_SUFFIXES` | none | gateway mode: inbound mTLS connections whose transport header names a Service under one of these DNS suffixes (`svc.cluster.local`) are forwarded to it through the outbound side; empty: such names are refused |
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-/// Linkerd's default opaque ports (SMTP, MySQL, Galera, PostgreSQL, Redis,
-/// Elasticsearch, Memcached).
-pub const DEFAULT_OPAQUE_PORTS: &str = "25,587,3306,4444,5432,6379,9300,11211";
+use mesh_api::ports::PortSet;
+use std::time::Duration;
 
 /// Linkerd's default profile networks (the private ranges).
 pub const DEFAULT_PROFILE_NETWORKS: &str =
     "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8";
-
-/// A set of ports, given as a list of ports and ranges.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PortSet(BTreeSet<(u16, u16)>);
-
-impl PortSet {
-    /// Whether `port` is in the set.
-    pub fn contains(&self, port: u16) -> bool {
-        self.0
-            .iter()
-            .any(|(low, high)| (*low..=*high).contains(&port))
-    }
-}
-
-impl std::str::FromStr for PortSet {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let mut set = BTreeSet::new();
-        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let port = |p: &str| {
-                p.trim().parse::<u16>().map_err(|_| {
-                    format!("{item:?} is not a port (1-65535) or a range such as 4000-4100")
-                })
-            };
-            let range = match item.split_once('-') {
-                Some((low, high)) => (port(low)?, port(high)?),
-                None => (port(item)?, port(item)?),
-            };
-            if range.0 > range.1 {
-                return Err(format!("{item:?}: the range runs backwards"));
-            }
-            set.insert(range);
-        }
-        Ok(Self(set))
-    }
-}
 
 /// One direction's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +176,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             listen: self.parse(&var("LISTEN_ADDR"), listen)?,
             opaque_ports: self.parse(
                 &var("PORTS_DISABLE_PROTOCOL_DETECTION"),
-                DEFAULT_OPAQUE_PORTS,
+                &PortSet::default_opaque().to_string(),
             )?,
             // Not a Linkerd variable: ours carry mesh's own prefix.
             skip_ports: self.parse(&format!("MESH_PROXY_{name}_PORTS_SKIP"), "")?,
@@ -334,16 +294,6 @@ mod tests {
         assert!(!c.inbound.opaque_ports.contains(8080));
         assert_eq!(c.inbound.detect_timeout, Duration::from_secs(10));
         assert!(c.destination.is_none() && c.identity.is_none());
-    }
-
-    #[test]
-    fn ports_take_lists_and_ranges() {
-        let ports: PortSet = "25, 4000-4100,9000".parse().expect("ports");
-        assert!(ports.contains(25) && ports.contains(4050) && ports.contains(9000));
-        assert!(!ports.contains(26) && !ports.contains(4101));
-        assert!("".parse::<PortSet>().expect("empty").0.is_empty());
-        assert!("4100-4000".parse::<PortSet>().is_err());
-        assert!("http".parse::<PortSet>().is_err());
     }
 
     #[test]

@@ -29,8 +29,8 @@ use tokio::net::TcpStream;
 
 use crate::discover::Endpoint;
 use crate::quic::{QuicClient, QuicMetrics, QuicStream, Transport};
-use crate::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, Credentials, TlsError};
 use crate::transport_header::{self, Empty, Kind, SessionProtocol, TransportHeader};
+use mesh_core::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, Credentials, TlsError};
 
 /// Errors that cross body and service boundaries.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::drain::Signal;
 use crate::outbound::{Outbound, Source};
 use crate::transport_header::{Kind, TransportHeader};
+use mesh_core::drain::Signal;
 
 /// What the gateway needs: the suffixes it serves, its own identity and
 /// the outbound side it forwards through.

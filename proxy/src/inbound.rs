@@ -31,14 +31,14 @@ use crate::cache::IdleCache;
 use crate::config::DirectionConfig;
 use crate::detect::{self, Protocol};
 use crate::discover::Endpoint;
-use crate::drain::Signal;
 use crate::endpoint::{self, Body, EndpointClient, ORIG_PROTO};
 use crate::forward;
 use crate::gateway::Gateway;
 use crate::http::{self as proxy_http, error_response};
 use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
-use crate::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
 use crate::transport_header::{self, TransportHeader};
+use mesh_core::drain::Signal;
+use mesh_core::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
 
 fn stream_peer(io: &detect::Prefixed<TcpStream>) -> Option<SocketAddr> {
     io.inner().peer_addr().ok()
@@ -129,7 +129,7 @@ impl Inbound {
         let this = self.clone();
         let sweeper = crate::cache::sweeper(move || this.apps.sweep());
         let this = self.clone();
-        crate::drain::accept_until(listener, drain.clone(), move |stream| {
+        mesh_core::drain::accept_until(listener, drain.clone(), move |stream| {
             this.clone().connection(stream, drain.clone())
         })
         .await;

@@ -24,12 +24,12 @@ use crate::config::DirectionConfig;
 use crate::detect::{self, Protocol};
 use crate::discover::profile::Route;
 use crate::discover::{Discovery, Endpoint, Profile, ProfileWatch};
-use crate::drain::Signal;
 use crate::endpoint::{self, Body, EndpointClient, TlsClients};
 use crate::forward;
 use crate::http::{self as proxy_http, error_response};
 use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
 use crate::retry::{self, Budget};
+use mesh_core::drain::Signal;
 
 /// How long a connection waits for its first profile before it is
 /// forwarded as it came.
@@ -201,7 +201,7 @@ impl Outbound {
             this.direct.sweep();
         });
         let this = self.clone();
-        crate::drain::accept_until(listener, drain.clone(), move |stream| {
+        mesh_core::drain::accept_until(listener, drain.clone(), move |stream| {
             this.clone().connection(stream, drain.clone())
         })
         .await;

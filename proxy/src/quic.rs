@@ -30,9 +30,9 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
-use crate::drain::Signal;
-use crate::tls::{self, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
 use crate::transport_header::{self, TransportHeader};
+use mesh_core::drain::Signal;
+use mesh_core::tls::{self, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
 
 /// How long a QUIC handshake may take before the gateway counts as
 /// unreachable over UDP.

@@ -9,7 +9,7 @@
 //! reaches the gateway over QUIC when UDP gets through, and over TCP, with
 //! no failed request, when it does not.
 
-mod support;
+use mesh_test_util as support;
 
 use std::net::SocketAddr;
 

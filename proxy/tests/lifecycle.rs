@@ -2,7 +2,7 @@
 //! SIGTERM and `POST /shutdown` drain in-flight requests before the proxy
 //! exits, and `mesh-init` can run twice.
 
-mod support;
+use mesh_test_util as support;
 
 use std::time::Duration;
 

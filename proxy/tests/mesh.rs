@@ -4,7 +4,7 @@
 //! real gRPC API. Requests go to Service addresses that only discovery
 //! knows, exactly as from a pod in a cluster.
 
-mod support;
+use mesh_test_util as support;
 
 use linkerd2_proxy_api::destination::DestinationProfile;
 use support::*;

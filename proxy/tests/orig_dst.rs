@@ -2,7 +2,7 @@
 //! iptables REDIRECT sends connections for port 8080 to a listener on 4140,
 //! which reads where they were going.
 
-mod support;
+use mesh_test_util as support;
 
 use std::net::SocketAddr;
 

@@ -2,7 +2,7 @@
 //! retries under the budget, route timeouts, traffic splits and retries
 //! across their backends, endpoint changes under load, and failure accrual.
 
-mod support;
+use mesh_test_util as support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

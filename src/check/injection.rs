@@ -25,7 +25,6 @@ use super::Waiter;
 use super::report::{Outcome, Problem, Report};
 use crate::install::existing::INJECTOR_SECRET;
 
-const INJECTOR_ADMIN_PORT: u16 = 9995;
 const RESTART_INJECTOR: &str = "restart the injector so it serves the Secret's certificate: \
      `kubectl -n linkerd rollout restart deploy/linkerd-proxy-injector` (it also picks a changed Secret up by itself within a minute)";
 
@@ -110,7 +109,7 @@ async fn served_certificate(client: &kube::Client, waiter: &Waiter) -> Outcome {
                 client,
                 NS,
                 name,
-                INJECTOR_ADMIN_PORT,
+                mesh_api::ports::INJECTOR_ADMIN,
                 "/metrics",
             ))
             .await;

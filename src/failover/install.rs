@@ -9,7 +9,7 @@ use mesh_api::labels::{FAILOVER_CONTROLLER_NAME as NAME, FAILOVER_NAMESPACE as N
 use crate::install::manifest::{self, Object};
 
 /// The controller's admin port (`/metrics`, `/ready`, `/live`).
-pub const ADMIN_PORT: u16 = 9996;
+pub const ADMIN_PORT: u16 = mesh_api::ports::FAILOVER_ADMIN;
 
 /// Flags of `mesh failover install`.
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use super::manifest::Object;
 use super::settings::Settings;
 
 /// The destination service's admin port.
-const ADMIN_PORT: u16 = 9996;
+const ADMIN_PORT: u16 = mesh_api::ports::DESTINATION_ADMIN;
 
 /// Its objects, in apply order.
 pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {

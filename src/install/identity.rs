@@ -4,8 +4,8 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Namespace, Secret, SecretVolumeSource, Volume, VolumeMount,
 };
 use mesh_api::labels::{
-    CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS, CONTROLLER_ADMIN_PORT,
-    IS_CONTROL_PLANE, ISSUER_SECRET, TRUST_ROOTS_CONFIGMAP,
+    CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS, IS_CONTROL_PLANE, ISSUER_SECRET,
+    TRUST_ROOTS_CONFIGMAP,
 };
 
 use super::TrustMaterial;
@@ -81,7 +81,7 @@ pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<
             port: mesh_api::ports::IDENTITY,
             service_port: Some(mesh_api::ports::IDENTITY),
         }],
-        admin_port: CONTROLLER_ADMIN_PORT,
+        admin_port: mesh_api::ports::IDENTITY_ADMIN,
         rules: vec![
             rule("authentication.k8s.io", &["tokenreviews"], &["create"]),
             rule("", &["events"], &["create", "patch"]),

@@ -21,7 +21,7 @@ const NAME: &str = "linkerd-proxy-injector";
 const TLS_SECRET: &str = super::existing::INJECTOR_SECRET;
 const TLS_DIR: &str = "/var/run/linkerd/tls";
 /// The injector's admin port.
-const ADMIN_PORT: u16 = 9995;
+const ADMIN_PORT: u16 = mesh_api::ports::INJECTOR_ADMIN;
 
 /// The webhook's CA (PEM) and serving certificate and key (PEM).
 struct WebhookTls {

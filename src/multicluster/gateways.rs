@@ -18,7 +18,6 @@ use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output;
 
 /// The mirror's admin port.
-const MIRROR_ADMIN_PORT: u16 = 9999;
 
 /// One Link's gateway.
 #[derive(Debug, Serialize)]
@@ -76,11 +75,15 @@ pub async fn rows(client: &kube::Client) -> anyhow::Result<Vec<GatewayRow>> {
             .into_iter()
             .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
         let metrics = match mirror.and_then(|p| p.metadata.name) {
-            Some(pod) => {
-                mesh_api::kube_client::pod_get(client, NS, &pod, MIRROR_ADMIN_PORT, "/metrics")
-                    .await
-                    .ok()
-            }
+            Some(pod) => mesh_api::kube_client::pod_get(
+                client,
+                NS,
+                &pod,
+                mesh_api::ports::MIRROR_ADMIN,
+                "/metrics",
+            )
+            .await
+            .ok(),
             None => None,
         };
         let metrics = metrics.unwrap_or_default();

@@ -372,7 +372,7 @@ fn mirror_objects(cluster: &str, image: &str) -> anyhow::Result<Vec<Object>> {
                             "name": "service-mirror",
                             "image": image,
                             "args": ["mirror", format!("--link={cluster}"), format!("--namespace={NS}")],
-                            "ports": [{"name": "admin-http", "containerPort": 9999}],
+                            "ports": [{"name": "admin-http", "containerPort": mesh_api::ports::MIRROR_ADMIN}],
                             "readinessProbe": {"httpGet": {"path": "/ready", "port": "admin-http"}},
                             "livenessProbe": {"httpGet": {"path": "/live", "port": "admin-http"}},
                         }],

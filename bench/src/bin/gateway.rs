@@ -16,8 +16,7 @@
 //! -p mesh-clusters`: `target/release/gateway-bench [seconds per run,
 //! default 10]`.
 
-#[path = "../../../proxy/tests/support/mod.rs"]
-mod support;
+use mesh_test_util as support;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

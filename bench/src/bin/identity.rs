@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mesh_api::IdentityName;
+use mesh_core::identity::{LocalKey, client};
+use mesh_core::tls::{self, ClientAuth, Credentials};
 use mesh_identity::ca::{Ca, IssuancePolicy, TrustRoots};
 use mesh_identity::generate;
 use mesh_identity::issuer::IssuerFiles;
 use mesh_identity::server::{self, ServerConfig};
-use mesh_proxy::identity::{LocalKey, client};
-use mesh_proxy::tls::{self, ClientAuth, Credentials};
 use rustls::{ClientConnection, RootCertStore, ServerConnection};
 use rustls_pki_types::CertificateDer;
 use tokio::time::Instant;

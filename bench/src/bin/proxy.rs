@@ -12,8 +12,7 @@
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench`:
 //! `target/release/proxy-bench [seconds per run, default 10]`.
 
-#[path = "../../../proxy/tests/support/mod.rs"]
-mod support;
+use mesh_test_util as support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

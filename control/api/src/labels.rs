@@ -71,5 +71,3 @@ pub const IS_CONTROL_PLANE: &str = "linkerd.io/is-control-plane";
 pub const TRUST_ROOTS_CONFIGMAP: &str = "linkerd-identity-trust-roots";
 /// The Secret holding the issuer certificate and key.
 pub const ISSUER_SECRET: &str = "linkerd-identity-issuer";
-/// The admin port of control-plane components (`/metrics`, `/ready`, `/live`).
-pub const CONTROLLER_ADMIN_PORT: u16 = 9990;

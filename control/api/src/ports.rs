@@ -25,3 +25,104 @@ pub const INJECTOR_WEBHOOK: u16 = 8443;
 pub const GATEWAY: u16 = PROXY_INBOUND;
 /// The multicluster gateway's probe port (`mc-probe`), the proxy's admin port.
 pub const GATEWAY_PROBE: u16 = PROXY_ADMIN;
+
+/// The identity service's admin server (`/metrics`, `/ready`, `/live`).
+pub const IDENTITY_ADMIN: u16 = 9990;
+/// The proxy injector's admin server.
+pub const INJECTOR_ADMIN: u16 = 9995;
+/// The destination service's admin server.
+pub const DESTINATION_ADMIN: u16 = 9996;
+/// The failover controller's admin server (its own pod, Linkerd's port).
+pub const FAILOVER_ADMIN: u16 = 9996;
+/// A service mirror's admin server (`admin-http`): its gateway probe
+/// metrics, which the failover controller and `mesh multicluster gateways`
+/// read.
+pub const MIRROR_ADMIN: u16 = 9999;
+
+/// Linkerd's default opaque ports (SMTP, MySQL, Galera, PostgreSQL, Redis,
+/// Elasticsearch, Memcached).
+pub const DEFAULT_OPAQUE_PORTS: &[u16] = &[25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
+
+/// A set of ports, written as Linkerd's port annotations and flags write
+/// them: a comma list of ports and ranges (`25,4000-4100`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSet(std::collections::BTreeSet<(u16, u16)>);
+
+impl PortSet {
+    /// Linkerd's default opaque ports.
+    pub fn default_opaque() -> Self {
+        Self(DEFAULT_OPAQUE_PORTS.iter().map(|p| (*p, *p)).collect())
+    }
+
+    /// Whether `port` is in the set.
+    pub fn contains(&self, port: u16) -> bool {
+        self.0
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&port))
+    }
+
+    /// Whether the set has no port.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::str::FromStr for PortSet {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut set = std::collections::BTreeSet::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let port = |p: &str| {
+                p.trim().parse::<u16>().map_err(|_| {
+                    format!("{item:?} is not a port (1-65535) or a range such as 4000-4100")
+                })
+            };
+            let range = match item.split_once('-') {
+                Some((low, high)) => (port(low)?, port(high)?),
+                None => (port(item)?, port(item)?),
+            };
+            if range.0 > range.1 {
+                return Err(format!("{item:?}: the range runs backwards"));
+            }
+            set.insert(range);
+        }
+        Ok(Self(set))
+    }
+}
+
+impl std::fmt::Display for PortSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (low, high)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if low == high {
+                write!(f, "{low}")?;
+            } else {
+                write!(f, "{low}-{high}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_sets_read_lists_and_ranges_and_print_them_back() {
+        let ports: PortSet = "25, 4000-4100,9000".parse().expect("ports");
+        assert!(ports.contains(25) && ports.contains(4050) && ports.contains(9000));
+        assert!(!ports.contains(26) && !ports.contains(4101));
+        assert_eq!(ports.to_string(), "25,4000-4100,9000");
+        assert!("".parse::<PortSet>().expect("empty").is_empty());
+        assert!("4100-4000".parse::<PortSet>().is_err());
+        assert!("http".parse::<PortSet>().is_err());
+        assert_eq!(
+            PortSet::default_opaque().to_string(),
+            "25,587,3306,4444,5432,6379,9300,11211"
+        );
+    }
+}

@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use mesh_proxy::identity::IdentityConfig;
-use mesh_proxy::identity::schedule::Backoff;
+use mesh_core::identity::IdentityConfig;
+use mesh_core::identity::schedule::Backoff;
 
 use clap::Args;
 use mesh_destination::index::IndexConfig;
-use mesh_destination::index::model::{DEFAULT_OPAQUE_PORTS, parse_ports};
+use mesh_destination::index::model::parse_ports;
 use mesh_destination::server::{self, ServerConfig, ServerTls};
 
 #[derive(Debug, Args)]
@@ -18,7 +18,7 @@ pub(crate) struct DestinationArgs {
     #[arg(long, env = "MESH_DESTINATION_LISTEN", default_value = "0.0.0.0:8086")]
     listen: SocketAddr,
     /// Where /metrics, /ready and /live are served.
-    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value = "0.0.0.0:9996")]
+    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value_t = crate::admin_listen(mesh_api::ports::DESTINATION_ADMIN))]
     admin_listen: SocketAddr,
     /// The cluster's DNS domain.
     #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
@@ -60,16 +60,8 @@ pub(crate) struct DestinationArgs {
     #[arg(long, env = "MESH_IDENTITY_TOKEN_FILE", default_value = mesh_api::labels::IDENTITY_TOKEN_PATH)]
     identity_token_file: PathBuf,
     /// Ports treated as opaque when a Service does not say (comma list, ranges allowed).
-    #[arg(long, env = "MESH_DEFAULT_OPAQUE_PORTS", default_value_t = default_opaque_ports())]
+    #[arg(long, env = "MESH_DEFAULT_OPAQUE_PORTS", default_value_t = mesh_api::ports::PortSet::default_opaque().to_string())]
     default_opaque_ports: String,
-}
-
-fn default_opaque_ports() -> String {
-    DEFAULT_OPAQUE_PORTS
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 pub(crate) async fn run(args: DestinationArgs, client: kube::Client) -> anyhow::Result<()> {
@@ -104,6 +96,6 @@ pub(crate) async fn run(args: DestinationArgs, client: kube::Client) -> anyhow::
         },
     };
     let running = server::start(config, client).await?;
-    running.run_until(crate::shutdown_signal()).await;
+    running.until_terminated().await;
     Ok(())
 }

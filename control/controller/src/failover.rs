@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use mesh_proxy::admin::Admin;
+use mesh_core::admin::{Admin, Readiness};
+use mesh_core::drain::{CONTROLLER_GRACE, Drain};
 
 #[derive(Debug, Args)]
 pub(crate) struct FailoverArgs {
@@ -23,8 +24,12 @@ pub(crate) struct FailoverArgs {
     /// How long one metrics page or Prometheus query may take.
     #[arg(long, env = "MESH_FAILOVER_SCRAPE_TIMEOUT", default_value = "800ms", value_parser = humantime::parse_duration)]
     scrape_timeout: Duration,
+    /// This controller's name in the Events it publishes (its pod's name,
+    /// from the downward API).
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pod_name: Option<String>,
     /// Where /metrics, /ready and /live are served.
-    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value = "0.0.0.0:9996")]
+    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value_t = crate::admin_listen(mesh_api::ports::FAILOVER_ADMIN))]
     admin_listen: SocketAddr,
 }
 
@@ -37,23 +42,26 @@ pub(crate) async fn run(args: FailoverArgs, client: kube::Client) -> anyhow::Res
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = mesh_failover::metrics::FailoverMetrics::register(&mut registry);
     let listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let admin = tokio::spawn(
-        Admin::new(std::sync::Arc::new(registry), || true)
-            .serve(listener, stopped(stop_rx.clone())),
+    let mut drain = Drain::new();
+    let readiness = Readiness::new();
+    drain.spawn(
+        Admin::with_readiness(std::sync::Arc::new(registry), &readiness)
+            .serve(listener, drain.signaled()),
     );
     let config = mesh_failover::controller::Config {
         controlled_by: args.controlled_by,
         interval: args.interval,
         prometheus,
         scrape_timeout: args.scrape_timeout,
+        instance: args.pod_name,
     };
-    let result =
-        mesh_failover::controller::run(client, config, metrics, crate::shutdown_signal()).await;
-    let _ = stop_tx.send(true);
-    let _ = admin.await;
-    result
+    let controller =
+        mesh_failover::controller::run(client, config, metrics, readiness, drain.signaled());
+    match drain
+        .run_until_terminated(CONTROLLER_GRACE, controller)
+        .await
+    {
+        Some(result) => Ok(result?),
+        None => Ok(()),
+    }
 }

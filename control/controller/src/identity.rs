@@ -17,7 +17,7 @@ pub(crate) struct IdentityArgs {
     #[arg(long, env = "MESH_IDENTITY_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// Where /metrics, /ready and /live are served.
-    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value = "0.0.0.0:9990")]
+    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value_t = crate::admin_listen(mesh_api::ports::IDENTITY_ADMIN))]
     admin_listen: SocketAddr,
     /// The trust anchors bundle (the `linkerd-identity-trust-roots` ConfigMap's ca-bundle.crt).
     #[arg(
@@ -83,6 +83,6 @@ pub(crate) async fn run(args: IdentityArgs, client: kube::Client) -> anyhow::Res
         reload_interval: args.reload_interval,
     };
     let running = server::start(config, client).await?;
-    running.run_until(crate::shutdown_signal()).await;
+    running.until_terminated().await;
     Ok(())
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use mesh_core::admin::Admin;
+use mesh_core::drain::{CONTROLLER_GRACE, Drain};
 use mesh_injector::Values;
 use mesh_injector::serving::ServingCertificate;
 use mesh_injector::webhook::{Settings, Webhook};
@@ -19,7 +21,7 @@ pub(crate) struct InjectorArgs {
     #[arg(long, env = "MESH_INJECTOR_LISTEN", default_value = "0.0.0.0:8443")]
     listen: SocketAddr,
     /// Where /metrics, /ready and /live are served.
-    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value = "0.0.0.0:9995")]
+    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value_t = crate::admin_listen(mesh_api::ports::INJECTOR_ADMIN))]
     admin_listen: SocketAddr,
     /// The webhook's serving certificate (PEM).
     #[arg(long, env = "MESH_INJECTOR_TLS_CERT_FILE", value_name = "FILE")]
@@ -76,24 +78,15 @@ pub(crate) async fn run(args: InjectorArgs, client: kube::Client) -> anyhow::Res
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("listening on {}", args.admin_listen))?;
-    let admin = mesh_proxy::admin::Admin::new(Arc::new(registry), || true);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let admin_task = tokio::spawn(admin.serve(admin_listener, stopped(stop_rx.clone())));
-    let reload_task = tokio::spawn(serving.keep_fresh(stopped(stop_rx.clone())));
+    let mut drain = Drain::new();
+    // Ready while the certificate it serves is valid: the API server
+    // refuses an expired one, and every pod creation would then fail.
+    let current = serving.clone();
+    let admin = Admin::new(Arc::new(registry), move || current.is_current());
+    drain.spawn(admin.serve(admin_listener, drain.signaled()));
+    drain.spawn(serving.keep_fresh(drain.signaled()));
+    drain.spawn(webhook.serve(listener, tls, drain.signal()));
     tracing::info!(listen = %args.listen, "proxy injector started");
-    let serve = webhook.serve(listener, tls, stopped(stop_rx));
-    tokio::pin!(serve);
-    tokio::select! {
-        () = &mut serve => {}
-        () = crate::shutdown_signal() => {
-            let _ = stop_tx.send(true);
-            serve.await;
-        }
-    }
-    let _ = admin_task.await;
-    let _ = reload_task.await;
+    drain.until_terminated(CONTROLLER_GRACE).await;
     Ok(())
 }

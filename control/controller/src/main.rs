@@ -1,7 +1,10 @@
 //! `mesh-controller <component>`: one binary for every control-plane
 //! component, as Linkerd ships one controller image. Each component runs in
 //! a cluster (in-cluster credentials) or outside one (`--kubeconfig`,
-//! `--context`) for development and tests.
+//! `--context`) for development and tests. Every component stops the same
+//! way (`mesh_core::drain`): SIGTERM or SIGINT starts a drain bounded by
+//! `CONTROLLER_GRACE`, and its `/ready` turns true only once its caches
+//! have synced.
 
 mod destination;
 mod failover;
@@ -64,22 +67,10 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Completes on SIGTERM or SIGINT, so that components drain before exiting.
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM ({e}); stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
+/// The admin listener on every interface at `port`, the default of
+/// each component's `--admin-listen`.
+pub(crate) fn admin_listen(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([0, 0, 0, 0], port))
 }
 
 #[cfg(test)]

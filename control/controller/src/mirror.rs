@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use mesh_proxy::admin::Admin;
+use mesh_core::admin::{Admin, Readiness};
+use mesh_core::drain::{CONTROLLER_GRACE, Drain};
 
 #[derive(Debug, Args)]
 pub(crate) struct MirrorArgs {
@@ -16,27 +17,25 @@ pub(crate) struct MirrorArgs {
     #[arg(long, env = "MESH_MIRROR_NAMESPACE", default_value = mesh_api::labels::MULTICLUSTER_NAMESPACE)]
     namespace: String,
     /// Where /metrics, /ready and /live are served.
-    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value = "0.0.0.0:9999")]
+    #[arg(long, env = "MESH_ADMIN_LISTEN", default_value_t = crate::admin_listen(mesh_api::ports::MIRROR_ADMIN))]
     admin_listen: SocketAddr,
 }
 
 pub(crate) async fn run(args: MirrorArgs, client: kube::Client) -> anyhow::Result<()> {
     let (registry, metrics) = mesh_mirror::controller::metrics();
     let listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let admin =
-        tokio::spawn(Admin::new(registry, || true).serve(listener, stopped(stop_rx.clone())));
+    let mut drain = Drain::new();
+    let readiness = Readiness::new();
+    drain.spawn(Admin::with_readiness(registry, &readiness).serve(listener, drain.signaled()));
     tracing::info!(link = %args.link, namespace = %args.namespace, "service mirror started");
-    let mirror =
-        mesh_mirror::controller::run(client, args.namespace, args.link, metrics, stopped(stop_rx));
-    tokio::select! {
-        () = mirror => {}
-        () = crate::shutdown_signal() => {}
-    }
-    let _ = stop_tx.send(true);
-    let _ = admin.await;
+    let mirror = mesh_mirror::controller::run(
+        client,
+        args.namespace,
+        args.link,
+        metrics,
+        readiness,
+        drain.signaled(),
+    );
+    drain.run_until_terminated(CONTROLLER_GRACE, mirror).await;
     Ok(())
 }

@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use mesh_api::IdentityName;
 use mesh_clusters::testing::shared_cluster;
+use mesh_core::identity::client;
+use mesh_core::tls::Credentials;
 use mesh_identity::generate::{self, CertAndKey};
-use mesh_proxy::identity::client;
-use mesh_proxy::tls::Credentials;
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -124,7 +124,7 @@ async fn it_serves_certify_and_stops_on_sigterm() {
     let certified = client::certify(channel, &identity, &token_path)
         .await
         .expect("certified");
-    assert_eq!(mesh_proxy::tls::dns_names(&certified.chain[0]), [identity]);
+    assert_eq!(mesh_core::tls::dns_names(&certified.chain[0]), [identity]);
 
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().expect("pid")).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");

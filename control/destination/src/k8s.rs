@@ -21,13 +21,20 @@ use mesh_api::crds::traffic_split::TrafficSplit;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
+use mesh_core::admin::Readiness;
+
 use crate::index::Index;
 
 type Apply<K> = fn(&mut Index, &K) -> Result<(), String>;
 type Delete = fn(&mut Index, &str, &str);
 
-/// Starts every watcher; they run until the set is dropped or aborted.
-pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> JoinSet<()> {
+/// How many kinds are watched.
+const WATCHED_KINDS: usize = 7;
+
+/// Starts every watcher; they run until the set is dropped or aborted. The
+/// readiness turns true once every kind has been listed.
+pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> (JoinSet<()>, Readiness) {
+    let synced = Readiness::waiting_for(WATCHED_KINDS);
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -42,6 +49,7 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> JoinSet
         watcher::Config::default(),
         index.clone(),
         recorder.clone(),
+        synced.clone(),
         |i, s| {
             i.apply_service(s);
             Ok(())
@@ -53,6 +61,7 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> JoinSet
         watcher::Config::default(),
         index.clone(),
         recorder.clone(),
+        synced.clone(),
         |i, s| {
             i.apply_slice(s);
             Ok(())
@@ -64,6 +73,7 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> JoinSet
         watcher::Config::default(),
         index.clone(),
         recorder.clone(),
+        synced.clone(),
         |i, p| {
             i.apply_pod(p);
             Ok(())
@@ -79,6 +89,7 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> JoinSet
         mirrored,
         index.clone(),
         recorder.clone(),
+        synced.clone(),
         |i, e| {
             i.apply_mirror_endpoints(e);
             Ok(())
@@ -90,6 +101,7 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> JoinSet
         watcher::Config::default(),
         index.clone(),
         recorder.clone(),
+        synced.clone(),
         Index::apply_service_profile,
         Index::delete_service_profile,
     ));
@@ -98,6 +110,7 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> JoinSet
         watcher::Config::default(),
         index.clone(),
         recorder.clone(),
+        synced.clone(),
         Index::apply_traffic_split,
         Index::delete_traffic_split,
     ));
@@ -106,10 +119,12 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> JoinSet
         watcher::Config::default(),
         index,
         recorder,
+        synced.clone(),
         Index::apply_http_route,
         Index::delete_http_route,
     ));
-    set
+    debug_assert_eq!(set.len(), WATCHED_KINDS);
+    (set, synced)
 }
 
 async fn watch<K>(
@@ -117,6 +132,7 @@ async fn watch<K>(
     config: watcher::Config,
     index: Arc<Mutex<Index>>,
     recorder: Recorder,
+    synced: Readiness,
     apply: Apply<K>,
     delete: Delete,
 ) where
@@ -125,6 +141,7 @@ async fn watch<K>(
     let kind = K::kind(&());
     let mut known: HashSet<(String, String)> = HashSet::new();
     let mut relisted: HashSet<(String, String)> = HashSet::new();
+    let mut listed_once = false;
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         let event = match event {
@@ -155,6 +172,9 @@ async fn watch<K>(
                         delete(&mut index, ns, name);
                     }
                     known = std::mem::take(&mut relisted);
+                    if !std::mem::replace(&mut listed_once, true) {
+                        synced.part_done();
+                    }
                 }
                 Event::Delete(obj) => {
                     let key = (obj.namespace().unwrap_or_default(), obj.name_any());

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use linkerd2_proxy_api::destination::destination_server::DestinationServer;
-use mesh_proxy::admin::Admin;
-use mesh_proxy::drain::Drain;
-use mesh_proxy::identity::IdentityConfig;
-use mesh_proxy::tls::ClientAuth;
-use mesh_proxy::tls::incoming::TlsIncoming;
+use mesh_core::admin::Admin;
+use mesh_core::drain::{CONTROLLER_GRACE, Drain};
+use mesh_core::identity::IdentityConfig;
+use mesh_core::tls::ClientAuth;
+use mesh_core::tls::incoming::TlsIncoming;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -57,19 +57,16 @@ pub struct Running {
     drain: Drain,
 }
 
-/// How long open streams get to end on shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 impl Running {
     /// Stops serving; open streams get a few seconds, then are cut.
     pub async fn shutdown(self) {
-        self.drain.shutdown(SHUTDOWN_GRACE).await;
+        self.drain.shutdown(CONTROLLER_GRACE).await;
     }
 
-    /// Runs until `signal`, then shuts down.
-    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
-        signal.await;
-        self.shutdown().await;
+    /// Serves until the process is asked to stop (SIGTERM, SIGINT), then
+    /// shuts down.
+    pub async fn until_terminated(self) {
+        self.drain.until_terminated(CONTROLLER_GRACE).await;
     }
 }
 
@@ -81,7 +78,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
     let admin_listener = TcpListener::bind(config.admin_listen).await?;
     let admin_addr = admin_listener.local_addr()?;
     let mut drain = Drain::new();
-    let mut watchers = k8s::spawn_watchers(client, index.clone());
+    let (mut watchers, synced) = k8s::spawn_watchers(client, index.clone());
     let watch_stop = drain.signaled();
     drain.spawn(async move {
         watch_stop.await;
@@ -111,7 +108,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
             None
         }
         Some(tls) => {
-            let credentials = mesh_proxy::identity::certified_credentials(
+            let credentials = mesh_core::identity::certified_credentials(
                 &tls.local_identity,
                 &tls.trust_anchors_pem,
                 tls.identity,
@@ -137,9 +134,10 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
             Some(credentials)
         }
     };
-    // Ready once proxies can be served: with TLS, once certified.
+    // Ready once proxies can be served: every kind listed, and with TLS,
+    // certified.
     let admin = Admin::new(Arc::new(registry), move || {
-        credentials.as_ref().is_none_or(|c| c.has_certificate())
+        synced.is_ready() && credentials.as_ref().is_none_or(|c| c.has_certificate())
     });
     drain.spawn(admin.serve(admin_listener, drain.signaled()));
     tracing::info!(%addr, %admin_addr, "destination service started");

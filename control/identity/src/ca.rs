@@ -74,6 +74,31 @@ impl Default for IssuancePolicy {
     }
 }
 
+/// Why a certificate was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum CertifyError {
+    /// The request is refused.
+    #[error(transparent)]
+    Csr(#[from] CsrError),
+    /// The system's random source failed, so no serial number.
+    #[error("no random serial number: the system's random source failed")]
+    Serial,
+    /// Signing failed.
+    #[error("signing the certificate failed: {0}")]
+    Sign(String),
+}
+
+impl CertifyError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CertifyError::Csr(e) => e.reason(),
+            CertifyError::Serial => "serial_unavailable",
+            CertifyError::Sign(_) => "signing_failed",
+        }
+    }
+}
+
 /// Why the issuer cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -222,7 +247,7 @@ impl Ca {
         spiffe_id: &str,
         csr_der: &[u8],
         now: SystemTime,
-    ) -> Result<Issued, CsrError> {
+    ) -> Result<Issued, CertifyError> {
         let spki = csr::check(csr_der, identity)?;
         let public_key = SubjectPublicKeyInfo::from_der(&spki)
             .map_err(|e| CsrError::Malformed(e.to_string()))?;
@@ -248,14 +273,17 @@ impl Ca {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        params.serial_number = Some(random_serial());
+        params.serial_number = Some(random_serial(|bytes| {
+            use ring::rand::SecureRandom;
+            ring::rand::SystemRandom::new().fill(bytes)
+        })?);
         let not_before = now.checked_sub(self.policy.clock_skew).unwrap_or(now);
         let valid_until = (now + self.policy.lifetime).min(self.not_after);
         params.not_before = not_before.into();
         params.not_after = valid_until.into();
         let leaf = params
             .signed_by(&public_key, &self.issuer)
-            .map_err(|e| CsrError::Malformed(e.to_string()))?;
+            .map_err(|e| CertifyError::Sign(e.to_string()))?;
         Ok(Issued {
             leaf: leaf.der().clone(),
             intermediates: self.chain.clone(),
@@ -328,23 +356,41 @@ pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
-/// A positive 128-bit random serial number.
-fn random_serial() -> SerialNumber {
-    use ring::rand::SecureRandom;
+/// A positive 128-bit random serial number from `fill`. A failed fill is
+/// an error: every certificate would otherwise carry the same serial, and
+/// revocation and audit tell certificates apart by it.
+fn random_serial(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), ring::error::Unspecified>,
+) -> Result<SerialNumber, CertifyError> {
     let mut bytes = [0u8; 16];
-    // The system RNG does not fail on Linux; a zero serial would still be a
-    // valid (if unhelpful) serial, so a failure is not fatal.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    fill(&mut bytes).map_err(|_| CertifyError::Serial)?;
     bytes[0] &= 0x7f;
     bytes[0] |= 0x01;
-    SerialNumber::from_slice(&bytes)
+    Ok(SerialNumber::from_slice(&bytes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_random_source_issues_no_certificate() {
+        let err = random_serial(|_| Err(ring::error::Unspecified)).expect_err("no serial");
+        assert!(matches!(err, CertifyError::Serial), "{err}");
+        assert_eq!(err.reason(), "serial_unavailable");
+        let one = random_serial(|b| {
+            b.fill(0xff);
+            Ok(())
+        })
+        .expect("serial");
+        assert_eq!(
+            one.as_ref()[0],
+            0x7f,
+            "the serial is positive (top bit cleared)"
+        );
+    }
     use crate::generate::{self, CertAndKey};
-    use mesh_proxy::identity::LocalKey;
+    use mesh_core::identity::LocalKey;
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
     const ID: &str = "web.shop.serviceaccount.identity.linkerd.cluster.local";
@@ -441,7 +487,10 @@ mod tests {
         let err = ca
             .certify(ID, SPIFFE, other.csr_der(), now)
             .expect_err("another identity");
-        assert!(matches!(err, CsrError::SanMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, CertifyError::Csr(CsrError::SanMismatch { .. })),
+            "{err}"
+        );
 
         let mut forged = LocalKey::generate(ID).expect("key").csr_der().to_vec();
         let last = forged.len() - 1;
@@ -450,21 +499,30 @@ mod tests {
             .certify(ID, SPIFFE, &forged, now)
             .expect_err("bad signature");
         assert!(
-            matches!(err, CsrError::Signature | CsrError::Malformed(_)),
+            matches!(
+                err,
+                CertifyError::Csr(CsrError::Signature | CsrError::Malformed(_))
+            ),
             "{err}"
         );
 
         let err = ca
             .certify(ID, SPIFFE, b"not a csr", now)
             .expect_err("garbage");
-        assert!(matches!(err, CsrError::Malformed(_)), "{err}");
+        assert!(
+            matches!(err, CertifyError::Csr(CsrError::Malformed(_))),
+            "{err}"
+        );
 
         let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("p384");
         let mut params = CertificateParams::new(vec![ID.to_owned()]).expect("params");
         params.distinguished_name = DistinguishedName::new();
         let csr = params.serialize_request(&p384).expect("csr");
         let err = ca.certify(ID, SPIFFE, csr.der(), now).expect_err("P-384");
-        assert!(matches!(err, CsrError::KeyAlgorithm(_)), "{err}");
+        assert!(
+            matches!(err, CertifyError::Csr(CsrError::KeyAlgorithm(_))),
+            "{err}"
+        );
 
         let p256 = rcgen::KeyPair::generate().expect("p256");
         let mut two = CertificateParams::new(vec![ID.to_owned(), "evil.example.com".to_owned()])
@@ -482,7 +540,10 @@ mod tests {
         let err = ca
             .certify(ID, SPIFFE, csr.der(), now)
             .expect_err("other CN");
-        assert!(matches!(err, CsrError::CommonName { .. }), "{err}");
+        assert!(
+            matches!(err, CertifyError::Csr(CsrError::CommonName { .. })),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,17 +3,16 @@
 //! issued by itself), the admin endpoint, and the loop that picks up issuer
 //! rotations and keeps the service's own certificate fresh.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use linkerd2_proxy_api::identity::identity_server::IdentityServer;
 use mesh_api::IdentityName;
-use mesh_proxy::admin::Admin;
-use mesh_proxy::drain::Drain;
-use mesh_proxy::identity::{LocalKey, schedule};
-use mesh_proxy::tls::{ALPN_H2, ClientAuth, Credentials};
+use mesh_core::admin::Admin;
+use mesh_core::drain::{CONTROLLER_GRACE, Drain};
+use mesh_core::identity::{LocalKey, schedule};
+use mesh_core::tls::{ALPN_H2, ClientAuth, Credentials};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -23,7 +22,7 @@ use crate::issuer::{IssuerFiles, IssuerStore, Loaded, Reload};
 use crate::metrics::Metrics;
 use crate::service::CertifyService;
 use crate::token::TokenReviewer;
-use mesh_proxy::tls::incoming::TlsIncoming;
+use mesh_core::tls::incoming::TlsIncoming;
 
 /// How the identity service runs.
 #[derive(Debug, Clone)]
@@ -58,20 +57,17 @@ pub struct Running {
     drain: Drain,
 }
 
-/// How long open calls get to finish on shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 impl Running {
     /// Stops accepting, lets open calls finish (for a few seconds), and
     /// waits for every task.
     pub async fn shutdown(self) {
-        self.drain.shutdown(SHUTDOWN_GRACE).await;
+        self.drain.shutdown(CONTROLLER_GRACE).await;
     }
 
-    /// Waits until `signal` completes, then shuts down.
-    pub async fn run_until(self, signal: impl Future<Output = ()>) {
-        signal.await;
-        self.shutdown().await;
+    /// Serves until the process is asked to stop (SIGTERM, SIGINT), then
+    /// shuts down.
+    pub async fn until_terminated(self) {
+        self.drain.until_terminated(CONTROLLER_GRACE).await;
     }
 }
 

@@ -19,6 +19,7 @@ use linkerd2_proxy_api::identity::{CertifyRequest, CertifyResponse};
 use mesh_api::IdentityName;
 use tonic::{Request, Response, Status};
 
+use crate::ca::CertifyError;
 use crate::csr::CsrError;
 use crate::issuer::IssuerStore;
 use crate::metrics::Metrics;
@@ -102,10 +103,11 @@ impl CertifyService {
             )
             .map_err(|e| {
                 let status = match &e {
-                    CsrError::SanMismatch { .. } | CsrError::CommonName { .. } => {
-                        Status::failed_precondition(e.to_string())
-                    }
-                    _ => Status::invalid_argument(e.to_string()),
+                    CertifyError::Csr(
+                        CsrError::SanMismatch { .. } | CsrError::CommonName { .. },
+                    ) => Status::failed_precondition(e.to_string()),
+                    CertifyError::Csr(_) => Status::invalid_argument(e.to_string()),
+                    CertifyError::Serial | CertifyError::Sign(_) => Status::internal(e.to_string()),
                 };
                 (status, e.reason())
             })?;

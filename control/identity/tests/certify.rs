@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use mesh_api::IdentityName;
 use mesh_api::labels::IDENTITY_TOKEN_AUDIENCE;
 use mesh_clusters::testing::shared_cluster;
-use mesh_proxy::identity::client::{self, CertifyError};
-use mesh_proxy::tls::{self, ALPN_H2, ClientAuth};
+use mesh_core::identity::client::{self, CertifyError};
+use mesh_core::tls::{self, ALPN_H2, ClientAuth};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -215,7 +215,7 @@ async fn each_bad_request_is_refused_with_its_own_status() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("CSR"), "{status:?}");
 
-    let db_csr = mesh_proxy::identity::LocalKey::generate(&identity("db", &ns)).expect("key");
+    let db_csr = mesh_core::identity::LocalKey::generate(&identity("db", &ns)).expect("key");
     let status = refusal(&svc, &web, &good, Some(db_csr.csr_der().to_vec())).await;
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
 

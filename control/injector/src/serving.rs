@@ -78,6 +78,15 @@ struct Loaded {
     sha256: String,
 }
 
+impl Loaded {
+    /// When the leaf expires (Unix seconds).
+    fn not_after(&self) -> Option<i64> {
+        let leaf = self.key.cert.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+}
+
 impl ServingCertificate {
     /// Loads the pair at `cert_path` and `key_path`, registering its
     /// metrics in `registry`.
@@ -165,11 +174,20 @@ impl ServingCertificate {
                 sha256: current.sha256.clone(),
             })
             .set(1);
-        if let Some(leaf) = current.key.cert.first()
-            && let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf)
-        {
-            self.expiry.set(cert.validity().not_after.timestamp());
+        if let Some(not_after) = current.not_after() {
+            self.expiry.set(not_after);
         }
+    }
+
+    /// Whether the certificate being served is valid now (not expired).
+    pub fn is_current(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.current
+            .load()
+            .not_after()
+            .is_some_and(|not_after| i64::try_from(now).is_ok_and(|now| now < not_after))
     }
 
     /// A rustls server configuration serving this certificate (HTTP/2 and
@@ -303,6 +321,32 @@ mod tests {
         assert!(
             !page.contains(&before),
             "the old certificate is no longer published: {page}"
+        );
+    }
+
+    #[test]
+    fn an_expired_certificate_is_not_current() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let (fresh_cert, fresh_key) = pair("fresh.linkerd.svc");
+        std::fs::write(&cert, &fresh_cert).expect("write");
+        std::fs::write(&key, &fresh_key).expect("write");
+        let serving =
+            ServingCertificate::load(&cert, &key, &mut Registry::default()).expect("loads");
+        assert!(serving.is_current());
+
+        let expired_key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["old.linkerd.svc".to_owned()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let expired = params.self_signed(&expired_key).expect("cert");
+        std::fs::write(&cert, expired.pem()).expect("write");
+        std::fs::write(&key, expired_key.serialize_pem()).expect("write");
+        assert!(serving.reload().expect("loads"));
+        assert!(
+            !serving.is_current(),
+            "an injector serving an expired certificate is not ready"
         );
     }
 }

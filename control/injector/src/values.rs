@@ -65,7 +65,7 @@ impl Values {
             skip_inbound_ports: String::new(),
             skip_outbound_ports: String::new(),
             skip_subnets: String::new(),
-            opaque_ports: mesh_proxy::config::DEFAULT_OPAQUE_PORTS.into(),
+            opaque_ports: mesh_api::ports::PortSet::default_opaque().to_string(),
             cpu_request: None,
             cpu_limit: None,
             memory_request: None,
@@ -184,7 +184,7 @@ fn nonempty(value: &str) -> Option<String> {
 
 fn ports(value: &str) -> Result<String, String> {
     value
-        .parse::<mesh_proxy::config::PortSet>()
+        .parse::<mesh_api::ports::PortSet>()
         .map(|_| value.to_owned())
 }
 

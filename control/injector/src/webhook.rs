@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use mesh_api::labels::TRUST_ROOTS_CONFIGMAP;
+use mesh_core::drain::accept_until;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -174,23 +175,18 @@ impl Webhook {
         Ok(Some(json_patch::diff(&before, &after)))
     }
 
-    /// Serves HTTPS on `listener` with `tls` until `shutdown` completes.
+    /// Serves HTTPS on `listener` with `tls` until `signal`; then waits
+    /// for the reviews in progress (whoever runs it bounds the wait).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         tls: Arc<rustls::ServerConfig>,
-        shutdown: impl std::future::Future<Output = ()>,
+        signal: mesh_core::drain::Signal,
     ) {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                () = &mut shutdown => return,
-            };
-            let Ok((tcp, _)) = accepted else { continue };
+        accept_until(listener, signal, move |tcp| {
             let (acceptor, webhook) = (acceptor.clone(), self.clone());
-            tokio::spawn(async move {
+            async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
@@ -201,8 +197,9 @@ impl Webhook {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
-            });
-        }
+            }
+        })
+        .await;
     }
 
     async fn respond(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {

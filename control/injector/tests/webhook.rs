@@ -104,10 +104,8 @@ async fn pods_of_an_annotated_namespace_get_the_proxy() {
     let mut values = Values::new(String::new(), "v0.1.0");
     values.control_plane_namespace = ns.clone();
     let webhook = Webhook::new(client.clone(), Settings { values });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(webhook.serve(listener, tls, async {
-        let _ = stop_rx.await;
-    }));
+    let mut drain = mesh_core::drain::Drain::new();
+    drain.spawn(webhook.serve(listener, tls, drain.signal()));
 
     let config_name = format!("mesh-test-{ns}");
     let config: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
@@ -149,8 +147,7 @@ async fn pods_of_an_annotated_namespace_get_the_proxy() {
         )
         .await;
     let _ = configs.delete(&config_name, &DeleteParams::default()).await;
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    drain.shutdown(std::time::Duration::from_secs(5)).await;
 
     let created = created.expect("the pod is admitted");
     assert_eq!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::identity::schedule::Backoff;
+use mesh_core::identity::schedule::Backoff;
 
 /// Linkerd's default: 7 consecutive failures.
 pub const DEFAULT_MAX_FAILURES: u32 = 7;

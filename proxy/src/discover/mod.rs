@@ -30,7 +30,7 @@ use tonic::transport::Channel;
 pub use endpoints::{Endpoint, EndpointSet};
 pub use profile::Profile;
 
-use crate::identity::schedule::Backoff;
+use mesh_core::identity::schedule::Backoff;
 
 /// What a profile watch holds: `None` until the first answer.
 pub type ProfileWatch = watch::Receiver<Option<Arc<Profile>>>;

@@ -46,7 +46,10 @@ impl Default for IndexConfig {
             cluster_domain: "cluster.local".into(),
             control_namespace: mesh_api::labels::CONTROL_PLANE_NAMESPACE.into(),
             trust_domain: mesh_api::identity::DEFAULT_TRUST_DOMAIN.into(),
-            default_opaque_ports: model::DEFAULT_OPAQUE_PORTS.iter().copied().collect(),
+            default_opaque_ports: mesh_api::ports::DEFAULT_OPAQUE_PORTS
+                .iter()
+                .copied()
+                .collect(),
         }
     }
 }

@@ -15,9 +15,6 @@ pub type Key = (String, String);
 /// The opaque-ports annotation.
 pub const OPAQUE_PORTS_ANNOTATION: &str = "config.linkerd.io/opaque-ports";
 pub use mesh_api::pod::PROXY_CONTAINER;
-/// Linkerd's default opaque ports (SMTP, MySQL, Galera, PostgreSQL, Redis,
-/// Elasticsearch, Memcached).
-pub const DEFAULT_OPAQUE_PORTS: &[u16] = &[25, 587, 3306, 4444, 5432, 6379, 9300, 11211];
 
 /// A Service port.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use mesh_clusters::testing::TestCluster;
+use mesh_core::tls::Credentials;
 use mesh_identity::ca::IssuancePolicy;
 use mesh_identity::generate::{self, CertAndKey};
 use mesh_identity::issuer::IssuerFiles;
 use mesh_identity::server::{self, Running, ServerConfig};
-use mesh_proxy::tls::Credentials;
 use rustls_pki_types::CertificateDer;
 use tempfile::TempDir;
 

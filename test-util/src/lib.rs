@@ -5,8 +5,11 @@
 //! Service addresses (10.96.0.0/16, which exist only in discovery) and the
 //! proxies carry the traffic, over mutual TLS, to the apps in the server
 //! pod.
-
-#![allow(dead_code)]
+//!
+//! The proxy's tests, the failover controller's Prometheus test and the
+//! benchmarks depend on this crate (`mesh-test-util`); it starts the
+//! `mesh-proxy` and `mesh-init` binaries that cargo built ([`bin`]), so it
+//! does not link the proxy itself.
 
 pub mod app;
 pub mod controller;
@@ -83,6 +86,15 @@ pub struct Mesh {
     dir: tempfile::TempDir,
     proxies: Vec<(String, Child)>,
     controller: Option<netns::NsRuntime>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("client", &self.client)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which pod.

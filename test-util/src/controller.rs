@@ -66,10 +66,10 @@ impl Ca {
     }
 
     /// Credentials for a control-plane identity, certified at once.
-    pub fn credentials(&self, identity: &str) -> Arc<mesh_proxy::tls::Credentials> {
+    pub fn credentials(&self, identity: &str) -> Arc<mesh_core::tls::Credentials> {
         let roots = vec![pem_cert(&self.anchor_pem)];
-        let credentials = mesh_proxy::tls::Credentials::new(identity, &roots).expect("credentials");
-        let key = mesh_proxy::identity::LocalKey::generate(identity).expect("key");
+        let credentials = mesh_core::tls::Credentials::new(identity, &roots).expect("credentials");
+        let key = mesh_core::identity::LocalKey::generate(identity).expect("key");
         let (leaf, _) = self.sign(key.csr_der());
         credentials
             .set_certificate(vec![leaf], key.private_key())
@@ -81,6 +81,18 @@ impl Ca {
 pub fn pem_cert(pem: &str) -> CertificateDer<'static> {
     use rustls_pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM")
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").finish_non_exhaustive()
+    }
 }
 
 /// What the destination service answers.
@@ -293,13 +305,13 @@ async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
 /// runtime ends.
 async fn serve_tls(
     listener: tokio::net::TcpListener,
-    credentials: Arc<mesh_proxy::tls::Credentials>,
+    credentials: Arc<mesh_core::tls::Credentials>,
     router: tonic::service::Routes,
 ) {
     let config = credentials
         .server_config(
-            mesh_proxy::tls::ClientAuth::Optional,
-            &[mesh_proxy::tls::ALPN_H2],
+            mesh_core::tls::ClientAuth::Optional,
+            &[mesh_core::tls::ALPN_H2],
         )
         .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(config);

@@ -1,7 +1,8 @@
-//! Graceful shutdown: one signal every long-running task watches, and a
-//! bounded wait for them to finish. Tasks that do not finish within the
-//! grace period (a client holding a stream open, say) are aborted, so a
-//! shutdown always ends.
+//! Graceful shutdown, the same for every mesh process: one signal every
+//! long-running task watches, started by SIGTERM or SIGINT
+//! ([`terminated`]), and a bounded wait for the tasks to finish. Tasks that
+//! do not finish within the grace period (a client holding a stream open,
+//! say) are aborted, so a shutdown always ends.
 
 use std::future::Future;
 use std::time::Duration;
@@ -53,6 +54,28 @@ where
     while connections.join_next().await.is_some() {}
 }
 
+/// Completes when the process receives SIGTERM (what Kubernetes sends a
+/// pod's containers) or SIGINT (Ctrl-C), naming which.
+pub async fn terminated() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot watch SIGTERM and SIGINT; stopping on Ctrl-C only");
+        let _ = tokio::signal::ctrl_c().await;
+        return "Ctrl-C";
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// How long a control-plane component's open calls and tasks get to finish
+/// once it is asked to stop (well within Kubernetes' default 30 s).
+pub const CONTROLLER_GRACE: Duration = Duration::from_secs(5);
+
 /// The tasks of one component and the signal that stops them.
 #[derive(Debug)]
 pub struct Drain {
@@ -95,8 +118,47 @@ impl Drain {
 
     /// Signals every task, waits up to `grace` for them, aborts the rest.
     pub async fn shutdown(self, grace: Duration) {
+        self.shutdown_by(tokio::time::Instant::now() + grace).await;
+    }
+
+    /// Waits until the process is asked to stop ([`terminated`]), then
+    /// shuts down with `grace`.
+    pub async fn until_terminated(self, grace: Duration) {
+        let reason = terminated().await;
+        tracing::info!("{reason}: draining for up to {grace:?}");
+        self.shutdown(grace).await;
+    }
+
+    /// Runs `work` (a component's main loop, which is expected to end soon
+    /// after [`Drain::signaled`]) until it ends or the process is asked to
+    /// stop ([`terminated`]); then signals every task and gives `work` and
+    /// the tasks together `grace` to finish. `None` when `work` did not
+    /// finish in time.
+    pub async fn run_until_terminated<T>(
+        self,
+        grace: Duration,
+        work: impl Future<Output = T>,
+    ) -> Option<T> {
+        tokio::pin!(work);
+        let finished = tokio::select! {
+            out = &mut work => Some(out),
+            reason = terminated() => {
+                tracing::info!("{reason}: draining for up to {grace:?}");
+                None
+            }
+        };
         let _ = self.signal.send(true);
         let deadline = tokio::time::Instant::now() + grace;
+        let out = match finished {
+            Some(out) => Some(out),
+            None => tokio::time::timeout_at(deadline, work).await.ok(),
+        };
+        self.shutdown_by(deadline).await;
+        out
+    }
+
+    async fn shutdown_by(self, deadline: tokio::time::Instant) {
+        let _ = self.signal.send(true);
         for mut task in self.tasks {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 task.abort();
@@ -128,5 +190,21 @@ mod tests {
             Duration::from_secs(5),
             "the stubborn one was aborted at the deadline"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_that_ends_on_its_own_still_drains_the_tasks() {
+        let mut drain = Drain::new();
+        let stopped = drain.signaled();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        drain.spawn(async move {
+            stopped.await;
+            let _ = done_tx.send(());
+        });
+        let out = drain
+            .run_until_terminated(Duration::from_secs(5), async { 7 })
+            .await;
+        assert_eq!(out, Some(7));
+        assert!(done_rx.await.is_ok(), "the task saw the signal and ended");
     }
 }

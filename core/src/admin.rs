@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -15,6 +16,49 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+/// Whether a component is ready: false until every part it waits for is
+/// done (each of its watches listed once, its first certificate in hand),
+/// then true for good. Clones share the state.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<AtomicUsize>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self::waiting_for(1)
+    }
+}
+
+impl Readiness {
+    /// Waiting for one thing ([`Readiness::set_ready`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waiting for `parts` things, each reported by [`Readiness::part_done`].
+    pub fn waiting_for(parts: usize) -> Self {
+        Self(Arc::new(AtomicUsize::new(parts)))
+    }
+
+    /// One of the parts is done (call it once per part).
+    pub fn part_done(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(1)
+            });
+    }
+
+    /// From now on, ready, whatever is left.
+    pub fn set_ready(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+
+    /// Whether every part is done.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire) == 0
+    }
+}
 
 /// What the admin endpoint reports.
 #[derive(Clone)]
@@ -38,6 +82,12 @@ impl Admin {
             ready: Arc::new(ready),
             shutdown: None,
         }
+    }
+
+    /// Serves `registry`, ready once `readiness` is.
+    pub fn with_readiness(registry: Arc<Registry>, readiness: &Readiness) -> Self {
+        let readiness = readiness.clone();
+        Self::new(registry, move || readiness.is_ready())
     }
 
     /// Serves `POST /shutdown`, which calls `shutdown`.
@@ -131,5 +181,28 @@ impl Admin {
             "/live" => text(StatusCode::OK, "live\n".into(), "text/plain"),
             _ => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_waits_for_every_part_and_counts_each_once() {
+        let readiness = Readiness::waiting_for(2);
+        assert!(!readiness.is_ready());
+        readiness.part_done();
+        assert!(
+            !readiness.clone().is_ready(),
+            "one of two parts is not ready"
+        );
+        readiness.part_done();
+        readiness.part_done();
+        assert!(readiness.is_ready());
+        let single = Readiness::new();
+        assert!(!single.is_ready());
+        single.set_ready();
+        assert!(single.is_ready());
     }
 }
