@@ -73,7 +73,7 @@ where
 }
 
 /// Takes the upgrade half of a request that asks to switch protocols.
-pub fn take_upgrade(req: &mut Request<Incoming>) -> Option<OnUpgrade> {
+pub fn take_upgrade<B>(req: &mut Request<B>) -> Option<OnUpgrade> {
     endpoint::is_upgrade(req).then(|| hyper::upgrade::on(req))
 }
 

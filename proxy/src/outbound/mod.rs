@@ -10,26 +10,24 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
 use rand::RngExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
 
 use crate::balance::{self, Balancer, Member, PickError};
 use crate::cache::IdleCache;
 use crate::config::DirectionConfig;
 use crate::detect::{self, Protocol};
-use crate::discover::profile::Route;
 use crate::discover::{Discovery, Endpoint, Profile, ProfileWatch};
-use crate::endpoint::{self, Body, EndpointClient, TlsClients};
+use crate::endpoint::{self, EndpointClient, TlsClients};
 use crate::forward;
 use crate::http::{self as proxy_http, error_response};
 use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
-use crate::retry::{self, Budget};
+use crate::retry::Budget;
 use mesh_core::drain::Signal;
+
+pub(crate) mod layers;
 
 /// How long a connection waits for its first profile before it is
 /// forwarded as it came.
@@ -79,7 +77,7 @@ type DirectKey = (SocketAddr, Option<String>);
 
 /// One original destination: its profile and its retry budget.
 #[derive(Debug)]
-struct Logical {
+pub(crate) struct Logical {
     /// The address the connection was for (a placeholder for a name).
     addr: SocketAddr,
     /// The Service it was for by name (`name.ns.svc.domain:port`), when a
@@ -93,7 +91,7 @@ struct Logical {
 
 impl Logical {
     /// The target port.
-    fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.name
             .as_deref()
             .and_then(|n| n.rsplit_once(':'))
@@ -101,7 +99,7 @@ impl Logical {
             .unwrap_or(self.addr.port())
     }
 
-    fn current(&self) -> Option<Arc<Profile>> {
+    pub(crate) fn current(&self) -> Option<Arc<Profile>> {
         self.profile.as_ref().and_then(|w| w.borrow().clone())
     }
 
@@ -126,7 +124,7 @@ impl Logical {
         }
     }
 
-    fn budget(&self, profile: Option<&Profile>) -> std::sync::MutexGuard<'_, Budget> {
+    pub(crate) fn budget(&self, profile: Option<&Profile>) -> std::sync::MutexGuard<'_, Budget> {
         let config = profile.and_then(|p| p.retry_budget).unwrap_or_default();
         let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
         if budget.config() != config {
@@ -137,7 +135,7 @@ impl Logical {
 }
 
 /// Where a request or connection goes.
-enum Target {
+pub(crate) enum Target {
     /// A Service's endpoints.
     Balanced(Arc<Balancer>),
     /// One endpoint (a pod's address, or an address discovery does not
@@ -152,7 +150,7 @@ impl Target {
 
     /// With `fail_fast`, a Service known to have no endpoint fails at once
     /// (another backend of its split can be tried).
-    async fn pick_within(&self, fail_fast: bool) -> Result<Arc<Member>, PickError> {
+    pub(crate) async fn pick_within(&self, fail_fast: bool) -> Result<Arc<Member>, PickError> {
         match self {
             Self::Balanced(balancer) => balancer.pick_within(ENDPOINT_WAIT, fail_fast).await,
             Self::Direct(member) => Ok(member.clone()),
@@ -160,7 +158,7 @@ impl Target {
     }
 
     /// The Service authority it balances over.
-    fn authority(&self) -> Option<&str> {
+    pub(crate) fn authority(&self) -> Option<&str> {
         match self {
             Self::Balanced(balancer) => Some(balancer.authority()),
             Self::Direct(_) => None,
@@ -309,11 +307,10 @@ impl Outbound {
         let io = self.tcp_metrics.track(labels, io);
         match protocol {
             Protocol::Http1 | Protocol::Http2 => {
-                let this = self.clone();
                 let forwarded = source.forwarded;
+                let stack = layers::stack(self.clone(), logical.clone());
                 let handle = move |mut req: Request<Incoming>| {
-                    let this = this.clone();
-                    let logical = logical.clone();
+                    let mut stack = stack.clone();
                     let looped = forwarded
                         .as_ref()
                         .is_some_and(|f| crate::http::forwarded_loop(req.headers(), f));
@@ -332,7 +329,9 @@ impl Outbound {
                                 "this gateway already forwarded the request",
                             );
                         }
-                        this.request(logical, req).await
+                        let Ok(response) =
+                            tower::Service::call(&mut stack, req.map(endpoint::boxed)).await;
+                        response
                     }
                 };
                 proxy_http::serve(io, protocol, handle, drain.wait()).await;
@@ -359,7 +358,12 @@ impl Outbound {
     /// Where traffic for `logical` goes under `profile`: a split backend
     /// (one not in `tried`, for a retry) or the Service itself, a pod, or
     /// the address as it came.
-    fn target(&self, logical: &Logical, profile: Option<&Profile>, tried: &[String]) -> Target {
+    pub(crate) fn target(
+        &self,
+        logical: &Logical,
+        profile: Option<&Profile>,
+        tried: &[String],
+    ) -> Target {
         if let Some(name) = &logical.name
             && profile.is_none_or(|p| p.fully_qualified_name.is_none())
         {
@@ -444,232 +448,6 @@ impl Outbound {
         forward::copy(io, server).await;
         drop(inflight);
     }
-
-    async fn request(
-        self: Arc<Self>,
-        logical: Arc<Logical>,
-        req: Request<Incoming>,
-    ) -> Response<Body> {
-        let started = Instant::now();
-        let profile = logical.current();
-        let route = profile
-            .as_deref()
-            .and_then(|p| p.route(req.method(), req.uri().path()))
-            .cloned();
-        let authority = match profile
-            .as_deref()
-            .and_then(|p| p.fully_qualified_name.as_ref())
-        {
-            Some(name) => format!("{name}:{}", logical.port()),
-            None => request_authority(&req).unwrap_or_else(|| logical.addr.to_string()),
-        };
-        let mut labels: Labels = vec![
-            ("direction", "outbound".to_owned()),
-            ("authority", authority),
-        ];
-        if let Some(name) = route.as_ref().and_then(|r| r.name.clone()) {
-            labels.push(("route", name));
-        }
-        let endpoint_labels = Arc::new(Mutex::new(None::<Labels>));
-        let work = self.clone().dispatch(
-            logical,
-            profile,
-            route.clone(),
-            req,
-            labels.clone(),
-            endpoint_labels.clone(),
-        );
-        let response = match route.as_ref().and_then(|r| r.timeout) {
-            Some(timeout) => match tokio::time::timeout(timeout, work).await {
-                Ok(response) => response,
-                Err(_) => error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!(
-                        "request timed out after {}",
-                        humantime::format_duration(timeout)
-                    ),
-                ),
-            },
-            None => work.await,
-        };
-        let endpoint = endpoint_labels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        labels.extend(endpoint.unwrap_or_else(|| vec![("tls", "no_identity".to_owned())]));
-        let route_failure = route.as_ref().and_then(|r| r.is_failure(response.status()));
-        proxy_http::observe_response(&self.http_metrics, labels, response, route_failure, started)
-    }
-
-    /// Sends `req` to an endpoint of its target, retrying a failure of a
-    /// retryable route on another pick while the budget allows: on a split,
-    /// on a backend the request has not failed on yet (even one the split
-    /// gives no weight), so a primary failing before the failover
-    /// controller moves the weights loses no retryable request; a backend
-    /// with no endpoint at all is skipped at once.
-    async fn dispatch(
-        self: Arc<Self>,
-        logical: Arc<Logical>,
-        profile: Option<Arc<Profile>>,
-        route: Option<Route>,
-        mut req: Request<Incoming>,
-        labels: Labels,
-        endpoint_labels: Arc<Mutex<Option<Labels>>>,
-    ) -> Response<Body> {
-        let downstream_upgrade = proxy_http::take_upgrade(&mut req);
-        let retryable = route.as_ref().is_some_and(|r| r.retryable)
-            && downstream_upgrade.is_none()
-            && req
-                .body()
-                .size_hint()
-                .exact()
-                .is_some_and(|n| n <= retry::MAX_BUFFERED_BODY);
-        let (parts, body) = req.into_parts();
-        let mut streaming = None;
-        let buffered = if retryable {
-            match body.collect().await {
-                Ok(collected) => Some(collected.to_bytes()),
-                Err(e) => {
-                    return error_response(
-                        StatusCode::BAD_REQUEST,
-                        &format!("reading the request body: {e}"),
-                    );
-                }
-            }
-        } else {
-            streaming = Some(endpoint::boxed(body));
-            None
-        };
-        if retryable {
-            logical.budget(profile.as_deref()).deposit(Instant::now());
-        }
-        let mut attempt = 0u32;
-        // The split backends this request went to and failed on: a retry
-        // goes to another one when there is one.
-        let mut tried: Vec<String> = Vec::new();
-        loop {
-            let target = self.target(&logical, profile.as_deref(), &tried);
-            let elsewhere = retryable
-                && profile.as_deref().is_some_and(|p| {
-                    p.backends.iter().any(|b| {
-                        Some(b.authority.as_str()) != target.authority()
-                            && !tried.contains(&b.authority)
-                    })
-                });
-            let member = match target.pick_within(elsewhere).await {
-                Ok(member) => member,
-                Err(e) => {
-                    if elsewhere && logical.budget(profile.as_deref()).withdraw(Instant::now()) {
-                        tried.extend(target.authority().map(str::to_owned));
-                        attempt += 1;
-                        self.http_metrics.retry(&labels);
-                        tracing::debug!(attempt, "{e}: retrying on another backend");
-                        continue;
-                    }
-                    return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-                }
-            };
-            let these_labels = endpoint_labels_http(&member);
-            *endpoint_labels.lock().unwrap_or_else(|e| e.into_inner()) = Some(these_labels.clone());
-            let mut attempt_labels = labels.clone();
-            attempt_labels.extend(these_labels);
-            self.http_metrics.attempt(&attempt_labels);
-            let body = match (&buffered, streaming.take()) {
-                (Some(bytes), _) => endpoint::full(Bytes::clone(bytes)),
-                (None, Some(body)) => body,
-                (None, None) => endpoint::empty(),
-            };
-            let request = rebuild(&parts, body);
-            let inflight = member.start();
-            // An attempt given up before its answer (the caller hung up or
-            // timed out) counts as a failure of that backend.
-            let outcome = self.http_metrics.outcome_on_drop(&attempt_labels);
-            let result = member.client.send(request).await;
-            let failed = match &result {
-                Ok(response) => {
-                    let status = response.status();
-                    route
-                        .as_ref()
-                        .and_then(|r| r.is_failure(status))
-                        .unwrap_or_else(|| {
-                            crate::metrics::classify(
-                                status,
-                                crate::metrics::grpc_status(response.headers()),
-                            ) == crate::metrics::Classification::Failure
-                        })
-                }
-                Err(_) => true,
-            };
-            inflight.finish(!failed);
-            outcome.record(failed);
-            if failed && retryable {
-                if logical.budget(profile.as_deref()).withdraw(Instant::now()) {
-                    tried.extend(target.authority().map(str::to_owned));
-                    attempt += 1;
-                    self.http_metrics.retry(&attempt_labels);
-                    tracing::debug!(attempt, "retrying");
-                    continue;
-                }
-                self.http_metrics.retry_refused(&attempt_labels);
-            }
-            return match result {
-                Ok(mut response) => {
-                    proxy_http::relay_upgrade(downstream_upgrade, &mut response);
-                    proxy_http::boxed_response(response)
-                }
-                Err(e) => error_response(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("{}: {}", member.endpoint().addr, error_chain(e.as_ref())),
-                ),
-            };
-        }
-    }
-}
-
-fn request_authority<B>(req: &Request<B>) -> Option<String> {
-    req.uri().authority().map(|a| a.to_string()).or_else(|| {
-        req.headers()
-            .get(http::header::HOST)?
-            .to_str()
-            .ok()
-            .map(str::to_owned)
-    })
-}
-
-/// A request with `parts`' head and `body`.
-fn rebuild(parts: &http::request::Parts, body: Body) -> Request<Body> {
-    let mut request = Request::new(body);
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    request
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// The labels of traffic to `member`: `tls` and `server_id`, `dst_*`.
-fn endpoint_labels_http(member: &Member) -> Labels {
-    let endpoint = member.endpoint();
-    let mut labels = Vec::new();
-    match (&endpoint.identity, member.client.meshed()) {
-        (Some(id), true) => {
-            labels.push(("tls", "true".to_owned()));
-            labels.push(("server_id", id.clone()));
-        }
-        _ => labels.push(("tls", "no_identity".to_owned())),
-    }
-    labels.extend(endpoint.labels.iter().cloned());
-    labels
 }
 
 fn endpoint_labels(member: &Member, peer: &str) -> Labels {
@@ -678,6 +456,6 @@ fn endpoint_labels(member: &Member, peer: &str) -> Labels {
         ("peer", peer.to_owned()),
         ("target_addr", member.endpoint().addr.to_string()),
     ];
-    labels.extend(endpoint_labels_http(member));
+    labels.extend(layers::attempt::endpoint_labels(member));
     labels
 }

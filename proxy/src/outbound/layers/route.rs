@@ -1,0 +1,90 @@
+//! The route layer: which route of the destination's profile a request
+//! takes (first match wins), and the labels every metric of the request
+//! carries (`direction`, `authority`, `route`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::{HttpRequest, HttpResponse, ResponseFuture, Routed};
+use crate::outbound::Logical;
+
+/// Routes requests for one destination.
+#[derive(Debug, Clone)]
+pub struct RouteLayer<S> {
+    logical: Arc<Logical>,
+    inner: S,
+}
+
+impl<S> RouteLayer<S> {
+    /// Requests for `logical`, then `inner`.
+    pub fn new(logical: Arc<Logical>, inner: S) -> Self {
+        Self { logical, inner }
+    }
+}
+
+impl<S> tower::Service<HttpRequest> for RouteLayer<S>
+where
+    S: tower::Service<
+            HttpRequest,
+            Response = HttpResponse,
+            Error = Infallible,
+            Future = ResponseFuture,
+        > + Clone
+        + Send
+        + 'static,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: HttpRequest) -> ResponseFuture {
+        let routed = route(&self.logical, &req);
+        req.extensions_mut().insert(routed);
+        let mut inner = self.inner.clone();
+        Box::pin(async move { inner.call(req).await })
+    }
+}
+
+/// The route `req` takes and its labels.
+pub fn route(logical: &Arc<Logical>, req: &HttpRequest) -> Routed {
+    let profile = logical.current();
+    let route = profile
+        .as_deref()
+        .and_then(|p| p.route(req.method(), req.uri().path()))
+        .cloned();
+    let authority = match profile
+        .as_deref()
+        .and_then(|p| p.fully_qualified_name.as_ref())
+    {
+        Some(name) => format!("{name}:{}", logical.port()),
+        None => request_authority(req).unwrap_or_else(|| logical.addr.to_string()),
+    };
+    let mut labels = vec![
+        ("direction", "outbound".to_owned()),
+        ("authority", authority),
+    ];
+    if let Some(name) = route.as_ref().and_then(|r| r.name.clone()) {
+        labels.push(("route", name));
+    }
+    Routed {
+        logical: logical.clone(),
+        profile,
+        route,
+        labels,
+    }
+}
+
+fn request_authority<B>(req: &http::Request<B>) -> Option<String> {
+    req.uri().authority().map(|a| a.to_string()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    })
+}
