@@ -131,3 +131,170 @@ pub fn endpoint_labels(member: &Member) -> Labels {
     labels.extend(endpoint.labels.iter().cloned());
     labels
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+    use tower::Service as _;
+
+    use super::*;
+    use crate::balance::{Balancer, MakeClient};
+    use crate::discover::{Endpoint, EndpointSet};
+    use crate::endpoint::EndpointClient;
+    use crate::outbound::layers::fixtures::{self, get, logical, outbound, sample, split};
+    use crate::outbound::layers::route::RouteLayer;
+    use crate::outbound::layers::timeout::TimeoutLayer;
+    use crate::outbound::{ENDPOINT_WAIT, Target};
+
+    /// A backend whose endpoints discovery has answered: there are none
+    /// (while the sender lives, discovery could still add one).
+    fn empty_backend() -> (Arc<Target>, tokio::sync::watch::Sender<Arc<EndpointSet>>) {
+        let set = EndpointSet {
+            resolved: true,
+            exists: true,
+            ..EndpointSet::default()
+        };
+        let (discovery, watch) = tokio::sync::watch::channel(Arc::new(set));
+        let make: MakeClient = Arc::new(|_: &Endpoint| None);
+        let target = Target::Balanced(Balancer::new(
+            "primary.test.svc.cluster.local:80".into(),
+            watch,
+            make,
+        ));
+        (Arc::new(target), discovery)
+    }
+
+    /// Route (with `timeout`) → timeout → attempt to `target`.
+    fn to(
+        target: Arc<Target>,
+        fail_fast: bool,
+        timeout: Option<Duration>,
+    ) -> (
+        impl tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible>,
+        Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
+    ) {
+        let (outbound, registry) = outbound();
+        let attempt = AttemptLayer::new(outbound.http_metrics.clone());
+        let pick = fixtures::scripted(move |mut req| {
+            req.extensions_mut().insert(Picked {
+                target: target.clone(),
+                fail_fast,
+            });
+            let mut attempt = attempt.clone();
+            Box::pin(async move { attempt.call(req).await })
+        });
+        let web = logical(
+            "10.96.0.10:80".parse().expect("addr"),
+            Some(split(
+                &[],
+                fixtures::route(false, timeout),
+                Default::default(),
+            )),
+        );
+        (RouteLayer::new(web, TimeoutLayer::new(pick)), registry)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_without_endpoints_fails_at_once_when_another_could_answer() {
+        let (backend, _discovery) = empty_backend();
+        let (mut service, _) = to(backend, true, None);
+        let started = Instant::now();
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), Duration::ZERO, "no wait");
+        let attempted = response.extensions().get::<Attempted>().expect("attempted");
+        assert!(attempted.no_endpoint && attempted.elsewhere);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_without_endpoints_is_waited_for_when_it_is_the_only_one() {
+        let (backend, _discovery) = empty_backend();
+        let (mut service, _) = to(backend, false, None);
+        let started = Instant::now();
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), ENDPOINT_WAIT);
+    }
+
+    /// An endpoint on loopback that reads requests and answers `answer`
+    /// (or never, when `None`).
+    async fn endpoint(answer: Option<&'static str>) -> Arc<Target> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    match answer {
+                        Some(answer) => {
+                            let _ = stream.write_all(answer.as_bytes()).await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                });
+            }
+        });
+        let client = EndpointClient::plain(Endpoint::unmeshed(addr), Duration::from_secs(1));
+        Arc::new(Target::Direct(crate::balance::Member::new(client)))
+    }
+
+    #[tokio::test]
+    async fn an_attempt_given_up_before_its_answer_counts_as_a_failure() {
+        let (mut service, registry) = to(
+            endpoint(None).await,
+            false,
+            Some(Duration::from_millis(200)),
+        );
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            sample(
+                &registry,
+                "route_actual_request_total",
+                &[("route", "route")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            sample(
+                &registry,
+                "route_actual_response_total",
+                &[("classification", "failure")]
+            ),
+            1.0,
+            "the endpoint that did not answer in time is charged with a failure"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answered_attempt_is_counted_by_its_status() {
+        let (mut service, registry) = to(
+            endpoint(Some("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")).await,
+            false,
+            None,
+        );
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let attempted = response.extensions().get::<Attempted>().expect("attempted");
+        assert!(!attempted.failed);
+        assert_eq!(
+            attempted.endpoint_labels.as_deref(),
+            Some(&[("tls", "no_identity".to_owned())][..])
+        );
+        assert_eq!(
+            sample(
+                &registry,
+                "route_actual_response_total",
+                &[("classification", "success")]
+            ),
+            1.0
+        );
+    }
+}

@@ -19,6 +19,8 @@
 //! paused clock.
 
 pub mod attempt;
+#[cfg(test)]
+mod fixtures;
 pub mod observe;
 pub mod retry;
 pub mod route;

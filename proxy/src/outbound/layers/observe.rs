@@ -71,3 +71,74 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use tower::Service as _;
+
+    use super::*;
+    use crate::discover::profile::{ResponseClass, ResponseMatch};
+    use crate::outbound::layers::fixtures::{
+        self, get, logical, outbound, sample, scripted, split, status,
+    };
+    use crate::outbound::layers::route::RouteLayer;
+
+    fn answering(
+        code: u16,
+    ) -> (
+        impl tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible>,
+        std::sync::Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
+    ) {
+        let (outbound, registry) = outbound();
+        let app = scripted(move |_| {
+            let mut response = status(code);
+            response.extensions_mut().insert(Attempted {
+                endpoint_labels: Some(vec![
+                    ("tls", "true".to_owned()),
+                    (
+                        "server_id",
+                        "web.test.serviceaccount.identity.linkerd.cluster.local".to_owned(),
+                    ),
+                ]),
+                ..Attempted::default()
+            });
+            Box::pin(async move { Ok(response) })
+        });
+        let mut route = fixtures::route(false, None);
+        // This route counts 503 as a success (a deliberate "closed" answer).
+        route.response_classes = vec![ResponseClass {
+            condition: ResponseMatch::Status(503, 503),
+            is_failure: false,
+        }];
+        let web = logical(
+            "10.96.0.10:80".parse().expect("addr"),
+            Some(split(&[], route, Default::default())),
+        );
+        (
+            RouteLayer::new(web, ObserveLayer::new(outbound.http_metrics.clone(), app)),
+            registry,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_response_is_counted_once_with_its_endpoint_and_classified_by_its_route() {
+        for (code, classification) in [(500, "failure"), (503, "success"), (200, "success")] {
+            let (mut service, registry) = answering(code);
+            let Ok(response) = service.call(get()).await;
+            response.into_body().collect().await.expect("body");
+            let labels = [
+                ("authority", "web.test.svc.cluster.local:80"),
+                ("route", "route"),
+                ("tls", "true"),
+                ("classification", classification),
+            ];
+            assert_eq!(sample(&registry, "request_total", &labels[..3]), 1.0);
+            assert_eq!(
+                sample(&registry, "response_total", &labels),
+                1.0,
+                "{code} is a {classification}"
+            );
+        }
+    }
+}

@@ -152,3 +152,212 @@ fn attempt_request(parts: &http::request::Parts, body: &Bytes, spec: &AttemptSpe
     request.extensions_mut().insert(spec.clone());
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tower::Service as _;
+
+    use super::*;
+    use crate::discover::profile::RetryBudget;
+    use crate::outbound::layers::fixtures::{
+        self, get, logical, outbound, sample, scripted, split, status,
+    };
+    use crate::outbound::layers::route::RouteLayer;
+    use crate::outbound::layers::split::SplitLayer;
+    use crate::outbound::layers::{Picked, decided};
+
+    const PRIMARY: &str = "primary.test.svc.cluster.local:80";
+    const SECONDARY: &str = "secondary.test.svc.cluster.local:80";
+
+    /// What the backends saw: (backend, whether it could fail fast).
+    type Seen = Arc<Mutex<Vec<(String, bool)>>>;
+
+    /// Route → retry → split over backends that answer as `answer` says
+    /// (by backend authority), recording what each attempt was sent to.
+    fn stack(
+        backends: &[(&str, u32)],
+        retryable: bool,
+        budget: RetryBudget,
+        answer: fn(&str) -> (u16, bool),
+    ) -> (
+        impl tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible>,
+        Seen,
+        Arc<Mutex<prometheus_client::registry::Registry>>,
+    ) {
+        let (outbound, registry) = outbound();
+        let seen: Seen = Arc::default();
+        let record = seen.clone();
+        let backends_app = scripted(move |req| {
+            let picked = decided::<Picked>(&req).expect("picked");
+            let backend = picked.target.authority().unwrap_or_default().to_owned();
+            record
+                .lock()
+                .expect("seen")
+                .push((backend.clone(), picked.fail_fast));
+            let (code, no_endpoint) = answer(&backend);
+            let mut response = status(code);
+            response.extensions_mut().insert(Attempted {
+                backend: Some(backend),
+                no_endpoint,
+                elsewhere: picked.fail_fast,
+                failed: code >= 500,
+                endpoint_labels: None,
+            });
+            Box::pin(async move { Ok(response) })
+        });
+        let web = logical(
+            "10.96.0.10:80".parse().expect("addr"),
+            Some(split(backends, fixtures::route(retryable, None), budget)),
+        );
+        let metrics = outbound.http_metrics.clone();
+        let service = RouteLayer::new(
+            web,
+            RetryLayer::new(metrics, SplitLayer::new(outbound, backends_app)),
+        );
+        (service, seen, registry)
+    }
+
+    fn backends(seen: &Seen) -> Vec<String> {
+        seen.lock()
+            .expect("seen")
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_on_the_primary_is_retried_on_the_secondary_of_the_split() {
+        // The failover controller has not moved the weights yet: the
+        // secondary has none, and still takes the retry.
+        let (mut service, seen, registry) = stack(
+            &[(PRIMARY, 1), (SECONDARY, 0)],
+            true,
+            RetryBudget::default(),
+            |backend| (if backend == PRIMARY { 500 } else { 200 }, false),
+        );
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(backends(&seen), [PRIMARY, SECONDARY]);
+        assert_eq!(
+            sample(&registry, "outbound_http_route_retry_requests_total", &[]),
+            1.0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_with_no_endpoints_is_skipped_at_once() {
+        let (mut service, seen, _) = stack(
+            &[(PRIMARY, 1), (SECONDARY, 0)],
+            true,
+            RetryBudget::default(),
+            |backend| {
+                if backend == PRIMARY {
+                    (503, true)
+                } else {
+                    (200, false)
+                }
+            },
+        );
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            [(PRIMARY.to_owned(), true), (SECONDARY.to_owned(), false)],
+            "the primary was asked to fail fast, as the secondary could take the request"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_when_the_budget_is_spent() {
+        let budget = RetryBudget {
+            ratio: 0.0,
+            min_per_second: 1,
+            ttl: Duration::from_secs(3),
+        };
+        let (mut service, seen, registry) = stack(&[], true, budget, |_| (500, false));
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            seen.lock().expect("seen").len(),
+            4,
+            "the first attempt and the 3 retries the budget holds"
+        );
+        assert_eq!(
+            sample(&registry, "outbound_http_route_retry_requests_total", &[]),
+            3.0
+        );
+        assert_eq!(
+            sample(
+                &registry,
+                "outbound_http_route_retry_limit_exceeded_total",
+                &[]
+            ),
+            1.0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_route_that_is_not_retryable_is_sent_once() {
+        let (mut service, seen, _) = stack(
+            &[(PRIMARY, 1), (SECONDARY, 0)],
+            false,
+            RetryBudget::default(),
+            |_| (500, false),
+        );
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            *seen.lock().expect("seen"),
+            [(PRIMARY.to_owned(), false)],
+            "one attempt, and no fail-fast for a request that cannot go elsewhere"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_request_sends_its_body_again() {
+        let bodies: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+        let record = bodies.clone();
+        let app = scripted(move |req| {
+            let record = record.clone();
+            Box::pin(async move {
+                let body = req.into_body().collect().await.expect("body").to_bytes();
+                let first = {
+                    let mut bodies = record.lock().expect("bodies");
+                    bodies.push(body);
+                    bodies.len() == 1
+                };
+                let mut response = status(if first { 500 } else { 200 });
+                response.extensions_mut().insert(Attempted {
+                    failed: first,
+                    ..Attempted::default()
+                });
+                Ok(response)
+            })
+        });
+        let (outbound, _) = outbound();
+        let web = logical(
+            "10.96.0.10:80".parse().expect("addr"),
+            Some(split(
+                &[],
+                fixtures::route(true, None),
+                RetryBudget::default(),
+            )),
+        );
+        let mut service = RouteLayer::new(
+            web,
+            RetryLayer::new(
+                outbound.http_metrics.clone(),
+                SplitLayer::new(outbound, app),
+            ),
+        );
+        let request = http::Request::post("http://web.test.svc.cluster.local/")
+            .body(endpoint::full("order #1"))
+            .expect("request");
+        let Ok(response) = service.call(request).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(*bodies.lock().expect("bodies"), ["order #1", "order #1"]);
+    }
+}

@@ -88,3 +88,48 @@ fn request_authority<B>(req: &http::Request<B>) -> Option<String> {
             .map(str::to_owned)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::outbound::layers::fixtures::{self, get, logical, split};
+
+    const ADDR: SocketAddr = SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 96, 0, 10)),
+        80,
+    );
+
+    #[test]
+    fn a_request_takes_its_route_and_is_labelled_with_the_services_name() {
+        let web = logical(
+            ADDR,
+            Some(split(&[], fixtures::route(false, None), Default::default())),
+        );
+        let routed = route(&web, &get());
+        assert!(routed.route.is_some(), "the catch-all route matched");
+        assert_eq!(
+            routed.labels,
+            [
+                ("direction", "outbound".to_owned()),
+                ("authority", "web.test.svc.cluster.local:80".to_owned()),
+                ("route", "route".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_profile_the_request_names_its_authority() {
+        let unknown = logical(ADDR, None);
+        let routed = route(&unknown, &get());
+        assert!(routed.route.is_none());
+        assert_eq!(
+            routed.labels,
+            [
+                ("direction", "outbound".to_owned()),
+                ("authority", "web.test.svc.cluster.local".to_owned()),
+            ]
+        );
+    }
+}

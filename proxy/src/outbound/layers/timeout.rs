@@ -66,3 +66,67 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+    use tower::Service as _;
+
+    use super::*;
+    use crate::outbound::layers::fixtures::{self, get, logical, scripted, split, status};
+    use crate::outbound::layers::route::RouteLayer;
+
+    fn slow_app() -> impl tower::Service<
+        HttpRequest,
+        Response = HttpResponse,
+        Error = Infallible,
+        Future = ResponseFuture,
+    > + Clone
+    + Send
+    + 'static {
+        scripted(|_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok(status(200))
+            })
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_route_timeout_answers_504_when_it_passes() {
+        let web = logical(
+            "10.96.0.10:80".parse().expect("addr"),
+            Some(split(
+                &[],
+                fixtures::route(false, Some(Duration::from_secs(1))),
+                Default::default(),
+            )),
+        );
+        let mut service = RouteLayer::new(web, TimeoutLayer::new(slow_app()));
+        let started = Instant::now();
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert!(
+            response
+                .headers()
+                .get(crate::http::PROXY_ERROR)
+                .is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("timed out after 1s"))),
+            "the proxy says why: {:?}",
+            response.headers()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_timeout_the_request_waits_for_its_answer() {
+        let web = logical(
+            "10.96.0.10:80".parse().expect("addr"),
+            Some(split(&[], fixtures::route(false, None), Default::default())),
+        );
+        let mut service = RouteLayer::new(web, TimeoutLayer::new(slow_app()));
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
