@@ -14,8 +14,12 @@
 //! (see DESIGN: client identity across the gateway), so a workload sees
 //! who called it from another cluster.
 //!
-//! Authorization policy (issue "policy") will sit in [`Inbound::authorize`]:
+//! Authorization policy (issue "policy") will sit in `Inbound::authorize`:
 //! every connection passes through it with its client identity and port.
+//!
+//! The decisions are pure functions, tested on their own: what a
+//! connection's first bytes mean ([`decide`]), and who its client is and
+//! what the application is told ([`peer`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,34 +44,17 @@ use crate::transport_header::{self, TransportHeader};
 use mesh_core::drain::Signal;
 use mesh_core::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
 
+mod decide;
+mod peer;
+
+use decide::{OnDetected, OnTls};
+use peer::Peer;
+
 fn stream_peer(io: &detect::Prefixed<TcpStream>) -> Option<SocketAddr> {
     io.inner().peer_addr().ok()
 }
 
-/// The header that tells the application who called.
-pub const CLIENT_ID: &str = "l5d-client-id";
-
-/// What is known about a connection's client.
-#[derive(Debug, Clone)]
-struct Peer {
-    /// The identity its certificate proved, if it presented one over mesh
-    /// TLS.
-    identity: Option<String>,
-    /// Why there is no identity.
-    no_tls_reason: &'static str,
-}
-
-impl Peer {
-    fn labels(&self) -> Labels {
-        match &self.identity {
-            Some(id) => vec![("tls", "true".to_owned()), ("client_id", id.clone())],
-            None => vec![
-                ("tls", "no_identity".to_owned()),
-                ("no_tls_reason", self.no_tls_reason.to_owned()),
-            ],
-        }
-    }
-}
+pub use peer::CLIENT_ID;
 
 /// The inbound proxy.
 pub struct Inbound {
@@ -177,25 +164,24 @@ impl Inbound {
             }
             _ => false,
         };
-        if direct && !ours {
-            tracing::info!(peer = ?stream_peer(&io), "direct connections must be mutually authenticated: closed");
-            return;
-        }
-        if !ours {
-            let peer = Peer {
-                identity: None,
-                no_tls_reason: if protocol == Protocol::Tls {
-                    "passthru"
-                } else {
-                    "no_tls_from_remote"
-                },
-            };
-            let opaque = protocol == Protocol::Tls
-                || protocol == Protocol::Opaque
-                || self.config.opaque_ports.contains(orig.port());
-            let protocol = if opaque { Protocol::Opaque } else { protocol };
-            self.clone().proxy(io, orig, peer, protocol, drain).await;
-            return;
+        let opaque_port = self.config.opaque_ports.contains(orig.port());
+        match decide::on_detected(protocol, ours, direct, opaque_port) {
+            OnDetected::Terminate => {}
+            OnDetected::Refuse => {
+                tracing::info!(peer = ?stream_peer(&io), "direct connections must be mutually authenticated: closed");
+                return;
+            }
+            OnDetected::Plain {
+                protocol,
+                no_tls_reason,
+            } => {
+                let peer = Peer {
+                    identity: None,
+                    no_tls_reason,
+                };
+                self.clone().proxy(io, orig, peer, protocol, drain).await;
+                return;
+            }
         }
         let Some(server_tls) = self.server_tls.clone() else {
             return;
@@ -213,41 +199,40 @@ impl Inbound {
             no_tls_reason: "no_client_certificate",
         };
         let header = connection.alpn_protocol() == Some(ALPN_TRANSPORT_HEADER);
-        if direct && (peer.identity.is_none() || !header) {
-            tracing::info!(
+        let mut tls = tls;
+        match decide::on_tls(peer.identity.is_some(), header, direct, opaque_port) {
+            OnTls::Refuse => tracing::info!(
                 client = ?peer.identity,
                 "direct connections must be mutually authenticated and negotiate a transport header: closed"
-            );
-            return;
-        }
-        let mut tls = tls;
-        if header {
-            let header = match transport_header::read(&mut tls).await {
-                Ok(header) => header,
-                Err(e) => {
-                    tracing::info!(%orig, "transport header: {e}");
+            ),
+            OnTls::TransportHeader => {
+                let header = match transport_header::read(&mut tls).await {
+                    Ok(header) => header,
+                    Err(e) => {
+                        tracing::info!(%orig, "transport header: {e}");
+                        return;
+                    }
+                };
+                let Ok(port) = u16::try_from(header.port) else {
+                    return;
+                };
+                if !header.name.is_empty() {
+                    self.forward_named(tls, header, &peer, drain).await;
                     return;
                 }
-            };
-            let Ok(port) = u16::try_from(header.port) else {
-                return;
-            };
-            if !header.name.is_empty() {
-                self.forward_named(tls, header, &peer, drain).await;
-                return;
+                let target = SocketAddr::new(orig.ip(), port);
+                let peer = peer.stream_caller(&self.trusted_gateways, &header);
+                self.proxy(tls, target, peer, Protocol::Opaque, drain).await;
             }
-            let target = SocketAddr::new(orig.ip(), port);
-            let peer = self.stream_caller(peer, &header);
-            self.proxy(tls, target, peer, Protocol::Opaque, drain).await;
-            return;
-        }
-        if self.config.opaque_ports.contains(orig.port()) {
-            self.proxy(tls, orig, peer, Protocol::Opaque, drain).await;
-            return;
-        }
-        match detect::detect(tls, self.config.detect_timeout, detect::MAX_DETECT_BYTES).await {
-            Ok((protocol, io)) => self.proxy(io, orig, peer, protocol, drain).await,
-            Err(e) => tracing::debug!(%orig, "detection inside TLS: {e}"),
+            OnTls::Opaque => self.proxy(tls, orig, peer, Protocol::Opaque, drain).await,
+            OnTls::Detect => {
+                match detect::detect(tls, self.config.detect_timeout, detect::MAX_DETECT_BYTES)
+                    .await
+                {
+                    Ok((protocol, io)) => self.proxy(io, orig, peer, protocol, drain).await,
+                    Err(e) => tracing::debug!(%orig, "detection inside TLS: {e}"),
+                }
+            }
         }
     }
 
@@ -342,43 +327,6 @@ impl Inbound {
         }
     }
 
-    /// Who a request speaks for: the connection's peer, or, when the peer
-    /// is a trusted gateway, the client in another cluster that the
-    /// gateway's own `Forwarded` element names (the gateway proved that
-    /// client's identity with mutual TLS, and this connection proves the
-    /// gateway's).
-    fn caller(&self, peer: &Peer, headers: &http::HeaderMap) -> Peer {
-        let forwarded = peer
-            .identity
-            .as_ref()
-            .filter(|id| self.trusted_gateways.contains(id))
-            .and_then(|gateway| proxy_http::forwarded_for(headers, gateway));
-        match forwarded {
-            Some(client) => Peer {
-                identity: Some(client),
-                no_tls_reason: peer.no_tls_reason,
-            },
-            None => peer.clone(),
-        }
-    }
-
-    /// Who an opaque stream speaks for: the peer, or the client a trusted
-    /// gateway names in the stream's transport header.
-    fn stream_caller(&self, peer: Peer, header: &TransportHeader) -> Peer {
-        let trusted = peer
-            .identity
-            .as_ref()
-            .is_some_and(|id| self.trusted_gateways.contains(id));
-        if trusted && !header.client_id.is_empty() {
-            Peer {
-                identity: Some(header.client_id.clone()),
-                ..peer
-            }
-        } else {
-            peer
-        }
-    }
-
     fn app(&self, target: SocketAddr) -> Arc<EndpointClient> {
         self.apps.get_or_insert_with(target, || {
             Arc::new(EndpointClient::plain(
@@ -395,17 +343,9 @@ impl Inbound {
         mut req: Request<Incoming>,
     ) -> Response<Body> {
         let started = Instant::now();
-        let caller = self.caller(peer, req.headers());
+        let caller = peer.caller(&self.trusted_gateways, req.headers());
         let peer = &caller;
-        let headers = req.headers_mut();
-        headers.remove(CLIENT_ID);
-        if let Some(id) = peer
-            .identity
-            .as_deref()
-            .and_then(|id| HeaderValue::from_str(id).ok())
-        {
-            headers.insert(CLIENT_ID, id);
-        }
+        peer.tell(req.headers_mut());
         let downgraded = proxy_http::restore_orig_proto(&mut req);
         let authority = req
             .uri()
