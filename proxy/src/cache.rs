@@ -63,13 +63,9 @@ impl<K: Hash + Eq, V> IdleCache<K, V> {
     }
 
     /// How many entries there are.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -92,6 +88,6 @@ mod tests {
         assert_eq!(cache.len(), 1, "the held one stays");
         drop(held);
         cache.sweep();
-        assert!(cache.is_empty());
+        assert!(cache.len() == 0);
     }
 }

@@ -41,6 +41,7 @@ pub type Body = BoxBody<Bytes, BoxError>;
 pub const ORIG_PROTO: &str = "l5d-orig-proto";
 
 /// An empty body.
+#[cfg(test)]
 pub fn empty() -> Body {
     http_body_util::Empty::new()
         .map_err(|never| match never {})

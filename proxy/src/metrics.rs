@@ -293,13 +293,6 @@ pub struct Counted<I> {
     closed: Counter,
 }
 
-impl<I> Counted<I> {
-    /// The wrapped connection.
-    pub fn get_ref(&self) -> &I {
-        &self.inner
-    }
-}
-
 impl<I> Drop for Counted<I> {
     fn drop(&mut self) {
         self.open.dec();

@@ -17,8 +17,6 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output;
 
-/// The mirror's admin port.
-
 /// One Link's gateway.
 #[derive(Debug, Serialize)]
 pub struct GatewayRow {

@@ -73,7 +73,8 @@ impl Accrual {
     }
 
     /// Whether the endpoint is out of the balancer.
-    pub fn is_ejected(&self) -> bool {
+    #[cfg(test)]
+    fn is_ejected(&self) -> bool {
         !matches!(self.state, State::Healthy { .. })
     }
 

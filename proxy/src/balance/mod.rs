@@ -166,12 +166,8 @@ impl Balancer {
         &self.authority
     }
 
-    /// Picks an endpoint, waiting up to `wait` for one to exist.
-    pub async fn pick(&self, wait: Duration) -> Result<Arc<Member>, PickError> {
-        self.pick_within(wait, false).await
-    }
-
-    /// As [`Balancer::pick`]; with `fail_fast`, a resolved set with no
+    /// Picks an endpoint, waiting up to `wait` for one to exist; with
+    /// `fail_fast`, a resolved set with no
     /// endpoint fails at once instead of waiting for one (a split has
     /// another backend to try).
     pub async fn pick_within(

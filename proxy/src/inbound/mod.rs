@@ -54,8 +54,6 @@ fn stream_peer(io: &detect::Prefixed<TcpStream>) -> Option<SocketAddr> {
     io.inner().peer_addr().ok()
 }
 
-pub use peer::CLIENT_ID;
-
 /// The inbound proxy.
 pub struct Inbound {
     config: DirectionConfig,
