@@ -18,18 +18,18 @@ use crate::metrics::{self, HttpMetrics, Labels};
 
 /// Sends attempts to endpoints.
 #[derive(Debug, Clone)]
-pub struct AttemptLayer {
+pub struct Attempt {
     metrics: HttpMetrics,
 }
 
-impl AttemptLayer {
+impl Attempt {
     /// Counting in `metrics`.
     pub fn new(metrics: HttpMetrics) -> Self {
         Self { metrics }
     }
 }
 
-impl tower::Service<HttpRequest> for AttemptLayer {
+impl tower::Service<HttpRequest> for Attempt {
     type Response = HttpResponse;
     type Error = Infallible;
     type Future = ResponseFuture;
@@ -146,8 +146,9 @@ mod tests {
     use crate::discover::{Endpoint, EndpointSet};
     use crate::endpoint::EndpointClient;
     use crate::outbound::layers::fixtures::{self, get, logical, outbound, sample, split};
-    use crate::outbound::layers::route::RouteLayer;
-    use crate::outbound::layers::timeout::TimeoutLayer;
+    use crate::outbound::layers::route::Route;
+    use crate::outbound::layers::timeout::Timeout;
+    use crate::outbound::layers::{Layer as _, Next};
     use crate::outbound::{ENDPOINT_WAIT, Target};
 
     /// A backend whose endpoints discovery has answered: there are none
@@ -174,11 +175,11 @@ mod tests {
         fail_fast: bool,
         timeout: Option<Duration>,
     ) -> (
-        impl tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible>,
+        impl Next,
         Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
     ) {
         let (outbound, registry) = outbound();
-        let attempt = AttemptLayer::new(outbound.http_metrics.clone());
+        let attempt = Attempt::new(outbound.http_metrics.clone());
         let pick = fixtures::scripted(move |mut req| {
             req.extensions_mut().insert(Picked {
                 target: target.clone(),
@@ -195,7 +196,7 @@ mod tests {
                 Default::default(),
             )),
         );
-        (RouteLayer::new(web, TimeoutLayer::new(pick)), registry)
+        (Route::new(web).over(Timeout::new().over(pick)), registry)
     }
 
     #[tokio::test(start_paused = true)]

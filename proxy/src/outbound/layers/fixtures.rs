@@ -2,14 +2,13 @@
 //! discovery or TLS, destinations with hand-made profiles, scripted inner
 //! services and the metrics as Prometheus would read them.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 
-use super::{HttpRequest, HttpResponse, ResponseFuture};
+use super::{HttpRequest, HttpResponse, Next, ResponseFuture};
 use crate::config::DirectionConfig;
 use crate::discover::profile::{Backend, Profile, RequestMatch, RetryBudget, Route};
 use crate::endpoint;
@@ -84,16 +83,7 @@ pub fn get() -> HttpRequest {
 }
 
 /// An inner service that answers each request with `answer`.
-pub fn scripted<F>(
-    answer: F,
-) -> impl tower::Service<
-    HttpRequest,
-    Response = HttpResponse,
-    Error = Infallible,
-    Future = ResponseFuture,
-> + Clone
-+ Send
-+ 'static
+pub fn scripted<F>(answer: F) -> impl Next
 where
     F: Fn(HttpRequest) -> ResponseFuture + Send + Sync + 'static,
 {

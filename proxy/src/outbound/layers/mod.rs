@@ -31,6 +31,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
 
@@ -105,23 +106,82 @@ pub struct Attempted {
     pub endpoint_labels: Option<Labels>,
 }
 
-/// The whole stack for requests to `logical`.
-pub type Stack = route::RouteLayer<
-    observe::ObserveLayer<
-        timeout::TimeoutLayer<retry::RetryLayer<split::SplitLayer<attempt::AttemptLayer>>>,
+/// What a layer hands the request on to: the rest of the stack.
+pub trait Next:
+    tower::Service<
+        HttpRequest,
+        Response = HttpResponse,
+        Error = Infallible,
+        Future = ResponseFuture,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> Next for T where
+    T: tower::Service<
+            HttpRequest,
+            Response = HttpResponse,
+            Error = Infallible,
+            Future = ResponseFuture,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// One job on the request path.
+pub trait Layer: Clone + Send + Sync + 'static {
+    /// Does this layer's job for `req`, handing it on to `next`.
+    fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture;
+
+    /// This layer in front of `next`, as a tower `Service`.
+    fn over<N: Next>(self, next: N) -> Stacked<Self, N> {
+        Stacked { layer: self, next }
+    }
+}
+
+/// A layer in front of the rest of the stack.
+#[derive(Debug, Clone)]
+pub struct Stacked<L, N> {
+    layer: L,
+    next: N,
+}
+
+impl<L: Layer, N: Next> tower::Service<HttpRequest> for Stacked<L, N> {
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: HttpRequest) -> ResponseFuture {
+        self.layer.handle(req, self.next.clone())
+    }
+}
+
+/// The whole stack for requests to one destination.
+pub type Stack = Stacked<
+    route::Route,
+    Stacked<
+        observe::Observe,
+        Stacked<timeout::Timeout, Stacked<retry::Retry, Stacked<split::Split, attempt::Attempt>>>,
     >,
 >;
 
-/// The stack for one destination's requests, on `outbound`'s balancers
-/// and metrics.
+/// The stack for `logical`'s requests, on `outbound`'s balancers and
+/// metrics.
 pub fn stack(outbound: Arc<super::Outbound>, logical: Arc<Logical>) -> Stack {
     let metrics = outbound.http_metrics.clone();
-    let attempt = attempt::AttemptLayer::new(metrics.clone());
-    let split = split::SplitLayer::new(outbound, attempt);
-    let retry = retry::RetryLayer::new(metrics.clone(), split);
-    let timeout = timeout::TimeoutLayer::new(retry);
-    let observe = observe::ObserveLayer::new(metrics, timeout);
-    route::RouteLayer::new(logical, observe)
+    let attempt = attempt::Attempt::new(metrics.clone());
+    let split = split::Split::new(outbound).over(attempt);
+    let retry = retry::Retry::new(metrics.clone()).over(split);
+    let timeout = timeout::Timeout::new().over(retry);
+    let observe = observe::Observe::new(metrics).over(timeout);
+    route::Route::new(logical).over(observe)
 }
 
 /// A request's decision of type `T`, set by a layer above.

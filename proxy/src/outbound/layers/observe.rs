@@ -3,51 +3,29 @@
 //! (`response_total`, `response_latency_ms`) when the body ends. The
 //! endpoint labels are those of the last attempt, as it reported them.
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use tokio::time::Instant;
 
-use super::{Attempted, HttpRequest, HttpResponse, ResponseFuture, Routed, decided};
+use super::{Attempted, HttpRequest, Layer, Next, ResponseFuture, Routed, decided};
 use crate::metrics::HttpMetrics;
 
 /// Counts requests and responses.
 #[derive(Debug, Clone)]
-pub struct ObserveLayer<S> {
+pub struct Observe {
     metrics: HttpMetrics,
-    inner: S,
 }
 
-impl<S> ObserveLayer<S> {
-    /// Counts in `metrics`, then `inner`.
-    pub fn new(metrics: HttpMetrics, inner: S) -> Self {
-        Self { metrics, inner }
+impl Observe {
+    /// Counting in `metrics`.
+    pub fn new(metrics: HttpMetrics) -> Self {
+        Self { metrics }
     }
 }
 
-impl<S> tower::Service<HttpRequest> for ObserveLayer<S>
-where
-    S: tower::Service<
-            HttpRequest,
-            Response = HttpResponse,
-            Error = Infallible,
-            Future = ResponseFuture,
-        > + Clone
-        + Send
-        + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: HttpRequest) -> ResponseFuture {
+impl Layer for Observe {
+    fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
         let started = Instant::now();
         let routed = decided::<Routed>(&req);
-        let mut inner = self.inner.clone();
+        let mut inner = next;
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let Ok(response) = inner.call(req).await;
@@ -82,12 +60,12 @@ mod tests {
     use crate::outbound::layers::fixtures::{
         self, get, logical, outbound, sample, scripted, split, status,
     };
-    use crate::outbound::layers::route::RouteLayer;
+    use crate::outbound::layers::route::Route;
 
     fn answering(
         code: u16,
     ) -> (
-        impl tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible>,
+        impl Next,
         std::sync::Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
     ) {
         let (outbound, registry) = outbound();
@@ -116,7 +94,7 @@ mod tests {
             Some(split(&[], route, Default::default())),
         );
         (
-            RouteLayer::new(web, ObserveLayer::new(outbound.http_metrics.clone(), app)),
+            Route::new(web).over(Observe::new(outbound.http_metrics.clone()).over(app)),
             registry,
         )
     }

@@ -7,7 +7,6 @@
 //! layer sends it elsewhere when it can.
 
 use std::convert::Infallible;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -15,7 +14,9 @@ use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::time::Instant;
 
-use super::{AttemptSpec, Attempted, HttpRequest, HttpResponse, ResponseFuture, Routed, decided};
+use super::{
+    AttemptSpec, Attempted, HttpRequest, HttpResponse, Layer, Next, ResponseFuture, Routed, decided,
+};
 use crate::endpoint;
 use crate::http::error_response;
 use crate::metrics::{HttpMetrics, Labels};
@@ -23,39 +24,20 @@ use crate::retry;
 
 /// Retries failed attempts within the budget.
 #[derive(Debug, Clone)]
-pub struct RetryLayer<S> {
+pub struct Retry {
     metrics: HttpMetrics,
-    inner: S,
 }
 
-impl<S> RetryLayer<S> {
-    /// Retries on `inner`, counting in `metrics`.
-    pub fn new(metrics: HttpMetrics, inner: S) -> Self {
-        Self { metrics, inner }
+impl Retry {
+    /// Counting retries in `metrics`.
+    pub fn new(metrics: HttpMetrics) -> Self {
+        Self { metrics }
     }
 }
 
-impl<S> tower::Service<HttpRequest> for RetryLayer<S>
-where
-    S: tower::Service<
-            HttpRequest,
-            Response = HttpResponse,
-            Error = Infallible,
-            Future = ResponseFuture,
-        > + Clone
-        + Send
-        + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: HttpRequest) -> ResponseFuture {
-        let inner = self.inner.clone();
+impl Layer for Retry {
+    fn handle<N: Next>(&self, mut req: HttpRequest, next: N) -> ResponseFuture {
+        let inner = next;
         let metrics = self.metrics.clone();
         let routed = decided::<Routed>(&req);
         let retryable = routed
@@ -165,8 +147,8 @@ mod tests {
     use crate::outbound::layers::fixtures::{
         self, get, logical, outbound, sample, scripted, split, status,
     };
-    use crate::outbound::layers::route::RouteLayer;
-    use crate::outbound::layers::split::SplitLayer;
+    use crate::outbound::layers::route::Route;
+    use crate::outbound::layers::split::Split;
     use crate::outbound::layers::{Picked, decided};
 
     const PRIMARY: &str = "primary.test.svc.cluster.local:80";
@@ -183,7 +165,7 @@ mod tests {
         budget: RetryBudget,
         answer: fn(&str) -> (u16, bool),
     ) -> (
-        impl tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible>,
+        impl Next,
         Seen,
         Arc<Mutex<prometheus_client::registry::Registry>>,
     ) {
@@ -213,10 +195,8 @@ mod tests {
             Some(split(backends, fixtures::route(retryable, None), budget)),
         );
         let metrics = outbound.http_metrics.clone();
-        let service = RouteLayer::new(
-            web,
-            RetryLayer::new(metrics, SplitLayer::new(outbound, backends_app)),
-        );
+        let service =
+            Route::new(web).over(Retry::new(metrics).over(Split::new(outbound).over(backends_app)));
         (service, seen, registry)
     }
 
@@ -346,13 +326,8 @@ mod tests {
                 RetryBudget::default(),
             )),
         );
-        let mut service = RouteLayer::new(
-            web,
-            RetryLayer::new(
-                outbound.http_metrics.clone(),
-                SplitLayer::new(outbound, app),
-            ),
-        );
+        let mut service = Route::new(web)
+            .over(Retry::new(outbound.http_metrics.clone()).over(Split::new(outbound).over(app)));
         let request = http::Request::post("http://web.test.svc.cluster.local/")
             .body(endpoint::full("order #1"))
             .expect("request");

@@ -2,50 +2,29 @@
 //! takes (first match wins), and the labels every metric of the request
 //! carries (`direction`, `authority`, `route`).
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use super::{HttpRequest, HttpResponse, ResponseFuture, Routed};
+use super::{HttpRequest, Layer, Next, ResponseFuture, Routed};
 use crate::outbound::Logical;
 
 /// Routes requests for one destination.
 #[derive(Debug, Clone)]
-pub struct RouteLayer<S> {
+pub struct Route {
     logical: Arc<Logical>,
-    inner: S,
 }
 
-impl<S> RouteLayer<S> {
-    /// Requests for `logical`, then `inner`.
-    pub fn new(logical: Arc<Logical>, inner: S) -> Self {
-        Self { logical, inner }
+impl Route {
+    /// Requests for `logical`.
+    pub fn new(logical: Arc<Logical>) -> Self {
+        Self { logical }
     }
 }
 
-impl<S> tower::Service<HttpRequest> for RouteLayer<S>
-where
-    S: tower::Service<
-            HttpRequest,
-            Response = HttpResponse,
-            Error = Infallible,
-            Future = ResponseFuture,
-        > + Clone
-        + Send
-        + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: HttpRequest) -> ResponseFuture {
+impl Layer for Route {
+    fn handle<N: Next>(&self, mut req: HttpRequest, next: N) -> ResponseFuture {
         let routed = route(&self.logical, &req);
         req.extensions_mut().insert(routed);
-        let mut inner = self.inner.clone();
+        let mut inner = next;
         Box::pin(async move { inner.call(req).await })
     }
 }

@@ -5,50 +5,29 @@
 //! retryable request). Without a split: the Service itself, the pod
 //! discovery named, or the address as it came.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::StatusCode;
 
-use super::{AttemptSpec, HttpRequest, HttpResponse, Picked, ResponseFuture, Routed, decided};
+use super::{AttemptSpec, HttpRequest, Layer, Next, Picked, ResponseFuture, Routed, decided};
 use crate::http::error_response;
 use crate::outbound::Outbound;
 
 /// Picks each attempt's target.
 #[derive(Debug, Clone)]
-pub struct SplitLayer<S> {
+pub struct Split {
     outbound: Arc<Outbound>,
-    inner: S,
 }
 
-impl<S> SplitLayer<S> {
-    /// Targets from `outbound`'s balancers, then `inner`.
-    pub fn new(outbound: Arc<Outbound>, inner: S) -> Self {
-        Self { outbound, inner }
+impl Split {
+    /// Targets from `outbound`'s balancers.
+    pub fn new(outbound: Arc<Outbound>) -> Self {
+        Self { outbound }
     }
 }
 
-impl<S> tower::Service<HttpRequest> for SplitLayer<S>
-where
-    S: tower::Service<
-            HttpRequest,
-            Response = HttpResponse,
-            Error = Infallible,
-            Future = ResponseFuture,
-        > + Clone
-        + Send
-        + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: HttpRequest) -> ResponseFuture {
+impl Layer for Split {
+    fn handle<N: Next>(&self, mut req: HttpRequest, next: N) -> ResponseFuture {
         let Some(routed) = decided::<Routed>(&req) else {
             return Box::pin(async {
                 Ok(error_response(
@@ -71,7 +50,7 @@ where
             target: Arc::new(target),
             fail_fast,
         });
-        let mut inner = self.inner.clone();
+        let mut inner = next;
         Box::pin(async move { inner.call(req).await })
     }
 }

@@ -3,51 +3,28 @@
 //! flight is dropped (the attempt layer counts a dropped attempt as a
 //! failure).
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use http::StatusCode;
 
-use super::{HttpRequest, HttpResponse, ResponseFuture, Routed, decided};
+use super::{HttpRequest, Layer, Next, ResponseFuture, Routed, decided};
 use crate::http::error_response;
 
 /// Applies route timeouts.
 #[derive(Debug, Clone)]
-pub struct TimeoutLayer<S> {
-    inner: S,
-}
+pub struct Timeout {}
 
-impl<S> TimeoutLayer<S> {
-    /// Times out `inner`.
-    pub fn new(inner: S) -> Self {
-        Self { inner }
+impl Timeout {
+    /// Timing out requests on their route's timeout.
+    pub fn new() -> Self {
+        Self {}
     }
 }
 
-impl<S> tower::Service<HttpRequest> for TimeoutLayer<S>
-where
-    S: tower::Service<
-            HttpRequest,
-            Response = HttpResponse,
-            Error = Infallible,
-            Future = ResponseFuture,
-        > + Clone
-        + Send
-        + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: HttpRequest) -> ResponseFuture {
+impl Layer for Timeout {
+    fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
         let timeout = decided::<Routed>(&req)
             .and_then(|r| r.route)
             .and_then(|r| r.timeout);
-        let mut inner = self.inner.clone();
+        let mut inner = next;
         Box::pin(async move {
             let work = inner.call(req);
             let Some(timeout) = timeout else {
@@ -76,16 +53,9 @@ mod tests {
 
     use super::*;
     use crate::outbound::layers::fixtures::{self, get, logical, scripted, split, status};
-    use crate::outbound::layers::route::RouteLayer;
+    use crate::outbound::layers::route::Route;
 
-    fn slow_app() -> impl tower::Service<
-        HttpRequest,
-        Response = HttpResponse,
-        Error = Infallible,
-        Future = ResponseFuture,
-    > + Clone
-    + Send
-    + 'static {
+    fn slow_app() -> impl Next {
         scripted(|_| {
             Box::pin(async {
                 tokio::time::sleep(Duration::from_secs(10)).await;
@@ -104,7 +74,7 @@ mod tests {
                 Default::default(),
             )),
         );
-        let mut service = RouteLayer::new(web, TimeoutLayer::new(slow_app()));
+        let mut service = Route::new(web).over(Timeout::new().over(slow_app()));
         let started = Instant::now();
         let Ok(response) = service.call(get()).await;
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
@@ -125,7 +95,7 @@ mod tests {
             "10.96.0.10:80".parse().expect("addr"),
             Some(split(&[], fixtures::route(false, None), Default::default())),
         );
-        let mut service = RouteLayer::new(web, TimeoutLayer::new(slow_app()));
+        let mut service = Route::new(web).over(Timeout::new().over(slow_app()));
         let Ok(response) = service.call(get()).await;
         assert_eq!(response.status(), StatusCode::OK);
     }
