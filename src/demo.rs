@@ -15,15 +15,14 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use clap::Args;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{LogParams, Patch, PatchParams};
 use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_clusters::local::{self, UpOptions};
 use mesh_clusters::progress::Step;
 use mesh_clusters::topology::Side;
 use mesh_failover::status::SplitStatus;
+use mesh_podinfo::drive;
+use mesh_podinfo::report::LoadSecond;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
@@ -169,27 +168,7 @@ fn show(command: &str) {
 /// state directory so a second `mesh demo` reuses them.
 fn trust_material(dir: &Path) -> anyhow::Result<PathBuf> {
     let trust = dir.join("demo-trust");
-    if trust.join("ca.crt").exists() {
-        return Ok(trust);
-    }
-    std::fs::create_dir_all(&trust)?;
-    let now = std::time::SystemTime::now();
-    let anchor = mesh_identity::generate::trust_anchor(
-        "root.linkerd.cluster.local",
-        now,
-        mesh_identity::generate::ANCHOR_LIFETIME,
-    )?;
-    for cluster in ["west", "east"] {
-        let issuer = mesh_identity::generate::issuer(
-            &anchor,
-            "identity.linkerd.cluster.local",
-            now,
-            mesh_identity::generate::ISSUER_LIFETIME,
-        )?;
-        std::fs::write(trust.join(format!("{cluster}.crt")), &issuer.cert_pem)?;
-        std::fs::write(trust.join(format!("{cluster}.key")), &issuer.key_pem)?;
-    }
-    std::fs::write(trust.join("ca.crt"), &anchor.cert_pem)?;
+    mesh_identity::generate::shared_trust(&trust, &["west", "east"])?;
     Ok(trust)
 }
 
@@ -246,7 +225,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     show(&format!(
         "kubectl --context west -n {NS} set env deploy/podinfo MESH_DEMO_ERROR_RATE=1"
     ));
-    set_error_rate(&west, "1").await?;
+    drive::set_error_rate(&west, NS, "1").await?;
     summary.push(
         bad.watch("failover", |s, w| s.state == "FailedOver" && w[1] >= 99)
             .await?,
@@ -256,7 +235,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "kubectl --context west -n {NS} set env deploy/podinfo MESH_DEMO_ERROR_RATE=0"
     ));
     let fixed = Story::new(&west).await?;
-    set_error_rate(&west, "0").await?;
+    drive::set_error_rate(&west, NS, "0").await?;
     summary.push(
         fixed
             .watch("failback", |s, w| s.state == "Primary" && w[0] == 100)
@@ -271,7 +250,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "kubectl --context west -n {NS} scale deploy/podinfo --replicas=0"
     ));
     let outage = Story::new(&west).await?;
-    scale(&west, 0).await?;
+    drive::scale(&west, NS, 0).await?;
     summary.push(
         outage
             .watch("failover", |s, w| s.state == "FailedOver" && w[1] >= 99)
@@ -281,7 +260,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "kubectl --context west -n {NS} scale deploy/podinfo --replicas=2"
     ));
     let back = Story::new(&west).await?;
-    scale(&west, 2).await?;
+    drive::scale(&west, NS, 2).await?;
     summary.push(
         back.watch("failback", |s, w| s.state == "Primary" && w[0] == 100)
             .await?,
@@ -498,10 +477,8 @@ impl Story {
         loop {
             let (status, _) = self.split().await?;
             let seconds = client_seconds(&self.client).await;
-            let steady = seconds.len() >= 3
-                && seconds[seconds.len() - 3..]
-                    .iter()
-                    .all(|s| s["ok"].as_u64().unwrap_or(0) >= 45);
+            let steady =
+                seconds.len() >= 3 && seconds[seconds.len() - 3..].iter().all(|s| s.ok >= 45);
             if status.state == "Primary" && steady {
                 return Ok(());
             }
@@ -552,13 +529,13 @@ impl Story {
                     status.state,
                     weights.first().copied().unwrap_or(0),
                     weights.get(1).copied().unwrap_or(0),
-                    last["ok"].as_u64().unwrap_or(0),
-                    last["failed"].as_u64().unwrap_or(0),
+                    last.ok,
+                    last.failed,
                 );
             }
             if done(&status, &weights) {
-                let failed = recent.iter().filter_map(|s| s["failed"].as_u64()).sum();
-                let ok: u64 = recent.iter().filter_map(|s| s["ok"].as_u64()).sum();
+                let failed = recent.iter().map(|s| s.failed).sum();
+                let ok: u64 = recent.iter().map(|s| s.ok).sum();
                 let took = self.started.elapsed();
                 let why = status.last_transition.map(|t| t.reason).unwrap_or_default();
                 println!(
@@ -580,39 +557,6 @@ impl Story {
 }
 
 /// The client's lines so far, one per second.
-async fn client_seconds(client: &kube::Client) -> Vec<serde_json::Value> {
-    let logs = Api::<Pod>::namespaced(client.clone(), NS)
-        .logs(
-            "client",
-            &LogParams {
-                container: Some("main".into()),
-                ..LogParams::default()
-            },
-        )
-        .await
-        .unwrap_or_default();
-    logs.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-async fn set_error_rate(client: &kube::Client, rate: &str) -> anyhow::Result<()> {
-    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
-        {"name": "podinfod", "env": [{"name": "MESH_DEMO_ERROR_RATE", "value": rate}]}
-    ]}}}});
-    Api::<Deployment>::namespaced(client.clone(), NS)
-        .patch("podinfo", &PatchParams::default(), &Patch::Strategic(patch))
-        .await?;
-    Ok(())
-}
-
-async fn scale(client: &kube::Client, replicas: i32) -> anyhow::Result<()> {
-    Api::<Deployment>::namespaced(client.clone(), NS)
-        .patch(
-            "podinfo",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
-        )
-        .await?;
-    Ok(())
+async fn client_seconds(client: &kube::Client) -> Vec<LoadSecond> {
+    drive::load_seconds(client, NS, "client", "main").await
 }

@@ -9,6 +9,7 @@
 //! - [`control_plane`]: starting, detaching and stopping one control plane.
 //! - [`process`]: components in process groups, and the janitor that cleans
 //!   up when their owner dies.
+//! - [`programs`]: where mesh's own programs are.
 //! - [`pki`], [`kubeconfig`]: the certificates and the kubeconfig.
 //! - [`local`]: the cluster behind `mesh up` / `mesh down`.
 //! - [`testing`]: one control plane shared by every test of a run.
@@ -29,6 +30,7 @@ pub mod node;
 pub mod pair;
 pub mod pki;
 pub mod process;
+pub mod programs;
 pub mod progress;
 pub mod testing;
 pub mod topology;

@@ -151,29 +151,13 @@ async fn try_shared_pair() -> anyhow::Result<PairInfo> {
     }
 }
 
-/// Where mesh's binaries (`mesh-node`, `mesh-podinfo`, …) are for a test:
-/// `$MESH_BIN_DIR`, else the cargo target directory the test runs from.
+/// Where mesh's binaries (`mesh-node`, `mesh-podinfo`, …) are for a test
+/// ([`crate::programs`]), once they are built.
 pub fn mesh_bin_dir() -> anyhow::Result<PathBuf> {
-    let dir = match std::env::var_os("MESH_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            // target/<profile>/deps/<test binary>
-            let exe = std::env::current_exe()?;
-            exe.parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .ok_or_else(|| anyhow::anyhow!("{} has no target directory", exe.display()))?
-        }
-    };
-    for binary in ["mesh-node", "mesh-podinfo"] {
-        anyhow::ensure!(
-            dir.join(binary).exists(),
-            "{binary} is not in {}: build the workspace's programs first \
-             (`cargo build --workspace --bins`; `scripts/test.sh` does)",
-            dir.display()
-        );
-    }
-    Ok(dir)
+    crate::programs::find(
+        &["mesh-node", "mesh-podinfo"],
+        "build the workspace's programs first (`cargo build --workspace --bins`; `scripts/test.sh` does)",
+    )
 }
 
 /// Takes an exclusive lock on a directory, waiting for it off the runtime.

@@ -13,13 +13,13 @@
 //! - Noise just above the threshold moves nothing for two minutes; a
 //!   relapse during the failback ramp aborts it.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
+use mesh_podinfo::drive;
+use mesh_podinfo::report::LoadSecond;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -68,39 +68,9 @@ async fn ensure_failover_installed(p: &impl Provider) -> anyhow::Result<()> {
     kube_util::wait_rollout(&west, FAILOVER_NS, "linkerd-failover", ROLLOUT).await
 }
 
-/// One second of the load pod's output.
-#[derive(Debug, Clone)]
-struct Second {
-    ok: u64,
-    failed: u64,
-    east: u64,
-}
-
 /// What the load pod has printed so far.
-async fn load_seconds(
-    client: &kube::Client,
-    ns: &str,
-    east_pods: &BTreeSet<String>,
-) -> anyhow::Result<Vec<Second>> {
-    let logs = kube_util::logs(client, ns, "load", "main").await;
-    Ok(logs
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .map(|second| {
-            let east = second["answered_by"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(host, _)| east_pods.contains(*host))
-                .filter_map(|(_, n)| n.as_u64())
-                .sum();
-            Second {
-                ok: second["ok"].as_u64().unwrap_or(0),
-                failed: second["failed"].as_u64().unwrap_or(0),
-                east,
-            }
-        })
-        .collect())
+async fn load_seconds(client: &kube::Client, ns: &str) -> Vec<LoadSecond> {
+    drive::load_seconds(client, ns, "load", "main").await
 }
 
 /// Waits until the last `run` seconds of load all put at least `share` of
@@ -120,11 +90,11 @@ async fn until_traffic(
         &format!("{share} of the traffic on {what}"),
         timeout,
         || async {
-            let seconds = load_seconds(&west, &exported.ns, &exported.east_pods).await?;
+            let seconds = load_seconds(&west, &exported.ns).await;
             let last = seconds.iter().rev().take(3).collect::<Vec<_>>();
             Ok(last.len() == 3
                 && last.iter().all(|s| {
-                    let east = s.east as f64 / s.ok.max(1) as f64;
+                    let east = s.answered_by_any(&exported.east_pods) as f64 / s.ok.max(1) as f64;
                     s.ok > 0
                         && if on_east {
                             east >= share
@@ -138,14 +108,6 @@ async fn until_traffic(
     Ok(since.elapsed())
 }
 
-/// The split's weights in west, in percent of their sum.
-async fn split_weights(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<u32>> {
-    let split = Api::<mesh_api::crds::traffic_split::TrafficSplit>::namespaced(client.clone(), ns)
-        .get("podinfo")
-        .await?;
-    Ok(split.spec.percentages())
-}
-
 /// Waits until the controller has given east at least 99 % of the weight;
 /// how long that took from `since`. On failure, the controller's logs say
 /// what it saw.
@@ -156,7 +118,7 @@ async fn until_failed_over(
 ) -> anyhow::Result<Duration> {
     let west = p.client(Cluster::West);
     let waited = wait_for("east has 99 % of the split's weight", ROLLOUT, || async {
-        Ok(split_weights(&west, ns)
+        Ok(drive::split_weights(&west, ns, "podinfo")
             .await?
             .get(1)
             .is_some_and(|w| *w >= 99))
@@ -198,27 +160,6 @@ async fn split_status(p: &impl Provider, ns: &str) -> anyhow::Result<Value> {
     Ok(rows[0]["status"].clone())
 }
 
-async fn set_error_rate(client: &kube::Client, ns: &str, rate: &str) -> anyhow::Result<()> {
-    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [
-        {"name": "podinfod", "env": [{"name": "MESH_DEMO_ERROR_RATE", "value": rate}]}
-    ]}}}});
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .patch("podinfo", &PatchParams::default(), &Patch::Strategic(patch))
-        .await?;
-    Ok(())
-}
-
-async fn scale(client: &kube::Client, ns: &str, replicas: i32) -> anyhow::Result<()> {
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .patch(
-            "podinfo",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
-        )
-        .await?;
-    Ok(())
-}
-
 /// The set-up both scenarios share: podinfo exported from east, podinfo in
 /// west, `split` (YAML) and the retryable route applied, and the load pod
 /// running; returns the export.
@@ -248,23 +189,6 @@ async fn start(p: &impl Provider, prefix: &str, split: &str) -> anyhow::Result<E
     Ok(exported)
 }
 
-/// Sets the share of 500s every west podinfo pod answers, from now on.
-async fn chaos(client: &kube::Client, ns: &str, share: f64) -> anyhow::Result<()> {
-    let pods = kube_util::ready_pods(client, ns, "app=podinfo").await?;
-    for pod in pods.iter().filter_map(|p| p.metadata.name.as_deref()) {
-        mesh_api::kube_client::pod_request(
-            client,
-            http::Method::POST,
-            ns,
-            pod,
-            9898,
-            &format!("/chaos/errors/{share}"),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// The first scenario (see the module's documentation).
 pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     p: &impl Provider,
@@ -281,7 +205,7 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
 
     // A bad deploy: Ready pods answering 500 to everything.
     let broke = Instant::now();
-    set_error_rate(&west, &ns, "1").await?;
+    drive::set_error_rate(&west, &ns, "1").await?;
     let took = until_failed_over(p, &ns, broke).await?;
     eprintln!("bad deploy: 99 % of the weight on east {took:?} after the rollout began");
     until_traffic(p, &exported, true, 0.99, broke, ROLLOUT).await?;
@@ -296,7 +220,7 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
 
     // Fixed: the primary gets its traffic back after the hold, in steps.
     let fixed = Instant::now();
-    set_error_rate(&west, &ns, "0").await?;
+    drive::set_error_rate(&west, &ns, "0").await?;
     let mut states: Vec<String> = Vec::new();
     let deadline = Instant::now() + ROLLOUT * 2;
     loop {
@@ -323,7 +247,7 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     eprintln!("fixed deploy: back on west {took:?} after the fix began (hold 10 s, ramp 4 × 2 s)");
 
     // A brown-out from one instant: 30 % of answers are 500.
-    chaos(&west, &ns, 0.3).await?;
+    drive::break_pods(&west, &ns, "app=podinfo", 0.3).await?;
     let mut states: Vec<String> = Vec::new();
     let deadline = Instant::now() + ROLLOUT;
     while states.last().map(String::as_str) != Some("FailedOver") {
@@ -344,7 +268,7 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
         states.iter().any(|s| s == "FailingOver"),
         "a brown-out moves the traffic in steps: {states:?}"
     );
-    chaos(&west, &ns, 0.0).await?;
+    drive::break_pods(&west, &ns, "app=podinfo", 0.0).await?;
     wait_for(
         "back on the primary after the brown-out",
         ROLLOUT * 2,
@@ -354,12 +278,12 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
 
     // A full outage: no podinfo pod in west at all.
     let gone = Instant::now();
-    scale(&west, &ns, 0).await?;
+    drive::scale(&west, &ns, 0).await?;
     let took = until_failed_over(p, &ns, gone).await?;
     eprintln!("full outage: 99 % of the weight on east {took:?} after the scale-down");
     until_traffic(p, &exported, true, 0.99, gone, ROLLOUT).await?;
 
-    let seconds = load_seconds(&west, &ns, &exported.east_pods).await?;
+    let seconds = load_seconds(&west, &ns).await;
     let failed: u64 = seconds.iter().map(|s| s.failed).sum();
     let ok: u64 = seconds.iter().map(|s| s.ok).sum();
     anyhow::ensure!(
@@ -367,7 +291,7 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
         "no GET failed through a bad deploy, its fix and an outage ({failed} of {})",
         ok + failed
     );
-    scale(&west, &ns, 2).await?;
+    drive::scale(&west, &ns, 2).await?;
     exported.remove(p).await;
     Ok(())
 }
@@ -390,12 +314,12 @@ pub async fn mesh_failover_wan_cut_moves_traffic_to_the_local_secondary(
     kube_util::wait_rollout(&west, &ns, "podinfo-backup", ROLLOUT).await?;
     until_traffic(p, &exported, false, 1.0, Instant::now(), ROLLOUT).await?;
 
-    scale(&west, &ns, 0).await?;
+    drive::scale(&west, &ns, 0).await?;
     wait_for(
         "the traffic spread over east and the local secondary",
         ROLLOUT,
         || async {
-            let weights = split_weights(&west, &ns).await?;
+            let weights = drive::split_weights(&west, &ns, "podinfo").await?;
             Ok(weights.len() == 3 && weights[0] == 0 && weights[1] > 0 && weights[2] > 0)
         },
     )
@@ -404,7 +328,7 @@ pub async fn mesh_failover_wan_cut_moves_traffic_to_the_local_secondary(
     let moved = wait_for(
         "all the traffic on the local secondary",
         ROLLOUT,
-        || async { Ok(split_weights(&west, &ns).await?.get(2) == Some(&100)) },
+        || async { Ok(drive::split_weights(&west, &ns, "podinfo").await?.get(2) == Some(&100)) },
     )
     .await;
     p.restore_wan().await?;
@@ -420,7 +344,7 @@ pub async fn mesh_failover_wan_cut_moves_traffic_to_the_local_secondary(
         ),
         "east's backend is a hard failure while the WAN is cut: {status}"
     );
-    scale(&west, &ns, 2).await?;
+    drive::scale(&west, &ns, 2).await?;
     exported.remove(p).await;
     Ok(())
 }
@@ -441,7 +365,7 @@ pub async fn mesh_failover_ignores_noise_and_aborts_a_relapsing_failback(
     })
     .await?;
 
-    chaos(&west, &ns, 0.03).await?;
+    drive::break_pods(&west, &ns, "app=podinfo", 0.03).await?;
     let noisy = Instant::now();
     while noisy.elapsed() < Duration::from_secs(120) {
         let status = split_status(p, &ns).await?;
@@ -453,14 +377,14 @@ pub async fn mesh_failover_ignores_noise_and_aborts_a_relapsing_failback(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
-    chaos(&west, &ns, 1.0).await?;
+    drive::break_pods(&west, &ns, "app=podinfo", 1.0).await?;
     until_failed_over(p, &ns, Instant::now()).await?;
-    chaos(&west, &ns, 0.0).await?;
+    drive::break_pods(&west, &ns, "app=podinfo", 0.0).await?;
     wait_for("the failback ramp started", ROLLOUT, || async {
         Ok(split_status(p, &ns).await?["state"] == "FailingBack")
     })
     .await?;
-    chaos(&west, &ns, 0.5).await?;
+    drive::break_pods(&west, &ns, "app=podinfo", 0.5).await?;
     wait_for("the ramp aborted", ROLLOUT, || async {
         let status = split_status(p, &ns).await?;
         Ok(status["state"] == "FailedOver"
@@ -470,13 +394,13 @@ pub async fn mesh_failover_ignores_noise_and_aborts_a_relapsing_failback(
     })
     .await?;
     anyhow::ensure!(
-        split_weights(&west, &ns)
+        drive::split_weights(&west, &ns, "podinfo")
             .await?
             .get(1)
             .is_some_and(|w| *w >= 99),
         "the traffic is back on east"
     );
-    chaos(&west, &ns, 0.0).await?;
+    drive::break_pods(&west, &ns, "app=podinfo", 0.0).await?;
     exported.remove(p).await;
     Ok(())
 }

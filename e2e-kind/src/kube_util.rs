@@ -61,15 +61,6 @@ pub async fn apply(client: &kube::Client, namespace: &str, yaml: &str) -> anyhow
     Ok(())
 }
 
-fn is_ready(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// The Ready pods matching `selector`.
 pub async fn ready_pods(
     client: &kube::Client,
@@ -81,7 +72,7 @@ pub async fn ready_pods(
         .await?
         .items
         .into_iter()
-        .filter(is_ready)
+        .filter(mesh_api::pod::is_ready)
         .collect())
 }
 

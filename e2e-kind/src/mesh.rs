@@ -106,33 +106,7 @@ pub(crate) async fn lock(path: std::path::PathBuf) -> anyhow::Result<std::fs::Fi
 async fn trust_material(p: &impl Provider) -> anyhow::Result<std::path::PathBuf> {
     let dir = p.kubeconfig().with_file_name("mesh-trust");
     let _lock = lock(p.kubeconfig().with_file_name("mesh-trust.lock")).await?;
-    if dir.join("ca.crt").exists() {
-        return Ok(dir);
-    }
-    let tmp = p.kubeconfig().with_file_name("mesh-trust.tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    let now = std::time::SystemTime::now();
-    let generate = mesh_identity::generate::trust_anchor(
-        "root.linkerd.cluster.local",
-        now,
-        mesh_identity::generate::ANCHOR_LIFETIME,
-    )?;
-    std::fs::write(tmp.join("ca.crt"), &generate.cert_pem)?;
-    for cluster in [Cluster::West, Cluster::East] {
-        let issuer = mesh_identity::generate::issuer(
-            &generate,
-            "identity.linkerd.cluster.local",
-            now,
-            mesh_identity::generate::ISSUER_LIFETIME,
-        )?;
-        std::fs::write(
-            tmp.join(format!("{}.crt", cluster.name())),
-            &issuer.cert_pem,
-        )?;
-        std::fs::write(tmp.join(format!("{}.key", cluster.name())), &issuer.key_pem)?;
-    }
-    std::fs::rename(&tmp, &dir)?;
+    mesh_identity::generate::shared_trust(&dir, &[Cluster::West.name(), Cluster::East.name()])?;
     Ok(dir)
 }
 

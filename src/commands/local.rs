@@ -20,20 +20,10 @@ pub(crate) fn state_dir(args: &StateArgs) -> anyhow::Result<PathBuf> {
 
 /// Where `mesh-node` and the other binaries built with this CLI are.
 pub(crate) fn mesh_bin_dir() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .ok_or_else(|| anyhow::anyhow!("{} has no directory", exe.display()))?;
-    for binary in ["mesh-node", "mesh-podinfo"] {
-        anyhow::ensure!(
-            dir.join(binary).exists(),
-            "{binary} is missing from {}: the local clusters need mesh's programs built \
-             beside this CLI (`scripts/up.sh` builds them)",
-            dir.display()
-        );
-    }
-    Ok(dir)
+    mesh_clusters::programs::find(
+        &["mesh-node", "mesh-podinfo"],
+        "the local clusters need mesh's programs built beside this CLI (`scripts/up.sh` builds them)",
+    )
 }
 
 pub async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {

@@ -40,33 +40,17 @@ pub const WEB: &str = "web.test.svc.cluster.local:80";
 /// Ports iptables leaves alone both ways: baselines without the mesh.
 pub const BYPASS_PORTS: &str = "9998,9999";
 
-/// A program of the workspace: the path cargo gave the test, else the one
-/// beside the running binary or, for another crate's test, in its profile
-/// directory (`MESH_BIN_DIR` overrides).
+/// A program of the workspace: the path cargo gave the test, else where
+/// mesh's programs are ([`mesh_clusters::programs`]).
 pub fn bin(from_cargo: Option<&str>, name: &str) -> std::path::PathBuf {
     if let Some(path) = from_cargo {
         return path.into();
     }
-    let dir = match std::env::var_os("MESH_BIN_DIR") {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => {
-            let exe = std::env::current_exe().expect("current exe");
-            let dir = exe.parent().expect("a directory");
-            // Another crate's test binary lives in target/<profile>/deps.
-            if dir.ends_with("deps") {
-                dir.parent().expect("the profile directory").to_path_buf()
-            } else {
-                dir.to_path_buf()
-            }
-        }
-    };
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo build --release -p mesh-proxy --bins)",
-        path.display()
-    );
-    path
+    match mesh_clusters::programs::find(&[name], "build it first (cargo build --workspace --bins)")
+    {
+        Ok(dir) => dir.join(name),
+        Err(e) => panic!("{e}"),
+    }
 }
 
 pub fn addr(text: &str) -> SocketAddr {

@@ -11,6 +11,7 @@
 //!
 //! Run: `cargo run --release -p mesh-bench --bin destination-bench`.
 
+use mesh_bench::{percentile, rss_mib};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,22 +83,6 @@ fn slice(ns: &str, name: &str, svc: &str, ips: impl Iterator<Item = Ipv4Addr>) -
 
 fn ip(n: u32) -> Ipv4Addr {
     Ipv4Addr::from(0x0a00_0000 + n)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:")
-                    .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0))
-            })
-        })
-        .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -220,7 +205,7 @@ async fn slice_to_update_latency() -> anyhow::Result<(Duration, Duration)> {
 }
 
 fn index_memory() -> (f64, f64) {
-    let before = rss_kib();
+    let before = rss_mib(std::process::id());
     let mut index = Index::new(IndexConfig::default());
     let mut n = 0u32;
     for s in 0..5_000u32 {
@@ -235,10 +220,10 @@ fn index_memory() -> (f64, f64) {
         ));
         n += 10;
     }
-    let after = rss_kib();
+    let after = rss_mib(std::process::id());
     let (services, slices, _) = index.sizes();
     assert_eq!((services, slices), (5_000, 5_000));
-    let bytes = (after.saturating_sub(before) * 1024) as f64;
+    let bytes = (after - before).max(0.0) * 1024.0 * 1024.0;
     drop(index);
     (bytes / (1024.0 * 1024.0), bytes / 50_000.0)
 }

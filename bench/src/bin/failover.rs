@@ -24,10 +24,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use mesh_api::crds::traffic_split::TrafficSplit;
+use mesh_podinfo::drive;
+use mesh_podinfo::report::LoadSecond;
 use tokio::time::Instant;
 
 const NS: &str = "demo";
@@ -53,37 +54,13 @@ struct Run {
 }
 
 impl Bench {
-    async fn podinfo_pods(&self) -> anyhow::Result<Vec<String>> {
-        Ok(Api::<Pod>::namespaced(self.west.clone(), NS)
-            .list(&ListParams::default().labels("app=podinfo"))
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect())
-    }
-
-    /// Sets the error share of every west podinfo pod.
+    /// Sets the error share of every west podinfo pod, at once.
     async fn errors(&self, share: f64) -> anyhow::Result<()> {
-        for pod in self.podinfo_pods().await? {
-            mesh_api::kube_client::pod_request(
-                &self.west,
-                http::Method::POST,
-                NS,
-                &pod,
-                9898,
-                &format!("/chaos/errors/{share}"),
-            )
-            .await?;
-        }
-        Ok(())
+        drive::break_pods(&self.west, NS, "app=podinfo", share).await
     }
 
     async fn weights(&self) -> anyhow::Result<Vec<u32>> {
-        let split = Api::<TrafficSplit>::namespaced(self.west.clone(), NS)
-            .get("podinfo")
-            .await?;
-        Ok(split.spec.percentages())
+        drive::split_weights(&self.west, NS, "podinfo").await
     }
 
     async fn annotate(&self, annotations: &[(&str, Option<&str>)]) -> anyhow::Result<()> {
@@ -107,20 +84,8 @@ impl Bench {
     }
 
     /// The client's per-second lines so far.
-    async fn client_seconds(&self) -> Vec<serde_json::Value> {
-        Api::<Pod>::namespaced(self.west.clone(), NS)
-            .logs(
-                "client",
-                &LogParams {
-                    container: Some("main".into()),
-                    ..LogParams::default()
-                },
-            )
-            .await
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+    async fn client_seconds(&self) -> Vec<LoadSecond> {
+        drive::load_seconds(&self.west, NS, "client", "main").await
     }
 
     /// Waits (up to `limit`) for the split to be back on the primary, and
@@ -154,8 +119,8 @@ impl Bench {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let seconds = self.client_seconds().await;
         let after = seconds.get(before..).unwrap_or_default();
-        let sum = |key: &str| after.iter().filter_map(|s| s[key].as_u64()).sum::<u64>();
-        let (ok, failed) = (sum("ok"), sum("failed"));
+        let ok: u64 = after.iter().map(|s| s.ok).sum();
+        let failed: u64 = after.iter().map(|s| s.failed).sum();
         self.errors(0.0).await?;
         self.back_on_primary(Duration::from_secs(120)).await?;
         Ok(Run {

@@ -16,6 +16,7 @@
 //! -p mesh-clusters`: `target/release/gateway-bench [seconds per run,
 //! default 10]`.
 
+use mesh_bench::{ms, percentile};
 use mesh_test_util as support;
 
 use std::net::SocketAddr;
@@ -52,10 +53,7 @@ struct Run {
 
 impl Run {
     fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        self.latencies[((self.latencies.len() as f64 - 1.0) * p).round() as usize]
+        percentile(&self.latencies, p)
     }
 
     fn rps(&self) -> f64 {
@@ -183,10 +181,6 @@ fn gateway_endpoint(transport: &str) -> WeightedAddr {
     endpoint
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e3)
-}
-
 fn main() {
     let seconds: u64 = std::env::args()
         .nth(1)
@@ -239,7 +233,7 @@ fn main() {
         println!("|---|---|---|---|---|");
         let base = load(&mesh, direct_url, 4, duration).await;
         println!(
-            "| direct (no proxy) | {} | {} | — | {} |",
+            "| direct (no proxy) | {:.1} | {:.1} | — | {} |",
             ms(base.percentile(0.5)),
             ms(base.percentile(0.99)),
             base.errors
@@ -247,7 +241,7 @@ fn main() {
         for (label, url) in [("through the gateway, TCP", tcp_url), ("through the gateway, QUIC", quic_url)] {
             let run = load(&mesh, url, 4, duration).await;
             println!(
-                "| {label} | {} | {} | {} / {} | {} |",
+                "| {label} | {:.1} | {:.1} | {:.1} / {:.1} | {} |",
                 ms(run.percentile(0.5)),
                 ms(run.percentile(0.99)),
                 ms(run.percentile(0.5).saturating_sub(base.percentile(0.5))),
@@ -265,7 +259,7 @@ fn main() {
             let quic = load(&mesh, quic_url, 32, duration).await;
             for (name, run) in [("TCP", &tcp), ("QUIC", &quic)] {
                 println!(
-                    "| {loss} | {name} | {:.0} | {} | {} | {} | {} |",
+                    "| {loss} | {name} | {:.0} | {:.1} | {:.1} | {} | {} |",
                     run.rps(),
                     ms(run.percentile(0.5)),
                     ms(run.percentile(0.99)),

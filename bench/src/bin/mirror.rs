@@ -11,6 +11,7 @@
 //! Run as root after `cargo build --release -p mesh-controller -p mesh-bench`:
 //! `target/release/mirror-bench`.
 
+use mesh_bench::{ms, percentile, rss_mib};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -54,27 +55,6 @@ async fn probe_responder(ip: IpAddr) -> anyhow::Result<u16> {
         }
     });
     Ok(port)
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:")
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            })
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
 
 /// A Service `name` (exported or not) with one ready endpoint.
@@ -279,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| measure | result |");
     println!("|---|---|");
     println!(
-        "| export label → mirror Endpoints ready, p50 / p99 / max (100 Services, one at a time) | {} / {} / {} |",
+        "| export label → mirror Endpoints ready, p50 / p99 / max (100 Services, one at a time) | {:.0} ms / {:.0} ms / {:.0} ms |",
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99)),
         ms(percentile(&latencies, 1.0)),

@@ -12,6 +12,7 @@
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench`:
 //! `target/release/proxy-bench [seconds per run, default 10]`.
 
+use mesh_bench::{cpu_seconds, ms, percentile, rss_mib};
 use mesh_test_util as support;
 
 use std::sync::{Arc, Mutex};
@@ -39,11 +40,7 @@ struct Run {
 
 impl Run {
     fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[index]
+        percentile(&self.latencies, p)
     }
 }
 
@@ -128,35 +125,6 @@ async fn load(
         .await
 }
 
-/// CPU seconds a process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / 100.0
-}
-
-/// Resident memory of a process, MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1000.0)
-}
-
 #[tokio::main]
 async fn main() {
     let seconds: u64 = std::env::args()
@@ -207,7 +175,7 @@ async fn main() {
                 |i: usize| (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0);
             let added = |p: f64| meshed.percentile(p).saturating_sub(direct.percentile(p));
             println!(
-                "| {} | {rate} | {} / {} | {} / {} | {} / {} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
+                "| {} | {rate} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
                 match protocol {
                     Protocol::Http1 => "HTTP/1.1",
                     Protocol::Grpc => "gRPC (HTTP/2)",

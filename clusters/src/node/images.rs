@@ -3,7 +3,7 @@
 //! a container's image, command and args into the argv to run, with
 //! Docker's rules for ENTRYPOINT and CMD.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -165,14 +165,6 @@ impl Images {
                     })
                     .collect()
             })
-            .unwrap_or_default()
-    }
-
-    /// The directory of mesh's binaries next to the running executable.
-    pub fn default_mesh_bin_dir() -> PathBuf {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_default()
     }
 }

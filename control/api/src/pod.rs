@@ -13,3 +13,13 @@ pub fn has_proxy(spec: &PodSpec) -> bool {
         .chain(spec.init_containers.iter().flatten())
         .any(|c| c.name == PROXY_CONTAINER)
 }
+
+/// Whether `pod` is Ready and not being deleted.
+pub fn is_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

@@ -5,23 +5,12 @@
 //! many answered, how many failed (a 5xx, an error or a timeout), the
 //! status codes, and which podinfo pod answered (`hostname` of its JSON).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use mesh_podinfo::report::LoadSecond;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-/// One second of load.
-#[derive(Debug, Default, Serialize)]
-struct Second {
-    second: u64,
-    ok: u64,
-    failed: u64,
-    codes: BTreeMap<String, u64>,
-    answered_by: BTreeMap<String, u64>,
-}
 
 /// Runs `load <args>`; returns the exit code.
 pub async fn run(args: &[String]) -> i32 {
@@ -61,7 +50,7 @@ pub async fn run(args: &[String]) -> i32 {
             });
         }
     });
-    let mut second = Second::default();
+    let mut second = LoadSecond::default();
     let mut report =
         tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
     loop {
@@ -82,7 +71,7 @@ pub async fn run(args: &[String]) -> i32 {
             _ = report.tick() => {
                 second.second = started.elapsed().as_secs();
                 println!("{}", serde_json::to_string(&second).unwrap_or_default());
-                second = Second::default();
+                second = LoadSecond::default();
             }
         }
     }
