@@ -69,6 +69,8 @@ pub struct Mesh {
     pub ca: Arc<Ca>,
     dir: tempfile::TempDir,
     proxies: Vec<(String, Child)>,
+    /// The `mesh-proxy` program the pods run.
+    proxy_program: std::path::PathBuf,
     controller: Option<netns::NsRuntime>,
 }
 
@@ -141,6 +143,7 @@ impl Mesh {
             ca,
             dir,
             proxies: Vec::new(),
+            proxy_program: bin(option_env!("CARGO_BIN_EXE_mesh-proxy"), "mesh-proxy"),
             controller: None,
         };
         mesh.start_controller().await;
@@ -180,7 +183,7 @@ impl Mesh {
         let child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .args(["--setuid", PROXY_UID, "--setgid", PROXY_UID])
-            .arg(bin(option_env!("CARGO_BIN_EXE_mesh-proxy"), "mesh-proxy"))
+            .arg(&self.proxy_program)
             .env_clear()
             .env("LINKERD2_PROXY_LOG", "warn,mesh_proxy=debug")
             .env(
@@ -222,6 +225,25 @@ impl Mesh {
             .spawn()
             .expect("nsenter mesh-proxy");
         self.proxies.push((which.to_owned(), child));
+    }
+
+    /// Replaces both pods' proxies with ones run from `program` (another
+    /// build of `mesh-proxy`, to compare two in one run), ready again; the
+    /// control plane and the pods' rules stay.
+    pub async fn run_proxies_from(&mut self, program: &std::path::Path) {
+        for (_, mut child) in self.proxies.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.proxy_program = program.to_path_buf();
+        self.start_proxy("client", CLIENT_ID);
+        self.start_proxy("server", WEB_ID);
+        self.wait_ready().await;
+    }
+
+    /// The `mesh-proxy` program the pods run.
+    pub fn proxy_program(&self) -> &std::path::Path {
+        &self.proxy_program
     }
 
     async fn wait_ready(&self) {

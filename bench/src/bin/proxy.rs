@@ -10,7 +10,11 @@
 //! binary size, as a Markdown table.
 //!
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench`:
-//! `target/release/proxy-bench [seconds per run, default 10]`.
+//! `target/release/proxy-bench [seconds per run, default 10] [--baseline
+//! PATH]`. With a baseline (another build of `mesh-proxy`, or
+//! `MESH_PROXY_BASELINE`), each row is measured for both builds one after
+//! the other, and a before/after table of added p99 and CPU per 1,000 rps
+//! closes the report.
 
 use mesh_bench::{cpu_seconds, ms, percentile, rss_mib};
 use mesh_test_util as support;
@@ -127,12 +131,23 @@ async fn load(
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let seconds: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10);
+    let baseline = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| std::env::var("MESH_PROXY_BASELINE").ok())
+        .map(std::path::PathBuf::from);
+    if let Some(baseline) = &baseline {
+        assert!(
+            baseline.exists(),
+            "the baseline proxy {} does not exist",
+            baseline.display()
+        );
+    }
     let duration = Duration::from_secs(seconds);
-    let mesh = Mesh::start().await;
+    let mut mesh = Mesh::start().await;
     mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
     mesh.service(
         "10.96.0.11:9090",
@@ -151,55 +166,96 @@ async fn main() {
             app::Grpc::serve(server(9998)).await;
         })
         .await;
-    let pids = [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
-    let idle = [rss_mib(pids[0]), rss_mib(pids[1])];
-    let binary = support::bin(None, "mesh-proxy");
-    let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    let this_build = mesh.proxy_program().to_path_buf();
+    let mut programs = vec![("this build", this_build.clone())];
+    match baseline {
+        Some(baseline) => programs.push(("baseline", baseline)),
+        None => eprintln!(
+            "proxy-bench: no baseline (--baseline PATH or MESH_PROXY_BASELINE): measuring this build only"
+        ),
+    }
+    let pids = |mesh: &Mesh| [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
+    let idle = pids(&mesh).map(rss_mib);
 
     println!(
-        "| protocol | rate (rps) | direct p50 / p99 (ms) | meshed p50 / p99 (ms) | added p50 / p99 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
+        "| protocol | rate (rps) | proxy | direct p50 / p99 (ms) | meshed p50 / p99 (ms) | added p50 / p99 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut compared = Vec::new();
     for protocol in [Protocol::Http1, Protocol::Grpc] {
         let (direct_target, meshed_target) = match protocol {
             Protocol::Http1 => ("10.77.0.2:9999", "10.96.0.10:80"),
             Protocol::Grpc => ("10.77.0.2:9998", "10.96.0.11:9090"),
         };
+        let name = match protocol {
+            Protocol::Http1 => "HTTP/1.1",
+            Protocol::Grpc => "gRPC (HTTP/2)",
+        };
         for rate in [500u32, 1000, 2000] {
-            load(&mesh, protocol, meshed_target, rate, Duration::from_secs(1)).await;
-            let direct = load(&mesh, protocol, direct_target, rate, duration).await;
-            let before = pids.map(cpu_seconds);
-            let meshed = load(&mesh, protocol, meshed_target, rate, duration).await;
-            let after = pids.map(cpu_seconds);
-            let per_krps =
-                |i: usize| (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0);
-            let added = |p: f64| meshed.percentile(p).saturating_sub(direct.percentile(p));
-            println!(
-                "| {} | {rate} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
-                match protocol {
-                    Protocol::Http1 => "HTTP/1.1",
-                    Protocol::Grpc => "gRPC (HTTP/2)",
-                },
-                ms(direct.percentile(0.5)),
-                ms(direct.percentile(0.99)),
-                ms(meshed.percentile(0.5)),
-                ms(meshed.percentile(0.99)),
-                ms(added(0.5)),
-                ms(added(0.99)),
-                per_krps(0),
-                per_krps(1),
-                rss_mib(pids[0]),
-                rss_mib(pids[1]),
-                direct.errors,
-                meshed.errors,
-            );
+            // Each build is measured right after the other, each against a
+            // direct run of its own, so drift on a shared machine hits both.
+            let mut row = Vec::new();
+            for (label, program) in &programs {
+                if mesh.proxy_program() != program.as_path() {
+                    mesh.run_proxies_from(program).await;
+                }
+                let pids = pids(&mesh);
+                load(&mesh, protocol, meshed_target, rate, Duration::from_secs(1)).await;
+                let direct = load(&mesh, protocol, direct_target, rate, duration).await;
+                let before = pids.map(cpu_seconds);
+                let meshed = load(&mesh, protocol, meshed_target, rate, duration).await;
+                let after = pids.map(cpu_seconds);
+                let per_krps =
+                    |i: usize| (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0);
+                let added = |p: f64| meshed.percentile(p).saturating_sub(direct.percentile(p));
+                println!(
+                    "| {name} | {rate} | {label} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
+                    ms(direct.percentile(0.5)),
+                    ms(direct.percentile(0.99)),
+                    ms(meshed.percentile(0.5)),
+                    ms(meshed.percentile(0.99)),
+                    ms(added(0.5)),
+                    ms(added(0.99)),
+                    per_krps(0),
+                    per_krps(1),
+                    rss_mib(pids[0]),
+                    rss_mib(pids[1]),
+                    direct.errors,
+                    meshed.errors,
+                );
+                row.push((ms(added(0.99)), per_krps(0) + per_krps(1)));
+            }
+            compared.push((name, rate, row));
         }
     }
     println!();
+    let size = |program: &std::path::Path| {
+        std::fs::metadata(program).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0)
+    };
     println!(
-        "proxy RSS idle: client {:.1} MiB, server {:.1} MiB; release binary {}: {size:.1} MiB",
+        "proxy RSS idle: client {:.1} MiB, server {:.1} MiB; binary {}: {:.1} MiB",
         idle[0],
         idle[1],
-        binary.display()
+        this_build.display(),
+        size(&this_build)
     );
+    if let Some((_, baseline)) = programs.get(1) {
+        println!(
+            "baseline binary {}: {:.1} MiB",
+            baseline.display(),
+            size(baseline)
+        );
+        println!();
+        println!(
+            "| protocol | rate (rps) | added p99 (ms), this build / baseline | CPU per 1,000 rps (vCPU, both proxies), this build / baseline |"
+        );
+        println!("|---|---|---|---|");
+        for (name, rate, row) in compared {
+            if let [(p99, cpu), (base_p99, base_cpu)] = row[..] {
+                println!(
+                    "| {name} | {rate} | {p99:.3} / {base_p99:.3} | {cpu:.3} / {base_cpu:.3} |"
+                );
+            }
+        }
+    }
 }
