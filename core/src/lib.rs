@@ -10,6 +10,7 @@
 //! - [`identity`]: this process's certificate from the identity service,
 //!   obtained and kept fresh.
 //! - [`control`]: gRPC channels to the control plane.
+//! - [`listen`]: binding a listener, with an error that names the address.
 //!
 //! It depends on no Kubernetes client and on nothing of the proxy's
 //! (QUIC, iptables), so the identity service, which every other component
@@ -19,4 +20,5 @@ pub mod admin;
 pub mod control;
 pub mod drain;
 pub mod identity;
+pub mod listen;
 pub mod tls;

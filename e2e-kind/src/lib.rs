@@ -1,7 +1,7 @@
 //! mesh's end-to-end scenarios, written once against a [`Provider`] of two
-//! clusters, `west` and `east`, and run on the local clusters by default
-//! ([`local::LocalProvider`]; CI) or on any pair a provider can give (kind,
-//! where Docker and kind exist).
+//! clusters, `west` and `east`, and run on the local clusters
+//! ([`local::LocalProvider`]; CI). Another pair (kind, say) would need a
+//! provider of its own; none is written yet (see the README).
 //!
 //! - [`provider`]: what a scenario needs from the clusters.
 //! - [`local`]: the local west/east pair shared by a test run.

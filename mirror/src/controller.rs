@@ -335,21 +335,34 @@ fn gateway_message(settings: &LinkSettings, health: &GatewayHealth) -> String {
     }
 }
 
+/// Why a credentials Secret gives no client for the linked cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// The Secret has no `kubeconfig` key.
+    #[error("no {KUBECONFIG_KEY} key")]
+    Missing,
+    /// The kubeconfig is not UTF-8.
+    #[error("{KUBECONFIG_KEY} is not text")]
+    NotText,
+    /// The kubeconfig is unusable.
+    #[error("{KUBECONFIG_KEY}: {0}")]
+    Kubeconfig(String),
+}
+
 /// A client for the linked cluster from the kubeconfig in a credentials
 /// Secret.
-pub async fn client_from_secret(secret: &Secret) -> anyhow::Result<kube::Client> {
+pub async fn client_from_secret(secret: &Secret) -> Result<kube::Client, CredentialsError> {
     let kubeconfig = secret
         .data
         .as_ref()
         .and_then(|d| d.get(KUBECONFIG_KEY))
-        .ok_or_else(|| anyhow::anyhow!("no {KUBECONFIG_KEY} key"))?;
-    let text = String::from_utf8(kubeconfig.0.clone())
-        .map_err(|_| anyhow::anyhow!("{KUBECONFIG_KEY} is not text"))?;
-    let config = kube::config::Kubeconfig::from_yaml(&text)
-        .map_err(|e| anyhow::anyhow!("{KUBECONFIG_KEY}: {e}"))?;
+        .ok_or(CredentialsError::Missing)?;
+    let text = String::from_utf8(kubeconfig.0.clone()).map_err(|_| CredentialsError::NotText)?;
+    let unusable = |e: &dyn std::fmt::Display| CredentialsError::Kubeconfig(e.to_string());
+    let config = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| unusable(&e))?;
     let config =
         kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| anyhow::anyhow!("{KUBECONFIG_KEY}: {e}"))?;
-    Ok(kube::Client::try_from(config)?)
+            .map_err(|e| unusable(&e))?;
+    kube::Client::try_from(config).map_err(|e| unusable(&e))
 }

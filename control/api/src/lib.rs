@@ -3,9 +3,12 @@
 //! them here means a Linkerd user's manifests and dashboards keep working, and
 //! a rename is one edit, not a search.
 //!
-//! This crate has no I/O and almost no dependencies so that the proxy, which
-//! must stay small, can use it too. CRD types join it when the controllers
-//! that read them arrive.
+//! By default this crate is names and pure functions, with almost no
+//! dependencies, so that the proxy, which must stay small, can use it too.
+//! Two features add what the controllers and the CLI share: `crds` (the
+//! custom resource types, pure data) and `client` (a Kubernetes client
+//! built as kubectl builds one, and the pod-proxy requests in
+//! [`kube_client`], which do I/O).
 
 #[cfg(feature = "crds")]
 pub mod crds;

@@ -8,11 +8,12 @@ use std::time::Duration;
 use linkerd2_proxy_api::destination::destination_server::DestinationServer;
 use mesh_core::admin::Admin;
 use mesh_core::drain::{CONTROLLER_GRACE, Drain};
+use mesh_core::identity::CredentialsError;
 use mesh_core::identity::IdentityConfig;
-use mesh_core::tls::ClientAuth;
+use mesh_core::listen::ListenError;
 use mesh_core::tls::incoming::TlsIncoming;
+use mesh_core::tls::{ClientAuth, TlsError};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 use crate::grpc::DestinationService;
 use crate::index::{Index, IndexConfig};
@@ -70,13 +71,25 @@ impl Running {
     }
 }
 
+/// Why the destination service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its own credentials could not be set up.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
 /// Binds, starts the watchers and serves.
-pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result<Running> {
+pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {
     let index = Arc::new(Mutex::new(Index::new(config.index)));
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
-    let admin_listener = TcpListener::bind(config.admin_listen).await?;
-    let admin_addr = admin_listener.local_addr()?;
+    let (listener, addr) = mesh_core::listen::bind(config.listen).await?;
+    let (admin_listener, admin_addr) = mesh_core::listen::bind(config.admin_listen).await?;
     let mut drain = Drain::new();
     let (mut watchers, synced) = k8s::spawn_watchers(client, index.clone());
     let watch_stop = drain.signaled();

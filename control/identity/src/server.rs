@@ -12,13 +12,13 @@ use mesh_api::IdentityName;
 use mesh_core::admin::Admin;
 use mesh_core::drain::{CONTROLLER_GRACE, Drain};
 use mesh_core::identity::{LocalKey, schedule};
-use mesh_core::tls::{ALPN_H2, ClientAuth, Credentials};
+use mesh_core::listen::ListenError;
+use mesh_core::tls::{ALPN_H2, ClientAuth, Credentials, TlsError};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::ca::IssuancePolicy;
-use crate::issuer::{IssuerFiles, IssuerStore, Loaded, Reload};
+use crate::issuer::{IssuerFiles, IssuerStore, LoadError, Loaded, Reload};
 use crate::metrics::Metrics;
 use crate::service::CertifyService;
 use crate::token::TokenReviewer;
@@ -71,9 +71,26 @@ impl Running {
     }
 }
 
+/// Why the identity service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The issuer or the trust anchors are unusable.
+    #[error(transparent)]
+    Issuer(#[from] LoadError),
+    /// The service could not issue its own certificate.
+    #[error("issuing the identity service's own certificate: {0}")]
+    OwnCertificate(String),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
 /// Loads the issuer (failing when it is unusable), binds both listeners and
 /// starts serving.
-pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result<Running> {
+pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {
     let issuer = Arc::new(IssuerStore::load(
         config.files.clone(),
         config.policy,
@@ -83,7 +100,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
     let metrics = Metrics::register(&mut registry);
     let loaded = issuer
         .current()
-        .ok_or_else(|| anyhow::anyhow!("no issuer after loading"))?;
+        .ok_or_else(|| StartError::OwnCertificate("no issuer after loading".into()))?;
     record_issuer(&metrics, &loaded);
 
     let server_identity = IdentityName {
@@ -93,12 +110,11 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> anyhow::Result
         trust_domain: config.trust_domain.clone(),
     };
     let credentials = Credentials::new(server_identity.to_string(), loaded.roots.certs())?;
-    let mut own_renewal = self_certify(&loaded, &server_identity, &credentials)?;
+    let mut own_renewal = self_certify(&loaded, &server_identity, &credentials)
+        .map_err(|e| StartError::OwnCertificate(e.to_string()))?;
 
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
-    let admin_listener = TcpListener::bind(config.admin_listen).await?;
-    let admin_addr = admin_listener.local_addr()?;
+    let (listener, addr) = mesh_core::listen::bind(config.listen).await?;
+    let (admin_listener, admin_addr) = mesh_core::listen::bind(config.admin_listen).await?;
     let mut drain = Drain::new();
 
     let service = CertifyService::new(
@@ -193,7 +209,7 @@ fn self_certify(
     loaded: &Loaded,
     identity: &IdentityName,
     credentials: &Credentials,
-) -> anyhow::Result<tokio::time::Instant> {
+) -> Result<tokio::time::Instant, Box<dyn std::error::Error + Send + Sync>> {
     let name = identity.to_string();
     let key = LocalKey::generate(&name)?;
     let now = SystemTime::now();

@@ -45,7 +45,10 @@ impl tower::Service<HttpRequest> for Attempt {
 }
 
 async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
-    let (Some(routed), Some(picked)) = (decided::<Routed>(&req), decided::<Picked>(&req)) else {
+    let (Some(routed), Some(picked)) = (
+        decided::<std::sync::Arc<Routed>>(&req),
+        decided::<Picked>(&req),
+    ) else {
         return error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the request has no target",

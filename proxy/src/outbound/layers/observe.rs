@@ -3,6 +3,8 @@
 //! (`response_total`, `response_latency_ms`) when the body ends. The
 //! endpoint labels are those of the last attempt, as it reported them.
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 
 use super::{Attempted, HttpRequest, Layer, Next, ResponseFuture, Routed, decided};
@@ -24,21 +26,22 @@ impl Observe {
 impl Layer for Observe {
     fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
         let started = Instant::now();
-        let routed = decided::<Routed>(&req);
+        let routed = decided::<Arc<Routed>>(&req);
         let mut inner = next;
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let Ok(response) = inner.call(req).await;
-            let (mut labels, route) = match routed {
-                Some(routed) => (routed.labels, routed.route),
-                None => (vec![("direction", "outbound".to_owned())], None),
+            let route = routed.as_ref().and_then(|r| r.route.as_ref());
+            let mut labels = match &routed {
+                Some(routed) => routed.labels.clone(),
+                None => vec![("direction", "outbound".to_owned())],
             };
             let endpoint = response
                 .extensions()
                 .get::<Attempted>()
                 .and_then(|a| a.endpoint_labels.clone());
             labels.extend(endpoint.unwrap_or_else(|| vec![("tls", "no_identity".to_owned())]));
-            let route_failure = route.as_ref().and_then(|r| r.is_failure(response.status()));
+            let route_failure = route.and_then(|r| r.is_failure(response.status()));
             Ok(crate::http::observe_response(
                 &metrics,
                 labels,

@@ -7,6 +7,7 @@
 //! layer sends it elsewhere when it can.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -39,7 +40,7 @@ impl Layer for Retry {
     fn handle<N: Next>(&self, mut req: HttpRequest, next: N) -> ResponseFuture {
         let inner = next;
         let metrics = self.metrics.clone();
-        let routed = decided::<Routed>(&req);
+        let routed = decided::<Arc<Routed>>(&req);
         let retryable = routed
             .as_ref()
             .and_then(|r| r.route.as_ref())
@@ -53,7 +54,7 @@ impl Layer for Retry {
         let (Some(routed), true) = (routed, retryable) else {
             req.extensions_mut().insert(AttemptSpec::default());
             let mut inner = inner;
-            return Box::pin(async move { inner.call(req).await });
+            return inner.call(req);
         };
         Box::pin(retrying(inner, metrics, routed, req))
     }
@@ -62,7 +63,7 @@ impl Layer for Retry {
 async fn retrying<S>(
     mut inner: S,
     metrics: HttpMetrics,
-    routed: Routed,
+    routed: Arc<Routed>,
     req: HttpRequest,
 ) -> Result<HttpResponse, Infallible>
 where

@@ -23,9 +23,9 @@ impl Route {
 impl Layer for Route {
     fn handle<N: Next>(&self, mut req: HttpRequest, next: N) -> ResponseFuture {
         let routed = route(&self.logical, &req);
-        req.extensions_mut().insert(routed);
-        let mut inner = next;
-        Box::pin(async move { inner.call(req).await })
+        req.extensions_mut().insert(Arc::new(routed));
+        let mut next = next;
+        next.call(req)
     }
 }
 

@@ -28,7 +28,7 @@ impl Split {
 
 impl Layer for Split {
     fn handle<N: Next>(&self, mut req: HttpRequest, next: N) -> ResponseFuture {
-        let Some(routed) = decided::<Routed>(&req) else {
+        let Some(routed) = decided::<Arc<Routed>>(&req) else {
             return Box::pin(async {
                 Ok(error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -50,7 +50,7 @@ impl Layer for Split {
             target: Arc::new(target),
             fail_fast,
         });
-        let mut inner = next;
-        Box::pin(async move { inner.call(req).await })
+        let mut next = next;
+        next.call(req)
     }
 }

@@ -3,6 +3,8 @@
 //! flight is dropped (the attempt layer counts a dropped attempt as a
 //! failure).
 
+use std::sync::Arc;
+
 use http::StatusCode;
 
 use super::{HttpRequest, Layer, Next, ResponseFuture, Routed, decided};
@@ -21,9 +23,7 @@ impl Timeout {
 
 impl Layer for Timeout {
     fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
-        let timeout = decided::<Routed>(&req)
-            .and_then(|r| r.route)
-            .and_then(|r| r.timeout);
+        let timeout = decided::<Arc<Routed>>(&req).and_then(|r| r.route.as_ref()?.timeout);
         let mut inner = next;
         Box::pin(async move {
             let work = inner.call(req);
