@@ -72,6 +72,40 @@ pub async fn terminated() -> &'static str {
     }
 }
 
+/// A component that is serving: what it tells its caller (`T`: where it
+/// listens, say; read through `Deref`) and the drain that stops it.
+#[derive(Debug)]
+pub struct Serving<T> {
+    state: T,
+    drain: Drain,
+}
+
+impl<T> Serving<T> {
+    /// `state`, stopped by `drain`.
+    pub fn new(state: T, drain: Drain) -> Self {
+        Self { state, drain }
+    }
+
+    /// Stops serving: open calls get [`CONTROLLER_GRACE`], then are cut.
+    pub async fn shutdown(self) {
+        self.drain.shutdown(CONTROLLER_GRACE).await;
+    }
+
+    /// Serves until the process is asked to stop (SIGTERM, SIGINT), then
+    /// shuts down.
+    pub async fn until_terminated(self) {
+        self.drain.until_terminated(CONTROLLER_GRACE).await;
+    }
+}
+
+impl<T> std::ops::Deref for Serving<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.state
+    }
+}
+
 /// How long a control-plane component's open calls and tasks get to finish
 /// once it is asked to stop (well within Kubernetes' default 30 s).
 pub const CONTROLLER_GRACE: Duration = Duration::from_secs(5);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use linkerd2_proxy_api::destination::destination_server::DestinationServer;
 use mesh_core::admin::Admin;
-use mesh_core::drain::{CONTROLLER_GRACE, Drain};
+use mesh_core::drain::{Drain, Serving};
 use mesh_core::identity::CredentialsError;
 use mesh_core::identity::IdentityConfig;
 use mesh_core::listen::ListenError;
@@ -46,30 +46,19 @@ pub struct ServerTls {
     pub identity: IdentityConfig,
 }
 
-/// A running destination service.
+/// What a running destination service tells its caller.
 #[derive(Debug)]
-pub struct Running {
+pub struct Started {
     /// Where gRPC listens.
     pub addr: SocketAddr,
     /// Where the admin endpoint listens.
     pub admin_addr: SocketAddr,
     /// The index (for tests and benchmarks).
     pub index: Arc<Mutex<Index>>,
-    drain: Drain,
 }
 
-impl Running {
-    /// Stops serving; open streams get a few seconds, then are cut.
-    pub async fn shutdown(self) {
-        self.drain.shutdown(CONTROLLER_GRACE).await;
-    }
-
-    /// Serves until the process is asked to stop (SIGTERM, SIGINT), then
-    /// shuts down.
-    pub async fn until_terminated(self) {
-        self.drain.until_terminated(CONTROLLER_GRACE).await;
-    }
-}
+/// A running destination service: where it listens, and how it stops.
+pub type Running = Serving<Started>;
 
 /// Why the destination service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -154,10 +143,10 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     });
     drain.spawn(admin.serve(admin_listener, drain.signaled()));
     tracing::info!(%addr, %admin_addr, "destination service started");
-    Ok(Running {
+    let started = Started {
         addr,
         admin_addr,
         index,
-        drain,
-    })
+    };
+    Ok(Serving::new(started, drain))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use linkerd2_proxy_api::identity::identity_server::IdentityServer;
 use mesh_api::IdentityName;
 use mesh_core::admin::Admin;
-use mesh_core::drain::{CONTROLLER_GRACE, Drain};
+use mesh_core::drain::{Drain, Serving};
 use mesh_core::identity::{LocalKey, schedule};
 use mesh_core::listen::ListenError;
 use mesh_core::tls::{ALPN_H2, ClientAuth, Credentials, TlsError};
@@ -43,9 +43,9 @@ pub struct ServerConfig {
     pub reload_interval: Duration,
 }
 
-/// A running identity service.
+/// What a running identity service tells its caller.
 #[derive(Debug)]
-pub struct Running {
+pub struct Started {
     /// Where gRPC listens.
     pub addr: SocketAddr,
     /// Where the admin endpoint listens.
@@ -54,22 +54,10 @@ pub struct Running {
     pub server_identity: String,
     /// Its metrics.
     pub metrics: Metrics,
-    drain: Drain,
 }
 
-impl Running {
-    /// Stops accepting, lets open calls finish (for a few seconds), and
-    /// waits for every task.
-    pub async fn shutdown(self) {
-        self.drain.shutdown(CONTROLLER_GRACE).await;
-    }
-
-    /// Serves until the process is asked to stop (SIGTERM, SIGINT), then
-    /// shuts down.
-    pub async fn until_terminated(self) {
-        self.drain.until_terminated(CONTROLLER_GRACE).await;
-    }
-}
+/// A running identity service: where it listens, and how it stops.
+pub type Running = Serving<Started>;
 
 /// Why the identity service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -186,13 +174,13 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
         }
     });
     tracing::info!(%addr, %admin_addr, identity = %server_identity, "identity service started");
-    Ok(Running {
+    let started = Started {
         addr,
         admin_addr,
         server_identity: server_identity.to_string(),
         metrics,
-        drain,
-    })
+    };
+    Ok(Serving::new(started, drain))
 }
 
 fn record_issuer(metrics: &Metrics, loaded: &Loaded) {
