@@ -57,9 +57,13 @@ impl Classification {
     }
 }
 
-/// The HTTP metric families.
+/// The HTTP metric families, cheap to clone (one shared set): every
+/// connection and request path layer holds a handle.
 #[derive(Debug, Clone)]
-pub struct HttpMetrics {
+pub struct HttpMetrics(std::sync::Arc<HttpFamilies>);
+
+#[derive(Debug)]
+struct HttpFamilies {
     requests: Family<Labels, Counter>,
     responses: Family<Labels, Counter>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
@@ -72,7 +76,7 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     /// Registers the families in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
+        let metrics = HttpFamilies {
             requests: Family::default(),
             responses: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
@@ -117,17 +121,17 @@ impl HttpMetrics {
             "Retries not sent because the retry budget was spent",
             metrics.retry_limit_exceeded.clone(),
         );
-        metrics
+        Self(std::sync::Arc::new(metrics))
     }
 
     /// Counts a request.
     pub fn request(&self, labels: &Labels) {
-        self.requests.get_or_create(labels).inc();
+        self.0.requests.get_or_create(labels).inc();
     }
 
     /// Counts one attempt sent to an endpoint.
     pub fn attempt(&self, labels: &Labels) {
-        self.actual_requests.get_or_create(labels).inc();
+        self.0.actual_requests.get_or_create(labels).inc();
     }
 
     /// Counts what one attempt got from its endpoint (an error counts as a
@@ -140,7 +144,7 @@ impl HttpMetrics {
         };
         let mut labels = labels.clone();
         labels.push(("classification", classification.label().to_owned()));
-        self.actual_responses.get_or_create(&labels).inc();
+        self.0.actual_responses.get_or_create(&labels).inc();
     }
 
     /// The outcome of an attempt about to be sent: recorded with
@@ -156,12 +160,12 @@ impl HttpMetrics {
 
     /// Counts a retry sent.
     pub fn retry(&self, labels: &Labels) {
-        self.retries.get_or_create(labels).inc();
+        self.0.retries.get_or_create(labels).inc();
     }
 
     /// Counts a retry the budget refused.
     pub fn retry_refused(&self, labels: &Labels) {
-        self.retry_limit_exceeded.get_or_create(labels).inc();
+        self.0.retry_limit_exceeded.get_or_create(labels).inc();
     }
 
     /// Counts a response (or the error that stood in for it) and its
@@ -176,14 +180,15 @@ impl HttpMetrics {
     ) {
         let mut with_status = labels.clone();
         with_status.push(("status_code", status.as_u16().to_string()));
-        self.latency
+        self.0
+            .latency
             .get_or_create(&with_status)
             .observe(latency.as_secs_f64() * 1000.0);
         with_status.push(("classification", classification.label().to_owned()));
         if let Some(code) = grpc_status {
             with_status.push(("grpc_status", code.to_string()));
         }
-        self.responses.get_or_create(&with_status).inc();
+        self.0.responses.get_or_create(&with_status).inc();
     }
 }
 

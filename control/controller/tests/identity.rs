@@ -3,7 +3,9 @@
 //! and with a good one it becomes ready, certifies a workload, and stops
 //! cleanly on SIGTERM.
 
-use std::net::{SocketAddr, TcpListener};
+mod support;
+
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -13,12 +15,7 @@ use mesh_clusters::testing::shared_cluster;
 use mesh_core::identity::client;
 use mesh_core::tls::Credentials;
 use mesh_identity::generate::{self, CertAndKey};
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
+use support::{free_addr, stop_with_sigterm, wait_ready};
 
 fn write_material(dir: &Path, anchor: &CertAndKey, issuer: &CertAndKey) {
     std::fs::write(dir.join("ca-bundle.crt"), &anchor.cert_pem).expect("write");
@@ -85,23 +82,10 @@ async fn it_serves_certify_and_stops_on_sigterm() {
             .spawn()
             .expect("spawn");
 
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(admin).await {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = stream
-                .write_all(b"GET /ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-                .await;
-            let mut body = String::new();
-            let _ = stream.read_to_string(&mut body).await;
-            if body.starts_with("HTTP/1.1 200") && body.ends_with("ready\n") {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the admin endpoint never said ready");
+    assert!(
+        wait_ready(admin, Duration::from_secs(10)).await,
+        "the admin endpoint never said ready"
+    );
 
     let ns = cluster.namespace("ctl").await;
     mesh_clusters::testing::service_account(&cluster.client, &ns, "app").await;
@@ -126,11 +110,5 @@ async fn it_serves_certify_and_stops_on_sigterm() {
         .expect("certified");
     assert_eq!(mesh_core::tls::dns_names(&certified.chain[0]), [identity]);
 
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().expect("pid")).expect("pid"));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("it stops within 10 s of SIGTERM")
-        .expect("wait");
-    assert!(status.success(), "exit after SIGTERM: {status}");
+    stop_with_sigterm(&mut child).await;
 }

@@ -3,7 +3,9 @@
 //! (a patch for a pod of an annotated namespace, none otherwise) and stops
 //! on SIGTERM.
 
-use std::net::{SocketAddr, TcpListener};
+mod support;
+
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +14,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use mesh_clusters::testing::shared_cluster;
+use support::{free_addr, stop_with_sigterm, wait_ready};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-}
 
 /// Writes a CA and a serving certificate for 127.0.0.1; returns the CA.
 fn write_tls(dir: &std::path::Path) -> rustls_pki_types::CertificateDer<'static> {
@@ -144,22 +141,10 @@ async fn it_answers_admission_reviews_over_tls_and_stops_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(admin).await {
-            let _ = stream
-                .write_all(b"GET /ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-                .await;
-            let mut body = String::new();
-            let _ = stream.read_to_string(&mut body).await;
-            if body.starts_with("HTTP/1.1 200") {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the admin endpoint never said ready");
+    assert!(
+        wait_ready(admin, Duration::from_secs(10)).await,
+        "the admin endpoint never said ready"
+    );
 
     let untouched: serde_json::Value =
         serde_json::from_str(&post(listen, &ca, &review("one", &plain)).await).expect("JSON");
@@ -181,11 +166,5 @@ async fn it_answers_admission_reviews_over_tls_and_stops_on_sigterm() {
         "{patch}"
     );
 
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().expect("pid")).expect("pid"));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("it stops")
-        .expect("status");
-    assert!(status.success(), "{status}");
+    stop_with_sigterm(&mut child).await;
 }
