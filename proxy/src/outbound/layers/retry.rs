@@ -37,7 +37,7 @@ impl Retry {
 }
 
 impl Layer for Retry {
-    fn handle<N: Next>(&self, mut req: HttpRequest, next: N) -> ResponseFuture {
+    fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
         let inner = next;
         let metrics = self.metrics.clone();
         let routed = decided::<Arc<Routed>>(&req);
@@ -51,8 +51,9 @@ impl Layer for Retry {
                 .size_hint()
                 .exact()
                 .is_some_and(|n| n <= retry::MAX_BUFFERED_BODY);
+        // A request that is not retried goes on as it came (the layers
+        // below take a missing AttemptSpec as its default).
         let (Some(routed), true) = (routed, retryable) else {
-            req.extensions_mut().insert(AttemptSpec::default());
             let mut inner = inner;
             return inner.call(req);
         };

@@ -24,12 +24,12 @@ impl Timeout {
 impl Layer for Timeout {
     fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
         let timeout = decided::<Arc<Routed>>(&req).and_then(|r| r.route.as_ref()?.timeout);
-        let mut inner = next;
+        let mut next = next;
+        let Some(timeout) = timeout else {
+            return next.call(req);
+        };
         Box::pin(async move {
-            let work = inner.call(req);
-            let Some(timeout) = timeout else {
-                return work.await;
-            };
+            let work = next.call(req);
             Ok(match tokio::time::timeout(timeout, work).await {
                 Ok(Ok(response)) => response,
                 Err(_) => error_response(
