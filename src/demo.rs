@@ -19,7 +19,6 @@ use kube::Api;
 use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_clusters::local::{self, UpOptions};
 use mesh_clusters::progress::Step;
-use mesh_clusters::topology::Side;
 use mesh_failover::status::SplitStatus;
 use mesh_podinfo::drive;
 use mesh_podinfo::report::LoadSecond;
@@ -198,14 +197,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let west = mesh_clusters::control_plane::client_for(&outcome.pair.clusters[0].kubeconfig)
         .await
         .map_err(|e| anyhow::anyhow!("a client for west: {e}"))?;
-    let east_api = format!(
-        "https://{}:{}",
-        outcome.pair.plan().cluster(Side::East).wan_ip,
-        mesh_clusters::control_plane::NODE_APISERVER_PORT
-    );
-
     install(&tools, &trust_material(&state_dir)?).await?;
-    link(&tools, &east_api).await?;
+    link(&tools).await?;
     deploy(&tools).await?;
 
     println!("\n{}", console::style("The client in west sends 50 GET/s to podinfo; TrafficSplit podinfo sends them to podinfo (west, primary) and podinfo-east.").bold());
@@ -339,20 +332,14 @@ async fn install(tools: &Tools, trust: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// West linked to east, as the docs do it.
-async fn link(tools: &Tools, east_api: &str) -> anyhow::Result<()> {
+/// West linked to east, as the docs do it: the address west reaches east's
+/// API server at is the one east publishes in `kube-public/cluster-info`.
+async fn link(tools: &Tools) -> anyhow::Result<()> {
     let step = Step::start("linking west to east");
     tools
         .rollout("east", "linkerd-multicluster", "linkerd-gateway")
         .await?;
-    let args = [
-        "multicluster",
-        "link",
-        "--cluster-name",
-        "east",
-        "--api-server-address",
-        east_api,
-    ];
+    let args = ["multicluster", "link", "--cluster-name", "east"];
     let deadline = Instant::now() + Duration::from_secs(60);
     // The read-only account's token appears a moment after the install.
     let rendered = loop {
