@@ -11,7 +11,10 @@
 //! transport is `auto` or `quic`; when the handshake does not complete
 //! within [`HANDSHAKE_TIMEOUT`] (UDP does not get through), it says so and
 //! the caller uses TCP, for [`FALLBACK_FOR`], after which QUIC is tried
-//! again. The server side ([`serve`]) accepts connections on the gateway's
+//! again. A connected client pings its gateway every
+//! [`CLIENT_KEEP_ALIVE`] and counts the connection dead after
+//! [`CLIENT_IDLE_TIMEOUT`] of silence (a crashed or replaced gateway), then
+//! connects again on the next request. The server side ([`serve`]) accepts connections on the gateway's
 //! port over UDP and hands each stream to the inbound side.
 
 use std::collections::HashMap;
@@ -100,12 +103,23 @@ impl AsyncWrite for QuicStream {
     }
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+/// How often a client pings a gateway it is connected to.
+pub const CLIENT_KEEP_ALIVE: Duration = Duration::from_millis(300);
+
+/// How long a client's connection to a gateway may hear nothing before it
+/// counts as dead (QUIC takes the smaller of the two peers' values, so this
+/// is what both sides use). A gateway that crashed or was replaced answers
+/// nothing its client can use (a new pod cannot vouch for the old one's
+/// connections), so this is how long a client takes to notice it and
+/// connect again.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+fn transport_config(keep_alive: Duration, idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
     let mut config = quinn::TransportConfig::default();
     config
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(4096))
-        .keep_alive_interval(Some(Duration::from_secs(10)))
-        .max_idle_timeout(quinn::IdleTimeout::try_from(Duration::from_secs(60)).ok());
+        .keep_alive_interval(Some(keep_alive))
+        .max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok());
     Arc::new(config)
 }
 
@@ -174,7 +188,7 @@ impl QuicClient {
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| TlsError::Certificate(format!("QUIC client configuration: {e}")))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport_config());
+        config.transport_config(transport_config(CLIENT_KEEP_ALIVE, CLIENT_IDLE_TIMEOUT));
         Ok(Arc::new(Self {
             config,
             metrics,
@@ -271,7 +285,12 @@ pub fn server_endpoint(
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
         .map_err(|e| TlsError::Certificate(format!("QUIC server configuration: {e}")))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport_config());
+    // The client's shorter idle timeout wins; the gateway's own keeps a
+    // client that sets none from holding state for long.
+    config.transport_config(transport_config(
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    ));
     quinn::Endpoint::server(config, addr)
         .map_err(|e| TlsError::Certificate(format!("binding UDP {addr} for QUIC: {e}")))
 }

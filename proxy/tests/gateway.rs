@@ -12,6 +12,7 @@
 use mesh_test_util as support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use linkerd2_proxy_api::destination::{AuthorityOverride, DestinationProfile};
 use support::*;
@@ -338,6 +339,62 @@ async fn with_udp_dropped_requests_fall_back_to_tcp_and_none_fails() {
     assert!(
         tcp_to_gateway(&mesh).await >= 1.0,
         "then TCP carried the requests"
+    );
+}
+
+/// GETs through the gateway, each given `patience`, until one answers
+/// 200 or `tries` have gone by; how many failed first.
+async fn until_answered(mesh: &Mesh, tries: usize, patience: Duration) -> Option<usize> {
+    mesh.client
+        .run(async move {
+            let client = http_client();
+            for failed in 0..tries {
+                let req = http::Request::get("http://10.96.0.20/")
+                    .body(http_body_util::Full::default())
+                    .expect("request");
+                if let Ok(Ok((200, _))) =
+                    tokio::time::timeout(patience, request(&client, req)).await
+                {
+                    return Some(failed);
+                }
+            }
+            None
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_replaced_gateway_is_reached_again_over_quic_within_seconds() {
+    let mut mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    let _app = mesh.app("web-1", 8080).await;
+    let statuses = get_many(&mesh, 5).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    // The gateway process is replaced behind the same address: the
+    // client's QUIC connection now leads nowhere. Before the client's idle
+    // timeout was short, it found out only after a minute.
+    mesh.restart_proxy(Side::Server).await;
+    let failed_first = until_answered(&mesh, 20, Duration::from_secs(2)).await;
+    assert!(
+        failed_first.is_some(),
+        "no answer within 20 tries of 2 s after the gateway was replaced\n{}",
+        mesh.logs()
+    );
+    let client = mesh.client_metrics().await;
+    assert_eq!(
+        sample(
+            &client,
+            "quic_connections_total",
+            &["direction=\"outbound\"", "outcome=\"connected\""]
+        ),
+        2.0,
+        "a second QUIC connection, to the new gateway:\n{client}"
+    );
+    assert_eq!(
+        tcp_to_gateway(&mesh).await,
+        0.0,
+        "QUIC again, not a fall-back to TCP"
     );
 }
 

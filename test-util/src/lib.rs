@@ -241,6 +241,22 @@ impl Mesh {
         self.wait_ready().await;
     }
 
+    /// Kills one pod's proxy and starts a new one in its place (a gateway
+    /// pod replaced behind the same address, say), ready again.
+    pub async fn restart_proxy(&mut self, side: Side) {
+        let (which, identity) = match side {
+            Side::Client => ("client", CLIENT_ID),
+            Side::Server => ("server", WEB_ID),
+        };
+        if let Some(at) = self.proxies.iter().position(|(name, _)| name == which) {
+            let (_, mut child) = self.proxies.remove(at);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.start_proxy(which, identity);
+        self.wait_ready().await;
+    }
+
     /// The `mesh-proxy` program the pods run.
     pub fn proxy_program(&self) -> &std::path::Path {
         &self.proxy_program
