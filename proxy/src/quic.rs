@@ -131,7 +131,9 @@ struct QuicLabels {
 
 /// QUIC connections by direction and outcome:
 /// `quic_connections_total{direction="outbound",outcome="connected"|"fallback_to_tcp"}`
-/// on clients, `{direction="inbound",outcome="accepted"|"refused"}` on gateways.
+/// on clients, and how their connections ended (`gateway_draining`,
+/// `timed_out`, `lost`, counted when the next request finds it closed);
+/// `{direction="inbound",outcome="accepted"|"refused"}` on gateways.
 #[derive(Debug, Clone, Default)]
 pub struct QuicMetrics {
     connections: Family<QuicLabels, Counter>,
@@ -229,11 +231,16 @@ impl QuicClient {
         let state = self.state(addr);
         let mut state = state.lock().await;
         match &*state {
-            GatewayState::Connected(connection) if connection.close_reason().is_none() => {
-                return Some(connection.clone());
-            }
+            GatewayState::Connected(connection) => match connection.close_reason() {
+                None => return Some(connection.clone()),
+                Some(reason) => {
+                    let outcome = closed_outcome(&reason);
+                    tracing::info!(%addr, "the QUIC connection to the gateway closed ({reason}); connecting again");
+                    self.metrics.count("outbound", outcome);
+                }
+            },
             GatewayState::TcpUntil(until) if Instant::now() < *until => return None,
-            _ => {}
+            GatewayState::TcpUntil(_) | GatewayState::Unknown => {}
         }
         let attempt = async {
             let connecting = self
@@ -304,8 +311,30 @@ fn peer_identity(connection: &quinn::Connection) -> Option<String> {
     tls::dns_names(certificates.first()?).into_iter().next()
 }
 
+/// How a client's connection to a gateway ended, as a metric outcome:
+/// `gateway_draining` (the gateway said it is shutting down), `timed_out`
+/// (it went silent: crashed, replaced, or the path broke) or `lost`.
+fn closed_outcome(reason: &quinn::ConnectionError) -> &'static str {
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(CLOSE_DRAINING) =>
+        {
+            "gateway_draining"
+        }
+        quinn::ConnectionError::TimedOut => "timed_out",
+        _ => "lost",
+    }
+}
+
+/// The application close code a gateway that is shutting down sends its
+/// clients: reconnect (to another gateway pod behind the same address).
+pub const CLOSE_DRAINING: u32 = 1;
+
 /// Accepts QUIC connections on `endpoint` until `drain`, handing every
-/// stream, with the client's identity, to `stream`.
+/// stream, with the client's identity, to `stream`. On `drain` it refuses
+/// new connections, lets each connection's streams finish, and closes it
+/// with [`CLOSE_DRAINING`] so its client connects again at once (whoever
+/// runs this bounds the wait).
 pub async fn serve<F, Fut>(
     endpoint: quinn::Endpoint,
     metrics: QuicMetrics,
@@ -315,17 +344,20 @@ pub async fn serve<F, Fut>(
     F: Fn(QuicStream, Option<String>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let stopping = drain.wait();
+    let mut connections = tokio::task::JoinSet::new();
+    let stopping = drain.clone().wait();
     tokio::pin!(stopping);
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = &mut stopping => break,
         };
         let Some(incoming) = incoming else { break };
         let stream = stream.clone();
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        let drain = drain.clone();
+        connections.spawn(async move {
             let connection = match incoming.await {
                 Ok(connection) => connection,
                 Err(e) => {
@@ -335,19 +367,46 @@ pub async fn serve<F, Fut>(
                 }
             };
             metrics.count("inbound", "accepted");
-            let identity = peer_identity(&connection);
-            let remote = connection.remote_address();
-            while let Ok((send, recv)) = connection.accept_bi().await {
-                tokio::spawn(stream.clone()(
-                    QuicStream { send, recv },
-                    identity.clone(),
-                    remote,
-                ));
-            }
+            serve_connection(connection, drain, stream).await;
         });
     }
-    // New connections are refused; those open finish their streams.
+    // New connections are refused; those open finish their streams, then
+    // are told to go elsewhere.
     endpoint.set_server_config(None);
+    while connections.join_next().await.is_some() {}
+    endpoint.wait_idle().await;
+}
+
+/// One client's connection: each stream to `stream`, until the client
+/// closes it or `drain`; then the streams in flight finish and the client
+/// is told to reconnect.
+async fn serve_connection<F, Fut>(connection: quinn::Connection, drain: Signal, stream: F)
+where
+    F: Fn(QuicStream, Option<String>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let identity = peer_identity(&connection);
+    let remote = connection.remote_address();
+    let mut streams = tokio::task::JoinSet::new();
+    let stopping = drain.wait();
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            accepted = connection.accept_bi() => match accepted {
+                Ok((send, recv)) => {
+                    streams.spawn(stream.clone()(QuicStream { send, recv }, identity.clone(), remote));
+                }
+                Err(_) => return,
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            () = &mut stopping => break,
+        }
+    }
+    while streams.join_next().await.is_some() {}
+    connection.close(
+        quinn::VarInt::from_u32(CLOSE_DRAINING),
+        b"the gateway is shutting down: reconnect",
+    );
 }
 
 #[cfg(test)]

@@ -392,9 +392,49 @@ async fn a_replaced_gateway_is_reached_again_over_quic_within_seconds() {
         "a second QUIC connection, to the new gateway:\n{client}"
     );
     assert_eq!(
+        sample(
+            &client,
+            "quic_connections_total",
+            &["direction=\"outbound\"", "outcome=\"timed_out\""]
+        ),
+        1.0,
+        "the first one timed out (a killed gateway says nothing):\n{client}"
+    );
+    assert_eq!(
         tcp_to_gateway(&mesh).await,
         0.0,
         "QUIC again, not a fall-back to TCP"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_shutting_down_tells_its_quic_clients_to_reconnect() {
+    let mut mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    let _app = mesh.app("web-1", 8080).await;
+    let statuses = get_many(&mesh, 5).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+
+    // A rolling update: SIGTERM, then a new gateway behind the address.
+    mesh.signal_proxy(Side::Server, "TERM");
+    let status = mesh.wait_proxy(Side::Server);
+    assert!(status.success(), "the gateway drains and exits: {status}");
+    mesh.restart_proxy(Side::Server).await;
+    let failed_first = until_answered(&mesh, 20, Duration::from_secs(2)).await;
+    assert!(
+        failed_first.is_some(),
+        "no answer after the rolling update\n{}",
+        mesh.logs()
+    );
+    let client = mesh.client_metrics().await;
+    assert_eq!(
+        sample(
+            &client,
+            "quic_connections_total",
+            &["direction=\"outbound\"", "outcome=\"gateway_draining\""]
+        ),
+        1.0,
+        "the old gateway closed the connection saying it was draining (not a time-out):\n{client}"
     );
 }
 
