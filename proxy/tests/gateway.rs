@@ -343,61 +343,69 @@ async fn with_udp_dropped_requests_fall_back_to_tcp_and_none_fails() {
 }
 
 /// GETs through the gateway, each given `patience`, until one answers
-/// 200 or `tries` have gone by; how many failed first.
-async fn until_answered(mesh: &Mesh, tries: usize, patience: Duration) -> Option<usize> {
+/// 200; whether one did within `tries`.
+async fn answered_within(mesh: &Mesh, tries: usize, patience: Duration) -> bool {
     mesh.client
         .run(async move {
             let client = http_client();
-            for failed in 0..tries {
+            for _ in 0..tries {
                 let req = http::Request::get("http://10.96.0.20/")
                     .body(http_body_util::Full::default())
                     .expect("request");
                 if let Ok(Ok((200, _))) =
                     tokio::time::timeout(patience, request(&client, req)).await
                 {
-                    return Some(failed);
+                    return true;
                 }
             }
-            None
+            false
         })
         .await
 }
 
-#[tokio::test]
-async fn a_replaced_gateway_is_reached_again_over_quic_within_seconds() {
-    let mut mesh = Mesh::start().await;
+/// A client pod calling web through the server pod's gateway over QUIC,
+/// answered.
+async fn calling_through_the_gateway() -> (Mesh, std::sync::Arc<app::App>) {
+    let mesh = Mesh::start().await;
     link(&mesh, WEB);
-    let _app = mesh.app("web-1", 8080).await;
+    let app = mesh.app("web-1", 8080).await;
     let statuses = get_many(&mesh, 5).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    (mesh, app)
+}
+
+/// How many of the client's QUIC connections to gateways had `outcome`.
+async fn quic_outcomes(mesh: &Mesh, outcome: &str) -> (f64, String) {
+    let client = mesh.client_metrics().await;
+    let count = sample(
+        &client,
+        "quic_connections_total",
+        &["direction=\"outbound\"", &format!("outcome=\"{outcome}\"")],
+    );
+    (count, client)
+}
+
+#[tokio::test]
+async fn a_replaced_gateway_is_reached_again_over_quic_within_seconds() {
+    let (mut mesh, _app) = calling_through_the_gateway().await;
 
     // The gateway process is replaced behind the same address: the
     // client's QUIC connection now leads nowhere. Before the client's idle
     // timeout was short, it found out only after a minute.
     mesh.restart_proxy(Side::Server).await;
-    let failed_first = until_answered(&mesh, 20, Duration::from_secs(2)).await;
     assert!(
-        failed_first.is_some(),
+        answered_within(&mesh, 20, Duration::from_secs(2)).await,
         "no answer within 20 tries of 2 s after the gateway was replaced\n{}",
         mesh.logs()
     );
-    let client = mesh.client_metrics().await;
+    let (connected, client) = quic_outcomes(&mesh, "connected").await;
     assert_eq!(
-        sample(
-            &client,
-            "quic_connections_total",
-            &["direction=\"outbound\"", "outcome=\"connected\""]
-        ),
-        2.0,
+        connected, 2.0,
         "a second QUIC connection, to the new gateway:\n{client}"
     );
+    let (timed_out, client) = quic_outcomes(&mesh, "timed_out").await;
     assert_eq!(
-        sample(
-            &client,
-            "quic_connections_total",
-            &["direction=\"outbound\"", "outcome=\"timed_out\""]
-        ),
-        1.0,
+        timed_out, 1.0,
         "the first one timed out (a killed gateway says nothing):\n{client}"
     );
     assert_eq!(
@@ -409,31 +417,21 @@ async fn a_replaced_gateway_is_reached_again_over_quic_within_seconds() {
 
 #[tokio::test]
 async fn a_gateway_shutting_down_tells_its_quic_clients_to_reconnect() {
-    let mut mesh = Mesh::start().await;
-    link(&mesh, WEB);
-    let _app = mesh.app("web-1", 8080).await;
-    let statuses = get_many(&mesh, 5).await;
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let (mut mesh, _app) = calling_through_the_gateway().await;
 
     // A rolling update: SIGTERM, then a new gateway behind the address.
     mesh.signal_proxy(Side::Server, "TERM");
     let status = mesh.wait_proxy(Side::Server);
     assert!(status.success(), "the gateway drains and exits: {status}");
     mesh.restart_proxy(Side::Server).await;
-    let failed_first = until_answered(&mesh, 20, Duration::from_secs(2)).await;
     assert!(
-        failed_first.is_some(),
+        answered_within(&mesh, 20, Duration::from_secs(2)).await,
         "no answer after the rolling update\n{}",
         mesh.logs()
     );
-    let client = mesh.client_metrics().await;
+    let (draining, client) = quic_outcomes(&mesh, "gateway_draining").await;
     assert_eq!(
-        sample(
-            &client,
-            "quic_connections_total",
-            &["direction=\"outbound\"", "outcome=\"gateway_draining\""]
-        ),
-        1.0,
+        draining, 1.0,
         "the old gateway closed the connection saying it was draining (not a time-out):\n{client}"
     );
 }

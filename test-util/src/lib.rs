@@ -90,6 +90,16 @@ pub enum Side {
     Server,
 }
 
+impl Side {
+    /// The pod's proxy's name in the harness, and the identity it has.
+    fn proxy(self) -> (&'static str, &'static str) {
+        match self {
+            Side::Client => ("client", CLIENT_ID),
+            Side::Server => ("server", WEB_ID),
+        }
+    }
+}
+
 impl Mesh {
     /// Starts both pods with their proxies ready (certified).
     pub async fn start() -> Self {
@@ -231,23 +241,16 @@ impl Mesh {
     /// build of `mesh-proxy`, to compare two in one run), ready again; the
     /// control plane and the pods' rules stay.
     pub async fn run_proxies_from(&mut self, program: &std::path::Path) {
-        for (_, mut child) in self.proxies.drain(..) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
         self.proxy_program = program.to_path_buf();
-        self.start_proxy("client", CLIENT_ID);
-        self.start_proxy("server", WEB_ID);
-        self.wait_ready().await;
+        for side in [Side::Client, Side::Server] {
+            self.restart_proxy(side).await;
+        }
     }
 
     /// Kills one pod's proxy and starts a new one in its place (a gateway
     /// pod replaced behind the same address, say), ready again.
     pub async fn restart_proxy(&mut self, side: Side) {
-        let (which, identity) = match side {
-            Side::Client => ("client", CLIENT_ID),
-            Side::Server => ("server", WEB_ID),
-        };
+        let (which, identity) = side.proxy();
         if let Some(at) = self.proxies.iter().position(|(name, _)| name == which) {
             let (_, mut child) = self.proxies.remove(at);
             let _ = child.kill();
@@ -302,11 +305,7 @@ impl Mesh {
 
     /// The process id of a pod's proxy.
     pub fn proxy_pid(&self, side: Side) -> u32 {
-        let name = if side == Side::Client {
-            "client"
-        } else {
-            "server"
-        };
+        let (name, _) = side.proxy();
         self.proxies
             .iter()
             .find(|(which, _)| which == name)
@@ -321,11 +320,7 @@ impl Mesh {
 
     /// Waits for a pod's proxy to exit; its exit status.
     pub fn wait_proxy(&mut self, side: Side) -> std::process::ExitStatus {
-        let name = if side == Side::Client {
-            "client"
-        } else {
-            "server"
-        };
+        let (name, _) = side.proxy();
         let (_, child) = self
             .proxies
             .iter_mut()
