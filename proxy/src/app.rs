@@ -121,6 +121,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 config.gateway_suffixes.clone(),
                 credentials.local_identity().to_owned(),
                 outbound.clone(),
+                &mut registry,
             )
         });
     let is_gateway = gateway.is_some();

@@ -26,6 +26,7 @@
 //! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
 //! | `MESH_PROXY_TRUSTED_GATEWAYS` | `linkerd-gateway.linkerd-multicluster.serviceaccount.identity.<trust domain>` | identities of gateways whose `Forwarded: by=<gateway>;for=<client>` element is believed: a request they forward counts as `<client>`'s (`client_id`, `l5d-client-id`); empty: none |
 //! | `MESH_PROXY_GATEWAY_SUFFIXES` | none | gateway mode: inbound mTLS connections whose transport header names a Service under one of these DNS suffixes (`svc.cluster.local`) are forwarded to it through the outbound side; empty: such names are refused |
+//! | `MESH_PROXY_GATEWAY_EXPORTS` | `{"matchLabels":{"mirror.linkerd.io/exported":"true"}}` | gateway mode: the label selector (JSON) of the Services it forwards to, sent as `gatewayExports` in its context token; the destination service refuses lookups of any other Service |
 
 use std::net::SocketAddr;
 
@@ -191,14 +192,28 @@ impl Config {
     /// binary; a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
+        let gateway_suffixes: Vec<String> = env
+            .get("MESH_PROXY_GATEWAY_SUFFIXES")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().trim_matches('.').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut context = env
+            .get("LINKERD2_PROXY_DESTINATION_CONTEXT")
+            .unwrap_or_else(|| "{}".into());
+        if !gateway_suffixes.is_empty() {
+            let exports = env
+                .get("MESH_PROXY_GATEWAY_EXPORTS")
+                .unwrap_or_else(default_gateway_exports);
+            context = gateway_context(&context, &exports)?;
+        }
         let destination = env
             .get("LINKERD2_PROXY_DESTINATION_SVC_ADDR")
             .map(|service_addr| DestinationConfig {
                 service_addr,
                 service_name: env.get("LINKERD2_PROXY_DESTINATION_SVC_NAME"),
-                context: env
-                    .get("LINKERD2_PROXY_DESTINATION_CONTEXT")
-                    .unwrap_or_else(|| "{}".into()),
+                context,
                 profile_networks: env
                     .get("LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS")
                     .unwrap_or_else(|| DEFAULT_PROFILE_NETWORKS.into())
@@ -234,13 +249,7 @@ impl Config {
             log: env
                 .get("LINKERD2_PROXY_LOG")
                 .unwrap_or_else(|| "warn,mesh_proxy=info".into()),
-            gateway_suffixes: env
-                .get("MESH_PROXY_GATEWAY_SUFFIXES")
-                .unwrap_or_default()
-                .split(',')
-                .map(|s| s.trim().trim_matches('.').to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            gateway_suffixes,
             trusted_gateways: match env.get("MESH_PROXY_TRUSTED_GATEWAYS") {
                 Some(list) => list
                     .split(',')
@@ -258,8 +267,85 @@ impl Config {
     }
 }
 
+/// What a gateway exports unless told otherwise: Services labelled
+/// `mirror.linkerd.io/exported: "true"`, as a Link mirrors by default.
+fn default_gateway_exports() -> String {
+    format!(
+        r#"{{"matchLabels":{{"{}":"true"}}}}"#,
+        mesh_api::labels::MIRROR_EXPORTED
+    )
+}
+
+/// A gateway's context token: `context` (a JSON object) with
+/// `"gatewayExports": <exports>` (a JSON label selector) added last, so that
+/// it wins over one already there. The destination service validates the
+/// selector and refuses the lookups of a gateway whose selector is invalid.
+fn gateway_context(context: &str, exports: &str) -> Result<String, ConfigError> {
+    fn object<'v>(variable: &str, value: &'v str) -> Result<&'v str, ConfigError> {
+        let value = value.trim();
+        value
+            .strip_prefix('{')
+            .and_then(|v| v.strip_suffix('}'))
+            .map(str::trim)
+            .ok_or_else(|| ConfigError {
+                variable: variable.into(),
+                value: value.into(),
+                reason: "expected a JSON object".into(),
+            })
+    }
+    let context = object("LINKERD2_PROXY_DESTINATION_CONTEXT", context)?;
+    object("MESH_PROXY_GATEWAY_EXPORTS", exports)?;
+    let separator = if context.is_empty() { "" } else { "," };
+    Ok(format!(
+        r#"{{{context}{separator}"gatewayExports":{}}}"#,
+        exports.trim()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_gateway_always_tells_the_destination_service_what_it_exports() {
+        let token = |vars: &[(&str, &str)]| {
+            config(vars)
+                .expect("valid")
+                .destination
+                .expect("destination")
+                .context
+        };
+        let gateway = [
+            ("LINKERD2_PROXY_DESTINATION_SVC_ADDR", "dst:8086"),
+            ("MESH_PROXY_GATEWAY_SUFFIXES", "svc.cluster.local"),
+        ];
+        assert_eq!(
+            token(&gateway),
+            r#"{"gatewayExports":{"matchLabels":{"mirror.linkerd.io/exported":"true"}}}"#
+        );
+        let mut configured = gateway.to_vec();
+        configured.push((
+            "LINKERD2_PROXY_DESTINATION_CONTEXT",
+            r#"{"ns":"mc", "gatewayExports":{}}"#,
+        ));
+        configured.push((
+            "MESH_PROXY_GATEWAY_EXPORTS",
+            r#"{"matchLabels":{"tier":"public"}}"#,
+        ));
+        assert_eq!(
+            token(&configured),
+            r#"{"ns":"mc", "gatewayExports":{},"gatewayExports":{"matchLabels":{"tier":"public"}}}"#,
+            "the gateway's own selector comes last, and wins"
+        );
+        assert_eq!(
+            token(&gateway[..1]),
+            "{}",
+            "a pod's token says nothing of exports"
+        );
+        let mut broken = gateway.to_vec();
+        broken.push(("MESH_PROXY_GATEWAY_EXPORTS", "tier=public"));
+        let error = config(&broken).expect_err("not JSON");
+        assert_eq!(error.variable, "MESH_PROXY_GATEWAY_EXPORTS");
+    }
+
     #[test]
     fn the_trusted_gateway_is_the_multicluster_gateway_of_the_same_trust_domain() {
         assert_eq!(

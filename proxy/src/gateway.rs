@@ -2,14 +2,25 @@
 //! mutual TLS connections whose transport header names a Service of this
 //! cluster (`name.ns.svc.<cluster domain>`) and forwards them through the
 //! outbound side, as a pod's own connection to that Service would go:
-//! discovery by name, balancing, mutual TLS to the pods. A client without
-//! an identity, a name outside the suffixes or a request this gateway
-//! already forwarded is refused; HTTP requests get a `Forwarded` element
-//! saying which gateway forwarded them for which client.
+//! discovery by name, balancing, mutual TLS to the pods. HTTP requests get
+//! a `Forwarded` element saying which gateway forwarded them for which
+//! client.
+//!
+//! The gateway opens only what is exported: its lookups carry its export
+//! selector (see [`crate::config`]'s `MESH_PROXY_GATEWAY_EXPORTS`), the
+//! destination service refuses those of Services that do not match it, and
+//! the gateway refuses the connection. It also refuses a client without an
+//! identity, a name outside the suffixes, and a connection it cannot get
+//! an answer for (it fails closed). Each refusal is logged with the
+//! caller's identity and counted in `gateway_refused_total{reason}`.
 
 use std::sync::Arc;
 
 use http::HeaderValue;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::outbound::{Outbound, Source};
@@ -23,6 +34,13 @@ pub struct Gateway {
     suffixes: Vec<String>,
     identity: String,
     outbound: Arc<Outbound>,
+    refused: Family<RefusedLabels, Counter>,
+}
+
+/// The labels of `gateway_refused_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
 }
 
 /// Why a named connection is refused.
@@ -39,15 +57,56 @@ pub enum Refusal {
         /// What is served.
         suffixes: String,
     },
+    /// The destination service refuses the lookup: the Service is not
+    /// exported (or never is: the API server, the control plane).
+    #[error("{authority} is not exported: {why}")]
+    NotExported {
+        /// The name and port asked for.
+        authority: String,
+        /// The destination service's answer.
+        why: String,
+    },
+    /// No answer from the destination service in time: refused rather than
+    /// forwarded unchecked.
+    #[error("no answer from the destination service on whether {authority} is exported")]
+    Unchecked {
+        /// The name and port asked for.
+        authority: String,
+    },
+}
+
+impl Refusal {
+    /// The `reason` label it is counted under.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Outside { .. } => "outside_suffixes",
+            Self::NotExported { .. } => "not_exported",
+            Self::Unchecked { .. } => "unchecked",
+        }
+    }
 }
 
 impl Gateway {
-    /// A gateway for Services under `suffixes` (`svc.cluster.local`).
-    pub fn new(suffixes: Vec<String>, identity: String, outbound: Arc<Outbound>) -> Self {
+    /// A gateway for Services under `suffixes` (`svc.cluster.local`),
+    /// counting its refusals in `registry`.
+    pub fn new(
+        suffixes: Vec<String>,
+        identity: String,
+        outbound: Arc<Outbound>,
+        registry: &mut Registry,
+    ) -> Self {
+        let refused = Family::default();
+        registry.register(
+            "gateway_refused",
+            "Connections a gateway refused to forward, by reason",
+            refused.clone(),
+        );
         Self {
             suffixes,
             identity,
             outbound,
+            refused,
         }
     }
 
@@ -89,16 +148,30 @@ impl Gateway {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Some(client) = client else {
-            tracing::info!(name = %header.name, "gateway: {}", Refusal::Anonymous);
+            self.refuse(&Refusal::Anonymous, "-", &header.name);
             return;
         };
         let authority = match self.authority(&header) {
             Ok(authority) => authority,
             Err(refusal) => {
-                tracing::info!(%client, "gateway: {refusal}");
+                self.refuse(&refusal, &client, &header.name);
                 return;
             }
         };
+        let logical = self.outbound.named(&authority);
+        let refusal = match logical.first_profile().await {
+            Some(profile) => profile.refused.clone().map(|why| Refusal::NotExported {
+                authority: authority.clone(),
+                why,
+            }),
+            None => Some(Refusal::Unchecked {
+                authority: authority.clone(),
+            }),
+        };
+        if let Some(refusal) = refusal {
+            self.refuse(&refusal, &client, &authority);
+            return;
+        }
         let forwarded = HeaderValue::from_str(&format!(
             "by={};for={client};host={authority};proto=https",
             self.identity
@@ -117,8 +190,17 @@ impl Gateway {
         };
         self.outbound
             .clone()
-            .proxy_named(io, &authority, source, drain)
+            .proxy_logical(io, logical, source, drain)
             .await;
+    }
+
+    fn refuse(&self, refusal: &Refusal, client: &str, name: &str) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                reason: refusal.reason(),
+            })
+            .inc();
+        tracing::info!(%client, %name, reason = refusal.reason(), "gateway refused: {refusal}");
     }
 }
 
@@ -146,7 +228,12 @@ mod tests {
             crate::metrics::HttpMetrics::register(&mut Default::default()),
             crate::metrics::TcpMetrics::register(&mut Default::default()),
         );
-        let gateway = Gateway::new(vec!["svc.cluster.local".into()], "gw".into(), outbound);
+        let gateway = Gateway::new(
+            vec!["svc.cluster.local".into()],
+            "gw".into(),
+            outbound,
+            &mut Registry::default(),
+        );
         assert_eq!(
             gateway.authority(&header("podinfo.test.svc.cluster.local.")),
             Ok("podinfo.test.svc.cluster.local:9898".into())

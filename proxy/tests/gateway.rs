@@ -2,10 +2,12 @@
 //! Service whose endpoint is a gateway (the server pod's proxy, with
 //! `MESH_PROXY_GATEWAY_SUFFIXES`) by mutual TLS with a transport header
 //! naming the Service behind it; the gateway finds that Service by name and
-//! forwards to it, saying who it forwarded for. Names outside its cluster
-//! and requests that come back around are refused. A workload behind the
-//! gateway sees the original caller's identity, not the gateway's, and a
-//! `Forwarded` element forged by the caller changes nothing. The client
+//! forwards to it, saying who it forwarded for. Names outside its cluster,
+//! requests that come back around and Services the destination service
+//! says the gateway does not export (until they are) are refused. A
+//! workload behind the gateway sees the original caller's identity, not
+//! the gateway's, and a `Forwarded` element forged by the caller changes
+//! nothing. The client
 //! reaches the gateway over QUIC when UDP gets through, and over TCP, with
 //! no failed request, when it does not.
 
@@ -150,6 +152,68 @@ async fn names_outside_the_cluster_are_refused() {
         "a name outside the gateway's cluster is not forwarded: {outcome:?}"
     );
     assert_eq!(app.hits(), 0);
+    let gateway = mesh.server_metrics().await;
+    assert_eq!(
+        sample(
+            &gateway,
+            "gateway_refused_total",
+            &["reason=\"outside_suffixes\""]
+        ),
+        1.0,
+        "{gateway}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_the_gateway_does_not_export_is_refused_until_exported() {
+    let mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    mesh.state.set_exported(WEB, false);
+    let app = mesh.app("web-1", 8080).await;
+    let outcome = mesh
+        .client
+        .run(async { get("http://10.96.0.20/").await })
+        .await;
+    assert!(
+        !matches!(outcome, Ok((200, _))),
+        "an unexported Service is not forwarded: {outcome:?}"
+    );
+    assert_eq!(app.hits(), 0);
+    let gateway = mesh.server_metrics().await;
+    assert!(
+        sample(
+            &gateway,
+            "gateway_refused_total",
+            &["reason=\"not_exported\""]
+        ) >= 1.0,
+        "{gateway}"
+    );
+    let contexts = mesh.state.contexts.lock().expect("contexts").clone();
+    assert!(
+        contexts.iter().any(|c| c
+            .contains(r#""gatewayExports":{"matchLabels":{"mirror.linkerd.io/exported":"true"}}"#)),
+        "the gateway tells the destination service what it exports: {contexts:?}"
+    );
+
+    // Exported later: the gateway asks again and forwards.
+    mesh.state.set_exported(WEB, true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let outcome = mesh
+            .client
+            .run(async { get("http://10.96.0.20/").await })
+            .await;
+        if matches!(outcome, Ok((200, _))) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refused once exported: {outcome:?}\n{}",
+            mesh.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(app.hits() >= 1);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! proxies watch), and an identity service that checks the token and signs
 //! CSRs with a test CA. Both serve mutual TLS with their Linkerd identities.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -101,6 +101,11 @@ pub struct State {
     profiles: Mutex<HashMap<String, watch::Sender<DestinationProfile>>>,
     endpoints: Mutex<HashMap<String, watch::Sender<Vec<api::WeightedAddr>>>>,
     pub certified: Mutex<Vec<String>>,
+    /// Paths refused (`PERMISSION_DENIED`) to a gateway's lookups, as the
+    /// destination service refuses a Service a gateway does not export.
+    unexported: Mutex<HashSet<String>>,
+    /// The context token of every lookup, in order.
+    pub contexts: Mutex<Vec<String>>,
 }
 
 impl State {
@@ -125,6 +130,40 @@ impl State {
     /// Sets the profile of `path` (`ip:port`), now and for watchers.
     pub fn set_profile(&self, path: &str, profile: DestinationProfile) {
         self.profile_tx(path).send_replace(profile);
+    }
+
+    /// Refuses (or, with `exported`, answers again) a gateway's lookups of
+    /// `path`: those whose context token carries `gatewayExports`.
+    pub fn set_exported(&self, path: &str, exported: bool) {
+        let mut unexported = self.unexported.lock().expect("unexported");
+        if exported {
+            unexported.remove(path);
+        } else {
+            unexported.insert(path.to_owned());
+        }
+    }
+
+    /// Records a lookup's context token; refuses it when a gateway asks for
+    /// what it does not export.
+    fn lookup(&self, req: &GetDestination) -> Result<(), Status> {
+        self.contexts
+            .lock()
+            .expect("contexts")
+            .push(req.context_token.clone());
+        let gateway = req.context_token.contains("\"gatewayExports\"");
+        if gateway
+            && self
+                .unexported
+                .lock()
+                .expect("unexported")
+                .contains(&req.path)
+        {
+            return Err(Status::permission_denied(format!(
+                "{} is not exported",
+                req.path
+            )));
+        }
+        Ok(())
     }
 
     /// Sets the endpoints of `authority` (`name:port`).
@@ -207,7 +246,9 @@ impl Destination for Service {
     type GetProfileStream = Stream<DestinationProfile>;
 
     async fn get(&self, req: Request<GetDestination>) -> Result<Response<Self::GetStream>, Status> {
-        let rx = self.0.endpoints_tx(&req.into_inner().path).subscribe();
+        let req = req.into_inner();
+        self.0.lookup(&req)?;
+        let rx = self.0.endpoints_tx(&req.path).subscribe();
         let mut previous: Option<Vec<api::WeightedAddr>> = None;
         let stream = tokio_stream::wrappers::WatchStream::new(rx).flat_map(move |current| {
             let updates = diff(
@@ -225,7 +266,9 @@ impl Destination for Service {
         &self,
         req: Request<GetDestination>,
     ) -> Result<Response<Self::GetProfileStream>, Status> {
-        let rx = self.0.profile_tx(&req.into_inner().path).subscribe();
+        let req = req.into_inner();
+        self.0.lookup(&req)?;
+        let rx = self.0.profile_tx(&req.path).subscribe();
         let stream = tokio_stream::wrappers::WatchStream::new(rx).map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }

@@ -10,9 +10,10 @@ use linkerd2_proxy_api::destination::{DestinationProfile, GetDestination, Update
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
-use crate::authority;
 use crate::convert::{self, Sent};
-use crate::index::{Index, LookupKey};
+use crate::index::model::Key;
+use crate::index::{Index, LookupKey, ServiceLabels};
+use crate::{authority, gateway};
 
 /// The Destination service over a shared index.
 #[derive(Debug, Clone)]
@@ -31,10 +32,13 @@ impl DestinationService {
         Self { index, domain }
     }
 
+    /// The index key `req` asks about, the index, and when a gateway asks,
+    /// its exports and the labels watch of the Service it asks about (the
+    /// lookup refused when that Service is not exported).
     fn key(
         &self,
         req: &GetDestination,
-    ) -> Result<(LookupKey, std::sync::MutexGuard<'_, Index>), Status> {
+    ) -> Result<(LookupKey, std::sync::MutexGuard<'_, Index>, Option<Guard>), Status> {
         let target = authority::parse(&req.path, &self.domain)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut index = self
@@ -42,7 +46,42 @@ impl DestinationService {
             .lock()
             .map_err(|_| Status::internal("the index is poisoned"))?;
         index.forget_unwatched();
-        Ok((index.lookup_key(&target), index))
+        let key = index.lookup_key(&target);
+        let exports =
+            gateway::Exports::from_context(&req.context_token, &index.config().control_namespace)?;
+        let guard = match exports {
+            None => None,
+            Some(exports) => {
+                let service = exports.service(&key)?.clone();
+                let labels = index.watch_service_labels(&service);
+                exports.check(&service, labels.borrow().as_ref())?;
+                Some(Guard {
+                    exports,
+                    service,
+                    labels,
+                })
+            }
+        };
+        Ok((key, index, guard))
+    }
+}
+
+/// What keeps a gateway's answer stream to an exported Service.
+struct Guard {
+    exports: gateway::Exports,
+    service: Key,
+    labels: tokio::sync::watch::Receiver<Option<ServiceLabels>>,
+}
+
+impl Guard {
+    fn wrap<T: Send + 'static>(
+        guard: Option<Self>,
+        answers: impl Stream<Item = Result<T, Status>> + Send + 'static,
+    ) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>> {
+        match guard {
+            None => Box::pin(answers),
+            Some(g) => g.exports.guard(g.service, answers, g.labels),
+        }
     }
 }
 
@@ -59,9 +98,9 @@ impl Destination for DestinationService {
         request: Request<GetDestination>,
     ) -> Result<Response<UpdateStream>, Status> {
         let req = request.into_inner();
-        let rx = {
-            let (key, mut index) = self.key(&req)?;
-            index.watch_endpoints(&key)
+        let (rx, guard) = {
+            let (key, mut index, guard) = self.key(&req)?;
+            (index.watch_endpoints(&key), guard)
         };
         tracing::debug!(path = %req.path, "Get");
         let stream = WatchStream::new(rx)
@@ -71,7 +110,7 @@ impl Destination for DestinationService {
                 futures::future::ready(Some(futures::stream::iter(updates.into_iter().map(Ok))))
             })
             .flatten();
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Guard::wrap(guard, stream)))
     }
 
     async fn get_profile(
@@ -79,11 +118,14 @@ impl Destination for DestinationService {
         request: Request<GetDestination>,
     ) -> Result<Response<ProfileStream>, Status> {
         let req = request.into_inner();
-        let rx = {
-            let (key, mut index) = self.key(&req)?;
-            index.watch_profile(&key)
+        let (rx, guard) = {
+            let (key, mut index, guard) = self.key(&req)?;
+            (index.watch_profile(&key), guard)
         };
         tracing::debug!(path = %req.path, "GetProfile");
-        Ok(Response::new(Box::pin(WatchStream::new(rx).map(Ok))))
+        Ok(Response::new(Guard::wrap(
+            guard,
+            WatchStream::new(rx).map(Ok),
+        )))
     }
 }

@@ -135,6 +135,9 @@ impl Discovery {
                             Ok(None) => break,
                             Err(status) => {
                                 tracing::debug!(%addr, "profile stream: {status}");
+                                if status.code() == tonic::Code::PermissionDenied {
+                                    tx.send_replace(Some(Arc::new(Profile::refused(&status))));
+                                }
                                 break;
                             }
                         }
@@ -142,8 +145,14 @@ impl Discovery {
                 }
                 Err(status) if is_final(&status) => {
                     tracing::debug!(%addr, "no profile: {status}");
-                    tx.send_replace(Some(Arc::default()));
+                    tx.send_replace(Some(Arc::new(Profile::refused(&status))));
                     return;
+                }
+                Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                    // A gateway asking for what it does not export: refused
+                    // now, asked again (it may be exported later).
+                    tracing::debug!(%addr, "profile refused: {status}");
+                    tx.send_replace(Some(Arc::new(Profile::refused(&status))));
                 }
                 Err(status) => {
                     tracing::debug!(%addr, "GetProfile: {status}");
@@ -195,6 +204,15 @@ impl Discovery {
                         set.exists = false;
                     });
                     return;
+                }
+                Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                    // Not exported to this gateway: no endpoints until it is.
+                    tracing::debug!(%authority, "endpoints refused: {status}");
+                    tx.send_replace(Arc::new(EndpointSet {
+                        resolved: true,
+                        exists: false,
+                        ..EndpointSet::default()
+                    }));
                 }
                 Err(status) => tracing::debug!(%authority, "Get: {status}"),
             }

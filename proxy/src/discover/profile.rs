@@ -30,6 +30,20 @@ pub struct Profile {
     pub backends: Vec<Backend>,
     /// The one endpoint, when the address is a pod's.
     pub endpoint: Option<Endpoint>,
+    /// Why the destination service gave no profile (an address it does not
+    /// know, or a name a gateway does not export): a pod forwards such a
+    /// connection as addressed, a gateway refuses it.
+    pub refused: Option<String>,
+}
+
+impl Profile {
+    /// The default profile, remembering why there is no other.
+    pub fn refused(status: &tonic::Status) -> Self {
+        Self {
+            refused: Some(format!("{:?}: {}", status.code(), status.message())),
+            ..Self::default()
+        }
+    }
 }
 
 /// A weighted backend of a split.
@@ -222,6 +236,7 @@ pub fn from_api(profile: api::DestinationProfile, port: u16) -> Profile {
         endpoint: profile
             .endpoint
             .and_then(|e| super::endpoints::endpoint_from_api(e, &Default::default())),
+        refused: None,
     }
 }
 

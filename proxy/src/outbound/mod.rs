@@ -107,7 +107,7 @@ impl Logical {
     /// a wait has timed out, later connections do not wait again (discovery
     /// being down must not add seconds to every connection) and use the
     /// profile as soon as it comes.
-    async fn first_profile(&self) -> Option<Arc<Profile>> {
+    pub(crate) async fn first_profile(&self) -> Option<Arc<Profile>> {
         let mut watch = self.profile.clone()?;
         if self.gave_up.load(std::sync::atomic::Ordering::Relaxed) {
             return watch.borrow().clone();
@@ -243,19 +243,10 @@ impl Outbound {
         self.proxy_logical(io, logical, source, drain).await;
     }
 
-    /// Proxies `io` to the Service named `authority` (`name.ns.svc.domain:port`),
-    /// found through discovery by name: what a gateway does with the
-    /// connections it accepts for its cluster's Services.
-    pub async fn proxy_named<I>(
-        self: Arc<Self>,
-        io: I,
-        authority: &str,
-        source: Source,
-        drain: Signal,
-    ) where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let logical = self.named.get_or_insert_with(authority.to_owned(), || {
+    /// The logical destination of the Service named `authority`
+    /// (`name.ns.svc.domain:port`), shared by every connection to it.
+    pub(crate) fn named(&self, authority: &str) -> Arc<Logical> {
+        self.named.get_or_insert_with(authority.to_owned(), || {
             Arc::new(Logical {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 name: Some(authority.to_owned()),
@@ -263,11 +254,10 @@ impl Outbound {
                 gave_up: Default::default(),
                 budget: Mutex::new(Budget::new(Default::default())),
             })
-        });
-        self.proxy_logical(io, logical, source, drain).await;
+        })
     }
 
-    async fn proxy_logical<I>(
+    pub(crate) async fn proxy_logical<I>(
         self: Arc<Self>,
         io: I,
         logical: Arc<Logical>,

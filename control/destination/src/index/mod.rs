@@ -83,7 +83,11 @@ pub struct Index {
     http_routes: HashMap<Key, ServiceRoutes>,
     endpoint_watches: HashMap<LookupKey, watch::Sender<Resolution>>,
     profile_watches: HashMap<LookupKey, watch::Sender<DestinationProfile>>,
+    label_watches: HashMap<Key, watch::Sender<Option<ServiceLabels>>>,
 }
+
+/// A Service's labels.
+pub type ServiceLabels = std::collections::BTreeMap<String, String>;
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key> {
     Some((meta.namespace.clone()?, meta.name.clone()?))
@@ -124,7 +128,9 @@ impl Index {
         for ip in &info.cluster_ips {
             self.services_by_ip.insert(*ip, key.clone());
         }
+        let labels = info.labels.clone();
         self.services.insert(key.clone(), info);
+        self.publish_labels(&key, Some(labels));
         self.refresh_service(&key);
     }
 
@@ -136,7 +142,18 @@ impl Index {
                 self.services_by_ip.remove(ip);
             }
         }
+        self.publish_labels(&key, None);
         self.refresh_service(&key);
+    }
+
+    fn publish_labels(&self, key: &Key, labels: Option<ServiceLabels>) {
+        if let Some(tx) = self.label_watches.get(key) {
+            tx.send_if_modified(|held| {
+                let changed = *held != labels;
+                *held = labels;
+                changed
+            });
+        }
     }
 
     /// An EndpointSlice was created or changed.
@@ -369,11 +386,24 @@ impl Index {
         rx
     }
 
+    /// Follows the labels of the Service `key`: `None` while it does not
+    /// exist.
+    pub fn watch_service_labels(&mut self, key: &Key) -> watch::Receiver<Option<ServiceLabels>> {
+        if let Some(tx) = self.label_watches.get(key) {
+            return tx.subscribe();
+        }
+        let labels = self.services.get(key).map(|s| s.labels.clone());
+        let (tx, rx) = watch::channel(labels);
+        self.label_watches.insert(key.clone(), tx);
+        rx
+    }
+
     /// Drops watches nobody reads any more.
     pub fn forget_unwatched(&mut self) {
         self.endpoint_watches
             .retain(|_, tx| tx.receiver_count() > 0);
         self.profile_watches.retain(|_, tx| tx.receiver_count() > 0);
+        self.label_watches.retain(|_, tx| tx.receiver_count() > 0);
     }
 
     fn view(&self) -> resolve::View<'_> {

@@ -47,6 +47,9 @@ pub struct ServiceInfo {
     pub opaque_ports: Option<BTreeSet<u16>>,
     /// Set when the Service is a mirror of a linked cluster's Service.
     pub mirror: Option<Mirror>,
+    /// Its labels (a gateway forwards only to Services whose labels match
+    /// its export selector).
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One address of an EndpointSlice.
@@ -176,6 +179,7 @@ pub fn service(svc: &Service) -> ServiceInfo {
             .get(OPAQUE_PORTS_ANNOTATION)
             .map(|v| parse_ports(v)),
         mirror,
+        labels: svc_labels,
     }
 }
 
