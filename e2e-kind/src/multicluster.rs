@@ -325,8 +325,10 @@ async fn multicluster_check(
 /// `mirror.linkerd.io/exported=true` makes `podinfo-east` appear in west,
 /// and a meshed pod in west gets east's podinfo over mutual TLS through
 /// the gateway, east's pods seeing the west caller's identity (not the
-/// gateway's); `mesh multicluster check` passes; removing the label
-/// removes the mirror.
+/// gateway's); `mesh multicluster check` passes. Mirrors written by hand
+/// in west get through east's gateway only to what east exports: never to
+/// east's API server, and to podinfo only while it is labelled. Removing
+/// the label removes the mirror.
 pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyhow::Result<()> {
     ensure_linked(p).await?;
     let exported = Exported::start(p, "e2e-mc").await?;
@@ -363,6 +365,49 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
         "mesh multicluster check passes on a healthy link: {checks:#?}"
     );
 
+    // An attacker who may write Services in west writes mirrors by hand:
+    // one for east's API server, one for podinfo. Only what east exports
+    // gets through east's gateway.
+    let (gateways, _) = exported.mirror_addresses(p).await?;
+    let fqn = format!("podinfo.{}.svc.cluster.local", exported.ns);
+    hand_written_mirror(
+        p,
+        &exported.ns,
+        "kube-api-east",
+        "kubernetes.default.svc.cluster.local",
+        443,
+        &gateways,
+    )
+    .await?;
+    hand_written_mirror(p, &exported.ns, "stale-east", &fqn, 9898, &gateways).await?;
+    let stale = format!("http://stale-east.{}.svc.cluster.local:9898/", exported.ns);
+    let answer = curl(
+        &p.client(Cluster::West),
+        &exported.ns,
+        "stale-exported",
+        &curl_with_retries(&stale),
+    )
+    .await?;
+    anyhow::ensure!(
+        answer.succeeded,
+        "a hand-written mirror of an exported Service works (the attack below is a real one): {}",
+        answer.logs
+    );
+    let before = gateway_refused(p).await?;
+    let api = format!(
+        "https://kube-api-east.{}.svc.cluster.local:443/version",
+        exported.ns
+    );
+    wait_for(
+        "east's gateway refusing east's API server",
+        ROLLOUT,
+        || async {
+            refused_from_west(p, &exported.ns, "kube-api", &api).await?;
+            Ok(gateway_refused(p).await? > before)
+        },
+    )
+    .await?;
+
     exported.set_exported(p, false).await?;
     wait_for(
         "podinfo-east gone from west after the export label went",
@@ -370,8 +415,109 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
         || async { Ok(!exported.mirror_exists(p).await?) },
     )
     .await?;
+    let before = gateway_refused(p).await?;
+    wait_for(
+        "east's gateway refusing the unexported podinfo",
+        ROLLOUT,
+        || async {
+            let answer = curl(
+                &p.client(Cluster::West),
+                &exported.ns,
+                "stale-unexported",
+                &[
+                    "curl".into(),
+                    "-sS".into(),
+                    "--max-time".into(),
+                    "5".into(),
+                    stale.clone(),
+                ],
+            )
+            .await?;
+            Ok(!answer.succeeded && gateway_refused(p).await? > before)
+        },
+    )
+    .await?;
     exported.remove(p).await;
     Ok(())
+}
+
+/// Writes, in west's `ns`, a mirror Service `name` by hand (as anyone who
+/// may create Services and Endpoints there can): `remote_fqn` on `port`
+/// through east's gateway at `gateways`.
+async fn hand_written_mirror(
+    p: &impl Provider,
+    ns: &str,
+    name: &str,
+    remote_fqn: &str,
+    port: u16,
+    gateways: &[String],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !gateways.is_empty(),
+        "east's gateway has no address in west"
+    );
+    let labels = "    mirror.linkerd.io/mirrored-service: \"true\"\n    mirror.linkerd.io/cluster-name: east\n";
+    let addresses: Vec<String> = gateways.iter().map(|ip| format!("{{ip: {ip}}}")).collect();
+    kube_util::apply(
+        &p.client(Cluster::West),
+        ns,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  labels:\n{labels}  \
+             annotations:\n    mirror.linkerd.io/remote-svc-fq-name: {remote_fqn}\n\
+             spec:\n  ports: [{{name: port, port: {port}}}]\n\
+             ---\n\
+             apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: {name}\n  labels:\n{labels}  \
+             annotations:\n    mirror.linkerd.io/remote-gateway-identity: {GATEWAY_IDENTITY}\n\
+             subsets:\n- addresses: [{}]\n  ports: [{{name: port, port: 4143}}]\n",
+            addresses.join(", ")
+        ),
+    )
+    .await
+}
+
+/// Asserts that a meshed west pod's call to `url` (`name` names the pod)
+/// gets no answer at all.
+async fn refused_from_west(
+    p: &impl Provider,
+    ns: &str,
+    name: &str,
+    url: &str,
+) -> anyhow::Result<()> {
+    let answer = curl(
+        &p.client(Cluster::West),
+        ns,
+        name,
+        &[
+            "curl".into(),
+            "-ksS".into(),
+            "--max-time".into(),
+            "5".into(),
+            url.into(),
+        ],
+    )
+    .await?;
+    anyhow::ensure!(
+        !answer.succeeded,
+        "{url} through east's gateway is refused, yet it answered: {}",
+        answer.logs
+    );
+    Ok(())
+}
+
+/// What east's gateways have refused as not exported.
+async fn gateway_refused(p: &impl Provider) -> anyhow::Result<f64> {
+    let east = p.client(Cluster::East);
+    let pods = kube_util::ready_pods(&east, MC, &format!("app={GATEWAY}")).await?;
+    let mut refused = 0.0;
+    for pod in pods.iter().filter_map(|p| p.metadata.name.as_deref()) {
+        let metrics = mesh::proxy_metrics(&east, MC, pod).await?;
+        refused += mesh::sum(
+            &metrics,
+            "gateway_refused_total",
+            &[("reason", "not_exported")],
+        );
+    }
+    Ok(refused)
 }
 
 /// Cutting the WAN marks east's gateway not alive and its mirror's

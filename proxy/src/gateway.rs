@@ -9,7 +9,8 @@
 //! The gateway opens only what is exported: its lookups carry its export
 //! selector (see [`crate::config`]'s `MESH_PROXY_GATEWAY_EXPORTS`), the
 //! destination service refuses those of Services that do not match it, and
-//! the gateway refuses the connection. It also refuses a client without an
+//! the gateway refuses the connection (and closes one still open when its
+//! Service stops being exported). It also refuses a client without an
 //! identity, a name outside the suffixes, and a connection it cannot get
 //! an answer for (it fails closed). Each refusal is logged with the
 //! caller's identity and counted in `gateway_refused_total{reason}`.
@@ -186,12 +187,17 @@ impl Gateway {
             labels: client_labels,
             forwarded,
             opaque: !http,
-            client: Some(client),
+            client: Some(client.clone()),
         };
-        self.outbound
-            .clone()
-            .proxy_logical(io, logical, source, drain)
-            .await;
+        // Forwarded while exported: a connection still open when its Service
+        // stops being exported is closed, not left to carry more requests.
+        let watched = logical.clone();
+        tokio::select! {
+            () = self.outbound.clone().proxy_logical(io, logical, source, drain) => {}
+            why = watched.refused() => {
+                self.refuse(&Refusal::NotExported { authority: authority.clone(), why }, &client, &authority);
+            }
+        }
     }
 
     fn refuse(&self, refusal: &Refusal, client: &str, name: &str) {

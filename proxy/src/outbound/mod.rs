@@ -107,6 +107,22 @@ impl Logical {
     /// a wait has timed out, later connections do not wait again (discovery
     /// being down must not add seconds to every connection) and use the
     /// profile as soon as it comes.
+    /// Waits until the destination service refuses this destination (a
+    /// gateway's Service no longer exported); forever without discovery.
+    pub(crate) async fn refused(&self) -> String {
+        if let Some(mut watch) = self.profile.clone()
+            && let Ok(profile) = watch
+                .wait_for(|p| p.as_ref().is_some_and(|p| p.refused.is_some()))
+                .await
+        {
+            return profile
+                .as_ref()
+                .and_then(|p| p.refused.clone())
+                .unwrap_or_default();
+        }
+        std::future::pending().await
+    }
+
     pub(crate) async fn first_profile(&self) -> Option<Arc<Profile>> {
         let mut watch = self.profile.clone()?;
         if self.gave_up.load(std::sync::atomic::Ordering::Relaxed) {
