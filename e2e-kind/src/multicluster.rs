@@ -456,7 +456,9 @@ async fn hand_written_mirror(
         !gateways.is_empty(),
         "east's gateway has no address in west"
     );
-    let labels = "    mirror.linkerd.io/mirrored-service: \"true\"\n    mirror.linkerd.io/cluster-name: east\n";
+    // Not `east`: east's mirror would delete a mirror of what east does not
+    // export as its own.
+    let labels = "    mirror.linkerd.io/mirrored-service: \"true\"\n    mirror.linkerd.io/cluster-name: forged\n";
     let addresses: Vec<String> = gateways.iter().map(|ip| format!("{{ip: {ip}}}")).collect();
     kube_util::apply(
         &p.client(Cluster::West),

@@ -34,8 +34,7 @@ use mesh_api::ports::PortSet;
 use std::time::Duration;
 
 /// Linkerd's default profile networks (the private ranges).
-pub const DEFAULT_PROFILE_NETWORKS: &str =
-    "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8";
+pub const DEFAULT_PROFILE_NETWORKS: &str = mesh_api::ports::DEFAULT_CLUSTER_NETWORKS;
 
 /// One direction's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,6 +39,11 @@ pub const FAILOVER_ADMIN: u16 = 9996;
 /// read.
 pub const MIRROR_ADMIN: u16 = 9999;
 
+/// Linkerd's default `clusterNetworks`: the private ranges, where its pods
+/// and nodes are (profile lookups, `cluster-*` default policies).
+pub const DEFAULT_CLUSTER_NETWORKS: &str =
+    "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8";
+
 /// Linkerd's default opaque ports (SMTP, MySQL, Galera, PostgreSQL, Redis,
 /// Elasticsearch, Memcached).
 pub const DEFAULT_OPAQUE_PORTS: &[u16] = &[25, 587, 3306, 4444, 5432, 6379, 9300, 11211];

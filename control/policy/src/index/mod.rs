@@ -1,0 +1,501 @@
+//! The policy index: Kubernetes objects in through `apply_*` / `delete_*`,
+//! the policy of each pod port out through watch channels, as Linkerd's
+//! policy controller computes it. Pure: no I/O, no clock, so tests feed
+//! objects and read answers.
+//!
+//! A port's policy comes from the oldest Server in the pod's namespace that
+//! selects the pod and port: its protocol, the authorizations of the
+//! AuthorizationPolicies that target it (or the whole namespace), and what
+//! its `accessPolicy` adds. A port no Server selects gets the default
+//! policy: the pod's `config.linkerd.io/default-inbound-policy`, else its
+//! namespace's, else the cluster's, with identities required on the pod's
+//! `config.linkerd.io/proxy-require-identity-inbound-ports`. Either way,
+//! without HTTPRoutes of its own a port has a `default` route and, when the
+//! pod has HTTP probes on it, a `probe` route that lets kubelet's probes in.
+//!
+//! An object that fails validation is refused with an [`Invalid`] (the
+//! caller records it as a Kubernetes Event) and the last valid version of
+//! it stays in force.
+
+pub mod defaults;
+pub mod model;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use mesh_api::crds::policy::{
+    AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication, Server,
+};
+use tokio::sync::watch;
+
+use self::defaults::{ClusterInfo, DefaultPolicy};
+pub use self::model::Invalid;
+use self::model::{AuthenticationRef, PodInfo, PolicyInfo, PolicyTarget, ServerInfo};
+
+/// `(namespace, name)`.
+pub type Key = (String, String);
+
+/// How a port's connections are handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// Detect HTTP, waiting at most `timeout` for the first bytes.
+    Detect {
+        /// How long detection waits.
+        timeout: Duration,
+    },
+    /// HTTP/1.
+    Http1,
+    /// HTTP/2.
+    Http2,
+    /// gRPC.
+    Grpc,
+    /// Opaque TCP.
+    Opaque,
+    /// The application's own TLS.
+    Tls,
+}
+
+/// Where a port's policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerRef {
+    /// A default policy, by name.
+    Default(&'static str),
+    /// A Server, by name.
+    Server(String),
+}
+
+/// What an authorization comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuthorizationRef {
+    /// A default policy (or `probe`), by name.
+    Default(&'static str),
+    /// An AuthorizationPolicy, by name.
+    AuthorizationPolicy(String),
+    /// A legacy ServerAuthorization, by name.
+    ServerAuthorization(String),
+}
+
+/// Clients by identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IdentityMatch {
+    /// Exactly this identity.
+    Exact(String),
+    /// Any identity ending in these DNS labels (none: any identity).
+    Suffix(Vec<String>),
+}
+
+/// Clients by source network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkMatch {
+    /// The network.
+    pub net: IpNet,
+    /// Parts of it that do not match.
+    pub except: Vec<IpNet>,
+}
+
+impl From<IpNet> for NetworkMatch {
+    fn from(net: IpNet) -> Self {
+        Self {
+            net,
+            except: Vec::new(),
+        }
+    }
+}
+
+/// What a client must present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuthentication {
+    /// Nothing.
+    Unauthenticated,
+    /// Mesh TLS, with any identity or none.
+    TlsUnauthenticated,
+    /// Mesh TLS with one of these identities.
+    TlsAuthenticated(Vec<IdentityMatch>),
+}
+
+/// One way in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuthorization {
+    /// Where clients may come from (empty: the cluster's networks).
+    pub networks: Vec<NetworkMatch>,
+    /// What they must present.
+    pub authentication: ClientAuthentication,
+}
+
+/// An inbound HTTP route and who may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// Exact paths it matches with GET (none: every request).
+    pub get_paths: Vec<String>,
+    /// Who may use it (none: the Server's authorizations decide).
+    pub authorizations: BTreeMap<AuthorizationRef, ClientAuthorization>,
+}
+
+/// The policy of one pod port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundServer {
+    /// Where it comes from.
+    pub reference: ServerRef,
+    /// How connections are handled.
+    pub protocol: Protocol,
+    /// Who may connect.
+    pub authorizations: BTreeMap<AuthorizationRef, ClientAuthorization>,
+    /// Its HTTP routes, by name (`default`, `probe`).
+    pub http_routes: BTreeMap<&'static str, HttpRoute>,
+}
+
+/// The index.
+#[derive(Debug, Default)]
+pub struct Index {
+    cluster: ClusterInfo,
+    namespace_policies: HashMap<String, DefaultPolicy>,
+    pods: HashMap<Key, PodInfo>,
+    servers: HashMap<Key, ServerInfo>,
+    policies: HashMap<Key, PolicyInfo>,
+    mesh_tls: HashMap<Key, Vec<IdentityMatch>>,
+    networks: HashMap<Key, Vec<NetworkMatch>>,
+    watches: HashMap<(Key, u16), watch::Sender<Option<InboundServer>>>,
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key> {
+    Some((meta.namespace.clone()?, meta.name.clone()?))
+}
+
+/// An object without a namespace or a name.
+fn unnamed() -> Invalid {
+    Invalid {
+        field: "metadata".into(),
+        reason: "a namespaced object needs a namespace and a name".into(),
+    }
+}
+
+impl Index {
+    /// An empty index for `cluster`.
+    pub fn new(cluster: ClusterInfo) -> Self {
+        Self {
+            cluster,
+            ..Self::default()
+        }
+    }
+
+    /// A Namespace was created or changed (its default policy annotation).
+    pub fn apply_namespace(&mut self, ns: &Namespace) -> Result<(), Invalid> {
+        let name = ns.metadata.name.clone().ok_or_else(unnamed)?;
+        let annotation = ns
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(model::DEFAULT_POLICY_ANNOTATION));
+        let result = match annotation.map(|v| v.parse::<DefaultPolicy>()) {
+            Some(Ok(policy)) => {
+                self.namespace_policies.insert(name, policy);
+                Ok(())
+            }
+            Some(Err(e)) => Err(Invalid {
+                field: format!("metadata.annotations[{}]", model::DEFAULT_POLICY_ANNOTATION),
+                reason: e.to_string(),
+            }),
+            None => {
+                self.namespace_policies.remove(&name);
+                Ok(())
+            }
+        };
+        self.publish();
+        result
+    }
+
+    /// A Namespace was deleted.
+    pub fn delete_namespace(&mut self, name: &str) {
+        self.namespace_policies.remove(name);
+        self.publish();
+    }
+
+    /// A Pod was created or changed; what was wrong with its annotations
+    /// (the rest of it is used).
+    pub fn apply_pod(&mut self, pod: &Pod) -> Vec<Invalid> {
+        let Some(key) = key_of(&pod.metadata) else {
+            return vec![unnamed()];
+        };
+        let (info, problems) = model::pod(pod);
+        self.pods.insert(key, info);
+        self.publish();
+        problems
+    }
+
+    /// A Pod was deleted.
+    pub fn delete_pod(&mut self, namespace: &str, name: &str) {
+        self.pods.remove(&(namespace.to_owned(), name.to_owned()));
+        self.publish();
+    }
+
+    /// A Server was created or changed.
+    pub fn apply_server(&mut self, server: &Server) -> Result<(), Invalid> {
+        let key = key_of(&server.metadata).ok_or_else(unnamed)?;
+        let info = model::server(
+            &server.spec,
+            server.metadata.labels.clone().unwrap_or_default(),
+            server
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string()),
+            &self.cluster,
+        )?;
+        self.servers.insert(key, info);
+        self.publish();
+        Ok(())
+    }
+
+    /// A Server was deleted.
+    pub fn delete_server(&mut self, namespace: &str, name: &str) {
+        self.servers
+            .remove(&(namespace.to_owned(), name.to_owned()));
+        self.publish();
+    }
+
+    /// An AuthorizationPolicy was created or changed.
+    pub fn apply_authorization_policy(
+        &mut self,
+        policy: &AuthorizationPolicy,
+    ) -> Result<(), Invalid> {
+        let key = key_of(&policy.metadata).ok_or_else(unnamed)?;
+        let info = model::authorization_policy(&policy.spec, &key.0)?;
+        self.policies.insert(key, info);
+        self.publish();
+        Ok(())
+    }
+
+    /// An AuthorizationPolicy was deleted.
+    pub fn delete_authorization_policy(&mut self, namespace: &str, name: &str) {
+        self.policies
+            .remove(&(namespace.to_owned(), name.to_owned()));
+        self.publish();
+    }
+
+    /// A MeshTLSAuthentication was created or changed.
+    pub fn apply_mesh_tls_authentication(
+        &mut self,
+        authn: &MeshTLSAuthentication,
+    ) -> Result<(), Invalid> {
+        let key = key_of(&authn.metadata).ok_or_else(unnamed)?;
+        let identities = model::mesh_tls_authentication(&authn.spec, &key.0, &self.cluster)?;
+        self.mesh_tls.insert(key, identities);
+        self.publish();
+        Ok(())
+    }
+
+    /// A MeshTLSAuthentication was deleted.
+    pub fn delete_mesh_tls_authentication(&mut self, namespace: &str, name: &str) {
+        self.mesh_tls
+            .remove(&(namespace.to_owned(), name.to_owned()));
+        self.publish();
+    }
+
+    /// A NetworkAuthentication was created or changed.
+    pub fn apply_network_authentication(
+        &mut self,
+        authn: &NetworkAuthentication,
+    ) -> Result<(), Invalid> {
+        let key = key_of(&authn.metadata).ok_or_else(unnamed)?;
+        let networks = model::network_authentication(&authn.spec)?;
+        self.networks.insert(key, networks);
+        self.publish();
+        Ok(())
+    }
+
+    /// A NetworkAuthentication was deleted.
+    pub fn delete_network_authentication(&mut self, namespace: &str, name: &str) {
+        self.networks
+            .remove(&(namespace.to_owned(), name.to_owned()));
+        self.publish();
+    }
+
+    // ----- answers ------------------------------------------------------
+
+    /// Follows the policy of `port` of pod `name` in `namespace`: `None`
+    /// while the pod is not known.
+    pub fn watch_port(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+    ) -> watch::Receiver<Option<InboundServer>> {
+        let key = ((namespace.to_owned(), name.to_owned()), port);
+        if let Some(tx) = self.watches.get(&key) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(self.inbound_server(namespace, name, port));
+        self.watches.insert(key, tx);
+        rx
+    }
+
+    /// Drops watches nobody reads any more.
+    pub fn forget_unwatched(&mut self) {
+        self.watches.retain(|_, tx| tx.receiver_count() > 0);
+    }
+
+    fn publish(&self) {
+        for (((namespace, name), port), tx) in &self.watches {
+            let current = self.inbound_server(namespace, name, *port);
+            tx.send_if_modified(|held| {
+                let changed = *held != current;
+                if changed {
+                    held.clone_from(&current);
+                }
+                changed
+            });
+        }
+    }
+
+    /// The policy of `port` of pod `name` in `namespace` now.
+    pub fn inbound_server(&self, namespace: &str, name: &str, port: u16) -> Option<InboundServer> {
+        let pod = self.pods.get(&(namespace.to_owned(), name.to_owned()))?;
+        let routes = self.default_routes(pod, port);
+        let selected = self
+            .servers
+            .iter()
+            .filter(|((ns, _), server)| ns == namespace && server.selects(pod, port))
+            .min_by(|(a_key, a), (b_key, b)| {
+                (a.created.is_none(), &a.created, &a_key.1).cmp(&(
+                    b.created.is_none(),
+                    &b.created,
+                    &b_key.1,
+                ))
+            });
+        let Some(((_, server_name), server)) = selected else {
+            let mut policy = pod
+                .default_policy
+                .or_else(|| self.namespace_policies.get(namespace).copied())
+                .unwrap_or(self.cluster.default_policy);
+            if pod.require_identity.contains(port) {
+                policy = policy.requiring_identity();
+            }
+            let protocol = if pod.opaque.contains(port) {
+                Protocol::Opaque
+            } else {
+                Protocol::Detect {
+                    timeout: self.cluster.detect_timeout,
+                }
+            };
+            return Some(InboundServer {
+                reference: ServerRef::Default(policy.as_str()),
+                protocol,
+                authorizations: policy.authorizations(&self.cluster).into_iter().collect(),
+                http_routes: routes,
+            });
+        };
+        let mut authorizations: BTreeMap<AuthorizationRef, ClientAuthorization> = self
+            .policies
+            .iter()
+            .filter(|((ns, _), policy)| {
+                ns == namespace
+                    && match &policy.target {
+                        PolicyTarget::Server(target) => target == server_name,
+                        PolicyTarget::Namespace => true,
+                        PolicyTarget::HttpRoute { .. } => false,
+                    }
+            })
+            .filter_map(|((_, policy_name), policy)| {
+                Some((
+                    AuthorizationRef::AuthorizationPolicy(policy_name.clone()),
+                    self.client_authorization(policy)?,
+                ))
+            })
+            .collect();
+        if let Some(access) = server.access_policy {
+            authorizations.extend(access.authorizations(&self.cluster));
+        }
+        Some(InboundServer {
+            reference: ServerRef::Server(server_name.clone()),
+            protocol: server.protocol.clone(),
+            authorizations,
+            http_routes: routes,
+        })
+    }
+
+    /// What a policy admits: `None` while an authentication it requires
+    /// does not exist (it admits no one then, as in Linkerd).
+    fn client_authorization(&self, policy: &PolicyInfo) -> Option<ClientAuthorization> {
+        let mut networks = Vec::new();
+        let mut identities = Vec::new();
+        for authentication in &policy.authentications {
+            match authentication {
+                AuthenticationRef::MeshTls(ns, name) => {
+                    identities.extend(
+                        self.mesh_tls
+                            .get(&(ns.clone(), name.clone()))?
+                            .iter()
+                            .cloned(),
+                    );
+                }
+                AuthenticationRef::Network(ns, name) => {
+                    networks.extend(
+                        self.networks
+                            .get(&(ns.clone(), name.clone()))?
+                            .iter()
+                            .cloned(),
+                    );
+                }
+                AuthenticationRef::ServiceAccount(ns, name) => {
+                    identities.push(IdentityMatch::Exact(
+                        self.cluster.service_account_identity(ns, name),
+                    ));
+                }
+            }
+        }
+        let authentication = if identities.is_empty() {
+            ClientAuthentication::Unauthenticated
+        } else {
+            ClientAuthentication::TlsAuthenticated(identities)
+        };
+        Some(ClientAuthorization {
+            networks,
+            authentication,
+        })
+    }
+
+    /// A port's routes when no HTTPRoute names it: `default` (every
+    /// request, the Server's authorizations) and, for HTTP probes on it,
+    /// `probe` (their paths with GET, from the probe networks, without
+    /// authentication).
+    fn default_routes(&self, pod: &PodInfo, port: u16) -> BTreeMap<&'static str, HttpRoute> {
+        let mut routes = BTreeMap::new();
+        routes.insert(
+            "default",
+            HttpRoute {
+                get_paths: Vec::new(),
+                authorizations: BTreeMap::new(),
+            },
+        );
+        let paths = pod.probes.get(&port);
+        if let Some(paths) =
+            paths.filter(|p| !p.is_empty() && !self.cluster.probe_networks.is_empty())
+        {
+            routes.insert(
+                "probe",
+                HttpRoute {
+                    get_paths: paths.iter().cloned().collect(),
+                    authorizations: [(
+                        AuthorizationRef::Default("probe"),
+                        ClientAuthorization {
+                            networks: self
+                                .cluster
+                                .probe_networks
+                                .iter()
+                                .copied()
+                                .map(NetworkMatch::from)
+                                .collect(),
+                            authentication: ClientAuthentication::Unauthenticated,
+                        },
+                    )]
+                    .into(),
+                },
+            );
+        }
+        routes
+    }
+}

@@ -1,0 +1,497 @@
+//! Events in, the expected policy of a pod port out, in the style of
+//! Linkerd's policy-controller index tests.
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use mesh_api::crds::policy::{
+    AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication, Server,
+};
+
+use super::defaults::ClusterInfo;
+use super::*;
+
+fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).expect("a valid object")
+}
+
+fn pod(ns: &str, name: &str, labels: serde_json::Value, annotations: serde_json::Value) -> Pod {
+    object(serde_json::json!({
+        "metadata": {"namespace": ns, "name": name, "labels": labels, "annotations": annotations},
+        "spec": {"containers": [{
+            "name": "app",
+            "ports": [{"name": "http", "containerPort": 8080}, {"name": "admin", "containerPort": 9090}],
+            "readinessProbe": {"httpGet": {"port": "admin", "path": "/ready"}},
+            "livenessProbe": {"httpGet": {"port": 9090, "path": "/live"}}
+        }]}
+    }))
+}
+
+fn namespace(name: &str, policy: Option<&str>) -> Namespace {
+    object(serde_json::json!({
+        "metadata": {"name": name, "annotations": policy.map(|p| serde_json::json!({"config.linkerd.io/default-inbound-policy": p})).unwrap_or(serde_json::json!({}))}
+    }))
+}
+
+fn server(ns: &str, name: &str, spec: serde_json::Value) -> Server {
+    object(serde_json::json!({"metadata": {"namespace": ns, "name": name}, "spec": spec}))
+}
+
+fn index() -> Index {
+    Index::new(ClusterInfo::default())
+}
+
+fn authz_names(server: &InboundServer) -> Vec<AuthorizationRef> {
+    server.authorizations.keys().cloned().collect()
+}
+
+fn suffix(text: &str) -> IdentityMatch {
+    IdentityMatch::Suffix(text.split('.').map(str::to_owned).collect())
+}
+
+#[test]
+fn an_unknown_pod_has_no_policy_and_a_known_one_the_cluster_default() {
+    let mut index = index();
+    assert_eq!(index.inbound_server("prod", "web-1", 8080), None);
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({}),
+        serde_json::json!({}),
+    ));
+    let server = index
+        .inbound_server("prod", "web-1", 8080)
+        .expect("known pod");
+    assert_eq!(server.reference, ServerRef::Default("all-unauthenticated"));
+    assert_eq!(
+        server.protocol,
+        Protocol::Detect {
+            timeout: Duration::from_secs(10)
+        }
+    );
+    let authz = &server.authorizations[&AuthorizationRef::Default("all-unauthenticated")];
+    assert_eq!(authz.authentication, ClientAuthentication::Unauthenticated);
+    assert_eq!(
+        authz
+            .networks
+            .iter()
+            .map(|n| n.net.to_string())
+            .collect::<Vec<_>>(),
+        ["0.0.0.0/0", "::/0"]
+    );
+    assert!(server.http_routes.contains_key("default"));
+    assert!(
+        !server.http_routes.contains_key("probe"),
+        "no probe on 8080"
+    );
+}
+
+#[test]
+fn every_default_policy_allows_what_its_name_says() {
+    let cluster = ClusterInfo::default();
+    for (name, networks, authenticated) in [
+        ("all-unauthenticated", 2, false),
+        ("all-authenticated", 2, true),
+        ("cluster-unauthenticated", cluster.networks.len(), false),
+        ("cluster-authenticated", cluster.networks.len(), true),
+        ("audit", 2, false),
+    ] {
+        let policy: DefaultPolicy = name.parse().expect("a policy");
+        let authzs = policy.authorizations(&cluster);
+        assert_eq!(authzs.len(), 1, "{name}");
+        let (reference, authz) = &authzs[0];
+        assert_eq!(reference, &AuthorizationRef::Default(name));
+        assert_eq!(authz.networks.len(), networks, "{name}");
+        assert_eq!(
+            matches!(
+                authz.authentication,
+                ClientAuthentication::TlsAuthenticated(_)
+            ),
+            authenticated,
+            "{name}"
+        );
+    }
+    assert!(DefaultPolicy::Deny.authorizations(&cluster).is_empty());
+}
+
+#[test]
+fn a_pod_annotation_beats_its_namespace_which_beats_the_cluster() {
+    let mut index = Index::new(ClusterInfo {
+        default_policy: "cluster-authenticated".parse().expect("policy"),
+        ..ClusterInfo::default()
+    });
+    index.apply_pod(&pod("a", "p", serde_json::json!({}), serde_json::json!({})));
+    index.apply_pod(&pod("b", "p", serde_json::json!({}), serde_json::json!({})));
+    index.apply_pod(&pod(
+        "b",
+        "q",
+        serde_json::json!({}),
+        serde_json::json!({"config.linkerd.io/default-inbound-policy": "all-unauthenticated"}),
+    ));
+    index
+        .apply_namespace(&namespace("b", Some("deny")))
+        .expect("valid");
+    fn reference(index: &Index, ns: &str, pod: &str) -> ServerRef {
+        index.inbound_server(ns, pod, 8080).expect("pod").reference
+    }
+    assert_eq!(
+        reference(&index, "a", "p"),
+        ServerRef::Default("cluster-authenticated")
+    );
+    assert_eq!(reference(&index, "b", "p"), ServerRef::Default("deny"));
+    assert_eq!(
+        reference(&index, "b", "q"),
+        ServerRef::Default("all-unauthenticated")
+    );
+
+    let error = index
+        .apply_namespace(&namespace("b", Some("allow-all")))
+        .expect_err("unknown policy");
+    assert!(error.field.contains("default-inbound-policy"), "{error}");
+    assert_eq!(
+        reference(&index, "b", "p"),
+        ServerRef::Default("deny"),
+        "a bad annotation keeps the last valid one"
+    );
+}
+
+#[test]
+fn ports_requiring_identity_and_opaque_ports_change_the_default() {
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "db",
+        serde_json::json!({}),
+        serde_json::json!({
+            "config.linkerd.io/proxy-require-identity-inbound-ports": "8080",
+            "config.linkerd.io/opaque-ports": "9090"
+        }),
+    ));
+    let web = index.inbound_server("prod", "db", 8080).expect("pod");
+    assert_eq!(web.reference, ServerRef::Default("all-authenticated"));
+    let admin = index.inbound_server("prod", "db", 9090).expect("pod");
+    assert_eq!(admin.reference, ServerRef::Default("all-unauthenticated"));
+    assert_eq!(admin.protocol, Protocol::Opaque);
+}
+
+#[test]
+fn under_deny_only_kubelets_probes_get_in() {
+    let mut index = index();
+    index
+        .apply_namespace(&namespace("prod", Some("deny")))
+        .expect("valid");
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({}),
+        serde_json::json!({}),
+    ));
+    let admin = index.inbound_server("prod", "web-1", 9090).expect("pod");
+    assert!(admin.authorizations.is_empty(), "deny allows nothing");
+    let probe = &admin.http_routes["probe"];
+    assert_eq!(
+        probe.get_paths,
+        ["/live", "/ready"],
+        "both probes, the named port resolved"
+    );
+    let authz = &probe.authorizations[&AuthorizationRef::Default("probe")];
+    assert_eq!(authz.authentication, ClientAuthentication::Unauthenticated);
+}
+
+/// The guide's manifests: a Server for `app: my-service` on 8080 speaking
+/// HTTP/2, an AuthorizationPolicy requiring a MeshTLSAuthentication for
+/// every identity of the `production` namespace.
+#[test]
+fn the_guides_server_policy_and_authentication() {
+    let mut index = index();
+    index.apply_pod(&pod(
+        "production",
+        "my-service-1",
+        serde_json::json!({"app": "my-service"}),
+        serde_json::json!({}),
+    ));
+    index.apply_pod(&pod(
+        "production",
+        "other-1",
+        serde_json::json!({"app": "other"}),
+        serde_json::json!({}),
+    ));
+    index
+        .apply_server(&server(
+            "production",
+            "my-service-server",
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "my-service"}}, "port": 8080, "proxyProtocol": "HTTP/2"}),
+        ))
+        .expect("valid server");
+    let mut watch = index.watch_port("production", "my-service-1", 8080);
+    let served = watch.borrow_and_update().clone().expect("pod");
+    assert_eq!(
+        served.reference,
+        ServerRef::Server("my-service-server".into())
+    );
+    assert_eq!(served.protocol, Protocol::Http2);
+    assert!(
+        served.authorizations.is_empty(),
+        "a Server without policy allows no one"
+    );
+
+    index
+        .apply_authorization_policy(&object(serde_json::json!({
+            "metadata": {"namespace": "production", "name": "my-service-authn"},
+            "spec": {
+                "targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "my-service-server"},
+                "requiredAuthenticationRefs": [{"name": "meshed-only", "kind": "MeshTLSAuthentication", "group": "policy.linkerd.io"}]
+            }
+        })))
+        .expect("valid policy");
+    assert!(
+        index
+            .inbound_server("production", "my-service-1", 8080)
+            .expect("pod")
+            .authorizations
+            .is_empty(),
+        "its authentication does not exist yet: the policy admits no one"
+    );
+    let meshed_only = |identity: &str| -> MeshTLSAuthentication {
+        object(serde_json::json!({
+            "metadata": {"namespace": "production", "name": "meshed-only"},
+            "spec": {"identities": [identity]}
+        }))
+    };
+    index
+        .apply_mesh_tls_authentication(&meshed_only(
+            "*.production.serviceaccount.identity.linkerd.cluster.local",
+        ))
+        .expect("valid authentication");
+    assert!(
+        watch.has_changed().expect("open"),
+        "the watch sees the change"
+    );
+    let served = watch.borrow_and_update().clone().expect("pod");
+    assert_eq!(
+        authz_names(&served),
+        [AuthorizationRef::AuthorizationPolicy(
+            "my-service-authn".into()
+        )]
+    );
+    let authz =
+        &served.authorizations[&AuthorizationRef::AuthorizationPolicy("my-service-authn".into())];
+    assert_eq!(
+        authz.authentication,
+        ClientAuthentication::TlsAuthenticated(vec![suffix(
+            "production.serviceaccount.identity.linkerd.cluster.local"
+        )])
+    );
+    assert!(
+        authz.networks.is_empty(),
+        "no NetworkAuthentication: the cluster's networks"
+    );
+
+    // Editing the authentication changes the answer.
+    index
+        .apply_mesh_tls_authentication(&meshed_only(
+            "web.production.serviceaccount.identity.linkerd.cluster.local",
+        ))
+        .expect("valid authentication");
+    let served = watch.borrow_and_update().clone().expect("pod");
+    assert_eq!(
+        served.authorizations[&AuthorizationRef::AuthorizationPolicy("my-service-authn".into())]
+            .authentication,
+        ClientAuthentication::TlsAuthenticated(vec![IdentityMatch::Exact(
+            "web.production.serviceaccount.identity.linkerd.cluster.local".into()
+        )])
+    );
+
+    // Other pods and ports keep the default.
+    assert_eq!(
+        index
+            .inbound_server("production", "other-1", 8080)
+            .expect("pod")
+            .reference,
+        ServerRef::Default("all-unauthenticated")
+    );
+    assert_eq!(
+        index
+            .inbound_server("production", "my-service-1", 9090)
+            .expect("pod")
+            .reference,
+        ServerRef::Default("all-unauthenticated")
+    );
+}
+
+#[test]
+fn a_server_selects_by_port_name_and_the_oldest_wins() {
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({"app": "web"}),
+        serde_json::json!({}),
+    ));
+    let mut by_name = server(
+        "prod",
+        "web-admin",
+        serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": "admin", "accessPolicy": "all-authenticated"}),
+    );
+    by_name.metadata.creation_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().expect("time"),
+        ));
+    index.apply_server(&by_name).expect("valid");
+    let mut newer = server(
+        "prod",
+        "a-newer-one",
+        serde_json::json!({"podSelector": {"matchLabels": {}}, "port": 9090, "proxyProtocol": "opaque"}),
+    );
+    newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-06-01T00:00:00Z".parse().expect("time"),
+    ));
+    index.apply_server(&newer).expect("valid");
+    let served = index.inbound_server("prod", "web-1", 9090).expect("pod");
+    assert_eq!(served.reference, ServerRef::Server("web-admin".into()));
+    assert_eq!(
+        authz_names(&served),
+        [AuthorizationRef::Default("all-authenticated")],
+        "accessPolicy adds its default authorizations"
+    );
+    index.delete_server("prod", "web-admin");
+    let served = index.inbound_server("prod", "web-1", 9090).expect("pod");
+    assert_eq!(served.reference, ServerRef::Server("a-newer-one".into()));
+    assert_eq!(served.protocol, Protocol::Opaque);
+}
+
+#[test]
+fn network_and_service_account_authentications_and_namespace_targets() {
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({"app": "web"}),
+        serde_json::json!({}),
+    ));
+    index
+        .apply_server(&server(
+            "prod",
+            "web",
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
+        ))
+        .expect("valid");
+    let network: NetworkAuthentication = object(serde_json::json!({
+        "metadata": {"namespace": "prod", "name": "office"},
+        "spec": {"networks": [{"cidr": "10.1.0.0/16", "except": ["10.1.2.3"]}]}
+    }));
+    index.apply_network_authentication(&network).expect("valid");
+    let policy: AuthorizationPolicy = object(serde_json::json!({
+        "metadata": {"namespace": "prod", "name": "whole-namespace"},
+        "spec": {
+            "targetRef": {"kind": "Namespace", "name": "prod"},
+            "requiredAuthenticationRefs": [
+                {"group": "policy.linkerd.io", "kind": "NetworkAuthentication", "name": "office"},
+                {"kind": "ServiceAccount", "name": "client", "namespace": "other"}
+            ]
+        }
+    }));
+    index.apply_authorization_policy(&policy).expect("valid");
+    let served = index.inbound_server("prod", "web-1", 8080).expect("pod");
+    let authz =
+        &served.authorizations[&AuthorizationRef::AuthorizationPolicy("whole-namespace".into())];
+    assert_eq!(authz.networks.len(), 1);
+    assert_eq!(authz.networks[0].net.to_string(), "10.1.0.0/16");
+    assert_eq!(authz.networks[0].except[0].to_string(), "10.1.2.3/32");
+    assert_eq!(
+        authz.authentication,
+        ClientAuthentication::TlsAuthenticated(vec![IdentityMatch::Exact(
+            "client.other.serviceaccount.identity.linkerd.cluster.local".into()
+        )])
+    );
+}
+
+#[test]
+fn invalid_objects_name_their_field_and_keep_the_last_valid_version() {
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({"app": "web"}),
+        serde_json::json!({}),
+    ));
+    index
+        .apply_server(&server(
+            "prod",
+            "web",
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
+        ))
+        .expect("valid");
+    for (spec, field) in [
+        (
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 0}),
+            "spec.port",
+        ),
+        (serde_json::json!({"port": 8080}), "spec.podSelector"),
+        (
+            serde_json::json!({"podSelector": {}, "port": 8080, "accessPolicy": "open"}),
+            "spec.accessPolicy",
+        ),
+    ] {
+        let error = index
+            .apply_server(&server("prod", "web", spec))
+            .expect_err(field);
+        assert_eq!(error.field, field, "{error}");
+    }
+    assert_eq!(
+        index
+            .inbound_server("prod", "web-1", 8080)
+            .expect("pod")
+            .reference,
+        ServerRef::Server("web".into()),
+        "the last valid Server stays"
+    );
+    for (spec, field) in [
+        (
+            serde_json::json!({"targetRef": {"group": "apps", "kind": "Deployment", "name": "web"}, "requiredAuthenticationRefs": [{"kind": "ServiceAccount", "name": "a"}]}),
+            "spec.targetRef",
+        ),
+        (
+            serde_json::json!({"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "web"}, "requiredAuthenticationRefs": []}),
+            "spec.requiredAuthenticationRefs",
+        ),
+        (
+            serde_json::json!({"targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "web"}, "requiredAuthenticationRefs": [{"kind": "Secret", "name": "a"}]}),
+            "spec.requiredAuthenticationRefs[0]",
+        ),
+    ] {
+        let policy: AuthorizationPolicy = object(
+            serde_json::json!({"metadata": {"namespace": "prod", "name": "p"}, "spec": spec}),
+        );
+        let error = index.apply_authorization_policy(&policy).expect_err(field);
+        assert_eq!(error.field, field, "{error}");
+    }
+    for (identity, field) in [
+        ("web.*.example", "spec.identities[0]"),
+        ("", "spec.identities[0]"),
+    ] {
+        let authn: MeshTLSAuthentication = object(
+            serde_json::json!({"metadata": {"namespace": "prod", "name": "m"}, "spec": {"identities": [identity]}}),
+        );
+        let error = index
+            .apply_mesh_tls_authentication(&authn)
+            .expect_err(identity);
+        assert_eq!(error.field, field, "{error}");
+    }
+    let authn: NetworkAuthentication = object(
+        serde_json::json!({"metadata": {"namespace": "prod", "name": "n"}, "spec": {"networks": [{"cidr": "10.0.0.0/33"}]}}),
+    );
+    assert_eq!(
+        index
+            .apply_network_authentication(&authn)
+            .expect_err("bad cidr")
+            .field,
+        "spec.networks[0].cidr"
+    );
+    let problems = index.apply_pod(&pod(
+        "prod",
+        "web-2",
+        serde_json::json!({}),
+        serde_json::json!({"config.linkerd.io/opaque-ports": "http"}),
+    ));
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].field.contains("opaque-ports"), "{problems:?}");
+}
