@@ -10,6 +10,8 @@
 //! - [`identity`]: this process's certificate from the identity service,
 //!   obtained and kept fresh.
 //! - [`control`]: gRPC channels to the control plane.
+//! - [`grpc_server`]: serving a control-plane gRPC API over certified TLS
+//!   (or plain text without an identity).
 //! - [`listen`]: binding a listener, with an error that names the address.
 //!
 //! It depends on no Kubernetes client and on nothing of the proxy's
@@ -19,6 +21,7 @@
 pub mod admin;
 pub mod control;
 pub mod drain;
+pub mod grpc_server;
 pub mod identity;
 pub mod listen;
 pub mod tls;

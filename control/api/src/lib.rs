@@ -8,11 +8,14 @@
 //! Two features add what the controllers and the CLI share: `crds` (the
 //! custom resource types, pure data) and `client` (a Kubernetes client
 //! built as kubectl builds one, and the pod-proxy requests in
-//! [`kube_client`], which do I/O).
+//! [`kube_client`], which do I/O); `watch` adds `index_watch`, which feeds a
+//! controller's pure index from Kubernetes watches.
 
 #[cfg(feature = "crds")]
 pub mod crds;
 pub mod identity;
+#[cfg(feature = "watch")]
+pub mod index_watch;
 #[cfg(feature = "client")]
 pub mod kube_client;
 pub mod labels;

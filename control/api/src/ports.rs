@@ -32,6 +32,9 @@ pub const IDENTITY_ADMIN: u16 = 9990;
 pub const INJECTOR_ADMIN: u16 = 9995;
 /// The destination service's admin server.
 pub const DESTINATION_ADMIN: u16 = 9996;
+/// The policy controller's admin server (a container of the destination
+/// pod, as in Linkerd, so not 9996).
+pub const POLICY_ADMIN: u16 = 9990;
 /// The failover controller's admin server (its own pod, Linkerd's port).
 pub const FAILOVER_ADMIN: u16 = 9996;
 /// A service mirror's admin server (`admin-http`): its gateway probe

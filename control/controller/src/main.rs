@@ -11,6 +11,8 @@ mod failover;
 mod identity;
 mod injector;
 mod mirror;
+mod policy;
+mod serving_identity;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,8 @@ enum Component {
     Identity(identity::IdentityArgs),
     /// The destination service: endpoints and profiles (Destination.Get, GetProfile).
     Destination(destination::DestinationArgs),
+    /// The policy controller: who may reach each pod port (InboundServerPolicies).
+    Policy(policy::PolicyArgs),
     /// The proxy injector: a MutatingWebhook that adds the proxy to pods.
     Injector(injector::InjectorArgs),
     /// The service mirror of one Link: a linked cluster's exported Services here.
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.component {
         Component::Identity(args) => identity::run(args, client).await,
         Component::Destination(args) => destination::run(args, client).await,
+        Component::Policy(args) => policy::run(args, client).await,
         Component::Injector(args) => injector::run(args, client).await,
         Component::Mirror(args) => mirror::run(args, client).await,
         Component::Failover(args) => failover::run(args, client).await,

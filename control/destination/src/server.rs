@@ -3,16 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use linkerd2_proxy_api::destination::destination_server::DestinationServer;
 use mesh_core::admin::Admin;
 use mesh_core::drain::{Drain, Serving};
-use mesh_core::identity::CredentialsError;
-use mesh_core::identity::IdentityConfig;
+pub use mesh_core::grpc_server::ServerTls;
+use mesh_core::grpc_server::{self, ServeError};
 use mesh_core::listen::ListenError;
-use mesh_core::tls::incoming::TlsIncoming;
-use mesh_core::tls::{ClientAuth, TlsError};
 use prometheus_client::registry::Registry;
 
 use crate::grpc::DestinationService;
@@ -33,19 +30,6 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
 }
 
-/// How the destination service proves its identity to proxies: a
-/// certificate for its ServiceAccount's identity from the identity service,
-/// renewed as a proxy renews its own.
-#[derive(Debug, Clone)]
-pub struct ServerTls {
-    /// Its identity (`linkerd-destination.linkerd.serviceaccount.identity.linkerd.cluster.local`).
-    pub local_identity: String,
-    /// The trust anchors (PEM).
-    pub trust_anchors_pem: String,
-    /// Where and how to get certificates.
-    pub identity: IdentityConfig,
-}
-
 /// What a running destination service tells its caller.
 #[derive(Debug)]
 pub struct Started {
@@ -63,12 +47,9 @@ pub type Running = Serving<Started>;
 /// Why the destination service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Its own credentials could not be set up.
+    /// Its gRPC server (its credentials, TLS) could not be set up.
     #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    /// TLS could not be set up.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
+    Serve(#[from] ServeError),
     /// A listener could not be bound.
     #[error(transparent)]
     Listen(#[from] ListenError),
@@ -88,54 +69,19 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     });
     let service = DestinationService::new(index.clone());
     let mut registry = Registry::default();
-    let grpc_stop = drain.signaled();
     // Updates are small writes on long-lived streams: without NODELAY each
     // one can wait out the client's delayed ACK.
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(DestinationServer::new(service));
-    let credentials = match config.tls {
-        None => {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(Duration::from_secs(10)));
-            drain.spawn(async move {
-                if let Err(e) = server
-                    .serve_with_incoming_shutdown(incoming, grpc_stop)
-                    .await
-                {
-                    tracing::error!("destination gRPC server failed: {e}");
-                }
-            });
-            None
-        }
-        Some(tls) => {
-            let credentials = mesh_core::identity::certified_credentials(
-                &tls.local_identity,
-                &tls.trust_anchors_pem,
-                tls.identity,
-                &mut registry,
-                &mut drain,
-            )?;
-            let server_config = credentials.server_config(ClientAuth::Optional, &[b"h2"])?;
-            let (conns_tx, conns_rx) = tokio::sync::mpsc::channel(64);
-            drain.spawn(TlsIncoming::accept_loop(
-                listener,
-                server_config,
-                conns_tx,
-                drain.signaled(),
-            ));
-            drain.spawn(async move {
-                if let Err(e) = server
-                    .serve_with_incoming_shutdown(TlsIncoming::stream(conns_rx), grpc_stop)
-                    .await
-                {
-                    tracing::error!("destination gRPC server failed: {e}");
-                }
-            });
-            Some(credentials)
-        }
-    };
+    let credentials = grpc_server::serve(
+        router,
+        listener,
+        config.tls,
+        &mut registry,
+        &mut drain,
+        "destination",
+    )?;
     // Ready once proxies can be served: every kind listed, and with TLS,
     // certified.
     let admin = Admin::new(Arc::new(registry), move || {

@@ -5,6 +5,12 @@
 //! - [`index`]: the pure index (Kubernetes objects in, the policy of each
 //!   pod port out; no I/O, no clock).
 //! - [`proto`]: a port's policy as the API's `Server` message.
+//! - [`grpc`]: the `InboundServerPolicies` service.
+//! - [`k8s`]: Kubernetes watchers feeding the index.
+//! - [`server`]: running it all (gRPC on 8090, admin on 9990).
 
+pub mod grpc;
 pub mod index;
+pub mod k8s;
 pub mod proto;
+pub mod server;

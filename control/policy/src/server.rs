@@ -1,0 +1,101 @@
+//! Running the policy controller: the index, its watchers, the gRPC server
+//! on 8090 and the admin endpoint (9990), stopped by the same drain as
+//! every component.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use linkerd2_proxy_api::inbound::inbound_server_policies_server::InboundServerPoliciesServer;
+use mesh_core::admin::Admin;
+use mesh_core::drain::{Drain, Serving};
+use mesh_core::grpc_server::{self, ServeError, ServerTls};
+use mesh_core::listen::ListenError;
+use prometheus_client::registry::Registry;
+
+use crate::grpc::InboundPolicyService;
+use crate::index::Index;
+use crate::index::defaults::ClusterInfo;
+use crate::k8s;
+
+/// How the policy controller runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The gRPC listener (`0.0.0.0:8090`).
+    pub listen: SocketAddr,
+    /// The admin listener (`0.0.0.0:9990`).
+    pub admin_listen: SocketAddr,
+    /// What it knows of the cluster (networks, default policy).
+    pub cluster: ClusterInfo,
+    /// Serve gRPC over TLS with this identity; plain when unset.
+    pub tls: Option<ServerTls>,
+}
+
+/// What a running policy controller tells its caller.
+#[derive(Debug)]
+pub struct Started {
+    /// Where gRPC listens.
+    pub addr: SocketAddr,
+    /// Where the admin endpoint listens.
+    pub admin_addr: SocketAddr,
+    /// The index (for tests and benchmarks).
+    pub index: Arc<Mutex<Index>>,
+}
+
+/// A running policy controller.
+pub type Running = Serving<Started>;
+
+/// Why the policy controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its gRPC server (its credentials, TLS) could not be set up.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
+/// Binds, starts the watchers and serves.
+pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {
+    let networks = config.cluster.networks.clone();
+    let index = Arc::new(Mutex::new(Index::new(config.cluster)));
+    let (listener, addr) = mesh_core::listen::bind(config.listen).await?;
+    let (admin_listener, admin_addr) = mesh_core::listen::bind(config.admin_listen).await?;
+    let mut drain = Drain::new();
+    let (mut watchers, synced) = k8s::spawn_watchers(client, index.clone());
+    let watch_stop = drain.signaled();
+    drain.spawn(async move {
+        watch_stop.await;
+        watchers.shutdown().await;
+    });
+    let mut registry = Registry::default();
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(InboundServerPoliciesServer::new(InboundPolicyService::new(
+            index.clone(),
+            networks,
+        )));
+    let credentials = grpc_server::serve(
+        router,
+        listener,
+        config.tls,
+        &mut registry,
+        &mut drain,
+        "policy",
+    )?;
+    // Ready once proxies can be served: every kind listed, and with TLS,
+    // certified.
+    let admin = Admin::new(Arc::new(registry), move || {
+        synced.is_ready() && credentials.as_ref().is_none_or(|c| c.has_certificate())
+    });
+    drain.spawn(admin.serve(admin_listener, drain.signaled()));
+    tracing::info!(%addr, %admin_addr, "policy controller started");
+    Ok(Serving::new(
+        Started {
+            addr,
+            admin_addr,
+            index,
+        },
+        drain,
+    ))
+}

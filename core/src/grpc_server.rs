@@ -1,0 +1,88 @@
+//! Serving a control-plane gRPC API (destination, policy) the way proxies
+//! expect: over mutual-TLS-capable TLS with a certificate for the
+//! component's own identity, certified by the identity service and renewed
+//! as a proxy's is, or in plain text when no identity is configured
+//! (development, tests). Either way it stops on the drain signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tonic::transport::server::Router;
+
+use crate::drain::Drain;
+use crate::identity::{CredentialsError, IdentityConfig};
+use crate::tls::incoming::TlsIncoming;
+use crate::tls::{ClientAuth, Credentials, TlsError};
+
+/// How a component proves its identity to proxies.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Its identity (`linkerd-destination.linkerd.serviceaccount.identity.linkerd.cluster.local`).
+    pub local_identity: String,
+    /// The trust anchors (PEM).
+    pub trust_anchors_pem: String,
+    /// Where and how to get certificates.
+    pub identity: IdentityConfig,
+}
+
+/// Why a gRPC server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Its own credentials could not be set up.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Serves `router` on `listener` until `drain` signals (`what` names it in
+/// logs); with `tls`, over TLS with certified credentials, which it returns
+/// (their metrics in `registry`).
+pub fn serve(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    registry: &mut Registry,
+    drain: &mut Drain,
+    what: &'static str,
+) -> Result<Option<Arc<Credentials>>, ServeError> {
+    let stop = drain.signaled();
+    let Some(tls) = tls else {
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(10)));
+        drain.spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+                tracing::error!("{what} gRPC server failed: {e}");
+            }
+        });
+        return Ok(None);
+    };
+    let credentials = crate::identity::certified_credentials(
+        &tls.local_identity,
+        &tls.trust_anchors_pem,
+        tls.identity,
+        registry,
+        drain,
+    )?;
+    let server_config = credentials.server_config(ClientAuth::Optional, &[b"h2"])?;
+    let (conns_tx, conns_rx) = tokio::sync::mpsc::channel(64);
+    drain.spawn(TlsIncoming::accept_loop(
+        listener,
+        server_config,
+        conns_tx,
+        drain.signaled(),
+    ));
+    drain.spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(TlsIncoming::stream(conns_rx), stop)
+            .await
+        {
+            tracing::error!("{what} gRPC server failed: {e}");
+        }
+    });
+    Ok(Some(credentials))
+}
