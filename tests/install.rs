@@ -340,9 +340,10 @@ fn args_of(objects: &[serde_json::Value], deployment: &str) -> Vec<String> {
     serde_json::from_value(args.clone()).expect("args")
 }
 
-const CONTROLLERS: [&str; 3] = [
+const CONTROLLERS: [&str; 4] = [
     "linkerd-identity",
     "linkerd-destination",
+    "linkerd-policy",
     "linkerd-proxy-injector",
 ];
 
@@ -467,7 +468,7 @@ fn a_values_file_sets_what_flags_do_not() {
         ("proxyInjector:\n  crtPEM: x\n", "proxyInjector"),
     ] {
         std::fs::write(&values, content).expect("write values");
-        let out = mesh(&["install", "--values", &path]);
+        let out = mesh(&["install", "--values", &path, "--set", "proxy.logLevel=info"]);
         assert!(!out.status.success(), "{content:?} is refused");
         assert!(out.stdout.is_empty(), "nothing is rendered for {content:?}");
         let err = text(&out.stderr);
@@ -475,6 +476,49 @@ fn a_values_file_sets_what_flags_do_not() {
             err.contains(expected) && err.contains(&path),
             "{content:?}: {err}"
         );
+    }
+}
+
+#[test]
+fn set_writes_helm_values_and_the_default_inbound_policy_reaches_the_policy_controller() {
+    let objects = render(&[
+        "--set",
+        "proxy.defaultInboundPolicy=cluster-authenticated",
+        "--set",
+        "clusterNetworks=10.0.0.0/8,fd00::/8",
+        "--set",
+        "controllerReplicas=2",
+    ]);
+    let policy = args_of(&objects, "linkerd-policy");
+    assert!(
+        policy.contains(&"--default-policy=cluster-authenticated".to_owned())
+            && policy.contains(&"--cluster-networks=10.0.0.0/8,fd00::/8".to_owned()),
+        "{policy:?}"
+    );
+    assert_eq!(
+        find(&objects, "Deployment", "linkerd-policy")["spec"]["replicas"],
+        2
+    );
+    let service = find(&objects, "Service", "linkerd-policy");
+    assert_eq!(service["spec"]["ports"][0]["port"], 8090);
+    let defaults = args_of(&render(&[]), "linkerd-policy");
+    assert!(defaults.contains(&"--default-policy=all-unauthenticated".to_owned()));
+
+    for (set, expected) in [
+        (
+            "proxy.defaultInboundPolicy=open",
+            "proxy.defaultInboundPolicy",
+        ),
+        ("clusterNetworks=10.0.0.0/33", "clusterNetworks"),
+        ("proxy.defaultInboundPolicyy=deny", "defaultInboundPolicyy"),
+        ("proxy", "key.path=value"),
+        ("clusterDomain.x=1", "clusterDomain"),
+    ] {
+        let out = mesh(&["install", "--set", set]);
+        assert!(!out.status.success(), "--set {set} is refused");
+        assert!(out.stdout.is_empty(), "nothing is rendered for --set {set}");
+        let err = text(&out.stderr);
+        assert!(err.contains(expected), "--set {set}: {err}");
     }
 }
 

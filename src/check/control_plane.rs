@@ -14,9 +14,10 @@ use super::Waiter;
 use super::report::{Outcome, Problem, Report};
 
 /// The controllers `mesh install` runs.
-pub const DEPLOYMENTS: [&str; 3] = [
+pub const DEPLOYMENTS: [&str; 4] = [
     "linkerd-identity",
     "linkerd-destination",
+    "linkerd-policy",
     "linkerd-proxy-injector",
 ];
 /// The injector's webhook configuration.

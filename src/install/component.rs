@@ -290,3 +290,51 @@ impl Component {
         Ok(objects)
     }
 }
+
+/// What a gRPC component needs to serve proxies over mutual TLS as the
+/// identity of ServiceAccount `account`: its `mesh-controller` flags, and
+/// the trust roots and projected token volumes they read.
+pub fn serving_identity(
+    settings: &Settings,
+    account: &str,
+) -> (Vec<String>, Vec<(Volume, VolumeMount)>) {
+    use mesh_api::identity::IdentityName;
+    use mesh_api::labels::IDENTITY_TOKEN_PATH;
+    use mesh_injector::inject::{TOKEN_VOLUME, identity_token_volume};
+
+    use super::identity::{TRUST_ROOTS_DIR, trust_roots_volume};
+
+    let identity = |account: &str| IdentityName {
+        service_account: account.into(),
+        namespace: NS.into(),
+        control_namespace: NS.into(),
+        trust_domain: settings.identity_trust_domain.clone(),
+    };
+    let token_dir = IDENTITY_TOKEN_PATH
+        .rsplit_once('/')
+        .map_or(IDENTITY_TOKEN_PATH, |(dir, _)| dir);
+    let args = vec![
+        format!("--identity-local-name={}", identity(account)),
+        format!("--identity-trust-anchors-file={TRUST_ROOTS_DIR}/ca-bundle.crt"),
+        format!(
+            "--identity-addr=linkerd-identity-headless.{NS}.svc.{}.:{}",
+            settings.cluster_domain,
+            mesh_api::ports::IDENTITY
+        ),
+        format!("--identity-svc-name={}", identity("linkerd-identity")),
+        format!("--identity-token-file={IDENTITY_TOKEN_PATH}"),
+    ];
+    let volumes = vec![
+        trust_roots_volume(),
+        (
+            identity_token_volume(),
+            VolumeMount {
+                name: TOKEN_VOLUME.into(),
+                mount_path: token_dir.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ),
+    ];
+    (args, volumes)
+}

@@ -16,6 +16,7 @@ pub(crate) mod existing;
 mod identity;
 mod injector;
 pub mod manifest;
+mod policy;
 pub mod settings;
 
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ pub struct InstallArgs {
     /// A values file (YAML, Linkerd's Helm value names; `-` for stdin).
     #[arg(long, short = 'f', env = "MESH_INSTALL_VALUES", value_name = "FILE")]
     pub values: Option<PathBuf>,
+    /// A value in Linkerd's Helm names, over the values file
+    /// (`--set proxy.defaultInboundPolicy=deny`); repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// High availability: 3 replicas of each controller, spread over nodes,
     /// with PodDisruptionBudgets.
     #[arg(long, env = "MESH_INSTALL_HA")]
@@ -184,6 +189,7 @@ fn control_plane(settings: &Settings) -> anyhow::Result<Vec<manifest::Object>> {
     let material = trust_material(settings)?;
     let mut objects = identity::objects(settings, &material)?;
     objects.extend(destination::objects(settings)?);
+    objects.extend(policy::objects(settings)?);
     objects.extend(injector::objects(settings)?);
     Ok(objects)
 }

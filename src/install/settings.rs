@@ -1,7 +1,8 @@
 //! What `mesh install` renders from: the defaults, then `--ha`, then a
 //! values file (`--values`, Linkerd's Helm value names for the settings mesh
-//! has), then explicit flags. A values file with a key mesh does not know,
-//! or a value of the wrong type, is refused with the key's path.
+//! has) with `--set key.path=value` applied over it as Helm applies them,
+//! then explicit flags. A values file or `--set` with a key mesh does not
+//! know, or a value of the wrong type, is refused with the key's path.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +18,8 @@ use super::InstallArgs;
 pub struct Values {
     /// `clusterDomain`.
     cluster_domain: Option<String>,
+    /// `clusterNetworks`: the pod and node networks (comma list of CIDRs).
+    cluster_networks: Option<String>,
     /// `identityTrustDomain`.
     identity_trust_domain: Option<String>,
     /// `identityTrustAnchorsPEM`.
@@ -68,6 +71,7 @@ struct PemPair {
 struct ProxyValues {
     image: Option<ImageValues>,
     log_level: Option<String>,
+    default_inbound_policy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,15 +155,16 @@ pub struct Settings {
     pub disruption_budget: bool,
     /// The webhook's failure policy.
     pub webhook_failure_policy: FailurePolicy,
+    /// The cluster-wide default inbound policy (`proxy.defaultInboundPolicy`).
+    pub default_inbound_policy: String,
+    /// The cluster's pod and node networks (`clusterNetworks`).
+    pub cluster_networks: String,
 }
 
 impl Settings {
     /// Defaults, `--ha`, the values file, then flags.
     pub fn resolve(args: &InstallArgs) -> anyhow::Result<Self> {
-        let values = match &args.values {
-            Some(path) => read_values(path)?,
-            None => Values::default(),
-        };
+        let values = read_values(args.values.as_deref(), &args.set)?;
         let from_values = |key: &str| {
             format!(
                 "values file {}: {key}",
@@ -277,7 +282,25 @@ impl Settings {
                 .webhook_failure_policy
                 .or(values.webhook_failure_policy)
                 .unwrap_or(FailurePolicy::Ignore),
+            default_inbound_policy: proxy
+                .default_inbound_policy
+                .unwrap_or_else(|| "all-unauthenticated".into()),
+            cluster_networks: values
+                .cluster_networks
+                .unwrap_or_else(|| mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into()),
         };
+        settings
+            .default_inbound_policy
+            .parse::<mesh_policy::index::defaults::DefaultPolicy>()
+            .with_context(|| from_values("proxy.defaultInboundPolicy"))?;
+        for network in settings.cluster_networks.split(',').map(str::trim) {
+            network.parse::<ipnet::IpNet>().with_context(|| {
+                format!(
+                    "{}: {network:?} is not a CIDR",
+                    from_values("clusterNetworks")
+                )
+            })?;
+        }
         anyhow::ensure!(
             settings.replicas >= 1,
             "--controller-replicas (or controllerReplicas): at least 1"
@@ -301,15 +324,69 @@ fn flag_pem(path: &Option<PathBuf>, flag: &str) -> anyhow::Result<Option<Pem>> {
         .transpose()
 }
 
-/// Reads a values file (`-` for stdin), naming the offending key on error.
-pub fn read_values(path: &Path) -> anyhow::Result<Values> {
-    let text = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).context("--values -: reading stdin")?
-    } else {
-        std::fs::read_to_string(path).with_context(|| format!("--values {}", path.display()))?
+/// Reads a values file (`-` for stdin; none: empty values) and applies
+/// `sets` (`key.path=value`, Helm's `--set`) over it, naming the offending
+/// key on error.
+pub fn read_values(path: Option<&Path>, sets: &[String]) -> anyhow::Result<Values> {
+    let text = match path {
+        None => String::new(),
+        Some(path) if path == Path::new("-") => {
+            std::io::read_to_string(std::io::stdin()).context("--values -: reading stdin")?
+        }
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("--values {}", path.display()))?
+        }
     };
-    if text.trim().is_empty() {
-        return Ok(Values::default());
+    let shown = path.map_or_else(|| "--set".to_owned(), |p| p.display().to_string());
+    let mut tree: serde_json::Value = if text.trim().is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_saphyr::from_str(&text).with_context(|| format!("values file {shown}"))?
+    };
+    for set in sets {
+        apply_set(&mut tree, set)?;
     }
-    serde_saphyr::from_str(&text).with_context(|| format!("values file {}", path.display()))
+    // Read back through the YAML reader, whose errors point at the key.
+    let merged = serde_json::to_string_pretty(&tree)?;
+    serde_saphyr::from_str(&merged).with_context(|| {
+        if sets.is_empty() {
+            format!("values file {shown}")
+        } else {
+            format!("values file {shown} with --set {}", sets.join(" --set "))
+        }
+    })
+}
+
+/// Applies one `--set key.path=value`: `true`/`false` and whole numbers
+/// are typed as Helm types them, anything else is a string.
+fn apply_set(tree: &mut serde_json::Value, set: &str) -> anyhow::Result<()> {
+    let (path, value) = set
+        .split_once('=')
+        .with_context(|| format!("--set {set:?}: expected key.path=value"))?;
+    anyhow::ensure!(
+        !path.is_empty() && path.split('.').all(|k| !k.is_empty()),
+        "--set {set:?}: the key path has an empty part"
+    );
+    let value = match value {
+        "true" => serde_json::Value::Bool(true),
+        "false" => serde_json::Value::Bool(false),
+        number if number.parse::<u64>().is_ok() => serde_json::json!(number.parse::<u64>()?),
+        text => serde_json::Value::String(text.to_owned()),
+    };
+    let mut node = tree;
+    let keys: Vec<&str> = path.split('.').collect();
+    for (i, key) in keys.iter().enumerate() {
+        if !node.is_object() {
+            anyhow::bail!("--set {set:?}: {} is not a map", keys[..i].join("."));
+        }
+        let map = node.as_object_mut().context("a map")?;
+        if i + 1 == keys.len() {
+            map.insert((*key).to_owned(), value);
+            return Ok(());
+        }
+        node = map
+            .entry((*key).to_owned())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    Ok(())
 }
