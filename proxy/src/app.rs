@@ -44,6 +44,47 @@ pub enum StartError {
         "LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS: {0:?} is not a network such as 10.0.0.0/8"
     )]
     Network(String),
+    /// A cluster network is not a CIDR.
+    #[error("LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS: {0:?} is not a network such as 10.0.0.0/8")]
+    ClusterNetwork(String),
+    /// The default inbound policy is not one.
+    #[error("LINKERD2_PROXY_INBOUND_DEFAULT_POLICY: {0}")]
+    DefaultPolicy(String),
+}
+
+/// Each inbound port's policy: from the policy controller when one is
+/// configured (over mutual TLS when it has an identity), the default policy
+/// until it answers.
+fn policies(
+    config: &crate::config::PolicyConfig,
+    credentials: Option<&Arc<mesh_core::tls::Credentials>>,
+) -> Result<Arc<crate::inbound::policy::watch::Policies>, StartError> {
+    let networks = config
+        .cluster_networks
+        .iter()
+        .map(|n| n.parse().map_err(|_| StartError::ClusterNetwork(n.clone())))
+        .collect::<Result<Vec<ipnet::IpNet>, _>>()?;
+    let default = crate::inbound::policy::authorize::ServerPolicy::default_named(
+        &config.default_policy,
+        &networks,
+    )
+    .map_err(|e| StartError::DefaultPolicy(e.to_string()))?;
+    let channel = match &config.service_addr {
+        Some(addr) => {
+            let tls = match (&config.service_name, credentials) {
+                (Some(name), Some(credentials)) => Some((name.as_str(), credentials)),
+                _ => None,
+            };
+            Some(mesh_core::control::channel(addr, tls)?)
+        }
+        None => None,
+    };
+    Ok(crate::inbound::policy::watch::Policies::new(
+        channel,
+        config.workload.clone(),
+        default,
+        &config.ports,
+    ))
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartError> {
@@ -125,6 +166,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             )
         });
     let is_gateway = gateway.is_some();
+    let policies = policies(&config.policy, credentials.as_ref())?;
+    let authz_metrics = crate::inbound::policy::metrics::AuthzMetrics::register(&mut registry);
     let inbound = Inbound::new(
         config.inbound.clone(),
         credentials.clone(),
@@ -132,6 +175,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tcp_metrics,
         gateway,
         config.trusted_gateways.clone(),
+        policies,
+        authz_metrics,
     )?;
     let outbound_listener = bind(config.outbound.listen).await?;
     let inbound_listener = bind(config.inbound.listen).await?;

@@ -26,6 +26,11 @@
 //! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
 //! | `MESH_PROXY_TRUSTED_GATEWAYS` | `linkerd-gateway.linkerd-multicluster.serviceaccount.identity.<trust domain>` | identities of gateways whose `Forwarded: by=<gateway>;for=<client>` element is believed: a request they forward counts as `<client>`'s (`client_id`, `l5d-client-id`); empty: none |
 //! | `MESH_PROXY_GATEWAY_SUFFIXES` | none | gateway mode: inbound mTLS connections whose transport header names a Service under one of these DNS suffixes (`svc.cluster.local`) are forwarded to it through the outbound side; empty: such names are refused |
+//! | `LINKERD2_PROXY_POLICY_SVC_ADDR` / `LINKERD2_PROXY_POLICY_SVC_NAME` | none | the policy controller (`InboundServerPolicies`) and its identity; without it only the default policy applies |
+//! | `LINKERD2_PROXY_POLICY_WORKLOAD` | none | this pod as the policy controller knows it (`{"ns":…,"pod":…}`); required with the controller |
+//! | `LINKERD2_PROXY_INBOUND_DEFAULT_POLICY` | `all-unauthenticated` | the policy of a port until the controller answers for it: `all-unauthenticated`, `all-authenticated`, `cluster-unauthenticated`, `cluster-authenticated`, `deny` or `audit` |
+//! | `LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS` | Linkerd's private ranges | the networks of the `cluster-*` default policies |
+//! | `LINKERD2_PROXY_INBOUND_PORTS` | none | the pod's ports, whose policy is fetched at start-up |
 //! | `MESH_PROXY_GATEWAY_EXPORTS` | `{"matchLabels":{"mirror.linkerd.io/exported":"true"}}` | gateway mode: the label selector (JSON) of the Services it forwards to, sent as `gatewayExports` in its context token; the destination service refuses lookups of any other Service |
 
 use std::net::SocketAddr;
@@ -79,6 +84,24 @@ pub struct DestinationConfig {
     pub profile_networks: Vec<String>,
 }
 
+/// Where inbound authorization policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// The policy controller, `host:port` (none: only the default policy).
+    pub service_addr: Option<String>,
+    /// Its identity (none: plain text).
+    pub service_name: Option<String>,
+    /// This workload, as the controller knows it (`{"ns":…,"pod":…}`).
+    pub workload: String,
+    /// The default policy's name, used until the controller answers for a
+    /// port, or without one.
+    pub default_policy: String,
+    /// The cluster's networks (the `cluster-*` default policies).
+    pub cluster_networks: Vec<String>,
+    /// Inbound ports whose policy is fetched at start-up.
+    pub ports: Vec<u16>,
+}
+
 /// Everything the proxy is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -104,6 +127,8 @@ pub struct Config {
     /// from in another cluster: requests they forward count as that
     /// client's.
     pub trusted_gateways: Vec<String>,
+    /// Inbound authorization policy.
+    pub policy: PolicyConfig,
 }
 
 /// The multicluster gateway's identity in the trust domain of
@@ -238,7 +263,47 @@ impl Config {
             }
             None => None,
         };
+        let list = |value: Option<String>| -> Vec<String> {
+            value
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let policy = PolicyConfig {
+            service_addr: env.get("LINKERD2_PROXY_POLICY_SVC_ADDR"),
+            service_name: env.get("LINKERD2_PROXY_POLICY_SVC_NAME"),
+            workload: env
+                .get("LINKERD2_PROXY_POLICY_WORKLOAD")
+                .unwrap_or_default(),
+            default_policy: env
+                .get("LINKERD2_PROXY_INBOUND_DEFAULT_POLICY")
+                .unwrap_or_else(|| "all-unauthenticated".into()),
+            cluster_networks: list(Some(
+                env.get("LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS")
+                    .unwrap_or_else(|| mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into()),
+            )),
+            ports: list(env.get("LINKERD2_PROXY_INBOUND_PORTS"))
+                .iter()
+                .map(|p| {
+                    p.parse::<u16>().map_err(|_| ConfigError {
+                        variable: "LINKERD2_PROXY_INBOUND_PORTS".into(),
+                        value: p.clone(),
+                        reason: "expected a comma list of ports".into(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if policy.service_addr.is_some() && policy.workload.is_empty() {
+            return Err(ConfigError {
+                variable: "LINKERD2_PROXY_POLICY_WORKLOAD".into(),
+                value: String::new(),
+                reason: "required when LINKERD2_PROXY_POLICY_SVC_ADDR is set".into(),
+            });
+        }
         Ok(Self {
+            policy,
             outbound: env.direction("OUTBOUND", "127.0.0.1:4140", "1s")?,
             inbound: env.direction("INBOUND", "0.0.0.0:4143", "100ms")?,
             admin_listen: env.parse("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191")?,

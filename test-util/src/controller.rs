@@ -1,7 +1,10 @@
 //! A mock control plane speaking the real `linkerd2-proxy-api` gRPC: a
 //! destination service whose answers the test sets (and changes while
-//! proxies watch), and an identity service that checks the token and signs
-//! CSRs with a test CA. Both serve mutual TLS with their Linkerd identities.
+//! proxies watch), a policy service (`InboundServerPolicies`) serving the
+//! port policies the test sets (NOT_FOUND for a port it has none for, as
+//! the real controller answers for a pod it does not know), and an identity
+//! service that checks the token and signs CSRs with a test CA. All serve
+//! mutual TLS with their identities.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -14,6 +17,10 @@ use linkerd2_proxy_api::destination::destination_server::{Destination, Destinati
 use linkerd2_proxy_api::destination::{self as api, DestinationProfile, GetDestination, Update};
 use linkerd2_proxy_api::identity::identity_server::{Identity, IdentityServer};
 use linkerd2_proxy_api::identity::{CertifyRequest, CertifyResponse};
+use linkerd2_proxy_api::inbound::PortSpec;
+use linkerd2_proxy_api::inbound::inbound_server_policies_server::{
+    InboundServerPolicies, InboundServerPoliciesServer,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer,
     KeyPair,
@@ -24,6 +31,7 @@ use tonic::{Request, Response, Status};
 
 pub const DESTINATION_ID: &str =
     "linkerd-destination.linkerd.serviceaccount.identity.linkerd.cluster.local";
+pub const POLICY_ID: &str = "linkerd-policy.linkerd.serviceaccount.identity.linkerd.cluster.local";
 pub const IDENTITY_ID: &str =
     "linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local";
 pub const TOKEN: &str = "a-projected-service-account-token";
@@ -106,6 +114,9 @@ pub struct State {
     unexported: Mutex<HashSet<String>>,
     /// The context token of every lookup, in order.
     pub contexts: Mutex<Vec<String>>,
+    policies: Mutex<HashMap<u32, watch::Sender<Option<linkerd2_proxy_api::inbound::Server>>>>,
+    /// The workload of every policy lookup, in order.
+    pub policy_workloads: Mutex<Vec<String>>,
 }
 
 impl State {
@@ -130,6 +141,20 @@ impl State {
     /// Sets the profile of `path` (`ip:port`), now and for watchers.
     pub fn set_profile(&self, path: &str, profile: DestinationProfile) {
         self.profile_tx(path).send_replace(profile);
+    }
+
+    fn policy_tx(&self, port: u32) -> watch::Sender<Option<linkerd2_proxy_api::inbound::Server>> {
+        self.policies
+            .lock()
+            .expect("policies")
+            .entry(port)
+            .or_insert_with(|| watch::channel(None).0)
+            .clone()
+    }
+
+    /// Sets the policy of inbound `port`, now and for watchers.
+    pub fn set_port_policy(&self, port: u16, server: linkerd2_proxy_api::inbound::Server) {
+        self.policy_tx(u32::from(port)).send_replace(Some(server));
     }
 
     /// Refuses (or, with `exported`, answers again) a gateway's lookups of
@@ -275,6 +300,48 @@ impl Destination for Service {
 }
 
 #[tonic::async_trait]
+impl InboundServerPolicies for Service {
+    async fn get_port(
+        &self,
+        req: Request<PortSpec>,
+    ) -> Result<Response<linkerd2_proxy_api::inbound::Server>, Status> {
+        let spec = req.into_inner();
+        self.0
+            .policy_workloads
+            .lock()
+            .expect("workloads")
+            .push(spec.workload);
+        self.0
+            .policy_tx(spec.port)
+            .borrow()
+            .clone()
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found("no policy for this port"))
+    }
+
+    type WatchPortStream = Stream<linkerd2_proxy_api::inbound::Server>;
+
+    async fn watch_port(
+        &self,
+        req: Request<PortSpec>,
+    ) -> Result<Response<Self::WatchPortStream>, Status> {
+        let spec = req.into_inner();
+        self.0
+            .policy_workloads
+            .lock()
+            .expect("workloads")
+            .push(spec.workload);
+        let rx = self.0.policy_tx(spec.port).subscribe();
+        if rx.borrow().is_none() {
+            return Err(Status::not_found("no policy for this port"));
+        }
+        let stream = tokio_stream::wrappers::WatchStream::new(rx)
+            .filter_map(|server| futures::future::ready(server.map(Ok)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tonic::async_trait]
 impl Identity for Service {
     async fn certify(
         &self,
@@ -379,10 +446,15 @@ async fn serve_tls(
         .await;
 }
 
-/// Starts the destination (port 8086) and identity (8080) services on
-/// `ip`, on the current runtime.
+/// Starts the destination (port 8086), policy (8090) and identity (8080)
+/// services on `ip`, on the current runtime.
 pub async fn start(ip: std::net::IpAddr, state: Arc<State>, ca: Arc<Ca>) {
     let service = Service(state, ca.clone());
+    tokio::spawn(serve_tls(
+        bind(SocketAddr::new(ip, 8090)).await,
+        ca.credentials(POLICY_ID),
+        tonic::service::Routes::new(InboundServerPoliciesServer::new(service.clone())),
+    ));
     tokio::spawn(serve_tls(
         bind(SocketAddr::new(ip, 8086)).await,
         ca.credentials(DESTINATION_ID),

@@ -216,6 +216,17 @@ impl Mesh {
                 controller::DESTINATION_ID,
             )
             .env("LINKERD2_PROXY_DESTINATION_CONTEXT", r#"{"ns":"test"}"#)
+            .env(
+                "LINKERD2_PROXY_POLICY_SVC_ADDR",
+                format!("{CLIENT_IP}:8090"),
+            )
+            .env("LINKERD2_PROXY_POLICY_SVC_NAME", controller::POLICY_ID)
+            .env(
+                "LINKERD2_PROXY_POLICY_WORKLOAD",
+                format!(r#"{{"ns":"test","pod":"{which}"}}"#),
+            )
+            // The ports the policy tests use, watched from the start.
+            .env("LINKERD2_PROXY_INBOUND_PORTS", "8080,7000")
             .env("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s")
             // The server pod's proxy is also a multicluster gateway.
             .env(

@@ -14,8 +14,14 @@
 //! (see DESIGN: client identity across the gateway), so a workload sees
 //! who called it from another cluster.
 //!
-//! Authorization policy (issue "policy") will sit in `Inbound::authorize`:
-//! every connection passes through it with its client identity and port.
+//! Authorization policy ([`policy`]): each port's policy comes from the
+//! policy controller (the default policy until it answers). An opaque
+//! connection is admitted or refused once, and closed if a policy change
+//! stops admitting it; an HTTP request is admitted or answered 403 (gRPC:
+//! `PERMISSION_DENIED`) with the policy current when it arrives. A request
+//! a trusted gateway forwarded is decided for the client the gateway vouches
+//! for. A Server's protocol replaces detection (opaque and TLS ports are
+//! relayed as opaque).
 //!
 //! The decisions are pure functions, tested on their own: what a
 //! connection's first bytes mean ([`decide`]), and who its client is and
@@ -46,9 +52,13 @@ use mesh_core::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentia
 
 mod decide;
 mod peer;
+pub(crate) mod policy;
 
 use decide::{OnDetected, OnTls};
 use peer::Peer;
+use policy::authorize::{PortProtocol, RequestDenied};
+use policy::metrics::{AuthzMetrics, Decision};
+use policy::watch::{Policies, PortPolicy};
 
 fn stream_peer(io: &detect::Prefixed<TcpStream>) -> Option<SocketAddr> {
     io.inner().peer_addr().ok()
@@ -64,6 +74,8 @@ pub struct Inbound {
     apps: IdleCache<SocketAddr, EndpointClient>,
     gateway: Option<Gateway>,
     trusted_gateways: Vec<String>,
+    policies: Arc<Policies>,
+    authz_metrics: AuthzMetrics,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -79,7 +91,9 @@ impl Inbound {
     /// terminated (it passes through like any TLS); with `gateway`, it is
     /// also a gateway to this cluster's Services. Requests from
     /// `trusted_gateways` count as the client their `Forwarded` element
-    /// names.
+    /// names. Each port is authorized with its policy from `policies`,
+    /// decisions counted in `authz_metrics`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: DirectionConfig,
         credentials: Option<Arc<Credentials>>,
@@ -87,6 +101,8 @@ impl Inbound {
         tcp_metrics: TcpMetrics,
         gateway: Option<Gateway>,
         trusted_gateways: Vec<String>,
+        policies: Arc<Policies>,
+        authz_metrics: AuthzMetrics,
     ) -> Result<Arc<Self>, TlsError> {
         let server_tls = credentials
             .as_ref()
@@ -106,6 +122,8 @@ impl Inbound {
             apps: IdleCache::default(),
             gateway,
             trusted_gateways,
+            policies,
+            authz_metrics,
         }))
     }
 
@@ -119,12 +137,6 @@ impl Inbound {
         })
         .await;
         sweeper.abort();
-    }
-
-    /// Where policy will decide whether `peer` may reach `target`; today
-    /// every connection is allowed (Linkerd's default `all-unauthenticated`).
-    fn authorize(&self, _peer: &Peer, _target: SocketAddr) -> bool {
-        true
     }
 
     async fn connection(self: Arc<Self>, stream: TcpStream, drain: Signal) {
@@ -176,6 +188,8 @@ impl Inbound {
                 let peer = Peer {
                     identity: None,
                     no_tls_reason,
+                    ip: stream_peer(&io).map(|a| a.ip()),
+                    mesh_tls: false,
                 };
                 self.clone().proxy(io, orig, peer, protocol, drain).await;
                 return;
@@ -184,6 +198,7 @@ impl Inbound {
         let Some(server_tls) = self.server_tls.clone() else {
             return;
         };
+        let client_ip = stream_peer(&io).map(|a| a.ip());
         let tls = match tokio_rustls::TlsAcceptor::from(server_tls).accept(io).await {
             Ok(tls) => tls,
             Err(e) => {
@@ -195,6 +210,8 @@ impl Inbound {
         let peer = Peer {
             identity: tls::peer_identity(connection),
             no_tls_reason: "no_client_certificate",
+            ip: client_ip,
+            mesh_tls: true,
         };
         let header = connection.alpn_protocol() == Some(ALPN_TRANSPORT_HEADER);
         let mut tls = tls;
@@ -276,6 +293,8 @@ impl Inbound {
         let peer = Peer {
             identity,
             no_tls_reason: "no_client_certificate",
+            ip: None,
+            mesh_tls: true,
         };
         self.forward_named(stream, header, &peer, drain).await;
     }
@@ -290,38 +309,66 @@ impl Inbound {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        if !self.authorize(&peer, target) {
-            return;
-        }
+        let port_policy = self.policies.first(target.port()).await;
+        let policy = port_policy.current();
+        let protocol = match policy.protocol {
+            PortProtocol::Opaque | PortProtocol::Tls => Protocol::Opaque,
+            PortProtocol::Detect
+            | PortProtocol::Http1
+            | PortProtocol::Http2
+            | PortProtocol::Grpc => protocol,
+        };
+        let decision = Decision::new(target.to_string(), &policy.meta, authz_labels(&peer));
         let mut labels = vec![
             ("direction", "inbound".to_owned()),
             ("peer", "src".to_owned()),
             ("target_addr", target.to_string()),
         ];
         labels.extend(peer.labels());
-        let io = self.tcp_metrics.track(labels, io);
         match protocol {
             Protocol::Http1 | Protocol::Http2 => {
+                let io = self.tcp_metrics.track(labels, io);
                 let this = self.clone();
                 let handle = move |req| {
                     let this = this.clone();
                     let peer = peer.clone();
-                    async move { this.request(target, &peer, req).await }
+                    let port_policy = port_policy.clone();
+                    async move { this.request(target, &peer, &port_policy, req).await }
                 };
                 proxy_http::serve(io, protocol, handle, drain.wait()).await;
             }
             _ => {
-                match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(target))
-                    .await
-                {
-                    Ok(Ok(app)) => {
-                        let _ = app.set_nodelay(true);
-                        forward::copy(io, app).await;
+                let client = peer.client();
+                let Some(authz) = policy.authorize_connection(&client) else {
+                    self.authz_metrics.tcp_denied(&decision);
+                    tracing::info!(%target, client = ?peer.identity, ip = ?peer.ip, server = %policy.meta.name, "connection not authorized: closed");
+                    return;
+                };
+                self.authz_metrics.tcp_allowed(&decision, &authz.meta);
+                let io = self.tcp_metrics.track(labels, io);
+                tokio::select! {
+                    () = self.relay(io, target) => {}
+                    () = revoked(port_policy, &peer) => {
+                        self.authz_metrics.tcp_terminated(&decision);
+                        tracing::info!(%target, client = ?peer.identity, "a policy change no longer authorizes this connection: closed");
                     }
-                    Ok(Err(e)) => tracing::info!(%target, "connecting to the application: {e}"),
-                    Err(_) => tracing::info!(%target, "connecting to the application timed out"),
                 }
             }
+        }
+    }
+
+    /// Relays an opaque connection to the application at `target`.
+    async fn relay<I>(&self, io: I, target: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(target)).await {
+            Ok(Ok(app)) => {
+                let _ = app.set_nodelay(true);
+                forward::copy(io, app).await;
+            }
+            Ok(Err(e)) => tracing::info!(%target, "connecting to the application: {e}"),
+            Err(_) => tracing::info!(%target, "connecting to the application timed out"),
         }
     }
 
@@ -338,11 +385,15 @@ impl Inbound {
         &self,
         target: SocketAddr,
         peer: &Peer,
+        port_policy: &PortPolicy,
         mut req: Request<Incoming>,
     ) -> Response<Body> {
         let started = Instant::now();
         let caller = peer.caller(&self.trusted_gateways, req.headers());
         let peer = &caller;
+        if let Err(response) = self.authorize_request(target, peer, port_policy, &req) {
+            return response;
+        }
         peer.tell(req.headers_mut());
         let downgraded = proxy_http::restore_orig_proto(&mut req);
         let authority = req
@@ -379,5 +430,108 @@ impl Inbound {
             ),
         };
         proxy_http::observe_response(&self.http_metrics, labels, response, None, started)
+    }
+
+    /// Admits `req` from `peer` with the port's current policy, or answers
+    /// it: 403 with `l5d-proxy-error`, or for gRPC `PERMISSION_DENIED`.
+    #[allow(clippy::result_large_err)]
+    fn authorize_request(
+        &self,
+        target: SocketAddr,
+        peer: &Peer,
+        port_policy: &PortPolicy,
+        req: &Request<Incoming>,
+    ) -> Result<(), Response<Body>> {
+        let policy = port_policy.current();
+        let decision = Decision::new(target.to_string(), &policy.meta, authz_labels(peer));
+        match policy.authorize_request(&peer.client(), req.method(), req.uri().path()) {
+            Ok((route, authz)) => {
+                let route = route.map(|r| r.meta.clone()).unwrap_or_default();
+                self.authz_metrics
+                    .http_allowed(&decision.on_route(&route), &authz.meta);
+                if authz.meta.is_default() && authz.meta.name == "audit" {
+                    tracing::info!(%target, client = ?peer.identity, path = %req.uri().path(), "audit: allowed by the audit policy");
+                }
+                Ok(())
+            }
+            Err(denied) => {
+                let (route, why) = match &denied {
+                    RequestDenied::NoRoute => (
+                        Default::default(),
+                        "no route matches the request".to_owned(),
+                    ),
+                    RequestDenied::Unauthorized { route } => (
+                        route.clone(),
+                        format!(
+                            "client {} is not authorized on route {}",
+                            peer.identity.as_deref().unwrap_or("without an identity"),
+                            route.name
+                        ),
+                    ),
+                };
+                self.authz_metrics.http_denied(&decision.on_route(&route));
+                tracing::info!(%target, client = ?peer.identity, path = %req.uri().path(), "request denied: {why}");
+                let status = if matches!(denied, RequestDenied::NoRoute) {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::FORBIDDEN
+                };
+                Err(denied_response(req, status, &why))
+            }
+        }
+    }
+}
+
+/// The client labels of an authorization metric (`tls`, `client_id`).
+fn authz_labels(peer: &Peer) -> Labels {
+    peer.labels()
+        .into_iter()
+        .filter(|(k, _)| *k == "tls" || *k == "client_id")
+        .collect()
+}
+
+/// A refusal the client understands: gRPC's status for a gRPC request,
+/// otherwise `status` with `l5d-proxy-error`.
+fn denied_response(req: &Request<Incoming>, status: StatusCode, why: &str) -> Response<Body> {
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    let mut response = error_response(status, why);
+    if grpc {
+        // Trailers-only: the status in the headers, no body.
+        *response.body_mut() = endpoint::full(bytes::Bytes::new());
+        *response.status_mut() = StatusCode::OK;
+        let code = if status == StatusCode::NOT_FOUND {
+            "12"
+        } else {
+            "7"
+        };
+        response
+            .headers_mut()
+            .insert("grpc-status", HeaderValue::from_static(code));
+        if let Ok(message) = HeaderValue::from_str(why) {
+            response.headers_mut().insert("grpc-message", message);
+        }
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+    }
+    response
+}
+
+/// Resolves once the port's policy stops admitting `peer`'s connection.
+async fn revoked(mut port_policy: PortPolicy, peer: &Peer) {
+    loop {
+        port_policy.changed().await;
+        if port_policy
+            .current()
+            .authorize_connection(&peer.client())
+            .is_none()
+        {
+            return;
+        }
     }
 }

@@ -20,6 +20,10 @@ pub(crate) struct Peer {
     pub identity: Option<String>,
     /// Why there is no identity.
     pub no_tls_reason: &'static str,
+    /// Its address (none for a QUIC stream, which is a gateway's).
+    pub ip: Option<std::net::IpAddr>,
+    /// Whether it came over mesh TLS, which this proxy terminated.
+    pub mesh_tls: bool,
 }
 
 impl Peer {
@@ -48,7 +52,7 @@ impl Peer {
         match forwarded {
             Some(client) => Peer {
                 identity: Some(client),
-                no_tls_reason: self.no_tls_reason,
+                ..self.clone()
             },
             None => self.clone(),
         }
@@ -68,6 +72,18 @@ impl Peer {
             }
         } else {
             self
+        }
+    }
+
+    /// The client as policy sees it; without an address, the unspecified
+    /// one (no network admits it unless it admits every address).
+    pub fn client(&self) -> crate::inbound::policy::authorize::Client<'_> {
+        crate::inbound::policy::authorize::Client {
+            ip: self
+                .ip
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            mesh_tls: self.mesh_tls,
+            identity: self.identity.as_deref(),
         }
     }
 
@@ -95,6 +111,8 @@ mod tests {
 
     fn peer(identity: Option<&str>) -> Peer {
         Peer {
+            ip: None,
+            mesh_tls: identity.is_some(),
             identity: identity.map(str::to_owned),
             no_tls_reason: "no_client_certificate",
         }

@@ -1,0 +1,604 @@
+//! Deciding with a port's policy (pure): which authorization, if any,
+//! admits a connection or a request, as linkerd2-proxy decides with what
+//! the policy controller serves (`inbound.Server`).
+//!
+//! A connection is admitted by the Server's authorizations. A request goes
+//! to the route with the most specific match for it (Gateway API order); a route of the controller's own
+//! (`default`, `probe`) without authorizations of its own uses the
+//! Server's, a route from an HTTPRoute only its own (as Linkerd documents:
+//! an HTTPRoute's requests need a policy that targets the route).
+//! An authorization admits a client whose address is in one of its networks
+//! (and in none of their exceptions) and that presents what it requires:
+//! nothing, mesh TLS, or one of its identities (exact, or ending in a
+//! suffix; the empty suffix is any identity).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use linkerd2_proxy_api::inbound as api;
+use linkerd2_proxy_api::meta::{Metadata, metadata};
+
+/// Which object a policy part comes from (`group`, `kind`, `name`), as
+/// metrics label it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Meta {
+    pub(crate) group: String,
+    pub(crate) kind: String,
+    pub(crate) name: String,
+}
+
+impl Meta {
+    fn default_named(name: &str) -> Self {
+        Self {
+            group: String::new(),
+            kind: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn from_api(
+        metadata: Option<&Metadata>,
+        labels: &std::collections::HashMap<String, String>,
+    ) -> Self {
+        match metadata.and_then(|m| m.kind.as_ref()) {
+            Some(metadata::Kind::Default(name)) => Self::default_named(name),
+            Some(metadata::Kind::Resource(r)) => Self {
+                group: r.group.clone(),
+                kind: r.kind.clone(),
+                name: r.name.clone(),
+            },
+            None => {
+                let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+                Self {
+                    group: label("group"),
+                    kind: label("kind"),
+                    name: label("name"),
+                }
+            }
+        }
+    }
+
+    /// Whether it is one of the controller's own parts (`default`, `probe`).
+    pub(crate) fn is_default(&self) -> bool {
+        self.kind == "default"
+    }
+}
+
+/// How a port's connections are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortProtocol {
+    /// Detect HTTP.
+    Detect,
+    /// HTTP/1, without detection.
+    Http1,
+    /// HTTP/2, without detection.
+    Http2,
+    /// gRPC (HTTP/2), without detection.
+    Grpc,
+    /// Opaque TCP.
+    Opaque,
+    /// The application's own TLS (opaque to the proxy).
+    Tls,
+}
+
+/// What a client must present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Authentication {
+    /// Nothing.
+    Unauthenticated,
+    /// Mesh TLS, with or without an identity.
+    MeshTls,
+    /// Mesh TLS with one of these identities.
+    Identities {
+        exact: Vec<String>,
+        suffixes: Vec<Vec<String>>,
+    },
+}
+
+/// One way in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Authorization {
+    pub(crate) meta: Meta,
+    networks: Vec<(IpNet, Vec<IpNet>)>,
+    authentication: Authentication,
+}
+
+/// One rule's match: a path and a method (absent: any).
+#[derive(Debug, Clone)]
+enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(regex::Regex),
+}
+
+#[derive(Debug, Clone)]
+struct RouteMatch {
+    path: Option<PathMatch>,
+    method: Option<http::Method>,
+}
+
+impl RouteMatch {
+    /// How specific the match is, as the Gateway API ranks matches: an
+    /// exact path over a prefix (the longer the better) over a regex over
+    /// none; a method breaks ties.
+    fn specificity(&self) -> (u8, usize, bool) {
+        let (kind, length) = match &self.path {
+            Some(PathMatch::Exact(p)) => (3, p.len()),
+            Some(PathMatch::Prefix(p)) => (2, p.len()),
+            Some(PathMatch::Regex(r)) => (1, r.as_str().len()),
+            None => (0, 0),
+        };
+        (kind, length, self.method.is_some())
+    }
+
+    fn matches(&self, method: &http::Method, path: &str) -> bool {
+        let path_ok = match &self.path {
+            None => true,
+            Some(PathMatch::Exact(p)) => path == p,
+            Some(PathMatch::Prefix(p)) => {
+                let p = p.trim_end_matches('/');
+                path == p || path.starts_with(&format!("{p}/")) || p.is_empty()
+            }
+            Some(PathMatch::Regex(r)) => r.is_match(path),
+        };
+        path_ok && self.method.as_ref().is_none_or(|m| m == method)
+    }
+}
+
+/// An inbound HTTP route.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) meta: Meta,
+    /// Alternatives (any matches); none: every request.
+    matches: Vec<RouteMatch>,
+    authorizations: Vec<Authorization>,
+}
+
+/// A port's policy.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerPolicy {
+    pub(crate) meta: Meta,
+    pub(crate) protocol: PortProtocol,
+    authorizations: Vec<Authorization>,
+    routes: Vec<Route>,
+}
+
+/// The client of a connection, as policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Client<'a> {
+    /// Its address.
+    pub(crate) ip: IpAddr,
+    /// Whether it came over mesh TLS (this proxy terminated it).
+    pub(crate) mesh_tls: bool,
+    /// Its proved identity.
+    pub(crate) identity: Option<&'a str>,
+}
+
+/// Why a request was refused: no route matched, or its route's
+/// authorizations admit no one like the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RequestDenied {
+    /// No route matches the request.
+    NoRoute,
+    /// The route's (or Server's) authorizations do not admit the client.
+    Unauthorized { route: Meta },
+}
+
+/// A policy message that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid inbound policy: {0}")]
+pub(crate) struct InvalidPolicy(String);
+
+impl Authorization {
+    fn admits(&self, client: &Client<'_>) -> bool {
+        let in_network = self.networks.iter().any(|(net, except)| {
+            net.contains(&client.ip) && !except.iter().any(|e| e.contains(&client.ip))
+        });
+        in_network
+            && match &self.authentication {
+                Authentication::Unauthenticated => true,
+                Authentication::MeshTls => client.mesh_tls,
+                Authentication::Identities { exact, suffixes } => {
+                    client.identity.is_some_and(|id| {
+                        exact.iter().any(|e| e == id)
+                            || suffixes.iter().any(|parts| identity_has_suffix(id, parts))
+                    })
+                }
+            }
+    }
+
+    fn from_api(authz: &api::Authz) -> Result<Self, InvalidPolicy> {
+        let meta = Meta::from_api(authz.metadata.as_ref(), &authz.labels);
+        let net = |n: &linkerd2_proxy_api::net::IpNetwork| {
+            IpNet::try_from(*n)
+                .map_err(|e| InvalidPolicy(format!("authorization {}: {e}", meta.name)))
+        };
+        let networks = authz
+            .networks
+            .iter()
+            .map(|n| {
+                let network = n.net.as_ref().ok_or_else(|| {
+                    InvalidPolicy(format!(
+                        "authorization {}: a network without an address",
+                        meta.name
+                    ))
+                })?;
+                let except = n.except.iter().map(&net).collect::<Result<Vec<_>, _>>()?;
+                Ok((net(network)?, except))
+            })
+            .collect::<Result<Vec<_>, InvalidPolicy>>()?;
+        use api::authn::{Permit, permit_mesh_tls::Clients};
+        let authentication = match authz
+            .authentication
+            .as_ref()
+            .and_then(|a| a.permit.as_ref())
+        {
+            Some(Permit::Unauthenticated(_)) => Authentication::Unauthenticated,
+            Some(Permit::MeshTls(tls)) => match &tls.clients {
+                Some(Clients::Unauthenticated(_)) => Authentication::MeshTls,
+                Some(Clients::Identities(ids)) => Authentication::Identities {
+                    exact: ids.identities.iter().map(|i| i.name.clone()).collect(),
+                    suffixes: ids.suffixes.iter().map(|s| s.parts.clone()).collect(),
+                },
+                None => {
+                    return Err(InvalidPolicy(format!(
+                        "authorization {}: mesh TLS without clients",
+                        meta.name
+                    )));
+                }
+            },
+            None => {
+                return Err(InvalidPolicy(format!(
+                    "authorization {}: no authentication",
+                    meta.name
+                )));
+            }
+        };
+        Ok(Self {
+            meta,
+            networks,
+            authentication,
+        })
+    }
+}
+
+/// Whether `identity` ends in the DNS labels `parts` (none: any identity).
+fn identity_has_suffix(identity: &str, parts: &[String]) -> bool {
+    if parts.is_empty() {
+        return true;
+    }
+    let suffix = parts.join(".");
+    identity
+        .strip_suffix(&suffix)
+        .is_some_and(|rest| rest.ends_with('.'))
+}
+
+impl ServerPolicy {
+    /// The policy a default policy name stands for, used until the policy
+    /// controller answers (or without one), as linkerd2-proxy does with
+    /// `LINKERD2_PROXY_INBOUND_DEFAULT_POLICY`.
+    pub(crate) fn default_named(
+        name: &str,
+        cluster_networks: &[IpNet],
+    ) -> Result<Self, InvalidPolicy> {
+        let all: Vec<(IpNet, Vec<IpNet>)> = vec![
+            (IpNet::V4(Default::default()), Vec::new()),
+            (IpNet::V6(Default::default()), Vec::new()),
+        ];
+        let cluster: Vec<(IpNet, Vec<IpNet>)> =
+            cluster_networks.iter().map(|n| (*n, Vec::new())).collect();
+        let any_identity = || Authentication::Identities {
+            exact: Vec::new(),
+            suffixes: vec![Vec::new()],
+        };
+        let allow = |networks: Vec<(IpNet, Vec<IpNet>)>, authentication| {
+            vec![Authorization {
+                meta: Meta::default_named(name),
+                networks,
+                authentication,
+            }]
+        };
+        let authorizations = match name {
+            "all-unauthenticated" | "audit" => allow(all, Authentication::Unauthenticated),
+            "all-authenticated" => allow(all, any_identity()),
+            "cluster-unauthenticated" => allow(cluster, Authentication::Unauthenticated),
+            "cluster-authenticated" => allow(cluster, any_identity()),
+            "deny" => Vec::new(),
+            other => {
+                return Err(InvalidPolicy(format!(
+                    "{other:?} is not a default inbound policy"
+                )));
+            }
+        };
+        Ok(Self {
+            meta: Meta::default_named(name),
+            protocol: PortProtocol::Detect,
+            authorizations,
+            routes: Vec::new(),
+        })
+    }
+
+    /// The policy the controller sent.
+    pub(crate) fn from_api(server: &api::Server) -> Result<Self, InvalidPolicy> {
+        use api::proxy_protocol::Kind;
+        let meta = Meta::from_api(None, &server.labels);
+        let (protocol, routes) = match server.protocol.as_ref().and_then(|p| p.kind.as_ref()) {
+            Some(Kind::Detect(d)) => (PortProtocol::Detect, d.http_routes.as_slice()),
+            Some(Kind::Http1(h)) => (PortProtocol::Http1, h.routes.as_slice()),
+            Some(Kind::Http2(h)) => (PortProtocol::Http2, h.routes.as_slice()),
+            Some(Kind::Grpc(_)) => (PortProtocol::Grpc, &[][..]),
+            Some(Kind::Opaque(_)) => (PortProtocol::Opaque, &[][..]),
+            Some(Kind::Tls(_)) => (PortProtocol::Tls, &[][..]),
+            None => return Err(InvalidPolicy("no protocol".into())),
+        };
+        let authorizations = server
+            .authorizations
+            .iter()
+            .map(Authorization::from_api)
+            .collect::<Result<Vec<_>, _>>()?;
+        let routes = routes
+            .iter()
+            .map(route_from_api)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            meta,
+            protocol,
+            authorizations,
+            routes,
+        })
+    }
+
+    /// The authorization admitting a connection from `client`, if any.
+    pub(crate) fn authorize_connection(&self, client: &Client<'_>) -> Option<&Authorization> {
+        self.authorizations.iter().find(|a| a.admits(client))
+    }
+
+    /// The route of a request and the authorization admitting it.
+    pub(crate) fn authorize_request(
+        &self,
+        client: &Client<'_>,
+        method: &http::Method,
+        path: &str,
+    ) -> Result<(Option<&Route>, &Authorization), RequestDenied> {
+        if self.routes.is_empty() {
+            // No routes sent (a default policy): the Server's authorizations.
+            return self.authorize_connection(client).map(|a| (None, a)).ok_or(
+                RequestDenied::Unauthorized {
+                    route: Meta::default_named("default"),
+                },
+            );
+        }
+        // The route with the most specific matching match (the first of
+        // equals); a route without matches matches everything, least
+        // specifically.
+        let mut best: Option<(&Route, (u8, usize, bool))> = None;
+        for route in &self.routes {
+            let score = if route.matches.is_empty() {
+                Some((0, 0, false))
+            } else {
+                route
+                    .matches
+                    .iter()
+                    .filter(|m| m.matches(method, path))
+                    .map(RouteMatch::specificity)
+                    .max()
+            };
+            if let Some(score) = score
+                && best.is_none_or(|(_, b)| score > b)
+            {
+                best = Some((route, score));
+            }
+        }
+        let (route, _) = best.ok_or(RequestDenied::NoRoute)?;
+        let authorizations = if route.meta.is_default() && route.authorizations.is_empty() {
+            &self.authorizations
+        } else {
+            &route.authorizations
+        };
+        authorizations
+            .iter()
+            .find(|a| a.admits(client))
+            .map(|a| (Some(route), a))
+            .ok_or_else(|| RequestDenied::Unauthorized {
+                route: route.meta.clone(),
+            })
+    }
+}
+
+fn route_from_api(route: &api::HttpRoute) -> Result<Route, InvalidPolicy> {
+    use linkerd2_proxy_api::http_route::path_match::Kind;
+    let meta = Meta::from_api(route.metadata.as_ref(), &Default::default());
+    let mut matches = Vec::new();
+    for rule in &route.rules {
+        if rule.matches.is_empty() {
+            matches.push(RouteMatch {
+                path: None,
+                method: None,
+            });
+        }
+        for m in &rule.matches {
+            let path = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
+                None => None,
+                Some(Kind::Exact(p)) => Some(PathMatch::Exact(p.clone())),
+                Some(Kind::Prefix(p)) => Some(PathMatch::Prefix(p.clone())),
+                Some(Kind::Regex(r)) => Some(PathMatch::Regex(
+                    regex::Regex::new(&format!("^(?:{r})$"))
+                        .map_err(|e| InvalidPolicy(format!("route {}: {e}", meta.name)))?,
+                )),
+            };
+            let method = m
+                .method
+                .clone()
+                .map(http::Method::try_from)
+                .transpose()
+                .map_err(|e| InvalidPolicy(format!("route {}: {e}", meta.name)))?;
+            matches.push(RouteMatch { path, method });
+        }
+    }
+    let authorizations = route
+        .authorizations
+        .iter()
+        .map(Authorization::from_api)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Route {
+        meta,
+        matches,
+        authorizations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROD: &str = "web.production.serviceaccount.identity.linkerd.cluster.local";
+
+    fn client(ip: &str, identity: Option<&'static str>) -> Client<'static> {
+        Client {
+            ip: ip.parse().expect("ip"),
+            mesh_tls: identity.is_some(),
+            identity,
+        }
+    }
+
+    fn authz(networks: &[(&str, &[&str])], authentication: Authentication) -> Authorization {
+        Authorization {
+            meta: Meta {
+                group: "policy.linkerd.io".into(),
+                kind: "authorizationpolicy".into(),
+                name: "p".into(),
+            },
+            networks: networks
+                .iter()
+                .map(|(net, except)| {
+                    (
+                        net.parse().expect("net"),
+                        except.iter().map(|e| e.parse().expect("except")).collect(),
+                    )
+                })
+                .collect(),
+            authentication,
+        }
+    }
+
+    #[test]
+    fn identities_match_exactly_or_by_whole_labels() {
+        let suffix = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+        let authz = authz(
+            &[("0.0.0.0/0", &[])],
+            Authentication::Identities {
+                exact: vec!["db.other.serviceaccount.identity.linkerd.cluster.local".into()],
+                suffixes: vec![suffix(
+                    "production.serviceaccount.identity.linkerd.cluster.local",
+                )],
+            },
+        );
+        assert!(authz.admits(&client("10.0.0.1", Some(PROD))));
+        assert!(authz.admits(&client(
+            "10.0.0.1",
+            Some("db.other.serviceaccount.identity.linkerd.cluster.local")
+        )));
+        for other in [
+            "web.other.serviceaccount.identity.linkerd.cluster.local",
+            "web.xproduction.serviceaccount.identity.linkerd.cluster.local",
+            "production.serviceaccount.identity.linkerd.cluster.local",
+        ] {
+            assert!(!authz.admits(&client("10.0.0.1", Some(other))), "{other}");
+        }
+        assert!(!authz.admits(&client("10.0.0.1", None)), "no identity");
+    }
+
+    #[test]
+    fn networks_and_their_exceptions() {
+        let authz = authz(
+            &[("10.1.0.0/16", &["10.1.2.3/32"])],
+            Authentication::Unauthenticated,
+        );
+        assert!(authz.admits(&client("10.1.9.9", None)));
+        assert!(!authz.admits(&client("10.1.2.3", None)), "excepted");
+        assert!(!authz.admits(&client("10.2.0.1", None)), "outside");
+    }
+
+    #[test]
+    fn default_policies_admit_what_their_names_say() {
+        let cluster: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let decide = |name: &str, ip: &str, identity| {
+            ServerPolicy::default_named(name, &cluster)
+                .expect("policy")
+                .authorize_connection(&client(ip, identity))
+                .is_some()
+        };
+        assert!(decide("all-unauthenticated", "192.0.2.1", None));
+        assert!(decide("audit", "192.0.2.1", None));
+        assert!(!decide("all-authenticated", "192.0.2.1", None));
+        assert!(decide("all-authenticated", "192.0.2.1", Some(PROD)));
+        assert!(!decide("cluster-unauthenticated", "192.0.2.1", None));
+        assert!(decide("cluster-unauthenticated", "10.1.1.1", None));
+        assert!(!decide("cluster-authenticated", "10.1.1.1", None));
+        assert!(decide("cluster-authenticated", "10.1.1.1", Some(PROD)));
+        assert!(!decide("deny", "10.1.1.1", Some(PROD)));
+        assert!(ServerPolicy::default_named("open", &cluster).is_err());
+    }
+
+    #[test]
+    fn the_most_specific_route_decides_and_an_httproute_needs_its_own_policy() {
+        let everyone = authz(&[("0.0.0.0/0", &[])], Authentication::Unauthenticated);
+        let route = |kind: &str, name: &str, path: Option<PathMatch>, authorizations| Route {
+            meta: Meta {
+                group: if kind == "default" {
+                    String::new()
+                } else {
+                    "gateway.networking.k8s.io".into()
+                },
+                kind: kind.into(),
+                name: name.into(),
+            },
+            matches: path
+                .map(|p| RouteMatch {
+                    path: Some(p),
+                    method: Some(http::Method::GET),
+                })
+                .into_iter()
+                .collect(),
+            authorizations,
+        };
+        let policy = ServerPolicy {
+            meta: Meta::default_named("deny"),
+            protocol: PortProtocol::Detect,
+            authorizations: Vec::new(),
+            routes: vec![
+                route("default", "default", None, Vec::new()),
+                route(
+                    "default",
+                    "probe",
+                    Some(PathMatch::Exact("/ready".into())),
+                    vec![everyone.clone()],
+                ),
+                route(
+                    "HTTPRoute",
+                    "admin",
+                    Some(PathMatch::Prefix("/admin".into())),
+                    Vec::new(),
+                ),
+            ],
+        };
+        let anyone = client("10.0.0.1", None);
+        let get = http::Method::GET;
+        let (route, _) = policy
+            .authorize_request(&anyone, &get, "/ready")
+            .expect("the probe route");
+        assert_eq!(route.map(|r| r.meta.name.as_str()), Some("probe"));
+        assert_eq!(
+            policy
+                .authorize_request(&anyone, &http::Method::POST, "/ready")
+                .expect_err("POST is not the probe"),
+            RequestDenied::Unauthorized {
+                route: Meta::default_named("default")
+            }
+        );
+        let denied = policy
+            .authorize_request(&client("10.0.0.1", Some(PROD)), &get, "/admin/users")
+            .expect_err("an HTTPRoute without a policy admits no one");
+        assert!(matches!(denied, RequestDenied::Unauthorized { route } if route.name == "admin"));
+    }
+}
