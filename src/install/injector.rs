@@ -111,6 +111,11 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
             format!("--cluster-domain={}", settings.cluster_domain),
             format!("--tls-cert-file={TLS_DIR}/tls.crt"),
             format!("--tls-key-file={TLS_DIR}/tls.key"),
+            format!(
+                "--default-inbound-policy={}",
+                settings.default_inbound_policy
+            ),
+            format!("--cluster-networks={}", settings.cluster_networks),
         ]
         .into_iter()
         .chain(

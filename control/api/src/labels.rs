@@ -71,3 +71,16 @@ pub const IS_CONTROL_PLANE: &str = "linkerd.io/is-control-plane";
 pub const TRUST_ROOTS_CONFIGMAP: &str = "linkerd-identity-trust-roots";
 /// The Secret holding the issuer certificate and key.
 pub const ISSUER_SECRET: &str = "linkerd-identity-issuer";
+
+/// The annotation naming a default inbound policy (pod or namespace).
+pub const DEFAULT_INBOUND_POLICY_ANNOTATION: &str = "config.linkerd.io/default-inbound-policy";
+
+/// Linkerd's default inbound policies.
+pub const DEFAULT_INBOUND_POLICIES: [&str; 6] = [
+    "all-unauthenticated",
+    "all-authenticated",
+    "cluster-unauthenticated",
+    "cluster-authenticated",
+    "deny",
+    "audit",
+];

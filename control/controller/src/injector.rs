@@ -54,6 +54,14 @@ pub(crate) struct InjectorArgs {
     /// The trust domain of workload identities.
     #[arg(long, env = "MESH_IDENTITY_TRUST_DOMAIN", default_value = mesh_api::identity::DEFAULT_TRUST_DOMAIN)]
     identity_trust_domain: String,
+    /// The default inbound policy injected proxies start with
+    /// (`proxy.defaultInboundPolicy`; a namespace or pod annotation
+    /// `config.linkerd.io/default-inbound-policy` overrides it).
+    #[arg(long, env = "MESH_DEFAULT_INBOUND_POLICY", default_value = "all-unauthenticated", value_parser = clap::builder::PossibleValuesParser::new(mesh_api::labels::DEFAULT_INBOUND_POLICIES))]
+    default_inbound_policy: String,
+    /// The cluster's networks (`clusterNetworks`).
+    #[arg(long, env = "MESH_CLUSTER_NETWORKS", default_value = mesh_api::ports::DEFAULT_CLUSTER_NETWORKS)]
+    cluster_networks: String,
 }
 
 pub(crate) async fn run(args: InjectorArgs, client: kube::Client) -> anyhow::Result<()> {
@@ -71,6 +79,8 @@ pub(crate) async fn run(args: InjectorArgs, client: kube::Client) -> anyhow::Res
     values.control_plane_namespace = args.controller_namespace.clone();
     values.cluster_domain = args.cluster_domain.clone();
     values.trust_domain = args.identity_trust_domain.clone();
+    values.default_inbound_policy = args.default_inbound_policy.clone();
+    values.cluster_networks = args.cluster_networks.clone();
     let webhook = Webhook::new(client, Settings { values });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

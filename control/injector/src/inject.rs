@@ -100,8 +100,15 @@ pub fn inject(meta: &mut ObjectMeta, spec: &mut PodSpec, values: &Values, namesp
     if let Some(namespace) = namespace {
         labels.insert(WORKLOAD_NS.into(), namespace.to_owned());
     }
+    let inbound_ports = container_ports(spec);
     let init_containers = spec.init_containers.get_or_insert_with(Vec::new);
-    init_containers.splice(0..0, [init_container(values), proxy_container(values)]);
+    init_containers.splice(
+        0..0,
+        [
+            init_container(values),
+            proxy_container(values, &inbound_ports),
+        ],
+    );
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| v.name != TOKEN_VOLUME && v.name != END_ENTITY_VOLUME);
     volumes.extend(identity_volumes());
@@ -173,8 +180,27 @@ fn field(name: &str, path: &str) -> EnvVar {
     }
 }
 
-/// The proxy's environment (the variables `mesh-proxy` reads).
-fn proxy_env(values: &Values) -> Vec<EnvVar> {
+/// The pod's container ports (comma list): the proxy watches their policy
+/// from start-up.
+fn container_ports(spec: &PodSpec) -> String {
+    let mut ports: Vec<i32> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .map(|p| p.container_port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The proxy's environment (the variables `mesh-proxy` reads), with the
+/// pod's `inbound_ports`.
+fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
     let ns = &values.control_plane_namespace;
     let domain = &values.cluster_domain;
     let mut vars = vec![
@@ -200,6 +226,27 @@ fn proxy_env(values: &Values) -> Vec<EnvVar> {
             "LINKERD2_PROXY_DESTINATION_CONTEXT",
             r#"{"ns":"$(_pod_ns)", "nodeName":"$(_pod_nodeName)", "pod":"$(_pod_name)"}"#,
         ),
+        env(
+            "LINKERD2_PROXY_POLICY_SVC_ADDR",
+            format!("linkerd-policy.{ns}.svc.{domain}.:{}", ports::POLICY),
+        ),
+        env(
+            "LINKERD2_PROXY_POLICY_SVC_NAME",
+            "linkerd-policy.$(_l5d_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)",
+        ),
+        env(
+            "LINKERD2_PROXY_POLICY_WORKLOAD",
+            r#"{"ns":"$(_pod_ns)", "pod":"$(_pod_name)"}"#,
+        ),
+        env(
+            "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY",
+            values.default_inbound_policy.clone(),
+        ),
+        env(
+            "LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS",
+            values.cluster_networks.clone(),
+        ),
+        env("LINKERD2_PROXY_INBOUND_PORTS", inbound_ports),
         env(
             "LINKERD2_PROXY_CONTROL_LISTEN_ADDR",
             format!("0.0.0.0:{}", ports::PROXY_CONTROL),
@@ -268,7 +315,7 @@ fn cores(limit: &str) -> Option<u64> {
     Some(((millis / 1000.0).ceil() as u64).max(1))
 }
 
-fn proxy_container(values: &Values) -> Container {
+fn proxy_container(values: &Values, inbound_ports: &str) -> Container {
     let admin = |path: &str, delay: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -294,7 +341,7 @@ fn proxy_container(values: &Values) -> Container {
         name: PROXY_CONTAINER.into(),
         image: Some(format!("{}:{}", values.proxy_image, values.proxy_version)),
         restart_policy: Some("Always".into()),
-        env: Some(proxy_env(values)),
+        env: Some(proxy_env(values, inbound_ports)),
         ports: Some(vec![
             ContainerPort {
                 name: Some("linkerd-proxy".into()),
@@ -524,7 +571,7 @@ mod tests {
     #[test]
     fn a_gateway_proxy_forwards_for_its_cluster_domain() {
         let gateway_env = |values: &Values| {
-            proxy_env(values)
+            proxy_env(values, "")
                 .into_iter()
                 .find(|e| e.name == "MESH_PROXY_GATEWAY_SUFFIXES")
                 .and_then(|e| e.value)
@@ -538,5 +585,47 @@ mod tests {
         values.cluster_domain = "example.org".into();
         values.gateway = true;
         assert_eq!(gateway_env(&values).as_deref(), Some("svc.example.org"));
+    }
+
+    #[test]
+    fn the_proxy_learns_its_policy_controller_default_policy_and_ports() {
+        let mut values = Values::new("-----BEGIN CERTIFICATE-----", "v0.1.0");
+        values.default_inbound_policy = "cluster-authenticated".into();
+        let mut spec: PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [
+                {"name": "app", "ports": [{"containerPort": 9898}, {"containerPort": 8080}]},
+                {"name": "sidecar", "ports": [{"containerPort": 8080}]}
+            ]
+        }))
+        .expect("spec");
+        let mut meta = ObjectMeta::default();
+        inject(&mut meta, &mut spec, &values, Some("shop"));
+        let proxy = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == PROXY_CONTAINER)
+            .expect("the proxy");
+        let env = |name: &str| {
+            proxy
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(
+            env("LINKERD2_PROXY_POLICY_SVC_ADDR").as_deref(),
+            Some("linkerd-policy.linkerd.svc.cluster.local.:8090")
+        );
+        assert_eq!(
+            env("LINKERD2_PROXY_INBOUND_DEFAULT_POLICY").as_deref(),
+            Some("cluster-authenticated")
+        );
+        assert_eq!(
+            env("LINKERD2_PROXY_INBOUND_PORTS").as_deref(),
+            Some("8080,9898")
+        );
+        assert!(env("LINKERD2_PROXY_POLICY_WORKLOAD").is_some_and(|w| w.contains("$(_pod_name)")));
     }
 }

@@ -46,6 +46,12 @@ pub struct Values {
     pub memory_limit: Option<String>,
     /// The proxy is a multicluster gateway (`config.linkerd.io/enable-gateway`).
     pub gateway: bool,
+    /// The default inbound policy (`config.linkerd.io/default-inbound-policy`,
+    /// else the installation's `proxy.defaultInboundPolicy`).
+    pub default_inbound_policy: String,
+    /// The cluster's networks (`clusterNetworks`), for the `cluster-*`
+    /// default policies.
+    pub cluster_networks: String,
 }
 
 impl Values {
@@ -71,6 +77,8 @@ impl Values {
             memory_request: None,
             memory_limit: None,
             gateway: false,
+            default_inbound_policy: "all-unauthenticated".into(),
+            cluster_networks: mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into(),
         }
     }
 }
@@ -163,6 +171,15 @@ impl<'a> Overrides<'a> {
                     "proxy-memory-limit" => {
                         out.memory_limit = Some(quantity(value).map_err(|e| error(&e))?)
                     }
+                    "default-inbound-policy" => {
+                        if !mesh_api::labels::DEFAULT_INBOUND_POLICIES.contains(&value) {
+                            return Err(error(&format!(
+                                "expected one of {}",
+                                mesh_api::labels::DEFAULT_INBOUND_POLICIES.join(", ")
+                            )));
+                        }
+                        out.default_inbound_policy = value.to_owned();
+                    }
                     "enable-gateway" => {
                         out.gateway = value
                             .parse::<bool>()
@@ -236,6 +253,7 @@ mod tests {
         let ns = annotations(&[
             ("config.linkerd.io/proxy-log-level", "debug"),
             ("config.linkerd.io/skip-outbound-ports", "3306"),
+            ("config.linkerd.io/default-inbound-policy", "deny"),
         ]);
         let pod = annotations(&[
             ("config.linkerd.io/proxy-log-level", "trace"),
@@ -252,6 +270,7 @@ mod tests {
         assert_eq!(values.skip_outbound_ports, "3306");
         assert_eq!(values.cpu_limit.as_deref(), Some("500m"));
         assert_eq!(values.opaque_ports, "4000-4100");
+        assert_eq!(values.default_inbound_policy, "deny", "from the namespace");
     }
 
     #[test]
@@ -262,6 +281,7 @@ mod tests {
             ("config.linkerd.io/proxy-uid", "-3"),
             ("config.linkerd.io/proxy-memory-limit", "lots"),
             ("config.linkerd.io/skip-subnets", "10.0.0.0/40"),
+            ("config.linkerd.io/default-inbound-policy", "allow-all"),
         ] {
             let pod = annotations(&[(key, value)]);
             let err = Overrides::default()
