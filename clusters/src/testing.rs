@@ -268,7 +268,17 @@ pub async fn ensure_crds(
         let name = crd.metadata.name.clone().unwrap_or_default();
         match api.create(&PostParams::default(), &crd).await {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                // Already there, perhaps from an older build: bring it up
+                // to this one (versions added since).
+                let params = kube::api::PatchParams::apply("mesh-tests").force();
+                if let Err(e) = api
+                    .patch(&name, &params, &kube::api::Patch::Apply(&crd))
+                    .await
+                {
+                    panic!("updating CRD {name}: {e}");
+                }
+            }
             Err(e) => panic!("creating CRD {name}: {e}"),
         }
         let mut established = false;

@@ -1,14 +1,14 @@
 //! The policy controller against the real kube-apiserver, through its gRPC
 //! API as a proxy uses it: a pod's port first has the cluster default; the
-//! guide's Server, AuthorizationPolicy and MeshTLSAuthentication (at the
-//! versions mesh serves today) turn it into that Server with that identity
+//! guide's Server, AuthorizationPolicy and MeshTLSAuthentication (as the
+//! guide writes them, all at `policy.linkerd.io/v1beta3`) turn it into that Server with that identity
 //! suffix, on the open WatchPort stream; a namespace annotated `deny` denies
 //! its other ports while the probe route stays; an invalid Server is refused
 //! with a Kubernetes Event and changes nothing.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use linkerd2_proxy_api::inbound::inbound_server_policies_client::InboundServerPoliciesClient;
@@ -33,19 +33,20 @@ async fn start(cluster: &TestCluster) -> Running {
     .expect("policy controller starts")
 }
 
-async fn apply<K>(client: &kube::Client, ns: &str, yaml: &str)
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + serde::Serialize,
-{
-    let object: K = serde_saphyr::from_str(yaml).expect("yaml");
-    Api::<K>::namespaced(client.clone(), ns)
+/// Creates the object `yaml` describes at the version it names (found by
+/// discovery, as kubectl finds it).
+async fn apply(client: &kube::Client, ns: &str, yaml: &str) {
+    use kube::core::{DynamicObject, GroupVersionKind};
+    let object: DynamicObject = serde_saphyr::from_str(yaml).expect("yaml");
+    let types = object.types.clone().expect("apiVersion and kind");
+    let gvk = GroupVersionKind::try_from(&types).expect("a group, version and kind");
+    let (resource, _) = kube::discovery::oneshot::pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("{}/{} is not served: {e}", types.api_version, types.kind));
+    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource)
         .create(&PostParams::default(), &object)
         .await
-        .expect("create");
+        .unwrap_or_else(|e| panic!("creating {} {}: {e}", types.api_version, types.kind));
 }
 
 /// The next message of `stream` for which `done` holds (30 s at most).
@@ -78,7 +79,7 @@ async fn the_guides_policy_reaches_an_open_watch_and_bad_objects_are_refused() {
     let cluster = shared_cluster().await;
     let ns = cluster.namespace("policy").await;
     let running = start(&cluster).await;
-    apply::<Pod>(
+    apply(
         &cluster.client,
         &ns,
         &format!(
@@ -111,7 +112,7 @@ async fn the_guides_policy_reaches_an_open_watch_and_bad_objects_are_refused() {
     assert_eq!(first.labels["kind"], "default");
     assert_eq!(first.labels["name"], "all-unauthenticated");
 
-    apply::<mesh_api::crds::policy::Server>(
+    apply(
         &cluster.client,
         &ns,
         &format!(
@@ -120,21 +121,21 @@ async fn the_guides_policy_reaches_an_open_watch_and_bad_objects_are_refused() {
         ),
     )
     .await;
-    apply::<mesh_api::crds::policy::AuthorizationPolicy>(
+    apply(
         &cluster.client,
         &ns,
         &format!(
-            "apiVersion: policy.linkerd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {{name: my-service-authn, namespace: {ns}}}\n\
+            "apiVersion: policy.linkerd.io/v1beta3\nkind: AuthorizationPolicy\nmetadata: {{name: my-service-authn, namespace: {ns}}}\n\
              spec:\n  targetRef: {{group: policy.linkerd.io, kind: Server, name: my-service-server}}\n  \
              requiredAuthenticationRefs: [{{name: meshed-only, kind: MeshTLSAuthentication, group: policy.linkerd.io}}]\n"
         ),
     )
     .await;
-    apply::<mesh_api::crds::policy::MeshTLSAuthentication>(
+    apply(
         &cluster.client,
         &ns,
         &format!(
-            "apiVersion: policy.linkerd.io/v1alpha1\nkind: MeshTLSAuthentication\nmetadata: {{name: meshed-only, namespace: {ns}}}\n\
+            "apiVersion: policy.linkerd.io/v1beta3\nkind: MeshTLSAuthentication\nmetadata: {{name: meshed-only, namespace: {ns}}}\n\
              spec: {{identities: [\"*.{ns}.serviceaccount.identity.linkerd.cluster.local\"]}}\n"
         ),
     )
@@ -161,7 +162,7 @@ async fn the_guides_policy_reaches_an_open_watch_and_bad_objects_are_refused() {
     assert_eq!(ids.suffixes[0].parts, expected);
 
     // An invalid Server: refused with an Event on it, the policy unchanged.
-    apply::<mesh_api::crds::policy::Server>(
+    apply(
         &cluster.client,
         &ns,
         &format!(

@@ -108,13 +108,5 @@ fn optional_int_or_string(g: &mut schemars::SchemaGenerator) -> schemars::Schema
 
 /// The Link CRD with every served version.
 pub fn crd() -> CustomResourceDefinition {
-    let mut crd = Link::crd();
-    let stored = crd.spec.versions[0].clone();
-    for older in ["v1alpha2", "v1alpha1"] {
-        let mut version = stored.clone();
-        version.name = older.to_owned();
-        version.storage = false;
-        crd.spec.versions.push(version);
-    }
-    crd
+    super::also_serving(Link::crd(), &["v1alpha2", "v1alpha1"])
 }

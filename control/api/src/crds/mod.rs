@@ -6,8 +6,11 @@
 //! - [`traffic_split`]: `split.smi-spec.io/v1alpha2` TrafficSplit.
 //! - [`http_route`]: `gateway.networking.k8s.io/v1` HTTPRoute (the parts mesh
 //!   uses; other fields are kept by the API server, not read).
-//! - [`policy`]: `policy.linkerd.io` Server, AuthorizationPolicy,
-//!   MeshTLSAuthentication and NetworkAuthentication.
+//! - [`policy`]: `policy.linkerd.io` Server (stored as `v1beta3`, `v1beta1`
+//!   and `v1beta2` served), AuthorizationPolicy and MeshTLSAuthentication
+//!   (stored as `v1alpha1`; `v1beta3` served too, a spelling Linkerd never
+//!   served that one of its guides uses: [`MESH_ONLY_VERSIONS`]) and
+//!   NetworkAuthentication (`v1alpha1`).
 //! - [`link`]: `multicluster.linkerd.io` Link (`v1alpha3`, older versions served).
 
 pub mod http_route;
@@ -18,6 +21,29 @@ pub mod traffic_split;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+
+/// Versions mesh serves that Linkerd never did, by kind: `mesh check` warns
+/// about objects stored from them (they would not apply to Linkerd).
+pub const MESH_ONLY_VERSIONS: [(&str, &str); 2] = [
+    ("AuthorizationPolicy", "v1beta3"),
+    ("MeshTLSAuthentication", "v1beta3"),
+];
+
+/// `crd` also serving each of `versions`, with the same schema (the API
+/// server converts between them by changing `apiVersion` only).
+pub fn also_serving(
+    mut crd: CustomResourceDefinition,
+    versions: &[&str],
+) -> CustomResourceDefinition {
+    let stored = crd.spec.versions[0].clone();
+    for name in versions {
+        let mut version = stored.clone();
+        version.name = (*name).to_owned();
+        version.storage = false;
+        crd.spec.versions.push(version);
+    }
+    crd
+}
 
 /// Every CRD mesh ships, in apply order.
 pub fn all() -> Vec<CustomResourceDefinition> {
@@ -41,9 +67,9 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         service_profile::ServiceProfile::crd(),
         traffic_split::TrafficSplit::crd(),
         http_route,
-        policy::Server::crd(),
-        policy::AuthorizationPolicy::crd(),
-        policy::MeshTLSAuthentication::crd(),
+        also_serving(policy::Server::crd(), &["v1beta1", "v1beta2"]),
+        also_serving(policy::AuthorizationPolicy::crd(), &["v1beta3"]),
+        also_serving(policy::MeshTLSAuthentication::crd(), &["v1beta3"]),
         policy::NetworkAuthentication::crd(),
         link::crd(),
     ]

@@ -8,8 +8,8 @@
 //!   ServiceAccount.
 //! - [`NetworkAuthentication`] (`v1alpha1`): clients by source network.
 //!
-//! Only the CRDs ship for now; the proxy keeps the place where inbound
-//! authorization will read them.
+//! The policy controller (`mesh-policy`) reads them and serves each pod
+//! port's policy to the proxies, which enforce it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
