@@ -17,6 +17,7 @@ pub mod kube_util;
 pub mod local;
 pub mod mesh;
 pub mod multicluster;
+pub mod policy;
 pub mod provider;
 pub mod scenarios;
 

@@ -12,6 +12,7 @@
 //! no failed request, when it does not.
 
 use mesh_test_util as support;
+use support::policy;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -300,6 +301,35 @@ async fn the_workload_behind_the_gateway_sees_the_original_callers_identity() {
         1.0,
         "the callee's proxy counts the request as the caller's:\n{inbound}"
     );
+
+    // Policy sees the caller too: admitting the west caller lets it in
+    // through the gateway; admitting only the gateway's own identity does
+    // not (the gateway speaks for its caller, not for itself).
+    let through_gateway = || async {
+        mesh.client
+            .run(async { get("http://10.96.0.20/").await })
+            .await
+            .expect("an answer through the gateway")
+            .0
+    };
+    for (admitted, expected) in [(CLIENT_ID, 200), (WEB_ID, 403), (CLIENT_ID, 200)] {
+        mesh.state.set_port_policy(
+            9090,
+            policy::server("callee", vec![policy::admits("callee-clients", admitted)]),
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut status = through_gateway().await;
+        while status != expected && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            status = through_gateway().await;
+        }
+        assert_eq!(
+            status,
+            expected,
+            "with only {admitted} admitted\n{}",
+            mesh.logs()
+        );
+    }
 }
 
 /// UDP datagrams the server pod received on the gateway port (an iptables

@@ -12,131 +12,8 @@ use mesh_test_util as support;
 use std::time::Duration;
 
 use linkerd2_proxy_api::destination::DestinationProfile;
-use linkerd2_proxy_api::http_route::{HttpRouteMatch, PathMatch, path_match};
-use linkerd2_proxy_api::inbound::{self as api, authn, proxy_protocol};
-use linkerd2_proxy_api::meta::{Metadata, Resource, metadata};
+use support::policy::{admits, opaque, server as server_detect};
 use support::*;
-
-fn everywhere() -> Vec<api::Network> {
-    ["0.0.0.0/0", "::/0"]
-        .iter()
-        .map(|n| api::Network {
-            net: Some(n.parse::<ipnet::IpNet>().expect("net").into()),
-            except: Vec::new(),
-        })
-        .collect()
-}
-
-/// An AuthorizationPolicy's authorization admitting exactly `identity`.
-fn admits(policy: &str, identity: &str) -> api::Authz {
-    api::Authz {
-        networks: everywhere(),
-        authentication: Some(api::Authn {
-            permit: Some(authn::Permit::MeshTls(authn::PermitMeshTls {
-                clients: Some(authn::permit_mesh_tls::Clients::Identities(
-                    authn::permit_mesh_tls::PermitClientIdentities {
-                        identities: vec![api::Identity {
-                            name: identity.into(),
-                        }],
-                        suffixes: Vec::new(),
-                    },
-                )),
-            })),
-        }),
-        labels: Default::default(),
-        metadata: Some(Metadata {
-            kind: Some(metadata::Kind::Resource(Resource {
-                group: "policy.linkerd.io".into(),
-                kind: "authorizationpolicy".into(),
-                name: policy.into(),
-                ..Resource::default()
-            })),
-        }),
-    }
-}
-
-fn default_route(
-    name: &str,
-    get_paths: &[&str],
-    authorizations: Vec<api::Authz>,
-) -> api::HttpRoute {
-    let rules = if get_paths.is_empty() {
-        Vec::new()
-    } else {
-        vec![api::http_route::Rule {
-            matches: get_paths
-                .iter()
-                .map(|p| HttpRouteMatch {
-                    path: Some(PathMatch {
-                        kind: Some(path_match::Kind::Exact((*p).into())),
-                    }),
-                    method: Some(http::Method::GET.into()),
-                    ..HttpRouteMatch::default()
-                })
-                .collect(),
-            filters: Vec::new(),
-        }]
-    };
-    api::HttpRoute {
-        metadata: Some(Metadata {
-            kind: Some(metadata::Kind::Default(name.into())),
-        }),
-        hosts: Vec::new(),
-        authorizations,
-        rules,
-    }
-}
-
-/// A Server named `name` detecting HTTP with `authorizations`, a default
-/// route and a probe route for `/ready`.
-fn server_detect(name: &str, authorizations: Vec<api::Authz>) -> api::Server {
-    let probe = api::Authz {
-        networks: everywhere(),
-        authentication: Some(api::Authn {
-            permit: Some(authn::Permit::Unauthenticated(
-                authn::PermitUnauthenticated {},
-            )),
-        }),
-        labels: Default::default(),
-        metadata: Some(Metadata {
-            kind: Some(metadata::Kind::Default("probe".into())),
-        }),
-    };
-    api::Server {
-        protocol: Some(api::ProxyProtocol {
-            kind: Some(proxy_protocol::Kind::Detect(proxy_protocol::Detect {
-                timeout: Some(prost_types::Duration {
-                    seconds: 10,
-                    nanos: 0,
-                }),
-                http_routes: vec![
-                    default_route("default", &[], Vec::new()),
-                    default_route("probe", &["/ready"], vec![probe]),
-                ],
-                http_local_rate_limit: None,
-            })),
-        }),
-        server_ips: Vec::new(),
-        authorizations,
-        labels: [
-            ("group", "policy.linkerd.io"),
-            ("kind", "server"),
-            ("name", name),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect(),
-    }
-}
-
-fn server_opaque(name: &str, authorizations: Vec<api::Authz>) -> api::Server {
-    api::Server {
-        protocol: Some(api::ProxyProtocol {
-            kind: Some(proxy_protocol::Kind::Opaque(proxy_protocol::Opaque {})),
-        }),
-        ..server_detect(name, authorizations)
-    }
-}
 
 async fn get_path(mesh: &Mesh, path: &str) -> (u16, String) {
     let url = format!("http://10.96.0.10{path}");
@@ -256,10 +133,8 @@ async fn an_opaque_server_refuses_and_closes_connections_it_no_longer_admits() {
     mesh.state
         .set_endpoints("db.test.svc.cluster.local:7000", meshed(&[(7000, "db-1")]));
     mesh.server.run(app::greeter("db-1", server(7000))).await;
-    mesh.state.set_port_policy(
-        7000,
-        server_opaque("db", vec![admits("db-clients", CLIENT_ID)]),
-    );
+    mesh.state
+        .set_port_policy(7000, opaque("db", vec![admits("db-clients", CLIENT_ID)]));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Admitted: a greeting, an echo; the connection stays open.
@@ -283,7 +158,7 @@ async fn an_opaque_server_refuses_and_closes_connections_it_no_longer_admits() {
     // The policy now names another identity: the open connection is closed.
     mesh.state.set_port_policy(
         7000,
-        server_opaque(
+        opaque(
             "db",
             vec![admits(
                 "db-clients",

@@ -14,6 +14,7 @@
 pub mod app;
 pub mod controller;
 pub mod netns;
+pub mod policy;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -226,7 +227,7 @@ impl Mesh {
                 format!(r#"{{"ns":"test","pod":"{which}"}}"#),
             )
             // The ports the policy tests use, watched from the start.
-            .env("LINKERD2_PROXY_INBOUND_PORTS", "8080,7000")
+            .env("LINKERD2_PROXY_INBOUND_PORTS", "8080,7000,9090")
             .env("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s")
             // The server pod's proxy is also a multicluster gateway.
             .env(

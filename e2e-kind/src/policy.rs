@@ -1,0 +1,178 @@
+//! Authorization policy on the local clusters, as a user follows Linkerd's
+//! guide: the guide's Server, AuthorizationPolicy and MeshTLSAuthentication
+//! (all `policy.linkerd.io/v1beta3`) applied verbatim but for the
+//! namespace, in front of a `my-service` on 8080.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::kube_util::{self, Finished};
+use crate::mesh;
+use crate::multicluster::wait_for;
+use crate::provider::{Cluster, Provider};
+use crate::scenarios::{PODINFO, ROLLOUT, curl_with_retries, default_identity};
+
+/// The guide's manifests, in namespace `ns`.
+fn guide_manifests(ns: &str) -> String {
+    format!(
+        "apiVersion: policy.linkerd.io/v1beta3
+kind: Server
+metadata: {{name: my-service-server, namespace: {ns}}}
+spec: {{podSelector: {{matchLabels: {{app: my-service}}}}, port: 8080, proxyProtocol: HTTP/2}}
+---
+apiVersion: policy.linkerd.io/v1beta3
+kind: AuthorizationPolicy
+metadata: {{name: my-service-authn, namespace: {ns}}}
+spec:
+  targetRef: {{group: policy.linkerd.io, kind: Server, name: my-service-server}}
+  requiredAuthenticationRefs: [{{name: meshed-only, kind: MeshTLSAuthentication, group: policy.linkerd.io}}]
+---
+apiVersion: policy.linkerd.io/v1beta3
+kind: MeshTLSAuthentication
+metadata: {{name: meshed-only, namespace: {ns}}}
+spec: {{identities: [\"*.{ns}.serviceaccount.identity.linkerd.cluster.local\"]}}
+"
+    )
+}
+
+/// A one-shot curl of `url` (one try, `--fail`), meshed unless `unmeshed`.
+async fn curl_once(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    url: &str,
+    unmeshed: bool,
+) -> anyhow::Result<Finished> {
+    let annotations = if unmeshed {
+        serde_json::json!({"linkerd.io/inject": "disabled"})
+    } else {
+        serde_json::json!({})
+    };
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": name}, "annotations": annotations},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": "curlimages/curl:8.10.1",
+                "command": ["curl", "-sS", "--fail", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", url],
+            }],
+        }
+    }))?;
+    kube_util::run_pod(client, ns, pod, Duration::from_secs(60)).await
+}
+
+/// The guide's policy in front of `my-service`: a meshed pod of the
+/// namespace gets in; an unmeshed pod and a meshed pod of another namespace
+/// are refused (403), and the refusals and the admission are counted by
+/// the server's proxy with the Server's and the policy's names; editing the
+/// MeshTLSAuthentication to name the other namespace swaps who gets in.
+pub async fn mesh_policy_the_guides_manifests_are_enforced(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    mesh::ensure_installed(p, Cluster::West).await?;
+    let west = p.client(Cluster::West);
+    let prod = kube_util::meshed_namespace(&west, "e2e-production").await?;
+    let other = kube_util::meshed_namespace(&west, "e2e-elsewhere").await?;
+    let my_service = PODINFO
+        .replace("9898", "8080")
+        .replace("app: podinfo", "app: my-service")
+        .replace("name: podinfo", "name: my-service");
+    kube_util::apply(&west, &prod, &my_service).await?;
+    kube_util::wait_rollout(&west, &prod, "my-service", ROLLOUT).await?;
+    let url = format!("http://my-service.{prod}.svc.cluster.local:8080/");
+    // Before any policy: the cluster default lets everyone in.
+    let open =
+        crate::scenarios::curl(&west, &other, "before-policy", &curl_with_retries(&url)).await?;
+    anyhow::ensure!(
+        open.succeeded,
+        "before the policy, another namespace gets in: {}",
+        open.logs
+    );
+
+    kube_util::apply(&west, &prod, &guide_manifests(&prod)).await?;
+    let attempt = std::sync::atomic::AtomicUsize::new(0);
+    let next = |what: &str| {
+        let n = attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{what}-{n}")
+    };
+    wait_for(
+        "a meshed pod of another namespace refused",
+        ROLLOUT,
+        || async {
+            let answer = curl_once(&west, &other, &next("elsewhere"), &url, false).await?;
+            Ok(!answer.succeeded && answer.logs.contains("403"))
+        },
+    )
+    .await?;
+    let allowed =
+        crate::scenarios::curl(&west, &prod, "same-namespace", &curl_with_retries(&url)).await?;
+    anyhow::ensure!(
+        allowed.succeeded,
+        "a meshed pod of {prod} gets in: {}",
+        allowed.logs
+    );
+    let unmeshed = curl_once(&west, &prod, "unmeshed", &url, true).await?;
+    anyhow::ensure!(
+        !unmeshed.succeeded && unmeshed.logs.contains("403"),
+        "an unmeshed pod is refused with 403: {}",
+        unmeshed.logs
+    );
+
+    // What the server's proxies counted.
+    let pods = kube_util::ready_pods(&west, &prod, "app=my-service").await?;
+    let (mut allow, mut deny) = (0.0, 0.0);
+    for pod in pods.iter().filter_map(|p| p.metadata.name.as_deref()) {
+        let metrics = mesh::proxy_metrics(&west, &prod, pod).await?;
+        allow += mesh::sum(
+            &metrics,
+            "inbound_http_authz_allow_total",
+            &[
+                ("srv_name", "my-service-server"),
+                ("authz_kind", "authorizationpolicy"),
+                ("authz_name", "my-service-authn"),
+                ("client_id", &default_identity(&prod)),
+            ],
+        );
+        deny += mesh::sum(
+            &metrics,
+            "inbound_http_authz_deny_total",
+            &[("srv_name", "my-service-server")],
+        );
+    }
+    anyhow::ensure!(
+        allow >= 1.0 && deny >= 2.0,
+        "the proxies count {allow} admitted and {deny} refused requests"
+    );
+
+    // The MeshTLSAuthentication edited: now only the other namespace.
+    kube_util::apply(
+        &west,
+        &prod,
+        &format!(
+            "apiVersion: policy.linkerd.io/v1beta3\nkind: MeshTLSAuthentication\n\
+             metadata: {{name: meshed-only, namespace: {prod}}}\n\
+             spec: {{identities: [\"*.{other}.serviceaccount.identity.linkerd.cluster.local\"]}}\n"
+        ),
+    )
+    .await?;
+    wait_for("the other namespace let in once named", ROLLOUT, || async {
+        Ok(
+            curl_once(&west, &other, &next("elsewhere-named"), &url, false)
+                .await?
+                .succeeded,
+        )
+    })
+    .await?;
+    let refused = curl_once(&west, &prod, "same-namespace-unnamed", &url, false).await?;
+    anyhow::ensure!(
+        !refused.succeeded && refused.logs.contains("403"),
+        "{prod}'s own pods are refused once the authentication names another namespace: {}",
+        refused.logs
+    );
+    kube_util::delete_namespace(&west, &prod).await;
+    kube_util::delete_namespace(&west, &other).await;
+    Ok(())
+}
