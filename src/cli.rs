@@ -65,6 +65,12 @@ pub enum Command {
     /// Workload identities and certificates.
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// The routes, Servers and authorizations the policy controller serves
+    /// for a workload's ports.
+    Authz(AuthzArgs),
+    /// What the control plane serves, for troubleshooting.
+    #[command(subcommand)]
+    Diagnostics(DiagnosticsCommand),
     /// The multicluster extension: gateways between clusters.
     #[command(subcommand)]
     Multicluster(MulticlusterCommand),
@@ -77,6 +83,38 @@ pub enum Command {
     /// The Kubernetes binaries local clusters run.
     #[command(subcommand)]
     K8s(K8sCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiagnosticsCommand {
+    /// The policy the policy controller serves for a pod's port.
+    Policy(DiagnosticsPolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnosticsPolicyArgs {
+    /// The pod's namespace.
+    #[arg(long, short, env = "MESH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The pod.
+    pub pod: String,
+    /// Its port.
+    pub port: u16,
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthzArgs {
+    /// The resource's namespace.
+    #[arg(long, short, env = "MESH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// `deploy/NAME`, `pod/NAME`, or a Deployment's name.
+    pub resource: String,
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Subcommand)]

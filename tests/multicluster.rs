@@ -273,7 +273,6 @@ async fn allow_renders_a_policy_the_api_server_accepts_and_names_bad_flags() {
     assert_eq!(
         authentication["spec"]["identities"],
         serde_json::json!([
-            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
             "*.shop.serviceaccount.identity.linkerd.cluster.local",
             "*.web.serviceaccount.identity.linkerd.cluster.local",
         ])

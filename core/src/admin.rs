@@ -60,12 +60,17 @@ impl Readiness {
     }
 }
 
+/// A component's own JSON endpoint: the request's query string in, a JSON
+/// body or an error status and message out.
+pub type JsonHandler = Arc<dyn Fn(&str) -> Result<String, (StatusCode, String)> + Send + Sync>;
+
 /// What the admin endpoint reports.
 #[derive(Clone)]
 pub struct Admin {
     registry: Arc<Registry>,
     ready: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: Option<Arc<dyn Fn() + Send + Sync>>,
+    json: Vec<(&'static str, JsonHandler)>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -81,7 +86,19 @@ impl Admin {
             registry,
             ready: Arc::new(ready),
             shutdown: None,
+            json: Vec::new(),
         }
+    }
+
+    /// Serves `GET path?query` with `handler` (what a component shows of
+    /// its state to `mesh` diagnostics through the API server's pod proxy).
+    pub fn with_json(
+        mut self,
+        path: &'static str,
+        handler: impl Fn(&str) -> Result<String, (StatusCode, String)> + Send + Sync + 'static,
+    ) -> Self {
+        self.json.push((path, Arc::new(handler)));
+        self
     }
 
     /// Serves `registry`, ready once `readiness` is.
@@ -155,6 +172,12 @@ impl Admin {
                 "GET only\n".into(),
                 "text/plain",
             );
+        }
+        if let Some((_, handler)) = self.json.iter().find(|(p, _)| *p == req.uri().path()) {
+            return match handler(req.uri().query().unwrap_or_default()) {
+                Ok(body) => text(StatusCode::OK, body, "application/json"),
+                Err((status, message)) => text(status, format!("{message}\n"), "text/plain"),
+            };
         }
         match req.uri().path() {
             "/metrics" => {

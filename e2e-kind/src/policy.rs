@@ -67,8 +67,11 @@ async fn curl_once(
 /// The guide's policy in front of `my-service`: a meshed pod of the
 /// namespace gets in; an unmeshed pod and a meshed pod of another namespace
 /// are refused (403), and the refusals and the admission are counted by
-/// the server's proxy with the Server's and the policy's names; editing the
-/// MeshTLSAuthentication to name the other namespace swaps who gets in.
+/// the server's proxy with the Server's and the policy's names; `mesh
+/// diagnostics policy` and `mesh authz` show the controller's answer;
+/// `mesh check` names the mesh-only `v1beta3` spelling and a refused
+/// Server; editing the MeshTLSAuthentication to name the other namespace
+/// swaps who gets in.
 pub async fn mesh_policy_the_guides_manifests_are_enforced(
     p: &impl Provider,
 ) -> anyhow::Result<()> {
@@ -146,6 +149,100 @@ pub async fn mesh_policy_the_guides_manifests_are_enforced(
         allow >= 1.0 && deny >= 2.0,
         "the proxies count {allow} admitted and {deny} refused requests"
     );
+
+    // What the CLI shows is the controller's own answer.
+    let pod = pods
+        .first()
+        .and_then(|p| p.metadata.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("no my-service pod"))?;
+    let diagnostics = mesh::mesh(
+        p,
+        Cluster::West,
+        &[
+            "diagnostics",
+            "policy",
+            "-n",
+            &prod,
+            &pod,
+            "8080",
+            "-o",
+            "json",
+        ],
+    )
+    .await?;
+    let served: serde_json::Value = serde_json::from_str(&diagnostics.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "mesh diagnostics policy -o json: {e}: {}",
+            diagnostics.stdout
+        )
+    })?;
+    anyhow::ensure!(
+        served["server"]["name"] == "my-service-server"
+            && served["authorizations"][0]["name"] == "my-service-authn",
+        "mesh diagnostics policy shows the Server and its policy: {served}"
+    );
+    let authz = mesh::mesh(
+        p,
+        Cluster::West,
+        &["authz", "-n", &prod, "deploy/my-service"],
+    )
+    .await?;
+    anyhow::ensure!(
+        authz.success
+            && authz.stdout.contains("my-service-server")
+            && authz.stdout.contains("my-service-authn"),
+        "mesh authz lists the Server and its policy: {}{}",
+        authz.stdout,
+        authz.stderr
+    );
+    // mesh check: the controller serves; the guide's v1beta3 spelling is
+    // named as mesh-only; a broken Server is named with its field.
+    kube_util::apply(
+        &west,
+        &prod,
+        &format!(
+            "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {{name: broken, namespace: {prod}}}\n\
+             spec: {{podSelector: {{matchLabels: {{app: my-service}}}}, port: 9797, accessPolicy: open-to-all}}\n"
+        ),
+    )
+    .await?;
+    let check_result = |checks: &serde_json::Value, description: &str| {
+        checks["categories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["checks"].as_array().into_iter().flatten())
+            .find(|c| c["description"] == description)
+            .cloned()
+            .unwrap_or_default()
+    };
+    wait_for("mesh check naming the refused Server", ROLLOUT, || async {
+        let out = mesh::mesh(p, Cluster::West, &["check", "--wait", "1m", "-o", "json"]).await?;
+        let checks: serde_json::Value = serde_json::from_str(&out.stdout)
+            .map_err(|e| anyhow::anyhow!("mesh check -o json: {e}: {}", out.stdout))?;
+        let serves = check_result(&checks, "the policy controller serves policies");
+        anyhow::ensure!(
+            serves["result"] == "success",
+            "the policy controller serves: {serves}"
+        );
+        let versions = check_result(&checks, "policy objects use versions Linkerd serves");
+        anyhow::ensure!(
+            versions["result"] == "warning"
+                && versions["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(&format!("{prod}/my-service-authn"))),
+            "the v1beta3 AuthorizationPolicy is named as mesh-only: {versions}"
+        );
+        let refused = check_result(
+            &checks,
+            "the policy controller accepted every policy object",
+        );
+        Ok(refused["result"] == "warning"
+            && refused["error"].as_str().is_some_and(|e| {
+                e.contains(&format!("{prod}/broken")) && e.contains("spec.accessPolicy")
+            }))
+    })
+    .await?;
 
     // The MeshTLSAuthentication edited: now only the other namespace.
     kube_util::apply(

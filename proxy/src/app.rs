@@ -203,10 +203,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             endpoint,
             quic_metrics,
             drain.signal(),
-            move |stream, identity, _remote| {
+            move |stream, identity, remote| {
                 quic_inbound
                     .clone()
-                    .quic_stream(stream, identity, signal.clone())
+                    .quic_stream(stream, identity, remote, signal.clone())
             },
         ));
     }

@@ -166,6 +166,60 @@ async fn names_outside_the_cluster_are_refused() {
 }
 
 #[tokio::test]
+async fn the_gateway_admits_only_the_callers_its_own_policy_names() {
+    let mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    mesh.app("web-1", 8080).await;
+    let through_gateway = || async {
+        mesh.client
+            .run(async { get("http://10.96.0.20/").await })
+            .await
+    };
+    for (admitted, passes) in [(CLIENT_ID, true), (WEB_ID, false), (CLIENT_ID, true)] {
+        mesh.state.set_port_policy(
+            4143,
+            policy::opaque(
+                "linkerd-gateway",
+                vec![policy::admits("linkerd-gateway", admitted)],
+            ),
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut outcome = through_gateway().await;
+        while matches!(outcome, Ok((200, _))) != passes && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            outcome = through_gateway().await;
+        }
+        assert_eq!(
+            matches!(outcome, Ok((200, _))),
+            passes,
+            "with only {admitted} admitted to the gateway: {outcome:?}\n{}\n{}",
+            mesh.logs(),
+            mesh.server_metrics().await
+        );
+    }
+    // The caller was refused: its open connection closed, or a new one
+    // denied, whichever the change met first.
+    let gateway = mesh.server_metrics().await;
+    let refused: f64 = [
+        "inbound_tcp_authz_deny_total",
+        "inbound_tcp_authz_terminate_total",
+    ]
+    .iter()
+    .map(|metric| {
+        sample(
+            &gateway,
+            metric,
+            &[
+                "srv_name=\"linkerd-gateway\"",
+                &format!("client_id=\"{CLIENT_ID}\""),
+            ],
+        )
+    })
+    .sum();
+    assert!(refused >= 1.0, "{gateway}");
+}
+
+#[tokio::test]
 async fn a_service_the_gateway_does_not_export_is_refused_until_exported() {
     let mesh = Mesh::start().await;
     link(&mesh, WEB);

@@ -135,7 +135,35 @@ async fn an_opaque_server_refuses_and_closes_connections_it_no_longer_admits() {
     mesh.server.run(app::greeter("db-1", server(7000))).await;
     mesh.state
         .set_port_policy(7000, opaque("db", vec![admits("db-clients", CLIENT_ID)]));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Until the proxy has the Server's policy, the default admits: wait for
+    // a connection the Server's policy admitted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        mesh.client
+            .run(async {
+                let stream = tokio::net::TcpStream::connect("10.96.0.10:7000")
+                    .await
+                    .expect("connect");
+                let mut stream = tokio::io::BufReader::new(stream);
+                let mut greeting = String::new();
+                let _ = stream.read_line(&mut greeting).await;
+            })
+            .await;
+        let metrics = mesh.server_metrics().await;
+        if sample(
+            &metrics,
+            "inbound_tcp_authz_allow_total",
+            &["srv_name=\"db\""],
+        ) >= 1.0
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the db Server's policy never applied\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Admitted: a greeting, an echo; the connection stays open.
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

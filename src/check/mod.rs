@@ -16,6 +16,7 @@ pub(crate) mod control_plane;
 mod data_plane;
 mod injection;
 pub(crate) mod kubernetes;
+mod policy;
 pub(crate) mod report;
 
 use std::future::Future;
@@ -58,6 +59,7 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCo
         } else if control_plane::check(&client, &mut report, &waiter).await {
             let anchors = certificates::check(&client, &mut report).await;
             injection::check(&client, &mut report, &waiter).await;
+            policy::check(&client, &mut report).await;
             if args.proxy {
                 data_plane::check(
                     &client,

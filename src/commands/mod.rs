@@ -4,11 +4,12 @@ mod identity;
 mod inject;
 mod k8s;
 pub(crate) mod local;
+pub(crate) mod policy;
 mod version;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, FailoverCommand, MulticlusterCommand};
+use crate::cli::{Cli, Command, DiagnosticsCommand, FailoverCommand, MulticlusterCommand};
 
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -28,6 +29,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Inject(args) => inject::run(&cli.global, &args).await,
+        Command::Authz(args) => policy::authz(&cli.global, &args).await,
+        Command::Diagnostics(DiagnosticsCommand::Policy(args)) => {
+            policy::diagnostics(&cli.global, &args).await
+        }
         Command::Identity(command) => identity::run(command),
         Command::Demo(args) => crate::demo::run(&args).await,
         Command::Failover(FailoverCommand::Install(args)) => {

@@ -46,7 +46,9 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
             rule("linkerd.io", &["serviceprofiles"], &watch),
             rule("split.smi-spec.io", &["trafficsplits"], &watch),
             rule("gateway.networking.k8s.io", &["httproutes"], &watch),
-            rule("", &["events"], &["create", "patch"]),
+            // Refused objects become Events (kube-runtime's recorder writes
+            // events.k8s.io/v1).
+            rule("events.k8s.io", &["events"], &["create", "patch"]),
         ],
         headless_service: Some("linkerd-dst-headless".into()),
         volumes,

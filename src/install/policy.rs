@@ -46,7 +46,9 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
                 ],
                 &watch,
             ),
-            rule("", &["events"], &["create", "patch"]),
+            // Refused objects become Events (kube-runtime's recorder writes
+            // events.k8s.io/v1).
+            rule("events.k8s.io", &["events"], &["create", "patch"]),
         ],
         headless_service: None,
         volumes,

@@ -1,11 +1,12 @@
 //! `mesh --context=east multicluster allow --namespace test`: what lets a
 //! linked cluster's workloads into a namespace of this cluster, for
 //! `kubectl --context=east apply -f -`. A request from west reaches east's
-//! pods through east's gateway, and east's proxies see the west caller's
-//! own identity (the gateway vouches for it), so a policy can name west's
-//! workloads: a `MeshTLSAuthentication` listing the gateway and the linked
-//! workloads' identities, and an `AuthorizationPolicy` that requires it for
-//! a `Server` (`--server`) or for the whole namespace.
+//! pods through east's gateway, and east's proxies decide for the west
+//! caller's own identity (the gateway vouches for it), so a policy names
+//! west's workloads, not the gateway: a `MeshTLSAuthentication` listing the
+//! linked workloads' identities, and an `AuthorizationPolicy` that requires
+//! it for a `Server` (`--server`) or for the whole namespace. The gateway's
+//! own identity is not listed: it admits nothing by itself.
 
 use clap::Args;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -13,7 +14,6 @@ use mesh_api::crds::policy::{
     AuthorizationPolicy, AuthorizationPolicySpec, MeshTLSAuthentication, MeshTlsAuthenticationSpec,
     ObjectRef,
 };
-use mesh_api::labels::MULTICLUSTER_NAMESPACE;
 
 use super::link::names_a_dns_label;
 use crate::install::manifest::{self, object};
@@ -59,7 +59,7 @@ pub struct AllowArgs {
 
 /// Whether `identity` is usable in a MeshTLSAuthentication: `*`, or DNS
 /// labels separated by dots with at most a leading `*.`.
-fn identity_ok(identity: &str) -> bool {
+pub(crate) fn identity_ok(identity: &str) -> bool {
     let rest = identity.strip_prefix("*.").unwrap_or(identity);
     identity == "*"
         || (!rest.is_empty()
@@ -71,8 +71,9 @@ fn identity_ok(identity: &str) -> bool {
             }))
 }
 
-/// The identities the authentication lists: the gateway's (connections
-/// come from it), then each linked namespace's workloads, then those given.
+/// The identities the authentication lists: each linked namespace's
+/// workloads, then those given (never the gateway's: callers behind it are
+/// decided for by their own identity).
 pub fn identities(args: &AllowArgs) -> anyhow::Result<Vec<String>> {
     anyhow::ensure!(
         names_a_dns_label(&args.namespace),
@@ -84,10 +85,7 @@ pub fn identities(args: &AllowArgs) -> anyhow::Result<Vec<String>> {
     } else {
         args.from_namespaces.iter().collect()
     };
-    let mut identities = vec![format!(
-        "linkerd-gateway.{MULTICLUSTER_NAMESPACE}.serviceaccount.identity.linkerd.{}",
-        args.trust_domain
-    )];
+    let mut identities = Vec::new();
     for namespace in from {
         anyhow::ensure!(
             names_a_dns_label(namespace),
@@ -174,13 +172,10 @@ mod tests {
     }
 
     #[test]
-    fn the_gateway_and_the_linked_namespace_are_let_in_by_default() {
+    fn the_linked_namespace_is_let_in_by_default_and_the_gateway_is_not() {
         assert_eq!(
             identities(&args("test")).expect("valid"),
-            [
-                "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
-                "*.test.serviceaccount.identity.linkerd.cluster.local",
-            ]
+            ["*.test.serviceaccount.identity.linkerd.cluster.local"]
         );
     }
 

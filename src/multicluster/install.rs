@@ -59,6 +59,16 @@ pub struct InstallArgs {
         default_value = "registry.k8s.io/pause:3.10"
     )]
     pub gateway_pause_image: String,
+    /// A mesh identity that may use the gateway (`*` for any under the
+    /// shared trust anchor, `*.<suffix>`, or a name); repeatable.
+    #[arg(
+        long = "gateway-allowed-identity",
+        env = "MESH_GATEWAY_ALLOWED_IDENTITIES",
+        value_delimiter = ',',
+        default_value = "*",
+        value_name = "IDENTITY"
+    )]
+    pub gateway_allowed_identities: Vec<String>,
 }
 
 /// Renders the extension as one YAML stream.
@@ -188,6 +198,9 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
         object(&deployment)?,
         object(&service)?,
     ];
+    objects.extend(super::gateway_policy::objects(
+        &args.gateway_allowed_identities,
+    )?);
     objects.extend(remote_access()?);
     Ok(objects)
 }

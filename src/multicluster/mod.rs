@@ -5,6 +5,7 @@
 //!   namespace, the Link CRD and the gateway: a Deployment whose injected
 //!   proxy runs in gateway mode (`config.linkerd.io/enable-gateway`) behind
 //!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`),
+//!   the gateway's own Server and AuthorizationPolicy ([`gateway_policy`]),
 //!   and the read-only ServiceAccount linked clusters' mirrors use.
 //! - [`allow`]: `mesh multicluster allow`, the MeshTLSAuthentication and
 //!   AuthorizationPolicy that let a linked cluster's workloads in.
@@ -19,6 +20,7 @@
 
 pub mod allow;
 pub mod check;
+pub mod gateway_policy;
 pub mod gateways;
 pub mod install;
 pub mod link;

@@ -227,7 +227,7 @@ impl Mesh {
                 format!(r#"{{"ns":"test","pod":"{which}"}}"#),
             )
             // The ports the policy tests use, watched from the start.
-            .env("LINKERD2_PROXY_INBOUND_PORTS", "8080,7000,9090")
+            .env("LINKERD2_PROXY_INBOUND_PORTS", "8080,7000,9090,4143")
             .env("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s")
             // The server pod's proxy is also a multicluster gateway.
             .env(

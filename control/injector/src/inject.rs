@@ -246,7 +246,20 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
             "LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS",
             values.cluster_networks.clone(),
         ),
-        env("LINKERD2_PROXY_INBOUND_PORTS", inbound_ports),
+        env(
+            "LINKERD2_PROXY_INBOUND_PORTS",
+            if values.gateway {
+                // A gateway's own port: its Server decides who may use it.
+                [inbound_ports, &ports::PROXY_INBOUND.to_string()]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                inbound_ports.to_owned()
+            },
+        ),
         env(
             "LINKERD2_PROXY_CONTROL_LISTEN_ADDR",
             format!("0.0.0.0:{}", ports::PROXY_CONTROL),

@@ -6,9 +6,11 @@
 //!   pod port out; no I/O, no clock).
 //! - [`proto`]: a port's policy as the API's `Server` message.
 //! - [`grpc`]: the `InboundServerPolicies` service.
+//! - [`diagnostics`]: a pod port's policy as JSON on the admin server.
 //! - [`k8s`]: Kubernetes watchers feeding the index.
 //! - [`server`]: running it all (gRPC on 8090, admin on 9990).
 
+pub mod diagnostics;
 pub mod grpc;
 pub mod index;
 pub mod k8s;

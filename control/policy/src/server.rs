@@ -85,8 +85,12 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     )?;
     // Ready once proxies can be served: every kind listed, and with TLS,
     // certified.
+    let diagnosed = index.clone();
     let admin = Admin::new(Arc::new(registry), move || {
         synced.is_ready() && credentials.as_ref().is_none_or(|c| c.has_certificate())
+    })
+    .with_json(crate::diagnostics::PATH, move |query| {
+        crate::diagnostics::answer(&diagnosed, query)
     });
     drain.spawn(admin.serve(admin_listener, drain.signaled()));
     tracing::info!(%addr, %admin_addr, "policy controller started");

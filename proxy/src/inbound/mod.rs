@@ -259,9 +259,33 @@ impl Inbound {
     {
         match &self.gateway {
             Some(gateway) => {
-                gateway
-                    .forward(io, header, peer.identity.clone(), peer.labels(), drain)
-                    .await;
+                // Who may use the gateway: the policy of its own port (the
+                // `linkerd-gateway` Server `mesh multicluster install`
+                // renders), decided for the connection's client.
+                let port = self.config.listen.port();
+                let port_policy = self.policies.first(port).await;
+                let policy = port_policy.current();
+                let decision = Decision::new(
+                    self.config.listen.to_string(),
+                    &policy.meta,
+                    authz_labels(peer),
+                );
+                match policy.authorize_connection(&peer.client()) {
+                    Some(authz) => self.authz_metrics.tcp_allowed(&decision, &authz.meta),
+                    None => {
+                        self.authz_metrics.tcp_denied(&decision);
+                        tracing::info!(client = ?peer.identity, name = %header.name, server = %policy.meta.name, "the gateway's policy does not admit this client: refused");
+                        return;
+                    }
+                }
+                // A connection the policy stops admitting is closed.
+                tokio::select! {
+                    () = gateway.forward(io, header, peer.identity.clone(), peer.labels(), drain) => {}
+                    () = revoked(port_policy, peer) => {
+                        self.authz_metrics.tcp_terminated(&decision);
+                        tracing::info!(client = ?peer.identity, "the gateway's policy no longer admits this client: closed");
+                    }
+                }
             }
             None => tracing::info!(
                 name = %header.name,
@@ -270,13 +294,14 @@ impl Inbound {
         }
     }
 
-    /// A QUIC stream from a client with `identity` (proved by its
-    /// certificate): a transport header naming a Service, then the bytes
-    /// for it ([`crate::quic`]).
+    /// A QUIC stream from a client at `remote` with `identity` (proved by
+    /// its certificate): a transport header naming a Service, then the
+    /// bytes for it ([`crate::quic`]).
     pub async fn quic_stream(
         self: Arc<Self>,
         mut stream: crate::quic::QuicStream,
         identity: Option<String>,
+        remote: SocketAddr,
         drain: Signal,
     ) {
         let header = match transport_header::read(&mut stream).await {
@@ -293,7 +318,7 @@ impl Inbound {
         let peer = Peer {
             identity,
             no_tls_reason: "no_client_certificate",
-            ip: None,
+            ip: Some(remote.ip()),
             mesh_tls: true,
         };
         self.forward_named(stream, header, &peer, drain).await;

@@ -20,7 +20,7 @@ pub(crate) struct Peer {
     pub identity: Option<String>,
     /// Why there is no identity.
     pub no_tls_reason: &'static str,
-    /// Its address (none for a QUIC stream, which is a gateway's).
+    /// Its address, when known.
     pub ip: Option<std::net::IpAddr>,
     /// Whether it came over mesh TLS, which this proxy terminated.
     pub mesh_tls: bool,

@@ -27,6 +27,9 @@ use super::authorize::ServerPolicy;
 /// before the default policy decides.
 const FIRST_ANSWER: Duration = Duration::from_secs(1);
 
+/// How soon a port the controller did not know (NOT_FOUND) is asked again.
+const UNKNOWN_RETRY: Duration = Duration::from_millis(500);
+
 /// What the controller has said of a port.
 #[derive(Debug, Clone)]
 enum Answer {
@@ -197,9 +200,14 @@ impl Policies {
                 return;
             }
             failures = failures.saturating_add(1);
-            let delay = self
+            let mut delay = self
                 .backoff
                 .delay(failures.saturating_sub(1), rand::rng().random::<f64>());
+            if matches!(*tx.borrow(), Answer::Unknown) {
+                // A pod the controller does not know yet is indexed within
+                // moments: ask again soon, not after a long back-off.
+                delay = delay.min(UNKNOWN_RETRY);
+            }
             tokio::time::sleep(delay).await;
         }
     }
