@@ -328,6 +328,8 @@ async fn multicluster_check(
 /// gateway's); `mesh multicluster check` passes. Mirrors written by hand
 /// in west get through east's gateway only to what east exports: never to
 /// east's API server (the gateway refuses it and counts the refusal).
+/// East's policy decides for the west caller: `mesh multicluster allow`
+/// lets it in, naming another identity refuses it.
 /// Removing the label removes the mirror.
 pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyhow::Result<()> {
     ensure_linked(p).await?;
@@ -410,6 +412,78 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
         || async {
             refused_from_west(p, &exported.ns, &next("kube-api"), &api).await?;
             Ok(gateway_refused(p).await? > before)
+        },
+    )
+    .await?;
+
+    // East's policy decides for the west caller behind the gateway:
+    // `mesh multicluster allow` (the caller's namespace) lets it in; the
+    // same authentication naming another identity refuses it (403).
+    let allow = mesh::mesh(
+        p,
+        Cluster::East,
+        &["multicluster", "allow", "-n", &exported.ns],
+    )
+    .await?;
+    anyhow::ensure!(allow.success, "mesh multicluster allow: {}", allow.stderr);
+    let applied =
+        mesh::kubectl(p, Cluster::East, &["apply", "-f", "-"], Some(&allow.stdout)).await?;
+    anyhow::ensure!(
+        applied.success,
+        "applying the allow policy in east: {}",
+        applied.stderr
+    );
+    let url = format!(
+        "http://podinfo-east.{}.svc.cluster.local:9898/",
+        exported.ns
+    );
+    wait_for(
+        "the west caller let in by east's policy",
+        ROLLOUT,
+        || async {
+            let answer = crate::policy::curl_once(
+                &p.client(Cluster::West),
+                &exported.ns,
+                &next("allowed"),
+                &url,
+                false,
+            )
+            .await?;
+            Ok(answer.succeeded)
+        },
+    )
+    .await?;
+    let narrowed = allow.stdout.replace(
+        &format!(
+            "*.{}.serviceaccount.identity.linkerd.cluster.local",
+            exported.ns
+        ),
+        "nobody.elsewhere.serviceaccount.identity.linkerd.cluster.local",
+    );
+    anyhow::ensure!(
+        narrowed != allow.stdout,
+        "the allow policy names the caller's namespace: {}",
+        allow.stdout
+    );
+    let applied = mesh::kubectl(p, Cluster::East, &["apply", "-f", "-"], Some(&narrowed)).await?;
+    anyhow::ensure!(
+        applied.success,
+        "narrowing the policy in east: {}",
+        applied.stderr
+    );
+    wait_for(
+        "the west caller refused once east's policy names another identity",
+        ROLLOUT,
+        || async {
+            let answer = crate::policy::curl_once(
+                &p.client(Cluster::West),
+                &exported.ns,
+                &next("narrowed"),
+                &url,
+                false,
+            )
+            .await?;
+            Ok(!answer.succeeded && answer.logs.contains("403"))
         },
     )
     .await?;

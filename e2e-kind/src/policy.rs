@@ -37,7 +37,7 @@ spec: {{identities: [\"*.{ns}.serviceaccount.identity.linkerd.cluster.local\"]}}
 }
 
 /// A one-shot curl of `url` (one try, `--fail`), meshed unless `unmeshed`.
-async fn curl_once(
+pub(crate) async fn curl_once(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -71,7 +71,8 @@ async fn curl_once(
 /// diagnostics policy` and `mesh authz` show the controller's answer;
 /// `mesh check` names the mesh-only `v1beta3` spelling and a refused
 /// Server; editing the MeshTLSAuthentication to name the other namespace
-/// swaps who gets in.
+/// swaps who gets in. A namespace annotated `deny` refuses a meshed pod
+/// while kubelet's HTTP probes keep its pods Ready.
 pub async fn mesh_policy_the_guides_manifests_are_enforced(
     p: &impl Provider,
 ) -> anyhow::Result<()> {
@@ -270,6 +271,43 @@ pub async fn mesh_policy_the_guides_manifests_are_enforced(
         refused.logs
     );
     kube_util::delete_namespace(&west, &prod).await;
+
+    // `deny` on a namespace: nothing gets in but kubelet's HTTP probes, so
+    // its pods still become Ready.
+    let denied = kube_util::meshed_namespace(&west, "e2e-denied").await?;
+    crate::mesh::kubectl(
+        p,
+        Cluster::West,
+        &[
+            "annotate",
+            "namespace",
+            &denied,
+            "config.linkerd.io/default-inbound-policy=deny",
+        ],
+        None,
+    )
+    .await?
+    .ok("annotating the namespace deny")?;
+    let probed = PODINFO.replace(
+        "          exec:\n            command:\n            - podcli\n            - check\n            - http\n            - localhost:9898/readyz\n",
+        "          httpGet:\n            path: /readyz\n            port: 9898\n",
+    );
+    anyhow::ensure!(
+        probed != PODINFO,
+        "podinfo's readiness probe became an HTTP probe"
+    );
+    kube_util::apply(&west, &denied, &probed).await?;
+    kube_util::wait_rollout(&west, &denied, "podinfo", ROLLOUT)
+        .await
+        .map_err(|e| e.context("under deny, kubelet's HTTP probes still reach podinfo"))?;
+    let url = format!("http://podinfo.{denied}.svc.cluster.local:9898/");
+    let refused = curl_once(&west, &other, &next("into-denied"), &url, false).await?;
+    anyhow::ensure!(
+        !refused.succeeded && refused.logs.contains("403"),
+        "a meshed pod is refused by a deny namespace: {}",
+        refused.logs
+    );
+    kube_util::delete_namespace(&west, &denied).await;
     kube_util::delete_namespace(&west, &other).await;
     Ok(())
 }

@@ -43,6 +43,7 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
                     "authorizationpolicies",
                     "meshtlsauthentications",
                     "networkauthentications",
+                    "serverauthorizations",
                 ],
                 &watch,
             ),

@@ -1,6 +1,6 @@
 //! Feeding the policy index from the Kubernetes API: one watcher per kind
 //! (Pods, Namespaces, Servers, AuthorizationPolicies,
-//! MeshTLSAuthentications, NetworkAuthentications), through
+//! MeshTLSAuthentications, NetworkAuthentications, ServerAuthorizations), through
 //! `mesh_api::index_watch`; a refused object becomes a Kubernetes Event on
 //! it and the index keeps its last valid version.
 
@@ -11,7 +11,7 @@ use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use mesh_api::crds::policy::{
-    AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication, Server,
+    AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication, Server, ServerAuthorization,
 };
 use mesh_api::index_watch::{Target, watch};
 use mesh_core::admin::Readiness;
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::index::{Index, Invalid};
 
 /// How many kinds are watched.
-const WATCHED_KINDS: usize = 6;
+const WATCHED_KINDS: usize = 7;
 
 fn refused(result: Result<(), Invalid>) -> Result<(), String> {
     result.map_err(|e| e.to_string())
@@ -88,6 +88,13 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> (JoinSe
         target(),
         |index, authn| refused(index.apply_mesh_tls_authentication(authn)),
         Index::delete_mesh_tls_authentication,
+    ));
+    set.spawn(watch::<ServerAuthorization, Index>(
+        Api::all(client.clone()),
+        all(),
+        target(),
+        |index, saz| refused(index.apply_server_authorization(saz)),
+        Index::delete_server_authorization,
     ));
     set.spawn(watch::<NetworkAuthentication, Index>(
         Api::all(client),

@@ -10,7 +10,8 @@
 //!   and `v1beta2` served), AuthorizationPolicy and MeshTLSAuthentication
 //!   (stored as `v1alpha1`; `v1beta3` served too, a spelling Linkerd never
 //!   served that one of its guides uses: [`MESH_ONLY_VERSIONS`]) and
-//!   NetworkAuthentication (`v1alpha1`).
+//!   NetworkAuthentication (`v1alpha1`), and the legacy ServerAuthorization
+//!   (`v1beta1`).
 //! - [`link`]: `multicluster.linkerd.io` Link (`v1alpha3`, older versions served).
 
 pub mod http_route;
@@ -71,6 +72,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         also_serving(policy::AuthorizationPolicy::crd(), &["v1beta3"]),
         also_serving(policy::MeshTLSAuthentication::crd(), &["v1beta3"]),
         policy::NetworkAuthentication::crd(),
+        policy::ServerAuthorization::crd(),
         link::crd(),
     ]
 }

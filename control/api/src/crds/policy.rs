@@ -7,6 +7,8 @@
 //! - [`MeshTLSAuthentication`] (`v1alpha1`): clients by mTLS identity or
 //!   ServiceAccount.
 //! - [`NetworkAuthentication`] (`v1alpha1`): clients by source network.
+//! - [`ServerAuthorization`] (`v1beta1`, the legacy kind): who may reach
+//!   the Servers it names or selects.
 //!
 //! The policy controller (`mesh-policy`) reads them and serves each pod
 //! port's policy to the proxies, which enforce it.
@@ -150,4 +152,79 @@ pub struct Network {
     /// Ranges within it that do not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub except: Option<Vec<String>>,
+}
+
+/// The spec of a ServerAuthorization (the kind AuthorizationPolicy
+/// replaces; still served, as Linkerd serves it).
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "policy.linkerd.io",
+    version = "v1beta1",
+    kind = "ServerAuthorization",
+    plural = "serverauthorizations",
+    shortname = "saz",
+    namespaced
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerAuthorizationSpec {
+    /// The Servers it authorizes.
+    pub server: ServerSelector,
+    /// The clients it admits.
+    pub client: Client,
+}
+
+/// Servers by name, or by a label selector.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSelector {
+    /// One Server of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The Servers whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// The clients a ServerAuthorization admits.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Client {
+    /// Where they may come from (the cluster's networks when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<Network>>,
+    /// Clients without mesh TLS too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unauthenticated: Option<bool>,
+    /// Clients over mesh TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "meshTLS")]
+    pub mesh_tls: Option<MeshTlsClients>,
+}
+
+/// Mesh TLS clients of a ServerAuthorization.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MeshTlsClients {
+    /// Any mesh TLS client, identified or not.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "unauthenticatedTLS"
+    )]
+    pub unauthenticated_tls: Option<bool>,
+    /// Identities (`*`, `*.suffix` or names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<Vec<String>>,
+    /// ServiceAccounts (`name`, optionally `namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_accounts: Option<Vec<ServiceAccountRef>>,
+}
+
+/// A ServiceAccount, by name and optionally namespace.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct ServiceAccountRef {
+    /// Its name.
+    pub name: String,
+    /// Its namespace (the ServerAuthorization's when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }

@@ -6,7 +6,8 @@
 //! A port's policy comes from the oldest Server in the pod's namespace that
 //! selects the pod and port: its protocol, the authorizations of the
 //! AuthorizationPolicies that target it (or the whole namespace), and what
-//! its `accessPolicy` adds. A port no Server selects gets the default
+//! its `accessPolicy` adds, and of the legacy ServerAuthorizations that
+//! name or select it. A port no Server selects gets the default
 //! policy: the pod's `config.linkerd.io/default-inbound-policy`, else its
 //! namespace's, else the cluster's, with identities required on the pod's
 //! `config.linkerd.io/proxy-require-identity-inbound-ports`. Either way,
@@ -28,13 +29,15 @@ use std::time::Duration;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use mesh_api::crds::policy::{
-    AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication, Server,
+    AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication, Server, ServerAuthorization,
 };
 use tokio::sync::watch;
 
 use self::defaults::{ClusterInfo, DefaultPolicy};
 pub use self::model::Invalid;
-use self::model::{AuthenticationRef, PodInfo, PolicyInfo, PolicyTarget, ServerInfo};
+use self::model::{
+    AuthenticationRef, PodInfo, PolicyInfo, PolicyTarget, ServerAuthorizationInfo, ServerInfo,
+};
 
 /// `(namespace, name)`.
 pub type Key = (String, String);
@@ -158,6 +161,7 @@ pub struct Index {
     policies: HashMap<Key, PolicyInfo>,
     mesh_tls: HashMap<Key, Vec<IdentityMatch>>,
     networks: HashMap<Key, Vec<NetworkMatch>>,
+    server_authorizations: HashMap<Key, ServerAuthorizationInfo>,
     watches: HashMap<(Key, u16), watch::Sender<Option<InboundServer>>>,
 }
 
@@ -314,6 +318,25 @@ impl Index {
         self.publish();
     }
 
+    /// A ServerAuthorization (the legacy kind) was created or changed.
+    pub fn apply_server_authorization(
+        &mut self,
+        authorization: &ServerAuthorization,
+    ) -> Result<(), Invalid> {
+        let key = key_of(&authorization.metadata).ok_or_else(unnamed)?;
+        let info = model::server_authorization(&authorization.spec, &key.0, &self.cluster)?;
+        self.server_authorizations.insert(key, info);
+        self.publish();
+        Ok(())
+    }
+
+    /// A ServerAuthorization was deleted.
+    pub fn delete_server_authorization(&mut self, namespace: &str, name: &str) {
+        self.server_authorizations
+            .remove(&(namespace.to_owned(), name.to_owned()));
+        self.publish();
+    }
+
     // ----- answers ------------------------------------------------------
 
     /// Follows the policy of `port` of pod `name` in `namespace`: `None`
@@ -406,6 +429,19 @@ impl Index {
                 ))
             })
             .collect();
+        authorizations.extend(
+            self.server_authorizations
+                .iter()
+                .filter(|((ns, _), saz)| {
+                    ns == namespace && saz.servers.selects(server_name, &server.labels)
+                })
+                .map(|((_, name), saz)| {
+                    (
+                        AuthorizationRef::ServerAuthorization(name.clone()),
+                        saz.authorization.clone(),
+                    )
+                }),
+        );
         if let Some(access) = server.access_policy {
             authorizations.extend(access.authorizations(&self.cluster));
         }

@@ -452,26 +452,143 @@ pub fn network_authentication(
     if spec.networks.is_empty() {
         return Err(invalid("spec.networks", "at least one network is required"));
     }
-    spec.networks
+    networks(&spec.networks, "spec.networks")
+}
+
+/// Networks as a policy writes them, `field` naming them in errors.
+fn networks(
+    networks: &[mesh_api::crds::policy::Network],
+    field: &str,
+) -> Result<Vec<NetworkMatch>, Invalid> {
+    networks
         .iter()
         .enumerate()
         .map(|(i, network)| {
             let net = cidr(&network.cidr)
-                .map_err(|reason| invalid(&format!("spec.networks[{i}].cidr"), reason))?;
+                .map_err(|reason| invalid(&format!("{field}[{i}].cidr"), reason))?;
             let except = network
                 .except
                 .iter()
                 .flatten()
                 .enumerate()
                 .map(|(j, e)| {
-                    cidr(e).map_err(|reason| {
-                        invalid(&format!("spec.networks[{i}].except[{j}]"), reason)
-                    })
+                    cidr(e).map_err(|reason| invalid(&format!("{field}[{i}].except[{j}]"), reason))
                 })
                 .collect::<Result<_, _>>()?;
             Ok(NetworkMatch { net, except })
         })
         .collect()
+}
+
+/// Which Servers a ServerAuthorization authorizes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerSelection {
+    /// One, by name.
+    Name(String),
+    /// Those whose labels match.
+    Labels(Selector),
+}
+
+impl ServerSelection {
+    /// Whether it selects the Server `name` with `labels`.
+    pub fn selects(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        use kube::core::SelectorExt;
+        match self {
+            Self::Name(selected) => selected == name,
+            Self::Labels(selector) => selector.matches(labels),
+        }
+    }
+}
+
+/// A ServerAuthorization, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerAuthorizationInfo {
+    /// The Servers it authorizes.
+    pub servers: ServerSelection,
+    /// What it admits.
+    pub authorization: super::ClientAuthorization,
+}
+
+/// Validates a ServerAuthorization's spec (in `namespace`).
+pub fn server_authorization(
+    spec: &mesh_api::crds::policy::ServerAuthorizationSpec,
+    namespace: &str,
+    cluster: &ClusterInfo,
+) -> Result<ServerAuthorizationInfo, Invalid> {
+    use super::ClientAuthentication;
+    let servers = match (&spec.server.name, &spec.server.selector) {
+        (Some(name), None) if !name.is_empty() => ServerSelection::Name(name.clone()),
+        (None, Some(selector)) => ServerSelection::Labels(
+            Selector::try_from(selector.clone())
+                .map_err(|e| invalid("spec.server.selector", e.to_string()))?,
+        ),
+        _ => {
+            return Err(invalid(
+                "spec.server",
+                "exactly one of name and selector is required",
+            ));
+        }
+    };
+    let client = &spec.client;
+    let networks = networks(
+        client.networks.as_deref().unwrap_or_default(),
+        "spec.client.networks",
+    )?;
+    let authentication = match (client.unauthenticated.unwrap_or(false), &client.mesh_tls) {
+        (true, None) => ClientAuthentication::Unauthenticated,
+        (true, Some(_)) => {
+            return Err(invalid(
+                "spec.client",
+                "unauthenticated and meshTLS cannot be set together",
+            ));
+        }
+        (false, None) => {
+            return Err(invalid(
+                "spec.client",
+                "set unauthenticated: true or meshTLS",
+            ));
+        }
+        (false, Some(tls)) => {
+            let mut identities = Vec::new();
+            for (i, identity) in tls.identities.iter().flatten().enumerate() {
+                identities.push(identity_match(identity).map_err(|reason| {
+                    invalid(&format!("spec.client.meshTLS.identities[{i}]"), reason)
+                })?);
+            }
+            for account in tls.service_accounts.iter().flatten() {
+                identities.push(IdentityMatch::Exact(cluster.service_account_identity(
+                    account.namespace.as_deref().unwrap_or(namespace),
+                    &account.name,
+                )));
+            }
+            match (
+                tls.unauthenticated_tls.unwrap_or(false),
+                identities.is_empty(),
+            ) {
+                (true, true) => ClientAuthentication::TlsUnauthenticated,
+                (false, false) => ClientAuthentication::TlsAuthenticated(identities),
+                (true, false) => {
+                    return Err(invalid(
+                        "spec.client.meshTLS",
+                        "unauthenticatedTLS cannot be set with identities or serviceAccounts",
+                    ));
+                }
+                (false, true) => {
+                    return Err(invalid(
+                        "spec.client.meshTLS",
+                        "set identities, serviceAccounts or unauthenticatedTLS: true",
+                    ));
+                }
+            }
+        }
+    };
+    Ok(ServerAuthorizationInfo {
+        servers,
+        authorization: super::ClientAuthorization {
+            networks,
+            authentication,
+        },
+    })
 }
 
 /// A CIDR, or a single address.

@@ -495,3 +495,105 @@ fn invalid_objects_name_their_field_and_keep_the_last_valid_version() {
     assert_eq!(problems.len(), 1);
     assert!(problems[0].field.contains("opaque-ports"), "{problems:?}");
 }
+
+/// The legacy ServerAuthorization: by Server name or label selector, with
+/// each client form (unauthenticated, any mesh TLS, identities and
+/// ServiceAccounts), beside AuthorizationPolicies.
+#[test]
+fn legacy_server_authorizations_select_servers_by_name_and_labels() {
+    use mesh_api::crds::policy::ServerAuthorization;
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({"app": "web"}),
+        serde_json::json!({}),
+    ));
+    let mut web = server(
+        "prod",
+        "web",
+        serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
+    );
+    web.metadata.labels = Some([("tier".to_owned(), "front".to_owned())].into());
+    index.apply_server(&web).expect("valid");
+    let saz = |name: &str, spec: serde_json::Value| -> ServerAuthorization {
+        object(serde_json::json!({"metadata": {"namespace": "prod", "name": name}, "spec": spec}))
+    };
+    index
+        .apply_server_authorization(&saz(
+            "by-name",
+            serde_json::json!({"server": {"name": "web"}, "client": {"unauthenticated": true}}),
+        ))
+        .expect("valid");
+    index
+        .apply_server_authorization(&saz(
+            "by-labels",
+            serde_json::json!({
+                "server": {"selector": {"matchLabels": {"tier": "front"}}},
+                "client": {"meshTLS": {"identities": ["*.prod.serviceaccount.identity.linkerd.cluster.local"], "serviceAccounts": [{"name": "api", "namespace": "other"}]}}
+            }),
+        ))
+        .expect("valid");
+    index
+        .apply_server_authorization(&saz(
+            "any-tls",
+            serde_json::json!({"server": {"name": "web"}, "client": {"meshTLS": {"unauthenticatedTLS": true}, "networks": [{"cidr": "10.0.0.0/8"}]}}),
+        ))
+        .expect("valid");
+    index
+        .apply_server_authorization(&saz(
+            "elsewhere",
+            serde_json::json!({"server": {"name": "db"}, "client": {"unauthenticated": true}}),
+        ))
+        .expect("valid");
+    let served = index.inbound_server("prod", "web-1", 8080).expect("pod");
+    let saz_ref = |name: &str| AuthorizationRef::ServerAuthorization(name.into());
+    assert_eq!(
+        authz_names(&served),
+        [saz_ref("any-tls"), saz_ref("by-labels"), saz_ref("by-name")],
+        "the one for another Server is not there"
+    );
+    assert_eq!(
+        served.authorizations[&saz_ref("by-name")].authentication,
+        ClientAuthentication::Unauthenticated
+    );
+    assert_eq!(
+        served.authorizations[&saz_ref("any-tls")].authentication,
+        ClientAuthentication::TlsUnauthenticated
+    );
+    assert_eq!(
+        served.authorizations[&saz_ref("by-labels")].authentication,
+        ClientAuthentication::TlsAuthenticated(vec![
+            suffix("prod.serviceaccount.identity.linkerd.cluster.local"),
+            IdentityMatch::Exact("api.other.serviceaccount.identity.linkerd.cluster.local".into()),
+        ])
+    );
+    for (spec, field) in [
+        (
+            serde_json::json!({"server": {}, "client": {"unauthenticated": true}}),
+            "spec.server",
+        ),
+        (
+            serde_json::json!({"server": {"name": "web"}, "client": {}}),
+            "spec.client",
+        ),
+        (
+            serde_json::json!({"server": {"name": "web"}, "client": {"meshTLS": {"unauthenticatedTLS": true, "identities": ["*"]}}}),
+            "spec.client.meshTLS",
+        ),
+    ] {
+        let error = index
+            .apply_server_authorization(&saz("by-name", spec))
+            .expect_err(field);
+        assert_eq!(error.field, field, "{error}");
+    }
+    assert_eq!(
+        index
+            .inbound_server("prod", "web-1", 8080)
+            .expect("pod")
+            .authorizations[&saz_ref("by-name")]
+            .authentication,
+        ClientAuthentication::Unauthenticated,
+        "the last valid version stays"
+    );
+}
