@@ -416,13 +416,53 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
     )
     .await?;
 
-    // East's policy decides for the west caller behind the gateway:
-    // `mesh multicluster allow` (the caller's namespace) lets it in; the
-    // same authentication naming another identity refuses it (403).
+    // East's policy decides for the west caller behind the gateway. A
+    // Server for podinfo admits no one until a policy names someone;
+    // `mesh multicluster allow --server` (the caller's namespace) lets the
+    // west caller in; the same authentication naming another identity
+    // refuses it (403).
+    let url = format!(
+        "http://podinfo-east.{}.svc.cluster.local:9898/",
+        exported.ns
+    );
+    let east = p.client(Cluster::East);
+    kube_util::apply(
+        &east,
+        &exported.ns,
+        &format!(
+            "apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {{name: podinfo, namespace: {}}}\n\
+             spec: {{podSelector: {{matchLabels: {{app: podinfo}}}}, port: http, proxyProtocol: HTTP/1}}\n",
+            exported.ns
+        ),
+    )
+    .await?;
+    let refused_from = |what: &str| {
+        let name = next(what);
+        let url = url.clone();
+        let ns = exported.ns.clone();
+        async move {
+            let answer =
+                crate::policy::curl_once(&p.client(Cluster::West), &ns, &name, &url, false).await?;
+            anyhow::Ok(!answer.succeeded && answer.logs.contains("403"))
+        }
+    };
+    wait_for(
+        "the west caller refused by east's Server without a policy",
+        ROLLOUT,
+        || refused_from("no-policy"),
+    )
+    .await?;
     let allow = mesh::mesh(
         p,
         Cluster::East,
-        &["multicluster", "allow", "-n", &exported.ns],
+        &[
+            "multicluster",
+            "allow",
+            "-n",
+            &exported.ns,
+            "--server",
+            "podinfo",
+        ],
     )
     .await?;
     anyhow::ensure!(allow.success, "mesh multicluster allow: {}", allow.stderr);
@@ -432,10 +472,6 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
         applied.success,
         "applying the allow policy in east: {}",
         applied.stderr
-    );
-    let url = format!(
-        "http://podinfo-east.{}.svc.cluster.local:9898/",
-        exported.ns
     );
     wait_for(
         "the west caller let in by east's policy",
@@ -474,17 +510,7 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
     wait_for(
         "the west caller refused once east's policy names another identity",
         ROLLOUT,
-        || async {
-            let answer = crate::policy::curl_once(
-                &p.client(Cluster::West),
-                &exported.ns,
-                &next("narrowed"),
-                &url,
-                false,
-            )
-            .await?;
-            Ok(!answer.succeeded && answer.logs.contains("403"))
-        },
+        || refused_from("narrowed"),
     )
     .await?;
 

@@ -151,18 +151,36 @@ pub struct InboundServer {
     pub http_routes: BTreeMap<&'static str, HttpRoute>,
 }
 
+/// Objects of one kind, by namespace then name: a port's policy only ever
+/// involves its own namespace's, so an event recomputes one namespace.
+type ByNamespace<T> = HashMap<String, BTreeMap<String, T>>;
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Index {
     cluster: ClusterInfo,
     namespace_policies: HashMap<String, DefaultPolicy>,
     pods: HashMap<Key, PodInfo>,
-    servers: HashMap<Key, ServerInfo>,
-    policies: HashMap<Key, PolicyInfo>,
+    servers: ByNamespace<ServerInfo>,
+    policies: ByNamespace<PolicyInfo>,
     mesh_tls: HashMap<Key, Vec<IdentityMatch>>,
     networks: HashMap<Key, Vec<NetworkMatch>>,
-    server_authorizations: HashMap<Key, ServerAuthorizationInfo>,
-    watches: HashMap<(Key, u16), watch::Sender<Option<InboundServer>>>,
+    server_authorizations: ByNamespace<ServerAuthorizationInfo>,
+    /// Open watches, by namespace, then pod and port.
+    watches: HashMap<String, HashMap<(String, u16), watch::Sender<Option<InboundServer>>>>,
+}
+
+fn put<T>(map: &mut ByNamespace<T>, (namespace, name): Key, value: T) {
+    map.entry(namespace).or_default().insert(name, value);
+}
+
+fn remove<T>(map: &mut ByNamespace<T>, namespace: &str, name: &str) {
+    if let Some(objects) = map.get_mut(namespace) {
+        objects.remove(name);
+        if objects.is_empty() {
+            map.remove(namespace);
+        }
+    }
 }
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key> {
@@ -196,7 +214,7 @@ impl Index {
             .and_then(|a| a.get(model::DEFAULT_POLICY_ANNOTATION));
         let result = match annotation.map(|v| v.parse::<DefaultPolicy>()) {
             Some(Ok(policy)) => {
-                self.namespace_policies.insert(name, policy);
+                self.namespace_policies.insert(name.clone(), policy);
                 Ok(())
             }
             Some(Err(e)) => Err(Invalid {
@@ -208,14 +226,14 @@ impl Index {
                 Ok(())
             }
         };
-        self.publish();
+        self.publish(&name);
         result
     }
 
     /// A Namespace was deleted.
     pub fn delete_namespace(&mut self, name: &str) {
         self.namespace_policies.remove(name);
-        self.publish();
+        self.publish(name);
     }
 
     /// A Pod was created or changed; what was wrong with its annotations
@@ -225,15 +243,15 @@ impl Index {
             return vec![unnamed()];
         };
         let (info, problems) = model::pod(pod);
-        self.pods.insert(key, info);
-        self.publish();
+        self.pods.insert(key.clone(), info);
+        self.publish(&key.0);
         problems
     }
 
     /// A Pod was deleted.
     pub fn delete_pod(&mut self, namespace: &str, name: &str) {
         self.pods.remove(&(namespace.to_owned(), name.to_owned()));
-        self.publish();
+        self.publish(namespace);
     }
 
     /// A Server was created or changed.
@@ -249,16 +267,16 @@ impl Index {
                 .map(|t| t.0.to_string()),
             &self.cluster,
         )?;
-        self.servers.insert(key, info);
-        self.publish();
+        let namespace = key.0.clone();
+        put(&mut self.servers, key, info);
+        self.publish(&namespace);
         Ok(())
     }
 
     /// A Server was deleted.
     pub fn delete_server(&mut self, namespace: &str, name: &str) {
-        self.servers
-            .remove(&(namespace.to_owned(), name.to_owned()));
-        self.publish();
+        remove(&mut self.servers, namespace, name);
+        self.publish(namespace);
     }
 
     /// An AuthorizationPolicy was created or changed.
@@ -268,16 +286,16 @@ impl Index {
     ) -> Result<(), Invalid> {
         let key = key_of(&policy.metadata).ok_or_else(unnamed)?;
         let info = model::authorization_policy(&policy.spec, &key.0)?;
-        self.policies.insert(key, info);
-        self.publish();
+        let namespace = key.0.clone();
+        put(&mut self.policies, key, info);
+        self.publish(&namespace);
         Ok(())
     }
 
     /// An AuthorizationPolicy was deleted.
     pub fn delete_authorization_policy(&mut self, namespace: &str, name: &str) {
-        self.policies
-            .remove(&(namespace.to_owned(), name.to_owned()));
-        self.publish();
+        remove(&mut self.policies, namespace, name);
+        self.publish(namespace);
     }
 
     /// A MeshTLSAuthentication was created or changed.
@@ -287,16 +305,16 @@ impl Index {
     ) -> Result<(), Invalid> {
         let key = key_of(&authn.metadata).ok_or_else(unnamed)?;
         let identities = model::mesh_tls_authentication(&authn.spec, &key.0, &self.cluster)?;
-        self.mesh_tls.insert(key, identities);
-        self.publish();
+        self.mesh_tls.insert(key.clone(), identities);
+        self.publish_referrers(&key);
         Ok(())
     }
 
     /// A MeshTLSAuthentication was deleted.
     pub fn delete_mesh_tls_authentication(&mut self, namespace: &str, name: &str) {
-        self.mesh_tls
-            .remove(&(namespace.to_owned(), name.to_owned()));
-        self.publish();
+        let key = (namespace.to_owned(), name.to_owned());
+        self.mesh_tls.remove(&key);
+        self.publish_referrers(&key);
     }
 
     /// A NetworkAuthentication was created or changed.
@@ -306,16 +324,16 @@ impl Index {
     ) -> Result<(), Invalid> {
         let key = key_of(&authn.metadata).ok_or_else(unnamed)?;
         let networks = model::network_authentication(&authn.spec)?;
-        self.networks.insert(key, networks);
-        self.publish();
+        self.networks.insert(key.clone(), networks);
+        self.publish_referrers(&key);
         Ok(())
     }
 
     /// A NetworkAuthentication was deleted.
     pub fn delete_network_authentication(&mut self, namespace: &str, name: &str) {
-        self.networks
-            .remove(&(namespace.to_owned(), name.to_owned()));
-        self.publish();
+        let key = (namespace.to_owned(), name.to_owned());
+        self.networks.remove(&key);
+        self.publish_referrers(&key);
     }
 
     /// A ServerAuthorization (the legacy kind) was created or changed.
@@ -325,16 +343,16 @@ impl Index {
     ) -> Result<(), Invalid> {
         let key = key_of(&authorization.metadata).ok_or_else(unnamed)?;
         let info = model::server_authorization(&authorization.spec, &key.0, &self.cluster)?;
-        self.server_authorizations.insert(key, info);
-        self.publish();
+        let namespace = key.0.clone();
+        put(&mut self.server_authorizations, key, info);
+        self.publish(&namespace);
         Ok(())
     }
 
     /// A ServerAuthorization was deleted.
     pub fn delete_server_authorization(&mut self, namespace: &str, name: &str) {
-        self.server_authorizations
-            .remove(&(namespace.to_owned(), name.to_owned()));
-        self.publish();
+        remove(&mut self.server_authorizations, namespace, name);
+        self.publish(namespace);
     }
 
     // ----- answers ------------------------------------------------------
@@ -347,22 +365,29 @@ impl Index {
         name: &str,
         port: u16,
     ) -> watch::Receiver<Option<InboundServer>> {
-        let key = ((namespace.to_owned(), name.to_owned()), port);
-        if let Some(tx) = self.watches.get(&key) {
+        let key = (name.to_owned(), port);
+        if let Some(tx) = self.watches.get(namespace).and_then(|w| w.get(&key)) {
             return tx.subscribe();
         }
         let (tx, rx) = watch::channel(self.inbound_server(namespace, name, port));
-        self.watches.insert(key, tx);
+        self.watches
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(key, tx);
         rx
     }
 
     /// Drops watches nobody reads any more.
     pub fn forget_unwatched(&mut self) {
-        self.watches.retain(|_, tx| tx.receiver_count() > 0);
+        for watches in self.watches.values_mut() {
+            watches.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        self.watches.retain(|_, watches| !watches.is_empty());
     }
 
-    fn publish(&self) {
-        for (((namespace, name), port), tx) in &self.watches {
+    /// Recomputes the open watches of `namespace`.
+    fn publish(&self, namespace: &str) {
+        for ((name, port), tx) in self.watches.get(namespace).into_iter().flatten() {
             let current = self.inbound_server(namespace, name, *port);
             tx.send_if_modified(|held| {
                 let changed = *held != current;
@@ -374,22 +399,46 @@ impl Index {
         }
     }
 
+    /// Recomputes the namespaces whose AuthorizationPolicies refer to the
+    /// authentication `key` (its own and any other).
+    fn publish_referrers(&self, key: &Key) {
+        let namespaces: Vec<&String> = self
+            .policies
+            .iter()
+            .filter(|(_, policies)| {
+                policies.values().any(|p| {
+                    p.authentications.iter().any(|a| match a {
+                        AuthenticationRef::MeshTls(ns, name)
+                        | AuthenticationRef::Network(ns, name) => (ns, name) == (&key.0, &key.1),
+                        AuthenticationRef::ServiceAccount(..) => false,
+                    })
+                })
+            })
+            .map(|(namespace, _)| namespace)
+            .collect();
+        for namespace in namespaces {
+            self.publish(namespace);
+        }
+    }
+
     /// The policy of `port` of pod `name` in `namespace` now.
     pub fn inbound_server(&self, namespace: &str, name: &str, port: u16) -> Option<InboundServer> {
         let pod = self.pods.get(&(namespace.to_owned(), name.to_owned()))?;
         let routes = self.default_routes(pod, port);
         let selected = self
             .servers
-            .iter()
-            .filter(|((ns, _), server)| ns == namespace && server.selects(pod, port))
-            .min_by(|(a_key, a), (b_key, b)| {
-                (a.created.is_none(), &a.created, &a_key.1).cmp(&(
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, server)| server.selects(pod, port))
+            .min_by(|(a_name, a), (b_name, b)| {
+                (a.created.is_none(), &a.created, a_name).cmp(&(
                     b.created.is_none(),
                     &b.created,
-                    &b_key.1,
+                    b_name,
                 ))
             });
-        let Some(((_, server_name), server)) = selected else {
+        let Some((server_name, server)) = selected else {
             let mut policy = pod
                 .default_policy
                 .or_else(|| self.namespace_policies.get(namespace).copied())
@@ -413,16 +462,15 @@ impl Index {
         };
         let mut authorizations: BTreeMap<AuthorizationRef, ClientAuthorization> = self
             .policies
-            .iter()
-            .filter(|((ns, _), policy)| {
-                ns == namespace
-                    && match &policy.target {
-                        PolicyTarget::Server(target) => target == server_name,
-                        PolicyTarget::Namespace => true,
-                        PolicyTarget::HttpRoute { .. } => false,
-                    }
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, policy)| match &policy.target {
+                PolicyTarget::Server(target) => target == server_name,
+                PolicyTarget::Namespace => true,
+                PolicyTarget::HttpRoute { .. } => false,
             })
-            .filter_map(|((_, policy_name), policy)| {
+            .filter_map(|(policy_name, policy)| {
                 Some((
                     AuthorizationRef::AuthorizationPolicy(policy_name.clone()),
                     self.client_authorization(policy)?,
@@ -431,11 +479,11 @@ impl Index {
             .collect();
         authorizations.extend(
             self.server_authorizations
-                .iter()
-                .filter(|((ns, _), saz)| {
-                    ns == namespace && saz.servers.selects(server_name, &server.labels)
-                })
-                .map(|((_, name), saz)| {
+                .get(namespace)
+                .into_iter()
+                .flatten()
+                .filter(|(_, saz)| saz.servers.selects(server_name, &server.labels))
+                .map(|(name, saz)| {
                     (
                         AuthorizationRef::ServerAuthorization(name.clone()),
                         saz.authorization.clone(),

@@ -597,3 +597,57 @@ fn legacy_server_authorizations_select_servers_by_name_and_labels() {
         "the last valid version stays"
     );
 }
+
+/// An AuthorizationPolicy may require an authentication of another
+/// namespace: a change there reaches the open watch here.
+#[test]
+fn an_authentication_in_another_namespace_updates_the_policies_naming_it() {
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({"app": "web"}),
+        serde_json::json!({}),
+    ));
+    index
+        .apply_server(&server(
+            "prod",
+            "web",
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
+        ))
+        .expect("valid");
+    index
+        .apply_authorization_policy(&object(serde_json::json!({
+            "metadata": {"namespace": "prod", "name": "shared-clients"},
+            "spec": {
+                "targetRef": {"group": "policy.linkerd.io", "kind": "Server", "name": "web"},
+                "requiredAuthenticationRefs": [{"group": "policy.linkerd.io", "kind": "MeshTLSAuthentication", "name": "clients", "namespace": "shared"}]
+            }
+        })))
+        .expect("valid");
+    let mut watch = index.watch_port("prod", "web-1", 8080);
+    assert!(
+        watch
+            .borrow_and_update()
+            .as_ref()
+            .expect("pod")
+            .authorizations
+            .is_empty()
+    );
+    index
+        .apply_mesh_tls_authentication(&object(serde_json::json!({
+            "metadata": {"namespace": "shared", "name": "clients"},
+            "spec": {"identities": ["*"]}
+        })))
+        .expect("valid");
+    assert!(
+        watch.has_changed().expect("open"),
+        "the change in `shared` reached `prod`'s watch"
+    );
+    assert_eq!(
+        authz_names(watch.borrow_and_update().as_ref().expect("pod")),
+        [AuthorizationRef::AuthorizationPolicy(
+            "shared-clients".into()
+        )]
+    );
+}
