@@ -76,3 +76,52 @@ mod tests {
         assert!(cpu_seconds(pid) > 0.0);
     }
 }
+
+/// A real kube-apiserver (with etcd) on this host, mesh's CRDs installed,
+/// and a client for it; it stops when the value is dropped.
+pub struct ApiServer {
+    /// A client for it.
+    pub client: kube::Client,
+    plane: mesh_clusters::ControlPlane,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer").finish_non_exhaustive()
+    }
+}
+
+impl ApiServer {
+    /// Stops it, gracefully.
+    pub async fn stop(self) {
+        self.plane.stop().await;
+    }
+
+    /// Its kubeconfig.
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        self.plane.kubeconfig().to_path_buf()
+    }
+
+    /// Starts one, with `namespaces` created.
+    pub async fn start(namespaces: &[&str]) -> anyhow::Result<Self> {
+        let binaries = mesh_clusters::Binaries::locate()?;
+        let dir = tempfile::tempdir()?;
+        let plane = mesh_clusters::ControlPlane::start(
+            &binaries,
+            &dir.path().join("c"),
+            mesh_clusters::ControlPlaneConfig::default(),
+        )
+        .await?;
+        let client = plane.client().await?;
+        for ns in namespaces {
+            mesh_clusters::testing::ensure_namespace(&client, ns).await;
+        }
+        mesh_clusters::testing::ensure_crds(&client, mesh_api::crds::all()).await;
+        Ok(Self {
+            client,
+            plane,
+            _dir: dir,
+        })
+    }
+}

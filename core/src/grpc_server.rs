@@ -4,7 +4,8 @@
 //! as a proxy's is, or in plain text when no identity is configured
 //! (development, tests). Either way it stops on the drain signal.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -25,6 +26,29 @@ pub struct ServerTls {
     pub trust_anchors_pem: String,
     /// Where and how to get certificates.
     pub identity: IdentityConfig,
+}
+
+/// What a running index-backed component (destination, policy) tells its
+/// caller.
+#[derive(Debug)]
+pub struct Started<I> {
+    /// Where gRPC listens.
+    pub addr: SocketAddr,
+    /// Where the admin endpoint listens.
+    pub admin_addr: SocketAddr,
+    /// The index (for tests and benchmarks).
+    pub index: Arc<Mutex<I>>,
+}
+
+/// Why such a component could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Its gRPC server (its credentials, TLS) could not be set up.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Listen(#[from] crate::listen::ListenError),
 }
 
 /// Why a gRPC server could not start.

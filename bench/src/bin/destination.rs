@@ -121,21 +121,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn slice_to_update_latency() -> anyhow::Result<(Duration, Duration)> {
-    let binaries = mesh_clusters::Binaries::locate()?;
-    let dir = tempfile::tempdir()?;
-    let plane = mesh_clusters::ControlPlane::start(
-        &binaries,
-        &dir.path().join("c"),
-        mesh_clusters::ControlPlaneConfig::default(),
-    )
-    .await?;
-    let client = plane.client().await?;
-    mesh_clusters::testing::ensure_namespace(&client, "bench").await;
-    for crd in mesh_api::crds::all() {
-        Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone())
-            .create(&PostParams::default(), &crd)
-            .await?;
-    }
+    let api = mesh_bench::ApiServer::start(&["bench"]).await?;
+    let client = api.client.clone();
     let running = mesh_destination::server::start(
         mesh_destination::server::ServerConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -200,7 +187,7 @@ async fn slice_to_update_latency() -> anyhow::Result<(Duration, Duration)> {
     drop(stream);
     drop(grpc);
     running.shutdown().await;
-    plane.stop().await;
+    api.stop().await;
     Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
 }
 

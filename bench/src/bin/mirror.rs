@@ -100,26 +100,12 @@ impl Drop for Mirror {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let binaries = mesh_clusters::Binaries::locate()?;
-    let dir = tempfile::tempdir()?;
-    let plane = mesh_clusters::ControlPlane::start(
-        &binaries,
-        &dir.path().join("c"),
-        mesh_clusters::ControlPlaneConfig::default(),
-    )
-    .await?;
-    let client = plane.client().await?;
-    for ns in [NS, EXPORTS] {
-        mesh_clusters::testing::ensure_namespace(&client, ns).await;
-    }
-    let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(client.clone());
-    crds.create(&PostParams::default(), &mesh_api::crds::link::crd())
-        .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api = mesh_bench::ApiServer::start(&[NS, EXPORTS]).await?;
+    let client = api.client.clone();
 
     let ip = host_ip()?;
     let probe_port = probe_responder(ip).await?;
-    let kubeconfig = std::fs::read_to_string(plane.kubeconfig())?;
+    let kubeconfig = std::fs::read_to_string(api.kubeconfig())?;
     let secret: Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": format!("cluster-credentials-{LINK}")},
         "type": "mirror.linkerd.io/remote-kubeconfig",
@@ -158,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
                 "--admin-listen={}",
                 SocketAddr::from(([127, 0, 0, 1], 0))
             ))
-            .env("KUBECONFIG", plane.kubeconfig())
+            .env("KUBECONFIG", api.kubeconfig())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

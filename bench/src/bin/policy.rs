@@ -142,7 +142,7 @@ async fn per_request_cost(seconds: u64) -> anyhow::Result<()> {
 
 fn index_scale() -> anyhow::Result<()> {
     let before = rss_mib(std::process::id());
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut index = Index::new(ClusterInfo::default());
     let mut watches = Vec::new();
     for s in 0..5_000u32 {
@@ -201,17 +201,8 @@ fn index_scale() -> anyhow::Result<()> {
 }
 
 async fn apply_to_enforced() -> anyhow::Result<(Duration, Duration)> {
-    let binaries = mesh_clusters::Binaries::locate()?;
-    let dir = tempfile::tempdir()?;
-    let plane = mesh_clusters::ControlPlane::start(
-        &binaries,
-        &dir.path().join("c"),
-        mesh_clusters::ControlPlaneConfig::default(),
-    )
-    .await?;
-    let client = plane.client().await?;
-    mesh_clusters::testing::ensure_namespace(&client, "bench").await;
-    mesh_clusters::testing::ensure_crds(&client, mesh_api::crds::all()).await;
+    let api = mesh_bench::ApiServer::start(&["bench"]).await?;
+    let client = api.client.clone();
     let running = mesh_policy::server::start(
         mesh_policy::server::ServerConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -284,6 +275,9 @@ async fn apply_to_enforced() -> anyhow::Result<(Duration, Duration)> {
         samples.push(changed.elapsed());
     }
     samples.sort();
+    drop(stream);
+    drop(running);
+    api.stop().await;
     Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
 }
 

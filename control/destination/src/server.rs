@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use linkerd2_proxy_api::destination::destination_server::DestinationServer;
 use mesh_core::admin::Admin;
 use mesh_core::drain::{Drain, Serving};
+use mesh_core::grpc_server;
 pub use mesh_core::grpc_server::ServerTls;
-use mesh_core::grpc_server::{self, ServeError};
-use mesh_core::listen::ListenError;
 use prometheus_client::registry::Registry;
 
 use crate::grpc::DestinationService;
@@ -30,30 +29,13 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
 }
 
-/// What a running destination service tells its caller.
-#[derive(Debug)]
-pub struct Started {
-    /// Where gRPC listens.
-    pub addr: SocketAddr,
-    /// Where the admin endpoint listens.
-    pub admin_addr: SocketAddr,
-    /// The index (for tests and benchmarks).
-    pub index: Arc<Mutex<Index>>,
-}
+/// What it tells its caller once running.
+pub type Started = grpc_server::Started<Index>;
 
 /// A running destination service: where it listens, and how it stops.
 pub type Running = Serving<Started>;
 
-/// Why the destination service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Its gRPC server (its credentials, TLS) could not be set up.
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-    /// A listener could not be bound.
-    #[error(transparent)]
-    Listen(#[from] ListenError),
-}
+pub use mesh_core::grpc_server::StartError;
 
 /// Binds, starts the watchers and serves.
 pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use linkerd2_proxy_api::inbound::inbound_server_policies_server::InboundServerPoliciesServer;
 use mesh_core::admin::Admin;
 use mesh_core::drain::{Drain, Serving};
-use mesh_core::grpc_server::{self, ServeError, ServerTls};
-use mesh_core::listen::ListenError;
+use mesh_core::grpc_server::{self, ServerTls};
 use prometheus_client::registry::Registry;
 
 use crate::grpc::InboundPolicyService;
@@ -30,30 +29,13 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
 }
 
-/// What a running policy controller tells its caller.
-#[derive(Debug)]
-pub struct Started {
-    /// Where gRPC listens.
-    pub addr: SocketAddr,
-    /// Where the admin endpoint listens.
-    pub admin_addr: SocketAddr,
-    /// The index (for tests and benchmarks).
-    pub index: Arc<Mutex<Index>>,
-}
+/// What it tells its caller once running.
+pub type Started = grpc_server::Started<Index>;
 
 /// A running policy controller.
 pub type Running = Serving<Started>;
 
-/// Why the policy controller could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Its gRPC server (its credentials, TLS) could not be set up.
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-    /// A listener could not be bound.
-    #[error(transparent)]
-    Listen(#[from] ListenError),
-}
+pub use mesh_core::grpc_server::StartError;
 
 /// Binds, starts the watchers and serves.
 pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {

@@ -155,6 +155,9 @@ pub struct InboundServer {
 /// involves its own namespace's, so an event recomputes one namespace.
 type ByNamespace<T> = HashMap<String, BTreeMap<String, T>>;
 
+/// What an open watch of a pod port is fed through.
+type PortWatch = watch::Sender<Option<InboundServer>>;
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Index {
@@ -167,7 +170,7 @@ pub struct Index {
     networks: HashMap<Key, Vec<NetworkMatch>>,
     server_authorizations: ByNamespace<ServerAuthorizationInfo>,
     /// Open watches, by namespace, then pod and port.
-    watches: HashMap<String, HashMap<(String, u16), watch::Sender<Option<InboundServer>>>>,
+    watches: HashMap<String, HashMap<(String, u16), PortWatch>>,
 }
 
 fn put<T>(map: &mut ByNamespace<T>, (namespace, name): Key, value: T) {
