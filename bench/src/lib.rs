@@ -1,5 +1,6 @@
-//! What the benchmarks share: percentiles of sorted latencies, and what a
-//! process costs (CPU seconds, resident memory) read from `/proc`.
+//! What the benchmarks share: percentiles of sorted latencies, what a
+//! process costs (CPU seconds, resident memory) read from `/proc`, and a
+//! real kube-apiserver to run controllers against ([`ApiServer`]).
 
 use std::time::Duration;
 
@@ -51,32 +52,6 @@ pub fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_take_the_nearest_rank() {
-        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&sorted, 0.5), Duration::from_millis(51));
-        assert_eq!(percentile(&sorted, 0.99), Duration::from_millis(99));
-        assert_eq!(percentile(&sorted, 1.0), Duration::from_millis(100));
-        assert_eq!(percentile(&[], 0.99), Duration::ZERO);
-    }
-
-    #[test]
-    fn this_process_uses_memory_and_cpu() {
-        let pid = std::process::id();
-        // Enough work to show up in the CPU counters (which tick at 10 ms).
-        let mut sum = 0u64;
-        for i in 0..200_000_000u64 {
-            sum = std::hint::black_box(sum.wrapping_add(i));
-        }
-        assert!(rss_mib(pid) > 1.0);
-        assert!(cpu_seconds(pid) > 0.0);
-    }
-}
-
 /// A real kube-apiserver (with etcd) on this host, mesh's CRDs installed,
 /// and a client for it; it stops when the value is dropped.
 pub struct ApiServer {
@@ -123,5 +98,31 @@ impl ApiServer {
             plane,
             _dir: dir,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&sorted, 0.5), Duration::from_millis(51));
+        assert_eq!(percentile(&sorted, 0.99), Duration::from_millis(99));
+        assert_eq!(percentile(&sorted, 1.0), Duration::from_millis(100));
+        assert_eq!(percentile(&[], 0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn this_process_uses_memory_and_cpu() {
+        let pid = std::process::id();
+        // Enough work to show up in the CPU counters (which tick at 10 ms).
+        let mut sum = 0u64;
+        for i in 0..200_000_000u64 {
+            sum = std::hint::black_box(sum.wrapping_add(i));
+        }
+        assert!(rss_mib(pid) > 1.0);
+        assert!(cpu_seconds(pid) > 0.0);
     }
 }
