@@ -47,6 +47,7 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
                 ],
                 &watch,
             ),
+            rule("gateway.networking.k8s.io", &["httproutes"], &watch),
             // Refused objects become Events (kube-runtime's recorder writes
             // events.k8s.io/v1).
             rule("events.k8s.io", &["events"], &["create", "patch"]),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::index::{
     AuthorizationRef, ClientAuthentication, ClientAuthorization, IdentityMatch, InboundServer,
-    Index, Protocol, ServerRef,
+    Index, PathMatch, Protocol, RouteRef, ServerRef,
 };
 
 /// The admin path.
@@ -77,10 +77,28 @@ pub fn to_json(ns: &str, pod: &str, port: u16, server: &InboundServer) -> Value 
     let routes: Vec<Value> = server
         .http_routes
         .iter()
-        .map(|(name, route)| {
+        .map(|(reference, route)| {
+            let (kind, name) = match reference {
+                RouteRef::Default(name) => ("default", (*name).to_owned()),
+                RouteRef::HttpRoute(name) => ("HTTPRoute", name.clone()),
+            };
+            let matches: Vec<String> = route
+                .matches
+                .iter()
+                .map(|m| {
+                    let path = match &m.path {
+                        Some(PathMatch::Exact(p)) => p.clone(),
+                        Some(PathMatch::Prefix(p)) => format!("{p}*"),
+                        Some(PathMatch::Regex(p)) => format!("~{p}"),
+                        None => "*".into(),
+                    };
+                    format!("{} {path}", m.method.as_deref().unwrap_or("*"))
+                })
+                .collect();
             json!({
+                "kind": kind,
                 "name": name,
-                "getPaths": route.get_paths,
+                "matches": matches,
                 "authorizations": authorizations(&route.authorizations),
             })
         })

@@ -1,6 +1,7 @@
 //! Feeding the policy index from the Kubernetes API: one watcher per kind
 //! (Pods, Namespaces, Servers, AuthorizationPolicies,
-//! MeshTLSAuthentications, NetworkAuthentications, ServerAuthorizations), through
+//! MeshTLSAuthentications, NetworkAuthentications, ServerAuthorizations,
+//! HTTPRoutes), through
 //! `mesh_api::index_watch`; a refused object becomes a Kubernetes Event on
 //! it and the index keeps its last valid version.
 
@@ -20,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::index::{Index, Invalid};
 
 /// How many kinds are watched.
-const WATCHED_KINDS: usize = 7;
+const WATCHED_KINDS: usize = 8;
 
 fn refused(result: Result<(), Invalid>) -> Result<(), String> {
     result.map_err(|e| e.to_string())
@@ -95,6 +96,13 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> (JoinSe
         target(),
         |index, saz| refused(index.apply_server_authorization(saz)),
         Index::delete_server_authorization,
+    ));
+    set.spawn(watch::<mesh_api::crds::http_route::HttpRoute, Index>(
+        Api::all(client.clone()),
+        all(),
+        target(),
+        |index, route| refused(index.apply_http_route(route)),
+        Index::delete_http_route,
     ));
     set.spawn(watch::<NetworkAuthentication, Index>(
         Api::all(client),

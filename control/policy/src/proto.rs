@@ -13,7 +13,7 @@ use linkerd2_proxy_api::meta::{Metadata, Resource, metadata};
 
 use crate::index::{
     AuthorizationRef, ClientAuthentication, ClientAuthorization, HttpRoute, IdentityMatch,
-    InboundServer, Protocol, ServerRef,
+    InboundServer, PathMatch as IndexPath, Protocol, RouteMatch, RouteRef, ServerRef,
 };
 
 /// `server` as the API's message; `cluster_networks` stand for an
@@ -23,7 +23,7 @@ pub fn server(server: &InboundServer, cluster_networks: &[IpNet]) -> api::Server
         server
             .http_routes
             .iter()
-            .map(|(name, route)| http_route(name, route, cluster_networks))
+            .map(|(reference, route)| http_route(reference, route, cluster_networks))
             .collect()
     };
     let kind = match &server.protocol {
@@ -159,35 +159,55 @@ fn resource(kind: &str, name: &str) -> metadata::Kind {
     })
 }
 
-fn http_route(name: &str, route: &HttpRoute, cluster_networks: &[IpNet]) -> api::HttpRoute {
-    // The default route has no rules (it matches every request, as in
-    // Linkerd); the probe route matches its paths with GET.
-    let rules = if route.get_paths.is_empty() {
+fn http_route(
+    reference: &RouteRef,
+    route: &HttpRoute,
+    cluster_networks: &[IpNet],
+) -> api::HttpRoute {
+    // A route without matches has no rules (it matches every request, as
+    // Linkerd's default route); otherwise one rule with every match.
+    let rules = if route.matches.is_empty() {
         Vec::new()
     } else {
         vec![api::http_route::Rule {
-            matches: route
-                .get_paths
-                .iter()
-                .map(|path| HttpRouteMatch {
-                    path: Some(PathMatch {
-                        kind: Some(path_match::Kind::Exact(path.clone())),
-                    }),
-                    headers: Vec::new(),
-                    query_params: Vec::new(),
-                    method: Some(http::Method::GET.into()),
-                })
-                .collect(),
+            matches: route.matches.iter().map(route_match).collect(),
             filters: Vec::new(),
         }]
     };
-    api::HttpRoute {
-        metadata: Some(Metadata {
-            kind: Some(metadata::Kind::Default(name.to_owned())),
+    let kind = match reference {
+        RouteRef::Default(name) => metadata::Kind::Default((*name).to_owned()),
+        RouteRef::HttpRoute(name) => metadata::Kind::Resource(Resource {
+            group: "gateway.networking.k8s.io".into(),
+            kind: "HTTPRoute".into(),
+            name: name.clone(),
+            ..Resource::default()
         }),
+    };
+    api::HttpRoute {
+        metadata: Some(Metadata { kind: Some(kind) }),
         hosts: Vec::new(),
         authorizations: authorizations(&route.authorizations, cluster_networks),
         rules,
+    }
+}
+
+fn route_match(m: &RouteMatch) -> HttpRouteMatch {
+    let path = m.path.as_ref().map(|p| PathMatch {
+        kind: Some(match p {
+            IndexPath::Exact(v) => path_match::Kind::Exact(v.clone()),
+            IndexPath::Prefix(v) => path_match::Kind::Prefix(v.clone()),
+            IndexPath::Regex(v) => path_match::Kind::Regex(v.clone()),
+        }),
+    });
+    HttpRouteMatch {
+        path,
+        headers: Vec::new(),
+        query_params: Vec::new(),
+        method: m
+            .method
+            .as_deref()
+            .and_then(|method| http::Method::from_bytes(method.as_bytes()).ok())
+            .map(Into::into),
     }
 }
 
@@ -208,9 +228,9 @@ mod tests {
             },
             authorizations: policy.authorizations(&cluster).into_iter().collect(),
             http_routes: [(
-                "default",
+                RouteRef::Default("default"),
                 HttpRoute {
-                    get_paths: Vec::new(),
+                    matches: Vec::new(),
                     authorizations: BTreeMap::new(),
                 },
             )]

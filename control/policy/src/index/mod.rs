@@ -36,7 +36,8 @@ use tokio::sync::watch;
 use self::defaults::{ClusterInfo, DefaultPolicy};
 pub use self::model::Invalid;
 use self::model::{
-    AuthenticationRef, PodInfo, PolicyInfo, PolicyTarget, ServerAuthorizationInfo, ServerInfo,
+    AuthenticationRef, InboundRouteInfo, PodInfo, PolicyInfo, PolicyTarget,
+    ServerAuthorizationInfo, ServerInfo,
 };
 
 /// `(namespace, name)`.
@@ -129,12 +130,42 @@ pub struct ClientAuthorization {
     pub authentication: ClientAuthentication,
 }
 
+/// A route's path match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Exactly this path.
+    Exact(String),
+    /// This path and those under it.
+    Prefix(String),
+    /// Paths the (whole-path) regular expression matches.
+    Regex(String),
+}
+
+/// One way a request matches a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    /// Its path (none: any).
+    pub path: Option<PathMatch>,
+    /// Its method (none: any).
+    pub method: Option<String>,
+}
+
+/// Where a route comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RouteRef {
+    /// The controller's own (`default`, `probe`).
+    Default(&'static str),
+    /// An HTTPRoute (`gateway.networking.k8s.io`), by name.
+    HttpRoute(String),
+}
+
 /// An inbound HTTP route and who may use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRoute {
-    /// Exact paths it matches with GET (none: every request).
-    pub get_paths: Vec<String>,
-    /// Who may use it (none: the Server's authorizations decide).
+    /// The requests it matches, any of them (none: every request).
+    pub matches: Vec<RouteMatch>,
+    /// Who may use it (a default route without any: the Server's
+    /// authorizations decide; an HTTPRoute without any admits no one).
     pub authorizations: BTreeMap<AuthorizationRef, ClientAuthorization>,
 }
 
@@ -147,8 +178,9 @@ pub struct InboundServer {
     pub protocol: Protocol,
     /// Who may connect.
     pub authorizations: BTreeMap<AuthorizationRef, ClientAuthorization>,
-    /// Its HTTP routes, by name (`default`, `probe`).
-    pub http_routes: BTreeMap<&'static str, HttpRoute>,
+    /// Its HTTP routes: the HTTPRoutes attached to its Server, else
+    /// `default`; and `probe` for kubelet's probes.
+    pub http_routes: BTreeMap<RouteRef, HttpRoute>,
 }
 
 /// Objects of one kind, by namespace then name: a port's policy only ever
@@ -169,6 +201,7 @@ pub struct Index {
     mesh_tls: HashMap<Key, Vec<IdentityMatch>>,
     networks: HashMap<Key, Vec<NetworkMatch>>,
     server_authorizations: ByNamespace<ServerAuthorizationInfo>,
+    http_routes: ByNamespace<InboundRouteInfo>,
     /// Open watches, by namespace, then pod and port.
     watches: HashMap<String, HashMap<(String, u16), PortWatch>>,
 }
@@ -358,6 +391,30 @@ impl Index {
         self.publish(namespace);
     }
 
+    /// An HTTPRoute (`gateway.networking.k8s.io`) was created or changed:
+    /// it is an inbound route of the Servers its `parentRefs` name.
+    pub fn apply_http_route(
+        &mut self,
+        route: &mesh_api::crds::http_route::HttpRoute,
+    ) -> Result<(), Invalid> {
+        let key = key_of(&route.metadata).ok_or_else(unnamed)?;
+        let namespace = key.0.clone();
+        match model::inbound_route(&route.spec, &namespace)? {
+            Some(info) => put(&mut self.http_routes, key, info),
+            // Not attached to a Server (a Service's route: the destination
+            // service's business).
+            None => remove(&mut self.http_routes, &key.0, &key.1),
+        }
+        self.publish(&namespace);
+        Ok(())
+    }
+
+    /// An HTTPRoute was deleted.
+    pub fn delete_http_route(&mut self, namespace: &str, name: &str) {
+        remove(&mut self.http_routes, namespace, name);
+        self.publish(namespace);
+    }
+
     // ----- answers ------------------------------------------------------
 
     /// Follows the policy of `port` of pod `name` in `namespace`: `None`
@@ -496,12 +553,57 @@ impl Index {
         if let Some(access) = server.access_policy {
             authorizations.extend(access.authorizations(&self.cluster));
         }
+        let attached = self.attached_routes(namespace, server_name);
+        let routes = if attached.is_empty() {
+            routes
+        } else {
+            // The HTTPRoutes replace the default route; probes stay.
+            let mut routes = routes;
+            routes.remove(&RouteRef::Default("default"));
+            routes.extend(attached);
+            routes
+        };
         Some(InboundServer {
             reference: ServerRef::Server(server_name.clone()),
             protocol: server.protocol.clone(),
             authorizations,
             http_routes: routes,
         })
+    }
+
+    /// The HTTPRoutes of `namespace` attached to the Server `server`, each
+    /// with the authorizations of the policies that target it.
+    fn attached_routes(&self, namespace: &str, server: &str) -> BTreeMap<RouteRef, HttpRoute> {
+        self.http_routes
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, route)| route.servers.iter().any(|s| s == server))
+            .map(|(name, route)| {
+                let authorizations = self
+                    .policies
+                    .get(namespace)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, policy)| {
+                        matches!(&policy.target, PolicyTarget::HttpRoute { name: target, .. } if target == name)
+                    })
+                    .filter_map(|(policy_name, policy)| {
+                        Some((
+                            AuthorizationRef::AuthorizationPolicy(policy_name.clone()),
+                            self.client_authorization(policy)?,
+                        ))
+                    })
+                    .collect();
+                (
+                    RouteRef::HttpRoute(name.clone()),
+                    HttpRoute {
+                        matches: route.matches.clone(),
+                        authorizations,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// What a policy admits: `None` while an authentication it requires
@@ -549,12 +651,12 @@ impl Index {
     /// request, the Server's authorizations) and, for HTTP probes on it,
     /// `probe` (their paths with GET, from the probe networks, without
     /// authentication).
-    fn default_routes(&self, pod: &PodInfo, port: u16) -> BTreeMap<&'static str, HttpRoute> {
+    fn default_routes(&self, pod: &PodInfo, port: u16) -> BTreeMap<RouteRef, HttpRoute> {
         let mut routes = BTreeMap::new();
         routes.insert(
-            "default",
+            RouteRef::Default("default"),
             HttpRoute {
-                get_paths: Vec::new(),
+                matches: Vec::new(),
                 authorizations: BTreeMap::new(),
             },
         );
@@ -563,9 +665,15 @@ impl Index {
             paths.filter(|p| !p.is_empty() && !self.cluster.probe_networks.is_empty())
         {
             routes.insert(
-                "probe",
+                RouteRef::Default("probe"),
                 HttpRoute {
-                    get_paths: paths.iter().cloned().collect(),
+                    matches: paths
+                        .iter()
+                        .map(|path| RouteMatch {
+                            path: Some(PathMatch::Exact(path.clone())),
+                            method: Some("GET".into()),
+                        })
+                        .collect(),
                     authorizations: [(
                         AuthorizationRef::Default("probe"),
                         ClientAuthorization {

@@ -480,6 +480,84 @@ fn networks(
         .collect()
 }
 
+/// An HTTPRoute attached to Servers, as an inbound route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRouteInfo {
+    /// The Servers (of its namespace) its `parentRefs` name.
+    pub servers: Vec<String>,
+    /// The requests it matches.
+    pub matches: Vec<super::RouteMatch>,
+}
+
+/// Validates an HTTPRoute as an inbound route: `None` when no `parentRef`
+/// is a Server of its namespace. Header and query matches are refused (an
+/// inbound route that ignored them would match, and authorize, more than
+/// written).
+pub fn inbound_route(
+    spec: &mesh_api::crds::http_route::HttpRouteSpec,
+    namespace: &str,
+) -> Result<Option<InboundRouteInfo>, Invalid> {
+    use super::{PathMatch, RouteMatch};
+    let servers: Vec<String> = spec
+        .parent_refs
+        .iter()
+        .filter(|p| {
+            p.kind.as_deref() == Some("Server")
+                && p.group.as_deref() == Some("policy.linkerd.io")
+                && p.namespace.as_deref().is_none_or(|ns| ns == namespace)
+        })
+        .map(|p| p.name.clone())
+        .collect();
+    if servers.is_empty() {
+        return Ok(None);
+    }
+    let mut matches = Vec::new();
+    for (r, rule) in spec.rules.iter().enumerate() {
+        if rule.matches.is_empty() {
+            matches.push(RouteMatch {
+                path: Some(PathMatch::Prefix("/".into())),
+                method: None,
+            });
+        }
+        for (m, route_match) in rule.matches.iter().enumerate() {
+            let field = format!("spec.rules[{r}].matches[{m}]");
+            if !route_match.headers.is_empty() || !route_match.query_params.is_empty() {
+                return Err(invalid(
+                    &field,
+                    "header and query parameter matches are not supported on inbound routes yet",
+                ));
+            }
+            let path = match &route_match.path {
+                None => Some(PathMatch::Prefix("/".into())),
+                Some(path) => {
+                    let value = path.value.clone().unwrap_or_else(|| "/".into());
+                    Some(match path.type_.as_deref().unwrap_or("PathPrefix") {
+                        "Exact" => PathMatch::Exact(value),
+                        "PathPrefix" => PathMatch::Prefix(value),
+                        "RegularExpression" => {
+                            regex::Regex::new(&value).map_err(|e| {
+                                invalid(&format!("{field}.path.value"), e.to_string())
+                            })?;
+                            PathMatch::Regex(value)
+                        }
+                        other => {
+                            return Err(invalid(
+                                &format!("{field}.path.type"),
+                                format!("{other:?} is not Exact, PathPrefix or RegularExpression"),
+                            ));
+                        }
+                    })
+                }
+            };
+            matches.push(RouteMatch {
+                path,
+                method: route_match.method.clone(),
+            });
+        }
+    }
+    Ok(Some(InboundRouteInfo { servers, matches }))
+}
+
 /// Which Servers a ServerAuthorization authorizes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerSelection {

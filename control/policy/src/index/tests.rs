@@ -77,9 +77,13 @@ fn an_unknown_pod_has_no_policy_and_a_known_one_the_cluster_default() {
             .collect::<Vec<_>>(),
         ["0.0.0.0/0", "::/0"]
     );
-    assert!(server.http_routes.contains_key("default"));
     assert!(
-        !server.http_routes.contains_key("probe"),
+        server
+            .http_routes
+            .contains_key(&RouteRef::Default("default"))
+    );
+    assert!(
+        !server.http_routes.contains_key(&RouteRef::Default("probe")),
         "no probe on 8080"
     );
 }
@@ -186,10 +190,14 @@ fn under_deny_only_kubelets_probes_get_in() {
     ));
     let admin = index.inbound_server("prod", "web-1", 9090).expect("pod");
     assert!(admin.authorizations.is_empty(), "deny allows nothing");
-    let probe = &admin.http_routes["probe"];
+    let probe = &admin.http_routes[&RouteRef::Default("probe")];
+    let get = |path: &str| RouteMatch {
+        path: Some(PathMatch::Exact(path.into())),
+        method: Some("GET".into()),
+    };
     assert_eq!(
-        probe.get_paths,
-        ["/live", "/ready"],
+        probe.matches,
+        [get("/live"), get("/ready")],
         "both probes, the named port resolved"
     );
     let authz = &probe.authorizations[&AuthorizationRef::Default("probe")];
@@ -649,5 +657,101 @@ fn an_authentication_in_another_namespace_updates_the_policies_naming_it() {
         [AuthorizationRef::AuthorizationPolicy(
             "shared-clients".into()
         )]
+    );
+}
+
+/// An HTTPRoute attached to a Server replaces its default route; only the
+/// AuthorizationPolicies that target the route authorize it; one attached
+/// to a Service instead is none of the policy controller's business; a
+/// header match is refused by field.
+#[test]
+fn httproutes_attached_to_a_server_are_its_routes_with_their_own_policies() {
+    use mesh_api::crds::http_route::HttpRoute as GatewayRoute;
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({"app": "web"}),
+        serde_json::json!({}),
+    ));
+    index
+        .apply_server(&server(
+            "prod",
+            "web",
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
+        ))
+        .expect("valid");
+    let route =
+        |name: &str, parent: serde_json::Value, matches: serde_json::Value| -> GatewayRoute {
+            object(serde_json::json!({
+                "metadata": {"namespace": "prod", "name": name},
+                "spec": {"parentRefs": [parent], "rules": [{"matches": matches}]}
+            }))
+        };
+    let to_server =
+        serde_json::json!({"group": "policy.linkerd.io", "kind": "Server", "name": "web"});
+    index
+        .apply_http_route(&route(
+            "admin",
+            to_server.clone(),
+            serde_json::json!([{"path": {"type": "PathPrefix", "value": "/admin"}, "method": "POST"}]),
+        ))
+        .expect("valid");
+    index
+        .apply_http_route(&route(
+            "for-a-service",
+            serde_json::json!({"group": "core", "kind": "Service", "name": "web"}),
+            serde_json::json!([{"path": {"type": "Exact", "value": "/"}}]),
+        ))
+        .expect("valid");
+    index
+        .apply_authorization_policy(&object(serde_json::json!({
+            "metadata": {"namespace": "prod", "name": "admins"},
+            "spec": {
+                "targetRef": {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "admin"},
+                "requiredAuthenticationRefs": [{"kind": "ServiceAccount", "name": "ops"}]
+            }
+        })))
+        .expect("valid");
+    let served = index.inbound_server("prod", "web-1", 8080).expect("pod");
+    let routes: Vec<&RouteRef> = served.http_routes.keys().collect();
+    assert_eq!(
+        routes,
+        [&RouteRef::HttpRoute("admin".into())],
+        "the default route is replaced"
+    );
+    let admin = &served.http_routes[&RouteRef::HttpRoute("admin".into())];
+    assert_eq!(
+        admin.matches,
+        [RouteMatch {
+            path: Some(PathMatch::Prefix("/admin".into())),
+            method: Some("POST".into()),
+        }]
+    );
+    assert_eq!(
+        admin.authorizations.keys().collect::<Vec<_>>(),
+        [&AuthorizationRef::AuthorizationPolicy("admins".into())]
+    );
+    assert!(
+        served.authorizations.is_empty(),
+        "a route's policy is not the Server's"
+    );
+    let error = index
+        .apply_http_route(&route(
+            "admin",
+            to_server,
+            serde_json::json!([{"headers": [{"name": "x-user", "value": "root"}]}]),
+        ))
+        .expect_err("a header match");
+    assert_eq!(error.field, "spec.rules[0].matches[0]", "{error}");
+    assert!(
+        index
+            .inbound_server("prod", "web-1", 8080)
+            .expect("pod")
+            .http_routes[&RouteRef::HttpRoute("admin".into())]
+            .matches[0]
+            .method
+            .is_some(),
+        "the last valid route stays"
     );
 }
