@@ -42,8 +42,9 @@ pub struct InstallArgs {
     #[arg(long, short = 'f', env = "MESH_INSTALL_VALUES", value_name = "FILE")]
     pub values: Option<PathBuf>,
     /// A value in Linkerd's Helm names, over the values file
-    /// (`--set proxy.defaultInboundPolicy=deny`); repeatable.
-    #[arg(long, value_name = "KEY=VALUE")]
+    /// (`--set proxy.defaultInboundPolicy=deny`); repeatable (one through
+    /// the environment).
+    #[arg(long, env = "MESH_INSTALL_SET", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// High availability: 3 replicas of each controller, spread over nodes,
     /// with PodDisruptionBudgets.
