@@ -69,6 +69,16 @@ pub struct InstallArgs {
         value_name = "IDENTITY"
     )]
     pub gateway_allowed_identities: Vec<String>,
+    /// The labels of the Services the gateway forwards to (`key=value`,
+    /// comma-separated, all required); what the Links of other clusters
+    /// select should match it.
+    #[arg(
+        long,
+        env = "MESH_GATEWAY_EXPORT_SELECTOR",
+        default_value = "mirror.linkerd.io/exported=true",
+        value_name = "LABELS"
+    )]
+    pub export_selector: String,
 }
 
 /// Renders the extension as one YAML stream.
@@ -83,6 +93,27 @@ pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
     );
     anyhow::ensure!(args.gateway_replicas >= 1, "--gateway-replicas: at least 1");
     manifest::to_yaml(&objects(args)?)
+}
+
+/// `--export-selector` (`k=v,k2=v2`) as the JSON label selector the
+/// gateway's proxy sends the destination service.
+fn export_selector(text: &str) -> anyhow::Result<String> {
+    let mut labels = serde_json::Map::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--export-selector {text:?}: {pair:?} is not key=value")
+        })?;
+        anyhow::ensure!(
+            !key.trim().is_empty(),
+            "--export-selector {text:?}: {pair:?} has an empty key"
+        );
+        labels.insert(key.trim().to_owned(), value.trim().into());
+    }
+    anyhow::ensure!(
+        !labels.is_empty(),
+        "--export-selector: at least one key=value (an empty selector would export every Service)"
+    );
+    Ok(serde_json::json!({ "matchLabels": labels }).to_string())
 }
 
 fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
@@ -133,6 +164,10 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                             (
                                 "config.linkerd.io/enable-gateway".to_owned(),
                                 "true".to_owned(),
+                            ),
+                            (
+                                mesh_api::labels::GATEWAY_EXPORTS_ANNOTATION.to_owned(),
+                                export_selector(&args.export_selector)?,
                             ),
                         ]
                         .into(),
@@ -271,4 +306,24 @@ fn remote_access() -> anyhow::Result<Vec<Object>> {
         object(&binding)?,
         object(&token)?,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_export_selector_becomes_the_gateways_label_selector() {
+        assert_eq!(
+            export_selector("mirror.linkerd.io/exported=true").expect("valid"),
+            r#"{"matchLabels":{"mirror.linkerd.io/exported":"true"}}"#
+        );
+        assert_eq!(
+            export_selector("tier=public, team=shop").expect("valid"),
+            r#"{"matchLabels":{"team":"shop","tier":"public"}}"#
+        );
+        for bad in ["", "tier", "=public"] {
+            assert!(export_selector(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -41,6 +41,10 @@ pub const GATEWAY_SERVICE_ANNOTATION: &str = "mesh.dev/gateway-service";
 /// TCP fallback, the default). The destination service sends it to proxies
 /// as the endpoint label [`GATEWAY_TRANSPORT_LABEL`].
 pub const TRANSPORT_ANNOTATION: &str = "mesh.dev/transport";
+/// On a gateway pod: the label selector (JSON `LabelSelector`) of the
+/// Services it exports, which `mesh multicluster install --export-selector`
+/// sets and the injector passes to the gateway's proxy.
+pub const GATEWAY_EXPORTS_ANNOTATION: &str = "mesh.dev/gateway-exports";
 /// The endpoint metric label that carries [`TRANSPORT_ANNOTATION`] to
 /// proxies (proxies read it and never export it).
 pub const GATEWAY_TRANSPORT_LABEL: &str = "gateway_transport";

@@ -312,6 +312,9 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
     if values.gateway {
         // Forward what linked clusters send for this cluster's Services.
         vars.push(env("MESH_PROXY_GATEWAY_SUFFIXES", format!("svc.{domain}")));
+        if let Some(exports) = &values.gateway_exports {
+            vars.push(env("MESH_PROXY_GATEWAY_EXPORTS", exports.clone()));
+        }
     }
     if let Some(cores) = values.cpu_limit.as_deref().and_then(cores) {
         vars.push(env("LINKERD2_PROXY_CORES", cores.to_string()));
@@ -598,6 +601,41 @@ mod tests {
         values.cluster_domain = "example.org".into();
         values.gateway = true;
         assert_eq!(gateway_env(&values).as_deref(), Some("svc.example.org"));
+        let exports = |values: &Values| {
+            proxy_env(values, "")
+                .into_iter()
+                .find(|e| e.name == "MESH_PROXY_GATEWAY_EXPORTS")
+                .and_then(|e| e.value)
+        };
+        assert_eq!(exports(&values), None, "the proxy's default selector");
+        let annotations: BTreeMap<String, String> = [(
+            mesh_api::labels::GATEWAY_EXPORTS_ANNOTATION.to_owned(),
+            r#"{"matchLabels":{"tier":"public"}}"#.to_owned(),
+        )]
+        .into();
+        let values = crate::values::Overrides::default()
+            .layer(Some(&annotations), "pod linkerd-gateway")
+            .apply(&values)
+            .expect("valid");
+        assert_eq!(
+            exports(&values).as_deref(),
+            Some(r#"{"matchLabels":{"tier":"public"}}"#)
+        );
+        for bad in ["tier=public", "{}", r#"{"matchLabels":{}}"#] {
+            let annotations: BTreeMap<String, String> = [(
+                mesh_api::labels::GATEWAY_EXPORTS_ANNOTATION.to_owned(),
+                bad.to_owned(),
+            )]
+            .into();
+            let error = crate::values::Overrides::default()
+                .layer(Some(&annotations), "pod linkerd-gateway")
+                .apply(&values)
+                .expect_err(bad);
+            assert_eq!(
+                error.annotation,
+                mesh_api::labels::GATEWAY_EXPORTS_ANNOTATION
+            );
+        }
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct Values {
     /// The cluster's networks (`clusterNetworks`), for the `cluster-*`
     /// default policies.
     pub cluster_networks: String,
+    /// A gateway's export selector (`mesh.dev/gateway-exports`, JSON);
+    /// the proxy's default when unset.
+    pub gateway_exports: Option<String>,
 }
 
 impl Values {
@@ -79,6 +82,7 @@ impl Values {
             gateway: false,
             default_inbound_policy: "all-unauthenticated".into(),
             cluster_networks: mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into(),
+            gateway_exports: None,
         }
     }
 }
@@ -121,6 +125,16 @@ impl<'a> Overrides<'a> {
         let mut out = values.clone();
         for (annotations, on) in &self.layers {
             for (key, value) in annotations.iter() {
+                if key == mesh_api::labels::GATEWAY_EXPORTS_ANNOTATION {
+                    out.gateway_exports =
+                        Some(gateway_exports(value).map_err(|reason| ValuesError {
+                            annotation: key.clone(),
+                            value: value.clone(),
+                            on: on.clone(),
+                            reason,
+                        })?);
+                    continue;
+                }
                 let Some(name) = key.strip_prefix(CONFIG_ANNOTATION_PREFIX) else {
                     continue;
                 };
@@ -193,6 +207,23 @@ impl<'a> Overrides<'a> {
         }
         Ok(out)
     }
+}
+
+/// A gateway's export selector: a JSON object (a `LabelSelector`) that
+/// selects something (an empty one would export every Service).
+fn gateway_exports(value: &str) -> Result<String, String> {
+    let parsed: serde_json::Value =
+        serde_json::from_str(value).map_err(|e| format!("expected a JSON label selector: {e}"))?;
+    let selects = |field: &str| {
+        parsed.get(field).is_some_and(|v| {
+            v.as_object().is_some_and(|o| !o.is_empty())
+                || v.as_array().is_some_and(|a| !a.is_empty())
+        })
+    };
+    if !parsed.is_object() || !(selects("matchLabels") || selects("matchExpressions")) {
+        return Err("expected a label selector with matchLabels or matchExpressions".into());
+    }
+    Ok(value.trim().to_owned())
 }
 
 fn nonempty(value: &str) -> Option<String> {
