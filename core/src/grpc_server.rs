@@ -51,6 +51,49 @@ pub enum StartError {
     Listen(#[from] crate::listen::ListenError),
 }
 
+/// Runs an index-backed component (destination, policy): binds `listen`
+/// and `admin_listen`, stops its `watchers` on the drain, serves `router`
+/// (over certified TLS with `tls`), and serves its admin endpoint
+/// (`extend` adds the component's own routes), ready once `synced` and,
+/// with TLS, certified. `what` names it in logs.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_indexed<I: Send + 'static>(
+    what: &'static str,
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    tls: Option<ServerTls>,
+    index: Arc<Mutex<I>>,
+    (mut watchers, synced): (tokio::task::JoinSet<()>, crate::admin::Readiness),
+    router: Router,
+    extend: impl FnOnce(crate::admin::Admin) -> crate::admin::Admin,
+) -> Result<crate::drain::Serving<Started<I>>, StartError> {
+    let (listener, addr) = crate::listen::bind(listen).await?;
+    let (admin_listener, admin_addr) = crate::listen::bind(admin_listen).await?;
+    let mut drain = Drain::new();
+    let watch_stop = drain.signaled();
+    drain.spawn(async move {
+        watch_stop.await;
+        watchers.shutdown().await;
+    });
+    let mut registry = Registry::default();
+    let credentials = serve(router, listener, tls, &mut registry, &mut drain, what)?;
+    // Ready once proxies can be served: every kind listed, and with TLS,
+    // certified.
+    let admin = extend(crate::admin::Admin::new(Arc::new(registry), move || {
+        synced.is_ready() && credentials.as_ref().is_none_or(|c| c.has_certificate())
+    }));
+    drain.spawn(admin.serve(admin_listener, drain.signaled()));
+    tracing::info!(%addr, %admin_addr, "{what} started");
+    Ok(crate::drain::Serving::new(
+        Started {
+            addr,
+            admin_addr,
+            index,
+        },
+        drain,
+    ))
+}
+
 /// Why a gRPC server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

@@ -5,11 +5,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use linkerd2_proxy_api::destination::destination_server::DestinationServer;
-use mesh_core::admin::Admin;
-use mesh_core::drain::{Drain, Serving};
+use mesh_core::drain::Serving;
 use mesh_core::grpc_server;
 pub use mesh_core::grpc_server::ServerTls;
-use prometheus_client::registry::Registry;
 
 use crate::grpc::DestinationService;
 use crate::index::{Index, IndexConfig};
@@ -40,41 +38,23 @@ pub use mesh_core::grpc_server::StartError;
 /// Binds, starts the watchers and serves.
 pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {
     let index = Arc::new(Mutex::new(Index::new(config.index)));
-    let (listener, addr) = mesh_core::listen::bind(config.listen).await?;
-    let (admin_listener, admin_addr) = mesh_core::listen::bind(config.admin_listen).await?;
-    let mut drain = Drain::new();
-    let (mut watchers, synced) = k8s::spawn_watchers(client, index.clone());
-    let watch_stop = drain.signaled();
-    drain.spawn(async move {
-        watch_stop.await;
-        watchers.shutdown().await;
-    });
-    let service = DestinationService::new(index.clone());
-    let mut registry = Registry::default();
+    let watchers = k8s::spawn_watchers(client, index.clone());
     // Updates are small writes on long-lived streams: without NODELAY each
     // one can wait out the client's delayed ACK.
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(DestinationServer::new(service));
-    let credentials = grpc_server::serve(
-        router,
-        listener,
+        .add_service(DestinationServer::new(DestinationService::new(
+            index.clone(),
+        )));
+    grpc_server::start_indexed(
+        "destination service",
+        config.listen,
+        config.admin_listen,
         config.tls,
-        &mut registry,
-        &mut drain,
-        "destination",
-    )?;
-    // Ready once proxies can be served: every kind listed, and with TLS,
-    // certified.
-    let admin = Admin::new(Arc::new(registry), move || {
-        synced.is_ready() && credentials.as_ref().is_none_or(|c| c.has_certificate())
-    });
-    drain.spawn(admin.serve(admin_listener, drain.signaled()));
-    tracing::info!(%addr, %admin_addr, "destination service started");
-    let started = Started {
-        addr,
-        admin_addr,
         index,
-    };
-    Ok(Serving::new(started, drain))
+        watchers,
+        router,
+        |admin| admin,
+    )
+    .await
 }

@@ -6,10 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use linkerd2_proxy_api::inbound::inbound_server_policies_server::InboundServerPoliciesServer;
-use mesh_core::admin::Admin;
-use mesh_core::drain::{Drain, Serving};
+use mesh_core::drain::Serving;
 use mesh_core::grpc_server::{self, ServerTls};
-use prometheus_client::registry::Registry;
 
 use crate::grpc::InboundPolicyService;
 use crate::index::Index;
@@ -41,47 +39,27 @@ pub use mesh_core::grpc_server::StartError;
 pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {
     let networks = config.cluster.networks.clone();
     let index = Arc::new(Mutex::new(Index::new(config.cluster)));
-    let (listener, addr) = mesh_core::listen::bind(config.listen).await?;
-    let (admin_listener, admin_addr) = mesh_core::listen::bind(config.admin_listen).await?;
-    let mut drain = Drain::new();
-    let (mut watchers, synced) = k8s::spawn_watchers(client, index.clone());
-    let watch_stop = drain.signaled();
-    drain.spawn(async move {
-        watch_stop.await;
-        watchers.shutdown().await;
-    });
-    let mut registry = Registry::default();
+    let watchers = k8s::spawn_watchers(client, index.clone());
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(InboundServerPoliciesServer::new(InboundPolicyService::new(
             index.clone(),
             networks,
         )));
-    let credentials = grpc_server::serve(
-        router,
-        listener,
-        config.tls,
-        &mut registry,
-        &mut drain,
-        "policy",
-    )?;
-    // Ready once proxies can be served: every kind listed, and with TLS,
-    // certified.
     let diagnosed = index.clone();
-    let admin = Admin::new(Arc::new(registry), move || {
-        synced.is_ready() && credentials.as_ref().is_none_or(|c| c.has_certificate())
-    })
-    .with_json(crate::diagnostics::PATH, move |query| {
-        crate::diagnostics::answer(&diagnosed, query)
-    });
-    drain.spawn(admin.serve(admin_listener, drain.signaled()));
-    tracing::info!(%addr, %admin_addr, "policy controller started");
-    Ok(Serving::new(
-        Started {
-            addr,
-            admin_addr,
-            index,
+    grpc_server::start_indexed(
+        "policy controller",
+        config.listen,
+        config.admin_listen,
+        config.tls,
+        index,
+        watchers,
+        router,
+        |admin| {
+            admin.with_json(crate::diagnostics::PATH, move |query| {
+                crate::diagnostics::answer(&diagnosed, query)
+            })
         },
-        drain,
-    ))
+    )
+    .await
 }

@@ -32,8 +32,8 @@ pub enum DefaultPolicy {
 /// Not one of the six policy names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0:?} is not a default inbound policy (all-unauthenticated, all-authenticated, \
-     cluster-unauthenticated, cluster-authenticated, deny, audit)"
+    "{0:?} is not a default inbound policy ({names})",
+    names = mesh_api::labels::DEFAULT_INBOUND_POLICIES.join(", ")
 )]
 pub struct UnknownPolicy(pub String);
 
@@ -194,14 +194,7 @@ mod tests {
 
     #[test]
     fn every_policy_name_reads_back() {
-        for name in [
-            "all-unauthenticated",
-            "all-authenticated",
-            "cluster-unauthenticated",
-            "cluster-authenticated",
-            "deny",
-            "audit",
-        ] {
+        for name in mesh_api::labels::DEFAULT_INBOUND_POLICIES {
             let policy: DefaultPolicy = name.parse().expect(name);
             assert_eq!(policy.as_str(), name);
         }
