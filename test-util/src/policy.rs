@@ -45,29 +45,36 @@ pub fn admits(policy: &str, identity: &str) -> api::Authz {
 }
 
 /// One of the controller's own routes (`default`, `probe`): GET on
-/// `get_paths` (none: every request).
+/// `get_paths`, or (none) every request, as Linkerd sends it: one rule
+/// matching the prefix `/`.
 pub fn default_route(
     name: &str,
     get_paths: &[&str],
     authorizations: Vec<api::Authz>,
 ) -> api::HttpRoute {
-    let rules = if get_paths.is_empty() {
-        Vec::new()
-    } else {
-        vec![api::http_route::Rule {
-            matches: get_paths
-                .iter()
-                .map(|p| HttpRouteMatch {
-                    path: Some(PathMatch {
-                        kind: Some(path_match::Kind::Exact((*p).into())),
-                    }),
-                    method: Some(http::Method::GET.into()),
-                    ..HttpRouteMatch::default()
-                })
-                .collect(),
-            filters: Vec::new(),
+    let matches = if get_paths.is_empty() {
+        vec![HttpRouteMatch {
+            path: Some(PathMatch {
+                kind: Some(path_match::Kind::Prefix("/".into())),
+            }),
+            ..HttpRouteMatch::default()
         }]
+    } else {
+        get_paths
+            .iter()
+            .map(|p| HttpRouteMatch {
+                path: Some(PathMatch {
+                    kind: Some(path_match::Kind::Exact((*p).into())),
+                }),
+                method: Some(http::Method::GET.into()),
+                ..HttpRouteMatch::default()
+            })
+            .collect()
     };
+    let rules = vec![api::http_route::Rule {
+        matches,
+        filters: Vec::new(),
+    }];
     api::HttpRoute {
         metadata: Some(Metadata {
             kind: Some(metadata::Kind::Default(name.into())),

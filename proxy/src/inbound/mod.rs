@@ -469,7 +469,7 @@ impl Inbound {
     ) -> Result<(), Response<Body>> {
         let policy = port_policy.current();
         let decision = Decision::new(target.to_string(), &policy.meta, authz_labels(peer));
-        match policy.authorize_request(&peer.client(), req.method(), req.uri().path()) {
+        match policy.authorize_request(&peer.client(), &req.into()) {
             Ok((route, authz)) => {
                 let route = route.map(|r| r.meta.clone()).unwrap_or_default();
                 self.authz_metrics

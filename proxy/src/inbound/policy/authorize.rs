@@ -3,10 +3,11 @@
 //! the policy controller serves (`inbound.Server`).
 //!
 //! A connection is admitted by the Server's authorizations. A request goes
-//! to the route with the most specific match for it (Gateway API order); a route of the controller's own
-//! (`default`, `probe`) without authorizations of its own uses the
-//! Server's, a route from an HTTPRoute only its own (as Linkerd documents:
-//! an HTTPRoute's requests need a policy that targets the route).
+//! to the route with the most specific match for it ([`super::routes`]),
+//! and is admitted by that route's authorizations or the Server's, as
+//! linkerd2-proxy extends each route's list with the Server's: a policy
+//! that targets an HTTPRoute admits only on that route, one that targets
+//! the Server on all of them. No matching route is a 404.
 //! An authorization admits a client whose address is in one of its networks
 //! (and in none of their exceptions) and that presents what it requires:
 //! nothing, mesh TLS, or one of its identities (exact, or ending in a
@@ -17,6 +18,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use linkerd2_proxy_api::inbound as api;
 use linkerd2_proxy_api::meta::{Metadata, metadata};
+
+use super::routes::{RequestView, RouteMatch, Specificity};
 
 /// Which object a policy part comes from (`group`, `kind`, `name`), as
 /// metrics label it.
@@ -103,54 +106,14 @@ pub(crate) struct Authorization {
     authentication: Authentication,
 }
 
-/// One rule's match: a path and a method (absent: any).
-#[derive(Debug, Clone)]
-enum PathMatch {
-    Exact(String),
-    Prefix(String),
-    Regex(regex::Regex),
-}
-
-#[derive(Debug, Clone)]
-struct RouteMatch {
-    path: Option<PathMatch>,
-    method: Option<http::Method>,
-}
-
-impl RouteMatch {
-    /// How specific the match is, as the Gateway API ranks matches: an
-    /// exact path over a prefix (the longer the better) over a regex over
-    /// none; a method breaks ties.
-    fn specificity(&self) -> (u8, usize, bool) {
-        let (kind, length) = match &self.path {
-            Some(PathMatch::Exact(p)) => (3, p.len()),
-            Some(PathMatch::Prefix(p)) => (2, p.len()),
-            Some(PathMatch::Regex(r)) => (1, r.as_str().len()),
-            None => (0, 0),
-        };
-        (kind, length, self.method.is_some())
-    }
-
-    fn matches(&self, method: &http::Method, path: &str) -> bool {
-        let path_ok = match &self.path {
-            None => true,
-            Some(PathMatch::Exact(p)) => path == p,
-            Some(PathMatch::Prefix(p)) => {
-                let p = p.trim_end_matches('/');
-                path == p || path.starts_with(&format!("{p}/")) || p.is_empty()
-            }
-            Some(PathMatch::Regex(r)) => r.is_match(path),
-        };
-        path_ok && self.method.as_ref().is_none_or(|m| m == method)
-    }
-}
-
-/// An inbound HTTP route.
+/// An inbound HTTP or gRPC route.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
     pub(crate) meta: Meta,
     /// Alternatives (any matches); none: every request.
     matches: Vec<RouteMatch>,
+    /// Its own authorizations; the Server's admit its requests too, as
+    /// linkerd2-proxy extends a route's list with the Server's.
     authorizations: Vec<Authorization>,
 }
 
@@ -187,7 +150,7 @@ pub(crate) enum RequestDenied {
 /// A policy message that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid inbound policy: {0}")]
-pub(crate) struct InvalidPolicy(String);
+pub(crate) struct InvalidPolicy(pub(crate) String);
 
 impl Authorization {
     fn admits(&self, client: &Client<'_>) -> bool {
@@ -322,13 +285,17 @@ impl ServerPolicy {
     pub(crate) fn from_api(server: &api::Server) -> Result<Self, InvalidPolicy> {
         use api::proxy_protocol::Kind;
         let meta = Meta::from_api(None, &server.labels);
+        let http = |routes: &[api::HttpRoute]| routes.iter().map(http_route_from_api).collect();
         let (protocol, routes) = match server.protocol.as_ref().and_then(|p| p.kind.as_ref()) {
-            Some(Kind::Detect(d)) => (PortProtocol::Detect, d.http_routes.as_slice()),
-            Some(Kind::Http1(h)) => (PortProtocol::Http1, h.routes.as_slice()),
-            Some(Kind::Http2(h)) => (PortProtocol::Http2, h.routes.as_slice()),
-            Some(Kind::Grpc(_)) => (PortProtocol::Grpc, &[][..]),
-            Some(Kind::Opaque(_)) => (PortProtocol::Opaque, &[][..]),
-            Some(Kind::Tls(_)) => (PortProtocol::Tls, &[][..]),
+            Some(Kind::Detect(d)) => (PortProtocol::Detect, http(&d.http_routes)),
+            Some(Kind::Http1(h)) => (PortProtocol::Http1, http(&h.routes)),
+            Some(Kind::Http2(h)) => (PortProtocol::Http2, http(&h.routes)),
+            Some(Kind::Grpc(g)) => (
+                PortProtocol::Grpc,
+                g.routes.iter().map(grpc_route_from_api).collect(),
+            ),
+            Some(Kind::Opaque(_)) => (PortProtocol::Opaque, Ok(Vec::new())),
+            Some(Kind::Tls(_)) => (PortProtocol::Tls, Ok(Vec::new())),
             None => return Err(InvalidPolicy("no protocol".into())),
         };
         let authorizations = server
@@ -336,10 +303,7 @@ impl ServerPolicy {
             .iter()
             .map(Authorization::from_api)
             .collect::<Result<Vec<_>, _>>()?;
-        let routes = routes
-            .iter()
-            .map(route_from_api)
-            .collect::<Result<Vec<_>, _>>()?;
+        let routes = routes?;
         Ok(Self {
             meta,
             protocol,
@@ -357,8 +321,7 @@ impl ServerPolicy {
     pub(crate) fn authorize_request(
         &self,
         client: &Client<'_>,
-        method: &http::Method,
-        path: &str,
+        req: &RequestView<'_>,
     ) -> Result<(Option<&Route>, &Authorization), RequestDenied> {
         if self.routes.is_empty() {
             // No routes sent (a default policy): the Server's authorizations.
@@ -371,15 +334,15 @@ impl ServerPolicy {
         // The route with the most specific matching match (the first of
         // equals); a route without matches matches everything, least
         // specifically.
-        let mut best: Option<(&Route, (u8, usize, bool))> = None;
+        let mut best: Option<(&Route, Specificity)> = None;
         for route in &self.routes {
             let score = if route.matches.is_empty() {
-                Some((0, 0, false))
+                Some(RouteMatch::default().specificity())
             } else {
                 route
                     .matches
                     .iter()
-                    .filter(|m| m.matches(method, path))
+                    .filter(|m| m.matches(req))
                     .map(RouteMatch::specificity)
                     .max()
             };
@@ -390,13 +353,10 @@ impl ServerPolicy {
             }
         }
         let (route, _) = best.ok_or(RequestDenied::NoRoute)?;
-        let authorizations = if route.meta.is_default() && route.authorizations.is_empty() {
-            &self.authorizations
-        } else {
-            &route.authorizations
-        };
-        authorizations
+        route
+            .authorizations
             .iter()
+            .chain(&self.authorizations)
             .find(|a| a.admits(client))
             .map(|a| (Some(route), a))
             .ok_or_else(|| RequestDenied::Unauthorized {
@@ -405,38 +365,54 @@ impl ServerPolicy {
     }
 }
 
-fn route_from_api(route: &api::HttpRoute) -> Result<Route, InvalidPolicy> {
-    use linkerd2_proxy_api::http_route::path_match::Kind;
-    let meta = Meta::from_api(route.metadata.as_ref(), &Default::default());
+fn http_route_from_api(route: &api::HttpRoute) -> Result<Route, InvalidPolicy> {
+    let matches = |rule: &api::http_route::Rule, name: &str| {
+        rule.matches
+            .iter()
+            .map(|m| RouteMatch::from_http(m, name))
+            .collect()
+    };
+    route_from_api(
+        route.metadata.as_ref(),
+        &route.rules,
+        matches,
+        &route.authorizations,
+    )
+}
+
+fn grpc_route_from_api(route: &api::GrpcRoute) -> Result<Route, InvalidPolicy> {
+    let matches = |rule: &api::grpc_route::Rule, name: &str| {
+        rule.matches
+            .iter()
+            .map(|m| RouteMatch::from_grpc(m, name))
+            .collect()
+    };
+    route_from_api(
+        route.metadata.as_ref(),
+        &route.rules,
+        matches,
+        &route.authorizations,
+    )
+}
+
+/// A route from its rules: each rule's matches are alternatives, and a
+/// rule without matches matches every request.
+fn route_from_api<R>(
+    metadata: Option<&Metadata>,
+    rules: &[R],
+    rule_matches: impl Fn(&R, &str) -> Result<Vec<RouteMatch>, InvalidPolicy>,
+    authorizations: &[api::Authz],
+) -> Result<Route, InvalidPolicy> {
+    let meta = Meta::from_api(metadata, &Default::default());
     let mut matches = Vec::new();
-    for rule in &route.rules {
-        if rule.matches.is_empty() {
-            matches.push(RouteMatch {
-                path: None,
-                method: None,
-            });
+    for rule in rules {
+        let rule_matches = rule_matches(rule, &meta.name)?;
+        if rule_matches.is_empty() {
+            matches.push(RouteMatch::default());
         }
-        for m in &rule.matches {
-            let path = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
-                None => None,
-                Some(Kind::Exact(p)) => Some(PathMatch::Exact(p.clone())),
-                Some(Kind::Prefix(p)) => Some(PathMatch::Prefix(p.clone())),
-                Some(Kind::Regex(r)) => Some(PathMatch::Regex(
-                    regex::Regex::new(&format!("^(?:{r})$"))
-                        .map_err(|e| InvalidPolicy(format!("route {}: {e}", meta.name)))?,
-                )),
-            };
-            let method = m
-                .method
-                .clone()
-                .map(http::Method::try_from)
-                .transpose()
-                .map_err(|e| InvalidPolicy(format!("route {}: {e}", meta.name)))?;
-            matches.push(RouteMatch { path, method });
-        }
+        matches.extend(rule_matches);
     }
-    let authorizations = route
-        .authorizations
+    let authorizations = authorizations
         .iter()
         .map(Authorization::from_api)
         .collect::<Result<Vec<_>, _>>()?;
@@ -541,7 +517,8 @@ mod tests {
     }
 
     #[test]
-    fn the_most_specific_route_decides_and_an_httproute_needs_its_own_policy() {
+    fn the_most_specific_route_decides_and_the_servers_authorizations_admit_on_every_route() {
+        use super::super::routes::PathMatch;
         let everyone = authz(&[("0.0.0.0/0", &[])], Authentication::Unauthenticated);
         let route = |kind: &str, name: &str, path: Option<PathMatch>, authorizations| Route {
             meta: Meta {
@@ -554,15 +531,12 @@ mod tests {
                 name: name.into(),
             },
             matches: path
-                .map(|p| RouteMatch {
-                    path: Some(p),
-                    method: Some(http::Method::GET),
-                })
+                .map(|p| RouteMatch::path(p, Some(http::Method::GET)))
                 .into_iter()
                 .collect(),
             authorizations,
         };
-        let policy = ServerPolicy {
+        let mut policy = ServerPolicy {
             meta: Meta::default_named("deny"),
             protocol: PortProtocol::Detect,
             authorizations: Vec::new(),
@@ -582,23 +556,47 @@ mod tests {
                 ),
             ],
         };
+        let request = |method: &str, path: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .expect("request")
+        };
         let anyone = client("10.0.0.1", None);
-        let get = http::Method::GET;
+        let meshed = client("10.0.0.1", Some(PROD));
+        let ready = request("GET", "/ready");
         let (route, _) = policy
-            .authorize_request(&anyone, &get, "/ready")
+            .authorize_request(&anyone, &(&ready).into())
             .expect("the probe route");
         assert_eq!(route.map(|r| r.meta.name.as_str()), Some("probe"));
         assert_eq!(
             policy
-                .authorize_request(&anyone, &http::Method::POST, "/ready")
+                .authorize_request(&anyone, &(&request("POST", "/ready")).into())
                 .expect_err("POST is not the probe"),
             RequestDenied::Unauthorized {
                 route: Meta::default_named("default")
             }
         );
+        let admin = request("GET", "/admin/users");
         let denied = policy
-            .authorize_request(&client("10.0.0.1", Some(PROD)), &get, "/admin/users")
-            .expect_err("an HTTPRoute without a policy admits no one");
+            .authorize_request(&meshed, &(&admin).into())
+            .expect_err("neither the route nor the Server admits anyone");
         assert!(matches!(denied, RequestDenied::Unauthorized { route } if route.name == "admin"));
+        // A Server-level authorization admits on every route, its own
+        // HTTPRoutes included (linkerd2-proxy appends the Server's list to
+        // each route's).
+        policy.authorizations.push(authz(
+            &[("0.0.0.0/0", &[])],
+            Authentication::Identities {
+                exact: vec![PROD.into()],
+                suffixes: Vec::new(),
+            },
+        ));
+        let (route, _) = policy
+            .authorize_request(&meshed, &(&admin).into())
+            .expect("the Server's authorization");
+        assert_eq!(route.map(|r| r.meta.name.as_str()), Some("admin"));
+        assert!(policy.authorize_request(&anyone, &(&admin).into()).is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! Inbound authorization policy: what the policy controller says of each
-//! port ([`watch`]) and deciding with it ([`authorize`]); `Inbound` asks
+//! port ([`watch`]) and deciding with it ([`authorize`], with the request
+//! matching of [`routes`]); `Inbound` asks
 //! per connection (opaque traffic) and per request (HTTP), and counts each
 //! decision with Linkerd's metric names ([`metrics`]).
 
 pub(crate) mod authorize;
 pub(crate) mod metrics;
+pub(crate) mod routes;
 pub(crate) mod watch;
