@@ -44,6 +44,7 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
                     "meshtlsauthentications",
                     "networkauthentications",
                     "serverauthorizations",
+                    "httproutes",
                 ],
                 &watch,
             ),

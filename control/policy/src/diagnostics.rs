@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::index::{
     AuthorizationRef, ClientAuthentication, ClientAuthorization, IdentityMatch, InboundServer,
-    Index, PathMatch, Protocol, RouteRef, ServerRef,
+    Index, PathMatch, Protocol, RouteRef, ServerRef, ValueMatch,
 };
 
 /// The admin path.
@@ -78,9 +78,9 @@ pub fn to_json(ns: &str, pod: &str, port: u16, server: &InboundServer) -> Value 
         .http_routes
         .iter()
         .map(|(reference, route)| {
-            let (kind, name) = match reference {
-                RouteRef::Default(name) => ("default", (*name).to_owned()),
-                RouteRef::HttpRoute(name) => ("HTTPRoute", name.clone()),
+            let (group, kind, name) = match reference {
+                RouteRef::Default(name) => ("", "default", (*name).to_owned()),
+                RouteRef::HttpRoute(key) => (key.group.as_str(), "HTTPRoute", key.name.clone()),
             };
             let matches: Vec<String> = route
                 .matches
@@ -92,10 +92,22 @@ pub fn to_json(ns: &str, pod: &str, port: u16, server: &InboundServer) -> Value 
                         Some(PathMatch::Regex(p)) => format!("~{p}"),
                         None => "*".into(),
                     };
-                    format!("{} {path}", m.method.as_deref().unwrap_or("*"))
+                    let mut text = format!("{} {path}", m.method.as_deref().unwrap_or("*"));
+                    let parts = m.headers.iter().map(|h| ("header", h));
+                    for (what, (name, value)) in
+                        parts.chain(m.query_params.iter().map(|q| ("query", q)))
+                    {
+                        let value = match value {
+                            ValueMatch::Exact(v) => format!("={v}"),
+                            ValueMatch::Regex(r) => format!("~{r}"),
+                        };
+                        text.push_str(&format!(" {what} {name}{value}"));
+                    }
+                    text
                 })
                 .collect();
             json!({
+                "group": group,
                 "kind": kind,
                 "name": name,
                 "matches": matches,

@@ -13,7 +13,7 @@ use linkerd2_proxy_api::meta::{Metadata, Resource, metadata};
 
 use crate::index::{
     AuthorizationRef, ClientAuthentication, ClientAuthorization, HttpRoute, IdentityMatch,
-    InboundServer, PathMatch as IndexPath, Protocol, RouteMatch, RouteRef, ServerRef,
+    InboundServer, PathMatch as IndexPath, Protocol, RouteMatch, RouteRef, ServerRef, ValueMatch,
 };
 
 /// `server` as the API's message; `cluster_networks` stand for an
@@ -40,7 +40,9 @@ pub fn server(server: &InboundServer, cluster_networks: &[IpNet]) -> api::Server
             routes: routes(),
             local_rate_limit: None,
         }),
-        Protocol::Grpc => proxy_protocol::Kind::Grpc(proxy_protocol::Grpc { routes: Vec::new() }),
+        Protocol::Grpc => proxy_protocol::Kind::Grpc(proxy_protocol::Grpc {
+            routes: vec![default_grpc_route(&server.http_routes, cluster_networks)],
+        }),
         Protocol::Opaque => proxy_protocol::Kind::Opaque(proxy_protocol::Opaque {}),
         Protocol::Tls => proxy_protocol::Kind::Tls(proxy_protocol::Tls {}),
     };
@@ -159,39 +161,75 @@ fn resource(kind: &str, name: &str) -> metadata::Kind {
     })
 }
 
+fn route_metadata(reference: &RouteRef) -> Metadata {
+    let kind = match reference {
+        RouteRef::Default(name) => metadata::Kind::Default((*name).to_owned()),
+        RouteRef::HttpRoute(key) => metadata::Kind::Resource(Resource {
+            group: key.group.clone(),
+            kind: "HTTPRoute".into(),
+            name: key.name.clone(),
+            ..Resource::default()
+        }),
+    };
+    Metadata { kind: Some(kind) }
+}
+
 fn http_route(
     reference: &RouteRef,
     route: &HttpRoute,
     cluster_networks: &[IpNet],
 ) -> api::HttpRoute {
-    // A route without matches has no rules (it matches every request, as
-    // Linkerd's default route); otherwise one rule with every match.
-    let rules = if route.matches.is_empty() {
-        Vec::new()
+    // One rule with every match; a route without matches matches every
+    // request, which Linkerd writes as the prefix `/` (a route without
+    // rules would match nothing in linkerd2-proxy).
+    let matches = if route.matches.is_empty() {
+        vec![route_match(&RouteMatch {
+            path: Some(IndexPath::Prefix("/".into())),
+            ..RouteMatch::default()
+        })]
     } else {
-        vec![api::http_route::Rule {
-            matches: route.matches.iter().map(route_match).collect(),
-            filters: Vec::new(),
-        }]
-    };
-    let kind = match reference {
-        RouteRef::Default(name) => metadata::Kind::Default((*name).to_owned()),
-        RouteRef::HttpRoute(name) => metadata::Kind::Resource(Resource {
-            group: "gateway.networking.k8s.io".into(),
-            kind: "HTTPRoute".into(),
-            name: name.clone(),
-            ..Resource::default()
-        }),
+        route.matches.iter().map(route_match).collect()
     };
     api::HttpRoute {
-        metadata: Some(Metadata { kind: Some(kind) }),
+        metadata: Some(route_metadata(reference)),
         hosts: Vec::new(),
         authorizations: authorizations(&route.authorizations, cluster_networks),
-        rules,
+        rules: vec![api::http_route::Rule {
+            matches,
+            filters: Vec::new(),
+        }],
+    }
+}
+
+/// A gRPC Server's route: every call (Linkerd's `default` gRPC route),
+/// with the authorizations of the port's `default` route.
+fn default_grpc_route(
+    routes: &BTreeMap<RouteRef, HttpRoute>,
+    cluster_networks: &[IpNet],
+) -> api::GrpcRoute {
+    use linkerd2_proxy_api::grpc_route::{GrpcRouteMatch, GrpcRpcMatch};
+    let default = routes
+        .get(&RouteRef::Default("default"))
+        .map(|route| authorizations(&route.authorizations, cluster_networks))
+        .unwrap_or_default();
+    api::GrpcRoute {
+        metadata: Some(route_metadata(&RouteRef::Default("default"))),
+        hosts: Vec::new(),
+        authorizations: default,
+        rules: vec![api::grpc_route::Rule {
+            matches: vec![GrpcRouteMatch {
+                rpc: Some(GrpcRpcMatch::default()),
+                headers: Vec::new(),
+            }],
+            filters: Vec::new(),
+        }],
     }
 }
 
 fn route_match(m: &RouteMatch) -> HttpRouteMatch {
+    use linkerd2_proxy_api::http_route::{
+        HeaderMatch, QueryParamMatch, header_match, query_param_match,
+    };
     let path = m.path.as_ref().map(|p| PathMatch {
         kind: Some(match p {
             IndexPath::Exact(v) => path_match::Kind::Exact(v.clone()),
@@ -201,8 +239,28 @@ fn route_match(m: &RouteMatch) -> HttpRouteMatch {
     });
     HttpRouteMatch {
         path,
-        headers: Vec::new(),
-        query_params: Vec::new(),
+        headers: m
+            .headers
+            .iter()
+            .map(|(name, value)| HeaderMatch {
+                name: name.to_ascii_lowercase(),
+                value: Some(match value {
+                    ValueMatch::Exact(v) => header_match::Value::Exact(v.clone().into_bytes()),
+                    ValueMatch::Regex(r) => header_match::Value::Regex(r.clone()),
+                }),
+            })
+            .collect(),
+        query_params: m
+            .query_params
+            .iter()
+            .map(|(name, value)| QueryParamMatch {
+                name: name.clone(),
+                value: Some(match value {
+                    ValueMatch::Exact(v) => query_param_match::Value::Exact(v.clone()),
+                    ValueMatch::Regex(r) => query_param_match::Value::Regex(r.clone()),
+                }),
+            })
+            .collect(),
         method: m
             .method
             .as_deref()
@@ -236,6 +294,18 @@ mod tests {
             )]
             .into(),
         };
+        let grpc = server(
+            &InboundServer {
+                protocol: Protocol::Grpc,
+                ..inbound.clone()
+            },
+            &cluster.networks,
+        );
+        let Some(proxy_protocol::Kind::Grpc(grpc)) = grpc.protocol.and_then(|p| p.kind) else {
+            panic!("gRPC");
+        };
+        assert_eq!(grpc.routes.len(), 1, "a gRPC Server has a default route");
+        assert_eq!(grpc.routes[0].rules[0].matches.len(), 1, "every call");
         let message = server(&inbound, &cluster.networks);
         assert_eq!(message.labels["kind"], "default");
         assert_eq!(message.labels["name"], "cluster-authenticated");
@@ -268,9 +338,13 @@ mod tests {
         };
         assert_eq!(detect.timeout.map(|t| t.seconds), Some(10));
         assert_eq!(detect.http_routes.len(), 1);
-        assert!(
-            detect.http_routes[0].rules.is_empty(),
-            "the default route matches everything"
+        let rules = &detect.http_routes[0].rules;
+        assert_eq!(
+            rules[0].matches[0].path,
+            Some(PathMatch {
+                kind: Some(path_match::Kind::Prefix("/".into()))
+            }),
+            "the default route matches everything, as Linkerd writes it"
         );
     }
 }

@@ -2,7 +2,8 @@
 //! API as a proxy uses it: a pod's port first has the cluster default; the
 //! guide's Server, AuthorizationPolicy and MeshTLSAuthentication (as the
 //! guide writes them, all at `policy.linkerd.io/v1beta3`) turn it into that Server with that identity
-//! suffix, on the open WatchPort stream; a namespace annotated `deny` denies
+//! suffix, on the open WatchPort stream; a `policy.linkerd.io/v1beta1`
+//! HTTPRoute becomes its route; a namespace annotated `deny` denies
 //! its other ports while the probe route stays; an invalid Server is refused
 //! with a Kubernetes Event and changes nothing.
 
@@ -161,6 +162,46 @@ async fn the_guides_policy_reaches_an_open_watch_and_bad_objects_are_refused() {
         .collect();
     assert_eq!(ids.suffixes[0].parts, expected);
 
+    // A `policy.linkerd.io/v1beta1` HTTPRoute (as Linkerd's per-route guide
+    // writes one) becomes the Server's route, its header match kept.
+    apply(
+        &cluster.client,
+        &ns,
+        &format!(
+            "apiVersion: policy.linkerd.io/v1beta1\nkind: HTTPRoute\nmetadata: {{name: authors-get, namespace: {ns}}}\n\
+             spec:\n  parentRefs: [{{name: my-service-server, kind: Server, group: policy.linkerd.io}}]\n  \
+             rules: [{{matches: [{{path: {{value: /authors, type: PathPrefix}}, method: GET, headers: [{{name: x-team, value: ops}}]}}]}}]\n"
+        ),
+    )
+    .await;
+    let routed = until(&mut stream, "the HTTPRoute on the Server", |s| {
+        matches!(
+            s.protocol.as_ref().and_then(|p| p.kind.as_ref()),
+            Some(linkerd2_proxy_api::inbound::proxy_protocol::Kind::Http2(h))
+                if h.routes.iter().any(|r| r.rules.iter().any(|rule| rule.matches.iter().any(|m| !m.headers.is_empty())))
+        )
+    })
+    .await;
+    let Some(linkerd2_proxy_api::inbound::proxy_protocol::Kind::Http2(http2)) =
+        routed.protocol.and_then(|p| p.kind)
+    else {
+        panic!("HTTP/2");
+    };
+    assert_eq!(
+        http2.routes[0]
+            .metadata
+            .as_ref()
+            .and_then(|m| m.kind.clone()),
+        Some(linkerd2_proxy_api::meta::metadata::Kind::Resource(
+            linkerd2_proxy_api::meta::Resource {
+                group: "policy.linkerd.io".into(),
+                kind: "HTTPRoute".into(),
+                name: "authors-get".into(),
+                ..Default::default()
+            }
+        ))
+    );
+
     // An invalid Server: refused with an Event on it, the policy unchanged.
     apply(
         &cluster.client,
@@ -230,7 +271,12 @@ async fn the_guides_policy_reaches_an_open_watch_and_bad_objects_are_refused() {
     let probe = detect
         .http_routes
         .iter()
-        .find(|r| !r.rules.is_empty())
+        .find(|r| {
+            r.metadata.as_ref().and_then(|m| m.kind.clone())
+                == Some(linkerd2_proxy_api::meta::metadata::Kind::Default(
+                    "probe".into(),
+                ))
+        })
         .expect("a probe route");
     assert_eq!(
         probe.authorizations.len(),

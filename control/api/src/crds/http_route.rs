@@ -1,7 +1,13 @@
-//! `gateway.networking.k8s.io/v1` HTTPRoute, the parts mesh reads: routes
-//! attached to a Service (`parentRefs` of kind Service), their matches and
-//! timeouts, and Linkerd's `retry.linkerd.io/*` and `timeout.linkerd.io/*`
-//! annotations. Unknown fields are preserved by the API server.
+//! HTTPRoute, the parts mesh reads: routes attached to a Service
+//! (`parentRefs` of kind Service) or to a Server (inbound routes), their
+//! matches and timeouts, and Linkerd's `retry.linkerd.io/*` and
+//! `timeout.linkerd.io/*` annotations. Unknown fields are preserved by the
+//! API server.
+//!
+//! Two kinds share the spec, as in Linkerd: [`HttpRoute`]
+//! (`gateway.networking.k8s.io`, stored as `v1`, `v1beta1` served too) and
+//! [`PolicyHttpRoute`] (`policy.linkerd.io`, stored as `v1beta3`,
+//! `v1alpha1` to `v1beta2` served too; [`policy_crd`]).
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -83,14 +89,24 @@ pub struct Match {
     /// Method.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// Header matches (kept, not used by GetProfile).
+    /// Header matches (all must hold).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "preserved_array")]
-    pub headers: Vec<serde_json::Value>,
-    /// Query parameter matches (kept, not used by GetProfile).
+    pub headers: Vec<ValueMatch>,
+    /// Query parameter matches (all must hold).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "preserved_array")]
-    pub query_params: Vec<serde_json::Value>,
+    pub query_params: Vec<ValueMatch>,
+}
+
+/// A header or query parameter match.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct ValueMatch {
+    /// `Exact` (default) or `RegularExpression`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// The header's or parameter's name.
+    pub name: String,
+    /// The value.
+    pub value: String,
 }
 
 /// A path match.
@@ -114,6 +130,38 @@ pub struct Timeouts {
     /// One attempt to a backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_request: Option<String>,
+}
+
+/// `policy.linkerd.io` HTTPRoute: Linkerd's own kind with the Gateway
+/// API's spec (its CRD is [`policy_crd`]).
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[kube(
+    group = "policy.linkerd.io",
+    version = "v1beta3",
+    kind = "HTTPRoute",
+    root = "PolicyHttpRoute",
+    plural = "httproutes",
+    schema = "disabled",
+    namespaced
+)]
+pub struct PolicyHttpRouteSpec {
+    /// The Gateway API spec.
+    #[serde(flatten)]
+    pub route: HttpRouteSpec,
+}
+
+/// The `policy.linkerd.io` HTTPRoute CRD: the Gateway API kind's schema in
+/// Linkerd's group, stored as `v1beta3` and served as every version
+/// Linkerd serves.
+pub fn policy_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = HttpRoute::crd();
+    crd.metadata.name = Some("httproutes.policy.linkerd.io".into());
+    crd.metadata.annotations = None;
+    crd.spec.group = "policy.linkerd.io".into();
+    crd.spec.versions[0].name = "v1beta3".into();
+    super::also_serving(crd, &["v1alpha1", "v1beta1", "v1beta2"])
 }
 
 fn preserved_array(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -4,8 +4,9 @@
 //!
 //! - [`service_profile`]: `linkerd.io/v1alpha2` ServiceProfile.
 //! - [`traffic_split`]: `split.smi-spec.io/v1alpha2` TrafficSplit.
-//! - [`http_route`]: `gateway.networking.k8s.io/v1` HTTPRoute (the parts mesh
-//!   uses; other fields are kept by the API server, not read).
+//! - [`http_route`]: HTTPRoute, `gateway.networking.k8s.io` (`v1`, `v1beta1`)
+//!   and `policy.linkerd.io` (`v1beta3`, `v1alpha1` to `v1beta2`), one spec
+//!   (the parts mesh uses; other fields are kept by the API server).
 //! - [`policy`]: `policy.linkerd.io` Server (stored as `v1beta3`, `v1beta1`
 //!   and `v1beta2` served), AuthorizationPolicy and MeshTLSAuthentication
 //!   (stored as `v1alpha1`; `v1beta3` served too, a spelling Linkerd never
@@ -67,7 +68,8 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
         service_profile::ServiceProfile::crd(),
         traffic_split::TrafficSplit::crd(),
-        http_route,
+        also_serving(http_route, &["v1beta1"]),
+        http_route::policy_crd(),
         also_serving(policy::Server::crd(), &["v1beta1", "v1beta2"]),
         also_serving(policy::AuthorizationPolicy::crd(), &["v1beta3"]),
         also_serving(policy::MeshTLSAuthentication::crd(), &["v1beta3"]),

@@ -43,6 +43,11 @@ use self::model::{
 /// `(namespace, name)`.
 pub type Key = (String, String);
 
+/// The Gateway API's group.
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+/// Linkerd's policy group.
+const POLICY_GROUP: &str = "policy.linkerd.io";
+
 /// How a port's connections are handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protocol {
@@ -141,13 +146,26 @@ pub enum PathMatch {
     Regex(String),
 }
 
-/// One way a request matches a route.
+/// A header's or query parameter's value match.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueMatch {
+    /// Exactly this value.
+    Exact(String),
+    /// Values the (whole-value) regular expression matches.
+    Regex(String),
+}
+
+/// One way a request matches a route: every part set must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteMatch {
     /// Its path (none: any).
     pub path: Option<PathMatch>,
     /// Its method (none: any).
     pub method: Option<String>,
+    /// Headers, by name.
+    pub headers: Vec<(String, ValueMatch)>,
+    /// Query parameters, by name.
+    pub query_params: Vec<(String, ValueMatch)>,
 }
 
 /// Where a route comes from.
@@ -155,8 +173,18 @@ pub struct RouteMatch {
 pub enum RouteRef {
     /// The controller's own (`default`, `probe`).
     Default(&'static str),
-    /// An HTTPRoute (`gateway.networking.k8s.io`), by name.
-    HttpRoute(String),
+    /// An HTTPRoute, by API group and name.
+    HttpRoute(RouteKey),
+}
+
+/// An HTTPRoute's API group (`gateway.networking.k8s.io` or
+/// `policy.linkerd.io`: two kinds that may share a name) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey {
+    /// Its API group.
+    pub group: String,
+    /// Its name.
+    pub name: String,
 }
 
 /// An inbound HTTP route and who may use it.
@@ -185,7 +213,7 @@ pub struct InboundServer {
 
 /// Objects of one kind, by namespace then name: a port's policy only ever
 /// involves its own namespace's, so an event recomputes one namespace.
-type ByNamespace<T> = HashMap<String, BTreeMap<String, T>>;
+type ByNamespace<T, K = String> = HashMap<String, BTreeMap<K, T>>;
 
 /// What an open watch of a pod port is fed through.
 type PortWatch = watch::Sender<Option<InboundServer>>;
@@ -201,16 +229,20 @@ pub struct Index {
     mesh_tls: HashMap<Key, Vec<IdentityMatch>>,
     networks: HashMap<Key, Vec<NetworkMatch>>,
     server_authorizations: ByNamespace<ServerAuthorizationInfo>,
-    http_routes: ByNamespace<InboundRouteInfo>,
+    http_routes: ByNamespace<InboundRouteInfo, RouteKey>,
     /// Open watches, by namespace, then pod and port.
     watches: HashMap<String, HashMap<(String, u16), PortWatch>>,
 }
 
-fn put<T>(map: &mut ByNamespace<T>, (namespace, name): Key, value: T) {
+fn put<T, K: Ord>(map: &mut ByNamespace<T, K>, namespace: String, name: K, value: T) {
     map.entry(namespace).or_default().insert(name, value);
 }
 
-fn remove<T>(map: &mut ByNamespace<T>, namespace: &str, name: &str) {
+fn remove<T, K: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(
+    map: &mut ByNamespace<T, K>,
+    namespace: &str,
+    name: &Q,
+) {
     if let Some(objects) = map.get_mut(namespace) {
         objects.remove(name);
         if objects.is_empty() {
@@ -304,7 +336,7 @@ impl Index {
             &self.cluster,
         )?;
         let namespace = key.0.clone();
-        put(&mut self.servers, key, info);
+        put(&mut self.servers, key.0, key.1, info);
         self.publish(&namespace);
         Ok(())
     }
@@ -323,7 +355,7 @@ impl Index {
         let key = key_of(&policy.metadata).ok_or_else(unnamed)?;
         let info = model::authorization_policy(&policy.spec, &key.0)?;
         let namespace = key.0.clone();
-        put(&mut self.policies, key, info);
+        put(&mut self.policies, key.0, key.1, info);
         self.publish(&namespace);
         Ok(())
     }
@@ -380,7 +412,7 @@ impl Index {
         let key = key_of(&authorization.metadata).ok_or_else(unnamed)?;
         let info = model::server_authorization(&authorization.spec, &key.0, &self.cluster)?;
         let namespace = key.0.clone();
-        put(&mut self.server_authorizations, key, info);
+        put(&mut self.server_authorizations, key.0, key.1, info);
         self.publish(&namespace);
         Ok(())
     }
@@ -397,21 +429,54 @@ impl Index {
         &mut self,
         route: &mesh_api::crds::http_route::HttpRoute,
     ) -> Result<(), Invalid> {
-        let key = key_of(&route.metadata).ok_or_else(unnamed)?;
-        let namespace = key.0.clone();
-        match model::inbound_route(&route.spec, &namespace)? {
-            Some(info) => put(&mut self.http_routes, key, info),
+        self.apply_route(GATEWAY_GROUP, &route.metadata, &route.spec)
+    }
+
+    /// A `policy.linkerd.io` HTTPRoute was created or changed.
+    pub fn apply_policy_http_route(
+        &mut self,
+        route: &mesh_api::crds::http_route::PolicyHttpRoute,
+    ) -> Result<(), Invalid> {
+        self.apply_route(POLICY_GROUP, &route.metadata, &route.spec.route)
+    }
+
+    fn apply_route(
+        &mut self,
+        group: &str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        spec: &mesh_api::crds::http_route::HttpRouteSpec,
+    ) -> Result<(), Invalid> {
+        let (namespace, name) = key_of(meta).ok_or_else(unnamed)?;
+        let key = RouteKey {
+            group: group.into(),
+            name,
+        };
+        match model::inbound_route(spec, &namespace)? {
+            Some(info) => put(&mut self.http_routes, namespace.clone(), key, info),
             // Not attached to a Server (a Service's route: the destination
             // service's business).
-            None => remove(&mut self.http_routes, &key.0, &key.1),
+            None => remove(&mut self.http_routes, &namespace, &key),
         }
         self.publish(&namespace);
         Ok(())
     }
 
-    /// An HTTPRoute was deleted.
+    /// An HTTPRoute (`gateway.networking.k8s.io`) was deleted.
     pub fn delete_http_route(&mut self, namespace: &str, name: &str) {
-        remove(&mut self.http_routes, namespace, name);
+        self.delete_route(GATEWAY_GROUP, namespace, name);
+    }
+
+    /// A `policy.linkerd.io` HTTPRoute was deleted.
+    pub fn delete_policy_http_route(&mut self, namespace: &str, name: &str) {
+        self.delete_route(POLICY_GROUP, namespace, name);
+    }
+
+    fn delete_route(&mut self, group: &str, namespace: &str, name: &str) {
+        let key = RouteKey {
+            group: group.into(),
+            name: name.into(),
+        };
+        remove(&mut self.http_routes, namespace, &key);
         self.publish(namespace);
     }
 
@@ -579,14 +644,14 @@ impl Index {
             .into_iter()
             .flatten()
             .filter(|(_, route)| route.servers.iter().any(|s| s == server))
-            .map(|(name, route)| {
+            .map(|(key, route)| {
                 let authorizations = self
                     .policies
                     .get(namespace)
                     .into_iter()
                     .flatten()
                     .filter(|(_, policy)| {
-                        matches!(&policy.target, PolicyTarget::HttpRoute { name: target, .. } if target == name)
+                        matches!(&policy.target, PolicyTarget::HttpRoute { group, name } if *group == key.group && *name == key.name)
                     })
                     .filter_map(|(policy_name, policy)| {
                         Some((
@@ -596,7 +661,7 @@ impl Index {
                     })
                     .collect();
                 (
-                    RouteRef::HttpRoute(name.clone()),
+                    RouteRef::HttpRoute(key.clone()),
                     HttpRoute {
                         matches: route.matches.clone(),
                         authorizations,
@@ -656,7 +721,10 @@ impl Index {
         routes.insert(
             RouteRef::Default("default"),
             HttpRoute {
-                matches: Vec::new(),
+                matches: vec![RouteMatch {
+                    path: Some(PathMatch::Prefix("/".into())),
+                    ..RouteMatch::default()
+                }],
                 authorizations: BTreeMap::new(),
             },
         );
@@ -672,6 +740,7 @@ impl Index {
                         .map(|path| RouteMatch {
                             path: Some(PathMatch::Exact(path.clone())),
                             method: Some("GET".into()),
+                            ..RouteMatch::default()
                         })
                         .collect(),
                     authorizations: [(

@@ -490,9 +490,7 @@ pub struct InboundRouteInfo {
 }
 
 /// Validates an HTTPRoute as an inbound route: `None` when no `parentRef`
-/// is a Server of its namespace. Header and query matches are refused (an
-/// inbound route that ignored them would match, and authorize, more than
-/// written).
+/// is a Server of its namespace.
 pub fn inbound_route(
     spec: &mesh_api::crds::http_route::HttpRouteSpec,
     namespace: &str,
@@ -516,17 +514,11 @@ pub fn inbound_route(
         if rule.matches.is_empty() {
             matches.push(RouteMatch {
                 path: Some(PathMatch::Prefix("/".into())),
-                method: None,
+                ..RouteMatch::default()
             });
         }
         for (m, route_match) in rule.matches.iter().enumerate() {
             let field = format!("spec.rules[{r}].matches[{m}]");
-            if !route_match.headers.is_empty() || !route_match.query_params.is_empty() {
-                return Err(invalid(
-                    &field,
-                    "header and query parameter matches are not supported on inbound routes yet",
-                ));
-            }
             let path = match &route_match.path {
                 None => Some(PathMatch::Prefix("/".into())),
                 Some(path) => {
@@ -535,9 +527,7 @@ pub fn inbound_route(
                         "Exact" => PathMatch::Exact(value),
                         "PathPrefix" => PathMatch::Prefix(value),
                         "RegularExpression" => {
-                            regex::Regex::new(&value).map_err(|e| {
-                                invalid(&format!("{field}.path.value"), e.to_string())
-                            })?;
+                            check_regex(&value, &format!("{field}.path.value"))?;
                             PathMatch::Regex(value)
                         }
                         other => {
@@ -549,13 +539,75 @@ pub fn inbound_route(
                     })
                 }
             };
+            if let Some(method) = &route_match.method {
+                http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+                    invalid(
+                        &format!("{field}.method"),
+                        format!("{method:?} is not an HTTP method"),
+                    )
+                })?;
+            }
+            let headers =
+                value_matches(&route_match.headers, &format!("{field}.headers"), |name| {
+                    http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                })?;
+            let query_params = value_matches(
+                &route_match.query_params,
+                &format!("{field}.queryParams"),
+                |name| !name.is_empty(),
+            )?;
             matches.push(RouteMatch {
                 path,
                 method: route_match.method.clone(),
+                headers,
+                query_params,
             });
         }
     }
     Ok(Some(InboundRouteInfo { servers, matches }))
+}
+
+fn check_regex(pattern: &str, field: &str) -> Result<(), Invalid> {
+    regex::Regex::new(pattern)
+        .map(drop)
+        .map_err(|e| invalid(field, e.to_string()))
+}
+
+/// Header or query parameter matches, each checked: a valid name, a type
+/// of `Exact` (the default) or `RegularExpression` that compiles.
+fn value_matches(
+    matches: &[mesh_api::crds::http_route::ValueMatch],
+    field: &str,
+    valid_name: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, super::ValueMatch)>, Invalid> {
+    use super::ValueMatch;
+    matches
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let field = format!("{field}[{i}]");
+            if !valid_name(&m.name) {
+                return Err(invalid(
+                    &format!("{field}.name"),
+                    format!("{:?} is not a valid name", m.name),
+                ));
+            }
+            let value = match m.type_.as_deref().unwrap_or("Exact") {
+                "Exact" => ValueMatch::Exact(m.value.clone()),
+                "RegularExpression" => {
+                    check_regex(&m.value, &format!("{field}.value"))?;
+                    ValueMatch::Regex(m.value.clone())
+                }
+                other => {
+                    return Err(invalid(
+                        &format!("{field}.type"),
+                        format!("{other:?} is not Exact or RegularExpression"),
+                    ));
+                }
+            };
+            Ok((m.name.clone(), value))
+        })
+        .collect()
 }
 
 /// Which Servers a ServerAuthorization authorizes.

@@ -194,6 +194,7 @@ fn under_deny_only_kubelets_probes_get_in() {
     let get = |path: &str| RouteMatch {
         path: Some(PathMatch::Exact(path.into())),
         method: Some("GET".into()),
+        ..RouteMatch::default()
     };
     assert_eq!(
         probe.matches,
@@ -660,10 +661,25 @@ fn an_authentication_in_another_namespace_updates_the_policies_naming_it() {
     );
 }
 
-/// An HTTPRoute attached to a Server replaces its default route; only the
-/// AuthorizationPolicies that target the route authorize it; one attached
-/// to a Service instead is none of the policy controller's business; a
-/// header match is refused by field.
+fn gateway_route(key: &str) -> RouteRef {
+    RouteRef::HttpRoute(RouteKey {
+        group: "gateway.networking.k8s.io".into(),
+        name: key.into(),
+    })
+}
+
+fn policy_route(key: &str) -> RouteRef {
+    RouteRef::HttpRoute(RouteKey {
+        group: "policy.linkerd.io".into(),
+        name: key.into(),
+    })
+}
+
+/// An HTTPRoute attached to a Server replaces its default route; the
+/// AuthorizationPolicies that target the route authorize it (and the
+/// Server's, which the proxy adds to every route); one attached to a
+/// Service instead is none of the policy controller's business; header and
+/// query matches are kept, and a bad one is refused by field.
 #[test]
 fn httproutes_attached_to_a_server_are_its_routes_with_their_own_policies() {
     use mesh_api::crds::http_route::HttpRoute as GatewayRoute;
@@ -694,7 +710,12 @@ fn httproutes_attached_to_a_server_are_its_routes_with_their_own_policies() {
         .apply_http_route(&route(
             "admin",
             to_server.clone(),
-            serde_json::json!([{"path": {"type": "PathPrefix", "value": "/admin"}, "method": "POST"}]),
+            serde_json::json!([{
+                "path": {"type": "PathPrefix", "value": "/admin"},
+                "method": "POST",
+                "headers": [{"name": "x-team", "value": "ops"}],
+                "queryParams": [{"type": "RegularExpression", "name": "v", "value": "[0-9]+"}]
+            }]),
         ))
         .expect("valid");
     index
@@ -717,15 +738,17 @@ fn httproutes_attached_to_a_server_are_its_routes_with_their_own_policies() {
     let routes: Vec<&RouteRef> = served.http_routes.keys().collect();
     assert_eq!(
         routes,
-        [&RouteRef::HttpRoute("admin".into())],
+        [&gateway_route("admin")],
         "the default route is replaced"
     );
-    let admin = &served.http_routes[&RouteRef::HttpRoute("admin".into())];
+    let admin = &served.http_routes[&gateway_route("admin")];
     assert_eq!(
         admin.matches,
         [RouteMatch {
             path: Some(PathMatch::Prefix("/admin".into())),
             method: Some("POST".into()),
+            headers: vec![("x-team".into(), ValueMatch::Exact("ops".into()))],
+            query_params: vec![("v".into(), ValueMatch::Regex("[0-9]+".into()))],
         }]
     );
     assert_eq!(
@@ -736,22 +759,111 @@ fn httproutes_attached_to_a_server_are_its_routes_with_their_own_policies() {
         served.authorizations.is_empty(),
         "a route's policy is not the Server's"
     );
-    let error = index
-        .apply_http_route(&route(
-            "admin",
-            to_server,
-            serde_json::json!([{"headers": [{"name": "x-user", "value": "root"}]}]),
-        ))
-        .expect_err("a header match");
-    assert_eq!(error.field, "spec.rules[0].matches[0]", "{error}");
+    for (matches, field) in [
+        (
+            serde_json::json!([{"headers": [{"name": "x user", "value": "root"}]}]),
+            "spec.rules[0].matches[0].headers[0].name",
+        ),
+        (
+            serde_json::json!([{"queryParams": [{"type": "RegularExpression", "name": "q", "value": "("}]}]),
+            "spec.rules[0].matches[0].queryParams[0].value",
+        ),
+        (
+            serde_json::json!([{"headers": [{"type": "Prefix", "name": "a", "value": "b"}]}]),
+            "spec.rules[0].matches[0].headers[0].type",
+        ),
+    ] {
+        let error = index
+            .apply_http_route(&route("admin", to_server.clone(), matches))
+            .expect_err("an invalid match");
+        assert_eq!(error.field, field, "{error}");
+    }
     assert!(
         index
             .inbound_server("prod", "web-1", 8080)
             .expect("pod")
-            .http_routes[&RouteRef::HttpRoute("admin".into())]
+            .http_routes[&gateway_route("admin")]
             .matches[0]
             .method
             .is_some(),
         "the last valid route stays"
+    );
+}
+
+/// `policy.linkerd.io` HTTPRoutes (any served version) are inbound routes
+/// too, distinct from a Gateway API route of the same name: a policy names
+/// the group of the route it authorizes.
+#[test]
+fn policy_linkerd_io_httproutes_are_routes_of_their_own_group() {
+    use mesh_api::crds::http_route::{HttpRoute as GatewayRoute, PolicyHttpRoute};
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({"app": "web"}),
+        serde_json::json!({}),
+    ));
+    index
+        .apply_server(&server(
+            "prod",
+            "web",
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
+        ))
+        .expect("valid");
+    let spec = |path: &str| {
+        serde_json::json!({
+            "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": "web"}],
+            "rules": [{"matches": [{"path": {"value": path}}]}]
+        })
+    };
+    let linkerd: PolicyHttpRoute = object(serde_json::json!({
+        "apiVersion": "policy.linkerd.io/v1beta2",
+        "kind": "HTTPRoute",
+        "metadata": {"namespace": "prod", "name": "books"},
+        "spec": spec("/books")
+    }));
+    let gateway: GatewayRoute = object(serde_json::json!({
+        "metadata": {"namespace": "prod", "name": "books"},
+        "spec": spec("/authors")
+    }));
+    index.apply_policy_http_route(&linkerd).expect("valid");
+    index.apply_http_route(&gateway).expect("valid");
+    index
+        .apply_authorization_policy(&object(serde_json::json!({
+            "metadata": {"namespace": "prod", "name": "readers"},
+            "spec": {
+                "targetRef": {"group": "policy.linkerd.io", "kind": "HTTPRoute", "name": "books"},
+                "requiredAuthenticationRefs": [{"kind": "ServiceAccount", "name": "reader"}]
+            }
+        })))
+        .expect("valid");
+    let served = index.inbound_server("prod", "web-1", 8080).expect("pod");
+    assert_eq!(
+        served.http_routes.keys().collect::<Vec<_>>(),
+        [&gateway_route("books"), &policy_route("books")]
+    );
+    assert_eq!(
+        served.http_routes[&policy_route("books")]
+            .authorizations
+            .keys()
+            .collect::<Vec<_>>(),
+        [&AuthorizationRef::AuthorizationPolicy("readers".into())]
+    );
+    assert!(
+        served.http_routes[&gateway_route("books")]
+            .authorizations
+            .is_empty(),
+        "the policy names the other group's route"
+    );
+    index.delete_policy_http_route("prod", "books");
+    assert_eq!(
+        index
+            .inbound_server("prod", "web-1", 8080)
+            .expect("pod")
+            .http_routes
+            .keys()
+            .collect::<Vec<_>>(),
+        [&gateway_route("books")],
+        "deleting one kind leaves the other"
     );
 }
