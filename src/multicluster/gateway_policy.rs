@@ -17,14 +17,22 @@ use mesh_api::labels::MULTICLUSTER_NAMESPACE as NS;
 use super::install::GATEWAY;
 use crate::install::manifest::{Object, object};
 
-const CALLERS: &str = "linkerd-gateway-callers";
-const ANYWHERE: &str = "linkerd-gateway-anywhere";
+/// The names Linkerd's multicluster chart gives these objects, so a
+/// Linkerd user finds (and edits) the same ones.
+const CALLERS: &str = "any-meshed";
+const ANYWHERE: &str = "source-cluster";
 
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
         namespace: Some(NS.into()),
-        labels: Some([("linkerd.io/extension".to_owned(), "multicluster".to_owned())].into()),
+        labels: Some(
+            [
+                ("linkerd.io/extension".to_owned(), "multicluster".to_owned()),
+                ("app".to_owned(), GATEWAY.to_owned()),
+            ]
+            .into(),
+        ),
         ..ObjectMeta::default()
     }
 }

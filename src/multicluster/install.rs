@@ -165,6 +165,16 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                                 "config.linkerd.io/enable-gateway".to_owned(),
                                 "true".to_owned(),
                             ),
+                            // As Linkerd's gateway: callers must be meshed
+                            // on its port, whatever its Server says.
+                            (
+                                mesh_api::labels::REQUIRE_IDENTITY_PORTS_ANNOTATION.to_owned(),
+                                mesh_api::ports::GATEWAY.to_string(),
+                            ),
+                            (
+                                mesh_api::labels::DEFAULT_INBOUND_POLICY_ANNOTATION.to_owned(),
+                                "all-authenticated".to_owned(),
+                            ),
                             (
                                 mesh_api::labels::GATEWAY_EXPORTS_ANNOTATION.to_owned(),
                                 export_selector(&args.export_selector)?,

@@ -79,6 +79,13 @@ pub const ISSUER_SECRET: &str = "linkerd-identity-issuer";
 /// The annotation naming a default inbound policy (pod or namespace).
 pub const DEFAULT_INBOUND_POLICY_ANNOTATION: &str = "config.linkerd.io/default-inbound-policy";
 
+/// The annotation listing ports whose default policy requires an identity.
+pub const REQUIRE_IDENTITY_PORTS_ANNOTATION: &str =
+    "config.linkerd.io/proxy-require-identity-inbound-ports";
+
+/// The annotation listing a workload's (or a Service's) opaque ports.
+pub const OPAQUE_PORTS_ANNOTATION: &str = "config.linkerd.io/opaque-ports";
+
 /// Linkerd's default inbound policies.
 pub const DEFAULT_INBOUND_POLICIES: [&str; 6] = [
     "all-unauthenticated",

@@ -13,7 +13,7 @@ use mesh_api::labels;
 pub type Key = (String, String);
 
 /// The opaque-ports annotation.
-pub const OPAQUE_PORTS_ANNOTATION: &str = "config.linkerd.io/opaque-ports";
+pub use mesh_api::labels::OPAQUE_PORTS_ANNOTATION;
 pub use mesh_api::pod::PROXY_CONTAINER;
 
 /// A Service port.

@@ -17,13 +17,10 @@ use mesh_api::ports::PortSet;
 use super::defaults::{ClusterInfo, DefaultPolicy};
 use super::{IdentityMatch, NetworkMatch, Protocol};
 
-/// The annotation naming a default inbound policy.
-pub const DEFAULT_POLICY_ANNOTATION: &str = "config.linkerd.io/default-inbound-policy";
-/// The annotation listing ports whose default policy requires an identity.
-pub const REQUIRE_IDENTITY_ANNOTATION: &str =
-    "config.linkerd.io/proxy-require-identity-inbound-ports";
-/// The annotation listing opaque ports.
-pub const OPAQUE_PORTS_ANNOTATION: &str = "config.linkerd.io/opaque-ports";
+pub use mesh_api::labels::{
+    DEFAULT_INBOUND_POLICY_ANNOTATION as DEFAULT_POLICY_ANNOTATION, OPAQUE_PORTS_ANNOTATION,
+    REQUIRE_IDENTITY_PORTS_ANNOTATION as REQUIRE_IDENTITY_ANNOTATION,
+};
 
 /// Why an object is not used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
