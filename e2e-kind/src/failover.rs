@@ -15,9 +15,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::PostParams;
 use mesh_podinfo::drive;
 use mesh_podinfo::report::LoadSecond;
 use serde_json::Value;
@@ -172,20 +169,13 @@ async fn start(p: &impl Provider, prefix: &str, split: &str) -> anyhow::Result<E
     deploy_podinfo(&west, &ns).await?;
     kube_util::apply(&west, &ns, split).await?;
     kube_util::apply(&west, &ns, &RETRYABLE_GETS.replace("NAMESPACE", &ns)).await?;
-    let load: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "load", "labels": {"app": "load"}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main",
-                "image": "ghcr.io/stefanprodan/podinfo:6.9.2",
-                "command": ["load", "--rps", "50", &format!("http://podinfo.{ns}.svc.cluster.local:9898/")],
-            }],
-        }
-    }))?;
-    Api::<Pod>::namespaced(west.clone(), &ns)
-        .create(&PostParams::default(), &load)
-        .await?;
+    kube_util::start_load(
+        &west,
+        &ns,
+        &format!("http://podinfo.{ns}.svc.cluster.local:9898/"),
+        50,
+    )
+    .await?;
     Ok(exported)
 }
 

@@ -197,6 +197,34 @@ pub async fn run_pod(
     })
 }
 
+/// Starts a pod named `load` in `namespace` running `mesh-podinfo load`
+/// (podinfo's image maps to it) at `rps` requests per second against
+/// `url`; it prints one [`mesh_podinfo::report::LoadSecond`] line a second
+/// (read them with `mesh_podinfo::drive::load_seconds`).
+pub async fn start_load(
+    client: &kube::Client,
+    namespace: &str,
+    url: &str,
+    rps: u32,
+) -> anyhow::Result<()> {
+    let load: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "load", "labels": {"app": "load"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": "ghcr.io/stefanprodan/podinfo:6.9.2",
+                "command": ["load", "--rps", rps.to_string(), url],
+            }],
+        }
+    }))?;
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &load)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the load pod in {namespace}: {e}"))?;
+    Ok(())
+}
+
 /// Waits for a LoadBalancer Service's address.
 pub async fn load_balancer_ip(
     client: &kube::Client,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use mesh_podinfo::report::LoadSecond;
 
 use crate::kube_util::{self, Finished};
 use crate::mesh;
@@ -64,6 +65,53 @@ pub(crate) async fn curl_once(
     kube_util::run_pod(client, ns, pod, Duration::from_secs(60)).await
 }
 
+/// How many seconds in a row [`until_load_answers`] waits for.
+const STEADY_SECONDS: usize = 3;
+
+/// Waits until the load pod of `ns` has printed, after its first `after`
+/// lines, [`STEADY_SECONDS`] seconds in a row with requests, each of which
+/// `holds`; returns how many lines it had printed then.
+async fn until_load(
+    client: &kube::Client,
+    ns: &str,
+    after: usize,
+    what: &str,
+    holds: impl Fn(&LoadSecond) -> bool,
+) -> anyhow::Result<usize> {
+    let printed = std::sync::atomic::AtomicUsize::new(after);
+    wait_for(
+        &format!("the load in {ns}: {what} for {STEADY_SECONDS} s"),
+        ROLLOUT,
+        || async {
+            let seconds = mesh_podinfo::drive::load_seconds(client, ns, "load", "main").await;
+            printed.store(seconds.len(), std::sync::atomic::Ordering::Relaxed);
+            let recent: Vec<_> = seconds
+                .iter()
+                .skip(after)
+                .rev()
+                .take(STEADY_SECONDS)
+                .collect();
+            Ok(recent.len() == STEADY_SECONDS
+                && recent.iter().all(|s| s.requests() > 0 && holds(s)))
+        },
+    )
+    .await?;
+    Ok(printed.into_inner())
+}
+
+/// [`until_load`] every request answered `code`.
+async fn until_load_answers(
+    client: &kube::Client,
+    ns: &str,
+    after: usize,
+    code: &str,
+) -> anyhow::Result<usize> {
+    until_load(client, ns, after, &format!("every answer {code}"), |s| {
+        s.codes.get(code).copied() == Some(s.requests())
+    })
+    .await
+}
+
 /// The guide's policy in front of `my-service`: a meshed pod of the
 /// namespace gets in; an unmeshed pod and a meshed pod of another namespace
 /// are refused (403), and the refusals and the admission are counted by
@@ -71,7 +119,8 @@ pub(crate) async fn curl_once(
 /// diagnostics policy` and `mesh authz` show the controller's answer;
 /// `mesh check` names the mesh-only `v1beta3` spelling and a refused
 /// Server; editing the MeshTLSAuthentication to name the other namespace
-/// swaps who gets in. A namespace annotated `deny` refuses a meshed pod
+/// swaps who gets in, and refuses the next requests of a client whose
+/// connections are open. A namespace annotated `deny` refuses a meshed pod
 /// while kubelet's HTTP probes keep its pods Ready.
 pub async fn mesh_policy_the_guides_manifests_are_enforced(
     p: &impl Provider,
@@ -245,6 +294,10 @@ pub async fn mesh_policy_the_guides_manifests_are_enforced(
     })
     .await?;
 
+    // A client with open connections: a load from `prod` is admitted...
+    kube_util::start_load(&west, &prod, &url, 20).await?;
+    let admitted = until_load_answers(&west, &prod, 0, "200").await?;
+
     // The MeshTLSAuthentication edited: now only the other namespace.
     kube_util::apply(
         &west,
@@ -256,6 +309,9 @@ pub async fn mesh_policy_the_guides_manifests_are_enforced(
         ),
     )
     .await?;
+    // ...and its next requests, on the connections its proxy holds open,
+    // are refused.
+    until_load_answers(&west, &prod, admitted, "403").await?;
     wait_for("the other namespace let in once named", ROLLOUT, || async {
         Ok(
             curl_once(&west, &other, &next("elsewhere-named"), &url, false)
@@ -309,5 +365,189 @@ pub async fn mesh_policy_the_guides_manifests_are_enforced(
     );
     kube_util::delete_namespace(&west, &denied).await;
     kube_util::delete_namespace(&west, &other).await;
+    Ok(())
+}
+
+/// A Server for podinfo's `http` port (by name) as opaque TCP, admitting
+/// only meshed clients of `ns`.
+fn opaque_server(ns: &str) -> String {
+    format!(
+        "apiVersion: policy.linkerd.io/v1beta3
+kind: Server
+metadata: {{name: podinfo-opaque, namespace: {ns}}}
+spec: {{podSelector: {{matchLabels: {{app: podinfo}}}}, port: http, proxyProtocol: opaque}}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {{name: podinfo-same-namespace, namespace: {ns}}}
+spec:
+  targetRef: {{group: policy.linkerd.io, kind: Server, name: podinfo-opaque}}
+  requiredAuthenticationRefs: [{{name: same-namespace, kind: MeshTLSAuthentication, group: policy.linkerd.io}}]
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {{name: same-namespace, namespace: {ns}}}
+spec: {{identities: [\"*.{ns}.serviceaccount.identity.linkerd.cluster.local\"]}}
+"
+    )
+}
+
+/// The sum of `metric` with `labels` over the proxies of `ns`'s podinfo.
+async fn podinfo_count(
+    client: &kube::Client,
+    ns: &str,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for pod in kube_util::ready_pods(client, ns, "app=podinfo").await? {
+        let name = pod.metadata.name.unwrap_or_default();
+        total += mesh::sum(
+            &mesh::proxy_metrics(client, ns, &name).await?,
+            metric,
+            labels,
+        );
+    }
+    Ok(total)
+}
+
+/// `audit` on a namespace lets an unmeshed client in and counts it as
+/// admitted by `audit`. Then an opaque Server on podinfo's port (named
+/// `http`) admitting only the namespace's meshed pods: a meshed load gets
+/// through as TCP; an unmeshed client's connection is refused; once the
+/// AuthorizationPolicy is deleted the load's open connections are closed
+/// and new ones refused, and podinfo's proxies count each.
+pub async fn mesh_policy_audit_counts_and_an_opaque_server_refuses_and_closes(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    mesh::ensure_installed(p, Cluster::West).await?;
+    let west = p.client(Cluster::West);
+    let ns = kube_util::meshed_namespace(&west, "e2e-audit").await?;
+    mesh::kubectl(
+        p,
+        Cluster::West,
+        &[
+            "annotate",
+            "namespace",
+            &ns,
+            "config.linkerd.io/default-inbound-policy=audit",
+        ],
+        None,
+    )
+    .await?
+    .ok("annotating the namespace audit")?;
+    crate::scenarios::deploy_podinfo(&west, &ns).await?;
+    let url = format!("http://podinfo.{ns}.svc.cluster.local:9898/");
+    let unmeshed = curl_once(&west, &ns, "unmeshed-audited", &url, true).await?;
+    anyhow::ensure!(
+        unmeshed.succeeded,
+        "audit lets an unmeshed client in: {}",
+        unmeshed.logs
+    );
+    let audited = podinfo_count(
+        &west,
+        &ns,
+        "inbound_http_authz_allow_total",
+        &[
+            ("srv_name", "audit"),
+            ("authz_kind", "default"),
+            ("authz_name", "audit"),
+            ("tls", "false"),
+        ],
+    )
+    .await?;
+    anyhow::ensure!(
+        audited >= 1.0,
+        "podinfo's proxies count the unmeshed request as admitted by audit ({audited})"
+    );
+
+    // The opaque Server. Clients learn that the port is opaque from the
+    // Service, as with Linkerd.
+    mesh::kubectl(
+        p,
+        Cluster::West,
+        &[
+            "annotate",
+            "-n",
+            &ns,
+            "service",
+            "podinfo",
+            "config.linkerd.io/opaque-ports=9898",
+        ],
+        None,
+    )
+    .await?
+    .ok("annotating podinfo's Service opaque")?;
+    kube_util::apply(&west, &ns, &opaque_server(&ns)).await?;
+    let attempt = std::sync::atomic::AtomicUsize::new(0);
+    wait_for(
+        "an unmeshed client refused by the opaque Server",
+        ROLLOUT,
+        || async {
+            let n = attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let answer = curl_once(&west, &ns, &format!("unmeshed-opaque-{n}"), &url, true).await?;
+            // Refused as TCP: the connection closes before any HTTP answer.
+            Ok(!answer.succeeded && !answer.logs.contains("403"))
+        },
+    )
+    .await?;
+    kube_util::start_load(&west, &ns, &url, 20).await?;
+    let admitted = until_load_answers(&west, &ns, 0, "200").await?;
+    let allowed = podinfo_count(
+        &west,
+        &ns,
+        "inbound_tcp_authz_allow_total",
+        &[
+            ("srv_name", "podinfo-opaque"),
+            ("authz_name", "podinfo-same-namespace"),
+        ],
+    )
+    .await?;
+    anyhow::ensure!(
+        allowed >= 1.0,
+        "the meshed load's connections are counted as admitted"
+    );
+
+    mesh::kubectl(
+        p,
+        Cluster::West,
+        &[
+            "delete",
+            "-n",
+            &ns,
+            "authorizationpolicy.policy.linkerd.io",
+            "podinfo-same-namespace",
+        ],
+        None,
+    )
+    .await?
+    .ok("deleting the AuthorizationPolicy")?;
+    until_load(
+        &west,
+        &ns,
+        admitted,
+        "no request answered by podinfo",
+        |s| !s.codes.contains_key("200"),
+    )
+    .await?;
+    let terminated = podinfo_count(
+        &west,
+        &ns,
+        "inbound_tcp_authz_terminate_total",
+        &[("srv_name", "podinfo-opaque")],
+    )
+    .await?;
+    let denied = podinfo_count(
+        &west,
+        &ns,
+        "inbound_tcp_authz_deny_total",
+        &[("srv_name", "podinfo-opaque")],
+    )
+    .await?;
+    anyhow::ensure!(
+        terminated >= 1.0 && denied >= 1.0,
+        "podinfo's proxies closed {terminated} open connections and refused {denied} new ones"
+    );
+    kube_util::delete_namespace(&west, &ns).await;
     Ok(())
 }

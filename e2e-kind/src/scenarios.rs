@@ -23,7 +23,10 @@ pub use crate::multicluster::{
     mesh_multicluster_statefulset_pods_are_reached_by_name,
     mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed,
 };
-pub use crate::policy::mesh_policy_the_guides_manifests_are_enforced;
+pub use crate::policy::{
+    mesh_policy_audit_counts_and_an_opaque_server_refuses_and_closes,
+    mesh_policy_the_guides_manifests_are_enforced,
+};
 use crate::provider::{Cluster, Provider};
 
 /// podinfo's own Deployment and Service manifests.
