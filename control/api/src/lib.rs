@@ -23,5 +23,6 @@ pub mod metrics_text;
 #[cfg(feature = "crds")]
 pub mod pod;
 pub mod ports;
+pub mod route_policy;
 
 pub use identity::{IdentityName, InvalidIdentity};

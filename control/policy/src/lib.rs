@@ -5,6 +5,7 @@
 //! - [`index`]: the pure index (Kubernetes objects in, the policy of each
 //!   pod port out; no I/O, no clock).
 //! - [`proto`]: a port's policy as the API's `Server` message.
+//! - [`routes`]: HTTPRoute rule matches, shared by inbound and outbound.
 //! - [`grpc`]: the `InboundServerPolicies` service.
 //! - [`diagnostics`]: a pod port's policy as JSON on the admin server.
 //! - [`k8s`]: Kubernetes watchers feeding the index.
@@ -15,4 +16,5 @@ pub mod grpc;
 pub mod index;
 pub mod k8s;
 pub mod proto;
+pub mod routes;
 pub mod server;

@@ -258,30 +258,27 @@ pub fn http_route(route: &HttpRoute) -> Result<ServiceRoutes, String> {
             )
         })
         .collect();
+    use mesh_api::route_policy;
     let annotations = route.metadata.annotations.clone().unwrap_or_default();
-    let retry_on = annotations.get("retry.linkerd.io/http").map(String::as_str);
-    let failure_classes = match retry_on {
-        None => Vec::new(),
-        Some(conditions) => retry_conditions(conditions)?,
-    };
-    for key in [
-        "retry.linkerd.io/timeout",
-        "timeout.linkerd.io/response",
-        "timeout.linkerd.io/idle",
-    ] {
-        if let Some(value) = annotations.get(key) {
-            parse_duration(value, key)?;
-        }
-    }
-    if let Some(limit) = annotations.get("retry.linkerd.io/limit") {
-        limit
-            .parse::<u32>()
-            .map_err(|_| format!("retry.linkerd.io/limit {limit:?} is not a number"))?;
-    }
-    let annotated_timeout = annotations
-        .get("timeout.linkerd.io/request")
-        .map(|t| parse_duration(t, "timeout.linkerd.io/request"))
-        .transpose()?;
+    let retry = route_policy::http_retry(&annotations).map_err(|e| e.to_string())?;
+    let annotated = route_policy::timeouts(&annotations).map_err(|e| e.to_string())?;
+    let failure_classes: Vec<ResponseClass> = retry
+        .as_ref()
+        .and_then(|r| r.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|range| ResponseClass {
+            condition: Some(ResponseMatch {
+                r#match: Some(response_match::Match::Status(HttpStatusRange {
+                    min: u32::from(range.start),
+                    max: u32::from(range.end),
+                })),
+            }),
+            is_failure: true,
+        })
+        .collect();
+    let retry_on = retry.as_ref().and_then(|r| r.conditions.as_ref());
+    let annotated_timeout = annotated.request.map(duration);
     let name = route.metadata.name.clone().unwrap_or_default();
     let mut routes = Vec::new();
     for (i, rule) in route.spec.rules.iter().enumerate() {
@@ -321,29 +318,6 @@ pub fn http_route(route: &HttpRoute) -> Result<ServiceRoutes, String> {
         });
     }
     Ok(ServiceRoutes { parents, routes })
-}
-
-/// `5xx,gateway-error,503` → failure classes.
-fn retry_conditions(conditions: &str) -> Result<Vec<ResponseClass>, String> {
-    let class = |min, max| ResponseClass {
-        condition: Some(ResponseMatch {
-            r#match: Some(response_match::Match::Status(HttpStatusRange { min, max })),
-        }),
-        is_failure: true,
-    };
-    conditions
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(|c| match c {
-            "5xx" => Ok(class(500, 599)),
-            "gateway-error" => Ok(class(502, 504)),
-            code => match code.parse::<u32>() {
-                Ok(code) if (100..=599).contains(&code) => Ok(class(code, code)),
-                _ => Err(format!("retry.linkerd.io/http condition {code:?} is not 5xx, gateway-error or a status code")),
-            },
-        })
-        .collect()
 }
 
 fn path_prefix_match(prefix: &str) -> Result<RequestMatch, String> {
@@ -402,11 +376,27 @@ fn rule_match(m: &mesh_api::crds::http_route::Match) -> Result<RequestMatch, Str
 mod tests {
     use super::*;
 
+    /// A guide writes retry conditions as a range (`500-504`): the route
+    /// is served, with that range as its failure class.
     #[test]
-    fn retry_conditions_map_to_failure_classes() {
-        let classes = retry_conditions("5xx, gateway-error,429").expect("valid");
-        assert_eq!(classes.len(), 3);
-        assert!(retry_conditions("sometimes").is_err());
+    fn a_retry_range_is_a_failure_class() {
+        let route: HttpRoute = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "shop", "name": "r", "annotations": {"retry.linkerd.io/http": "500-504,429"}},
+            "spec": {"parentRefs": [{"kind": "Service", "name": "web"}], "rules": [{}]}
+        }))
+        .expect("route");
+        let routes = http_route(&route).expect("valid");
+        let classes = &routes.routes[0].response_classes;
+        assert_eq!(classes.len(), 2);
+        assert!(routes.routes[0].is_retryable);
+        let Some(response_match::Match::Status(range)) = classes[0]
+            .condition
+            .as_ref()
+            .and_then(|c| c.r#match.clone())
+        else {
+            panic!("a status class");
+        };
+        assert_eq!((range.min, range.max), (500, 504));
     }
 
     #[test]

@@ -39,6 +39,7 @@ use self::model::{
     AuthenticationRef, InboundRouteInfo, PodInfo, PolicyInfo, PolicyTarget,
     ServerAuthorizationInfo, ServerInfo,
 };
+pub use crate::routes::{PathMatch, RouteMatch, ValueMatch};
 
 /// `(namespace, name)`.
 pub type Key = (String, String);
@@ -133,39 +134,6 @@ pub struct ClientAuthorization {
     pub networks: Vec<NetworkMatch>,
     /// What they must present.
     pub authentication: ClientAuthentication,
-}
-
-/// A route's path match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    /// Exactly this path.
-    Exact(String),
-    /// This path and those under it.
-    Prefix(String),
-    /// Paths the (whole-path) regular expression matches.
-    Regex(String),
-}
-
-/// A header's or query parameter's value match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ValueMatch {
-    /// Exactly this value.
-    Exact(String),
-    /// Values the (whole-value) regular expression matches.
-    Regex(String),
-}
-
-/// One way a request matches a route: every part set must hold.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RouteMatch {
-    /// Its path (none: any).
-    pub path: Option<PathMatch>,
-    /// Its method (none: any).
-    pub method: Option<String>,
-    /// Headers, by name.
-    pub headers: Vec<(String, ValueMatch)>,
-    /// Query parameters, by name.
-    pub query_params: Vec<(String, ValueMatch)>,
 }
 
 /// Where a route comes from.

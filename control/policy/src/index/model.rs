@@ -32,7 +32,7 @@ pub struct Invalid {
     pub reason: String,
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> Invalid {
+pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Invalid {
     Invalid {
         field: field.to_owned(),
         reason: reason.into(),
@@ -492,7 +492,6 @@ pub fn inbound_route(
     spec: &mesh_api::crds::http_route::HttpRouteSpec,
     namespace: &str,
 ) -> Result<Option<InboundRouteInfo>, Invalid> {
-    use super::{PathMatch, RouteMatch};
     let servers: Vec<String> = spec
         .parent_refs
         .iter()
@@ -508,103 +507,9 @@ pub fn inbound_route(
     }
     let mut matches = Vec::new();
     for (r, rule) in spec.rules.iter().enumerate() {
-        if rule.matches.is_empty() {
-            matches.push(RouteMatch {
-                path: Some(PathMatch::Prefix("/".into())),
-                ..RouteMatch::default()
-            });
-        }
-        for (m, route_match) in rule.matches.iter().enumerate() {
-            let field = format!("spec.rules[{r}].matches[{m}]");
-            let path = match &route_match.path {
-                None => Some(PathMatch::Prefix("/".into())),
-                Some(path) => {
-                    let value = path.value.clone().unwrap_or_else(|| "/".into());
-                    Some(match path.type_.as_deref().unwrap_or("PathPrefix") {
-                        "Exact" => PathMatch::Exact(value),
-                        "PathPrefix" => PathMatch::Prefix(value),
-                        "RegularExpression" => {
-                            check_regex(&value, &format!("{field}.path.value"))?;
-                            PathMatch::Regex(value)
-                        }
-                        other => {
-                            return Err(invalid(
-                                &format!("{field}.path.type"),
-                                format!("{other:?} is not Exact, PathPrefix or RegularExpression"),
-                            ));
-                        }
-                    })
-                }
-            };
-            if let Some(method) = &route_match.method {
-                http::Method::from_bytes(method.as_bytes()).map_err(|_| {
-                    invalid(
-                        &format!("{field}.method"),
-                        format!("{method:?} is not an HTTP method"),
-                    )
-                })?;
-            }
-            let headers =
-                value_matches(&route_match.headers, &format!("{field}.headers"), |name| {
-                    http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-                })?;
-            let query_params = value_matches(
-                &route_match.query_params,
-                &format!("{field}.queryParams"),
-                |name| !name.is_empty(),
-            )?;
-            matches.push(RouteMatch {
-                path,
-                method: route_match.method.clone(),
-                headers,
-                query_params,
-            });
-        }
+        matches.extend(crate::routes::rule_matches(rule, r)?);
     }
     Ok(Some(InboundRouteInfo { servers, matches }))
-}
-
-fn check_regex(pattern: &str, field: &str) -> Result<(), Invalid> {
-    regex::Regex::new(pattern)
-        .map(drop)
-        .map_err(|e| invalid(field, e.to_string()))
-}
-
-/// Header or query parameter matches, each checked: a valid name, a type
-/// of `Exact` (the default) or `RegularExpression` that compiles.
-fn value_matches(
-    matches: &[mesh_api::crds::http_route::ValueMatch],
-    field: &str,
-    valid_name: impl Fn(&str) -> bool,
-) -> Result<Vec<(String, super::ValueMatch)>, Invalid> {
-    use super::ValueMatch;
-    matches
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let field = format!("{field}[{i}]");
-            if !valid_name(&m.name) {
-                return Err(invalid(
-                    &format!("{field}.name"),
-                    format!("{:?} is not a valid name", m.name),
-                ));
-            }
-            let value = match m.type_.as_deref().unwrap_or("Exact") {
-                "Exact" => ValueMatch::Exact(m.value.clone()),
-                "RegularExpression" => {
-                    check_regex(&m.value, &format!("{field}.value"))?;
-                    ValueMatch::Regex(m.value.clone())
-                }
-                other => {
-                    return Err(invalid(
-                        &format!("{field}.type"),
-                        format!("{other:?} is not Exact or RegularExpression"),
-                    ));
-                }
-            };
-            Ok((m.name.clone(), value))
-        })
-        .collect()
 }
 
 /// Which Servers a ServerAuthorization authorizes.
