@@ -452,7 +452,7 @@ pub async fn mesh_policy_audit_counts_and_an_opaque_server_refuses_and_closes(
             ("srv_name", "audit"),
             ("authz_kind", "default"),
             ("authz_name", "audit"),
-            ("tls", "false"),
+            ("tls", "no_identity"),
         ],
     )
     .await?;

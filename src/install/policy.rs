@@ -20,6 +20,7 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
         format!("--identity-trust-domain={}", settings.identity_trust_domain),
         format!("--default-policy={}", settings.default_inbound_policy),
         format!("--cluster-networks={}", settings.cluster_networks),
+        format!("--cluster-domain={}", settings.cluster_domain),
     ];
     args.extend(identity_args);
     Component {
@@ -35,7 +36,7 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
         }],
         admin_port: mesh_api::ports::POLICY_ADMIN,
         rules: vec![
-            rule("", &["pods", "namespaces"], &watch),
+            rule("", &["pods", "namespaces", "services"], &watch),
             rule(
                 "policy.linkerd.io",
                 &[

@@ -1,4 +1,5 @@
-//! `mesh-controller policy`: the policy controller (InboundServerPolicies).
+//! `mesh-controller policy`: the policy controller (InboundServerPolicies
+//! and OutboundPolicies).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,6 +39,9 @@ pub(crate) struct PolicyArgs {
     /// How long a proxy waits to detect the protocol on a port no Server describes.
     #[arg(long, env = "MESH_DEFAULT_DETECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     default_detect_timeout: Duration,
+    /// The cluster's DNS domain (Services are `<svc>.<ns>.svc.<domain>`).
+    #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
     #[command(flatten)]
     serving: crate::serving_identity::ServingIdentityArgs,
 }
@@ -63,6 +67,7 @@ pub(crate) async fn run(args: PolicyArgs, client: kube::Client) -> anyhow::Resul
             control_namespace: args.controller_namespace,
             trust_domain: args.identity_trust_domain,
             detect_timeout: args.default_detect_timeout,
+            cluster_domain: args.cluster_domain,
             ..ClusterInfo::default()
         },
         tls: args.serving.server_tls()?,

@@ -1,13 +1,13 @@
 //! Feeding the policy index from the Kubernetes API: one watcher per kind
 //! (Pods, Namespaces, Servers, AuthorizationPolicies,
 //! MeshTLSAuthentications, NetworkAuthentications, ServerAuthorizations,
-//! HTTPRoutes of both groups), through
+//! HTTPRoutes of both groups, Services), through
 //! `mesh_api::index_watch`; a refused object becomes a Kubernetes Event on
 //! it and the index keeps its last valid version.
 
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::index::{Index, Invalid};
 
 /// How many kinds are watched.
-const WATCHED_KINDS: usize = 9;
+const WATCHED_KINDS: usize = 10;
 
 fn refused(result: Result<(), Invalid>) -> Result<(), String> {
     result.map_err(|e| e.to_string())
@@ -110,6 +110,13 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> (JoinSe
         target(),
         |index, route| refused(index.apply_policy_http_route(route)),
         Index::delete_policy_http_route,
+    ));
+    set.spawn(watch::<Service, Index>(
+        Api::all(client.clone()),
+        all(),
+        target(),
+        |index, svc| refused(index.apply_service(svc)),
+        Index::delete_service,
     ));
     set.spawn(watch::<NetworkAuthentication, Index>(
         Api::all(client),

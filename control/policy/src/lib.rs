@@ -1,6 +1,8 @@
 //! The policy controller: which clients may reach each port of each meshed
 //! pod, served to proxies through Linkerd's `InboundServerPolicies` API so
-//! that our proxy and a stock linkerd2-proxy enforce the same policy.
+//! that our proxy and a stock linkerd2-proxy enforce the same policy; and
+//! how clients route to each Service port (HTTPRoutes, retries, timeouts,
+//! failure accrual), served through `OutboundPolicies`.
 //!
 //! - [`index`]: the pure index (Kubernetes objects in, the policy of each
 //!   pod port out; no I/O, no clock).
@@ -9,12 +11,14 @@
 //! - [`grpc`]: the `InboundServerPolicies` service.
 //! - [`diagnostics`]: a pod port's policy as JSON on the admin server.
 //! - [`k8s`]: Kubernetes watchers feeding the index.
+//! - [`outbound`]: the outbound index and the `OutboundPolicies` service.
 //! - [`server`]: running it all (gRPC on 8090, admin on 9990).
 
 pub mod diagnostics;
 pub mod grpc;
 pub mod index;
 pub mod k8s;
+pub mod outbound;
 pub mod proto;
 pub mod routes;
 pub mod server;

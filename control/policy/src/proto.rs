@@ -226,7 +226,8 @@ fn default_grpc_route(
     }
 }
 
-fn route_match(m: &RouteMatch) -> HttpRouteMatch {
+/// A route match as the API's `HttpRouteMatch`.
+pub(crate) fn route_match(m: &RouteMatch) -> HttpRouteMatch {
     use linkerd2_proxy_api::http_route::{
         HeaderMatch, QueryParamMatch, header_match, query_param_match,
     };

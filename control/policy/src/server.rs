@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use linkerd2_proxy_api::inbound::inbound_server_policies_server::InboundServerPoliciesServer;
+use linkerd2_proxy_api::outbound::outbound_policies_server::OutboundPoliciesServer;
 use mesh_core::drain::Serving;
 use mesh_core::grpc_server::{self, ServerTls};
 
@@ -38,6 +39,7 @@ pub use mesh_core::grpc_server::StartError;
 /// Binds, starts the watchers and serves.
 pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {
     let networks = config.cluster.networks.clone();
+    let domain = config.cluster.cluster_domain.clone();
     let index = Arc::new(Mutex::new(Index::new(config.cluster)));
     let watchers = k8s::spawn_watchers(client, index.clone());
     let router = tonic::transport::Server::builder()
@@ -45,7 +47,10 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
         .add_service(InboundServerPoliciesServer::new(InboundPolicyService::new(
             index.clone(),
             networks,
-        )));
+        )))
+        .add_service(OutboundPoliciesServer::new(
+            crate::outbound::grpc::OutboundPolicyService::new(index.clone(), &domain),
+        ));
     let diagnosed = index.clone();
     grpc_server::start_indexed(
         "policy controller",

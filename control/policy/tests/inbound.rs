@@ -11,44 +11,14 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Namespace};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use linkerd2_proxy_api::inbound::inbound_server_policies_client::InboundServerPoliciesClient;
 use linkerd2_proxy_api::inbound::{PortSpec, Server, authn};
-use mesh_clusters::testing::{TestCluster, shared_cluster};
-use mesh_policy::index::defaults::ClusterInfo;
-use mesh_policy::server::{self, Running, ServerConfig};
+use mesh_clusters::testing::shared_cluster;
 use tokio_stream::StreamExt;
 
-async fn start(cluster: &TestCluster) -> Running {
-    mesh_clusters::testing::ensure_crds(&cluster.client, mesh_api::crds::all()).await;
-    server::start(
-        ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            admin_listen: "127.0.0.1:0".parse().expect("addr"),
-            cluster: ClusterInfo::default(),
-            tls: None,
-        },
-        cluster.client.clone(),
-    )
-    .await
-    .expect("policy controller starts")
-}
-
-/// Creates the object `yaml` describes at the version it names (found by
-/// discovery, as kubectl finds it).
-async fn apply(client: &kube::Client, ns: &str, yaml: &str) {
-    use kube::core::{DynamicObject, GroupVersionKind};
-    let object: DynamicObject = serde_saphyr::from_str(yaml).expect("yaml");
-    let types = object.types.clone().expect("apiVersion and kind");
-    let gvk = GroupVersionKind::try_from(&types).expect("a group, version and kind");
-    let (resource, _) = kube::discovery::oneshot::pinned_kind(client, &gvk)
-        .await
-        .unwrap_or_else(|e| panic!("{}/{} is not served: {e}", types.api_version, types.kind));
-    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap_or_else(|e| panic!("creating {} {}: {e}", types.api_version, types.kind));
-}
+mod support;
+use support::{apply, start};
 
 /// The next message of `stream` for which `done` holds (30 s at most).
 async fn until(

@@ -157,6 +157,8 @@ pub struct ClusterInfo {
     pub trust_domain: String,
     /// How long detection waits on a port no Server describes.
     pub detect_timeout: Duration,
+    /// The cluster's DNS domain (Services are `<svc>.<ns>.svc.<domain>`).
+    pub cluster_domain: String,
 }
 
 impl Default for ClusterInfo {
@@ -174,6 +176,7 @@ impl Default for ClusterInfo {
             control_namespace: mesh_api::labels::CONTROL_PLANE_NAMESPACE.into(),
             trust_domain: mesh_api::identity::DEFAULT_TRUST_DOMAIN.into(),
             detect_timeout: Duration::from_secs(10),
+            cluster_domain: "cluster.local".into(),
         }
     }
 }

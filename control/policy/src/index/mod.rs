@@ -190,6 +190,9 @@ type PortWatch = watch::Sender<Option<InboundServer>>;
 #[derive(Debug, Default)]
 pub struct Index {
     cluster: ClusterInfo,
+    /// The outbound side (Services and their routes), fed by the same
+    /// watchers.
+    pub outbound: crate::outbound::OutboundIndex,
     namespace_policies: HashMap<String, DefaultPolicy>,
     pods: HashMap<Key, PodInfo>,
     servers: ByNamespace<ServerInfo>,
@@ -235,9 +238,23 @@ impl Index {
     /// An empty index for `cluster`.
     pub fn new(cluster: ClusterInfo) -> Self {
         Self {
+            outbound: crate::outbound::OutboundIndex::new(&cluster.cluster_domain),
             cluster,
             ..Self::default()
         }
+    }
+
+    /// A Service was created or changed (outbound routing).
+    pub fn apply_service(
+        &mut self,
+        svc: &k8s_openapi::api::core::v1::Service,
+    ) -> Result<(), Invalid> {
+        self.outbound.apply_service(svc)
+    }
+
+    /// A Service was deleted.
+    pub fn delete_service(&mut self, namespace: &str, name: &str) {
+        self.outbound.delete_service(namespace, name);
     }
 
     /// A Namespace was created or changed (its default policy annotation).
@@ -419,10 +436,14 @@ impl Index {
             group: group.into(),
             name,
         };
-        match model::inbound_route(spec, &namespace)? {
+        // Both sides validate before either changes: a route refused on one
+        // side keeps its last valid version on both.
+        let inbound = model::inbound_route(spec, &namespace)?;
+        let outbound = crate::outbound::OutboundIndex::check_route(meta, spec)?;
+        self.outbound.put_route(&namespace, key.clone(), outbound);
+        match inbound {
             Some(info) => put(&mut self.http_routes, namespace.clone(), key, info),
-            // Not attached to a Server (a Service's route: the destination
-            // service's business).
+            // Not attached to a Server.
             None => remove(&mut self.http_routes, &namespace, &key),
         }
         self.publish(&namespace);
@@ -445,6 +466,7 @@ impl Index {
             name: name.into(),
         };
         remove(&mut self.http_routes, namespace, &key);
+        self.outbound.put_route(namespace, key, None);
         self.publish(namespace);
     }
 

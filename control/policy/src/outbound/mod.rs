@@ -1,0 +1,386 @@
+//! The outbound side of the policy controller: how a client proxy should
+//! route to each Service port, from the Service and the HTTPRoutes
+//! attached to it, served through Linkerd's `OutboundPolicies` API.
+//!
+//! - [`model`]: an HTTPRoute as outbound routing, validated by field.
+//! - [`OutboundIndex`] (here): pure; Services and routes in, each watched
+//!   Service port's [`OutboundPolicy`] out.
+//! - [`proto`]: a policy as the API's `OutboundPolicy`, in Linkerd's shape.
+//! - [`grpc`]: the `OutboundPolicies` service (`Get`, `Watch`).
+//!
+//! A Service port's routes are the HTTPRoutes of its namespace whose
+//! `parentRefs` name it (and its port, or no port), oldest first; without
+//! any it has a default route to itself. Its annotations give the default
+//! retries and timeouts (a route's own annotations win) and failure
+//! accrual; `config.linkerd.io/opaque-ports` or an `appProtocol` make the
+//! port opaque or fix its HTTP version.
+
+pub mod grpc;
+pub mod model;
+pub mod proto;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use mesh_api::crds::http_route::HttpRouteSpec;
+use mesh_api::route_policy::{self, ConsecutiveFailures, Retry, StatusRange, Timeouts};
+use tokio::sync::watch;
+
+use self::model::{BackendRef, Filter, OutboundRouteInfo};
+use crate::index::model::invalid;
+use crate::index::{Invalid, Key, RouteKey};
+use crate::routes::RouteMatch;
+
+/// How a Service port's traffic is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppProtocol {
+    /// Detect HTTP.
+    Detect,
+    /// HTTP/1 (`appProtocol: http`).
+    Http1,
+    /// HTTP/2 (`appProtocol: kubernetes.io/h2c`).
+    Http2,
+    /// Opaque TCP (`config.linkerd.io/opaque-ports`).
+    Opaque,
+}
+
+/// A Service as the outbound index sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceInfo {
+    /// Its cluster IPs.
+    pub cluster_ips: Vec<IpAddr>,
+    /// Its ports and their protocol.
+    pub ports: BTreeMap<u16, AppProtocol>,
+    /// Default retries of its routes.
+    pub retry: Option<Retry<StatusRange>>,
+    /// Default timeouts of its routes.
+    pub timeouts: Timeouts,
+    /// Failure accrual for its endpoints.
+    pub accrual: Option<ConsecutiveFailures>,
+}
+
+/// A backend as a client resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedBackend {
+    /// The Service it names.
+    pub backend: BackendRef,
+    /// Its port.
+    pub port: u16,
+    /// `<name>.<ns>.svc.<domain>:<port>`, or `None` when the Service does
+    /// not exist (requests to it fail with 500, as in Linkerd).
+    pub authority: Option<String>,
+}
+
+/// One rule, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedRule {
+    /// Its matches.
+    pub matches: Vec<RouteMatch>,
+    /// Its filters.
+    pub filters: Vec<Filter>,
+    /// Its backends (none: the parent Service).
+    pub backends: Vec<ResolvedBackend>,
+    /// Its timeouts (the Service's when it sets none).
+    pub timeouts: Timeouts,
+    /// Its retries (the Service's when it sets none).
+    pub retry: Option<Retry<StatusRange>>,
+}
+
+/// What a client proxy is told about one Service port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundPolicy {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+    /// The port.
+    pub port: u16,
+    /// The Service's authority, `<name>.<ns>.svc.<domain>:<port>`.
+    pub authority: String,
+    /// How its traffic is carried.
+    pub protocol: AppProtocol,
+    /// Failure accrual.
+    pub accrual: Option<ConsecutiveFailures>,
+    /// Retries of the default route.
+    pub retry: Option<Retry<StatusRange>>,
+    /// Timeouts of the default route.
+    pub timeouts: Timeouts,
+    /// Its HTTPRoutes, oldest first (none: the default route).
+    pub routes: Vec<(RouteKey, Vec<ResolvedRule>)>,
+}
+
+type PolicyWatch = watch::Sender<Option<OutboundPolicy>>;
+
+/// The outbound index.
+#[derive(Debug, Default)]
+pub struct OutboundIndex {
+    cluster_domain: String,
+    services: HashMap<Key, ServiceInfo>,
+    by_ip: HashMap<IpAddr, Key>,
+    /// Routes by namespace, then key.
+    routes: HashMap<String, BTreeMap<RouteKey, OutboundRouteInfo>>,
+    watches: HashMap<(Key, u16), PolicyWatch>,
+}
+
+fn key_of(meta: &ObjectMeta) -> Option<Key> {
+    Some((meta.namespace.clone()?, meta.name.clone()?))
+}
+
+/// The index's view of a Service, its annotations validated.
+pub fn service_info(svc: &Service) -> Result<ServiceInfo, Invalid> {
+    let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+    let annotation = |e: route_policy::BadAnnotation| {
+        invalid(&format!("metadata.annotations[{}]", e.key), e.reason)
+    };
+    // Without the annotation, Linkerd's default opaque ports.
+    let opaque: mesh_api::ports::PortSet = annotations
+        .get(mesh_api::labels::OPAQUE_PORTS_ANNOTATION)
+        .map(|v| {
+            v.parse().map_err(|e: String| {
+                invalid(
+                    &format!(
+                        "metadata.annotations[{}]",
+                        mesh_api::labels::OPAQUE_PORTS_ANNOTATION
+                    ),
+                    e,
+                )
+            })
+        })
+        .transpose()?
+        .unwrap_or_else(mesh_api::ports::PortSet::default_opaque);
+    let spec = svc.spec.clone().unwrap_or_default();
+    let mut cluster_ips: Vec<IpAddr> = spec
+        .cluster_ips
+        .unwrap_or_default()
+        .iter()
+        .chain(spec.cluster_ip.iter())
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    cluster_ips.sort();
+    cluster_ips.dedup();
+    let ports = spec
+        .ports
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            let port = u16::try_from(p.port).ok()?;
+            let protocol = if opaque.contains(port) {
+                AppProtocol::Opaque
+            } else {
+                match p.app_protocol.as_deref() {
+                    Some("http") => AppProtocol::Http1,
+                    Some("kubernetes.io/h2c") => AppProtocol::Http2,
+                    Some("linkerd.io/opaque") => AppProtocol::Opaque,
+                    _ => AppProtocol::Detect,
+                }
+            };
+            Some((port, protocol))
+        })
+        .collect();
+    Ok(ServiceInfo {
+        cluster_ips,
+        ports,
+        retry: route_policy::http_retry(&annotations).map_err(annotation)?,
+        timeouts: route_policy::timeouts(&annotations).map_err(annotation)?,
+        accrual: route_policy::failure_accrual(&annotations).map_err(annotation)?,
+    })
+}
+
+impl OutboundIndex {
+    /// An empty index for a cluster whose DNS domain is `cluster_domain`.
+    pub fn new(cluster_domain: &str) -> Self {
+        Self {
+            cluster_domain: cluster_domain.trim_matches('.').to_owned(),
+            ..Self::default()
+        }
+    }
+
+    fn authority(&self, namespace: &str, name: &str, port: u16) -> String {
+        format!("{name}.{namespace}.svc.{}:{port}", self.cluster_domain)
+    }
+
+    /// A Service was created or changed. With bad annotations it is
+    /// refused and its last valid version stays.
+    pub fn apply_service(&mut self, svc: &Service) -> Result<(), Invalid> {
+        let Some(key) = key_of(&svc.metadata) else {
+            return Ok(());
+        };
+        let info = service_info(svc)?;
+        if self.services.get(&key) == Some(&info) {
+            return Ok(());
+        }
+        if let Some(old) = self.services.remove(&key) {
+            for ip in &old.cluster_ips {
+                self.by_ip.remove(ip);
+            }
+        }
+        for ip in &info.cluster_ips {
+            self.by_ip.insert(*ip, key.clone());
+        }
+        self.services.insert(key, info);
+        // Backends may name it from any namespace.
+        self.publish(None);
+        Ok(())
+    }
+
+    /// A Service was deleted.
+    pub fn delete_service(&mut self, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(old) = self.services.remove(&key) {
+            for ip in &old.cluster_ips {
+                self.by_ip.remove(ip);
+            }
+            self.publish(None);
+        }
+    }
+
+    /// Validates an HTTPRoute of `group` (without keeping it).
+    pub fn check_route(
+        meta: &ObjectMeta,
+        spec: &HttpRouteSpec,
+    ) -> Result<Option<OutboundRouteInfo>, Invalid> {
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        let annotations = meta.annotations.clone().unwrap_or_default();
+        let created = meta.creation_timestamp.as_ref().map(|t| t.0.to_string());
+        model::outbound_route(spec, &namespace, &annotations, created)
+    }
+
+    /// Keeps a validated route (`None`: it names no Service).
+    pub fn put_route(&mut self, namespace: &str, key: RouteKey, route: Option<OutboundRouteInfo>) {
+        let routes = self.routes.entry(namespace.to_owned()).or_default();
+        let changed = match route {
+            Some(route) => routes.insert(key, route.clone()).as_ref() != Some(&route),
+            None => routes.remove(&key).is_some(),
+        };
+        if routes.is_empty() {
+            self.routes.remove(namespace);
+        }
+        if changed {
+            self.publish(Some(namespace));
+        }
+    }
+
+    /// The Service behind a cluster IP.
+    pub fn service_by_ip(&self, ip: IpAddr) -> Option<Key> {
+        self.by_ip.get(&ip).cloned()
+    }
+
+    /// The policy of `port` of Service `namespace/name`: `None` while the
+    /// Service (or that port of it) is unknown.
+    pub fn policy(&self, namespace: &str, name: &str, port: u16) -> Option<OutboundPolicy> {
+        let service = self
+            .services
+            .get(&(namespace.to_owned(), name.to_owned()))?;
+        let protocol = *service.ports.get(&port)?;
+        let mut routes: Vec<(&RouteKey, &OutboundRouteInfo)> = self
+            .routes
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, route)| {
+                route
+                    .parents
+                    .iter()
+                    .any(|p| p.service == name && p.port.is_none_or(|p| p == port))
+            })
+            .collect();
+        // Oldest first (a route without a timestamp last), then by name.
+        routes.sort_by(|(ka, a), (kb, b)| {
+            let created = |r: &OutboundRouteInfo| (r.created.is_none(), r.created.clone());
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| ka.name.cmp(&kb.name))
+        });
+        let routes = routes
+            .into_iter()
+            .map(|(key, route)| {
+                let rules = route
+                    .rules
+                    .iter()
+                    .map(|rule| ResolvedRule {
+                        matches: rule.matches.clone(),
+                        filters: rule.filters.clone(),
+                        backends: rule
+                            .backends
+                            .iter()
+                            .map(|backend| self.resolve_backend(backend, port))
+                            .collect(),
+                        timeouts: if rule.timeouts == Timeouts::default() {
+                            service.timeouts
+                        } else {
+                            rule.timeouts
+                        },
+                        retry: rule.retry.clone().or_else(|| service.retry.clone()),
+                    })
+                    .collect();
+                (key.clone(), rules)
+            })
+            .collect();
+        Some(OutboundPolicy {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            port,
+            authority: self.authority(namespace, name, port),
+            protocol,
+            accrual: service.accrual,
+            retry: service.retry.clone(),
+            timeouts: service.timeouts,
+            routes,
+        })
+    }
+
+    fn resolve_backend(&self, backend: &BackendRef, parent_port: u16) -> ResolvedBackend {
+        let port = backend.port.unwrap_or(parent_port);
+        let exists = self
+            .services
+            .get(&(backend.namespace.clone(), backend.name.clone()))
+            .is_some_and(|svc| svc.ports.contains_key(&port));
+        ResolvedBackend {
+            backend: backend.clone(),
+            port,
+            authority: exists.then(|| self.authority(&backend.namespace, &backend.name, port)),
+        }
+    }
+
+    /// Follows the policy of a Service port.
+    pub fn watch(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+    ) -> watch::Receiver<Option<OutboundPolicy>> {
+        let key = ((namespace.to_owned(), name.to_owned()), port);
+        if let Some(tx) = self.watches.get(&key) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(self.policy(namespace, name, port));
+        self.watches.insert(key, tx);
+        rx
+    }
+
+    /// Drops watches no one follows any more.
+    pub fn forget_unwatched(&mut self) {
+        self.watches.retain(|_, tx| tx.receiver_count() > 0);
+    }
+
+    /// Sends each watch (of `namespace`, or all) its policy if it changed.
+    fn publish(&self, namespace: Option<&str>) {
+        for (((ns, name), port), tx) in &self.watches {
+            if namespace.is_some_and(|n| n != ns) {
+                continue;
+            }
+            let next = self.policy(ns, name, *port);
+            tx.send_if_modified(|current| {
+                let changed = *current != next;
+                if changed {
+                    *current = next;
+                }
+                changed
+            });
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Services and HTTPRoutes in, a Service port's outbound policy out, in the
+//! style of the inbound index tests.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use mesh_api::crds::http_route::HttpRoute;
+
+use super::*;
+
+fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).expect("a valid object")
+}
+
+fn service(ns: &str, name: &str, ip: &str, annotations: serde_json::Value) -> Service {
+    object(serde_json::json!({
+        "metadata": {"namespace": ns, "name": name, "annotations": annotations},
+        "spec": {"clusterIP": ip, "ports": [
+            {"name": "http", "port": 9898},
+            {"name": "grpc", "port": 9999, "appProtocol": "kubernetes.io/h2c"}
+        ]}
+    }))
+}
+
+fn route(
+    ns: &str,
+    name: &str,
+    created: &str,
+    annotations: serde_json::Value,
+    spec: serde_json::Value,
+) -> HttpRoute {
+    object(serde_json::json!({
+        "metadata": {"namespace": ns, "name": name, "creationTimestamp": created, "annotations": annotations},
+        "spec": spec
+    }))
+}
+
+fn apply(index: &mut OutboundIndex, route: &HttpRoute) -> Result<(), Invalid> {
+    let info = OutboundIndex::check_route(&route.metadata, &route.spec)?;
+    index.put_route(
+        route.metadata.namespace.as_deref().unwrap_or_default(),
+        RouteKey {
+            group: "gateway.networking.k8s.io".into(),
+            name: route.metadata.name.clone().unwrap_or_default(),
+        },
+        info,
+    );
+    Ok(())
+}
+
+fn index() -> OutboundIndex {
+    let mut index = OutboundIndex::new("cluster.local");
+    for (name, ip) in [("podinfo", "10.96.0.10"), ("podinfo-canary", "10.96.0.11")] {
+        index
+            .apply_service(&service("shop", name, ip, serde_json::json!({})))
+            .expect("valid");
+    }
+    index
+}
+
+/// A Service without routes: one default route to itself, with its own
+/// retries (a `500-504` range) and timeouts, and its failure accrual; an
+/// opaque port is opaque; an `appProtocol` fixes HTTP/2.
+#[test]
+fn a_service_without_routes_routes_to_itself_with_its_annotations() {
+    let mut index = index();
+    index
+        .apply_service(&service(
+            "shop",
+            "podinfo",
+            "10.96.0.10",
+            serde_json::json!({
+                "retry.linkerd.io/http": "500-504",
+                "timeout.linkerd.io/request": "2s",
+                "balancer.linkerd.io/failure-accrual": "consecutive",
+                "config.linkerd.io/opaque-ports": "5432"
+            }),
+        ))
+        .expect("valid");
+    let policy = index.policy("shop", "podinfo", 9898).expect("known");
+    assert_eq!(policy.authority, "podinfo.shop.svc.cluster.local:9898");
+    assert_eq!(policy.protocol, AppProtocol::Detect);
+    assert!(policy.routes.is_empty());
+    let retry = policy.retry.clone().expect("a retry");
+    assert_eq!(
+        retry.conditions,
+        Some(vec![StatusRange {
+            start: 500,
+            end: 504
+        }])
+    );
+    assert_eq!(policy.timeouts.request, Some(Duration::from_secs(2)));
+    assert_eq!(policy.accrual.map(|a| a.max_failures), Some(7));
+    assert_eq!(
+        index.policy("shop", "podinfo", 9999).map(|p| p.protocol),
+        Some(AppProtocol::Http2)
+    );
+    assert_eq!(
+        index.policy("shop", "podinfo", 1234),
+        None,
+        "not a port of it"
+    );
+    assert_eq!(
+        index.service_by_ip("10.96.0.10".parse().expect("ip")),
+        Some(("shop".into(), "podinfo".into()))
+    );
+    let message = proto::policy(&policy);
+    assert_eq!(
+        proto::backend_authorities(&message),
+        ["podinfo.shop.svc.cluster.local:9898"]
+    );
+    let error = index
+        .apply_service(&service(
+            "shop",
+            "podinfo",
+            "10.96.0.10",
+            serde_json::json!({"retry.linkerd.io/http": "sometimes"}),
+        ))
+        .expect_err("a bad condition");
+    assert_eq!(error.field, "metadata.annotations[retry.linkerd.io/http]");
+    assert_eq!(
+        index
+            .policy("shop", "podinfo", 9898)
+            .map(|p| p.retry.is_some()),
+        Some(true),
+        "the last valid Service stays"
+    );
+}
+
+/// The guide's canary: an HTTPRoute whose backendRefs weigh the Service
+/// and its canary 90/10, with its own retries and timeout; a backend that
+/// does not exist is kept (requests to it fail) and named; a route naming
+/// another port does not attach; a watch sees a weight change.
+#[test]
+fn an_httproute_splits_by_weight_and_a_watch_follows_it() {
+    let mut index = index();
+    let canary = |primary: u32, canary: u32| {
+        route(
+            "shop",
+            "podinfo-canary",
+            "2026-12-01T00:00:00Z",
+            serde_json::json!({"retry.linkerd.io/http": "5xx", "retry.linkerd.io/limit": "2", "timeout.linkerd.io/request": "2s"}),
+            serde_json::json!({
+                "parentRefs": [{"group": "core", "kind": "Service", "name": "podinfo", "port": 9898}],
+                "rules": [{"backendRefs": [
+                    {"name": "podinfo", "port": 9898, "weight": primary},
+                    {"name": "podinfo-canary", "port": 9898, "weight": canary},
+                    {"name": "podinfo-gone", "port": 9898, "weight": 0}
+                ]}]
+            }),
+        )
+    };
+    let mut watch = index.watch("shop", "podinfo", 9898);
+    apply(&mut index, &canary(90, 10)).expect("valid");
+    assert!(watch.has_changed().expect("open"));
+    let policy = watch.borrow_and_update().clone().expect("known");
+    let (key, rules) = &policy.routes[0];
+    assert_eq!(key.name, "podinfo-canary");
+    let weights: Vec<(String, u32, bool)> = rules[0]
+        .backends
+        .iter()
+        .map(|b| {
+            (
+                b.backend.name.clone(),
+                b.backend.weight,
+                b.authority.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            ("podinfo".to_owned(), 90, true),
+            ("podinfo-canary".to_owned(), 10, true),
+            ("podinfo-gone".to_owned(), 0, false)
+        ]
+    );
+    assert_eq!(rules[0].retry.as_ref().map(|r| r.limit), Some(2));
+    assert_eq!(rules[0].timeouts.request, Some(Duration::from_secs(2)));
+    assert!(
+        index
+            .policy("shop", "podinfo", 9999)
+            .expect("known")
+            .routes
+            .is_empty(),
+        "the route names port 9898 only"
+    );
+    apply(&mut index, &canary(50, 50)).expect("valid");
+    let moved = watch.borrow_and_update().clone().expect("known");
+    assert_eq!(moved.routes[0].1[0].backends[1].backend.weight, 50);
+}
+
+/// Routes are ordered oldest first; a filter the proxy cannot apply is
+/// refused by field and the route's last valid version stays.
+#[test]
+fn routes_are_oldest_first_and_a_bad_filter_is_refused_by_field() {
+    let mut index = index();
+    let to_podinfo = |filters: serde_json::Value| {
+        serde_json::json!({
+            "parentRefs": [{"kind": "Service", "name": "podinfo"}],
+            "rules": [{"matches": [{"path": {"value": "/api"}}], "filters": filters}]
+        })
+    };
+    apply(
+        &mut index,
+        &route(
+            "shop",
+            "b-newer",
+            "2026-12-02T00:00:00Z",
+            serde_json::json!({}),
+            to_podinfo(serde_json::json!([])),
+        ),
+    )
+    .expect("valid");
+    apply(
+        &mut index,
+        &route(
+            "shop",
+            "a-older",
+            "2026-12-01T00:00:00Z",
+            serde_json::json!({}),
+            to_podinfo(serde_json::json!([{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "X-Canary", "value": "1"}]}}])),
+        ),
+    )
+    .expect("valid");
+    let policy = index.policy("shop", "podinfo", 9898).expect("known");
+    let names: Vec<&str> = policy.routes.iter().map(|(k, _)| k.name.as_str()).collect();
+    assert_eq!(names, ["a-older", "b-newer"]);
+    let error = apply(
+        &mut index,
+        &route(
+            "shop",
+            "a-older",
+            "2026-12-01T00:00:00Z",
+            serde_json::json!({}),
+            to_podinfo(serde_json::json!([{"type": "RequestMirror", "requestMirror": {}}])),
+        ),
+    )
+    .expect_err("mirroring is not supported");
+    assert_eq!(error.field, "spec.rules[0].filters[0].type");
+    let kept = index.policy("shop", "podinfo", 9898).expect("known");
+    assert_eq!(
+        kept.routes[0].1[0].filters,
+        [Filter::RequestHeaders(model::HeaderModifier {
+            set: vec![("x-canary".into(), "1".into())],
+            ..model::HeaderModifier::default()
+        })],
+        "the last valid route stays"
+    );
+}
