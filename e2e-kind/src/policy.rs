@@ -415,8 +415,9 @@ async fn podinfo_count(
 /// admitted by `audit`. Then an opaque Server on podinfo's port (named
 /// `http`) admitting only the namespace's meshed pods: a meshed load gets
 /// through as TCP; an unmeshed client's connection is refused; once the
-/// AuthorizationPolicy is deleted the load's open connections are closed
-/// and new ones refused, and podinfo's proxies count each.
+/// AuthorizationPolicy is deleted a connection held open (a request podinfo
+/// answers after a minute) is closed at once and new ones are refused, and
+/// podinfo's proxies count each.
 pub async fn mesh_policy_audit_counts_and_an_opaque_server_refuses_and_closes(
     p: &impl Provider,
 ) -> anyhow::Result<()> {
@@ -508,6 +509,57 @@ pub async fn mesh_policy_audit_counts_and_an_opaque_server_refuses_and_closes(
         "the meshed load's connections are counted as admitted"
     );
 
+    // A connection held open: a meshed request podinfo answers only after
+    // a minute.
+    let slow: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "slow", "labels": {"app": "slow"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": "curlimages/curl:8.10.1",
+                "command": ["curl", "-sS", "--max-time", "90", &format!("{url}delay/60")],
+            }],
+        }
+    }))?;
+    let pods = kube::Api::<Pod>::namespaced(west.clone(), &ns);
+    pods.create(&kube::api::PostParams::default(), &slow)
+        .await?;
+    let phase = |pods: kube::Api<Pod>| async move {
+        Ok::<_, anyhow::Error>(
+            pods.get("slow")
+                .await?
+                .status
+                .and_then(|s| s.phase)
+                .unwrap_or_default(),
+        )
+    };
+    wait_for("the slow request under way", ROLLOUT, || async {
+        Ok(phase(pods.clone()).await? == "Running")
+    })
+    .await?;
+    // Its connection is admitted (and open) once the proxy counts it.
+    wait_for(
+        "the slow request's connection admitted",
+        ROLLOUT,
+        || async {
+            Ok(podinfo_count(
+                &west,
+                &ns,
+                "inbound_tcp_authz_allow_total",
+                &[
+                    ("srv_name", "podinfo-opaque"),
+                    ("client_id", &default_identity(&ns)),
+                ],
+            )
+            .await?
+                > allowed)
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     mesh::kubectl(
         p,
         Cluster::West,
@@ -522,6 +574,13 @@ pub async fn mesh_policy_audit_counts_and_an_opaque_server_refuses_and_closes(
     )
     .await?
     .ok("deleting the AuthorizationPolicy")?;
+    // The open connection is closed long before podinfo would answer.
+    wait_for(
+        "the slow request's connection closed",
+        Duration::from_secs(30),
+        || async { Ok(phase(pods.clone()).await? == "Failed") },
+    )
+    .await?;
     until_load(
         &west,
         &ns,

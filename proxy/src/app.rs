@@ -55,9 +55,28 @@ pub enum StartError {
 /// Each inbound port's policy: from the policy controller when one is
 /// configured (over mutual TLS when it has an identity), the default policy
 /// until it answers.
-fn policies(
+/// A channel to the policy controller, when one is configured.
+fn policy_channel(
     config: &crate::config::PolicyConfig,
     credentials: Option<&Arc<mesh_core::tls::Credentials>>,
+) -> Result<Option<tonic::transport::Channel>, StartError> {
+    config
+        .service_addr
+        .as_ref()
+        .map(|addr| {
+            let tls = match (&config.service_name, credentials) {
+                (Some(name), Some(credentials)) => Some((name.as_str(), credentials)),
+                _ => None,
+            };
+            mesh_core::control::channel(addr, tls)
+        })
+        .transpose()
+        .map_err(StartError::from)
+}
+
+fn policies(
+    config: &crate::config::PolicyConfig,
+    channel: Option<tonic::transport::Channel>,
 ) -> Result<Arc<crate::inbound::policy::watch::Policies>, StartError> {
     let networks = config
         .cluster_networks
@@ -69,16 +88,6 @@ fn policies(
         &networks,
     )
     .map_err(|e| StartError::DefaultPolicy(e.to_string()))?;
-    let channel = match &config.service_addr {
-        Some(addr) => {
-            let tls = match (&config.service_name, credentials) {
-                (Some(name), Some(credentials)) => Some((name.as_str(), credentials)),
-                _ => None,
-            };
-            Some(mesh_core::control::channel(addr, tls)?)
-        }
-        None => None,
-    };
     Ok(crate::inbound::policy::watch::Policies::new(
         channel,
         config.workload.clone(),
@@ -126,6 +135,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .as_ref()
         .map(|c| TlsClients::new(c, quic_metrics.clone()))
         .transpose()?;
+    let policy_channel = policy_channel(&config.policy, credentials.as_ref())?;
     let discovery = match &config.destination {
         Some(destination) => {
             let networks = destination
@@ -138,10 +148,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 _ => None,
             };
             let channel = mesh_core::control::channel(&destination.service_addr, tls)?;
+            let outbound_policies = policy_channel
+                .clone()
+                .map(|channel| (channel, config.policy.workload.clone()));
             Some(Discovery::new(
                 channel,
                 destination.context.clone(),
                 networks,
+                outbound_policies,
             ))
         }
         None => None,
@@ -166,7 +180,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             )
         });
     let is_gateway = gateway.is_some();
-    let policies = policies(&config.policy, credentials.as_ref())?;
+    let policies = policies(&config.policy, policy_channel)?;
     let authz_metrics = crate::inbound::policy::metrics::AuthzMetrics::register(&mut registry);
     let inbound = Inbound::new(
         config.inbound.clone(),

@@ -16,6 +16,8 @@
 //! - [`gateway`]: the multicluster gateway mode of the inbound side.
 //! - [`quic`]: QUIC between proxies and gateways, with TCP fallback.
 //! - [`cache`]: per-target state that unused targets leave.
+//! - [`route_match`]: Gateway API request matching, for inbound policy
+//!   and outbound routes.
 //! - [`init`]: the iptables rules `mesh-init` installs.
 
 pub mod app;
@@ -36,5 +38,6 @@ pub mod orig_dst;
 pub(crate) mod outbound;
 pub(crate) mod quic;
 pub(crate) mod retry;
+pub(crate) mod route_match;
 pub(crate) mod split;
 pub(crate) mod transport_header;

@@ -45,7 +45,6 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
             rule("discovery.k8s.io", &["endpointslices"], &watch),
             rule("linkerd.io", &["serviceprofiles"], &watch),
             rule("split.smi-spec.io", &["trafficsplits"], &watch),
-            rule("gateway.networking.k8s.io", &["httproutes"], &watch),
             // Refused objects become Events (kube-runtime's recorder writes
             // events.k8s.io/v1).
             rule("events.k8s.io", &["events"], &["create", "patch"]),

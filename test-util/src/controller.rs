@@ -2,7 +2,8 @@
 //! destination service whose answers the test sets (and changes while
 //! proxies watch), a policy service (`InboundServerPolicies`) serving the
 //! port policies the test sets (NOT_FOUND for a port it has none for, as
-//! the real controller answers for a pod it does not know), and an identity
+//! the real controller answers for a pod it does not know) and the
+//! outbound policies it sets (`OutboundPolicies`, NOT_FOUND otherwise), and an identity
 //! service that checks the token and signs CSRs with a test CA. All serve
 //! mutual TLS with their identities.
 
@@ -21,6 +22,10 @@ use linkerd2_proxy_api::inbound::PortSpec;
 use linkerd2_proxy_api::inbound::inbound_server_policies_server::{
     InboundServerPolicies, InboundServerPoliciesServer,
 };
+use linkerd2_proxy_api::outbound::outbound_policies_server::{
+    OutboundPolicies, OutboundPoliciesServer,
+};
+use linkerd2_proxy_api::outbound::{OutboundPolicy, TrafficSpec, traffic_spec};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer,
     KeyPair,
@@ -115,6 +120,7 @@ pub struct State {
     /// The context token of every lookup, in order.
     pub contexts: Mutex<Vec<String>>,
     policies: Mutex<HashMap<u32, watch::Sender<Option<linkerd2_proxy_api::inbound::Server>>>>,
+    outbound: Mutex<HashMap<String, watch::Sender<Option<OutboundPolicy>>>>,
     /// The workload of every policy lookup, in order.
     pub policy_workloads: Mutex<Vec<String>>,
 }
@@ -150,6 +156,22 @@ impl State {
             .entry(port)
             .or_insert_with(|| watch::channel(None).0)
             .clone()
+    }
+
+    fn outbound_tx(&self, target: &str) -> watch::Sender<Option<OutboundPolicy>> {
+        self.outbound
+            .lock()
+            .expect("outbound policies")
+            .entry(target.to_owned())
+            .or_insert_with(|| watch::channel(None).0)
+            .clone()
+    }
+
+    /// Sets the outbound policy of `target` (`ip:port`, or a Service
+    /// authority), now and for watchers; targets without one are
+    /// NOT_FOUND, as the controller answers for what is not a Service.
+    pub fn set_outbound_policy(&self, target: &str, policy: OutboundPolicy) {
+        self.outbound_tx(target).send_replace(Some(policy));
     }
 
     /// Sets the policy of inbound `port`, now and for watchers.
@@ -341,6 +363,50 @@ impl InboundServerPolicies for Service {
     }
 }
 
+/// The key a `TrafficSpec` is looked up by.
+fn outbound_key(spec: &TrafficSpec) -> Result<String, Status> {
+    match spec.target.as_ref() {
+        Some(traffic_spec::Target::Authority(authority)) => Ok(authority.clone()),
+        Some(traffic_spec::Target::Addr(addr)) => {
+            let ip = addr
+                .ip
+                .and_then(|ip| std::net::IpAddr::try_from(ip).ok())
+                .ok_or_else(|| Status::invalid_argument("no IP"))?;
+            Ok(SocketAddr::new(ip, u16::try_from(addr.port).unwrap_or_default()).to_string())
+        }
+        None => Err(Status::invalid_argument("no target")),
+    }
+}
+
+#[tonic::async_trait]
+impl OutboundPolicies for Service {
+    async fn get(&self, req: Request<TrafficSpec>) -> Result<Response<OutboundPolicy>, Status> {
+        let key = outbound_key(req.get_ref())?;
+        self.0
+            .outbound_tx(&key)
+            .borrow()
+            .clone()
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found("not a Service"))
+    }
+
+    type WatchStream = Stream<OutboundPolicy>;
+
+    async fn watch(
+        &self,
+        req: Request<TrafficSpec>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let key = outbound_key(req.get_ref())?;
+        let rx = self.0.outbound_tx(&key).subscribe();
+        if rx.borrow().is_none() {
+            return Err(Status::not_found("not a Service"));
+        }
+        let stream = tokio_stream::wrappers::WatchStream::new(rx)
+            .filter_map(|policy| futures::future::ready(policy.map(Ok)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
 #[tonic::async_trait]
 impl Identity for Service {
     async fn certify(
@@ -453,7 +519,8 @@ pub async fn start(ip: std::net::IpAddr, state: Arc<State>, ca: Arc<Ca>) {
     tokio::spawn(serve_tls(
         bind(SocketAddr::new(ip, 8090)).await,
         ca.credentials(POLICY_ID),
-        tonic::service::Routes::new(InboundServerPoliciesServer::new(service.clone())),
+        tonic::service::Routes::new(InboundServerPoliciesServer::new(service.clone()))
+            .add_service(OutboundPoliciesServer::new(service.clone())),
     ));
     tokio::spawn(serve_tls(
         bind(SocketAddr::new(ip, 8086)).await,

@@ -14,6 +14,7 @@
 pub mod app;
 pub mod controller;
 pub mod netns;
+pub mod outbound;
 pub mod policy;
 
 use std::net::{IpAddr, SocketAddr};

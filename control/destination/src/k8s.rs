@@ -1,6 +1,6 @@
 //! Feeding the index from the Kubernetes API: one watcher per kind
 //! (Services, EndpointSlices, Pods, mirrored Endpoints, ServiceProfiles,
-//! TrafficSplits, HTTPRoutes). A relist removes what disappeared meanwhile;
+//! TrafficSplits; HTTPRoutes are the policy controller's). A relist removes what disappeared meanwhile;
 //! an invalid object is logged and reported as a Kubernetes Event on it, and
 //! the index keeps what it had.
 
@@ -11,7 +11,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
-use mesh_api::crds::http_route::HttpRoute;
 use mesh_api::crds::service_profile::ServiceProfile;
 use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_api::index_watch::{Target, watch};
@@ -22,7 +21,7 @@ use mesh_core::admin::Readiness;
 use crate::index::Index;
 
 /// How many kinds are watched.
-const WATCHED_KINDS: usize = 7;
+const WATCHED_KINDS: usize = 6;
 
 /// Starts every watcher; they run until the set is dropped or aborted. The
 /// readiness turns true once every kind has been listed.
@@ -97,18 +96,11 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> (JoinSe
         Index::delete_service_profile,
     ));
     set.spawn(watch::<TrafficSplit, Index>(
-        Api::all(all(&client)),
+        Api::all(client),
         watcher::Config::default(),
         target(),
         Index::apply_traffic_split,
         Index::delete_traffic_split,
-    ));
-    set.spawn(watch::<HttpRoute, Index>(
-        Api::all(client),
-        watcher::Config::default(),
-        target(),
-        Index::apply_http_route,
-        Index::delete_http_route,
     ));
     debug_assert_eq!(set.len(), WATCHED_KINDS);
     (set, synced)

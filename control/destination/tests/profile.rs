@@ -1,7 +1,7 @@
 //! `GetProfile` against the real kube-apiserver, with the YAML of Linkerd's
 //! documentation applied as users apply it: a ServiceProfile with a retry
-//! budget, an HTTPRoute with retry and timeout annotations, and a
-//! TrafficSplit whose weights change while a stream is open. An invalid
+//! budget and a TrafficSplit whose weights change while a stream is open
+//! (HTTPRoutes are the policy controller's: `control/policy/tests`). An invalid
 //! object is reported as a Kubernetes Event and changes nothing.
 
 mod support;
@@ -14,7 +14,6 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use linkerd2_proxy_api::destination::destination_client::DestinationClient;
 use linkerd2_proxy_api::destination::{DestinationProfile, GetDestination};
-use mesh_api::crds::http_route::HttpRoute;
 use mesh_api::crds::service_profile::ServiceProfile;
 use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_clusters::testing::shared_cluster;
@@ -180,54 +179,6 @@ spec:
                 7000,
             ));
     assert_eq!(index.routes.len(), 2, "the last valid profile stays");
-    drop((watch, grpc));
-    running.shutdown().await;
-}
-
-#[tokio::test]
-async fn the_docs_http_route_shows_retries_and_timeouts() {
-    let cluster = shared_cluster().await;
-    let ns = cluster.namespace("schlep").await;
-    let running = start_destination(&cluster).await;
-    create_service(&cluster.client, &ns, "schlep").await;
-    // From Linkerd's "HTTPRoute retries and timeouts" docs.
-    let route: HttpRoute = yaml(&format!(
-        r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: schlep-default
-  namespace: {ns}
-  annotations:
-    retry.linkerd.io/http: 5xx
-    retry.linkerd.io/limit: "2"
-    retry.linkerd.io/timeout: 300ms
-    timeout.linkerd.io/request: 1s
-spec:
-  parentRefs:
-    - name: schlep
-      kind: Service
-      group: core
-      port: 7000
-  rules:
-    - matches:
-      - path:
-          type: PathPrefix
-          value: "/"
-"#
-    ));
-    Api::<HttpRoute>::namespaced(cluster.client.clone(), &ns)
-        .create(&PostParams::default(), &route)
-        .await
-        .expect("the docs' HTTPRoute applies");
-    let mut grpc = client(&running).await;
-    let mut watch =
-        ProfileWatch::open(&mut grpc, &format!("schlep.{ns}.svc.cluster.local:7000")).await;
-    let got = watch.until("the route", |p| !p.routes.is_empty()).await;
-    let route = &got.routes[0];
-    assert!(route.is_retryable);
-    assert_eq!(route.timeout.map(|t| t.seconds), Some(1));
-    assert_eq!(route.response_classes.len(), 1, "5xx is a failure class");
     drop((watch, grpc));
     running.shutdown().await;
 }

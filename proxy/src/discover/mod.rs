@@ -1,6 +1,9 @@
 //! The client of the destination service: `GetProfile` for every outbound
 //! address in the profile networks, `Get` for every Service (and split
-//! backend) traffic goes to.
+//! backend) traffic goes to; and, beside each profile, the policy
+//! controller's `OutboundPolicies` for the same target, whose HTTPRoutes
+//! fold into the profile ([`policy`]) unless a ServiceProfile or
+//! TrafficSplit already routes it.
 //!
 //! Each lookup is one long-lived watch, shared by every connection that
 //! needs it and published through a `tokio::sync::watch` channel. When the
@@ -11,6 +14,7 @@
 //! connection has used for a while is closed.
 
 pub mod endpoints;
+pub mod policy;
 pub mod profile;
 
 use std::collections::HashMap;
@@ -23,6 +27,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use linkerd2_proxy_api::destination::destination_client::DestinationClient;
 use linkerd2_proxy_api::destination::{self as api, GetDestination};
+use linkerd2_proxy_api::outbound::outbound_policies_client::OutboundPoliciesClient;
+use linkerd2_proxy_api::outbound::{OutboundPolicy, TrafficSpec, traffic_spec};
 use rand::RngExt;
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -51,12 +57,21 @@ pub struct Discovery {
     backoff: Backoff,
     profiles: Cache<String, Option<Arc<Profile>>>,
     endpoints: Cache<String, Arc<EndpointSet>>,
+    /// The policy controller's outbound API and this proxy's workload.
+    policies: Option<(OutboundPoliciesClient<Channel>, String)>,
 }
 
 impl Discovery {
     /// A client on `channel`, sending `context` as the context token and
-    /// looking up profiles for addresses in `networks`.
-    pub fn new(channel: Channel, context: String, networks: Vec<IpNet>) -> Arc<Self> {
+    /// looking up profiles for addresses in `networks`; with `policies`
+    /// (the policy controller's channel and this proxy's workload), each
+    /// profile also follows the target's `OutboundPolicies`.
+    pub fn new(
+        channel: Channel,
+        context: String,
+        networks: Vec<IpNet>,
+        policies: Option<(Channel, String)>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             client: DestinationClient::new(channel),
             context,
@@ -67,6 +82,8 @@ impl Discovery {
             },
             profiles: Arc::default(),
             endpoints: Arc::default(),
+            policies: policies
+                .map(|(channel, workload)| (OutboundPoliciesClient::new(channel), workload)),
         })
     }
 
@@ -92,8 +109,99 @@ impl Discovery {
     fn profile_of(self: &Arc<Self>, path: String, port: u16) -> ProfileWatch {
         let this = self.clone();
         watch_shared(&self.profiles, path.clone(), None, move |tx| {
-            this.run_profile(path, port, tx)
+            this.run_routed_profile(path, port, tx)
         })
+    }
+
+    /// The profile of `addr`, with the policy controller's routes folded
+    /// in when it has any: both watches run side by side, and every
+    /// answer of either republishes the merge.
+    async fn run_routed_profile(
+        self: Arc<Self>,
+        addr: String,
+        port: u16,
+        tx: watch::Sender<Option<Arc<Profile>>>,
+    ) {
+        let Some((client, workload)) = self.policies.clone() else {
+            return self.run_profile(addr, port, tx).await;
+        };
+        let (profile_tx, mut profiles) = watch::channel(None);
+        let (policy_tx, mut policies) = watch::channel(None::<Arc<OutboundPolicy>>);
+        // Dropping the set (when the shared watch goes idle) stops both.
+        let mut lookups = tokio::task::JoinSet::new();
+        lookups.spawn(self.clone().run_profile(addr.clone(), port, profile_tx));
+        lookups.spawn(self.clone().run_policy(client, workload, addr, policy_tx));
+        loop {
+            let merged = {
+                let profile = profiles.borrow_and_update().clone();
+                let policy = policies.borrow_and_update().clone();
+                profile.map(|profile| match policy.as_deref() {
+                    Some(policy) => policy::apply(&profile, policy).map_or(profile, Arc::new),
+                    None => profile,
+                })
+            };
+            tx.send_replace(merged);
+            tokio::select! {
+                changed = profiles.changed() => {
+                    if changed.is_err() && policies.changed().await.is_err() {
+                        // Both lookups ended for good.
+                        tx.closed().await;
+                        return;
+                    }
+                }
+                changed = policies.changed() => {
+                    if changed.is_err() && profiles.changed().await.is_err() {
+                        tx.closed().await;
+                        return;
+                    }
+                }
+                () = tx.closed() => return,
+            }
+        }
+    }
+
+    /// Follows `OutboundPolicies.Watch` for `addr` (an `ip:port` or a
+    /// Service authority); NOT_FOUND (not a Service) ends it with no
+    /// policy.
+    async fn run_policy(
+        self: Arc<Self>,
+        client: OutboundPoliciesClient<Channel>,
+        workload: String,
+        addr: String,
+        tx: watch::Sender<Option<Arc<OutboundPolicy>>>,
+    ) {
+        let target = match addr.parse::<SocketAddr>() {
+            Ok(socket) => traffic_spec::Target::Addr(socket.into()),
+            Err(_) => traffic_spec::Target::Authority(addr.clone()),
+        };
+        let spec = TrafficSpec {
+            source_workload: workload,
+            target: Some(target),
+        };
+        let mut failures = 0u32;
+        loop {
+            let mut client = client.clone();
+            match client.watch(spec.clone()).await {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    while let Ok(Some(policy)) = stream.message().await {
+                        failures = 0;
+                        tx.send_replace(Some(Arc::new(policy)));
+                    }
+                }
+                Err(status) if is_final(&status) => {
+                    tracing::debug!(%addr, "no outbound policy: {status}");
+                    tx.send_replace(None);
+                    return;
+                }
+                Err(status) => tracing::debug!(%addr, "OutboundPolicies.Watch: {status}"),
+            }
+            failures = failures.saturating_add(1);
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(self.delay(failures)).await;
+        }
     }
 
     /// Watches the endpoints of `authority` (`name:port`).

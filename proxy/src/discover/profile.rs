@@ -2,7 +2,8 @@
 //! the address is a Service (its fully-qualified name), a pod (one endpoint)
 //! or neither; whether it is opaque; its routes (request matches, response
 //! classes, timeouts, retryability); its retry budget; and the weighted
-//! backends a TrafficSplit gives it.
+//! backends a TrafficSplit gives it. HTTPRoutes from the policy controller
+//! fold into the same shape ([`super::policy`]).
 //!
 //! A route or match that cannot be used (a bad regex, an unknown method) is
 //! dropped with a warning; the rest of the profile still applies.
@@ -13,6 +14,7 @@ use linkerd2_proxy_api::destination as api;
 use regex::Regex;
 
 use super::endpoints::Endpoint;
+use crate::route_match::RequestView;
 
 /// A profile.
 #[derive(Debug, Clone, Default)]
@@ -88,8 +90,15 @@ pub struct Route {
     pub response_classes: Vec<ResponseClass>,
     /// Whether failed requests may be retried.
     pub retryable: bool,
+    /// At most this many retries of one request (besides the budget).
+    pub max_retries: Option<u32>,
     /// How long a request may take, retries included.
     pub timeout: Option<Duration>,
+    /// How long one attempt may wait for its response.
+    pub attempt_timeout: Option<Duration>,
+    /// The route's own weighted backends (none: the profile's, or the
+    /// Service itself).
+    pub backends: Vec<Backend>,
 }
 
 /// A request condition.
@@ -105,17 +114,20 @@ pub enum RequestMatch {
     Path(Regex),
     /// The method is this.
     Method(http::Method),
+    /// A Gateway API match (path, method, headers, query parameters).
+    Http(crate::route_match::RouteMatch),
 }
 
 impl RequestMatch {
     /// Whether `req` matches.
-    pub fn matches(&self, method: &http::Method, path: &str) -> bool {
+    pub fn matches(&self, req: &RequestView<'_>) -> bool {
         match self {
-            Self::All(all) => all.iter().all(|m| m.matches(method, path)),
-            Self::Any(any) => any.iter().any(|m| m.matches(method, path)),
-            Self::Not(not) => !not.matches(method, path),
-            Self::Path(regex) => regex.is_match(path),
-            Self::Method(m) => m == method,
+            Self::All(all) => all.iter().all(|m| m.matches(req)),
+            Self::Any(any) => any.iter().any(|m| m.matches(req)),
+            Self::Not(not) => !not.matches(req),
+            Self::Path(regex) => regex.is_match(req.uri.path()),
+            Self::Method(m) => m == req.method,
+            Self::Http(m) => m.matches(req),
         }
     }
 }
@@ -155,11 +167,18 @@ impl ResponseMatch {
 }
 
 impl Profile {
-    /// The route `method path` takes, if any.
-    pub fn route(&self, method: &http::Method, path: &str) -> Option<&Route> {
-        self.routes
-            .iter()
-            .find(|r| r.condition.matches(method, path))
+    /// The route `req` takes, if any.
+    pub fn route(&self, req: &RequestView<'_>) -> Option<&Route> {
+        self.routes.iter().find(|r| r.condition.matches(req))
+    }
+
+    /// The weighted backends a request on `route` is split over: the
+    /// route's own, else the profile's (none: the Service itself).
+    pub fn backends_for<'a>(&'a self, route: Option<&'a Route>) -> &'a [Backend] {
+        match route {
+            Some(route) if !route.backends.is_empty() => &route.backends,
+            _ => &self.backends,
+        }
     }
 }
 
@@ -201,10 +220,13 @@ pub fn from_api(profile: api::DestinationProfile, port: u16) -> Profile {
                     })
                     .collect(),
                 retryable: route.is_retryable,
+                max_retries: None,
                 timeout: route
                     .timeout
                     .and_then(|t| Duration::try_from(t).ok())
                     .filter(|t| !t.is_zero()),
+                attempt_timeout: None,
+                backends: Vec::new(),
             })
         })
         .collect();
@@ -330,13 +352,18 @@ mod tests {
             8080,
         );
         assert_eq!(profile.routes.len(), 1, "the bad regex is dropped");
-        let route = profile
-            .route(&http::Method::GET, "/api/items")
-            .expect("matches");
+        let get = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(())
+                .expect("request")
+        };
+        let items = get("/api/items");
+        let route = profile.route(&(&items).into()).expect("matches");
         assert_eq!(route.name.as_deref(), Some("api"));
         assert_eq!(route.timeout, Some(Duration::from_millis(250)));
-        assert!(profile.route(&http::Method::GET, "/api/items/3").is_none());
-        assert!(profile.route(&http::Method::GET, "/x/api/items").is_none());
+        assert!(profile.route(&(&get("/api/items/3")).into()).is_none());
+        assert!(profile.route(&(&get("/x/api/items")).into()).is_none());
         assert_eq!(
             profile.backends[0].authority,
             "web-east.shop.svc.cluster.local:8080"
@@ -353,7 +380,10 @@ mod tests {
                 is_failure: true,
             }],
             retryable: false,
+            max_retries: None,
             timeout: None,
+            attempt_timeout: None,
+            backends: Vec::new(),
         };
         assert_eq!(route.is_failure(http::StatusCode::CONFLICT), Some(true));
         assert_eq!(route.is_failure(http::StatusCode::OK), None);

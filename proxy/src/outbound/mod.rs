@@ -343,7 +343,7 @@ impl Outbound {
                 proxy_http::serve(io, protocol, handle, drain.wait()).await;
             }
             _ => {
-                let target = self.target(&logical, profile.as_deref(), &[]);
+                let target = self.target(&logical, profile.as_deref(), None, &[]);
                 self.opaque(io, target, source.client.as_deref()).await;
             }
         }
@@ -361,13 +361,14 @@ impl Outbound {
         })
     }
 
-    /// Where traffic for `logical` goes under `profile`: a split backend
-    /// (one not in `tried`, for a retry) or the Service itself, a pod, or
-    /// the address as it came.
+    /// Where traffic for `logical` goes under `profile`: a backend of its
+    /// split or of the request's route (one not in `tried`, for a retry) or
+    /// the Service itself, a pod, or the address as it came.
     pub(crate) fn target(
         &self,
         logical: &Logical,
         profile: Option<&Profile>,
+        route: Option<&crate::discover::profile::Route>,
         tried: &[String],
     ) -> Target {
         if let Some(name) = &logical.name
@@ -381,11 +382,12 @@ impl Outbound {
         if let Some(name) = &profile.fully_qualified_name {
             let service = format!("{name}:{}", logical.port());
             let draw = rand::rng().random::<f64>();
+            let backends = profile.backends_for(route);
             let backend = if tried.is_empty() {
-                crate::split::pick(&profile.backends, draw)
+                crate::split::pick(backends, draw)
             } else {
-                crate::split::pick_untried(&profile.backends, draw, tried)
-                    .or_else(|| crate::split::pick(&profile.backends, draw))
+                crate::split::pick_untried(backends, draw, tried)
+                    .or_else(|| crate::split::pick(backends, draw))
             };
             let authority = backend.map(|b| b.authority.clone()).unwrap_or(service);
             return Target::Balanced(self.balancer(&authority));

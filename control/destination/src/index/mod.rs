@@ -18,13 +18,12 @@ use std::net::{IpAddr, SocketAddr};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use linkerd2_proxy_api::destination::{DestinationProfile, WeightedDst};
-use mesh_api::crds::http_route::HttpRoute;
 use mesh_api::crds::service_profile::ServiceProfile;
 use mesh_api::crds::traffic_split::TrafficSplit;
 use tokio::sync::watch;
 
 use self::model::{Key, MirrorEndpoints, PodInfo, ServiceInfo, SliceInfo};
-use self::profiles::{Profile, ServiceRoutes, Split};
+use self::profiles::{Profile, Split};
 pub use self::resolve::{Endpoint, Hint, Protocol, Resolution};
 
 /// What the index needs to know about its cluster.
@@ -80,7 +79,6 @@ pub struct Index {
     pods_by_ip: HashMap<IpAddr, Key>,
     service_profiles: HashMap<Key, Profile>,
     splits: HashMap<Key, Split>,
-    http_routes: HashMap<Key, ServiceRoutes>,
     endpoint_watches: HashMap<LookupKey, watch::Sender<Resolution>>,
     profile_watches: HashMap<LookupKey, watch::Sender<DestinationProfile>>,
     label_watches: HashMap<Key, watch::Sender<Option<ServiceLabels>>>,
@@ -295,35 +293,6 @@ impl Index {
         }
     }
 
-    /// An HTTPRoute was created or changed (same rules as profiles).
-    pub fn apply_http_route(&mut self, route: &HttpRoute) -> Result<(), String> {
-        let Some(key) = key_of(&route.metadata) else {
-            return Ok(());
-        };
-        let parsed = profiles::http_route(route)?;
-        let mut namespaces: BTreeSet<String> = parsed.parents.iter().map(|p| p.0.clone()).collect();
-        if let Some(old) = self.http_routes.insert(key, parsed) {
-            namespaces.extend(old.parents.into_iter().map(|p| p.0));
-        }
-        for ns in namespaces {
-            self.refresh_namespace_profiles(&ns);
-        }
-        Ok(())
-    }
-
-    /// An HTTPRoute was deleted.
-    pub fn delete_http_route(&mut self, namespace: &str, name: &str) {
-        if let Some(old) = self
-            .http_routes
-            .remove(&(namespace.to_owned(), name.to_owned()))
-        {
-            let namespaces: BTreeSet<String> = old.parents.into_iter().map(|p| p.0).collect();
-            for ns in namespaces {
-                self.refresh_namespace_profiles(&ns);
-            }
-        }
-    }
-
     // ----- lookups ------------------------------------------------------
 
     /// What a target is: a Service port (by name or cluster IP) or an IP.
@@ -510,25 +479,9 @@ impl Index {
             .is_some_and(|svc| self.view().service_port_opaque(svc, port));
         let (routes, budget) = match self.service_profiles.get(&(ns.to_owned(), fqn.clone())) {
             Some(profile) => (profile.routes.clone(), profile.budget),
-            None => {
-                let mut routes: Vec<(&Key, &ServiceRoutes)> = self
-                    .http_routes
-                    .iter()
-                    .filter(|(_, r)| {
-                        r.parents.iter().any(|(pns, pname, pport)| {
-                            pns == ns && pname == name && pport.is_none_or(|p| p == port)
-                        })
-                    })
-                    .collect();
-                routes.sort_by(|a, b| a.0.cmp(b.0));
-                (
-                    routes
-                        .into_iter()
-                        .flat_map(|(_, r)| r.routes.clone())
-                        .collect(),
-                    profiles::default_budget(),
-                )
-            }
+            // HTTPRoutes reach proxies through the policy controller's
+            // OutboundPolicies, as in Linkerd.
+            None => (Vec::new(), profiles::default_budget()),
         };
         let mut splits: Vec<(&Key, &Split)> = self
             .splits

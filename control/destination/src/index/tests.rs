@@ -13,7 +13,6 @@ use k8s_openapi::api::discovery::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use linkerd2_proxy_api::destination::{request_match, update};
-use mesh_api::crds::http_route::HttpRoute;
 use mesh_api::crds::service_profile::ServiceProfile;
 use mesh_api::crds::traffic_split::TrafficSplit;
 
@@ -577,63 +576,4 @@ fn a_traffic_split_becomes_dst_overrides_and_bad_weights_are_refused() {
             .dst_overrides
             .is_empty()
     );
-}
-
-const ROUTE: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: web-retries
-  namespace: shop
-  annotations:
-    retry.linkerd.io/http: 5xx
-    retry.linkerd.io/limit: "2"
-    retry.linkerd.io/timeout: 300ms
-    timeout.linkerd.io/request: 1s
-spec:
-  parentRefs:
-  - name: web
-    kind: Service
-    group: core
-    port: 80
-  rules:
-  - matches:
-    - path:
-        type: PathPrefix
-        value: /api
-"#;
-
-#[test]
-fn http_route_annotations_give_retries_and_timeouts_unless_a_profile_exists() {
-    let mut index = Index::new(IndexConfig::default());
-    index.apply_service(&service("shop", "web", "10.96.0.10", 80));
-    index
-        .apply_http_route(&yaml::<HttpRoute>(ROUTE))
-        .expect("valid");
-    let profile = index.profile(&svc_key("shop", "web", 80));
-    let route = &profile.routes[0];
-    assert!(route.is_retryable);
-    assert_eq!(route.timeout.map(|t| t.seconds), Some(1));
-    assert_eq!(route.response_classes.len(), 1);
-    assert!(
-        index
-            .profile(&svc_key("shop", "web", 8080))
-            .routes
-            .is_empty(),
-        "other ports are not affected"
-    );
-    index
-        .apply_service_profile(&yaml::<ServiceProfile>(PROFILE))
-        .expect("valid");
-    assert_eq!(
-        index.profile(&svc_key("shop", "web", 80)).routes[0]
-            .timeout
-            .map(|t| t.nanos),
-        Some(300_000_000)
-    );
-    let bad = ROUTE.replace(
-        "retry.linkerd.io/http: 5xx",
-        "retry.linkerd.io/http: sometimes",
-    );
-    assert!(index.apply_http_route(&yaml::<HttpRoute>(&bad)).is_err());
 }

@@ -3,7 +3,7 @@
 //! the policy controller serves (`inbound.Server`).
 //!
 //! A connection is admitted by the Server's authorizations. A request goes
-//! to the route with the most specific match for it ([`super::routes`]),
+//! to the route with the most specific match for it ([`crate::route_match`]),
 //! and is admitted by that route's authorizations or the Server's, as
 //! linkerd2-proxy extends each route's list with the Server's: a policy
 //! that targets an HTTPRoute admits only on that route, one that targets
@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use linkerd2_proxy_api::inbound as api;
 use linkerd2_proxy_api::meta::{Metadata, metadata};
 
-use super::routes::{RequestView, RouteMatch, Specificity};
+use crate::route_match::{RequestView, RouteMatch, Specificity};
 
 /// Which object a policy part comes from (`group`, `kind`, `name`), as
 /// metrics label it.
@@ -150,7 +150,7 @@ pub(crate) enum RequestDenied {
 /// A policy message that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid inbound policy: {0}")]
-pub(crate) struct InvalidPolicy(pub(crate) String);
+pub(crate) struct InvalidPolicy(String);
 
 impl Authorization {
     fn admits(&self, client: &Client<'_>) -> bool {
@@ -369,7 +369,7 @@ fn http_route_from_api(route: &api::HttpRoute) -> Result<Route, InvalidPolicy> {
     let matches = |rule: &api::http_route::Rule, name: &str| {
         rule.matches
             .iter()
-            .map(|m| RouteMatch::from_http(m, name))
+            .map(|m| RouteMatch::from_http(m, name).map_err(|e| InvalidPolicy(e.to_string())))
             .collect()
     };
     route_from_api(
@@ -384,7 +384,7 @@ fn grpc_route_from_api(route: &api::GrpcRoute) -> Result<Route, InvalidPolicy> {
     let matches = |rule: &api::grpc_route::Rule, name: &str| {
         rule.matches
             .iter()
-            .map(|m| RouteMatch::from_grpc(m, name))
+            .map(|m| RouteMatch::from_grpc(m, name).map_err(|e| InvalidPolicy(e.to_string())))
             .collect()
     };
     route_from_api(
@@ -518,7 +518,7 @@ mod tests {
 
     #[test]
     fn the_most_specific_route_decides_and_the_servers_authorizations_admit_on_every_route() {
-        use super::super::routes::PathMatch;
+        use crate::route_match::PathMatch;
         let everyone = authz(&[("0.0.0.0/0", &[])], Authentication::Unauthenticated);
         let route = |kind: &str, name: &str, path: Option<PathMatch>, authorizations| Route {
             meta: Meta {

@@ -77,7 +77,16 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
     metrics.attempt(&labels);
     let inflight = member.start();
     let outcome = metrics.outcome_on_drop(&labels);
-    let result = member.client.send(req).await;
+    // The route's per-attempt bound (an HTTPRoute's `retry.linkerd.io/timeout`
+    // or `timeouts.backendRequest`): a failure, retryable, answered 504.
+    let attempt_timeout = routed.route.as_ref().and_then(|r| r.attempt_timeout);
+    let result = match attempt_timeout {
+        Some(limit) => match tokio::time::timeout(limit, member.client.send(req)).await {
+            Ok(result) => result.map_err(AttemptError::Failed),
+            Err(_) => Err(AttemptError::TimedOut(limit)),
+        },
+        None => member.client.send(req).await.map_err(AttemptError::Failed),
+    };
     let failed = match &result {
         Ok(response) => {
             let status = response.status();
@@ -100,13 +109,28 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
             proxy_http::relay_upgrade(downstream_upgrade, &mut response);
             proxy_http::boxed_response(response)
         }
-        Err(e) => error_response(
+        Err(AttemptError::Failed(e)) => error_response(
             StatusCode::BAD_GATEWAY,
             &format!("{}: {}", member.endpoint().addr, error_chain(e.as_ref())),
+        ),
+        Err(AttemptError::TimedOut(limit)) => error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "{}: no response within the attempt timeout ({limit:?})",
+                member.endpoint().addr
+            ),
         ),
     };
     response.extensions_mut().insert(attempted);
     response
+}
+
+/// Why an attempt got no response.
+enum AttemptError {
+    /// The endpoint failed it.
+    Failed(crate::endpoint::BoxError),
+    /// It outlasted the route's attempt timeout.
+    TimedOut(std::time::Duration),
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

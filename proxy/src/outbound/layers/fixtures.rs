@@ -53,7 +53,10 @@ pub fn route(retryable: bool, timeout: Option<Duration>) -> Route {
         condition: RequestMatch::Any(vec![RequestMatch::Not(Box::new(RequestMatch::Any(vec![])))]),
         response_classes: Vec::new(),
         retryable,
+        max_retries: None,
         timeout,
+        attempt_timeout: None,
+        backends: Vec::new(),
     }
 }
 

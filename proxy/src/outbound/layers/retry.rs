@@ -3,7 +3,8 @@
 //! attempt that failed, or found no endpoint while another backend could
 //! take it, is sent again while the destination's budget allows
 //! (Linkerd's retry budget: every request deposits, every retry
-//! withdraws). Each retry names the backends already tried, so the split
+//! withdraws), and, when the route sets one, at most its limit of retries
+//! per request. Each retry names the backends already tried, so the split
 //! layer sends it elsewhere when it can.
 
 use std::convert::Infallible;
@@ -92,6 +93,10 @@ where
         retryable: true,
         tried: Vec::new(),
     };
+    // An HTTPRoute's `retry.linkerd.io/limit` bounds each request's
+    // retries, on top of the budget.
+    let limit = routed.route.as_ref().and_then(|r| r.max_retries);
+    let mut retries = 0u32;
     loop {
         let Ok(response) = inner.call(attempt_request(&parts, &body, &spec)).await;
         let attempted = response
@@ -110,7 +115,7 @@ where
         } else {
             attempted.failed
         };
-        if !retry_wanted {
+        if !retry_wanted || limit.is_some_and(|limit| retries >= limit) {
             return Ok(response);
         }
         if !logical.budget(profile).withdraw(Instant::now()) {
@@ -120,6 +125,7 @@ where
             return Ok(response);
         }
         spec.tried.extend(attempted.backend);
+        retries += 1;
         metrics.retry(&labels);
         tracing::debug!(attempt = spec.tried.len(), "retrying");
     }

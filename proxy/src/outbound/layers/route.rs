@@ -34,7 +34,7 @@ pub fn route(logical: &Arc<Logical>, req: &HttpRequest) -> Routed {
     let profile = logical.current();
     let route = profile
         .as_deref()
-        .and_then(|p| p.route(req.method(), req.uri().path()))
+        .and_then(|p| p.route(&req.into()))
         .cloned();
     let authority = match profile
         .as_deref()

@@ -1,5 +1,6 @@
-//! The split layer: where one attempt goes. A Service's traffic split
-//! draws a backend by weight; a retry draws among the backends the request
+//! The split layer: where one attempt goes. A Service's traffic split (or
+//! the request's route's own backends, from an HTTPRoute) draws a backend
+//! by weight; a retry draws among the backends the request
 //! has not failed on yet (even one the split gives no weight, so a primary
 //! failing before the failover controller moves the weights loses no
 //! retryable request). Without a split: the Service itself, the pod
@@ -38,10 +39,13 @@ impl Layer for Split {
         };
         let spec = decided::<AttemptSpec>(&req).unwrap_or_default();
         let profile = routed.profile.as_deref();
-        let target = self.outbound.target(&routed.logical, profile, &spec.tried);
+        let route = routed.route.as_ref();
+        let target = self
+            .outbound
+            .target(&routed.logical, profile, route, &spec.tried);
         let fail_fast = spec.retryable
             && profile.is_some_and(|p| {
-                p.backends.iter().any(|b| {
+                p.backends_for(route).iter().any(|b| {
                     Some(b.authority.as_str()) != target.authority()
                         && !spec.tried.contains(&b.authority)
                 })

@@ -1,7 +1,7 @@
-//! Matching a request to an inbound route (pure), as linkerd2-proxy reads
-//! the routes the policy controller sends: HTTP routes match a path, a
-//! method, headers and query parameters; gRPC routes a service and method
-//! and headers. Regular expressions match a whole value.
+//! Matching a request to a route (pure), as linkerd2-proxy reads the
+//! routes the policy controller sends, inbound and outbound: HTTP routes
+//! match a path, a method, headers and query parameters; gRPC routes a
+//! service and method and headers. Regular expressions match a whole value.
 //!
 //! When several routes match, the most specific match wins, ranked as the
 //! Gateway API ranks them: an exact path over a prefix (longer first) over
@@ -12,7 +12,13 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use linkerd2_proxy_api::grpc_route as grpc_api;
 use linkerd2_proxy_api::http_route as api;
 
-use super::authorize::InvalidPolicy;
+/// A match the controller sent that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("route {route}: {reason}")]
+pub(crate) struct InvalidMatch {
+    route: String,
+    reason: String,
+}
 
 /// A value: exactly, or a regular expression matching all of it.
 #[derive(Debug, Clone)]
@@ -138,9 +144,9 @@ impl RouteMatch {
     }
 
     /// An HTTP route's match as the controller sent it.
-    pub(crate) fn from_http(m: &api::HttpRouteMatch, route: &str) -> Result<Self, InvalidPolicy> {
+    pub(crate) fn from_http(m: &api::HttpRouteMatch, route: &str) -> Result<Self, InvalidMatch> {
         use api::path_match::Kind;
-        let invalid = |e: &dyn std::fmt::Display| InvalidPolicy(format!("route {route}: {e}"));
+        let invalid = |e: &dyn std::fmt::Display| invalid(route, e);
         let path = match m.path.as_ref().and_then(|p| p.kind.as_ref()) {
             None => None,
             Some(Kind::Exact(p)) => Some(PathMatch::Exact(p.clone())),
@@ -184,8 +190,8 @@ impl RouteMatch {
     pub(crate) fn from_grpc(
         m: &grpc_api::GrpcRouteMatch,
         route: &str,
-    ) -> Result<Self, InvalidPolicy> {
-        let invalid = |e: regex::Error| InvalidPolicy(format!("route {route}: {e}"));
+    ) -> Result<Self, InvalidMatch> {
+        let invalid = |e: regex::Error| invalid(route, &e);
         let path = match m.rpc.as_ref() {
             None => None,
             Some(rpc) => match (rpc.service.as_str(), rpc.method.as_str()) {
@@ -207,12 +213,19 @@ impl RouteMatch {
     }
 }
 
+fn invalid(route: &str, reason: &dyn std::fmt::Display) -> InvalidMatch {
+    InvalidMatch {
+        route: route.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
 fn headers_from_api(
     headers: &[api::HeaderMatch],
     route: &str,
-) -> Result<Vec<(HeaderName, HeaderMatchValue)>, InvalidPolicy> {
+) -> Result<Vec<(HeaderName, HeaderMatchValue)>, InvalidMatch> {
     use api::header_match::Value;
-    let invalid = |e: &dyn std::fmt::Display| InvalidPolicy(format!("route {route}: {e}"));
+    let invalid = |e: &dyn std::fmt::Display| invalid(route, e);
     headers
         .iter()
         .map(|h| {

@@ -1,0 +1,139 @@
+//! Outbound routing from the policy controller's `OutboundPolicies` (see
+//! `tests/mesh.rs` for the set-up), with the messages the real controller
+//! computes from a user's Service and HTTPRoute: a header match sends
+//! requests to a canary, the rest go to the Service; a `500-504` retry
+//! condition with `retry.linkerd.io/limit: "1"` retries a failure once;
+//! and a ServiceProfile, once there is one, wins over the HTTPRoute.
+
+use mesh_test_util as support;
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use linkerd2_proxy_api::destination::{self as api, DestinationProfile};
+use support::*;
+
+const CANARY: &str = "web-canary.test.svc.cluster.local:80";
+
+fn objects() -> Vec<serde_json::Value> {
+    let service = |name: &str, ip: &str| {
+        serde_json::json!({
+            "kind": "Service",
+            "metadata": {"namespace": "test", "name": name},
+            "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}]}
+        })
+    };
+    vec![
+        service("web", "10.96.0.10"),
+        service("web-canary", "10.96.0.11"),
+        serde_json::json!({
+            "kind": "HTTPRoute",
+            "metadata": {"namespace": "test", "name": "web-route", "annotations": {
+                "retry.linkerd.io/http": "500-504",
+                "retry.linkerd.io/limit": "1"
+            }},
+            "spec": {
+                "parentRefs": [{"group": "core", "kind": "Service", "name": "web", "port": 80}],
+                "rules": [
+                    {
+                        "matches": [{"headers": [{"name": "x-canary", "value": "1"}]}],
+                        "backendRefs": [{"name": "web-canary", "port": 80}]
+                    },
+                    {"backendRefs": [{"name": "web", "port": 80, "weight": 1}]}
+                ]
+            }
+        }),
+    ]
+}
+
+/// A GET of the Service from the client pod, with `headers`.
+async fn get_with(mesh: &Mesh, headers: &[(&str, &str)]) -> u16 {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    mesh.client
+        .run(async move {
+            let mut req = http::Request::get("http://10.96.0.10/");
+            for (name, value) in &headers {
+                req = req.header(name.as_str(), value.as_str());
+            }
+            let req = req.body(Full::<Bytes>::default()).expect("request");
+            request(&http_client(), req).await.map_or(0, |(s, _)| s)
+        })
+        .await
+}
+
+#[tokio::test]
+async fn an_httproute_from_the_policy_controller_routes_retries_and_yields_to_a_serviceprofile() {
+    let mesh = Mesh::start().await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    mesh.state
+        .set_endpoints(CANARY, meshed(&[(8081, "canary")]));
+    mesh.state.set_outbound_policy(
+        WEB_ADDR,
+        support::outbound::policy(&objects(), "test", "web", 80),
+    );
+    let web = mesh.app("web-1", 8080).await;
+    let canary = mesh.app("canary", 8081).await;
+
+    // The header match takes the canary; the rest go to the Service. The
+    // route may take a moment to reach the proxy after its profile.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get_with(&mesh, &[("x-canary", "1")]).await != 200 || canary.hits() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the canary route never applied:\n{}",
+            mesh.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let before = (web.hits(), canary.hits());
+    for _ in 0..10 {
+        assert_eq!(get_with(&mesh, &[("x-canary", "1")]).await, 200);
+        assert_eq!(get_with(&mesh, &[]).await, 200);
+    }
+    assert_eq!(
+        (web.hits() - before.0, canary.hits() - before.1),
+        (10, 10),
+        "the header decides"
+    );
+
+    // A 500 is in the route's 500-504 range: retried once, its limit.
+    web.failing.store(true, Ordering::SeqCst);
+    let before = web.hits();
+    assert_eq!(get_with(&mesh, &[]).await, 500);
+    assert_eq!(web.hits() - before, 2, "one attempt and one retry");
+    web.failing.store(false, Ordering::SeqCst);
+
+    // A ServiceProfile for the Service wins over its HTTPRoute.
+    mesh.web(
+        DestinationProfile {
+            routes: vec![api::Route {
+                condition: Some(api::RequestMatch {
+                    r#match: Some(api::request_match::Match::Path(api::PathMatch {
+                        regex: "/.*".into(),
+                    })),
+                }),
+                metrics_labels: [("route".to_owned(), "all".to_owned())].into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        meshed(&[(8080, "web-1")]),
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let before = canary.hits();
+        assert_eq!(get_with(&mesh, &[("x-canary", "1")]).await, 200);
+        if canary.hits() == before {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ServiceProfile never took over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

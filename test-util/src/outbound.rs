@@ -1,0 +1,50 @@
+//! Outbound policies exactly as the policy controller computes them:
+//! Services and HTTPRoutes (JSON objects, as a user writes them) through
+//! `mesh-policy`'s pure outbound index and its message conversion, so a
+//! proxy test sees what the real controller would send.
+
+use k8s_openapi::api::core::v1::Service;
+use linkerd2_proxy_api::outbound::OutboundPolicy;
+use mesh_api::crds::http_route::HttpRoute;
+use mesh_policy::index::RouteKey;
+use mesh_policy::outbound::OutboundIndex;
+
+/// The policy of `namespace/service:port` given `objects` (Services and
+/// `gateway.networking.k8s.io` HTTPRoutes, by their `kind`), in a cluster
+/// whose domain is `cluster.local`. Panics on an object the controller
+/// would refuse: a test's objects are meant to be valid.
+pub fn policy(
+    objects: &[serde_json::Value],
+    namespace: &str,
+    service: &str,
+    port: u16,
+) -> OutboundPolicy {
+    let mut index = OutboundIndex::new("cluster.local");
+    for object in objects {
+        match object["kind"].as_str() {
+            Some("Service") => {
+                let svc: Service = serde_json::from_value(object.clone()).expect("a Service");
+                index.apply_service(&svc).expect("a valid Service");
+            }
+            Some("HTTPRoute") => {
+                let route: HttpRoute =
+                    serde_json::from_value(object.clone()).expect("an HTTPRoute");
+                let info = OutboundIndex::check_route(&route.metadata, &route.spec)
+                    .expect("a valid HTTPRoute");
+                index.put_route(
+                    route.metadata.namespace.as_deref().unwrap_or(namespace),
+                    RouteKey {
+                        group: "gateway.networking.k8s.io".into(),
+                        name: route.metadata.name.clone().unwrap_or_default(),
+                    },
+                    info,
+                );
+            }
+            other => panic!("not a Service or an HTTPRoute: {other:?}"),
+        }
+    }
+    let policy = index
+        .policy(namespace, service, port)
+        .expect("the Service port is known");
+    mesh_policy::outbound::proto::policy(&policy)
+}
