@@ -89,6 +89,21 @@ pub enum Command {
 pub enum DiagnosticsCommand {
     /// The policy the policy controller serves for a pod's port.
     Policy(DiagnosticsPolicyArgs),
+    /// The routes the policy controller serves a Service's clients
+    /// (HTTPRoutes, backends and weights, retries, timeouts).
+    Outbound(DiagnosticsOutboundArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnosticsOutboundArgs {
+    /// The Service's namespace.
+    #[arg(long, short, env = "MESH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The Service, with its port (`NAME:PORT`; 80 when absent).
+    pub service: String,
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod mesh;
 pub mod multicluster;
 pub mod policy;
 pub mod provider;
+pub mod routes;
 pub mod scenarios;
 
 pub use provider::{Cluster, Provider};

@@ -37,7 +37,8 @@ spec: {{identities: [\"*.{ns}.serviceaccount.identity.linkerd.cluster.local\"]}}
     )
 }
 
-/// A one-shot curl of `url` (one try, `--fail`), meshed unless `unmeshed`.
+/// A curl of `url` (`--fail`, retried only on connection refused, while a
+/// new Service is not yet routable), meshed unless `unmeshed`.
 pub(crate) async fn curl_once(
     client: &kube::Client,
     ns: &str,
@@ -58,7 +59,10 @@ pub(crate) async fn curl_once(
             "containers": [{
                 "name": "main",
                 "image": "curlimages/curl:8.10.1",
-                "command": ["curl", "-sS", "--fail", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", url],
+                // Retried only while the new Service is not routable yet
+                // (connection refused); a refusal by policy is final.
+                "command": ["curl", "-sS", "--fail", "--retry", "10", "--retry-connrefused", "--retry-delay", "1",
+                    "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", url],
             }],
         }
     }))?;

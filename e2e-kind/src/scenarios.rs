@@ -28,6 +28,7 @@ pub use crate::policy::{
     mesh_policy_the_guides_manifests_are_enforced,
 };
 use crate::provider::{Cluster, Provider};
+pub use crate::routes::mesh_routes_the_guides_httproutes_retry_time_out_and_split;
 
 /// podinfo's own Deployment and Service manifests.
 pub const PODINFO: &str = include_str!("../../demo/podinfo.yaml");

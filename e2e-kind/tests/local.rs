@@ -29,6 +29,7 @@ scenario!(mesh_multicluster_check_names_an_unreachable_link);
 scenario!(mesh_gateway_carries_a_west_call_to_east);
 scenario!(mesh_policy_the_guides_manifests_are_enforced);
 scenario!(mesh_policy_audit_counts_and_an_opaque_server_refuses_and_closes);
+scenario!(mesh_routes_the_guides_httproutes_retry_time_out_and_split);
 scenario!(mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed);
 scenario!(mesh_multicluster_check_names_mismatched_anchors);
 scenario!(mesh_multicluster_quic_and_tcp_both_carry_traffic);

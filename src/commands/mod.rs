@@ -33,6 +33,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diagnostics(DiagnosticsCommand::Policy(args)) => {
             policy::diagnostics(&cli.global, &args).await
         }
+        Command::Diagnostics(DiagnosticsCommand::Outbound(args)) => {
+            policy::outbound(&cli.global, &args).await
+        }
         Command::Identity(command) => identity::run(command),
         Command::Demo(args) => crate::demo::run(&args).await,
         Command::Failover(FailoverCommand::Install(args)) => {

@@ -1,7 +1,8 @@
-//! `mesh diagnostics policy` and `mesh authz`: what the policy controller
-//! itself serves for a pod's ports, read from its admin server
-//! (`/policy`) through the API server's pod proxy, so what is shown is the
-//! controller's answer, not a guess from the objects.
+//! `mesh diagnostics policy`, `mesh diagnostics outbound` and `mesh authz`:
+//! what the policy controller itself serves for a pod's ports and a
+//! Service's clients, read from its admin server (`/policy`, `/outbound`)
+//! through the API server's pod proxy, so what is shown is the controller's
+//! answer, not a guess from the objects.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -13,7 +14,9 @@ use kube::api::ListParams;
 use mesh_api::labels::{CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS};
 use serde_json::Value;
 
-use crate::cli::{AuthzArgs, DiagnosticsPolicyArgs, GlobalArgs, OutputFormat};
+use crate::cli::{
+    AuthzArgs, DiagnosticsOutboundArgs, DiagnosticsPolicyArgs, GlobalArgs, OutputFormat,
+};
 use crate::output;
 
 async fn client(global: &GlobalArgs) -> anyhow::Result<kube::Client> {
@@ -27,6 +30,17 @@ pub async fn served_policy(
     pod: &str,
     port: u16,
 ) -> anyhow::Result<Value> {
+    controller_answer(
+        client,
+        &format!("/policy?ns={ns}&pod={pod}&port={port}"),
+        &format!("{ns}/{pod}:{port}"),
+    )
+    .await
+}
+
+/// What a ready policy controller answers on its admin server at `path`
+/// (about `what`), through the API server's pod proxy.
+async fn controller_answer(client: &kube::Client, path: &str, what: &str) -> anyhow::Result<Value> {
     let controllers = Api::<Pod>::namespaced(client.clone(), NS)
         .list(&ListParams::default().labels(&format!("{CONTROL_PLANE_COMPONENT}=policy")))
         .await
@@ -39,18 +53,106 @@ pub async fn served_policy(
         .ok_or_else(|| {
             anyhow::anyhow!("no ready policy controller pod in {NS} (run `mesh check` to see why)")
         })?;
-    let path = format!("/policy?ns={ns}&pod={pod}&port={port}");
     let body = mesh_api::kube_client::pod_get(
         client,
         NS,
         &controller,
         mesh_api::ports::POLICY_ADMIN,
-        &path,
+        path,
     )
     .await
-    .map_err(|e| anyhow::anyhow!("asking {NS}/{controller} for {ns}/{pod}:{port}: {e:#}"))?;
+    .map_err(|e| anyhow::anyhow!("asking {NS}/{controller} for {what}: {e:#}"))?;
     serde_json::from_str(&body)
         .map_err(|e| anyhow::anyhow!("{NS}/{controller} answered {body:?}: {e}"))
+}
+
+/// `mesh diagnostics outbound`: the routes a client of a Service port is
+/// given, as the policy controller serves them.
+pub async fn outbound(
+    global: &GlobalArgs,
+    args: &DiagnosticsOutboundArgs,
+) -> anyhow::Result<ExitCode> {
+    let client = client(global).await?;
+    let ns = args.namespace.as_deref().unwrap_or("default");
+    let (service, port) = match args.service.rsplit_once(':') {
+        Some((service, port)) => (
+            service,
+            port.parse::<u16>()
+                .map_err(|_| anyhow::anyhow!("{}: {port:?} is not a port", args.service))?,
+        ),
+        None => (args.service.as_str(), 80),
+    };
+    let policy = controller_answer(
+        &client,
+        &format!("/outbound?ns={ns}&svc={service}&port={port}"),
+        &format!("Service {ns}/{service}:{port}"),
+    )
+    .await?;
+    if args.output == OutputFormat::Json {
+        output::print_json(&policy)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::print_rows(&[
+        ("service", format!("{ns}/{service}:{port}")),
+        (
+            "protocol",
+            policy["protocol"].as_str().unwrap_or_default().to_owned(),
+        ),
+    ]);
+    let text = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut rows = Vec::new();
+    for route in policy["routes"].as_array().into_iter().flatten() {
+        let name = format!("{} {}", text(&route["kind"]), text(&route["name"]));
+        for rule in route["rules"].as_array().into_iter().flatten() {
+            let matches: Vec<String> = rule["matches"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            let backends: Vec<String> = rule["backends"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    let authority = b["authority"].as_str().map_or_else(
+                        || format!("{} (missing)", text(&b["service"])),
+                        str::to_owned,
+                    );
+                    format!("{authority} ×{}", text(&b["weight"]))
+                })
+                .collect();
+            let retry = match &rule["retry"] {
+                Value::Null => "-".to_owned(),
+                r => format!(
+                    "{} × on {}",
+                    text(&r["limit"]),
+                    r["statuses"]
+                        .as_array()
+                        .map(|s| s.iter().map(text).collect::<Vec<_>>().join(","))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "5xx".into())
+                ),
+            };
+            rows.push(vec![
+                name.clone(),
+                matches.join(" | "),
+                backends.join(", "),
+                retry,
+                text(&rule["timeouts"]["request"]),
+            ]);
+        }
+    }
+    println!();
+    output::print_table(
+        &["ROUTE", "MATCHES", "BACKENDS", "RETRIES", "TIMEOUT"],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `mesh diagnostics policy`.

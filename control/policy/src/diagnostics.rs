@@ -10,30 +10,36 @@ use serde_json::{Value, json};
 
 use crate::index::{
     AuthorizationRef, ClientAuthentication, ClientAuthorization, IdentityMatch, InboundServer,
-    Index, PathMatch, Protocol, RouteRef, ServerRef, ValueMatch,
+    Index, Protocol, RouteRef, ServerRef,
 };
 
 /// The admin path.
 pub const PATH: &str = "/policy";
 
-/// Answers `query` (`ns`, `pod`, `port`) from `index`.
-pub fn answer(index: &Arc<Mutex<Index>>, query: &str) -> Result<String, (StatusCode, String)> {
-    let field = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_owned())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                (
-                    StatusCode::BAD_REQUEST,
-                    format!("missing query parameter {name:?} (ns, pod, port)"),
-                )
-            })
-    };
-    let (ns, pod) = (field("ns")?, field("pod")?);
-    let port = field("port")?
+/// The value of `name` in a query string (`a=1&b=2`), which `expected`
+/// lists when it is missing.
+pub(crate) fn query_field(
+    query: &str,
+    name: &str,
+    expected: &str,
+) -> Result<String, (StatusCode, String)> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("missing query parameter {name:?} ({expected})"),
+            )
+        })
+}
+
+/// The `port` of a query string, 1 to 65535.
+pub(crate) fn query_port(query: &str, expected: &str) -> Result<u16, (StatusCode, String)> {
+    query_field(query, "port", expected)?
         .parse::<u16>()
         .ok()
         .filter(|p| *p != 0)
@@ -42,7 +48,15 @@ pub fn answer(index: &Arc<Mutex<Index>>, query: &str) -> Result<String, (StatusC
                 StatusCode::BAD_REQUEST,
                 "port: expected 1 to 65535".to_owned(),
             )
-        })?;
+        })
+}
+
+/// Answers `query` (`ns`, `pod`, `port`) from `index`.
+pub fn answer(index: &Arc<Mutex<Index>>, query: &str) -> Result<String, (StatusCode, String)> {
+    const EXPECTED: &str = "ns, pod, port";
+    let ns = query_field(query, "ns", EXPECTED)?;
+    let pod = query_field(query, "pod", EXPECTED)?;
+    let port = query_port(query, EXPECTED)?;
     let index = index.lock().map_err(|_| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -82,30 +96,7 @@ pub fn to_json(ns: &str, pod: &str, port: u16, server: &InboundServer) -> Value 
                 RouteRef::Default(name) => ("", "default", (*name).to_owned()),
                 RouteRef::HttpRoute(key) => (key.group.as_str(), "HTTPRoute", key.name.clone()),
             };
-            let matches: Vec<String> = route
-                .matches
-                .iter()
-                .map(|m| {
-                    let path = match &m.path {
-                        Some(PathMatch::Exact(p)) => p.clone(),
-                        Some(PathMatch::Prefix(p)) => format!("{p}*"),
-                        Some(PathMatch::Regex(p)) => format!("~{p}"),
-                        None => "*".into(),
-                    };
-                    let mut text = format!("{} {path}", m.method.as_deref().unwrap_or("*"));
-                    let parts = m.headers.iter().map(|h| ("header", h));
-                    for (what, (name, value)) in
-                        parts.chain(m.query_params.iter().map(|q| ("query", q)))
-                    {
-                        let value = match value {
-                            ValueMatch::Exact(v) => format!("={v}"),
-                            ValueMatch::Regex(r) => format!("~{r}"),
-                        };
-                        text.push_str(&format!(" {what} {name}{value}"));
-                    }
-                    text
-                })
-                .collect();
+            let matches: Vec<String> = route.matches.iter().map(ToString::to_string).collect();
             json!({
                 "group": group,
                 "kind": kind,

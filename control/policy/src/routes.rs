@@ -37,6 +37,27 @@ pub struct RouteMatch {
     pub query_params: Vec<(String, ValueMatch)>,
 }
 
+impl std::fmt::Display for RouteMatch {
+    /// `GET /api*`, `* /books header x-team=ops query v~[0-9]+`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = match &self.path {
+            Some(PathMatch::Exact(p)) => p.clone(),
+            Some(PathMatch::Prefix(p)) => format!("{p}*"),
+            Some(PathMatch::Regex(p)) => format!("~{p}"),
+            None => "*".into(),
+        };
+        write!(f, "{} {path}", self.method.as_deref().unwrap_or("*"))?;
+        let headers = self.headers.iter().map(|h| ("header", h));
+        for (what, (name, value)) in headers.chain(self.query_params.iter().map(|q| ("query", q))) {
+            match value {
+                ValueMatch::Exact(v) => write!(f, " {what} {name}={v}")?,
+                ValueMatch::Regex(r) => write!(f, " {what} {name}~{r}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A rule's matches; a rule without any matches every request (the
 /// prefix `/`).
 pub fn rule_matches(

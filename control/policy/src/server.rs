@@ -52,6 +52,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
             crate::outbound::grpc::OutboundPolicyService::new(index.clone(), &domain),
         ));
     let diagnosed = index.clone();
+    let outbound_diagnosed = index.clone();
     grpc_server::start_indexed(
         "policy controller",
         config.listen,
@@ -61,9 +62,13 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
         watchers,
         router,
         |admin| {
-            admin.with_json(crate::diagnostics::PATH, move |query| {
-                crate::diagnostics::answer(&diagnosed, query)
-            })
+            admin
+                .with_json(crate::diagnostics::PATH, move |query| {
+                    crate::diagnostics::answer(&diagnosed, query)
+                })
+                .with_json(crate::outbound::diagnostics::PATH, move |query| {
+                    crate::outbound::diagnostics::answer(&outbound_diagnosed, query)
+                })
         },
     )
     .await

@@ -7,6 +7,7 @@
 //!   Service port's [`OutboundPolicy`] out.
 //! - [`proto`]: a policy as the API's `OutboundPolicy`, in Linkerd's shape.
 //! - [`grpc`]: the `OutboundPolicies` service (`Get`, `Watch`).
+//! - [`diagnostics`]: a Service port's policy as JSON on the admin server.
 //!
 //! A Service port's routes are the HTTPRoutes of its namespace whose
 //! `parentRefs` name it (and its port, or no port), oldest first; without
@@ -15,6 +16,7 @@
 //! accrual; `config.linkerd.io/opaque-ports` or an `appProtocol` make the
 //! port opaque or fix its HTTP version.
 
+pub mod diagnostics;
 pub mod grpc;
 pub mod model;
 pub mod proto;
