@@ -92,6 +92,20 @@ async fn tally(
     Ok(result.into_inner().expect("tally"))
 }
 
+/// Makes podinfo pod `pod` answer `share` of its requests with 500.
+async fn set_errors(client: &kube::Client, ns: &str, pod: &str, share: f64) -> anyhow::Result<()> {
+    mesh_api::kube_client::pod_request(
+        client,
+        http::Method::POST,
+        ns,
+        pod,
+        mesh_podinfo::drive::PORT,
+        &format!("/chaos/errors/{share}"),
+    )
+    .await?;
+    Ok(())
+}
+
 /// See the module's documentation.
 pub async fn mesh_routes_the_guides_httproutes_retry_time_out_and_split(
     p: &impl Provider,
@@ -113,15 +127,7 @@ pub async fn mesh_routes_the_guides_httproutes_retry_time_out_and_split(
         .iter()
         .next()
         .ok_or_else(|| anyhow::anyhow!("no podinfo pod"))?;
-    mesh_api::kube_client::pod_request(
-        &west,
-        http::Method::POST,
-        &ns,
-        broken,
-        mesh_podinfo::drive::PORT,
-        "/chaos/errors/1",
-    )
-    .await?;
+    set_errors(&west, &ns, broken, 1.0).await?;
     let url = format!("http://podinfo.{ns}.svc.cluster.local:9898/");
     kube_util::start_load(&west, &ns, &url, 20).await?;
     // The route reaches the load's proxy within seconds; count after that.
@@ -163,15 +169,7 @@ pub async fn mesh_routes_the_guides_httproutes_retry_time_out_and_split(
     );
 
     // The canary: 90/10 by weight over 2,000 requests, then 50/50.
-    mesh_api::kube_client::pod_request(
-        &west,
-        http::Method::POST,
-        &ns,
-        broken,
-        mesh_podinfo::drive::PORT,
-        "/chaos/errors/0",
-    )
-    .await?;
+    set_errors(&west, &ns, broken, 0.0).await?;
     kube_util::apply(&west, &ns, &canary_route(&ns, 90, 10)).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let start = mesh_podinfo::drive::load_seconds(&west, &ns, "load", "main")

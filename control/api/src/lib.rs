@@ -24,5 +24,7 @@ pub mod metrics_text;
 pub mod pod;
 pub mod ports;
 pub mod route_policy;
+#[cfg(feature = "crds")]
+pub mod service;
 
 pub use identity::{IdentityName, InvalidIdentity};

@@ -43,6 +43,10 @@ pub type ProfileWatch = watch::Receiver<Option<Arc<Profile>>>;
 /// What an endpoint watch holds.
 pub type EndpointsWatch = watch::Receiver<Arc<EndpointSet>>;
 
+/// How long a target's first profile waits for the policy controller's
+/// first answer about it.
+const POLICY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How often an unused watch is looked at, and closed when still unused.
 const IDLE_CHECK: Duration = Duration::from_secs(60);
 
@@ -115,7 +119,9 @@ impl Discovery {
 
     /// The profile of `addr`, with the policy controller's routes folded
     /// in when it has any: both watches run side by side, and every
-    /// answer of either republishes the merge.
+    /// answer of either republishes the merge. The first profile waits
+    /// for the policy's first answer (at most [`POLICY_WAIT`]), so a new
+    /// client's first request already takes its HTTPRoute.
     async fn run_routed_profile(
         self: Arc<Self>,
         addr: String,
@@ -126,35 +132,45 @@ impl Discovery {
             return self.run_profile(addr, port, tx).await;
         };
         let (profile_tx, mut profiles) = watch::channel(None);
-        let (policy_tx, mut policies) = watch::channel(None::<Arc<OutboundPolicy>>);
+        // `None` until the controller answers; `Some(None)`: no policy.
+        let (policy_tx, mut policies) = watch::channel(None::<Option<Arc<OutboundPolicy>>>);
         // Dropping the set (when the shared watch goes idle) stops both.
         let mut lookups = tokio::task::JoinSet::new();
         lookups.spawn(self.clone().run_profile(addr.clone(), port, profile_tx));
         lookups.spawn(self.clone().run_policy(client, workload, addr, policy_tx));
+        let (mut profile_done, mut policy_done) = (false, false);
+        let mut policy_deadline = None;
         loop {
-            let merged = {
-                let profile = profiles.borrow_and_update().clone();
-                let policy = policies.borrow_and_update().clone();
-                profile.map(|profile| match policy.as_deref() {
-                    Some(policy) => policy::apply(&profile, policy).map_or(profile, Arc::new),
+            let profile = profiles.borrow_and_update().clone();
+            let policy = policies.borrow_and_update().clone();
+            if profile.is_some() && policy_deadline.is_none() {
+                policy_deadline = Some(tokio::time::Instant::now() + POLICY_WAIT);
+            }
+            let waiting = policy.is_none()
+                && !policy_done
+                && policy_deadline.is_some_and(|d| tokio::time::Instant::now() < d);
+            if let Some(profile) = profile.filter(|_| !waiting) {
+                let merged = match policy.flatten() {
+                    Some(policy) => policy::apply(&profile, &policy).map_or(profile, Arc::new),
                     None => profile,
-                })
-            };
-            tx.send_replace(merged);
+                };
+                tx.send_replace(Some(merged));
+            }
+            if profile_done && policy_done {
+                // Both lookups ended for good: the answer stays.
+                tx.closed().await;
+                return;
+            }
+            let deadline = policy_deadline.filter(|_| waiting);
             tokio::select! {
-                changed = profiles.changed() => {
-                    if changed.is_err() && policies.changed().await.is_err() {
-                        // Both lookups ended for good.
-                        tx.closed().await;
-                        return;
+                changed = profiles.changed(), if !profile_done => profile_done = changed.is_err(),
+                changed = policies.changed(), if !policy_done => policy_done = changed.is_err(),
+                () = async {
+                    match deadline {
+                        Some(deadline) => tokio::time::sleep_until(deadline).await,
+                        None => std::future::pending().await,
                     }
-                }
-                changed = policies.changed() => {
-                    if changed.is_err() && profiles.changed().await.is_err() {
-                        tx.closed().await;
-                        return;
-                    }
-                }
+                } => {}
                 () = tx.closed() => return,
             }
         }
@@ -168,7 +184,7 @@ impl Discovery {
         client: OutboundPoliciesClient<Channel>,
         workload: String,
         addr: String,
-        tx: watch::Sender<Option<Arc<OutboundPolicy>>>,
+        tx: watch::Sender<Option<Option<Arc<OutboundPolicy>>>>,
     ) {
         let target = match addr.parse::<SocketAddr>() {
             Ok(socket) => traffic_spec::Target::Addr(socket.into()),
@@ -186,12 +202,12 @@ impl Discovery {
                     let mut stream = response.into_inner();
                     while let Ok(Some(policy)) = stream.message().await {
                         failures = 0;
-                        tx.send_replace(Some(Arc::new(policy)));
+                        tx.send_replace(Some(Some(Arc::new(policy))));
                     }
                 }
                 Err(status) if is_final(&status) => {
                     tracing::debug!(%addr, "no outbound policy: {status}");
-                    tx.send_replace(None);
+                    tx.send_replace(Some(None));
                     return;
                 }
                 Err(status) => tracing::debug!(%addr, "OutboundPolicies.Watch: {status}"),

@@ -136,15 +136,7 @@ pub fn parse_ports(value: &str) -> BTreeSet<u16> {
 /// The index's view of a Service.
 pub fn service(svc: &Service) -> ServiceInfo {
     let spec = svc.spec.clone().unwrap_or_default();
-    let mut cluster_ips: Vec<IpAddr> = spec
-        .cluster_ips
-        .unwrap_or_default()
-        .iter()
-        .chain(spec.cluster_ip.iter())
-        .filter_map(|ip| ip.parse().ok())
-        .collect();
-    cluster_ips.sort();
-    cluster_ips.dedup();
+    let cluster_ips = mesh_api::service::cluster_ips(svc);
     let ports = spec
         .ports
         .unwrap_or_default()

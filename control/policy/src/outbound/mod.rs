@@ -155,15 +155,7 @@ pub fn service_info(svc: &Service) -> Result<ServiceInfo, Invalid> {
         .transpose()?
         .unwrap_or_else(mesh_api::ports::PortSet::default_opaque);
     let spec = svc.spec.clone().unwrap_or_default();
-    let mut cluster_ips: Vec<IpAddr> = spec
-        .cluster_ips
-        .unwrap_or_default()
-        .iter()
-        .chain(spec.cluster_ip.iter())
-        .filter_map(|ip| ip.parse().ok())
-        .collect();
-    cluster_ips.sort();
-    cluster_ips.dedup();
+    let cluster_ips = mesh_api::service::cluster_ips(svc);
     let ports = spec
         .ports
         .unwrap_or_default()
