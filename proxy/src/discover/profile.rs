@@ -99,6 +99,74 @@ pub struct Route {
     /// The route's own weighted backends (none: the profile's, or the
     /// Service itself).
     pub backends: Vec<Backend>,
+    /// What the route does to its requests and responses (HTTPRoute
+    /// filters).
+    pub filters: Vec<RouteFilter>,
+}
+
+/// Headers to add, set and remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderModifier {
+    /// Added beside existing values.
+    pub add: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Replacing existing values.
+    pub set: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Removed.
+    pub remove: Vec<http::HeaderName>,
+}
+
+impl HeaderModifier {
+    /// Applies the modification to `headers`: additions, then sets, then
+    /// removals, as the API orders them.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for (name, value) in &self.add {
+            headers.append(name.clone(), value.clone());
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+        for name in &self.remove {
+            headers.remove(name);
+        }
+    }
+}
+
+/// A redirect the proxy answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// `http` or `https` (none: the request's).
+    pub scheme: Option<String>,
+    /// The host (none: the request's).
+    pub host: Option<String>,
+    /// The new path, whole or in place of the matched prefix.
+    pub path: Option<PathRewrite>,
+    /// The port (none: the scheme's default).
+    pub port: Option<u16>,
+    /// 301 or 302.
+    pub status: http::StatusCode,
+}
+
+/// How a redirect rewrites the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathRewrite {
+    /// The whole path.
+    Full(String),
+    /// The part a prefix match matched.
+    Prefix(String),
+}
+
+/// A route filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteFilter {
+    /// Modify the request's headers.
+    RequestHeaders(HeaderModifier),
+    /// Modify the response's headers.
+    ResponseHeaders(HeaderModifier),
+    /// Answer with a redirect.
+    Redirect(Redirect),
+    /// Answer with this status and message (a backend the controller
+    /// could not resolve).
+    Fail(http::StatusCode, String),
 }
 
 /// A request condition.
@@ -183,6 +251,28 @@ impl Profile {
 }
 
 impl Route {
+    /// The prefix of the route's prefix match that `path` is under (for a
+    /// redirect replacing it).
+    pub fn matched_prefix(&self, path: &str) -> Option<String> {
+        fn find(m: &RequestMatch, path: &str) -> Option<String> {
+            match m {
+                RequestMatch::Any(all) | RequestMatch::All(all) => {
+                    all.iter().find_map(|m| find(m, path))
+                }
+                RequestMatch::Http(m) => match &m.path {
+                    Some(crate::route_match::PathMatch::Prefix(prefix))
+                        if path.starts_with(prefix.trim_end_matches('/')) =>
+                    {
+                        Some(prefix.trim_end_matches('/').to_owned())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+        find(&self.condition, path)
+    }
+
     /// Whether a response with `status` is a failure under this route's
     /// classes (else the default: 5xx).
     pub fn is_failure(&self, status: http::StatusCode) -> Option<bool> {
@@ -227,6 +317,7 @@ pub fn from_api(profile: api::DestinationProfile, port: u16) -> Profile {
                     .filter(|t| !t.is_zero()),
                 attempt_timeout: None,
                 backends: Vec::new(),
+                filters: Vec::new(),
             })
         })
         .collect();
@@ -384,6 +475,7 @@ mod tests {
             timeout: None,
             attempt_timeout: None,
             backends: Vec::new(),
+            filters: Vec::new(),
         };
         assert_eq!(route.is_failure(http::StatusCode::CONFLICT), Some(true));
         assert_eq!(route.is_failure(http::StatusCode::OK), None);

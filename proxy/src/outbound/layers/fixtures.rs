@@ -57,6 +57,7 @@ pub fn route(retryable: bool, timeout: Option<Duration>) -> Route {
         timeout,
         attempt_timeout: None,
         backends: Vec::new(),
+        filters: Vec::new(),
     }
 }
 
