@@ -245,6 +245,40 @@ spec:
         .until("the new weights", |p| weights(p) == [0, 10_000])
         .await;
     assert_eq!(moved.dst_overrides[1].weight, 10_000);
+
+    // A guide's `v1alpha1` TrafficSplit, weights in milli-units, is served
+    // and stored as the same object.
+    let v1alpha1: kube::core::DynamicObject = yaml(&format!(
+        r#"
+apiVersion: split.smi-spec.io/v1alpha1
+kind: TrafficSplit
+metadata:
+  name: backend-split
+  namespace: {ns}
+spec:
+  service: backend
+  backends:
+    - service: backend
+      weight: 950m
+    - service: backend-east
+      weight: 50m
+"#
+    ));
+    let resource = kube::core::ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("split.smi-spec.io", "v1alpha1", "TrafficSplit"),
+        "trafficsplits",
+    );
+    Api::<kube::core::DynamicObject>::namespaced_with(cluster.client.clone(), &ns, &resource)
+        .patch(
+            "backend-split",
+            &PatchParams::apply("mesh-test").force(),
+            &Patch::Apply(&v1alpha1),
+        )
+        .await
+        .expect("the v1alpha1 TrafficSplit applies");
+    watch
+        .until("the v1alpha1 weights", |p| weights(p) == [9_500, 500])
+        .await;
     drop((watch, grpc));
     running.shutdown().await;
 }

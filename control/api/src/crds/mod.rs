@@ -3,7 +3,8 @@
 //! `mesh install --crds` renders their definitions from these types.
 //!
 //! - [`service_profile`]: `linkerd.io/v1alpha2` ServiceProfile.
-//! - [`traffic_split`]: `split.smi-spec.io/v1alpha2` TrafficSplit.
+//! - [`traffic_split`]: `split.smi-spec.io/v1alpha2` TrafficSplit (`v1alpha1`,
+//!   with weights in milli-units such as `950m`, served too).
 //! - [`http_route`]: HTTPRoute, `gateway.networking.k8s.io` (`v1`, `v1beta1`)
 //!   and `policy.linkerd.io` (`v1beta3`, `v1alpha1` to `v1beta2`), one spec
 //!   (the parts mesh uses; other fields are kept by the API server).
@@ -67,7 +68,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     );
     vec![
         service_profile::ServiceProfile::crd(),
-        traffic_split::TrafficSplit::crd(),
+        also_serving(traffic_split::TrafficSplit::crd(), &["v1alpha1"]),
         also_serving(http_route, &["v1beta1"]),
         http_route::policy_crd(),
         also_serving(policy::Server::crd(), &["v1beta1", "v1beta2"]),
