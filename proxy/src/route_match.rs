@@ -123,7 +123,12 @@ impl RouteMatch {
             Some(PathMatch::Exact(p)) => path == p,
             Some(PathMatch::Prefix(p)) => {
                 let p = p.trim_end_matches('/');
-                p.is_empty() || path == p || path.starts_with(&format!("{p}/"))
+                // Whole segments: `/api` is under `/api`, `/api/x` too,
+                // `/apis` not (no allocation: this runs per request).
+                p.is_empty()
+                    || path
+                        .strip_prefix(p)
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             }
             Some(PathMatch::Regex(r)) => r.is_match(path),
         };

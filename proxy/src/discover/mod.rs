@@ -45,7 +45,7 @@ pub type EndpointsWatch = watch::Receiver<Arc<EndpointSet>>;
 
 /// How long a target's first profile waits for the policy controller's
 /// first answer about it.
-const POLICY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const POLICY_WAIT: Duration = Duration::from_secs(1);
 
 /// How often an unused watch is looked at, and closed when still unused.
 const IDLE_CHECK: Duration = Duration::from_secs(60);

@@ -232,7 +232,8 @@ impl OutboundIndex {
         }
     }
 
-    /// Validates an HTTPRoute of `group` (without keeping it).
+    /// Validates an HTTPRoute as outbound routing (without keeping it):
+    /// `None` when it names no Service.
     pub fn check_route(
         meta: &ObjectMeta,
         spec: &HttpRouteSpec,
