@@ -39,6 +39,26 @@ fn index() -> Index {
     Index::new(ClusterInfo::default())
 }
 
+/// An index with pod `prod/web-1` (`app: web`) and the Server `web`
+/// selecting its port 8080.
+fn index_with_web_server() -> Index {
+    let mut index = index();
+    index.apply_pod(&pod(
+        "prod",
+        "web-1",
+        serde_json::json!({"app": "web"}),
+        serde_json::json!({}),
+    ));
+    index
+        .apply_server(&server(
+            "prod",
+            "web",
+            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
+        ))
+        .expect("valid");
+    index
+}
+
 fn authz_names(server: &InboundServer) -> Vec<AuthorizationRef> {
     server.authorizations.keys().cloned().collect()
 }
@@ -369,20 +389,7 @@ fn a_server_selects_by_port_name_and_the_oldest_wins() {
 
 #[test]
 fn network_and_service_account_authentications_and_namespace_targets() {
-    let mut index = index();
-    index.apply_pod(&pod(
-        "prod",
-        "web-1",
-        serde_json::json!({"app": "web"}),
-        serde_json::json!({}),
-    ));
-    index
-        .apply_server(&server(
-            "prod",
-            "web",
-            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
-        ))
-        .expect("valid");
+    let mut index = index_with_web_server();
     let network: NetworkAuthentication = object(serde_json::json!({
         "metadata": {"namespace": "prod", "name": "office"},
         "spec": {"networks": [{"cidr": "10.1.0.0/16", "except": ["10.1.2.3"]}]}
@@ -415,20 +422,7 @@ fn network_and_service_account_authentications_and_namespace_targets() {
 
 #[test]
 fn invalid_objects_name_their_field_and_keep_the_last_valid_version() {
-    let mut index = index();
-    index.apply_pod(&pod(
-        "prod",
-        "web-1",
-        serde_json::json!({"app": "web"}),
-        serde_json::json!({}),
-    ));
-    index
-        .apply_server(&server(
-            "prod",
-            "web",
-            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
-        ))
-        .expect("valid");
+    let mut index = index_with_web_server();
     for (spec, field) in [
         (
             serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 0}),
@@ -611,20 +605,7 @@ fn legacy_server_authorizations_select_servers_by_name_and_labels() {
 /// namespace: a change there reaches the open watch here.
 #[test]
 fn an_authentication_in_another_namespace_updates_the_policies_naming_it() {
-    let mut index = index();
-    index.apply_pod(&pod(
-        "prod",
-        "web-1",
-        serde_json::json!({"app": "web"}),
-        serde_json::json!({}),
-    ));
-    index
-        .apply_server(&server(
-            "prod",
-            "web",
-            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
-        ))
-        .expect("valid");
+    let mut index = index_with_web_server();
     index
         .apply_authorization_policy(&object(serde_json::json!({
             "metadata": {"namespace": "prod", "name": "shared-clients"},
@@ -683,20 +664,7 @@ fn policy_route(key: &str) -> RouteRef {
 #[test]
 fn httproutes_attached_to_a_server_are_its_routes_with_their_own_policies() {
     use mesh_api::crds::http_route::HttpRoute as GatewayRoute;
-    let mut index = index();
-    index.apply_pod(&pod(
-        "prod",
-        "web-1",
-        serde_json::json!({"app": "web"}),
-        serde_json::json!({}),
-    ));
-    index
-        .apply_server(&server(
-            "prod",
-            "web",
-            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
-        ))
-        .expect("valid");
+    let mut index = index_with_web_server();
     let route =
         |name: &str, parent: serde_json::Value, matches: serde_json::Value| -> GatewayRoute {
             object(serde_json::json!({
@@ -796,20 +764,7 @@ fn httproutes_attached_to_a_server_are_its_routes_with_their_own_policies() {
 #[test]
 fn policy_linkerd_io_httproutes_are_routes_of_their_own_group() {
     use mesh_api::crds::http_route::{HttpRoute as GatewayRoute, PolicyHttpRoute};
-    let mut index = index();
-    index.apply_pod(&pod(
-        "prod",
-        "web-1",
-        serde_json::json!({"app": "web"}),
-        serde_json::json!({}),
-    ));
-    index
-        .apply_server(&server(
-            "prod",
-            "web",
-            serde_json::json!({"podSelector": {"matchLabels": {"app": "web"}}, "port": 8080}),
-        ))
-        .expect("valid");
+    let mut index = index_with_web_server();
     let spec = |path: &str| {
         serde_json::json!({
             "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": "web"}],

@@ -366,51 +366,44 @@ impl ServerPolicy {
 }
 
 fn http_route_from_api(route: &api::HttpRoute) -> Result<Route, InvalidPolicy> {
-    let matches = |rule: &api::http_route::Rule, name: &str| {
-        rule.matches
-            .iter()
-            .map(|m| RouteMatch::from_http(m, name).map_err(|e| InvalidPolicy(e.to_string())))
+    let name = route_name(route.metadata.as_ref());
+    let rules = route.rules.iter().map(|rule| {
+        (rule.matches.iter())
+            .map(|m| RouteMatch::from_http(m, &name))
             .collect()
-    };
-    route_from_api(
-        route.metadata.as_ref(),
-        &route.rules,
-        matches,
-        &route.authorizations,
-    )
+    });
+    route_from_api(route.metadata.as_ref(), rules, &route.authorizations)
 }
 
 fn grpc_route_from_api(route: &api::GrpcRoute) -> Result<Route, InvalidPolicy> {
-    let matches = |rule: &api::grpc_route::Rule, name: &str| {
-        rule.matches
-            .iter()
-            .map(|m| RouteMatch::from_grpc(m, name).map_err(|e| InvalidPolicy(e.to_string())))
+    let name = route_name(route.metadata.as_ref());
+    let rules = route.rules.iter().map(|rule| {
+        (rule.matches.iter())
+            .map(|m| RouteMatch::from_grpc(m, &name))
             .collect()
-    };
-    route_from_api(
-        route.metadata.as_ref(),
-        &route.rules,
-        matches,
-        &route.authorizations,
-    )
+    });
+    route_from_api(route.metadata.as_ref(), rules, &route.authorizations)
 }
 
-/// A route from its rules: each rule's matches are alternatives, and a
-/// rule without matches matches every request.
-fn route_from_api<R>(
+fn route_name(metadata: Option<&Metadata>) -> String {
+    Meta::from_api(metadata, &Default::default()).name
+}
+
+/// A route from its rules' matches: each rule's matches are alternatives,
+/// and a rule without matches matches every request.
+fn route_from_api(
     metadata: Option<&Metadata>,
-    rules: &[R],
-    rule_matches: impl Fn(&R, &str) -> Result<Vec<RouteMatch>, InvalidPolicy>,
+    rules: impl Iterator<Item = Result<Vec<RouteMatch>, crate::route_match::InvalidMatch>>,
     authorizations: &[api::Authz],
 ) -> Result<Route, InvalidPolicy> {
     let meta = Meta::from_api(metadata, &Default::default());
     let mut matches = Vec::new();
     for rule in rules {
-        let rule_matches = rule_matches(rule, &meta.name)?;
-        if rule_matches.is_empty() {
+        let rule = rule.map_err(|e| InvalidPolicy(e.to_string()))?;
+        if rule.is_empty() {
             matches.push(RouteMatch::default());
         }
-        matches.extend(rule_matches);
+        matches.extend(rule);
     }
     let authorizations = authorizations
         .iter()
