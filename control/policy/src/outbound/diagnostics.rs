@@ -14,7 +14,6 @@ use super::model::Filter;
 use super::{AppProtocol, OutboundPolicy, ResolvedRule};
 use crate::diagnostics::{query_field, query_port};
 use crate::index::Index;
-use crate::routes::{PathMatch, RouteMatch};
 
 /// The admin path.
 pub const PATH: &str = "/outbound";
@@ -102,16 +101,7 @@ pub fn to_json(policy: &OutboundPolicy) -> Value {
         AppProtocol::Opaque => "opaque",
     };
     let routes: Vec<Value> = if policy.routes.is_empty() {
-        let default = ResolvedRule {
-            matches: vec![RouteMatch {
-                path: Some(PathMatch::Prefix("/".into())),
-                ..RouteMatch::default()
-            }],
-            filters: Vec::new(),
-            backends: Vec::new(),
-            timeouts: policy.timeouts,
-            retry: policy.retry.clone(),
-        };
+        let default = policy.default_rule();
         vec![
             json!({"kind": "default", "name": "http", "rules": [rule_json(&default, &policy.authority)]}),
         ]

@@ -115,6 +115,23 @@ pub struct OutboundPolicy {
     pub routes: Vec<(RouteKey, Vec<ResolvedRule>)>,
 }
 
+impl OutboundPolicy {
+    /// The rule of the route a Service without HTTPRoutes has: every
+    /// request to itself, with the Service's own retries and timeouts.
+    pub fn default_rule(&self) -> ResolvedRule {
+        ResolvedRule {
+            matches: vec![RouteMatch {
+                path: Some(crate::routes::PathMatch::Prefix("/".into())),
+                ..RouteMatch::default()
+            }],
+            filters: Vec::new(),
+            backends: Vec::new(),
+            timeouts: self.timeouts,
+            retry: self.retry.clone(),
+        }
+    }
+}
+
 type PolicyWatch = watch::Sender<Option<OutboundPolicy>>;
 
 /// The outbound index.

@@ -20,7 +20,6 @@ use mesh_api::route_policy::{ConsecutiveFailures, Retry, StatusRange, Timeouts};
 use super::model::{Filter, HeaderModifier, PathRewrite, Redirect};
 use super::{AppProtocol, OutboundPolicy, ResolvedBackend, ResolvedRule};
 use crate::proto::route_match;
-use crate::routes::{PathMatch, RouteMatch};
 
 /// How long detection waits on a port (Linkerd's 10 s).
 const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,16 +166,7 @@ fn default_opaque_route(parent: api::Backend) -> api::OpaqueRoute {
 /// The route a Service without HTTPRoutes has: every request to itself,
 /// with its annotations' retries and timeouts.
 fn default_http_route(parent: api::Backend, policy: &OutboundPolicy) -> api::HttpRoute {
-    let rule = ResolvedRule {
-        matches: vec![RouteMatch {
-            path: Some(PathMatch::Prefix("/".into())),
-            ..RouteMatch::default()
-        }],
-        filters: Vec::new(),
-        backends: Vec::new(),
-        timeouts: policy.timeouts,
-        retry: policy.retry.clone(),
-    };
+    let rule = policy.default_rule();
     http_route(
         Metadata {
             kind: Some(metadata::Kind::Default("http".into())),
