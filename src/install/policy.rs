@@ -49,7 +49,22 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
                 ],
                 &watch,
             ),
-            rule("gateway.networking.k8s.io", &["httproutes"], &watch),
+            rule(
+                "gateway.networking.k8s.io",
+                &["httproutes", "grpcroutes"],
+                &watch,
+            ),
+            // Route status conditions (Accepted, ResolvedRefs).
+            rule(
+                "gateway.networking.k8s.io",
+                &["httproutes/status", "grpcroutes/status"],
+                &["get", "patch"],
+            ),
+            rule(
+                "policy.linkerd.io",
+                &["httproutes/status"],
+                &["get", "patch"],
+            ),
             // Refused objects become Events (kube-runtime's recorder writes
             // events.k8s.io/v1).
             rule("events.k8s.io", &["events"], &["create", "patch"]),

@@ -1,16 +1,19 @@
 //! Outbound policies exactly as the policy controller computes them:
-//! Services and HTTPRoutes (JSON objects, as a user writes them) through
+//! Services, HTTPRoutes and GRPCRoutes (JSON objects, as a user writes them) through
 //! `mesh-policy`'s pure outbound index and its message conversion, so a
 //! proxy test sees what the real controller would send.
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use linkerd2_proxy_api::outbound::OutboundPolicy;
+use mesh_api::crds::grpc_route::GrpcRoute;
 use mesh_api::crds::http_route::HttpRoute;
 use mesh_policy::index::RouteKey;
 use mesh_policy::outbound::OutboundIndex;
+use mesh_policy::outbound::model::RouteKind;
 
 /// The policy of `namespace/service:port` given `objects` (Services and
-/// `gateway.networking.k8s.io` HTTPRoutes, by their `kind`), in a cluster
+/// `gateway.networking.k8s.io` HTTPRoutes and GRPCRoutes, by their `kind`), in a cluster
 /// whose domain is `cluster.local`. Panics on an object the controller
 /// would refuse: a test's objects are meant to be valid.
 pub fn policy(
@@ -26,21 +29,31 @@ pub fn policy(
                 let svc: Service = serde_json::from_value(object.clone()).expect("a Service");
                 index.apply_service(&svc).expect("a valid Service");
             }
-            Some("HTTPRoute") => {
-                let route: HttpRoute =
-                    serde_json::from_value(object.clone()).expect("an HTTPRoute");
-                let info = OutboundIndex::check_route(&route.metadata, &route.spec)
-                    .expect("a valid HTTPRoute");
+            Some(kind @ ("HTTPRoute" | "GRPCRoute")) => {
+                let meta: ObjectMeta =
+                    serde_json::from_value(object["metadata"].clone()).expect("metadata");
+                let (kind, info) = if kind == "HTTPRoute" {
+                    let route: HttpRoute =
+                        serde_json::from_value(object.clone()).expect("an HTTPRoute");
+                    let info = OutboundIndex::check_route(&meta, &route.spec);
+                    (RouteKind::Http, info)
+                } else {
+                    let route: GrpcRoute =
+                        serde_json::from_value(object.clone()).expect("a GRPCRoute");
+                    let info = OutboundIndex::check_grpc_route(&meta, &route.spec);
+                    (RouteKind::Grpc, info)
+                };
                 index.put_route(
-                    route.metadata.namespace.as_deref().unwrap_or(namespace),
+                    meta.namespace.as_deref().unwrap_or(namespace),
+                    kind,
                     RouteKey {
                         group: "gateway.networking.k8s.io".into(),
-                        name: route.metadata.name.clone().unwrap_or_default(),
+                        name: meta.name.clone().unwrap_or_default(),
                     },
-                    info,
+                    info.expect("a valid route"),
                 );
             }
-            other => panic!("not a Service or an HTTPRoute: {other:?}"),
+            other => panic!("not a Service, an HTTPRoute or a GRPCRoute: {other:?}"),
         }
     }
     let policy = index

@@ -1,7 +1,7 @@
 //! Feeding the policy index from the Kubernetes API: one watcher per kind
 //! (Pods, Namespaces, Servers, AuthorizationPolicies,
 //! MeshTLSAuthentications, NetworkAuthentications, ServerAuthorizations,
-//! HTTPRoutes of both groups, Services), through
+//! HTTPRoutes of both groups, GRPCRoutes, Services), through
 //! `mesh_api::index_watch`; a refused object becomes a Kubernetes Event on
 //! it and the index keeps its last valid version.
 
@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::index::{Index, Invalid};
 
 /// How many kinds are watched.
-const WATCHED_KINDS: usize = 10;
+const WATCHED_KINDS: usize = 11;
 
 fn refused(result: Result<(), Invalid>) -> Result<(), String> {
     result.map_err(|e| e.to_string())
@@ -110,6 +110,13 @@ pub fn spawn_watchers(client: kube::Client, index: Arc<Mutex<Index>>) -> (JoinSe
         target(),
         |index, route| refused(index.apply_policy_http_route(route)),
         Index::delete_policy_http_route,
+    ));
+    set.spawn(watch::<mesh_api::crds::grpc_route::GrpcRoute, Index>(
+        Api::all(client.clone()),
+        all(),
+        target(),
+        |index, route| refused(index.apply_grpc_route(route)),
+        Index::delete_grpc_route,
     ));
     set.spawn(watch::<Service, Index>(
         Api::all(client.clone()),

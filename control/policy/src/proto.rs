@@ -226,11 +226,26 @@ fn default_grpc_route(
     }
 }
 
+/// Header matches as the API writes them (names in lower case).
+pub(crate) fn header_matches(
+    headers: &[(String, ValueMatch)],
+) -> Vec<linkerd2_proxy_api::http_route::HeaderMatch> {
+    use linkerd2_proxy_api::http_route::{HeaderMatch, header_match};
+    headers
+        .iter()
+        .map(|(name, value)| HeaderMatch {
+            name: name.to_ascii_lowercase(),
+            value: Some(match value {
+                ValueMatch::Exact(v) => header_match::Value::Exact(v.clone().into_bytes()),
+                ValueMatch::Regex(r) => header_match::Value::Regex(r.clone()),
+            }),
+        })
+        .collect()
+}
+
 /// A route match as the API's `HttpRouteMatch`.
 pub(crate) fn route_match(m: &RouteMatch) -> HttpRouteMatch {
-    use linkerd2_proxy_api::http_route::{
-        HeaderMatch, QueryParamMatch, header_match, query_param_match,
-    };
+    use linkerd2_proxy_api::http_route::{QueryParamMatch, query_param_match};
     let path = m.path.as_ref().map(|p| PathMatch {
         kind: Some(match p {
             IndexPath::Exact(v) => path_match::Kind::Exact(v.clone()),
@@ -240,17 +255,7 @@ pub(crate) fn route_match(m: &RouteMatch) -> HttpRouteMatch {
     });
     HttpRouteMatch {
         path,
-        headers: m
-            .headers
-            .iter()
-            .map(|(name, value)| HeaderMatch {
-                name: name.to_ascii_lowercase(),
-                value: Some(match value {
-                    ValueMatch::Exact(v) => header_match::Value::Exact(v.clone().into_bytes()),
-                    ValueMatch::Regex(r) => header_match::Value::Regex(r.clone()),
-                }),
-            })
-            .collect(),
+        headers: header_matches(&m.headers),
         query_params: m
             .query_params
             .iter()

@@ -119,7 +119,7 @@ pub fn rule_matches(
     Ok(matches)
 }
 
-fn check_regex(pattern: &str, field: &str) -> Result<(), Invalid> {
+pub(crate) fn check_regex(pattern: &str, field: &str) -> Result<(), Invalid> {
     regex::Regex::new(pattern)
         .map(drop)
         .map_err(|e| invalid(field, e.to_string()))
@@ -127,7 +127,7 @@ fn check_regex(pattern: &str, field: &str) -> Result<(), Invalid> {
 
 /// Header or query parameter matches, each checked: a valid name, a type
 /// of `Exact` (the default) or `RegularExpression` that compiles.
-fn value_matches(
+pub(crate) fn value_matches(
     matches: &[mesh_api::crds::http_route::ValueMatch],
     field: &str,
     valid_name: impl Fn(&str) -> bool,

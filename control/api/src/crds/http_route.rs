@@ -164,7 +164,7 @@ pub fn policy_crd()
     super::also_serving(crd, &["v1alpha1", "v1beta1", "v1beta2"])
 }
 
-fn preserved_array(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(super) fn preserved_array(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "array",
         "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}

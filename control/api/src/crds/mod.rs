@@ -8,6 +8,8 @@
 //! - [`http_route`]: HTTPRoute, `gateway.networking.k8s.io` (`v1`, `v1beta1`)
 //!   and `policy.linkerd.io` (`v1beta3`, `v1alpha1` to `v1beta2`), one spec
 //!   (the parts mesh uses; other fields are kept by the API server).
+//! - [`grpc_route`]: GRPCRoute, `gateway.networking.k8s.io` (`v1`,
+//!   `v1alpha2`).
 //! - [`policy`]: `policy.linkerd.io` Server (stored as `v1beta3`, `v1beta1`
 //!   and `v1beta2` served), AuthorizationPolicy and MeshTLSAuthentication
 //!   (stored as `v1alpha1`; `v1beta3` served too, a spelling Linkerd never
@@ -16,6 +18,7 @@
 //!   (`v1beta1`).
 //! - [`link`]: `multicluster.linkerd.io` Link (`v1alpha3`, older versions served).
 
+pub mod grpc_route;
 pub mod http_route;
 pub mod link;
 pub mod policy;
@@ -50,27 +53,32 @@ pub fn also_serving(
 
 /// Every CRD mesh ships, in apply order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    let mut http_route = http_route::HttpRoute::crd();
     // `*.k8s.io` groups are protected; the Gateway API project's approval
     // is recorded on its CRDs, and ours carry the same annotations.
-    http_route.metadata.annotations = Some(
-        [
-            (
-                "api-approved.kubernetes.io".to_owned(),
-                "https://github.com/kubernetes-sigs/gateway-api/pull/2466".to_owned(),
-            ),
-            (
-                "gateway.networking.k8s.io/channel".to_owned(),
-                "standard".to_owned(),
-            ),
-        ]
-        .into(),
-    );
+    let gateway_api = |mut crd: CustomResourceDefinition| {
+        crd.metadata.annotations = Some(
+            [
+                (
+                    "api-approved.kubernetes.io".to_owned(),
+                    "https://github.com/kubernetes-sigs/gateway-api/pull/2466".to_owned(),
+                ),
+                (
+                    "gateway.networking.k8s.io/channel".to_owned(),
+                    "standard".to_owned(),
+                ),
+            ]
+            .into(),
+        );
+        crd
+    };
+    let http_route = gateway_api(http_route::HttpRoute::crd());
+    let grpc_route = gateway_api(grpc_route::GrpcRoute::crd());
     vec![
         service_profile::ServiceProfile::crd(),
         also_serving(traffic_split::TrafficSplit::crd(), &["v1alpha1"]),
         also_serving(http_route, &["v1beta1"]),
         http_route::policy_crd(),
+        also_serving(grpc_route, &["v1alpha2"]),
         also_serving(policy::Server::crd(), &["v1beta1", "v1beta2"]),
         also_serving(policy::AuthorizationPolicy::crd(), &["v1beta3"]),
         also_serving(policy::MeshTLSAuthentication::crd(), &["v1beta3"]),

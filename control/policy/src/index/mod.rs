@@ -39,6 +39,7 @@ use self::model::{
     AuthenticationRef, InboundRouteInfo, PodInfo, PolicyInfo, PolicyTarget,
     ServerAuthorizationInfo, ServerInfo,
 };
+use crate::outbound::model::RouteKind;
 pub use crate::routes::{PathMatch, RouteMatch, ValueMatch};
 
 /// `(namespace, name)`.
@@ -440,7 +441,8 @@ impl Index {
         // side keeps its last valid version on both.
         let inbound = model::inbound_route(spec, &namespace)?;
         let outbound = crate::outbound::OutboundIndex::check_route(meta, spec)?;
-        self.outbound.put_route(&namespace, key.clone(), outbound);
+        self.outbound
+            .put_route(&namespace, RouteKind::Http, key.clone(), outbound);
         match inbound {
             Some(info) => put(&mut self.http_routes, namespace.clone(), key, info),
             // Not attached to a Server.
@@ -466,8 +468,37 @@ impl Index {
             name: name.into(),
         };
         remove(&mut self.http_routes, namespace, &key);
-        self.outbound.put_route(namespace, key, None);
+        self.outbound
+            .put_route(namespace, RouteKind::Http, key, None);
         self.publish(namespace);
+    }
+
+    /// A GRPCRoute was created or changed (outbound routing only: a
+    /// GRPCRoute whose parent is a Server is not read).
+    pub fn apply_grpc_route(
+        &mut self,
+        route: &mesh_api::crds::grpc_route::GrpcRoute,
+    ) -> Result<(), Invalid> {
+        let (namespace, name) = key_of(&route.metadata).ok_or_else(unnamed)?;
+        let outbound =
+            crate::outbound::OutboundIndex::check_grpc_route(&route.metadata, &route.spec)?;
+        let key = RouteKey {
+            group: GATEWAY_GROUP.into(),
+            name,
+        };
+        self.outbound
+            .put_route(&namespace, RouteKind::Grpc, key, outbound);
+        Ok(())
+    }
+
+    /// A GRPCRoute was deleted.
+    pub fn delete_grpc_route(&mut self, namespace: &str, name: &str) {
+        let key = RouteKey {
+            group: GATEWAY_GROUP.into(),
+            name: name.into(),
+        };
+        self.outbound
+            .put_route(namespace, RouteKind::Grpc, key, None);
     }
 
     // ----- answers ------------------------------------------------------

@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::model::Filter;
+use super::model::{Filter, Matches, RouteRetry};
 use super::{AppProtocol, OutboundPolicy, ResolvedRule};
 use crate::diagnostics::{query_field, query_port};
 use crate::index::Index;
@@ -61,15 +61,25 @@ fn rule_json(rule: &ResolvedRule, authority: &str) -> Value {
             })
             .collect()
     };
-    let retry = rule.retry.as_ref().map_or(Value::Null, |r| {
-        json!({
+    let retry = match &rule.retry {
+        None => Value::Null,
+        Some(RouteRetry::Http(r)) => json!({
             "limit": r.limit,
             "timeout": seconds(r.timeout),
             "statuses": r.conditions.iter().flatten()
                 .map(|c| if c.start == c.end { c.start.to_string() } else { format!("{}-{}", c.start, c.end) })
                 .collect::<Vec<_>>(),
-        })
-    });
+        }),
+        Some(RouteRetry::Grpc(r)) => json!({
+            "limit": r.limit,
+            "timeout": seconds(r.timeout),
+            "grpcCodes": r.conditions.iter().flatten().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
+        }),
+    };
+    let matches: Vec<String> = match &rule.matches {
+        Matches::Http(matches) => matches.iter().map(ToString::to_string).collect(),
+        Matches::Grpc(matches) => matches.iter().map(ToString::to_string).collect(),
+    };
     let filters: Vec<&str> = rule
         .filters
         .iter()
@@ -80,7 +90,7 @@ fn rule_json(rule: &ResolvedRule, authority: &str) -> Value {
         })
         .collect();
     json!({
-        "matches": rule.matches.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "matches": matches,
         "backends": backends,
         "retry": retry,
         "timeouts": {
@@ -109,12 +119,12 @@ pub fn to_json(policy: &OutboundPolicy) -> Value {
         policy
             .routes
             .iter()
-            .map(|(key, rules)| {
+            .map(|route| {
                 json!({
-                    "group": key.group,
-                    "kind": "HTTPRoute",
-                    "name": key.name,
-                    "rules": rules.iter().map(|r| rule_json(r, &policy.authority)).collect::<Vec<_>>(),
+                    "group": route.key.group,
+                    "kind": route.kind.as_str(),
+                    "name": route.key.name,
+                    "rules": route.rules.iter().map(|r| rule_json(r, &policy.authority)).collect::<Vec<_>>(),
                 })
             })
             .collect()

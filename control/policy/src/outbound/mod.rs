@@ -2,7 +2,8 @@
 //! route to each Service port, from the Service and the HTTPRoutes
 //! attached to it, served through Linkerd's `OutboundPolicies` API.
 //!
-//! - [`model`]: an HTTPRoute as outbound routing, validated by field.
+//! - [`model`]: an HTTPRoute as outbound routing, validated by field;
+//!   [`grpc_route`]: what a GRPCRoute adds.
 //! - [`OutboundIndex`] (here): pure; Services and routes in, each watched
 //!   Service port's [`OutboundPolicy`] out.
 //! - [`proto`]: a policy as the API's `OutboundPolicy`, in Linkerd's shape.
@@ -11,13 +12,16 @@
 //!
 //! A Service port's routes are the HTTPRoutes of its namespace whose
 //! `parentRefs` name it (and its port, or no port), oldest first; without
-//! any it has a default route to itself. Its annotations give the default
+//! any it has a default route to itself. When GRPCRoutes attach to a port
+//! that is not HTTP/1-only, they are its routes instead (as in Linkerd,
+//! where a port's gRPC routes replace its HTTP routes). Its annotations give the default
 //! retries and timeouts (a route's own annotations win) and failure
 //! accrual; `config.linkerd.io/opaque-ports` or an `appProtocol` make the
 //! port opaque or fix its HTTP version.
 
 pub mod diagnostics;
 pub mod grpc;
+pub mod grpc_route;
 pub mod model;
 pub mod proto;
 #[cfg(test)]
@@ -28,11 +32,16 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use mesh_api::crds::grpc_route::GrpcRouteSpec;
 use mesh_api::crds::http_route::HttpRouteSpec;
-use mesh_api::route_policy::{self, ConsecutiveFailures, Retry, StatusRange, Timeouts};
+use mesh_api::route_policy::{
+    self, ConsecutiveFailures, GrpcRetryCondition, Retry, StatusRange, Timeouts,
+};
 use tokio::sync::watch;
 
-use self::model::{BackendRef, Filter, OutboundRouteInfo};
+use self::model::{
+    BackendRef, Filter, Matches, OutboundRouteInfo, RouteKind, RouteRetry, bad_annotation,
+};
 use crate::index::model::invalid;
 use crate::index::{Invalid, Key, RouteKey};
 use crate::routes::RouteMatch;
@@ -57,8 +66,10 @@ pub struct ServiceInfo {
     pub cluster_ips: Vec<IpAddr>,
     /// Its ports and their protocol.
     pub ports: BTreeMap<u16, AppProtocol>,
-    /// Default retries of its routes.
+    /// Default retries of its HTTP routes.
     pub retry: Option<Retry<StatusRange>>,
+    /// Default retries of its gRPC routes.
+    pub grpc_retry: Option<Retry<GrpcRetryCondition>>,
     /// Default timeouts of its routes.
     pub timeouts: Timeouts,
     /// Failure accrual for its endpoints.
@@ -81,7 +92,7 @@ pub struct ResolvedBackend {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedRule {
     /// Its matches.
-    pub matches: Vec<RouteMatch>,
+    pub matches: Matches,
     /// Its filters.
     pub filters: Vec<Filter>,
     /// Its backends (none: the parent Service).
@@ -89,7 +100,18 @@ pub struct ResolvedRule {
     /// Its timeouts (the Service's when it sets none).
     pub timeouts: Timeouts,
     /// Its retries (the Service's when it sets none).
-    pub retry: Option<Retry<StatusRange>>,
+    pub retry: Option<RouteRetry>,
+}
+
+/// A route of a Service port, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedRoute {
+    /// Its group and name.
+    pub key: RouteKey,
+    /// Its kind.
+    pub kind: RouteKind,
+    /// Its rules, in order.
+    pub rules: Vec<ResolvedRule>,
 }
 
 /// What a client proxy is told about one Service port.
@@ -111,8 +133,9 @@ pub struct OutboundPolicy {
     pub retry: Option<Retry<StatusRange>>,
     /// Timeouts of the default route.
     pub timeouts: Timeouts,
-    /// Its HTTPRoutes, oldest first (none: the default route).
-    pub routes: Vec<(RouteKey, Vec<ResolvedRule>)>,
+    /// Its routes, oldest first, all of one kind (none: the default
+    /// route).
+    pub routes: Vec<ResolvedRoute>,
 }
 
 impl OutboundPolicy {
@@ -120,14 +143,14 @@ impl OutboundPolicy {
     /// request to itself, with the Service's own retries and timeouts.
     pub fn default_rule(&self) -> ResolvedRule {
         ResolvedRule {
-            matches: vec![RouteMatch {
+            matches: Matches::Http(vec![RouteMatch {
                 path: Some(crate::routes::PathMatch::Prefix("/".into())),
                 ..RouteMatch::default()
-            }],
+            }]),
             filters: Vec::new(),
             backends: Vec::new(),
             timeouts: self.timeouts,
-            retry: self.retry.clone(),
+            retry: self.retry.clone().map(RouteRetry::Http),
         }
     }
 }
@@ -140,8 +163,8 @@ pub struct OutboundIndex {
     cluster_domain: String,
     services: HashMap<Key, ServiceInfo>,
     by_ip: HashMap<IpAddr, Key>,
-    /// Routes by namespace, then key.
-    routes: HashMap<String, BTreeMap<RouteKey, OutboundRouteInfo>>,
+    /// Routes by namespace, then kind and key.
+    routes: HashMap<String, BTreeMap<(RouteKind, RouteKey), OutboundRouteInfo>>,
     watches: HashMap<(Key, u16), PolicyWatch>,
 }
 
@@ -152,9 +175,6 @@ fn key_of(meta: &ObjectMeta) -> Option<Key> {
 /// The index's view of a Service, its annotations validated.
 pub fn service_info(svc: &Service) -> Result<ServiceInfo, Invalid> {
     let annotations = svc.metadata.annotations.clone().unwrap_or_default();
-    let annotation = |e: route_policy::BadAnnotation| {
-        invalid(&format!("metadata.annotations[{}]", e.key), e.reason)
-    };
     // Without the annotation, Linkerd's default opaque ports.
     let opaque: mesh_api::ports::PortSet = annotations
         .get(mesh_api::labels::OPAQUE_PORTS_ANNOTATION)
@@ -195,9 +215,10 @@ pub fn service_info(svc: &Service) -> Result<ServiceInfo, Invalid> {
     Ok(ServiceInfo {
         cluster_ips,
         ports,
-        retry: route_policy::http_retry(&annotations).map_err(annotation)?,
-        timeouts: route_policy::timeouts(&annotations).map_err(annotation)?,
-        accrual: route_policy::failure_accrual(&annotations).map_err(annotation)?,
+        retry: route_policy::http_retry(&annotations).map_err(bad_annotation)?,
+        grpc_retry: route_policy::grpc_retry(&annotations).map_err(bad_annotation)?,
+        timeouts: route_policy::timeouts(&annotations).map_err(bad_annotation)?,
+        accrual: route_policy::failure_accrual(&annotations).map_err(bad_annotation)?,
     })
 }
 
@@ -261,9 +282,28 @@ impl OutboundIndex {
         model::outbound_route(spec, &namespace, &annotations, created)
     }
 
-    /// Keeps a validated route (`None`: it names no Service).
-    pub fn put_route(&mut self, namespace: &str, key: RouteKey, route: Option<OutboundRouteInfo>) {
+    /// Validates a GRPCRoute as outbound routing (without keeping it):
+    /// `None` when it names no Service.
+    pub fn check_grpc_route(
+        meta: &ObjectMeta,
+        spec: &GrpcRouteSpec,
+    ) -> Result<Option<OutboundRouteInfo>, Invalid> {
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        let annotations = meta.annotations.clone().unwrap_or_default();
+        let created = meta.creation_timestamp.as_ref().map(|t| t.0.to_string());
+        grpc_route::outbound_grpc_route(spec, &namespace, &annotations, created)
+    }
+
+    /// Keeps a validated route of `kind` (`None`: it names no Service).
+    pub fn put_route(
+        &mut self,
+        namespace: &str,
+        kind: RouteKind,
+        key: RouteKey,
+        route: Option<OutboundRouteInfo>,
+    ) {
         let routes = self.routes.entry(namespace.to_owned()).or_default();
+        let key = (kind, key);
         let changed = match route {
             Some(route) => routes.insert(key, route.clone()).as_ref() != Some(&route),
             None => routes.remove(&key).is_some(),
@@ -288,7 +328,7 @@ impl OutboundIndex {
             .services
             .get(&(namespace.to_owned(), name.to_owned()))?;
         let protocol = *service.ports.get(&port)?;
-        let mut routes: Vec<(&RouteKey, &OutboundRouteInfo)> = self
+        let mut routes: Vec<(&(RouteKind, RouteKey), &OutboundRouteInfo)> = self
             .routes
             .get(namespace)
             .into_iter()
@@ -300,16 +340,29 @@ impl OutboundIndex {
                     .any(|p| p.service == name && p.port.is_none_or(|p| p == port))
             })
             .collect();
+        // gRPC routes replace HTTP routes on a port that may carry HTTP/2.
+        let kind = if protocol != AppProtocol::Http1
+            && routes.iter().any(|((kind, _), _)| *kind == RouteKind::Grpc)
+        {
+            RouteKind::Grpc
+        } else {
+            RouteKind::Http
+        };
+        routes.retain(|((k, _), _)| *k == kind);
         // Oldest first (a route without a timestamp last), then by name.
-        routes.sort_by(|(ka, a), (kb, b)| {
+        routes.sort_by(|((_, ka), a), ((_, kb), b)| {
             let created = |r: &OutboundRouteInfo| (r.created.is_none(), r.created.clone());
             created(a)
                 .cmp(&created(b))
                 .then_with(|| ka.name.cmp(&kb.name))
         });
+        let default_retry = match kind {
+            RouteKind::Http => service.retry.clone().map(RouteRetry::Http),
+            RouteKind::Grpc => service.grpc_retry.clone().map(RouteRetry::Grpc),
+        };
         let routes = routes
             .into_iter()
-            .map(|(key, route)| {
+            .map(|((kind, key), route)| {
                 let rules = route
                     .rules
                     .iter()
@@ -326,10 +379,14 @@ impl OutboundIndex {
                         } else {
                             rule.timeouts
                         },
-                        retry: rule.retry.clone().or_else(|| service.retry.clone()),
+                        retry: rule.retry.clone().or_else(|| default_retry.clone()),
                     })
                     .collect();
-                (key.clone(), rules)
+                ResolvedRoute {
+                    key: key.clone(),
+                    kind: *kind,
+                    rules,
+                }
             })
             .collect();
         Some(OutboundPolicy {

@@ -1,18 +1,87 @@
 //! An HTTPRoute as outbound routing for the Services it names, validated by
 //! field: its matches, filters, weighted backends, timeouts and retries
 //! (Linkerd's annotations on the route). A route that cannot be used is an
-//! [`Invalid`], and the index keeps its last valid version.
+//! [`Invalid`], and the index keeps its last valid version. What GRPCRoutes
+//! add (their matches and retry conditions) is in [`super::grpc_route`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mesh_api::crds::http_route::{HttpRouteSpec, Rule};
-use mesh_api::route_policy::{self, Retry, StatusRange};
+use mesh_api::route_policy::{self, GrpcRetryCondition, Retry, StatusRange};
 use serde_json::Value;
 
 use crate::index::Invalid;
 use crate::index::model::invalid;
-use crate::routes::{RouteMatch, rule_matches};
+use crate::routes::{RouteMatch, ValueMatch, rule_matches};
+
+/// The kind of a route, which decides how its calls are matched and
+/// retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteKind {
+    /// An HTTPRoute.
+    Http,
+    /// A GRPCRoute.
+    Grpc,
+}
+
+impl RouteKind {
+    /// The kind as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "HTTPRoute",
+            Self::Grpc => "GRPCRoute",
+        }
+    }
+}
+
+/// One way a gRPC call matches a rule: every part set must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GrpcMatch {
+    /// The fully qualified service (none: any).
+    pub service: Option<String>,
+    /// The method (none: any).
+    pub method: Option<String>,
+    /// Headers, by name.
+    pub headers: Vec<(String, ValueMatch)>,
+}
+
+impl std::fmt::Display for GrpcMatch {
+    /// `grpc.health.v1.Health/Check`, `*/* header x-team=ops`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.service.as_deref().unwrap_or("*"),
+            self.method.as_deref().unwrap_or("*")
+        )?;
+        for (name, value) in &self.headers {
+            match value {
+                ValueMatch::Exact(v) => write!(f, " header {name}={v}")?,
+                ValueMatch::Regex(r) => write!(f, " header {name}~{r}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A rule's matches (any of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matches {
+    /// An HTTPRoute's.
+    Http(Vec<RouteMatch>),
+    /// A GRPCRoute's.
+    Grpc(Vec<GrpcMatch>),
+}
+
+/// How a rule retries: on HTTP statuses or on gRPC codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteRetry {
+    /// `retry.linkerd.io/http`.
+    Http(Retry<StatusRange>),
+    /// `retry.linkerd.io/grpc`.
+    Grpc(Retry<GrpcRetryCondition>),
+}
 
 /// A Service port a route attaches to (`None`: every port).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +157,7 @@ pub struct BackendRef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboundRule {
     /// Its matches (any).
-    pub matches: Vec<RouteMatch>,
+    pub matches: Matches,
     /// Its filters.
     pub filters: Vec<Filter>,
     /// Its backends (none: the parent Service).
@@ -97,12 +166,14 @@ pub struct OutboundRule {
     /// `timeouts.backendRequest` (as the response timeout).
     pub timeouts: route_policy::Timeouts,
     /// Its retries, from the route's annotations.
-    pub retry: Option<Retry<StatusRange>>,
+    pub retry: Option<RouteRetry>,
 }
 
-/// An HTTPRoute as outbound routing.
+/// An HTTPRoute or GRPCRoute as outbound routing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboundRouteInfo {
+    /// Its kind.
+    pub kind: RouteKind,
     /// The Service ports it attaches to.
     pub parents: Vec<Parent>,
     /// Its rules, in order.
@@ -115,17 +186,13 @@ fn is_service(group: Option<&str>, kind: Option<&str>) -> bool {
     matches!(group, None | Some("") | Some("core")) && kind.unwrap_or("Service") == "Service"
 }
 
-/// Validates an HTTPRoute in `namespace` as outbound routing: `None` when
-/// no `parentRef` is a Service of its namespace (routes of other
-/// namespaces' Services, "consumer" routes, are not served yet).
-pub fn outbound_route(
-    spec: &HttpRouteSpec,
+/// The Services of `namespace` a route's `parentRefs` name (routes of
+/// other namespaces' Services, "consumer" routes, are not served yet).
+pub(super) fn service_parents(
+    parent_refs: &[mesh_api::crds::http_route::ParentRef],
     namespace: &str,
-    annotations: &BTreeMap<String, String>,
-    created: Option<String>,
-) -> Result<Option<OutboundRouteInfo>, Invalid> {
-    let parents: Vec<Parent> = spec
-        .parent_refs
+) -> Vec<Parent> {
+    parent_refs
         .iter()
         .filter(|p| {
             p.kind.as_deref() == Some("Service")
@@ -136,15 +203,30 @@ pub fn outbound_route(
             service: p.name.clone(),
             port: p.port,
         })
-        .collect();
+        .collect()
+}
+
+/// A bad route annotation, named as a field.
+pub(super) fn bad_annotation(e: route_policy::BadAnnotation) -> Invalid {
+    invalid(&format!("metadata.annotations[{}]", e.key), e.reason)
+}
+
+/// Validates an HTTPRoute in `namespace` as outbound routing: `None` when
+/// no `parentRef` is a Service of its namespace.
+pub fn outbound_route(
+    spec: &HttpRouteSpec,
+    namespace: &str,
+    annotations: &BTreeMap<String, String>,
+    created: Option<String>,
+) -> Result<Option<OutboundRouteInfo>, Invalid> {
+    let parents = service_parents(&spec.parent_refs, namespace);
     if parents.is_empty() {
         return Ok(None);
     }
-    let annotation = |e: route_policy::BadAnnotation| {
-        invalid(&format!("metadata.annotations[{}]", e.key), e.reason)
-    };
-    let annotated = route_policy::timeouts(annotations).map_err(annotation)?;
-    let retry = route_policy::http_retry(annotations).map_err(annotation)?;
+    let annotated = route_policy::timeouts(annotations).map_err(bad_annotation)?;
+    let retry = route_policy::http_retry(annotations)
+        .map_err(bad_annotation)?
+        .map(RouteRetry::Http);
     let rules = spec
         .rules
         .iter()
@@ -152,6 +234,7 @@ pub fn outbound_route(
         .map(|(r, rule)| outbound_rule(rule, r, namespace, annotated, retry.clone()))
         .collect::<Result<_, _>>()?;
     Ok(Some(OutboundRouteInfo {
+        kind: RouteKind::Http,
         parents,
         rules,
         created,
@@ -163,17 +246,12 @@ fn outbound_rule(
     r: usize,
     namespace: &str,
     annotated: route_policy::Timeouts,
-    retry: Option<Retry<StatusRange>>,
+    retry: Option<RouteRetry>,
 ) -> Result<OutboundRule, Invalid> {
     let field = format!("spec.rules[{r}]");
-    let matches = rule_matches(rule, r)?;
+    let matches = Matches::Http(rule_matches(rule, r)?);
     let filters = filters(&rule.filters, &format!("{field}.filters"))?;
-    let backends = rule
-        .backend_refs
-        .iter()
-        .enumerate()
-        .map(|(b, backend)| backend_ref(backend, &format!("{field}.backendRefs[{b}]"), namespace))
-        .collect::<Result<Vec<_>, _>>()?;
+    let backends = backend_refs(&rule.backend_refs, &field, namespace)?;
     let spec_timeout = |value: Option<&String>, what: &str| {
         value
             .map(|v| {
@@ -201,6 +279,24 @@ fn outbound_rule(
         },
         retry,
     })
+}
+
+/// A rule's `backendRefs`, each validated.
+pub(super) fn backend_refs(
+    list: &[Value],
+    rule_field: &str,
+    namespace: &str,
+) -> Result<Vec<BackendRef>, Invalid> {
+    list.iter()
+        .enumerate()
+        .map(|(b, backend)| {
+            backend_ref(
+                backend,
+                &format!("{rule_field}.backendRefs[{b}]"),
+                namespace,
+            )
+        })
+        .collect()
 }
 
 fn backend_ref(value: &Value, field: &str, namespace: &str) -> Result<BackendRef, Invalid> {
@@ -244,7 +340,7 @@ fn backend_ref(value: &Value, field: &str, namespace: &str) -> Result<BackendRef
 
 /// A rule's or backend's filters; kinds the proxy cannot apply
 /// (`RequestMirror`, `URLRewrite`, `ExtensionRef`) are refused by field.
-fn filters(list: &[Value], field: &str) -> Result<Vec<Filter>, Invalid> {
+pub(super) fn filters(list: &[Value], field: &str) -> Result<Vec<Filter>, Invalid> {
     list.iter()
         .enumerate()
         .map(|(i, filter)| {

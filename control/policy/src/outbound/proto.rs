@@ -1,10 +1,11 @@
 //! An [`OutboundPolicy`] as linkerd2-proxy-api's `outbound.OutboundPolicy`,
 //! in the shape Linkerd's policy controller sends (so a stock linkerd2-proxy
 //! routes the same way): a detecting Service port carries its HTTP routes
-//! for HTTP/1 and HTTP/2 and a default opaque route; each backend is a
+//! for HTTP/1 and HTTP/2 and a default opaque route, and a port with
+//! GRPCRoutes carries them as the gRPC protocol (no detection); each backend is a
 //! peak-EWMA balancer discovering through the destination service's `Get`
 //! with a queue of 100 and a 3 s fail-fast; a missing backend Service is a
-//! 500 failure injector; retries allow 64 KiB bodies with Linkerd's
+//! failure injector (HTTP 500, gRPC `INTERNAL`); retries allow 64 KiB bodies with Linkerd's
 //! backoff.
 
 use std::time::Duration;
@@ -13,13 +14,15 @@ use linkerd2_proxy_api::http_route as routes;
 use linkerd2_proxy_api::http_types;
 use linkerd2_proxy_api::meta::{Metadata, Resource, metadata};
 use linkerd2_proxy_api::outbound::{
-    self as api, backend, http_route, opaque_route, proxy_protocol,
+    self as api, backend, grpc_route, http_route, opaque_route, proxy_protocol,
 };
-use mesh_api::route_policy::{ConsecutiveFailures, Retry, StatusRange, Timeouts};
+use mesh_api::route_policy::{
+    ConsecutiveFailures, GrpcRetryCondition, Retry, StatusRange, Timeouts,
+};
 
-use super::model::{Filter, HeaderModifier, PathRewrite, Redirect};
-use super::{AppProtocol, OutboundPolicy, ResolvedBackend, ResolvedRule};
-use crate::proto::route_match;
+use super::model::{Filter, HeaderModifier, Matches, PathRewrite, Redirect, RouteKind, RouteRetry};
+use super::{AppProtocol, OutboundPolicy, ResolvedBackend, ResolvedRoute, ResolvedRule};
+use crate::proto::{header_matches, route_match};
 
 /// How long detection waits on a port (Linkerd's 10 s).
 const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,32 +52,36 @@ pub fn policy(policy: &OutboundPolicy) -> api::OutboundPolicy {
     let opaque = proxy_protocol::Opaque {
         routes: vec![default_opaque_route(parent.clone())],
     };
+    let accrual = policy.accrual.map(failure_accrual);
+    let grpc = policy
+        .routes
+        .first()
+        .is_some_and(|r| r.kind == RouteKind::Grpc);
     let routes = if policy.routes.is_empty() {
         vec![default_http_route(parent.clone(), policy)]
     } else {
         policy
             .routes
             .iter()
-            .map(|(key, rules)| {
-                http_route(
-                    Metadata {
-                        kind: Some(metadata::Kind::Resource(Resource {
-                            group: key.group.clone(),
-                            kind: "HTTPRoute".into(),
-                            name: key.name.clone(),
-                            namespace: policy.namespace.clone(),
-                            ..Resource::default()
-                        })),
-                    },
-                    rules,
-                    &parent,
-                )
-            })
+            .map(|route| http_route(route_metadata(route, policy), &route.rules, &parent))
             .collect()
     };
-    let accrual = policy.accrual.map(failure_accrual);
     let kind = match policy.protocol {
         AppProtocol::Opaque => proxy_protocol::Kind::Opaque(opaque),
+        AppProtocol::Detect | AppProtocol::Http2 if grpc => {
+            proxy_protocol::Kind::Grpc(proxy_protocol::Grpc {
+                routes: policy
+                    .routes
+                    .iter()
+                    .map(|route| api::GrpcRoute {
+                        metadata: Some(route_metadata(route, policy)),
+                        hosts: Vec::new(),
+                        rules: route.rules.iter().map(|r| grpc_rule(r, &parent)).collect(),
+                    })
+                    .collect(),
+                failure_accrual: accrual,
+            })
+        }
         AppProtocol::Http1 => proxy_protocol::Kind::Http1(proxy_protocol::Http1 {
             routes,
             failure_accrual: accrual,
@@ -103,6 +110,18 @@ pub fn policy(policy: &OutboundPolicy) -> api::OutboundPolicy {
             &policy.name,
             policy.port,
         )),
+    }
+}
+
+fn route_metadata(route: &ResolvedRoute, policy: &OutboundPolicy) -> Metadata {
+    Metadata {
+        kind: Some(metadata::Kind::Resource(Resource {
+            group: route.key.group.clone(),
+            kind: route.kind.as_str().into(),
+            name: route.key.name.clone(),
+            namespace: policy.namespace.clone(),
+            ..Resource::default()
+        })),
     }
 }
 
@@ -200,35 +219,121 @@ fn http_rule(rule: &ResolvedRule, parent: &api::Backend) -> http_route::Rule {
             backends: rule.backends.iter().map(weighted_backend).collect(),
         })
     };
+    let http_matches = match &rule.matches {
+        Matches::Http(matches) => matches.iter().map(route_match).collect(),
+        Matches::Grpc(_) => Vec::new(),
+    };
     http_route::Rule {
-        matches: rule.matches.iter().map(route_match).collect(),
+        matches: http_matches,
         filters: rule.filters.iter().map(filter).collect(),
         backends: Some(http_route::Distribution {
             kind: Some(backends),
         }),
         request_timeout: rule.timeouts.request.and_then(duration),
         timeouts: Some(timeouts(&rule.timeouts)),
-        retry: rule.retry.as_ref().map(retry),
+        retry: match &rule.retry {
+            Some(RouteRetry::Http(r)) => Some(retry(r)),
+            _ => None,
+        },
         allow_l5d_request_headers: false,
     }
 }
 
 #[allow(deprecated)]
-fn weighted_backend(backend: &ResolvedBackend) -> http_route::WeightedRouteBackend {
+fn grpc_rule(rule: &ResolvedRule, parent: &api::Backend) -> grpc_route::Rule {
+    use grpc_route::distribution::{FirstAvailable, Kind, RandomAvailable};
+    let backends = if rule.backends.is_empty() {
+        Kind::FirstAvailable(FirstAvailable {
+            backends: vec![grpc_route::RouteBackend {
+                backend: Some(parent.clone()),
+                filters: Vec::new(),
+                request_timeout: None,
+            }],
+        })
+    } else {
+        Kind::RandomAvailable(RandomAvailable {
+            backends: rule
+                .backends
+                .iter()
+                .map(|backend| {
+                    let (api_backend, missing) = route_backend(backend);
+                    let filters = match missing {
+                        Some(message) => vec![grpc_route::Filter {
+                            kind: Some(grpc_route::filter::Kind::FailureInjector(
+                                linkerd2_proxy_api::grpc_route::GrpcFailureInjector {
+                                    code: GRPC_INTERNAL,
+                                    message,
+                                    ratio: None,
+                                },
+                            )),
+                        }],
+                        None => backend
+                            .backend
+                            .filters
+                            .iter()
+                            .filter_map(grpc_filter)
+                            .collect(),
+                    };
+                    grpc_route::WeightedRouteBackend {
+                        backend: Some(grpc_route::RouteBackend {
+                            backend: Some(api_backend),
+                            filters,
+                            request_timeout: None,
+                        }),
+                        weight: backend.backend.weight,
+                    }
+                })
+                .collect(),
+        })
+    };
+    let grpc_matches = match &rule.matches {
+        Matches::Grpc(matches) => matches
+            .iter()
+            .map(|m| linkerd2_proxy_api::grpc_route::GrpcRouteMatch {
+                rpc: Some(linkerd2_proxy_api::grpc_route::GrpcRpcMatch {
+                    service: m.service.clone().unwrap_or_default(),
+                    method: m.method.clone().unwrap_or_default(),
+                }),
+                headers: header_matches(&m.headers),
+            })
+            .collect(),
+        Matches::Http(_) => Vec::new(),
+    };
+    grpc_route::Rule {
+        matches: grpc_matches,
+        filters: rule.filters.iter().filter_map(grpc_filter).collect(),
+        backends: Some(grpc_route::Distribution {
+            kind: Some(backends),
+        }),
+        request_timeout: rule.timeouts.request.and_then(duration),
+        timeouts: Some(timeouts(&rule.timeouts)),
+        retry: match &rule.retry {
+            Some(RouteRetry::Grpc(r)) => Some(grpc_retry(r)),
+            _ => None,
+        },
+        allow_l5d_request_headers: false,
+    }
+}
+
+/// The gRPC status a missing backend Service answers with (`INTERNAL`).
+const GRPC_INTERNAL: u32 = 13;
+
+/// A rule backend's API message, and why requests to it fail when its
+/// Service does not exist (the caller adds its kind of failure injector).
+fn route_backend(backend: &ResolvedBackend) -> (api::Backend, Option<String>) {
     let reference = &backend.backend;
-    let route_backend = match &backend.authority {
-        Some(authority) => http_route::RouteBackend {
-            backend: Some(service_backend(
+    match &backend.authority {
+        Some(authority) => (
+            service_backend(
                 &reference.namespace,
                 &reference.name,
                 backend.port,
                 authority,
-            )),
-            filters: reference.filters.iter().map(filter).collect(),
-            request_timeout: None,
-        },
-        None => http_route::RouteBackend {
-            backend: Some(api::Backend {
+            ),
+            None,
+        ),
+        None => (
+            api::Backend {
                 metadata: Some(service_metadata(
                     &reference.namespace,
                     &reference.name,
@@ -239,22 +344,34 @@ fn weighted_backend(backend: &ResolvedBackend) -> http_route::WeightedRouteBacke
                     failfast_timeout: duration(FAILFAST),
                 }),
                 kind: None,
-            }),
-            filters: vec![http_route::Filter {
-                kind: Some(http_route::filter::Kind::FailureInjector(
-                    routes::HttpFailureInjector {
-                        status: 500,
-                        message: format!("Service not found {}", reference.name),
-                        ratio: None,
-                    },
-                )),
-            }],
-            request_timeout: None,
-        },
+            },
+            Some(format!("Service not found {}", reference.name)),
+        ),
+    }
+}
+
+#[allow(deprecated)]
+fn weighted_backend(backend: &ResolvedBackend) -> http_route::WeightedRouteBackend {
+    let (api_backend, missing) = route_backend(backend);
+    let filters = match missing {
+        Some(message) => vec![http_route::Filter {
+            kind: Some(http_route::filter::Kind::FailureInjector(
+                routes::HttpFailureInjector {
+                    status: 500,
+                    message,
+                    ratio: None,
+                },
+            )),
+        }],
+        None => backend.backend.filters.iter().map(filter).collect(),
     };
     http_route::WeightedRouteBackend {
-        backend: Some(route_backend),
-        weight: reference.weight,
+        backend: Some(http_route::RouteBackend {
+            backend: Some(api_backend),
+            filters,
+            request_timeout: None,
+        }),
+        weight: backend.backend.weight,
     }
 }
 
@@ -263,6 +380,36 @@ fn timeouts(t: &Timeouts) -> routes::Timeouts {
         response: t.response.and_then(duration),
         request: t.request.and_then(duration),
         idle: t.idle.and_then(duration),
+    }
+}
+
+/// Linkerd's retry backoff: 25 ms to 250 ms, full jitter.
+fn retry_backoff() -> Option<api::ExponentialBackoff> {
+    Some(api::ExponentialBackoff {
+        min_backoff: duration(Duration::from_millis(25)),
+        max_backoff: duration(Duration::from_millis(250)),
+        jitter_ratio: 1.0,
+        ..api::ExponentialBackoff::default()
+    })
+}
+
+fn grpc_retry(r: &Retry<GrpcRetryCondition>) -> grpc_route::Retry {
+    let mut conditions = grpc_route::retry::Conditions::default();
+    for condition in r.conditions.iter().flatten() {
+        match condition {
+            GrpcRetryCondition::Cancelled => conditions.cancelled = true,
+            GrpcRetryCondition::DeadlineExceeded => conditions.deadine_exceeded = true,
+            GrpcRetryCondition::ResourceExhausted => conditions.resource_exhausted = true,
+            GrpcRetryCondition::Internal => conditions.internal = true,
+            GrpcRetryCondition::Unavailable => conditions.unavailable = true,
+        }
+    }
+    grpc_route::Retry {
+        max_retries: r.limit,
+        max_request_bytes: MAX_RETRY_BODY,
+        conditions: Some(conditions),
+        timeout: r.timeout.and_then(duration),
+        backoff: retry_backoff(),
     }
 }
 
@@ -283,12 +430,7 @@ fn retry(r: &Retry<StatusRange>) -> http_route::Retry {
                 .collect(),
         }),
         timeout: r.timeout.and_then(duration),
-        backoff: Some(api::ExponentialBackoff {
-            min_backoff: duration(Duration::from_millis(25)),
-            max_backoff: duration(Duration::from_millis(250)),
-            jitter_ratio: 1.0,
-            ..api::ExponentialBackoff::default()
-        }),
+        backoff: retry_backoff(),
     }
 }
 
@@ -335,6 +477,23 @@ fn filter(filter: &Filter) -> http_route::Filter {
         Filter::Redirect(r) => Kind::Redirect(redirect(r)),
     };
     http_route::Filter { kind: Some(kind) }
+}
+
+/// A filter as a gRPC route carries it (request header modifiers only;
+/// the model refuses the others on GRPCRoutes).
+fn grpc_filter(filter: &Filter) -> Option<grpc_route::Filter> {
+    let Filter::RequestHeaders(m) = filter else {
+        return None;
+    };
+    Some(grpc_route::Filter {
+        kind: Some(grpc_route::filter::Kind::RequestHeaderModifier(
+            routes::RequestHeaderModifier {
+                add: headers(&m.add),
+                set: headers(&m.set),
+                remove: m.remove.clone(),
+            },
+        )),
+    })
 }
 
 fn redirect(r: &Redirect) -> routes::RequestRedirect {
@@ -395,6 +554,23 @@ pub fn backend_authorities(message: &api::OutboundPolicy) -> Vec<String> {
                     f.backends.iter().for_each(|b| visit(&b.backend));
                 }
                 Some(http_route::distribution::Kind::RandomAvailable(r)) => r
+                    .backends
+                    .iter()
+                    .filter_map(|w| w.backend.as_ref())
+                    .for_each(|b| visit(&b.backend)),
+                _ => {}
+            }
+        }
+    }
+    if let Some(proxy_protocol::Kind::Grpc(g)) =
+        message.protocol.as_ref().and_then(|p| p.kind.as_ref())
+    {
+        for rule in g.routes.iter().flat_map(|r| &r.rules) {
+            match rule.backends.as_ref().and_then(|d| d.kind.as_ref()) {
+                Some(grpc_route::distribution::Kind::FirstAvailable(f)) => {
+                    f.backends.iter().for_each(|b| visit(&b.backend));
+                }
+                Some(grpc_route::distribution::Kind::RandomAvailable(r)) => r
                     .backends
                     .iter()
                     .filter_map(|w| w.backend.as_ref())

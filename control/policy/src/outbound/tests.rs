@@ -39,6 +39,7 @@ fn apply(index: &mut OutboundIndex, route: &HttpRoute) -> Result<(), Invalid> {
     let info = OutboundIndex::check_route(&route.metadata, &route.spec)?;
     index.put_route(
         route.metadata.namespace.as_deref().unwrap_or_default(),
+        RouteKind::Http,
         RouteKey {
             group: "gateway.networking.k8s.io".into(),
             name: route.metadata.name.clone().unwrap_or_default(),
@@ -154,7 +155,7 @@ fn an_httproute_splits_by_weight_and_a_watch_follows_it() {
     apply(&mut index, &canary(90, 10)).expect("valid");
     assert!(watch.has_changed().expect("open"));
     let policy = watch.borrow_and_update().clone().expect("known");
-    let (key, rules) = &policy.routes[0];
+    let ResolvedRoute { key, rules, .. } = &policy.routes[0];
     assert_eq!(key.name, "podinfo-canary");
     let weights: Vec<(String, u32, bool)> = rules[0]
         .backends
@@ -175,7 +176,7 @@ fn an_httproute_splits_by_weight_and_a_watch_follows_it() {
             ("podinfo-gone".to_owned(), 0, false)
         ]
     );
-    assert_eq!(rules[0].retry.as_ref().map(|r| r.limit), Some(2));
+    assert!(matches!(&rules[0].retry, Some(RouteRetry::Http(r)) if r.limit == 2));
     assert_eq!(rules[0].timeouts.request, Some(Duration::from_secs(2)));
     assert!(
         index
@@ -187,7 +188,7 @@ fn an_httproute_splits_by_weight_and_a_watch_follows_it() {
     );
     apply(&mut index, &canary(50, 50)).expect("valid");
     let moved = watch.borrow_and_update().clone().expect("known");
-    assert_eq!(moved.routes[0].1[0].backends[1].backend.weight, 50);
+    assert_eq!(moved.routes[0].rules[0].backends[1].backend.weight, 50);
 }
 
 /// Routes are ordered oldest first; a filter the proxy cannot apply is
@@ -224,7 +225,7 @@ fn routes_are_oldest_first_and_a_bad_filter_is_refused_by_field() {
     )
     .expect("valid");
     let policy = index.policy("shop", "podinfo", 9898).expect("known");
-    let names: Vec<&str> = policy.routes.iter().map(|(k, _)| k.name.as_str()).collect();
+    let names: Vec<&str> = policy.routes.iter().map(|r| r.key.name.as_str()).collect();
     assert_eq!(names, ["a-older", "b-newer"]);
     let error = apply(
         &mut index,
@@ -240,11 +241,132 @@ fn routes_are_oldest_first_and_a_bad_filter_is_refused_by_field() {
     assert_eq!(error.field, "spec.rules[0].filters[0].type");
     let kept = index.policy("shop", "podinfo", 9898).expect("known");
     assert_eq!(
-        kept.routes[0].1[0].filters,
+        kept.routes[0].rules[0].filters,
         [Filter::RequestHeaders(model::HeaderModifier {
             set: vec![("x-canary".into(), "1".into())],
             ..model::HeaderModifier::default()
         })],
         "the last valid route stays"
+    );
+}
+
+fn apply_grpc(
+    index: &mut OutboundIndex,
+    name: &str,
+    annotations: serde_json::Value,
+    spec: serde_json::Value,
+) -> Result<(), Invalid> {
+    let route: mesh_api::crds::grpc_route::GrpcRoute = object(serde_json::json!({
+        "metadata": {"namespace": "shop", "name": name, "creationTimestamp": "2026-12-01T00:00:00Z", "annotations": annotations},
+        "spec": spec
+    }));
+    let info = OutboundIndex::check_grpc_route(&route.metadata, &route.spec)?;
+    index.put_route(
+        "shop",
+        RouteKind::Grpc,
+        RouteKey {
+            group: "gateway.networking.k8s.io".into(),
+            name: name.into(),
+        },
+        info,
+    );
+    Ok(())
+}
+
+/// A GRPCRoute replaces a port's HTTP routes (not on an HTTP/1-only
+/// port), keeps its service/method matches and its gRPC retry codes, and
+/// shares a name with an HTTPRoute without either replacing the other; a
+/// regular expression on a method or a redirect filter is refused by field.
+#[test]
+fn a_grpcroute_routes_calls_and_retries_on_its_codes() {
+    let mut index = index();
+    let http = route(
+        "shop",
+        "podinfo",
+        "2026-11-01T00:00:00Z",
+        serde_json::json!({}),
+        serde_json::json!({"parentRefs": [{"kind": "Service", "name": "podinfo"}]}),
+    );
+    apply(&mut index, &http).expect("valid");
+    apply_grpc(
+        &mut index,
+        "podinfo",
+        serde_json::json!({"retry.linkerd.io/grpc": "unavailable,internal", "retry.linkerd.io/limit": "3"}),
+        serde_json::json!({
+            "parentRefs": [{"kind": "Service", "name": "podinfo", "port": 9999}],
+            "rules": [{
+                "matches": [{"method": {"service": "grpc.health.v1.Health", "method": "Check"}, "headers": [{"name": "x-team", "value": "ops"}]}],
+                "backendRefs": [{"name": "podinfo", "port": 9999, "weight": 3}, {"name": "podinfo-canary", "port": 9999, "weight": 1}]
+            }]
+        }),
+    )
+    .expect("valid");
+    let grpc = index.policy("shop", "podinfo", 9999).expect("known");
+    assert_eq!(grpc.routes.len(), 1, "the gRPC route replaces the HTTP one");
+    let route = &grpc.routes[0];
+    assert_eq!(route.kind, RouteKind::Grpc);
+    assert_eq!(
+        route.rules[0].matches,
+        Matches::Grpc(vec![model::GrpcMatch {
+            service: Some("grpc.health.v1.Health".into()),
+            method: Some("Check".into()),
+            headers: vec![(
+                "x-team".into(),
+                crate::routes::ValueMatch::Exact("ops".into())
+            )],
+        }])
+    );
+    assert!(matches!(
+        &route.rules[0].retry,
+        Some(RouteRetry::Grpc(r)) if r.limit == 3 && r.conditions.as_deref() == Some(&[
+            GrpcRetryCondition::Unavailable, GrpcRetryCondition::Internal
+        ][..])
+    ));
+    let weights: Vec<u32> = route.rules[0]
+        .backends
+        .iter()
+        .map(|b| b.backend.weight)
+        .collect();
+    assert_eq!(weights, [3, 1]);
+    // The message is the gRPC protocol, with Linkerd's retry conditions.
+    let message = proto::policy(&grpc);
+    let Some(api_kind) = message.protocol.and_then(|p| p.kind) else {
+        panic!("a protocol");
+    };
+    let linkerd2_proxy_api::outbound::proxy_protocol::Kind::Grpc(g) = api_kind else {
+        panic!("the gRPC protocol, not {api_kind:?}");
+    };
+    let conditions = g.routes[0].rules[0]
+        .retry
+        .as_ref()
+        .and_then(|r| r.conditions.clone())
+        .expect("conditions");
+    assert!(conditions.unavailable && conditions.internal && !conditions.cancelled);
+    // Port 9898 keeps its HTTPRoute of the same name.
+    let http_port = index.policy("shop", "podinfo", 9898).expect("known");
+    assert_eq!(http_port.routes[0].kind, RouteKind::Http);
+
+    for (spec, field) in [
+        (
+            serde_json::json!({"parentRefs": [{"kind": "Service", "name": "podinfo"}],
+                "rules": [{"matches": [{"method": {"type": "RegularExpression", "service": "x.*"}}]}]}),
+            "spec.rules[0].matches[0].method.type",
+        ),
+        (
+            serde_json::json!({"parentRefs": [{"kind": "Service", "name": "podinfo"}],
+                "rules": [{"filters": [{"type": "RequestRedirect", "requestRedirect": {"statusCode": 301}}]}]}),
+            "spec.rules[0].filters[0].type",
+        ),
+    ] {
+        let error =
+            apply_grpc(&mut index, "podinfo", serde_json::json!({}), spec).expect_err("refused");
+        assert_eq!(error.field, field);
+    }
+    assert_eq!(
+        index.policy("shop", "podinfo", 9999).expect("known").routes[0].rules[0]
+            .backends
+            .len(),
+        2,
+        "the last valid GRPCRoute stays"
     );
 }
