@@ -34,6 +34,23 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
+/// A gRPC error as a trailers-only response: HTTP 200, the status `code`
+/// and `message` in the headers, no body.
+pub fn grpc_error_response(code: u32, message: &str) -> Response<Body> {
+    let mut response = Response::new(endpoint::full(bytes::Bytes::new()));
+    let headers = response.headers_mut();
+    headers.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(value) = HeaderValue::from_str(message) {
+        headers.insert("grpc-message", value.clone());
+        headers.insert(PROXY_ERROR, value);
+    }
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
 /// Serves HTTP (`protocol` says which version) on `io` with `handle` until
 /// the connection ends; once `drain` completes, in-flight requests finish
 /// and the connection closes.

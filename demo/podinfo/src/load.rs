@@ -1,9 +1,12 @@
-//! `mesh-podinfo load [--rps N] [--timeout D] URL`: a steady load
+//! `mesh-podinfo load [--rps N] [--timeout D] [--grpc] URL`: a steady load
 //! generator for the failover demo and tests. It starts `--rps` GETs a
 //! second (each on its own connection, `connection: close`, so every
 //! request is balanced afresh), and prints one JSON line per second: how
 //! many answered, how many failed (a 5xx, an error or a timeout), the
 //! status codes, and which podinfo pod answered (`hostname` of its JSON).
+//! With `--grpc` each request is instead a gRPC health check over HTTP/2
+//! (its own connection too), counted by its gRPC status (`grpc-0`,
+//! `grpc-14`, …): anything but 0 fails.
 
 use std::time::Duration;
 
@@ -23,7 +26,7 @@ pub async fn run(args: &[String]) -> i32 {
         .and_then(|t| humantime::parse_duration(t).ok())
         .unwrap_or(Duration::from_secs(5));
     let Some(url) = words.iter().rev().find(|w| w.starts_with("http://")) else {
-        eprintln!("usage: load [--rps N] [--timeout 5s] http://host:port/path");
+        eprintln!("usage: load [--rps N] [--timeout 5s] [--grpc] http://host:port/path");
         return 2;
     };
     let target = url.trim_start_matches("http://");
@@ -31,7 +34,8 @@ pub async fn run(args: &[String]) -> i32 {
         Some(slash) => (target[..slash].to_owned(), target[slash..].to_owned()),
         None => (target.to_owned(), "/".to_owned()),
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Option<u16>, Option<String>)>();
+    let grpc = words.contains(&"--grpc");
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Option<Answer>, Option<String>)>();
     let started = tokio::time::Instant::now();
     let generator = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(1) / rps);
@@ -39,12 +43,21 @@ pub async fn run(args: &[String]) -> i32 {
             ticks.tick().await;
             let (tx, authority, path) = (tx.clone(), authority.clone(), path.clone());
             tokio::spawn(async move {
-                let outcome = tokio::time::timeout(timeout, get(&authority, &path))
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
+                let outcome = if grpc {
+                    tokio::time::timeout(timeout, grpc_check(&authority))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|code| (Answer::Grpc(code), None))
+                } else {
+                    tokio::time::timeout(timeout, get(&authority, &path))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|(status, hostname)| (Answer::Http(status), hostname))
+                };
                 let _ = match outcome {
-                    Some((status, hostname)) => tx.send((Some(status), hostname)),
+                    Some((answer, hostname)) => tx.send((Some(answer), hostname)),
                     None => tx.send((None, None)),
                 };
             });
@@ -58,7 +71,7 @@ pub async fn run(args: &[String]) -> i32 {
             outcome = rx.recv() => {
                 let Some((status, hostname)) = outcome else { break };
                 let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
-                if status.is_some_and(|s| s < 500) {
+                if status.is_some_and(|s| s.ok()) {
                     second.ok += 1;
                 } else {
                     second.failed += 1;
@@ -77,6 +90,71 @@ pub async fn run(args: &[String]) -> i32 {
     }
     generator.abort();
     0
+}
+
+/// How a request was answered.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// An HTTP status.
+    Http(u16),
+    /// A gRPC status.
+    Grpc(u32),
+}
+
+impl Answer {
+    fn ok(self) -> bool {
+        match self {
+            Self::Http(status) => status < 500,
+            Self::Grpc(code) => code == 0,
+        }
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http(status) => write!(f, "{status}"),
+            Self::Grpc(code) => write!(f, "grpc-{code}"),
+        }
+    }
+}
+
+/// One gRPC health check on its own HTTP/2 connection: its gRPC status
+/// (from the trailers, or the headers of a trailers-only answer).
+async fn grpc_check(authority: &str) -> anyhow::Result<u32> {
+    use http_body_util::BodyExt;
+    let stream = TcpStream::connect(authority).await?;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await?;
+    tokio::spawn(connection);
+    // An empty HealthCheckRequest, framed.
+    let request = http::Request::post(format!("http://{authority}{}", crate::grpc::HEALTH_CHECK))
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(&[
+            0, 0, 0, 0, 0,
+        ])))?;
+    let response = sender.send_request(request).await?;
+    let status = |headers: &http::HeaderMap| {
+        headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    if let Some(code) = status(response.headers()) {
+        return Ok(code);
+    }
+    if !response.status().is_success() {
+        anyhow::bail!("HTTP {}", response.status());
+    }
+    let collected = response.into_body().collect().await?;
+    collected
+        .trailers()
+        .and_then(status)
+        .ok_or_else(|| anyhow::anyhow!("no grpc-status"))
 }
 
 /// One GET: the status and the answering podinfo's hostname.

@@ -2,7 +2,8 @@
 //!
 //! The local clusters run it for the image `ghcr.io/stefanprodan/podinfo`
 //! (see `clusters/images.toml`), so podinfo manifests from its docs run
-//! unchanged. It serves HTTP/1.1 and HTTP/2 (prior knowledge) on one port,
+//! unchanged. It serves HTTP/1.1, HTTP/2 (prior knowledge) and gRPC's
+//! health check on one port,
 //! answers with the pod's hostname, and can be told to fail a share of
 //! requests or to answer slowly (`MESH_DEMO_ERROR_RATE`, `MESH_DEMO_DELAY`)
 //! while staying Ready: the brown-out the failover controller must see.
@@ -11,6 +12,7 @@
 
 mod args;
 mod faults;
+mod grpc;
 mod load;
 mod podcli;
 mod routes;
@@ -78,7 +80,7 @@ async fn run() -> anyhow::Result<()> {
                 let app = app.clone();
                 let service = service_fn(move |request| {
                     let app = app.clone();
-                    async move { Ok::<_, std::convert::Infallible>(app.handle(request).await) }
+                    async move { Ok::<_, std::convert::Infallible>(app.handle_call(request).await) }
                 });
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let connection = graceful.watch(connection);

@@ -13,7 +13,8 @@
 //! | `GET /headers` | the request's headers |
 //! | `POST /echo`, `POST /api/echo` | the request body |
 //!
-//! Every route but the probes goes through the injected [`Faults`].
+//! Every route but the probes goes through the injected [`Faults`], and so
+//! do gRPC calls on the same port ([`crate::grpc`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use serde_json::{Value, json};
 
 use crate::args::Settings;
@@ -52,6 +53,30 @@ impl App {
     /// Marks the app not ready (on shutdown, so endpoints drop it).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Answers one request or gRPC call (see [`crate::grpc`]).
+    pub async fn handle_call<B>(
+        self: Arc<Self>,
+        request: Request<B>,
+    ) -> Response<Either<Full<Bytes>, crate::grpc::UnaryBody>>
+    where
+        B: hyper::body::Body,
+        B::Error: std::fmt::Display,
+    {
+        if !crate::grpc::is_grpc(&request) {
+            return self.handle(request).await.map(Either::Left);
+        }
+        let delay = self.faults.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let response = if self.faults.next_fails() {
+            crate::grpc::failed(14, "injected by MESH_DEMO_ERROR_RATE")
+        } else {
+            crate::grpc::answer(request.uri().path())
+        };
+        response.map(Either::Right)
     }
 
     /// Answers one request.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -166,6 +166,43 @@ async fn serves_http2_with_prior_knowledge() {
         .expect("body")
         .to_bytes();
     assert_eq!(json(&String::from_utf8_lossy(&body))["status"], 503);
+}
+
+/// gRPC health checks on the HTTP port, through the faults: with an error
+/// rate of 0.5, the load generator's `--grpc` mode sees half `UNAVAILABLE`
+/// (14) and half `OK` (0), each with its code.
+#[tokio::test]
+async fn grpc_health_checks_fail_with_unavailable_at_the_error_rate() {
+    let demo = start(&[("MESH_DEMO_ERROR_RATE", "0.5")], &[]).await;
+    let load = Command::new(env!("CARGO_BIN_EXE_mesh-podinfo"))
+        .args(["load", "--grpc", "--rps", "20"])
+        .arg(format!("http://127.0.0.1:{}/", demo.port))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the load starts");
+    let mut lines = tokio::io::BufReader::new(load.stdout.expect("stdout")).lines();
+    let mut output = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(3500);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, lines.next_line()).await {
+        output.push_str(&line);
+        output.push('\n');
+    }
+    let seconds = mesh_podinfo::report::LoadSecond::parse_lines(&output);
+    assert!(seconds.len() >= 2, "load lines: {output}");
+    let count = |code: &str| -> u64 {
+        seconds
+            .iter()
+            .map(|s| s.codes.get(code).copied().unwrap_or(0))
+            .sum()
+    };
+    let (ok, unavailable) = (count("grpc-0"), count("grpc-14"));
+    assert!(ok >= 10 && ok.abs_diff(unavailable) <= 1, "{output}");
+    let failed: u64 = seconds.iter().map(|s| s.failed).sum();
+    assert_eq!(
+        failed, unavailable,
+        "UNAVAILABLE counts as failed: {output}"
+    );
 }
 
 #[tokio::test]

@@ -11,57 +11,209 @@
 
 use std::time::Duration;
 
-use linkerd2_proxy_api::meta::metadata;
-use linkerd2_proxy_api::outbound::{self as api, backend, http_route, proxy_protocol};
+use linkerd2_proxy_api::meta::{Metadata, metadata};
+use linkerd2_proxy_api::outbound::{self as api, backend, grpc_route, http_route, proxy_protocol};
 
 use super::profile::{
-    Backend, HeaderModifier, PathRewrite, Profile, Redirect, RequestMatch, ResponseClass,
-    ResponseMatch, Route, RouteFilter,
+    Backend, HeaderModifier, PathRewrite, Profile, Redirect, RequestMatch, ResponseMatch, Route,
+    RouteFilter,
 };
 use crate::route_match::RouteMatch;
 
-/// The HTTP routes of `policy` (HTTP/1's, which Linkerd sends the same as
-/// HTTP/2's), or none for an opaque port.
-fn http_routes(policy: &api::OutboundPolicy) -> &[api::HttpRoute] {
+/// A port's routes as the policy sends them: HTTP routes (HTTP/1's, which
+/// Linkerd sends the same as HTTP/2's) or gRPC routes; none for an opaque
+/// port.
+enum Routes<'a> {
+    Http(&'a [api::HttpRoute]),
+    Grpc(&'a [api::GrpcRoute]),
+}
+
+fn routes(policy: &api::OutboundPolicy) -> Routes<'_> {
     match policy.protocol.as_ref().and_then(|p| p.kind.as_ref()) {
-        Some(proxy_protocol::Kind::Detect(d)) => d.http1.as_ref().map_or(&[], |h| &h.routes),
-        Some(proxy_protocol::Kind::Http1(h)) => &h.routes,
-        Some(proxy_protocol::Kind::Http2(h)) => &h.routes,
-        _ => &[],
+        Some(proxy_protocol::Kind::Detect(d)) => {
+            Routes::Http(d.http1.as_ref().map_or(&[], |h| &h.routes))
+        }
+        Some(proxy_protocol::Kind::Http1(h)) => Routes::Http(&h.routes),
+        Some(proxy_protocol::Kind::Http2(h)) => Routes::Http(&h.routes),
+        Some(proxy_protocol::Kind::Grpc(g)) => Routes::Grpc(&g.routes),
+        _ => Routes::Http(&[]),
     }
 }
 
-/// Whether the policy says anything a default profile would not: an
-/// HTTPRoute, or retries or timeouts on the Service's default route.
-fn has_routing(routes: &[api::HttpRoute]) -> bool {
-    routes.iter().any(|route| {
-        let resource = matches!(
-            route.metadata.as_ref().and_then(|m| m.kind.as_ref()),
-            Some(metadata::Kind::Resource(_))
-        );
-        resource
-            || route.rules.iter().any(|rule| {
-                rule.retry.is_some()
-                    || rule
-                        .timeouts
-                        .as_ref()
-                        .is_some_and(|t| t.request.is_some() || t.response.is_some())
-            })
-    })
+/// One rule of either kind, in the terms a profile route needs.
+struct RuleParts {
+    matches: Vec<RouteMatch>,
+    retry: Option<(u32, Option<Duration>, Option<ResponseMatch>)>,
+    timeouts: Option<linkerd2_proxy_api::http_route::Timeouts>,
+    backends: Vec<Backend>,
+    filters: Vec<RouteFilter>,
 }
 
-/// `profile` with `policy`'s routing, when it has any and the profile has
-/// no ServiceProfile or TrafficSplit of its own.
+impl RuleParts {
+    /// Whether it says anything a default profile would not.
+    fn has_policy(&self) -> bool {
+        self.retry.is_some()
+            || self
+                .timeouts
+                .as_ref()
+                .is_some_and(|t| t.request.is_some() || t.response.is_some())
+    }
+}
+
+/// A route's name (a resource's, not a default route's) and its rules; a
+/// rule whose matches cannot be used is left out with a warning.
+fn route_rules(routes: &Routes<'_>) -> Vec<(Option<String>, Vec<RuleParts>)> {
+    let name = |m: Option<&Metadata>| match m.and_then(|m| m.kind.as_ref()) {
+        Some(metadata::Kind::Resource(r)) => Some(r.name.clone()),
+        _ => None,
+    };
+    let usable = |name: &Option<String>, matches: Result<Vec<RouteMatch>, _>| match matches {
+        Ok(matches) => Some(matches),
+        Err(e) => {
+            tracing::warn!(route = ?name, "ignoring a rule: {e}");
+            None
+        }
+    };
+    match routes {
+        Routes::Http(routes) => routes
+            .iter()
+            .map(|route| {
+                let name = name(route.metadata.as_ref());
+                let label = name.as_deref().unwrap_or("default");
+                let rules = route
+                    .rules
+                    .iter()
+                    .filter_map(|rule| {
+                        let matches = rule
+                            .matches
+                            .iter()
+                            .map(|m| RouteMatch::from_http(m, label))
+                            .collect();
+                        Some(RuleParts {
+                            matches: usable(&name, matches)?,
+                            retry: rule
+                                .retry
+                                .as_ref()
+                                .map(|r| (r.max_retries, duration(r.timeout), http_retry_on(r))),
+                            timeouts: rule.timeouts,
+                            backends: http_backends(rule),
+                            filters: rule.filters.iter().filter_map(filter).collect(),
+                        })
+                    })
+                    .collect();
+                (name, rules)
+            })
+            .collect(),
+        Routes::Grpc(routes) => routes
+            .iter()
+            .map(|route| {
+                let name = name(route.metadata.as_ref());
+                let label = name.as_deref().unwrap_or("default");
+                let rules = route
+                    .rules
+                    .iter()
+                    .filter_map(|rule| {
+                        let matches = rule
+                            .matches
+                            .iter()
+                            .map(|m| RouteMatch::from_grpc(m, label))
+                            .collect();
+                        Some(RuleParts {
+                            matches: usable(&name, matches)?,
+                            retry: rule
+                                .retry
+                                .as_ref()
+                                .map(|r| (r.max_retries, duration(r.timeout), grpc_retry_on(r))),
+                            timeouts: rule.timeouts,
+                            backends: grpc_backends(rule),
+                            filters: rule.filters.iter().filter_map(grpc_filter).collect(),
+                        })
+                    })
+                    .collect();
+                (name, rules)
+            })
+            .collect(),
+    }
+}
+
+/// What an HTTP route's retries are made on: its status ranges (none: the
+/// failed responses).
+fn http_retry_on(retry: &http_route::Retry) -> Option<ResponseMatch> {
+    let ranges: Vec<ResponseMatch> = retry
+        .conditions
+        .iter()
+        .flat_map(|c| &c.status_ranges)
+        .filter_map(|range| {
+            Some(ResponseMatch::Status(
+                u16::try_from(range.start).ok()?,
+                u16::try_from(range.end).ok()?,
+            ))
+        })
+        .collect();
+    (!ranges.is_empty()).then_some(ResponseMatch::Any(ranges))
+}
+
+/// What a gRPC route's retries are made on: its codes (none: the failed
+/// calls).
+fn grpc_retry_on(retry: &grpc_route::Retry) -> Option<ResponseMatch> {
+    let c = retry.conditions.as_ref()?;
+    let codes: Vec<i32> = [
+        (c.cancelled, 1),
+        (c.deadine_exceeded, 4),
+        (c.resource_exhausted, 8),
+        (c.internal, 13),
+        (c.unavailable, 14),
+    ]
+    .into_iter()
+    .filter_map(|(on, code)| on.then_some(code))
+    .collect();
+    (!codes.is_empty()).then_some(ResponseMatch::GrpcStatus(codes))
+}
+
+/// `profile` with `policy`'s routing, when it has any (a route resource,
+/// or retries or timeouts on the Service's default route) and the profile
+/// has no ServiceProfile or TrafficSplit of its own.
 pub fn apply(profile: &Profile, policy: &api::OutboundPolicy) -> Option<Profile> {
     if !profile.routes.is_empty() || !profile.backends.is_empty() || profile.refused.is_some() {
         return None;
     }
-    let routes = http_routes(policy);
-    if !has_routing(routes) {
+    let routes = route_rules(&routes(policy));
+    let has_routing = routes
+        .iter()
+        .any(|(name, rules)| name.is_some() || rules.iter().any(RuleParts::has_policy));
+    if !has_routing {
         return None;
     }
     let mut merged = profile.clone();
-    merged.routes = routes.iter().flat_map(profile_routes).collect();
+    // One profile route per rule (rules are tried in order, as the Gateway
+    // API's precedence among one route's rules).
+    merged.routes = routes
+        .into_iter()
+        .flat_map(|(name, rules)| {
+            rules.into_iter().map(move |rule| {
+                let timeouts = rule.timeouts.as_ref();
+                let (max_retries, retry_timeout, retry_on) = match rule.retry {
+                    Some((max, timeout, on)) => (Some(max), timeout, on),
+                    None => (None, None, None),
+                };
+                Route {
+                    name: name.clone(),
+                    condition: RequestMatch::Any(
+                        rule.matches.into_iter().map(RequestMatch::Http).collect(),
+                    ),
+                    response_classes: Vec::new(),
+                    retryable: max_retries.is_some(),
+                    retry_on,
+                    max_retries,
+                    timeout: duration(timeouts.and_then(|t| t.request)),
+                    attempt_timeout: retry_timeout
+                        .or_else(|| duration(timeouts.and_then(|t| t.response))),
+                    backends: rule.backends,
+                    filters: rule.filters,
+                }
+            })
+        })
+        .collect();
     Some(merged)
 }
 
@@ -70,64 +222,24 @@ fn duration(d: Option<prost_types::Duration>) -> Option<Duration> {
         .filter(|d| !d.is_zero())
 }
 
-/// One profile route per rule (rules are tried in order, as the Gateway
-/// API's precedence among one route's rules).
-fn profile_routes(route: &api::HttpRoute) -> Vec<Route> {
-    let name = match route.metadata.as_ref().and_then(|m| m.kind.as_ref()) {
-        Some(metadata::Kind::Resource(r)) => Some(r.name.clone()),
-        _ => None,
-    };
-    route
-        .rules
-        .iter()
-        .filter_map(|rule| {
-            let matches = rule
-                .matches
-                .iter()
-                .map(|m| RouteMatch::from_http(m, name.as_deref().unwrap_or("default")))
-                .collect::<Result<Vec<_>, _>>();
-            let matches = match matches {
-                Ok(matches) => matches,
-                Err(e) => {
-                    tracing::warn!(route = ?name, "ignoring a rule: {e}");
-                    return None;
-                }
-            };
-            let retry = rule.retry.as_ref();
-            let timeouts = rule.timeouts.as_ref();
-            Some(Route {
-                name: name.clone(),
-                condition: RequestMatch::Any(matches.into_iter().map(RequestMatch::Http).collect()),
-                response_classes: retry
-                    .and_then(|r| r.conditions.as_ref())
-                    .into_iter()
-                    .flat_map(|c| &c.status_ranges)
-                    .filter_map(|range| {
-                        Some(ResponseClass {
-                            condition: ResponseMatch::Status(
-                                u16::try_from(range.start).ok()?,
-                                u16::try_from(range.end).ok()?,
-                            ),
-                            is_failure: true,
-                        })
-                    })
-                    .collect(),
-                retryable: retry.is_some(),
-                max_retries: retry.map(|r| r.max_retries),
-                timeout: duration(timeouts.and_then(|t| t.request)),
-                attempt_timeout: duration(retry.and_then(|r| r.timeout))
-                    .or_else(|| duration(timeouts.and_then(|t| t.response))),
-                backends: backends(rule),
-                filters: rule.filters.iter().filter_map(filter).collect(),
-            })
-        })
-        .collect()
+/// The authority a backend discovers through the destination service;
+/// `None` for a backend the controller could not resolve (a Service that
+/// does not exist), which is left out with a warning.
+fn discovered(backend: Option<&api::Backend>) -> Option<String> {
+    let found = backend.and_then(|b| match b.kind.as_ref()? {
+        backend::Kind::Balancer(p2c) => match p2c.discovery.as_ref()?.kind.as_ref()? {
+            backend::endpoint_discovery::Kind::Dst(dst) => Some(dst.path.clone()),
+        },
+        backend::Kind::Forward(_) => None,
+    });
+    if found.is_none() {
+        tracing::warn!("a route backend the controller could not resolve is left out");
+    }
+    found
 }
 
-/// A rule's weighted backends (none: the Service itself). A backend the
-/// controller could not resolve (a Service that does not exist) is left
-/// out, with a warning.
-fn backends(rule: &http_route::Rule) -> Vec<Backend> {
+/// A rule's weighted backends (none: the Service itself).
+fn http_backends(rule: &http_route::Rule) -> Vec<Backend> {
     let Some(http_route::distribution::Kind::RandomAvailable(random)) =
         rule.backends.as_ref().and_then(|d| d.kind.as_ref())
     else {
@@ -137,28 +249,45 @@ fn backends(rule: &http_route::Rule) -> Vec<Backend> {
         .backends
         .iter()
         .filter_map(|weighted| {
-            let discovered = weighted
-                .backend
-                .as_ref()
-                .and_then(|b| b.backend.as_ref())
-                .and_then(|b| match b.kind.as_ref()? {
-                    backend::Kind::Balancer(p2c) => match p2c.discovery.as_ref()?.kind.as_ref()? {
-                        backend::endpoint_discovery::Kind::Dst(dst) => Some(dst.path.clone()),
-                    },
-                    backend::Kind::Forward(_) => None,
-                });
-            match discovered {
-                Some(authority) => Some(Backend {
-                    authority,
-                    weight: weighted.weight,
-                }),
-                None => {
-                    tracing::warn!("a route backend the controller could not resolve is left out");
-                    None
-                }
-            }
+            let backend = weighted.backend.as_ref().and_then(|b| b.backend.as_ref());
+            Some(Backend {
+                authority: discovered(backend)?,
+                weight: weighted.weight,
+            })
         })
         .collect()
+}
+
+/// A gRPC rule's weighted backends (none: the Service itself).
+fn grpc_backends(rule: &grpc_route::Rule) -> Vec<Backend> {
+    let Some(grpc_route::distribution::Kind::RandomAvailable(random)) =
+        rule.backends.as_ref().and_then(|d| d.kind.as_ref())
+    else {
+        return Vec::new();
+    };
+    random
+        .backends
+        .iter()
+        .filter_map(|weighted| {
+            let backend = weighted.backend.as_ref().and_then(|b| b.backend.as_ref());
+            Some(Backend {
+                authority: discovered(backend)?,
+                weight: weighted.weight,
+            })
+        })
+        .collect()
+}
+
+/// A gRPC rule's filter in the proxy's terms (a failure injector answers
+/// its gRPC status in a trailers-only response).
+fn grpc_filter(filter: &grpc_route::Filter) -> Option<RouteFilter> {
+    use grpc_route::filter::Kind;
+    Some(match filter.kind.as_ref()? {
+        Kind::RequestHeaderModifier(m) => {
+            RouteFilter::RequestHeaders(header_modifier(m.add.as_ref(), m.set.as_ref(), &m.remove))
+        }
+        Kind::FailureInjector(f) => RouteFilter::GrpcFail(f.code, f.message.clone()),
+    })
 }
 
 /// A header modification as the API writes it; invalid names or values
@@ -284,10 +413,10 @@ mod tests {
         assert_eq!(route.max_retries, Some(3));
         assert_eq!(route.attempt_timeout, Some(Duration::from_millis(300)));
         assert_eq!(route.timeout, Some(Duration::from_secs(2)));
-        assert!(route.is_failure(http::StatusCode::BAD_GATEWAY) == Some(true));
-        assert_eq!(
-            route.is_failure(http::StatusCode::INTERNAL_SERVER_ERROR),
-            None
+        assert!(route.retries(http::StatusCode::BAD_GATEWAY, None, true));
+        assert!(
+            !route.retries(http::StatusCode::INTERNAL_SERVER_ERROR, None, true),
+            "500 is outside 502-504"
         );
         let old = http::Request::get("/old/x").body(()).expect("request");
         assert!(route.condition.matches(&(&old).into()));
@@ -303,5 +432,46 @@ mod tests {
             apply(&with_profile_routes, &message).is_none(),
             "a ServiceProfile's routes win"
         );
+    }
+
+    /// A GRPCRoute folds into routes that match its service and method and
+    /// retry on its codes only; a port without routes of its own keeps the
+    /// profile as the destination said.
+    #[test]
+    fn a_grpcroute_folds_into_routes_that_retry_on_its_codes() {
+        let objects = [
+            serde_json::json!({
+                "kind": "Service",
+                "metadata": {"namespace": "shop", "name": "api"},
+                "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 9999}]}
+            }),
+            serde_json::json!({
+                "kind": "GRPCRoute",
+                "metadata": {"namespace": "shop", "name": "api-grpc", "annotations": {
+                    "retry.linkerd.io/grpc": "unavailable", "retry.linkerd.io/limit": "2"
+                }},
+                "spec": {
+                    "parentRefs": [{"kind": "Service", "name": "api"}],
+                    "rules": [{"matches": [{"method": {"service": "grpc.health.v1.Health", "method": "Check"}}]}]
+                }
+            }),
+        ];
+        let message = mesh_test_util::outbound::policy(&objects, "shop", "api", 9999);
+        let folded = apply(&Profile::default(), &message).expect("the route applies");
+        let route = &folded.routes[0];
+        assert_eq!(route.name.as_deref(), Some("api-grpc"));
+        assert_eq!(route.max_retries, Some(2));
+        let call = http::Request::post("/grpc.health.v1.Health/Check")
+            .body(())
+            .expect("request");
+        assert!(route.condition.matches(&(&call).into()));
+        let other = http::Request::post("/grpc.health.v1.Health/Watch")
+            .body(())
+            .expect("request");
+        assert!(!route.condition.matches(&(&other).into()));
+        let ok = http::StatusCode::OK;
+        assert!(route.retries(ok, Some(14), true), "UNAVAILABLE is retried");
+        assert!(!route.retries(ok, Some(5), true), "NOT_FOUND is not");
+        assert!(!route.retries(ok, None, false));
     }
 }

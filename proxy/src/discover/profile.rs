@@ -90,6 +90,9 @@ pub struct Route {
     pub response_classes: Vec<ResponseClass>,
     /// Whether failed requests may be retried.
     pub retryable: bool,
+    /// Which responses are retried (an HTTPRoute's or GRPCRoute's retry
+    /// conditions); `None`: the failed ones.
+    pub retry_on: Option<ResponseMatch>,
     /// At most this many retries of one request (besides the budget).
     pub max_retries: Option<u32>,
     /// How long a request may take, retries included.
@@ -167,6 +170,8 @@ pub enum RouteFilter {
     /// Answer with this status and message (a backend the controller
     /// could not resolve).
     Fail(http::StatusCode, String),
+    /// Answer a gRPC call with this status and message.
+    GrpcFail(u32, String),
 }
 
 /// A request condition.
@@ -220,16 +225,20 @@ pub enum ResponseMatch {
     Not(Box<ResponseMatch>),
     /// The status is within `min..=max`.
     Status(u16, u16),
+    /// The gRPC status (`grpc-status` in the response's headers, as a
+    /// server answers a call it fails without a message) is one of these.
+    GrpcStatus(Vec<i32>),
 }
 
 impl ResponseMatch {
-    /// Whether a response with `status` matches.
-    pub fn matches(&self, status: http::StatusCode) -> bool {
+    /// Whether a response with `status` (and gRPC status `grpc`) matches.
+    pub fn matches(&self, status: http::StatusCode, grpc: Option<i32>) -> bool {
         match self {
-            Self::All(all) => all.iter().all(|m| m.matches(status)),
-            Self::Any(any) => any.iter().any(|m| m.matches(status)),
-            Self::Not(not) => !not.matches(status),
+            Self::All(all) => all.iter().all(|m| m.matches(status, grpc)),
+            Self::Any(any) => any.iter().any(|m| m.matches(status, grpc)),
+            Self::Not(not) => !not.matches(status, grpc),
             Self::Status(min, max) => (*min..=*max).contains(&status.as_u16()),
+            Self::GrpcStatus(codes) => grpc.is_some_and(|code| codes.contains(&code)),
         }
     }
 }
@@ -273,13 +282,21 @@ impl Route {
         find(&self.condition, path)
     }
 
-    /// Whether a response with `status` is a failure under this route's
-    /// classes (else the default: 5xx).
-    pub fn is_failure(&self, status: http::StatusCode) -> Option<bool> {
+    /// Whether a response with `status` (and gRPC status `grpc`) is a
+    /// failure under this route's classes (else the default: 5xx).
+    pub fn is_failure(&self, status: http::StatusCode, grpc: Option<i32>) -> Option<bool> {
         self.response_classes
             .iter()
-            .find(|c| c.condition.matches(status))
+            .find(|c| c.condition.matches(status, grpc))
             .map(|c| c.is_failure)
+    }
+
+    /// Whether an attempt answered with `status` (and `grpc`), `failed`
+    /// or not, is to be retried.
+    pub fn retries(&self, status: http::StatusCode, grpc: Option<i32>, failed: bool) -> bool {
+        self.retry_on
+            .as_ref()
+            .map_or(failed, |on| on.matches(status, grpc))
     }
 }
 
@@ -310,6 +327,7 @@ pub fn from_api(profile: api::DestinationProfile, port: u16) -> Profile {
                     })
                     .collect(),
                 retryable: route.is_retryable,
+                retry_on: None,
                 max_retries: None,
                 timeout: route
                     .timeout
@@ -471,13 +489,17 @@ mod tests {
                 is_failure: true,
             }],
             retryable: false,
+            retry_on: None,
             max_retries: None,
             timeout: None,
             attempt_timeout: None,
             backends: Vec::new(),
             filters: Vec::new(),
         };
-        assert_eq!(route.is_failure(http::StatusCode::CONFLICT), Some(true));
-        assert_eq!(route.is_failure(http::StatusCode::OK), None);
+        assert_eq!(
+            route.is_failure(http::StatusCode::CONFLICT, None),
+            Some(true)
+        );
+        assert_eq!(route.is_failure(http::StatusCode::OK, None), None);
     }
 }

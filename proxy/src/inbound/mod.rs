@@ -523,28 +523,15 @@ fn denied_response(req: &Request<Incoming>, status: StatusCode, why: &str) -> Re
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
-    let mut response = error_response(status, why);
     if grpc {
-        // Trailers-only: the status in the headers, no body.
-        *response.body_mut() = endpoint::full(bytes::Bytes::new());
-        *response.status_mut() = StatusCode::OK;
         let code = if status == StatusCode::NOT_FOUND {
-            "12"
+            12
         } else {
-            "7"
+            7
         };
-        response
-            .headers_mut()
-            .insert("grpc-status", HeaderValue::from_static(code));
-        if let Ok(message) = HeaderValue::from_str(why) {
-            response.headers_mut().insert("grpc-message", message);
-        }
-        response.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
+        return crate::http::grpc_error_response(code, why);
     }
-    response
+    error_response(status, why)
 }
 
 /// Resolves once the port's policy stops admitting `peer`'s connection.

@@ -90,13 +90,13 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
     let failed = match &result {
         Ok(response) => {
             let status = response.status();
+            let grpc = metrics::grpc_status(response.headers());
             routed
                 .route
                 .as_ref()
-                .and_then(|r| r.is_failure(status))
+                .and_then(|r| r.is_failure(status, grpc))
                 .unwrap_or_else(|| {
-                    metrics::classify(status, metrics::grpc_status(response.headers()))
-                        == metrics::Classification::Failure
+                    metrics::classify(status, grpc) == metrics::Classification::Failure
                 })
         }
         Err(_) => true,
@@ -121,6 +121,15 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
             ),
         ),
     };
+    // A route's retry conditions judge the answer the caller would see
+    // (a transport error is a 502, an attempt timeout a 504).
+    attempted.retry = routed.route.as_ref().map_or(failed, |r| {
+        r.retries(
+            response.status(),
+            metrics::grpc_status(response.headers()),
+            failed,
+        )
+    });
     response.extensions_mut().insert(attempted);
     response
 }

@@ -53,6 +53,7 @@ pub fn route(retryable: bool, timeout: Option<Duration>) -> Route {
         condition: RequestMatch::Any(vec![RequestMatch::Not(Box::new(RequestMatch::Any(vec![])))]),
         response_classes: Vec::new(),
         retryable,
+        retry_on: None,
         max_retries: None,
         timeout,
         attempt_timeout: None,

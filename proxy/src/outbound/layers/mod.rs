@@ -101,6 +101,9 @@ pub struct Attempted {
     /// The attempt failed (by the route's classes, or 5xx, gRPC errors,
     /// transport errors).
     pub failed: bool,
+    /// The attempt is to be retried (its route's retry conditions hold, or
+    /// without any, it failed).
+    pub retry: bool,
     /// The endpoint's labels (`tls`, `server_id`, `dst_*`) when one was
     /// picked.
     pub endpoint_labels: Option<Labels>,

@@ -41,7 +41,12 @@ impl Layer for Observe {
                 .get::<Attempted>()
                 .and_then(|a| a.endpoint_labels.clone());
             labels.extend(endpoint.unwrap_or_else(|| vec![("tls", "no_identity".to_owned())]));
-            let route_failure = route.and_then(|r| r.is_failure(response.status()));
+            let route_failure = route.and_then(|r| {
+                r.is_failure(
+                    response.status(),
+                    crate::metrics::grpc_status(response.headers()),
+                )
+            });
             Ok(crate::http::observe_response(
                 &metrics,
                 labels,

@@ -113,7 +113,7 @@ where
         let retry_wanted = if attempted.no_endpoint {
             attempted.elsewhere
         } else {
-            attempted.failed
+            attempted.retry
         };
         if !retry_wanted || limit.is_some_and(|limit| retries >= limit) {
             return Ok(response);
@@ -194,6 +194,7 @@ mod tests {
                 no_endpoint,
                 elsewhere: picked.fail_fast,
                 failed: code >= 500,
+                retry: code >= 500,
                 endpoint_labels: None,
             });
             Box::pin(async move { Ok(response) })
@@ -320,6 +321,7 @@ mod tests {
                 let mut response = status(if first { 500 } else { 200 });
                 response.extensions_mut().insert(Attempted {
                     failed: first,
+                    retry: first,
                     ..Attempted::default()
                 });
                 Ok(response)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{HttpRequest, HttpResponse, Layer, Next, ResponseFuture, Routed};
 use crate::discover::profile::{PathRewrite, Redirect, RouteFilter};
-use crate::http::error_response;
+use crate::http::{error_response, grpc_error_response};
 use crate::outbound::Logical;
 
 /// Routes requests for one destination.
@@ -41,6 +41,10 @@ impl Layer for Route {
                     }
                     RouteFilter::Fail(status, message) => {
                         let response = error_response(*status, message);
+                        return Box::pin(async move { Ok(response) });
+                    }
+                    RouteFilter::GrpcFail(code, message) => {
+                        let response = grpc_error_response(*code, message);
                         return Box::pin(async move { Ok(response) });
                     }
                 }
