@@ -339,7 +339,7 @@ fn a_grpcroute_routes_calls_and_retries_on_its_codes() {
     let conditions = g.routes[0].rules[0]
         .retry
         .as_ref()
-        .and_then(|r| r.conditions.clone())
+        .and_then(|r| r.conditions)
         .expect("conditions");
     assert!(conditions.unavailable && conditions.internal && !conditions.cancelled);
     // Port 9898 keeps its HTTPRoute of the same name.
