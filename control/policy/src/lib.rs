@@ -12,6 +12,8 @@
 //! - [`diagnostics`]: a pod port's policy as JSON on the admin server.
 //! - [`k8s`]: Kubernetes watchers feeding the index.
 //! - [`outbound`]: the outbound index and the `OutboundPolicies` service.
+//! - [`route_status`]: route status conditions written back to the API
+//!   server.
 //! - [`server`]: running it all (gRPC on 8090, admin on 9990).
 
 pub mod diagnostics;
@@ -20,5 +22,6 @@ pub mod index;
 pub mod k8s;
 pub mod outbound;
 pub mod proto;
+pub mod route_status;
 pub mod routes;
 pub mod server;

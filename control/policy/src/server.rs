@@ -41,7 +41,10 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     let networks = config.cluster.networks.clone();
     let domain = config.cluster.cluster_domain.clone();
     let index = Arc::new(Mutex::new(Index::new(config.cluster)));
-    let watchers = k8s::spawn_watchers(client, index.clone());
+    let mut watchers = k8s::spawn_watchers(client.clone(), index.clone());
+    watchers
+        .0
+        .spawn(crate::route_status::run(client, index.clone()));
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(InboundServerPoliciesServer::new(InboundPolicyService::new(

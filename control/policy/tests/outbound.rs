@@ -183,3 +183,166 @@ fn weights_or_none(policy: &OutboundPolicy) -> Option<Vec<(String, u32)>> {
     )
     .then(|| weights(policy))
 }
+
+/// The `status.parents` conditions of our controller on a route, as
+/// `(type, status, reason, message)`, once they satisfy `done`.
+async fn conditions_when(
+    client: &kube::Client,
+    ns: &str,
+    resource: &str,
+    name: &str,
+    done: impl Fn(&[(String, String, String, String)]) -> bool,
+) -> Vec<(String, String, String, String)> {
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let kind = if resource == "grpcroutes" {
+        "GRPCRoute"
+    } else {
+        "HTTPRoute"
+    };
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind);
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, resource),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        let object = api.get(name).await.expect("the route");
+        seen = object
+            .data
+            .pointer("/status/parents")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|p| p["controllerName"] == "linkerd.io/policy-controller")
+            .flat_map(|p| p["conditions"].as_array().cloned().unwrap_or_default())
+            .map(|c| {
+                let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+                (
+                    text("type"),
+                    text("status"),
+                    text("reason"),
+                    text("message"),
+                )
+            })
+            .collect();
+        if done(&seen) {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{resource}/{name}'s status never got there; last seen: {seen:?}");
+}
+
+fn has(seen: &[(String, String, String, String)], type_: &str, status: &str, reason: &str) -> bool {
+    seen.iter()
+        .any(|(t, s, r, _)| t == type_ && s == status && r == reason)
+}
+
+/// What `kubectl get httproute -o yaml` tells a user: an accepted route
+/// says so; a route naming a missing backend says which; a route to a
+/// Service that does not exist says `NoMatchingParent`; a GRPCRoute
+/// written at `v1alpha2` is accepted too; an edit the controller refuses
+/// (a filter the proxy cannot apply) shows `Accepted=False` naming the
+/// field, while proxies keep the previous routing.
+#[tokio::test]
+async fn route_status_says_whether_a_route_is_in_effect_and_why_not() {
+    let cluster = shared_cluster().await;
+    let ns = cluster.namespace("route-status").await;
+    let running = start(&cluster).await;
+    apply(
+        &cluster.client,
+        &ns,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: podinfo, namespace: {ns}}}\n\
+             spec: {{ports: [{{name: http, port: 9898}}, {{name: grpc, port: 9999}}], selector: {{app: podinfo}}}}\n"
+        ),
+    )
+    .await;
+    let route = |filters: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+             metadata: {{name: podinfo, namespace: {ns}}}\n\
+             spec:\n  parentRefs: [{{name: podinfo, kind: Service, group: core, port: 9898}}]\n  \
+             rules: [{{filters: {filters}, backendRefs: [{{name: podinfo, port: 9898, weight: 1}}, {{name: podinfo-gone, port: 9898, weight: 1}}]}}]\n"
+        )
+    };
+    apply(&cluster.client, &ns, &route("[]")).await;
+    let seen = conditions_when(&cluster.client, &ns, "httproutes", "podinfo", |c| {
+        has(c, "Accepted", "True", "Accepted") && has(c, "ResolvedRefs", "False", "BackendNotFound")
+    })
+    .await;
+    assert!(
+        seen.iter().any(|(_, _, _, m)| m.contains("podinfo-gone")),
+        "the missing backend is named: {seen:?}"
+    );
+
+    // An edit that cannot be applied: refused by field, the last valid
+    // version still served.
+    apply(
+        &cluster.client,
+        &ns,
+        &route("[{type: URLRewrite, urlRewrite: {hostname: elsewhere}}]"),
+    )
+    .await;
+    let seen = conditions_when(&cluster.client, &ns, "httproutes", "podinfo", |c| {
+        has(c, "Accepted", "False", "UnsupportedValue")
+    })
+    .await;
+    let message = &seen
+        .iter()
+        .find(|(t, ..)| t == "Accepted")
+        .expect("Accepted")
+        .3;
+    assert!(
+        message.contains("spec.rules[0].filters[0].type") && message.contains("last valid version"),
+        "{message}"
+    );
+    let mut grpc = OutboundPoliciesClient::connect(format!("http://{}", running.addr))
+        .await
+        .expect("connect");
+    let served = grpc
+        .get(by_authority(&format!(
+            "podinfo.{ns}.svc.cluster.local:9898"
+        )))
+        .await
+        .expect("Get")
+        .into_inner();
+    assert_eq!(
+        weights(&served).len(),
+        2,
+        "the previous routing stays in force"
+    );
+
+    // A route to a Service that does not exist; a GRPCRoute at v1alpha2.
+    apply(
+        &cluster.client,
+        &ns,
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+             metadata: {{name: nowhere, namespace: {ns}}}\n\
+             spec: {{parentRefs: [{{name: nowhere, kind: Service, group: core}}]}}\n"
+        ),
+    )
+    .await;
+    conditions_when(&cluster.client, &ns, "httproutes", "nowhere", |c| {
+        has(c, "Accepted", "False", "NoMatchingParent")
+    })
+    .await;
+    apply(
+        &cluster.client,
+        &ns,
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1alpha2\nkind: GRPCRoute\n\
+             metadata: {{name: podinfo-grpc, namespace: {ns}}}\n\
+             spec:\n  parentRefs: [{{name: podinfo, kind: Service, group: core, port: 9999}}]\n  \
+             rules: [{{matches: [{{method: {{service: grpc.health.v1.Health, method: Check}}}}]}}]\n"
+        ),
+    )
+    .await;
+    conditions_when(&cluster.client, &ns, "grpcroutes", "podinfo-grpc", |c| {
+        has(c, "Accepted", "True", "Accepted") && has(c, "ResolvedRefs", "True", "ResolvedRefs")
+    })
+    .await;
+}

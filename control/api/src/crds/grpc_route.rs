@@ -9,7 +9,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::http_route::{ParentRef, ValueMatch};
+use super::http_route::{ParentRef, RouteStatus, ValueMatch};
 
 /// The spec of a GRPCRoute.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -19,6 +19,7 @@ use super::http_route::{ParentRef, ValueMatch};
     kind = "GRPCRoute",
     root = "GrpcRoute",
     plural = "grpcroutes",
+    status = "RouteStatus",
     namespaced
 )]
 #[serde(rename_all = "camelCase")]

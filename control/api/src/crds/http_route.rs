@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
     kind = "HTTPRoute",
     root = "HttpRoute",
     plural = "httproutes",
+    status = "RouteStatus",
     namespaced
 )]
 #[serde(rename_all = "camelCase")]
@@ -34,6 +35,17 @@ pub struct HttpRouteSpec {
     /// The rules.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+}
+
+/// A route's status (HTTPRoute and GRPCRoute alike): one entry per parent
+/// and controller, with its conditions (`Accepted`, `ResolvedRefs`). Each
+/// controller writes its own entries and keeps the others'.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+pub struct RouteStatus {
+    /// Per parent and controller.
+    #[serde(default)]
+    #[schemars(schema_with = "preserved_array")]
+    pub parents: Vec<serde_json::Value>,
 }
 
 /// A parent reference.
@@ -142,6 +154,7 @@ pub struct Timeouts {
     root = "PolicyHttpRoute",
     plural = "httproutes",
     schema = "disabled",
+    status = "RouteStatus",
     namespaced
 )]
 pub struct PolicyHttpRouteSpec {

@@ -439,8 +439,25 @@ impl Index {
         };
         // Both sides validate before either changes: a route refused on one
         // side keeps its last valid version on both.
-        let inbound = model::inbound_route(spec, &namespace)?;
-        let outbound = crate::outbound::OutboundIndex::check_route(meta, spec)?;
+        let checked = model::inbound_route(spec, &namespace).and_then(|inbound| {
+            Ok((
+                inbound,
+                crate::outbound::OutboundIndex::check_route(meta, spec)?,
+            ))
+        });
+        let (inbound, outbound) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                self.outbound.refuse_route(
+                    &namespace,
+                    RouteKind::Http,
+                    key,
+                    &spec.parent_refs,
+                    e.clone(),
+                );
+                return Err(e);
+            }
+        };
         self.outbound
             .put_route(&namespace, RouteKind::Http, key.clone(), outbound);
         match inbound {
@@ -480,12 +497,24 @@ impl Index {
         route: &mesh_api::crds::grpc_route::GrpcRoute,
     ) -> Result<(), Invalid> {
         let (namespace, name) = key_of(&route.metadata).ok_or_else(unnamed)?;
-        let outbound =
-            crate::outbound::OutboundIndex::check_grpc_route(&route.metadata, &route.spec)?;
         let key = RouteKey {
             group: GATEWAY_GROUP.into(),
             name,
         };
+        let outbound =
+            match crate::outbound::OutboundIndex::check_grpc_route(&route.metadata, &route.spec) {
+                Ok(outbound) => outbound,
+                Err(e) => {
+                    self.outbound.refuse_route(
+                        &namespace,
+                        RouteKind::Grpc,
+                        key,
+                        &route.spec.parent_refs,
+                        e.clone(),
+                    );
+                    return Err(e);
+                }
+            };
         self.outbound
             .put_route(&namespace, RouteKind::Grpc, key, outbound);
         Ok(())

@@ -9,6 +9,7 @@
 //! - [`proto`]: a policy as the API's `OutboundPolicy`, in Linkerd's shape.
 //! - [`grpc`]: the `OutboundPolicies` service (`Get`, `Watch`).
 //! - [`diagnostics`]: a Service port's policy as JSON on the admin server.
+//! - [`status`]: what each route's status conditions should say.
 //!
 //! A Service port's routes are the HTTPRoutes of its namespace whose
 //! `parentRefs` name it (and its port, or no port), oldest first; without
@@ -24,6 +25,7 @@ pub mod grpc;
 pub mod grpc_route;
 pub mod model;
 pub mod proto;
+pub mod status;
 #[cfg(test)]
 mod tests;
 
@@ -155,6 +157,15 @@ impl OutboundPolicy {
     }
 }
 
+/// Why a route's current version is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The Services it names.
+    pub parents: Vec<model::Parent>,
+    /// The field at fault.
+    pub reason: Invalid,
+}
+
 type PolicyWatch = watch::Sender<Option<OutboundPolicy>>;
 
 /// The outbound index.
@@ -165,6 +176,9 @@ pub struct OutboundIndex {
     by_ip: HashMap<IpAddr, Key>,
     /// Routes by namespace, then kind and key.
     routes: HashMap<String, BTreeMap<(RouteKind, RouteKey), OutboundRouteInfo>>,
+    /// Routes whose current version was refused, by namespace, then kind
+    /// and key (their last valid version, if any, stays in `routes`).
+    refused: HashMap<String, BTreeMap<(RouteKind, RouteKey), Refusal>>,
     watches: HashMap<(Key, u16), PolicyWatch>,
 }
 
@@ -302,8 +316,14 @@ impl OutboundIndex {
         key: RouteKey,
         route: Option<OutboundRouteInfo>,
     ) {
-        let routes = self.routes.entry(namespace.to_owned()).or_default();
         let key = (kind, key);
+        if let Some(refused) = self.refused.get_mut(namespace) {
+            refused.remove(&key);
+            if refused.is_empty() {
+                self.refused.remove(namespace);
+            }
+        }
+        let routes = self.routes.entry(namespace.to_owned()).or_default();
         let changed = match route {
             Some(route) => routes.insert(key, route.clone()).as_ref() != Some(&route),
             None => routes.remove(&key).is_some(),
@@ -313,6 +333,28 @@ impl OutboundIndex {
         }
         if changed {
             self.publish(Some(namespace));
+        }
+    }
+
+    /// Records that a route's current version was refused (its last valid
+    /// version, if any, stays in effect), for its status.
+    pub fn refuse_route(
+        &mut self,
+        namespace: &str,
+        kind: RouteKind,
+        key: RouteKey,
+        parent_refs: &[mesh_api::crds::http_route::ParentRef],
+        reason: Invalid,
+    ) {
+        let parents = model::service_parents(parent_refs, namespace);
+        let refused = self.refused.entry(namespace.to_owned()).or_default();
+        if parents.is_empty() {
+            refused.remove(&(kind, key));
+        } else {
+            refused.insert((kind, key), Refusal { parents, reason });
+        }
+        if refused.is_empty() {
+            self.refused.remove(namespace);
         }
     }
 

@@ -84,7 +84,7 @@ pub enum RouteRetry {
 }
 
 /// A Service port a route attaches to (`None`: every port).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Parent {
     /// The Service's name (in the route's namespace).
     pub service: String,
@@ -188,7 +188,7 @@ fn is_service(group: Option<&str>, kind: Option<&str>) -> bool {
 
 /// The Services of `namespace` a route's `parentRefs` name (routes of
 /// other namespaces' Services, "consumer" routes, are not served yet).
-pub(super) fn service_parents(
+pub fn service_parents(
     parent_refs: &[mesh_api::crds::http_route::ParentRef],
     namespace: &str,
 ) -> Vec<Parent> {
