@@ -207,21 +207,37 @@ pub async fn start_load(
     url: &str,
     rps: u32,
 ) -> anyhow::Result<()> {
+    start_load_pod(client, namespace, "load", &[], url, rps).await
+}
+
+/// Starts a pod named `name` running `mesh-podinfo load` with `flags`
+/// (`--grpc`) besides the rate and the URL.
+pub async fn start_load_pod(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    flags: &[&str],
+    url: &str,
+    rps: u32,
+) -> anyhow::Result<()> {
+    let mut command = vec!["load".to_owned(), "--rps".to_owned(), rps.to_string()];
+    command.extend(flags.iter().map(|f| (*f).to_owned()));
+    command.push(url.to_owned());
     let load: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "load", "labels": {"app": "load"}},
+        "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
             "terminationGracePeriodSeconds": 1,
             "containers": [{
                 "name": "main",
                 "image": "ghcr.io/stefanprodan/podinfo:6.9.2",
-                "command": ["load", "--rps", rps.to_string(), url],
+                "command": command,
             }],
         }
     }))?;
     Api::<Pod>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &load)
         .await
-        .map_err(|e| anyhow::anyhow!("creating the load pod in {namespace}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("creating the {name} pod in {namespace}: {e}"))?;
     Ok(())
 }
 

@@ -1,9 +1,11 @@
-//! Routing from HTTPRoutes on the local clusters, as Linkerd's guides write
-//! them, delivered to proxies by the policy controller's
-//! `OutboundPolicies`: the retries-and-timeouts guide's route (written at
-//! `gateway.networking.k8s.io/v1beta1`) hides a broken replica and times
-//! out a slow request; an HTTPRoute canary splits by its `backendRefs`
-//! weights and moves when they change.
+//! Routing from HTTPRoutes and GRPCRoutes on the local clusters, as
+//! Linkerd's guides write them, delivered to proxies by the policy
+//! controller's `OutboundPolicies`: the retries-and-timeouts guide's route
+//! (written at `gateway.networking.k8s.io/v1beta1`) hides a broken replica
+//! and times out a slow request; an HTTPRoute canary splits by its
+//! `backendRefs` weights and moves when they change; an edit the
+//! controller refuses shows `Accepted=False` on the route and leaves the
+//! split as it was; a GRPCRoute retries calls answered `UNAVAILABLE`.
 
 use std::time::Duration;
 
@@ -57,11 +59,67 @@ spec:
     )
 }
 
-/// The load's answers after its first `after` lines, once `count` are in:
-/// (answered by a canary pod, all answered, failed).
+/// A GRPCRoute for podinfo's health checks that retries `UNAVAILABLE`
+/// (podinfo serves gRPC on its HTTP port), written at `v1alpha2`.
+fn grpc_route(ns: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: GRPCRoute
+metadata:
+  name: podinfo-grpc
+  namespace: {ns}
+  annotations:
+    retry.linkerd.io/grpc: unavailable
+    retry.linkerd.io/limit: \"2\"
+spec:
+  parentRefs:
+  - {{name: podinfo, kind: Service, group: core, port: 9898}}
+  rules:
+  - matches: [{{method: {{service: grpc.health.v1.Health, method: Check}}}}]
+    backendRefs: [{{name: podinfo, port: 9898}}]
+"
+    )
+}
+
+/// Our controller's `Accepted` condition on a route, as `kubectl get -o
+/// yaml` shows it: (status, reason, message).
+async fn accepted_condition(
+    client: &kube::Client,
+    ns: &str,
+    resource: &str,
+    name: &str,
+) -> Option<(String, String, String)> {
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let kind = if resource == "grpcroutes" {
+        "GRPCRoute"
+    } else {
+        "HTTPRoute"
+    };
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", kind);
+    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, resource),
+    );
+    let object = api.get(name).await.ok()?;
+    let parents = object.data.pointer("/status/parents")?.as_array()?.clone();
+    parents
+        .iter()
+        .filter(|p| p["controllerName"] == "linkerd.io/policy-controller")
+        .flat_map(|p| p["conditions"].as_array().cloned().unwrap_or_default())
+        .find(|c| c["type"] == "Accepted")
+        .map(|c| {
+            let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+            (text("status"), text("reason"), text("message"))
+        })
+}
+
+/// The answers of load pod `pod` after its first `after` lines, once
+/// `count` are in: (answered by a canary pod, all answered, failed).
 async fn tally(
     client: &kube::Client,
     ns: &str,
+    pod: &str,
     after: usize,
     count: u64,
     canary_prefix: &str,
@@ -71,7 +129,7 @@ async fn tally(
         &format!("{count} answers of the load"),
         ROLLOUT * 2,
         || async {
-            let seconds = mesh_podinfo::drive::load_seconds(client, ns, "load", "main").await;
+            let seconds = mesh_podinfo::drive::load_seconds(client, ns, pod, "main").await;
             let recent = seconds.iter().skip(after);
             let (mut canary, mut ok, mut failed) = (0, 0, 0);
             for second in recent {
@@ -135,7 +193,7 @@ pub async fn mesh_routes_the_guides_httproutes_retry_time_out_and_split(
     let start = mesh_podinfo::drive::load_seconds(&west, &ns, "load", "main")
         .await
         .len();
-    let (_, ok, failed, _) = tally(&west, &ns, start, 400, "podinfo-canary").await?;
+    let (_, ok, failed, _) = tally(&west, &ns, "load", start, 400, "podinfo-canary").await?;
     anyhow::ensure!(
         failed * 100 <= ok + failed,
         "with one replica failing, the route's retries answer at least 99 % of GETs ({ok} answered, {failed} failed)"
@@ -203,7 +261,8 @@ pub async fn mesh_routes_the_guides_httproutes_retry_time_out_and_split(
         weights == [90, 10],
         "mesh diagnostics outbound shows the route's weights: {served}"
     );
-    let (to_canary, ok, failed, end) = tally(&west, &ns, start, 2000, "podinfo-canary").await?;
+    let (to_canary, ok, failed, end) =
+        tally(&west, &ns, "load", start, 2000, "podinfo-canary").await?;
     let share = to_canary as f64 / ok.max(1) as f64;
     anyhow::ensure!(
         (0.07..=0.13).contains(&share) && failed == 0,
@@ -211,11 +270,69 @@ pub async fn mesh_routes_the_guides_httproutes_retry_time_out_and_split(
     );
     kube_util::apply(&west, &ns, &canary_route(&ns, 50, 50)).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (to_canary, ok, _, _) = tally(&west, &ns, end + 5, 400, "podinfo-canary").await?;
+    let (to_canary, ok, _, end) = tally(&west, &ns, "load", end + 5, 400, "podinfo-canary").await?;
     let share = to_canary as f64 / ok.max(1) as f64;
     anyhow::ensure!(
         (0.35..=0.65).contains(&share),
         "the canary's share moves with its weight ({share:.3} of {ok})"
+    );
+
+    // An edit the controller refuses (a URLRewrite filter, which the API
+    // server accepts): the route says why, and the 50/50 split stays.
+    let refused = canary_route(&ns, 0, 100).replace(
+        "  - backendRefs:",
+        "  - filters: [{type: URLRewrite, urlRewrite: {hostname: elsewhere}}]\n    backendRefs:",
+    );
+    kube_util::apply(&west, &ns, &refused).await?;
+    let message = std::sync::Mutex::new(String::new());
+    wait_for(
+        "the refused route's Accepted=False condition",
+        ROLLOUT,
+        || async {
+            let accepted = accepted_condition(&west, &ns, "httproutes", "podinfo-route").await;
+            let done = accepted.as_ref().is_some_and(|(status, reason, _)| {
+                status == "False" && reason == "UnsupportedValue"
+            });
+            *message.lock().expect("message") = format!("{accepted:?}");
+            Ok(done)
+        },
+    )
+    .await?;
+    let message = message.into_inner().expect("message");
+    anyhow::ensure!(
+        message.contains("spec.rules[0].filters[0].type"),
+        "the condition names the field: {message}"
+    );
+    let (to_canary, ok, _, _) = tally(&west, &ns, "load", end + 2, 300, "podinfo-canary").await?;
+    let share = to_canary as f64 / ok.max(1) as f64;
+    anyhow::ensure!(
+        (0.35..=0.65).contains(&share),
+        "the refused edit (all to the canary) leaves the 50/50 split in force ({share:.3} of {ok})"
+    );
+
+    // A GRPCRoute retrying UNAVAILABLE: one podinfo replica fails every
+    // call, the other none; the route's retries (and failure accrual)
+    // answer at least 99 % of the health checks.
+    kube_util::apply(&west, &ns, &grpc_route(&ns)).await?;
+    wait_for(
+        "the GRPCRoute's Accepted=True condition",
+        ROLLOUT,
+        || async {
+            let accepted = accepted_condition(&west, &ns, "grpcroutes", "podinfo-grpc").await;
+            Ok(accepted.is_some_and(|(status, _, _)| status == "True"))
+        },
+    )
+    .await?;
+    set_errors(&west, &ns, broken, 1.0).await?;
+    kube_util::start_load_pod(&west, &ns, "grpc-load", &["--grpc"], &url, 20).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let start = mesh_podinfo::drive::load_seconds(&west, &ns, "grpc-load", "main")
+        .await
+        .len();
+    let (_, ok, failed, _) = tally(&west, &ns, "grpc-load", start, 400, "podinfo-canary").await?;
+    anyhow::ensure!(
+        failed * 100 <= ok + failed,
+        "with one replica answering UNAVAILABLE, the GRPCRoute's retries answer at least 99 % of calls ({ok} answered, {failed} failed)"
     );
     kube_util::delete_namespace(&west, &ns).await;
     Ok(())
