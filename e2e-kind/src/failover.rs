@@ -105,20 +105,24 @@ async fn until_traffic(
     Ok(since.elapsed())
 }
 
-/// Waits until the controller has given east at least 99 % of the weight;
-/// how long that took from `since`. On failure, the controller's logs say
-/// what it saw.
+/// Waits until the controller has given east at least 99 % of the weight
+/// of the `podinfo` TrafficSplit (or, with `route`, HTTPRoute); how long
+/// that took from `since`. On failure, the controller's logs say what it
+/// saw.
 async fn until_failed_over(
     p: &impl Provider,
     ns: &str,
     since: Instant,
+    route: bool,
 ) -> anyhow::Result<Duration> {
     let west = p.client(Cluster::West);
     let waited = wait_for("east has 99 % of the split's weight", ROLLOUT, || async {
-        Ok(drive::split_weights(&west, ns, "podinfo")
-            .await?
-            .get(1)
-            .is_some_and(|w| *w >= 99))
+        let weights = if route {
+            drive::route_weights(&west, ns, "podinfo").await?
+        } else {
+            drive::split_weights(&west, ns, "podinfo").await?
+        };
+        Ok(weights.get(1).is_some_and(|w| *w >= 99))
     })
     .await;
     if let Err(e) = waited {
@@ -157,9 +161,10 @@ async fn split_status(p: &impl Provider, ns: &str) -> anyhow::Result<Value> {
     Ok(rows[0]["status"].clone())
 }
 
-/// The set-up both scenarios share: podinfo exported from east, podinfo in
-/// west, `split` (YAML) and the retryable route applied, and the load pod
-/// running; returns the export.
+/// The set-up the scenarios share: podinfo exported from east, podinfo in
+/// west, `split` (YAML: a TrafficSplit, with the retryable ServiceProfile
+/// applied too, or an HTTPRoute, which carries its own retries), and the
+/// load pod running; returns the export.
 async fn start(p: &impl Provider, prefix: &str, split: &str) -> anyhow::Result<Exported> {
     ensure_linked(p).await?;
     ensure_failover_installed(p).await?;
@@ -168,7 +173,9 @@ async fn start(p: &impl Provider, prefix: &str, split: &str) -> anyhow::Result<E
     let west = p.client(Cluster::West);
     deploy_podinfo(&west, &ns).await?;
     kube_util::apply(&west, &ns, split).await?;
-    kube_util::apply(&west, &ns, &RETRYABLE_GETS.replace("NAMESPACE", &ns)).await?;
+    if split.contains("kind: TrafficSplit") {
+        kube_util::apply(&west, &ns, &RETRYABLE_GETS.replace("NAMESPACE", &ns)).await?;
+    }
     kube_util::start_load(
         &west,
         &ns,
@@ -196,7 +203,7 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     // A bad deploy: Ready pods answering 500 to everything.
     let broke = Instant::now();
     drive::set_error_rate(&west, &ns, "1").await?;
-    let took = until_failed_over(p, &ns, broke).await?;
+    let took = until_failed_over(p, &ns, broke, false).await?;
     eprintln!("bad deploy: 99 % of the weight on east {took:?} after the rollout began");
     until_traffic(p, &exported, true, 0.99, broke, ROLLOUT).await?;
     let status = split_status(p, &ns).await?;
@@ -269,7 +276,7 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     // A full outage: no podinfo pod in west at all.
     let gone = Instant::now();
     drive::scale(&west, &ns, 0).await?;
-    let took = until_failed_over(p, &ns, gone).await?;
+    let took = until_failed_over(p, &ns, gone, false).await?;
     eprintln!("full outage: 99 % of the weight on east {took:?} after the scale-down");
     until_traffic(p, &exported, true, 0.99, gone, ROLLOUT).await?;
 
@@ -282,6 +289,70 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
         ok + failed
     );
     drive::scale(&west, &ns, 2).await?;
+    exported.remove(p).await;
+    Ok(())
+}
+
+/// The failover HTTPRoute: the docs' split as Gateway API users write it,
+/// its `backendRefs` carrying the primary and east, retrying 5xx (a
+/// ServiceProfile would win over the route, so none is applied).
+const FAILOVER_ROUTE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: podinfo
+  annotations:
+    failover.linkerd.io/primary-service: podinfo
+    failover.mesh.dev/hold: 10s
+    failover.mesh.dev/failback-step-interval: 2s
+    retry.linkerd.io/http: 5xx
+    retry.linkerd.io/limit: "2"
+  labels:
+    failover.linkerd.io/controlled-by: linkerd-failover
+spec:
+  parentRefs:
+  - {name: podinfo, kind: Service, group: core, port: 9898}
+  rules:
+  - backendRefs:
+    - {name: podinfo, port: 9898, weight: 1}
+    - {name: podinfo-east, port: 9898, weight: 0}
+"#;
+
+/// Failover on an HTTPRoute instead of a TrafficSplit: a bad deploy moves
+/// the traffic to east, the fix brings it back through the failback ramp,
+/// and no GET fails.
+pub async fn mesh_failover_manages_an_httproute_split(p: &impl Provider) -> anyhow::Result<()> {
+    let exported = start(p, "e2e-fo-route", FAILOVER_ROUTE).await?;
+    let ns = exported.ns.clone();
+    let west = p.client(Cluster::West);
+    until_traffic(p, &exported, false, 1.0, Instant::now(), ROLLOUT).await?;
+    wait_for("the route managed, on the primary", ROLLOUT, || async {
+        Ok(split_status(p, &ns).await?["state"] == "Primary")
+    })
+    .await?;
+
+    let broke = Instant::now();
+    drive::set_error_rate(&west, &ns, "1").await?;
+    let took = until_failed_over(p, &ns, broke, true).await?;
+    eprintln!("HTTPRoute, bad deploy: 99 % of the weight on east {took:?} after the rollout began");
+    until_traffic(p, &exported, true, 0.99, broke, ROLLOUT).await?;
+
+    let fixed = Instant::now();
+    drive::set_error_rate(&west, &ns, "0").await?;
+    wait_for("back on the primary", ROLLOUT * 2, || async {
+        Ok(split_status(p, &ns).await?["state"] == "Primary")
+    })
+    .await?;
+    let took = until_traffic(p, &exported, false, 0.99, fixed, ROLLOUT).await?;
+    eprintln!("HTTPRoute, fixed deploy: back on west {took:?} after the fix began");
+
+    let seconds = load_seconds(&west, &ns).await;
+    let failed: u64 = seconds.iter().map(|s| s.failed).sum();
+    let ok: u64 = seconds.iter().map(|s| s.ok).sum();
+    anyhow::ensure!(
+        failed == 0,
+        "no GET failed through a bad deploy and its fix on an HTTPRoute split ({failed} of {})",
+        ok + failed
+    );
     exported.remove(p).await;
     Ok(())
 }
@@ -384,7 +455,7 @@ pub async fn mesh_failover_ignores_noise_and_aborts_a_relapsing_failback(
     }
 
     drive::break_pods(&west, &ns, "app=podinfo", 1.0).await?;
-    until_failed_over(p, &ns, Instant::now()).await?;
+    until_failed_over(p, &ns, Instant::now(), false).await?;
     drive::break_pods(&west, &ns, "app=podinfo", 0.0).await?;
     wait_for("the failback ramp started", ROLLOUT, || async {
         Ok(split_status(p, &ns).await?["state"] == "FailingBack")

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 pub use crate::failover::{
     mesh_failover_ignores_noise_and_aborts_a_relapsing_failback,
-    mesh_failover_moves_traffic_by_success_rate_and_back,
+    mesh_failover_manages_an_httproute_split, mesh_failover_moves_traffic_by_success_rate_and_back,
     mesh_failover_wan_cut_moves_traffic_to_the_local_secondary,
 };
 use crate::kube_util::{self, Finished};

@@ -35,6 +35,7 @@ scenario!(mesh_multicluster_check_names_mismatched_anchors);
 scenario!(mesh_multicluster_quic_and_tcp_both_carry_traffic);
 scenario!(mesh_multicluster_statefulset_pods_are_reached_by_name);
 scenario!(mesh_failover_moves_traffic_by_success_rate_and_back);
+scenario!(mesh_failover_manages_an_httproute_split);
 scenario!(mesh_failover_wan_cut_moves_traffic_to_the_local_secondary);
 scenario!(mesh_failover_ignores_noise_and_aborts_a_relapsing_failback);
 scenario!(wan_cut_breaks_and_restore_heals_a_load_balancer_call);

@@ -1,6 +1,6 @@
-//! The controller's loop: it watches the TrafficSplits labelled
-//! `failover.linkerd.io/controlled-by=<name>` and, once per interval, for
-//! each one reads its backends' readiness (Endpoints), their gateways'
+//! The controller's loop: it watches the TrafficSplits and HTTPRoutes
+//! labelled `failover.linkerd.io/controlled-by=<name>` (see [`Target`])
+//! and, once per interval, for each one reads its backends' readiness (Endpoints), their gateways'
 //! liveness (mirrored backends) and what the clients saw (their proxies'
 //! metrics pages, or Prometheus), runs the decision core, writes the
 //! weights when they change, and reports every transition as an Event, a
@@ -11,14 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service};
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
+use mesh_api::crds::http_route::HttpRoute;
 use mesh_api::crds::traffic_split::TrafficSplit;
-use mesh_api::labels::{FAILOVER_CONTROLLED_BY, FAILOVER_STATUS_ANNOTATION, MIRROR_CLUSTER_NAME};
+use mesh_api::labels::{FAILOVER_CONTROLLED_BY, MIRROR_CLUSTER_NAME};
 use tokio::time::Instant;
 
 use crate::decision::{Failover, Phase, Readiness, Tick};
@@ -28,6 +28,7 @@ use crate::prometheus::Prometheus;
 use crate::signals::{self, BackendKey, ClientCounts, Deltas};
 use crate::split::ManagedSplit;
 use crate::status::{BackendStatus, SplitStatus, TransitionStatus};
+use crate::target::{Target, TargetKey};
 use crate::window::Counts;
 
 /// How often the status annotation's numbers are refreshed when nothing
@@ -64,6 +65,7 @@ struct Managed {
 /// The watched cluster.
 struct Views {
     splits: Store<TrafficSplit>,
+    routes: Store<HttpRoute>,
     endpoints: Store<Endpoints>,
     services: Store<Service>,
     pods: Store<Pod>,
@@ -103,12 +105,20 @@ pub async fn run(
                 config.controlled_by
             )),
         ),
+        routes: watch(
+            Api::<HttpRoute>::all(client.clone()),
+            watcher::Config::default().labels(&format!(
+                "{FAILOVER_CONTROLLED_BY}={}",
+                config.controlled_by
+            )),
+        ),
         endpoints: watch(Api::all(client.clone()), watcher::Config::default()),
         services: watch(Api::all(client.clone()), watcher::Config::default()),
         pods: watch(Api::all(client.clone()), watcher::Config::default()),
     };
     for (what, ready) in [
         ("TrafficSplits", views.splits.wait_until_ready().boxed()),
+        ("HTTPRoutes", views.routes.wait_until_ready().boxed()),
         ("Endpoints", views.endpoints.wait_until_ready().boxed()),
         ("Services", views.services.wait_until_ready().boxed()),
         ("Pods", views.pods.wait_until_ready().boxed()),
@@ -152,9 +162,9 @@ struct Controller {
     config: Config,
     metrics: FailoverMetrics,
     recorder: Recorder,
-    managed: BTreeMap<(String, String), Managed>,
+    managed: BTreeMap<TargetKey, Managed>,
     /// Splits that cannot be managed, with the errors last reported.
-    invalid: BTreeMap<(String, String), Vec<String>>,
+    invalid: BTreeMap<TargetKey, Vec<String>>,
     deltas: Deltas,
     started: Instant,
 }
@@ -162,20 +172,25 @@ struct Controller {
 impl Controller {
     async fn round(&mut self, views: &Views) {
         let now = self.started.elapsed();
-        let splits = views.splits.state();
+        let targets = views
+            .splits
+            .state()
+            .into_iter()
+            .map(Target::Split)
+            .chain(views.routes.state().into_iter().map(Target::Route));
         let mut valid = Vec::new();
         let mut seen = BTreeSet::new();
-        for split in &splits {
-            let key = (split.namespace().unwrap_or_default(), split.name_any());
+        for target in targets {
+            let key = target.key();
             seen.insert(key.clone());
-            match ManagedSplit::read(split) {
+            match target.read() {
                 Ok(managed) => {
                     self.invalid.remove(&key);
-                    valid.push((split.clone(), managed));
+                    valid.push((target, managed));
                 }
                 Err(errors) => {
                     self.managed.remove(&key);
-                    self.report_invalid(split, &key, errors).await;
+                    self.report_invalid(&target, &key, errors).await;
                 }
             }
         }
@@ -190,8 +205,8 @@ impl Controller {
             .collect();
         let seen_by_clients = self.sample(views, &namespaces).await;
         let alive = self.gateways(views, &valid).await;
-        for (split, managed) in valid {
-            self.decide(now, views, &split, managed, &seen_by_clients, &alive)
+        for (target, managed) in valid {
+            self.decide(now, views, &target, managed, &seen_by_clients, &alive)
                 .await;
         }
     }
@@ -268,7 +283,7 @@ impl Controller {
     async fn gateways(
         &self,
         views: &Views,
-        valid: &[(std::sync::Arc<TrafficSplit>, ManagedSplit)],
+        valid: &[(Target, ManagedSplit)],
     ) -> BTreeMap<String, bool> {
         let clusters: BTreeSet<String> = valid
             .iter()
@@ -312,13 +327,13 @@ impl Controller {
         &mut self,
         now: Duration,
         views: &Views,
-        split: &TrafficSplit,
+        target: &Target,
         spec: ManagedSplit,
         seen: &BTreeMap<BackendKey, Counts>,
         alive: &BTreeMap<String, bool>,
     ) {
-        let key = (spec.namespace.clone(), spec.name.clone());
-        let signature = ManagedSplit::signature(split);
+        let key = target.key();
+        let signature = target.signature(&spec);
         let restart = self
             .managed
             .get(&key)
@@ -368,7 +383,7 @@ impl Controller {
             });
         }
         let tick = managed.failover.tick(now, &readiness);
-        let (namespace, name) = &key;
+        let (_, namespace, name) = &key;
         self.metrics
             .set_state(namespace, name, managed.failover.phase().gauge());
         for ((service, weight), health) in spec.services.iter().zip(&tick.weights).zip(&tick.health)
@@ -383,7 +398,7 @@ impl Controller {
             );
         }
         if !spec.has_weights(&tick.weights)
-            && let Err(e) = write_weights(&self.client, split, &tick.weights).await
+            && let Err(e) = target.write_weights(&self.client, &tick.weights).await
         {
             tracing::warn!(%namespace, %name, "writing weights: {e}");
         }
@@ -407,7 +422,7 @@ impl Controller {
                 action: "SetWeights".into(),
                 secondary: None,
             };
-            publish(&self.recorder, split, &event).await;
+            publish(&self.recorder, target, &event).await;
         }
         let status = status_of(&spec, managed, &tick);
         let due = managed
@@ -418,7 +433,7 @@ impl Controller {
             .as_ref()
             .is_none_or(|old| status.differs_in_substance(old));
         if substantial || (due && managed.status.as_ref() != Some(&status)) {
-            match write_status(&self.client, split, &status).await {
+            match target.write_status(&self.client, &status).await {
                 Ok(()) => {
                     managed.status = Some(status);
                     managed.status_written = Some(Instant::now());
@@ -428,17 +443,13 @@ impl Controller {
         }
     }
 
-    async fn report_invalid(
-        &mut self,
-        split: &TrafficSplit,
-        key: &(String, String),
-        errors: Vec<String>,
-    ) {
+    async fn report_invalid(&mut self, target: &Target, key: &TargetKey, errors: Vec<String>) {
         if self.invalid.get(key) == Some(&errors) {
             return;
         }
-        tracing::warn!(namespace = %key.0, name = %key.1, "not managed: {}", errors.join("; "));
-        self.metrics.set_state(&key.0, &key.1, -1);
+        let (kind, namespace, name) = key;
+        tracing::warn!(%kind, %namespace, %name, "not managed: {}", errors.join("; "));
+        self.metrics.set_state(namespace, name, -1);
         let event = Event {
             type_: EventType::Warning,
             reason: "InvalidFailoverSettings".into(),
@@ -446,15 +457,15 @@ impl Controller {
             action: "Validate".into(),
             secondary: None,
         };
-        publish(&self.recorder, split, &event).await;
+        publish(&self.recorder, target, &event).await;
         let status = SplitStatus {
             state: "Invalid".into(),
             errors: errors.clone(),
             updated: jiff::Timestamp::now().to_string(),
             ..SplitStatus::default()
         };
-        if let Err(e) = write_status(&self.client, split, &status).await {
-            tracing::warn!(namespace = %key.0, name = %key.1, "writing the status: {e}");
+        if let Err(e) = target.write_status(&self.client, &status).await {
+            tracing::warn!(%kind, %namespace, %name, "writing the status: {e}");
         }
         self.invalid.insert(key.clone(), errors);
     }
@@ -518,51 +529,9 @@ fn ready_endpoints(views: &Views, (namespace, name): &BackendKey) -> Option<usiz
     )
 }
 
-async fn write_weights(
-    client: &kube::Client,
-    split: &TrafficSplit,
-    weights: &[u32],
-) -> kube::Result<()> {
-    let backends: Vec<serde_json::Value> = split
-        .spec
-        .backends
-        .iter()
-        .zip(weights)
-        .map(|(b, w)| serde_json::json!({"service": b.service, "weight": w}))
-        .collect();
-    let api =
-        Api::<TrafficSplit>::namespaced(client.clone(), &split.namespace().unwrap_or_default());
-    api.patch(
-        &split.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"spec": {"backends": backends}})),
-    )
-    .await
-    .map(|_| ())
-}
-
-async fn write_status(
-    client: &kube::Client,
-    split: &TrafficSplit,
-    status: &SplitStatus,
-) -> Result<(), Error> {
-    let api =
-        Api::<TrafficSplit>::namespaced(client.clone(), &split.namespace().unwrap_or_default());
-    let value = serde_json::to_string(status)?;
-    api.patch(
-        &split.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(
-            serde_json::json!({"metadata": {"annotations": {FAILOVER_STATUS_ANNOTATION: value}}}),
-        ),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn publish(recorder: &Recorder, split: &TrafficSplit, event: &Event) {
-    let reference: ObjectReference = split.object_ref(&());
-    if let Err(e) = recorder.publish(event, &reference).await {
-        tracing::warn!("publishing an Event on {}: {e}", split.name_any());
+async fn publish(recorder: &Recorder, target: &Target, event: &Event) {
+    if let Err(e) = recorder.publish(event, &target.object_ref()).await {
+        let (kind, namespace, name) = target.key();
+        tracing::warn!("publishing an Event on {kind} {namespace}/{name}: {e}");
     }
 }

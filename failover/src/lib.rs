@@ -1,4 +1,4 @@
-//! The failover controller: for every TrafficSplit labelled
+//! The failover controller: for every TrafficSplit or HTTPRoute labelled
 //! `failover.linkerd.io/controlled-by`, the weights its backends get, moved
 //! by what clients feel (success rate over a sliding window), readiness and
 //! the gateways' liveness, and moved back once the primary has recovered.
@@ -13,7 +13,8 @@
 //! - [`prometheus`]: the same signals read with PromQL.
 //! - [`signals`]: what clients saw per backend, from their metrics pages or
 //!   Prometheus, as deltas between samples; gateway liveness.
-//! - [`split`]: a managed TrafficSplit read, or why it cannot be.
+//! - [`split`]: a managed TrafficSplit or HTTPRoute read, or why it cannot be.
+//! - [`target`]: the managed object (TrafficSplit or HTTPRoute), written.
 //! - [`status`]: the `failover.mesh.dev/status` annotation.
 
 pub mod controller;
@@ -26,4 +27,5 @@ pub mod settings;
 pub mod signals;
 pub mod split;
 pub mod status;
+pub mod target;
 pub mod window;

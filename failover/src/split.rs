@@ -1,10 +1,13 @@
-//! A managed TrafficSplit read for the controller: its backends as
+//! A managed TrafficSplit, or HTTPRoute whose `backendRefs` carry the
+//! primary and its secondaries, read for the controller: its backends as
 //! `(namespace, Service)` (a backend may be an FQDN or in another
 //! namespace), which is the primary, its weights and its settings; or
 //! every reason it cannot be managed, each naming the field.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use mesh_api::crds::http_route::HttpRoute;
 use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_api::labels::{FAILOVER_PRIMARY_SERVICE, FAILOVER_STATUS_ANNOTATION};
 
@@ -31,7 +34,30 @@ spec:
       weight: 0
 "#;
 
-/// A TrafficSplit the controller can act on.
+/// The rules of `route` that have backends, with their index and
+/// `backendRefs`.
+pub fn route_backends(route: &HttpRoute) -> Vec<(usize, Vec<&serde_json::Value>)> {
+    route
+        .spec
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| !rule.backend_refs.is_empty())
+        .map(|(r, rule)| (r, rule.backend_refs.iter().collect()))
+        .collect()
+}
+
+/// A `backendRef` as a service name of `namespace`'s view (`web`, or
+/// `web.other` for another namespace's).
+fn backend_ref_service(backend: &serde_json::Value, namespace: &str) -> String {
+    let name = backend["name"].as_str().unwrap_or_default();
+    match backend["namespace"].as_str() {
+        Some(ns) if ns != namespace => format!("{name}.{ns}"),
+        _ => name.to_owned(),
+    }
+}
+
+/// A TrafficSplit or HTTPRoute the controller can act on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagedSplit {
     /// Its namespace.
@@ -52,35 +78,115 @@ pub struct ManagedSplit {
     pub resumed_state: Option<String>,
 }
 
+/// One backend as the managed object names it.
+struct NamedBackend {
+    /// `web`, `web.other` or an FQDN.
+    service: String,
+    /// Its weight in ten-thousandths, or `None` when it is not a weight.
+    units: Option<u32>,
+    /// Its field (`spec.backends[1]`), for errors.
+    field: String,
+    /// Its weight as written, for errors.
+    weight: String,
+}
+
 impl ManagedSplit {
     /// Reads `split`, or says every reason it cannot be managed.
     pub fn read(split: &TrafficSplit) -> Result<Self, Vec<String>> {
-        let namespace = split.metadata.namespace.clone().unwrap_or_default();
-        let name = split.metadata.name.clone().unwrap_or_default();
-        let annotations = split.metadata.annotations.clone().unwrap_or_default();
+        let backends = split
+            .spec
+            .backends
+            .iter()
+            .enumerate()
+            .map(|(i, backend)| NamedBackend {
+                service: backend.service.clone(),
+                units: backend.weight_units(),
+                field: format!("spec.backends[{i}]"),
+                weight: backend.weight.to_string(),
+            })
+            .collect();
+        Self::from_parts(&split.metadata, backends, Vec::new())
+    }
+
+    /// Reads an HTTPRoute whose `backendRefs` carry the primary and the
+    /// secondaries: every rule with backends must name the same ones, in
+    /// the same order (the controller writes the same weights to each).
+    pub fn read_route(route: &HttpRoute) -> Result<Self, Vec<String>> {
+        let namespace = route.metadata.namespace.clone().unwrap_or_default();
         let mut errors = Vec::new();
-        let backends = &split.spec.backends;
+        let ruled = route_backends(route);
+        let Some((first, refs)) = ruled.first() else {
+            return Err(vec![
+                "spec.rules: a failover HTTPRoute needs a rule with backendRefs (the primary and its secondaries)"
+                    .to_owned(),
+            ]);
+        };
+        let names = |refs: &[&serde_json::Value]| -> Vec<String> {
+            refs.iter()
+                .map(|b| backend_ref_service(b, &namespace))
+                .collect()
+        };
+        for (r, other) in &ruled[1..] {
+            if names(other) != names(refs) {
+                errors.push(format!(
+                    "spec.rules[{r}].backendRefs: a failover HTTPRoute's rules must name the same backends as spec.rules[{first}]"
+                ));
+            }
+        }
+        let backends = refs
+            .iter()
+            .enumerate()
+            .map(|(b, backend)| {
+                let weight = backend
+                    .get("weight")
+                    .cloned()
+                    .unwrap_or(serde_json::json!(1));
+                NamedBackend {
+                    service: backend_ref_service(backend, &namespace),
+                    units: weight
+                        .as_u64()
+                        .map(|w| u32::try_from(w.saturating_mul(10_000)).unwrap_or(u32::MAX)),
+                    field: format!("spec.rules[{first}].backendRefs[{b}]"),
+                    weight: weight.to_string(),
+                }
+            })
+            .collect();
+        Self::from_parts(&route.metadata, backends, errors)
+    }
+
+    fn from_parts(
+        meta: &ObjectMeta,
+        backends: Vec<NamedBackend>,
+        mut errors: Vec<String>,
+    ) -> Result<Self, Vec<String>> {
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        let name = meta.name.clone().unwrap_or_default();
+        let annotations = meta.annotations.clone().unwrap_or_default();
         if backends.len() < 2 {
             errors.push(format!(
-                "spec.backends: a failover split needs a primary and at least one secondary, it has {}",
+                "{}: a failover split needs a primary and at least one secondary, it has {}",
+                backends.first().map_or("spec.backends".to_owned(), |b| b
+                    .field
+                    .rsplit_once('[')
+                    .map_or(b.field.clone(), |(list, _)| list.to_owned())),
                 backends.len()
             ));
         }
         let mut weights = Vec::new();
         let mut keys = Vec::new();
-        for (i, backend) in backends.iter().enumerate() {
-            match backend.weight_units() {
+        for backend in &backends {
+            match backend.units {
                 Some(units) => weights.push(units),
                 None => errors.push(format!(
-                    "spec.backends[{i}].weight: {} is not a weight ≥ 0",
-                    backend.weight
+                    "{}.weight: {} is not a weight ≥ 0",
+                    backend.field, backend.weight
                 )),
             }
             match backend_key(&backend.service, &namespace) {
                 Some(key) => keys.push(key),
                 None => errors.push(format!(
-                    "spec.backends[{i}].service: {:?} is not a Service name or <svc>.<ns>[.svc.<domain>]",
-                    backend.service
+                    "{}.service: {:?} is not a Service name or <svc>.<ns>[.svc.<domain>]",
+                    backend.field, backend.service
                 )),
             }
         }
@@ -94,7 +200,7 @@ impl ManagedSplit {
                     .position(|(b, key)| b.service == *wanted || Some(key) == wanted_key.as_ref());
                 if found.is_none() {
                     errors.push(format!(
-                        "annotation {FAILOVER_PRIMARY_SERVICE}: {wanted:?} is not one of spec.backends"
+                        "annotation {FAILOVER_PRIMARY_SERVICE}: {wanted:?} is not one of the backends"
                     ));
                 }
                 found
@@ -107,11 +213,11 @@ impl ManagedSplit {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let resumed_state = SplitStatus::of(split).map(|s| s.state);
+        let resumed_state = SplitStatus::of_annotations(&annotations).map(|s| s.state);
         Ok(Self {
             namespace,
             name,
-            services: backends.iter().map(|b| b.service.clone()).collect(),
+            services: backends.into_iter().map(|b| b.service).collect(),
             backends: keys,
             primary: primary.unwrap_or(0),
             weights,
@@ -122,25 +228,16 @@ impl ManagedSplit {
 
     /// What, when it changes, makes the controller start the split's
     /// decisions afresh: its backends, primary and settings annotations.
-    pub fn signature(split: &TrafficSplit) -> String {
-        let annotations: BTreeMap<&String, &String> = split
-            .metadata
+    pub fn signature(meta: &ObjectMeta, services: &[String]) -> String {
+        let annotations: BTreeMap<&String, &String> = meta
             .annotations
             .iter()
             .flatten()
             .filter(|(k, _)| k.starts_with(PREFIX) && k.as_str() != FAILOVER_STATUS_ANNOTATION)
             .collect();
-        let services: Vec<&str> = split
-            .spec
-            .backends
-            .iter()
-            .map(|b| b.service.as_str())
-            .collect();
         format!(
             "{services:?} {:?} {annotations:?}",
-            split
-                .metadata
-                .annotations
+            meta.annotations
                 .as_ref()
                 .and_then(|a| a.get(FAILOVER_PRIMARY_SERVICE))
         )

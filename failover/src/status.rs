@@ -94,12 +94,14 @@ impl SplitStatus {
     /// What the controller last wrote on `split`, when it wrote something
     /// readable.
     pub fn of(split: &TrafficSplit) -> Option<Self> {
-        let annotation = split
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(FAILOVER_STATUS_ANNOTATION)?;
-        serde_json::from_str(annotation).ok()
+        Self::of_annotations(split.metadata.annotations.as_ref()?)
+    }
+
+    /// The status in a managed object's annotations, if there is one.
+    pub fn of_annotations(
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Option<Self> {
+        serde_json::from_str(annotations.get(FAILOVER_STATUS_ANNOTATION)?).ok()
     }
 
     /// What changed since `other` that is worth writing at once: the

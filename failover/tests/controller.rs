@@ -270,3 +270,143 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
         .expect("joins")
         .expect("the controller stops cleanly");
 }
+
+/// An HTTPRoute whose `backendRefs` carry the primary and east is managed
+/// like a TrafficSplit: its weights move in every rule (and nothing else
+/// of the route changes) when the primary loses its endpoints; a route
+/// whose rules name different backends is left alone, and its status says
+/// which field.
+#[tokio::test]
+async fn an_httproute_split_fails_over_in_every_rule_and_keeps_the_rest() {
+    use mesh_api::crds::http_route::HttpRoute;
+    let cluster = shared_cluster().await;
+    let client = cluster.client.clone();
+    ensure_crds(&client, mesh_api::crds::all()).await;
+    let ns = cluster.namespace("failover-route").await;
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), &ns);
+    for name in ["podinfo", "podinfo-east"] {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"ports": [{"name": "http", "port": 9898}]},
+        }))
+        .expect("service");
+        services
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("service");
+        endpoints_api
+            .create(&PostParams::default(), &endpoints(name, true))
+            .await
+            .expect("endpoints");
+    }
+    let route = |name: &str, second: &str| -> HttpRoute {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name,
+                "labels": {"failover.linkerd.io/controlled-by": "linkerd-failover"},
+                "annotations": {"failover.linkerd.io/primary-service": "podinfo"}},
+            "spec": {
+                "parentRefs": [{"name": "podinfo", "kind": "Service", "group": "core", "port": 9898}],
+                "rules": [
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+                     "timeouts": {"request": "3s"},
+                     "backendRefs": [{"name": "podinfo", "port": 9898}, {"name": "podinfo-east", "port": 9898, "weight": 0}]},
+                    {"backendRefs": [{"name": "podinfo", "port": 9898, "weight": 1}, {"name": second, "port": 9898, "weight": 0}]}
+                ]
+            }
+        }))
+        .expect("route")
+    };
+    let routes = Api::<HttpRoute>::namespaced(client.clone(), &ns);
+    routes
+        .create(&PostParams::default(), &route("podinfo", "podinfo-east"))
+        .await
+        .expect("route");
+    routes
+        .create(&PostParams::default(), &route("mixed", "elsewhere"))
+        .await
+        .expect("route");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(
+        client.clone(),
+        Config {
+            controlled_by: "linkerd-failover".into(),
+            interval: Duration::from_millis(500),
+            prometheus: None,
+            scrape_timeout: Duration::from_millis(500),
+            instance: Some("failover-route-test".into()),
+        },
+        FailoverMetrics::default(),
+        mesh_core::admin::Readiness::new(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let status_of = |route: &HttpRoute| -> Option<SplitStatus> {
+        SplitStatus::of_annotations(route.metadata.annotations.as_ref()?)
+    };
+    let weights = |route: &HttpRoute| -> Vec<Vec<u64>> {
+        route
+            .spec
+            .rules
+            .iter()
+            .map(|rule| {
+                rule.backend_refs
+                    .iter()
+                    .map(|b| b["weight"].as_u64().unwrap_or(1))
+                    .collect()
+            })
+            .collect()
+    };
+    // The primary loses its endpoints once the route is managed.
+    let mut managed = false;
+    let mut last = None;
+    for _ in 0..150 {
+        let current = routes.get("podinfo").await.expect("route");
+        let status = status_of(&current);
+        if !managed && status.as_ref().is_some_and(|s| s.state == "Primary") {
+            managed = true;
+            let mut gone = endpoints("podinfo", false);
+            gone.metadata.resource_version = endpoints_api
+                .get("podinfo")
+                .await
+                .expect("get")
+                .metadata
+                .resource_version;
+            endpoints_api
+                .replace("podinfo", &PostParams::default(), &gone)
+                .await
+                .expect("empty endpoints");
+        }
+        if managed && weights(&current) == [vec![0, 100], vec![0, 100]] {
+            assert_eq!(current.spec.rules[0].matches.len(), 1, "the matches stay");
+            assert_eq!(
+                current.spec.rules[0]
+                    .timeouts
+                    .as_ref()
+                    .and_then(|t| t.request.as_deref()),
+                Some("3s"),
+                "the timeouts stay"
+            );
+            last = None;
+            break;
+        }
+        last = Some((status, weights(&current)));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(last.is_none(), "not failed over in every rule: {last:?}");
+    let mixed = routes.get("mixed").await.expect("route");
+    let status = status_of(&mixed).expect("a status on the mixed route");
+    assert_eq!(status.state, "Invalid");
+    assert!(
+        status
+            .errors
+            .iter()
+            .any(|e| e.starts_with("spec.rules[1].backendRefs")),
+        "{:?}",
+        status.errors
+    );
+    assert_eq!(weights(&mixed), [vec![1, 0], vec![1, 0]], "left alone");
+    let _ = stop.send(());
+    let _ = controller.await;
+}

@@ -61,6 +61,7 @@ fn objects(args: &InstallArgs) -> Vec<Object> {
             "metadata": meta(false),
             "rules": [
                 {"apiGroups": ["split.smi-spec.io"], "resources": ["trafficsplits"], "verbs": ["get", "list", "watch", "patch", "update"]},
+                {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["get", "list", "watch", "patch", "update"]},
                 {"apiGroups": [""], "resources": ["services", "endpoints", "pods"], "verbs": read},
                 {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
                 {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},

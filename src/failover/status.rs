@@ -1,10 +1,12 @@
-//! `mesh failover status`: every TrafficSplit the failover controller
-//! manages, with the state, backends (weight, health, success rate) and
-//! last transition it wrote in the split's `failover.mesh.dev/status`
-//! annotation; a split it has not written yet, or cannot manage, says so.
+//! `mesh failover status`: every TrafficSplit and HTTPRoute the failover
+//! controller manages, with the state, backends (weight, health, success
+//! rate) and last transition it wrote in the object's
+//! `failover.mesh.dev/status` annotation; one it has not written yet, or
+//! cannot manage, says so.
 
 use kube::Api;
 use kube::api::ListParams;
+use mesh_api::crds::http_route::HttpRoute;
 use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_api::labels::FAILOVER_CONTROLLED_BY;
 use mesh_failover::status::SplitStatus;
@@ -16,6 +18,8 @@ use crate::output;
 /// One managed split.
 #[derive(Debug, Serialize)]
 pub struct Row {
+    /// `TrafficSplit` or `HTTPRoute`.
+    pub kind: &'static str,
     /// Its namespace.
     pub namespace: String,
     /// Its name.
@@ -24,27 +28,46 @@ pub struct Row {
     pub status: Option<SplitStatus>,
 }
 
-/// Lists the managed splits of `namespace` (every namespace when `None`).
+/// Lists the managed TrafficSplits and HTTPRoutes of `namespace` (every
+/// namespace when `None`).
 pub async fn rows(client: &kube::Client, namespace: Option<&str>) -> anyhow::Result<Vec<Row>> {
+    let mut rows = managed::<TrafficSplit>(client, namespace, "TrafficSplit").await?;
+    rows.extend(managed::<HttpRoute>(client, namespace, "HTTPRoute").await?);
+    Ok(rows)
+}
+
+async fn managed<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    kind: &'static str,
+) -> anyhow::Result<Vec<Row>>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let api = match namespace {
-        Some(ns) => Api::<TrafficSplit>::namespaced(client.clone(), ns),
-        None => Api::<TrafficSplit>::all(client.clone()),
+        Some(ns) => Api::<K>::namespaced(client.clone(), ns),
+        None => Api::<K>::all(client.clone()),
     };
-    let splits = api
+    let objects = api
         .list(&ListParams::default().labels(FAILOVER_CONTROLLED_BY))
         .await
-        .map_err(|e| {
-            anyhow::anyhow!("listing TrafficSplits: {e} (is the TrafficSplit CRD installed?)")
-        })?;
-    Ok(splits
+        .map_err(|e| anyhow::anyhow!("listing {kind}s: {e} (is the {kind} CRD installed?)"))?;
+    Ok(objects
         .items
         .into_iter()
-        .map(|split| {
-            let status = SplitStatus::of(&split);
+        .map(|object| {
+            let meta = object.meta();
             Row {
-                namespace: split.metadata.namespace.unwrap_or_default(),
-                name: split.metadata.name.unwrap_or_default(),
-                status,
+                kind,
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                name: meta.name.clone().unwrap_or_default(),
+                status: meta
+                    .annotations
+                    .as_ref()
+                    .and_then(SplitStatus::of_annotations),
             }
         })
         .collect())
@@ -64,14 +87,15 @@ pub async fn run(
         return output::print_json(&rows);
     }
     if rows.is_empty() {
-        println!("No TrafficSplit is labelled {FAILOVER_CONTROLLED_BY}.");
+        println!("No TrafficSplit or HTTPRoute is labelled {FAILOVER_CONTROLLED_BY}.");
         return Ok(());
     }
     let table: Vec<Vec<String>> = rows.iter().map(table_row).collect();
     output::print_table(
         &[
             "NAMESPACE",
-            "TRAFFICSPLIT",
+            "KIND",
+            "NAME",
             "STATE",
             "BACKENDS",
             "LAST TRANSITION",
@@ -80,7 +104,7 @@ pub async fn run(
     );
     for row in &rows {
         if let Some(why) = explanation(row) {
-            println!("\n{}/{}: {why}", row.namespace, row.name);
+            println!("\n{} {}/{}: {why}", row.kind, row.namespace, row.name);
         }
     }
     Ok(())
@@ -90,6 +114,7 @@ fn table_row(row: &Row) -> Vec<String> {
     let Some(status) = &row.status else {
         return vec![
             row.namespace.clone(),
+            row.kind.into(),
             row.name.clone(),
             "-".into(),
             "not managed yet (is `mesh failover install` applied?)".into(),
@@ -116,6 +141,7 @@ fn table_row(row: &Row) -> Vec<String> {
         .unwrap_or_else(|| "-".into());
     vec![
         row.namespace.clone(),
+        row.kind.into(),
         row.name.clone(),
         status.state.clone(),
         backends,

@@ -88,6 +88,32 @@ pub async fn split_weights(
     Ok(split.spec.percentages())
 }
 
+/// The weights of HTTPRoute `name`'s first rule with backends, as
+/// percentages (a backend without a weight has 1).
+pub async fn route_weights(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<Vec<u32>> {
+    let route = Api::<mesh_api::crds::http_route::HttpRoute>::namespaced(client.clone(), ns)
+        .get(name)
+        .await?;
+    let weights: Vec<u32> = route
+        .spec
+        .rules
+        .iter()
+        .find(|rule| !rule.backend_refs.is_empty())
+        .into_iter()
+        .flat_map(|rule| &rule.backend_refs)
+        .map(|backend| {
+            backend["weight"]
+                .as_u64()
+                .map_or(1, |w| u32::try_from(w).unwrap_or(u32::MAX))
+        })
+        .collect();
+    Ok(mesh_api::crds::traffic_split::percentages(&weights))
+}
+
 /// The lines a `mesh-podinfo load` container has printed so far (none
 /// while its logs cannot be read).
 pub async fn load_seconds(

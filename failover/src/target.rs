@@ -1,0 +1,157 @@
+//! What the controller manages: a TrafficSplit, or an HTTPRoute whose
+//! `backendRefs` carry the primary and its secondaries (labelled and
+//! annotated the same way), so users on the Gateway API get failover
+//! without SMI. Each kind is read, identified and written here; the
+//! decisions do not know which one they move.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use mesh_api::crds::http_route::HttpRoute;
+use mesh_api::crds::traffic_split::TrafficSplit;
+use mesh_api::labels::FAILOVER_STATUS_ANNOTATION;
+
+use crate::error::Error;
+use crate::split::{ManagedSplit, route_backends};
+use crate::status::SplitStatus;
+
+/// A managed object.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// An SMI TrafficSplit.
+    Split(Arc<TrafficSplit>),
+    /// A `gateway.networking.k8s.io` HTTPRoute.
+    Route(Arc<HttpRoute>),
+}
+
+/// A managed object's kind, namespace and name.
+pub type TargetKey = (&'static str, String, String);
+
+impl Target {
+    /// Its kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Split(_) => "TrafficSplit",
+            Self::Route(_) => "HTTPRoute",
+        }
+    }
+
+    /// Its metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Self::Split(split) => &split.metadata,
+            Self::Route(route) => &route.metadata,
+        }
+    }
+
+    /// Its kind, namespace and name.
+    pub fn key(&self) -> TargetKey {
+        let meta = self.meta();
+        (
+            self.kind(),
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+
+    /// The split it describes, or every reason it cannot be managed.
+    pub fn read(&self) -> Result<ManagedSplit, Vec<String>> {
+        match self {
+            Self::Split(split) => ManagedSplit::read(split),
+            Self::Route(route) => ManagedSplit::read_route(route),
+        }
+    }
+
+    /// What, when it changes, restarts its decisions.
+    pub fn signature(&self, managed: &ManagedSplit) -> String {
+        ManagedSplit::signature(self.meta(), &managed.services)
+    }
+
+    /// A reference for the Events about it.
+    pub fn object_ref(&self) -> ObjectReference {
+        match self {
+            Self::Split(split) => split.object_ref(&()),
+            Self::Route(route) => route.object_ref(&()),
+        }
+    }
+
+    /// Gives its backends `weights`, in order.
+    pub async fn write_weights(&self, client: &kube::Client, weights: &[u32]) -> kube::Result<()> {
+        let namespace = self.meta().namespace.clone().unwrap_or_default();
+        match self {
+            Self::Split(split) => {
+                let backends: Vec<serde_json::Value> = split
+                    .spec
+                    .backends
+                    .iter()
+                    .zip(weights)
+                    .map(|(b, w)| serde_json::json!({"service": b.service, "weight": w}))
+                    .collect();
+                Api::<TrafficSplit>::namespaced(client.clone(), &namespace)
+                    .patch(
+                        &split.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(serde_json::json!({"spec": {"backends": backends}})),
+                    )
+                    .await
+                    .map(drop)
+            }
+            Self::Route(route) => {
+                // Only the weights change: every other field of the rules
+                // (including ones mesh does not read) stays as written.
+                let operations: Vec<serde_json::Value> = route_backends(route)
+                    .into_iter()
+                    .flat_map(|(r, refs)| {
+                        (0..refs.len()).zip(weights).map(move |(b, w)| {
+                            serde_json::json!({
+                                "op": "add",
+                                "path": format!("/spec/rules/{r}/backendRefs/{b}/weight"),
+                                "value": w,
+                            })
+                        })
+                    })
+                    .collect();
+                let patch: json_patch::Patch =
+                    serde_json::from_value(operations.into()).map_err(kube::Error::SerdeError)?;
+                Api::<HttpRoute>::namespaced(client.clone(), &namespace)
+                    .patch(
+                        &route.name_any(),
+                        &PatchParams::default(),
+                        &Patch::<()>::Json(patch),
+                    )
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    /// Writes `status` to its `failover.mesh.dev/status` annotation.
+    pub async fn write_status(
+        &self,
+        client: &kube::Client,
+        status: &SplitStatus,
+    ) -> Result<(), Error> {
+        let namespace = self.meta().namespace.clone().unwrap_or_default();
+        let name = self.meta().name.clone().unwrap_or_default();
+        let value = serde_json::to_string(status)?;
+        let patch = Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {FAILOVER_STATUS_ANNOTATION: value}}}),
+        );
+        match self {
+            Self::Split(_) => {
+                Api::<TrafficSplit>::namespaced(client.clone(), &namespace)
+                    .patch(&name, &PatchParams::default(), &patch)
+                    .await?;
+            }
+            Self::Route(_) => {
+                Api::<HttpRoute>::namespaced(client.clone(), &namespace)
+                    .patch(&name, &PatchParams::default(), &patch)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
