@@ -156,6 +156,36 @@ pub fn observe_response(
     })
 }
 
+/// Calls `record` with how long the response took from `started` to the
+/// end of its body, and how it ended (status, gRPC status from the headers
+/// or trailers, a broken body).
+pub fn on_response_end(
+    response: Response<Body>,
+    started: tokio::time::Instant,
+    record: impl FnOnce(std::time::Duration, crate::route_metrics::Outcome)
+    + Send
+    + Sync
+    + Unpin
+    + 'static,
+) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let status = response.status();
+    let header_grpc = crate::metrics::grpc_status(response.headers());
+    response.map(move |body| {
+        crate::observe::Observed::new(body, move |ended| {
+            record(
+                started.elapsed(),
+                crate::route_metrics::Outcome {
+                    status,
+                    grpc: ended.trailer_grpc_status.or(header_grpc),
+                    broken: ended.broken,
+                },
+            );
+        })
+        .boxed()
+    })
+}
+
 /// The `Forwarded` elements of `headers` (RFC 7239), in order, as their
 /// `(by, for)` parameters.
 fn forwarded_elements(

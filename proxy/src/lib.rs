@@ -8,8 +8,9 @@
 //! [`endpoint`] (mutual TLS from `mesh_core::tls`, HTTP/1 carried over HTTP/2,
 //! [`transport_header`] for opaque streams). [`inbound`] terminates mutual
 //! TLS and hands requests to the application with the caller's identity.
-//! Both count [`metrics`] (Linkerd's names), served by `mesh_core`'s admin
-//! server.
+//! Both count [`metrics`] (Linkerd's names; per route and backend of the
+//! policy controller's routes, [`route_metrics`]), served by `mesh_core`'s
+//! admin server.
 //!
 //! - [`app`]: the proxy assembled from its configuration ([`config`]).
 //! - [`http`], [`observe`], [`forward`]: HTTP and TCP plumbing.
@@ -39,5 +40,6 @@ pub(crate) mod outbound;
 pub(crate) mod quic;
 pub(crate) mod retry;
 pub(crate) mod route_match;
+pub(crate) mod route_metrics;
 pub(crate) mod split;
 pub(crate) mod transport_header;

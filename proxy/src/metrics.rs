@@ -8,6 +8,8 @@
 //!   `route_actual_request_total`,
 //!   `outbound_http_route_retry_requests_total` and
 //!   `outbound_http_route_retry_limit_exceeded_total`.
+//! - Per route and backend of what the policy controller sent: see
+//!   [`crate::route_metrics`].
 //! - TCP: `tcp_open_total`, `tcp_close_total`, `tcp_open_connections`,
 //!   `tcp_read_bytes_total`, `tcp_write_bytes_total`, counted as bytes move.
 //!
@@ -71,6 +73,7 @@ struct HttpFamilies {
     actual_responses: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     retry_limit_exceeded: Family<Labels, Counter>,
+    routes: crate::route_metrics::RouteMetrics,
 }
 
 impl HttpMetrics {
@@ -84,6 +87,7 @@ impl HttpMetrics {
             actual_responses: Family::default(),
             retries: Family::default(),
             retry_limit_exceeded: Family::default(),
+            routes: crate::route_metrics::RouteMetrics::register(registry),
         };
         registry.register(
             "request",
@@ -122,6 +126,11 @@ impl HttpMetrics {
             metrics.retry_limit_exceeded.clone(),
         );
         Self(std::sync::Arc::new(metrics))
+    }
+
+    /// Linkerd's per-route and per-backend families.
+    pub fn routes(&self) -> &crate::route_metrics::RouteMetrics {
+        &self.0.routes
     }
 
     /// Counts a request.

@@ -3,7 +3,9 @@
 //! computes from a user's Service and HTTPRoute: a header match sends
 //! requests to a canary, the rest go to the Service; a `500-504` retry
 //! condition with `retry.linkerd.io/limit: "1"` retries a failure once;
-//! and a ServiceProfile, once there is one, wins over the HTTPRoute.
+//! Linkerd's `outbound_http_route_*` families count the route's requests
+//! and each backend's attempts; and a ServiceProfile, once there is one,
+//! wins over the HTTPRoute.
 
 use mesh_test_util as support;
 
@@ -104,6 +106,67 @@ async fn an_httproute_from_the_policy_controller_routes_retries_and_yields_to_a_
     assert_eq!(get_with(&mesh, &[]).await, 500);
     assert_eq!(web.hits() - before, 2, "one attempt and one retry");
     web.failing.store(false, Ordering::SeqCst);
+
+    // Linkerd's per-route and per-backend families: 21 requests to the
+    // route (one answered 500), 22 attempts (the retry too), each backend
+    // named.
+    let metrics = mesh.client_metrics().await;
+    let route = [
+        "parent_kind=\"Service\"",
+        "parent_name=\"web\"",
+        "parent_port=\"80\"",
+        "route_kind=\"HTTPRoute\"",
+        "route_name=\"web-route\"",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        route.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    assert_eq!(
+        sample(
+            &metrics,
+            "outbound_http_route_request_statuses_total",
+            &with(&["http_status=\"200\""])
+        ),
+        21.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "outbound_http_route_request_statuses_total",
+            &with(&["http_status=\"500\""])
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "outbound_http_route_request_duration_seconds_count",
+            &route
+        ),
+        22.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "outbound_http_route_backend_requests_total",
+            &with(&["backend_name=\"web-canary\""])
+        ),
+        11.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "outbound_http_route_backend_response_statuses_total",
+            &with(&[
+                "backend_name=\"web\"",
+                "backend_port=\"80\"",
+                "http_status=\"500\""
+            ])
+        ),
+        2.0,
+        "the attempt and its retry"
+    );
 
     // A ServiceProfile for the Service wins over its HTTPRoute.
     mesh.web(

@@ -18,7 +18,10 @@ use super::profile::{
     Backend, HeaderModifier, PathRewrite, Profile, Redirect, RequestMatch, ResponseMatch, Route,
     RouteFilter,
 };
+use crate::metrics::Labels;
 use crate::route_match::RouteMatch;
+use crate::route_metrics::PolicyRouteLabels;
+use std::sync::Arc;
 
 /// A port's routes as the policy sends them: HTTP routes (HTTP/1's, which
 /// Linkerd sends the same as HTTP/2's) or gRPC routes; none for an opaque
@@ -42,6 +45,9 @@ fn routes(policy: &api::OutboundPolicy) -> Routes<'_> {
 
 /// One rule of either kind, in the terms a profile route needs.
 struct RuleParts {
+    /// Linkerd's `backend_*` labels by the authority each backend
+    /// discovers.
+    backend_labels: Vec<(String, Labels)>,
     matches: Vec<RouteMatch>,
     retry: Option<(u32, Option<Duration>, Option<ResponseMatch>)>,
     timeouts: Option<linkerd2_proxy_api::http_route::Timeouts>,
@@ -60,9 +66,71 @@ impl RuleParts {
     }
 }
 
-/// A route's name (a resource's, not a default route's) and its rules; a
-/// rule whose matches cannot be used is left out with a warning.
-fn route_rules(routes: &Routes<'_>) -> Vec<(Option<String>, Vec<RuleParts>)> {
+/// Linkerd's labels for a parent (`parent_*`), route (`route_*`) or backend
+/// (`backend_*`) from its metadata: a resource's group, kind, namespace,
+/// name, port and section; a default route is kind `default`.
+fn metadata_labels<const N: usize>(names: [&'static str; N], meta: Option<&Metadata>) -> Labels {
+    let values: [String; 6] = match meta.and_then(|m| m.kind.as_ref()) {
+        Some(metadata::Kind::Resource(r)) => [
+            r.group.clone(),
+            r.kind.clone(),
+            r.namespace.clone(),
+            r.name.clone(),
+            if r.port == 0 {
+                String::new()
+            } else {
+                r.port.to_string()
+            },
+            r.section.clone(),
+        ],
+        Some(metadata::Kind::Default(name)) => [
+            String::new(),
+            "default".into(),
+            String::new(),
+            name.clone(),
+            String::new(),
+            String::new(),
+        ],
+        None => Default::default(),
+    };
+    names.into_iter().zip(values).collect()
+}
+
+const BACKEND_LABELS: [&str; 6] = [
+    "backend_group",
+    "backend_kind",
+    "backend_namespace",
+    "backend_name",
+    "backend_port",
+    "backend_section_name",
+];
+
+/// The `backend_*` labels of a rule's backends, by the authority each
+/// discovers.
+fn backend_labels<'a>(
+    backends: impl Iterator<Item = Option<&'a api::Backend>>,
+) -> Vec<(String, Labels)> {
+    backends
+        .flatten()
+        .filter_map(|backend| {
+            let backend::Kind::Balancer(p2c) = backend.kind.as_ref()? else {
+                return None;
+            };
+            let backend::endpoint_discovery::Kind::Dst(dst) =
+                p2c.discovery.as_ref()?.kind.as_ref()?;
+            Some((
+                dst.path.clone(),
+                metadata_labels(BACKEND_LABELS, backend.metadata.as_ref()),
+            ))
+        })
+        .collect()
+}
+
+/// A route's name (a resource's, not a default route's), its `route_*`
+/// labels and its rules; a rule whose matches cannot be used is left out
+/// with a warning.
+fn route_rules(routes: &Routes<'_>) -> Vec<(Option<String>, Labels, Vec<RuleParts>)> {
+    const ROUTE_LABELS: [&str; 4] = ["route_group", "route_kind", "route_namespace", "route_name"];
     let name = |m: Option<&Metadata>| match m.and_then(|m| m.kind.as_ref()) {
         Some(metadata::Kind::Resource(r)) => Some(r.name.clone()),
         _ => None,
@@ -89,7 +157,21 @@ fn route_rules(routes: &Routes<'_>) -> Vec<(Option<String>, Vec<RuleParts>)> {
                             .iter()
                             .map(|m| RouteMatch::from_http(m, label))
                             .collect();
+                        use http_route::distribution::Kind;
+                        let backends: Vec<Option<&api::Backend>> =
+                            match rule.backends.as_ref().and_then(|d| d.kind.as_ref()) {
+                                Some(Kind::FirstAvailable(f)) => {
+                                    f.backends.iter().map(|b| b.backend.as_ref()).collect()
+                                }
+                                Some(Kind::RandomAvailable(r)) => r
+                                    .backends
+                                    .iter()
+                                    .map(|w| w.backend.as_ref().and_then(|b| b.backend.as_ref()))
+                                    .collect(),
+                                _ => Vec::new(),
+                            };
                         Some(RuleParts {
+                            backend_labels: backend_labels(backends.into_iter()),
                             matches: usable(&name, matches)?,
                             retry: rule
                                 .retry
@@ -101,7 +183,8 @@ fn route_rules(routes: &Routes<'_>) -> Vec<(Option<String>, Vec<RuleParts>)> {
                         })
                     })
                     .collect();
-                (name, rules)
+                let labels = metadata_labels(ROUTE_LABELS, route.metadata.as_ref());
+                (name, labels, rules)
             })
             .collect(),
         Routes::Grpc(routes) => routes
@@ -118,7 +201,21 @@ fn route_rules(routes: &Routes<'_>) -> Vec<(Option<String>, Vec<RuleParts>)> {
                             .iter()
                             .map(|m| RouteMatch::from_grpc(m, label))
                             .collect();
+                        use grpc_route::distribution::Kind;
+                        let backends: Vec<Option<&api::Backend>> =
+                            match rule.backends.as_ref().and_then(|d| d.kind.as_ref()) {
+                                Some(Kind::FirstAvailable(f)) => {
+                                    f.backends.iter().map(|b| b.backend.as_ref()).collect()
+                                }
+                                Some(Kind::RandomAvailable(r)) => r
+                                    .backends
+                                    .iter()
+                                    .map(|w| w.backend.as_ref().and_then(|b| b.backend.as_ref()))
+                                    .collect(),
+                                _ => Vec::new(),
+                            };
                         Some(RuleParts {
+                            backend_labels: backend_labels(backends.into_iter()),
                             matches: usable(&name, matches)?,
                             retry: rule
                                 .retry
@@ -130,7 +227,8 @@ fn route_rules(routes: &Routes<'_>) -> Vec<(Option<String>, Vec<RuleParts>)> {
                         })
                     })
                     .collect();
-                (name, rules)
+                let labels = metadata_labels(ROUTE_LABELS, route.metadata.as_ref());
+                (name, labels, rules)
             })
             .collect(),
     }
@@ -177,10 +275,22 @@ pub fn apply(profile: &Profile, policy: &api::OutboundPolicy) -> Option<Profile>
     if !profile.routes.is_empty() || !profile.backends.is_empty() || profile.refused.is_some() {
         return None;
     }
+    let grpc = matches!(routes(policy), Routes::Grpc(_));
     let routes = route_rules(&routes(policy));
     let has_routing = routes
         .iter()
-        .any(|(name, rules)| name.is_some() || rules.iter().any(RuleParts::has_policy));
+        .any(|(name, _, rules)| name.is_some() || rules.iter().any(RuleParts::has_policy));
+    let parent = metadata_labels(
+        [
+            "parent_group",
+            "parent_kind",
+            "parent_namespace",
+            "parent_name",
+            "parent_port",
+            "parent_section_name",
+        ],
+        policy.metadata.as_ref(),
+    );
     if !has_routing {
         return None;
     }
@@ -189,7 +299,8 @@ pub fn apply(profile: &Profile, policy: &api::OutboundPolicy) -> Option<Profile>
     // API's precedence among one route's rules).
     merged.routes = routes
         .into_iter()
-        .flat_map(|(name, rules)| {
+        .flat_map(|(name, route_labels, rules)| {
+            let labels: Labels = parent.iter().chain(&route_labels).cloned().collect();
             rules.into_iter().map(move |rule| {
                 let timeouts = rule.timeouts.as_ref();
                 let (max_retries, retry_timeout, retry_on) = match rule.retry {
@@ -210,6 +321,11 @@ pub fn apply(profile: &Profile, policy: &api::OutboundPolicy) -> Option<Profile>
                         .or_else(|| duration(timeouts.and_then(|t| t.response))),
                     backends: rule.backends,
                     filters: rule.filters,
+                    policy_labels: Some(Arc::new(PolicyRouteLabels {
+                        grpc,
+                        route: labels.clone(),
+                        backends: rule.backend_labels,
+                    })),
                 }
             })
         })

@@ -105,6 +105,9 @@ pub struct Route {
     /// What the route does to its requests and responses (HTTPRoute
     /// filters).
     pub filters: Vec<RouteFilter>,
+    /// Linkerd's route and backend labels, for a route the policy
+    /// controller sent.
+    pub policy_labels: Option<std::sync::Arc<crate::route_metrics::PolicyRouteLabels>>,
 }
 
 /// Headers to add, set and remove.
@@ -336,6 +339,7 @@ pub fn from_api(profile: api::DestinationProfile, port: u16) -> Profile {
                 attempt_timeout: None,
                 backends: Vec::new(),
                 filters: Vec::new(),
+                policy_labels: None,
             })
         })
         .collect();
@@ -495,6 +499,7 @@ mod tests {
             attempt_timeout: None,
             backends: Vec::new(),
             filters: Vec::new(),
+            policy_labels: None,
         };
         assert_eq!(
             route.is_failure(http::StatusCode::CONFLICT, None),

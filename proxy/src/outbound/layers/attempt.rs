@@ -75,6 +75,18 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
     labels.extend(endpoint_labels.iter().cloned());
     attempted.endpoint_labels = Some(endpoint_labels);
     metrics.attempt(&labels);
+    // Linkerd's per-backend families, for a route the policy controller
+    // sent.
+    let policy_backend = routed
+        .route
+        .as_ref()
+        .and_then(|r| r.policy_labels.clone())
+        .and_then(|policy| {
+            let backend = policy.backend(picked.target.authority())?.clone();
+            metrics.routes().backend_request(&policy, &backend);
+            Some((policy, backend))
+        });
+    let sent = tokio::time::Instant::now();
     let inflight = member.start();
     let outcome = metrics.outcome_on_drop(&labels);
     // The route's per-attempt bound (an HTTPRoute's `retry.linkerd.io/timeout`
@@ -131,7 +143,15 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
         )
     });
     response.extensions_mut().insert(attempted);
-    response
+    match policy_backend {
+        Some((policy, backend)) => {
+            let routes = metrics.routes().clone();
+            proxy_http::on_response_end(response, sent, move |duration, outcome| {
+                routes.backend_response(&policy, &backend, duration, outcome);
+            })
+        }
+        None => response,
+    }
 }
 
 /// Why an attempt got no response.

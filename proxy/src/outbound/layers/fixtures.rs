@@ -54,6 +54,7 @@ pub fn route(retryable: bool, timeout: Option<Duration>) -> Route {
         response_classes: Vec::new(),
         retryable,
         retry_on: None,
+        policy_labels: None,
         max_retries: None,
         timeout,
         attempt_timeout: None,

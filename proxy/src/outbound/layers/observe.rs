@@ -2,6 +2,8 @@
 //! response, classified by the route's classes, with its latency
 //! (`response_total`, `response_latency_ms`) when the body ends. The
 //! endpoint labels are those of the last attempt, as it reported them.
+//! A route the policy controller sent is also counted in Linkerd's
+//! `outbound_*_route_request_*` families ([`crate::route_metrics`]).
 
 use std::sync::Arc;
 
@@ -27,6 +29,16 @@ impl Layer for Observe {
     fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
         let started = Instant::now();
         let routed = decided::<Arc<Routed>>(&req);
+        let hostname = req
+            .uri()
+            .host()
+            .or_else(|| {
+                req.headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
+            })
+            .map(str::to_owned);
         let mut inner = next;
         let metrics = self.metrics.clone();
         Box::pin(async move {
@@ -47,13 +59,17 @@ impl Layer for Observe {
                     crate::metrics::grpc_status(response.headers()),
                 )
             });
-            Ok(crate::http::observe_response(
-                &metrics,
-                labels,
-                response,
-                route_failure,
-                started,
-            ))
+            let response =
+                crate::http::observe_response(&metrics, labels, response, route_failure, started);
+            Ok(match route.and_then(|r| r.policy_labels.clone()) {
+                Some(policy) => {
+                    let routes = metrics.routes().clone();
+                    crate::http::on_response_end(response, started, move |duration, outcome| {
+                        routes.request(&policy, hostname.as_deref(), duration, outcome);
+                    })
+                }
+                None => response,
+            })
         })
     }
 }

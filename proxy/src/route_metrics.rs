@@ -1,0 +1,232 @@
+//! Linkerd's per-route and per-backend outbound families, for requests
+//! routed by what the policy controller sent (an HTTPRoute or GRPCRoute,
+//! or a Service's retry and timeout annotations):
+//!
+//! - `outbound_{http,grpc}_route_request_duration_seconds` (buckets 0.05,
+//!   0.5, 1, 10 s) and `..._request_statuses_total`, by parent and route
+//!   (`parent_group`, `parent_kind`, `parent_namespace`, `parent_name`,
+//!   `parent_port`, `parent_section_name`, `route_group`, `route_kind`,
+//!   `route_namespace`, `route_name`) and `hostname`;
+//! - `..._backend_requests_total`, `..._backend_response_duration_seconds`
+//!   (buckets 0.025 to 10 s) and `..._backend_response_statuses_total`, by
+//!   parent, route and backend (`backend_group`, `backend_kind`,
+//!   `backend_namespace`, `backend_name`, `backend_port`,
+//!   `backend_section_name`), one per attempt.
+//!
+//! Statuses carry `http_status` (HTTP) or `grpc_status` (gRPC, by name:
+//! `OK`, `UNAVAILABLE`, …), and `error="UNKNOWN"` for a response whose body
+//! broke off. Durations run to the end of the response stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::metrics::Labels;
+
+/// The labels of a route the policy controller sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRouteLabels {
+    /// A gRPC route (`outbound_grpc_route_*`).
+    pub grpc: bool,
+    /// `parent_*` and `route_*`.
+    pub route: Labels,
+    /// `backend_*`, by the authority the backend discovers.
+    pub backends: Vec<(String, Labels)>,
+}
+
+impl PolicyRouteLabels {
+    /// The labels of the backend that discovers `authority`, or of the
+    /// route's only backend when the attempt went to the Service itself.
+    pub fn backend(&self, authority: Option<&str>) -> Option<&Labels> {
+        let named = authority.and_then(|authority| {
+            self.backends
+                .iter()
+                .find(|(a, _)| a == authority)
+                .map(|(_, labels)| labels)
+        });
+        match (named, self.backends.as_slice()) {
+            (Some(labels), _) => Some(labels),
+            (None, [(_, only)]) => Some(only),
+            _ => None,
+        }
+    }
+}
+
+const REQUEST_BUCKETS: [f64; 4] = [0.05, 0.5, 1.0, 10.0];
+const RESPONSE_BUCKETS: [f64; 7] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0];
+
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_BUCKETS)
+}
+
+fn response_histogram() -> Histogram {
+    Histogram::new(RESPONSE_BUCKETS)
+}
+
+/// One protocol's families.
+#[derive(Debug)]
+struct Families {
+    request_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    request_statuses: Family<Labels, Counter>,
+    backend_requests: Family<Labels, Counter>,
+    backend_response_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    backend_response_statuses: Family<Labels, Counter>,
+}
+
+impl Families {
+    fn register(registry: &mut Registry, protocol: &str) -> Self {
+        let families = Self {
+            request_duration: Family::new_with_constructor(request_histogram),
+            request_statuses: Family::default(),
+            backend_requests: Family::default(),
+            backend_response_duration: Family::new_with_constructor(response_histogram),
+            backend_response_statuses: Family::default(),
+        };
+        let prefix = format!("outbound_{protocol}_route");
+        registry.register(
+            format!("{prefix}_request_duration_seconds"),
+            "Time from a routed request's start to the end of its response stream",
+            families.request_duration.clone(),
+        );
+        registry.register(
+            format!("{prefix}_request_statuses"),
+            "Routed requests, by the status of their response",
+            families.request_statuses.clone(),
+        );
+        registry.register(
+            format!("{prefix}_backend_requests"),
+            "Attempts sent to a route's backends",
+            families.backend_requests.clone(),
+        );
+        registry.register(
+            format!("{prefix}_backend_response_duration_seconds"),
+            "Time from an attempt's start to the end of its response stream",
+            families.backend_response_duration.clone(),
+        );
+        registry.register(
+            format!("{prefix}_backend_response_statuses"),
+            "Attempts, by the status of their backend's response",
+            families.backend_response_statuses.clone(),
+        );
+        families
+    }
+}
+
+/// How a response ended, for its status labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Its HTTP status.
+    pub status: http::StatusCode,
+    /// Its gRPC status (headers or trailers).
+    pub grpc: Option<i32>,
+    /// Whether its body broke off.
+    pub broken: bool,
+}
+
+/// The route families, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RouteMetrics(Arc<[Families; 2]>);
+
+impl RouteMetrics {
+    /// Registers the HTTP and gRPC families in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let http = Families::register(registry, "http");
+        let grpc = Families::register(registry, "grpc");
+        Self(Arc::new([http, grpc]))
+    }
+
+    fn families(&self, route: &PolicyRouteLabels) -> &Families {
+        &self.0[usize::from(route.grpc)]
+    }
+
+    /// Records a routed request whose response ended.
+    pub fn request(
+        &self,
+        route: &PolicyRouteLabels,
+        hostname: Option<&str>,
+        duration: Duration,
+        outcome: Outcome,
+    ) {
+        let families = self.families(route);
+        let mut labels = route.route.clone();
+        labels.push(("hostname", hostname.unwrap_or_default().to_owned()));
+        families
+            .request_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+        push_status(&mut labels, route.grpc, outcome);
+        families.request_statuses.get_or_create(&labels).inc();
+    }
+
+    /// Counts an attempt sent to `backend`.
+    pub fn backend_request(&self, route: &PolicyRouteLabels, backend: &Labels) {
+        let labels = backend_labels(route, backend);
+        self.families(route)
+            .backend_requests
+            .get_or_create(&labels)
+            .inc();
+    }
+
+    /// Records an attempt to `backend` whose response ended.
+    pub fn backend_response(
+        &self,
+        route: &PolicyRouteLabels,
+        backend: &Labels,
+        duration: Duration,
+        outcome: Outcome,
+    ) {
+        let families = self.families(route);
+        let mut labels = backend_labels(route, backend);
+        families
+            .backend_response_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+        push_status(&mut labels, route.grpc, outcome);
+        families
+            .backend_response_statuses
+            .get_or_create(&labels)
+            .inc();
+    }
+}
+
+fn backend_labels(route: &PolicyRouteLabels, backend: &Labels) -> Labels {
+    route.route.iter().chain(backend).cloned().collect()
+}
+
+fn push_status(labels: &mut Labels, grpc: bool, outcome: Outcome) {
+    if grpc {
+        labels.push(("grpc_status", grpc_code_name(outcome.grpc).to_owned()));
+    } else {
+        labels.push(("http_status", outcome.status.as_u16().to_string()));
+    }
+    if outcome.broken {
+        labels.push(("error", "UNKNOWN".to_owned()));
+    }
+}
+
+/// A gRPC status's name, as Linkerd labels it (`UNKNOWN` when absent).
+fn grpc_code_name(code: Option<i32>) -> &'static str {
+    match code {
+        Some(0) => "OK",
+        Some(1) => "CANCELLED",
+        Some(3) => "INVALID_ARGUMENT",
+        Some(4) => "DEADLINE_EXCEEDED",
+        Some(5) => "NOT_FOUND",
+        Some(6) => "ALREADY_EXISTS",
+        Some(7) => "PERMISSION_DENIED",
+        Some(8) => "RESOURCE_EXHAUSTED",
+        Some(9) => "FAILED_PRECONDITION",
+        Some(10) => "ABORTED",
+        Some(11) => "OUT_OF_RANGE",
+        Some(12) => "UNIMPLEMENTED",
+        Some(13) => "INTERNAL",
+        Some(14) => "UNAVAILABLE",
+        Some(15) => "DATA_LOSS",
+        Some(16) => "UNAUTHENTICATED",
+        _ => "UNKNOWN",
+    }
+}
