@@ -330,4 +330,59 @@ mod tests {
         assert!(errors[1].contains("failover.linkerd.io/primary-service: \"nowhere\""));
         assert!(errors[2].contains("failover.mesh.dev/window"));
     }
+
+    #[test]
+    fn an_httproute_is_read_from_its_backend_refs() {
+        let route = |rules: serde_json::Value| -> HttpRoute {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"namespace": "test", "name": "podinfo",
+                    "annotations": {"failover.linkerd.io/primary-service": "podinfo"}},
+                "spec": {"parentRefs": [{"kind": "Service", "name": "podinfo"}], "rules": rules}
+            }))
+            .expect("route")
+        };
+        let managed = ManagedSplit::read_route(&route(serde_json::json!([
+            {"matches": [{"path": {"value": "/api"}}], "backendRefs": [
+                {"name": "podinfo", "port": 9898},
+                {"name": "podinfo", "namespace": "east", "port": 9898, "weight": 0}
+            ]},
+            {"backendRefs": [
+                {"name": "podinfo", "port": 9898, "weight": 3},
+                {"name": "podinfo", "namespace": "east", "port": 9898, "weight": 1}
+            ]}
+        ])))
+        .expect("valid");
+        assert_eq!(managed.services, ["podinfo", "podinfo.east"]);
+        assert_eq!(
+            managed.backends,
+            [
+                ("test".to_owned(), "podinfo".to_owned()),
+                ("east".to_owned(), "podinfo".to_owned())
+            ]
+        );
+        assert_eq!(managed.percentages(), [100, 0], "the first rule's weights");
+
+        let errors = ManagedSplit::read_route(&route(serde_json::json!([
+            {"backendRefs": [{"name": "podinfo"}, {"name": "podinfo-east", "weight": 0}]},
+            {"backendRefs": [{"name": "podinfo"}, {"name": "elsewhere"}]}
+        ])))
+        .expect_err("rules disagree");
+        assert!(
+            errors[0].starts_with("spec.rules[1].backendRefs"),
+            "{errors:?}"
+        );
+        let errors = ManagedSplit::read_route(&route(serde_json::json!([
+            {"matches": [{"path": {"value": "/"}}]}
+        ])))
+        .expect_err("no backends");
+        assert!(errors[0].starts_with("spec.rules"), "{errors:?}");
+        let errors = ManagedSplit::read_route(&route(serde_json::json!([
+            {"backendRefs": [{"name": "podinfo"}]}
+        ])))
+        .expect_err("one backend");
+        assert!(
+            errors[0].starts_with("spec.rules[0].backendRefs: a failover split needs"),
+            "{errors:?}"
+        );
+    }
 }

@@ -128,15 +128,18 @@ pub async fn outbound(
                 .collect();
             let retry = match &rule["retry"] {
                 Value::Null => "-".to_owned(),
-                r => format!(
-                    "{} × on {}",
-                    text(&r["limit"]),
-                    r["statuses"]
-                        .as_array()
-                        .map(|s| s.iter().map(text).collect::<Vec<_>>().join(","))
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or_else(|| "5xx".into())
-                ),
+                r => {
+                    let list = |key: &str| {
+                        r[key]
+                            .as_array()
+                            .map(|s| s.iter().map(text).collect::<Vec<_>>().join(","))
+                            .filter(|s| !s.is_empty())
+                    };
+                    let on = list("statuses")
+                        .or_else(|| list("grpcCodes"))
+                        .unwrap_or_else(|| "failures".into());
+                    format!("{} × on {on}", text(&r["limit"]))
+                }
             };
             rows.push(vec![
                 name.clone(),

@@ -154,7 +154,8 @@ async fn per_request_cost_and_split(seconds: u64) -> anyhow::Result<(Duration, D
     let rate = 1000;
     let mesh = Mesh::start().await;
     mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
-    mesh.state.set_endpoints(CANARY, meshed(&[(8081, "canary")]));
+    mesh.state
+        .set_endpoints(CANARY, meshed(&[(8081, "canary")]));
     mesh.server
         .run(async { app::App::serve("web", server(8080)).await })
         .await;
@@ -247,19 +248,22 @@ async fn apply_to_served() -> anyhow::Result<(Duration, Duration)> {
             .await?;
     }
     let routes = Api::<mesh_api::crds::http_route::HttpRoute>::namespaced(client.clone(), "bench");
-    let route = |primary: u32, canary: u32| -> anyhow::Result<mesh_api::crds::http_route::HttpRoute> {
-        Ok(serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web-route"},
-            "spec": {
-                "parentRefs": [{"kind": "Service", "name": "web", "port": 80}],
-                "rules": [{"backendRefs": [
-                    {"name": "web", "port": 80, "weight": primary},
-                    {"name": "web-canary", "port": 80, "weight": canary}
-                ]}]
-            }
-        }))?)
-    };
-    routes.create(&PostParams::default(), &route(100, 0)?).await?;
+    let route =
+        |primary: u32, canary: u32| -> anyhow::Result<mesh_api::crds::http_route::HttpRoute> {
+            Ok(serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web-route"},
+                "spec": {
+                    "parentRefs": [{"kind": "Service", "name": "web", "port": 80}],
+                    "rules": [{"backendRefs": [
+                        {"name": "web", "port": 80, "weight": primary},
+                        {"name": "web-canary", "port": 80, "weight": canary}
+                    ]}]
+                }
+            }))?)
+        };
+    routes
+        .create(&PostParams::default(), &route(100, 0)?)
+        .await?;
     let mut grpc = OutboundPoliciesClient::connect(format!("http://{}", running.addr)).await?;
     let spec = TrafficSpec {
         source_workload: "bench:client".into(),

@@ -113,6 +113,19 @@ pub enum GrpcRetryCondition {
     Unavailable,
 }
 
+impl GrpcRetryCondition {
+    /// As the annotation spells it (`unavailable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::DeadlineExceeded => "deadline-exceeded",
+            Self::ResourceExhausted => "resource-exhausted",
+            Self::Internal => "internal",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`,
 /// `unavailable`, comma-separated.
 pub fn grpc_retry_conditions(value: &str) -> Result<Vec<GrpcRetryCondition>, BadAnnotation> {

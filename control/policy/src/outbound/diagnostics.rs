@@ -73,7 +73,7 @@ fn rule_json(rule: &ResolvedRule, authority: &str) -> Value {
         Some(RouteRetry::Grpc(r)) => json!({
             "limit": r.limit,
             "timeout": seconds(r.timeout),
-            "grpcCodes": r.conditions.iter().flatten().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
+            "grpcCodes": r.conditions.iter().flatten().map(|c| c.as_str()).collect::<Vec<_>>(),
         }),
     };
     let matches: Vec<String> = match &rule.matches {
