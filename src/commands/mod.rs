@@ -25,7 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => crate::check::run(&cli.global, &args).await,
         Command::Uninstall => {
-            print!("{}", crate::install::render_uninstall()?);
+            print!("{}", crate::install::render_uninstall(&cli.global).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Inject(args) => inject::run(&cli.global, &args).await,

@@ -13,6 +13,7 @@
 mod component;
 mod destination;
 pub(crate) mod existing;
+pub mod gateway_api;
 mod identity;
 mod injector;
 pub mod manifest;
@@ -141,11 +142,9 @@ pub struct TrustMaterial {
 /// and webhook certificate of the cluster of `global` when mesh is there.
 pub async fn render(global: &GlobalArgs, args: &InstallArgs) -> anyhow::Result<String> {
     if args.crds {
-        let crds: Vec<manifest::Object> = mesh_api::crds::all()
-            .iter()
-            .map(manifest::object)
-            .collect::<anyhow::Result<_>>()?;
-        return manifest::to_yaml(&crds);
+        let gateway_api =
+            args.ignore_cluster || gateway_api::ours_to_manage(global, "mesh install --crds").await;
+        return manifest::to_yaml(&crd_objects(gateway_api)?);
     }
     let mut settings = Settings::resolve(args)?;
     if !args.ignore_cluster {
@@ -199,20 +198,32 @@ fn control_plane(settings: &Settings) -> anyhow::Result<Vec<manifest::Object>> {
 /// `mesh install` and `mesh install --crds` made. The webhook goes first,
 /// so no pod creation waits on an injector being deleted; then the
 /// cluster-wide RBAC, the `linkerd` namespace (and all in it), the CRDs.
-pub fn render_uninstall() -> anyhow::Result<String> {
+/// The Gateway API CRDs are left out when they are not mesh's (see
+/// [`gateway_api`]).
+pub async fn render_uninstall(global: &GlobalArgs) -> anyhow::Result<String> {
     let cluster_scoped = control_plane(&Settings::resolve(&InstallArgs::default())?)?
         .into_iter()
         .filter(|o| o.pointer("/metadata/namespace").is_none())
         .rev();
-    let crds = mesh_api::crds::all()
-        .iter()
-        .map(manifest::object)
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let crds = crd_objects(gateway_api::ours_to_manage(global, "mesh uninstall").await)?;
     let references: Vec<manifest::Object> = cluster_scoped
         .chain(crds)
         .map(|o| manifest::reference(&o))
         .collect();
     manifest::to_yaml(&references)
+}
+
+/// Every CRD mesh ships, the Gateway API's (labelled as mesh's) only when
+/// `gateway_api`.
+fn crd_objects(gateway_api: bool) -> anyhow::Result<Vec<manifest::Object>> {
+    let mut crds: Vec<_> = mesh_api::crds::all()
+        .into_iter()
+        .filter(|crd| !gateway_api::is_gateway_api(crd))
+        .collect();
+    if gateway_api {
+        crds.extend(gateway_api::ours());
+    }
+    crds.iter().map(manifest::object).collect()
 }
 
 pub(crate) fn read(path: &PathBuf, flag: &str) -> anyhow::Result<String> {
