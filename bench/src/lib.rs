@@ -1,5 +1,6 @@
 //! What the benchmarks share: percentiles of sorted latencies, what a
-//! process costs (CPU seconds, resident memory) read from `/proc`, and a
+//! process costs (CPU seconds, resident memory) read from `/proc`, an
+//! open-loop HTTP/1.1 load through the proxy harness ([`http_load`]), and a
 //! real kube-apiserver to run controllers against ([`ApiServer`]).
 
 use std::time::Duration;
@@ -12,6 +13,47 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let index = ((sorted.len() as f64 - 1.0) * p.clamp(0.0, 1.0)).round() as usize;
     sorted[index]
+}
+
+/// GETs of `url` at `rate` per second for `duration` from the harness's
+/// client pod, open loop (each request starts on schedule; its latency
+/// counts from then): sorted latencies, and how many were not a 200.
+pub async fn http_load(
+    mesh: &mesh_test_util::Mesh,
+    url: &'static str,
+    rate: u32,
+    duration: Duration,
+) -> (Vec<Duration>, usize) {
+    mesh.client
+        .run(async move {
+            let client = mesh_test_util::http_client();
+            let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+            let start = tokio::time::Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut i = 0u32;
+            while start.elapsed() < duration {
+                let due = start + interval * i;
+                tokio::time::sleep_until(due).await;
+                let client = client.clone();
+                tasks.spawn(async move {
+                    let req = http::Request::get(url)
+                        .body(Default::default())
+                        .expect("request");
+                    let ok = matches!(mesh_test_util::request(&client, req).await, Ok((200, _)));
+                    (due.elapsed(), ok)
+                });
+                i += 1;
+            }
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while let Some(Ok((latency, ok))) = tasks.join_next().await {
+                latencies.push(latency);
+                errors += usize::from(!ok);
+            }
+            latencies.sort();
+            (latencies, errors)
+        })
+        .await
 }
 
 /// `d` in milliseconds.

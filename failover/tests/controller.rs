@@ -97,14 +97,11 @@ impl Split {
     }
 }
 
-#[tokio::test]
-async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing() {
-    let cluster = shared_cluster().await;
-    let client = cluster.client.clone();
-    ensure_crds(&client, mesh_api::crds::all()).await;
-    let ns = cluster.namespace("failover").await;
-    let services = Api::<Service>::namespaced(client.clone(), &ns);
-    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), &ns);
+/// Services podinfo and podinfo-east in `ns`, each with a ready endpoint;
+/// the Endpoints API of `ns`.
+async fn backends(client: &kube::Client, ns: &str) -> Api<Endpoints> {
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), ns);
     for name in ["podinfo", "podinfo-east"] {
         let service: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name},
@@ -120,6 +117,44 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
             .await
             .expect("endpoints");
     }
+    endpoints_api
+}
+
+/// Runs the controller (a round every 500 ms) until the sender is used.
+fn start_controller(
+    client: &kube::Client,
+    instance: &str,
+    readiness: &mesh_core::admin::Readiness,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), mesh_failover::error::Error>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(run(
+        client.clone(),
+        Config {
+            controlled_by: "linkerd-failover".into(),
+            interval: Duration::from_millis(500),
+            prometheus: None,
+            scrape_timeout: Duration::from_millis(500),
+            instance: Some(instance.into()),
+        },
+        FailoverMetrics::default(),
+        readiness.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (stop, controller)
+}
+
+#[tokio::test]
+async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing() {
+    let cluster = shared_cluster().await;
+    let client = cluster.client.clone();
+    ensure_crds(&client, mesh_api::crds::all()).await;
+    let ns = cluster.namespace("failover").await;
+    let endpoints_api = backends(&client, &ns).await;
     let api = Api::<TrafficSplit>::namespaced(client.clone(), &ns);
     api.create(&PostParams::default(), &docs_split())
         .await
@@ -129,23 +164,8 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
         events: Api::namespaced(client.clone(), &ns),
     };
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let readiness = mesh_core::admin::Readiness::new();
-    let controller = tokio::spawn(run(
-        client.clone(),
-        Config {
-            controlled_by: "linkerd-failover".into(),
-            interval: Duration::from_millis(500),
-            prometheus: None,
-            scrape_timeout: Duration::from_millis(500),
-            instance: Some("failover-test".into()),
-        },
-        FailoverMetrics::default(),
-        readiness.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (stop, controller) = start_controller(&client, "failover-test", &readiness);
 
     let status = split
         .until("managed in Primary", |s, _| s.state == "Primary")
@@ -283,23 +303,7 @@ async fn an_httproute_split_fails_over_in_every_rule_and_keeps_the_rest() {
     let client = cluster.client.clone();
     ensure_crds(&client, mesh_api::crds::all()).await;
     let ns = cluster.namespace("failover-route").await;
-    let services = Api::<Service>::namespaced(client.clone(), &ns);
-    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), &ns);
-    for name in ["podinfo", "podinfo-east"] {
-        let service: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
-            "spec": {"ports": [{"name": "http", "port": 9898}]},
-        }))
-        .expect("service");
-        services
-            .create(&PostParams::default(), &service)
-            .await
-            .expect("service");
-        endpoints_api
-            .create(&PostParams::default(), &endpoints(name, true))
-            .await
-            .expect("endpoints");
-    }
+    let endpoints_api = backends(&client, &ns).await;
     let route = |name: &str, second: &str| -> HttpRoute {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name,
@@ -326,22 +330,11 @@ async fn an_httproute_split_fails_over_in_every_rule_and_keeps_the_rest() {
         .create(&PostParams::default(), &route("mixed", "elsewhere"))
         .await
         .expect("route");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(run(
-        client.clone(),
-        Config {
-            controlled_by: "linkerd-failover".into(),
-            interval: Duration::from_millis(500),
-            prometheus: None,
-            scrape_timeout: Duration::from_millis(500),
-            instance: Some("failover-route-test".into()),
-        },
-        FailoverMetrics::default(),
-        mesh_core::admin::Readiness::new(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let (stop, controller) = start_controller(
+        &client,
+        "failover-route-test",
+        &mesh_core::admin::Readiness::new(),
+    );
     let status_of = |route: &HttpRoute| -> Option<SplitStatus> {
         SplitStatus::of_annotations(route.metadata.annotations.as_ref()?)
     };

@@ -35,36 +35,7 @@ const CANARY: &str = "web-canary.test.svc.cluster.local:80";
 /// Requests at `rate` per second for `duration` (open loop) to the web
 /// Service from the client pod: sorted latencies and errors.
 async fn load(mesh: &Mesh, rate: u32, duration: Duration) -> (Vec<Duration>, usize) {
-    mesh.client
-        .run(async move {
-            let client = support::http_client();
-            let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
-            let start = Instant::now();
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut i = 0u32;
-            while start.elapsed() < duration {
-                let due = start + interval * i;
-                tokio::time::sleep_until(due).await;
-                let client = client.clone();
-                tasks.spawn(async move {
-                    let req = http::Request::get("http://10.96.0.10/api/items")
-                        .body(Default::default())
-                        .expect("request");
-                    let ok = matches!(support::request(&client, req).await, Ok((200, _)));
-                    (due.elapsed(), ok)
-                });
-                i += 1;
-            }
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            while let Some(Ok((latency, ok))) = tasks.join_next().await {
-                latencies.push(latency);
-                errors += usize::from(!ok);
-            }
-            latencies.sort();
-            (latencies, errors)
-        })
-        .await
+    mesh_bench::http_load(mesh, "http://10.96.0.10/api/items", rate, duration).await
 }
 
 fn service(name: &str, ip: &str) -> serde_json::Value {

@@ -19,7 +19,7 @@ use super::profile::{
     RouteFilter,
 };
 use crate::metrics::Labels;
-use crate::route_match::RouteMatch;
+use crate::route_match::{InvalidMatch, RouteMatch};
 use crate::route_metrics::PolicyRouteLabels;
 use std::sync::Arc;
 
@@ -127,111 +127,146 @@ fn backend_labels<'a>(
 }
 
 /// A route's name (a resource's, not a default route's), its `route_*`
-/// labels and its rules; a rule whose matches cannot be used is left out
+/// labels and its rules.
+type FoldedRoute = (Option<String>, Labels, Vec<RuleParts>);
+
+/// What folding reads from a route message, HTTP or gRPC.
+trait ApiRoute {
+    type Rule: ApiRule;
+    fn metadata(&self) -> Option<&Metadata>;
+    fn rules(&self) -> &[Self::Rule];
+}
+
+/// What folding reads from a rule message, HTTP or gRPC.
+trait ApiRule {
+    /// Its matches, for the route named `route`.
+    fn matches(&self, route: &str) -> Result<Vec<RouteMatch>, InvalidMatch>;
+    /// Each backend, with its weight when the rule splits by weight.
+    fn backends(&self) -> Vec<(Option<&api::Backend>, Option<u32>)>;
+    /// Its retries: limit, per-attempt timeout, what is retried.
+    fn retry(&self) -> Option<(u32, Option<Duration>, Option<ResponseMatch>)>;
+    fn timeouts(&self) -> Option<linkerd2_proxy_api::http_route::Timeouts>;
+    fn filters(&self) -> Vec<RouteFilter>;
+}
+
+macro_rules! api_route {
+    ($route:ty, $rule:ty, $module:ident, $from:path, $retry_on:path, $filter:path) => {
+        impl ApiRoute for $route {
+            type Rule = $rule;
+            fn metadata(&self) -> Option<&Metadata> {
+                self.metadata.as_ref()
+            }
+            fn rules(&self) -> &[$rule] {
+                &self.rules
+            }
+        }
+
+        impl ApiRule for $rule {
+            fn matches(&self, route: &str) -> Result<Vec<RouteMatch>, InvalidMatch> {
+                self.matches.iter().map(|m| $from(m, route)).collect()
+            }
+            fn backends(&self) -> Vec<(Option<&api::Backend>, Option<u32>)> {
+                use $module::distribution::Kind;
+                match self.backends.as_ref().and_then(|d| d.kind.as_ref()) {
+                    Some(Kind::FirstAvailable(f)) => f
+                        .backends
+                        .iter()
+                        .map(|b| (b.backend.as_ref(), None))
+                        .collect(),
+                    Some(Kind::RandomAvailable(r)) => r
+                        .backends
+                        .iter()
+                        .map(|w| {
+                            (
+                                w.backend.as_ref().and_then(|b| b.backend.as_ref()),
+                                Some(w.weight),
+                            )
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            }
+            fn retry(&self) -> Option<(u32, Option<Duration>, Option<ResponseMatch>)> {
+                self.retry
+                    .as_ref()
+                    .map(|r| (r.max_retries, duration(r.timeout), $retry_on(r)))
+            }
+            fn timeouts(&self) -> Option<linkerd2_proxy_api::http_route::Timeouts> {
+                self.timeouts
+            }
+            fn filters(&self) -> Vec<RouteFilter> {
+                self.filters.iter().filter_map($filter).collect()
+            }
+        }
+    };
+}
+
+api_route!(
+    api::HttpRoute,
+    http_route::Rule,
+    http_route,
+    RouteMatch::from_http,
+    http_retry_on,
+    filter
+);
+api_route!(
+    api::GrpcRoute,
+    grpc_route::Rule,
+    grpc_route,
+    RouteMatch::from_grpc,
+    grpc_retry_on,
+    grpc_filter
+);
+
+/// Each route folded; a rule whose matches cannot be used is left out
 /// with a warning.
-fn route_rules(routes: &Routes<'_>) -> Vec<(Option<String>, Labels, Vec<RuleParts>)> {
+fn route_rules(routes: &Routes<'_>) -> Vec<FoldedRoute> {
+    match routes {
+        Routes::Http(routes) => routes.iter().map(fold_route).collect(),
+        Routes::Grpc(routes) => routes.iter().map(fold_route).collect(),
+    }
+}
+
+fn fold_route<R: ApiRoute>(route: &R) -> FoldedRoute {
     const ROUTE_LABELS: [&str; 4] = ["route_group", "route_kind", "route_namespace", "route_name"];
-    let name = |m: Option<&Metadata>| match m.and_then(|m| m.kind.as_ref()) {
+    let name = match route.metadata().and_then(|m| m.kind.as_ref()) {
         Some(metadata::Kind::Resource(r)) => Some(r.name.clone()),
         _ => None,
     };
-    let usable = |name: &Option<String>, matches: Result<Vec<RouteMatch>, _>| match matches {
-        Ok(matches) => Some(matches),
-        Err(e) => {
-            tracing::warn!(route = ?name, "ignoring a rule: {e}");
-            None
-        }
-    };
-    match routes {
-        Routes::Http(routes) => routes
-            .iter()
-            .map(|route| {
-                let name = name(route.metadata.as_ref());
-                let label = name.as_deref().unwrap_or("default");
-                let rules = route
-                    .rules
+    let label = name.as_deref().unwrap_or("default");
+    let rules = route
+        .rules()
+        .iter()
+        .filter_map(|rule| {
+            let matches = match rule.matches(label) {
+                Ok(matches) => matches,
+                Err(e) => {
+                    tracing::warn!(route = ?name, "ignoring a rule: {e}");
+                    return None;
+                }
+            };
+            let backends = rule.backends();
+            Some(RuleParts {
+                backend_labels: backend_labels(backends.iter().map(|(b, _)| *b)),
+                matches,
+                retry: rule.retry(),
+                timeouts: rule.timeouts(),
+                // Weighted backends (none: the Service itself); one the
+                // controller could not resolve is left out.
+                backends: backends
                     .iter()
-                    .filter_map(|rule| {
-                        let matches = rule
-                            .matches
-                            .iter()
-                            .map(|m| RouteMatch::from_http(m, label))
-                            .collect();
-                        use http_route::distribution::Kind;
-                        let backends: Vec<Option<&api::Backend>> =
-                            match rule.backends.as_ref().and_then(|d| d.kind.as_ref()) {
-                                Some(Kind::FirstAvailable(f)) => {
-                                    f.backends.iter().map(|b| b.backend.as_ref()).collect()
-                                }
-                                Some(Kind::RandomAvailable(r)) => r
-                                    .backends
-                                    .iter()
-                                    .map(|w| w.backend.as_ref().and_then(|b| b.backend.as_ref()))
-                                    .collect(),
-                                _ => Vec::new(),
-                            };
-                        Some(RuleParts {
-                            backend_labels: backend_labels(backends.into_iter()),
-                            matches: usable(&name, matches)?,
-                            retry: rule
-                                .retry
-                                .as_ref()
-                                .map(|r| (r.max_retries, duration(r.timeout), http_retry_on(r))),
-                            timeouts: rule.timeouts,
-                            backends: http_backends(rule),
-                            filters: rule.filters.iter().filter_map(filter).collect(),
+                    .filter_map(|(backend, weight)| {
+                        Some(Backend {
+                            weight: (*weight)?,
+                            authority: discovered(*backend)?,
                         })
                     })
-                    .collect();
-                let labels = metadata_labels(ROUTE_LABELS, route.metadata.as_ref());
-                (name, labels, rules)
+                    .collect(),
+                filters: rule.filters(),
             })
-            .collect(),
-        Routes::Grpc(routes) => routes
-            .iter()
-            .map(|route| {
-                let name = name(route.metadata.as_ref());
-                let label = name.as_deref().unwrap_or("default");
-                let rules = route
-                    .rules
-                    .iter()
-                    .filter_map(|rule| {
-                        let matches = rule
-                            .matches
-                            .iter()
-                            .map(|m| RouteMatch::from_grpc(m, label))
-                            .collect();
-                        use grpc_route::distribution::Kind;
-                        let backends: Vec<Option<&api::Backend>> =
-                            match rule.backends.as_ref().and_then(|d| d.kind.as_ref()) {
-                                Some(Kind::FirstAvailable(f)) => {
-                                    f.backends.iter().map(|b| b.backend.as_ref()).collect()
-                                }
-                                Some(Kind::RandomAvailable(r)) => r
-                                    .backends
-                                    .iter()
-                                    .map(|w| w.backend.as_ref().and_then(|b| b.backend.as_ref()))
-                                    .collect(),
-                                _ => Vec::new(),
-                            };
-                        Some(RuleParts {
-                            backend_labels: backend_labels(backends.into_iter()),
-                            matches: usable(&name, matches)?,
-                            retry: rule
-                                .retry
-                                .as_ref()
-                                .map(|r| (r.max_retries, duration(r.timeout), grpc_retry_on(r))),
-                            timeouts: rule.timeouts,
-                            backends: grpc_backends(rule),
-                            filters: rule.filters.iter().filter_map(grpc_filter).collect(),
-                        })
-                    })
-                    .collect();
-                let labels = metadata_labels(ROUTE_LABELS, route.metadata.as_ref());
-                (name, labels, rules)
-            })
-            .collect(),
-    }
+        })
+        .collect();
+    (name, metadata_labels(ROUTE_LABELS, route.metadata()), rules)
 }
 
 /// What an HTTP route's retries are made on: its status ranges (none: the
@@ -352,46 +387,6 @@ fn discovered(backend: Option<&api::Backend>) -> Option<String> {
         tracing::warn!("a route backend the controller could not resolve is left out");
     }
     found
-}
-
-/// A rule's weighted backends (none: the Service itself).
-fn http_backends(rule: &http_route::Rule) -> Vec<Backend> {
-    let Some(http_route::distribution::Kind::RandomAvailable(random)) =
-        rule.backends.as_ref().and_then(|d| d.kind.as_ref())
-    else {
-        return Vec::new();
-    };
-    random
-        .backends
-        .iter()
-        .filter_map(|weighted| {
-            let backend = weighted.backend.as_ref().and_then(|b| b.backend.as_ref());
-            Some(Backend {
-                authority: discovered(backend)?,
-                weight: weighted.weight,
-            })
-        })
-        .collect()
-}
-
-/// A gRPC rule's weighted backends (none: the Service itself).
-fn grpc_backends(rule: &grpc_route::Rule) -> Vec<Backend> {
-    let Some(grpc_route::distribution::Kind::RandomAvailable(random)) =
-        rule.backends.as_ref().and_then(|d| d.kind.as_ref())
-    else {
-        return Vec::new();
-    };
-    random
-        .backends
-        .iter()
-        .filter_map(|weighted| {
-            let backend = weighted.backend.as_ref().and_then(|b| b.backend.as_ref());
-            Some(Backend {
-                authority: discovered(backend)?,
-                weight: weighted.weight,
-            })
-        })
-        .collect()
 }
 
 /// A gRPC rule's filter in the proxy's terms (a failure injector answers

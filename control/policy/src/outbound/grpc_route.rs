@@ -8,11 +8,10 @@
 use std::collections::BTreeMap;
 
 use mesh_api::crds::grpc_route::{GrpcRouteSpec, GrpcRule};
-use mesh_api::route_policy;
 
 use super::model::{
-    Filter, GrpcMatch, Matches, OutboundRouteInfo, OutboundRule, RouteKind, RouteRetry,
-    backend_refs, bad_annotation, filters, service_parents,
+    Filter, GrpcMatch, Matches, OutboundRouteInfo, OutboundRule, RouteKind, backend_refs, filters,
+    route_of,
 };
 use crate::index::Invalid;
 use crate::index::model::invalid;
@@ -26,19 +25,14 @@ pub fn outbound_grpc_route(
     annotations: &BTreeMap<String, String>,
     created: Option<String>,
 ) -> Result<Option<OutboundRouteInfo>, Invalid> {
-    let parents = service_parents(&spec.parent_refs, namespace);
-    if parents.is_empty() {
-        return Ok(None);
-    }
-    let timeouts = route_policy::timeouts(annotations).map_err(bad_annotation)?;
-    let retry = route_policy::grpc_retry(annotations)
-        .map_err(bad_annotation)?
-        .map(RouteRetry::Grpc);
-    let rules = spec
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(r, rule)| {
+    route_of(
+        RouteKind::Grpc,
+        &spec.parent_refs,
+        &spec.rules,
+        namespace,
+        annotations,
+        created,
+        |rule, r, timeouts, retry| {
             let field = format!("spec.rules[{r}]");
             let backends = backend_refs(&rule.backend_refs, &field, namespace)?;
             for (b, backend) in backends.iter().enumerate() {
@@ -54,16 +48,10 @@ pub fn outbound_grpc_route(
                 filters,
                 backends,
                 timeouts,
-                retry: retry.clone(),
+                retry,
             })
-        })
-        .collect::<Result<_, Invalid>>()?;
-    Ok(Some(OutboundRouteInfo {
-        kind: RouteKind::Grpc,
-        parents,
-        rules,
-        created,
-    }))
+        },
+    )
 }
 
 /// Refuses filters a gRPC route cannot carry.

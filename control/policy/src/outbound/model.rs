@@ -211,6 +211,49 @@ pub(super) fn bad_annotation(e: route_policy::BadAnnotation) -> Invalid {
     invalid(&format!("metadata.annotations[{}]", e.key), e.reason)
 }
 
+/// A route of `kind` as outbound routing: `None` when no `parentRef` is a
+/// Service of its namespace; else its rules, each built by `rule` from the
+/// route's annotated timeouts and retries.
+pub(super) fn route_of<R>(
+    kind: RouteKind,
+    parent_refs: &[mesh_api::crds::http_route::ParentRef],
+    rules: &[R],
+    namespace: &str,
+    annotations: &BTreeMap<String, String>,
+    created: Option<String>,
+    rule: impl Fn(
+        &R,
+        usize,
+        route_policy::Timeouts,
+        Option<RouteRetry>,
+    ) -> Result<OutboundRule, Invalid>,
+) -> Result<Option<OutboundRouteInfo>, Invalid> {
+    let parents = service_parents(parent_refs, namespace);
+    if parents.is_empty() {
+        return Ok(None);
+    }
+    let timeouts = route_policy::timeouts(annotations).map_err(bad_annotation)?;
+    let retry = match kind {
+        RouteKind::Http => route_policy::http_retry(annotations)
+            .map_err(bad_annotation)?
+            .map(RouteRetry::Http),
+        RouteKind::Grpc => route_policy::grpc_retry(annotations)
+            .map_err(bad_annotation)?
+            .map(RouteRetry::Grpc),
+    };
+    let rules = rules
+        .iter()
+        .enumerate()
+        .map(|(r, each)| rule(each, r, timeouts, retry.clone()))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(OutboundRouteInfo {
+        kind,
+        parents,
+        rules,
+        created,
+    }))
+}
+
 /// Validates an HTTPRoute in `namespace` as outbound routing: `None` when
 /// no `parentRef` is a Service of its namespace.
 pub fn outbound_route(
@@ -219,26 +262,15 @@ pub fn outbound_route(
     annotations: &BTreeMap<String, String>,
     created: Option<String>,
 ) -> Result<Option<OutboundRouteInfo>, Invalid> {
-    let parents = service_parents(&spec.parent_refs, namespace);
-    if parents.is_empty() {
-        return Ok(None);
-    }
-    let annotated = route_policy::timeouts(annotations).map_err(bad_annotation)?;
-    let retry = route_policy::http_retry(annotations)
-        .map_err(bad_annotation)?
-        .map(RouteRetry::Http);
-    let rules = spec
-        .rules
-        .iter()
-        .enumerate()
-        .map(|(r, rule)| outbound_rule(rule, r, namespace, annotated, retry.clone()))
-        .collect::<Result<_, _>>()?;
-    Ok(Some(OutboundRouteInfo {
-        kind: RouteKind::Http,
-        parents,
-        rules,
+    route_of(
+        RouteKind::Http,
+        &spec.parent_refs,
+        &spec.rules,
+        namespace,
+        annotations,
         created,
-    }))
+        |rule, r, annotated, retry| outbound_rule(rule, r, namespace, annotated, retry),
+    )
 }
 
 fn outbound_rule(
