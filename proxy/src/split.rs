@@ -46,6 +46,7 @@ mod tests {
 
     fn backend(name: &str, weight: u32) -> Backend {
         Backend {
+            failure: None,
             authority: format!("{name}:80"),
             weight,
         }

@@ -198,3 +198,40 @@ async fn an_httproute_from_the_policy_controller_routes_retries_and_yields_to_a_
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A route backend whose Service does not exist keeps its share of the
+/// split and answers it with the controller's failure (500, naming the
+/// Service), as Linkerd's proxy does: the split never moves its share to
+/// the other backends on its own.
+#[tokio::test]
+async fn a_route_backend_whose_service_is_gone_answers_its_share_with_500() {
+    let mesh = Mesh::start().await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    let objects = vec![
+        serde_json::json!({
+            "kind": "Service",
+            "metadata": {"namespace": "test", "name": "web"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]}
+        }),
+        serde_json::json!({
+            "kind": "HTTPRoute",
+            "metadata": {"namespace": "test", "name": "web-route"},
+            "spec": {
+                "parentRefs": [{"group": "core", "kind": "Service", "name": "web", "port": 80}],
+                "rules": [{"backendRefs": [
+                    {"name": "web", "port": 80, "weight": 0},
+                    {"name": "web-gone", "port": 80, "weight": 1}
+                ]}]
+            }
+        }),
+    ];
+    mesh.state.set_outbound_policy(
+        WEB_ADDR,
+        support::outbound::policy(&objects, "test", "web", 80),
+    );
+    let web = mesh.app("web-1", 8080).await;
+    for _ in 0..5 {
+        assert_eq!(get_with(&mesh, &[]).await, 500, "{}", mesh.logs());
+    }
+    assert_eq!(web.hits(), 0, "the missing backend's share is not moved");
+}

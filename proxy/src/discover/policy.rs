@@ -15,8 +15,8 @@ use linkerd2_proxy_api::meta::{Metadata, metadata};
 use linkerd2_proxy_api::outbound::{self as api, backend, grpc_route, http_route, proxy_protocol};
 
 use super::profile::{
-    Backend, HeaderModifier, PathRewrite, Profile, Redirect, RequestMatch, ResponseMatch, Route,
-    RouteFilter,
+    Backend, BackendFailure, HeaderModifier, PathRewrite, Profile, Redirect, RequestMatch,
+    ResponseMatch, Route, RouteFilter,
 };
 use crate::metrics::Labels;
 use crate::route_match::{InvalidMatch, RouteMatch};
@@ -141,8 +141,9 @@ trait ApiRoute {
 trait ApiRule {
     /// Its matches, for the route named `route`.
     fn matches(&self, route: &str) -> Result<Vec<RouteMatch>, InvalidMatch>;
-    /// Each backend, with its weight when the rule splits by weight.
-    fn backends(&self) -> Vec<(Option<&api::Backend>, Option<u32>)>;
+    /// Each backend, with its weight when the rule splits by weight and
+    /// its failure (a backend the controller could not resolve).
+    fn backends(&self) -> Vec<(Option<&api::Backend>, Option<u32>, Option<BackendFailure>)>;
     /// Its retries: limit, per-attempt timeout, what is retried.
     fn retry(&self) -> Option<(u32, Option<Duration>, Option<ResponseMatch>)>;
     fn timeouts(&self) -> Option<linkerd2_proxy_api::http_route::Timeouts>;
@@ -150,7 +151,7 @@ trait ApiRule {
 }
 
 macro_rules! api_route {
-    ($route:ty, $rule:ty, $module:ident, $from:path, $retry_on:path, $filter:path) => {
+    ($route:ty, $rule:ty, $module:ident, $from:path, $retry_on:path, $filter:path, $failure:path) => {
         impl ApiRoute for $route {
             type Rule = $rule;
             fn metadata(&self) -> Option<&Metadata> {
@@ -165,21 +166,30 @@ macro_rules! api_route {
             fn matches(&self, route: &str) -> Result<Vec<RouteMatch>, InvalidMatch> {
                 self.matches.iter().map(|m| $from(m, route)).collect()
             }
-            fn backends(&self) -> Vec<(Option<&api::Backend>, Option<u32>)> {
+            fn backends(
+                &self,
+            ) -> Vec<(Option<&api::Backend>, Option<u32>, Option<BackendFailure>)> {
                 use $module::distribution::Kind;
                 match self.backends.as_ref().and_then(|d| d.kind.as_ref()) {
                     Some(Kind::FirstAvailable(f)) => f
                         .backends
                         .iter()
-                        .map(|b| (b.backend.as_ref(), None))
+                        .map(|b| (b.backend.as_ref(), None, None))
                         .collect(),
                     Some(Kind::RandomAvailable(r)) => r
                         .backends
                         .iter()
                         .map(|w| {
+                            let failure = w.backend.iter().flat_map(|b| &b.filters).find_map(|f| {
+                                match f.kind.as_ref()? {
+                                    $module::filter::Kind::FailureInjector(f) => Some($failure(f)),
+                                    _ => None,
+                                }
+                            });
                             (
                                 w.backend.as_ref().and_then(|b| b.backend.as_ref()),
                                 Some(w.weight),
+                                failure,
                             )
                         })
                         .collect(),
@@ -207,7 +217,8 @@ api_route!(
     http_route,
     RouteMatch::from_http,
     http_retry_on,
-    filter
+    filter,
+    http_failure
 );
 api_route!(
     api::GrpcRoute,
@@ -215,8 +226,23 @@ api_route!(
     grpc_route,
     RouteMatch::from_grpc,
     grpc_retry_on,
-    grpc_filter
+    grpc_filter,
+    grpc_failure
 );
+
+/// A failure injector on an HTTP route backend.
+fn http_failure(f: &linkerd2_proxy_api::http_route::HttpFailureInjector) -> BackendFailure {
+    let status = u16::try_from(f.status)
+        .ok()
+        .and_then(|s| http::StatusCode::from_u16(s).ok())
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    BackendFailure::Http(status, f.message.clone())
+}
+
+/// A failure injector on a gRPC route backend.
+fn grpc_failure(f: &linkerd2_proxy_api::grpc_route::GrpcFailureInjector) -> BackendFailure {
+    BackendFailure::Grpc(f.code, f.message.clone())
+}
 
 /// Each route folded; a rule whose matches cannot be used is left out
 /// with a warning.
@@ -247,18 +273,27 @@ fn fold_route<R: ApiRoute>(route: &R) -> FoldedRoute {
             };
             let backends = rule.backends();
             Some(RuleParts {
-                backend_labels: backend_labels(backends.iter().map(|(b, _)| *b)),
+                backend_labels: backend_labels(backends.iter().map(|(b, _, _)| *b)),
                 matches,
                 retry: rule.retry(),
                 timeouts: rule.timeouts(),
                 // Weighted backends (none: the Service itself); one the
-                // controller could not resolve is left out.
+                // controller could not resolve answers with its failure.
                 backends: backends
                     .iter()
-                    .filter_map(|(backend, weight)| {
-                        Some(Backend {
-                            weight: (*weight)?,
-                            authority: discovered(*backend)?,
+                    .filter_map(|(backend, weight, failure)| {
+                        let weight = (*weight)?;
+                        Some(match failure {
+                            Some(failure) => Backend {
+                                authority: String::new(),
+                                weight,
+                                failure: Some(failure.clone()),
+                            },
+                            None => Backend {
+                                authority: discovered(*backend)?,
+                                weight,
+                                failure: None,
+                            },
                         })
                     })
                     .collect(),
@@ -584,5 +619,48 @@ mod tests {
         assert!(route.retries(ok, Some(14), true), "UNAVAILABLE is retried");
         assert!(!route.retries(ok, Some(5), true), "NOT_FOUND is not");
         assert!(!route.retries(ok, None, false));
+    }
+
+    /// A route backend the controller could not resolve (its Service does
+    /// not exist) keeps its weight and answers with the controller's
+    /// failure (Linkerd's 500), so a split never silently moves its share.
+    #[test]
+    fn a_missing_backend_keeps_its_share_and_fails() {
+        let objects = [
+            serde_json::json!({
+                "kind": "Service",
+                "metadata": {"namespace": "shop", "name": "web"},
+                "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}
+            }),
+            serde_json::json!({
+                "kind": "HTTPRoute",
+                "metadata": {"namespace": "shop", "name": "web-route"},
+                "spec": {
+                    "parentRefs": [{"kind": "Service", "name": "web"}],
+                    "rules": [{"backendRefs": [
+                        {"name": "web", "port": 80, "weight": 90},
+                        {"name": "web-gone", "port": 80, "weight": 10}
+                    ]}]
+                }
+            }),
+        ];
+        let message = mesh_test_util::outbound::policy(&objects, "shop", "web", 80);
+        let folded = apply(&Profile::default(), &message).expect("the route applies");
+        let backends = &folded.routes[0].backends;
+        assert_eq!(backends.len(), 2);
+        assert_eq!(
+            (
+                backends[0].authority.as_str(),
+                backends[0].weight,
+                &backends[0].failure
+            ),
+            ("web.shop.svc.cluster.local:80", 90, &None)
+        );
+        assert_eq!(backends[1].weight, 10);
+        assert!(matches!(
+            &backends[1].failure,
+            Some(BackendFailure::Http(status, message))
+                if *status == http::StatusCode::INTERNAL_SERVER_ERROR && message.contains("web-gone")
+        ));
     }
 }

@@ -55,6 +55,18 @@ pub struct Backend {
     pub authority: String,
     /// Its weight (relative).
     pub weight: u32,
+    /// How requests drawn to it fail instead (a route backend the policy
+    /// controller could not resolve: a Service that does not exist).
+    pub failure: Option<BackendFailure>,
+}
+
+/// How requests to a backend that cannot be reached are answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendFailure {
+    /// An HTTP status and message.
+    Http(http::StatusCode, String),
+    /// A gRPC status code and message.
+    Grpc(u32, String),
 }
 
 /// Linkerd's retry budget.
@@ -356,6 +368,7 @@ pub fn from_api(profile: api::DestinationProfile, port: u16) -> Profile {
         .dst_overrides
         .into_iter()
         .map(|dst| Backend {
+            failure: None,
             authority: with_port(&dst.authority, port),
             weight: dst.weight,
         })

@@ -157,6 +157,9 @@ pub(crate) enum Target {
     /// One endpoint (a pod's address, or an address discovery does not
     /// know).
     Direct(Arc<Member>),
+    /// A route backend that cannot be reached: requests drawn to it are
+    /// answered with its failure (the attempt layer does).
+    Failing(crate::discover::profile::BackendFailure),
 }
 
 impl Target {
@@ -170,6 +173,7 @@ impl Target {
         match self {
             Self::Balanced(balancer) => balancer.pick_within(ENDPOINT_WAIT, fail_fast).await,
             Self::Direct(member) => Ok(member.clone()),
+            Self::Failing(_) => Err(PickError::NotFound("a route backend".into())),
         }
     }
 
@@ -177,7 +181,7 @@ impl Target {
     pub(crate) fn authority(&self) -> Option<&str> {
         match self {
             Self::Balanced(balancer) => Some(balancer.authority()),
-            Self::Direct(_) => None,
+            Self::Direct(_) | Self::Failing(_) => None,
         }
     }
 }
@@ -389,6 +393,9 @@ impl Outbound {
                 crate::split::pick_untried(backends, draw, tried)
                     .or_else(|| crate::split::pick(backends, draw))
             };
+            if let Some(failure) = backend.and_then(|b| b.failure.clone()) {
+                return Target::Failing(failure);
+            }
             let authority = backend.map(|b| b.authority.clone()).unwrap_or(service);
             return Target::Balanced(self.balancer(&authority));
         }

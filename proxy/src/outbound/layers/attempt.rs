@@ -13,8 +13,10 @@ use http::StatusCode;
 
 use super::{Attempted, HttpRequest, HttpResponse, Picked, ResponseFuture, Routed, decided};
 use crate::balance::Member;
-use crate::http::{self as proxy_http, error_response};
+use crate::discover::profile::BackendFailure;
+use crate::http::{self as proxy_http, error_response, grpc_error_response};
 use crate::metrics::{self, HttpMetrics, Labels};
+use crate::outbound::Target;
 
 /// Sends attempts to endpoints.
 #[derive(Debug, Clone)]
@@ -59,6 +61,16 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
         elsewhere: picked.fail_fast,
         ..Attempted::default()
     };
+    if let Target::Failing(failure) = &*picked.target {
+        attempted.failed = true;
+        attempted.retry = true;
+        let mut response = match failure {
+            BackendFailure::Http(status, message) => error_response(*status, message),
+            BackendFailure::Grpc(code, message) => grpc_error_response(*code, message),
+        };
+        response.extensions_mut().insert(attempted);
+        return response;
+    }
     let member = match picked.target.pick_within(picked.fail_fast).await {
         Ok(member) => member,
         Err(e) => {
