@@ -102,16 +102,29 @@ impl Target {
             Self::Route(route) => {
                 // Only the weights change: every other field of the rules
                 // (including ones mesh does not read) stays as written.
+                // Each weight is written only if its backend is still the
+                // one read: an edit in between fails the patch, and the
+                // next round reads the route again.
                 let operations: Vec<serde_json::Value> = route_backends(route)
                     .into_iter()
                     .flat_map(|(r, refs)| {
-                        (0..refs.len()).zip(weights).map(move |(b, w)| {
-                            serde_json::json!({
-                                "op": "add",
-                                "path": format!("/spec/rules/{r}/backendRefs/{b}/weight"),
-                                "value": w,
-                            })
-                        })
+                        refs.into_iter().zip(weights).enumerate().flat_map(
+                            move |(b, (backend, w))| {
+                                let at = format!("/spec/rules/{r}/backendRefs/{b}");
+                                [
+                                    serde_json::json!({
+                                        "op": "test",
+                                        "path": format!("{at}/name"),
+                                        "value": backend["name"],
+                                    }),
+                                    serde_json::json!({
+                                        "op": "add",
+                                        "path": format!("{at}/weight"),
+                                        "value": w,
+                                    }),
+                                ]
+                            },
+                        )
                     })
                     .collect();
                 let patch: json_patch::Patch =

@@ -3,7 +3,9 @@
 //! says each HTTPRoute and GRPCRoute attached to a Service should show,
 //! patched onto its `status.parents` where it differs from what is there.
 //!
-//! Entries of other controllers are kept; ours are replaced. A condition's
+//! Entries of other controllers are kept; ours are replaced. Each
+//! condition's `observedGeneration` is the generation the index read (a
+//! refused edit's own), so a reader can tell a stale status. A condition's
 //! `lastTransitionTime` moves only when its status does, and nothing is
 //! written when the object already says the same, so the controller's
 //! replicas (each computing the same answer) converge instead of taking
@@ -18,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::index::Index;
 use crate::outbound::model::RouteKind;
-use crate::outbound::status::{CONTROLLER_NAME, ParentStatus, RouteRef};
+use crate::outbound::status::{CONTROLLER_NAME, ParentStatus, RouteConditions, RouteRef};
 
 /// How often the statuses are compared.
 const PERIOD: Duration = Duration::from_secs(1);
@@ -100,7 +102,7 @@ fn our_entries(
 async fn reconcile(
     client: &kube::Client,
     route: &RouteRef,
-    statuses: &[ParentStatus],
+    conditions: &RouteConditions,
 ) -> kube::Result<bool> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &route.namespace, &resource(route));
@@ -116,7 +118,10 @@ async fn reconcile(
         .filter(|entry| entry["controllerName"] != CONTROLLER_NAME)
         .cloned()
         .collect();
-    parents.extend(our_entries(statuses, &current, object.metadata.generation));
+    // The generation the index read (the object's own, for an object read
+    // before generations were kept).
+    let generation = conditions.generation.or(object.metadata.generation);
+    parents.extend(our_entries(&conditions.parents, &current, generation));
     if parents == current {
         return Ok(false);
     }
@@ -132,7 +137,7 @@ async fn reconcile(
 /// Keeps route statuses in line with the index until the task is dropped.
 pub async fn run(client: kube::Client, index: Arc<Mutex<Index>>) {
     // What was last found or written, so an unchanged route costs nothing.
-    let mut settled: BTreeMap<RouteRef, Vec<ParentStatus>> = BTreeMap::new();
+    let mut settled: BTreeMap<RouteRef, RouteConditions> = BTreeMap::new();
     let mut ticks = tokio::time::interval(PERIOD);
     loop {
         ticks.tick().await;

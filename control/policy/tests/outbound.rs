@@ -299,6 +299,24 @@ async fn route_status_says_whether_a_route_is_in_effect_and_why_not() {
         message.contains("spec.rules[0].filters[0].type") && message.contains("last valid version"),
         "{message}"
     );
+    // The conditions are about the refused edit's generation.
+    let object =
+        Api::<mesh_api::crds::http_route::HttpRoute>::namespaced(cluster.client.clone(), &ns)
+            .get("podinfo")
+            .await
+            .expect("the route");
+    let observed: Vec<Option<i64>> = object
+        .status
+        .iter()
+        .flat_map(|s| &s.parents)
+        .flat_map(|p| p["conditions"].as_array().cloned().unwrap_or_default())
+        .map(|c| c["observedGeneration"].as_i64())
+        .collect();
+    assert!(
+        !observed.is_empty() && observed.iter().all(|g| *g == object.metadata.generation),
+        "observedGeneration {observed:?} is the route's generation {:?}",
+        object.metadata.generation
+    );
     let mut grpc = OutboundPoliciesClient::connect(format!("http://{}", running.addr))
         .await
         .expect("connect");

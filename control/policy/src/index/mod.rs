@@ -453,6 +453,7 @@ impl Index {
                     RouteKind::Http,
                     key,
                     &spec.parent_refs,
+                    meta.generation,
                     e.clone(),
                 );
                 return Err(e);
@@ -510,6 +511,7 @@ impl Index {
                         RouteKind::Grpc,
                         key,
                         &route.spec.parent_refs,
+                        route.metadata.generation,
                         e.clone(),
                     );
                     return Err(e);

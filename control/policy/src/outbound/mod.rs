@@ -164,6 +164,8 @@ pub struct Refusal {
     pub parents: Vec<model::Parent>,
     /// The field at fault.
     pub reason: Invalid,
+    /// The `metadata.generation` refused.
+    pub generation: Option<i64>,
 }
 
 type PolicyWatch = watch::Sender<Option<OutboundPolicy>>;
@@ -293,7 +295,11 @@ impl OutboundIndex {
         let namespace = meta.namespace.clone().unwrap_or_default();
         let annotations = meta.annotations.clone().unwrap_or_default();
         let created = meta.creation_timestamp.as_ref().map(|t| t.0.to_string());
-        model::outbound_route(spec, &namespace, &annotations, created)
+        let route = model::outbound_route(spec, &namespace, &annotations, created)?;
+        Ok(route.map(|route| OutboundRouteInfo {
+            generation: meta.generation,
+            ..route
+        }))
     }
 
     /// Validates a GRPCRoute as outbound routing (without keeping it):
@@ -305,7 +311,11 @@ impl OutboundIndex {
         let namespace = meta.namespace.clone().unwrap_or_default();
         let annotations = meta.annotations.clone().unwrap_or_default();
         let created = meta.creation_timestamp.as_ref().map(|t| t.0.to_string());
-        grpc_route::outbound_grpc_route(spec, &namespace, &annotations, created)
+        let route = grpc_route::outbound_grpc_route(spec, &namespace, &annotations, created)?;
+        Ok(route.map(|route| OutboundRouteInfo {
+            generation: meta.generation,
+            ..route
+        }))
     }
 
     /// Keeps a validated route of `kind` (`None`: it names no Service).
@@ -344,6 +354,7 @@ impl OutboundIndex {
         kind: RouteKind,
         key: RouteKey,
         parent_refs: &[mesh_api::crds::http_route::ParentRef],
+        generation: Option<i64>,
         reason: Invalid,
     ) {
         let parents = model::service_parents(parent_refs, namespace);
@@ -351,7 +362,14 @@ impl OutboundIndex {
         if parents.is_empty() {
             refused.remove(&(kind, key));
         } else {
-            refused.insert((kind, key), Refusal { parents, reason });
+            refused.insert(
+                (kind, key),
+                Refusal {
+                    parents,
+                    reason,
+                    generation,
+                },
+            );
         }
         if refused.is_empty() {
             self.refused.remove(namespace);

@@ -180,6 +180,9 @@ pub struct OutboundRouteInfo {
     pub rules: Vec<OutboundRule>,
     /// When it was created (older routes win ties, as the Gateway API says).
     pub created: Option<String>,
+    /// The `metadata.generation` it was read at (its status conditions'
+    /// `observedGeneration`).
+    pub generation: Option<i64>,
 }
 
 fn is_service(group: Option<&str>, kind: Option<&str>) -> bool {
@@ -251,6 +254,7 @@ pub(super) fn route_of<R>(
         parents,
         rules,
         created,
+        generation: None,
     }))
 }
 

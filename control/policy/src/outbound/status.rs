@@ -42,6 +42,15 @@ pub struct Condition {
     pub message: String,
 }
 
+/// What a route's status should say: per parent, as of a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConditions {
+    /// The `metadata.generation` the conditions are about.
+    pub generation: Option<i64>,
+    /// Per parent.
+    pub parents: Vec<ParentStatus>,
+}
+
 /// The status of a route for one parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParentStatus {
@@ -67,7 +76,7 @@ fn condition(
 
 impl OutboundIndex {
     /// What every route attached to a Service should say, by route.
-    pub fn route_statuses(&self) -> BTreeMap<RouteRef, Vec<ParentStatus>> {
+    pub fn route_statuses(&self) -> BTreeMap<RouteRef, RouteConditions> {
         let mut statuses = BTreeMap::new();
         let namespaces = self.routes.keys().chain(self.refused.keys());
         for namespace in namespaces {
@@ -88,9 +97,9 @@ impl OutboundIndex {
                 }
                 let route = valid.and_then(|v| v.get(&(*kind, key.clone())));
                 let refusal = refused.and_then(|r| r.get(&(*kind, key.clone())));
-                let parents = match (refusal, route) {
-                    (Some(refusal), _) => &refusal.parents,
-                    (None, Some(route)) => &route.parents,
+                let (parents, generation) = match (refusal, route) {
+                    (Some(refusal), _) => (&refusal.parents, refusal.generation),
+                    (None, Some(route)) => (&route.parents, route.generation),
                     (None, None) => continue,
                 };
                 let per_parent = parents
@@ -105,7 +114,13 @@ impl OutboundIndex {
                         ),
                     })
                     .collect();
-                statuses.insert(reference, per_parent);
+                statuses.insert(
+                    reference,
+                    RouteConditions {
+                        generation,
+                        parents: per_parent,
+                    },
+                );
             }
         }
         statuses
