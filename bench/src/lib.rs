@@ -56,6 +56,33 @@ pub async fn http_load(
         .await
 }
 
+/// Opens a controller's watch (`what`, for errors), trying again for up
+/// to 30 s while the controller has not yet taken in what it names.
+pub async fn open_watch<T, F, Fut>(what: &str, mut open: F) -> anyhow::Result<tonic::Streaming<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match open().await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => anyhow::bail!("{what}: {status}"),
+        }
+    }
+}
+
+/// The next message of a watch, within 10 s.
+pub async fn next_update<T>(stream: &mut tonic::Streaming<T>) -> anyhow::Result<T> {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .map_err(|_| anyhow::anyhow!("no update within 10 s"))??
+        .ok_or_else(|| anyhow::anyhow!("the stream ended"))
+}
+
 /// `d` in milliseconds.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

@@ -120,6 +120,21 @@ async fn backends(client: &kube::Client, ns: &str) -> Api<Endpoints> {
     endpoints_api
 }
 
+/// Gives the primary's Endpoints a ready address, or none.
+async fn set_primary_ready(endpoints_api: &Api<Endpoints>, ready: bool) {
+    let mut replaced = endpoints("podinfo", ready);
+    replaced.metadata.resource_version = endpoints_api
+        .get("podinfo")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
+    endpoints_api
+        .replace("podinfo", &PostParams::default(), &replaced)
+        .await
+        .expect("replacing the primary's endpoints");
+}
+
 /// Runs the controller (a round every 500 ms) until the sender is used.
 fn start_controller(
     client: &kube::Client,
@@ -182,19 +197,7 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
     );
 
     // The primary loses its endpoints.
-    endpoints_api
-        .replace("podinfo", &PostParams::default(), &{
-            let mut gone = endpoints("podinfo", false);
-            gone.metadata.resource_version = endpoints_api
-                .get("podinfo")
-                .await
-                .expect("get")
-                .metadata
-                .resource_version;
-            gone
-        })
-        .await
-        .expect("empty endpoints");
+    set_primary_ready(&endpoints_api, false).await;
     let status = split
         .until("failed over", |s, w| {
             s.state == "FailedOver" && w == [0, 100]
@@ -225,19 +228,7 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
     );
 
     // It comes back: held 2 s, then ramped back step by step.
-    endpoints_api
-        .replace("podinfo", &PostParams::default(), &{
-            let mut back = endpoints("podinfo", true);
-            back.metadata.resource_version = endpoints_api
-                .get("podinfo")
-                .await
-                .expect("get")
-                .metadata
-                .resource_version;
-            back
-        })
-        .await
-        .expect("endpoints back");
+    set_primary_ready(&endpoints_api, true).await;
     split
         .until("failing back", |s, w| {
             s.state == "FailingBack" && w[0] < 100
@@ -359,17 +350,7 @@ async fn an_httproute_split_fails_over_in_every_rule_and_keeps_the_rest() {
         let status = status_of(&current);
         if !managed && status.as_ref().is_some_and(|s| s.state == "Primary") {
             managed = true;
-            let mut gone = endpoints("podinfo", false);
-            gone.metadata.resource_version = endpoints_api
-                .get("podinfo")
-                .await
-                .expect("get")
-                .metadata
-                .resource_version;
-            endpoints_api
-                .replace("podinfo", &PostParams::default(), &gone)
-                .await
-                .expect("empty endpoints");
+            set_primary_ready(&endpoints_api, false).await;
         }
         if managed && weights(&current) == [vec![0, 100], vec![0, 100]] {
             assert_eq!(current.spec.rules[0].matches.len(), 1, "the matches stay");

@@ -19,13 +19,7 @@ use support::*;
 const CANARY: &str = "web-canary.test.svc.cluster.local:80";
 
 fn objects() -> Vec<serde_json::Value> {
-    let service = |name: &str, ip: &str| {
-        serde_json::json!({
-            "kind": "Service",
-            "metadata": {"namespace": "test", "name": name},
-            "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}]}
-        })
-    };
+    let service = |name: &str, ip: &str| support::outbound::service("test", name, ip, 80);
     vec![
         service("web", "10.96.0.10"),
         service("web-canary", "10.96.0.11"),
@@ -208,11 +202,7 @@ async fn a_route_backend_whose_service_is_gone_answers_its_share_with_500() {
     let mesh = Mesh::start().await;
     mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
     let objects = vec![
-        serde_json::json!({
-            "kind": "Service",
-            "metadata": {"namespace": "test", "name": "web"},
-            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]}
-        }),
+        support::outbound::service("test", "web", "10.96.0.10", 80),
         serde_json::json!({
             "kind": "HTTPRoute",
             "metadata": {"namespace": "test", "name": "web-route"},

@@ -12,6 +12,16 @@ use mesh_policy::index::RouteKey;
 use mesh_policy::outbound::OutboundIndex;
 use mesh_policy::outbound::model::RouteKind;
 
+/// A Service with one port at `cluster_ip`, as a user writes it, for
+/// [`policy`].
+pub fn service(namespace: &str, name: &str, cluster_ip: &str, port: u16) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "Service",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {"clusterIP": cluster_ip, "ports": [{"port": port}]}
+    })
+}
+
 /// The policy of `namespace/service:port` given `objects` (Services and
 /// `gateway.networking.k8s.io` HTTPRoutes and GRPCRoutes, by their `kind`), in a cluster
 /// whose domain is `cluster.local`. Panics on an object the controller

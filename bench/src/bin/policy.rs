@@ -201,21 +201,16 @@ async fn apply_to_enforced() -> anyhow::Result<(Duration, Duration)> {
     create("apiVersion: policy.linkerd.io/v1beta3\nkind: Server\nmetadata: {name: web, namespace: bench}\nspec: {podSelector: {matchLabels: {app: web}}, port: 8080}\n".into()).await?;
     create("apiVersion: policy.linkerd.io/v1alpha1\nkind: MeshTLSAuthentication\nmetadata: {name: clients, namespace: bench}\nspec: {identities: [\"sa-0.bench.serviceaccount.identity.linkerd.cluster.local\"]}\n".into()).await?;
     create("apiVersion: policy.linkerd.io/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: web, namespace: bench}\nspec:\n  targetRef: {group: policy.linkerd.io, kind: Server, name: web}\n  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: clients}]\n".into()).await?;
-    let mut grpc = InboundServerPoliciesClient::connect(format!("http://{}", running.addr)).await?;
+    let grpc = InboundServerPoliciesClient::connect(format!("http://{}", running.addr)).await?;
     let spec = PortSpec {
         workload: r#"{"ns":"bench","pod":"web-0"}"#.into(),
         port: 8080,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        match grpc.watch_port(spec.clone()).await {
-            Ok(response) => break response.into_inner(),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(status) => anyhow::bail!("WatchPort: {status}"),
-        }
-    };
+    let mut stream = mesh_bench::open_watch("WatchPort", || {
+        let (mut grpc, spec) = (grpc.clone(), spec.clone());
+        async move { grpc.watch_port(spec).await }
+    })
+    .await?;
     let names =
         |server: &linkerd2_proxy_api::inbound::Server| format!("{:?}", server.authorizations);
     let authentications =
@@ -232,13 +227,7 @@ async fn apply_to_enforced() -> anyhow::Result<(Duration, Duration)> {
             )
             .await?;
         loop {
-            let server = tokio::time::timeout(
-                Duration::from_secs(10),
-                futures::StreamExt::next(&mut stream),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("no update within 10 s"))?
-            .ok_or_else(|| anyhow::anyhow!("the stream ended"))??;
+            let server = mesh_bench::next_update(&mut stream).await?;
             if names(&server).contains(&identity) {
                 break;
             }

@@ -39,11 +39,7 @@ async fn load(mesh: &Mesh, rate: u32, duration: Duration) -> (Vec<Duration>, usi
 }
 
 fn service(name: &str, ip: &str) -> serde_json::Value {
-    serde_json::json!({
-        "kind": "Service",
-        "metadata": {"namespace": "test", "name": name},
-        "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}]}
-    })
+    support::outbound::service("test", name, ip, 80)
 }
 
 /// The web Service with an HTTPRoute of `rules` rules (none: no route);
@@ -262,23 +258,18 @@ async fn apply_to_served() -> anyhow::Result<(Duration, Duration)> {
     routes
         .create(&PostParams::default(), &route(100, 0)?)
         .await?;
-    let mut grpc = OutboundPoliciesClient::connect(format!("http://{}", running.addr)).await?;
+    let grpc = OutboundPoliciesClient::connect(format!("http://{}", running.addr)).await?;
     let spec = TrafficSpec {
         source_workload: "bench:client".into(),
         target: Some(traffic_spec::Target::Authority(
             "web.bench.svc.cluster.local:80".into(),
         )),
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        match grpc.watch(spec.clone()).await {
-            Ok(response) => break response.into_inner(),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(status) => anyhow::bail!("Watch: {status}"),
-        }
-    };
+    let mut stream = mesh_bench::open_watch("Watch", || {
+        let (mut grpc, spec) = (grpc.clone(), spec.clone());
+        async move { grpc.watch(spec).await }
+    })
+    .await?;
     let mut samples = Vec::new();
     for i in 1..=20u32 {
         let canary = i * 5;
@@ -291,13 +282,7 @@ async fn apply_to_served() -> anyhow::Result<(Duration, Duration)> {
             )
             .await?;
         loop {
-            let policy = tokio::time::timeout(
-                Duration::from_secs(10),
-                futures::StreamExt::next(&mut stream),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("no update within 10 s"))?
-            .ok_or_else(|| anyhow::anyhow!("the stream ended"))??;
+            let policy = mesh_bench::next_update(&mut stream).await?;
             if served_weights(&policy).get(1) == Some(&canary) {
                 break;
             }

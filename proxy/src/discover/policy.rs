@@ -525,11 +525,7 @@ mod tests {
     #[test]
     fn an_httproute_folds_into_the_profile_unless_it_has_routes() {
         let objects = [
-            serde_json::json!({
-                "kind": "Service",
-                "metadata": {"namespace": "shop", "name": "web"},
-                "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}
-            }),
+            mesh_test_util::outbound::service("shop", "web", "10.96.0.10", 80),
             serde_json::json!({
                 "kind": "HTTPRoute",
                 "metadata": {"namespace": "shop", "name": "web-route", "annotations": {
@@ -586,11 +582,7 @@ mod tests {
     #[test]
     fn a_grpcroute_folds_into_routes_that_retry_on_its_codes() {
         let objects = [
-            serde_json::json!({
-                "kind": "Service",
-                "metadata": {"namespace": "shop", "name": "api"},
-                "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 9999}]}
-            }),
+            mesh_test_util::outbound::service("shop", "api", "10.96.0.20", 9999),
             serde_json::json!({
                 "kind": "GRPCRoute",
                 "metadata": {"namespace": "shop", "name": "api-grpc", "annotations": {
@@ -627,11 +619,7 @@ mod tests {
     #[test]
     fn a_missing_backend_keeps_its_share_and_fails() {
         let objects = [
-            serde_json::json!({
-                "kind": "Service",
-                "metadata": {"namespace": "shop", "name": "web"},
-                "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}
-            }),
+            mesh_test_util::outbound::service("shop", "web", "10.96.0.10", 80),
             serde_json::json!({
                 "kind": "HTTPRoute",
                 "metadata": {"namespace": "shop", "name": "web-route"},

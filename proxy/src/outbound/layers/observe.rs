@@ -29,15 +29,22 @@ impl Layer for Observe {
     fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
         let started = Instant::now();
         let routed = decided::<Arc<Routed>>(&req);
-        let hostname = req
-            .uri()
-            .host()
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
+        // Only Linkerd's route families label the host: read it for a
+        // route the policy controller sent, not on every request.
+        let policy_route = routed
+            .as_ref()
+            .and_then(|r| r.route.as_ref())
+            .is_some_and(|r| r.policy_labels.is_some());
+        let hostname = policy_route
+            .then(|| {
+                req.uri().host().or_else(|| {
+                    req.headers()
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
+                })
             })
+            .flatten()
             .map(str::to_owned);
         let mut inner = next;
         let metrics = self.metrics.clone();
