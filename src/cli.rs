@@ -101,6 +101,11 @@ pub struct DiagnosticsOutboundArgs {
     pub namespace: Option<String>,
     /// The Service, with its port (`NAME:PORT`; 80 when absent).
     pub service: String,
+    /// Show what a client in this namespace gets: its namespace's consumer
+    /// routes for the Service, then the Service's own (default: a client
+    /// in the Service's namespace, which gets only the Service's own).
+    #[arg(long, env = "MESH_FROM_NAMESPACE")]
+    pub from: Option<String>,
     /// Output format.
     #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,

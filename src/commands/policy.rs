@@ -82,9 +82,14 @@ pub async fn outbound(
         ),
         None => (args.service.as_str(), 80),
     };
+    let from = args
+        .from
+        .as_deref()
+        .map(|from| format!("&from={from}"))
+        .unwrap_or_default();
     let policy = controller_answer(
         &client,
-        &format!("/outbound?ns={ns}&svc={service}&port={port}"),
+        &format!("/outbound?ns={ns}&svc={service}&port={port}{from}"),
         &format!("Service {ns}/{service}:{port}"),
     )
     .await?;
@@ -106,7 +111,17 @@ pub async fn outbound(
     };
     let mut rows = Vec::new();
     for route in policy["routes"].as_array().into_iter().flatten() {
-        let name = format!("{} {}", text(&route["kind"]), text(&route["name"]));
+        // A consumer route (of the client's namespace) says whose it is.
+        let name = match route["namespace"].as_str() {
+            Some(route_ns) if route_ns != ns => {
+                format!(
+                    "{} {route_ns}/{}",
+                    text(&route["kind"]),
+                    text(&route["name"])
+                )
+            }
+            _ => format!("{} {}", text(&route["kind"]), text(&route["name"])),
+        };
         for rule in route["rules"].as_array().into_iter().flatten() {
             let matches: Vec<String> = rule["matches"]
                 .as_array()

@@ -50,13 +50,14 @@ pub struct Workload {
     pub pod: String,
 }
 
-/// Parses a `PortSpec`'s workload and port.
-pub fn target(spec: &PortSpec) -> Result<(Workload, u16), Status> {
-    let invalid =
-        |why: String| Status::invalid_argument(format!("workload {:?}: {why}", spec.workload));
-    let workload = if spec.workload.trim_start().starts_with('{') {
+/// A workload as a proxy names itself (`{"ns":…,"pod":…}`, an external
+/// workload's `{"ns":…,"external_workload":…}`, or `<namespace>:<pod>`):
+/// its namespace, and its pod unless it is an external workload.
+pub fn parse_workload(workload: &str) -> Result<(String, Option<String>), Status> {
+    let invalid = |why: &str| Status::invalid_argument(format!("workload {workload:?}: {why}"));
+    if workload.trim_start().starts_with('{') {
         let value: serde_json::Value =
-            serde_json::from_str(&spec.workload).map_err(|e| invalid(e.to_string()))?;
+            serde_json::from_str(workload).map_err(|e| invalid(&e.to_string()))?;
         let field = |name: &str| {
             value
                 .get(name)
@@ -64,26 +65,33 @@ pub fn target(spec: &PortSpec) -> Result<(Workload, u16), Status> {
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned)
         };
+        let namespace = field("ns").ok_or_else(|| invalid("no \"ns\""))?;
         if field("external_workload").is_some() {
-            return Err(invalid("external workloads are not supported".into()));
+            return Ok((namespace, None));
         }
-        Workload {
-            namespace: field("ns").ok_or_else(|| invalid("no \"ns\"".into()))?,
-            pod: field("pod").ok_or_else(|| invalid("no \"pod\"".into()))?,
+        let pod = field("pod").ok_or_else(|| invalid("no \"pod\""))?;
+        return Ok((namespace, Some(pod)));
+    }
+    match workload.split_once(':') {
+        Some((namespace, pod)) if !namespace.is_empty() && !pod.is_empty() => {
+            Ok((namespace.to_owned(), Some(pod.to_owned())))
         }
-    } else {
-        match spec.workload.split_once(':') {
-            Some((namespace, pod)) if !namespace.is_empty() && !pod.is_empty() => Workload {
-                namespace: namespace.to_owned(),
-                pod: pod.to_owned(),
-            },
-            _ => {
-                return Err(invalid(
-                    "expected {\"ns\":…,\"pod\":…} or <namespace>:<pod>".into(),
-                ));
-            }
-        }
-    };
+        _ => Err(invalid(
+            "expected {\"ns\":…,\"pod\":…} or <namespace>:<pod>",
+        )),
+    }
+}
+
+/// Parses a `PortSpec`'s workload (a pod) and port.
+pub fn target(spec: &PortSpec) -> Result<(Workload, u16), Status> {
+    let (namespace, pod) = parse_workload(&spec.workload)?;
+    let pod = pod.ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "workload {:?}: external workloads are not supported",
+            spec.workload
+        ))
+    })?;
+    let workload = Workload { namespace, pod };
     let port = u16::try_from(spec.port)
         .ok()
         .filter(|p| *p != 0)

@@ -44,6 +44,7 @@ fn resource(route: &RouteRef) -> ApiResource {
 /// Our entries for `statuses`, keeping the transition times of
 /// `current`'s conditions whose status has not changed.
 fn our_entries(
+    route_namespace: &str,
     statuses: &[ParentStatus],
     current: &[Value],
     generation: Option<i64>,
@@ -57,6 +58,9 @@ fn our_entries(
                 "kind": "Service",
                 "name": status.parent.service,
             });
+            if status.parent.namespace != route_namespace {
+                parent_ref["namespace"] = json!(status.parent.namespace);
+            }
             if let Some(port) = status.parent.port {
                 parent_ref["port"] = json!(port);
             }
@@ -121,7 +125,12 @@ async fn reconcile(
     // The generation the index read (the object's own, for an object read
     // before generations were kept).
     let generation = conditions.generation.or(object.metadata.generation);
-    parents.extend(our_entries(&conditions.parents, &current, generation));
+    parents.extend(our_entries(
+        &route.namespace,
+        &conditions.parents,
+        &current,
+        generation,
+    ));
     if parents == current {
         return Ok(false);
     }

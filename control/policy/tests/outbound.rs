@@ -364,3 +364,124 @@ async fn route_status_says_whether_a_route_is_in_effect_and_why_not() {
     })
     .await;
 }
+
+/// The route names of the HTTP/1 routes served.
+fn route_names(policy: &OutboundPolicy) -> Vec<String> {
+    let Some(proxy_protocol::Kind::Detect(detect)) =
+        policy.protocol.as_ref().and_then(|p| p.kind.clone())
+    else {
+        return Vec::new();
+    };
+    detect
+        .http1
+        .map(|h| h.routes)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| match r.metadata.as_ref().and_then(|m| m.kind.clone()) {
+            Some(linkerd2_proxy_api::meta::metadata::Kind::Resource(r)) => {
+                Some(format!("{}/{}", r.namespace, r.name))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A consumer route (an HTTPRoute in the client's namespace naming a
+/// Service of another) is served to that namespace's proxies only, as they
+/// name themselves in `source_workload`; the Service's own clients and a
+/// third namespace's do not get it; its status names the parent with its
+/// namespace; a malformed `source_workload` is refused, not served as
+/// someone else.
+#[tokio::test]
+async fn a_consumer_route_is_served_only_to_its_namespace() {
+    let cluster = shared_cluster().await;
+    let ns = cluster.namespace("producer").await;
+    let consumer = cluster.namespace("consumer").await;
+    let running = start(&cluster).await;
+    apply(
+        &cluster.client,
+        &ns,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: podinfo, namespace: {ns}}}\n\
+             spec: {{ports: [{{name: http, port: 9898}}], selector: {{app: podinfo}}}}\n"
+        ),
+    )
+    .await;
+    apply(
+        &cluster.client,
+        &consumer,
+        &format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\n\
+             metadata: {{name: mine, namespace: {consumer}}}\n\
+             spec:\n  parentRefs: [{{name: podinfo, namespace: {ns}, kind: Service, group: core, port: 9898}}]\n  \
+             rules: [{{backendRefs: [{{name: podinfo, namespace: {ns}, port: 9898}}]}}]\n"
+        ),
+    )
+    .await;
+    let mut grpc = OutboundPoliciesClient::connect(format!("http://{}", running.addr))
+        .await
+        .expect("connect");
+    let authority = format!("podinfo.{ns}.svc.cluster.local:9898");
+    let from = |workload: String| TrafficSpec {
+        source_workload: workload,
+        target: Some(traffic_spec::Target::Authority(authority.clone())),
+    };
+    let mut stream = grpc
+        .watch(from(format!(r#"{{"ns":"{consumer}","pod":"client"}}"#)))
+        .await
+        .expect("Watch")
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("the consumer route within 30 s")
+            .expect("stream open")
+            .expect("a policy");
+        if route_names(&next) == [format!("{consumer}/mine")] {
+            break;
+        }
+    }
+    for workload in [format!("{ns}:client"), "elsewhere:client".to_owned()] {
+        let served = grpc
+            .get(from(workload.clone()))
+            .await
+            .expect("Get")
+            .into_inner();
+        assert!(
+            route_names(&served).is_empty(),
+            "{workload} gets the default route only: {served:?}"
+        );
+    }
+    let refused = grpc
+        .get(from(r#"{"pod":"no-namespace"}"#.into()))
+        .await
+        .expect_err("a workload without a namespace");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    let seen = conditions_when(&cluster.client, &consumer, "httproutes", "mine", |c| {
+        has(c, "Accepted", "True", "Accepted")
+    })
+    .await;
+    assert!(
+        has(&seen, "ResolvedRefs", "True", "ResolvedRefs"),
+        "{seen:?}"
+    );
+    let object =
+        Api::<mesh_api::crds::http_route::HttpRoute>::namespaced(cluster.client.clone(), &consumer)
+            .get("mine")
+            .await
+            .expect("the route");
+    let parent_refs: Vec<serde_json::Value> = object
+        .status
+        .iter()
+        .flat_map(|s| &s.parents)
+        .map(|p| p["parentRef"].clone())
+        .collect();
+    assert_eq!(
+        parent_refs,
+        [
+            serde_json::json!({"group": "core", "kind": "Service", "namespace": ns, "name": "podinfo", "port": 9898})
+        ]
+    );
+}

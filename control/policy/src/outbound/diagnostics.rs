@@ -1,5 +1,7 @@
 //! What the controller serves a client for a Service port, as JSON, on its
-//! admin server (`GET /outbound?ns=<namespace>&svc=<name>&port=<port>`):
+//! admin server (`GET /outbound?ns=<namespace>&svc=<name>&port=<port>`,
+//! and `&from=<namespace>` for a client in another namespace, which also
+//! gets that namespace's consumer routes):
 //! what `mesh diagnostics outbound` reads through the API server's pod
 //! proxy, so it shows the controller's own answer (routes, their matches,
 //! backends and weights, retries, timeouts).
@@ -24,18 +26,22 @@ pub fn answer(index: &Arc<Mutex<Index>>, query: &str) -> Result<String, (StatusC
     let ns = query_field(query, "ns", EXPECTED)?;
     let svc = query_field(query, "svc", EXPECTED)?;
     let port = query_port(query, EXPECTED)?;
+    let from = query_field(query, "from", EXPECTED).ok();
     let index = index.lock().map_err(|_| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
             "the policy index is poisoned".to_owned(),
         )
     })?;
-    let policy = index.outbound.policy(&ns, &svc, port).ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            format!("Service {ns}/{svc} with port {port} is not known"),
-        )
-    })?;
+    let policy = index
+        .outbound
+        .policy(&ns, &svc, port, from.as_deref())
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!("Service {ns}/{svc} with port {port} is not known"),
+            )
+        })?;
     Ok(to_json(&policy).to_string())
 }
 
@@ -123,6 +129,7 @@ pub fn to_json(policy: &OutboundPolicy) -> Value {
                 json!({
                     "group": route.key.group,
                     "kind": route.kind.as_str(),
+                    "namespace": route.namespace,
                     "name": route.key.name,
                     "rules": route.rules.iter().map(|r| rule_json(r, &policy.authority)).collect::<Vec<_>>(),
                 })

@@ -2,7 +2,10 @@
 //! `Watch`) over the index: a target is an authority
 //! (`<svc>.<ns>.svc.<domain>[:port]`, port 80 by default) or a Service's
 //! cluster IP and port; anything else is NOT_FOUND (the proxy then routes
-//! by the address alone). A watch ends when its Service goes away.
+//! by the address alone). The `source_workload` names the client, whose
+//! namespace decides which consumer routes it gets (an empty one gets the
+//! producer's routes only; a malformed one is refused). A watch ends when
+//! its Service goes away.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -72,6 +75,15 @@ impl OutboundPolicyService {
             .map_err(|_| Status::internal("the policy index is poisoned"))
     }
 
+    /// The client's namespace, from the proxy's `source_workload`.
+    fn client_namespace(spec: &TrafficSpec) -> Result<Option<String>, Status> {
+        if spec.source_workload.is_empty() {
+            return Ok(None);
+        }
+        let (namespace, _) = crate::grpc::parse_workload(&spec.source_workload)?;
+        Ok(Some(namespace))
+    }
+
     fn target(&self, spec: &TrafficSpec) -> Result<Target, Status> {
         match spec.target.as_ref() {
             Some(traffic_spec::Target::Authority(authority)) => {
@@ -116,10 +128,16 @@ type PolicyStream = Pin<Box<dyn Stream<Item = Result<OutboundPolicy, Status>> + 
 impl OutboundPolicies for OutboundPolicyService {
     async fn get(&self, request: Request<TrafficSpec>) -> Result<Response<OutboundPolicy>, Status> {
         let target = self.target(request.get_ref())?;
+        let client = Self::client_namespace(request.get_ref())?;
         let policy = self
             .lock()?
             .outbound
-            .policy(&target.namespace, &target.name, target.port)
+            .policy(
+                &target.namespace,
+                &target.name,
+                target.port,
+                client.as_deref(),
+            )
             .ok_or_else(|| unknown(&target))?;
         Ok(Response::new(super::proto::policy(&policy)))
     }
@@ -128,12 +146,16 @@ impl OutboundPolicies for OutboundPolicyService {
 
     async fn watch(&self, request: Request<TrafficSpec>) -> Result<Response<PolicyStream>, Status> {
         let target = self.target(request.get_ref())?;
+        let client = Self::client_namespace(request.get_ref())?;
         let rx = {
             let mut index = self.lock()?;
             index.outbound.forget_unwatched();
-            index
-                .outbound
-                .watch(&target.namespace, &target.name, target.port)
+            index.outbound.watch(
+                &target.namespace,
+                &target.name,
+                target.port,
+                client.as_deref(),
+            )
         };
         if rx.borrow().is_none() {
             return Err(unknown(&target));

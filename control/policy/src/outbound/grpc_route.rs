@@ -18,7 +18,7 @@ use crate::index::model::invalid;
 use crate::routes::value_matches;
 
 /// Validates a GRPCRoute in `namespace` as outbound routing: `None` when
-/// no `parentRef` is a Service of its namespace.
+/// no `parentRef` is a Service.
 pub fn outbound_grpc_route(
     spec: &GrpcRouteSpec,
     namespace: &str,

@@ -11,9 +11,14 @@
 //! - [`diagnostics`]: a Service port's policy as JSON on the admin server.
 //! - [`status`]: what each route's status conditions should say.
 //!
-//! A Service port's routes are the HTTPRoutes of its namespace whose
-//! `parentRefs` name it (and its port, or no port), oldest first; without
-//! any it has a default route to itself. When GRPCRoutes attach to a port
+//! A Service port's routes are the HTTPRoutes whose `parentRefs` name it
+//! (and its port, or no port), oldest first; without any it has a default
+//! route to itself. As the Gateway API's mesh binding says, a route in the
+//! Service's namespace (a producer route) applies to every client, and a
+//! route in another namespace (a consumer route) only to clients in that
+//! namespace, which see their consumer routes first (so a consumer route
+//! wins a tie with a producer route) and then the producer routes. Who the
+//! client is comes from the `source_workload` its proxy sends. When GRPCRoutes attach to a port
 //! that is not HTTP/1-only, they are its routes instead (as in Linkerd,
 //! where a port's gRPC routes replace its HTTP routes). Its annotations give the default
 //! retries and timeouts (a route's own annotations win) and failure
@@ -108,6 +113,8 @@ pub struct ResolvedRule {
 /// A route of a Service port, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedRoute {
+    /// Its namespace (the Service's, or a consumer's).
+    pub namespace: String,
     /// Its group and name.
     pub key: RouteKey,
     /// Its kind.
@@ -170,6 +177,14 @@ pub struct Refusal {
 
 type PolicyWatch = watch::Sender<Option<OutboundPolicy>>;
 
+/// A route attached to a Service port: its namespace, kind and key.
+type AttachedRoute<'a> = (&'a str, &'a (RouteKind, RouteKey), &'a OutboundRouteInfo);
+
+/// A watched Service port, as seen from a client namespace: `None` for the
+/// Service's own namespace (and clients that name none), which sees only
+/// producer routes.
+type WatchKey = (Key, u16, Option<String>);
+
 /// The outbound index.
 #[derive(Debug, Default)]
 pub struct OutboundIndex {
@@ -181,7 +196,7 @@ pub struct OutboundIndex {
     /// Routes whose current version was refused, by namespace, then kind
     /// and key (their last valid version, if any, stays in `routes`).
     refused: HashMap<String, BTreeMap<(RouteKind, RouteKey), Refusal>>,
-    watches: HashMap<(Key, u16), PolicyWatch>,
+    watches: HashMap<WatchKey, PolicyWatch>,
 }
 
 fn key_of(meta: &ObjectMeta) -> Option<Key> {
@@ -381,48 +396,44 @@ impl OutboundIndex {
         self.by_ip.get(&ip).cloned()
     }
 
-    /// The policy of `port` of Service `namespace/name`: `None` while the
-    /// Service (or that port of it) is unknown.
-    pub fn policy(&self, namespace: &str, name: &str, port: u16) -> Option<OutboundPolicy> {
+    /// The policy of `port` of Service `namespace/name` for a client in
+    /// namespace `client` (`None`: the Service's own clients, who see only
+    /// producer routes): `None` while the Service (or that port of it) is
+    /// unknown.
+    pub fn policy(
+        &self,
+        namespace: &str,
+        name: &str,
+        port: u16,
+        client: Option<&str>,
+    ) -> Option<OutboundPolicy> {
         let service = self
             .services
             .get(&(namespace.to_owned(), name.to_owned()))?;
         let protocol = *service.ports.get(&port)?;
-        let mut routes: Vec<(&(RouteKind, RouteKey), &OutboundRouteInfo)> = self
-            .routes
-            .get(namespace)
-            .into_iter()
-            .flatten()
-            .filter(|(_, route)| {
-                route
-                    .parents
-                    .iter()
-                    .any(|p| p.service == name && p.port.is_none_or(|p| p == port))
-            })
-            .collect();
+        let consumer = client.filter(|c| *c != namespace);
+        let mut routes: Vec<AttachedRoute<'_>> = consumer
+            .map(|c| self.attached_routes(c, namespace, name, port))
+            .unwrap_or_default();
+        routes.extend(self.attached_routes(namespace, namespace, name, port));
         // gRPC routes replace HTTP routes on a port that may carry HTTP/2.
         let kind = if protocol != AppProtocol::Http1
-            && routes.iter().any(|((kind, _), _)| *kind == RouteKind::Grpc)
+            && routes
+                .iter()
+                .any(|(_, (kind, _), _)| *kind == RouteKind::Grpc)
         {
             RouteKind::Grpc
         } else {
             RouteKind::Http
         };
-        routes.retain(|((k, _), _)| *k == kind);
-        // Oldest first (a route without a timestamp last), then by name.
-        routes.sort_by(|((_, ka), a), ((_, kb), b)| {
-            let created = |r: &OutboundRouteInfo| (r.created.is_none(), r.created.clone());
-            created(a)
-                .cmp(&created(b))
-                .then_with(|| ka.name.cmp(&kb.name))
-        });
+        routes.retain(|(_, (k, _), _)| *k == kind);
         let default_retry = match kind {
             RouteKind::Http => service.retry.clone().map(RouteRetry::Http),
             RouteKind::Grpc => service.grpc_retry.clone().map(RouteRetry::Grpc),
         };
         let routes = routes
             .into_iter()
-            .map(|((kind, key), route)| {
+            .map(|(route_namespace, (kind, key), route)| {
                 let rules = route
                     .rules
                     .iter()
@@ -443,6 +454,7 @@ impl OutboundIndex {
                     })
                     .collect();
                 ResolvedRoute {
+                    namespace: route_namespace.to_owned(),
                     key: key.clone(),
                     kind: *kind,
                     rules,
@@ -462,6 +474,39 @@ impl OutboundIndex {
         })
     }
 
+    /// The routes of `route_namespace` attached to `port` of Service
+    /// `namespace/name`, oldest first (a route without a timestamp last),
+    /// then by name.
+    fn attached_routes<'a>(
+        &'a self,
+        route_namespace: &'a str,
+        namespace: &str,
+        name: &str,
+        port: u16,
+    ) -> Vec<AttachedRoute<'a>> {
+        let mut routes: Vec<AttachedRoute<'a>> = self
+            .routes
+            .get(route_namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, route)| {
+                route.parents.iter().any(|p| {
+                    p.namespace == namespace
+                        && p.service == name
+                        && p.port.is_none_or(|p| p == port)
+                })
+            })
+            .map(|(key, route)| (route_namespace, key, route))
+            .collect();
+        routes.sort_by(|(_, (_, ka), a), (_, (_, kb), b)| {
+            let created = |r: &OutboundRouteInfo| (r.created.is_none(), r.created.clone());
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| ka.name.cmp(&kb.name))
+        });
+        routes
+    }
+
     fn resolve_backend(&self, backend: &BackendRef, parent_port: u16) -> ResolvedBackend {
         let port = backend.port.unwrap_or(parent_port);
         let exists = self
@@ -475,18 +520,21 @@ impl OutboundIndex {
         }
     }
 
-    /// Follows the policy of a Service port.
+    /// Follows the policy of a Service port for a client in namespace
+    /// `client` (see [`Self::policy`]).
     pub fn watch(
         &mut self,
         namespace: &str,
         name: &str,
         port: u16,
+        client: Option<&str>,
     ) -> watch::Receiver<Option<OutboundPolicy>> {
-        let key = ((namespace.to_owned(), name.to_owned()), port);
+        let consumer = client.filter(|c| *c != namespace).map(str::to_owned);
+        let key = ((namespace.to_owned(), name.to_owned()), port, consumer);
         if let Some(tx) = self.watches.get(&key) {
             return tx.subscribe();
         }
-        let (tx, rx) = watch::channel(self.policy(namespace, name, port));
+        let (tx, rx) = watch::channel(self.policy(namespace, name, port, key.2.as_deref()));
         self.watches.insert(key, tx);
         rx
     }
@@ -496,13 +544,14 @@ impl OutboundIndex {
         self.watches.retain(|_, tx| tx.receiver_count() > 0);
     }
 
-    /// Sends each watch (of `namespace`, or all) its policy if it changed.
+    /// Sends each watch its policy if it changed: all of them, or those a
+    /// route of `namespace` may change (of its Services, or of its clients).
     fn publish(&self, namespace: Option<&str>) {
-        for (((ns, name), port), tx) in &self.watches {
-            if namespace.is_some_and(|n| n != ns) {
+        for (((ns, name), port, consumer), tx) in &self.watches {
+            if namespace.is_some_and(|n| n != ns && consumer.as_deref() != Some(n)) {
                 continue;
             }
-            let next = self.policy(ns, name, *port);
+            let next = self.policy(ns, name, *port, consumer.as_deref());
             tx.send_if_modified(|current| {
                 let changed = *current != next;
                 if changed {

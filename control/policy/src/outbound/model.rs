@@ -86,7 +86,11 @@ pub enum RouteRetry {
 /// A Service port a route attaches to (`None`: every port).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Parent {
-    /// The Service's name (in the route's namespace).
+    /// The Service's namespace: the route's own (a producer route) or
+    /// another (a consumer route, which applies only to clients in the
+    /// route's namespace).
+    pub namespace: String,
+    /// The Service's name.
     pub service: String,
     /// Its port, when the parentRef names one.
     pub port: Option<u16>,
@@ -189,8 +193,8 @@ fn is_service(group: Option<&str>, kind: Option<&str>) -> bool {
     matches!(group, None | Some("") | Some("core")) && kind.unwrap_or("Service") == "Service"
 }
 
-/// The Services of `namespace` a route's `parentRefs` name (routes of
-/// other namespaces' Services, "consumer" routes, are not served yet).
+/// The Services a route of `namespace` names in its `parentRefs`: of its
+/// own namespace by default, or of the namespace a parentRef names.
 pub fn service_parents(
     parent_refs: &[mesh_api::crds::http_route::ParentRef],
     namespace: &str,
@@ -200,9 +204,13 @@ pub fn service_parents(
         .filter(|p| {
             p.kind.as_deref() == Some("Service")
                 && is_service(p.group.as_deref(), p.kind.as_deref())
-                && p.namespace.as_deref().is_none_or(|ns| ns == namespace)
         })
         .map(|p| Parent {
+            namespace: p
+                .namespace
+                .clone()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| namespace.to_owned()),
             service: p.name.clone(),
             port: p.port,
         })
@@ -215,7 +223,7 @@ pub(super) fn bad_annotation(e: route_policy::BadAnnotation) -> Invalid {
 }
 
 /// A route of `kind` as outbound routing: `None` when no `parentRef` is a
-/// Service of its namespace; else its rules, each built by `rule` from the
+/// Service; else its rules, each built by `rule` from the
 /// route's annotated timeouts and retries.
 pub(super) fn route_of<R>(
     kind: RouteKind,
@@ -259,7 +267,7 @@ pub(super) fn route_of<R>(
 }
 
 /// Validates an HTTPRoute in `namespace` as outbound routing: `None` when
-/// no `parentRef` is a Service of its namespace.
+/// no `parentRef` is a Service.
 pub fn outbound_route(
     spec: &HttpRouteSpec,
     namespace: &str,

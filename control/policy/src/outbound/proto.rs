@@ -63,7 +63,7 @@ pub fn policy(policy: &OutboundPolicy) -> api::OutboundPolicy {
         policy
             .routes
             .iter()
-            .map(|route| http_route(route_metadata(route, policy), &route.rules, &parent))
+            .map(|route| http_route(route_metadata(route), &route.rules, &parent))
             .collect()
     };
     let kind = match policy.protocol {
@@ -74,7 +74,7 @@ pub fn policy(policy: &OutboundPolicy) -> api::OutboundPolicy {
                     .routes
                     .iter()
                     .map(|route| api::GrpcRoute {
-                        metadata: Some(route_metadata(route, policy)),
+                        metadata: Some(route_metadata(route)),
                         hosts: Vec::new(),
                         rules: route.rules.iter().map(|r| grpc_rule(r, &parent)).collect(),
                     })
@@ -113,13 +113,13 @@ pub fn policy(policy: &OutboundPolicy) -> api::OutboundPolicy {
     }
 }
 
-fn route_metadata(route: &ResolvedRoute, policy: &OutboundPolicy) -> Metadata {
+fn route_metadata(route: &ResolvedRoute) -> Metadata {
     Metadata {
         kind: Some(metadata::Kind::Resource(Resource {
             group: route.key.group.clone(),
             kind: route.kind.as_str().into(),
             name: route.key.name.clone(),
-            namespace: policy.namespace.clone(),
+            namespace: route.namespace.clone(),
             ..Resource::default()
         })),
     }

@@ -106,12 +106,7 @@ impl OutboundIndex {
                     .iter()
                     .map(|parent| ParentStatus {
                         parent: parent.clone(),
-                        conditions: self.conditions(
-                            namespace,
-                            parent,
-                            route,
-                            refusal.map(|r| &r.reason),
-                        ),
+                        conditions: self.conditions(parent, route, refusal.map(|r| &r.reason)),
                     })
                     .collect();
                 statuses.insert(
@@ -128,14 +123,14 @@ impl OutboundIndex {
 
     fn conditions(
         &self,
-        namespace: &str,
         parent: &Parent,
         route: Option<&OutboundRouteInfo>,
         refusal: Option<&Invalid>,
     ) -> Vec<Condition> {
+        let namespace = &parent.namespace;
         let service = self
             .services
-            .get(&(namespace.to_owned(), parent.service.clone()));
+            .get(&(namespace.clone(), parent.service.clone()));
         let accepted = match (service, refusal) {
             (None, _) => condition(
                 "Accepted",

@@ -78,7 +78,7 @@ fn a_service_without_routes_routes_to_itself_with_its_annotations() {
             }),
         ))
         .expect("valid");
-    let policy = index.policy("shop", "podinfo", 9898).expect("known");
+    let policy = index.policy("shop", "podinfo", 9898, None).expect("known");
     assert_eq!(policy.authority, "podinfo.shop.svc.cluster.local:9898");
     assert_eq!(policy.protocol, AppProtocol::Detect);
     assert!(policy.routes.is_empty());
@@ -93,11 +93,13 @@ fn a_service_without_routes_routes_to_itself_with_its_annotations() {
     assert_eq!(policy.timeouts.request, Some(Duration::from_secs(2)));
     assert_eq!(policy.accrual.map(|a| a.max_failures), Some(7));
     assert_eq!(
-        index.policy("shop", "podinfo", 9999).map(|p| p.protocol),
+        index
+            .policy("shop", "podinfo", 9999, None)
+            .map(|p| p.protocol),
         Some(AppProtocol::Http2)
     );
     assert_eq!(
-        index.policy("shop", "podinfo", 1234),
+        index.policy("shop", "podinfo", 1234, None),
         None,
         "not a port of it"
     );
@@ -121,7 +123,7 @@ fn a_service_without_routes_routes_to_itself_with_its_annotations() {
     assert_eq!(error.field, "metadata.annotations[retry.linkerd.io/http]");
     assert_eq!(
         index
-            .policy("shop", "podinfo", 9898)
+            .policy("shop", "podinfo", 9898, None)
             .map(|p| p.retry.is_some()),
         Some(true),
         "the last valid Service stays"
@@ -151,7 +153,7 @@ fn an_httproute_splits_by_weight_and_a_watch_follows_it() {
             }),
         )
     };
-    let mut watch = index.watch("shop", "podinfo", 9898);
+    let mut watch = index.watch("shop", "podinfo", 9898, None);
     apply(&mut index, &canary(90, 10)).expect("valid");
     assert!(watch.has_changed().expect("open"));
     let policy = watch.borrow_and_update().clone().expect("known");
@@ -180,7 +182,7 @@ fn an_httproute_splits_by_weight_and_a_watch_follows_it() {
     assert_eq!(rules[0].timeouts.request, Some(Duration::from_secs(2)));
     assert!(
         index
-            .policy("shop", "podinfo", 9999)
+            .policy("shop", "podinfo", 9999, None)
             .expect("known")
             .routes
             .is_empty(),
@@ -224,7 +226,7 @@ fn routes_are_oldest_first_and_a_bad_filter_is_refused_by_field() {
         ),
     )
     .expect("valid");
-    let policy = index.policy("shop", "podinfo", 9898).expect("known");
+    let policy = index.policy("shop", "podinfo", 9898, None).expect("known");
     let names: Vec<&str> = policy.routes.iter().map(|r| r.key.name.as_str()).collect();
     assert_eq!(names, ["a-older", "b-newer"]);
     let error = apply(
@@ -239,7 +241,7 @@ fn routes_are_oldest_first_and_a_bad_filter_is_refused_by_field() {
     )
     .expect_err("mirroring is not supported");
     assert_eq!(error.field, "spec.rules[0].filters[0].type");
-    let kept = index.policy("shop", "podinfo", 9898).expect("known");
+    let kept = index.policy("shop", "podinfo", 9898, None).expect("known");
     assert_eq!(
         kept.routes[0].rules[0].filters,
         [Filter::RequestHeaders(model::HeaderModifier {
@@ -301,7 +303,7 @@ fn a_grpcroute_routes_calls_and_retries_on_its_codes() {
         }),
     )
     .expect("valid");
-    let grpc = index.policy("shop", "podinfo", 9999).expect("known");
+    let grpc = index.policy("shop", "podinfo", 9999, None).expect("known");
     assert_eq!(grpc.routes.len(), 1, "the gRPC route replaces the HTTP one");
     let route = &grpc.routes[0];
     assert_eq!(route.kind, RouteKind::Grpc);
@@ -343,7 +345,7 @@ fn a_grpcroute_routes_calls_and_retries_on_its_codes() {
         .expect("conditions");
     assert!(conditions.unavailable && conditions.internal && !conditions.cancelled);
     // Port 9898 keeps its HTTPRoute of the same name.
-    let http_port = index.policy("shop", "podinfo", 9898).expect("known");
+    let http_port = index.policy("shop", "podinfo", 9898, None).expect("known");
     assert_eq!(http_port.routes[0].kind, RouteKind::Http);
 
     for (spec, field) in [
@@ -363,10 +365,161 @@ fn a_grpcroute_routes_calls_and_retries_on_its_codes() {
         assert_eq!(error.field, field);
     }
     assert_eq!(
-        index.policy("shop", "podinfo", 9999).expect("known").routes[0].rules[0]
+        index
+            .policy("shop", "podinfo", 9999, None)
+            .expect("known")
+            .routes[0]
+            .rules[0]
             .backends
             .len(),
         2,
         "the last valid GRPCRoute stays"
+    );
+}
+
+/// A route in another namespace whose parentRef names a Service (a
+/// consumer route) applies only to clients of its own namespace, before the
+/// Service's own routes; it cannot change what the Service's namespace or a
+/// third namespace's clients get (the attack: a tenant redirecting everyone's
+/// traffic to a Service it does not own), and its status names its parent's
+/// namespace.
+#[test]
+fn a_consumer_route_applies_only_to_its_own_namespaces_clients() {
+    let mut index = index();
+    index
+        .apply_service(&service(
+            "mallory",
+            "sink",
+            "10.96.0.66",
+            serde_json::json!({}),
+        ))
+        .expect("valid");
+    let to = |ns: &str, name: &str, created: &str, backend_ns: &str, backend: &str| {
+        route(
+            ns,
+            name,
+            created,
+            serde_json::json!({}),
+            serde_json::json!({
+                "parentRefs": [{"group": "core", "kind": "Service", "namespace": "shop", "name": "podinfo", "port": 9898}],
+                "rules": [{"backendRefs": [{"namespace": backend_ns, "name": backend, "port": 9898}]}]
+            }),
+        )
+    };
+    let mut shop = index.watch("shop", "podinfo", 9898, Some("shop"));
+    let mut third = index.watch("shop", "podinfo", 9898, Some("frontend"));
+    let mut mallory = index.watch("shop", "podinfo", 9898, Some("mallory"));
+    // The producer's canary is older than the consumer's route.
+    apply(
+        &mut index,
+        &to(
+            "shop",
+            "canary",
+            "2026-12-01T00:00:00Z",
+            "shop",
+            "podinfo-canary",
+        ),
+    )
+    .expect("valid");
+    apply(
+        &mut index,
+        &to(
+            "mallory",
+            "steal",
+            "2026-12-02T00:00:00Z",
+            "mallory",
+            "sink",
+        ),
+    )
+    .expect("valid");
+    let names = |policy: &OutboundPolicy| -> Vec<(String, String, String)> {
+        policy
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.namespace.clone(),
+                    r.key.name.clone(),
+                    r.rules[0].backends[0].backend.name.clone(),
+                )
+            })
+            .collect()
+    };
+    let canary = (
+        "shop".to_owned(),
+        "canary".to_owned(),
+        "podinfo-canary".to_owned(),
+    );
+    let steal = ("mallory".to_owned(), "steal".to_owned(), "sink".to_owned());
+    for (who, watch) in [("shop", &mut shop), ("frontend", &mut third)] {
+        let policy = watch.borrow_and_update().clone().expect("known");
+        assert_eq!(
+            names(&policy),
+            std::slice::from_ref(&canary),
+            "{who} sees only the producer route"
+        );
+    }
+    let policy = mallory.borrow_and_update().clone().expect("known");
+    assert_eq!(
+        names(&policy),
+        [steal.clone(), canary.clone()],
+        "mallory's clients get their own route first, then the producer's"
+    );
+    assert_eq!(
+        index
+            .policy("shop", "podinfo", 9898, None)
+            .map(|p| names(&p)),
+        Some(vec![canary.clone()]),
+        "a client that names no namespace gets the producer's routes"
+    );
+    // Deleting the consumer route reaches its namespace's clients.
+    index.put_route(
+        "mallory",
+        RouteKind::Http,
+        RouteKey {
+            group: "gateway.networking.k8s.io".into(),
+            name: "steal".into(),
+        },
+        None,
+    );
+    assert!(mallory.has_changed().expect("open"));
+    let policy = mallory.borrow_and_update().clone().expect("known");
+    assert_eq!(names(&policy), [canary]);
+    assert!(!shop.has_changed().expect("open"));
+
+    // Status: a consumer route's parent is in another namespace, named so.
+    apply(
+        &mut index,
+        &to(
+            "mallory",
+            "steal",
+            "2026-12-02T00:00:00Z",
+            "mallory",
+            "sink",
+        ),
+    )
+    .expect("valid");
+    let statuses = index.route_statuses();
+    let (_, status) = statuses
+        .iter()
+        .find(|(r, _)| r.namespace == "mallory")
+        .expect("the consumer route has a status");
+    assert_eq!(status.parents[0].parent.namespace, "shop");
+    assert_eq!(status.parents[0].conditions[0].reason, "Accepted");
+    apply(
+        &mut index,
+        &to("mallory", "lost", "2026-12-03T00:00:00Z", "mallory", "sink"),
+    )
+    .expect("valid");
+    index.delete_service("shop", "podinfo");
+    let statuses = index.route_statuses();
+    let lost = statuses
+        .iter()
+        .find(|(r, _)| r.key.name == "lost")
+        .map(|(_, s)| &s.parents[0].conditions[0])
+        .expect("a status");
+    assert_eq!(
+        (lost.reason, lost.message.as_str()),
+        ("NoMatchingParent", "Service shop/podinfo not found")
     );
 }
