@@ -46,9 +46,9 @@ mod tests {
 
     fn backend(name: &str, weight: u32) -> Backend {
         Backend {
-            failure: None,
             authority: format!("{name}:80"),
             weight,
+            ..Backend::default()
         }
     }
 

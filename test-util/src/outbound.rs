@@ -67,7 +67,7 @@ pub fn policy(
         }
     }
     let policy = index
-        .policy(namespace, service, port)
+        .policy(namespace, service, port, None)
         .expect("the Service port is known");
     mesh_policy::outbound::proto::policy(&policy)
 }

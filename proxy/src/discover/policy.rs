@@ -130,6 +130,57 @@ fn backend_labels<'a>(
 /// labels and its rules.
 type FoldedRoute = (Option<String>, Labels, Vec<RuleParts>);
 
+/// One backend of a rule, as folding reads it.
+struct RuleBackend<'a> {
+    backend: Option<&'a api::Backend>,
+    /// Its weight, when the rule splits by weight.
+    weight: Option<u32>,
+    /// Its filters, in the proxy's terms.
+    filters: Vec<RouteFilter>,
+}
+
+impl RuleBackend<'_> {
+    /// The profile backend it folds into: requests drawn to a backend
+    /// with a failure injector (one the controller could not resolve) are
+    /// answered with its failure; header modifiers are applied to the
+    /// others' requests and responses (a redirect means nothing for one
+    /// backend of a split and is left out, with a warning).
+    fn fold(&self) -> Option<Backend> {
+        let weight = self.weight?;
+        let mut failure = None;
+        let mut filters = Vec::new();
+        for filter in &self.filters {
+            match filter {
+                RouteFilter::Fail(status, message) => {
+                    failure = Some(BackendFailure::Http(*status, message.clone()));
+                }
+                RouteFilter::GrpcFail(code, message) => {
+                    failure = Some(BackendFailure::Grpc(*code, message.clone()));
+                }
+                RouteFilter::RequestHeaders(_) | RouteFilter::ResponseHeaders(_) => {
+                    filters.push(filter.clone());
+                }
+                RouteFilter::Redirect(_) => {
+                    tracing::warn!("ignoring a redirect filter on a route backend");
+                }
+            }
+        }
+        if let Some(failure) = failure {
+            return Some(Backend {
+                weight,
+                failure: Some(failure),
+                ..Backend::default()
+            });
+        }
+        Some(Backend {
+            authority: discovered(self.backend)?,
+            weight,
+            failure: None,
+            filters,
+        })
+    }
+}
+
 /// What folding reads from a route message, HTTP or gRPC.
 trait ApiRoute {
     type Rule: ApiRule;
@@ -141,9 +192,9 @@ trait ApiRoute {
 trait ApiRule {
     /// Its matches, for the route named `route`.
     fn matches(&self, route: &str) -> Result<Vec<RouteMatch>, InvalidMatch>;
-    /// Each backend, with its weight when the rule splits by weight and
-    /// its failure (a backend the controller could not resolve).
-    fn backends(&self) -> Vec<(Option<&api::Backend>, Option<u32>, Option<BackendFailure>)>;
+    /// Each backend, with its weight when the rule splits by weight, and
+    /// its filters.
+    fn backends(&self) -> Vec<RuleBackend<'_>>;
     /// Its retries: limit, per-attempt timeout, what is retried.
     fn retry(&self) -> Option<(u32, Option<Duration>, Option<ResponseMatch>)>;
     fn timeouts(&self) -> Option<linkerd2_proxy_api::http_route::Timeouts>;
@@ -151,7 +202,7 @@ trait ApiRule {
 }
 
 macro_rules! api_route {
-    ($route:ty, $rule:ty, $module:ident, $from:path, $retry_on:path, $filter:path, $failure:path) => {
+    ($route:ty, $rule:ty, $module:ident, $from:path, $retry_on:path, $filter:path) => {
         impl ApiRoute for $route {
             type Rule = $rule;
             fn metadata(&self) -> Option<&Metadata> {
@@ -166,31 +217,30 @@ macro_rules! api_route {
             fn matches(&self, route: &str) -> Result<Vec<RouteMatch>, InvalidMatch> {
                 self.matches.iter().map(|m| $from(m, route)).collect()
             }
-            fn backends(
-                &self,
-            ) -> Vec<(Option<&api::Backend>, Option<u32>, Option<BackendFailure>)> {
+            fn backends(&self) -> Vec<RuleBackend<'_>> {
                 use $module::distribution::Kind;
                 match self.backends.as_ref().and_then(|d| d.kind.as_ref()) {
                     Some(Kind::FirstAvailable(f)) => f
                         .backends
                         .iter()
-                        .map(|b| (b.backend.as_ref(), None, None))
+                        .map(|b| RuleBackend {
+                            backend: b.backend.as_ref(),
+                            weight: None,
+                            filters: b.filters.iter().filter_map($filter).collect(),
+                        })
                         .collect(),
                     Some(Kind::RandomAvailable(r)) => r
                         .backends
                         .iter()
-                        .map(|w| {
-                            let failure = w.backend.iter().flat_map(|b| &b.filters).find_map(|f| {
-                                match f.kind.as_ref()? {
-                                    $module::filter::Kind::FailureInjector(f) => Some($failure(f)),
-                                    _ => None,
-                                }
-                            });
-                            (
-                                w.backend.as_ref().and_then(|b| b.backend.as_ref()),
-                                Some(w.weight),
-                                failure,
-                            )
+                        .map(|w| RuleBackend {
+                            backend: w.backend.as_ref().and_then(|b| b.backend.as_ref()),
+                            weight: Some(w.weight),
+                            filters: w
+                                .backend
+                                .iter()
+                                .flat_map(|b| &b.filters)
+                                .filter_map($filter)
+                                .collect(),
                         })
                         .collect(),
                     _ => Vec::new(),
@@ -217,8 +267,7 @@ api_route!(
     http_route,
     RouteMatch::from_http,
     http_retry_on,
-    filter,
-    http_failure
+    filter
 );
 api_route!(
     api::GrpcRoute,
@@ -226,23 +275,8 @@ api_route!(
     grpc_route,
     RouteMatch::from_grpc,
     grpc_retry_on,
-    grpc_filter,
-    grpc_failure
+    grpc_filter
 );
-
-/// A failure injector on an HTTP route backend.
-fn http_failure(f: &linkerd2_proxy_api::http_route::HttpFailureInjector) -> BackendFailure {
-    let status = u16::try_from(f.status)
-        .ok()
-        .and_then(|s| http::StatusCode::from_u16(s).ok())
-        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    BackendFailure::Http(status, f.message.clone())
-}
-
-/// A failure injector on a gRPC route backend.
-fn grpc_failure(f: &linkerd2_proxy_api::grpc_route::GrpcFailureInjector) -> BackendFailure {
-    BackendFailure::Grpc(f.code, f.message.clone())
-}
 
 /// Each route folded; a rule whose matches cannot be used is left out
 /// with a warning.
@@ -273,30 +307,13 @@ fn fold_route<R: ApiRoute>(route: &R) -> FoldedRoute {
             };
             let backends = rule.backends();
             Some(RuleParts {
-                backend_labels: backend_labels(backends.iter().map(|(b, _, _)| *b)),
+                backend_labels: backend_labels(backends.iter().map(|b| b.backend)),
                 matches,
                 retry: rule.retry(),
                 timeouts: rule.timeouts(),
                 // Weighted backends (none: the Service itself); one the
                 // controller could not resolve answers with its failure.
-                backends: backends
-                    .iter()
-                    .filter_map(|(backend, weight, failure)| {
-                        let weight = (*weight)?;
-                        Some(match failure {
-                            Some(failure) => Backend {
-                                authority: String::new(),
-                                weight,
-                                failure: Some(failure.clone()),
-                            },
-                            None => Backend {
-                                authority: discovered(*backend)?,
-                                weight,
-                                failure: None,
-                            },
-                        })
-                    })
-                    .collect(),
+                backends: backends.iter().filter_map(RuleBackend::fold).collect(),
                 filters: rule.filters(),
             })
         })
@@ -615,9 +632,10 @@ mod tests {
 
     /// A route backend the controller could not resolve (its Service does
     /// not exist) keeps its weight and answers with the controller's
-    /// failure (Linkerd's 500), so a split never silently moves its share.
+    /// failure (Linkerd's 500), so a split never silently moves its share;
+    /// a backend's own header filters are kept for its attempts.
     #[test]
-    fn a_missing_backend_keeps_its_share_and_fails() {
+    fn a_missing_backend_keeps_its_share_and_fails_and_a_backend_keeps_its_filters() {
         let objects = [
             mesh_test_util::outbound::service("shop", "web", "10.96.0.10", 80),
             serde_json::json!({
@@ -626,7 +644,9 @@ mod tests {
                 "spec": {
                     "parentRefs": [{"kind": "Service", "name": "web"}],
                     "rules": [{"backendRefs": [
-                        {"name": "web", "port": 80, "weight": 90},
+                        {"name": "web", "port": 80, "weight": 90, "filters": [
+                            {"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-backend", "value": "web"}]}}
+                        ]},
                         {"name": "web-gone", "port": 80, "weight": 10}
                     ]}]
                 }
@@ -643,6 +663,11 @@ mod tests {
                 &backends[0].failure
             ),
             ("web.shop.svc.cluster.local:80", 90, &None)
+        );
+        assert!(
+            matches!(&backends[0].filters[..], [RouteFilter::RequestHeaders(m)] if m.set.len() == 1),
+            "the backend's own filters: {:?}",
+            backends[0].filters
         );
         assert_eq!(backends[1].weight, 10);
         assert!(matches!(

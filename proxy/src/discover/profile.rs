@@ -49,7 +49,7 @@ impl Profile {
 }
 
 /// A weighted backend of a split.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Backend {
     /// `name:port`.
     pub authority: String,
@@ -58,6 +58,9 @@ pub struct Backend {
     /// How requests drawn to it fail instead (a route backend the policy
     /// controller could not resolve: a Service that does not exist).
     pub failure: Option<BackendFailure>,
+    /// Header modifiers applied to requests drawn to it and to their
+    /// responses (an HTTPRoute backendRef's `filters`), after the rule's.
+    pub filters: Vec<RouteFilter>,
 }
 
 /// How requests to a backend that cannot be reached are answered.
@@ -368,9 +371,9 @@ pub fn from_api(profile: api::DestinationProfile, port: u16) -> Profile {
         .dst_overrides
         .into_iter()
         .map(|dst| Backend {
-            failure: None,
             authority: with_port(&dst.authority, port),
             weight: dst.weight,
+            ..Backend::default()
         })
         .collect();
     Profile {

@@ -375,13 +375,28 @@ impl Outbound {
         route: Option<&crate::discover::profile::Route>,
         tried: &[String],
     ) -> Target {
+        self.pick(logical, profile, route, tried).0
+    }
+
+    /// [`Self::target`], with the filters of the backend drawn (an
+    /// HTTPRoute backendRef's header modifiers).
+    pub(crate) fn pick(
+        &self,
+        logical: &Logical,
+        profile: Option<&Profile>,
+        route: Option<&crate::discover::profile::Route>,
+        tried: &[String],
+    ) -> (Target, Vec<crate::discover::profile::RouteFilter>) {
         if let Some(name) = &logical.name
             && profile.is_none_or(|p| p.fully_qualified_name.is_none())
         {
-            return Target::Balanced(self.balancer(name));
+            return (Target::Balanced(self.balancer(name)), Vec::new());
         }
         let Some(profile) = profile else {
-            return Target::Direct(self.direct(Endpoint::unmeshed(logical.addr)));
+            return (
+                Target::Direct(self.direct(Endpoint::unmeshed(logical.addr))),
+                Vec::new(),
+            );
         };
         if let Some(name) = &profile.fully_qualified_name {
             let service = format!("{name}:{}", logical.port());
@@ -394,15 +409,17 @@ impl Outbound {
                     .or_else(|| crate::split::pick(backends, draw))
             };
             if let Some(failure) = backend.and_then(|b| b.failure.clone()) {
-                return Target::Failing(failure);
+                return (Target::Failing(failure), Vec::new());
             }
+            let filters = backend.map(|b| b.filters.clone()).unwrap_or_default();
             let authority = backend.map(|b| b.authority.clone()).unwrap_or(service);
-            return Target::Balanced(self.balancer(&authority));
+            return (Target::Balanced(self.balancer(&authority)), filters);
         }
-        match &profile.endpoint {
-            Some(endpoint) => Target::Direct(self.direct(endpoint.clone())),
-            None => Target::Direct(self.direct(Endpoint::unmeshed(logical.addr))),
-        }
+        let endpoint = match &profile.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            None => Endpoint::unmeshed(logical.addr),
+        };
+        (Target::Direct(self.direct(endpoint)), Vec::new())
     }
 
     fn balancer(&self, authority: &str) -> Arc<Balancer> {

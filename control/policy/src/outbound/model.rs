@@ -373,6 +373,17 @@ fn backend_ref(value: &Value, field: &str, namespace: &str) -> Result<BackendRef
         Some(Value::Array(list)) => filters(list, &format!("{field}.filters"))?,
         _ => Vec::new(),
     };
+    // A redirect answers the request: it has no meaning for one backend
+    // of a split.
+    if let Some(i) = filters
+        .iter()
+        .position(|f| matches!(f, Filter::Redirect(_)))
+    {
+        return Err(invalid(
+            &format!("{field}.filters[{i}].type"),
+            "a backendRef's filters may only modify headers (RequestHeaderModifier, ResponseHeaderModifier)",
+        ));
+    }
     Ok(BackendRef {
         namespace: text("namespace").unwrap_or(namespace).to_owned(),
         name: name.to_owned(),

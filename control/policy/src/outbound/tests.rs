@@ -250,6 +250,24 @@ fn routes_are_oldest_first_and_a_bad_filter_is_refused_by_field() {
         })],
         "the last valid route stays"
     );
+    // A backend's filters may modify headers, not redirect.
+    let error = apply(
+        &mut index,
+        &route(
+            "shop",
+            "a-older",
+            "2026-12-01T00:00:00Z",
+            serde_json::json!({}),
+            serde_json::json!({
+                "parentRefs": [{"kind": "Service", "name": "podinfo"}],
+                "rules": [{"backendRefs": [{"name": "podinfo", "port": 9898, "filters": [
+                    {"type": "RequestRedirect", "requestRedirect": {"statusCode": 301}}
+                ]}]}]
+            }),
+        ),
+    )
+    .expect_err("a redirect on a backend");
+    assert_eq!(error.field, "spec.rules[0].backendRefs[0].filters[0].type");
 }
 
 fn apply_grpc(

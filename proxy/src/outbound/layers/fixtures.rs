@@ -73,9 +73,9 @@ pub fn split(backends: &[(&str, u32)], route: Route, budget: RetryBudget) -> Pro
         backends: backends
             .iter()
             .map(|(authority, weight)| Backend {
-                failure: None,
                 authority: (*authority).to_owned(),
                 weight: *weight,
+                ..Backend::default()
             })
             .collect(),
         ..Profile::default()

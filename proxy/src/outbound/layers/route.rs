@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::{HttpRequest, HttpResponse, Layer, Next, ResponseFuture, Routed};
-use crate::discover::profile::{PathRewrite, Redirect, RouteFilter};
+use crate::discover::profile::{HeaderModifier, PathRewrite, Redirect, RouteFilter};
 use crate::http::{error_response, grpc_error_response};
 use crate::outbound::Logical;
 
@@ -52,18 +52,25 @@ impl Layer for Route {
         }
         req.extensions_mut().insert(Arc::new(routed));
         let mut next = next;
-        let response = next.call(req);
-        if response_headers.is_empty() {
-            return response;
-        }
-        Box::pin(async move {
-            let Ok(mut response) = response.await;
-            for modifier in &response_headers {
-                modifier.apply(response.headers_mut());
-            }
-            Ok(response)
-        })
+        with_response_headers(next.call(req), response_headers)
     }
+}
+
+/// `response` with `modifiers` applied to its headers, in order.
+pub(super) fn with_response_headers(
+    response: ResponseFuture,
+    modifiers: Vec<HeaderModifier>,
+) -> ResponseFuture {
+    if modifiers.is_empty() {
+        return response;
+    }
+    Box::pin(async move {
+        let Ok(mut response) = response.await;
+        for modifier in &modifiers {
+            modifier.apply(response.headers_mut());
+        }
+        Ok(response)
+    })
 }
 
 /// The redirect `redirect` answers for `req` on `route`: the request's
