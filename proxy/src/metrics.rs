@@ -4,11 +4,9 @@
 //!
 //! - HTTP: `request_total`, `response_total` (plus `classification` and
 //!   `status_code`, and `grpc_status` for gRPC), `response_latency_ms`
-//!   (a histogram with `status_code`), and the retry counters
-//!   `route_actual_request_total`,
-//!   `outbound_http_route_retry_requests_total` and
-//!   `outbound_http_route_retry_limit_exceeded_total`.
-//! - Per route and backend of what the policy controller sent: see
+//!   (a histogram with `status_code`), and `route_actual_request_total`
+//!   and `route_actual_response_total` (every attempt, retries included).
+//! - Per route and backend, and the retry counters: see
 //!   [`crate::route_metrics`].
 //! - TCP: `tcp_open_total`, `tcp_close_total`, `tcp_open_connections`,
 //!   `tcp_read_bytes_total`, `tcp_write_bytes_total`, counted as bytes move.
@@ -71,8 +69,6 @@ struct HttpFamilies {
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     actual_requests: Family<Labels, Counter>,
     actual_responses: Family<Labels, Counter>,
-    retries: Family<Labels, Counter>,
-    retry_limit_exceeded: Family<Labels, Counter>,
     routes: crate::route_metrics::RouteMetrics,
 }
 
@@ -85,8 +81,6 @@ impl HttpMetrics {
             latency: Family::new_with_constructor(latency_histogram),
             actual_requests: Family::default(),
             actual_responses: Family::default(),
-            retries: Family::default(),
-            retry_limit_exceeded: Family::default(),
             routes: crate::route_metrics::RouteMetrics::register(registry),
         };
         registry.register(
@@ -114,16 +108,6 @@ impl HttpMetrics {
             "HTTP responses from endpoints, retries included, by classification: \
              what each backend answered, even when a retry elsewhere hid it",
             metrics.actual_responses.clone(),
-        );
-        registry.register(
-            "outbound_http_route_retry_requests",
-            "Retries sent",
-            metrics.retries.clone(),
-        );
-        registry.register(
-            "outbound_http_route_retry_limit_exceeded",
-            "Retries not sent because the retry budget was spent",
-            metrics.retry_limit_exceeded.clone(),
         );
         Self(std::sync::Arc::new(metrics))
     }
@@ -165,16 +149,6 @@ impl HttpMetrics {
             labels,
             recorded: false,
         }
-    }
-
-    /// Counts a retry sent.
-    pub fn retry(&self, labels: &Labels) {
-        self.0.retries.get_or_create(labels).inc();
-    }
-
-    /// Counts a retry the budget refused.
-    pub fn retry_refused(&self, labels: &Labels) {
-        self.0.retry_limit_exceeded.get_or_create(labels).inc();
     }
 
     /// Counts a response (or the error that stood in for it) and its

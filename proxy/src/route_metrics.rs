@@ -13,9 +13,20 @@
 //!   `backend_namespace`, `backend_name`, `backend_port`,
 //!   `backend_section_name`), one per attempt.
 //!
+//! - `..._retry_requests_total` (retries sent), `..._retry_successes_total`
+//!   (retries whose answer was not to be retried again),
+//!   `..._retry_limit_exceeded_total` (retries wanted but not sent: the
+//!   route's `retry.linkerd.io/limit` or the retry budget) and
+//!   `..._retry_overflow_total` (retryable requests with nowhere to go: no
+//!   endpoint, and no other backend), by parent, route and `hostname`.
+//!   Retries of a ServiceProfile route are counted in the HTTP families
+//!   too, with its own labels (`authority`, `route`, …).
+//!
 //! Statuses carry `http_status` (HTTP) or `grpc_status` (gRPC, by name:
 //! `OK`, `UNAVAILABLE`, …), and `error="UNKNOWN"` for a response whose body
-//! broke off. Durations run to the end of the response stream.
+//! broke off. Durations run to the end of the response stream. Every
+//! request to a Service the policy controller knows is counted, under its
+//! default route (`route_kind="default"`) when no route resource matches.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +86,24 @@ struct Families {
     backend_requests: Family<Labels, Counter>,
     backend_response_duration: Family<Labels, Histogram, fn() -> Histogram>,
     backend_response_statuses: Family<Labels, Counter>,
+    retry_requests: Family<Labels, Counter>,
+    retry_successes: Family<Labels, Counter>,
+    retry_limit_exceeded: Family<Labels, Counter>,
+    retry_overflow: Family<Labels, Counter>,
+}
+
+/// What became of a retry, or of a request that wanted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryEvent {
+    /// A retry was sent.
+    Sent,
+    /// A retry's answer was not to be retried again.
+    Succeeded,
+    /// A retry was wanted but the route's limit or the budget refused it.
+    LimitExceeded,
+    /// A retryable request had nowhere to go (no endpoint, no other
+    /// backend).
+    Overflow,
 }
 
 impl Families {
@@ -85,6 +114,10 @@ impl Families {
             backend_requests: Family::default(),
             backend_response_duration: Family::new_with_constructor(response_histogram),
             backend_response_statuses: Family::default(),
+            retry_requests: Family::default(),
+            retry_successes: Family::default(),
+            retry_limit_exceeded: Family::default(),
+            retry_overflow: Family::default(),
         };
         let prefix = format!("outbound_{protocol}_route");
         registry.register(
@@ -111,6 +144,26 @@ impl Families {
             format!("{prefix}_backend_response_statuses"),
             "Attempts, by the status of their backend's response",
             families.backend_response_statuses.clone(),
+        );
+        registry.register(
+            format!("{prefix}_retry_requests"),
+            "Retries sent",
+            families.retry_requests.clone(),
+        );
+        registry.register(
+            format!("{prefix}_retry_successes"),
+            "Retries whose answer was not to be retried again",
+            families.retry_successes.clone(),
+        );
+        registry.register(
+            format!("{prefix}_retry_limit_exceeded"),
+            "Retries wanted but not sent: the route's retry limit or the retry budget",
+            families.retry_limit_exceeded.clone(),
+        );
+        registry.register(
+            format!("{prefix}_retry_overflow"),
+            "Retryable requests that had nowhere to go: no endpoint and no other backend",
+            families.retry_overflow.clone(),
         );
         families
     }
@@ -152,14 +205,35 @@ impl RouteMetrics {
         outcome: Outcome,
     ) {
         let families = self.families(route);
-        let mut labels = route.route.clone();
-        labels.push(("hostname", hostname.unwrap_or_default().to_owned()));
+        let mut labels = Self::route_labels(route, hostname);
         families
             .request_duration
             .get_or_create(&labels)
             .observe(duration.as_secs_f64());
         push_status(&mut labels, route.grpc, outcome);
         families.request_statuses.get_or_create(&labels).inc();
+    }
+
+    /// Counts a retry `event` of a request labelled `labels` (a policy
+    /// route's, from [`Self::route_labels`], or a ServiceProfile route's),
+    /// in the gRPC families for a gRPC route.
+    pub fn retry(&self, grpc: bool, labels: &Labels, event: RetryEvent) {
+        let families = &self.0[usize::from(grpc)];
+        let family = match event {
+            RetryEvent::Sent => &families.retry_requests,
+            RetryEvent::Succeeded => &families.retry_successes,
+            RetryEvent::LimitExceeded => &families.retry_limit_exceeded,
+            RetryEvent::Overflow => &families.retry_overflow,
+        };
+        family.get_or_create(labels).inc();
+    }
+
+    /// The labels of a policy route's requests and retries: its parent
+    /// and route, and `hostname`.
+    pub fn route_labels(route: &PolicyRouteLabels, hostname: Option<&str>) -> Labels {
+        let mut labels = route.route.clone();
+        labels.push(("hostname", hostname.unwrap_or_default().to_owned()));
+        labels
     }
 
     /// Counts an attempt sent to `backend`.
@@ -191,6 +265,19 @@ impl RouteMetrics {
             .get_or_create(&labels)
             .inc();
     }
+}
+
+/// The host a request names (its URI's, else its `Host` header's, without
+/// a port), Linkerd's `hostname` label.
+pub fn hostname(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
+    uri.host()
+        .or_else(|| {
+            headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
+        })
+        .map(str::to_owned)
 }
 
 fn backend_labels(route: &PolicyRouteLabels, backend: &Labels) -> Labels {

@@ -3,8 +3,9 @@
 //! computes from a user's Service and HTTPRoute: a header match sends
 //! requests to a canary, the rest go to the Service; a `500-504` retry
 //! condition with `retry.linkerd.io/limit: "1"` retries a failure once;
-//! Linkerd's `outbound_http_route_*` families count the route's requests
-//! and each backend's attempts; and a ServiceProfile, once there is one,
+//! Linkerd's `outbound_http_route_*` families count the route's requests,
+//! each backend's attempts and the retries; a Service without routes is
+//! counted under its default route; and a ServiceProfile, once there is one,
 //! wins over the HTTPRoute.
 
 use mesh_test_util as support;
@@ -161,6 +162,19 @@ async fn an_httproute_from_the_policy_controller_routes_retries_and_yields_to_a_
         2.0,
         "the attempt and its retry"
     );
+    // The retry, under the route's labels: sent once, then past the
+    // route's limit of one.
+    for (family, expected) in [
+        ("outbound_http_route_retry_requests_total", 1.0),
+        ("outbound_http_route_retry_limit_exceeded_total", 1.0),
+        ("outbound_http_route_retry_successes_total", 0.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, family, &with(&["hostname=\"10.96.0.10\""])),
+            expected,
+            "{family}\n{metrics}"
+        );
+    }
 
     // A ServiceProfile for the Service wins over its HTTPRoute.
     mesh.web(
@@ -224,4 +238,51 @@ async fn a_route_backend_whose_service_is_gone_answers_its_share_with_500() {
         assert_eq!(get_with(&mesh, &[]).await, 500, "{}", mesh.logs());
     }
     assert_eq!(web.hits(), 0, "the missing backend's share is not moved");
+}
+
+/// A Service without any route resource still has Linkerd's route
+/// families, under its default route (`route_kind="default"`), as a
+/// dashboard built on them expects for every Service.
+#[tokio::test]
+async fn a_service_without_routes_is_counted_under_its_default_route() {
+    let mesh = Mesh::start().await;
+    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
+    mesh.state.set_outbound_policy(
+        WEB_ADDR,
+        support::outbound::policy(
+            &[support::outbound::service("test", "web", "10.96.0.10", 80)],
+            "test",
+            "web",
+            80,
+        ),
+    );
+    let web = mesh.app("web-1", 8080).await;
+    for _ in 0..5 {
+        assert_eq!(get_with(&mesh, &[]).await, 200, "{}", mesh.logs());
+    }
+    assert_eq!(web.hits(), 5);
+    let metrics = mesh.client_metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "outbound_http_route_request_statuses_total",
+            &[
+                "parent_name=\"web\"",
+                "route_kind=\"default\"",
+                "route_name=\"http\"",
+                "http_status=\"200\""
+            ]
+        ),
+        5.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "outbound_http_route_backend_requests_total",
+            &["route_kind=\"default\"", "backend_name=\"web\""]
+        ),
+        5.0,
+        "{metrics}"
+    );
 }

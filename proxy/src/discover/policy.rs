@@ -55,17 +55,6 @@ struct RuleParts {
     filters: Vec<RouteFilter>,
 }
 
-impl RuleParts {
-    /// Whether it says anything a default profile would not.
-    fn has_policy(&self) -> bool {
-        self.retry.is_some()
-            || self
-                .timeouts
-                .as_ref()
-                .is_some_and(|t| t.request.is_some() || t.response.is_some())
-    }
-}
-
 /// Linkerd's labels for a parent (`parent_*`), route (`route_*`) or backend
 /// (`backend_*`) from its metadata: a resource's group, kind, namespace,
 /// name, port and section; a default route is kind `default`.
@@ -355,18 +344,19 @@ fn grpc_retry_on(retry: &grpc_route::Retry) -> Option<ResponseMatch> {
     (!codes.is_empty()).then_some(ResponseMatch::GrpcStatus(codes))
 }
 
-/// `profile` with `policy`'s routing, when it has any (a route resource,
-/// or retries or timeouts on the Service's default route) and the profile
-/// has no ServiceProfile or TrafficSplit of its own.
+/// `profile` with `policy`'s routes (its route resources, or the Service's
+/// default route, with its retries and timeouts if it has any, and always
+/// Linkerd's route metric labels), when the profile has no ServiceProfile
+/// or TrafficSplit of its own and the port is not opaque.
 pub fn apply(profile: &Profile, policy: &api::OutboundPolicy) -> Option<Profile> {
     if !profile.routes.is_empty() || !profile.backends.is_empty() || profile.refused.is_some() {
         return None;
     }
     let grpc = matches!(routes(policy), Routes::Grpc(_));
     let routes = route_rules(&routes(policy));
-    let has_routing = routes
-        .iter()
-        .any(|(name, _, rules)| name.is_some() || rules.iter().any(RuleParts::has_policy));
+    if routes.is_empty() {
+        return None;
+    }
     let parent = metadata_labels(
         [
             "parent_group",
@@ -378,9 +368,6 @@ pub fn apply(profile: &Profile, policy: &api::OutboundPolicy) -> Option<Profile>
         ],
         policy.metadata.as_ref(),
     );
-    if !has_routing {
-        return None;
-    }
     let mut merged = profile.clone();
     // One profile route per rule (rules are tried in order, as the Gateway
     // API's precedence among one route's rules).

@@ -36,16 +36,8 @@ impl Layer for Observe {
             .and_then(|r| r.route.as_ref())
             .is_some_and(|r| r.policy_labels.is_some());
         let hostname = policy_route
-            .then(|| {
-                req.uri().host().or_else(|| {
-                    req.headers()
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
-                })
-            })
-            .flatten()
-            .map(str::to_owned);
+            .then(|| crate::route_metrics::hostname(req.uri(), req.headers()))
+            .flatten();
         let mut inner = next;
         let metrics = self.metrics.clone();
         Box::pin(async move {

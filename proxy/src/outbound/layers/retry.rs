@@ -5,7 +5,8 @@
 //! (Linkerd's retry budget: every request deposits, every retry
 //! withdraws), and, when the route sets one, at most its limit of retries
 //! per request. Each retry names the backends already tried, so the split
-//! layer sends it elsewhere when it can.
+//! layer sends it elsewhere when it can. Retries are counted in Linkerd's
+//! `outbound_{http,grpc}_route_retry_*` families ([`RetryEvent`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::endpoint;
 use crate::http::error_response;
 use crate::metrics::{HttpMetrics, Labels};
 use crate::retry;
+use crate::route_metrics::{RetryEvent, RouteMetrics};
 
 /// Retries failed attempts within the budget.
 #[derive(Debug, Clone)]
@@ -96,6 +98,19 @@ where
     // An HTTPRoute's `retry.linkerd.io/limit` bounds each request's
     // retries, on top of the budget.
     let limit = routed.route.as_ref().and_then(|r| r.max_retries);
+    // A policy route counts its retries under its own labels (Linkerd's);
+    // a ServiceProfile route under the request's and endpoint's.
+    let policy = routed
+        .route
+        .as_ref()
+        .and_then(|r| r.policy_labels.as_deref())
+        .map(|policy| {
+            let hostname = crate::route_metrics::hostname(&parts.uri, &parts.headers);
+            (
+                policy.grpc,
+                RouteMetrics::route_labels(policy, hostname.as_deref()),
+            )
+        });
     let mut retries = 0u32;
     loop {
         let Ok(response) = inner.call(attempt_request(&parts, &body, &spec)).await;
@@ -104,29 +119,40 @@ where
             .get::<Attempted>()
             .cloned()
             .unwrap_or_default();
-        let labels: Labels = routed
-            .labels
-            .iter()
-            .cloned()
-            .chain(attempted.endpoint_labels.iter().flatten().cloned())
-            .collect();
+        let count = |event| match &policy {
+            Some((grpc, labels)) => metrics.routes().retry(*grpc, labels, event),
+            None => {
+                let labels: Labels = routed
+                    .labels
+                    .iter()
+                    .cloned()
+                    .chain(attempted.endpoint_labels.iter().flatten().cloned())
+                    .collect();
+                metrics.routes().retry(false, &labels, event);
+            }
+        };
         let retry_wanted = if attempted.no_endpoint {
             attempted.elsewhere
         } else {
             attempted.retry
         };
-        if !retry_wanted || limit.is_some_and(|limit| retries >= limit) {
+        if !retry_wanted {
+            if attempted.no_endpoint {
+                count(RetryEvent::Overflow);
+            } else if retries > 0 {
+                count(RetryEvent::Succeeded);
+            }
             return Ok(response);
         }
-        if !logical.budget(profile).withdraw(Instant::now()) {
-            if !attempted.no_endpoint {
-                metrics.retry_refused(&labels);
-            }
+        if limit.is_some_and(|limit| retries >= limit)
+            || !logical.budget(profile).withdraw(Instant::now())
+        {
+            count(RetryEvent::LimitExceeded);
             return Ok(response);
         }
         spec.tried.extend(attempted.backend);
         retries += 1;
-        metrics.retry(&labels);
+        count(RetryEvent::Sent);
         tracing::debug!(attempt = spec.tried.len(), "retrying");
     }
 }
@@ -177,6 +203,20 @@ mod tests {
         Seen,
         Arc<Mutex<prometheus_client::registry::Registry>>,
     ) {
+        stack_with(backends, fixtures::route(retryable, None), budget, answer)
+    }
+
+    /// [`stack`] with `route`.
+    fn stack_with(
+        backends: &[(&str, u32)],
+        route: crate::discover::profile::Route,
+        budget: RetryBudget,
+        answer: fn(&str) -> (u16, bool),
+    ) -> (
+        impl Next,
+        Seen,
+        Arc<Mutex<prometheus_client::registry::Registry>>,
+    ) {
         let (outbound, registry) = outbound();
         let seen: Seen = Arc::default();
         let record = seen.clone();
@@ -201,7 +241,7 @@ mod tests {
         });
         let web = logical(
             "10.96.0.10:80".parse().expect("addr"),
-            Some(split(backends, fixtures::route(retryable, None), budget)),
+            Some(split(backends, route, budget)),
         );
         let metrics = outbound.http_metrics.clone();
         let service =
@@ -285,6 +325,99 @@ mod tests {
                 &[]
             ),
             1.0
+        );
+    }
+
+    /// A route the policy controller sent counts its retries in Linkerd's
+    /// families, under its parent and route labels and `hostname`: a retry
+    /// that is answered is a success; one past the route's limit is
+    /// counted as exceeding it; a request with no endpoint and no other
+    /// backend overflows; a gRPC route counts in the gRPC families.
+    #[tokio::test(start_paused = true)]
+    async fn a_policy_routes_retries_count_in_linkerds_families() {
+        let policy_route = |grpc: bool, limit: u32| {
+            let mut route = fixtures::route(true, None);
+            route.max_retries = Some(limit);
+            route.policy_labels = Some(Arc::new(crate::route_metrics::PolicyRouteLabels {
+                grpc,
+                route: vec![
+                    ("parent_name", "web".to_owned()),
+                    ("route_name", "web-route".to_owned()),
+                ],
+                backends: Vec::new(),
+            }));
+            route
+        };
+        let labels = [
+            ("parent_name", "web"),
+            ("route_name", "web-route"),
+            ("hostname", "web.test.svc.cluster.local"),
+        ];
+        let count = |registry: &Arc<Mutex<prometheus_client::registry::Registry>>, family: &str| {
+            sample(registry, family, &labels)
+        };
+
+        // Retried on the secondary, which answers.
+        let (mut service, _, registry) = stack_with(
+            &[(PRIMARY, 1), (SECONDARY, 0)],
+            policy_route(false, 2),
+            RetryBudget::default(),
+            |backend| (if backend == PRIMARY { 500 } else { 200 }, false),
+        );
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            count(&registry, "outbound_http_route_retry_requests_total"),
+            1.0
+        );
+        assert_eq!(
+            count(&registry, "outbound_http_route_retry_successes_total"),
+            1.0
+        );
+        assert_eq!(
+            count(&registry, "outbound_http_route_retry_limit_exceeded_total"),
+            0.0
+        );
+
+        // Every attempt fails: one retry (the limit), then the limit.
+        let (mut service, seen, registry) =
+            stack_with(&[], policy_route(true, 1), RetryBudget::default(), |_| {
+                (500, false)
+            });
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(seen.lock().expect("seen").len(), 2);
+        assert_eq!(
+            count(&registry, "outbound_grpc_route_retry_requests_total"),
+            1.0
+        );
+        assert_eq!(
+            count(&registry, "outbound_grpc_route_retry_limit_exceeded_total"),
+            1.0
+        );
+        assert_eq!(
+            count(&registry, "outbound_grpc_route_retry_successes_total"),
+            0.0
+        );
+        assert_eq!(
+            count(&registry, "outbound_http_route_retry_requests_total"),
+            0.0
+        );
+
+        // No endpoint, nowhere else to go.
+        let (mut service, _, registry) =
+            stack_with(&[], policy_route(false, 2), RetryBudget::default(), |_| {
+                (503, true)
+            });
+        let Ok(response) = service.call(get()).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            count(&registry, "outbound_http_route_retry_overflow_total"),
+            1.0
+        );
+        assert_eq!(
+            count(&registry, "outbound_http_route_retry_requests_total"),
+            0.0
         );
     }
 
