@@ -100,35 +100,7 @@ impl Target {
                     .map(drop)
             }
             Self::Route(route) => {
-                // Only the weights change: every other field of the rules
-                // (including ones mesh does not read) stays as written.
-                // Each weight is written only if its backend is still the
-                // one read: an edit in between fails the patch, and the
-                // next round reads the route again.
-                let operations: Vec<serde_json::Value> = route_backends(route)
-                    .into_iter()
-                    .flat_map(|(r, refs)| {
-                        refs.into_iter().zip(weights).enumerate().flat_map(
-                            move |(b, (backend, w))| {
-                                let at = format!("/spec/rules/{r}/backendRefs/{b}");
-                                [
-                                    serde_json::json!({
-                                        "op": "test",
-                                        "path": format!("{at}/name"),
-                                        "value": backend["name"],
-                                    }),
-                                    serde_json::json!({
-                                        "op": "add",
-                                        "path": format!("{at}/weight"),
-                                        "value": w,
-                                    }),
-                                ]
-                            },
-                        )
-                    })
-                    .collect();
-                let patch: json_patch::Patch =
-                    serde_json::from_value(operations.into()).map_err(kube::Error::SerdeError)?;
+                let patch = route_weight_patch(route, weights)?;
                 Api::<HttpRoute>::namespaced(client.clone(), &namespace)
                     .patch(
                         &route.name_any(),
@@ -166,5 +138,88 @@ impl Target {
             }
         }
         Ok(())
+    }
+}
+
+/// The JSON patch that gives `route`'s backends `weights`, in order, in
+/// every rule. Only the weights change: every other field of the rules
+/// (including ones mesh does not read) stays as written. Each weight is
+/// written only if its backend is still the one read: an edit in between
+/// fails the patch, and the next round reads the route again.
+fn route_weight_patch(route: &HttpRoute, weights: &[u32]) -> kube::Result<json_patch::Patch> {
+    let operations: Vec<serde_json::Value> = route_backends(route)
+        .into_iter()
+        .flat_map(|(r, refs)| {
+            refs.into_iter()
+                .zip(weights)
+                .enumerate()
+                .flat_map(move |(b, (backend, w))| {
+                    let at = format!("/spec/rules/{r}/backendRefs/{b}");
+                    [
+                        serde_json::json!({
+                            "op": "test",
+                            "path": format!("{at}/name"),
+                            "value": backend["name"],
+                        }),
+                        serde_json::json!({
+                            "op": "add",
+                            "path": format!("{at}/weight"),
+                            "value": w,
+                        }),
+                    ]
+                })
+        })
+        .collect();
+    serde_json::from_value(operations.into()).map_err(kube::Error::SerdeError)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(backends: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"namespace": "shop", "name": "web"},
+            "spec": {
+                "parentRefs": [{"group": "core", "kind": "Service", "name": "web"}],
+                "rules": [{"backendRefs": backends, "timeouts": {"request": "2s"}}]
+            }
+        })
+    }
+
+    /// The race the guard stops: the controller read the route, a user
+    /// swapped its backends, then the controller wrote. Without the name
+    /// checks the primary's weight would land on the secondary (sending
+    /// everything to the degraded cluster); with them the write fails and
+    /// the next round reads again. On the route as read, only the weights
+    /// change.
+    #[test]
+    fn a_weight_patch_fails_on_a_route_edited_since_it_was_read() {
+        let as_read = route(serde_json::json!([
+            {"name": "web", "port": 80, "weight": 100},
+            {"name": "web-east", "port": 80, "weight": 0}
+        ]));
+        let read: HttpRoute = serde_json::from_value(as_read.clone()).expect("a route");
+        let patch = route_weight_patch(&read, &[0, 100]).expect("a patch");
+
+        let mut unchanged = as_read.clone();
+        json_patch::patch(&mut unchanged, &patch).expect("applies to the route as read");
+        assert_eq!(
+            unchanged,
+            route(serde_json::json!([
+                {"name": "web", "port": 80, "weight": 0},
+                {"name": "web-east", "port": 80, "weight": 100}
+            ]))
+        );
+
+        let mut swapped = route(serde_json::json!([
+            {"name": "web-east", "port": 80, "weight": 0},
+            {"name": "web", "port": 80, "weight": 100}
+        ]));
+        let before = swapped.clone();
+        json_patch::patch(&mut swapped, &patch).expect_err("the backends moved since the read");
+        assert_eq!(swapped, before, "nothing is written");
     }
 }
