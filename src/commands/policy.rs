@@ -203,7 +203,7 @@ pub async fn diagnostics(
     ]);
     let rows = authorization_rows(&policy["authorizations"], "(server)");
     let mut rows = rows;
-    for route in policy["httpRoutes"].as_array().into_iter().flatten() {
+    for route in enforced_routes(&policy) {
         let name = route["name"].as_str().unwrap_or_default();
         rows.extend(authorization_rows(&route["authorizations"], name));
     }
@@ -214,6 +214,17 @@ pub async fn diagnostics(
         output::print_table(&["ROUTE", "AUTHORIZATION", "NETWORKS", "CLIENTS"], &rows);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The routes a port's proxy enforces: a gRPC Server's GRPCRoutes when it
+/// has any, else its HTTP routes.
+fn enforced_routes(policy: &Value) -> impl Iterator<Item = &Value> {
+    policy["grpcRoutes"]
+        .as_array()
+        .filter(|routes| !routes.is_empty())
+        .or_else(|| policy["httpRoutes"].as_array())
+        .into_iter()
+        .flatten()
 }
 
 fn authorization_rows(authorizations: &Value, route: &str) -> Vec<Vec<String>> {
@@ -304,7 +315,7 @@ pub async fn authz(global: &GlobalArgs, args: &AuthzArgs) -> anyhow::Result<Exit
                     })
                     .collect()
             };
-            for route in policy["httpRoutes"].as_array().into_iter().flatten() {
+            for route in enforced_routes(&policy) {
                 let authzs = if route["authorizations"]
                     .as_array()
                     .is_some_and(|a| !a.is_empty())

@@ -136,3 +136,45 @@ pub fn opaque(name: &str, authorizations: Vec<api::Authz>) -> api::Server {
         ..server(name, authorizations)
     }
 }
+
+/// The policy of `port` of pod `namespace/pod` exactly as the policy
+/// controller computes it from `objects` (Pods, Servers,
+/// AuthorizationPolicies, HTTPRoutes and GRPCRoutes as a user writes them,
+/// by their `kind`), with the cluster's default networks. Panics on an
+/// object the controller would refuse: a test's objects are meant to be
+/// valid.
+pub fn from_controller(
+    objects: &[serde_json::Value],
+    namespace: &str,
+    pod: &str,
+    port: u16,
+) -> api::Server {
+    use mesh_policy::index::Index;
+    use mesh_policy::index::defaults::ClusterInfo;
+    let cluster = ClusterInfo::default();
+    let networks = cluster.networks.clone();
+    let mut index = Index::new(cluster);
+    fn parse<T: serde::de::DeserializeOwned>(object: &serde_json::Value) -> T {
+        serde_json::from_value(object.clone())
+            .unwrap_or_else(|e| panic!("an invalid {}: {e}", object["kind"]))
+    }
+    for object in objects {
+        let applied = match object["kind"].as_str() {
+            Some("Pod") => {
+                let refused = index.apply_pod(&parse(object));
+                assert!(refused.is_empty(), "{refused:?}");
+                Ok(())
+            }
+            Some("Server") => index.apply_server(&parse(object)),
+            Some("AuthorizationPolicy") => index.apply_authorization_policy(&parse(object)),
+            Some("HTTPRoute") => index.apply_http_route(&parse(object)),
+            Some("GRPCRoute") => index.apply_grpc_route(&parse(object)),
+            other => panic!("not a Pod, Server, AuthorizationPolicy or route: {other:?}"),
+        };
+        applied.expect("a valid object");
+    }
+    let server = index
+        .inbound_server(namespace, pod, port)
+        .expect("the pod is known");
+    mesh_policy::proto::server(&server, &networks)
+}

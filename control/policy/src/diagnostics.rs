@@ -88,6 +88,24 @@ pub fn to_json(ns: &str, pod: &str, port: u16, server: &InboundServer) -> Value 
         Protocol::Opaque => "opaque".into(),
         Protocol::Tls => "TLS".into(),
     };
+    let grpc_routes: Vec<Value> = server
+        .grpc_routes
+        .iter()
+        .map(|(reference, route)| {
+            let name = match reference {
+                RouteRef::GrpcRoute(name) => name.clone(),
+                other => format!("{other:?}"),
+            };
+            let matches: Vec<String> = route.matches.iter().map(ToString::to_string).collect();
+            json!({
+                "group": crate::index::GATEWAY_GROUP,
+                "kind": "GRPCRoute",
+                "name": name,
+                "matches": matches,
+                "authorizations": authorizations(&route.authorizations),
+            })
+        })
+        .collect();
     let routes: Vec<Value> = server
         .http_routes
         .iter()
@@ -95,6 +113,9 @@ pub fn to_json(ns: &str, pod: &str, port: u16, server: &InboundServer) -> Value 
             let (group, kind, name) = match reference {
                 RouteRef::Default(name) => ("", "default", (*name).to_owned()),
                 RouteRef::HttpRoute(key) => (key.group.as_str(), "HTTPRoute", key.name.clone()),
+                RouteRef::GrpcRoute(name) => {
+                    (crate::index::GATEWAY_GROUP, "GRPCRoute", name.clone())
+                }
             };
             let matches: Vec<String> = route.matches.iter().map(ToString::to_string).collect();
             json!({
@@ -114,6 +135,7 @@ pub fn to_json(ns: &str, pod: &str, port: u16, server: &InboundServer) -> Value 
         "protocol": protocol,
         "authorizations": authorizations(&server.authorizations),
         "httpRoutes": routes,
+        "grpcRoutes": grpc_routes,
     })
 }
 

@@ -40,6 +40,16 @@ pub fn server(server: &InboundServer, cluster_networks: &[IpNet]) -> api::Server
             routes: routes(),
             local_rate_limit: None,
         }),
+        // A gRPC Server's GRPCRoutes, else Linkerd's default gRPC route.
+        Protocol::Grpc if !server.grpc_routes.is_empty() => {
+            proxy_protocol::Kind::Grpc(proxy_protocol::Grpc {
+                routes: server
+                    .grpc_routes
+                    .iter()
+                    .map(|(reference, route)| grpc_route(reference, route, cluster_networks))
+                    .collect(),
+            })
+        }
         Protocol::Grpc => proxy_protocol::Kind::Grpc(proxy_protocol::Grpc {
             routes: vec![default_grpc_route(&server.http_routes, cluster_networks)],
         }),
@@ -170,6 +180,12 @@ fn route_metadata(reference: &RouteRef) -> Metadata {
             name: key.name.clone(),
             ..Resource::default()
         }),
+        RouteRef::GrpcRoute(name) => metadata::Kind::Resource(Resource {
+            group: "gateway.networking.k8s.io".into(),
+            kind: "GRPCRoute".into(),
+            name: name.clone(),
+            ..Resource::default()
+        }),
     };
     Metadata { kind: Some(kind) }
 }
@@ -198,6 +214,37 @@ fn http_route(
             matches,
             filters: Vec::new(),
         }],
+    }
+}
+
+/// A GRPCRoute on a gRPC Server: one rule with every match.
+fn grpc_route(
+    reference: &RouteRef,
+    route: &crate::index::GrpcRoute,
+    cluster_networks: &[IpNet],
+) -> api::GrpcRoute {
+    api::GrpcRoute {
+        metadata: Some(route_metadata(reference)),
+        hosts: Vec::new(),
+        authorizations: authorizations(&route.authorizations, cluster_networks),
+        rules: vec![api::grpc_route::Rule {
+            matches: route.matches.iter().map(grpc_route_match).collect(),
+            filters: Vec::new(),
+        }],
+    }
+}
+
+/// A gRPC match as the API's `GrpcRouteMatch` (an empty service or method:
+/// any).
+pub(crate) fn grpc_route_match(
+    m: &crate::outbound::model::GrpcMatch,
+) -> linkerd2_proxy_api::grpc_route::GrpcRouteMatch {
+    linkerd2_proxy_api::grpc_route::GrpcRouteMatch {
+        rpc: Some(linkerd2_proxy_api::grpc_route::GrpcRpcMatch {
+            service: m.service.clone().unwrap_or_default(),
+            method: m.method.clone().unwrap_or_default(),
+        }),
+        headers: header_matches(&m.headers),
     }
 }
 
@@ -299,6 +346,7 @@ mod tests {
                 },
             )]
             .into(),
+            grpc_routes: BTreeMap::new(),
         };
         let grpc = server(
             &InboundServer {

@@ -36,17 +36,17 @@ use tokio::sync::watch;
 use self::defaults::{ClusterInfo, DefaultPolicy};
 pub use self::model::Invalid;
 use self::model::{
-    AuthenticationRef, InboundRouteInfo, PodInfo, PolicyInfo, PolicyTarget,
+    AuthenticationRef, InboundGrpcRouteInfo, InboundRouteInfo, PodInfo, PolicyInfo, PolicyTarget,
     ServerAuthorizationInfo, ServerInfo,
 };
-use crate::outbound::model::RouteKind;
+use crate::outbound::model::{GrpcMatch, RouteKind};
 pub use crate::routes::{PathMatch, RouteMatch, ValueMatch};
 
 /// `(namespace, name)`.
 pub type Key = (String, String);
 
 /// The Gateway API's group.
-const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+pub(crate) const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 /// Linkerd's policy group.
 const POLICY_GROUP: &str = "policy.linkerd.io";
 
@@ -144,6 +144,8 @@ pub enum RouteRef {
     Default(&'static str),
     /// An HTTPRoute, by API group and name.
     HttpRoute(RouteKey),
+    /// A GRPCRoute (`gateway.networking.k8s.io`), by name.
+    GrpcRoute(String),
 }
 
 /// An HTTPRoute's API group (`gateway.networking.k8s.io` or
@@ -166,6 +168,16 @@ pub struct HttpRoute {
     pub authorizations: BTreeMap<AuthorizationRef, ClientAuthorization>,
 }
 
+/// An inbound gRPC route (a GRPCRoute attached to a gRPC Server) and who
+/// may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcRoute {
+    /// The calls it matches, any of them.
+    pub matches: Vec<GrpcMatch>,
+    /// Who may use it (none: no one but the Server's authorizations).
+    pub authorizations: BTreeMap<AuthorizationRef, ClientAuthorization>,
+}
+
 /// The policy of one pod port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundServer {
@@ -178,6 +190,9 @@ pub struct InboundServer {
     /// Its HTTP routes: the HTTPRoutes attached to its Server, else
     /// `default`; and `probe` for kubelet's probes.
     pub http_routes: BTreeMap<RouteRef, HttpRoute>,
+    /// Its gRPC routes, for a gRPC Server: the GRPCRoutes attached to it
+    /// (none: Linkerd's default gRPC route, every call).
+    pub grpc_routes: BTreeMap<RouteRef, GrpcRoute>,
 }
 
 /// Objects of one kind, by namespace then name: a port's policy only ever
@@ -202,6 +217,7 @@ pub struct Index {
     networks: HashMap<Key, Vec<NetworkMatch>>,
     server_authorizations: ByNamespace<ServerAuthorizationInfo>,
     http_routes: ByNamespace<InboundRouteInfo, RouteKey>,
+    grpc_routes: ByNamespace<InboundGrpcRouteInfo>,
     /// Open watches, by namespace, then pod and port.
     watches: HashMap<String, HashMap<(String, u16), PortWatch>>,
 }
@@ -491,8 +507,9 @@ impl Index {
         self.publish(namespace);
     }
 
-    /// A GRPCRoute was created or changed (outbound routing only: a
-    /// GRPCRoute whose parent is a Server is not read).
+    /// A GRPCRoute was created or changed: the outbound routes of the
+    /// Services its `parentRefs` name, and an inbound route of the
+    /// (gRPC) Servers they name.
     pub fn apply_grpc_route(
         &mut self,
         route: &mesh_api::crds::grpc_route::GrpcRoute,
@@ -500,25 +517,36 @@ impl Index {
         let (namespace, name) = key_of(&route.metadata).ok_or_else(unnamed)?;
         let key = RouteKey {
             group: GATEWAY_GROUP.into(),
-            name,
+            name: name.clone(),
         };
-        let outbound =
-            match crate::outbound::OutboundIndex::check_grpc_route(&route.metadata, &route.spec) {
-                Ok(outbound) => outbound,
-                Err(e) => {
-                    self.outbound.refuse_route(
-                        &namespace,
-                        RouteKind::Grpc,
-                        key,
-                        &route.spec.parent_refs,
-                        route.metadata.generation,
-                        e.clone(),
-                    );
-                    return Err(e);
-                }
-            };
+        // Both sides validate before either changes.
+        let checked = model::inbound_grpc_route(&route.spec, &namespace).and_then(|inbound| {
+            Ok((
+                inbound,
+                crate::outbound::OutboundIndex::check_grpc_route(&route.metadata, &route.spec)?,
+            ))
+        });
+        let (inbound, outbound) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                self.outbound.refuse_route(
+                    &namespace,
+                    RouteKind::Grpc,
+                    key,
+                    &route.spec.parent_refs,
+                    route.metadata.generation,
+                    e.clone(),
+                );
+                return Err(e);
+            }
+        };
         self.outbound
             .put_route(&namespace, RouteKind::Grpc, key, outbound);
+        match inbound {
+            Some(info) => put(&mut self.grpc_routes, namespace.clone(), name, info),
+            None => remove(&mut self.grpc_routes, &namespace, &name),
+        }
+        self.publish(&namespace);
         Ok(())
     }
 
@@ -530,6 +558,8 @@ impl Index {
         };
         self.outbound
             .put_route(namespace, RouteKind::Grpc, key, None);
+        remove(&mut self.grpc_routes, namespace, name);
+        self.publish(namespace);
     }
 
     // ----- answers ------------------------------------------------------
@@ -635,6 +665,7 @@ impl Index {
                 protocol,
                 authorizations: policy.authorizations(&self.cluster).into_iter().collect(),
                 http_routes: routes,
+                grpc_routes: BTreeMap::new(),
             });
         };
         let mut authorizations: BTreeMap<AuthorizationRef, ClientAuthorization> = self
@@ -645,7 +676,7 @@ impl Index {
             .filter(|(_, policy)| match &policy.target {
                 PolicyTarget::Server(target) => target == server_name,
                 PolicyTarget::Namespace => true,
-                PolicyTarget::HttpRoute { .. } => false,
+                PolicyTarget::HttpRoute { .. } | PolicyTarget::GrpcRoute(_) => false,
             })
             .filter_map(|(policy_name, policy)| {
                 Some((
@@ -685,6 +716,12 @@ impl Index {
             protocol: server.protocol.clone(),
             authorizations,
             http_routes: routes,
+            // As in Linkerd, only a gRPC Server reads its GRPCRoutes.
+            grpc_routes: if server.protocol == Protocol::Grpc {
+                self.attached_grpc_routes(namespace, server_name)
+            } else {
+                BTreeMap::new()
+            },
         })
     }
 
@@ -697,21 +734,9 @@ impl Index {
             .flatten()
             .filter(|(_, route)| route.servers.iter().any(|s| s == server))
             .map(|(key, route)| {
-                let authorizations = self
-                    .policies
-                    .get(namespace)
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, policy)| {
-                        matches!(&policy.target, PolicyTarget::HttpRoute { group, name } if *group == key.group && *name == key.name)
-                    })
-                    .filter_map(|(policy_name, policy)| {
-                        Some((
-                            AuthorizationRef::AuthorizationPolicy(policy_name.clone()),
-                            self.client_authorization(policy)?,
-                        ))
-                    })
-                    .collect();
+                let authorizations = self.route_authorizations(namespace, |target| {
+                    matches!(target, PolicyTarget::HttpRoute { group, name } if *group == key.group && *name == key.name)
+                });
                 (
                     RouteRef::HttpRoute(key.clone()),
                     HttpRoute {
@@ -719,6 +744,51 @@ impl Index {
                         authorizations,
                     },
                 )
+            })
+            .collect()
+    }
+
+    /// The GRPCRoutes of `namespace` attached to the Server `server`, each
+    /// with the authorizations of the policies that target it.
+    fn attached_grpc_routes(&self, namespace: &str, server: &str) -> BTreeMap<RouteRef, GrpcRoute> {
+        self.grpc_routes
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, route)| route.servers.iter().any(|s| s == server))
+            .map(|(name, route)| {
+                let authorizations = self.route_authorizations(
+                    namespace,
+                    |target| matches!(target, PolicyTarget::GrpcRoute(target) if target == name),
+                );
+                (
+                    RouteRef::GrpcRoute(name.clone()),
+                    GrpcRoute {
+                        matches: route.matches.clone(),
+                        authorizations,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// What the policies of `namespace` whose target `targets` accepts
+    /// admit, by policy.
+    fn route_authorizations(
+        &self,
+        namespace: &str,
+        targets: impl Fn(&PolicyTarget) -> bool,
+    ) -> BTreeMap<AuthorizationRef, ClientAuthorization> {
+        self.policies
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, policy)| targets(&policy.target))
+            .filter_map(|(policy_name, policy)| {
+                Some((
+                    AuthorizationRef::AuthorizationPolicy(policy_name.clone()),
+                    self.client_authorization(policy)?,
+                ))
             })
             .collect()
     }

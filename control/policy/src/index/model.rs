@@ -252,6 +252,8 @@ pub enum PolicyTarget {
         /// Its name.
         name: String,
     },
+    /// One GRPCRoute of its namespace (route-level authorization).
+    GrpcRoute(String),
 }
 
 /// An authentication an AuthorizationPolicy requires, by `(namespace, name)`.
@@ -307,11 +309,14 @@ pub fn authorization_policy(
                 name: target_ref.name.clone(),
             }
         }
+        "grpcroute" if group_is(target_ref, "gateway.networking.k8s.io") => {
+            PolicyTarget::GrpcRoute(target_ref.name.clone())
+        }
         _ => {
             return Err(invalid(
                 "spec.targetRef",
                 format!(
-                    "{}/{} cannot be authorized (a Server, HTTPRoute or Namespace can)",
+                    "{}/{} cannot be authorized (a Server, HTTPRoute, GRPCRoute or Namespace can)",
                     target_ref.group.as_deref().unwrap_or("core"),
                     target_ref.kind
                 ),
@@ -486,14 +491,12 @@ pub struct InboundRouteInfo {
     pub matches: Vec<super::RouteMatch>,
 }
 
-/// Validates an HTTPRoute as an inbound route: `None` when no `parentRef`
-/// is a Server of its namespace.
-pub fn inbound_route(
-    spec: &mesh_api::crds::http_route::HttpRouteSpec,
+/// The Servers of `namespace` a route's `parentRefs` name.
+fn server_parents(
+    parent_refs: &[mesh_api::crds::http_route::ParentRef],
     namespace: &str,
-) -> Result<Option<InboundRouteInfo>, Invalid> {
-    let servers: Vec<String> = spec
-        .parent_refs
+) -> Vec<String> {
+    parent_refs
         .iter()
         .filter(|p| {
             p.kind.as_deref() == Some("Server")
@@ -501,7 +504,45 @@ pub fn inbound_route(
                 && p.namespace.as_deref().is_none_or(|ns| ns == namespace)
         })
         .map(|p| p.name.clone())
-        .collect();
+        .collect()
+}
+
+/// A GRPCRoute attached to Servers, as an inbound route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundGrpcRouteInfo {
+    /// The Servers (of its namespace) its `parentRefs` name.
+    pub servers: Vec<String>,
+    /// The calls it matches.
+    pub matches: Vec<crate::outbound::model::GrpcMatch>,
+}
+
+/// Validates a GRPCRoute as an inbound route: `None` when no `parentRef`
+/// is a Server of its namespace.
+pub fn inbound_grpc_route(
+    spec: &mesh_api::crds::grpc_route::GrpcRouteSpec,
+    namespace: &str,
+) -> Result<Option<InboundGrpcRouteInfo>, Invalid> {
+    let servers = server_parents(&spec.parent_refs, namespace);
+    if servers.is_empty() {
+        return Ok(None);
+    }
+    let mut matches = Vec::new();
+    for (r, rule) in spec.rules.iter().enumerate() {
+        matches.extend(crate::outbound::grpc_route::grpc_matches(
+            rule,
+            &format!("spec.rules[{r}]"),
+        )?);
+    }
+    Ok(Some(InboundGrpcRouteInfo { servers, matches }))
+}
+
+/// Validates an HTTPRoute as an inbound route: `None` when no `parentRef`
+/// is a Server of its namespace.
+pub fn inbound_route(
+    spec: &mesh_api::crds::http_route::HttpRouteSpec,
+    namespace: &str,
+) -> Result<Option<InboundRouteInfo>, Invalid> {
+    let servers = server_parents(&spec.parent_refs, namespace);
     if servers.is_empty() {
         return Ok(None);
     }

@@ -822,3 +822,118 @@ fn policy_linkerd_io_httproutes_are_routes_of_their_own_group() {
         "deleting one kind leaves the other"
     );
 }
+
+/// A GRPCRoute attached to a gRPC Server is its route, authorized by the
+/// AuthorizationPolicies that target it, and served as a gRPC route with
+/// its service and method; a Server that is not gRPC does not read it (as
+/// in Linkerd); a method given as a regular expression is refused by field
+/// and the last valid version stays.
+#[test]
+fn a_grpcroute_on_a_grpc_server_is_its_route_with_its_own_policies() {
+    use mesh_api::crds::grpc_route::GrpcRoute as GatewayGrpcRoute;
+    let mut index = index_with_web_server();
+    let grpc_server = |protocol: &str| {
+        server(
+            "prod",
+            "web",
+            serde_json::json!({
+                "podSelector": {"matchLabels": {"app": "web"}},
+                "port": 8080,
+                "proxyProtocol": protocol
+            }),
+        )
+    };
+    index.apply_server(&grpc_server("gRPC")).expect("valid");
+    let route = |method: serde_json::Value| -> GatewayGrpcRoute {
+        object(serde_json::json!({
+            "metadata": {"namespace": "prod", "name": "admin"},
+            "spec": {
+                "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": "web"}],
+                "rules": [{"matches": [{"method": method}]}]
+            }
+        }))
+    };
+    index
+        .apply_grpc_route(&route(
+            serde_json::json!({"service": "shop.Admin", "method": "Drop"}),
+        ))
+        .expect("valid");
+    index
+        .apply_authorization_policy(&object(serde_json::json!({
+            "metadata": {"namespace": "prod", "name": "admins"},
+            "spec": {
+                "targetRef": {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute", "name": "admin"},
+                "requiredAuthenticationRefs": [{"kind": "ServiceAccount", "name": "ops"}]
+            }
+        })))
+        .expect("valid");
+    let served = index.inbound_server("prod", "web-1", 8080).expect("pod");
+    let admin = &served.grpc_routes[&RouteRef::GrpcRoute("admin".into())];
+    assert_eq!(
+        (
+            admin.matches[0].service.as_deref(),
+            admin.matches[0].method.as_deref()
+        ),
+        (Some("shop.Admin"), Some("Drop"))
+    );
+    assert_eq!(
+        admin.authorizations.keys().collect::<Vec<_>>(),
+        [&AuthorizationRef::AuthorizationPolicy("admins".into())]
+    );
+    let message = crate::proto::server(&served, &[]);
+    let Some(linkerd2_proxy_api::inbound::proxy_protocol::Kind::Grpc(grpc)) =
+        message.protocol.and_then(|p| p.kind)
+    else {
+        panic!("a gRPC Server");
+    };
+    let names: Vec<String> = grpc
+        .routes
+        .iter()
+        .filter_map(|r| match r.metadata.as_ref()?.kind.as_ref()? {
+            linkerd2_proxy_api::meta::metadata::Kind::Resource(r) => {
+                Some(format!("{}/{}", r.kind, r.name))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["GRPCRoute/admin"], "the route, not the default one");
+    let rpc = grpc.routes[0].rules[0].matches[0].rpc.clone().expect("rpc");
+    assert_eq!(
+        (rpc.service.as_str(), rpc.method.as_str()),
+        ("shop.Admin", "Drop")
+    );
+
+    let error = index
+        .apply_grpc_route(&route(
+            serde_json::json!({"type": "RegularExpression", "service": "shop.*"}),
+        ))
+        .expect_err("a regular expression");
+    assert_eq!(error.field, "spec.rules[0].matches[0].method.type");
+    let kept = index.inbound_server("prod", "web-1", 8080).expect("pod");
+    assert_eq!(
+        kept.grpc_routes[&RouteRef::GrpcRoute("admin".into())].matches[0]
+            .method
+            .as_deref(),
+        Some("Drop"),
+        "the last valid route stays"
+    );
+
+    index.apply_server(&grpc_server("HTTP/2")).expect("valid");
+    assert!(
+        index
+            .inbound_server("prod", "web-1", 8080)
+            .expect("pod")
+            .grpc_routes
+            .is_empty(),
+        "an HTTP/2 Server does not read GRPCRoutes"
+    );
+    index.apply_server(&grpc_server("gRPC")).expect("valid");
+    index.delete_grpc_route("prod", "admin");
+    assert!(
+        index
+            .inbound_server("prod", "web-1", 8080)
+            .expect("pod")
+            .grpc_routes
+            .is_empty()
+    );
+}

@@ -68,8 +68,9 @@ fn grpc_filters_only(filters: &[Filter], field: &str) -> Result<(), Invalid> {
     }
 }
 
-/// A rule's matches; a rule without any matches every call.
-fn grpc_matches(rule: &GrpcRule, field: &str) -> Result<Vec<GrpcMatch>, Invalid> {
+/// A rule's matches; a rule without any matches every call (also an
+/// inbound GRPCRoute's, see [`crate::index::model::inbound_grpc_route`]).
+pub(crate) fn grpc_matches(rule: &GrpcRule, field: &str) -> Result<Vec<GrpcMatch>, Invalid> {
     if rule.matches.is_empty() {
         return Ok(vec![GrpcMatch::default()]);
     }

@@ -22,7 +22,7 @@ use mesh_api::route_policy::{
 
 use super::model::{Filter, HeaderModifier, Matches, PathRewrite, Redirect, RouteKind, RouteRetry};
 use super::{AppProtocol, OutboundPolicy, ResolvedBackend, ResolvedRoute, ResolvedRule};
-use crate::proto::{header_matches, route_match};
+use crate::proto::route_match;
 
 /// How long detection waits on a port (Linkerd's 10 s).
 const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -287,16 +287,7 @@ fn grpc_rule(rule: &ResolvedRule, parent: &api::Backend) -> grpc_route::Rule {
         })
     };
     let grpc_matches = match &rule.matches {
-        Matches::Grpc(matches) => matches
-            .iter()
-            .map(|m| linkerd2_proxy_api::grpc_route::GrpcRouteMatch {
-                rpc: Some(linkerd2_proxy_api::grpc_route::GrpcRpcMatch {
-                    service: m.service.clone().unwrap_or_default(),
-                    method: m.method.clone().unwrap_or_default(),
-                }),
-                headers: header_matches(&m.headers),
-            })
-            .collect(),
+        Matches::Grpc(matches) => matches.iter().map(crate::proto::grpc_route_match).collect(),
         Matches::Http(_) => Vec::new(),
     };
     grpc_route::Rule {

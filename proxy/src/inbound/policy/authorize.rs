@@ -592,4 +592,73 @@ mod tests {
         assert_eq!(route.map(|r| r.meta.name.as_str()), Some("admin"));
         assert!(policy.authorize_request(&anyone, &(&admin).into()).is_err());
     }
+
+    /// A GRPCRoute on a gRPC Server, as the policy controller sends it,
+    /// admits only whom its AuthorizationPolicy names to the method it
+    /// names. The attacks: another meshed identity calling that method, and
+    /// calling a method no route names (which no route admits).
+    #[test]
+    fn a_grpcroute_admits_only_its_policys_clients_to_its_method() {
+        const OPS: &str = "ops.prod.serviceaccount.identity.linkerd.cluster.local";
+        let objects = [
+            serde_json::json!({
+                "kind": "Pod",
+                "metadata": {"namespace": "prod", "name": "shop-1", "labels": {"app": "shop"}},
+                "spec": {"containers": [{"name": "shop", "ports": [{"name": "grpc", "containerPort": 9090}]}]}
+            }),
+            serde_json::json!({
+                "kind": "Server",
+                "metadata": {"namespace": "prod", "name": "shop"},
+                "spec": {"podSelector": {"matchLabels": {"app": "shop"}}, "port": 9090, "proxyProtocol": "gRPC"}
+            }),
+            serde_json::json!({
+                "kind": "GRPCRoute",
+                "metadata": {"namespace": "prod", "name": "admin"},
+                "spec": {
+                    "parentRefs": [{"group": "policy.linkerd.io", "kind": "Server", "name": "shop"}],
+                    "rules": [{"matches": [{"method": {"service": "shop.Admin", "method": "Drop"}}]}]
+                }
+            }),
+            serde_json::json!({
+                "kind": "AuthorizationPolicy",
+                "metadata": {"namespace": "prod", "name": "ops-only"},
+                "spec": {
+                    "targetRef": {"group": "gateway.networking.k8s.io", "kind": "GRPCRoute", "name": "admin"},
+                    "requiredAuthenticationRefs": [{"kind": "ServiceAccount", "name": "ops"}]
+                }
+            }),
+        ];
+        let message = mesh_test_util::policy::from_controller(&objects, "prod", "shop-1", 9090);
+        let policy = ServerPolicy::from_api(&message).expect("a valid policy");
+        assert_eq!(policy.protocol, PortProtocol::Grpc);
+        let call = |path: &str| {
+            http::Request::builder()
+                .method("POST")
+                .uri(path)
+                .header("content-type", "application/grpc")
+                .body(())
+                .expect("request")
+        };
+        let drop = call("/shop.Admin/Drop");
+        let (route, _) = policy
+            .authorize_request(&client("10.0.0.1", Some(OPS)), &(&drop).into())
+            .expect("ops may drop");
+        assert_eq!(route.map(|r| r.meta.name.as_str()), Some("admin"));
+        let denied = policy
+            .authorize_request(&client("10.0.0.2", Some(PROD)), &(&drop).into())
+            .expect_err("another identity may not");
+        assert!(
+            matches!(&denied, RequestDenied::Unauthorized { route } if route.name == "admin"),
+            "{denied:?}"
+        );
+        assert_eq!(
+            policy
+                .authorize_request(
+                    &client("10.0.0.1", Some(OPS)),
+                    &(&call("/shop.Admin/DropAll")).into()
+                )
+                .expect_err("a method no route names"),
+            RequestDenied::NoRoute
+        );
+    }
 }
