@@ -234,6 +234,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     );
 
     let reason = wait_for_stop(&mut stop_rx).await;
+    if !config.wait_before_exit.is_zero() {
+        // Still serving, new connections included, while the Service's
+        // endpoints move to a replacement pod (kube-proxy sends new
+        // connections to a terminating pod only while it has no other).
+        tracing::info!(
+            "{reason}: serving for {} more before draining",
+            humantime::format_duration(config.wait_before_exit)
+        );
+        tokio::time::sleep(config.wait_before_exit).await;
+    }
     tracing::info!(
         "{reason}: draining for up to {}",
         humantime::format_duration(config.shutdown_grace)

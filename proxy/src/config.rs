@@ -22,6 +22,7 @@
 //! | `LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT` | `10s` | how long protocol detection waits for the first bytes |
 //! | `LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT` | `100ms` / `1s` | connecting to the application / to endpoints |
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
+//! | `MESH_PROXY_WAIT_BEFORE_EXIT` | `0s` | how long the proxy keeps serving, new connections included, after SIGTERM before it drains (Linkerd's `config.alpha.linkerd.io/proxy-wait-before-exit-seconds`): time for the Service's endpoints to move to a replacement pod |
 //! | `LINKERD2_PROXY_CORES` | `1` | worker threads (the injector sets it from the CPU limit) |
 //! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
 //! | `MESH_PROXY_TRUSTED_GATEWAYS` | `linkerd-gateway.linkerd-multicluster.serviceaccount.identity.<trust domain>` | identities of gateways whose `Forwarded: by=<gateway>;for=<client>` element is believed: a request they forward counts as `<client>`'s (`client_id`, `l5d-client-id`); empty: none |
@@ -117,6 +118,8 @@ pub struct Config {
     pub identity: Option<IdentityConfig>,
     /// Drain time on shutdown.
     pub shutdown_grace: Duration,
+    /// How long it keeps serving after SIGTERM before it drains.
+    pub wait_before_exit: Duration,
     /// The log filter.
     pub log: String,
     /// Worker threads.
@@ -309,6 +312,7 @@ impl Config {
             admin_listen: env.parse("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191")?,
             destination,
             shutdown_grace: env.duration("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "120s")?,
+            wait_before_exit: env.duration("MESH_PROXY_WAIT_BEFORE_EXIT", "0s")?,
             worker_threads: env.parse::<usize>("LINKERD2_PROXY_CORES", "1")?.max(1),
             log: env
                 .get("LINKERD2_PROXY_LOG")

@@ -44,6 +44,18 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long TCP is used for a gateway after QUIC failed to reach it.
 pub const FALLBACK_FOR: Duration = Duration::from_secs(30);
 
+/// How long TCP is used for a gateway whose pods refused two QUIC
+/// handshakes in a row (draining: QUIC itself gets through).
+pub const REFUSED_FALLBACK_FOR: Duration = Duration::from_secs(1);
+
+/// Why a handshake did not give a connection.
+enum HandshakeError {
+    /// The gateway pod refused it (it is draining).
+    Refused,
+    /// Anything else, described.
+    Failed(String),
+}
+
 /// How a proxy reaches a gateway (`mesh.dev/transport` on the Link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
@@ -164,19 +176,27 @@ enum GatewayState {
     /// Never tried (or the connection closed).
     #[default]
     Unknown,
-    /// Connected.
-    Connected(quinn::Connection),
+    /// Connected, from its own UDP socket (kept open as long as the
+    /// connection is).
+    Connected {
+        _socket: quinn::Endpoint,
+        connection: quinn::Connection,
+    },
     /// UDP did not get through; TCP until then.
     TcpUntil(Instant),
 }
 
-/// The client side: one QUIC connection per gateway, made on first use
-/// (the UDP socket too: proxies that never reach a gateway have none).
+/// The client side: one QUIC connection per gateway, made on first use,
+/// each from a UDP socket of its own, bound afresh for every new
+/// connection. A gateway address is a Service: the node's connection
+/// tracking pins a UDP flow (its four-tuple) to the gateway pod it first
+/// reached, so a connection made again from the same port after that pod
+/// stopped would go on reaching it; a new port is a new flow, sent to a
+/// pod that is there now.
 #[derive(Debug)]
 pub struct QuicClient {
     config: quinn::ClientConfig,
     metrics: QuicMetrics,
-    endpoint: tokio::sync::OnceCell<quinn::Endpoint>,
     gateways: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<GatewayState>>>>,
 }
 
@@ -194,21 +214,16 @@ impl QuicClient {
         Ok(Arc::new(Self {
             config,
             metrics,
-            endpoint: tokio::sync::OnceCell::new(),
             gateways: Mutex::default(),
         }))
     }
 
-    /// The UDP endpoint, bound on an ephemeral port at first use.
-    async fn endpoint(&self) -> Result<&quinn::Endpoint, String> {
-        self.endpoint
-            .get_or_try_init(|| async {
-                let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
-                    .map_err(|e| format!("a UDP socket for QUIC: {e}"))?;
-                endpoint.set_default_client_config(self.config.clone());
-                Ok(endpoint)
-            })
-            .await
+    /// A UDP endpoint on a new ephemeral port.
+    fn endpoint(&self) -> Result<quinn::Endpoint, String> {
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+            .map_err(|e| format!("a UDP socket for QUIC: {e}"))?;
+        endpoint.set_default_client_config(self.config.clone());
+        Ok(endpoint)
     }
 
     fn state(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<GatewayState>> {
@@ -231,7 +246,7 @@ impl QuicClient {
         let state = self.state(addr);
         let mut state = state.lock().await;
         match &*state {
-            GatewayState::Connected(connection) => match connection.close_reason() {
+            GatewayState::Connected { connection, .. } => match connection.close_reason() {
                 None => return Some(connection.clone()),
                 Some(reason) => {
                     let outcome = closed_outcome(&reason);
@@ -242,31 +257,62 @@ impl QuicClient {
             GatewayState::TcpUntil(until) if Instant::now() < *until => return None,
             GatewayState::TcpUntil(_) | GatewayState::Unknown => {}
         }
-        let attempt = async {
-            let connecting = self
-                .endpoint()
-                .await?
-                .connect(addr, server_name)
-                .map_err(|e| e.to_string())?;
-            connecting.await.map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
-            Ok(Ok(connection)) => {
-                tracing::debug!(%addr, "QUIC connection to the gateway");
-                self.metrics.count("outbound", "connected");
-                *state = GatewayState::Connected(connection.clone());
-                Some(connection)
+        // A refusal comes from a draining pod: once more at once, from a new
+        // port (a new flow, which the Service sends to a pod there now).
+        for first in [true, false] {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(addr, server_name)).await {
+                Ok(Ok((endpoint, connection))) => {
+                    tracing::debug!(%addr, "QUIC connection to the gateway");
+                    self.metrics.count("outbound", "connected");
+                    *state = GatewayState::Connected {
+                        _socket: endpoint,
+                        connection: connection.clone(),
+                    };
+                    return Some(connection);
+                }
+                Ok(Err(HandshakeError::Refused)) if first => {
+                    tracing::info!(%addr, "the gateway pod refused QUIC (draining); again from a new port");
+                    self.metrics.count("outbound", "refused");
+                }
+                Ok(Err(HandshakeError::Refused)) => {
+                    tracing::info!(%addr, "the gateway refused QUIC twice; TCP for {REFUSED_FALLBACK_FOR:?}");
+                    self.metrics.count("outbound", "refused");
+                    *state = GatewayState::TcpUntil(Instant::now() + REFUSED_FALLBACK_FOR);
+                    return None;
+                }
+                outcome => {
+                    let why = match outcome {
+                        Ok(Err(HandshakeError::Failed(e))) => e,
+                        _ => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+                    };
+                    tracing::info!(%addr, "QUIC to the gateway failed ({why}); TCP for {FALLBACK_FOR:?}");
+                    self.metrics.count("outbound", "fallback_to_tcp");
+                    *state = GatewayState::TcpUntil(Instant::now() + FALLBACK_FOR);
+                    return None;
+                }
             }
-            outcome => {
-                let why = match outcome {
-                    Ok(Err(e)) => e,
-                    _ => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
-                };
-                tracing::info!(%addr, "QUIC to the gateway failed ({why}); TCP for {FALLBACK_FOR:?}");
-                self.metrics.count("outbound", "fallback_to_tcp");
-                *state = GatewayState::TcpUntil(Instant::now() + FALLBACK_FOR);
-                None
+        }
+        None
+    }
+
+    /// One handshake with the gateway at `addr`, from a new UDP socket.
+    async fn handshake(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<(quinn::Endpoint, quinn::Connection), HandshakeError> {
+        let endpoint = self.endpoint().map_err(HandshakeError::Failed)?;
+        let connecting = endpoint
+            .connect(addr, server_name)
+            .map_err(|e| HandshakeError::Failed(e.to_string()))?;
+        match connecting.await {
+            Ok(connection) => Ok((endpoint, connection)),
+            Err(quinn::ConnectionError::ConnectionClosed(close))
+                if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+            {
+                Err(HandshakeError::Refused)
             }
+            Err(e) => Err(HandshakeError::Failed(e.to_string())),
         }
     }
 
@@ -332,9 +378,10 @@ pub const CLOSE_DRAINING: u32 = 1;
 
 /// Accepts QUIC connections on `endpoint` until `drain`, handing every
 /// stream, with the client's identity, to `stream`. On `drain` it refuses
-/// new connections, lets each connection's streams finish, and closes it
-/// with [`CLOSE_DRAINING`] so its client connects again at once (whoever
-/// runs this bounds the wait).
+/// new connections (CONNECTION_REFUSED, at once, so a client tries another
+/// pod instead of waiting out a handshake), lets each connection's streams
+/// finish, and closes it with [`CLOSE_DRAINING`] so its client connects
+/// again at once (whoever runs this bounds the wait).
 pub async fn serve<F, Fut>(
     endpoint: quinn::Endpoint,
     metrics: QuicMetrics,
@@ -347,13 +394,25 @@ pub async fn serve<F, Fut>(
     let mut connections = tokio::task::JoinSet::new();
     let stopping = drain.clone().wait();
     tokio::pin!(stopping);
+    let mut draining = false;
     loop {
+        if draining && connections.is_empty() {
+            break;
+        }
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            () = &mut stopping => break,
+            () = &mut stopping, if !draining => {
+                draining = true;
+                continue;
+            }
         };
         let Some(incoming) = incoming else { break };
+        if draining {
+            metrics.count("inbound", "refused_draining");
+            incoming.refuse();
+            continue;
+        }
         let stream = stream.clone();
         let metrics = metrics.clone();
         let drain = drain.clone();
@@ -370,10 +429,6 @@ pub async fn serve<F, Fut>(
             serve_connection(connection, drain, stream).await;
         });
     }
-    // New connections are refused; those open finish their streams, then
-    // are told to go elsewhere.
-    endpoint.set_server_config(None);
-    while connections.join_next().await.is_some() {}
     endpoint.wait_idle().await;
 }
 

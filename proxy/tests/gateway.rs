@@ -625,3 +625,42 @@ async fn an_opaque_stream_behind_the_gateway_counts_as_the_original_callers() {
         "the greeter's proxy counts the stream as the caller's, not the gateway's:\n{inbound}"
     );
 }
+
+/// A gateway pod told to stop while its Service still sends it traffic
+/// (the replacement is not ready yet) keeps answering for its wait before
+/// exit, then drains and tells its clients to reconnect. Without the wait,
+/// requests sent right after SIGTERM fail.
+#[tokio::test]
+async fn a_stopping_gateway_serves_through_its_wait_before_exit() {
+    let (mut mesh, _app) = calling_through_the_gateway().await;
+    mesh.set_proxy_env(Side::Server, "MESH_PROXY_WAIT_BEFORE_EXIT", "3s");
+    mesh.restart_proxy(Side::Server).await;
+    assert!(
+        answered_within(&mesh, 20, Duration::from_secs(2)).await,
+        "the new gateway answers\n{}",
+        mesh.logs()
+    );
+
+    mesh.signal_proxy(Side::Server, "TERM");
+    let statuses = get_many(&mesh, 20).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every request sent during the wait is answered: {statuses:?}\n{}",
+        mesh.logs()
+    );
+    let status = mesh.wait_proxy(Side::Server);
+    assert!(status.success(), "then it drains and exits: {status}");
+    assert!(
+        mesh.logs().contains("serving for 3s more before draining"),
+        "{}",
+        mesh.logs()
+    );
+    mesh.restart_proxy(Side::Server).await;
+    assert!(
+        answered_within(&mesh, 20, Duration::from_secs(2)).await,
+        "no answer from the replacement\n{}",
+        mesh.logs()
+    );
+    let (draining, client) = quic_outcomes(&mesh, "gateway_draining").await;
+    assert_eq!(draining, 1.0, "told to reconnect, not timed out:\n{client}");
+}

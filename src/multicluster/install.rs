@@ -52,6 +52,16 @@ pub struct InstallArgs {
     /// Gateway replicas.
     #[arg(long, env = "MESH_GATEWAY_REPLICAS", default_value_t = 1)]
     pub gateway_replicas: u32,
+    /// How long a stopping gateway pod keeps serving, new connections
+    /// included, before it drains: time for its Service to move new
+    /// connections to the replacement pod (Linkerd's
+    /// `config.alpha.linkerd.io/proxy-wait-before-exit-seconds`).
+    #[arg(
+        long,
+        env = "MESH_GATEWAY_WAIT_BEFORE_EXIT_SECONDS",
+        default_value_t = 10
+    )]
+    pub gateway_wait_before_exit_seconds: u32,
     /// The image of the gateway pod's own (idle) container.
     #[arg(
         long,
@@ -179,6 +189,10 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                                 mesh_api::labels::GATEWAY_EXPORTS_ANNOTATION.to_owned(),
                                 export_selector(&args.export_selector)?,
                             ),
+                            (
+                                mesh_api::labels::WAIT_BEFORE_EXIT_ANNOTATION.to_owned(),
+                                args.gateway_wait_before_exit_seconds.to_string(),
+                            ),
                         ]
                         .into(),
                     ),
@@ -186,6 +200,10 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(GATEWAY.into()),
+                    // The wait, then time for the streams in flight to end.
+                    termination_grace_period_seconds: Some(
+                        i64::from(args.gateway_wait_before_exit_seconds) + 30,
+                    ),
                     containers: vec![Container {
                         name: "pause".into(),
                         image: Some(args.gateway_pause_image.clone()),

@@ -73,6 +73,8 @@ pub struct Mesh {
     proxies: Vec<(String, Child)>,
     /// The `mesh-proxy` program the pods run.
     proxy_program: std::path::PathBuf,
+    /// Settings added to one pod's proxy from its next start on.
+    proxy_env: Vec<(&'static str, String, String)>,
     controller: Option<netns::NsRuntime>,
 }
 
@@ -155,6 +157,7 @@ impl Mesh {
             ca,
             dir,
             proxies: Vec::new(),
+            proxy_env: Vec::new(),
             proxy_program: bin(option_env!("CARGO_BIN_EXE_mesh-proxy"), "mesh-proxy"),
             controller: None,
         };
@@ -242,6 +245,12 @@ impl Mesh {
             // Both pods believe what the server pod's gateway says it
             // forwarded (the gateway test routes back to the client pod).
             .env("MESH_PROXY_TRUSTED_GATEWAYS", WEB_ID)
+            .envs(
+                self.proxy_env
+                    .iter()
+                    .filter(|(side, _, _)| *side == which)
+                    .map(|(_, name, value)| (name, value)),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -258,6 +267,14 @@ impl Mesh {
         for side in [Side::Client, Side::Server] {
             self.restart_proxy(side).await;
         }
+    }
+
+    /// Sets `name` to `value` in `side`'s proxy from its next start on
+    /// ([`Self::restart_proxy`]).
+    pub fn set_proxy_env(&mut self, side: Side, name: &str, value: &str) {
+        let (which, _) = side.proxy();
+        self.proxy_env
+            .push((which, name.to_owned(), value.to_owned()));
     }
 
     /// Kills one pod's proxy and starts a new one in its place (a gateway

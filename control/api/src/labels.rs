@@ -86,6 +86,11 @@ pub const REQUIRE_IDENTITY_PORTS_ANNOTATION: &str =
 /// The annotation listing a workload's (or a Service's) opaque ports.
 pub const OPAQUE_PORTS_ANNOTATION: &str = "config.linkerd.io/opaque-ports";
 
+/// Linkerd's annotation for how long the proxy keeps serving after its
+/// pod is told to stop, before it drains.
+pub const WAIT_BEFORE_EXIT_ANNOTATION: &str =
+    "config.alpha.linkerd.io/proxy-wait-before-exit-seconds";
+
 /// Linkerd's default inbound policies.
 pub const DEFAULT_INBOUND_POLICIES: [&str; 6] = [
     "all-unauthenticated",

@@ -316,6 +316,12 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
             vars.push(env("MESH_PROXY_GATEWAY_EXPORTS", exports.clone()));
         }
     }
+    if values.wait_before_exit_seconds > 0 {
+        vars.push(env(
+            "MESH_PROXY_WAIT_BEFORE_EXIT",
+            format!("{}s", values.wait_before_exit_seconds),
+        ));
+    }
     if let Some(cores) = values.cpu_limit.as_deref().and_then(cores) {
         vars.push(env("LINKERD2_PROXY_CORES", cores.to_string()));
     }
@@ -574,6 +580,20 @@ mod tests {
             Decision::Skip("it already has a linkerd-proxy container".into()),
             "an injected pod is not injected twice"
         );
+    }
+
+    #[test]
+    fn a_wait_before_exit_reaches_the_proxy_only_when_set() {
+        let wait = |values: &Values| {
+            proxy_env(values, "")
+                .into_iter()
+                .find(|e| e.name == "MESH_PROXY_WAIT_BEFORE_EXIT")
+                .and_then(|e| e.value)
+        };
+        let mut values = Values::new("-----BEGIN CERTIFICATE-----", "v0.1.0");
+        assert_eq!(wait(&values), None);
+        values.wait_before_exit_seconds = 10;
+        assert_eq!(wait(&values).as_deref(), Some("10s"));
     }
 
     #[test]

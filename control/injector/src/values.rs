@@ -55,6 +55,10 @@ pub struct Values {
     /// A gateway's export selector (`mesh.dev/gateway-exports`, JSON);
     /// the proxy's default when unset.
     pub gateway_exports: Option<String>,
+    /// How long the proxy keeps serving after the pod is told to stop,
+    /// before it drains (`config.alpha.linkerd.io/proxy-wait-before-exit-seconds`):
+    /// time for the Service's endpoints to move to a replacement pod.
+    pub wait_before_exit_seconds: u64,
 }
 
 impl Values {
@@ -83,6 +87,7 @@ impl Values {
             default_inbound_policy: "all-unauthenticated".into(),
             cluster_networks: mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into(),
             gateway_exports: None,
+            wait_before_exit_seconds: 0,
         }
     }
 }
@@ -133,6 +138,20 @@ impl<'a> Overrides<'a> {
                             on: on.clone(),
                             reason,
                         })?);
+                    continue;
+                }
+                if key == mesh_api::labels::WAIT_BEFORE_EXIT_ANNOTATION {
+                    out.wait_before_exit_seconds = value
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|s| *s <= 3600)
+                        .ok_or_else(|| ValuesError {
+                            annotation: key.clone(),
+                            value: value.clone(),
+                            on: on.clone(),
+                            reason: "expected a number of seconds from 0 to 3600".into(),
+                        })?;
                     continue;
                 }
                 let Some(name) = key.strip_prefix(CONFIG_ANNOTATION_PREFIX) else {
@@ -290,6 +309,10 @@ mod tests {
             ("config.linkerd.io/proxy-log-level", "trace"),
             ("config.linkerd.io/proxy-cpu-limit", "500m"),
             ("config.linkerd.io/opaque-ports", "4000-4100"),
+            (
+                "config.alpha.linkerd.io/proxy-wait-before-exit-seconds",
+                "10",
+            ),
             ("unrelated.io/x", "y"),
         ]);
         let values = Overrides::default()
@@ -302,6 +325,7 @@ mod tests {
         assert_eq!(values.cpu_limit.as_deref(), Some("500m"));
         assert_eq!(values.opaque_ports, "4000-4100");
         assert_eq!(values.default_inbound_policy, "deny", "from the namespace");
+        assert_eq!(values.wait_before_exit_seconds, 10);
     }
 
     #[test]
@@ -313,6 +337,10 @@ mod tests {
             ("config.linkerd.io/proxy-memory-limit", "lots"),
             ("config.linkerd.io/skip-subnets", "10.0.0.0/40"),
             ("config.linkerd.io/default-inbound-policy", "allow-all"),
+            (
+                "config.alpha.linkerd.io/proxy-wait-before-exit-seconds",
+                "soon",
+            ),
         ] {
             let pod = annotations(&[(key, value)]);
             let err = Overrides::default()
