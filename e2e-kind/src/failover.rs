@@ -34,7 +34,7 @@ const RETRYABLE_GETS: &str = include_str!("../../demo/podinfo-retries.yaml");
 
 /// The docs' failover TrafficSplit, with a shorter hold and failback steps
 /// so the scenario does not wait minutes.
-fn docs_split() -> String {
+pub(crate) fn docs_split() -> String {
     mesh_failover::split::DOCS_EXAMPLE.replace(
         "  annotations:\n",
         "  annotations:\n    failover.mesh.dev/hold: 10s\n    failover.mesh.dev/failback-step-interval: 2s\n",
@@ -66,14 +66,14 @@ async fn ensure_failover_installed(p: &impl Provider) -> anyhow::Result<()> {
 }
 
 /// What the load pod has printed so far.
-async fn load_seconds(client: &kube::Client, ns: &str) -> Vec<LoadSecond> {
+pub(crate) async fn load_seconds(client: &kube::Client, ns: &str) -> Vec<LoadSecond> {
     drive::load_seconds(client, ns, "load", "main").await
 }
 
 /// Waits until the last `run` seconds of load all put at least `share` of
 /// their answers on east (or, with `on_east` false, at most 1 − `share`);
 /// returns how long that took from `since`.
-async fn until_traffic(
+pub(crate) async fn until_traffic(
     p: &impl Provider,
     exported: &Exported,
     on_east: bool,
@@ -109,7 +109,7 @@ async fn until_traffic(
 /// of the `podinfo` TrafficSplit (or, with `route`, HTTPRoute); how long
 /// that took from `since`. On failure, the controller's logs say what it
 /// saw.
-async fn until_failed_over(
+pub(crate) async fn until_failed_over(
     p: &impl Provider,
     ns: &str,
     since: Instant,
@@ -165,7 +165,11 @@ async fn split_status(p: &impl Provider, ns: &str) -> anyhow::Result<Value> {
 /// west, `split` (YAML: a TrafficSplit, with the retryable ServiceProfile
 /// applied too, or an HTTPRoute, which carries its own retries), and the
 /// load pod running; returns the export.
-async fn start(p: &impl Provider, prefix: &str, split: &str) -> anyhow::Result<Exported> {
+pub(crate) async fn start(
+    p: &impl Provider,
+    prefix: &str,
+    split: &str,
+) -> anyhow::Result<Exported> {
     ensure_linked(p).await?;
     ensure_failover_installed(p).await?;
     let exported = Exported::start(p, prefix).await?;

@@ -6,6 +6,7 @@
 //! - [`provider`]: what a scenario needs from the clusters.
 //! - [`local`]: the local west/east pair shared by a test run.
 //! - [`failover`]: the failover scenario (bad deploy, fix, outage under load).
+//! - [`gateway_restart`]: east's gateway pod replaced under failover load.
 //! - [`kube_util`]: namespaces, manifests, waits and one-shot pods.
 //! - [`mesh`]: mesh installed on both clusters with one trust anchor.
 //! - [`multicluster`]: the multicluster scenarios (link, WAN cut, moved
@@ -13,6 +14,7 @@
 //! - [`scenarios`]: the scenarios themselves; `tests/` runs each one.
 
 pub mod failover;
+pub mod gateway_restart;
 pub mod kube_util;
 pub mod local;
 pub mod mesh;

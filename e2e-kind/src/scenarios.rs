@@ -15,6 +15,7 @@ pub use crate::failover::{
     mesh_failover_manages_an_httproute_split, mesh_failover_moves_traffic_by_success_rate_and_back,
     mesh_failover_wan_cut_moves_traffic_to_the_local_secondary,
 };
+pub use crate::gateway_restart::mesh_multicluster_a_replaced_gateway_costs_seconds_not_a_minute;
 use crate::kube_util::{self, Finished};
 pub use crate::multicluster::{
     mesh_gateway_carries_a_west_call_to_east, mesh_multicluster_check_names_an_unreachable_link,

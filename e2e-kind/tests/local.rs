@@ -33,6 +33,7 @@ scenario!(mesh_routes_the_guides_httproutes_retry_time_out_and_split);
 scenario!(mesh_multicluster_wan_cut_keeps_mirrors_and_a_moved_gateway_is_followed);
 scenario!(mesh_multicluster_check_names_mismatched_anchors);
 scenario!(mesh_multicluster_quic_and_tcp_both_carry_traffic);
+scenario!(mesh_multicluster_a_replaced_gateway_costs_seconds_not_a_minute);
 scenario!(mesh_multicluster_statefulset_pods_are_reached_by_name);
 scenario!(mesh_failover_moves_traffic_by_success_rate_and_back);
 scenario!(mesh_failover_manages_an_httproute_split);
