@@ -26,6 +26,26 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     assert!(extension.status.success(), "{}", text(&extension.stderr));
     let applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
     assert!(applied.status.success(), "{}", text(&applied.stderr));
+    // The highly available gateway (replicas, spread, disruption budget,
+    // surge-first rolling updates) is accepted by the API server too.
+    let ha = run(mesh, &["multicluster", "install", "--ha"], None);
+    assert!(ha.status.success(), "{}", text(&ha.stderr));
+    let ha_text = text(&ha.stdout);
+    for expected in [
+        "kind: PodDisruptionBudget",
+        "replicas: 3",
+        "maxUnavailable: 0",
+        "podAntiAffinity",
+        "config.alpha.linkerd.io/proxy-wait-before-exit-seconds: \"10\"",
+        "terminationGracePeriodSeconds: 40",
+    ] {
+        assert!(
+            ha_text.contains(expected),
+            "--ha renders {expected:?}:\n{ha_text}"
+        );
+    }
+    let dry_run = k(&["apply", "--dry-run=server", "-f", "-"], Some(&ha.stdout));
+    assert!(dry_run.status.success(), "{}", text(&dry_run.stderr));
 
     // This cluster's kubeconfig names a loopback address, which a mirror
     // in another cluster could never reach, and it publishes no other.

@@ -14,7 +14,9 @@
 //! again. A connected client pings its gateway every
 //! [`CLIENT_KEEP_ALIVE`] and counts the connection dead after
 //! [`CLIENT_IDLE_TIMEOUT`] of silence (a crashed or replaced gateway), then
-//! connects again on the next request. The server side ([`serve`]) accepts connections on the gateway's
+//! connects again on the next request, from a new UDP port; a draining
+//! gateway pod refuses handshakes at once, and a refused one is tried once
+//! more from a new port before TCP. The server side ([`serve`]) accepts connections on the gateway's
 //! port over UDP and hands each stream to the inbound side.
 
 use std::collections::HashMap;
@@ -142,10 +144,11 @@ struct QuicLabels {
 }
 
 /// QUIC connections by direction and outcome:
-/// `quic_connections_total{direction="outbound",outcome="connected"|"fallback_to_tcp"}`
+/// `quic_connections_total{direction="outbound",outcome="connected"|"fallback_to_tcp"|"refused"}`
 /// on clients, and how their connections ended (`gateway_draining`,
 /// `timed_out`, `lost`, counted when the next request finds it closed);
-/// `{direction="inbound",outcome="accepted"|"refused"}` on gateways.
+/// `{direction="inbound",outcome="accepted"|"refused"|"refused_draining"}`
+/// on gateways.
 #[derive(Debug, Clone, Default)]
 pub struct QuicMetrics {
     connections: Family<QuicLabels, Counter>,

@@ -6,11 +6,14 @@
 //! ServiceAccount with a token is what linked clusters' mirrors use.
 
 use clap::Args;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, Namespace, PodSpec, PodTemplateSpec, Secret, Service, ServiceAccount, ServicePort,
-    ServiceSpec,
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, Namespace, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
+    Secret, Service, ServiceAccount, ServicePort, ServiceSpec, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -52,6 +55,12 @@ pub struct InstallArgs {
     /// Gateway replicas.
     #[arg(long, env = "MESH_GATEWAY_REPLICAS", default_value_t = 1)]
     pub gateway_replicas: u32,
+    /// A highly available gateway: at least 3 replicas, spread over nodes
+    /// and zones where the cluster has them, a PodDisruptionBudget letting
+    /// one down at a time, and rolling updates that start a new pod before
+    /// stopping an old one.
+    #[arg(long, env = "MESH_GATEWAY_HA")]
+    pub ha: bool,
     /// How long a stopping gateway pod keeps serving, new connections
     /// included, before it drains: time for its Service to move new
     /// connections to the replacement pod (Linkerd's
@@ -141,6 +150,42 @@ fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
+/// How many gateway replicas `--ha` runs at least.
+const HA_REPLICAS: u32 = 3;
+
+/// The gateway pods' labels, as its Service and Deployment select them.
+fn selector_labels() -> std::collections::BTreeMap<String, String> {
+    [("app".to_owned(), GATEWAY.to_owned())].into()
+}
+
+/// Gateway replicas spread over nodes, then zones, where the cluster has
+/// them: preferred, not required, so that a one-node cluster still runs
+/// every replica (each pod is a failure domain of its own for a rolling
+/// update or a crash).
+fn spread(selector: &std::collections::BTreeMap<String, String>) -> Affinity {
+    let term = |topology: &str, weight: i32| WeightedPodAffinityTerm {
+        pod_affinity_term: PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            }),
+            topology_key: topology.into(),
+            ..PodAffinityTerm::default()
+        },
+        weight,
+    };
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                term("kubernetes.io/hostname", 100),
+                term("topology.kubernetes.io/zone", 50),
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
 fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
     let identity = IdentityName {
         service_account: GATEWAY.into(),
@@ -156,12 +201,24 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
         metadata: namespace_meta,
         ..Namespace::default()
     };
-    let selector: std::collections::BTreeMap<String, String> =
-        [("app".to_owned(), GATEWAY.to_owned())].into();
+    let selector = selector_labels();
+    let replicas = if args.ha {
+        args.gateway_replicas.max(HA_REPLICAS)
+    } else {
+        args.gateway_replicas
+    };
     let deployment = Deployment {
         metadata: meta(GATEWAY, Some(NS)),
         spec: Some(DeploymentSpec {
-            replicas: Some(i32::try_from(args.gateway_replicas)?),
+            replicas: Some(i32::try_from(replicas)?),
+            // A new pod is Ready before an old one stops.
+            strategy: args.ha.then(|| DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector.clone()),
                 ..LabelSelector::default()
@@ -200,6 +257,7 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                 }),
                 spec: Some(PodSpec {
                     service_account_name: Some(GATEWAY.into()),
+                    affinity: args.ha.then(|| spread(&selector)),
                     // The wait, then time for the streams in flight to end.
                     termination_grace_period_seconds: Some(
                         i64::from(args.gateway_wait_before_exit_seconds) + 30,
@@ -261,6 +319,20 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
         object(&deployment)?,
         object(&service)?,
     ];
+    if args.ha {
+        objects.push(object(&PodDisruptionBudget {
+            metadata: meta(GATEWAY, Some(NS)),
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(LabelSelector {
+                    match_labels: Some(selector_labels()),
+                    ..LabelSelector::default()
+                }),
+                ..PodDisruptionBudgetSpec::default()
+            }),
+            ..PodDisruptionBudget::default()
+        })?);
+    }
     objects.extend(super::gateway_policy::objects(
         &args.gateway_allowed_identities,
     )?);

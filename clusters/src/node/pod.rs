@@ -121,6 +121,9 @@ pub async fn run(ctx: Arc<PodContext>, mut pod_rx: watch::Receiver<Pod>) {
     let _ = std::fs::remove_dir_all(ctx.pods_dir.join(&uid));
 }
 
+/// The least time a sidecar gets to stop, even past the grace period.
+const SIDECAR_MIN_GRACE: Duration = Duration::from_secs(2);
+
 struct Reporter {
     api: Api<Pod>,
     name: String,
@@ -672,7 +675,9 @@ impl PodLife {
     }
 
     /// Stops everything: containers (SIGTERM, then SIGKILL after the grace
-    /// period), then sidecars, then the network.
+    /// period), then sidecars in reverse order with what is left of the
+    /// grace period (as the kubelet does: a proxy sidecar that keeps
+    /// serving for a while after SIGTERM gets that time), then the network.
     async fn teardown(&mut self, deleted: bool) {
         let grace = self
             .pod
@@ -681,13 +686,17 @@ impl PodLife {
             .or(self.spec().termination_grace_period_seconds)
             .unwrap_or(30);
         let grace = Duration::from_secs(grace.unsigned_abs());
+        let started = tokio::time::Instant::now();
         let stops = self.mains.drain(..).map(|r| r.handle.stop(grace));
         futures::future::join_all(stops).await;
         for r in self.init_runs.drain(..) {
             r.handle.stop(Duration::ZERO).await;
         }
         for r in self.sidecars.drain(..).rev() {
-            r.handle.stop(Duration::from_secs(2)).await;
+            let left = grace
+                .saturating_sub(started.elapsed())
+                .max(SIDECAR_MIN_GRACE);
+            r.handle.stop(left).await;
         }
         if deleted && let Some(net) = self.net.take() {
             net.delete().await;
