@@ -15,6 +15,22 @@ use std::time::Duration;
 use mesh_clusters::testing::shared_cluster;
 use support::{kubectl, kubectl_path, run, text};
 
+/// Applies mesh's CRDs to the shared cluster (both tests of this file do,
+/// side by side: one's create may meet the other's, so it tries again).
+fn apply_crds(kubeconfig: &Path, mesh: &Path) {
+    let crds = run(mesh, &["install", "--crds"], None);
+    assert!(crds.status.success(), "{}", text(&crds.stderr));
+    let mut applied = kubectl(kubeconfig, &["apply", "-f", "-"], Some(&crds.stdout));
+    for _ in 0..10 {
+        if applied.status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        applied = kubectl(kubeconfig, &["apply", "-f", "-"], Some(&crds.stdout));
+    }
+    panic!("the CRDs: {}", text(&applied.stderr));
+}
+
 #[tokio::test]
 async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     let cluster = shared_cluster().await;
@@ -22,9 +38,20 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     let kubectl_bin = kubectl_path();
     let mesh = Path::new(env!("CARGO_BIN_EXE_mesh"));
     let k = |args: &[&str], stdin: Option<&[u8]>| kubectl(&cluster.kubeconfig(), args, stdin);
+    // The extension's gateway policy needs the policy CRDs, whichever test
+    // of this file runs first.
+    apply_crds(&cluster.kubeconfig(), mesh);
     let extension = run(mesh, &["multicluster", "install"], None);
     assert!(extension.status.success(), "{}", text(&extension.stderr));
-    let applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
+    let mut applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
+    for _ in 0..20 {
+        // The CRDs may take a moment to be served.
+        if applied.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
+    }
     assert!(applied.status.success(), "{}", text(&applied.stderr));
     // The highly available gateway (replicas, spread, disruption budget,
     // surge-first rolling updates) is accepted by the API server too.
@@ -38,6 +65,8 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
         "podAntiAffinity",
         "config.alpha.linkerd.io/proxy-wait-before-exit-seconds: \"10\"",
         "terminationGracePeriodSeconds: 40",
+        "mesh.dev/gateway-reset-key-secret: linkerd-gateway-quic",
+        "name: linkerd-gateway-quic",
     ] {
         assert!(
             ha_text.contains(expected),
@@ -265,10 +294,7 @@ async fn allow_renders_a_policy_the_api_server_accepts_and_names_bad_flags() {
     let cluster = shared_cluster().await;
     let mesh = Path::new(env!("CARGO_BIN_EXE_mesh"));
     let k = |args: &[&str], stdin: Option<&[u8]>| kubectl(&cluster.kubeconfig(), args, stdin);
-    let crds = run(mesh, &["install", "--crds"], None);
-    assert!(crds.status.success(), "{}", text(&crds.stderr));
-    let applied = k(&["apply", "-f", "-"], Some(&crds.stdout));
-    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    apply_crds(&cluster.kubeconfig(), mesh);
     let ns = cluster.namespace("allow").await;
 
     let allow = run(

@@ -210,7 +210,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     drain.spawn(outbound.serve(outbound_listener, drain.signal()));
     // A gateway also takes QUIC on its inbound port, over UDP.
     if let Some(credentials) = credentials.as_ref().filter(|_| is_gateway) {
-        let endpoint = crate::quic::server_endpoint(credentials, config.inbound.listen)?;
+        let endpoint = crate::quic::server_endpoint(
+            credentials,
+            config.inbound.listen,
+            config.quic_reset_key.as_deref(),
+        )?;
         let quic_inbound = inbound.clone();
         let signal = drain.signal();
         drain.spawn(crate::quic::serve(

@@ -26,6 +26,7 @@
 //! | `LINKERD2_PROXY_CORES` | `1` | worker threads (the injector sets it from the CPU limit) |
 //! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
 //! | `MESH_PROXY_TRUSTED_GATEWAYS` | `linkerd-gateway.linkerd-multicluster.serviceaccount.identity.<trust domain>` | identities of gateways whose `Forwarded: by=<gateway>;for=<client>` element is believed: a request they forward counts as `<client>`'s (`client_id`, `l5d-client-id`); empty: none |
+//! | `MESH_PROXY_QUIC_RESET_KEY` | none (a random key per process) | gateway mode: the key (base64, at least 32 bytes) QUIC stateless resets are derived from; the gateway's pods share it (a Secret), so a replacement pod ends a gone pod's connections at once instead of leaving clients to time out |
 //! | `MESH_PROXY_GATEWAY_SUFFIXES` | none | gateway mode: inbound mTLS connections whose transport header names a Service under one of these DNS suffixes (`svc.cluster.local`) are forwarded to it through the outbound side; empty: such names are refused |
 //! | `LINKERD2_PROXY_POLICY_SVC_ADDR` / `LINKERD2_PROXY_POLICY_SVC_NAME` | none | the policy controller (`InboundServerPolicies`) and its identity; without it only the default policy applies |
 //! | `LINKERD2_PROXY_POLICY_WORKLOAD` | none | this pod as the policy controller knows it (`{"ns":…,"pod":…}`); required with the controller |
@@ -126,12 +127,32 @@ pub struct Config {
     pub worker_threads: usize,
     /// DNS suffixes of the Services this proxy forwards to as a gateway.
     pub gateway_suffixes: Vec<String>,
+    /// The key a gateway's QUIC stateless resets are derived from, shared
+    /// by its pods, so a new pod can end an old pod's connections at once.
+    pub quic_reset_key: Option<Vec<u8>>,
     /// Gateways whose `Forwarded` element names the client a request came
     /// from in another cluster: requests they forward count as that
     /// client's.
     pub trusted_gateways: Vec<String>,
     /// Inbound authorization policy.
     pub policy: PolicyConfig,
+}
+
+/// A QUIC reset key: base64 of at least 32 bytes.
+fn reset_key(value: &str) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine as _;
+    let error = |reason: &str| ConfigError {
+        variable: "MESH_PROXY_QUIC_RESET_KEY".into(),
+        value: "(secret)".into(),
+        reason: reason.into(),
+    };
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| error("expected base64"))?;
+    if key.len() < 32 {
+        return Err(error("expected at least 32 bytes"));
+    }
+    Ok(key)
 }
 
 /// The multicluster gateway's identity in the trust domain of
@@ -318,6 +339,10 @@ impl Config {
                 .get("LINKERD2_PROXY_LOG")
                 .unwrap_or_else(|| "warn,mesh_proxy=info".into()),
             gateway_suffixes,
+            quic_reset_key: env
+                .get("MESH_PROXY_QUIC_RESET_KEY")
+                .map(|value| reset_key(&value))
+                .transpose()?,
             trusted_gateways: match env.get("MESH_PROXY_TRUSTED_GATEWAYS") {
                 Some(list) => list
                     .split(',')
@@ -465,6 +490,21 @@ mod tests {
         let err = config(&[("LINKERD2_PROXY_IDENTITY_SVC_ADDR", "identity:8080")])
             .expect_err("partial identity");
         assert_eq!(err.variable, "LINKERD2_PROXY_IDENTITY_SVC_NAME");
+    }
+
+    /// A gateway's shared QUIC reset key is base64 of at least 32 bytes; a
+    /// bad one names the variable and never echoes the secret.
+    #[test]
+    fn a_quic_reset_key_is_long_enough_and_never_echoed() {
+        let key = "bWVzaC10ZXN0LXJlc2V0LWtleS0zMi1ieXRlcy1sb25nIQ==";
+        let c = config(&[("MESH_PROXY_QUIC_RESET_KEY", key)]).expect("valid");
+        assert_eq!(c.quic_reset_key.map(|k| k.len()), Some(34));
+        for bad in ["c2hvcnQ=", "not base64!"] {
+            let err = config(&[("MESH_PROXY_QUIC_RESET_KEY", bad)]).expect_err(bad);
+            assert_eq!(err.variable, "MESH_PROXY_QUIC_RESET_KEY");
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
+        assert!(config(&[]).expect("defaults").quic_reset_key.is_none());
     }
 
     #[test]

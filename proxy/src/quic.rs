@@ -146,7 +146,8 @@ struct QuicLabels {
 /// QUIC connections by direction and outcome:
 /// `quic_connections_total{direction="outbound",outcome="connected"|"fallback_to_tcp"|"refused"}`
 /// on clients, and how their connections ended (`gateway_draining`,
-/// `timed_out`, `lost`, counted when the next request finds it closed);
+/// `reset`, `timed_out`, `lost`, counted when the next request finds it
+/// closed);
 /// `{direction="inbound",outcome="accepted"|"refused"|"refused_draining"}`
 /// on gateways.
 #[derive(Debug, Clone, Default)]
@@ -332,10 +333,14 @@ impl QuicClient {
 }
 
 /// A QUIC server endpoint on `addr` (UDP) presenting `credentials` and
-/// requiring client certificates.
+/// requiring client certificates; its stateless resets are derived from
+/// `reset_key` when given (shared by a gateway's pods: a packet for a
+/// connection this pod does not know, an old pod's, is answered with a
+/// reset its client accepts), else from a random key.
 pub fn server_endpoint(
     credentials: &Arc<Credentials>,
     addr: SocketAddr,
+    reset_key: Option<&[u8]>,
 ) -> Result<quinn::Endpoint, TlsError> {
     let crypto = credentials.server_config(ClientAuth::Required, &[ALPN_TRANSPORT_HEADER])?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
@@ -347,8 +352,31 @@ pub fn server_endpoint(
         Duration::from_secs(10),
         Duration::from_secs(60),
     ));
-    quinn::Endpoint::server(config, addr)
-        .map_err(|e| TlsError::Certificate(format!("binding UDP {addr} for QUIC: {e}")))
+    let bind_error =
+        |e: io::Error| TlsError::Certificate(format!("binding UDP {addr} for QUIC: {e}"));
+    let Some(key) = reset_key else {
+        return quinn::Endpoint::server(config, addr).map_err(bind_error);
+    };
+    // The connection IDs are keyed too (from the same secret): a pod drops
+    // a packet whose connection ID it cannot validate before it would
+    // answer it with a reset.
+    let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&hmac, b"mesh gateway connection ids");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&tag.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(hmac));
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let socket = std::net::UdpSocket::bind(addr).map_err(bind_error)?;
+    quinn::Endpoint::new(
+        endpoint_config,
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind_error)
 }
 
 /// The identity a QUIC peer's certificate proved.
@@ -361,7 +389,8 @@ fn peer_identity(connection: &quinn::Connection) -> Option<String> {
 }
 
 /// How a client's connection to a gateway ended, as a metric outcome:
-/// `gateway_draining` (the gateway said it is shutting down), `timed_out`
+/// `gateway_draining` (the gateway said it is shutting down), `reset` (a
+/// gateway pod that shares the gone pod's reset key ended it), `timed_out`
 /// (it went silent: crashed, replaced, or the path broke) or `lost`.
 fn closed_outcome(reason: &quinn::ConnectionError) -> &'static str {
     match reason {
@@ -371,6 +400,7 @@ fn closed_outcome(reason: &quinn::ConnectionError) -> &'static str {
             "gateway_draining"
         }
         quinn::ConnectionError::TimedOut => "timed_out",
+        quinn::ConnectionError::Reset => "reset",
         _ => "lost",
     }
 }
@@ -470,6 +500,99 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A UDP relay in front of a gateway address, as kube-proxy's NAT is:
+    /// the client's packets go to whichever server `target` names now, and
+    /// the servers' answers come back from the relay's address.
+    async fn relay(target: Arc<Mutex<SocketAddr>>) -> SocketAddr {
+        let front = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("front"),
+        );
+        let back = Arc::new(
+            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("back"),
+        );
+        let addr = front.local_addr().expect("bound");
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let (front_in, back_out, seen) = (front.clone(), back.clone(), client.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = front_in.recv_from(&mut buf).await {
+                *seen.lock().expect("client") = Some(from);
+                let to = *target.lock().expect("target");
+                let _ = back_out.send_to(&buf[..n], to).await;
+            }
+        });
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                let to = *client.lock().expect("client");
+                if let Some(to) = to {
+                    let _ = front.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+        addr
+    }
+
+    /// How a client's connection ends when the gateway pod it reached
+    /// behind an address is replaced by one with reset key
+    /// `replacement_key`, the first one's being `key` (the first one stays
+    /// up, as a pod whose connection tracking entry expired would).
+    async fn ending_after_replacement(
+        key: &[u8],
+        replacement_key: &[u8],
+    ) -> quinn::ConnectionError {
+        const GATEWAY: &str =
+            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+        let ca = mesh_test_util::controller::Ca::new();
+        let gateway = ca.credentials(GATEWAY);
+        let any = || "127.0.0.1:0".parse().expect("addr");
+        let first = server_endpoint(&gateway, any(), Some(key)).expect("a server endpoint");
+        let second =
+            server_endpoint(&gateway, any(), Some(replacement_key)).expect("a server endpoint");
+        let target = Arc::new(Mutex::new(first.local_addr().expect("bound")));
+        let addr = relay(target.clone()).await;
+        let accepting = first.clone();
+        let accepted = tokio::spawn(async move {
+            accepting
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("handshake")
+        });
+        let client = QuicClient::new(
+            &ca.credentials("client.test.serviceaccount.identity.linkerd.cluster.local"),
+            QuicMetrics::default(),
+        )
+        .expect("client");
+        let connection = client.connection(addr, GATEWAY).await.expect("connected");
+        let _server_side = accepted.await.expect("accepted");
+        *target.lock().expect("target") = second.local_addr().expect("bound");
+        connection.closed().await
+    }
+
+    /// Gateway pods sharing the reset key: the replacement ends the gone
+    /// pod's connection with a stateless reset the client accepts. With
+    /// another key its reset is not believed (a forged one would not be
+    /// either), and the client only finds out by timing out.
+    #[tokio::test]
+    async fn a_replacement_with_the_shared_reset_key_resets_the_old_connection() {
+        let shared = [7u8; 32];
+        let ending = ending_after_replacement(&shared, &shared).await;
+        assert!(
+            matches!(ending, quinn::ConnectionError::Reset),
+            "{ending:?}"
+        );
+        assert!(matches!(
+            ending_after_replacement(&shared, &[8u8; 32]).await,
+            quinn::ConnectionError::TimedOut
+        ));
+    }
 
     #[test]
     fn transports_are_read_as_links_write_them() {

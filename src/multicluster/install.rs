@@ -150,6 +150,32 @@ fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
+/// The Secret holding the key the gateway's pods derive QUIC stateless
+/// resets from.
+const RESET_KEY_SECRET: &str = "linkerd-gateway-quic";
+
+/// The gateway pods' shared QUIC reset key: 32 random bytes, base64. A new
+/// install renders a new key: pods started after it is applied share it.
+fn reset_key_secret() -> anyhow::Result<Secret> {
+    use base64::Engine as _;
+    use ring::rand::SecureRandom as _;
+    let mut key = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| anyhow::anyhow!("no randomness for the gateway's QUIC reset key"))?;
+    Ok(Secret {
+        metadata: meta(RESET_KEY_SECRET, Some(NS)),
+        string_data: Some(
+            [(
+                mesh_api::labels::GATEWAY_RESET_KEY.to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(key),
+            )]
+            .into(),
+        ),
+        ..Secret::default()
+    })
+}
+
 /// How many gateway replicas `--ha` runs at least.
 const HA_REPLICAS: u32 = 3;
 
@@ -250,6 +276,10 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                                 mesh_api::labels::WAIT_BEFORE_EXIT_ANNOTATION.to_owned(),
                                 args.gateway_wait_before_exit_seconds.to_string(),
                             ),
+                            (
+                                mesh_api::labels::GATEWAY_RESET_KEY_SECRET_ANNOTATION.to_owned(),
+                                RESET_KEY_SECRET.to_owned(),
+                            ),
                         ]
                         .into(),
                     ),
@@ -316,6 +346,7 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
             metadata: meta(GATEWAY, Some(NS)),
             ..ServiceAccount::default()
         })?,
+        object(&reset_key_secret()?)?,
         object(&deployment)?,
         object(&service)?,
     ];

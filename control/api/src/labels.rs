@@ -45,6 +45,13 @@ pub const TRANSPORT_ANNOTATION: &str = "mesh.dev/transport";
 /// Services it exports, which `mesh multicluster install --export-selector`
 /// sets and the injector passes to the gateway's proxy.
 pub const GATEWAY_EXPORTS_ANNOTATION: &str = "mesh.dev/gateway-exports";
+
+/// On a gateway's pod template: the Secret (in its namespace) whose
+/// `reset-key` the gateway's pods share for QUIC stateless resets.
+pub const GATEWAY_RESET_KEY_SECRET_ANNOTATION: &str = "mesh.dev/gateway-reset-key-secret";
+
+/// The key of that Secret holding the reset key (base64).
+pub const GATEWAY_RESET_KEY: &str = "reset-key";
 /// The endpoint metric label that carries [`TRANSPORT_ANNOTATION`] to
 /// proxies (proxies read it and never export it).
 pub const GATEWAY_TRANSPORT_LABEL: &str = "gateway_transport";

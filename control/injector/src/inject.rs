@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PodSpec, Probe, ProjectedVolumeSource,
-    ResourceRequirements, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
+    ResourceRequirements, SecretKeySelector, SecurityContext, ServiceAccountTokenProjection,
+    Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -314,6 +314,20 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
         vars.push(env("MESH_PROXY_GATEWAY_SUFFIXES", format!("svc.{domain}")));
         if let Some(exports) = &values.gateway_exports {
             vars.push(env("MESH_PROXY_GATEWAY_EXPORTS", exports.clone()));
+        }
+        if let Some(secret) = &values.gateway_reset_key_secret {
+            vars.push(EnvVar {
+                name: "MESH_PROXY_QUIC_RESET_KEY".into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.clone(),
+                        key: mesh_api::labels::GATEWAY_RESET_KEY.into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                }),
+            });
         }
     }
     if values.wait_before_exit_seconds > 0 {
@@ -621,6 +635,18 @@ mod tests {
         values.cluster_domain = "example.org".into();
         values.gateway = true;
         assert_eq!(gateway_env(&values).as_deref(), Some("svc.example.org"));
+        values.gateway_reset_key_secret = Some("linkerd-gateway-quic".into());
+        let reset_key = proxy_env(&values, "")
+            .into_iter()
+            .find(|e| e.name == "MESH_PROXY_QUIC_RESET_KEY")
+            .and_then(|e| e.value_from)
+            .and_then(|from| from.secret_key_ref)
+            .map(|secret| (secret.name, secret.key));
+        assert_eq!(
+            reset_key,
+            Some(("linkerd-gateway-quic".to_owned(), "reset-key".to_owned())),
+            "the gateway's pods share their QUIC reset key through a Secret"
+        );
         let exports = |values: &Values| {
             proxy_env(values, "")
                 .into_iter()

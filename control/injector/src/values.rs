@@ -55,6 +55,9 @@ pub struct Values {
     /// A gateway's export selector (`mesh.dev/gateway-exports`, JSON);
     /// the proxy's default when unset.
     pub gateway_exports: Option<String>,
+    /// A gateway's Secret holding the QUIC reset key its pods share
+    /// (`mesh.dev/gateway-reset-key-secret`).
+    pub gateway_reset_key_secret: Option<String>,
     /// How long the proxy keeps serving after the pod is told to stop,
     /// before it drains (`config.alpha.linkerd.io/proxy-wait-before-exit-seconds`):
     /// time for the Service's endpoints to move to a replacement pod.
@@ -88,6 +91,7 @@ impl Values {
             cluster_networks: mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into(),
             gateway_exports: None,
             wait_before_exit_seconds: 0,
+            gateway_reset_key_secret: None,
         }
     }
 }
@@ -138,6 +142,24 @@ impl<'a> Overrides<'a> {
                             on: on.clone(),
                             reason,
                         })?);
+                    continue;
+                }
+                if key == mesh_api::labels::GATEWAY_RESET_KEY_SECRET_ANNOTATION {
+                    let name = value.trim();
+                    let valid = !name.is_empty()
+                        && name.len() <= 253
+                        && name.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'
+                        });
+                    if !valid {
+                        return Err(ValuesError {
+                            annotation: key.clone(),
+                            value: value.clone(),
+                            on: on.clone(),
+                            reason: "expected the name of a Secret".into(),
+                        });
+                    }
+                    out.gateway_reset_key_secret = Some(name.to_owned());
                     continue;
                 }
                 if key == mesh_api::labels::WAIT_BEFORE_EXIT_ANNOTATION {
