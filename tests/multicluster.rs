@@ -17,7 +17,7 @@ use support::{kubectl, kubectl_path, run, text};
 
 /// Applies mesh's CRDs to the shared cluster (both tests of this file do,
 /// side by side: one's create may meet the other's, so it tries again).
-fn apply_crds(kubeconfig: &Path, mesh: &Path) {
+async fn apply_crds(kubeconfig: &Path, mesh: &Path) {
     let crds = run(mesh, &["install", "--crds"], None);
     assert!(crds.status.success(), "{}", text(&crds.stderr));
     let mut applied = kubectl(kubeconfig, &["apply", "-f", "-"], Some(&crds.stdout));
@@ -25,7 +25,7 @@ fn apply_crds(kubeconfig: &Path, mesh: &Path) {
         if applied.status.success() {
             return;
         }
-        std::thread::sleep(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(500)).await;
         applied = kubectl(kubeconfig, &["apply", "-f", "-"], Some(&crds.stdout));
     }
     panic!("the CRDs: {}", text(&applied.stderr));
@@ -40,7 +40,7 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
     let k = |args: &[&str], stdin: Option<&[u8]>| kubectl(&cluster.kubeconfig(), args, stdin);
     // The extension's gateway policy needs the policy CRDs, whichever test
     // of this file runs first.
-    apply_crds(&cluster.kubeconfig(), mesh);
+    apply_crds(&cluster.kubeconfig(), mesh).await;
     let extension = run(mesh, &["multicluster", "install"], None);
     assert!(extension.status.success(), "{}", text(&extension.stderr));
     let mut applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
@@ -49,7 +49,7 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
         if applied.status.success() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(500)).await;
         applied = k(&["apply", "-f", "-"], Some(&extension.stdout));
     }
     assert!(applied.status.success(), "{}", text(&applied.stderr));
@@ -294,7 +294,7 @@ async fn allow_renders_a_policy_the_api_server_accepts_and_names_bad_flags() {
     let cluster = shared_cluster().await;
     let mesh = Path::new(env!("CARGO_BIN_EXE_mesh"));
     let k = |args: &[&str], stdin: Option<&[u8]>| kubectl(&cluster.kubeconfig(), args, stdin);
-    apply_crds(&cluster.kubeconfig(), mesh);
+    apply_crds(&cluster.kubeconfig(), mesh).await;
     let ns = cluster.namespace("allow").await;
 
     let allow = run(
