@@ -174,18 +174,74 @@ impl QuicMetrics {
     }
 }
 
+/// What a draining gateway sends each client on a unidirectional stream,
+/// before it stops taking streams: open no new stream here (the QUIC
+/// counterpart of HTTP/2's GOAWAY).
+const DRAIN_NOTICE: &[u8] = b"mesh-gateway-draining";
+
+/// How long a draining gateway still takes the streams a client opened
+/// before its notice arrived (a round trip, generously), once it has none
+/// left in flight.
+const DRAIN_NOTICE_GRACE: Duration = Duration::from_millis(500);
+
+/// A connection to a gateway, from its own UDP socket (kept open as long
+/// as the connection is).
+#[derive(Debug)]
+struct Dialed {
+    _socket: quinn::Endpoint,
+    connection: quinn::Connection,
+    /// The gateway said it is draining: new streams go elsewhere.
+    draining: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Dialed {
+    fn new(socket: quinn::Endpoint, connection: quinn::Connection) -> Self {
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(watch_drain_notice(connection.clone(), draining.clone()));
+        Self {
+            _socket: socket,
+            connection,
+            draining,
+        }
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Waits for the gateway's [`DRAIN_NOTICE`] on `connection`.
+async fn watch_drain_notice(
+    connection: quinn::Connection,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+) {
+    while let Ok(mut notice) = connection.accept_uni().await {
+        if let Ok(text) = notice.read_to_end(DRAIN_NOTICE.len()).await
+            && text == DRAIN_NOTICE
+        {
+            draining.store(true, std::sync::atomic::Ordering::Release);
+            return;
+        }
+    }
+}
+
 /// What a client knows about one gateway.
+#[derive(Debug, Default)]
+struct Gateway {
+    state: GatewayState,
+    /// Connections to pods that said they are draining, kept (with their
+    /// sockets) until the streams still on them end.
+    retiring: Vec<Dialed>,
+}
+
+/// How a client reaches one gateway now.
 #[derive(Debug, Default)]
 enum GatewayState {
     /// Never tried (or the connection closed).
     #[default]
     Unknown,
-    /// Connected, from its own UDP socket (kept open as long as the
-    /// connection is).
-    Connected {
-        _socket: quinn::Endpoint,
-        connection: quinn::Connection,
-    },
+    /// Connected.
+    Connected(Dialed),
     /// UDP did not get through; TCP until then.
     TcpUntil(Instant),
 }
@@ -201,7 +257,7 @@ enum GatewayState {
 pub struct QuicClient {
     config: quinn::ClientConfig,
     metrics: QuicMetrics,
-    gateways: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<GatewayState>>>>,
+    gateways: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Gateway>>>>,
 }
 
 impl QuicClient {
@@ -230,7 +286,7 @@ impl QuicClient {
         Ok(endpoint)
     }
 
-    fn state(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<GatewayState>> {
+    fn state(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<Gateway>> {
         self.gateways
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -247,20 +303,40 @@ impl QuicClient {
         addr: SocketAddr,
         server_name: &str,
     ) -> Option<quinn::Connection> {
-        let state = self.state(addr);
-        let mut state = state.lock().await;
-        match &*state {
-            GatewayState::Connected { connection, .. } => match connection.close_reason() {
-                None => return Some(connection.clone()),
+        let gateway = self.state(addr);
+        let mut gateway = gateway.lock().await;
+        gateway
+            .retiring
+            .retain(|dialed| dialed.connection.close_reason().is_none());
+        match std::mem::take(&mut gateway.state) {
+            GatewayState::Connected(dialed) => match dialed.connection.close_reason() {
+                None if !dialed.is_draining() => {
+                    let connection = dialed.connection.clone();
+                    gateway.state = GatewayState::Connected(dialed);
+                    return Some(connection);
+                }
+                None => {
+                    tracing::info!(%addr, "the gateway pod is draining; connecting again");
+                    self.metrics.count("outbound", "gateway_draining");
+                    gateway.retiring.push(dialed);
+                }
                 Some(reason) => {
-                    let outcome = closed_outcome(&reason);
+                    let outcome = if dialed.is_draining() {
+                        "gateway_draining"
+                    } else {
+                        closed_outcome(&reason)
+                    };
                     tracing::info!(%addr, "the QUIC connection to the gateway closed ({reason}); connecting again");
                     self.metrics.count("outbound", outcome);
                 }
             },
-            GatewayState::TcpUntil(until) if Instant::now() < *until => return None,
+            GatewayState::TcpUntil(until) if Instant::now() < until => {
+                gateway.state = GatewayState::TcpUntil(until);
+                return None;
+            }
             GatewayState::TcpUntil(_) | GatewayState::Unknown => {}
         }
+        let state = &mut gateway.state;
         // A refusal comes from a draining pod: once more at once, from a new
         // port (a new flow, which the Service sends to a pod there now).
         for first in [true, false] {
@@ -268,10 +344,7 @@ impl QuicClient {
                 Ok(Ok((endpoint, connection))) => {
                     tracing::debug!(%addr, "QUIC connection to the gateway");
                     self.metrics.count("outbound", "connected");
-                    *state = GatewayState::Connected {
-                        _socket: endpoint,
-                        connection: connection.clone(),
-                    };
+                    *state = GatewayState::Connected(Dialed::new(endpoint, connection.clone()));
                     return Some(connection);
                 }
                 Ok(Err(HandshakeError::Refused)) if first => {
@@ -466,8 +539,10 @@ pub async fn serve<F, Fut>(
 }
 
 /// One client's connection: each stream to `stream`, until the client
-/// closes it or `drain`; then the streams in flight finish and the client
-/// is told to reconnect.
+/// closes it or `drain`. On `drain` the client is told ([`DRAIN_NOTICE`])
+/// to open new streams elsewhere; the streams it opened before hearing
+/// so are still taken and finish; once none is left (and the notice had
+/// time to arrive) the connection is closed with [`CLOSE_DRAINING`].
 async fn serve_connection<F, Fut>(connection: quinn::Connection, drain: Signal, stream: F)
 where
     F: Fn(QuicStream, Option<String>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
@@ -478,6 +553,9 @@ where
     let mut streams = tokio::task::JoinSet::new();
     let stopping = drain.wait();
     tokio::pin!(stopping);
+    let quiet = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(quiet);
+    let mut draining = false;
     loop {
         tokio::select! {
             accepted = connection.accept_bi() => match accepted {
@@ -486,15 +564,40 @@ where
                 }
                 Err(_) => return,
             },
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
-            () = &mut stopping => break,
+            Some(_) = streams.join_next(), if !streams.is_empty() => {
+                if draining && streams.is_empty() {
+                    quiet.as_mut().reset(Instant::now() + DRAIN_NOTICE_GRACE);
+                }
+            }
+            () = &mut stopping, if !draining => {
+                draining = true;
+                send_drain_notice(&connection).await;
+                if streams.is_empty() {
+                    quiet.as_mut().reset(Instant::now() + DRAIN_NOTICE_GRACE);
+                }
+            }
+            () = &mut quiet, if draining && streams.is_empty() => break,
         }
     }
-    while streams.join_next().await.is_some() {}
     connection.close(
         quinn::VarInt::from_u32(CLOSE_DRAINING),
         b"the gateway is shutting down: reconnect",
     );
+}
+
+/// Tells the client on `connection` that this gateway is draining.
+async fn send_drain_notice(connection: &quinn::Connection) {
+    let sent = async {
+        let mut notice = connection.open_uni().await.map_err(io::Error::other)?;
+        notice.write_all(DRAIN_NOTICE).await?;
+        notice.finish().map_err(io::Error::other)
+    };
+    if let Err(e) = tokio::time::timeout(DRAIN_NOTICE_GRACE, sent)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("timed out")))
+    {
+        tracing::debug!("telling a QUIC client the gateway is draining: {e}");
+    }
 }
 
 #[cfg(test)]
@@ -502,37 +605,44 @@ mod tests {
     use super::*;
 
     /// A UDP relay in front of a gateway address, as kube-proxy's NAT is:
-    /// the client's packets go to whichever server `target` names now, and
-    /// the servers' answers come back from the relay's address.
-    async fn relay(target: Arc<Mutex<SocketAddr>>) -> SocketAddr {
+    /// a client's flow (its address and port) goes to the server `target`
+    /// named when the flow began, or, with `follow`, to whichever server
+    /// it names now (as when the node's connection tracking entry of a
+    /// removed endpoint is flushed); answers come back from the relay.
+    async fn relay(target: Arc<Mutex<SocketAddr>>, follow: bool) -> SocketAddr {
         let front = Arc::new(
             tokio::net::UdpSocket::bind("127.0.0.1:0")
                 .await
                 .expect("front"),
         );
-        let back = Arc::new(
-            tokio::net::UdpSocket::bind("127.0.0.1:0")
-                .await
-                .expect("back"),
-        );
         let addr = front.local_addr().expect("bound");
-        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
-        let (front_in, back_out, seen) = (front.clone(), back.clone(), client.clone());
         tokio::spawn(async move {
+            let mut flows: HashMap<SocketAddr, (Arc<tokio::net::UdpSocket>, SocketAddr)> =
+                HashMap::new();
             let mut buf = vec![0u8; 65536];
-            while let Ok((n, from)) = front_in.recv_from(&mut buf).await {
-                *seen.lock().expect("client") = Some(from);
-                let to = *target.lock().expect("target");
-                let _ = back_out.send_to(&buf[..n], to).await;
-            }
-        });
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 65536];
-            while let Ok((n, _)) = back.recv_from(&mut buf).await {
-                let to = *client.lock().expect("client");
-                if let Some(to) = to {
-                    let _ = front.send_to(&buf[..n], to).await;
-                }
+            while let Ok((n, client)) = front.recv_from(&mut buf).await {
+                let now = *target.lock().expect("target");
+                let (back, pinned) = match flows.get(&client) {
+                    Some(flow) => flow.clone(),
+                    None => {
+                        let back = Arc::new(
+                            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                                .await
+                                .expect("back"),
+                        );
+                        let (from, to) = (back.clone(), front.clone());
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 65536];
+                            while let Ok((n, _)) = from.recv_from(&mut buf).await {
+                                let _ = to.send_to(&buf[..n], client).await;
+                            }
+                        });
+                        flows.insert(client, (back.clone(), now));
+                        (back, now)
+                    }
+                };
+                let to = if follow { now } else { pinned };
+                let _ = back.send_to(&buf[..n], to).await;
             }
         });
         addr
@@ -555,7 +665,7 @@ mod tests {
         let second =
             server_endpoint(&gateway, any(), Some(replacement_key)).expect("a server endpoint");
         let target = Arc::new(Mutex::new(first.local_addr().expect("bound")));
-        let addr = relay(target.clone()).await;
+        let addr = relay(target.clone(), true).await;
         let accepting = first.clone();
         let accepted = tokio::spawn(async move {
             accepting
@@ -574,6 +684,103 @@ mod tests {
         let _server_side = accepted.await.expect("accepted");
         *target.lock().expect("target") = second.local_addr().expect("bound");
         connection.closed().await
+    }
+
+    /// A gateway pod told to drain (a rolling update) tells its client at
+    /// once: the client's next stream goes over a new connection (from a
+    /// new port, so to the pod now behind the address), while the stream
+    /// it had open on the draining pod is still answered there; once that
+    /// one ends, the draining pod closes the connection with
+    /// [`CLOSE_DRAINING`]. Without the notice, a stream opened while the
+    /// pod drains would never be taken (the request would fail).
+    #[tokio::test]
+    async fn a_draining_gateway_moves_new_streams_to_a_new_connection() {
+        const GATEWAY: &str =
+            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+        let ca = mesh_test_util::controller::Ca::new();
+        let gateway = ca.credentials(GATEWAY);
+        let any = || "127.0.0.1:0".parse().expect("addr");
+        // Each gateway answers a stream with its name, after the client's
+        // first byte (a held stream answers when the test says so).
+        let serve = |name: &'static str, drain: Signal| {
+            let endpoint = server_endpoint(&gateway, any(), None).expect("a server endpoint");
+            let addr = endpoint.local_addr().expect("bound");
+            tokio::spawn(serve(
+                endpoint,
+                QuicMetrics::default(),
+                drain,
+                move |mut stream: QuicStream, _, _| async move {
+                    let mut byte = [0u8; 1];
+                    if tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte)
+                        .await
+                        .is_ok()
+                    {
+                        let _ = stream.write_all(name.as_bytes()).await;
+                        let _ = stream.shutdown().await;
+                    }
+                },
+            ));
+            addr
+        };
+        let first_drain = mesh_core::drain::Drain::new();
+        let second_drain = mesh_core::drain::Drain::new();
+        let first = serve("first", first_drain.signal());
+        let second = serve("second", second_drain.signal());
+        let target = Arc::new(Mutex::new(first));
+        let addr = relay(target.clone(), false).await;
+        let client = QuicClient::new(
+            &ca.credentials("client.test.serviceaccount.identity.linkerd.cluster.local"),
+            QuicMetrics::default(),
+        )
+        .expect("client");
+        let answer = |mut stream: QuicStream| async move {
+            stream.write_all(b"?").await.expect("write");
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut text)
+                .await
+                .expect("read");
+            text
+        };
+        let open = |connection: quinn::Connection| async move {
+            let (send, recv) = connection.open_bi().await.expect("a stream");
+            QuicStream { send, recv }
+        };
+        let old = client.connection(addr, GATEWAY).await.expect("connected");
+        let held = open(old.clone()).await;
+        // The stream reaches the first gateway before it drains.
+        let mut warm = open(old.clone()).await;
+        warm.write_all(b"?").await.expect("write");
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut warm, &mut text)
+            .await
+            .expect("read");
+        assert_eq!(text, "first");
+
+        // A rolling update: new flows go to the second pod; the first drains.
+        *target.lock().expect("target") = second;
+        tokio::spawn(first_drain.shutdown(Duration::from_secs(10)));
+        let mut next = None;
+        for _ in 0..100 {
+            let connection = client.connection(addr, GATEWAY).await.expect("connected");
+            if connection.stable_id() != old.stable_id() {
+                next = Some(connection);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let next = next.expect("a new connection once the first gateway said it drains");
+        assert_eq!(answer(open(next).await).await, "second");
+        assert_eq!(
+            answer(held).await,
+            "first",
+            "the stream in flight ends there"
+        );
+        let closed = old.closed().await;
+        assert!(
+            matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(CLOSE_DRAINING)),
+            "{closed:?}"
+        );
+        drop(second_drain);
     }
 
     /// Gateway pods sharing the reset key: the replacement ends the gone
