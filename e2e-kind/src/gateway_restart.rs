@@ -137,8 +137,13 @@ async fn disruption_costs_seconds(
         .filter(|s| s.failed > 0)
         .map(|s| s.second)
         .collect();
+    let codes: Vec<_> = after
+        .iter()
+        .filter(|s| s.failed > 0)
+        .map(|s| &s.codes)
+        .collect();
     eprintln!(
-        "{how:?} of the gateway over {over}: {failed} of {} GETs failed, in {} s {bad:?} ({:?} until the replacements were Ready)",
+        "{how:?} of the gateway over {over}: {failed} of {} GETs failed, in {} s {bad:?} {codes:?} ({:?} until the replacements were Ready)",
         ok + failed,
         bad.len(),
         started.elapsed()

@@ -1,7 +1,10 @@
 //! Traffic splits: a profile's weighted backends (`dst_overrides`, from a
 //! TrafficSplit), one drawn per request in proportion to its weight; a
 //! retry goes to a backend the request has not tried yet, even one with no
-//! weight (a failover secondary before the weights move).
+//! weight (a failover secondary before the weights move), unless that one
+//! is known to have no endpoint: then by weight again, the backend that
+//! failed included (its next attempt may well answer, on a new
+//! connection: a gateway pod replaced under a failed-over split).
 
 use crate::discover::profile::Backend;
 
@@ -38,6 +41,25 @@ pub fn pick_untried<'a>(
         .collect();
     let chosen = pick(&untried, draw).or_else(|| untried.first())?;
     backends.iter().find(|b| b.authority == chosen.authority)
+}
+
+/// Picks a backend for a retry: [`pick_untried`] among the backends that
+/// may answer (`known_empty` says which are known to have no endpoint),
+/// else [`pick`] among them all.
+pub fn pick_retry<'a>(
+    backends: &'a [Backend],
+    draw: f64,
+    tried: &[String],
+    known_empty: impl Fn(&Backend) -> bool,
+) -> Option<&'a Backend> {
+    let reachable: Vec<Backend> = backends
+        .iter()
+        .filter(|b| !known_empty(b))
+        .cloned()
+        .collect();
+    pick_untried(&reachable, draw, tried)
+        .and_then(|chosen| backends.iter().find(|b| b.authority == chosen.authority))
+        .or_else(|| pick(backends, draw))
 }
 
 #[cfg(test)]
@@ -99,6 +121,25 @@ mod tests {
             pick_untried(&weighted, 0.0, &tried(&["primary"])).map(|b| b.authority.as_str()),
             Some("west:80"),
             "weight still decides among the untried"
+        );
+    }
+
+    /// Failed over (east has all the weight, the primary no pod): a retry
+    /// of a request east failed goes to east again, not to the primary,
+    /// which has no endpoint to answer it; an untried backend that may
+    /// answer still comes first.
+    #[test]
+    fn a_retry_skips_a_backend_known_to_have_no_endpoint() {
+        let backends = [backend("primary", 0), backend("east", 100)];
+        let tried = ["east:80".to_owned()];
+        let primary_empty = |b: &Backend| b.authority == "primary:80";
+        assert_eq!(
+            pick_retry(&backends, 0.5, &tried, primary_empty).map(|b| b.authority.as_str()),
+            Some("east:80")
+        );
+        assert_eq!(
+            pick_retry(&backends, 0.5, &tried, |_| false).map(|b| b.authority.as_str()),
+            Some("primary:80")
         );
     }
 }

@@ -166,6 +166,12 @@ impl Balancer {
         &self.authority
     }
 
+    /// Whether discovery has said the Service has no endpoint now.
+    pub fn known_empty(&self) -> bool {
+        let set = lock(&self.watch).borrow().clone();
+        set.resolved && set.endpoints.is_empty()
+    }
+
     /// Picks an endpoint, waiting up to `wait` for one to exist; with
     /// `fail_fast`, a resolved set with no
     /// endpoint fails at once instead of waiting for one (a split has

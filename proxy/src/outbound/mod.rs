@@ -405,8 +405,9 @@ impl Outbound {
             let backend = if tried.is_empty() {
                 crate::split::pick(backends, draw)
             } else {
-                crate::split::pick_untried(backends, draw, tried)
-                    .or_else(|| crate::split::pick(backends, draw))
+                crate::split::pick_retry(backends, draw, tried, |b| {
+                    b.failure.is_none() && self.balancer(&b.authority).known_empty()
+                })
             };
             if let Some(failure) = backend.and_then(|b| b.failure.clone()) {
                 return (Target::Failing(failure), Vec::new());
