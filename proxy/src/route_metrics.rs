@@ -126,45 +126,46 @@ impl Families {
             families.request_duration.clone(),
         );
         registry.register(
-            format!("{prefix}_request_statuses"),
-            "Routed requests, by the status of their response",
-            families.request_statuses.clone(),
-        );
-        registry.register(
-            format!("{prefix}_backend_requests"),
-            "Attempts sent to a route's backends",
-            families.backend_requests.clone(),
-        );
-        registry.register(
             format!("{prefix}_backend_response_duration_seconds"),
             "Time from an attempt's start to the end of its response stream",
             families.backend_response_duration.clone(),
         );
-        registry.register(
-            format!("{prefix}_backend_response_statuses"),
-            "Attempts, by the status of their backend's response",
-            families.backend_response_statuses.clone(),
-        );
-        registry.register(
-            format!("{prefix}_retry_requests"),
-            "Retries sent",
-            families.retry_requests.clone(),
-        );
-        registry.register(
-            format!("{prefix}_retry_successes"),
-            "Retries whose answer was not to be retried again",
-            families.retry_successes.clone(),
-        );
-        registry.register(
-            format!("{prefix}_retry_limit_exceeded"),
-            "Retries wanted but not sent: the route's retry limit or the retry budget",
-            families.retry_limit_exceeded.clone(),
-        );
-        registry.register(
-            format!("{prefix}_retry_overflow"),
-            "Retryable requests that had nowhere to go: no endpoint and no other backend",
-            families.retry_overflow.clone(),
-        );
+        let counters = [
+            (
+                "request_statuses",
+                "Routed requests, by the status of their response",
+                &families.request_statuses,
+            ),
+            (
+                "backend_requests",
+                "Attempts sent to a route's backends",
+                &families.backend_requests,
+            ),
+            (
+                "backend_response_statuses",
+                "Attempts, by the status of their backend's response",
+                &families.backend_response_statuses,
+            ),
+            ("retry_requests", "Retries sent", &families.retry_requests),
+            (
+                "retry_successes",
+                "Retries whose answer was not to be retried again",
+                &families.retry_successes,
+            ),
+            (
+                "retry_limit_exceeded",
+                "Retries wanted but not sent: the route's retry limit or the retry budget",
+                &families.retry_limit_exceeded,
+            ),
+            (
+                "retry_overflow",
+                "Retryable requests that had nowhere to go: no endpoint and no other backend",
+                &families.retry_overflow,
+            ),
+        ];
+        for (name, help, family) in counters {
+            registry.register(format!("{prefix}_{name}"), help, family.clone());
+        }
         families
     }
 }

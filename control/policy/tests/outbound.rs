@@ -26,6 +26,19 @@ fn by_authority(authority: &str) -> TrafficSpec {
     }
 }
 
+/// Applies the Service `podinfo` with `ports` (YAML flow) in `ns`.
+async fn apply_podinfo_service(client: &kube::Client, ns: &str, ports: &str) {
+    apply(
+        client,
+        ns,
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: podinfo, namespace: {ns}}}\n\
+             spec: {{ports: {ports}, selector: {{app: podinfo}}}}\n"
+        ),
+    )
+    .await;
+}
+
 /// The weights of the first rule of the first HTTP/1 route.
 fn weights(policy: &OutboundPolicy) -> Vec<(String, u32)> {
     let Some(proxy_protocol::Kind::Detect(detect)) =
@@ -251,13 +264,10 @@ async fn route_status_says_whether_a_route_is_in_effect_and_why_not() {
     let cluster = shared_cluster().await;
     let ns = cluster.namespace("route-status").await;
     let running = start(&cluster).await;
-    apply(
+    apply_podinfo_service(
         &cluster.client,
         &ns,
-        &format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: podinfo, namespace: {ns}}}\n\
-             spec: {{ports: [{{name: http, port: 9898}}, {{name: grpc, port: 9999}}], selector: {{app: podinfo}}}}\n"
-        ),
+        "[{name: http, port: 9898}, {name: grpc, port: 9999}]",
     )
     .await;
     let route = |filters: &str| {
@@ -398,15 +408,7 @@ async fn a_consumer_route_is_served_only_to_its_namespace() {
     let ns = cluster.namespace("producer").await;
     let consumer = cluster.namespace("consumer").await;
     let running = start(&cluster).await;
-    apply(
-        &cluster.client,
-        &ns,
-        &format!(
-            "apiVersion: v1\nkind: Service\nmetadata: {{name: podinfo, namespace: {ns}}}\n\
-             spec: {{ports: [{{name: http, port: 9898}}], selector: {{app: podinfo}}}}\n"
-        ),
-    )
-    .await;
+    apply_podinfo_service(&cluster.client, &ns, "[{name: http, port: 9898}]").await;
     apply(
         &cluster.client,
         &consumer,

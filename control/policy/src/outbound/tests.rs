@@ -439,17 +439,14 @@ fn a_consumer_route_applies_only_to_its_own_namespaces_clients() {
         ),
     )
     .expect("valid");
-    apply(
-        &mut index,
-        &to(
-            "mallory",
-            "steal",
-            "2026-12-02T00:00:00Z",
-            "mallory",
-            "sink",
-        ),
-    )
-    .expect("valid");
+    let steal_route = to(
+        "mallory",
+        "steal",
+        "2026-12-02T00:00:00Z",
+        "mallory",
+        "sink",
+    );
+    apply(&mut index, &steal_route).expect("valid");
     let names = |policy: &OutboundPolicy| -> Vec<(String, String, String)> {
         policy
             .routes
@@ -506,17 +503,7 @@ fn a_consumer_route_applies_only_to_its_own_namespaces_clients() {
     assert!(!shop.has_changed().expect("open"));
 
     // Status: a consumer route's parent is in another namespace, named so.
-    apply(
-        &mut index,
-        &to(
-            "mallory",
-            "steal",
-            "2026-12-02T00:00:00Z",
-            "mallory",
-            "sink",
-        ),
-    )
-    .expect("valid");
+    apply(&mut index, &steal_route).expect("valid");
     let statuses = index.route_statuses();
     let (_, status) = statuses
         .iter()
