@@ -320,10 +320,13 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
                 name: "MESH_PROXY_QUIC_RESET_KEY".into(),
                 value: None,
                 value_from: Some(EnvVarSource {
+                    // Without the Secret the gateway still starts, with a
+                    // key of its own (resets then reach only its own
+                    // clients).
                     secret_key_ref: Some(SecretKeySelector {
                         name: secret.clone(),
                         key: mesh_api::labels::GATEWAY_RESET_KEY.into(),
-                        optional: None,
+                        optional: Some(true),
                     }),
                     ..Default::default()
                 }),
