@@ -111,6 +111,14 @@ impl LinkSettings {
         if gateway_hosts.is_empty() {
             return Err(bad("gatewayAddress", "no address".into()));
         }
+        // Without the gateway's identity, proxies could not authenticate
+        // it: mesh never sends another cluster's traffic in clear.
+        if spec.gateway_identity.trim().is_empty() {
+            return Err(bad(
+                "gatewayIdentity",
+                "empty: proxies could not authenticate the gateway, and mesh never sends traffic to another cluster in clear".into(),
+            ));
+        }
         let port =
             |field: &'static str, value: Option<&serde_json::Value>, default: u16| match value {
                 None | Some(serde_json::Value::Null) => Ok(default),
@@ -250,6 +258,10 @@ mod tests {
             (
                 Box::new(|s: &mut LinkSpec| s.target_cluster_name = String::new()),
                 "targetClusterName",
+            ),
+            (
+                Box::new(|s: &mut LinkSpec| s.gateway_identity = " ".into()),
+                "gatewayIdentity",
             ),
             (
                 Box::new(|s: &mut LinkSpec| {

@@ -198,9 +198,10 @@ pub async fn render(global: &GlobalArgs, args: &LinkArgs) -> anyhow::Result<Stri
     let annotations = gateway.metadata.annotations.clone().unwrap_or_default();
     let identity = annotations
         .get(MIRROR_GATEWAY_IDENTITY)
+        .filter(|identity| !identity.trim().is_empty())
         .cloned()
         .with_context(|| {
-            format!("Service {NS}/{GATEWAY} has no {MIRROR_GATEWAY_IDENTITY} annotation")
+            format!("Service {NS}/{GATEWAY} has no (or an empty) {MIRROR_GATEWAY_IDENTITY} annotation: the linked cluster could not authenticate its gateway")
         })?;
     let period = annotations
         .get(PROBE_PERIOD_ANNOTATION)
