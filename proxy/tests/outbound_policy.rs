@@ -217,17 +217,7 @@ async fn a_route_backend_whose_service_is_gone_answers_its_share_with_500() {
     mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
     let objects = vec![
         support::outbound::service("test", "web", "10.96.0.10", 80),
-        serde_json::json!({
-            "kind": "HTTPRoute",
-            "metadata": {"namespace": "test", "name": "web-route"},
-            "spec": {
-                "parentRefs": [{"group": "core", "kind": "Service", "name": "web", "port": 80}],
-                "rules": [{"backendRefs": [
-                    {"name": "web", "port": 80, "weight": 0},
-                    {"name": "web-gone", "port": 80, "weight": 1}
-                ]}]
-            }
-        }),
+        support::outbound::split_route("test", "web-route", "web", &[("web", 0), ("web-gone", 1)]),
     ];
     mesh.state.set_outbound_policy(
         WEB_ADDR,

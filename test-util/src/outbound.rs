@@ -22,6 +22,29 @@ pub fn service(namespace: &str, name: &str, cluster_ip: &str, port: u16) -> serd
     })
 }
 
+/// An HTTPRoute `name` in `namespace` for port 80 of Service `service`,
+/// one rule splitting it over `backends` (Service, weight) on port 80, as
+/// a user writes it, for [`policy`].
+pub fn split_route(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    backends: &[(&str, u32)],
+) -> serde_json::Value {
+    let backend_refs: Vec<serde_json::Value> = backends
+        .iter()
+        .map(|(backend, weight)| serde_json::json!({"name": backend, "port": 80, "weight": weight}))
+        .collect();
+    serde_json::json!({
+        "kind": "HTTPRoute",
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": {
+            "parentRefs": [{"group": "core", "kind": "Service", "name": service, "port": 80}],
+            "rules": [{"backendRefs": backend_refs}]
+        }
+    })
+}
+
 /// The policy of `namespace/service:port` given `objects` (Services and
 /// `gateway.networking.k8s.io` HTTPRoutes and GRPCRoutes, by their `kind`), in a cluster
 /// whose domain is `cluster.local`. Panics on an object the controller

@@ -73,17 +73,12 @@ fn split(primary: u32, canary: u32) -> Vec<serde_json::Value> {
     vec![
         service("web", "10.96.0.10"),
         service("web-canary", "10.96.0.11"),
-        serde_json::json!({
-            "kind": "HTTPRoute",
-            "metadata": {"namespace": "test", "name": "web-route"},
-            "spec": {
-                "parentRefs": [{"group": "core", "kind": "Service", "name": "web", "port": 80}],
-                "rules": [{"backendRefs": [
-                    {"name": "web", "port": 80, "weight": primary},
-                    {"name": "web-canary", "port": 80, "weight": canary}
-                ]}]
-            }
-        }),
+        support::outbound::split_route(
+            "test",
+            "web-route",
+            "web",
+            &[("web", primary), ("web-canary", canary)],
+        ),
     ]
 }
 

@@ -158,25 +158,24 @@ pub struct RouteKey {
     pub name: String,
 }
 
-/// An inbound HTTP route and who may use it.
+/// An inbound route and who may use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRoute {
-    /// The requests it matches, any of them (none: every request).
-    pub matches: Vec<RouteMatch>,
+pub struct InboundRoute<M> {
+    /// The requests it matches, any of them (an HTTP route without any:
+    /// every request).
+    pub matches: Vec<M>,
     /// Who may use it (a default route without any: the Server's
-    /// authorizations decide; an HTTPRoute without any admits no one).
+    /// authorizations decide; a route resource without any admits no one
+    /// but whom the Server's authorizations admit).
     pub authorizations: BTreeMap<AuthorizationRef, ClientAuthorization>,
 }
 
-/// An inbound gRPC route (a GRPCRoute attached to a gRPC Server) and who
-/// may use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrpcRoute {
-    /// The calls it matches, any of them.
-    pub matches: Vec<GrpcMatch>,
-    /// Who may use it (none: no one but the Server's authorizations).
-    pub authorizations: BTreeMap<AuthorizationRef, ClientAuthorization>,
-}
+/// An inbound HTTP route (a default route, or an HTTPRoute attached to a
+/// Server).
+pub type HttpRoute = InboundRoute<RouteMatch>;
+
+/// An inbound gRPC route (a GRPCRoute attached to a gRPC Server).
+pub type GrpcRoute = InboundRoute<GrpcMatch>;
 
 /// The policy of one pod port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -728,42 +727,49 @@ impl Index {
     /// The HTTPRoutes of `namespace` attached to the Server `server`, each
     /// with the authorizations of the policies that target it.
     fn attached_routes(&self, namespace: &str, server: &str) -> BTreeMap<RouteRef, HttpRoute> {
-        self.http_routes
-            .get(namespace)
-            .into_iter()
-            .flatten()
-            .filter(|(_, route)| route.servers.iter().any(|s| s == server))
-            .map(|(key, route)| {
-                let authorizations = self.route_authorizations(namespace, |target| {
-                    matches!(target, PolicyTarget::HttpRoute { group, name } if *group == key.group && *name == key.name)
-                });
-                (
-                    RouteRef::HttpRoute(key.clone()),
-                    HttpRoute {
-                        matches: route.matches.clone(),
-                        authorizations,
-                    },
-                )
-            })
-            .collect()
+        self.attached(
+            &self.http_routes,
+            namespace,
+            server,
+            |key, target| matches!(target, PolicyTarget::HttpRoute { group, name } if *group == key.group && *name == key.name),
+            |key| RouteRef::HttpRoute(key.clone()),
+        )
     }
 
     /// The GRPCRoutes of `namespace` attached to the Server `server`, each
     /// with the authorizations of the policies that target it.
     fn attached_grpc_routes(&self, namespace: &str, server: &str) -> BTreeMap<RouteRef, GrpcRoute> {
-        self.grpc_routes
+        self.attached(
+            &self.grpc_routes,
+            namespace,
+            server,
+            |name, target| matches!(target, PolicyTarget::GrpcRoute(target) if target == name),
+            |name| RouteRef::GrpcRoute(name.clone()),
+        )
+    }
+
+    /// The routes of `routes` in `namespace` attached to the Server
+    /// `server`, each with the authorizations of the policies whose target
+    /// `targets` it, named by `reference`.
+    fn attached<K, M: Clone>(
+        &self,
+        routes: &ByNamespace<InboundRouteInfo<M>, K>,
+        namespace: &str,
+        server: &str,
+        targets: impl Fn(&K, &PolicyTarget) -> bool,
+        reference: impl Fn(&K) -> RouteRef,
+    ) -> BTreeMap<RouteRef, InboundRoute<M>> {
+        routes
             .get(namespace)
             .into_iter()
             .flatten()
             .filter(|(_, route)| route.servers.iter().any(|s| s == server))
-            .map(|(name, route)| {
-                let authorizations = self.route_authorizations(
-                    namespace,
-                    |target| matches!(target, PolicyTarget::GrpcRoute(target) if target == name),
-                );
+            .map(|(key, route)| {
+                let authorizations =
+                    self.route_authorizations(namespace, |target| targets(key, target));
                 (
-                    RouteRef::GrpcRoute(name.clone()),
-                    GrpcRoute {
+                    reference(key),
+                    InboundRoute {
                         matches: route.matches.clone(),
                         authorizations,
                     },

@@ -482,13 +482,14 @@ fn networks(
         .collect()
 }
 
-/// An HTTPRoute attached to Servers, as an inbound route.
+/// A route attached to Servers, as an inbound route (an HTTPRoute's
+/// matches by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundRouteInfo {
+pub struct InboundRouteInfo<M = super::RouteMatch> {
     /// The Servers (of its namespace) its `parentRefs` name.
     pub servers: Vec<String>,
     /// The requests it matches.
-    pub matches: Vec<super::RouteMatch>,
+    pub matches: Vec<M>,
 }
 
 /// The Servers of `namespace` a route's `parentRefs` name.
@@ -508,13 +509,7 @@ fn server_parents(
 }
 
 /// A GRPCRoute attached to Servers, as an inbound route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundGrpcRouteInfo {
-    /// The Servers (of its namespace) its `parentRefs` name.
-    pub servers: Vec<String>,
-    /// The calls it matches.
-    pub matches: Vec<crate::outbound::model::GrpcMatch>,
-}
+pub type InboundGrpcRouteInfo = InboundRouteInfo<crate::outbound::model::GrpcMatch>;
 
 /// Validates a GRPCRoute as an inbound route: `None` when no `parentRef`
 /// is a Server of its namespace.
@@ -522,18 +517,9 @@ pub fn inbound_grpc_route(
     spec: &mesh_api::crds::grpc_route::GrpcRouteSpec,
     namespace: &str,
 ) -> Result<Option<InboundGrpcRouteInfo>, Invalid> {
-    let servers = server_parents(&spec.parent_refs, namespace);
-    if servers.is_empty() {
-        return Ok(None);
-    }
-    let mut matches = Vec::new();
-    for (r, rule) in spec.rules.iter().enumerate() {
-        matches.extend(crate::outbound::grpc_route::grpc_matches(
-            rule,
-            &format!("spec.rules[{r}]"),
-        )?);
-    }
-    Ok(Some(InboundGrpcRouteInfo { servers, matches }))
+    inbound_of(&spec.parent_refs, &spec.rules, namespace, |rule, r| {
+        crate::outbound::grpc_route::grpc_matches(rule, &format!("spec.rules[{r}]"))
+    })
 }
 
 /// Validates an HTTPRoute as an inbound route: `None` when no `parentRef`
@@ -542,13 +528,27 @@ pub fn inbound_route(
     spec: &mesh_api::crds::http_route::HttpRouteSpec,
     namespace: &str,
 ) -> Result<Option<InboundRouteInfo>, Invalid> {
-    let servers = server_parents(&spec.parent_refs, namespace);
+    inbound_of(&spec.parent_refs, &spec.rules, namespace, |rule, r| {
+        crate::routes::rule_matches(rule, r)
+    })
+}
+
+/// A route of either kind as an inbound route: the Servers of `namespace`
+/// its `parentRefs` name (`None` when none) and every rule's matches, read
+/// by `rule_matches` (a rule and its index).
+fn inbound_of<R, M>(
+    parent_refs: &[mesh_api::crds::http_route::ParentRef],
+    rules: &[R],
+    namespace: &str,
+    rule_matches: impl Fn(&R, usize) -> Result<Vec<M>, Invalid>,
+) -> Result<Option<InboundRouteInfo<M>>, Invalid> {
+    let servers = server_parents(parent_refs, namespace);
     if servers.is_empty() {
         return Ok(None);
     }
     let mut matches = Vec::new();
-    for (r, rule) in spec.rules.iter().enumerate() {
-        matches.extend(crate::routes::rule_matches(rule, r)?);
+    for (r, rule) in rules.iter().enumerate() {
+        matches.extend(rule_matches(rule, r)?);
     }
     Ok(Some(InboundRouteInfo { servers, matches }))
 }
