@@ -108,33 +108,66 @@ fn http1(prefix: &[u8]) -> Verdict {
     }
 }
 
+/// What detection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detection {
+    /// The protocol is known (a stream that ends before it is decided is
+    /// opaque).
+    Is(Protocol),
+    /// Nothing arrived within the timeout.
+    Silent,
+    /// The bytes so far could still begin HTTP or TLS, and no more came
+    /// within the timeout, or the byte limit was reached.
+    Undecided,
+}
+
+impl Detection {
+    /// The protocol, taking what is not known for opaque TCP.
+    pub fn or_opaque(self) -> Protocol {
+        match self {
+            Self::Is(protocol) => protocol,
+            Self::Silent | Self::Undecided => Protocol::Opaque,
+        }
+    }
+}
+
 /// Reads until the protocol is known, `timeout` passes or `max_bytes` are
-/// read (then: opaque). Returns the protocol and the stream with the bytes
-/// read put back.
+/// read. Returns what was found and the stream with the bytes read put
+/// back.
 pub async fn detect<I: AsyncRead + Unpin>(
+    io: I,
+    timeout: Duration,
+    max_bytes: usize,
+) -> io::Result<(Detection, Prefixed<I>)> {
+    detect_after(BytesMut::with_capacity(1024), io, timeout, max_bytes).await
+}
+
+/// [`detect`], with `read` the first bytes already taken from `io`.
+pub async fn detect_after<I: AsyncRead + Unpin>(
+    mut read: BytesMut,
     mut io: I,
     timeout: Duration,
     max_bytes: usize,
-) -> io::Result<(Protocol, Prefixed<I>)> {
-    let mut buffer = BytesMut::with_capacity(1024);
+) -> io::Result<(Detection, Prefixed<I>)> {
     let reading = async {
         loop {
-            if let Verdict::Is(protocol) = classify(&buffer) {
-                return Ok::<_, io::Error>(protocol);
+            if let Verdict::Is(protocol) = classify(&read) {
+                return Ok::<_, io::Error>(Detection::Is(protocol));
             }
-            if buffer.len() >= max_bytes {
-                return Ok(Protocol::Opaque);
+            if read.len() >= max_bytes {
+                return Ok(Detection::Undecided);
             }
-            if io.read_buf(&mut buffer).await? == 0 {
-                return Ok(Protocol::Opaque);
+            if io.read_buf(&mut read).await? == 0 {
+                return Ok(Detection::Is(Protocol::Opaque));
             }
         }
     };
-    let protocol = match tokio::time::timeout(timeout, reading).await {
+    let detection = match tokio::time::timeout(timeout, reading).await {
         Ok(result) => result?,
-        Err(_) => Protocol::Opaque,
+        Err(_) if read.is_empty() => Detection::Silent,
+        Err(_) => Detection::Undecided,
     };
-    Ok((protocol, Prefixed::new(buffer, io)))
+    Ok((detection, Prefixed::new(read, io)))
 }
 
 /// The server name of a ClientHello, if the prefix holds the whole hello
@@ -208,9 +241,9 @@ impl<I> Prefixed<I> {
         &self.prefix
     }
 
-    /// The underlying stream (only when the prefix was read again).
-    pub fn inner(&self) -> &I {
-        &self.inner
+    /// The bytes not yet read again, and the underlying stream.
+    pub fn into_parts(self) -> (BytesMut, I) {
+        (self.prefix, self.inner)
     }
 }
 
@@ -298,28 +331,62 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn detection_keeps_the_bytes_and_times_out_to_opaque() {
+    async fn detection_keeps_the_bytes_and_says_why_it_stopped_undecided() {
         let (mut client, server) = tokio::io::duplex(64);
         tokio::io::AsyncWriteExt::write_all(&mut client, b"GET / HTTP/1.1\r\n")
             .await
             .expect("write");
-        let (protocol, mut io) = detect(server, Duration::from_secs(10), MAX_DETECT_BYTES)
+        let (detection, mut io) = detect(server, Duration::from_secs(10), MAX_DETECT_BYTES)
             .await
             .expect("detect");
-        assert_eq!(protocol, Protocol::Http1);
+        assert_eq!(detection, Detection::Is(Protocol::Http1));
         let mut replay = vec![0; 16];
         io.read_exact(&mut replay).await.expect("replay");
         assert_eq!(replay, b"GET / HTTP/1.1\r\n");
 
-        let (_silent, server) = tokio::io::duplex(64);
         tokio::time::pause();
-        let (protocol, _) = detect(server, Duration::from_secs(10), MAX_DETECT_BYTES)
+        let (_silent, server) = tokio::io::duplex(64);
+        let (detection, _) = detect(server, Duration::from_secs(10), MAX_DETECT_BYTES)
+            .await
+            .expect("detect");
+        assert_eq!(detection, Detection::Silent, "nothing within 10 s");
+
+        let (mut stalled, server) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut stalled, b"GET /")
+            .await
+            .expect("write");
+        let (detection, io) = detect(server, Duration::from_secs(10), MAX_DETECT_BYTES)
+            .await
+            .expect("detect");
+        assert_eq!(detection, Detection::Undecided, "half a request line");
+        assert_eq!(io.prefix(), b"GET /");
+
+        let (mut long, server) = tokio::io::duplex(64 * 1024);
+        let line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_DETECT_BYTES));
+        tokio::io::AsyncWriteExt::write_all(&mut long, line.as_bytes())
+            .await
+            .expect("write");
+        let (detection, _) = detect(server, Duration::from_secs(10), MAX_DETECT_BYTES)
             .await
             .expect("detect");
         assert_eq!(
-            protocol,
-            Protocol::Opaque,
-            "a silent client is opaque after 10 s"
+            detection,
+            Detection::Undecided,
+            "a request line longer than the limit"
+        );
+
+        let (mut closed, server) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut closed, b"GE")
+            .await
+            .expect("write");
+        drop(closed);
+        let (detection, _) = detect(server, Duration::from_secs(10), MAX_DETECT_BYTES)
+            .await
+            .expect("detect");
+        assert_eq!(
+            detection,
+            Detection::Is(Protocol::Opaque),
+            "a stream that ends undecided"
         );
     }
 

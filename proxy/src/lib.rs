@@ -42,4 +42,4 @@ pub(crate) mod retry;
 pub(crate) mod route_match;
 pub(crate) mod route_metrics;
 pub(crate) mod split;
-pub(crate) mod transport_header;
+pub mod transport_header;

@@ -41,6 +41,10 @@ pub const WEB_ADDR: &str = "10.96.0.10:80";
 pub const WEB: &str = "web.test.svc.cluster.local:80";
 /// Ports iptables leaves alone both ways: baselines without the mesh.
 pub const BYPASS_PORTS: &str = "9998,9999";
+/// Source ports the client pod's iptables leave alone: a process in the
+/// client pod that talks past its proxy, as an attacker or a pod without
+/// the mesh would ([`unmeshed_connect`]).
+pub const UNMESHED_SOURCE_PORTS: std::ops::RangeInclusive<u16> = 31000..=31999;
 
 /// A program of the workspace: the path cargo gave the test, else where
 /// mesh's programs are ([`mesh_clusters::programs`]).
@@ -53,6 +57,23 @@ pub fn bin(from_cargo: Option<&str>, name: &str) -> std::path::PathBuf {
         Ok(dir) => dir.join(name),
         Err(e) => panic!("{e}"),
     }
+}
+
+/// A connection from the client pod to `to` that its proxy does not see
+/// (run it in the client pod's namespace); each call takes the next of the
+/// [`UNMESHED_SOURCE_PORTS`].
+pub async fn unmeshed_connect(to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let span = UNMESHED_SOURCE_PORTS.end() - UNMESHED_SOURCE_PORTS.start() + 1;
+    let port = UNMESHED_SOURCE_PORTS.start() + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(addr_ip(CLIENT_IP), port))?;
+    socket.connect(to).await
+}
+
+fn addr_ip(text: &str) -> IpAddr {
+    text.parse().expect("an IP address")
 }
 
 pub fn addr(text: &str) -> SocketAddr {
@@ -143,6 +164,17 @@ impl Mesh {
                 ],
             );
         }
+        let unmeshed = format!(
+            "{}:{}",
+            UNMESHED_SOURCE_PORTS.start(),
+            UNMESHED_SOURCE_PORTS.end()
+        );
+        client.exec(
+            "iptables",
+            &[
+                "-t", "nat", "-I", "OUTPUT", "1", "-p", "tcp", "--sport", &unmeshed, "-j", "RETURN",
+            ],
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))

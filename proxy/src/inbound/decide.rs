@@ -63,14 +63,16 @@ pub(crate) enum OnTls {
 }
 
 /// `client_identity`: the client presented a certificate; `header`: it
-/// negotiated the transport-header ALPN.
+/// negotiated the transport-header ALPN. Only a proxy speaks the transport
+/// header, and a proxy always presents its certificate: a client that
+/// offers the header without one is refused, redirected or not.
 pub(crate) fn on_tls(
     client_identity: bool,
     header: bool,
     direct: bool,
     opaque_port: bool,
 ) -> OnTls {
-    if direct && !(client_identity && header) {
+    if (direct || header) && !(client_identity && header) {
         return OnTls::Refuse;
     }
     if header {
@@ -139,6 +141,11 @@ mod tests {
             on_tls(true, false, true, false),
             OnTls::Refuse,
             "no transport header"
+        );
+        assert_eq!(
+            on_tls(false, true, false, false),
+            OnTls::Refuse,
+            "a transport header without a client certificate, on a redirected port"
         );
         assert_eq!(on_tls(false, false, false, true), OnTls::Opaque);
         assert_eq!(on_tls(true, false, false, false), OnTls::Detect);

@@ -53,16 +53,14 @@ use mesh_core::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentia
 mod decide;
 mod peer;
 pub(crate) mod policy;
+mod settle;
 
 use decide::{OnDetected, OnTls};
 use peer::Peer;
 use policy::authorize::{PortProtocol, RequestDenied};
 use policy::metrics::{AuthzMetrics, Decision};
 use policy::watch::{Policies, PortPolicy};
-
-fn stream_peer(io: &detect::Prefixed<TcpStream>) -> Option<SocketAddr> {
-    io.inner().peer_addr().ok()
-}
+use settle::Session;
 
 /// The inbound proxy.
 pub struct Inbound {
@@ -152,18 +150,21 @@ impl Inbound {
             forward::raw(stream, orig, self.config.connect_timeout).await;
             return;
         }
-        let (protocol, io) = match detect::detect(
-            stream,
-            self.config.detect_timeout,
-            detect::MAX_DETECT_BYTES,
-        )
-        .await
-        {
-            Ok(detected) => detected,
+        let opaque_port = self.opaque_port(orig.port()).await;
+        // What detection cannot tell is settled (not relayed blind) on a
+        // redirected port that is not opaque; see [`settle`].
+        let settling = !direct && !opaque_port;
+        let client = stream.peer_addr().ok();
+        let (session, io) = match settle::detect(stream, orig, settling, self.limits()).await {
+            Ok(settled) => settled,
             Err(e) => {
-                tracing::debug!(%orig, "detection: {e}");
+                tracing::info!(%orig, ?client, "protocol detection: {e}");
                 return;
             }
+        };
+        let protocol = match &session {
+            Session::Detected(protocol) => *protocol,
+            Session::ServerFirst(_) => Protocol::Opaque,
         };
         let sni = (protocol == Protocol::Tls)
             .then(|| detect::client_hello_sni(io.prefix()))
@@ -174,11 +175,13 @@ impl Inbound {
             }
             _ => false,
         };
-        let opaque_port = self.config.opaque_ports.contains(orig.port());
         match decide::on_detected(protocol, ours, direct, opaque_port) {
             OnDetected::Terminate => {}
             OnDetected::Refuse => {
-                tracing::info!(peer = ?stream_peer(&io), "direct connections must be mutually authenticated: closed");
+                tracing::info!(
+                    ?client,
+                    "direct connections must be mutually authenticated: closed"
+                );
                 return;
             }
             OnDetected::Plain {
@@ -188,17 +191,21 @@ impl Inbound {
                 let peer = Peer {
                     identity: None,
                     no_tls_reason,
-                    ip: stream_peer(&io).map(|a| a.ip()),
+                    ip: client.map(|a| a.ip()),
                     mesh_tls: false,
                 };
-                self.clone().proxy(io, orig, peer, protocol, drain).await;
+                let session = match session {
+                    Session::Detected(_) => Session::Detected(protocol),
+                    server_first @ Session::ServerFirst(_) => server_first,
+                };
+                self.clone().proxy(io, orig, peer, session, drain).await;
                 return;
             }
         }
         let Some(server_tls) = self.server_tls.clone() else {
             return;
         };
-        let client_ip = stream_peer(&io).map(|a| a.ip());
+        let client_ip = client.map(|a| a.ip());
         let tls = match tokio_rustls::TlsAcceptor::from(server_tls).accept(io).await {
             Ok(tls) => tls,
             Err(e) => {
@@ -237,16 +244,62 @@ impl Inbound {
                 }
                 let target = SocketAddr::new(orig.ip(), port);
                 let peer = peer.stream_caller(&self.trusted_gateways, &header);
-                self.proxy(tls, target, peer, Protocol::Opaque, drain).await;
-            }
-            OnTls::Opaque => self.proxy(tls, orig, peer, Protocol::Opaque, drain).await,
-            OnTls::Detect => {
-                match detect::detect(tls, self.config.detect_timeout, detect::MAX_DETECT_BYTES)
-                    .await
-                {
-                    Ok((protocol, io)) => self.proxy(io, orig, peer, protocol, drain).await,
-                    Err(e) => tracing::debug!(%orig, "detection inside TLS: {e}"),
+                // A session protocol says the stream is HTTP: it is served
+                // as HTTP. Without one, a port that is not opaque is
+                // detected like any other, so that no HTTP reaches the
+                // application unread.
+                match session_protocol(&header) {
+                    Some(protocol) => {
+                        let session = Session::Detected(protocol);
+                        self.proxy(tls, target, peer, session, drain).await;
+                    }
+                    None if self.opaque_port(port).await => {
+                        let session = Session::Detected(Protocol::Opaque);
+                        self.proxy(tls, target, peer, session, drain).await;
+                    }
+                    None => self.detect_and_proxy(tls, target, peer, drain).await,
                 }
+            }
+            OnTls::Opaque => {
+                let session = Session::Detected(Protocol::Opaque);
+                self.proxy(tls, orig, peer, session, drain).await;
+            }
+            OnTls::Detect => self.detect_and_proxy(tls, orig, peer, drain).await,
+        }
+    }
+
+    /// Whether `port` is opaque: configured so, or its Server says so.
+    async fn opaque_port(&self, port: u16) -> bool {
+        if self.config.opaque_ports.contains(port) {
+            return true;
+        }
+        let policy = self.policies.first(port).await;
+        let protocol = policy.current().protocol;
+        matches!(protocol, PortProtocol::Opaque | PortProtocol::Tls)
+    }
+
+    fn limits(&self) -> settle::Limits {
+        settle::Limits {
+            detect_timeout: self.config.detect_timeout,
+            connect_timeout: self.config.connect_timeout,
+        }
+    }
+
+    /// Detects what a stream inside mesh TLS speaks (settling what
+    /// detection cannot tell), then proxies it to `target`.
+    async fn detect_and_proxy<I>(
+        self: Arc<Self>,
+        io: I,
+        target: SocketAddr,
+        peer: Peer,
+        drain: Signal,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        match settle::detect(io, target, true, self.limits()).await {
+            Ok((session, io)) => self.proxy(io, target, peer, session, drain).await,
+            Err(e) => {
+                tracing::info!(%target, client = ?peer.identity, "protocol detection inside mesh TLS: {e}");
             }
         }
     }
@@ -329,13 +382,17 @@ impl Inbound {
         io: I,
         target: SocketAddr,
         peer: Peer,
-        protocol: Protocol,
+        session: Session,
         drain: Signal,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let port_policy = self.policies.first(target.port()).await;
         let policy = port_policy.current();
+        let (protocol, app) = match session {
+            Session::Detected(protocol) => (protocol, None),
+            Session::ServerFirst(app) => (Protocol::Opaque, Some(app)),
+        };
         let protocol = match policy.protocol {
             PortProtocol::Opaque | PortProtocol::Tls => Protocol::Opaque,
             PortProtocol::Detect
@@ -372,7 +429,7 @@ impl Inbound {
                 self.authz_metrics.tcp_allowed(&decision, &authz.meta);
                 let io = self.tcp_metrics.track(labels, io);
                 tokio::select! {
-                    () = self.relay(io, target) => {}
+                    () = self.relay(io, target, app) => {}
                     () = revoked(port_policy, &peer) => {
                         self.authz_metrics.tcp_terminated(&decision);
                         tracing::info!(%target, client = ?peer.identity, "a policy change no longer authorizes this connection: closed");
@@ -382,11 +439,16 @@ impl Inbound {
         }
     }
 
-    /// Relays an opaque connection to the application at `target`.
-    async fn relay<I>(&self, io: I, target: SocketAddr)
+    /// Relays an opaque connection to the application at `target` (on
+    /// `app`, when the application already spoke on it).
+    async fn relay<I>(&self, io: I, target: SocketAddr, app: Option<TcpStream>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        if let Some(app) = app {
+            forward::copy(io, app).await;
+            return;
+        }
         match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(target)).await {
             Ok(Ok(app)) => {
                 let _ = app.set_nodelay(true);
@@ -504,6 +566,14 @@ impl Inbound {
                 Err(denied_response(req, status, &why))
             }
         }
+    }
+}
+
+/// The protocol a transport header's session protocol names, if any.
+fn session_protocol(header: &TransportHeader) -> Option<Protocol> {
+    match header.session_protocol.as_ref()?.kind.as_ref()? {
+        transport_header::Kind::Http1(_) => Some(Protocol::Http1),
+        transport_header::Kind::Http2(_) => Some(Protocol::Http2),
     }
 }
 

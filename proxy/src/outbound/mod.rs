@@ -299,8 +299,10 @@ impl Outbound {
                 detect::Prefixed::new(Default::default(), io),
             )
         } else {
+            // The application behind this proxy is its own client: what
+            // detection cannot tell is relayed as opaque TCP.
             match detect::detect(io, self.config.detect_timeout, detect::MAX_DETECT_BYTES).await {
-                Ok(detected) => detected,
+                Ok((detection, io)) => (detection.or_opaque(), io),
                 Err(e) => {
                     tracing::debug!(%orig, "detection: {e}");
                     return;
