@@ -664,3 +664,111 @@ async fn a_stopping_gateway_serves_through_its_wait_before_exit() {
     let (draining, client) = quic_outcomes(&mesh, "gateway_draining").await;
     assert_eq!(draining, 1.0, "told to reconnect, not timed out:\n{client}");
 }
+
+/// Counts the packets leaving the client pod (its veth, the way to the
+/// other cluster) whose payload holds `marker` in clear: a capture on the
+/// WAN side, by an iptables string match after routing (POSTROUTING, where
+/// a request redirected to the proxy is no longer on its way out).
+fn capture_clear_text(mesh: &Mesh, marker: &str) {
+    let out = mesh.client.exec(
+        "iptables",
+        &[
+            "-t",
+            "mangle",
+            "-I",
+            "POSTROUTING",
+            "-o",
+            "eth0",
+            "-p",
+            "tcp",
+            "-m",
+            "string",
+            "--string",
+            marker,
+            "--algo",
+            "bm",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "iptables string match: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn clear_text_packets(mesh: &Mesh, marker: &str) -> u64 {
+    let out = mesh.client.exec(
+        "iptables",
+        &["-t", "mangle", "-L", "POSTROUTING", "-v", "-x", "-n"],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("STRING match  \"{marker}\"")))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn an_endpoint_behind_a_gateway_without_an_identity_is_never_sent_in_clear() {
+    const MARKER: &str = "SECRET-4c0ffee";
+    let mesh = Mesh::start().await;
+    link(&mesh, WEB);
+    let app = mesh.app("web-1", 8080).await;
+    capture_clear_text(&mesh, MARKER);
+    // The attack: the destination service (a Link without a gateway
+    // identity, or an Endpoints written by hand) points the mirror at the
+    // gateway with no identity to verify.
+    let mut gateway = controller::endpoint(server(4143), None, "gateway");
+    gateway.authority_override = Some(AuthorityOverride {
+        authority_override: WEB.to_owned(),
+    });
+    mesh.state.set_endpoints(MIRROR, vec![gateway]);
+    let url = format!("http://10.96.0.20/{MARKER}");
+    let refused = mesh
+        .client
+        .run({
+            let url = url.clone();
+            async move { get(&url).await }
+        })
+        .await;
+    assert!(
+        !matches!(refused, Ok((200, _))),
+        "no answer without an identity to verify: {refused:?}"
+    );
+    assert_eq!(app.hits(), 0, "nothing reached the application");
+    assert_eq!(
+        clear_text_packets(&mesh, MARKER),
+        0,
+        "no byte of the request left the client pod in clear ({refused:?})\n{}",
+        mesh.logs()
+    );
+    assert!(
+        mesh.logs()
+            .contains("behind a gateway comes without an identity"),
+        "the client proxy says why:\n{}",
+        mesh.logs()
+    );
+    // With the gateway's identity, the same request goes through, over
+    // mutual TLS: still not one clear-text packet.
+    link(&mesh, WEB);
+    let answered = mesh
+        .client
+        .run(async move {
+            let mut answered = get(&url).await;
+            for _ in 0..50 {
+                if matches!(answered, Ok((200, _))) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                answered = get(&url).await;
+            }
+            answered
+        })
+        .await;
+    assert!(
+        matches!(answered, Ok((200, _))),
+        "{answered:?}\n{}",
+        mesh.logs()
+    );
+    assert_eq!(clear_text_packets(&mesh, MARKER), 0);
+}

@@ -255,9 +255,12 @@ fn diff(
 ) -> Vec<Result<Update, Status>> {
     use api::update::Update as U;
     let key = |a: &api::WeightedAddr| a.addr;
+    // As the destination service does, an endpoint that changed (its
+    // identity, its labels) is added again; an Add replaces what the
+    // proxy held for that address.
     let added: Vec<_> = new
         .iter()
-        .filter(|a| first || !old.iter().any(|o| key(o) == key(a)))
+        .filter(|a| first || !old.contains(a))
         .cloned()
         .collect();
     let removed: Vec<_> = old

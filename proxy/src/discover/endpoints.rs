@@ -127,6 +127,23 @@ pub fn endpoint_from_api(
         .get(TRANSPORT_LABEL)
         .and_then(|t| crate::quic::Transport::parse(t))
         .unwrap_or_default();
+    let authority_override = addr
+        .authority_override
+        .map(|o| o.authority_override)
+        .filter(|a| !a.is_empty());
+    let identity = identity.filter(|i| !i.is_empty());
+    // A gateway (it forwards to the Service it is told) is reached over
+    // mutual TLS or not at all: another cluster's traffic never crosses a
+    // WAN in clear, whatever the destination service said.
+    let gateway = authority_override.is_some() || all.contains_key(TRANSPORT_LABEL);
+    if gateway && identity.is_none() {
+        tracing::warn!(
+            addr = %socket,
+            forwards_to = authority_override.as_deref().unwrap_or("?"),
+            "an endpoint behind a gateway comes without an identity: refused, never sent in clear (does its Link name a gatewayIdentity?)"
+        );
+        return None;
+    }
     let mut labels: Labels = all
         .into_iter()
         .filter_map(|(k, v)| Some((dst_label(&k)?, v)))
@@ -134,14 +151,11 @@ pub fn endpoint_from_api(
     labels.sort();
     Some(Endpoint {
         addr: socket,
-        identity: identity.filter(|i| !i.is_empty()),
+        identity,
         http2,
         opaque_transport_port,
         labels,
-        authority_override: addr
-            .authority_override
-            .map(|o| o.authority_override)
-            .filter(|a| !a.is_empty()),
+        authority_override,
         transport,
     })
 }
@@ -193,6 +207,38 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_endpoint_behind_a_gateway_without_an_identity_is_refused() {
+        let gateway = |identity: Option<&str>, label: bool| {
+            let mut addr = addr([10, 0, 0, 9], 4143, identity);
+            if label {
+                addr.metric_labels
+                    .insert(TRANSPORT_LABEL.to_owned(), "quic".to_owned());
+            } else {
+                addr.authority_override = Some(api::AuthorityOverride {
+                    authority_override: "web.shop.svc.cluster.local:80".into(),
+                });
+            }
+            endpoint_from_api(addr, &HashMap::new())
+        };
+        assert!(gateway(None, false).is_none(), "an authority override");
+        assert!(gateway(None, true).is_none(), "a gateway transport label");
+        assert!(
+            gateway(Some(""), false).is_none(),
+            "an empty identity is none"
+        );
+        let with_identity = gateway(
+            Some("linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"),
+            false,
+        )
+        .expect("a gateway with an identity");
+        assert!(with_identity.authority_override.is_some());
+        assert!(
+            endpoint_from_api(addr([10, 0, 0, 2], 80, None), &HashMap::new()).is_some(),
+            "an unmeshed pod (no gateway) is reached as it is"
+        );
     }
 
     #[test]
