@@ -19,8 +19,10 @@
 //! | `LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION` | Linkerd's default opaque ports | inbound ports forwarded as opaque TCP without detection (list and ranges: `25,3306,4000-4100`) |
 //! | `LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION` | the same | outbound ports forwarded as opaque TCP without detection (discovery can add more) |
 //! | `MESH_PROXY_INBOUND_PORTS_SKIP` / `MESH_PROXY_OUTBOUND_PORTS_SKIP` | none | ports the proxy never handles: connections redirected to it anyway are forwarded untouched, without metrics (iptables normally keeps them away; see `mesh-init`) |
-//! | `LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT` | `10s` | how long protocol detection waits for the first bytes |
+//! | `LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_DETECT_TIMEOUT` | `10s` | how long protocol detection waits for the first bytes; also how long a client may take over its TLS handshake and its transport header (then the connection is closed and counted in `tcp_accept_errors_total`) |
 //! | `LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT` | `100ms` / `1s` | connecting to the application / to endpoints |
+//! | `MESH_PROXY_INBOUND_MAX_CONNECTIONS` / `MESH_PROXY_OUTBOUND_MAX_CONNECTIONS` | `10000` | connections a listener holds at once; one more is closed at once and counted (`tcp_accept_errors_total{error="max_connections"}`) |
+//! | `LINKERD2_PROXY_INBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS` / `LINKERD2_PROXY_OUTBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS` | `2000` | concurrent streams a client may open on one HTTP/2 connection to the listener (streams over it are refused) |
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
 //! | `MESH_PROXY_WAIT_BEFORE_EXIT` | `0s` | how long the proxy keeps serving, new connections included, after SIGTERM before it drains (Linkerd's `config.alpha.linkerd.io/proxy-wait-before-exit-seconds`): time for the Service's endpoints to move to a replacement pod |
 //! | `LINKERD2_PROXY_CORES` | `1` | worker threads (the injector sets it from the CPU limit) |
@@ -40,6 +42,18 @@ use std::net::SocketAddr;
 use mesh_api::ports::PortSet;
 use std::time::Duration;
 
+/// How many connections a listener holds at once by default: far above
+/// what one pod's clients open, low enough that a flood of connections
+/// that never finish (each closed after the detection timeout) cannot
+/// exhaust the proxy.
+const DEFAULT_MAX_CONNECTIONS: &str = "10000";
+
+/// How many concurrent streams one HTTP/2 connection may carry by default:
+/// a client proxy multiplexes all of its pod's requests to an endpoint on
+/// one connection, so this is well above any pod's concurrency, and it
+/// bounds the tasks one connection can spawn.
+const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: &str = "2000";
+
 /// Linkerd's default profile networks (the private ranges).
 pub const DEFAULT_PROFILE_NETWORKS: &str = mesh_api::ports::DEFAULT_CLUSTER_NETWORKS;
 
@@ -56,6 +70,11 @@ pub struct DirectionConfig {
     pub detect_timeout: Duration,
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// The most connections the listener holds at once.
+    pub max_connections: usize,
+    /// The most concurrent streams a client may open on one HTTP/2
+    /// connection to the listener.
+    pub http2_max_concurrent_streams: u32,
 }
 
 /// The identity service and this workload's identity.
@@ -231,6 +250,14 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             skip_ports: self.parse(&format!("MESH_PROXY_{name}_PORTS_SKIP"), "")?,
             detect_timeout: self.duration(&var("DETECT_TIMEOUT"), "10s")?,
             connect_timeout: self.duration(&var("CONNECT_TIMEOUT"), connect_timeout)?,
+            max_connections: self.parse(
+                &format!("MESH_PROXY_{name}_MAX_CONNECTIONS"),
+                DEFAULT_MAX_CONNECTIONS,
+            )?,
+            http2_max_concurrent_streams: self.parse(
+                &var("SERVER_HTTP2_MAX_CONCURRENT_STREAMS"),
+                DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            )?,
         })
     }
 }

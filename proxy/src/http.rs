@@ -52,10 +52,16 @@ pub fn grpc_error_response(code: u32, message: &str) -> Response<Body> {
 }
 
 /// Serves HTTP (`protocol` says which version) on `io` with `handle` until
-/// the connection ends; once `drain` completes, in-flight requests finish
-/// and the connection closes.
-pub async fn serve<I, F, Fut>(io: I, protocol: Protocol, handle: F, drain: impl Future<Output = ()>)
-where
+/// the connection ends, at most `max_concurrent_streams` requests at once
+/// on HTTP/2 (streams over it are refused); once `drain` completes,
+/// in-flight requests finish and the connection closes.
+pub async fn serve<I, F, Fut>(
+    io: I,
+    protocol: Protocol,
+    max_concurrent_streams: u32,
+    handle: F,
+    drain: impl Future<Output = ()>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
@@ -69,7 +75,7 @@ where
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(None);
+        .max_concurrent_streams(max_concurrent_streams);
     let builder = match protocol {
         Protocol::Http2 => builder.http2_only(),
         _ => builder.http1_only(),

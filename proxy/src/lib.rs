@@ -17,6 +17,8 @@
 //! - [`gateway`]: the multicluster gateway mode of the inbound side.
 //! - [`quic`]: QUIC between proxies and gateways, with TCP fallback.
 //! - [`cache`]: per-target state that unused targets leave.
+//! - [`limits`]: caps on connections per listener, and the accept errors
+//!   counted when a bound bites.
 //! - [`route_match`]: Gateway API request matching, for inbound policy
 //!   and outbound routes.
 //! - [`init`]: the iptables rules `mesh-init` installs.
@@ -33,6 +35,7 @@ pub(crate) mod gateway;
 pub(crate) mod http;
 pub(crate) mod inbound;
 pub mod init;
+pub(crate) mod limits;
 pub(crate) mod metrics;
 pub(crate) mod observe;
 pub mod orig_dst;

@@ -225,12 +225,16 @@ pub struct TcpMetrics {
     open: Family<Labels, Gauge>,
     read: Family<Labels, Counter>,
     written: Family<Labels, Counter>,
+    accept_errors: crate::limits::AcceptErrors,
 }
 
 impl TcpMetrics {
     /// Registers the families in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let metrics = Self {
+            accept_errors: crate::limits::AcceptErrors::register(registry),
+            ..Self::default()
+        };
         registry.register("tcp_open", "TCP connections opened", metrics.opened.clone());
         registry.register(
             "tcp_close",
@@ -253,6 +257,21 @@ impl TcpMetrics {
             metrics.written.clone(),
         );
         metrics
+    }
+
+    /// Connections dropped before they were served.
+    pub fn accept_errors(&self) -> &crate::limits::AcceptErrors {
+        &self.accept_errors
+    }
+
+    /// A cap of `max` connections on the `direction` listener, counted
+    /// here when it bites.
+    pub fn connection_limit(
+        &self,
+        max: usize,
+        direction: &'static str,
+    ) -> crate::limits::ConnectionLimit {
+        crate::limits::ConnectionLimit::new(max, direction, self.accept_errors.clone())
     }
 
     /// Counts a connection as open until the returned guard drops, and

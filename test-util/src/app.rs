@@ -20,6 +20,9 @@ pub struct App {
     pub hits: AtomicUsize,
     pub failing: AtomicBool,
     pub client_ids: Mutex<Vec<String>>,
+    /// Requests being answered now, and the most there ever were at once.
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
     /// The `Forwarded` headers of each request (empty when none).
     pub forwarded: Mutex<Vec<String>>,
 }
@@ -59,8 +62,16 @@ impl App {
         self.hits.load(Ordering::SeqCst)
     }
 
-    async fn respond(&self, mut req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    async fn respond(&self, req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
         self.hits.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let response = self.answer(req).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        response
+    }
+
+    async fn answer(&self, mut req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
         let client_id = req
             .headers()
             .get("l5d-client-id")

@@ -43,8 +43,9 @@ pub const WEB: &str = "web.test.svc.cluster.local:80";
 pub const BYPASS_PORTS: &str = "9998,9999";
 /// Source ports the client pod's iptables leave alone: a process in the
 /// client pod that talks past its proxy, as an attacker or a pod without
-/// the mesh would ([`unmeshed_connect`]).
-pub const UNMESHED_SOURCE_PORTS: std::ops::RangeInclusive<u16> = 31000..=31999;
+/// the mesh would ([`unmeshed_connect`]); below the kernel's ephemeral
+/// ports (from 32768), so no other connection takes one.
+pub const UNMESHED_SOURCE_PORTS: std::ops::RangeInclusive<u16> = 20000..=29999;
 
 /// A program of the workspace: the path cargo gave the test, else where
 /// mesh's programs are ([`mesh_clusters::programs`]).

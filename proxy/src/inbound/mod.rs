@@ -45,6 +45,7 @@ use crate::endpoint::{self, Body, EndpointClient, ORIG_PROTO};
 use crate::forward;
 use crate::gateway::Gateway;
 use crate::http::{self as proxy_http, error_response};
+use crate::limits::AcceptError;
 use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
 use crate::transport_header::{self, TransportHeader};
 use mesh_core::drain::Signal;
@@ -130,8 +131,17 @@ impl Inbound {
         let this = self.clone();
         let sweeper = crate::cache::sweeper(move || this.apps.sweep());
         let this = self.clone();
+        let limit = self
+            .tcp_metrics
+            .connection_limit(self.config.max_connections, "inbound");
         mesh_core::drain::accept_until(listener, drain.clone(), move |stream| {
-            this.clone().connection(stream, drain.clone())
+            let admitted = limit.admit();
+            let connection = this.clone().connection(stream, drain.clone());
+            async move {
+                if let Some(_held) = admitted {
+                    connection.await;
+                }
+            }
         })
         .await;
         sweeper.abort();
@@ -158,7 +168,7 @@ impl Inbound {
         let (session, io) = match settle::detect(stream, orig, settling, self.limits()).await {
             Ok(settled) => settled,
             Err(e) => {
-                tracing::info!(%orig, ?client, "protocol detection: {e}");
+                tracing::debug!(%orig, ?client, "protocol detection: {e}");
                 return;
             }
         };
@@ -206,10 +216,16 @@ impl Inbound {
             return;
         };
         let client_ip = client.map(|a| a.ip());
-        let tls = match tokio_rustls::TlsAcceptor::from(server_tls).accept(io).await {
-            Ok(tls) => tls,
-            Err(e) => {
-                tracing::info!(%orig, "mesh TLS handshake: {e}");
+        let handshake = tokio_rustls::TlsAcceptor::from(server_tls).accept(io);
+        let tls = match tokio::time::timeout(self.config.detect_timeout, handshake).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%orig, ?client, "mesh TLS handshake: {e}");
+                return;
+            }
+            Err(_) => {
+                self.accept_error(AcceptError::TlsHandshakeTimeout);
+                tracing::debug!(%orig, ?client, "mesh TLS handshake not finished in time: closed");
                 return;
             }
         };
@@ -228,12 +244,11 @@ impl Inbound {
                 "direct connections must be mutually authenticated and negotiate a transport header: closed"
             ),
             OnTls::TransportHeader => {
-                let header = match transport_header::read(&mut tls).await {
-                    Ok(header) => header,
-                    Err(e) => {
-                        tracing::info!(%orig, "transport header: {e}");
-                        return;
-                    }
+                let Some(header) = self
+                    .transport_header(&mut tls, peer.identity.as_deref())
+                    .await
+                else {
+                    return;
                 };
                 let Ok(port) = u16::try_from(header.port) else {
                     return;
@@ -266,6 +281,32 @@ impl Inbound {
             }
             OnTls::Detect => self.detect_and_proxy(tls, orig, peer, drain).await,
         }
+    }
+
+    /// Reads the transport header a proxy sends first, within the
+    /// detection timeout; none (logged, and counted when late) when it is
+    /// malformed or late.
+    async fn transport_header<I: AsyncRead + Unpin>(
+        &self,
+        io: &mut I,
+        client: Option<&str>,
+    ) -> Option<TransportHeader> {
+        match tokio::time::timeout(self.config.detect_timeout, transport_header::read(io)).await {
+            Ok(Ok(header)) => Some(header),
+            Ok(Err(e)) => {
+                tracing::info!(?client, "transport header: {e}");
+                None
+            }
+            Err(_) => {
+                self.accept_error(AcceptError::TransportHeaderTimeout);
+                tracing::debug!(?client, "transport header not sent in time: closed");
+                None
+            }
+        }
+    }
+
+    fn accept_error(&self, error: AcceptError) {
+        self.tcp_metrics.accept_errors().count("inbound", error);
     }
 
     /// Whether `port` is opaque: configured so, or its Server says so.
@@ -357,12 +398,11 @@ impl Inbound {
         remote: SocketAddr,
         drain: Signal,
     ) {
-        let header = match transport_header::read(&mut stream).await {
-            Ok(header) => header,
-            Err(e) => {
-                tracing::info!(client = ?identity, "QUIC transport header: {e}");
-                return;
-            }
+        let Some(header) = self
+            .transport_header(&mut stream, identity.as_deref())
+            .await
+        else {
+            return;
         };
         if header.name.is_empty() {
             tracing::info!(client = ?identity, "a QUIC stream must name a Service: refused");
@@ -417,7 +457,8 @@ impl Inbound {
                     let port_policy = port_policy.clone();
                     async move { this.request(target, &peer, &port_policy, req).await }
                 };
-                proxy_http::serve(io, protocol, handle, drain.wait()).await;
+                let streams = self.config.http2_max_concurrent_streams;
+                proxy_http::serve(io, protocol, streams, handle, drain.wait()).await;
             }
             _ => {
                 let client = peer.client();

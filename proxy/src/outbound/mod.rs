@@ -219,8 +219,17 @@ impl Outbound {
             this.direct.sweep();
         });
         let this = self.clone();
+        let limit = self
+            .tcp_metrics
+            .connection_limit(self.config.max_connections, "outbound");
         mesh_core::drain::accept_until(listener, drain.clone(), move |stream| {
-            this.clone().connection(stream, drain.clone())
+            let admitted = limit.admit();
+            let connection = this.clone().connection(stream, drain.clone());
+            async move {
+                if let Some(_held) = admitted {
+                    connection.await;
+                }
+            }
         })
         .await;
         sweeper.abort();
@@ -346,7 +355,8 @@ impl Outbound {
                         response
                     }
                 };
-                proxy_http::serve(io, protocol, handle, drain.wait()).await;
+                let streams = self.config.http2_max_concurrent_streams;
+                proxy_http::serve(io, protocol, streams, handle, drain.wait()).await;
             }
             _ => {
                 let target = self.target(&logical, profile.as_deref(), None, &[]);

@@ -23,10 +23,11 @@ pub fn outbound() -> (Arc<Outbound>, Arc<Mutex<Registry>>) {
     let tcp = TcpMetrics::register(&mut registry);
     let config = DirectionConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        opaque_ports: Default::default(),
-        skip_ports: Default::default(),
         detect_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
+        ..crate::config::Config::from_lookup(|_| None)
+            .expect("defaults")
+            .outbound
     };
     (
         Outbound::new(config, None, None, http, tcp),

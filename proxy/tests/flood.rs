@@ -1,0 +1,216 @@
+//! The attack: while a well-behaved client keeps calling the server pod
+//! through the mesh, an attacker in the client pod (talking past its proxy)
+//! opens 5,000 connections to the server pod that each send a real
+//! ClientHello for the workload's identity and then stall, and one HTTP/2
+//! connection on which it opens 10,000 streams without waiting for any
+//! (ignoring the server's stream limit, as a hostile client does).
+//!
+//! What must hold: every one of the well-behaved client's requests
+//! succeeds; the application never has more requests in flight than one
+//! connection's stream limit; every stalled handshake is closed once the
+//! detection timeout passes, and counted; the server proxy's memory stays
+//! bounded. (How much the attack costs the well-behaved client's latency
+//! is measured in `bench/`, not asserted here.)
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mesh_test_util as support;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const STALLED_HELLOS: usize = 5_000;
+const STREAMS: u32 = 10_000;
+const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The proxy's default `..._SERVER_HTTP2_MAX_CONCURRENT_STREAMS`.
+const STREAM_LIMIT: usize = 2_000;
+
+/// The first flight of a real TLS client for the server's identity: the
+/// ClientHello record, as rustls writes it.
+fn client_hello() -> Vec<u8> {
+    let ca = Ca::new();
+    let credentials = ca.credentials(CLIENT_ID);
+    let config = credentials
+        .client_config(&[b"http/1.1"])
+        .expect("client config");
+    let name = rustls_pki_types::ServerName::try_from(WEB_ID.to_owned()).expect("name");
+    let mut connection = rustls::ClientConnection::new(config, name).expect("client");
+    let mut hello = Vec::new();
+    connection.write_tls(&mut hello).expect("hello");
+    hello
+}
+
+/// One HTTP/2 HEADERS frame (END_STREAM, END_HEADERS) for `GET path` on
+/// `stream`, its header block in HPACK without Huffman coding or indexing.
+fn headers_frame(stream: u32, path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+    for (name_index, value) in [(4u8, path), (1u8, "web")] {
+        // Literal without indexing, name by index (:path 4, :authority 1).
+        block.push(name_index);
+        block.push(u8::try_from(value.len()).expect("a short value"));
+        block.extend_from_slice(value.as_bytes());
+    }
+    let len = u32::try_from(block.len()).expect("len");
+    let mut frame = len.to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[0x1, 0x5]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(&block);
+    frame
+}
+
+/// What the server said to a client that opened too many streams.
+#[derive(Debug, Default)]
+struct Pushback {
+    /// Streams reset with REFUSED_STREAM.
+    refused: usize,
+    /// The error code of a GOAWAY, if one came.
+    goaway: Option<u32>,
+}
+
+/// Opens `STREAMS` streams on one HTTP/2 connection to the app's port,
+/// all at once; reads the server's frames until it closes or `hold`
+/// passes.
+async fn open_streams(hold: Duration) -> Pushback {
+    let mut io = unmeshed_connect(addr(&format!("{SERVER_IP}:8080")))
+        .await
+        .expect("connect");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
+    for n in 0..STREAMS {
+        out.extend(headers_frame(2 * n + 1, "/delay/4000"));
+    }
+    let _ = io.write_all(&out).await;
+    let mut read = Vec::new();
+    let _ = tokio::time::timeout(hold, io.read_to_end(&mut read)).await;
+    let mut pushback = Pushback::default();
+    let mut at = 0;
+    while let Some(header) = read.get(at..at + 9) {
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let payload = read.get(at + 9..at + 9 + len).unwrap_or_default();
+        let code_at = |from: usize| {
+            payload
+                .get(from..from + 4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        match header[3] {
+            0x3 if code_at(0) == Some(0x7) => pushback.refused += 1,
+            0x7 => pushback.goaway = code_at(4),
+            _ => {}
+        }
+        at += 9 + len;
+    }
+    pushback
+}
+
+/// The server proxy's resident memory, in KiB.
+fn rss_kib(mesh: &Mesh) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", mesh.proxy_pid(Side::Server)))
+        .expect("the proxy's /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// Connections the server pod's inbound proxy holds.
+fn inbound_connections(mesh: &Mesh) -> usize {
+    let out = mesh
+        .server
+        .exec("ss", &["-Htn", "state", "established", "( sport = :4143 )"]);
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served() {
+    let mut mesh = Mesh::start().await;
+    mesh.set_proxy_env(
+        Side::Server,
+        "LINKERD2_PROXY_INBOUND_DETECT_TIMEOUT",
+        &format!("{}s", DETECT_TIMEOUT.as_secs()),
+    );
+    mesh.restart_proxy(Side::Server).await;
+    mesh.web(
+        linkerd2_proxy_api::destination::DestinationProfile::default(),
+        meshed(&[(8080, "web-1")]),
+    );
+    let app = mesh.app("web-1", 8080).await;
+    let rss_before = rss_kib(&mesh);
+
+    let load = steady_load(&mesh, DETECT_TIMEOUT * 3, 1).await;
+    let hello = client_hello();
+    let stalled = mesh.client.spawn(async move {
+        let mut held = Vec::with_capacity(STALLED_HELLOS);
+        for _ in 0..STALLED_HELLOS {
+            if let Ok(mut io) = unmeshed_connect(addr(&format!("{SERVER_IP}:8080"))).await
+                && io.write_all(&hello).await.is_ok()
+            {
+                held.push(io);
+            }
+        }
+        held
+    });
+    let streams = mesh.client.spawn(open_streams(DETECT_TIMEOUT * 2));
+    let held = stalled.await.expect("the stalled connections");
+    assert!(
+        held.len() >= STALLED_HELLOS * 9 / 10,
+        "the attacker opened {} connections",
+        held.len()
+    );
+    let rss_attacked = rss_kib(&mesh);
+    let pushback = streams.await.expect("the streams");
+    let statuses = load.await.expect("the load");
+
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 200),
+        "every request of the well-behaved client succeeded: {} of {} failed\n{}",
+        statuses.iter().filter(|s| **s != 200).count(),
+        statuses.len(),
+        mesh.logs()
+    );
+    assert!(
+        pushback.refused > 0 || pushback.goaway.is_some(),
+        "streams over the limit are refused (REFUSED_STREAM, then GOAWAY): {pushback:?}"
+    );
+    let most = app.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        most <= STREAM_LIMIT + 2,
+        "one HTTP/2 connection had {most} requests in the application at once (the limit is {STREAM_LIMIT})\n{}",
+        mesh.logs()
+    );
+
+    // Every stalled handshake is closed once the timeout passes, though
+    // the attacker keeps its end open.
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        left = inbound_connections(&mesh);
+        if left < 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        left < 10,
+        "{left} connections still open on the inbound port after the timeout"
+    );
+    let metrics = mesh.server_metrics().await;
+    let timed_out = sample(
+        &metrics,
+        "tcp_accept_errors_total",
+        &["direction=\"inbound\"", "error=\"tls_handshake_timeout\""],
+    );
+    assert!(
+        timed_out >= held.len() as f64,
+        "each stalled handshake is counted ({timed_out} of {})\n{metrics}",
+        held.len()
+    );
+    drop(held);
+    let rss_after = rss_kib(&mesh);
+    eprintln!(
+        "server proxy RSS: {rss_before} KiB before, {rss_attacked} KiB under attack, {rss_after} KiB after; most in flight at the app: {most}; {pushback:?}"
+    );
+    assert!(
+        rss_attacked < 256 * 1024 && rss_after < 256 * 1024,
+        "the server proxy's memory stays bounded: {rss_before} KiB before, {rss_attacked} KiB under attack, {rss_after} KiB after"
+    );
+}
