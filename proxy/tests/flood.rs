@@ -16,91 +16,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mesh_test_util as support;
+use support::attack::{open_streams, stalled_handshakes};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STALLED_HELLOS: usize = 5_000;
 const STREAMS: u32 = 10_000;
 const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The proxy's default `..._SERVER_HTTP2_MAX_CONCURRENT_STREAMS`.
 const STREAM_LIMIT: usize = 2_000;
-
-/// The first flight of a real TLS client for the server's identity: the
-/// ClientHello record, as rustls writes it.
-fn client_hello() -> Vec<u8> {
-    let ca = Ca::new();
-    let credentials = ca.credentials(CLIENT_ID);
-    let config = credentials
-        .client_config(&[b"http/1.1"])
-        .expect("client config");
-    let name = rustls_pki_types::ServerName::try_from(WEB_ID.to_owned()).expect("name");
-    let mut connection = rustls::ClientConnection::new(config, name).expect("client");
-    let mut hello = Vec::new();
-    connection.write_tls(&mut hello).expect("hello");
-    hello
-}
-
-/// One HTTP/2 HEADERS frame (END_STREAM, END_HEADERS) for `GET path` on
-/// `stream`, its header block in HPACK without Huffman coding or indexing.
-fn headers_frame(stream: u32, path: &str) -> Vec<u8> {
-    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
-    for (name_index, value) in [(4u8, path), (1u8, "web")] {
-        // Literal without indexing, name by index (:path 4, :authority 1).
-        block.push(name_index);
-        block.push(u8::try_from(value.len()).expect("a short value"));
-        block.extend_from_slice(value.as_bytes());
-    }
-    let len = u32::try_from(block.len()).expect("len");
-    let mut frame = len.to_be_bytes()[1..].to_vec();
-    frame.extend_from_slice(&[0x1, 0x5]);
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(&block);
-    frame
-}
-
-/// What the server said to a client that opened too many streams.
-#[derive(Debug, Default)]
-struct Pushback {
-    /// Streams reset with REFUSED_STREAM.
-    refused: usize,
-    /// The error code of a GOAWAY, if one came.
-    goaway: Option<u32>,
-}
-
-/// Opens `STREAMS` streams on one HTTP/2 connection to the app's port,
-/// all at once; reads the server's frames until it closes or `hold`
-/// passes.
-async fn open_streams(hold: Duration) -> Pushback {
-    let mut io = unmeshed_connect(addr(&format!("{SERVER_IP}:8080")))
-        .await
-        .expect("connect");
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
-    for n in 0..STREAMS {
-        out.extend(headers_frame(2 * n + 1, "/delay/4000"));
-    }
-    let _ = io.write_all(&out).await;
-    let mut read = Vec::new();
-    let _ = tokio::time::timeout(hold, io.read_to_end(&mut read)).await;
-    let mut pushback = Pushback::default();
-    let mut at = 0;
-    while let Some(header) = read.get(at..at + 9) {
-        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
-        let payload = read.get(at + 9..at + 9 + len).unwrap_or_default();
-        let code_at = |from: usize| {
-            payload
-                .get(from..from + 4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        match header[3] {
-            0x3 if code_at(0) == Some(0x7) => pushback.refused += 1,
-            0x7 => pushback.goaway = code_at(4),
-            _ => {}
-        }
-        at += 9 + len;
-    }
-    pushback
-}
 
 /// The server proxy's resident memory, in KiB.
 fn rss_kib(mesh: &Mesh) -> u64 {
@@ -138,19 +61,10 @@ async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served()
     let rss_before = rss_kib(&mesh);
 
     let load = steady_load(&mesh, DETECT_TIMEOUT * 3, 1).await;
-    let hello = client_hello();
-    let stalled = mesh.client.spawn(async move {
-        let mut held = Vec::with_capacity(STALLED_HELLOS);
-        for _ in 0..STALLED_HELLOS {
-            if let Ok(mut io) = unmeshed_connect(addr(&format!("{SERVER_IP}:8080"))).await
-                && io.write_all(&hello).await.is_ok()
-            {
-                held.push(io);
-            }
-        }
-        held
-    });
-    let streams = mesh.client.spawn(open_streams(DETECT_TIMEOUT * 2));
+    let stalled = mesh.client.spawn(stalled_handshakes(STALLED_HELLOS));
+    let streams = mesh
+        .client
+        .spawn(open_streams(STREAMS, "/delay/4000", DETECT_TIMEOUT * 2));
     let held = stalled.await.expect("the stalled connections");
     assert!(
         held.len() >= STALLED_HELLOS * 9 / 10,

@@ -12,6 +12,7 @@
 //! does not link the proxy itself.
 
 pub mod app;
+pub mod attack;
 pub mod controller;
 pub mod netns;
 pub mod outbound;
