@@ -78,6 +78,20 @@ fn addr_ip(text: &str) -> IpAddr {
     text.parse().expect("an IP address")
 }
 
+/// The resident memory of process `pid`, MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 pub fn addr(text: &str) -> SocketAddr {
     text.parse().expect("an address")
 }

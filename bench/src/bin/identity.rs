@@ -122,6 +122,13 @@ async fn end_to_end_rate(
             control_namespace: "linkerd".into(),
             trust_domain: "cluster.local".into(),
             reload_interval: Duration::from_secs(60),
+            // Signing throughput from one load generator: no per-source
+            // rate limit in the way.
+            admission: mesh_identity::admission::Limits {
+                burst: u32::MAX,
+                per_second: f64::MAX,
+                ..Default::default()
+            },
         },
         kube,
     )

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use mesh_identity::admission::Limits;
 use mesh_identity::ca::IssuancePolicy;
 use mesh_identity::issuer::IssuerFiles;
 use mesh_identity::server::{self, ServerConfig};
@@ -62,6 +63,20 @@ pub(crate) struct IdentityArgs {
     /// How often the issuer and trust anchor files are checked for changes.
     #[arg(long, env = "MESH_IDENTITY_RELOAD_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     reload_interval: Duration,
+    /// TokenReviews in flight at most; a Certify request waits up to 2 s
+    /// for a place, then is refused as Unavailable.
+    #[arg(
+        long,
+        env = "MESH_IDENTITY_MAX_CONCURRENT_REVIEWS",
+        default_value_t = 32
+    )]
+    identity_max_concurrent_reviews: usize,
+    /// Certify requests one client address may make at once.
+    #[arg(long, env = "MESH_IDENTITY_SOURCE_BURST", default_value_t = 20)]
+    identity_source_burst: u32,
+    /// Certify requests per second one client address may make over time.
+    #[arg(long, env = "MESH_IDENTITY_SOURCE_RATE", default_value_t = 5.0)]
+    identity_source_rate: f64,
 }
 
 pub(crate) async fn run(args: IdentityArgs, client: kube::Client) -> anyhow::Result<()> {
@@ -81,6 +96,12 @@ pub(crate) async fn run(args: IdentityArgs, client: kube::Client) -> anyhow::Res
         control_namespace: args.controller_namespace,
         trust_domain: args.identity_trust_domain,
         reload_interval: args.reload_interval,
+        admission: Limits {
+            max_concurrent_reviews: args.identity_max_concurrent_reviews,
+            burst: args.identity_source_burst,
+            per_second: args.identity_source_rate,
+            ..Limits::default()
+        },
     };
     let running = server::start(config, client).await?;
     running.until_terminated().await;

@@ -65,6 +65,34 @@ pub struct IssuancePolicy {
     pub clock_skew: Duration,
 }
 
+/// The longest leaf lifetime accepted: a workload certificate is meant to
+/// be short-lived, and X.509 times end in 9999.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+impl IssuancePolicy {
+    /// Whether the policy can be used: a lifetime that is not zero and at
+    /// most [`MAX_LIFETIME`], and a back-dating no longer than that. Checked
+    /// at start, so that a setting that would overflow a clock is refused
+    /// with the setting's name rather than met with a panic.
+    pub fn check(&self) -> Result<(), String> {
+        if self.lifetime.is_zero() || self.lifetime > MAX_LIFETIME {
+            return Err(format!(
+                "the issuance lifetime {} must be more than zero and at most {} (--identity-issuance-lifetime)",
+                humantime::format_duration(self.lifetime),
+                humantime::format_duration(MAX_LIFETIME)
+            ));
+        }
+        if self.clock_skew > MAX_LIFETIME {
+            return Err(format!(
+                "the clock skew allowance {} must be at most {} (--identity-clock-skew-allowance)",
+                humantime::format_duration(self.clock_skew),
+                humantime::format_duration(MAX_LIFETIME)
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for IssuancePolicy {
     fn default() -> Self {
         Self {
@@ -278,7 +306,9 @@ impl Ca {
             ring::rand::SystemRandom::new().fill(bytes)
         })?);
         let not_before = now.checked_sub(self.policy.clock_skew).unwrap_or(now);
-        let valid_until = (now + self.policy.lifetime).min(self.not_after);
+        let valid_until = now
+            .checked_add(self.policy.lifetime)
+            .map_or(self.not_after, |until| until.min(self.not_after));
         params.not_before = not_before.into();
         params.not_after = valid_until.into();
         let leaf = params
@@ -372,6 +402,24 @@ fn random_serial(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lifetime_that_would_overflow_is_refused_naming_the_setting() {
+        let policy = |lifetime: Duration, clock_skew: Duration| IssuancePolicy {
+            lifetime,
+            clock_skew,
+        };
+        assert_eq!(IssuancePolicy::default().check(), Ok(()));
+        let huge = policy(Duration::from_secs(u64::MAX), Duration::ZERO)
+            .check()
+            .expect_err("overflows a clock");
+        assert!(huge.contains("--identity-issuance-lifetime"), "{huge}");
+        assert!(policy(Duration::ZERO, Duration::ZERO).check().is_err());
+        let skew = policy(Duration::from_secs(60), Duration::from_secs(u64::MAX))
+            .check()
+            .expect_err("back-dated before the epoch");
+        assert!(skew.contains("--identity-clock-skew-allowance"), "{skew}");
+    }
 
     #[test]
     fn a_failed_random_source_issues_no_certificate() {

@@ -5,6 +5,7 @@
 //! - [`ca`]: trust roots, the issuer, and signing leaves (pure, clock passed in).
 //! - [`csr`]: what a CSR must be.
 //! - [`token`]: ServiceAccount tokens checked with TokenReview.
+//! - [`admission`]: per-source rate and TokenReview concurrency limits.
 //! - [`service`]: the `Certify` gRPC method and its refusals.
 //! - [`issuer`]: the issuer files, re-loaded when they change.
 //! - [`server`]: running it all (gRPC over TLS, admin, reloads).
@@ -12,6 +13,7 @@
 //! - [`generate`]: making anchors and issuers (`mesh install`, tests).
 //! - [`inspect`]: describing a certificate chain (`mesh identity inspect`).
 
+pub mod admission;
 pub mod ca;
 pub mod csr;
 pub mod generate;

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub trust_domain: String,
     /// How often the issuer files are checked for changes.
     pub reload_interval: Duration,
+    /// Per-source rate and TokenReview concurrency limits.
+    pub admission: crate::admission::Limits,
 }
 
 /// What a running identity service tells its caller.
@@ -62,6 +64,9 @@ pub type Running = Serving<Started>;
 /// Why the identity service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The issuance policy cannot be used.
+    #[error("{0}")]
+    Policy(String),
     /// The issuer or the trust anchors are unusable.
     #[error(transparent)]
     Issuer(#[from] LoadError),
@@ -79,6 +84,7 @@ pub enum StartError {
 /// Loads the issuer (failing when it is unusable), binds both listeners and
 /// starts serving.
 pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running, StartError> {
+    config.policy.check().map_err(StartError::Policy)?;
     let issuer = Arc::new(IssuerStore::load(
         config.files.clone(),
         config.policy,
@@ -111,6 +117,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
         config.control_namespace.clone(),
         config.trust_domain.clone(),
         metrics.clone(),
+        crate::admission::Admission::new(config.admission),
     );
     let server_config = credentials.server_config(ClientAuth::Optional, &[ALPN_H2])?;
     let (conns_tx, conns_rx) = mpsc::channel(64);

@@ -10,6 +10,11 @@
 //! | CSR malformed, badly signed, not P-256 | InvalidArgument |
 //! | CSR for another name | FailedPrecondition |
 //! | no issuer loaded, API server unreachable | Unavailable |
+//! | too many requests from the client's address | ResourceExhausted |
+//! | every place for a TokenReview taken (see [`crate::admission`]) | Unavailable |
+//!
+//! A token that is not shaped like a ServiceAccount token, or a request
+//! over its source's rate, never reaches the API server.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -19,11 +24,22 @@ use linkerd2_proxy_api::identity::{CertifyRequest, CertifyResponse};
 use mesh_api::IdentityName;
 use tonic::{Request, Response, Status};
 
+use crate::admission::{Admission, Refused};
 use crate::ca::CertifyError;
 use crate::csr::CsrError;
 use crate::issuer::IssuerStore;
 use crate::metrics::Metrics;
 use crate::token::{TokenError, TokenReviewer};
+
+/// The status and metric reason of a refused token.
+fn token_refusal(e: &TokenError) -> (Status, &'static str) {
+    let status = match e {
+        TokenError::Empty => Status::invalid_argument(e.to_string()),
+        TokenError::Unavailable(_) => Status::unavailable(e.to_string()),
+        _ => Status::unauthenticated(e.to_string()),
+    };
+    (status, e.reason())
+}
 
 /// The Certify service.
 #[derive(Debug, Clone)]
@@ -33,16 +49,19 @@ pub struct CertifyService {
     control_namespace: String,
     trust_domain: String,
     metrics: Metrics,
+    admission: Admission,
 }
 
 impl CertifyService {
-    /// Certifies identities under `<control_namespace>.<trust_domain>`.
+    /// Certifies identities under `<control_namespace>.<trust_domain>`,
+    /// reviewing tokens as `admission` allows.
     pub fn new(
         issuer: Arc<IssuerStore>,
         reviewer: TokenReviewer,
         control_namespace: impl Into<String>,
         trust_domain: impl Into<String>,
         metrics: Metrics,
+        admission: Admission,
     ) -> Self {
         Self {
             issuer,
@@ -50,12 +69,14 @@ impl CertifyService {
             control_namespace: control_namespace.into(),
             trust_domain: trust_domain.into(),
             metrics,
+            admission,
         }
     }
 
     async fn certify(
         &self,
         req: CertifyRequest,
+        source: Option<std::net::IpAddr>,
     ) -> Result<CertifyResponse, (Status, &'static str)> {
         let identity = IdentityName::parse(&req.identity)
             .map_err(|e| (Status::invalid_argument(e.to_string()), "identity_invalid"))?;
@@ -70,14 +91,26 @@ impl CertifyService {
                 "identity_invalid",
             ));
         }
-        let account = self.reviewer.review(&req.token).await.map_err(|e| {
-            let status = match &e {
-                TokenError::Empty => Status::invalid_argument(e.to_string()),
-                TokenError::Unavailable(_) => Status::unavailable(e.to_string()),
-                _ => Status::unauthenticated(e.to_string()),
+        let refused = |e: Refused| {
+            let status = match e {
+                Refused::RateLimited(_) => Status::resource_exhausted(e.to_string()),
+                Refused::Busy => Status::unavailable(e.to_string()),
             };
             (status, e.reason())
-        })?;
+        };
+        if let Some(source) = source {
+            self.admission
+                .admit(source, tokio::time::Instant::now())
+                .map_err(refused)?;
+        }
+        crate::token::check_shape(&req.token).map_err(|e| token_refusal(&e))?;
+        let reviewing = self.admission.review().await.map_err(refused)?;
+        let account = self
+            .reviewer
+            .review(&req.token)
+            .await
+            .map_err(|e| token_refusal(&e))?;
+        drop(reviewing);
         if account.namespace != identity.namespace || account.name != identity.service_account {
             return Err((
                 Status::permission_denied(format!(
@@ -125,9 +158,14 @@ impl Identity for CertifyService {
         &self,
         request: Request<CertifyRequest>,
     ) -> Result<Response<CertifyResponse>, Status> {
+        let source = request
+            .extensions()
+            .get::<mesh_core::tls::incoming::PeerInfo>()
+            .and_then(|peer| peer.addr)
+            .map(|addr| addr.ip());
         let req = request.into_inner();
         let identity = req.identity.clone();
-        match CertifyService::certify(self, req).await {
+        match CertifyService::certify(self, req, source).await {
             Ok(response) => {
                 self.metrics.issued.inc();
                 tracing::info!(%identity, "issued a certificate");

@@ -32,6 +32,10 @@ pub enum TokenError {
         /// The API server's words.
         detail: String,
     },
+    /// The token is not a JSON Web Token at all (never sent to the API
+    /// server).
+    #[error("the token is not valid: {0}")]
+    Malformed(String),
     /// The API server does not accept the token.
     #[error("the token is not valid: {0}")]
     Invalid(String),
@@ -50,6 +54,7 @@ impl TokenError {
             TokenError::Empty => "token_missing",
             TokenError::Expired(_) => "token_expired",
             TokenError::WrongAudience { .. } => "token_audience",
+            TokenError::Malformed(_) => "token_malformed",
             TokenError::Invalid(_) => "token_invalid",
             TokenError::NotServiceAccount(_) => "token_not_service_account",
             TokenError::Unavailable(_) => "token_review_unavailable",
@@ -82,14 +87,10 @@ impl TokenReviewer {
     }
 
     /// The ServiceAccount `token` authenticates, if it is valid for the
-    /// audience.
+    /// audience. Check its shape first ([`check_shape`]): that costs the
+    /// API server nothing.
     pub async fn review(&self, token: &[u8]) -> Result<ServiceAccountRef, TokenError> {
-        let token = std::str::from_utf8(token)
-            .map_err(|_| TokenError::Invalid("not UTF-8".into()))?
-            .trim();
-        if token.is_empty() {
-            return Err(TokenError::Empty);
-        }
+        let token = check_shape(token)?;
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_owned()),
@@ -119,6 +120,42 @@ impl TokenReviewer {
         let username = status.user.and_then(|u| u.username).unwrap_or_default();
         parse_username(&username).ok_or(TokenError::NotServiceAccount(username))
     }
+}
+
+/// The longest token looked at: ServiceAccount tokens are about a
+/// kilobyte.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// The token, trimmed, if it has the shape of a ServiceAccount token (a
+/// JSON Web Token in compact form: three base64url parts joined by dots,
+/// at most [`MAX_TOKEN_BYTES`]); what is wrong with it otherwise. A
+/// garbage token is refused here, never sent to the API server.
+pub fn check_shape(token: &[u8]) -> Result<&str, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed(format!(
+            "{} bytes, more than the {MAX_TOKEN_BYTES} a ServiceAccount token takes",
+            token.len()
+        )));
+    }
+    let token = std::str::from_utf8(token)
+        .map_err(|_| TokenError::Malformed("not UTF-8".into()))?
+        .trim();
+    if token.is_empty() {
+        return Err(TokenError::Empty);
+    }
+    let base64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    if parts.len() != 3 || !parts.iter().all(|p| base64url(p)) {
+        return Err(TokenError::Malformed(
+            "not a JSON Web Token (three base64url parts joined by dots)".into(),
+        ));
+    }
+    Ok(token)
 }
 
 /// Sorts the API server's refusal into a reason.
@@ -161,6 +198,30 @@ mod tests {
         );
         assert_eq!(parse_username("system:admin"), None);
         assert_eq!(parse_username("system:serviceaccount:shop"), None);
+    }
+
+    #[test]
+    fn only_a_token_shaped_like_a_jwt_goes_to_the_api_server() {
+        assert_eq!(
+            check_shape(b" eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln\n"),
+            Ok("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+        );
+        assert_eq!(check_shape(b"  "), Err(TokenError::Empty));
+        for garbage in [
+            b"not-a-jwt".to_vec(),
+            b"a.b".to_vec(),
+            b"a..c".to_vec(),
+            b"a.b.c.d".to_vec(),
+            b"a.b+/.c".to_vec(),
+            vec![0xff, b'.', b'a', b'.', b'b'],
+            "a.".repeat(MAX_TOKEN_BYTES).into_bytes(),
+        ] {
+            assert!(
+                matches!(check_shape(&garbage), Err(TokenError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(&garbage[..garbage.len().min(40)])
+            );
+        }
     }
 
     #[test]

@@ -184,6 +184,11 @@ async fn each_bad_request_is_refused_with_its_own_status() {
     let status = refusal(&svc, &web, &garbage, None).await;
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("not valid"), "{status:?}");
+    let forged = dir.join("forged.token");
+    std::fs::write(&forged, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln").expect("write");
+    let status = refusal(&svc, &web, &forged, None).await;
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("not valid"), "{status:?}");
 
     let other_audience = token_file(&cluster, &dir, &ns, "web", "some-api").await;
     let status = refusal(&svc, &web, &other_audience, None).await;
@@ -221,6 +226,7 @@ async fn each_bad_request_is_refused_with_its_own_status() {
 
     let metrics = svc.metrics().await;
     for reason in [
+        "token_malformed",
         "token_invalid",
         "token_audience",
         "token_expired",

@@ -66,12 +66,25 @@ impl TlsIncoming {
     }
 }
 
-impl tonic::transport::server::Connected for TlsIncoming {
-    type ConnectInfo = Option<String>;
-
+/// Who is on the other end of a [`TlsIncoming`] connection (in each
+/// request's extensions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
     /// The client's identity, when it presented a certificate.
+    pub identity: Option<String>,
+    /// The client's address.
+    pub addr: Option<std::net::SocketAddr>,
+}
+
+impl tonic::transport::server::Connected for TlsIncoming {
+    type ConnectInfo = PeerInfo;
+
     fn connect_info(&self) -> Self::ConnectInfo {
-        super::peer_identity(self.0.get_ref().1)
+        let (tcp, tls) = self.0.get_ref();
+        PeerInfo {
+            identity: super::peer_identity(tls),
+            addr: tcp.peer_addr().ok(),
+        }
     }
 }
 

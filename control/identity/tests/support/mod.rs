@@ -79,6 +79,7 @@ impl TestIdentity {
             control_namespace: "linkerd".into(),
             trust_domain: "cluster.local".into(),
             reload_interval: Duration::from_millis(200),
+            admission: mesh_identity::admission::Limits::default(),
         };
         let running = server::start(config, cluster.client.clone())
             .await
