@@ -10,6 +10,10 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
+/// The common name of the client certificate the API server shows the
+/// kubelet API: the only caller the node agent's kubelet API serves.
+pub const KUBELET_CLIENT_NAME: &str = "kube-apiserver-kubelet-client";
+
 /// PEM-encoded material for one control plane.
 #[derive(Debug, Clone)]
 pub struct ControlPlanePki {
@@ -99,7 +103,7 @@ impl ControlPlanePki {
 
         let (admin_cert, admin_key) = masters_client("mesh-admin", &issuer)?;
         let (kubelet_client_cert, kubelet_client_key) =
-            masters_client("kube-apiserver-kubelet-client", &issuer)?;
+            masters_client(KUBELET_CLIENT_NAME, &issuer)?;
 
         let service_account_key = KeyPair::generate()?;
 

@@ -4,8 +4,13 @@
 //!
 //! Only the API server may call it: the server's certificate is signed by
 //! the cluster CA (which the API server is told to check with
-//! `--kubelet-certificate-authority`) and callers must show a client
-//! certificate from the same CA.
+//! `--kubelet-certificate-authority`), callers must show a client
+//! certificate from the same CA, and that certificate must be the API
+//! server's kubelet client ([`crate::pki::KUBELET_CLIENT_NAME`]): an admin
+//! or a controller holding another certificate of the CA gets 403. Names
+//! in the path must be Kubernetes names (no `..`, no `/`), and logs are
+//! streamed from the file in chunks: `tailLines` reads the file backwards
+//! only as far as it needs, `limitBytes` reads no further than the limit.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,15 +106,65 @@ pub async fn serve(
                     return;
                 }
             };
+            let caller = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(common_name);
+            let api_server = caller.as_deref() == Some(crate::pki::KUBELET_CLIENT_NAME);
+            if !api_server {
+                tracing::info!(%peer, ?caller, "kubelet API: a client that is not the API server: 403");
+            }
             let service = service_fn(move |request| {
                 let logs = logs.clone();
-                async move { Ok::<_, Infallible>(logs.handle(request).await) }
+                async move {
+                    if !api_server {
+                        return Ok::<_, Infallible>(text(
+                            StatusCode::FORBIDDEN,
+                            format!(
+                                "only the API server's kubelet client ({}) may call the kubelet API",
+                                crate::pki::KUBELET_CLIENT_NAME
+                            ),
+                        ));
+                    }
+                    Ok(logs.handle(request).await)
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// The common name of a certificate's subject.
+fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert).ok()?;
+    let name = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
+    Some(name)
+}
+
+/// Whether `name` is a Kubernetes object name: a DNS subdomain (lowercase
+/// letters, digits, `-` and `.`, at most 253), or with `label` a DNS label
+/// (no `.`, at most 63), as container names are.
+fn kubernetes_name(name: &str, label: bool) -> bool {
+    let max = if label { 63 } else { 253 };
+    !name.is_empty()
+        && name.len() <= max
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (b == b'.' && !label)
+        })
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.'])
+        && !name.contains("..")
 }
 
 /// `kubectl logs` options, from the query string.
@@ -145,6 +200,18 @@ impl Logs {
         match (request.method(), segments.as_slice()) {
             (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok".into()),
             (&Method::GET, ["containerLogs", namespace, pod, container]) => {
+                for (field, value, label) in [
+                    ("namespace", namespace, false),
+                    ("pod", pod, false),
+                    ("container", container, true),
+                ] {
+                    if !kubernetes_name(value, label) {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            format!("{field} {value:?} is not a Kubernetes name"),
+                        );
+                    }
+                }
                 let options = LogOptions::parse(request.uri().query());
                 match self
                     .container_logs(namespace, pod, container, &options)
@@ -204,28 +271,31 @@ impl Logs {
             ));
         };
         let file = dir.join(format!("{run}.log"));
-        let contents = tokio::fs::read(&file).await.map_err(|e| {
+        let unreadable = |e: std::io::Error| {
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("reading {}: {e}", file.display()),
             )
-        })?;
-        let start = options.tail_lines.map_or(0, |n| tail_offset(&contents, n));
-        let mut head = contents[start..].to_vec();
-        if let Some(limit) = options.limit_bytes {
-            head.truncate(limit);
-            return Ok(full(head));
+        };
+        let length = tokio::fs::metadata(&file).await.map_err(unreadable)?.len();
+        let start = match options.tail_lines {
+            Some(lines) => tail_start(&file, length, lines).await.map_err(unreadable)?,
+            None => 0,
+        };
+        let end = match options.limit_bytes {
+            Some(limit) => length.min(start.saturating_add(limit as u64)),
+            None => length,
+        };
+        let head = read_range(file.clone(), start, end);
+        if options.limit_bytes.is_some() || !options.follow || options.previous {
+            return Ok(BodyExt::boxed(StreamBody::new(head)));
         }
-        if !options.follow || options.previous {
-            return Ok(full(head));
-        }
-        let offset = contents.len() as u64;
         let follow = futures::stream::unfold(
-            (file, dir, run, offset),
+            (file, dir, run, end),
             |(file, dir, run, offset)| async move {
                 loop {
                     tokio::time::sleep(Duration::from_millis(250)).await;
-                    let grown = read_from(&file, offset).await;
+                    let grown = read_at(&file, offset, CHUNK).await;
                     match grown {
                         Ok(bytes) if !bytes.is_empty() => {
                             let next = offset + bytes.len() as u64;
@@ -241,9 +311,76 @@ impl Logs {
                 }
             },
         );
-        let first = futures::stream::once(async move { Ok(Frame::data(Bytes::from(head))) });
-        Ok(BodyExt::boxed(StreamBody::new(first.chain(follow))))
+        Ok(BodyExt::boxed(StreamBody::new(head.chain(follow))))
     }
+}
+
+/// How much of a log is read at a time.
+const CHUNK: u64 = 64 * 1024;
+
+/// Bytes `start..end` of `file`, a chunk at a time.
+fn read_range(
+    file: PathBuf,
+    start: u64,
+    end: u64,
+) -> impl futures::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static {
+    futures::stream::unfold((file, start), move |(file, offset)| async move {
+        if offset >= end {
+            return None;
+        }
+        let chunk = read_at(&file, offset, (end - offset).min(CHUNK)).await;
+        match chunk {
+            Ok(bytes) if !bytes.is_empty() => {
+                let next = offset + bytes.len() as u64;
+                Some((Ok(Frame::data(Bytes::from(bytes))), (file, next)))
+            }
+            Ok(_) => None,
+            Err(e) => Some((Err(e), (file, end))),
+        }
+    })
+}
+
+/// Up to `len` bytes of `file` from `offset`.
+async fn read_at(file: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = tokio::fs::File::open(file).await?;
+    f.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut bytes = Vec::new();
+    f.take(len).read_to_end(&mut bytes).await?;
+    Ok(bytes)
+}
+
+/// Where the last `lines` lines of the first `length` bytes of `file`
+/// start, reading backwards a chunk at a time and no further than needed.
+async fn tail_start(file: &Path, length: u64, lines: usize) -> std::io::Result<u64> {
+    if lines == 0 {
+        return Ok(length);
+    }
+    let mut end = length;
+    let mut wanted = lines;
+    // A last line ending in a newline: that newline does not start a line.
+    let mut skip_last_newline = true;
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = read_at(file, start, end - start).await?;
+        for (i, byte) in chunk.iter().enumerate().rev() {
+            let at = start + i as u64;
+            if *byte != b'\n' {
+                skip_last_newline = false;
+                continue;
+            }
+            if skip_last_newline && at + 1 == length {
+                skip_last_newline = false;
+                continue;
+            }
+            skip_last_newline = false;
+            wanted -= 1;
+            if wanted == 0 {
+                return Ok(at + 1);
+            }
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// The run numbers (`<n>.log`) in a container's log directory, in order.
@@ -256,28 +393,6 @@ fn runs(dir: &Path) -> Vec<u32> {
         .collect();
     runs.sort_unstable();
     runs
-}
-
-/// Where the last `lines` lines of `contents` start.
-fn tail_offset(contents: &[u8], lines: usize) -> usize {
-    if lines == 0 {
-        return contents.len();
-    }
-    let body = contents.strip_suffix(b"\n").unwrap_or(contents);
-    body.iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(lines - 1)
-        .map_or(0, |(i, _)| i + 1)
-}
-
-async fn read_from(file: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
-    let mut f = tokio::fs::File::open(file).await?;
-    f.seek(std::io::SeekFrom::Start(offset)).await?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).await?;
-    Ok(bytes)
 }
 
 fn full(bytes: Vec<u8>) -> Body {
@@ -309,14 +424,45 @@ mod tests {
         assert_eq!(LogOptions::parse(None), LogOptions::default());
     }
 
-    #[test]
-    fn tail_takes_the_last_lines() {
+    async fn tail(contents: &[u8], lines: usize) -> Vec<u8> {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("0.log");
+        std::fs::write(&file, contents).expect("write");
+        let start = tail_start(&file, contents.len() as u64, lines)
+            .await
+            .expect("tail");
+        contents[usize::try_from(start).expect("offset")..].to_vec()
+    }
+
+    #[tokio::test]
+    async fn tail_takes_the_last_lines() {
         let log = b"one\ntwo\nthree\n";
-        assert_eq!(&log[tail_offset(log, 1)..], b"three\n");
-        assert_eq!(&log[tail_offset(log, 2)..], b"two\nthree\n");
-        assert_eq!(&log[tail_offset(log, 9)..], log);
-        assert_eq!(&log[tail_offset(log, 0)..], b"");
-        assert_eq!(&b"a\nb"[tail_offset(b"a\nb", 1)..], b"b");
+        assert_eq!(tail(log, 1).await, b"three\n");
+        assert_eq!(tail(log, 2).await, b"two\nthree\n");
+        assert_eq!(tail(log, 9).await, log);
+        assert_eq!(tail(log, 0).await, b"");
+        assert_eq!(tail(b"a\nb", 1).await, b"b");
+        // Across chunk boundaries.
+        let long: Vec<u8> = (0..50_000)
+            .flat_map(|n| format!("line {n}\n").into_bytes())
+            .collect();
+        assert_eq!(tail(&long, 2).await, b"line 49998\nline 49999\n");
+        let lines = String::from_utf8(tail(&long, 30_000).await).expect("utf-8");
+        assert_eq!(lines.lines().count(), 30_000);
+        assert!(lines.starts_with("line 20000\n"));
+    }
+
+    #[test]
+    fn only_kubernetes_names_reach_the_file_system() {
+        for name in ["web", "web-1", "kube-system"] {
+            assert!(kubernetes_name(name, true), "{name}");
+        }
+        assert!(kubernetes_name("web.v1", false));
+        for name in ["..", ".", "", "a/b", "A", "-a", "a..b", "web.v1", "%2e%2e"] {
+            assert!(!kubernetes_name(name, true), "{name:?}");
+        }
+        assert!(!kubernetes_name("..", false));
+        assert!(!kubernetes_name(&"a".repeat(64), true));
     }
 
     #[test]
