@@ -8,6 +8,10 @@
 //! inject (a bad `config.linkerd.io/*` annotation, no trust anchors yet) the
 //! Pod is admitted as it is, with an admission warning that says why, which
 //! kubectl prints.
+//!
+//! What a caller can make it do is bounded: its TLS handshake and its
+//! review's body must arrive within 10 s, and a body over
+//! [`MAX_REVIEW_BYTES`] is refused (413) as soon as it is over.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -35,6 +39,15 @@ pub const PATH: &str = "/inject";
 
 /// How long trust anchors read from the cluster are reused.
 const ANCHORS_TTL: Duration = Duration::from_secs(10);
+
+/// The largest AdmissionReview read: the API server takes request bodies
+/// up to 3 MiB, and a review carries the object (and, on update, the old
+/// one). A larger body is refused with 413 without being kept.
+pub const MAX_REVIEW_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long a client may take over its TLS handshake, and over sending a
+/// review's body.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every injection starts from, apart from the trust anchors (read
 /// from the cluster).
@@ -187,7 +200,9 @@ impl Webhook {
         accept_until(listener, signal, move |tcp| {
             let (acceptor, webhook) = (acceptor.clone(), self.clone());
             async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
+                // A client that never finishes its handshake is dropped.
+                let Ok(Ok(tls)) = tokio::time::timeout(READ_TIMEOUT, acceptor.accept(tcp)).await
+                else {
                     return;
                 };
                 let service = hyper::service::service_fn(move |req| {
@@ -215,9 +230,23 @@ impl Webhook {
         if req.method() != Method::POST || req.uri().path() != PATH {
             return reply(StatusCode::NOT_FOUND, b"{}".to_vec());
         }
-        let body = match req.into_body().collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+        let limited = http_body_util::Limited::new(req.into_body(), MAX_REVIEW_BYTES);
+        let body = match tokio::time::timeout(READ_TIMEOUT, limited.collect()).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("an AdmissionReview is at most {MAX_REVIEW_BYTES} bytes").into_bytes(),
+                );
+            }
+            Ok(Err(e)) => return reply(StatusCode::BAD_REQUEST, e.to_string().into_bytes()),
+            Err(_) => {
+                return reply(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the AdmissionReview did not arrive within {READ_TIMEOUT:?}")
+                        .into_bytes(),
+                );
+            }
         };
         let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
             Ok(review) => review,

@@ -183,3 +183,77 @@ async fn pods_of_an_annotated_namespace_get_the_proxy() {
         "and it is not injected"
     );
 }
+
+/// The attack: a caller that sends an AdmissionReview larger than any the
+/// API server sends. It is refused with 413 once the limit is passed,
+/// without the rest being read.
+#[tokio::test]
+async fn an_oversized_review_is_refused_without_being_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ca_pem, tls) = webhook_tls();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // No API server behind it: the body is refused before one is asked.
+    let client = kube::Client::try_from(kube::Config::new(
+        "https://127.0.0.1:1".parse().expect("url"),
+    ))
+    .expect("client");
+    let webhook = Webhook::new(
+        client,
+        Settings {
+            values: Values::new(String::new(), "v0.1.0"),
+        },
+    );
+    let mut drain = mesh_core::drain::Drain::new();
+    drain.spawn(webhook.serve(listener, tls, drain.signal()));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::from_pem_slice(
+                ca_pem.as_bytes(),
+            )
+            .expect("ca"),
+        )
+        .expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut io = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::IpAddress(addr.ip().into()),
+            tcp,
+        )
+        .await
+        .expect("handshake");
+    let size = mesh_injector::webhook::MAX_REVIEW_BYTES * 4;
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nhost: webhook\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n"
+    );
+    io.write_all(head.as_bytes()).await.expect("headers");
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    while sent < size {
+        if io.write_all(&chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), io.read(&mut answer))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "refused as too large after {sent} of {size} bytes: {answer:?}"
+    );
+}
