@@ -416,4 +416,44 @@ mod tests {
         );
         assert_eq!(client_hello_sni(&hello[..20]), None, "a truncated hello");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4096))]
+
+            /// Any first bytes are classified, and searched for a server
+            /// name, without a panic.
+            #[test]
+            fn any_bytes_are_classified(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = classify(&bytes);
+                let _ = client_hello_sni(&bytes);
+            }
+
+            /// A TLS record header followed by anything is still read
+            /// safely for its server name (lengths that lie included).
+            #[test]
+            fn a_client_hello_with_lying_lengths_is_read_safely(body in prop::collection::vec(any::<u8>(), 0..600), len in any::<u16>()) {
+                let mut hello = vec![0x16, 0x03, 0x01];
+                hello.extend_from_slice(&len.to_be_bytes());
+                hello.push(0x01);
+                hello.extend_from_slice(&body);
+                prop_assert_eq!(classify(&hello), Verdict::Is(Protocol::Tls));
+                let _ = client_hello_sni(&hello);
+            }
+
+            /// A request line is HTTP/1 once whole, and undecided (never
+            /// opaque) while it is still arriving.
+            #[test]
+            fn a_request_line_is_http1_and_undecided_until_whole(method in "[A-Z]{1,10}", path in "/[A-Za-z0-9/._~%?=&-]{0,300}", minor in 0..2u8) {
+                let line = format!("{method} {path} HTTP/1.{minor}\r\n");
+                prop_assert_eq!(classify(line.as_bytes()), Verdict::Is(Protocol::Http1));
+                for cut in 1..line.len() - 1 {
+                    prop_assert_eq!(classify(&line.as_bytes()[..cut]), Verdict::NeedMore, "{:?}", &line[..cut]);
+                }
+            }
+        }
+    }
 }

@@ -125,4 +125,53 @@ mod tests {
             assert!(read(&mut wire.as_ref()).await.is_err(), "port {port}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn kind() -> impl Strategy<Value = Option<SessionProtocol>> {
+            prop_oneof![
+                Just(None),
+                Just(Some(SessionProtocol {
+                    kind: Some(Kind::Http1(Empty {}))
+                })),
+                Just(Some(SessionProtocol {
+                    kind: Some(Kind::Http2(Empty {}))
+                })),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4096))]
+
+            /// Whatever arrives, reading gives a header or an error that
+            /// says what was wrong, never a panic.
+            #[test]
+            fn any_bytes_read_to_a_header_or_an_error(mut bytes in prop::collection::vec(any::<u8>(), 0..512), preamble in any::<bool>()) {
+                if preamble {
+                    let mut wire = PREFIX.to_vec();
+                    wire.append(&mut bytes);
+                    bytes = wire;
+                }
+                let mut reader = bytes.as_slice();
+                if let Err(e) = futures::executor::block_on(read(&mut reader)) {
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+
+            /// Every header a proxy can write reads back as it was, and
+            /// leaves the stream after it untouched.
+            #[test]
+            fn every_valid_header_reads_back(port in 1..=i32::from(u16::MAX), name in "[a-z0-9.-]{0,253}", session_protocol in kind(), client_id in "[a-z0-9.-]{0,100}", payload in prop::collection::vec(any::<u8>(), 0..64)) {
+                let header = TransportHeader { port, name, session_protocol, client_id };
+                let mut wire = encode(&header).to_vec();
+                wire.extend_from_slice(&payload);
+                let mut reader = wire.as_slice();
+                let read_back = futures::executor::block_on(read(&mut reader));
+                prop_assert_eq!(read_back.ok(), Some(header));
+                prop_assert_eq!(reader, payload.as_slice());
+            }
+        }
+    }
 }

@@ -114,3 +114,36 @@ fn describe(name: &GeneralName<'_>) -> String {
         other => format!("{other:?}"),
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Any bytes sent as a CSR are refused with a reason (or, if
+        /// they were one, accepted), never a panic.
+        #[test]
+        fn any_bytes_as_a_csr_are_refused_with_a_reason(bytes in prop::collection::vec(any::<u8>(), 0..1024)) {
+            if let Err(e) = check(&bytes, "web.shop.serviceaccount.identity.linkerd.cluster.local") {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        /// A real CSR with bytes flipped anywhere is refused, or still
+        /// one for the identity: never a certificate for another name.
+        #[test]
+        fn a_tampered_csr_is_never_accepted_for_another_name(at in any::<prop::sample::Index>(), flip in 1..=255u8) {
+            let identity = "web.shop.serviceaccount.identity.linkerd.cluster.local";
+            let key = mesh_core::identity::LocalKey::generate(identity).expect("key");
+            let mut der = key.csr_der().to_vec();
+            let i = at.index(der.len());
+            der[i] ^= flip;
+            if let Ok(public_key) = check(&der, identity) {
+                prop_assert!(!public_key.is_empty());
+            }
+        }
+    }
+}
