@@ -3,6 +3,8 @@
 //! (200 `ready` or 503 `not ready`), `/live` (always 200 `live`), and, when
 //! the process allows it, `POST /shutdown` (as Linkerd's proxy: only from
 //! loopback, so a pod's own containers can end their proxy, as Jobs do).
+//! [`Admin::probes_only`] serves the probes alone, for a port exposed
+//! outside the cluster.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -71,6 +73,7 @@ pub struct Admin {
     ready: Arc<dyn Fn() -> bool + Send + Sync>,
     shutdown: Option<Arc<dyn Fn() + Send + Sync>>,
     json: Vec<(&'static str, JsonHandler)>,
+    probes_only: bool,
 }
 
 impl std::fmt::Debug for Admin {
@@ -87,7 +90,16 @@ impl Admin {
             ready: Arc::new(ready),
             shutdown: None,
             json: Vec::new(),
+            probes_only: false,
         }
+    }
+
+    /// The same endpoint serving `GET /ready` and `/live` only: what a
+    /// port open to the outside (a gateway's LoadBalancer) may show, with
+    /// no metrics, JSON or shutdown behind it.
+    pub fn probes_only(mut self) -> Self {
+        self.probes_only = true;
+        self
     }
 
     /// Serves `GET path?query` with `handler` (what a component shows of
@@ -147,6 +159,14 @@ impl Admin {
             );
             response
         };
+        let probe = matches!(req.uri().path(), "/ready" | "/live");
+        if self.probes_only && !probe {
+            return text(
+                StatusCode::NOT_FOUND,
+                "this port serves /ready and /live only\n".into(),
+                "text/plain",
+            );
+        }
         if req.uri().path() == "/shutdown" {
             return match (&self.shutdown, req.method()) {
                 (None, _) => text(StatusCode::NOT_FOUND, "not found\n".into(), "text/plain"),

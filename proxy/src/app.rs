@@ -206,6 +206,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     .with_shutdown(move || {
         let _ = stop_tx.send(true);
     });
+    if let Some(probe_listen) = config.probe_listen {
+        let probe_listener = bind(probe_listen).await?;
+        drain.spawn(
+            admin
+                .clone()
+                .probes_only()
+                .serve(probe_listener, drain.signaled()),
+        );
+    }
     drain.spawn(admin.serve(admin_listener, drain.signaled()));
     drain.spawn(outbound.serve(outbound_listener, drain.signal()));
     // A gateway also takes QUIC on its inbound port, over UDP.

@@ -8,6 +8,7 @@
 //! | `LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR` | `127.0.0.1:4140` | where iptables sends the pod's outbound connections |
 //! | `LINKERD2_PROXY_INBOUND_LISTEN_ADDR` | `0.0.0.0:4143` | where iptables sends connections to the pod |
 //! | `LINKERD2_PROXY_ADMIN_LISTEN_ADDR` | `0.0.0.0:4191` | `/ready`, `/live`, `/metrics`, `/shutdown` |
+//! | `MESH_PROXY_PROBE_LISTEN_ADDR` | none | where `/ready` and `/live` alone are served (everything else 404): the port a gateway's LoadBalancer exposes for the service mirror's probes, so that the admin server stays inside the cluster |
 //! | `LINKERD2_PROXY_DESTINATION_SVC_ADDR` | none | the destination service (`host:port`); without it every outbound connection is forwarded as it came |
 //! | `LINKERD2_PROXY_DESTINATION_SVC_NAME` | none | the destination service's identity |
 //! | `LINKERD2_PROXY_DESTINATION_CONTEXT` | `{}` | JSON sent as `context_token` in lookups (`{"ns":…,"nodeName":…,"pod":…}`) |
@@ -132,6 +133,9 @@ pub struct Config {
     pub inbound: DirectionConfig,
     /// The admin server.
     pub admin_listen: SocketAddr,
+    /// Where `/ready` and `/live` alone are served, if anywhere (a
+    /// gateway's LoadBalancer probe port).
+    pub probe_listen: Option<SocketAddr>,
     /// Discovery, when configured.
     pub destination: Option<DestinationConfig>,
     /// mTLS identity, when configured (without it, no mTLS).
@@ -358,6 +362,11 @@ impl Config {
             outbound: env.direction("OUTBOUND", "127.0.0.1:4140", "1s")?,
             inbound: env.direction("INBOUND", "0.0.0.0:4143", "100ms")?,
             admin_listen: env.parse("LINKERD2_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191")?,
+            probe_listen: env
+                .get("MESH_PROXY_PROBE_LISTEN_ADDR")
+                .filter(|v| !v.trim().is_empty())
+                .map(|_| env.parse("MESH_PROXY_PROBE_LISTEN_ADDR", ""))
+                .transpose()?,
             destination,
             shutdown_grace: env.duration("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "120s")?,
             wait_before_exit: env.duration("MESH_PROXY_WAIT_BEFORE_EXIT", "0s")?,

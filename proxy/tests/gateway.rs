@@ -743,7 +743,7 @@ async fn an_endpoint_behind_a_gateway_without_an_identity_is_never_sent_in_clear
         mesh.logs()
     );
     assert!(
-        mesh.logs()
+        mesh.log(Side::Client)
             .contains("behind a gateway comes without an identity"),
         "the client proxy says why:\n{}",
         mesh.logs()
@@ -771,4 +771,40 @@ async fn an_endpoint_behind_a_gateway_without_an_identity_is_never_sent_in_clear
         mesh.logs()
     );
     assert_eq!(clear_text_packets(&mesh, MARKER), 0);
+}
+
+/// The attack: from another cluster, through the gateway's LoadBalancer,
+/// read the gateway proxy's metrics or shut it down. Its probe port serves
+/// `/ready` and `/live` and nothing else (the admin server stays inside).
+#[tokio::test]
+async fn the_gateways_probe_port_serves_probes_and_nothing_else() {
+    let mut mesh = Mesh::start().await;
+    // 9998: a port the pod's iptables leave alone, as they do the probe
+    // port the injector configures for a gateway.
+    mesh.set_proxy_env(Side::Server, "MESH_PROXY_PROBE_LISTEN_ADDR", "0.0.0.0:9998");
+    mesh.restart_proxy(Side::Server).await;
+    let probe = |method: &'static str, path: &'static str| {
+        mesh.client.run(async move {
+            let req = http::Request::builder()
+                .method(method)
+                .uri(format!("http://{SERVER_IP}:9998{path}"))
+                .body(Default::default())
+                .expect("request");
+            request(&http_client(), req).await
+        })
+    };
+    assert!(matches!(probe("GET", "/ready").await, Ok((200, _))));
+    assert!(matches!(probe("GET", "/live").await, Ok((200, _))));
+    for (method, path) in [("GET", "/metrics"), ("POST", "/shutdown"), ("GET", "/")] {
+        let answer = probe(method, path).await;
+        assert!(
+            matches!(&answer, Ok((404, body)) if body.contains("/ready and /live only")),
+            "{method} {path}: {answer:?}"
+        );
+    }
+    let metrics = mesh.server_metrics().await;
+    assert!(
+        metrics.contains("identity_cert_expiration_timestamp_seconds"),
+        "the admin server itself still serves metrics inside the pod:\n{metrics}"
+    );
 }

@@ -333,7 +333,13 @@ fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
                 port("mc-gateway", mesh_api::ports::GATEWAY, "TCP"),
                 // QUIC from proxies whose Link allows it, on the same port.
                 port("mc-gateway-quic", mesh_api::ports::GATEWAY, "UDP"),
-                port("mc-probe", mesh_api::ports::GATEWAY_PROBE, "TCP"),
+                // The proxy's probes alone, not its admin server.
+                ServicePort {
+                    target_port: Some(IntOrString::Int(i32::from(
+                        mesh_api::ports::GATEWAY_PROBE_TARGET,
+                    ))),
+                    ..port("mc-probe", mesh_api::ports::GATEWAY_PROBE, "TCP")
+                },
             ]),
             ..ServiceSpec::default()
         }),
@@ -442,6 +448,30 @@ fn remote_access() -> anyhow::Result<Vec<Object>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_load_balancers_probe_port_reaches_the_probes_alone() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: InstallArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["install"]).expect("defaults");
+        let objects = objects(&cli.args).expect("objects");
+        let service = objects
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == GATEWAY)
+            .expect("the gateway Service");
+        let probe = service["spec"]["ports"]
+            .as_array()
+            .and_then(|ports| ports.iter().find(|p| p["name"] == "mc-probe"))
+            .expect("mc-probe");
+        assert_eq!(probe["port"], 4191, "the port Links name, as Linkerd's");
+        assert_eq!(
+            probe["targetPort"], 4181,
+            "the proxy's probe-only listener, not its admin server"
+        );
+    }
 
     #[test]
     fn the_export_selector_becomes_the_gateways_label_selector() {

@@ -408,6 +408,12 @@ impl Mesh {
     }
 
     /// The proxies' logs.
+    /// The whole log of one pod's proxy.
+    pub fn log(&self, side: Side) -> String {
+        let (which, _) = side.proxy();
+        std::fs::read_to_string(self.dir.path().join(format!("{which}.log"))).unwrap_or_default()
+    }
+
     pub fn logs(&self) -> String {
         let mut text = String::new();
         for (which, _) in &self.proxies {

@@ -23,8 +23,13 @@ pub const INJECTOR_WEBHOOK: u16 = 8443;
 
 /// The multicluster gateway's mTLS port (`mc-gateway`), the proxy's inbound port.
 pub const GATEWAY: u16 = PROXY_INBOUND;
-/// The multicluster gateway's probe port (`mc-probe`), the proxy's admin port.
+/// The multicluster gateway's probe port on its LoadBalancer (`mc-probe`),
+/// the number Linkerd uses (its proxy's admin port).
 pub const GATEWAY_PROBE: u16 = PROXY_ADMIN;
+/// Where the gateway's proxy serves `/ready` and `/live` alone
+/// (`MESH_PROXY_PROBE_LISTEN_ADDR`): the target of `mc-probe`, so that the
+/// admin server (`/metrics`) is not reachable from outside the cluster.
+pub const GATEWAY_PROBE_TARGET: u16 = 4181;
 
 /// The identity service's admin server (`/metrics`, `/ready`, `/live`).
 pub const IDENTITY_ADMIN: u16 = 9990;

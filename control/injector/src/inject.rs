@@ -116,6 +116,9 @@ pub fn inject(meta: &mut ObjectMeta, spec: &mut PodSpec, values: &Values, namesp
 
 fn init_container(values: &Values) -> Container {
     let mut inbound_skip = format!("{},{}", ports::PROXY_CONTROL, ports::PROXY_ADMIN);
+    if values.gateway {
+        inbound_skip = format!("{inbound_skip},{}", ports::GATEWAY_PROBE_TARGET);
+    }
     if !values.skip_inbound_ports.is_empty() {
         inbound_skip = format!("{inbound_skip},{}", values.skip_inbound_ports);
     }
@@ -312,6 +315,11 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
     if values.gateway {
         // Forward what linked clusters send for this cluster's Services.
         vars.push(env("MESH_PROXY_GATEWAY_SUFFIXES", format!("svc.{domain}")));
+        // The LoadBalancer's probe port reaches the probes alone.
+        vars.push(env(
+            "MESH_PROXY_PROBE_LISTEN_ADDR",
+            format!("0.0.0.0:{}", ports::GATEWAY_PROBE_TARGET),
+        ));
         if let Some(exports) = &values.gateway_exports {
             vars.push(env("MESH_PROXY_GATEWAY_EXPORTS", exports.clone()));
         }
@@ -649,6 +657,20 @@ mod tests {
             reset_key,
             Some(("linkerd-gateway-quic".to_owned(), "reset-key".to_owned())),
             "the gateway's pods share their QUIC reset key through a Secret"
+        );
+        let probe = proxy_env(&values, "")
+            .into_iter()
+            .find(|e| e.name == "MESH_PROXY_PROBE_LISTEN_ADDR")
+            .and_then(|e| e.value);
+        assert_eq!(
+            probe.as_deref(),
+            Some("0.0.0.0:4181"),
+            "the LoadBalancer's probe port reaches the probes alone"
+        );
+        let init = init_container(&values).args.unwrap_or_default().join(" ");
+        assert!(
+            init.contains("--inbound-ports-to-ignore 4190,4191,4181"),
+            "the probe port is not redirected to the proxy's inbound port: {init}"
         );
         let exports = |values: &Values| {
             proxy_env(values, "")
