@@ -4,7 +4,8 @@
 //! - [`install`]: `mesh multicluster install` renders the `linkerd-multicluster`
 //!   namespace, the Link CRD and the gateway: a Deployment whose injected
 //!   proxy runs in gateway mode (`config.linkerd.io/enable-gateway`) behind
-//!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`),
+//!   a LoadBalancer Service on 4143 (`mc-gateway`) and 4191 (`mc-probe`,
+//!   to the proxy's probe-only listener),
 //!   the gateway's own Server and AuthorizationPolicy ([`gateway_policy`]),
 //!   and the read-only ServiceAccount linked clusters' mirrors use.
 //! - [`allow`]: `mesh multicluster allow`, the MeshTLSAuthentication and
