@@ -281,6 +281,16 @@ impl ServerPolicy {
         })
     }
 
+    /// A policy that admits no one (for a port the proxy will not watch).
+    pub(crate) fn denied() -> Self {
+        Self {
+            meta: Meta::default_named("deny"),
+            protocol: PortProtocol::Detect,
+            authorizations: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
     /// The policy the controller sent.
     pub(crate) fn from_api(server: &api::Server) -> Result<Self, InvalidPolicy> {
         use api::proxy_protocol::Kind;

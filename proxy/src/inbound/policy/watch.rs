@@ -9,6 +9,12 @@
 //! the default policy applies; when the stream breaks, the last
 //! answer stays in force while it reconnects with back-off; an answer the
 //! proxy cannot use is logged and the previous one kept.
+//!
+//! Ports outside the pod's list are watched up to [`MAX_UNLISTED_PORTS`]:
+//! a client that connects to every port number cannot make the proxy open
+//! a watch (and the controller a stream) for each. Past the cap, a port not
+//! yet watched is denied, not given the default policy: a Server for such a
+//! port must not be bypassed by filling the cap first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +32,9 @@ use super::authorize::ServerPolicy;
 /// How long a connection to a port waits for the controller's first answer
 /// before the default policy decides.
 const FIRST_ANSWER: Duration = Duration::from_secs(1);
+
+/// How many ports outside the pod's list are watched at most.
+pub(crate) const MAX_UNLISTED_PORTS: usize = 256;
 
 /// How soon a port the controller did not know (NOT_FOUND) is asked again.
 const UNKNOWN_RETRY: Duration = Duration::from_millis(500);
@@ -50,6 +59,8 @@ pub(crate) struct Policies {
     client: Option<InboundServerPoliciesClient<Channel>>,
     workload: String,
     default: Arc<ServerPolicy>,
+    /// What a port past [`MAX_UNLISTED_PORTS`] gets.
+    denied: Arc<ServerPolicy>,
     ports: Mutex<HashMap<u16, PortEntry>>,
     /// The pod's ports, watched from the start.
     listed: Vec<u16>,
@@ -97,6 +108,7 @@ impl Policies {
             client: channel.map(InboundServerPoliciesClient::new),
             workload,
             default: Arc::new(default),
+            denied: Arc::new(ServerPolicy::denied()),
             ports: Mutex::default(),
             listed: ports.to_vec(),
             backoff: Backoff {
@@ -113,6 +125,22 @@ impl Policies {
     /// Follows `port`'s policy.
     pub(crate) fn port(self: &Arc<Self>, port: u16) -> PortPolicy {
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let unlisted = |p: &u16| !self.listed.contains(p);
+        if !ports.contains_key(&port)
+            && unlisted(&port)
+            && ports.keys().filter(|p| unlisted(p)).count() >= MAX_UNLISTED_PORTS
+        {
+            tracing::debug!(
+                port,
+                "{MAX_UNLISTED_PORTS} ports outside the pod's are watched already: denied"
+            );
+            let (_, answers) = watch::channel(Answer::Pending);
+            return PortPolicy {
+                answers,
+                default: self.denied.clone(),
+                gave_up: Arc::new(true.into()),
+            };
+        }
         let (answers, gave_up) = ports
             .entry(port)
             .or_insert_with(|| {
@@ -210,5 +238,47 @@ impl Policies {
             }
             tokio::time::sleep(delay).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbound::policy::authorize::Client;
+
+    #[test]
+    fn a_scan_of_every_port_opens_a_bounded_number_of_watches_and_is_denied_past_it() {
+        let open = ServerPolicy::default_named("all-unauthenticated", &[]).expect("policy");
+        let policies = Policies::new(None, "{}".into(), open, &[8080]);
+        let client = Client {
+            ip: "10.0.0.9".parse().expect("ip"),
+            mesh_tls: false,
+            identity: None,
+        };
+        let admitted = |port: u16| {
+            policies
+                .port(port)
+                .current()
+                .authorize_connection(&client)
+                .is_some()
+        };
+        for port in 1..=u16::MAX {
+            let _ = policies.port(port);
+        }
+        let watched = policies.ports.lock().expect("ports").len();
+        assert_eq!(
+            watched,
+            MAX_UNLISTED_PORTS + 1,
+            "the cap, and the pod's own port"
+        );
+        assert!(admitted(8080), "the pod's own port keeps its policy");
+        assert!(
+            admitted(1),
+            "a port watched before the cap keeps its policy"
+        );
+        assert!(
+            !admitted(60000),
+            "a port past the cap is denied, not defaulted"
+        );
     }
 }
