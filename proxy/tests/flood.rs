@@ -25,14 +25,6 @@ const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The proxy's default `..._SERVER_HTTP2_MAX_CONCURRENT_STREAMS`.
 const STREAM_LIMIT: usize = 2_000;
 
-/// Connections the server pod's inbound proxy holds.
-fn inbound_connections(mesh: &Mesh) -> usize {
-    let out = mesh
-        .server
-        .exec("ss", &["-Htn", "state", "established", "( sport = :4143 )"]);
-    String::from_utf8_lossy(&out.stdout).lines().count()
-}
-
 #[tokio::test]
 async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served() {
     let mut mesh = Mesh::start().await;
@@ -90,7 +82,7 @@ async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served()
     // the attacker keeps its end open.
     let mut left = usize::MAX;
     for _ in 0..100 {
-        left = inbound_connections(&mesh);
+        left = mesh.server_connections(4143);
         if left < 10 {
             break;
         }

@@ -412,14 +412,6 @@ fn quic_packets(mesh: &Mesh) -> u64 {
         .sum()
 }
 
-/// TCP connections the gateway accepted from the client pod.
-async fn tcp_to_gateway(mesh: &Mesh) -> f64 {
-    let out = mesh
-        .server
-        .exec("ss", &["-Htn", "state", "established", "( sport = :4143 )"]);
-    String::from_utf8_lossy(&out.stdout).lines().count() as f64
-}
-
 async fn get_many(mesh: &Mesh, count: usize) -> Vec<u16> {
     mesh.client
         .run(async move {
@@ -454,7 +446,7 @@ async fn the_client_reaches_the_gateway_over_quic() {
         "QUIC datagrams reached the gateway"
     );
     assert_eq!(
-        tcp_to_gateway(&mesh).await,
+        mesh.server_connections(4143) as f64,
         0.0,
         "no TCP connection to the gateway while QUIC works"
     );
@@ -485,7 +477,7 @@ async fn with_udp_dropped_requests_fall_back_to_tcp_and_none_fails() {
         "one failed handshake, then TCP remembered for the gateway:\n{client}"
     );
     assert!(
-        tcp_to_gateway(&mesh).await >= 1.0,
+        mesh.server_connections(4143) as f64 >= 1.0,
         "then TCP carried the requests"
     );
 }
@@ -557,7 +549,7 @@ async fn a_replaced_gateway_is_reached_again_over_quic_within_seconds() {
         "the first one timed out (a killed gateway says nothing):\n{client}"
     );
     assert_eq!(
-        tcp_to_gateway(&mesh).await,
+        mesh.server_connections(4143) as f64,
         0.0,
         "QUIC again, not a fall-back to TCP"
     );

@@ -70,12 +70,9 @@ pub async fn unmeshed_connect(to: SocketAddr) -> std::io::Result<tokio::net::Tcp
     let port = UNMESHED_SOURCE_PORTS.start() + NEXT.fetch_add(1, Ordering::Relaxed) % span;
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::new(addr_ip(CLIENT_IP), port))?;
+    let ip: IpAddr = CLIENT_IP.parse().expect("the client pod's address");
+    socket.bind(SocketAddr::new(ip, port))?;
     socket.connect(to).await
-}
-
-fn addr_ip(text: &str) -> IpAddr {
-    text.parse().expect("an IP address")
 }
 
 /// The resident memory of process `pid`, MiB.
@@ -408,6 +405,16 @@ impl Mesh {
     }
 
     /// The proxies' logs.
+    /// TCP connections established to `port` in the server pod, as `ss`
+    /// lists them (a redirected connection shows the proxy's port).
+    pub fn server_connections(&self, port: u16) -> usize {
+        let filter = format!("( sport = :{port} )");
+        let out = self
+            .server
+            .exec("ss", &["-Htn", "state", "established", &filter]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
     /// The whole log of one pod's proxy.
     pub fn log(&self, side: Side) -> String {
         let (which, _) = side.proxy();
