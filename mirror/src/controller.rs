@@ -19,7 +19,8 @@ use mesh_core::admin::Readiness;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use crate::desired::Gateway;
+use crate::desired::{Gateway, Key};
+use crate::events::LinkEvents;
 use crate::link::LinkSettings;
 use crate::metrics::MirrorMetrics;
 use crate::probe::{GatewayHealth, spawn_prober};
@@ -71,6 +72,9 @@ struct Mirror {
     status: StatusWriter,
     /// Set once the Link was read and this cluster's mirrors listed.
     readiness: Readiness,
+    /// How many remote Services this Link mirrors at most.
+    max_services: usize,
+    events: LinkEvents,
 }
 
 /// Runs the mirror of Link `name` (in `namespace` of `local`) until `stop`;
@@ -81,6 +85,7 @@ pub async fn run(
     local: kube::Client,
     namespace: String,
     name: String,
+    max_services: usize,
     metrics: MirrorMetrics,
     readiness: Readiness,
     stop: impl std::future::Future<Output = ()>,
@@ -90,6 +95,7 @@ pub async fn run(
     let (settings, settings_rx) = watch::channel(None);
     let health = spawn_prober(settings_rx, metrics.clone(), changed.clone());
     let mut mirror = Mirror {
+        events: LinkEvents::new(&local),
         local,
         namespace,
         name,
@@ -103,6 +109,7 @@ pub async fn run(
         metrics,
         status: StatusWriter::default(),
         readiness,
+        max_services,
     };
     let mut next_refresh = Instant::now();
     loop {
@@ -255,7 +262,15 @@ impl Mirror {
             alive: health.alive,
             transport: settings.transport.clone(),
         };
-        match pass(&remote.views, mirrors, &self.local, &gateway).await {
+        match pass(
+            &remote.views,
+            mirrors,
+            &self.local,
+            &gateway,
+            self.max_services,
+        )
+        .await
+        {
             Ok(outcome) => {
                 self.report.remote = Some(match remote.views.error() {
                     None => Ok(()),
@@ -278,15 +293,37 @@ impl Mirror {
                     );
                 }
                 self.report.mirrored = Some(outcome.mirrors);
+                let rejected = |(namespace, name): &Key, reason: String| Rejected {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    reason,
+                };
+                let cap = self.max_services;
                 self.report.rejected = outcome
                     .invalid
                     .iter()
-                    .map(|((namespace, name), invalid)| Rejected {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                        reason: invalid.to_string(),
-                    })
+                    .map(|(key, invalid)| rejected(key, invalid.to_string()))
+                    .chain(outcome.over_cap.iter().map(|key| {
+                        rejected(
+                            key,
+                            format!("over this Link's cap of {cap} mirrored Services"),
+                        )
+                    }))
                     .collect();
+                if !outcome.over_cap.is_empty() {
+                    tracing::warn!(link = %self.name, cap, over = outcome.over_cap.len(), "exported Services past the cap are not mirrored");
+                }
+                let conflicts: Vec<Rejected> = outcome
+                    .conflicts
+                    .iter()
+                    .map(|(key, message)| rejected(key, message.clone()))
+                    .collect();
+                for conflict in &conflicts {
+                    if !self.report.conflicts.contains(conflict) {
+                        self.events.conflict(&links, &self.name, conflict).await;
+                    }
+                }
+                self.report.conflicts = conflicts;
             }
             // Not listed yet (or never, while the linked API is down): the
             // mirrors stay as they are.

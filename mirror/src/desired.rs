@@ -370,6 +370,21 @@ fn fq_name(name: &str, namespace: &str, gateway: &Gateway) -> String {
 /// `namespace/name` of a mirror.
 pub type Key = (String, String);
 
+/// The field manager of everything the mirror writes; an object without
+/// it in its managed fields was not written by the mirror, whatever its
+/// labels say.
+pub const FIELD_MANAGER: &str = "mesh-mirror";
+
+/// Whether the mirror wrote the object `meta` describes (its field manager
+/// owns fields of it). Labels alone prove nothing: anyone who can create a
+/// Service can set them.
+pub fn written_by_mirror(meta: &ObjectMeta) -> bool {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .any(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER))
+}
+
 /// What the mirror reads back of a mirror Service that exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Existing {
@@ -377,6 +392,11 @@ pub struct Existing {
     pub version: Option<String>,
     /// Its cluster IP (`None` for a headless mirror).
     pub cluster_ip: Option<String>,
+    /// Its uid: a delete names it, so that an object created again under
+    /// the same name meanwhile is never the one deleted.
+    pub uid: Option<String>,
+    /// Whether the mirror wrote it ([`written_by_mirror`]).
+    pub owned: bool,
 }
 
 impl Existing {
@@ -385,6 +405,8 @@ impl Existing {
         Self {
             version: remote_version(service),
             cluster_ip: service.spec.as_ref().and_then(|s| s.cluster_ip.clone()),
+            uid: service.metadata.uid.clone(),
+            owned: written_by_mirror(&service.metadata),
         }
     }
 
@@ -414,6 +436,10 @@ pub struct Plan {
     pub replace: Vec<Service>,
     /// Mirrors whose remote Service is gone.
     pub delete: Vec<Key>,
+    /// Names a mirror should have that a Service the mirror did not write
+    /// already holds (with the mirror's labels, or it would not be seen
+    /// here): left alone, neither updated nor deleted.
+    pub conflicts: Vec<Key>,
 }
 
 /// The plan from the mirrors that exist (this Link's, by key) to
@@ -426,6 +452,7 @@ pub fn plan(desired: &BTreeMap<Key, Service>, existing: &BTreeMap<Key, Existing>
         let headless = Existing::of(service).headless();
         match existing.get(key) {
             None => plan.create.push(service.clone()),
+            Some(seen) if !seen.owned => plan.conflicts.push(key.clone()),
             Some(seen) if seen.headless() != headless => plan.replace.push(service.clone()),
             Some(seen) if seen.version != remote_version(service) => {
                 plan.update.push(service.clone())
@@ -434,9 +461,9 @@ pub fn plan(desired: &BTreeMap<Key, Service>, existing: &BTreeMap<Key, Existing>
         }
     }
     plan.delete = existing
-        .keys()
-        .filter(|key| !desired.contains_key(*key))
-        .cloned()
+        .iter()
+        .filter(|(key, seen)| seen.owned && !desired.contains_key(*key))
+        .map(|(key, _)| key.clone())
         .collect();
     plan
 }
@@ -508,6 +535,29 @@ impl EndpointsContent {
             gateway_identity: annotation(MIRROR_REMOTE_GATEWAY_IDENTITY),
             transport: annotation(TRANSPORT_ANNOTATION),
             subsets,
+        }
+    }
+}
+
+/// What the mirror reads back of a mirror's Endpoints that exist: their
+/// content, and whether and as what the mirror wrote them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEndpoints {
+    /// What they hold.
+    pub content: EndpointsContent,
+    /// Their uid, for a delete that deletes only them.
+    pub uid: Option<String>,
+    /// Whether the mirror wrote them ([`written_by_mirror`]).
+    pub owned: bool,
+}
+
+impl LocalEndpoints {
+    /// What `endpoints` say.
+    pub fn of(endpoints: &Endpoints) -> Self {
+        Self {
+            content: EndpointsContent::of(endpoints),
+            uid: endpoints.metadata.uid.clone(),
+            owned: written_by_mirror(&endpoints.metadata),
         }
     }
 }
@@ -687,6 +737,8 @@ mod tests {
         let seen = |version: &str| Existing {
             version: Some(version.to_owned()),
             cluster_ip: Some("10.96.0.9".to_owned()),
+            uid: None,
+            owned: true,
         };
         let existing: BTreeMap<Key, Existing> = [
             (("test".to_owned(), "a-east".to_owned()), seen("1")),
@@ -699,6 +751,41 @@ mod tests {
         assert_eq!(
             plan.delete,
             vec![("test".to_owned(), "gone-east".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_service_the_mirror_did_not_write_is_neither_updated_nor_deleted() {
+        let desired: BTreeMap<Key, Service> = [(
+            ("test".to_owned(), "web-east".to_owned()),
+            mirror_service(&remote("web", "2"), &gateway(true)).expect("mirror"),
+        )]
+        .into();
+        let lookalike = Existing {
+            version: Some("1".to_owned()),
+            cluster_ip: Some("10.96.0.9".to_owned()),
+            uid: Some("someone-else".to_owned()),
+            owned: false,
+        };
+        let existing: BTreeMap<Key, Existing> = [
+            (
+                ("test".to_owned(), "web-east".to_owned()),
+                lookalike.clone(),
+            ),
+            (("test".to_owned(), "old-east".to_owned()), lookalike),
+        ]
+        .into();
+        let plan = plan(&desired, &existing);
+        assert_eq!(
+            plan.conflicts,
+            vec![("test".to_owned(), "web-east".to_owned())]
+        );
+        assert!(
+            plan.create.is_empty()
+                && plan.update.is_empty()
+                && plan.replace.is_empty()
+                && plan.delete.is_empty(),
+            "{plan:?}"
         );
     }
 
@@ -875,6 +962,8 @@ mod headless_tests {
             Existing {
                 version: Some("7".into()),
                 cluster_ip: Some("10.96.0.4".into()),
+                uid: None,
+                owned: true,
             },
         )]
         .into();

@@ -7,6 +7,7 @@
 //! - [`controller`]: the loop: Link, credentials, watches, passes, status.
 //! - [`desired`]: what the mirrors of a set of remote Services must be
 //!   (pure), and the plan that turns the mirrors that exist into them.
+//! - [`events`]: the Events the mirror publishes on its Link (conflicts).
 //! - [`link`]: a Link's fields, checked and defaulted; the gateway resolved.
 //! - [`metrics`]: Linkerd's `gateway_*` metrics.
 //! - [`probe`]: the gateway probe, its failure threshold and the prober task.
@@ -16,6 +17,7 @@
 
 pub mod controller;
 pub mod desired;
+pub mod events;
 pub mod link;
 pub mod metrics;
 pub mod probe;

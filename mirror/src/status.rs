@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams};
 use mesh_api::crds::link::Link;
 use serde::Serialize;
 
-use crate::sync::FIELD_MANAGER;
+use crate::desired::FIELD_MANAGER;
 
 /// One condition, as Kubernetes writes them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,6 +53,9 @@ pub struct Report {
     pub mirrored: Option<usize>,
     /// Remote Services not mirrored.
     pub rejected: Vec<Rejected>,
+    /// Local objects holding a mirror's name that the mirror did not
+    /// write (left alone).
+    pub conflicts: Vec<Rejected>,
     /// The linked cluster's trust anchors (PEM), or why they could not be
     /// read.
     pub remote_anchors: Option<Result<String, String>>,
@@ -82,6 +85,9 @@ impl Report {
     }
 }
 
+/// How many rejected Services and conflicts the status lists at most.
+pub const MAX_LISTED: usize = 100;
+
 /// The status last written, to write only changes.
 #[derive(Debug, Default)]
 pub struct StatusWriter {
@@ -104,11 +110,17 @@ impl StatusWriter {
             .map(|(_, c)| c.as_slice())
             .unwrap_or(&[]);
         let conditions = conditions(&report, previous, Time(k8s_openapi::jiff::Timestamp::now()));
+        // A linked cluster decides how many Services it rejects: the lists
+        // are cut short (the counts stay whole) so the Link stays far from
+        // the API server's object size limit.
+        let listed = |list: &[Rejected]| list[..list.len().min(MAX_LISTED)].to_vec();
         let status = serde_json::json!({
             "status": {
                 "conditions": conditions,
                 "mirroredServices": report.mirrored,
-                "rejectedServices": report.rejected,
+                "rejectedServices": listed(&report.rejected),
+                "rejectedServicesTotal": report.rejected.len(),
+                "conflicts": listed(&report.conflicts),
                 "remoteTrustAnchors": match &report.remote_anchors {
                     None => serde_json::Value::Null,
                     Some(Ok(pem)) => serde_json::json!({"pem": pem}),

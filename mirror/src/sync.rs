@@ -1,33 +1,42 @@
 //! Mirroring: the watched views of both clusters ([`RemoteViews`] of the
-//! linked cluster's exported Services and their readiness, [`LocalViews`]
-//! of this Link's mirrors) and one pass that makes the mirrors match
-//! (server-side apply as `mesh-mirror`; a mirror's Endpoints are written
-//! only when the gateway's addresses, liveness or the remote readiness
-//! changed). Mirrors of other Links and other local Services are never
-//! touched; a remote Service that cannot be mirrored is reported, not fatal.
+//! linked cluster's exported Services and their Endpoints, both scoped by
+//! the Link's selector; [`LocalViews`] of this Link's mirrors) and one pass
+//! that makes the mirrors match (server-side apply as `mesh-mirror`; a
+//! mirror's Endpoints are written only when the gateway's addresses,
+//! liveness or the remote readiness changed).
+//!
+//! The linked cluster is not trusted with local objects: the mirror writes
+//! and deletes only what it wrote itself (its field manager in the
+//! object's managed fields, not merely its labels), deletes name the uid
+//! it saw, and a name already held by someone else's Service is a
+//! conflict, reported and left alone. At most `max_services` remote
+//! Services are mirrored per Link, those already mirrored first, so a
+//! flood of exports neither grows this cluster without bound nor displaces
+//! what is mirrored. A remote Service that cannot be mirrored is reported,
+//! not fatal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher;
 use mesh_api::labels::{
     MIRROR_CLUSTER_NAME, MIRROR_EXPORTED, MIRROR_MIRRORED_SERVICE, TRUST_ROOTS_CONFIGMAP,
 };
 use tokio::sync::Notify;
 
-use crate::desired::{self, EndpointsContent, Existing, Gateway, Key, Plan, RemoteEndpoints};
+use crate::desired::{
+    self, EndpointsContent, Existing, FIELD_MANAGER, Gateway, Key, LocalEndpoints, Plan,
+    RemoteEndpoints, written_by_mirror,
+};
 use crate::watch::Watched;
 
 /// The key of the trust anchors bundle in its ConfigMap.
 const TRUST_ROOTS_KEY: &str = "ca-bundle.crt";
-
-/// The field manager of everything the mirror writes.
-pub const FIELD_MANAGER: &str = "mesh-mirror";
 
 /// What one pass did.
 #[derive(Debug, Default)]
@@ -44,6 +53,11 @@ pub struct Outcome {
     /// Mirrors the API server refused to write or delete, with its answer
     /// (the other mirrors are still written).
     pub failed: Vec<(Key, String)>,
+    /// Mirror names held by objects the mirror did not write, with what
+    /// holds them: those objects are left alone.
+    pub conflicts: Vec<(Key, String)>,
+    /// Remote Services past the Link's cap, not mirrored.
+    pub over_cap: Vec<Key>,
 }
 
 /// Why a pass could not run: a view is not complete yet.
@@ -135,9 +149,11 @@ impl RemoteViews {
                 },
                 changed.clone(),
             ),
+            // Kubernetes' endpoints controller copies a Service's labels to
+            // its Endpoints: the selector scopes them to what is exported.
             endpoints: Watched::spawn(
                 Api::<Endpoints>::all(remote.clone()),
-                watcher::Config::default(),
+                watcher::Config::default().labels(selector),
                 RemoteEndpoints::of,
                 changed.clone(),
             ),
@@ -180,7 +196,7 @@ impl RemoteViews {
 #[derive(Debug)]
 pub struct LocalViews {
     services: Watched<Existing>,
-    endpoints: Watched<EndpointsContent>,
+    endpoints: Watched<LocalEndpoints>,
 }
 
 impl LocalViews {
@@ -204,7 +220,7 @@ impl LocalViews {
             endpoints: Watched::spawn(
                 Api::<Endpoints>::all(local.clone()),
                 config,
-                EndpointsContent::of,
+                LocalEndpoints::of,
                 changed.clone(),
             ),
         }
@@ -234,50 +250,89 @@ fn complete<T: Clone + PartialEq + Send + 'static>(
     })
 }
 
-/// Makes the mirrors in `local` match what `remote` shows, through `gateway`.
+/// Makes the mirrors in `local` match what `remote` shows, through
+/// `gateway`, mirroring at most `max_services` remote Services.
 pub async fn pass(
     remote: &RemoteViews,
     mirrors: &LocalViews,
     local: &kube::Client,
     gateway: &Gateway,
+    max_services: usize,
 ) -> Result<Outcome, NotListed> {
     let remote_services = complete(&remote.services, "the linked cluster's exported Services")?;
     let remote_endpoints = complete(&remote.endpoints, "the linked cluster's Endpoints")?;
     let existing = complete(&mirrors.services, "this cluster's mirror Services")?;
     let existing_endpoints = complete(&mirrors.endpoints, "this cluster's mirror Endpoints")?;
     let mut outcome = Outcome::default();
-    let mut desired_services: BTreeMap<Key, Service> = BTreeMap::new();
-    let mut desired_endpoints: Vec<Endpoints> = Vec::new();
     let cluster_ip = |key: &Key| {
         existing
             .get(key)
             .and_then(|seen| seen.cluster_ip.clone())
             .filter(|ip| ip != "None")
     };
+    let mut candidates = Vec::new();
     for (key, service) in &remote_services {
         let endpoints = remote_endpoints.get(key).cloned().unwrap_or_default();
         match desired::mirrors(service, &endpoints, gateway, &cluster_ip) {
-            Ok(mirrors) => {
-                outcome.mirrors += 1;
-                for mirror in mirrors {
-                    let mirror_key = key_of(&mirror.service.metadata);
-                    let written = existing_endpoints.get(&mirror_key);
-                    if written != Some(&EndpointsContent::of(&mirror.endpoints)) {
-                        desired_endpoints.push(mirror.endpoints);
-                    }
-                    desired_services.insert(mirror_key, mirror.service);
-                }
-            }
+            Ok(mirrors) => candidates.push((key.clone(), mirrors)),
             Err(invalid) => outcome.invalid.push((key.clone(), invalid)),
         }
     }
+    // Those already mirrored first (a stable sort keeps the rest in key
+    // order): new exports past the cap never displace a mirror.
+    candidates.sort_by_key(|(_, mirrors)| {
+        !mirrors
+            .iter()
+            .any(|m| existing.contains_key(&key_of(&m.service.metadata)))
+    });
+    let mut desired_services: BTreeMap<Key, Service> = BTreeMap::new();
+    let mut desired_endpoints: Vec<Endpoints> = Vec::new();
+    for (index, (key, mirrors)) in candidates.into_iter().enumerate() {
+        if index >= max_services {
+            outcome.over_cap.push(key);
+            continue;
+        }
+        outcome.mirrors += 1;
+        for mirror in mirrors {
+            desired_endpoints.push(mirror.endpoints);
+            desired_services.insert(key_of(&mirror.service.metadata), mirror.service);
+        }
+    }
     let plan = desired::plan(&desired_services, &existing);
+    // Names that must not be written this pass: held by someone else, or
+    // not checked.
+    let mut hands_off: BTreeSet<Key> = BTreeSet::new();
+    for key in &plan.conflicts {
+        hands_off.insert(key.clone());
+        outcome
+            .conflicts
+            .push((key.clone(), held_message("Service", key)));
+    }
+    // A new mirror's name may be held by a Service without the mirror's
+    // labels, which the local view does not show: look before writing.
+    let new_names = plan.create.iter().map(|s| key_of(&s.metadata));
+    for (key, held) in in_flight(new_names.map(|key| held_by_another::<Service>(local, key))).await
+    {
+        match held {
+            Ok(false) => {}
+            Ok(true) => {
+                outcome
+                    .conflicts
+                    .push((key.clone(), held_message("Service", &key)));
+                hands_off.insert(key);
+            }
+            Err(error) => {
+                outcome.failed.push((key.clone(), error));
+                hands_off.insert(key);
+            }
+        }
+    }
     // A mirror that must change between headless and not is deleted first
     // (the API server does not change a Service's cluster IP).
-    let replaced = plan
-        .replace
-        .iter()
-        .map(|s| delete_mirror(local, key_of(&s.metadata)));
+    let replaced = plan.replace.iter().map(|s| {
+        let key = key_of(&s.metadata);
+        delete_mirror(local, &key, &existing, &existing_endpoints)
+    });
     for result in in_flight(replaced).await {
         if let Err(failed) = result {
             outcome.failed.push(failed);
@@ -285,14 +340,48 @@ pub async fn pass(
     }
     // Writes go out WRITES_IN_FLIGHT at a time: a thousand new exports are
     // mirrored in seconds, not one round trip after another.
-    let services = plan.create.iter().chain(&plan.update).chain(&plan.replace);
+    let services = plan
+        .create
+        .iter()
+        .chain(&plan.update)
+        .chain(&plan.replace)
+        .filter(|s| !hands_off.contains(&key_of(&s.metadata)));
     for result in in_flight(services.map(|service| apply(local, service, "Service"))).await {
         if let Err(failed) = result {
             outcome.failed.push(failed);
         }
     }
-    let endpoints = desired_endpoints.iter();
-    for result in in_flight(endpoints.map(|e| apply(local, e, "Endpoints"))).await {
+    let mut endpoints_to_write = Vec::new();
+    let mut unseen_endpoints = Vec::new();
+    for endpoints in &desired_endpoints {
+        let key = key_of(&endpoints.metadata);
+        if hands_off.contains(&key) {
+            continue;
+        }
+        match existing_endpoints.get(&key) {
+            Some(seen) if !seen.owned => outcome
+                .conflicts
+                .push((key.clone(), held_message("Endpoints", &key))),
+            Some(seen) if seen.content == EndpointsContent::of(endpoints) => {}
+            Some(_) => endpoints_to_write.push(endpoints),
+            None => unseen_endpoints.push(endpoints),
+        }
+    }
+    let checks = unseen_endpoints.iter().map(|e| {
+        let check = held_by_another::<Endpoints>(local, key_of(&e.metadata));
+        async move { (check.await, *e) }
+    });
+    for ((key, held), endpoints) in in_flight(checks).await {
+        match held {
+            Ok(false) => endpoints_to_write.push(endpoints),
+            Ok(true) => outcome
+                .conflicts
+                .push((key.clone(), held_message("Endpoints", &key))),
+            Err(error) => outcome.failed.push((key, error)),
+        }
+    }
+    let writes = endpoints_to_write.into_iter();
+    for result in in_flight(writes.map(|e| apply(local, e, "Endpoints"))).await {
         match result {
             Ok(()) => outcome.endpoints_written += 1,
             Err(failed) => outcome.failed.push(failed),
@@ -301,8 +390,7 @@ pub async fn pass(
     let deletions = plan
         .delete
         .iter()
-        .cloned()
-        .map(|key| delete_mirror(local, key));
+        .map(|key| delete_mirror(local, key, &existing, &existing_endpoints));
     for result in in_flight(deletions).await {
         if let Err(failed) = result {
             outcome.failed.push(failed);
@@ -312,19 +400,69 @@ pub async fn pass(
     Ok(outcome)
 }
 
+/// What a conflict on `key` says.
+fn held_message(kind: &str, (namespace, name): &Key) -> String {
+    format!(
+        "{kind} {namespace}/{name} exists and was not written by the mirror \
+         (no {FIELD_MANAGER} field manager): left alone"
+    )
+}
+
+/// Whether an object named `key` exists that the mirror did not write.
+fn held_by_another<K>(
+    local: &kube::Client,
+    key: Key,
+) -> impl std::future::Future<Output = (Key, Result<bool, String>)> + Send + 'static
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let api = Api::<K>::namespaced(local.clone(), &key.0);
+    async move {
+        let found = api.get_opt(&key.1).await;
+        let held = found
+            .map(|object| object.is_some_and(|o| !written_by_mirror(o.meta())))
+            .map_err(|e| format!("looking up {}/{}: {e}", key.0, key.1));
+        (key, held)
+    }
+}
+
 /// Deletes a mirror Service and its Endpoints (no selector: the API server
-/// would keep them otherwise).
+/// would keep them otherwise), each only as the object seen in the views
+/// (its uid as a precondition) and the Endpoints only if the mirror wrote
+/// them.
 fn delete_mirror(
     local: &kube::Client,
-    (namespace, name): Key,
-) -> impl std::future::Future<Output = Result<(), (Key, String)>> + Send + 'static {
+    key: &Key,
+    services: &BTreeMap<Key, Existing>,
+    endpoints: &BTreeMap<Key, LocalEndpoints>,
+) -> impl std::future::Future<Output = Result<(), (Key, String)>> + Send + use<> {
+    let only = |uid: Option<String>| DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let service_uid = services.get(key).and_then(|s| s.uid.clone());
+    let endpoints_uid = endpoints
+        .get(key)
+        .filter(|e| e.owned)
+        .map(|e| e.uid.clone());
+    let (namespace, name) = key.clone();
     let local = local.clone();
     async move {
-        let _ = Api::<Endpoints>::namespaced(local.clone(), &namespace)
-            .delete(&name, &DeleteParams::default())
-            .await;
+        if let Some(uid) = endpoints_uid {
+            let _ = Api::<Endpoints>::namespaced(local.clone(), &namespace)
+                .delete(&name, &only(uid))
+                .await;
+        }
         Api::<Service>::namespaced(local, &namespace)
-            .delete(&name, &DeleteParams::default())
+            .delete(&name, &only(service_uid))
             .await
             .map(|_| ())
             .map_err(|e| ((namespace.clone(), name.clone()), e.to_string()))

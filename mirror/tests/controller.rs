@@ -6,6 +6,11 @@
 //! `gateway_alive` 0, and the mirror stays; the Link's status says so.
 //! Through a forwarder the test can cut, an outage of the linked API keeps
 //! every mirror, and the reconnect deletes only what went away meanwhile.
+//! A linked cluster cannot take over local objects: a Service already
+//! holding a mirror's name (with or without the mirror's labels) is left
+//! alone through export and unexport, reported on the Link and in an
+//! Event; exports past the Link's cap are reported, not mirrored, and never
+//! displace a mirror.
 
 use std::time::Duration;
 
@@ -152,6 +157,16 @@ impl Linked {
     /// gateway Service (in the test namespace) the Link follows, its own
     /// gateway address then being a stale one.
     async fn start(prefix: &str, server: Option<&str>, follow: Option<&str>) -> Self {
+        Self::start_capped(prefix, server, follow, 100).await
+    }
+
+    /// As [`Linked::start`], mirroring at most `max_services`.
+    async fn start_capped(
+        prefix: &str,
+        server: Option<&str>,
+        follow: Option<&str>,
+        max_services: usize,
+    ) -> Self {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let cluster = shared_cluster().await;
         let client = cluster.client.clone();
@@ -205,6 +220,7 @@ impl Linked {
             client.clone(),
             ns.clone(),
             link.clone(),
+            max_services,
             metrics,
             readiness.clone(),
             async move {
@@ -235,7 +251,7 @@ impl Linked {
             .await
             .expect("create service");
         let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": {"mirror.linkerd.io/exported": "true", "test-link": self.link}},
             "subsets": [{"addresses": [{"ip": "10.10.0.9"}], "ports": [{"name": "http", "port": 8080}]}],
         }))
         .expect("endpoints");
@@ -465,5 +481,144 @@ async fn a_link_made_from_a_gateway_service_follows_it_to_its_current_address() 
         !status.to_string().contains(STALE_ADDRESS),
         "the Link's stale address is not probed: {status}"
     );
+    linked.stop().await;
+}
+
+/// A Service in the test namespace, as its user would create it.
+async fn local_service(linked: &Linked, name: &str, labels: serde_json::Value) -> Service {
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"selector": {"app": "mine"}, "ports": [{"name": "http", "port": 8080}]},
+    }))
+    .expect("service");
+    Api::<Service>::namespaced(linked.client.clone(), &linked.ns)
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create a local Service")
+}
+
+#[tokio::test]
+async fn a_local_service_holding_a_mirrors_name_is_left_alone_through_export_and_unexport() {
+    let linked = Linked::start("mirror-own", None, None).await;
+    let services = Api::<Service>::namespaced(linked.client.clone(), &linked.ns);
+    // One plain, one wearing the mirror's labels: labels prove nothing.
+    let plain = local_service(&linked, &linked.mirror_name("web"), serde_json::json!({})).await;
+    let lookalike = local_service(
+        &linked,
+        &linked.mirror_name("api"),
+        serde_json::json!({
+            "mirror.linkerd.io/mirrored-service": "true",
+            "mirror.linkerd.io/cluster-name": linked.link,
+        }),
+    )
+    .await;
+    for name in ["web", "api", "ok"] {
+        linked.export(name).await;
+    }
+    until(
+        "the exported Service without a conflict mirrored",
+        || async { linked.mirror_addresses("ok").await == (1, 0) },
+    )
+    .await;
+    until("both conflicts on the Link's status", || async {
+        linked.link_status().await["conflicts"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2)
+    })
+    .await;
+    let events =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(linked.client.clone(), &linked.ns);
+    until("a MirrorConflict Event on the Link", || async {
+        events
+            .list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("MirrorConflict")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref())
+                        == Some(linked.link.as_str())
+            })
+    })
+    .await;
+    let unchanged = |before: &Service, now: Option<Service>, what: &str| {
+        let now = now.unwrap_or_else(|| panic!("{what} was deleted"));
+        assert_eq!(now.metadata.uid, before.metadata.uid, "{what} was replaced");
+        assert_eq!(
+            now.metadata.resource_version, before.metadata.resource_version,
+            "{what} was written: {now:?}"
+        );
+    };
+    unchanged(
+        &plain,
+        linked.mirror("web").await,
+        "the plain local Service",
+    );
+    unchanged(&lookalike, linked.mirror("api").await, "the look-alike");
+    let endpoints = Api::<Endpoints>::namespaced(linked.client.clone(), &linked.ns);
+    for name in ["web", "api"] {
+        assert!(
+            endpoints
+                .get_opt(&linked.mirror_name(name))
+                .await
+                .expect("get endpoints")
+                .is_none(),
+            "no gateway Endpoints were written under the name of {name}'s local Service"
+        );
+    }
+
+    // Unexport all three: the mirror goes, the local Services stay.
+    for name in ["web", "api", "ok"] {
+        services
+            .delete(name, &Default::default())
+            .await
+            .expect("unexport");
+    }
+    until("the real mirror deleted", || async {
+        linked.mirror("ok").await.is_none()
+    })
+    .await;
+    unchanged(
+        &plain,
+        linked.mirror("web").await,
+        "the plain local Service",
+    );
+    unchanged(&lookalike, linked.mirror("api").await, "the look-alike");
+    linked.stop().await;
+}
+
+#[tokio::test]
+async fn exports_past_the_links_cap_are_reported_and_never_displace_a_mirror() {
+    let linked = Linked::start_capped("mirror-cap", None, None, 2).await;
+    for name in ["b", "c"] {
+        linked.export(name).await;
+    }
+    until("both mirrored", || async {
+        linked.mirror("b").await.is_some() && linked.mirror("c").await.is_some()
+    })
+    .await;
+    // New exports, one sorting before the mirrored ones.
+    for name in ["a", "d"] {
+        linked.export(name).await;
+    }
+    until("two exports reported over the cap", || async {
+        let status = linked.link_status().await;
+        status["rejectedServicesTotal"] == 2 && status["mirroredServices"] == 2
+    })
+    .await;
+    let status = linked.link_status().await;
+    let rejected = status["rejectedServices"].to_string();
+    assert!(
+        rejected.contains("cap of 2") && rejected.contains("\"a\"") && rejected.contains("\"d\""),
+        "{rejected}"
+    );
+    for (name, mirrored) in [("a", false), ("b", true), ("c", true), ("d", false)] {
+        assert_eq!(
+            linked.mirror(name).await.is_some(),
+            mirrored,
+            "{name} mirrored: {mirrored}"
+        );
+    }
     linked.stop().await;
 }

@@ -58,7 +58,7 @@ async fn passes_until(
 ) -> Total {
     let mut total = Total::default();
     for _ in 0..100 {
-        if let Ok(outcome) = pass(&views.0, &views.1, client, gateway).await {
+        if let Ok(outcome) = pass(&views.0, &views.1, client, gateway, 100).await {
             total.add(&outcome);
             if done(&total) {
                 return total;
@@ -78,15 +78,15 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
     let link = format!("l{}", &ns[ns.len() - 5..]);
     let services = Api::<Service>::namespaced(client.clone(), &ns);
     for (name, exported) in [("web", true), ("private", false)] {
+        // Kubernetes' endpoints controller gives Endpoints the Service's
+        // labels; the mirror's watch of them relies on it.
+        let labels = if exported {
+            serde_json::json!({"mirror.linkerd.io/exported": "true", "app": name})
+        } else {
+            serde_json::json!({"app": name})
+        };
         let service: Service = serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": name,
-                "labels": if exported {
-                    serde_json::json!({"mirror.linkerd.io/exported": "true", "app": name})
-                } else {
-                    serde_json::json!({"app": name})
-                },
-            },
+            "metadata": {"name": name, "labels": labels},
             "spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
         }))
         .expect("service");
@@ -95,7 +95,7 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
             .await
             .expect("create service");
         let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": labels},
             "subsets": [{"addresses": [{"ip": "10.10.0.5"}], "ports": [{"name": "http", "port": 8080}]}],
         }))
         .expect("endpoints");
@@ -156,7 +156,7 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
     // Once this cluster's watches have seen the writes, a pass writes nothing.
     let mut quiet = false;
     for _ in 0..50 {
-        let outcome = pass(&views.0, &views.1, &client, &gateway(&link, true))
+        let outcome = pass(&views.0, &views.1, &client, &gateway(&link, true), 100)
             .await
             .expect("listed");
         if outcome.plan.create.is_empty()
@@ -237,7 +237,7 @@ async fn a_headless_service_is_mirrored_per_pod() {
             .map(|(i, host)| serde_json::json!({"ip": format!("10.10.0.{}", i + 10), "hostname": host}))
             .collect();
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "db"},
+            "metadata": {"name": "db", "labels": {"mirror.linkerd.io/exported": "true", "app": "db"}},
             "subsets": [{"addresses": addresses, "ports": [{"name": "pg", "port": 5432}]}],
         }))
         .expect("endpoints")
@@ -258,7 +258,7 @@ async fn a_headless_service_is_mirrored_per_pod() {
     // cluster IPs (a later pass, after this cluster's watch sees them).
     let mut named = Vec::new();
     for _ in 0..100 {
-        pass(&views.0, &views.1, &client, &gateway).await.ok();
+        pass(&views.0, &views.1, &client, &gateway, 100).await.ok();
         let written = endpoints_api.get_opt(&headless).await.expect("get");
         named = written
             .and_then(|e| e.subsets)

@@ -72,7 +72,7 @@ async fn service(client: &kube::Client, name: &str, exported: bool) -> anyhow::R
         .create(&PostParams::default(), &service)
         .await?;
     let endpoints: Endpoints = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": labels},
         "subsets": [{"addresses": [{"ip": "10.10.0.9"}], "ports": [{"name": "http", "port": 8080}]}],
     }))?;
     Api::<Endpoints>::namespaced(client.clone(), EXPORTS)
@@ -192,12 +192,16 @@ async fn main() -> anyhow::Result<()> {
         service(&client, &name, false).await?;
         let mirror_name = format!("{name}-{LINK}");
         let t0 = Instant::now();
+        // The label on the Endpoints too, as Kubernetes' endpoints
+        // controller copies it for a Service with a selector.
+        let export = Patch::Merge(
+            serde_json::json!({"metadata": {"labels": {"mirror.linkerd.io/exported": "true"}}}),
+        );
+        Api::<Endpoints>::namespaced(client.clone(), EXPORTS)
+            .patch(&name, &PatchParams::default(), &export)
+            .await?;
         services
-            .patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"mirror.linkerd.io/exported": "true"}}})),
-            )
+            .patch(&name, &PatchParams::default(), &export)
             .await?;
         loop {
             let seen = tokio::time::timeout(Duration::from_secs(30), seen_rx.recv())

@@ -16,6 +16,11 @@ pub(crate) struct MirrorArgs {
     /// The namespace of the Link and its credentials Secret.
     #[arg(long, env = "MESH_MIRROR_NAMESPACE", default_value = mesh_api::labels::MULTICLUSTER_NAMESPACE)]
     namespace: String,
+    /// How many of the linked cluster's exported Services are mirrored at
+    /// most (those past it are reported on the Link, not mirrored): a
+    /// linked cluster cannot grow this one without bound.
+    #[arg(long, env = "MESH_MIRROR_MAX_SERVICES", default_value_t = 5000)]
+    max_services: usize,
     /// Where /metrics, /ready and /live are served.
     #[arg(long, env = "MESH_ADMIN_LISTEN", default_value_t = crate::admin_listen(mesh_api::ports::MIRROR_ADMIN))]
     admin_listen: SocketAddr,
@@ -32,6 +37,7 @@ pub(crate) async fn run(args: MirrorArgs, client: kube::Client) -> anyhow::Resul
         client,
         args.namespace,
         args.link,
+        args.max_services,
         metrics,
         readiness,
         drain.signaled(),
