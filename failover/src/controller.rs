@@ -25,7 +25,7 @@ use crate::decision::{Failover, Phase, Readiness, Tick};
 use crate::error::Error;
 use crate::metrics::FailoverMetrics;
 use crate::prometheus::Prometheus;
-use crate::signals::{self, BackendKey, ClientCounts, Deltas};
+use crate::signals::{self, BackendKey, ClientCounts, Deltas, Ignored};
 use crate::split::ManagedSplit;
 use crate::status::{BackendStatus, SplitStatus, TransitionStatus};
 use crate::target::{Target, TargetKey};
@@ -51,6 +51,10 @@ pub struct Config {
     /// This controller's name in the Events it publishes (its pod's name).
     pub instance: Option<String>,
 }
+
+/// The reason and action of the Events a change of weights publishes, as
+/// linkerd-failover's.
+pub const FAILOVER_EVENT: &str = "Failover";
 
 /// One split under management.
 #[derive(Debug)]
@@ -129,18 +133,15 @@ pub async fn run(
     }
     readiness.set_ready();
     tracing::info!(controlled_by = %config.controlled_by, "failover controller started");
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "linkerd-failover".into(),
-            instance: config.instance.clone(),
-        },
-    );
+    let reporter = Reporter {
+        controller: "linkerd-failover".into(),
+        instance: config.instance.clone(),
+    };
     let mut controller = Controller {
         client,
         config,
         metrics,
-        recorder,
+        reporter,
         managed: BTreeMap::new(),
         invalid: BTreeMap::new(),
         deltas: Deltas::default(),
@@ -161,7 +162,7 @@ struct Controller {
     client: kube::Client,
     config: Config,
     metrics: FailoverMetrics,
-    recorder: Recorder,
+    reporter: Reporter,
     managed: BTreeMap<TargetKey, Managed>,
     /// Splits that cannot be managed, with the errors last reported.
     invalid: BTreeMap<TargetKey, Vec<String>>,
@@ -218,10 +219,11 @@ impl Controller {
         namespaces: &BTreeSet<String>,
     ) -> BTreeMap<BackendKey, Counts> {
         let mut per_client: BTreeMap<String, ClientCounts> = BTreeMap::new();
+        let mut ignored = Ignored::default();
         match &self.config.prometheus {
             Some(prometheus) => {
                 for namespace in namespaces {
-                    match prometheus.client_counts(namespace).await {
+                    match prometheus.client_counts(namespace, &mut ignored).await {
                         Ok(clients) => per_client.extend(clients),
                         Err(e) => tracing::warn!("reading Prometheus: {e}"),
                     }
@@ -233,6 +235,10 @@ impl Controller {
                     .state()
                     .iter()
                     .filter(|pod| is_meshed_and_running(pod))
+                    // A split's clients are the meshed pods of its own
+                    // namespace: a pod elsewhere, whatever its page says,
+                    // does not steer it.
+                    .filter(|pod| pod.namespace().is_some_and(|ns| namespaces.contains(&ns)))
                     .filter_map(|pod| {
                         let ip = pod.status.as_ref()?.pod_ip.clone()?;
                         Some((
@@ -256,9 +262,13 @@ impl Controller {
                 for (client, page) in pages {
                     match page {
                         Ok(page) => {
-                            let counts: ClientCounts = signals::from_metrics_page(&page)
+                            let (counts, page_ignored) = signals::from_metrics_page(&page);
+                            ignored.add(page_ignored);
+                            // Toward its own namespace's backends only.
+                            let client_ns = client.split('/').next().unwrap_or_default();
+                            let counts: ClientCounts = counts
                                 .into_iter()
-                                .filter(|((ns, _), _)| namespaces.contains(ns))
+                                .filter(|((ns, _), _)| ns == client_ns)
                                 .collect();
                             per_client.insert(client, counts);
                         }
@@ -270,11 +280,15 @@ impl Controller {
         let clients: BTreeSet<String> = per_client.keys().cloned().collect();
         let mut seen: BTreeMap<BackendKey, Counts> = BTreeMap::new();
         for (client, counts) in per_client {
-            for (backend, delta) in self.deltas.update(&client, counts) {
+            for (backend, delta) in self.deltas.update(&client, counts, &mut ignored) {
                 *seen.entry(backend).or_default() += delta;
             }
         }
         self.deltas.retain(&clients);
+        if ignored != Ignored::default() {
+            tracing::debug!(?ignored, "client samples ignored");
+        }
+        self.metrics.ignored(&ignored);
         seen
     }
 
@@ -301,6 +315,11 @@ impl Controller {
         }
         let mut alive = BTreeMap::new();
         for pod in views.pods.state() {
+            // Only the mirrors the multicluster extension runs: a pod
+            // elsewhere with the same labels says nothing about a gateway.
+            if pod.namespace().as_deref() != Some(mesh_api::labels::MULTICLUSTER_NAMESPACE) {
+                continue;
+            }
             let labels = pod.labels();
             let Some(cluster) = labels.get(MIRROR_CLUSTER_NAME) else {
                 continue;
@@ -411,18 +430,21 @@ impl Controller {
                 at: jiff::Timestamp::now().to_string(),
                 reason: transition.reason.clone(),
             });
+            // linkerd-failover's reason and action, so users' alerts on
+            // them keep working; the phase entered leads the note.
             let event = Event {
                 type_: EventType::Normal,
-                reason: transition.to.into(),
+                reason: FAILOVER_EVENT.into(),
                 note: Some(format!(
-                    "{} (weights {})",
+                    "{}: {} (weights {})",
+                    transition.to,
                     transition.reason,
                     weights_text(&spec.services, &tick.weights)
                 )),
-                action: "SetWeights".into(),
+                action: FAILOVER_EVENT.into(),
                 secondary: None,
             };
-            publish(&self.recorder, target, &event).await;
+            publish(&self.client, &self.reporter, target, &event).await;
         }
         let status = status_of(&spec, managed, &tick);
         let due = managed
@@ -457,7 +479,7 @@ impl Controller {
             action: "Validate".into(),
             secondary: None,
         };
-        publish(&self.recorder, target, &event).await;
+        publish(&self.client, &self.reporter, target, &event).await;
         let status = SplitStatus {
             state: "Invalid".into(),
             errors: errors.clone(),
@@ -529,7 +551,12 @@ fn ready_endpoints(views: &Views, (namespace, name): &BackendKey) -> Option<usiz
     )
 }
 
-async fn publish(recorder: &Recorder, target: &Target, event: &Event) {
+/// Publishes `event` about `target` as an Event of its own: kube's
+/// `Recorder` folds Events of one reason and action on an object into a
+/// series that keeps the first note, and each of ours says something new
+/// (the phase entered, the weights).
+async fn publish(client: &kube::Client, reporter: &Reporter, target: &Target, event: &Event) {
+    let recorder = Recorder::new(client.clone(), reporter.clone());
     if let Err(e) = recorder.publish(event, &target.object_ref()).await {
         let (kind, namespace, name) = target.key();
         tracing::warn!("publishing an Event on {kind} {namespace}/{name}: {e}");

@@ -39,6 +39,12 @@ pub struct FailoverMetrics {
     weight: Family<BackendLabels, Gauge>,
     success_rate: Family<BackendLabels, Gauge<f64, AtomicU64>>,
     rps: Family<BackendLabels, Gauge<f64, AtomicU64>>,
+    ignored: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 impl FailoverMetrics {
@@ -69,6 +75,11 @@ impl FailoverMetrics {
             "failover_backend_rps",
             "A backend's requests per second over the window",
             metrics.rps.clone(),
+        );
+        registry.register(
+            "failover_ignored_samples",
+            "Client samples that counted for nothing: not finite, negative, or a counter that went down",
+            metrics.ignored.clone(),
         );
         metrics
     }
@@ -118,5 +129,14 @@ impl FailoverMetrics {
             self.success_rate.get_or_create(&labels).set(rate);
         }
         self.rps.get_or_create(&labels).set(rps);
+    }
+
+    /// Counts the client samples a round ignored.
+    pub fn ignored(&self, ignored: &crate::signals::Ignored) {
+        for (reason, count) in ignored.by_reason() {
+            self.ignored
+                .get_or_create(&ReasonLabels { reason })
+                .inc_by(count);
+        }
     }
 }

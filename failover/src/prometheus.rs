@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::signals::{self, ClientCounts, OUTCOMES};
+use crate::signals::{self, ClientCounts, Ignored, OUTCOMES};
 
 /// A Prometheus server.
 #[derive(Debug, Clone)]
@@ -71,15 +71,18 @@ impl Prometheus {
         Ok(answer.data.map(|d| d.result).unwrap_or_default())
     }
 
-    /// Each scraped client's cumulative outcomes toward `namespace`'s
-    /// Services.
+    /// Each scraped client in `namespace` (the `namespace` label Linkerd's
+    /// scrape configuration gives every proxy's series) with its cumulative
+    /// outcomes toward `namespace`'s Services; samples that are no counts
+    /// are noted in `ignored`.
     pub async fn client_counts(
         &self,
         namespace: &str,
+        ignored: &mut Ignored,
     ) -> Result<BTreeMap<String, ClientCounts>, Error> {
         let promql = format!(
             "sum by (instance, dst_namespace, dst_service, classification) \
-             ({OUTCOMES}{{direction=\"outbound\",dst_namespace=\"{namespace}\"}})"
+             ({OUTCOMES}{{direction=\"outbound\",namespace=\"{namespace}\",dst_namespace=\"{namespace}\"}})"
         );
         let mut clients: BTreeMap<String, ClientCounts> = BTreeMap::new();
         for series in self.query(&promql).await? {
@@ -95,7 +98,7 @@ impl Prometheus {
                 continue;
             };
             let counts = clients.entry(instance.to_owned()).or_default();
-            signals::add(counts, ns, service, field("classification"), value);
+            signals::add(counts, ignored, ns, service, field("classification"), value);
         }
         Ok(clients)
     }

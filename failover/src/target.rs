@@ -90,23 +90,23 @@ impl Target {
                     .zip(weights)
                     .map(|(b, w)| serde_json::json!({"service": b.service, "weight": w}))
                     .collect();
+                // Written only over the split as read (its resourceVersion
+                // is the precondition): a user's edit in between fails the
+                // write, and the next round reads the split again instead
+                // of silently reverting the edit.
+                let patch = serde_json::json!({
+                    "metadata": {"resourceVersion": split.metadata.resource_version},
+                    "spec": {"backends": backends},
+                });
                 Api::<TrafficSplit>::namespaced(client.clone(), &namespace)
-                    .patch(
-                        &split.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(serde_json::json!({"spec": {"backends": backends}})),
-                    )
+                    .patch(&split.name_any(), &writer(), &Patch::Merge(patch))
                     .await
                     .map(drop)
             }
             Self::Route(route) => {
                 let patch = route_weight_patch(route, weights)?;
                 Api::<HttpRoute>::namespaced(client.clone(), &namespace)
-                    .patch(
-                        &route.name_any(),
-                        &PatchParams::default(),
-                        &Patch::<()>::Json(patch),
-                    )
+                    .patch(&route.name_any(), &writer(), &Patch::<()>::Json(patch))
                     .await
                     .map(drop)
             }
@@ -128,16 +128,27 @@ impl Target {
         match self {
             Self::Split(_) => {
                 Api::<TrafficSplit>::namespaced(client.clone(), &namespace)
-                    .patch(&name, &PatchParams::default(), &patch)
+                    .patch(&name, &writer(), &patch)
                     .await?;
             }
             Self::Route(_) => {
                 Api::<HttpRoute>::namespaced(client.clone(), &namespace)
-                    .patch(&name, &PatchParams::default(), &patch)
+                    .patch(&name, &writer(), &patch)
                     .await?;
             }
         }
         Ok(())
+    }
+}
+
+/// The field manager of every write, linkerd-failover's: `kubectl get
+/// --show-managed-fields` names who moved the weights.
+pub const FIELD_MANAGER: &str = "failover.linkerd.io";
+
+fn writer() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
     }
 }
 

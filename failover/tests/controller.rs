@@ -4,6 +4,10 @@
 //! written, a primary whose endpoints go away is failed over at the next
 //! round with an Event and a status that say why, its return is held, then
 //! ramped back; a bad annotation leaves the weights alone and says why.
+//! Pods whose metrics pages lie cannot steer it: a "client" in another
+//! namespace claiming the primary fails, and pages of NaN, infinities and
+//! negative counts, change nothing (while the same claim from a client in
+//! the split's namespace does fail it over, so the attack is real).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -138,8 +142,10 @@ async fn set_primary_ready(endpoints_api: &Api<Endpoints>, ready: bool) {
 /// Runs the controller (a round every 500 ms) until the sender is used.
 fn start_controller(
     client: &kube::Client,
+    controlled_by: &str,
     instance: &str,
     readiness: &mesh_core::admin::Readiness,
+    metrics: FailoverMetrics,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), mesh_failover::error::Error>>,
@@ -148,13 +154,13 @@ fn start_controller(
     let controller = tokio::spawn(run(
         client.clone(),
         Config {
-            controlled_by: "linkerd-failover".into(),
+            controlled_by: controlled_by.into(),
             interval: Duration::from_millis(500),
             prometheus: None,
             scrape_timeout: Duration::from_millis(500),
             instance: Some(instance.into()),
         },
-        FailoverMetrics::default(),
+        metrics,
         readiness.clone(),
         async move {
             let _ = stopped.await;
@@ -180,7 +186,13 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
     };
 
     let readiness = mesh_core::admin::Readiness::new();
-    let (stop, controller) = start_controller(&client, "failover-test", &readiness);
+    let (stop, controller) = start_controller(
+        &client,
+        "linkerd-failover",
+        "failover-test",
+        &readiness,
+        FailoverMetrics::default(),
+    );
 
     let status = split
         .until("managed in Primary", |s, _| s.state == "Primary")
@@ -220,10 +232,9 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
     );
     let events = split.event_reasons().await;
     assert!(
-        events
-            .iter()
-            .any(|(reason, note)| reason == "FailedOver"
-                && note.contains("podinfo=0, podinfo-east=100")),
+        events.iter().any(|(reason, note)| reason == "Failover"
+            && note.starts_with("FailedOver: ")
+            && note.contains("podinfo=0, podinfo-east=100")),
         "{events:?}"
     );
 
@@ -239,16 +250,14 @@ async fn readiness_fails_over_holds_ramps_back_and_bad_settings_change_nothing()
             s.state == "Primary" && w == [100, 0]
         })
         .await;
-    let reasons: Vec<String> = split
-        .event_reasons()
-        .await
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
-    for reason in ["FailedOver", "FailingBack", "Primary"] {
+    let events = split.event_reasons().await;
+    for phase in ["FailedOver", "FailingBack", "Primary"] {
         assert!(
-            reasons.iter().any(|r| r == reason),
-            "{reason} in {reasons:?}"
+            events
+                .iter()
+                .any(|(reason, note)| reason == "Failover"
+                    && note.starts_with(&format!("{phase}: "))),
+            "a Failover Event into {phase} in {events:?}"
         );
     }
 
@@ -323,8 +332,10 @@ async fn an_httproute_split_fails_over_in_every_rule_and_keeps_the_rest() {
         .expect("route");
     let (stop, controller) = start_controller(
         &client,
+        "linkerd-failover",
         "failover-route-test",
         &mesh_core::admin::Readiness::new(),
+        FailoverMetrics::default(),
     );
     let status_of = |route: &HttpRoute| -> Option<SplitStatus> {
         SplitStatus::of_annotations(route.metadata.annotations.as_ref()?)
@@ -383,4 +394,179 @@ async fn an_httproute_split_fails_over_in_every_rule_and_keeps_the_rest() {
     assert_eq!(weights(&mixed), [vec![1, 0], vec![1, 0]], "left alone");
     let _ = stop.send(());
     let _ = controller.await;
+}
+
+/// A metrics page served at `ip`:4191 (a pod's proxy admin port), the
+/// `n`th answer being `page(n)`.
+async fn metrics_page(ip: &str, page: impl Fn(u64) -> String + Send + Sync + 'static) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((ip, mesh_api::ports::PROXY_ADMIN))
+        .await
+        .unwrap_or_else(|e| panic!("binding {ip}:4191: {e}"));
+    let page = std::sync::Arc::new(page);
+    tokio::spawn(async move {
+        let mut served = 0u64;
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            served += 1;
+            let body = page(served);
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+    });
+}
+
+/// A meshed pod `name` in `ns`, Running at `ip` (as a kubelet reports it:
+/// the shared test cluster has no nodes).
+async fn running_meshed_pod(client: &kube::Client, ns: &str, name: &str, ip: &str) {
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns);
+    let pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [
+            {"name": "app", "image": "app"},
+            {"name": "linkerd-proxy", "image": "proxy"},
+        ]},
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}
+        })),
+    )
+    .await
+    .expect("the pod's status");
+}
+
+/// `route_actual_response_total` toward `ns`/podinfo: `success` and
+/// `failure` as given (any text: a lie need not be a number).
+fn outcomes_page(ns: &str, success: &str, failure: &str) -> String {
+    let series = |classification: &str, value: &str| {
+        format!(
+            "route_actual_response_total{{direction=\"outbound\",dst_namespace=\"{ns}\",\
+             dst_service=\"podinfo\",classification=\"{classification}\"}} {value}\n"
+        )
+    };
+    series("success", success) + &series("failure", failure)
+}
+
+/// The `controlled-by` value of the lying-pages test's split and controller.
+const ROGUE_TEST: &str = "failover-rogue-test";
+
+#[tokio::test]
+async fn pods_whose_metrics_pages_lie_cannot_steer_the_split() {
+    let cluster = shared_cluster().await;
+    let client = cluster.client.clone();
+    ensure_crds(&client, mesh_api::crds::all()).await;
+    let ns = cluster.namespace("failover-rogue").await;
+    let elsewhere = cluster.namespace("failover-rogue-other").await;
+    backends(&client, &ns).await;
+    let split = Split {
+        api: Api::namespaced(client.clone(), &ns),
+        events: Api::namespaced(client.clone(), &ns),
+    };
+    // A controller of its own: the other tests' controllers (in other
+    // processes) manage `linkerd-failover` splits and would judge this one
+    // by their own rounds.
+    let mut rogue_split = docs_split();
+    rogue_split
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(
+            "failover.linkerd.io/controlled-by".into(),
+            ROGUE_TEST.into(),
+        );
+    split
+        .api
+        .create(&PostParams::default(), &rogue_split)
+        .await
+        .expect("split");
+    // Addresses of this test's own in 127/8 (the API server takes them as
+    // pod IPs), from the namespace's random suffix.
+    let octet = u8::from_str_radix(&ns[ns.len() - 2..], 36).unwrap_or(7) % 200 + 20;
+    let ip = |host: u8| format!("127.{octet}.3.{host}");
+    // Failures rising by 1,000 a scrape: the primary failing hard.
+    let failing = {
+        let ns = ns.clone();
+        move |n: u64| outcomes_page(&ns, "0", &(n * 1000).to_string())
+    };
+    metrics_page(&ip(1), failing.clone()).await;
+    running_meshed_pod(&client, &elsewhere, "rogue", &ip(1)).await;
+    let garbage = {
+        let ns = ns.clone();
+        move |n: u64| {
+            let lie = ["NaN", "+Inf", "-Inf", "-1e9"][(n % 4) as usize];
+            outcomes_page(&ns, "0", lie)
+        }
+    };
+    metrics_page(&ip(2), garbage).await;
+    running_meshed_pod(&client, &ns, "garbage", &ip(2)).await;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = FailoverMetrics::register(&mut registry);
+    let (stop, controller) = start_controller(
+        &client,
+        ROGUE_TEST,
+        "failover-rogue-test",
+        &mesh_core::admin::Readiness::new(),
+        metrics,
+    );
+    split
+        .until("managed", |s, w| s.state == "Primary" && w[1] == 0)
+        .await;
+    // Ten rounds: a counted claim of this size fails over in two.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = split.status().await.expect("status");
+    assert_eq!(
+        (status.state.as_str(), split.weights().await[1]),
+        ("Primary", 0),
+        "lying pages moved the split: {status:#?}"
+    );
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    let ignored = |reason: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "failover_ignored_samples_total{{reason=\"{reason}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        ignored("not_finite") > 0.0 && ignored("negative") > 0.0,
+        "the garbage samples are counted as ignored:\n{text}"
+    );
+
+    // The same claim from a client of the split's own namespace counts.
+    metrics_page(&ip(3), failing).await;
+    running_meshed_pod(&client, &ns, "client", &ip(3)).await;
+    split
+        .until("failed over on a client's word", |s, _| {
+            s.state != "Primary"
+        })
+        .await;
+    let _ = stop.send(());
+    controller
+        .await
+        .expect("joins")
+        .expect("the controller stops cleanly");
 }

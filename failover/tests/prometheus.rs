@@ -35,7 +35,9 @@ fn prometheus_binary() -> PathBuf {
     path
 }
 
-/// Prometheus in the client pod's namespace, scraping its proxy every second.
+/// Prometheus in the client pod's network namespace, scraping its proxy
+/// every second, with the `namespace` label Linkerd's scrape configuration
+/// gives a pod in Kubernetes namespace `test`.
 struct Server {
     child: Child,
     _dir: tempfile::TempDir,
@@ -48,7 +50,8 @@ impl Server {
         std::fs::write(
             &config,
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: linkerd-proxy\n    \
-             static_configs:\n      - targets: ['127.0.0.1:4191']\n",
+             static_configs:\n      - targets: ['127.0.0.1:4191']\n        \
+             labels: {namespace: test}\n",
         )
         .expect("config");
         let child = Command::new("nsenter")
@@ -92,7 +95,8 @@ async fn prometheus_reads_what_the_proxies_metrics_pages_say() {
     assert!(statuses.iter().all(|s| *s == 500), "{statuses:?}");
 
     let page = mesh.client_metrics().await;
-    let from_page = signals::from_metrics_page(&page);
+    let (from_page, ignored) = signals::from_metrics_page(&page);
+    assert_eq!(ignored, signals::Ignored::default(), "{page}");
     let backend = ("test".to_owned(), "web".to_owned());
     assert_eq!(
         (from_page[&backend].success, from_page[&backend].failure),
@@ -110,7 +114,9 @@ async fn prometheus_reads_what_the_proxies_metrics_pages_say() {
                 "not asked yet".into(),
             ));
             for _ in 0..60 {
-                last = prometheus.client_counts("test").await;
+                last = prometheus
+                    .client_counts("test", &mut signals::Ignored::default())
+                    .await;
                 if let Ok(clients) = &last
                     && clients
                         .values()

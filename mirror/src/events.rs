@@ -12,9 +12,12 @@ use crate::status::Rejected;
 /// The reason of the Event a conflict raises.
 pub const CONFLICT_REASON: &str = "MirrorConflict";
 
-/// Publishes the mirror's Events.
+/// Publishes the mirror's Events, each as an Event of its own (kube's
+/// `Recorder` would fold conflicts on one Link into a series that keeps
+/// the first one's note).
 pub struct LinkEvents {
-    recorder: Recorder,
+    client: kube::Client,
+    reporter: Reporter,
 }
 
 impl std::fmt::Debug for LinkEvents {
@@ -27,13 +30,11 @@ impl LinkEvents {
     /// Events reported by `mesh-mirror` through `client`.
     pub fn new(client: &kube::Client) -> Self {
         Self {
-            recorder: Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: FIELD_MANAGER.into(),
-                    instance: std::env::var("HOSTNAME").ok(),
-                },
-            ),
+            client: client.clone(),
+            reporter: Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("HOSTNAME").ok(),
+            },
         }
     }
 
@@ -54,7 +55,8 @@ impl LinkEvents {
             action: "Mirror".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &link.object_ref(&())).await {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&event, &link.object_ref(&())).await {
             tracing::warn!(link = %name, "publishing an Event: {e}");
         }
     }
