@@ -351,6 +351,7 @@ fn mirror_objects(cluster: &str, image: &str) -> anyhow::Result<Vec<Object>> {
                 {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["get", "list", "watch"]},
                 {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links/status"], "verbs": ["patch", "update"]},
                 {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [credentials_name(cluster)], "verbs": ["get", "watch"]},
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
             ],
         }),
         serde_json::json!({
@@ -387,7 +388,8 @@ fn mirror_objects(cluster: &str, image: &str) -> anyhow::Result<Vec<Object>> {
 /// `mesh --context=west multicluster unlink --cluster-name east`: what
 /// `kubectl --context=west delete -f -` needs to remove the link: its
 /// credentials, the Link, the service mirror and its permissions, and the
-/// mirror Services (with their Endpoints) it made, found in this cluster.
+/// mirror Services (with their Endpoints) it made, found in this cluster
+/// (by their labels and the mirror's field manager).
 pub async fn render_unlink(global: &GlobalArgs, cluster: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
         names_a_dns_label(cluster),
@@ -414,7 +416,13 @@ pub async fn render_unlink(global: &GlobalArgs, cluster: &str) -> anyhow::Result
             .filter(|o| o["kind"] != "Deployment")
             .map(manifest::reference),
     );
-    for mirror in mirrors.items {
+    // Only what the mirror wrote: a Service that merely wears its labels
+    // is someone else's, and `delete -f` must not take it.
+    for mirror in mirrors
+        .items
+        .into_iter()
+        .filter(|m| mesh_mirror::desired::written_by_mirror(&m.metadata))
+    {
         objects.push(
             serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {
             "name": mirror.metadata.name, "namespace": mirror.metadata.namespace}}),
