@@ -73,11 +73,26 @@ fn objects(args: &InstallArgs) -> Vec<Object> {
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
             "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NS}],
         }),
+        // Its Lease, in its own namespace only: of two replicas, the one
+        // holding it decides.
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": meta(true),
+            "rules": [
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+            ],
+        }),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta(true),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": NAME},
+            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NS}],
+        }),
         serde_json::json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": meta(true),
             "spec": {
-                "replicas": 1,
+                "replicas": 2,
                 "selector": {"matchLabels": {"component": NAME}},
                 "template": {
                     "metadata": {"labels": labels},
@@ -87,7 +102,10 @@ fn objects(args: &InstallArgs) -> Vec<Object> {
                             "name": "failover",
                             "image": args.controller_image,
                             "args": controller_args,
-                            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                            "env": [
+                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                            ],
                             "ports": [{"name": "admin-http", "containerPort": ADMIN_PORT}],
                             "readinessProbe": {"httpGet": {"path": "/ready", "port": "admin-http"}},
                             "livenessProbe": {"httpGet": {"path": "/live", "port": "admin-http"}},
@@ -119,10 +137,12 @@ mod tests {
                 "ServiceAccount",
                 "ClusterRole",
                 "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
                 "Deployment"
             ]
         );
-        let container = &objects[4]["spec"]["template"]["spec"]["containers"][0];
+        let container = &objects[6]["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(
             container["args"][3],
             "--prometheus-url=http://prometheus.monitoring:9090"

@@ -64,16 +64,20 @@ pub async fn rows(client: &kube::Client) -> anyhow::Result<Vec<GatewayRow>> {
             .await?
             .items
             .len();
-        let mirror = Api::<Pod>::namespaced(client.clone(), NS)
+        // Of the mirror's replicas only the one holding its Lease mirrors
+        // and probes: the page that has the cluster's gateway samples.
+        let replicas = Api::<Pod>::namespaced(client.clone(), NS)
             .list(&ListParams::default().labels(&format!(
                 "component=linkerd-service-mirror,{MIRROR_CLUSTER_NAME}={cluster}"
             )))
             .await?
             .items
             .into_iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
-        let metrics = match mirror.and_then(|p| p.metadata.name) {
-            Some(pod) => mesh_api::kube_client::pod_get(
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| p.metadata.name);
+        let mut metrics = None;
+        for pod in replicas {
+            let page = mesh_api::kube_client::pod_get(
                 client,
                 NS,
                 &pod,
@@ -81,9 +85,12 @@ pub async fn rows(client: &kube::Client) -> anyhow::Result<Vec<GatewayRow>> {
                 "/metrics",
             )
             .await
-            .ok(),
-            None => None,
-        };
+            .unwrap_or_default();
+            if sample(&page, "gateway_alive", &cluster).is_some() {
+                metrics = Some(page);
+                break;
+            }
+        }
         let metrics = metrics.unwrap_or_default();
         rows.push(GatewayRow {
             alive: sample(&metrics, "gateway_alive", &cluster).map(|v| v > 0.0),

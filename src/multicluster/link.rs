@@ -352,6 +352,8 @@ fn mirror_objects(cluster: &str, image: &str) -> anyhow::Result<Vec<Object>> {
                 {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links/status"], "verbs": ["patch", "update"]},
                 {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [credentials_name(cluster)], "verbs": ["get", "watch"]},
                 {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+                // Of two replicas, the one holding the Lease mirrors.
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
             ],
         }),
         serde_json::json!({
@@ -364,7 +366,7 @@ fn mirror_objects(cluster: &str, image: &str) -> anyhow::Result<Vec<Object>> {
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": meta(&name, true),
             "spec": {
-                "replicas": 1,
+                "replicas": 2,
                 "selector": {"matchLabels": {"component": "linkerd-service-mirror", MIRROR_CLUSTER_NAME: cluster}},
                 "template": {
                     "metadata": {"labels": labels},
@@ -374,6 +376,7 @@ fn mirror_objects(cluster: &str, image: &str) -> anyhow::Result<Vec<Object>> {
                             "name": "service-mirror",
                             "image": image,
                             "args": ["mirror", format!("--link={cluster}"), format!("--namespace={NS}")],
+                            "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                             "ports": [{"name": "admin-http", "containerPort": mesh_api::ports::MIRROR_ADMIN}],
                             "readinessProbe": {"httpGet": {"path": "/ready", "port": "admin-http"}},
                             "livenessProbe": {"httpGet": {"path": "/live", "port": "admin-http"}},

@@ -1,13 +1,14 @@
 //! `mesh-controller failover`: the failover controller (in
 //! `linkerd-failover`), with `/ready`, `/live` and `/metrics`
-//! (`failover_*`) on the admin port.
+//! (`failover_*`) on the admin port; of its replicas, the one holding
+//! Lease `linkerd-failover` decides.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
 use mesh_core::admin::{Admin, Readiness};
-use mesh_core::drain::{CONTROLLER_GRACE, Drain};
+use mesh_core::drain::Drain;
 
 #[derive(Debug, Args)]
 pub(crate) struct FailoverArgs {
@@ -28,6 +29,11 @@ pub(crate) struct FailoverArgs {
     /// from the downward API).
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pod_name: Option<String>,
+    /// The namespace of its Lease (its own, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = mesh_api::labels::FAILOVER_NAMESPACE)]
+    namespace: String,
+    #[command(flatten)]
+    lease: crate::lease::LeaseArgs,
     /// Where /metrics, /ready and /live are served.
     #[arg(long, env = "MESH_ADMIN_LISTEN", default_value_t = crate::admin_listen(mesh_api::ports::FAILOVER_ADMIN))]
     admin_listen: SocketAddr,
@@ -55,11 +61,19 @@ pub(crate) async fn run(args: FailoverArgs, client: kube::Client) -> anyhow::Res
         scrape_timeout: args.scrape_timeout,
         instance: args.pod_name,
     };
-    let controller =
-        mesh_failover::controller::run(client, config, metrics, readiness, drain.signaled());
-    match drain
-        .run_until_terminated(CONTROLLER_GRACE, controller)
-        .await
+    let controller = mesh_failover::controller::run(
+        client.clone(),
+        config,
+        metrics,
+        readiness.clone(),
+        drain.signaled(),
+    );
+    let lease = (
+        args.namespace.as_str(),
+        mesh_api::labels::FAILOVER_CONTROLLER_NAME,
+    );
+    match crate::lease::run_elected(&args.lease, client, lease, &readiness, drain, controller)
+        .await?
     {
         Some(result) => Ok(result?),
         None => Ok(()),

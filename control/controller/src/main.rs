@@ -10,6 +10,7 @@ mod destination;
 mod failover;
 mod identity;
 mod injector;
+mod lease;
 mod mirror;
 mod policy;
 mod serving_identity;

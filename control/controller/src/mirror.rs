@@ -1,12 +1,13 @@
 //! `mesh-controller mirror --link <name>`: the service mirror of one Link
 //! (in `linkerd-multicluster`), with `/ready`, `/live` and `/metrics`
-//! (Linkerd's gateway metrics) on the admin port.
+//! (Linkerd's gateway metrics) on the admin port; of its replicas, the one
+//! holding Lease `linkerd-service-mirror-<link>` mirrors.
 
 use std::net::SocketAddr;
 
 use clap::Args;
 use mesh_core::admin::{Admin, Readiness};
-use mesh_core::drain::{CONTROLLER_GRACE, Drain};
+use mesh_core::drain::Drain;
 
 #[derive(Debug, Args)]
 pub(crate) struct MirrorArgs {
@@ -21,6 +22,8 @@ pub(crate) struct MirrorArgs {
     /// linked cluster cannot grow this one without bound.
     #[arg(long, env = "MESH_MIRROR_MAX_SERVICES", default_value_t = 5000)]
     max_services: usize,
+    #[command(flatten)]
+    lease: crate::lease::LeaseArgs,
     /// Where /metrics, /ready and /live are served.
     #[arg(long, env = "MESH_ADMIN_LISTEN", default_value_t = crate::admin_listen(mesh_api::ports::MIRROR_ADMIN))]
     admin_listen: SocketAddr,
@@ -33,15 +36,24 @@ pub(crate) async fn run(args: MirrorArgs, client: kube::Client) -> anyhow::Resul
     let readiness = Readiness::new();
     drain.spawn(Admin::with_readiness(registry, &readiness).serve(listener, drain.signaled()));
     tracing::info!(link = %args.link, namespace = %args.namespace, "service mirror started");
+    let lease = format!("linkerd-service-mirror-{}", args.link);
     let mirror = mesh_mirror::controller::run(
-        client,
-        args.namespace,
+        client.clone(),
+        args.namespace.clone(),
         args.link,
         args.max_services,
         metrics,
-        readiness,
+        readiness.clone(),
         drain.signaled(),
     );
-    drain.run_until_terminated(CONTROLLER_GRACE, mirror).await;
+    crate::lease::run_elected(
+        &args.lease,
+        client,
+        (&args.namespace, &lease),
+        &readiness,
+        drain,
+        mirror,
+    )
+    .await?;
     Ok(())
 }

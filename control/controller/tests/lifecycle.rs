@@ -1,13 +1,16 @@
 //! The controllers without a server of their own, as processes: the
 //! failover controller and a service mirror say ready only once what they
 //! watch has been listed (a mirror whose Link does not exist yet is not
-//! ready), and both stop within their grace period on SIGTERM.
+//! ready), and both stop within their grace period on SIGTERM. Of two
+//! replicas one holds the Lease; the standby takes it over when the active
+//! one is killed, and at its next try when it stops (and releases it).
 
 mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::PostParams;
 use mesh_api::crds::link::Link;
@@ -18,12 +21,14 @@ use support::{admin_get, free_addr, stop_with_sigterm, wait_ready};
 async fn the_failover_controller_is_ready_once_its_watches_listed_and_stops_on_sigterm() {
     let cluster = shared_cluster().await;
     ensure_crds(&cluster.client, mesh_api::crds::all()).await;
+    let ns = cluster.namespace("failover-life").await;
     let admin = free_addr();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mesh-controller"))
         .arg("failover")
         .arg("--kubeconfig")
         .arg(cluster.kubeconfig())
         .arg(format!("--admin-listen={admin}"))
+        .arg(format!("--namespace={ns}"))
         .arg("--controlled-by=lifecycle-test")
         .arg("--pod-name=failover-lifecycle-test")
         .stdin(Stdio::null())
@@ -106,4 +111,86 @@ async fn a_mirror_is_not_ready_until_its_link_is_read_and_stops_on_sigterm() {
         "the mirror never said ready after its Link appeared"
     );
     stop_with_sigterm(&mut child).await;
+}
+
+/// The holder of Lease `name`, without the random suffix of its identity.
+async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
+    let lease = leases.get_opt(name).await.ok()??;
+    let identity = lease.spec?.holder_identity?;
+    Some(identity.split('_').next().unwrap_or_default().to_owned())
+}
+
+/// Polls `holder` until it is `expected`, within 30 s; how long it took.
+async fn until_held_by(leases: &Api<Lease>, expected: Option<&str>) -> Duration {
+    let started = tokio::time::Instant::now();
+    let mut last = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        last = holder(leases, "linkerd-failover").await;
+        if last.as_deref() == expected {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the Lease not held by {expected:?} within 30 s; held by {last:?}");
+}
+
+#[tokio::test]
+async fn of_two_failover_replicas_one_is_active_and_the_standby_takes_over() {
+    let cluster = shared_cluster().await;
+    ensure_crds(&cluster.client, mesh_api::crds::all()).await;
+    let ns = cluster.namespace("failover-ha").await;
+    let leases = Api::<Lease>::namespaced(cluster.client.clone(), &ns);
+    let replica = |name: &str, admin: std::net::SocketAddr| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mesh-controller"))
+            .arg("failover")
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .arg(format!("--admin-listen={admin}"))
+            .arg(format!("--namespace={ns}"))
+            .arg("--controlled-by=ha-test")
+            .args([
+                "--lease-duration=3s",
+                "--lease-renew-deadline=2s",
+                "--lease-retry-period=500ms",
+            ])
+            .env("POD_NAME", name)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn")
+    };
+    let (admin_a, admin_b) = (free_addr(), free_addr());
+    let mut a = replica("replica-a", admin_a);
+    until_held_by(&leases, Some("replica-a")).await;
+    let mut b = replica("replica-b", admin_b);
+    for admin in [admin_a, admin_b] {
+        assert!(
+            wait_ready(admin, Duration::from_secs(30)).await,
+            "both replicas say ready, the standby too (it can take over)"
+        );
+    }
+    // Longer than the Lease lasts: the active one keeps renewing it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        holder(&leases, "linkerd-failover").await.as_deref(),
+        Some("replica-a"),
+        "the standby took a Lease that was being renewed"
+    );
+
+    // Killed, the active replica releases nothing: the standby takes the
+    // Lease once it has seen it unrenewed for its duration.
+    a.kill().await.expect("kill the active replica");
+    let took = until_held_by(&leases, Some("replica-b")).await;
+    eprintln!("the standby took over {took:?} after the active replica was killed");
+    let transitions = leases
+        .get("linkerd-failover")
+        .await
+        .expect("lease")
+        .spec
+        .and_then(|s| s.lease_transitions);
+    assert_eq!(transitions, Some(1), "one change of holder");
+
+    // Asked to stop, the active replica gives the Lease up.
+    stop_with_sigterm(&mut b).await;
+    until_held_by(&leases, None).await;
 }
