@@ -12,7 +12,8 @@
 //!
 //! Helpers for what many tests set up ([`service_account`],
 //! [`request_token`], [`ensure_namespace`]) panic with what failed: they are
-//! for tests and benchmarks only.
+//! for tests and benchmarks only. [`ApiForwarder`] puts the API server
+//! behind a connection a test can cut, for outages.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -195,6 +196,92 @@ impl TestCluster {
     /// The kubeconfig path, for tools (kubectl) a test runs.
     pub fn kubeconfig(&self) -> PathBuf {
         self.info.kubeconfig.clone()
+    }
+
+    /// The kubeconfig's text with its server replaced by `server`.
+    pub fn kubeconfig_via(&self, server: &str) -> String {
+        let kubeconfig = std::fs::read_to_string(self.kubeconfig())
+            .unwrap_or_else(|e| panic!("reading the shared kubeconfig: {e}"));
+        kubeconfig
+            .lines()
+            .map(|line| match line.trim_start().strip_prefix("server: ") {
+                Some(_) => format!("    server: {server}"),
+                None => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The API server's address, as the kubeconfig names it.
+    pub fn api_address(&self) -> std::net::SocketAddr {
+        let kubeconfig = std::fs::read_to_string(self.kubeconfig())
+            .unwrap_or_else(|e| panic!("reading the shared kubeconfig: {e}"));
+        kubeconfig
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("server: https://"))
+            .and_then(|server| server.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("the shared kubeconfig names no https://ip:port server"))
+    }
+}
+
+/// The API server behind a TCP forwarder on loopback that a test can cut
+/// (every connection closed, new ones refused) and restore on the same
+/// port: an outage of the API as its clients see it.
+#[derive(Debug)]
+pub struct ApiForwarder {
+    /// The port it listens on.
+    pub port: u16,
+    upstream: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ApiForwarder {
+    /// Forwards to `upstream`.
+    pub async fn start(upstream: std::net::SocketAddr) -> Self {
+        let mut forwarder = Self {
+            port: 0,
+            upstream,
+            task: None,
+        };
+        forwarder.restore().await;
+        forwarder
+    }
+
+    /// `https://127.0.0.1:<port>`, for a kubeconfig.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Listens again (on the same port after the first time).
+    pub async fn restore(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap_or_else(|e| panic!("binding the API forwarder: {e}"));
+        self.port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("the forwarder's address: {e}"))
+            .port();
+        let upstream = self.upstream;
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the listener and every connection through it.
+    pub fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 

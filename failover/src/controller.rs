@@ -73,9 +73,33 @@ struct Views {
     endpoints: Store<Endpoints>,
     services: Store<Service>,
     pods: Store<Pod>,
+    /// Whether the watches behind the stores are connected.
+    freshness: Freshness,
 }
 
-fn watch<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+/// Since when a watch has been failing (`None` while it is connected): its
+/// store then holds what the API server said before, not what is true now.
+#[derive(Debug, Clone, Default)]
+struct Freshness(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
+
+impl Freshness {
+    fn note(&self, ok: bool) {
+        let mut since = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match (ok, *since) {
+            (true, _) => *since = None,
+            (false, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+    }
+
+    /// How long the watch has been failing.
+    fn stale_for(&self) -> Option<Duration> {
+        let since = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        since.map(|at| at.elapsed())
+    }
+}
+
+fn watch<K>(api: Api<K>, config: watcher::Config, freshness: &Freshness) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -86,9 +110,13 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff())
-        .applied_objects()
-        .for_each(|_| std::future::ready(()));
+    let freshness = freshness.clone();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff()).for_each(
+        move |event| {
+            freshness.note(event.is_ok());
+            std::future::ready(())
+        },
+    );
     tokio::spawn(stream);
     reader
 }
@@ -101,13 +129,16 @@ pub async fn run(
     readiness: mesh_core::admin::Readiness,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    let freshness = Freshness::default();
     let views = Views {
+        freshness: freshness.clone(),
         splits: watch(
             Api::<TrafficSplit>::all(client.clone()),
             watcher::Config::default().labels(&format!(
                 "{FAILOVER_CONTROLLED_BY}={}",
                 config.controlled_by
             )),
+            &freshness,
         ),
         routes: watch(
             Api::<HttpRoute>::all(client.clone()),
@@ -115,10 +146,23 @@ pub async fn run(
                 "{FAILOVER_CONTROLLED_BY}={}",
                 config.controlled_by
             )),
+            &freshness,
         ),
-        endpoints: watch(Api::all(client.clone()), watcher::Config::default()),
-        services: watch(Api::all(client.clone()), watcher::Config::default()),
-        pods: watch(Api::all(client.clone()), watcher::Config::default()),
+        endpoints: watch(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &freshness,
+        ),
+        services: watch(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &freshness,
+        ),
+        pods: watch(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            &freshness,
+        ),
     };
     for (what, ready) in [
         ("TrafficSplits", views.splits.wait_until_ready().boxed()),
@@ -206,7 +250,16 @@ impl Controller {
             .collect();
         let seen_by_clients = self.sample(views, &namespaces).await;
         let alive = self.gateways(views, &valid).await;
+        let stale_for = views.freshness.stale_for();
         for (target, managed) in valid {
+            // What the API server said more than a window ago (its splits,
+            // endpoints, the user's edits) is no ground for a new phase:
+            // hold until the watches are back.
+            if let Some(stale) = stale_for.filter(|s| *s >= managed.settings.window) {
+                let (_, namespace, name) = target.key();
+                tracing::warn!(%namespace, %name, "the API server has not answered for {stale:?}: holding the phase");
+                continue;
+            }
             self.decide(now, views, &target, managed, &seen_by_clients, &alive)
                 .await;
         }

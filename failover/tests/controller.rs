@@ -7,7 +7,10 @@
 //! Pods whose metrics pages lie cannot steer it: a "client" in another
 //! namespace claiming the primary fails, and pages of NaN, infinities and
 //! negative counts, change nothing (while the same claim from a client in
-//! the split's namespace does fail it over, so the attack is real).
+//! the split's namespace does fail it over, so the attack is real). A
+//! user who takes a split over by hand while the controller cannot reach
+//! the API server keeps it when the API is back: the controller holds its
+//! phase on data older than a window, and writes only over what it read.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -564,6 +567,127 @@ async fn pods_whose_metrics_pages_lie_cannot_steer_the_split() {
             s.state != "Primary"
         })
         .await;
+    let _ = stop.send(());
+    controller
+        .await
+        .expect("joins")
+        .expect("the controller stops cleanly");
+}
+
+/// A client of the shared cluster through `forwarder`.
+async fn client_via(
+    cluster: &mesh_clusters::testing::TestCluster,
+    forwarder: &mesh_clusters::testing::ApiForwarder,
+) -> kube::Client {
+    let text = cluster.kubeconfig_via(&forwarder.url());
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+#[tokio::test]
+async fn a_split_taken_over_by_hand_during_an_api_outage_stays_as_the_user_left_it() {
+    const OUTAGE_TEST: &str = "failover-outage-test";
+    let cluster = shared_cluster().await;
+    let client = cluster.client.clone();
+    ensure_crds(&client, mesh_api::crds::all()).await;
+    let ns = cluster.namespace("failover-outage").await;
+    backends(&client, &ns).await;
+    let split = Split {
+        api: Api::namespaced(client.clone(), &ns),
+        events: Api::namespaced(client.clone(), &ns),
+    };
+    let mut managed = docs_split();
+    managed
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(
+            "failover.linkerd.io/controlled-by".into(),
+            OUTAGE_TEST.into(),
+        );
+    managed
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("failover.mesh.dev/window".into(), "2s".into());
+    split
+        .api
+        .create(&PostParams::default(), &managed)
+        .await
+        .expect("split");
+    // A client of the split that answers healthy now, failing later.
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let octet = u8::from_str_radix(&ns[ns.len() - 2..], 36).unwrap_or(9) % 200 + 20;
+    let ip = format!("127.{octet}.4.1");
+    {
+        let (ns, failing) = (ns.clone(), failing.clone());
+        metrics_page(&ip, move |n| {
+            let count = (n * 1000).to_string();
+            if failing.load(std::sync::atomic::Ordering::SeqCst) {
+                outcomes_page(&ns, "0", &count)
+            } else {
+                outcomes_page(&ns, &count, "0")
+            }
+        })
+        .await;
+    }
+    running_meshed_pod(&client, &ns, "client", &ip).await;
+
+    let mut forwarder = mesh_clusters::testing::ApiForwarder::start(cluster.api_address()).await;
+    let (stop, controller) = start_controller(
+        &client_via(&cluster, &forwarder).await,
+        OUTAGE_TEST,
+        "failover-outage-test",
+        &mesh_core::admin::Readiness::new(),
+        FailoverMetrics::default(),
+    );
+    split
+        .until("managed", |s, w| s.state == "Primary" && w[1] == 0)
+        .await;
+
+    // The controller loses the API; the user takes the split over by hand
+    // (no longer controlled, weights of their own), and the client starts
+    // failing: fresh numbers, but the split as the controller last saw it
+    // is stale.
+    forwarder.cut();
+    let mut edited = split.api.get("podinfo").await.expect("split");
+    if let Some(labels) = edited.metadata.labels.as_mut() {
+        labels.remove("failover.linkerd.io/controlled-by");
+    }
+    edited.spec.backends[0].weight = 30.into();
+    edited.spec.backends[1].weight = 70.into();
+    split
+        .api
+        .replace("podinfo", &PostParams::default(), &edited)
+        .await
+        .expect("the user's edit");
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    forwarder.restore().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let now = split.api.get("podinfo").await.expect("split");
+    assert_eq!(
+        now.spec
+            .backends
+            .iter()
+            .map(|b| b.weight.clone())
+            .collect::<Vec<_>>(),
+        [serde_json::json!(30), serde_json::json!(70)],
+        "the user's weights were overwritten: {:?}",
+        now.metadata.managed_fields
+    );
+    let events = split.event_reasons().await;
+    assert!(
+        !events.iter().any(|(reason, _)| reason == "Failover"),
+        "no failover of a split the user took over: {events:?}"
+    );
     let _ = stop.send(());
     controller
         .await

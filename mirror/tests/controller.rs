@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use kube::Api;
 use kube::api::PostParams;
 use mesh_api::crds::link::Link;
-use mesh_clusters::testing::shared_cluster;
+use mesh_clusters::testing::{ApiForwarder, shared_cluster};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn ensure_link_crd(client: &kube::Client) {
@@ -74,70 +74,6 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: imp
 /// A documentation address (RFC 5737): nothing answers there.
 const STALE_ADDRESS: &str = "192.0.2.10";
 
-/// A linked cluster behind a TCP forwarder that the test can cut and
-/// restore on the same port.
-struct Forwarder {
-    port: u16,
-    upstream: std::net::SocketAddr,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Forwarder {
-    async fn start(upstream: std::net::SocketAddr) -> Self {
-        let mut forwarder = Self {
-            port: 0,
-            upstream,
-            task: None,
-        };
-        forwarder.restore().await;
-        forwarder
-    }
-
-    /// Listens again (on the same port after the first time).
-    async fn restore(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("bind the forwarder");
-        self.port = listener.local_addr().expect("addr").port();
-        let upstream = self.upstream;
-        self.task = Some(tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    /// Closes the listener and every connection through it.
-    fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// The shared cluster's kubeconfig with its server replaced by `server`.
-fn kubeconfig_via(kubeconfig: &str, server: Option<&str>) -> String {
-    match server {
-        None => kubeconfig.to_owned(),
-        Some(server) => kubeconfig
-            .lines()
-            .map(|line| match line.trim_start().strip_prefix("server: ") {
-                Some(_) => format!("    server: {server}"),
-                None => line.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
-}
-
 /// A Link named after `ns` whose credentials reach the shared cluster
 /// (through `server` when given), probing a test gateway on this host, and
 /// its running mirror.
@@ -179,7 +115,10 @@ impl Linked {
         let secret: Secret = serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("cluster-credentials-{link}")},
             "type": "mirror.linkerd.io/remote-kubeconfig",
-            "stringData": {"kubeconfig": kubeconfig_via(&kubeconfig, server)},
+            "stringData": {"kubeconfig": match server {
+                Some(server) => cluster.kubeconfig_via(server),
+                None => kubeconfig,
+            }},
         }))
         .expect("secret");
         Api::<Secret>::namespaced(client.clone(), &ns)
@@ -380,15 +319,8 @@ async fn a_link_mirrors_exported_services_and_follows_its_gateway() {
 async fn an_outage_of_the_linked_api_keeps_the_mirrors_and_the_reconnect_deletes_only_what_went_away()
  {
     let cluster = shared_cluster().await;
-    let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig");
-    let server = kubeconfig
-        .lines()
-        .find_map(|l| l.trim_start().strip_prefix("server: https://"))
-        .expect("the shared kubeconfig names its server")
-        .to_owned();
-    let upstream: std::net::SocketAddr = server.parse().expect("server is ip:port");
-    let mut forwarder = Forwarder::start(upstream).await;
-    let via = format!("https://127.0.0.1:{}", forwarder.port);
+    let mut forwarder = ApiForwarder::start(cluster.api_address()).await;
+    let via = forwarder.url();
     let linked = Linked::start("mirror-outage", Some(&via), None).await;
     linked.export("stays").await;
     linked.export("goes").await;
