@@ -11,7 +11,11 @@
 //! answer keeps serving while the watch reconnects with jittered back-off;
 //! the new stream's first answer then replaces the old state, so endpoints
 //! removed during the outage go away and nothing else changes. A watch no
-//! connection has used for a while is closed.
+//! connection has used for a while is closed. Each cache holds at most
+//! [`MAX_SHARED_WATCHES`] watches: past that (an application dialling
+//! address after address), a lookup gets a watch of its own that ends
+//! with its last user, so memory follows the connections (themselves
+//! capped), not every address ever dialled.
 
 pub mod endpoints;
 pub mod policy;
@@ -49,6 +53,9 @@ const POLICY_WAIT: Duration = Duration::from_secs(1);
 
 /// How often an unused watch is looked at, and closed when still unused.
 const IDLE_CHECK: Duration = Duration::from_secs(60);
+
+/// How many shared watches each cache (profiles, endpoints) holds at most.
+pub const MAX_SHARED_WATCHES: usize = 10_000;
 
 type Cache<K, T> = Arc<Mutex<HashMap<K, watch::Receiver<T>>>>;
 
@@ -112,9 +119,13 @@ impl Discovery {
 
     fn profile_of(self: &Arc<Self>, path: String, port: u16) -> ProfileWatch {
         let this = self.clone();
-        watch_shared(&self.profiles, path.clone(), None, move |tx| {
-            this.run_routed_profile(path, port, tx)
-        })
+        watch_shared(
+            &self.profiles,
+            MAX_SHARED_WATCHES,
+            path.clone(),
+            None,
+            move |tx| this.run_routed_profile(path, port, tx),
+        )
     }
 
     /// The profile of `addr`, with the policy controller's routes folded
@@ -224,9 +235,14 @@ impl Discovery {
     pub fn endpoints(self: &Arc<Self>, authority: &str) -> EndpointsWatch {
         let this = self.clone();
         let key = authority.to_owned();
-        watch_shared(&self.endpoints, key.clone(), Arc::default(), move |tx| {
-            this.run_endpoints(key, tx)
-        })
+        let cache = &self.endpoints;
+        watch_shared(
+            cache,
+            MAX_SHARED_WATCHES,
+            key.clone(),
+            Arc::default(),
+            move |tx| this.run_endpoints(key, tx),
+        )
     }
 
     fn request(&self, path: String) -> GetDestination {
@@ -364,8 +380,15 @@ fn is_final(status: &tonic::Status) -> bool {
 
 /// The cached watch for `key`, started with `run` when there is none. The
 /// watch task ends, and leaves the cache, once only the cache has held it
-/// for an idle period.
-fn watch_shared<K, T, F, Fut>(cache: &Cache<K, T>, key: K, initial: T, run: F) -> watch::Receiver<T>
+/// for an idle period. With `max` watches cached already, the new one is
+/// not shared: its task ends once its last receiver is dropped.
+fn watch_shared<K, T, F, Fut>(
+    cache: &Cache<K, T>,
+    max: usize,
+    key: K,
+    initial: T,
+    run: F,
+) -> watch::Receiver<T>
 where
     K: Hash + Eq + Clone + Send + 'static,
     T: Send + Sync + 'static,
@@ -377,6 +400,18 @@ where
         return rx.clone();
     }
     let (tx, rx) = watch::channel(initial);
+    if map.len() >= max {
+        drop(map);
+        let probe = tx.clone();
+        let work = run(tx);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = work => {}
+                () = probe.closed() => {}
+            }
+        });
+        return rx;
+    }
     map.insert(key.clone(), rx.clone());
     let probe = tx.clone();
     let work = run(tx);
@@ -405,4 +440,31 @@ where
         // answer cached, it stays true.
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lookup that publishes its key and runs until dropped.
+    fn lookup(key: u32) -> impl FnOnce(watch::Sender<u32>) -> std::future::Ready<()> {
+        move |tx| {
+            tx.send_replace(key);
+            std::future::ready(())
+        }
+    }
+
+    #[tokio::test]
+    async fn past_its_cap_a_cache_hands_out_watches_it_does_not_keep() {
+        let cache: Cache<u32, u32> = Arc::default();
+        let first = watch_shared(&cache, 2, 1, 0, lookup(1));
+        let again = watch_shared(&cache, 2, 1, 0, |_| async { panic!("not run twice") });
+        assert!(first.same_channel(&again), "one shared watch per key");
+        let _second = watch_shared(&cache, 2, 2, 0, lookup(2));
+        let third = watch_shared(&cache, 2, 3, 0, lookup(3));
+        tokio::task::yield_now().await;
+        assert_eq!(*third.borrow(), 3, "served, though not cached");
+        let cached = cache.lock().expect("cache").len();
+        assert_eq!(cached, 2, "the cache stays at its cap");
+    }
 }
