@@ -6,7 +6,9 @@
 //! - A bad deploy (Ready, every answer a 500) moves the traffic to east; the
 //!   fixed deploy brings it back after the hold time, through the failback
 //!   ramp; a brown-out (30 % of answers 500, from one instant) moves it in
-//!   steps; a full outage (no pod) moves it again; no GET fails throughout.
+//!   steps; the active controller replica is killed and the standby takes
+//!   its Lease; a full outage (no pod) moves it again; no GET fails
+//!   throughout.
 //! - With a second, local secondary, a primary outage spreads the traffic
 //!   over east and the local one; cutting the WAN then moves it all to the
 //!   local one.
@@ -277,6 +279,18 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     )
     .await?;
 
+    // The active controller replica is deleted at once (grace 0: killed
+    // before it can release much of anything): the standby takes its
+    // Lease, and the outage below is its to handle.
+    let killed = kill_the_active_failover_replica(&west).await?;
+    let took = wait_for("the standby holding the failover Lease", ROLLOUT, || async {
+        Ok(failover_lease_holder(&west)
+            .await?
+            .is_some_and(|holder| holder != killed))
+    })
+    .await?;
+    eprintln!("the standby failover replica took over {took:?} after the active one was killed");
+
     // A full outage: no podinfo pod in west at all.
     let gone = Instant::now();
     drive::scale(&west, &ns, 0).await?;
@@ -295,6 +309,38 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     drive::scale(&west, &ns, 2).await?;
     exported.remove(p).await;
     Ok(())
+}
+
+/// The pod holding the failover controller's Lease (its holder identity
+/// is the pod's name and a suffix).
+async fn failover_lease_holder(west: &kube::Client) -> anyhow::Result<Option<String>> {
+    let lease = kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        west.clone(),
+        FAILOVER_NS,
+    )
+    .get_opt("linkerd-failover")
+    .await?;
+    Ok(lease
+        .and_then(|l| l.spec?.holder_identity)
+        .and_then(|h| h.split('_').next().map(str::to_owned))
+        .filter(|pod| !pod.is_empty()))
+}
+
+/// Deletes the active failover replica's pod at once; its name.
+async fn kill_the_active_failover_replica(west: &kube::Client) -> anyhow::Result<String> {
+    let holder = failover_lease_holder(west)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no failover replica holds the Lease"))?;
+    kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(west.clone(), FAILOVER_NS)
+        .delete(
+            &holder,
+            &kube::api::DeleteParams {
+                grace_period_seconds: Some(0),
+                ..kube::api::DeleteParams::default()
+            },
+        )
+        .await?;
+    Ok(holder)
 }
 
 /// The failover HTTPRoute: the docs' split as Gateway API users write it,
