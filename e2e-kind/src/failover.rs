@@ -283,11 +283,15 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     // before it can release much of anything): the standby takes its
     // Lease, and the outage below is its to handle.
     let killed = kill_the_active_failover_replica(&west).await?;
-    let took = wait_for("the standby holding the failover Lease", ROLLOUT, || async {
-        Ok(failover_lease_holder(&west)
-            .await?
-            .is_some_and(|holder| holder != killed))
-    })
+    let took = wait_for(
+        "the standby holding the failover Lease",
+        ROLLOUT,
+        || async {
+            Ok(failover_lease_holder(&west)
+                .await?
+                .is_some_and(|holder| holder != killed))
+        },
+    )
     .await?;
     eprintln!("the standby failover replica took over {took:?} after the active one was killed");
 

@@ -6,7 +6,10 @@
 //!    with a ready gateway address, p50 / p99 / max over 100 Services, one
 //!    at a time (what a user waits for after `kubectl label`);
 //! 2. the mirror's memory (RSS) idle, and with 1 000 exported Services
-//!    mirrored, and how long mirroring those 1 000 took.
+//!    mirrored, and how long mirroring those 1 000 took;
+//! 3. a flood: the linked cluster exports 10 000 Services in all against
+//!    the mirror's cap of 2 000 (`MESH_MIRROR_MAX_SERVICES`): how many it
+//!    mirrors, what the Link reports, and its memory then.
 //!
 //! Run as root after `cargo build --release -p mesh-controller -p mesh-bench`:
 //! `target/release/mirror-bench`.
@@ -27,6 +30,10 @@ use tokio::time::Instant;
 const NS: &str = "mc";
 const EXPORTS: &str = "exports";
 const LINK: &str = "bench";
+/// The mirror's cap on mirrored Services in the flood.
+const FLOOD_CAP: usize = 2000;
+/// How many Services the linked cluster exports in the flood, in all.
+const FLOOD_EXPORTS: usize = 10_000;
 
 /// This host's address on its default route (the API server refuses
 /// loopback addresses in Endpoints, so the probe responder listens there).
@@ -145,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
                 SocketAddr::from(([127, 0, 0, 1], 0))
             ))
             .env("KUBECONFIG", api.kubeconfig())
+            .env("MESH_MIRROR_MAX_SERVICES", FLOOD_CAP.to_string())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -246,6 +254,44 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let loaded = rss_mib(pid);
 
+    // The flood: exports up to FLOOD_EXPORTS in all, past the cap.
+    let t0 = Instant::now();
+    let names: Vec<String> = (1100..FLOOD_EXPORTS)
+        .map(|i| format!("flood-{i}"))
+        .collect();
+    futures::stream::iter(names.iter())
+        .map(|name| service(&client, name, true))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>()?;
+    let flooded = t0.elapsed();
+    let over = FLOOD_EXPORTS - FLOOD_CAP;
+    loop {
+        let status = links.get(LINK).await?.status;
+        let total = status
+            .as_ref()
+            .and_then(|s| s.0.get("rejectedServicesTotal"))
+            .and_then(serde_json::Value::as_u64);
+        if total == Some(u64::try_from(over)?) {
+            break;
+        }
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(600),
+            "the Link reports {total:?} over the cap, not {over}, 10 min after the flood"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let reported = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mirrors = Api::<Service>::namespaced(client.clone(), EXPORTS)
+        .list(&ListParams::default().labels(&format!("mirror.linkerd.io/cluster-name={LINK}")))
+        .await?
+        .items
+        .len();
+    let flood_rss = rss_mib(pid);
+
     println!("| measure | result |");
     println!("|---|---|");
     println!(
@@ -265,6 +311,13 @@ async fn main() -> anyhow::Result<()> {
         "| per mirrored Service | {:.1} KiB |",
         (loaded - idle) * 1024.0 / 1100.0
     );
+    println!(
+        "| flood: {FLOOD_EXPORTS} exported Services (cap {FLOOD_CAP}) created / Link reports {over} over the cap | {:.1} s / {:.1} s |",
+        flooded.as_secs_f64(),
+        reported.as_secs_f64()
+    );
+    println!("| flood: mirror Services in this cluster | {mirrors} |");
+    println!("| flood: mirror RSS | {flood_rss:.1} MiB |");
     drop(mirror);
     Ok(())
 }
