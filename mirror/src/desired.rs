@@ -215,6 +215,36 @@ struct Named {
     headless_parent: Option<String>,
 }
 
+/// What the mirror keeps of a remote Service: what its mirrors are made
+/// from (name, labels, the annotations it copies, resourceVersion, ports,
+/// cluster IP) and nothing else, so that thousands of exports cost their
+/// names and ports, not whole objects.
+pub fn kept_of_remote(remote: &Service) -> Service {
+    let meta = &remote.metadata;
+    let annotations = meta.annotations.as_ref().map(|a| {
+        a.iter()
+            .filter(|(k, _)| !DROPPED_ANNOTATIONS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
+    Service {
+        metadata: ObjectMeta {
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            labels: meta.labels.clone(),
+            annotations,
+            resource_version: meta.resource_version.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: remote.spec.as_ref().map(|spec| ServiceSpec {
+            ports: spec.ports.clone(),
+            cluster_ip: spec.cluster_ip.clone(),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
 fn remote_ports(remote: &Service) -> Vec<ServicePort> {
     remote
         .spec
@@ -751,6 +781,29 @@ mod tests {
         assert_eq!(
             plan.delete,
             vec![("test".to_owned(), "gone-east".to_owned())]
+        );
+    }
+
+    #[test]
+    fn what_is_kept_of_a_remote_service_makes_the_same_mirrors() {
+        let mut full = remote("podinfo", "3");
+        if let Some(annotations) = full.metadata.annotations.as_mut() {
+            annotations.insert(
+                "kubectl.kubernetes.io/last-applied-configuration".into(),
+                "x".repeat(10_000),
+            );
+        }
+        full.metadata.uid = Some("uid".into());
+        let kept = kept_of_remote(&full);
+        assert!(
+            serde_json::to_string(&kept).expect("json").len() < 1000,
+            "{kept:?}"
+        );
+        let endpoints = RemoteEndpoints::default();
+        let no_ips = |_: &Key| None;
+        assert_eq!(
+            mirrors(&kept, &endpoints, &gateway(true), &no_ips),
+            mirrors(&full, &endpoints, &gateway(true), &no_ips)
         );
     }
 

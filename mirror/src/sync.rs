@@ -142,11 +142,7 @@ impl RemoteViews {
             services: Watched::spawn(
                 Api::<Service>::all(remote.clone()),
                 watcher::Config::default().labels(selector),
-                |service| {
-                    let mut service = service.clone();
-                    service.metadata.managed_fields = None;
-                    service
-                },
+                desired::kept_of_remote,
                 changed.clone(),
             ),
             // Kubernetes' endpoints controller copies a Service's labels to
