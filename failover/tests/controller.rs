@@ -399,6 +399,48 @@ async fn an_httproute_split_fails_over_in_every_rule_and_keeps_the_rest() {
     let _ = controller.await;
 }
 
+/// A namespace `prefix-*` with the backends and the docs' split in it,
+/// labelled for the controller `controlled_by` (a test's own: the other
+/// tests' controllers, in other processes, manage `linkerd-failover`
+/// splits and would judge this one by their own rounds), with `annotations`
+/// added.
+async fn split_of_its_own(
+    cluster: &mesh_clusters::testing::TestCluster,
+    prefix: &str,
+    controlled_by: &str,
+    annotations: &[(&str, &str)],
+) -> (String, Split) {
+    let client = cluster.client.clone();
+    ensure_crds(&client, mesh_api::crds::all()).await;
+    let ns = cluster.namespace(prefix).await;
+    backends(&client, &ns).await;
+    let mut split = docs_split();
+    split
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(
+            "failover.linkerd.io/controlled-by".into(),
+            controlled_by.into(),
+        );
+    let own = split
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
+    for (key, value) in annotations {
+        own.insert((*key).into(), (*value).into());
+    }
+    let api = Api::<TrafficSplit>::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &split)
+        .await
+        .expect("split");
+    let split = Split {
+        api,
+        events: Api::namespaced(client, &ns),
+    };
+    (ns, split)
+}
+
 /// A metrics page served at `ip`:4191 (a pod's proxy admin port), the
 /// `n`th answer being `page(n)`.
 async fn metrics_page(ip: &str, page: impl Fn(u64) -> String + Send + Sync + 'static) {
@@ -475,31 +517,8 @@ const ROGUE_TEST: &str = "failover-rogue-test";
 async fn pods_whose_metrics_pages_lie_cannot_steer_the_split() {
     let cluster = shared_cluster().await;
     let client = cluster.client.clone();
-    ensure_crds(&client, mesh_api::crds::all()).await;
-    let ns = cluster.namespace("failover-rogue").await;
+    let (ns, split) = split_of_its_own(&cluster, "failover-rogue", ROGUE_TEST, &[]).await;
     let elsewhere = cluster.namespace("failover-rogue-other").await;
-    backends(&client, &ns).await;
-    let split = Split {
-        api: Api::namespaced(client.clone(), &ns),
-        events: Api::namespaced(client.clone(), &ns),
-    };
-    // A controller of its own: the other tests' controllers (in other
-    // processes) manage `linkerd-failover` splits and would judge this one
-    // by their own rounds.
-    let mut rogue_split = docs_split();
-    rogue_split
-        .metadata
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert(
-            "failover.linkerd.io/controlled-by".into(),
-            ROGUE_TEST.into(),
-        );
-    split
-        .api
-        .create(&PostParams::default(), &rogue_split)
-        .await
-        .expect("split");
     // Addresses of this test's own in 127/8 (the API server takes them as
     // pod IPs), from the namespace's random suffix.
     let octet = u8::from_str_radix(&ns[ns.len() - 2..], 36).unwrap_or(7) % 200 + 20;
@@ -595,32 +614,13 @@ async fn a_split_taken_over_by_hand_during_an_api_outage_stays_as_the_user_left_
     const OUTAGE_TEST: &str = "failover-outage-test";
     let cluster = shared_cluster().await;
     let client = cluster.client.clone();
-    ensure_crds(&client, mesh_api::crds::all()).await;
-    let ns = cluster.namespace("failover-outage").await;
-    backends(&client, &ns).await;
-    let split = Split {
-        api: Api::namespaced(client.clone(), &ns),
-        events: Api::namespaced(client.clone(), &ns),
-    };
-    let mut managed = docs_split();
-    managed
-        .metadata
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert(
-            "failover.linkerd.io/controlled-by".into(),
-            OUTAGE_TEST.into(),
-        );
-    managed
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert("failover.mesh.dev/window".into(), "2s".into());
-    split
-        .api
-        .create(&PostParams::default(), &managed)
-        .await
-        .expect("split");
+    let (ns, split) = split_of_its_own(
+        &cluster,
+        "failover-outage",
+        OUTAGE_TEST,
+        &[("failover.mesh.dev/window", "2s")],
+    )
+    .await;
     // A client of the split that answers healthy now, failing later.
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let octet = u8::from_str_radix(&ns[ns.len() - 2..], 36).unwrap_or(9) % 200 + 20;

@@ -64,6 +64,22 @@ async fn probe_responder(ip: IpAddr) -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// Exported Services `names`, created 16 at a time.
+async fn export_all(
+    client: &kube::Client,
+    names: impl Iterator<Item = String>,
+) -> anyhow::Result<()> {
+    let names: Vec<String> = names.collect();
+    futures::stream::iter(names.iter())
+        .map(|name| service(client, name, true))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(())
+}
+
 /// A Service `name` (exported or not) with one ready endpoint.
 async fn service(client: &kube::Client, name: &str, exported: bool) -> anyhow::Result<()> {
     let labels = if exported {
@@ -224,14 +240,7 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort();
 
     let t0 = Instant::now();
-    let names: Vec<String> = (0..1000).map(|i| format!("many-{i}")).collect();
-    futures::stream::iter(names.iter())
-        .map(|name| service(&client, name, true))
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<()>>>()?;
+    export_all(&client, (0..1000).map(|i| format!("many-{i}"))).await?;
     let created = t0.elapsed();
     loop {
         let count = Api::<Endpoints>::namespaced(client.clone(), EXPORTS)
@@ -256,16 +265,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The flood: exports up to FLOOD_EXPORTS in all, past the cap.
     let t0 = Instant::now();
-    let names: Vec<String> = (1100..FLOOD_EXPORTS)
-        .map(|i| format!("flood-{i}"))
-        .collect();
-    futures::stream::iter(names.iter())
-        .map(|name| service(&client, name, true))
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<Vec<()>>>()?;
+    export_all(&client, (1100..FLOOD_EXPORTS).map(|i| format!("flood-{i}"))).await?;
     let flooded = t0.elapsed();
     let over = FLOOD_EXPORTS - FLOOD_CAP;
     loop {
