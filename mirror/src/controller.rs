@@ -74,6 +74,8 @@ struct Mirror {
     readiness: Readiness,
     /// How many remote Services this Link mirrors at most.
     max_services: usize,
+    /// How many were past it at the last pass (warned when it changes).
+    over_cap: usize,
     events: LinkEvents,
 }
 
@@ -110,6 +112,7 @@ pub async fn run(
         status: StatusWriter::default(),
         readiness,
         max_services,
+        over_cap: 0,
     };
     let mut next_refresh = Instant::now();
     loop {
@@ -310,8 +313,10 @@ impl Mirror {
                         )
                     }))
                     .collect();
-                if !outcome.over_cap.is_empty() {
-                    tracing::warn!(link = %self.name, cap, over = outcome.over_cap.len(), "exported Services past the cap are not mirrored");
+                let over = outcome.over_cap.len();
+                if over != self.over_cap {
+                    tracing::warn!(link = %self.name, cap, over, "exported Services past the cap are not mirrored");
+                    self.over_cap = over;
                 }
                 let conflicts: Vec<Rejected> = outcome
                     .conflicts

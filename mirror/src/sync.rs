@@ -266,32 +266,31 @@ pub async fn pass(
             .and_then(|seen| seen.cluster_ip.clone())
             .filter(|ip| ip != "None")
     };
-    let mut candidates = Vec::new();
-    for (key, service) in &remote_services {
-        let endpoints = remote_endpoints.get(key).cloned().unwrap_or_default();
-        match desired::mirrors(service, &endpoints, gateway, &cluster_ip) {
-            Ok(mirrors) => candidates.push((key.clone(), mirrors)),
-            Err(invalid) => outcome.invalid.push((key.clone(), invalid)),
-        }
-    }
     // Those already mirrored first (a stable sort keeps the rest in key
-    // order): new exports past the cap never displace a mirror.
-    candidates.sort_by_key(|(_, mirrors)| {
-        !mirrors
-            .iter()
-            .any(|m| existing.contains_key(&key_of(&m.service.metadata)))
-    });
+    // order): new exports past the cap never displace a mirror, and no
+    // mirror is even built for a Service past it.
+    let mirrored_now = |(namespace, name): &Key| {
+        existing.contains_key(&(namespace.clone(), format!("{name}-{}", gateway.cluster)))
+    };
+    let mut order: Vec<&Key> = remote_services.keys().collect();
+    order.sort_by_key(|key| !mirrored_now(key));
     let mut desired_services: BTreeMap<Key, Service> = BTreeMap::new();
     let mut desired_endpoints: Vec<Endpoints> = Vec::new();
-    for (index, (key, mirrors)) in candidates.into_iter().enumerate() {
-        if index >= max_services {
-            outcome.over_cap.push(key);
+    for key in order {
+        if outcome.mirrors >= max_services {
+            outcome.over_cap.push(key.clone());
             continue;
         }
-        outcome.mirrors += 1;
-        for mirror in mirrors {
-            desired_endpoints.push(mirror.endpoints);
-            desired_services.insert(key_of(&mirror.service.metadata), mirror.service);
+        let endpoints = remote_endpoints.get(key).cloned().unwrap_or_default();
+        match desired::mirrors(&remote_services[key], &endpoints, gateway, &cluster_ip) {
+            Ok(mirrors) => {
+                outcome.mirrors += 1;
+                for mirror in mirrors {
+                    desired_endpoints.push(mirror.endpoints);
+                    desired_services.insert(key_of(&mirror.service.metadata), mirror.service);
+                }
+            }
+            Err(invalid) => outcome.invalid.push((key.clone(), invalid)),
         }
     }
     let plan = desired::plan(&desired_services, &existing);
