@@ -77,29 +77,34 @@ struct Views {
     freshness: Freshness,
 }
 
-/// Since when a watch has been failing (`None` while it is connected): its
-/// store then holds what the API server said before, not what is true now.
+/// Since when each failing watch has been failing (a watch that is
+/// connected has no entry): its store then holds what the API server said
+/// before, not what is true now.
 #[derive(Debug, Clone, Default)]
-struct Freshness(std::sync::Arc<std::sync::Mutex<Option<Instant>>>);
+struct Freshness(std::sync::Arc<std::sync::Mutex<BTreeMap<&'static str, Instant>>>);
 
 impl Freshness {
-    fn note(&self, ok: bool) {
-        let mut since = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match (ok, *since) {
-            (true, _) => *since = None,
-            (false, None) => *since = Some(Instant::now()),
-            (false, Some(_)) => {}
+    fn note(&self, what: &'static str, ok: bool) {
+        let mut failing = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            failing.remove(what);
+        } else {
+            failing.entry(what).or_insert_with(Instant::now);
         }
     }
 
-    /// How long the watch has been failing.
+    /// How long the longest-failing watch has been failing.
     fn stale_for(&self) -> Option<Duration> {
-        let since = *self.0.lock().unwrap_or_else(|e| e.into_inner());
-        since.map(|at| at.elapsed())
+        let failing = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        failing.values().map(|since| since.elapsed()).max()
     }
 }
 
-fn watch<K>(api: Api<K>, config: watcher::Config, freshness: &Freshness) -> Store<K>
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    (freshness, what): (&Freshness, &'static str),
+) -> Store<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -113,7 +118,7 @@ where
     let freshness = freshness.clone();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff()).for_each(
         move |event| {
-            freshness.note(event.is_ok());
+            freshness.note(what, event.is_ok());
             std::future::ready(())
         },
     );
@@ -138,7 +143,7 @@ pub async fn run(
                 "{FAILOVER_CONTROLLED_BY}={}",
                 config.controlled_by
             )),
-            &freshness,
+            (&freshness, "TrafficSplits"),
         ),
         routes: watch(
             Api::<HttpRoute>::all(client.clone()),
@@ -146,22 +151,22 @@ pub async fn run(
                 "{FAILOVER_CONTROLLED_BY}={}",
                 config.controlled_by
             )),
-            &freshness,
+            (&freshness, "HTTPRoutes"),
         ),
         endpoints: watch(
             Api::all(client.clone()),
             watcher::Config::default(),
-            &freshness,
+            (&freshness, "Endpoints"),
         ),
         services: watch(
             Api::all(client.clone()),
             watcher::Config::default(),
-            &freshness,
+            (&freshness, "Services"),
         ),
         pods: watch(
             Api::all(client.clone()),
             watcher::Config::default(),
-            &freshness,
+            (&freshness, "Pods"),
         ),
     };
     for (what, ready) in [
