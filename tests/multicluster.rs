@@ -246,6 +246,36 @@ async fn link_renders_what_the_other_cluster_needs_and_unlink_removes_it() {
         "{error}"
     );
 
+    // What the mirror reports of a local Service holding a mirror's name
+    // is a warning naming it.
+    assert_eq!(
+        result(&report, "no local object holds a mirror's name").0,
+        "success"
+    );
+    let conflict = serde_json::json!({"status": {"conflicts": [{
+        "namespace": "shop", "name": "web-east",
+        "reason": "Service shop/web-east exists and was not written by the mirror",
+    }]}});
+    let reported = k(
+        &[
+            "patch",
+            "link",
+            "east",
+            "-n",
+            "linkerd-multicluster",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &conflict.to_string(),
+        ],
+        None,
+    );
+    assert!(reported.status.success(), "{}", text(&reported.stderr));
+    let (_, report) = check();
+    let (level, error) = result(&report, "no local object holds a mirror's name");
+    assert_eq!(level, "warning", "{report}");
+    assert!(error.contains("shop/web-east (Link east)"), "{error}");
+
     let taken = k(
         &[
             "delete",

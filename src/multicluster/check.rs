@@ -140,6 +140,10 @@ async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter) {
                 .until_ok("gateways alive", || gateways_alive(client, &checked))
                 .await,
         );
+        report.record(
+            "no local object holds a mirror's name",
+            mirror_conflicts(&checked),
+        );
     }
     report.record(
         "all mirror services have endpoints",
@@ -427,6 +431,34 @@ impl Need {
 }
 
 /// What the service mirror of Link `link` must be allowed.
+/// The conflicts each mirror reports on its Link: local objects it did
+/// not write that hold a mirror's name (it leaves them alone, so those
+/// Services are not mirrored).
+fn mirror_conflicts(checked: &[Checked]) -> Outcome {
+    let mut held = Vec::new();
+    for c in checked {
+        let status = serde_json::to_value(c.link.status.as_ref()).unwrap_or_default();
+        for conflict in status["conflicts"].as_array().into_iter().flatten() {
+            held.push(format!(
+                "{}/{} (Link {})",
+                conflict["namespace"].as_str().unwrap_or("?"),
+                conflict["name"].as_str().unwrap_or("?"),
+                c.name
+            ));
+        }
+    }
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(Problem::warning(
+        format!(
+            "names held by objects the mirror did not write, so not mirrored: {}",
+            held.join(", ")
+        ),
+        "rename or delete the local object, or stop exporting the Service in the linked cluster",
+    ))
+}
+
 fn mirror_needs(settings: &LinkSettings, link: &str) -> Vec<Need> {
     let mut needs = Vec::new();
     for resource in ["services", "endpoints"] {
@@ -466,6 +498,25 @@ fn mirror_needs(settings: &LinkSettings, link: &str) -> Vec<Need> {
         subresource: None,
         namespace: NS,
         name: Some(settings.credentials_secret.clone()),
+    });
+    // Its Lease (one active replica of two) and its Events (conflicts).
+    for verb in ["get", "create", "update"] {
+        needs.push(Need {
+            verb,
+            group: "coordination.k8s.io",
+            resource: "leases",
+            subresource: None,
+            namespace: NS,
+            name: None,
+        });
+    }
+    needs.push(Need {
+        verb: "create",
+        group: "events.k8s.io",
+        resource: "events",
+        subresource: None,
+        namespace: NS,
+        name: None,
     });
     needs
 }
