@@ -288,19 +288,20 @@ impl Controller {
                 }
             }
             None => {
-                let targets: Vec<(String, String)> = views
+                // A split's clients are the meshed pods of its own
+                // namespace: a pod elsewhere, whatever its page says, does
+                // not steer it.
+                let targets: Vec<(String, String, String)> = views
                     .pods
                     .state()
                     .iter()
                     .filter(|pod| is_meshed_and_running(pod))
-                    // A split's clients are the meshed pods of its own
-                    // namespace: a pod elsewhere, whatever its page says,
-                    // does not steer it.
-                    .filter(|pod| pod.namespace().is_some_and(|ns| namespaces.contains(&ns)))
                     .filter_map(|pod| {
+                        let namespace = pod.namespace().filter(|ns| namespaces.contains(ns))?;
                         let ip = pod.status.as_ref()?.pod_ip.clone()?;
                         Some((
-                            format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any()),
+                            format!("{namespace}/{}", pod.name_any()),
+                            namespace,
                             format!("{ip}:{}", mesh_api::ports::PROXY_ADMIN),
                         ))
                     })
@@ -308,25 +309,24 @@ impl Controller {
                 let timeout = self.config.scrape_timeout;
                 let pages: Vec<_> = targets
                     .into_iter()
-                    .map(|(client, authority)| async move {
+                    .map(|(client, namespace, authority)| async move {
                         let page = crate::fetch::get(&authority, "/metrics", timeout).await;
-                        (client, page)
+                        (client, namespace, page)
                     })
                     .collect();
                 let pages: Vec<_> = futures::stream::iter(pages)
                     .buffer_unordered(SCRAPES_IN_FLIGHT)
                     .collect()
                     .await;
-                for (client, page) in pages {
+                for (client, namespace, page) in pages {
                     match page {
                         Ok(page) => {
                             let (counts, page_ignored) = signals::from_metrics_page(&page);
                             ignored.add(page_ignored);
                             // Toward its own namespace's backends only.
-                            let client_ns = client.split('/').next().unwrap_or_default();
                             let counts: ClientCounts = counts
                                 .into_iter()
-                                .filter(|((ns, _), _)| ns == client_ns)
+                                .filter(|((ns, _), _)| *ns == namespace)
                                 .collect();
                             per_client.insert(client, counts);
                         }

@@ -6,8 +6,8 @@
 //! (ignoring the server's stream limit, as a hostile client does).
 //!
 //! What must hold: the well-behaved client is still served (at most one
-//! request in a hundred fails, on this shared machine); the application never has more requests in flight than one
-//! connection's stream limit; every stalled handshake is closed once the
+//! request in a hundred fails, on this shared machine); the application
+//! never has more requests in flight than one connection's stream limit; every stalled handshake is closed once the
 //! detection timeout passes, and counted; the server proxy's memory stays
 //! bounded. (How much the attack costs the well-behaved client's latency
 //! is measured in `bench/`, not asserted here.)

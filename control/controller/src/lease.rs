@@ -180,7 +180,7 @@ impl Election {
                 },
                 spec: Some(self.held(now, 0)),
             };
-            return self.write(None, &lease).await;
+            return self.write(&lease).await;
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
@@ -188,7 +188,7 @@ impl Election {
             let mut renewed = spec;
             renewed.renew_time = Some(now);
             lease.spec = Some(renewed);
-            return self.write(Some(&lease), &lease).await;
+            return self.write(&lease).await;
         }
         let record = (holder.clone(), lease.metadata.resource_version.clone());
         if observed.record.as_ref() != Some(&record) {
@@ -205,7 +205,7 @@ impl Election {
             _ => {
                 let transitions = spec.lease_transitions.unwrap_or(0).saturating_add(1);
                 lease.spec = Some(self.held(now, transitions));
-                self.write(Some(&lease), &lease).await
+                self.write(&lease).await
             }
         }
     }
@@ -222,17 +222,16 @@ impl Election {
         }
     }
 
-    /// Creates (`existing` is `None`) or replaces the Lease with `lease`,
-    /// over the resourceVersion read: losing a race to another replica is
-    /// `HeldBy`, not an error.
-    async fn write(&self, existing: Option<&Lease>, lease: &Lease) -> kube::Result<Try> {
-        let written = match existing {
-            None => self.api.create(&PostParams::default(), lease).await,
-            Some(_) => {
-                self.api
-                    .replace(&self.name, &PostParams::default(), lease)
-                    .await
-            }
+    /// Creates `lease` (one never read has no resourceVersion) or replaces
+    /// the Lease with it, over the resourceVersion read: losing a race to
+    /// another replica is `HeldBy`, not an error.
+    async fn write(&self, lease: &Lease) -> kube::Result<Try> {
+        let written = if lease.metadata.resource_version.is_none() {
+            self.api.create(&PostParams::default(), lease).await
+        } else {
+            self.api
+                .replace(&self.name, &PostParams::default(), lease)
+                .await
         };
         match written {
             Ok(_) => Ok(Try::Holding),

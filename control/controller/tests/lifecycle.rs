@@ -17,22 +17,35 @@ use mesh_api::crds::link::Link;
 use mesh_clusters::testing::{ensure_crds, shared_cluster};
 use support::{admin_get, free_addr, stop_with_sigterm, wait_ready};
 
+/// `mesh-controller failover` on the shared cluster, for the splits
+/// labelled `controlled_by`, its Lease in `ns`, its admin server on `admin`.
+fn failover(
+    cluster: &mesh_clusters::testing::TestCluster,
+    admin: std::net::SocketAddr,
+    ns: &str,
+    controlled_by: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mesh-controller"));
+    command
+        .arg("failover")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .arg(format!("--admin-listen={admin}"))
+        .arg(format!("--namespace={ns}"))
+        .arg(format!("--controlled-by={controlled_by}"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 #[tokio::test]
 async fn the_failover_controller_is_ready_once_its_watches_listed_and_stops_on_sigterm() {
     let cluster = shared_cluster().await;
     ensure_crds(&cluster.client, mesh_api::crds::all()).await;
     let ns = cluster.namespace("failover-life").await;
     let admin = free_addr();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mesh-controller"))
-        .arg("failover")
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig())
-        .arg(format!("--admin-listen={admin}"))
-        .arg(format!("--namespace={ns}"))
-        .arg("--controlled-by=lifecycle-test")
+    let mut child = failover(&cluster, admin, &ns, "lifecycle-test")
         .arg("--pod-name=failover-lifecycle-test")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn");
     assert!(
@@ -141,21 +154,13 @@ async fn of_two_failover_replicas_one_is_active_and_the_standby_takes_over() {
     let ns = cluster.namespace("failover-ha").await;
     let leases = Api::<Lease>::namespaced(cluster.client.clone(), &ns);
     let replica = |name: &str, admin: std::net::SocketAddr| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_mesh-controller"))
-            .arg("failover")
-            .arg("--kubeconfig")
-            .arg(cluster.kubeconfig())
-            .arg(format!("--admin-listen={admin}"))
-            .arg(format!("--namespace={ns}"))
-            .arg("--controlled-by=ha-test")
+        failover(&cluster, admin, &ns, "ha-test")
             .args([
                 "--lease-duration=3s",
                 "--lease-renew-deadline=2s",
                 "--lease-retry-period=500ms",
             ])
             .env("POD_NAME", name)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn")
     };

@@ -235,9 +235,8 @@ impl Discovery {
     pub fn endpoints(self: &Arc<Self>, authority: &str) -> EndpointsWatch {
         let this = self.clone();
         let key = authority.to_owned();
-        let cache = &self.endpoints;
         watch_shared(
-            cache,
+            &self.endpoints,
             MAX_SHARED_WATCHES,
             key.clone(),
             Arc::default(),
