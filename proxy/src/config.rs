@@ -24,6 +24,7 @@
 //! | `LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT` | `100ms` / `1s` | connecting to the application / to endpoints |
 //! | `MESH_PROXY_INBOUND_MAX_CONNECTIONS` / `MESH_PROXY_OUTBOUND_MAX_CONNECTIONS` | `10000` | connections a listener holds at once; one more is closed at once and counted (`tcp_accept_errors_total{error="max_connections"}`) |
 //! | `LINKERD2_PROXY_INBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS` / `LINKERD2_PROXY_OUTBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS` | `2000` | concurrent streams a client may open on one HTTP/2 connection to the listener (streams over it are refused) |
+//! | `MESH_PROXY_INBOUND_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS` | `100` | the same, for an inbound client that proved no mesh identity (plain text, or TLS without a client certificate): such a client is one application, not a proxy multiplexing a whole pod's requests, and RFC 9113's recommended minimum is enough for it |
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
 //! | `MESH_PROXY_WAIT_BEFORE_EXIT` | `0s` | how long the proxy keeps serving, new connections included, after SIGTERM before it drains (Linkerd's `config.alpha.linkerd.io/proxy-wait-before-exit-seconds`): time for the Service's endpoints to move to a replacement pod |
 //! | `LINKERD2_PROXY_CORES` | `1` | worker threads (the injector sets it from the CPU limit) |
@@ -55,6 +56,13 @@ const DEFAULT_MAX_CONNECTIONS: &str = "10000";
 /// bounds the tasks one connection can spawn.
 const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: &str = "2000";
 
+/// How many concurrent streams one inbound HTTP/2 connection from a client
+/// without a mesh identity may carry by default: RFC 9113 recommends no
+/// fewer than 100, and one application needs no more on one connection; an
+/// anonymous flood of streams is forwarded to the application 100 at a
+/// time instead of 2,000.
+const DEFAULT_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS: &str = "100";
+
 /// Linkerd's default profile networks (the private ranges).
 pub const DEFAULT_PROFILE_NETWORKS: &str = mesh_api::ports::DEFAULT_CLUSTER_NETWORKS;
 
@@ -76,6 +84,10 @@ pub struct DirectionConfig {
     /// The most concurrent streams a client may open on one HTTP/2
     /// connection to the listener.
     pub http2_max_concurrent_streams: u32,
+    /// The same, for a client that proved no mesh identity (inbound only;
+    /// outbound, every client is the pod's own application and gets
+    /// `http2_max_concurrent_streams`).
+    pub unauthenticated_http2_max_concurrent_streams: u32,
 }
 
 /// The identity service and this workload's identity.
@@ -244,6 +256,19 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         connect_timeout: &str,
     ) -> Result<DirectionConfig, ConfigError> {
         let var = |suffix: &str| format!("LINKERD2_PROXY_{name}_{suffix}");
+        let http2_max_concurrent_streams = self.parse(
+            &var("SERVER_HTTP2_MAX_CONCURRENT_STREAMS"),
+            DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+        )?;
+        // Outbound, every client is the pod's own application.
+        let unauthenticated_http2_max_concurrent_streams = if name == "INBOUND" {
+            self.parse(
+                "MESH_PROXY_INBOUND_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS",
+                DEFAULT_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS,
+            )?
+        } else {
+            http2_max_concurrent_streams
+        };
         Ok(DirectionConfig {
             listen: self.parse(&var("LISTEN_ADDR"), listen)?,
             opaque_ports: self.parse(
@@ -258,10 +283,8 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 &format!("MESH_PROXY_{name}_MAX_CONNECTIONS"),
                 DEFAULT_MAX_CONNECTIONS,
             )?,
-            http2_max_concurrent_streams: self.parse(
-                &var("SERVER_HTTP2_MAX_CONCURRENT_STREAMS"),
-                DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
-            )?,
+            http2_max_concurrent_streams,
+            unauthenticated_http2_max_concurrent_streams,
         })
     }
 }

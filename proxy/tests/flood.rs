@@ -7,7 +7,9 @@
 //!
 //! What must hold: the well-behaved client is still served (at most one
 //! request in a hundred fails, on this shared machine); the application
-//! never has more requests in flight than one connection's stream limit; every stalled handshake is closed once the
+//! never has more requests in flight than an anonymous connection's
+//! stream limit (100; a meshed client, whose proxy multiplexes a whole
+//! pod's requests, keeps 2,000); every stalled handshake is closed once the
 //! detection timeout passes, and counted; the server proxy's memory stays
 //! bounded. (How much the attack costs the well-behaved client's latency
 //! is measured in `bench/`, not asserted here.)
@@ -22,8 +24,9 @@ use support::*;
 const STALLED_HELLOS: usize = 5_000;
 const STREAMS: u32 = 10_000;
 const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// The proxy's default `..._SERVER_HTTP2_MAX_CONCURRENT_STREAMS`.
-const STREAM_LIMIT: usize = 2_000;
+/// The proxy's default `MESH_PROXY_INBOUND_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS`:
+/// the attacker proves no mesh identity.
+const ANONYMOUS_STREAM_LIMIT: usize = 100;
 
 #[tokio::test]
 async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served() {
@@ -73,8 +76,8 @@ async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served()
     );
     let most = app.max_in_flight.load(Ordering::SeqCst);
     assert!(
-        most <= STREAM_LIMIT + 2,
-        "one HTTP/2 connection had {most} requests in the application at once (the limit is {STREAM_LIMIT})\n{}",
+        most <= ANONYMOUS_STREAM_LIMIT + 2,
+        "one anonymous HTTP/2 connection had {most} requests in the application at once (the limit is {ANONYMOUS_STREAM_LIMIT})\n{}",
         mesh.logs()
     );
 
@@ -111,5 +114,32 @@ async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served()
     assert!(
         rss_attacked < 256.0 && rss_after < 256.0,
         "the server proxy's memory stays bounded: {rss_before:.1} MiB before, {rss_attacked:.1} MiB under attack, {rss_after:.1} MiB after"
+    );
+}
+
+/// The lower limit is for clients without a mesh identity only: a client
+/// proxy, which carries all of its pod's requests to the server on one
+/// HTTP/2 connection, gets more than 100 of them to the application at
+/// once.
+#[tokio::test]
+async fn a_meshed_client_is_not_held_to_the_anonymous_stream_limit() {
+    const CONCURRENT: usize = 300;
+    let mesh = Mesh::start().await;
+    mesh.web(
+        linkerd2_proxy_api::destination::DestinationProfile::default(),
+        meshed(&[(8080, "web-1")]),
+    );
+    let app = mesh.app("web-1", 8080).await;
+    let statuses = load(&mesh, "/delay/2000", CONCURRENT, CONCURRENT).await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every request is answered: {statuses:?}\n{}",
+        mesh.logs()
+    );
+    let most = app.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        most > ANONYMOUS_STREAM_LIMIT,
+        "the client proxy's requests reached the application {most} at a time, held to the anonymous limit ({ANONYMOUS_STREAM_LIMIT})\n{}",
+        mesh.logs()
     );
 }

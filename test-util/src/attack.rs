@@ -51,21 +51,43 @@ pub struct Pushback {
     pub goaway: Option<u32>,
 }
 
+/// How many HEADERS frames the attacker writes at a time: the server
+/// takes each batch in before the next arrives, so the streams it accepts
+/// reach the application (written all at once, the streams past the
+/// refusal threshold make h2 close the connection before any is served).
+const STREAMS_PER_WRITE: usize = 100;
+
 /// Opens `streams` streams (`GET path`) on one HTTP/2 connection to the
-/// server pod's app port, all at once, ignoring the server's limit; reads
-/// the server's frames until it closes or `hold` passes.
+/// server pod's app port, without waiting for any and ignoring the
+/// server's limit, in batches of [`STREAMS_PER_WRITE`]; reads the server's
+/// frames until it closes or `hold` passes.
 pub async fn open_streams(streams: u32, path: &'static str, hold: Duration) -> Pushback {
-    let mut io = unmeshed_connect(addr(&format!("{SERVER_IP}:8080")))
+    let io = unmeshed_connect(addr(&format!("{SERVER_IP}:8080")))
         .await
         .expect("connect");
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
-    for n in 0..streams {
-        out.extend(headers_frame(2 * n + 1, path));
+    let (mut reader, mut writer) = io.into_split();
+    // Reads alongside the writes: once the server gives up on the
+    // connection, the writes fail and what it said must already be read.
+    let read = tokio::spawn(async move {
+        let mut read = Vec::new();
+        let _ = tokio::time::timeout(hold, reader.read_to_end(&mut read)).await;
+        read
+    });
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
+    let frames: Vec<Vec<u8>> = (0..streams)
+        .map(|n| headers_frame(2 * n + 1, path))
+        .collect();
+    if writer.write_all(&preface).await.is_ok() {
+        for batch in frames.chunks(STREAMS_PER_WRITE) {
+            if writer.write_all(&batch.concat()).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
-    let _ = io.write_all(&out).await;
-    let mut read = Vec::new();
-    let _ = tokio::time::timeout(hold, io.read_to_end(&mut read)).await;
+    let read = read.await.unwrap_or_default();
+    drop(writer);
     let mut pushback = Pushback::default();
     let mut at = 0;
     while let Some(header) = read.get(at..at + 9) {

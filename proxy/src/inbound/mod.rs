@@ -449,6 +449,11 @@ impl Inbound {
         labels.extend(peer.labels());
         match protocol {
             Protocol::Http1 | Protocol::Http2 => {
+                let streams = if peer.identity.is_some() {
+                    self.config.http2_max_concurrent_streams
+                } else {
+                    self.config.unauthenticated_http2_max_concurrent_streams
+                };
                 let io = self.tcp_metrics.track(labels, io);
                 let this = self.clone();
                 let handle = move |req| {
@@ -457,7 +462,6 @@ impl Inbound {
                     let port_policy = port_policy.clone();
                     async move { this.request(target, &peer, &port_policy, req).await }
                 };
-                let streams = self.config.http2_max_concurrent_streams;
                 proxy_http::serve(io, protocol, streams, handle, drain.wait()).await;
             }
             _ => {
