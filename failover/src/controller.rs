@@ -21,11 +21,12 @@ use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_api::labels::{FAILOVER_CONTROLLED_BY, MIRROR_CLUSTER_NAME};
 use tokio::time::Instant;
 
+use crate::corroborate::{self, Claim, Served};
 use crate::decision::{Failover, Phase, Readiness, Tick};
 use crate::error::Error;
 use crate::metrics::FailoverMetrics;
 use crate::prometheus::Prometheus;
-use crate::signals::{self, BackendKey, ClientCounts, Deltas, Ignored};
+use crate::signals::{self, BackendKey, ClientCounts, Deltas, Ignored, ServedCounts};
 use crate::split::ManagedSplit;
 use crate::status::{BackendStatus, SplitStatus, TransitionStatus};
 use crate::target::{Target, TargetKey};
@@ -194,6 +195,7 @@ pub async fn run(
         managed: BTreeMap::new(),
         invalid: BTreeMap::new(),
         deltas: Deltas::default(),
+        served: Deltas::default(),
         started: Instant::now(),
     };
     let mut ticks = tokio::time::interval(controller.config.interval);
@@ -215,7 +217,10 @@ struct Controller {
     managed: BTreeMap<TargetKey, Managed>,
     /// Splits that cannot be managed, with the errors last reported.
     invalid: BTreeMap<TargetKey, Vec<String>>,
+    /// Each proxy's last claims as a client.
     deltas: Deltas,
+    /// Each proxy's last counts of what it served, per client identity.
+    served: Deltas<String>,
     started: Instant,
 }
 
@@ -253,7 +258,11 @@ impl Controller {
             .iter()
             .flat_map(|(_, m)| m.backends.iter().map(|(ns, _)| ns.clone()))
             .collect();
-        let seen_by_clients = self.sample(views, &namespaces).await;
+        let backends: BTreeSet<BackendKey> = valid
+            .iter()
+            .flat_map(|(_, m)| m.backends.iter().cloned())
+            .collect();
+        let seen_by_clients = self.sample(views, &namespaces, &backends).await;
         let alive = self.gateways(views, &valid).await;
         let stale_for = views.freshness.stale_for();
         for (target, managed) in valid {
@@ -270,84 +279,123 @@ impl Controller {
         }
     }
 
-    /// What clients saw since the last round, per backend.
+    /// What clients saw since the last round, per backend, each client's
+    /// word bounded by what the backends' own proxies served it (see
+    /// [`corroborate`]).
     async fn sample(
         &mut self,
         views: &Views,
         namespaces: &BTreeSet<String>,
+        backends: &BTreeSet<BackendKey>,
     ) -> BTreeMap<BackendKey, Counts> {
-        let mut per_client: BTreeMap<String, ClientCounts> = BTreeMap::new();
         let mut ignored = Ignored::default();
-        match &self.config.prometheus {
+        let reports = match &self.config.prometheus {
             Some(prometheus) => {
-                for namespace in namespaces {
-                    match prometheus.client_counts(namespace, &mut ignored).await {
-                        Ok(clients) => per_client.extend(clients),
-                        Err(e) => tracing::warn!("reading Prometheus: {e}"),
-                    }
-                }
+                prometheus_reports(prometheus, views, namespaces, &mut ignored).await
             }
-            None => {
-                // A split's clients are the meshed pods of its own
-                // namespace: a pod elsewhere, whatever its page says, does
-                // not steer it.
-                let targets: Vec<(String, String, String)> = views
-                    .pods
-                    .state()
-                    .iter()
-                    .filter(|pod| is_meshed_and_running(pod))
-                    .filter_map(|pod| {
-                        let namespace = pod.namespace().filter(|ns| namespaces.contains(ns))?;
-                        let ip = pod.status.as_ref()?.pod_ip.clone()?;
-                        Some((
-                            format!("{namespace}/{}", pod.name_any()),
-                            namespace,
-                            format!("{ip}:{}", mesh_api::ports::PROXY_ADMIN),
-                        ))
-                    })
-                    .collect();
-                let timeout = self.config.scrape_timeout;
-                let pages: Vec<_> = targets
-                    .into_iter()
-                    .map(|(client, namespace, authority)| async move {
-                        let page = crate::fetch::get(&authority, "/metrics", timeout).await;
-                        (client, namespace, page)
-                    })
-                    .collect();
-                let pages: Vec<_> = futures::stream::iter(pages)
-                    .buffer_unordered(SCRAPES_IN_FLIGHT)
-                    .collect()
-                    .await;
-                for (client, namespace, page) in pages {
-                    match page {
-                        Ok(page) => {
-                            let (counts, page_ignored) = signals::from_metrics_page(&page);
-                            ignored.add(page_ignored);
-                            // Toward its own namespace's backends only.
-                            let counts: ClientCounts = counts
-                                .into_iter()
-                                .filter(|((ns, _), _)| *ns == namespace)
-                                .collect();
-                            per_client.insert(client, counts);
-                        }
-                        Err(e) => tracing::debug!(%client, "scraping: {e}"),
+            None => self.scrape(views, namespaces, &mut ignored).await,
+        };
+        let proxies: BTreeSet<String> = reports.iter().map(|r| r.proxy.clone()).collect();
+        let mut claims = Vec::new();
+        let mut served_by_pod: BTreeMap<String, ServedCounts> = BTreeMap::new();
+        for report in reports {
+            let claimed = self
+                .deltas
+                .update(&report.proxy, report.claims, &mut ignored);
+            let served = self
+                .served
+                .update(&report.proxy, report.served, &mut ignored);
+            if let Some(pod) = report.pod {
+                served_by_pod.insert(pod, served);
+            }
+            claims.push(Claim {
+                identity: report.identity,
+                counts: claimed,
+            });
+        }
+        self.deltas.retain(&proxies);
+        self.served.retain(&proxies);
+        // A backend can be read when one of its endpoints is a pod whose
+        // proxy was read this round.
+        let pod_at = pods_by_ip(views, namespaces);
+        let mut served: BTreeMap<BackendKey, Served> = BTreeMap::new();
+        for backend in backends {
+            for pod in endpoint_pods(views, backend, &pod_at) {
+                if let Some(counts) = served_by_pod.get(&pod) {
+                    let sum = served.entry(backend.clone()).or_default();
+                    for (client, n) in counts {
+                        *sum.entry(client.clone()).or_default() += *n;
                     }
                 }
             }
         }
-        let clients: BTreeSet<String> = per_client.keys().cloned().collect();
-        let mut seen: BTreeMap<BackendKey, Counts> = BTreeMap::new();
-        for (client, counts) in per_client {
-            for (backend, delta) in self.deltas.update(&client, counts, &mut ignored) {
-                *seen.entry(backend).or_default() += delta;
-            }
-        }
-        self.deltas.retain(&clients);
+        let (seen, unconfirmed) = corroborate::bound(&claims, &served);
+        ignored.unconfirmed += unconfirmed;
         if ignored != Ignored::default() {
             tracing::debug!(?ignored, "client samples ignored");
         }
         self.metrics.ignored(&ignored);
         seen
+    }
+
+    /// Each meshed pod of `namespaces`, read from its metrics page: a
+    /// split's clients are the meshed pods of its own namespace (a pod
+    /// elsewhere, whatever its page says, does not steer it), and its
+    /// backends' pods say what they served.
+    async fn scrape(
+        &self,
+        views: &Views,
+        namespaces: &BTreeSet<String>,
+        ignored: &mut Ignored,
+    ) -> Vec<Report> {
+        let timeout = self.config.scrape_timeout;
+        let scrapes: Vec<_> = views
+            .pods
+            .state()
+            .iter()
+            .filter(|pod| is_meshed_and_running(pod))
+            .filter_map(|pod| {
+                let namespace = pod.namespace().filter(|ns| namespaces.contains(ns))?;
+                let ip = pod.status.as_ref()?.pod_ip.clone()?;
+                let proxy = format!("{namespace}/{}", pod.name_any());
+                let identity = pod_identity(pod);
+                Some(async move {
+                    let authority = format!("{ip}:{}", mesh_api::ports::PROXY_ADMIN);
+                    let page = crate::fetch::get(&authority, "/metrics", timeout).await;
+                    (proxy, namespace, identity, page)
+                })
+            })
+            .collect();
+        let pages: Vec<_> = futures::stream::iter(scrapes)
+            .buffer_unordered(SCRAPES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut reports = Vec::new();
+        for (proxy, namespace, identity, page) in pages {
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::debug!(%proxy, "scraping: {e}");
+                    continue;
+                }
+            };
+            let (claims, claims_ignored) = signals::from_metrics_page(&page);
+            let (served, served_ignored) = signals::served_from_metrics_page(&page);
+            ignored.add(claims_ignored);
+            ignored.add(served_ignored);
+            reports.push(Report {
+                pod: Some(proxy.clone()),
+                proxy,
+                // Toward its own namespace's backends only.
+                claims: claims
+                    .into_iter()
+                    .filter(|((ns, _), _)| *ns == namespace)
+                    .collect(),
+                served,
+                identity,
+            });
+        }
+        reports
     }
 
     /// The liveness of the gateways of the clusters the splits' backends
@@ -421,7 +469,11 @@ impl Controller {
                 .get(&key)
                 .map(|m| m.failover.phase().name().to_owned())
                 .or(spec.resumed_state.clone())
-                .and_then(|name| Phase::resume(&name, now));
+                .and_then(|name| {
+                    let percentages = spec.percentages();
+                    let primary_share = percentages.get(spec.primary).copied().unwrap_or(0);
+                    Phase::resume(&name, now, primary_share, &spec.settings)
+                });
             self.managed.insert(
                 key.clone(),
                 Managed {
@@ -607,6 +659,128 @@ fn ready_endpoints(views: &Views, (namespace, name): &BackendKey) -> Option<usiz
             .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
             .sum(),
     )
+}
+
+/// One proxy's counters of a round, before deltas.
+struct Report {
+    /// `namespace/pod` (metrics pages) or the scraped instance
+    /// (Prometheus): whose deltas these are.
+    proxy: String,
+    /// Its pod (`namespace/name`), when known.
+    pod: Option<String>,
+    /// The start of its mesh identity, when its pod is known.
+    identity: Option<String>,
+    /// What it says, as a client, each backend answered.
+    claims: ClientCounts,
+    /// What it served, as a backend, per client identity.
+    served: ServedCounts,
+}
+
+/// Each proxy of `namespaces` as a Prometheus server has it; the
+/// namespaces it could not answer for are left out, with a warning.
+async fn prometheus_reports(
+    prometheus: &Prometheus,
+    views: &Views,
+    namespaces: &BTreeSet<String>,
+    ignored: &mut Ignored,
+) -> Vec<Report> {
+    let pods = pods_by_ip(views, namespaces);
+    let mut reports = Vec::new();
+    for namespace in namespaces {
+        let read = async {
+            let claims = prometheus.client_counts(namespace, ignored).await?;
+            let served = prometheus.served_counts(namespace, ignored).await?;
+            let scraped = prometheus.scraped(namespace).await?;
+            Ok::<_, Error>((claims, served, scraped))
+        };
+        let (mut claims, mut served, scraped) = match read.await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!("reading Prometheus: {e}");
+                continue;
+            }
+        };
+        let instances: BTreeSet<String> = scraped
+            .into_iter()
+            .chain(claims.keys().cloned())
+            .chain(served.keys().cloned())
+            .collect();
+        for instance in instances {
+            let pod = instance
+                .rsplit_once(':')
+                .and_then(|(host, _)| pods.get(host.trim_matches(['[', ']'])));
+            reports.push(Report {
+                claims: claims.remove(&instance).unwrap_or_default(),
+                served: served.remove(&instance).unwrap_or_default(),
+                proxy: instance,
+                pod: pod.map(|(name, _)| name.clone()),
+                identity: pod.and_then(|(_, identity)| identity.clone()),
+            });
+        }
+    }
+    reports
+}
+
+/// The start of a pod's mesh identity (its ServiceAccount's).
+fn pod_identity(pod: &Pod) -> Option<String> {
+    let account = pod
+        .spec
+        .as_ref()?
+        .service_account_name
+        .as_deref()
+        .filter(|sa| !sa.is_empty())?;
+    Some(corroborate::identity_prefix(account, &pod.namespace()?))
+}
+
+/// The pods of `namespaces` by IP: `namespace/name` and the start of its
+/// mesh identity.
+fn pods_by_ip(
+    views: &Views,
+    namespaces: &BTreeSet<String>,
+) -> BTreeMap<String, (String, Option<String>)> {
+    views
+        .pods
+        .state()
+        .iter()
+        .filter_map(|pod| {
+            let namespace = pod.namespace().filter(|ns| namespaces.contains(ns))?;
+            let ip = pod.status.as_ref()?.pod_ip.clone()?;
+            Some((
+                ip,
+                (format!("{namespace}/{}", pod.name_any()), pod_identity(pod)),
+            ))
+        })
+        .collect()
+}
+
+/// The pods (`namespace/name`) behind a backend's Endpoints, ready or
+/// not: each address's `targetRef` (as the endpoints controller writes
+/// it), else the pod at its IP.
+fn endpoint_pods(
+    views: &Views,
+    (namespace, name): &BackendKey,
+    pod_at: &BTreeMap<String, (String, Option<String>)>,
+) -> Vec<String> {
+    views
+        .endpoints
+        .get(&reflector::ObjectRef::new(name).within(namespace))
+        .iter()
+        .flat_map(|e| e.subsets.iter().flatten())
+        .flat_map(|s| {
+            s.addresses
+                .iter()
+                .chain(s.not_ready_addresses.iter())
+                .flatten()
+        })
+        .filter_map(|address| match &address.target_ref {
+            Some(target) if target.kind.as_deref().is_none_or(|k| k == "Pod") => {
+                let pod_namespace = target.namespace.as_deref().unwrap_or(namespace);
+                Some(format!("{pod_namespace}/{}", target.name.as_deref()?))
+            }
+            Some(_) => None,
+            None => pod_at.get(&address.ip).map(|(pod, _)| pod.clone()),
+        })
+        .collect()
 }
 
 /// Publishes `event` about `target` as an Event of its own: kube's

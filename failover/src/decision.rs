@@ -113,17 +113,40 @@ impl Phase {
         }
     }
 
-    /// The phase named `name`, entered at `now` (a restarted controller
-    /// resumes where the status said it was).
-    pub fn resume(name: &str, now: Duration) -> Option<Self> {
+    /// The phase named `name`, entered at `now`: a controller that starts
+    /// (a restart, or a standby replica taking over) resumes where the
+    /// status said the split was. A ramp resumes at the step the weights
+    /// already reached (the primary holding `primary_share` percent), so
+    /// that taking over mid-ramp never hands back weight the ramp had
+    /// moved.
+    pub fn resume(
+        name: &str,
+        now: Duration,
+        primary_share: u32,
+        settings: &Settings,
+    ) -> Option<Self> {
+        // The first step that does not move the weights back: steps are
+        // increasing and end at 100 % (see `settings`).
+        let first_step_reaching = |steps: &[u32], share: u32| {
+            steps
+                .iter()
+                .position(|step| *step >= share)
+                .unwrap_or(steps.len().saturating_sub(1))
+        };
         Some(match name {
             "Primary" => Self::Primary,
-            "FailingOver" => Self::FailingOver { step: 0, at: now },
+            "FailingOver" => Self::FailingOver {
+                step: first_step_reaching(
+                    &settings.failover_steps,
+                    TOTAL_WEIGHT.saturating_sub(primary_share),
+                ),
+                at: now,
+            },
             "FailedOver" => Self::FailedOver {
                 recovered_since: None,
             },
             "FailingBack" => Self::FailingBack {
-                step: 0,
+                step: first_step_reaching(&settings.failback_steps, primary_share),
                 at: now,
                 started: now,
             },

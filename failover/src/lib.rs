@@ -7,6 +7,8 @@
 //! - [`settings`]: the `failover.mesh.dev/*` annotations, validated.
 //! - [`window`]: requests over sliding windows, and the confidence test.
 //! - [`decision`]: the pure decision core (time passed in).
+//! - [`corroborate`]: a client's word bounded by what the backend's proxies
+//!   served it.
 //! - [`fetch`]: HTTP GETs with a deadline.
 //! - [`error`]: the library's typed errors.
 //! - [`metrics`]: `failover_state`, `failover_transitions_total`, per-backend gauges.
@@ -18,6 +20,7 @@
 //! - [`status`]: the `failover.mesh.dev/status` annotation.
 
 pub mod controller;
+pub mod corroborate;
 pub mod decision;
 pub mod error;
 pub mod fetch;

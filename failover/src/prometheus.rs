@@ -1,7 +1,8 @@
 //! Reading what clients saw from a Prometheus server instead of their
 //! metrics pages: the proxies' per-attempt outcomes summed per scraped
-//! instance (so the same per-client deltas apply), and the mirrors'
-//! gateway liveness, with PromQL over the HTTP API.
+//! instance (so the same per-client deltas apply), what each proxy served
+//! inbound per client identity, which proxies are scraped, and the
+//! mirrors' gateway liveness, with PromQL over the HTTP API.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::signals::{self, ClientCounts, Ignored, OUTCOMES};
+use crate::signals::{self, ClientCounts, Ignored, OUTCOMES, RESPONSES, ServedCounts};
 
 /// A Prometheus server.
 #[derive(Debug, Clone)]
@@ -98,9 +99,58 @@ impl Prometheus {
                 continue;
             };
             let counts = clients.entry(instance.to_owned()).or_default();
-            signals::add(counts, ignored, ns, service, field("classification"), value);
+            signals::add(
+                counts,
+                ignored,
+                (ns.to_owned(), service.to_owned()),
+                field("classification"),
+                value,
+            );
         }
         Ok(clients)
+    }
+
+    /// Each scraped proxy in `namespace` with what it served inbound over
+    /// mutual TLS, per client identity (cumulative); samples that are no
+    /// counts are noted in `ignored`.
+    pub async fn served_counts(
+        &self,
+        namespace: &str,
+        ignored: &mut Ignored,
+    ) -> Result<BTreeMap<String, ServedCounts>, Error> {
+        let promql = format!(
+            "sum by (instance, client_id, classification) \
+             ({RESPONSES}{{direction=\"inbound\",tls=\"true\",namespace=\"{namespace}\"}})"
+        );
+        let mut proxies: BTreeMap<String, ServedCounts> = BTreeMap::new();
+        for series in self.query(&promql).await? {
+            let field = |name: &str| series.metric.get(name).map(String::as_str);
+            let (Some(instance), Some(client)) = (field("instance"), field("client_id")) else {
+                continue;
+            };
+            let Ok(value) = series.value.1.parse::<f64>() else {
+                continue;
+            };
+            let served = proxies.entry(instance.to_owned()).or_default();
+            signals::add(
+                served,
+                ignored,
+                client.to_owned(),
+                field("classification"),
+                value,
+            );
+        }
+        Ok(proxies)
+    }
+
+    /// The instances (`ip:port`) of `namespace` whose last scrape worked.
+    pub async fn scraped(&self, namespace: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .query(&format!("up{{namespace=\"{namespace}\"}} == 1"))
+            .await?
+            .into_iter()
+            .filter_map(|s| s.metric.get("instance").cloned())
+            .collect())
     }
 
     /// `gateway_alive` per linked cluster, as the mirrors report it.

@@ -2,8 +2,10 @@
 //! their proxies count (`route_actual_response_total` — what each backend
 //! answered, even when a retry on another backend hid a failure from the
 //! caller), read from each client's metrics page or from a Prometheus
-//! server that scrapes them; and the cumulative counters turned into what
-//! happened since the last sample, per client.
+//! server that scrapes them; what each proxy served inbound, by client
+//! identity (to check the clients' word against, see `corroborate`); and
+//! the cumulative counters turned into what happened since the last
+//! sample, per proxy.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,11 +16,19 @@ use crate::window::Counts;
 /// The per-attempt outcomes metric of the proxies.
 pub const OUTCOMES: &str = "route_actual_response_total";
 
+/// The responses metric of the proxies: inbound, with `client_id`, what a
+/// backend's proxy served each client identity.
+pub const RESPONSES: &str = "response_total";
+
 /// A backend Service: `(namespace, name)`.
 pub type BackendKey = (String, String);
 
 /// Cumulative outcomes per backend, as one client reports them.
 pub type ClientCounts = BTreeMap<BackendKey, Counts>;
+
+/// Cumulative outcomes one proxy served inbound, per client identity
+/// (`client_id`: mutual TLS only).
+pub type ServedCounts = BTreeMap<String, Counts>;
 
 /// Samples a client's page gave that count for nothing, by why: a metrics
 /// page is the client's word, and a rogue or broken one must not steer.
@@ -31,15 +41,20 @@ pub struct Ignored {
     /// Counters lower than in the previous sample (a restart or a lie):
     /// the interval counts for nothing, the new value is the baseline.
     pub backwards: u64,
+    /// Claims of a round (one client identity toward one backend) that
+    /// the backend's own proxies did not confirm, cut by more than the
+    /// requests in flight at a scrape (see `corroborate`).
+    pub unconfirmed: u64,
 }
 
 impl Ignored {
     /// Each kind with its metric label.
-    pub fn by_reason(&self) -> [(&'static str, u64); 3] {
+    pub fn by_reason(&self) -> [(&'static str, u64); 4] {
         [
             ("not_finite", self.not_finite),
             ("negative", self.negative),
             ("backwards", self.backwards),
+            ("unconfirmed", self.unconfirmed),
         ]
     }
 
@@ -48,6 +63,7 @@ impl Ignored {
         self.not_finite += other.not_finite;
         self.negative += other.negative;
         self.backwards += other.backwards;
+        self.unconfirmed += other.unconfirmed;
     }
 }
 
@@ -68,8 +84,7 @@ pub fn from_metrics_page(page: &str) -> (ClientCounts, Ignored) {
         add(
             &mut counts,
             &mut ignored,
-            namespace,
-            service,
+            (namespace.to_owned(), service.to_owned()),
             label(labels, "classification"),
             value,
         );
@@ -77,13 +92,35 @@ pub fn from_metrics_page(page: &str) -> (ClientCounts, Ignored) {
     (counts, ignored)
 }
 
-/// Adds `value` as a success or a failure of `namespace/service`, unless it
-/// is no count at all (NaN, infinite or negative: noted in `ignored`).
-pub fn add(
-    counts: &mut ClientCounts,
+/// What one proxy's metrics page says it served inbound over mutual TLS,
+/// per client identity, and the samples that were ignored.
+pub fn served_from_metrics_page(page: &str) -> (ServedCounts, Ignored) {
+    let mut served = ServedCounts::new();
+    let mut ignored = Ignored::default();
+    for (labels, value) in samples(page, RESPONSES) {
+        if label(labels, "direction") != Some("inbound") || label(labels, "tls") != Some("true") {
+            continue;
+        }
+        let Some(client) = label(labels, "client_id") else {
+            continue;
+        };
+        add(
+            &mut served,
+            &mut ignored,
+            client.to_owned(),
+            label(labels, "classification"),
+            value,
+        );
+    }
+    (served, ignored)
+}
+
+/// Adds `value` as a success or a failure of `key`, unless it is no count
+/// at all (NaN, infinite or negative: noted in `ignored`).
+pub fn add<K: Ord>(
+    counts: &mut BTreeMap<K, Counts>,
     ignored: &mut Ignored,
-    namespace: &str,
-    service: &str,
+    key: K,
     classification: Option<&str>,
     value: f64,
 ) {
@@ -95,40 +132,47 @@ pub fn add(
         ignored.negative += 1;
         return;
     }
-    let entry = counts
-        .entry((namespace.to_owned(), service.to_owned()))
-        .or_default();
+    let entry = counts.entry(key).or_default();
     match classification {
         Some("success") => entry.success += value,
         _ => entry.failure += value,
     }
 }
 
-/// The last cumulative counts of each client, to turn the next ones into
-/// what happened in between.
-#[derive(Debug, Default)]
-pub struct Deltas {
-    last: BTreeMap<String, ClientCounts>,
+/// The last cumulative counts of each proxy (per backend for a client's
+/// claims, per client identity for what a backend served), to turn the
+/// next ones into what happened in between.
+#[derive(Debug)]
+pub struct Deltas<K = BackendKey> {
+    last: BTreeMap<String, BTreeMap<K, Counts>>,
 }
 
-impl Deltas {
-    /// What `client` saw since its last sample. A client seen for the
+impl<K> Default for Deltas<K> {
+    fn default() -> Self {
+        Self {
+            last: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> Deltas<K> {
+    /// What `proxy` counted since its last sample. A proxy seen for the
     /// first time only sets the baseline (its past is not news); a counter
     /// that went down (the proxy restarted, or the page lies) only sets the
     /// new baseline and is noted in `ignored`: whatever a page claims, a
-    /// client adds no more than its counters rose.
+    /// proxy adds no more than its counters rose.
     pub fn update(
         &mut self,
-        client: &str,
-        now: ClientCounts,
+        proxy: &str,
+        now: BTreeMap<K, Counts>,
         ignored: &mut Ignored,
-    ) -> ClientCounts {
-        let Some(before) = self.last.insert(client.to_owned(), now.clone()) else {
-            return ClientCounts::new();
+    ) -> BTreeMap<K, Counts> {
+        let Some(before) = self.last.insert(proxy.to_owned(), now.clone()) else {
+            return BTreeMap::new();
         };
         now.into_iter()
-            .filter_map(|(backend, counts)| {
-                let old = before.get(&backend).copied().unwrap_or_default();
+            .filter_map(|(key, counts)| {
+                let old = before.get(&key).copied().unwrap_or_default();
                 if counts.success < old.success || counts.failure < old.failure {
                     ignored.backwards += 1;
                     return None;
@@ -137,14 +181,14 @@ impl Deltas {
                     success: counts.success - old.success,
                     failure: counts.failure - old.failure,
                 };
-                Some((backend, delta))
+                Some((key, delta))
             })
             .collect()
     }
 
-    /// Forgets clients that are gone.
-    pub fn retain(&mut self, clients: &BTreeSet<String>) {
-        self.last.retain(|client, _| clients.contains(client));
+    /// Forgets proxies that are gone.
+    pub fn retain(&mut self, proxies: &BTreeSet<String>) {
+        self.last.retain(|proxy, _| proxies.contains(proxy));
     }
 }
 
@@ -188,6 +232,30 @@ route_actual_response_total{direction=\"inbound\",dst_namespace=\"test\",dst_ser
         );
         assert_eq!(counts[&key("podinfo-east")].success, 5.0);
         assert_eq!(counts.len(), 2, "inbound is not a client's view");
+    }
+
+    #[test]
+    fn served_per_client_identity_over_mutual_tls_only() {
+        let page = "\
+response_total{direction=\"inbound\",tls=\"true\",client_id=\"web.test.serviceaccount.identity.linkerd.cluster.local\",status_code=\"200\",classification=\"success\"} 40
+response_total{direction=\"inbound\",tls=\"true\",client_id=\"web.test.serviceaccount.identity.linkerd.cluster.local\",status_code=\"500\",classification=\"failure\"} 2
+response_total{direction=\"inbound\",tls=\"no_identity\",no_tls_reason=\"no_tls_from_remote\",classification=\"failure\"} 7
+response_total{direction=\"outbound\",tls=\"true\",client_id=\"web.test.serviceaccount.identity.linkerd.cluster.local\",classification=\"failure\"} 9
+";
+        let (served, ignored) = served_from_metrics_page(page);
+        assert_eq!(ignored, Ignored::default());
+        assert_eq!(
+            served,
+            [(
+                "web.test.serviceaccount.identity.linkerd.cluster.local".to_owned(),
+                Counts {
+                    success: 40.0,
+                    failure: 2.0
+                }
+            )]
+            .into(),
+            "plain-text clients prove no identity, and outbound is not served"
+        );
     }
 
     #[test]

@@ -443,12 +443,11 @@ async fn split_of_its_own(
 
 /// A metrics page served at `ip`:4191 (a pod's proxy admin port), the
 /// `n`th answer being `page(n)`.
-async fn metrics_page(ip: &str, page: impl Fn(u64) -> String + Send + Sync + 'static) {
+async fn metrics_page(ip: &str, mut page: impl FnMut(u64) -> String + Send + 'static) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind((ip, mesh_api::ports::PROXY_ADMIN))
         .await
         .unwrap_or_else(|e| panic!("binding {ip}:4191: {e}"));
-    let page = std::sync::Arc::new(page);
     tokio::spawn(async move {
         let mut served = 0u64;
         loop {
@@ -475,13 +474,28 @@ async fn metrics_page(ip: &str, page: impl Fn(u64) -> String + Send + Sync + 'st
 /// A meshed pod `name` in `ns`, Running at `ip` (as a kubelet reports it:
 /// the shared test cluster has no nodes).
 async fn running_meshed_pod(client: &kube::Client, ns: &str, name: &str, ip: &str) {
+    running_meshed_pod_as(client, ns, name, ip, None).await;
+}
+
+/// [`running_meshed_pod`], running as ServiceAccount `account` when given.
+async fn running_meshed_pod_as(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    ip: &str,
+    account: Option<&str>,
+) {
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns);
+    let mut spec = serde_json::json!({"containers": [
+        {"name": "app", "image": "app"},
+        {"name": "linkerd-proxy", "image": "proxy"},
+    ]});
+    if let Some(account) = account {
+        spec["serviceAccountName"] = account.into();
+    }
     let pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
-        "spec": {"containers": [
-            {"name": "app", "image": "app"},
-            {"name": "linkerd-proxy", "image": "proxy"},
-        ]},
+        "spec": spec,
     }))
     .expect("pod");
     pods.create(&PostParams::default(), &pod)
@@ -688,6 +702,245 @@ async fn a_split_taken_over_by_hand_during_an_api_outage_stays_as_the_user_left_
         !events.iter().any(|(reason, _)| reason == "Failover"),
         "no failover of a split the user took over: {events:?}"
     );
+    let _ = stop.send(());
+    controller
+        .await
+        .expect("joins")
+        .expect("the controller stops cleanly");
+}
+
+/// A standby replica taking over a split its killed predecessor left
+/// mid-ramp (the status says `FailingOver`, the weights are at the 50 %
+/// step) carries the ramp on while the primary browns out: the primary's
+/// share never goes back above 50 %, the ramp ends in `FailedOver`, and
+/// that is the one Failover Event (the takeover itself is no transition).
+#[tokio::test]
+async fn a_replica_taking_over_mid_ramp_never_moves_weight_back() {
+    const TAKEOVER_TEST: &str = "failover-takeover-test";
+    let cluster = shared_cluster().await;
+    let client = cluster.client.clone();
+    let (ns, split) = split_of_its_own(
+        &cluster,
+        "failover-takeover",
+        TAKEOVER_TEST,
+        &[("failover.mesh.dev/status", r#"{"state":"FailingOver"}"#)],
+    )
+    .await;
+    split
+        .api
+        .patch(
+            "podinfo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"backends": [
+                {"service": "podinfo", "weight": 50},
+                {"service": "podinfo-east", "weight": 50},
+            ]}})),
+        )
+        .await
+        .expect("the weights the killed replica left");
+    // A client of the split seeing the primary answer 80 % of its requests.
+    let octet = u8::from_str_radix(&ns[ns.len() - 2..], 36).unwrap_or(11) % 200 + 20;
+    let ip = format!("127.{octet}.5.1");
+    {
+        let ns = ns.clone();
+        metrics_page(&ip, move |n| {
+            outcomes_page(&ns, &(n * 80).to_string(), &(n * 20).to_string())
+        })
+        .await;
+    }
+    running_meshed_pod(&client, &ns, "client", &ip).await;
+
+    let (stop, controller) = start_controller(
+        &client,
+        TAKEOVER_TEST,
+        "failover-takeover-test",
+        &mesh_core::admin::Readiness::new(),
+        FailoverMetrics::default(),
+    );
+    let mut shares = Vec::new();
+    for _ in 0..300 {
+        let weights = split.weights().await;
+        shares.push(weights[0]);
+        if split
+            .status()
+            .await
+            .is_some_and(|s| s.state == "FailedOver")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = split.status().await.expect("status");
+    assert_eq!(
+        status.state, "FailedOver",
+        "the ramp never ended: {status:#?}"
+    );
+    assert!(
+        shares.iter().all(|share| *share <= 50),
+        "the primary's share went back up during the takeover: {shares:?}"
+    );
+    let events: Vec<String> = split
+        .event_reasons()
+        .await
+        .into_iter()
+        .filter(|(reason, _)| reason == "Failover")
+        .map(|(_, note)| note)
+        .collect();
+    assert!(
+        events.len() == 1 && events[0].starts_with("FailedOver: "),
+        "one Failover Event, into FailedOver: {events:?}"
+    );
+    let _ = stop.send(());
+    controller
+        .await
+        .expect("joins")
+        .expect("the controller stops cleanly");
+}
+
+/// `response_total` a backend's proxy served `client_id` over mutual TLS.
+fn served_page(client_id: &str, success: u64, failure: u64) -> String {
+    let series = |classification: &str, value: u64| {
+        format!(
+            "response_total{{direction=\"inbound\",tls=\"true\",client_id=\"{client_id}\",\
+             status_code=\"200\",classification=\"{classification}\"}} {value}\n"
+        )
+    };
+    series("success", success) + &series("failure", failure)
+}
+
+/// Cumulative (successes, failures) at the `n`th scrape: 100 requests a
+/// scrape, succeeding until `failing` is set and failing from then on.
+fn healthy_then_failing(
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl FnMut(u64) -> (u64, u64) + Send + 'static {
+    let mut failing_since = None;
+    move |n| {
+        if failing_since.is_none() && failing.load(std::sync::atomic::Ordering::SeqCst) {
+            failing_since = Some(n);
+        }
+        match failing_since {
+            None => (n * 100, 0),
+            Some(since) => (since * 100, (n - since) * 100),
+        }
+    }
+}
+
+/// The primary's pod is meshed and says what it served: a client of the
+/// split's own namespace, even one running as the honest client's
+/// ServiceAccount, counts no more than the primary served its identity.
+/// Its claim of a thousand failures a scrape moves nothing (and is
+/// counted as unconfirmed); when the primary really fails, the honest
+/// client's failures, confirmed by the primary's proxy, fail it over.
+#[tokio::test]
+async fn a_client_counts_no_more_than_the_backend_served_it() {
+    const CONFIRM_TEST: &str = "failover-confirm-test";
+    let cluster = shared_cluster().await;
+    let client = cluster.client.clone();
+    let (ns, split) = split_of_its_own(&cluster, "failover-confirm", CONFIRM_TEST, &[]).await;
+    let accounts =
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "web"}})).expect("sa"),
+        )
+        .await
+        .expect("the clients' ServiceAccount");
+    let octet = u8::from_str_radix(&ns[ns.len() - 2..], 36).unwrap_or(13) % 200 + 20;
+    let ip = |host: u8| format!("127.{octet}.6.{host}");
+    let web_id = format!("web.{ns}.serviceaccount.identity.cluster.local");
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // The primary's pod (its Endpoints name it, as the endpoints
+    // controller does: Endpoints refuse the loopback address it has here):
+    // it served the web identity 100 requests a scrape
+    // (all failing once `failing` is set).
+    {
+        let (web_id, mut outcomes) = (web_id.clone(), healthy_then_failing(failing.clone()));
+        metrics_page(&ip(1), move |n| {
+            let (success, failure) = outcomes(n);
+            served_page(&web_id, success, failure)
+        })
+        .await;
+    }
+    running_meshed_pod(&client, &ns, "podinfo-0", &ip(1)).await;
+    let endpoints = Api::<Endpoints>::namespaced(client.clone(), &ns);
+    let mut primary: Endpoints = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "podinfo"},
+        "subsets": [{
+            "addresses": [{"ip": "10.10.0.5", "targetRef": {"kind": "Pod", "name": "podinfo-0", "namespace": ns}}],
+            "ports": [{"name": "http", "port": 9898}],
+        }],
+    }))
+    .expect("endpoints");
+    primary.metadata.resource_version = endpoints
+        .get("podinfo")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
+    endpoints
+        .replace("podinfo", &PostParams::default(), &primary)
+        .await
+        .expect("the primary's endpoint is its pod");
+
+    // The honest client says what the primary served it.
+    {
+        let (ns, mut outcomes) = (ns.clone(), healthy_then_failing(failing.clone()));
+        metrics_page(&ip(2), move |n| {
+            let (success, failure) = outcomes(n);
+            outcomes_page(&ns, &success.to_string(), &failure.to_string())
+        })
+        .await;
+    }
+    running_meshed_pod_as(&client, &ns, "web-0", &ip(2), Some("web")).await;
+    // The rogue runs as the same ServiceAccount and claims the primary
+    // fails a thousand requests a scrape, none of which it sent.
+    {
+        let ns = ns.clone();
+        metrics_page(&ip(3), move |n| {
+            outcomes_page(&ns, "0", &(n * 1000).to_string())
+        })
+        .await;
+    }
+    running_meshed_pod_as(&client, &ns, "web-rogue", &ip(3), Some("web")).await;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = FailoverMetrics::register(&mut registry);
+    let (stop, controller) = start_controller(
+        &client,
+        CONFIRM_TEST,
+        "failover-confirm-test",
+        &mesh_core::admin::Readiness::new(),
+        metrics,
+    );
+    split
+        .until("managed", |s, w| s.state == "Primary" && w[1] == 0)
+        .await;
+    // Ten rounds: the rogue's claim, counted, fails over in two.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = split.status().await.expect("status");
+    assert_eq!(
+        (status.state.as_str(), split.weights().await[1]),
+        ("Primary", 0),
+        "a claim the primary's proxy never served moved the split: {status:#?}"
+    );
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("failover_ignored_samples_total{reason=\"unconfirmed\"}")
+            && !l.ends_with(" 0")),
+        "the rogue's cut claims are counted:\n{text}"
+    );
+
+    // The primary really fails: what its proxy served confirms it.
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    split
+        .until("failed over on confirmed failures", |s, w| {
+            s.state != "Primary" && w[1] > 0
+        })
+        .await;
     let _ = stop.send(());
     controller
         .await

@@ -311,7 +311,7 @@ fn a_restarted_controller_resumes_its_phase() {
         vec!["a".into(), "b".into()],
         0,
         vec![1, 99],
-        Phase::resume("FailedOver", Duration::ZERO),
+        Phase::resume("FailedOver", Duration::ZERO, 1, &Settings::default()),
     );
     assert_eq!(failover.phase().name(), "FailedOver");
     let fresh = Failover::new(
@@ -322,6 +322,51 @@ fn a_restarted_controller_resumes_its_phase() {
         None,
     );
     assert_eq!(fresh.phase().name(), "Primary");
+}
+
+/// A standby replica takes over a split whose active replica was killed
+/// mid-ramp: it carries the ramp on from the weights it finds, never
+/// handing back weight the ramp had moved (resuming at the first step
+/// would give a browning-out primary 75 % again, or take 15 points from a
+/// recovered one).
+#[test]
+fn a_replica_taking_over_mid_ramp_carries_on_from_the_weights_it_finds() {
+    let settings = Settings::default();
+    // (phase the status says, weights found, primary's success rate,
+    // where the ramp must end, whether the primary's share may only fall)
+    for (phase, found, success, ends_in, falling) in [
+        ("FailingOver", [50, 50], 0.8, "FailedOver", true),
+        ("FailingBack", [25, 75], 1.0, "Primary", false),
+    ] {
+        let mut sim = Sim::new(&["podinfo", "podinfo-east"]);
+        sim.failover = Failover::new(
+            settings.clone(),
+            vec!["podinfo".into(), "podinfo-east".into()],
+            0,
+            found.to_vec(),
+            Phase::resume(phase, Duration::ZERO, found[0], &settings),
+        );
+        sim.backends[0].success = success;
+        let mut shares = vec![found[0]];
+        while sim.phase() != ends_in {
+            assert!(sim.now < 60, "{phase} never ended: {:?}", sim.transitions);
+            sim.run(1);
+            shares.push(sim.weights()[0]);
+        }
+        let monotonic = shares
+            .windows(2)
+            .all(|w| if falling { w[1] <= w[0] } else { w[1] >= w[0] });
+        assert!(
+            monotonic,
+            "taking over {phase} at {found:?}, the primary's share went {shares:?}"
+        );
+        assert_eq!(
+            sim.transitions.len(),
+            1,
+            "one transition, out of the ramp: {:?}",
+            sim.transitions
+        );
+    }
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! which scripts/setup.sh fetches into ~/.cache/mesh/prometheus) scraping a
 //! real client proxy (the proxy's own test harness: proxy processes in
 //! network namespaces, a mock destination speaking the real gRPC API):
-//! what the controller reads with PromQL is what the proxy's metrics page
-//! says, per backend and per client.
+//! what the controller reads with PromQL is what the proxies' metrics pages
+//! say: per backend and per client, and what the server proxy served per
+//! client identity.
 
 use mesh_test_util as support;
 
@@ -36,8 +37,8 @@ fn prometheus_binary() -> PathBuf {
 }
 
 /// Prometheus in the client pod's network namespace, scraping its proxy
-/// every second, with the `namespace` label Linkerd's scrape configuration
-/// gives a pod in Kubernetes namespace `test`.
+/// and the server pod's every second, with the `namespace` label Linkerd's
+/// scrape configuration gives a pod in Kubernetes namespace `test`.
 struct Server {
     child: Child,
     _dir: tempfile::TempDir,
@@ -49,9 +50,11 @@ impl Server {
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: linkerd-proxy\n    \
-             static_configs:\n      - targets: ['127.0.0.1:4191']\n        \
-             labels: {namespace: test}\n",
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: linkerd-proxy\n    \
+                 static_configs:\n      - targets: ['127.0.0.1:4191', '{SERVER_IP}:4191']\n        \
+                 labels: {{namespace: test}}\n"
+            ),
         )
         .expect("config");
         let child = Command::new("nsenter")
@@ -104,29 +107,52 @@ async fn prometheus_reads_what_the_proxies_metrics_pages_say() {
         "the proxy counts what web answered: {page}"
     );
 
+    let server_page = mesh.server_metrics().await;
+    let (served_page, ignored) = signals::served_from_metrics_page(&server_page);
+    assert_eq!(ignored, signals::Ignored::default(), "{server_page}");
+    assert_eq!(
+        (
+            served_page[CLIENT_ID].success,
+            served_page[CLIENT_ID].failure
+        ),
+        (30.0, 10.0),
+        "the server proxy counts what it served the client's identity: {server_page}"
+    );
+
     let _server = Server::start(&mesh.client.path());
-    let from_prometheus = mesh
+    let server_instance = format!("{SERVER_IP}:4191");
+    let (from_prometheus, served, scraped) = mesh
         .client
-        .run(async move {
-            let prometheus =
-                Prometheus::new("http://127.0.0.1:9090", Duration::from_secs(2)).expect("url");
-            let mut last = Err(mesh_failover::error::Error::Prometheus(
-                "not asked yet".into(),
-            ));
-            for _ in 0..60 {
-                last = prometheus
-                    .client_counts("test", &mut signals::Ignored::default())
-                    .await;
-                if let Ok(clients) = &last
-                    && clients
-                        .values()
-                        .any(|c| c.contains_key(&("test".to_owned(), "web".to_owned())))
-                {
-                    break;
+        .run({
+            let server_instance = server_instance.clone();
+            async move {
+                let prometheus =
+                    Prometheus::new("http://127.0.0.1:9090", Duration::from_secs(2)).expect("url");
+                let mut last = Err(mesh_failover::error::Error::Prometheus(
+                    "not asked yet".into(),
+                ));
+                for _ in 0..60 {
+                    let mut ignored = signals::Ignored::default();
+                    let read = async {
+                        Ok::<_, mesh_failover::error::Error>((
+                            prometheus.client_counts("test", &mut ignored).await?,
+                            prometheus.served_counts("test", &mut ignored).await?,
+                            prometheus.scraped("test").await?,
+                        ))
+                    };
+                    last = read.await;
+                    if let Ok((clients, served, _)) = &last
+                        && clients
+                            .values()
+                            .any(|c| c.contains_key(&("test".to_owned(), "web".to_owned())))
+                        && served.contains_key(&server_instance)
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                last
             }
-            last
         })
         .await
         .expect("Prometheus answers");
@@ -134,4 +160,14 @@ async fn prometheus_reads_what_the_proxies_metrics_pages_say() {
         .get("127.0.0.1:4191")
         .unwrap_or_else(|| panic!("one client, the scraped proxy: {from_prometheus:?}"));
     assert_eq!(client[&backend], from_page[&backend]);
+    let server = served
+        .get(&server_instance)
+        .unwrap_or_else(|| panic!("the server proxy's inbound counts: {served:?}"));
+    assert_eq!(server[CLIENT_ID], served_page[CLIENT_ID]);
+    for instance in ["127.0.0.1:4191", server_instance.as_str()] {
+        assert!(
+            scraped.iter().any(|s| s == instance),
+            "{instance} is scraped: {scraped:?}"
+        );
+    }
 }
