@@ -3,16 +3,20 @@
 //! watch has been listed (a mirror whose Link does not exist yet is not
 //! ready), and both stop within their grace period on SIGTERM. Of two
 //! replicas one holds the Lease; the standby takes it over when the active
-//! one is killed, and at its next try when it stops (and releases it).
+//! one is killed, and at its next try when it stops (and releases it). A
+//! mirror replica killed mid-resync leaves its standby nothing lost and
+//! nothing to write twice.
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{ListParams, PostParams};
 use mesh_api::crds::link::Link;
 use mesh_clusters::testing::{ensure_crds, shared_cluster};
 use support::{admin_get, free_addr, stop_with_sigterm, wait_ready};
@@ -133,12 +137,19 @@ async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
     Some(identity.split('_').next().unwrap_or_default().to_owned())
 }
 
-/// Polls `holder` until it is `expected`, within 30 s; how long it took.
+/// Polls the holder of the failover controller's Lease until it is
+/// `expected`, within 30 s; how long it took.
 async fn until_held_by(leases: &Api<Lease>, expected: Option<&str>) -> Duration {
+    until_lease_held_by(leases, "linkerd-failover", expected).await
+}
+
+/// Polls the holder of Lease `name` until it is `expected`, within 30 s;
+/// how long it took.
+async fn until_lease_held_by(leases: &Api<Lease>, name: &str, expected: Option<&str>) -> Duration {
     let started = tokio::time::Instant::now();
     let mut last = None;
     while started.elapsed() < Duration::from_secs(30) {
-        last = holder(leases, "linkerd-failover").await;
+        last = holder(leases, name).await;
         if last.as_deref() == expected {
             return started.elapsed();
         }
@@ -198,4 +209,206 @@ async fn of_two_failover_replicas_one_is_active_and_the_standby_takes_over() {
     // Asked to stop, the active replica gives the Lease up.
     stop_with_sigterm(&mut b).await;
     until_held_by(&leases, None).await;
+}
+
+/// A Link in `ns` named `link`, mirroring the Services of the shared
+/// cluster labelled `test-link: <link>` (the credentials reach the same
+/// cluster), its gateway's probe on `probe_port`.
+async fn link_to_self(
+    cluster: &mesh_clusters::testing::TestCluster,
+    ns: &str,
+    link: &str,
+    probe_port: u16,
+) {
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("cluster-credentials-{link}")},
+        "type": "mirror.linkerd.io/remote-kubeconfig",
+        "stringData": {"kubeconfig": std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig")},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(cluster.client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the credentials");
+    let resource: Link = serde_json::from_value(serde_json::json!({
+        "apiVersion": "multicluster.linkerd.io/v1alpha3",
+        "kind": "Link",
+        "metadata": {"name": link},
+        "spec": {
+            "targetClusterName": link,
+            "targetClusterDomain": "cluster.local",
+            "clusterCredentialsSecret": format!("cluster-credentials-{link}"),
+            "gatewayAddress": "192.0.2.10",
+            "gatewayPort": "4143",
+            "gatewayIdentity": "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+            "probeSpec": {"path": "/ready", "port": probe_port.to_string(), "period": "1s"},
+            "selector": {"matchLabels": {"mirror.linkerd.io/exported": "true", "test-link": link}},
+        },
+    }))
+    .expect("link");
+    Api::<Link>::namespaced(cluster.client.clone(), ns)
+        .create(&PostParams::default(), &resource)
+        .await
+        .expect("create the Link");
+}
+
+/// Exports `count` Services `svc-<n>` of `ns` to `link`, each with an
+/// endpoint, a few at a time.
+async fn export_services(client: &kube::Client, ns: &str, link: &str, count: usize) {
+    let labels = serde_json::json!({"mirror.linkerd.io/exported": "true", "test-link": link});
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    let endpoints = Api::<Endpoints>::namespaced(client.clone(), ns);
+    let names: Vec<String> = (0..count).map(|n| format!("svc-{n}")).collect();
+    for batch in names.chunks(20) {
+        let mut creating = tokio::task::JoinSet::new();
+        for name in batch {
+            let (services, endpoints) = (services.clone(), endpoints.clone());
+            let metadata = serde_json::json!({"name": name, "labels": labels});
+            creating.spawn(async move {
+                let service: Service = serde_json::from_value(serde_json::json!({
+                    "metadata": metadata,
+                    "spec": {"ports": [{"name": "http", "port": 80}]},
+                }))
+                .expect("service");
+                services
+                    .create(&PostParams::default(), &service)
+                    .await
+                    .expect("create service");
+                let ready: Endpoints = serde_json::from_value(serde_json::json!({
+                    "metadata": metadata,
+                    "subsets": [{"addresses": [{"ip": "10.10.0.9"}], "ports": [{"name": "http", "port": 8080}]}],
+                }))
+                .expect("endpoints");
+                endpoints
+                    .create(&PostParams::default(), &ready)
+                    .await
+                    .expect("create endpoints");
+            });
+        }
+        creating.join_all().await;
+    }
+}
+
+/// The mirror Services of `link` in `ns`: name → (uid, resourceVersion).
+async fn mirrors_of(
+    client: &kube::Client,
+    ns: &str,
+    link: &str,
+) -> BTreeMap<String, (String, String)> {
+    let list = Api::<Service>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("mirror.linkerd.io/cluster-name={link}")))
+        .await
+        .expect("list the mirrors");
+    list.items
+        .into_iter()
+        .map(|s| {
+            let meta = s.metadata;
+            (
+                meta.name.unwrap_or_default(),
+                (
+                    meta.uid.unwrap_or_default(),
+                    meta.resource_version.unwrap_or_default(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The active mirror replica is killed while it mirrors a Link's exports
+/// for the first time: the standby takes the Lease and finishes the job,
+/// with nothing lost (every export has its mirror Service and Endpoints)
+/// and nothing written twice (each mirror written before the kill keeps
+/// its uid and resourceVersion: not deleted, recreated or rewritten).
+#[tokio::test]
+async fn a_mirror_replica_killed_mid_resync_leaves_the_standby_nothing_to_redo() {
+    const EXPORTS: usize = 400;
+    let cluster = shared_cluster().await;
+    ensure_crds(&cluster.client, vec![mesh_api::crds::link::crd()]).await;
+    let ns = cluster.namespace("mirror-ha").await;
+    let link = format!("k{}", &ns[ns.len() - 5..]);
+    link_to_self(&cluster, &ns, &link, free_addr().port()).await;
+    export_services(&cluster.client, &ns, &link, EXPORTS).await;
+
+    let leases = Api::<Lease>::namespaced(cluster.client.clone(), &ns);
+    let lease = format!("linkerd-service-mirror-{link}");
+    let replica = |name: &str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mesh-controller"))
+            .arg("mirror")
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .arg(format!("--link={link}"))
+            .arg(format!("--namespace={ns}"))
+            .arg(format!("--admin-listen={}", free_addr()))
+            .args([
+                "--lease-duration=3s",
+                "--lease-renew-deadline=2s",
+                "--lease-retry-period=500ms",
+            ])
+            .env("POD_NAME", name)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn")
+    };
+    let mut a = replica("mirror-a");
+    until_lease_held_by(&leases, &lease, Some("mirror-a")).await;
+    let _b = replica("mirror-b");
+
+    // Killed mid-way: some mirrors written, not all.
+    let mut written = BTreeMap::new();
+    for _ in 0..600 {
+        written = mirrors_of(&cluster.client, &ns, &link).await;
+        if written.len() >= 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.kill().await.expect("kill the active replica");
+    let at_kill = mirrors_of(&cluster.client, &ns, &link).await;
+    assert!(
+        !written.is_empty() && at_kill.len() < EXPORTS,
+        "the kill came mid-resync: {} of {EXPORTS} mirrors written",
+        at_kill.len()
+    );
+
+    until_lease_held_by(&leases, &lease, Some("mirror-b")).await;
+    let endpoints = Api::<Endpoints>::namespaced(cluster.client.clone(), &ns);
+    let mirror_endpoints = || async {
+        endpoints
+            .list(&ListParams::default().labels(&format!("mirror.linkerd.io/cluster-name={link}")))
+            .await
+            .expect("list the mirrors' Endpoints")
+            .items
+            .into_iter()
+            .filter_map(|e| e.metadata.name)
+            .collect::<BTreeSet<String>>()
+    };
+    let (mut mirrors, mut with_endpoints) = (BTreeMap::new(), BTreeSet::new());
+    for _ in 0..300 {
+        mirrors = mirrors_of(&cluster.client, &ns, &link).await;
+        with_endpoints = mirror_endpoints().await;
+        if mirrors.len() == EXPORTS && with_endpoints.len() == EXPORTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expected: BTreeSet<String> = (0..EXPORTS).map(|n| format!("svc-{n}-{link}")).collect();
+    assert_eq!(
+        mirrors.keys().cloned().collect::<BTreeSet<_>>(),
+        expected,
+        "after the takeover, every export has its mirror and nothing else is mirrored"
+    );
+    assert_eq!(
+        with_endpoints, expected,
+        "after the takeover, every mirror has its Endpoints"
+    );
+    let rewritten: Vec<&String> = at_kill
+        .iter()
+        .filter(|(name, before)| mirrors.get(*name) != Some(before))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        rewritten.is_empty(),
+        "mirrors written before the kill were recreated or rewritten by the standby: {rewritten:?}"
+    );
 }
