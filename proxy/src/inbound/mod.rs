@@ -63,6 +63,14 @@ use policy::metrics::{AuthzMetrics, Decision};
 use policy::watch::{Policies, PortPolicy};
 use settle::Session;
 
+/// A connection's target port as the inbound proxy serves it.
+struct TargetPort {
+    /// Its policy.
+    policy: PortPolicy,
+    /// Whether it is opaque: forwarded without detection.
+    opaque: bool,
+}
+
 /// The inbound proxy.
 pub struct Inbound {
     config: DirectionConfig,
@@ -160,7 +168,8 @@ impl Inbound {
             forward::raw(stream, orig, self.config.connect_timeout).await;
             return;
         }
-        let opaque_port = self.opaque_port(orig.port()).await;
+        let target_port = self.port(orig.port()).await;
+        let opaque_port = target_port.opaque;
         // What detection cannot tell is settled (not relayed blind) on a
         // redirected port that is not opaque; see [`settle`].
         let settling = !direct && !opaque_port;
@@ -208,7 +217,10 @@ impl Inbound {
                     Session::Detected(_) => Session::Detected(protocol),
                     server_first @ Session::ServerFirst(_) => server_first,
                 };
-                self.clone().proxy(io, orig, peer, session, drain).await;
+                let policy = target_port.policy;
+                self.clone()
+                    .proxy(io, orig, policy, peer, session, drain)
+                    .await;
                 return;
             }
         }
@@ -258,6 +270,7 @@ impl Inbound {
                     return;
                 }
                 let target = SocketAddr::new(orig.ip(), port);
+                let named_port = self.port(port).await;
                 let peer = peer.stream_caller(&self.trusted_gateways, &header);
                 // A session protocol says the stream is HTTP: it is served
                 // as HTTP. Without one, a port that is not opaque is
@@ -266,20 +279,30 @@ impl Inbound {
                 match session_protocol(&header) {
                     Some(protocol) => {
                         let session = Session::Detected(protocol);
-                        self.proxy(tls, target, peer, session, drain).await;
+                        let policy = named_port.policy;
+                        self.proxy(tls, target, policy, peer, session, drain).await;
                     }
-                    None if self.opaque_port(port).await => {
+                    None if named_port.opaque => {
                         let session = Session::Detected(Protocol::Opaque);
-                        self.proxy(tls, target, peer, session, drain).await;
+                        let policy = named_port.policy;
+                        self.proxy(tls, target, policy, peer, session, drain).await;
                     }
-                    None => self.detect_and_proxy(tls, target, peer, drain).await,
+                    None => {
+                        let policy = named_port.policy;
+                        self.detect_and_proxy(tls, target, policy, peer, drain)
+                            .await;
+                    }
                 }
             }
             OnTls::Opaque => {
                 let session = Session::Detected(Protocol::Opaque);
-                self.proxy(tls, orig, peer, session, drain).await;
+                let policy = target_port.policy;
+                self.proxy(tls, orig, policy, peer, session, drain).await;
             }
-            OnTls::Detect => self.detect_and_proxy(tls, orig, peer, drain).await,
+            OnTls::Detect => {
+                let policy = target_port.policy;
+                self.detect_and_proxy(tls, orig, policy, peer, drain).await;
+            }
         }
     }
 
@@ -310,13 +333,16 @@ impl Inbound {
     }
 
     /// Whether `port` is opaque: configured so, or its Server says so.
-    async fn opaque_port(&self, port: u16) -> bool {
-        if self.config.opaque_ports.contains(port) {
-            return true;
-        }
+    /// `port`'s policy, looked up once per connection, and whether the
+    /// port is opaque (configured so, or by its policy's protocol).
+    async fn port(&self, port: u16) -> TargetPort {
         let policy = self.policies.first(port).await;
-        let protocol = policy.current().protocol;
-        matches!(protocol, PortProtocol::Opaque | PortProtocol::Tls)
+        let opaque = self.config.opaque_ports.contains(port)
+            || matches!(
+                policy.current().protocol,
+                PortProtocol::Opaque | PortProtocol::Tls
+            );
+        TargetPort { policy, opaque }
     }
 
     fn limits(&self) -> settle::Limits {
@@ -332,13 +358,17 @@ impl Inbound {
         self: Arc<Self>,
         io: I,
         target: SocketAddr,
+        port_policy: PortPolicy,
         peer: Peer,
         drain: Signal,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         match settle::detect(io, target, true, self.limits()).await {
-            Ok((session, io)) => self.proxy(io, target, peer, session, drain).await,
+            Ok((session, io)) => {
+                self.proxy(io, target, port_policy, peer, session, drain)
+                    .await
+            }
             Err(e) => {
                 tracing::info!(%target, client = ?peer.identity, "protocol detection inside mesh TLS: {e}");
             }
@@ -417,17 +447,18 @@ impl Inbound {
         self.forward_named(stream, header, &peer, drain).await;
     }
 
+    /// Serves a connection to `target`, under its port's policy.
     async fn proxy<I>(
         self: Arc<Self>,
         io: I,
         target: SocketAddr,
+        port_policy: PortPolicy,
         peer: Peer,
         session: Session,
         drain: Signal,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let port_policy = self.policies.first(target.port()).await;
         let policy = port_policy.current();
         let (protocol, app) = match session {
             Session::Detected(protocol) => (protocol, None),

@@ -266,7 +266,7 @@ impl ServerPolicy {
             "all-authenticated" => allow(all, any_identity()),
             "cluster-unauthenticated" => allow(cluster, Authentication::Unauthenticated),
             "cluster-authenticated" => allow(cluster, any_identity()),
-            "deny" => Vec::new(),
+            "deny" => return Ok(Self::denied()),
             other => {
                 return Err(InvalidPolicy(format!(
                     "{other:?} is not a default inbound policy"
