@@ -24,6 +24,7 @@
 //! | `LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT` | `100ms` / `1s` | connecting to the application / to endpoints |
 //! | `MESH_PROXY_INBOUND_MAX_CONNECTIONS` / `MESH_PROXY_OUTBOUND_MAX_CONNECTIONS` | `10000` | connections a listener holds at once; one more is closed at once and counted (`tcp_accept_errors_total{error="max_connections"}`) |
 //! | `LINKERD2_PROXY_INBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS` / `LINKERD2_PROXY_OUTBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS` | `2000` | concurrent streams a client may open on one HTTP/2 connection to the listener (streams over it are refused) |
+//! | `MESH_PROXY_INBOUND_TLS_HANDSHAKES_PER_SECOND` / `MESH_PROXY_INBOUND_TLS_HANDSHAKE_BURST` | `1000` / `10` | the pace at which the inbound listener starts mesh TLS handshakes (a burst at once, then one after another at this rate, so that a flood of ClientHellos never holds the requests of established connections); one whose turn would come after the detection timeout is closed before the proxy signs anything, and counted (`tcp_accept_errors_total{error="handshake_rate"}`) |
 //! | `MESH_PROXY_INBOUND_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS` | `100` | the same, for an inbound client that proved no mesh identity (plain text, or TLS without a client certificate): such a client is one application, not a proxy multiplexing a whole pod's requests, and RFC 9113's recommended minimum is enough for it |
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
 //! | `MESH_PROXY_WAIT_BEFORE_EXIT` | `0s` | how long the proxy keeps serving, new connections included, after SIGTERM before it drains (Linkerd's `config.alpha.linkerd.io/proxy-wait-before-exit-seconds`): time for the Service's endpoints to move to a replacement pod |
@@ -63,6 +64,15 @@ const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: &str = "2000";
 /// time instead of 2,000.
 const DEFAULT_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS: &str = "100";
 
+/// The default pace of inbound mesh TLS handshakes: ten at once, then one
+/// a millisecond. A handshake costs about a quarter of a millisecond of
+/// CPU here, so a flood of ClientHellos takes at most a quarter of a core
+/// and never more than a few milliseconds in a row; proxies pool their
+/// connections, so a pod's clients all reconnecting at once still fit in
+/// a fraction of a second.
+const DEFAULT_TLS_HANDSHAKES_PER_SECOND: &str = "1000";
+const DEFAULT_TLS_HANDSHAKE_BURST: &str = "10";
+
 /// Linkerd's default profile networks (the private ranges).
 pub const DEFAULT_PROFILE_NETWORKS: &str = mesh_api::ports::DEFAULT_CLUSTER_NETWORKS;
 
@@ -88,6 +98,9 @@ pub struct DirectionConfig {
     /// outbound, every client is the pod's own application and gets
     /// `http2_max_concurrent_streams`).
     pub unauthenticated_http2_max_concurrent_streams: u32,
+    /// Mesh TLS handshakes started per second, and at once (inbound only:
+    /// the outbound listener terminates none).
+    pub tls_handshakes: (u32, u32),
 }
 
 /// The identity service and this workload's identity.
@@ -260,14 +273,26 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             &var("SERVER_HTTP2_MAX_CONCURRENT_STREAMS"),
             DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
         )?;
-        // Outbound, every client is the pod's own application.
-        let unauthenticated_http2_max_concurrent_streams = if name == "INBOUND" {
-            self.parse(
+        // Outbound, every client is the pod's own application, and no mesh
+        // TLS is terminated.
+        let (unauthenticated_http2_max_concurrent_streams, tls_handshakes) = if name == "INBOUND" {
+            let pace = (
+                self.parse(
+                    "MESH_PROXY_INBOUND_TLS_HANDSHAKES_PER_SECOND",
+                    DEFAULT_TLS_HANDSHAKES_PER_SECOND,
+                )?,
+                self.parse(
+                    "MESH_PROXY_INBOUND_TLS_HANDSHAKE_BURST",
+                    DEFAULT_TLS_HANDSHAKE_BURST,
+                )?,
+            );
+            let streams = self.parse(
                 "MESH_PROXY_INBOUND_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS",
                 DEFAULT_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS,
-            )?
+            )?;
+            (streams, pace)
         } else {
-            http2_max_concurrent_streams
+            (http2_max_concurrent_streams, (u32::MAX, u32::MAX))
         };
         Ok(DirectionConfig {
             listen: self.parse(&var("LISTEN_ADDR"), listen)?,
@@ -285,6 +310,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             )?,
             http2_max_concurrent_streams,
             unauthenticated_http2_max_concurrent_streams,
+            tls_handshakes,
         })
     }
 }

@@ -10,7 +10,8 @@
 //!
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench`:
 //! `target/release/flood-bench [seconds per run, default 20] [hellos |
-//! streams]` (one attack alone; both by default).
+//! streams]` (one attack alone; both by default). `MESH_PROXY_INBOUND_*`
+//! variables in its environment are passed to the server proxy.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +36,19 @@ async fn main() {
         (h, s) => (if h { STALLED } else { 0 }, if s { STREAMS } else { 0 }),
     };
     let duration = Duration::from_secs(seconds);
-    let mesh = Mesh::start().await;
+    let mut mesh = Mesh::start().await;
+    // The server proxy's inbound settings under test may be set from the
+    // environment (`MESH_PROXY_INBOUND_TLS_HANDSHAKE_BURST=1 flood-bench`).
+    let settings: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("MESH_PROXY_INBOUND_"))
+        .collect();
+    if !settings.is_empty() {
+        for (name, value) in &settings {
+            eprintln!("flood-bench: server proxy with {name}={value}");
+            mesh.set_proxy_env(Side::Server, name, value);
+        }
+        mesh.restart_proxy(Side::Server).await;
+    }
     eprintln!(
         "flood-bench: proxies from {}",
         mesh.proxy_program().display()

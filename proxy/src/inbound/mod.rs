@@ -45,7 +45,7 @@ use crate::endpoint::{self, Body, EndpointClient, ORIG_PROTO};
 use crate::forward;
 use crate::gateway::Gateway;
 use crate::http::{self as proxy_http, error_response};
-use crate::limits::AcceptError;
+use crate::limits::{AcceptError, HandshakePace};
 use crate::metrics::{HttpMetrics, Labels, TcpMetrics};
 use crate::transport_header::{self, TransportHeader};
 use mesh_core::drain::Signal;
@@ -78,6 +78,8 @@ pub struct Inbound {
     server_tls: Option<Arc<ServerConfig>>,
     http_metrics: HttpMetrics,
     tcp_metrics: TcpMetrics,
+    /// The pace of mesh TLS handshakes.
+    handshakes: HandshakePace,
     apps: IdleCache<SocketAddr, EndpointClient>,
     gateway: Option<Gateway>,
     trusted_gateways: Vec<String>,
@@ -120,12 +122,20 @@ impl Inbound {
                 )
             })
             .transpose()?;
+        let (per_second, burst) = config.tls_handshakes;
+        let handshakes = HandshakePace::new(
+            per_second,
+            burst,
+            "inbound",
+            tcp_metrics.accept_errors().clone(),
+        );
         Ok(Arc::new(Self {
             config,
             credentials,
             server_tls,
             http_metrics,
             tcp_metrics,
+            handshakes,
             apps: IdleCache::default(),
             gateway,
             trusted_gateways,
@@ -228,8 +238,15 @@ impl Inbound {
             return;
         };
         let client_ip = client.map(|a| a.ip());
+        // The handshake, its wait for its turn included, ends by the
+        // detection timeout.
+        let deadline = tokio::time::Instant::now() + self.config.detect_timeout;
+        let Some(turn) = self.handshakes.turn(deadline) else {
+            return;
+        };
+        tokio::time::sleep_until(turn).await;
         let handshake = tokio_rustls::TlsAcceptor::from(server_tls).accept(io);
-        let tls = match tokio::time::timeout(self.config.detect_timeout, handshake).await {
+        let tls = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(%orig, ?client, "mesh TLS handshake: {e}");
