@@ -524,6 +524,57 @@ fn outcomes_page(ns: &str, success: &str, failure: &str) -> String {
     series("success", success) + &series("failure", failure)
 }
 
+/// Starts a controller for `controlled_by` (its metrics in the returned
+/// registry), waits until `split` is managed on its primary, and checks it
+/// is still there ten rounds later (a counted claim of the attacks' size
+/// fails over in two): `what` did not move it.
+async fn stays_on_the_primary(
+    client: &kube::Client,
+    split: &Split,
+    controlled_by: &str,
+    what: &str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), mesh_failover::error::Error>>,
+    prometheus_client::registry::Registry,
+) {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = FailoverMetrics::register(&mut registry);
+    let (stop, controller) = start_controller(
+        client,
+        controlled_by,
+        controlled_by,
+        &mesh_core::admin::Readiness::new(),
+        metrics,
+    );
+    split
+        .until("managed", |s, w| s.state == "Primary" && w[1] == 0)
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let status = split.status().await.expect("status");
+    assert_eq!(
+        (status.state.as_str(), split.weights().await[1]),
+        ("Primary", 0),
+        "{what} moved the split: {status:#?}"
+    );
+    (stop, controller, registry)
+}
+
+/// `failover_ignored_samples_total{reason}` in `registry`.
+fn ignored_samples(registry: &prometheus_client::registry::Registry, reason: &str) -> f64 {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+    text.lines()
+        .find(|l| {
+            l.starts_with(&format!(
+                "failover_ignored_samples_total{{reason=\"{reason}\"}}"
+            ))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
 /// The `controlled-by` value of the lying-pages test's split and controller.
 const ROGUE_TEST: &str = "failover-rogue-test";
 
@@ -554,42 +605,12 @@ async fn pods_whose_metrics_pages_lie_cannot_steer_the_split() {
     metrics_page(&ip(2), garbage).await;
     running_meshed_pod(&client, &ns, "garbage", &ip(2)).await;
 
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = FailoverMetrics::register(&mut registry);
-    let (stop, controller) = start_controller(
-        &client,
-        ROGUE_TEST,
-        "failover-rogue-test",
-        &mesh_core::admin::Readiness::new(),
-        metrics,
-    );
-    split
-        .until("managed", |s, w| s.state == "Primary" && w[1] == 0)
-        .await;
-    // Ten rounds: a counted claim of this size fails over in two.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let status = split.status().await.expect("status");
-    assert_eq!(
-        (status.state.as_str(), split.weights().await[1]),
-        ("Primary", 0),
-        "lying pages moved the split: {status:#?}"
-    );
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-    let ignored = |reason: &str| {
-        text.lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    "failover_ignored_samples_total{{reason=\"{reason}\"}}"
-                ))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let (stop, controller, registry) =
+        stays_on_the_primary(&client, &split, ROGUE_TEST, "lying pages").await;
     assert!(
-        ignored("not_finite") > 0.0 && ignored("negative") > 0.0,
-        "the garbage samples are counted as ignored:\n{text}"
+        ignored_samples(&registry, "not_finite") > 0.0
+            && ignored_samples(&registry, "negative") > 0.0,
+        "the garbage samples are counted as ignored"
     );
 
     // The same claim from a client of the split's own namespace counts.
@@ -905,33 +926,16 @@ async fn a_client_counts_no_more_than_the_backend_served_it() {
     }
     running_meshed_pod_as(&client, &ns, "web-rogue", &ip(3), Some("web")).await;
 
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = FailoverMetrics::register(&mut registry);
-    let (stop, controller) = start_controller(
+    let (stop, controller, registry) = stays_on_the_primary(
         &client,
+        &split,
         CONFIRM_TEST,
-        "failover-confirm-test",
-        &mesh_core::admin::Readiness::new(),
-        metrics,
-    );
-    split
-        .until("managed", |s, w| s.state == "Primary" && w[1] == 0)
-        .await;
-    // Ten rounds: the rogue's claim, counted, fails over in two.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let status = split.status().await.expect("status");
-    assert_eq!(
-        (status.state.as_str(), split.weights().await[1]),
-        ("Primary", 0),
-        "a claim the primary's proxy never served moved the split: {status:#?}"
-    );
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        "a claim the primary's proxy never served",
+    )
+    .await;
     assert!(
-        text.lines().any(|l| l
-            .starts_with("failover_ignored_samples_total{reason=\"unconfirmed\"}")
-            && !l.ends_with(" 0")),
-        "the rogue's cut claims are counted:\n{text}"
+        ignored_samples(&registry, "unconfirmed") > 0.0,
+        "the rogue's cut claims are counted"
     );
 
     // The primary really fails: what its proxy served confirms it.
