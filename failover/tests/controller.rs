@@ -129,7 +129,11 @@ async fn backends(client: &kube::Client, ns: &str) -> Api<Endpoints> {
 
 /// Gives the primary's Endpoints a ready address, or none.
 async fn set_primary_ready(endpoints_api: &Api<Endpoints>, ready: bool) {
-    let mut replaced = endpoints("podinfo", ready);
+    replace_primary_endpoints(endpoints_api, endpoints("podinfo", ready)).await;
+}
+
+/// Replaces the primary's Endpoints with `replaced`.
+async fn replace_primary_endpoints(endpoints_api: &Api<Endpoints>, mut replaced: Endpoints) {
     replaced.metadata.resource_version = endpoints_api
         .get("podinfo")
         .await
@@ -885,8 +889,7 @@ async fn a_client_counts_no_more_than_the_backend_served_it() {
         .await;
     }
     running_meshed_pod(&client, &ns, "podinfo-0", &ip(1)).await;
-    let endpoints = Api::<Endpoints>::namespaced(client.clone(), &ns);
-    let mut primary: Endpoints = serde_json::from_value(serde_json::json!({
+    let primary: Endpoints = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "podinfo"},
         "subsets": [{
             "addresses": [{"ip": "10.10.0.5", "targetRef": {"kind": "Pod", "name": "podinfo-0", "namespace": ns}}],
@@ -894,16 +897,7 @@ async fn a_client_counts_no_more_than_the_backend_served_it() {
         }],
     }))
     .expect("endpoints");
-    primary.metadata.resource_version = endpoints
-        .get("podinfo")
-        .await
-        .expect("get")
-        .metadata
-        .resource_version;
-    endpoints
-        .replace("podinfo", &PostParams::default(), &primary)
-        .await
-        .expect("the primary's endpoint is its pod");
+    replace_primary_endpoints(&Api::namespaced(client.clone(), &ns), primary).await;
 
     // The honest client says what the primary served it.
     {
