@@ -428,12 +428,23 @@ async fn a_consumer_route_is_served_only_to_its_namespace() {
         source_workload: workload,
         target: Some(traffic_spec::Target::Authority(authority.clone())),
     };
-    let mut stream = grpc
-        .watch(from(format!(r#"{{"ns":"{consumer}","pod":"client"}}"#)))
-        .await
-        .expect("Watch")
-        .into_inner();
+    // The controller answers NOT_FOUND until it has indexed the Service.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match grpc
+            .watch(from(format!(r#"{{"ns":"{consumer}","pod":"client"}}"#)))
+            .await
+        {
+            Ok(stream) => break stream.into_inner(),
+            Err(status)
+                if status.code() == tonic::Code::NotFound
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => panic!("Watch: {status:?}"),
+        }
+    };
     loop {
         let next = tokio::time::timeout_at(deadline, stream.next())
             .await
