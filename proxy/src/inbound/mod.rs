@@ -349,7 +349,6 @@ impl Inbound {
         self.tcp_metrics.accept_errors().count("inbound", error);
     }
 
-    /// Whether `port` is opaque: configured so, or its Server says so.
     /// `port`'s policy, looked up once per connection, and whether the
     /// port is opaque (configured so, or by its policy's protocol).
     async fn port(&self, port: u16) -> TargetPort {
