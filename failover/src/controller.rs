@@ -289,9 +289,10 @@ impl Controller {
         backends: &BTreeSet<BackendKey>,
     ) -> BTreeMap<BackendKey, Counts> {
         let mut ignored = Ignored::default();
+        let pod_at = pods_by_ip(views, namespaces);
         let reports = match &self.config.prometheus {
             Some(prometheus) => {
-                prometheus_reports(prometheus, views, namespaces, &mut ignored).await
+                prometheus_reports(prometheus, &pod_at, namespaces, &mut ignored).await
             }
             None => self.scrape(views, namespaces, &mut ignored).await,
         };
@@ -317,7 +318,6 @@ impl Controller {
         self.served.retain(&proxies);
         // A backend can be read when one of its endpoints is a pod whose
         // proxy was read this round.
-        let pod_at = pods_by_ip(views, namespaces);
         let mut served: BTreeMap<BackendKey, Served> = BTreeMap::new();
         for backend in backends {
             for pod in endpoint_pods(views, backend, &pod_at) {
@@ -676,15 +676,15 @@ struct Report {
     served: ServedCounts,
 }
 
-/// Each proxy of `namespaces` as a Prometheus server has it; the
-/// namespaces it could not answer for are left out, with a warning.
+/// Each proxy of `namespaces` as a Prometheus server has it, its pod
+/// found by IP in `pods` ([`pods_by_ip`]); the namespaces it could not
+/// answer for are left out, with a warning.
 async fn prometheus_reports(
     prometheus: &Prometheus,
-    views: &Views,
+    pods: &BTreeMap<String, (String, Option<String>)>,
     namespaces: &BTreeSet<String>,
     ignored: &mut Ignored,
 ) -> Vec<Report> {
-    let pods = pods_by_ip(views, namespaces);
     let mut reports = Vec::new();
     for namespace in namespaces {
         let read = async {

@@ -112,13 +112,18 @@ mod tests {
 
     const WEB: &str = "web.shop.serviceaccount.identity.linkerd.cluster.local";
 
+    /// What podinfo's proxies served the web identity.
+    fn served_to_web(success: f64, failure: f64) -> BTreeMap<BackendKey, Served> {
+        [(
+            key("podinfo"),
+            [(WEB.to_owned(), counts(success, failure))].into(),
+        )]
+        .into()
+    }
+
     #[test]
     fn a_claim_counts_as_far_as_the_backend_served_it() {
-        let served: BTreeMap<BackendKey, Served> = [(
-            key("podinfo"),
-            [(WEB.to_owned(), counts(100.0, 0.0))].into(),
-        )]
-        .into();
+        let served = served_to_web(100.0, 0.0);
         // The honest client and a rogue pod of another ServiceAccount that
         // sent nothing but claims a thousand failures.
         let claims = [
@@ -132,11 +137,7 @@ mod tests {
 
     #[test]
     fn pods_sharing_an_identity_are_bounded_together_and_neither_class_grows() {
-        let served: BTreeMap<BackendKey, Served> = [(
-            key("podinfo"),
-            [(WEB.to_owned(), counts(80.0, 20.0))].into(),
-        )]
-        .into();
+        let served = served_to_web(80.0, 20.0);
         // A second pod of the same ServiceAccount claims the primary is
         // healthy while it is not: successes beyond what was served count
         // for nothing, the real failures stay.
@@ -168,11 +169,7 @@ mod tests {
 
     #[test]
     fn a_client_without_a_known_identity_is_confirmed_by_nothing() {
-        let served: BTreeMap<BackendKey, Served> = [(
-            key("podinfo"),
-            [(WEB.to_owned(), counts(100.0, 0.0))].into(),
-        )]
-        .into();
+        let served = served_to_web(100.0, 0.0);
         let anonymous = Claim {
             identity: None,
             counts: [(key("podinfo"), counts(0.0, 50.0))].into(),

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::Error;
 use crate::signals::{self, ClientCounts, Ignored, OUTCOMES, RESPONSES, ServedCounts};
+use crate::window::Counts;
 
 /// A Prometheus server.
 #[derive(Debug, Clone)]
@@ -85,29 +86,13 @@ impl Prometheus {
             "sum by (instance, dst_namespace, dst_service, classification) \
              ({OUTCOMES}{{direction=\"outbound\",namespace=\"{namespace}\",dst_namespace=\"{namespace}\"}})"
         );
-        let mut clients: BTreeMap<String, ClientCounts> = BTreeMap::new();
-        for series in self.query(&promql).await? {
-            let field = |name: &str| series.metric.get(name).map(String::as_str);
-            let (Some(instance), Some(ns), Some(service)) = (
-                field("instance"),
-                field("dst_namespace"),
-                field("dst_service"),
-            ) else {
-                continue;
-            };
-            let Ok(value) = series.value.1.parse::<f64>() else {
-                continue;
-            };
-            let counts = clients.entry(instance.to_owned()).or_default();
-            signals::add(
-                counts,
-                ignored,
-                (ns.to_owned(), service.to_owned()),
-                field("classification"),
-                value,
-            );
-        }
-        Ok(clients)
+        self.counts_per_instance(&promql, ignored, |labels| {
+            Some((
+                labels.get("dst_namespace")?.clone(),
+                labels.get("dst_service")?.clone(),
+            ))
+        })
+        .await
     }
 
     /// Each scraped proxy in `namespace` with what it served inbound over
@@ -122,23 +107,32 @@ impl Prometheus {
             "sum by (instance, client_id, classification) \
              ({RESPONSES}{{direction=\"inbound\",tls=\"true\",namespace=\"{namespace}\"}})"
         );
-        let mut proxies: BTreeMap<String, ServedCounts> = BTreeMap::new();
-        for series in self.query(&promql).await? {
-            let field = |name: &str| series.metric.get(name).map(String::as_str);
-            let (Some(instance), Some(client)) = (field("instance"), field("client_id")) else {
+        self.counts_per_instance(&promql, ignored, |labels| labels.get("client_id").cloned())
+            .await
+    }
+
+    /// The answer to `promql` (series with `instance` and `classification`
+    /// labels) as cumulative counts per instance, keyed by what `key` reads
+    /// of each series' labels (series without one are left out); samples
+    /// that are no counts are noted in `ignored`.
+    async fn counts_per_instance<K: Ord>(
+        &self,
+        promql: &str,
+        ignored: &mut Ignored,
+        key: impl Fn(&BTreeMap<String, String>) -> Option<K>,
+    ) -> Result<BTreeMap<String, BTreeMap<K, Counts>>, Error> {
+        let mut proxies: BTreeMap<String, BTreeMap<K, Counts>> = BTreeMap::new();
+        for series in self.query(promql).await? {
+            let labels = &series.metric;
+            let (Some(instance), Some(key)) = (labels.get("instance"), key(labels)) else {
                 continue;
             };
             let Ok(value) = series.value.1.parse::<f64>() else {
                 continue;
             };
-            let served = proxies.entry(instance.to_owned()).or_default();
-            signals::add(
-                served,
-                ignored,
-                client.to_owned(),
-                field("classification"),
-                value,
-            );
+            let classification = labels.get("classification").map(String::as_str);
+            let counts = proxies.entry(instance.clone()).or_default();
+            signals::add(counts, ignored, key, classification, value);
         }
         Ok(proxies)
     }

@@ -29,6 +29,19 @@ const DETECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// the attacker proves no mesh identity.
 const ANONYMOUS_STREAM_LIMIT: usize = 100;
 
+/// The stalled handshakes a proxy's metrics page counts on its inbound
+/// listener: (timed out, closed unmade past the listener's pace).
+fn handshake_errors(metrics: &str) -> (f64, f64) {
+    let count = |error: &str| {
+        sample(
+            metrics,
+            "tcp_accept_errors_total",
+            &["direction=\"inbound\"", &format!("error=\"{error}\"")],
+        )
+    };
+    (count("tls_handshake_timeout"), count("handshake_rate"))
+}
+
 #[tokio::test]
 async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served() {
     let mut mesh = Mesh::start().await;
@@ -104,14 +117,7 @@ async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served()
     // The handshakes whose turn came in time were made and timed out; the
     // rest were closed before the proxy signed anything. Each is counted.
     let metrics = mesh.server_metrics().await;
-    let counted = |error: &str| {
-        sample(
-            &metrics,
-            "tcp_accept_errors_total",
-            &["direction=\"inbound\"", &format!("error=\"{error}\"")],
-        )
-    };
-    let (timed_out, refused) = (counted("tls_handshake_timeout"), counted("handshake_rate"));
+    let (timed_out, refused) = handshake_errors(&metrics);
     assert!(
         timed_out + refused >= held.len() as f64,
         "each stalled handshake is counted ({timed_out} timed out, {refused} past their turn, of {})\n{metrics}",
@@ -188,15 +194,7 @@ async fn handshakes_past_the_listeners_pace_are_closed_before_any_work() {
     );
     let mut counted = (0.0, 0.0);
     for _ in 0..50 {
-        let metrics = mesh.server_metrics().await;
-        let count = |error: &str| {
-            sample(
-                &metrics,
-                "tcp_accept_errors_total",
-                &["direction=\"inbound\"", &format!("error=\"{error}\"")],
-            )
-        };
-        counted = (count("tls_handshake_timeout"), count("handshake_rate"));
+        counted = handshake_errors(&mesh.server_metrics().await);
         if counted.0 + counted.1 >= held.len() as f64 {
             break;
         }

@@ -244,7 +244,10 @@ impl Inbound {
         let Some(turn) = self.handshakes.turn(deadline) else {
             return;
         };
-        tokio::time::sleep_until(turn).await;
+        // Within the burst, no timer: the handshake starts at once.
+        if turn > tokio::time::Instant::now() {
+            tokio::time::sleep_until(turn).await;
+        }
         let handshake = tokio_rustls::TlsAcceptor::from(server_tls).accept(io);
         let tls = match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(tls)) => tls,
