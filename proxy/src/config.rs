@@ -24,7 +24,7 @@
 //! | `LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT` / `LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT` | `100ms` / `1s` | connecting to the application / to endpoints |
 //! | `MESH_PROXY_INBOUND_MAX_CONNECTIONS` / `MESH_PROXY_OUTBOUND_MAX_CONNECTIONS` | `10000` | connections a listener holds at once; one more is closed at once and counted (`tcp_accept_errors_total{error="max_connections"}`) |
 //! | `LINKERD2_PROXY_INBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS` / `LINKERD2_PROXY_OUTBOUND_SERVER_HTTP2_MAX_CONCURRENT_STREAMS` | `2000` | concurrent streams a client may open on one HTTP/2 connection to the listener (streams over it are refused) |
-//! | `MESH_PROXY_INBOUND_TLS_HANDSHAKES_PER_SECOND` / `MESH_PROXY_INBOUND_TLS_HANDSHAKE_BURST` | `1000` / `10` | the pace at which the inbound listener starts mesh TLS handshakes (a burst at once, then one after another at this rate, so that a flood of ClientHellos never holds the requests of established connections); one whose turn would come after the detection timeout is closed before the proxy signs anything, and counted (`tcp_accept_errors_total{error="handshake_rate"}`) |
+//! | `MESH_PROXY_INBOUND_TLS_HANDSHAKES_PER_SECOND` / `MESH_PROXY_INBOUND_TLS_HANDSHAKE_BURST` | `1000` / `1` | the pace at which the inbound listener starts mesh TLS handshakes (a burst at once, then one after another at this rate, so that a flood of ClientHellos never holds the requests of established connections); one whose turn would come after the detection timeout is closed before the proxy signs anything, and counted (`tcp_accept_errors_total{error="handshake_rate"}`) |
 //! | `MESH_PROXY_INBOUND_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS` | `100` | the same, for an inbound client that proved no mesh identity (plain text, or TLS without a client certificate): such a client is one application, not a proxy multiplexing a whole pod's requests, and RFC 9113's recommended minimum is enough for it |
 //! | `LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD` | `120s` | how long in-flight requests may finish after SIGTERM or `/shutdown` |
 //! | `MESH_PROXY_WAIT_BEFORE_EXIT` | `0s` | how long the proxy keeps serving, new connections included, after SIGTERM before it drains (Linkerd's `config.alpha.linkerd.io/proxy-wait-before-exit-seconds`): time for the Service's endpoints to move to a replacement pod |
@@ -71,7 +71,7 @@ const DEFAULT_UNAUTHENTICATED_HTTP2_MAX_CONCURRENT_STREAMS: &str = "100";
 /// connections, so a pod's clients all reconnecting at once still fit in
 /// a fraction of a second.
 const DEFAULT_TLS_HANDSHAKES_PER_SECOND: &str = "1000";
-const DEFAULT_TLS_HANDSHAKE_BURST: &str = "10";
+const DEFAULT_TLS_HANDSHAKE_BURST: &str = "1";
 
 /// Linkerd's default profile networks (the private ranges).
 pub const DEFAULT_PROFILE_NETWORKS: &str = mesh_api::ports::DEFAULT_CLUSTER_NETWORKS;

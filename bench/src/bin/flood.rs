@@ -66,8 +66,11 @@ async fn main() {
         "flood-bench: attacked run: {hellos} stalled handshakes, {streams} streams per HTTP/2 connection"
     );
     let attacking = Arc::new(AtomicBool::new(true));
-    let stalled = mesh.client.spawn(stalled_handshakes(hellos));
-    let flood = mesh.client.spawn({
+    // The attacker is another program in the client pod: it gets its own
+    // runtime, so that its work does not delay the load generator's.
+    let attacker = mesh.client.new_runtime();
+    let stalled = attacker.spawn(stalled_handshakes(hellos));
+    let flood = attacker.spawn({
         let attacking = attacking.clone();
         async move {
             let mut connections = 0u32;
