@@ -186,7 +186,9 @@ async fn handshakes_past_the_listeners_pace_are_closed_before_any_work() {
         meshed(&[(8080, "web-1")]),
     );
     mesh.app("web-1", 8080).await;
+    let started = std::time::Instant::now();
     let held = mesh.client.run(stalled_handshakes(HELLOS)).await;
+    let opening = started.elapsed();
     assert!(
         held.len() >= HELLOS * 9 / 10,
         "the attacker opened {}",
@@ -206,11 +208,13 @@ async fn handshakes_past_the_listeners_pace_are_closed_before_any_work() {
         "each stalled handshake is counted: {timed_out} timed out, {refused} past their turn, of {}",
         held.len()
     );
-    // Within the 1 s deadline, the pace starts about 50 handshakes; the
-    // attacker's connections arrive over more than that second only on a
-    // slow machine, so leave room, but most must be turned away.
+    // The pace starts 50 handshakes a second while the attacker opens its
+    // connections and for the 1 s deadline of the last one; on a busy
+    // machine the attacker takes longer, so the bound follows it (and a
+    // few more for the timer's granularity). Without the pace all are made.
+    let paced = (opening.as_secs_f64() + 1.0) * PER_SECOND as f64 + 10.0;
     assert!(
-        refused >= held.len() as f64 / 2.0,
-        "the handshakes past the pace are closed unmade: {timed_out} made and timed out, {refused} refused"
+        timed_out <= paced && refused >= held.len() as f64 - paced,
+        "the handshakes past the pace are closed unmade: {timed_out} made and timed out, {refused} refused; the attacker took {opening:?}, so at most {paced} could start"
     );
 }

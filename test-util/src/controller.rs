@@ -120,6 +120,8 @@ pub struct State {
     /// The context token of every lookup, in order.
     pub contexts: Mutex<Vec<String>>,
     policies: Mutex<HashMap<u32, watch::Sender<Option<linkerd2_proxy_api::inbound::Server>>>>,
+    /// The policy of every port not given one (none: NOT_FOUND).
+    default_policy: Mutex<Option<linkerd2_proxy_api::inbound::Server>>,
     outbound: Mutex<HashMap<String, watch::Sender<Option<OutboundPolicy>>>>,
     /// The workload of every policy lookup, in order.
     pub policy_workloads: Mutex<Vec<String>>,
@@ -150,11 +152,12 @@ impl State {
     }
 
     fn policy_tx(&self, port: u32) -> watch::Sender<Option<linkerd2_proxy_api::inbound::Server>> {
+        let default = self.default_policy.lock().expect("default policy").clone();
         self.policies
             .lock()
             .expect("policies")
             .entry(port)
-            .or_insert_with(|| watch::channel(None).0)
+            .or_insert_with(|| watch::channel(default).0)
             .clone()
     }
 
@@ -177,6 +180,22 @@ impl State {
     /// Sets the policy of inbound `port`, now and for watchers.
     pub fn set_port_policy(&self, port: u16, server: linkerd2_proxy_api::inbound::Server) {
         self.policy_tx(u32::from(port)).send_replace(Some(server));
+    }
+
+    /// Serves `server` for every port not given a policy of its own, now
+    /// and for watchers, as the policy controller serves its default
+    /// policy for any port of a pod; until then such ports are NOT_FOUND.
+    pub fn set_default_port_policy(&self, server: linkerd2_proxy_api::inbound::Server) {
+        *self.default_policy.lock().expect("default policy") = Some(server.clone());
+        for tx in self.policies.lock().expect("policies").values() {
+            tx.send_if_modified(|policy| {
+                let unset = policy.is_none();
+                if unset {
+                    *policy = Some(server.clone());
+                }
+                unset
+            });
+        }
     }
 
     /// Refuses (or, with `exported`, answers again) a gateway's lookups of
@@ -341,7 +360,7 @@ impl InboundServerPolicies for Service {
             .borrow()
             .clone()
             .map(Response::new)
-            .ok_or_else(|| Status::not_found("no policy for this port"))
+            .ok_or_else(|| Status::not_found(format!("no policy for port {}", spec.port)))
     }
 
     type WatchPortStream = Stream<linkerd2_proxy_api::inbound::Server>;
@@ -358,7 +377,10 @@ impl InboundServerPolicies for Service {
             .push(spec.workload);
         let rx = self.0.policy_tx(spec.port).subscribe();
         if rx.borrow().is_none() {
-            return Err(Status::not_found("no policy for this port"));
+            return Err(Status::not_found(format!(
+                "no policy for port {}",
+                spec.port
+            )));
         }
         let stream = tokio_stream::wrappers::WatchStream::new(rx)
             .filter_map(|server| futures::future::ready(server.map(Ok)));

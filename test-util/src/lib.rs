@@ -42,6 +42,9 @@ pub const WEB_ADDR: &str = "10.96.0.10:80";
 pub const WEB: &str = "web.test.svc.cluster.local:80";
 /// Ports iptables leaves alone both ways: baselines without the mesh.
 pub const BYPASS_PORTS: &str = "9998,9999";
+/// The inbound ports each proxy watches the policy of from its start (the
+/// ports the policy tests use).
+pub const WATCHED_PORTS: &str = "8080,7000,9090,4143";
 /// Source ports the client pod's iptables leave alone: a process in the
 /// client pod that talks past its proxy, as an attacker or a pod without
 /// the mesh would ([`unmeshed_connect`]); below the kernel's ephemeral
@@ -119,6 +122,16 @@ impl std::fmt::Debug for Mesh {
             .field("server", &self.server)
             .finish_non_exhaustive()
     }
+}
+
+/// Writes what Linkerd's proxy image makes before its proxy starts, in
+/// `LINKERD2_PROXY_IDENTITY_DIR`: a P-256 key (`key.p8`, PKCS#8 DER) and a
+/// CSR for `identity` (`csr.der`). A stock linkerd2-proxy certifies with
+/// them; mesh-proxy makes its key in memory and ignores them.
+fn write_identity_documents(dir: &std::path::Path, identity: &str) {
+    let key = mesh_core::identity::LocalKey::generate(identity).expect("a key");
+    std::fs::write(dir.join("key.p8"), key.private_key().secret_der()).expect("key.p8");
+    std::fs::write(dir.join("csr.der"), key.csr_der()).expect("csr.der");
 }
 
 /// Which pod.
@@ -240,12 +253,30 @@ impl Mesh {
             &self.server
         };
         let log = std::fs::File::create(self.dir.path().join(format!("{which}.log"))).expect("log");
+        let identity_dir = self.dir.path().join(which);
+        std::fs::create_dir_all(&identity_dir).expect("the proxy's identity directory");
+        write_identity_documents(&identity_dir, identity);
         let child = Command::new("nsenter")
             .arg(format!("--net={}", ns.path()))
             .args(["--setuid", PROXY_UID, "--setgid", PROXY_UID])
             .arg(&self.proxy_program)
             .env_clear()
-            .env("LINKERD2_PROXY_LOG", "warn,mesh_proxy=debug")
+            // The harness's own log level unless one is set (to debug a
+            // run of a benchmark, say).
+            .env(
+                "LINKERD2_PROXY_LOG",
+                std::env::var("LINKERD2_PROXY_LOG")
+                    .unwrap_or_else(|_| "warn,mesh_proxy=debug".to_owned()),
+            )
+            // What the injector sets and the harness does not otherwise
+            // need: a stock linkerd2-proxy refuses to start without them.
+            .env("LINKERD2_PROXY_IDENTITY_DIR", &identity_dir)
+            .env(
+                "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY",
+                "all-unauthenticated",
+            )
+            .env("LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS", "10.0.0.0/8")
+            .env("LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS", "10.0.0.0/8")
             .env(
                 "LINKERD2_PROXY_IDENTITY_SVC_ADDR",
                 format!("{CLIENT_IP}:8080"),
@@ -265,7 +296,10 @@ impl Mesh {
                 "LINKERD2_PROXY_DESTINATION_SVC_NAME",
                 controller::DESTINATION_ID,
             )
-            .env("LINKERD2_PROXY_DESTINATION_CONTEXT", r#"{"ns":"test"}"#)
+            .env(
+                "LINKERD2_PROXY_DESTINATION_CONTEXT",
+                format!(r#"{{"ns":"test","nodeName":"node","pod":"{which}"}}"#),
+            )
             .env(
                 "LINKERD2_PROXY_POLICY_SVC_ADDR",
                 format!("{CLIENT_IP}:8090"),
@@ -276,7 +310,7 @@ impl Mesh {
                 format!(r#"{{"ns":"test","pod":"{which}"}}"#),
             )
             // The ports the policy tests use, watched from the start.
-            .env("LINKERD2_PROXY_INBOUND_PORTS", "8080,7000,9090,4143")
+            .env("LINKERD2_PROXY_INBOUND_PORTS", WATCHED_PORTS)
             .env("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "5s")
             // The server pod's proxy is also a multicluster gateway.
             .env(
@@ -357,6 +391,43 @@ impl Mesh {
                 self.logs()
             );
         }
+    }
+
+    /// Serves, for every port that has no policy of its own, the policy
+    /// Linkerd's (and mesh's) policy controller computes for a port no
+    /// Server selects: the cluster's default, all-unauthenticated. Without
+    /// it the mock answers NOT_FOUND, which mesh-proxy takes as the default
+    /// policy and a stock linkerd2-proxy retries, never serving the port
+    /// (its admin port and the ports the mock controller listens on
+    /// included).
+    pub fn serve_default_policies(&self) {
+        let pod = serde_json::json!({
+            "kind": "Pod",
+            "metadata": {"namespace": "test", "name": "pod"},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}
+        });
+        let server = policy::from_controller(&[pod], "test", "pod", 8080);
+        self.state.set_default_port_policy(server);
+    }
+
+    /// Serves, for the Service address `service` (`ip:port`) named `name`
+    /// (`<svc>.<ns>.svc.cluster.local:<port>`), the outbound policy the
+    /// policy controller computes for a Service without routes, as it does
+    /// for every Service. Without it the mock answers NOT_FOUND ("not a
+    /// Service"), which mesh-proxy takes as "follow the profile" and a
+    /// stock linkerd2-proxy as "forward to the address as it is".
+    pub fn serve_service_policy(&self, service: &str, name: &str) {
+        let (host, port) = name.rsplit_once(':').expect("name:port");
+        let mut labels = host.split('.');
+        let (svc, namespace) = (
+            labels.next().expect("a Service name"),
+            labels.next().expect("a namespace"),
+        );
+        let port: u16 = port.parse().expect("a port");
+        let cluster_ip = service.rsplit_once(':').expect("ip:port").0;
+        let object = outbound::service(namespace, svc, cluster_ip, port);
+        let policy = outbound::policy(&[object], namespace, svc, port);
+        self.state.set_outbound_policy(service, policy);
     }
 
     /// Points the Service address 10.96.0.10:80 at

@@ -11,10 +11,17 @@
 //!
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench`:
 //! `target/release/proxy-bench [seconds per run, default 10] [--baseline
-//! PATH]`. With a baseline (another build of `mesh-proxy`, or
-//! `MESH_PROXY_BASELINE`), each row is measured for both builds one after
-//! the other, and a before/after table of added p99 and CPU per 1,000 rps
-//! closes the report.
+//! PATH]`. The baseline is another proxy configured the same way (by
+//! Linkerd's `LINKERD2_PROXY_*` variables): another build of `mesh-proxy`,
+//! or a stock linkerd2-proxy, the peer we measure ourselves against
+//! (`MESH_PROXY_BASELINE` names it too; it is never part of this
+//! repository). Both are certified by the same identity service and
+//! discover through the same mock controller, which then serves what
+//! Linkerd's control plane serves and a stock proxy needs: the default
+//! policy for every inbound port, and each Service's outbound policy. With
+//! a baseline, each row is measured for both proxies one after the other,
+//! and a table of added p99 and CPU per 1,000 rps, ours against it, closes
+//! the report; without one, the report says it measured ours alone.
 
 use mesh_bench::{cpu_seconds, ms, percentile, rss_mib};
 use mesh_test_util as support;
@@ -148,6 +155,7 @@ async fn main() {
     }
     let duration = Duration::from_secs(seconds);
     let mut mesh = Mesh::start().await;
+    mesh.serve_default_policies();
     mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
     mesh.service(
         "10.96.0.11:9090",
@@ -158,6 +166,10 @@ async fn main() {
         "grpc.test.svc.cluster.local:9090",
         meshed(&[(9090, "grpc-1")]),
     );
+    // What the policy controller serves, which a stock linkerd2-proxy
+    // needs (mesh-proxy does without).
+    mesh.serve_service_policy(support::WEB_ADDR, support::WEB);
+    mesh.serve_service_policy("10.96.0.11:9090", "grpc.test.svc.cluster.local:9090");
     mesh.server
         .run(async {
             app::App::serve("web", server(8080)).await;
@@ -167,15 +179,22 @@ async fn main() {
         })
         .await;
     let this_build = mesh.proxy_program().to_path_buf();
-    let mut programs = vec![("this build", this_build.clone())];
+    let mut programs = vec![("this build".to_owned(), this_build.clone())];
     match baseline {
-        Some(baseline) => programs.push(("baseline", baseline)),
+        Some(baseline) => {
+            let name = baseline
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "baseline".to_owned());
+            programs.push((name, baseline));
+        }
         None => eprintln!(
-            "proxy-bench: no baseline (--baseline PATH or MESH_PROXY_BASELINE): measuring this build only"
+            "proxy-bench: no baseline (--baseline PATH or MESH_PROXY_BASELINE, e.g. a stock linkerd2-proxy): skipped the comparison, measuring this build only"
         ),
     }
     let pids = |mesh: &Mesh| [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
-    let idle = pids(&mesh).map(rss_mib);
+    // Each proxy's RSS when it has started and served nothing yet.
+    let mut idle = vec![Some(pids(&mesh).map(rss_mib)), None];
 
     println!(
         "| protocol | rate (rps) | proxy | direct p50 / p99 (ms) | meshed p50 / p99 (ms) | added p50 / p99 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
@@ -191,13 +210,16 @@ async fn main() {
             Protocol::Http1 => "HTTP/1.1",
             Protocol::Grpc => "gRPC (HTTP/2)",
         };
-        for rate in [500u32, 1000, 2000] {
+        for rate in [1000u32, 5000] {
             // Each build is measured right after the other, each against a
             // direct run of its own, so drift on a shared machine hits both.
             let mut row = Vec::new();
-            for (label, program) in &programs {
+            for (index, (label, program)) in programs.iter().enumerate() {
                 if mesh.proxy_program() != program.as_path() {
                     mesh.run_proxies_from(program).await;
+                    if idle[index].is_none() {
+                        idle[index] = Some(pids(&mesh).map(rss_mib));
+                    }
                 }
                 let pids = pids(&mesh);
                 load(&mesh, protocol, meshed_target, rate, Duration::from_secs(1)).await;
@@ -232,22 +254,18 @@ async fn main() {
     let size = |program: &std::path::Path| {
         std::fs::metadata(program).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0)
     };
-    println!(
-        "proxy RSS idle: client {:.1} MiB, server {:.1} MiB; binary {}: {:.1} MiB",
-        idle[0],
-        idle[1],
-        this_build.display(),
-        size(&this_build)
-    );
-    if let Some((_, baseline)) = programs.get(1) {
+    for ((name, program), idle) in programs.iter().zip(&idle) {
+        let [client, server] = idle.unwrap_or_default();
         println!(
-            "baseline binary {}: {:.1} MiB",
-            baseline.display(),
-            size(baseline)
+            "{name}: {}, {:.1} MiB; RSS idle: client {client:.1} MiB, server {server:.1} MiB",
+            program.display(),
+            size(program)
         );
+    }
+    if let Some((name, _)) = programs.get(1) {
         println!();
         println!(
-            "| protocol | rate (rps) | added p99 (ms), this build / baseline | CPU per 1,000 rps (vCPU, both proxies), this build / baseline |"
+            "| protocol | rate (rps) | added p99 (ms), this build / {name} | CPU per 1,000 rps (vCPU, both proxies), this build / {name} |"
         );
         println!("|---|---|---|---|");
         for (name, rate, row) in compared {

@@ -221,6 +221,12 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
                 ports::DESTINATION
             ),
         ),
+        // The addresses whose profiles the proxy looks up: a stock
+        // linkerd2-proxy looks up none without it.
+        env(
+            "LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS",
+            values.cluster_networks.clone(),
+        ),
         env(
             "LINKERD2_PROXY_DESTINATION_SVC_NAME",
             "linkerd-destination.$(_l5d_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)",
@@ -713,6 +719,7 @@ mod tests {
     fn the_proxy_learns_its_policy_controller_default_policy_and_ports() {
         let mut values = Values::new("-----BEGIN CERTIFICATE-----", "v0.1.0");
         values.default_inbound_policy = "cluster-authenticated".into();
+        values.cluster_networks = "10.0.0.0/8,fd00::/8".into();
         let mut spec: PodSpec = serde_json::from_value(serde_json::json!({
             "containers": [
                 {"name": "app", "ports": [{"containerPort": 9898}, {"containerPort": 8080}]},
@@ -749,5 +756,17 @@ mod tests {
             Some("8080,9898")
         );
         assert!(env("LINKERD2_PROXY_POLICY_WORKLOAD").is_some_and(|w| w.contains("$(_pod_name)")));
+        // Found by running a stock linkerd2-proxy beside ours: it looks up
+        // the profile of no address unless told the cluster's networks.
+        for networks in [
+            "LINKERD2_PROXY_DESTINATION_PROFILE_NETWORKS",
+            "LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS",
+        ] {
+            assert_eq!(
+                env(networks).as_deref(),
+                Some("10.0.0.0/8,fd00::/8"),
+                "{networks}"
+            );
+        }
     }
 }
