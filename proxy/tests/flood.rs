@@ -186,7 +186,7 @@ async fn handshakes_past_the_listeners_pace_are_closed_before_any_work() {
         meshed(&[(8080, "web-1")]),
     );
     mesh.app("web-1", 8080).await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let held = mesh.client.run(stalled_handshakes(HELLOS)).await;
     let opening = started.elapsed();
     assert!(
