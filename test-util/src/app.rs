@@ -190,6 +190,8 @@ pub async fn greeter(name: &str, addr: SocketAddr) {
                 continue;
             };
             let greeting = greeting.clone();
+            // Each echo leaves at once (no waiting to coalesce small writes).
+            let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = stream.write_all(greeting.as_bytes()).await;
                 let mut buf = [0u8; 1024];

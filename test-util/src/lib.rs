@@ -41,7 +41,7 @@ pub const PROXY_UID: &str = "2102";
 pub const WEB_ADDR: &str = "10.96.0.10:80";
 pub const WEB: &str = "web.test.svc.cluster.local:80";
 /// Ports iptables leaves alone both ways: baselines without the mesh.
-pub const BYPASS_PORTS: &str = "9998,9999";
+pub const BYPASS_PORTS: &str = "9997,9998,9999";
 /// The inbound ports each proxy watches the policy of from its start (the
 /// ports the policy tests use).
 pub const WATCHED_PORTS: &str = "8080,7000,9090,4143";
@@ -410,13 +410,30 @@ impl Mesh {
         self.state.set_default_port_policy(server);
     }
 
+    /// Serves for inbound `port` the policy the policy controller computes
+    /// for a pod that marks it opaque (`config.linkerd.io/opaque-ports`):
+    /// TCP forwarded as it is, no protocol detection.
+    pub fn serve_opaque_port_policy(&self, port: u16) {
+        let pod = serde_json::json!({
+            "kind": "Pod",
+            "metadata": {
+                "namespace": "test",
+                "name": "pod",
+                "annotations": { mesh_api::labels::OPAQUE_PORTS_ANNOTATION: port.to_string() }
+            },
+            "spec": {"containers": [{"name": "app", "image": "app"}]}
+        });
+        let server = policy::from_controller(&[pod], "test", "pod", port);
+        self.state.set_port_policy(port, server);
+    }
+
     /// Serves, for the Service address `service` (`ip:port`) named `name`
     /// (`<svc>.<ns>.svc.cluster.local:<port>`), the outbound policy the
     /// policy controller computes for a Service without routes, as it does
     /// for every Service. Without it the mock answers NOT_FOUND ("not a
     /// Service"), which mesh-proxy takes as "follow the profile" and a
     /// stock linkerd2-proxy as "forward to the address as it is".
-    pub fn serve_service_policy(&self, service: &str, name: &str) {
+    pub fn serve_service_policy(&self, service: &str, name: &str, opaque: bool) {
         let (host, port) = name.rsplit_once(':').expect("name:port");
         let mut labels = host.split('.');
         let (svc, namespace) = (
@@ -425,7 +442,11 @@ impl Mesh {
         );
         let port: u16 = port.parse().expect("a port");
         let cluster_ip = service.rsplit_once(':').expect("ip:port").0;
-        let object = outbound::service(namespace, svc, cluster_ip, port);
+        let mut object = outbound::service(namespace, svc, cluster_ip, port);
+        if opaque {
+            object["metadata"]["annotations"] =
+                serde_json::json!({ mesh_api::labels::OPAQUE_PORTS_ANNOTATION: port.to_string() });
+        }
         let policy = outbound::policy(&[object], namespace, svc, port);
         self.state.set_outbound_policy(service, policy);
     }

@@ -4,8 +4,9 @@
 //! control plane); the same applications are reached directly (on ports
 //! iptables leaves alone) and through both proxies, at fixed request rates
 //! (open loop: requests start on schedule whether or not earlier ones have
-//! finished; latency counts from a request's start), for HTTP/1.1
-//! with small bodies and for gRPC over HTTP/2. Reports added p50 and p99,
+//! finished; latency counts from when a request was due), for HTTP/1.1
+//! with small bodies, gRPC over HTTP/2 and opaque TCP (lines echoed on one
+//! connection to a port marked opaque). Reports added p50, p99 and p99.9,
 //! proxy CPU per 1,000 rps, proxy RSS idle and under load, and the release
 //! binary size, as a Markdown table.
 //!
@@ -41,6 +42,8 @@ use tokio::time::Instant;
 enum Protocol {
     Http1,
     Grpc,
+    /// Opaque TCP: lines echoed on one connection (a port marked opaque).
+    Tcp,
 }
 
 /// The latencies of one run, sorted, and its errors.
@@ -64,6 +67,9 @@ async fn load(
     rate: u32,
     duration: Duration,
 ) -> Run {
+    if protocol == Protocol::Tcp {
+        return mesh.client.run(tcp_load(target, rate, duration)).await;
+    }
     mesh.client
         .run(async move {
             let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -77,7 +83,7 @@ async fn load(
                         .await
                         .expect("connect gRPC"),
                 ),
-                Protocol::Http1 => None,
+                Protocol::Http1 | Protocol::Tcp => None,
             };
             let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -95,7 +101,8 @@ async fn load(
                     errors.clone(),
                 );
                 tasks.spawn(async move {
-                    let started = Instant::now();
+                    // Latency counts from when the request was due.
+                    let started = due;
                     let ok = match grpc {
                         Some(channel) => {
                             let mut client =
@@ -136,6 +143,60 @@ async fn load(
         .await
 }
 
+/// Writes a line to `target` `rate` times a second for `duration` on one
+/// connection (open loop: lines are written on schedule whether or not
+/// earlier ones came back) and times each echoed line from when it was
+/// due; lines not back 5 s after the last was written are errors.
+async fn tcp_load(target: &'static str, rate: u32, duration: Duration) -> Run {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let Ok(stream) = tokio::net::TcpStream::connect(target).await else {
+        return Run {
+            latencies: Vec::new(),
+            errors: 1,
+        };
+    };
+    let _ = stream.set_nodelay(true);
+    let (read, mut write) = stream.into_split();
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let reader = tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        // The greeter's greeting first.
+        let _ = lines.next_line().await;
+        let mut latencies = Vec::new();
+        while let Some(due) = due_rx.recv().await {
+            match tokio::time::timeout_at(
+                due + duration + Duration::from_secs(5),
+                lines.next_line(),
+            )
+            .await
+            {
+                Ok(Ok(Some(_))) => latencies.push(due.elapsed()),
+                _ => break,
+            }
+        }
+        latencies
+    });
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + duration;
+    let mut sent = 0usize;
+    loop {
+        let due = ticks.tick().await;
+        if due >= end || write.write_all(b"ping\n").await.is_err() {
+            break;
+        }
+        let _ = due_tx.send(due);
+        sent += 1;
+    }
+    drop(due_tx);
+    let mut latencies = reader.await.unwrap_or_default();
+    latencies.sort();
+    Run {
+        errors: sent - latencies.len(),
+        latencies,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -168,14 +229,30 @@ async fn main() {
     );
     // What the policy controller serves, which a stock linkerd2-proxy
     // needs (mesh-proxy does without).
-    mesh.serve_service_policy(support::WEB_ADDR, support::WEB);
-    mesh.serve_service_policy("10.96.0.11:9090", "grpc.test.svc.cluster.local:9090");
+    mesh.serve_service_policy(support::WEB_ADDR, support::WEB, false);
+    mesh.serve_service_policy("10.96.0.11:9090", "grpc.test.svc.cluster.local:9090", false);
+    // An opaque port: the profile, the Service's policy and the pod's port
+    // policy all say so, as they do for `config.linkerd.io/opaque-ports`.
+    mesh.service(
+        "10.96.0.12:7000",
+        "db.test.svc.cluster.local:7000",
+        DestinationProfile {
+            opaque_protocol: true,
+            ..DestinationProfile::default()
+        },
+    );
+    mesh.state
+        .set_endpoints("db.test.svc.cluster.local:7000", meshed(&[(7000, "db-1")]));
+    mesh.serve_service_policy("10.96.0.12:7000", "db.test.svc.cluster.local:7000", true);
+    mesh.serve_opaque_port_policy(7000);
     mesh.server
         .run(async {
             app::App::serve("web", server(8080)).await;
             app::App::serve("web", server(9999)).await;
             app::Grpc::serve(server(9090)).await;
             app::Grpc::serve(server(9998)).await;
+            app::greeter("db-1", server(7000)).await;
+            app::greeter("db-1", server(9997)).await;
         })
         .await;
     let this_build = mesh.proxy_program().to_path_buf();
@@ -197,18 +274,20 @@ async fn main() {
     let mut idle = vec![Some(pids(&mesh).map(rss_mib)), None];
 
     println!(
-        "| protocol | rate (rps) | proxy | direct p50 / p99 (ms) | meshed p50 / p99 (ms) | added p50 / p99 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
+        "| protocol | rate (rps) | proxy | direct p50 / p99 / p99.9 (ms) | meshed p50 / p99 / p99.9 (ms) | added p50 / p99 / p99.9 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut compared = Vec::new();
-    for protocol in [Protocol::Http1, Protocol::Grpc] {
+    for protocol in [Protocol::Http1, Protocol::Grpc, Protocol::Tcp] {
         let (direct_target, meshed_target) = match protocol {
             Protocol::Http1 => ("10.77.0.2:9999", "10.96.0.10:80"),
             Protocol::Grpc => ("10.77.0.2:9998", "10.96.0.11:9090"),
+            Protocol::Tcp => ("10.77.0.2:9997", "10.96.0.12:7000"),
         };
         let name = match protocol {
             Protocol::Http1 => "HTTP/1.1",
             Protocol::Grpc => "gRPC (HTTP/2)",
+            Protocol::Tcp => "opaque TCP",
         };
         for rate in [1000u32, 5000] {
             // Each build is measured right after the other, each against a
@@ -230,14 +309,20 @@ async fn main() {
                 let per_krps =
                     |i: usize| (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0);
                 let added = |p: f64| meshed.percentile(p).saturating_sub(direct.percentile(p));
+                // p50 / p99 / p99.9 in ms.
+                let tails = |at: &dyn Fn(f64) -> Duration| {
+                    format!(
+                        "{:.3} / {:.3} / {:.3}",
+                        ms(at(0.5)),
+                        ms(at(0.99)),
+                        ms(at(0.999))
+                    )
+                };
                 println!(
-                    "| {name} | {rate} | {label} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
-                    ms(direct.percentile(0.5)),
-                    ms(direct.percentile(0.99)),
-                    ms(meshed.percentile(0.5)),
-                    ms(meshed.percentile(0.99)),
-                    ms(added(0.5)),
-                    ms(added(0.99)),
+                    "| {name} | {rate} | {label} | {} | {} | {} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
+                    tails(&|p| direct.percentile(p)),
+                    tails(&|p| meshed.percentile(p)),
+                    tails(&added),
                     per_krps(0),
                     per_krps(1),
                     rss_mib(pids[0]),
