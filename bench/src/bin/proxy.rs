@@ -23,6 +23,8 @@
 //! a baseline, each row is measured for both proxies one after the other,
 //! and a table of added p99 and CPU per 1,000 rps, ours against it, closes
 //! the report; without one, the report says it measured ours alone.
+//! `--saturation` adds, for each proxy and the direct path, the highest
+//! rate sustained with a p99 under 10 ms.
 
 use mesh_bench::{cpu_seconds, ms, percentile, rss_mib};
 use mesh_test_util as support;
@@ -44,6 +46,20 @@ enum Protocol {
     Grpc,
     /// Opaque TCP: lines echoed on one connection (a port marked opaque).
     Tcp,
+}
+
+const PROTOCOLS: [Protocol; 3] = [Protocol::Http1, Protocol::Grpc, Protocol::Tcp];
+
+impl Protocol {
+    /// Its name in the report, the application reached directly (a port
+    /// iptables leaves alone) and through the proxies (a Service address).
+    fn targets(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Protocol::Http1 => ("HTTP/1.1", "10.77.0.2:9999", "10.96.0.10:80"),
+            Protocol::Grpc => ("gRPC (HTTP/2)", "10.77.0.2:9998", "10.96.0.11:9090"),
+            Protocol::Tcp => ("opaque TCP", "10.77.0.2:9997", "10.96.0.12:7000"),
+        }
+    }
 }
 
 /// The latencies of one run, sorted, and its errors.
@@ -197,6 +213,35 @@ async fn tcp_load(target: &'static str, rate: u32, duration: Duration) -> Run {
     }
 }
 
+/// The rates `--saturation` tries, in order, 5 s each.
+const SATURATION_RATES: [u32; 9] = [
+    2_000, 3_000, 4_000, 6_000, 8_000, 10_000, 13_000, 16_000, 20_000,
+];
+
+/// The highest of [`SATURATION_RATES`] that `target` sustains with a p99
+/// under 10 ms and at most one error in a thousand, trying them in order
+/// until one fails (none: not even the first).
+async fn saturation(mesh: &Mesh, protocol: Protocol, target: &'static str) -> Option<u32> {
+    // Warm up: connections, discovery and certificates are in place.
+    load(mesh, protocol, target, 1000, Duration::from_secs(1)).await;
+    let mut sustained = None;
+    for rate in SATURATION_RATES {
+        let run = load(mesh, protocol, target, rate, Duration::from_secs(5)).await;
+        let total = run.latencies.len() + run.errors;
+        let p99 = run.percentile(0.99);
+        if run.errors * 1000 > total || p99 > Duration::from_millis(10) {
+            eprintln!(
+                "proxy-bench: {target} at {rate} rps: p99 {:.3} ms, {} errors of {total}",
+                ms(p99),
+                run.errors
+            );
+            break;
+        }
+        sustained = Some(rate);
+    }
+    sustained
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -214,6 +259,7 @@ async fn main() {
             baseline.display()
         );
     }
+    let with_saturation = args.iter().any(|a| a == "--saturation");
     let duration = Duration::from_secs(seconds);
     let mut mesh = Mesh::start().await;
     mesh.serve_default_policies();
@@ -278,17 +324,8 @@ async fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut compared = Vec::new();
-    for protocol in [Protocol::Http1, Protocol::Grpc, Protocol::Tcp] {
-        let (direct_target, meshed_target) = match protocol {
-            Protocol::Http1 => ("10.77.0.2:9999", "10.96.0.10:80"),
-            Protocol::Grpc => ("10.77.0.2:9998", "10.96.0.11:9090"),
-            Protocol::Tcp => ("10.77.0.2:9997", "10.96.0.12:7000"),
-        };
-        let name = match protocol {
-            Protocol::Http1 => "HTTP/1.1",
-            Protocol::Grpc => "gRPC (HTTP/2)",
-            Protocol::Tcp => "opaque TCP",
-        };
+    for protocol in PROTOCOLS {
+        let (name, direct_target, meshed_target) = protocol.targets();
         for rate in [1000u32, 5000] {
             // Each build is measured right after the other, each against a
             // direct run of its own, so drift on a shared machine hits both.
@@ -359,6 +396,36 @@ async fn main() {
                     "| {name} | {rate} | {p99:.3} / {base_p99:.3} | {cpu:.3} / {base_cpu:.3} |"
                 );
             }
+        }
+    }
+    if with_saturation {
+        println!();
+        println!(
+            "Saturation: the highest rate sustained with p99 under 10 ms (of {SATURATION_RATES:?} rps, 5 s each; each proxy runs one worker thread, so this is the rate one proxy core sustains)."
+        );
+        println!();
+        let names: Vec<&str> = programs.iter().map(|(name, _)| name.as_str()).collect();
+        println!("| protocol | direct | {} |", names.join(" | "));
+        println!("|---|---|{}", "---|".repeat(names.len()));
+        let mut rows = Vec::new();
+        for protocol in PROTOCOLS {
+            let (_, direct_target, _) = protocol.targets();
+            rows.push(vec![saturation(&mesh, protocol, direct_target).await]);
+        }
+        for (_, program) in &programs {
+            if mesh.proxy_program() != program.as_path() {
+                mesh.run_proxies_from(program).await;
+            }
+            for (row, protocol) in rows.iter_mut().zip(PROTOCOLS) {
+                let (_, _, meshed_target) = protocol.targets();
+                row.push(saturation(&mesh, protocol, meshed_target).await);
+            }
+        }
+        let shown = |rate: &Option<u32>| rate.map_or("< 2000".to_owned(), |r| r.to_string());
+        for (row, protocol) in rows.iter().zip(PROTOCOLS) {
+            let (name, _, _) = protocol.targets();
+            let cells: Vec<String> = row.iter().map(shown).collect();
+            println!("| {name} | {} |", cells.join(" | "));
         }
     }
 }
