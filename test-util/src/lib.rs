@@ -134,6 +134,20 @@ fn write_identity_documents(dir: &std::path::Path, identity: &str) {
     std::fs::write(dir.join("csr.der"), key.csr_der()).expect("csr.der");
 }
 
+/// The policy the policy controller computes for `port` of a pod with
+/// `annotations` that no Server selects.
+fn pod_port_policy(
+    annotations: serde_json::Value,
+    port: u16,
+) -> linkerd2_proxy_api::inbound::Server {
+    let pod = serde_json::json!({
+        "kind": "Pod",
+        "metadata": {"namespace": "test", "name": "pod", "annotations": annotations},
+        "spec": {"containers": [{"name": "app", "image": "app"}]}
+    });
+    policy::from_controller(&[pod], "test", "pod", port)
+}
+
 /// Which pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -401,30 +415,18 @@ impl Mesh {
     /// (its admin port and the ports the mock controller listens on
     /// included).
     pub fn serve_default_policies(&self) {
-        let pod = serde_json::json!({
-            "kind": "Pod",
-            "metadata": {"namespace": "test", "name": "pod"},
-            "spec": {"containers": [{"name": "app", "image": "app"}]}
-        });
-        let server = policy::from_controller(&[pod], "test", "pod", 8080);
-        self.state.set_default_port_policy(server);
+        self.state
+            .set_default_port_policy(pod_port_policy(serde_json::json!({}), 8080));
     }
 
     /// Serves for inbound `port` the policy the policy controller computes
     /// for a pod that marks it opaque (`config.linkerd.io/opaque-ports`):
     /// TCP forwarded as it is, no protocol detection.
     pub fn serve_opaque_port_policy(&self, port: u16) {
-        let pod = serde_json::json!({
-            "kind": "Pod",
-            "metadata": {
-                "namespace": "test",
-                "name": "pod",
-                "annotations": { mesh_api::labels::OPAQUE_PORTS_ANNOTATION: port.to_string() }
-            },
-            "spec": {"containers": [{"name": "app", "image": "app"}]}
-        });
-        let server = policy::from_controller(&[pod], "test", "pod", port);
-        self.state.set_port_policy(port, server);
+        let annotations =
+            serde_json::json!({ mesh_api::labels::OPAQUE_PORTS_ANNOTATION: port.to_string() });
+        self.state
+            .set_port_policy(port, pod_port_policy(annotations, port));
     }
 
     /// Serves, for the Service address `service` (`ip:port`) named `name`

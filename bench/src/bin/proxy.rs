@@ -421,7 +421,9 @@ async fn main() {
                 row.push(saturation(&mesh, protocol, meshed_target).await);
             }
         }
-        let shown = |rate: &Option<u32>| rate.map_or("< 2000".to_owned(), |r| r.to_string());
+        let shown = |rate: &Option<u32>| {
+            rate.map_or(format!("< {}", SATURATION_RATES[0]), |r| r.to_string())
+        };
         for (row, protocol) in rows.iter().zip(PROTOCOLS) {
             let (name, _, _) = protocol.targets();
             let cells: Vec<String> = row.iter().map(shown).collect();
