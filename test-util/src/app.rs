@@ -1,5 +1,6 @@
 //! The applications behind the server proxy: an HTTP server (HTTP/1 and
-//! h2c) that reports what it saw, a gRPC server, and a TCP greeter.
+//! h2c) that reports what it saw, a unary and a streaming gRPC server, and
+//! a TCP greeter.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -174,6 +175,110 @@ impl Grpc {
                     linkerd2_proxy_api::identity::identity_server::IdentityServer::new(Grpc),
                 )
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+    }
+}
+
+/// A streaming gRPC application: the Destination API's `Get`, which
+/// answers a `path` of `<n>` (microseconds) with an update every `n` µs
+/// for as long as the caller listens, each labelled `due` with when it was
+/// due (nanoseconds since the Unix epoch), so that the caller can time
+/// each message from when it was meant to leave (open loop).
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcStream;
+
+/// The label of a [`GrpcStream`] update that says when it was due.
+pub const DUE_LABEL: &str = "due";
+
+#[tonic::async_trait]
+impl linkerd2_proxy_api::destination::destination_server::Destination for GrpcStream {
+    type GetStream = std::pin::Pin<
+        Box<
+            dyn tokio_stream::Stream<
+                    Item = Result<linkerd2_proxy_api::destination::Update, tonic::Status>,
+                > + Send,
+        >,
+    >;
+
+    async fn get(
+        &self,
+        req: tonic::Request<linkerd2_proxy_api::destination::GetDestination>,
+    ) -> Result<tonic::Response<Self::GetStream>, tonic::Status> {
+        use linkerd2_proxy_api::destination::{Update, WeightedAddrSet, update};
+        let every: u64 =
+            req.get_ref().path.parse().map_err(|_| {
+                tonic::Status::invalid_argument("path: microseconds between updates")
+            })?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_micros(every.max(1)));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let (start, epoch) = (tokio::time::Instant::now(), std::time::SystemTime::now());
+            loop {
+                let due = ticks.tick().await;
+                let due = epoch + (due - start);
+                let nanos = due
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                let message = Update {
+                    update: Some(update::Update::Add(WeightedAddrSet {
+                        addrs: Vec::new(),
+                        metric_labels: [(DUE_LABEL.to_owned(), nanos.to_string())].into(),
+                    })),
+                };
+                if tx.send(Ok(message)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    type GetProfileStream = std::pin::Pin<
+        Box<
+            dyn tokio_stream::Stream<
+                    Item = Result<
+                        linkerd2_proxy_api::destination::DestinationProfile,
+                        tonic::Status,
+                    >,
+                > + Send,
+        >,
+    >;
+
+    async fn get_profile(
+        &self,
+        _: tonic::Request<linkerd2_proxy_api::destination::GetDestination>,
+    ) -> Result<tonic::Response<Self::GetProfileStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("only Get streams"))
+    }
+}
+
+impl GrpcStream {
+    pub async fn serve(addr: SocketAddr) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind streaming gRPC");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(
+                    linkerd2_proxy_api::destination::destination_server::DestinationServer::new(
+                        GrpcStream,
+                    ),
+                )
+                // Each message leaves at once (no waiting to coalesce
+                // small writes).
+                .serve_with_incoming(tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    |stream| {
+                        if let Ok(stream) = &stream {
+                            let _ = stream.set_nodelay(true);
+                        }
+                        stream
+                    },
+                )),
         );
     }
 }

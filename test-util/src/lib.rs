@@ -41,7 +41,7 @@ pub const PROXY_UID: &str = "2102";
 pub const WEB_ADDR: &str = "10.96.0.10:80";
 pub const WEB: &str = "web.test.svc.cluster.local:80";
 /// Ports iptables leaves alone both ways: baselines without the mesh.
-pub const BYPASS_PORTS: &str = "9997,9998,9999";
+pub const BYPASS_PORTS: &str = "9996,9997,9998,9999";
 /// The inbound ports each proxy watches the policy of from its start (the
 /// ports the policy tests use).
 pub const WATCHED_PORTS: &str = "8080,7000,9090,4143";

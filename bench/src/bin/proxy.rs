@@ -5,8 +5,10 @@
 //! iptables leaves alone) and through both proxies, at fixed request rates
 //! (open loop: requests start on schedule whether or not earlier ones have
 //! finished; latency counts from when a request was due), for HTTP/1.1
-//! with small bodies, gRPC over HTTP/2 and opaque TCP (lines echoed on one
-//! connection to a port marked opaque). Reports added p50, p99 and p99.9,
+//! with small bodies, unary gRPC over HTTP/2, a gRPC server stream (the
+//! application sends messages at the rate, each timed from when it was due)
+//! and opaque TCP (lines echoed on one connection to a port marked
+//! opaque). Reports added p50, p99 and p99.9,
 //! proxy CPU per 1,000 rps, proxy RSS idle and under load, and the release
 //! binary size, as a Markdown table.
 //!
@@ -46,9 +48,17 @@ enum Protocol {
     Grpc,
     /// Opaque TCP: lines echoed on one connection (a port marked opaque).
     Tcp,
+    /// A gRPC server stream: one call, the server sends `rate` messages a
+    /// second, each timed from when it was due to leave.
+    GrpcStream,
 }
 
-const PROTOCOLS: [Protocol; 3] = [Protocol::Http1, Protocol::Grpc, Protocol::Tcp];
+const PROTOCOLS: [Protocol; 4] = [
+    Protocol::Http1,
+    Protocol::Grpc,
+    Protocol::GrpcStream,
+    Protocol::Tcp,
+];
 
 impl Protocol {
     /// Its name in the report, the application reached directly (a port
@@ -58,6 +68,7 @@ impl Protocol {
             Protocol::Http1 => ("HTTP/1.1", "10.77.0.2:9999", "10.96.0.10:80"),
             Protocol::Grpc => ("gRPC (HTTP/2)", "10.77.0.2:9998", "10.96.0.11:9090"),
             Protocol::Tcp => ("opaque TCP", "10.77.0.2:9997", "10.96.0.12:7000"),
+            Protocol::GrpcStream => ("gRPC streaming", "10.77.0.2:9996", "10.96.0.13:9191"),
         }
     }
 }
@@ -83,8 +94,12 @@ async fn load(
     rate: u32,
     duration: Duration,
 ) -> Run {
-    if protocol == Protocol::Tcp {
-        return mesh.client.run(tcp_load(target, rate, duration)).await;
+    match protocol {
+        Protocol::Tcp => return mesh.client.run(tcp_load(target, rate, duration)).await,
+        Protocol::GrpcStream => {
+            return mesh.client.run(stream_load(target, rate, duration)).await;
+        }
+        Protocol::Http1 | Protocol::Grpc => {}
     }
     mesh.client
         .run(async move {
@@ -99,7 +114,7 @@ async fn load(
                         .await
                         .expect("connect gRPC"),
                 ),
-                Protocol::Http1 | Protocol::Tcp => None,
+                Protocol::Http1 | Protocol::Tcp | Protocol::GrpcStream => None,
             };
             let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -213,6 +228,64 @@ async fn tcp_load(target: &'static str, rate: u32, duration: Duration) -> Run {
     }
 }
 
+/// Asks `target`'s streaming gRPC application for `rate` messages a second
+/// on one call, reads those due within `duration`, and times each from
+/// when the application was due to send it (one clock: both run on this
+/// machine); those not arrived 5 s after the last was due are errors.
+async fn stream_load(target: &'static str, rate: u32, duration: Duration) -> Run {
+    use linkerd2_proxy_api::destination::{
+        GetDestination, destination_client::DestinationClient, update,
+    };
+    let failed = Run {
+        latencies: Vec::new(),
+        errors: 1,
+    };
+    let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+        .expect("endpoint")
+        .connect()
+        .await
+    else {
+        return failed;
+    };
+    let every = 1_000_000 / u64::from(rate.max(1));
+    let request = GetDestination {
+        path: every.to_string(),
+        ..GetDestination::default()
+    };
+    let Ok(response) = DestinationClient::new(channel).get(request).await else {
+        return failed;
+    };
+    let mut stream = response.into_inner();
+    // The messages due within `duration`, each given 5 s to arrive.
+    let expected = (duration.as_secs_f64() * f64::from(rate)) as usize;
+    let end = Instant::now() + duration + Duration::from_secs(5);
+    let mut latencies = Vec::new();
+    while latencies.len() < expected
+        && let Ok(Ok(Some(message))) = tokio::time::timeout_at(end, stream.message()).await
+    {
+        let due = match message.update {
+            Some(update::Update::Add(set)) => set
+                .metric_labels
+                .get(support::app::DUE_LABEL)
+                .and_then(|nanos| nanos.parse::<u64>().ok()),
+            _ => None,
+        };
+        if let Some(due) = due {
+            let due = std::time::UNIX_EPOCH + Duration::from_nanos(due);
+            latencies.push(
+                std::time::SystemTime::now()
+                    .duration_since(due)
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    latencies.sort();
+    Run {
+        errors: expected.saturating_sub(latencies.len()),
+        latencies,
+    }
+}
+
 /// The rates `--saturation` tries, in order, 5 s each.
 const SATURATION_RATES: [u32; 9] = [
     2_000, 3_000, 4_000, 6_000, 8_000, 10_000, 13_000, 16_000, 20_000,
@@ -291,6 +364,20 @@ async fn main() {
         .set_endpoints("db.test.svc.cluster.local:7000", meshed(&[(7000, "db-1")]));
     mesh.serve_service_policy("10.96.0.12:7000", "db.test.svc.cluster.local:7000", true);
     mesh.serve_opaque_port_policy(7000);
+    mesh.service(
+        "10.96.0.13:9191",
+        "stream.test.svc.cluster.local:9191",
+        DestinationProfile::default(),
+    );
+    mesh.state.set_endpoints(
+        "stream.test.svc.cluster.local:9191",
+        meshed(&[(9191, "stream-1")]),
+    );
+    mesh.serve_service_policy(
+        "10.96.0.13:9191",
+        "stream.test.svc.cluster.local:9191",
+        false,
+    );
     mesh.server
         .run(async {
             app::App::serve("web", server(8080)).await;
@@ -298,6 +385,8 @@ async fn main() {
             app::Grpc::serve(server(9090)).await;
             app::Grpc::serve(server(9998)).await;
             app::greeter("db-1", server(7000)).await;
+            app::GrpcStream::serve(server(9191)).await;
+            app::GrpcStream::serve(server(9996)).await;
             app::greeter("db-1", server(9997)).await;
         })
         .await;
