@@ -498,7 +498,6 @@ impl Mesh {
         child.wait().expect("wait")
     }
 
-    /// The proxies' logs.
     /// TCP connections established to `port` in the server pod, as `ss`
     /// lists them (a redirected connection shows the proxy's port).
     pub fn server_connections(&self, port: u16) -> usize {
@@ -515,6 +514,7 @@ impl Mesh {
         std::fs::read_to_string(self.dir.path().join(format!("{which}.log"))).unwrap_or_default()
     }
 
+    /// The last lines of each proxy's log.
     pub fn logs(&self) -> String {
         let mut text = String::new();
         for (which, _) in &self.proxies {
