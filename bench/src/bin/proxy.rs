@@ -177,7 +177,8 @@ async fn load(
 /// Writes a line to `target` `rate` times a second for `duration` on one
 /// connection (open loop: lines are written on schedule whether or not
 /// earlier ones came back) and times each echoed line from when it was
-/// due; lines not back 5 s after the last was written are errors.
+/// due; lines not back within `duration` and 5 s of when they were due
+/// are errors.
 async fn tcp_load(target: &'static str, rate: u32, duration: Duration) -> Run {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let Ok(stream) = tokio::net::TcpStream::connect(target).await else {
