@@ -62,13 +62,41 @@ const PROTOCOLS: [Protocol; 4] = [
 
 impl Protocol {
     /// Its name in the report, the application reached directly (a port
-    /// iptables leaves alone) and through the proxies (a Service address).
+    /// iptables leaves alone) and through the proxies (its Service's
+    /// address).
     fn targets(self) -> (&'static str, &'static str, &'static str) {
+        let (name, direct) = match self {
+            Protocol::Http1 => ("HTTP/1.1", "10.77.0.2:9999"),
+            Protocol::Grpc => ("gRPC (HTTP/2)", "10.77.0.2:9998"),
+            Protocol::Tcp => ("opaque TCP", "10.77.0.2:9997"),
+            Protocol::GrpcStream => ("gRPC streaming", "10.77.0.2:9996"),
+        };
+        (name, direct, self.service().0)
+    }
+
+    /// The Service the meshed runs call: its address, its name, and the
+    /// port and pod of its one endpoint in the server pod.
+    fn service(self) -> (&'static str, &'static str, u16, &'static str) {
         match self {
-            Protocol::Http1 => ("HTTP/1.1", "10.77.0.2:9999", "10.96.0.10:80"),
-            Protocol::Grpc => ("gRPC (HTTP/2)", "10.77.0.2:9998", "10.96.0.11:9090"),
-            Protocol::Tcp => ("opaque TCP", "10.77.0.2:9997", "10.96.0.12:7000"),
-            Protocol::GrpcStream => ("gRPC streaming", "10.77.0.2:9996", "10.96.0.13:9191"),
+            Protocol::Http1 => (support::WEB_ADDR, support::WEB, 8080, "web-1"),
+            Protocol::Grpc => (
+                "10.96.0.11:9090",
+                "grpc.test.svc.cluster.local:9090",
+                9090,
+                "grpc-1",
+            ),
+            Protocol::Tcp => (
+                "10.96.0.12:7000",
+                "db.test.svc.cluster.local:7000",
+                7000,
+                "db-1",
+            ),
+            Protocol::GrpcStream => (
+                "10.96.0.13:9191",
+                "stream.test.svc.cluster.local:9191",
+                9191,
+                "stream-1",
+            ),
         }
     }
 }
@@ -337,48 +365,28 @@ async fn main() {
     let duration = Duration::from_secs(seconds);
     let mut mesh = Mesh::start().await;
     mesh.serve_default_policies();
-    mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
-    mesh.service(
-        "10.96.0.11:9090",
-        "grpc.test.svc.cluster.local:9090",
-        DestinationProfile::default(),
-    );
-    mesh.state.set_endpoints(
-        "grpc.test.svc.cluster.local:9090",
-        meshed(&[(9090, "grpc-1")]),
-    );
-    // What the policy controller serves, which a stock linkerd2-proxy
-    // needs (mesh-proxy does without).
-    mesh.serve_service_policy(support::WEB_ADDR, support::WEB, false);
-    mesh.serve_service_policy("10.96.0.11:9090", "grpc.test.svc.cluster.local:9090", false);
-    // An opaque port: the profile, the Service's policy and the pod's port
-    // policy all say so, as they do for `config.linkerd.io/opaque-ports`.
-    mesh.service(
-        "10.96.0.12:7000",
-        "db.test.svc.cluster.local:7000",
-        DestinationProfile {
-            opaque_protocol: true,
-            ..DestinationProfile::default()
-        },
-    );
-    mesh.state
-        .set_endpoints("db.test.svc.cluster.local:7000", meshed(&[(7000, "db-1")]));
-    mesh.serve_service_policy("10.96.0.12:7000", "db.test.svc.cluster.local:7000", true);
-    mesh.serve_opaque_port_policy(7000);
-    mesh.service(
-        "10.96.0.13:9191",
-        "stream.test.svc.cluster.local:9191",
-        DestinationProfile::default(),
-    );
-    mesh.state.set_endpoints(
-        "stream.test.svc.cluster.local:9191",
-        meshed(&[(9191, "stream-1")]),
-    );
-    mesh.serve_service_policy(
-        "10.96.0.13:9191",
-        "stream.test.svc.cluster.local:9191",
-        false,
-    );
+    // Each Service as the control plane serves it, what a stock
+    // linkerd2-proxy needs (its outbound policy) included: mesh-proxy does
+    // without. The TCP one is opaque: the profile, the Service's policy and
+    // the pod's port policy all say so, as they do for
+    // `config.linkerd.io/opaque-ports`.
+    for protocol in PROTOCOLS {
+        let (address, name, port, pod) = protocol.service();
+        let opaque = protocol == Protocol::Tcp;
+        mesh.service(
+            address,
+            name,
+            DestinationProfile {
+                opaque_protocol: opaque,
+                ..DestinationProfile::default()
+            },
+        );
+        mesh.state.set_endpoints(name, meshed(&[(port, pod)]));
+        mesh.serve_service_policy(address, name, opaque);
+        if opaque {
+            mesh.serve_opaque_port_policy(port);
+        }
+    }
     mesh.server
         .run(async {
             app::App::serve("web", server(8080)).await;
