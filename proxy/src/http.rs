@@ -51,10 +51,19 @@ pub fn grpc_error_response(code: u32, message: &str) -> Response<Body> {
     response
 }
 
+/// The most streams an HTTP/2 connection may have reset by the proxy (for
+/// a protocol error, or refused over its stream limit) before the proxy
+/// closes it with GOAWAY `ENHANCE_YOUR_CALM`: h2's own default.
+const MAX_LOCAL_RESETS: u32 = 1024;
+
 /// Serves HTTP (`protocol` says which version) on `io` with `handle` until
 /// the connection ends, at most `max_concurrent_streams` requests at once
-/// on HTTP/2 (streams over it are refused); once `drain` completes,
-/// in-flight requests finish and the connection closes.
+/// on HTTP/2. Streams over it are refused, each with a RST_STREAM the
+/// proxy must decode and answer: a client refused as many streams as it
+/// may have open (or [`MAX_LOCAL_RESETS`]) is not honouring the limit and
+/// is sent away, so that a flood of streams costs the proxy no more than
+/// twice the streams it accepts. Once `drain` completes, in-flight
+/// requests finish and the connection closes.
 pub async fn serve<I, F, Fut>(
     io: I,
     protocol: Protocol,
@@ -75,7 +84,8 @@ pub async fn serve<I, F, Fut>(
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(max_concurrent_streams);
+        .max_concurrent_streams(max_concurrent_streams)
+        .max_local_error_reset_streams(max_concurrent_streams.min(MAX_LOCAL_RESETS) as usize);
     let builder = match protocol {
         Protocol::Http2 => builder.http2_only(),
         _ => builder.http1_only(),

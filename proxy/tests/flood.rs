@@ -134,6 +134,37 @@ async fn a_flood_of_stalled_handshakes_and_streams_leaves_other_clients_served()
     );
 }
 
+/// A client that keeps opening streams past its limit makes the proxy
+/// decode and refuse each one: once it has been refused as many streams as
+/// it may have open, it is sent away (GOAWAY `ENHANCE_YOUR_CALM`), so that
+/// 10,000 streams cost the proxy about 200, not 10,000 (h2's own bound is
+/// 1,024 refusals).
+#[tokio::test]
+async fn a_connection_that_ignores_its_stream_limit_is_sent_away() {
+    const ENHANCE_YOUR_CALM: u32 = 0xb;
+    let mesh = Mesh::start().await;
+    mesh.web(
+        linkerd2_proxy_api::destination::DestinationProfile::default(),
+        meshed(&[(8080, "web-1")]),
+    );
+    let _app = mesh.app("web-1", 8080).await;
+    let pushback = mesh
+        .client
+        .spawn(open_streams(STREAMS, "/delay/2000", Duration::from_secs(5)))
+        .await
+        .expect("the streams");
+    assert_eq!(
+        pushback.goaway,
+        Some(ENHANCE_YOUR_CALM),
+        "the connection is sent away: {pushback:?}\n{}",
+        mesh.logs()
+    );
+    assert!(
+        pushback.refused > 0 && pushback.refused <= ANONYMOUS_STREAM_LIMIT,
+        "at most as many streams are refused as the connection may have open ({ANONYMOUS_STREAM_LIMIT}): {pushback:?}"
+    );
+}
+
 /// The lower limit is for clients without a mesh identity only: a client
 /// proxy, which carries all of its pod's requests to the server on one
 /// HTTP/2 connection, gets more than 100 of them to the application at
