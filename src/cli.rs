@@ -83,6 +83,10 @@ pub enum Command {
     /// The Kubernetes binaries local clusters run.
     #[command(subcommand)]
     K8s(K8sCommand),
+    /// mesh's container images: build them from the release binaries
+    /// (no Docker needed) and push them to a registry.
+    #[command(subcommand)]
+    Images(crate::images::ImagesCommand),
 }
 
 #[derive(Debug, Subcommand)]

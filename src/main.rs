@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod demo;
 mod failover;
+mod images;
 mod install;
 mod multicluster;
 mod output;

@@ -19,6 +19,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(args) => local::down(&args).await,
         Command::Wan(command) => local::wan(&command).await,
         Command::K8s(command) => k8s::run(command).await,
+        Command::Images(command) => crate::images::run(&command),
         Command::Install(args) => {
             print!("{}", crate::install::render(&cli.global, &args).await?);
             Ok(ExitCode::SUCCESS)

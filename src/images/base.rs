@@ -1,0 +1,314 @@
+//! What every image holds besides mesh's binaries, as distroless images
+//! are made: the few shared libraries the binaries load (the C library,
+//! the maths library, the dynamic loader and libgcc's unwinder), taken
+//! from Debian's `libc6` and `libgcc-s1` packages with their copyright
+//! files, and a minimal `/etc` (the users the images run as, name
+//! resolution from files then DNS) and `/tmp`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use super::layer::LayerBuilder;
+
+/// The Debian packages the libraries come from.
+pub const PACKAGES: [&str; 2] = ["libc6", "libgcc-s1"];
+
+/// The files taken from them (mesh's binaries need no others: `ldd`
+/// lists these).
+const LIBRARIES: [&str; 5] = [
+    "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "lib/x86_64-linux-gnu/libc.so.6",
+    "lib/x86_64-linux-gnu/libm.so.6",
+    "lib/x86_64-linux-gnu/libgcc_s.so.1",
+    "lib64/ld-linux-x86-64.so.2",
+];
+
+/// The users the images run as: the proxy's UID is Linkerd's (2102), the
+/// controller's Linkerd's control plane's (2103), anything else distroless's
+/// `nonroot` (65532).
+const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
+proxy:x:2102:2102:mesh proxy:/nonexistent:/sbin/nologin\n\
+controller:x:2103:2103:mesh controller:/nonexistent:/sbin/nologin\n\
+nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
+const GROUP: &str = "root:x:0:\nproxy:x:2102:\ncontroller:x:2103:\nnonroot:x:65532:\n";
+const NSSWITCH: &str = "hosts: files dns\n";
+
+/// One Debian package the base was taken from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+/// The `.deb` of each of [`PACKAGES`] in `dir`, downloaded there with
+/// `apt-get download` when absent (so a second build uses the same
+/// files).
+pub fn debs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut found = Vec::new();
+    for package in PACKAGES {
+        if let Some(deb) = deb_in(dir, package)? {
+            found.push(deb);
+            continue;
+        }
+        let status = Command::new("apt-get")
+            .args(["download", "-qq", package])
+            .current_dir(dir)
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => bail!(
+                "`apt-get download {package}` in {} failed ({status}); put Debian's {} .deb files there (--debs) and run again",
+                dir.display(),
+                PACKAGES.join(" and ")
+            ),
+            Err(e) => bail!(
+                "no {package} .deb in {} and no apt-get to download it ({e}); put Debian's {} .deb files there (--debs) and run again",
+                dir.display(),
+                PACKAGES.join(" and ")
+            ),
+        }
+        found.push(deb_in(dir, package)?.with_context(|| {
+            format!(
+                "`apt-get download {package}` left no .deb in {}",
+                dir.display()
+            )
+        })?);
+    }
+    Ok(found)
+}
+
+/// The one `<package>_*.deb` in `dir`, if any (more than one is an error:
+/// which to take would depend on the order the directory lists them).
+fn deb_in(dir: &Path, package: &str) -> anyhow::Result<Option<PathBuf>> {
+    let prefix = format!("{package}_");
+    let mut matches: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with(&prefix) && name.ends_with(".deb"))
+        })
+        .collect();
+    match matches.len() {
+        0 => Ok(None),
+        1 => Ok(matches.pop()),
+        _ => bail!(
+            "{} holds {} .deb files of {package} ({}); keep one",
+            dir.display(),
+            matches.len(),
+            matches
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Adds the base to `layer` from the `.deb` files `debs`; the packages it
+/// took files from.
+pub fn add(layer: &mut LayerBuilder, debs: &[PathBuf]) -> anyhow::Result<Vec<Package>> {
+    layer
+        .file("etc/passwd", PASSWD.into(), 0o644)
+        .file("etc/group", GROUP.into(), 0o644)
+        .file("etc/nsswitch.conf", NSSWITCH.into(), 0o644)
+        .dir("tmp", 0o1777);
+    let mut packages = Vec::new();
+    let mut taken = Vec::new();
+    for deb in debs {
+        let field = |name: &str| -> anyhow::Result<String> {
+            let out = Command::new("dpkg-deb")
+                .arg("--field")
+                .arg(deb)
+                .arg(name)
+                .output()
+                .with_context(|| {
+                    format!("running dpkg-deb on {} (Debian's dpkg)", deb.display())
+                })?;
+            if !out.status.success() {
+                bail!(
+                    "{} is not a Debian package: {}",
+                    deb.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        };
+        let package = Package {
+            name: field("Package")?,
+            version: field("Version")?,
+        };
+        let out = Command::new("dpkg-deb")
+            .arg("--fsys-tarfile")
+            .arg(deb)
+            .output()
+            .with_context(|| format!("unpacking {}", deb.display()))?;
+        if !out.status.success() {
+            bail!(
+                "unpacking {}: {}",
+                deb.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        taken.extend(add_from_archive(layer, &package.name, &out.stdout)?);
+        packages.push(package);
+    }
+    let missing: Vec<&str> = LIBRARIES
+        .iter()
+        .copied()
+        .filter(|library| !taken.iter().any(|t| t == library))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the packages ({}) hold no {}: are they Debian's amd64 {}?",
+            debs.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            missing.join(", "),
+            PACKAGES.join(" and ")
+        );
+    }
+    Ok(packages)
+}
+
+/// Adds the libraries and the copyright file of `package` found in its
+/// data archive `tar` (paths as dpkg writes them, `./lib/…`); the
+/// library paths it added.
+fn add_from_archive(
+    layer: &mut LayerBuilder,
+    package: &str,
+    tar: &[u8],
+) -> anyhow::Result<Vec<String>> {
+    let copyright = format!("usr/share/doc/{package}/copyright");
+    let mut added = Vec::new();
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().context("reading a package's files")? {
+        let mut entry = entry.context("reading a package's files")?;
+        let path = entry.path()?.display().to_string();
+        let path = path.trim_start_matches("./").to_owned();
+        let wanted = LIBRARIES.contains(&path.as_str());
+        if !wanted && path != copyright {
+            continue;
+        }
+        let header = entry.header().clone();
+        match header.entry_type() {
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()?
+                    .with_context(|| format!("{path} in {package}: a link without a target"))?;
+                layer.symlink(&path, &target.display().to_string());
+            }
+            tar::EntryType::Regular => {
+                let mut contents = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut contents)?;
+                layer.file(&path, contents, header.mode()? & 0o755);
+            }
+            _ => continue,
+        }
+        if wanted {
+            added.push(path);
+        }
+    }
+    Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package_archive(entries: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut archive = tar::Builder::new(Vec::new());
+        for (path, link) in entries {
+            let mut header = tar::Header::new_gnu();
+            match link {
+                Some(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_size(0);
+                    archive
+                        .append_link(&mut header, path, target)
+                        .expect("link");
+                }
+                None => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o4755);
+                    header.set_size(3);
+                    archive
+                        .append_data(&mut header, path, &b"elf"[..])
+                        .expect("file");
+                }
+            }
+        }
+        archive.into_inner().expect("archive")
+    }
+
+    #[test]
+    fn only_the_libraries_and_the_copyright_are_taken_without_setuid_bits() {
+        let tar = package_archive(&[
+            ("./lib/x86_64-linux-gnu/libc.so.6", None),
+            ("./lib/x86_64-linux-gnu/libresolv.so.2", None),
+            ("./usr/bin/ldd", None),
+            ("./usr/share/doc/libc6/copyright", None),
+            ("./usr/share/doc/libc6/changelog.Debian.gz", None),
+            (
+                "./lib64/ld-linux-x86-64.so.2",
+                Some("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
+            ),
+        ]);
+        let mut layer = LayerBuilder::default();
+        let added = add_from_archive(&mut layer, "libc6", &tar).expect("added");
+        assert_eq!(
+            added,
+            [
+                "lib/x86_64-linux-gnu/libc.so.6",
+                "lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+        let built = layer.build(0).expect("layer");
+        let mut gunzipped = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(built.blob.as_slice()),
+            &mut gunzipped,
+        )
+        .expect("gunzip");
+        let mut archive = tar::Archive::new(gunzipped.as_slice());
+        let listed: Vec<(String, u32)> = archive
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.path().expect("path").display().to_string(),
+                    e.header().mode().expect("mode"),
+                )
+            })
+            .filter(|(path, _)| !path.ends_with('/'))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("lib/x86_64-linux-gnu/libc.so.6".to_owned(), 0o755),
+                ("lib64/ld-linux-x86-64.so.2".to_owned(), 0o777),
+                ("usr/share/doc/libc6/copyright".to_owned(), 0o755),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deb_directory_with_two_versions_of_a_package_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        for name in ["libc6_2.36-9_amd64.deb", "libc6_2.36-10_amd64.deb"] {
+            std::fs::write(dir.path().join(name), b"").expect("write");
+        }
+        let error = deb_in(dir.path(), "libc6")
+            .expect_err("two versions")
+            .to_string();
+        assert!(error.contains("2 .deb files of libc6"), "{error}");
+        assert_eq!(deb_in(dir.path(), "libgcc-s1").expect("none"), None);
+    }
+}
