@@ -34,6 +34,14 @@ command -v unzip >/dev/null     || need_pkgs+=(unzip)
 command -v cc >/dev/null        || need_pkgs+=(gcc libc6-dev)
 command -v nsenter >/dev/null   || need_pkgs+=(util-linux)
 command -v python3 >/dev/null   || need_pkgs+=(python3)
+if [ "$FOR_TESTS" -eq 1 ]; then
+  # The image tests: a registry on loopback, skopeo to push and pull,
+  # umoci to unpack, runc to run (crun needs cgroup v2; these hosts have v1).
+  command -v skopeo >/dev/null          || need_pkgs+=(skopeo)
+  command -v umoci >/dev/null           || need_pkgs+=(umoci)
+  command -v runc >/dev/null            || need_pkgs+=(runc)
+  command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
+fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null || fail "missing ${need_pkgs[*]} and no apt-get to install them; install them and run again"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -41,7 +49,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
-ok "system packages: iproute2, iptables, curl, unzip, a C compiler, nsenter, python3"
+ok "system packages: iproute2, iptables, curl, unzip, a C compiler, nsenter, python3$([ "$FOR_TESTS" -eq 1 ] && echo ', skopeo, umoci, runc, docker-registry')"
 
 # --- Rust --------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then

@@ -407,6 +407,83 @@ async fn ha_renders_spread_replicas_with_disruption_budgets_that_the_api_server_
     );
 }
 
+/// The images every component and injected pod would pull, as rendered
+/// for `extra`: (controller image of each Deployment, injector's proxy
+/// image flags).
+fn images(extra: &[&str]) -> (Vec<String>, Vec<String>) {
+    let objects = render(extra);
+    let controllers = CONTROLLERS
+        .iter()
+        .map(|name| {
+            find(&objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .expect("image")
+                .to_owned()
+        })
+        .collect();
+    let injector = args_of(&objects, "linkerd-proxy-injector")
+        .into_iter()
+        .filter(|arg| arg.starts_with("--proxy-image=") || arg.starts_with("--proxy-init-image="))
+        .collect();
+    (controllers, injector)
+}
+
+#[test]
+fn a_registry_names_every_image_and_an_explicit_image_wins() {
+    let tag = concat!("v", env!("CARGO_PKG_VERSION"));
+    let (controllers, injector) = images(&[]);
+    assert!(
+        controllers
+            .iter()
+            .all(|image| *image == format!("mesh/controller:{tag}")),
+        "{controllers:?}"
+    );
+    assert!(
+        injector.is_empty(),
+        "the injector's defaults stand: {injector:?}"
+    );
+
+    let (controllers, injector) = images(&["--registry", "registry.example:5000/acme/"]);
+    assert!(
+        controllers
+            .iter()
+            .all(|image| *image == format!("registry.example:5000/acme/controller:{tag}")),
+        "{controllers:?}"
+    );
+    assert_eq!(
+        injector,
+        [
+            "--proxy-image=registry.example:5000/acme/proxy".to_owned(),
+            format!("--proxy-init-image=registry.example:5000/acme/proxy-init:{tag}"),
+        ]
+    );
+
+    // Linkerd's value names, and a flag over a value.
+    let (controllers, injector) = images(&[
+        "--set",
+        "imageRegistry=values.example/mesh",
+        "--set",
+        "proxy.image.version=v9.9.9",
+        "--set",
+        "proxyInit.image.name=other.example/init",
+        "--controller-image",
+        "flag.example/controller:dev",
+    ]);
+    assert!(
+        controllers
+            .iter()
+            .all(|image| image == "flag.example/controller:dev"),
+        "{controllers:?}"
+    );
+    assert_eq!(
+        injector,
+        [
+            "--proxy-image=values.example/mesh/proxy",
+            "--proxy-init-image=other.example/init:v9.9.9",
+        ]
+    );
+}
+
 #[test]
 fn a_values_file_sets_what_flags_do_not() {
     let dir = tempfile::tempdir().expect("tempdir");

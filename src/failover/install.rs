@@ -21,9 +21,8 @@ pub struct InstallArgs {
     /// The `failover.linkerd.io/controlled-by` value to manage.
     #[arg(long, env = "MESH_FAILOVER_CONTROLLED_BY", default_value = NAME)]
     pub controlled_by: String,
-    /// The controller image (`mesh-controller`).
-    #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh/controller:v", env!("CARGO_PKG_VERSION")))]
-    pub controller_image: String,
+    #[command(flatten)]
+    pub image: crate::images::ControllerImageArgs,
 }
 
 /// Renders the extension as one YAML stream.
@@ -100,7 +99,7 @@ fn objects(args: &InstallArgs) -> Vec<Object> {
                         "serviceAccountName": NAME,
                         "containers": [{
                             "name": "failover",
-                            "image": args.controller_image,
+                            "image": args.image.controller_image(),
                             "args": controller_args,
                             "env": [
                                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -126,7 +125,10 @@ mod tests {
         let args = InstallArgs {
             prometheus_url: Some("http://prometheus.monitoring:9090".into()),
             controlled_by: NAME.into(),
-            controller_image: "mesh/controller:test".into(),
+            image: crate::images::ControllerImageArgs {
+                registry: Some("registry.example/acme".into()),
+                controller_image: None,
+            },
         };
         let objects = objects(&args);
         let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
@@ -146,6 +148,13 @@ mod tests {
         assert_eq!(
             container["args"][3],
             "--prometheus-url=http://prometheus.monitoring:9090"
+        );
+        assert_eq!(
+            container["image"],
+            concat!(
+                "registry.example/acme/controller:v",
+                env!("CARGO_PKG_VERSION")
+            )
         );
         assert!(
             render(&InstallArgs {

@@ -223,7 +223,7 @@ mod tests {
             serde_json::from_slice(&blob(&written.digest)).expect("manifest");
         assert_eq!(sha256(&blob(&written.digest)), written.digest);
         let config: oci_spec::image::ImageConfiguration =
-            serde_json::from_slice(&blob(&manifest.config().digest().to_string())).expect("config");
+            serde_json::from_slice(&blob(manifest.config().digest().as_ref())).expect("config");
         assert_eq!(config.rootfs().diff_ids(), &vec![layer.diff_id.clone()]);
         assert_eq!(
             config.config().as_ref().and_then(|c| c.user().clone()),

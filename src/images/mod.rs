@@ -2,7 +2,9 @@
 //! binaries without Docker, and pushed to a registry.
 //!
 //! `build` writes one OCI image layout per image under the output
-//! directory (`proxy`, `controller`, `podinfo`), each of two layers: the
+//! directory (`proxy`, `controller`, `podinfo`; not yet `proxy-init`,
+//! whose `mesh-init` runs iptables and needs Debian's iptables in its
+//! image), each of two layers: the
 //! base every image shares ([`base`]: the shared libraries from Debian's
 //! packages and a minimal `/etc`) and the image's binaries. The same
 //! binaries and packages give the same digests. `push` copies the layouts
@@ -26,6 +28,40 @@ use layer::LayerBuilder;
 
 /// The tag images get: `v` and mesh's version.
 pub const TAG: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+/// The registry (and path) images are named under unless one is given
+/// (`mesh/proxy`: the names local clusters map to their binaries in
+/// `clusters/images.toml`).
+pub const DEFAULT_REGISTRY: &str = "mesh";
+
+/// `<registry>/<name>:<tag>` for one of mesh's images, from the default
+/// registry when none is given.
+pub fn image(registry: Option<&str>, name: &str) -> String {
+    let registry = registry.unwrap_or(DEFAULT_REGISTRY).trim_end_matches('/');
+    format!("{registry}/{name}:{TAG}")
+}
+
+/// Which `mesh-controller` image an extension's controller runs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ControllerImageArgs {
+    /// The registry (and path) to pull mesh's images from, as `mesh images
+    /// push --registry` put them [default: mesh].
+    #[arg(long, env = "MESH_REGISTRY", value_name = "REGISTRY")]
+    pub registry: Option<String>,
+    /// The controller image (`mesh-controller`) [default:
+    /// <registry>/controller:v<version>].
+    #[arg(long, env = "MESH_CONTROLLER_IMAGE", value_name = "IMAGE")]
+    pub controller_image: Option<String>,
+}
+
+impl ControllerImageArgs {
+    /// The image: the one named, else the registry's controller.
+    pub fn controller_image(&self) -> String {
+        self.controller_image
+            .clone()
+            .unwrap_or_else(|| image(self.registry.as_deref(), "controller"))
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
@@ -111,11 +147,8 @@ struct ImageSpec {
 const IMAGES: [ImageSpec; 3] = [
     ImageSpec {
         name: "proxy",
-        title: "mesh proxy (with mesh-init, the pod network set-up)",
-        binaries: &[
-            ("mesh-proxy", "usr/bin/mesh-proxy"),
-            ("mesh-init", "usr/bin/mesh-init"),
-        ],
+        title: "mesh proxy",
+        binaries: &[("mesh-proxy", "usr/bin/mesh-proxy")],
         links: &[],
         user: 2102,
         entrypoint: &["/usr/bin/mesh-proxy"],

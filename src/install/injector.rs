@@ -122,6 +122,7 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
             [
                 ("proxy-image", &settings.proxy_image),
                 ("proxy-version", &settings.proxy_version),
+                ("proxy-init-image", &settings.proxy_init_image),
                 ("proxy-log-level", &settings.proxy_log_level),
             ]
             .into_iter()

@@ -107,17 +107,28 @@ pub struct InstallArgs {
     /// What the API server does when the injector cannot be reached [default: ignore].
     #[arg(long, env = "MESH_WEBHOOK_FAILURE_POLICY", value_enum)]
     pub webhook_failure_policy: Option<settings::FailurePolicy>,
+    /// The registry (and path) to pull mesh's images from, as `mesh
+    /// images push --registry` put them: `<registry>/controller`,
+    /// `<registry>/proxy`, `<registry>/proxy-init`, tagged with mesh's
+    /// version (values: `imageRegistry`) [default: mesh].
+    #[arg(long, env = "MESH_REGISTRY", value_name = "REGISTRY")]
+    pub registry: Option<String>,
     /// The image of the control-plane binary (`mesh-controller`; local
     /// clusters map `mesh/controller` to it in `clusters/images.toml`)
-    /// [default: mesh/controller:v<version>].
+    /// [default: <registry>/controller:v<version>].
     #[arg(long, env = "MESH_CONTROLLER_IMAGE", value_name = "IMAGE")]
     pub controller_image: Option<String>,
-    /// The proxy image repository injected [default: mesh/proxy].
+    /// The proxy image repository injected [default: <registry>/proxy].
     #[arg(long, env = "MESH_PROXY_IMAGE", value_name = "IMAGE")]
     pub proxy_image: Option<String>,
     /// The proxy version injected [default: v<version>].
     #[arg(long, env = "MESH_PROXY_VERSION", value_name = "VERSION")]
     pub proxy_version: Option<String>,
+    /// The init container's image, with its tag (values:
+    /// `proxyInit.image.name` and `.version`) [default:
+    /// <registry>/proxy-init:<proxy version>].
+    #[arg(long, env = "MESH_PROXY_INIT_IMAGE", value_name = "IMAGE")]
+    pub proxy_init_image: Option<String>,
     /// The proxies' log filter [default: warn,mesh_proxy=info].
     #[arg(long, env = "MESH_PROXY_LOG_LEVEL", value_name = "FILTER")]
     pub proxy_log_level: Option<String>,

@@ -11,6 +11,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::InstallArgs;
+use crate::images::TAG;
 
 /// A values file, in Linkerd's Helm value names.
 #[derive(Debug, Default, Deserialize)]
@@ -27,6 +28,10 @@ pub struct Values {
     identity_trust_anchors_pem: Option<String>,
     /// `identity.issuer.*`.
     identity: Option<IdentityValues>,
+    /// `imageRegistry`: the registry (and path) mesh's images are pulled
+    /// from, as `--registry` (`<registry>/controller`, `/proxy`,
+    /// `/proxy-init`).
+    image_registry: Option<String>,
     /// `controllerImage` (repository and tag).
     controller_image: Option<String>,
     /// `controllerReplicas`.
@@ -39,6 +44,8 @@ pub struct Values {
     webhook_failure_policy: Option<FailurePolicy>,
     /// `proxy.*`.
     proxy: Option<ProxyValues>,
+    /// `proxyInit.*`.
+    proxy_init: Option<ProxyInitValues>,
     /// `proxyInjector.*`.
     proxy_injector: Option<InjectorValues>,
 }
@@ -72,6 +79,12 @@ struct ProxyValues {
     image: Option<ImageValues>,
     log_level: Option<String>,
     default_inbound_policy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProxyInitValues {
+    image: Option<ImageValues>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +158,9 @@ pub struct Settings {
     pub proxy_image: Option<String>,
     /// The proxy version, when not the injector's default.
     pub proxy_version: Option<String>,
+    /// The init container's image (with its tag), when not the
+    /// injector's default.
+    pub proxy_init_image: Option<String>,
     /// The proxies' log filter, when not the injector's default.
     pub proxy_log_level: Option<String>,
     /// Replicas of each control-plane Deployment.
@@ -179,6 +195,16 @@ impl Settings {
         let issuer_tls = issuer.tls.unwrap_or_default();
         let proxy = values.proxy.unwrap_or_default();
         let proxy_image = proxy.image.unwrap_or_default();
+        let proxy_init_image = values
+            .proxy_init
+            .and_then(|init| init.image)
+            .unwrap_or_default();
+        let registry = args
+            .registry
+            .clone()
+            .or(values.image_registry)
+            .map(|registry| registry.trim_end_matches('/').to_owned());
+        let proxy_version = args.proxy_version.clone().or(proxy_image.version);
         let injector = values.proxy_injector.unwrap_or_default();
 
         let trust_anchors = flag_pem(
@@ -267,10 +293,24 @@ impl Settings {
             controller_image: first(
                 &args.controller_image,
                 values.controller_image,
-                concat!("mesh/controller:v", env!("CARGO_PKG_VERSION")),
+                &crate::images::image(registry.as_deref(), "controller"),
             ),
-            proxy_image: args.proxy_image.clone().or(proxy_image.name),
-            proxy_version: args.proxy_version.clone().or(proxy_image.version),
+            proxy_image: args
+                .proxy_image
+                .clone()
+                .or(proxy_image.name)
+                .or_else(|| Some(format!("{}/proxy", registry.as_deref()?))),
+            proxy_init_image: args.proxy_init_image.clone().or_else(|| {
+                let name = proxy_init_image
+                    .name
+                    .or_else(|| Some(format!("{}/proxy-init", registry.as_deref()?)))?;
+                let version = proxy_init_image
+                    .version
+                    .or_else(|| proxy_version.clone())
+                    .unwrap_or_else(|| TAG.to_owned());
+                Some(format!("{name}:{version}"))
+            }),
+            proxy_version,
             proxy_log_level: args.proxy_log_level.clone().or(proxy.log_level),
             replicas: args
                 .controller_replicas

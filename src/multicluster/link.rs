@@ -46,8 +46,8 @@ pub struct LinkArgs {
     #[arg(long, env = "MESH_LINK_TRANSPORT", value_enum, default_value_t = LinkTransport::Auto)]
     pub transport: LinkTransport,
     /// The image of the service mirror (`mesh-controller`).
-    #[arg(long, env = "MESH_CONTROLLER_IMAGE", default_value = concat!("mesh/controller:v", env!("CARGO_PKG_VERSION")))]
-    pub controller_image: String,
+    #[command(flatten)]
+    pub image: crate::images::ControllerImageArgs,
 }
 
 /// How proxies reach a linked cluster's gateway.
@@ -305,7 +305,7 @@ pub async fn render(global: &GlobalArgs, args: &LinkArgs) -> anyhow::Result<Stri
         ..Secret::default()
     };
     let mut objects = vec![object(&credentials)?, object(&link)?];
-    objects.extend(mirror_objects(name, &args.controller_image)?);
+    objects.extend(mirror_objects(name, &args.image.controller_image())?);
     manifest::to_yaml(&objects)
 }
 

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_new(&config.log)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mesh_proxy=info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads)
