@@ -3,7 +3,9 @@
 //! (Debian's `docker-registry` on loopback), then pulled with skopeo,
 //! unpacked with umoci and run with runc, with nothing from outside the
 //! image: the proxy serves `/live`, the controller answers `--help`,
-//! podinfo serves its page, each as the non-root user its image names.
+//! podinfo serves its page, each as the non-root user its image names,
+//! and the init container installs a pod's iptables rules with the
+//! iptables its image ships.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -184,14 +186,16 @@ fn pull_and_unpack(registry: &str, image: &str, work: &Path) -> (PathBuf, serde_
     (bundle, config)
 }
 
-/// Runs the bundle with runc: no terminal, the host's network (so that
-/// the test reaches what it serves on loopback), `args` instead of the
-/// image's entrypoint when given, `env` added to the image's.
+/// Runs the bundle with runc: no terminal, in the network namespace at
+/// `network` or else the host's (so that the test reaches what it serves
+/// on loopback), `args` instead of the image's entrypoint when given,
+/// `env` added to the image's.
 fn start(
     bundle: &Path,
     mut config: serde_json::Value,
     args: Option<&[&str]>,
     env: &[String],
+    network: Option<&Path>,
 ) -> Container {
     config["process"]["terminal"] = false.into();
     if let Some(args) = args {
@@ -213,6 +217,7 @@ fn start(
     config["linux"]["namespaces"] = namespaces
         .into_iter()
         .filter(|ns| ns["type"] != "network")
+        .chain(network.map(|path| serde_json::json!({"type": "network", "path": path})))
         .collect();
     std::fs::write(bundle.join("config.json"), config.to_string()).expect("config.json");
     let id = format!(
@@ -290,12 +295,12 @@ fn the_same_binaries_build_the_same_images() {
     let first = build(&work.path().join("one"), &debs);
     let second = build(&work.path().join("two"), &debs);
     let names: Vec<&str> = first.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["proxy", "controller", "podinfo"]);
+    assert_eq!(names, ["proxy", "proxy-init", "controller", "podinfo"]);
     assert_eq!(first, second, "two builds of the same inputs");
 }
 
 #[tokio::test]
-async fn images_pushed_to_a_registry_run_with_runc_as_non_root() {
+async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
     let work = tempfile::tempdir().expect("work dir");
     build(&work.path().join("images"), &work.path().join("debs"));
     let (_registry, registry) = registry(work.path()).await;
@@ -334,6 +339,7 @@ async fn images_pushed_to_a_registry_run_with_runc_as_non_root() {
                 free_port()
             ),
         ],
+        None,
     );
     wait_for(
         &format!("the proxy's /live at {admin}:\n{}", proxy.log()),
@@ -351,6 +357,7 @@ async fn images_pushed_to_a_registry_run_with_runc_as_non_root() {
         config,
         Some(&["/usr/bin/mesh-controller", "identity", "--help"]),
         &[],
+        None,
     )
     .finish();
     assert!(
@@ -363,11 +370,83 @@ async fn images_pushed_to_a_registry_run_with_runc_as_non_root() {
     let (bundle, config) = pull_and_unpack(&registry, "podinfo", work.path());
     assert_eq!(config["process"]["args"][0], "./podinfo");
     let port = free_port();
-    let podinfo = start(&bundle, config, None, &[format!("PODINFO_PORT={port}")]);
+    let podinfo = start(
+        &bundle,
+        config,
+        None,
+        &[format!("PODINFO_PORT={port}")],
+        None,
+    );
     let address = format!("127.0.0.1:{port}");
     wait_for(&format!("podinfo at {address}:\n{}", podinfo.log()), || {
         http_get(&address, "/").is_some_and(|(status, _)| status == 200)
     })
     .await;
     assert_eq!(container_uid(&podinfo.id), 65532);
+    drop(podinfo);
+
+    // The init container, as the injector runs it (root, NET_ADMIN and
+    // NET_RAW) in a pod's network namespace: its iptables, from the image,
+    // installs the redirect.
+    let (bundle, mut config) = pull_and_unpack(&registry, "proxy-init", work.path());
+    assert_eq!(config["process"]["args"][0], "/usr/bin/mesh-init");
+    for set in ["bounding", "effective", "permitted"] {
+        let caps = config["process"]["capabilities"][set]
+            .as_array_mut()
+            .expect("capabilities");
+        caps.extend(["CAP_NET_ADMIN".into(), "CAP_NET_RAW".into()]);
+    }
+    let pod = NetworkNamespace::new(&format!("mesh-images-{}", std::process::id()));
+    let (status, printed) = start(&bundle, config, None, &[], Some(&pod.path())).finish();
+    assert!(
+        status.success(),
+        "mesh-init in its image: {status}\n{printed}"
+    );
+    let rules = run(
+        &tool("ip"),
+        &[
+            "netns",
+            "exec",
+            &pod.name,
+            "iptables-legacy-save",
+            "-t",
+            "nat",
+        ],
+    );
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(
+        rules.contains("-A PROXY_INIT_REDIRECT -p tcp")
+            && rules.contains("--to-ports 4143")
+            && rules.contains("--uid-owner 2102"),
+        "the pod's nat table after mesh-init:\n{rules}"
+    );
+}
+
+/// A network namespace made with `ip netns add`, deleted when the test ends.
+struct NetworkNamespace {
+    name: String,
+}
+
+impl NetworkNamespace {
+    fn new(name: &str) -> Self {
+        let _ = Command::new(tool("ip"))
+            .args(["netns", "del", name])
+            .output();
+        run(&tool("ip"), &["netns", "add", name]);
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/var/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for NetworkNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new(tool("ip"))
+            .args(["netns", "del", &self.name])
+            .output();
+    }
 }

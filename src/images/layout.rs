@@ -71,7 +71,9 @@ pub fn write(dir: &Path, layers: &[&Layer], run: &RunConfig, tag: &str) -> anyho
             ConfigBuilder::default()
                 .user(run.user.clone())
                 .entrypoint(run.entrypoint.clone())
-                .env(vec!["PATH=/usr/local/bin:/usr/bin:/bin".to_owned()])
+                .env(vec![
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+                ])
                 .labels(run.labels.clone())
                 .working_dir(run.working_dir.clone().unwrap_or_else(|| "/".to_owned()))
                 .build()?,

@@ -2,16 +2,15 @@
 //! binaries without Docker, and pushed to a registry.
 //!
 //! `build` writes one OCI image layout per image under the output
-//! directory (`proxy`, `controller`, `podinfo`; not yet `proxy-init`,
-//! whose `mesh-init` runs iptables and needs Debian's iptables in its
-//! image), each of two layers: the
-//! base every image shares ([`base`]: the shared libraries from Debian's
-//! packages and a minimal `/etc`) and the image's binaries. The same
-//! binaries and packages give the same digests. `push` copies the layouts
-//! to `<registry>/<image>:<tag>` with skopeo; `<registry>/proxy` is the
-//! image `mesh install --registry` names.
+//! directory (`proxy`, `proxy-init`, `controller`, `podinfo`), each of
+//! two layers: the base every image shares ([`debian::BASE`]: the shared
+//! libraries from Debian's packages, and a minimal `/etc`) and the
+//! image's own files (its binaries; for `proxy-init`, iptables from
+//! Debian's packages too). The same binaries and packages give the same
+//! digests. `push` copies the layouts to `<registry>/<image>:<tag>` with
+//! skopeo, the names `mesh install --registry` renders.
 
-mod base;
+mod debian;
 mod layer;
 mod layout;
 
@@ -139,19 +138,43 @@ struct ImageSpec {
     binaries: &'static [(&'static str, &'static str)],
     /// (path in the image, target)
     links: &'static [(&'static str, &'static str)],
+    /// Debian packages whose files the image's own layer holds.
+    packages: Option<&'static debian::PackageSet>,
     user: u32,
     entrypoint: &'static [&'static str],
     working_dir: Option<&'static str>,
 }
 
-const IMAGES: [ImageSpec; 3] = [
+const IMAGES: [ImageSpec; 4] = [
     ImageSpec {
         name: "proxy",
         title: "mesh proxy",
         binaries: &[("mesh-proxy", "usr/bin/mesh-proxy")],
         links: &[],
+        packages: None,
         user: 2102,
         entrypoint: &["/usr/bin/mesh-proxy"],
+        working_dir: None,
+    },
+    // The init container: root with NET_ADMIN and NET_RAW, as the
+    // injector runs it. `iptables` is the legacy back end, as Linkerd's
+    // proxy-init defaults (`iptables-nft-save` and `-restore` are there for
+    // hosts whose rules are in nf_tables).
+    ImageSpec {
+        name: "proxy-init",
+        title: "mesh-init, the iptables rules of a meshed pod",
+        binaries: &[("mesh-init", "usr/bin/mesh-init")],
+        links: &[
+            ("usr/sbin/iptables", "iptables-legacy"),
+            ("usr/sbin/iptables-save", "iptables-legacy-save"),
+            ("usr/sbin/iptables-restore", "iptables-legacy-restore"),
+            ("usr/sbin/ip6tables", "ip6tables-legacy"),
+            ("usr/sbin/ip6tables-save", "ip6tables-legacy-save"),
+            ("usr/sbin/ip6tables-restore", "ip6tables-legacy-restore"),
+        ],
+        packages: Some(&debian::IPTABLES),
+        user: 0,
+        entrypoint: &["/usr/bin/mesh-init"],
         working_dir: None,
     },
     ImageSpec {
@@ -159,6 +182,7 @@ const IMAGES: [ImageSpec; 3] = [
         title: "mesh control plane (identity, destination, policy, injector, mirror, failover)",
         binaries: &[("mesh-controller", "usr/bin/mesh-controller")],
         links: &[],
+        packages: None,
         user: 2103,
         entrypoint: &["/usr/bin/mesh-controller"],
         working_dir: None,
@@ -168,6 +192,7 @@ const IMAGES: [ImageSpec; 3] = [
         title: "podinfo, the demo application (with podcli)",
         binaries: &[("mesh-podinfo", "home/app/podinfo")],
         links: &[("usr/bin/podcli", "/home/app/podinfo")],
+        packages: None,
         user: 65532,
         entrypoint: &["./podinfo"],
         working_dir: Some("/home/app"),
@@ -183,13 +208,14 @@ struct Built {
     /// Compressed bytes: what a pull downloads.
     size: u64,
     layout: PathBuf,
+    /// The Debian packages its files came from.
+    debian_packages: Vec<debian::Package>,
 }
 
 /// What `mesh images build --output json` prints.
 #[derive(Debug, serde::Serialize)]
 struct BuildReport {
     images: Vec<Built>,
-    base_packages: Vec<base::Package>,
     revision: String,
 }
 
@@ -224,7 +250,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         .collect();
     if !missing.is_empty() {
         bail!(
-            "{} holds no {}: build them with `cargo build --release -p mesh-proxy -p mesh-controller -p mesh-podinfo`, or name their directory with --binaries",
+            "{} holds no {}: build them with `cargo build --release -p mesh-proxy -p mesh-controller -p mesh-podinfo` (mesh-proxy builds mesh-init), or name their directory with --binaries",
             binaries.display(),
             missing.join(", ")
         );
@@ -236,17 +262,20 @@ fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     .to_string();
 
     let debs_dir = args.debs.clone().unwrap_or_else(|| args.out.join("debs"));
-    progress(
-        args,
-        &format!(
-            "base: Debian's {} from {}",
-            base::PACKAGES.join(" and "),
-            debs_dir.display()
-        ),
-    );
-    let debs = base::debs(&debs_dir)?;
+    let from_debian = |set: &debian::PackageSet, layer: &mut LayerBuilder| {
+        progress(
+            args,
+            &format!(
+                "Debian's {} from {}",
+                set.packages.join(", "),
+                debs_dir.display()
+            ),
+        );
+        debian::add(layer, set, &debian::debs(&debs_dir, set)?)
+    };
     let mut base_files = LayerBuilder::default();
-    let packages = base::add(&mut base_files, &debs)?;
+    debian::add_etc(&mut base_files);
+    let base_packages = from_debian(&debian::BASE, &mut base_files)?;
     let base_layer = base_files.build(args.source_date_epoch)?;
 
     let mut built = Vec::new();
@@ -261,6 +290,10 @@ fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         }
         for (path, target) in image.links {
             files.symlink(path, target);
+        }
+        let mut packages = base_packages.clone();
+        if let Some(set) = image.packages {
+            packages.extend(from_debian(set, &mut files)?);
         }
         let layer = files.build(args.source_date_epoch)?;
         let labels = labels(image, &revision, &created, &packages);
@@ -279,13 +312,13 @@ fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
             digest: written.digest,
             size: written.size,
             layout: dir,
+            debian_packages: packages,
         });
     }
 
     match args.output {
         OutputFormat::Json => output::print_json(&BuildReport {
             images: built,
-            base_packages: packages,
             revision,
         })?,
         OutputFormat::Table => {
@@ -313,7 +346,7 @@ fn labels(
     image: &ImageSpec,
     revision: &str,
     created: &str,
-    packages: &[base::Package],
+    packages: &[debian::Package],
 ) -> HashMap<String, String> {
     use oci_spec::image::{
         ANNOTATION_CREATED, ANNOTATION_LICENSES, ANNOTATION_REVISION, ANNOTATION_SOURCE,

@@ -1,9 +1,11 @@
-//! What every image holds besides mesh's binaries, as distroless images
-//! are made: the few shared libraries the binaries load (the C library,
-//! the maths library, the dynamic loader and libgcc's unwinder), taken
-//! from Debian's `libc6` and `libgcc-s1` packages with their copyright
-//! files, and a minimal `/etc` (the users the images run as, name
-//! resolution from files then DNS) and `/tmp`.
+//! Files taken from Debian's packages, as distroless images are made:
+//! only the files an image needs, with each package's copyright file.
+//! [`BASE`] is what every image holds besides mesh's binaries (the C
+//! library, the maths library, the dynamic loader and libgcc's unwinder),
+//! with a minimal `/etc` (the users the images run as, name resolution
+//! from files then DNS), `/tmp` and `/run` ([`add_etc`]); [`IPTABLES`] is what
+//! `mesh-init` runs (iptables, legacy and nft, with their libraries and
+//! extensions).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,11 +14,62 @@ use anyhow::{Context, bail};
 
 use super::layer::LayerBuilder;
 
-/// The Debian packages the libraries come from.
-pub const PACKAGES: [&str; 2] = ["libc6", "libgcc-s1"];
+/// Some of Debian's packages, and which of their files an image takes.
+#[derive(Debug)]
+pub struct PackageSet {
+    /// The packages, by name.
+    pub packages: &'static [&'static str],
+    /// Whether a file (its path without the leading `./` or `/`) is taken.
+    takes: fn(&str) -> bool,
+    /// Files that must be among those taken: without them, the packages
+    /// were not the ones expected.
+    required: &'static [&'static str],
+}
 
-/// The files taken from them (mesh's binaries need no others: `ldd`
-/// lists these).
+/// The shared libraries mesh's binaries load (`ldd` lists no others).
+pub const BASE: PackageSet = PackageSet {
+    packages: &["libc6", "libgcc-s1"],
+    takes: |path| LIBRARIES.contains(&path),
+    required: &LIBRARIES,
+};
+
+/// iptables for `mesh-init`: the two multi-call programs (legacy and
+/// nft) with their command names, the libraries they load and the
+/// extensions they load at run time.
+pub const IPTABLES: PackageSet = PackageSet {
+    packages: &[
+        "iptables",
+        "libip4tc2",
+        "libip6tc2",
+        "libxtables12",
+        "libmnl0",
+        "libnetfilter-conntrack3",
+        "libnfnetlink0",
+        "libnftnl11",
+    ],
+    takes: |path| {
+        let in_lib = path.starts_with("lib/") || path.starts_with("usr/lib/");
+        let shared_object = in_lib && path.contains(".so");
+        let program = path.strip_prefix("usr/sbin/").is_some_and(|name| {
+            let multi_call = name.starts_with("xtables-") && name.ends_with("-multi");
+            let command = (name.starts_with("iptables-") || name.starts_with("ip6tables-"))
+                && !name.contains("apply")
+                && !name.contains("translate");
+            multi_call || command
+        });
+        shared_object || program
+    },
+    required: &[
+        "usr/sbin/xtables-legacy-multi",
+        "usr/sbin/xtables-nft-multi",
+        "usr/sbin/iptables-legacy-save",
+        "usr/sbin/iptables-nft-restore",
+        "usr/lib/x86_64-linux-gnu/xtables/libxt_REDIRECT.so",
+        "usr/lib/x86_64-linux-gnu/xtables/libxt_owner.so",
+        "usr/lib/x86_64-linux-gnu/xtables/libxt_multiport.so",
+    ],
+};
+
 const LIBRARIES: [&str; 5] = [
     "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
     "lib/x86_64-linux-gnu/libc.so.6",
@@ -42,13 +95,13 @@ pub struct Package {
     pub version: String,
 }
 
-/// The `.deb` of each of [`PACKAGES`] in `dir`, downloaded there with
+/// The `.deb` of each package of `set` in `dir`, downloaded there with
 /// `apt-get download` when absent (so a second build uses the same
 /// files).
-pub fn debs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn debs(dir: &Path, set: &PackageSet) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut found = Vec::new();
-    for package in PACKAGES {
+    for &package in set.packages {
         if let Some(deb) = deb_in(dir, package)? {
             found.push(deb);
             continue;
@@ -62,12 +115,12 @@ pub fn debs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             Ok(status) => bail!(
                 "`apt-get download {package}` in {} failed ({status}); put Debian's {} .deb files there (--debs) and run again",
                 dir.display(),
-                PACKAGES.join(" and ")
+                set.packages.join(", ")
             ),
             Err(e) => bail!(
                 "no {package} .deb in {} and no apt-get to download it ({e}); put Debian's {} .deb files there (--debs) and run again",
                 dir.display(),
-                PACKAGES.join(" and ")
+                set.packages.join(", ")
             ),
         }
         found.push(deb_in(dir, package)?.with_context(|| {
@@ -110,14 +163,24 @@ fn deb_in(dir: &Path, package: &str) -> anyhow::Result<Option<PathBuf>> {
     }
 }
 
-/// Adds the base to `layer` from the `.deb` files `debs`; the packages it
-/// took files from.
-pub fn add(layer: &mut LayerBuilder, debs: &[PathBuf]) -> anyhow::Result<Vec<Package>> {
+/// Adds `/etc` (users, groups, name resolution), `/tmp` and `/run`
+/// (where iptables takes its lock) to `layer`.
+pub fn add_etc(layer: &mut LayerBuilder) {
     layer
         .file("etc/passwd", PASSWD.into(), 0o644)
         .file("etc/group", GROUP.into(), 0o644)
         .file("etc/nsswitch.conf", NSSWITCH.into(), 0o644)
-        .dir("tmp", 0o1777);
+        .dir("tmp", 0o1777)
+        .dir("run", 0o755);
+}
+
+/// Adds the files `set` takes from the `.deb` files `debs` to `layer`;
+/// the packages it took files from.
+pub fn add(
+    layer: &mut LayerBuilder,
+    set: &PackageSet,
+    debs: &[PathBuf],
+) -> anyhow::Result<Vec<Package>> {
     let mut packages = Vec::new();
     let mut taken = Vec::new();
     for deb in debs {
@@ -155,10 +218,11 @@ pub fn add(layer: &mut LayerBuilder, debs: &[PathBuf]) -> anyhow::Result<Vec<Pac
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        taken.extend(add_from_archive(layer, &package.name, &out.stdout)?);
+        taken.extend(add_from_archive(layer, set, &package.name, &out.stdout)?);
         packages.push(package);
     }
-    let missing: Vec<&str> = LIBRARIES
+    let missing: Vec<&str> = set
+        .required
         .iter()
         .copied()
         .filter(|library| !taken.iter().any(|t| t == library))
@@ -171,17 +235,18 @@ pub fn add(layer: &mut LayerBuilder, debs: &[PathBuf]) -> anyhow::Result<Vec<Pac
                 .collect::<Vec<_>>()
                 .join(", "),
             missing.join(", "),
-            PACKAGES.join(" and ")
+            set.packages.join(", ")
         );
     }
     Ok(packages)
 }
 
-/// Adds the libraries and the copyright file of `package` found in its
-/// data archive `tar` (paths as dpkg writes them, `./lib/…`); the
-/// library paths it added.
+/// Adds the files `set` takes and the copyright file of `package` found
+/// in its data archive `tar` (paths as dpkg writes them, `./lib/…`); the
+/// paths it took (the copyright file aside).
 fn add_from_archive(
     layer: &mut LayerBuilder,
+    set: &PackageSet,
     package: &str,
     tar: &[u8],
 ) -> anyhow::Result<Vec<String>> {
@@ -192,7 +257,7 @@ fn add_from_archive(
         let mut entry = entry.context("reading a package's files")?;
         let path = entry.path()?.display().to_string();
         let path = path.trim_start_matches("./").to_owned();
-        let wanted = LIBRARIES.contains(&path.as_str());
+        let wanted = (set.takes)(&path);
         if !wanted && path != copyright {
             continue;
         }
@@ -261,7 +326,7 @@ mod tests {
             ),
         ]);
         let mut layer = LayerBuilder::default();
-        let added = add_from_archive(&mut layer, "libc6", &tar).expect("added");
+        let added = add_from_archive(&mut layer, &BASE, "libc6", &tar).expect("added");
         assert_eq!(
             added,
             [
