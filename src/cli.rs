@@ -41,7 +41,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the version of this CLI and of the Kubernetes release it runs locally.
+    /// Print the version of this CLI, of the control plane (and with --proxy
+    /// of the data plane), and of the Kubernetes release it runs locally.
     Version(VersionArgs),
     /// Start two local Kubernetes clusters, west and east, linked by a WAN
     /// (builds Kubernetes on first use).
@@ -247,6 +248,19 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct VersionArgs {
+    /// Print only the client's version, without asking the cluster.
+    #[arg(long, env = "MESH_VERSION_CLIENT")]
+    pub client: bool,
+    /// Print only the versions, one per line (client, then server).
+    #[arg(long, env = "MESH_VERSION_SHORT")]
+    pub short: bool,
+    /// Also print the versions the data plane's proxies run, with how many
+    /// pods run each.
+    #[arg(long, env = "MESH_VERSION_PROXY")]
+    pub proxy: bool,
+    /// With --proxy: only the proxies of this namespace [default: all].
+    #[arg(long, short, env = "MESH_NAMESPACE", requires = "proxy")]
+    pub namespace: Option<String>,
     /// Output format.
     #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,

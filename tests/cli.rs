@@ -57,7 +57,7 @@ fn version_prints_json_for_programs() {
     let output = mesh(&["version", "--output", "json"], tmp.path());
     assert_success("mesh version --output json", &output);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(json["client"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["client"], concat!("v", env!("CARGO_PKG_VERSION")));
     assert_eq!(json["kubernetes"], mesh_clusters::KUBERNETES_VERSION);
 }
 

@@ -110,6 +110,7 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
     for object in [
         "namespace/linkerd",
         "configmap/linkerd-identity-trust-roots",
+        "configmap/linkerd-config",
         "secret/linkerd-identity-issuer",
         "serviceaccount/linkerd-identity",
         "deployment.apps/linkerd-identity",
@@ -224,6 +225,59 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
         "every object uninstall names exists: {}",
         text(&deleted.stderr)
     );
+
+    // `mesh version` reads the control plane's version from linkerd-config,
+    // and counts the proxies of a namespace by the version they run.
+    let ns = format!("mesh-version-{}", std::process::id());
+    let pods: String = (0..2)
+        .map(|n| {
+            format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-{n}\n  namespace: {ns}\n  \
+                 labels: {{linkerd.io/control-plane-ns: linkerd}}\n  \
+                 annotations: {{linkerd.io/proxy-version: v9.9.9}}\nspec:\n  containers:\n  \
+                 - {{name: app, image: busybox}}\n  - {{name: linkerd-proxy, image: mesh/proxy:v9.9.9}}\n"
+            )
+        })
+        .collect();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  \
+         labels: {{config.linkerd.io/admission-webhooks: disabled}}\n{pods}"
+    );
+    let created = kubectl(
+        &kubeconfig,
+        &["apply", "-f", "-"],
+        Some(manifest.as_bytes()),
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let kubeconfig_arg = kubeconfig.display().to_string();
+    let version = mesh(&[
+        "version",
+        "--proxy",
+        "-n",
+        &ns,
+        "-o",
+        "json",
+        "--kubeconfig",
+        &kubeconfig_arg,
+    ]);
+    assert!(version.status.success(), "{}", text(&version.stderr));
+    let version: serde_json::Value = serde_json::from_slice(&version.stdout).expect("JSON");
+    assert_eq!(
+        version["server"],
+        concat!("v", env!("CARGO_PKG_VERSION")),
+        "{version}"
+    );
+    assert_eq!(
+        version["proxies"],
+        serde_json::json!([{"version": "v9.9.9", "pods": 2}]),
+        "{version}"
+    );
+    let deleted = kubectl(
+        &kubeconfig,
+        &["delete", "namespace", &ns, "--wait=false"],
+        None,
+    );
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
 
     // The webhook has no pod to answer here (no nodes): leave the shared
     // API server as other tests expect it.
@@ -482,6 +536,85 @@ fn a_registry_names_every_image_and_an_explicit_image_wins() {
             "--proxy-init-image=other.example/init:v9.9.9",
         ]
     );
+}
+
+/// What `linkerd-config` stores is a values file: rendering from it gives
+/// the same control plane as the flags it was rendered with (the basis of
+/// an upgrade that keeps what the install chose).
+#[test]
+fn the_stored_values_render_the_same_control_plane() {
+    let flags = [
+        "--ha",
+        "--registry",
+        "registry.example/acme",
+        "--cluster-domain",
+        "corp.example",
+        "--proxy-log-level",
+        "debug",
+        "--webhook-failure-policy",
+        "fail",
+        "--set",
+        "proxy.defaultInboundPolicy=cluster-authenticated",
+    ];
+    let first = render(&flags);
+    let stored = find(&first, "ConfigMap", "linkerd-config")["data"]["values"]
+        .as_str()
+        .expect("values")
+        .to_owned();
+    assert!(
+        !stored.contains("PRIVATE KEY"),
+        "no key is stored:\n{stored}"
+    );
+    // The anchors go with their issuer, which stays in its Secret: an
+    // upgrade reads both from the cluster; here they are generated anew.
+    let mut values: serde_json::Value = serde_saphyr::from_str(&stored).expect("YAML");
+    values
+        .as_object_mut()
+        .expect("map")
+        .remove("identityTrustAnchorsPEM")
+        .expect("the anchors are stored");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("values.yaml");
+    std::fs::write(&path, values.to_string()).expect("write values");
+    let again = render(&["--values", &path.display().to_string()]);
+    let workloads = |objects: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment" || o["kind"] == "PodDisruptionBudget")
+            .map(|o| {
+                let mut o = o.clone();
+                // Checksums of the generated certificates differ.
+                if let Some(annotations) =
+                    o["spec"]["template"]["metadata"]["annotations"].as_object_mut()
+                {
+                    annotations.retain(|k, _| !k.contains("checksum"));
+                }
+                o
+            })
+            .collect()
+    };
+    assert_eq!(
+        workloads(&first),
+        workloads(&again),
+        "stored values:\n{stored}"
+    );
+    let webhook = |objects: &[serde_json::Value]| {
+        find(
+            objects,
+            "MutatingWebhookConfiguration",
+            "linkerd-proxy-injector-webhook-config",
+        )["webhooks"][0]["failurePolicy"]
+            .clone()
+    };
+    assert_eq!(webhook(&again), "Fail");
+    let stored_again = find(&again, "ConfigMap", "linkerd-config")["data"]["values"].clone();
+    let mut stored_again: serde_json::Value =
+        serde_saphyr::from_str(stored_again.as_str().expect("values")).expect("YAML");
+    stored_again
+        .as_object_mut()
+        .expect("map")
+        .remove("identityTrustAnchorsPEM");
+    assert_eq!(values, stored_again);
 }
 
 #[test]

@@ -237,10 +237,28 @@ async fn crds_exist(client: &kube::Client) -> Outcome {
 
 /// The version tag of this CLI's images.
 pub fn cli_version() -> String {
-    format!("v{}", env!("CARGO_PKG_VERSION"))
+    crate::images::TAG.to_owned()
 }
 
+const UPGRADE_HINT: &str = "upgrade the control plane (`mesh install | kubectl apply -f -` with this CLI) or use the CLI of its version";
+
+/// Whether the control plane runs this CLI's version: what `linkerd-config`
+/// says it was rendered by, or (an install without it) its images' tags.
 async fn same_version(client: &kube::Client) -> Outcome {
+    match crate::install::config::installed_version(client).await {
+        Ok(Some(version)) if version == cli_version() => return Ok(()),
+        Ok(Some(version)) => {
+            return Err(Problem::warning(
+                format!(
+                    "this CLI is {}; the control plane is {version} (linkerd/linkerd-config)",
+                    cli_version()
+                ),
+                UPGRADE_HINT,
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => return Err(Problem::error(format!("{e:#}"), "")),
+    }
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
     let mut different = Vec::new();
     for name in DEPLOYMENTS {
@@ -269,7 +287,7 @@ async fn same_version(client: &kube::Client) -> Outcome {
     } else {
         Err(Problem::warning(
             format!("this CLI is {}; {}", cli_version(), different.join(", ")),
-            "upgrade the control plane (`mesh install | kubectl apply -f -` with this CLI) or use the CLI of its version",
+            UPGRADE_HINT,
         ))
     }
 }

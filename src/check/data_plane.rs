@@ -35,13 +35,8 @@ pub async fn check(
 ) {
     report.category("linkerd-data-plane");
     let pods = || async {
-        let api: Api<Pod> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        api.list(&ListParams::default().labels(&format!("{CONTROL_PLANE_NS}={NS}")))
+        meshed_pods(client, namespace)
             .await
-            .map(|l| l.items.into_iter().filter(runs_proxy).collect::<Vec<_>>())
             .map_err(|e| Problem::error(format!("listing meshed pods: {e}"), ""))
     };
     let found = match (pods().await, namespace) {
@@ -86,6 +81,27 @@ pub async fn check(
         "data plane proxies have valid certificates",
         certificates_valid(client, &pods, waiter).await,
     );
+}
+
+/// The pods of `namespace` (or of every namespace) that run a proxy of
+/// this control plane.
+pub async fn meshed_pods(client: &kube::Client, namespace: Option<&str>) -> kube::Result<Vec<Pod>> {
+    let api: Api<Pod> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    api.list(&ListParams::default().labels(&format!("{CONTROL_PLANE_NS}={NS}")))
+        .await
+        .map(|l| l.items.into_iter().filter(runs_proxy).collect())
+}
+
+/// The proxy version a pod was injected with (`linkerd.io/proxy-version`).
+pub fn proxy_version(pod: &Pod) -> &str {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PROXY_VERSION_ANNOTATION))
+        .map_or("unknown", String::as_str)
 }
 
 /// Whether `pod` runs the proxy: a data-plane pod.
@@ -191,12 +207,7 @@ fn versions_are(pods: &[Pod], wanted: &str, whose: &str) -> Outcome {
     let other: Vec<String> = pods
         .iter()
         .filter_map(|pod| {
-            let version = pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(PROXY_VERSION_ANNOTATION))
-                .map_or("unknown", String::as_str);
+            let version = proxy_version(pod);
             (version != wanted).then(|| format!("{} runs {version}", name(pod)))
         })
         .collect();

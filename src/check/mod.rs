@@ -13,7 +13,7 @@
 
 pub(crate) mod certificates;
 pub(crate) mod control_plane;
-mod data_plane;
+pub(crate) mod data_plane;
 mod injection;
 pub(crate) mod kubernetes;
 mod policy;

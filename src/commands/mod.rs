@@ -14,7 +14,7 @@ use crate::cli::{Cli, Command, DiagnosticsCommand, FailoverCommand, Multicluster
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Version(args) => version::run(&args),
+        Command::Version(args) => version::run(&cli.global, &args).await,
         Command::Up(args) => local::up(&args).await,
         Command::Down(args) => local::down(&args).await,
         Command::Wan(command) => local::wan(&command).await,

@@ -33,11 +33,16 @@ pub const TAG: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 /// `clusters/images.toml`).
 pub const DEFAULT_REGISTRY: &str = "mesh";
 
-/// `<registry>/<name>:<tag>` for one of mesh's images, from the default
+/// `<registry>/<name>` for one of mesh's images, from the default
 /// registry when none is given.
-pub fn image(registry: Option<&str>, name: &str) -> String {
+pub fn repository(registry: Option<&str>, name: &str) -> String {
     let registry = registry.unwrap_or(DEFAULT_REGISTRY).trim_end_matches('/');
-    format!("{registry}/{name}:{TAG}")
+    format!("{registry}/{name}")
+}
+
+/// `<registry>/<name>:<tag>` for one of mesh's images.
+pub fn image(registry: Option<&str>, name: &str) -> String {
+    format!("{}:{TAG}", repository(registry, name))
 }
 
 /// Which `mesh-controller` image an extension's controller runs.

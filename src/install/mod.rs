@@ -1,7 +1,8 @@
 //! `mesh install`: renders the control plane for `kubectl apply -f -`.
 //!
 //! The `linkerd` namespace, the trust roots ConfigMap and issuer Secret,
-//! and three components built on [`component::Component`]: the identity
+//! the `linkerd-config` ConfigMap (the values rendered, [`config`]), and
+//! the components built on [`component::Component`]: the identity
 //! service, the destination service and the proxy injector (with its
 //! webhook certificate and MutatingWebhookConfiguration). Trust material
 //! and the webhook certificate are generated unless the operator brings
@@ -11,6 +12,7 @@
 //! re-applying `mesh install` changes only what its flags changed.
 
 mod component;
+pub mod config;
 mod destination;
 pub(crate) mod existing;
 pub mod gateway_api;
@@ -199,6 +201,7 @@ fn first_line(text: &str) -> &str {
 fn control_plane(settings: &Settings) -> anyhow::Result<Vec<manifest::Object>> {
     let material = trust_material(settings)?;
     let mut objects = identity::objects(settings, &material)?;
+    objects.push(config::object_for(settings, &material)?);
     objects.extend(destination::objects(settings)?);
     objects.extend(policy::objects(settings)?);
     objects.extend(injector::objects(settings)?);

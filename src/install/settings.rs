@@ -17,6 +17,10 @@ use crate::images::TAG;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Values {
+    /// `linkerdVersion`: the version that rendered the values (what
+    /// `linkerd-config` stores); the CLI's own version is what renders.
+    #[serde(rename = "linkerdVersion")]
+    _linkerd_version: Option<serde::de::IgnoredAny>,
     /// `clusterDomain`.
     cluster_domain: Option<String>,
     /// `clusterNetworks`: the pod and node networks (comma list of CIDRs).
@@ -152,6 +156,9 @@ pub struct Settings {
     pub issuer_key: Option<Pem>,
     /// The injector's serving certificate, key and CA, when brought.
     pub injector_tls: Option<(Pem, Pem, Pem)>,
+    /// The registry images are named under (`--registry`,
+    /// `imageRegistry`), when one was given.
+    pub registry: Option<String>,
     /// The `mesh-controller` image.
     pub controller_image: String,
     /// The proxy image repository, when not the injector's default.
@@ -295,15 +302,19 @@ impl Settings {
                 values.controller_image,
                 &crate::images::image(registry.as_deref(), "controller"),
             ),
-            proxy_image: args
-                .proxy_image
-                .clone()
-                .or(proxy_image.name)
-                .or_else(|| Some(format!("{}/proxy", registry.as_deref()?))),
+            proxy_image: args.proxy_image.clone().or(proxy_image.name).or_else(|| {
+                Some(crate::images::repository(
+                    Some(registry.as_deref()?),
+                    "proxy",
+                ))
+            }),
             proxy_init_image: args.proxy_init_image.clone().or_else(|| {
-                let name = proxy_init_image
-                    .name
-                    .or_else(|| Some(format!("{}/proxy-init", registry.as_deref()?)))?;
+                let name = proxy_init_image.name.or_else(|| {
+                    Some(crate::images::repository(
+                        Some(registry.as_deref()?),
+                        "proxy-init",
+                    ))
+                })?;
                 let version = proxy_init_image
                     .version
                     .or_else(|| proxy_version.clone())
@@ -311,6 +322,7 @@ impl Settings {
                 Some(format!("{name}:{version}"))
             }),
             proxy_version,
+            registry,
             proxy_log_level: args.proxy_log_level.clone().or(proxy.log_level),
             replicas: args
                 .controller_replicas
