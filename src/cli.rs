@@ -54,6 +54,12 @@ pub enum Command {
     Wan(WanCommand),
     /// Render the control plane for `kubectl apply -f -`.
     Install(Box<crate::install::InstallArgs>),
+    /// Render the installed control plane again with this CLI, for
+    /// `kubectl apply -f -`: the values it was installed with (kept in
+    /// linkerd-config) and its trust material and webhook certificate, with
+    /// anything given now over them (a new issuer alone, a new anchors
+    /// bundle alone).
+    Upgrade(Box<crate::install::InstallArgs>),
     /// Check the cluster, the control plane and (with --proxy) the data plane;
     /// say what is wrong and how to fix it.
     Check(crate::check::CheckArgs),

@@ -279,6 +279,109 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
     );
     assert!(deleted.status.success(), "{}", text(&deleted.stderr));
 
+    // `mesh upgrade` renders from what the cluster holds: a value set once
+    // stays set, the anchors, issuer and webhook certificate are kept, and
+    // a new issuer or anchors bundle is given alone.
+    let upgrade = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["upgrade", "--kubeconfig", &kubeconfig_arg];
+        args.extend(extra);
+        let out = mesh(&args);
+        assert!(
+            out.status.success(),
+            "mesh upgrade {extra:?}: {}",
+            text(&out.stderr)
+        );
+        let applied = kubectl(&kubeconfig, &["apply", "-f", "-"], Some(&out.stdout));
+        assert!(applied.status.success(), "{}", text(&applied.stderr));
+        serde_saphyr::from_multiple(&text(&out.stdout)).expect("YAML documents")
+    };
+    let issuer_data = |objects: &[serde_json::Value], key: &str| {
+        find(objects, "Secret", "linkerd-identity-issuer")["stringData"][key]
+            .as_str()
+            .expect("issuer Secret")
+            .to_owned()
+    };
+    let anchors_of = |objects: &[serde_json::Value]| {
+        find(objects, "ConfigMap", "linkerd-identity-trust-roots")["data"]["ca-bundle.crt"]
+            .as_str()
+            .expect("trust roots")
+            .to_owned()
+    };
+    upgrade(&["--set", "proxy.logLevel=debug"]);
+    let objects = upgrade(&[]);
+    assert!(
+        args_of(&objects, "linkerd-proxy-injector").contains(&"--proxy-log-level=debug".to_owned()),
+        "a value set by an earlier upgrade is kept"
+    );
+    assert_eq!(anchors_of(&objects).trim(), anchor.cert_pem.trim());
+    assert_eq!(
+        issuer_data(&objects, "tls.crt").trim(),
+        issuer.cert_pem.trim()
+    );
+    assert_eq!(
+        find(&objects, "Secret", "linkerd-proxy-injector-k8s-tls")["stringData"]["tls.crt"]
+            .as_str()
+            .map(str::trim),
+        Some(webhook.cert_pem.trim()),
+        "the webhook certificate is kept"
+    );
+
+    // The issuer rotated alone, under the same anchors.
+    let new_issuer = generate::issuer(
+        &anchor,
+        "identity.linkerd.cluster.local",
+        SystemTime::now(),
+        365 * day,
+    )
+    .expect("new issuer");
+    std::fs::write(dir.path().join("new-issuer.crt"), &new_issuer.cert_pem).expect("write");
+    std::fs::write(dir.path().join("new-issuer.key"), &new_issuer.key_pem).expect("write");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let (new_crt, new_key) = (file("new-issuer.crt"), file("new-issuer.key"));
+    let objects = upgrade(&[
+        "--identity-issuer-certificate-file",
+        &new_crt,
+        "--identity-issuer-key-file",
+        &new_key,
+    ]);
+    assert_eq!(
+        issuer_data(&objects, "tls.crt").trim(),
+        new_issuer.cert_pem.trim()
+    );
+    assert_eq!(anchors_of(&objects).trim(), anchor.cert_pem.trim());
+
+    // A new anchors bundle alone keeps the (new) issuer, which chains to
+    // one of them; an anchor the issuer does not chain to is refused.
+    let new_anchor =
+        generate::trust_anchor("root.linkerd.cluster.local", SystemTime::now(), 3650 * day)
+            .expect("new anchor");
+    let bundle = format!("{}{}", anchor.cert_pem, new_anchor.cert_pem);
+    std::fs::write(dir.path().join("bundle.crt"), &bundle).expect("write");
+    std::fs::write(dir.path().join("new-anchor.crt"), &new_anchor.cert_pem).expect("write");
+    let objects = upgrade(&["--identity-trust-anchors-file", &file("bundle.crt")]);
+    assert_eq!(anchors_of(&objects), bundle);
+    assert_eq!(
+        issuer_data(&objects, "tls.crt").trim(),
+        new_issuer.cert_pem.trim()
+    );
+    let refused = mesh(&[
+        "upgrade",
+        "--kubeconfig",
+        &kubeconfig_arg,
+        "--identity-trust-anchors-file",
+        &file("new-anchor.crt"),
+    ]);
+    assert!(
+        !refused.status.success(),
+        "an issuer outside the anchors is refused"
+    );
+    assert!(refused.stdout.is_empty(), "nothing is rendered");
+    let error = text(&refused.stderr);
+    assert!(
+        error.contains("linkerd-identity-issuer"),
+        "the error names the issuer's origin: {error}"
+    );
+
     // The webhook has no pod to answer here (no nodes): leave the shared
     // API server as other tests expect it.
     let removed = kubectl(

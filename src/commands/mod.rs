@@ -24,6 +24,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", crate::install::render(&cli.global, &args).await?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Upgrade(args) => {
+            let rendered = if args.crds {
+                crate::install::render(&cli.global, &args).await?
+            } else {
+                crate::install::upgrade::render(&cli.global, &args).await?
+            };
+            print!("{rendered}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check(args) => crate::check::run(&cli.global, &args).await,
         Command::Uninstall => {
             print!("{}", crate::install::render_uninstall(&cli.global).await?);

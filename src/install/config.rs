@@ -87,9 +87,9 @@ pub fn object_for(settings: &Settings, material: &TrustMaterial) -> anyhow::Resu
     })
 }
 
-/// The version of the control plane installed where `client` points
-/// (`linkerdVersion` in `linkerd-config`); `None` when there is none.
-pub async fn installed_version(client: &kube::Client) -> anyhow::Result<Option<String>> {
+/// The values stored where `client` points; `None` when mesh is not
+/// installed there.
+pub async fn installed_values(client: &kube::Client) -> anyhow::Result<Option<serde_json::Value>> {
     use anyhow::Context;
     let maps: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), NS);
     let Some(map) = maps
@@ -104,10 +104,19 @@ pub async fn installed_version(client: &kube::Client) -> anyhow::Result<Option<S
         .as_ref()
         .and_then(|d| d.get(VALUES_KEY))
         .with_context(|| format!("ConfigMap {NS}/{NAME} has no {VALUES_KEY:?}"))?;
-    let values: serde_json::Value = serde_saphyr::from_str(text)
+    let values = serde_saphyr::from_str(text)
         .with_context(|| format!("ConfigMap {NS}/{NAME}: {VALUES_KEY} is not YAML"))?;
-    let version = values["linkerdVersion"]
-        .as_str()
-        .with_context(|| format!("ConfigMap {NS}/{NAME}: {VALUES_KEY} has no linkerdVersion"))?;
+    Ok(Some(values))
+}
+
+/// The version of the control plane installed where `client` points
+/// (`linkerdVersion` in `linkerd-config`); `None` when there is none.
+pub async fn installed_version(client: &kube::Client) -> anyhow::Result<Option<String>> {
+    let Some(values) = installed_values(client).await? else {
+        return Ok(None);
+    };
+    let version = values["linkerdVersion"].as_str().ok_or_else(|| {
+        anyhow::anyhow!("ConfigMap {NS}/{NAME}: {VALUES_KEY} has no linkerdVersion")
+    })?;
     Ok(Some(version.to_owned()))
 }

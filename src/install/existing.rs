@@ -51,7 +51,8 @@ impl Existing {
             .map_err(|_| anyhow::anyhow!("the API server did not answer within {READ_TIMEOUT:?}"))?
     }
 
-    async fn read_with(client: &kube::Client) -> anyhow::Result<Self> {
+    /// Reads what `client`'s cluster holds.
+    pub async fn read_with(client: &kube::Client) -> anyhow::Result<Self> {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
         let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
         let anchors = maps
@@ -91,6 +92,31 @@ impl Existing {
             trust,
             injector_tls,
         })
+    }
+
+    /// For `mesh upgrade`: each part of the trust material the operator
+    /// did not bring (the anchors; the issuer certificate with its key) and
+    /// the webhook certificate come from the cluster, so that a new issuer
+    /// or a new anchors bundle is given alone, as the rotation guides do;
+    /// returns what was kept.
+    pub fn keep_parts_in(self, settings: &mut Settings) -> Vec<&'static str> {
+        let mut kept = Vec::new();
+        if let Some((anchors, cert, key)) = self.trust {
+            if settings.trust_anchors.is_none() {
+                settings.trust_anchors = Some(anchors);
+                kept.push("trust anchors");
+            }
+            if settings.issuer_cert.is_none() && settings.issuer_key.is_none() {
+                settings.issuer_cert = Some(cert);
+                settings.issuer_key = Some(key);
+                kept.push("issuer");
+            }
+        }
+        if settings.injector_tls.is_none() && self.injector_tls.is_some() {
+            settings.injector_tls = self.injector_tls;
+            kept.push("proxy injector webhook certificate");
+        }
+        kept
     }
 
     /// Fills in what the operator did not bring with what the cluster has;

@@ -21,6 +21,7 @@ mod injector;
 pub mod manifest;
 mod policy;
 pub mod settings;
+pub mod upgrade;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -198,7 +199,7 @@ fn first_line(text: &str) -> &str {
 }
 
 /// The control plane's objects, in apply order.
-fn control_plane(settings: &Settings) -> anyhow::Result<Vec<manifest::Object>> {
+pub(crate) fn control_plane(settings: &Settings) -> anyhow::Result<Vec<manifest::Object>> {
     let material = trust_material(settings)?;
     let mut objects = identity::objects(settings, &material)?;
     objects.push(config::object_for(settings, &material)?);

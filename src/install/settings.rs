@@ -187,7 +187,14 @@ pub struct Settings {
 impl Settings {
     /// Defaults, `--ha`, the values file, then flags.
     pub fn resolve(args: &InstallArgs) -> anyhow::Result<Self> {
-        let values = read_values(args.values.as_deref(), &args.set)?;
+        Self::resolve_over(args, serde_json::json!({}))
+    }
+
+    /// As [`Settings::resolve`], with the values file and `--set` applied
+    /// over `base` (the values an earlier install stored, for `mesh
+    /// upgrade`).
+    pub fn resolve_over(args: &InstallArgs, base: serde_json::Value) -> anyhow::Result<Self> {
+        let values = read_values_over(base, args.values.as_deref(), &args.set)?;
         let from_values = |key: &str| {
             format!(
                 "values file {}: {key}",
@@ -376,10 +383,15 @@ fn flag_pem(path: &Option<PathBuf>, flag: &str) -> anyhow::Result<Option<Pem>> {
         .transpose()
 }
 
-/// Reads a values file (`-` for stdin; none: empty values) and applies
-/// `sets` (`key.path=value`, Helm's `--set`) over it, naming the offending
-/// key on error.
-pub fn read_values(path: Option<&Path>, sets: &[String]) -> anyhow::Result<Values> {
+/// Reads a values file (`-` for stdin; none: empty values) over `base`
+/// (maps merged key by key, anything else replaced, as Helm merges values
+/// files) and applies `sets` (`key.path=value`, Helm's `--set`) over it,
+/// naming the offending key on error.
+pub fn read_values_over(
+    base: serde_json::Value,
+    path: Option<&Path>,
+    sets: &[String],
+) -> anyhow::Result<Values> {
     let text = match path {
         None => String::new(),
         Some(path) if path == Path::new("-") => {
@@ -390,11 +402,13 @@ pub fn read_values(path: Option<&Path>, sets: &[String]) -> anyhow::Result<Value
         }
     };
     let shown = path.map_or_else(|| "--set".to_owned(), |p| p.display().to_string());
-    let mut tree: serde_json::Value = if text.trim().is_empty() {
+    let file: serde_json::Value = if text.trim().is_empty() {
         serde_json::json!({})
     } else {
         serde_saphyr::from_str(&text).with_context(|| format!("values file {shown}"))?
     };
+    let mut tree = base;
+    merge(&mut tree, file);
     for set in sets {
         apply_set(&mut tree, set)?;
     }
@@ -407,6 +421,23 @@ pub fn read_values(path: Option<&Path>, sets: &[String]) -> anyhow::Result<Value
             format!("values file {shown} with --set {}", sets.join(" --set "))
         }
     })
+}
+
+/// Merges `over` into `base`: maps key by key, anything else replaced.
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
 }
 
 /// Applies one `--set key.path=value`: `true`/`false` and whole numbers
