@@ -595,9 +595,13 @@ fn a_registry_names_every_image_and_an_explicit_image_wins() {
             .all(|image| *image == format!("mesh/controller:{tag}")),
         "{controllers:?}"
     );
-    assert!(
-        injector.is_empty(),
-        "the injector's defaults stand: {injector:?}"
+    assert_eq!(
+        injector,
+        [
+            "--proxy-image=mesh/proxy".to_owned(),
+            format!("--proxy-init-image=mesh/proxy-init:{tag}"),
+        ],
+        "every image is named, the defaults too"
     );
 
     let (controllers, injector) = images(&["--registry", "registry.example:5000/acme/"]);

@@ -24,14 +24,15 @@ const TLS_DIR: &str = "/var/run/linkerd/tls";
 const ADMIN_PORT: u16 = mesh_api::ports::INJECTOR_ADMIN;
 
 /// The webhook's CA (PEM) and serving certificate and key (PEM).
-struct WebhookTls {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
+#[derive(Debug, Clone)]
+pub struct WebhookTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// The operator's webhook certificate, or a fresh CA and certificate.
-fn webhook_tls(settings: &Settings) -> anyhow::Result<WebhookTls> {
+pub fn webhook_tls(settings: &Settings) -> anyhow::Result<WebhookTls> {
     let Some((cert, key, ca)) = &settings.injector_tls else {
         return generate_webhook_tls(&settings.cluster_domain);
     };
@@ -83,16 +84,15 @@ fn generate_webhook_tls(cluster_domain: &str) -> anyhow::Result<WebhookTls> {
 }
 
 /// Its objects, in apply order.
-pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
-    let tls = webhook_tls(settings)?;
+pub fn objects(settings: &Settings, tls: &WebhookTls) -> anyhow::Result<Vec<Object>> {
     let component = [(CONTROL_PLANE_COMPONENT, "proxy-injector")];
     let secret = Secret {
         metadata: meta(TLS_SECRET, Some(NS), &component),
         type_: Some("kubernetes.io/tls".into()),
         string_data: Some(
             [
-                ("tls.crt".to_owned(), tls.cert_pem),
-                ("tls.key".to_owned(), tls.key_pem),
+                ("tls.crt".to_owned(), tls.cert_pem.clone()),
+                ("tls.key".to_owned(), tls.key_pem.clone()),
                 ("ca.crt".to_owned(), tls.ca_pem.clone()),
             ]
             .into(),
@@ -116,19 +116,11 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
                 settings.default_inbound_policy
             ),
             format!("--cluster-networks={}", settings.cluster_networks),
-        ]
-        .into_iter()
-        .chain(
-            [
-                ("proxy-image", &settings.proxy_image),
-                ("proxy-version", &settings.proxy_version),
-                ("proxy-init-image", &settings.proxy_init_image),
-                ("proxy-log-level", &settings.proxy_log_level),
-            ]
-            .into_iter()
-            .filter_map(|(flag, value)| Some(format!("--{flag}={}", value.as_ref()?))),
-        )
-        .collect(),
+            format!("--proxy-image={}", settings.proxy_repository()),
+            format!("--proxy-version={}", settings.proxy_tag()),
+            format!("--proxy-init-image={}", settings.proxy_init()),
+            format!("--proxy-log-level={}", settings.proxy_log_filter()),
+        ],
         ports: vec![Port {
             name: "proxy-injector",
             port: mesh_api::ports::INJECTOR_WEBHOOK,
@@ -175,7 +167,7 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
                     path: Some(mesh_injector::webhook::PATH.into()),
                     port: Some(443),
                 }),
-                ca_bundle: Some(k8s_openapi::ByteString(tls.ca_pem.into_bytes())),
+                ca_bundle: Some(k8s_openapi::ByteString(tls.ca_pem.clone().into_bytes())),
                 url: None,
             },
             rules: Some(vec![RuleWithOperations {

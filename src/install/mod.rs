@@ -201,11 +201,22 @@ fn first_line(text: &str) -> &str {
 /// The control plane's objects, in apply order.
 pub(crate) fn control_plane(settings: &Settings) -> anyhow::Result<Vec<manifest::Object>> {
     let material = trust_material(settings)?;
-    let mut objects = identity::objects(settings, &material)?;
-    objects.push(config::object_for(settings, &material)?);
+    let webhook_tls = injector::webhook_tls(settings)?;
+    control_plane_with(settings, &material, &webhook_tls)
+}
+
+/// The control plane's objects from `settings` with this trust material
+/// and webhook certificate.
+fn control_plane_with(
+    settings: &Settings,
+    material: &TrustMaterial,
+    webhook_tls: &injector::WebhookTls,
+) -> anyhow::Result<Vec<manifest::Object>> {
+    let mut objects = identity::objects(settings, material)?;
+    objects.push(config::object_for(settings, material)?);
     objects.extend(destination::objects(settings)?);
     objects.extend(policy::objects(settings)?);
-    objects.extend(injector::objects(settings)?);
+    objects.extend(injector::objects(settings, webhook_tls)?);
     Ok(objects)
 }
 

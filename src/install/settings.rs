@@ -185,6 +185,33 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The proxy image repository injected.
+    pub fn proxy_repository(&self) -> String {
+        self.proxy_image
+            .clone()
+            .unwrap_or_else(|| crate::images::repository(self.registry.as_deref(), "proxy"))
+    }
+
+    /// The proxy version injected.
+    pub fn proxy_tag(&self) -> String {
+        self.proxy_version.clone().unwrap_or_else(|| TAG.to_owned())
+    }
+
+    /// The init container's image, with its tag.
+    pub fn proxy_init(&self) -> String {
+        self.proxy_init_image.clone().unwrap_or_else(|| {
+            let name = crate::images::repository(self.registry.as_deref(), "proxy-init");
+            format!("{name}:{}", self.proxy_tag())
+        })
+    }
+
+    /// The proxies' log filter.
+    pub fn proxy_log_filter(&self) -> String {
+        self.proxy_log_level
+            .clone()
+            .unwrap_or_else(|| mesh_injector::values::DEFAULT_PROXY_LOG_LEVEL.to_owned())
+    }
+
     /// Defaults, `--ha`, the values file, then flags.
     pub fn resolve(args: &InstallArgs) -> anyhow::Result<Self> {
         Self::resolve_over(args, serde_json::json!({}))

@@ -42,7 +42,7 @@ pub(crate) struct InjectorArgs {
     #[arg(
         long,
         env = "MESH_PROXY_LOG_LEVEL",
-        default_value = "warn,mesh_proxy=info"
+        default_value = mesh_injector::values::DEFAULT_PROXY_LOG_LEVEL
     )]
     proxy_log_level: String,
     /// The control plane's namespace (its services, its trust roots).

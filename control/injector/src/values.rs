@@ -64,6 +64,9 @@ pub struct Values {
     pub wait_before_exit_seconds: u64,
 }
 
+/// The proxies' log filter unless one is given.
+pub const DEFAULT_PROXY_LOG_LEVEL: &str = "warn,mesh_proxy=info";
+
 impl Values {
     /// Linkerd's defaults with `trust_anchors_pem`, proxy version `version`.
     pub fn new(trust_anchors_pem: impl Into<String>, version: impl Into<String>) -> Self {
@@ -73,7 +76,7 @@ impl Values {
             init_image: format!("mesh/proxy-init:{version}"),
             proxy_version: version,
             proxy_uid: 2102,
-            log_level: "warn,mesh_proxy=info".into(),
+            log_level: DEFAULT_PROXY_LOG_LEVEL.into(),
             control_plane_namespace: mesh_api::labels::CONTROL_PLANE_NAMESPACE.into(),
             trust_domain: mesh_api::identity::DEFAULT_TRUST_DOMAIN.into(),
             cluster_domain: "cluster.local".into(),
