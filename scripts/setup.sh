@@ -117,6 +117,18 @@ if [ ! -x "$PROMETHEUS" ]; then
 fi
 ok "Prometheus: $("$PROMETHEUS" --version 2>&1 | head -1)"
 
+# --- Helm (the charts are linted and rendered with the real helm) ------------
+# Built from its Go module through the Go module proxy, once; tests/charts.rs
+# finds it here (or at $MESH_HELM).
+HELM_VERSION="v4.3.2"
+HELM="$CACHE/helm-$HELM_VERSION/helm"
+if [ ! -x "$HELM" ]; then
+  step "building helm $HELM_VERSION from its Go module (a few minutes, once)"
+  GOBIN="$CACHE/helm-$HELM_VERSION" GOFLAGS="" go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" \
+    || fail "could not build helm $HELM_VERSION from the Go module proxy"
+fi
+ok "helm: $("$HELM" version --short 2>/dev/null)"
+
 # --- Kubernetes binaries -----------------------------------------------------------
 # Built by mesh itself (`mesh k8s build`): it skips the build when the cache
 # already holds binaries from the same pinned sources.

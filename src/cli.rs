@@ -94,6 +94,20 @@ pub enum Command {
     /// (no Docker needed) and push them to a registry.
     #[command(subcommand)]
     Images(crate::images::ImagesCommand),
+    /// mesh's Helm charts, generated from the renderer `mesh install` uses.
+    #[command(subcommand)]
+    Charts(ChartsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChartsCommand {
+    /// Write the charts (mesh-crds, mesh-control-plane) from this CLI's
+    /// renderer; the repository's `charts/` is this command's output.
+    Generate {
+        /// The directory to write them into.
+        #[arg(long, env = "MESH_CHARTS_DIR", default_value = crate::install::chart::DEFAULT_DIR)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wan(command) => local::wan(&command).await,
         Command::K8s(command) => k8s::run(command).await,
         Command::Images(command) => crate::images::run(&command),
+        Command::Charts(crate::cli::ChartsCommand::Generate { out }) => {
+            for file in crate::install::chart::write(&out)? {
+                println!("{}", out.join(file.path).display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Install(args) => {
             print!("{}", crate::install::render(&cli.global, &args).await?);
             Ok(ExitCode::SUCCESS)

@@ -24,7 +24,7 @@ pub const VALUES_KEY: &str = "values";
 /// after mesh's) is left out, so that rendering from these values with a
 /// newer CLI moves it along as the first install would have.
 pub fn values(settings: &Settings, material: &TrustMaterial) -> serde_json::Value {
-    let duration = |d| humantime::format_duration(d).to_string().replace(' ', "");
+    let duration = super::settings::duration_arg;
     let registry = settings.registry.as_deref();
     let mut values = json!({
         "linkerdVersion": TAG,
@@ -42,6 +42,9 @@ pub fn values(settings: &Settings, material: &TrustMaterial) -> serde_json::Valu
         "webhookFailurePolicy": settings.webhook_failure_policy.as_str(),
         "proxy": {"defaultInboundPolicy": settings.default_inbound_policy},
     });
+    if !settings.install_namespace {
+        values["installNamespace"] = false.into();
+    }
     if let Some(registry) = registry {
         values["imageRegistry"] = registry.into();
     }

@@ -50,12 +50,8 @@ pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<
         ),
         ..Secret::default()
     };
-    let lifetime = humantime::format_duration(settings.issuance_lifetime)
-        .to_string()
-        .replace(' ', "");
-    let skew = humantime::format_duration(settings.clock_skew_allowance)
-        .to_string()
-        .replace(' ', "");
+    let lifetime = super::settings::duration_arg(settings.issuance_lifetime);
+    let skew = super::settings::duration_arg(settings.clock_skew_allowance);
     let mount = |name: &str, dir: &str| VolumeMount {
         name: name.into(),
         mount_path: dir.into(),
@@ -103,7 +99,11 @@ pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<
         ],
         placement: settings.into(),
     };
-    let mut objects = vec![object(&namespace)?, object(&trust_roots)?, object(&issuer)?];
+    let mut objects = Vec::new();
+    if settings.install_namespace {
+        objects.push(object(&namespace)?);
+    }
+    objects.extend([object(&trust_roots)?, object(&issuer)?]);
     objects.extend(identity.objects()?);
     Ok(objects)
 }

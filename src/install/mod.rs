@@ -11,6 +11,7 @@
 //! installed, what the cluster holds is kept ([`existing`]), so that
 //! re-applying `mesh install` changes only what its flags changed.
 
+pub mod chart;
 mod component;
 pub mod config;
 mod destination;

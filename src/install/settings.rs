@@ -21,6 +21,9 @@ pub struct Values {
     /// `linkerd-config` stores); the CLI's own version is what renders.
     #[serde(rename = "linkerdVersion")]
     _linkerd_version: Option<serde::de::IgnoredAny>,
+    /// `installNamespace`: render the `linkerd` Namespace (off when
+    /// something else creates it, as `helm install --create-namespace`).
+    install_namespace: Option<bool>,
     /// `clusterDomain`.
     cluster_domain: Option<String>,
     /// `clusterNetworks`: the pod and node networks (comma list of CIDRs).
@@ -182,6 +185,16 @@ pub struct Settings {
     pub default_inbound_policy: String,
     /// The cluster's pod and node networks (`clusterNetworks`).
     pub cluster_networks: String,
+    /// Render the `linkerd` Namespace (`installNamespace`).
+    pub install_namespace: bool,
+}
+
+/// A duration as the controllers' flags and the stored values write it
+/// (`1day`, `20s`).
+pub fn duration_arg(duration: Duration) -> String {
+    humantime::format_duration(duration)
+        .to_string()
+        .replace(' ', "")
 }
 
 impl Settings {
@@ -374,6 +387,7 @@ impl Settings {
             cluster_networks: values
                 .cluster_networks
                 .unwrap_or_else(|| mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into()),
+            install_namespace: values.install_namespace.unwrap_or(true),
         };
         settings
             .default_inbound_policy

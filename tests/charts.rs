@@ -1,0 +1,261 @@
+//! The Helm charts as an operator uses them, with the real helm (built by
+//! `scripts/setup.sh` from its Go module): the charts in `charts/` are
+//! what `mesh charts generate` writes (one source of truth with `mesh
+//! install`), `helm lint` passes, and `helm template` renders the same
+//! objects as `mesh install` for the same values file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use mesh_identity::generate;
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The helm `scripts/setup.sh` builds, or `$MESH_HELM`.
+fn helm() -> PathBuf {
+    if let Some(path) = std::env::var_os("MESH_HELM") {
+        return path.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .expect("HOME or XDG_CACHE_HOME")
+        .join("mesh/helm-v4.3.2/helm");
+    assert!(
+        cache.is_file(),
+        "helm is not built at {}: scripts/setup.sh builds it (or set MESH_HELM)",
+        cache.display()
+    );
+    cache
+}
+
+fn charts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts")
+}
+
+fn run(program: &Path, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}):\n{}\n{}",
+        program.display(),
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Every file under `dir`, by path relative to it.
+fn files(dir: &Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let relative = path
+                    .strip_prefix(dir)
+                    .expect("under dir")
+                    .display()
+                    .to_string();
+                found.push((relative, std::fs::read_to_string(&path).expect("read")));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn the_charts_in_the_repository_are_what_the_renderer_generates() {
+    let out = tempfile::tempdir().expect("tempdir");
+    run(
+        Path::new(env!("CARGO_BIN_EXE_mesh")),
+        &[
+            "charts",
+            "generate",
+            "--out",
+            &out.path().display().to_string(),
+        ],
+    );
+    let generated = files(out.path());
+    let committed = files(&charts_dir());
+    let names = |files: &[(String, String)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&committed), names(&generated));
+    for ((path, committed), (_, generated)) in committed.iter().zip(&generated) {
+        assert!(
+            committed == generated,
+            "charts/{path} differs from what `mesh charts generate` writes: run it and commit the result"
+        );
+    }
+}
+
+/// A values file with trust material and a webhook certificate (so that
+/// both renderers use the same), and `extra` YAML over it.
+fn values(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let day = Duration::from_secs(86400);
+    let now = SystemTime::now();
+    let anchor =
+        generate::trust_anchor("root.linkerd.cluster.local", now, 365 * day).expect("anchor");
+    let issuer =
+        generate::issuer(&anchor, "identity.linkerd.cluster.local", now, 30 * day).expect("issuer");
+    let webhook_ca = generate::trust_anchor("webhook CA", now, day).expect("webhook CA");
+    let webhook = generate::issuer(&webhook_ca, "linkerd-proxy-injector.linkerd.svc", now, day)
+        .expect("webhook");
+    let material = serde_json::json!({
+        "identityTrustAnchorsPEM": anchor.cert_pem,
+        "identity": {"issuer": {"tls": {"crtPEM": issuer.cert_pem, "keyPEM": issuer.key_pem}}},
+        "proxyInjector": {
+            "crtPEM": webhook.cert_pem,
+            "keyPEM": webhook.key_pem,
+            "caBundle": webhook_ca.cert_pem,
+        },
+    });
+    let path = dir.join(name);
+    let mut merged: serde_json::Value = if extra.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_saphyr::from_str(extra).expect("extra values")
+    };
+    add_missing(&mut merged, material);
+    // JSON is YAML.
+    std::fs::write(&path, merged.to_string()).expect("write values");
+    path
+}
+
+/// Adds to `into` what `from` has and it lacks, map by map.
+fn add_missing(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (serde_json::Value::Object(into), serde_json::Value::Object(from)) = (into, from) {
+        for (key, value) in from {
+            match into.get_mut(&key) {
+                Some(existing) => add_missing(existing, value),
+                None => {
+                    into.insert(key, value);
+                }
+            }
+        }
+    }
+}
+
+/// The objects of a YAML stream by kind and name; linkerd-config's stored
+/// values aside (each renderer stores its own view of the values).
+fn objects(yaml: &str) -> Vec<((String, String), serde_json::Value)> {
+    let mut objects: Vec<_> = serde_saphyr::from_multiple::<serde_json::Value>(yaml)
+        .expect("YAML documents")
+        .into_iter()
+        .filter(|o| !o.is_null())
+        .map(|mut o| {
+            let key = (
+                o["kind"].as_str().unwrap_or_default().to_owned(),
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+            if key.1 == "linkerd-config" {
+                o["data"]["values"] = serde_json::Value::Null;
+            }
+            (key, o)
+        })
+        .collect();
+    objects.sort_by(|a, b| a.0.cmp(&b.0));
+    objects
+}
+
+#[test]
+fn helm_template_renders_what_mesh_install_renders() {
+    let helm = helm();
+    let chart = charts_dir().join("mesh-control-plane");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, extra) in [
+        ("defaults", ""),
+        (
+            "ha",
+            "controllerReplicas: 3\nenablePodAntiAffinity: true\nenablePodDisruptionBudget: true\n",
+        ),
+        (
+            "custom",
+            "imageRegistry: registry.example/acme/\nclusterDomain: corp.example\n\
+             identityTrustDomain: corp.example\nwebhookFailurePolicy: Fail\n\
+             clusterNetworks: 10.0.0.0/8\ninstallNamespace: false\n\
+             proxy:\n  logLevel: debug\n  defaultInboundPolicy: cluster-authenticated\n  image:\n    version: v9.9.9\n\
+             proxyInit:\n  image:\n    name: other.example/init\n\
+             identity:\n  issuer:\n    issuanceLifetime: 12h\n    clockSkewAllowance: 1m\n",
+        ),
+    ] {
+        let values = values(dir.path(), &format!("{name}.yaml"), extra);
+        let values_arg = values.display().to_string();
+        let chart_arg = chart.display().to_string();
+        run(&helm, &["lint", &chart_arg, "-f", &values_arg]);
+        let from_helm = run(
+            &helm,
+            &[
+                "template",
+                "linkerd-control-plane",
+                &chart_arg,
+                "-n",
+                "linkerd",
+                "-f",
+                &values_arg,
+            ],
+        );
+        let from_mesh = run(
+            Path::new(env!("CARGO_BIN_EXE_mesh")),
+            &["install", "--ignore-cluster", "--values", &values_arg],
+        );
+        let (helm_objects, mesh_objects) = (objects(&from_helm), objects(&from_mesh));
+        let kinds = |objects: &[((String, String), serde_json::Value)]| {
+            objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kinds(&helm_objects),
+            kinds(&mesh_objects),
+            "{name}: the same objects"
+        );
+        for ((key, from_helm), (_, from_mesh)) in helm_objects.iter().zip(&mesh_objects) {
+            assert_eq!(
+                from_helm, from_mesh,
+                "{name}: {key:?} as helm and mesh install render it"
+            );
+        }
+        // What helm stores in linkerd-config: its version, no key.
+        let stored = from_helm
+            .split("---")
+            .find(|doc| doc.contains("name: linkerd-config"))
+            .expect("linkerd-config");
+        assert!(stored.contains("linkerdVersion"), "{stored}");
+        assert!(
+            !stored.contains("PRIVATE KEY"),
+            "no key is stored: {stored}"
+        );
+    }
+    run(
+        &helm,
+        &[
+            "lint",
+            &charts_dir().join("mesh-crds").display().to_string(),
+        ],
+    );
+}
+
+#[test]
+fn the_chart_refuses_to_render_without_trust_material() {
+    let output = Command::new(helm())
+        .args(["template", "linkerd-control-plane"])
+        .arg(charts_dir().join("mesh-control-plane"))
+        .output()
+        .expect("helm");
+    assert!(!output.status.success(), "rendered without anchors");
+    let error = text(&output.stderr);
+    assert!(error.contains("identityTrustAnchorsPEM"), "{error}");
+}
