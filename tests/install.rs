@@ -382,6 +382,60 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
         "the error names the issuer's origin: {error}"
     );
 
+    // With a webhook that fails closed and no injector to answer (no
+    // nodes here), a control-plane pod is still admitted in a namespace
+    // with no labels (as `helm install --create-namespace` makes), and
+    // any other pod is refused.
+    let failing = kubectl(
+        &kubeconfig,
+        &[
+            "patch",
+            "mutatingwebhookconfiguration",
+            "linkerd-proxy-injector-webhook-config",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Fail"}]"#,
+        ],
+        None,
+    );
+    assert!(failing.status.success(), "{}", text(&failing.stderr));
+    let bare = format!("mesh-bare-{}", std::process::id());
+    let pod = |name: &str, labels: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {bare}\n  labels: {{{labels}}}\n\
+             spec:\n  containers:\n  - {{name: app, image: busybox}}\n"
+        )
+    };
+    let made = kubectl(&kubeconfig, &["create", "namespace", &bare], None);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let control_plane = pod("identity", "linkerd.io/control-plane-component: identity");
+    let admitted = kubectl(
+        &kubeconfig,
+        &["create", "-f", "-"],
+        Some(control_plane.as_bytes()),
+    );
+    assert!(
+        admitted.status.success(),
+        "a control-plane pod is not sent to the webhook: {}",
+        text(&admitted.stderr)
+    );
+    let workload = pod("web", "app: web");
+    let refused = kubectl(
+        &kubeconfig,
+        &["create", "-f", "-"],
+        Some(workload.as_bytes()),
+    );
+    assert!(
+        !refused.status.success(),
+        "any other pod waits for the injector when the webhook fails closed"
+    );
+    let deleted = kubectl(
+        &kubeconfig,
+        &["delete", "namespace", &bare, "--wait=false"],
+        None,
+    );
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+
     // The webhook has no pod to answer here (no nodes): leave the shared
     // API server as other tests expect it.
     let removed = kubectl(

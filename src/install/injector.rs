@@ -187,6 +187,18 @@ pub fn objects(settings: &Settings, tls: &WebhookTls) -> anyhow::Result<Vec<Obje
                 ]),
                 match_labels: None,
             }),
+            // Control-plane pods are never injected, whatever their
+            // namespace's labels (one made by `helm install
+            // --create-namespace` has none), so that a webhook that fails
+            // closed cannot keep the injector itself from starting.
+            object_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: CONTROL_PLANE_COMPONENT.into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                }]),
+                match_labels: None,
+            }),
             failure_policy: Some(settings.webhook_failure_policy.as_str().into()),
             side_effects: "None".into(),
             admission_review_versions: vec!["v1".into()],
