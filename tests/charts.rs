@@ -112,7 +112,7 @@ fn values(dir: &Path, name: &str, extra: &str) -> PathBuf {
     let webhook_ca = generate::trust_anchor("webhook CA", now, day).expect("webhook CA");
     let webhook = generate::issuer(&webhook_ca, "linkerd-proxy-injector.linkerd.svc", now, day)
         .expect("webhook");
-    let material = serde_json::json!({
+    let mut material = serde_json::json!({
         "identityTrustAnchorsPEM": anchor.cert_pem,
         "identity": {"issuer": {"tls": {"crtPEM": issuer.cert_pem, "keyPEM": issuer.key_pem}}},
         "proxyInjector": {
@@ -121,6 +121,10 @@ fn values(dir: &Path, name: &str, extra: &str) -> PathBuf {
             "caBundle": webhook_ca.cert_pem,
         },
     });
+    if extra.contains("kubernetes.io/tls") {
+        // An external issuer's Secret is cert-manager's to write.
+        material["identity"] = serde_json::json!({});
+    }
     let path = dir.join(name);
     let mut merged: serde_json::Value = if extra.is_empty() {
         serde_json::json!({})
@@ -191,6 +195,14 @@ fn helm_template_renders_what_mesh_install_renders() {
              proxy:\n  logLevel: debug\n  defaultInboundPolicy: cluster-authenticated\n  image:\n    version: v9.9.9\n\
              proxyInit:\n  image:\n    name: other.example/init\n\
              identity:\n  issuer:\n    issuanceLifetime: 12h\n    clockSkewAllowance: 1m\n",
+        ),
+        (
+            "external-issuer",
+            "identity:\n  issuer:\n    scheme: kubernetes.io/tls\n",
+        ),
+        (
+            "external-ca",
+            "identity:\n  externalCA: true\n  issuer:\n    scheme: kubernetes.io/tls\n",
         ),
     ] {
         let values = values(dir.path(), &format!("{name}.yaml"), extra);

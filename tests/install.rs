@@ -778,6 +778,108 @@ fn the_stored_values_render_the_same_control_plane() {
     assert_eq!(values, stored_again);
 }
 
+/// An issuer written by someone else (cert-manager): mesh renders no
+/// issuer Secret, only the anchors it is given (none with an external CA
+/// too), stores the scheme, and refuses an issuer given alongside.
+#[test]
+fn an_external_issuer_is_not_rendered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let day = Duration::from_secs(86400);
+    let anchor = generate::trust_anchor("root.linkerd.cluster.local", SystemTime::now(), day)
+        .expect("anchor");
+    let issuer = generate::issuer(
+        &anchor,
+        "identity.linkerd.cluster.local",
+        SystemTime::now(),
+        day,
+    )
+    .expect("issuer");
+    write_material(dir.path(), &anchor, &issuer);
+    let ca = dir.path().join("ca.crt").display().to_string();
+    let objects = render(&[
+        "--ignore-cluster",
+        "--identity-external-issuer",
+        "--identity-trust-anchors-file",
+        &ca,
+    ]);
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "linkerd-identity-issuer" && o["kind"] == "Secret"),
+        "no issuer Secret is rendered"
+    );
+    assert_eq!(
+        find(&objects, "ConfigMap", "linkerd-identity-trust-roots")["data"]["ca-bundle.crt"],
+        anchor.cert_pem.as_str()
+    );
+    let volumes =
+        &find(&objects, "Deployment", "linkerd-identity")["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        volumes
+            .to_string()
+            .contains("\"secretName\":\"linkerd-identity-issuer\""),
+        "the identity service still reads the Secret cert-manager writes: {volumes}"
+    );
+    let stored = find(&objects, "ConfigMap", "linkerd-config")["data"]["values"]
+        .as_str()
+        .expect("values")
+        .to_owned();
+    assert!(stored.contains("scheme: kubernetes.io/tls"), "{stored}");
+
+    let objects = render(&[
+        "--ignore-cluster",
+        "--set",
+        "identity.issuer.scheme=kubernetes.io/tls",
+        "--set",
+        "identity.externalCA=true",
+    ]);
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "linkerd-identity-trust-roots"
+                || o["metadata"]["name"] == "linkerd-identity-issuer"),
+        "with an external CA, neither the trust roots nor the issuer are rendered"
+    );
+
+    let issuer_file = dir.path().join("issuer.crt").display().to_string();
+    let key_file = dir.path().join("issuer.key").display().to_string();
+    for (args, expected) in [
+        (
+            vec![
+                "install",
+                "--ignore-cluster",
+                "--identity-external-issuer",
+                "--identity-trust-anchors-file",
+                &ca,
+                "--identity-issuer-certificate-file",
+                &issuer_file,
+                "--identity-issuer-key-file",
+                &key_file,
+            ],
+            "give no issuer certificate or key",
+        ),
+        (
+            vec!["install", "--ignore-cluster", "--identity-external-issuer"],
+            "needs the trust anchors",
+        ),
+        (
+            vec![
+                "install",
+                "--ignore-cluster",
+                "--set",
+                "identity.issuer.scheme=cert-manager",
+            ],
+            "identity.issuer.scheme",
+        ),
+    ] {
+        let out = mesh(&args);
+        assert!(!out.status.success(), "{args:?} is refused");
+        assert!(out.stdout.is_empty(), "nothing is rendered for {args:?}");
+        let error = text(&out.stderr);
+        assert!(error.contains(expected), "{args:?}: {error}");
+    }
+}
+
 #[test]
 fn a_values_file_sets_what_flags_do_not() {
     let dir = tempfile::tempdir().expect("tempdir");

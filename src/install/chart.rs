@@ -74,9 +74,17 @@ const PREAMBLE: &str = r#"{{- $registry := .Values.imageRegistry | default "mesh
 {{- $proxyImage := .Values.proxy.image.name | default (printf "%s/proxy" $registry) }}
 {{- $proxyVersion := .Values.proxy.image.version | default .Values.linkerdVersion }}
 {{- $proxyInitImage := printf "%s:%s" (.Values.proxyInit.image.name | default (printf "%s/proxy-init" $registry)) (.Values.proxyInit.image.version | default $proxyVersion) }}
-{{- $anchors := required "identityTrustAnchorsPEM: the trust anchors (PEM) are required (--set-file identityTrustAnchorsPEM=ca.crt)" .Values.identityTrustAnchorsPEM }}
-{{- $issuerCrt := required "identity.issuer.tls.crtPEM: the issuer certificate (PEM) is required" .Values.identity.issuer.tls.crtPEM }}
-{{- $issuerKey := required "identity.issuer.tls.keyPEM: the issuer key (PEM) is required" .Values.identity.issuer.tls.keyPEM }}
+{{- $externalIssuer := eq .Values.identity.issuer.scheme "kubernetes.io/tls" }}
+{{- $anchors := .Values.identityTrustAnchorsPEM }}
+{{- if not .Values.identity.externalCA }}
+{{- $anchors = required "identityTrustAnchorsPEM: the trust anchors (PEM) are required (--set-file identityTrustAnchorsPEM=ca.crt)" .Values.identityTrustAnchorsPEM }}
+{{- end }}
+{{- $issuerCrt := .Values.identity.issuer.tls.crtPEM }}
+{{- $issuerKey := .Values.identity.issuer.tls.keyPEM }}
+{{- if not $externalIssuer }}
+{{- $issuerCrt = required "identity.issuer.tls.crtPEM: the issuer certificate (PEM) is required (or identity.issuer.scheme=kubernetes.io/tls)" .Values.identity.issuer.tls.crtPEM }}
+{{- $issuerKey = required "identity.issuer.tls.keyPEM: the issuer key (PEM) is required" .Values.identity.issuer.tls.keyPEM }}
+{{- end }}
 {{- $injectorCrt := .Values.proxyInjector.crtPEM }}
 {{- $injectorKey := .Values.proxyInjector.keyPEM }}
 {{- $injectorCA := .Values.proxyInjector.caBundle }}
@@ -171,8 +179,15 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
             object["data"][config::VALUES_KEY] = "__MESH_STORED_VALUES__".into();
         }
         let text = escape_braces(&manifest::to_yaml(std::slice::from_ref(&object))?);
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let text = match object["kind"].as_str() {
             Some("Namespace") => wrap_document(&text, ".Values.installNamespace"),
+            Some("Secret") if name == mesh_api::labels::ISSUER_SECRET => {
+                wrap_document(&text, "not $externalIssuer")
+            }
+            Some("ConfigMap") if name == mesh_api::labels::TRUST_ROOTS_CONFIGMAP => {
+                wrap_document(&text, "not .Values.identity.externalCA")
+            }
             Some("PodDisruptionBudget") => {
                 wrap_document(&text, ".Values.enablePodDisruptionBudget")
             }
@@ -238,6 +253,8 @@ fn marked_settings() -> Settings {
         default_inbound_policy: "__MESH_DEFAULT_POLICY__".into(),
         cluster_networks: "__MESH_CLUSTER_NETWORKS__".into(),
         install_namespace: true,
+        external_issuer: false,
+        external_ca: false,
     }
 }
 
@@ -266,7 +283,12 @@ identityTrustDomain: {trust_domain}
 # The trust anchors (PEM), required: --set-file identityTrustAnchorsPEM=ca.crt
 identityTrustAnchorsPEM: ""
 identity:
+  # The trust-roots ConfigMap is managed by someone else (trust-manager, say).
+  externalCA: false
   issuer:
+    # linkerd.io/tls: the chart renders the issuer Secret from tls below;
+    # kubernetes.io/tls: someone else (cert-manager) writes it.
+    scheme: linkerd.io/tls
     issuanceLifetime: {lifetime}
     clockSkewAllowance: {skew}
     # The issuer certificate and key (PEM), required:

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::TrustMaterial;
 use super::component::meta;
 use super::manifest::{Object, object};
-use super::settings::Settings;
+use super::settings::{IssuerScheme, Settings};
 use crate::images::{TAG, image, repository};
 
 /// The ConfigMap's name.
@@ -32,10 +32,19 @@ pub fn values(settings: &Settings, material: &TrustMaterial) -> serde_json::Valu
         "clusterNetworks": settings.cluster_networks,
         "identityTrustDomain": settings.identity_trust_domain,
         "identityTrustAnchorsPEM": material.anchors_pem,
-        "identity": {"issuer": {
-            "issuanceLifetime": duration(settings.issuance_lifetime),
-            "clockSkewAllowance": duration(settings.clock_skew_allowance),
-        }},
+        "identity": {
+            "externalCA": settings.external_ca,
+            "issuer": {
+                "scheme": if settings.external_issuer {
+                    IssuerScheme::Kubernetes
+                } else {
+                    IssuerScheme::Linkerd
+                }
+                .as_str(),
+                "issuanceLifetime": duration(settings.issuance_lifetime),
+                "clockSkewAllowance": duration(settings.clock_skew_allowance),
+            },
+        },
         "controllerReplicas": settings.replicas,
         "enablePodAntiAffinity": settings.anti_affinity,
         "enablePodDisruptionBudget": settings.disruption_budget,

@@ -31,6 +31,10 @@ pub const INJECTOR_SECRET: &str = "linkerd-proxy-injector-k8s-tls";
 pub struct Existing {
     /// Anchors, issuer certificate and issuer key.
     pub trust: Option<(Pem, Pem, Pem)>,
+    /// The anchors alone: the trust-roots ConfigMap's, else the issuer
+    /// Secret's `ca.crt` (what cert-manager writes beside an external
+    /// issuer).
+    pub anchors: Option<Pem>,
     /// The webhook's certificate, key and CA.
     pub injector_tls: Option<(Pem, Pem, Pem)>,
 }
@@ -62,6 +66,13 @@ impl Existing {
             .filter(|pem| pem.contains("BEGIN CERTIFICATE"));
         let issuer = secrets.get_opt(ISSUER_SECRET).await?;
         let injector = secrets.get_opt(INJECTOR_SECRET).await?;
+        let anchors_alone = anchors
+            .clone()
+            .map(|text| pem(text, format!("ConfigMap {NS}/{TRUST_ROOTS_CONFIGMAP}")))
+            .or_else(|| {
+                let (text, key) = key_of(issuer.as_ref()?, &["ca.crt"])?;
+                Some(pem(text, format!("Secret {NS}/{ISSUER_SECRET}: {key}")))
+            });
         let trust = match (anchors, issuer) {
             (Some(anchors), Some(issuer)) => {
                 // Both of the issuer Secret's schemes, as the identity service reads them.
@@ -90,6 +101,7 @@ impl Existing {
         });
         Ok(Self {
             trust,
+            anchors: anchors_alone,
             injector_tls,
         })
     }
@@ -101,6 +113,9 @@ impl Existing {
     /// returns what was kept.
     pub fn keep_parts_in(self, settings: &mut Settings) -> Vec<&'static str> {
         let mut kept = Vec::new();
+        if settings.external_issuer {
+            return self.keep_for_external_issuer(settings);
+        }
         if let Some((anchors, cert, key)) = self.trust {
             if settings.trust_anchors.is_none() {
                 settings.trust_anchors = Some(anchors);
@@ -122,6 +137,9 @@ impl Existing {
     /// Fills in what the operator did not bring with what the cluster has;
     /// returns what was kept, for the operator to read.
     pub fn keep_in(self, settings: &mut Settings) -> Vec<&'static str> {
+        if settings.external_issuer {
+            return self.keep_for_external_issuer(settings);
+        }
         let mut kept = Vec::new();
         let brought_trust = settings.trust_anchors.is_some()
             || settings.issuer_cert.is_some()
@@ -131,6 +149,25 @@ impl Existing {
             settings.issuer_cert = Some(cert);
             settings.issuer_key = Some(key);
             kept.push("trust anchors and issuer");
+        }
+        if settings.injector_tls.is_none() && self.injector_tls.is_some() {
+            settings.injector_tls = self.injector_tls;
+            kept.push("proxy injector webhook certificate");
+        }
+        kept
+    }
+}
+
+impl Existing {
+    /// With an external issuer: the anchors unless brought (the issuer is
+    /// not mesh's to keep), and the webhook certificate.
+    fn keep_for_external_issuer(self, settings: &mut Settings) -> Vec<&'static str> {
+        let mut kept = Vec::new();
+        if settings.trust_anchors.is_none()
+            && let Some(anchors) = self.anchors
+        {
+            settings.trust_anchors = Some(anchors);
+            kept.push("trust anchors");
         }
         if settings.injector_tls.is_none() && self.injector_tls.is_some() {
             settings.injector_tls = self.injector_tls;

@@ -103,7 +103,12 @@ pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<
     if settings.install_namespace {
         objects.push(object(&namespace)?);
     }
-    objects.extend([object(&trust_roots)?, object(&issuer)?]);
+    if !settings.external_ca {
+        objects.push(object(&trust_roots)?);
+    }
+    if !settings.external_issuer {
+        objects.push(object(&issuer)?);
+    }
     objects.extend(identity.objects()?);
     Ok(objects)
 }

@@ -136,6 +136,17 @@ pub struct InstallArgs {
     /// The proxies' log filter [default: warn,mesh_proxy=info].
     #[arg(long, env = "MESH_PROXY_LOG_LEVEL", value_name = "FILTER")]
     pub proxy_log_level: Option<String>,
+    /// The issuer Secret (linkerd-identity-issuer, type kubernetes.io/tls)
+    /// is written by someone else, cert-manager say: render none, and take
+    /// the trust anchors from --identity-trust-anchors-file or that
+    /// Secret's ca.crt (values: identity.issuer.scheme=kubernetes.io/tls).
+    #[arg(long, env = "MESH_IDENTITY_EXTERNAL_ISSUER")]
+    pub identity_external_issuer: bool,
+    /// The trust-roots ConfigMap (linkerd-identity-trust-roots) is managed
+    /// by someone else, trust-manager say: render none (values:
+    /// identity.externalCA=true).
+    #[arg(long, env = "MESH_IDENTITY_EXTERNAL_CA")]
+    pub identity_external_ca: bool,
     /// Do not read the cluster: render new trust anchors, issuer and webhook
     /// certificate (unless given) even when mesh is installed there already.
     #[arg(long, env = "MESH_INSTALL_IGNORE_CLUSTER")]
@@ -263,6 +274,9 @@ fn trust_material(settings: &Settings) -> anyhow::Result<TrustMaterial> {
         mesh_api::labels::CONTROL_PLANE_NAMESPACE,
         &settings.identity_trust_domain,
     );
+    if settings.external_issuer {
+        return external_trust_material(settings);
+    }
     let (anchors, cert, key) = match (
         &settings.trust_anchors,
         &settings.issuer_cert,
@@ -307,5 +321,31 @@ fn trust_material(settings: &Settings) -> anyhow::Result<TrustMaterial> {
         anchors_pem: anchors.text.clone(),
         issuer_cert_pem: cert.text.clone(),
         issuer_key_pem: key.text.clone(),
+    })
+}
+
+/// With an external issuer mesh renders no issuer, only the anchors
+/// (unless the CA is external too), which it must be given or find.
+fn external_trust_material(settings: &Settings) -> anyhow::Result<TrustMaterial> {
+    let anchors_pem = match (&settings.trust_anchors, settings.external_ca) {
+        (Some(anchors), _) => {
+            TrustRoots::from_pem(&anchors.text).context(anchors.origin.clone())?;
+            anchors.text.clone()
+        }
+        (None, true) => String::new(),
+        (None, false) => anyhow::bail!(
+            "an external issuer needs the trust anchors: --identity-trust-anchors-file, \
+             identityTrustAnchorsPEM, or the ca.crt of Secret {}/{} in the cluster \
+             (or --identity-external-ca when something else writes ConfigMap {}/{})",
+            mesh_api::labels::CONTROL_PLANE_NAMESPACE,
+            mesh_api::labels::ISSUER_SECRET,
+            mesh_api::labels::CONTROL_PLANE_NAMESPACE,
+            mesh_api::labels::TRUST_ROOTS_CONFIGMAP,
+        ),
+    };
+    Ok(TrustMaterial {
+        anchors_pem,
+        issuer_cert_pem: String::new(),
+        issuer_key_pem: String::new(),
     })
 }

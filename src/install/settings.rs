@@ -61,11 +61,19 @@ pub struct Values {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct IdentityValues {
     issuer: Option<IssuerValues>,
+    /// `identity.externalCA`: the trust-roots ConfigMap is someone
+    /// else's (trust-manager's, say); mesh renders none.
+    #[serde(rename = "externalCA")]
+    external_ca: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct IssuerValues {
+    /// `identity.issuer.scheme`: `linkerd.io/tls` (mesh renders the issuer
+    /// Secret) or `kubernetes.io/tls` (someone else, cert-manager say,
+    /// writes it).
+    scheme: Option<IssuerScheme>,
     issuance_lifetime: Option<String>,
     clock_skew_allowance: Option<String>,
     tls: Option<PemPair>,
@@ -110,6 +118,27 @@ struct InjectorValues {
     key_pem: Option<String>,
     #[serde(rename = "caBundle")]
     ca_bundle: Option<String>,
+}
+
+/// Who writes the issuer Secret (`identity.issuer.scheme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum IssuerScheme {
+    /// mesh renders it from the issuer it was given or generated.
+    #[serde(rename = "linkerd.io/tls")]
+    Linkerd,
+    /// Someone else (cert-manager) writes it; mesh renders none.
+    #[serde(rename = "kubernetes.io/tls")]
+    Kubernetes,
+}
+
+impl IssuerScheme {
+    /// The value's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linkerd => "linkerd.io/tls",
+            Self::Kubernetes => "kubernetes.io/tls",
+        }
+    }
 }
 
 /// What the webhook does when the injector cannot be reached.
@@ -187,6 +216,11 @@ pub struct Settings {
     pub cluster_networks: String,
     /// Render the `linkerd` Namespace (`installNamespace`).
     pub install_namespace: bool,
+    /// The issuer Secret is written by someone else
+    /// (`identity.issuer.scheme: kubernetes.io/tls`).
+    pub external_issuer: bool,
+    /// The trust-roots ConfigMap is someone else's (`identity.externalCA`).
+    pub external_ca: bool,
 }
 
 /// A duration as the controllers' flags and the stored values write it
@@ -245,7 +279,11 @@ impl Settings {
             text,
             origin: from_values(key),
         };
-        let issuer = values.identity.and_then(|i| i.issuer).unwrap_or_default();
+        let identity = values.identity.unwrap_or_default();
+        let external_ca = args.identity_external_ca || identity.external_ca.unwrap_or(false);
+        let issuer = identity.issuer.unwrap_or_default();
+        let external_issuer =
+            args.identity_external_issuer || issuer.scheme == Some(IssuerScheme::Kubernetes);
         let issuer_tls = issuer.tls.unwrap_or_default();
         let proxy = values.proxy.unwrap_or_default();
         let proxy_image = proxy.image.unwrap_or_default();
@@ -388,7 +426,14 @@ impl Settings {
                 .cluster_networks
                 .unwrap_or_else(|| mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into()),
             install_namespace: values.install_namespace.unwrap_or(true),
+            external_issuer,
+            external_ca,
         };
+        anyhow::ensure!(
+            !(external_issuer && (settings.issuer_cert.is_some() || settings.issuer_key.is_some())),
+            "an external issuer (--identity-external-issuer, identity.issuer.scheme: kubernetes.io/tls) \
+             is written by someone else: give no issuer certificate or key"
+        );
         settings
             .default_inbound_policy
             .parse::<mesh_policy::index::defaults::DefaultPolicy>()

@@ -2,7 +2,10 @@
 //! requests over mTLS (new connections and one long-lived connection) while
 //! the issuer is replaced (same anchor), and then while the trust anchor is
 //! replaced (a two-anchor bundle, a new issuer from the new anchor, the old
-//! anchor removed). Not one request may fail.
+//! anchor removed). Not one request may fail. The issuer Secret changes as
+//! cert-manager renews a `kubernetes.io/tls` Secret (certificate, new key
+//! and CA at once) and kubelet projects it into the pod (one `..data`
+//! swap); the identity service is never restarted.
 
 mod support;
 
@@ -224,17 +227,17 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    // 1. A new issuer from the same anchor.
+    // 1. A new issuer from the same anchor, as cert-manager renews it
+    // (kubernetes.io/tls Secret, a new key) and kubelet projects it.
     let issuer2 = new_issuer(&svc.anchor);
-    write_atomically(&svc.files.key, &issuer2.key_pem);
-    write_atomically(&svc.files.certificate, &issuer2.cert_pem);
+    renew_issuer(&svc, &issuer2, &svc.anchor);
     wait_for_issuer(&[&client, &server], &issuer2.cert_pem).await;
     let after_issuer_rotation = counts.ok.load(Ordering::Relaxed);
 
     // 2. A new anchor: trust both, move the issuer to the new one, then drop the old.
     let anchor2 = new_anchor();
-    write_atomically(
-        &svc.files.trust_anchors,
+    set_trust_roots(
+        &svc,
         &format!("{}{}", svc.anchor.cert_pem, anchor2.cert_pem),
     );
     let both = roots_of(&[&svc.anchor, &anchor2]);
@@ -243,10 +246,9 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let issuer3 = new_issuer(&anchor2);
-    write_atomically(&svc.files.key, &issuer3.key_pem);
-    write_atomically(&svc.files.certificate, &issuer3.cert_pem);
+    renew_issuer(&svc, &issuer3, &anchor2);
     wait_for_issuer(&[&client, &server], &issuer3.cert_pem).await;
-    write_atomically(&svc.files.trust_anchors, &anchor2.cert_pem);
+    set_trust_roots(&svc, &anchor2.cert_pem);
     let only_new = roots_of(&[&anchor2]);
     for w in [&client, &server] {
         w.set_roots(&only_new).expect("new roots");

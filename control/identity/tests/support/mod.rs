@@ -21,7 +21,9 @@ use tempfile::TempDir;
 
 pub const DAY: Duration = Duration::from_secs(24 * 3600);
 
-/// An identity service and the files it reads.
+/// An identity service and the files it reads: the issuer Secret and the
+/// trust-roots ConfigMap as kubelet projects them into the pod
+/// (`issuer/` with `tls.crt`, `tls.key`, `ca.crt`; `roots/ca-bundle.crt`).
 pub struct TestIdentity {
     pub running: Running,
     pub dir: TempDir,
@@ -48,11 +50,57 @@ pub fn new_issuer(anchor: &CertAndKey) -> CertAndKey {
     .expect("issuer")
 }
 
-/// Writes a file atomically (as kubelet swaps mounted Secrets).
-pub fn write_atomically(path: &Path, contents: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
+/// Writes `files` (key, contents) into the volume at `dir` as kubelet
+/// projects a Secret or ConfigMap, and as it does on every update: all
+/// keys into a new timestamped directory, then one atomic rename of the
+/// `..data` link to it; each key is a link through `..data`. A renewal by
+/// cert-manager (a new `tls.crt`, `tls.key` and `ca.crt` in the issuer
+/// Secret) reaches the identity service this way.
+pub fn project(dir: &Path, files: &[(&str, &str)]) {
+    use std::os::unix::fs::symlink;
+    static VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    std::fs::create_dir_all(dir).expect("volume dir");
+    let version = format!(
+        "..2026_12_06_{}",
+        VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    std::fs::create_dir(dir.join(&version)).expect("version dir");
+    for (key, contents) in files {
+        std::fs::write(dir.join(&version).join(key), contents).expect("write key");
+    }
+    let _ = std::fs::remove_file(dir.join("..data_tmp"));
+    symlink(&version, dir.join("..data_tmp")).expect("..data_tmp");
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).expect("swap ..data");
+    for (key, _) in files {
+        if std::fs::symlink_metadata(dir.join(key)).is_err() {
+            symlink(Path::new("..data").join(key), dir.join(key)).expect("key link");
+        }
+    }
+    for entry in std::fs::read_dir(dir).expect("volume") {
+        let name = entry.expect("entry").file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("..2") && *name != version {
+            std::fs::remove_dir_all(dir.join(&*name)).expect("old version");
+        }
+    }
+}
+
+/// Renews the issuer Secret in `svc`'s volume: certificate, key and the
+/// CA that signed it, all at once.
+pub fn renew_issuer(svc: &TestIdentity, issuer: &CertAndKey, anchor: &CertAndKey) {
+    project(
+        &svc.dir.path().join("issuer"),
+        &[
+            ("tls.crt", &issuer.cert_pem),
+            ("tls.key", &issuer.key_pem),
+            ("ca.crt", &anchor.cert_pem),
+        ],
+    );
+}
+
+/// Replaces the trust-roots ConfigMap's bundle in `svc`'s volume.
+pub fn set_trust_roots(svc: &TestIdentity, bundle: &str) {
+    project(&svc.dir.path().join("roots"), &[("ca-bundle.crt", bundle)]);
 }
 
 impl TestIdentity {
@@ -60,14 +108,22 @@ impl TestIdentity {
         let dir = tempfile::tempdir().expect("tempdir");
         let anchor = new_anchor();
         let issuer = new_issuer(&anchor);
-        let files = IssuerFiles {
-            trust_anchors: dir.path().join("ca-bundle.crt"),
-            certificate: dir.path().join("tls.crt"),
-            key: dir.path().join("tls.key"),
-        };
-        write_atomically(&files.trust_anchors, &anchor.cert_pem);
-        write_atomically(&files.certificate, &issuer.cert_pem);
-        write_atomically(&files.key, &issuer.key_pem);
+        project(
+            &dir.path().join("issuer"),
+            &[
+                ("tls.crt", &issuer.cert_pem),
+                ("tls.key", &issuer.key_pem),
+                ("ca.crt", &anchor.cert_pem),
+            ],
+        );
+        project(
+            &dir.path().join("roots"),
+            &[("ca-bundle.crt", &anchor.cert_pem)],
+        );
+        let files = IssuerFiles::in_secret_dir(
+            &dir.path().join("issuer"),
+            dir.path().join("roots").join("ca-bundle.crt"),
+        );
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
