@@ -386,8 +386,9 @@ async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
     drop(podinfo);
 
     // The init container, as the injector runs it (root, NET_ADMIN and
-    // NET_RAW) in a pod's network namespace: its iptables, from the image,
-    // installs the redirect.
+    // NET_RAW, a read-only root filesystem and an empty /run) in a pod's
+    // network namespace: its iptables, from the image, installs the
+    // redirect.
     let (bundle, mut config) = pull_and_unpack(&registry, "proxy-init", work.path());
     assert_eq!(config["process"]["args"][0], "/usr/bin/mesh-init");
     for set in ["bounding", "effective", "permitted"] {
@@ -396,6 +397,12 @@ async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
             .expect("capabilities");
         caps.extend(["CAP_NET_ADMIN".into(), "CAP_NET_RAW".into()]);
     }
+    // A read-only root with an empty /run, as the injector mounts it.
+    config["root"]["readonly"] = true.into();
+    config["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}));
     let pod = NetworkNamespace::new(&format!("mesh-images-{}", std::process::id()));
     let (status, printed) = start(&bundle, config, None, &[], Some(&pod.path())).finish();
     assert!(

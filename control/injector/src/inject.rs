@@ -33,6 +33,9 @@ pub const INIT_CONTAINER: &str = "linkerd-init";
 pub const TOKEN_VOLUME: &str = "linkerd-identity-token";
 /// The in-memory volume for the proxy's identity.
 pub const END_ENTITY_VOLUME: &str = "linkerd-identity-end-entity";
+/// The init container's `/run` (its root filesystem is read-only, and
+/// iptables takes its lock in `/run/xtables.lock`), Linkerd's name.
+pub const XTABLES_LOCK_VOLUME: &str = "linkerd-proxy-init-xtables-lock";
 /// The label naming the workload's namespace.
 pub const WORKLOAD_NS: &str = "linkerd.io/workload-ns";
 
@@ -110,8 +113,15 @@ pub fn inject(meta: &mut ObjectMeta, spec: &mut PodSpec, values: &Values, namesp
         ],
     );
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
-    volumes.retain(|v| v.name != TOKEN_VOLUME && v.name != END_ENTITY_VOLUME);
+    volumes.retain(|v| {
+        v.name != TOKEN_VOLUME && v.name != END_ENTITY_VOLUME && v.name != XTABLES_LOCK_VOLUME
+    });
     volumes.extend(identity_volumes());
+    volumes.push(Volume {
+        name: XTABLES_LOCK_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    });
 }
 
 fn init_container(values: &Values) -> Container {
@@ -157,6 +167,11 @@ fn init_container(values: &Values) -> Container {
             ..Default::default()
         }),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: XTABLES_LOCK_VOLUME.into(),
+            mount_path: "/run".into(),
+            ..Default::default()
+        }]),
         ..Default::default()
     }
 }
@@ -598,7 +613,19 @@ mod tests {
             .flatten()
             .map(|v| v.name.as_str())
             .collect();
-        assert_eq!(volumes, [END_ENTITY_VOLUME, TOKEN_VOLUME]);
+        assert_eq!(
+            volumes,
+            [END_ENTITY_VOLUME, TOKEN_VOLUME, XTABLES_LOCK_VOLUME]
+        );
+        let init_mounts = init.volume_mounts.as_ref().expect("init mounts");
+        assert_eq!(
+            (
+                init_mounts[0].name.as_str(),
+                init_mounts[0].mount_path.as_str()
+            ),
+            (XTABLES_LOCK_VOLUME, "/run"),
+            "iptables' lock has a writable /run beside the read-only root"
+        );
         assert_eq!(
             meta.annotations.as_ref().expect("annotations")[PROXY_VERSION_ANNOTATION],
             "v0.1.0"
