@@ -183,6 +183,7 @@ fn helm_template_renders_what_mesh_install_renders() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (name, extra) in [
         ("defaults", ""),
+        ("ha-flag", ""),
         (
             "ha",
             "controllerReplicas: 3\nenablePodAntiAffinity: true\nenablePodDisruptionBudget: true\n",
@@ -204,27 +205,38 @@ fn helm_template_renders_what_mesh_install_renders() {
             "external-ca",
             "identity:\n  externalCA: true\n  issuer:\n    scheme: kubernetes.io/tls\n",
         ),
+        (
+            "resources",
+            "controllerResources:\n  memory:\n    request: 30Mi\n\
+             destinationResources:\n  cpu:\n    limit: 1\n\
+             policyController:\n  resources:\n    ephemeral-storage:\n      limit: 1Gi\n\
+             proxy:\n  resources:\n    memory:\n      limit: 64Mi\n    cpu:\n      request: \"0.5\"\n",
+        ),
     ] {
         let values = values(dir.path(), &format!("{name}.yaml"), extra);
         let values_arg = values.display().to_string();
         let chart_arg = chart.display().to_string();
         run(&helm, &["lint", &chart_arg, "-f", &values_arg]);
-        let from_helm = run(
-            &helm,
-            &[
-                "template",
-                "linkerd-control-plane",
-                &chart_arg,
-                "-n",
-                "linkerd",
-                "-f",
-                &values_arg,
-            ],
-        );
-        let from_mesh = run(
-            Path::new(env!("CARGO_BIN_EXE_mesh")),
-            &["install", "--ignore-cluster", "--values", &values_arg],
-        );
+        // `mesh install --ha` is the chart's values-ha.yaml.
+        let ha = name == "ha-flag";
+        let ha_values = chart.join("values-ha.yaml").display().to_string();
+        let mut helm_args = vec![
+            "template",
+            "linkerd-control-plane",
+            &chart_arg,
+            "-n",
+            "linkerd",
+        ];
+        if ha {
+            helm_args.extend(["-f", &ha_values]);
+        }
+        helm_args.extend(["-f", &values_arg]);
+        let from_helm = run(&helm, &helm_args);
+        let mut mesh_args = vec!["install", "--ignore-cluster", "--values", &values_arg];
+        if ha {
+            mesh_args.push("--ha");
+        }
+        let from_mesh = run(Path::new(env!("CARGO_BIN_EXE_mesh")), &mesh_args);
         let (helm_objects, mesh_objects) = (objects(&from_helm), objects(&from_mesh));
         let kinds = |objects: &[((String, String), serde_json::Value)]| {
             objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>()

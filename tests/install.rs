@@ -880,6 +880,65 @@ fn an_external_issuer_is_not_rendered() {
     }
 }
 
+/// `--ha` sets requests and limits on every control-plane container and
+/// every injected proxy, as Linkerd's HA values do; a value over it wins,
+/// and a quantity that is not one is named.
+#[test]
+fn ha_sets_resources_and_a_value_overrides_them() {
+    let objects = render(&["--ha", "--ignore-cluster"]);
+    for name in CONTROLLERS {
+        let resources = &find(&objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+            [0]["resources"];
+        assert!(
+            resources["requests"]["cpu"].is_string() && resources["limits"]["memory"] == "250Mi",
+            "{name}: {resources}"
+        );
+    }
+    let injector = args_of(&objects, "linkerd-proxy-injector");
+    for flag in [
+        "--proxy-cpu-request=100m",
+        "--proxy-memory-request=20Mi",
+        "--proxy-memory-limit=250Mi",
+    ] {
+        assert!(injector.contains(&flag.to_owned()), "{flag}: {injector:?}");
+    }
+
+    let objects = render(&[
+        "--ha",
+        "--ignore-cluster",
+        "--set",
+        "identityResources.memory.limit=1Gi",
+    ]);
+    let identity = &find(&objects, "Deployment", "linkerd-identity")["spec"]["template"]["spec"]["containers"]
+        [0]["resources"];
+    assert_eq!(identity["limits"]["memory"], "1Gi", "{identity}");
+    assert!(
+        identity["requests"].is_null(),
+        "the value replaces --ha's identity resources: {identity}"
+    );
+
+    let objects = render(&["--ignore-cluster"]);
+    assert!(
+        find(&objects, "Deployment", "linkerd-identity")["spec"]["template"]["spec"]["containers"]
+            [0]["resources"]
+            .is_null(),
+        "without --ha, no resources are set"
+    );
+
+    let out = mesh(&[
+        "install",
+        "--ignore-cluster",
+        "--set",
+        "proxy.resources.cpu.request=lots",
+    ]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let error = text(&out.stderr);
+    assert!(
+        error.contains("proxy.resources.cpu.request") && error.contains("lots"),
+        "{error}"
+    );
+}
+
 #[test]
 fn a_values_file_sets_what_flags_do_not() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -23,6 +23,7 @@ use anyhow::Context;
 use base64::Engine;
 
 use super::injector::WebhookTls;
+use super::resources::{Quantities, Resources};
 use super::settings::{FailurePolicy, Settings, duration_arg};
 use super::{TrustMaterial, config, manifest};
 
@@ -46,7 +47,7 @@ const ISSUANCE_LIFETIME_SENTINEL: Duration = Duration::from_secs(1_234_567);
 const CLOCK_SKEW_SENTINEL: Duration = Duration::from_secs(7_654_321);
 
 /// Each marker and the template expression that stands for it.
-const MARKERS: [(&str, &str); 16] = [
+const MARKERS: [(&str, &str); 20] = [
     ("__MESH_CLUSTER_DOMAIN__", ".Values.clusterDomain"),
     ("__MESH_TRUST_DOMAIN__", ".Values.identityTrustDomain"),
     ("__MESH_CLUSTER_NETWORKS__", ".Values.clusterNetworks"),
@@ -66,7 +67,88 @@ const MARKERS: [(&str, &str); 16] = [
     ("__MESH_INJECTOR_KEY__", "$injectorKey"),
     ("__MESH_INJECTOR_CA__", "$injectorCA"),
     ("__MESH_STORED_VALUES__", "toYaml $stored"),
+    (
+        "__MESH_PROXY_CPU_REQUEST__",
+        ".Values.proxy.resources.cpu.request",
+    ),
+    (
+        "__MESH_PROXY_CPU_LIMIT__",
+        ".Values.proxy.resources.cpu.limit",
+    ),
+    (
+        "__MESH_PROXY_MEMORY_REQUEST__",
+        ".Values.proxy.resources.memory.request",
+    ),
+    (
+        "__MESH_PROXY_MEMORY_LIMIT__",
+        ".Values.proxy.resources.memory.limit",
+    ),
 ];
+
+/// Each component's `resources` marker and the values it reads (its own,
+/// else `controllerResources`).
+const RESOURCES: [(&str, &str, &str); 4] = [
+    (
+        "linkerd-identity",
+        "__MESH_RESOURCES_IDENTITY__",
+        ".Values.identityResources",
+    ),
+    (
+        "linkerd-destination",
+        "__MESH_RESOURCES_DESTINATION__",
+        ".Values.destinationResources",
+    ),
+    (
+        "linkerd-policy",
+        "__MESH_RESOURCES_POLICY__",
+        ".Values.policyController.resources",
+    ),
+    (
+        "linkerd-proxy-injector",
+        "__MESH_RESOURCES_INJECTOR__",
+        ".Values.proxyInjectorResources",
+    ),
+];
+
+/// The injector's optional flags: the marker in each, and when the line
+/// is rendered.
+const OPTIONAL_ARGS: [(&str, &str); 4] = [
+    (
+        "__MESH_PROXY_CPU_REQUEST__",
+        ".Values.proxy.resources.cpu.request",
+    ),
+    (
+        "__MESH_PROXY_CPU_LIMIT__",
+        ".Values.proxy.resources.cpu.limit",
+    ),
+    (
+        "__MESH_PROXY_MEMORY_REQUEST__",
+        ".Values.proxy.resources.memory.request",
+    ),
+    (
+        "__MESH_PROXY_MEMORY_LIMIT__",
+        ".Values.proxy.resources.memory.limit",
+    ),
+];
+
+/// Turns Linkerd's resources shape (`{cpu: {request, limit}, …}`) into a
+/// container's `resources` (`{requests: {cpu}, limits: {…}}`), empty
+/// when nothing is set.
+const HELPERS: &str = r#"{{- define "mesh.resources" -}}
+{{- $requests := dict -}}
+{{- $limits := dict -}}
+{{- range $name, $quantities := . -}}
+{{- with $quantities -}}
+{{- if .request }}{{ $_ := set $requests $name (toString .request) }}{{ end -}}
+{{- if .limit }}{{ $_ := set $limits $name (toString .limit) }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- $out := dict -}}
+{{- if $limits }}{{ $_ := set $out "limits" $limits }}{{ end -}}
+{{- if $requests }}{{ $_ := set $out "requests" $requests }}{{ end -}}
+{{- toYaml $out -}}
+{{- end }}
+"#;
 
 /// The variables the control plane's template works out first.
 const PREAMBLE: &str = r#"{{- $registry := .Values.imageRegistry | default "mesh" | trimSuffix "/" }}
@@ -178,7 +260,20 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
         if object["kind"] == "ConfigMap" && object["metadata"]["name"] == config::NAME {
             object["data"][config::VALUES_KEY] = "__MESH_STORED_VALUES__".into();
         }
-        let text = escape_braces(&manifest::to_yaml(std::slice::from_ref(&object))?);
+        if object["kind"] == "Deployment"
+            && let Some((_, marker, _)) = RESOURCES
+                .iter()
+                .find(|(name, _, _)| object["metadata"]["name"] == *name)
+        {
+            object["spec"]["template"]["spec"]["containers"][0]["resources"] = (*marker).into();
+        }
+        let mut text = escape_braces(&manifest::to_yaml(std::slice::from_ref(&object))?);
+        for (marker, condition) in OPTIONAL_ARGS {
+            text = wrap_line(&text, marker, condition);
+        }
+        for (_, marker, value) in RESOURCES {
+            text = resources_block(&text, marker, value);
+        }
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let text = match object["kind"].as_str() {
             Some("Namespace") => wrap_document(&text, ".Values.installNamespace"),
@@ -206,6 +301,8 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
     if let Some(left) = MARKERS
         .iter()
         .map(|(marker, _)| *marker)
+        .chain(RESOURCES.iter().map(|(_, marker, _)| *marker))
+        .chain(OPTIONAL_ARGS.iter().map(|(marker, _)| *marker))
         .find(|marker| template.contains(marker))
     {
         anyhow::bail!("the chart template still holds {left}");
@@ -221,6 +318,14 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
         ChartFile {
             path: "mesh-control-plane/values.yaml".into(),
             contents: format!("# {GENERATED}\n{}", control_plane_values()),
+        },
+        ChartFile {
+            path: "mesh-control-plane/values-ha.yaml".into(),
+            contents: format!("# {GENERATED}\n{}", ha_values()),
+        },
+        ChartFile {
+            path: "mesh-control-plane/templates/_helpers.tpl".into(),
+            contents: format!("{{{{- /* {GENERATED} */}}}}\n{HELPERS}"),
         },
         ChartFile {
             path: "mesh-control-plane/templates/control-plane.yaml".into(),
@@ -255,7 +360,44 @@ fn marked_settings() -> Settings {
         install_namespace: true,
         external_issuer: false,
         external_ca: false,
+        resources: super::settings::ResourceSettings {
+            proxy: Resources {
+                cpu: Some(Quantities {
+                    request: Some("__MESH_PROXY_CPU_REQUEST__".into()),
+                    limit: Some("__MESH_PROXY_CPU_LIMIT__".into()),
+                }),
+                memory: Some(Quantities {
+                    request: Some("__MESH_PROXY_MEMORY_REQUEST__".into()),
+                    limit: Some("__MESH_PROXY_MEMORY_LIMIT__".into()),
+                }),
+                ephemeral_storage: None,
+            },
+            ..Default::default()
+        },
     }
+}
+
+/// What `mesh install --ha` sets, as a values file over the chart's own
+/// (Linkerd ships the same as `values-ha.yaml`).
+fn ha_values() -> String {
+    let yaml = |resources: Resources| {
+        serde_saphyr::to_string(&resources)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| format!("  {line}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "\ncontrollerReplicas: 3\nenablePodAntiAffinity: true\nenablePodDisruptionBudget: true\n\
+         # Every controller's, unless its own is set.\ncontrollerResources:\n{}\
+         identityResources:\n{}proxy:\n  resources:\n{}",
+        yaml(super::resources::ha_controller()),
+        yaml(super::resources::ha_identity()),
+        yaml(super::resources::ha_proxy())
+            .lines()
+            .map(|line| format!("  {line}\n"))
+            .collect::<String>(),
+    )
 }
 
 /// The chart's values: Linkerd's names, mesh install's defaults.
@@ -296,12 +438,29 @@ identity:
     tls:
       crtPEM: ""
       keyPEM: ""
+# Resource requests and limits (`cpu`, `memory`, `ephemeral-storage`, each
+# with `request` and `limit`): every controller's, unless its own is set.
+controllerResources: {{}}
+identityResources: {{}}
+destinationResources: {{}}
+proxyInjectorResources: {{}}
+policyController:
+  resources: {{}}
 proxy:
   image:
     # <imageRegistry>/proxy when empty.
     name: ""
     # linkerdVersion when empty.
     version: ""
+  # Every injected proxy's requests and limits (a pod's
+  # config.linkerd.io/proxy-cpu-request and the like override them).
+  resources:
+    cpu:
+      request: ""
+      limit: ""
+    memory:
+      request: ""
+      limit: ""
   logLevel: {log_level}
   defaultInboundPolicy: all-unauthenticated
 proxyInit:
@@ -373,6 +532,36 @@ fn substitute(text: &str) -> String {
 /// a template that prints it.
 fn escape_braces(text: &str) -> String {
     text.replace("{{", "{{ \"{{\" }}")
+}
+
+/// The line holding `marker` rendered only when `condition` holds.
+fn wrap_line(text: &str, marker: &str, condition: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            if !line.contains(marker) {
+                return line.to_owned();
+            }
+            let pad = &line[..line.len() - line.trim_start().len()];
+            format!("{pad}{{{{- if {condition} }}}}\n{line}{pad}{{{{- end }}}}\n")
+        })
+        .collect()
+}
+
+/// The line `resources: <marker>` as the container's resources from
+/// `value` (else `controllerResources`), and no line when neither is set.
+fn resources_block(text: &str, marker: &str, value: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            if line.trim() != format!("resources: {marker}") {
+                return line.to_owned();
+            }
+            let pad = &line[..line.len() - line.trim_start().len()];
+            format!(
+                "{pad}{{{{- with include \"mesh.resources\" ({value} | default .Values.controllerResources) | fromYaml }}}}\n\
+                 {pad}resources: {{{{ toJson . }}}}\n{pad}{{{{- end }}}}\n"
+            )
+        })
+        .collect()
 }
 
 /// A whole YAML document rendered only when `condition` holds.

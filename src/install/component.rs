@@ -90,6 +90,8 @@ pub struct Component {
     pub volumes: Vec<(Volume, VolumeMount)>,
     /// Replicas and how they are spread.
     pub placement: Placement,
+    /// The container's resource requests and limits.
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
 }
 
 /// How many replicas a component runs and how they survive disruptions.
@@ -230,6 +232,7 @@ impl Component {
             liveness_probe: Some(probe("/live")),
             volume_mounts: (!self.volumes.is_empty())
                 .then(|| self.volumes.iter().map(|(_, m)| m.clone()).collect()),
+            resources: self.resources.clone(),
             ..Container::default()
         };
         let deployment = Deployment {

@@ -54,6 +54,23 @@ pub fn values(settings: &Settings, material: &TrustMaterial) -> serde_json::Valu
     if !settings.install_namespace {
         values["installNamespace"] = false.into();
     }
+    let resources = &settings.resources;
+    for (path, chosen) in [
+        (&["controllerResources"][..], &resources.controller),
+        (&["identityResources"], &resources.identity),
+        (&["destinationResources"], &resources.destination),
+        (&["proxyInjectorResources"], &resources.proxy_injector),
+        (&["policyController", "resources"], &resources.policy),
+        (&["proxy", "resources"], &resources.proxy),
+    ] {
+        if !chosen.is_empty() {
+            let mut at = &mut values;
+            for key in path {
+                at = &mut at[*key];
+            }
+            *at = json!(chosen);
+        }
+    }
     if let Some(registry) = registry {
         values["imageRegistry"] = registry.into();
     }

@@ -52,6 +52,9 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
         headless_service: Some("linkerd-dst-headless".into()),
         volumes,
         placement: settings.into(),
+        resources: settings
+            .resources
+            .for_controller(&settings.resources.destination),
     }
     .objects()
 }

@@ -98,6 +98,9 @@ pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<
             ),
         ],
         placement: settings.into(),
+        resources: settings
+            .resources
+            .for_controller(&settings.resources.identity),
     };
     let mut objects = Vec::new();
     if settings.install_namespace {

@@ -83,6 +83,32 @@ fn generate_webhook_tls(cluster_domain: &str) -> anyhow::Result<WebhookTls> {
     })
 }
 
+/// The injector's flags for the proxies' requests and limits, those set.
+fn proxy_resource_args(resources: &super::resources::Resources) -> Vec<String> {
+    let pairs = [
+        (
+            "cpu-request",
+            resources.cpu.as_ref().and_then(|q| q.request.as_ref()),
+        ),
+        (
+            "cpu-limit",
+            resources.cpu.as_ref().and_then(|q| q.limit.as_ref()),
+        ),
+        (
+            "memory-request",
+            resources.memory.as_ref().and_then(|q| q.request.as_ref()),
+        ),
+        (
+            "memory-limit",
+            resources.memory.as_ref().and_then(|q| q.limit.as_ref()),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .filter_map(|(flag, value)| Some(format!("--proxy-{flag}={}", value?)))
+        .collect()
+}
+
 /// Its objects, in apply order.
 pub fn objects(settings: &Settings, tls: &WebhookTls) -> anyhow::Result<Vec<Object>> {
     let component = [(CONTROL_PLANE_COMPONENT, "proxy-injector")];
@@ -120,7 +146,10 @@ pub fn objects(settings: &Settings, tls: &WebhookTls) -> anyhow::Result<Vec<Obje
             format!("--proxy-version={}", settings.proxy_tag()),
             format!("--proxy-init-image={}", settings.proxy_init()),
             format!("--proxy-log-level={}", settings.proxy_log_filter()),
-        ],
+        ]
+        .into_iter()
+        .chain(proxy_resource_args(&settings.resources.proxy))
+        .collect(),
         ports: vec![Port {
             name: "proxy-injector",
             port: mesh_api::ports::INJECTOR_WEBHOOK,
@@ -150,6 +179,9 @@ pub fn objects(settings: &Settings, tls: &WebhookTls) -> anyhow::Result<Vec<Obje
             },
         )],
         placement: settings.into(),
+        resources: settings
+            .resources
+            .for_controller(&settings.resources.proxy_injector),
     };
     let not_in = |key: &str, values: &[&str]| LabelSelectorRequirement {
         key: key.into(),

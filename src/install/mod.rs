@@ -21,6 +21,7 @@ mod identity;
 mod injector;
 pub mod manifest;
 mod policy;
+pub mod resources;
 pub mod settings;
 pub mod upgrade;
 

@@ -72,6 +72,9 @@ pub fn objects(settings: &Settings) -> anyhow::Result<Vec<Object>> {
         headless_service: None,
         volumes,
         placement: settings.into(),
+        resources: settings
+            .resources
+            .for_controller(&settings.resources.policy),
     }
     .objects()
 }

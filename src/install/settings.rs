@@ -11,6 +11,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use super::InstallArgs;
+use super::resources::{Resources, ha_controller, ha_identity, ha_proxy};
 use crate::images::TAG;
 
 /// A values file, in Linkerd's Helm value names.
@@ -55,6 +56,22 @@ pub struct Values {
     proxy_init: Option<ProxyInitValues>,
     /// `proxyInjector.*`.
     proxy_injector: Option<InjectorValues>,
+    /// `controllerResources`: every controller's, unless its own is set.
+    controller_resources: Option<Resources>,
+    /// `identityResources`.
+    identity_resources: Option<Resources>,
+    /// `destinationResources`.
+    destination_resources: Option<Resources>,
+    /// `proxyInjectorResources`.
+    proxy_injector_resources: Option<Resources>,
+    /// `policyController.resources`.
+    policy_controller: Option<PolicyControllerValues>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyControllerValues {
+    resources: Option<Resources>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +109,7 @@ struct PemPair {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ProxyValues {
     image: Option<ImageValues>,
+    resources: Option<Resources>,
     log_level: Option<String>,
     default_inbound_policy: Option<String>,
 }
@@ -221,6 +239,39 @@ pub struct Settings {
     pub external_issuer: bool,
     /// The trust-roots ConfigMap is someone else's (`identity.externalCA`).
     pub external_ca: bool,
+    /// Resource requests and limits.
+    pub resources: ResourceSettings,
+}
+
+/// Resource requests and limits of each container, in Linkerd's shape.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceSettings {
+    /// Every controller's, unless its own is set (`controllerResources`).
+    pub controller: Resources,
+    /// `identityResources`.
+    pub identity: Resources,
+    /// `destinationResources`.
+    pub destination: Resources,
+    /// `policyController.resources`.
+    pub policy: Resources,
+    /// `proxyInjectorResources`.
+    pub proxy_injector: Resources,
+    /// `proxy.resources`: every injected proxy's.
+    pub proxy: Resources,
+}
+
+impl ResourceSettings {
+    /// A controller's `resources`: its own, else the controllers'.
+    pub fn for_controller(
+        &self,
+        own: &Resources,
+    ) -> Option<k8s_openapi::api::core::v1::ResourceRequirements> {
+        if own.is_empty() {
+            self.controller.requirements()
+        } else {
+            own.requirements()
+        }
+    }
 }
 
 /// A duration as the controllers' flags and the stored values write it
@@ -298,6 +349,43 @@ impl Settings {
             .map(|registry| registry.trim_end_matches('/').to_owned());
         let proxy_version = args.proxy_version.clone().or(proxy_image.version);
         let injector = values.proxy_injector.unwrap_or_default();
+        let resources = {
+            let ha = args.ha;
+            let pick = |value: Option<Resources>, key: &str, ha_default: fn() -> Resources| {
+                let chosen = value.unwrap_or_else(|| {
+                    if ha {
+                        ha_default()
+                    } else {
+                        Resources::default()
+                    }
+                });
+                chosen.validate(&from_values(key)).map(|()| chosen)
+            };
+            ResourceSettings {
+                controller: pick(
+                    values.controller_resources,
+                    "controllerResources",
+                    ha_controller,
+                )?,
+                identity: pick(values.identity_resources, "identityResources", ha_identity)?,
+                destination: pick(
+                    values.destination_resources,
+                    "destinationResources",
+                    Resources::default,
+                )?,
+                policy: pick(
+                    values.policy_controller.and_then(|p| p.resources),
+                    "policyController.resources",
+                    Resources::default,
+                )?,
+                proxy_injector: pick(
+                    values.proxy_injector_resources,
+                    "proxyInjectorResources",
+                    Resources::default,
+                )?,
+                proxy: pick(proxy.resources.clone(), "proxy.resources", ha_proxy)?,
+            }
+        };
 
         let trust_anchors = flag_pem(
             &args.identity_trust_anchors_file,
@@ -428,6 +516,7 @@ impl Settings {
             install_namespace: values.install_namespace.unwrap_or(true),
             external_issuer,
             external_ca,
+            resources,
         };
         anyhow::ensure!(
             !(external_issuer && (settings.issuer_cert.is_some() || settings.issuer_key.is_some())),

@@ -38,6 +38,19 @@ pub(crate) struct InjectorArgs {
     /// The init container's image (with its tag); `mesh/proxy-init:<proxy version>` when unset.
     #[arg(long, env = "MESH_PROXY_INIT_IMAGE")]
     proxy_init_image: Option<String>,
+    /// The proxies' CPU request (`proxy.resources.cpu.request`); a pod's
+    /// `config.linkerd.io/proxy-cpu-request` overrides it.
+    #[arg(long, env = "MESH_PROXY_CPU_REQUEST", value_name = "QUANTITY")]
+    proxy_cpu_request: Option<String>,
+    /// The proxies' CPU limit (`proxy.resources.cpu.limit`).
+    #[arg(long, env = "MESH_PROXY_CPU_LIMIT", value_name = "QUANTITY")]
+    proxy_cpu_limit: Option<String>,
+    /// The proxies' memory request (`proxy.resources.memory.request`).
+    #[arg(long, env = "MESH_PROXY_MEMORY_REQUEST", value_name = "QUANTITY")]
+    proxy_memory_request: Option<String>,
+    /// The proxies' memory limit (`proxy.resources.memory.limit`).
+    #[arg(long, env = "MESH_PROXY_MEMORY_LIMIT", value_name = "QUANTITY")]
+    proxy_memory_limit: Option<String>,
     /// The proxies' log filter.
     #[arg(
         long,
@@ -76,6 +89,10 @@ pub(crate) async fn run(args: InjectorArgs, client: kube::Client) -> anyhow::Res
         values.init_image = image.clone();
     }
     values.log_level = args.proxy_log_level.clone();
+    values.cpu_request = args.proxy_cpu_request.clone();
+    values.cpu_limit = args.proxy_cpu_limit.clone();
+    values.memory_request = args.proxy_memory_request.clone();
+    values.memory_limit = args.proxy_memory_limit.clone();
     values.control_plane_namespace = args.controller_namespace.clone();
     values.cluster_domain = args.cluster_domain.clone();
     values.trust_domain = args.identity_trust_domain.clone();
