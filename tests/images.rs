@@ -4,8 +4,8 @@
 //! unpacked with umoci and run with runc, with nothing from outside the
 //! image: the proxy serves `/live`, the controller answers `--help`,
 //! podinfo serves its page, each as the non-root user its image names,
-//! and the init container installs a pod's iptables rules with the
-//! iptables its image ships.
+//! and the init container (`mesh-init` from the proxy's image) installs a
+//! pod's iptables rules with the iptables the image ships.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -157,7 +157,12 @@ impl Drop for Container {
 /// Pulls `<registry>/mesh/<image>:<tag>` into a layout under `work`,
 /// unpacks it into a bundle and returns the bundle's directory and
 /// runtime config (as umoci made it from the image's config).
-fn pull_and_unpack(registry: &str, image: &str, work: &Path) -> (PathBuf, serde_json::Value) {
+fn pull_and_unpack(
+    registry: &str,
+    image: &str,
+    work: &Path,
+    bundle: &str,
+) -> (PathBuf, serde_json::Value) {
     let pulled = work.join("pulled");
     std::fs::create_dir_all(&pulled).expect("pulled dir");
     run(
@@ -170,7 +175,7 @@ fn pull_and_unpack(registry: &str, image: &str, work: &Path) -> (PathBuf, serde_
             &format!("oci:{}:{TAG}", pulled.join(image).display()),
         ],
     );
-    let bundle = work.join(format!("bundle-{image}"));
+    let bundle = work.join(bundle);
     run(
         &tool("umoci"),
         &[
@@ -295,7 +300,7 @@ fn the_same_binaries_build_the_same_images() {
     let first = build(&work.path().join("one"), &debs);
     let second = build(&work.path().join("two"), &debs);
     let names: Vec<&str> = first.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, ["proxy", "proxy-init", "controller", "podinfo"]);
+    assert_eq!(names, ["proxy", "controller", "podinfo"]);
     assert_eq!(first, second, "two builds of the same inputs");
 }
 
@@ -318,7 +323,7 @@ async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
     );
 
     // The proxy, with no control plane, serves its admin page.
-    let (bundle, config) = pull_and_unpack(&registry, "proxy", work.path());
+    let (bundle, config) = pull_and_unpack(&registry, "proxy", work.path(), "proxy");
     assert_eq!(
         config["process"]["user"]["uid"], 2102,
         "the proxy's UID is Linkerd's"
@@ -350,7 +355,7 @@ async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
     drop(proxy);
 
     // The controller's binary runs in its image as its own user.
-    let (bundle, config) = pull_and_unpack(&registry, "controller", work.path());
+    let (bundle, config) = pull_and_unpack(&registry, "controller", work.path(), "controller");
     assert_eq!(config["process"]["user"]["uid"], 2103);
     let (status, printed) = start(
         &bundle,
@@ -367,7 +372,7 @@ async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
     assert!(printed.contains("Usage"), "{printed}");
 
     // podinfo serves its page from its working directory.
-    let (bundle, config) = pull_and_unpack(&registry, "podinfo", work.path());
+    let (bundle, config) = pull_and_unpack(&registry, "podinfo", work.path(), "podinfo");
     assert_eq!(config["process"]["args"][0], "./podinfo");
     let port = free_port();
     let podinfo = start(
@@ -385,12 +390,12 @@ async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
     assert_eq!(container_uid(&podinfo.id), 65532);
     drop(podinfo);
 
-    // The init container, as the injector runs it (root, NET_ADMIN and
-    // NET_RAW, a read-only root filesystem and an empty /run) in a pod's
-    // network namespace: its iptables, from the image, installs the
-    // redirect.
-    let (bundle, mut config) = pull_and_unpack(&registry, "proxy-init", work.path());
-    assert_eq!(config["process"]["args"][0], "/usr/bin/mesh-init");
+    // The init container from the proxy's image, as the injector runs it
+    // (command /usr/bin/mesh-init, root, NET_ADMIN and NET_RAW, a read-only
+    // root filesystem and an empty /run) in a pod's network namespace: the
+    // image's iptables installs the redirect.
+    let (bundle, mut config) = pull_and_unpack(&registry, "proxy", work.path(), "init");
+    config["process"]["user"] = serde_json::json!({"uid": 0, "gid": 0});
     for set in ["bounding", "effective", "permitted"] {
         let caps = config["process"]["capabilities"][set]
             .as_array_mut()
@@ -404,7 +409,14 @@ async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
         .expect("mounts")
         .push(serde_json::json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}));
     let pod = NetworkNamespace::new(&format!("mesh-images-{}", std::process::id()));
-    let (status, printed) = start(&bundle, config, None, &[], Some(&pod.path())).finish();
+    let (status, printed) = start(
+        &bundle,
+        config,
+        Some(&["/usr/bin/mesh-init"]),
+        &[],
+        Some(&pod.path()),
+    )
+    .finish();
     assert!(
         status.success(),
         "mesh-init in its image: {status}\n{printed}"

@@ -651,11 +651,8 @@ fn a_registry_names_every_image_and_an_explicit_image_wins() {
     );
     assert_eq!(
         injector,
-        [
-            "--proxy-image=mesh/proxy".to_owned(),
-            format!("--proxy-init-image=mesh/proxy-init:{tag}"),
-        ],
-        "every image is named, the defaults too"
+        ["--proxy-image=mesh/proxy"],
+        "the proxy image is named, the default too; its image runs the init container"
     );
 
     let (controllers, injector) = images(&["--registry", "registry.example:5000/acme/"]);
@@ -665,13 +662,7 @@ fn a_registry_names_every_image_and_an_explicit_image_wins() {
             .all(|image| *image == format!("registry.example:5000/acme/controller:{tag}")),
         "{controllers:?}"
     );
-    assert_eq!(
-        injector,
-        [
-            "--proxy-image=registry.example:5000/acme/proxy".to_owned(),
-            format!("--proxy-init-image=registry.example:5000/acme/proxy-init:{tag}"),
-        ]
-    );
+    assert_eq!(injector, ["--proxy-image=registry.example:5000/acme/proxy"]);
 
     // Linkerd's value names, and a flag over a value.
     let (controllers, injector) = images(&[

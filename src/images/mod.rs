@@ -2,11 +2,11 @@
 //! binaries without Docker, and pushed to a registry.
 //!
 //! `build` writes one OCI image layout per image under the output
-//! directory (`proxy`, `proxy-init`, `controller`, `podinfo`), each of
-//! two layers: the base every image shares ([`debian::BASE`]: the shared
-//! libraries from Debian's packages, and a minimal `/etc`) and the
-//! image's own files (its binaries; for `proxy-init`, iptables from
-//! Debian's packages too). The same binaries and packages give the same
+//! directory (`proxy`, `controller`, `podinfo`), each of two layers: the
+//! base every image shares ([`debian::BASE`]: the shared libraries from
+//! Debian's packages, and a minimal `/etc`) and the image's own files
+//! (its binaries; for `proxy`, which also runs the init container's
+//! `mesh-init`, iptables from Debian's packages too). The same binaries and packages give the same
 //! digests. `push` copies the layouts to `<registry>/<image>:<tag>` with
 //! skopeo, the names `mesh install --registry` renders.
 
@@ -150,25 +150,19 @@ struct ImageSpec {
     working_dir: Option<&'static str>,
 }
 
-const IMAGES: [ImageSpec; 4] = [
+const IMAGES: [ImageSpec; 3] = [
+    // The proxy, and the init container's mesh-init with the iptables it
+    // runs (as root, with NET_ADMIN and NET_RAW, as the injector runs
+    // it); as Linkerd's unified proxy image. `iptables` is the legacy back
+    // end, as Linkerd's proxy-init defaults; `iptables-nft-save` and
+    // `-restore` are there for hosts whose rules are in nf_tables.
     ImageSpec {
         name: "proxy",
-        title: "mesh proxy",
-        binaries: &[("mesh-proxy", "usr/bin/mesh-proxy")],
-        links: &[],
-        packages: None,
-        user: 2102,
-        entrypoint: &["/usr/bin/mesh-proxy"],
-        working_dir: None,
-    },
-    // The init container: root with NET_ADMIN and NET_RAW, as the
-    // injector runs it. `iptables` is the legacy back end, as Linkerd's
-    // proxy-init defaults (`iptables-nft-save` and `-restore` are there for
-    // hosts whose rules are in nf_tables).
-    ImageSpec {
-        name: "proxy-init",
-        title: "mesh-init, the iptables rules of a meshed pod",
-        binaries: &[("mesh-init", "usr/bin/mesh-init")],
+        title: "mesh proxy, with mesh-init (the pod's iptables rules)",
+        binaries: &[
+            ("mesh-proxy", "usr/bin/mesh-proxy"),
+            ("mesh-init", "usr/bin/mesh-init"),
+        ],
         links: &[
             ("usr/sbin/iptables", "iptables-legacy"),
             ("usr/sbin/iptables-save", "iptables-legacy-save"),
@@ -178,8 +172,8 @@ const IMAGES: [ImageSpec; 4] = [
             ("usr/sbin/ip6tables-restore", "ip6tables-legacy-restore"),
         ],
         packages: Some(&debian::IPTABLES),
-        user: 0,
-        entrypoint: &["/usr/bin/mesh-init"],
+        user: 2102,
+        entrypoint: &["/usr/bin/mesh-proxy"],
         working_dir: None,
     },
     ImageSpec {

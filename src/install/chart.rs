@@ -112,7 +112,8 @@ const RESOURCES: [(&str, &str, &str); 4] = [
 
 /// The injector's optional flags: the marker in each, and when the line
 /// is rendered.
-const OPTIONAL_ARGS: [(&str, &str); 4] = [
+const OPTIONAL_ARGS: [(&str, &str); 5] = [
+    ("__MESH_PROXY_INIT_IMAGE__", ".Values.proxyInit.image.name"),
     (
         "__MESH_PROXY_CPU_REQUEST__",
         ".Values.proxy.resources.cpu.request",
@@ -155,7 +156,7 @@ const PREAMBLE: &str = r#"{{- $registry := .Values.imageRegistry | default "mesh
 {{- $controllerImage := .Values.controllerImage | default (printf "%s/controller:%s" $registry .Values.linkerdVersion) }}
 {{- $proxyImage := .Values.proxy.image.name | default (printf "%s/proxy" $registry) }}
 {{- $proxyVersion := .Values.proxy.image.version | default .Values.linkerdVersion }}
-{{- $proxyInitImage := printf "%s:%s" (.Values.proxyInit.image.name | default (printf "%s/proxy-init" $registry)) (.Values.proxyInit.image.version | default $proxyVersion) }}
+{{- $proxyInitImage := printf "%s:%s" .Values.proxyInit.image.name (.Values.proxyInit.image.version | default $proxyVersion) }}
 {{- $externalIssuer := eq .Values.identity.issuer.scheme "kubernetes.io/tls" }}
 {{- $anchors := .Values.identityTrustAnchorsPEM }}
 {{- if not .Values.identity.externalCA }}
@@ -410,7 +411,7 @@ linkerdVersion: {TAG}
 # or another chart creates it).
 installNamespace: true
 # The registry (and path) mesh's images are pulled from: <registry>/controller,
-# <registry>/proxy, <registry>/proxy-init (`mesh images push --registry`).
+# <registry>/proxy (`mesh images push --registry`).
 imageRegistry: mesh
 # The control plane's image; <imageRegistry>/controller:<linkerdVersion> when empty.
 controllerImage: ""
@@ -465,7 +466,8 @@ proxy:
   defaultInboundPolicy: all-unauthenticated
 proxyInit:
   image:
-    # <imageRegistry>/proxy-init when empty.
+    # An init container image of its own, run with its own entrypoint;
+    # the proxy's image (which holds mesh-init) when empty.
     name: ""
     # the proxy's version when empty.
     version: ""

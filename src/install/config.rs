@@ -90,15 +90,7 @@ pub fn values(settings: &Settings, material: &TrustMaterial) -> serde_json::Valu
     if let Some(level) = &settings.proxy_log_level {
         values["proxy"]["logLevel"] = level.clone().into();
     }
-    let derived_init = format!(
-        "{}:{}",
-        repository(registry, "proxy-init"),
-        settings.proxy_version.as_deref().unwrap_or(TAG)
-    );
-    let init_image = settings
-        .proxy_init_image
-        .as_ref()
-        .filter(|image| **image != derived_init);
+    let init_image = settings.proxy_init_image.as_ref();
     if let Some(image) = init_image {
         let (name, version) = image.rsplit_once(':').unwrap_or((image, "latest"));
         values["proxyInit"] = json!({"image": {"name": name, "version": version}});

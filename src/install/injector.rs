@@ -144,10 +144,15 @@ pub fn objects(settings: &Settings, tls: &WebhookTls) -> anyhow::Result<Vec<Obje
             format!("--cluster-networks={}", settings.cluster_networks),
             format!("--proxy-image={}", settings.proxy_repository()),
             format!("--proxy-version={}", settings.proxy_tag()),
-            format!("--proxy-init-image={}", settings.proxy_init()),
             format!("--proxy-log-level={}", settings.proxy_log_filter()),
         ]
         .into_iter()
+        .chain(
+            settings
+                .proxy_init_image
+                .as_ref()
+                .map(|image| format!("--proxy-init-image={image}")),
+        )
         .chain(proxy_resource_args(&settings.resources.proxy))
         .collect(),
         ports: vec![Port {

@@ -113,9 +113,9 @@ pub struct InstallArgs {
     #[arg(long, env = "MESH_WEBHOOK_FAILURE_POLICY", value_enum)]
     pub webhook_failure_policy: Option<settings::FailurePolicy>,
     /// The registry (and path) to pull mesh's images from, as `mesh
-    /// images push --registry` put them: `<registry>/controller`,
-    /// `<registry>/proxy`, `<registry>/proxy-init`, tagged with mesh's
-    /// version (values: `imageRegistry`) [default: mesh].
+    /// images push --registry` put them: `<registry>/controller` and
+    /// `<registry>/proxy` (which also runs the init container), tagged with
+    /// mesh's version (values: `imageRegistry`) [default: mesh].
     #[arg(long, env = "MESH_REGISTRY", value_name = "REGISTRY")]
     pub registry: Option<String>,
     /// The image of the control-plane binary (`mesh-controller`; local
@@ -129,9 +129,9 @@ pub struct InstallArgs {
     /// The proxy version injected [default: v<version>].
     #[arg(long, env = "MESH_PROXY_VERSION", value_name = "VERSION")]
     pub proxy_version: Option<String>,
-    /// The init container's image, with its tag (values:
-    /// `proxyInit.image.name` and `.version`) [default:
-    /// <registry>/proxy-init:<proxy version>].
+    /// The init container's image, with its tag, when not the proxy's own
+    /// (which holds `mesh-init` and iptables); it runs its own entrypoint
+    /// (values: `proxyInit.image.name` and `.version`).
     #[arg(long, env = "MESH_PROXY_INIT_IMAGE", value_name = "IMAGE")]
     pub proxy_init_image: Option<String>,
     /// The proxies' log filter [default: warn,mesh_proxy=info].

@@ -37,8 +37,8 @@ pub struct Values {
     /// `identity.issuer.*`.
     identity: Option<IdentityValues>,
     /// `imageRegistry`: the registry (and path) mesh's images are pulled
-    /// from, as `--registry` (`<registry>/controller`, `/proxy`,
-    /// `/proxy-init`).
+    /// from, as `--registry` (`<registry>/controller`, `<registry>/proxy`,
+    /// whose image also runs the init container).
     image_registry: Option<String>,
     /// `controllerImage` (repository and tag).
     controller_image: Option<String>,
@@ -215,8 +215,8 @@ pub struct Settings {
     pub proxy_image: Option<String>,
     /// The proxy version, when not the injector's default.
     pub proxy_version: Option<String>,
-    /// The init container's image (with its tag), when not the
-    /// injector's default.
+    /// The init container's image (with its tag), when not the proxy's
+    /// own (which holds `mesh-init`).
     pub proxy_init_image: Option<String>,
     /// The proxies' log filter, when not the injector's default.
     pub proxy_log_level: Option<String>,
@@ -293,14 +293,6 @@ impl Settings {
     /// The proxy version injected.
     pub fn proxy_tag(&self) -> String {
         self.proxy_version.clone().unwrap_or_else(|| TAG.to_owned())
-    }
-
-    /// The init container's image, with its tag.
-    pub fn proxy_init(&self) -> String {
-        self.proxy_init_image.clone().unwrap_or_else(|| {
-            let name = crate::images::repository(self.registry.as_deref(), "proxy-init");
-            format!("{name}:{}", self.proxy_tag())
-        })
     }
 
     /// The proxies' log filter.
@@ -482,12 +474,7 @@ impl Settings {
                 ))
             }),
             proxy_init_image: args.proxy_init_image.clone().or_else(|| {
-                let name = proxy_init_image.name.or_else(|| {
-                    Some(crate::images::repository(
-                        Some(registry.as_deref()?),
-                        "proxy-init",
-                    ))
-                })?;
+                let name = proxy_init_image.name?;
                 let version = proxy_init_image
                     .version
                     .or_else(|| proxy_version.clone())

@@ -35,7 +35,9 @@ pub(crate) struct InjectorArgs {
     /// The proxy image repository.
     #[arg(long, env = "MESH_PROXY_IMAGE", default_value = "mesh/proxy")]
     proxy_image: String,
-    /// The init container's image (with its tag); `mesh/proxy-init:<proxy version>` when unset.
+    /// The init container's image (with its tag), which runs its own
+    /// entrypoint; unset, the proxy's image runs `mesh-init` (it holds it
+    /// and iptables).
     #[arg(long, env = "MESH_PROXY_INIT_IMAGE")]
     proxy_init_image: Option<String>,
     /// The proxies' CPU request (`proxy.resources.cpu.request`); a pod's
@@ -85,9 +87,7 @@ pub(crate) async fn run(args: InjectorArgs, client: kube::Client) -> anyhow::Res
     tracing::info!(sha256 = %serving.sha256(), "serving the webhook certificate");
     let mut values = Values::new(String::new(), args.proxy_version.clone());
     values.proxy_image = args.proxy_image.clone();
-    if let Some(image) = &args.proxy_init_image {
-        values.init_image = image.clone();
-    }
+    values.init_image = args.proxy_init_image.clone();
     values.log_level = args.proxy_log_level.clone();
     values.cpu_request = args.proxy_cpu_request.clone();
     values.cpu_limit = args.proxy_cpu_limit.clone();

@@ -153,7 +153,13 @@ fn init_container(values: &Values) -> Container {
     }
     Container {
         name: INIT_CONTAINER.into(),
-        image: Some(values.init_image.clone()),
+        image: Some(values.init_image()),
+        // The proxy image runs the proxy unless told; an init image of its
+        // own runs what it was built to.
+        command: values
+            .init_image
+            .is_none()
+            .then(|| vec![crate::values::INIT_PROGRAM.to_owned()]),
         args: Some(args),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -601,6 +607,14 @@ mod tests {
             "linkerd-dst-headless.linkerd.svc.cluster.local.:8086"
         );
         let init = &spec.init_containers.as_ref().expect("inits")[0];
+        assert_eq!(
+            (init.image.as_deref(), init.command.as_deref()),
+            (
+                Some("mesh/proxy:v0.1.0"),
+                Some(&["/usr/bin/mesh-init".to_owned()][..])
+            ),
+            "the proxy's image runs mesh-init"
+        );
         let args = init.args.as_ref().expect("args").join(" ");
         assert!(args.contains("--proxy-uid 2102"), "{args}");
         assert!(
@@ -652,6 +666,22 @@ mod tests {
         assert_eq!(wait(&values), None);
         values.wait_before_exit_seconds = 10;
         assert_eq!(wait(&values).as_deref(), Some("10s"));
+    }
+
+    #[test]
+    fn an_init_image_of_its_own_runs_its_own_entrypoint() {
+        let mut values = Values::new("-----BEGIN CERTIFICATE-----", "v0.1.0");
+        values.proxy_image = "registry.example/mesh/proxy".into();
+        let init = init_container(&values);
+        assert_eq!(
+            init.image.as_deref(),
+            Some("registry.example/mesh/proxy:v0.1.0")
+        );
+        assert!(init.command.is_some());
+        values.init_image = Some("registry.example/init:v2".into());
+        let init = init_container(&values);
+        assert_eq!(init.image.as_deref(), Some("registry.example/init:v2"));
+        assert_eq!(init.command, None);
     }
 
     #[test]

@@ -14,8 +14,9 @@ pub struct Values {
     pub proxy_image: String,
     /// The proxy version (image tag and `linkerd.io/proxy-version`).
     pub proxy_version: String,
-    /// The init container's image (repository and tag).
-    pub init_image: String,
+    /// The init container's image (repository and tag), when not the
+    /// proxy's own (which holds `mesh-init` and iptables).
+    pub init_image: Option<String>,
     /// The UID the proxy runs as.
     pub proxy_uid: i64,
     /// The proxy's log filter.
@@ -64,6 +65,18 @@ pub struct Values {
     pub wait_before_exit_seconds: u64,
 }
 
+/// Where `mesh-init` is in the proxy image.
+pub const INIT_PROGRAM: &str = "/usr/bin/mesh-init";
+
+impl Values {
+    /// The init container's image: the one given, else the proxy's.
+    pub fn init_image(&self) -> String {
+        self.init_image
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.proxy_image, self.proxy_version))
+    }
+}
+
 /// The proxies' log filter unless one is given.
 pub const DEFAULT_PROXY_LOG_LEVEL: &str = "warn,mesh_proxy=info";
 
@@ -73,7 +86,7 @@ impl Values {
         let version = version.into();
         Self {
             proxy_image: "mesh/proxy".into(),
-            init_image: format!("mesh/proxy-init:{version}"),
+            init_image: None,
             proxy_version: version,
             proxy_uid: 2102,
             log_level: DEFAULT_PROXY_LOG_LEVEL.into(),
@@ -197,7 +210,7 @@ impl<'a> Overrides<'a> {
                         out.proxy_version = nonempty(value).ok_or_else(|| error("empty"))?
                     }
                     "init-image" | "proxy-init-image" => {
-                        out.init_image = nonempty(value).ok_or_else(|| error("empty"))?
+                        out.init_image = Some(nonempty(value).ok_or_else(|| error("empty"))?)
                     }
                     "proxy-uid" => {
                         out.proxy_uid = value
