@@ -352,8 +352,9 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
 
     // A new anchors bundle alone keeps the (new) issuer, which chains to
     // one of them; an anchor the issuer does not chain to is refused.
+    // (It outlives the old one: the newest anchor is the one that expires last.)
     let new_anchor =
-        generate::trust_anchor("root.linkerd.cluster.local", SystemTime::now(), 3650 * day)
+        generate::trust_anchor("root.linkerd.cluster.local", SystemTime::now(), 3651 * day)
             .expect("new anchor");
     let bundle = format!("{}{}", anchor.cert_pem, new_anchor.cert_pem);
     std::fs::write(dir.path().join("bundle.crt"), &bundle).expect("write");
@@ -363,6 +364,40 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
     assert_eq!(
         issuer_data(&objects, "tls.crt").trim(),
         new_issuer.cert_pem.trim()
+    );
+    // `mesh check` says where the rotation stands and what comes next
+    // (the control plane has no pods here: the other checks fail fast).
+    let rotation_check = || {
+        let check = mesh(&[
+            "check",
+            "--wait",
+            "1s",
+            "-o",
+            "json",
+            "--kubeconfig",
+            &kubeconfig_arg,
+        ]);
+        let check: serde_json::Value = serde_json::from_slice(&check.stdout).expect("check JSON");
+        check["categories"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["checks"].as_array().cloned().unwrap_or_default())
+            .find(|c| c["description"] == "no trust anchor rotation is half done")
+            .unwrap_or_else(|| panic!("no rotation check in {check}"))
+    };
+    let says = |rotation: &serde_json::Value, step: &str, next: &str| {
+        assert_eq!(rotation["result"], "warning", "{rotation}");
+        assert!(
+            rotation["error"].as_str().is_some_and(|e| e.contains(step))
+                && rotation["hint"].as_str().is_some_and(|h| h.contains(next)),
+            "{rotation}"
+        );
+    };
+    says(
+        &rotation_check(),
+        "step 1 of 4",
+        "--identity-issuer-certificate-file",
     );
     let refused = mesh(&[
         "upgrade",
@@ -380,6 +415,30 @@ async fn the_rendered_identity_service_applies_with_its_permissions() {
     assert!(
         error.contains("linkerd-identity-issuer"),
         "the error names the issuer's origin: {error}"
+    );
+
+    // Step 3: an issuer from the new anchor (named as the old one is, as
+    // the guides name a new root); next, drop the old anchor.
+    let newest_issuer = generate::issuer(
+        &new_anchor,
+        "identity.linkerd.cluster.local",
+        SystemTime::now(),
+        365 * day,
+    )
+    .expect("issuer from the new anchor");
+    std::fs::write(dir.path().join("newest.crt"), &newest_issuer.cert_pem).expect("write");
+    std::fs::write(dir.path().join("newest.key"), &newest_issuer.key_pem).expect("write");
+    let (newest_crt, newest_key) = (file("newest.crt"), file("newest.key"));
+    upgrade(&[
+        "--identity-issuer-certificate-file",
+        &newest_crt,
+        "--identity-issuer-key-file",
+        &newest_key,
+    ]);
+    says(
+        &rotation_check(),
+        "step 3 of 4",
+        "--identity-trust-anchors-file",
     );
 
     // With a webhook that fails closed and no injector to answer (no

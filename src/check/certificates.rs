@@ -1,7 +1,8 @@
 //! Certificates the control plane depends on: the trust anchors, the
 //! identity issuer (present, valid now and for 60 more days, signed by an
-//! anchor, owning its key) and the injector webhook's serving certificate
-//! (valid, and trusted by the caBundle the API server uses).
+//! anchor, owning its key), where a trust anchor rotation stands (which of
+//! its four steps comes next), and the injector webhook's serving
+//! certificate (valid, and trusted by the caBundle the API server uses).
 
 use std::time::{Duration, SystemTime};
 
@@ -63,6 +64,7 @@ pub async fn check(client: &kube::Client, report: &mut Report) -> Option<String>
                     "issuer cert is valid for at least 60 days",
                     all_valid_for(leaf, "issuer certificate", ISSUER_HINT),
                 );
+                let chain_trusted = chain.untrusted.is_none();
                 let trusted = match chain.untrusted {
                     None => Ok(()),
                     Some(why) => Err(Problem::error(
@@ -75,6 +77,19 @@ pub async fn check(client: &kube::Client, report: &mut Report) -> Option<String>
                     )),
                 };
                 report.record("issuer cert is issued by the trust anchor", trusted);
+                if chain_trusted {
+                    // Which anchor, by position: a new root often carries the
+                    // old one's name (the guides reuse it).
+                    let signed_by = roots.as_ref().and_then(|roots| {
+                        let der =
+                            mesh_identity::pem::certificates(issuer.0.as_bytes(), "issuer").ok()?;
+                        mesh_identity::ca::verify_chain(&der, roots).ok()
+                    });
+                    report.record(
+                        "no trust anchor rotation is half done",
+                        rotation_step(&reports, signed_by),
+                    );
+                }
                 if let Some(roots) = roots {
                     let usable =
                         Ca::new(&issuer.0, &issuer.1, &roots, IssuancePolicy::default(), now)
@@ -137,6 +152,58 @@ pub(crate) struct Anchors {
     pub(crate) text: String,
     /// `ConfigMap <namespace>/linkerd-identity-trust-roots`.
     origin: String,
+}
+
+/// Where a trust anchor rotation stands, from the anchors bundle and the
+/// anchor (`signed_by`, an index into `anchors`) the issuer chains to. The
+/// rotation: (1) bundle the old and new anchors, (2) restart the meshed
+/// workloads so that every proxy trusts both, (3) give the identity
+/// service an issuer from the new anchor, (4) drop the old anchor. One
+/// anchor: none under way. The newest anchor is the one that expires last.
+fn rotation_step(anchors: &[CertificateReport], signed_by: Option<usize>) -> Outcome {
+    let (Some(signed_by), true) = (signed_by, anchors.len() > 1) else {
+        return Ok(());
+    };
+    let newest = anchors
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, a)| a.expires_in_seconds)
+        .map_or(0, |(i, _)| i);
+    let count = anchors.len();
+    // Named with their end of validity: a new root often has the old name.
+    let named = |a: &CertificateReport| format!("{}, until {}", a.subject, a.not_after);
+    if signed_by == newest {
+        let old: Vec<String> = anchors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != newest)
+            .map(|(_, a)| named(a))
+            .collect();
+        Err(Problem::warning(
+            format!(
+                "trust anchor rotation, step 3 of 4 done: the issuer is signed by the newest of {count} anchors ({}); \
+                 the bundle still holds {}",
+                named(&anchors[newest]),
+                old.join("; ")
+            ),
+            "step 4: once every proxy has renewed its certificate from the new issuer (a day, the certificate \
+             lifetime; `mesh check --proxy` names any that still chain to an old anchor), drop the old anchors: \
+             `mesh upgrade --identity-trust-anchors-file new-anchor.crt | kubectl apply -f -`",
+        ))
+    } else {
+        Err(Problem::warning(
+            format!(
+                "trust anchor rotation, step 1 of 4 done: the bundle holds {count} anchors and the issuer is still \
+                 signed by an older one ({}); the newest is {}",
+                named(&anchors[signed_by]),
+                named(&anchors[newest])
+            ),
+            "step 2: restart the meshed workloads so that every proxy trusts the new anchor \
+             (`kubectl rollout restart deploy -n <namespace>`); step 3: give the identity service an issuer \
+             signed by the new anchor: `mesh upgrade --identity-issuer-certificate-file new-issuer.crt \
+             --identity-issuer-key-file new-issuer.key | kubectl apply -f -`",
+        ))
+    }
 }
 
 async fn read_anchors(client: &kube::Client) -> Result<Anchors, Problem> {
@@ -282,5 +349,53 @@ fn all_valid_for(reports: &[CertificateReport], what: &str, hint: &str) -> Outco
         Ok(())
     } else {
         Err(Problem::warning(soon.join("\n"), hint))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anchor(subject: &str, expires_in_seconds: i64) -> CertificateReport {
+        CertificateReport {
+            subject: subject.into(),
+            issuer: subject.into(),
+            identities: Vec::new(),
+            uris: Vec::new(),
+            is_ca: true,
+            not_before: String::new(),
+            not_after: String::new(),
+            expires_in_seconds,
+            serial: String::new(),
+        }
+    }
+
+    fn warning(outcome: Outcome) -> (String, String) {
+        match outcome {
+            Err(Problem::Warning { error, hint }) => (error, hint),
+            other => panic!("expected a warning, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_step_of_a_trust_anchor_rotation_names_the_next() {
+        let old = anchor("CN=old", 100);
+        let new = anchor("CN=new", 1000);
+        assert!(rotation_step(std::slice::from_ref(&old), Some(0)).is_ok());
+        let (error, hint) = warning(rotation_step(&[old.clone(), new.clone()], Some(0)));
+        assert!(
+            error.contains("step 1 of 4") && error.contains("CN=old"),
+            "{error}"
+        );
+        assert!(
+            hint.contains("--identity-issuer-certificate-file"),
+            "{hint}"
+        );
+        let (error, hint) = warning(rotation_step(&[new, old], Some(0)));
+        assert!(
+            error.contains("step 3 of 4") && error.contains("CN=old"),
+            "{error}"
+        );
+        assert!(hint.contains("--identity-trust-anchors-file"), "{hint}");
     }
 }
