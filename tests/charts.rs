@@ -9,9 +9,13 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use mesh_identity::generate;
+use support::text;
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+mod support;
+
+/// Runs `program`, which must succeed; what it printed.
+fn run(program: &Path, args: &[&str]) -> String {
+    text(&support::run_ok(program, args).stdout)
 }
 
 /// The helm `scripts/setup.sh` builds, or `$MESH_HELM`.
@@ -34,23 +38,6 @@ fn helm() -> PathBuf {
 
 fn charts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts")
-}
-
-fn run(program: &Path, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed ({}):\n{}\n{}",
-        program.display(),
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    );
-    text(&output.stdout)
 }
 
 /// Every file under `dir`, by path relative to it.

@@ -7,6 +7,8 @@
 //! and the init container (`mesh-init` from the proxy's image) installs a
 //! pod's iptables rules with the iptables the image ships.
 
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -28,20 +30,7 @@ fn tool(name: &str) -> PathBuf {
 }
 
 fn run(program: &Path, args: &[&str]) -> Output {
-    let output = Command::new(program)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-    assert!(
-        output.status.success(),
-        "{} {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        program.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    support::run_ok(program, args)
 }
 
 /// `mesh images build --output json` into `out`, the base packages from

@@ -110,27 +110,27 @@ const RESOURCES: [(&str, &str, &str); 4] = [
     ),
 ];
 
-/// The injector's optional flags: the marker in each, and when the line
-/// is rendered.
-const OPTIONAL_ARGS: [(&str, &str); 5] = [
-    ("__MESH_PROXY_INIT_IMAGE__", ".Values.proxyInit.image.name"),
-    (
-        "__MESH_PROXY_CPU_REQUEST__",
-        ".Values.proxy.resources.cpu.request",
-    ),
-    (
-        "__MESH_PROXY_CPU_LIMIT__",
-        ".Values.proxy.resources.cpu.limit",
-    ),
-    (
-        "__MESH_PROXY_MEMORY_REQUEST__",
-        ".Values.proxy.resources.memory.request",
-    ),
-    (
-        "__MESH_PROXY_MEMORY_LIMIT__",
-        ".Values.proxy.resources.memory.limit",
-    ),
+/// The injector's optional flags, by the marker in each line: a line is
+/// rendered only when its value is set ([`optional_condition`]).
+const OPTIONAL_ARGS: [&str; 5] = [
+    "__MESH_PROXY_INIT_IMAGE__",
+    "__MESH_PROXY_CPU_REQUEST__",
+    "__MESH_PROXY_CPU_LIMIT__",
+    "__MESH_PROXY_MEMORY_REQUEST__",
+    "__MESH_PROXY_MEMORY_LIMIT__",
 ];
+
+/// When the line of optional flag `marker` is rendered: when its value is
+/// set (the init image: when its name is).
+fn optional_condition(marker: &str) -> &'static str {
+    if marker == "__MESH_PROXY_INIT_IMAGE__" {
+        return ".Values.proxyInit.image.name";
+    }
+    MARKERS
+        .iter()
+        .find(|(m, _)| *m == marker)
+        .map_or("false", |(_, expression)| expression)
+}
 
 /// Turns Linkerd's resources shape (`{cpu: {request, limit}, …}`) into a
 /// container's `resources` (`{requests: {cpu}, limits: {…}}`), empty
@@ -269,8 +269,8 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
             object["spec"]["template"]["spec"]["containers"][0]["resources"] = (*marker).into();
         }
         let mut text = escape_braces(&manifest::to_yaml(std::slice::from_ref(&object))?);
-        for (marker, condition) in OPTIONAL_ARGS {
-            text = wrap_line(&text, marker, condition);
+        for marker in OPTIONAL_ARGS {
+            text = wrap_line(&text, marker, optional_condition(marker));
         }
         for (_, marker, value) in RESOURCES {
             text = resources_block(&text, marker, value);
@@ -303,7 +303,7 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
         .iter()
         .map(|(marker, _)| *marker)
         .chain(RESOURCES.iter().map(|(_, marker, _)| *marker))
-        .chain(OPTIONAL_ARGS.iter().map(|(marker, _)| *marker))
+        .chain(OPTIONAL_ARGS)
         .find(|marker| template.contains(marker))
     {
         anyhow::bail!("the chart template still holds {left}");

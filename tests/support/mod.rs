@@ -1,12 +1,28 @@
 //! Running programs as a user runs them, for the CLI's integration tests:
 //! the built `mesh`, the pinned kubectl, with input on stdin and output
 //! captured; colour off so that assertions read plain text.
+#![allow(dead_code)] // each test binary uses part of it
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use mesh_clusters::{Binaries, Binary};
+
+/// Runs `program` with `args` and fails the test, with everything it
+/// printed, unless it succeeds.
+pub fn run_ok(program: &Path, args: &[&str]) -> Output {
+    let output = run(program, args, None);
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        program.display(),
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    output
+}
 
 /// Runs `program` with `args`, writing `stdin` (if any) to it.
 pub fn run(program: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
