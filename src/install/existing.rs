@@ -112,10 +112,10 @@ impl Existing {
     /// or a new anchors bundle is given alone, as the rotation guides do;
     /// returns what was kept.
     pub fn keep_parts_in(self, settings: &mut Settings) -> Vec<&'static str> {
-        let mut kept = Vec::new();
         if settings.external_issuer {
             return self.keep_for_external_issuer(settings);
         }
+        let mut kept = Vec::new();
         if let Some((anchors, cert, key)) = self.trust {
             if settings.trust_anchors.is_none() {
                 settings.trust_anchors = Some(anchors);
@@ -127,10 +127,7 @@ impl Existing {
                 kept.push("issuer");
             }
         }
-        if settings.injector_tls.is_none() && self.injector_tls.is_some() {
-            settings.injector_tls = self.injector_tls;
-            kept.push("proxy injector webhook certificate");
-        }
+        keep_webhook(self.injector_tls, settings, &mut kept);
         kept
     }
 
@@ -150,10 +147,7 @@ impl Existing {
             settings.issuer_key = Some(key);
             kept.push("trust anchors and issuer");
         }
-        if settings.injector_tls.is_none() && self.injector_tls.is_some() {
-            settings.injector_tls = self.injector_tls;
-            kept.push("proxy injector webhook certificate");
-        }
+        keep_webhook(self.injector_tls, settings, &mut kept);
         kept
     }
 }
@@ -169,11 +163,20 @@ impl Existing {
             settings.trust_anchors = Some(anchors);
             kept.push("trust anchors");
         }
-        if settings.injector_tls.is_none() && self.injector_tls.is_some() {
-            settings.injector_tls = self.injector_tls;
-            kept.push("proxy injector webhook certificate");
-        }
+        keep_webhook(self.injector_tls, settings, &mut kept);
         kept
+    }
+}
+
+/// The cluster's webhook certificate unless one was brought.
+fn keep_webhook(
+    found: Option<(Pem, Pem, Pem)>,
+    settings: &mut Settings,
+    kept: &mut Vec<&'static str>,
+) {
+    if settings.injector_tls.is_none() && found.is_some() {
+        settings.injector_tls = found;
+        kept.push("proxy injector webhook certificate");
     }
 }
 
