@@ -313,6 +313,20 @@ async fn images_pushed_to_a_registry_run_with_runc_from_the_image_alone() {
 
     // The proxy, with no control plane, serves its admin page.
     let (bundle, config) = pull_and_unpack(&registry, "proxy", work.path(), "proxy");
+    // Its bill of materials lists its binaries and the Debian packages.
+    let sbom: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bundle.join("rootfs/usr/share/doc/mesh/sbom.spdx.json")).expect("SBOM"),
+    )
+    .expect("SBOM JSON");
+    let listed: Vec<&str> = sbom["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    for name in ["mesh-proxy", "mesh-init", "libc6", "libgcc-s1", "iptables"] {
+        assert!(listed.contains(&name), "the SBOM lists {name}: {listed:?}");
+    }
     assert_eq!(
         config["process"]["user"]["uid"], 2102,
         "the proxy's UID is Linkerd's"

@@ -7,12 +7,14 @@
 //! Debian's packages, and a minimal `/etc`) and the image's own files
 //! (its binaries; for `proxy`, which also runs the init container's
 //! `mesh-init`, iptables from Debian's packages too). The same binaries and packages give the same
-//! digests. `push` copies the layouts to `<registry>/<image>:<tag>` with
+//! digests; each image carries an SPDX bill of materials ([`sbom`]).
+//! `push` copies the layouts to `<registry>/<image>:<tag>` with
 //! skopeo, the names `mesh install --registry` renders.
 
 mod debian;
 mod layer;
 mod layout;
+mod sbom;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -281,11 +283,13 @@ fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     for image in &IMAGES {
         progress(args, &format!("{}: layers", image.name));
         let mut files = LayerBuilder::default();
+        let mut contents = Vec::new();
         for (binary, path) in image.binaries {
             let from = binaries.join(binary);
-            let contents =
+            let bytes =
                 std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
-            files.file(path, contents, 0o755);
+            files.file(path, bytes.clone(), 0o755);
+            contents.push((*binary, bytes));
         }
         for (path, target) in image.links {
             files.symlink(path, target);
@@ -294,6 +298,18 @@ fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         if let Some(set) = image.packages {
             packages.extend(from_debian(set, &mut files)?);
         }
+        let listed: Vec<sbom::Binary<'_>> = contents
+            .iter()
+            .map(|(name, bytes)| sbom::Binary {
+                name,
+                contents: bytes,
+            })
+            .collect();
+        files.file(
+            sbom::PATH,
+            sbom::document(image.name, &listed, &packages, &revision, &created),
+            0o644,
+        );
         let layer = files.build(args.source_date_epoch)?;
         let labels = labels(image, &revision, &created, &packages);
         let run = layout::RunConfig {
