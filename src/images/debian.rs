@@ -184,41 +184,21 @@ pub fn add(
     let mut packages = Vec::new();
     let mut taken = Vec::new();
     for deb in debs {
-        let field = |name: &str| -> anyhow::Result<String> {
-            let out = Command::new("dpkg-deb")
-                .arg("--field")
-                .arg(deb)
-                .arg(name)
-                .output()
-                .with_context(|| {
-                    format!("running dpkg-deb on {} (Debian's dpkg)", deb.display())
-                })?;
-            if !out.status.success() {
-                bail!(
-                    "{} is not a Debian package: {}",
-                    deb.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        let fields = dpkg_deb(&["--field"], deb, &["Package", "Version"])?;
+        let fields = String::from_utf8_lossy(&fields);
+        let field = |name: &str| {
+            fields
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+                .map(str::to_owned)
+                .with_context(|| format!("{} names no {name}", deb.display()))
         };
         let package = Package {
             name: field("Package")?,
             version: field("Version")?,
         };
-        let out = Command::new("dpkg-deb")
-            .arg("--fsys-tarfile")
-            .arg(deb)
-            .output()
-            .with_context(|| format!("unpacking {}", deb.display()))?;
-        if !out.status.success() {
-            bail!(
-                "unpacking {}: {}",
-                deb.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        taken.extend(add_from_archive(layer, set, &package.name, &out.stdout)?);
+        let tar = dpkg_deb(&["--fsys-tarfile"], deb, &[])?;
+        taken.extend(add_from_archive(layer, set, &package.name, &tar)?);
         packages.push(package);
     }
     let missing: Vec<&str> = set
@@ -239,6 +219,25 @@ pub fn add(
         );
     }
     Ok(packages)
+}
+
+/// What `dpkg-deb <option> <deb> <extra…>` prints (Debian's dpkg); an
+/// error naming the file when it fails.
+fn dpkg_deb(option: &[&str], deb: &Path, extra: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let out = Command::new("dpkg-deb")
+        .args(option)
+        .arg(deb)
+        .args(extra)
+        .output()
+        .with_context(|| format!("running dpkg-deb on {} (Debian's dpkg)", deb.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} is not a Debian package dpkg-deb can read: {}",
+            deb.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
 }
 
 /// Adds the files `set` takes and the copyright file of `package` found

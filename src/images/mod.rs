@@ -283,13 +283,16 @@ fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     for image in &IMAGES {
         progress(args, &format!("{}: layers", image.name));
         let mut files = LayerBuilder::default();
-        let mut contents = Vec::new();
+        let mut listed = Vec::new();
         for (binary, path) in image.binaries {
             let from = binaries.join(binary);
             let bytes =
                 std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
-            files.file(path, bytes.clone(), 0o755);
-            contents.push((*binary, bytes));
+            listed.push(sbom::Binary {
+                name: binary,
+                digest: layer::sha256(&bytes),
+            });
+            files.file(path, bytes, 0o755);
         }
         for (path, target) in image.links {
             files.symlink(path, target);
@@ -298,13 +301,6 @@ fn build(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         if let Some(set) = image.packages {
             packages.extend(from_debian(set, &mut files)?);
         }
-        let listed: Vec<sbom::Binary<'_>> = contents
-            .iter()
-            .map(|(name, bytes)| sbom::Binary {
-                name,
-                contents: bytes,
-            })
-            .collect();
         files.file(
             sbom::PATH,
             sbom::document(image.name, &listed, &packages, &revision, &created),

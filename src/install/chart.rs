@@ -217,7 +217,7 @@ fn crds_chart() -> anyhow::Result<Vec<ChartFile>> {
     let mut template = format!("{{{{- /* {GENERATED} */}}}}\n");
     for crd in super::crd_objects(true)? {
         let text = escape_braces(&manifest::to_yaml(std::slice::from_ref(&crd))?);
-        if crd["spec"]["group"] == "gateway.networking.k8s.io" {
+        if crd["spec"]["group"] == super::gateway_api::GROUP {
             template.push_str(&wrap_document(&text, ".Values.installGatewayAPI"));
         } else {
             template.push_str(&text);
@@ -303,7 +303,6 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
         .iter()
         .map(|(marker, _)| *marker)
         .chain(RESOURCES.iter().map(|(_, marker, _)| *marker))
-        .chain(OPTIONAL_ARGS)
         .find(|marker| template.contains(marker))
     {
         anyhow::bail!("the chart template still holds {left}");
@@ -488,35 +487,60 @@ proxyInjector:
 /// `text` with every marker and sentinel replaced by its template
 /// expression: quoted where the marker is a whole YAML value.
 fn substitute(text: &str) -> String {
+    // Each marker's forms and replacements, worked out once for all lines.
+    struct Replacement {
+        marker: &'static str,
+        /// The line endings where the marker is a whole YAML value.
+        whole: [String; 2],
+        encoded: String,
+        as_base64: String,
+        quoted: String,
+        plain: String,
+    }
     let base64 = base64::engine::general_purpose::STANDARD;
+    let replacements: Vec<Replacement> = MARKERS
+        .iter()
+        .map(|(marker, expression)| Replacement {
+            marker,
+            whole: [format!(": {marker}\n"), format!("- {marker}\n")],
+            encoded: base64.encode(marker),
+            as_base64: format!("{{{{ {expression} | b64enc }}}}"),
+            quoted: format!("{{{{ {expression} | quote }}}}\n"),
+            plain: format!("{{{{ {expression} }}}}"),
+        })
+        .collect();
+    let sentinels = [
+        (
+            duration_arg(ISSUANCE_LIFETIME_SENTINEL),
+            "{{ .Values.identity.issuer.issuanceLifetime }}",
+        ),
+        (
+            duration_arg(CLOCK_SKEW_SENTINEL),
+            "{{ .Values.identity.issuer.clockSkewAllowance }}",
+        ),
+    ];
+    let replicas = format!("replicas: {REPLICAS_SENTINEL}");
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let mut line = line.to_owned();
-        for (marker, expression) in MARKERS {
-            let encoded = base64.encode(marker);
-            if line.contains(&encoded) {
-                line = line.replace(&encoded, &format!("{{{{ {expression} | b64enc }}}}"));
+        for r in &replacements {
+            if line.contains(&r.encoded) {
+                line = line.replace(&r.encoded, &r.as_base64);
             }
-            let whole = [format!(": {marker}\n"), format!("- {marker}\n")];
-            if let Some(ending) = whole.iter().find(|ending| line.ends_with(ending.as_str())) {
+            if let Some(ending) = r
+                .whole
+                .iter()
+                .find(|ending| line.ends_with(ending.as_str()))
+            {
                 let keep = line.len() - ending.len() + 2;
-                line = format!("{}{{{{ {expression} | quote }}}}\n", &line[..keep]);
+                line = format!("{}{}", &line[..keep], r.quoted);
             }
-            line = line.replace(marker, &format!("{{{{ {expression} }}}}"));
+            line = line.replace(r.marker, &r.plain);
         }
-        for (sentinel, expression) in [
-            (
-                duration_arg(ISSUANCE_LIFETIME_SENTINEL),
-                ".Values.identity.issuer.issuanceLifetime",
-            ),
-            (
-                duration_arg(CLOCK_SKEW_SENTINEL),
-                ".Values.identity.issuer.clockSkewAllowance",
-            ),
-        ] {
-            line = line.replace(&sentinel, &format!("{{{{ {expression} }}}}"));
+        for (sentinel, expression) in &sentinels {
+            line = line.replace(sentinel, expression);
         }
-        if line.trim() == format!("replicas: {REPLICAS_SENTINEL}") {
+        if line.trim() == replicas {
             line = line.replace(
                 &REPLICAS_SENTINEL.to_string(),
                 "{{ .Values.controllerReplicas }}",

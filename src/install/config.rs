@@ -39,8 +39,7 @@ pub fn values(settings: &Settings, material: &TrustMaterial) -> serde_json::Valu
                     IssuerScheme::Kubernetes
                 } else {
                     IssuerScheme::Linkerd
-                }
-                .as_str(),
+                },
                 "issuanceLifetime": duration(settings.issuance_lifetime),
                 "clockSkewAllowance": duration(settings.clock_skew_allowance),
             },
@@ -90,8 +89,7 @@ pub fn values(settings: &Settings, material: &TrustMaterial) -> serde_json::Valu
     if let Some(level) = &settings.proxy_log_level {
         values["proxy"]["logLevel"] = level.clone().into();
     }
-    let init_image = settings.proxy_init_image.as_ref();
-    if let Some(image) = init_image {
+    if let Some(image) = &settings.proxy_init_image {
         let (name, version) = image.rsplit_once(':').unwrap_or((image, "latest"));
         values["proxyInit"] = json!({"image": {"name": name, "version": version}});
     }

@@ -150,9 +150,7 @@ impl Existing {
         keep_webhook(self.injector_tls, settings, &mut kept);
         kept
     }
-}
 
-impl Existing {
     /// With an external issuer: the anchors unless brought (the issuer is
     /// not mesh's to keep), and the webhook certificate.
     fn keep_for_external_issuer(self, settings: &mut Settings) -> Vec<&'static str> {

@@ -32,8 +32,11 @@ pub fn ours() -> Vec<CustomResourceDefinition> {
 
 /// Whether `crd` is a Gateway API CRD mesh ships.
 pub fn is_gateway_api(crd: &CustomResourceDefinition) -> bool {
-    crd.spec.group == "gateway.networking.k8s.io"
+    crd.spec.group == GROUP
 }
+
+/// The Gateway API's API group.
+pub const GROUP: &str = "gateway.networking.k8s.io";
 
 /// Whether the Gateway API CRDs are mesh's to render (and delete): not
 /// when the cluster of `global` has one that mesh did not install. A

@@ -138,8 +138,9 @@ struct InjectorValues {
     ca_bundle: Option<String>,
 }
 
-/// Who writes the issuer Secret (`identity.issuer.scheme`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Who writes the issuer Secret (`identity.issuer.scheme`), spelled as
+/// the value is both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum IssuerScheme {
     /// mesh renders it from the issuer it was given or generated.
     #[serde(rename = "linkerd.io/tls")]
@@ -147,16 +148,6 @@ pub enum IssuerScheme {
     /// Someone else (cert-manager) writes it; mesh renders none.
     #[serde(rename = "kubernetes.io/tls")]
     Kubernetes,
-}
-
-impl IssuerScheme {
-    /// The value's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Linkerd => "linkerd.io/tls",
-            Self::Kubernetes => "kubernetes.io/tls",
-        }
-    }
 }
 
 /// What the webhook does when the injector cannot be reached.
