@@ -27,6 +27,9 @@ use crate::cli::OutputFormat;
 use crate::output;
 use layer::LayerBuilder;
 
+/// Where `build` writes the image layouts and `push` reads them unless told.
+const DEFAULT_DIR: &str = "target/images";
+
 /// The tag images get: `v` and mesh's version.
 pub const TAG: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
@@ -91,7 +94,7 @@ pub struct BuildArgs {
         long,
         env = "MESH_IMAGES_DIR",
         value_name = "DIR",
-        default_value = "target/images"
+        default_value = DEFAULT_DIR
     )]
     pub out: PathBuf,
     /// Debian's libc6 and libgcc-s1 .deb files; downloaded there with
@@ -127,7 +130,7 @@ pub struct PushArgs {
         long,
         env = "MESH_IMAGES_DIR",
         value_name = "DIR",
-        default_value = "target/images"
+        default_value = DEFAULT_DIR
     )]
     pub dir: PathBuf,
     /// Verify the registry's TLS certificate (off for a plain-HTTP
