@@ -1,16 +1,16 @@
 //! A west/east pair for real: both nodes register and turn Ready, and a
 //! Deployment's pod runs through the node agent with its address from the
-//! node's pod CIDR, env from the downward API, a ConfigMap volume, an exec
-//! readiness probe, logs through the API server, and a replacement when it
-//! is deleted; a LoadBalancer Service gets an address on the WAN side.
+//! node's pod CIDR, env from the downward API, ConfigMap and Secret
+//! volumes (an edit reaching the running pod), an exec readiness probe,
+//! logs through the API server, and a replacement when it is deleted; a LoadBalancer Service gets an address on the WAN side.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use mesh_clusters::Binaries;
 use mesh_clusters::pair::{Pair, PairOptions};
 use mesh_clusters::topology::Side;
@@ -78,6 +78,13 @@ async fn pods_run_on_both_clusters_nodes() {
     cms.create(&PostParams::default(), &cm)
         .await
         .expect("configmap");
+    let secrets: Api<Secret> = Api::namespaced(west.clone(), "default");
+    let set_token = |token: &str| serde_json::json!({"metadata": {"name": "creds"}, "stringData": {"token": token}});
+    let secret: Secret = serde_json::from_value(set_token("first")).expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
     let deploy: Deployment = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "sleeper"},
         "spec": {
@@ -87,15 +94,22 @@ async fn pods_run_on_both_clusters_nodes() {
                 "metadata": {"labels": {"app": "sleeper"}},
                 "spec": {
                     "terminationGracePeriodSeconds": 2,
-                    "volumes": [{"name": "greeting", "configMap": {"name": "greeting"}}],
+                    "volumes": [
+                        {"name": "greeting", "configMap": {"name": "greeting"}},
+                        {"name": "creds", "secret": {"secretName": "creds"}}
+                    ],
                     "containers": [{
                         "name": "main",
                         "image": "busybox:1.36",
                         "command": ["sh", "-c",
                             "echo \"$POD_NAME $(cat /etc/greeting/greeting.txt) $(hostname)\" > /tmp/mesh-pair-$POD_NAME; echo \"started $POD_NAME\"; exec sleep 3600"],
                         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-                        "volumeMounts": [{"name": "greeting", "mountPath": "/etc/greeting"}],
-                        "readinessProbe": {"exec": {"command": ["test", "-f", "/etc/greeting/greeting.txt"]}, "periodSeconds": 1}
+                        "volumeMounts": [
+                            {"name": "greeting", "mountPath": "/etc/greeting"},
+                            {"name": "creds", "mountPath": "/etc/creds"}
+                        ],
+                        "readinessProbe": {"exec": {"command": ["sh", "-c",
+                            "test -f /etc/greeting/greeting.txt && grep -qx first /etc/creds/token"]}, "periodSeconds": 1}
                     }]
                 }
             }
@@ -141,6 +155,24 @@ async fn pods_run_on_both_clusters_nodes() {
         .await
         .expect("the pod's logs through the API server");
     assert_eq!(logs, format!("started {name}\n"));
+
+    // An edited Secret reaches the running pod (as the kubelet's periodic
+    // sync does): its probe reads the new token and fails, then passes
+    // again once the old one is back.
+    let patch_token = |token: &str| {
+        let secrets = secrets.clone();
+        let patch = set_token(token);
+        async move {
+            secrets
+                .patch("creds", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("patch the secret");
+        }
+    };
+    patch_token("second").await;
+    wait_readiness(&pods, &name, false, "the pod sees the edited Secret").await;
+    patch_token("first").await;
+    wait_readiness(&pods, &name, true, "the pod sees the Secret restored").await;
 
     pods.delete(&name, &DeleteParams::default())
         .await
@@ -194,6 +226,26 @@ async fn pods_run_on_both_clusters_nodes() {
             pod_processes(&name)
         );
     }
+}
+
+/// Waits up to 40 s (four of the node agent's volume syncs) for pod
+/// `name`'s Ready condition to be `ready`.
+async fn wait_readiness(pods: &Api<Pod>, name: &str, ready: bool, what: &str) {
+    let want = if ready { "True" } else { "False" };
+    let mut seen = None;
+    for _ in 0..400 {
+        let pod = pods.get(name).await.expect("get pod");
+        seen = pod
+            .status
+            .and_then(|s| s.conditions)
+            .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status);
+        if seen.as_deref() == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: pod {name} still Ready={seen:?} after 40 s");
 }
 
 /// Creates a LoadBalancer Service and returns the address it is given.

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::container::{self, Handle, Restart, Snapshot, State};
 use super::dns;
@@ -91,6 +92,7 @@ pub async fn run(ctx: Arc<PodContext>, mut pod_rx: watch::Receiver<Pod>) {
         reporter,
         net: None,
         volumes: Materialized::default(),
+        volumes_synced_at: Instant::now(),
         init_done: false,
         init_runs: Vec::new(),
         sidecars: Vec::new(),
@@ -120,6 +122,12 @@ pub async fn run(ctx: Arc<PodContext>, mut pod_rx: watch::Receiver<Pod>) {
         .unwrap_or_default();
     let _ = std::fs::remove_dir_all(ctx.pods_dir.join(&uid));
 }
+
+/// How often a running pod's ConfigMap and Secret volumes are rewritten
+/// from the API. The kubelet takes about a minute plus its cache's life;
+/// the local clusters take less, so a rotated certificate or an edited
+/// ConfigMap reaches pods while a test waits.
+const VOLUME_SYNC_PERIOD: Duration = Duration::from_secs(10);
 
 /// The least time a sidecar gets to stop, even past the grace period.
 const SIDECAR_MIN_GRACE: Duration = Duration::from_secs(2);
@@ -153,6 +161,8 @@ struct PodLife {
     reporter: Reporter,
     net: Option<PodNet>,
     volumes: Materialized,
+    /// When the volumes were last written from the API.
+    volumes_synced_at: Instant,
     init_done: bool,
     /// Regular init containers started so far.
     init_runs: Vec<Running>,
@@ -190,18 +200,19 @@ impl PodLife {
                 Step::Again(after) => {
                     self.report().await;
                     let mut statuses = self.status_receivers();
-                    let refresh = self.volumes.refresh_in.unwrap_or(Duration::from_secs(60));
+                    // A deadline, not a delay: wake-ups for other reasons
+                    // (probes, status changes) must not put the sync off.
+                    let volumes_due = self.volumes_due();
                     tokio::select! {
                         changed = pod_rx.changed() => {
                             if changed.is_err() { return true; }
                             self.pod = pod_rx.borrow_and_update().clone();
                         }
                         () = any_changed(&mut statuses) => {}
-                        () = tokio::time::sleep(after.min(refresh)) => {
-                            if self.net.is_some() {
-                                self.refresh_volumes().await;
-                            }
-                        }
+                        () = tokio::time::sleep_until((Instant::now() + after).min(volumes_due)) => {}
+                    }
+                    if self.net.is_some() && Instant::now() >= self.volumes_due() {
+                        self.refresh_volumes().await;
                     }
                 }
                 Step::Done => {
@@ -246,11 +257,40 @@ impl PodLife {
         }
     }
 
+    /// When the volumes are next synced with the API: every
+    /// [`VOLUME_SYNC_PERIOD`], sooner when a token is due for renewal.
+    fn volumes_due(&self) -> Instant {
+        let sync = self.volumes_synced_at + VOLUME_SYNC_PERIOD;
+        self.volumes.renew_tokens_at.map_or(sync, |at| at.min(sync))
+    }
+
+    /// Rewrites the volumes from the API's current ConfigMaps and Secrets
+    /// (renewing tokens that are due); on failure the files stay as they
+    /// were and the next period tries again.
     async fn refresh_volumes(&mut self) {
-        if let Ok(v) =
-            volumes::materialize(&self.pod, &self.pod_dir(), &self.volume_sources()).await
+        let renew_tokens = self
+            .volumes
+            .renew_tokens_at
+            .is_some_and(|at| Instant::now() >= at);
+        self.volumes_synced_at = Instant::now();
+        match volumes::materialize(
+            &self.pod,
+            &self.pod_dir(),
+            &self.volume_sources(),
+            renew_tokens,
+        )
+        .await
         {
-            self.volumes = v;
+            Ok(mut fresh) => {
+                if !renew_tokens {
+                    fresh.renew_tokens_at = self.volumes.renew_tokens_at;
+                }
+                self.volumes = fresh;
+            }
+            Err(e) => tracing::warn!(
+                pod = ?self.pod.metadata.name,
+                "keeping the volumes as they were: {e}"
+            ),
         }
     }
 
@@ -311,8 +351,12 @@ impl PodLife {
         }
         // Until every volume is laid out (retried while one fails).
         if self.volumes.dirs.len() < self.spec().volumes.as_ref().map_or(0, Vec::len) {
-            match volumes::materialize(&self.pod, &self.pod_dir(), &self.volume_sources()).await {
-                Ok(v) => self.volumes = v,
+            let sources = self.volume_sources();
+            match volumes::materialize(&self.pod, &self.pod_dir(), &sources, true).await {
+                Ok(v) => {
+                    self.volumes = v;
+                    self.volumes_synced_at = Instant::now();
+                }
                 Err(e) => {
                     self.wait_all("ContainerCreating", &e.to_string());
                     return Step::Again(Duration::from_secs(2));

@@ -3,12 +3,15 @@
 //! (ServiceAccount tokens with their audience and expiry, ConfigMaps,
 //! Secrets, downward API). Everything lives under the pod's directory and
 //! is bind-mounted into its containers. Running [`materialize`] again
-//! rewrites the files (atomically, by rename), which is how tokens are
-//! rotated and ConfigMap edits reach running pods.
+//! rewrites the files (atomically, by rename), which is how ConfigMap and
+//! Secret edits reach running pods; ServiceAccount tokens are requested
+//! again only when asked to (they are renewed at 80 % of their life).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
@@ -34,8 +37,9 @@ pub struct VolumeError {
 pub struct Materialized {
     /// Each volume's directory.
     pub dirs: BTreeMap<String, PathBuf>,
-    /// When the earliest token should be renewed (80 % of its life).
-    pub refresh_in: Option<Duration>,
+    /// When the earliest token written by this run should be renewed (80 %
+    /// of its life); `None` when no token was requested.
+    pub renew_tokens_at: Option<Instant>,
 }
 
 /// Where the API objects come from.
@@ -335,11 +339,13 @@ fn sources_of(volume: &Volume) -> Result<Vec<Source<'_>>, VolumeError> {
     Ok(Vec::new())
 }
 
-/// Lays out every volume of `pod` under `pod_dir/volumes`.
+/// Lays out every volume of `pod` under `pod_dir/volumes`. A token whose
+/// file is already there is requested again only when `renew_tokens`.
 pub async fn materialize(
     pod: &Pod,
     pod_dir: &Path,
     sources: &VolumeSources,
+    renew_tokens: bool,
 ) -> Result<Materialized, VolumeError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let config_maps: Api<ConfigMap> = Api::namespaced(sources.client.clone(), &ns);
@@ -392,11 +398,15 @@ pub async fn materialize(
                     audience,
                     expiration,
                 } => {
+                    if !renew_tokens && dir.join(path.trim_start_matches('/')).exists() {
+                        continue;
+                    }
                     let (jwt, lifetime) = request_token(&sources.client, pod, audience, expiration)
                         .await
                         .map_err(|e| err(volume, e))?;
-                    let refresh = lifetime.mul_f64(0.8);
-                    out.refresh_in = Some(out.refresh_in.map_or(refresh, |r| r.min(refresh)));
+                    let renew_at = Instant::now() + lifetime.mul_f64(0.8);
+                    out.renew_tokens_at =
+                        Some(out.renew_tokens_at.map_or(renew_at, |r| r.min(renew_at)));
                     write_file(&dir, path, jwt.as_bytes()).map_err(|e| e.to_string())
                 }
             }
