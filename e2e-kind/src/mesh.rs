@@ -168,6 +168,36 @@ pub async fn reapply_install(p: &impl Provider, cluster: Cluster) -> anyhow::Res
     Ok(rendered.stderr)
 }
 
+/// `mesh upgrade` with `issuer_of`'s issuer (the run's issuers share one
+/// anchor: another cluster's is a new issuer under the same root), applied
+/// as the guide's issuer rotation does; returns what it said on stderr.
+pub async fn upgrade_issuer(
+    p: &impl Provider,
+    cluster: Cluster,
+    issuer_of: Cluster,
+) -> anyhow::Result<String> {
+    let trust = trust_material(p).await?;
+    let file = |extension: &str| {
+        trust
+            .join(format!("{}.{extension}", issuer_of.name()))
+            .display()
+            .to_string()
+    };
+    let (crt, key) = (file("crt"), file("key"));
+    let args = [
+        "upgrade",
+        "--identity-issuer-certificate-file",
+        &crt,
+        "--identity-issuer-key-file",
+        &key,
+    ];
+    let rendered = mesh(p, cluster, &args).await?.ok("mesh upgrade")?;
+    kubectl(p, cluster, &["apply", "-f", "-"], Some(&rendered.stdout))
+        .await?
+        .ok("kubectl apply of mesh upgrade")?;
+    Ok(rendered.stderr)
+}
+
 /// Puts `bundle` in a cluster's trust roots ConfigMap (to break trust on
 /// purpose); returns the bundle it held, to put back.
 pub async fn replace_trust_bundle(client: &kube::Client, bundle: &str) -> anyhow::Result<String> {

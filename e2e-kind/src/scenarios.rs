@@ -362,8 +362,15 @@ pub(crate) fn default_identity(namespace: &str) -> String {
 async fn meshed_podinfo_under_load(client: &kube::Client) -> anyhow::Result<String> {
     let ns = kube_util::meshed_namespace(client, "e2e-meshed").await?;
     deploy_podinfo(client, &ns).await?;
+    start_curl_load(client, &ns, "load").await?;
+    Ok(ns)
+}
+
+/// A pod `name` in `ns` calling podinfo in a loop, one curl per request,
+/// printing each status code.
+async fn start_curl_load(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<()> {
     let load: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "load", "labels": {"app": "load"}},
+        "metadata": {"name": name, "labels": {"app": "load"}},
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
@@ -375,15 +382,20 @@ async fn meshed_podinfo_under_load(client: &kube::Client) -> anyhow::Result<Stri
             }],
         }
     }))?;
-    Api::<Pod>::namespaced(client.clone(), &ns)
+    Api::<Pod>::namespaced(client.clone(), ns)
         .create(&kube::api::PostParams::default(), &load)
         .await?;
-    Ok(ns)
+    Ok(())
 }
 
 /// The status codes the load pod has printed so far.
 async fn load_codes(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<String>> {
-    let logs = kube_util::logs(client, ns, "load", "main").await;
+    codes_of(client, ns, "load").await
+}
+
+/// The status codes load pod `pod` has printed so far.
+async fn codes_of(client: &kube::Client, ns: &str, pod: &str) -> anyhow::Result<Vec<String>> {
+    let logs = kube_util::logs(client, ns, pod, "main").await;
     Ok(logs.lines().map(str::to_owned).collect())
 }
 
@@ -562,6 +574,93 @@ pub async fn mesh_meshed_app_talks_over_mtls(p: &impl Provider) -> anyhow::Resul
         failed.len(),
         codes.len()
     );
+    kube_util::delete_namespace(&west, &ns).await;
+    Ok(())
+}
+
+/// The guide's issuer rotation under load: `mesh upgrade
+/// --identity-issuer-certificate-file … --identity-issuer-key-file … |
+/// kubectl apply -f -` keeps the anchors and every value the install chose;
+/// the identity service loads the new issuer from its Secret without a
+/// restart; a workload started after it is certified by it and talks to
+/// one certified before (one anchor, two issuers); not one request fails.
+/// Then the cluster's own issuer is put back the same way.
+pub async fn mesh_upgrade_rotates_the_issuer_under_load(p: &impl Provider) -> anyhow::Result<()> {
+    crate::mesh::ensure_installed(p, Cluster::West).await?;
+    let west = p.client(Cluster::West);
+    let ns = meshed_podinfo_under_load(&west).await?;
+    wait_for_codes(&west, &ns, 20).await?;
+    let reloads = || async {
+        let mut total = 0.0;
+        for pod in kube_util::ready_pods(
+            &west,
+            "linkerd",
+            "linkerd.io/control-plane-component=identity",
+        )
+        .await?
+        {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let metrics = mesh_api::kube_client::pod_get(
+                &west,
+                "linkerd",
+                &name,
+                mesh_api::ports::IDENTITY_ADMIN,
+                "/metrics",
+            )
+            .await?;
+            total += crate::mesh::sum(&metrics, "identity_issuer_reloads_total", &[]);
+        }
+        anyhow::Ok(total)
+    };
+    let before = reloads().await?;
+    let said = crate::mesh::upgrade_issuer(p, Cluster::West, Cluster::East).await?;
+    anyhow::ensure!(
+        said.contains("keeping the trust anchors"),
+        "mesh upgrade keeps the cluster's anchors: {said}"
+    );
+    let deadline = tokio::time::Instant::now() + ROLLOUT;
+    while reloads().await.unwrap_or(before) <= before {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the identity service did not load the new issuer within {ROLLOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let counted = load_codes(&west, &ns).await?.len();
+    start_curl_load(&west, &ns, "load-after").await?;
+    loop {
+        let after = codes_of(&west, &ns, "load-after").await?;
+        if after.len() >= 20 {
+            anyhow::ensure!(
+                after.iter().all(|c| c == "200"),
+                "a pod certified by the new issuer calls one certified by the old: {after:?}"
+            );
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline + ROLLOUT,
+            "the pod started after the rotation printed {} codes",
+            after.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let codes = wait_for_codes(&west, &ns, counted + 30).await?;
+    let failed: Vec<&String> = codes.iter().filter(|c| *c != "200").collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {} requests failed around the issuer rotation: {failed:?}",
+        failed.len(),
+        codes.len()
+    );
+    let before = reloads().await?;
+    crate::mesh::upgrade_issuer(p, Cluster::West, Cluster::West).await?;
+    while reloads().await.unwrap_or(before) <= before {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline + ROLLOUT,
+            "the identity service did not load the cluster's own issuer back"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     kube_util::delete_namespace(&west, &ns).await;
     Ok(())
 }
