@@ -23,6 +23,7 @@ pub mod addons;
 pub mod apply;
 pub mod binaries;
 pub mod control_plane;
+pub mod helm;
 pub mod kubeconfig;
 pub mod local;
 pub mod netns;

@@ -7,14 +7,17 @@
 //! - [`local`]: the local west/east pair shared by a test run.
 //! - [`failover`]: the failover scenario (bad deploy, fix, outage under load).
 //! - [`gateway_restart`]: east's gateway pod replaced under failover load.
+//! - [`helm`]: the Helm-installed cluster upgraded with `--reuse-values`.
 //! - [`kube_util`]: namespaces, manifests, waits and one-shot pods.
-//! - [`mesh`]: mesh installed on both clusters with one trust anchor.
+//! - [`mesh`]: mesh installed on both clusters with one trust anchor (west
+//!   by `mesh install`, east by the Helm charts).
 //! - [`multicluster`]: the multicluster scenarios (link, WAN cut, moved
 //!   gateway, mismatched anchors).
 //! - [`scenarios`]: the scenarios themselves; `tests/` runs each one.
 
 pub mod failover;
 pub mod gateway_restart;
+pub mod helm;
 pub mod kube_util;
 pub mod local;
 pub mod mesh;

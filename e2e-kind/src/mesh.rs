@@ -1,6 +1,10 @@
-//! The mesh on a cluster as its docs install it: `mesh install --crds` and
-//! `mesh install` piped to `kubectl apply`, once per cluster for every
-//! scenario of a run, both clusters with one trust anchor and an issuer
+//! The mesh on a cluster as its docs install it, once per cluster for every
+//! scenario of a run: west with `mesh install --crds` and `mesh install`
+//! piped to `kubectl apply`, east with the Helm charts as the Helm guide
+//! does (`helm install` of `charts/mesh-crds` with `--create-namespace`,
+//! then `charts/mesh-control-plane` with `--set-file` for the trust
+//! material), so that every multicluster scenario links a CLI-installed
+//! cluster with a Helm-installed one; both clusters with one trust anchor and an issuer
 //! each, as the multicluster docs set them up (locks beside the kubeconfig
 //! keep concurrent test processes from installing twice); the
 //! `mesh` CLI and kubectl run as a user runs them; a proxy's metrics read
@@ -124,19 +128,96 @@ pub async fn ensure_installed(p: &impl Provider, cluster: Cluster) -> anyhow::Re
         .get_opt("linkerd-identity-trust-roots")
         .await?;
     if roots.is_none() {
-        let install = install_args(&trust, cluster);
-        let install: Vec<&str> = install.iter().map(String::as_str).collect();
-        for args in [&["install", "--crds"][..], &install] {
-            let manifests = mesh(p, cluster, args).await?.ok("mesh install")?;
-            kubectl(p, cluster, &["apply", "-f", "-"], Some(&manifests.stdout))
-                .await?
-                .ok("kubectl apply of mesh install")?;
+        match cluster {
+            Cluster::West => {
+                let install = install_args(&trust, cluster);
+                let install: Vec<&str> = install.iter().map(String::as_str).collect();
+                for args in [&["install", "--crds"][..], &install] {
+                    let manifests = mesh(p, cluster, args).await?.ok("mesh install")?;
+                    kubectl(p, cluster, &["apply", "-f", "-"], Some(&manifests.stdout))
+                        .await?
+                        .ok("kubectl apply of mesh install")?;
+                }
+            }
+            Cluster::East => helm_install(p, &trust, cluster).await?,
         }
     }
     drop(lock);
     mesh(p, cluster, &["check", "--wait", "3m"])
         .await?
         .ok("mesh check after install")
+}
+
+/// Where the charts are in this repository.
+pub fn chart(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// `helm --kubeconfig … --kube-context <cluster> <args>`.
+pub async fn helm(p: &impl Provider, cluster: Cluster, args: &[&str]) -> anyhow::Result<Ran> {
+    let binary = mesh_clusters::helm::locate()?;
+    let mut all = vec![
+        "--kubeconfig".to_owned(),
+        p.kubeconfig().display().to_string(),
+        "--kube-context".to_owned(),
+        p.context(cluster),
+    ];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    run(&binary, &all, None).await
+}
+
+/// The Helm guide's install with the run's trust material for `cluster`
+/// (`upgrade --install`, so that a run stopped half-way can finish it).
+async fn helm_install(
+    p: &impl Provider,
+    trust: &std::path::Path,
+    cluster: Cluster,
+) -> anyhow::Result<()> {
+    let crds = chart("mesh-crds");
+    let args = [
+        "upgrade",
+        "--install",
+        "linkerd-crds",
+        &crds,
+        "-n",
+        "linkerd",
+        "--create-namespace",
+    ];
+    helm(p, cluster, &args)
+        .await?
+        .ok("helm install linkerd-crds")?;
+    let file = |name: String| trust.join(name).display().to_string();
+    let set_file = [
+        format!("identityTrustAnchorsPEM={}", file("ca.crt".into())),
+        format!(
+            "identity.issuer.tls.crtPEM={}",
+            file(format!("{}.crt", cluster.name()))
+        ),
+        format!(
+            "identity.issuer.tls.keyPEM={}",
+            file(format!("{}.key", cluster.name()))
+        ),
+    ];
+    let control_plane = chart("mesh-control-plane");
+    let mut args = vec![
+        "upgrade",
+        "--install",
+        "linkerd-control-plane",
+        &control_plane,
+        "-n",
+        "linkerd",
+    ];
+    for value in &set_file {
+        args.extend(["--set-file", value]);
+    }
+    helm(p, cluster, &args)
+        .await?
+        .ok("helm install linkerd-control-plane")?;
+    Ok(())
 }
 
 /// `mesh install` with the run's trust material for `cluster`, as the

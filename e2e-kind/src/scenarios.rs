@@ -16,6 +16,7 @@ pub use crate::failover::{
     mesh_failover_wan_cut_moves_traffic_to_the_local_secondary,
 };
 pub use crate::gateway_restart::mesh_multicluster_a_replaced_gateway_costs_seconds_not_a_minute;
+pub use crate::helm::mesh_helm_upgrade_reuse_values_keeps_the_mesh_checked;
 use crate::kube_util::{self, Finished};
 pub use crate::multicluster::{
     mesh_gateway_carries_a_west_call_to_east, mesh_multicluster_check_names_an_unreachable_link,

@@ -12,7 +12,9 @@
 //! reads the value (`{{ .Values.clusterDomain }}`; `| quote` where it is a
 //! whole YAML value). What a boolean adds is wrapped in an `if`: the
 //! PodDisruptionBudgets, the anti-affinity blocks, the rolling-update
-//! strategy (more than one replica), the Namespace (`installNamespace`).
+//! strategy (more than one replica). The chart renders no Namespace: as
+//! with Linkerd's chart, Helm makes it (`-n linkerd --create-namespace`),
+//! since Helm refuses to install over a namespace it did not make.
 //! The values keep Linkerd's names; derived defaults (images named after
 //! `imageRegistry`, the proxy version after `linkerdVersion`) are worked
 //! out in the template as `mesh install` works them out.
@@ -258,6 +260,9 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
     };
     let mut template = format!("{{{{- /* {GENERATED} */}}}}\n{PREAMBLE}");
     for mut object in super::control_plane_with(&settings, &material, &tls)? {
+        if object["kind"] == "Namespace" {
+            continue;
+        }
         if object["kind"] == "ConfigMap" && object["metadata"]["name"] == config::NAME {
             object["data"][config::VALUES_KEY] = "__MESH_STORED_VALUES__".into();
         }
@@ -277,7 +282,6 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
         }
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let text = match object["kind"].as_str() {
-            Some("Namespace") => wrap_document(&text, ".Values.installNamespace"),
             Some("Secret") if name == mesh_api::labels::ISSUER_SECRET => {
                 wrap_document(&text, "not $externalIssuer")
             }
@@ -406,9 +410,6 @@ fn control_plane_values() -> String {
         r#"
 # The version that rendered the control plane; images are tagged with it.
 linkerdVersion: {TAG}
-# Render the linkerd Namespace (false when `helm install --create-namespace`
-# or another chart creates it).
-installNamespace: true
 # The registry (and path) mesh's images are pulled from: <registry>/controller,
 # <registry>/proxy (`mesh images push --registry`).
 imageRegistry: mesh
