@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use mesh_identity::generate;
 use support::text;
 
@@ -264,4 +265,183 @@ fn the_chart_refuses_to_render_without_trust_material() {
     assert!(!output.status.success(), "rendered without anchors");
     let error = text(&output.stderr);
     assert!(error.contains("identityTrustAnchorsPEM"), "{error}");
+}
+
+/// One extension's value set and the `mesh` flags that say the same.
+struct Case {
+    name: &'static str,
+    values: &'static str,
+    ha: bool,
+    flags: &'static [&'static str],
+}
+
+/// `helm template` of `chart` (release `release` in `namespace`) against
+/// `mesh <command>` for each case: the same objects, but for the Namespace
+/// (Helm makes it) and the QUIC reset key (random in both, 32 bytes).
+fn extension_renders_as_the_cli(
+    chart: &str,
+    release: &str,
+    namespace: &str,
+    command: &[&str],
+    cases: &[Case],
+) {
+    let helm = helm();
+    let chart_dir = charts_dir().join(chart);
+    let chart_arg = chart_dir.display().to_string();
+    let ha_values = chart_dir.join("values-ha.yaml").display().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for case in cases {
+        let values = dir.path().join(format!("{}.yaml", case.name));
+        std::fs::write(&values, case.values).expect("values");
+        let values_arg = values.display().to_string();
+        run(&helm, &["lint", &chart_arg, "-f", &values_arg]);
+        let mut helm_args = vec!["template", release, &chart_arg, "-n", namespace];
+        if case.ha {
+            helm_args.extend(["-f", &ha_values]);
+        }
+        helm_args.extend(["-f", &values_arg]);
+        let from_helm = run(&helm, &helm_args);
+        let mut mesh_args = command.to_vec();
+        mesh_args.extend(case.flags);
+        let from_mesh = run(Path::new(env!("CARGO_BIN_EXE_mesh")), &mesh_args);
+        let without_reset_key = |yaml: &str| {
+            objects(yaml)
+                .into_iter()
+                .filter(|o| o.0.0 != "Namespace")
+                .map(|(key, mut o)| {
+                    if let Some(reset) = o["stringData"]["reset-key"].as_str() {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(reset)
+                            .expect("a base64 reset key");
+                        assert_eq!(bytes.len(), 32, "{}: a 32-byte reset key", case.name);
+                        o["stringData"]["reset-key"] = serde_json::Value::Null;
+                    }
+                    (key, o)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            objects(&from_helm).iter().all(|o| o.0.0 != "Namespace"),
+            "{chart} {}: Helm makes the namespace, the chart does not",
+            case.name
+        );
+        let (helm_objects, mesh_objects) =
+            (without_reset_key(&from_helm), without_reset_key(&from_mesh));
+        let kinds = |objects: &[((String, String), serde_json::Value)]| {
+            objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kinds(&helm_objects),
+            kinds(&mesh_objects),
+            "{chart} {}: the same objects",
+            case.name
+        );
+        for ((key, from_helm), (_, from_mesh)) in helm_objects.iter().zip(&mesh_objects) {
+            assert_eq!(
+                from_helm, from_mesh,
+                "{chart} {}: {key:?} as helm and mesh render it",
+                case.name
+            );
+        }
+    }
+}
+
+#[test]
+fn helm_template_renders_what_mesh_multicluster_install_renders() {
+    extension_renders_as_the_cli(
+        "mesh-multicluster",
+        "linkerd-multicluster",
+        "linkerd-multicluster",
+        &["multicluster", "install"],
+        &[
+            Case {
+                name: "defaults",
+                values: "",
+                ha: false,
+                flags: &[],
+            },
+            Case {
+                name: "ha",
+                values: "",
+                ha: true,
+                flags: &["--ha"],
+            },
+            Case {
+                name: "custom",
+                values: "identityTrustDomain: corp.example\n\
+                         gateway:\n  replicas: 2\n  serviceType: NodePort\n  probe:\n    seconds: 5\n\
+                         \x20 pauseImage: registry.example/pause:1\n  waitBeforeExitSeconds: 20\n\
+                         \x20 allowedIdentities: [\"*.shop.serviceaccount.identity.linkerd.corp.example\", web.front.serviceaccount.identity.linkerd.corp.example]\n\
+                         \x20 exportSelector:\n    tier: public\n    team: shop\n    mirror.linkerd.io/exported: null\n",
+                ha: false,
+                flags: &[
+                    "--identity-trust-domain=corp.example",
+                    "--gateway-replicas=2",
+                    "--gateway-service-type=NodePort",
+                    "--gateway-probe-seconds=5",
+                    "--gateway-pause-image=registry.example/pause:1",
+                    "--gateway-wait-before-exit-seconds=20",
+                    "--gateway-allowed-identity=*.shop.serviceaccount.identity.linkerd.corp.example",
+                    "--gateway-allowed-identity=web.front.serviceaccount.identity.linkerd.corp.example",
+                    "--export-selector=tier=public,team=shop",
+                ],
+            },
+        ],
+    );
+}
+
+#[test]
+fn helm_template_renders_what_mesh_failover_install_renders() {
+    extension_renders_as_the_cli(
+        "mesh-failover",
+        "linkerd-failover",
+        "linkerd-failover",
+        &["failover", "install"],
+        &[
+            Case {
+                name: "defaults",
+                values: "",
+                ha: false,
+                flags: &[],
+            },
+            Case {
+                name: "custom",
+                values: "imageRegistry: registry.example/acme\ncontrolledBy: shop-failover\n\
+                         prometheusUrl: http://prometheus.monitoring:9090\n",
+                ha: false,
+                flags: &[
+                    "--registry=registry.example/acme",
+                    "--controlled-by=shop-failover",
+                    "--prometheus-url=http://prometheus.monitoring:9090",
+                ],
+            },
+        ],
+    );
+}
+
+/// The multicluster chart refuses what `mesh multicluster install` refuses,
+/// naming the value.
+#[test]
+fn the_multicluster_chart_refuses_bad_values_naming_them() {
+    for (set, named) in [
+        ("gateway.serviceType=ClusterIP", "gateway.serviceType"),
+        ("gateway.replicas=0", "gateway.replicas"),
+        (
+            "gateway.allowedIdentities[0]=Web.Shop",
+            "gateway.allowedIdentities",
+        ),
+        ("gateway.exportSelector=null", "gateway.exportSelector"),
+    ] {
+        let output = Command::new(helm())
+            .args(["template", "linkerd-multicluster"])
+            .arg(charts_dir().join("mesh-multicluster"))
+            .args(["--set", set])
+            .output()
+            .expect("helm");
+        let error = text(&output.stderr);
+        assert!(
+            !output.status.success() && error.contains(named),
+            "--set {set}: refused naming {named}: {error}"
+        );
+    }
 }

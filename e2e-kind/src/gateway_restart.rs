@@ -7,7 +7,9 @@
 //! one (its wait before exit), then tells its clients to reconnect, and
 //! clients reconnect from a new port so the node's connection tracking
 //! does not pin them to the old pod. Then the gateway is made highly
-//! available (`mesh multicluster install --ha`): deleting one of its pods,
+//! available (east's extension is a Helm release: `helm upgrade -f
+//! values-ha.yaml`, the chart's equivalent of `mesh multicluster install
+//! --ha`): deleting one of its pods,
 //! and `kubectl rollout restart` of all of them, fail no GET at all.
 
 use std::time::Duration;
@@ -160,24 +162,10 @@ async fn disruption_costs_seconds(
     Ok(())
 }
 
-/// Applies `mesh multicluster install` (with `extra` flags) to east and
-/// waits for its gateway's rollout.
-async fn install_gateway(p: &impl Provider, extra: &[&str]) -> anyhow::Result<()> {
-    let args: Vec<&str> = ["multicluster", "install"]
-        .into_iter()
-        .chain(extra.iter().copied())
-        .collect();
-    let rendered = mesh::mesh(p, Cluster::East, &args)
-        .await?
-        .ok("mesh multicluster install")?;
-    mesh::kubectl(
-        p,
-        Cluster::East,
-        &["apply", "-f", "-"],
-        Some(&rendered.stdout),
-    )
-    .await?
-    .ok("kubectl apply of the multicluster extension")?;
+/// Upgrades east's multicluster extension (a Helm release) to the chart's
+/// HA values or back, and waits for its gateway's rollout.
+async fn install_gateway(p: &impl Provider, ha: bool) -> anyhow::Result<()> {
+    mesh::helm_multicluster(p, ha).await?;
     kube_util::wait_rollout(
         &p.client(Cluster::East),
         GATEWAY_NS,
@@ -213,13 +201,13 @@ pub async fn mesh_multicluster_a_replaced_gateway_costs_seconds_not_a_minute(
     .await;
     // Highly available: no GET fails.
     let ha = async {
-        install_gateway(p, &["--ha"]).await?;
+        install_gateway(p, true).await?;
         tokio::time::sleep(Duration::from_secs(5)).await;
         disruption_costs_seconds(p, &ns, "QUIC, HA", one, 3, 0).await?;
         disruption_costs_seconds(p, &ns, "QUIC, HA", Disruption::RolloutRestart, 3, 0).await
     }
     .await;
-    let restored = install_gateway(p, &[]).await;
+    let restored = install_gateway(p, false).await;
     drive::scale(&west, &ns, 2).await?;
     exported.remove(p).await;
     quic?;

@@ -220,6 +220,32 @@ async fn helm_install(
     Ok(())
 }
 
+/// East's multicluster extension by its chart, as the Helm guide installs
+/// it (`helm upgrade --install … --create-namespace`); `ha` adds the
+/// chart's `values-ha.yaml`, and without it the values go back to the
+/// chart's own.
+pub async fn helm_multicluster(p: &impl Provider, ha: bool) -> anyhow::Result<()> {
+    let chart_dir = chart("mesh-multicluster");
+    let ha_values = format!("{chart_dir}/values-ha.yaml");
+    let mut args = vec![
+        "upgrade",
+        "--install",
+        "linkerd-multicluster",
+        &chart_dir,
+        "-n",
+        "linkerd-multicluster",
+        "--create-namespace",
+        "--reset-values",
+    ];
+    if ha {
+        args.extend(["-f", &ha_values]);
+    }
+    helm(p, Cluster::East, &args)
+        .await?
+        .ok("helm install of east's multicluster extension")?;
+    Ok(())
+}
+
 /// `mesh install` with the run's trust material for `cluster`, as the
 /// multicluster guide gives it.
 fn install_args(trust: &std::path::Path, cluster: Cluster) -> Vec<String> {

@@ -51,14 +51,19 @@ pub async fn ensure_linked(p: &impl Provider) -> anyhow::Result<()> {
     if linked {
         return Ok(());
     }
-    for cluster in [Cluster::West, Cluster::East] {
-        let extension = mesh::mesh(p, cluster, &["multicluster", "install"])
-            .await?
-            .ok("mesh multicluster install")?;
-        kubectl(p, cluster, &["apply", "-f", "-"], Some(&extension.stdout))
-            .await?
-            .ok("kubectl apply of the multicluster extension")?;
-    }
+    // West by the CLI, east by the Helm chart, as each was installed.
+    let extension = mesh::mesh(p, Cluster::West, &["multicluster", "install"])
+        .await?
+        .ok("mesh multicluster install")?;
+    kubectl(
+        p,
+        Cluster::West,
+        &["apply", "-f", "-"],
+        Some(&extension.stdout),
+    )
+    .await?
+    .ok("kubectl apply of the multicluster extension")?;
+    mesh::helm_multicluster(p, false).await?;
     kube_util::wait_rollout(&east, MC, GATEWAY, ROLLOUT).await?;
     kube_util::load_balancer_ip(&east, MC, GATEWAY, ROLLOUT).await?;
     let api_server = p.api_server_address(Cluster::East);

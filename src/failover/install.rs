@@ -33,7 +33,7 @@ pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
     manifest::to_yaml(&objects(args))
 }
 
-fn objects(args: &InstallArgs) -> Vec<Object> {
+pub(crate) fn objects(args: &InstallArgs) -> Vec<Object> {
     let labels = serde_json::json!({"linkerd.io/extension": "failover", "component": NAME});
     let meta = |namespaced: bool| {
         let mut meta = serde_json::json!({"name": NAME, "labels": labels});

@@ -6,6 +6,9 @@
 //! - [`status`]: `mesh failover status`, every managed TrafficSplit with
 //!   its state, backends, weights, success rates and last transition, as
 //!   the controller wrote them.
+//! - [`chart`]: `charts/mesh-failover`, generated from [`install`]'s
+//!   renderer.
 
+pub mod chart;
 pub mod install;
 pub mod status;

@@ -212,7 +212,7 @@ fn spread(selector: &std::collections::BTreeMap<String, String>) -> Affinity {
     }
 }
 
-fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
+pub(crate) fn objects(args: &InstallArgs) -> anyhow::Result<Vec<Object>> {
     let identity = IdentityName {
         service_account: GATEWAY.into(),
         namespace: NS.into(),

@@ -8,6 +8,8 @@
 //!   to the proxy's probe-only listener),
 //!   the gateway's own Server and AuthorizationPolicy ([`gateway_policy`]),
 //!   and the read-only ServiceAccount linked clusters' mirrors use.
+//! - [`chart`]: `charts/mesh-multicluster`, generated from [`install`]'s
+//!   renderer.
 //! - [`allow`]: `mesh multicluster allow`, the MeshTLSAuthentication and
 //!   AuthorizationPolicy that let a linked cluster's workloads in.
 //! - [`check`]: `mesh multicluster check`, the extension and each Link
@@ -20,6 +22,7 @@
 //!   cluster; `unlink` renders what removes them (mirrors included).
 
 pub mod allow;
+pub mod chart;
 pub mod check;
 pub mod gateway_policy;
 pub mod gateways;

@@ -19,15 +19,15 @@
 //! `imageRegistry`, the proxy version after `linkerdVersion`) are worked
 //! out in the template as `mesh install` works them out.
 
-mod template;
+pub(crate) mod template;
 
 use std::time::Duration;
 
 use anyhow::Context;
 
 use self::template::{
-    GENERATED, Substitutions, chart_yaml, escape_braces, resources_block, substitute, wrap_block,
-    wrap_document, wrap_line,
+    CONTROLLER_IMAGE_PREAMBLE, GENERATED, Substitutions, chart_yaml, escape_braces,
+    resources_block, substitute, wrap_block, wrap_document, wrap_line,
 };
 
 use super::injector::WebhookTls;
@@ -151,9 +151,7 @@ const HELPERS: &str = r#"{{- define "mesh.resources" -}}
 "#;
 
 /// The variables the control plane's template works out first.
-const PREAMBLE: &str = r#"{{- $registry := .Values.imageRegistry | default "mesh" | trimSuffix "/" }}
-{{- $controllerImage := .Values.controllerImage | default (printf "%s/controller:%s" $registry .Values.linkerdVersion) }}
-{{- $proxyImage := .Values.proxy.image.name | default (printf "%s/proxy" $registry) }}
+const PREAMBLE: &str = r#"{{- $proxyImage := .Values.proxy.image.name | default (printf "%s/proxy" $registry) }}
 {{- $proxyVersion := .Values.proxy.image.version | default .Values.linkerdVersion }}
 {{- $proxyInitImage := printf "%s:%s" .Values.proxyInit.image.name (.Values.proxyInit.image.version | default $proxyVersion) }}
 {{- $externalIssuer := eq .Values.identity.issuer.scheme "kubernetes.io/tls" }}
@@ -202,6 +200,8 @@ pub fn write(dir: &std::path::Path) -> anyhow::Result<Vec<ChartFile>> {
 pub fn generate() -> anyhow::Result<Vec<ChartFile>> {
     let mut files = crds_chart()?;
     files.extend(control_plane_chart()?);
+    files.extend(crate::multicluster::chart::files()?);
+    files.extend(crate::failover::chart::files()?);
     Ok(files)
 }
 
@@ -249,7 +249,8 @@ fn control_plane_chart() -> anyhow::Result<Vec<ChartFile>> {
         key_pem: "__MESH_INJECTOR_KEY__".into(),
     };
     let substitutions = substitutions();
-    let mut template = format!("{{{{- /* {GENERATED} */}}}}\n{PREAMBLE}");
+    let mut template =
+        format!("{{{{- /* {GENERATED} */}}}}\n{CONTROLLER_IMAGE_PREAMBLE}{PREAMBLE}");
     for mut object in super::control_plane_with(&settings, &material, &tls)? {
         if object["kind"] == "Namespace" {
             continue;
