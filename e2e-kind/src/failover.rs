@@ -43,7 +43,8 @@ pub(crate) fn docs_split() -> String {
     )
 }
 
-/// Installs the failover controller in west unless a run already did.
+/// Installs the failover controller in west (`charts/mesh-failover`)
+/// unless a run already did.
 async fn ensure_failover_installed(p: &impl Provider) -> anyhow::Result<()> {
     let west = p.client(Cluster::West);
     let _lock = mesh::lock(p.kubeconfig().with_file_name("mesh-failover.lock")).await?;
@@ -53,17 +54,20 @@ async fn ensure_failover_installed(p: &impl Provider) -> anyhow::Result<()> {
     {
         return Ok(());
     }
-    let rendered = mesh::mesh(p, Cluster::West, &["failover", "install"])
+    // By its Helm chart, on the cluster installed by the CLI.
+    let chart = mesh::chart("mesh-failover");
+    let args = [
+        "upgrade",
+        "--install",
+        "linkerd-failover",
+        &chart,
+        "-n",
+        FAILOVER_NS,
+        "--create-namespace",
+    ];
+    mesh::helm(p, Cluster::West, &args)
         .await?
-        .ok("mesh failover install")?;
-    kubectl(
-        p,
-        Cluster::West,
-        &["apply", "-f", "-"],
-        Some(&rendered.stdout),
-    )
-    .await?
-    .ok("kubectl apply of the failover controller")?;
+        .ok("helm install of the failover controller")?;
     kube_util::wait_rollout(&west, FAILOVER_NS, "linkerd-failover", ROLLOUT).await
 }
 

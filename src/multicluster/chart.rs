@@ -1,7 +1,8 @@
 //! `charts/mesh-multicluster`, generated from the renderer of `mesh
 //! multicluster install` as the control plane's chart is from `mesh
 //! install` (see `crate::install::chart`): the gateway, its Service and
-//! policy, the Link CRD and the remote-access ServiceAccount, with
+//! policy and the remote-access ServiceAccount (the Link CRD is in
+//! `mesh-crds`, as `mesh install --crds` renders it), with
 //! Linkerd's value names where Linkerd's chart has the value
 //! (`identityTrustDomain`, `gateway.replicas`, `gateway.serviceType`,
 //! `gateway.probe.seconds`, `gateway.pauseImage`, `enablePodAntiAffinity`,
@@ -172,7 +173,8 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
     for object in objects(&marked_args())? {
         let text = escape_braces(&manifest::to_yaml(std::slice::from_ref(&object))?);
         let text = match object["kind"].as_str() {
-            Some("Namespace") => continue,
+            // The Link CRD is mesh-crds' (a CRD belongs to one release).
+            Some("Namespace" | "CustomResourceDefinition") => continue,
             Some("PodDisruptionBudget") => {
                 wrap_document(&text, ".Values.enablePodDisruptionBudget")
             }
@@ -203,7 +205,7 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
             path: "mesh-multicluster/Chart.yaml".into(),
             contents: chart_yaml(
                 "mesh-multicluster",
-                "mesh's multicluster extension (the gateway, its policy, the Link CRD and the access linked clusters read with), with Linkerd's value names",
+                "mesh's multicluster extension (the gateway, its policy and the access linked clusters read with), with Linkerd's value names",
             ),
         },
         ChartFile {
