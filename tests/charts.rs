@@ -275,6 +275,14 @@ struct Case {
     flags: &'static [&'static str],
 }
 
+/// The chart's own values against the CLI's defaults.
+const DEFAULTS: Case = Case {
+    name: "defaults",
+    values: "",
+    ha: false,
+    flags: &[],
+};
+
 /// `helm template` of `chart` (release `release` in `namespace`) against
 /// `mesh <command>` for each case: the same objects, but for the Namespace
 /// (Helm makes it), CRDs (`mesh-crds` holds them all) and the QUIC reset
@@ -357,12 +365,7 @@ fn helm_template_renders_what_mesh_multicluster_install_renders() {
         "linkerd-multicluster",
         &["multicluster", "install"],
         &[
-            Case {
-                name: "defaults",
-                values: "",
-                ha: false,
-                flags: &[],
-            },
+            DEFAULTS,
             Case {
                 name: "ha",
                 values: "",
@@ -401,12 +404,7 @@ fn helm_template_renders_what_mesh_failover_install_renders() {
         "linkerd-failover",
         &["failover", "install"],
         &[
-            Case {
-                name: "defaults",
-                values: "",
-                ha: false,
-                flags: &[],
-            },
+            DEFAULTS,
             Case {
                 name: "custom",
                 values: "imageRegistry: registry.example/acme\ncontrolledBy: shop-failover\n\

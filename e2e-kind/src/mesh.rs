@@ -67,11 +67,18 @@ async fn run(program: &Path, args: &[String], stdin: Option<&str>) -> anyhow::Re
     })
 }
 
-fn with_cluster(p: &impl Provider, cluster: Cluster, args: &[&str]) -> Vec<String> {
+/// `args` after the run's kubeconfig and `cluster`'s context, given with
+/// `context_flag` (`--context`; helm's is `--kube-context`).
+fn with_cluster(
+    p: &impl Provider,
+    cluster: Cluster,
+    context_flag: &str,
+    args: &[&str],
+) -> Vec<String> {
     let mut all = vec![
         "--kubeconfig".to_owned(),
         p.kubeconfig().display().to_string(),
-        "--context".to_owned(),
+        context_flag.to_owned(),
         p.context(cluster),
     ];
     all.extend(args.iter().map(|a| (*a).to_owned()));
@@ -81,7 +88,7 @@ fn with_cluster(p: &impl Provider, cluster: Cluster, args: &[&str]) -> Vec<Strin
 /// `mesh --kubeconfig … --context <cluster> <args>`.
 pub async fn mesh(p: &impl Provider, cluster: Cluster, args: &[&str]) -> anyhow::Result<Ran> {
     let binary = mesh_clusters::testing::mesh_bin_dir()?.join("mesh");
-    run(&binary, &with_cluster(p, cluster, args), None).await
+    run(&binary, &with_cluster(p, cluster, "--context", args), None).await
 }
 
 /// `kubectl --kubeconfig … --context <cluster> <args>`, with `stdin`.
@@ -91,7 +98,12 @@ pub async fn kubectl(
     args: &[&str],
     stdin: Option<&str>,
 ) -> anyhow::Result<Ran> {
-    run(&p.kubectl(), &with_cluster(p, cluster, args), stdin).await
+    run(
+        &p.kubectl(),
+        &with_cluster(p, cluster, "--context", args),
+        stdin,
+    )
+    .await
 }
 
 /// Takes an exclusive lock on `path` (created), off the runtime.
@@ -160,14 +172,12 @@ pub fn chart(name: &str) -> String {
 /// `helm --kubeconfig … --kube-context <cluster> <args>`.
 pub async fn helm(p: &impl Provider, cluster: Cluster, args: &[&str]) -> anyhow::Result<Ran> {
     let binary = mesh_clusters::helm::locate()?;
-    let mut all = vec![
-        "--kubeconfig".to_owned(),
-        p.kubeconfig().display().to_string(),
-        "--kube-context".to_owned(),
-        p.context(cluster),
-    ];
-    all.extend(args.iter().map(|a| (*a).to_owned()));
-    run(&binary, &all, None).await
+    run(
+        &binary,
+        &with_cluster(p, cluster, "--kube-context", args),
+        None,
+    )
+    .await
 }
 
 /// The Helm guide's install with the run's trust material for `cluster`
