@@ -120,6 +120,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                     server_identity: identity.service_name.clone(),
                     token_path: identity.token_file.clone(),
                     backoff: Backoff::default(),
+                    trust_dir: identity
+                        .trust_dir
+                        .clone()
+                        .map(|dir| (dir, identity.trust_anchors.clone())),
                 },
                 &mut registry,
                 &mut drain,

@@ -16,6 +16,7 @@
 //! | `LINKERD2_PROXY_IDENTITY_SVC_ADDR` / `_SVC_NAME` | none | the identity service and its identity |
 //! | `LINKERD2_PROXY_IDENTITY_LOCAL_NAME` | none | this workload's identity |
 //! | `LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS` | none | the trust anchors, PEM (the value itself) |
+//! | `MESH_PROXY_IDENTITY_TRUST_DIR` | none | a directory (the namespace's `mesh-identity-trust-roots` ConfigMap, mounted by the injector) whose `ca-bundle.crt` replaces the trust anchors and whose `issuer.sha256` names the issuer in force, followed without a restart: a change of either has the proxy certified again at once |
 //! | `LINKERD2_PROXY_IDENTITY_TOKEN_FILE` | `/var/run/secrets/tokens/linkerd-identity-token` | the projected ServiceAccount token |
 //! | `LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION` | Linkerd's default opaque ports | inbound ports forwarded as opaque TCP without detection (list and ranges: `25,3306,4000-4100`) |
 //! | `LINKERD2_PROXY_OUTBOUND_PORTS_DISABLE_PROTOCOL_DETECTION` | the same | outbound ports forwarded as opaque TCP without detection (discovery can add more) |
@@ -116,6 +117,8 @@ pub struct IdentityConfig {
     pub trust_anchors: String,
     /// The ServiceAccount token file.
     pub token_file: std::path::PathBuf,
+    /// The trust roots directory followed without a restart.
+    pub trust_dir: Option<std::path::PathBuf>,
 }
 
 /// The destination service.
@@ -363,6 +366,7 @@ impl Config {
                         .get("LINKERD2_PROXY_IDENTITY_TOKEN_FILE")
                         .unwrap_or_else(|| "/var/run/secrets/tokens/linkerd-identity-token".into())
                         .into(),
+                    trust_dir: env.get("MESH_PROXY_IDENTITY_TRUST_DIR").map(Into::into),
                 })
             }
             None => None,

@@ -80,6 +80,21 @@ pub const CONTROL_PLANE_NS: &str = "linkerd.io/control-plane-ns";
 pub const IS_CONTROL_PLANE: &str = "linkerd.io/is-control-plane";
 /// The ConfigMap holding the trust anchors (`ca-bundle.crt`).
 pub const TRUST_ROOTS_CONFIGMAP: &str = "linkerd-identity-trust-roots";
+/// The copy of the trust roots the identity service keeps in every
+/// namespace it certifies workloads of, for their proxies to mount (a pod
+/// cannot mount another namespace's ConfigMap): the bundle, and the
+/// issuer in force.
+pub const TRUST_ROOTS_COPY_CONFIGMAP: &str = "mesh-identity-trust-roots";
+/// The label on those copies (the identity service updates and repairs
+/// only ConfigMaps that carry it).
+pub const TRUST_ROOTS_COPY_LABEL: &str = "mesh.dev/trust-roots-copy";
+/// The trust roots ConfigMap's bundle key (Linkerd's).
+pub const TRUST_BUNDLE_KEY: &str = "ca-bundle.crt";
+/// The key holding the SHA-256 of the issuer certificate in force: when it
+/// changes, proxies certify again at once.
+pub const ISSUER_FINGERPRINT_KEY: &str = "issuer.sha256";
+/// Where injected proxies mount their namespace's copy.
+pub const TRUST_ROOTS_COPY_PATH: &str = "/var/run/linkerd/identity/trust-roots";
 /// The Secret holding the issuer certificate and key.
 pub const ISSUER_SECRET: &str = "linkerd-identity-issuer";
 

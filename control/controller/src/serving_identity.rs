@@ -52,10 +52,11 @@ impl ServingIdentityArgs {
         else {
             return Ok(None);
         };
+        let trust_anchors_pem = std::fs::read_to_string(anchors)
+            .with_context(|| format!("--identity-trust-anchors-file {}", anchors.display()))?;
         Ok(Some(ServerTls {
             local_identity: local_identity.clone(),
-            trust_anchors_pem: std::fs::read_to_string(anchors)
-                .with_context(|| format!("--identity-trust-anchors-file {}", anchors.display()))?,
+            trust_anchors_pem: trust_anchors_pem.clone(),
             identity: IdentityConfig {
                 addr: self.identity_addr.clone(),
                 server_identity: self.identity_svc_name.clone(),
@@ -66,6 +67,12 @@ impl ServingIdentityArgs {
                     min: std::time::Duration::from_millis(500),
                     max: std::time::Duration::from_secs(5),
                 },
+                // The mounted trust roots ConfigMap, followed without a
+                // restart (with the issuer the identity service records in
+                // it).
+                trust_dir: anchors
+                    .parent()
+                    .map(|dir| (dir.to_path_buf(), trust_anchors_pem)),
             },
         }))
     }

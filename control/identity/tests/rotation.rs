@@ -146,23 +146,6 @@ fn load(
     tasks
 }
 
-/// Waits until every workload presents a leaf issued by `issuer_pem`.
-async fn wait_for_issuer(workloads: &[&Arc<Credentials>], issuer_pem: &str) {
-    let issuer =
-        mesh_identity::pem::certificates(issuer_pem.as_bytes(), "issuer").expect("pem")[0].clone();
-    for _ in 0..150 {
-        let done = workloads.iter().all(|w| {
-            w.certificate_chain()
-                .is_some_and(|chain| chain.get(1) == Some(&issuer))
-        });
-        if done {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the workloads did not renew onto the new issuer within 15 s");
-}
-
 #[tokio::test]
 async fn issuer_and_trust_anchor_rotations_fail_no_request() {
     let cluster = shared_cluster().await;
@@ -187,6 +170,7 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
                 min: Duration::from_millis(100),
                 max: Duration::from_secs(1),
             },
+            trust_dir: None,
         };
         let metrics = if sa == "client" {
             client_metrics.clone()

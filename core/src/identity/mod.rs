@@ -5,11 +5,14 @@
 //! - [`client`]: the TLS channel to the identity service and `Certify`.
 //! - [`schedule`]: renewal at 70 % of the lifetime; jittered back-off.
 //! - [`refresh`]: the loop that keeps the certificate fresh.
+//! - [`trust_dir`]: trust roots and issuer changes followed without a
+//!   restart.
 
 pub mod client;
 pub mod key;
 pub mod refresh;
 pub mod schedule;
+pub mod trust_dir;
 
 pub use key::LocalKey;
 pub use refresh::{IdentityConfig, IdentityMetrics};
@@ -49,6 +52,7 @@ pub fn certified_credentials(
         .map_err(|e| CredentialsError::Anchors(e.to_string()))?;
     let credentials = Credentials::new(local_name, &roots)?;
     let metrics = IdentityMetrics::register(registry);
+    metrics.trust().set_anchors(roots.len());
     drain.spawn(refresh::run(
         config,
         credentials.clone(),

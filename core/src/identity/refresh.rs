@@ -27,6 +27,10 @@ pub struct IdentityConfig {
     pub token_path: PathBuf,
     /// Back-off after failures.
     pub backoff: Backoff,
+    /// A directory whose trust bundle and issuer fingerprint are followed
+    /// without a restart ([`super::trust_dir`]), with the bundle the
+    /// workload started with.
+    pub trust_dir: Option<(PathBuf, String)>,
 }
 
 /// The client's metrics (Linkerd's names).
@@ -35,13 +39,18 @@ pub struct IdentityMetrics {
     expiration: Gauge<f64, std::sync::atomic::AtomicU64>,
     refreshes: Counter,
     failures: Counter,
+    trust: super::trust_dir::TrustMetrics,
 }
 
 impl IdentityMetrics {
     /// Registers `identity_cert_expiration_timestamp_seconds`,
-    /// `identity_cert_refresh_count` and `identity_cert_refresh_failures`.
+    /// `identity_cert_refresh_count` and `identity_cert_refresh_failures`,
+    /// and the trust roots' ([`super::trust_dir::TrustMetrics`]).
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let metrics = Self {
+            trust: super::trust_dir::TrustMetrics::register(registry),
+            ..Self::default()
+        };
         registry.register(
             "identity_cert_expiration_timestamp_seconds",
             "Time when this proxy's current certificate expires, in seconds since the Unix epoch",
@@ -58,6 +67,11 @@ impl IdentityMetrics {
             metrics.failures.clone(),
         );
         metrics
+    }
+
+    /// The trust roots' metrics.
+    pub fn trust(&self) -> &super::trust_dir::TrustMetrics {
+        &self.trust
     }
 }
 
@@ -77,6 +91,17 @@ pub async fn run(
             return;
         }
     };
+    let recertify = Arc::new(tokio::sync::Notify::new());
+    if let Some((dir, started_with)) = config.trust_dir.clone() {
+        tokio::spawn(super::trust_dir::watch(
+            dir,
+            started_with,
+            credentials.clone(),
+            recertify.clone(),
+            metrics.trust.clone(),
+            shutdown.clone(),
+        ));
+    }
     let mut failures = 0u32;
     loop {
         let delay = match renew_once(&channel, &config, &credentials).await {
@@ -107,6 +132,12 @@ pub async fn run(
         };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
+            () = recertify.notified() => {
+                tracing::info!(
+                    identity = credentials.local_identity(),
+                    "the trust roots or the issuer changed: certifying again now"
+                );
+            }
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }

@@ -222,3 +222,20 @@ pub async fn token_file(
 pub fn credentials(identity: &str, roots: &[CertificateDer<'static>]) -> Arc<Credentials> {
     Credentials::new(identity, roots).expect("credentials")
 }
+
+/// Waits until every workload presents a leaf issued by `issuer_pem`.
+pub async fn wait_for_issuer(workloads: &[&Arc<Credentials>], issuer_pem: &str) {
+    let issuer =
+        mesh_identity::pem::certificates(issuer_pem.as_bytes(), "issuer").expect("pem")[0].clone();
+    for _ in 0..150 {
+        let done = workloads.iter().all(|w| {
+            w.certificate_chain()
+                .is_some_and(|chain| chain.get(1) == Some(&issuer))
+        });
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the workloads did not renew onto the new issuer within 15 s");
+}

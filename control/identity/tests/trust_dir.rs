@@ -1,0 +1,147 @@
+//! A workload follows its trust roots directory without a restart: a new
+//! issuer named in `issuer.sha256` has it certified again at once (its
+//! certificate would otherwise live on for an hour), a new bundle is
+//! trusted, and a bundle that is not PEM is refused with the current roots
+//! kept. Without the directory the workload keeps its certificate from the
+//! old issuer (the control case).
+
+mod support;
+
+use std::time::Duration;
+
+use mesh_api::IdentityName;
+use mesh_api::labels::{IDENTITY_TOKEN_AUDIENCE, ISSUER_FINGERPRINT_KEY, TRUST_BUNDLE_KEY};
+use mesh_clusters::testing::shared_cluster;
+use mesh_core::identity::refresh::{self, IdentityConfig, IdentityMetrics};
+use mesh_core::identity::schedule::Backoff;
+use support::*;
+use tokio::sync::watch;
+
+/// Long enough that no scheduled renewal happens during the test.
+const LIFETIME: Duration = Duration::from_secs(3600);
+
+fn sample(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[tokio::test]
+async fn a_new_issuer_or_bundle_in_the_trust_directory_is_followed_without_a_restart() {
+    let cluster = shared_cluster().await;
+    let ns = cluster.namespace("trust-dir").await;
+    service_account(&cluster, &ns, "followed").await;
+    service_account(&cluster, &ns, "unfollowed").await;
+    let svc = TestIdentity::start(&cluster, LIFETIME).await;
+    let dir = svc.dir.path().to_owned();
+    let trust_dir = dir.join("workload-trust-roots");
+    project(
+        &trust_dir,
+        &[
+            (TRUST_BUNDLE_KEY, &svc.anchor.cert_pem),
+            (ISSUER_FINGERPRINT_KEY, "first"),
+        ],
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = IdentityMetrics::register(&mut registry);
+    let mut workloads = Vec::new();
+    for sa in ["followed", "unfollowed"] {
+        let name = IdentityName::for_service_account(sa, &ns).to_string();
+        let creds = credentials(&name, &svc.anchors());
+        let config = IdentityConfig {
+            addr: svc.addr(),
+            server_identity: svc.running.server_identity.clone(),
+            token_path: token_file(&cluster, &dir, &ns, sa, IDENTITY_TOKEN_AUDIENCE).await,
+            backoff: Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+            },
+            trust_dir: (sa == "followed").then(|| (trust_dir.clone(), svc.anchor.cert_pem.clone())),
+        };
+        let metrics = if sa == "followed" {
+            metrics.clone()
+        } else {
+            IdentityMetrics::default()
+        };
+        tokio::spawn(refresh::run(
+            config,
+            creds.clone(),
+            metrics,
+            stop_rx.clone(),
+        ));
+        workloads.push(creds);
+    }
+    let issuer = new_issuer(&svc.anchor);
+    renew_issuer(&svc, &issuer, &svc.anchor);
+    // Let the identity service load it, then name it in the directory.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    project(
+        &trust_dir,
+        &[
+            (TRUST_BUNDLE_KEY, &svc.anchor.cert_pem),
+            (ISSUER_FINGERPRINT_KEY, "second"),
+        ],
+    );
+    wait_for_issuer(&[&workloads[0]], &issuer.cert_pem).await;
+    let issuer_der =
+        mesh_identity::pem::certificates(issuer.cert_pem.as_bytes(), "issuer").expect("pem");
+    assert!(
+        workloads[1]
+            .certificate_chain()
+            .is_some_and(|chain| chain.get(1) != Some(&issuer_der[0])),
+        "without the directory the workload keeps its certificate until it is due"
+    );
+
+    let exposed = |registry: &prometheus_client::registry::Registry| {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+        text
+    };
+    assert_eq!(sample(&exposed(&registry), "identity_trust_anchors"), 1.0);
+    let anchor2 = new_anchor();
+    let bundle = format!("{}{}", svc.anchor.cert_pem, anchor2.cert_pem);
+    project(
+        &trust_dir,
+        &[
+            (TRUST_BUNDLE_KEY, &bundle),
+            (ISSUER_FINGERPRINT_KEY, "second"),
+        ],
+    );
+    let mut seen = f64::NAN;
+    for _ in 0..100 {
+        seen = sample(&exposed(&registry), "identity_trust_anchors");
+        if seen == 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 2.0, "the two-anchor bundle is trusted within 10 s");
+
+    project(
+        &trust_dir,
+        &[
+            (TRUST_BUNDLE_KEY, "not a certificate"),
+            (ISSUER_FINGERPRINT_KEY, "second"),
+        ],
+    );
+    let mut refused = 0.0;
+    for _ in 0..100 {
+        refused = sample(&exposed(&registry), "identity_trust_roots_refused_total");
+        if refused >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused, 1.0, "the unusable bundle is refused");
+    assert_eq!(
+        sample(&exposed(&registry), "identity_trust_anchors"),
+        2.0,
+        "the current roots are kept"
+    );
+    assert!(workloads[0].has_certificate());
+    let _ = stop_tx.send(true);
+    svc.running.shutdown().await;
+}
