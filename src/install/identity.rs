@@ -81,6 +81,13 @@ pub fn objects(settings: &Settings, material: &TrustMaterial) -> anyhow::Result<
         rules: vec![
             rule("authentication.k8s.io", &["tokenreviews"], &["create"]),
             rule("", &["events"], &["create", "patch"]),
+            // The trust roots copies in workloads' namespaces, and the
+            // issuer in force recorded in the control plane's own.
+            rule(
+                "",
+                &["configmaps"],
+                &["get", "list", "watch", "create", "patch"],
+            ),
         ],
         headless_service: Some(format!("{NAME}-headless")),
         volumes: vec![

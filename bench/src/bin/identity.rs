@@ -129,6 +129,7 @@ async fn end_to_end_rate(
                 per_second: f64::MAX,
                 ..Default::default()
             },
+            trust_copies: false,
         },
         kube,
     )

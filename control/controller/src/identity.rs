@@ -77,6 +77,16 @@ pub(crate) struct IdentityArgs {
     /// Certify requests per second one client address may make over time.
     #[arg(long, env = "MESH_IDENTITY_SOURCE_RATE", default_value_t = 5.0)]
     identity_source_rate: f64,
+    /// Keep a copy of the trust roots, with the issuer in force, in every
+    /// namespace a workload is certified in (`mesh-identity-trust-roots`),
+    /// for its proxies to follow without a restart.
+    #[arg(
+        long,
+        env = "MESH_IDENTITY_TRUST_COPIES",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    identity_trust_copies: bool,
 }
 
 pub(crate) async fn run(args: IdentityArgs, client: kube::Client) -> anyhow::Result<()> {
@@ -102,6 +112,7 @@ pub(crate) async fn run(args: IdentityArgs, client: kube::Client) -> anyhow::Res
             per_second: args.identity_source_rate,
             ..Limits::default()
         },
+        trust_copies: args.identity_trust_copies,
     };
     let running = server::start(config, client).await?;
     running.until_terminated().await;

@@ -9,6 +9,8 @@
 //! - [`service`]: the `Certify` gRPC method and its refusals.
 //! - [`issuer`]: the issuer files, re-loaded when they change.
 //! - [`server`]: running it all (gRPC over TLS, admin, reloads).
+//! - [`trust_copies`]: the trust roots copied into workloads' namespaces,
+//!   with the issuer in force, for proxies to follow without a restart.
 //! - [`metrics`]: issued, refused, reloads, issuer expiry.
 //! - [`generate`]: making anchors and issuers (`mesh install`, tests).
 //! - [`inspect`]: describing a certificate chain (`mesh identity inspect`).
@@ -24,3 +26,4 @@ pub mod pem;
 pub mod server;
 pub mod service;
 pub mod token;
+pub mod trust_copies;

@@ -22,6 +22,7 @@ use crate::issuer::{IssuerFiles, IssuerStore, LoadError, Loaded, Reload};
 use crate::metrics::Metrics;
 use crate::service::CertifyService;
 use crate::token::TokenReviewer;
+use crate::trust_copies::TrustCopies;
 use mesh_core::tls::incoming::TlsIncoming;
 
 /// How the identity service runs.
@@ -43,6 +44,9 @@ pub struct ServerConfig {
     pub reload_interval: Duration,
     /// Per-source rate and TokenReview concurrency limits.
     pub admission: crate::admission::Limits,
+    /// Keep the trust roots copies in workloads' namespaces
+    /// ([`crate::trust_copies`]).
+    pub trust_copies: bool,
 }
 
 /// What a running identity service tells its caller.
@@ -111,14 +115,20 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
     let (admin_listener, admin_addr) = mesh_core::listen::bind(config.admin_listen).await?;
     let mut drain = Drain::new();
 
-    let service = CertifyService::new(
+    let mut service = CertifyService::new(
         issuer.clone(),
-        TokenReviewer::new(client, mesh_api::labels::IDENTITY_TOKEN_AUDIENCE),
+        TokenReviewer::new(client.clone(), mesh_api::labels::IDENTITY_TOKEN_AUDIENCE),
         config.control_namespace.clone(),
         config.trust_domain.clone(),
         metrics.clone(),
         crate::admission::Admission::new(config.admission),
     );
+    let issuer_changed = Arc::new(tokio::sync::Notify::new());
+    if config.trust_copies {
+        let copies = TrustCopies::new(client, config.control_namespace.clone());
+        service = service.with_trust_copies(copies.clone());
+        drain.spawn(copies.run(issuer.clone(), issuer_changed.clone(), drain.signaled()));
+    }
     let server_config = credentials.server_config(ClientAuth::Optional, &[ALPN_H2])?;
     let (conns_tx, conns_rx) = mpsc::channel(64);
     drain.spawn(TlsIncoming::accept_loop(
@@ -156,6 +166,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
                 Ok(Reload::Unchanged) => {}
                 Ok(Reload::Changed) => {
                     reload_metrics.reloads.inc();
+                    issuer_changed.notify_one();
                     if let Some(loaded) = issuer.current() {
                         tracing::info!(issuer = loaded.ca.subject(), "loaded a new issuer");
                         record_issuer(&reload_metrics, &loaded);

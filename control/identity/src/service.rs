@@ -50,6 +50,7 @@ pub struct CertifyService {
     trust_domain: String,
     metrics: Metrics,
     admission: Admission,
+    copies: Option<Arc<crate::trust_copies::TrustCopies>>,
 }
 
 impl CertifyService {
@@ -70,7 +71,15 @@ impl CertifyService {
             trust_domain: trust_domain.into(),
             metrics,
             admission,
+            copies: None,
         }
+    }
+
+    /// Tells `copies` of every namespace a workload is certified in.
+    #[must_use]
+    pub fn with_trust_copies(mut self, copies: Arc<crate::trust_copies::TrustCopies>) -> Self {
+        self.copies = Some(copies);
+        self
     }
 
     async fn certify(
@@ -144,6 +153,9 @@ impl CertifyService {
                 };
                 (status, e.reason())
             })?;
+        if let Some(copies) = &self.copies {
+            copies.certified_in(&identity.namespace);
+        }
         Ok(CertifyResponse {
             leaf_certificate: issued.leaf.to_vec(),
             intermediate_certificates: issued.intermediates.iter().map(|c| c.to_vec()).collect(),

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PodSpec, Probe, ProjectedVolumeSource,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSpec, Probe, ProjectedVolumeSource,
     ResourceRequirements, SecretKeySelector, SecurityContext, ServiceAccountTokenProjection,
     Volume, VolumeMount, VolumeProjection,
 };
@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mesh_api::labels::{
     CONTROL_PLANE_NS, IDENTITY_TOKEN_AUDIENCE, IDENTITY_TOKEN_PATH, INJECT_ANNOTATION,
-    PROXY_VERSION_ANNOTATION,
+    PROXY_VERSION_ANNOTATION, TRUST_ROOTS_COPY_CONFIGMAP, TRUST_ROOTS_COPY_PATH,
 };
 use mesh_api::ports;
 
@@ -31,6 +31,11 @@ pub use mesh_api::pod::PROXY_CONTAINER;
 pub const INIT_CONTAINER: &str = "linkerd-init";
 /// The identity token volume.
 pub const TOKEN_VOLUME: &str = "linkerd-identity-token";
+/// The volume of the namespace's trust roots copy, which the proxy follows
+/// without a restart (`mesh-identity-trust-roots`, kept by the identity
+/// service; optional: until the namespace's first workload is certified
+/// it does not exist, and the proxy uses the anchors in its environment).
+pub const TRUST_ROOTS_VOLUME: &str = "mesh-identity-trust-roots";
 /// The in-memory volume for the proxy's identity.
 pub const END_ENTITY_VOLUME: &str = "linkerd-identity-end-entity";
 /// The init container's `/run` (its root filesystem is read-only, and
@@ -114,7 +119,10 @@ pub fn inject(meta: &mut ObjectMeta, spec: &mut PodSpec, values: &Values, namesp
     );
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| {
-        v.name != TOKEN_VOLUME && v.name != END_ENTITY_VOLUME && v.name != XTABLES_LOCK_VOLUME
+        v.name != TOKEN_VOLUME
+            && v.name != END_ENTITY_VOLUME
+            && v.name != XTABLES_LOCK_VOLUME
+            && v.name != TRUST_ROOTS_VOLUME
     });
     volumes.extend(identity_volumes());
     volumes.push(Volume {
@@ -334,6 +342,7 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
             values.trust_anchors_pem.clone(),
         ),
         env("LINKERD2_PROXY_IDENTITY_TOKEN_FILE", IDENTITY_TOKEN_PATH),
+        env("MESH_PROXY_IDENTITY_TRUST_DIR", TRUST_ROOTS_COPY_PATH),
         env(
             "LINKERD2_PROXY_IDENTITY_DIR",
             "/var/run/linkerd/identity/end-entity",
@@ -465,12 +474,18 @@ fn proxy_container(values: &Values, inbound_ports: &str) -> Container {
                     .unwrap_or_default(),
                 ..Default::default()
             },
+            VolumeMount {
+                name: TRUST_ROOTS_VOLUME.into(),
+                mount_path: TRUST_ROOTS_COPY_PATH.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
         ]),
         ..Default::default()
     }
 }
 
-fn identity_volumes() -> [Volume; 2] {
+fn identity_volumes() -> [Volume; 3] {
     [
         Volume {
             name: END_ENTITY_VOLUME.into(),
@@ -481,6 +496,15 @@ fn identity_volumes() -> [Volume; 2] {
             ..Default::default()
         },
         identity_token_volume(),
+        Volume {
+            name: TRUST_ROOTS_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: TRUST_ROOTS_COPY_CONFIGMAP.into(),
+                optional: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     ]
 }
 
@@ -629,7 +653,24 @@ mod tests {
             .collect();
         assert_eq!(
             volumes,
-            [END_ENTITY_VOLUME, TOKEN_VOLUME, XTABLES_LOCK_VOLUME]
+            [
+                END_ENTITY_VOLUME,
+                TOKEN_VOLUME,
+                TRUST_ROOTS_VOLUME,
+                XTABLES_LOCK_VOLUME
+            ]
+        );
+        let trust = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == TRUST_ROOTS_VOLUME)
+            .and_then(|v| v.config_map.as_ref())
+            .expect("the trust roots copy's volume");
+        assert_eq!(
+            (trust.name.as_str(), trust.optional),
+            (TRUST_ROOTS_COPY_CONFIGMAP, Some(true)),
+            "the namespace's copy, optional until the identity service makes it"
         );
         let init_mounts = init.volume_mounts.as_ref().expect("init mounts");
         assert_eq!(

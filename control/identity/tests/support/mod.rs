@@ -136,6 +136,7 @@ impl TestIdentity {
             trust_domain: "cluster.local".into(),
             reload_interval: Duration::from_millis(200),
             admission: mesh_identity::admission::Limits::default(),
+            trust_copies: false,
         };
         let running = server::start(config, cluster.client.clone())
             .await
