@@ -5,6 +5,8 @@
 //!
 //! - [`provider`]: what a scenario needs from the clusters.
 //! - [`local`]: the local west/east pair shared by a test run.
+//! - [`anchor_rotation`]: the four-step trust anchor rotation under load,
+//!   without a restart.
 //! - [`failover`]: the failover scenario (bad deploy, fix, outage under load).
 //! - [`gateway_restart`]: east's gateway pod replaced under failover load.
 //! - [`helm`]: the Helm-installed cluster upgraded with `--reuse-values`.
@@ -15,6 +17,7 @@
 //!   gateway, mismatched anchors).
 //! - [`scenarios`]: the scenarios themselves; `tests/` runs each one.
 
+pub mod anchor_rotation;
 pub mod failover;
 pub mod gateway_restart;
 pub mod helm;

@@ -119,7 +119,7 @@ pub(crate) async fn lock(path: std::path::PathBuf) -> anyhow::Result<std::fs::Fi
 /// The trust material of the run, beside the kubeconfig: one trust anchor
 /// for both clusters (as the multicluster docs set it up) and an issuer per
 /// cluster; made by the first test that needs it. Returns its directory.
-async fn trust_material(p: &impl Provider) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) async fn trust_material(p: &impl Provider) -> anyhow::Result<std::path::PathBuf> {
     let dir = p.kubeconfig().with_file_name("mesh-trust");
     let _lock = lock(p.kubeconfig().with_file_name("mesh-trust.lock")).await?;
     mesh_identity::generate::shared_trust(&dir, &[Cluster::West.name(), Cluster::East.name()])?;
@@ -301,14 +301,28 @@ pub async fn upgrade_issuer(
             .to_string()
     };
     let (crt, key) = (file("crt"), file("key"));
-    let args = [
-        "upgrade",
-        "--identity-issuer-certificate-file",
-        &crt,
-        "--identity-issuer-key-file",
-        &key,
-    ];
-    let rendered = mesh(p, cluster, &args).await?.ok("mesh upgrade")?;
+    apply_upgrade(
+        p,
+        cluster,
+        &[
+            "--identity-issuer-certificate-file",
+            &crt,
+            "--identity-issuer-key-file",
+            &key,
+        ],
+    )
+    .await
+}
+
+/// `mesh upgrade <args> | kubectl apply -f -`; what mesh said on stderr.
+pub async fn apply_upgrade(
+    p: &impl Provider,
+    cluster: Cluster,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let mut all = vec!["upgrade"];
+    all.extend(args);
+    let rendered = mesh(p, cluster, &all).await?.ok("mesh upgrade")?;
     kubectl(p, cluster, &["apply", "-f", "-"], Some(&rendered.stdout))
         .await?
         .ok("kubectl apply of mesh upgrade")?;

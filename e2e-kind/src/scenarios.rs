@@ -10,6 +10,7 @@ use kube::Api;
 use kube::api::DeleteParams;
 use serde_json::Value;
 
+pub use crate::anchor_rotation::mesh_trust_anchor_rotation_in_four_steps_under_load;
 pub use crate::failover::{
     mesh_failover_ignores_noise_and_aborts_a_relapsing_failback,
     mesh_failover_manages_an_httproute_split, mesh_failover_moves_traffic_by_success_rate_and_back,
@@ -360,7 +361,7 @@ pub(crate) fn default_identity(namespace: &str) -> String {
 
 /// A meshed namespace (`linkerd.io/inject: enabled`) with podinfo and a pod
 /// calling it in a loop, one curl per request, printing each status code.
-async fn meshed_podinfo_under_load(client: &kube::Client) -> anyhow::Result<String> {
+pub(crate) async fn meshed_podinfo_under_load(client: &kube::Client) -> anyhow::Result<String> {
     let ns = kube_util::meshed_namespace(client, "e2e-meshed").await?;
     deploy_podinfo(client, &ns).await?;
     start_curl_load(client, &ns, "load").await?;
@@ -369,7 +370,11 @@ async fn meshed_podinfo_under_load(client: &kube::Client) -> anyhow::Result<Stri
 
 /// A pod `name` in `ns` calling podinfo in a loop, one curl per request,
 /// printing each status code.
-async fn start_curl_load(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<()> {
+pub(crate) async fn start_curl_load(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> anyhow::Result<()> {
     let load: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": {"app": "load"}},
         "spec": {
@@ -390,18 +395,22 @@ async fn start_curl_load(client: &kube::Client, ns: &str, name: &str) -> anyhow:
 }
 
 /// The status codes the load pod has printed so far.
-async fn load_codes(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn load_codes(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<String>> {
     codes_of(client, ns, "load").await
 }
 
 /// The status codes load pod `pod` has printed so far.
-async fn codes_of(client: &kube::Client, ns: &str, pod: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn codes_of(
+    client: &kube::Client,
+    ns: &str,
+    pod: &str,
+) -> anyhow::Result<Vec<String>> {
     let logs = kube_util::logs(client, ns, pod, "main").await;
     Ok(logs.lines().map(str::to_owned).collect())
 }
 
 /// Waits until the load pod has printed `count` codes.
-async fn wait_for_codes(
+pub(crate) async fn wait_for_codes(
     client: &kube::Client,
     ns: &str,
     count: usize,
@@ -584,7 +593,9 @@ pub async fn mesh_meshed_app_talks_over_mtls(p: &impl Provider) -> anyhow::Resul
 /// kubectl apply -f -` keeps the anchors and every value the install chose;
 /// the identity service loads the new issuer from its Secret without a
 /// restart; a workload started after it is certified by it and talks to
-/// one certified before (one anchor, two issuers); not one request fails.
+/// one certified before (one anchor, two issuers); the running load pod's
+/// proxy is certified by the new issuer without a restart (it follows its
+/// namespace's trust roots copy); not one request fails.
 /// Then the cluster's own issuer is put back the same way.
 pub async fn mesh_upgrade_rotates_the_issuer_under_load(p: &impl Provider) -> anyhow::Result<()> {
     crate::mesh::ensure_installed(p, Cluster::West).await?;
@@ -624,6 +635,21 @@ pub async fn mesh_upgrade_rotates_the_issuer_under_load(p: &impl Provider) -> an
         anyhow::ensure!(
             tokio::time::Instant::now() < deadline,
             "the identity service did not load the new issuer within {ROLLOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The running load pod's proxy sees the new issuer in its namespace's
+    // trust roots copy and is certified again, without a restart.
+    loop {
+        let metrics = crate::mesh::proxy_metrics(&west, &ns, "load").await?;
+        let seen = crate::mesh::sum(&metrics, "identity_trust_roots_reloads_total", &[]);
+        let certified = crate::mesh::sum(&metrics, "identity_cert_refresh_total", &[]);
+        if seen >= 1.0 && certified >= 2.0 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline + ROLLOUT,
+            "the running load pod's proxy did not follow the new issuer (reloads {seen}, certificates {certified})"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

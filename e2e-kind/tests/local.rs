@@ -27,6 +27,7 @@ scenario!(mesh_check_explains_a_broken_control_plane);
 scenario!(mesh_install_reapplied_keeps_injection_and_check_names_a_broken_webhook);
 scenario!(mesh_upgrade_rotates_the_issuer_under_load);
 scenario!(mesh_helm_upgrade_reuse_values_keeps_the_mesh_checked);
+scenario!(mesh_trust_anchor_rotation_in_four_steps_under_load);
 scenario!(mesh_multicluster_check_names_an_unreachable_link);
 scenario!(mesh_gateway_carries_a_west_call_to_east);
 scenario!(mesh_policy_the_guides_manifests_are_enforced);
