@@ -61,8 +61,9 @@ impl std::fmt::Debug for TrustCopies {
     }
 }
 
-/// The SHA-256 of `der`, lower-case hex.
-fn sha256_hex(der: &[u8]) -> String {
+/// What `issuer.sha256` holds for an issuer certificate: the SHA-256 of
+/// its DER, lower-case hex.
+pub fn issuer_fingerprint(der: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, der)
         .as_ref()
         .iter()
@@ -97,7 +98,7 @@ impl TrustCopies {
         let issuer_cert = loaded.ca.chain().first()?;
         Some(Contents {
             bundle: loaded.roots.pem().to_owned(),
-            issuer: sha256_hex(issuer_cert),
+            issuer: issuer_fingerprint(issuer_cert),
         })
     }
 
@@ -112,6 +113,8 @@ impl TrustCopies {
         tokio::pin!(stop);
         let mut copied: BTreeSet<String> = BTreeSet::new();
         let mut last: Option<Contents> = None;
+        // The issuer last recorded in the control plane's ConfigMap.
+        let mut recorded: Option<String> = None;
         let mut repair = tokio::time::Instant::now();
         loop {
             if let Some(contents) = Self::contents(&issuer) {
@@ -131,7 +134,12 @@ impl TrustCopies {
                 } else {
                     pending.difference(&copied).cloned().collect()
                 };
-                let mut all_ok = self.record_issuer(&contents).await;
+                if recorded.as_ref() != Some(&contents.issuer)
+                    && self.record_issuer(&contents).await
+                {
+                    recorded = Some(contents.issuer.clone());
+                }
+                let mut all_ok = true;
                 for namespace in targets {
                     if self.apply(&namespace, &contents).await {
                         copied.insert(namespace);

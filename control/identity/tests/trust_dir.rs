@@ -145,3 +145,111 @@ async fn a_new_issuer_or_bundle_in_the_trust_directory_is_followed_without_a_res
     let _ = stop_tx.send(true);
     svc.running.shutdown().await;
 }
+
+/// The copies the identity service keeps: one in each namespace it
+/// certifies a workload of, with the bundle and the issuer in force, moved
+/// along when the issuer changes; a ConfigMap of that name it did not make
+/// (a namespace owner's, or an attacker's trying to be overwritten with
+/// something else) is never touched.
+#[tokio::test]
+async fn copies_follow_the_issuer_and_never_take_over_a_configmap_they_did_not_make() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
+    use mesh_api::labels::TRUST_ROOTS_COPY_CONFIGMAP;
+
+    let cluster = shared_cluster().await;
+    let copied = cluster.namespace("trust-copy").await;
+    let owned = cluster.namespace("trust-owned").await;
+    let theirs: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": TRUST_ROOTS_COPY_CONFIGMAP},
+        "data": {TRUST_BUNDLE_KEY: "the namespace owner's own"},
+    }))
+    .expect("configmap");
+    Api::<ConfigMap>::namespaced(cluster.client.clone(), &owned)
+        .create(&kube::api::PostParams::default(), &theirs)
+        .await
+        .expect("create");
+    let svc = TestIdentity::start_with(&cluster, LIFETIME, true).await;
+    let dir = svc.dir.path().to_owned();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workloads = Vec::new();
+    for ns in [&copied, &owned] {
+        service_account(&cluster, ns, "app").await;
+        let name = IdentityName::for_service_account("app", ns).to_string();
+        let creds = credentials(&name, &svc.anchors());
+        let config = IdentityConfig {
+            addr: svc.addr(),
+            server_identity: svc.running.server_identity.clone(),
+            token_path: token_file(&cluster, &dir, ns, "app", IDENTITY_TOKEN_AUDIENCE).await,
+            backoff: Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+            },
+            trust_dir: None,
+        };
+        tokio::spawn(refresh::run(
+            config,
+            creds.clone(),
+            IdentityMetrics::default(),
+            stop_rx.clone(),
+        ));
+        workloads.push(creds);
+    }
+    let copy = |ns: &str| {
+        let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), ns);
+        async move {
+            api.get_opt(TRUST_ROOTS_COPY_CONFIGMAP)
+                .await
+                .expect("get")
+                .and_then(|c| c.data)
+                .unwrap_or_default()
+        }
+    };
+    let fingerprint = |pem: &str| {
+        let der = mesh_identity::pem::certificates(pem.as_bytes(), "issuer").expect("pem");
+        mesh_identity::trust_copies::issuer_fingerprint(&der[0])
+    };
+    let first_issuer = std::fs::read_to_string(&svc.files.certificate).expect("issuer");
+    let mut data = Default::default();
+    for _ in 0..100 {
+        data = copy(&copied).await;
+        if data.get(ISSUER_FINGERPRINT_KEY) == Some(&fingerprint(&first_issuer)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        data.get(TRUST_BUNDLE_KEY).map(|b| b.trim()),
+        Some(svc.anchor.cert_pem.trim()),
+        "the copy holds the bundle: {data:?}"
+    );
+    assert_eq!(
+        data.get(ISSUER_FINGERPRINT_KEY),
+        Some(&fingerprint(&first_issuer)),
+        "and the issuer in force"
+    );
+
+    let issuer = new_issuer(&svc.anchor);
+    renew_issuer(&svc, &issuer, &svc.anchor);
+    for _ in 0..100 {
+        data = copy(&copied).await;
+        if data.get(ISSUER_FINGERPRINT_KEY) == Some(&fingerprint(&issuer.cert_pem)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        data.get(ISSUER_FINGERPRINT_KEY),
+        Some(&fingerprint(&issuer.cert_pem)),
+        "the copy names the new issuer within 10 s"
+    );
+    let untouched = copy(&owned).await;
+    assert_eq!(
+        untouched.get(TRUST_BUNDLE_KEY).map(String::as_str),
+        Some("the namespace owner's own"),
+        "a ConfigMap the identity service did not make is left alone: {untouched:?}"
+    );
+    assert!(!untouched.contains_key(ISSUER_FINGERPRINT_KEY));
+    let _ = stop_tx.send(true);
+    svc.running.shutdown().await;
+}

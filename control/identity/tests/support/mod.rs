@@ -105,6 +105,11 @@ pub fn set_trust_roots(svc: &TestIdentity, bundle: &str) {
 
 impl TestIdentity {
     pub async fn start(cluster: &TestCluster, lifetime: Duration) -> Self {
+        Self::start_with(cluster, lifetime, false).await
+    }
+
+    /// [`Self::start`], keeping trust roots copies when `trust_copies`.
+    pub async fn start_with(cluster: &TestCluster, lifetime: Duration, trust_copies: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let anchor = new_anchor();
         let issuer = new_issuer(&anchor);
@@ -136,7 +141,7 @@ impl TestIdentity {
             trust_domain: "cluster.local".into(),
             reload_interval: Duration::from_millis(200),
             admission: mesh_identity::admission::Limits::default(),
-            trust_copies: false,
+            trust_copies,
         };
         let running = server::start(config, cluster.client.clone())
             .await
