@@ -10,8 +10,9 @@
 //! change of anchors trusts the new bundle, so that the four steps of a
 //! trust anchor rotation need no restart.
 //!
-//! Only ConfigMaps labelled as copies are written (an object of the same
-//! name made by someone else is left alone and logged); copies are applied
+//! Only ConfigMaps this service made are written, as its field manager in
+//! their managed fields proves (an object of the same name made by someone
+//! else, labelled or not, is left alone and logged); copies are applied
 //! with this service's field manager when the roots or issuer change, when
 //! a namespace is first seen, and every [`REPAIR_PERIOD`] (an edited copy
 //! is put back).
@@ -210,14 +211,15 @@ impl TrustCopies {
     async fn apply(&self, namespace: &str, contents: &Contents) -> bool {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
         match api.get_opt(TRUST_ROOTS_COPY_CONFIGMAP).await {
+            // Its own copy is proven by this service's field manager in the
+            // object's managed fields, not by a label anyone can set.
             Ok(Some(existing))
-                if existing
+                if !existing
                     .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(TRUST_ROOTS_COPY_LABEL))
-                    .map(String::as_str)
-                    != Some("true") =>
+                    .managed_fields
+                    .iter()
+                    .flatten()
+                    .any(|f| f.manager.as_deref() == Some(FIELD_MANAGER)) =>
             {
                 tracing::warn!(
                     namespace,

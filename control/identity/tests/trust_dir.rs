@@ -161,7 +161,8 @@ async fn copies_follow_the_issuer_and_never_take_over_a_configmap_they_did_not_m
     let copied = cluster.namespace("trust-copy").await;
     let owned = cluster.namespace("trust-owned").await;
     let theirs: ConfigMap = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": TRUST_ROOTS_COPY_CONFIGMAP},
+        // Labelled as a copy, as an attacker would: the label proves nothing.
+        "metadata": {"name": TRUST_ROOTS_COPY_CONFIGMAP, "labels": {mesh_api::labels::TRUST_ROOTS_COPY_LABEL: "true"}},
         "data": {TRUST_BUNDLE_KEY: "the namespace owner's own"},
     }))
     .expect("configmap");
