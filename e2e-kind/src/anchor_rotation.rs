@@ -136,6 +136,15 @@ async fn rotate(
     mesh::mesh(p, Cluster::West, &["check", "--wait", "2m"])
         .await?
         .ok("mesh check after the rotation")?;
+    // The data plane check asks each proxy what it trusts now (their pods'
+    // environment still holds the anchors they started with).
+    mesh::mesh(
+        p,
+        Cluster::West,
+        &["check", "--proxy", "--namespace", ns, "--wait", "2m"],
+    )
+    .await?
+    .ok("mesh check --proxy after the rotation")?;
     // A pod started now (new connections, a certificate from the new
     // issuer alone) reaches the pods that lived through the rotation.
     let fresh = format!("load-{step}");

@@ -10,6 +10,7 @@
 //! run before any proxy can have a certificate), so the label alone would
 //! count them as proxies that are never ready.
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -62,10 +63,11 @@ pub async fn check(
             .await,
     );
     let Ok(pods) = pods().await else { return };
+    let pages = metrics_pages(client, &pods, waiter).await;
     if let Some(anchors) = anchors {
         report.record(
             "data plane proxies certificate match CA",
-            anchors_match(&pods, anchors),
+            anchors_match(&pods, &pages, anchors),
         );
     }
     let injected = injector_proxy_version(client).await;
@@ -79,7 +81,7 @@ pub async fn check(
     );
     report.record(
         "data plane proxies have valid certificates",
-        certificates_valid(client, &pods, waiter).await,
+        certificates_valid(&pages),
     );
 }
 
@@ -158,22 +160,41 @@ fn proxies_ready(pods: &[Pod]) -> Outcome {
     }
 }
 
-fn anchors_match(pods: &[Pod], anchors: &str) -> Outcome {
+/// The anchors each proxy trusts now, as it says itself
+/// (`identity_trust_anchor_info`: a proxy that follows its namespace's
+/// trust roots copy trusts a rotated bundle without a restart), else as
+/// its pod's environment gave them at start (a proxy without the metric).
+fn anchors_match(pods: &[Pod], pages: &[(&Pod, Result<String, String>)], anchors: &str) -> Outcome {
     let normalize = |pem: &str| pem.split_whitespace().collect::<String>();
-    let wanted = normalize(anchors);
+    let wanted_pem = normalize(anchors);
+    let wanted: BTreeSet<String> = mesh_core::identity::trust_dir::parse_bundle(anchors)
+        .unwrap_or_default()
+        .iter()
+        .map(|der| mesh_core::tls::sha256_hex(der))
+        .collect();
     let stale: Vec<String> = pods
         .iter()
-        .filter(|pod| {
-            let env = proxy_container(pod)
-                .and_then(|c| c.env.as_ref())
-                .and_then(|env| {
-                    env.iter()
-                        .find(|e| e.name == "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS")
-                })
-                .and_then(|e| e.value.as_deref());
-            env.map(normalize) != Some(wanted.clone())
+        .filter_map(|pod| {
+            let said = pages
+                .iter()
+                .find(|(p, _)| std::ptr::eq(*p, pod))
+                .and_then(|(_, page)| page.as_ref().ok())
+                .and_then(|page| trusted_anchors(page));
+            let stale = match said {
+                Some(trusted) => trusted != wanted,
+                None => {
+                    let env = proxy_container(pod)
+                        .and_then(|c| c.env.as_ref())
+                        .and_then(|env| {
+                            env.iter()
+                                .find(|e| e.name == "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS")
+                        })
+                        .and_then(|e| e.value.as_deref());
+                    env.map(normalize) != Some(wanted_pem.clone())
+                }
+            };
+            stale.then(|| name(pod))
         })
-        .map(name)
         .collect();
     if stale.is_empty() {
         Ok(())
@@ -183,9 +204,25 @@ fn anchors_match(pods: &[Pod], anchors: &str) -> Outcome {
                 "these proxies trust other anchors than {NS}/linkerd-identity-trust-roots: {}",
                 stale.join(", ")
             ),
-            RESTART_HINT,
+            "a proxy follows its namespace's mesh-identity-trust-roots within seconds; one that does not \
+             (injected before it existed, or another proxy) needs its workload restarted: \
+             `kubectl -n <namespace> rollout restart deploy`",
         ))
     }
+}
+
+/// The anchors a proxy's metrics page says it trusts (their SHA-256), when
+/// it says.
+fn trusted_anchors(page: &str) -> Option<BTreeSet<String>> {
+    let trusted: BTreeSet<String> =
+        mesh_api::metrics_text::samples(page, "identity_trust_anchor_info")
+            .filter(|(_, value)| *value == 1.0)
+            .filter_map(|(labels, _)| {
+                let (_, rest) = labels.split_once("sha256=\"")?;
+                Some(rest.split('"').next()?.to_owned())
+            })
+            .collect();
+    (!trusted.is_empty()).then_some(trusted)
 }
 
 /// The proxy version the injector adds (its `--proxy-version`, else the CLI's).
@@ -221,13 +258,13 @@ fn versions_are(pods: &[Pod], wanted: &str, whose: &str) -> Outcome {
     }
 }
 
-/// Each running proxy's certificate expiry from its metrics, read from
-/// every pod at once and given up at the `--wait` deadline.
-async fn certificates_valid(client: &kube::Client, pods: &[Pod], waiter: &Waiter) -> Outcome {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let mut problems = Vec::new();
+/// Each running proxy's metrics page, or why it could not be read: read
+/// from every pod at once and given up at the `--wait` deadline.
+async fn metrics_pages<'a>(
+    client: &kube::Client,
+    pods: &'a [Pod],
+    waiter: &Waiter,
+) -> Vec<(&'a Pod, Result<String, String>)> {
     let running: Vec<&Pod> = pods
         .iter()
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
@@ -242,18 +279,31 @@ async fn certificates_valid(client: &kube::Client, pods: &[Pod], waiter: &Waiter
         ))
     }))
     .await;
-    for (pod, metrics) in running.into_iter().zip(pages) {
-        let expiry = match metrics {
-            Some(Ok(text)) => expiration(&text),
-            Some(Err(e)) => {
-                problems.push(format!("{}: metrics unreadable: {e:#}", name(pod)));
-                continue;
-            }
-            None => {
-                problems.push(format!(
-                    "{}: its metrics did not answer within --wait",
-                    name(pod)
-                ));
+    running
+        .into_iter()
+        .zip(pages)
+        .map(|(pod, page)| {
+            let page = match page {
+                Some(Ok(text)) => Ok(text),
+                Some(Err(e)) => Err(format!("metrics unreadable: {e:#}")),
+                None => Err("its metrics did not answer within --wait".to_owned()),
+            };
+            (pod, page)
+        })
+        .collect()
+}
+
+/// Each running proxy's certificate expiry from its metrics.
+fn certificates_valid(pages: &[(&Pod, Result<String, String>)]) -> Outcome {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let mut problems = Vec::new();
+    for (pod, page) in pages {
+        let expiry = match page {
+            Ok(text) => expiration(text),
+            Err(e) => {
+                problems.push(format!("{}: {e}", name(pod)));
                 continue;
             }
         };
@@ -290,5 +340,20 @@ mod tests {
         let page = "# HELP x\nidentity_cert_expiration_timestamp_seconds 1790000000\nother 1\n";
         assert_eq!(expiration(page), Some(1_790_000_000.0));
         assert_eq!(expiration("other 1\n"), None);
+    }
+
+    #[test]
+    fn the_anchors_a_proxy_trusts_are_read_from_its_metrics() {
+        let page = "identity_trust_anchor_info{sha256=\"aa\"} 1\n\
+                    identity_trust_anchor_info{sha256=\"bb\"} 1\nother 1\n";
+        assert_eq!(
+            trusted_anchors(page),
+            Some(BTreeSet::from(["aa".to_owned(), "bb".to_owned()]))
+        );
+        assert_eq!(
+            trusted_anchors("other 1\n"),
+            None,
+            "a proxy that does not say"
+        );
     }
 }

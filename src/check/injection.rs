@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use mesh_api::labels::{CONTROL_PLANE_COMPONENT, CONTROL_PLANE_NAMESPACE as NS};
-use mesh_injector::serving::sha256_hex;
+use mesh_core::tls::sha256_hex;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 

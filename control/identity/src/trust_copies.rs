@@ -62,16 +62,6 @@ impl std::fmt::Debug for TrustCopies {
     }
 }
 
-/// What `issuer.sha256` holds for an issuer certificate: the SHA-256 of
-/// its DER, lower-case hex.
-pub fn issuer_fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl TrustCopies {
     /// Copies for the control plane in `control_namespace`.
     pub fn new(client: kube::Client, control_namespace: impl Into<String>) -> Arc<Self> {
@@ -99,7 +89,7 @@ impl TrustCopies {
         let issuer_cert = loaded.ca.chain().first()?;
         Some(Contents {
             bundle: loaded.roots.pem().to_owned(),
-            issuer: issuer_fingerprint(issuer_cert),
+            issuer: mesh_core::tls::sha256_hex(issuer_cert),
         })
     }
 

@@ -208,7 +208,7 @@ async fn copies_follow_the_issuer_and_never_take_over_a_configmap_they_did_not_m
     };
     let fingerprint = |pem: &str| {
         let der = mesh_identity::pem::certificates(pem.as_bytes(), "issuer").expect("pem");
-        mesh_identity::trust_copies::issuer_fingerprint(&der[0])
+        mesh_core::tls::sha256_hex(&der[0])
     };
     let first_issuer = std::fs::read_to_string(&svc.files.certificate).expect("issuer");
     let mut data = Default::default();

@@ -235,7 +235,7 @@ fn parse(
     let leaf = chain
         .first()
         .ok_or_else(|| file_error(cert_path, "no PEM certificate in it".into()))?;
-    let sha256 = sha256_hex(leaf);
+    let sha256 = mesh_core::tls::sha256_hex(leaf);
     let key =
         PrivateKeyDer::from_pem_slice(&files.1).map_err(|e| file_error(key_path, e.to_string()))?;
     let mismatch = |reason: String| ServingError::Mismatch {
@@ -257,16 +257,6 @@ fn parse(
         files,
         sha256,
     })
-}
-
-/// The SHA-256 of a certificate's DER, in lower-case hex: how
-/// `injector_serving_certificate_info` names a certificate.
-pub fn sha256_hex(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub fn certified_credentials(
         .map_err(|e| CredentialsError::Anchors(e.to_string()))?;
     let credentials = Credentials::new(local_name, &roots)?;
     let metrics = IdentityMetrics::register(registry);
-    metrics.trust().set_anchors(roots.len());
+    metrics.trust().set_anchors(&roots);
     drain.spawn(refresh::run(
         config,
         credentials.clone(),

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use mesh_api::labels::{ISSUER_FINGERPRINT_KEY, TRUST_BUNDLE_KEY};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rustls_pki_types::CertificateDer;
@@ -39,11 +40,14 @@ pub struct TrustMetrics {
     reloads: Counter,
     refused: Counter,
     anchors: Gauge,
+    anchor_info: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl TrustMetrics {
     /// Registers `identity_trust_roots_reloads_total`,
-    /// `identity_trust_roots_refused_total` and `identity_trust_anchors`.
+    /// `identity_trust_roots_refused_total`, `identity_trust_anchors` and
+    /// `identity_trust_anchor_info{sha256}` (what `mesh check --proxy`
+    /// compares with the cluster's anchors).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         registry.register(
@@ -61,12 +65,24 @@ impl TrustMetrics {
             "Trust anchors this workload trusts now",
             metrics.anchors.clone(),
         );
+        registry.register(
+            "identity_trust_anchor_info",
+            "Each trust anchor this workload trusts now, by SHA-256 of its DER",
+            metrics.anchor_info.clone(),
+        );
         metrics
     }
 
-    /// Records the number of anchors trusted at start.
-    pub fn set_anchors(&self, count: usize) {
-        self.anchors.set(i64::try_from(count).unwrap_or(i64::MAX));
+    /// Records the anchors trusted now.
+    pub fn set_anchors(&self, roots: &[CertificateDer<'_>]) {
+        self.anchors
+            .set(i64::try_from(roots.len()).unwrap_or(i64::MAX));
+        self.anchor_info.clear();
+        for root in roots {
+            self.anchor_info
+                .get_or_create(&vec![("sha256".to_owned(), crate::tls::sha256_hex(root))])
+                .set(1);
+        }
     }
 }
 
@@ -107,7 +123,7 @@ pub async fn watch(
     mut shutdown: watch::Receiver<bool>,
 ) {
     if let Ok(roots) = parse_bundle(&started_with) {
-        metrics.set_anchors(roots.len());
+        metrics.set_anchors(&roots);
     }
     let mut seen = Seen {
         bundle: Some(started_with.trim().to_owned()),
@@ -123,13 +139,12 @@ pub async fn watch(
             match parse_bundle(pem).and_then(|roots| {
                 credentials
                     .set_roots(&roots)
-                    .map(|()| roots.len())
+                    .map(|()| roots)
                     .map_err(|e| e.to_string())
             }) {
-                Ok(count) => {
-                    metrics
-                        .anchors
-                        .set(i64::try_from(count).unwrap_or(i64::MAX));
+                Ok(roots) => {
+                    let count = roots.len();
+                    metrics.set_anchors(&roots);
                     metrics.reloads.inc();
                     tracing::info!(dir = %dir.display(), anchors = count, "trusting a new bundle");
                     seen.bundle = now.bundle.clone();

@@ -76,6 +76,17 @@ pub struct Credentials {
     current: ArcSwap<Current>,
 }
 
+/// The SHA-256 of a DER certificate, lower-case hex: how a certificate is
+/// named in metrics (`injector_serving_certificate_info`,
+/// `identity_trust_anchor_info`) and in `issuer.sha256`.
+pub fn sha256_hex(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The crypto provider every configuration uses: ring.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
