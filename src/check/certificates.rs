@@ -156,8 +156,8 @@ pub(crate) struct Anchors {
 
 /// Where a trust anchor rotation stands, from the anchors bundle and the
 /// anchor (`signed_by`, an index into `anchors`) the issuer chains to. The
-/// rotation: (1) bundle the old and new anchors, (2) restart the meshed
-/// workloads so that every proxy trusts both, (3) give the identity
+/// rotation: (1) bundle the old and new anchors, (2) every proxy trusts
+/// both (mesh's follow the bundle; others are restarted), (3) give the identity
 /// service an issuer from the new anchor, (4) drop the old anchor. One
 /// anchor: none under way. The newest anchor is the one that expires last.
 fn rotation_step(anchors: &[CertificateReport], signed_by: Option<usize>) -> Outcome {
@@ -186,8 +186,9 @@ fn rotation_step(anchors: &[CertificateReport], signed_by: Option<usize>) -> Out
                 named(&anchors[newest]),
                 old.join("; ")
             ),
-            "step 4: once every proxy has renewed its certificate from the new issuer (a day, the certificate \
-             lifetime; `mesh check --proxy` names any that still chain to an old anchor), drop the old anchors: \
+            "step 4: once every proxy holds a certificate from the new issuer (mesh's proxies are certified \
+             again within seconds of the change; one that does not follow its namespace's \
+             mesh-identity-trust-roots renews within a day, or at a restart), drop the old anchors: \
              `mesh upgrade --identity-trust-anchors-file new-anchor.crt | kubectl apply -f -`",
         ))
     } else {
@@ -198,8 +199,9 @@ fn rotation_step(anchors: &[CertificateReport], signed_by: Option<usize>) -> Out
                 named(&anchors[signed_by]),
                 named(&anchors[newest])
             ),
-            "step 2: restart the meshed workloads so that every proxy trusts the new anchor \
-             (`kubectl rollout restart deploy -n <namespace>`); step 3: give the identity service an issuer \
+            "step 2: wait until every proxy trusts the new anchor (`mesh check --proxy`: mesh's proxies follow \
+             the bundle within seconds, without a restart; others need `kubectl rollout restart deploy -n \
+             <namespace>`); step 3: give the identity service an issuer \
              signed by the new anchor: `mesh upgrade --identity-issuer-certificate-file new-issuer.crt \
              --identity-issuer-key-file new-issuer.key | kubectl apply -f -`",
         ))
