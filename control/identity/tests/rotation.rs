@@ -14,10 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mesh_api::IdentityName;
-use mesh_api::labels::IDENTITY_TOKEN_AUDIENCE;
 use mesh_clusters::testing::shared_cluster;
-use mesh_core::identity::refresh::{self, IdentityConfig, IdentityMetrics};
-use mesh_core::identity::schedule::Backoff;
+use mesh_core::identity::refresh::IdentityMetrics;
 use mesh_core::tls::{self, ClientAuth, Credentials};
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -153,7 +151,6 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
     service_account(&cluster, &ns, "client").await;
     service_account(&cluster, &ns, "server").await;
     let svc = TestIdentity::start(&cluster, LIFETIME).await;
-    let dir = svc.dir.path().to_owned();
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut registry = prometheus_client::registry::Registry::default();
@@ -161,28 +158,12 @@ async fn issuer_and_trust_anchor_rotations_fail_no_request() {
     let mut workloads = Vec::new();
     for sa in ["client", "server"] {
         let name = IdentityName::for_service_account(sa, &ns).to_string();
-        let creds = credentials(&name, &svc.anchors());
-        let config = IdentityConfig {
-            addr: svc.addr(),
-            server_identity: svc.running.server_identity.clone(),
-            token_path: token_file(&cluster, &dir, &ns, sa, IDENTITY_TOKEN_AUDIENCE).await,
-            backoff: Backoff {
-                min: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-            },
-            trust_dir: None,
-        };
         let metrics = if sa == "client" {
             client_metrics.clone()
         } else {
             IdentityMetrics::default()
         };
-        tokio::spawn(refresh::run(
-            config,
-            creds.clone(),
-            metrics,
-            stop_rx.clone(),
-        ));
+        let creds = spawn_workload(&cluster, &svc, &ns, sa, None, metrics, stop_rx.clone()).await;
         workloads.push((name, creds));
     }
     for _ in 0..100 {

@@ -9,11 +9,9 @@ mod support;
 
 use std::time::Duration;
 
-use mesh_api::IdentityName;
-use mesh_api::labels::{IDENTITY_TOKEN_AUDIENCE, ISSUER_FINGERPRINT_KEY, TRUST_BUNDLE_KEY};
+use mesh_api::labels::{ISSUER_FINGERPRINT_KEY, TRUST_BUNDLE_KEY};
 use mesh_clusters::testing::shared_cluster;
-use mesh_core::identity::refresh::{self, IdentityConfig, IdentityMetrics};
-use mesh_core::identity::schedule::Backoff;
+use mesh_core::identity::refresh::IdentityMetrics;
 use support::*;
 use tokio::sync::watch;
 
@@ -49,29 +47,16 @@ async fn a_new_issuer_or_bundle_in_the_trust_directory_is_followed_without_a_res
     let metrics = IdentityMetrics::register(&mut registry);
     let mut workloads = Vec::new();
     for sa in ["followed", "unfollowed"] {
-        let name = IdentityName::for_service_account(sa, &ns).to_string();
-        let creds = credentials(&name, &svc.anchors());
-        let config = IdentityConfig {
-            addr: svc.addr(),
-            server_identity: svc.running.server_identity.clone(),
-            token_path: token_file(&cluster, &dir, &ns, sa, IDENTITY_TOKEN_AUDIENCE).await,
-            backoff: Backoff {
-                min: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-            },
-            trust_dir: (sa == "followed").then(|| (trust_dir.clone(), svc.anchor.cert_pem.clone())),
-        };
-        let metrics = if sa == "followed" {
-            metrics.clone()
+        let (follows, metrics) = if sa == "followed" {
+            (
+                Some((trust_dir.clone(), svc.anchor.cert_pem.clone())),
+                metrics.clone(),
+            )
         } else {
-            IdentityMetrics::default()
+            (None, IdentityMetrics::default())
         };
-        tokio::spawn(refresh::run(
-            config,
-            creds.clone(),
-            metrics,
-            stop_rx.clone(),
-        ));
+        let creds =
+            spawn_workload(&cluster, &svc, &ns, sa, follows, metrics, stop_rx.clone()).await;
         workloads.push(creds);
     }
     let issuer = new_issuer(&svc.anchor);
@@ -171,29 +156,12 @@ async fn copies_follow_the_issuer_and_never_take_over_a_configmap_they_did_not_m
         .await
         .expect("create");
     let svc = TestIdentity::start_with(&cluster, LIFETIME, true).await;
-    let dir = svc.dir.path().to_owned();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workloads = Vec::new();
     for ns in [&copied, &owned] {
         service_account(&cluster, ns, "app").await;
-        let name = IdentityName::for_service_account("app", ns).to_string();
-        let creds = credentials(&name, &svc.anchors());
-        let config = IdentityConfig {
-            addr: svc.addr(),
-            server_identity: svc.running.server_identity.clone(),
-            token_path: token_file(&cluster, &dir, ns, "app", IDENTITY_TOKEN_AUDIENCE).await,
-            backoff: Backoff {
-                min: Duration::from_millis(100),
-                max: Duration::from_secs(1),
-            },
-            trust_dir: None,
-        };
-        tokio::spawn(refresh::run(
-            config,
-            creds.clone(),
-            IdentityMetrics::default(),
-            stop_rx.clone(),
-        ));
+        let metrics = IdentityMetrics::default();
+        let creds = spawn_workload(&cluster, &svc, ns, "app", None, metrics, stop_rx.clone()).await;
         workloads.push(creds);
     }
     let copy = |ns: &str| {

@@ -245,3 +245,43 @@ pub async fn wait_for_issuer(workloads: &[&Arc<Credentials>], issuer_pem: &str) 
     }
     panic!("the workloads did not renew onto the new issuer within 15 s");
 }
+
+/// A workload of ServiceAccount `sa` in `ns` kept certified by `svc` (fast
+/// back-off) until `stop`, following `trust_dir` when given (with the
+/// bundle it starts with), counting in `metrics`. Its credentials.
+pub async fn spawn_workload(
+    cluster: &TestCluster,
+    svc: &TestIdentity,
+    ns: &str,
+    sa: &str,
+    trust_dir: Option<(PathBuf, String)>,
+    metrics: mesh_core::identity::IdentityMetrics,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Arc<Credentials> {
+    let name = mesh_api::IdentityName::for_service_account(sa, ns).to_string();
+    let creds = credentials(&name, &svc.anchors());
+    let config = mesh_core::identity::IdentityConfig {
+        addr: svc.addr(),
+        server_identity: svc.running.server_identity.clone(),
+        token_path: token_file(
+            cluster,
+            svc.dir.path(),
+            ns,
+            sa,
+            mesh_api::labels::IDENTITY_TOKEN_AUDIENCE,
+        )
+        .await,
+        backoff: mesh_core::identity::schedule::Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        },
+        trust_dir,
+    };
+    tokio::spawn(mesh_core::identity::refresh::run(
+        config,
+        creds.clone(),
+        metrics,
+        stop,
+    ));
+    creds
+}
