@@ -19,6 +19,23 @@ use crate::scenarios::{
     ROLLOUT, codes_of, load_codes, meshed_podinfo_under_load, start_curl_load, wait_for_codes,
 };
 
+/// Each ready meshed pod of `ns` with its proxy's metrics page.
+async fn proxies(
+    client: &kube::Client,
+    ns: &str,
+) -> anyhow::Result<Vec<(String, anyhow::Result<String>)>> {
+    let mut out = Vec::new();
+    for pod in kube_util::ready_pods(client, ns, "").await? {
+        if !pod.spec.as_ref().is_some_and(mesh_api::pod::has_proxy) {
+            continue;
+        }
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let page = mesh::proxy_metrics(client, ns, &name).await;
+        out.push((name, page));
+    }
+    Ok(out)
+}
+
 /// Waits until every meshed pod of `ns` passes `done` (its name, its
 /// proxy's metrics).
 async fn until_proxies(
@@ -30,15 +47,8 @@ async fn until_proxies(
     let deadline = tokio::time::Instant::now() + ROLLOUT;
     loop {
         let mut lagging = Vec::new();
-        for pod in kube_util::ready_pods(client, ns, "").await? {
-            if !pod.spec.as_ref().is_some_and(mesh_api::pod::has_proxy) {
-                continue;
-            }
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let metrics = mesh::proxy_metrics(client, ns, &name)
-                .await
-                .unwrap_or_default();
-            if !done(&name, &metrics) {
+        for (name, page) in proxies(client, ns).await? {
+            if !done(&name, &page.unwrap_or_default()) {
                 lagging.push(name);
             }
         }
@@ -55,19 +65,14 @@ async fn until_proxies(
 
 /// The certificates each meshed pod's proxy has been given so far.
 async fn certificates(client: &kube::Client, ns: &str) -> anyhow::Result<Vec<(String, f64)>> {
-    let mut out = Vec::new();
-    for pod in kube_util::ready_pods(client, ns, "").await? {
-        if !pod.spec.as_ref().is_some_and(mesh_api::pod::has_proxy) {
-            continue;
-        }
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let metrics = mesh::proxy_metrics(client, ns, &name).await?;
-        out.push((
-            name,
-            mesh::sum(&metrics, "identity_cert_refresh_total", &[]),
-        ));
-    }
-    Ok(out)
+    proxies(client, ns)
+        .await?
+        .into_iter()
+        .map(|(name, page)| {
+            let count = mesh::sum(&page?, "identity_cert_refresh_total", &[]);
+            Ok((name, count))
+        })
+        .collect()
 }
 
 /// One rotation (`step`) from the anchor in `from` to `to` (PEM files),
