@@ -217,10 +217,8 @@ fn trusted_anchors(page: &str) -> Option<BTreeSet<String>> {
     let trusted: BTreeSet<String> =
         mesh_api::metrics_text::samples(page, "identity_trust_anchor_info")
             .filter(|(_, value)| *value == 1.0)
-            .filter_map(|(labels, _)| {
-                let (_, rest) = labels.split_once("sha256=\"")?;
-                Some(rest.split('"').next()?.to_owned())
-            })
+            .filter_map(|(labels, _)| mesh_api::metrics_text::label(labels, "sha256"))
+            .map(str::to_owned)
             .collect();
     (!trusted.is_empty()).then_some(trusted)
 }

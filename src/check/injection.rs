@@ -66,10 +66,8 @@ fn leaf_sha256(pem: &[u8]) -> Option<String> {
 fn served_sha256(metrics: &str) -> Option<String> {
     mesh_api::metrics_text::samples(metrics, "injector_serving_certificate_info")
         .find(|(_, value)| *value == 1.0)
-        .and_then(|(labels, _)| {
-            let (_, rest) = labels.split_once("sha256=\"")?;
-            Some(rest.split('"').next()?.to_owned())
-        })
+        .and_then(|(labels, _)| mesh_api::metrics_text::label(labels, "sha256"))
+        .map(str::to_owned)
 }
 
 async fn served_certificate(client: &kube::Client, waiter: &Waiter) -> Outcome {
