@@ -26,8 +26,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use self::template::{
-    CONTROLLER_IMAGE_PREAMBLE, GENERATED, Substitutions, chart_yaml, escape_braces,
-    resources_block, substitute, wrap_block, wrap_document, wrap_line,
+    CONTROLLER_IMAGE_PREAMBLE, GENERATED, Substitutions, chart_yaml, controller_image_values,
+    escape_braces, resources_block, substitute, wrap_block, wrap_document, wrap_line,
 };
 
 use super::injector::WebhookTls;
@@ -38,7 +38,6 @@ use super::{TrustMaterial, config, manifest};
 /// Where `mesh charts generate` writes the charts unless told.
 pub const DEFAULT_DIR: &str = "charts";
 pub use self::template::ChartFile;
-use crate::images::TAG;
 
 /// Sentinels for the values whose type cannot hold a marker.
 const REPLICAS_SENTINEL: u32 = 7919;
@@ -400,14 +399,7 @@ fn ha_values() -> String {
 fn control_plane_values() -> String {
     format!(
         r#"
-# The version that rendered the control plane; images are tagged with it.
-linkerdVersion: {TAG}
-# The registry (and path) mesh's images are pulled from: <registry>/controller,
-# <registry>/proxy (`mesh images push --registry`).
-imageRegistry: mesh
-# The control plane's image; <imageRegistry>/controller:<linkerdVersion> when empty.
-controllerImage: ""
-controllerReplicas: 1
+{image_values}controllerReplicas: 1
 enablePodAntiAffinity: false
 enablePodDisruptionBudget: false
 # What the API server does when the injector cannot be reached: Ignore or Fail.
@@ -469,6 +461,7 @@ proxyInjector:
   keyPEM: ""
   caBundle: ""
 "#,
+        image_values = controller_image_values(),
         networks = mesh_api::ports::DEFAULT_CLUSTER_NETWORKS,
         trust_domain = mesh_api::identity::DEFAULT_TRUST_DOMAIN,
         lifetime = duration_arg(Duration::from_secs(24 * 3600)),

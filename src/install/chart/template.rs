@@ -25,12 +25,12 @@ pub(crate) const CONTROLLER_IMAGE_PREAMBLE: &str = r#"{{- $registry := .Values.i
 {{- $controllerImage := .Values.controllerImage | default (printf "%s/controller:%s" $registry .Values.linkerdVersion) }}
 "#;
 
-/// The values that name the controller's image, as the control plane's
-/// chart takes them.
+/// The values that name mesh's images, in every chart that runs them.
 pub(crate) fn controller_image_values() -> String {
     format!(
         "# The version that rendered this chart; images are tagged with it.\nlinkerdVersion: {TAG}\n\
-         # The registry (and path) mesh's images are pulled from (`mesh images push --registry`).\n\
+         # The registry (and path) mesh's images are pulled from: <registry>/controller,\n\
+         # <registry>/proxy (`mesh images push --registry`).\n\
          imageRegistry: mesh\n\
          # The controller's image; <imageRegistry>/controller:<linkerdVersion> when empty.\n\
          controllerImage: \"\"\n"
