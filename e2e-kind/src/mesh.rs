@@ -145,10 +145,7 @@ pub async fn ensure_installed(p: &impl Provider, cluster: Cluster) -> anyhow::Re
                 let install = install_args(&trust, cluster);
                 let install: Vec<&str> = install.iter().map(String::as_str).collect();
                 for args in [&["install", "--crds"][..], &install] {
-                    let manifests = mesh(p, cluster, args).await?.ok("mesh install")?;
-                    kubectl(p, cluster, &["apply", "-f", "-"], Some(&manifests.stdout))
-                        .await?
-                        .ok("kubectl apply of mesh install")?;
+                    apply_mesh(p, cluster, args).await?;
                 }
             }
             Cluster::East => helm_install(p, &trust, cluster).await?,
@@ -278,11 +275,7 @@ pub async fn reapply_install(p: &impl Provider, cluster: Cluster) -> anyhow::Res
     let trust = trust_material(p).await?;
     let args = install_args(&trust, cluster);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let rendered = mesh(p, cluster, &args).await?.ok("mesh install")?;
-    kubectl(p, cluster, &["apply", "-f", "-"], Some(&rendered.stdout))
-        .await?
-        .ok("kubectl apply of mesh install")?;
-    Ok(rendered.stderr)
+    apply_mesh(p, cluster, &args).await
 }
 
 /// `mesh upgrade` with `issuer_of`'s issuer (the run's issuers share one
@@ -322,10 +315,26 @@ pub async fn apply_upgrade(
 ) -> anyhow::Result<String> {
     let mut all = vec!["upgrade"];
     all.extend(args);
-    let rendered = mesh(p, cluster, &all).await?.ok("mesh upgrade")?;
+    apply_mesh(p, cluster, &all).await
+}
+
+/// `mesh <args> | kubectl apply -f -` on `cluster`, as the docs install
+/// and upgrade; what mesh said on stderr.
+pub async fn apply_mesh(
+    p: &impl Provider,
+    cluster: Cluster,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let command: Vec<&str> = args
+        .iter()
+        .copied()
+        .take_while(|a| !a.starts_with('-'))
+        .collect();
+    let command = format!("mesh {}", command.join(" "));
+    let rendered = mesh(p, cluster, args).await?.ok(&command)?;
     kubectl(p, cluster, &["apply", "-f", "-"], Some(&rendered.stdout))
         .await?
-        .ok("kubectl apply of mesh upgrade")?;
+        .ok(&format!("kubectl apply of {command}"))?;
     Ok(rendered.stderr)
 }
 

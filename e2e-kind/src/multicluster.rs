@@ -52,17 +52,7 @@ pub async fn ensure_linked(p: &impl Provider) -> anyhow::Result<()> {
         return Ok(());
     }
     // West by the CLI, east by the Helm chart, as each was installed.
-    let extension = mesh::mesh(p, Cluster::West, &["multicluster", "install"])
-        .await?
-        .ok("mesh multicluster install")?;
-    kubectl(
-        p,
-        Cluster::West,
-        &["apply", "-f", "-"],
-        Some(&extension.stdout),
-    )
-    .await?
-    .ok("kubectl apply of the multicluster extension")?;
+    mesh::apply_mesh(p, Cluster::West, &["multicluster", "install"]).await?;
     mesh::helm_multicluster(p, false).await?;
     kube_util::wait_rollout(&east, MC, GATEWAY, ROLLOUT).await?;
     kube_util::load_balancer_ip(&east, MC, GATEWAY, ROLLOUT).await?;
