@@ -18,11 +18,7 @@ pub fn locate() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os(HELM_ENV).filter(|p| !p.is_empty()) {
         return Ok(path.into());
     }
-    let cache = dirs::cache_dir()
-        .ok_or_else(|| {
-            anyhow::anyhow!("no cache directory: set XDG_CACHE_HOME, HOME or {HELM_ENV}")
-        })?
-        .join("mesh")
+    let cache = crate::cache::dir()?
         .join(format!("helm-{HELM_VERSION}"))
         .join("helm");
     anyhow::ensure!(

@@ -6,6 +6,8 @@
 //! - [`addons`]: CoreDNS in every cluster of a pair.
 //! - [`apply`]: server-side apply of YAML manifests.
 //! - [`binaries`]: which Kubernetes release, where it is cached, building it.
+//! - [`cache`]: mesh's cache directory; [`helm`]: the helm the charts are
+//!   tested with.
 //! - [`control_plane`]: starting, detaching and stopping one control plane.
 //! - [`process`]: components in process groups, and the janitor that cleans
 //!   up when their owner dies.
@@ -22,6 +24,7 @@
 pub mod addons;
 pub mod apply;
 pub mod binaries;
+pub mod cache;
 pub mod control_plane;
 pub mod helm;
 pub mod kubeconfig;

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use mesh_api::prometheus::Sample;
 
 use crate::error::Error;
 use crate::signals::{self, ClientCounts, Ignored, OUTCOMES, RESPONSES, ServedCounts};
@@ -18,26 +18,6 @@ use crate::window::Counts;
 pub struct Prometheus {
     authority: String,
     timeout: Duration,
-}
-
-#[derive(Debug, Deserialize)]
-struct Answer {
-    status: String,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    data: Option<Data>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Data {
-    result: Vec<Series>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Series {
-    metric: BTreeMap<String, String>,
-    value: (f64, String),
 }
 
 impl Prometheus {
@@ -59,18 +39,10 @@ impl Prometheus {
         })
     }
 
-    async fn query(&self, promql: &str) -> Result<Vec<Series>, Error> {
-        let path = format!("/api/v1/query?query={}", encode(promql));
+    async fn query(&self, promql: &str) -> Result<Vec<Sample>, Error> {
+        let path = mesh_api::prometheus::query_path(promql);
         let body = crate::fetch::get(&self.authority, &path, self.timeout).await?;
-        let answer: Answer = serde_json::from_str(&body)
-            .map_err(|e| Error::Prometheus(format!("answered {body:?}: {e}")))?;
-        if answer.status != "success" {
-            return Err(Error::Prometheus(format!(
-                "refused {promql:?}: {}",
-                answer.error.unwrap_or_default()
-            )));
-        }
-        Ok(answer.data.map(|d| d.result).unwrap_or_default())
+        mesh_api::prometheus::samples(&body, promql).map_err(Error::Prometheus)
     }
 
     /// Each scraped client in `namespace` (the `namespace` label Linkerd's
@@ -122,17 +94,14 @@ impl Prometheus {
         key: impl Fn(&BTreeMap<String, String>) -> Option<K>,
     ) -> Result<BTreeMap<String, BTreeMap<K, Counts>>, Error> {
         let mut proxies: BTreeMap<String, BTreeMap<K, Counts>> = BTreeMap::new();
-        for series in self.query(promql).await? {
-            let labels = &series.metric;
+        for sample in self.query(promql).await? {
+            let labels = &sample.labels;
             let (Some(instance), Some(key)) = (labels.get("instance"), key(labels)) else {
-                continue;
-            };
-            let Ok(value) = series.value.1.parse::<f64>() else {
                 continue;
             };
             let classification = labels.get("classification").map(String::as_str);
             let counts = proxies.entry(instance.clone()).or_default();
-            signals::add(counts, ignored, key, classification, value);
+            signals::add(counts, ignored, key, classification, sample.value);
         }
         Ok(proxies)
     }
@@ -143,7 +112,7 @@ impl Prometheus {
             .query(&format!("up{{namespace=\"{namespace}\"}} == 1"))
             .await?
             .into_iter()
-            .filter_map(|s| s.metric.get("instance").cloned())
+            .filter_map(|s| s.labels.get("instance").cloned())
             .collect())
     }
 
@@ -154,23 +123,11 @@ impl Prometheus {
             .await?
             .into_iter()
             .filter_map(|s| {
-                let alive = s.value.1.parse::<f64>().ok()? > 0.0;
-                Some((s.metric.get("target_cluster_name")?.clone(), alive))
+                let alive = s.value > 0.0;
+                Some((s.labels.get("target_cluster_name")?.clone(), alive))
             })
             .collect())
     }
-}
-
-/// Percent-encodes a query parameter.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -183,6 +140,5 @@ mod tests {
             .expect("url");
         assert_eq!(p.authority, "prometheus.monitoring:9090");
         assert!(Prometheus::new("https://x", Duration::from_secs(1)).is_err());
-        assert_eq!(encode("a{b=\"c\"} 1"), "a%7Bb%3D%22c%22%7D%201");
     }
 }

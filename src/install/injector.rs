@@ -164,6 +164,9 @@ pub fn objects(settings: &Settings, tls: &WebhookTls) -> anyhow::Result<Vec<Obje
         rules: vec![
             rule("", &["namespaces"], &["get", "list", "watch"]),
             rule("", &["configmaps"], &["get"]),
+            // The owner a pod's `linkerd.io/proxy-<kind>` label names.
+            rule("apps", &["replicasets"], &["get"]),
+            rule("batch", &["jobs"], &["get"]),
             rule("", &["events"], &["create", "patch"]),
         ],
         headless_service: None,

@@ -22,6 +22,10 @@ pub struct ImageRule {
     /// One of the pinned Kubernetes binaries.
     #[serde(default)]
     pub k8s_binary: Option<String>,
+    /// A program `scripts/setup.sh` leaves in mesh's cache directory, by
+    /// its path there (`prometheus/usr/bin/prometheus`).
+    #[serde(default)]
+    pub cached: Option<String>,
     /// The image's ENTRYPOINT.
     #[serde(default)]
     pub entrypoint: Vec<String>,
@@ -52,6 +56,8 @@ pub struct Images {
     pub mesh_bin_dir: PathBuf,
     /// Where the Kubernetes binaries are.
     pub k8s_bin_dir: PathBuf,
+    /// mesh's cache directory (for `cached` programs).
+    pub cache_dir: PathBuf,
 }
 
 /// Why a container cannot run.
@@ -87,13 +93,15 @@ impl Images {
         text: &str,
         mesh_bin_dir: PathBuf,
         k8s_bin_dir: PathBuf,
+        cache_dir: PathBuf,
     ) -> Result<Self, ImageError> {
         let file: ImagesFile =
             toml::from_str(text).map_err(|e| ImageError::Malformed(e.to_string()))?;
         for rule in &file.image {
-            if rule.binary.is_some() && rule.k8s_binary.is_some() {
+            let programs = [&rule.binary, &rule.k8s_binary, &rule.cached];
+            if programs.iter().filter(|p| p.is_some()).count() > 1 {
                 return Err(ImageError::Malformed(format!(
-                    "{}: give binary or k8s_binary, not both",
+                    "{}: give one of binary, k8s_binary and cached",
                     rule.repository
                 )));
             }
@@ -102,6 +110,7 @@ impl Images {
             rules: file.image,
             mesh_bin_dir,
             k8s_bin_dir,
+            cache_dir,
         })
     }
 
@@ -142,6 +151,8 @@ impl Images {
                 *first = self.mesh_bin_dir.join(binary).display().to_string();
             } else if let Some(binary) = &rule.k8s_binary {
                 *first = self.k8s_bin_dir.join(binary).display().to_string();
+            } else if let Some(path) = &rule.cached {
+                *first = self.cache_dir.join(path).display().to_string();
             }
             return Ok(argv);
         }
@@ -192,7 +203,13 @@ mod tests {
     use super::*;
 
     fn images() -> Images {
-        Images::parse(BUILTIN, "/mesh/bin".into(), "/k8s/bin".into()).expect("builtin parses")
+        Images::parse(
+            BUILTIN,
+            "/mesh/bin".into(),
+            "/k8s/bin".into(),
+            "/cache/mesh".into(),
+        )
+        .expect("builtin parses")
     }
 
     fn v(words: &[&str]) -> Vec<String> {
@@ -275,6 +292,28 @@ mod tests {
             .expect("coredns"),
             v(&["/k8s/bin/coredns", "-conf", "/etc/coredns/Corefile"])
         );
+    }
+
+    #[test]
+    fn prometheus_runs_from_the_cache_with_the_pods_args() {
+        assert_eq!(
+            images()
+                .resolve(
+                    "prom/prometheus:v2.42.0",
+                    &[],
+                    &v(&["--config.file=/etc/prometheus/prometheus.yml"])
+                )
+                .expect("prometheus"),
+            v(&[
+                "/cache/mesh/prometheus/usr/bin/prometheus",
+                "--config.file=/etc/prometheus/prometheus.yml"
+            ])
+        );
+        let two = "[[image]]\nrepository = \"x\"\nbinary = \"a\"\ncached = \"b\"\n";
+        assert!(matches!(
+            Images::parse(two, "/m".into(), "/k".into(), "/c".into()),
+            Err(ImageError::Malformed(_))
+        ));
     }
 
     #[test]

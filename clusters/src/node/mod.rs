@@ -224,6 +224,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> anyhow::Result<()
         images::BUILTIN,
         config.mesh_bin_dir.clone(),
         config.k8s_bin_dir.clone(),
+        crate::cache::dir()?,
     )?;
     let ctx = Arc::new(PodContext {
         client: client.clone(),

@@ -142,6 +142,15 @@ fn try_enter(entry: &Entry) -> anyhow::Result<std::convert::Infallible> {
         std::env::set_current_dir(dir)
             .map_err(|e| anyhow::anyhow!("changing to {}: {e}", dir.display()))?;
     }
+    // A program named by path is opened while still root, so a container
+    // that runs as another user can execute one that user could not reach
+    // (a cached program under root's home), as a runtime's image layers
+    // would give it.
+    let program_file = entry
+        .argv
+        .first()
+        .filter(|p| p.contains('/'))
+        .and_then(|p| std::fs::File::open(p).ok());
     if let Some((uid, gid)) = entry.user {
         use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
         setgroups(&[]).map_err(|e| anyhow::anyhow!("dropping supplementary groups: {e}"))?;
@@ -157,7 +166,24 @@ fn try_enter(entry: &Entry) -> anyhow::Result<std::convert::Infallible> {
     let program = argv
         .first()
         .ok_or_else(|| anyhow::anyhow!("no command to run"))?;
-    let errno = nix::unistd::execvp(program, &argv).err();
+    let errno = match program_file {
+        Some(file) => {
+            let env: Vec<CString> = std::env::vars_os()
+                .filter_map(|(k, v)| {
+                    let mut pair = k.into_encoded_bytes();
+                    pair.push(b'=');
+                    pair.extend(v.into_encoded_bytes());
+                    CString::new(pair).ok()
+                })
+                .collect();
+            match nix::unistd::fexecve(&file, &argv, &env) {
+                // A script through a close-on-exec descriptor: by path.
+                Err(nix::errno::Errno::ENOENT) => nix::unistd::execvp(program, &argv).err(),
+                other => other.err(),
+            }
+        }
+        None => nix::unistd::execvp(program, &argv).err(),
+    };
     Err(anyhow::anyhow!(
         "executing {:?}: {}",
         entry.argv[0],

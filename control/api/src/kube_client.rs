@@ -1,6 +1,7 @@
 //! The Kubernetes client of a component or of the CLI: from `--kubeconfig`/`--context`
 //! when given, else inferred (in-cluster ServiceAccount, then the default
-//! kubeconfig), as kubectl does.
+//! kubeconfig), as kubectl does; and requests to pods and Services
+//! through the API server's proxy.
 
 use std::path::Path;
 
@@ -66,13 +67,48 @@ pub async fn pod_request(
     port: u16,
     path: &str,
 ) -> anyhow::Result<String> {
-    let uri = format!("/api/v1/namespaces/{namespace}/pods/{name}:{port}/proxy{path}");
+    proxied(client, method, "pods", namespace, name, port, path).await
+}
+
+/// GETs `path` from port `port` of Service `namespace/name` through the
+/// API server's service proxy (`…/services/<name>:<port>/proxy<path>`): how
+/// the CLI asks viz's Prometheus, with the caller's own credentials.
+pub async fn service_get(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    port: u16,
+    path: &str,
+) -> anyhow::Result<String> {
+    proxied(
+        client,
+        http::Method::GET,
+        "services",
+        namespace,
+        name,
+        port,
+        path,
+    )
+    .await
+}
+
+async fn proxied(
+    client: &kube::Client,
+    method: http::Method,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    port: u16,
+    path: &str,
+) -> anyhow::Result<String> {
+    let uri = format!("/api/v1/namespaces/{namespace}/{resource}/{name}:{port}/proxy{path}");
     let request = http::Request::builder()
         .method(method.clone())
         .uri(&uri)
         .body(Vec::new())?;
+    let kind = resource.trim_end_matches('s');
     client
         .request_text(request)
         .await
-        .with_context(|| format!("{method} {path} to pod {namespace}/{name}:{port}"))
+        .with_context(|| format!("{method} {path} to {kind} {namespace}/{name}:{port}"))
 }

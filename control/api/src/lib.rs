@@ -9,7 +9,8 @@
 //! custom resource types, pure data) and `client` (a Kubernetes client
 //! built as kubectl builds one, and the pod-proxy requests in
 //! [`kube_client`], which do I/O); `watch` adds `index_watch`, which feeds a
-//! controller's pure index from Kubernetes watches.
+//! controller's pure index from Kubernetes watches; `prometheus` adds the
+//! query API's paths and answers.
 
 #[cfg(feature = "crds")]
 pub mod crds;
@@ -23,6 +24,8 @@ pub mod metrics_text;
 #[cfg(feature = "crds")]
 pub mod pod;
 pub mod ports;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod route_policy;
 #[cfg(feature = "crds")]
 pub mod service;

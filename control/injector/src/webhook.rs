@@ -182,7 +182,14 @@ impl Webhook {
             .layer(pod.metadata.annotations.as_ref(), label.to_owned())
             .apply(&base)
             .map_err(|e| e.to_string())?;
+        let workload = crate::owner::workload(&self.client, namespace, &pod.metadata).await;
         inject::inject(&mut pod.metadata, spec, &values, Some(namespace));
+        if let Some((kind, name)) = workload {
+            pod.metadata
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(crate::owner::label(&kind), name);
+        }
         let after = serde_json::to_value(&pod).map_err(|e| e.to_string())?;
         tracing::info!("{label}: injected");
         Ok(Some(json_patch::diff(&before, &after)))

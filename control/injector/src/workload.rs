@@ -79,7 +79,10 @@ pub fn inject_offline(object: &mut Value, values: &Values) -> Result<Vec<Report>
         }
         return Ok(reports);
     }
-    let name = object["metadata"]["name"].as_str().unwrap_or("<unnamed>");
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or("<unnamed>")
+        .to_owned();
     let label = format!("{}/{name}", kind.to_lowercase());
     let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
     let Some(pointer) = template_pointer(&kind) else {
@@ -122,6 +125,11 @@ pub fn inject_offline(object: &mut Value, values: &Values) -> Result<Vec<Report>
                     )
                     .apply(values)?;
                 inject::inject(meta, spec, &values, namespace.as_deref());
+                if kind != "Pod" {
+                    meta.labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(crate::owner::label(&kind), name.clone());
+                }
                 Outcome::Injected
             }
         }
@@ -192,6 +200,10 @@ mod tests {
         assert_eq!(
             template["metadata"]["labels"]["linkerd.io/workload-ns"],
             "shop"
+        );
+        assert_eq!(
+            template["metadata"]["labels"]["linkerd.io/proxy-deployment"], "web",
+            "Prometheus's `deployment` label comes from it"
         );
         assert_eq!(
             template["spec"]["initContainers"][1]["name"],

@@ -1,0 +1,145 @@
+//! Prometheus's instant-query HTTP API (`/api/v1/query`), transport aside:
+//! the request path for a PromQL expression and the samples of its answer.
+//! The failover controller sends it straight to a Prometheus server; the
+//! CLI's `mesh viz` sends it through the API server's service proxy.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// One series of a vector answer: its labels and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The series' labels (`__name__` is gone after aggregation).
+    pub labels: BTreeMap<String, String>,
+    /// Its value; `NaN` and infinities pass through as Prometheus wrote
+    /// them, for the caller to judge.
+    pub value: f64,
+}
+
+impl Sample {
+    /// The value of `label`, or `""` when the series has none (as PromQL
+    /// treats a missing label).
+    pub fn label(&self, label: &str) -> &str {
+        self.labels
+            .get(label)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    data: Option<Data>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Data {
+    #[serde(rename = "resultType", default)]
+    result_type: String,
+    #[serde(default)]
+    result: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct Series {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+/// The request path (with its query string) that asks for `promql` now.
+pub fn query_path(promql: &str) -> String {
+    format!("/api/v1/query?query={}", encode(promql))
+}
+
+/// The samples of Prometheus's answer `body` to `promql`; an error that
+/// quotes Prometheus when it refused the query, or says what was wrong
+/// with an answer that is not a vector. A series whose value is not a
+/// number is left out.
+pub fn samples(body: &str, promql: &str) -> Result<Vec<Sample>, String> {
+    let answer: Answer = serde_json::from_str(body).map_err(|e| {
+        format!(
+            "answered {:?}: {e}",
+            body.chars().take(200).collect::<String>()
+        )
+    })?;
+    if answer.status != "success" {
+        return Err(format!(
+            "refused {promql:?}: {}",
+            answer.error.unwrap_or_default()
+        ));
+    }
+    let Some(data) = answer.data else {
+        return Ok(Vec::new());
+    };
+    if data.result_type != "vector" {
+        return Err(format!(
+            "answered {promql:?} with a {:?}, not a vector",
+            data.result_type
+        ));
+    }
+    let series: Vec<Series> = serde_json::from_value(data.result)
+        .map_err(|e| format!("answered {promql:?} with malformed series: {e}"))?;
+    Ok(series
+        .into_iter()
+        .filter_map(|s| {
+            Some(Sample {
+                value: s.value.1.parse().ok()?,
+                labels: s.metric,
+            })
+        })
+        .collect())
+}
+
+/// Percent-encodes a query parameter.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_encoded() {
+        assert_eq!(
+            query_path("a{b=\"c\"} 1"),
+            "/api/v1/query?query=a%7Bb%3D%22c%22%7D%201"
+        );
+    }
+
+    #[test]
+    fn vector_answers_become_samples() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"deployment":"web"},"value":[1.5,"2.5"]},
+            {"metric":{"deployment":"db"},"value":[1.5,"NaN"]},
+            {"metric":{},"value":[1.5,"lots"]}]}}"#;
+        let samples = samples(body, "q").expect("answer");
+        assert_eq!(samples.len(), 2, "a value that is no number is left out");
+        assert_eq!(samples[0].label("deployment"), "web");
+        assert_eq!(samples[0].value, 2.5);
+        assert!(samples[1].value.is_nan());
+        assert_eq!(samples[1].label("pod"), "");
+    }
+
+    #[test]
+    fn refusals_and_other_shapes_are_errors() {
+        let refused = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert!(samples(refused, "q{").unwrap_err().contains("parse error"));
+        let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(samples(matrix, "q").unwrap_err().contains("matrix"));
+        assert!(samples("<html>", "q").unwrap_err().contains("<html>"));
+    }
+}
