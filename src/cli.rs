@@ -87,6 +87,10 @@ pub enum Command {
     /// The failover extension: TrafficSplit weights moved by success rate.
     #[command(subcommand)]
     Failover(FailoverCommand),
+    /// The observability extension: Prometheus, golden metrics per
+    /// resource, who calls whom and whether it is secured.
+    #[command(subcommand)]
+    Viz(VizCommand),
     /// The Kubernetes binaries local clusters run.
     #[command(subcommand)]
     K8s(K8sCommand),
@@ -163,6 +167,23 @@ pub struct AuthzArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum VizCommand {
+    /// Render viz (namespace linkerd-viz: Prometheus scraping every proxy)
+    /// for `kubectl apply -f -`.
+    Install(crate::viz::install::InstallArgs),
+    /// Render what removes viz, for `kubectl delete -f -`.
+    Uninstall(crate::viz::install::InstallArgs),
+    /// Check viz: Prometheus running, answering, and scraping every meshed
+    /// pod (by Prometheus's own word).
+    Check(MulticlusterCheckArgs),
+    /// Golden metrics per resource: success rate, requests per second,
+    /// latency percentiles, open connections.
+    Stat(crate::viz::stat::StatArgs),
+    /// Who calls whom, and whether both sides presented identities.
+    Edges(crate::viz::edges::EdgesArgs),
+}
+
+#[derive(Debug, Subcommand)]
 pub enum FailoverCommand {
     /// Render the failover controller (namespace linkerd-failover) for
     /// `kubectl apply -f -`.
@@ -231,7 +252,7 @@ pub struct GatewaysArgs {
 
 #[derive(Debug, Args)]
 pub struct MulticlusterCheckArgs {
-    /// How long to wait for mirrors and gateways before failing.
+    /// How long to wait for the extension's components before failing.
     #[arg(long, env = "MESH_CHECK_WAIT", default_value = "5m", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub wait: Duration,
     /// Output format.

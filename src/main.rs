@@ -12,6 +12,7 @@ mod images;
 mod install;
 mod multicluster;
 mod output;
+mod viz;
 
 use clap::Parser;
 

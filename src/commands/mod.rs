@@ -9,7 +9,9 @@ mod version;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, DiagnosticsCommand, FailoverCommand, MulticlusterCommand};
+use crate::cli::{
+    Cli, Command, DiagnosticsCommand, FailoverCommand, MulticlusterCommand, VizCommand,
+};
 
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -80,6 +82,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Multicluster(MulticlusterCommand::Allow(args)) => {
             print!("{}", crate::multicluster::allow::render(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Viz(VizCommand::Install(args)) => {
+            print!("{}", crate::viz::install::render(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Viz(VizCommand::Uninstall(args)) => {
+            print!("{}", crate::viz::install::render_uninstall(&args)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Viz(VizCommand::Check(args)) => {
+            crate::viz::check::run(&cli.global, args.wait, args.output).await
+        }
+        Command::Viz(VizCommand::Stat(args)) => {
+            crate::viz::stat::run(&cli.global, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Viz(VizCommand::Edges(args)) => {
+            crate::viz::edges::run(&cli.global, &args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Multicluster(MulticlusterCommand::Check(args)) => {

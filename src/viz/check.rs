@@ -1,0 +1,216 @@
+//! `mesh viz check` (and `mesh check` once viz is installed): what viz's
+//! own components experience, not what this machine can reach. Prometheus
+//! is asked through the API server for its scrape targets, and every
+//! running meshed pod must be one that Prometheus itself scraped
+//! successfully; a pod it cannot scrape is named with the error Prometheus
+//! got.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Api;
+use kube::api::ListParams;
+use serde::Deserialize;
+
+use super::install::{NAMESPACE, PROMETHEUS};
+use super::prometheus::Prometheus;
+use crate::check::Waiter;
+use crate::check::report::{Outcome, Problem, Report};
+use crate::cli::{GlobalArgs, OutputFormat};
+
+const INSTALL_HINT: &str = "install viz: `mesh viz install | kubectl apply -f -`";
+
+/// Runs `mesh viz check`; the exit code says whether every check passed.
+pub async fn run(
+    global: &GlobalArgs,
+    wait: Duration,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    let mut report = Report::new(output);
+    let waiter = Waiter::new(wait, output == OutputFormat::Table);
+    if let Some(client) = crate::check::kubernetes::check(global, &mut report).await {
+        checks(&client, &mut report, &waiter).await;
+    }
+    report.finish()?;
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Whether viz is installed in the cluster (its namespace exists).
+pub async fn installed(client: &kube::Client) -> bool {
+    Api::<Namespace>::all(client.clone())
+        .get_opt(NAMESPACE)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+/// The `linkerd-viz` category.
+pub async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter) {
+    report.category("linkerd-viz");
+    let namespace = if installed(client).await {
+        Ok(())
+    } else {
+        Err(Problem::error(
+            format!("namespace {NAMESPACE} does not exist"),
+            INSTALL_HINT,
+        ))
+    };
+    if !report.record("linkerd-viz Namespace exists", namespace) {
+        return;
+    }
+    let running = waiter
+        .until_ok("prometheus ready", || {
+            crate::check::control_plane::deployments_ready(client, NAMESPACE, &[PROMETHEUS])
+        })
+        .await;
+    if !report.record("prometheus is running", running) {
+        return;
+    }
+    let prometheus = Prometheus::new(client.clone());
+    let answers = match prometheus.query("vector(1)").await {
+        Ok(samples) if samples.len() == 1 => Ok(()),
+        Ok(samples) => Err(Problem::error(
+            format!(
+                "Prometheus answered `vector(1)` with {} series",
+                samples.len()
+            ),
+            "",
+        )),
+        Err(e) => Err(Problem::error(
+            format!("{e:#}"),
+            "see `kubectl -n linkerd-viz logs deploy/prometheus`",
+        )),
+    };
+    if !report.record("prometheus answers queries", answers) {
+        return;
+    }
+    report.record(
+        "prometheus scrapes every meshed pod",
+        waiter
+            .until_ok("prometheus scraping every meshed pod", || {
+                every_proxy_scraped(client, &prometheus)
+            })
+            .await,
+    );
+}
+
+#[derive(Debug, Deserialize)]
+struct Targets {
+    data: TargetsData,
+}
+
+#[derive(Debug, Deserialize)]
+struct TargetsData {
+    #[serde(rename = "activeTargets", default)]
+    active: Vec<Target>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Target {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    health: String,
+    #[serde(rename = "lastError", default)]
+    last_error: String,
+}
+
+/// Prometheus's own word on each proxy it scrapes: `(namespace, pod)` →
+/// `Ok` when its last scrape worked, else the error it got.
+fn scrape_health(body: &str) -> Result<BTreeMap<(String, String), Result<(), String>>, String> {
+    let targets: Targets =
+        serde_json::from_str(body).map_err(|e| format!("unreadable /api/v1/targets: {e}"))?;
+    Ok(targets
+        .data
+        .active
+        .into_iter()
+        .filter(|t| t.labels.get("job").map(String::as_str) == Some("linkerd-proxy"))
+        .filter_map(|t| {
+            let key = (
+                t.labels.get("namespace")?.clone(),
+                t.labels.get("pod")?.clone(),
+            );
+            let health = match t.health.as_str() {
+                "up" => Ok(()),
+                "unknown" => Err("not scraped yet".to_owned()),
+                _ => Err(t.last_error),
+            };
+            Some((key, health))
+        })
+        .collect())
+}
+
+/// Whether every running pod with a proxy is scraped, by Prometheus's word.
+async fn every_proxy_scraped(client: &kube::Client, prometheus: &Prometheus) -> Outcome {
+    let pods = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default().labels(mesh_api::labels::CONTROL_PLANE_NS))
+        .await
+        .map_err(|e| Problem::error(format!("listing meshed pods: {e}"), ""))?;
+    let body = prometheus
+        .get("/api/v1/targets?state=active")
+        .await
+        .map_err(|e| Problem::error(format!("{e:#}"), ""))?;
+    let health = scrape_health(&body).map_err(|e| Problem::error(e, ""))?;
+    let mut problems = Vec::new();
+    for pod in &pods.items {
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        if !running || !pod.spec.as_ref().is_some_and(mesh_api::pod::has_proxy) {
+            continue;
+        }
+        let key = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        match health.get(&key) {
+            Some(Ok(())) => {}
+            Some(Err(why)) => problems.push(format!("pod {}/{}: {why}", key.0, key.1)),
+            None => problems.push(format!(
+                "pod {}/{}: not among Prometheus's targets",
+                key.0, key.1
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::error(
+            format!(
+                "Prometheus does not scrape {} meshed pod(s): {}",
+                problems.len(),
+                problems.join("; ")
+            ),
+            "see Prometheus's targets: `kubectl get --raw /api/v1/namespaces/linkerd-viz/services/prometheus:9090/proxy/api/v1/targets`",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_says_which_proxies_it_scraped() {
+        let body = r#"{"status":"success","data":{"activeTargets":[
+            {"labels":{"job":"linkerd-proxy","namespace":"shop","pod":"web-1"},"health":"up","lastError":""},
+            {"labels":{"job":"linkerd-proxy","namespace":"shop","pod":"web-2"},"health":"down","lastError":"connection refused"},
+            {"labels":{"job":"linkerd-proxy","namespace":"shop","pod":"web-3"},"health":"unknown","lastError":""},
+            {"labels":{"job":"prometheus","instance":"localhost:9090"},"health":"up","lastError":""}
+        ]}}"#;
+        let health = scrape_health(body).expect("targets");
+        assert_eq!(health.len(), 3);
+        assert_eq!(health[&("shop".into(), "web-1".into())], Ok(()));
+        assert_eq!(
+            health[&("shop".into(), "web-2".into())],
+            Err("connection refused".into())
+        );
+        assert!(health[&("shop".into(), "web-3".into())].is_err());
+        assert!(scrape_health("<html>").is_err());
+    }
+}

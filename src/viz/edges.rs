@@ -1,0 +1,488 @@
+//! `mesh viz edges`: who calls whom, and whether the connection is secured
+//! — `√` exactly where both sides presented identities: the server proxy
+//! saw the caller's identity (inbound `client_id`) and the caller's proxy
+//! saw the server's (outbound `server_id`). Three sets of series answer:
+//!
+//! - the callers' outbound series (HTTP responses over the window, opaque
+//!   connections open now): source and destination workloads, the
+//!   server's identity;
+//! - the servers' inbound series: each caller identity the server saw, and
+//!   requests from callers that presented none (an unmeshed client, a
+//!   probe), which no caller-side series can show;
+//! - each source pod's ServiceAccount, which names the identity its proxy
+//!   presents (`<sa>.<namespace>.serviceaccount.identity.…`).
+//!
+//! A caller seen only by the server (one in another cluster, through the
+//! gateway) is named by its identity.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clap::Args;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
+use mesh_api::prometheus::Sample;
+use serde::Serialize;
+
+use super::prometheus::{Prometheus, duration_seconds, matchers};
+use super::resource::Kind;
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::output;
+
+/// Flags of `mesh viz edges`.
+#[derive(Debug, Args)]
+pub struct EdgesArgs {
+    /// The kind of resource edges join: `deploy`, `po`, `sts`, `ds`, `job`.
+    pub kind: String,
+    /// Edges into or out of this namespace (default: the context's).
+    #[arg(long, short, env = "MESH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(
+        long,
+        short = 'A',
+        env = "MESH_ALL_NAMESPACES",
+        conflicts_with = "namespace"
+    )]
+    pub all_namespaces: bool,
+    /// The window HTTP traffic is looked for in.
+    #[arg(long, short = 't', env = "MESH_VIZ_TIME_WINDOW", default_value = "1m")]
+    pub time_window: String,
+    /// Add the identities and why an edge is not secured.
+    #[arg(long, env = "MESH_VIZ_WIDE")]
+    pub wide: bool,
+    /// Output format.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// The name viz gives callers that presented no identity.
+pub const UNMESHED: &str = "(unmeshed)";
+
+/// One edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Edge {
+    /// The caller (a workload, an identity's ServiceAccount, or
+    /// [`UNMESHED`]).
+    pub src: String,
+    /// Its namespace (empty when unknown).
+    pub src_namespace: String,
+    /// The callee.
+    pub dst: String,
+    /// Its namespace.
+    pub dst_namespace: String,
+    /// The identity the server saw the caller present.
+    pub client_id: Option<String>,
+    /// The identity the caller saw the server present.
+    pub server_id: Option<String>,
+    /// Both presented identities.
+    pub secured: bool,
+    /// Why not, when not (`no_tls_from_remote`, …).
+    pub no_tls_reason: Option<String>,
+}
+
+/// The PromQL that edges of `label` (`deployment`) need, over `window`.
+pub fn queries(label: &str, window: &str) -> [String; 3] {
+    let out = matchers(&[("direction".into(), "outbound".into())]);
+    let opaque = matchers(&[
+        ("direction".into(), "outbound".into()),
+        ("peer".into(), "dst".into()),
+    ]);
+    let inbound = matchers(&[("direction".into(), "inbound".into())]);
+    let outbound_by = format!(
+        "namespace, {label}, pod, dst_namespace, dst_{label}, server_id, tls, no_tls_reason"
+    );
+    [
+        format!("sum(increase(response_total{out}[{window}])) by ({outbound_by})"),
+        format!("sum(tcp_open_connections{opaque}) by ({outbound_by})"),
+        format!(
+            "sum(increase(response_total{inbound}[{window}])) by (namespace, {label}, client_id, tls, no_tls_reason)"
+        ),
+    ]
+}
+
+/// The edges the three answers of [`queries`] show, given each pod's
+/// ServiceAccount (`(namespace, pod)` → name); only those into or out of
+/// `namespace` when one is given.
+pub fn edges(
+    label: &str,
+    outbound: &[Sample],
+    inbound: &[Sample],
+    service_accounts: &BTreeMap<(String, String), String>,
+    namespace: Option<&str>,
+) -> Vec<Edge> {
+    let dst_label = format!("dst_{label}");
+    let active = |s: &&Sample| s.value.is_finite() && s.value > 0.0;
+    // What each server saw: caller identities, and callers without one.
+    let mut seen: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut edges: BTreeMap<(String, String, String, String), Edge> = BTreeMap::new();
+    for sample in inbound.iter().filter(active) {
+        let server = (
+            sample.label("namespace").to_owned(),
+            sample.label(label).to_owned(),
+        );
+        if server.1.is_empty() {
+            continue;
+        }
+        if sample.label("tls") == "true" && !sample.label("client_id").is_empty() {
+            seen.entry(server)
+                .or_default()
+                .insert(sample.label("client_id").to_owned());
+        } else {
+            let reason = Some(sample.label("no_tls_reason"))
+                .filter(|r| !r.is_empty())
+                .unwrap_or("no_identity")
+                .to_owned();
+            edges.insert(
+                (
+                    String::new(),
+                    UNMESHED.to_owned(),
+                    server.0.clone(),
+                    server.1.clone(),
+                ),
+                Edge {
+                    src: UNMESHED.into(),
+                    src_namespace: String::new(),
+                    dst: server.1,
+                    dst_namespace: server.0,
+                    client_id: None,
+                    server_id: None,
+                    secured: false,
+                    no_tls_reason: Some(reason),
+                },
+            );
+        }
+    }
+    let mut explained: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for sample in outbound.iter().filter(active) {
+        let (src_ns, src) = (sample.label("namespace"), sample.label(label));
+        let (dst_ns, dst) = (sample.label("dst_namespace"), sample.label(&dst_label));
+        if src.is_empty() || dst.is_empty() {
+            continue;
+        }
+        let prefix = service_accounts
+            .get(&(src_ns.to_owned(), sample.label("pod").to_owned()))
+            .map(|sa| format!("{sa}.{src_ns}.serviceaccount.identity."));
+        let client_id = prefix.as_ref().and_then(|prefix| {
+            seen.get(&(dst_ns.to_owned(), dst.to_owned()))
+                .and_then(|ids| ids.iter().find(|id| id.starts_with(prefix.as_str())))
+                .cloned()
+        });
+        let server_id = Some(sample.label("server_id"))
+            .filter(|id| !id.is_empty() && sample.label("tls") == "true")
+            .map(str::to_owned);
+        if let Some(id) = &client_id {
+            explained.insert((dst_ns.to_owned(), dst.to_owned(), id.clone()));
+        }
+        let key = (
+            src_ns.to_owned(),
+            src.to_owned(),
+            dst_ns.to_owned(),
+            dst.to_owned(),
+        );
+        let edge = edges.entry(key).or_insert_with(|| Edge {
+            src: src.to_owned(),
+            src_namespace: src_ns.to_owned(),
+            dst: dst.to_owned(),
+            dst_namespace: dst_ns.to_owned(),
+            client_id: None,
+            server_id: None,
+            secured: false,
+            no_tls_reason: None,
+        });
+        edge.client_id = edge.client_id.take().or(client_id);
+        edge.server_id = edge.server_id.take().or(server_id);
+        edge.secured = edge.client_id.is_some() && edge.server_id.is_some();
+        edge.no_tls_reason = if edge.secured {
+            None
+        } else if edge.server_id.is_none() {
+            Some(
+                Some(sample.label("no_tls_reason"))
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or("the server presented no identity")
+                    .to_owned(),
+            )
+        } else {
+            Some("the server did not see the caller's identity".to_owned())
+        };
+    }
+    // Callers only the server saw: named by the identity they presented.
+    for ((dst_ns, dst), ids) in &seen {
+        for id in ids {
+            if explained.contains(&(dst_ns.clone(), dst.clone(), id.clone())) {
+                continue;
+            }
+            let mut parts = id.split('.');
+            let (sa, ns) = (parts.next().unwrap_or(id), parts.next().unwrap_or_default());
+            edges.insert(
+                (ns.to_owned(), sa.to_owned(), dst_ns.clone(), dst.clone()),
+                Edge {
+                    src: sa.to_owned(),
+                    src_namespace: ns.to_owned(),
+                    dst: dst.clone(),
+                    dst_namespace: dst_ns.clone(),
+                    client_id: Some(id.clone()),
+                    server_id: None,
+                    // The server saw the caller's identity on a connection
+                    // it terminated with its own: both presented one.
+                    secured: true,
+                    no_tls_reason: None,
+                },
+            );
+        }
+    }
+    edges
+        .into_values()
+        .filter(|e| namespace.is_none_or(|ns| e.src_namespace == ns || e.dst_namespace == ns))
+        .collect()
+}
+
+/// Runs `mesh viz edges`.
+pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
+    let kind = Kind::parse(&args.kind).map_err(|e| anyhow::anyhow!(e))?;
+    if matches!(kind, Kind::Namespace | Kind::Service | Kind::Authority) {
+        anyhow::bail!(
+            "edges join workloads or pods: use deploy, sts, ds, job or po, not {}",
+            kind.name()
+        );
+    }
+    duration_seconds(&args.time_window).map_err(|e| anyhow::anyhow!("--time-window: {e}"))?;
+    let client =
+        mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
+            .await?;
+    let namespace = (!args.all_namespaces)
+        .then(|| super::stat::namespace_of(&client, args.namespace.as_deref()));
+    let prometheus = Prometheus::new(client.clone());
+    let [http, opaque, inbound] = queries(kind.label(), &args.time_window);
+    let pods: Api<Pod> = Api::all(client.clone());
+    let (http, opaque, inbound, pods) = futures::try_join!(
+        prometheus.query(&http),
+        prometheus.query(&opaque),
+        prometheus.query(&inbound),
+        async {
+            pods.list(&ListParams::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("listing pods: {e}"))
+        },
+    )?;
+    let service_accounts: BTreeMap<(String, String), String> = pods
+        .items
+        .into_iter()
+        .filter_map(|p| {
+            let sa = p
+                .spec
+                .and_then(|s| s.service_account_name)
+                .unwrap_or_else(|| "default".into());
+            Some(((p.metadata.namespace?, p.metadata.name?), sa))
+        })
+        .collect();
+    let outbound: Vec<Sample> = http.into_iter().chain(opaque).collect();
+    let edges = edges(
+        kind.label(),
+        &outbound,
+        &inbound,
+        &service_accounts,
+        namespace.as_deref(),
+    );
+    if args.output == OutputFormat::Json {
+        return output::print_json(&edges);
+    }
+    if edges.is_empty() {
+        println!("No edges found.");
+        return Ok(());
+    }
+    let mut headers = vec!["SRC", "DST", "SRC_NS", "DST_NS", "SECURED"];
+    if args.wide {
+        headers.extend(["CLIENT_ID", "SERVER_ID", "MSG"]);
+    }
+    let table: Vec<Vec<String>> = edges
+        .iter()
+        .map(|e| {
+            let mut row = vec![
+                e.src.clone(),
+                e.dst.clone(),
+                if e.src_namespace.is_empty() {
+                    "-".into()
+                } else {
+                    e.src_namespace.clone()
+                },
+                e.dst_namespace.clone(),
+                if e.secured {
+                    "√".into()
+                } else {
+                    String::new()
+                },
+            ];
+            if args.wide {
+                let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                row.extend([
+                    or_dash(&e.client_id),
+                    or_dash(&e.server_id),
+                    or_dash(&e.no_tls_reason),
+                ]);
+            }
+            row
+        })
+        .collect();
+    output::print_table(&headers, &table);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            value,
+        }
+    }
+
+    const CLIENT_ID: &str = "client.load.serviceaccount.identity.linkerd.cluster.local";
+    const SERVER_ID: &str = "podinfo.shop.serviceaccount.identity.linkerd.cluster.local";
+
+    fn accounts() -> BTreeMap<(String, String), String> {
+        [(("load".into(), "client-1".into()), "client".into())].into()
+    }
+
+    fn outbound(server_id: &str, tls: &str) -> Sample {
+        sample(
+            &[
+                ("namespace", "load"),
+                ("deployment", "client"),
+                ("pod", "client-1"),
+                ("dst_namespace", "shop"),
+                ("dst_deployment", "podinfo"),
+                ("server_id", server_id),
+                ("tls", tls),
+            ],
+            12.0,
+        )
+    }
+
+    #[test]
+    fn secured_only_where_both_sides_saw_an_identity() {
+        let inbound = vec![
+            sample(
+                &[
+                    ("namespace", "shop"),
+                    ("deployment", "podinfo"),
+                    ("client_id", CLIENT_ID),
+                    ("tls", "true"),
+                ],
+                12.0,
+            ),
+            sample(
+                &[
+                    ("namespace", "shop"),
+                    ("deployment", "podinfo"),
+                    ("tls", "no_identity"),
+                    ("no_tls_reason", "no_tls_from_remote"),
+                ],
+                3.0,
+            ),
+        ];
+        let edges = edges(
+            "deployment",
+            &[outbound(SERVER_ID, "true")],
+            &inbound,
+            &accounts(),
+            Some("shop"),
+        );
+        assert_eq!(edges.len(), 2, "{edges:#?}");
+        let meshed = edges
+            .iter()
+            .find(|e| e.src == "client")
+            .expect("client edge");
+        assert!(meshed.secured);
+        assert_eq!(meshed.client_id.as_deref(), Some(CLIENT_ID));
+        assert_eq!(meshed.server_id.as_deref(), Some(SERVER_ID));
+        let unmeshed = edges
+            .iter()
+            .find(|e| e.src == UNMESHED)
+            .expect("unmeshed edge");
+        assert!(!unmeshed.secured);
+        assert_eq!(
+            unmeshed.no_tls_reason.as_deref(),
+            Some("no_tls_from_remote")
+        );
+    }
+
+    #[test]
+    fn one_sided_identities_are_not_secured() {
+        // The server never saw the caller's identity.
+        let edges1 = edges(
+            "deployment",
+            &[outbound(SERVER_ID, "true")],
+            &[],
+            &accounts(),
+            None,
+        );
+        assert!(!edges1[0].secured);
+        // The caller saw no server identity (an unmeshed server).
+        let inbound = vec![sample(
+            &[
+                ("namespace", "shop"),
+                ("deployment", "podinfo"),
+                ("client_id", CLIENT_ID),
+                ("tls", "true"),
+            ],
+            1.0,
+        )];
+        let edges2 = edges(
+            "deployment",
+            &[outbound("", "no_identity")],
+            &inbound,
+            &accounts(),
+            None,
+        );
+        assert!(!edges2[0].secured);
+        // Another pod's identity does not vouch for this caller.
+        let stranger = vec![sample(
+            &[
+                ("namespace", "shop"),
+                ("deployment", "podinfo"),
+                (
+                    "client_id",
+                    "other.load.serviceaccount.identity.linkerd.cluster.local",
+                ),
+                ("tls", "true"),
+            ],
+            1.0,
+        )];
+        let edges3 = edges(
+            "deployment",
+            &[outbound(SERVER_ID, "true")],
+            &stranger,
+            &accounts(),
+            None,
+        );
+        let client = edges3.iter().find(|e| e.src == "client").expect("client");
+        assert!(!client.secured);
+        let other = edges3
+            .iter()
+            .find(|e| e.src == "other")
+            .expect("named by its identity");
+        assert!(other.secured);
+        assert_eq!(other.src_namespace, "load");
+    }
+
+    #[test]
+    fn idle_and_unrelated_series_make_no_edges() {
+        let mut idle = outbound(SERVER_ID, "true");
+        idle.value = 0.0;
+        assert!(edges("deployment", &[idle], &[], &accounts(), None).is_empty());
+        let elsewhere = edges(
+            "deployment",
+            &[outbound(SERVER_ID, "true")],
+            &[],
+            &accounts(),
+            Some("other"),
+        );
+        assert!(elsewhere.is_empty());
+    }
+}

@@ -1,0 +1,334 @@
+//! The objects of `mesh viz install`: namespace `linkerd-viz` and, as
+//! Linkerd's viz ships it, Prometheus (ServiceAccount, the ClusterRole it
+//! discovers pods with, its configuration, Service and Deployment) scraping
+//! every proxy's `:4191/metrics` with Linkerd's relabelling, so the series
+//! carry `namespace`, `pod`, `deployment`, … as users' dashboards expect.
+
+use clap::Args;
+
+use crate::install::manifest::{self, Object};
+
+/// viz's namespace.
+pub const NAMESPACE: &str = "linkerd-viz";
+/// Prometheus's Service, Deployment and ServiceAccount.
+pub const PROMETHEUS: &str = "prometheus";
+/// The port Prometheus serves its API on.
+pub const PROMETHEUS_PORT: u16 = 9090;
+/// The Prometheus image viz runs (the release the local clusters' Debian
+/// build is).
+pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.42.0";
+
+/// Flags of `mesh viz install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// How often Prometheus scrapes the proxies (Linkerd's
+    /// `prometheus.globalConfig.scrape_interval`).
+    #[arg(long, env = "MESH_VIZ_SCRAPE_INTERVAL", default_value = "10s", value_parser = prometheus_duration)]
+    pub scrape_interval: String,
+    /// How long Prometheus keeps samples.
+    #[arg(long, env = "MESH_VIZ_RETENTION", default_value = "6h", value_parser = prometheus_duration)]
+    pub retention: String,
+    /// Prometheus's image.
+    #[arg(long, env = "MESH_VIZ_PROMETHEUS_IMAGE", default_value = PROMETHEUS_IMAGE)]
+    pub prometheus_image: String,
+    /// The control plane's namespace (whose proxies are scraped).
+    #[arg(long, env = "MESH_CONTROL_PLANE_NAMESPACE", default_value = mesh_api::labels::CONTROL_PLANE_NAMESPACE)]
+    pub linkerd_namespace: String,
+}
+
+/// A Prometheus duration (`10s`, `1m`, `6h`), refused when it is not one.
+fn prometheus_duration(text: &str) -> Result<String, String> {
+    super::prometheus::duration_seconds(text).map(|_| text.to_owned())
+}
+
+/// Renders the extension as one YAML stream.
+pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
+    manifest::to_yaml(&objects(args))
+}
+
+/// What `mesh viz uninstall` renders for `kubectl delete -f -`: the
+/// namespace (and with it everything in it) and viz's cluster-scoped
+/// objects, by name.
+pub fn render_uninstall(args: &InstallArgs) -> anyhow::Result<String> {
+    let removed: Vec<Object> = objects(args)
+        .into_iter()
+        .filter(|o| o["metadata"].get("namespace").is_none())
+        .map(|o| {
+            serde_json::json!({
+                "apiVersion": o["apiVersion"],
+                "kind": o["kind"],
+                "metadata": {"name": o["metadata"]["name"]},
+            })
+        })
+        .collect();
+    manifest::to_yaml(&removed)
+}
+
+/// Prometheus's configuration: itself, the control plane's and the
+/// multicluster controllers' admin ports, and every proxy of this control
+/// plane, labelled as Linkerd's viz labels them.
+pub fn prometheus_config(args: &InstallArgs) -> String {
+    let interval = &args.scrape_interval;
+    let linkerd = &args.linkerd_namespace;
+    format!(
+        r#"global:
+  scrape_interval: {interval}
+  scrape_timeout: {interval}
+  evaluation_interval: {interval}
+
+scrape_configs:
+- job_name: 'prometheus'
+  static_configs:
+  - targets: ['localhost:{PROMETHEUS_PORT}']
+
+- job_name: 'linkerd-controller'
+  kubernetes_sd_configs:
+  - role: pod
+    namespaces:
+      names: ['{linkerd}', '{NAMESPACE}']
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_container_port_name]
+    action: keep
+    regex: .*admin$
+  - source_labels: [__meta_kubernetes_pod_container_port_name]
+    action: drop
+    regex: linkerd-admin
+  - source_labels: [__meta_kubernetes_pod_container_name]
+    action: replace
+    target_label: component
+
+- job_name: 'linkerd-multicluster-controller'
+  kubernetes_sd_configs:
+  - role: pod
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_label_component, __meta_kubernetes_pod_container_port_name]
+    action: keep
+    regex: (linkerd-service-mirror|controller);.*-admin$
+  - source_labels: [__meta_kubernetes_pod_container_port_name]
+    action: drop
+    regex: linkerd-admin
+  - source_labels: [__meta_kubernetes_pod_container_name]
+    action: replace
+    target_label: component
+
+- job_name: 'linkerd-proxy'
+  kubernetes_sd_configs:
+  - role: pod
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_phase]
+    regex: (Pending|Running)
+    action: keep
+  - source_labels:
+    - __meta_kubernetes_pod_container_name
+    - __meta_kubernetes_pod_container_port_name
+    - __meta_kubernetes_pod_label_linkerd_io_control_plane_ns
+    action: keep
+    regex: ^linkerd-proxy;linkerd-admin;{linkerd}$
+  - source_labels: [__meta_kubernetes_namespace]
+    action: replace
+    target_label: namespace
+  - source_labels: [__meta_kubernetes_pod_name]
+    action: replace
+    target_label: pod
+  # A Kubernetes job is k8s_job, not to clash with Prometheus's own job.
+  - source_labels: [__meta_kubernetes_pod_label_linkerd_io_proxy_job]
+    action: replace
+    target_label: k8s_job
+  - action: labeldrop
+    regex: __meta_kubernetes_pod_label_linkerd_io_proxy_job
+  # linkerd.io/proxy-deployment=web becomes deployment=web, and so on.
+  - action: labelmap
+    regex: __meta_kubernetes_pod_label_linkerd_io_proxy_(.+)
+  - action: labeldrop
+    regex: __meta_kubernetes_pod_label_linkerd_io_proxy_(.+)
+  - action: labelmap
+    regex: __meta_kubernetes_pod_label_linkerd_io_(.+)
+  # Every other pod label too, linkerd.io/ prefixes dropped.
+  - action: labelmap
+    regex: __meta_kubernetes_pod_label_(.+)
+    replacement: __tmp_pod_label_$1
+  - action: labelmap
+    regex: __tmp_pod_label_linkerd_io_(.+)
+    replacement: __tmp_pod_label_$1
+  - action: labeldrop
+    regex: __tmp_pod_label_linkerd_io_(.+)
+  - action: labelmap
+    regex: __tmp_pod_label_(.+)
+"#
+    )
+}
+
+pub(crate) fn objects(args: &InstallArgs) -> Vec<Object> {
+    let labels = serde_json::json!({
+        "linkerd.io/extension": "viz",
+        "component": PROMETHEUS,
+        "namespace": NAMESPACE,
+    });
+    let meta = |name: &str, namespaced: bool| {
+        let mut meta = serde_json::json!({"name": name, "labels": labels});
+        if namespaced {
+            meta["namespace"] = NAMESPACE.into();
+        }
+        meta
+    };
+    let cluster_role = format!("linkerd-{NAMESPACE}-{PROMETHEUS}");
+    vec![
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "labels": {"linkerd.io/extension": "viz"}}}),
+        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(PROMETHEUS, true)}),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": meta(&cluster_role, false),
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes", "nodes/proxy", "pods"], "verbs": ["get", "list", "watch"]},
+            ],
+        }),
+        serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": meta(&cluster_role, false),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+            "subjects": [{"kind": "ServiceAccount", "name": PROMETHEUS, "namespace": NAMESPACE}],
+        }),
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": meta("prometheus-config", true),
+            "data": {"prometheus.yml": prometheus_config(args)},
+        }),
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": meta(PROMETHEUS, true),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": {"linkerd.io/extension": "viz", "component": PROMETHEUS},
+                "ports": [{"name": "admin", "port": PROMETHEUS_PORT, "targetPort": PROMETHEUS_PORT}],
+            },
+        }),
+        serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": meta(PROMETHEUS, true),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": PROMETHEUS,
+                        "securityContext": {"fsGroup": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [{
+                            "name": PROMETHEUS,
+                            "image": args.prometheus_image,
+                            "args": [
+                                "--log.level=info",
+                                "--log.format=logfmt",
+                                "--config.file=/etc/prometheus/prometheus.yml",
+                                "--storage.tsdb.path=/data",
+                                format!("--storage.tsdb.retention.time={}", args.retention),
+                            ],
+                            "ports": [{"name": "admin", "containerPort": PROMETHEUS_PORT}],
+                            "readinessProbe": {"httpGet": {"path": "/-/ready", "port": PROMETHEUS_PORT}},
+                            "livenessProbe": {"httpGet": {"path": "/-/healthy", "port": PROMETHEUS_PORT}, "initialDelaySeconds": 30, "timeoutSeconds": 30},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": false,
+                                "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": true,
+                                "runAsNonRoot": true,
+                                "runAsUser": 65534,
+                                "runAsGroup": 65534,
+                            },
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": "/data"},
+                                {"name": "prometheus-config", "mountPath": "/etc/prometheus/prometheus.yml", "subPath": "prometheus.yml", "readOnly": true},
+                            ],
+                        }],
+                        "volumes": [
+                            {"name": "data", "emptyDir": {}},
+                            {"name": "prometheus-config", "configMap": {"name": "prometheus-config"}},
+                        ],
+                    },
+                },
+            },
+        }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> InstallArgs {
+        InstallArgs {
+            scrape_interval: "10s".into(),
+            retention: "6h".into(),
+            prometheus_image: PROMETHEUS_IMAGE.into(),
+            linkerd_namespace: "linkerd".into(),
+        }
+    }
+
+    #[test]
+    fn uninstall_removes_the_namespace_and_cluster_wide_objects() {
+        let yaml = render_uninstall(&args()).expect("render");
+        for name in [
+            "kind: Namespace",
+            "name: linkerd-viz",
+            "kind: ClusterRole\n",
+            "kind: ClusterRoleBinding",
+        ] {
+            assert!(yaml.contains(name), "{name:?} missing from\n{yaml}");
+        }
+        assert!(
+            !yaml.contains("kind: Deployment"),
+            "namespaced objects go with the namespace"
+        );
+    }
+
+    #[test]
+    fn prometheus_is_rendered_with_linkerds_names_and_scrape_rules() {
+        let objects = objects(&args());
+        let names: Vec<String> = objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap_or_default(),
+                    o["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Namespace/linkerd-viz",
+                "ServiceAccount/prometheus",
+                "ClusterRole/linkerd-linkerd-viz-prometheus",
+                "ClusterRoleBinding/linkerd-linkerd-viz-prometheus",
+                "ConfigMap/prometheus-config",
+                "Service/prometheus",
+                "Deployment/prometheus",
+            ]
+        );
+        let config = objects[4]["data"]["prometheus.yml"]
+            .as_str()
+            .unwrap_or_default();
+        let parsed: serde_json::Value =
+            serde_saphyr::from_str(config).expect("the configuration is YAML");
+        let jobs: Vec<&str> = parsed["scrape_configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j["job_name"].as_str())
+            .collect();
+        assert_eq!(
+            jobs,
+            [
+                "prometheus",
+                "linkerd-controller",
+                "linkerd-multicluster-controller",
+                "linkerd-proxy"
+            ]
+        );
+        assert!(config.contains("regex: ^linkerd-proxy;linkerd-admin;linkerd$"));
+        let container = &objects[6]["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["args"][4], "--storage.tsdb.retention.time=6h");
+        assert_eq!(container["image"], PROMETHEUS_IMAGE);
+    }
+}

@@ -1,0 +1,19 @@
+//! `mesh viz`: the observability extension, with Linkerd's viz names.
+//!
+//! - [`install`]: `mesh viz install` renders namespace `linkerd-viz` and
+//!   Prometheus, scraping every proxy with Linkerd's relabelling.
+//! - [`prometheus`]: viz's Prometheus, asked through the API server's
+//!   service proxy; PromQL durations and matchers.
+//! - [`resource`]: the kinds viz reports on, their labels in the series,
+//!   and their objects and meshed pods in Kubernetes.
+//! - [`stat`]: `mesh viz stat`, golden metrics per resource.
+//! - [`edges`]: `mesh viz edges`, who calls whom and whether both sides
+//!   presented identities.
+//! - [`check`]: `mesh viz check`, what viz's own components experience.
+
+pub mod check;
+pub mod edges;
+pub mod install;
+pub mod prometheus;
+pub mod resource;
+pub mod stat;

@@ -1,0 +1,618 @@
+//! `mesh viz stat`: golden metrics per resource (success rate, requests per
+//! second, latency percentiles, open TCP connections) over a time window,
+//! from viz's Prometheus, with Linkerd's columns and queries:
+//!
+//! - by default what each resource **served** (inbound series);
+//! - `--from KIND[/NAME]`: what the source sent to each resource (the
+//!   source's outbound series, grouped by `dst_<kind>`);
+//! - `--to KIND[/NAME]`: what each resource sent to the target;
+//! - `svc`: what the Service's clients saw (outbound, by `dst_service`),
+//!   which is how a mirrored `podinfo-east` is watched from this side.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use mesh_api::prometheus::Sample;
+use serde::Serialize;
+
+use super::prometheus::{Prometheus, duration_seconds, matchers};
+use super::resource::{Kind, Target, objects};
+use crate::cli::GlobalArgs;
+use crate::output;
+
+/// Flags of `mesh viz stat`.
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    /// What to report on: `deploy`, `po`, `ns`, `svc`, `sts`, `ds`, `job`,
+    /// `authority`, optionally with a name (`deploy/web`).
+    pub target: Target,
+    /// The namespace (the current context's namespace, else `default`).
+    #[arg(long, short, env = "MESH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(
+        long,
+        short = 'A',
+        env = "MESH_ALL_NAMESPACES",
+        conflicts_with = "namespace"
+    )]
+    pub all_namespaces: bool,
+    /// Only what this resource sent (`deploy/client`).
+    #[arg(long, env = "MESH_VIZ_FROM", conflicts_with = "to")]
+    pub from: Option<Target>,
+    /// The namespace of --from (default: --namespace).
+    #[arg(long, env = "MESH_VIZ_FROM_NAMESPACE")]
+    pub from_namespace: Option<String>,
+    /// Only what was sent to this resource (`deploy/web`).
+    #[arg(long, env = "MESH_VIZ_TO")]
+    pub to: Option<Target>,
+    /// The namespace of --to (default: --namespace).
+    #[arg(long, env = "MESH_VIZ_TO_NAMESPACE")]
+    pub to_namespace: Option<String>,
+    /// The window the figures cover (`10s`, `1m`, `1h`).
+    #[arg(long, short = 't', env = "MESH_VIZ_TIME_WINDOW", default_value = "1m", value_parser = window)]
+    pub time_window: String,
+    /// `table`, `wide` (with bytes per second) or `json`.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = StatOutput::Table)]
+    pub output: StatOutput,
+}
+
+fn window(text: &str) -> Result<String, String> {
+    duration_seconds(text).map(|_| text.to_owned())
+}
+
+/// How `stat` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatOutput {
+    /// Linkerd's columns.
+    Table,
+    /// Plus bytes read and written per second.
+    Wide,
+    /// JSON for programs.
+    Json,
+}
+
+/// What one `stat` asks, resolved: the kind reported on, and the series
+/// that carry it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Matchers of every series (direction, namespaces, names).
+    pub selector: Vec<(String, String)>,
+    /// The labels that name a row: its namespace's and its name's.
+    pub namespace_label: &'static str,
+    /// See `namespace_label`.
+    pub name_label: String,
+    /// The window (`1m`) and its length in seconds.
+    pub window: (String, f64),
+}
+
+impl Query {
+    /// The query for `stat` of `target` in `namespace` (`None`: every
+    /// namespace), optionally `--from` or `--to` another resource.
+    pub fn new(
+        target: &Target,
+        namespace: Option<&str>,
+        from: Option<(&Target, &str)>,
+        to: Option<(&Target, &str)>,
+        window: &str,
+    ) -> Result<Self, String> {
+        let seconds = duration_seconds(window)?;
+        let mut selector: Vec<(String, String)> = Vec::new();
+        let mut add = |label: String, value: Option<&str>| {
+            if let Some(value) = value {
+                selector.push((label, value.to_owned()));
+            }
+        };
+        let dst = |label: &str| format!("dst_{label}");
+        let own_label = target.kind.label();
+        // Clients' view (outbound) when the rows are destinations.
+        let rows_are_destinations = from.is_some() || target.kind == Kind::Service;
+        let (namespace_label, name_label) = if rows_are_destinations {
+            add("direction".into(), Some("outbound"));
+            add("dst_namespace".into(), namespace);
+            if target.kind != Kind::Namespace {
+                add(dst(own_label), target.name.as_deref());
+            }
+            if let Some((source, source_ns)) = from {
+                if source.kind == Kind::Service || source.kind == Kind::Authority {
+                    return Err(format!(
+                        "--from {source}: a source must be a workload, a pod or a namespace"
+                    ));
+                }
+                add("namespace".into(), Some(source_ns));
+                if source.kind != Kind::Namespace {
+                    add(source.kind.label().into(), source.name.as_deref());
+                }
+            }
+            (
+                "dst_namespace",
+                if target.kind == Kind::Namespace {
+                    "dst_namespace".into()
+                } else {
+                    dst(own_label)
+                },
+            )
+        } else if let Some((destination, destination_ns)) = to {
+            if target.kind == Kind::Authority {
+                return Err("--to does not apply to authorities".into());
+            }
+            add("direction".into(), Some("outbound"));
+            add("namespace".into(), namespace);
+            if target.kind != Kind::Namespace {
+                add(own_label.into(), target.name.as_deref());
+            }
+            add("dst_namespace".into(), Some(destination_ns));
+            if destination.kind != Kind::Namespace {
+                add(dst(destination.kind.label()), destination.name.as_deref());
+            }
+            ("namespace", own_label.into())
+        } else {
+            add("direction".into(), Some("inbound"));
+            add("namespace".into(), namespace);
+            if target.kind != Kind::Namespace {
+                add(own_label.into(), target.name.as_deref());
+            }
+            ("namespace", own_label.into())
+        };
+        Ok(Self {
+            selector,
+            namespace_label,
+            name_label,
+            window: (window.to_owned(), seconds),
+        })
+    }
+
+    fn group(&self) -> String {
+        if self.name_label == self.namespace_label {
+            self.namespace_label.to_owned()
+        } else {
+            format!("{}, {}", self.namespace_label, self.name_label)
+        }
+    }
+
+    /// Requests per row and classification over the window.
+    pub fn requests(&self) -> String {
+        format!(
+            "sum(increase(response_total{}[{}])) by ({}, classification)",
+            matchers(&self.selector),
+            self.window.0,
+            self.group()
+        )
+    }
+
+    /// The `quantile` latency per row over the window, in milliseconds.
+    pub fn latency(&self, quantile: f64) -> String {
+        format!(
+            "histogram_quantile({quantile}, sum(irate(response_latency_ms_bucket{}[{}])) by (le, {}))",
+            matchers(&self.selector),
+            self.window.0,
+            self.group()
+        )
+    }
+
+    /// A TCP gauge or counter rate per row: outbound series count the
+    /// proxy's connections to endpoints (`peer="dst"`).
+    fn tcp(&self, metric: &str, rate: bool) -> String {
+        let mut selector = self.selector.clone();
+        if selector
+            .iter()
+            .any(|(k, v)| k == "direction" && v == "outbound")
+        {
+            selector.push(("peer".into(), "dst".into()));
+        }
+        let series = format!("{metric}{}", matchers(&selector));
+        let series = if rate {
+            format!("irate({series}[{}])", self.window.0)
+        } else {
+            series
+        };
+        format!("sum({series}) by ({})", self.group())
+    }
+
+    /// Open connections per row.
+    pub fn connections(&self) -> String {
+        self.tcp("tcp_open_connections", false)
+    }
+
+    /// Bytes per second read (`tcp_read_bytes_total`) or written.
+    pub fn bytes(&self, metric: &str) -> String {
+        self.tcp(metric, true)
+    }
+
+    fn key(&self, sample: &Sample) -> (String, String) {
+        let namespace = sample.label(self.namespace_label).to_owned();
+        let name = sample.label(&self.name_label).to_owned();
+        if self.name_label == self.namespace_label {
+            (String::new(), name)
+        } else {
+            (namespace, name)
+        }
+    }
+}
+
+/// One row of `stat`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Row {
+    /// The resource's namespace (empty for namespaces).
+    pub namespace: String,
+    /// `deployment`, `pod`, …
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Running pods with a proxy, of all its running pods (`None` for
+    /// Services' client views and authorities).
+    pub meshed: Option<(usize, usize)>,
+    /// Successful responses of all, over the window (`None`: no traffic).
+    pub success: Option<f64>,
+    /// Requests per second over the window.
+    pub rps: Option<f64>,
+    /// Latency percentiles in milliseconds.
+    pub latency_ms_p50: Option<f64>,
+    /// See `latency_ms_p50`.
+    pub latency_ms_p95: Option<f64>,
+    /// See `latency_ms_p50`.
+    pub latency_ms_p99: Option<f64>,
+    /// Open TCP connections.
+    pub tcp_open_connections: Option<f64>,
+    /// Bytes read per second.
+    pub read_bytes_per_second: Option<f64>,
+    /// Bytes written per second.
+    pub write_bytes_per_second: Option<f64>,
+}
+
+/// Prometheus's answers to one [`Query`].
+#[derive(Debug, Clone, Default)]
+pub struct Answers {
+    /// To [`Query::requests`].
+    pub requests: Vec<Sample>,
+    /// To [`Query::latency`] at 0.5, 0.95 and 0.99.
+    pub latency: [Vec<Sample>; 3],
+    /// To [`Query::connections`].
+    pub connections: Vec<Sample>,
+    /// To [`Query::bytes`] of read and written bytes.
+    pub bytes: [Vec<Sample>; 2],
+}
+
+/// The rows: one per listed object (`meshed` counted), and one per other
+/// name the series carry (a Service's clients, an authority, a workload
+/// Kubernetes no longer lists); figures a value that is not finite or is
+/// negative cannot give are left empty.
+pub fn rows(
+    kind: Kind,
+    query: &Query,
+    objects: &[super::resource::Object],
+    answers: &Answers,
+) -> Vec<Row> {
+    let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
+    let blank = |namespace: &str, name: &str| Row {
+        namespace: namespace.to_owned(),
+        kind: kind.name().to_owned(),
+        name: name.to_owned(),
+        ..Row::default()
+    };
+    for object in objects {
+        let mut row = blank(&object.namespace, &object.name);
+        if !matches!(kind, Kind::Service | Kind::Authority) {
+            row.meshed = Some((object.meshed, object.pods));
+        }
+        rows.insert((object.namespace.clone(), object.name.clone()), row);
+    }
+    let usable = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
+    let mut totals: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    for sample in &answers.requests {
+        let Some(value) = usable(sample.value) else {
+            continue;
+        };
+        let key = query.key(sample);
+        if key.1.is_empty() {
+            continue;
+        }
+        let total = totals.entry(key).or_default();
+        total.1 += value;
+        if sample.label("classification") == "success" {
+            total.0 += value;
+        }
+    }
+    for (key, (success, total)) in totals {
+        let row = rows
+            .entry(key.clone())
+            .or_insert_with(|| blank(&key.0, &key.1));
+        if total > 0.0 {
+            row.success = Some(success / total);
+        }
+        row.rps = Some(total / query.window.1);
+    }
+    let mut fill = |samples: &[Sample], set: &dyn Fn(&mut Row, f64)| {
+        for sample in samples {
+            let key = query.key(sample);
+            if let (Some(value), Some(row)) = (usable(sample.value), rows.get_mut(&key)) {
+                set(row, value);
+            }
+        }
+    };
+    fill(&answers.latency[0], &|r, v| r.latency_ms_p50 = Some(v));
+    fill(&answers.latency[1], &|r, v| r.latency_ms_p95 = Some(v));
+    fill(&answers.latency[2], &|r, v| r.latency_ms_p99 = Some(v));
+    fill(&answers.connections, &|r, v| {
+        r.tcp_open_connections = Some(v)
+    });
+    fill(&answers.bytes[0], &|r, v| r.read_bytes_per_second = Some(v));
+    fill(&answers.bytes[1], &|r, v| {
+        r.write_bytes_per_second = Some(v)
+    });
+    rows.into_values().collect()
+}
+
+/// Asks Prometheus everything one [`Query`] needs.
+pub async fn ask(prometheus: &Prometheus, query: &Query) -> anyhow::Result<Answers> {
+    let promql = [
+        query.requests(),
+        query.latency(0.5),
+        query.latency(0.95),
+        query.latency(0.99),
+        query.connections(),
+        query.bytes("tcp_read_bytes_total"),
+        query.bytes("tcp_write_bytes_total"),
+    ];
+    let answers = futures::future::try_join_all(promql.iter().map(|q| prometheus.query(q))).await?;
+    let [requests, p50, p95, p99, connections, read, written]: [Vec<Sample>; 7] = answers
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("Prometheus answered a different number of queries"))?;
+    Ok(Answers {
+        requests,
+        latency: [p50, p95, p99],
+        connections,
+        bytes: [read, written],
+    })
+}
+
+/// The namespace a command means: `--namespace`, else the context's, else
+/// `default`.
+pub fn namespace_of(client: &kube::Client, namespace: Option<&str>) -> String {
+    namespace
+        .map(str::to_owned)
+        .unwrap_or_else(|| client.default_namespace().to_owned())
+}
+
+/// Runs `mesh viz stat`.
+pub async fn run(global: &GlobalArgs, args: &StatArgs) -> anyhow::Result<()> {
+    let client =
+        mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
+            .await?;
+    let namespace =
+        (!args.all_namespaces).then(|| namespace_of(&client, args.namespace.as_deref()));
+    let namespace = namespace
+        .as_deref()
+        .filter(|_| args.target.kind.namespaced());
+    let fallback = namespace.unwrap_or("default");
+    let from = args
+        .from
+        .as_ref()
+        .map(|t| (t, args.from_namespace.as_deref().unwrap_or(fallback)));
+    let to = args
+        .to
+        .as_ref()
+        .map(|t| (t, args.to_namespace.as_deref().unwrap_or(fallback)));
+    let query = Query::new(&args.target, namespace, from, to, &args.time_window)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let prometheus = Prometheus::new(client.clone());
+    let (answers, mut listed) = futures::try_join!(
+        ask(&prometheus, &query),
+        objects(&client, args.target.kind, namespace),
+    )?;
+    if let Some(name) = &args.target.name {
+        listed.retain(|o| &o.name == name);
+    }
+    let rows = rows(args.target.kind, &query, &listed, &answers);
+    print(
+        &rows,
+        args.output,
+        namespace.is_none() && args.target.kind.namespaced(),
+    );
+    Ok(())
+}
+
+/// Prints rows as `stat` does; `namespaces` adds a NAMESPACE column.
+pub fn print(rows: &[Row], format: StatOutput, namespaces: bool) {
+    if format == StatOutput::Json {
+        if let Err(e) = output::print_json(&rows) {
+            eprintln!("{e:#}");
+        }
+        return;
+    }
+    if rows.is_empty() {
+        println!("No resources found.");
+        return;
+    }
+    let mut headers = vec![
+        "NAME",
+        "MESHED",
+        "SUCCESS",
+        "RPS",
+        "LATENCY_P50",
+        "LATENCY_P95",
+        "LATENCY_P99",
+        "TCP_CONN",
+    ];
+    if namespaces {
+        headers.insert(0, "NAMESPACE");
+    }
+    if format == StatOutput::Wide {
+        headers.extend(["READ_BYTES/SEC", "WRITE_BYTES/SEC"]);
+    }
+    let dash = || "-".to_owned();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            let ms = |v: Option<f64>| v.map_or_else(dash, |v| format!("{}ms", v.round()));
+            let mut cells = vec![
+                row.name.clone(),
+                row.meshed.map_or_else(dash, |(m, t)| format!("{m}/{t}")),
+                row.success
+                    .map_or_else(dash, |s| format!("{:.2}%", s * 100.0)),
+                row.rps.map_or_else(dash, |r| format!("{r:.1}rps")),
+                ms(row.latency_ms_p50),
+                ms(row.latency_ms_p95),
+                ms(row.latency_ms_p99),
+                row.tcp_open_connections
+                    .map_or_else(dash, |c| format!("{}", c.round())),
+            ];
+            if namespaces {
+                cells.insert(0, row.namespace.clone());
+            }
+            if format == StatOutput::Wide {
+                for bytes in [row.read_bytes_per_second, row.write_bytes_per_second] {
+                    cells.push(bytes.map_or_else(dash, |b| format!("{b:.1}B/s")));
+                }
+            }
+            cells
+        })
+        .collect();
+    output::print_table(&headers, &table);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::viz::resource::Object;
+
+    fn target(text: &str) -> Target {
+        text.parse().expect("target")
+    }
+
+    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            value,
+        }
+    }
+
+    #[test]
+    fn served_traffic_is_read_from_inbound_series() {
+        let q = Query::new(&target("deploy"), Some("shop"), None, None, "1m").expect("query");
+        assert_eq!(
+            q.requests(),
+            r#"sum(increase(response_total{direction="inbound",namespace="shop"}[1m])) by (namespace, deployment, classification)"#
+        );
+        assert_eq!(
+            q.latency(0.99),
+            r#"histogram_quantile(0.99, sum(irate(response_latency_ms_bucket{direction="inbound",namespace="shop"}[1m])) by (le, namespace, deployment))"#
+        );
+        assert_eq!(
+            q.connections(),
+            r#"sum(tcp_open_connections{direction="inbound",namespace="shop"}) by (namespace, deployment)"#
+        );
+    }
+
+    #[test]
+    fn from_reads_the_sources_outbound_series_by_destination() {
+        let from = target("deploy/client");
+        let q = Query::new(
+            &target("deploy/podinfo"),
+            Some("shop"),
+            Some((&from, "load")),
+            None,
+            "30s",
+        )
+        .expect("query");
+        assert_eq!(
+            q.requests(),
+            r#"sum(increase(response_total{direction="outbound",dst_namespace="shop",dst_deployment="podinfo",namespace="load",deployment="client"}[30s])) by (dst_namespace, dst_deployment, classification)"#
+        );
+        assert_eq!(
+            q.connections(),
+            r#"sum(tcp_open_connections{direction="outbound",dst_namespace="shop",dst_deployment="podinfo",namespace="load",deployment="client",peer="dst"}) by (dst_namespace, dst_deployment)"#
+        );
+        let to = target("deploy/podinfo");
+        let q = Query::new(
+            &target("deploy"),
+            Some("load"),
+            None,
+            Some((&to, "shop")),
+            "1m",
+        )
+        .expect("query");
+        assert!(q.requests().contains(r#"{direction="outbound",namespace="load",dst_namespace="shop",dst_deployment="podinfo"}"#));
+        let svc =
+            Query::new(&target("svc/podinfo-east"), Some("shop"), None, None, "1m").expect("query");
+        assert!(
+            svc.requests().contains(
+                r#"{direction="outbound",dst_namespace="shop",dst_service="podinfo-east"}"#
+            )
+        );
+        assert!(
+            svc.requests()
+                .ends_with("by (dst_namespace, dst_service, classification)")
+        );
+        let ns = Query::new(&target("ns"), None, None, None, "1m").expect("query");
+        assert!(
+            ns.requests()
+                .ends_with(r#"{direction="inbound"}[1m])) by (namespace, classification)"#)
+        );
+    }
+
+    #[test]
+    fn bad_windows_and_sources_are_refused() {
+        assert!(Query::new(&target("deploy"), None, None, None, "soon").is_err());
+        let svc = target("svc/web");
+        assert!(Query::new(&target("deploy"), None, Some((&svc, "x")), None, "1m").is_err());
+    }
+
+    #[test]
+    fn rows_join_kubernetes_and_prometheus() {
+        let q = Query::new(&target("deploy"), Some("shop"), None, None, "1m").expect("query");
+        let objects = vec![
+            Object {
+                namespace: "shop".into(),
+                name: "podinfo".into(),
+                pods: 2,
+                meshed: 2,
+            },
+            Object {
+                namespace: "shop".into(),
+                name: "idle".into(),
+                pods: 1,
+                meshed: 0,
+            },
+        ];
+        let web = [("namespace", "shop"), ("deployment", "podinfo")];
+        let answers = Answers {
+            requests: vec![
+                sample(&[web[0], web[1], ("classification", "success")], 114.0),
+                sample(&[web[0], web[1], ("classification", "failure")], 6.0),
+                sample(
+                    &[
+                        web[0],
+                        ("deployment", "gone"),
+                        ("classification", "success"),
+                    ],
+                    60.0,
+                ),
+                sample(&[web[0], web[1], ("classification", "success")], f64::NAN),
+            ],
+            latency: [
+                vec![sample(&web, 1.2)],
+                vec![sample(&web, 4.0)],
+                vec![sample(&web, f64::NAN)],
+            ],
+            connections: vec![sample(&web, 3.0)],
+            bytes: Default::default(),
+        };
+        let rows = rows(Kind::Deployment, &q, &objects, &answers);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["gone", "idle", "podinfo"]);
+        let podinfo = &rows[2];
+        assert_eq!(podinfo.meshed, Some((2, 2)));
+        assert_eq!(podinfo.success, Some(0.95));
+        assert_eq!(podinfo.rps, Some(2.0));
+        assert_eq!(podinfo.latency_ms_p50, Some(1.2));
+        assert_eq!(podinfo.latency_ms_p99, None, "NaN is no latency");
+        assert_eq!(podinfo.tcp_open_connections, Some(3.0));
+        assert_eq!(rows[1].success, None, "no traffic, no rate");
+        assert_eq!(rows[1].meshed, Some((0, 1)));
+        assert_eq!(rows[0].meshed, None, "Kubernetes no longer lists it");
+    }
+}
