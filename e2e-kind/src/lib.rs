@@ -15,6 +15,7 @@
 //!   by `mesh install`, east by the Helm charts).
 //! - [`multicluster`]: the multicluster scenarios (link, WAN cut, moved
 //!   gateway, mismatched anchors).
+//! - [`viz`]: viz's stat and edges against what the callers counted.
 //! - [`scenarios`]: the scenarios themselves; `tests/` runs each one.
 
 pub mod anchor_rotation;
@@ -29,5 +30,6 @@ pub mod policy;
 pub mod provider;
 pub mod routes;
 pub mod scenarios;
+pub mod viz;
 
 pub use provider::{Cluster, Provider};

@@ -60,6 +60,9 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCo
             let anchors = certificates::check(&client, &mut report).await;
             injection::check(&client, &mut report, &waiter).await;
             policy::check(&client, &mut report).await;
+            if crate::viz::check::installed(&client).await {
+                crate::viz::check::checks(&client, &mut report, &waiter).await;
+            }
             if args.proxy {
                 data_plane::check(
                     &client,

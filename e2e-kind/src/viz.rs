@@ -1,0 +1,241 @@
+//! viz on the local clusters: `mesh viz install` applied to west (scraping
+//! every 2 s), `mesh viz check` and `mesh check` passing on Prometheus's
+//! own word, then a meshed client Deployment and an unmeshed caller
+//! calling podinfo at known rates: `mesh viz stat` shows podinfo meshed
+//! with the rate the callers themselves counted (within 10 %), `--from`
+//! narrows it to the client's share, `mesh viz edges` shows the client's
+//! edge secured and the unmeshed caller's not; then `mesh viz uninstall`
+//! removes it all.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use mesh_podinfo::report::LoadSecond;
+
+use crate::kube_util;
+use crate::provider::{Cluster, Provider};
+use crate::scenarios::deploy_podinfo;
+
+/// The window `stat` is asked about.
+const WINDOW_SECONDS: u64 = 30;
+
+/// The scenario.
+pub async fn mesh_viz_stat_and_edges_see_what_the_callers_counted(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    crate::mesh::ensure_installed(p, Cluster::West).await?;
+    crate::mesh::apply_mesh(
+        p,
+        Cluster::West,
+        &["viz", "install", "--scrape-interval", "2s"],
+    )
+    .await?;
+    let west = p.client(Cluster::West);
+    let result = scenario(p, &west).await;
+    let removed = crate::mesh::mesh(p, Cluster::West, &["viz", "uninstall"])
+        .await?
+        .ok("mesh viz uninstall")?;
+    crate::mesh::kubectl(
+        p,
+        Cluster::West,
+        &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+        Some(&removed.stdout),
+    )
+    .await?
+    .ok("kubectl delete -f - (viz)")?;
+    result
+}
+
+async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> {
+    let check = crate::mesh::mesh(p, Cluster::West, &["viz", "check", "--wait", "2m"]).await?;
+    anyhow::ensure!(
+        check.success && check.stdout.contains("prometheus scrapes every meshed pod"),
+        "mesh viz check passes once Prometheus runs:\n{}\n{}",
+        check.stdout,
+        check.stderr
+    );
+    let ns = kube_util::meshed_namespace(west, "e2e-viz").await?;
+    deploy_podinfo(west, &ns).await?;
+    kube_util::apply(west, &ns, &client_deployment("client", 20)).await?;
+    kube_util::wait_rollout(west, &ns, "client", crate::scenarios::ROLLOUT).await?;
+    let pods = Api::<Pod>::namespaced(west.clone(), &ns);
+    let stranger: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stranger", "annotations": {"linkerd.io/inject": "disabled"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": "ghcr.io/stefanprodan/podinfo:6.9.2",
+                "command": ["load", "--rps", "5", "http://podinfo:9898/"],
+            }],
+        }
+    }))?;
+    let stranger = pods
+        .create(&kube::api::PostParams::default(), &stranger)
+        .await?;
+    anyhow::ensure!(
+        !stranger.spec.as_ref().is_some_and(mesh_api::pod::has_proxy),
+        "the stranger pod (inject: disabled) has no proxy"
+    );
+    let client_pod = kube_util::ready_pods(west, &ns, "app=client")
+        .await?
+        .first()
+        .and_then(|p| p.metadata.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("no client pod"))?;
+    // The window must be full of steady load, and Prometheus must have
+    // scraped the new pods (mesh check says so, by Prometheus's word).
+    tokio::time::sleep(Duration::from_secs(WINDOW_SECONDS + 5)).await;
+    crate::mesh::mesh(p, Cluster::West, &["check", "--wait", "1m"])
+        .await?
+        .ok("mesh check (with viz's category)")?;
+
+    let window = format!("{WINDOW_SECONDS}s");
+    let stat = stat_json(p, &["viz", "stat", "deploy", "-n", &ns, "-t", &window]).await?;
+    let client_rate = counted_rate(west, &ns, &client_pod).await?;
+    let stranger_rate = counted_rate(west, &ns, "stranger").await?;
+    let podinfo = row(&stat, "podinfo")?;
+    anyhow::ensure!(
+        podinfo["meshed"] == serde_json::json!([2, 2]),
+        "podinfo is meshed 2/2: {podinfo}"
+    );
+    let rps = podinfo["rps"].as_f64().unwrap_or_default();
+    let counted = client_rate.0 + stranger_rate.0;
+    within_ten_percent("podinfo's RPS", rps, counted)?;
+    let success = podinfo["success"].as_f64().unwrap_or_default();
+    let counted_success = (client_rate.1 + stranger_rate.1) / counted;
+    anyhow::ensure!(
+        (success - counted_success).abs() <= 0.1,
+        "podinfo's SUCCESS {success} is within 10 points of what the callers counted ({counted_success})"
+    );
+    anyhow::ensure!(
+        podinfo["latency_ms_p50"].as_f64().is_some(),
+        "podinfo has a p50 latency: {podinfo}"
+    );
+    let from = stat_json(
+        p,
+        &[
+            "viz",
+            "stat",
+            "deploy/podinfo",
+            "-n",
+            &ns,
+            "--from",
+            "deploy/client",
+            "-t",
+            &window,
+        ],
+    )
+    .await?;
+    let from_rps = row(&from, "podinfo")?["rps"].as_f64().unwrap_or_default();
+    let client_now = counted_rate(west, &ns, &client_pod).await?;
+    within_ten_percent("podinfo's RPS --from deploy/client", from_rps, client_now.0)?;
+
+    let edges = crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &["viz", "edges", "deploy", "-n", &ns, "-o", "json"],
+    )
+    .await?
+    .ok("mesh viz edges")?;
+    let edges: Vec<serde_json::Value> = serde_json::from_str(&edges.stdout)?;
+    let edge = |src: &str| {
+        edges
+            .iter()
+            .find(|e| e["src"] == src && e["dst"] == "podinfo")
+            .ok_or_else(|| anyhow::anyhow!("no {src} → podinfo edge in {edges:#?}"))
+    };
+    let client_edge = edge("client")?;
+    anyhow::ensure!(
+        client_edge["secured"] == true
+            && client_edge["client_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(&format!("default.{ns}.serviceaccount.identity."))),
+        "the client → podinfo edge is secured with the client's identity: {client_edge}"
+    );
+    let unmeshed = edge("(unmeshed)")?;
+    anyhow::ensure!(
+        unmeshed["secured"] == false,
+        "the unmeshed caller's edge is not secured: {unmeshed}"
+    );
+    let table = crate::mesh::mesh(p, Cluster::West, &["viz", "edges", "deploy", "-n", &ns])
+        .await?
+        .ok("mesh viz edges (table)")?;
+    let secured_line = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("client"))
+        .unwrap_or_default();
+    anyhow::ensure!(
+        secured_line.trim_end().ends_with('√'),
+        "the table marks the client's edge √:\n{}",
+        table.stdout
+    );
+    kube_util::delete_namespace(west, &ns).await;
+    Ok(())
+}
+
+/// A Deployment `name` running `mesh-podinfo load` at `rps` against podinfo.
+fn client_deployment(name: &str, rps: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: ghcr.io/stefanprodan/podinfo:6.9.2
+        command: [load, --rps, "{rps}", "http://podinfo:9898/"]
+"#
+    )
+}
+
+async fn stat_json(p: &impl Provider, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    let ran = crate::mesh::mesh(p, Cluster::West, &args)
+        .await?
+        .ok("mesh viz stat")?;
+    serde_json::from_str(&ran.stdout)
+        .map_err(|e| anyhow::anyhow!("mesh viz stat -o json printed {:?}: {e}", ran.stdout))
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> anyhow::Result<&'a serde_json::Value> {
+    rows.iter()
+        .find(|r| r["name"] == name)
+        .ok_or_else(|| anyhow::anyhow!("no {name} row in {rows:#?}"))
+}
+
+/// Requests and successes per second over the last window, as the load
+/// pod `pod` counted them itself (its container is `main`).
+async fn counted_rate(client: &kube::Client, ns: &str, pod: &str) -> anyhow::Result<(f64, f64)> {
+    let logs = kube_util::logs(client, ns, pod, "main").await;
+    let seconds = LoadSecond::parse_lines(&logs);
+    let window = WINDOW_SECONDS as usize;
+    anyhow::ensure!(
+        seconds.len() > window,
+        "{pod} has counted {} seconds of load, fewer than the window",
+        seconds.len()
+    );
+    let recent = &seconds[seconds.len() - window..];
+    let total: u64 = recent.iter().map(|s| s.ok + s.failed).sum();
+    let ok: u64 = recent.iter().map(|s| s.ok).sum();
+    Ok((total as f64 / window as f64, ok as f64 / window as f64))
+}
+
+fn within_ten_percent(what: &str, seen: f64, counted: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        counted > 0.0 && (seen - counted).abs() <= 0.1 * counted,
+        "{what} is {seen:.2}, not within 10 % of the {counted:.2} the callers counted"
+    );
+    Ok(())
+}
