@@ -105,8 +105,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ChartsCommand {
-    /// Write the charts (mesh-crds, mesh-control-plane) from this CLI's
-    /// renderer; the repository's `charts/` is this command's output.
+    /// Write the charts (mesh-crds, mesh-control-plane, mesh-multicluster,
+    /// mesh-failover, mesh-viz) from this CLI's renderers; the
+    /// repository's `charts/` is this command's output.
     Generate {
         /// The directory to write them into.
         #[arg(long, env = "MESH_CHARTS_DIR", default_value = crate::install::chart::DEFAULT_DIR)]

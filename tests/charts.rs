@@ -420,6 +420,32 @@ fn helm_template_renders_what_mesh_failover_install_renders() {
     );
 }
 
+#[test]
+fn helm_template_renders_what_mesh_viz_install_renders() {
+    extension_renders_as_the_cli(
+        "mesh-viz",
+        "linkerd-viz",
+        "linkerd-viz",
+        &["viz", "install"],
+        &[
+            DEFAULTS,
+            Case {
+                name: "custom",
+                values: "linkerdNamespace: mesh-system\nprometheus:\n  image:\n    registry: registry.example\n    \
+                         name: prom\n    tag: v9\n  globalConfig:\n    scrape_interval: 2s\n  args:\n    \
+                         storage.tsdb.retention.time: 1d\n",
+                ha: false,
+                flags: &[
+                    "--linkerd-namespace=mesh-system",
+                    "--prometheus-image=registry.example/prom:v9",
+                    "--scrape-interval=2s",
+                    "--retention=1d",
+                ],
+            },
+        ],
+    );
+}
+
 /// The multicluster chart refuses what `mesh multicluster install` refuses,
 /// naming the value.
 #[test]

@@ -72,9 +72,9 @@ pub fn prometheus_config(args: &InstallArgs) -> String {
     let linkerd = &args.linkerd_namespace;
     format!(
         r#"global:
-  scrape_interval: {interval}
-  scrape_timeout: {interval}
-  evaluation_interval: {interval}
+  scrape_interval: "{interval}"
+  scrape_timeout: "{interval}"
+  evaluation_interval: "{interval}"
 
 scrape_configs:
 - job_name: 'prometheus'

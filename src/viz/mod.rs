@@ -2,6 +2,7 @@
 //!
 //! - [`install`]: `mesh viz install` renders namespace `linkerd-viz` and
 //!   Prometheus, scraping every proxy with Linkerd's relabelling.
+//! - [`chart`]: `charts/mesh-viz`, generated from [`install`]'s renderer.
 //! - [`prometheus`]: viz's Prometheus, asked through the API server's
 //!   service proxy; PromQL durations and matchers.
 //! - [`resource`]: the kinds viz reports on, their labels in the series,
@@ -9,9 +10,13 @@
 //! - [`stat`]: `mesh viz stat`, golden metrics per resource.
 //! - [`edges`]: `mesh viz edges`, who calls whom and whether both sides
 //!   presented identities.
+//! - [`contexts`]: `--contexts` / `--all-contexts`, one table across
+//!   clusters with a CLUSTER column.
 //! - [`check`]: `mesh viz check`, what viz's own components experience.
 
+pub mod chart;
 pub mod check;
+pub mod contexts;
 pub mod edges;
 pub mod install;
 pub mod prometheus;

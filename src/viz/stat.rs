@@ -52,6 +52,8 @@ pub struct StatArgs {
     /// The window the figures cover (`10s`, `1m`, `1h`).
     #[arg(long, short = 't', env = "MESH_VIZ_TIME_WINDOW", default_value = "1m", value_parser = window)]
     pub time_window: String,
+    #[command(flatten)]
+    pub clusters: super::contexts::ContextsArgs,
     /// `table`, `wide` (with bytes per second) or `json`.
     #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = StatOutput::Table)]
     pub output: StatOutput,
@@ -233,6 +235,9 @@ impl Query {
 /// One row of `stat`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Row {
+    /// The cluster (kubeconfig context) it was read in, when several were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     /// The resource's namespace (empty for namespaces).
     pub namespace: String,
     /// `deployment`, `pod`, …
@@ -374,13 +379,35 @@ pub fn namespace_of(client: &kube::Client, namespace: Option<&str>) -> String {
         .unwrap_or_else(|| client.default_namespace().to_owned())
 }
 
-/// Runs `mesh viz stat`.
+/// Runs `mesh viz stat`: in the current context, or in each of
+/// `--contexts` / `--all-contexts` with a CLUSTER column.
 pub async fn run(global: &GlobalArgs, args: &StatArgs) -> anyhow::Result<()> {
-    let client =
-        mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
-            .await?;
-    let namespace =
-        (!args.all_namespaces).then(|| namespace_of(&client, args.namespace.as_deref()));
+    let contexts =
+        super::contexts::chosen(global, &args.clusters.contexts, args.clusters.all_contexts)?;
+    let mut rows = Vec::new();
+    for context in &contexts {
+        let client = mesh_api::kube_client::client(
+            global.kubeconfig.as_deref(),
+            context.as_deref().or(global.context.as_deref()),
+        )
+        .await?;
+        let mut these = stat(&client, args).await.map_err(|e| match context {
+            Some(name) => e.context(format!("context {name}")),
+            None => e,
+        })?;
+        for row in &mut these {
+            row.cluster = context.clone();
+        }
+        rows.extend(these);
+    }
+    let namespaces = args.all_namespaces && args.target.kind.namespaced();
+    print(&rows, args.output, namespaces);
+    Ok(())
+}
+
+/// The rows of one cluster.
+async fn stat(client: &kube::Client, args: &StatArgs) -> anyhow::Result<Vec<Row>> {
+    let namespace = (!args.all_namespaces).then(|| namespace_of(client, args.namespace.as_deref()));
     let namespace = namespace
         .as_deref()
         .filter(|_| args.target.kind.namespaced());
@@ -398,18 +425,12 @@ pub async fn run(global: &GlobalArgs, args: &StatArgs) -> anyhow::Result<()> {
     let prometheus = Prometheus::new(client.clone());
     let (answers, mut listed) = futures::try_join!(
         ask(&prometheus, &query),
-        objects(&client, args.target.kind, namespace),
+        objects(client, args.target.kind, namespace),
     )?;
     if let Some(name) = &args.target.name {
         listed.retain(|o| &o.name == name);
     }
-    let rows = rows(args.target.kind, &query, &listed, &answers);
-    print(
-        &rows,
-        args.output,
-        namespace.is_none() && args.target.kind.namespaced(),
-    );
-    Ok(())
+    Ok(rows(args.target.kind, &query, &listed, &answers))
 }
 
 /// Prints rows as `stat` does; `namespaces` adds a NAMESPACE column.
@@ -437,6 +458,10 @@ pub fn print(rows: &[Row], format: StatOutput, namespaces: bool) {
     if namespaces {
         headers.insert(0, "NAMESPACE");
     }
+    let clusters = rows.iter().any(|r| r.cluster.is_some());
+    if clusters {
+        headers.insert(0, "CLUSTER");
+    }
     if format == StatOutput::Wide {
         headers.extend(["READ_BYTES/SEC", "WRITE_BYTES/SEC"]);
     }
@@ -459,6 +484,9 @@ pub fn print(rows: &[Row], format: StatOutput, namespaces: bool) {
             ];
             if namespaces {
                 cells.insert(0, row.namespace.clone());
+            }
+            if clusters {
+                cells.insert(0, row.cluster.clone().unwrap_or_default());
             }
             if format == StatOutput::Wide {
                 for bytes in [row.read_bytes_per_second, row.write_bytes_per_second] {

@@ -201,6 +201,7 @@ pub fn generate() -> anyhow::Result<Vec<ChartFile>> {
     files.extend(control_plane_chart()?);
     files.extend(crate::multicluster::chart::files()?);
     files.extend(crate::failover::chart::files()?);
+    files.extend(crate::viz::chart::files()?);
     Ok(files)
 }
 
