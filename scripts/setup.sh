@@ -100,20 +100,19 @@ for tool in cargo-nextest cargo-deny; do
   ok "$tool: $("$tool" --version 2>/dev/null | head -1 | sed 's/^cargo-[a-z]* //')"
 done
 
-# --- Prometheus (the failover controller's Prometheus path is tested against it)
-PROMETHEUS="$CACHE/prometheus/usr/bin/prometheus"
+# --- Prometheus (viz runs it in the local clusters; the failover controller's
+# Prometheus path is tested against it). Built from its Go module, once:
+# Debian's package lacks the Kubernetes service discovery Linkerd's scrape
+# configuration needs. Module v0.316.0 is Prometheus v3.16.0.
+PROMETHEUS_VERSION="v3.16.0"
+PROMETHEUS_MODULE_VERSION="v0.316.0"
+PROMETHEUS="$CACHE/prometheus-$PROMETHEUS_VERSION/prometheus"
 if [ ! -x "$PROMETHEUS" ]; then
-  command -v apt-get >/dev/null || fail "Prometheus is needed for the tests and there is no apt-get to fetch Debian's package"
-  step "fetching Debian's prometheus package into $CACHE/prometheus"
-  rm -rf "$CACHE/prometheus-dl" && mkdir -p "$CACHE/prometheus-dl"
-  ( cd "$CACHE/prometheus-dl" && apt-get download -qq prometheus >/dev/null 2>&1 ) || {
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq >/dev/null
-    ( cd "$CACHE/prometheus-dl" && apt-get download -qq prometheus >/dev/null 2>&1 )
-  } || fail "could not download Debian's prometheus package"
-  rm -rf "$CACHE/prometheus"
-  dpkg -x "$CACHE"/prometheus-dl/prometheus_*.deb "$CACHE/prometheus"
-  rm -rf "$CACHE/prometheus-dl"
+  step "building Prometheus $PROMETHEUS_VERSION from its Go module (about five minutes, once)"
+  GOBIN="$CACHE/prometheus-$PROMETHEUS_VERSION" GOFLAGS="" go install \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v}" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION" \
+    || fail "could not build Prometheus $PROMETHEUS_VERSION from the Go module proxy"
 fi
 ok "Prometheus: $("$PROMETHEUS" --version 2>&1 | head -1)"
 

@@ -7,7 +7,7 @@
 //! - [`apply`]: server-side apply of YAML manifests.
 //! - [`binaries`]: which Kubernetes release, where it is cached, building it.
 //! - [`cache`]: mesh's cache directory; [`helm`]: the helm the charts are
-//!   tested with.
+//!   tested with; [`prometheus`]: the Prometheus viz runs.
 //! - [`control_plane`]: starting, detaching and stopping one control plane.
 //! - [`process`]: components in process groups, and the janitor that cleans
 //!   up when their owner dies.
@@ -35,6 +35,7 @@ pub mod pair;
 pub mod pki;
 pub mod process;
 pub mod programs;
+pub mod prometheus;
 pub mod progress;
 pub mod testing;
 pub mod topology;

@@ -1,5 +1,5 @@
-//! The Prometheus path against a real Prometheus server (Debian's package,
-//! which scripts/setup.sh fetches into ~/.cache/mesh/prometheus) scraping a
+//! The Prometheus path against a real Prometheus server (built by
+//! scripts/setup.sh into ~/.cache/mesh/prometheus-<version>) scraping a
 //! real client proxy (the proxy's own test harness: proxy processes in
 //! network namespaces, a mock destination speaking the real gRPC API):
 //! what the controller reads with PromQL is what the proxies' metrics pages
@@ -18,22 +18,10 @@ use mesh_failover::prometheus::Prometheus;
 use mesh_failover::signals;
 use support::*;
 
-/// Debian's Prometheus, as scripts/setup.sh leaves it (or `MESH_PROMETHEUS`).
+/// The Prometheus scripts/setup.sh builds (or `MESH_PROMETHEUS`).
 fn prometheus_binary() -> PathBuf {
-    let path = std::env::var_os("MESH_PROMETHEUS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|home| PathBuf::from(home).join(".cache/mesh/prometheus/usr/bin/prometheus"))
-        })
-        .unwrap_or_default();
-    assert!(
-        path.exists(),
-        "this test needs a Prometheus server at {} (scripts/setup.sh fetches Debian's package there; \
-         MESH_PROMETHEUS names another)",
-        path.display()
-    );
-    path
+    mesh_clusters::prometheus::locate()
+        .unwrap_or_else(|e| panic!("this test needs a Prometheus server: {e:#}"))
 }
 
 /// Prometheus in the client pod's network namespace, scraping its proxy

@@ -14,9 +14,9 @@ pub const NAMESPACE: &str = "linkerd-viz";
 pub const PROMETHEUS: &str = "prometheus";
 /// The port Prometheus serves its API on.
 pub const PROMETHEUS_PORT: u16 = 9090;
-/// The Prometheus image viz runs (the release the local clusters' Debian
-/// build is).
-pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v2.42.0";
+/// The Prometheus image viz runs (the release the local clusters run, built
+/// by `scripts/setup.sh`).
+pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v3.16.0";
 
 /// Flags of `mesh viz install`.
 #[derive(Debug, Args)]

@@ -299,13 +299,13 @@ mod tests {
         assert_eq!(
             images()
                 .resolve(
-                    "prom/prometheus:v2.42.0",
+                    "prom/prometheus:v3.16.0",
                     &[],
                     &v(&["--config.file=/etc/prometheus/prometheus.yml"])
                 )
                 .expect("prometheus"),
             v(&[
-                "/cache/mesh/prometheus/usr/bin/prometheus",
+                "/cache/mesh/prometheus-v3.16.0/prometheus",
                 "--config.file=/etc/prometheus/prometheus.yml"
             ])
         );
