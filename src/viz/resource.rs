@@ -4,12 +4,11 @@
 //! configuration gives it) and in Kubernetes (its objects and how many of
 //! their pods run a proxy).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
 use kube::api::ListParams;
 
@@ -123,8 +122,8 @@ impl std::fmt::Display for Target {
     }
 }
 
-/// One object of a kind, with its pods: how many there are, how many run a
-/// proxy, and the ServiceAccount each runs as.
+/// One object of a kind, with its pods: how many run, how many of those run
+/// a proxy, and the names of every live pod that belongs to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Object {
     /// Its namespace (`""` for a Namespace).
@@ -135,99 +134,148 @@ pub struct Object {
     pub pods: usize,
     /// Running pods with a proxy.
     pub meshed: usize,
+    /// Every live pod that belongs to it: by Kubernetes' ownership (a
+    /// Deployment's through its ReplicaSets, by uid), a Namespace's by
+    /// namespace, a Service's by its selector.
+    pub members: BTreeSet<String>,
+}
+
+/// What one kind looks like in Kubernetes now.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Its objects.
+    pub objects: Vec<Object>,
+    /// Every live pod in the namespaces listed, `(namespace, name)`.
+    pub live: BTreeSet<(String, String)>,
+}
+
+impl Listing {
+    /// Whether pod `namespace/pod`, alive now, claims in its series to be
+    /// part of `object` of this kind without belonging to it: a pod that
+    /// labels itself `linkerd.io/proxy-deployment: web`, or whose
+    /// metrics page writes `deployment="web"`, is not one of web's pods.
+    /// A pod no longer alive is given the benefit of the doubt (the window
+    /// holds series of pods a rollout replaced).
+    pub fn impostor(&self, namespace: &str, pod: &str, object: &str) -> bool {
+        if !self.live.contains(&(namespace.to_owned(), pod.to_owned())) {
+            return false;
+        }
+        !self
+            .objects
+            .iter()
+            .any(|o| o.namespace == namespace && o.name == object && o.members.contains(pod))
+    }
 }
 
 /// The objects of `kind` in `namespace` (every namespace when `None`) with
-/// their running pods counted; Services and authorities have no pods of
-/// their own and are not listed (their rows come from the series).
+/// their pods; authorities have no objects (their rows come from the
+/// series).
 pub async fn objects(
     client: &kube::Client,
     kind: Kind,
     namespace: Option<&str>,
-) -> anyhow::Result<Vec<Object>> {
-    let pods_api: Api<Pod> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let pods: Vec<Pod> = pods_api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("listing pods: {e}"))?
-        .items
+) -> anyhow::Result<Listing> {
+    fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    async fn list<K>(api: Api<K>, what: &str) -> anyhow::Result<Vec<K>>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        Ok(api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| anyhow::anyhow!("listing {what}: {e}"))?
+            .items)
+    }
+    let pods: Vec<Pod> = list(api::<Pod>(client, namespace), "pods")
+        .await?
         .into_iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    let count = |namespace: &str, selector: &dyn Fn(&Pod) -> bool| {
+    let live = pods
+        .iter()
+        .filter_map(|p| Some((p.metadata.namespace.clone()?, p.metadata.name.clone()?)))
+        .collect();
+    // Each pod's controlling owner's uid, and for ReplicaSets their own.
+    let controller_uid = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true))
+            .map(|r| r.uid.clone())
+    };
+    let replica_sets: BTreeMap<String, Option<String>> = if kind == Kind::Deployment {
+        list(api::<ReplicaSet>(client, namespace), "replicasets")
+            .await?
+            .into_iter()
+            .filter_map(|rs| Some((rs.metadata.uid.clone()?, controller_uid(&rs.metadata))))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let owner_of = |pod: &Pod| -> Option<String> {
+        let owner = controller_uid(&pod.metadata)?;
+        match replica_sets.get(&owner) {
+            Some(deployment) => deployment.clone(),
+            None => Some(owner),
+        }
+    };
+    let object = |namespace: &str, name: &str, belongs: &dyn Fn(&Pod) -> bool| {
         let mine: Vec<&Pod> = pods
             .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && selector(p))
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && belongs(p))
             .collect();
-        let meshed = mine
+        let running: Vec<&&Pod> = mine
             .iter()
-            .filter(|p| p.spec.as_ref().is_some_and(mesh_api::pod::has_proxy))
-            .count();
-        (mine.len(), meshed)
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .collect();
+        Object {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            pods: running.len(),
+            meshed: running
+                .iter()
+                .filter(|p| p.spec.as_ref().is_some_and(mesh_api::pod::has_proxy))
+                .count(),
+            members: mine
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect(),
+        }
     };
-    let mut out = Vec::new();
-    let mut push = |namespace: String, name: String, counts: (usize, usize)| {
-        out.push(Object {
-            namespace,
-            name,
-            pods: counts.0,
-            meshed: counts.1,
-        });
-    };
-    macro_rules! workloads {
-        ($ty:ty, $selector:expr) => {{
-            let api: Api<$ty> = match namespace {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            for object in api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("listing {}s: {e}", kind.name()))?
-                .items
-            {
-                let ns = object.metadata.namespace.clone().unwrap_or_default();
-                let name = object.metadata.name.clone().unwrap_or_default();
-                let selector: Option<LabelSelector> = $selector(&object);
-                let counts = count(&ns, &|p: &Pod| selects(selector.as_ref(), p));
-                push(ns, name, counts);
+    let mut objects = Vec::new();
+    macro_rules! owners {
+        ($ty:ty) => {{
+            for owner in list(api::<$ty>(client, namespace), &format!("{}s", kind.name())).await? {
+                let ns = owner.metadata.namespace.clone().unwrap_or_default();
+                let name = owner.metadata.name.clone().unwrap_or_default();
+                let uid = owner.metadata.uid.clone();
+                objects.push(object(&ns, &name, &|p: &Pod| {
+                    uid.is_some() && owner_of(p) == uid
+                }));
             }
         }};
     }
     match kind {
-        Kind::Deployment => {
-            workloads!(Deployment, |d: &Deployment| d
-                .spec
-                .as_ref()
-                .map(|s| s.selector.clone()))
-        }
-        Kind::StatefulSet => {
-            workloads!(StatefulSet, |d: &StatefulSet| d
-                .spec
-                .as_ref()
-                .map(|s| s.selector.clone()))
-        }
-        Kind::DaemonSet => {
-            workloads!(DaemonSet, |d: &DaemonSet| d
-                .spec
-                .as_ref()
-                .map(|s| s.selector.clone()))
-        }
-        Kind::Job => {
-            workloads!(Job, |d: &Job| d
-                .spec
-                .as_ref()
-                .and_then(|s| s.selector.clone()))
-        }
+        Kind::Deployment => owners!(Deployment),
+        Kind::StatefulSet => owners!(StatefulSet),
+        Kind::DaemonSet => owners!(DaemonSet),
+        Kind::Job => owners!(Job),
         Kind::Pod => {
             for pod in &pods {
                 let ns = pod.metadata.namespace.clone().unwrap_or_default();
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                let meshed = pod.spec.as_ref().is_some_and(mesh_api::pod::has_proxy);
-                push(ns, name, (1, usize::from(meshed)));
+                objects.push(object(&ns, &name, &|p: &Pod| {
+                    p.metadata.name.as_deref() == Some(name.as_str())
+                }));
             }
         }
         Kind::Namespace => {
@@ -243,63 +291,31 @@ pub async fn objects(
                     .collect(),
             };
             for name in names {
-                let counts = count(&name, &|_| true);
-                push(String::new(), name, counts);
+                let mut ns = object(&name, &name, &|_| true);
+                ns.namespace = String::new();
+                objects.push(ns);
             }
         }
         Kind::Service => {
-            let api: Api<Service> = match namespace {
-                Some(ns) => Api::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            };
-            for service in api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("listing services: {e}"))?
-                .items
-            {
+            for service in list(api::<Service>(client, namespace), "services").await? {
                 let ns = service.metadata.namespace.clone().unwrap_or_default();
                 let name = service.metadata.name.clone().unwrap_or_default();
-                let selector = service.spec.as_ref().and_then(|s| s.selector.clone());
-                let counts = match selector {
-                    Some(labels) if !labels.is_empty() => count(&ns, &|p: &Pod| {
+                let selector = service
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.clone())
+                    .filter(|labels| !labels.is_empty());
+                objects.push(object(&ns, &name, &|p: &Pod| {
+                    selector.as_ref().is_some_and(|labels| {
                         let have = p.metadata.labels.clone().unwrap_or_default();
                         labels.iter().all(|(k, v)| have.get(k) == Some(v))
-                    }),
-                    _ => (0, 0),
-                };
-                push(ns, name, counts);
+                    })
+                }));
             }
         }
         Kind::Authority => {}
     }
-    Ok(out)
-}
-
-/// Whether `selector` selects `pod` (matchLabels and matchExpressions).
-fn selects(selector: Option<&LabelSelector>, pod: &Pod) -> bool {
-    let Some(selector) = selector else {
-        return false;
-    };
-    let empty = BTreeMap::new();
-    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    let labels_match = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_match = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_match && expressions_match
+    Ok(Listing { objects, live })
 }
 
 #[cfg(test)]
@@ -331,39 +347,5 @@ mod tests {
         ] {
             assert!(bad.parse::<Target>().is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn selectors_match_labels_and_expressions() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"labels": {"app": "web", "tier": "front"}}
-        }))
-        .expect("pod");
-        let selector = |v: serde_json::Value| -> LabelSelector {
-            serde_json::from_value(v).expect("selector")
-        };
-        assert!(selects(
-            Some(&selector(
-                serde_json::json!({"matchLabels": {"app": "web"}})
-            )),
-            &pod
-        ));
-        assert!(!selects(
-            Some(&selector(serde_json::json!({"matchLabels": {"app": "db"}}))),
-            &pod
-        ));
-        assert!(selects(
-            Some(&selector(
-                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]})
-            )),
-            &pod
-        ));
-        assert!(!selects(
-            Some(&selector(
-                serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]})
-            )),
-            &pod
-        ));
-        assert!(!selects(None, &pod));
     }
 }

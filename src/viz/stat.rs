@@ -9,7 +9,7 @@
 //! - `svc`: what the Service's clients saw (outbound, by `dst_service`),
 //!   which is how a mirrored `podinfo-east` is watched from this side.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use clap::Args;
 use mesh_api::prometheus::Sample;
@@ -86,6 +86,13 @@ pub struct Query {
     pub name_label: String,
     /// The window (`1m`) and its length in seconds.
     pub window: (String, f64),
+    /// The label whose value a series' pod claims to belong to (the rows'
+    /// workloads, or `--from`'s source), when it is not a label Prometheus
+    /// itself gives (`pod`, `namespace`).
+    pub claim_label: Option<String>,
+    /// Live pods whose series claim a workload they do not belong to: left
+    /// out of every query.
+    pub excluded_pods: BTreeSet<String>,
 }
 
 impl Query {
@@ -156,12 +163,57 @@ impl Query {
             }
             ("namespace", own_label.into())
         };
+        let claimed = match from {
+            Some((source, _)) => source.kind,
+            None if target.kind == Kind::Service => Kind::Pod,
+            None => target.kind,
+        };
+        let claim_label = (!matches!(claimed, Kind::Pod | Kind::Namespace | Kind::Authority))
+            .then(|| claimed.label().to_owned());
         Ok(Self {
             selector,
             namespace_label,
             name_label,
             window: (window.to_owned(), seconds),
+            claim_label,
+            excluded_pods: BTreeSet::new(),
         })
+    }
+
+    /// The series' matchers, with the excluded pods left out.
+    fn matchers(&self, extra: &[(String, String)]) -> String {
+        let mut pairs = self.selector.clone();
+        pairs.extend_from_slice(extra);
+        let text = matchers(&pairs);
+        if self.excluded_pods.is_empty() {
+            return text;
+        }
+        let pods: Vec<String> = self
+            .excluded_pods
+            .iter()
+            .map(|p| {
+                p.replace(
+                    |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '.',
+                    "",
+                )
+            })
+            .collect();
+        format!(
+            "{},pod!~\"^({})$\"}}",
+            text.trim_end_matches('}'),
+            pods.join("|").replace('.', "\\\\.")
+        )
+    }
+
+    /// Requests per claimed workload and pod (see [`Query::claim_label`]),
+    /// to find pods that claim a workload that is not theirs.
+    pub fn claims(&self) -> Option<String> {
+        let label = self.claim_label.as_ref()?;
+        Some(format!(
+            "sum(increase(response_total{}[{}])) by (namespace, {label}, pod)",
+            matchers(&self.selector),
+            self.window.0
+        ))
     }
 
     fn group(&self) -> String {
@@ -176,7 +228,7 @@ impl Query {
     pub fn requests(&self) -> String {
         format!(
             "sum(increase(response_total{}[{}])) by ({}, classification)",
-            matchers(&self.selector),
+            self.matchers(&[]),
             self.window.0,
             self.group()
         )
@@ -186,7 +238,7 @@ impl Query {
     pub fn latency(&self, quantile: f64) -> String {
         format!(
             "histogram_quantile({quantile}, sum(irate(response_latency_ms_bucket{}[{}])) by (le, {}))",
-            matchers(&self.selector),
+            self.matchers(&[]),
             self.window.0,
             self.group()
         )
@@ -195,14 +247,15 @@ impl Query {
     /// A TCP gauge or counter rate per row: outbound series count the
     /// proxy's connections to endpoints (`peer="dst"`).
     fn tcp(&self, metric: &str, rate: bool) -> String {
-        let mut selector = self.selector.clone();
-        if selector
+        let outbound = self
+            .selector
             .iter()
-            .any(|(k, v)| k == "direction" && v == "outbound")
-        {
-            selector.push(("peer".into(), "dst".into()));
-        }
-        let series = format!("{metric}{}", matchers(&selector));
+            .any(|(k, v)| k == "direction" && v == "outbound");
+        let peer = [("peer".to_owned(), "dst".to_owned())];
+        let series = format!(
+            "{metric}{}",
+            self.matchers(if outbound { &peer } else { &[] })
+        );
         let series = if rate {
             format!("irate({series}[{}])", self.window.0)
         } else {
@@ -420,17 +473,34 @@ async fn stat(client: &kube::Client, args: &StatArgs) -> anyhow::Result<Vec<Row>
         .to
         .as_ref()
         .map(|t| (t, args.to_namespace.as_deref().unwrap_or(fallback)));
-    let query = Query::new(&args.target, namespace, from, to, &args.time_window)
+    let mut query = Query::new(&args.target, namespace, from, to, &args.time_window)
         .map_err(|e| anyhow::anyhow!(e))?;
     let prometheus = Prometheus::new(client.clone());
-    let (answers, mut listed) = futures::try_join!(
-        ask(&prometheus, &query),
-        objects(client, args.target.kind, namespace),
-    )?;
-    if let Some(name) = &args.target.name {
-        listed.retain(|o| &o.name == name);
+    let mut listing = objects(client, args.target.kind, namespace).await?;
+    // Whose claims are checked: --from's source, else the rows' own.
+    let claimed = match from {
+        Some((source, source_ns)) => objects(client, source.kind, Some(source_ns)).await?,
+        None => listing.clone(),
+    };
+    if let Some(claims) = query.claims() {
+        let label = query.claim_label.clone().unwrap_or_default();
+        for sample in prometheus.query(&claims).await? {
+            let (ns, pod) = (sample.label("namespace"), sample.label("pod"));
+            let object = sample.label(&label);
+            if !object.is_empty() && claimed.impostor(ns, pod, object) {
+                eprintln!(
+                    "‼ left out pod {ns}/{pod}: its series say {label}={object:?}, \
+                     but it is not one of that workload's pods"
+                );
+                query.excluded_pods.insert(pod.to_owned());
+            }
+        }
     }
-    Ok(rows(args.target.kind, &query, &listed, &answers))
+    let answers = ask(&prometheus, &query).await?;
+    if let Some(name) = &args.target.name {
+        listing.objects.retain(|o| &o.name == name);
+    }
+    Ok(rows(args.target.kind, &query, &listing.objects, &answers))
 }
 
 /// Prints rows as `stat` does; `namespaces` adds a NAMESPACE column.
@@ -590,6 +660,64 @@ mod tests {
     }
 
     #[test]
+    fn pods_claiming_a_workload_not_theirs_are_left_out() {
+        use crate::viz::resource::Listing;
+        let listing = Listing {
+            objects: vec![Object {
+                namespace: "shop".into(),
+                name: "podinfo".into(),
+                pods: 1,
+                meshed: 1,
+                members: ["podinfo-1".into()].into(),
+            }],
+            live: [
+                ("shop".to_owned(), "podinfo-1".to_owned()),
+                ("shop".to_owned(), "rogue".to_owned()),
+            ]
+            .into(),
+        };
+        assert!(!listing.impostor("shop", "podinfo-1", "podinfo"));
+        assert!(
+            listing.impostor("shop", "rogue", "podinfo"),
+            "alive, and not podinfo's"
+        );
+        assert!(
+            !listing.impostor("shop", "podinfo-0", "podinfo"),
+            "a pod a rollout replaced still counts for the window"
+        );
+        let mut q = Query::new(&target("deploy"), Some("shop"), None, None, "1m").expect("query");
+        assert_eq!(
+            q.claims().as_deref(),
+            Some(
+                r#"sum(increase(response_total{direction="inbound",namespace="shop"}[1m])) by (namespace, deployment, pod)"#
+            )
+        );
+        q.excluded_pods.insert("rogue".into());
+        q.excluded_pods.insert("x\"}or{".into());
+        assert_eq!(
+            q.requests(),
+            r#"sum(increase(response_total{direction="inbound",namespace="shop",pod!~"^(rogue|xor)$"}[1m])) by (namespace, deployment, classification)"#
+        );
+        assert!(q.connections().contains(r#"pod!~"^(rogue|xor)$""#));
+        let pods = Query::new(&target("po"), Some("shop"), None, None, "1m").expect("query");
+        assert_eq!(pods.claims(), None, "Prometheus itself gives the pod label");
+        let from = target("deploy/client");
+        let q = Query::new(
+            &target("deploy"),
+            Some("shop"),
+            Some((&from, "load")),
+            None,
+            "1m",
+        )
+        .expect("query");
+        assert_eq!(
+            q.claim_label.as_deref(),
+            Some("deployment"),
+            "the source's claim"
+        );
+    }
+
+    #[test]
     fn rows_join_kubernetes_and_prometheus() {
         let q = Query::new(&target("deploy"), Some("shop"), None, None, "1m").expect("query");
         let objects = vec![
@@ -598,12 +726,14 @@ mod tests {
                 name: "podinfo".into(),
                 pods: 2,
                 meshed: 2,
+                members: ["podinfo-1".into(), "podinfo-2".into()].into(),
             },
             Object {
                 namespace: "shop".into(),
                 name: "idle".into(),
                 pods: 1,
                 meshed: 0,
+                members: ["idle-1".into()].into(),
             },
         ];
         let web = [("namespace", "shop"), ("deployment", "podinfo")];
