@@ -4,7 +4,9 @@
 //! calling podinfo at known rates: `mesh viz stat` shows podinfo meshed
 //! with the rate the callers themselves counted (within 10 %), `--from`
 //! narrows it to the client's share, `mesh viz edges` shows the client's
-//! edge secured and the unmeshed caller's not; then `mesh viz uninstall`
+//! edge secured and the unmeshed caller's not; a rogue pod that labels
+//! itself as podinfo's and serves a metrics page claiming 500 failures a
+//! second is left out, and stat says so; then `mesh viz uninstall`
 //! removes it all.
 
 use std::time::Duration;
@@ -78,6 +80,13 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         !stranger.spec.as_ref().is_some_and(mesh_api::pod::has_proxy),
         "the stranger pod (inject: disabled) has no proxy"
     );
+    // A rogue pod that passes for one of podinfo's: Linkerd's scrape rules
+    // keep it (a `linkerd-proxy` container with a `linkerd-admin` port, the
+    // control plane's label), its own `linkerd.io/proxy-deployment` label
+    // becomes `deployment="podinfo"`, and its page claims 500 failed
+    // requests a second. stat must leave it out and say so.
+    pods.create(&kube::api::PostParams::default(), &rogue_pod()?)
+        .await?;
     let client_pod = kube_util::ready_pods(west, &ns, "app=client")
         .await?
         .first()
@@ -91,7 +100,12 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         .ok("mesh check (with viz's category)")?;
 
     let window = format!("{WINDOW_SECONDS}s");
-    let stat = stat_json(p, &["viz", "stat", "deploy", "-n", &ns, "-t", &window]).await?;
+    let (stat, warnings) =
+        stat_json(p, &["viz", "stat", "deploy", "-n", &ns, "-t", &window]).await?;
+    anyhow::ensure!(
+        warnings.contains(&format!("left out pod {ns}/rogue")),
+        "stat says it left the rogue pod's series out:\n{warnings}"
+    );
     let client_rate = counted_rate(west, &ns, &client_pod).await?;
     let stranger_rate = counted_rate(west, &ns, "stranger").await?;
     let podinfo = row(&stat, "podinfo")?;
@@ -112,7 +126,7 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         podinfo["latency_ms_p50"].as_f64().is_some(),
         "podinfo has a p50 latency: {podinfo}"
     );
-    let from = stat_json(
+    let (from, _) = stat_json(
         p,
         &[
             "viz",
@@ -199,14 +213,59 @@ spec:
     )
 }
 
-async fn stat_json(p: &impl Provider, args: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+/// `mesh viz stat … -o json`: its rows, and what it said on stderr.
+async fn stat_json(
+    p: &impl Provider,
+    args: &[&str],
+) -> anyhow::Result<(Vec<serde_json::Value>, String)> {
     let mut args = args.to_vec();
     args.extend(["-o", "json"]);
     let ran = crate::mesh::mesh(p, Cluster::West, &args)
         .await?
         .ok("mesh viz stat")?;
-    serde_json::from_str(&ran.stdout)
-        .map_err(|e| anyhow::anyhow!("mesh viz stat -o json printed {:?}: {e}", ran.stdout))
+    let rows = serde_json::from_str(&ran.stdout)
+        .map_err(|e| anyhow::anyhow!("mesh viz stat -o json printed {:?}: {e}", ran.stdout))?;
+    Ok((rows, ran.stderr))
+}
+
+/// A pod that is not podinfo's but labels itself as one and serves a
+/// metrics page where a proxy's would be, counting 500 failed inbound
+/// requests a second (a real counter, so `increase()` sees them).
+fn rogue_pod() -> anyhow::Result<Pod> {
+    let server = r#"
+import http.server, time
+start = time.time()
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        n = int((time.time() - start) * 500)
+        body = ('# TYPE response_total counter\n'
+                'response_total{direction="inbound",classification="failure",tls="true",status_code="500"} %d\n' % n).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/plain; version=0.0.4')
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(('', 4191), Page).serve_forever()
+"#;
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": "rogue",
+            "labels": {
+                "linkerd.io/proxy-deployment": "podinfo",
+                "linkerd.io/control-plane-ns": "linkerd",
+            },
+        },
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "linkerd-proxy",
+                "image": "busybox:1.36",
+                "command": ["python3", "-c", server],
+                "ports": [{"name": "linkerd-admin", "containerPort": 4191}],
+            }],
+        }
+    }))?)
 }
 
 fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> anyhow::Result<&'a serde_json::Value> {
