@@ -13,7 +13,8 @@
 //!   presents (`<sa>.<namespace>.serviceaccount.identity.…`).
 //!
 //! A caller seen only by the server (one in another cluster, through the
-//! gateway) is named by its identity.
+//! gateway) is named by its identity. Series of a live pod that claims a
+//! workload that is not its own are left out, and named on stderr.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -96,7 +97,7 @@ pub fn queries(label: &str, window: &str) -> [String; 3] {
         format!("sum(increase(response_total{out}[{window}])) by ({outbound_by})"),
         format!("sum(tcp_open_connections{opaque}) by ({outbound_by})"),
         format!(
-            "sum(increase(response_total{inbound}[{window}])) by (namespace, {label}, client_id, tls, no_tls_reason)"
+            "sum(increase(response_total{inbound}[{window}])) by (namespace, {label}, pod, client_id, tls, no_tls_reason)"
         ),
     ]
 }
@@ -276,7 +277,30 @@ pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
             Some(((p.metadata.namespace?, p.metadata.name?), sa))
         })
         .collect();
-    let outbound: Vec<Sample> = http.into_iter().chain(opaque).collect();
+    // Series whose live pod claims a workload that is not its own (its
+    // own labels or its page say so) are left out, on either side.
+    let listing = super::resource::objects(&client, kind, None).await?;
+    let mut impostors = BTreeSet::new();
+    let mut genuine = |samples: Vec<Sample>| -> Vec<Sample> {
+        samples
+            .into_iter()
+            .filter(|s| {
+                let (ns, pod) = (s.label("namespace"), s.label("pod"));
+                let claimed = s.label(kind.label());
+                let impostor = !claimed.is_empty() && listing.impostor(ns, pod, claimed);
+                if impostor && impostors.insert((ns.to_owned(), pod.to_owned())) {
+                    eprintln!(
+                        "‼ left out pod {ns}/{pod}: its series say {}={claimed:?}, \
+                         but it is not one of that workload's pods",
+                        kind.label()
+                    );
+                }
+                !impostor
+            })
+            .collect()
+    };
+    let outbound = genuine(http.into_iter().chain(opaque).collect());
+    let inbound = genuine(inbound);
     let edges = edges(
         kind.label(),
         &outbound,
