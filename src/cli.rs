@@ -182,6 +182,9 @@ pub enum VizCommand {
     Stat(crate::viz::stat::StatArgs),
     /// Who calls whom, and whether both sides presented identities.
     Edges(crate::viz::edges::EdgesArgs),
+    /// Golden metrics per route of a Service's ServiceProfile, and
+    /// [DEFAULT] for requests that matched none.
+    Routes(crate::viz::routes::RoutesArgs),
 }
 
 #[derive(Debug, Subcommand)]

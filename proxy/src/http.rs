@@ -144,6 +144,7 @@ pub fn observe_response(
     labels: crate::metrics::Labels,
     response: Response<Body>,
     route_failure: Option<bool>,
+    profile_route: Option<crate::metrics::ProfileRoute>,
     started: tokio::time::Instant,
 ) -> Response<Body> {
     use crate::metrics::{Classification, classify, grpc_status};
@@ -167,6 +168,9 @@ pub fn observe_response(
                 }
             };
             metrics.response(&labels, status, grpc, classification, latency);
+            if let Some(route) = &profile_route {
+                route.response(status, grpc, classification, latency);
+            }
         })
         .boxed()
     })

@@ -64,9 +64,8 @@ pub struct HttpMetrics(std::sync::Arc<HttpFamilies>);
 
 #[derive(Debug)]
 struct HttpFamilies {
-    requests: Family<Labels, Counter>,
-    responses: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    golden: Golden,
+    profile_routes: Golden,
     actual_requests: Family<Labels, Counter>,
     actual_responses: Family<Labels, Counter>,
     routes: crate::route_metrics::RouteMetrics,
@@ -76,28 +75,12 @@ impl HttpMetrics {
     /// Registers the families in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = HttpFamilies {
-            requests: Family::default(),
-            responses: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
+            golden: Golden::register(registry, ""),
+            profile_routes: Golden::register(registry, "route_"),
             actual_requests: Family::default(),
             actual_responses: Family::default(),
             routes: crate::route_metrics::RouteMetrics::register(registry),
         };
-        registry.register(
-            "request",
-            "HTTP requests received",
-            metrics.requests.clone(),
-        );
-        registry.register(
-            "response",
-            "HTTP responses sent, by classification and status",
-            metrics.responses.clone(),
-        );
-        registry.register(
-            "response_latency_ms",
-            "Time from a request's start to its response's headers, in milliseconds",
-            metrics.latency.clone(),
-        );
         registry.register(
             "route_actual_request",
             "HTTP requests sent to endpoints, retries included",
@@ -119,7 +102,19 @@ impl HttpMetrics {
 
     /// Counts a request.
     pub fn request(&self, labels: &Labels) {
-        self.0.requests.get_or_create(labels).inc();
+        self.0.golden.request(labels);
+    }
+
+    /// Counts a request in Linkerd's ServiceProfile route families
+    /// (`route_request_total`, `route_response_total` and
+    /// `route_response_latency_ms`, by `dst` and `rt_route`), and returns
+    /// what counts its response there.
+    pub fn profile_route(&self, labels: &Labels) -> ProfileRoute {
+        self.0.profile_routes.request(labels);
+        ProfileRoute {
+            metrics: self.clone(),
+            labels: labels.clone(),
+        }
     }
 
     /// Counts one attempt sent to an endpoint.
@@ -161,17 +156,100 @@ impl HttpMetrics {
         classification: Classification,
         latency: std::time::Duration,
     ) {
+        self.0
+            .golden
+            .response(labels, status, grpc_status, classification, latency);
+    }
+}
+
+/// A request counted in the ServiceProfile route families, whose response
+/// is still to come.
+#[derive(Debug, Clone)]
+pub struct ProfileRoute {
+    metrics: HttpMetrics,
+    labels: Labels,
+}
+
+impl ProfileRoute {
+    /// Counts its response, as [`HttpMetrics::response`] does.
+    pub fn response(
+        &self,
+        status: http::StatusCode,
+        grpc_status: Option<i32>,
+        classification: Classification,
+        latency: std::time::Duration,
+    ) {
+        self.metrics.0.profile_routes.response(
+            &self.labels,
+            status,
+            grpc_status,
+            classification,
+            latency,
+        );
+    }
+}
+
+/// Requests, responses and latency: the golden families, registered once
+/// plainly and once for ServiceProfile routes (`route_` prefix).
+#[derive(Debug)]
+struct Golden {
+    requests: Family<Labels, Counter>,
+    responses: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Golden {
+    fn register(registry: &mut Registry, prefix: &str) -> Self {
+        let golden = Self {
+            requests: Family::default(),
+            responses: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        };
+        let what = if prefix.is_empty() {
+            ""
+        } else {
+            " on a ServiceProfile route"
+        };
+        registry.register(
+            format!("{prefix}request"),
+            format!("HTTP requests received{what}"),
+            golden.requests.clone(),
+        );
+        registry.register(
+            format!("{prefix}response"),
+            format!("HTTP responses sent{what}, by classification and status"),
+            golden.responses.clone(),
+        );
+        registry.register(
+            format!("{prefix}response_latency_ms"),
+            format!("Time from a request's start to its response's headers{what}, in milliseconds"),
+            golden.latency.clone(),
+        );
+        golden
+    }
+
+    fn request(&self, labels: &Labels) {
+        self.requests.get_or_create(labels).inc();
+    }
+
+    fn response(
+        &self,
+        labels: &Labels,
+        status: http::StatusCode,
+        grpc_status: Option<i32>,
+        classification: Classification,
+        latency: std::time::Duration,
+    ) {
         let mut with_status = labels.clone();
         with_status.push(("status_code", status.as_u16().to_string()));
-        self.0
-            .latency
+        self.latency
             .get_or_create(&with_status)
             .observe(latency.as_secs_f64() * 1000.0);
         with_status.push(("classification", classification.label().to_owned()));
         if let Some(code) = grpc_status {
             with_status.push(("grpc_status", code.to_string()));
         }
-        self.0.responses.get_or_create(&with_status).inc();
+        self.responses.get_or_create(&with_status).inc();
     }
 }
 

@@ -103,6 +103,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::viz::edges::run(&cli.global, &args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Viz(VizCommand::Routes(args)) => {
+            crate::viz::routes::run(&cli.global, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Multicluster(MulticlusterCommand::Check(args)) => {
             crate::multicluster::check::run(&cli.global, args.wait, args.output).await
         }

@@ -8,6 +8,7 @@
 //! - [`resource`]: the kinds viz reports on, their labels in the series,
 //!   and their objects and meshed pods in Kubernetes.
 //! - [`stat`]: `mesh viz stat`, golden metrics per resource.
+//! - [`routes`]: `mesh viz routes`, per ServiceProfile route.
 //! - [`edges`]: `mesh viz edges`, who calls whom and whether both sides
 //!   presented identities.
 //! - [`contexts`]: `--contexts` / `--all-contexts`, one table across
@@ -21,4 +22,5 @@ pub mod edges;
 pub mod install;
 pub mod prometheus;
 pub mod resource;
+pub mod routes;
 pub mod stat;

@@ -611,7 +611,7 @@ impl Inbound {
                 &format!("the application at {target} did not answer: {e}"),
             ),
         };
-        proxy_http::observe_response(&self.http_metrics, labels, response, None, started)
+        proxy_http::observe_response(&self.http_metrics, labels, response, None, None, started)
     }
 
     /// Admits `req` from `peer` with the port's current policy, or answers

@@ -3,7 +3,11 @@
 //! (`response_total`, `response_latency_ms`) when the body ends. The
 //! endpoint labels are those of the last attempt, as it reported them.
 //! A route the policy controller sent is also counted in Linkerd's
-//! `outbound_*_route_request_*` families ([`crate::route_metrics`]).
+//! `outbound_*_route_request_*` families ([`crate::route_metrics`]); a
+//! request to a Service with ServiceProfile routes in Linkerd's
+//! `route_request_total`, `route_response_total` and
+//! `route_response_latency_ms` (`dst`, `rt_route`), which `viz routes`
+//! reads.
 
 use std::sync::Arc;
 
@@ -58,8 +62,18 @@ impl Layer for Observe {
                     crate::metrics::grpc_status(response.headers()),
                 )
             });
-            let response =
-                crate::http::observe_response(&metrics, labels, response, route_failure, started);
+            let profile_route = routed
+                .as_deref()
+                .and_then(profile_route_labels)
+                .map(|labels| metrics.profile_route(&labels));
+            let response = crate::http::observe_response(
+                &metrics,
+                labels,
+                response,
+                route_failure,
+                profile_route,
+                started,
+            );
             Ok(match route.and_then(|r| r.policy_labels.clone()) {
                 Some(policy) => {
                     let routes = metrics.routes().clone();
@@ -71,6 +85,35 @@ impl Layer for Observe {
             })
         })
     }
+}
+
+/// Linkerd's ServiceProfile route labels (`direction`, `dst`, and
+/// `rt_route` unless the request took no route), for a request to a
+/// Service whose profile has ServiceProfile routes; `None` otherwise (no
+/// profile, or routes the policy controller sent, which have families of
+/// their own).
+fn profile_route_labels(routed: &Routed) -> Option<crate::metrics::Labels> {
+    let profile = routed.profile.as_ref()?;
+    let service_profile =
+        !profile.routes.is_empty() && profile.routes.iter().all(|r| r.policy_labels.is_none());
+    if !service_profile {
+        return None;
+    }
+    let label = |name: &str| {
+        routed
+            .labels
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut labels = vec![
+        ("direction", "outbound".to_owned()),
+        ("dst", label("authority")?),
+    ];
+    if let Some(route) = label("route") {
+        labels.push(("rt_route", route));
+    }
+    Some(labels)
 }
 
 #[cfg(test)]
@@ -139,6 +182,24 @@ mod tests {
                 sample(&registry, "response_total", &labels),
                 1.0,
                 "{code} is a {classification}"
+            );
+            // Linkerd's ServiceProfile route families, which `viz routes`
+            // reads: by `dst` and `rt_route`, classified the same way.
+            let route = [
+                ("direction", "outbound"),
+                ("dst", "web.test.svc.cluster.local:80"),
+                ("rt_route", "route"),
+                ("classification", classification),
+            ];
+            assert_eq!(sample(&registry, "route_request_total", &route[..3]), 1.0);
+            assert_eq!(
+                sample(&registry, "route_response_total", &route),
+                1.0,
+                "{code} is a {classification} on its route too"
+            );
+            assert_eq!(
+                sample(&registry, "route_response_latency_ms_count", &route[..3]),
+                1.0
             );
         }
     }
