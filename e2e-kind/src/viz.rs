@@ -6,8 +6,9 @@
 //! narrows it to the client's share, `mesh viz edges` shows the client's
 //! edge secured and the unmeshed caller's not; a rogue pod that labels
 //! itself as podinfo's and serves a metrics page claiming 500 failures a
-//! second is left out, and stat says so; then `mesh viz uninstall`
-//! removes it all.
+//! second is left out, and stat says so; `mesh viz routes` lists
+//! podinfo's ServiceProfile routes with the client's rate on `GET /`; then
+//! `mesh viz uninstall` removes it all.
 
 use std::time::Duration;
 
@@ -59,6 +60,7 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
     );
     let ns = kube_util::meshed_namespace(west, "e2e-viz").await?;
     deploy_podinfo(west, &ns).await?;
+    kube_util::apply(west, &ns, &service_profile(&ns)).await?;
     kube_util::apply(west, &ns, &client_deployment("client", 20)).await?;
     kube_util::wait_rollout(west, &ns, "client", crate::scenarios::ROLLOUT).await?;
     let pods = Api::<Pod>::namespaced(west.clone(), &ns);
@@ -145,6 +147,38 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
     let client_now = counted_rate(west, &ns, &client_pod).await?;
     within_ten_percent("podinfo's RPS --from deploy/client", from_rps, client_now.0)?;
 
+    let routes = crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &[
+            "viz",
+            "routes",
+            "svc/podinfo",
+            "-n",
+            &ns,
+            "-t",
+            &window,
+            "-o",
+            "json",
+        ],
+    )
+    .await?
+    .ok("mesh viz routes")?;
+    let routes: Vec<serde_json::Value> = serde_json::from_str(&routes.stdout)?;
+    let names: Vec<&str> = routes.iter().filter_map(|r| r["route"].as_str()).collect();
+    anyhow::ensure!(
+        names == ["GET /", "GET /version", "[DEFAULT]"],
+        "viz routes lists the ServiceProfile's routes in order, then [DEFAULT]: {names:?}"
+    );
+    let root_rps = routes[0]["rps"].as_f64().unwrap_or_default();
+    let client_then = counted_rate(west, &ns, &client_pod).await?;
+    within_ten_percent("GET /'s RPS", root_rps, client_then.0)?;
+    anyhow::ensure!(
+        routes[1]["rps"].is_null(),
+        "nobody calls GET /version: {}",
+        routes[1]
+    );
+
     let edges = crate::mesh::mesh(
         p,
         Cluster::West,
@@ -187,6 +221,23 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
     );
     kube_util::delete_namespace(west, &ns).await;
     Ok(())
+}
+
+/// podinfo's ServiceProfile: two routes, one of them never called.
+fn service_profile(ns: &str) -> String {
+    format!(
+        r#"apiVersion: linkerd.io/v1alpha2
+kind: ServiceProfile
+metadata:
+  name: podinfo.{ns}.svc.cluster.local
+spec:
+  routes:
+  - name: GET /
+    condition: {{method: GET, pathRegex: /}}
+  - name: GET /version
+    condition: {{method: GET, pathRegex: /version}}
+"#
+    )
 }
 
 /// A Deployment `name` running `mesh-podinfo load` at `rps` against podinfo.

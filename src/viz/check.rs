@@ -122,9 +122,12 @@ struct Target {
     last_error: String,
 }
 
-/// Prometheus's own word on each proxy it scrapes: `(namespace, pod)` →
-/// `Ok` when its last scrape worked, else the error it got.
-fn scrape_health(body: &str) -> Result<BTreeMap<(String, String), Result<(), String>>, String> {
+/// Each scraped pod, `(namespace, pod)`, and how its last scrape went
+/// (`Err` with the error Prometheus got).
+type ScrapeHealth = BTreeMap<(String, String), Result<(), String>>;
+
+/// Prometheus's own word on each proxy it scrapes.
+fn scrape_health(body: &str) -> Result<ScrapeHealth, String> {
     let targets: Targets =
         serde_json::from_str(body).map_err(|e| format!("unreadable /api/v1/targets: {e}"))?;
     Ok(targets

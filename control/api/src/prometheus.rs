@@ -137,9 +137,21 @@ mod tests {
     #[test]
     fn refusals_and_other_shapes_are_errors() {
         let refused = r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
-        assert!(samples(refused, "q{").unwrap_err().contains("parse error"));
+        assert!(
+            samples(refused, "q{")
+                .expect_err("refused")
+                .contains("parse error")
+        );
         let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
-        assert!(samples(matrix, "q").unwrap_err().contains("matrix"));
-        assert!(samples("<html>", "q").unwrap_err().contains("<html>"));
+        assert!(
+            samples(matrix, "q")
+                .expect_err("a matrix")
+                .contains("matrix")
+        );
+        assert!(
+            samples("<html>", "q")
+                .expect_err("not JSON")
+                .contains("<html>")
+        );
     }
 }
