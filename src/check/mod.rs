@@ -75,12 +75,24 @@ pub async fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCo
             }
         }
     }
-    report.finish()?;
-    Ok(if report.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    report.exit_code()
+}
+
+/// Runs an extension's checks (`mesh multicluster check`, `mesh viz
+/// check`) after the Kubernetes API ones, as `mesh check` prints them; the
+/// exit code says whether they all passed.
+pub async fn run_extension(
+    global: &GlobalArgs,
+    wait: Duration,
+    output: OutputFormat,
+    checks: impl AsyncFnOnce(&kube::Client, &mut Report, &Waiter),
+) -> anyhow::Result<ExitCode> {
+    let mut report = Report::new(output);
+    let waiter = Waiter::new(wait, output == OutputFormat::Table);
+    if let Some(client) = kubernetes::check(global, &mut report).await {
+        checks(&client, &mut report, &waiter).await;
+    }
+    report.exit_code()
 }
 
 /// Retries checks that wait on the cluster (pods becoming ready) until the

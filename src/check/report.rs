@@ -159,8 +159,19 @@ impl Report {
             .all(|c| c.result != Level::Error)
     }
 
-    /// Prints the summary (or the whole JSON document).
-    pub fn finish(&self) -> anyhow::Result<()> {
+    /// Prints the summary (or the JSON document) and returns the exit code
+    /// it stands for: 1 when a check failed.
+    pub fn exit_code(&self) -> anyhow::Result<std::process::ExitCode> {
+        self.finish()?;
+        Ok(if self.success() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        })
+    }
+
+    /// Prints the summary (or the JSON document).
+    fn finish(&self) -> anyhow::Result<()> {
         if self.human() {
             println!();
             if self.success() {

@@ -28,17 +28,7 @@ pub async fn run(
     wait: Duration,
     output: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
-    let mut report = Report::new(output);
-    let waiter = Waiter::new(wait, output == OutputFormat::Table);
-    if let Some(client) = crate::check::kubernetes::check(global, &mut report).await {
-        checks(&client, &mut report, &waiter).await;
-    }
-    report.finish()?;
-    Ok(if report.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    crate::check::run_extension(global, wait, output, checks).await
 }
 
 /// Whether viz is installed in the cluster (its namespace exists).

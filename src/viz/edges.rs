@@ -35,17 +35,8 @@ use crate::output;
 pub struct EdgesArgs {
     /// The kind of resource edges join: `deploy`, `po`, `sts`, `ds`, `job`.
     pub kind: String,
-    /// Edges into or out of this namespace (default: the context's).
-    #[arg(long, short, env = "MESH_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Every namespace.
-    #[arg(
-        long,
-        short = 'A',
-        env = "MESH_ALL_NAMESPACES",
-        conflicts_with = "namespace"
-    )]
-    pub all_namespaces: bool,
+    #[command(flatten)]
+    pub namespaces: super::resource::NamespaceArgs,
     /// The window HTTP traffic is looked for in.
     #[arg(long, short = 't', env = "MESH_VIZ_TIME_WINDOW", default_value = "1m")]
     pub time_window: String,
@@ -251,8 +242,7 @@ pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
     let client =
         mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
             .await?;
-    let namespace = (!args.all_namespaces)
-        .then(|| super::stat::namespace_of(&client, args.namespace.as_deref()));
+    let namespace = args.namespaces.resolve(&client);
     let prometheus = Prometheus::new(client.clone());
     let [http, opaque, inbound] = queries(kind.label(), &args.time_window);
     let pods: Api<Pod> = Api::all(client.clone());
@@ -357,13 +347,7 @@ mod tests {
     use super::*;
 
     fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
-            value,
-        }
+        Sample::new(labels, value)
     }
 
     const CLIENT_ID: &str = "client.load.serviceaccount.identity.linkerd.cluster.local";

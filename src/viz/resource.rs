@@ -84,6 +84,34 @@ impl Kind {
     }
 }
 
+/// `-n NAMESPACE` or `-A`, as kubectl takes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NamespaceArgs {
+    /// The namespace (the current context's namespace, else `default`).
+    #[arg(long, short, env = "MESH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(
+        long,
+        short = 'A',
+        env = "MESH_ALL_NAMESPACES",
+        conflicts_with = "namespace"
+    )]
+    pub all_namespaces: bool,
+}
+
+impl NamespaceArgs {
+    /// The namespace meant (`None`: every one): `--namespace`, else the
+    /// context's.
+    pub fn resolve(&self, client: &kube::Client) -> Option<String> {
+        (!self.all_namespaces).then(|| {
+            self.namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned())
+        })
+    }
+}
+
 /// `KIND` or `KIND/NAME`, as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

@@ -199,7 +199,10 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
     let client =
         mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
             .await?;
-    let namespace = super::stat::namespace_of(&client, args.namespace.as_deref());
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
     let (service, service_ns, source) = match (&args.target, &args.to) {
         (
             Target {
@@ -301,13 +304,7 @@ mod tests {
     use mesh_api::prometheus::Sample;
 
     fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
-            value,
-        }
+        Sample::new(labels, value)
     }
 
     #[test]

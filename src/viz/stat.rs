@@ -16,7 +16,7 @@ use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
 use super::prometheus::{Prometheus, duration_seconds, matchers};
-use super::resource::{Kind, Target, objects};
+use super::resource::{Kind, NamespaceArgs, Target, objects};
 use crate::cli::GlobalArgs;
 use crate::output;
 
@@ -26,17 +26,8 @@ pub struct StatArgs {
     /// What to report on: `deploy`, `po`, `ns`, `svc`, `sts`, `ds`, `job`,
     /// `authority`, optionally with a name (`deploy/web`).
     pub target: Target,
-    /// The namespace (the current context's namespace, else `default`).
-    #[arg(long, short, env = "MESH_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Every namespace.
-    #[arg(
-        long,
-        short = 'A',
-        env = "MESH_ALL_NAMESPACES",
-        conflicts_with = "namespace"
-    )]
-    pub all_namespaces: bool,
+    #[command(flatten)]
+    pub namespaces: NamespaceArgs,
     /// Only what this resource sent (`deploy/client`).
     #[arg(long, env = "MESH_VIZ_FROM", conflicts_with = "to")]
     pub from: Option<Target>,
@@ -424,14 +415,6 @@ pub async fn ask(prometheus: &Prometheus, query: &Query) -> anyhow::Result<Answe
     })
 }
 
-/// The namespace a command means: `--namespace`, else the context's, else
-/// `default`.
-pub fn namespace_of(client: &kube::Client, namespace: Option<&str>) -> String {
-    namespace
-        .map(str::to_owned)
-        .unwrap_or_else(|| client.default_namespace().to_owned())
-}
-
 /// Runs `mesh viz stat`: in the current context, or in each of
 /// `--contexts` / `--all-contexts` with a CLUSTER column.
 pub async fn run(global: &GlobalArgs, args: &StatArgs) -> anyhow::Result<()> {
@@ -453,14 +436,14 @@ pub async fn run(global: &GlobalArgs, args: &StatArgs) -> anyhow::Result<()> {
         }
         rows.extend(these);
     }
-    let namespaces = args.all_namespaces && args.target.kind.namespaced();
+    let namespaces = args.namespaces.all_namespaces && args.target.kind.namespaced();
     print(&rows, args.output, namespaces);
     Ok(())
 }
 
 /// The rows of one cluster.
 async fn stat(client: &kube::Client, args: &StatArgs) -> anyhow::Result<Vec<Row>> {
-    let namespace = (!args.all_namespaces).then(|| namespace_of(client, args.namespace.as_deref()));
+    let namespace = args.namespaces.resolve(client);
     let namespace = namespace
         .as_deref()
         .filter(|_| args.target.kind.namespaced());
@@ -579,13 +562,7 @@ mod tests {
     }
 
     fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
-            value,
-        }
+        Sample::new(labels, value)
     }
 
     #[test]

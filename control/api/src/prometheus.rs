@@ -18,6 +18,17 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample with these labels and value.
+    pub fn new(labels: &[(&str, &str)], value: f64) -> Self {
+        Self {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+        }
+    }
+
     /// The value of `label`, or `""` when the series has none (as PromQL
     /// treats a missing label).
     pub fn label(&self, label: &str) -> &str {
