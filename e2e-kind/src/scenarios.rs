@@ -32,7 +32,10 @@ pub use crate::policy::{
 };
 use crate::provider::{Cluster, Provider};
 pub use crate::routes::mesh_routes_the_guides_httproutes_retry_time_out_and_split;
-pub use crate::viz::mesh_viz_stat_and_edges_see_what_the_callers_counted;
+pub use crate::viz::{
+    mesh_viz_sees_a_mirrored_service_across_clusters,
+    mesh_viz_stat_and_edges_see_what_the_callers_counted,
+};
 
 /// podinfo's own Deployment and Service manifests.
 pub const PODINFO: &str = include_str!("../../demo/podinfo.yaml");

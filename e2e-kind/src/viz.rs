@@ -28,26 +28,143 @@ pub async fn mesh_viz_stat_and_edges_see_what_the_callers_counted(
     p: &impl Provider,
 ) -> anyhow::Result<()> {
     crate::mesh::ensure_installed(p, Cluster::West).await?;
-    crate::mesh::apply_mesh(
-        p,
-        Cluster::West,
-        &["viz", "install", "--scrape-interval", "2s"],
-    )
-    .await?;
+    install_viz(p, Cluster::West).await?;
     let west = p.client(Cluster::West);
     let result = scenario(p, &west).await;
-    let removed = crate::mesh::mesh(p, Cluster::West, &["viz", "uninstall"])
+    uninstall_viz(p, Cluster::West).await?;
+    result
+}
+
+/// `mesh viz install | kubectl apply -f -`, scraping every 2 s.
+async fn install_viz(p: &impl Provider, cluster: Cluster) -> anyhow::Result<()> {
+    crate::mesh::apply_mesh(p, cluster, &["viz", "install", "--scrape-interval", "2s"]).await?;
+    Ok(())
+}
+
+/// `mesh viz uninstall | kubectl delete -f -`, waiting until it is gone
+/// (the next scenario installs it again).
+async fn uninstall_viz(p: &impl Provider, cluster: Cluster) -> anyhow::Result<()> {
+    let removed = crate::mesh::mesh(p, cluster, &["viz", "uninstall"])
         .await?
         .ok("mesh viz uninstall")?;
     crate::mesh::kubectl(
         p,
-        Cluster::West,
-        &["delete", "--ignore-not-found", "--wait=false", "-f", "-"],
+        cluster,
+        &["delete", "--ignore-not-found", "--timeout=120s", "-f", "-"],
         Some(&removed.stdout),
     )
     .await?
     .ok("kubectl delete -f - (viz)")?;
+    Ok(())
+}
+
+/// viz across the link: west's client calls `podinfo-east` (east's podinfo
+/// through east's gateway). From west, `stat svc/podinfo-east` shows the
+/// rate the client counted; `stat deploy --contexts west,east` is one
+/// table with a CLUSTER column in which east's podinfo served that rate;
+/// east's `edges` names the west caller by the identity it presented
+/// through the gateway, secured.
+pub async fn mesh_viz_sees_a_mirrored_service_across_clusters(
+    p: &impl Provider,
+) -> anyhow::Result<()> {
+    crate::multicluster::ensure_linked(p).await?;
+    install_viz(p, Cluster::West).await?;
+    install_viz(p, Cluster::East).await?;
+    let exported = crate::multicluster::Exported::start(p, "e2e-vizmc").await?;
+    let ns = exported.ns.clone();
+    let result = across(p, &ns).await;
+    if result.is_ok() {
+        exported.remove(p).await;
+    }
+    uninstall_viz(p, Cluster::West).await?;
+    uninstall_viz(p, Cluster::East).await?;
     result
+}
+
+async fn across(p: &impl Provider, ns: &str) -> anyhow::Result<()> {
+    let west = p.client(Cluster::West);
+    kube_util::apply(
+        &west,
+        ns,
+        &client_deployment("client", 10, "http://podinfo-east:9898/"),
+    )
+    .await?;
+    kube_util::wait_rollout(&west, ns, "client", crate::scenarios::ROLLOUT).await?;
+    let client_pod = kube_util::ready_pods(&west, ns, "app=client")
+        .await?
+        .first()
+        .and_then(|p| p.metadata.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("no client pod"))?;
+    tokio::time::sleep(Duration::from_secs(WINDOW_SECONDS + 5)).await;
+    let window = format!("{WINDOW_SECONDS}s");
+    let (mirrored, _) = stat_json(
+        p,
+        &["viz", "stat", "svc/podinfo-east", "-n", ns, "-t", &window],
+    )
+    .await?;
+    let counted = counted_rate(&west, ns, &client_pod).await?;
+    let rps = row(&mirrored, "podinfo-east")?["rps"]
+        .as_f64()
+        .unwrap_or_default();
+    within_ten_percent(
+        "podinfo-east's RPS as west's clients saw it",
+        rps,
+        counted.0,
+    )?;
+
+    let (both, _) = stat_json(
+        p,
+        &[
+            "viz",
+            "stat",
+            "deploy",
+            "-n",
+            ns,
+            "-t",
+            &window,
+            "--contexts",
+            "west,east",
+        ],
+    )
+    .await?;
+    let east_podinfo = both
+        .iter()
+        .find(|r| r["cluster"] == "east" && r["name"] == "podinfo")
+        .ok_or_else(|| anyhow::anyhow!("no east podinfo row in {both:#?}"))?;
+    let west_client = both
+        .iter()
+        .find(|r| r["cluster"] == "west" && r["name"] == "client")
+        .ok_or_else(|| anyhow::anyhow!("no west client row in {both:#?}"))?;
+    anyhow::ensure!(
+        west_client["meshed"] == serde_json::json!([1, 1]),
+        "west's client is meshed: {west_client}"
+    );
+    let served = east_podinfo["rps"].as_f64().unwrap_or_default();
+    let counted = counted_rate(&west, ns, &client_pod).await?;
+    within_ten_percent("east podinfo's RPS from across the link", served, counted.0)?;
+
+    let edges = crate::mesh::mesh(
+        p,
+        Cluster::East,
+        &["viz", "edges", "deploy", "-n", ns, "-o", "json"],
+    )
+    .await?
+    .ok("mesh --context east viz edges")?;
+    let edges: Vec<serde_json::Value> = serde_json::from_str(&edges.stdout)?;
+    let identity = crate::scenarios::default_identity(ns);
+    let remote = edges
+        .iter()
+        .find(|e| e["dst"] == "podinfo" && e["client_id"] == identity.as_str())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "east's edges name the west caller by its identity {identity}: {edges:#?}"
+            )
+        })?;
+    anyhow::ensure!(
+        remote["secured"] == true && remote["src_namespace"] == ns,
+        "the west caller's edge into east's podinfo is secured: {remote}"
+    );
+    Ok(())
 }
 
 async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> {
@@ -61,7 +178,12 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
     let ns = kube_util::meshed_namespace(west, "e2e-viz").await?;
     deploy_podinfo(west, &ns).await?;
     kube_util::apply(west, &ns, &service_profile(&ns)).await?;
-    kube_util::apply(west, &ns, &client_deployment("client", 20)).await?;
+    kube_util::apply(
+        west,
+        &ns,
+        &client_deployment("client", 20, "http://podinfo:9898/"),
+    )
+    .await?;
     kube_util::wait_rollout(west, &ns, "client", crate::scenarios::ROLLOUT).await?;
     let pods = Api::<Pod>::namespaced(west.clone(), &ns);
     let stranger: Pod = serde_json::from_value(serde_json::json!({
@@ -240,8 +362,8 @@ spec:
     )
 }
 
-/// A Deployment `name` running `mesh-podinfo load` at `rps` against podinfo.
-fn client_deployment(name: &str, rps: u32) -> String {
+/// A Deployment `name` running `mesh-podinfo load` at `rps` against `url`.
+fn client_deployment(name: &str, rps: u32, url: &str) -> String {
     format!(
         r#"apiVersion: apps/v1
 kind: Deployment
@@ -259,7 +381,7 @@ spec:
       containers:
       - name: main
         image: ghcr.io/stefanprodan/podinfo:6.9.2
-        command: [load, --rps, "{rps}", "http://podinfo:9898/"]
+        command: [load, --rps, "{rps}", "{url}"]
 "#
     )
 }

@@ -43,4 +43,5 @@ scenario!(mesh_failover_manages_an_httproute_split);
 scenario!(mesh_failover_wan_cut_moves_traffic_to_the_local_secondary);
 scenario!(mesh_failover_ignores_noise_and_aborts_a_relapsing_failback);
 scenario!(mesh_viz_stat_and_edges_see_what_the_callers_counted);
+scenario!(mesh_viz_sees_a_mirrored_service_across_clusters);
 scenario!(wan_cut_breaks_and_restore_heals_a_load_balancer_call);
