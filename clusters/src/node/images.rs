@@ -71,6 +71,17 @@ pub enum ImageError {
     /// Nothing to run.
     #[error("image {0:?}: the container gives no command and the image has no entrypoint or cmd")]
     NoCommand(String),
+    /// The program the image maps to is one `scripts/setup.sh` builds,
+    /// and it has not been built here.
+    #[error(
+        "image {image:?} runs {path}, which is not there: scripts/setup.sh builds it (the full set-up, for the tests)"
+    )]
+    NotBuilt {
+        /// The image.
+        image: String,
+        /// Where the program should be.
+        path: String,
+    },
     /// The mapping file is malformed.
     #[error("images.toml: {0}")]
     Malformed(String),
@@ -152,7 +163,14 @@ impl Images {
             } else if let Some(binary) = &rule.k8s_binary {
                 *first = self.k8s_bin_dir.join(binary).display().to_string();
             } else if let Some(path) = &rule.cached {
-                *first = self.cache_dir.join(path).display().to_string();
+                let program = self.cache_dir.join(path);
+                if !program.is_file() {
+                    return Err(ImageError::NotBuilt {
+                        image: image.to_owned(),
+                        path: program.display().to_string(),
+                    });
+                }
+                *first = program.display().to_string();
             }
             return Ok(argv);
         }
@@ -296,8 +314,26 @@ mod tests {
 
     #[test]
     fn prometheus_runs_from_the_cache_with_the_pods_args() {
+        let missing = images()
+            .resolve("prom/prometheus:v3.16.0", &[], &[])
+            .expect_err("not built under /cache/mesh");
+        assert!(
+            missing.to_string().contains("scripts/setup.sh builds it"),
+            "{missing}"
+        );
+        let cache = tempfile::tempdir().expect("tempdir");
+        let program = cache.path().join("prometheus-v3.16.0/prometheus");
+        std::fs::create_dir_all(program.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&program, "").expect("write");
+        let built = Images::parse(
+            BUILTIN,
+            "/mesh/bin".into(),
+            "/k8s/bin".into(),
+            cache.path().to_path_buf(),
+        )
+        .expect("builtin parses");
         assert_eq!(
-            images()
+            built
                 .resolve(
                     "prom/prometheus:v3.16.0",
                     &[],
@@ -305,7 +341,7 @@ mod tests {
                 )
                 .expect("prometheus"),
             v(&[
-                "/cache/mesh/prometheus-v3.16.0/prometheus",
+                &program.display().to_string(),
                 "--config.file=/etc/prometheus/prometheus.yml"
             ])
         );
