@@ -442,8 +442,44 @@ fn helm_template_renders_what_mesh_viz_install_renders() {
                     "--retention=1d",
                 ],
             },
+            Case {
+                name: "external",
+                values: "prometheusUrl: http://prometheus.monitoring.svc.cluster.local:9090\n",
+                ha: false,
+                flags: &["--prometheus-url=http://prometheus.monitoring.svc.cluster.local:9090"],
+            },
         ],
     );
+}
+
+/// The viz chart refuses a Prometheus URL the CLI refuses.
+#[test]
+fn the_viz_chart_refuses_a_prometheus_it_cannot_reach() {
+    let chart = charts_dir().join("mesh-viz").display().to_string();
+    for url in [
+        "https://prometheus.monitoring:9090",
+        "http://10.0.0.1:9090",
+        "http://prometheus:9090",
+    ] {
+        let out = Command::new(helm())
+            .args([
+                "template",
+                "linkerd-viz",
+                &chart,
+                "--set",
+                &format!("prometheusUrl={url}"),
+            ])
+            .output()
+            .expect("helm runs");
+        assert!(!out.status.success(), "{url} accepted");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("in-cluster Service URL"), "{url}: {stderr}");
+        let cli = Command::new(env!("CARGO_BIN_EXE_mesh"))
+            .args(["viz", "install", "--prometheus-url", url])
+            .output()
+            .expect("mesh runs");
+        assert!(!cli.status.success(), "the CLI accepted {url}");
+    }
 }
 
 /// The multicluster chart refuses what `mesh multicluster install` refuses,

@@ -4,17 +4,19 @@
 //! Deployment. Values use Linkerd viz's names: `linkerdNamespace`,
 //! `prometheus.image.{registry,name,tag}`,
 //! `prometheus.globalConfig.scrape_interval` and
-//! `prometheus.args."storage.tsdb.retention.time"`. Helm makes the
+//! `prometheus.args."storage.tsdb.retention.time"`, and `prometheusUrl`
+//! (an in-cluster Prometheus instead of the bundled one, checked as the
+//! CLI checks it). Helm makes the
 //! namespace (`-n linkerd-viz --create-namespace`).
 
-use super::install::{InstallArgs, PROMETHEUS_IMAGE, objects};
+use super::install::{CONFIG, InstallArgs, PROMETHEUS_IMAGE, objects};
 use crate::install::chart::ChartFile;
 use crate::install::chart::template::{
-    GENERATED, Substitutions, chart_yaml, escape_braces, substitute,
+    GENERATED, Substitutions, chart_yaml, escape_braces, substitute, wrap_document,
 };
 use crate::install::manifest;
 
-const MARKERS: [(&str, &str); 4] = [
+const MARKERS: [(&str, &str); 5] = [
     (
         "__MESH_VIZ_INTERVAL__",
         ".Values.prometheus.globalConfig.scrape_interval",
@@ -28,7 +30,15 @@ const MARKERS: [(&str, &str); 4] = [
         r#"printf "%s/%s:%s" .Values.prometheus.image.registry .Values.prometheus.image.name .Values.prometheus.image.tag"#,
     ),
     ("__MESH_VIZ_LINKERD_NS__", ".Values.linkerdNamespace"),
+    ("__MESH_VIZ_PROMETHEUS_URL__", ".Values.prometheusUrl"),
 ];
+
+/// What the chart refuses as `prometheusUrl`, as `mesh viz install
+/// --prometheus-url` does: anything but an in-cluster Service URL.
+const URL_CHECK: &str = r#"{{- if and .Values.prometheusUrl (not (regexMatch `^http://[a-z0-9]([a-z0-9-]*[a-z0-9])?\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.svc(\.[a-z0-9.-]+)?)?(:[0-9]{1,5})?/?$` .Values.prometheusUrl)) }}
+{{- fail (printf "prometheusUrl %q: give an in-cluster Service URL such as http://prometheus.monitoring.svc.cluster.local:9090 (mesh asks Prometheus through the API server's service proxy)" .Values.prometheusUrl) }}
+{{- end }}
+"#;
 
 /// Every file of `charts/mesh-viz`.
 pub fn files() -> anyhow::Result<Vec<ChartFile>> {
@@ -37,19 +47,33 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
         retention: MARKERS[1].0.into(),
         prometheus_image: MARKERS[2].0.into(),
         linkerd_namespace: MARKERS[3].0.into(),
+        prometheus_url: None,
+    };
+    let external = InstallArgs {
+        prometheus_url: Some(MARKERS[4].0.into()),
+        ..args.clone()
     };
     let substitutions = Substitutions {
         markers: &MARKERS,
         literals: Vec::new(),
         lines: Vec::new(),
     };
-    let mut template = format!("{{{{- /* {GENERATED} */}}}}\n");
-    for object in objects(&args) {
-        if object["kind"] == "Namespace" {
-            continue;
+    let mut template = format!("{{{{- /* {GENERATED} */}}}}\n{URL_CHECK}");
+    let yaml = |object: &serde_json::Value| -> anyhow::Result<String> {
+        let text = escape_braces(&manifest::to_yaml(std::slice::from_ref(object))?);
+        Ok(substitute(&text, &substitutions))
+    };
+    // The configuration, from the render with an external Prometheus; the
+    // bundled Prometheus only when none is given.
+    for object in objects(&external) {
+        if object["kind"] != "Namespace" {
+            template.push_str(&yaml(&object)?);
         }
-        let text = escape_braces(&manifest::to_yaml(std::slice::from_ref(&object))?);
-        template.push_str(&substitute(&text, &substitutions));
+    }
+    for object in objects(&args) {
+        if object["kind"] != "Namespace" && object["metadata"]["name"] != CONFIG {
+            template.push_str(&wrap_document(&yaml(&object)?, "not .Values.prometheusUrl"));
+        }
     }
     if let Some((left, _)) = MARKERS.iter().find(|(m, _)| template.contains(m)) {
         anyhow::bail!("the viz chart still holds {left}");
@@ -75,7 +99,9 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
                  linkerdNamespace: {}\nprometheus:\n  image:\n    registry: {registry}\n    \
                  name: {name}\n    tag: {tag}\n  globalConfig:\n    # How often every proxy is scraped.\n    \
                  scrape_interval: 10s\n  args:\n    # How long samples are kept.\n    \
-                 storage.tsdb.retention.time: 6h\n",
+                 storage.tsdb.retention.time: 6h\n# Use this in-cluster Prometheus (http://NAME.NAMESPACE.svc.cluster.local:PORT)\n\
+                 # instead of installing one; it must scrape the proxies with Linkerd's\n\
+                 # configuration.\nprometheusUrl: \"\"\n",
                 mesh_api::labels::CONTROL_PLANE_NAMESPACE
             ),
         },

@@ -15,7 +15,7 @@ use kube::api::ListParams;
 use serde::Deserialize;
 
 use super::install::{NAMESPACE, PROMETHEUS};
-use super::prometheus::Prometheus;
+use super::prometheus::{Prometheus, ServiceRef};
 use crate::check::Waiter;
 use crate::check::report::{Outcome, Problem, Report};
 use crate::cli::{GlobalArgs, OutputFormat};
@@ -55,15 +55,42 @@ pub async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter)
     if !report.record("linkerd-viz Namespace exists", namespace) {
         return;
     }
-    let running = waiter
-        .until_ok("prometheus ready", || {
-            crate::check::control_plane::deployments_ready(client, NAMESPACE, &[PROMETHEUS])
-        })
-        .await;
-    if !report.record("prometheus is running", running) {
-        return;
+    let prometheus = match Prometheus::locate(client.clone()).await {
+        Ok(prometheus) => prometheus,
+        Err(e) => {
+            report.record(
+                "viz's configuration names a Prometheus it can reach",
+                Err(Problem::error(
+                    format!("{e:#}"),
+                    "install viz again with a valid --prometheus-url",
+                )),
+            );
+            return;
+        }
+    };
+    let bundled = *prometheus.service() == ServiceRef::bundled();
+    if bundled {
+        let running = waiter
+            .until_ok("prometheus ready", || {
+                crate::check::control_plane::deployments_ready(client, NAMESPACE, &[PROMETHEUS])
+            })
+            .await;
+        if !report.record("prometheus is running", running) {
+            return;
+        }
     }
-    let prometheus = Prometheus::new(client.clone());
+    let ServiceRef {
+        namespace,
+        name,
+        port,
+    } = prometheus.service().clone();
+    let hint = if bundled {
+        "see `kubectl -n linkerd-viz logs deploy/prometheus`".to_owned()
+    } else {
+        format!(
+            "viz uses the Prometheus at Service {namespace}/{name}:{port} (--prometheus-url): check that it runs"
+        )
+    };
     let answers = match prometheus.query("vector(1)").await {
         Ok(samples) if samples.len() == 1 => Ok(()),
         Ok(samples) => Err(Problem::error(
@@ -73,10 +100,7 @@ pub async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter)
             ),
             "",
         )),
-        Err(e) => Err(Problem::error(
-            format!("{e:#}"),
-            "see `kubectl -n linkerd-viz logs deploy/prometheus`",
-        )),
+        Err(e) => Err(Problem::error(format!("{e:#}"), hint)),
     };
     if !report.record("prometheus answers queries", answers) {
         return;

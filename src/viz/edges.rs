@@ -243,7 +243,7 @@ pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
         mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
             .await?;
     let namespace = args.namespaces.resolve(&client);
-    let prometheus = Prometheus::new(client.clone());
+    let prometheus = Prometheus::locate(client.clone()).await?;
     let [http, opaque, inbound] = queries(kind.label(), &args.time_window);
     let pods: Api<Pod> = Api::all(client.clone());
     let (http, opaque, inbound, pods) = futures::try_join!(

@@ -19,7 +19,7 @@ pub const PROMETHEUS_PORT: u16 = 9090;
 pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v3.16.0";
 
 /// Flags of `mesh viz install`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct InstallArgs {
     /// How often Prometheus scrapes the proxies (Linkerd's
     /// `prometheus.globalConfig.scrape_interval`).
@@ -31,10 +31,24 @@ pub struct InstallArgs {
     /// Prometheus's image.
     #[arg(long, env = "MESH_VIZ_PROMETHEUS_IMAGE", default_value = PROMETHEUS_IMAGE)]
     pub prometheus_image: String,
+    /// Use this Prometheus instead of installing one: an in-cluster
+    /// Service URL (`http://prometheus.monitoring.svc.cluster.local:9090`)
+    /// that scrapes the proxies with Linkerd's configuration. The CLI asks
+    /// it through the API server's service proxy.
+    #[arg(long, env = "MESH_VIZ_PROMETHEUS_URL", value_name = "URL", value_parser = external_prometheus)]
+    pub prometheus_url: Option<String>,
     /// The control plane's namespace (whose proxies are scraped).
     #[arg(long, env = "MESH_CONTROL_PLANE_NAMESPACE", default_value = mesh_api::labels::CONTROL_PLANE_NAMESPACE)]
     pub linkerd_namespace: String,
 }
+
+fn external_prometheus(url: &str) -> Result<String, String> {
+    super::prometheus::ServiceRef::parse(url).map(|_| url.to_owned())
+}
+
+/// The ConfigMap that says where viz's Prometheus is (`prometheusUrl`,
+/// empty for the one viz installs).
+pub const CONFIG: &str = "linkerd-viz-config";
 
 /// A Prometheus duration (`10s`, `1m`, `6h`), refused when it is not one.
 fn prometheus_duration(text: &str) -> Result<String, String> {
@@ -172,9 +186,19 @@ pub(crate) fn objects(args: &InstallArgs) -> Vec<Object> {
         meta
     };
     let cluster_role = format!("linkerd-{NAMESPACE}-{PROMETHEUS}");
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": CONFIG, "namespace": NAMESPACE, "labels": {"linkerd.io/extension": "viz"}},
+        "data": {"prometheusUrl": args.prometheus_url.clone().unwrap_or_default()},
+    });
+    let namespace = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": NAMESPACE, "labels": {"linkerd.io/extension": "viz"}}});
+    if args.prometheus_url.is_some() {
+        return vec![namespace, config];
+    }
     vec![
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": NAMESPACE, "labels": {"linkerd.io/extension": "viz"}}}),
+        namespace,
+        config,
         serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(PROMETHEUS, true)}),
         serde_json::json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -261,7 +285,20 @@ mod tests {
             retention: "6h".into(),
             prometheus_image: PROMETHEUS_IMAGE.into(),
             linkerd_namespace: "linkerd".into(),
+            prometheus_url: None,
         }
+    }
+
+    #[test]
+    fn an_external_prometheus_replaces_the_bundled_one() {
+        let url = "http://prometheus.monitoring.svc.cluster.local:9090";
+        let objects = objects(&InstallArgs {
+            prometheus_url: Some(url.into()),
+            ..args()
+        });
+        let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+        assert_eq!(kinds, ["Namespace", "ConfigMap"]);
+        assert_eq!(objects[1]["data"]["prometheusUrl"], url);
     }
 
     #[test]
@@ -298,6 +335,7 @@ mod tests {
             names,
             [
                 "Namespace/linkerd-viz",
+                "ConfigMap/linkerd-viz-config",
                 "ServiceAccount/prometheus",
                 "ClusterRole/linkerd-linkerd-viz-prometheus",
                 "ClusterRoleBinding/linkerd-linkerd-viz-prometheus",
@@ -306,7 +344,8 @@ mod tests {
                 "Deployment/prometheus",
             ]
         );
-        let config = objects[4]["data"]["prometheus.yml"]
+        assert_eq!(objects[1]["data"]["prometheusUrl"], "");
+        let config = objects[5]["data"]["prometheus.yml"]
             .as_str()
             .unwrap_or_default();
         let parsed: serde_json::Value =
@@ -327,7 +366,7 @@ mod tests {
             ]
         );
         assert!(config.contains("regex: ^linkerd-proxy;linkerd-admin;linkerd$"));
-        let container = &objects[6]["spec"]["template"]["spec"]["containers"][0];
+        let container = &objects[7]["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["args"][4], "--storage.tsdb.retention.time=6h");
         assert_eq!(container["image"], PROMETHEUS_IMAGE);
     }

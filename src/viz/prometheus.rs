@@ -6,10 +6,84 @@ use mesh_api::prometheus::Sample;
 
 use super::install::{NAMESPACE, PROMETHEUS, PROMETHEUS_PORT};
 
+/// An in-cluster Service's port, which the API server's service proxy
+/// reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its port.
+    pub port: u16,
+}
+
+impl ServiceRef {
+    /// viz's own Prometheus.
+    pub fn bundled() -> Self {
+        Self {
+            namespace: NAMESPACE.to_owned(),
+            name: PROMETHEUS.to_owned(),
+            port: PROMETHEUS_PORT,
+        }
+    }
+
+    /// The Service an in-cluster URL names (`http://NAME.NAMESPACE[.svc[.DOMAIN]][:PORT]`);
+    /// an error that says why anything else cannot be reached.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let refused = |why: &str| {
+            format!(
+                "--prometheus-url {url:?}: {why}; mesh asks Prometheus through the API server's \
+                 service proxy, so give an in-cluster Service URL such as \
+                 http://prometheus.monitoring.svc.cluster.local:9090"
+            )
+        };
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| refused("only http:// is supported"))?;
+        let authority = rest.trim_end_matches('/');
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(refused("a path, query or user is not supported"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| refused("the port is not a number from 1 to 65535"))?,
+            ),
+            None => (authority, 80),
+        };
+        let labels: Vec<&str> = host.split('.').collect();
+        let dns_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        let in_cluster = labels.len() >= 2
+            && labels[..2].iter().all(|l| dns_label(l))
+            && (labels.len() == 2 || labels[2] == "svc")
+            && labels.iter().all(|l| dns_label(l));
+        if !in_cluster {
+            return Err(refused("the host is not NAME.NAMESPACE[.svc[.DOMAIN]]"));
+        }
+        Ok(Self {
+            namespace: labels[1].to_owned(),
+            name: labels[0].to_owned(),
+            port,
+        })
+    }
+}
+
 /// viz's Prometheus in one cluster.
 #[derive(Clone)]
 pub struct Prometheus {
     client: kube::Client,
+    service: ServiceRef,
 }
 
 impl std::fmt::Debug for Prometheus {
@@ -19,21 +93,42 @@ impl std::fmt::Debug for Prometheus {
 }
 
 impl Prometheus {
-    /// The Prometheus of the cluster `client` talks to.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
+    /// The Prometheus viz uses in the cluster `client` talks to: the one
+    /// its `linkerd-viz-config` names, else its own.
+    pub async fn locate(client: kube::Client) -> anyhow::Result<Self> {
+        let configs: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client.clone(), NAMESPACE);
+        let url = configs
+            .get_opt(super::install::CONFIG)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("prometheusUrl").cloned())
+            .filter(|u| !u.is_empty());
+        let service = match url {
+            Some(url) => ServiceRef::parse(&url).map_err(|e| {
+                anyhow::anyhow!("ConfigMap {NAMESPACE}/{}: {e}", super::install::CONFIG)
+            })?,
+            None => ServiceRef::bundled(),
+        };
+        Ok(Self { client, service })
+    }
+
+    /// The Service it is reached at.
+    pub fn service(&self) -> &ServiceRef {
+        &self.service
     }
 
     /// GETs `path` from Prometheus's API.
     pub async fn get(&self, path: &str) -> anyhow::Result<String> {
-        mesh_api::kube_client::service_get(
-            &self.client,
-            NAMESPACE,
-            PROMETHEUS,
-            PROMETHEUS_PORT,
-            path,
-        )
-        .await
+        let ServiceRef {
+            namespace,
+            name,
+            port,
+        } = &self.service;
+        mesh_api::kube_client::service_get(&self.client, namespace, name, *port, path)
+            .await
         .map_err(|e| {
             anyhow::anyhow!(
                 "{e:#} (is viz installed? `mesh viz install | kubectl apply -f -`, then `mesh viz check`)"
@@ -44,8 +139,12 @@ impl Prometheus {
     /// The answer to `promql`, now.
     pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
         let body = self.get(&mesh_api::prometheus::query_path(promql)).await?;
-        mesh_api::prometheus::samples(&body, promql)
-            .map_err(|e| anyhow::anyhow!("Prometheus {NAMESPACE}/{PROMETHEUS}: {e}"))
+        mesh_api::prometheus::samples(&body, promql).map_err(|e| {
+            let ServiceRef {
+                namespace, name, ..
+            } = &self.service;
+            anyhow::anyhow!("Prometheus {namespace}/{name}: {e}")
+        })
     }
 }
 
@@ -97,6 +196,36 @@ mod tests {
         assert_eq!(duration_seconds("6h"), Ok(21_600.0));
         for bad in ["", "0s", "10", "s", "1.5s", "10 s", "10sec", "-1m"] {
             assert!(duration_seconds(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn only_in_cluster_service_urls_are_taken() {
+        let prometheus = |ns: &str, port| ServiceRef {
+            namespace: ns.into(),
+            name: "prometheus".into(),
+            port,
+        };
+        assert_eq!(
+            ServiceRef::parse("http://prometheus.monitoring.svc.cluster.local:9090"),
+            Ok(prometheus("monitoring", 9090))
+        );
+        assert_eq!(
+            ServiceRef::parse("http://prometheus.monitoring"),
+            Ok(prometheus("monitoring", 80))
+        );
+        for bad in [
+            "https://prometheus.monitoring:9090",
+            "http://prometheus:9090",
+            "http://10.0.0.1:9090",
+            "http://prometheus.monitoring.example.com:9090",
+            "http://prometheus.monitoring:9090/api",
+            "http://user@prometheus.monitoring:9090",
+            "http://prometheus.monitoring:0",
+            "http://Prometheus.monitoring:9090",
+        ] {
+            let refused = ServiceRef::parse(bad).expect_err(bad);
+            assert!(refused.contains("in-cluster Service URL"), "{refused}");
         }
     }
 

@@ -248,7 +248,7 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
         })
         .flat_map(|p| p.spec.routes.iter().map(|r| r.name.clone()))
         .collect();
-    let prometheus = Prometheus::new(client.clone());
+    let prometheus = Prometheus::locate(client.clone()).await?;
     let selector = selector(&service, &service_ns, source);
     let (requests, latency) = queries(&selector, &args.time_window);
     let requests = prometheus.query(&requests).await?;

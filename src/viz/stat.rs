@@ -458,7 +458,7 @@ async fn stat(client: &kube::Client, args: &StatArgs) -> anyhow::Result<Vec<Row>
         .map(|t| (t, args.to_namespace.as_deref().unwrap_or(fallback)));
     let mut query = Query::new(&args.target, namespace, from, to, &args.time_window)
         .map_err(|e| anyhow::anyhow!(e))?;
-    let prometheus = Prometheus::new(client.clone());
+    let prometheus = Prometheus::locate(client.clone()).await?;
     let mut listing = objects(client, args.target.kind, namespace).await?;
     // Whose claims are checked: --from's source, else the rows' own.
     let claimed = match from {
