@@ -7,7 +7,9 @@
 //! edge secured and the unmeshed caller's not; a rogue pod that labels
 //! itself as podinfo's and serves a metrics page claiming 500 failures a
 //! second is left out, and stat says so; `mesh viz routes` lists
-//! podinfo's ServiceProfile routes with the client's rate on `GET /`; then
+//! podinfo's ServiceProfile routes with the client's rate on `GET /`;
+//! `stat ts` shows a 90/10 canary split's leaves carrying the client's
+//! rate; then
 //! `mesh viz uninstall` removes it all.
 
 use std::time::Duration;
@@ -178,6 +180,7 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
     let ns = kube_util::meshed_namespace(west, "e2e-viz").await?;
     deploy_podinfo(west, &ns).await?;
     kube_util::apply(west, &ns, &service_profile(&ns)).await?;
+    kube_util::apply(west, &ns, CANARY_SPLIT).await?;
     kube_util::apply(
         west,
         &ns,
@@ -269,6 +272,30 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
     let client_now = counted_rate(west, &ns, &client_pod).await?;
     within_ten_percent("podinfo's RPS --from deploy/client", from_rps, client_now.0)?;
 
+    let (splits, _) = stat_json(p, &["viz", "stat", "ts", "-n", &ns, "-t", &window]).await?;
+    let leaves: Vec<(&str, u64)> = splits
+        .iter()
+        .map(|r| {
+            (
+                r["leaf"].as_str().unwrap_or_default(),
+                r["weight"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    anyhow::ensure!(
+        leaves == [("podinfo", 90), ("podinfo-canary", 10)],
+        "stat ts lists the split's leaves with their weights: {splits:#?}"
+    );
+    let through_split: f64 = splits.iter().filter_map(|r| r["rps"].as_f64()).sum();
+    let client_now = counted_rate(west, &ns, &client_pod).await?;
+    within_ten_percent("the split's leaves' RPS", through_split, client_now.0)?;
+    anyhow::ensure!(
+        splits
+            .iter()
+            .all(|r| r["rps"].as_f64().is_some_and(|rps| rps > 0.0)),
+        "both leaves carried traffic: {splits:#?}"
+    );
+
     let routes = crate::mesh::mesh(
         p,
         Cluster::West,
@@ -344,6 +371,28 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
     kube_util::delete_namespace(west, &ns).await;
     Ok(())
 }
+
+/// A canary Service over podinfo's own pods and a TrafficSplit sending 10 %
+/// of podinfo's traffic through it.
+const CANARY_SPLIT: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: podinfo-canary
+spec:
+  selector: {app: podinfo}
+  ports:
+  - {name: http, port: 9898, targetPort: http}
+---
+apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata:
+  name: podinfo-split
+spec:
+  service: podinfo
+  backends:
+  - {service: podinfo, weight: 90}
+  - {service: podinfo-canary, weight: 10}
+"#;
 
 /// podinfo's ServiceProfile: two routes, one of them never called.
 fn service_profile(ns: &str) -> String {

@@ -232,7 +232,10 @@ pub fn edges(
 /// Runs `mesh viz edges`.
 pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
     let kind = Kind::parse(&args.kind).map_err(|e| anyhow::anyhow!(e))?;
-    if matches!(kind, Kind::Namespace | Kind::Service | Kind::Authority) {
+    if matches!(
+        kind,
+        Kind::Namespace | Kind::Service | Kind::Authority | Kind::TrafficSplit
+    ) {
         anyhow::bail!(
             "edges join workloads or pods: use deploy, sts, ds, job or po, not {}",
             kind.name()

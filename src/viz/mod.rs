@@ -7,7 +7,8 @@
 //!   service proxy; PromQL durations and matchers.
 //! - [`resource`]: the kinds viz reports on, their labels in the series,
 //!   and their objects and meshed pods in Kubernetes.
-//! - [`stat`]: `mesh viz stat`, golden metrics per resource.
+//! - [`stat`]: `mesh viz stat`, golden metrics per resource;
+//!   [`traffic_split`]: `stat ts`, each split's leaves.
 //! - [`routes`]: `mesh viz routes`, per ServiceProfile route.
 //! - [`edges`]: `mesh viz edges`, who calls whom and whether both sides
 //!   presented identities.
@@ -24,3 +25,4 @@ pub mod prometheus;
 pub mod resource;
 pub mod routes;
 pub mod stat;
+pub mod traffic_split;

@@ -32,6 +32,8 @@ pub enum Kind {
     Service,
     /// Authorities (`Host`), as served.
     Authority,
+    /// TrafficSplits, leaf by leaf.
+    TrafficSplit,
 }
 
 impl Kind {
@@ -46,9 +48,10 @@ impl Kind {
             "ns" | "namespace" | "namespaces" => Self::Namespace,
             "svc" | "service" | "services" => Self::Service,
             "au" | "authority" | "authorities" => Self::Authority,
+            "ts" | "trafficsplit" | "trafficsplits" => Self::TrafficSplit,
             other => {
                 return Err(format!(
-                    "{other:?} is not a kind viz reports on: use deploy, sts, ds, job, po, ns, svc or authority"
+                    "{other:?} is not a kind viz reports on: use deploy, sts, ds, job, po, ns, svc, authority or ts"
                 ));
             }
         })
@@ -65,6 +68,7 @@ impl Kind {
             Self::Namespace => "namespace",
             Self::Service => "service",
             Self::Authority => "authority",
+            Self::TrafficSplit => "trafficsplit",
         }
     }
 
@@ -341,7 +345,7 @@ pub async fn objects(
                 }));
             }
         }
-        Kind::Authority => {}
+        Kind::Authority | Kind::TrafficSplit => {}
     }
     Ok(Listing { objects, live })
 }

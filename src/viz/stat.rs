@@ -420,6 +420,9 @@ pub async fn ask(prometheus: &Prometheus, query: &Query) -> anyhow::Result<Answe
 pub async fn run(global: &GlobalArgs, args: &StatArgs) -> anyhow::Result<()> {
     let contexts =
         super::contexts::chosen(global, &args.clusters.contexts, args.clusters.all_contexts)?;
+    if args.target.kind == Kind::TrafficSplit {
+        return traffic_splits(global, args, &contexts).await;
+    }
     let mut rows = Vec::new();
     for context in &contexts {
         let client = mesh_api::kube_client::client(
@@ -439,6 +442,43 @@ pub async fn run(global: &GlobalArgs, args: &StatArgs) -> anyhow::Result<()> {
     let namespaces = args.namespaces.all_namespaces && args.target.kind.namespaced();
     print(&rows, args.output, namespaces);
     Ok(())
+}
+
+/// `stat ts`: each split's leaves, in each context asked for.
+async fn traffic_splits(
+    global: &GlobalArgs,
+    args: &StatArgs,
+    contexts: &[Option<String>],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !args.namespaces.all_namespaces && args.from.is_none() && args.to.is_none(),
+        "stat ts reads one namespace's splits, without --from or --to"
+    );
+    let window = duration_seconds(&args.time_window).map_err(|e| anyhow::anyhow!(e))?;
+    let mut rows = Vec::new();
+    for context in contexts {
+        let client = mesh_api::kube_client::client(
+            global.kubeconfig.as_deref(),
+            context.as_deref().or(global.context.as_deref()),
+        )
+        .await?;
+        let namespace = args
+            .namespaces
+            .resolve(&client)
+            .unwrap_or_else(|| "default".to_owned());
+        let mut these = super::traffic_split::stat(
+            &client,
+            &namespace,
+            args.target.name.as_deref(),
+            (&args.time_window, window),
+        )
+        .await?;
+        for row in &mut these {
+            row.cluster = context.clone();
+        }
+        rows.extend(these);
+    }
+    super::traffic_split::print(&rows, args.output == StatOutput::Json)
 }
 
 /// The rows of one cluster.

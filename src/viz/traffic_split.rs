@@ -1,0 +1,285 @@
+//! `mesh viz stat ts`: each TrafficSplit's backends (leaves) with their
+//! weight and what the apex's clients saw from each: success rate,
+//! requests per second and latency, from the clients' outbound series
+//! (`authority` the apex, `dst_service` the leaf). With a failover
+//! controller moving the weights, this is the split as traffic sees it.
+
+use kube::Api;
+use kube::api::ListParams;
+use mesh_api::crds::traffic_split::TrafficSplit;
+use mesh_api::prometheus::Sample;
+use serde::Serialize;
+
+use super::prometheus::Prometheus;
+
+/// One leaf of one split.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LeafRow {
+    /// The cluster (kubeconfig context) it was read in, when several were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// The split's namespace.
+    pub namespace: String,
+    /// The split.
+    pub name: String,
+    /// Its apex Service.
+    pub apex: String,
+    /// This backend's Service.
+    pub leaf: String,
+    /// Its share of the weights, in percent.
+    pub weight: u32,
+    /// Successful responses of all (`None`: no traffic).
+    pub success: Option<f64>,
+    /// Requests per second.
+    pub rps: Option<f64>,
+    /// Latency percentiles in milliseconds.
+    pub latency_ms_p50: Option<f64>,
+    /// See `latency_ms_p50`.
+    pub latency_ms_p95: Option<f64>,
+    /// See `latency_ms_p50`.
+    pub latency_ms_p99: Option<f64>,
+}
+
+/// The split series' matchers: outbound toward `namespace`'s Services.
+fn selector(namespace: &str) -> String {
+    super::prometheus::matchers(&[
+        ("direction".into(), "outbound".into()),
+        ("dst_namespace".into(), namespace.into()),
+    ])
+}
+
+/// Requests by apex authority, leaf and classification; a latency
+/// quantile by apex and leaf.
+pub fn queries(namespace: &str, window: &str) -> (String, [String; 3]) {
+    let selector = selector(namespace);
+    (
+        format!(
+            "sum(increase(response_total{selector}[{window}])) by (authority, dst_service, classification)"
+        ),
+        [0.5, 0.95, 0.99].map(|q| {
+            format!(
+                "histogram_quantile({q}, sum(irate(response_latency_ms_bucket{selector}[{window}])) by (le, authority, dst_service))"
+            )
+        }),
+    )
+}
+
+/// The rows of `splits` (namespace, name, apex, and each backend with its
+/// weight in percent) from the answers; a series counts for a split when
+/// its authority is the apex (`apex.namespace.svc.…`) and its
+/// `dst_service` one of the split's leaves.
+pub fn rows(
+    splits: &[(String, String, String, Vec<(String, u32)>)],
+    window_seconds: f64,
+    requests: &[Sample],
+    latency: &[Vec<Sample>; 3],
+) -> Vec<LeafRow> {
+    let of_apex = |sample: &Sample, namespace: &str, apex: &str| {
+        sample
+            .label("authority")
+            .starts_with(&format!("{apex}.{namespace}.svc."))
+    };
+    let usable = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
+    let mut out = Vec::new();
+    for (namespace, name, apex, backends) in splits {
+        for (leaf, weight) in backends {
+            let mine = |s: &&Sample| of_apex(s, namespace, apex) && s.label("dst_service") == leaf;
+            let mut totals = (0.0, 0.0);
+            for sample in requests.iter().filter(mine) {
+                if let Some(v) = usable(sample.value) {
+                    totals.1 += v;
+                    if sample.label("classification") == "success" {
+                        totals.0 += v;
+                    }
+                }
+            }
+            let quantile = |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
+            let seen = requests.iter().any(|s| mine(&s));
+            out.push(LeafRow {
+                cluster: None,
+                namespace: namespace.clone(),
+                name: name.clone(),
+                apex: apex.clone(),
+                leaf: leaf.clone(),
+                weight: *weight,
+                success: (totals.1 > 0.0).then(|| totals.0 / totals.1),
+                rps: seen.then(|| totals.1 / window_seconds),
+                latency_ms_p50: quantile(0),
+                latency_ms_p95: quantile(1),
+                latency_ms_p99: quantile(2),
+            });
+        }
+    }
+    out
+}
+
+/// The split rows of `namespace`.
+pub async fn stat(
+    client: &kube::Client,
+    namespace: &str,
+    name: Option<&str>,
+    window: (&str, f64),
+) -> anyhow::Result<Vec<LeafRow>> {
+    let splits: Vec<TrafficSplit> = Api::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "listing TrafficSplits in {namespace}: {e} (is the TrafficSplit CRD installed?)"
+            )
+        })?
+        .items;
+    let splits: Vec<(String, String, String, Vec<(String, u32)>)> = splits
+        .into_iter()
+        .filter(|s| name.is_none_or(|n| s.metadata.name.as_deref() == Some(n)))
+        .map(|s| {
+            let weights = s.spec.percentages();
+            let backends = s
+                .spec
+                .backends
+                .iter()
+                .zip(weights)
+                .map(|(b, w)| (b.service.clone(), w))
+                .collect();
+            (
+                namespace.to_owned(),
+                s.metadata.name.clone().unwrap_or_default(),
+                s.spec.service.clone(),
+                backends,
+            )
+        })
+        .collect();
+    let prometheus = Prometheus::locate(client.clone()).await?;
+    let (requests, latency) = queries(namespace, window.0);
+    let requests = prometheus.query(&requests).await?;
+    let mut quantiles: [Vec<Sample>; 3] = Default::default();
+    for (answer, promql) in quantiles.iter_mut().zip(&latency) {
+        *answer = prometheus.query(promql).await?;
+    }
+    Ok(rows(&splits, window.1, &requests, &quantiles))
+}
+
+/// Prints split rows as Linkerd's `viz stat ts` does.
+pub fn print(rows: &[LeafRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        return crate::output::print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("No TrafficSplits found.");
+        return Ok(());
+    }
+    let dash = || "-".to_owned();
+    let ms = |v: Option<f64>| v.map_or_else(dash, |v| format!("{}ms", v.round()));
+    let clusters = rows.iter().any(|r| r.cluster.is_some());
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![
+                r.name.clone(),
+                r.apex.clone(),
+                r.leaf.clone(),
+                format!("{}%", r.weight),
+                r.success
+                    .map_or_else(dash, |s| format!("{:.2}%", s * 100.0)),
+                r.rps.map_or_else(dash, |v| format!("{v:.1}rps")),
+                ms(r.latency_ms_p50),
+                ms(r.latency_ms_p95),
+                ms(r.latency_ms_p99),
+            ];
+            if clusters {
+                cells.insert(0, r.cluster.clone().unwrap_or_default());
+            }
+            cells
+        })
+        .collect();
+    let mut headers = vec![
+        "NAME",
+        "APEX",
+        "LEAF",
+        "WEIGHT",
+        "SUCCESS",
+        "RPS",
+        "LATENCY_P50",
+        "LATENCY_P95",
+        "LATENCY_P99",
+    ];
+    if clusters {
+        headers.insert(0, "CLUSTER");
+    }
+    crate::output::print_table(&headers, &table);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample::new(labels, value)
+    }
+
+    #[test]
+    fn each_leaf_gets_what_the_apexs_clients_saw_from_it() {
+        let (requests, latency) = queries("shop", "30s");
+        assert_eq!(
+            requests,
+            r#"sum(increase(response_total{direction="outbound",dst_namespace="shop"}[30s])) by (authority, dst_service, classification)"#
+        );
+        assert!(latency[0].ends_with("by (le, authority, dst_service))"));
+        let apex = ("authority", "podinfo.shop.svc.cluster.local:9898");
+        let splits = vec![(
+            "shop".to_owned(),
+            "podinfo-split".to_owned(),
+            "podinfo".to_owned(),
+            vec![("podinfo".to_owned(), 25), ("podinfo-east".to_owned(), 75)],
+        )];
+        let requests = vec![
+            sample(
+                &[
+                    apex,
+                    ("dst_service", "podinfo"),
+                    ("classification", "success"),
+                ],
+                27.0,
+            ),
+            sample(
+                &[
+                    apex,
+                    ("dst_service", "podinfo"),
+                    ("classification", "failure"),
+                ],
+                3.0,
+            ),
+            sample(
+                &[
+                    apex,
+                    ("dst_service", "podinfo-east"),
+                    ("classification", "success"),
+                ],
+                90.0,
+            ),
+            // Someone calling podinfo-east directly is not the split's traffic.
+            sample(
+                &[
+                    ("authority", "podinfo-east.shop.svc.cluster.local:9898"),
+                    ("dst_service", "podinfo-east"),
+                    ("classification", "success"),
+                ],
+                600.0,
+            ),
+        ];
+        let latency = [
+            vec![sample(&[apex, ("dst_service", "podinfo-east")], 3.0)],
+            vec![],
+            vec![],
+        ];
+        let rows = rows(&splits, 30.0, &requests, &latency);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].leaf.as_str(), rows[0].weight), ("podinfo", 25));
+        assert_eq!(rows[0].success, Some(0.9));
+        assert_eq!(rows[0].rps, Some(1.0));
+        assert_eq!(rows[1].rps, Some(3.0), "only the apex's traffic");
+        assert_eq!(rows[1].latency_ms_p50, Some(3.0));
+        assert_eq!(rows[0].latency_ms_p50, None);
+    }
+}
