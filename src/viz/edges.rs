@@ -349,10 +349,6 @@ pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample::new(labels, value)
-    }
-
     const CLIENT_ID: &str = "client.load.serviceaccount.identity.linkerd.cluster.local";
     const SERVER_ID: &str = "podinfo.shop.serviceaccount.identity.linkerd.cluster.local";
 
@@ -361,7 +357,7 @@ mod tests {
     }
 
     fn outbound(server_id: &str, tls: &str) -> Sample {
-        sample(
+        Sample::new(
             &[
                 ("namespace", "load"),
                 ("deployment", "client"),
@@ -378,7 +374,7 @@ mod tests {
     #[test]
     fn secured_only_where_both_sides_saw_an_identity() {
         let inbound = vec![
-            sample(
+            Sample::new(
                 &[
                     ("namespace", "shop"),
                     ("deployment", "podinfo"),
@@ -387,7 +383,7 @@ mod tests {
                 ],
                 12.0,
             ),
-            sample(
+            Sample::new(
                 &[
                     ("namespace", "shop"),
                     ("deployment", "podinfo"),
@@ -435,7 +431,7 @@ mod tests {
         );
         assert!(!edges1[0].secured);
         // The caller saw no server identity (an unmeshed server).
-        let inbound = vec![sample(
+        let inbound = vec![Sample::new(
             &[
                 ("namespace", "shop"),
                 ("deployment", "podinfo"),
@@ -453,7 +449,7 @@ mod tests {
         );
         assert!(!edges2[0].secured);
         // Another pod's identity does not vouch for this caller.
-        let stranger = vec![sample(
+        let stranger = vec![Sample::new(
             &[
                 ("namespace", "shop"),
                 ("deployment", "podinfo"),

@@ -14,12 +14,14 @@
 //!   presented identities.
 //! - [`contexts`]: `--contexts` / `--all-contexts`, one table across
 //!   clusters with a CLUSTER column.
+//! - [`golden`]: a row's success rate, rate and latency, from the answers.
 //! - [`check`]: `mesh viz check`, what viz's own components experience.
 
 pub mod chart;
 pub mod check;
 pub mod contexts;
 pub mod edges;
+pub mod golden;
 pub mod install;
 pub mod prometheus;
 pub mod resource;

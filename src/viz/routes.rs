@@ -7,14 +7,14 @@
 //! KIND/NAME` (or `routes KIND/NAME --to svc/NAME`, as Linkerd writes it)
 //! keeps one client's.
 
-use std::collections::BTreeMap;
-
 use clap::Args;
 use kube::Api;
 use kube::api::ListParams;
 use mesh_api::crds::service_profile::ServiceProfile;
+use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
+use super::golden::{Golden, HEADERS, quantiles, usable};
 use super::prometheus::{Prometheus, duration_seconds};
 use super::resource::{Kind, Target};
 use crate::cli::{GlobalArgs, OutputFormat};
@@ -55,16 +55,9 @@ pub struct RouteRow {
     pub route: String,
     /// The Service.
     pub service: String,
-    /// Successful responses of all (`None`: no traffic).
-    pub success: Option<f64>,
-    /// Requests per second.
-    pub rps: Option<f64>,
-    /// Latency percentiles in milliseconds.
-    pub latency_ms_p50: Option<f64>,
-    /// See `latency_ms_p50`.
-    pub latency_ms_p95: Option<f64>,
-    /// See `latency_ms_p50`.
-    pub latency_ms_p99: Option<f64>,
+    /// Its figures.
+    #[serde(flatten)]
+    pub golden: Golden,
 }
 
 /// PromQL-escaped text inside a double-quoted string.
@@ -114,12 +107,10 @@ pub fn queries(selector: &str, window: &str) -> (String, [String; 3]) {
     let requests = format!(
         "sum(increase(route_response_total{selector}[{window}])) by (rt_route, classification)"
     );
-    let latency = [0.5, 0.95, 0.99].map(|q| {
-        format!(
-            "histogram_quantile({q}, sum(irate(route_response_latency_ms_bucket{selector}[{window}])) by (le, rt_route))"
-        )
-    });
-    (requests, latency)
+    (
+        requests,
+        quantiles("route_response_latency_ms", selector, window, "rt_route"),
+    )
 }
 
 /// The rows: each of `routes` in order, then [`DEFAULT_ROUTE`], then any
@@ -128,10 +119,10 @@ pub fn rows(
     service: &str,
     routes: &[String],
     window_seconds: f64,
-    requests: &[mesh_api::prometheus::Sample],
-    latency: &[Vec<mesh_api::prometheus::Sample>; 3],
+    requests: &[Sample],
+    latency: &[Vec<Sample>; 3],
 ) -> Vec<RouteRow> {
-    let name = |s: &mesh_api::prometheus::Sample| {
+    let name = |s: &Sample| {
         let route = s.label("rt_route");
         if route.is_empty() {
             DEFAULT_ROUTE.to_owned()
@@ -141,55 +132,28 @@ pub fn rows(
     };
     let mut order: Vec<String> = routes.to_vec();
     order.push(DEFAULT_ROUTE.to_owned());
-    let mut rows: BTreeMap<String, RouteRow> = order
-        .iter()
-        .map(|r| {
-            (
-                r.clone(),
-                RouteRow {
-                    route: r.clone(),
-                    service: service.to_owned(),
-                    ..RouteRow::default()
-                },
-            )
-        })
-        .collect();
-    let usable = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
-    let mut totals: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for sample in requests {
-        let Some(value) = usable(sample.value) else {
-            continue;
-        };
-        let total = totals.entry(name(sample)).or_default();
-        total.1 += value;
-        if sample.label("classification") == "success" {
-            total.0 += value;
+        let route = name(sample);
+        if !order.contains(&route) {
+            order.push(route);
         }
     }
-    for (route, (success, total)) in totals {
-        if !rows.contains_key(&route) {
-            order.push(route.clone());
-        }
-        let row = rows.entry(route.clone()).or_insert_with(|| RouteRow {
-            route,
-            service: service.to_owned(),
-            ..RouteRow::default()
-        });
-        row.rps = Some(total / window_seconds);
-        row.success = (total > 0.0).then(|| success / total);
-    }
-    for (i, samples) in latency.iter().enumerate() {
-        for sample in samples {
-            if let (Some(value), Some(row)) = (usable(sample.value), rows.get_mut(&name(sample))) {
-                match i {
-                    0 => row.latency_ms_p50 = Some(value),
-                    1 => row.latency_ms_p95 = Some(value),
-                    _ => row.latency_ms_p99 = Some(value),
-                }
+    order
+        .into_iter()
+        .map(|route| {
+            let mine = |s: &&Sample| name(s) == route;
+            let quantile = |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
+            RouteRow {
+                golden: Golden::from_samples(
+                    requests.iter().filter(mine),
+                    [quantile(0), quantile(1), quantile(2)],
+                    window_seconds,
+                ),
+                service: service.to_owned(),
+                route,
             }
-        }
-    }
-    order.iter().filter_map(|r| rows.remove(r)).collect()
+        })
+        .collect()
 }
 
 /// Runs `mesh viz routes`.
@@ -252,11 +216,11 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
     let selector = selector(&service, &service_ns, source);
     let (requests, latency) = queries(&selector, &args.time_window);
     let requests = prometheus.query(&requests).await?;
-    let mut quantiles: [Vec<mesh_api::prometheus::Sample>; 3] = Default::default();
-    for (answer, promql) in quantiles.iter_mut().zip(&latency) {
+    let mut answers: [Vec<Sample>; 3] = Default::default();
+    for (answer, promql) in answers.iter_mut().zip(&latency) {
         *answer = prometheus.query(promql).await?;
     }
-    let rows = rows(&service, &routes, window, &requests, &quantiles);
+    let rows = rows(&service, &routes, window, &requests, &answers);
     if args.output == OutputFormat::Json {
         return output::print_json(&rows);
     }
@@ -266,46 +230,23 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
              (routes are counted per ServiceProfile route)"
         );
     }
-    let dash = || "-".to_owned();
-    let ms = |v: Option<f64>| v.map_or_else(dash, |v| format!("{}ms", v.round()));
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            vec![
-                r.route.clone(),
-                r.service.clone(),
-                r.success
-                    .map_or_else(dash, |s| format!("{:.2}%", s * 100.0)),
-                r.rps.map_or_else(dash, |v| format!("{v:.1}rps")),
-                ms(r.latency_ms_p50),
-                ms(r.latency_ms_p95),
-                ms(r.latency_ms_p99),
-            ]
+            let mut cells = vec![r.route.clone(), r.service.clone()];
+            cells.extend(r.golden.cells());
+            cells
         })
         .collect();
-    output::print_table(
-        &[
-            "ROUTE",
-            "SERVICE",
-            "SUCCESS",
-            "RPS",
-            "LATENCY_P50",
-            "LATENCY_P95",
-            "LATENCY_P99",
-        ],
-        &table,
-    );
+    let mut headers = vec!["ROUTE", "SERVICE"];
+    headers.extend(HEADERS);
+    output::print_table(&headers, &table);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh_api::prometheus::Sample;
-
-    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample::new(labels, value)
-    }
 
     #[test]
     fn the_services_route_series_are_selected() {
@@ -330,31 +271,35 @@ mod tests {
     fn every_profile_route_has_a_row_and_the_rest_is_default() {
         let routes = vec!["GET /".to_owned(), "GET /status/{code}".to_owned()];
         let requests = vec![
-            sample(
+            Sample::new(
                 &[("rt_route", "GET /"), ("classification", "success")],
                 60.0,
             ),
-            sample(&[("classification", "success")], 27.0),
-            sample(&[("classification", "failure")], 3.0),
-            sample(
+            Sample::new(&[("classification", "success")], 27.0),
+            Sample::new(&[("classification", "failure")], 3.0),
+            Sample::new(
                 &[("rt_route", "GET /gone"), ("classification", "success")],
                 6.0,
             ),
         ];
-        let latency = [vec![sample(&[("rt_route", "GET /")], 2.0)], vec![], vec![]];
+        let latency = [
+            vec![Sample::new(&[("rt_route", "GET /")], 2.0)],
+            vec![],
+            vec![],
+        ];
         let rows = rows("podinfo", &routes, 60.0, &requests, &latency);
         let names: Vec<&str> = rows.iter().map(|r| r.route.as_str()).collect();
         assert_eq!(
             names,
             ["GET /", "GET /status/{code}", DEFAULT_ROUTE, "GET /gone"]
         );
-        assert_eq!(rows[0].rps, Some(1.0));
-        assert_eq!(rows[0].latency_ms_p50, Some(2.0));
+        assert_eq!(rows[0].golden.rps, Some(1.0));
+        assert_eq!(rows[0].golden.latency_ms_p50, Some(2.0));
         assert_eq!(
-            rows[1].rps, None,
+            rows[1].golden.rps, None,
             "an idle route is listed, without figures"
         );
-        assert_eq!(rows[2].success, Some(0.9));
-        assert_eq!(rows[2].rps, Some(0.5));
+        assert_eq!(rows[2].golden.success, Some(0.9));
+        assert_eq!(rows[2].golden.rps, Some(0.5));
     }
 }

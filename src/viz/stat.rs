@@ -601,10 +601,6 @@ mod tests {
         text.parse().expect("target")
     }
 
-    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample::new(labels, value)
-    }
-
     #[test]
     fn served_traffic_is_read_from_inbound_series() {
         let q = Query::new(&target("deploy"), Some("shop"), None, None, "1m").expect("query");
@@ -756,9 +752,9 @@ mod tests {
         let web = [("namespace", "shop"), ("deployment", "podinfo")];
         let answers = Answers {
             requests: vec![
-                sample(&[web[0], web[1], ("classification", "success")], 114.0),
-                sample(&[web[0], web[1], ("classification", "failure")], 6.0),
-                sample(
+                Sample::new(&[web[0], web[1], ("classification", "success")], 114.0),
+                Sample::new(&[web[0], web[1], ("classification", "failure")], 6.0),
+                Sample::new(
                     &[
                         web[0],
                         ("deployment", "gone"),
@@ -766,14 +762,14 @@ mod tests {
                     ],
                     60.0,
                 ),
-                sample(&[web[0], web[1], ("classification", "success")], f64::NAN),
+                Sample::new(&[web[0], web[1], ("classification", "success")], f64::NAN),
             ],
             latency: [
-                vec![sample(&web, 1.2)],
-                vec![sample(&web, 4.0)],
-                vec![sample(&web, f64::NAN)],
+                vec![Sample::new(&web, 1.2)],
+                vec![Sample::new(&web, 4.0)],
+                vec![Sample::new(&web, f64::NAN)],
             ],
-            connections: vec![sample(&web, 3.0)],
+            connections: vec![Sample::new(&web, 3.0)],
             bytes: Default::default(),
         };
         let rows = rows(Kind::Deployment, &q, &objects, &answers);

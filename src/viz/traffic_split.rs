@@ -10,6 +10,7 @@ use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
+use super::golden::{Golden, HEADERS, quantiles, usable};
 use super::prometheus::Prometheus;
 
 /// One leaf of one split.
@@ -28,16 +29,22 @@ pub struct LeafRow {
     pub leaf: String,
     /// Its share of the weights, in percent.
     pub weight: u32,
-    /// Successful responses of all (`None`: no traffic).
-    pub success: Option<f64>,
-    /// Requests per second.
-    pub rps: Option<f64>,
-    /// Latency percentiles in milliseconds.
-    pub latency_ms_p50: Option<f64>,
-    /// See `latency_ms_p50`.
-    pub latency_ms_p95: Option<f64>,
-    /// See `latency_ms_p50`.
-    pub latency_ms_p99: Option<f64>,
+    /// What the apex's clients saw from it.
+    #[serde(flatten)]
+    pub golden: Golden,
+}
+
+/// A TrafficSplit as the rows need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The apex Service.
+    pub apex: String,
+    /// Each backend Service and its share of the weights, in percent.
+    pub backends: Vec<(String, u32)>,
 }
 
 /// The split series' matchers: outbound toward `namespace`'s Services.
@@ -56,11 +63,12 @@ pub fn queries(namespace: &str, window: &str) -> (String, [String; 3]) {
         format!(
             "sum(increase(response_total{selector}[{window}])) by (authority, dst_service, classification)"
         ),
-        [0.5, 0.95, 0.99].map(|q| {
-            format!(
-                "histogram_quantile({q}, sum(irate(response_latency_ms_bucket{selector}[{window}])) by (le, authority, dst_service))"
-            )
-        }),
+        quantiles(
+            "response_latency_ms",
+            &selector,
+            window,
+            "authority, dst_service",
+        ),
     )
 }
 
@@ -69,44 +77,31 @@ pub fn queries(namespace: &str, window: &str) -> (String, [String; 3]) {
 /// its authority is the apex (`apex.namespace.svc.…`) and its
 /// `dst_service` one of the split's leaves.
 pub fn rows(
-    splits: &[(String, String, String, Vec<(String, u32)>)],
+    splits: &[Split],
     window_seconds: f64,
     requests: &[Sample],
     latency: &[Vec<Sample>; 3],
 ) -> Vec<LeafRow> {
-    let of_apex = |sample: &Sample, namespace: &str, apex: &str| {
-        sample
-            .label("authority")
-            .starts_with(&format!("{apex}.{namespace}.svc."))
-    };
-    let usable = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
     let mut out = Vec::new();
-    for (namespace, name, apex, backends) in splits {
-        for (leaf, weight) in backends {
-            let mine = |s: &&Sample| of_apex(s, namespace, apex) && s.label("dst_service") == leaf;
-            let mut totals = (0.0, 0.0);
-            for sample in requests.iter().filter(mine) {
-                if let Some(v) = usable(sample.value) {
-                    totals.1 += v;
-                    if sample.label("classification") == "success" {
-                        totals.0 += v;
-                    }
-                }
-            }
+    for split in splits {
+        let apex = format!("{}.{}.svc.", split.apex, split.namespace);
+        for (leaf, weight) in &split.backends {
+            let mine = |s: &&Sample| {
+                s.label("authority").starts_with(&apex) && s.label("dst_service") == leaf
+            };
             let quantile = |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
-            let seen = requests.iter().any(|s| mine(&s));
             out.push(LeafRow {
                 cluster: None,
-                namespace: namespace.clone(),
-                name: name.clone(),
-                apex: apex.clone(),
+                namespace: split.namespace.clone(),
+                name: split.name.clone(),
+                apex: split.apex.clone(),
                 leaf: leaf.clone(),
                 weight: *weight,
-                success: (totals.1 > 0.0).then(|| totals.0 / totals.1),
-                rps: seen.then(|| totals.1 / window_seconds),
-                latency_ms_p50: quantile(0),
-                latency_ms_p95: quantile(1),
-                latency_ms_p99: quantile(2),
+                golden: Golden::from_samples(
+                    requests.iter().filter(mine),
+                    [quantile(0), quantile(1), quantile(2)],
+                    window_seconds,
+                ),
             });
         }
     }
@@ -129,7 +124,7 @@ pub async fn stat(
             )
         })?
         .items;
-    let splits: Vec<(String, String, String, Vec<(String, u32)>)> = splits
+    let splits: Vec<Split> = splits
         .into_iter()
         .filter(|s| name.is_none_or(|n| s.metadata.name.as_deref() == Some(n)))
         .map(|s| {
@@ -141,22 +136,22 @@ pub async fn stat(
                 .zip(weights)
                 .map(|(b, w)| (b.service.clone(), w))
                 .collect();
-            (
-                namespace.to_owned(),
-                s.metadata.name.clone().unwrap_or_default(),
-                s.spec.service.clone(),
+            Split {
+                namespace: namespace.to_owned(),
+                name: s.metadata.name.clone().unwrap_or_default(),
+                apex: s.spec.service.clone(),
                 backends,
-            )
+            }
         })
         .collect();
     let prometheus = Prometheus::locate(client.clone()).await?;
     let (requests, latency) = queries(namespace, window.0);
     let requests = prometheus.query(&requests).await?;
-    let mut quantiles: [Vec<Sample>; 3] = Default::default();
-    for (answer, promql) in quantiles.iter_mut().zip(&latency) {
+    let mut answers: [Vec<Sample>; 3] = Default::default();
+    for (answer, promql) in answers.iter_mut().zip(&latency) {
         *answer = prometheus.query(promql).await?;
     }
-    Ok(rows(&splits, window.1, &requests, &quantiles))
+    Ok(rows(&splits, window.1, &requests, &answers))
 }
 
 /// Prints split rows as Linkerd's `viz stat ts` does.
@@ -168,8 +163,6 @@ pub fn print(rows: &[LeafRow], json: bool) -> anyhow::Result<()> {
         println!("No TrafficSplits found.");
         return Ok(());
     }
-    let dash = || "-".to_owned();
-    let ms = |v: Option<f64>| v.map_or_else(dash, |v| format!("{}ms", v.round()));
     let clusters = rows.iter().any(|r| r.cluster.is_some());
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -179,30 +172,16 @@ pub fn print(rows: &[LeafRow], json: bool) -> anyhow::Result<()> {
                 r.apex.clone(),
                 r.leaf.clone(),
                 format!("{}%", r.weight),
-                r.success
-                    .map_or_else(dash, |s| format!("{:.2}%", s * 100.0)),
-                r.rps.map_or_else(dash, |v| format!("{v:.1}rps")),
-                ms(r.latency_ms_p50),
-                ms(r.latency_ms_p95),
-                ms(r.latency_ms_p99),
             ];
+            cells.extend(r.golden.cells());
             if clusters {
                 cells.insert(0, r.cluster.clone().unwrap_or_default());
             }
             cells
         })
         .collect();
-    let mut headers = vec![
-        "NAME",
-        "APEX",
-        "LEAF",
-        "WEIGHT",
-        "SUCCESS",
-        "RPS",
-        "LATENCY_P50",
-        "LATENCY_P95",
-        "LATENCY_P99",
-    ];
+    let mut headers = vec!["NAME", "APEX", "LEAF", "WEIGHT"];
+    headers.extend(HEADERS);
     if clusters {
         headers.insert(0, "CLUSTER");
     }
@@ -214,10 +193,6 @@ pub fn print(rows: &[LeafRow], json: bool) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample::new(labels, value)
-    }
-
     #[test]
     fn each_leaf_gets_what_the_apexs_clients_saw_from_it() {
         let (requests, latency) = queries("shop", "30s");
@@ -227,14 +202,14 @@ mod tests {
         );
         assert!(latency[0].ends_with("by (le, authority, dst_service))"));
         let apex = ("authority", "podinfo.shop.svc.cluster.local:9898");
-        let splits = vec![(
-            "shop".to_owned(),
-            "podinfo-split".to_owned(),
-            "podinfo".to_owned(),
-            vec![("podinfo".to_owned(), 25), ("podinfo-east".to_owned(), 75)],
-        )];
+        let splits = vec![Split {
+            namespace: "shop".to_owned(),
+            name: "podinfo-split".to_owned(),
+            apex: "podinfo".to_owned(),
+            backends: vec![("podinfo".to_owned(), 25), ("podinfo-east".to_owned(), 75)],
+        }];
         let requests = vec![
-            sample(
+            Sample::new(
                 &[
                     apex,
                     ("dst_service", "podinfo"),
@@ -242,7 +217,7 @@ mod tests {
                 ],
                 27.0,
             ),
-            sample(
+            Sample::new(
                 &[
                     apex,
                     ("dst_service", "podinfo"),
@@ -250,7 +225,7 @@ mod tests {
                 ],
                 3.0,
             ),
-            sample(
+            Sample::new(
                 &[
                     apex,
                     ("dst_service", "podinfo-east"),
@@ -259,7 +234,7 @@ mod tests {
                 90.0,
             ),
             // Someone calling podinfo-east directly is not the split's traffic.
-            sample(
+            Sample::new(
                 &[
                     ("authority", "podinfo-east.shop.svc.cluster.local:9898"),
                     ("dst_service", "podinfo-east"),
@@ -269,17 +244,17 @@ mod tests {
             ),
         ];
         let latency = [
-            vec![sample(&[apex, ("dst_service", "podinfo-east")], 3.0)],
+            vec![Sample::new(&[apex, ("dst_service", "podinfo-east")], 3.0)],
             vec![],
             vec![],
         ];
         let rows = rows(&splits, 30.0, &requests, &latency);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].leaf.as_str(), rows[0].weight), ("podinfo", 25));
-        assert_eq!(rows[0].success, Some(0.9));
-        assert_eq!(rows[0].rps, Some(1.0));
-        assert_eq!(rows[1].rps, Some(3.0), "only the apex's traffic");
-        assert_eq!(rows[1].latency_ms_p50, Some(3.0));
-        assert_eq!(rows[0].latency_ms_p50, None);
+        assert_eq!(rows[0].golden.success, Some(0.9));
+        assert_eq!(rows[0].golden.rps, Some(1.0));
+        assert_eq!(rows[1].golden.rps, Some(3.0), "only the apex's traffic");
+        assert_eq!(rows[1].golden.latency_ms_p50, Some(3.0));
+        assert_eq!(rows[0].golden.latency_ms_p50, None);
     }
 }
