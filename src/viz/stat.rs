@@ -15,6 +15,7 @@ use clap::Args;
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
+use super::golden::{Golden, HEADERS, usable};
 use super::prometheus::{Prometheus, duration_seconds, matchers};
 use super::resource::{Kind, NamespaceArgs, Target, objects};
 use crate::cli::GlobalArgs;
@@ -291,16 +292,9 @@ pub struct Row {
     /// Running pods with a proxy, of all its running pods (`None` for
     /// Services' client views and authorities).
     pub meshed: Option<(usize, usize)>,
-    /// Successful responses of all, over the window (`None`: no traffic).
-    pub success: Option<f64>,
-    /// Requests per second over the window.
-    pub rps: Option<f64>,
-    /// Latency percentiles in milliseconds.
-    pub latency_ms_p50: Option<f64>,
-    /// See `latency_ms_p50`.
-    pub latency_ms_p95: Option<f64>,
-    /// See `latency_ms_p50`.
-    pub latency_ms_p99: Option<f64>,
+    /// Success rate, requests per second and latency over the window.
+    #[serde(flatten)]
+    pub golden: Golden,
     /// Open TCP connections.
     pub tcp_open_connections: Option<f64>,
     /// Bytes read per second.
@@ -346,30 +340,18 @@ pub fn rows(
         }
         rows.insert((object.namespace.clone(), object.name.clone()), row);
     }
-    let usable = |v: f64| (v.is_finite() && v >= 0.0).then_some(v);
-    let mut totals: BTreeMap<(String, String), (f64, f64)> = BTreeMap::new();
+    let mut requests: BTreeMap<(String, String), Vec<&Sample>> = BTreeMap::new();
     for sample in &answers.requests {
-        let Some(value) = usable(sample.value) else {
-            continue;
-        };
         let key = query.key(sample);
-        if key.1.is_empty() {
-            continue;
-        }
-        let total = totals.entry(key).or_default();
-        total.1 += value;
-        if sample.label("classification") == "success" {
-            total.0 += value;
+        if !key.1.is_empty() && usable(sample.value).is_some() {
+            requests.entry(key).or_default().push(sample);
         }
     }
-    for (key, (success, total)) in totals {
+    for (key, samples) in requests {
         let row = rows
             .entry(key.clone())
             .or_insert_with(|| blank(&key.0, &key.1));
-        if total > 0.0 {
-            row.success = Some(success / total);
-        }
-        row.rps = Some(total / query.window.1);
+        row.golden = Golden::from_samples(samples, [None; 3], query.window.1);
     }
     let mut fill = |samples: &[Sample], set: &dyn Fn(&mut Row, f64)| {
         for sample in samples {
@@ -379,9 +361,15 @@ pub fn rows(
             }
         }
     };
-    fill(&answers.latency[0], &|r, v| r.latency_ms_p50 = Some(v));
-    fill(&answers.latency[1], &|r, v| r.latency_ms_p95 = Some(v));
-    fill(&answers.latency[2], &|r, v| r.latency_ms_p99 = Some(v));
+    fill(&answers.latency[0], &|r, v| {
+        r.golden.latency_ms_p50 = Some(v)
+    });
+    fill(&answers.latency[1], &|r, v| {
+        r.golden.latency_ms_p95 = Some(v)
+    });
+    fill(&answers.latency[2], &|r, v| {
+        r.golden.latency_ms_p99 = Some(v)
+    });
     fill(&answers.connections, &|r, v| {
         r.tcp_open_connections = Some(v)
     });
@@ -538,16 +526,9 @@ pub fn print(rows: &[Row], format: StatOutput, namespaces: bool) {
         println!("No resources found.");
         return;
     }
-    let mut headers = vec![
-        "NAME",
-        "MESHED",
-        "SUCCESS",
-        "RPS",
-        "LATENCY_P50",
-        "LATENCY_P95",
-        "LATENCY_P99",
-        "TCP_CONN",
-    ];
+    let mut headers = vec!["NAME", "MESHED"];
+    headers.extend(HEADERS);
+    headers.push("TCP_CONN");
     if namespaces {
         headers.insert(0, "NAMESPACE");
     }
@@ -562,19 +543,15 @@ pub fn print(rows: &[Row], format: StatOutput, namespaces: bool) {
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
-            let ms = |v: Option<f64>| v.map_or_else(dash, |v| format!("{}ms", v.round()));
             let mut cells = vec![
                 row.name.clone(),
                 row.meshed.map_or_else(dash, |(m, t)| format!("{m}/{t}")),
-                row.success
-                    .map_or_else(dash, |s| format!("{:.2}%", s * 100.0)),
-                row.rps.map_or_else(dash, |r| format!("{r:.1}rps")),
-                ms(row.latency_ms_p50),
-                ms(row.latency_ms_p95),
-                ms(row.latency_ms_p99),
+            ];
+            cells.extend(row.golden.cells());
+            cells.push(
                 row.tcp_open_connections
                     .map_or_else(dash, |c| format!("{}", c.round())),
-            ];
+            );
             if namespaces {
                 cells.insert(0, row.namespace.clone());
             }
@@ -777,12 +754,12 @@ mod tests {
         assert_eq!(names, ["gone", "idle", "podinfo"]);
         let podinfo = &rows[2];
         assert_eq!(podinfo.meshed, Some((2, 2)));
-        assert_eq!(podinfo.success, Some(0.95));
-        assert_eq!(podinfo.rps, Some(2.0));
-        assert_eq!(podinfo.latency_ms_p50, Some(1.2));
-        assert_eq!(podinfo.latency_ms_p99, None, "NaN is no latency");
+        assert_eq!(podinfo.golden.success, Some(0.95));
+        assert_eq!(podinfo.golden.rps, Some(2.0));
+        assert_eq!(podinfo.golden.latency_ms_p50, Some(1.2));
+        assert_eq!(podinfo.golden.latency_ms_p99, None, "NaN is no latency");
         assert_eq!(podinfo.tcp_open_connections, Some(3.0));
-        assert_eq!(rows[1].success, None, "no traffic, no rate");
+        assert_eq!(rows[1].golden.success, None, "no traffic, no rate");
         assert_eq!(rows[1].meshed, Some((0, 1)));
         assert_eq!(rows[0].meshed, None, "Kubernetes no longer lists it");
     }
