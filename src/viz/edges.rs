@@ -19,9 +19,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use clap::Args;
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
-use kube::api::ListParams;
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
@@ -248,31 +245,15 @@ pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
     let namespace = args.namespaces.resolve(&client);
     let prometheus = Prometheus::locate(client.clone()).await?;
     let [http, opaque, inbound] = queries(kind.label(), &args.time_window);
-    let pods: Api<Pod> = Api::all(client.clone());
-    let (http, opaque, inbound, pods) = futures::try_join!(
+    // One listing of every pod: who owns it (series whose live pod claims
+    // a workload that is not its own are left out, on either side) and
+    // which ServiceAccount it runs as.
+    let (http, opaque, inbound, listing) = futures::try_join!(
         prometheus.query(&http),
         prometheus.query(&opaque),
         prometheus.query(&inbound),
-        async {
-            pods.list(&ListParams::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("listing pods: {e}"))
-        },
+        super::resource::objects(&client, kind, None),
     )?;
-    let service_accounts: BTreeMap<(String, String), String> = pods
-        .items
-        .into_iter()
-        .filter_map(|p| {
-            let sa = p
-                .spec
-                .and_then(|s| s.service_account_name)
-                .unwrap_or_else(|| "default".into());
-            Some(((p.metadata.namespace?, p.metadata.name?), sa))
-        })
-        .collect();
-    // Series whose live pod claims a workload that is not its own (its
-    // own labels or its page say so) are left out, on either side.
-    let listing = super::resource::objects(&client, kind, None).await?;
     let mut impostors = BTreeSet::new();
     let mut genuine = |samples: Vec<Sample>| -> Vec<Sample> {
         samples
@@ -298,7 +279,7 @@ pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
         kind.label(),
         &outbound,
         &inbound,
-        &service_accounts,
+        &listing.service_accounts,
         namespace.as_deref(),
     );
     if args.output == OutputFormat::Json {

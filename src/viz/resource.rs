@@ -179,6 +179,9 @@ pub struct Listing {
     pub objects: Vec<Object>,
     /// Every live pod in the namespaces listed, `(namespace, name)`.
     pub live: BTreeSet<(String, String)>,
+    /// The ServiceAccount of every pod listed (terminating ones too), by
+    /// `(namespace, name)`: the identity its proxy presents.
+    pub service_accounts: BTreeMap<(String, String), String>,
 }
 
 impl Listing {
@@ -227,8 +230,22 @@ pub async fn objects(
             .map_err(|e| anyhow::anyhow!("listing {what}: {e}"))?
             .items)
     }
-    let pods: Vec<Pod> = list(api::<Pod>(client, namespace), "pods")
-        .await?
+    let listed = list(api::<Pod>(client, namespace), "pods").await?;
+    let service_accounts = listed
+        .iter()
+        .filter_map(|p| {
+            let sa = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .unwrap_or_else(|| "default".into());
+            Some((
+                (p.metadata.namespace.clone()?, p.metadata.name.clone()?),
+                sa,
+            ))
+        })
+        .collect();
+    let pods: Vec<Pod> = listed
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
@@ -347,7 +364,11 @@ pub async fn objects(
         }
         Kind::Authority | Kind::TrafficSplit => {}
     }
-    Ok(Listing { objects, live })
+    Ok(Listing {
+        objects,
+        live,
+        service_accounts,
+    })
 }
 
 #[cfg(test)]

@@ -665,6 +665,7 @@ mod tests {
                 ("shop".to_owned(), "rogue".to_owned()),
             ]
             .into(),
+            service_accounts: Default::default(),
         };
         assert!(!listing.impostor("shop", "podinfo-1", "podinfo"));
         assert!(
