@@ -108,6 +108,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let http_metrics = HttpMetrics::register(&mut registry);
     let tcp_metrics = TcpMetrics::register(&mut registry);
     let quic_metrics = crate::quic::QuicMetrics::register(&mut registry);
+    let taps = crate::tap::Taps::register(&mut registry);
     let mut drain = Drain::new();
 
     let credentials = match &config.identity {
@@ -171,6 +172,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tls,
         http_metrics.clone(),
         tcp_metrics.clone(),
+        taps.clone(),
     );
     let gateway = credentials
         .as_ref()
@@ -195,6 +197,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.trusted_gateways.clone(),
         policies,
         authz_metrics,
+        taps.clone(),
     )?;
     let outbound_listener = bind(config.outbound.listen).await?;
     let inbound_listener = bind(config.inbound.listen).await?;
@@ -242,6 +245,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ));
     }
     drain.spawn(inbound.serve(inbound_listener, drain.signal()));
+    // Tap, for its one authorized client, when the proxy has an identity
+    // to serve it with.
+    let tap =
+        credentials
+            .as_ref()
+            .zip(config.tap_svc_name.clone())
+            .map(|(credentials, authorized)| {
+                let service = crate::tap::server::TapService::new(taps, authorized);
+                (credentials, service)
+            });
+    if let Some((credentials, service)) = tap {
+        let listener = bind(config.control_listen).await?;
+        drain.spawn(crate::tap::server::serve(
+            listener,
+            credentials,
+            service,
+            drain.signal(),
+        )?);
+    }
     tracing::info!(
         outbound = %config.outbound.listen,
         inbound = %config.inbound.listen,

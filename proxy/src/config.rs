@@ -8,6 +8,8 @@
 //! | `LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR` | `127.0.0.1:4140` | where iptables sends the pod's outbound connections |
 //! | `LINKERD2_PROXY_INBOUND_LISTEN_ADDR` | `0.0.0.0:4143` | where iptables sends connections to the pod |
 //! | `LINKERD2_PROXY_ADMIN_LISTEN_ADDR` | `0.0.0.0:4191` | `/ready`, `/live`, `/metrics`, `/shutdown` |
+//! | `LINKERD2_PROXY_CONTROL_LISTEN_ADDR` | `0.0.0.0:4190` | where tap (`tap.Tap/Observe`) is served, over mutual TLS |
+//! | `LINKERD2_PROXY_TAP_SVC_NAME` | none | the only identity that may tap this proxy (the tap component's, `tap.linkerd-viz.serviceaccount.identity.<trust domain>`); without it, or with `LINKERD2_PROXY_TAP_DISABLED=true`, or without an identity of its own, the proxy serves no tap |
 //! | `MESH_PROXY_PROBE_LISTEN_ADDR` | none | where `/ready` and `/live` alone are served (everything else 404): the port a gateway's LoadBalancer exposes for the service mirror's probes, so that the admin server stays inside the cluster |
 //! | `LINKERD2_PROXY_DESTINATION_SVC_ADDR` | none | the destination service (`host:port`); without it every outbound connection is forwarded as it came |
 //! | `LINKERD2_PROXY_DESTINATION_SVC_NAME` | none | the destination service's identity |
@@ -164,6 +166,11 @@ pub struct Config {
     /// Where `/ready` and `/live` alone are served, if anywhere (a
     /// gateway's LoadBalancer probe port).
     pub probe_listen: Option<SocketAddr>,
+    /// Where tap is served (the control port).
+    pub control_listen: SocketAddr,
+    /// The only identity that may tap this proxy; without it (or without
+    /// an identity of the proxy's own) tap is not served.
+    pub tap_svc_name: Option<String>,
     /// Discovery, when configured.
     pub destination: Option<DestinationConfig>,
     /// mTLS identity, when configured (without it, no mTLS).
@@ -420,6 +427,14 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .map(|_| env.parse("MESH_PROXY_PROBE_LISTEN_ADDR", ""))
                 .transpose()?,
+            control_listen: env.parse("LINKERD2_PROXY_CONTROL_LISTEN_ADDR", "0.0.0.0:4190")?,
+            tap_svc_name: env
+                .get("LINKERD2_PROXY_TAP_SVC_NAME")
+                .filter(|v| !v.trim().is_empty())
+                .filter(|_| {
+                    env.get("LINKERD2_PROXY_TAP_DISABLED")
+                        .is_none_or(|v| v != "true")
+                }),
             destination,
             shutdown_grace: env.duration("LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD", "120s")?,
             wait_before_exit: env.duration("MESH_PROXY_WAIT_BEFORE_EXIT", "0s")?,

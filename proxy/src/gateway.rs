@@ -188,6 +188,7 @@ impl Gateway {
             forwarded,
             opaque: !http,
             client: Some(client.clone()),
+            addr: None,
         };
         // Forwarded while exported: a connection still open when its Service
         // stops being exported is closed, not left to carry more requests.
@@ -233,6 +234,7 @@ mod tests {
             None,
             crate::metrics::HttpMetrics::register(&mut Default::default()),
             crate::metrics::TcpMetrics::register(&mut Default::default()),
+            Default::default(),
         );
         let gateway = Gateway::new(
             vec!["svc.cluster.local".into()],

@@ -21,6 +21,8 @@
 //!   counted when a bound bites.
 //! - [`route_match`]: Gateway API request matching, for inbound policy
 //!   and outbound routes.
+//! - [`tap`]: live request events for `viz tap`, served on the control
+//!   port to the tap component alone.
 //! - [`init`]: the iptables rules `mesh-init` installs.
 
 pub mod app;
@@ -45,4 +47,5 @@ pub(crate) mod retry;
 pub(crate) mod route_match;
 pub(crate) mod route_metrics;
 pub(crate) mod split;
+pub(crate) mod tap;
 pub mod transport_header;

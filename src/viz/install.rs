@@ -9,7 +9,7 @@ use clap::Args;
 use crate::install::manifest::{self, Object};
 
 /// viz's namespace.
-pub const NAMESPACE: &str = "linkerd-viz";
+pub const NAMESPACE: &str = mesh_api::labels::VIZ_NAMESPACE;
 /// Prometheus's Service, Deployment and ServiceAccount.
 pub const PROMETHEUS: &str = "prometheus";
 /// The port Prometheus serves its API on.

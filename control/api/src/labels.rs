@@ -108,6 +108,13 @@ pub const REQUIRE_IDENTITY_PORTS_ANNOTATION: &str =
 /// The annotation listing a workload's (or a Service's) opaque ports.
 pub const OPAQUE_PORTS_ANNOTATION: &str = "config.linkerd.io/opaque-ports";
 
+/// Linkerd viz's annotation that keeps a pod's proxy from serving tap.
+pub const VIZ_DISABLE_TAP_ANNOTATION: &str = "viz.linkerd.io/disable-tap";
+
+/// The namespace of the viz extension (its tap component's identity is
+/// `tap.linkerd-viz.serviceaccount.identity.<ns>.<trust domain>`).
+pub const VIZ_NAMESPACE: &str = "linkerd-viz";
+
 /// Linkerd's annotation for how long the proxy keeps serving after its
 /// pod is told to stop, before it drains.
 pub const WAIT_BEFORE_EXIT_ANNOTATION: &str =

@@ -377,6 +377,16 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
             });
         }
     }
+    if !values.tap_disabled {
+        // Only the viz extension's tap component may tap this proxy.
+        vars.push(env(
+            "LINKERD2_PROXY_TAP_SVC_NAME",
+            format!(
+                "tap.{}.serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)",
+                mesh_api::labels::VIZ_NAMESPACE
+            ),
+        ));
+    }
     if values.wait_before_exit_seconds > 0 {
         vars.push(env(
             "MESH_PROXY_WAIT_BEFORE_EXIT",
@@ -707,6 +717,40 @@ mod tests {
         assert_eq!(wait(&values), None);
         values.wait_before_exit_seconds = 10;
         assert_eq!(wait(&values).as_deref(), Some("10s"));
+    }
+
+    #[test]
+    fn only_the_viz_tap_identity_may_tap_unless_the_pod_says_no() {
+        let tap = |values: &Values| {
+            proxy_env(values, "")
+                .into_iter()
+                .find(|e| e.name == "LINKERD2_PROXY_TAP_SVC_NAME")
+                .and_then(|e| e.value)
+        };
+        let values = Values::new("-----BEGIN CERTIFICATE-----", "v0.1.0");
+        assert_eq!(
+            tap(&values).as_deref(),
+            Some("tap.linkerd-viz.serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)")
+        );
+        for annotation in [
+            "viz.linkerd.io/disable-tap",
+            "config.linkerd.io/disable-tap",
+        ] {
+            let annotations: BTreeMap<String, String> =
+                [(annotation.to_owned(), "true".to_owned())].into();
+            let disabled = crate::values::Overrides::default()
+                .layer(Some(&annotations), "pod")
+                .apply(&values)
+                .expect("valid");
+            assert_eq!(tap(&disabled), None, "{annotation}");
+            let annotations: BTreeMap<String, String> =
+                [(annotation.to_owned(), "maybe".to_owned())].into();
+            let e = crate::values::Overrides::default()
+                .layer(Some(&annotations), "pod")
+                .apply(&values)
+                .expect_err("not a boolean");
+            assert!(e.to_string().contains(annotation), "{e}");
+        }
     }
 
     #[test]

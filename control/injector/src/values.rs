@@ -63,6 +63,14 @@ pub struct Values {
     /// before it drains (`config.alpha.linkerd.io/proxy-wait-before-exit-seconds`):
     /// time for the Service's endpoints to move to a replacement pod.
     pub wait_before_exit_seconds: u64,
+    /// The proxy serves no tap (`viz.linkerd.io/disable-tap` or
+    /// `config.linkerd.io/disable-tap`: "true").
+    pub tap_disabled: bool,
+}
+
+/// A boolean annotation's value.
+fn flag(value: &str) -> Option<bool> {
+    value.trim().parse::<bool>().ok()
 }
 
 /// Where `mesh-init` is in the proxy image.
@@ -107,6 +115,7 @@ impl Values {
             cluster_networks: mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into(),
             gateway_exports: None,
             wait_before_exit_seconds: 0,
+            tap_disabled: false,
             gateway_reset_key_secret: None,
         }
     }
@@ -192,6 +201,15 @@ impl<'a> Overrides<'a> {
                         })?;
                     continue;
                 }
+                if key == mesh_api::labels::VIZ_DISABLE_TAP_ANNOTATION {
+                    out.tap_disabled = flag(value).ok_or_else(|| ValuesError {
+                        annotation: key.clone(),
+                        value: value.clone(),
+                        on: on.clone(),
+                        reason: "expected true or false".into(),
+                    })?;
+                    continue;
+                }
                 let Some(name) = key.strip_prefix(CONFIG_ANNOTATION_PREFIX) else {
                     continue;
                 };
@@ -252,9 +270,11 @@ impl<'a> Overrides<'a> {
                         out.default_inbound_policy = value.to_owned();
                     }
                     "enable-gateway" => {
-                        out.gateway = value
-                            .parse::<bool>()
-                            .map_err(|_| error("expected true or false"))?
+                        out.gateway = flag(value).ok_or_else(|| error("expected true or false"))?
+                    }
+                    "disable-tap" => {
+                        out.tap_disabled =
+                            flag(value).ok_or_else(|| error("expected true or false"))?
                     }
                     // Other Linkerd settings are accepted and have no effect
                     // here yet; they never stop an injection.

@@ -85,6 +85,7 @@ pub struct Inbound {
     trusted_gateways: Vec<String>,
     policies: Arc<Policies>,
     authz_metrics: AuthzMetrics,
+    taps: crate::tap::Taps,
 }
 
 impl std::fmt::Debug for Inbound {
@@ -112,6 +113,7 @@ impl Inbound {
         trusted_gateways: Vec<String>,
         policies: Arc<Policies>,
         authz_metrics: AuthzMetrics,
+        taps: crate::tap::Taps,
     ) -> Result<Arc<Self>, TlsError> {
         let server_tls = credentials
             .as_ref()
@@ -141,6 +143,7 @@ impl Inbound {
             trusted_gateways,
             policies,
             authz_metrics,
+            taps,
         }))
     }
 
@@ -220,7 +223,7 @@ impl Inbound {
                 let peer = Peer {
                     identity: None,
                     no_tls_reason,
-                    ip: client.map(|a| a.ip()),
+                    addr: client,
                     mesh_tls: false,
                 };
                 let session = match session {
@@ -237,7 +240,6 @@ impl Inbound {
         let Some(server_tls) = self.server_tls.clone() else {
             return;
         };
-        let client_ip = client.map(|a| a.ip());
         // The handshake, its wait for its turn included, ends by the
         // detection timeout.
         let deadline = tokio::time::Instant::now() + self.config.detect_timeout;
@@ -265,7 +267,7 @@ impl Inbound {
         let peer = Peer {
             identity: tls::peer_identity(connection),
             no_tls_reason: "no_client_certificate",
-            ip: client_ip,
+            addr: client,
             mesh_tls: true,
         };
         let header = connection.alpn_protocol() == Some(ALPN_TRANSPORT_HEADER);
@@ -460,7 +462,7 @@ impl Inbound {
         let peer = Peer {
             identity,
             no_tls_reason: "no_client_certificate",
-            ip: Some(remote.ip()),
+            addr: Some(remote),
             mesh_tls: true,
         };
         self.forward_named(stream, header, &peer, drain).await;
@@ -518,7 +520,7 @@ impl Inbound {
                 let client = peer.client();
                 let Some(authz) = policy.authorize_connection(&client) else {
                     self.authz_metrics.tcp_denied(&decision);
-                    tracing::info!(%target, client = ?peer.identity, ip = ?peer.ip, server = %policy.meta.name, "connection not authorized: closed");
+                    tracing::info!(%target, client = ?peer.identity, addr = ?peer.addr, server = %policy.meta.name, "connection not authorized: closed");
                     return;
                 };
                 self.authz_metrics.tcp_allowed(&decision, &authz.meta);
@@ -578,6 +580,7 @@ impl Inbound {
         }
         peer.tell(req.headers_mut());
         let downgraded = proxy_http::restore_orig_proto(&mut req);
+        let tapped = self.tap(target, peer, &req);
         let authority = req
             .uri()
             .authority()
@@ -611,7 +614,34 @@ impl Inbound {
                 &format!("the application at {target} did not answer: {e}"),
             ),
         };
+        let response = match tapped {
+            Some(tapped) => tapped.response(response),
+            None => response,
+        };
         proxy_http::observe_response(&self.http_metrics, labels, response, None, None, started)
+    }
+
+    /// Reports a request from `peer` to the taps that want it.
+    fn tap(
+        &self,
+        target: SocketAddr,
+        peer: &Peer,
+        req: &Request<Incoming>,
+    ) -> Option<crate::tap::Tapped> {
+        if !self.taps.is_active() {
+            return None;
+        }
+        self.taps.observe(&crate::tap::Observed {
+            direction: crate::tap::Direction::Inbound,
+            source: peer
+                .addr
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            destination: target,
+            source_labels: &peer.labels(),
+            destination_labels: &[],
+            route_labels: &[],
+            request: req.into(),
+        })
     }
 
     /// Admits `req` from `peer` with the port's current policy, or answers

@@ -21,7 +21,7 @@ pub(crate) struct Peer {
     /// Why there is no identity.
     pub no_tls_reason: &'static str,
     /// Its address, when known.
-    pub ip: Option<std::net::IpAddr>,
+    pub addr: Option<std::net::SocketAddr>,
     /// Whether it came over mesh TLS, which this proxy terminated.
     pub mesh_tls: bool,
 }
@@ -80,8 +80,10 @@ impl Peer {
     pub fn client(&self) -> crate::inbound::policy::authorize::Client<'_> {
         crate::inbound::policy::authorize::Client {
             ip: self
-                .ip
-                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                .addr
+                .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| {
+                    a.ip()
+                }),
             mesh_tls: self.mesh_tls,
             identity: self.identity.as_deref(),
         }
@@ -111,7 +113,7 @@ mod tests {
 
     fn peer(identity: Option<&str>) -> Peer {
         Peer {
-            ip: None,
+            addr: None,
             mesh_tls: identity.is_some(),
             identity: identity.map(str::to_owned),
             no_tls_reason: "no_client_certificate",

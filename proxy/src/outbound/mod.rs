@@ -49,6 +49,8 @@ pub struct Source {
     /// The client a gateway forwards it for: told to the endpoint in an
     /// opaque stream's transport header.
     pub client: Option<String>,
+    /// The address it came from, when known (shown by tap).
+    pub addr: Option<SocketAddr>,
 }
 
 /// The outbound proxy.
@@ -58,6 +60,7 @@ pub struct Outbound {
     tls: Option<TlsClients>,
     http_metrics: HttpMetrics,
     tcp_metrics: TcpMetrics,
+    taps: crate::tap::Taps,
     logicals: IdleCache<SocketAddr, Logical>,
     named: IdleCache<String, Logical>,
     balancers: IdleCache<String, Balancer>,
@@ -194,6 +197,7 @@ impl Outbound {
         tls: Option<TlsClients>,
         http_metrics: HttpMetrics,
         tcp_metrics: TcpMetrics,
+        taps: crate::tap::Taps,
     ) -> Arc<Self> {
         Arc::new(Self {
             config,
@@ -201,6 +205,7 @@ impl Outbound {
             tls,
             http_metrics,
             tcp_metrics,
+            taps,
             logicals: IdleCache::default(),
             named: IdleCache::default(),
             balancers: IdleCache::default(),
@@ -256,6 +261,7 @@ impl Outbound {
             forwarded: None,
             client: None,
             opaque: false,
+            addr: stream.peer_addr().ok(),
         };
         self.proxy(stream, orig, source, drain).await;
     }
@@ -330,8 +336,13 @@ impl Outbound {
             Protocol::Http1 | Protocol::Http2 => {
                 let forwarded = source.forwarded;
                 let stack = layers::stack(self.clone(), logical.clone());
+                let taps = self.taps.clone();
+                let client_addr = source.addr;
                 let handle = move |mut req: Request<Incoming>| {
                     let mut stack = stack.clone();
+                    if let Some(addr) = client_addr.filter(|_| taps.is_active()) {
+                        req.extensions_mut().insert(crate::tap::ClientAddr(addr));
+                    }
                     let looped = forwarded
                         .as_ref()
                         .is_some_and(|f| crate::http::forwarded_loop(req.headers(), f));

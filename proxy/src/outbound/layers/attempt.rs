@@ -17,17 +17,19 @@ use crate::discover::profile::BackendFailure;
 use crate::http::{self as proxy_http, error_response, grpc_error_response};
 use crate::metrics::{self, HttpMetrics, Labels};
 use crate::outbound::Target;
+use crate::tap::{Direction, Observed, Taps};
 
 /// Sends attempts to endpoints.
 #[derive(Debug, Clone)]
 pub struct Attempt {
     metrics: HttpMetrics,
+    taps: Taps,
 }
 
 impl Attempt {
-    /// Counting in `metrics`.
-    pub fn new(metrics: HttpMetrics) -> Self {
-        Self { metrics }
+    /// Counting in `metrics`, reporting to `taps`.
+    pub fn new(metrics: HttpMetrics, taps: Taps) -> Self {
+        Self { metrics, taps }
     }
 }
 
@@ -42,11 +44,12 @@ impl tower::Service<HttpRequest> for Attempt {
 
     fn call(&mut self, req: HttpRequest) -> ResponseFuture {
         let metrics = self.metrics.clone();
-        Box::pin(async move { Ok(attempt(&metrics, req).await) })
+        let taps = self.taps.clone();
+        Box::pin(async move { Ok(attempt(&metrics, &taps, req).await) })
     }
 }
 
-async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
+async fn attempt(metrics: &HttpMetrics, taps: &Taps, mut req: HttpRequest) -> HttpResponse {
     let (Some(routed), Some(picked)) = (
         decided::<std::sync::Arc<Routed>>(&req),
         decided::<Picked>(&req),
@@ -85,6 +88,7 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
     let endpoint_labels = endpoint_labels(&member);
     let mut labels = routed.labels.clone();
     labels.extend(endpoint_labels.iter().cloned());
+    let tapped = tap(taps, &req, &member, &endpoint_labels, &routed.labels);
     attempted.endpoint_labels = Some(endpoint_labels);
     metrics.attempt(&labels);
     // Linkerd's per-backend families, for a route the policy controller
@@ -155,6 +159,9 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
         )
     });
     response.extensions_mut().insert(attempted);
+    if let Some(tapped) = tapped {
+        response = tapped.response(response);
+    }
     match policy_backend {
         Some((policy, backend)) => {
             let routes = metrics.routes().clone();
@@ -164,6 +171,37 @@ async fn attempt(metrics: &HttpMetrics, mut req: HttpRequest) -> HttpResponse {
         }
         None => response,
     }
+}
+
+/// Reports an attempt to `member` to the taps that want it.
+fn tap(
+    taps: &Taps,
+    req: &HttpRequest,
+    member: &Member,
+    endpoint_labels: &Labels,
+    route_labels: &Labels,
+) -> Option<crate::tap::Tapped> {
+    if !taps.is_active() {
+        return None;
+    }
+    let route: Labels = route_labels
+        .iter()
+        .filter(|(k, _)| *k == "route")
+        .cloned()
+        .collect();
+    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    taps.observe(&Observed {
+        direction: Direction::Outbound,
+        source: req
+            .extensions()
+            .get::<crate::tap::ClientAddr>()
+            .map_or(unspecified, |c| c.0),
+        destination: member.endpoint().addr,
+        source_labels: &[],
+        destination_labels: endpoint_labels,
+        route_labels: &route,
+        request: req.into(),
+    })
 }
 
 /// Why an attempt got no response.
@@ -247,7 +285,7 @@ mod tests {
         Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
     ) {
         let (outbound, registry) = outbound();
-        let attempt = Attempt::new(outbound.http_metrics.clone());
+        let attempt = Attempt::new(outbound.http_metrics.clone(), Default::default());
         let pick = fixtures::scripted(move |mut req| {
             req.extensions_mut().insert(Picked {
                 target: target.clone(),

@@ -30,7 +30,7 @@ pub fn outbound() -> (Arc<Outbound>, Arc<Mutex<Registry>>) {
             .outbound
     };
     (
-        Outbound::new(config, None, None, http, tcp),
+        Outbound::new(config, None, None, http, tcp, Default::default()),
         Arc::new(Mutex::new(registry)),
     )
 }

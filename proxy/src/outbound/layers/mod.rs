@@ -179,7 +179,7 @@ pub type Stack = Stacked<
 /// metrics.
 pub fn stack(outbound: Arc<super::Outbound>, logical: Arc<Logical>) -> Stack {
     let metrics = outbound.http_metrics.clone();
-    let attempt = attempt::Attempt::new(metrics.clone());
+    let attempt = attempt::Attempt::new(metrics.clone(), outbound.taps.clone());
     let split = split::Split::new(outbound).over(attempt);
     let retry = retry::Retry::new(metrics.clone()).over(split);
     let timeout = timeout::Timeout::new().over(retry);
