@@ -268,6 +268,9 @@ impl ControlPlane {
         write(KUBELET_KEY, &pki.kubelet_key)?;
         let kubelet_client_crt = write("apiserver-kubelet-client.crt", &pki.kubelet_client_cert)?;
         let kubelet_client_key = write("apiserver-kubelet-client.key", &pki.kubelet_client_key)?;
+        let front_proxy_ca = write("front-proxy-ca.crt", &pki.front_proxy_ca_cert)?;
+        let front_proxy_crt = write("front-proxy-client.crt", &pki.front_proxy_client_cert)?;
+        let front_proxy_key = write("front-proxy-client.key", &pki.front_proxy_client_key)?;
         let sa_key = write("sa.key", &pki.service_account_key)?;
         let sa_pub = write("sa.pub", &pki.service_account_public_key)?;
 
@@ -350,6 +353,22 @@ impl ControlPlane {
                 format!("--service-account-signing-key-file={sa_key}"),
                 format!("--service-cluster-ip-range={}", self.config.service_cidr),
                 "--authorization-mode=Node,RBAC".into(),
+                // The aggregation layer, for extension API servers such as
+                // viz's tap (APIService v1alpha1.tap.linkerd.io): the API
+                // server authenticates the user and forwards the request
+                // with its front-proxy client certificate and the user in
+                // X-Remote-* headers, straight to the Service's endpoints.
+                format!("--requestheader-client-ca-file={front_proxy_ca}"),
+                format!(
+                    "--requestheader-allowed-names={}",
+                    crate::pki::FRONT_PROXY_CLIENT_NAME
+                ),
+                "--requestheader-username-headers=X-Remote-User".into(),
+                "--requestheader-group-headers=X-Remote-Group".into(),
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
+                format!("--proxy-client-cert-file={front_proxy_crt}"),
+                format!("--proxy-client-key-file={front_proxy_key}"),
+                "--enable-aggregator-routing=true".into(),
                 "--allow-privileged=true".into(),
                 "--profiling=false".into(),
                 "--v=1".into(),

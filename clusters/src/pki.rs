@@ -14,6 +14,10 @@ use rcgen::{
 /// kubelet API: the only caller the node agent's kubelet API serves.
 pub const KUBELET_CLIENT_NAME: &str = "kube-apiserver-kubelet-client";
 
+/// The common name of the client certificate the API server shows
+/// extension API servers (`--requestheader-allowed-names`).
+pub const FRONT_PROXY_CLIENT_NAME: &str = "front-proxy-client";
+
 /// PEM-encoded material for one control plane.
 #[derive(Debug, Clone)]
 pub struct ControlPlanePki {
@@ -40,6 +44,13 @@ pub struct ControlPlanePki {
     pub kubelet_client_cert: String,
     /// Key of `kubelet_client_cert`.
     pub kubelet_client_key: String,
+    /// The front-proxy CA: extension API servers (viz's tap) trust the
+    /// API server's proxied requests by a client certificate it signed.
+    pub front_proxy_ca_cert: String,
+    /// The client certificate the API server shows extension API servers.
+    pub front_proxy_client_cert: String,
+    /// Key of `front_proxy_client_cert`.
+    pub front_proxy_client_key: String,
     /// The private key that signs ServiceAccount tokens.
     pub service_account_key: String,
     /// Its public half, which verifies them.
@@ -105,6 +116,27 @@ impl ControlPlanePki {
         let (kubelet_client_cert, kubelet_client_key) =
             masters_client(KUBELET_CLIENT_NAME, &issuer)?;
 
+        // The aggregation layer's own CA, apart from the cluster CA (as
+        // kubeadm does): a certificate it signs proves "the API server
+        // forwarded this", never a user.
+        let front_proxy_ca_key = KeyPair::generate()?;
+        let mut front_proxy_ca = CertificateParams::default();
+        front_proxy_ca.distinguished_name = common_name(&format!("mesh-{cluster}-front-proxy-ca"));
+        front_proxy_ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        front_proxy_ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let front_proxy_ca_cert = front_proxy_ca.self_signed(&front_proxy_ca_key)?;
+        let front_proxy_issuer = Issuer::new(front_proxy_ca, &front_proxy_ca_key);
+        let mut front_proxy_client = CertificateParams::default();
+        front_proxy_client.distinguished_name = common_name(FRONT_PROXY_CLIENT_NAME);
+        front_proxy_client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let front_proxy_client_key = KeyPair::generate()?;
+        let front_proxy_client_cert =
+            front_proxy_client.signed_by(&front_proxy_client_key, &front_proxy_issuer)?;
+
         let service_account_key = KeyPair::generate()?;
 
         Ok(Self {
@@ -118,6 +150,9 @@ impl ControlPlanePki {
             kubelet_key: kubelet_key.serialize_pem(),
             kubelet_client_cert,
             kubelet_client_key,
+            front_proxy_ca_cert: front_proxy_ca_cert.pem(),
+            front_proxy_client_cert: front_proxy_client_cert.pem(),
+            front_proxy_client_key: front_proxy_client_key.serialize_pem(),
             service_account_key: service_account_key.serialize_pem(),
             service_account_public_key: service_account_key.public_key_pem(),
         })
