@@ -42,6 +42,10 @@ pub const DESTINATION_ADMIN: u16 = 9996;
 pub const POLICY_ADMIN: u16 = 9990;
 /// The failover controller's admin server (its own pod, Linkerd's port).
 pub const FAILOVER_ADMIN: u16 = 9996;
+/// The viz tap component's API server (behind the APIService; Linkerd's).
+pub const TAP: u16 = 8089;
+/// The viz tap component's admin server (Linkerd's).
+pub const TAP_ADMIN: u16 = 9998;
 /// A service mirror's admin server (`admin-http`): its gateway probe
 /// metrics, which the failover controller and `mesh multicluster gateways`
 /// read.

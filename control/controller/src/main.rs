@@ -14,6 +14,7 @@ mod lease;
 mod mirror;
 mod policy;
 mod serving_identity;
+mod tap;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +49,8 @@ enum Component {
     Mirror(mirror::MirrorArgs),
     /// The failover controller: TrafficSplit weights by success rate and readiness.
     Failover(failover::FailoverArgs),
+    /// viz's tap: live requests from the proxies, behind the API server (APIService v1alpha1.tap.linkerd.io).
+    Tap(tap::TapArgs),
 }
 
 #[tokio::main]
@@ -70,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         Component::Injector(args) => injector::run(args, client).await,
         Component::Mirror(args) => mirror::run(args, client).await,
         Component::Failover(args) => failover::run(args, client).await,
+        Component::Tap(args) => tap::run(args, client).await,
     }
 }
 

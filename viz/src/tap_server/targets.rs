@@ -1,0 +1,272 @@
+//! Which pods a tap request names: a pod, a namespace's pods, or a
+//! workload's pods (by its selector), kept to those whose proxy serves tap
+//! (running, meshed, with a tap identity, not opted out), and why the
+//! others were left out.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::Api;
+use kube::api::ListParams;
+
+use crate::tap_api::Resource;
+
+/// A pod to tap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub ip: String,
+    /// Its ServiceAccount.
+    pub service_account: String,
+}
+
+/// Why a request names no pod to tap.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Not a type tap serves.
+    #[error("tap does not serve {0:?}; it taps pods, namespaces, deployments, replicasets, statefulsets, daemonsets, jobs, cronjobs and replicationcontrollers")]
+    Type(String),
+    /// The resource does not exist or cannot be read.
+    #[error("{kind} {namespace}/{name}: {error}")]
+    Lookup {
+        /// Its type.
+        kind: String,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// None of its pods can be tapped.
+    #[error("{0}")]
+    NoPods(String),
+}
+
+/// The pods of `resource` whose proxies serve tap.
+pub async fn resolve(client: &kube::Client, resource: &Resource) -> Result<Vec<Target>, TargetError> {
+    let pods = pods(client, resource).await?;
+    let mut targets = Vec::new();
+    let (mut unmeshed, mut disabled, mut not_enabled) = (Vec::new(), Vec::new(), Vec::new());
+    for pod in &pods {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref();
+        let proxy = spec.and_then(|s| {
+            s.containers
+                .iter()
+                .find(|c| c.name == mesh_api::pod::PROXY_CONTAINER)
+        });
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let (Some(proxy), true, Some(ip)) = (proxy, running, ip) else {
+            unmeshed.push(name);
+            continue;
+        };
+        let annotations = pod.metadata.annotations.as_ref();
+        let opted_out = [
+            mesh_api::labels::VIZ_DISABLE_TAP_ANNOTATION,
+            "config.linkerd.io/disable-tap",
+        ]
+        .iter()
+        .any(|a| annotations.and_then(|m| m.get(*a)).map(String::as_str) == Some("true"));
+        if opted_out {
+            disabled.push(name);
+            continue;
+        }
+        let tap_enabled = proxy
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "LINKERD2_PROXY_TAP_SVC_NAME");
+        if !tap_enabled {
+            not_enabled.push(name);
+            continue;
+        }
+        targets.push(Target {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name,
+            ip,
+            service_account: spec
+                .and_then(|s| s.service_account_name.clone())
+                .unwrap_or_else(|| "default".into()),
+        });
+    }
+    if targets.is_empty() {
+        let mut why = format!(
+            "no pods to tap for type={:?} name={:?}",
+            resource.r#type, resource.name
+        );
+        for (pods, what) in [
+            (&unmeshed, "not running with a proxy"),
+            (&disabled, "with tap disabled by viz.linkerd.io/disable-tap"),
+            (&not_enabled, "whose proxy started without tap; restart them"),
+        ] {
+            if !pods.is_empty() {
+                why.push_str(&format!("\n{} pods {what}: {}", pods.len(), pods.join(", ")));
+            }
+        }
+        return Err(TargetError::NoPods(why));
+    }
+    Ok(targets)
+}
+
+async fn pods(client: &kube::Client, resource: &Resource) -> Result<Vec<Pod>, TargetError> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let ns = resource.namespace.as_str();
+    let lookup = |error: kube::Error| TargetError::Lookup {
+        kind: resource.r#type.clone(),
+        namespace: ns.to_owned(),
+        name: resource.name.clone(),
+        error: error.to_string(),
+    };
+    let name = resource.name.as_str();
+    let selector: LabelSelector = match resource.r#type.as_str() {
+        "pod" => {
+            let pod = Api::<Pod>::namespaced(client.clone(), ns)
+                .get(name)
+                .await
+                .map_err(lookup)?;
+            return Ok(vec![pod]);
+        }
+        "namespace" => {
+            return list(client, name, "").await.map_err(lookup);
+        }
+        "deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(lookup)?
+            .spec
+            .map(|s| s.selector)
+            .unwrap_or_default(),
+        "replicaset" => Api::<ReplicaSet>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(lookup)?
+            .spec
+            .map(|s| s.selector)
+            .unwrap_or_default(),
+        "statefulset" => Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(lookup)?
+            .spec
+            .map(|s| s.selector)
+            .unwrap_or_default(),
+        "daemonset" => Api::<DaemonSet>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(lookup)?
+            .spec
+            .map(|s| s.selector)
+            .unwrap_or_default(),
+        "job" => Api::<Job>::namespaced(client.clone(), ns)
+            .get(name)
+            .await
+            .map_err(lookup)?
+            .spec
+            .and_then(|s| s.selector)
+            .unwrap_or_default(),
+        "cronjob" => {
+            // A CronJob's pods carry its jobs' names; tap them by the
+            // template's labels.
+            let labels = Api::<CronJob>::namespaced(client.clone(), ns)
+                .get(name)
+                .await
+                .map_err(lookup)?
+                .spec
+                .and_then(|s| s.job_template.spec)
+                .and_then(|s| s.template.metadata)
+                .and_then(|m| m.labels);
+            LabelSelector {
+                match_labels: labels,
+                ..LabelSelector::default()
+            }
+        }
+        "replicationcontroller" => LabelSelector {
+            match_labels: Api::<ReplicationController>::namespaced(client.clone(), ns)
+                .get(name)
+                .await
+                .map_err(lookup)?
+                .spec
+                .and_then(|s| s.selector),
+            ..LabelSelector::default()
+        },
+        other => return Err(TargetError::Type(other.to_owned())),
+    };
+    let selector = selector_string(&selector).map_err(|e| TargetError::Lookup {
+        kind: resource.r#type.clone(),
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        error: e,
+    })?;
+    list(client, ns, &selector).await.map_err(lookup)
+}
+
+async fn list(client: &kube::Client, ns: &str, selector: &str) -> Result<Vec<Pod>, kube::Error> {
+    let params = ListParams::default().labels(selector);
+    Ok(Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&params)
+        .await?
+        .items)
+}
+
+/// A label selector as the API's `labelSelector` parameter takes it; an
+/// empty selector is refused (it would select every pod).
+pub fn selector_string(selector: &LabelSelector) -> Result<String, String> {
+    let mut parts: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            other => return Err(format!("selector operator {other:?} is not one of In, NotIn, Exists, DoesNotExist")),
+        });
+    }
+    if parts.is_empty() {
+        return Err("its selector is empty".into());
+    }
+    Ok(parts.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    use super::*;
+
+    #[test]
+    fn a_workload_selector_becomes_the_lists_label_selector() {
+        let selector = LabelSelector {
+            match_labels: Some([("app".to_owned(), "web".to_owned())].into()),
+            match_expressions: Some(vec![
+                LabelSelectorRequirement {
+                    key: "tier".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["a".into(), "b".into()]),
+                },
+                LabelSelectorRequirement {
+                    key: "canary".into(),
+                    operator: "DoesNotExist".into(),
+                    values: None,
+                },
+            ]),
+        };
+        assert_eq!(
+            selector_string(&selector).expect("valid"),
+            "app=web,tier in (a,b),!canary"
+        );
+        assert!(selector_string(&LabelSelector::default()).is_err(), "never every pod");
+    }
+}
