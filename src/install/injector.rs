@@ -34,7 +34,7 @@ pub struct WebhookTls {
 /// The operator's webhook certificate, or a fresh CA and certificate.
 pub fn webhook_tls(settings: &Settings) -> anyhow::Result<WebhookTls> {
     let Some((cert, key, ca)) = &settings.injector_tls else {
-        return generate_webhook_tls(&settings.cluster_domain);
+        return serving_tls(&format!("{NAME}.{NS}.svc"), &settings.cluster_domain);
     };
     for (pem, what) in [
         (cert, "CERTIFICATE"),
@@ -56,11 +56,14 @@ pub fn webhook_tls(settings: &Settings) -> anyhow::Result<WebhookTls> {
     })
 }
 
-fn generate_webhook_tls(cluster_domain: &str) -> anyhow::Result<WebhookTls> {
+/// A fresh CA and a certificate it signed for the Service `host`
+/// (`<name>.<namespace>.svc`, and with the cluster domain), valid ten
+/// years, for a server the API server calls (a webhook, an APIService).
+pub fn serving_tls(host: &str, cluster_domain: &str) -> anyhow::Result<WebhookTls> {
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca = rcgen::CertificateParams::default();
     ca.distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{NAME}.{NS}.svc"));
+        .push(rcgen::DnType::CommonName, host.to_owned());
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
     let now = std::time::SystemTime::now();
     let ten_years = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
@@ -69,10 +72,8 @@ fn generate_webhook_tls(cluster_domain: &str) -> anyhow::Result<WebhookTls> {
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let key = rcgen::KeyPair::generate()?;
-    let mut leaf = rcgen::CertificateParams::new(vec![
-        format!("{NAME}.{NS}.svc"),
-        format!("{NAME}.{NS}.svc.{cluster_domain}"),
-    ])?;
+    let mut leaf =
+        rcgen::CertificateParams::new(vec![host.to_owned(), format!("{host}.{cluster_domain}")])?;
     leaf.not_before = now.into();
     leaf.not_after = (now + ten_years).into();
     let cert = leaf.signed_by(&key, &issuer)?;

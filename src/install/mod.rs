@@ -18,7 +18,7 @@ mod destination;
 pub(crate) mod existing;
 pub mod gateway_api;
 mod identity;
-mod injector;
+pub(crate) mod injector;
 pub mod manifest;
 mod policy;
 pub mod resources;

@@ -9,14 +9,15 @@
 //! CLI checks it). Helm makes the
 //! namespace (`-n linkerd-viz --create-namespace`).
 
-use super::install::{CONFIG, InstallArgs, PROMETHEUS_IMAGE, objects};
+use super::install::{InstallArgs, PROMETHEUS_IMAGE, objects};
 use crate::install::chart::ChartFile;
 use crate::install::chart::template::{
-    GENERATED, Substitutions, chart_yaml, escape_braces, substitute, wrap_document,
+    CONTROLLER_IMAGE_PREAMBLE, GENERATED, Substitutions, chart_yaml, controller_image_values,
+    escape_braces, substitute, wrap_document,
 };
 use crate::install::manifest;
 
-const MARKERS: [(&str, &str); 5] = [
+const MARKERS: [(&str, &str); 11] = [
     (
         "__MESH_VIZ_INTERVAL__",
         ".Values.prometheus.globalConfig.scrape_interval",
@@ -31,7 +32,23 @@ const MARKERS: [(&str, &str); 5] = [
     ),
     ("__MESH_VIZ_LINKERD_NS__", ".Values.linkerdNamespace"),
     ("__MESH_VIZ_PROMETHEUS_URL__", ".Values.prometheusUrl"),
+    ("__MESH_VIZ_TRUST_DOMAIN__", ".Values.identityTrustDomain"),
+    ("__MESH_VIZ_CLUSTER_DOMAIN__", ".Values.clusterDomain"),
+    ("__MESH_VIZ_TAP_IMAGE__", "$controllerImage"),
+    ("__MESH_VIZ_TAP_CRT__", "$tapCrt"),
+    ("__MESH_VIZ_TAP_KEY__", "$tapKey"),
+    ("__MESH_VIZ_TAP_CA__", "$tapCaPem"),
 ];
+
+/// The tap component's serving certificate, made at each render (as the
+/// control plane's chart makes the injector's).
+const TAP_TLS: &str = r#"{{- $tapService := "tap.linkerd-viz.svc" }}
+{{- $tapCa := genCA $tapService 3650 }}
+{{- $tapCert := genSignedCert $tapService nil (list $tapService (printf "%s.%s" $tapService .Values.clusterDomain)) 3650 $tapCa }}
+{{- $tapCrt := $tapCert.Cert }}
+{{- $tapKey := $tapCert.Key }}
+{{- $tapCaPem := $tapCa.Cert }}
+"#;
 
 /// What the chart refuses as `prometheusUrl`, as `mesh viz install
 /// --prometheus-url` does: anything but an in-cluster Service URL.
@@ -48,6 +65,17 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
         prometheus_image: MARKERS[2].0.into(),
         linkerd_namespace: MARKERS[3].0.into(),
         prometheus_url: None,
+        identity_trust_domain: MARKERS[5].0.into(),
+        cluster_domain: MARKERS[6].0.into(),
+        image: crate::images::ControllerImageArgs {
+            registry: None,
+            controller_image: Some(MARKERS[7].0.into()),
+        },
+    };
+    let tls = crate::install::injector::WebhookTls {
+        cert_pem: MARKERS[8].0.into(),
+        key_pem: MARKERS[9].0.into(),
+        ca_pem: MARKERS[10].0.into(),
     };
     let external = InstallArgs {
         prometheus_url: Some(MARKERS[4].0.into()),
@@ -58,20 +86,24 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
         literals: Vec::new(),
         lines: Vec::new(),
     };
-    let mut template = format!("{{{{- /* {GENERATED} */}}}}\n{URL_CHECK}");
+    let mut template =
+        format!("{{{{- /* {GENERATED} */}}}}\n{URL_CHECK}{CONTROLLER_IMAGE_PREAMBLE}{TAP_TLS}");
     let yaml = |object: &serde_json::Value| -> anyhow::Result<String> {
         let text = escape_braces(&manifest::to_yaml(std::slice::from_ref(object))?);
         Ok(substitute(&text, &substitutions))
     };
     // The configuration, from the render with an external Prometheus; the
     // bundled Prometheus only when none is given.
-    for object in objects(&external) {
+    let external = objects(&external, &tls);
+    let key = |o: &serde_json::Value| (o["kind"].clone(), o["metadata"]["name"].clone());
+    let always: Vec<_> = external.iter().map(key).collect();
+    for object in &external {
         if object["kind"] != "Namespace" {
-            template.push_str(&yaml(&object)?);
+            template.push_str(&yaml(object)?);
         }
     }
-    for object in objects(&args) {
-        if object["kind"] != "Namespace" && object["metadata"]["name"] != CONFIG {
+    for object in objects(&args, &tls) {
+        if !always.contains(&key(&object)) {
             template.push_str(&wrap_document(&yaml(&object)?, "not .Values.prometheusUrl"));
         }
     }
@@ -95,14 +127,18 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
         ChartFile {
             path: "mesh-viz/values.yaml".into(),
             contents: format!(
-                "# {GENERATED}\n# The control plane's namespace: its proxies are scraped.\n\
+                "# {GENERATED}\n{}# The control plane's namespace: its proxies are scraped.\n\
                  linkerdNamespace: {}\nprometheus:\n  image:\n    registry: {registry}\n    \
                  name: {name}\n    tag: {tag}\n  globalConfig:\n    # How often every proxy is scraped.\n    \
                  scrape_interval: 10s\n  args:\n    # How long samples are kept.\n    \
                  storage.tsdb.retention.time: 6h\n# Use this in-cluster Prometheus (http://NAME.NAMESPACE.svc.cluster.local:PORT)\n\
                  # instead of installing one; it must scrape the proxies with Linkerd's\n\
-                 # configuration.\nprometheusUrl: \"\"\n",
-                mesh_api::labels::CONTROL_PLANE_NAMESPACE
+                 # configuration.\nprometheusUrl: \"\"\n\
+                 # The trust domain of workload identities (tap's is in it).\n\
+                 identityTrustDomain: {}\n# The cluster's DNS domain.\nclusterDomain: cluster.local\n",
+                controller_image_values(),
+                mesh_api::labels::CONTROL_PLANE_NAMESPACE,
+                mesh_api::identity::DEFAULT_TRUST_DOMAIN,
             ),
         },
         ChartFile {

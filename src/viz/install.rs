@@ -40,6 +40,16 @@ pub struct InstallArgs {
     /// The control plane's namespace (whose proxies are scraped).
     #[arg(long, env = "MESH_CONTROL_PLANE_NAMESPACE", default_value = mesh_api::labels::CONTROL_PLANE_NAMESPACE)]
     pub linkerd_namespace: String,
+    /// The trust domain of workload identities (the tap component's
+    /// identity is in it).
+    #[arg(long, env = "MESH_IDENTITY_TRUST_DOMAIN", default_value = mesh_api::identity::DEFAULT_TRUST_DOMAIN)]
+    pub identity_trust_domain: String,
+    /// The cluster's DNS domain.
+    #[arg(long, env = "MESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// The tap component's image.
+    #[command(flatten)]
+    pub image: crate::images::ControllerImageArgs,
 }
 
 fn external_prometheus(url: &str) -> Result<String, String> {
@@ -57,21 +67,32 @@ fn prometheus_duration(text: &str) -> Result<String, String> {
 
 /// Renders the extension as one YAML stream.
 pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
-    manifest::to_yaml(&objects(args))
+    let tls = super::tap::serving_tls(&args.cluster_domain)?;
+    manifest::to_yaml(&objects(args, &tls))
 }
 
 /// What `mesh viz uninstall` renders for `kubectl delete -f -`: the
 /// namespace (and with it everything in it) and viz's cluster-scoped
 /// objects, by name.
 pub fn render_uninstall(args: &InstallArgs) -> anyhow::Result<String> {
-    let removed: Vec<Object> = objects(args)
+    let names_only = crate::install::injector::WebhookTls {
+        ca_pem: String::new(),
+        cert_pem: String::new(),
+        key_pem: String::new(),
+    };
+    // The namespace takes what is in it; the rest is named.
+    let removed: Vec<Object> = objects(args, &names_only)
         .into_iter()
-        .filter(|o| o["metadata"].get("namespace").is_none())
+        .filter(|o| o["metadata"].get("namespace").and_then(|n| n.as_str()) != Some(NAMESPACE))
         .map(|o| {
+            let mut metadata = serde_json::json!({"name": o["metadata"]["name"]});
+            if let Some(namespace) = o["metadata"].get("namespace") {
+                metadata["namespace"] = namespace.clone();
+            }
             serde_json::json!({
                 "apiVersion": o["apiVersion"],
                 "kind": o["kind"],
-                "metadata": {"name": o["metadata"]["name"]},
+                "metadata": metadata,
             })
         })
         .collect();
@@ -172,7 +193,18 @@ scrape_configs:
     )
 }
 
-pub(crate) fn objects(args: &InstallArgs) -> Vec<Object> {
+pub(crate) fn objects(
+    args: &InstallArgs,
+    tap_tls: &crate::install::injector::WebhookTls,
+) -> Vec<Object> {
+    let mut objects = prometheus_objects(args);
+    objects.extend(super::tap::objects(args, tap_tls));
+    objects
+}
+
+/// The namespace, viz's configuration and (unless an external one is
+/// given) Prometheus.
+fn prometheus_objects(args: &InstallArgs) -> Vec<Object> {
     let labels = serde_json::json!({
         "linkerd.io/extension": "viz",
         "component": PROMETHEUS,
@@ -286,18 +318,32 @@ mod tests {
             prometheus_image: PROMETHEUS_IMAGE.into(),
             linkerd_namespace: "linkerd".into(),
             prometheus_url: None,
+            identity_trust_domain: "cluster.local".into(),
+            cluster_domain: "cluster.local".into(),
+            image: Default::default(),
         }
+    }
+
+    fn tls() -> crate::install::injector::WebhookTls {
+        crate::viz::tap::serving_tls("cluster.local").expect("tls")
     }
 
     #[test]
     fn an_external_prometheus_replaces_the_bundled_one() {
         let url = "http://prometheus.monitoring.svc.cluster.local:9090";
-        let objects = objects(&InstallArgs {
-            prometheus_url: Some(url.into()),
-            ..args()
-        });
+        let objects = objects(
+            &InstallArgs {
+                prometheus_url: Some(url.into()),
+                ..args()
+            },
+            &tls(),
+        );
         let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
-        assert_eq!(kinds, ["Namespace", "ConfigMap"]);
+        assert_eq!(kinds[..2], ["Namespace", "ConfigMap"]);
+        assert!(
+            !objects.iter().any(|o| o["metadata"]["name"] == PROMETHEUS),
+            "no Prometheus of its own"
+        );
         assert_eq!(objects[1]["data"]["prometheusUrl"], url);
     }
 
@@ -316,12 +362,20 @@ mod tests {
             !yaml.contains("kind: Deployment"),
             "namespaced objects go with the namespace"
         );
+        // Tap's objects outside viz's namespace go by name.
+        for name in [
+            "name: v1alpha1.tap.linkerd.io",
+            "name: linkerd-linkerd-viz-tap-auth-reader\n  namespace: kube-system",
+            "name: linkerd-linkerd-viz-tap-trust-roots\n  namespace: linkerd",
+        ] {
+            assert!(yaml.contains(name), "{name:?} missing from\n{yaml}");
+        }
     }
 
     #[test]
     fn prometheus_is_rendered_with_linkerds_names_and_scrape_rules() {
-        let objects = objects(&args());
-        let names: Vec<String> = objects
+        let objects = objects(&args(), &tls());
+        let names: Vec<String> = objects[..8]
             .iter()
             .map(|o| {
                 format!(

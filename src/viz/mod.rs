@@ -16,6 +16,7 @@
 //!   clusters with a CLUSTER column.
 //! - [`golden`]: a row's success rate, rate and latency, from the answers.
 //! - [`check`]: `mesh viz check`, what viz's own components experience.
+//! - [`tap`]: the tap component's objects (APIService, RBAC, Deployment).
 
 pub mod chart;
 pub mod check;
@@ -27,4 +28,5 @@ pub mod prometheus;
 pub mod resource;
 pub mod routes;
 pub mod stat;
+pub mod tap;
 pub mod traffic_split;

@@ -151,10 +151,7 @@ pub const RESOURCES: [(&str, bool); 9] = [
 /// The URL path a request for `target` is posted to.
 pub fn path(target: &Resource) -> String {
     if target.r#type == "namespace" {
-        return format!(
-            "/apis/{GROUP_VERSION}/watch/namespaces/{}/tap",
-            target.name
-        );
+        return format!("/apis/{GROUP_VERSION}/watch/namespaces/{}/tap", target.name);
     }
     format!(
         "/apis/{GROUP_VERSION}/watch/namespaces/{}/{}s/{}/tap",
@@ -195,7 +192,7 @@ impl FrameReader {
     }
 
     /// The next whole message, if one has arrived.
-    pub fn next<M: prost::Message + Default>(&mut self) -> Result<Option<M>, FrameError> {
+    pub fn next_message<M: prost::Message + Default>(&mut self) -> Result<Option<M>, FrameError> {
         if self.buffer.len() < 4 {
             return Ok(None);
         }
@@ -252,7 +249,7 @@ mod tests {
         let mut out = Vec::new();
         for byte in bytes {
             reader.push(&[byte]);
-            if let Some(e) = reader.next::<ApiError>().expect("valid") {
+            if let Some(e) = reader.next_message::<ApiError>().expect("valid") {
                 out.push(e);
             }
         }
@@ -264,7 +261,7 @@ mod tests {
         let mut reader = FrameReader::default();
         reader.push(&u32::MAX.to_le_bytes());
         assert_eq!(
-            reader.next::<ApiError>(),
+            reader.next_message::<ApiError>(),
             Err(FrameError::TooLarge(u32::MAX as usize))
         );
     }
@@ -276,7 +273,7 @@ mod tests {
             let mut reader = FrameReader::default();
             reader.push(&bytes);
             for _ in 0..bytes.len() + 1 {
-                match reader.next::<TapEvent>() {
+                match reader.next_message::<TapEvent>() {
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
                 }

@@ -73,16 +73,29 @@ pub(crate) async fn run(args: TapArgs, client: kube::Client) -> anyhow::Result<(
     let authentication = Api::<ConfigMap>::namespaced(client.clone(), ns)
         .get(name)
         .await
-        .with_context(|| format!("reading {ns}/{name} (the API server's aggregation layer settings)"))?;
+        .with_context(|| {
+            format!("reading {ns}/{name} (the API server's aggregation layer settings)")
+        })?;
     let authn = RequestHeader::from_data(&authentication.data.unwrap_or_default())?;
     let roots = mesh_api::labels::TRUST_ROOTS_CONFIGMAP;
     let anchors = Api::<ConfigMap>::namespaced(client.clone(), &args.controller_namespace)
         .get(roots)
         .await
-        .with_context(|| format!("reading {}/{roots} (the trust anchors)", args.controller_namespace))?
+        .with_context(|| {
+            format!(
+                "reading {}/{roots} (the trust anchors)",
+                args.controller_namespace
+            )
+        })?
         .data
         .and_then(|d| d.get(mesh_api::labels::TRUST_BUNDLE_KEY).cloned())
-        .with_context(|| format!("{}/{roots} has no {}", args.controller_namespace, mesh_api::labels::TRUST_BUNDLE_KEY))?;
+        .with_context(|| {
+            format!(
+                "{}/{roots} has no {}",
+                args.controller_namespace,
+                mesh_api::labels::TRUST_BUNDLE_KEY
+            )
+        })?;
     let chain = CertificateDer::pem_file_iter(&args.tls_cert_file)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("--tls-cert-file {}", args.tls_cert_file.display()))?;

@@ -55,7 +55,11 @@ impl RequestHeader {
         let client_ca = data
             .get("requestheader-client-ca-file")
             .filter(|v| !v.trim().is_empty())
-            .ok_or(AuthnError::Missing(ns, name, "requestheader-client-ca-file"))?
+            .ok_or(AuthnError::Missing(
+                ns,
+                name,
+                "requestheader-client-ca-file",
+            ))?
             .clone();
         let list = |key: &'static str| -> Result<Vec<String>, AuthnError> {
             match data.get(key) {
@@ -90,12 +94,16 @@ impl RequestHeader {
         if added == 0 {
             return Err(AuthnError::Ca(ns, name, "no usable certificate".into()));
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| AuthnError::Ca(ns, name, e.to_string()))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| AuthnError::Ca(ns, name, e.to_string()))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .and_then(|b| Ok(b.with_client_cert_verifier(verifier).with_single_cert(chain, key)?))
+            .and_then(|b| {
+                b.with_client_cert_verifier(verifier)
+                    .with_single_cert(chain, key)
+            })
             .map_err(|e: rustls::Error| AuthnError::Ca(ns, name, e.to_string()))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
@@ -131,15 +139,18 @@ impl RequestHeader {
         let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (key, value) in headers {
             let key = key.as_str();
-            let Some(attr) = self
-                .extra_headers_prefix
-                .iter()
-                .find_map(|p| key.get(..p.len()).filter(|h| h.eq_ignore_ascii_case(p)).map(|_| &key[p.len()..]))
-            else {
+            let Some(attr) = self.extra_headers_prefix.iter().find_map(|p| {
+                key.get(..p.len())
+                    .filter(|h| h.eq_ignore_ascii_case(p))
+                    .map(|_| &key[p.len()..])
+            }) else {
                 continue;
             };
             if let Ok(value) = value.to_str() {
-                extra.entry(attr.to_ascii_lowercase()).or_default().push(value.to_owned());
+                extra
+                    .entry(attr.to_ascii_lowercase())
+                    .or_default()
+                    .push(value.to_owned());
             }
         }
         Some(User {
@@ -176,11 +187,17 @@ mod tests {
 
     fn settings() -> RequestHeader {
         let data: BTreeMap<String, String> = [
-            ("requestheader-client-ca-file", "-----BEGIN CERTIFICATE-----"),
+            (
+                "requestheader-client-ca-file",
+                "-----BEGIN CERTIFICATE-----",
+            ),
             ("requestheader-allowed-names", r#"["front-proxy-client"]"#),
             ("requestheader-username-headers", r#"["X-Remote-User"]"#),
             ("requestheader-group-headers", r#"["X-Remote-Group"]"#),
-            ("requestheader-extra-headers-prefix", r#"["X-Remote-Extra-"]"#),
+            (
+                "requestheader-extra-headers-prefix",
+                r#"["X-Remote-Extra-"]"#,
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -193,7 +210,10 @@ mod tests {
         let mut headers = http::HeaderMap::new();
         headers.insert("x-remote-user", "alice".parse().expect("value"));
         headers.append("x-remote-group", "dev".parse().expect("value"));
-        headers.append("x-remote-group", "system:authenticated".parse().expect("value"));
+        headers.append(
+            "x-remote-group",
+            "system:authenticated".parse().expect("value"),
+        );
         headers.insert("x-remote-extra-scopes", "view".parse().expect("value"));
         let user = settings().user(&headers).expect("a user");
         assert_eq!(user.name, "alice");
@@ -205,10 +225,16 @@ mod tests {
     #[test]
     fn a_cluster_without_the_aggregation_layer_is_named() {
         let e = RequestHeader::from_data(&BTreeMap::new()).expect_err("missing");
-        assert!(e.to_string().contains("--requestheader-client-ca-file"), "{e}");
+        assert!(
+            e.to_string().contains("--requestheader-client-ca-file"),
+            "{e}"
+        );
         let data: BTreeMap<String, String> = [
             ("requestheader-client-ca-file".to_owned(), "pem".to_owned()),
-            ("requestheader-allowed-names".to_owned(), "front-proxy-client".to_owned()),
+            (
+                "requestheader-allowed-names".to_owned(),
+                "front-proxy-client".to_owned(),
+            ),
         ]
         .into();
         let e = RequestHeader::from_data(&data).expect_err("not JSON");

@@ -73,7 +73,11 @@ impl TapServer {
             (&Method::POST, p) if p.starts_with(&group) && p.ends_with("/tap") => {
                 self.tap(req).await
             }
-            _ => status(StatusCode::NOT_FOUND, "NotFound", &format!("{path}: not found")),
+            _ => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{path}: not found"),
+            ),
         }
     }
 
@@ -89,18 +93,32 @@ impl TapServer {
         let Some(url_target) = parse_path(&path) else {
             return api_error(StatusCode::BAD_REQUEST, &format!("invalid path: {path:?}"));
         };
-        let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES).collect().await {
+        let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+            .collect()
+            .await
+        {
             Ok(body) => body.to_bytes(),
-            Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("reading the request: {e}")),
+            Err(e) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("reading the request: {e}"),
+                );
+            }
         };
         let request = match TapByResourceRequest::decode(body) {
             Ok(request) => request,
             Err(e) => {
-                return api_error(StatusCode::BAD_REQUEST, &format!("not a TapByResourceRequest: {e}"));
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("not a TapByResourceRequest: {e}"),
+                );
             }
         };
         let Some(target) = request.target.as_ref().and_then(|t| t.resource.clone()) else {
-            return api_error(StatusCode::BAD_REQUEST, "the request names no target resource");
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "the request names no target resource",
+            );
         };
         // The body must ask for what the URL (which RBAC checked) names.
         if tap_api::path(&target) != path {
@@ -120,7 +138,12 @@ impl TapServer {
                 ),
             );
         }
-        let matcher = match request.r#match.as_ref().map(proxies::proxy_match).transpose() {
+        let matcher = match request
+            .r#match
+            .as_ref()
+            .map(proxies::proxy_match)
+            .transpose()
+        {
             Ok(matcher) => matcher,
             Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
@@ -185,7 +208,10 @@ impl TapServer {
 /// The resource a tap URL names: `…/watch/namespaces/{ns}/tap` or
 /// `…/watch/namespaces/{ns}/{type}s/{name}/tap`.
 pub fn parse_path(path: &str) -> Option<Resource> {
-    let rest = path.strip_prefix(&format!("/apis/{}/watch/namespaces/", tap_api::GROUP_VERSION))?;
+    let rest = path.strip_prefix(&format!(
+        "/apis/{}/watch/namespaces/",
+        tap_api::GROUP_VERSION
+    ))?;
     let parts: Vec<&str> = rest.split('/').collect();
     let valid = |s: &str| !s.is_empty() && s.len() <= 253;
     match parts.as_slice() {
@@ -213,7 +239,8 @@ fn resource_plural(kind: &str) -> String {
 }
 
 fn api_group() -> serde_json::Value {
-    let version = serde_json::json!({"groupVersion": tap_api::GROUP_VERSION, "version": "v1alpha1"});
+    let version =
+        serde_json::json!({"groupVersion": tap_api::GROUP_VERSION, "version": "v1alpha1"});
     serde_json::json!({
         "kind": "APIGroup", "apiVersion": "v1", "name": "tap.linkerd.io",
         "versions": [version], "preferredVersion": version,
@@ -305,7 +332,8 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let server = server.clone();
         tokio::spawn(async move {
-            let handshake = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
             let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake: {e}"),
@@ -325,7 +353,8 @@ pub async fn serve(
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(req).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             if let Err(e) = builder
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                 .await
@@ -343,11 +372,19 @@ mod tests {
     #[test]
     fn only_linkerds_tap_urls_name_a_resource() {
         let ns = parse_path("/apis/tap.linkerd.io/v1alpha1/watch/namespaces/shop/tap").expect("ns");
-        assert_eq!((ns.r#type.as_str(), ns.name.as_str()), ("namespace", "shop"));
-        let deploy = parse_path("/apis/tap.linkerd.io/v1alpha1/watch/namespaces/shop/deployments/web/tap")
-            .expect("deployment");
         assert_eq!(
-            (deploy.namespace.as_str(), deploy.r#type.as_str(), deploy.name.as_str()),
+            (ns.r#type.as_str(), ns.name.as_str()),
+            ("namespace", "shop")
+        );
+        let deploy =
+            parse_path("/apis/tap.linkerd.io/v1alpha1/watch/namespaces/shop/deployments/web/tap")
+                .expect("deployment");
+        assert_eq!(
+            (
+                deploy.namespace.as_str(),
+                deploy.r#type.as_str(),
+                deploy.name.as_str()
+            ),
             ("shop", "deployment", "web")
         );
         for bad in [

@@ -49,18 +49,25 @@ impl Proxies {
 
     /// Taps `targets` with `observe`'s match at `max_rps` in all, sending
     /// their events to `events` until it closes.
-    pub fn tap(&self, targets: &[Target], matcher: Option<ProxyMatch>, max_rps: f32, events: mpsc::Sender<TapEvent>) {
+    pub fn tap(
+        &self,
+        targets: &[Target],
+        matcher: Option<ProxyMatch>,
+        max_rps: f32,
+        events: mpsc::Sender<TapEvent>,
+    ) {
         let per_pod = per_pod_limit(max_rps, targets.len());
         for target in targets {
             let identity = self.identity(target);
             let addr = format!("{}:{}", target.ip, self.port);
-            let channel = match mesh_core::control::channel(&addr, Some((&identity, &self.credentials))) {
-                Ok(channel) => channel,
-                Err(e) => {
-                    tracing::warn!(pod = %target.name, "tap: {e}");
-                    continue;
-                }
-            };
+            let channel =
+                match mesh_core::control::channel(&addr, Some((&identity, &self.credentials))) {
+                    Ok(channel) => channel,
+                    Err(e) => {
+                        tracing::warn!(pod = %target.name, "tap: {e}");
+                        continue;
+                    }
+                };
             let request = ObserveRequest {
                 limit: per_pod,
                 r#match: matcher.clone(),
@@ -155,8 +162,9 @@ fn convert(m: &Match, depth: usize) -> Result<ProxyMatch, MatchError> {
             let kind = match http.r#match.as_ref() {
                 None => return Err(MatchError("an HTTP condition without a kind".into())),
                 Some(HttpMatchKind::Method(method)) => {
-                    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-                        .map_err(|_| MatchError(format!("{method:?} is not an HTTP method")))?;
+                    let method =
+                        http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                            .map_err(|_| MatchError(format!("{method:?} is not an HTTP method")))?;
                     pm::http::Match::Method(method.into())
                 }
                 Some(HttpMatchKind::Scheme(scheme)) => {
@@ -171,10 +179,14 @@ fn convert(m: &Match, depth: usize) -> Result<ProxyMatch, MatchError> {
                     r#match: Some(S::Prefix(path.clone())),
                 }),
             };
-            pm::Match::Http(pm::Http { r#match: Some(kind) })
+            pm::Match::Http(pm::Http {
+                r#match: Some(kind),
+            })
         }
     };
-    Ok(ProxyMatch { r#match: Some(kind) })
+    Ok(ProxyMatch {
+        r#match: Some(kind),
+    })
 }
 
 /// The destination labels that select a resource (Linkerd's: its type as

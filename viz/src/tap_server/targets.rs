@@ -27,7 +27,9 @@ pub struct Target {
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     /// Not a type tap serves.
-    #[error("tap does not serve {0:?}; it taps pods, namespaces, deployments, replicasets, statefulsets, daemonsets, jobs, cronjobs and replicationcontrollers")]
+    #[error(
+        "tap does not serve {0:?}; it taps pods, namespaces, deployments, replicasets, statefulsets, daemonsets, jobs, cronjobs and replicationcontrollers"
+    )]
     Type(String),
     /// The resource does not exist or cannot be read.
     #[error("{kind} {namespace}/{name}: {error}")]
@@ -47,7 +49,10 @@ pub enum TargetError {
 }
 
 /// The pods of `resource` whose proxies serve tap.
-pub async fn resolve(client: &kube::Client, resource: &Resource) -> Result<Vec<Target>, TargetError> {
+pub async fn resolve(
+    client: &kube::Client,
+    resource: &Resource,
+) -> Result<Vec<Target>, TargetError> {
     let pods = pods(client, resource).await?;
     let mut targets = Vec::new();
     let (mut unmeshed, mut disabled, mut not_enabled) = (Vec::new(), Vec::new(), Vec::new());
@@ -102,10 +107,17 @@ pub async fn resolve(client: &kube::Client, resource: &Resource) -> Result<Vec<T
         for (pods, what) in [
             (&unmeshed, "not running with a proxy"),
             (&disabled, "with tap disabled by viz.linkerd.io/disable-tap"),
-            (&not_enabled, "whose proxy started without tap; restart them"),
+            (
+                &not_enabled,
+                "whose proxy started without tap; restart them",
+            ),
         ] {
             if !pods.is_empty() {
-                why.push_str(&format!("\n{} pods {what}: {}", pods.len(), pods.join(", ")));
+                why.push_str(&format!(
+                    "\n{} pods {what}: {}",
+                    pods.len(),
+                    pods.join(", ")
+                ));
             }
         }
         return Err(TargetError::NoPods(why));
@@ -231,7 +243,11 @@ pub fn selector_string(selector: &LabelSelector) -> Result<String, String> {
             "NotIn" => format!("{} notin ({values})", e.key),
             "Exists" => e.key.clone(),
             "DoesNotExist" => format!("!{}", e.key),
-            other => return Err(format!("selector operator {other:?} is not one of In, NotIn, Exists, DoesNotExist")),
+            other => {
+                return Err(format!(
+                    "selector operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
+                ));
+            }
         });
     }
     if parts.is_empty() {
@@ -267,6 +283,9 @@ mod tests {
             selector_string(&selector).expect("valid"),
             "app=web,tier in (a,b),!canary"
         );
-        assert!(selector_string(&LabelSelector::default()).is_err(), "never every pod");
+        assert!(
+            selector_string(&LabelSelector::default()).is_err(),
+            "never every pod"
+        );
     }
 }
