@@ -185,6 +185,9 @@ pub enum VizCommand {
     /// Golden metrics per route of a Service's ServiceProfile, and
     /// [DEFAULT] for requests that matched none.
     Routes(crate::viz::routes::RoutesArgs),
+    /// Live requests of a resource's pods, as their proxies see them (through
+    /// the API server: RBAC decides who may tap).
+    Tap(crate::viz::tap::TapArgs),
 }
 
 #[derive(Debug, Subcommand)]

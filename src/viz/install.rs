@@ -67,7 +67,7 @@ fn prometheus_duration(text: &str) -> Result<String, String> {
 
 /// Renders the extension as one YAML stream.
 pub fn render(args: &InstallArgs) -> anyhow::Result<String> {
-    let tls = super::tap::serving_tls(&args.cluster_domain)?;
+    let tls = super::tap_component::serving_tls(&args.cluster_domain)?;
     manifest::to_yaml(&objects(args, &tls))
 }
 
@@ -198,7 +198,7 @@ pub(crate) fn objects(
     tap_tls: &crate::install::injector::WebhookTls,
 ) -> Vec<Object> {
     let mut objects = prometheus_objects(args);
-    objects.extend(super::tap::objects(args, tap_tls));
+    objects.extend(super::tap_component::objects(args, tap_tls));
     objects
 }
 
@@ -325,7 +325,7 @@ mod tests {
     }
 
     fn tls() -> crate::install::injector::WebhookTls {
-        crate::viz::tap::serving_tls("cluster.local").expect("tls")
+        crate::viz::tap_component::serving_tls("cluster.local").expect("tls")
     }
 
     #[test]

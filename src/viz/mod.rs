@@ -16,7 +16,9 @@
 //!   clusters with a CLUSTER column.
 //! - [`golden`]: a row's success rate, rate and latency, from the answers.
 //! - [`check`]: `mesh viz check`, what viz's own components experience.
-//! - [`tap`]: the tap component's objects (APIService, RBAC, Deployment).
+//! - [`tap`]: `mesh viz tap`, live requests through the tap APIService;
+//!   [`tap_component`]: the tap component's objects (APIService, RBAC,
+//!   Deployment).
 
 pub mod chart;
 pub mod check;
@@ -29,4 +31,5 @@ pub mod resource;
 pub mod routes;
 pub mod stat;
 pub mod tap;
+pub mod tap_component;
 pub mod traffic_split;
