@@ -91,6 +91,60 @@ pub async fn mesh(p: &impl Provider, cluster: Cluster, args: &[&str]) -> anyhow:
     run(&binary, &with_cluster(p, cluster, "--context", args), None).await
 }
 
+/// `mesh … <args>` for a command that runs until stopped (`viz tap`):
+/// what it printed in `duration`, then it is killed.
+pub async fn mesh_for(
+    p: &impl Provider,
+    cluster: Cluster,
+    args: &[&str],
+    duration: std::time::Duration,
+) -> anyhow::Result<Ran> {
+    use tokio::io::AsyncReadExt as _;
+    let binary = mesh_clusters::testing::mesh_bin_dir()?.join("mesh");
+    let mut child = Command::new(&binary)
+        .args(with_cluster(p, cluster, "--context", args))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("running {}: {e}", binary.display()))?;
+    let (mut stdout, mut stderr) = (
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+        child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stderr"))?,
+    );
+    let out = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = stdout.read_to_end(&mut text).await;
+        text
+    });
+    let err = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text).await;
+        text
+    });
+    let status = match tokio::time::timeout(duration, child.wait()).await {
+        Ok(status) => Some(status?),
+        Err(_) => {
+            child.kill().await?;
+            None
+        }
+    };
+    Ok(Ran {
+        // Still running when stopped counts as running well.
+        success: status.is_none_or(|s| s.success()),
+        stdout: String::from_utf8_lossy(&out.await?).into_owned(),
+        stderr: String::from_utf8_lossy(&err.await?).into_owned(),
+    })
+}
+
 /// `kubectl --kubeconfig … --context <cluster> <args>`, with `stdin`.
 pub async fn kubectl(
     p: &impl Provider,

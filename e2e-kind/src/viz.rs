@@ -368,7 +368,142 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         "the table marks the client's edge √:\n{}",
         table.stdout
     );
+    tap(p, west, &ns).await?;
     kube_util::delete_namespace(west, &ns).await;
+    Ok(())
+}
+
+/// `mesh viz tap` through the API server: podinfo's proxies report the
+/// client's requests with `tls=true` and the unmeshed caller's with
+/// `tls=no_tls_from_remote`; the client's proxy reports its requests to
+/// podinfo (`--to`) as outbound over mutual TLS; a ServiceAccount without
+/// tap's RBAC is refused.
+async fn tap(p: &impl Provider, west: &kube::Client, ns: &str) -> anyhow::Result<()> {
+    kube_util::wait_rollout(
+        west,
+        mesh_api::labels::VIZ_NAMESPACE,
+        "tap",
+        crate::scenarios::ROLLOUT,
+    )
+    .await?;
+    // The APIService becomes available once the API server reaches tap.
+    let mut tapped = None;
+    for _ in 0..30 {
+        let ran = crate::mesh::mesh_for(
+            p,
+            Cluster::West,
+            &["viz", "tap", "deploy/podinfo", "-n", ns],
+            Duration::from_secs(8),
+        )
+        .await?;
+        if ran.stdout.contains("req id=") {
+            tapped = Some(ran);
+            break;
+        }
+        eprintln!("viz tap not answering yet: {}", ran.stderr.trim());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let tapped = tapped
+        .ok_or_else(|| anyhow::anyhow!("viz tap deploy/podinfo printed no request in a minute"))?;
+    let lines: Vec<&str> = tapped.stdout.lines().collect();
+    let meshed = lines
+        .iter()
+        .find(|l| l.starts_with("req id=") && l.contains("proxy=in ") && l.contains(" tls=true "));
+    anyhow::ensure!(
+        meshed.is_some_and(|l| l.contains(":method=GET") && l.contains(":path=/")),
+        "the client's requests are tapped with tls=true:\n{}",
+        tapped.stdout
+    );
+    anyhow::ensure!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("req id=") && l.contains(" tls=no_tls_from_remote ")),
+        "the unmeshed caller's requests are tapped with tls=no_tls_from_remote:\n{}",
+        tapped.stdout
+    );
+    anyhow::ensure!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("rsp id=") && l.contains(":status=200"))
+            && lines
+                .iter()
+                .any(|l| l.starts_with("end id=") && l.contains("response-length=")),
+        "responses and their ends are tapped:\n{}",
+        tapped.stdout
+    );
+    let outbound = crate::mesh::mesh_for(
+        p,
+        Cluster::West,
+        &[
+            "viz",
+            "tap",
+            "deploy/client",
+            "-n",
+            ns,
+            "--to",
+            "deploy/podinfo",
+            "-o",
+            "json",
+        ],
+        Duration::from_secs(8),
+    )
+    .await?;
+    anyhow::ensure!(
+        outbound.stdout.contains("\"proxyDirection\": \"OUTBOUND\"")
+            && outbound.stdout.contains("\"tls\": \"true\"")
+            && !outbound.stdout.contains("\"INBOUND\""),
+        "the client's proxy reports its requests to podinfo, over mutual TLS:\n{}\n{}",
+        outbound.stdout,
+        outbound.stderr
+    );
+    // The attack: a workload's ServiceAccount, without tap's RBAC, asks for
+    // podinfo's traffic through the API server.
+    kube_util::apply(
+        west,
+        ns,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: nosy\n",
+    )
+    .await?;
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(p.kubeconfig())?,
+        &kube::config::KubeConfigOptions {
+            context: Some(p.context(Cluster::West)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:nosy"));
+    let nosy = kube::Client::try_from(config)?;
+    let request = mesh_viz::tap_api::TapByResourceRequest {
+        target: Some(mesh_viz::tap_api::ResourceSelection {
+            resource: Some(mesh_viz::tap_api::Resource {
+                namespace: ns.to_owned(),
+                r#type: "deployment".into(),
+                name: "podinfo".into(),
+            }),
+            label_selector: String::new(),
+        }),
+        r#match: None,
+        max_rps: 1.0,
+    };
+    let path =
+        format!("/apis/tap.linkerd.io/v1alpha1/watch/namespaces/{ns}/deployments/podinfo/tap");
+    let refused = nosy
+        .send(
+            http::Request::post(path)
+                .body(prost::Message::encode_to_vec(&request))?
+                .map(kube::client::Body::from),
+        )
+        .await?;
+    let status = refused.status();
+    let body = http_body_util::BodyExt::collect(refused.into_body())
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        status == http::StatusCode::FORBIDDEN && body.contains("tap authorization failed"),
+        "a ServiceAccount without tap's RBAC is refused: {status} {body}"
+    );
     Ok(())
 }
 
