@@ -66,19 +66,8 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     read_all(&mut io).await
 }
 
-/// A TLS client of the server pod's proxy: with `identity`, it presents a
-/// certificate for it; it offers `alpn`.
 fn tls_client(ca: &Ca, identity: Option<&str>, alpn: &[u8]) -> tokio_rustls::TlsConnector {
-    let credentials = match identity {
-        Some(identity) => ca.credentials(identity),
-        None => mesh_core::tls::Credentials::new(
-            "nobody.test.serviceaccount.identity.linkerd.cluster.local",
-            &[support::controller::pem_cert(&ca.anchor_pem)],
-        )
-        .expect("credentials"),
-    };
-    let config = credentials.client_config(&[alpn]).expect("client config");
-    tokio_rustls::TlsConnector::from(config)
+    ca.connector(identity, alpn)
 }
 
 fn header(port: u16, session: Option<Kind>) -> Vec<u8> {

@@ -26,19 +26,7 @@ async fn tap_client(
     proxy: SocketAddr,
     proxy_id: &str,
 ) -> Result<TapClient<tonic::transport::Channel>, tonic::transport::Error> {
-    let credentials = match identity {
-        Some(identity) => ca.credentials(identity),
-        None => mesh_core::tls::Credentials::new(
-            "nobody.test.serviceaccount.identity.linkerd.cluster.local",
-            &[support::controller::pem_cert(&ca.anchor_pem)],
-        )
-        .expect("credentials"),
-    };
-    let connector = tokio_rustls::TlsConnector::from(
-        credentials
-            .client_config(&[mesh_core::tls::ALPN_H2])
-            .expect("client config"),
-    );
+    let connector = ca.connector(identity, mesh_core::tls::ALPN_H2);
     let name = mesh_core::tls::server_name(proxy_id).expect("name");
     let channel = tonic::transport::Endpoint::from_static("http://tap")
         .connect_with_connector(tower::service_fn(move |_| {
@@ -62,6 +50,18 @@ async fn tapped_mesh() -> Mesh {
     mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
     mesh.app("web-1", 8080).await;
     mesh
+}
+
+/// A tap's events until its stream ends (its limit reached).
+async fn until_the_end(mut stream: tonic::Streaming<TapEvent>) -> Vec<TapEvent> {
+    let mut events = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("events, then the end of the stream")
+    {
+        events.push(event.expect("an event"));
+    }
+    events
 }
 
 fn http_event(event: &TapEvent) -> &tap_event::http::Event {
@@ -97,7 +97,7 @@ async fn the_tap_identity_sees_each_request_with_its_caller_and_its_answer() {
         let mut client = tap_client(&ca, Some(TAP_ID), server(4190), WEB_ID)
             .await
             .expect("connected");
-        let mut stream = client
+        let stream = client
             .observe(ObserveRequest {
                 limit: 2,
                 ..Default::default()
@@ -105,15 +105,8 @@ async fn the_tap_identity_sees_each_request_with_its_caller_and_its_answer() {
             .await
             .expect("the tap identity may tap")
             .into_inner();
-        let mut events = Vec::new();
         // The stream ends by itself once its two requests are reported.
-        while let Some(event) = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("events, then the end of the stream")
-        {
-            events.push(event.expect("an event"));
-        }
-        events
+        until_the_end(stream).await
     });
     // The tap registers before the requests.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -199,7 +192,7 @@ async fn an_outbound_tap_filters_by_destination_and_path() {
         )
         .await
         .expect("connected");
-        let mut stream = client
+        let stream = client
             .observe(ObserveRequest {
                 limit: 1,
                 r#match: Some(wanted),
@@ -208,14 +201,7 @@ async fn an_outbound_tap_filters_by_destination_and_path() {
             .await
             .expect("tap")
             .into_inner();
-        let mut events = Vec::new();
-        while let Some(event) = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("events, then the end of the stream")
-        {
-            events.push(event.expect("an event"));
-        }
-        events
+        until_the_end(stream).await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     requests(&mesh, &["/healthz", "/api/users", "/api/other"]).await;

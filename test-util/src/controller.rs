@@ -91,6 +91,23 @@ impl Ca {
     }
 }
 
+impl Ca {
+    /// A TLS client trusting this CA: with `identity`, it presents a
+    /// certificate for it, else none; it offers `alpn`.
+    pub fn connector(&self, identity: Option<&str>, alpn: &[u8]) -> tokio_rustls::TlsConnector {
+        let credentials = match identity {
+            Some(identity) => self.credentials(identity),
+            None => mesh_core::tls::Credentials::new(
+                "nobody.test.serviceaccount.identity.linkerd.cluster.local",
+                &[pem_cert(&self.anchor_pem)],
+            )
+            .expect("credentials"),
+        };
+        let config = credentials.client_config(&[alpn]).expect("client config");
+        tokio_rustls::TlsConnector::from(config)
+    }
+}
+
 pub fn pem_cert(pem: &str) -> CertificateDer<'static> {
     use rustls_pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM")

@@ -25,6 +25,14 @@ pub(crate) struct ServingIdentityArgs {
     /// The trust anchors (PEM) for that certificate.
     #[arg(long, env = "MESH_IDENTITY_TRUST_ANCHORS_FILE", value_name = "FILE")]
     identity_trust_anchors_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: IdentityServiceArgs,
+}
+
+/// Where a component gets its certificate: the identity service and the
+/// token it proves its ServiceAccount with.
+#[derive(Debug, Args)]
+pub(crate) struct IdentityServiceArgs {
     /// The identity service's address.
     #[arg(
         long,
@@ -44,6 +52,25 @@ pub(crate) struct ServingIdentityArgs {
     identity_token_file: PathBuf,
 }
 
+impl IdentityServiceArgs {
+    /// Certificates from the identity service with the token, retried
+    /// often at first (at install the identity service may come up after
+    /// the component); `trust_dir` is a mounted trust roots ConfigMap to
+    /// follow.
+    pub(crate) fn config(&self, trust_dir: Option<(PathBuf, String)>) -> IdentityConfig {
+        IdentityConfig {
+            addr: self.identity_addr.clone(),
+            server_identity: self.identity_svc_name.clone(),
+            token_path: self.identity_token_file.clone(),
+            backoff: Backoff {
+                min: std::time::Duration::from_millis(500),
+                max: std::time::Duration::from_secs(5),
+            },
+            trust_dir,
+        }
+    }
+}
+
 impl ServingIdentityArgs {
     /// The TLS to serve with, when an identity is given.
     pub(crate) fn server_tls(&self) -> anyhow::Result<Option<ServerTls>> {
@@ -57,23 +84,13 @@ impl ServingIdentityArgs {
         Ok(Some(ServerTls {
             local_identity: local_identity.clone(),
             trust_anchors_pem: trust_anchors_pem.clone(),
-            identity: IdentityConfig {
-                addr: self.identity_addr.clone(),
-                server_identity: self.identity_svc_name.clone(),
-                token_path: self.identity_token_file.clone(),
-                // At install the identity service may come up after this
-                // one: retry often enough that proxies are not kept waiting.
-                backoff: Backoff {
-                    min: std::time::Duration::from_millis(500),
-                    max: std::time::Duration::from_secs(5),
-                },
-                // The mounted trust roots ConfigMap, followed without a
-                // restart (with the issuer the identity service records in
-                // it).
-                trust_dir: anchors
+            // The mounted trust roots ConfigMap, followed without a restart
+            // (with the issuer the identity service records in it).
+            identity: self.service.config(
+                anchors
                     .parent()
                     .map(|dir| (dir.to_path_buf(), trust_anchors_pem)),
-            },
+            ),
         }))
     }
 }

@@ -14,8 +14,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use mesh_core::admin::Admin;
 use mesh_core::drain::{CONTROLLER_GRACE, Drain};
-use mesh_core::identity::IdentityConfig;
-use mesh_core::identity::schedule::Backoff;
 use mesh_viz::tap_server::authn::{CONFIGMAP, RequestHeader};
 use mesh_viz::tap_server::proxies::Proxies;
 use mesh_viz::tap_server::{TapServer, serve};
@@ -49,23 +47,8 @@ pub(crate) struct TapArgs {
         default_value = "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local"
     )]
     identity_local_name: String,
-    /// The identity service's address.
-    #[arg(
-        long,
-        env = "MESH_IDENTITY_ADDR",
-        default_value = "linkerd-identity-headless.linkerd.svc.cluster.local.:8080"
-    )]
-    identity_addr: String,
-    /// The identity service's own identity.
-    #[arg(
-        long,
-        env = "MESH_IDENTITY_SVC_NAME",
-        default_value = "linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local"
-    )]
-    identity_svc_name: String,
-    /// The projected ServiceAccount token (audience identity.l5d.io).
-    #[arg(long, env = "MESH_IDENTITY_TOKEN_FILE", default_value = mesh_api::labels::IDENTITY_TOKEN_PATH)]
-    identity_token_file: PathBuf,
+    #[command(flatten)]
+    identity: crate::serving_identity::IdentityServiceArgs,
 }
 
 pub(crate) async fn run(args: TapArgs, client: kube::Client) -> anyhow::Result<()> {
@@ -108,16 +91,7 @@ pub(crate) async fn run(args: TapArgs, client: kube::Client) -> anyhow::Result<(
     let credentials = mesh_core::identity::certified_credentials(
         &args.identity_local_name,
         &anchors,
-        IdentityConfig {
-            addr: args.identity_addr.clone(),
-            server_identity: args.identity_svc_name.clone(),
-            token_path: args.identity_token_file.clone(),
-            backoff: Backoff {
-                min: std::time::Duration::from_millis(500),
-                max: std::time::Duration::from_secs(5),
-            },
-            trust_dir: None,
-        },
+        args.identity.config(None),
         &mut registry,
         &mut drain,
     )?;

@@ -148,66 +148,40 @@ async fn pods(client: &kube::Client, resource: &Resource) -> Result<Vec<Pod>, Ta
         "namespace" => {
             return list(client, name, "").await.map_err(lookup);
         }
-        "deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
-            .get(name)
+        "deployment" => selector::<Deployment>(client, ns, name, |d| d.spec.map(|s| s.selector))
             .await
-            .map_err(lookup)?
-            .spec
-            .map(|s| s.selector)
-            .unwrap_or_default(),
-        "replicaset" => Api::<ReplicaSet>::namespaced(client.clone(), ns)
-            .get(name)
+            .map_err(lookup)?,
+        "replicaset" => selector::<ReplicaSet>(client, ns, name, |r| r.spec.map(|s| s.selector))
             .await
-            .map_err(lookup)?
-            .spec
-            .map(|s| s.selector)
-            .unwrap_or_default(),
-        "statefulset" => Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .get(name)
+            .map_err(lookup)?,
+        "statefulset" => selector::<StatefulSet>(client, ns, name, |s| s.spec.map(|s| s.selector))
             .await
-            .map_err(lookup)?
-            .spec
-            .map(|s| s.selector)
-            .unwrap_or_default(),
-        "daemonset" => Api::<DaemonSet>::namespaced(client.clone(), ns)
-            .get(name)
+            .map_err(lookup)?,
+        "daemonset" => selector::<DaemonSet>(client, ns, name, |d| d.spec.map(|s| s.selector))
             .await
-            .map_err(lookup)?
-            .spec
-            .map(|s| s.selector)
-            .unwrap_or_default(),
-        "job" => Api::<Job>::namespaced(client.clone(), ns)
-            .get(name)
+            .map_err(lookup)?,
+        "job" => selector::<Job>(client, ns, name, |j| j.spec.and_then(|s| s.selector))
             .await
-            .map_err(lookup)?
-            .spec
-            .and_then(|s| s.selector)
-            .unwrap_or_default(),
-        "cronjob" => {
-            // A CronJob's pods carry its jobs' names; tap them by the
-            // template's labels.
-            let labels = Api::<CronJob>::namespaced(client.clone(), ns)
-                .get(name)
-                .await
-                .map_err(lookup)?
-                .spec
-                .and_then(|s| s.job_template.spec)
-                .and_then(|s| s.template.metadata)
-                .and_then(|m| m.labels);
-            LabelSelector {
+            .map_err(lookup)?,
+        // A CronJob's pods carry its jobs' names; tap them by the
+        // template's labels.
+        "cronjob" => selector::<CronJob>(client, ns, name, |c| {
+            let labels = c.spec?.job_template.spec?.template.metadata?.labels;
+            Some(LabelSelector {
                 match_labels: labels,
                 ..LabelSelector::default()
-            }
-        }
-        "replicationcontroller" => LabelSelector {
-            match_labels: Api::<ReplicationController>::namespaced(client.clone(), ns)
-                .get(name)
-                .await
-                .map_err(lookup)?
-                .spec
-                .and_then(|s| s.selector),
-            ..LabelSelector::default()
-        },
+            })
+        })
+        .await
+        .map_err(lookup)?,
+        "replicationcontroller" => selector::<ReplicationController>(client, ns, name, |r| {
+            Some(LabelSelector {
+                match_labels: r.spec?.selector,
+                ..LabelSelector::default()
+            })
+        })
+        .await
+        .map_err(lookup)?,
         other => return Err(TargetError::Type(other.to_owned())),
     };
     let selector = selector_string(&selector).map_err(|e| TargetError::Lookup {
@@ -217,6 +191,24 @@ async fn pods(client: &kube::Client, resource: &Resource) -> Result<Vec<Pod>, Ta
         error: e,
     })?;
     list(client, ns, &selector).await.map_err(lookup)
+}
+
+/// The pod selector of workload `name` of kind `K`, read by `of`.
+async fn selector<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    of: impl FnOnce(K) -> Option<LabelSelector>,
+) -> Result<LabelSelector, kube::Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let object = Api::<K>::namespaced(client.clone(), ns).get(name).await?;
+    Ok(of(object).unwrap_or_default())
 }
 
 async fn list(client: &kube::Client, ns: &str, selector: &str) -> Result<Vec<Pod>, kube::Error> {
