@@ -188,6 +188,9 @@ pub enum VizCommand {
     /// Live requests of a resource's pods, as their proxies see them (through
     /// the API server: RBAC decides who may tap).
     Tap(crate::viz::tap::TapArgs),
+    /// The tap stream summed by source, destination, method and path:
+    /// counts, best, worst and last latency, success rate.
+    Top(crate::viz::top::TopArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -500,8 +500,13 @@ async fn tap(p: &impl Provider, west: &kube::Client, ns: &str) -> anyhow::Result
         .await
         .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
         .unwrap_or_default();
+    // The API server refuses it before tap is asked (tap asks again with
+    // a SubjectAccessReview, in case an aggregation layer lets it through).
     anyhow::ensure!(
-        status == http::StatusCode::FORBIDDEN && body.contains("tap authorization failed"),
+        status == http::StatusCode::FORBIDDEN
+            && body.contains(
+                r#"cannot watch resource \"deployments/tap\" in API group \"tap.linkerd.io\""#
+            ),
         "a ServiceAccount without tap's RBAC is refused: {status} {body}"
     );
     Ok(())

@@ -55,6 +55,7 @@ pub async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter)
     if !report.record("linkerd-viz Namespace exists", namespace) {
         return;
     }
+    tap(client, report, waiter).await;
     let prometheus = match Prometheus::locate(client.clone()).await {
         Ok(prometheus) => prometheus,
         Err(e) => {
@@ -113,6 +114,72 @@ pub async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter)
             })
             .await,
     );
+}
+
+/// Tap: its component runs, and the API server itself reaches it (the
+/// APIService's `Available` condition is the API server's own verdict on
+/// its requests to tap, certificate included).
+async fn tap(client: &kube::Client, report: &mut Report, waiter: &Waiter) {
+    const TAP: [&str; 1] = [super::tap_component::TAP];
+    let running = waiter
+        .until_ok("tap ready", || {
+            crate::check::control_plane::deployments_ready(client, NAMESPACE, &TAP)
+        })
+        .await;
+    if !report.record("tap is running", running) {
+        return;
+    }
+    report.record(
+        "the API server reaches tap (APIService v1alpha1.tap.linkerd.io is available)",
+        waiter
+            .until_ok("the tap APIService available", || tap_api_available(client))
+            .await,
+    );
+}
+
+async fn tap_api_available(client: &kube::Client) -> Outcome {
+    let resource = kube::discovery::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+    ));
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+    let name = super::tap_component::API_SERVICE;
+    let service = match api.get_opt(name).await {
+        Ok(Some(service)) => service,
+        Ok(None) => {
+            return Err(Problem::error(
+                format!("APIService {name} does not exist"),
+                INSTALL_HINT,
+            ));
+        }
+        Err(e) => {
+            return Err(Problem::error(
+                format!("reading APIService {name}: {e}"),
+                "",
+            ));
+        }
+    };
+    let available = service.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Available");
+    match available {
+        Some(c) if c["status"] == "True" => Ok(()),
+        Some(c) => Err(Problem::error(
+            format!(
+                "the API server says tap is not available: {} {}",
+                c["reason"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default()
+            ),
+            "see `kubectl -n linkerd-viz logs deploy/tap`; the API server needs its aggregation layer (--requestheader-client-ca-file)",
+        )),
+        None => Err(Problem::error(
+            format!("the API server has not judged APIService {name} yet"),
+            "",
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@
 //! - [`check`]: `mesh viz check`, what viz's own components experience.
 //! - [`tap`]: `mesh viz tap`, live requests through the tap APIService;
 //!   [`tap_component`]: the tap component's objects (APIService, RBAC,
-//!   Deployment).
+//!   Deployment); [`top`]: `mesh viz top`, the tap stream summed by path.
 
 pub mod chart;
 pub mod check;
@@ -32,4 +32,5 @@ pub mod routes;
 pub mod stat;
 pub mod tap;
 pub mod tap_component;
+pub mod top;
 pub mod traffic_split;

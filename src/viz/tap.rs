@@ -21,6 +21,16 @@ use crate::cli::GlobalArgs;
 /// Flags of `mesh viz tap`.
 #[derive(Debug, clap::Args)]
 pub struct TapArgs {
+    #[command(flatten)]
+    pub filters: TapFilters,
+    /// `table` (Linkerd's lines), `wide` (with the peers' labels) or `json`.
+    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = TapOutput::Table)]
+    pub output: TapOutput,
+}
+
+/// What to tap and which of its requests (`tap` and `top`).
+#[derive(Debug, clap::Args)]
+pub struct TapFilters {
     /// What to tap: `deploy/web`, `po/web-1`, `ns/shop`, `sts/db`,
     /// `ds/agent`, `job/batch`.
     pub target: Target,
@@ -47,9 +57,6 @@ pub struct TapArgs {
     /// At most this many requests a second, across all the pods.
     #[arg(long, env = "MESH_VIZ_MAX_RPS", default_value_t = 100.0)]
     pub max_rps: f32,
-    /// `table` (Linkerd's lines), `wide` (with the peers' labels) or `json`.
-    #[arg(long, short, env = "MESH_OUTPUT", value_enum, default_value_t = TapOutput::Table)]
-    pub output: TapOutput,
 }
 
 /// How `tap` prints.
@@ -65,6 +72,27 @@ pub enum TapOutput {
 
 /// Runs `mesh viz tap` until the stream ends or the user stops it.
 pub async fn run(global: &GlobalArgs, args: &TapArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    events(global, &args.filters, |event| {
+        let text = match args.output {
+            TapOutput::Table => line(&event, false),
+            TapOutput::Wide => line(&event, true),
+            TapOutput::Json => serde_json::to_string_pretty(&json(&event))?,
+        };
+        writeln!(out, "{text}")?;
+        out.flush()?;
+        Ok(())
+    })
+    .await
+}
+
+/// Taps what `args` names, handing each event to `each` until the stream
+/// ends or the user stops it.
+pub async fn events(
+    global: &GlobalArgs,
+    args: &TapFilters,
+    mut each: impl FnMut(TapEvent) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let client =
         mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
             .await?;
@@ -94,7 +122,6 @@ pub async fn run(global: &GlobalArgs, args: &TapArgs) -> anyhow::Result<()> {
         anyhow::bail!("tapping {}: {}", args.target, error_message(status, &bytes));
     }
     let mut reader = FrameReader::default();
-    let mut out = std::io::stdout().lock();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| anyhow::anyhow!("the tap stream broke off: {e}"))?;
         let Some(data) = frame.data_ref() else {
@@ -102,13 +129,7 @@ pub async fn run(global: &GlobalArgs, args: &TapArgs) -> anyhow::Result<()> {
         };
         reader.push(data);
         while let Some(event) = reader.next_message::<TapEvent>()? {
-            let text = match args.output {
-                TapOutput::Table => line(&event, false),
-                TapOutput::Wide => line(&event, true),
-                TapOutput::Json => serde_json::to_string_pretty(&json(&event))?,
-            };
-            writeln!(out, "{text}")?;
-            out.flush()?;
+            each(event)?;
         }
     }
     Ok(())
@@ -138,7 +159,7 @@ fn error_message(status: http::StatusCode, body: &[u8]) -> String {
 }
 
 /// The request for `args` in `namespace`.
-fn request(args: &TapArgs, namespace: &str) -> anyhow::Result<TapByResourceRequest> {
+fn request(args: &TapFilters, namespace: &str) -> anyhow::Result<TapByResourceRequest> {
     let target = resource(&args.target, namespace, "the target")?;
     let mut matches = Vec::new();
     if let Some(to) = &args.to {

@@ -20,6 +20,8 @@ pub const TAP: &str = "tap";
 const TLS_SECRET: &str = "tap-k8s-tls";
 /// Where that Secret is mounted.
 const TLS_DIR: &str = "/var/run/linkerd/tls";
+/// The APIService that sends `tap.linkerd.io` to the tap component.
+pub const API_SERVICE: &str = "v1alpha1.tap.linkerd.io";
 /// The ClusterRole that lets a user tap.
 pub const TAP_ADMIN_ROLE: &str = "linkerd-linkerd-viz-tap-admin";
 
@@ -177,7 +179,7 @@ pub fn objects(args: &InstallArgs, tls: &WebhookTls) -> Vec<Object> {
         }),
         serde_json::json!({
             "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-            "metadata": meta("v1alpha1.tap.linkerd.io", None),
+            "metadata": meta(API_SERVICE, None),
             "spec": {
                 "group": "tap.linkerd.io",
                 "version": "v1alpha1",

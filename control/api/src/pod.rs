@@ -8,10 +8,15 @@ pub const PROXY_CONTAINER: &str = "linkerd-proxy";
 
 /// Whether `spec` has the proxy.
 pub fn has_proxy(spec: &PodSpec) -> bool {
+    proxy_container(spec).is_some()
+}
+
+/// The proxy container of `spec`, a plain container or a native sidecar.
+pub fn proxy_container(spec: &PodSpec) -> Option<&k8s_openapi::api::core::v1::Container> {
     spec.containers
         .iter()
         .chain(spec.init_containers.iter().flatten())
-        .any(|c| c.name == PROXY_CONTAINER)
+        .find(|c| c.name == PROXY_CONTAINER)
 }
 
 /// Whether `pod` is Ready and not being deleted.

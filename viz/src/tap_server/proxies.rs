@@ -75,6 +75,10 @@ impl Proxies {
             };
             let events = events.clone();
             let pod = format!("{}/{}", target.namespace, target.name);
+            let own = [
+                ("pod".to_owned(), target.name.clone()),
+                ("namespace".to_owned(), target.namespace.clone()),
+            ];
             tokio::spawn(async move {
                 let mut client = TapClient::new(channel);
                 while !events.is_closed() {
@@ -86,7 +90,7 @@ impl Proxies {
                                 tokio::select! {
                                     message = stream.message() => match message {
                                         Ok(Some(event)) => {
-                                            if events.send(event).await.is_err() {
+                                            if events.send(with_pod(event, &own)).await.is_err() {
                                                 return;
                                             }
                                         }
@@ -110,6 +114,23 @@ impl Proxies {
             });
         }
     }
+}
+
+/// `event` with the tapped pod named on its side (the server of an inbound
+/// request, the client of an outbound one), as the proxy knows itself only
+/// by address.
+fn with_pod(mut event: TapEvent, own: &[(String, String); 2]) -> TapEvent {
+    use linkerd2_proxy_api::tap::tap_event::{EndpointMeta, ProxyDirection};
+    let side = if event.proxy_direction == ProxyDirection::Inbound as i32 {
+        &mut event.destination_meta
+    } else {
+        &mut event.source_meta
+    };
+    let labels = &mut side.get_or_insert_with(EndpointMeta::default).labels;
+    for (k, v) in own {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    event
 }
 
 /// Each pod's share of `max_rps` for one interval (at least one request).

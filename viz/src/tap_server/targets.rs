@@ -59,11 +59,7 @@ pub async fn resolve(
     for pod in &pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let spec = pod.spec.as_ref();
-        let proxy = spec.and_then(|s| {
-            s.containers
-                .iter()
-                .find(|c| c.name == mesh_api::pod::PROXY_CONTAINER)
-        });
+        let proxy = spec.and_then(mesh_api::pod::proxy_container);
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
         let (Some(proxy), true, Some(ip)) = (proxy, running, ip) else {
