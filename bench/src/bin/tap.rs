@@ -23,7 +23,7 @@ use mesh_test_util::{CLIENT_ID, CLIENT_IP, Mesh, Side, WEB_ID, meshed, server, u
 const TAP_ID: &str = "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local";
 
 /// Taps the proxy at `addr` (identity `id`) for every request until the
-/// process ends, counting the events read.
+/// process ends, counting the events read (three a request).
 async fn tap_everything(
     mesh: &Mesh,
     addr: std::net::SocketAddr,
@@ -45,16 +45,21 @@ async fn tap_everything(
             }))
             .await
             .expect("the tap server");
-        let mut stream = TapClient::new(channel)
-            .observe(ObserveRequest {
-                limit: u32::MAX,
-                ..Default::default()
-            })
-            .await
-            .expect("tap")
-            .into_inner();
-        while let Ok(Some(_)) = stream.message().await {
-            events.fetch_add(1, Ordering::Relaxed);
+        let mut client = TapClient::new(channel);
+        // A tap ends after its limit (at most 10,000 requests): open the
+        // next at once, as the tap component does every second.
+        loop {
+            let mut stream = client
+                .observe(ObserveRequest {
+                    limit: u32::MAX,
+                    ..Default::default()
+                })
+                .await
+                .expect("tap")
+                .into_inner();
+            while let Ok(Some(_)) = stream.message().await {
+                events.fetch_add(1, Ordering::Relaxed);
+            }
         }
     });
     // The runtime (and the tap) lives as long as the benchmark.
