@@ -392,7 +392,7 @@ async fn tap(p: &impl Provider, west: &kube::Client, ns: &str) -> anyhow::Result
         let ran = crate::mesh::mesh_for(
             p,
             Cluster::West,
-            &["viz", "tap", "deploy/podinfo", "-n", ns],
+            &["viz", "tap", "deploy/podinfo", "-n", ns, "-o", "wide"],
             Duration::from_secs(8),
         )
         .await?;
@@ -410,8 +410,11 @@ async fn tap(p: &impl Provider, west: &kube::Client, ns: &str) -> anyhow::Result
         .iter()
         .find(|l| l.starts_with("req id=") && l.contains("proxy=in ") && l.contains(" tls=true "));
     anyhow::ensure!(
-        meshed.is_some_and(|l| l.contains(":method=GET") && l.contains(":path=/")),
-        "the client's requests are tapped with tls=true:\n{}",
+        meshed.is_some_and(|l| l.contains(":method=GET")
+            && l.contains(":path=/")
+            && l.contains(" src_pod=client-")
+            && l.contains(&format!(" dst_namespace={ns}"))),
+        "the client's requests are tapped with tls=true, both pods named:\n{}",
         tapped.stdout
     );
     anyhow::ensure!(

@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
+use kube::runtime::WatchStreamExt as _;
 use mesh_core::admin::Admin;
 use mesh_core::drain::{CONTROLLER_GRACE, Drain};
 use mesh_viz::tap_server::authn::{CONFIGMAP, RequestHeader};
@@ -95,7 +97,26 @@ pub(crate) async fn run(args: TapArgs, client: kube::Client) -> anyhow::Result<(
         &mut registry,
         &mut drain,
     )?;
+    // Every pod, to name the other side of a tapped request.
+    let (pods, writer) = kube::runtime::reflector::store();
+    let watch = kube::runtime::reflector(
+        writer,
+        kube::runtime::watcher(
+            Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
+            kube::runtime::watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| std::future::ready(()));
+    let stop = drain.signaled();
+    drain.spawn(async move {
+        tokio::select! {
+            () = watch => {}
+            () = stop => {}
+        }
+    });
     let server = Arc::new(TapServer {
+        pods: Some(pods),
         client,
         authn,
         proxies: Proxies {

@@ -47,6 +47,8 @@ pub struct TapServer {
     pub authn: RequestHeader,
     /// The pods' proxies.
     pub proxies: Proxies,
+    /// Every pod, to name a request's other side by its address.
+    pub pods: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
 }
 
 impl std::fmt::Debug for TapServer {
@@ -153,7 +155,14 @@ impl TapServer {
         };
         tracing::info!(user = %user.name, %path, pods = targets.len(), "tapping");
         let (tx, rx) = tokio::sync::mpsc::channel(EVENT_BUFFER);
-        self.proxies.tap(&targets, matcher, request.max_rps, tx);
+        let peers = Arc::new(
+            self.pods
+                .as_ref()
+                .map(proxies::pod_index)
+                .unwrap_or_default(),
+        );
+        self.proxies
+            .tap(&targets, matcher, request.max_rps, peers, tx);
         let frames = tokio_stream::wrappers::ReceiverStream::new(rx)
             .map(|event| Ok::<_, Infallible>(Frame::data(tap_api::frame(&event))));
         let mut response = Response::new(StreamBody::new(frames).boxed());

@@ -54,6 +54,7 @@ impl Proxies {
         targets: &[Target],
         matcher: Option<ProxyMatch>,
         max_rps: f32,
+        peers: Arc<PodIndex>,
         events: mpsc::Sender<TapEvent>,
     ) {
         let per_pod = per_pod_limit(max_rps, targets.len());
@@ -74,6 +75,7 @@ impl Proxies {
                 extract: None,
             };
             let events = events.clone();
+            let peers = peers.clone();
             let pod = format!("{}/{}", target.namespace, target.name);
             let own = [
                 ("pod".to_owned(), target.name.clone()),
@@ -90,7 +92,8 @@ impl Proxies {
                                 tokio::select! {
                                     message = stream.message() => match message {
                                         Ok(Some(event)) => {
-                                            if events.send(with_pod(event, &own)).await.is_err() {
+                                            let event = with_pods(event, &own, &peers);
+                                            if events.send(event).await.is_err() {
                                                 return;
                                             }
                                         }
@@ -116,19 +119,66 @@ impl Proxies {
     }
 }
 
-/// `event` with the tapped pod named on its side (the server of an inbound
-/// request, the client of an outbound one), as the proxy knows itself only
-/// by address.
-fn with_pod(mut event: TapEvent, own: &[(String, String); 2]) -> TapEvent {
+/// Pods by address: `(namespace, name)`.
+pub type PodIndex = std::collections::HashMap<std::net::IpAddr, (String, String)>;
+
+/// The pods of `store` by address (pods on the host's network share the
+/// node's and are left out).
+pub fn pod_index(
+    store: &kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>,
+) -> PodIndex {
+    store
+        .state()
+        .iter()
+        .filter(|pod| {
+            !pod.spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false)
+        })
+        .filter_map(|pod| {
+            let ip = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+            Some((
+                ip,
+                (
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    pod.metadata.name.clone().unwrap_or_default(),
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// `event` with both sides named: the tapped pod on its side (the server
+/// of an inbound request, the client of an outbound one), which the proxy
+/// knows only by address, and the other side by its address in `peers`
+/// where the proxy did not name it.
+fn with_pods(mut event: TapEvent, own: &[(String, String); 2], peers: &PodIndex) -> TapEvent {
     use linkerd2_proxy_api::tap::tap_event::{EndpointMeta, ProxyDirection};
-    let side = if event.proxy_direction == ProxyDirection::Inbound as i32 {
-        &mut event.destination_meta
+    let inbound = event.proxy_direction == ProxyDirection::Inbound as i32;
+    let other_addr = if inbound {
+        event.source
     } else {
-        &mut event.source_meta
+        event.destination
     };
-    let labels = &mut side.get_or_insert_with(EndpointMeta::default).labels;
+    let other = other_addr
+        .and_then(|a| std::net::SocketAddr::try_from(a).ok())
+        .and_then(|a| peers.get(&a.ip()));
+    let (mine, theirs) = if inbound {
+        (&mut event.destination_meta, &mut event.source_meta)
+    } else {
+        (&mut event.source_meta, &mut event.destination_meta)
+    };
+    let labels = &mut mine.get_or_insert_with(EndpointMeta::default).labels;
     for (k, v) in own {
         labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if let Some((namespace, name)) = other {
+        let labels = &mut theirs.get_or_insert_with(EndpointMeta::default).labels;
+        labels.entry("pod".into()).or_insert_with(|| name.clone());
+        labels
+            .entry("namespace".into())
+            .or_insert_with(|| namespace.clone());
     }
     event
 }
@@ -230,6 +280,52 @@ fn destination_labels(selection: &ResourceSelection) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::tap_api::{HttpMatch, Resource, Seq};
+
+    #[test]
+    fn both_sides_of_an_event_are_named() {
+        use linkerd2_proxy_api::tap::tap_event::ProxyDirection;
+        let own = [
+            ("pod".to_owned(), "web-1".to_owned()),
+            ("namespace".to_owned(), "shop".to_owned()),
+        ];
+        let peers: PodIndex = [(
+            "10.0.0.1".parse().expect("ip"),
+            ("shop".to_owned(), "client-7".to_owned()),
+        )]
+        .into();
+        let event = TapEvent {
+            source: Some(
+                "10.0.0.1:40000"
+                    .parse::<std::net::SocketAddr>()
+                    .expect("addr")
+                    .into(),
+            ),
+            destination: Some(
+                "10.0.0.2:8080"
+                    .parse::<std::net::SocketAddr>()
+                    .expect("addr")
+                    .into(),
+            ),
+            proxy_direction: ProxyDirection::Inbound as i32,
+            ..TapEvent::default()
+        };
+        let named = with_pods(event, &own, &peers);
+        let label = |meta: &Option<linkerd2_proxy_api::tap::tap_event::EndpointMeta>, key: &str| {
+            meta.as_ref().and_then(|m| m.labels.get(key).cloned())
+        };
+        assert_eq!(
+            label(&named.destination_meta, "pod").as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(
+            label(&named.source_meta, "pod").as_deref(),
+            Some("client-7")
+        );
+        assert_eq!(
+            label(&named.source_meta, "namespace").as_deref(),
+            Some("shop")
+        );
+    }
 
     #[test]
     fn the_rate_is_shared_among_the_pods() {
