@@ -96,6 +96,10 @@ pub async fn events(
     let client =
         mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
             .await?;
+    anyhow::ensure!(
+        !args.namespaces.all_namespaces,
+        "tap watches one namespace's resource (-n NS); to tap a whole namespace, tap ns/NAME"
+    );
     let namespace = args.namespaces.resolve(&client).unwrap_or_default();
     let request = request(args, &namespace)?;
     let target = request
