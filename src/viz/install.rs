@@ -8,12 +8,7 @@ use clap::Args;
 
 use crate::install::manifest::{self, Object};
 
-/// viz's namespace.
-pub const NAMESPACE: &str = mesh_api::labels::VIZ_NAMESPACE;
-/// Prometheus's Service, Deployment and ServiceAccount.
-pub const PROMETHEUS: &str = "prometheus";
-/// The port Prometheus serves its API on.
-pub const PROMETHEUS_PORT: u16 = 9090;
+pub use mesh_viz::{CONFIG, NAMESPACE, PROMETHEUS, PROMETHEUS_PORT};
 /// The Prometheus image viz runs (the release the local clusters run, built
 /// by `scripts/setup.sh`).
 pub const PROMETHEUS_IMAGE: &str = "prom/prometheus:v3.16.0";
@@ -55,10 +50,6 @@ pub struct InstallArgs {
 fn external_prometheus(url: &str) -> Result<String, String> {
     super::prometheus::ServiceRef::parse(url).map(|_| url.to_owned())
 }
-
-/// The ConfigMap that says where viz's Prometheus is (`prometheusUrl`,
-/// empty for the one viz installs).
-pub const CONFIG: &str = "linkerd-viz-config";
 
 /// A Prometheus duration (`10s`, `1m`, `6h`), refused when it is not one.
 fn prometheus_duration(text: &str) -> Result<String, String> {

@@ -20,13 +20,13 @@
 //!   [`tap_component`]: the tap component's objects (APIService, RBAC,
 //!   Deployment); [`top`]: `mesh viz top`, the tap stream summed by path.
 
+pub use mesh_viz::metrics::{golden, prometheus};
+
 pub mod chart;
 pub mod check;
 pub mod contexts;
 pub mod edges;
-pub mod golden;
 pub mod install;
-pub mod prometheus;
 pub mod resource;
 pub mod routes;
 pub mod stat;

@@ -4,7 +4,7 @@
 
 use mesh_api::prometheus::Sample;
 
-use super::install::{NAMESPACE, PROMETHEUS, PROMETHEUS_PORT};
+use crate::{CONFIG, NAMESPACE, PROMETHEUS, PROMETHEUS_PORT};
 
 /// An in-cluster Service's port, which the API server's service proxy
 /// reaches.
@@ -99,7 +99,7 @@ impl Prometheus {
         let configs: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
             kube::Api::namespaced(client.clone(), NAMESPACE);
         let url = configs
-            .get_opt(super::install::CONFIG)
+            .get_opt(CONFIG)
             .await
             .ok()
             .flatten()
@@ -107,9 +107,8 @@ impl Prometheus {
             .and_then(|d| d.get("prometheusUrl").cloned())
             .filter(|u| !u.is_empty());
         let service = match url {
-            Some(url) => ServiceRef::parse(&url).map_err(|e| {
-                anyhow::anyhow!("ConfigMap {NAMESPACE}/{}: {e}", super::install::CONFIG)
-            })?,
+            Some(url) => ServiceRef::parse(&url)
+                .map_err(|e| anyhow::anyhow!("ConfigMap {NAMESPACE}/{CONFIG}: {e}"))?,
             None => ServiceRef::bundled(),
         };
         Ok(Self { client, service })
