@@ -22,6 +22,7 @@ pub mod admin;
 pub mod control;
 pub mod drain;
 pub mod grpc_server;
+pub mod http_get;
 pub mod identity;
 pub mod listen;
 pub mod tls;
