@@ -69,7 +69,12 @@ pub async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter)
             return;
         }
     };
-    let bundled = *prometheus.service() == ServiceRef::bundled();
+    // `locate` asks through the API server, so there is always a Service.
+    let service = prometheus
+        .service()
+        .cloned()
+        .unwrap_or_else(ServiceRef::bundled);
+    let bundled = service == ServiceRef::bundled();
     if bundled {
         let running = waiter
             .until_ok("prometheus ready", || {
@@ -84,7 +89,7 @@ pub async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter)
         namespace,
         name,
         port,
-    } = prometheus.service().clone();
+    } = service;
     let hint = if bundled {
         "see `kubectl -n linkerd-viz logs deploy/prometheus`".to_owned()
     } else {

@@ -7,10 +7,12 @@
 //!   framing), used by the tap server and by `mesh viz tap`.
 //! - [`tap_server`]: the tap component, an extension API server behind the
 //!   Kubernetes API server's aggregation layer.
+//! - [`web`]: the dashboard, a page and its JSON API.
 
 pub mod metrics;
 pub mod tap_api;
 pub mod tap_server;
+pub mod web;
 
 /// viz's namespace.
 pub const NAMESPACE: &str = mesh_api::labels::VIZ_NAMESPACE;

@@ -46,6 +46,12 @@ pub const FAILOVER_ADMIN: u16 = 9996;
 pub const TAP: u16 = 8089;
 /// The viz tap component's admin server (Linkerd's).
 pub const TAP_ADMIN: u16 = 9998;
+/// viz's web dashboard (HTTP), as Linkerd's.
+pub const WEB: u16 = 8084;
+/// viz's web admin port.
+pub const WEB_ADMIN: u16 = 9994;
+/// Where `viz dashboard` listens on the user's machine, as Linkerd's.
+pub const DASHBOARD: u16 = 50750;
 /// A service mirror's admin server (`admin-http`): its gateway probe
 /// metrics, which the failover controller and `mesh multicluster gateways`
 /// read.

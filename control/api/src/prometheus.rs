@@ -1,5 +1,6 @@
-//! Prometheus's instant-query HTTP API (`/api/v1/query`), transport aside:
-//! the request path for a PromQL expression and the samples of its answer.
+//! Prometheus's query HTTP API (`/api/v1/query` and `/api/v1/query_range`),
+//! transport aside: the request path for a PromQL expression and the
+//! samples (or series over time) of its answer.
 //! The failover controller sends it straight to a Prometheus server; the
 //! CLI's `mesh viz` sends it through the API server's service proxy.
 
@@ -56,6 +57,35 @@ struct Data {
     result: serde_json::Value,
 }
 
+/// One series of a matrix answer (a range query): its labels and its
+/// points, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Range {
+    /// The series' labels.
+    pub labels: BTreeMap<String, String>,
+    /// `(unix seconds, value)`; points whose value is not a number are
+    /// left out, `NaN` and infinities pass through.
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Range {
+    /// The value of `label`, or `""`.
+    pub fn label(&self, label: &str) -> &str {
+        self.labels
+            .get(label)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MatrixSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
 #[derive(Debug, Deserialize)]
 struct Series {
     #[serde(default)]
@@ -68,11 +98,42 @@ pub fn query_path(promql: &str) -> String {
     format!("/api/v1/query?query={}", encode(promql))
 }
 
-/// The samples of Prometheus's answer `body` to `promql`; an error that
-/// quotes Prometheus when it refused the query, or says what was wrong
-/// with an answer that is not a vector. A series whose value is not a
-/// number is left out.
-pub fn samples(body: &str, promql: &str) -> Result<Vec<Sample>, String> {
+/// The request path that asks for `promql` from `start` to `end` (unix
+/// seconds) every `step` seconds.
+pub fn query_range_path(promql: &str, start: f64, end: f64, step: f64) -> String {
+    format!(
+        "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
+        encode(promql)
+    )
+}
+
+/// The series of Prometheus's answer `body` to the range query `promql`;
+/// errors as [`samples`] gives them.
+pub fn ranges(body: &str, promql: &str) -> Result<Vec<Range>, String> {
+    let Some(result) = result(body, promql, "matrix")? else {
+        return Ok(Vec::new());
+    };
+    let series: Vec<MatrixSeries> = serde_json::from_value(result)
+        .map_err(|e| format!("answered {promql:?} with malformed series: {e}"))?;
+    Ok(series
+        .into_iter()
+        .map(|s| Range {
+            labels: s.metric,
+            points: s
+                .values
+                .into_iter()
+                .filter_map(|(t, v)| Some((t, v.parse().ok()?)))
+                .collect(),
+        })
+        .collect())
+}
+
+/// The `result` of an answer of `result_type`, `None` when it has no data.
+fn result(
+    body: &str,
+    promql: &str,
+    result_type: &str,
+) -> Result<Option<serde_json::Value>, String> {
     let answer: Answer = serde_json::from_str(body).map_err(|e| {
         format!(
             "answered {:?}: {e}",
@@ -86,15 +147,26 @@ pub fn samples(body: &str, promql: &str) -> Result<Vec<Sample>, String> {
         ));
     }
     let Some(data) = answer.data else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    if data.result_type != "vector" {
+    if data.result_type != result_type {
         return Err(format!(
-            "answered {promql:?} with a {:?}, not a vector",
+            "answered {promql:?} with a {:?}, not a {result_type}",
             data.result_type
         ));
     }
-    let series: Vec<Series> = serde_json::from_value(data.result)
+    Ok(Some(data.result))
+}
+
+/// The samples of Prometheus's answer `body` to `promql`; an error that
+/// quotes Prometheus when it refused the query, or says what was wrong
+/// with an answer that is not a vector. A series whose value is not a
+/// number is left out.
+pub fn samples(body: &str, promql: &str) -> Result<Vec<Sample>, String> {
+    let Some(result) = result(body, promql, "vector")? else {
+        return Ok(Vec::new());
+    };
+    let series: Vec<Series> = serde_json::from_value(result)
         .map_err(|e| format!("answered {promql:?} with malformed series: {e}"))?;
     Ok(series
         .into_iter()
@@ -143,6 +215,25 @@ mod tests {
         assert_eq!(samples[0].value, 2.5);
         assert!(samples[1].value.is_nan());
         assert_eq!(samples[1].label("pod"), "");
+    }
+
+    #[test]
+    fn matrix_answers_become_ranges() {
+        assert_eq!(
+            query_range_path("up", 100.0, 1000.5, 5.0),
+            "/api/v1/query_range?query=up&start=100.000&end=1000.500&step=5"
+        );
+        let body = r#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"backend":"web"},"values":[[1,"100"],[6,"x"],[11,"0"]]}]}}"#;
+        let ranges = ranges(body, "q").expect("answer");
+        assert_eq!(ranges[0].label("backend"), "web");
+        assert_eq!(ranges[0].points, vec![(1.0, 100.0), (11.0, 0.0)]);
+        let vector = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert!(
+            super::ranges(vector, "q")
+                .expect_err("a vector")
+                .contains("not a matrix")
+        );
     }
 
     #[test]

@@ -82,9 +82,27 @@ impl ServiceRef {
 /// viz's Prometheus in one cluster.
 #[derive(Clone)]
 pub struct Prometheus {
-    client: kube::Client,
-    service: ServiceRef,
+    transport: Transport,
 }
+
+/// How Prometheus is reached.
+#[derive(Clone)]
+enum Transport {
+    /// Through the API server's service proxy with the caller's
+    /// credentials (the CLI).
+    ServiceProxy {
+        client: kube::Client,
+        service: ServiceRef,
+    },
+    /// Straight to `host:port` (viz's components, in the cluster).
+    Direct { authority: String },
+}
+
+/// How long a direct query may take.
+const DIRECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The longest answer read from Prometheus directly.
+const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 impl std::fmt::Debug for Prometheus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,39 +129,98 @@ impl Prometheus {
                 .map_err(|e| anyhow::anyhow!("ConfigMap {NAMESPACE}/{CONFIG}: {e}"))?,
             None => ServiceRef::bundled(),
         };
-        Ok(Self { client, service })
+        Ok(Self {
+            transport: Transport::ServiceProxy { client, service },
+        })
     }
 
-    /// The Service it is reached at.
-    pub fn service(&self) -> &ServiceRef {
-        &self.service
+    /// The Prometheus at `url` (`http://host[:port]`), asked directly: for
+    /// viz's components, which run in the cluster.
+    pub fn direct(url: &str) -> Result<Self, String> {
+        let refused = |why: &str| format!("Prometheus URL {url:?}: {why}");
+        let uri: http::Uri = url.parse().map_err(|e| refused(&format!("{e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(refused("only http:// is supported"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(refused("a path or query is not supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| refused("no host"))?;
+        Ok(Self {
+            transport: Transport::Direct {
+                authority: format!(
+                    "{}:{}",
+                    authority.host(),
+                    authority.port_u16().unwrap_or(80)
+                ),
+            },
+        })
+    }
+
+    /// The Service it is reached at through the API server (`None` when
+    /// it is asked directly).
+    pub fn service(&self) -> Option<&ServiceRef> {
+        match &self.transport {
+            Transport::ServiceProxy { service, .. } => Some(service),
+            Transport::Direct { .. } => None,
+        }
+    }
+
+    /// Where it is, for messages.
+    fn name(&self) -> String {
+        match &self.transport {
+            Transport::ServiceProxy { service, .. } => {
+                format!("Prometheus {}/{}", service.namespace, service.name)
+            }
+            Transport::Direct { authority } => format!("Prometheus at {authority}"),
+        }
     }
 
     /// GETs `path` from Prometheus's API.
     pub async fn get(&self, path: &str) -> anyhow::Result<String> {
-        let ServiceRef {
-            namespace,
-            name,
-            port,
-        } = &self.service;
-        mesh_api::kube_client::service_get(&self.client, namespace, name, *port, path)
-            .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{e:#} (is viz installed? `mesh viz install | kubectl apply -f -`, then `mesh viz check`)"
-            )
-        })
+        match &self.transport {
+            Transport::ServiceProxy { client, service } => {
+                let ServiceRef {
+                    namespace,
+                    name,
+                    port,
+                } = service;
+                mesh_api::kube_client::service_get(client, namespace, name, *port, path)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "{e:#} (is viz installed? `mesh viz install | kubectl apply -f -`, then `mesh viz check`)"
+                        )
+                    })
+            }
+            Transport::Direct { authority } => {
+                mesh_core::http_get::get(authority, path, DIRECT_TIMEOUT, MAX_ANSWER_BYTES)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("GET http://{authority}{path}: {e}"))
+            }
+        }
     }
 
     /// The answer to `promql`, now.
     pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Sample>> {
         let body = self.get(&mesh_api::prometheus::query_path(promql)).await?;
-        mesh_api::prometheus::samples(&body, promql).map_err(|e| {
-            let ServiceRef {
-                namespace, name, ..
-            } = &self.service;
-            anyhow::anyhow!("Prometheus {namespace}/{name}: {e}")
-        })
+        mesh_api::prometheus::samples(&body, promql)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.name()))
+    }
+
+    /// The series of `promql` from `start` to `end` (unix seconds) every
+    /// `step` seconds.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> anyhow::Result<Vec<mesh_api::prometheus::Range>> {
+        let path = mesh_api::prometheus::query_range_path(promql, start, end, step);
+        let body = self.get(&path).await?;
+        mesh_api::prometheus::ranges(&body, promql)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.name()))
     }
 }
 

@@ -1,0 +1,196 @@
+// mesh viz dashboard: a hash-routed page that polls the JSON API
+// (/api/...) and redraws. Every value from the cluster is written with
+// textContent, never as HTML.
+"use strict";
+
+const REFRESH_MS = 5000;
+let timer = null;
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k === "href") node.setAttribute("href", v);
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+async function api(path) {
+  const response = await fetch("api/" + path, { headers: { accept: "application/json" } });
+  const body = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function showError(message) {
+  const box = document.getElementById("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+const pct = (v) => (v === null || v === undefined ? "-" : (v * 100).toFixed(2) + "%");
+const rps = (v) => (v === null || v === undefined ? "-" : v.toFixed(2));
+const ms = (v) => (v === null || v === undefined ? "-" : (v < 10 ? v.toFixed(1) : Math.round(v)) + "ms");
+
+function successClass(v) {
+  if (v === null || v === undefined) return "muted";
+  return v >= 0.99 ? "ok" : v >= 0.9 ? "warn" : "bad";
+}
+
+function goldenCells(row) {
+  const g = row || {};
+  return [
+    el("td", { class: "num " + successClass(g.success) }, pct(g.success)),
+    el("td", { class: "num" }, rps(g.rps)),
+    el("td", { class: "num" }, ms(g.latency_ms_p50)),
+    el("td", { class: "num" }, ms(g.latency_ms_p95)),
+    el("td", { class: "num" }, ms(g.latency_ms_p99)),
+  ];
+}
+
+const GOLDEN = ["Success", "RPS", "P50", "P95", "P99"];
+
+function table(headers, rows) {
+  const head = el("tr", {}, ...headers.map((h, i) => el("th", { class: i >= headers.length - 5 ? "num" : "" }, h)));
+  return el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows));
+}
+
+function meshed(row) {
+  return row.meshed ? row.meshed[0] + "/" + row.meshed[1] : "-";
+}
+
+async function namespacesPage() {
+  const data = await api("namespaces");
+  const rows = data.rows.map((r) =>
+    el("tr", {},
+      el("td", {}, el("a", { href: "#/namespace/" + encodeURIComponent(r.name) }, r.name)),
+      el("td", {}, meshed(r)),
+      ...goldenCells(r)));
+  return [table(["Namespace", "Meshed", ...GOLDEN], rows)];
+}
+
+async function namespacePage(namespace) {
+  const data = await api("workloads?namespace=" + encodeURIComponent(namespace));
+  const rows = data.rows.map((r) =>
+    el("tr", {}, el("td", {}, r.kind), el("td", {}, r.name), el("td", {}, meshed(r)), ...goldenCells(r)));
+  return [table(["Kind", "Name", "Meshed", ...GOLDEN], rows)];
+}
+
+function badge(text, cls) {
+  return el("span", { class: "badge " + cls }, text);
+}
+
+function gatewayBadge(link) {
+  if (link.alive === null || link.alive === undefined) return badge("unknown", "warn");
+  return link.alive ? badge("alive", "ok") : badge("down", "bad");
+}
+
+function phaseBadge(phase) {
+  if (!phase) return badge("not managed", "");
+  const cls = phase === "Primary" ? "ok" : phase === "Invalid" || phase === "Unknown" ? "bad" : "warn";
+  return badge(phase, cls);
+}
+
+async function clustersPage() {
+  const data = await api("clusters");
+  const out = [];
+  if (data.prometheusError) out.push(el("div", { class: "error" }, "Prometheus: " + data.prometheusError));
+  out.push(el("h2", {}, "Links"));
+  if (data.links.length === 0) out.push(el("p", { class: "muted" }, "No Links: `mesh multicluster link` connects another cluster."));
+  for (const link of data.links) {
+    const services = link.services.map((s) =>
+      el("tr", {}, el("td", {}, s.namespace), el("td", {}, s.name), ...goldenCells(s.stat && s.stat)));
+    out.push(el("div", { class: "card", "data-link": link.targetClusterName },
+      el("h3", {}, link.targetClusterName + " ", gatewayBadge(link)),
+      el("div", { class: "muted" },
+        "gateway " + link.gatewayAddress + " · probe latency " + ms(link.latencyMs) + " · identity " + link.gatewayIdentity),
+      el("h4", {}, "Mirrored services (as clients here see them)"),
+      services.length ? table(["Namespace", "Service", ...GOLDEN], services) : el("p", { class: "muted" }, "none")));
+  }
+  out.push(el("h2", {}, "Traffic splits"));
+  if (data.trafficSplits.length === 0) out.push(el("p", { class: "muted" }, "No TrafficSplits."));
+  for (const split of data.trafficSplits) {
+    const key = split.namespace + "/" + split.name;
+    const weights = split.backends.map((b) => b.service + " " + b.weight + "%").join(" · ");
+    const card = el("div", { class: "card", "data-split": key },
+      el("h3", {}, key + " → " + split.service + " ", phaseBadge(split.phase)),
+      el("div", { class: "muted" }, "weights now: " + weights),
+      el("div", { class: "charts", id: "charts-" + key }));
+    out.push(card);
+  }
+  return out;
+}
+
+// After a clusters page is in the document: its splits' charts.
+async function drawSplitCharts() {
+  for (const card of document.querySelectorAll("[data-split]")) {
+    const [namespace, name] = card.getAttribute("data-split").split("/");
+    let history;
+    try {
+      history = await api("trafficsplit?namespace=" + encodeURIComponent(namespace) + "&name=" + encodeURIComponent(name));
+    } catch (e) {
+      card.append(el("div", { class: "error" }, "history: " + e.message));
+      continue;
+    }
+    const box = card.querySelector(".charts");
+    box.replaceChildren();
+    if (history.backends.length === 0) {
+      box.append(el("p", { class: "muted" }, "No failover series yet (is the failover controller scraped by viz's Prometheus?)"));
+      continue;
+    }
+    const times = [...new Set(history.backends.flatMap((b) => b.weight.map((p) => p[0])))].sort((a, b) => a - b);
+    const series = (field, scale) => history.backends.map((b) => {
+      const byTime = new Map(b[field].map((p) => [p[0], p[1] * scale]));
+      return times.map((t) => (byTime.has(t) ? byTime.get(t) : null));
+    });
+    const colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
+    const opts = (title, unit) => ({
+      title, width: 560, height: 220,
+      scales: { y: { range: [0, 100] } },
+      axes: [{}, { values: (u, ticks) => ticks.map((t) => t + unit) }],
+      series: [{}, ...history.backends.map((b, i) => ({ label: b.service, stroke: colors[i % colors.length], width: 2 }))],
+    });
+    new uPlot(opts("Weight (%)", "%"), [times, ...series("weight", 1)], box);
+    new uPlot(opts("Success rate (%)", "%"), [times, ...series("successRate", 100)], box);
+  }
+}
+
+const routes = [
+  [/^#\/namespace\/(.+)$/, (m) => ["Namespace " + decodeURIComponent(m[1]), () => namespacePage(decodeURIComponent(m[1])), "namespaces"]],
+  [/^#\/clusters$/, () => ["Clusters", clustersPage, "clusters"]],
+  [/^.*$/, () => ["Namespaces", namespacesPage, "namespaces"]],
+];
+
+async function render() {
+  const hash = location.hash || "#/namespaces";
+  for (const [pattern, page] of routes) {
+    const match = hash.match(pattern);
+    if (!match) continue;
+    const [title, build, nav] = page(match);
+    document.getElementById("title").textContent = title;
+    for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.id === "nav-" + nav);
+    try {
+      const nodes = await build();
+      document.getElementById("content").replaceChildren(...nodes);
+      if (nav === "clusters") await drawSplitCharts();
+      showError("");
+      document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    } catch (e) {
+      showError(e.message);
+    }
+    return;
+  }
+}
+
+function schedule() {
+  clearTimeout(timer);
+  render().finally(() => { timer = setTimeout(schedule, REFRESH_MS); });
+}
+
+window.addEventListener("hashchange", schedule);
+schedule();

@@ -1,0 +1,397 @@
+//! The dashboard's JSON API (`/api/…`): what the page shows, read with the
+//! web component's own read-only ServiceAccount and from viz's Prometheus.
+//!
+//! - `namespaces`: golden metrics per namespace (what each one served);
+//! - `workloads?namespace=NS`: per Deployment, StatefulSet and DaemonSet;
+//! - `clusters`: each Link with its gateway's liveness and probe latency
+//!   (as the mirror serving it measured them), the Services mirrored from
+//!   it with what their clients here saw, and every TrafficSplit with its
+//!   backends' weights and the failover phase;
+//! - `trafficsplit?namespace=NS&name=NAME`: the split's backend weights,
+//!   success rates and request rates, and its phase, over the last 15
+//!   minutes (from the failover controller's series).
+//!
+//! An unknown figure is `null`, never a guess: a gateway whose liveness
+//! Prometheus does not know is not shown alive.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Service;
+use kube::Api;
+use kube::api::ListParams;
+use mesh_api::crds::link::Link;
+use mesh_api::crds::traffic_split::TrafficSplit;
+use serde_json::{Value, json};
+
+use super::Dashboard;
+use crate::metrics::prometheus::{Prometheus, duration_seconds};
+use crate::metrics::resource::{Kind, Target};
+use crate::metrics::stat::{Request, Row, stat};
+
+/// Why an endpoint gave no answer.
+#[derive(Debug)]
+pub enum Failure {
+    /// A parameter is missing or not what it should be (named).
+    BadRequest(String),
+    /// No such endpoint.
+    NotFound,
+    /// Kubernetes or Prometheus failed.
+    Upstream(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Upstream(e)
+    }
+}
+
+/// A request's query parameters.
+#[derive(Debug, Default)]
+pub struct Params(BTreeMap<String, String>);
+
+impl Params {
+    /// The parameters of `query` (`a=b&c=d`); a repeated one keeps its
+    /// first value.
+    pub fn parse(query: &str) -> Self {
+        let mut params = BTreeMap::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            params
+                .entry(key.into_owned())
+                .or_insert_with(|| value.into_owned());
+        }
+        Self(params)
+    }
+
+    /// A Kubernetes object name (`namespace`, `name`): required, and a
+    /// DNS subdomain.
+    fn object_name(&self, key: &str) -> Result<&str, Failure> {
+        let value = self
+            .0
+            .get(key)
+            .ok_or_else(|| Failure::BadRequest(format!("parameter {key:?} is missing")))?;
+        let valid = !value.is_empty()
+            && value.len() <= 253
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !value.starts_with(['-', '.'])
+            && !value.ends_with(['-', '.']);
+        if valid {
+            Ok(value)
+        } else {
+            Err(Failure::BadRequest(format!(
+                "parameter {key}={value:?} is not a Kubernetes object name"
+            )))
+        }
+    }
+
+    /// The `window` (`1m` unless given), at most an hour.
+    fn window(&self) -> Result<&str, Failure> {
+        let window = self.0.get("window").map_or("1m", String::as_str);
+        match duration_seconds(window) {
+            Ok(seconds) if seconds <= 3_600.0 => Ok(window),
+            Ok(_) => Err(Failure::BadRequest(format!(
+                "parameter window={window:?} is longer than 1h"
+            ))),
+            Err(e) => Err(Failure::BadRequest(format!("parameter window: {e}"))),
+        }
+    }
+}
+
+/// The answer of `endpoint` (the path after `/api/`).
+pub async fn answer(
+    dashboard: &Dashboard,
+    endpoint: &str,
+    params: &Params,
+) -> Result<Value, Failure> {
+    match endpoint {
+        "namespaces" => {
+            let rows = rows(dashboard, Kind::Namespace, None, params.window()?).await?;
+            Ok(json!({ "rows": rows }))
+        }
+        "workloads" => {
+            let namespace = params.object_name("namespace")?;
+            let window = params.window()?;
+            let mut all = Vec::new();
+            for kind in [Kind::Deployment, Kind::StatefulSet, Kind::DaemonSet] {
+                all.extend(rows(dashboard, kind, Some(namespace), window).await?);
+            }
+            Ok(json!({ "namespace": namespace, "rows": all }))
+        }
+        "clusters" => clusters(dashboard).await,
+        "trafficsplit" => {
+            let namespace = params.object_name("namespace")?;
+            let name = params.object_name("name")?;
+            split_history(&dashboard.prometheus, namespace, name).await
+        }
+        _ => Err(Failure::NotFound),
+    }
+}
+
+async fn rows(
+    dashboard: &Dashboard,
+    kind: Kind,
+    namespace: Option<&str>,
+    window: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let target = Target { kind, name: None };
+    let request = Request {
+        target: &target,
+        namespace,
+        from: None,
+        to: None,
+        window,
+    };
+    let (rows, warnings) = stat(&dashboard.client, &dashboard.prometheus, request).await?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(rows)
+}
+
+/// The failover phases by `failover_state`'s value.
+fn phase_name(value: f64) -> &'static str {
+    if !value.is_finite() {
+        return "Unknown";
+    }
+    match value as i64 {
+        0 => "Primary",
+        1 => "FailingOver",
+        2 => "FailedOver",
+        3 => "FailingBack",
+        -1 => "Invalid",
+        _ => "Unknown",
+    }
+}
+
+async fn clusters(dashboard: &Dashboard) -> Result<Value, Failure> {
+    let client = &dashboard.client;
+    let links = Api::<Link>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("listing Links: {e}"))?
+        .items;
+    let mirrored = Api::<Service>::all(client.clone())
+        .list(&ListParams::default().labels(&format!(
+            "{}=true",
+            mesh_api::labels::MIRROR_MIRRORED_SERVICE
+        )))
+        .await
+        .map_err(|e| anyhow::anyhow!("listing mirrored Services: {e}"))?
+        .items;
+    let splits = Api::<TrafficSplit>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("listing TrafficSplits: {e}"))?
+        .items;
+    // What Prometheus knows; when it cannot be asked, every figure stays
+    // unknown and the page says why.
+    let prometheus = &dashboard.prometheus;
+    let asked = futures::try_join!(
+        prometheus.query("max by (target_cluster_name) (gateway_alive)"),
+        prometheus.query("max by (target_cluster_name) (gateway_latency)"),
+        prometheus.query("max by (namespace, trafficsplit) (failover_state)"),
+    );
+    let (alive, latency, phases, prometheus_error) = match asked {
+        Ok((a, l, p)) => (a, l, p, None),
+        Err(e) => (Vec::new(), Vec::new(), Vec::new(), Some(format!("{e:#}"))),
+    };
+    let by_cluster = |samples: &[mesh_api::prometheus::Sample], cluster: &str| {
+        samples
+            .iter()
+            .find(|s| s.label("target_cluster_name") == cluster)
+            .map(|s| s.value)
+            .filter(|v| v.is_finite())
+    };
+    let service_target = Target {
+        kind: Kind::Service,
+        name: None,
+    };
+    let service_rows: Vec<Row> = if mirrored.is_empty() || prometheus_error.is_some() {
+        Vec::new()
+    } else {
+        let request = Request {
+            target: &service_target,
+            namespace: None,
+            from: None,
+            to: None,
+            window: "1m",
+        };
+        stat(client, prometheus, request).await?.0
+    };
+    let links: Vec<Value> = links
+        .iter()
+        .map(|link| {
+            let cluster = &link.spec.target_cluster_name;
+            let services: Vec<Value> = mirrored
+                .iter()
+                .filter(|s| {
+                    s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(mesh_api::labels::MIRROR_CLUSTER_NAME))
+                        == Some(cluster)
+                })
+                .map(|s| {
+                    let (ns, name) = (
+                        s.metadata.namespace.clone().unwrap_or_default(),
+                        s.metadata.name.clone().unwrap_or_default(),
+                    );
+                    let row = service_rows
+                        .iter()
+                        .find(|r| r.namespace == ns && r.name == name);
+                    json!({ "namespace": ns, "name": name, "stat": row })
+                })
+                .collect();
+            json!({
+                "name": link.metadata.name,
+                "namespace": link.metadata.namespace,
+                "targetClusterName": cluster,
+                "gatewayAddress": link.spec.gateway_address,
+                "gatewayIdentity": link.spec.gateway_identity,
+                "alive": by_cluster(&alive, cluster).map(|v| v >= 1.0),
+                "latencyMs": by_cluster(&latency, cluster),
+                "services": services,
+            })
+        })
+        .collect();
+    let splits: Vec<Value> = splits
+        .iter()
+        .map(|split| {
+            let (ns, name) = (
+                split.metadata.namespace.clone().unwrap_or_default(),
+                split.metadata.name.clone().unwrap_or_default(),
+            );
+            let phase = phases
+                .iter()
+                .find(|s| s.label("namespace") == ns && s.label("trafficsplit") == name)
+                .map(|s| phase_name(s.value));
+            let weights = split.spec.percentages();
+            let backends: Vec<Value> = split
+                .spec
+                .backends
+                .iter()
+                .zip(weights)
+                .map(|(b, w)| json!({ "service": b.service, "weight": w }))
+                .collect();
+            let labels = split.metadata.labels.clone().unwrap_or_default();
+            json!({
+                "namespace": ns,
+                "name": name,
+                "service": split.spec.service,
+                "managedBy": labels.get(mesh_api::labels::FAILOVER_CONTROLLED_BY),
+                "phase": phase,
+                "backends": backends,
+            })
+        })
+        .collect();
+    Ok(json!({ "links": links, "trafficSplits": splits, "prometheusError": prometheus_error }))
+}
+
+/// How far back the split's chart reaches, and its resolution.
+const HISTORY_SECONDS: f64 = 15.0 * 60.0;
+const HISTORY_STEP_SECONDS: f64 = 5.0;
+
+async fn split_history(
+    prometheus: &Prometheus,
+    namespace: &str,
+    name: &str,
+) -> Result<Value, Failure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let start = now - HISTORY_SECONDS;
+    let selector = crate::metrics::prometheus::matchers(&[
+        ("namespace".to_owned(), namespace.to_owned()),
+        ("trafficsplit".to_owned(), name.to_owned()),
+    ]);
+    let per_backend = |metric: &str| format!("max by (backend) ({metric}{selector})");
+    let queries = [
+        per_backend("failover_backend_weight"),
+        per_backend("failover_backend_success_rate"),
+        per_backend("failover_backend_rps"),
+        format!("max(failover_state{selector})"),
+    ];
+    let [weight, success, rps, phase] = queries.map(|q| {
+        let prometheus = prometheus.clone();
+        async move {
+            prometheus
+                .query_range(&q, start, now, HISTORY_STEP_SECONDS)
+                .await
+        }
+    });
+    let (weight, success, rps, phase) = futures::try_join!(weight, success, rps, phase)?;
+    let mut backends: BTreeSet<String> = BTreeSet::new();
+    for series in weight.iter().chain(&success).chain(&rps) {
+        backends.insert(series.label("backend").to_owned());
+    }
+    let points = |ranges: &[mesh_api::prometheus::Range], backend: &str| -> Vec<(f64, f64)> {
+        ranges
+            .iter()
+            .find(|r| r.label("backend") == backend)
+            .map(|r| {
+                r.points
+                    .iter()
+                    .copied()
+                    .filter(|(_, v)| v.is_finite())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let backends: Vec<Value> = backends
+        .iter()
+        .map(|b| {
+            json!({
+                "service": b,
+                "weight": points(&weight, b),
+                "successRate": points(&success, b),
+                "rps": points(&rps, b),
+            })
+        })
+        .collect();
+    let phase: Vec<(f64, &str)> = phase
+        .first()
+        .map(|r| r.points.iter().map(|(t, v)| (*t, phase_name(*v))).collect())
+        .unwrap_or_default();
+    Ok(json!({
+        "namespace": namespace,
+        "name": name,
+        "from": start,
+        "to": now,
+        "backends": backends,
+        "phase": phase,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_not_kubernetes_names_are_refused_by_parameter() {
+        let params = Params::parse("namespace=shop&name=web%22%7D&window=2h&other=x");
+        assert_eq!(params.object_name("namespace").ok(), Some("shop"));
+        let Err(Failure::BadRequest(why)) = params.object_name("name") else {
+            panic!("a name with a quote was taken");
+        };
+        assert!(why.contains("parameter name="), "{why}");
+        let Err(Failure::BadRequest(why)) = params.window() else {
+            panic!("a 2h window was taken");
+        };
+        assert!(why.contains("longer than 1h"), "{why}");
+        let Err(Failure::BadRequest(why)) = Params::parse("").object_name("namespace") else {
+            panic!("a missing namespace was taken");
+        };
+        assert!(why.contains("\"namespace\" is missing"), "{why}");
+        assert_eq!(Params::parse("").window().ok(), Some("1m"));
+    }
+
+    #[test]
+    fn phases_are_named_as_the_controller_names_them() {
+        assert_eq!(phase_name(0.0), "Primary");
+        assert_eq!(phase_name(2.0), "FailedOver");
+        assert_eq!(phase_name(-1.0), "Invalid");
+        assert_eq!(phase_name(f64::NAN), "Unknown");
+        assert_eq!(phase_name(7.0), "Unknown");
+    }
+}
