@@ -191,6 +191,8 @@ pub enum VizCommand {
     /// The tap stream summed by source, destination, method and path:
     /// counts, best, worst and last latency, success rate.
     Top(crate::viz::top::TopArgs),
+    /// Forward localhost:50750 to viz's dashboard and open it.
+    Dashboard(crate::viz::dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,6 +16,8 @@
 //! - [`multicluster`]: the multicluster scenarios (link, WAN cut, moved
 //!   gateway, mismatched anchors).
 //! - [`viz`]: viz's stat and edges against what the callers counted.
+//! - [`viz_dashboard`]: `mesh viz dashboard`'s port-forward, the page and
+//!   its API, and a rebound Host refused.
 //! - [`scenarios`]: the scenarios themselves; `tests/` runs each one.
 
 pub mod anchor_rotation;
@@ -31,5 +33,6 @@ pub mod provider;
 pub mod routes;
 pub mod scenarios;
 pub mod viz;
+pub mod viz_dashboard;
 
 pub use provider::{Cluster, Provider};

@@ -369,6 +369,7 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         table.stdout
     );
     tap(p, west, &ns).await?;
+    crate::viz_dashboard::dashboard(p, &ns).await?;
     kube_util::delete_namespace(west, &ns).await;
     Ok(())
 }

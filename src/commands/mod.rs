@@ -115,6 +115,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::viz::top::run(&cli.global, &args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Viz(VizCommand::Dashboard(args)) => {
+            crate::viz::dashboard::run(&cli.global, &args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Multicluster(MulticlusterCommand::Check(args)) => {
             crate::multicluster::check::run(&cli.global, args.wait, args.output).await
         }

@@ -140,6 +140,15 @@ async fn tap(client: &kube::Client, report: &mut Report, waiter: &Waiter) {
             .until_ok("the tap APIService available", || tap_api_available(client))
             .await,
     );
+    const WEB: [&str; 1] = [super::web_component::WEB];
+    report.record(
+        "web is running",
+        waiter
+            .until_ok("web ready", || {
+                crate::check::control_plane::deployments_ready(client, NAMESPACE, &WEB)
+            })
+            .await,
+    );
 }
 
 async fn tap_api_available(client: &kube::Client) -> Outcome {

@@ -96,6 +96,8 @@ pub fn render_uninstall(args: &InstallArgs) -> anyhow::Result<String> {
 pub fn prometheus_config(args: &InstallArgs) -> String {
     let interval = &args.scrape_interval;
     let linkerd = &args.linkerd_namespace;
+    let failover = mesh_api::labels::FAILOVER_NAMESPACE;
+    let failover_component = mesh_api::labels::FAILOVER_CONTROLLER_NAME;
     format!(
         r#"global:
   scrape_interval: "{interval}"
@@ -136,6 +138,21 @@ scrape_configs:
   - source_labels: [__meta_kubernetes_pod_container_name]
     action: replace
     target_label: component
+
+# The failover controller: its phase and weights per TrafficSplit, for
+# the dashboard's clusters page.
+- job_name: 'linkerd-failover'
+  kubernetes_sd_configs:
+  - role: pod
+    namespaces:
+      names: ['{failover}']
+  relabel_configs:
+  - source_labels: [__meta_kubernetes_pod_label_component, __meta_kubernetes_pod_container_port_name]
+    action: keep
+    regex: {failover_component};admin-http
+  - source_labels: [__meta_kubernetes_pod_name]
+    action: replace
+    target_label: pod
 
 - job_name: 'linkerd-proxy'
   kubernetes_sd_configs:
@@ -190,6 +207,7 @@ pub(crate) fn objects(
 ) -> Vec<Object> {
     let mut objects = prometheus_objects(args);
     objects.extend(super::tap_component::objects(args, tap_tls));
+    objects.extend(super::web_component::objects(args));
     objects
 }
 
@@ -407,10 +425,12 @@ mod tests {
                 "prometheus",
                 "linkerd-controller",
                 "linkerd-multicluster-controller",
+                "linkerd-failover",
                 "linkerd-proxy"
             ]
         );
         assert!(config.contains("regex: ^linkerd-proxy;linkerd-admin;linkerd$"));
+        assert!(config.contains("regex: linkerd-failover;admin-http"));
         let container = &objects[7]["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["args"][4], "--storage.tsdb.retention.time=6h");
         assert_eq!(container["image"], PROMETHEUS_IMAGE);

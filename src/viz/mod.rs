@@ -19,12 +19,15 @@
 //! - [`tap`]: `mesh viz tap`, live requests through the tap APIService;
 //!   [`tap_component`]: the tap component's objects (APIService, RBAC,
 //!   Deployment); [`top`]: `mesh viz top`, the tap stream summed by path.
+//! - [`web_component`]: the dashboard's objects; [`dashboard`]: `mesh viz
+//!   dashboard`, a port-forward to it.
 
 pub use mesh_viz::metrics::{golden, prometheus};
 
 pub mod chart;
 pub mod check;
 pub mod contexts;
+pub mod dashboard;
 pub mod edges;
 pub mod install;
 pub mod resource;
@@ -34,3 +37,4 @@ pub mod tap;
 pub mod tap_component;
 pub mod top;
 pub mod traffic_split;
+pub mod web_component;

@@ -15,6 +15,7 @@ mod mirror;
 mod policy;
 mod serving_identity;
 mod tap;
+mod web;
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +52,8 @@ enum Component {
     Failover(failover::FailoverArgs),
     /// viz's tap: live requests from the proxies, behind the API server (APIService v1alpha1.tap.linkerd.io).
     Tap(tap::TapArgs),
+    /// viz's dashboard: namespaces, workloads, clusters and failover, on port 8084.
+    Web(web::WebArgs),
 }
 
 #[tokio::main]
@@ -74,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         Component::Mirror(args) => mirror::run(args, client).await,
         Component::Failover(args) => failover::run(args, client).await,
         Component::Tap(args) => tap::run(args, client).await,
+        Component::Web(args) => web::run(args, client).await,
     }
 }
 

@@ -29,9 +29,11 @@ use hyper_util::rt::TokioIo;
 
 use crate::metrics::prometheus::Prometheus;
 
-/// Linkerd's default `enforced-host`: the names a port-forward and the
-/// cluster use, with any port.
-pub const DEFAULT_ENFORCED_HOST: &str = r"^(localhost|127\.0\.0\.1|web\.linkerd-viz\.svc\.cluster\.local|web\.linkerd-viz\.svc|\[::1\])(:\d+)?$";
+/// Linkerd's default `enforced-host` (the names a port-forward and the
+/// cluster use, with any port), and IPv4 literals, which the API server's
+/// service proxy sends (`mesh viz dashboard`). A DNS-rebinding page always
+/// sends a name, never an address.
+pub const DEFAULT_ENFORCED_HOST: &str = r"^(localhost|127\.0\.0\.1|web\.linkerd-viz\.svc\.cluster\.local|web\.linkerd-viz\.svc|\[::1\]|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})(:\d+)?$";
 
 /// What every page and answer is sent with.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
@@ -213,6 +215,7 @@ mod tests {
             "127.0.0.1:50750",
             "[::1]:50750",
             "web.linkerd-viz.svc.cluster.local:8084",
+            "10.244.1.7:8084",
         ] {
             let response = dashboard.respond(get("/", host)).await;
             assert_eq!(response.status(), StatusCode::OK, "host {host:?}");
