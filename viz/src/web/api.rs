@@ -164,13 +164,30 @@ fn phase_name(value: f64) -> &'static str {
     }
 }
 
+/// A list's items; none when the kind is not installed (no multicluster
+/// extension, no SMI CRD: a 404), an error for anything else.
+fn installed<K>(
+    listed: Result<kube::api::ObjectList<K>, kube::Error>,
+    what: &str,
+) -> anyhow::Result<Vec<K>>
+where
+    K: Clone,
+{
+    match listed {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(anyhow::anyhow!("listing {what}: {e}")),
+    }
+}
+
 async fn clusters(dashboard: &Dashboard) -> Result<Value, Failure> {
     let client = &dashboard.client;
-    let links = Api::<Link>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("listing Links: {e}"))?
-        .items;
+    let links = installed(
+        Api::<Link>::all(client.clone())
+            .list(&ListParams::default())
+            .await,
+        "Links",
+    )?;
     let mirrored = Api::<Service>::all(client.clone())
         .list(&ListParams::default().labels(&format!(
             "{}=true",
@@ -179,11 +196,12 @@ async fn clusters(dashboard: &Dashboard) -> Result<Value, Failure> {
         .await
         .map_err(|e| anyhow::anyhow!("listing mirrored Services: {e}"))?
         .items;
-    let splits = Api::<TrafficSplit>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("listing TrafficSplits: {e}"))?
-        .items;
+    let splits = installed(
+        Api::<TrafficSplit>::all(client.clone())
+            .list(&ListParams::default())
+            .await,
+        "TrafficSplits",
+    )?;
     // What Prometheus knows; when it cannot be asked, every figure stays
     // unknown and the page says why.
     let prometheus = &dashboard.prometheus;
