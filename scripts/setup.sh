@@ -41,6 +41,8 @@ if [ "$FOR_TESTS" -eq 1 ]; then
   command -v umoci >/dev/null           || need_pkgs+=(umoci)
   command -v runc >/dev/null            || need_pkgs+=(runc)
   command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
+  # The dashboard's tests load its pages in headless Chromium.
+  command -v chromium >/dev/null        || need_pkgs+=(chromium)
 fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null || fail "missing ${need_pkgs[*]} and no apt-get to install them; install them and run again"
@@ -49,7 +51,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
-ok "system packages: iproute2, iptables, curl, unzip, a C compiler, nsenter, python3$([ "$FOR_TESTS" -eq 1 ] && echo ', skopeo, umoci, runc, docker-registry')"
+ok "system packages: iproute2, iptables, curl, unzip, a C compiler, nsenter, python3$([ "$FOR_TESTS" -eq 1 ] && echo ', skopeo, umoci, runc, docker-registry, chromium')"
 
 # --- Rust --------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then
@@ -89,19 +91,8 @@ if ! go_ok; then
 fi
 ok "Go: $(go env GOVERSION)"
 
-[ "$FOR_TESTS" = 1 ] || exit 0
-
-# --- cargo tools (the tests' runner and the dependency policy) -----------------
-for tool in cargo-nextest cargo-deny; do
-  if ! command -v "$tool" >/dev/null; then
-    step "installing $tool (a few minutes, once)"
-    cargo install --locked --quiet "$tool"
-  fi
-  ok "$tool: $("$tool" --version 2>/dev/null | head -1 | sed 's/^cargo-[a-z]* //')"
-done
-
-# --- Prometheus (viz runs it in the local clusters; the failover controller's
-# Prometheus path is tested against it). Built from its Go module, once:
+# --- Prometheus (viz runs it in the local clusters, `mesh demo` too; the
+# failover controller's Prometheus path is tested against it). Built from its Go module, once:
 # Debian's package lacks the Kubernetes service discovery Linkerd's scrape
 # configuration needs. Module v0.316.0 is Prometheus v3.16.0.
 PROMETHEUS_VERSION="v3.16.0"
@@ -115,6 +106,17 @@ if [ ! -x "$PROMETHEUS" ]; then
     || fail "could not build Prometheus $PROMETHEUS_VERSION from the Go module proxy"
 fi
 ok "Prometheus: $("$PROMETHEUS" --version 2>&1 | head -1)"
+
+[ "$FOR_TESTS" = 1 ] || exit 0
+
+# --- cargo tools (the tests' runner and the dependency policy) -----------------
+for tool in cargo-nextest cargo-deny; do
+  if ! command -v "$tool" >/dev/null; then
+    step "installing $tool (a few minutes, once)"
+    cargo install --locked --quiet "$tool"
+  fi
+  ok "$tool: $("$tool" --version 2>/dev/null | head -1 | sed 's/^cargo-[a-z]* //')"
+done
 
 # --- Helm (the charts are linted and rendered with the real helm) ------------
 # Built from its Go module through the Go module proxy, once; tests/charts.rs

@@ -200,6 +200,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     install(&tools, &trust_material(&state_dir)?).await?;
     link(&tools).await?;
     deploy(&tools).await?;
+    let viz = install_viz(&tools).await?;
 
     println!("\n{}", console::style("The client in west sends 50 GET/s to podinfo; TrafficSplit podinfo sends them to podinfo (west, primary) and podinfo-east.").bold());
     let step =
@@ -286,10 +287,17 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         step.done();
     } else {
         println!(
-            "\nThe clusters are up:\n  export KUBECONFIG={} PATH={}:$PATH\n  mesh --context west failover status\n  mesh --context west multicluster gateways\n`mesh down` removes them.",
+            "\nThe clusters are up:\n  export KUBECONFIG={} PATH={}:$PATH\n  mesh --context west failover status\n  mesh --context west multicluster gateways",
             outcome.pair.kubeconfig.display(),
             outcome.bin_dir.display()
         );
+        match &viz {
+            Ok(()) => println!(
+                "  mesh --context west viz dashboard    # http://localhost:50750: the Clusters page charts the failovers above"
+            ),
+            Err(why) => println!("  (viz is not installed: {why})"),
+        }
+        println!("`mesh down` removes them.");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -330,6 +338,28 @@ async fn install(tools: &Tools, trust: &Path) -> anyhow::Result<()> {
         step.done();
     }
     Ok(())
+}
+
+/// viz in west (Prometheus scraping the proxies and the failover
+/// controller, the dashboard), when the Prometheus the local clusters run
+/// is built; otherwise why not, for the summary.
+async fn install_viz(tools: &Tools) -> anyhow::Result<Result<(), String>> {
+    if let Err(e) = mesh_clusters::prometheus::locate() {
+        return Ok(Err(format!("{e:#}")));
+    }
+    let step = Step::start("installing viz in west");
+    tools
+        .mesh_apply(
+            "west",
+            &["viz", "install", "--scrape-interval", "5s"],
+            "west",
+        )
+        .await?;
+    tools
+        .rollout("west", mesh_viz::NAMESPACE, "prometheus")
+        .await?;
+    step.done();
+    Ok(Ok(()))
 }
 
 /// West linked to east, as the docs do it: the address west reaches east's

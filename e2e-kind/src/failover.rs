@@ -203,6 +203,9 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     let exported = start(p, "e2e-fo", &docs_split()).await?;
     let ns = exported.ns.clone();
     let west = p.client(Cluster::West);
+    // viz in west, to watch the failover on the dashboard's clusters page.
+    crate::viz::install_viz(p, Cluster::West).await?;
+    kube_util::wait_rollout(&west, mesh_viz::NAMESPACE, "prometheus", ROLLOUT).await?;
     until_traffic(p, &exported, false, 1.0, Instant::now(), ROLLOUT).await?;
     let status = split_status(p, &ns).await?;
     anyhow::ensure!(
@@ -252,6 +255,8 @@ pub async fn mesh_failover_moves_traffic_by_success_rate_and_back(
     );
     let took = until_traffic(p, &exported, false, 0.99, fixed, ROLLOUT).await?;
     eprintln!("fixed deploy: back on west {took:?} after the fix began (hold 10 s, ramp 4 × 2 s)");
+    crate::viz_dashboard::failover(p, &ns, "podinfo").await?;
+    crate::viz::uninstall_viz(p, Cluster::West).await?;
 
     // A brown-out from one instant: 30 % of answers are 500.
     drive::break_pods(&west, &ns, "app=podinfo", 0.3).await?;

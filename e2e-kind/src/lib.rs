@@ -5,6 +5,7 @@
 //!
 //! - [`provider`]: what a scenario needs from the clusters.
 //! - [`local`]: the local west/east pair shared by a test run.
+//! - [`browser`]: headless Chromium loading the dashboard's pages.
 //! - [`anchor_rotation`]: the four-step trust anchor rotation under load,
 //!   without a restart.
 //! - [`failover`]: the failover scenario (bad deploy, fix, outage under load).
@@ -21,6 +22,7 @@
 //! - [`scenarios`]: the scenarios themselves; `tests/` runs each one.
 
 pub mod anchor_rotation;
+pub mod browser;
 pub mod failover;
 pub mod gateway_restart;
 pub mod helm;

@@ -38,14 +38,14 @@ pub async fn mesh_viz_stat_and_edges_see_what_the_callers_counted(
 }
 
 /// `mesh viz install | kubectl apply -f -`, scraping every 2 s.
-async fn install_viz(p: &impl Provider, cluster: Cluster) -> anyhow::Result<()> {
+pub(crate) async fn install_viz(p: &impl Provider, cluster: Cluster) -> anyhow::Result<()> {
     crate::mesh::apply_mesh(p, cluster, &["viz", "install", "--scrape-interval", "2s"]).await?;
     Ok(())
 }
 
 /// `mesh viz uninstall | kubectl delete -f -`, waiting until it is gone
 /// (the next scenario installs it again).
-async fn uninstall_viz(p: &impl Provider, cluster: Cluster) -> anyhow::Result<()> {
+pub(crate) async fn uninstall_viz(p: &impl Provider, cluster: Cluster) -> anyhow::Result<()> {
     let removed = crate::mesh::mesh(p, cluster, &["viz", "uninstall"])
         .await?
         .ok("mesh viz uninstall")?;

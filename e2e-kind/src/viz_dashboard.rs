@@ -2,7 +2,11 @@
 //! component answers the page and its API with what the cluster holds
 //! (podinfo's golden metrics, the scenario's TrafficSplit with its
 //! weights), and refuses a request whose `Host` is another site's name
-//! (the DNS-rebinding attack on a local port-forward).
+//! (the DNS-rebinding attack on a local port-forward); then headless
+//! Chromium loads every page: the workload page's figures match `viz
+//! stat` for the same window, the topology graph holds the client →
+//! podinfo edge, the clusters page shows the split; screenshots are left in
+//! `target/screenshots`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,43 +19,70 @@ use crate::provider::{Cluster, Provider};
 /// The longest answer read.
 const MAX_ANSWER: usize = 8 << 20;
 
+/// `mesh viz dashboard` running on a free local port of this machine,
+/// stopped when dropped.
+#[derive(Debug)]
+pub struct Relay {
+    _child: tokio::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub authority: String,
+}
+
+impl Relay {
+    /// Starts `mesh viz dashboard --show url` against `cluster`.
+    pub async fn start(p: &impl Provider, cluster: Cluster) -> anyhow::Result<Self> {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.port()
+        };
+        let binary = mesh_clusters::testing::mesh_bin_dir()?.join("mesh");
+        let child = Command::new(&binary)
+            .args([
+                "--kubeconfig",
+                &p.kubeconfig().display().to_string(),
+                "--context",
+                &p.context(cluster),
+                "viz",
+                "dashboard",
+                "--show",
+                "url",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("running {}: {e}", binary.display()))?;
+        Ok(Self {
+            _child: child,
+            authority: format!("127.0.0.1:{port}"),
+        })
+    }
+
+    /// The answer to GET `path` (with its query) through the relay.
+    pub async fn get(&self, path: &str) -> anyhow::Result<String> {
+        mesh_core::http_get::get(&self.authority, path, Duration::from_secs(20), MAX_ANSWER)
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {path} through mesh viz dashboard: {e}"))
+    }
+
+    /// The JSON answer to GET `path`.
+    pub async fn json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.get(path).await?)?)
+    }
+}
+
 /// Runs the dashboard's checks against namespace `ns` of west.
 pub async fn dashboard(p: &impl Provider, ns: &str) -> anyhow::Result<()> {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        probe.local_addr()?.port()
-    };
-    let binary = mesh_clusters::testing::mesh_bin_dir()?.join("mesh");
-    let port_text = port.to_string();
-    let _forward = Command::new(&binary)
-        .args([
-            "--kubeconfig",
-            &p.kubeconfig().display().to_string(),
-            "--context",
-            &p.context(Cluster::West),
-            "viz",
-            "dashboard",
-            "--show",
-            "url",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            &port_text,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("running {}: {e}", binary.display()))?;
-    let authority = format!("127.0.0.1:{port}");
+    let relay = Relay::start(p, Cluster::West).await?;
+    let authority = relay.authority.clone();
     let get = |path: String| {
-        let authority = authority.clone();
-        async move {
-            mesh_core::http_get::get(&authority, &path, Duration::from_secs(20), MAX_ANSWER)
-                .await
-                .map_err(|e| anyhow::anyhow!("GET {path} through mesh viz dashboard: {e}"))
-        }
+        let relay = &relay;
+        async move { relay.get(&path).await }
     };
     // The web pod may still be starting, and Prometheus must have a
     // window of podinfo's traffic.
@@ -102,6 +133,7 @@ pub async fn dashboard(p: &impl Provider, ns: &str) -> anyhow::Result<()> {
             ]),
         "the clusters page shows the split's weights: {split}"
     );
+    browser(p, ns, &format!("http://{authority}")).await?;
     // The attack: a page from another site whose name now resolves to
     // 127.0.0.1 asks the dashboard; its Host is its own name.
     let status = raw_status(&authority, "evil.example").await?;
@@ -109,6 +141,95 @@ pub async fn dashboard(p: &impl Provider, ns: &str) -> anyhow::Result<()> {
         status.contains(" 403 "),
         "a request for Host evil.example is refused: {status}"
     );
+    Ok(())
+}
+
+/// The pages in a real browser.
+async fn browser(p: &impl Provider, ns: &str, base: &str) -> anyhow::Result<()> {
+    let chromium = crate::browser::Chromium::find()?;
+    let dir = crate::browser::screenshot_dir();
+    let namespace_page = format!("{base}/#/namespace/{ns}");
+    let dom = chromium.dom(&namespace_page).await?;
+    let cells = crate::browser::row_cells(&dom, r#"data-workload="deployment/podinfo""#)
+        .ok_or_else(|| anyhow::anyhow!("the workload page has no podinfo row:\n{dom}"))?;
+    // Kind, Name, Meshed, Success, RPS, P50, P95, P99.
+    anyhow::ensure!(
+        cells.len() == 8 && cells[2] == "2/2",
+        "podinfo's row reads {cells:?}"
+    );
+    let page_rps: f64 = cells[4]
+        .parse()
+        .map_err(|_| anyhow::anyhow!("podinfo's RPS on the page is {:?}", cells[4]))?;
+    let page_success: f64 = cells[3]
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .map_err(|_| anyhow::anyhow!("podinfo's success on the page is {:?}", cells[3]))?
+        / 100.0;
+    // The same window (the page's is 1m), asked of the CLI.
+    let stat = crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &[
+            "viz",
+            "stat",
+            "deploy/podinfo",
+            "-n",
+            ns,
+            "-t",
+            "1m",
+            "-o",
+            "json",
+        ],
+    )
+    .await?
+    .ok("mesh viz stat deploy/podinfo")?;
+    let rows: serde_json::Value = serde_json::from_str(&stat.stdout)?;
+    let cli = &rows[0];
+    let cli_rps = cli["rps"].as_f64().unwrap_or_default();
+    let cli_success = cli["success"].as_f64().unwrap_or_default();
+    anyhow::ensure!(
+        (page_rps - cli_rps).abs() <= 0.1 * cli_rps.max(1.0),
+        "the page's RPS {page_rps} is within 10 % of viz stat's {cli_rps}"
+    );
+    anyhow::ensure!(
+        (page_success - cli_success).abs() <= 0.02,
+        "the page's success {page_success} matches viz stat's {cli_success}"
+    );
+    let drawn = dom
+        .split("data-drawn-edges=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        drawn.split(' ').any(|e| e == "client→podinfo"),
+        "the topology graph draws client → podinfo (it drew {drawn:?})"
+    );
+    let edge = crate::browser::row_cells(&dom, r#"data-edge="client→podinfo""#)
+        .ok_or_else(|| anyhow::anyhow!("the edges table has no client → podinfo row"))?;
+    anyhow::ensure!(
+        edge.get(4).map(String::as_str) == Some("√"),
+        "client → podinfo is secured: {edge:?}"
+    );
+    let clusters = chromium.dom(&format!("{base}/#/clusters")).await?;
+    anyhow::ensure!(
+        clusters.contains(&format!("data-split=\"{ns}/podinfo-split\""))
+            && clusters.contains("podinfo 90% · podinfo-canary 10%"),
+        "the clusters page shows the split and its weights:\n{clusters}"
+    );
+    let namespaces = chromium.dom(&format!("{base}/#/namespaces")).await?;
+    anyhow::ensure!(
+        namespaces.contains(&format!("#/namespace/{ns}")),
+        "the namespaces page links {ns}:\n{namespaces}"
+    );
+    for (name, url) in [
+        ("namespaces", format!("{base}/#/namespaces")),
+        ("namespace", namespace_page.clone()),
+        ("clusters", format!("{base}/#/clusters")),
+    ] {
+        chromium
+            .screenshot(&url, &dir.join(format!("viz-{name}.png")))
+            .await?;
+    }
     Ok(())
 }
 
@@ -127,4 +248,86 @@ async fn raw_status(authority: &str, host: &str) -> anyhow::Result<String> {
         .next()
         .unwrap_or_default()
         .to_owned())
+}
+
+/// After a failover and its failback (the failover scenario, viz
+/// installed in west): the clusters page shows east's gateway alive, the
+/// Service mirrored from east, and the split's primary weight having moved
+/// (100 and 0 within the last 15 minutes, from the failover controller's
+/// own series), in the API and in the browser; a screenshot of it is left
+/// as `viz-clusters-failover.png`.
+pub async fn failover(p: &impl Provider, ns: &str, split: &str) -> anyhow::Result<()> {
+    let relay = Relay::start(p, Cluster::West).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen = async {
+            let clusters = relay.json("/api/clusters").await?;
+            let east = clusters["links"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["targetClusterName"] == "east")
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no Link to east on the clusters page: {clusters}")
+                })?;
+            anyhow::ensure!(east["alive"] == true, "east's gateway is alive: {east}");
+            anyhow::ensure!(
+                east["services"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|s| s["namespace"] == ns && s["name"] == "podinfo-east"),
+                "podinfo-east is listed as mirrored from east: {east}"
+            );
+            let history = relay
+                .json(&format!("/api/trafficsplit?namespace={ns}&name={split}"))
+                .await?;
+            let weights: Vec<f64> = history["backends"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| b["service"] == "podinfo")
+                .and_then(|b| b["weight"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|point| point[1].as_f64())
+                .collect();
+            anyhow::ensure!(
+                weights.iter().any(|w| *w >= 99.0) && weights.iter().any(|w| *w <= 1.0),
+                "the primary's weight moved from 100 to 0 and back: {weights:?}"
+            );
+            Ok(())
+        }
+        .await;
+        match seen {
+            Ok(()) => break,
+            Err(e) if tokio::time::Instant::now() > deadline => return Err(e),
+            Err(e) => eprintln!("clusters page not there yet: {e:#}"),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let chromium = crate::browser::Chromium::find()?;
+    let url = format!("http://{}/#/clusters", relay.authority);
+    let dom = chromium.dom(&url).await?;
+    let east_card = dom
+        .split("data-link=\"east\"")
+        .nth(1)
+        .and_then(|rest| rest.split("class=\"card\"").next())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        east_card.contains(">alive<") && east_card.contains("podinfo-east"),
+        "the browser shows east alive with podinfo-east:\n{dom}"
+    );
+    anyhow::ensure!(
+        dom.contains(&format!("data-split=\"{ns}/{split}\""))
+            && dom.matches("class=\"uplot").count() >= 2,
+        "the browser draws the split's weight and success charts:\n{dom}"
+    );
+    chromium
+        .screenshot(
+            &url,
+            &crate::browser::screenshot_dir().join("viz-clusters-failover.png"),
+        )
+        .await
 }

@@ -120,11 +120,37 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     ]);
     println!("\nTo use them:\n");
     println!("  {export}");
-    println!("  kubectl --context west get nodes\n");
+    println!("  kubectl --context west get nodes");
+    for cluster in &pair.clusters {
+        if viz_installed(&pair.kubeconfig, &cluster.name).await {
+            println!(
+                "  mesh --context {0} viz dashboard     # viz is installed in {0}",
+                cluster.name
+            );
+        }
+    }
     println!(
-        "`mesh wan cut` / `mesh wan restore` break and heal the WAN; `mesh down` stops everything."
+        "\n`mesh wan cut` / `mesh wan restore` break and heal the WAN; `mesh down` stops everything."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether viz's namespace exists in `context` (asked briefly: a cluster
+/// that does not answer at once has no next step to offer).
+async fn viz_installed(kubeconfig: &std::path::Path, context: &str) -> bool {
+    let ask = async {
+        let client = mesh_api::kube_client::client(Some(kubeconfig), Some(context))
+            .await
+            .ok()?;
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+            .get_opt(mesh_viz::NAMESPACE)
+            .await
+            .ok()?
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), ask).await,
+        Ok(Some(_))
+    )
 }
 
 pub async fn down(args: &StateArgs) -> anyhow::Result<ExitCode> {

@@ -131,7 +131,7 @@ scrape_configs:
   relabel_configs:
   - source_labels: [__meta_kubernetes_pod_label_component, __meta_kubernetes_pod_container_port_name]
     action: keep
-    regex: (linkerd-service-mirror|controller);.*-admin$
+    regex: (linkerd-service-mirror|controller);admin-http$
   - source_labels: [__meta_kubernetes_pod_container_port_name]
     action: drop
     regex: linkerd-admin
@@ -199,6 +199,41 @@ scrape_configs:
     regex: __tmp_pod_label_(.+)
 "#
     )
+}
+
+/// The Deployment of one of viz's controller components: one replica of
+/// `container` as ServiceAccount `name` in viz's namespace, with the
+/// restricted security context every component runs with, and `volumes`.
+pub(crate) fn component_deployment(
+    name: &str,
+    labels: &serde_json::Value,
+    mut container: serde_json::Value,
+    volumes: Vec<serde_json::Value>,
+) -> Object {
+    container["securityContext"] = serde_json::json!({
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "runAsUser": 2103,
+    });
+    let mut spec = serde_json::json!({
+        "serviceAccountName": name,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+    });
+    if !volumes.is_empty() {
+        spec["volumes"] = volumes.into();
+    }
+    serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": spec},
+        },
+    })
 }
 
 pub(crate) fn objects(

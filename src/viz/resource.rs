@@ -1,7 +1,7 @@
 //! `-n NAMESPACE` / `-A` as kubectl takes them; the kinds viz reports on
 //! and their objects are [`mesh_viz::metrics::resource`]'s.
 
-pub use mesh_viz::metrics::resource::{Kind, Target, objects};
+pub use mesh_viz::metrics::resource::{Kind, Target};
 
 /// `-n NAMESPACE` or `-A`, as kubectl takes them.
 #[derive(Debug, Clone, clap::Args)]

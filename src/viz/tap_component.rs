@@ -123,60 +123,42 @@ pub fn objects(args: &InstallArgs, tls: &WebhookTls) -> Vec<Object> {
                 ],
             },
         }),
-        serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": meta(TAP, Some(NAMESPACE)),
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": TAP,
-                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [{
-                            "name": TAP,
-                            "image": args.image.controller_image(),
-                            "args": [
-                                "tap",
-                                format!("--controller-namespace={ns}"),
-                                format!("--identity-trust-domain={td}"),
-                                format!("--identity-local-name={}", tap_identity(args)),
-                                format!("--identity-addr=linkerd-identity-headless.{ns}.svc.{domain}.:{}", mesh_api::ports::IDENTITY),
-                                format!("--identity-svc-name=linkerd-identity.{ns}.serviceaccount.identity.{ns}.{td}"),
-                                format!("--tls-cert-file={TLS_DIR}/tls.crt"),
-                                format!("--tls-key-file={TLS_DIR}/tls.key"),
-                            ],
-                            "ports": [
-                                {"name": "apiserver", "containerPort": mesh_api::ports::TAP},
-                                {"name": "admin-http", "containerPort": admin_port},
-                            ],
-                            "readinessProbe": {"httpGet": {"path": "/ready", "port": admin_port}},
-                            "livenessProbe": {"httpGet": {"path": "/live", "port": admin_port}, "initialDelaySeconds": 10},
-                            "securityContext": {
-                                "allowPrivilegeEscalation": false,
-                                "capabilities": {"drop": ["ALL"]},
-                                "readOnlyRootFilesystem": true,
-                                "runAsNonRoot": true,
-                                "runAsUser": 2103,
-                            },
-                            "volumeMounts": [
-                                {"name": "tls", "mountPath": TLS_DIR, "readOnly": true},
-                                {"name": "linkerd-identity-token", "mountPath": "/var/run/secrets/tokens", "readOnly": true},
-                            ],
-                        }],
-                        "volumes": [
-                            {"name": "tls", "secret": {"secretName": TLS_SECRET}},
-                            {"name": "linkerd-identity-token", "projected": {"sources": [{"serviceAccountToken": {
-                                "audience": mesh_api::labels::IDENTITY_TOKEN_AUDIENCE,
-                                "expirationSeconds": 86400,
-                                "path": "linkerd-identity-token",
-                            }}]}},
-                        ],
-                    },
-                },
-            },
-        }),
+        super::install::component_deployment(
+            TAP,
+            &labels,
+            serde_json::json!({
+                "name": TAP,
+                "image": args.image.controller_image(),
+                "args": [
+                    "tap",
+                    format!("--controller-namespace={ns}"),
+                    format!("--identity-trust-domain={td}"),
+                    format!("--identity-local-name={}", tap_identity(args)),
+                    format!("--identity-addr=linkerd-identity-headless.{ns}.svc.{domain}.:{}", mesh_api::ports::IDENTITY),
+                    format!("--identity-svc-name=linkerd-identity.{ns}.serviceaccount.identity.{ns}.{td}"),
+                    format!("--tls-cert-file={TLS_DIR}/tls.crt"),
+                    format!("--tls-key-file={TLS_DIR}/tls.key"),
+                ],
+                "ports": [
+                    {"name": "apiserver", "containerPort": mesh_api::ports::TAP},
+                    {"name": "admin-http", "containerPort": admin_port},
+                ],
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": admin_port}},
+                "livenessProbe": {"httpGet": {"path": "/live", "port": admin_port}, "initialDelaySeconds": 10},
+                "volumeMounts": [
+                    {"name": "tls", "mountPath": TLS_DIR, "readOnly": true},
+                    {"name": "linkerd-identity-token", "mountPath": "/var/run/secrets/tokens", "readOnly": true},
+                ],
+            }),
+            vec![
+                serde_json::json!({"name": "tls", "secret": {"secretName": TLS_SECRET}}),
+                serde_json::json!({"name": "linkerd-identity-token", "projected": {"sources": [{"serviceAccountToken": {
+                    "audience": mesh_api::labels::IDENTITY_TOKEN_AUDIENCE,
+                    "expirationSeconds": 86400,
+                    "path": "linkerd-identity-token",
+                }}]}}),
+            ],
+        ),
         serde_json::json!({
             "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
             "metadata": meta(API_SERVICE, None),

@@ -52,42 +52,25 @@ pub fn objects(args: &InstallArgs) -> Vec<Object> {
                 ],
             },
         }),
-        serde_json::json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": meta(WEB, true),
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": WEB,
-                        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [{
-                            "name": WEB,
-                            "image": args.image.controller_image(),
-                            "args": [
-                                "web",
-                                format!("--prometheus-url={}", args.prometheus_url.clone().unwrap_or_default()),
-                                format!("--cluster-domain={}", args.cluster_domain),
-                            ],
-                            "ports": [
-                                {"name": "http", "containerPort": port},
-                                {"name": "admin-http", "containerPort": admin_port},
-                            ],
-                            "readinessProbe": {"httpGet": {"path": "/ready", "port": admin_port}},
-                            "livenessProbe": {"httpGet": {"path": "/live", "port": admin_port}, "initialDelaySeconds": 10},
-                            "securityContext": {
-                                "allowPrivilegeEscalation": false,
-                                "capabilities": {"drop": ["ALL"]},
-                                "readOnlyRootFilesystem": true,
-                                "runAsNonRoot": true,
-                                "runAsUser": 2103,
-                            },
-                        }],
-                    },
-                },
-            },
-        }),
+        super::install::component_deployment(
+            WEB,
+            &labels,
+            serde_json::json!({
+                "name": WEB,
+                "image": args.image.controller_image(),
+                "args": [
+                    "web",
+                    format!("--prometheus-url={}", args.prometheus_url.clone().unwrap_or_default()),
+                    format!("--cluster-domain={}", args.cluster_domain),
+                ],
+                "ports": [
+                    {"name": "http", "containerPort": port},
+                    {"name": "admin-http", "containerPort": admin_port},
+                ],
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": admin_port}},
+                "livenessProbe": {"httpGet": {"path": "/live", "port": admin_port}, "initialDelaySeconds": 10},
+            }),
+            Vec::new(),
+        ),
     ]
 }

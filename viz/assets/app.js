@@ -74,11 +74,59 @@ async function namespacesPage() {
   return [table(["Namespace", "Meshed", ...GOLDEN], rows)];
 }
 
+let pendingTopology = null;
+
 async function namespacePage(namespace) {
-  const data = await api("workloads?namespace=" + encodeURIComponent(namespace));
+  const query = "?namespace=" + encodeURIComponent(namespace);
+  const [data, graph] = await Promise.all([api("workloads" + query), api("edges" + query)]);
   const rows = data.rows.map((r) =>
-    el("tr", {}, el("td", {}, r.kind), el("td", {}, r.name), el("td", {}, meshed(r)), ...goldenCells(r)));
-  return [table(["Kind", "Name", "Meshed", ...GOLDEN], rows)];
+    el("tr", { "data-workload": r.kind + "/" + r.name },
+      el("td", {}, r.kind), el("td", {}, r.name), el("td", {}, meshed(r)), ...goldenCells(r)));
+  const edgeRows = graph.edges.map((e) =>
+    el("tr", { "data-edge": e.src + "→" + e.dst },
+      el("td", {}, e.src), el("td", {}, e.dst), el("td", {}, e.src_namespace || "-"), el("td", {}, e.dst_namespace),
+      el("td", { class: e.secured ? "ok" : "bad" }, e.secured ? "√" : (e.no_tls_reason || "no")),
+      el("td", { class: "num " + successClass(e.success) }, pct(e.success)),
+      el("td", { class: "num" }, rps(e.rps))));
+  pendingTopology = graph.edges;
+  return [
+    table(["Kind", "Name", "Meshed", ...GOLDEN], rows),
+    el("h2", {}, "Topology"),
+    el("div", { id: "topology", class: "topology" }),
+    el("h2", {}, "Edges"),
+    edgeRows.length
+      ? el("table", {}, el("thead", {}, el("tr", {}, ...["Source", "Destination", "Source ns", "Destination ns", "Secured", "Success", "RPS"].map((h) => el("th", {}, h)))), el("tbody", {}, ...edgeRows))
+      : el("p", { class: "muted" }, "No edges in this window."),
+  ];
+}
+
+// After a namespace page is in the document: who calls whom, each edge
+// labelled with the caller's success rate, dashed when not secured.
+function drawTopology() {
+  const box = document.getElementById("topology");
+  if (!box || !pendingTopology) return;
+  const nodes = new Map();
+  const edges = [];
+  for (const e of pendingTopology) {
+    const src = (e.src_namespace || "?") + "/" + e.src;
+    const dst = e.dst_namespace + "/" + e.dst;
+    nodes.set(src, e.src);
+    nodes.set(dst, e.dst);
+    edges.push({ data: { id: src + "->" + dst, source: src, target: dst, label: pct(e.success), secured: e.secured ? "yes" : "no" } });
+  }
+  const cy = cytoscape({
+    container: box,
+    elements: [...[...nodes].map(([id, label]) => ({ data: { id, label } })), ...edges],
+    layout: { name: "breadthfirst", directed: true, padding: 20, spacingFactor: 1.2 },
+    userZoomingEnabled: false,
+    style: [
+      { selector: "node", style: { label: "data(label)", "background-color": "#2b6cb0", color: "#1d2733", "font-size": 12, "text-valign": "bottom", "text-margin-y": 4 } },
+      { selector: "edge", style: { label: "data(label)", "curve-style": "bezier", "target-arrow-shape": "triangle", width: 2, "line-color": "#1a7f37", "target-arrow-color": "#1a7f37", "font-size": 11, "text-background-color": "#fff", "text-background-opacity": 1 } },
+      { selector: "edge[secured = 'no']", style: { "line-style": "dashed", "line-color": "#b26b00", "target-arrow-color": "#b26b00" } },
+    ],
+  });
+  // What the graph holds, for whoever reads the page's DOM (tests).
+  box.setAttribute("data-drawn-edges", cy.edges().map((e) => e.source().data("label") + "→" + e.target().data("label")).join(" "));
 }
 
 function badge(text, cls) {
@@ -178,6 +226,7 @@ async function render() {
       const nodes = await build();
       document.getElementById("content").replaceChildren(...nodes);
       if (nav === "clusters") await drawSplitCharts();
+      else drawTopology();
       showError("");
       document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     } catch (e) {

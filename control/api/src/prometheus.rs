@@ -33,10 +33,7 @@ impl Sample {
     /// The value of `label`, or `""` when the series has none (as PromQL
     /// treats a missing label).
     pub fn label(&self, label: &str) -> &str {
-        self.labels
-            .get(label)
-            .map(String::as_str)
-            .unwrap_or_default()
+        label_value(&self.labels, label)
     }
 }
 
@@ -71,11 +68,13 @@ pub struct Range {
 impl Range {
     /// The value of `label`, or `""`.
     pub fn label(&self, label: &str) -> &str {
-        self.labels
-            .get(label)
-            .map(String::as_str)
-            .unwrap_or_default()
+        label_value(&self.labels, label)
     }
+}
+
+/// The value of `label` in `labels`, or `""`.
+fn label_value<'a>(labels: &'a BTreeMap<String, String>, label: &str) -> &'a str {
+    labels.get(label).map(String::as_str).unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize)]

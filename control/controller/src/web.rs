@@ -55,6 +55,7 @@ pub(crate) async fn run(args: WebArgs, client: kube::Client) -> anyhow::Result<(
         client,
         prometheus,
         enforced_host,
+        answering: tokio::sync::Semaphore::new(mesh_viz::web::MAX_CONCURRENT_ANSWERS),
     });
     let (listener, _) = mesh_core::listen::bind(args.listen).await?;
     let (admin_listener, _) = mesh_core::listen::bind(args.admin_listen).await?;

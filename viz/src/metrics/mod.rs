@@ -8,7 +8,10 @@
 //!   and their objects and meshed pods in Kubernetes.
 //! - [`golden`]: a row's success rate, rate and latency, from the answers.
 //! - [`stat`]: golden metrics per resource.
+//! - [`edges`]: who calls whom, and whether both sides presented
+//!   identities.
 
+pub mod edges;
 pub mod golden;
 pub mod prometheus;
 pub mod resource;

@@ -3,6 +3,8 @@
 //!
 //! - `namespaces`: golden metrics per namespace (what each one served);
 //! - `workloads?namespace=NS`: per Deployment, StatefulSet and DaemonSet;
+//! - `edges?namespace=NS`: who calls whom among Deployments, whether both
+//!   sides presented identities, and what each caller saw;
 //! - `clusters`: each Link with its gateway's liveness and probe latency
 //!   (as the mirror serving it measured them), the Services mirrored from
 //!   it with what their clients here saw, and every TrafficSplit with its
@@ -118,6 +120,10 @@ pub async fn answer(
             }
             Ok(json!({ "namespace": namespace, "rows": all }))
         }
+        "edges" => {
+            let namespace = params.object_name("namespace")?;
+            edges(dashboard, namespace, params.window()?).await
+        }
         "clusters" => clusters(dashboard).await,
         "trafficsplit" => {
             let namespace = params.object_name("namespace")?;
@@ -147,6 +153,40 @@ async fn rows(
         tracing::warn!("{warning}");
     }
     Ok(rows)
+}
+
+/// The edges between Deployments into or out of `namespace`, each with
+/// what its caller saw (success rate, requests per second).
+async fn edges(dashboard: &Dashboard, namespace: &str, window: &str) -> Result<Value, Failure> {
+    let found = crate::metrics::edges::of(
+        &dashboard.client,
+        &dashboard.prometheus,
+        Kind::Deployment,
+        Some(namespace),
+        window,
+    )
+    .await?;
+    for warning in &found.warnings {
+        tracing::warn!("{warning}");
+    }
+    let edges: Vec<Value> = found
+        .edges
+        .iter()
+        .map(|edge| {
+            let key = (
+                edge.src_namespace.clone(),
+                edge.src.clone(),
+                edge.dst_namespace.clone(),
+                edge.dst.clone(),
+            );
+            let golden = found.golden.get(&key);
+            let mut json = serde_json::to_value(edge).unwrap_or_default();
+            json["success"] = json!(golden.and_then(|g| g.success));
+            json["rps"] = json!(golden.and_then(|g| g.rps));
+            json
+        })
+        .collect();
+    Ok(json!({ "namespace": namespace, "edges": edges }))
 }
 
 /// The failover phases by `failover_state`'s value.

@@ -1,7 +1,8 @@
 //! The dashboard's files, embedded in the binary so that nothing is built
 //! or fetched when it runs: the page, its script and style (ours, plain
-//! JavaScript without a build step), and uPlot 1.6.32 (MIT) for the time
-//! series charts (`viz/assets/vendor/uplot/README.md`).
+//! JavaScript without a build step), uPlot 1.6.32 (MIT) for the time
+//! series charts and Cytoscape.js 3.35.0 (MIT) for the topology graph
+//! (`viz/assets/vendor/*/README.md`).
 
 /// One embedded file.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +30,10 @@ pub fn get(path: &str) -> Option<Asset> {
         "/vendor/uplot/uPlot.min.css" => (
             CSS,
             include_bytes!("../../assets/vendor/uplot/uPlot.min.css"),
+        ),
+        "/vendor/cytoscape/cytoscape.min.js" => (
+            JS,
+            include_bytes!("../../assets/vendor/cytoscape/cytoscape.min.js"),
         ),
         _ => return None,
     };

@@ -47,7 +47,14 @@ pub struct Dashboard {
     pub prometheus: Prometheus,
     /// The `Host` values it answers.
     pub enforced_host: regex::Regex,
+    /// API answers being worked out at once (each asks Kubernetes and
+    /// Prometheus several questions); beyond [`MAX_CONCURRENT_ANSWERS`]
+    /// a request is told to come back.
+    pub answering: tokio::sync::Semaphore,
 }
+
+/// How many API answers are worked out at once.
+pub const MAX_CONCURRENT_ANSWERS: usize = 16;
 
 impl std::fmt::Debug for Dashboard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,6 +99,15 @@ impl Dashboard {
         }
         let Some(endpoint) = path.strip_prefix("/api/") else {
             return text(StatusCode::NOT_FOUND, "no such page");
+        };
+        let Ok(_permit) = self.answering.try_acquire() else {
+            let mut busy = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the dashboard is answering as many requests as it may; try again",
+            );
+            busy.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            return busy;
         };
         let query = api::Params::parse(request.uri().query().unwrap_or_default());
         match api::answer(self, endpoint, &query).await {
@@ -185,6 +201,7 @@ mod tests {
             client: kube::Client::try_from(config).expect("client"),
             prometheus: Prometheus::direct("http://127.0.0.1:9").expect("prometheus"),
             enforced_host: regex::Regex::new(DEFAULT_ENFORCED_HOST).expect("regex"),
+            answering: tokio::sync::Semaphore::new(MAX_CONCURRENT_ANSWERS),
         }
     }
 
@@ -270,6 +287,26 @@ mod tests {
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     }
 
+    /// Attack: many slow API requests at once (each costs the cluster
+    /// several questions); past the bound they are turned away at once.
+    #[tokio::test]
+    async fn answers_beyond_the_bound_are_turned_away() {
+        let dashboard = dashboard();
+        let _all = dashboard
+            .answering
+            .try_acquire_many(MAX_CONCURRENT_ANSWERS as u32)
+            .expect("permits");
+        let response = dashboard.respond(get("/api/namespaces", "localhost")).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let page = dashboard.respond(get("/", "localhost")).await;
+        assert_eq!(
+            page.status(),
+            StatusCode::OK,
+            "the page itself is still served"
+        );
+    }
+
     #[test]
     fn every_file_the_page_names_is_embedded() {
         let page = String::from_utf8_lossy(assets::get("/").expect("page").body).into_owned();
@@ -277,6 +314,7 @@ mod tests {
             "vendor/uplot/uPlot.min.css",
             "style.css",
             "vendor/uplot/uPlot.iife.min.js",
+            "vendor/cytoscape/cytoscape.min.js",
             "app.js",
         ] {
             assert!(
