@@ -474,6 +474,12 @@ fn helm_template_renders_what_mesh_viz_install_renders() {
                 ha: false,
                 flags: &["--prometheus-url=http://prometheus.monitoring.svc.cluster.local:9090"],
             },
+            Case {
+                name: "ha",
+                values: "",
+                ha: true,
+                flags: &["--ha"],
+            },
         ],
     );
 }

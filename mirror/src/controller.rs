@@ -25,7 +25,7 @@ use crate::link::LinkSettings;
 use crate::metrics::MirrorMetrics;
 use crate::probe::{GatewayHealth, spawn_prober};
 use crate::status::{Rejected, Report, StatusWriter};
-use crate::sync::{LocalViews, RemoteViews, pass, selector_string};
+use crate::sync::{LocalViews, RemoteViews, pass};
 use mesh_api::labels::GATEWAY_SERVICE_ANNOTATION;
 
 pub use crate::metrics::metrics;
@@ -160,7 +160,7 @@ impl Mirror {
         }
         let watched = RemoteSource {
             secret: settings.credentials_secret.clone(),
-            selector: selector_string(link.spec.selector.as_ref()),
+            selector: settings.selector.clone(),
             linkerd_namespace: settings.linkerd_namespace.clone(),
             gateway_service: link
                 .metadata

@@ -38,6 +38,10 @@ pub struct LinkSettings {
     /// The `mesh.dev/transport` annotation (`quic`, `tcp` or `auto`), when
     /// set.
     pub transport: Option<String>,
+    /// `spec.selector` as the API's label selector (Linkerd's default:
+    /// `mirror.linkerd.io/exported=true`): which of the linked cluster's
+    /// Services are watched and mirrored.
+    pub selector: String,
 }
 
 /// A field of a Link that cannot be used.
@@ -128,6 +132,12 @@ impl LinkSettings {
                     .ok_or_else(|| bad(field, format!("{value} is not a port"))),
             };
         let gateway_port = port("gatewayPort", Some(&spec.gateway_port), 4143)?;
+        let selector = match &spec.selector {
+            None => format!("{}=true", mesh_api::labels::MIRROR_EXPORTED),
+            Some(selector) => {
+                mesh_api::selector::query(selector).map_err(|reason| bad("selector", reason))?
+            }
+        };
         let probe = spec.probe_spec.clone().unwrap_or_default();
         let probe_port = port("probeSpec.port", probe.port.as_ref(), 4191)?;
         let probe_period = match &probe.period {
@@ -180,6 +190,7 @@ impl LinkSettings {
             failure_threshold,
             probe_timeout,
             transport: None,
+            selector,
         })
     }
 
@@ -204,6 +215,7 @@ impl LinkSettings {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
     use mesh_api::crds::link::ProbeSpec;
 
     use super::*;
@@ -241,6 +253,14 @@ mod tests {
         assert_eq!(settings.failure_threshold, 3);
         assert_eq!(settings.credentials_secret, "cluster-credentials-east");
         assert_eq!(settings.cluster_domain, "cluster.local");
+        assert_eq!(settings.selector, "mirror.linkerd.io/exported=true");
+        let mut scoped = spec();
+        scoped.selector = Some(LabelSelector {
+            match_labels: Some([("tier".to_owned(), "web".to_owned())].into()),
+            match_expressions: None,
+        });
+        let settings = LinkSettings::from_spec("east", &scoped).expect("valid");
+        assert_eq!(settings.selector, "tier=web");
     }
 
     #[test]
@@ -268,6 +288,19 @@ mod tests {
                     s.probe_spec.as_mut().expect("probe").period = Some("soon".into());
                 }),
                 "probeSpec.period",
+            ),
+            (
+                Box::new(|s: &mut LinkSpec| {
+                    s.selector = Some(LabelSelector {
+                        match_labels: None,
+                        match_expressions: Some(vec![LabelSelectorRequirement {
+                            key: "mirror.linkerd.io/exported".into(),
+                            operator: "Bogus".into(),
+                            values: None,
+                        }]),
+                    });
+                }),
+                "selector",
             ),
         ] {
             let mut bad = spec();

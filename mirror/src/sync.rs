@@ -20,13 +20,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher;
-use mesh_api::labels::{
-    MIRROR_CLUSTER_NAME, MIRROR_EXPORTED, MIRROR_MIRRORED_SERVICE, TRUST_ROOTS_CONFIGMAP,
-};
+use mesh_api::labels::{MIRROR_CLUSTER_NAME, MIRROR_MIRRORED_SERVICE, TRUST_ROOTS_CONFIGMAP};
 use tokio::sync::Notify;
 
 use crate::desired::{
@@ -68,30 +65,6 @@ pub struct NotListed {
     pub what: &'static str,
     /// The watch's last error.
     pub error: Option<String>,
-}
-
-/// The label selector a Link's `selector` stands for (Linkerd's default:
-/// `mirror.linkerd.io/exported=true`).
-pub fn selector_string(selector: Option<&LabelSelector>) -> String {
-    let Some(selector) = selector else {
-        return format!("{MIRROR_EXPORTED}=true");
-    };
-    let mut parts: Vec<String> = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for requirement in selector.match_expressions.iter().flatten() {
-        let values = requirement.values.clone().unwrap_or_default().join(",");
-        parts.push(match requirement.operator.as_str() {
-            "In" => format!("{} in ({values})", requirement.key),
-            "NotIn" => format!("{} notin ({values})", requirement.key),
-            "Exists" => requirement.key.clone(),
-            _ => format!("!{}", requirement.key),
-        });
-    }
-    parts.join(",")
 }
 
 /// The linked cluster as the mirror sees it: the Services its Link exports
@@ -521,28 +494,4 @@ fn with_kind<T: serde::Serialize>(object: &T, kind: &str) -> serde_json::Value {
     value["apiVersion"] = "v1".into();
     value["kind"] = kind.into();
     value
-}
-
-#[cfg(test)]
-mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
-    use super::*;
-
-    #[test]
-    fn link_selectors_become_label_selectors() {
-        assert_eq!(selector_string(None), "mirror.linkerd.io/exported=true");
-        let selector = LabelSelector {
-            match_labels: Some([("tier".to_owned(), "web".to_owned())].into()),
-            match_expressions: Some(vec![LabelSelectorRequirement {
-                key: "env".into(),
-                operator: "In".into(),
-                values: Some(vec!["prod".into(), "staging".into()]),
-            }]),
-        };
-        assert_eq!(
-            selector_string(Some(&selector)),
-            "tier=web,env in (prod,staging)"
-        );
-    }
 }

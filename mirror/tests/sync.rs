@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use mesh_clusters::testing::shared_cluster;
 use mesh_mirror::desired::Gateway;
-use mesh_mirror::sync::{LocalViews, Outcome, RemoteViews, pass, selector_string};
+use mesh_mirror::sync::{LocalViews, Outcome, RemoteViews, pass};
 use tokio::sync::Notify;
 
 fn gateway(cluster: &str, alive: bool) -> Gateway {
@@ -104,7 +104,10 @@ async fn exported_services_are_mirrored_and_unexported_ones_removed() {
             .await
             .expect("create endpoints");
     }
-    let selector = format!("{},app in (web,private)", selector_string(None));
+    let selector = format!(
+        "{}=true,app in (web,private)",
+        mesh_api::labels::MIRROR_EXPORTED
+    );
 
     let changed = Arc::new(Notify::new());
     let views = (
@@ -246,7 +249,7 @@ async fn a_headless_service_is_mirrored_per_pod() {
         .create(&PostParams::default(), &pods(&["db-0", "db-1"]))
         .await
         .expect("create endpoints");
-    let selector = format!("{},app=db", selector_string(None));
+    let selector = format!("{}=true,app=db", mesh_api::labels::MIRROR_EXPORTED);
     let changed = Arc::new(Notify::new());
     let views = (
         RemoteViews::start(&client, &selector, "linkerd", None, &changed),

@@ -184,11 +184,11 @@ fn selector_labels() -> std::collections::BTreeMap<String, String> {
     [("app".to_owned(), GATEWAY.to_owned())].into()
 }
 
-/// Gateway replicas spread over nodes, then zones, where the cluster has
+/// Replicas (the gateway's, viz's tap) spread over nodes, then zones, where the cluster has
 /// them: preferred, not required, so that a one-node cluster still runs
 /// every replica (each pod is a failure domain of its own for a rolling
 /// update or a crash).
-fn spread(selector: &std::collections::BTreeMap<String, String>) -> Affinity {
+pub(crate) fn spread(selector: &std::collections::BTreeMap<String, String>) -> Affinity {
     let term = |topology: &str, weight: i32| WeightedPodAffinityTerm {
         pod_affinity_term: PodAffinityTerm {
             label_selector: Some(LabelSelector {

@@ -13,7 +13,7 @@ use super::install::{InstallArgs, PROMETHEUS_IMAGE, objects};
 use crate::install::chart::ChartFile;
 use crate::install::chart::template::{
     CONTROLLER_IMAGE_PREAMBLE, GENERATED, Substitutions, chart_yaml, controller_image_values,
-    escape_braces, substitute, wrap_document,
+    escape_braces, substitute, wrap_block, wrap_document,
 };
 use crate::install::manifest;
 
@@ -71,6 +71,9 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
             registry: None,
             controller_image: Some(MARKERS[7].0.into()),
         },
+        // Rendered as --ha; the values decide (`tap.replicas`,
+        // `enablePodAntiAffinity`, `enablePodDisruptionBudget`).
+        ha: true,
     };
     let tls = crate::install::injector::WebhookTls {
         cert_pem: MARKERS[8].0.into(),
@@ -84,12 +87,24 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
     let substitutions = Substitutions {
         markers: &MARKERS,
         literals: Vec::new(),
-        lines: Vec::new(),
+        lines: vec![(
+            format!("replicas: {}", super::install::TAP_HA_REPLICAS),
+            "replicas: {{ .Values.tap.replicas }}".into(),
+        )],
     };
     let mut template =
         format!("{{{{- /* {GENERATED} */}}}}\n{URL_CHECK}{CONTROLLER_IMAGE_PREAMBLE}{TAP_TLS}");
     let yaml = |object: &serde_json::Value| -> anyhow::Result<String> {
         let text = escape_braces(&manifest::to_yaml(std::slice::from_ref(object))?);
+        let text = match object["kind"].as_str() {
+            Some("PodDisruptionBudget") => {
+                wrap_document(&text, ".Values.enablePodDisruptionBudget")
+            }
+            Some("Deployment") if object["spec"]["template"]["spec"]["affinity"].is_object() => {
+                wrap_block(&text, "      affinity:", ".Values.enablePodAntiAffinity")?
+            }
+            _ => text,
+        };
         Ok(substitute(&text, &substitutions))
     };
     // The configuration, from the render with an external Prometheus; the
@@ -135,10 +150,21 @@ pub fn files() -> anyhow::Result<Vec<ChartFile>> {
                  # instead of installing one; it must scrape the proxies with Linkerd's\n\
                  # configuration.\nprometheusUrl: \"\"\n\
                  # The trust domain of workload identities (tap's is in it).\n\
-                 identityTrustDomain: {}\n# The cluster's DNS domain.\nclusterDomain: cluster.local\n",
+                 identityTrustDomain: {}\n# The cluster's DNS domain.\nclusterDomain: cluster.local\n\
+                 # tap's replicas (3 in values-ha.yaml).\ntap:\n  replicas: 1\n\
+                 # Spread tap's replicas over nodes and zones.\nenablePodAntiAffinity: false\n\
+                 # A PodDisruptionBudget letting one tap replica down at a time.\nenablePodDisruptionBudget: false\n",
                 controller_image_values(),
                 mesh_api::labels::CONTROL_PLANE_NAMESPACE,
                 mesh_api::identity::DEFAULT_TRUST_DOMAIN,
+            ),
+        },
+        ChartFile {
+            path: "mesh-viz/values-ha.yaml".into(),
+            contents: format!(
+                "# {GENERATED}\n# What `mesh viz install --ha` sets (Linkerd viz's values-ha.yaml).\n\
+                 tap:\n  replicas: {}\nenablePodAntiAffinity: true\nenablePodDisruptionBudget: true\n",
+                super::install::TAP_HA_REPLICAS
             ),
         },
         ChartFile {

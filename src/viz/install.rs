@@ -45,7 +45,15 @@ pub struct InstallArgs {
     /// The tap component's image.
     #[command(flatten)]
     pub image: crate::images::ControllerImageArgs,
+    /// High availability, as Linkerd viz's `values-ha.yaml`: 3 tap replicas
+    /// spread over nodes and zones, a PodDisruptionBudget letting one down
+    /// at a time.
+    #[arg(long, env = "MESH_VIZ_HA")]
+    pub ha: bool,
 }
+
+/// Tap's replicas with `--ha`.
+pub const TAP_HA_REPLICAS: u32 = 3;
 
 fn external_prometheus(url: &str) -> Result<String, String> {
     super::prometheus::ServiceRef::parse(url).map(|_| url.to_owned())
@@ -201,12 +209,14 @@ scrape_configs:
     )
 }
 
-/// The Deployment of one of viz's controller components: one replica of
-/// `container` as ServiceAccount `name` in viz's namespace, with the
-/// restricted security context every component runs with, and `volumes`.
+/// The Deployment of one of viz's controller components: `replicas` of
+/// `container` as ServiceAccount `name` in viz's namespace (spread over
+/// nodes and zones when there are several), with the restricted security
+/// context every component runs with, and `volumes`.
 pub(crate) fn component_deployment(
     name: &str,
     labels: &serde_json::Value,
+    replicas: u32,
     mut container: serde_json::Value,
     volumes: Vec<serde_json::Value>,
 ) -> Object {
@@ -225,11 +235,17 @@ pub(crate) fn component_deployment(
     if !volumes.is_empty() {
         spec["volumes"] = volumes.into();
     }
+    if replicas > 1 {
+        let selector: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(labels.clone()).unwrap_or_default();
+        spec["affinity"] = serde_json::to_value(crate::multicluster::install::spread(&selector))
+            .unwrap_or_default();
+    }
     serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {"metadata": {"labels": labels}, "spec": spec},
         },
@@ -365,11 +381,37 @@ mod tests {
             identity_trust_domain: "cluster.local".into(),
             cluster_domain: "cluster.local".into(),
             image: Default::default(),
+            ha: false,
         }
     }
 
     fn tls() -> crate::install::injector::WebhookTls {
         crate::viz::tap_component::serving_tls("cluster.local").expect("tls")
+    }
+
+    #[test]
+    fn ha_spreads_three_tap_replicas_and_lets_one_down_at_a_time() {
+        let objects = objects(&InstallArgs { ha: true, ..args() }, &tls());
+        let find = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("no {kind}/{name}"))
+        };
+        let tap = find("Deployment", "tap");
+        assert_eq!(tap["spec"]["replicas"], 3);
+        let spread = &tap["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+        assert_eq!(
+            spread[0]["podAffinityTerm"]["topologyKey"],
+            "kubernetes.io/hostname"
+        );
+        assert_eq!(
+            find("PodDisruptionBudget", "tap")["spec"]["maxUnavailable"],
+            1
+        );
+        assert_eq!(find("Deployment", "web")["spec"]["replicas"], 1);
+        let plain = super::objects(&args(), &tls());
+        assert!(!plain.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
     }
 
     #[test]

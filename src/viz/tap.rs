@@ -93,13 +93,13 @@ pub async fn events(
     args: &TapFilters,
     mut each: impl FnMut(TapEvent) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let client =
-        mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
-            .await?;
     anyhow::ensure!(
         !args.namespaces.all_namespaces,
         "tap watches one namespace's resource (-n NS); to tap a whole namespace, tap ns/NAME"
     );
+    let client =
+        mesh_api::kube_client::client(global.kubeconfig.as_deref(), global.context.as_deref())
+            .await?;
     let namespace = args.namespaces.resolve(&client).unwrap_or_default();
     let request = request(args, &namespace)?;
     let target = request

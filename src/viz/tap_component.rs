@@ -63,7 +63,7 @@ pub fn objects(args: &InstallArgs, tls: &WebhookTls) -> Vec<Object> {
     };
     let base64 = base64::engine::general_purpose::STANDARD;
     let admin_port = mesh_api::ports::TAP_ADMIN;
-    vec![
+    let mut objects = vec![
         serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(TAP, Some(NAMESPACE))}),
         serde_json::json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -126,6 +126,11 @@ pub fn objects(args: &InstallArgs, tls: &WebhookTls) -> Vec<Object> {
         super::install::component_deployment(
             TAP,
             &labels,
+            if args.ha {
+                super::install::TAP_HA_REPLICAS
+            } else {
+                1
+            },
             serde_json::json!({
                 "name": TAP,
                 "image": args.image.controller_image(),
@@ -171,5 +176,14 @@ pub fn objects(args: &InstallArgs, tls: &WebhookTls) -> Vec<Object> {
                 "caBundle": base64.encode(&tls.ca_pem),
             },
         }),
-    ]
+    ];
+    if args.ha {
+        // One tap replica down at a time (a drain, a rolling update).
+        objects.push(serde_json::json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": meta(TAP, Some(NAMESPACE)),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+        }));
+    }
+    objects
 }

@@ -55,6 +55,7 @@ pub fn objects(args: &InstallArgs) -> Vec<Object> {
         super::install::component_deployment(
             WEB,
             &labels,
+            1,
             serde_json::json!({
                 "name": WEB,
                 "image": args.image.controller_image(),

@@ -28,6 +28,8 @@ pub mod ports;
 pub mod prometheus;
 pub mod route_policy;
 #[cfg(feature = "crds")]
+pub mod selector;
+#[cfg(feature = "crds")]
 pub mod service;
 
 pub use identity::{IdentityName, InvalidIdentity};

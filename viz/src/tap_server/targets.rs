@@ -218,30 +218,11 @@ async fn list(client: &kube::Client, ns: &str, selector: &str) -> Result<Vec<Pod
 /// A label selector as the API's `labelSelector` parameter takes it; an
 /// empty selector is refused (it would select every pod).
 pub fn selector_string(selector: &LabelSelector) -> Result<String, String> {
-    let mut parts: Vec<String> = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for e in selector.match_expressions.iter().flatten() {
-        let values = e.values.clone().unwrap_or_default().join(",");
-        parts.push(match e.operator.as_str() {
-            "In" => format!("{} in ({values})", e.key),
-            "NotIn" => format!("{} notin ({values})", e.key),
-            "Exists" => e.key.clone(),
-            "DoesNotExist" => format!("!{}", e.key),
-            other => {
-                return Err(format!(
-                    "selector operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
-                ));
-            }
-        });
-    }
-    if parts.is_empty() {
+    let query = mesh_api::selector::query(selector).map_err(|e| format!("its selector's {e}"))?;
+    if query.is_empty() {
         return Err("its selector is empty".into());
     }
-    Ok(parts.join(","))
+    Ok(query)
 }
 
 #[cfg(test)]
