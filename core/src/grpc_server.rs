@@ -142,6 +142,7 @@ pub fn serve(
         server_config,
         conns_tx,
         drain.signaled(),
+        crate::tls::incoming::CONTROL_MAX_CONNECTIONS,
     ));
     drain.spawn(async move {
         if let Err(e) = router

@@ -136,6 +136,7 @@ pub async fn start(config: ServerConfig, client: kube::Client) -> Result<Running
         server_config,
         conns_tx,
         drain.signaled(),
+        mesh_core::tls::incoming::CONTROL_MAX_CONNECTIONS,
     ));
     let grpc_stop = drain.signaled();
     drain.spawn(async move {

@@ -27,6 +27,10 @@ pub const MAX_TAPS: usize = 16;
 /// second's worth at a time).
 pub const MAX_LIMIT: u32 = 10_000;
 
+/// Connections the tap listener holds at once (handshaking or served):
+/// only the tap component connects, a few at a time.
+pub const MAX_CONNECTIONS: usize = 256;
+
 /// The largest `ObserveRequest` accepted.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
@@ -100,9 +104,15 @@ pub fn serve(
     Ok(async move {
         let (conns_tx, conns_rx) = tokio::sync::mpsc::channel(MAX_TAPS);
         let accept_stop = drain.clone();
-        let accept = TlsIncoming::accept_loop(listener, config, conns_tx, async move {
-            accept_stop.wait().await;
-        });
+        let accept = TlsIncoming::accept_loop(
+            listener,
+            config,
+            conns_tx,
+            async move {
+                accept_stop.wait().await;
+            },
+            MAX_CONNECTIONS,
+        );
         let server = tonic::transport::Server::builder()
             .max_concurrent_streams(Some(MAX_TAPS as u32))
             .add_service(TapServer::new(service).max_decoding_message_size(MAX_REQUEST_BYTES))
