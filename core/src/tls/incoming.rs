@@ -83,6 +83,16 @@ impl TlsIncoming {
         }
     }
 
+    /// The certificate the client presented first (its own), if any.
+    pub fn peer_certificate(&self) -> Option<&rustls_pki_types::CertificateDer<'static>> {
+        self.stream.get_ref().1.peer_certificates()?.first()
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.get_ref().0.peer_addr().ok()
+    }
+
     /// The finished connections, as tonic wants them.
     pub fn stream(
         rx: mpsc::Receiver<std::io::Result<TlsIncoming>>,

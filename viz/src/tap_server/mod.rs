@@ -325,54 +325,51 @@ pub async fn serve(
     server: Arc<TapServer>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::pin!(stop);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    continue;
+    let (connections, mut finished) = tokio::sync::mpsc::channel(64);
+    let accept = mesh_core::tls::incoming::TlsIncoming::accept_loop(
+        listener,
+        tls,
+        connections,
+        stop,
+        MAX_CONNECTIONS,
+    );
+    let serve = async move {
+        while let Some(Ok(connection)) = finished.recv().await {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let peer = connection.peer_addr();
+                let allowed = connection
+                    .peer_certificate()
+                    .is_some_and(|cert| server.authn.allows(cert));
+                if !allowed {
+                    tracing::info!(
+                        ?peer,
+                        "a client certificate that is not the API server's: closed"
+                    );
+                    return;
                 }
-            },
-            () = &mut stop => return,
-        };
-        let acceptor = acceptor.clone();
-        let server = server.clone();
-        tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
-            let tls = match handshake.await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake: {e}"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let allowed = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .is_some_and(|cert| server.authn.allows(cert));
-            if !allowed {
-                tracing::info!(%peer, "a client certificate that is not the API server's: closed");
-                return;
-            }
-            let service = hyper::service::service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.handle(req).await) }
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                if let Err(e) = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(connection), service)
+                    .await
+                {
+                    tracing::debug!(?peer, "connection: {e}");
+                }
             });
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, "connection: {e}");
-            }
-        });
-    }
+        }
+    };
+    tokio::join!(accept, serve);
 }
+
+/// Connections the tap component holds at once (the API server's, a few
+/// per user tapping).
+pub const MAX_CONNECTIONS: usize = 1_000;
 
 #[cfg(test)]
 mod tests {
