@@ -95,6 +95,12 @@ async fn relay(
             "the dashboard only answers GET\n".into(),
         );
     }
+    if !relayed(request.uri().path()) {
+        return reply(
+            http::StatusCode::NOT_FOUND,
+            "the dashboard has no such page\n".into(),
+        );
+    }
     let path = request
         .uri()
         .path_and_query()
@@ -133,6 +139,17 @@ async fn relay(
         }
     }
     response
+}
+
+/// Whether `path` is one of the dashboard's: its files or `/api/<word>`.
+/// Nothing else is relayed with the user's credentials: a path such as
+/// `/../../../secrets` would otherwise leave the web Service's proxy
+/// prefix once the API server cleans it, and read the cluster as the user.
+fn relayed(path: &str) -> bool {
+    mesh_viz::web::assets::get(path).is_some()
+        || path
+            .strip_prefix("/api/")
+            .is_some_and(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// Runs `mesh viz dashboard` until Ctrl-C.
@@ -189,4 +206,36 @@ fn open_browser(url: &str) -> bool {
             .stderr(std::process::Stdio::null())
             .spawn()
             .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attack: another local user (or a page whose request got past the
+    /// Host check) climbs out of the web Service's proxy prefix to reach
+    /// the API server with this user's credentials.
+    #[test]
+    fn only_the_dashboards_own_paths_are_relayed() {
+        for path in [
+            "/",
+            "/app.js",
+            "/vendor/uplot/uPlot.min.css",
+            "/api/namespaces",
+            "/api/trafficsplit",
+        ] {
+            assert!(relayed(path), "{path} is the dashboard's");
+        }
+        for path in [
+            "/../../../secrets",
+            "/api/../../../../api/v1/secrets",
+            "/api/%2e%2e/secrets",
+            "/api/",
+            "/api/namespaces/x",
+            "//api/v1/secrets",
+            "/secrets",
+        ] {
+            assert!(!relayed(path), "{path} was relayed");
+        }
+    }
 }
