@@ -143,7 +143,7 @@ async fn relay(
 
 /// Whether `path` is one of the dashboard's: its files or `/api/<word>`.
 /// Nothing else is relayed with the user's credentials: a path such as
-/// `/../../../secrets` would otherwise leave the web Service's proxy
+/// `/../../../secrets` could otherwise leave the web Service's proxy
 /// prefix once the API server cleans it, and read the cluster as the user.
 fn relayed(path: &str) -> bool {
     mesh_viz::web::assets::get(path).is_some()
