@@ -80,16 +80,11 @@ impl Relay {
 pub async fn dashboard(p: &impl Provider, ns: &str) -> anyhow::Result<()> {
     let relay = Relay::start(p, Cluster::West).await?;
     let authority = relay.authority.clone();
-    let get = |path: String| {
-        let relay = &relay;
-        async move { relay.get(&path).await }
-    };
     // The web pod may still be starting, and Prometheus must have a
     // window of podinfo's traffic.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let workloads = loop {
-        let answer = get(format!("/api/workloads?namespace={ns}")).await;
-        match answer.and_then(|body| Ok(serde_json::from_str::<serde_json::Value>(&body)?)) {
+        match relay.json(&format!("/api/workloads?namespace={ns}")).await {
             Ok(json) => {
                 let podinfo = json["rows"]
                     .as_array()
@@ -113,12 +108,12 @@ pub async fn dashboard(p: &impl Provider, ns: &str) -> anyhow::Result<()> {
         workloads["meshed"] == serde_json::json!([2, 2]) && workloads["success"].as_f64().is_some(),
         "the dashboard shows podinfo meshed 2/2 with a success rate: {workloads}"
     );
-    let page = get("/".into()).await?;
+    let page = relay.get("/").await?;
     anyhow::ensure!(
         page.contains("app.js") && page.contains("uPlot"),
         "the dashboard's page names its script and charts:\n{page}"
     );
-    let clusters: serde_json::Value = serde_json::from_str(&get("/api/clusters".into()).await?)?;
+    let clusters = relay.json("/api/clusters").await?;
     let split = clusters["trafficSplits"]
         .as_array()
         .into_iter()

@@ -46,10 +46,7 @@ pub enum Show {
 
 /// The prefix of the web Service's port in the API server's service proxy.
 fn proxy_prefix() -> String {
-    format!(
-        "/api/v1/namespaces/{NAMESPACE}/services/{WEB}:{}/proxy",
-        mesh_api::ports::WEB
-    )
+    mesh_api::kube_client::proxy_prefix("services", NAMESPACE, WEB, mesh_api::ports::WEB)
 }
 
 /// The longest answer relayed.

@@ -92,6 +92,12 @@ pub async fn service_get(
     .await
 }
 
+/// The API server's proxy path to port `port` of `resource` (`pods`,
+/// `services`) `namespace/name`; a path on that port follows it.
+pub fn proxy_prefix(resource: &str, namespace: &str, name: &str, port: u16) -> String {
+    format!("/api/v1/namespaces/{namespace}/{resource}/{name}:{port}/proxy")
+}
+
 async fn proxied(
     client: &kube::Client,
     method: http::Method,
@@ -101,7 +107,7 @@ async fn proxied(
     port: u16,
     path: &str,
 ) -> anyhow::Result<String> {
-    let uri = format!("/api/v1/namespaces/{namespace}/{resource}/{name}:{port}/proxy{path}");
+    let uri = format!("{}{path}", proxy_prefix(resource, namespace, name, port));
     let request = http::Request::builder()
         .method(method.clone())
         .uri(&uri)

@@ -109,11 +109,7 @@ pub fn query_range_path(promql: &str, start: f64, end: f64, step: f64) -> String
 /// The series of Prometheus's answer `body` to the range query `promql`;
 /// errors as [`samples`] gives them.
 pub fn ranges(body: &str, promql: &str) -> Result<Vec<Range>, String> {
-    let Some(result) = result(body, promql, "matrix")? else {
-        return Ok(Vec::new());
-    };
-    let series: Vec<MatrixSeries> = serde_json::from_value(result)
-        .map_err(|e| format!("answered {promql:?} with malformed series: {e}"))?;
+    let series: Vec<MatrixSeries> = result(body, promql, "matrix")?;
     Ok(series
         .into_iter()
         .map(|s| Range {
@@ -127,12 +123,12 @@ pub fn ranges(body: &str, promql: &str) -> Result<Vec<Range>, String> {
         .collect())
 }
 
-/// The `result` of an answer of `result_type`, `None` when it has no data.
-fn result(
+/// The series of an answer of `result_type` (none when it has no data).
+fn result<T: serde::de::DeserializeOwned>(
     body: &str,
     promql: &str,
     result_type: &str,
-) -> Result<Option<serde_json::Value>, String> {
+) -> Result<Vec<T>, String> {
     let answer: Answer = serde_json::from_str(body).map_err(|e| {
         format!(
             "answered {:?}: {e}",
@@ -146,7 +142,7 @@ fn result(
         ));
     }
     let Some(data) = answer.data else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     if data.result_type != result_type {
         return Err(format!(
@@ -154,7 +150,8 @@ fn result(
             data.result_type
         ));
     }
-    Ok(Some(data.result))
+    serde_json::from_value(data.result)
+        .map_err(|e| format!("answered {promql:?} with malformed series: {e}"))
 }
 
 /// The samples of Prometheus's answer `body` to `promql`; an error that
@@ -162,11 +159,7 @@ fn result(
 /// with an answer that is not a vector. A series whose value is not a
 /// number is left out.
 pub fn samples(body: &str, promql: &str) -> Result<Vec<Sample>, String> {
-    let Some(result) = result(body, promql, "vector")? else {
-        return Ok(Vec::new());
-    };
-    let series: Vec<Series> = serde_json::from_value(result)
-        .map_err(|e| format!("answered {promql:?} with malformed series: {e}"))?;
+    let series: Vec<Series> = result(body, promql, "vector")?;
     Ok(series
         .into_iter()
         .filter_map(|s| {
