@@ -91,7 +91,7 @@ pub async fn run(global: &GlobalArgs, args: &TapArgs) -> anyhow::Result<()> {
 pub async fn events(
     global: &GlobalArgs,
     args: &TapFilters,
-    mut each: impl FnMut(TapEvent) -> anyhow::Result<()>,
+    each: impl FnMut(TapEvent) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
         !args.namespaces.all_namespaces,
@@ -102,6 +102,18 @@ pub async fn events(
             .await?;
     let namespace = args.namespaces.resolve(&client).unwrap_or_default();
     let request = request(args, &namespace)?;
+    stream(&client, &request, &args.target.to_string(), each).await
+}
+
+/// Sends `request` to the tap API through the API server (with the
+/// client's credentials: RBAC decides), handing each event to `each` until
+/// the stream ends or `each` fails; `what` names the target in errors.
+pub async fn stream(
+    client: &kube::Client,
+    request: &TapByResourceRequest,
+    what: &str,
+    mut each: impl FnMut(TapEvent) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let target = request
         .target
         .as_ref()
@@ -113,7 +125,7 @@ pub async fn events(
     let response = client
         .send(http_request.map(kube::client::Body::from))
         .await
-        .map_err(|e| anyhow::anyhow!("tapping {}: {e}", args.target))?;
+        .map_err(|e| anyhow::anyhow!("tapping {what}: {e}"))?;
     let status = response.status();
     let error = response.headers().contains_key(tap_api::ERROR_HEADER);
     let mut body = response.into_body();
@@ -123,7 +135,7 @@ pub async fn events(
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        anyhow::bail!("tapping {}: {}", args.target, error_message(status, &bytes));
+        anyhow::bail!("tapping {what}: {}", error_message(status, &bytes));
     }
     let mut reader = FrameReader::default();
     while let Some(frame) = body.frame().await {
@@ -163,7 +175,7 @@ fn error_message(status: http::StatusCode, body: &[u8]) -> String {
 }
 
 /// The request for `args` in `namespace`.
-fn request(args: &TapFilters, namespace: &str) -> anyhow::Result<TapByResourceRequest> {
+pub fn request(args: &TapFilters, namespace: &str) -> anyhow::Result<TapByResourceRequest> {
     let target = resource(&args.target, namespace, "the target")?;
     let mut matches = Vec::new();
     if let Some(to) = &args.to {
@@ -213,7 +225,7 @@ fn request(args: &TapFilters, namespace: &str) -> anyhow::Result<TapByResourceRe
 }
 
 /// The tap resource for `target`: one named object of a kind tap serves.
-fn resource(target: &Target, namespace: &str, what: &str) -> anyhow::Result<Resource> {
+pub fn resource(target: &Target, namespace: &str, what: &str) -> anyhow::Result<Resource> {
     let kind = match target.kind {
         Kind::Deployment
         | Kind::StatefulSet

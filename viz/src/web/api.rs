@@ -66,7 +66,7 @@ impl Params {
 
     /// A Kubernetes object name (`namespace`, `name`): required, and a
     /// DNS subdomain.
-    fn object_name(&self, key: &str) -> Result<&str, Failure> {
+    pub fn object_name(&self, key: &str) -> Result<&str, Failure> {
         let value = self
             .0
             .get(key)
@@ -85,6 +85,11 @@ impl Params {
                 "parameter {key}={value:?} is not a Kubernetes object name"
             )))
         }
+    }
+
+    /// The value of `key`, when given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
     }
 
     /// The `window` (`1m` unless given), at most an hour.

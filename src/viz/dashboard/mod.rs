@@ -6,7 +6,10 @@
 //! agent serves no port-forward, and the service proxy reaches whichever
 //! web pod is ready. Only GETs whose `Host` is the printed address are
 //! relayed (a page rebinding its name to this machine is refused before
-//! the user's credentials are used).
+//! the user's credentials are used). The page's live tap is answered
+//! here, not relayed: see [`tap`].
+
+pub mod tap;
 
 use std::net::SocketAddr;
 
@@ -14,6 +17,8 @@ use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt, Full, Limited};
+
+use self::tap::Taps;
 
 use super::install::NAMESPACE;
 use super::web_component::WEB;
@@ -62,19 +67,26 @@ const RELAYED: [http::HeaderName; 6] = [
     http::header::CACHE_CONTROL,
 ];
 
-/// Relays one browser request to the web component, after checking its
-/// `Host`: a page whose DNS name was rebound to this machine sends its
-/// own name, and is refused before the user's credentials are used.
+/// What the relay answers: a whole answer, or the tap's stream.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+/// A plain-text answer.
+pub fn reply(status: http::StatusCode, text: String) -> http::Response<Body> {
+    let mut response = http::Response::new(Full::new(Bytes::from(text)).boxed_unsync());
+    *response.status_mut() = status;
+    response
+}
+
+/// Relays one browser request to the web component (or answers the live
+/// tap), after checking its `Host`: a page whose DNS name was rebound to
+/// this machine sends its own name, and is refused before the user's
+/// credentials are used.
 async fn relay(
     client: kube::Client,
+    taps: Taps,
     allowed_host: String,
     request: http::Request<hyper::body::Incoming>,
-) -> http::Response<Full<Bytes>> {
-    let reply = |status: http::StatusCode, text: String| {
-        let mut response = http::Response::new(Full::new(Bytes::from(text)));
-        *response.status_mut() = status;
-        response
-    };
+) -> http::Response<Body> {
     let host = request
         .headers()
         .get(http::header::HOST)
@@ -91,6 +103,9 @@ async fn relay(
             http::StatusCode::METHOD_NOT_ALLOWED,
             "the dashboard only answers GET\n".into(),
         );
+    }
+    if request.uri().path() == tap::PATH {
+        return taps.answer(request.headers(), request.uri().query().unwrap_or_default());
     }
     if !relayed(request.uri().path()) {
         return reply(
@@ -128,7 +143,7 @@ async fn relay(
             );
         }
     };
-    let mut response = http::Response::new(Full::new(body));
+    let mut response = http::Response::new(Full::new(body).boxed_unsync());
     *response.status_mut() = parts.status;
     for name in RELAYED {
         if let Some(value) = parts.headers.get(&name) {
@@ -172,15 +187,16 @@ pub async fn run(global: &GlobalArgs, args: &DashboardArgs) -> anyhow::Result<()
         println!("Open it in a browser (no browser could be started here).");
     }
     println!("Press Ctrl-C to stop.");
+    let taps = Taps::new(client.clone());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
-                let (client, authority) = (client.clone(), authority.clone());
+                let (client, taps, authority) = (client.clone(), taps.clone(), authority.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
-                        let (client, authority) = (client.clone(), authority.clone());
-                        async move { Ok::<_, std::convert::Infallible>(relay(client, authority, request).await) }
+                        let (client, taps, authority) = (client.clone(), taps.clone(), authority.clone());
+                        async move { Ok::<_, std::convert::Infallible>(relay(client, taps, authority, request).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
