@@ -69,6 +69,11 @@ impl Chromium {
         Ok(out.stdout)
     }
 
+    /// `url` open in a browser that keeps running it, read while it runs.
+    pub async fn open(&self, url: &str) -> anyhow::Result<crate::devtools::LivePage> {
+        crate::devtools::LivePage::open(&self.binary, url).await
+    }
+
     /// The document `url`'s script built.
     pub async fn dom(&self, url: &str) -> anyhow::Result<String> {
         let out = self.run(&["--dump-dom".to_owned()], url).await?;

@@ -5,7 +5,8 @@
 //!
 //! - [`provider`]: what a scenario needs from the clusters.
 //! - [`local`]: the local west/east pair shared by a test run.
-//! - [`browser`]: headless Chromium loading the dashboard's pages.
+//! - [`browser`]: headless Chromium loading the dashboard's pages;
+//!   [`devtools`]: a page left open and read while it runs (live tap).
 //! - [`anchor_rotation`]: the four-step trust anchor rotation under load,
 //!   without a restart.
 //! - [`failover`]: the failover scenario (bad deploy, fix, outage under load).
@@ -23,6 +24,7 @@
 
 pub mod anchor_rotation;
 pub mod browser;
+pub mod devtools;
 pub mod failover;
 pub mod gateway_restart;
 pub mod helm;

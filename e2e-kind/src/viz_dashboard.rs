@@ -5,8 +5,9 @@
 //! (the DNS-rebinding attack on a local port-forward); then headless
 //! Chromium loads every page: the workload page's figures match `viz
 //! stat` for the same window, the topology graph holds the client →
-//! podinfo edge, the clusters page shows the split; screenshots are left in
-//! `target/screenshots`.
+//! podinfo edge, podinfo's workload page fills its live calls from the
+//! tap stream while it stays open, the clusters page shows the split;
+//! screenshots are left in `target/screenshots`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -216,6 +217,7 @@ async fn browser(p: &impl Provider, ns: &str, base: &str) -> anyhow::Result<()> 
         namespaces.contains(&format!("#/namespace/{ns}")),
         "the namespaces page links {ns}:\n{namespaces}"
     );
+    live_calls(&chromium, base, ns).await?;
     for (name, url) in [
         ("namespaces", format!("{base}/#/namespaces")),
         ("namespace", namespace_page.clone()),
@@ -226,6 +228,62 @@ async fn browser(p: &impl Provider, ns: &str, base: &str) -> anyhow::Result<()> 
             .await?;
     }
     Ok(())
+}
+
+/// podinfo's workload page, left open: its live calls (tapped by the
+/// relay with the test's credentials) fill with the client's requests,
+/// and the latest events show them over mTLS; a screenshot of it is left
+/// as `viz-workload.png`.
+async fn live_calls(
+    chromium: &crate::browser::Chromium,
+    base: &str,
+    ns: &str,
+) -> anyhow::Result<()> {
+    let mut page = chromium
+        .open(&format!("{base}/#/namespace/{ns}/deployment/podinfo"))
+        .await?;
+    let dom = page
+        .wait_for(
+            "a live call from the client to podinfo",
+            Duration::from_secs(60),
+            |dom| {
+                dom.contains("data-call=\"client-")
+                    && dom.contains("proxy=in ")
+                    && dom.contains("tls=true")
+            },
+        )
+        .await?;
+    let marker = dom
+        .split("data-call=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .find(|call| call.starts_with("client-") && call.contains("→podinfo-"))
+        .ok_or_else(|| anyhow::anyhow!("no live call from a client pod to a podinfo pod:\n{dom}"))?
+        .to_owned();
+    let cells = crate::browser::row_cells(&dom, &format!("data-call=\"{marker}\""))
+        .ok_or_else(|| anyhow::anyhow!("no row for {marker}"))?;
+    // Source, Destination, Method, Path, Count, Best, Worst, Last, Success.
+    anyhow::ensure!(
+        cells.len() == 9
+            && cells[2] == "GET"
+            && cells[4].parse::<u64>().is_ok_and(|n| n > 0)
+            && cells[8].ends_with('%'),
+        "the live call {marker} reads {cells:?}"
+    );
+    // The stream goes on: the count grows while the page stays open.
+    let first: u64 = cells[4].parse()?;
+    page.wait_for(
+        "the live call's count growing",
+        Duration::from_secs(30),
+        |dom| {
+            crate::browser::row_cells(dom, &format!("data-call=\"{marker}\""))
+                .and_then(|cells| cells.get(4).and_then(|c| c.parse::<u64>().ok()))
+                .is_some_and(|n| n > first)
+        },
+    )
+    .await?;
+    page.screenshot(&crate::browser::screenshot_dir().join("viz-workload.png"))
+        .await
 }
 
 /// The status line of a GET / sent with `host` as its Host.

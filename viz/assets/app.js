@@ -81,24 +81,145 @@ async function namespacePage(namespace) {
   const [data, graph] = await Promise.all([api("workloads" + query), api("edges" + query)]);
   const rows = data.rows.map((r) =>
     el("tr", { "data-workload": r.kind + "/" + r.name },
-      el("td", {}, r.kind), el("td", {}, r.name), el("td", {}, meshed(r)), ...goldenCells(r)));
-  const edgeRows = graph.edges.map((e) =>
-    el("tr", { "data-edge": e.src + "→" + e.dst },
-      el("td", {}, e.src), el("td", {}, e.dst), el("td", {}, e.src_namespace || "-"), el("td", {}, e.dst_namespace),
-      el("td", { class: e.secured ? "ok" : "bad" }, e.secured ? "√" : (e.no_tls_reason || "no")),
-      el("td", { class: "num " + successClass(e.success) }, pct(e.success)),
-      el("td", { class: "num" }, rps(e.rps))));
+      el("td", {}, r.kind),
+      el("td", {}, el("a", { href: workloadHref(namespace, r.kind, r.name) }, r.name)),
+      el("td", {}, meshed(r)), ...goldenCells(r)));
   pendingTopology = graph.edges;
   return [
     table(["Kind", "Name", "Meshed", ...GOLDEN], rows),
     el("h2", {}, "Topology"),
     el("div", { id: "topology", class: "topology" }),
     el("h2", {}, "Edges"),
-    edgeRows.length
-      ? el("table", {}, el("thead", {}, el("tr", {}, ...["Source", "Destination", "Source ns", "Destination ns", "Secured", "Success", "RPS"].map((h) => el("th", {}, h)))), el("tbody", {}, ...edgeRows))
-      : el("p", { class: "muted" }, "No edges in this window."),
+    edgeTable(graph.edges),
   ];
 }
+
+// Who calls whom: whether both sides presented identities, and what the
+// caller saw.
+function edgeTable(edges) {
+  if (edges.length === 0) return el("p", { class: "muted" }, "No edges in this window.");
+  const rows = edges.map((e) =>
+    el("tr", { "data-edge": e.src + "→" + e.dst },
+      el("td", {}, e.src), el("td", {}, e.dst), el("td", {}, e.src_namespace || "-"), el("td", {}, e.dst_namespace),
+      el("td", { class: e.secured ? "ok" : "bad" }, e.secured ? "√" : (e.no_tls_reason || "no")),
+      el("td", { class: "num " + successClass(e.success) }, pct(e.success)),
+      el("td", { class: "num" }, rps(e.rps))));
+  return el("table", {},
+    el("thead", {}, el("tr", {}, ...["Source", "Destination", "Source ns", "Destination ns", "Secured", "Success", "RPS"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows));
+}
+
+function workloadHref(namespace, kind, name) {
+  return "#/namespace/" + encodeURIComponent(namespace) + "/" + encodeURIComponent(kind) + "/" + encodeURIComponent(name);
+}
+
+// A workload: its golden metrics, who calls it and whom it calls, and its
+// live calls (tapped by `mesh viz dashboard` with the user's credentials).
+async function workloadPage(namespace, kind, name) {
+  const query = "?namespace=" + encodeURIComponent(namespace);
+  const [data, graph] = await Promise.all([api("workloads" + query), api("edges" + query)]);
+  const row = data.rows.find((r) => r.kind === kind && r.name === name);
+  const inbound = graph.edges.filter((e) => e.dst === name && e.dst_namespace === namespace);
+  const outbound = graph.edges.filter((e) => e.src === name && e.src_namespace === namespace);
+  live.follow(namespace, kind, name);
+  return [
+    row
+      ? table(["Kind", "Name", "Meshed", ...GOLDEN], [el("tr", { "data-workload": kind + "/" + name }, el("td", {}, kind), el("td", {}, name), el("td", {}, meshed(row)), ...goldenCells(row))])
+      : el("p", { class: "muted" }, "No " + kind + " " + namespace + "/" + name + " (or no traffic in this window)."),
+    el("h2", {}, "Inbound"),
+    edgeTable(inbound),
+    el("h2", {}, "Outbound"),
+    edgeTable(outbound),
+    el("h2", {}, "Live calls"),
+    live.box,
+  ];
+}
+
+// The live tap of the workload on screen: one stream from `mesh viz
+// dashboard`'s own /tap, a snapshot a second (calls summed as `viz top`
+// sums them, the latest events as `viz tap` prints them). The box outlives
+// the page's 5-second redraws; leaving the page stops the stream.
+const live = {
+  box: el("div", { id: "live" }),
+  target: null,
+  abort: null,
+
+  follow(namespace, kind, name) {
+    const target = namespace + "/" + kind + "/" + name;
+    if (this.target === target) return;
+    this.stop();
+    this.target = target;
+    this.box.replaceChildren(el("p", { class: "muted" }, "Waiting for requests…"));
+    this.run(namespace, kind, name, target);
+  },
+
+  stop() {
+    if (this.abort) this.abort.abort();
+    this.abort = null;
+    this.target = null;
+  },
+
+  async run(namespace, kind, name, target) {
+    while (this.target === target) {
+      const abort = new AbortController();
+      this.abort = abort;
+      let retryMs = 1000;
+      try {
+        const query = new URLSearchParams({ namespace, kind, name });
+        const response = await fetch("tap?" + query, { signal: abort.signal });
+        if (response.status === 404) {
+          this.say("Live calls are tapped by `mesh viz dashboard` with your own credentials: open the dashboard through it.");
+          return;
+        }
+        if (!response.ok) {
+          this.say("tap: " + (await response.text()).trim());
+          retryMs = 5000;
+        } else {
+          await this.read(response.body.getReader(), target);
+        }
+      } catch (e) {
+        if (abort.signal.aborted) return;
+        this.say("tap: " + e.message);
+        retryMs = 5000;
+      }
+      await new Promise((resolve) => setTimeout(resolve, retryMs));
+    }
+  },
+
+  async read(reader, target) {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || this.target !== target) return;
+      pending += decoder.decode(value, { stream: true });
+      let newline;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        if (line.trim()) this.show(JSON.parse(line));
+      }
+    }
+  },
+
+  say(message) {
+    this.box.replaceChildren(el("div", { class: "error" }, message));
+  },
+
+  show(snapshot) {
+    if (snapshot.error) return this.say("tap: " + snapshot.error);
+    const rows = snapshot.calls.map((c) =>
+      el("tr", { "data-call": c.source + "→" + c.destination + " " + c.method + " " + c.path },
+        el("td", {}, c.source), el("td", {}, c.destination), el("td", {}, c.method), el("td", {}, c.path),
+        el("td", { class: "num" }, c.count),
+        el("td", { class: "num" }, ms(c.bestMs)), el("td", { class: "num" }, ms(c.worstMs)), el("td", { class: "num" }, ms(c.lastMs)),
+        el("td", { class: "num " + successClass(c.successRate) }, pct(c.successRate))));
+    this.box.replaceChildren(
+      table(["Source", "Destination", "Method", "Path", "Count", "Best", "Worst", "Last", "Success"], rows),
+      el("h2", {}, "Latest events"),
+      el("pre", { class: "events" }, snapshot.latest.join("\n")));
+  },
+};
 
 // After a namespace page is in the document: who calls whom, each edge
 // labelled with the caller's success rate, dashed when not secured.
@@ -208,7 +329,13 @@ async function drawSplitCharts() {
   }
 }
 
+const WORKLOAD_ROUTE = /^#\/namespace\/([^/]+)\/([^/]+)\/([^/]+)$/;
+
 const routes = [
+  [WORKLOAD_ROUTE, (m) => {
+    const [namespace, kind, name] = m.slice(1).map(decodeURIComponent);
+    return [kind + " " + namespace + "/" + name, () => workloadPage(namespace, kind, name), "namespaces"];
+  }],
   [/^#\/namespace\/(.+)$/, (m) => ["Namespace " + decodeURIComponent(m[1]), () => namespacePage(decodeURIComponent(m[1])), "namespaces"]],
   [/^#\/clusters$/, () => ["Clusters", clustersPage, "clusters"]],
   [/^.*$/, () => ["Namespaces", namespacesPage, "namespaces"]],
@@ -220,6 +347,7 @@ async function render() {
     const match = hash.match(pattern);
     if (!match) continue;
     const [title, build, nav] = page(match);
+    if (pattern !== WORKLOAD_ROUTE) live.stop();
     document.getElementById("title").textContent = title;
     for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.id === "nav-" + nav);
     try {

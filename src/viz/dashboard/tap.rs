@@ -6,19 +6,22 @@
 //! tap rights at all (Linkerd's web taps as its own ServiceAccount, so
 //! whoever reaches the dashboard taps with web's rights).
 //!
-//! Each event is one line of Linkerd's JSON (`tap -o json`), sent as it
-//! arrives (`application/x-ndjson`); a failure is a line `{"error": …}`.
-//! A stream ends after [`TAP_DURATION`] (the page asks again) or as soon
-//! as the page goes away.
+//! The page is sent one JSON line a second while something changed
+//! (`application/x-ndjson`): the requests summed as `mesh viz top` sums
+//! them (`calls`) and the latest events as `mesh viz tap` prints them
+//! (`latest`); a failure is a last line `{"error": …}`. A stream ends
+//! after [`TAP_DURATION`] (the page asks again) or once the page stops
+//! reading.
 //!
 //! Bounds: [`MAX_TAPS`] streams at once (503 beyond), [`MAX_RPS`] requests
-//! a second per stream, [`BUFFERED_LINES`] lines waiting for a slow page
-//! (later ones are dropped, not queued). Only the page itself may start a
+//! a second per stream; a page that reads slowly is sent fewer
+//! snapshots (each holds the whole table), never a growing queue. Only the page itself may start a
 //! tap: a request a browser marks as sent by another site
 //! (`Sec-Fetch-Site`) is refused, so a page elsewhere cannot make the
 //! user's browser tap with the user's credentials.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +31,7 @@ use tokio::sync::{Semaphore, mpsc};
 use super::{Body, reply};
 use crate::viz::resource::{NamespaceArgs, Target};
 use crate::viz::tap::{self, TapFilters};
+use crate::viz::top;
 
 /// The path the relay answers itself.
 pub const PATH: &str = "/tap";
@@ -39,10 +43,10 @@ pub const MAX_TAPS: usize = 4;
 pub const MAX_RPS: f32 = 20.0;
 
 /// How long one stream lasts before the page asks again.
-pub const TAP_DURATION: Duration = Duration::from_secs(60);
+pub const TAP_DURATION: Duration = Duration::from_secs(300);
 
-/// Lines held for a page that reads slower than events arrive.
-pub const BUFFERED_LINES: usize = 256;
+/// Snapshots held for a page that reads slower than they come.
+const BUFFERED_LINES: usize = 2;
 
 /// The kinds the page taps.
 const KINDS: [&str; 5] = ["deployment", "statefulset", "daemonset", "job", "pod"];
@@ -154,37 +158,114 @@ fn filters(query: &str) -> Result<TapFilters, String> {
     })
 }
 
-/// Taps what `filters` names for at most [`TAP_DURATION`], each event a
-/// JSON line on `lines`, until the page stops reading; a failure is the
-/// last line.
+/// What the page is shown of one stream: the requests summed as
+/// `mesh viz top` sums them, and the latest events as `mesh viz tap`
+/// prints them.
+#[derive(Default)]
+struct Live {
+    calls: top::Table,
+    latest: VecDeque<String>,
+    changed: bool,
+}
+
+impl Live {
+    fn add(&mut self, event: &linkerd2_proxy_api::tap::TapEvent) {
+        self.calls.add(event);
+        if self.latest.len() == LATEST_EVENTS {
+            self.latest.pop_front();
+        }
+        self.latest.push_back(tap::line(event, false));
+        self.changed = true;
+    }
+
+    /// A line with the calls and latest events, when they changed.
+    fn snapshot(&mut self) -> Option<Bytes> {
+        if !std::mem::take(&mut self.changed) {
+            return None;
+        }
+        let millis = |d: Duration| d.as_secs_f64() * 1e3;
+        let calls: Vec<_> = self
+            .calls
+            .rows()
+            .into_iter()
+            .map(|(key, row)| {
+                serde_json::json!({
+                    "source": key.source,
+                    "destination": key.destination,
+                    "method": key.method,
+                    "path": key.path,
+                    "count": row.count,
+                    "successRate": row.successes as f64 / row.count.max(1) as f64,
+                    "bestMs": millis(row.best),
+                    "worstMs": millis(row.worst),
+                    "lastMs": millis(row.last),
+                })
+            })
+            .collect();
+        Some(json_line(
+            &serde_json::json!({ "calls": calls, "latest": self.latest }),
+        ))
+    }
+}
+
+/// Events the page shows as `mesh viz tap` prints them.
+const LATEST_EVENTS: usize = 30;
+
+/// `value` as one line.
+fn json_line(value: &serde_json::Value) -> Bytes {
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Taps what `filters` names for at most [`TAP_DURATION`], sending the
+/// page a [`Live`] snapshot each second something changed, until the page
+/// stops reading; a failure is the last line.
 async fn stream_lines(client: &kube::Client, filters: &TapFilters, lines: mpsc::Sender<Bytes>) {
-    let gone = lines.clone();
+    let live = Mutex::new(Live::default());
     let what = filters.target.to_string();
     let tapped = async {
         let namespace = filters.namespaces.namespace.clone().unwrap_or_default();
         let request = tap::request(filters, &namespace)?;
         tap::stream(client, &request, &what, |event| {
-            let mut line = serde_json::to_vec(&tap::json(&event))?;
-            line.push(b'\n');
-            match lines.try_send(Bytes::from(line)) {
-                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
-                Err(mpsc::error::TrySendError::Closed(_)) => anyhow::bail!("the page went away"),
-            }
+            live.lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .add(&event);
+            Ok(())
         })
         .await
     };
+    let snapshots = async {
+        let mut every = tokio::time::interval(SNAPSHOT_EVERY);
+        loop {
+            every.tick().await;
+            let snapshot = live.lock().ok().and_then(|mut live| live.snapshot());
+            if let Some(snapshot) = snapshot
+                && lines.send(snapshot).await.is_err()
+            {
+                return;
+            }
+        }
+    };
     let failure = tokio::select! {
-        () = gone.closed() => return,
+        () = snapshots => return,
+        () = lines.closed() => return,
         ended = tokio::time::timeout(TAP_DURATION, tapped) => match ended {
-            Ok(Err(e)) => e,
-            Ok(Ok(())) | Err(_) => return,
+            Ok(Err(e)) => Some(e),
+            Ok(Ok(())) | Err(_) => None,
         },
     };
-    let mut line = serde_json::to_vec(&serde_json::json!({ "error": format!("{failure:#}") }))
-        .unwrap_or_default();
-    line.push(b'\n');
-    let _ = gone.try_send(Bytes::from(line));
+    let last = live.lock().ok().and_then(|mut live| live.snapshot());
+    for line in last
+        .into_iter()
+        .chain(failure.map(|e| json_line(&serde_json::json!({ "error": format!("{e:#}") }))))
+    {
+        let _ = lines.send(line).await;
+    }
 }
+
+/// How often the page is sent what changed.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
