@@ -222,9 +222,11 @@ mod tests {
     /// for the stream to end).
     #[tokio::test]
     async fn a_page_that_streams_is_read_while_it_runs() {
-        let chromium = crate::browser::Chromium::find().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
+        let chromium = crate::browser::Chromium::find().expect("Chromium");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("an address");
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
@@ -255,13 +257,16 @@ mod tests {
                 });
             }
         });
-        let mut page = chromium.open(&format!("http://{address}/")).await.unwrap();
+        let mut page = chromium
+            .open(&format!("http://{address}/"))
+            .await
+            .expect("the page");
         let dom = page
             .wait_for("the fifth event", Duration::from_secs(60), |dom| {
                 dom.contains("event4 ")
             })
             .await
-            .unwrap();
+            .expect("events");
         assert!(dom.contains("event0 event1 event2 event3 event4"), "{dom}");
     }
 }

@@ -280,7 +280,7 @@ mod tests {
         let query = "namespace=shop&kind=deployment&name=web";
         for site in ["cross-site", "same-site", "none"] {
             let mut headers = http::HeaderMap::new();
-            headers.insert("sec-fetch-site", site.parse().unwrap());
+            headers.insert("sec-fetch-site", http::HeaderValue::from_static(site));
             let response = taps.answer(&headers, query);
             assert_eq!(response.status(), http::StatusCode::FORBIDDEN, "{site}");
         }
@@ -298,10 +298,10 @@ mod tests {
             ("namespace=shop&kind=service&name=web", "kind=\"service\""),
             ("namespace=shop&kind=deployment&name=../x", "name=\"../x\""),
         ] {
-            let why = filters(query).unwrap_err();
+            let why = filters(query).expect_err(query);
             assert!(why.contains(named), "{query}: {why}");
         }
-        let ok = filters("namespace=shop&kind=statefulset&name=db").unwrap();
+        let ok = filters("namespace=shop&kind=statefulset&name=db").expect("a statefulset");
         assert_eq!(ok.target.to_string(), "statefulset/db");
         assert_eq!(ok.max_rps, MAX_RPS);
     }
@@ -312,7 +312,12 @@ mod tests {
     async fn taps_past_the_bound_wait_their_turn() {
         let taps = Taps::new(test_client());
         let held: Vec<_> = (0..MAX_TAPS)
-            .map(|_| taps.streams.clone().try_acquire_owned().unwrap())
+            .map(|_| {
+                taps.streams
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("a free stream")
+            })
             .collect();
         let response = taps.answer(
             &http::HeaderMap::new(),
@@ -325,7 +330,7 @@ mod tests {
 
     /// A client for an API server that is never reached by these tests.
     fn test_client() -> kube::Client {
-        let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
-        kube::Client::try_from(config).unwrap()
+        let config = kube::Config::new("https://127.0.0.1:1".parse().expect("a URL"));
+        kube::Client::try_from(config).expect("a client")
     }
 }
