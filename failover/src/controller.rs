@@ -581,7 +581,8 @@ impl Controller {
         }
         let (kind, namespace, name) = key;
         tracing::warn!(%kind, %namespace, %name, "not managed: {}", errors.join("; "));
-        self.metrics.set_state(namespace, name, -1);
+        self.metrics
+            .set_state(namespace, name, mesh_api::failover_state::value("Invalid"));
         let event = Event {
             type_: EventType::Warning,
             reason: "InvalidFailoverSettings".into(),

@@ -154,14 +154,9 @@ impl Phase {
         })
     }
 
-    /// The `failover_state` gauge's value.
+    /// The `failover_state` gauge's value (the table viz reads it by).
     pub fn gauge(&self) -> i64 {
-        match self {
-            Self::Primary => 0,
-            Self::FailingOver { .. } => 1,
-            Self::FailedOver { .. } => 2,
-            Self::FailingBack { .. } => 3,
-        }
+        mesh_api::failover_state::value(self.name())
     }
 }
 

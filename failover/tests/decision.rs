@@ -393,3 +393,19 @@ fn readiness_only_never_sees_a_bad_deploy() {
     sim.run(1);
     assert_eq!(sim.weights(), [0, 100]);
 }
+
+/// Each phase is written to `failover_state` as the value viz's clusters
+/// page reads back as that phase.
+#[test]
+fn every_phase_is_written_as_the_value_viz_reads_it_by() {
+    let settings = Settings::default();
+    for name in ["Primary", "FailingOver", "FailedOver", "FailingBack"] {
+        let phase = Phase::resume(name, Duration::ZERO, 50, &settings)
+            .unwrap_or_else(|| panic!("{name} resumes"));
+        assert_eq!(
+            mesh_api::failover_state::name(phase.gauge() as f64),
+            name,
+            "{phase:?}"
+        );
+    }
+}

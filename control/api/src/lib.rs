@@ -14,6 +14,7 @@
 
 #[cfg(feature = "crds")]
 pub mod crds;
+pub mod failover_state;
 pub mod identity;
 #[cfg(feature = "watch")]
 pub mod index_watch;

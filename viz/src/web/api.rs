@@ -194,21 +194,6 @@ async fn edges(dashboard: &Dashboard, namespace: &str, window: &str) -> Result<V
     Ok(json!({ "namespace": namespace, "edges": edges }))
 }
 
-/// The failover phases by `failover_state`'s value.
-fn phase_name(value: f64) -> &'static str {
-    if !value.is_finite() {
-        return "Unknown";
-    }
-    match value as i64 {
-        0 => "Primary",
-        1 => "FailingOver",
-        2 => "FailedOver",
-        3 => "FailingBack",
-        -1 => "Invalid",
-        _ => "Unknown",
-    }
-}
-
 /// A list's items; none when the kind is not installed (no multicluster
 /// extension, no SMI CRD: a 404), an error for anything else.
 fn installed<K>(
@@ -328,7 +313,7 @@ async fn clusters(dashboard: &Dashboard) -> Result<Value, Failure> {
             let phase = phases
                 .iter()
                 .find(|s| s.label("namespace") == ns && s.label("trafficsplit") == name)
-                .map(|s| phase_name(s.value));
+                .map(|s| mesh_api::failover_state::name(s.value));
             let weights = split.spec.percentages();
             let backends: Vec<Value> = split
                 .spec
@@ -414,7 +399,12 @@ async fn split_history(
         .collect();
     let phase: Vec<(f64, &str)> = phase
         .first()
-        .map(|r| r.points.iter().map(|(t, v)| (*t, phase_name(*v))).collect())
+        .map(|r| {
+            r.points
+                .iter()
+                .map(|(t, v)| (*t, mesh_api::failover_state::name(*v)))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(json!({
         "namespace": namespace,
@@ -447,14 +437,5 @@ mod tests {
         };
         assert!(why.contains("\"namespace\" is missing"), "{why}");
         assert_eq!(Params::parse("").window().ok(), Some("1m"));
-    }
-
-    #[test]
-    fn phases_are_named_as_the_controller_names_them() {
-        assert_eq!(phase_name(0.0), "Primary");
-        assert_eq!(phase_name(2.0), "FailedOver");
-        assert_eq!(phase_name(-1.0), "Invalid");
-        assert_eq!(phase_name(f64::NAN), "Unknown");
-        assert_eq!(phase_name(7.0), "Unknown");
     }
 }
