@@ -246,15 +246,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     drain.spawn(inbound.serve(inbound_listener, drain.signal()));
     // Tap, for its one authorized client, when the proxy has an identity
-    // to serve it with.
-    let tap =
-        credentials
-            .as_ref()
-            .zip(config.tap_svc_name.clone())
-            .map(|(credentials, authorized)| {
-                let service = crate::tap::server::TapService::new(taps, authorized);
-                (credentials, service)
-            });
+    // to serve it with (and was built with the `tap` feature).
+    if !cfg!(feature = "tap") && config.tap_svc_name.is_some() {
+        tracing::warn!("LINKERD2_PROXY_TAP_SVC_NAME is set, but this proxy was built without tap");
+    }
+    let tap = credentials
+        .as_ref()
+        .filter(|_| cfg!(feature = "tap"))
+        .zip(config.tap_svc_name.clone())
+        .map(|(credentials, authorized)| {
+            let service = crate::tap::server::TapService::new(taps, authorized);
+            (credentials, service)
+        });
     if let Some((credentials, service)) = tap {
         let listener = bind(config.control_listen).await?;
         drain.spawn(crate::tap::server::serve(

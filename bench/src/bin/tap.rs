@@ -1,14 +1,19 @@
 //! `tap-bench`: what tap costs the proxies. Two pods in network namespaces
 //! (the proxy tests' harness); a client calls the server pod through both
-//! proxies at a fixed rate (open loop), three times: with tap off (no tap
-//! identity configured: no tap server), with tap on but nobody tapping,
-//! and with a tap on both proxies taking every request (its events read
-//! as fast as they come, over mutual TLS as the tap identity). Reports the
-//! client's p50/p99 and both proxies' CPU seconds per 1,000 requests in
-//! each run, as a Markdown table.
+//! proxies at a fixed rate (open loop), up to four times: with proxies
+//! built without tap (the `tap` feature off: no tap check on the request
+//! path at all), with tap off (no tap identity configured: no tap server),
+//! with tap on but nobody tapping, and with a tap on both proxies taking
+//! every request (its events read as fast as they come, over mutual TLS as
+//! the tap identity). Reports the client's p50/p99 and both proxies' CPU
+//! seconds per 1,000 requests in each run, as a Markdown table.
 //!
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench`:
 //! `target/release/tap-bench [rps, default 1000] [seconds per run, default 20]`.
+//! The first run needs a proxy built without tap, named by
+//! `MESH_PROXY_WITHOUT_TAP` (`cargo build --release -p mesh-proxy
+//! --no-default-features --target-dir target/without-tap`); without it,
+//! that run is skipped and the output says so.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,8 +85,28 @@ async fn main() {
     mesh.web(DestinationProfile::default(), meshed(&[(8080, "web-1")]));
     mesh.app("web-1", 8080).await;
 
+    let with_tap = mesh.proxy_program().to_path_buf();
+    let without_tap = std::env::var_os("MESH_PROXY_WITHOUT_TAP").map(std::path::PathBuf::from);
+    let mut runs = vec!["tap off", "tap on, idle", "tapping every request"];
+    match &without_tap {
+        Some(program) => {
+            eprintln!(
+                "tap-bench: first run with proxies from {}",
+                program.display()
+            );
+            mesh.run_proxies_from(program).await;
+            runs.insert(0, WITHOUT_TAP);
+        }
+        None => eprintln!(
+            "tap-bench: MESH_PROXY_WITHOUT_TAP not set: skipping the run without tap compiled in \
+             (build one with `cargo build --release -p mesh-proxy --no-default-features --target-dir target/without-tap`)"
+        ),
+    }
     let mut rows = Vec::new();
-    for run in ["tap off", "tap on, idle", "tapping every request"] {
+    for run in runs {
+        if run == "tap off" && without_tap.is_some() {
+            mesh.run_proxies_from(&with_tap).await;
+        }
         if run == "tap on, idle" {
             for side in [Side::Client, Side::Server] {
                 mesh.set_proxy_env(side, "LINKERD2_PROXY_TAP_SVC_NAME", TAP_ID);
@@ -122,12 +147,25 @@ async fn main() {
     }
     let p99 = |i: usize| ms(percentile(&rows[i].1, 0.99));
     let cpu = |i: usize| rows[i].3 / rows[i].1.len().max(1) as f64;
+    let base = usize::from(without_tap.is_some());
     println!();
+    if base == 1 {
+        println!(
+            "Ratio of tap off to tap not compiled in: p99 {:.2}, CPU {:.2}.",
+            p99(1) / p99(0).max(f64::EPSILON),
+            cpu(1) / cpu(0).max(f64::EPSILON),
+        );
+    } else {
+        println!("(No run without tap compiled in: MESH_PROXY_WITHOUT_TAP was not set.)");
+    }
     println!(
         "p99 ratio to tap off: idle {:.2}, tapping {:.2}; CPU ratio: idle {:.2}, tapping {:.2}.",
-        p99(1) / p99(0).max(f64::EPSILON),
-        p99(2) / p99(0).max(f64::EPSILON),
-        cpu(1) / cpu(0).max(f64::EPSILON),
-        cpu(2) / cpu(0).max(f64::EPSILON),
+        p99(base + 1) / p99(base).max(f64::EPSILON),
+        p99(base + 2) / p99(base).max(f64::EPSILON),
+        cpu(base + 1) / cpu(base).max(f64::EPSILON),
+        cpu(base + 2) / cpu(base).max(f64::EPSILON),
     );
 }
+
+/// The run whose proxies were built without the `tap` feature.
+const WITHOUT_TAP: &str = "tap not compiled in";

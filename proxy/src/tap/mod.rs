@@ -180,9 +180,10 @@ impl Taps {
         taps
     }
 
-    /// Whether any tap is registered.
+    /// Whether any tap is registered. Built without the `tap` feature,
+    /// never: the request path's tap checks are constant and compiled out.
     pub fn is_active(&self) -> bool {
-        self.inner.active.load(Ordering::Relaxed) > 0
+        cfg!(feature = "tap") && self.inner.active.load(Ordering::Relaxed) > 0
     }
 
     /// Starts reporting `request` to the taps that want it, if any; the
