@@ -8,8 +8,6 @@
 
 use mesh_test_util as support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -18,55 +16,21 @@ use mesh_failover::prometheus::Prometheus;
 use mesh_failover::signals;
 use support::*;
 
-/// The Prometheus scripts/setup.sh builds (or `MESH_PROMETHEUS`).
-fn prometheus_binary() -> PathBuf {
-    mesh_clusters::prometheus::locate()
-        .unwrap_or_else(|e| panic!("this test needs a Prometheus server: {e:#}"))
-}
-
 /// Prometheus in the client pod's network namespace, scraping its proxy
 /// and the server pod's every second, with the `namespace` label Linkerd's
 /// scrape configuration gives a pod in Kubernetes namespace `test`.
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(netns_path: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: linkerd-proxy\n    \
-                 static_configs:\n      - targets: ['127.0.0.1:4191', '{SERVER_IP}:4191']\n        \
-                 labels: {{namespace: test}}\n"
-            ),
-        )
-        .expect("config");
-        let child = Command::new("nsenter")
-            .arg(format!("--net={netns_path}"))
-            .arg(prometheus_binary())
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg("--web.listen-address=127.0.0.1:9090")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts");
-        Self { child, _dir: dir }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_prometheus(netns_path: &str) -> mesh_clusters::prometheus::Server {
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: linkerd-proxy\n    \
+         static_configs:\n      - targets: ['127.0.0.1:4191', '{SERVER_IP}:4191']\n        \
+         labels: {{namespace: test}}\n"
+    );
+    mesh_clusters::prometheus::Server::start(
+        &config,
+        "127.0.0.1:9090".parse().expect("address"),
+        Some(netns_path),
+    )
+    .unwrap_or_else(|e| panic!("this test needs a Prometheus server: {e:#}"))
 }
 
 #[tokio::test]
@@ -107,7 +71,7 @@ async fn prometheus_reads_what_the_proxies_metrics_pages_say() {
         "the server proxy counts what it served the client's identity: {server_page}"
     );
 
-    let _server = Server::start(&mesh.client.path());
+    let _server = start_prometheus(&mesh.client.path());
     let server_instance = format!("{SERVER_IP}:4191");
     let (from_prometheus, served, scraped) = mesh
         .client
