@@ -51,12 +51,7 @@ pub(crate) async fn run(args: WebArgs, client: kube::Client) -> anyhow::Result<(
         .map_err(|e| anyhow::anyhow!("--prometheus-url: {e}"))?;
     let enforced_host = regex::Regex::new(&args.enforced_host)
         .with_context(|| format!("--enforced-host {:?}", args.enforced_host))?;
-    let dashboard = Arc::new(Dashboard {
-        client,
-        prometheus,
-        enforced_host,
-        answering: tokio::sync::Semaphore::new(mesh_viz::web::MAX_CONCURRENT_ANSWERS),
-    });
+    let dashboard = Arc::new(Dashboard::new(client, prometheus, enforced_host));
     let (listener, _) = mesh_core::listen::bind(args.listen).await?;
     let (admin_listener, _) = mesh_core::listen::bind(args.admin_listen).await?;
     let registry = prometheus_client::registry::Registry::default();

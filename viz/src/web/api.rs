@@ -87,6 +87,13 @@ impl Params {
         }
     }
 
+    /// The parameters as one text, in a fixed order (a cache key).
+    pub fn canonical(&self) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.0)
+            .finish()
+    }
+
     /// The value of `key`, when given.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)

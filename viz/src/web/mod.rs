@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod cache;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct Dashboard {
     /// Prometheus several questions); beyond [`MAX_CONCURRENT_ANSWERS`]
     /// a request is told to come back.
     pub answering: tokio::sync::Semaphore,
+    /// The last few seconds' answers, shared by every tab.
+    pub answers: cache::Answers,
 }
 
 /// How many API answers are worked out at once.
@@ -65,6 +68,18 @@ impl std::fmt::Debug for Dashboard {
 }
 
 impl Dashboard {
+    /// A dashboard that reads Kubernetes with `client` and asks
+    /// `prometheus`, answering the `Host` values `enforced_host` matches.
+    pub fn new(client: kube::Client, prometheus: Prometheus, enforced_host: regex::Regex) -> Self {
+        Self {
+            client,
+            prometheus,
+            enforced_host,
+            answering: tokio::sync::Semaphore::new(MAX_CONCURRENT_ANSWERS),
+            answers: cache::Answers::default(),
+        }
+    }
+
     /// The answer to one request.
     pub async fn respond<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
         if !matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -100,6 +115,13 @@ impl Dashboard {
         let Some(endpoint) = path.strip_prefix("/api/") else {
             return text(StatusCode::NOT_FOUND, "no such page");
         };
+        let query = api::Params::parse(request.uri().query().unwrap_or_default());
+        let slot = self
+            .answers
+            .slot(&format!("{endpoint}?{}", query.canonical()));
+        if let Some((status, body)) = slot.get() {
+            return respond(*status, "application/json", body.clone());
+        }
         let Ok(_permit) = self.answering.try_acquire() else {
             let mut busy = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -109,19 +131,23 @@ impl Dashboard {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             return busy;
         };
-        let query = api::Params::parse(request.uri().query().unwrap_or_default());
-        match api::answer(self, endpoint, &query).await {
-            Ok(json) => respond(
-                StatusCode::OK,
-                "application/json",
-                Bytes::from(json.to_string()),
-            ),
-            Err(api::Failure::BadRequest(why)) => json_error(StatusCode::BAD_REQUEST, &why),
-            Err(api::Failure::NotFound) => json_error(StatusCode::NOT_FOUND, "no such endpoint"),
-            Err(api::Failure::Upstream(e)) => {
-                json_error(StatusCode::BAD_GATEWAY, &format!("{e:#}"))
-            }
-        }
+        let (status, body) = slot
+            .get_or_init(|| async {
+                match api::answer(self, endpoint, &query).await {
+                    Ok(json) => (StatusCode::OK, Bytes::from(json.to_string())),
+                    Err(api::Failure::BadRequest(why)) => {
+                        (StatusCode::BAD_REQUEST, error_body(&why))
+                    }
+                    Err(api::Failure::NotFound) => {
+                        (StatusCode::NOT_FOUND, error_body("no such endpoint"))
+                    }
+                    Err(api::Failure::Upstream(e)) => {
+                        (StatusCode::BAD_GATEWAY, error_body(&format!("{e:#}")))
+                    }
+                }
+            })
+            .await;
+        respond(*status, "application/json", body.clone())
     }
 }
 
@@ -156,11 +182,12 @@ fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 }
 
 fn json_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    respond(
-        status,
-        "application/json",
-        Bytes::from(serde_json::json!({ "error": message }).to_string()),
-    )
+    respond(status, "application/json", error_body(message))
+}
+
+/// `{"error": message}`.
+fn error_body(message: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "error": message }).to_string())
 }
 
 /// How long a connection may take to send a request's head.
@@ -196,13 +223,73 @@ mod tests {
     /// A dashboard whose Kubernetes API and Prometheus are nowhere: these
     /// tests are about what is refused before either is asked.
     fn dashboard() -> Dashboard {
+        dashboard_asking("http://127.0.0.1:9")
+    }
+
+    /// A dashboard asking the Prometheus at `url` (its Kubernetes API is
+    /// nowhere).
+    fn dashboard_asking(url: &str) -> Dashboard {
         let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
-        Dashboard {
-            client: kube::Client::try_from(config).expect("client"),
-            prometheus: Prometheus::direct("http://127.0.0.1:9").expect("prometheus"),
-            enforced_host: regex::Regex::new(DEFAULT_ENFORCED_HOST).expect("regex"),
-            answering: tokio::sync::Semaphore::new(MAX_CONCURRENT_ANSWERS),
+        Dashboard::new(
+            kube::Client::try_from(config).expect("client"),
+            Prometheus::direct(url).expect("prometheus"),
+            regex::Regex::new(DEFAULT_ENFORCED_HOST).expect("regex"),
+        )
+    }
+
+    /// How many range queries the Prometheus at `url` has answered, by
+    /// its own count.
+    async fn range_queries_answered(url: &str) -> f64 {
+        let page = mesh_core::http_get::get(
+            url.trim_start_matches("http://"),
+            "/metrics",
+            std::time::Duration::from_secs(5),
+            16 << 20,
+        )
+        .await
+        .expect("Prometheus's own metrics");
+        mesh_api::metrics_text::samples(&page, "prometheus_http_requests_total")
+            .filter(|(labels, _)| {
+                mesh_api::metrics_text::label(labels, "handler") == Some("/api/v1/query_range")
+            })
+            .map(|(_, value)| value)
+            .sum()
+    }
+
+    /// Tabs asking the same question within a few seconds share one
+    /// answer: a real Prometheus is asked once for five requests, and
+    /// again once the answer is no longer fresh.
+    #[tokio::test]
+    async fn tabs_asking_the_same_question_share_one_answer() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a port")
+            .local_addr()
+            .expect("an address")
+            .port();
+        let server = mesh_clusters::prometheus::Server::start(
+            "global:\n  scrape_interval: 1h\n",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("this test needs a Prometheus server: {e:#}"));
+        server.wait_ready().await.expect("Prometheus ready");
+        let dashboard = dashboard_asking(&server.url);
+        let path = "/api/trafficsplit?namespace=shop&name=web";
+        let before = range_queries_answered(&server.url).await;
+        let first = dashboard.respond(get(path, "localhost")).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let one_answer = range_queries_answered(&server.url).await - before;
+        assert!(one_answer > 0.0, "the first request asked Prometheus");
+        for _ in 0..4 {
+            let again = dashboard.respond(get(path, "localhost")).await;
+            assert_eq!(again.status(), StatusCode::OK);
         }
+        let asked = range_queries_answered(&server.url).await - before;
+        assert_eq!(asked, one_answer, "five requests, one answer's queries");
+        tokio::time::sleep(cache::FRESH_FOR).await;
+        dashboard.respond(get(path, "localhost")).await;
+        let asked = range_queries_answered(&server.url).await - before;
+        assert_eq!(asked, 2.0 * one_answer, "a stale answer is asked again");
     }
 
     fn get(path: &str, host: &str) -> Request<()> {
