@@ -230,7 +230,8 @@ async fn browser(p: &impl Provider, ns: &str, base: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// podinfo's workload page, left open: its live calls (tapped by the
+/// podinfo's workload page, left open: its routes are the ServiceProfile's
+/// with the client's traffic on `GET /`; its live calls (tapped by the
 /// relay with the test's credentials) fill with the client's requests,
 /// and the latest events show them over mTLS; a screenshot of it is left
 /// as `viz-workload.png`.
@@ -269,6 +270,23 @@ async fn live_calls(
             && cells[4].parse::<u64>().is_ok_and(|n| n > 0)
             && cells[8].ends_with('%'),
         "the live call {marker} reads {cells:?}"
+    );
+    // The routes of the Service in front of podinfo, from its
+    // ServiceProfile: `GET /` carries the client's requests, `GET
+    // /version` is listed idle.
+    let root =
+        crate::browser::row_cells(&dom, "data-route=\"podinfo GET /\"").ok_or_else(|| {
+            anyhow::anyhow!("the workload page has no route GET / of podinfo:\n{dom}")
+        })?;
+    // Route, Service, Success, RPS, P50, P95, P99.
+    anyhow::ensure!(
+        root.len() == 7 && root[3].parse::<f64>().is_ok_and(|rps| rps > 0.0),
+        "route GET / of podinfo reads {root:?}"
+    );
+    anyhow::ensure!(
+        dom.contains("data-route=\"podinfo GET /version\"")
+            && dom.contains("data-route=\"podinfo [DEFAULT]\""),
+        "the workload page lists GET /version and [DEFAULT] too:\n{dom}"
     );
     // The stream goes on: the count grows while the page stays open.
     let first: u64 = cells[4].parse()?;

@@ -32,6 +32,7 @@ pub fn objects(args: &InstallArgs) -> Vec<Object> {
                 {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": read},
                 {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": read},
                 {"apiGroups": ["split.smi-spec.io"], "resources": ["trafficsplits"], "verbs": read},
+                {"apiGroups": ["linkerd.io"], "resources": ["serviceprofiles"], "verbs": read},
             ],
         }),
         serde_json::json!({

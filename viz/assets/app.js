@@ -117,7 +117,8 @@ function workloadHref(namespace, kind, name) {
 // live calls (tapped by `mesh viz dashboard` with the user's credentials).
 async function workloadPage(namespace, kind, name) {
   const query = "?namespace=" + encodeURIComponent(namespace);
-  const [data, graph] = await Promise.all([api("workloads" + query), api("edges" + query)]);
+  const routesQuery = query + "&kind=" + encodeURIComponent(kind) + "&name=" + encodeURIComponent(name);
+  const [data, graph, routes] = await Promise.all([api("workloads" + query), api("edges" + query), api("routes" + routesQuery)]);
   const row = data.rows.find((r) => r.kind === kind && r.name === name);
   const inbound = graph.edges.filter((e) => e.dst === name && e.dst_namespace === namespace);
   const outbound = graph.edges.filter((e) => e.src === name && e.src_namespace === namespace);
@@ -130,9 +131,23 @@ async function workloadPage(namespace, kind, name) {
     edgeTable(inbound),
     el("h2", {}, "Outbound"),
     edgeTable(outbound),
+    el("h2", {}, "Routes"),
+    ...routeTables(routes.services),
     el("h2", {}, "Live calls"),
     live.box,
   ];
+}
+
+// Each Service in front of the workload: its ServiceProfile routes as
+// every client saw them, [DEFAULT] for requests that matched none.
+function routeTables(services) {
+  if (services.length === 0) return [el("p", { class: "muted" }, "No Service selects these pods.")];
+  return services.map((s) => {
+    const rows = s.rows.map((r) =>
+      el("tr", { "data-route": s.service + " " + r.route }, el("td", {}, r.route), el("td", {}, s.service), ...goldenCells(r)));
+    const note = s.profiled ? null : el("p", { class: "muted" }, "No ServiceProfile for " + s.service + ": every request is [DEFAULT].");
+    return el("div", {}, table(["Route", "Service", ...GOLDEN], rows), note);
+  });
 }
 
 // The live tap of the workload on screen: one stream from `mesh viz

@@ -10,9 +10,11 @@
 //! - [`stat`]: golden metrics per resource.
 //! - [`edges`]: who calls whom, and whether both sides presented
 //!   identities.
+//! - [`routes`]: a Service's golden metrics per ServiceProfile route.
 
 pub mod edges;
 pub mod golden;
 pub mod prometheus;
 pub mod resource;
+pub mod routes;
 pub mod stat;

@@ -5,6 +5,9 @@
 //! - `workloads?namespace=NS`: per Deployment, StatefulSet and DaemonSet;
 //! - `edges?namespace=NS`: who calls whom among Deployments, whether both
 //!   sides presented identities, and what each caller saw;
+//! - `routes?namespace=NS&kind=deployment&name=NAME`: for each Service
+//!   selecting the workload's pods, its golden metrics per ServiceProfile
+//!   route as every client saw them;
 //! - `clusters`: each Link with its gateway's liveness and probe latency
 //!   (as the mirror serving it measured them), the Services mirrored from
 //!   it with what their clients here saw, and every TrafficSplit with its
@@ -136,6 +139,12 @@ pub async fn answer(
             let namespace = params.object_name("namespace")?;
             edges(dashboard, namespace, params.window()?).await
         }
+        "routes" => {
+            let namespace = params.object_name("namespace")?;
+            let name = params.object_name("name")?;
+            let kind = params.get("kind").unwrap_or_default();
+            workload_routes(dashboard, namespace, kind, name, params.window()?).await
+        }
         "clusters" => clusters(dashboard).await,
         "trafficsplit" => {
             let namespace = params.object_name("namespace")?;
@@ -199,6 +208,81 @@ async fn edges(dashboard: &Dashboard, namespace: &str, window: &str) -> Result<V
         })
         .collect();
     Ok(json!({ "namespace": namespace, "edges": edges }))
+}
+
+/// The Services that select a workload's pods, at most this many.
+const MAX_WORKLOAD_SERVICES: usize = 10;
+
+/// The route rows of each Service that selects the pods of workload
+/// `kind`/`name` (by its pod template's labels), as every client saw
+/// them over `window`.
+async fn workload_routes(
+    dashboard: &Dashboard,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+    window: &str,
+) -> Result<Value, Failure> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    let client = &dashboard.client;
+    let not_found = |e: kube::Error| {
+        Failure::Upstream(anyhow::anyhow!("reading {kind} {namespace}/{name}: {e}"))
+    };
+    let template = match kind {
+        "deployment" => Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(not_found)?
+            .and_then(|w| w.spec.map(|s| s.template)),
+        "statefulset" => Api::<StatefulSet>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(not_found)?
+            .and_then(|w| w.spec.map(|s| s.template)),
+        "daemonset" => Api::<DaemonSet>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(not_found)?
+            .and_then(|w| w.spec.map(|s| s.template)),
+        other => {
+            return Err(Failure::BadRequest(format!(
+                "parameter kind={other:?}: routes are shown for a deployment, statefulset or daemonset"
+            )));
+        }
+    };
+    let labels = template
+        .and_then(|t| t.metadata)
+        .and_then(|m| m.labels)
+        .unwrap_or_default();
+    let services: Vec<String> = Api::<Service>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Failure::Upstream(anyhow::anyhow!("listing Services in {namespace}: {e}")))?
+        .items
+        .into_iter()
+        .filter(|service| {
+            let selector = service.spec.as_ref().and_then(|s| s.selector.as_ref());
+            selector.is_some_and(|selector| {
+                !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+        })
+        .filter_map(|service| service.metadata.name)
+        .take(MAX_WORKLOAD_SERVICES)
+        .collect();
+    let mut out = Vec::new();
+    for service in services {
+        let (rows, profiled) = crate::metrics::routes::of(
+            client,
+            &dashboard.prometheus,
+            &service,
+            namespace,
+            None,
+            window,
+        )
+        .await?;
+        out.push(json!({ "service": service, "profiled": profiled, "rows": rows }));
+    }
+    Ok(json!({ "namespace": namespace, "kind": kind, "name": name, "services": out }))
 }
 
 /// A list's items; none when the kind is not installed (no multicluster

@@ -1,0 +1,227 @@
+//! Per-route golden metrics of a Service: one row per ServiceProfile
+//! route (in the profile's order, idle ones too) and `[DEFAULT]` for
+//! requests that matched none, from Linkerd's `route_response_total` /
+//! `route_response_latency_ms` (`dst`, `rt_route`), which client proxies
+//! record for a Service with ServiceProfile routes; every client's, or one
+//! client's. `mesh viz routes` prints them and the dashboard's workload
+//! page shows them.
+
+use kube::Api;
+use kube::api::ListParams;
+use mesh_api::crds::service_profile::ServiceProfile;
+use mesh_api::prometheus::Sample;
+use serde::Serialize;
+
+use super::golden::{Golden, quantiles, usable};
+use super::prometheus::{Prometheus, duration_seconds};
+use super::resource::{Kind, Target};
+
+/// The row of requests that matched no route.
+pub const DEFAULT_ROUTE: &str = "[DEFAULT]";
+
+/// One route's row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RouteRow {
+    /// The route's name, or [`DEFAULT_ROUTE`].
+    pub route: String,
+    /// The Service.
+    pub service: String,
+    /// Its figures.
+    #[serde(flatten)]
+    pub golden: Golden,
+}
+
+/// PromQL-escaped text inside a double-quoted string.
+fn quoted(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The matchers of a Service's route series: outbound, `dst` the Service
+/// (any port), and optionally one client.
+pub fn selector(service: &str, namespace: &str, client: Option<(&Target, &str)>) -> String {
+    let regex = format!(
+        "{}\\.{}\\.svc\\..+",
+        regex_literal(service),
+        regex_literal(namespace)
+    );
+    let mut matchers = vec![
+        "direction=\"outbound\"".to_owned(),
+        format!("dst=~\"{}\"", quoted(&regex)),
+    ];
+    if let Some((source, source_ns)) = client {
+        matchers.push(format!("namespace=\"{}\"", quoted(source_ns)));
+        if let Some(name) = &source.name
+            && source.kind != Kind::Namespace
+        {
+            matchers.push(format!("{}=\"{}\"", source.kind.label(), quoted(name)));
+        }
+    }
+    format!("{{{}}}", matchers.join(","))
+}
+
+/// `text` matched literally in a regular expression.
+fn regex_literal(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = ".^$*+?()[]{}|\\".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+/// The three queries: requests by route and classification, and a latency
+/// quantile by route.
+pub fn queries(selector: &str, window: &str) -> (String, [String; 3]) {
+    let requests = format!(
+        "sum(increase(route_response_total{selector}[{window}])) by (rt_route, classification)"
+    );
+    (
+        requests,
+        quantiles("route_response_latency_ms", selector, window, "rt_route"),
+    )
+}
+
+/// The rows: each of `routes` in order, then [`DEFAULT_ROUTE`], then any
+/// route the series name that the profile no longer has.
+pub fn rows(
+    service: &str,
+    routes: &[String],
+    window_seconds: f64,
+    requests: &[Sample],
+    latency: &[Vec<Sample>; 3],
+) -> Vec<RouteRow> {
+    let name = |s: &Sample| {
+        let route = s.label("rt_route");
+        if route.is_empty() {
+            DEFAULT_ROUTE.to_owned()
+        } else {
+            route.to_owned()
+        }
+    };
+    let mut order: Vec<String> = routes.to_vec();
+    order.push(DEFAULT_ROUTE.to_owned());
+    for sample in requests {
+        let route = name(sample);
+        if !order.contains(&route) {
+            order.push(route);
+        }
+    }
+    order
+        .into_iter()
+        .map(|route| {
+            let mine = |s: &&Sample| name(s) == route;
+            let quantile = |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
+            RouteRow {
+                golden: Golden::from_samples(
+                    requests.iter().filter(mine),
+                    [quantile(0), quantile(1), quantile(2)],
+                    window_seconds,
+                ),
+                service: service.to_owned(),
+                route,
+            }
+        })
+        .collect()
+}
+
+/// A Service's route rows over `window` (every client's, or `client`'s),
+/// and whether a ServiceProfile names its routes (without one, every
+/// request is [`DEFAULT_ROUTE`]).
+pub async fn of(
+    client: &kube::Client,
+    prometheus: &Prometheus,
+    service: &str,
+    service_ns: &str,
+    source: Option<(&Target, &str)>,
+    window: &str,
+) -> anyhow::Result<(Vec<RouteRow>, bool)> {
+    let window_seconds = duration_seconds(window).map_err(|e| anyhow::anyhow!("window: {e}"))?;
+    let profiles: Vec<ServiceProfile> = Api::namespaced(client.clone(), service_ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("listing ServiceProfiles in {service_ns}: {e}"))?
+        .items;
+    let prefix = format!("{service}.{service_ns}.svc.");
+    let routes: Vec<String> = profiles
+        .iter()
+        .filter(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .flat_map(|p| p.spec.routes.iter().map(|r| r.name.clone()))
+        .collect();
+    let selector = selector(service, service_ns, source);
+    let (requests, latency) = queries(&selector, window);
+    let requests = prometheus.query(&requests).await?;
+    let mut answers: [Vec<Sample>; 3] = Default::default();
+    for (answer, promql) in answers.iter_mut().zip(&latency) {
+        *answer = prometheus.query(promql).await?;
+    }
+    let rows = rows(service, &routes, window_seconds, &requests, &answers);
+    Ok((rows, !routes.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_services_route_series_are_selected() {
+        assert_eq!(
+            selector("podinfo", "shop", None),
+            r#"{direction="outbound",dst=~"podinfo\\.shop\\.svc\\..+"}"#
+        );
+        let client: Target = "deploy/client".parse().expect("target");
+        assert_eq!(
+            selector("podinfo", "shop", Some((&client, "load"))),
+            r#"{direction="outbound",dst=~"podinfo\\.shop\\.svc\\..+",namespace="load",deployment="client"}"#
+        );
+        let (requests, latency) = queries("{x=\"y\"}", "1m");
+        assert_eq!(
+            requests,
+            r#"sum(increase(route_response_total{x="y"}[1m])) by (rt_route, classification)"#
+        );
+        assert!(latency[2].starts_with("histogram_quantile(0.99, sum(irate(route_response_latency_ms_bucket{x=\"y\"}[1m])) by (le, rt_route))"));
+    }
+
+    #[test]
+    fn every_profile_route_has_a_row_and_the_rest_is_default() {
+        let routes = vec!["GET /".to_owned(), "GET /status/{code}".to_owned()];
+        let requests = vec![
+            Sample::new(
+                &[("rt_route", "GET /"), ("classification", "success")],
+                60.0,
+            ),
+            Sample::new(&[("classification", "success")], 27.0),
+            Sample::new(&[("classification", "failure")], 3.0),
+            Sample::new(
+                &[("rt_route", "GET /gone"), ("classification", "success")],
+                6.0,
+            ),
+        ];
+        let latency = [
+            vec![Sample::new(&[("rt_route", "GET /")], 2.0)],
+            vec![],
+            vec![],
+        ];
+        let rows = rows("podinfo", &routes, 60.0, &requests, &latency);
+        let names: Vec<&str> = rows.iter().map(|r| r.route.as_str()).collect();
+        assert_eq!(
+            names,
+            ["GET /", "GET /status/{code}", DEFAULT_ROUTE, "GET /gone"]
+        );
+        assert_eq!(rows[0].golden.rps, Some(1.0));
+        assert_eq!(rows[0].golden.latency_ms_p50, Some(2.0));
+        assert_eq!(
+            rows[1].golden.rps, None,
+            "an idle route is listed, without figures"
+        );
+        assert_eq!(rows[2].golden.success, Some(0.9));
+        assert_eq!(rows[2].golden.rps, Some(0.5));
+    }
+}
