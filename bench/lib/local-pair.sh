@@ -46,7 +46,7 @@ fleet() {
   local replicas="$1" t0
   k create namespace fleet >/dev/null
   k annotate namespace fleet linkerd.io/inject=enabled >/dev/null
-  sed -e "s/replicas: 2/replicas: $replicas/" -e "s/progressDeadlineSeconds: 60/progressDeadlineSeconds: 1800/" -e "s/cpu: 100m/cpu: 1m/" e2e-kind/manifests/podinfo.yaml | k -n fleet apply -f - >/dev/null
+  sed -e "s/replicas: 2/replicas: $replicas/" -e "s/progressDeadlineSeconds: 60/progressDeadlineSeconds: 1800/" -e "s/cpu: 100m/cpu: 1m/" demo/podinfo.yaml | k -n fleet apply -f - >/dev/null
   k -n fleet run client --image=curlimages/curl:8.10.1 --restart=Never --command -- \
     sh -c 'while true; do curl -s -o /dev/null http://podinfo:9898/; sleep 0.1; done' >/dev/null
   t0=$(date +%s)

@@ -370,6 +370,25 @@ mod tests {
             .to_bytes();
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains("parameter namespace="), "{body}");
+        for (path, named) in [
+            (
+                "/api/routes?namespace=shop&kind=secret&name=web",
+                "parameter kind=",
+            ),
+            (
+                "/api/routes?namespace=shop&kind=deployment&name=..%2Fx",
+                "parameter name=",
+            ),
+        ] {
+            let response = dashboard.respond(get(path, "localhost")).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains(named), "{path}: {body}");
+        }
         let missing = dashboard.respond(get("/api/nothing", "localhost")).await;
         assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     }
