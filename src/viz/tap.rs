@@ -225,7 +225,7 @@ pub fn request(args: &TapFilters, namespace: &str) -> anyhow::Result<TapByResour
 }
 
 /// The tap resource for `target`: one named object of a kind tap serves.
-pub fn resource(target: &Target, namespace: &str, what: &str) -> anyhow::Result<Resource> {
+fn resource(target: &Target, namespace: &str, what: &str) -> anyhow::Result<Resource> {
     let kind = match target.kind {
         Kind::Deployment
         | Kind::StatefulSet

@@ -224,26 +224,46 @@ async fn workload_routes(
     window: &str,
 ) -> Result<Value, Failure> {
     use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    /// The pod template of workload `name`, when it exists.
+    async fn template_of<K>(
+        client: &kube::Client,
+        namespace: &str,
+        name: &str,
+        template: fn(K) -> Option<PodTemplateSpec>,
+    ) -> Result<Option<PodTemplateSpec>, Failure>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let workload = Api::<K>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| {
+                Failure::Upstream(anyhow::anyhow!(
+                    "reading {} {namespace}/{name}: {e}",
+                    K::kind(&Default::default())
+                ))
+            })?;
+        Ok(workload.and_then(template))
+    }
     let client = &dashboard.client;
-    let not_found = |e: kube::Error| {
-        Failure::Upstream(anyhow::anyhow!("reading {kind} {namespace}/{name}: {e}"))
-    };
     let template = match kind {
-        "deployment" => Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(not_found)?
-            .and_then(|w| w.spec.map(|s| s.template)),
-        "statefulset" => Api::<StatefulSet>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(not_found)?
-            .and_then(|w| w.spec.map(|s| s.template)),
-        "daemonset" => Api::<DaemonSet>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(not_found)?
-            .and_then(|w| w.spec.map(|s| s.template)),
+        "deployment" => {
+            template_of::<Deployment>(client, namespace, name, |w| w.spec.map(|s| s.template))
+                .await?
+        }
+        "statefulset" => {
+            template_of::<StatefulSet>(client, namespace, name, |w| w.spec.map(|s| s.template))
+                .await?
+        }
+        "daemonset" => {
+            template_of::<DaemonSet>(client, namespace, name, |w| w.spec.map(|s| s.template))
+                .await?
+        }
         other => {
             return Err(Failure::BadRequest(format!(
                 "parameter kind={other:?}: routes are shown for a deployment, statefulset or daemonset"
