@@ -9,8 +9,9 @@
 //! second is left out, and stat says so; `mesh viz routes` lists
 //! podinfo's ServiceProfile routes with the client's rate on `GET /`;
 //! `stat ts` shows a 90/10 canary split's leaves carrying the client's
-//! rate; then
-//! `mesh viz uninstall` removes it all.
+//! rate; a second client calls the Service podinfo-routed, whose
+//! HTTPRoute `viz routes` and `viz stat httproute` report at the rate
+//! that client counted; then `mesh viz uninstall` removes it all.
 
 use std::time::Duration;
 
@@ -187,7 +188,17 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         &client_deployment("client", 20, "http://podinfo:9898/"),
     )
     .await?;
+    // A second way in: the Service podinfo-routed, whose requests an
+    // HTTPRoute routes, called by its own client.
+    kube_util::apply(west, &ns, &routed_service(&ns)).await?;
+    kube_util::apply(
+        west,
+        &ns,
+        &client_deployment("client-routed", 10, "http://podinfo-routed:9898/"),
+    )
+    .await?;
     kube_util::wait_rollout(west, &ns, "client", crate::scenarios::ROLLOUT).await?;
+    kube_util::wait_rollout(west, &ns, "client-routed", crate::scenarios::ROLLOUT).await?;
     let pods = Api::<Pod>::namespaced(west.clone(), &ns);
     let stranger: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "stranger", "annotations": {"linkerd.io/inject": "disabled"}},
@@ -219,6 +230,11 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         .first()
         .and_then(|p| p.metadata.name.clone())
         .ok_or_else(|| anyhow::anyhow!("no client pod"))?;
+    let routed_pod = kube_util::ready_pods(west, &ns, "app=client-routed")
+        .await?
+        .first()
+        .and_then(|p| p.metadata.name.clone())
+        .ok_or_else(|| anyhow::anyhow!("no client-routed pod"))?;
     // The window must be full of steady load, and Prometheus must have
     // scraped the new pods (mesh check says so, by Prometheus's word).
     tokio::time::sleep(Duration::from_secs(WINDOW_SECONDS + 5)).await;
@@ -231,16 +247,17 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         stat_json(p, &["viz", "stat", "deploy", "-n", &ns, "-t", &window]).await?;
     let client_rate = counted_rate(west, &ns, &client_pod).await?;
     let stranger_rate = counted_rate(west, &ns, "stranger").await?;
+    let routed_rate = counted_rate(west, &ns, &routed_pod).await?;
     let podinfo = row(&stat, "podinfo")?;
     anyhow::ensure!(
         podinfo["meshed"] == serde_json::json!([2, 2]),
         "podinfo is meshed 2/2: {podinfo}"
     );
     let rps = podinfo["rps"].as_f64().unwrap_or_default();
-    let counted = client_rate.0 + stranger_rate.0;
+    let counted = client_rate.0 + stranger_rate.0 + routed_rate.0;
     within_ten_percent("podinfo's RPS", rps, counted)?;
     let success = podinfo["success"].as_f64().unwrap_or_default();
-    let counted_success = (client_rate.1 + stranger_rate.1) / counted;
+    let counted_success = (client_rate.1 + stranger_rate.1 + routed_rate.1) / counted;
     anyhow::ensure!(
         (success - counted_success).abs() <= 0.1,
         "podinfo's SUCCESS {success} is within 10 points of what the callers counted ({counted_success})"
@@ -253,6 +270,41 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         warnings.contains(&format!("left out pod {ns}/rogue")),
         "stat says it left the rogue pod's series out:\n{warnings}"
     );
+    // What podinfo served, per Server and route: no Server selects it, so
+    // everything is the default policy's [DEFAULT] route, at its callers'
+    // rate (the inbound series carry Linkerd's policy labels).
+    let served = crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &[
+            "viz",
+            "routes",
+            "deploy/podinfo",
+            "-n",
+            &ns,
+            "-t",
+            &window,
+            "-o",
+            "json",
+        ],
+    )
+    .await?
+    .ok("mesh viz routes deploy/podinfo")?;
+    let served: Vec<serde_json::Value> = serde_json::from_str(&served.stdout)?;
+    anyhow::ensure!(
+        !served.is_empty()
+            && served.iter().all(|r| r["route"] == "[DEFAULT]"
+                && r["service"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("default/"))),
+        "podinfo served only its default policy's [DEFAULT] route: {served:#?}"
+    );
+    let served_rps: f64 = served.iter().filter_map(|r| r["rps"].as_f64()).sum();
+    within_ten_percent(
+        "what podinfo served (viz routes deploy/podinfo)",
+        served_rps,
+        counted,
+    )?;
     let (from, _) = stat_json(
         p,
         &[
@@ -327,6 +379,8 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         "nobody calls GET /version: {}",
         routes[1]
     );
+
+    http_route_figures(p, west, &ns, &routed_pod).await?;
 
     let edges = crate::mesh::mesh(
         p,
@@ -553,6 +607,93 @@ spec:
     condition: {{method: GET, pathRegex: /version}}
 "#
     )
+}
+
+/// The Service podinfo-routed (podinfo's pods) and the HTTPRoute
+/// podinfo-root that routes every request to it.
+fn routed_service(ns: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: podinfo-routed
+spec:
+  selector: {{app: podinfo}}
+  ports:
+  - {{name: http, port: 9898, targetPort: http}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: podinfo-root
+  namespace: {ns}
+spec:
+  parentRefs:
+  - {{name: podinfo-routed, kind: Service, group: core, port: 9898}}
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /}}}}]
+"#
+    )
+}
+
+/// What the HTTPRoute podinfo-root carried, as `viz routes` and `viz stat
+/// httproute` report it: its own row (then an idle `[DEFAULT]`), at the
+/// rate client-routed counted, from podinfo-routed's clients' side.
+async fn http_route_figures(
+    p: &impl Provider,
+    west: &kube::Client,
+    ns: &str,
+    routed_pod: &str,
+) -> anyhow::Result<()> {
+    let window = format!("{WINDOW_SECONDS}s");
+    let routes = crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &[
+            "viz",
+            "routes",
+            "svc/podinfo-routed",
+            "-n",
+            ns,
+            "-t",
+            &window,
+            "-o",
+            "json",
+        ],
+    )
+    .await?
+    .ok("mesh viz routes svc/podinfo-routed")?;
+    let routes: Vec<serde_json::Value> = serde_json::from_str(&routes.stdout)?;
+    let names: Vec<&str> = routes.iter().filter_map(|r| r["route"].as_str()).collect();
+    anyhow::ensure!(
+        names == ["podinfo-root", "[DEFAULT]"],
+        "viz routes lists the HTTPRoute, then [DEFAULT]: {names:?}"
+    );
+    let counted = counted_rate(west, ns, routed_pod).await?;
+    within_ten_percent(
+        "podinfo-root's RPS (viz routes)",
+        routes[0]["rps"].as_f64().unwrap_or_default(),
+        counted.0,
+    )?;
+    let (stat, _) = stat_json(p, &["viz", "stat", "httproute", "-n", ns, "-t", &window]).await?;
+    let route = row(&stat, "podinfo-root")?;
+    anyhow::ensure!(
+        route["parent"] == "svc/podinfo-routed"
+            && route["direction"] == "outbound"
+            && route["group"] == "gateway.networking.k8s.io",
+        "stat httproute names the route's Service parent: {route}"
+    );
+    within_ten_percent(
+        "podinfo-root's RPS (viz stat httproute)",
+        route["rps"].as_f64().unwrap_or_default(),
+        counted.0,
+    )?;
+    anyhow::ensure!(
+        route["success"].as_f64().is_some_and(|s| s > 0.9)
+            && route["latency_ms_p50"].as_f64().is_some(),
+        "the route's success rate and latency are there: {route}"
+    );
+    Ok(())
 }
 
 /// A Deployment `name` running `mesh-podinfo load` at `rps` against `url`.

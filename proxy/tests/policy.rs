@@ -5,7 +5,9 @@
 //! change applying to the next request on an open connection; kubelet's
 //! probe route allowed under a policy that allows nothing else), per
 //! connection for opaque TCP (refused; closed when a change stops admitting
-//! it), each decision counted with Linkerd's metric names.
+//! it), each decision counted with Linkerd's metric names, and the
+//! admitted requests' golden metrics labelled with their Server, route and
+//! authorization.
 
 use mesh_test_util as support;
 
@@ -67,6 +69,26 @@ async fn a_server_admits_the_identity_its_policy_names_and_a_change_applies_to_t
         ) >= 1.0,
         "{metrics}"
     );
+    // The request's own golden metrics carry the same Server, route and
+    // authorization labels, as Linkerd's do (`viz stat httproute` selects
+    // by them).
+    for family in ["request_total", "response_total"] {
+        assert!(
+            sample(
+                &metrics,
+                family,
+                &[
+                    "direction=\"inbound\"",
+                    "srv_kind=\"server\"",
+                    "srv_name=\"web-http\"",
+                    "route_name=\"default\"",
+                    "authz_name=\"web-clients\"",
+                    "tls=\"true\"",
+                ]
+            ) >= 1.0,
+            "{family} carries the policy labels:\n{metrics}"
+        );
+    }
     let hits = app.hits();
 
     // Another identity only: the client's next request is refused.

@@ -140,15 +140,24 @@ async fn tap(client: &kube::Client, report: &mut Report, waiter: &Waiter) {
             .until_ok("the tap APIService available", || tap_api_available(client))
             .await,
     );
-    const WEB: [&str; 1] = [super::web_component::WEB];
-    report.record(
-        "web is running",
-        waiter
-            .until_ok("web ready", || {
-                crate::check::control_plane::deployments_ready(client, NAMESPACE, &WEB)
-            })
-            .await,
-    );
+    // The metrics-api is ready only once Prometheus has answered it: its
+    // readiness is what it saw, not what this machine can reach.
+    for (component, check) in [
+        ([super::web_component::WEB], "web is running"),
+        (
+            [super::web_component::METRICS_API],
+            "metrics-api is running and queries Prometheus",
+        ),
+    ] {
+        report.record(
+            check,
+            waiter
+                .until_ok(&format!("{} ready", component[0]), || {
+                    crate::check::control_plane::deployments_ready(client, NAMESPACE, &component)
+                })
+                .await,
+        );
+    }
 }
 
 async fn tap_api_available(client: &kube::Client) -> Outcome {

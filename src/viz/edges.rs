@@ -32,7 +32,7 @@ pub async fn run(global: &GlobalArgs, args: &EdgesArgs) -> anyhow::Result<()> {
     let kind = Kind::parse(&args.kind).map_err(|e| anyhow::anyhow!(e))?;
     if matches!(
         kind,
-        Kind::Namespace | Kind::Service | Kind::Authority | Kind::TrafficSplit
+        Kind::Namespace | Kind::Service | Kind::Authority | Kind::TrafficSplit | Kind::HttpRoute
     ) {
         anyhow::bail!(
             "edges join workloads or pods: use deploy, sts, ds, job or po, not {}",

@@ -431,6 +431,22 @@ mod tests {
             "no Prometheus of its own"
         );
         assert_eq!(objects[1]["data"]["prometheusUrl"], url);
+        // The components that ask Prometheus are told where it is.
+        for component in ["web", "metrics-api"] {
+            let deployment = objects
+                .iter()
+                .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == component)
+                .unwrap_or_else(|| panic!("no Deployment {component}"));
+            let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(container["args"][0], component);
+            assert_eq!(container["args"][1], format!("--prometheus-url={url}"));
+        }
+        let api = objects
+            .iter()
+            .find(|o| o["kind"] == "Service" && o["metadata"]["name"] == "metrics-api")
+            .expect("Service metrics-api");
+        assert_eq!(api["spec"]["ports"][0]["name"], "grpc");
+        assert_eq!(api["spec"]["ports"][0]["port"], 8085);
     }
 
     #[test]

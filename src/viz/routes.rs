@@ -1,10 +1,12 @@
-//! `mesh viz routes`: per-route golden metrics of a Service
-//! ([`mesh_viz::metrics::routes`]): `routes svc/NAME` sums every client;
-//! `--from KIND/NAME` (or `routes KIND/NAME --to svc/NAME`, as Linkerd
-//! writes it) keeps one client's.
+//! `mesh viz routes`: per-route golden metrics
+//! ([`mesh_viz::metrics::routes`]): `routes svc/NAME` sums what every
+//! client of the Service saw; `--from KIND/NAME` (or `routes KIND/NAME --to
+//! svc/NAME`, as Linkerd writes it) keeps one client's; `routes
+//! deploy/NAME` is what the workload served, per Server and route (Linkerd's
+//! default).
 
 use clap::Args;
-use mesh_viz::metrics::routes::{DEFAULT_ROUTE, of};
+use mesh_viz::metrics::routes::{DEFAULT_ROUTE, RouteRow, of, served};
 
 use super::golden::HEADERS;
 use super::prometheus::{Prometheus, duration_seconds};
@@ -15,7 +17,9 @@ use crate::output;
 /// Flags of `mesh viz routes`.
 #[derive(Debug, Args)]
 pub struct RoutesArgs {
-    /// `svc/NAME`, or a client (`deploy/NAME`) with `--to svc/NAME`.
+    /// `svc/NAME` (what its clients saw), a client (`deploy/NAME`) with
+    /// `--to svc/NAME`, or a workload alone (`deploy/NAME`: what it
+    /// served).
     pub target: Target,
     /// The namespace (the context's by default).
     #[arg(long, short, env = "MESH_NAMESPACE")]
@@ -47,6 +51,11 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
+    if args.target.kind != Kind::Service && args.to.is_none() && args.from.is_none() {
+        let prometheus = Prometheus::locate(client.clone()).await?;
+        let rows = served(&prometheus, &args.target, &namespace, &args.time_window).await?;
+        return print(&rows, "SERVER", args.output);
+    }
     let (service, service_ns, source) = match (&args.target, &args.to) {
         (
             Target {
@@ -73,7 +82,7 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
             Some((source, namespace.as_str())),
         ),
         _ => anyhow::bail!(
-            "routes are a Service's: `mesh viz routes svc/NAME`, or `mesh viz routes deploy/CLIENT --to svc/NAME`"
+            "routes are a Service's (`mesh viz routes svc/NAME`, or `mesh viz routes deploy/CLIENT --to svc/NAME`) or what a workload served (`mesh viz routes deploy/NAME`)"
         ),
     };
     let prometheus = Prometheus::locate(client.clone()).await?;
@@ -86,14 +95,20 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
         &args.time_window,
     )
     .await?;
-    if args.output == OutputFormat::Json {
-        return output::print_json(&rows);
-    }
-    if !profiled {
+    if !profiled && args.output != OutputFormat::Json {
         eprintln!(
-            "‼ no ServiceProfile for {service}.{service_ns}: every request is {DEFAULT_ROUTE} \
-             (routes are counted per ServiceProfile route)"
+            "‼ no ServiceProfile routes or HTTPRoutes for {service}.{service_ns}: every request is {DEFAULT_ROUTE} \
+             (routes are counted per ServiceProfile route or HTTPRoute)"
         );
+    }
+    print(&rows, "SERVICE", args.output)
+}
+
+/// Prints route rows: ROUTE, `owner` (SERVICE or SERVER) and the golden
+/// columns, or JSON.
+fn print(rows: &[RouteRow], owner: &str, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return output::print_json(&rows);
     }
     let table: Vec<Vec<String>> = rows
         .iter()
@@ -103,7 +118,7 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
             cells
         })
         .collect();
-    let mut headers = vec!["ROUTE", "SERVICE"];
+    let mut headers = vec!["ROUTE", owner];
     headers.extend(HEADERS);
     output::print_table(&headers, &table);
     Ok(())

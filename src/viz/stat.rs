@@ -7,9 +7,12 @@
 //!   source's outbound series, grouped by `dst_<kind>`);
 //! - `--to KIND[/NAME]`: what each resource sent to the target;
 //! - `svc`: what the Service's clients saw (outbound, by `dst_service`),
-//!   which is how a mirrored `podinfo-east` is watched from this side.
+//!   which is how a mirrored `podinfo-east` is watched from this side;
+//! - `httproute`: each HTTPRoute per parent
+//!   ([`mesh_viz::metrics::http_route`]).
 
 use clap::Args;
+use mesh_viz::metrics::http_route::RouteRow;
 use mesh_viz::metrics::stat::{Request, Row};
 
 use super::golden::HEADERS;
@@ -22,7 +25,8 @@ use crate::output;
 #[derive(Debug, Args)]
 pub struct StatArgs {
     /// What to report on: `deploy`, `po`, `ns`, `svc`, `sts`, `ds`, `job`,
-    /// `authority`, optionally with a name (`deploy/web`).
+    /// `authority`, `ts`, `httproute`, optionally with a name
+    /// (`deploy/web`).
     pub target: Target,
     #[command(flatten)]
     pub namespaces: NamespaceArgs,
@@ -68,28 +72,53 @@ pub enum StatOutput {
 pub async fn run(global: &GlobalArgs, args: &StatArgs) -> anyhow::Result<()> {
     let contexts =
         super::contexts::chosen(global, &args.clusters.contexts, args.clusters.all_contexts)?;
-    if args.target.kind == Kind::TrafficSplit {
-        return traffic_splits(global, args, &contexts).await;
+    match args.target.kind {
+        Kind::TrafficSplit => traffic_splits(global, args, &contexts).await,
+        Kind::HttpRoute => http_routes(global, args, &contexts).await,
+        _ => {
+            let rows = in_each_context(
+                global,
+                &contexts,
+                |client| async move { stat(&client, args).await },
+                |row: &mut Row, cluster| row.cluster = cluster,
+            )
+            .await?;
+            let namespaces = args.namespaces.all_namespaces && args.target.kind.namespaced();
+            print(&rows, args.output, namespaces);
+            Ok(())
+        }
     }
+}
+
+/// The rows `one` reads with each context's client, each tagged with its
+/// context (`tag`) and an error naming the context it came from.
+async fn in_each_context<R, F, Fut>(
+    global: &GlobalArgs,
+    contexts: &[Option<String>],
+    one: F,
+    tag: fn(&mut R, Option<String>),
+) -> anyhow::Result<Vec<R>>
+where
+    F: Fn(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<R>>>,
+{
     let mut rows = Vec::new();
-    for context in &contexts {
+    for context in contexts {
         let client = mesh_api::kube_client::client(
             global.kubeconfig.as_deref(),
             context.as_deref().or(global.context.as_deref()),
         )
         .await?;
-        let mut these = stat(&client, args).await.map_err(|e| match context {
+        let mut these = one(client).await.map_err(|e| match context {
             Some(name) => e.context(format!("context {name}")),
             None => e,
         })?;
         for row in &mut these {
-            row.cluster = context.clone();
+            tag(row, context.clone());
         }
         rows.extend(these);
     }
-    let namespaces = args.namespaces.all_namespaces && args.target.kind.namespaced();
-    print(&rows, args.output, namespaces);
-    Ok(())
+    Ok(rows)
 }
 
 /// `stat ts`: each split's leaves, in each context asked for.
@@ -103,30 +132,95 @@ async fn traffic_splits(
         "stat ts reads one namespace's splits, without --from or --to"
     );
     let window = duration_seconds(&args.time_window).map_err(|e| anyhow::anyhow!(e))?;
-    let mut rows = Vec::new();
-    for context in contexts {
-        let client = mesh_api::kube_client::client(
-            global.kubeconfig.as_deref(),
-            context.as_deref().or(global.context.as_deref()),
-        )
-        .await?;
-        let namespace = args
-            .namespaces
-            .resolve(&client)
-            .unwrap_or_else(|| "default".to_owned());
-        let mut these = super::traffic_split::stat(
-            &client,
-            &namespace,
-            args.target.name.as_deref(),
-            (&args.time_window, window),
-        )
-        .await?;
-        for row in &mut these {
-            row.cluster = context.clone();
-        }
-        rows.extend(these);
-    }
+    let rows = in_each_context(
+        global,
+        contexts,
+        |client| async move {
+            let namespace = args
+                .namespaces
+                .resolve(&client)
+                .unwrap_or_else(|| "default".to_owned());
+            super::traffic_split::stat(
+                &client,
+                &namespace,
+                args.target.name.as_deref(),
+                (&args.time_window, window),
+            )
+            .await
+        },
+        |row, cluster| row.cluster = cluster,
+    )
+    .await?;
     super::traffic_split::print(&rows, args.output == StatOutput::Json)
+}
+
+/// `stat httproute`: each HTTPRoute's figures per parent (what a Service's
+/// clients saw on it, what a Server's pods served on it), in each context
+/// asked for.
+async fn http_routes(
+    global: &GlobalArgs,
+    args: &StatArgs,
+    contexts: &[Option<String>],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.from.is_none() && args.to.is_none(),
+        "stat httproute reads every client of a route: --from and --to do not apply"
+    );
+    let window = duration_seconds(&args.time_window).map_err(|e| anyhow::anyhow!(e))?;
+    let rows = in_each_context(
+        global,
+        contexts,
+        |client| async move {
+            let prometheus = Prometheus::locate(client.clone()).await?;
+            mesh_viz::metrics::http_route::stat(
+                &client,
+                &prometheus,
+                args.namespaces.resolve(&client).as_deref(),
+                args.target.name.as_deref(),
+                (&args.time_window, window),
+            )
+            .await
+        },
+        |row, cluster| row.cluster = cluster,
+    )
+    .await?;
+    print_routes(&rows, args.output, args.namespaces.all_namespaces)
+}
+
+/// Prints `stat httproute`'s rows: NAME, PARENT and the golden columns.
+fn print_routes(rows: &[RouteRow], format: StatOutput, namespaces: bool) -> anyhow::Result<()> {
+    if format == StatOutput::Json {
+        return output::print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("No HTTPRoutes with a Service or Server parent found.");
+        return Ok(());
+    }
+    let clusters = rows.iter().any(|r| r.cluster.is_some());
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![r.name.clone(), r.parent.clone()];
+            cells.extend(r.golden.cells());
+            if namespaces {
+                cells.insert(0, r.namespace.clone());
+            }
+            if clusters {
+                cells.insert(0, r.cluster.clone().unwrap_or_default());
+            }
+            cells
+        })
+        .collect();
+    let mut headers = vec!["NAME", "PARENT"];
+    headers.extend(HEADERS);
+    if namespaces {
+        headers.insert(0, "NAMESPACE");
+    }
+    if clusters {
+        headers.insert(0, "CLUSTER");
+    }
+    output::print_table(&headers, &table);
+    Ok(())
 }
 
 /// The rows of one cluster.

@@ -145,7 +145,7 @@ function routeTables(services) {
   return services.map((s) => {
     const rows = s.rows.map((r) =>
       el("tr", { "data-route": s.service + " " + r.route }, el("td", {}, r.route), el("td", {}, s.service), ...goldenCells(r)));
-    const note = s.profiled ? null : el("p", { class: "muted" }, "No ServiceProfile for " + s.service + ": every request is [DEFAULT].");
+    const note = s.profiled ? null : el("p", { class: "muted" }, "No ServiceProfile routes or HTTPRoutes for " + s.service + ": every request is [DEFAULT].");
     return el("div", {}, table(["Route", "Service", ...GOLDEN], rows), note);
   });
 }
@@ -189,8 +189,8 @@ const live = {
         if (!response.ok) {
           this.say("tap: " + (await response.text()).trim());
           retryMs = 5000;
-        } else {
-          await this.read(response.body.getReader(), target);
+        } else if (await this.read(response.body.getReader(), target)) {
+          retryMs = 5000; // the stream ended on an error: do not hammer the API server
         }
       } catch (e) {
         if (abort.signal.aborted) return;
@@ -201,18 +201,24 @@ const live = {
     }
   },
 
+  // Shows each snapshot of the stream; says whether the last one was an
+  // error.
   async read(reader, target) {
     const decoder = new TextDecoder();
     let pending = "";
+    let failed = false;
     for (;;) {
       const { value, done } = await reader.read();
-      if (done || this.target !== target) return;
+      if (done || this.target !== target) return failed;
       pending += decoder.decode(value, { stream: true });
       let newline;
       while ((newline = pending.indexOf("\n")) >= 0) {
         const line = pending.slice(0, newline);
         pending = pending.slice(newline + 1);
-        if (line.trim()) this.show(JSON.parse(line));
+        if (!line.trim()) continue;
+        const snapshot = JSON.parse(line);
+        failed = Boolean(snapshot.error);
+        this.show(snapshot);
       }
     }
   },

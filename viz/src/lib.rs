@@ -3,6 +3,8 @@
 //!
 //! - [`metrics`]: golden metrics from viz's Prometheus (Linkerd's
 //!   queries), what `mesh viz stat` prints and the dashboard shows.
+//! - [`metrics_api`]: the metrics-api, Linkerd viz's `linkerd2.viz.Api`
+//!   gRPC service answered from [`metrics`].
 //! - [`tap_api`]: the tap API as Linkerd's viz serves it (URLs, messages,
 //!   framing), used by the tap server and by `mesh viz tap`.
 //! - [`tap_server`]: the tap component, an extension API server behind the
@@ -10,6 +12,7 @@
 //! - [`web`]: the dashboard, a page and its JSON API.
 
 pub mod metrics;
+pub mod metrics_api;
 pub mod tap_api;
 pub mod tap_server;
 pub mod web;
@@ -23,3 +26,13 @@ pub const PROMETHEUS_PORT: u16 = 9090;
 /// The ConfigMap that says where viz's Prometheus is (`prometheusUrl`,
 /// empty for the one viz installs).
 pub const CONFIG: &str = "linkerd-viz-config";
+
+/// The Prometheus an in-cluster component asks: `configured`, or viz's
+/// own in `cluster_domain` when that is empty.
+pub fn prometheus_url(configured: &str, cluster_domain: &str) -> String {
+    if configured.is_empty() {
+        format!("http://{PROMETHEUS}.{NAMESPACE}.svc.{cluster_domain}:{PROMETHEUS_PORT}")
+    } else {
+        configured.to_owned()
+    }
+}

@@ -1,8 +1,10 @@
-//! `stat-bench`: how long `mesh viz stat` takes as a namespace grows from
-//! 10 meshed pods to 1,000. mesh has no metrics-api process: `viz stat`
-//! and the dashboard run the same code (`mesh_viz::metrics::stat`: list
-//! the workloads and their pods from the API server, then ask Prometheus),
-//! so that is what is timed, against real parts:
+//! `stat-bench`: how long `mesh viz stat` and the metrics-api's
+//! `StatSummary` take as a namespace grows from 10 meshed pods to 1,000.
+//! `viz stat`, the dashboard and the metrics-api run the same code
+//! (`mesh_viz::metrics::stat`: list the workloads and their pods from the
+//! API server, then ask Prometheus): it is timed called directly, and
+//! through the metrics-api over real gRPC on a loopback socket, against
+//! real parts:
 //!
 //! - a real kube-apiserver and controller-manager on this host, where
 //!   Deployments of 10 replicas each make their ReplicaSets and pods (no
@@ -274,6 +276,78 @@ async fn time_stat(
     Ok(times)
 }
 
+/// Times [`CALLS`] `StatSummary` calls of the metrics-api (real gRPC on a
+/// loopback socket) for `kind` in `namespace`, checking each answer as
+/// [`time_stat`] does.
+async fn time_metrics_api(
+    api: &mut mesh_viz::metrics_api::grpc::Client,
+    kind: &str,
+    namespace: &str,
+    deployments: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    use mesh_viz::metrics_api::proto::{
+        Resource, ResourceSelection, StatSummaryAnswer, StatSummaryRequest, Table,
+    };
+    let (r#type, want_rows, want_meshed, want_rps) = if kind == "deploy" {
+        (
+            "deployment",
+            deployments,
+            REPLICAS,
+            POD_RPS * REPLICAS as f64,
+        )
+    } else {
+        ("pod", deployments * REPLICAS, 1, POD_RPS)
+    };
+    let request = StatSummaryRequest {
+        selector: Some(ResourceSelection {
+            resource: Some(Resource {
+                namespace: namespace.into(),
+                r#type: r#type.into(),
+                name: String::new(),
+            }),
+            label_selector: String::new(),
+        }),
+        time_window: "30s".into(),
+        outbound: None,
+        skip_stats: false,
+        tcp_stats: true,
+    };
+    let mut times = Vec::with_capacity(CALLS);
+    for call in 0..=CALLS {
+        let started = Instant::now();
+        let answer = api.stat_summary(request.clone()).await?;
+        if call > 0 {
+            times.push(started.elapsed());
+        }
+        let Some(StatSummaryAnswer::Ok(ok)) = answer.response else {
+            anyhow::bail!("StatSummary {type} -n {namespace} answered {answer:?}");
+        };
+        let rows: Vec<_> = ok
+            .stat_tables
+            .into_iter()
+            .filter_map(|t| t.table)
+            .flat_map(|Table::PodGroup(group)| group.rows)
+            .collect();
+        anyhow::ensure!(
+            rows.len() == want_rows,
+            "StatSummary {type} -n {namespace}: {} rows, not {want_rows}",
+            rows.len()
+        );
+        for row in &rows {
+            let counted = row.stats.map_or(0, |s| s.success_count + s.failure_count) as f64;
+            let want = want_rps * 30.0;
+            anyhow::ensure!(
+                row.meshed_pod_count == want_meshed as u64 && (counted - want).abs() <= 0.2 * want,
+                "StatSummary {type} -n {namespace}: {:?} meshed {} with {counted} requests in 30 s (want {want_meshed}, {want})",
+                row.resource,
+                row.meshed_pod_count,
+            );
+        }
+    }
+    times.sort();
+    Ok(times)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let names: Vec<&str> = NAMESPACES.iter().map(|(ns, _)| *ns).collect();
@@ -303,6 +377,26 @@ async fn main() -> anyhow::Result<()> {
             rows.insert((kind, namespace), times);
         }
     }
+    // The metrics-api: the same figures through Linkerd viz's gRPC API.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(
+        mesh_viz::metrics_api::grpc::router(mesh_viz::metrics_api::MetricsApi::new(
+            client.clone(),
+            prometheus.clone(),
+        ))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut metrics_api =
+        mesh_viz::metrics_api::grpc::Client::connect(&format!("http://{address}")).await?;
+    let mut via_api: BTreeMap<(&str, &str), Vec<Duration>> = BTreeMap::new();
+    for kind in ["deploy", "po"] {
+        for (namespace, deployments) in NAMESPACES {
+            eprintln!("stat-bench: metrics-api StatSummary {kind} -n {namespace}, {CALLS} calls");
+            let times = time_metrics_api(&mut metrics_api, kind, namespace, deployments).await?;
+            via_api.insert((kind, namespace), times);
+        }
+    }
     println!("Metrics page: {page_bytes} bytes for all pods, scraped every 2 s.");
     println!();
     println!("| stat | pods | rows | p50 (ms) | max (ms) |");
@@ -319,14 +413,22 @@ async fn main() -> anyhow::Result<()> {
             ms(percentile(times, 0.5)),
             ms(times.last().copied().unwrap_or_default()),
         );
+        let api = &via_api[&(*kind, *namespace)];
+        println!(
+            "| metrics-api `StatSummary` ({kind}, {namespace}) | {pods} | {shown} | {:.1} | {:.1} |",
+            ms(percentile(api, 0.5)),
+            ms(api.last().copied().unwrap_or_default()),
+        );
     }
     println!();
     for kind in ["deploy", "po"] {
-        let p50 = |ns: &str| ms(percentile(&rows[&(kind, ns)], 0.5));
-        println!(
-            "`stat {kind}`: 1,000 pods take {:.1}× the time of 10 (p50).",
-            p50("large") / p50("small").max(f64::EPSILON)
-        );
+        for (what, times) in [("stat", &rows), ("metrics-api StatSummary", &via_api)] {
+            let p50 = |ns: &str| ms(percentile(&times[&(kind, ns)], 0.5));
+            println!(
+                "`{what} {kind}`: 1,000 pods take {:.1}× the time of 10 (p50).",
+                p50("large") / p50("small").max(f64::EPSILON)
+            );
+        }
     }
     drop(server);
     api.stop().await;

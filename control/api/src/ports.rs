@@ -50,6 +50,11 @@ pub const TAP_ADMIN: u16 = 9998;
 pub const WEB: u16 = 8084;
 /// viz's web admin port.
 pub const WEB_ADMIN: u16 = 9994;
+/// viz's metrics-api (gRPC `linkerd2.viz.Api`), as Linkerd's.
+pub const METRICS_API: u16 = 8085;
+/// viz's metrics-api admin port (as Linkerd's; another pod than the
+/// injector, whose admin port has the same number).
+pub const METRICS_API_ADMIN: u16 = 9995;
 /// Where `viz dashboard` listens on the user's machine, as Linkerd's.
 pub const DASHBOARD: u16 = 50750;
 /// A service mirror's admin server (`admin-http`): its gateway probe

@@ -11,6 +11,7 @@ mod failover;
 mod identity;
 mod injector;
 mod lease;
+mod metrics_api;
 mod mirror;
 mod policy;
 mod serving_identity;
@@ -54,6 +55,8 @@ enum Component {
     Tap(tap::TapArgs),
     /// viz's dashboard: namespaces, workloads, clusters and failover, on port 8084.
     Web(web::WebArgs),
+    /// viz's metrics-api: Linkerd viz's gRPC API (stat, edges, routes), on port 8085.
+    MetricsApi(metrics_api::MetricsApiArgs),
 }
 
 #[tokio::main]
@@ -78,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         Component::Failover(args) => failover::run(args, client).await,
         Component::Tap(args) => tap::run(args, client).await,
         Component::Web(args) => web::run(args, client).await,
+        Component::MetricsApi(args) => metrics_api::run(args, client).await,
     }
 }
 

@@ -36,17 +36,7 @@ pub(crate) struct WebArgs {
 }
 
 pub(crate) async fn run(args: WebArgs, client: kube::Client) -> anyhow::Result<()> {
-    let prometheus_url = if args.prometheus_url.is_empty() {
-        format!(
-            "http://{}.{}.svc.{}:{}",
-            mesh_viz::PROMETHEUS,
-            mesh_viz::NAMESPACE,
-            args.cluster_domain,
-            mesh_viz::PROMETHEUS_PORT
-        )
-    } else {
-        args.prometheus_url.clone()
-    };
+    let prometheus_url = mesh_viz::prometheus_url(&args.prometheus_url, &args.cluster_domain);
     let prometheus = Prometheus::direct(&prometheus_url)
         .map_err(|e| anyhow::anyhow!("--prometheus-url: {e}"))?;
     let enforced_host = regex::Regex::new(&args.enforced_host)

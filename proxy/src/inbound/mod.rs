@@ -59,7 +59,7 @@ mod settle;
 use decide::{OnDetected, OnTls};
 use peer::Peer;
 use policy::authorize::{PortProtocol, RequestDenied};
-use policy::metrics::{AuthzMetrics, Decision};
+use policy::metrics::{AuthzMetrics, Decision, request_labels};
 use policy::watch::{Policies, PortPolicy};
 use settle::Session;
 
@@ -575,9 +575,10 @@ impl Inbound {
         let started = Instant::now();
         let caller = peer.caller(&self.trusted_gateways, req.headers());
         let peer = &caller;
-        if let Err(response) = self.authorize_request(target, peer, port_policy, &req) {
-            return response;
-        }
+        let policy_labels = match self.authorize_request(target, peer, port_policy, &req) {
+            Ok(labels) => labels,
+            Err(response) => return response,
+        };
         peer.tell(req.headers_mut());
         let downgraded = proxy_http::restore_orig_proto(&mut req);
         let tapped = self.tap(target, peer, &req);
@@ -598,6 +599,7 @@ impl Inbound {
             ("target_addr", target.to_string()),
         ];
         labels.extend(peer.labels());
+        labels.extend(policy_labels);
         let upgrade = proxy_http::take_upgrade(&mut req);
         let response = match self.app(target).send(req.map(endpoint::boxed)).await {
             Ok(mut response) => {
@@ -644,8 +646,10 @@ impl Inbound {
         })
     }
 
-    /// Admits `req` from `peer` with the port's current policy, or answers
-    /// it: 403 with `l5d-proxy-error`, or for gRPC `PERMISSION_DENIED`.
+    /// Admits `req` from `peer` with the port's current policy (and
+    /// returns the request's policy labels: Server, route, authorization),
+    /// or answers it: 403 with `l5d-proxy-error`, or for gRPC
+    /// `PERMISSION_DENIED`.
     #[allow(clippy::result_large_err)]
     fn authorize_request(
         &self,
@@ -653,7 +657,7 @@ impl Inbound {
         peer: &Peer,
         port_policy: &PortPolicy,
         req: &Request<Incoming>,
-    ) -> Result<(), Response<Body>> {
+    ) -> Result<Labels, Response<Body>> {
         let policy = port_policy.current();
         let decision = Decision::new(target.to_string(), &policy.meta, authz_labels(peer));
         match policy.authorize_request(&peer.client(), &req.into()) {
@@ -664,7 +668,7 @@ impl Inbound {
                 if authz.meta.is_default() && authz.meta.name == "audit" {
                     tracing::info!(%target, client = ?peer.identity, path = %req.uri().path(), "audit: allowed by the audit policy");
                 }
-                Ok(())
+                Ok(request_labels(&policy.meta, &route, &authz.meta))
             }
             Err(denied) => {
                 let (route, why) = match &denied {

@@ -10,11 +10,32 @@
 //! - [`stat`]: golden metrics per resource.
 //! - [`edges`]: who calls whom, and whether both sides presented
 //!   identities.
-//! - [`routes`]: a Service's golden metrics per ServiceProfile route.
+//! - [`routes`]: a Service's golden metrics per route (ServiceProfile
+//!   routes and HTTPRoutes).
+//! - [`http_route`]: golden metrics per HTTPRoute and parent (`stat
+//!   httproute`).
 
 pub mod edges;
 pub mod golden;
+pub mod http_route;
 pub mod prometheus;
 pub mod resource;
 pub mod routes;
 pub mod stat;
+
+/// A list's items; none when the kind is not installed (no multicluster
+/// extension, no SMI or Gateway API CRD: a 404), an error naming `what`
+/// for anything else.
+pub fn installed<K>(
+    listed: Result<kube::api::ObjectList<K>, kube::Error>,
+    what: &str,
+) -> anyhow::Result<Vec<K>>
+where
+    K: Clone,
+{
+    match listed {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(anyhow::anyhow!("listing {what}: {e}")),
+    }
+}

@@ -34,6 +34,8 @@ pub enum Kind {
     Authority,
     /// TrafficSplits, leaf by leaf.
     TrafficSplit,
+    /// HTTPRoutes, parent by parent.
+    HttpRoute,
 }
 
 impl Kind {
@@ -49,9 +51,10 @@ impl Kind {
             "svc" | "service" | "services" => Self::Service,
             "au" | "authority" | "authorities" => Self::Authority,
             "ts" | "trafficsplit" | "trafficsplits" => Self::TrafficSplit,
+            "httproute" | "httproutes" => Self::HttpRoute,
             other => {
                 return Err(format!(
-                    "{other:?} is not a kind viz reports on: use deploy, sts, ds, job, po, ns, svc, authority or ts"
+                    "{other:?} is not a kind viz reports on: use deploy, sts, ds, job, po, ns, svc, authority, ts or httproute"
                 ));
             }
         })
@@ -69,6 +72,7 @@ impl Kind {
             Self::Service => "service",
             Self::Authority => "authority",
             Self::TrafficSplit => "trafficsplit",
+            Self::HttpRoute => "httproute",
         }
     }
 
@@ -86,6 +90,18 @@ impl Kind {
     pub fn namespaced(self) -> bool {
         self != Self::Namespace
     }
+}
+
+/// Whether `value` is a Kubernetes object name (a DNS subdomain): what a
+/// request from outside may name before it is put in a query.
+pub fn is_object_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 253
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !value.starts_with(['-', '.'])
+        && !value.ends_with(['-', '.'])
 }
 
 /// `KIND` or `KIND/NAME`, as given on the command line.
@@ -334,7 +350,7 @@ pub async fn objects(
                 }));
             }
         }
-        Kind::Authority | Kind::TrafficSplit => {}
+        Kind::Authority | Kind::TrafficSplit | Kind::HttpRoute => {}
     }
     Ok(Listing {
         objects,

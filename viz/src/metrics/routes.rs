@@ -1,10 +1,15 @@
 //! Per-route golden metrics of a Service: one row per ServiceProfile
-//! route (in the profile's order, idle ones too) and `[DEFAULT]` for
-//! requests that matched none, from Linkerd's `route_response_total` /
+//! route (in the profile's order, idle ones too), then one per HTTPRoute
+//! attached to the Service (by name), and `[DEFAULT]` for requests that
+//! matched none, from Linkerd's `route_response_total` /
 //! `route_response_latency_ms` (`dst`, `rt_route`), which client proxies
-//! record for a Service with ServiceProfile routes; every client's, or one
-//! client's. `mesh viz routes` prints them and the dashboard's workload
-//! page shows them.
+//! record for a Service with ServiceProfile routes or HTTPRoutes (a
+//! ServiceProfile's routes take precedence, as in Linkerd); every client's,
+//! or one client's. `mesh viz routes` prints them and the dashboard's
+//! workload page shows them. [`served`] is the other side: what a
+//! workload served, per Server and route, from its inbound series with
+//! Linkerd's policy labels (`viz routes deploy/NAME`, as Linkerd's
+//! default).
 
 use kube::Api;
 use kube::api::ListParams;
@@ -24,7 +29,8 @@ pub const DEFAULT_ROUTE: &str = "[DEFAULT]";
 pub struct RouteRow {
     /// The route's name, or [`DEFAULT_ROUTE`].
     pub route: String,
-    /// The Service.
+    /// The Service; for what a workload served ([`served_rows`]), the
+    /// Server (`server/NAME`, or `default/NAME` for a default policy).
     pub service: String,
     /// Its figures.
     #[serde(flatten)]
@@ -128,8 +134,8 @@ pub fn rows(
 }
 
 /// A Service's route rows over `window` (every client's, or `client`'s),
-/// and whether a ServiceProfile names its routes (without one, every
-/// request is [`DEFAULT_ROUTE`]).
+/// and whether a ServiceProfile or an HTTPRoute names its routes (without
+/// either, every request is [`DEFAULT_ROUTE`]).
 pub async fn of(
     client: &kube::Client,
     prometheus: &Prometheus,
@@ -145,7 +151,7 @@ pub async fn of(
         .map_err(|e| anyhow::anyhow!("listing ServiceProfiles in {service_ns}: {e}"))?
         .items;
     let prefix = format!("{service}.{service_ns}.svc.");
-    let routes: Vec<String> = profiles
+    let mut routes: Vec<String> = profiles
         .iter()
         .filter(|p| {
             p.metadata
@@ -155,6 +161,19 @@ pub async fn of(
         })
         .flat_map(|p| p.spec.routes.iter().map(|r| r.name.clone()))
         .collect();
+    // A ServiceProfile's routes take precedence: the proxies apply a
+    // Service's HTTPRoutes only when its profile has none.
+    if routes.is_empty() {
+        let parent = super::http_route::Parent::Service {
+            name: service.to_owned(),
+            namespace: service_ns.to_owned(),
+        };
+        for route in super::http_route::list(client, Some(service_ns), None).await? {
+            if route.parents.contains(&parent) && !routes.contains(&route.name) {
+                routes.push(route.name);
+            }
+        }
+    }
     let selector = selector(service, service_ns, source);
     let (requests, latency) = queries(&selector, window);
     let requests = prometheus.query(&requests).await?;
@@ -166,9 +185,186 @@ pub async fn of(
     Ok((rows, !routes.is_empty()))
 }
 
+/// The matchers of what a workload (`deploy/NAME`, `po/NAME`, …) served:
+/// its inbound series.
+pub fn served_selector(workload: &Target, namespace: &str) -> anyhow::Result<String> {
+    let name = workload
+        .name
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("routes of a workload need its name: deploy/NAME"))?;
+    anyhow::ensure!(
+        matches!(
+            workload.kind,
+            Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::Job | Kind::Pod
+        ),
+        "routes are a Service's or a workload's: {} is neither",
+        workload.kind.name()
+    );
+    Ok(super::prometheus::matchers(&[
+        ("direction".into(), "inbound".into()),
+        ("namespace".into(), namespace.into()),
+        (workload.kind.label().into(), name.into()),
+    ]))
+}
+
+/// The queries of what a workload served, by Server and route (Linkerd's
+/// policy labels on the inbound series).
+pub fn served_queries(selector: &str, window: &str) -> (String, [String; 3]) {
+    let by = "srv_kind, srv_name, route_kind, route_name";
+    (
+        format!("sum(increase(response_total{selector}[{window}])) by ({by}, classification)"),
+        quantiles("response_latency_ms", selector, window, by),
+    )
+}
+
+/// A served series' route: the HTTPRoute's or GRPCRoute's name, or
+/// [`DEFAULT_ROUTE`] for the policy controller's default routes (`default`,
+/// `probe`); and the Server (`server/NAME`, or `default/NAME` for a
+/// default policy).
+fn served_route(sample: &Sample) -> (String, String) {
+    let route = match sample.label("route_kind") {
+        "HTTPRoute" | "GRPCRoute" => sample.label("route_name").to_owned(),
+        _ => DEFAULT_ROUTE.to_owned(),
+    };
+    let server = match sample.label("srv_kind") {
+        "" => String::new(),
+        "server" => format!("server/{}", sample.label("srv_name")),
+        kind => format!("{kind}/{}", sample.label("srv_name")),
+    };
+    (route, server)
+}
+
+/// The rows of what a workload served: one per Server and route, in the
+/// order of the names, [`DEFAULT_ROUTE`] last of each Server's; `service`
+/// holds the Server.
+pub fn served_rows(
+    window_seconds: f64,
+    requests: &[Sample],
+    latency: &[Vec<Sample>; 3],
+) -> Vec<RouteRow> {
+    let mut keys: Vec<(String, String)> = requests.iter().map(served_route).collect();
+    keys.sort_by(|(route_a, server_a), (route_b, server_b)| {
+        (server_a, route_a == DEFAULT_ROUTE, route_a).cmp(&(
+            server_b,
+            route_b == DEFAULT_ROUTE,
+            route_b,
+        ))
+    });
+    keys.dedup();
+    keys.into_iter()
+        .map(|(route, server)| {
+            let mine = |s: &&Sample| served_route(s) == (route.clone(), server.clone());
+            let quantile = |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
+            RouteRow {
+                golden: Golden::from_samples(
+                    requests.iter().filter(mine),
+                    [quantile(0), quantile(1), quantile(2)],
+                    window_seconds,
+                ),
+                service: server.clone(),
+                route,
+            }
+        })
+        .collect()
+}
+
+/// What `workload` in `namespace` served over `window`, per Server and
+/// route: the server's side (the clients' side is [`of`]).
+pub async fn served(
+    prometheus: &Prometheus,
+    workload: &Target,
+    namespace: &str,
+    window: &str,
+) -> anyhow::Result<Vec<RouteRow>> {
+    let window_seconds = duration_seconds(window).map_err(|e| anyhow::anyhow!("window: {e}"))?;
+    let (requests, latency) = served_queries(&served_selector(workload, namespace)?, window);
+    let requests = prometheus.query(&requests).await?;
+    let mut answers: [Vec<Sample>; 3] = Default::default();
+    for (answer, promql) in answers.iter_mut().zip(&latency) {
+        *answer = prometheus.query(promql).await?;
+    }
+    Ok(served_rows(window_seconds, &requests, &answers))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workloads_served_routes_are_its_inbound_series_by_server_and_route() {
+        let podinfo: Target = "deploy/podinfo".parse().expect("target");
+        let selector = served_selector(&podinfo, "shop").expect("selector");
+        assert_eq!(
+            selector,
+            r#"{direction="inbound",namespace="shop",deployment="podinfo"}"#
+        );
+        assert!(served_selector(&"svc/podinfo".parse().expect("target"), "shop").is_err());
+        assert!(served_selector(&"deploy".parse().expect("target"), "shop").is_err());
+        let (requests, _) = served_queries(&selector, "1m");
+        assert_eq!(
+            requests,
+            r#"sum(increase(response_total{direction="inbound",namespace="shop",deployment="podinfo"}[1m])) by (srv_kind, srv_name, route_kind, route_name, classification)"#
+        );
+        let sample = |srv: (&str, &str), route: (&str, &str), class: &str, value: f64| {
+            Sample::new(
+                &[
+                    ("srv_kind", srv.0),
+                    ("srv_name", srv.1),
+                    ("route_kind", route.0),
+                    ("route_name", route.1),
+                    ("classification", class),
+                ],
+                value,
+            )
+        };
+        let http = ("server", "podinfo-http");
+        let requests = vec![
+            sample(http, ("default", "probe"), "success", 12.0),
+            sample(http, ("HTTPRoute", "podinfo-api"), "success", 54.0),
+            sample(http, ("HTTPRoute", "podinfo-api"), "failure", 6.0),
+            sample(http, ("default", "default"), "success", 18.0),
+            sample(
+                ("default", "all-unauthenticated"),
+                ("default", "default"),
+                "success",
+                6.0,
+            ),
+        ];
+        let latency = [
+            vec![Sample::new(
+                &[
+                    ("srv_kind", "server"),
+                    ("srv_name", "podinfo-http"),
+                    ("route_kind", "HTTPRoute"),
+                    ("route_name", "podinfo-api"),
+                ],
+                3.0,
+            )],
+            vec![],
+            vec![],
+        ];
+        let rows = served_rows(60.0, &requests, &latency);
+        let keys: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.service.as_str(), r.route.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("default/all-unauthenticated", DEFAULT_ROUTE),
+                ("server/podinfo-http", "podinfo-api"),
+                ("server/podinfo-http", DEFAULT_ROUTE),
+            ]
+        );
+        assert_eq!(rows[1].golden.rps, Some(1.0));
+        assert_eq!(rows[1].golden.success, Some(0.9));
+        assert_eq!(rows[1].golden.latency_ms_p50, Some(3.0));
+        assert_eq!(
+            rows[2].golden.rps,
+            Some(0.5),
+            "the probe and default routes are both [DEFAULT]"
+        );
+    }
 
     #[test]
     fn the_services_route_series_are_selected() {

@@ -74,14 +74,7 @@ impl Params {
             .0
             .get(key)
             .ok_or_else(|| Failure::BadRequest(format!("parameter {key:?} is missing")))?;
-        let valid = !value.is_empty()
-            && value.len() <= 253
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-            && !value.starts_with(['-', '.'])
-            && !value.ends_with(['-', '.']);
-        if valid {
+        if crate::metrics::resource::is_object_name(value) {
             Ok(value)
         } else {
             Err(Failure::BadRequest(format!(
@@ -305,25 +298,9 @@ async fn workload_routes(
     Ok(json!({ "namespace": namespace, "kind": kind, "name": name, "services": out }))
 }
 
-/// A list's items; none when the kind is not installed (no multicluster
-/// extension, no SMI CRD: a 404), an error for anything else.
-fn installed<K>(
-    listed: Result<kube::api::ObjectList<K>, kube::Error>,
-    what: &str,
-) -> anyhow::Result<Vec<K>>
-where
-    K: Clone,
-{
-    match listed {
-        Ok(list) => Ok(list.items),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(anyhow::anyhow!("listing {what}: {e}")),
-    }
-}
-
 async fn clusters(dashboard: &Dashboard) -> Result<Value, Failure> {
     let client = &dashboard.client;
-    let links = installed(
+    let links = crate::metrics::installed(
         Api::<Link>::all(client.clone())
             .list(&ListParams::default())
             .await,
@@ -337,7 +314,7 @@ async fn clusters(dashboard: &Dashboard) -> Result<Value, Failure> {
         .await
         .map_err(|e| anyhow::anyhow!("listing mirrored Services: {e}"))?
         .items;
-    let splits = installed(
+    let splits = crate::metrics::installed(
         Api::<TrafficSplit>::all(client.clone())
             .list(&ListParams::default())
             .await,

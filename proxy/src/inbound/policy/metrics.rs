@@ -34,12 +34,8 @@ impl Decision {
     /// For a connection to `target_addr` on the Server `server`, from a
     /// client labelled `client` (`tls`, `client_id`).
     pub(crate) fn new(target_addr: String, server: &Meta, client: Labels) -> Self {
-        let mut labels: Labels = vec![
-            ("target_addr", target_addr),
-            ("srv_group", server.group.clone()),
-            ("srv_kind", server.kind.clone()),
-            ("srv_name", server.name.clone()),
-        ];
+        let mut labels: Labels = vec![("target_addr", target_addr)];
+        labels.extend(object_labels(SERVER, server));
         labels.extend(client);
         Self { labels }
     }
@@ -47,23 +43,40 @@ impl Decision {
     /// The same decision on `route`.
     pub(crate) fn on_route(&self, route: &Meta) -> Self {
         let mut labels = self.labels.clone();
-        labels.extend([
-            ("route_group", route.group.clone()),
-            ("route_kind", route.kind.clone()),
-            ("route_name", route.name.clone()),
-        ]);
+        labels.extend(object_labels(ROUTE, route));
         Self { labels }
     }
 
     fn allowed_by(&self, authz: &Meta) -> Labels {
         let mut labels = self.labels.clone();
-        labels.extend([
-            ("authz_group", authz.group.clone()),
-            ("authz_kind", authz.kind.clone()),
-            ("authz_name", authz.name.clone()),
-        ]);
+        labels.extend(object_labels(AUTHORIZATION, authz));
         labels
     }
+}
+
+const SERVER: [&str; 3] = ["srv_group", "srv_kind", "srv_name"];
+const ROUTE: [&str; 3] = ["route_group", "route_kind", "route_name"];
+const AUTHORIZATION: [&str; 3] = ["authz_group", "authz_kind", "authz_name"];
+
+/// A policy object's labels under `names` (group, kind, name).
+fn object_labels(names: [&'static str; 3], object: &Meta) -> Labels {
+    let [group, kind, name] = names;
+    vec![
+        (group, object.group.clone()),
+        (kind, object.kind.clone()),
+        (name, object.name.clone()),
+    ]
+}
+
+/// The policy labels Linkerd puts on an admitted request's
+/// `request_total`, `response_total` and `response_latency_ms`: the
+/// Server's, the route's and the authorization's (`srv_*`, `route_*`,
+/// `authz_*`), which `viz stat httproute` selects by.
+pub(crate) fn request_labels(server: &Meta, route: &Meta, authz: &Meta) -> Labels {
+    let mut labels = object_labels(SERVER, server);
+    labels.extend(object_labels(ROUTE, route));
+    labels.extend(object_labels(AUTHORIZATION, authz));
+    labels
 }
 
 impl AuthzMetrics {

@@ -4,10 +4,13 @@
 //! endpoint labels are those of the last attempt, as it reported them.
 //! A route the policy controller sent is also counted in Linkerd's
 //! `outbound_*_route_request_*` families ([`crate::route_metrics`]); a
-//! request to a Service with ServiceProfile routes in Linkerd's
-//! `route_request_total`, `route_response_total` and
-//! `route_response_latency_ms` (`dst`, `rt_route`), which `viz routes`
-//! reads.
+//! request to a Service with named routes (ServiceProfile routes, or
+//! HTTPRoute/GRPCRoute resources) in Linkerd's `route_request_total`,
+//! `route_response_total` and `route_response_latency_ms` (`dst`,
+//! `rt_route`: the ServiceProfile route's or the route resource's name),
+//! which `viz routes` and `viz stat httproute` read: the policy families'
+//! latency buckets (0.05 s to 10 s) are too coarse for a p50 in
+//! milliseconds.
 
 use std::sync::Arc;
 
@@ -88,15 +91,14 @@ impl Layer for Observe {
 }
 
 /// Linkerd's ServiceProfile route labels (`direction`, `dst`, and
-/// `rt_route` unless the request took no route), for a request to a
-/// Service whose profile has ServiceProfile routes; `None` otherwise (no
-/// profile, or routes the policy controller sent, which have families of
-/// their own).
+/// `rt_route` unless the request took no named route), for a request to a
+/// Service whose profile has named routes: ServiceProfile routes, or the
+/// routes of HTTPRoute/GRPCRoute resources the policy controller sent.
+/// `None` otherwise: no profile, or only the Service's default route
+/// (every request to every Service would be counted twice).
 fn profile_route_labels(routed: &Routed) -> Option<crate::metrics::Labels> {
     let profile = routed.profile.as_ref()?;
-    let service_profile =
-        !profile.routes.is_empty() && profile.routes.iter().all(|r| r.policy_labels.is_none());
-    if !service_profile {
+    if !profile.routes.iter().any(|r| r.name.is_some()) {
         return None;
     }
     let label = |name: &str| {
@@ -134,6 +136,23 @@ mod tests {
         impl Next,
         std::sync::Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
     ) {
+        let mut route = fixtures::route(false, None);
+        // This route counts 503 as a success (a deliberate "closed" answer).
+        route.response_classes = vec![ResponseClass {
+            condition: ResponseMatch::Status(503, 503),
+            is_failure: false,
+        }];
+        answering_on(code, route)
+    }
+
+    /// A Service whose only route is `route`, answered `code` with mTLS.
+    fn answering_on(
+        code: u16,
+        route: crate::discover::profile::Route,
+    ) -> (
+        impl Next,
+        std::sync::Arc<std::sync::Mutex<prometheus_client::registry::Registry>>,
+    ) {
         let (outbound, registry) = outbound();
         let app = scripted(move |_| {
             let mut response = status(code);
@@ -149,12 +168,6 @@ mod tests {
             });
             Box::pin(async move { Ok(response) })
         });
-        let mut route = fixtures::route(false, None);
-        // This route counts 503 as a success (a deliberate "closed" answer).
-        route.response_classes = vec![ResponseClass {
-            condition: ResponseMatch::Status(503, 503),
-            is_failure: false,
-        }];
         let web = logical(
             "10.96.0.10:80".parse().expect("addr"),
             Some(split(&[], route, Default::default())),
@@ -202,5 +215,50 @@ mod tests {
                 1.0
             );
         }
+    }
+
+    /// A route the policy controller sent from an HTTPRoute counts in the
+    /// `route_*` families under the HTTPRoute's name, as a ServiceProfile
+    /// route does; the Service's default route (no resource: no name) does
+    /// not, or every request to every Service would be counted twice.
+    #[tokio::test]
+    async fn an_httproutes_requests_count_under_its_name_and_the_default_routes_do_not() {
+        let policy_route = |name: Option<&str>| {
+            let mut route = fixtures::route(false, None);
+            route.name = name.map(str::to_owned);
+            route.policy_labels = Some(std::sync::Arc::new(
+                crate::route_metrics::PolicyRouteLabels {
+                    grpc: false,
+                    route: vec![("route_name", name.unwrap_or("default").to_owned())],
+                    backends: Vec::new(),
+                },
+            ));
+            route
+        };
+        let route = [
+            ("direction", "outbound"),
+            ("dst", "web.test.svc.cluster.local:80"),
+            ("rt_route", "web-root"),
+            ("classification", "success"),
+        ];
+        let (mut service, registry) = answering_on(200, policy_route(Some("web-root")));
+        let Ok(response) = service.call(get()).await;
+        response.into_body().collect().await.expect("body");
+        assert_eq!(sample(&registry, "route_request_total", &route[..3]), 1.0);
+        assert_eq!(sample(&registry, "route_response_total", &route), 1.0);
+
+        let (mut service, registry) = answering_on(200, policy_route(None));
+        let Ok(response) = service.call(get()).await;
+        response.into_body().collect().await.expect("body");
+        assert_eq!(
+            sample(&registry, "route_request_total", &[]),
+            0.0,
+            "the default route is not counted per route"
+        );
+        assert_eq!(
+            sample(&registry, "request_total", &[("direction", "outbound")]),
+            1.0,
+            "the request itself is counted"
+        );
     }
 }
