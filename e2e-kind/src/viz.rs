@@ -272,25 +272,9 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
     );
     // What podinfo served, per Server and route: no Server selects it, so
     // everything is the default policy's [DEFAULT] route, at its callers'
-    // rate (the inbound series carry Linkerd's policy labels).
-    let served = crate::mesh::mesh(
-        p,
-        Cluster::West,
-        &[
-            "viz",
-            "routes",
-            "deploy/podinfo",
-            "-n",
-            &ns,
-            "-t",
-            &window,
-            "-o",
-            "json",
-        ],
-    )
-    .await?
-    .ok("mesh viz routes deploy/podinfo")?;
-    let served: Vec<serde_json::Value> = serde_json::from_str(&served.stdout)?;
+    // rate (the inbound series carry Linkerd's policy labels); the rogue
+    // pod's made-up failures are left out here too.
+    let served = routes_json(p, &ns, "deploy/podinfo").await?;
     anyhow::ensure!(
         !served.is_empty()
             && served.iter().all(|r| r["route"] == "[DEFAULT]"
@@ -348,24 +332,7 @@ async fn scenario(p: &impl Provider, west: &kube::Client) -> anyhow::Result<()> 
         "both leaves carried traffic: {splits:#?}"
     );
 
-    let routes = crate::mesh::mesh(
-        p,
-        Cluster::West,
-        &[
-            "viz",
-            "routes",
-            "svc/podinfo",
-            "-n",
-            &ns,
-            "-t",
-            &window,
-            "-o",
-            "json",
-        ],
-    )
-    .await?
-    .ok("mesh viz routes")?;
-    let routes: Vec<serde_json::Value> = serde_json::from_str(&routes.stdout)?;
+    let routes = routes_json(p, &ns, "svc/podinfo").await?;
     let names: Vec<&str> = routes.iter().filter_map(|r| r["route"].as_str()).collect();
     anyhow::ensure!(
         names == ["GET /", "GET /version", "[DEFAULT]"],
@@ -646,24 +613,7 @@ async fn http_route_figures(
     routed_pod: &str,
 ) -> anyhow::Result<()> {
     let window = format!("{WINDOW_SECONDS}s");
-    let routes = crate::mesh::mesh(
-        p,
-        Cluster::West,
-        &[
-            "viz",
-            "routes",
-            "svc/podinfo-routed",
-            "-n",
-            ns,
-            "-t",
-            &window,
-            "-o",
-            "json",
-        ],
-    )
-    .await?
-    .ok("mesh viz routes svc/podinfo-routed")?;
-    let routes: Vec<serde_json::Value> = serde_json::from_str(&routes.stdout)?;
+    let routes = routes_json(p, ns, "svc/podinfo-routed").await?;
     let names: Vec<&str> = routes.iter().filter_map(|r| r["route"].as_str()).collect();
     anyhow::ensure!(
         names == ["podinfo-root", "[DEFAULT]"],
@@ -718,6 +668,31 @@ spec:
         command: [load, --rps, "{rps}", "{url}"]
 "#
     )
+}
+
+/// `mesh viz routes TARGET -n NS -o json` over the scenario's window: its
+/// rows.
+async fn routes_json(
+    p: &impl Provider,
+    ns: &str,
+    target: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let window = format!("{WINDOW_SECONDS}s");
+    let ran = crate::mesh::mesh(
+        p,
+        Cluster::West,
+        &[
+            "viz", "routes", target, "-n", ns, "-t", &window, "-o", "json",
+        ],
+    )
+    .await?
+    .ok(&format!("mesh viz routes {target}"))?;
+    serde_json::from_str(&ran.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "mesh viz routes {target} -o json printed {:?}: {e}",
+            ran.stdout
+        )
+    })
 }
 
 /// `mesh viz stat … -o json`: its rows, and what it said on stderr.

@@ -53,7 +53,17 @@ pub async fn run(global: &GlobalArgs, args: &RoutesArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| client.default_namespace().to_owned());
     if args.target.kind != Kind::Service && args.to.is_none() && args.from.is_none() {
         let prometheus = Prometheus::locate(client.clone()).await?;
-        let rows = served(&prometheus, &args.target, &namespace, &args.time_window).await?;
+        let (rows, warnings) = served(
+            &client,
+            &prometheus,
+            &args.target,
+            &namespace,
+            &args.time_window,
+        )
+        .await?;
+        for warning in warnings {
+            eprintln!("‼ {warning}");
+        }
         return print(&rows, "SERVER", args.output);
     }
     let (service, service_ns, source) = match (&args.target, &args.to) {

@@ -10,7 +10,7 @@ use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
-use super::golden::{Golden, HEADERS, quantiles, usable};
+use super::golden::{Golden, HEADERS, quantiles};
 use super::prometheus::Prometheus;
 
 /// One leaf of one split.
@@ -86,10 +86,9 @@ pub fn rows(
     for split in splits {
         let apex = format!("{}.{}.svc.", split.apex, split.namespace);
         for (leaf, weight) in &split.backends {
-            let mine = |s: &&Sample| {
+            let mine = |s: &Sample| {
                 s.label("authority").starts_with(&apex) && s.label("dst_service") == leaf
             };
-            let quantile = |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
             out.push(LeafRow {
                 cluster: None,
                 namespace: split.namespace.clone(),
@@ -97,11 +96,7 @@ pub fn rows(
                 apex: split.apex.clone(),
                 leaf: leaf.clone(),
                 weight: *weight,
-                golden: Golden::from_samples(
-                    requests.iter().filter(mine),
-                    [quantile(0), quantile(1), quantile(2)],
-                    window_seconds,
-                ),
+                golden: Golden::matching(requests, latency, window_seconds, mine),
             });
         }
     }

@@ -74,6 +74,28 @@ impl Golden {
         }
     }
 
+    /// The figures of the row whose series `mine` picks out of the
+    /// answers: `requests` (request counts over the window, labelled
+    /// `classification`) and `latency` (each quantile's answer).
+    pub fn matching(
+        requests: &[Sample],
+        latency: &[Vec<Sample>; 3],
+        window_seconds: f64,
+        mine: impl Fn(&Sample) -> bool,
+    ) -> Self {
+        let quantile = |i: usize| {
+            latency[i]
+                .iter()
+                .filter(|s| mine(s))
+                .find_map(|s| usable(s.value))
+        };
+        Self::from_samples(
+            requests.iter().filter(|s| mine(s)),
+            [quantile(0), quantile(1), quantile(2)],
+            window_seconds,
+        )
+    }
+
     /// SUCCESS, RPS, LATENCY_P50, LATENCY_P95, LATENCY_P99 as table cells
     /// (`-` where there is no figure).
     pub fn cells(&self) -> [String; 5] {

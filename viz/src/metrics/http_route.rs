@@ -24,7 +24,7 @@ use mesh_api::crds::http_route::{HttpRoute, HttpRouteSpec, PolicyHttpRoute};
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
-use super::golden::{Golden, quantiles, usable};
+use super::golden::{Golden, quantiles};
 use super::prometheus::{Prometheus, matchers};
 
 /// What a route attaches to, as far as the mesh is concerned.
@@ -206,9 +206,6 @@ pub fn rows(routes: &[Route], window_seconds: f64, answers: &Answers) -> Vec<Rou
                     Parent::Service { .. } => (&answers.outbound, "outbound"),
                     Parent::Server { .. } => (&answers.inbound, "inbound"),
                 };
-                let mine = |s: &&Sample| belongs(s, route, parent);
-                let quantile =
-                    |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
                 RouteRow {
                     cluster: None,
                     namespace: route.namespace.clone(),
@@ -216,11 +213,9 @@ pub fn rows(routes: &[Route], window_seconds: f64, answers: &Answers) -> Vec<Rou
                     group: route.group.clone(),
                     parent: parent.display(&route.namespace),
                     direction,
-                    golden: Golden::from_samples(
-                        requests.iter().filter(mine),
-                        [quantile(0), quantile(1), quantile(2)],
-                        window_seconds,
-                    ),
+                    golden: Golden::matching(requests, latency, window_seconds, |s| {
+                        belongs(s, route, parent)
+                    }),
                 }
             })
         })

@@ -17,9 +17,10 @@ use mesh_api::crds::service_profile::ServiceProfile;
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
-use super::golden::{Golden, quantiles, usable};
+use super::golden::{Golden, quantiles};
 use super::prometheus::{Prometheus, duration_seconds};
 use super::resource::{Kind, Target};
+use super::stat::{Query, leave_out_impostors};
 
 /// The row of requests that matched no route.
 pub const DEFAULT_ROUTE: &str = "[DEFAULT]";
@@ -117,18 +118,10 @@ pub fn rows(
     }
     order
         .into_iter()
-        .map(|route| {
-            let mine = |s: &&Sample| name(s) == route;
-            let quantile = |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
-            RouteRow {
-                golden: Golden::from_samples(
-                    requests.iter().filter(mine),
-                    [quantile(0), quantile(1), quantile(2)],
-                    window_seconds,
-                ),
-                service: service.to_owned(),
-                route,
-            }
+        .map(|route| RouteRow {
+            golden: Golden::matching(requests, latency, window_seconds, |s| name(s) == route),
+            service: service.to_owned(),
+            route,
         })
         .collect()
 }
@@ -185,13 +178,13 @@ pub async fn of(
     Ok((rows, !routes.is_empty()))
 }
 
-/// The matchers of what a workload (`deploy/NAME`, `po/NAME`, …) served:
-/// its inbound series.
-pub fn served_selector(workload: &Target, namespace: &str) -> anyhow::Result<String> {
-    let name = workload
-        .name
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("routes of a workload need its name: deploy/NAME"))?;
+/// The query of what `workload` (`deploy/NAME`, `po/NAME`, …) in
+/// `namespace` served: its inbound series.
+pub fn served_query(workload: &Target, namespace: &str, window: &str) -> anyhow::Result<Query> {
+    anyhow::ensure!(
+        workload.name.is_some(),
+        "routes of a workload need its name: deploy/NAME"
+    );
     anyhow::ensure!(
         matches!(
             workload.kind,
@@ -200,11 +193,7 @@ pub fn served_selector(workload: &Target, namespace: &str) -> anyhow::Result<Str
         "routes are a Service's or a workload's: {} is neither",
         workload.kind.name()
     );
-    Ok(super::prometheus::matchers(&[
-        ("direction".into(), "inbound".into()),
-        ("namespace".into(), namespace.into()),
-        (workload.kind.label().into(), name.into()),
-    ]))
+    Query::new(workload, Some(namespace), None, None, window).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// The queries of what a workload served, by Server and route (Linkerd's
@@ -252,38 +241,38 @@ pub fn served_rows(
     });
     keys.dedup();
     keys.into_iter()
-        .map(|(route, server)| {
-            let mine = |s: &&Sample| served_route(s) == (route.clone(), server.clone());
-            let quantile = |i: usize| latency[i].iter().filter(mine).find_map(|s| usable(s.value));
-            RouteRow {
-                golden: Golden::from_samples(
-                    requests.iter().filter(mine),
-                    [quantile(0), quantile(1), quantile(2)],
-                    window_seconds,
-                ),
-                service: server.clone(),
-                route,
-            }
+        .map(|(route, server)| RouteRow {
+            golden: Golden::matching(requests, latency, window_seconds, |s| {
+                let (r, v) = served_route(s);
+                r == route && v == server
+            }),
+            service: server.clone(),
+            route,
         })
         .collect()
 }
 
 /// What `workload` in `namespace` served over `window`, per Server and
-/// route: the server's side (the clients' side is [`of`]).
+/// route: the server's side (the clients' side is [`of`]); and a warning
+/// for each live pod left out because its series claim the workload
+/// without being one of its pods (as `stat` leaves them out).
 pub async fn served(
+    client: &kube::Client,
     prometheus: &Prometheus,
     workload: &Target,
     namespace: &str,
     window: &str,
-) -> anyhow::Result<Vec<RouteRow>> {
-    let window_seconds = duration_seconds(window).map_err(|e| anyhow::anyhow!("window: {e}"))?;
-    let (requests, latency) = served_queries(&served_selector(workload, namespace)?, window);
+) -> anyhow::Result<(Vec<RouteRow>, Vec<String>)> {
+    let mut query = served_query(workload, namespace, window)?;
+    let listing = super::resource::objects(client, workload.kind, Some(namespace)).await?;
+    let warnings = leave_out_impostors(prometheus, &mut query, &listing).await?;
+    let (requests, latency) = served_queries(&query.series(), window);
     let requests = prometheus.query(&requests).await?;
     let mut answers: [Vec<Sample>; 3] = Default::default();
     for (answer, promql) in answers.iter_mut().zip(&latency) {
         *answer = prometheus.query(promql).await?;
     }
-    Ok(served_rows(window_seconds, &requests, &answers))
+    Ok((served_rows(query.window.1, &requests, &answers), warnings))
 }
 
 #[cfg(test)]
@@ -293,17 +282,21 @@ mod tests {
     #[test]
     fn a_workloads_served_routes_are_its_inbound_series_by_server_and_route() {
         let podinfo: Target = "deploy/podinfo".parse().expect("target");
-        let selector = served_selector(&podinfo, "shop").expect("selector");
+        let mut query = served_query(&podinfo, "shop", "1m").expect("query");
+        query.excluded_pods.insert("rogue".into());
+        let selector = query.series();
         assert_eq!(
             selector,
-            r#"{direction="inbound",namespace="shop",deployment="podinfo"}"#
+            r#"{direction="inbound",namespace="shop",deployment="podinfo",pod!~"^(rogue)$"}"#
         );
-        assert!(served_selector(&"svc/podinfo".parse().expect("target"), "shop").is_err());
-        assert!(served_selector(&"deploy".parse().expect("target"), "shop").is_err());
+        for refused in ["svc/podinfo", "deploy"] {
+            let target: Target = refused.parse().expect("target");
+            assert!(served_query(&target, "shop", "1m").is_err(), "{refused}");
+        }
         let (requests, _) = served_queries(&selector, "1m");
         assert_eq!(
             requests,
-            r#"sum(increase(response_total{direction="inbound",namespace="shop",deployment="podinfo"}[1m])) by (srv_kind, srv_name, route_kind, route_name, classification)"#
+            r#"sum(increase(response_total{direction="inbound",namespace="shop",deployment="podinfo",pod!~"^(rogue)$"}[1m])) by (srv_kind, srv_name, route_kind, route_name, classification)"#
         );
         let sample = |srv: (&str, &str), route: (&str, &str), class: &str, value: f64| {
             Sample::new(

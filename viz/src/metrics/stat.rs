@@ -127,6 +127,11 @@ impl Query {
     }
 
     /// The series' matchers, with the excluded pods left out.
+    pub fn series(&self) -> String {
+        self.matchers(&[])
+    }
+
+    /// The series' matchers and `extra`, with the excluded pods left out.
     fn matchers(&self, extra: &[(String, String)]) -> String {
         let mut pairs = self.selector.clone();
         pairs.extend_from_slice(extra);
@@ -373,6 +378,32 @@ pub struct Request<'a> {
     pub window: &'a str,
 }
 
+/// Leaves out of `query` every live pod whose series claim a workload
+/// that `claimed` (the Kubernetes listing) says is not its own, and says
+/// so: one warning per pod.
+pub async fn leave_out_impostors(
+    prometheus: &Prometheus,
+    query: &mut Query,
+    claimed: &super::resource::Listing,
+) -> anyhow::Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    if let Some(claims) = query.claims() {
+        let label = query.claim_label.clone().unwrap_or_default();
+        for sample in prometheus.query(&claims).await? {
+            let (ns, pod) = (sample.label("namespace"), sample.label("pod"));
+            let object = sample.label(&label);
+            if !object.is_empty() && claimed.impostor(ns, pod, object) {
+                warnings.push(format!(
+                    "left out pod {ns}/{pod}: its series say {label}={object:?}, \
+                     but it is not one of that workload's pods"
+                ));
+                query.excluded_pods.insert(pod.to_owned());
+            }
+        }
+    }
+    Ok(warnings)
+}
+
 /// The rows of one cluster, and a warning for each pod left out because
 /// its series claim a workload it does not belong to.
 pub async fn stat(
@@ -396,21 +427,7 @@ pub async fn stat(
         Some((source, source_ns)) => objects(client, source.kind, Some(source_ns)).await?,
         None => listing.clone(),
     };
-    let mut warnings = Vec::new();
-    if let Some(claims) = query.claims() {
-        let label = query.claim_label.clone().unwrap_or_default();
-        for sample in prometheus.query(&claims).await? {
-            let (ns, pod) = (sample.label("namespace"), sample.label("pod"));
-            let object = sample.label(&label);
-            if !object.is_empty() && claimed.impostor(ns, pod, object) {
-                warnings.push(format!(
-                    "left out pod {ns}/{pod}: its series say {label}={object:?}, \
-                     but it is not one of that workload's pods"
-                ));
-                query.excluded_pods.insert(pod.to_owned());
-            }
-        }
-    }
+    let warnings = leave_out_impostors(prometheus, &mut query, &claimed).await?;
     let answers = ask(prometheus, &query).await?;
     if let Some(name) = &target.name {
         listing.objects.retain(|o| &o.name == name);

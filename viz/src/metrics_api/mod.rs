@@ -315,11 +315,15 @@ impl MetricsApi {
                 .await
                 .map(|(rows, _)| (format!("service/{service}"), rows))
             }
-            (workload, None) => {
-                crate::metrics::routes::served(&self.prometheus, workload, &namespace, &window)
-                    .await
-                    .map(|rows| (workload.to_string(), rows))
-            }
+            (workload, None) => crate::metrics::routes::served(
+                &self.client,
+                &self.prometheus,
+                workload,
+                &namespace,
+                &window,
+            )
+            .await
+            .map(|(rows, _)| (workload.to_string(), rows)),
             (_, Some(_)) => {
                 return Err(Status::invalid_argument(
                     "to_resource: routes are a Service's (type service, with a name)",
