@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Memory of viz (Prometheus, tap, web), installed on the local west cluster
+# Memory of viz (Prometheus, tap, web, metrics-api), installed on the local west cluster
 # as the docs install it (`mesh viz install | kubectl apply -f -`, the real
 # Prometheus that scripts/setup.sh builds): resident memory of each
 # component idle, then with 100 meshed podinfo pods behind one Service that
@@ -14,7 +14,7 @@ replicas="${REPLICAS:-100}"
 source "$(dirname "$0")/lib/local-pair.sh"
 "$mesh" --context west viz install | k apply -f - >/dev/null
 "$mesh" --context west viz check --wait 5m >/dev/null
-components=(prometheus="(^|/)prometheus " tap="mesh-controller tap " web="mesh-controller web ")
+components=(prometheus="(^|/)prometheus " tap="mesh-controller tap " web="mesh-controller web " metrics-api="mesh-controller metrics-api ")
 sleep 60
 report "viz, idle" "${components[@]}"
 

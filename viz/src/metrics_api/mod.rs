@@ -32,9 +32,9 @@ use crate::metrics::resource::{Kind, Target};
 use proto::{
     BasicStats, CheckResult, CheckStatus, Edge, EdgesAnswer, EdgesOk, EdgesRequest, EdgesResponse,
     ListServicesRequest, ListServicesResponse, Outbound, PodGroup, Resource, ResourceError,
-    RouteTable, Row, SelfCheckRequest, SelfCheckResponse, Service, StatSummaryAnswer,
-    StatSummaryOk, StatSummaryRequest, StatSummaryResponse, StatTable, Table, TcpStats,
-    TopRoutesAnswer, TopRoutesOk, TopRoutesOutbound, TopRoutesRequest, TopRoutesResponse,
+    ResourceSelection, RouteTable, Row, SelfCheckRequest, SelfCheckResponse, Service,
+    StatSummaryAnswer, StatSummaryOk, StatSummaryRequest, StatSummaryResponse, StatTable, Table,
+    TcpStats, TopRoutesAnswer, TopRoutesOk, TopRoutesOutbound, TopRoutesRequest, TopRoutesResponse,
 };
 
 /// The window when a request gives none (Linkerd's CLI default).
@@ -58,6 +58,20 @@ impl std::fmt::Debug for MetricsApi {
 struct Named {
     target: Target,
     namespace: Option<String>,
+}
+
+/// The resource a selection names; a label selector is refused (mesh
+/// filters by name only), rather than answering more than was asked.
+fn selected(selection: Option<&ResourceSelection>) -> Result<Option<&Resource>, Status> {
+    if let Some(selection) = selection
+        && !selection.label_selector.is_empty()
+    {
+        return Err(Status::unimplemented(format!(
+            "selector.label_selector: {:?}: label selectors are not supported; name the resource",
+            selection.label_selector
+        )));
+    }
+    Ok(selection.and_then(|s| s.resource.as_ref()))
 }
 
 /// `resource` (the request's `field`) as a viz target, refused with the
@@ -133,7 +147,7 @@ impl MetricsApi {
         &self,
         request: StatSummaryRequest,
     ) -> Result<StatSummaryResponse, Status> {
-        let resource = request.selector.as_ref().and_then(|s| s.resource.as_ref());
+        let resource = selected(request.selector.as_ref())?;
         let Named { target, namespace } = named(resource, "selector.resource")?;
         if matches!(target.kind, Kind::TrafficSplit | Kind::HttpRoute) {
             return Err(Status::unimplemented(format!(
@@ -213,7 +227,7 @@ impl MetricsApi {
 
     /// `Edges`.
     pub async fn edges(&self, request: EdgesRequest) -> Result<EdgesResponse, Status> {
-        let resource = request.selector.as_ref().and_then(|s| s.resource.as_ref());
+        let resource = selected(request.selector.as_ref())?;
         let Named { target, namespace } = named(resource, "selector.resource")?;
         if !matches!(
             target.kind,
@@ -266,7 +280,7 @@ impl MetricsApi {
     /// workload's requests to `to_resource` (a Service) per route, or what a
     /// workload served per route.
     pub async fn top_routes(&self, request: TopRoutesRequest) -> Result<TopRoutesResponse, Status> {
-        let resource = request.selector.as_ref().and_then(|s| s.resource.as_ref());
+        let resource = selected(request.selector.as_ref())?;
         let Named { target, namespace } = named(resource, "selector.resource")?;
         let namespace = namespace
             .ok_or_else(|| Status::invalid_argument("selector.resource.namespace: missing"))?;
@@ -441,6 +455,15 @@ mod tests {
             );
         }
         assert!(named(None, "to_resource").is_err());
+        let filtered = ResourceSelection {
+            resource: Some(resource("pod", "shop", "")),
+            label_selector: "app=web".into(),
+        };
+        assert_eq!(
+            selected(Some(&filtered)).err().map(|s| s.code()),
+            Some(tonic::Code::Unimplemented),
+            "a filter mesh cannot apply is refused, not ignored"
+        );
     }
 
     #[test]
