@@ -155,12 +155,7 @@ impl TapServer {
         };
         tracing::info!(user = %user.name, %path, pods = targets.len(), "tapping");
         let (tx, rx) = tokio::sync::mpsc::channel(EVENT_BUFFER);
-        let peers = Arc::new(
-            self.pods
-                .as_ref()
-                .map(proxies::pod_index)
-                .unwrap_or_default(),
-        );
+        let peers = Arc::new(proxies::Peers::new(self.pods.clone()));
         self.proxies
             .tap(&targets, matcher, request.max_rps, peers, tx);
         let frames = tokio_stream::wrappers::ReceiverStream::new(rx)

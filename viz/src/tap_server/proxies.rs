@@ -54,7 +54,7 @@ impl Proxies {
         targets: &[Target],
         matcher: Option<ProxyMatch>,
         max_rps: f32,
-        peers: Arc<PodIndex>,
+        peers: Arc<Peers>,
         events: mpsc::Sender<TapEvent>,
     ) {
         let per_pod = per_pod_limit(max_rps, targets.len());
@@ -122,11 +122,54 @@ impl Proxies {
 /// Pods by address: `(namespace, name)`.
 pub type PodIndex = std::collections::HashMap<std::net::IpAddr, (String, String)>;
 
+/// How long an index of the pods is used before an address missing from
+/// it makes it be rebuilt.
+const PEERS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The cluster's pods by address, to name the other side of a tap's
+/// events: an index of the watched pods ([`pod_index`]), rebuilt when an
+/// address is not in it (a pod that started after the tap did) at most
+/// once every [`PEERS_REFRESH`], so that addresses outside the cluster
+/// cannot make every event rebuild it.
+#[derive(Debug)]
+pub struct Peers {
+    store: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
+    index: std::sync::Mutex<(tokio::time::Instant, Arc<PodIndex>)>,
+}
+
+impl Peers {
+    /// The pods of `store` (none without one).
+    pub fn new(
+        store: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
+    ) -> Self {
+        let index = store.as_ref().map(pod_index).unwrap_or_default();
+        Self {
+            store,
+            index: std::sync::Mutex::new((tokio::time::Instant::now(), Arc::new(index))),
+        }
+    }
+
+    /// The pod at `ip`: `(namespace, name)`.
+    pub fn name(&self, ip: std::net::IpAddr) -> Option<(String, String)> {
+        let mut index = self
+            .index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = index.1.get(&ip) {
+            return Some(found.clone());
+        }
+        let store = self.store.as_ref()?;
+        if index.0.elapsed() < PEERS_REFRESH {
+            return None;
+        }
+        *index = (tokio::time::Instant::now(), Arc::new(pod_index(store)));
+        index.1.get(&ip).cloned()
+    }
+}
+
 /// The pods of `store` by address (pods on the host's network share the
 /// node's and are left out).
-pub fn pod_index(
-    store: &kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>,
-) -> PodIndex {
+fn pod_index(store: &kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>) -> PodIndex {
     store
         .state()
         .iter()
@@ -153,7 +196,7 @@ pub fn pod_index(
 /// of an inbound request, the client of an outbound one), which the proxy
 /// knows only by address, and the other side by its address in `peers`
 /// where the proxy did not name it.
-fn with_pods(mut event: TapEvent, own: &[(String, String); 2], peers: &PodIndex) -> TapEvent {
+fn with_pods(mut event: TapEvent, own: &[(String, String); 2], peers: &Peers) -> TapEvent {
     use linkerd2_proxy_api::tap::tap_event::{EndpointMeta, ProxyDirection};
     let inbound = event.proxy_direction == ProxyDirection::Inbound as i32;
     let other_addr = if inbound {
@@ -163,7 +206,7 @@ fn with_pods(mut event: TapEvent, own: &[(String, String); 2], peers: &PodIndex)
     };
     let other = other_addr
         .and_then(|a| std::net::SocketAddr::try_from(a).ok())
-        .and_then(|a| peers.get(&a.ip()));
+        .and_then(|a| peers.name(a.ip()));
     let (mine, theirs) = if inbound {
         (&mut event.destination_meta, &mut event.source_meta)
     } else {
@@ -175,10 +218,8 @@ fn with_pods(mut event: TapEvent, own: &[(String, String); 2], peers: &PodIndex)
     }
     if let Some((namespace, name)) = other {
         let labels = &mut theirs.get_or_insert_with(EndpointMeta::default).labels;
-        labels.entry("pod".into()).or_insert_with(|| name.clone());
-        labels
-            .entry("namespace".into())
-            .or_insert_with(|| namespace.clone());
+        labels.entry("pod".into()).or_insert(name);
+        labels.entry("namespace".into()).or_insert(namespace);
     }
     event
 }
@@ -288,11 +329,11 @@ mod tests {
             ("pod".to_owned(), "web-1".to_owned()),
             ("namespace".to_owned(), "shop".to_owned()),
         ];
-        let peers: PodIndex = [(
-            "10.0.0.1".parse().expect("ip"),
-            ("shop".to_owned(), "client-7".to_owned()),
-        )]
-        .into();
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod_at(
+            "client-7", "10.0.0.1",
+        )));
+        let peers = Peers::new(Some(store));
         let event = TapEvent {
             source: Some(
                 "10.0.0.1:40000"
@@ -324,6 +365,49 @@ mod tests {
         assert_eq!(
             label(&named.source_meta, "namespace").as_deref(),
             Some("shop")
+        );
+    }
+
+    /// A running pod `name` at `ip`.
+    fn pod_at(name: &str, ip: &str) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "status": {"podIP": ip},
+        }))
+        .expect("pod")
+    }
+
+    /// A pod that starts after the tap did is named once the index is
+    /// rebuilt; an address of no pod does not rebuild it more than once a
+    /// second.
+    #[tokio::test(start_paused = true)]
+    async fn a_pod_started_after_the_tap_is_named_too() {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod_at(
+            "web-1", "10.0.0.2",
+        )));
+        let peers = Peers::new(Some(store));
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pod_at(
+            "client-9", "10.0.0.9",
+        )));
+        let late: std::net::IpAddr = "10.0.0.9".parse().expect("ip");
+        assert_eq!(peers.name(late), None, "the index is fresh: not rebuilt");
+        tokio::time::advance(PEERS_REFRESH).await;
+        assert_eq!(
+            peers.name(late),
+            Some(("shop".to_owned(), "client-9".to_owned()))
+        );
+        let outside: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+        let built = peers.index.lock().expect("index").0;
+        assert_eq!(peers.name(outside), None);
+        assert_eq!(
+            peers.index.lock().expect("index").0,
+            built,
+            "an unknown address right after a rebuild does not rebuild again"
+        );
+        assert_eq!(
+            peers.name("10.0.0.2".parse().expect("ip")),
+            Some(("shop".to_owned(), "web-1".to_owned()))
         );
     }
 
