@@ -10,7 +10,7 @@ use mesh_api::crds::traffic_split::TrafficSplit;
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
-use super::golden::{Golden, HEADERS, quantiles};
+use super::golden::{Golden, HEADERS, ask, quantiles};
 use super::prometheus::Prometheus;
 
 /// One leaf of one split.
@@ -140,13 +140,8 @@ pub async fn stat(
         })
         .collect();
     let prometheus = Prometheus::locate(client.clone()).await?;
-    let (requests, latency) = queries(namespace, window.0);
-    let requests = prometheus.query(&requests).await?;
-    let mut answers: [Vec<Sample>; 3] = Default::default();
-    for (answer, promql) in answers.iter_mut().zip(&latency) {
-        *answer = prometheus.query(promql).await?;
-    }
-    Ok(rows(&splits, window.1, &requests, &answers))
+    let (requests, latency) = ask(&prometheus, &queries(namespace, window.0)).await?;
+    Ok(rows(&splits, window.1, &requests, &latency))
 }
 
 /// Prints split rows as Linkerd's `viz stat ts` does.

@@ -45,6 +45,22 @@ pub fn quantiles(metric: &str, selector: &str, window: &str, by: &str) -> [Strin
     })
 }
 
+/// Prometheus's answers to a requests query and its three latency
+/// quantiles (as [`quantiles`] writes them), asked at once.
+pub async fn ask(
+    prometheus: &super::prometheus::Prometheus,
+    (requests, latency): &(String, [String; 3]),
+) -> anyhow::Result<(Vec<Sample>, [Vec<Sample>; 3])> {
+    let [p50, p95, p99] = latency;
+    let (requests, p50, p95, p99) = futures::try_join!(
+        prometheus.query(requests),
+        prometheus.query(p50),
+        prometheus.query(p95),
+        prometheus.query(p99),
+    )?;
+    Ok((requests, [p50, p95, p99]))
+}
+
 impl Golden {
     /// The figures of one row: `requests` are its request counts over the
     /// window (labelled `classification`), `latency` the value of each

@@ -24,7 +24,7 @@ use mesh_api::crds::http_route::{HttpRoute, HttpRouteSpec, PolicyHttpRoute};
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
-use super::golden::{Golden, quantiles};
+use super::golden::{Golden, ask, quantiles};
 use super::prometheus::{Prometheus, matchers};
 
 /// What a route attaches to, as far as the mesh is concerned.
@@ -290,17 +290,15 @@ pub async fn stat(
         return Ok(Vec::new());
     }
     let queries = queries(namespace, window);
-    let mut answers = Answers::default();
-    for ((requests, latency), (requests_query, latency_queries)) in [
-        (&mut answers.outbound, &queries.outbound),
-        (&mut answers.inbound, &queries.inbound),
-    ] {
-        *requests = prometheus.query(requests_query).await?;
-        for (answer, query) in latency.iter_mut().zip(latency_queries) {
-            *answer = prometheus.query(query).await?;
-        }
-    }
-    Ok(rows(&routes, window_seconds, &answers))
+    let (outbound, inbound) = futures::try_join!(
+        ask(prometheus, &queries.outbound),
+        ask(prometheus, &queries.inbound)
+    )?;
+    Ok(rows(
+        &routes,
+        window_seconds,
+        &Answers { outbound, inbound },
+    ))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use mesh_api::crds::service_profile::ServiceProfile;
 use mesh_api::prometheus::Sample;
 use serde::Serialize;
 
-use super::golden::{Golden, quantiles};
+use super::golden::{Golden, ask, quantiles};
 use super::prometheus::{Prometheus, duration_seconds};
 use super::resource::{Kind, Target};
 use super::stat::{Query, leave_out_impostors};
@@ -168,13 +168,8 @@ pub async fn of(
         }
     }
     let selector = selector(service, service_ns, source);
-    let (requests, latency) = queries(&selector, window);
-    let requests = prometheus.query(&requests).await?;
-    let mut answers: [Vec<Sample>; 3] = Default::default();
-    for (answer, promql) in answers.iter_mut().zip(&latency) {
-        *answer = prometheus.query(promql).await?;
-    }
-    let rows = rows(service, &routes, window_seconds, &requests, &answers);
+    let (requests, latency) = ask(prometheus, &queries(&selector, window)).await?;
+    let rows = rows(service, &routes, window_seconds, &requests, &latency);
     Ok((rows, !routes.is_empty()))
 }
 
@@ -266,13 +261,8 @@ pub async fn served(
     let mut query = served_query(workload, namespace, window)?;
     let listing = super::resource::objects(client, workload.kind, Some(namespace)).await?;
     let warnings = leave_out_impostors(prometheus, &mut query, &listing).await?;
-    let (requests, latency) = served_queries(&query.series(), window);
-    let requests = prometheus.query(&requests).await?;
-    let mut answers: [Vec<Sample>; 3] = Default::default();
-    for (answer, promql) in answers.iter_mut().zip(&latency) {
-        *answer = prometheus.query(promql).await?;
-    }
-    Ok((served_rows(query.window.1, &requests, &answers), warnings))
+    let (requests, latency) = ask(prometheus, &served_queries(&query.series(), window)).await?;
+    Ok((served_rows(query.window.1, &requests, &latency), warnings))
 }
 
 #[cfg(test)]
