@@ -5,7 +5,8 @@
 //! (the DNS-rebinding attack on a local port-forward); then headless
 //! Chromium loads every page: the workload page's figures match `viz
 //! stat` for the same window, the topology graph holds the client →
-//! podinfo edge, podinfo's workload page fills its live calls from the
+//! podinfo edge, the namespace page lists the HTTPRoute podinfo-root with
+//! its traffic, podinfo's workload page fills its live calls from the
 //! tap stream while it stays open, the clusters page shows the split;
 //! screenshots are left in `target/screenshots`.
 
@@ -205,6 +206,16 @@ async fn browser(p: &impl Provider, ns: &str, base: &str) -> anyhow::Result<()> 
     anyhow::ensure!(
         edge.get(4).map(String::as_str) == Some("√"),
         "client → podinfo is secured: {edge:?}"
+    );
+    // The namespace's HTTPRoute, with what podinfo-routed's client saw on it.
+    let route =
+        crate::browser::row_cells(&dom, r#"data-httproute="podinfo-root svc/podinfo-routed""#)
+            .ok_or_else(|| {
+                anyhow::anyhow!("the namespace page has no podinfo-root route row:\n{dom}")
+            })?;
+    anyhow::ensure!(
+        route.len() == 7 && route[3].parse::<f64>().is_ok_and(|rps| rps > 0.0),
+        "podinfo-root's row shows its traffic: {route:?}"
     );
     let clusters = chromium.dom(&format!("{base}/#/clusters")).await?;
     anyhow::ensure!(

@@ -78,20 +78,31 @@ let pendingTopology = null;
 
 async function namespacePage(namespace) {
   const query = "?namespace=" + encodeURIComponent(namespace);
-  const [data, graph] = await Promise.all([api("workloads" + query), api("edges" + query)]);
+  const [data, graph, routes] = await Promise.all([
+    api("workloads" + query), api("edges" + query), api("httproutes" + query)]);
   const rows = data.rows.map((r) =>
     el("tr", { "data-workload": r.kind + "/" + r.name },
       el("td", {}, r.kind),
       el("td", {}, el("a", { href: workloadHref(namespace, r.kind, r.name) }, r.name)),
       el("td", {}, meshed(r)), ...goldenCells(r)));
   pendingTopology = graph.edges;
-  return [
+  const page = [
     table(["Kind", "Name", "Meshed", ...GOLDEN], rows),
     el("h2", {}, "Topology"),
     el("div", { id: "topology", class: "topology" }),
     el("h2", {}, "Edges"),
     edgeTable(graph.edges),
   ];
+  if (routes.rows.length > 0) page.push(el("h2", {}, "HTTPRoutes"), httpRouteTable(routes.rows));
+  return page;
+}
+
+// Each HTTPRoute per parent: a Service's (what its clients saw on the
+// route) or a Server's (what its pods served on it).
+function httpRouteTable(rows) {
+  return table(["Route", "Parent", ...GOLDEN], rows.map((r) =>
+    el("tr", { "data-httproute": r.name + " " + r.parent },
+      el("td", {}, r.name), el("td", {}, r.parent), ...goldenCells(r))));
 }
 
 // Who calls whom: whether both sides presented identities, and what the

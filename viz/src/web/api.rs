@@ -138,6 +138,21 @@ pub async fn answer(
             let kind = params.get("kind").unwrap_or_default();
             workload_routes(dashboard, namespace, kind, name, params.window()?).await
         }
+        "httproutes" => {
+            let namespace = params.object_name("namespace")?;
+            let window = params.window()?;
+            let seconds =
+                duration_seconds(window).map_err(|e| Failure::BadRequest(e.to_string()))?;
+            let rows = crate::metrics::http_route::stat(
+                &dashboard.client,
+                &dashboard.prometheus,
+                Some(namespace),
+                None,
+                (window, seconds),
+            )
+            .await?;
+            Ok(json!({ "namespace": namespace, "rows": rows }))
+        }
         "clusters" => clusters(dashboard).await,
         "trafficsplit" => {
             let namespace = params.object_name("namespace")?;

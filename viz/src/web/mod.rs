@@ -379,6 +379,14 @@ mod tests {
                 "/api/routes?namespace=shop&kind=deployment&name=..%2Fx",
                 "parameter name=",
             ),
+            (
+                "/api/httproutes?namespace=shop%22%7Dor%7B",
+                "parameter namespace=",
+            ),
+            (
+                "/api/httproutes?namespace=shop&window=2h",
+                "parameter window=",
+            ),
         ] {
             let response = dashboard.respond(get(path, "localhost")).await;
             assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
