@@ -159,10 +159,7 @@ async fn linkerds_api_answers_stat_from_kubernetes_and_prometheus() {
         .await
         .expect("connect to the metrics-api");
 
-    let check: SelfCheckResponse = client
-        .call("SelfCheck", SelfCheckRequest {})
-        .await
-        .expect("SelfCheck");
+    let check = client.self_check().await.expect("SelfCheck");
     assert_eq!(
         check.results.first().map(|r| r.status),
         Some(CheckStatus::Ok as i32),

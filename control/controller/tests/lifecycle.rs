@@ -19,7 +19,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use mesh_api::crds::link::Link;
 use mesh_clusters::testing::{ensure_crds, shared_cluster};
-use support::{admin_get, free_addr, stop_with_sigterm, wait_ready};
+use support::{admin_get, first_ready_answer, free_addr, stop_with_sigterm, wait_ready};
 
 /// `mesh-controller failover` on the shared cluster, for the splits
 /// labelled `controlled_by`, its Lease in `ns`, its admin server on `admin`.
@@ -80,14 +80,7 @@ async fn a_mirror_is_not_ready_until_its_link_is_read_and_stops_on_sigterm() {
         .spawn()
         .expect("spawn");
     // Alive, but not ready: the Link it mirrors does not exist.
-    let mut answered = None;
-    for _ in 0..50 {
-        answered = admin_get(admin, "/ready").await;
-        if answered.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let answered = first_ready_answer(admin).await;
     assert_eq!(
         answered,
         Some((503, "not ready\n".to_owned())),

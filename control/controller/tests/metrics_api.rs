@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use mesh_clusters::testing::shared_cluster;
 use mesh_viz::metrics_api::grpc::Client;
-use mesh_viz::metrics_api::proto::{CheckStatus, SelfCheckRequest, SelfCheckResponse};
-use support::{admin_get, free_addr, stop_with_sigterm, wait_ready};
+use mesh_viz::metrics_api::proto::CheckStatus;
+use support::{admin_get, first_ready_answer, free_addr, stop_with_sigterm, wait_ready};
 
 #[tokio::test]
 async fn the_metrics_api_is_ready_once_prometheus_answers_and_stops_on_sigterm() {
@@ -30,14 +30,7 @@ async fn the_metrics_api_is_ready_once_prometheus_answers_and_stops_on_sigterm()
         .spawn()
         .expect("spawn");
     // Alive, but not ready: nothing answers where Prometheus should be.
-    let mut answered = None;
-    for _ in 0..50 {
-        answered = admin_get(admin, "/ready").await;
-        if answered.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let answered = first_ready_answer(admin).await;
     assert_eq!(
         answered.map(|(status, _)| status),
         Some(503),
@@ -64,10 +57,7 @@ async fn the_metrics_api_is_ready_once_prometheus_answers_and_stops_on_sigterm()
     let mut api = Client::connect(&format!("http://{listen}"))
         .await
         .expect("connect to the metrics-api");
-    let check: SelfCheckResponse = api
-        .call("SelfCheck", SelfCheckRequest {})
-        .await
-        .expect("SelfCheck");
+    let check = api.self_check().await.expect("SelfCheck");
     assert_eq!(
         check.results.first().map(|r| r.status),
         Some(CheckStatus::Ok as i32),

@@ -165,6 +165,12 @@ impl Client {
             .map(tonic::Response::into_inner)
     }
 
+    /// `SelfCheck`.
+    pub async fn self_check(&mut self) -> Result<super::proto::SelfCheckResponse, Status> {
+        self.call("SelfCheck", super::proto::SelfCheckRequest {})
+            .await
+    }
+
     /// `StatSummary`.
     pub async fn stat_summary(
         &mut self,

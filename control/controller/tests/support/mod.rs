@@ -28,6 +28,17 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// `/ready`'s first answer once the admin endpoint listens (up to 5 s).
+pub async fn first_ready_answer(admin: SocketAddr) -> Option<(u16, String)> {
+    for _ in 0..50 {
+        if let Some(answer) = admin_get(admin, "/ready").await {
+            return Some(answer);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// Waits up to `within` for `/ready` to answer 200 `ready`.
 pub async fn wait_ready(admin: SocketAddr, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
