@@ -29,6 +29,7 @@ pub async fn http_load(
             let client = mesh_test_util::http_client();
             let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
             let start = tokio::time::Instant::now();
+            let slow = slow_request_threshold();
             let mut tasks = tokio::task::JoinSet::new();
             let mut i = 0u32;
             while start.elapsed() < duration {
@@ -40,7 +41,15 @@ pub async fn http_load(
                         .body(Default::default())
                         .expect("request");
                     let ok = matches!(mesh_test_util::request(&client, req).await, Ok((200, _)));
-                    (due.elapsed(), ok)
+                    let latency = due.elapsed();
+                    if slow.is_some_and(|slow| latency > slow) {
+                        eprintln!(
+                            "slow request: sent at {:.3} s, {:.3} ms",
+                            (due - start).as_secs_f64(),
+                            ms(latency)
+                        );
+                    }
+                    (latency, ok)
                 });
                 i += 1;
             }
@@ -54,6 +63,13 @@ pub async fn http_load(
             (latencies, errors)
         })
         .await
+}
+
+/// `MESH_BENCH_SLOW_MS`: the latency over which [`http_load`] prints a
+/// request with the time it was sent, to see when the tail happens.
+fn slow_request_threshold() -> Option<Duration> {
+    let ms: f64 = std::env::var("MESH_BENCH_SLOW_MS").ok()?.parse().ok()?;
+    Some(Duration::from_secs_f64(ms / 1000.0))
 }
 
 /// Opens a controller's watch (`what`, for errors), trying again for up

@@ -101,6 +101,42 @@ impl Protocol {
     }
 }
 
+/// How many idle HTTP/1.1 connections the memory row holds open.
+const IDLE_CONNECTIONS: usize = 1_000;
+
+/// Opens `count` connections to `target`, sends one HTTP/1.1 request on
+/// each and reads its response's head, and returns them still open (a
+/// connection pool's idle connections, as the proxy in front of it sees
+/// them).
+async fn idle_connections(target: &'static str, count: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET / HTTP/1.1\r\nhost: {target}\r\n\r\n");
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut io = tokio::net::TcpStream::connect(target)
+            .await
+            .expect("connect to the meshed Service");
+        io.write_all(request.as_bytes()).await.expect("request");
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = io.read(&mut buf).await.expect("response");
+            assert!(
+                n > 0,
+                "the proxy closed an idle connection's first exchange"
+            );
+            response.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            response.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+        held.push(io);
+    }
+    held
+}
+
 /// The latencies of one run, sorted, and its errors.
 struct Run {
     latencies: Vec<Duration>,
@@ -495,6 +531,32 @@ async fn main() {
                 );
             }
         }
+    }
+    println!();
+    println!(
+        "Idle HTTP/1.1 connections: the client proxy's RSS before and after the client opens {IDLE_CONNECTIONS} connections to the meshed Service, sends one request on each and keeps them open."
+    );
+    println!();
+    println!(
+        "| proxy | RSS before (MiB) | RSS with the connections open (MiB) | per connection (KiB) |"
+    );
+    println!("|---|---|---|---|");
+    for (label, program) in &programs {
+        mesh.run_proxies_from(program).await;
+        let client = mesh.proxy_pid(Side::Client);
+        let (_, _, meshed_target) = Protocol::Http1.targets();
+        let before = rss_mib(client);
+        let held = mesh
+            .client
+            .run(idle_connections(meshed_target, IDLE_CONNECTIONS))
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = rss_mib(client);
+        drop(held);
+        println!(
+            "| {label} | {before:.1} | {after:.1} | {:.1} |",
+            (after - before) * 1024.0 / IDLE_CONNECTIONS as f64
+        );
     }
     if with_saturation {
         println!();

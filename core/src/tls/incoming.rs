@@ -50,7 +50,7 @@ impl TlsIncoming {
         tokio::pin!(stop);
         loop {
             let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
+                accepted = crate::listen::accept_fairly(&listener) => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
