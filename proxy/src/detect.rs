@@ -223,7 +223,10 @@ pub fn client_hello_sni(prefix: &[u8]) -> Option<String> {
     None
 }
 
-/// A stream whose first bytes were already read: they are read again first.
+/// A stream whose first bytes were already read: they are read again first,
+/// and once they have been, their buffer is given back (a connection lives
+/// long after its first bytes: an idle HTTP/1.1 connection would otherwise
+/// hold its detection buffer, 1 KiB or more, for its whole life).
 #[derive(Debug)]
 pub struct Prefixed<I> {
     prefix: BytesMut,
@@ -257,6 +260,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                self.prefix = BytesMut::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -296,6 +302,23 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_prefix_read_again_gives_its_buffer_back() {
+        use tokio::io::AsyncReadExt;
+        let (client, server) = tokio::io::duplex(64);
+        drop(client);
+        let mut prefix = BytesMut::with_capacity(1024);
+        prefix.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let mut io = Prefixed::new(prefix, server);
+        let mut first = [0u8; 4];
+        io.read_exact(&mut first).await.expect("part of the prefix");
+        assert!(io.prefix.capacity() > 0, "still being read again");
+        let mut rest = Vec::new();
+        io.read_to_end(&mut rest).await.expect("the rest");
+        assert_eq!(rest, b"/ HTTP/1.1\r\n");
+        assert_eq!(io.prefix.capacity(), 0, "the buffer was given back");
+    }
 
     #[test]
     fn each_protocol_is_told_from_its_first_bytes() {
