@@ -1,6 +1,6 @@
 //! The applications behind the server proxy: an HTTP server (HTTP/1 and
-//! h2c) that reports what it saw, a unary and a streaming gRPC server, and
-//! a TCP greeter.
+//! h2c) that reports what it saw (and answers `/status/N`, `/delay/MS` and
+//! `/bytes/N`), a unary and a streaming gRPC server, and a TCP greeter.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -125,6 +125,12 @@ impl App {
             .unwrap_or_default();
         if let Some(code) = path.strip_prefix("/status/") {
             return reply(code.parse().unwrap_or(400), format!("{}\n", self.name));
+        }
+        if let Some(size) = path.strip_prefix("/bytes/") {
+            // A body of that many bytes, up to 16 MiB (the benchmarks' large
+            // responses).
+            let size = size.parse().unwrap_or(0usize).min(16 << 20);
+            return reply(200, "x".repeat(size));
         }
         if let Some(ms) = path.strip_prefix("/delay/") {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;

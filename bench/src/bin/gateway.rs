@@ -9,8 +9,9 @@
 //!    straight to the server's application (a port iptables leaves alone),
 //!    and through the client's proxy and the gateway (mirror Service →
 //!    gateway → application), over TCP and over QUIC.
-//! 2. TCP against QUIC to the gateway at 0 %, 1 % and 3 % loss, 32
-//!    requests in flight: requests per second, p50, p99, failures.
+//! 2. TCP against QUIC to the gateway at 0 % and 2 % loss, for small
+//!    responses (32 requests in flight) and 1 MiB ones (8 in flight):
+//!    requests per second, MiB/s, p50, p99, failures.
 //!
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench
 //! -p mesh-clusters`: `target/release/gateway-bench [seconds per run,
@@ -60,6 +61,10 @@ impl Run {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
 }
+
+/// The response sizes part 2 compares: a small body, and 1 MiB.
+const BODIES: [(&str, &str, usize, f64); 2] =
+    [("small", "/", 32, 0.0), ("1 MiB", "/bytes/1048576", 8, 1.0)];
 
 /// `workers` clients sending GETs to `url` back to back from the client
 /// pod for `duration`.
@@ -250,26 +255,32 @@ fn main() {
             );
         }
 
-        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, 32 requests in flight, {seconds} s each:\n");
-        println!("| loss | transport | requests/s | p50 (ms) | p99 (ms) | failures | QUIC / TCP requests/s |");
-        println!("|---|---|---|---|---|---|---|");
-        for loss in ["0", "1%", "3%"] {
-            wan.set(&format!("delay=20ms loss={loss}")).await;
-            let tcp = load(&mesh, tcp_url, 32, duration).await;
-            let quic = load(&mesh, quic_url, 32, duration).await;
-            for (name, run) in [("TCP", &tcp), ("QUIC", &quic)] {
-                println!(
-                    "| {loss} | {name} | {:.0} | {:.1} | {:.1} | {} | {} |",
-                    run.rps(),
-                    ms(run.percentile(0.5)),
-                    ms(run.percentile(0.99)),
-                    run.errors,
-                    if name == "QUIC" {
-                        format!("{:.2}", quic.rps() / tcp.rps().max(f64::EPSILON))
-                    } else {
-                        String::new()
-                    }
-                );
+        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, {seconds} s each (small responses 32 requests in flight, 1 MiB ones 8):\n");
+        println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | QUIC / TCP requests/s |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for (body, path, in_flight, mib) in BODIES {
+            for loss in ["0", "2%"] {
+                wan.set(&format!("delay=20ms loss={loss}")).await;
+                let url = |base: &str| -> &'static str {
+                    format!("{}{path}", base.trim_end_matches('/')).leak()
+                };
+                let tcp = load(&mesh, url(tcp_url), in_flight, duration).await;
+                let quic = load(&mesh, url(quic_url), in_flight, duration).await;
+                for (name, run) in [("TCP", &tcp), ("QUIC", &quic)] {
+                    println!(
+                        "| {body} | {loss} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                        run.rps(),
+                        run.rps() * mib,
+                        ms(run.percentile(0.5)),
+                        ms(run.percentile(0.99)),
+                        run.errors,
+                        if name == "QUIC" {
+                            format!("{:.2}", quic.rps() / tcp.rps().max(f64::EPSILON))
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
             }
         }
         let client = mesh.client_metrics().await;
