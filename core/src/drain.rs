@@ -248,11 +248,8 @@ mod tests {
         let burst: Vec<_> = (0..BURST)
             .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
             .collect();
-        let (_drain, signal) = {
-            let drain = Drain::new();
-            let signal = drain.signal();
-            (drain, signal)
-        };
+        let drain = Drain::new();
+        let signal = drain.signal();
         // The first connection handled sends the request on the open one.
         let writer = Arc::new(std::sync::Mutex::new(writer));
         tokio::spawn(accept_until(listener, signal, move |_stream| {

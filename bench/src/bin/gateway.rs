@@ -259,13 +259,14 @@ fn main() {
         println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | QUIC / TCP requests/s |");
         println!("|---|---|---|---|---|---|---|---|---|");
         for (body, path, in_flight, mib) in BODIES {
+            let url = |base: &str| -> &'static str {
+                format!("{}{path}", base.trim_end_matches('/')).leak()
+            };
+            let (tcp_body_url, quic_body_url) = (url(tcp_url), url(quic_url));
             for loss in ["0", "2%"] {
                 wan.set(&format!("delay=20ms loss={loss}")).await;
-                let url = |base: &str| -> &'static str {
-                    format!("{}{path}", base.trim_end_matches('/')).leak()
-                };
-                let tcp = load(&mesh, url(tcp_url), in_flight, duration).await;
-                let quic = load(&mesh, url(quic_url), in_flight, duration).await;
+                let tcp = load(&mesh, tcp_body_url, in_flight, duration).await;
+                let quic = load(&mesh, quic_body_url, in_flight, duration).await;
                 for (name, run) in [("TCP", &tcp), ("QUIC", &quic)] {
                     println!(
                         "| {body} | {loss} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",

@@ -541,10 +541,10 @@ async fn main() {
         "| proxy | RSS before (MiB) | RSS with the connections open (MiB) | per connection (KiB) |"
     );
     println!("|---|---|---|---|");
+    let (_, _, meshed_target) = Protocol::Http1.targets();
     for (label, program) in &programs {
         mesh.run_proxies_from(program).await;
         let client = mesh.proxy_pid(Side::Client);
-        let (_, _, meshed_target) = Protocol::Http1.targets();
         let before = rss_mib(client);
         let held = mesh
             .client
