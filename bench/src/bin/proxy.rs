@@ -26,7 +26,8 @@
 //! and a table of added p99 and CPU per 1,000 rps, ours against it, closes
 //! the report; without one, the report says it measured ours alone.
 //! `--saturation` adds, for each proxy and the direct path, the highest
-//! rate sustained with a p99 under 10 ms.
+//! rate sustained with a p99 under 10 ms; `--saturation-only` measures
+//! that alone, and `--only http1|grpc|grpc-stream|tcp` one protocol.
 
 use mesh_bench::{cpu_seconds, ms, percentile, rss_mib};
 use mesh_test_util as support;
@@ -61,6 +62,16 @@ const PROTOCOLS: [Protocol; 4] = [
 ];
 
 impl Protocol {
+    /// Its name on the command line (`--only NAME`).
+    fn flag(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::Grpc => "grpc",
+            Protocol::Tcp => "tcp",
+            Protocol::GrpcStream => "grpc-stream",
+        }
+    }
+
     /// Its name in the report, the application reached directly (a port
     /// iptables leaves alone) and through the proxies (its Service's
     /// address).
@@ -356,26 +367,64 @@ const SATURATION_RATES: [u32; 9] = [
     2_000, 3_000, 4_000, 6_000, 8_000, 10_000, 13_000, 16_000, 20_000,
 ];
 
-/// The highest of [`SATURATION_RATES`] that `target` sustains with a p99
-/// under 10 ms and at most one error in a thousand, trying them in order
-/// until one fails (none: not even the first).
-async fn saturation(mesh: &Mesh, protocol: Protocol, target: &'static str) -> Option<u32> {
-    // Warm up: connections, discovery and certificates are in place.
-    load(mesh, protocol, target, 1000, Duration::from_secs(1)).await;
-    let mut sustained = None;
-    for rate in SATURATION_RATES {
-        let run = load(mesh, protocol, target, rate, Duration::from_secs(5)).await;
-        let total = run.latencies.len() + run.errors;
-        let p99 = run.percentile(0.99);
-        if run.errors * 1000 > total || p99 > Duration::from_millis(10) {
-            eprintln!(
-                "proxy-bench: {target} at {rate} rps: p99 {:.3} ms, {} errors of {total}",
-                ms(p99),
-                run.errors
-            );
+/// For the direct path and each of `programs`, the highest of
+/// [`SATURATION_RATES`] it sustains for `protocol` with a p99 under 10 ms
+/// and at most one error in a thousand, trying them in order until one
+/// fails (`None`: not even the first). The candidates take turns at each
+/// rate, the proxies in an order that alternates from one rate to the
+/// next, each after a warm-up of its own: an overload leaves the machine
+/// busy for a while (connections closing, sockets in TIME_WAIT), and
+/// whichever ran next would otherwise always pay for it (measured: one
+/// build run twice, 13,000 in first place and 16,000–20,000 in second).
+async fn saturation(
+    mesh: &mut Mesh,
+    protocol: Protocol,
+    programs: &[(String, std::path::PathBuf)],
+) -> Vec<Option<u32>> {
+    let (_, direct_target, meshed_target) = protocol.targets();
+    // Index 0 is the direct path, 1.. the programs.
+    let mut sustained = vec![None; programs.len() + 1];
+    let mut going = vec![true; programs.len() + 1];
+    for (step, rate) in SATURATION_RATES.into_iter().enumerate() {
+        let mut turns: Vec<usize> = (1..=programs.len()).collect();
+        if step % 2 == 1 {
+            turns.reverse();
+        }
+        for candidate in std::iter::once(0).chain(turns) {
+            if !going[candidate] {
+                continue;
+            }
+            let target = match candidate.checked_sub(1) {
+                None => direct_target,
+                Some(index) => {
+                    let program = &programs[index].1;
+                    if mesh.proxy_program() != program.as_path() {
+                        mesh.run_proxies_from(program).await;
+                    }
+                    meshed_target
+                }
+            };
+            // Warm up: connections, discovery and certificates are in place.
+            load(mesh, protocol, target, 1000, Duration::from_secs(1)).await;
+            let run = load(mesh, protocol, target, rate, Duration::from_secs(5)).await;
+            let total = run.latencies.len() + run.errors;
+            let p99 = run.percentile(0.99);
+            if run.errors * 1000 > total || p99 > Duration::from_millis(10) {
+                eprintln!(
+                    "proxy-bench: {target} at {rate} rps: p99 {:.3} ms, {} errors of {total}",
+                    ms(p99),
+                    run.errors
+                );
+                going[candidate] = false;
+                // Let the overload's aftermath pass before the next run.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            } else {
+                sustained[candidate] = Some(rate);
+            }
+        }
+        if !going.contains(&true) {
             break;
         }
-        sustained = Some(rate);
     }
     sustained
 }
@@ -397,7 +446,25 @@ async fn main() {
             baseline.display()
         );
     }
-    let with_saturation = args.iter().any(|a| a == "--saturation");
+    // `--saturation-only`: the saturation table alone (an A/B of a change
+    // that matters at overload, in minutes rather than half an hour).
+    let saturation_only = args.iter().any(|a| a == "--saturation-only");
+    let with_saturation = saturation_only || args.iter().any(|a| a == "--saturation");
+    // `--only NAME`: measure one protocol (http1, grpc, grpc-stream, tcp).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| args.get(i + 1).map(String::as_str).unwrap_or_default());
+    let measured: Vec<Protocol> = PROTOCOLS
+        .into_iter()
+        .filter(|p| only.is_none_or(|name| name == p.flag()))
+        .collect();
+    assert!(
+        !measured.is_empty(),
+        "--only {}: expected one of {:?}",
+        only.unwrap_or_default(),
+        PROTOCOLS.map(Protocol::flag)
+    );
     let duration = Duration::from_secs(seconds);
     let mut mesh = Mesh::start().await;
     mesh.serve_default_policies();
@@ -453,138 +520,131 @@ async fn main() {
     // Each proxy's RSS when it has started and served nothing yet.
     let mut idle = vec![Some(pids(&mesh).map(rss_mib)), None];
 
-    println!(
-        "| protocol | rate (rps) | proxy | direct p50 / p99 / p99.9 (ms) | meshed p50 / p99 / p99.9 (ms) | added p50 / p99 / p99.9 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let mut compared = Vec::new();
-    for protocol in PROTOCOLS {
-        let (name, direct_target, meshed_target) = protocol.targets();
-        for rate in [1000u32, 5000] {
-            // Each build is measured right after the other, each against a
-            // direct run of its own, so drift on a shared machine hits both.
-            let mut row = Vec::new();
-            for (index, (label, program)) in programs.iter().enumerate() {
-                if mesh.proxy_program() != program.as_path() {
-                    mesh.run_proxies_from(program).await;
-                    if idle[index].is_none() {
-                        idle[index] = Some(pids(&mesh).map(rss_mib));
-                    }
-                }
-                let pids = pids(&mesh);
-                load(&mesh, protocol, meshed_target, rate, Duration::from_secs(1)).await;
-                let direct = load(&mesh, protocol, direct_target, rate, duration).await;
-                let before = pids.map(cpu_seconds);
-                let meshed = load(&mesh, protocol, meshed_target, rate, duration).await;
-                let after = pids.map(cpu_seconds);
-                let per_krps =
-                    |i: usize| (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0);
-                let added = |p: f64| meshed.percentile(p).saturating_sub(direct.percentile(p));
-                // p50 / p99 / p99.9 in ms.
-                let tails = |at: &dyn Fn(f64) -> Duration| {
-                    format!(
-                        "{:.3} / {:.3} / {:.3}",
-                        ms(at(0.5)),
-                        ms(at(0.99)),
-                        ms(at(0.999))
-                    )
-                };
-                println!(
-                    "| {name} | {rate} | {label} | {} | {} | {} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
-                    tails(&|p| direct.percentile(p)),
-                    tails(&|p| meshed.percentile(p)),
-                    tails(&added),
-                    per_krps(0),
-                    per_krps(1),
-                    rss_mib(pids[0]),
-                    rss_mib(pids[1]),
-                    direct.errors,
-                    meshed.errors,
-                );
-                row.push((ms(added(0.99)), per_krps(0) + per_krps(1)));
-            }
-            compared.push((name, rate, row));
-        }
-    }
-    println!();
-    let size = |program: &std::path::Path| {
-        std::fs::metadata(program).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0)
-    };
-    for ((name, program), idle) in programs.iter().zip(&idle) {
-        let [client, server] = idle.unwrap_or_default();
+    if !saturation_only {
         println!(
-            "{name}: {}, {:.1} MiB; RSS idle: client {client:.1} MiB, server {server:.1} MiB",
-            program.display(),
-            size(program)
+            "| protocol | rate (rps) | proxy | direct p50 / p99 / p99.9 (ms) | meshed p50 / p99 / p99.9 (ms) | added p50 / p99 / p99.9 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
         );
-    }
-    if let Some((name, _)) = programs.get(1) {
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let mut compared = Vec::new();
+        for &protocol in &measured {
+            let (name, direct_target, meshed_target) = protocol.targets();
+            for rate in [1000u32, 5000] {
+                // Each build is measured right after the other, each against a
+                // direct run of its own, so drift on a shared machine hits both.
+                let mut row = Vec::new();
+                for (index, (label, program)) in programs.iter().enumerate() {
+                    if mesh.proxy_program() != program.as_path() {
+                        mesh.run_proxies_from(program).await;
+                        if idle[index].is_none() {
+                            idle[index] = Some(pids(&mesh).map(rss_mib));
+                        }
+                    }
+                    let pids = pids(&mesh);
+                    load(&mesh, protocol, meshed_target, rate, Duration::from_secs(1)).await;
+                    let direct = load(&mesh, protocol, direct_target, rate, duration).await;
+                    let before = pids.map(cpu_seconds);
+                    let meshed = load(&mesh, protocol, meshed_target, rate, duration).await;
+                    let after = pids.map(cpu_seconds);
+                    let per_krps = |i: usize| {
+                        (after[i] - before[i]) / seconds as f64 / (f64::from(rate) / 1000.0)
+                    };
+                    let added = |p: f64| meshed.percentile(p).saturating_sub(direct.percentile(p));
+                    // p50 / p99 / p99.9 in ms.
+                    let tails = |at: &dyn Fn(f64) -> Duration| {
+                        format!(
+                            "{:.3} / {:.3} / {:.3}",
+                            ms(at(0.5)),
+                            ms(at(0.99)),
+                            ms(at(0.999))
+                        )
+                    };
+                    println!(
+                        "| {name} | {rate} | {label} | {} | {} | {} | {:.3} / {:.3} | {:.1} / {:.1} | {} / {} |",
+                        tails(&|p| direct.percentile(p)),
+                        tails(&|p| meshed.percentile(p)),
+                        tails(&added),
+                        per_krps(0),
+                        per_krps(1),
+                        rss_mib(pids[0]),
+                        rss_mib(pids[1]),
+                        direct.errors,
+                        meshed.errors,
+                    );
+                    row.push((ms(added(0.99)), per_krps(0) + per_krps(1)));
+                }
+                compared.push((name, rate, row));
+            }
+        }
+        println!();
+        let size = |program: &std::path::Path| {
+            std::fs::metadata(program).map(|m| m.len()).unwrap_or(0) as f64 / (1024.0 * 1024.0)
+        };
+        for ((name, program), idle) in programs.iter().zip(&idle) {
+            let [client, server] = idle.unwrap_or_default();
+            println!(
+                "{name}: {}, {:.1} MiB; RSS idle: client {client:.1} MiB, server {server:.1} MiB",
+                program.display(),
+                size(program)
+            );
+        }
+        if let Some((name, _)) = programs.get(1) {
+            println!();
+            println!(
+                "| protocol | rate (rps) | added p99 (ms), this build / {name} | CPU per 1,000 rps (vCPU, both proxies), this build / {name} |"
+            );
+            println!("|---|---|---|---|");
+            for (name, rate, row) in compared {
+                if let [(p99, cpu), (base_p99, base_cpu)] = row[..] {
+                    println!(
+                        "| {name} | {rate} | {p99:.3} / {base_p99:.3} | {cpu:.3} / {base_cpu:.3} |"
+                    );
+                }
+            }
+        }
         println!();
         println!(
-            "| protocol | rate (rps) | added p99 (ms), this build / {name} | CPU per 1,000 rps (vCPU, both proxies), this build / {name} |"
+            "Idle HTTP/1.1 connections: the client proxy's RSS before and after the client opens {IDLE_CONNECTIONS} connections to the meshed Service, sends one request on each and keeps them open."
+        );
+        println!();
+        println!(
+            "| proxy | RSS before (MiB) | RSS with the connections open (MiB) | per connection (KiB) |"
         );
         println!("|---|---|---|---|");
-        for (name, rate, row) in compared {
-            if let [(p99, cpu), (base_p99, base_cpu)] = row[..] {
-                println!(
-                    "| {name} | {rate} | {p99:.3} / {base_p99:.3} | {cpu:.3} / {base_cpu:.3} |"
-                );
-            }
+        let (_, _, meshed_target) = Protocol::Http1.targets();
+        for (label, program) in &programs {
+            mesh.run_proxies_from(program).await;
+            let client = mesh.proxy_pid(Side::Client);
+            let before = rss_mib(client);
+            let held = mesh
+                .client
+                .run(idle_connections(meshed_target, IDLE_CONNECTIONS))
+                .await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let after = rss_mib(client);
+            drop(held);
+            println!(
+                "| {label} | {before:.1} | {after:.1} | {:.1} |",
+                (after - before) * 1024.0 / IDLE_CONNECTIONS as f64
+            );
         }
-    }
-    println!();
-    println!(
-        "Idle HTTP/1.1 connections: the client proxy's RSS before and after the client opens {IDLE_CONNECTIONS} connections to the meshed Service, sends one request on each and keeps them open."
-    );
-    println!();
-    println!(
-        "| proxy | RSS before (MiB) | RSS with the connections open (MiB) | per connection (KiB) |"
-    );
-    println!("|---|---|---|---|");
-    let (_, _, meshed_target) = Protocol::Http1.targets();
-    for (label, program) in &programs {
-        mesh.run_proxies_from(program).await;
-        let client = mesh.proxy_pid(Side::Client);
-        let before = rss_mib(client);
-        let held = mesh
-            .client
-            .run(idle_connections(meshed_target, IDLE_CONNECTIONS))
-            .await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let after = rss_mib(client);
-        drop(held);
-        println!(
-            "| {label} | {before:.1} | {after:.1} | {:.1} |",
-            (after - before) * 1024.0 / IDLE_CONNECTIONS as f64
-        );
     }
     if with_saturation {
         println!();
         println!(
-            "Saturation: the highest rate sustained with p99 under 10 ms (of {SATURATION_RATES:?} rps, 5 s each; each proxy runs one worker thread, so this is the rate one proxy core sustains)."
+            "Saturation: the highest rate sustained with p99 under 10 ms (of {SATURATION_RATES:?} rps, 5 s each after 1 s at 1,000 rps, the candidates taking turns at each rate; each proxy runs one worker thread, so this is the rate one proxy core sustains)."
         );
         println!();
         let names: Vec<&str> = programs.iter().map(|(name, _)| name.as_str()).collect();
         println!("| protocol | direct | {} |", names.join(" | "));
         println!("|---|---|{}", "---|".repeat(names.len()));
         let mut rows = Vec::new();
-        for protocol in PROTOCOLS {
-            let (_, direct_target, _) = protocol.targets();
-            rows.push(vec![saturation(&mesh, protocol, direct_target).await]);
-        }
-        for (_, program) in &programs {
-            if mesh.proxy_program() != program.as_path() {
-                mesh.run_proxies_from(program).await;
-            }
-            for (row, protocol) in rows.iter_mut().zip(PROTOCOLS) {
-                let (_, _, meshed_target) = protocol.targets();
-                row.push(saturation(&mesh, protocol, meshed_target).await);
-            }
+        for &protocol in &measured {
+            rows.push(saturation(&mut mesh, protocol, &programs).await);
         }
         let shown = |rate: &Option<u32>| {
             rate.map_or(format!("< {}", SATURATION_RATES[0]), |r| r.to_string())
         };
-        for (row, protocol) in rows.iter().zip(PROTOCOLS) {
+        for (row, protocol) in rows.iter().zip(&measured) {
             let (name, _, _) = protocol.targets();
             let cells: Vec<String> = row.iter().map(shown).collect();
             println!("| {name} | {} |", cells.join(" | "));

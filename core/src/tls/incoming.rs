@@ -47,10 +47,11 @@ impl TlsIncoming {
     ) {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let places = Arc::new(Semaphore::new(max_connections));
+        let mut listener = crate::listen::FairAcceptor::new(listener);
         tokio::pin!(stop);
         loop {
             let (tcp, peer) = tokio::select! {
-                accepted = crate::listen::accept_fairly(&listener) => match accepted {
+                accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
