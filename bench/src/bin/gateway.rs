@@ -255,7 +255,11 @@ fn main() {
             );
         }
 
-        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, {seconds} s each (small responses 32 requests in flight, 1 MiB ones 8):\n");
+        // The kernel's TCP congestion control is the machine's (netns inherit
+        // it); QUIC's is quinn's, in the proxies: say which each used.
+        let tcp_congestion = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .map_or_else(|e| format!("unknown ({e})"), |name| name.trim().to_owned());
+        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, {seconds} s each (small responses 32 requests in flight, 1 MiB ones 8; TCP congestion control: {tcp_congestion}, the kernel's; QUIC: quinn's Cubic). The rows run in order on the same long-lived connections, so each starts from the congestion state the one before left:\n");
         println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | QUIC / TCP requests/s |");
         println!("|---|---|---|---|---|---|---|---|---|");
         for (body, path, in_flight, mib) in BODIES {
