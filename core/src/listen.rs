@@ -44,9 +44,9 @@ pub const ACCEPT_BURST: u32 = 16;
 /// (thousands of stalled TLS handshakes, say), a request arriving on a
 /// connection already open waits behind all of them, because tokio polls
 /// I/O only when its run queue empties or every 61 tasks. So after
-/// [`ACCEPT_BURST`] connections taken without waiting, the acceptor yields
-/// (tokio runs a yielded task after its next I/O poll, behind the tasks
-/// that poll woke). Taking one connection per poll would be fairer still
+/// [`ACCEPT_BURST`] connections taken without waiting, the acceptor waits
+/// for the runtime's next I/O poll (`NextIoPoll`) and resumes behind the
+/// tasks that poll woke. Taking one connection per poll would be fairer still
 /// but caps accepting at one connection per 61 tasks once the runtime is
 /// busy: a client that opens connections as its load grows (hyper's pool
 /// does) then waits in the listen backlog, and the proxy saturates early.
