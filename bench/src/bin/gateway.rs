@@ -11,7 +11,9 @@
 //!    gateway → application), over TCP and over QUIC.
 //! 2. TCP against QUIC to the gateway at 0 % and 2 % loss, for small
 //!    responses (32 requests in flight) and 1 MiB ones (8 in flight):
-//!    requests per second, MiB/s, p50, p99, failures.
+//!    requests per second, MiB/s, p50, p99, failures. Each row starts on
+//!    new connections (the client's proxy restarted), warmed for a second
+//!    at that row's delay and loss.
 //!
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench
 //! -p mesh-clusters`: `target/release/gateway-bench [seconds per run,
@@ -30,7 +32,7 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use linkerd2_proxy_api::destination::{AuthorityOverride, DestinationProfile, WeightedAddr};
-use support::{Mesh, WEB, WEB_ID, app, controller, server};
+use support::{Mesh, Side, WEB, WEB_ID, app, controller, server};
 use tokio::time::Instant;
 
 const CLIENT_WAN: &str = "172.31.9.1";
@@ -198,7 +200,7 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let mesh = Mesh::start().await;
+        let mut mesh = Mesh::start().await;
         let wan = Wan::start(&mesh).await;
         for (transport, addr, name) in MIRRORS {
             mesh.service(addr, name, DestinationProfile::default());
@@ -259,7 +261,7 @@ fn main() {
         // it); QUIC's is quinn's, in the proxies: say which each used.
         let tcp_congestion = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
             .map_or_else(|e| format!("unknown ({e})"), |name| name.trim().to_owned());
-        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, {seconds} s each (small responses 32 requests in flight, 1 MiB ones 8; TCP congestion control: {tcp_congestion}, the kernel's; QUIC: quinn's Cubic). The rows run in order on the same long-lived connections, so each starts from the congestion state the one before left:\n");
+        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, {seconds} s each (small responses 32 requests in flight, 1 MiB ones 8; TCP congestion control: {tcp_congestion}, the kernel's; QUIC: quinn's Cubic). Each row starts on new connections from the client's proxy, warmed for 1 s at its delay and loss:\n");
         println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | QUIC / TCP requests/s |");
         println!("|---|---|---|---|---|---|---|---|---|");
         for (body, path, in_flight, mib) in BODIES {
@@ -269,6 +271,14 @@ fn main() {
             let (tcp_body_url, quic_body_url) = (url(tcp_url), url(quic_url));
             for loss in ["0", "2%"] {
                 wan.set(&format!("delay=20ms loss={loss}")).await;
+                // Each row measures the link it names: new connections from
+                // the client's proxy (a congestion window or minimum round
+                // trip learnt in the row before would carry over), warmed
+                // for a second at this row's delay and loss.
+                mesh.restart_proxy(Side::Client).await;
+                for url in [tcp_body_url, quic_body_url] {
+                    load(&mesh, url, in_flight, Duration::from_secs(1)).await;
+                }
                 let tcp = load(&mesh, tcp_body_url, in_flight, duration).await;
                 let quic = load(&mesh, quic_body_url, in_flight, duration).await;
                 for (name, run) in [("TCP", &tcp), ("QUIC", &quic)] {
