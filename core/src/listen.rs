@@ -124,15 +124,18 @@ impl Future for NextIoPoll {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match &self.woken {
             Some(woken) => {
-                if woken.fired.load(Ordering::Acquire) {
-                    return Poll::Ready(());
-                }
+                // The waker first, then the flag: a wake between the two
+                // (the task moved to another worker) still reaches it.
                 woken
                     .task
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .clone_from(cx.waker());
-                Poll::Pending
+                if woken.fired.load(Ordering::Acquire) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
             }
             None => {
                 let woken = Arc::new(DeferredWake {
@@ -144,10 +147,7 @@ impl Future for NextIoPoll {
                 let yielded =
                     std::pin::pin!(tokio::task::yield_now()).poll(&mut Context::from_waker(&waker));
                 self.woken = Some(woken);
-                match yielded {
-                    Poll::Ready(()) => Poll::Ready(()),
-                    Poll::Pending => Poll::Pending,
-                }
+                yielded
             }
         }
     }
