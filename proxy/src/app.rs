@@ -138,7 +138,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let tls = credentials
         .as_ref()
-        .map(|c| TlsClients::new(c, quic_metrics.clone()))
+        .map(|c| TlsClients::new(c, quic_metrics.clone(), config.quic_congestion))
         .transpose()?;
     let policy_channel = policy_channel(&config.policy, credentials.as_ref())?;
     let discovery = match &config.destination {
@@ -230,6 +230,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             credentials,
             config.inbound.listen,
             config.quic_reset_key.as_deref(),
+            config.quic_congestion,
         )?;
         let quic_inbound = inbound.clone();
         let signal = drain.signal();

@@ -35,6 +35,7 @@
 //! | `LINKERD2_PROXY_LOG` | `warn,mesh_proxy=info` | the log filter |
 //! | `MESH_PROXY_TRUSTED_GATEWAYS` | `linkerd-gateway.linkerd-multicluster.serviceaccount.identity.<trust domain>` | identities of gateways whose `Forwarded: by=<gateway>;for=<client>` element is believed: a request they forward counts as `<client>`'s (`client_id`, `l5d-client-id`); empty: none |
 //! | `MESH_PROXY_QUIC_RESET_KEY` | none (a random key per process) | gateway mode: the key (base64, at least 32 bytes) QUIC stateless resets are derived from; the gateway's pods share it (a Secret), so a replacement pod ends a gone pod's connections at once instead of leaving clients to time out |
+//! | `MESH_PROXY_QUIC_CONGESTION_CONTROL` | `bbr` | the congestion controller of QUIC connections to and from gateways: `bbr`, `cubic` or `newreno` (the injector sets it from `mesh.dev/quic-congestion-control`; a loss-based one shrinks its window at every random loss of a WAN; see `quic::CongestionControl`) |
 //! | `MESH_PROXY_GATEWAY_SUFFIXES` | none | gateway mode: inbound mTLS connections whose transport header names a Service under one of these DNS suffixes (`svc.cluster.local`) are forwarded to it through the outbound side; empty: such names are refused |
 //! | `LINKERD2_PROXY_POLICY_SVC_ADDR` / `LINKERD2_PROXY_POLICY_SVC_NAME` | none | the policy controller (`InboundServerPolicies`) and its identity; without it only the default policy applies |
 //! | `LINKERD2_PROXY_POLICY_WORKLOAD` | none | this pod as the policy controller knows it (`{"ns":…,"pod":…}`); required with the controller |
@@ -45,6 +46,7 @@
 
 use std::net::SocketAddr;
 
+use crate::quic::CongestionControl;
 use mesh_api::ports::PortSet;
 use std::time::Duration;
 
@@ -188,6 +190,8 @@ pub struct Config {
     /// The key a gateway's QUIC stateless resets are derived from, shared
     /// by its pods, so a new pod can end an old pod's connections at once.
     pub quic_reset_key: Option<Vec<u8>>,
+    /// The congestion controller of QUIC connections.
+    pub quic_congestion: CongestionControl,
     /// Gateways whose `Forwarded` element names the client a request came
     /// from in another cluster: requests they forward count as that
     /// client's.
@@ -447,6 +451,17 @@ impl Config {
                 .get("MESH_PROXY_QUIC_RESET_KEY")
                 .map(|value| reset_key(&value))
                 .transpose()?,
+            quic_congestion: match env.get("MESH_PROXY_QUIC_CONGESTION_CONTROL") {
+                None => CongestionControl::default(),
+                Some(value) => CongestionControl::parse(&value).ok_or_else(|| ConfigError {
+                    variable: "MESH_PROXY_QUIC_CONGESTION_CONTROL".into(),
+                    value: value.clone(),
+                    reason: format!(
+                        "expected one of {}",
+                        mesh_api::labels::QUIC_CONGESTION_CONTROLS.join(", ")
+                    ),
+                })?,
+            },
             trusted_gateways: match env.get("MESH_PROXY_TRUSTED_GATEWAYS") {
                 Some(list) => list
                     .split(',')
@@ -594,6 +609,22 @@ mod tests {
         let err = config(&[("LINKERD2_PROXY_IDENTITY_SVC_ADDR", "identity:8080")])
             .expect_err("partial identity");
         assert_eq!(err.variable, "LINKERD2_PROXY_IDENTITY_SVC_NAME");
+    }
+
+    /// QUIC's congestion controller is BBR unless set; a name it does not
+    /// know is refused, named, rather than silently replaced by the
+    /// default.
+    #[test]
+    fn quic_congestion_control_defaults_to_bbr_and_refuses_unknown_names() {
+        assert_eq!(
+            config(&[]).expect("valid").quic_congestion,
+            CongestionControl::Bbr
+        );
+        let c = config(&[("MESH_PROXY_QUIC_CONGESTION_CONTROL", " Cubic ")]).expect("valid");
+        assert_eq!(c.quic_congestion, CongestionControl::Cubic);
+        let err = config(&[("MESH_PROXY_QUIC_CONGESTION_CONTROL", "reno")]).expect_err("reno");
+        assert_eq!(err.variable, "MESH_PROXY_QUIC_CONGESTION_CONTROL");
+        assert!(err.to_string().contains("reno"), "{err}");
     }
 
     /// A gateway's shared QUIC reset key is base64 of at least 32 bytes; a

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::discover::Endpoint;
-use crate::quic::{QuicClient, QuicMetrics, QuicStream, Transport};
+use crate::quic::{CongestionControl, QuicClient, QuicMetrics, QuicStream, Transport};
 use crate::transport_header::{self, Empty, Kind, SessionProtocol, TransportHeader};
 use mesh_core::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, Credentials, TlsError};
 
@@ -74,13 +74,18 @@ pub struct TlsClients {
 }
 
 impl TlsClients {
-    /// Configurations presenting `credentials`; QUIC counted in `quic`.
-    pub fn new(credentials: &Arc<Credentials>, quic: QuicMetrics) -> Result<Self, TlsError> {
+    /// Configurations presenting `credentials`; QUIC paced by
+    /// `congestion` and counted in `quic`.
+    pub fn new(
+        credentials: &Arc<Credentials>,
+        quic: QuicMetrics,
+        congestion: CongestionControl,
+    ) -> Result<Self, TlsError> {
         Ok(Self {
             h2: credentials.client_config(&[ALPN_H2])?,
             http1: credentials.client_config(&[])?,
             transport_header: credentials.client_config(&[ALPN_TRANSPORT_HEADER])?,
-            quic: QuicClient::new(credentials, quic)?,
+            quic: QuicClient::new(credentials, quic, congestion)?,
         })
     }
 }

@@ -19,6 +19,8 @@
 //! more from a new port before TCP. The server side ([`serve`]) accepts connections on the gateway's
 //! port over UDP and hands each stream to the inbound side.
 
+mod path;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -82,6 +84,62 @@ impl Transport {
     }
 }
 
+/// The congestion controller of QUIC connections, both ways
+/// (`MESH_PROXY_QUIC_CONGESTION_CONTROL`).
+///
+/// BBR by default: between clusters a few packets in a hundred are lost to
+/// causes that say nothing about congestion, and a loss-based controller
+/// (Cubic, NewReno) shrinks its window at each of them. At 2 % loss over a
+/// 40 ms round trip, Cubic held a gateway's window at 6–16 KB (0.3 MiB/s)
+/// where BBR kept moving 35 MiB/s (BENCHMARKS.md, "why QUIC moves large
+/// responses slowly"); the kernel's TCP on such machines is usually BBR
+/// too. quinn calls its BBR experimental, and it keeps the lowest round
+/// trip a connection ever saw (a path whose delay rises keeps a window
+/// sized for the old one); Cubic is one setting away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CongestionControl {
+    /// Model-based: bandwidth and round trip, not loss.
+    #[default]
+    Bbr,
+    /// Loss-based (RFC 9438), quinn's default.
+    Cubic,
+    /// Loss-based (RFC 9002's reference controller).
+    NewReno,
+}
+
+impl CongestionControl {
+    /// Every controller, in the order of
+    /// `mesh_api::labels::QUIC_CONGESTION_CONTROLS` (the names the injector
+    /// accepts).
+    pub const ALL: [Self; 3] = [Self::Bbr, Self::Cubic, Self::NewReno];
+
+    /// `bbr`, `cubic` or `newreno`, in any case.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(text))
+    }
+
+    /// The name `parse` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bbr => "bbr",
+            Self::Cubic => "cubic",
+            Self::NewReno => "newreno",
+        }
+    }
+
+    fn factory(self) -> Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> {
+        use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+        match self {
+            Self::Bbr => Arc::new(BbrConfig::default()),
+            Self::Cubic => Arc::new(CubicConfig::default()),
+            Self::NewReno => Arc::new(NewRenoConfig::default()),
+        }
+    }
+}
+
 /// One QUIC stream as a byte stream.
 #[derive(Debug)]
 pub struct QuicStream {
@@ -128,12 +186,17 @@ pub const CLIENT_KEEP_ALIVE: Duration = Duration::from_millis(300);
 /// connect again.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 
-fn transport_config(keep_alive: Duration, idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
+fn transport_config(
+    keep_alive: Duration,
+    idle_timeout: Duration,
+    congestion: CongestionControl,
+) -> Arc<quinn::TransportConfig> {
     let mut config = quinn::TransportConfig::default();
     config
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(4096))
         .keep_alive_interval(Some(keep_alive))
-        .max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok());
+        .max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok())
+        .congestion_controller_factory(congestion.factory());
     Arc::new(config)
 }
 
@@ -149,22 +212,27 @@ struct QuicLabels {
 /// `reset`, `timed_out`, `lost`, counted when the next request finds it
 /// closed);
 /// `{direction="inbound",outcome="accepted"|"refused"|"refused_draining"}`
-/// on gateways.
+/// on gateways. And what QUIC sees of each connection's path
+/// (`quic_path_*`, see [`path`]).
 #[derive(Debug, Clone, Default)]
 pub struct QuicMetrics {
     connections: Family<QuicLabels, Counter>,
+    path: path::PathMetrics,
 }
 
 impl QuicMetrics {
-    /// Registers `quic_connections_total`.
+    /// Registers `quic_connections_total` and the `quic_path_*` metrics.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let connections = Family::default();
         registry.register(
             "quic_connections",
             "QUIC connections between proxies and gateways, by outcome",
-            metrics.connections.clone(),
+            connections.clone(),
         );
-        metrics
+        Self {
+            connections,
+            path: path::PathMetrics::register(registry),
+        }
     }
 
     fn count(&self, direction: &'static str, outcome: &'static str) {
@@ -261,16 +329,22 @@ pub struct QuicClient {
 }
 
 impl QuicClient {
-    /// A client presenting `credentials`.
+    /// A client presenting `credentials`, its connections paced by
+    /// `congestion`.
     pub fn new(
         credentials: &Arc<Credentials>,
         metrics: QuicMetrics,
+        congestion: CongestionControl,
     ) -> Result<Arc<Self>, TlsError> {
         let crypto = credentials.client_config(&[ALPN_TRANSPORT_HEADER])?;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| TlsError::Certificate(format!("QUIC client configuration: {e}")))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport_config(CLIENT_KEEP_ALIVE, CLIENT_IDLE_TIMEOUT));
+        config.transport_config(transport_config(
+            CLIENT_KEEP_ALIVE,
+            CLIENT_IDLE_TIMEOUT,
+            congestion,
+        ));
         Ok(Arc::new(Self {
             config,
             metrics,
@@ -344,6 +418,7 @@ impl QuicClient {
                 Ok(Ok((endpoint, connection))) => {
                     tracing::debug!(%addr, "QUIC connection to the gateway");
                     self.metrics.count("outbound", "connected");
+                    self.metrics.path.follow(connection.clone(), "outbound");
                     *state = GatewayState::Connected(Dialed::new(endpoint, connection.clone()));
                     return Some(connection);
                 }
@@ -409,11 +484,13 @@ impl QuicClient {
 /// requiring client certificates; its stateless resets are derived from
 /// `reset_key` when given (shared by a gateway's pods: a packet for a
 /// connection this pod does not know, an old pod's, is answered with a
-/// reset its client accepts), else from a random key.
+/// reset its client accepts), else from a random key. Its connections are
+/// paced by `congestion` (what it sends: the responses).
 pub fn server_endpoint(
     credentials: &Arc<Credentials>,
     addr: SocketAddr,
     reset_key: Option<&[u8]>,
+    congestion: CongestionControl,
 ) -> Result<quinn::Endpoint, TlsError> {
     let crypto = credentials.server_config(ClientAuth::Required, &[ALPN_TRANSPORT_HEADER])?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
@@ -424,6 +501,7 @@ pub fn server_endpoint(
     config.transport_config(transport_config(
         Duration::from_secs(10),
         Duration::from_secs(60),
+        congestion,
     ));
     let bind_error =
         |e: io::Error| TlsError::Certificate(format!("binding UDP {addr} for QUIC: {e}"));
@@ -532,6 +610,7 @@ pub async fn serve<F, Fut>(
                 }
             };
             metrics.count("inbound", "accepted");
+            metrics.path.follow(connection.clone(), "inbound");
             serve_connection(connection, drain, stream).await;
         });
     }
@@ -608,8 +687,9 @@ mod tests {
     /// a client's flow (its address and port) goes to the server `target`
     /// named when the flow began, or, with `follow`, to whichever server
     /// it names now (as when the node's connection tracking entry of a
-    /// removed endpoint is flushed); answers come back from the relay.
-    async fn relay(target: Arc<Mutex<SocketAddr>>, follow: bool) -> SocketAddr {
+    /// removed endpoint is flushed); answers come back from the relay,
+    /// all but every `drop_every`th of them (0: none dropped).
+    async fn relay(target: Arc<Mutex<SocketAddr>>, follow: bool, drop_every: usize) -> SocketAddr {
         let front = Arc::new(
             tokio::net::UdpSocket::bind("127.0.0.1:0")
                 .await
@@ -633,8 +713,12 @@ mod tests {
                         let (from, to) = (back.clone(), front.clone());
                         tokio::spawn(async move {
                             let mut buf = vec![0u8; 65536];
+                            let mut answers = 0usize;
                             while let Ok((n, _)) = from.recv_from(&mut buf).await {
-                                let _ = to.send_to(&buf[..n], client).await;
+                                answers += 1;
+                                if drop_every == 0 || answers % drop_every != 0 {
+                                    let _ = to.send_to(&buf[..n], client).await;
+                                }
                             }
                         });
                         flows.insert(client, (back.clone(), now));
@@ -661,11 +745,17 @@ mod tests {
         let ca = mesh_test_util::controller::Ca::new();
         let gateway = ca.credentials(GATEWAY);
         let any = || "127.0.0.1:0".parse().expect("addr");
-        let first = server_endpoint(&gateway, any(), Some(key)).expect("a server endpoint");
-        let second =
-            server_endpoint(&gateway, any(), Some(replacement_key)).expect("a server endpoint");
+        let first = server_endpoint(&gateway, any(), Some(key), CongestionControl::default())
+            .expect("a server endpoint");
+        let second = server_endpoint(
+            &gateway,
+            any(),
+            Some(replacement_key),
+            CongestionControl::default(),
+        )
+        .expect("a server endpoint");
         let target = Arc::new(Mutex::new(first.local_addr().expect("bound")));
-        let addr = relay(target.clone(), true).await;
+        let addr = relay(target.clone(), true, 0).await;
         let accepting = first.clone();
         let accepted = tokio::spawn(async move {
             accepting
@@ -678,6 +768,7 @@ mod tests {
         let client = QuicClient::new(
             &ca.credentials("client.test.serviceaccount.identity.linkerd.cluster.local"),
             QuicMetrics::default(),
+            CongestionControl::default(),
         )
         .expect("client");
         let connection = client.connection(addr, GATEWAY).await.expect("connected");
@@ -703,7 +794,8 @@ mod tests {
         // Each gateway answers a stream with its name, after the client's
         // first byte (a held stream answers when the test says so).
         let serve = |name: &'static str, drain: Signal| {
-            let endpoint = server_endpoint(&gateway, any(), None).expect("a server endpoint");
+            let endpoint = server_endpoint(&gateway, any(), None, CongestionControl::default())
+                .expect("a server endpoint");
             let addr = endpoint.local_addr().expect("bound");
             tokio::spawn(serve(
                 endpoint,
@@ -727,10 +819,11 @@ mod tests {
         let first = serve("first", first_drain.signal());
         let second = serve("second", second_drain.signal());
         let target = Arc::new(Mutex::new(first));
-        let addr = relay(target.clone(), false).await;
+        let addr = relay(target.clone(), false, 0).await;
         let client = QuicClient::new(
             &ca.credentials("client.test.serviceaccount.identity.linkerd.cluster.local"),
             QuicMetrics::default(),
+            CongestionControl::default(),
         )
         .expect("client");
         let answer = |mut stream: QuicStream| async move {
@@ -807,5 +900,113 @@ mod tests {
         assert_eq!(Transport::parse(" quic "), Some(Transport::Quic));
         assert_eq!(Transport::parse("tcp"), Some(Transport::Tcp));
         assert_eq!(Transport::parse("udp"), None);
+    }
+
+    /// What QUIC sees of a lossy path reaches the metrics: the gateway
+    /// (which sends the response) counts the packets it lost and its
+    /// controller's reactions, the client its round trip and window; the
+    /// window leaves the sum when the connection closes (a client whose
+    /// connections come and go does not add up stale windows).
+    #[test]
+    fn the_injector_accepts_the_congestion_controllers_the_proxy_has() {
+        let names = CongestionControl::ALL.map(CongestionControl::name);
+        assert_eq!(names, mesh_api::labels::QUIC_CONGESTION_CONTROLS);
+    }
+
+    #[tokio::test]
+    async fn a_lossy_path_shows_in_the_quic_path_metrics() {
+        const GATEWAY: &str =
+            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+        const BODY: usize = 1 << 20;
+        let ca = mesh_test_util::controller::Ca::new();
+        let scrape = |registry: &Registry| {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+            text
+        };
+        let mut gateway_registry = Registry::default();
+        let gateway_metrics = QuicMetrics::register(&mut gateway_registry);
+        let endpoint = server_endpoint(
+            &ca.credentials(GATEWAY),
+            "127.0.0.1:0".parse().expect("addr"),
+            None,
+            CongestionControl::default(),
+        )
+        .expect("a server endpoint");
+        let gateway = endpoint.local_addr().expect("bound");
+        let drain = mesh_core::drain::Drain::new();
+        tokio::spawn(serve(
+            endpoint,
+            gateway_metrics,
+            drain.signal(),
+            |mut stream: QuicStream, _, _| async move {
+                let mut byte = [0u8; 1];
+                if tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte)
+                    .await
+                    .is_ok()
+                {
+                    let _ = stream.write_all(&vec![7u8; BODY]).await;
+                    let _ = stream.shutdown().await;
+                }
+            },
+        ));
+        // One answer in 20 lost on the way to the client.
+        let addr = relay(Arc::new(Mutex::new(gateway)), false, 20).await;
+        let mut client_registry = Registry::default();
+        let client = QuicClient::new(
+            &ca.credentials("client.test.serviceaccount.identity.linkerd.cluster.local"),
+            QuicMetrics::register(&mut client_registry),
+            CongestionControl::default(),
+        )
+        .expect("client");
+        let connection = client.connection(addr, GATEWAY).await.expect("connected");
+        let (send, recv) = connection.open_bi().await.expect("a stream");
+        let mut stream = QuicStream { send, recv };
+        stream.write_all(b"?").await.expect("write");
+        let mut body = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut body)
+            .await
+            .expect("read");
+        assert_eq!(body.len(), BODY);
+
+        let sample = mesh_test_util::sample;
+        let inbound = ["direction=\"inbound\""];
+        let outbound = ["direction=\"outbound\""];
+        let deadline = Instant::now() + 4 * path::SAMPLE_EVERY;
+        let (gateway_text, client_text) = loop {
+            let (g, c) = (scrape(&gateway_registry), scrape(&client_registry));
+            let sampled = sample(&g, "quic_path_lost_packets_total", &inbound) > 0.0
+                && sample(&c, "quic_path_rtt_seconds_count", &outbound) > 0.0;
+            if sampled || Instant::now() > deadline {
+                break (g, c);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let sent = sample(&gateway_text, "quic_path_sent_packets_total", &inbound);
+        let lost = sample(&gateway_text, "quic_path_lost_packets_total", &inbound);
+        assert!(sent > (BODY / 1500) as f64, "{gateway_text}");
+        assert!(lost > 0.0 && lost < sent / 5.0, "{gateway_text}");
+        assert!(
+            sample(&gateway_text, "quic_path_lost_bytes_total", &inbound) > 0.0,
+            "{gateway_text}"
+        );
+        assert!(
+            sample(&gateway_text, "quic_path_congestion_events_total", &inbound) > 0.0,
+            "{gateway_text}"
+        );
+        assert!(
+            sample(&client_text, "quic_path_rtt_seconds_count", &outbound) > 0.0,
+            "{client_text}"
+        );
+        let window = |text: &str| sample(text, "quic_path_congestion_window_bytes", &outbound);
+        assert!(window(&client_text) > 0.0, "{client_text}");
+
+        connection.close(quinn::VarInt::from_u32(0), b"done");
+        let deadline = Instant::now() + 4 * path::SAMPLE_EVERY;
+        while window(&scrape(&client_registry)) != 0.0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let client_text = scrape(&client_registry);
+        assert_eq!(window(&client_text), 0.0, "{client_text}");
     }
 }

@@ -11,8 +11,10 @@
 //!    gateway → application), over TCP and over QUIC.
 //! 2. TCP against QUIC to the gateway at 0 % and 2 % loss, for small
 //!    responses (32 requests in flight) and 1 MiB ones (8 in flight):
-//!    requests per second, MiB/s, p50, p99, failures. Each row starts on
-//!    new connections (the client's proxy restarted), warmed for a second
+//!    requests per second, MiB/s, p50, p99, failures. QUIC runs twice,
+//!    with each congestion controller worth comparing (BBR, the proxies'
+//!    default, and Cubic, quinn's); each run starts on new connections
+//!    (both proxies restarted with that controller), warmed for a second
 //!    at that row's delay and loss.
 //!
 //! Run as root after `cargo build --release -p mesh-proxy -p mesh-bench
@@ -67,6 +69,15 @@ impl Run {
 /// The response sizes part 2 compares: a small body, and 1 MiB.
 const BODIES: [(&str, &str, usize, f64); 2] =
     [("small", "/", 32, 0.0), ("1 MiB", "/bytes/1048576", 8, 1.0)];
+
+/// The runs of each row of part 2: TCP, then QUIC with each congestion
+/// controller (`MESH_PROXY_QUIC_CONGESTION_CONTROL` of both proxies; TCP's
+/// is the kernel's whatever the setting).
+const TRANSPORT_RUNS: [(&str, &str); 3] = [
+    ("TCP", "bbr"),
+    ("QUIC, BBR", "bbr"),
+    ("QUIC, Cubic", "cubic"),
+];
 
 /// `workers` clients sending GETs to `url` back to back from the client
 /// pod for `duration`.
@@ -258,11 +269,11 @@ fn main() {
         }
 
         // The kernel's TCP congestion control is the machine's (netns inherit
-        // it); QUIC's is quinn's, in the proxies: say which each used.
+        // it); QUIC's is the proxies' setting: say which each used.
         let tcp_congestion = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
             .map_or_else(|e| format!("unknown ({e})"), |name| name.trim().to_owned());
-        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, {seconds} s each (small responses 32 requests in flight, 1 MiB ones 8; TCP congestion control: {tcp_congestion}, the kernel's; QUIC: quinn's Cubic). Each row starts on new connections from the client's proxy, warmed for 1 s at its delay and loss:\n");
-        println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | QUIC / TCP requests/s |");
+        println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, {seconds} s each (small responses 32 requests in flight, 1 MiB ones 8; TCP congestion control: {tcp_congestion}, the kernel's; QUIC: the proxies' MESH_PROXY_QUIC_CONGESTION_CONTROL, named in the row). Each run starts on new connections (both proxies restarted), warmed for 1 s at its delay and loss:\n");
+        println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | / TCP requests/s |");
         println!("|---|---|---|---|---|---|---|---|---|");
         for (body, path, in_flight, mib) in BODIES {
             let url = |base: &str| -> &'static str {
@@ -271,17 +282,22 @@ fn main() {
             let (tcp_body_url, quic_body_url) = (url(tcp_url), url(quic_url));
             for loss in ["0", "2%"] {
                 wan.set(&format!("delay=20ms loss={loss}")).await;
-                // Each row measures the link it names: new connections from
-                // the client's proxy (a congestion window or minimum round
-                // trip learnt in the row before would carry over), warmed
-                // for a second at this row's delay and loss.
-                mesh.restart_proxy(Side::Client).await;
-                for url in [tcp_body_url, quic_body_url] {
+                // Each run measures the link it names: new connections (a
+                // congestion window or minimum round trip learnt in the run
+                // before would carry over), warmed for a second at this
+                // row's delay and loss.
+                let mut runs = Vec::new();
+                for (name, congestion) in TRANSPORT_RUNS {
+                    let url = if name == "TCP" { tcp_body_url } else { quic_body_url };
+                    for side in [Side::Client, Side::Server] {
+                        mesh.set_proxy_env(side, "MESH_PROXY_QUIC_CONGESTION_CONTROL", congestion);
+                        mesh.restart_proxy(side).await;
+                    }
                     load(&mesh, url, in_flight, Duration::from_secs(1)).await;
+                    runs.push((name, load(&mesh, url, in_flight, duration).await));
                 }
-                let tcp = load(&mesh, tcp_body_url, in_flight, duration).await;
-                let quic = load(&mesh, quic_body_url, in_flight, duration).await;
-                for (name, run) in [("TCP", &tcp), ("QUIC", &quic)] {
+                let tcp_rps = runs[0].1.rps().max(f64::EPSILON);
+                for (name, run) in &runs {
                     println!(
                         "| {body} | {loss} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
                         run.rps(),
@@ -289,10 +305,10 @@ fn main() {
                         ms(run.percentile(0.5)),
                         ms(run.percentile(0.99)),
                         run.errors,
-                        if name == "QUIC" {
-                            format!("{:.2}", quic.rps() / tcp.rps().max(f64::EPSILON))
-                        } else {
+                        if *name == "TCP" {
                             String::new()
+                        } else {
+                            format!("{:.2}", run.rps() / tcp_rps)
                         }
                     );
                 }

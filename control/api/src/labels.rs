@@ -50,6 +50,15 @@ pub const GATEWAY_EXPORTS_ANNOTATION: &str = "mesh.dev/gateway-exports";
 /// `reset-key` the gateway's pods share for QUIC stateless resets.
 pub const GATEWAY_RESET_KEY_SECRET_ANNOTATION: &str = "mesh.dev/gateway-reset-key-secret";
 
+/// On a namespace or pod template: the congestion controller of the
+/// proxy's QUIC connections to gateways (a gateway's: from its clients),
+/// one of [`QUIC_CONGESTION_CONTROLS`]; the proxy's default (`bbr`) when
+/// unset.
+pub const QUIC_CONGESTION_CONTROL_ANNOTATION: &str = "mesh.dev/quic-congestion-control";
+
+/// The congestion controllers the proxy's QUIC can use.
+pub const QUIC_CONGESTION_CONTROLS: [&str; 3] = ["bbr", "cubic", "newreno"];
+
 /// The key of that Secret holding the reset key (base64).
 pub const GATEWAY_RESET_KEY: &str = "reset-key";
 /// The endpoint metric label that carries [`TRANSPORT_ANNOTATION`] to

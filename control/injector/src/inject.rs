@@ -393,6 +393,12 @@ fn proxy_env(values: &Values, inbound_ports: &str) -> Vec<EnvVar> {
             format!("{}s", values.wait_before_exit_seconds),
         ));
     }
+    if let Some(congestion) = &values.quic_congestion_control {
+        vars.push(env(
+            "MESH_PROXY_QUIC_CONGESTION_CONTROL",
+            congestion.clone(),
+        ));
+    }
     if let Some(cores) = values.cpu_limit.as_deref().and_then(cores) {
         vars.push(env("LINKERD2_PROXY_CORES", cores.to_string()));
     }
@@ -717,6 +723,46 @@ mod tests {
         assert_eq!(wait(&values), None);
         values.wait_before_exit_seconds = 10;
         assert_eq!(wait(&values).as_deref(), Some("10s"));
+    }
+
+    /// `mesh.dev/quic-congestion-control` on the namespace or the pod
+    /// reaches the proxy (the pod's wins); a controller the proxy does not
+    /// have is refused at admission, named, instead of a proxy that would
+    /// not start.
+    #[test]
+    fn a_quic_congestion_control_annotation_reaches_the_proxy_or_is_refused() {
+        let congestion = |values: &Values| {
+            proxy_env(values, "")
+                .into_iter()
+                .find(|e| e.name == "MESH_PROXY_QUIC_CONGESTION_CONTROL")
+                .and_then(|e| e.value)
+        };
+        let values = Values::new("-----BEGIN CERTIFICATE-----", "v0.1.0");
+        assert_eq!(congestion(&values), None, "the proxy's default");
+        let annotated = |value: &str| -> BTreeMap<String, String> {
+            [(
+                mesh_api::labels::QUIC_CONGESTION_CONTROL_ANNOTATION.to_owned(),
+                value.to_owned(),
+            )]
+            .into()
+        };
+        let (namespace, pod) = (annotated("newreno"), annotated(" Cubic "));
+        let applied = crate::values::Overrides::default()
+            .layer(Some(&namespace), "namespace shop")
+            .layer(Some(&pod), "pod web")
+            .apply(&values)
+            .expect("valid");
+        assert_eq!(congestion(&applied).as_deref(), Some("cubic"));
+        let bad = annotated("reno");
+        let error = crate::values::Overrides::default()
+            .layer(Some(&bad), "pod web")
+            .apply(&values)
+            .expect_err("reno");
+        assert_eq!(
+            error.annotation,
+            mesh_api::labels::QUIC_CONGESTION_CONTROL_ANNOTATION
+        );
+        assert!(error.to_string().contains("bbr, cubic, newreno"), "{error}");
     }
 
     #[test]

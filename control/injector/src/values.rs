@@ -59,6 +59,10 @@ pub struct Values {
     /// A gateway's Secret holding the QUIC reset key its pods share
     /// (`mesh.dev/gateway-reset-key-secret`).
     pub gateway_reset_key_secret: Option<String>,
+    /// The congestion controller of the proxy's QUIC connections
+    /// (`mesh.dev/quic-congestion-control`); the proxy's default when
+    /// unset.
+    pub quic_congestion_control: Option<String>,
     /// How long the proxy keeps serving after the pod is told to stop,
     /// before it drains (`config.alpha.linkerd.io/proxy-wait-before-exit-seconds`):
     /// time for the Service's endpoints to move to a replacement pod.
@@ -114,6 +118,7 @@ impl Values {
             default_inbound_policy: "all-unauthenticated".into(),
             cluster_networks: mesh_api::ports::DEFAULT_CLUSTER_NETWORKS.into(),
             gateway_exports: None,
+            quic_congestion_control: None,
             wait_before_exit_seconds: 0,
             tap_disabled: false,
             gateway_reset_key_secret: None,
@@ -185,6 +190,22 @@ impl<'a> Overrides<'a> {
                         });
                     }
                     out.gateway_reset_key_secret = Some(name.to_owned());
+                    continue;
+                }
+                if key == mesh_api::labels::QUIC_CONGESTION_CONTROL_ANNOTATION {
+                    let name = value.trim().to_ascii_lowercase();
+                    if !mesh_api::labels::QUIC_CONGESTION_CONTROLS.contains(&name.as_str()) {
+                        return Err(ValuesError {
+                            annotation: key.clone(),
+                            value: value.clone(),
+                            on: on.clone(),
+                            reason: format!(
+                                "expected one of {}",
+                                mesh_api::labels::QUIC_CONGESTION_CONTROLS.join(", ")
+                            ),
+                        });
+                    }
+                    out.quic_congestion_control = Some(name);
                     continue;
                 }
                 if key == mesh_api::labels::WAIT_BEFORE_EXIT_ANNOTATION {
