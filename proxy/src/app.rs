@@ -231,6 +231,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             config.inbound.listen,
             config.quic_reset_key.as_deref(),
             config.quic_congestion,
+            &quic_metrics,
         )?;
         let quic_inbound = inbound.clone();
         let signal = drain.signal();

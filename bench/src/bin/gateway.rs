@@ -79,6 +79,22 @@ const TRANSPORT_RUNS: [(&str, &str); 3] = [
     ("QUIC, Cubic", "cubic"),
 ];
 
+/// What a gateway's `quic_path_*` metrics say of its connections: the
+/// share of packets lost, the mean round trip and the window now.
+fn quic_path(metrics: &str) -> String {
+    let inbound = ["direction=\"inbound\""];
+    let sample = |name| support::sample(metrics, name, &inbound);
+    let sent = sample("quic_path_sent_packets_total").max(1.0);
+    let lost = sample("quic_path_lost_packets_total");
+    let rtt = sample("quic_path_rtt_seconds_sum") / sample("quic_path_rtt_seconds_count").max(1.0);
+    format!(
+        "{:.2} % of {sent:.0}, {:.1} ms, {:.0} KiB",
+        100.0 * lost / sent,
+        rtt * 1e3,
+        sample("quic_path_congestion_window_bytes") / 1024.0
+    )
+}
+
 /// `workers` clients sending GETs to `url` back to back from the client
 /// pod for `duration`.
 async fn load(mesh: &Mesh, url: &'static str, workers: usize, duration: Duration) -> Run {
@@ -273,8 +289,8 @@ fn main() {
         let tcp_congestion = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
             .map_or_else(|e| format!("unknown ({e})"), |name| name.trim().to_owned());
         println!("\nTCP against QUIC to the gateway, 20 ms one-way delay, {seconds} s each (small responses 32 requests in flight, 1 MiB ones 8; TCP congestion control: {tcp_congestion}, the kernel's; QUIC: the proxies' MESH_PROXY_QUIC_CONGESTION_CONTROL, named in the row). Each run starts on new connections (both proxies restarted), warmed for 1 s at its delay and loss:\n");
-        println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | / TCP requests/s |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | / TCP requests/s | gateway's QUIC: lost packets, mean RTT, window |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         for (body, path, in_flight, mib) in BODIES {
             let url = |base: &str| -> &'static str {
                 format!("{}{path}", base.trim_end_matches('/')).leak()
@@ -294,12 +310,19 @@ fn main() {
                         mesh.restart_proxy(side).await;
                     }
                     load(&mesh, url, in_flight, Duration::from_secs(1)).await;
-                    runs.push((name, load(&mesh, url, in_flight, duration).await));
+                    let run = load(&mesh, url, in_flight, duration).await;
+                    // What QUIC itself saw on the gateway (warm-up included).
+                    let path = if name == "TCP" {
+                        String::new()
+                    } else {
+                        quic_path(&mesh.server_metrics().await)
+                    };
+                    runs.push((name, run, path));
                 }
                 let tcp_rps = runs[0].1.rps().max(f64::EPSILON);
-                for (name, run) in &runs {
+                for (name, run, path) in &runs {
                     println!(
-                        "| {body} | {loss} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                        "| {body} | {loss} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {path} |",
                         run.rps(),
                         run.rps() * mib,
                         ms(run.percentile(0.5)),
