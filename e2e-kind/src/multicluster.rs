@@ -361,6 +361,33 @@ pub async fn mesh_gateway_carries_a_west_call_to_east(p: &impl Provider) -> anyh
         passed,
         "mesh multicluster check passes on a healthy link: {checks:#?}"
     );
+    // The gateway's QUIC socket buffers, as its proxy reports them: the
+    // local clusters' nodes share this machine's kernel, so its limit says
+    // what the check must find.
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")?
+        .trim()
+        .parse()?;
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")?
+        .trim()
+        .parse()?;
+    let granted_in_full = 2 * rmem_max.min(wmem_max) >= mesh_api::ports::QUIC_SOCKET_BUFFER_BYTES;
+    let buffers = checks
+        .iter()
+        .find(|(description, _, _)| description.contains("QUIC sockets"))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "mesh multicluster check looks at the gateway's QUIC buffers: {checks:#?}"
+            )
+        })?;
+    let expected = if granted_in_full {
+        "success"
+    } else {
+        "warning"
+    };
+    anyhow::ensure!(
+        buffers.1 == expected,
+        "with net.core.rmem_max {rmem_max} and wmem_max {wmem_max} the gateway's QUIC buffer check is a {expected}: {buffers:?}"
+    );
 
     // An attacker who may write Services in west writes mirrors by hand:
     // one for east's API server, one for podinfo. Only what east exports

@@ -136,6 +136,10 @@ async fn checks(client: &kube::Client, report: &mut Report, waiter: &Waiter) {
         );
     }
     report.record(
+        "the gateway's QUIC sockets have the buffers they want",
+        super::quic_buffers::gateway_quic_buffers(client, waiter).await,
+    );
+    report.record(
         "all mirror services have endpoints",
         waiter
             .until_ok("mirror services with endpoints", || {

@@ -28,3 +28,4 @@ pub mod gateway_policy;
 pub mod gateways;
 pub mod install;
 pub mod link;
+pub mod quic_buffers;

@@ -135,6 +135,13 @@ impl std::fmt::Display for PortSet {
     }
 }
 
+/// The buffer a proxy's QUIC socket wants each way, as the kernel reports
+/// it (twice what it was asked for): a node whose `net.core.rmem_max` or
+/// `wmem_max` is below half of this grants less, and a fast transfer from
+/// another cluster loses packets in the socket. The proxy exports what it
+/// got; `mesh multicluster check` compares the gateway's with this.
+pub const QUIC_SOCKET_BUFFER_BYTES: usize = 8 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

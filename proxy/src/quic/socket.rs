@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 /// doubles what it grants, for its own bookkeeping): a request of half
 /// this, which a `net.core.rmem_max` of 4 MiB allows. About 250 ms of
 /// 30 MiB/s.
-pub const WANTED_BUFFER_BYTES: usize = 8 << 20;
+pub const WANTED_BUFFER_BYTES: usize = mesh_api::ports::QUIC_SOCKET_BUFFER_BYTES;
 
 /// Whether a shortfall was logged already (once per process).
 static SHORTFALL_LOGGED: AtomicBool = AtomicBool::new(false);
