@@ -258,7 +258,7 @@ fn versions_are(pods: &[Pod], wanted: &str, whose: &str) -> Outcome {
 
 /// Each running proxy's metrics page, or why it could not be read: read
 /// from every pod at once and given up at the `--wait` deadline.
-async fn metrics_pages<'a>(
+pub(crate) async fn metrics_pages<'a>(
     client: &kube::Client,
     pods: &'a [Pod],
     waiter: &Waiter,

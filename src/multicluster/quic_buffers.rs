@@ -15,7 +15,7 @@ use kube::Api;
 use kube::api::ListParams;
 use mesh_api::labels::MULTICLUSTER_NAMESPACE as NS;
 use mesh_api::metrics_text::{label, samples};
-use mesh_api::ports::{PROXY_ADMIN, QUIC_SOCKET_BUFFER_BYTES};
+use mesh_api::ports::QUIC_SOCKET_BUFFER_BYTES;
 
 use crate::check::Waiter;
 use crate::check::report::{Outcome, Problem};
@@ -76,7 +76,8 @@ fn judge(pages: &[(String, Result<String, String>)]) -> Outcome {
     }
 }
 
-/// Reads every running gateway pod's metrics page and judges it.
+/// Reads every running gateway pod's metrics page (the proxy's admin
+/// port, through the API server) and judges it.
 pub async fn gateway_quic_buffers(client: &kube::Client, waiter: &Waiter) -> Outcome {
     let pods = match Api::<Pod>::namespaced(client.clone(), NS)
         .list(&ListParams::default().labels(&format!("app={}", super::install::GATEWAY)))
@@ -90,33 +91,12 @@ pub async fn gateway_quic_buffers(client: &kube::Client, waiter: &Waiter) -> Out
             ));
         }
     };
-    let names: Vec<String> = pods
-        .iter()
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
-    let reads = futures::future::join_all(names.iter().map(|pod| {
-        waiter.bounded(mesh_api::kube_client::pod_get(
-            client,
-            NS,
-            pod,
-            PROXY_ADMIN,
-            "/metrics",
-        ))
-    }))
-    .await;
-    let pages: Vec<(String, Result<String, String>)> = names
-        .into_iter()
-        .zip(reads)
-        .map(|(pod, read)| {
-            let page = match read {
-                Some(Ok(text)) => Ok(text),
-                Some(Err(e)) => Err(format!("its metrics are unreadable: {e:#}")),
-                None => Err("its metrics did not answer within --wait".to_owned()),
-            };
-            (pod, page)
-        })
-        .collect();
+    let pages: Vec<(String, Result<String, String>)> =
+        crate::check::data_plane::metrics_pages(client, &pods, waiter)
+            .await
+            .into_iter()
+            .map(|(pod, page)| (pod.metadata.name.clone().unwrap_or_default(), page))
+            .collect();
     judge(&pages)
 }
 

@@ -17,6 +17,7 @@ pub mod controller;
 pub mod netns;
 pub mod outbound;
 pub mod policy;
+pub mod wan;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};

@@ -24,47 +24,10 @@
 use mesh_bench::{ms, percentile};
 use mesh_test_util as support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use linkerd2_proxy_api::destination::{AuthorityOverride, DestinationProfile, WeightedAddr};
-use support::{Mesh, Side, WEB, WEB_ID, app, controller, server};
-use tokio::time::Instant;
-
-const CLIENT_WAN: &str = "172.31.9.1";
-const SERVER_WAN: &str = "172.31.9.2";
-/// The mirror Services in the client's cluster, one per transport.
-const MIRRORS: [(&str, &str, &str); 2] = [
-    ("tcp", "10.96.0.21:80", "web-tcp.test.svc.cluster.local:80"),
-    (
-        "quic",
-        "10.96.0.22:80",
-        "web-quic.test.svc.cluster.local:80",
-    ),
-];
-
-/// The latencies of one run, sorted, its failures and how long it ran.
-struct Run {
-    latencies: Vec<Duration>,
-    errors: usize,
-    elapsed: Duration,
-}
-
-impl Run {
-    fn percentile(&self, p: f64) -> Duration {
-        percentile(&self.latencies, p)
-    }
-
-    fn rps(&self) -> f64 {
-        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
-    }
-}
+use support::wan::{self, DIRECT_URL, QUIC_URL, Run, TCP_URL, Wan, load};
+use support::{Mesh, Side};
 
 /// The response sizes part 2 compares: a small body, and 1 MiB.
 const BODIES: [(&str, &str, usize, f64); 2] =
@@ -78,6 +41,11 @@ const TRANSPORT_RUNS: [(&str, &str); 3] = [
     ("QUIC, BBR", "bbr"),
     ("QUIC, Cubic", "cubic"),
 ];
+
+/// A run's latency at percentile `p`.
+fn at(run: &Run, p: f64) -> Duration {
+    percentile(&run.latencies, p)
+}
 
 /// What a gateway's `quic_path_*` metrics say of its connections: the
 /// share of packets lost, the mean round trip and the window now.
@@ -95,126 +63,6 @@ fn quic_path(metrics: &str) -> String {
     )
 }
 
-/// `workers` clients sending GETs to `url` back to back from the client
-/// pod for `duration`.
-async fn load(mesh: &Mesh, url: &'static str, workers: usize, duration: Duration) -> Run {
-    mesh.client
-        .run(async move {
-            let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(workers)
-                .build_http();
-            let results = Arc::new(Mutex::new((Vec::new(), 0usize)));
-            let started = Instant::now();
-            let mut tasks = Vec::new();
-            for _ in 0..workers {
-                let client = client.clone();
-                let results = results.clone();
-                tasks.push(tokio::spawn(async move {
-                    while started.elapsed() < duration {
-                        let t0 = Instant::now();
-                        let req = http::Request::get(url)
-                            .body(Full::default())
-                            .expect("request");
-                        let ok = support::request(&client, req)
-                            .await
-                            .is_ok_and(|(status, _)| status == 200);
-                        let took = t0.elapsed();
-                        let mut results = results.lock().expect("results");
-                        if ok {
-                            results.0.push(took);
-                        } else {
-                            results.1 += 1;
-                        }
-                    }
-                }));
-            }
-            for task in tasks {
-                let _ = task.await;
-            }
-            let elapsed = started.elapsed();
-            let (mut latencies, errors) = results.lock().expect("results").clone();
-            latencies.sort();
-            Run {
-                latencies,
-                errors,
-                elapsed,
-            }
-        })
-        .await
-}
-
-/// The WAN forwarder between the two pods, with its control socket.
-struct Wan {
-    child: Child,
-    control: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Wan {
-    async fn start(mesh: &Mesh) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let control = dir.path().join("wan.sock");
-        let node = std::env::current_exe()
-            .expect("exe")
-            .with_file_name("mesh-node");
-        assert!(
-            node.exists(),
-            "{} is missing: cargo build --release -p mesh-clusters",
-            node.display()
-        );
-        let child = Command::new(node)
-            .args(["wan", "--west-netns", &mesh.client.name])
-            .args(["--east-netns", &mesh.server.name])
-            .arg("--control")
-            .arg(&control)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("mesh-node wan");
-        for _ in 0..100 {
-            if control.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        for (ns, ip) in [(&mesh.client, CLIENT_WAN), (&mesh.server, SERVER_WAN)] {
-            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "wan0"]);
-            ns.ip(&["link", "set", "wan0", "up"]);
-        }
-        Self {
-            child,
-            control,
-            _dir: dir,
-        }
-    }
-
-    async fn set(&self, settings: &str) {
-        let answer = mesh_clusters::wan::control(&self.control, &format!("set {settings}"))
-            .await
-            .expect("WAN control");
-        assert!(!answer.starts_with("error"), "{answer}");
-    }
-}
-
-impl Drop for Wan {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn gateway_endpoint(transport: &str) -> WeightedAddr {
-    let gateway: SocketAddr = format!("{SERVER_WAN}:4143").parse().expect("addr");
-    let mut endpoint = controller::endpoint(gateway, Some(WEB_ID), "gateway");
-    endpoint.authority_override = Some(AuthorityOverride {
-        authority_override: WEB.to_owned(),
-    });
-    endpoint
-        .metric_labels
-        .insert("gateway_transport".into(), transport.into());
-    endpoint
-}
-
 fn main() {
     let seconds: u64 = std::env::args()
         .nth(1)
@@ -228,27 +76,8 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async move {
         let mut mesh = Mesh::start().await;
-        let wan = Wan::start(&mesh).await;
-        for (transport, addr, name) in MIRRORS {
-            mesh.service(addr, name, DestinationProfile::default());
-            mesh.state
-                .set_endpoints(name, vec![gateway_endpoint(transport)]);
-        }
-        mesh.service(WEB, WEB, DestinationProfile::default());
-        mesh.state.set_endpoints(
-            WEB,
-            vec![controller::endpoint(server(8080), None, "web-1")],
-        );
-        mesh.server
-            .run(async { app::App::serve("web-1", server(8080)).await })
-            .await;
-        let direct: SocketAddr = format!("{SERVER_WAN}:9999").parse().expect("addr");
-        mesh.server
-            .run(async move { app::App::serve("direct", SocketAddr::new([0, 0, 0, 0].into(), direct.port())).await })
-            .await;
-        let direct_url: &'static str = "http://172.31.9.2:9999/";
-        let tcp_url: &'static str = "http://10.96.0.21/";
-        let quic_url: &'static str = "http://10.96.0.22/";
+        let wan = Wan::join(&mesh).await;
+        let (direct_url, tcp_url, quic_url) = (DIRECT_URL, TCP_URL, QUIC_URL);
 
         // Warm: discovery, connections, the QUIC handshake.
         for url in [direct_url, tcp_url, quic_url] {
@@ -268,18 +97,18 @@ fn main() {
         let base = load(&mesh, direct_url, 4, duration).await;
         println!(
             "| direct (no proxy) | {:.1} | {:.1} | — | {} |",
-            ms(base.percentile(0.5)),
-            ms(base.percentile(0.99)),
+            ms(at(&base, 0.5)),
+            ms(at(&base, 0.99)),
             base.errors
         );
         for (label, url) in [("through the gateway, TCP", tcp_url), ("through the gateway, QUIC", quic_url)] {
             let run = load(&mesh, url, 4, duration).await;
             println!(
                 "| {label} | {:.1} | {:.1} | {:.1} / {:.1} | {} |",
-                ms(run.percentile(0.5)),
-                ms(run.percentile(0.99)),
-                ms(run.percentile(0.5).saturating_sub(base.percentile(0.5))),
-                ms(run.percentile(0.99).saturating_sub(base.percentile(0.99))),
+                ms(at(&run, 0.5)),
+                ms(at(&run, 0.99)),
+                ms(at(&run, 0.5).saturating_sub(at(&base, 0.5))),
+                ms(at(&run, 0.99).saturating_sub(at(&base, 0.99))),
                 run.errors
             );
         }
@@ -292,10 +121,7 @@ fn main() {
         println!("| response | loss | transport | requests/s | MiB/s | p50 (ms) | p99 (ms) | failures | / TCP requests/s | gateway's QUIC: lost packets, mean RTT, window |");
         println!("|---|---|---|---|---|---|---|---|---|---|");
         for (body, path, in_flight, mib) in BODIES {
-            let url = |base: &str| -> &'static str {
-                format!("{}{path}", base.trim_end_matches('/')).leak()
-            };
-            let (tcp_body_url, quic_body_url) = (url(tcp_url), url(quic_url));
+            let (tcp_body_url, quic_body_url) = (wan::url(tcp_url, path), wan::url(quic_url, path));
             for loss in ["0", "2%"] {
                 wan.set(&format!("delay=20ms loss={loss}")).await;
                 // Each run measures the link it names: new connections (a
@@ -325,8 +151,8 @@ fn main() {
                         "| {body} | {loss} | {name} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {path} |",
                         run.rps(),
                         run.rps() * mib,
-                        ms(run.percentile(0.5)),
-                        ms(run.percentile(0.99)),
+                        ms(at(run, 0.5)),
+                        ms(at(run, 0.99)),
                         run.errors,
                         if *name == "TCP" {
                             String::new()
