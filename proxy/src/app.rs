@@ -201,6 +201,22 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     )?;
     let outbound_listener = bind(config.outbound.listen).await?;
     let inbound_listener = bind(config.inbound.listen).await?;
+    // A gateway's QUIC socket too, before anything answers `/ready`: a
+    // proxy that cannot bind it exits without ever having said it is
+    // ready.
+    let quic_endpoint = credentials
+        .as_ref()
+        .filter(|_| is_gateway)
+        .map(|credentials| {
+            crate::quic::server_endpoint(
+                credentials,
+                config.inbound.listen,
+                config.quic_reset_key.as_deref(),
+                config.quic_congestion,
+                &quic_metrics,
+            )
+        })
+        .transpose()?;
     let admin_listener = bind(config.admin_listen).await?;
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -224,15 +240,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     drain.spawn(admin.serve(admin_listener, drain.signaled()));
     drain.spawn(outbound.serve(outbound_listener, drain.signal()));
-    // A gateway also takes QUIC on its inbound port, over UDP.
-    if let Some(credentials) = credentials.as_ref().filter(|_| is_gateway) {
-        let endpoint = crate::quic::server_endpoint(
-            credentials,
-            config.inbound.listen,
-            config.quic_reset_key.as_deref(),
-            config.quic_congestion,
-            &quic_metrics,
-        )?;
+    // A gateway also takes QUIC on its inbound port, over UDP (bound
+    // above, before the admin server could say it is ready).
+    if let Some(endpoint) = quic_endpoint {
         let quic_inbound = inbound.clone();
         let signal = drain.signal();
         drain.spawn(crate::quic::serve(
