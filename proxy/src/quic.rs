@@ -205,6 +205,14 @@ fn transport_config(
     Arc::new(config)
 }
 
+/// The labels of the `quic_path_*` and `quic_socket_*` metrics:
+/// `outbound` (a proxy's connections to gateways) or `inbound` (a
+/// gateway's from proxies).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QuicLabels {
     direction: &'static str,

@@ -13,12 +13,13 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use super::DirectionLabels;
 
 /// How often an open connection's path is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -27,11 +28,6 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const RTT_BUCKETS: [f64; 12] = [
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
 ];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DirectionLabels {
-    direction: &'static str,
-}
 
 /// The path metrics of a proxy's QUIC connections.
 #[derive(Debug, Clone)]

@@ -17,10 +17,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::socket::{getsockopt, setsockopt, sockopt};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use super::DirectionLabels;
 
 /// The buffer a QUIC socket wants each way, as the kernel reports it (it
 /// doubles what it grants, for its own bookkeeping): a request of half
@@ -30,11 +31,6 @@ pub const WANTED_BUFFER_BYTES: usize = mesh_api::ports::QUIC_SOCKET_BUFFER_BYTES
 
 /// Whether a shortfall was logged already (once per process).
 static SHORTFALL_LOGGED: AtomicBool = AtomicBool::new(false);
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DirectionLabels {
-    direction: &'static str,
-}
 
 /// The buffers the kernel granted QUIC's sockets.
 #[derive(Debug, Clone, Default)]
