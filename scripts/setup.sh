@@ -43,6 +43,8 @@ if [ "$FOR_TESTS" -eq 1 ]; then
   command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
   # The dashboard's tests load its pages in headless Chromium.
   command -v chromium >/dev/null        || need_pkgs+=(chromium)
+  # The benchmarks' profiles and allocation counts (proxy-bench --allocations).
+  command -v perf >/dev/null            || need_pkgs+=(linux-perf)
 fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   command -v apt-get >/dev/null || fail "missing ${need_pkgs[*]} and no apt-get to install them; install them and run again"
@@ -51,7 +53,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
-ok "system packages: iproute2, iptables, curl, unzip, a C compiler, nsenter, python3$([ "$FOR_TESTS" -eq 1 ] && echo ', skopeo, umoci, runc, docker-registry, chromium')"
+ok "system packages: iproute2, iptables, curl, unzip, a C compiler, nsenter, python3$([ "$FOR_TESTS" -eq 1 ] && echo ', skopeo, umoci, runc, docker-registry, chromium, perf')"
 
 # --- Rust --------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then

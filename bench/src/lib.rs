@@ -1,7 +1,11 @@
 //! What the benchmarks share: percentiles of sorted latencies, what a
 //! process costs (CPU seconds, resident memory) read from `/proc`, an
 //! open-loop HTTP/1.1 load through the proxy harness ([`http_load`]), and a
-//! real kube-apiserver to run controllers against ([`ApiServer`]).
+//! real kube-apiserver to run controllers against ([`ApiServer`]), and the
+//! heap allocations a process makes, counted from outside it
+//! ([`allocations`]).
+
+pub mod allocations;
 
 use std::time::Duration;
 

@@ -140,8 +140,7 @@ pub fn boxed_response(response: Response<Incoming>) -> Response<Body> {
 /// trailers), a broken body, and the route's response classes
 /// (`route_failure` gives their verdict on the status).
 pub fn observe_response(
-    metrics: &crate::metrics::HttpMetrics,
-    labels: crate::metrics::Labels,
+    series: std::sync::Arc<crate::metrics::Series>,
     response: Response<Body>,
     route_failure: Option<bool>,
     profile_route: Option<crate::metrics::ProfileRoute>,
@@ -150,11 +149,10 @@ pub fn observe_response(
     use crate::metrics::{Classification, classify, grpc_status};
     use http_body_util::BodyExt;
 
-    metrics.request(&labels);
+    series.request();
     let latency = started.elapsed();
     let status = response.status();
     let header_grpc = grpc_status(response.headers());
-    let metrics = metrics.clone();
     response.map(move |body| {
         crate::observe::Observed::new(body, move |ended| {
             let grpc = ended.trailer_grpc_status.or(header_grpc);
@@ -167,7 +165,7 @@ pub fn observe_response(
                     _ => classify(status, grpc),
                 }
             };
-            metrics.response(&labels, status, grpc, classification, latency);
+            series.response(status, grpc, classification, latency);
             if let Some(route) = &profile_route {
                 route.response(status, grpc, classification, latency);
             }

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use prometheus_client::metrics::counter::Counter;
@@ -60,7 +61,7 @@ impl Classification {
 /// The HTTP metric families, cheap to clone (one shared set): every
 /// connection and request path layer holds a handle.
 #[derive(Debug, Clone)]
-pub struct HttpMetrics(std::sync::Arc<HttpFamilies>);
+pub struct HttpMetrics(Arc<HttpFamilies>);
 
 #[derive(Debug)]
 struct HttpFamilies {
@@ -92,17 +93,12 @@ impl HttpMetrics {
              what each backend answered, even when a retry elsewhere hid it",
             metrics.actual_responses.clone(),
         );
-        Self(std::sync::Arc::new(metrics))
+        Self(Arc::new(metrics))
     }
 
     /// Linkerd's per-route and per-backend families.
     pub fn routes(&self) -> &crate::route_metrics::RouteMetrics {
         &self.0.routes
-    }
-
-    /// Counts a request.
-    pub fn request(&self, labels: &Labels) {
-        self.0.golden.request(labels);
     }
 
     /// Counts a request in Linkerd's ServiceProfile route families
@@ -145,20 +141,79 @@ impl HttpMetrics {
             recorded: false,
         }
     }
+}
+
+impl HttpMetrics {
+    /// The golden series of requests labelled `labels`, resolved once: a
+    /// connection keeps it for the requests it sees again and again, so
+    /// that counting one does no label work.
+    pub fn series(&self, labels: Labels) -> Arc<Series> {
+        Arc::new(Series {
+            requests: self.0.golden.requests.get_or_create(&labels).clone(),
+            metrics: self.clone(),
+            labels,
+            responses: Mutex::default(),
+        })
+    }
+}
+
+/// What a response is counted by: status code, classification and gRPC
+/// status.
+type ResponseKind = (u16, Classification, Option<i32>);
+
+/// How many kinds of response a [`Series`] keeps resolved; the rest (an
+/// application answering with ever new gRPC statuses) are looked up each
+/// time, as a request without a series is.
+const RESOLVED_RESPONSE_KINDS: usize = 8;
+
+/// One label set's `request_total`, and its `response_latency_ms` and
+/// `response_total` for each kind of response seen, as handles on the
+/// families' counters: see [`HttpMetrics::series`].
+#[derive(Debug)]
+pub struct Series {
+    metrics: HttpMetrics,
+    labels: Labels,
+    requests: Counter,
+    responses: Mutex<Vec<(ResponseKind, Histogram, Counter)>>,
+}
+
+impl Series {
+    /// Counts a request.
+    pub fn request(&self) {
+        self.requests.inc();
+    }
 
     /// Counts a response (or the error that stood in for it) and its
     /// latency.
     pub fn response(
         &self,
-        labels: &Labels,
         status: http::StatusCode,
         grpc_status: Option<i32>,
         classification: Classification,
         latency: std::time::Duration,
     ) {
-        self.0
-            .golden
-            .response(labels, status, grpc_status, classification, latency);
+        let kind = (status.as_u16(), classification, grpc_status);
+        let known = self
+            .resolved()
+            .iter()
+            .find(|(seen, _, _)| *seen == kind)
+            .map(|(_, latency, responses)| (latency.clone(), responses.clone()));
+        let (latencies, responses) = known.unwrap_or_else(|| {
+            let handles = self.metrics.0.golden.resolve(&self.labels, kind);
+            let mut resolved = self.resolved();
+            if resolved.len() < RESOLVED_RESPONSE_KINDS {
+                resolved.push((kind, handles.0.clone(), handles.1.clone()));
+            }
+            handles
+        });
+        latencies.observe(latency.as_secs_f64() * 1000.0);
+        responses.inc();
+    }
+
+    fn resolved(&self) -> std::sync::MutexGuard<'_, Vec<(ResponseKind, Histogram, Counter)>> {
+        self.responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -240,16 +295,26 @@ impl Golden {
         classification: Classification,
         latency: std::time::Duration,
     ) {
+        let (latencies, responses) =
+            self.resolve(labels, (status.as_u16(), classification, grpc_status));
+        latencies.observe(latency.as_secs_f64() * 1000.0);
+        responses.inc();
+    }
+
+    /// The latency histogram (by status) and response counter (by status,
+    /// classification and gRPC status) of a response of `kind` to a
+    /// request labelled `labels`.
+    fn resolve(&self, labels: &Labels, kind: ResponseKind) -> (Histogram, Counter) {
+        let (status, classification, grpc_status) = kind;
         let mut with_status = labels.clone();
-        with_status.push(("status_code", status.as_u16().to_string()));
-        self.latency
-            .get_or_create(&with_status)
-            .observe(latency.as_secs_f64() * 1000.0);
+        with_status.push(("status_code", status.to_string()));
+        let latencies = self.latency.get_or_create(&with_status).clone();
         with_status.push(("classification", classification.label().to_owned()));
         if let Some(code) = grpc_status {
             with_status.push(("grpc_status", code.to_string()));
         }
-        self.responses.get_or_create(&with_status).inc();
+        let responses = self.responses.get_or_create(&with_status).clone();
+        (latencies, responses)
     }
 }
 
@@ -459,15 +524,49 @@ mod tests {
         assert_eq!(classify(StatusCode::OK, Some(14)), Classification::Failure);
     }
 
+    /// An application answering with ever new gRPC statuses: each is
+    /// counted, and what the series keeps resolved stays bounded.
+    #[test]
+    fn a_series_counts_every_kind_of_response_and_keeps_a_few() {
+        let mut registry = Registry::default();
+        let http = HttpMetrics::register(&mut registry);
+        let series = http.series(vec![("direction", "inbound".into())]);
+        for code in 0..100 {
+            for _ in 0..2 {
+                series.response(
+                    http::StatusCode::OK,
+                    Some(code),
+                    classify(http::StatusCode::OK, Some(code)),
+                    std::time::Duration::from_millis(1),
+                );
+            }
+        }
+        assert_eq!(series.resolved().len(), RESOLVED_RESPONSE_KINDS);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for code in [0, 7, 99] {
+            let class = if code == 0 { "success" } else { "failure" };
+            let line = format!(
+                "response_total{{direction=\"inbound\",status_code=\"200\",classification=\"{class}\",grpc_status=\"{code}\"}} 2"
+            );
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert!(
+            text.contains(
+                "response_latency_ms_count{direction=\"inbound\",status_code=\"200\"} 200"
+            )
+        );
+    }
+
     #[test]
     fn families_carry_linkerds_names() {
         let mut registry = Registry::default();
         let http = HttpMetrics::register(&mut registry);
         let tcp = TcpMetrics::register(&mut registry);
         let labels: Labels = vec![("direction", "outbound".into())];
-        http.request(&labels);
-        http.response(
-            &labels,
+        let series = http.series(labels.clone());
+        series.request();
+        series.response(
             http::StatusCode::OK,
             None,
             Classification::Success,

@@ -28,6 +28,10 @@
 //! `--saturation` adds, for each proxy and the direct path, the highest
 //! rate sustained with a p99 under 10 ms; `--saturation-only` measures
 //! that alone, and `--only http1|grpc|grpc-stream|tcp` one protocol.
+//! `--allocations` adds the heap allocations each proxy makes per request
+//! at 1,000 rps (counted by `perf` probes in runs of their own, since a
+//! probe's cost would show in the CPU figures); `--allocations-only`
+//! measures that alone.
 
 use mesh_bench::{cpu_seconds, ms, percentile, rss_mib};
 use mesh_test_util as support;
@@ -450,6 +454,8 @@ async fn main() {
     // that matters at overload, in minutes rather than half an hour).
     let saturation_only = args.iter().any(|a| a == "--saturation-only");
     let with_saturation = saturation_only || args.iter().any(|a| a == "--saturation");
+    let allocations_only = args.iter().any(|a| a == "--allocations-only");
+    let with_allocations = allocations_only || args.iter().any(|a| a == "--allocations");
     // `--only NAME`: measure one protocol (http1, grpc, grpc-stream, tcp).
     let only = args
         .iter()
@@ -520,7 +526,7 @@ async fn main() {
     // Each proxy's RSS when it has started and served nothing yet.
     let mut idle = vec![Some(pids(&mesh).map(rss_mib)), None];
 
-    if !saturation_only {
+    if !saturation_only && !allocations_only {
         println!(
             "| protocol | rate (rps) | proxy | direct p50 / p99 / p99.9 (ms) | meshed p50 / p99 / p99.9 (ms) | added p50 / p99 / p99.9 (ms) | proxy CPU per 1,000 rps (vCPU, client / server) | proxy RSS under load (MiB, client / server) | errors |"
         );
@@ -628,7 +634,10 @@ async fn main() {
             );
         }
     }
-    if with_saturation {
+    if with_allocations {
+        allocations_table(&mut mesh, &measured, &programs, duration).await;
+    }
+    if with_saturation && !allocations_only {
         println!();
         println!(
             "Saturation: the highest rate sustained with p99 under 10 ms (of {SATURATION_RATES:?} rps, 5 s each after 1 s at 1,000 rps, the candidates taking turns at each rate; each proxy runs one worker thread, so this is the rate one proxy core sustains)."
@@ -648,6 +657,55 @@ async fn main() {
             let (name, _, _) = protocol.targets();
             let cells: Vec<String> = row.iter().map(shown).collect();
             println!("| {name} | {} |", cells.join(" | "));
+        }
+    }
+}
+
+/// Heap allocations per request of each proxy, at 1,000 rps for
+/// `duration`: each candidate, each protocol, counted by `perf` probes.
+async fn allocations_table(
+    mesh: &mut Mesh,
+    measured: &[Protocol],
+    programs: &[(String, std::path::PathBuf)],
+    duration: Duration,
+) {
+    const RATE: u32 = 1000;
+    println!();
+    println!(
+        "Heap allocations per request (malloc, calloc and realloc calls, counted by perf probes on the C library; {RATE} rps for {} s). For gRPC streaming a request is one message; for opaque TCP one line.",
+        duration.as_secs()
+    );
+    println!();
+    println!("| protocol | proxy | allocations per request (client / server) |");
+    println!("|---|---|---|");
+    for &protocol in measured {
+        let (name, _, meshed_target) = protocol.targets();
+        for (label, program) in programs {
+            if mesh.proxy_program() != program.as_path() {
+                mesh.run_proxies_from(program).await;
+            }
+            let pids = [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
+            load(mesh, protocol, meshed_target, RATE, Duration::from_secs(1)).await;
+            mesh_bench::allocations::add_probes(pids[0]).expect("adding the allocation probes");
+            let counting = pids.map(|pid| {
+                mesh_bench::allocations::Counting::start(pid).expect("counting allocations")
+            });
+            let run = load(mesh, protocol, meshed_target, RATE, duration).await;
+            let [client, server] =
+                counting.map(|counting| counting.stop().expect("counting allocations"));
+            let requests = run.latencies.len().max(1) as f64;
+            // Nothing through the C library's allocator is not "none": the
+            // program has its own (a stock linkerd2-proxy links jemalloc).
+            let counted = if client + server == 0 {
+                "not counted: it does not allocate through the C library's malloc".to_owned()
+            } else {
+                format!(
+                    "{:.1} / {:.1}",
+                    client as f64 / requests,
+                    server as f64 / requests
+                )
+            };
+            println!("| {name} | {label} | {counted} |");
         }
     }
 }

@@ -54,13 +54,15 @@ use mesh_core::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, ClientAuth, Credentia
 mod decide;
 mod peer;
 pub(crate) mod policy;
+mod series;
 mod settle;
 
 use decide::{OnDetected, OnTls};
 use peer::Peer;
-use policy::authorize::{PortProtocol, RequestDenied};
+use policy::authorize::{PortProtocol, RequestDenied, ServerPolicy};
 use policy::metrics::{AuthzMetrics, Decision, request_labels};
 use policy::watch::{Policies, PortPolicy};
+use series::{Admitted, ConnectionSeries, Counted};
 use settle::Session;
 
 /// A connection's target port as the inbound proxy serves it.
@@ -508,11 +510,17 @@ impl Inbound {
                 };
                 let io = self.tcp_metrics.track(labels, io);
                 let this = self.clone();
+                let peer = Arc::new(peer);
+                let series = Arc::new(ConnectionSeries::default());
                 let handle = move |req| {
                     let this = this.clone();
                     let peer = peer.clone();
                     let port_policy = port_policy.clone();
-                    async move { this.request(target, &peer, &port_policy, req).await }
+                    let series = series.clone();
+                    async move {
+                        this.request(target, &peer, &port_policy, &series, req)
+                            .await
+                    }
                 };
                 proxy_http::serve(io, protocol, streams, handle, drain.wait()).await;
             }
@@ -565,41 +573,40 @@ impl Inbound {
         })
     }
 
+    /// Serves one request of a connection from `peer` to `target`, counted
+    /// under the connection's `series`.
     async fn request(
         &self,
         target: SocketAddr,
         peer: &Peer,
         port_policy: &PortPolicy,
+        series: &ConnectionSeries,
         mut req: Request<Incoming>,
     ) -> Response<Body> {
         let started = Instant::now();
         let caller = peer.caller(&self.trusted_gateways, req.headers());
-        let peer = &caller;
-        let policy_labels = match self.authorize_request(target, peer, port_policy, &req) {
-            Ok(labels) => labels,
-            Err(response) => return response,
+        let peer = caller.as_ref();
+        let policy = port_policy.current();
+        let (route, authorization) = match policy.authorize_request(&peer.client(), &(&req).into())
+        {
+            Ok(admitted) => admitted,
+            Err(denied) => return self.deny(target, peer, &policy, &req, denied),
         };
+        if authorization.meta.is_default() && authorization.meta.name == "audit" {
+            tracing::info!(%target, client = ?peer.identity, path = %req.uri().path(), "audit: allowed by the audit policy");
+        }
+        let admitted = Admitted {
+            policy: &policy,
+            route,
+            authorization,
+            caller: peer.identity.as_deref(),
+            authority: request_authority(&req),
+        };
+        let counted = series.counted(&admitted, || self.resolve(target, peer, &admitted));
+        counted.allowed.inc();
         peer.tell(req.headers_mut());
         let downgraded = proxy_http::restore_orig_proto(&mut req);
         let tapped = self.tap(target, peer, &req);
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
-        let mut labels: Labels = vec![
-            ("direction", "inbound".to_owned()),
-            ("authority", authority),
-            ("target_addr", target.to_string()),
-        ];
-        labels.extend(peer.labels());
-        labels.extend(policy_labels);
         let upgrade = proxy_http::take_upgrade(&mut req);
         let response = match self.app(target).send(req.map(endpoint::boxed)).await {
             Ok(mut response) => {
@@ -620,7 +627,35 @@ impl Inbound {
             Some(tapped) => tapped.response(response),
             None => response,
         };
-        proxy_http::observe_response(&self.http_metrics, labels, response, None, None, started)
+        proxy_http::observe_response(counted.series, response, None, None, started)
+    }
+
+    /// What a kind of admitted request is counted under, labelled as
+    /// Linkerd labels it: the authorization counter by target, Server,
+    /// route, authorization and client; the golden series by direction,
+    /// authority, target, client and the policy objects.
+    fn resolve(&self, target: SocketAddr, peer: &Peer, admitted: &Admitted<'_>) -> Counted {
+        let policy = admitted.policy;
+        let route = admitted
+            .route
+            .map(|route| route.meta.clone())
+            .unwrap_or_default();
+        let authorization = &admitted.authorization.meta;
+        let decision = Decision::new(target.to_string(), &policy.meta, authz_labels(peer));
+        let allowed = self
+            .authz_metrics
+            .http_allowed(&decision.on_route(&route), authorization);
+        let mut labels: Labels = vec![
+            ("direction", "inbound".to_owned()),
+            ("authority", admitted.authority.to_owned()),
+            ("target_addr", target.to_string()),
+        ];
+        labels.extend(peer.labels());
+        labels.extend(request_labels(&policy.meta, &route, authorization));
+        Counted {
+            allowed,
+            series: self.http_metrics.series(labels),
+        }
     }
 
     /// Reports a request from `peer` to the taps that want it.
@@ -646,55 +681,40 @@ impl Inbound {
         })
     }
 
-    /// Admits `req` from `peer` with the port's current policy (and
-    /// returns the request's policy labels: Server, route, authorization),
-    /// or answers it: 403 with `l5d-proxy-error`, or for gRPC
-    /// `PERMISSION_DENIED`.
-    #[allow(clippy::result_large_err)]
-    fn authorize_request(
+    /// Answers a request `policy` did not admit: 404 when no route matches,
+    /// else 403, with `l5d-proxy-error` (for gRPC `PERMISSION_DENIED`),
+    /// counted and logged.
+    fn deny(
         &self,
         target: SocketAddr,
         peer: &Peer,
-        port_policy: &PortPolicy,
+        policy: &ServerPolicy,
         req: &Request<Incoming>,
-    ) -> Result<Labels, Response<Body>> {
-        let policy = port_policy.current();
+        denied: RequestDenied,
+    ) -> Response<Body> {
         let decision = Decision::new(target.to_string(), &policy.meta, authz_labels(peer));
-        match policy.authorize_request(&peer.client(), &req.into()) {
-            Ok((route, authz)) => {
-                let route = route.map(|r| r.meta.clone()).unwrap_or_default();
-                self.authz_metrics
-                    .http_allowed(&decision.on_route(&route), &authz.meta);
-                if authz.meta.is_default() && authz.meta.name == "audit" {
-                    tracing::info!(%target, client = ?peer.identity, path = %req.uri().path(), "audit: allowed by the audit policy");
-                }
-                Ok(request_labels(&policy.meta, &route, &authz.meta))
-            }
-            Err(denied) => {
-                let (route, why) = match &denied {
-                    RequestDenied::NoRoute => (
-                        Default::default(),
-                        "no route matches the request".to_owned(),
-                    ),
-                    RequestDenied::Unauthorized { route } => (
-                        route.clone(),
-                        format!(
-                            "client {} is not authorized on route {}",
-                            peer.identity.as_deref().unwrap_or("without an identity"),
-                            route.name
-                        ),
-                    ),
-                };
-                self.authz_metrics.http_denied(&decision.on_route(&route));
-                tracing::info!(%target, client = ?peer.identity, path = %req.uri().path(), "request denied: {why}");
-                let status = if matches!(denied, RequestDenied::NoRoute) {
-                    StatusCode::NOT_FOUND
-                } else {
-                    StatusCode::FORBIDDEN
-                };
-                Err(denied_response(req, status, &why))
-            }
-        }
+        let (route, why) = match &denied {
+            RequestDenied::NoRoute => (
+                Default::default(),
+                "no route matches the request".to_owned(),
+            ),
+            RequestDenied::Unauthorized { route } => (
+                route.clone(),
+                format!(
+                    "client {} is not authorized on route {}",
+                    peer.identity.as_deref().unwrap_or("without an identity"),
+                    route.name
+                ),
+            ),
+        };
+        self.authz_metrics.http_denied(&decision.on_route(&route));
+        tracing::info!(%target, client = ?peer.identity, path = %req.uri().path(), "request denied: {why}");
+        let status = if matches!(denied, RequestDenied::NoRoute) {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        denied_response(req, status, &why)
     }
 }
 
@@ -704,6 +724,19 @@ fn session_protocol(header: &TransportHeader) -> Option<Protocol> {
         transport_header::Kind::Http1(_) => Some(Protocol::Http1),
         transport_header::Kind::Http2(_) => Some(Protocol::Http2),
     }
+}
+
+/// A request's authority, or its `Host` (empty without either).
+fn request_authority<B>(req: &Request<B>) -> &str {
+    req.uri()
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or_default()
 }
 
 /// The client labels of an authorization metric (`tls`, `client_id`).

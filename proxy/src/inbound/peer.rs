@@ -43,18 +43,22 @@ impl Peer {
     /// gateway's own `Forwarded` element names (the gateway proved that
     /// client's identity with mutual TLS, and this connection proves the
     /// gateway's).
-    pub fn caller(&self, trusted_gateways: &[String], headers: &http::HeaderMap) -> Peer {
+    pub fn caller(
+        &self,
+        trusted_gateways: &[String],
+        headers: &http::HeaderMap,
+    ) -> std::borrow::Cow<'_, Peer> {
         let forwarded = self
             .identity
             .as_ref()
             .filter(|id| trusted_gateways.contains(id))
             .and_then(|gateway| proxy_http::forwarded_for(headers, gateway));
         match forwarded {
-            Some(client) => Peer {
+            Some(client) => std::borrow::Cow::Owned(Peer {
                 identity: Some(client),
                 ..self.clone()
-            },
-            None => self.clone(),
+            }),
+            None => std::borrow::Cow::Borrowed(self),
         }
     }
 

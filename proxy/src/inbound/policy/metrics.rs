@@ -115,10 +115,12 @@ impl AuthzMetrics {
         metrics
     }
 
-    pub(crate) fn http_allowed(&self, decision: &Decision, authz: &Meta) {
+    /// The counter of HTTP requests `decision` allows by `authz` (kept by
+    /// a connection for the requests like it: see `inbound::series`).
+    pub(crate) fn http_allowed(&self, decision: &Decision, authz: &Meta) -> Counter {
         self.http_allow
             .get_or_create(&decision.allowed_by(authz))
-            .inc();
+            .clone()
     }
 
     pub(crate) fn http_denied(&self, decision: &Decision) {

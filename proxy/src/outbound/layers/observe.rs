@@ -70,8 +70,7 @@ impl Layer for Observe {
                 .and_then(profile_route_labels)
                 .map(|labels| metrics.profile_route(&labels));
             let response = crate::http::observe_response(
-                &metrics,
-                labels,
+                metrics.series(labels),
                 response,
                 route_failure,
                 profile_route,
