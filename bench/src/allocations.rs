@@ -63,7 +63,7 @@ fn c_library(pid: u32) -> anyhow::Result<String> {
 
 impl Counting {
     /// Starts counting process `pid`'s allocations ([`add_probes`] first).
-    pub fn start(pid: u32) -> anyhow::Result<Self> {
+    pub async fn start(pid: u32) -> anyhow::Result<Self> {
         let events: Vec<String> = FUNCTIONS
             .iter()
             .map(|function| format!("probe_libc:{function}"))
@@ -76,7 +76,7 @@ impl Counting {
             .spawn()
             .map_err(|e| anyhow::anyhow!("running perf stat on {pid}: {e}"))?;
         // perf attaches its probes before it counts; give it that moment.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         Ok(Self { perf, pid })
     }
 

@@ -687,12 +687,22 @@ async fn allocations_table(
             let pids = [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
             load(mesh, protocol, meshed_target, RATE, Duration::from_secs(1)).await;
             mesh_bench::allocations::add_probes(pids[0]).expect("adding the allocation probes");
-            let counting = pids.map(|pid| {
-                mesh_bench::allocations::Counting::start(pid).expect("counting allocations")
-            });
+            let mut counting = Vec::new();
+            for pid in pids {
+                counting.push(
+                    mesh_bench::allocations::Counting::start(pid)
+                        .await
+                        .expect("counting allocations"),
+                );
+            }
             let run = load(mesh, protocol, meshed_target, RATE, duration).await;
-            let [client, server] =
-                counting.map(|counting| counting.stop().expect("counting allocations"));
+            let counted: Vec<u64> = counting
+                .into_iter()
+                .map(|counting| counting.stop().expect("counting allocations"))
+                .collect();
+            let [client, server] = counted[..] else {
+                unreachable!("one count per proxy")
+            };
             let requests = run.latencies.len().max(1) as f64;
             // Nothing through the C library's allocator is not "none": the
             // program has its own (a stock linkerd2-proxy links jemalloc).
