@@ -143,13 +143,16 @@ pub fn observe_response(
     series: std::sync::Arc<crate::metrics::Series>,
     response: Response<Body>,
     route_failure: Option<bool>,
-    profile_route: Option<crate::metrics::ProfileRoute>,
+    profile_route: Option<std::sync::Arc<crate::metrics::Series>>,
     started: tokio::time::Instant,
 ) -> Response<Body> {
     use crate::metrics::{Classification, classify, grpc_status};
     use http_body_util::BodyExt;
 
     series.request();
+    if let Some(route) = &profile_route {
+        route.request();
+    }
     let latency = started.elapsed();
     let status = response.status();
     let header_grpc = grpc_status(response.headers());

@@ -17,7 +17,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use prometheus_client::metrics::counter::Counter;
@@ -101,45 +101,69 @@ impl HttpMetrics {
         &self.0.routes
     }
 
-    /// Counts a request in Linkerd's ServiceProfile route families
+    /// The series of Linkerd's ServiceProfile route families
     /// (`route_request_total`, `route_response_total` and
-    /// `route_response_latency_ms`, by `dst` and `rt_route`), and returns
-    /// what counts its response there.
-    pub fn profile_route(&self, labels: &Labels) -> ProfileRoute {
-        self.0.profile_routes.request(labels);
-        ProfileRoute {
+    /// `route_response_latency_ms`, by `dst` and `rt_route`) for requests
+    /// labelled `labels`.
+    pub fn profile_route(&self, labels: Labels) -> Arc<Series> {
+        self.resolve_series(labels, true)
+    }
+
+    /// The counters of attempts sent to an endpoint and of what they got
+    /// (`route_actual_request_total`, `route_actual_response_total` by
+    /// classification), for attempts labelled `labels`.
+    pub fn attempts(&self, labels: Labels) -> AttemptCounters {
+        AttemptCounters {
+            sent: self.0.actual_requests.get_or_create(&labels).clone(),
             metrics: self.clone(),
-            labels: labels.clone(),
+            labels,
+            succeeded: OnceLock::new(),
+            failed: OnceLock::new(),
         }
     }
+}
 
-    /// Counts one attempt sent to an endpoint.
-    pub fn attempt(&self, labels: &Labels) {
-        self.0.actual_requests.get_or_create(labels).inc();
-    }
+/// An endpoint's attempt counters: see [`HttpMetrics::attempts`]. Each
+/// outcome's counter is made when the first attempt has it, so that an
+/// endpoint that never failed has no failure series.
+#[derive(Debug)]
+pub struct AttemptCounters {
+    metrics: HttpMetrics,
+    labels: Labels,
+    sent: Counter,
+    succeeded: OnceLock<Counter>,
+    failed: OnceLock<Counter>,
+}
 
-    /// Counts what one attempt got from its endpoint (an error counts as a
-    /// failure).
-    pub fn attempt_outcome(&self, labels: &Labels, failed: bool) {
-        let classification = if failed {
-            Classification::Failure
-        } else {
-            Classification::Success
-        };
-        let mut labels = labels.clone();
-        labels.push(("classification", classification.label().to_owned()));
-        self.0.actual_responses.get_or_create(&labels).inc();
-    }
-
-    /// The outcome of an attempt about to be sent: recorded with
-    /// [`PendingOutcome::record`], or as a failure if it is dropped first
-    /// (the attempt was given up before its answer).
-    pub fn outcome_on_drop<'a>(&'a self, labels: &'a Labels) -> PendingOutcome<'a> {
+impl AttemptCounters {
+    /// Counts an attempt about to be sent, and returns its outcome:
+    /// recorded with [`PendingOutcome::record`], or as a failure if it is
+    /// dropped first (the attempt was given up before its answer).
+    pub fn send(&self) -> PendingOutcome<'_> {
+        self.sent.inc();
         PendingOutcome {
-            metrics: self,
-            labels,
+            counters: self,
             recorded: false,
         }
+    }
+
+    fn outcome(&self, failed: bool) {
+        let (counter, classification) = if failed {
+            (&self.failed, Classification::Failure)
+        } else {
+            (&self.succeeded, Classification::Success)
+        };
+        counter
+            .get_or_init(|| {
+                let mut labels = self.labels.clone();
+                labels.push(("classification", classification.label().to_owned()));
+                self.metrics
+                    .0
+                    .actual_responses
+                    .get_or_create(&labels)
+                    .clone()
+            })
+            .inc();
     }
 }
 
@@ -148,12 +172,24 @@ impl HttpMetrics {
     /// connection keeps it for the requests it sees again and again, so
     /// that counting one does no label work.
     pub fn series(&self, labels: Labels) -> Arc<Series> {
-        Arc::new(Series {
-            requests: self.0.golden.requests.get_or_create(&labels).clone(),
+        self.resolve_series(labels, false)
+    }
+
+    fn resolve_series(&self, labels: Labels, profile_route: bool) -> Arc<Series> {
+        let mut series = Series {
+            requests: Counter::default(),
             metrics: self.clone(),
+            profile_route,
             labels,
             responses: Mutex::default(),
-        })
+        };
+        let requests = series
+            .golden()
+            .requests
+            .get_or_create(&series.labels)
+            .clone();
+        series.requests = requests;
+        Arc::new(series)
     }
 }
 
@@ -172,6 +208,8 @@ const RESOLVED_RESPONSE_KINDS: usize = 8;
 #[derive(Debug)]
 pub struct Series {
     metrics: HttpMetrics,
+    /// In the ServiceProfile route families, not the plain ones.
+    profile_route: bool,
     labels: Labels,
     requests: Counter,
     responses: Mutex<Vec<(ResponseKind, Histogram, Counter)>>,
@@ -199,7 +237,7 @@ impl Series {
             .find(|(seen, _, _)| *seen == kind)
             .map(|(_, latency, responses)| (latency.clone(), responses.clone()));
         let (latencies, responses) = known.unwrap_or_else(|| {
-            let handles = self.metrics.0.golden.resolve(&self.labels, kind);
+            let handles = self.golden().resolve(&self.labels, kind);
             let mut resolved = self.resolved();
             if resolved.len() < RESOLVED_RESPONSE_KINDS {
                 resolved.push((kind, handles.0.clone(), handles.1.clone()));
@@ -210,37 +248,18 @@ impl Series {
         responses.inc();
     }
 
+    fn golden(&self) -> &Golden {
+        if self.profile_route {
+            &self.metrics.0.profile_routes
+        } else {
+            &self.metrics.0.golden
+        }
+    }
+
     fn resolved(&self) -> std::sync::MutexGuard<'_, Vec<(ResponseKind, Histogram, Counter)>> {
         self.responses
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A request counted in the ServiceProfile route families, whose response
-/// is still to come.
-#[derive(Debug, Clone)]
-pub struct ProfileRoute {
-    metrics: HttpMetrics,
-    labels: Labels,
-}
-
-impl ProfileRoute {
-    /// Counts its response, as [`HttpMetrics::response`] does.
-    pub fn response(
-        &self,
-        status: http::StatusCode,
-        grpc_status: Option<i32>,
-        classification: Classification,
-        latency: std::time::Duration,
-    ) {
-        self.metrics.0.profile_routes.response(
-            &self.labels,
-            status,
-            grpc_status,
-            classification,
-            latency,
-        );
     }
 }
 
@@ -283,24 +302,6 @@ impl Golden {
         golden
     }
 
-    fn request(&self, labels: &Labels) {
-        self.requests.get_or_create(labels).inc();
-    }
-
-    fn response(
-        &self,
-        labels: &Labels,
-        status: http::StatusCode,
-        grpc_status: Option<i32>,
-        classification: Classification,
-        latency: std::time::Duration,
-    ) {
-        let (latencies, responses) =
-            self.resolve(labels, (status.as_u16(), classification, grpc_status));
-        latencies.observe(latency.as_secs_f64() * 1000.0);
-        responses.inc();
-    }
-
     /// The latency histogram (by status) and response counter (by status,
     /// classification and gRPC status) of a response of `kind` to a
     /// request labelled `labels`.
@@ -321,8 +322,7 @@ impl Golden {
 /// An attempt's outcome not yet known; a failure unless recorded.
 #[derive(Debug)]
 pub struct PendingOutcome<'a> {
-    metrics: &'a HttpMetrics,
-    labels: &'a Labels,
+    counters: &'a AttemptCounters,
     recorded: bool,
 }
 
@@ -330,14 +330,14 @@ impl PendingOutcome<'_> {
     /// Records what the attempt got.
     pub fn record(mut self, failed: bool) {
         self.recorded = true;
-        self.metrics.attempt_outcome(self.labels, failed);
+        self.counters.outcome(failed);
     }
 }
 
 impl Drop for PendingOutcome<'_> {
     fn drop(&mut self) {
         if !self.recorded {
-            self.metrics.attempt_outcome(self.labels, true);
+            self.counters.outcome(true);
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod accrual;
 pub mod ewma;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rand::RngExt;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::discover::{Endpoint, EndpointSet, EndpointsWatch};
 use crate::endpoint::EndpointClient;
+use crate::metrics::Labels;
 use accrual::Accrual;
 use ewma::PeakEwma;
 
@@ -36,6 +37,8 @@ pub struct Member {
     ewma: Mutex<PeakEwma>,
     accrual: Mutex<Accrual>,
     pending: AtomicUsize,
+    /// Its metric labels, made once.
+    labels: OnceLock<Arc<Labels>>,
 }
 
 impl Member {
@@ -46,6 +49,26 @@ impl Member {
             ewma: Mutex::new(PeakEwma::new(DEFAULT_RTT, DECAY, Instant::now())),
             accrual: Mutex::new(Accrual::default()),
             pending: AtomicUsize::new(0),
+            labels: OnceLock::new(),
+        })
+    }
+
+    /// The labels of traffic to this endpoint: `tls` and `server_id` (or
+    /// `tls="no_identity"` when the connection is not mesh TLS), and its
+    /// `dst_*` labels.
+    pub fn labels(&self) -> &Arc<Labels> {
+        self.labels.get_or_init(|| {
+            let endpoint = self.endpoint();
+            let mut labels = Vec::new();
+            match (&endpoint.identity, self.client.meshed()) {
+                (Some(id), true) => {
+                    labels.push(("tls", "true".to_owned()));
+                    labels.push(("server_id", id.clone()));
+                }
+                _ => labels.push(("tls", "no_identity".to_owned())),
+            }
+            labels.extend(endpoint.labels.iter().cloned());
+            Arc::new(labels)
         })
     }
 

@@ -512,6 +512,6 @@ fn endpoint_labels(member: &Member, peer: &str) -> Labels {
         ("peer", peer.to_owned()),
         ("target_addr", member.endpoint().addr.to_string()),
     ];
-    labels.extend(layers::attempt::endpoint_labels(member));
+    labels.extend(member.labels().iter().cloned());
     labels
 }

@@ -85,12 +85,12 @@ async fn attempt(metrics: &HttpMetrics, taps: &Taps, mut req: HttpRequest) -> Ht
         }
     };
     let downstream_upgrade = proxy_http::take_upgrade(&mut req);
-    let endpoint_labels = endpoint_labels(&member);
-    let mut labels = routed.labels.clone();
-    labels.extend(endpoint_labels.iter().cloned());
+    let endpoint_labels = member.labels().clone();
+    let counts = routed
+        .counts
+        .endpoint(&routed.labels, &endpoint_labels, metrics);
     let tapped = tap(taps, &req, &member, &endpoint_labels, &routed.labels);
     attempted.endpoint_labels = Some(endpoint_labels);
-    metrics.attempt(&labels);
     // Linkerd's per-backend families, for a route the policy controller
     // sent.
     let policy_backend = routed
@@ -104,7 +104,7 @@ async fn attempt(metrics: &HttpMetrics, taps: &Taps, mut req: HttpRequest) -> Ht
         });
     let sent = tokio::time::Instant::now();
     let inflight = member.start();
-    let outcome = metrics.outcome_on_drop(&labels);
+    let outcome = counts.attempts.send();
     // The route's per-attempt bound (an HTTPRoute's `retry.linkerd.io/timeout`
     // or `timeouts.backendRequest`): a failure, retryable, answered 504.
     let attempt_timeout = routed.route.as_ref().and_then(|r| r.attempt_timeout);
@@ -221,21 +221,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
-}
-
-/// The labels of traffic to `member`: `tls` and `server_id`, `dst_*`.
-pub fn endpoint_labels(member: &Member) -> Labels {
-    let endpoint = member.endpoint();
-    let mut labels = Vec::new();
-    match (&endpoint.identity, member.client.meshed()) {
-        (Some(id), true) => {
-            labels.push(("tls", "true".to_owned()));
-            labels.push(("server_id", id.clone()));
-        }
-        _ => labels.push(("tls", "no_identity".to_owned())),
-    }
-    labels.extend(endpoint.labels.iter().cloned());
-    labels
 }
 
 #[cfg(test)]
@@ -392,7 +377,7 @@ mod tests {
         let attempted = response.extensions().get::<Attempted>().expect("attempted");
         assert!(!attempted.failed);
         assert_eq!(
-            attempted.endpoint_labels.as_deref(),
+            attempted.endpoint_labels.as_deref().map(Vec::as_slice),
             Some(&[("tls", "no_identity".to_owned())][..])
         );
         assert_eq!(

@@ -19,6 +19,7 @@
 //! paused clock.
 
 pub mod attempt;
+pub mod counts;
 #[cfg(test)]
 mod fixtures;
 pub mod observe;
@@ -58,6 +59,8 @@ pub struct Routed {
     pub route: Option<Route>,
     /// `direction`, `authority` and `route`.
     pub labels: Labels,
+    /// What its requests are counted under.
+    pub counts: counts::RoutedCounts,
 }
 
 /// What the retry layer asks of one attempt.
@@ -106,7 +109,7 @@ pub struct Attempted {
     pub retry: bool,
     /// The endpoint's labels (`tls`, `server_id`, `dst_*`) when one was
     /// picked.
-    pub endpoint_labels: Option<Labels>,
+    pub endpoint_labels: Option<Arc<Labels>>,
 }
 
 /// What a layer hands the request on to: the rest of the stack.

@@ -50,15 +50,27 @@ impl Layer for Observe {
         Box::pin(async move {
             let Ok(response) = inner.call(req).await;
             let route = routed.as_ref().and_then(|r| r.route.as_ref());
-            let mut labels = match &routed {
-                Some(routed) => routed.labels.clone(),
-                None => vec![("direction", "outbound".to_owned())],
-            };
             let endpoint = response
                 .extensions()
                 .get::<Attempted>()
-                .and_then(|a| a.endpoint_labels.clone());
-            labels.extend(endpoint.unwrap_or_else(|| vec![("tls", "no_identity".to_owned())]));
+                .and_then(|a| a.endpoint_labels.as_ref());
+            let series = match (&routed, endpoint) {
+                (Some(routed), Some(endpoint)) => routed
+                    .counts
+                    .endpoint(&routed.labels, endpoint, &metrics)
+                    .golden
+                    .clone(),
+                // No endpoint answered (none could be picked, or the
+                // route answered itself).
+                _ => {
+                    let mut labels = match &routed {
+                        Some(routed) => routed.labels.clone(),
+                        None => vec![("direction", "outbound".to_owned())],
+                    };
+                    labels.push(("tls", "no_identity".to_owned()));
+                    metrics.series(labels)
+                }
+            };
             let route_failure = route.and_then(|r| {
                 r.is_failure(
                     response.status(),
@@ -67,10 +79,9 @@ impl Layer for Observe {
             });
             let profile_route = routed
                 .as_deref()
-                .and_then(profile_route_labels)
-                .map(|labels| metrics.profile_route(&labels));
+                .and_then(|routed| routed.counts.profile_route(routed, &metrics));
             let response = crate::http::observe_response(
-                metrics.series(labels),
+                series,
                 response,
                 route_failure,
                 profile_route,
@@ -87,34 +98,6 @@ impl Layer for Observe {
             })
         })
     }
-}
-
-/// Linkerd's ServiceProfile route labels (`direction`, `dst`, and
-/// `rt_route` unless the request took no named route), for a request to a
-/// Service whose profile has named routes: ServiceProfile routes, or the
-/// routes of HTTPRoute/GRPCRoute resources the policy controller sent.
-/// `None` otherwise: no profile, or only the Service's default route
-/// (every request to every Service would be counted twice).
-fn profile_route_labels(routed: &Routed) -> Option<crate::metrics::Labels> {
-    let profile = routed.profile.as_ref()?;
-    if !profile.routes.iter().any(|r| r.name.is_some()) {
-        return None;
-    }
-    let label = |name: &str| {
-        routed
-            .labels
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let mut labels = vec![
-        ("direction", "outbound".to_owned()),
-        ("dst", label("authority")?),
-    ];
-    if let Some(route) = label("route") {
-        labels.push(("rt_route", route));
-    }
-    Some(labels)
 }
 
 #[cfg(test)]
@@ -156,13 +139,13 @@ mod tests {
         let app = scripted(move |_| {
             let mut response = status(code);
             response.extensions_mut().insert(Attempted {
-                endpoint_labels: Some(vec![
+                endpoint_labels: Some(Arc::new(vec![
                     ("tls", "true".to_owned()),
                     (
                         "server_id",
                         "web.test.serviceaccount.identity.linkerd.cluster.local".to_owned(),
                     ),
-                ]),
+                ])),
                 ..Attempted::default()
             });
             Box::pin(async move { Ok(response) })

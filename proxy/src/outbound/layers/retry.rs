@@ -126,7 +126,13 @@ where
                     .labels
                     .iter()
                     .cloned()
-                    .chain(attempted.endpoint_labels.iter().flatten().cloned())
+                    .chain(
+                        attempted
+                            .endpoint_labels
+                            .iter()
+                            .flat_map(|l| l.iter())
+                            .cloned(),
+                    )
                     .collect();
                 metrics.routes().retry(false, &labels, event);
             }

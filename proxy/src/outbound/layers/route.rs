@@ -3,30 +3,109 @@
 //! carries (`direction`, `authority`, `route`), and the route's filters
 //! (HTTPRoute header modifiers on the request and the response, a redirect
 //! or a failure answered here).
+//!
+//! A decision is kept for the requests like it (the same route of the same
+//! profile, and, when the profile does not name the Service, the same
+//! authority), with what its requests are counted under
+//! ([`super::counts`]), so that a connection's requests do their label
+//! work once. The authority is the client's to choose, so the decisions
+//! kept are bounded ([`MAX_KEPT`]); a new profile forgets them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{HttpRequest, HttpResponse, Layer, Next, ResponseFuture, Routed};
-use crate::discover::profile::{HeaderModifier, PathRewrite, Redirect, RouteFilter};
+use crate::discover::profile::{self, HeaderModifier, PathRewrite, Profile, Redirect, RouteFilter};
 use crate::http::{error_response, grpc_error_response};
 use crate::outbound::Logical;
+
+/// How many routing decisions one connection keeps.
+pub const MAX_KEPT: usize = 16;
 
 /// Routes requests for one destination.
 #[derive(Debug, Clone)]
 pub struct Route {
     logical: Arc<Logical>,
+    kept: Arc<Mutex<Kept>>,
+}
+
+/// The decisions kept, under the profile they were made with.
+#[derive(Debug, Default)]
+struct Kept {
+    profile: Option<Arc<Profile>>,
+    decisions: Vec<KeptDecision>,
+}
+
+/// One decision, known by the address of its route in the profile `Kept`
+/// holds, and the request's authority when that named the destination.
+#[derive(Debug)]
+struct KeptDecision {
+    route: Option<usize>,
+    authority: Option<String>,
+    routed: Arc<Routed>,
 }
 
 impl Route {
     /// Requests for `logical`.
     pub fn new(logical: Arc<Logical>) -> Self {
-        Self { logical }
+        Self {
+            logical,
+            kept: Arc::default(),
+        }
+    }
+
+    /// `req`'s decision: one kept for a request like it, or a new one
+    /// (kept while there is room).
+    pub fn routed(&self, req: &HttpRequest) -> Arc<Routed> {
+        let profile = self.logical.current();
+        let route = profile.as_deref().and_then(|p| p.route(&req.into()));
+        let named = profile
+            .as_deref()
+            .is_some_and(|p| p.fully_qualified_name.is_some());
+        let route_address = route.map(|r| std::ptr::from_ref(r).addr());
+        let authority = (!named).then(|| request_authority_str(req)).flatten();
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let same_profile = match (&kept.profile, &profile) {
+            (Some(kept), Some(now)) => Arc::ptr_eq(kept, now),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_profile {
+            kept.profile.clone_from(&profile);
+            kept.decisions.clear();
+        }
+        if let Some(decision) = kept
+            .decisions
+            .iter()
+            .find(|d| d.route == route_address && d.authority.as_deref() == authority)
+        {
+            return decision.routed.clone();
+        }
+        let route = route.cloned();
+        let routed = Arc::new(decide(&self.logical, profile, route, req));
+        if kept.decisions.len() < MAX_KEPT {
+            kept.decisions.push(KeptDecision {
+                route: route_address,
+                authority: authority.map(str::to_owned),
+                routed: routed.clone(),
+            });
+        }
+        routed
+    }
+
+    /// How many decisions it keeps now.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .decisions
+            .len()
     }
 }
 
 impl Layer for Route {
     fn handle<N: Next>(&self, mut req: HttpRequest, next: N) -> ResponseFuture {
-        let routed = route(&self.logical, &req);
+        let routed = self.routed(&req);
         let mut response_headers = Vec::new();
         if let Some(route) = routed.route.as_ref() {
             for filter in &route.filters {
@@ -50,7 +129,7 @@ impl Layer for Route {
                 }
             }
         }
-        req.extensions_mut().insert(Arc::new(routed));
+        req.extensions_mut().insert(routed);
         let mut next = next;
         with_response_headers(next.call(req), response_headers)
     }
@@ -134,13 +213,14 @@ fn redirect_response(
     response
 }
 
-/// The route `req` takes and its labels.
-pub fn route(logical: &Arc<Logical>, req: &HttpRequest) -> Routed {
-    let profile = logical.current();
-    let route = profile
-        .as_deref()
-        .and_then(|p| p.route(&req.into()))
-        .cloned();
+/// The decision for `req`, which takes `route` of `profile`: the route
+/// and the labels every metric of the request carries.
+fn decide(
+    logical: &Arc<Logical>,
+    profile: Option<Arc<Profile>>,
+    route: Option<profile::Route>,
+    req: &HttpRequest,
+) -> Routed {
     let authority = match profile
         .as_deref()
         .and_then(|p| p.fully_qualified_name.as_ref())
@@ -160,17 +240,20 @@ pub fn route(logical: &Arc<Logical>, req: &HttpRequest) -> Routed {
         profile,
         route,
         labels,
+        counts: Default::default(),
     }
 }
 
 fn request_authority<B>(req: &http::Request<B>) -> Option<String> {
-    req.uri().authority().map(|a| a.to_string()).or_else(|| {
-        req.headers()
-            .get(http::header::HOST)?
-            .to_str()
-            .ok()
-            .map(str::to_owned)
-    })
+    request_authority_str(req).map(str::to_owned)
+}
+
+/// The request's authority, else its `Host`.
+fn request_authority_str<B>(req: &http::Request<B>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
 }
 
 #[cfg(test)]
@@ -193,7 +276,7 @@ mod tests {
             ADDR,
             Some(split(&[], fixtures::route(false, None), Default::default())),
         );
-        let routed = route(&web, &get());
+        let routed = Route::new(web).routed(&get());
         assert!(routed.route.is_some(), "the catch-all route matched");
         assert_eq!(
             routed.labels,
@@ -208,7 +291,7 @@ mod tests {
     #[test]
     fn without_a_profile_the_request_names_its_authority() {
         let unknown = logical(ADDR, None);
-        let routed = route(&unknown, &get());
+        let routed = Route::new(unknown).routed(&get());
         assert!(routed.route.is_none());
         assert_eq!(
             routed.labels,
@@ -217,6 +300,40 @@ mod tests {
                 ("authority", "web.test.svc.cluster.local".to_owned()),
             ]
         );
+    }
+
+    fn to(authority: &str) -> HttpRequest {
+        http::Request::get(format!("http://{authority}/"))
+            .body(crate::endpoint::full(bytes::Bytes::new()))
+            .expect("request")
+    }
+
+    #[test]
+    fn a_decision_is_kept_for_the_requests_like_it_and_no_other() {
+        let routes = Route::new(logical(ADDR, None));
+        let first = routes.routed(&to("web:80"));
+        assert!(Arc::ptr_eq(&first, &routes.routed(&to("web:80"))));
+        // Without a profile the authority is the request's: another one is
+        // another decision, counted under its own name.
+        let other = routes.routed(&to("db:80"));
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(other.labels.contains(&("authority", "db:80".to_owned())));
+    }
+
+    /// The authority is the client's to choose: ever new ones are decided
+    /// each time, and what a connection keeps stays bounded.
+    #[test]
+    fn ever_new_authorities_do_not_grow_what_a_connection_keeps() {
+        let routes = Route::new(logical(ADDR, None));
+        for i in 0..1_000 {
+            let routed = routes.routed(&to(&format!("web-{i}:80")));
+            assert!(
+                routed
+                    .labels
+                    .contains(&("authority", format!("web-{i}:80")))
+            );
+        }
+        assert_eq!(routes.kept(), MAX_KEPT);
     }
 
     /// An HTTPRoute's filters: the request's headers are modified before it

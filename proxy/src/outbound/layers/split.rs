@@ -123,8 +123,8 @@ mod tests {
                 Some(split(&[], route, Default::default())),
             );
             let mut req = get();
-            let routed = crate::outbound::layers::route::route(&web, &req);
-            req.extensions_mut().insert(Arc::new(routed));
+            let routed = crate::outbound::layers::route::Route::new(web).routed(&req);
+            req.extensions_mut().insert(routed);
             let seen = Arc::new(Mutex::new(None));
             let inner = {
                 let seen = seen.clone();
