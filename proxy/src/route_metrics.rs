@@ -28,7 +28,7 @@
 //! request to a Service the policy controller knows is counted, under its
 //! default route (`route_kind="default"`) when no route resource matches.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -197,22 +197,36 @@ impl RouteMetrics {
         &self.0[usize::from(route.grpc)]
     }
 
-    /// Records a routed request whose response ended.
-    pub fn request(
+    /// The series of `route`'s requests for `hostname`: their duration
+    /// and statuses.
+    pub fn route_series(
         &self,
         route: &PolicyRouteLabels,
         hostname: Option<&str>,
-        duration: Duration,
-        outcome: Outcome,
-    ) {
+    ) -> Arc<StatusSeries> {
         let families = self.families(route);
-        let mut labels = Self::route_labels(route, hostname);
-        families
-            .request_duration
-            .get_or_create(&labels)
-            .observe(duration.as_secs_f64());
-        push_status(&mut labels, route.grpc, outcome);
-        families.request_statuses.get_or_create(&labels).inc();
+        Arc::new(StatusSeries::new(
+            route.grpc,
+            Self::route_labels(route, hostname),
+            &families.request_duration,
+            &families.request_statuses,
+        ))
+    }
+
+    /// The series of `route`'s attempts to `backend`: how many, and their
+    /// responses' duration and statuses.
+    pub fn backend_series(&self, route: &PolicyRouteLabels, backend: &Labels) -> BackendSeries {
+        let families = self.families(route);
+        let labels = backend_labels(route, backend);
+        BackendSeries {
+            requests: families.backend_requests.get_or_create(&labels).clone(),
+            responses: StatusSeries::new(
+                route.grpc,
+                labels,
+                &families.backend_response_duration,
+                &families.backend_response_statuses,
+            ),
+        }
     }
 
     /// Counts a retry `event` of a request labelled `labels` (a policy
@@ -236,49 +250,86 @@ impl RouteMetrics {
         labels.push(("hostname", hostname.unwrap_or_default().to_owned()));
         labels
     }
+}
 
-    /// Counts an attempt sent to `backend`.
-    pub fn backend_request(&self, route: &PolicyRouteLabels, backend: &Labels) {
-        let labels = backend_labels(route, backend);
-        self.families(route)
-            .backend_requests
-            .get_or_create(&labels)
-            .inc();
+/// How a response ended, as far as its status labels go: HTTP status,
+/// gRPC status, a broken body.
+type OutcomeKind = (u16, Option<i32>, bool);
+
+/// How many kinds of outcome a [`StatusSeries`] keeps resolved; the rest
+/// are looked up each time.
+const RESOLVED_OUTCOMES: usize = 8;
+
+/// One label set's duration histogram and its status counters (made as
+/// each kind of outcome is first seen): what a connection keeps for a
+/// route or a backend, so that a request like an earlier one does no label
+/// work.
+#[derive(Debug)]
+pub struct StatusSeries {
+    grpc: bool,
+    labels: Labels,
+    duration: Histogram,
+    statuses: Family<Labels, Counter>,
+    resolved: Mutex<Vec<(OutcomeKind, Counter)>>,
+}
+
+impl StatusSeries {
+    fn new(
+        grpc: bool,
+        labels: Labels,
+        durations: &Family<Labels, Histogram, fn() -> Histogram>,
+        statuses: &Family<Labels, Counter>,
+    ) -> Self {
+        Self {
+            grpc,
+            duration: durations.get_or_create(&labels).clone(),
+            statuses: statuses.clone(),
+            labels,
+            resolved: Mutex::default(),
+        }
     }
 
-    /// Records an attempt to `backend` whose response ended.
-    pub fn backend_response(
-        &self,
-        route: &PolicyRouteLabels,
-        backend: &Labels,
-        duration: Duration,
-        outcome: Outcome,
-    ) {
-        let families = self.families(route);
-        let mut labels = backend_labels(route, backend);
-        families
-            .backend_response_duration
-            .get_or_create(&labels)
-            .observe(duration.as_secs_f64());
-        push_status(&mut labels, route.grpc, outcome);
-        families
-            .backend_response_statuses
-            .get_or_create(&labels)
-            .inc();
+    /// Records a response that ended after `duration`.
+    pub fn record(&self, duration: Duration, outcome: Outcome) {
+        self.duration.observe(duration.as_secs_f64());
+        let kind = (outcome.status.as_u16(), outcome.grpc, outcome.broken);
+        let resolved = || self.resolved.lock().unwrap_or_else(PoisonError::into_inner);
+        let known = resolved()
+            .iter()
+            .find(|(seen, _)| *seen == kind)
+            .map(|(_, counter)| counter.clone());
+        let counter = known.unwrap_or_else(|| {
+            let mut labels = self.labels.clone();
+            push_status(&mut labels, self.grpc, outcome);
+            let counter = self.statuses.get_or_create(&labels).clone();
+            let mut resolved = resolved();
+            if resolved.len() < RESOLVED_OUTCOMES {
+                resolved.push((kind, counter.clone()));
+            }
+            counter
+        });
+        counter.inc();
     }
+}
+
+/// A route's attempts to one backend: see [`RouteMetrics::backend_series`].
+#[derive(Debug)]
+pub struct BackendSeries {
+    /// Attempts sent.
+    pub requests: Counter,
+    /// Their responses.
+    pub responses: StatusSeries,
 }
 
 /// The host a request names (its URI's, else its `Host` header's, without
 /// a port), Linkerd's `hostname` label.
-pub fn hostname(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
-    uri.host()
-        .or_else(|| {
-            headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
-        })
-        .map(str::to_owned)
+pub fn hostname<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    uri.host().or_else(|| {
+        headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| h.rsplit_once(':').map_or(h, |(host, _)| host))
+    })
 }
 
 fn backend_labels(route: &PolicyRouteLabels, backend: &Labels) -> Labels {

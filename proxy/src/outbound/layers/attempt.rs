@@ -96,11 +96,12 @@ async fn attempt(metrics: &HttpMetrics, taps: &Taps, mut req: HttpRequest) -> Ht
     let policy_backend = routed
         .route
         .as_ref()
-        .and_then(|r| r.policy_labels.clone())
+        .and_then(|r| r.policy_labels.as_deref())
         .and_then(|policy| {
-            let backend = policy.backend(picked.target.authority())?.clone();
-            metrics.routes().backend_request(&policy, &backend);
-            Some((policy, backend))
+            let backend = policy.backend(picked.target.authority())?;
+            let series = routed.counts.backend(policy, backend, metrics.routes());
+            series.requests.inc();
+            Some(series)
         });
     let sent = tokio::time::Instant::now();
     let inflight = member.start();
@@ -163,12 +164,9 @@ async fn attempt(metrics: &HttpMetrics, taps: &Taps, mut req: HttpRequest) -> Ht
         response = tapped.response(response);
     }
     match policy_backend {
-        Some((policy, backend)) => {
-            let routes = metrics.routes().clone();
-            proxy_http::on_response_end(response, sent, move |duration, outcome| {
-                routes.backend_response(&policy, &backend, duration, outcome);
-            })
-        }
+        Some(series) => proxy_http::on_response_end(response, sent, move |duration, outcome| {
+            series.responses.record(duration, outcome);
+        }),
         None => response,
     }
 }

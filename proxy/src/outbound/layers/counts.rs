@@ -3,13 +3,16 @@
 //! for each endpoint, the attempt counters (`route_actual_*`) and the
 //! golden series (`request_total`, `response_total`,
 //! `response_latency_ms`), both labelled with the route's labels and the
-//! endpoint's; and the ServiceProfile route series (`route_*`).
+//! endpoint's; the ServiceProfile route series (`route_*`); and for a
+//! route the policy controller sent, Linkerd's route series by hostname
+//! and backend series by backend (`outbound_*_route_*`).
 //!
 //! Endpoints are known by their labels' allocation ([`Member::labels`],
 //! made once per member and held here, so it cannot be reused for another
 //! while it is a key). A balancer's members come and go, so the endpoints
 //! kept are bounded ([`MAX_ENDPOINTS`]); past that, a request resolves its
-//! counters as if it were the first.
+//! counters as if it were the first. The hostnames kept are bounded too
+//! ([`MAX_HOSTNAMES`]): the client chooses them.
 //!
 //! [`Member::labels`]: crate::balance::Member::labels
 
@@ -17,15 +20,23 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::Routed;
 use crate::metrics::{AttemptCounters, HttpMetrics, Labels, Series};
+use crate::route_metrics::{BackendSeries, PolicyRouteLabels, RouteMetrics, StatusSeries};
 
 /// How many endpoints one routed decision keeps counters for.
 pub const MAX_ENDPOINTS: usize = 32;
+/// How many hostnames one routed decision keeps policy route series for.
+pub const MAX_HOSTNAMES: usize = 16;
 
 /// A routed decision's counters: see the module.
 #[derive(Debug, Default)]
 pub struct RoutedCounts {
     by_endpoint: Mutex<Vec<(Arc<Labels>, Arc<EndpointCounts>)>>,
     profile_route: OnceLock<Option<Arc<Series>>>,
+    by_hostname: Mutex<Vec<(Option<String>, Arc<StatusSeries>)>>,
+    /// By the address of the backend's labels in the route's
+    /// [`PolicyRouteLabels`], which the decision holds (so no more than
+    /// the route has backends).
+    by_backend: Mutex<Vec<(usize, Arc<BackendSeries>)>>,
 }
 
 /// Requests routed one way to one endpoint: what counts them.
@@ -82,13 +93,55 @@ impl RoutedCounts {
             .clone()
     }
 
-    /// How many endpoints it keeps counters for now.
-    #[cfg(test)]
-    pub fn endpoints(&self) -> usize {
-        self.by_endpoint
+    /// The series of requests on the policy route `route` (the decision's
+    /// own) naming `hostname`.
+    pub fn policy_route(
+        &self,
+        route: &PolicyRouteLabels,
+        hostname: Option<&str>,
+        metrics: &RouteMetrics,
+    ) -> Arc<StatusSeries> {
+        let mut kept = self
+            .by_hostname
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, series)) = kept.iter().find(|(seen, _)| seen.as_deref() == hostname) {
+            return series.clone();
+        }
+        let series = metrics.route_series(route, hostname);
+        if kept.len() < MAX_HOSTNAMES {
+            kept.push((hostname.map(str::to_owned), series.clone()));
+        }
+        series
+    }
+
+    /// The series of attempts on the policy route `route` (the decision's
+    /// own) to the backend labelled `backend` (one of the route's).
+    pub fn backend(
+        &self,
+        route: &PolicyRouteLabels,
+        backend: &Labels,
+        metrics: &RouteMetrics,
+    ) -> Arc<BackendSeries> {
+        let address = std::ptr::from_ref(backend).addr();
+        let mut kept = self
+            .by_backend
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, series)) = kept.iter().find(|(seen, _)| *seen == address) {
+            return series.clone();
+        }
+        let series = Arc::new(metrics.backend_series(route, backend));
+        kept.push((address, series.clone()));
+        series
+    }
+
+    /// How many endpoints and hostnames it keeps series for now.
+    #[cfg(test)]
+    pub fn kept(&self) -> (usize, usize) {
+        let endpoints = self.by_endpoint.lock().map_or(0, |kept| kept.len());
+        let hostnames = self.by_hostname.lock().map_or(0, |kept| kept.len());
+        (endpoints, hostnames)
     }
 }
 
@@ -173,6 +226,39 @@ mod tests {
         for i in 0..1_000 {
             counts.endpoint(&routed, &endpoint(&format!("pod-{i}")), &metrics);
         }
-        assert!(counts.endpoints() <= MAX_ENDPOINTS);
+        assert!(counts.kept().0 <= MAX_ENDPOINTS);
+    }
+
+    /// Hostnames are the client's to choose: each request is counted
+    /// under its own, and what is kept stays bounded.
+    #[test]
+    fn ever_new_hostnames_are_counted_as_themselves_and_kept_bounded() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = HttpMetrics::register(&mut registry);
+        let counts = RoutedCounts::default();
+        let route = PolicyRouteLabels {
+            grpc: false,
+            route: vec![("route_name", "web".to_owned())],
+            backends: Vec::new(),
+        };
+        let outcome = crate::route_metrics::Outcome {
+            status: http::StatusCode::OK,
+            grpc: None,
+            broken: false,
+        };
+        for i in 0..100 {
+            counts
+                .policy_route(&route, Some(&format!("host-{i}")), metrics.routes())
+                .record(std::time::Duration::from_millis(1), outcome);
+        }
+        assert_eq!(counts.kept().1, MAX_HOSTNAMES);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for i in [0, 50, 99] {
+            let line = format!(
+                "outbound_http_route_request_statuses_total{{route_name=\"web\",hostname=\"host-{i}\",http_status=\"200\"}} 1"
+            );
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
     }
 }

@@ -36,17 +36,19 @@ impl Layer for Observe {
     fn handle<N: Next>(&self, req: HttpRequest, next: N) -> ResponseFuture {
         let started = Instant::now();
         let routed = decided::<Arc<Routed>>(&req);
+        let metrics = self.metrics.clone();
         // Only Linkerd's route families label the host: read it for a
         // route the policy controller sent, not on every request.
-        let policy_route = routed
-            .as_ref()
-            .and_then(|r| r.route.as_ref())
-            .is_some_and(|r| r.policy_labels.is_some());
-        let hostname = policy_route
-            .then(|| crate::route_metrics::hostname(req.uri(), req.headers()))
-            .flatten();
+        let policy_route = routed.as_ref().and_then(|routed| {
+            let policy = routed.route.as_ref()?.policy_labels.as_deref()?;
+            let hostname = crate::route_metrics::hostname(req.uri(), req.headers());
+            Some(
+                routed
+                    .counts
+                    .policy_route(policy, hostname, metrics.routes()),
+            )
+        });
         let mut inner = next;
-        let metrics = self.metrics.clone();
         Box::pin(async move {
             let Ok(response) = inner.call(req).await;
             let route = routed.as_ref().and_then(|r| r.route.as_ref());
@@ -87,11 +89,10 @@ impl Layer for Observe {
                 profile_route,
                 started,
             );
-            Ok(match route.and_then(|r| r.policy_labels.clone()) {
-                Some(policy) => {
-                    let routes = metrics.routes().clone();
+            Ok(match policy_route {
+                Some(series) => {
                     crate::http::on_response_end(response, started, move |duration, outcome| {
-                        routes.request(&policy, hostname.as_deref(), duration, outcome);
+                        series.record(duration, outcome);
                     })
                 }
                 None => response,

@@ -106,10 +106,7 @@ where
         .and_then(|r| r.policy_labels.as_deref())
         .map(|policy| {
             let hostname = crate::route_metrics::hostname(&parts.uri, &parts.headers);
-            (
-                policy.grpc,
-                RouteMetrics::route_labels(policy, hostname.as_deref()),
-            )
+            (policy.grpc, RouteMetrics::route_labels(policy, hostname))
         });
     let mut retries = 0u32;
     loop {
