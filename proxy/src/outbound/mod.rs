@@ -90,6 +90,8 @@ pub(crate) struct Logical {
     /// A first profile did not come in time.
     gave_up: std::sync::atomic::AtomicBool,
     budget: Mutex<Budget>,
+    /// Its routing decisions, kept for the requests like them.
+    pub(crate) decisions: layers::route::Decisions,
 }
 
 impl Logical {
@@ -288,6 +290,7 @@ impl Outbound {
                 profile: self.discovery.as_ref().map(|d| d.profile_named(authority)),
                 gave_up: Default::default(),
                 budget: Mutex::new(Budget::new(Default::default())),
+                decisions: Default::default(),
             })
         })
     }
@@ -384,6 +387,7 @@ impl Outbound {
                 profile: self.discovery.as_ref().and_then(|d| d.profile(addr)),
                 gave_up: Default::default(),
                 budget: Mutex::new(Budget::new(Default::default())),
+                decisions: Default::default(),
             })
         })
     }

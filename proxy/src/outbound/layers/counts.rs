@@ -12,7 +12,9 @@
 //! while it is a key). A balancer's members come and go, so the endpoints
 //! kept are bounded ([`MAX_ENDPOINTS`]); past that, a request resolves its
 //! counters as if it were the first. The hostnames kept are bounded too
-//! ([`MAX_HOSTNAMES`]): the client chooses them.
+//! ([`MAX_HOSTNAMES`]): the client chooses them. A decision is shared by
+//! every connection to its destination, so a full set starts afresh rather
+//! than refusing newcomers: ever new names cannot keep common ones out.
 //!
 //! [`Member::labels`]: crate::balance::Member::labels
 
@@ -109,9 +111,10 @@ impl RoutedCounts {
             return series.clone();
         }
         let series = metrics.route_series(route, hostname);
-        if kept.len() < MAX_HOSTNAMES {
-            kept.push((hostname.map(str::to_owned), series.clone()));
+        if kept.len() >= MAX_HOSTNAMES {
+            kept.clear();
         }
+        kept.push((hostname.map(str::to_owned), series.clone()));
         series
     }
 
@@ -230,7 +233,8 @@ mod tests {
     }
 
     /// Hostnames are the client's to choose: each request is counted
-    /// under its own, and what is kept stays bounded.
+    /// under its own, what is kept stays bounded, and a common one is
+    /// still kept.
     #[test]
     fn ever_new_hostnames_are_counted_as_themselves_and_kept_bounded() {
         let mut registry = prometheus_client::registry::Registry::default();
@@ -251,7 +255,15 @@ mod tests {
                 .policy_route(&route, Some(&format!("host-{i}")), metrics.routes())
                 .record(std::time::Duration::from_millis(1), outcome);
         }
-        assert_eq!(counts.kept().1, MAX_HOSTNAMES);
+        assert!(counts.kept().1 <= MAX_HOSTNAMES);
+        let common = counts.policy_route(&route, Some("web"), metrics.routes());
+        assert!(
+            Arc::ptr_eq(
+                &common,
+                &counts.policy_route(&route, Some("web"), metrics.routes())
+            ),
+            "ever new hostnames do not keep a common one out"
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
         for i in [0, 50, 99] {

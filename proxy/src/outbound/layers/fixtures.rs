@@ -44,6 +44,7 @@ pub fn logical(addr: SocketAddr, profile: Option<Profile>) -> Arc<Logical> {
         profile: Some(watch),
         gave_up: Default::default(),
         budget: Mutex::new(Budget::new(RetryBudget::default())),
+        decisions: Default::default(),
     })
 }
 

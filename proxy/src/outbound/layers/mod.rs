@@ -48,12 +48,29 @@ pub type HttpResponse = Response<Body>;
 /// A layer's future.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
 
-/// The route layer's decision.
+/// The route layer's decision for a request: the destination, and the
+/// [`Decision`] it shares with the requests like it (read through this).
 #[derive(Debug, Clone)]
 pub struct Routed {
     /// The destination the connection was for.
     pub logical: Arc<Logical>,
-    /// Its profile when the request came.
+    /// What was decided.
+    pub decision: Arc<Decision>,
+}
+
+impl std::ops::Deref for Routed {
+    type Target = Decision;
+
+    fn deref(&self) -> &Decision {
+        &self.decision
+    }
+}
+
+/// A routing decision, kept by the destination for the requests like it
+/// (see [`route`]).
+#[derive(Debug)]
+pub struct Decision {
+    /// The profile it was made with.
     pub profile: Option<Arc<Profile>>,
     /// The route the request matched.
     pub route: Option<Route>,

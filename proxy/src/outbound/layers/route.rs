@@ -4,31 +4,36 @@
 //! (HTTPRoute header modifiers on the request and the response, a redirect
 //! or a failure answered here).
 //!
-//! A decision is kept for the requests like it (the same route of the same
-//! profile, and, when the profile does not name the Service, the same
-//! authority), with what its requests are counted under
-//! ([`super::counts`]), so that a connection's requests do their label
-//! work once. The authority is the client's to choose, so the decisions
-//! kept are bounded ([`MAX_KEPT`]); a new profile forgets them.
+//! A decision is kept by the destination ([`Decisions`], in its
+//! `Logical`, shared by every connection to it) for the requests like it:
+//! the same route of the same profile and, when the profile does not name
+//! the Service, the same authority. With it goes what its requests are
+//! counted under ([`super::counts`]), so a request like an earlier one does
+//! no label work. The authority is the client's to choose, so the
+//! decisions kept are bounded ([`MAX_KEPT`]: a new one past that starts
+//! the set afresh, so ever new authorities cannot keep common requests
+//! out); a new profile forgets them.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{HttpRequest, HttpResponse, Layer, Next, ResponseFuture, Routed};
+use super::{Decision, HttpRequest, HttpResponse, Layer, Next, ResponseFuture, Routed};
 use crate::discover::profile::{self, HeaderModifier, PathRewrite, Profile, Redirect, RouteFilter};
 use crate::http::{error_response, grpc_error_response};
 use crate::outbound::Logical;
 
-/// How many routing decisions one connection keeps.
+/// How many routing decisions one destination keeps.
 pub const MAX_KEPT: usize = 16;
 
 /// Routes requests for one destination.
 #[derive(Debug, Clone)]
 pub struct Route {
     logical: Arc<Logical>,
-    kept: Arc<Mutex<Kept>>,
 }
 
-/// The decisions kept, under the profile they were made with.
+/// A destination's kept decisions, under the profile they were made with.
+#[derive(Debug, Default)]
+pub struct Decisions(Mutex<Kept>);
+
 #[derive(Debug, Default)]
 struct Kept {
     profile: Option<Arc<Profile>>,
@@ -41,20 +46,16 @@ struct Kept {
 struct KeptDecision {
     route: Option<usize>,
     authority: Option<String>,
-    routed: Arc<Routed>,
+    decision: Arc<Decision>,
 }
 
 impl Route {
     /// Requests for `logical`.
     pub fn new(logical: Arc<Logical>) -> Self {
-        Self {
-            logical,
-            kept: Arc::default(),
-        }
+        Self { logical }
     }
 
-    /// `req`'s decision: one kept for a request like it, or a new one
-    /// (kept while there is room).
+    /// `req`'s decision: one kept for a request like it, or a new one.
     pub fn routed(&self, req: &HttpRequest) -> Arc<Routed> {
         let profile = self.logical.current();
         let route = profile.as_deref().and_then(|p| p.route(&req.into()));
@@ -63,7 +64,12 @@ impl Route {
             .is_some_and(|p| p.fully_qualified_name.is_some());
         let route_address = route.map(|r| std::ptr::from_ref(r).addr());
         let authority = (!named).then(|| request_authority_str(req)).flatten();
-        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = self
+            .logical
+            .decisions
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let same_profile = match (&kept.profile, &profile) {
             (Some(kept), Some(now)) => Arc::ptr_eq(kept, now),
             (None, None) => true,
@@ -73,33 +79,37 @@ impl Route {
             kept.profile.clone_from(&profile);
             kept.decisions.clear();
         }
-        if let Some(decision) = kept
+        let known = kept
             .decisions
             .iter()
             .find(|d| d.route == route_address && d.authority.as_deref() == authority)
-        {
-            return decision.routed.clone();
-        }
-        let route = route.cloned();
-        let routed = Arc::new(decide(&self.logical, profile, route, req));
-        if kept.decisions.len() < MAX_KEPT {
+            .map(|d| d.decision.clone());
+        let decision = known.unwrap_or_else(|| {
+            let decision = Arc::new(decide(&self.logical, profile.clone(), route.cloned(), req));
+            if kept.decisions.len() >= MAX_KEPT {
+                kept.decisions.clear();
+            }
             kept.decisions.push(KeptDecision {
                 route: route_address,
                 authority: authority.map(str::to_owned),
-                routed: routed.clone(),
+                decision: decision.clone(),
             });
-        }
-        routed
+            decision
+        });
+        Arc::new(Routed {
+            logical: self.logical.clone(),
+            decision,
+        })
     }
 
-    /// How many decisions it keeps now.
+    /// How many decisions its destination keeps now.
     #[cfg(test)]
     fn kept(&self) -> usize {
-        self.kept
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.logical
             .decisions
-            .len()
+            .0
+            .lock()
+            .map_or(0, |kept| kept.decisions.len())
     }
 }
 
@@ -216,11 +226,11 @@ fn redirect_response(
 /// The decision for `req`, which takes `route` of `profile`: the route
 /// and the labels every metric of the request carries.
 fn decide(
-    logical: &Arc<Logical>,
+    logical: &Logical,
     profile: Option<Arc<Profile>>,
     route: Option<profile::Route>,
     req: &HttpRequest,
-) -> Routed {
+) -> Decision {
     let authority = match profile
         .as_deref()
         .and_then(|p| p.fully_qualified_name.as_ref())
@@ -235,8 +245,7 @@ fn decide(
     if let Some(name) = route.as_ref().and_then(|r| r.name.clone()) {
         labels.push(("route", name));
     }
-    Routed {
-        logical: logical.clone(),
+    Decision {
         profile,
         route,
         labels,
@@ -312,18 +321,27 @@ mod tests {
     fn a_decision_is_kept_for_the_requests_like_it_and_no_other() {
         let routes = Route::new(logical(ADDR, None));
         let first = routes.routed(&to("web:80"));
-        assert!(Arc::ptr_eq(&first, &routes.routed(&to("web:80"))));
+        assert!(Arc::ptr_eq(
+            &first.decision,
+            &routes.routed(&to("web:80")).decision
+        ));
+        let another_connection = Route::new(routes.logical.clone());
+        assert!(Arc::ptr_eq(
+            &first.decision,
+            &another_connection.routed(&to("web:80")).decision
+        ));
         // Without a profile the authority is the request's: another one is
         // another decision, counted under its own name.
         let other = routes.routed(&to("db:80"));
-        assert!(!Arc::ptr_eq(&first, &other));
+        assert!(!Arc::ptr_eq(&first.decision, &other.decision));
         assert!(other.labels.contains(&("authority", "db:80".to_owned())));
     }
 
     /// The authority is the client's to choose: ever new ones are decided
-    /// each time, and what a connection keeps stays bounded.
+    /// each time under their own name, what a destination keeps stays
+    /// bounded, and they do not keep a common request's decision out.
     #[test]
-    fn ever_new_authorities_do_not_grow_what_a_connection_keeps() {
+    fn ever_new_authorities_neither_grow_what_a_destination_keeps_nor_crowd_out_others() {
         let routes = Route::new(logical(ADDR, None));
         for i in 0..1_000 {
             let routed = routes.routed(&to(&format!("web-{i}:80")));
@@ -333,7 +351,12 @@ mod tests {
                     .contains(&("authority", format!("web-{i}:80")))
             );
         }
-        assert_eq!(routes.kept(), MAX_KEPT);
+        assert!(routes.kept() <= MAX_KEPT);
+        let common = routes.routed(&to("web:80"));
+        assert!(Arc::ptr_eq(
+            &common.decision,
+            &routes.routed(&to("web:80")).decision
+        ));
     }
 
     /// An HTTPRoute's filters: the request's headers are modified before it
