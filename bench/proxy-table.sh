@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole proxy table in one command: mesh-proxy beside a baseline proxy
 # (a stock linkerd2-proxy, say; never part of this repository) in the same
-# run — added latency, CPU, memory, memory per idle connection and the
-# rate one proxy core sustains (`proxy-bench --saturation`) — then the
+# run — added latency, CPU, memory, memory per idle connection, heap
+# allocations per request (`--allocations`, with perf) and the rate one
+# proxy core sustains (`--saturation`) — then the
 # cross-cluster path, ours only (`gateway-bench`: client proxy → gateway
 # over the emulated WAN, TCP vs QUIC, 0 % and 2 % loss, small and 1 MiB
 # responses). Prints Markdown headed by the date and both binaries'
@@ -33,7 +34,7 @@ echo
 echo "## Same run, both proxies"
 echo
 echo "proxy-table: proxy-bench ..." >&2
-args=("$seconds" --saturation)
+args=("$seconds" --saturation --allocations)
 [[ -n "$baseline" ]] && args+=(--baseline "$baseline")
 target/release/proxy-bench "${args[@]}"
 echo
