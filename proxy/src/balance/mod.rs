@@ -161,7 +161,7 @@ pub type MakeClient = Arc<dyn Fn(&Endpoint) -> Option<EndpointClient> + Send + S
 pub struct Balancer {
     authority: String,
     watch: Mutex<EndpointsWatch>,
-    members: Mutex<(Arc<EndpointSet>, Vec<Arc<Member>>)>,
+    members: Mutex<(Arc<EndpointSet>, Arc<[Arc<Member>]>)>,
     make: MakeClient,
 }
 
@@ -179,7 +179,7 @@ impl Balancer {
         Arc::new(Self {
             authority,
             watch: Mutex::new(watch),
-            members: Mutex::new((Arc::default(), Vec::new())),
+            members: Mutex::new((Arc::default(), Arc::new([]))),
             make,
         })
     }
@@ -232,10 +232,10 @@ impl Balancer {
 
     /// The members for `set`, rebuilt when the set changed: members whose
     /// endpoint is unchanged are kept.
-    fn members_for(&self, set: &Arc<EndpointSet>) -> Vec<Arc<Member>> {
+    fn members_for(&self, set: &Arc<EndpointSet>) -> Arc<[Arc<Member>]> {
         let mut current = lock(&self.members);
         if !Arc::ptr_eq(&current.0, set) {
-            let old = std::mem::take(&mut current.1);
+            let old = std::mem::replace(&mut current.1, Arc::new([]));
             let members = set
                 .endpoints
                 .values()
@@ -256,28 +256,87 @@ impl Balancer {
 /// available, the cheaper wins. When every member is ejected, all of them
 /// are candidates (sending somewhere beats failing outright).
 pub fn p2c(members: &[Arc<Member>], now: Instant) -> Option<Arc<Member>> {
-    let available: Vec<&Arc<Member>> = members.iter().filter(|m| m.available(now)).collect();
-    let candidates: Vec<&Arc<Member>> = if available.is_empty() {
-        members.iter().collect()
-    } else {
-        available
+    let mut rng = rand::rng();
+    let drawn = match two_at_random(members.iter().filter(|m| m.available(now)), &mut rng) {
+        [None, _] => two_at_random(members.iter(), &mut rng),
+        drawn => drawn,
     };
-    let chosen = match candidates.len() {
-        0 => None,
-        1 => Some(candidates[0].clone()),
-        n => {
-            let mut rng = rand::rng();
-            let a = rng.random_range(0..n);
-            let mut b = rng.random_range(0..n - 1);
-            if b >= a {
-                b += 1;
-            }
-            let (a, b) = (candidates[a], candidates[b]);
-            Some(if a.cost(now) <= b.cost(now) { a } else { b }.clone())
-        }
+    let chosen = match drawn {
+        [Some(a), Some(b)] => Some(if a.cost(now) <= b.cost(now) { a } else { b }.clone()),
+        [Some(only), None] => Some(only.clone()),
+        _ => None,
     };
     if let Some(member) = &chosen {
         member.admit(now);
     }
     chosen
+}
+
+/// Two distinct members drawn uniformly from `candidates` in one pass (a
+/// reservoir of two), without collecting them: one fewer allocation per
+/// request. In random order, so that a tie in cost goes either way. Fewer
+/// than two candidates leave the rest `None`.
+fn two_at_random<'a>(
+    candidates: impl Iterator<Item = &'a Arc<Member>>,
+    rng: &mut impl rand::Rng,
+) -> [Option<&'a Arc<Member>>; 2] {
+    let mut drawn = [None, None];
+    for (seen, candidate) in candidates.enumerate() {
+        if seen < 2 {
+            drawn[seen] = Some(candidate);
+        } else {
+            let slot = rng.random_range(0..=seen);
+            if slot < 2 {
+                drawn[slot] = Some(candidate);
+            }
+        }
+    }
+    if drawn[1].is_some() && rng.random_bool(0.5) {
+        drawn.swap(0, 1);
+    }
+    drawn
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(count: u16) -> Vec<Arc<Member>> {
+        (0..count)
+            .map(|i| {
+                let addr = std::net::SocketAddr::from(([10, 0, 0, 1], 8000 + i));
+                Member::new(EndpointClient::plain(
+                    Endpoint::unmeshed(addr),
+                    Duration::from_secs(1),
+                ))
+            })
+            .collect()
+    }
+
+    /// Equal members (the same estimate, made at the same instant, nothing
+    /// in flight) share the requests: neither the draw nor a tie favours
+    /// one.
+    #[tokio::test(start_paused = true)]
+    async fn equal_members_are_picked_evenly() {
+        for count in [2u16, 3, 5] {
+            let members = members(count);
+            let now = Instant::now();
+            let mut picked = vec![0usize; members.len()];
+            let draws = 3_000 * usize::from(count);
+            for _ in 0..draws {
+                let member = p2c(&members, now).expect("a member");
+                let index = members
+                    .iter()
+                    .position(|m| Arc::ptr_eq(m, &member))
+                    .expect("one of them");
+                picked[index] += 1;
+            }
+            for (index, times) in picked.iter().enumerate() {
+                assert!(
+                    (2_500..=3_500).contains(times),
+                    "member {index} of {count} picked {times} times of {draws}: {picked:?}"
+                );
+            }
+        }
+    }
 }
