@@ -29,6 +29,10 @@ pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 /// Linkerd's default EWMA decay.
 pub const DECAY: Duration = Duration::from_secs(10);
 
+/// A balancer's members for one endpoint set, shared by the picks made
+/// from it (a clone is a reference count, not a copy).
+type Members = Arc<[Arc<Member>]>;
+
 /// One endpoint in a balancer.
 #[derive(Debug)]
 pub struct Member {
@@ -161,7 +165,7 @@ pub type MakeClient = Arc<dyn Fn(&Endpoint) -> Option<EndpointClient> + Send + S
 pub struct Balancer {
     authority: String,
     watch: Mutex<EndpointsWatch>,
-    members: Mutex<(Arc<EndpointSet>, Arc<[Arc<Member>]>)>,
+    members: Mutex<(Arc<EndpointSet>, Members)>,
     make: MakeClient,
 }
 
@@ -232,7 +236,7 @@ impl Balancer {
 
     /// The members for `set`, rebuilt when the set changed: members whose
     /// endpoint is unchanged are kept.
-    fn members_for(&self, set: &Arc<EndpointSet>) -> Arc<[Arc<Member>]> {
+    fn members_for(&self, set: &Arc<EndpointSet>) -> Members {
         let mut current = lock(&self.members);
         if !Arc::ptr_eq(&current.0, set) {
             let old = std::mem::replace(&mut current.1, Arc::new([]));
