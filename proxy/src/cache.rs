@@ -44,14 +44,26 @@ impl<K, V> Default for IdleCache<K, V> {
 
 impl<K: Hash + Eq, V> IdleCache<K, V> {
     /// The value for `key`, made by `make` when there is none.
-    pub fn get_or_insert_with(&self, key: K, make: impl FnOnce() -> Arc<V>) -> Arc<V> {
+    pub fn get_or_insert_with<Q>(&self, key: &Q, make: impl FnOnce() -> Arc<V>) -> Arc<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+    {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry(key).or_insert_with(|| Entry {
-            value: make(),
-            used: true,
-        });
-        entry.used = true;
-        entry.value.clone()
+        // Looked up by reference: a hit copies no key.
+        if let Some(entry) = entries.get_mut(key) {
+            entry.used = true;
+            return entry.value.clone();
+        }
+        let value = make();
+        entries.insert(
+            key.to_owned(),
+            Entry {
+                value: value.clone(),
+                used: true,
+            },
+        );
+        value
     }
 
     /// Removes what was not used since the last sweep and is not held.
@@ -75,7 +87,7 @@ mod tests {
 
     #[test]
     fn entries_live_while_used_or_held() {
-        let cache: IdleCache<&str, u32> = IdleCache::default();
+        let cache: IdleCache<String, u32> = IdleCache::default();
         let held = cache.get_or_insert_with("held", || Arc::new(1));
         cache.get_or_insert_with("busy", || Arc::new(2));
         cache.get_or_insert_with("idle", || Arc::new(3));

@@ -565,7 +565,7 @@ impl Inbound {
     }
 
     fn app(&self, target: SocketAddr) -> Arc<EndpointClient> {
-        self.apps.get_or_insert_with(target, || {
+        self.apps.get_or_insert_with(&target, || {
             Arc::new(EndpointClient::plain(
                 Endpoint::unmeshed(target),
                 self.config.connect_timeout,

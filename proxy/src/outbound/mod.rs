@@ -283,7 +283,7 @@ impl Outbound {
     /// The logical destination of the Service named `authority`
     /// (`name.ns.svc.domain:port`), shared by every connection to it.
     pub(crate) fn named(&self, authority: &str) -> Arc<Logical> {
-        self.named.get_or_insert_with(authority.to_owned(), || {
+        self.named.get_or_insert_with(authority, || {
             Arc::new(Logical {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 name: Some(authority.to_owned()),
@@ -380,7 +380,7 @@ impl Outbound {
     }
 
     fn logical(&self, addr: SocketAddr) -> Arc<Logical> {
-        self.logicals.get_or_insert_with(addr, || {
+        self.logicals.get_or_insert_with(&addr, || {
             Arc::new(Logical {
                 addr,
                 name: None,
@@ -426,7 +426,6 @@ impl Outbound {
             );
         };
         if let Some(name) = &profile.fully_qualified_name {
-            let service = format!("{name}:{}", logical.port());
             let draw = rand::rng().random::<f64>();
             let backends = profile.backends_for(route);
             let backend = if tried.is_empty() {
@@ -440,8 +439,11 @@ impl Outbound {
                 return (Target::Failing(failure), Vec::new());
             }
             let filters = backend.map(|b| b.filters.clone()).unwrap_or_default();
-            let authority = backend.map(|b| b.authority.clone()).unwrap_or(service);
-            return (Target::Balanced(self.balancer(&authority)), filters);
+            let balancer = match backend {
+                Some(backend) => self.balancer(&backend.authority),
+                None => self.balancer(&format!("{name}:{}", logical.port())),
+            };
+            return (Target::Balanced(balancer), filters);
         }
         let endpoint = match &profile.endpoint {
             Some(endpoint) => endpoint.clone(),
@@ -451,7 +453,7 @@ impl Outbound {
     }
 
     fn balancer(&self, authority: &str) -> Arc<Balancer> {
-        self.balancers.get_or_insert_with(authority.to_owned(), || {
+        self.balancers.get_or_insert_with(authority, || {
             let watch = match &self.discovery {
                 Some(discovery) => discovery.endpoints(authority),
                 None => tokio::sync::watch::channel(Arc::default()).1,
@@ -469,7 +471,7 @@ impl Outbound {
 
     fn direct(&self, endpoint: Endpoint) -> Arc<Member> {
         let key = (endpoint.addr, endpoint.identity.clone());
-        self.direct.get_or_insert_with(key, || {
+        self.direct.get_or_insert_with(&key, || {
             let timeout = self.config.connect_timeout;
             let client = EndpointClient::new(endpoint.clone(), self.tls.as_ref(), timeout)
                 .unwrap_or_else(|e| {
