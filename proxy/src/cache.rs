@@ -3,10 +3,14 @@
 //! that were neither looked up since the previous sweep nor are held by a
 //! connection now, so a proxy that talked to many short-lived pods does not
 //! keep their state (and their discovery watches) forever.
+//!
+//! And [`Kept`]: a few values kept by key, at most a bound, for the metric
+//! handles the request path resolves once and finds again (the keys are
+//! often the client's to choose, hence the bound).
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// How often the proxy sweeps its caches.
 pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -81,9 +85,88 @@ impl<K: Hash + Eq, V> IdleCache<K, V> {
     }
 }
 
+/// What a full [`Kept`] does with a newcomer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Keeps what it has: the newcomer is made again each time it comes.
+    KeepOld,
+    /// Forgets what it has and keeps the newcomer: for a set shared by
+    /// many clients, so that ever new keys cannot keep common ones out.
+    StartAfresh,
+}
+
+/// A few values kept by key, at most `max` (looked up by a linear scan:
+/// these sets are small).
+#[derive(Debug)]
+pub struct Kept<K, V> {
+    entries: Mutex<Vec<(K, V)>>,
+    max: usize,
+    when_full: WhenFull,
+}
+
+impl<K, V: Clone> Kept<K, V> {
+    /// An empty set of at most `max` values.
+    pub const fn new(max: usize, when_full: WhenFull) -> Self {
+        Self {
+            entries: Mutex::new(Vec::new()),
+            max,
+            when_full,
+        }
+    }
+
+    /// The value whose key `matches`, or the one `make` makes with its key
+    /// (kept as [`WhenFull`] says when the set is full).
+    pub fn get_or_insert_with(
+        &self,
+        matches: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> (K, V),
+    ) -> V {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, value)) = entries.iter().find(|(key, _)| matches(key)) {
+            return value.clone();
+        }
+        let (key, value) = make();
+        if entries.len() >= self.max {
+            match self.when_full {
+                WhenFull::KeepOld => return value,
+                WhenFull::StartAfresh => entries.clear(),
+            }
+        }
+        entries.push((key, value.clone()));
+        value
+    }
+
+    /// How many values it keeps now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_set_keeps_its_own_or_starts_afresh_as_told() {
+        for when_full in [WhenFull::KeepOld, WhenFull::StartAfresh] {
+            let kept: Kept<u32, u32> = Kept::new(2, when_full);
+            for key in 0..3 {
+                assert_eq!(
+                    kept.get_or_insert_with(|k| *k == key, || (key, key * 10)),
+                    key * 10
+                );
+            }
+            let first_kept = when_full == WhenFull::KeepOld;
+            assert_eq!(kept.len(), if first_kept { 2 } else { 1 });
+            // The value kept for a key is found, not made again.
+            let found = kept.get_or_insert_with(|k| *k == 0, || (0, 99));
+            assert_eq!(found, if first_kept { 0 } else { 99 });
+        }
+    }
 
     #[test]
     fn entries_live_while_used_or_held() {

@@ -17,7 +17,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +26,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::cache::{Kept, WhenFull};
 
 /// A label set: names and values, in a stable order.
 pub type Labels = Vec<(&'static str, String)>;
@@ -181,7 +183,7 @@ impl HttpMetrics {
             metrics: self.clone(),
             profile_route,
             labels,
-            responses: Mutex::default(),
+            responses: Kept::new(RESOLVED_RESPONSE_KINDS, WhenFull::KeepOld),
         };
         let requests = series
             .golden()
@@ -212,7 +214,7 @@ pub struct Series {
     profile_route: bool,
     labels: Labels,
     requests: Counter,
-    responses: Mutex<Vec<(ResponseKind, Histogram, Counter)>>,
+    responses: Kept<ResponseKind, (Histogram, Counter)>,
 }
 
 impl Series {
@@ -231,19 +233,10 @@ impl Series {
         latency: std::time::Duration,
     ) {
         let kind = (status.as_u16(), classification, grpc_status);
-        let known = self
-            .resolved()
-            .iter()
-            .find(|(seen, _, _)| *seen == kind)
-            .map(|(_, latency, responses)| (latency.clone(), responses.clone()));
-        let (latencies, responses) = known.unwrap_or_else(|| {
-            let handles = self.golden().resolve(&self.labels, kind);
-            let mut resolved = self.resolved();
-            if resolved.len() < RESOLVED_RESPONSE_KINDS {
-                resolved.push((kind, handles.0.clone(), handles.1.clone()));
-            }
-            handles
-        });
+        let (latencies, responses) = self.responses.get_or_insert_with(
+            |seen| *seen == kind,
+            || (kind, self.golden().resolve(&self.labels, kind)),
+        );
         latencies.observe(latency.as_secs_f64() * 1000.0);
         responses.inc();
     }
@@ -254,12 +247,6 @@ impl Series {
         } else {
             &self.metrics.0.golden
         }
-    }
-
-    fn resolved(&self) -> std::sync::MutexGuard<'_, Vec<(ResponseKind, Histogram, Counter)>> {
-        self.responses
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -541,7 +528,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(series.resolved().len(), RESOLVED_RESPONSE_KINDS);
+        assert_eq!(series.responses.len(), RESOLVED_RESPONSE_KINDS);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
         for code in [0, 7, 99] {

@@ -28,7 +28,7 @@
 //! request to a Service the policy controller knows is counted, under its
 //! default route (`route_kind="default"`) when no route resource matches.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -36,6 +36,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::cache::{Kept, WhenFull};
 use crate::metrics::Labels;
 
 /// The labels of a route the policy controller sent.
@@ -270,7 +271,7 @@ pub struct StatusSeries {
     labels: Labels,
     duration: Histogram,
     statuses: Family<Labels, Counter>,
-    resolved: Mutex<Vec<(OutcomeKind, Counter)>>,
+    resolved: Kept<OutcomeKind, Counter>,
 }
 
 impl StatusSeries {
@@ -285,7 +286,7 @@ impl StatusSeries {
             duration: durations.get_or_create(&labels).clone(),
             statuses: statuses.clone(),
             labels,
-            resolved: Mutex::default(),
+            resolved: Kept::new(RESOLVED_OUTCOMES, WhenFull::KeepOld),
         }
     }
 
@@ -293,21 +294,14 @@ impl StatusSeries {
     pub fn record(&self, duration: Duration, outcome: Outcome) {
         self.duration.observe(duration.as_secs_f64());
         let kind = (outcome.status.as_u16(), outcome.grpc, outcome.broken);
-        let resolved = || self.resolved.lock().unwrap_or_else(PoisonError::into_inner);
-        let known = resolved()
-            .iter()
-            .find(|(seen, _)| *seen == kind)
-            .map(|(_, counter)| counter.clone());
-        let counter = known.unwrap_or_else(|| {
-            let mut labels = self.labels.clone();
-            push_status(&mut labels, self.grpc, outcome);
-            let counter = self.statuses.get_or_create(&labels).clone();
-            let mut resolved = resolved();
-            if resolved.len() < RESOLVED_OUTCOMES {
-                resolved.push((kind, counter.clone()));
-            }
-            counter
-        });
+        let counter = self.resolved.get_or_insert_with(
+            |seen| *seen == kind,
+            || {
+                let mut labels = self.labels.clone();
+                push_status(&mut labels, self.grpc, outcome);
+                (kind, self.statuses.get_or_create(&labels).clone())
+            },
+        );
         counter.inc();
     }
 }

@@ -18,9 +18,10 @@
 //!
 //! [`Member::labels`]: crate::balance::Member::labels
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use super::Routed;
+use crate::cache::{Kept, WhenFull};
 use crate::metrics::{AttemptCounters, HttpMetrics, Labels, Series};
 use crate::route_metrics::{BackendSeries, PolicyRouteLabels, RouteMetrics, StatusSeries};
 
@@ -29,16 +30,30 @@ pub const MAX_ENDPOINTS: usize = 32;
 /// How many hostnames one routed decision keeps policy route series for.
 pub const MAX_HOSTNAMES: usize = 16;
 
+/// How many backends one routed decision keeps series for (a route has
+/// few; the bound is a backstop).
+const MAX_BACKENDS: usize = 64;
+
 /// A routed decision's counters: see the module.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RoutedCounts {
-    by_endpoint: Mutex<Vec<(Arc<Labels>, Arc<EndpointCounts>)>>,
+    by_endpoint: Kept<Arc<Labels>, Arc<EndpointCounts>>,
     profile_route: OnceLock<Option<Arc<Series>>>,
-    by_hostname: Mutex<Vec<(Option<String>, Arc<StatusSeries>)>>,
+    by_hostname: Kept<Option<String>, Arc<StatusSeries>>,
     /// By the address of the backend's labels in the route's
-    /// [`PolicyRouteLabels`], which the decision holds (so no more than
-    /// the route has backends).
-    by_backend: Mutex<Vec<(usize, Arc<BackendSeries>)>>,
+    /// [`PolicyRouteLabels`], which the decision holds.
+    by_backend: Kept<usize, Arc<BackendSeries>>,
+}
+
+impl Default for RoutedCounts {
+    fn default() -> Self {
+        Self {
+            by_endpoint: Kept::new(MAX_ENDPOINTS, WhenFull::StartAfresh),
+            profile_route: OnceLock::new(),
+            by_hostname: Kept::new(MAX_HOSTNAMES, WhenFull::StartAfresh),
+            by_backend: Kept::new(MAX_BACKENDS, WhenFull::StartAfresh),
+        }
+    }
 }
 
 /// Requests routed one way to one endpoint: what counts them.
@@ -50,13 +65,6 @@ pub struct EndpointCounts {
     pub golden: Arc<Series>,
 }
 
-/// A copy starts with nothing resolved (the counters are found again).
-impl Clone for RoutedCounts {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
 impl RoutedCounts {
     /// The counters of `routed`'s requests to the endpoint labelled
     /// `endpoint`.
@@ -66,23 +74,17 @@ impl RoutedCounts {
         endpoint: &Arc<Labels>,
         metrics: &HttpMetrics,
     ) -> Arc<EndpointCounts> {
-        let mut kept = self
-            .by_endpoint
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, counts)) = kept.iter().find(|(seen, _)| Arc::ptr_eq(seen, endpoint)) {
-            return counts.clone();
-        }
-        let labels: Labels = routed.iter().chain(endpoint.iter()).cloned().collect();
-        let counts = Arc::new(EndpointCounts {
-            attempts: metrics.attempts(labels.clone()),
-            golden: metrics.series(labels),
-        });
-        if kept.len() >= MAX_ENDPOINTS {
-            kept.clear();
-        }
-        kept.push((endpoint.clone(), counts.clone()));
-        counts
+        self.by_endpoint.get_or_insert_with(
+            |seen| Arc::ptr_eq(seen, endpoint),
+            || {
+                let labels: Labels = routed.iter().chain(endpoint.iter()).cloned().collect();
+                let counts = EndpointCounts {
+                    attempts: metrics.attempts(labels.clone()),
+                    golden: metrics.series(labels),
+                };
+                (endpoint.clone(), Arc::new(counts))
+            },
+        )
     }
 
     /// The ServiceProfile route series of `routed`'s requests, if they
@@ -103,19 +105,13 @@ impl RoutedCounts {
         hostname: Option<&str>,
         metrics: &RouteMetrics,
     ) -> Arc<StatusSeries> {
-        let mut kept = self
-            .by_hostname
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, series)) = kept.iter().find(|(seen, _)| seen.as_deref() == hostname) {
-            return series.clone();
-        }
-        let series = metrics.route_series(route, hostname);
-        if kept.len() >= MAX_HOSTNAMES {
-            kept.clear();
-        }
-        kept.push((hostname.map(str::to_owned), series.clone()));
-        series
+        self.by_hostname.get_or_insert_with(
+            |seen| seen.as_deref() == hostname,
+            || {
+                let series = metrics.route_series(route, hostname);
+                (hostname.map(str::to_owned), series)
+            },
+        )
     }
 
     /// The series of attempts on the policy route `route` (the decision's
@@ -127,24 +123,16 @@ impl RoutedCounts {
         metrics: &RouteMetrics,
     ) -> Arc<BackendSeries> {
         let address = std::ptr::from_ref(backend).addr();
-        let mut kept = self
-            .by_backend
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, series)) = kept.iter().find(|(seen, _)| *seen == address) {
-            return series.clone();
-        }
-        let series = Arc::new(metrics.backend_series(route, backend));
-        kept.push((address, series.clone()));
-        series
+        self.by_backend.get_or_insert_with(
+            |seen| *seen == address,
+            || (address, Arc::new(metrics.backend_series(route, backend))),
+        )
     }
 
     /// How many endpoints and hostnames it keeps series for now.
     #[cfg(test)]
     pub fn kept(&self) -> (usize, usize) {
-        let endpoints = self.by_endpoint.lock().map_or(0, |kept| kept.len());
-        let hostnames = self.by_hostname.lock().map_or(0, |kept| kept.len());
-        (endpoints, hostnames)
+        (self.by_endpoint.len(), self.by_hostname.len())
     }
 }
 
