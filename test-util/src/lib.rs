@@ -483,6 +483,11 @@ impl Mesh {
             .expect("the proxy")
     }
 
+    /// The client's and the server's proxy process ids.
+    pub fn proxy_pids(&self) -> [u32; 2] {
+        [self.proxy_pid(Side::Client), self.proxy_pid(Side::Server)]
+    }
+
     /// Sends a signal to a pod's proxy.
     pub fn signal_proxy(&self, side: Side, signal: &str) {
         netns::run("kill", &["-s", signal, &self.proxy_pid(side).to_string()]);

@@ -522,9 +522,8 @@ async fn main() {
             "proxy-bench: no baseline (--baseline PATH or MESH_PROXY_BASELINE, e.g. a stock linkerd2-proxy): skipped the comparison, measuring this build only"
         ),
     }
-    let pids = |mesh: &Mesh| [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
     // Each proxy's RSS when it has started and served nothing yet.
-    let mut idle = vec![Some(pids(&mesh).map(rss_mib)), None];
+    let mut idle = vec![Some(mesh.proxy_pids().map(rss_mib)), None];
 
     if !saturation_only && !allocations_only {
         println!(
@@ -542,10 +541,10 @@ async fn main() {
                     if mesh.proxy_program() != program.as_path() {
                         mesh.run_proxies_from(program).await;
                         if idle[index].is_none() {
-                            idle[index] = Some(pids(&mesh).map(rss_mib));
+                            idle[index] = Some(mesh.proxy_pids().map(rss_mib));
                         }
                     }
-                    let pids = pids(&mesh);
+                    let pids = mesh.proxy_pids();
                     load(&mesh, protocol, meshed_target, rate, Duration::from_secs(1)).await;
                     let direct = load(&mesh, protocol, direct_target, rate, duration).await;
                     let before = pids.map(cpu_seconds);
@@ -678,17 +677,17 @@ async fn allocations_table(
     println!();
     println!("| protocol | proxy | allocations per request (client / server) |");
     println!("|---|---|---|");
+    mesh_bench::allocations::add_probes(mesh.proxy_pid(Side::Client))
+        .expect("adding the allocation probes");
     for &protocol in measured {
         let (name, _, meshed_target) = protocol.targets();
         for (label, program) in programs {
             if mesh.proxy_program() != program.as_path() {
                 mesh.run_proxies_from(program).await;
             }
-            let pids = [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
             load(mesh, protocol, meshed_target, RATE, Duration::from_secs(1)).await;
-            mesh_bench::allocations::add_probes(pids[0]).expect("adding the allocation probes");
             let mut counting = Vec::new();
-            for pid in pids {
+            for pid in mesh.proxy_pids() {
                 counting.push(
                     mesh_bench::allocations::Counting::start(pid)
                         .await
@@ -700,9 +699,7 @@ async fn allocations_table(
                 .into_iter()
                 .map(|counting| counting.stop().expect("counting allocations"))
                 .collect();
-            let [client, server] = counted[..] else {
-                unreachable!("one count per proxy")
-            };
+            let [client, server]: [u64; 2] = counted.try_into().expect("one count per proxy");
             let requests = run.latencies.len().max(1) as f64;
             // Nothing through the C library's allocator is not "none": the
             // program has its own (a stock linkerd2-proxy links jemalloc).

@@ -125,7 +125,7 @@ async fn main() {
         }
         // Warm the path up, then measure.
         http_load(&mesh, "http://10.96.0.10/", rate, Duration::from_secs(2)).await;
-        let pids = [mesh.proxy_pid(Side::Client), mesh.proxy_pid(Side::Server)];
+        let pids = mesh.proxy_pids();
         let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
         let seen_before = events.load(Ordering::Relaxed);
         eprintln!("tap-bench: {run}, {seconds} s at {rate} rps");
