@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::discover::Endpoint;
-use crate::quic::{CongestionControl, QuicClient, QuicMetrics, QuicStream, Transport};
+use crate::quic::{CongestionControl, Otherwise, QuicClient, QuicMetrics, QuicStream, Transport};
 use crate::transport_header::{self, Empty, Kind, SessionProtocol, TransportHeader};
 use mesh_core::tls::{self, ALPN_H2, ALPN_TRANSPORT_HEADER, Credentials, TlsError};
 
@@ -248,7 +248,16 @@ struct QuicRoute {
 impl QuicRoute {
     /// The QUIC connection, or `None` when TCP should be used instead.
     async fn connection(&self) -> io::Result<Option<quinn::Connection>> {
-        match self.client.connection(self.addr, &self.server_name).await {
+        let otherwise = if self.required {
+            Otherwise::Fail
+        } else {
+            Otherwise::Tcp
+        };
+        match self
+            .client
+            .connection(self.addr, &self.server_name, otherwise)
+            .await
+        {
             Some(connection) => Ok(Some(connection)),
             None if self.required => Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,

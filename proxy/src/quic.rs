@@ -8,10 +8,13 @@
 //! (HTTP/1 on it, kept for reuse), HTTP/2 shares one.
 //!
 //! The client side ([`QuicClient`]) prefers QUIC for gateways whose
-//! transport is `auto` or `quic`; when the handshake does not complete
-//! within [`HANDSHAKE_TIMEOUT`] (UDP does not get through), it says so and
-//! the caller uses TCP, for [`FALLBACK_FOR`], after which QUIC is tried
-//! again. A connected client pings its gateway every
+//! transport is `auto` or `quic`. A handshake runs on its own; a request
+//! that may use TCP (`auto`) waits for it at most [`HANDSHAKE_TIMEOUT`],
+//! then goes over TCP while the handshake carries on. When the handshake
+//! fails (UDP does not get through), `auto` routes use TCP for
+//! [`FALLBACK_FOR`], after which QUIC is tried again; `quic` routes fail
+//! the requests that waited for it and try again after
+//! [`QUIC_ONLY_RETRY_AFTER`]. A connected client pings its gateway every
 //! [`CLIENT_KEEP_ALIVE`] and counts the connection dead after
 //! [`CLIENT_IDLE_TIMEOUT`] of silence (a crashed or replaced gateway), then
 //! connects again on the next request, from a new UDP port; a draining
@@ -43,12 +46,41 @@ use crate::transport_header::{self, TransportHeader};
 use mesh_core::drain::Signal;
 use mesh_core::tls::{self, ALPN_TRANSPORT_HEADER, ClientAuth, Credentials, TlsError};
 
-/// How long a QUIC handshake may take before the gateway counts as
-/// unreachable over UDP.
+/// How long a request that may go over TCP waits for a QUIC handshake
+/// before it does (the handshake goes on: later requests use QUIC once it
+/// completes).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long TCP is used for a gateway after QUIC failed to reach it.
+/// How long a handshake may take in all before the gateway counts as
+/// unreachable over UDP (one that hears nothing ends sooner, at
+/// [`CLIENT_IDLE_TIMEOUT`]).
+pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long TCP is used for a gateway after QUIC failed to reach it (by
+/// the routes whose Link allows TCP).
 pub const FALLBACK_FOR: Duration = Duration::from_secs(30);
+
+/// How soon a route whose Link says QUIC only tries QUIC again after a
+/// handshake failed (it has nothing else to try; the requests that waited
+/// for the failed handshake fail with it).
+pub const QUIC_ONLY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The round trip QUIC assumes before it has measured one, which sets when
+/// a lost handshake packet is sent again (three times it). Links between
+/// clusters have round trips well under it; RFC 9002's 333 ms default
+/// would resend a lost first packet only after a second, longer than a
+/// request that may use TCP waits.
+pub const INITIAL_RTT: Duration = Duration::from_millis(100);
+
+/// What a caller of [`QuicClient::connection`] does when QUIC does not get
+/// through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Otherwise {
+    /// Uses TCP: waits for a handshake at most [`HANDSHAKE_TIMEOUT`].
+    Tcp,
+    /// Fails (the Link says QUIC only): waits for the handshake's outcome.
+    Fail,
+}
 
 /// How long TCP is used for a gateway whose pods refused two QUIC
 /// handshakes in a row (draining: QUIC itself gets through).
@@ -201,6 +233,7 @@ fn transport_config(
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(4096))
         .keep_alive_interval(Some(keep_alive))
         .max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok())
+        .initial_rtt(INITIAL_RTT)
         .congestion_controller_factory(congestion.factory());
     Arc::new(config)
 }
@@ -314,6 +347,8 @@ async fn watch_drain_notice(
 #[derive(Debug, Default)]
 struct Gateway {
     state: GatewayState,
+    /// After a failed handshake: the routes that may use TCP do until then.
+    tcp_until: Option<Instant>,
     /// Connections to pods that said they are draining, kept (with their
     /// sockets) until the streams still on them end.
     retiring: Vec<Dialed>,
@@ -325,10 +360,29 @@ enum GatewayState {
     /// Never tried (or the connection closed).
     #[default]
     Unknown,
+    /// A handshake in flight since `since`; the task making it drops the
+    /// sender of `done` once it has set the outcome.
+    Connecting {
+        since: Instant,
+        done: tokio::sync::watch::Receiver<()>,
+    },
     /// Connected.
     Connected(Dialed),
-    /// UDP did not get through; TCP until then.
-    TcpUntil(Instant),
+    /// The last handshake failed then.
+    Failed(Instant),
+}
+
+/// What a gateway's state offers one caller of [`QuicClient::connection`].
+enum Current {
+    /// This connection, or `None`: TCP, or a failure for QUIC-only routes.
+    Ready(Option<quinn::Connection>),
+    /// A handshake in flight since then: wait for it.
+    Connecting {
+        since: Instant,
+        done: tokio::sync::watch::Receiver<()>,
+    },
+    /// None in flight, none to wait for: make one.
+    Connect,
 }
 
 /// The client side: one QUIC connection per gateway, made on first use,
@@ -342,7 +396,7 @@ enum GatewayState {
 pub struct QuicClient {
     config: quinn::ClientConfig,
     metrics: QuicMetrics,
-    gateways: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Gateway>>>>,
+    gateways: Mutex<HashMap<SocketAddr, Arc<Mutex<Gateway>>>>,
 }
 
 impl QuicClient {
@@ -387,7 +441,7 @@ impl QuicClient {
         Ok(endpoint)
     }
 
-    fn state(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<Gateway>> {
+    fn state(&self, addr: SocketAddr) -> Arc<Mutex<Gateway>> {
         self.gateways
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -397,24 +451,73 @@ impl QuicClient {
     }
 
     /// The connection to the gateway at `addr` (identity `server_name`),
-    /// made if needed; `None` while QUIC cannot reach it (use TCP). Callers
-    /// that arrive during a handshake wait for its outcome.
+    /// made if needed; `None` while QUIC cannot reach it. A handshake runs
+    /// on its own: callers that arrive during it wait for its outcome, those
+    /// that may use TCP ([`Otherwise::Tcp`]) at most [`HANDSHAKE_TIMEOUT`]
+    /// from its start, after which they go over TCP while it carries on (a
+    /// lost handshake packet or a long round trip delays QUIC, it does not
+    /// turn it off).
     pub async fn connection(
-        &self,
+        self: &Arc<Self>,
         addr: SocketAddr,
         server_name: &str,
+        otherwise: Otherwise,
     ) -> Option<quinn::Connection> {
         let gateway = self.state(addr);
-        let mut gateway = gateway.lock().await;
+        loop {
+            let (since, mut done) = {
+                let mut state = gateway.lock().unwrap_or_else(PoisonError::into_inner);
+                match self.current(addr, &mut state, otherwise) {
+                    Current::Ready(connection) => return connection,
+                    Current::Connecting { since, done } => (since, done),
+                    Current::Connect => {
+                        let (tx, done) = tokio::sync::watch::channel(());
+                        let since = Instant::now();
+                        state.state = GatewayState::Connecting {
+                            since,
+                            done: done.clone(),
+                        };
+                        tokio::spawn(self.clone().connect(
+                            addr,
+                            server_name.to_owned(),
+                            gateway.clone(),
+                            tx,
+                        ));
+                        (since, done)
+                    }
+                }
+            };
+            // The sender is never used: `changed` ends when it is dropped.
+            match otherwise {
+                Otherwise::Tcp => {
+                    let deadline = since + HANDSHAKE_TIMEOUT;
+                    if tokio::time::timeout_at(deadline, done.changed())
+                        .await
+                        .is_err()
+                    {
+                        return None;
+                    }
+                }
+                Otherwise::Fail => {
+                    let _ = done.changed().await;
+                }
+            }
+        }
+    }
+
+    /// What `state` offers a caller now: a connection, `None` (TCP, or a
+    /// failure), a handshake to wait for, or a handshake to make.
+    fn current(&self, addr: SocketAddr, gateway: &mut Gateway, otherwise: Otherwise) -> Current {
         gateway
             .retiring
             .retain(|dialed| dialed.connection.close_reason().is_none());
+        let now = Instant::now();
         match std::mem::take(&mut gateway.state) {
             GatewayState::Connected(dialed) => match dialed.connection.close_reason() {
                 None if !dialed.is_draining() => {
                     let connection = dialed.connection.clone();
                     gateway.state = GatewayState::Connected(dialed);
-                    return Some(connection);
+                    return Current::Ready(Some(connection));
                 }
                 None => {
                     tracing::info!(%addr, "the gateway pod is draining; connecting again");
@@ -431,47 +534,78 @@ impl QuicClient {
                     self.metrics.count("outbound", outcome);
                 }
             },
-            GatewayState::TcpUntil(until) if Instant::now() < until => {
-                gateway.state = GatewayState::TcpUntil(until);
-                return None;
-            }
-            GatewayState::TcpUntil(_) | GatewayState::Unknown => {}
+            other => gateway.state = other,
         }
-        let state = &mut gateway.state;
-        // A refusal comes from a draining pod: once more at once, from a new
-        // port (a new flow, which the Service sends to a pod there now).
-        for first in [true, false] {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(addr, server_name)).await {
-                Ok(Ok((endpoint, connection))) => {
-                    tracing::debug!(%addr, "QUIC connection to the gateway");
-                    self.metrics.count("outbound", "connected");
-                    self.metrics.path.follow(connection.clone(), "outbound");
-                    *state = GatewayState::Connected(Dialed::new(endpoint, connection.clone()));
-                    return Some(connection);
-                }
-                Ok(Err(HandshakeError::Refused)) if first => {
+        if otherwise == Otherwise::Tcp && gateway.tcp_until.is_some_and(|until| now < until) {
+            return Current::Ready(None);
+        }
+        match &gateway.state {
+            GatewayState::Connecting { since, done } => Current::Connecting {
+                since: *since,
+                done: done.clone(),
+            },
+            GatewayState::Failed(at)
+                if otherwise == Otherwise::Fail && now < *at + QUIC_ONLY_RETRY_AFTER =>
+            {
+                Current::Ready(None)
+            }
+            _ => Current::Connect,
+        }
+    }
+
+    /// Makes a connection to the gateway at `addr` and records the outcome
+    /// in `gateway`; then drops `done`, which wakes the callers waiting
+    /// for it. A refusal comes from a draining pod: once more at once,
+    /// from a new port (a new flow, which the Service sends to a pod there
+    /// now).
+    async fn connect(
+        self: Arc<Self>,
+        addr: SocketAddr,
+        server_name: String,
+        gateway: Arc<Mutex<Gateway>>,
+        done: tokio::sync::watch::Sender<()>,
+    ) {
+        let dial = async {
+            match self.handshake(addr, &server_name).await {
+                Err(HandshakeError::Refused) => {
                     tracing::info!(%addr, "the gateway pod refused QUIC (draining); again from a new port");
                     self.metrics.count("outbound", "refused");
+                    self.handshake(addr, &server_name).await
                 }
-                Ok(Err(HandshakeError::Refused)) => {
-                    tracing::info!(%addr, "the gateway refused QUIC twice; TCP for {REFUSED_FALLBACK_FOR:?}");
-                    self.metrics.count("outbound", "refused");
-                    *state = GatewayState::TcpUntil(Instant::now() + REFUSED_FALLBACK_FOR);
-                    return None;
-                }
-                outcome => {
-                    let why = match outcome {
-                        Ok(Err(HandshakeError::Failed(e))) => e,
-                        _ => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
-                    };
-                    tracing::info!(%addr, "QUIC to the gateway failed ({why}); TCP for {FALLBACK_FOR:?}");
-                    self.metrics.count("outbound", "fallback_to_tcp");
-                    *state = GatewayState::TcpUntil(Instant::now() + FALLBACK_FOR);
-                    return None;
-                }
+                outcome => outcome,
+            }
+        };
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(HANDSHAKE_DEADLINE, dial).await;
+        let mut gateway = gateway.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match outcome {
+            Ok(Ok((endpoint, connection))) => {
+                tracing::debug!(%addr, took = ?now - started, "QUIC connection to the gateway");
+                self.metrics.count("outbound", "connected");
+                self.metrics.path.follow(connection.clone(), "outbound");
+                gateway.state = GatewayState::Connected(Dialed::new(endpoint, connection));
+                gateway.tcp_until = None;
+            }
+            Ok(Err(HandshakeError::Refused)) => {
+                tracing::info!(%addr, "the gateway refused QUIC twice; TCP for {REFUSED_FALLBACK_FOR:?} where the Link allows it");
+                self.metrics.count("outbound", "refused");
+                gateway.state = GatewayState::Failed(now);
+                gateway.tcp_until = Some(now + REFUSED_FALLBACK_FOR);
+            }
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(HandshakeError::Failed(e))) => e,
+                    _ => format!("no handshake within {HANDSHAKE_DEADLINE:?}"),
+                };
+                tracing::info!(%addr, "QUIC to the gateway failed ({why}); TCP for {FALLBACK_FOR:?} where the Link allows it");
+                self.metrics.count("outbound", "fallback_to_tcp");
+                gateway.state = GatewayState::Failed(now);
+                gateway.tcp_until = Some(now + FALLBACK_FOR);
             }
         }
-        None
+        drop(gateway);
+        drop(done);
     }
 
     /// One handshake with the gateway at `addr`, from a new UDP socket.
@@ -718,11 +852,19 @@ async fn send_drain_notice(connection: &quinn::Connection) {
 mod tests {
     use super::*;
 
-    /// What the relay does to datagrams: hold them, lose some answers.
+    /// The gateway's identity.
+    const GATEWAY: &str =
+        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+
+    /// What the relay does to datagrams: hold them, lose some answers,
+    /// lose all of them for a while.
     #[derive(Debug, Clone, Copy, Default)]
     struct Link {
         delay: Duration,
         drop_every: usize,
+        /// Every datagram, either way, is lost for this long from the
+        /// relay's start.
+        blackout: Duration,
     }
 
     impl Link {
@@ -746,8 +888,11 @@ mod tests {
     /// it names now (as when the node's connection tracking entry of a
     /// removed endpoint is flushed); answers come back from the relay.
     /// Each datagram is held for `link.delay` either way, and every
-    /// `link.drop_every`th answer is lost (0: none).
+    /// `link.drop_every`th answer is lost (0: none); none gets through
+    /// during the first `link.blackout`.
     async fn relay(target: Arc<Mutex<SocketAddr>>, follow: bool, link: Link) -> SocketAddr {
+        let opened = Instant::now();
+        let dark = move || opened.elapsed() < link.blackout;
         let front = Arc::new(
             tokio::net::UdpSocket::bind("127.0.0.1:0")
                 .await
@@ -774,7 +919,9 @@ mod tests {
                             let mut answers = 0usize;
                             while let Ok((n, _)) = from.recv_from(&mut buf).await {
                                 answers += 1;
-                                if link.drop_every == 0 || !answers.is_multiple_of(link.drop_every)
+                                if !dark()
+                                    && (link.drop_every == 0
+                                        || !answers.is_multiple_of(link.drop_every))
                                 {
                                     link.send(&to, &buf[..n], client).await;
                                 }
@@ -785,10 +932,114 @@ mod tests {
                     }
                 };
                 let to = if follow { now } else { pinned };
-                link.send(&back, &buf[..n], to).await;
+                if !dark() {
+                    link.send(&back, &buf[..n], to).await;
+                }
             }
         });
         addr
+    }
+
+    /// A client and a gateway (accepting every handshake) reached through
+    /// a relay that does `link` to its datagrams.
+    async fn gateway_behind(link: Link) -> (Arc<QuicClient>, SocketAddr, quinn::Endpoint) {
+        let ca = mesh_test_util::controller::Ca::new();
+        let gateway = server_endpoint(
+            &ca.credentials(GATEWAY),
+            "127.0.0.1:0".parse().expect("addr"),
+            None,
+            CongestionControl::default(),
+            &QuicMetrics::default(),
+        )
+        .expect("a server endpoint");
+        let target = Arc::new(Mutex::new(gateway.local_addr().expect("bound")));
+        let addr = relay(target, false, link).await;
+        let accepting = gateway.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(connection) = incoming.await {
+                        connection.closed().await;
+                    }
+                });
+            }
+        });
+        let client = QuicClient::new(
+            &ca.credentials("client.test.serviceaccount.identity.linkerd.cluster.local"),
+            QuicMetrics::default(),
+            CongestionControl::default(),
+        )
+        .expect("client");
+        (client, addr, gateway)
+    }
+
+    /// A handshake that takes longer than a request waits for it (here a
+    /// 1.2 s round trip; on a WAN, a lost handshake packet) is not a
+    /// gateway UDP cannot reach: the request that could not wait goes
+    /// over TCP, the handshake carries on, and the requests after it use
+    /// QUIC. A route that may only use QUIC waits for it. Before, the
+    /// handshake was abandoned after a second and the gateway was reached
+    /// over TCP for 30 s, and QUIC-only routes failed for as long.
+    #[tokio::test]
+    async fn a_slow_handshake_delays_quic_and_does_not_turn_it_off() {
+        let link = Link {
+            delay: Duration::from_millis(600),
+            ..Link::default()
+        };
+        let (client, addr, _gateway) = gateway_behind(link).await;
+        assert!(
+            client
+                .connection(addr, GATEWAY, Otherwise::Tcp)
+                .await
+                .is_none(),
+            "a request that may use TCP does not wait for a 1.2 s handshake"
+        );
+        let connection = client
+            .connection(addr, GATEWAY, Otherwise::Fail)
+            .await
+            .expect("a QUIC-only route waits for the handshake to complete");
+        let again = client
+            .connection(addr, GATEWAY, Otherwise::Tcp)
+            .await
+            .expect("once it has, routes that may use TCP use QUIC");
+        assert_eq!(again.stable_id(), connection.stable_id());
+    }
+
+    /// The gateway cannot be reached over UDP for a while (a firewall
+    /// change, a node restarting). A QUIC-only route fails the requests
+    /// that waited for the failed handshake, and tries QUIC again a
+    /// moment later, not after the 30 s TCP fallback of the routes that
+    /// have one.
+    #[tokio::test]
+    async fn a_quic_only_route_tries_again_soon_after_a_failed_handshake() {
+        let link = Link {
+            blackout: Duration::from_millis(1800),
+            ..Link::default()
+        };
+        let (client, addr, _gateway) = gateway_behind(link).await;
+        assert!(
+            client
+                .connection(addr, GATEWAY, Otherwise::Fail)
+                .await
+                .is_none(),
+            "nothing gets through: the handshake fails"
+        );
+        assert!(
+            client
+                .connection(addr, GATEWAY, Otherwise::Tcp)
+                .await
+                .is_none(),
+            "a route that may use TCP does, at once"
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        client
+            .connection(addr, GATEWAY, Otherwise::Fail)
+            .await
+            .expect("a QUIC-only route tries again, and gets through");
+        client
+            .connection(addr, GATEWAY, Otherwise::Tcp)
+            .await
+            .expect("the other routes use the new connection");
     }
 
     /// How a client's connection ends when the gateway pod it reached
@@ -799,8 +1050,6 @@ mod tests {
         key: &[u8],
         replacement_key: &[u8],
     ) -> quinn::ConnectionError {
-        const GATEWAY: &str =
-            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
         let ca = mesh_test_util::controller::Ca::new();
         let gateway = ca.credentials(GATEWAY);
         let any = || "127.0.0.1:0".parse().expect("addr");
@@ -837,7 +1086,10 @@ mod tests {
             CongestionControl::default(),
         )
         .expect("client");
-        let connection = client.connection(addr, GATEWAY).await.expect("connected");
+        let connection = client
+            .connection(addr, GATEWAY, Otherwise::Fail)
+            .await
+            .expect("connected");
         let _server_side = accepted.await.expect("accepted");
         *target.lock().expect("target") = second.local_addr().expect("bound");
         connection.closed().await
@@ -852,8 +1104,6 @@ mod tests {
     /// pod drains would never be taken (the request would fail).
     #[tokio::test]
     async fn a_draining_gateway_moves_new_streams_to_a_new_connection() {
-        const GATEWAY: &str =
-            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
         let ca = mesh_test_util::controller::Ca::new();
         let gateway = ca.credentials(GATEWAY);
         let any = || "127.0.0.1:0".parse().expect("addr");
@@ -910,7 +1160,10 @@ mod tests {
             let (send, recv) = connection.open_bi().await.expect("a stream");
             QuicStream { send, recv }
         };
-        let old = client.connection(addr, GATEWAY).await.expect("connected");
+        let old = client
+            .connection(addr, GATEWAY, Otherwise::Fail)
+            .await
+            .expect("connected");
         let held = open(old.clone()).await;
         // The stream reaches the first gateway before it drains.
         let mut warm = open(old.clone()).await;
@@ -926,7 +1179,10 @@ mod tests {
         tokio::spawn(first_drain.shutdown(Duration::from_secs(10)));
         let mut next = None;
         for _ in 0..100 {
-            let connection = client.connection(addr, GATEWAY).await.expect("connected");
+            let connection = client
+                .connection(addr, GATEWAY, Otherwise::Fail)
+                .await
+                .expect("connected");
             if connection.stable_id() != old.stable_id() {
                 next = Some(connection);
                 break;
@@ -974,9 +1230,6 @@ mod tests {
         assert_eq!(Transport::parse("udp"), None);
     }
 
-    const BULK_GATEWAY: &str =
-        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
-
     /// A MiB: bulk responses are a whole number of them.
     const MIB: usize = 1 << 20;
 
@@ -998,7 +1251,7 @@ mod tests {
         ) -> Self {
             let ca = mesh_test_util::controller::Ca::new();
             let endpoint = server_endpoint(
-                &ca.credentials(BULK_GATEWAY),
+                &ca.credentials(GATEWAY),
                 "127.0.0.1:0".parse().expect("addr"),
                 None,
                 congestion,
@@ -1043,7 +1296,7 @@ mod tests {
         /// The client's connection (made on first use).
         async fn connection(&self) -> quinn::Connection {
             self.client
-                .connection(self.relay, BULK_GATEWAY)
+                .connection(self.relay, GATEWAY, Otherwise::Fail)
                 .await
                 .expect("connected")
         }
@@ -1077,6 +1330,7 @@ mod tests {
         let link = Link {
             delay: Duration::from_millis(20),
             drop_every: 50,
+            ..Link::default()
         };
         let mut took = Vec::new();
         for congestion in [CongestionControl::default(), CongestionControl::Cubic] {

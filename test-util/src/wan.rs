@@ -141,17 +141,34 @@ pub fn url(base: &str, path: &str) -> &'static str {
 
 /// The latencies of one closed-loop run, sorted, its failures and how long
 /// it ran.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Run {
     /// Each answered request's latency, sorted.
     pub latencies: Vec<Duration>,
     /// Requests that failed or were not answered 200.
     pub errors: usize,
+    /// What the first few of those failures were (a status and body, or
+    /// the client's error), so a failed run says why.
+    pub failures: Vec<String>,
     /// How long the run took.
     pub elapsed: Duration,
 }
 
 impl Run {
+    /// How many failures a run describes (the rest are only counted).
+    const DESCRIBED: usize = 5;
+
+    fn failed(&mut self, answer: Result<(u16, String), String>, took: Duration) {
+        self.errors += 1;
+        if self.failures.len() < Self::DESCRIBED {
+            let what = match answer {
+                Ok((status, body)) => format!("answered {status}: {}", body.trim()),
+                Err(error) => error,
+            };
+            self.failures.push(format!("after {took:?}: {what}"));
+        }
+    }
+
     /// Answered requests per second.
     pub fn rps(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
@@ -166,7 +183,7 @@ pub async fn load(mesh: &Mesh, url: &'static str, workers: usize, duration: Dura
             let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(workers)
                 .build_http();
-            let results = Arc::new(Mutex::new((Vec::new(), 0usize)));
+            let results = Arc::new(Mutex::new(Run::default()));
             let started = Instant::now();
             let mut tasks = Vec::new();
             for _ in 0..workers {
@@ -178,15 +195,12 @@ pub async fn load(mesh: &Mesh, url: &'static str, workers: usize, duration: Dura
                         let req = http::Request::get(url)
                             .body(Full::default())
                             .expect("request");
-                        let ok = crate::request(&client, req)
-                            .await
-                            .is_ok_and(|(status, _)| status == 200);
+                        let answer = crate::request(&client, req).await;
                         let took = t0.elapsed();
                         let mut results = results.lock().expect("results");
-                        if ok {
-                            results.0.push(took);
-                        } else {
-                            results.1 += 1;
+                        match answer {
+                            Ok((200, _)) => results.latencies.push(took),
+                            failed => results.failed(failed, took),
                         }
                     }
                 }));
@@ -194,14 +208,10 @@ pub async fn load(mesh: &Mesh, url: &'static str, workers: usize, duration: Dura
             for task in tasks {
                 let _ = task.await;
             }
-            let elapsed = started.elapsed();
-            let (mut latencies, errors) = results.lock().expect("results").clone();
-            latencies.sort();
-            Run {
-                latencies,
-                errors,
-                elapsed,
-            }
+            let mut run = std::mem::take(&mut *results.lock().expect("results"));
+            run.latencies.sort();
+            run.elapsed = started.elapsed();
+            run
         })
         .await
 }

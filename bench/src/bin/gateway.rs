@@ -84,8 +84,9 @@ fn main() {
             let warm = load(&mesh, url, 1, Duration::from_secs(1)).await;
             assert!(
                 warm.errors == 0 && !warm.latencies.is_empty(),
-                "{url} answers: {} errors\n{}",
+                "{url} answers: {} errors {:?}\n{}",
                 warm.errors,
+                warm.failures,
                 mesh.logs()
             );
         }
@@ -160,6 +161,11 @@ fn main() {
                             format!("{:.2}", run.rps() / tcp_rps)
                         }
                     );
+                }
+                for (name, run, _) in &runs {
+                    if !run.failures.is_empty() {
+                        eprintln!("{body} at {loss} loss over {name}, failures: {:?}", run.failures);
+                    }
                 }
             }
         }

@@ -210,17 +210,23 @@ impl Policies {
                     }
                 }
                 Err(status) if status.code() == tonic::Code::NotFound => {
-                    tracing::debug!(
-                        port,
-                        "the policy controller does not know this pod yet: {status}"
-                    );
-                    tx.send_if_modified(|answer| {
+                    let first = tx.send_if_modified(|answer| {
                         let pending = matches!(answer, Answer::Pending);
                         if pending {
                             *answer = Answer::Unknown;
                         }
                         pending
                     });
+                    // Said once: the retries every moment would bury
+                    // everything else in the log.
+                    if first {
+                        tracing::debug!(
+                            port,
+                            "the policy controller does not know this pod yet: {status}"
+                        );
+                    } else {
+                        tracing::trace!(port, "still unknown to the policy controller: {status}");
+                    }
                 }
                 Err(status) => tracing::debug!(port, "WatchPort: {status}"),
             }
