@@ -540,10 +540,15 @@ impl QuicClient {
             return Current::Ready(None);
         }
         match &gateway.state {
-            GatewayState::Connecting { since, done } => Current::Connecting {
-                since: *since,
-                done: done.clone(),
-            },
+            // A handshake task that ended without setting an outcome (it
+            // panicked, or the runtime is shutting down) has dropped its
+            // sender: that one is made again rather than waited for.
+            GatewayState::Connecting { since, done } if done.has_changed().is_ok() => {
+                Current::Connecting {
+                    since: *since,
+                    done: done.clone(),
+                }
+            }
             GatewayState::Failed(at)
                 if otherwise == Otherwise::Fail && now < *at + QUIC_ONLY_RETRY_AFTER =>
             {
@@ -1040,6 +1045,29 @@ mod tests {
             .connection(addr, GATEWAY, Otherwise::Tcp)
             .await
             .expect("the other routes use the new connection");
+    }
+
+    /// A handshake task that ended without setting an outcome (it
+    /// panicked, or its runtime was stopping) leaves its callers neither
+    /// waiting on it nor spinning on it: the next caller makes a new one.
+    #[tokio::test]
+    async fn a_handshake_that_vanished_is_made_again() {
+        let (client, addr, _gateway) = gateway_behind(Link::default()).await;
+        let (vanished, done) = tokio::sync::watch::channel(());
+        drop(vanished);
+        client.state(addr).lock().expect("gateway").state = GatewayState::Connecting {
+            since: Instant::now(),
+            done,
+        };
+        let connected = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.connection(addr, GATEWAY, Otherwise::Fail),
+        )
+        .await;
+        assert!(
+            matches!(connected, Ok(Some(_))),
+            "a new handshake, not the vanished one: {connected:?}"
+        );
     }
 
     /// How a client's connection ends when the gateway pod it reached
