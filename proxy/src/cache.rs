@@ -5,8 +5,10 @@
 //! keep their state (and their discovery watches) forever.
 //!
 //! And [`Kept`]: a few values kept by key, at most a bound, for the metric
-//! handles the request path resolves once and finds again (the keys are
-//! often the client's to choose, hence the bound).
+//! handles and routing decisions the request path resolves once and finds
+//! again (the keys are often the client's to choose, hence the bound);
+//! [`KeptUnder`] forgets them when the policy or profile they were made
+//! under changes.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -122,18 +124,7 @@ impl<K, V: Clone> Kept<K, V> {
         make: impl FnOnce() -> (K, V),
     ) -> V {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, value)) = entries.iter().find(|(key, _)| matches(key)) {
-            return value.clone();
-        }
-        let (key, value) = make();
-        if entries.len() >= self.max {
-            match self.when_full {
-                WhenFull::KeepOld => return value,
-                WhenFull::StartAfresh => entries.clear(),
-            }
-        }
-        entries.push((key, value.clone()));
-        value
+        find_or_make(&mut entries, self.max, self.when_full, matches, make)
     }
 
     /// How many values it keeps now.
@@ -142,6 +133,90 @@ impl<K, V: Clone> Kept<K, V> {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// The value in `entries` whose key `matches`, or the one `make` makes,
+/// kept as `when_full` says once there are `max`.
+fn find_or_make<K, V: Clone>(
+    entries: &mut Vec<(K, V)>,
+    max: usize,
+    when_full: WhenFull,
+    matches: impl Fn(&K) -> bool,
+    make: impl FnOnce() -> (K, V),
+) -> V {
+    if let Some((_, value)) = entries.iter().find(|(key, _)| matches(key)) {
+        return value.clone();
+    }
+    let (key, value) = make();
+    if entries.len() >= max {
+        match when_full {
+            WhenFull::KeepOld => return value,
+            WhenFull::StartAfresh => entries.clear(),
+        }
+    }
+    entries.push((key, value.clone()));
+    value
+}
+
+/// A [`Kept`] whose values were made under one generation `G` (the policy
+/// or profile they were resolved from, held so that keys may point into
+/// it): a lookup under another generation forgets them all first.
+#[derive(Debug)]
+pub struct KeptUnder<G, K, V> {
+    kept: Mutex<Generation<G, K, V>>,
+    max: usize,
+    when_full: WhenFull,
+}
+
+#[derive(Debug)]
+struct Generation<G, K, V> {
+    made_under: Option<G>,
+    entries: Vec<(K, V)>,
+}
+
+impl<G: Clone, K, V: Clone> KeptUnder<G, K, V> {
+    /// An empty set of at most `max` values.
+    pub const fn new(max: usize, when_full: WhenFull) -> Self {
+        Self {
+            kept: Mutex::new(Generation {
+                made_under: None,
+                entries: Vec::new(),
+            }),
+            max,
+            when_full,
+        }
+    }
+
+    /// The value made under `generation` (as `same` compares them) whose
+    /// key `matches`, or the one `make` makes.
+    pub fn get_or_insert_with(
+        &self,
+        generation: &G,
+        same: impl Fn(&G, &G) -> bool,
+        matches: impl Fn(&K) -> bool,
+        make: impl FnOnce() -> (K, V),
+    ) -> V {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if !kept
+            .made_under
+            .as_ref()
+            .is_some_and(|made_under| same(made_under, generation))
+        {
+            kept.made_under = Some(generation.clone());
+            kept.entries.clear();
+        }
+        find_or_make(&mut kept.entries, self.max, self.when_full, matches, make)
+    }
+
+    /// How many values it keeps now.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
             .len()
     }
 }
@@ -166,6 +241,36 @@ mod tests {
             let found = kept.get_or_insert_with(|k| *k == 0, || (0, 99));
             assert_eq!(found, if first_kept { 0 } else { 99 });
         }
+    }
+
+    #[test]
+    fn a_new_generation_forgets_what_the_old_one_made() {
+        let kept: KeptUnder<Arc<&str>, u32, u32> = KeptUnder::new(4, WhenFull::KeepOld);
+        let (first, second) = (Arc::new("first"), Arc::new("second"));
+        assert_eq!(
+            kept.get_or_insert_with(&first, Arc::ptr_eq, |k| *k == 1, || (1, 10)),
+            10
+        );
+        // Found under the same generation, not made again.
+        assert_eq!(
+            kept.get_or_insert_with(&first, Arc::ptr_eq, |k| *k == 1, || (1, 99)),
+            10
+        );
+        // Made again under another one (an equal value is another generation).
+        let equal = Arc::new("first");
+        assert_eq!(
+            kept.get_or_insert_with(&equal, Arc::ptr_eq, |k| *k == 1, || (1, 11)),
+            11
+        );
+        assert_eq!(
+            kept.get_or_insert_with(&second, Arc::ptr_eq, |k| *k == 2, || (2, 20)),
+            20
+        );
+        assert_eq!(
+            kept.len(),
+            1,
+            "only what the newest generation made is kept"
+        );
     }
 
     #[test]

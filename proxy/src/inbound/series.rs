@@ -12,11 +12,12 @@
 //! kinds a connection keeps are bounded ([`MAX_KINDS`]): a client that
 //! sends ever new ones costs what an uncached request costs, not memory.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 
 use super::policy::authorize::{Authorization, Route, ServerPolicy};
+use crate::cache::{KeptUnder, WhenFull};
 use crate::metrics::Series;
 
 /// How many kinds of request one connection keeps resolved.
@@ -48,28 +49,29 @@ pub(crate) struct Counted {
     pub series: Arc<Series>,
 }
 
-/// The kinds of request one connection has seen.
-#[derive(Debug, Default)]
+/// The kinds of request one connection has seen, under the policy they
+/// were resolved with (a new policy forgets them).
+#[derive(Debug)]
 pub(crate) struct ConnectionSeries {
-    seen: Mutex<Seen>,
+    kinds: KeptUnder<Arc<ServerPolicy>, Kind, Counted>,
 }
 
-#[derive(Debug, Default)]
-struct Seen {
-    /// The policy the kinds were resolved under; a new policy forgets them.
-    policy: Option<Arc<ServerPolicy>>,
-    kinds: Vec<Kind>,
+impl Default for ConnectionSeries {
+    fn default() -> Self {
+        Self {
+            kinds: KeptUnder::new(MAX_KINDS, WhenFull::KeepOld),
+        }
+    }
 }
 
 /// One kind of request. The route and authorization are known by their
-/// addresses in the policy `Seen` holds.
+/// addresses in the policy the kinds were made under.
 #[derive(Debug)]
 struct Kind {
     route: Option<usize>,
     authorization: usize,
     caller: Option<String>,
     authority: String,
-    counted: Counted,
 }
 
 impl Admitted<'_> {
@@ -79,6 +81,15 @@ impl Admitted<'_> {
 
     fn authorization_address(&self) -> usize {
         std::ptr::from_ref(self.authorization).addr()
+    }
+
+    fn kind(&self) -> Kind {
+        Kind {
+            route: self.route_address(),
+            authorization: self.authorization_address(),
+            caller: self.caller.map(str::to_owned),
+            authority: self.authority.to_owned(),
+        }
     }
 }
 
@@ -99,39 +110,18 @@ impl ConnectionSeries {
         admitted: &Admitted<'_>,
         resolve: impl FnOnce() -> Counted,
     ) -> Counted {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if !seen
-            .policy
-            .as_ref()
-            .is_some_and(|policy| Arc::ptr_eq(policy, admitted.policy))
-        {
-            seen.policy = Some(admitted.policy.clone());
-            seen.kinds.clear();
-        }
-        if let Some(kind) = seen.kinds.iter().find(|kind| kind.is(admitted)) {
-            return kind.counted.clone();
-        }
-        let counted = resolve();
-        if seen.kinds.len() < MAX_KINDS {
-            seen.kinds.push(Kind {
-                route: admitted.route_address(),
-                authorization: admitted.authorization_address(),
-                caller: admitted.caller.map(str::to_owned),
-                authority: admitted.authority.to_owned(),
-                counted: counted.clone(),
-            });
-        }
-        counted
+        self.kinds.get_or_insert_with(
+            admitted.policy,
+            Arc::ptr_eq,
+            |kind| kind.is(admitted),
+            || (admitted.kind(), resolve()),
+        )
     }
 
     /// How many kinds it keeps now.
     #[cfg(test)]
     fn kinds(&self) -> usize {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .kinds
-            .len()
+        self.kinds.len()
     }
 }
 

@@ -37,15 +37,28 @@ pub fn outbound() -> (Arc<Outbound>, Arc<Mutex<Registry>>) {
 
 /// A destination at `addr` whose profile is `profile`.
 pub fn logical(addr: SocketAddr, profile: Option<Profile>) -> Arc<Logical> {
-    let (_, watch) = tokio::sync::watch::channel(profile.map(Arc::new));
-    Arc::new(Logical {
+    logical_watched(addr, profile).0
+}
+
+/// A destination at `addr` whose profile is `profile` at first, then what
+/// the returned sender sends.
+pub fn logical_watched(
+    addr: SocketAddr,
+    profile: Option<Profile>,
+) -> (
+    Arc<Logical>,
+    tokio::sync::watch::Sender<Option<Arc<Profile>>>,
+) {
+    let (profiles, watch) = tokio::sync::watch::channel(profile.map(Arc::new));
+    let logical = Arc::new(Logical {
         addr,
         name: None,
         profile: Some(watch),
         gave_up: Default::default(),
         budget: Mutex::new(Budget::new(RetryBudget::default())),
         decisions: Default::default(),
-    })
+    });
+    (logical, profiles)
 }
 
 /// A route named `route` that takes every request.

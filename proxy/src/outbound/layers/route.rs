@@ -14,9 +14,10 @@
 //! the set afresh, so ever new authorities cannot keep common requests
 //! out); a new profile forgets them.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use super::{Decision, HttpRequest, HttpResponse, Layer, Next, ResponseFuture, Routed};
+use crate::cache::{KeptUnder, WhenFull};
 use crate::discover::profile::{self, HeaderModifier, PathRewrite, Profile, Redirect, RouteFilter};
 use crate::http::{error_response, grpc_error_response};
 use crate::outbound::Logical;
@@ -31,22 +32,31 @@ pub struct Route {
 }
 
 /// A destination's kept decisions, under the profile they were made with.
-#[derive(Debug, Default)]
-pub struct Decisions(Mutex<Kept>);
+#[derive(Debug)]
+pub struct Decisions(KeptUnder<Option<Arc<Profile>>, DecisionKey, Arc<Decision>>);
 
-#[derive(Debug, Default)]
-struct Kept {
-    profile: Option<Arc<Profile>>,
-    decisions: Vec<KeptDecision>,
+impl Default for Decisions {
+    fn default() -> Self {
+        Self(KeptUnder::new(MAX_KEPT, WhenFull::StartAfresh))
+    }
 }
 
-/// One decision, known by the address of its route in the profile `Kept`
-/// holds, and the request's authority when that named the destination.
+/// What a kept decision is known by: the address of its route in the
+/// profile it was made under, and the request's authority when that named
+/// the destination.
 #[derive(Debug)]
-struct KeptDecision {
+struct DecisionKey {
     route: Option<usize>,
     authority: Option<String>,
-    decision: Arc<Decision>,
+}
+
+/// Whether two lookups of a destination's profile gave the same one.
+fn same_profile(a: &Option<Arc<Profile>>, b: &Option<Arc<Profile>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 impl Route {
@@ -64,38 +74,19 @@ impl Route {
             .is_some_and(|p| p.fully_qualified_name.is_some());
         let route_address = route.map(|r| std::ptr::from_ref(r).addr());
         let authority = (!named).then(|| request_authority_str(req)).flatten();
-        let mut kept = self
-            .logical
-            .decisions
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let same_profile = match (&kept.profile, &profile) {
-            (Some(kept), Some(now)) => Arc::ptr_eq(kept, now),
-            (None, None) => true,
-            _ => false,
-        };
-        if !same_profile {
-            kept.profile.clone_from(&profile);
-            kept.decisions.clear();
-        }
-        let known = kept
-            .decisions
-            .iter()
-            .find(|d| d.route == route_address && d.authority.as_deref() == authority)
-            .map(|d| d.decision.clone());
-        let decision = known.unwrap_or_else(|| {
-            let decision = Arc::new(decide(&self.logical, profile.clone(), route.cloned(), req));
-            if kept.decisions.len() >= MAX_KEPT {
-                kept.decisions.clear();
-            }
-            kept.decisions.push(KeptDecision {
-                route: route_address,
-                authority: authority.map(str::to_owned),
-                decision: decision.clone(),
-            });
-            decision
-        });
+        let decision = self.logical.decisions.0.get_or_insert_with(
+            &profile,
+            same_profile,
+            |key| key.route == route_address && key.authority.as_deref() == authority,
+            || {
+                let key = DecisionKey {
+                    route: route_address,
+                    authority: authority.map(str::to_owned),
+                };
+                let decision = decide(&self.logical, profile.clone(), route.cloned(), req);
+                (key, Arc::new(decision))
+            },
+        );
         Arc::new(Routed {
             logical: self.logical.clone(),
             decision,
@@ -105,11 +96,7 @@ impl Route {
     /// How many decisions its destination keeps now.
     #[cfg(test)]
     fn kept(&self) -> usize {
-        self.logical
-            .decisions
-            .0
-            .lock()
-            .map_or(0, |kept| kept.decisions.len())
+        self.logical.decisions.0.len()
     }
 }
 
@@ -270,7 +257,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::discover::profile::RequestMatch;
+    use crate::discover::profile::{RequestMatch, RetryBudget};
     use crate::outbound::layers::Layer;
     use crate::outbound::layers::fixtures::{self, get, logical, split};
 
@@ -335,6 +322,28 @@ mod tests {
         let other = routes.routed(&to("db:80"));
         assert!(!Arc::ptr_eq(&first.decision, &other.decision));
         assert!(other.labels.contains(&("authority", "db:80".to_owned())));
+    }
+
+    /// A new profile (the Service's routes changed) decides its requests
+    /// again, under its own routes, and what the old one decided is let go
+    /// (each decision holds the profile it was made under).
+    #[test]
+    fn a_new_profile_decides_again_and_forgets_the_old_decisions() {
+        let budget = RetryBudget::default();
+        let first = split(&[("web", 1)], fixtures::route(false, None), budget);
+        let (logical, profiles) = fixtures::logical_watched(ADDR, Some(first));
+        let routes = Route::new(logical);
+        let before = routes.routed(&get());
+        let mut renamed = fixtures::route(false, None);
+        renamed.name = Some("renamed".into());
+        profiles.send_replace(Some(Arc::new(split(&[("web", 1)], renamed, budget))));
+        let after = routes.routed(&get());
+        assert!(!Arc::ptr_eq(&before.decision, &after.decision));
+        assert_eq!(
+            after.route.as_ref().and_then(|r| r.name.as_deref()),
+            Some("renamed")
+        );
+        assert_eq!(routes.kept(), 1, "the old profile's decision is let go");
     }
 
     /// The authority is the client's to choose: ever new ones are decided
