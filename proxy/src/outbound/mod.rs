@@ -319,7 +319,13 @@ impl Outbound {
         } else {
             // The application behind this proxy is its own client: what
             // detection cannot tell is relayed as opaque TCP.
-            match detect::detect(io, self.config.detect_timeout, detect::MAX_DETECT_BYTES).await {
+            // Detection, serving and relaying are each boxed: a task holds
+            // its future's largest state for as long as it lives, so inline
+            // an idle HTTP connection would keep room for all three (2.1 KiB
+            // more per idle HTTP/1.1 connection, measured).
+            let detecting =
+                detect::detect(io, self.config.detect_timeout, detect::MAX_DETECT_BYTES);
+            match Box::pin(detecting).await {
                 Ok((detection, io)) => (detection.or_opaque(), io),
                 Err(e) => {
                     tracing::debug!(%orig, "detection: {e}");
@@ -370,11 +376,18 @@ impl Outbound {
                     }
                 };
                 let streams = self.config.http2_max_concurrent_streams;
-                proxy_http::serve(io, protocol, streams, handle, drain.wait()).await;
+                Box::pin(proxy_http::serve(
+                    io,
+                    protocol,
+                    streams,
+                    handle,
+                    drain.wait(),
+                ))
+                .await;
             }
             _ => {
                 let target = self.target(&logical, profile.as_deref(), None, &[]);
-                self.opaque(io, target, source.client.as_deref()).await;
+                Box::pin(self.opaque(io, target, source.client.as_deref())).await;
             }
         }
     }
