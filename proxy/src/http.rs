@@ -5,12 +5,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::detect::Protocol;
@@ -79,18 +80,53 @@ pub async fn serve<I, F, Fut>(
         let handle = handle.clone();
         async move { Ok::<_, Infallible>(handle(req).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new());
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(max_concurrent_streams)
-        .max_local_error_reset_streams(max_concurrent_streams.min(MAX_LOCAL_RESETS) as usize);
-    let builder = match protocol {
-        Protocol::Http2 => builder.http2_only(),
-        _ => builder.http1_only(),
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    // One protocol's connection each, boxed: a connection that could be
+    // either (hyper-util's `auto`) keeps room for an HTTP/2 connection's
+    // state in every idle HTTP/1 connection.
+    match protocol {
+        Protocol::Http2 => {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(max_concurrent_streams)
+                .max_local_error_reset_streams(
+                    max_concurrent_streams.min(MAX_LOCAL_RESETS) as usize
+                );
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            Box::pin(until_drained(
+                conn,
+                http2::Connection::graceful_shutdown,
+                drain,
+            ))
+            .await;
+        }
+        _ => {
+            let mut builder = http1::Builder::new();
+            builder.timer(TokioTimer::new());
+            let conn = builder
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            Box::pin(until_drained(
+                conn,
+                http1::UpgradeableConnection::graceful_shutdown,
+                drain,
+            ))
+            .await;
+        }
+    }
+}
+
+/// Drives `conn` until it ends, or until `drain` completes: then tells it
+/// to finish (`shutdown`: what is in flight completes, nothing new is
+/// taken) and waits for it.
+async fn until_drained<C, E>(
+    conn: C,
+    shutdown: impl FnOnce(Pin<&mut C>),
+    drain: impl Future<Output = ()>,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::pin!(conn, drain);
     tokio::select! {
         result = conn.as_mut() => {
@@ -99,7 +135,7 @@ pub async fn serve<I, F, Fut>(
             }
         }
         () = &mut drain => {
-            conn.as_mut().graceful_shutdown();
+            shutdown(conn.as_mut());
             let _ = conn.await;
         }
     }
