@@ -241,25 +241,21 @@ struct QuicRoute {
     client: Arc<QuicClient>,
     addr: SocketAddr,
     server_name: String,
-    /// QUIC only, no TCP fallback.
-    required: bool,
+    /// What its requests do when QUIC does not get through: TCP, or fail
+    /// (the Link says QUIC only).
+    otherwise: Otherwise,
 }
 
 impl QuicRoute {
     /// The QUIC connection, or `None` when TCP should be used instead.
     async fn connection(&self) -> io::Result<Option<quinn::Connection>> {
-        let otherwise = if self.required {
-            Otherwise::Fail
-        } else {
-            Otherwise::Tcp
-        };
         match self
             .client
-            .connection(self.addr, &self.server_name, otherwise)
+            .connection(self.addr, &self.server_name, self.otherwise)
             .await
         {
             Some(connection) => Ok(Some(connection)),
-            None if self.required => Err(io::Error::new(
+            None if self.otherwise == Otherwise::Fail => Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
                 format!(
                     "QUIC to the gateway at {} failed and its Link says quic only",
@@ -369,7 +365,11 @@ impl EndpointClient {
                         client: tls.quic.clone(),
                         addr: endpoint.addr,
                         server_name: identity.clone(),
-                        required: endpoint.transport == Transport::Quic,
+                        otherwise: if endpoint.transport == Transport::Quic {
+                            Otherwise::Fail
+                        } else {
+                            Otherwise::Tcp
+                        },
                     });
                     let quic_connector = |kind: Kind| QuicConnector {
                         route: route.clone(),

@@ -72,6 +72,10 @@ pub const QUIC_ONLY_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// request that may use TCP waits.
 pub const INITIAL_RTT: Duration = Duration::from_millis(100);
 
+/// How long TCP is used for a gateway whose pods refused two QUIC
+/// handshakes in a row (draining: QUIC itself gets through).
+pub const REFUSED_FALLBACK_FOR: Duration = Duration::from_secs(1);
+
 /// What a caller of [`QuicClient::connection`] does when QUIC does not get
 /// through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,10 +85,6 @@ pub enum Otherwise {
     /// Fails (the Link says QUIC only): waits for the handshake's outcome.
     Fail,
 }
-
-/// How long TCP is used for a gateway whose pods refused two QUIC
-/// handshakes in a row (draining: QUIC itself gets through).
-pub const REFUSED_FALLBACK_FOR: Duration = Duration::from_secs(1);
 
 /// Why a handshake did not give a connection.
 enum HandshakeError {
@@ -347,7 +347,9 @@ async fn watch_drain_notice(
 #[derive(Debug, Default)]
 struct Gateway {
     state: GatewayState,
-    /// After a failed handshake: the routes that may use TCP do until then.
+    /// After a failed handshake: the routes that may use TCP do until then
+    /// (kept apart from the state, which a QUIC-only route's next
+    /// handshake replaces meanwhile).
     tcp_until: Option<Instant>,
     /// Connections to pods that said they are draining, kept (with their
     /// sockets) until the streams still on them end.
